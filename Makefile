@@ -1,0 +1,54 @@
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+
+# PyTriton's Python backend links Debian's libpython3.11: prefer /usr/bin/python3.11 (see DESIGN.md).
+PYTHON_BOOT := $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	test -d $(VENV) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+setup: $(STAMP) ## create the virtualenv with pinned dependencies
+
+run: setup ## start Redis, Triton, the four services and the gateway on loopback (Ctrl-C stops all)
+	$(VENV)/bin/render-stack
+
+demo: setup ## start the stack, render the bundled sample with live progress, stop the stack
+	$(PY) -m renderkit.demo
+
+test: setup ## run every test tier (unit, integration, system)
+	$(PY) -m pytest -q -m "not gpu" $(PYTEST_ARGS)
+
+test-unit: setup ## run the unit tests only
+	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
+
+lint: setup ## ruff, mypy and buf lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check . || true
+	$(VENV)/bin/mypy gateway services renderkit tests
+	$(VENV)/bin/buf lint
+
+protos: setup ## regenerate gen/python from protos/
+	PYTHON=$(PY) scripts/gen_protos.sh
+
+protos-check: protos ## fail if the committed generated code differs from protos/
+	git diff --exit-code -- gen/python
+	test -z "$$(git status --porcelain -- gen/python)"
+
+bench: setup ## end-to-end latency through the stack vs the same stages in one process
+	$(PY) -m benchmarks.e2e
+
+clean: ## remove run data and outputs (not the virtualenv)
+	rm -rf var out
+
+.PHONY: help setup run demo test test-unit lint protos protos-check bench clean

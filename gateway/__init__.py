@@ -1,0 +1,1 @@
+"""The gateway: render.v1.RenderService, the Redis job ledger and the dispatcher that runs jobs."""

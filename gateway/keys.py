@@ -1,0 +1,33 @@
+"""Every Redis key and channel the ledger uses, in one place."""
+
+from __future__ import annotations
+
+WORK_STREAM = "jobs:work"
+WORK_GROUP = "dispatchers"
+ACTIVE_SET = "jobs:active"
+CANCEL_CHANNEL = "jobs:cancel"
+
+
+def job(job_id: str) -> str:
+    """The hash holding a job's state, request, result and error."""
+    return f"job:{job_id}"
+
+
+def events(job_id: str) -> str:
+    """The stream of a job's progress events; stream ids are the resumable cursors."""
+    return f"job:{job_id}:events"
+
+
+def checkpoints(job_id: str) -> str:
+    """The hash of a job's stage outputs, so a new dispatcher resumes at the first unfinished stage."""
+    return f"job:{job_id}:ckpt"
+
+
+def tenant_index(tenant: str) -> str:
+    """The sorted set of a tenant's job ids by creation time (ms)."""
+    return f"tenant:{tenant}:jobs"
+
+
+def idempotency(tenant: str, key: str) -> str:
+    """Maps a client's idempotency key to its job id."""
+    return f"idem:{tenant}:{key}"

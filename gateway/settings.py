@@ -1,0 +1,63 @@
+"""The gateway's configuration, parsed once from the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.fetch import FetchPolicy
+from gateway.validation import Limits
+from renderkit.settings import env_bool, env_float, env_int, env_str
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Everything the gateway process reads from the environment."""
+
+    listen: str
+    redis_url: str
+    storage_url: str
+    segmentation_addr: str
+    depth_addr: str
+    projection_addr: str
+    generation_addr: str
+    retention_s: float
+    queue_limit: int
+    dispatcher_concurrency: int
+    lease_s: float
+    stage_timeout_s: float
+    job_timeout_s: float
+    limits: Limits
+    fetch: FetchPolicy
+    grace_seconds: float
+    dispatch: bool
+
+    @classmethod
+    def from_env(cls) -> GatewaySettings:
+        allow_private = env_bool("ALLOW_PRIVATE_URLS", False)
+        return cls(
+            listen=env_str("GATEWAY_LISTEN", "127.0.0.1:50051"),
+            redis_url=env_str("REDIS_URL", "redis://127.0.0.1:6390/0"),
+            storage_url=env_str("STORAGE_URL", "var/storage"),
+            segmentation_addr=env_str("SEGMENTATION_ADDR", "127.0.0.1:50061"),
+            depth_addr=env_str("DEPTH_ADDR", "127.0.0.1:50062"),
+            projection_addr=env_str("PROJECTION_ADDR", "127.0.0.1:50063"),
+            generation_addr=env_str("GENERATION_ADDR", "127.0.0.1:50064"),
+            retention_s=env_float("JOB_RETENTION_SECONDS", 48 * 3600.0, minimum=1.0),
+            queue_limit=env_int("QUEUE_LIMIT", 1000, minimum=0),
+            dispatcher_concurrency=env_int("DISPATCHER_CONCURRENCY", 2, minimum=0),
+            lease_s=env_float("JOB_LEASE_SECONDS", 30.0, minimum=1.0),
+            stage_timeout_s=env_float("STAGE_TIMEOUT_SECONDS", 60.0, minimum=0.1),
+            job_timeout_s=env_float("JOB_TIMEOUT_SECONDS", 600.0, minimum=1.0),
+            limits=Limits(
+                max_image_bytes=env_int("MAX_IMAGE_BYTES", 40 * 1024 * 1024, minimum=1),
+                max_pixels=env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1),
+                allow_private_urls=allow_private,
+            ),
+            fetch=FetchPolicy(
+                allow_private=allow_private,
+                max_bytes=env_int("MAX_IMAGE_BYTES", 40 * 1024 * 1024, minimum=1),
+                timeout_s=env_float("DOWNLOAD_TIMEOUT_SECONDS", 20.0, minimum=0.1),
+            ),
+            grace_seconds=env_float("SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0.0),
+            dispatch=env_bool("GATEWAY_DISPATCH", True),
+        )

@@ -1,0 +1,58 @@
+"""Clients of the four stage services, with retries declared in the channel's service config."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import grpc
+
+from render.depth.v1 import depth_service_pb2_grpc
+from render.generation.v1 import generation_service_pb2_grpc
+from render.projection.v1 import projection_service_pb2_grpc
+from render.segmentation.v1 import segmentation_service_pb2_grpc
+from renderkit.serving import CHANNEL_OPTIONS
+
+# Stage calls are pure functions of their request, so retrying UNAVAILABLE is safe.
+_SERVICE_CONFIG = json.dumps({
+    "methodConfig": [{
+        "name": [{}],
+        "retryPolicy": {
+            "maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }],
+})
+
+
+def stage_channel(address: str) -> grpc.aio.Channel:
+    """An insecure channel to a stage with the pipeline's message limits and retry policy."""
+    return grpc.aio.insecure_channel(address, options=[*CHANNEL_OPTIONS, ("grpc.service_config", _SERVICE_CONFIG),
+                                                       ("grpc.enable_retries", 1)])
+
+
+@dataclass
+class StageClients:
+    """Stubs of every stage service."""
+
+    segmentation: segmentation_service_pb2_grpc.SegmentationServiceStub
+    depth: depth_service_pb2_grpc.DepthServiceStub
+    projection: projection_service_pb2_grpc.ProjectionServiceStub
+    generation: generation_service_pb2_grpc.GenerationServiceStub
+    channels: list[grpc.aio.Channel]
+
+    @classmethod
+    def connect(cls, segmentation: str, depth: str, projection: str, generation: str) -> StageClients:
+        channels = [stage_channel(a) for a in (segmentation, depth, projection, generation)]
+        return cls(
+            segmentation=segmentation_service_pb2_grpc.SegmentationServiceStub(channels[0]),
+            depth=depth_service_pb2_grpc.DepthServiceStub(channels[1]),
+            projection=projection_service_pb2_grpc.ProjectionServiceStub(channels[2]),
+            generation=generation_service_pb2_grpc.GenerationServiceStub(channels[3]),
+            channels=channels,
+        )
+
+    async def close(self) -> None:
+        """Closes every channel."""
+        for channel in self.channels:
+            await channel.close()

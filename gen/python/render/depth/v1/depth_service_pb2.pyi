@@ -1,0 +1,38 @@
+from render.imaging.v1 import imaging_pb2 as _imaging_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EstimatePlaneRequest(_message.Message):
+    __slots__ = ("width", "height", "quad", "photo", "mask_png")
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    QUAD_FIELD_NUMBER: _ClassVar[int]
+    PHOTO_FIELD_NUMBER: _ClassVar[int]
+    MASK_PNG_FIELD_NUMBER: _ClassVar[int]
+    width: int
+    height: int
+    quad: _containers.RepeatedCompositeFieldContainer[_imaging_pb2.Point]
+    photo: bytes
+    mask_png: bytes
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., quad: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., photo: _Optional[bytes] = ..., mask_png: _Optional[bytes] = ...) -> None: ...
+
+class EstimatePlaneResponse(_message.Message):
+    __slots__ = ("homography", "confidence", "source", "aspect_ratio", "focal_length_px", "used_depth_model")
+    HOMOGRAPHY_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ASPECT_RATIO_FIELD_NUMBER: _ClassVar[int]
+    FOCAL_LENGTH_PX_FIELD_NUMBER: _ClassVar[int]
+    USED_DEPTH_MODEL_FIELD_NUMBER: _ClassVar[int]
+    homography: _imaging_pb2.Homography
+    confidence: float
+    source: str
+    aspect_ratio: float
+    focal_length_px: float
+    used_depth_model: bool
+    def __init__(self, homography: _Optional[_Union[_imaging_pb2.Homography, _Mapping]] = ..., confidence: _Optional[float] = ..., source: _Optional[str] = ..., aspect_ratio: _Optional[float] = ..., focal_length_px: _Optional[float] = ..., used_depth_model: _Optional[bool] = ...) -> None: ...

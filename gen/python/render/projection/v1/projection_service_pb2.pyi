@@ -1,0 +1,34 @@
+from render.imaging.v1 import imaging_pb2 as _imaging_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ProjectRequest(_message.Message):
+    __slots__ = ("photo", "swatch", "mask_png", "homography", "repeats_u", "repeats_v", "rotation_degrees", "output")
+    PHOTO_FIELD_NUMBER: _ClassVar[int]
+    SWATCH_FIELD_NUMBER: _ClassVar[int]
+    MASK_PNG_FIELD_NUMBER: _ClassVar[int]
+    HOMOGRAPHY_FIELD_NUMBER: _ClassVar[int]
+    REPEATS_U_FIELD_NUMBER: _ClassVar[int]
+    REPEATS_V_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_DEGREES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    photo: bytes
+    swatch: bytes
+    mask_png: bytes
+    homography: _imaging_pb2.Homography
+    repeats_u: float
+    repeats_v: float
+    rotation_degrees: float
+    output: _imaging_pb2.OutputSpec
+    def __init__(self, photo: _Optional[bytes] = ..., swatch: _Optional[bytes] = ..., mask_png: _Optional[bytes] = ..., homography: _Optional[_Union[_imaging_pb2.Homography, _Mapping]] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ..., rotation_degrees: _Optional[float] = ..., output: _Optional[_Union[_imaging_pb2.OutputSpec, _Mapping]] = ...) -> None: ...
+
+class ProjectResponse(_message.Message):
+    __slots__ = ("images",)
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[_imaging_pb2.EncodedImage]
+    def __init__(self, images: _Optional[_Iterable[_Union[_imaging_pb2.EncodedImage, _Mapping]]] = ...) -> None: ...

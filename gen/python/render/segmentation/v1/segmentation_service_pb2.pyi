@@ -1,0 +1,42 @@
+from render.imaging.v1 import imaging_pb2 as _imaging_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SegmentRequest(_message.Message):
+    __slots__ = ("width", "height", "photo", "mask", "quad", "polygon", "positive_points", "negative_points", "box", "surface")
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    PHOTO_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
+    QUAD_FIELD_NUMBER: _ClassVar[int]
+    POLYGON_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_POINTS_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_POINTS_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    SURFACE_FIELD_NUMBER: _ClassVar[int]
+    width: int
+    height: int
+    photo: bytes
+    mask: bytes
+    quad: _containers.RepeatedCompositeFieldContainer[_imaging_pb2.Point]
+    polygon: _containers.RepeatedCompositeFieldContainer[_imaging_pb2.Point]
+    positive_points: _containers.RepeatedCompositeFieldContainer[_imaging_pb2.Point]
+    negative_points: _containers.RepeatedCompositeFieldContainer[_imaging_pb2.Point]
+    box: _imaging_pb2.Box
+    surface: str
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., photo: _Optional[bytes] = ..., mask: _Optional[bytes] = ..., quad: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., polygon: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., positive_points: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., negative_points: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., box: _Optional[_Union[_imaging_pb2.Box, _Mapping]] = ..., surface: _Optional[str] = ...) -> None: ...
+
+class SegmentResponse(_message.Message):
+    __slots__ = ("mask_png", "source", "coverage")
+    MASK_PNG_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    mask_png: bytes
+    source: str
+    coverage: float
+    def __init__(self, mask_png: _Optional[bytes] = ..., source: _Optional[str] = ..., coverage: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,382 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Surface(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SURFACE_UNSPECIFIED: _ClassVar[Surface]
+    SURFACE_FLOOR: _ClassVar[Surface]
+    SURFACE_WALL: _ClassVar[Surface]
+    SURFACE_CEILING: _ClassVar[Surface]
+    SURFACE_FACADE: _ClassVar[Surface]
+
+class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IMAGE_FORMAT_UNSPECIFIED: _ClassVar[ImageFormat]
+    IMAGE_FORMAT_JPEG: _ClassVar[ImageFormat]
+    IMAGE_FORMAT_PNG: _ClassVar[ImageFormat]
+    IMAGE_FORMAT_WEBP: _ClassVar[ImageFormat]
+
+class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
+    JOB_STATE_QUEUED: _ClassVar[JobState]
+    JOB_STATE_RUNNING: _ClassVar[JobState]
+    JOB_STATE_SUCCEEDED: _ClassVar[JobState]
+    JOB_STATE_FAILED: _ClassVar[JobState]
+    JOB_STATE_CANCELLED: _ClassVar[JobState]
+
+class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STAGE_UNSPECIFIED: _ClassVar[Stage]
+    STAGE_SEGMENTATION: _ClassVar[Stage]
+    STAGE_DEPTH: _ClassVar[Stage]
+    STAGE_PROJECTION: _ClassVar[Stage]
+    STAGE_GENERATION: _ClassVar[Stage]
+    STAGE_OUTPUT: _ClassVar[Stage]
+
+class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_CODE_UNSPECIFIED: _ClassVar[ErrorCode]
+    ERROR_CODE_VALIDATION_FAILED: _ClassVar[ErrorCode]
+    ERROR_CODE_DOWNLOAD_FAILED: _ClassVar[ErrorCode]
+    ERROR_CODE_PIPELINE_ERROR: _ClassVar[ErrorCode]
+    ERROR_CODE_UPLOAD_FAILED: _ClassVar[ErrorCode]
+    ERROR_CODE_CONTENT_POLICY: _ClassVar[ErrorCode]
+    ERROR_CODE_PROVIDER_UNAVAILABLE: _ClassVar[ErrorCode]
+    ERROR_CODE_BUDGET_EXCEEDED: _ClassVar[ErrorCode]
+    ERROR_CODE_TIMEOUT: _ClassVar[ErrorCode]
+SURFACE_UNSPECIFIED: Surface
+SURFACE_FLOOR: Surface
+SURFACE_WALL: Surface
+SURFACE_CEILING: Surface
+SURFACE_FACADE: Surface
+IMAGE_FORMAT_UNSPECIFIED: ImageFormat
+IMAGE_FORMAT_JPEG: ImageFormat
+IMAGE_FORMAT_PNG: ImageFormat
+IMAGE_FORMAT_WEBP: ImageFormat
+JOB_STATE_UNSPECIFIED: JobState
+JOB_STATE_QUEUED: JobState
+JOB_STATE_RUNNING: JobState
+JOB_STATE_SUCCEEDED: JobState
+JOB_STATE_FAILED: JobState
+JOB_STATE_CANCELLED: JobState
+STAGE_UNSPECIFIED: Stage
+STAGE_SEGMENTATION: Stage
+STAGE_DEPTH: Stage
+STAGE_PROJECTION: Stage
+STAGE_GENERATION: Stage
+STAGE_OUTPUT: Stage
+ERROR_CODE_UNSPECIFIED: ErrorCode
+ERROR_CODE_VALIDATION_FAILED: ErrorCode
+ERROR_CODE_DOWNLOAD_FAILED: ErrorCode
+ERROR_CODE_PIPELINE_ERROR: ErrorCode
+ERROR_CODE_UPLOAD_FAILED: ErrorCode
+ERROR_CODE_CONTENT_POLICY: ErrorCode
+ERROR_CODE_PROVIDER_UNAVAILABLE: ErrorCode
+ERROR_CODE_BUDGET_EXCEEDED: ErrorCode
+ERROR_CODE_TIMEOUT: ErrorCode
+
+class ImageSource(_message.Message):
+    __slots__ = ("data", "url")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    url: str
+    def __init__(self, data: _Optional[bytes] = ..., url: _Optional[str] = ...) -> None: ...
+
+class Point(_message.Message):
+    __slots__ = ("x", "y")
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    x: float
+    y: float
+    def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ...) -> None: ...
+
+class Box(_message.Message):
+    __slots__ = ("x_min", "y_min", "x_max", "y_max")
+    X_MIN_FIELD_NUMBER: _ClassVar[int]
+    Y_MIN_FIELD_NUMBER: _ClassVar[int]
+    X_MAX_FIELD_NUMBER: _ClassVar[int]
+    Y_MAX_FIELD_NUMBER: _ClassVar[int]
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+    def __init__(self, x_min: _Optional[float] = ..., y_min: _Optional[float] = ..., x_max: _Optional[float] = ..., y_max: _Optional[float] = ...) -> None: ...
+
+class QuadSize(_message.Message):
+    __slots__ = ("width_meters", "height_meters")
+    WIDTH_METERS_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_METERS_FIELD_NUMBER: _ClassVar[int]
+    width_meters: float
+    height_meters: float
+    def __init__(self, width_meters: _Optional[float] = ..., height_meters: _Optional[float] = ...) -> None: ...
+
+class SurfaceHints(_message.Message):
+    __slots__ = ("quad", "polygon", "positive_points", "negative_points", "box", "quad_size")
+    QUAD_FIELD_NUMBER: _ClassVar[int]
+    POLYGON_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_POINTS_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_POINTS_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    QUAD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    quad: _containers.RepeatedCompositeFieldContainer[Point]
+    polygon: _containers.RepeatedCompositeFieldContainer[Point]
+    positive_points: _containers.RepeatedCompositeFieldContainer[Point]
+    negative_points: _containers.RepeatedCompositeFieldContainer[Point]
+    box: Box
+    quad_size: QuadSize
+    def __init__(self, quad: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., polygon: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., positive_points: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., negative_points: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., quad_size: _Optional[_Union[QuadSize, _Mapping]] = ...) -> None: ...
+
+class SwatchSize(_message.Message):
+    __slots__ = ("width_meters", "height_meters")
+    WIDTH_METERS_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_METERS_FIELD_NUMBER: _ClassVar[int]
+    width_meters: float
+    height_meters: float
+    def __init__(self, width_meters: _Optional[float] = ..., height_meters: _Optional[float] = ...) -> None: ...
+
+class RealWorldScale(_message.Message):
+    __slots__ = ("repeats", "swatch_size")
+    REPEATS_FIELD_NUMBER: _ClassVar[int]
+    SWATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    repeats: float
+    swatch_size: SwatchSize
+    def __init__(self, repeats: _Optional[float] = ..., swatch_size: _Optional[_Union[SwatchSize, _Mapping]] = ...) -> None: ...
+
+class MaterialSwapOptions(_message.Message):
+    __slots__ = ("real_world_scale", "enable_refinement", "refinement_seed", "stage_timeout_seconds", "rotation_degrees")
+    REAL_WORLD_SCALE_FIELD_NUMBER: _ClassVar[int]
+    ENABLE_REFINEMENT_FIELD_NUMBER: _ClassVar[int]
+    REFINEMENT_SEED_FIELD_NUMBER: _ClassVar[int]
+    STAGE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_DEGREES_FIELD_NUMBER: _ClassVar[int]
+    real_world_scale: RealWorldScale
+    enable_refinement: bool
+    refinement_seed: int
+    stage_timeout_seconds: float
+    rotation_degrees: float
+    def __init__(self, real_world_scale: _Optional[_Union[RealWorldScale, _Mapping]] = ..., enable_refinement: _Optional[bool] = ..., refinement_seed: _Optional[int] = ..., stage_timeout_seconds: _Optional[float] = ..., rotation_degrees: _Optional[float] = ...) -> None: ...
+
+class MaterialSwap(_message.Message):
+    __slots__ = ("photo", "swatch", "mask", "surface", "hints", "options")
+    PHOTO_FIELD_NUMBER: _ClassVar[int]
+    SWATCH_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
+    SURFACE_FIELD_NUMBER: _ClassVar[int]
+    HINTS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    photo: ImageSource
+    swatch: ImageSource
+    mask: ImageSource
+    surface: Surface
+    hints: SurfaceHints
+    options: MaterialSwapOptions
+    def __init__(self, photo: _Optional[_Union[ImageSource, _Mapping]] = ..., swatch: _Optional[_Union[ImageSource, _Mapping]] = ..., mask: _Optional[_Union[ImageSource, _Mapping]] = ..., surface: _Optional[_Union[Surface, str]] = ..., hints: _Optional[_Union[SurfaceHints, _Mapping]] = ..., options: _Optional[_Union[MaterialSwapOptions, _Mapping]] = ...) -> None: ...
+
+class OutputOptions(_message.Message):
+    __slots__ = ("format", "quality", "skip_preview", "include_2048")
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    SKIP_PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_2048_FIELD_NUMBER: _ClassVar[int]
+    format: ImageFormat
+    quality: int
+    skip_preview: bool
+    include_2048: bool
+    def __init__(self, format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[int] = ..., skip_preview: _Optional[bool] = ..., include_2048: _Optional[bool] = ...) -> None: ...
+
+class SubmitRenderRequest(_message.Message):
+    __slots__ = ("idempotency_key", "project_id", "user_id", "output", "material_swap")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    MATERIAL_SWAP_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    project_id: str
+    user_id: str
+    output: OutputOptions
+    material_swap: MaterialSwap
+    def __init__(self, idempotency_key: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., material_swap: _Optional[_Union[MaterialSwap, _Mapping]] = ...) -> None: ...
+
+class SubmitRenderResponse(_message.Message):
+    __slots__ = ("job", "deduplicated")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    deduplicated: bool
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., deduplicated: _Optional[bool] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class GetJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class WatchJobRequest(_message.Message):
+    __slots__ = ("job_id", "after")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    after: str
+    def __init__(self, job_id: _Optional[str] = ..., after: _Optional[str] = ...) -> None: ...
+
+class WatchJobResponse(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: JobEvent
+    def __init__(self, event: _Optional[_Union[JobEvent, _Mapping]] = ...) -> None: ...
+
+class CancelJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class CancelJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "project_id")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    project_id: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., project_id: _Optional[str] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs", "next_page_token")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class JobError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: ErrorCode
+    message: str
+    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class OutputFile(_message.Message):
+    __slots__ = ("name", "uri", "size_bytes", "content_type", "sha256", "width", "height")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    uri: str
+    size_bytes: int
+    content_type: str
+    sha256: str
+    width: int
+    height: int
+    def __init__(self, name: _Optional[str] = ..., uri: _Optional[str] = ..., size_bytes: _Optional[int] = ..., content_type: _Optional[str] = ..., sha256: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class JobResult(_message.Message):
+    __slots__ = ("outputs", "geometry_source", "geometry_confidence", "scale_source", "repeats_u", "repeats_v")
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    GEOMETRY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    GEOMETRY_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SCALE_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REPEATS_U_FIELD_NUMBER: _ClassVar[int]
+    REPEATS_V_FIELD_NUMBER: _ClassVar[int]
+    outputs: _containers.RepeatedCompositeFieldContainer[OutputFile]
+    geometry_source: str
+    geometry_confidence: float
+    scale_source: str
+    repeats_u: float
+    repeats_v: float
+    def __init__(self, outputs: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., geometry_source: _Optional[str] = ..., geometry_confidence: _Optional[float] = ..., scale_source: _Optional[str] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ...) -> None: ...
+
+class Job(_message.Message):
+    __slots__ = ("id", "state", "stage", "step", "total_steps", "progress", "create_time", "update_time", "start_time", "end_time", "result", "error", "project_id", "user_id", "kind", "message", "attempt")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    state: JobState
+    stage: Stage
+    step: int
+    total_steps: int
+    progress: float
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    result: JobResult
+    error: JobError
+    project_id: str
+    user_id: str
+    kind: str
+    message: str
+    attempt: int
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[Stage, str]] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., progress: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("cursor", "job_id", "time", "state", "stage", "step", "total_steps", "stage_progress", "progress", "message", "result", "error")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    STAGE_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    job_id: str
+    time: _timestamp_pb2.Timestamp
+    state: JobState
+    stage: Stage
+    step: int
+    total_steps: int
+    stage_progress: float
+    progress: float
+    message: str
+    result: JobResult
+    error: JobError
+    def __init__(self, cursor: _Optional[str] = ..., job_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[Stage, str]] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., stage_progress: _Optional[float] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,91 @@
+"""Where outputs and uploaded inputs live: a local directory now, a GCS bucket behind the same interface."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlparse
+
+
+class StorageError(OSError):
+    """A storage operation failed."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """A file written to storage."""
+
+    key: str
+    uri: str
+    size_bytes: int
+    content_type: str
+    sha256: str
+
+
+class Storage(Protocol):
+    """The interface every storage backend implements."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        """Writes data under the key (replacing what was there) and describes the stored object."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """Reads the bytes stored under the key; raises StorageError when there are none."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Removes the key; missing keys are ignored."""
+        ...
+
+
+def _check_key(key: str) -> None:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise StorageError(f"invalid storage key {key!r}")
+
+
+class LocalStorage:
+    """Stores objects as files under a root directory; writes are atomic (temp file + rename)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        """The file that holds a key."""
+        _check_key(key)
+        return self.root / key
+
+    def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        path = self.path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError(f"could not write {key}: {exc.strerror or exc}") from exc
+        return StoredObject(key=key, uri=path.as_uri(), size_bytes=len(data), content_type=content_type,
+                            sha256=hashlib.sha256(data).hexdigest())
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.path(key).read_bytes()
+        except OSError as exc:
+            raise StorageError(f"could not read {key}: {exc.strerror or exc}") from exc
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+
+def open_storage(url: str) -> Storage:
+    """Opens the backend a STORAGE_URL names: a directory path or file:// URL."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        return LocalStorage(unquote(parsed.path) if parsed.scheme else url)
+    raise StorageError(f"STORAGE_URL scheme {parsed.scheme!r} is not supported (use a directory or file://)")

@@ -1,0 +1,128 @@
+"""The one way the pipeline talks to Triton: model contracts and a client that raises on any error."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc.aio as triton_aio
+from google.protobuf import text_format
+from tritonclient.grpc import InferInput, InferRequestedOutput, model_config_pb2
+from tritonclient.utils import InferenceServerException
+
+log = logging.getLogger(__name__)
+
+REPOSITORY = Path(__file__).resolve().parent.parent / "deploy" / "triton" / "model_repository"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor of a model's contract; dims exclude the batch dimension."""
+
+    name: str
+    datatype: str
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """The tensors a model takes and gives, as the client expects them."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    input_size: int  # the square side the service resizes images to before inference
+
+
+DEPTH = ModelContract(
+    name="depth",
+    inputs=(TensorSpec("pixel_values", "FP32", (3, -1, -1)),),
+    outputs=(TensorSpec("predicted_depth", "FP32", (-1, -1)),),
+    input_size=518,
+)
+SEGMENTATION = ModelContract(
+    name="segmentation",
+    inputs=(TensorSpec("pixel_values", "FP32", (3, -1, -1)),),
+    outputs=(TensorSpec("logits", "FP32", (150, -1, -1)),),
+    input_size=512,
+)
+CONTRACTS = {c.name: c for c in (DEPTH, SEGMENTATION)}
+
+# ImageNet normalisation, what both exported models were trained with.
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+class TritonError(RuntimeError):
+    """Triton could not be reached or refused an inference."""
+
+
+def read_config(path: Path) -> model_config_pb2.ModelConfig:
+    """Parses a config.pbtxt."""
+    config = model_config_pb2.ModelConfig()
+    text_format.Parse(path.read_text(), config)
+    return config
+
+
+def datatype_name(data_type: int) -> str:
+    """TYPE_FP32 -> "FP32", the spelling the inference protocol uses."""
+    return str(model_config_pb2.DataType.Name(data_type)).removeprefix("TYPE_")  # type: ignore[arg-type]
+
+
+def to_pixel_values(image_bgr: np.ndarray, size: int) -> np.ndarray:
+    """A BGR uint8 image as a normalised 1x3xSxS float32 batch."""
+    import cv2
+
+    rgb = cv2.cvtColor(cv2.resize(image_bgr, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    x = (rgb.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+class TritonModels:
+    """An async tritonclient wrapper; every failure surfaces as TritonError."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client = triton_aio.InferenceServerClient(url)
+
+    async def close(self) -> None:
+        """Closes the channel."""
+        await self._client.close()
+
+    async def server_live(self) -> bool:
+        """Whether the Triton server answers."""
+        try:
+            return bool(await self._client.is_server_live(client_timeout=2.0))
+        except Exception:
+            return False
+
+    async def model_ready(self, name: str) -> bool:
+        """Whether a model is loaded and ready."""
+        try:
+            return bool(await self._client.is_model_ready(name, client_timeout=2.0))
+        except Exception:
+            return False
+
+    async def infer(self, contract: ModelContract, inputs: dict[str, np.ndarray],
+                    timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        """Runs one inference and returns every output of the contract."""
+        infer_inputs = []
+        for spec in contract.inputs:
+            array = inputs[spec.name]
+            tensor = InferInput(spec.name, list(array.shape), spec.datatype)
+            tensor.set_data_from_numpy(array)
+            infer_inputs.append(tensor)
+        requested = [InferRequestedOutput(spec.name) for spec in contract.outputs]
+        try:
+            result = await self._client.infer(contract.name, infer_inputs, outputs=requested, client_timeout=timeout_s)
+        except InferenceServerException as exc:
+            raise TritonError(f"Triton model {contract.name!r} failed: {exc.message()}") from exc
+        out: dict[str, np.ndarray] = {}
+        for spec in contract.outputs:
+            array = result.as_numpy(spec.name)
+            if array is None:
+                raise TritonError(f"Triton model {contract.name!r} returned no {spec.name!r}")
+            out[spec.name] = array
+        return out

@@ -1,0 +1,1 @@
+"""What every stage service shares: settings, the server lifecycle and conversions."""

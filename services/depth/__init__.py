@@ -1,0 +1,1 @@
+"""The depth stage: the plane of the surface as a homography."""

@@ -1,0 +1,96 @@
+"""A plane from a relative inverse-depth map: robust fit, then a homography onto the surface.
+
+For a plane n.X = d seen through intrinsics K, inverse depth is affine in pixel coordinates:
+1/Z = (n . K^-1 p) / d. So fitting disparity = a x + b y + c over the surface's pixels gives the
+plane's normal n ~ K^T (a, b, c), up to the depth model's unknown scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+_MAX_SAMPLES = 20000
+
+
+@dataclass(frozen=True)
+class PlaneFit:
+    """The plane's normal in camera coordinates, the homography onto the masked surface, and the fit's quality."""
+
+    normal: np.ndarray
+    homography: np.ndarray
+    confidence: float
+    inlier_fraction: float
+
+
+def fit_affine_disparity(disparity: np.ndarray, mask: np.ndarray, seed: int = 0) -> tuple[np.ndarray, float, float]:
+    """Fits disparity ~ a x + b y + c over mask > 127 with iterative outlier trimming.
+
+    Coordinates are those of the disparity map. Returns ((a, b, c), inlier fraction, R^2 on inliers).
+    """
+    ys, xs = np.nonzero(mask > 127)
+    if xs.size < 50:
+        raise ValueError("the surface is too small to fit a plane")
+    if xs.size > _MAX_SAMPLES:
+        pick = np.random.default_rng(seed).choice(xs.size, _MAX_SAMPLES, replace=False)
+        xs, ys = xs[pick], ys[pick]
+    d = disparity[ys, xs].astype(np.float64)
+    A = np.stack([xs, ys, np.ones_like(xs)], axis=1).astype(np.float64)
+    inliers = np.ones(d.size, bool)
+    coeffs = np.zeros(3)
+    for _ in range(4):
+        coeffs, *_ = np.linalg.lstsq(A[inliers], d[inliers], rcond=None)
+        residual = np.abs(A @ coeffs - d)
+        scale = 1.4826 * np.median(residual[inliers]) + 1e-9
+        inliers = residual < 3.0 * scale
+    fitted = A[inliers] @ coeffs
+    total = float(np.var(d[inliers])) + 1e-12
+    r2 = max(0.0, 1.0 - float(np.mean((fitted - d[inliers]) ** 2)) / total)
+    return coeffs, float(inliers.mean()), r2
+
+
+def plane_homography(normal: np.ndarray, focal: float, width: int, height: int, mask: np.ndarray) -> np.ndarray:
+    """The homography from the unit square onto the plane patch that covers the mask's pixels."""
+    K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64)
+    n = normal / np.linalg.norm(normal)
+    # In-plane axes: the camera's x axis projected onto the plane, and the normal crossed with it.
+    e1 = np.array([1.0, 0.0, 0.0]) - n[0] * n
+    if np.linalg.norm(e1) < 1e-6:
+        e1 = np.array([0.0, 1.0, 0.0]) - n[1] * n
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(n, e1)
+    ys, xs = np.nonzero(mask > 127)
+    centre = np.array([xs.mean(), ys.mean(), 1.0])
+    ray = np.linalg.inv(K) @ centre
+    origin = ray / (n @ ray)  # the plane n.X = 1 where the centre ray meets it
+    G = K @ np.stack([e1, e2, origin], axis=1)
+    if xs.size > _MAX_SAMPLES:
+        step = xs.size // _MAX_SAMPLES + 1
+        xs, ys = xs[::step], ys[::step]
+    pixels = np.stack([xs, ys], axis=1).astype(np.float64).reshape(-1, 1, 2)
+    plane_xy = cv2.perspectiveTransform(pixels, np.linalg.inv(G)).reshape(-1, 2)
+    lo = np.percentile(plane_xy, 2, axis=0)
+    hi = np.percentile(plane_xy, 98, axis=0)
+    side = float(max(hi - lo))
+    if not np.isfinite(side) or side <= 0:
+        raise ValueError("the plane does not cover the surface")
+    S = np.array([[side, 0, lo[0]], [0, side, lo[1]], [0, 0, 1]], dtype=np.float64)
+    H = G @ S
+    return H / H[2, 2]
+
+
+def fit_plane(disparity: np.ndarray, mask: np.ndarray, focal: float, width: int, height: int) -> PlaneFit:
+    """Fits the plane of the masked surface from a disparity map of any resolution."""
+    small_mask = cv2.resize(mask, (disparity.shape[1], disparity.shape[0]), interpolation=cv2.INTER_NEAREST)
+    (a, b, c), inlier_fraction, r2 = fit_affine_disparity(disparity, small_mask)
+    # Back to full-resolution pixel coordinates.
+    sx, sy = disparity.shape[1] / width, disparity.shape[0] / height
+    a, b = a * sx, b * sy
+    normal = np.array([focal * a, focal * b, width / 2 * a + height / 2 * b + c])
+    if normal[2] < 0:
+        normal = -normal
+    H = plane_homography(normal, focal, width, height, mask)
+    return PlaneFit(normal=normal / np.linalg.norm(normal), homography=H,
+                    confidence=float(np.clip(inlier_fraction * r2, 0.0, 1.0)), inlier_fraction=inlier_fraction)

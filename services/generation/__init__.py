@@ -1,0 +1,1 @@
+"""The generation stage: image models (OpenAI images) for refinement."""

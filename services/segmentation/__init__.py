@@ -1,0 +1,1 @@
+"""The segmentation stage: the soft mask of the surface to re-cover."""

@@ -1,0 +1,6 @@
+from services.common.stage import StageSettings, run_stage
+from services.segmentation.server import create_server
+
+if __name__ == "__main__":
+    settings = StageSettings.from_env("SEGMENTATION", 50061)
+    run_stage("segmentation", lambda: create_server(settings), settings.grace_seconds)

@@ -1,0 +1,40 @@
+"""Masks from geometric hints and from semantic class maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import cv2
+
+# ADE20K class indices (0-based, as SegFormer and most exports number them) per surface.
+ADE20K_SURFACE_CLASSES: dict[str, tuple[int, ...]] = {
+    "floor": (3,),  # floor
+    "wall": (0,),  # wall
+    "ceiling": (5,),  # ceiling
+    "facade": (1, 25),  # building, house
+}
+
+_SUBPIXEL_BITS = 4
+
+
+def polygon_mask(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    """An anti-aliased mask of a polygon, rasterised with sub-pixel corner positions."""
+    mask = np.zeros((height, width), np.uint8)
+    fixed = np.round(points * (1 << _SUBPIXEL_BITS)).astype(np.int32).reshape(-1, 1, 2)
+    cv2.fillPoly(mask, [fixed], 255, lineType=cv2.LINE_AA, shift=_SUBPIXEL_BITS)
+    return mask
+
+
+def surface_probability(logits: np.ndarray, surface: str) -> np.ndarray:
+    """The per-pixel probability (0..1) that a pixel belongs to the surface, from (C, h, w) logits."""
+    classes = ADE20K_SURFACE_CLASSES[surface]
+    shifted = logits - logits.max(axis=0, keepdims=True)
+    exp = np.exp(shifted, dtype=np.float32)
+    return np.asarray(exp[list(classes)].sum(axis=0) / exp.sum(axis=0), dtype=np.float32)
+
+
+def probability_to_mask(probability: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A model's low-resolution probability map as a full-size uint8 soft mask."""
+    resized = cv2.resize(probability, (width, height), interpolation=cv2.INTER_LINEAR)
+    # A steep ramp around 0.5 keeps edges soft but removes the model's low-confidence haze.
+    ramp = np.clip((resized - 0.35) / 0.3, 0.0, 1.0)
+    return np.asarray(np.round(ramp * 255), dtype=np.uint8)

@@ -1,0 +1,122 @@
+"""Runs the embedded Triton server until SIGTERM.
+
+For every model of deploy/triton/model_repository whose weights exist as
+MODELS_DIR/<name>/1/model.onnx, PyTriton binds an onnxruntime session under the model's name
+and tensor contract, so clients cannot tell it from `tritonserver` serving the same repository.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from pytriton.decorators import batch
+from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+from pytriton.triton import Triton, TritonConfig
+
+from renderkit.serving import configure_logging
+from renderkit.settings import env_int, env_str
+from renderkit.triton import REPOSITORY, read_config
+
+log = logging.getLogger("triton_host")
+
+_NUMPY_TYPES = {"FP32": np.float32, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32, "UINT8": np.uint8}
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """What the embedded Triton reads from the environment."""
+
+    models_dir: Path
+    repository: Path
+    grpc_port: int
+    http_port: int
+    metrics_port: int
+    threads: int
+
+    @classmethod
+    def from_env(cls) -> HostSettings:
+        return cls(
+            models_dir=Path(env_str("MODELS_DIR", "models")),
+            repository=Path(env_str("TRITON_MODEL_REPOSITORY", str(REPOSITORY))),
+            grpc_port=env_int("TRITON_GRPC_PORT", 8001, minimum=1),
+            http_port=env_int("TRITON_HTTP_PORT", 8000, minimum=1),
+            metrics_port=env_int("TRITON_METRICS_PORT", 8002, minimum=1),
+            threads=env_int("TRITON_ORT_THREADS", 2, minimum=1),
+        )
+
+
+def make_infer_function(session: ort.InferenceSession, input_names: list[str], output_names: list[str]):  # type: ignore[no-untyped-def]
+    """A PyTriton batch function that runs an onnxruntime session."""
+
+    @batch  # type: ignore[misc]
+    def infer(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+        feeds = {name: inputs[name] for name in input_names}
+        results = session.run(output_names, feeds)
+        return dict(zip(output_names, results, strict=True))
+
+    return infer
+
+
+def bind_models(triton: Triton, settings: HostSettings) -> list[str]:
+    """Binds every model that has both a config and ONNX weights; returns their names."""
+    bound = []
+    for config_path in sorted(settings.repository.glob("*/config.pbtxt")):
+        config = read_config(config_path)
+        weights = settings.models_dir / config.name / "1" / "model.onnx"
+        if not weights.exists():
+            log.info("model %s: no weights at %s, not served", config.name, weights)
+            continue
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = settings.threads
+        session = ort.InferenceSession(str(weights), options, providers=["CPUExecutionProvider"])
+
+        def tensors(specs) -> list[Tensor]:  # type: ignore[no-untyped-def]
+            from renderkit.triton import datatype_name
+
+            return [Tensor(name=s.name, dtype=_NUMPY_TYPES[datatype_name(s.data_type)], shape=tuple(s.dims))
+                    for s in specs]
+
+        triton.bind(
+            model_name=config.name,
+            infer_func=make_infer_function(session, [i.name for i in config.input], [o.name for o in config.output]),
+            inputs=tensors(config.input),
+            outputs=tensors(config.output),
+            config=ModelConfig(
+                max_batch_size=config.max_batch_size,
+                batcher=DynamicBatcher(
+                    max_queue_delay_microseconds=config.dynamic_batching.max_queue_delay_microseconds),
+            ),
+            strict=True,
+        )
+        bound.append(config.name)
+        log.info("model %s: serving %s", config.name, weights)
+    return bound
+
+
+def main() -> None:
+    configure_logging("triton")
+    settings = HostSettings.from_env()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    config = TritonConfig(
+        grpc_address="127.0.0.1", grpc_port=settings.grpc_port,
+        http_address="127.0.0.1", http_port=settings.http_port,
+        metrics_port=settings.metrics_port, log_verbose=0,
+    )
+    with Triton(config=config) as triton:
+        models = bind_models(triton, settings)
+        triton.run()
+        log.info("ready on 127.0.0.1:%d with models %s", settings.grpc_port, models or "(none)")
+        stop.wait()
+        log.info("stopping")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Shared fixtures: one Redis and one Triton per session, in-process services, the whole stack."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import redis
+
+from gateway.server import Gateway, create_server
+from gateway.settings import GatewaySettings
+from renderkit.launcher import ROOT, Ports, Stack, free_port, redis_server_binary
+from services.common.stage import StageServer, StageSettings
+from services.depth.server import create_server as create_depth
+from services.generation.server import GenerationSettings
+from services.generation.server import create_server as create_generation
+from services.projection.server import create_server as create_projection
+from services.segmentation.server import create_server as create_segmentation
+from tests.tiny_models import write_tiny_models
+
+T = TypeVar("T")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests carry the marker of their tier's folder (tests/unit, tests/integration, tests/system)."""
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in ("unit", "integration", "system"):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (the bundled one) on a free loopback port, AOF on."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+                                "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(redis.ConnectionError):
+                client.ping()
+                break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny ONNX models with the depth and segmentation signatures."""
+    directory = tmp_path_factory.mktemp("models")
+    write_tiny_models(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def triton_url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The embedded Triton (PyTriton) serving the tiny models."""
+    import tritonclient.grpc as triton_grpc
+
+    grpc_port = free_port()
+    log = open(tmp_path_factory.mktemp("triton") / "triton.log", "wb")  # noqa: SIM115
+    env = {**os.environ, "MODELS_DIR": str(models_dir), "TRITON_GRPC_PORT": str(grpc_port),
+           "TRITON_HTTP_PORT": str(free_port()), "TRITON_METRICS_PORT": str(free_port())}
+    process = subprocess.Popen([sys.executable, "-m", "services.triton_host"], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    url = f"127.0.0.1:{grpc_port}"
+    client = triton_grpc.InferenceServerClient(url)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            with contextlib.suppress(Exception):
+                if client.is_model_ready("depth") and client.is_model_ready("segmentation"):
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Triton did not start; see {log.name}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+class LoopThread:
+    """An asyncio loop in a background thread, for in-process async servers driven by sync tests."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    yield thread
+    thread.close()
+
+
+def stage_settings(triton_url: str = "") -> StageSettings:
+    return StageSettings(listen="127.0.0.1:0", triton_url=triton_url, grace_seconds=1.0)
+
+
+@pytest.fixture(scope="session")
+def start_stage(loop_thread: LoopThread) -> Iterator[Callable[[Callable[[], StageServer]], StageServer]]:
+    """Starts in-process stage servers on port 0 (created inside the loop) and stops them at the end."""
+    started: list[StageServer] = []
+
+    def start(factory: Callable[[], StageServer]) -> StageServer:
+        async def create_and_start() -> StageServer:
+            server = factory()
+            await server.start()
+            return server
+
+        server = loop_thread.run(create_and_start())
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        loop_thread.run(server.stop(0.5))
+
+
+@pytest.fixture(scope="session")
+def stages(start_stage: Callable[[Callable[[], StageServer]], StageServer]) -> dict[str, str]:
+    """The four stage services in-process without Triton; addresses by name."""
+    servers = {
+        "segmentation": start_stage(lambda: create_segmentation(stage_settings())),
+        "depth": start_stage(lambda: create_depth(stage_settings())),
+        "projection": start_stage(lambda: create_projection(stage_settings())),
+        "generation": start_stage(lambda: create_generation(GenerationSettings(
+            stage=stage_settings(), openai_api_key="", openai_base_url="", openai_model="gpt-image-1",
+            openai_timeout_s=5, openai_max_retries=0))),
+    }
+    return {name: f"127.0.0.1:{server.port}" for name, server in servers.items()}
+
+
+def gateway_settings(redis_url: str, storage: Path, stages: dict[str, str], **overrides: Any) -> GatewaySettings:
+    base = GatewaySettings.from_env()
+    settings = replace(base, listen="127.0.0.1:0", redis_url=redis_url, storage_url=str(storage),
+                       segmentation_addr=stages["segmentation"], depth_addr=stages["depth"],
+                       projection_addr=stages["projection"], generation_addr=stages["generation"], grace_seconds=1.0,
+                       lease_s=2.0)
+    return replace(settings, **overrides)
+
+
+@pytest.fixture(scope="session")
+def start_gateway(loop_thread: LoopThread) -> Iterator[Callable[[GatewaySettings], Gateway]]:
+    """Starts in-process gateways (with their dispatchers) and stops them at the end."""
+    started: list[Gateway] = []
+
+    def start(settings: GatewaySettings) -> Gateway:
+        async def create_and_start() -> Gateway:
+            gateway = create_server(settings)
+            await gateway.start()
+            return gateway
+
+        gateway = loop_thread.run(create_and_start())
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        loop_thread.run(gateway.stop(0.5))
+
+
+@pytest.fixture(scope="session")
+def gateway(redis_url: str, stages: dict[str, str], start_gateway: Callable[[GatewaySettings], Gateway],
+            tmp_path_factory: pytest.TempPathFactory) -> Gateway:
+    """A gateway in-process over real Redis and real gRPC stages; private URLs refused (the default)."""
+    return start_gateway(gateway_settings(redis_url, tmp_path_factory.mktemp("storage"), stages))
+
+
+@pytest.fixture(scope="session")
+def gateway_address(gateway: Gateway) -> str:
+    return f"127.0.0.1:{gateway.port}"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Stack]:
+    """The whole embedded stack as separate processes (what `make run` starts), private URLs allowed."""
+    data = tmp_path_factory.mktemp("stack")
+    with Stack(data_dir=data, ports=Ports.free(), models_dir=data / "no-models",
+               env={"ALLOW_PRIVATE_URLS": "true", "JOB_LEASE_SECONDS": "3"}) as running:
+        yield running

@@ -1,0 +1,73 @@
+import math
+
+import numpy as np
+import pytest
+
+from renderkit import homography
+from renderkit.scale import tiling_from_repeats, tiling_from_sizes
+
+
+def project(K: np.ndarray, R: np.ndarray, t: np.ndarray, points: np.ndarray) -> np.ndarray:
+    cam = (R @ points.T).T + t
+    pix = (K @ cam.T).T
+    return pix[:, :2] / pix[:, 2:]
+
+
+def rectangle_view(width_m: float, depth_m: float, focal: float, size: tuple[int, int] = (1600, 1200)) -> np.ndarray:
+    """A floor rectangle seen by a camera pitched down and turned, in pixels."""
+    w, h = size
+    K = np.array([[focal, 0, w / 2], [0, focal, h / 2], [0, 0, 1]])
+    pitch, yaw = math.radians(35), math.radians(20)
+    Rx = np.array([[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]])
+    Ry = np.array([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
+    corners = np.array([[0, 0, 0], [width_m, 0, 0], [width_m, depth_m, 0], [0, depth_m, 0]], float)
+    corners -= [width_m / 2, depth_m / 2, 0]
+    return project(K, Rx @ Ry, np.array([0.0, 0.0, 6.0]), corners)
+
+
+def test_quad_homography_maps_unit_square_to_corners() -> None:
+    quad = np.array([[100, 100], [500, 120], [520, 400], [90, 380]], float)
+    H = homography.quad_homography(quad)
+    mapped = (H @ np.c_[homography.UNIT_SQUARE, np.ones(4)].T).T
+    np.testing.assert_allclose(mapped[:, :2] / mapped[:, 2:], quad, atol=1e-6)
+
+
+@pytest.mark.parametrize("quad, message", [
+    ([[0, 0], [100, 100], [100, 0], [0, 100]], "convex"),
+    ([[0, 0], [2, 0], [2, 2], [0, 2]], "too small"),
+    ([[0, 0], [1, 0], [1, 1]], "four"),
+])
+def test_bad_quads_are_explained(quad: list[list[float]], message: str) -> None:
+    problem = homography.quad_problem(np.array(quad, float))
+    assert problem is not None and message in problem
+
+
+def test_focal_and_aspect_recovered_from_a_rectangle_in_perspective() -> None:
+    quad = rectangle_view(4.0, 2.5, focal=1400.0)
+    H = homography.quad_homography(quad)
+    focal = homography.focal_from_rectangle(H, 1600, 1200)
+    assert focal == pytest.approx(1400.0, rel=1e-3)
+    assert homography.rectangle_aspect(H, focal, 1600, 1200) == pytest.approx(4.0 / 2.5, rel=1e-3)
+    assert homography.edge_orthogonality(H, focal, 1600, 1200) < 1e-6
+
+
+def test_fronto_parallel_view_leaves_focal_undetermined() -> None:
+    quad = np.array([[100, 100], [500, 100], [500, 300], [100, 300]], float)
+    assert homography.focal_from_rectangle(homography.quad_homography(quad), 800, 600) is None
+
+
+def test_repeats_along_the_longer_side_keep_the_swatch_square() -> None:
+    tiling = tiling_from_repeats(24, plane_aspect=2.0, swatch_aspect=1.0)
+    assert (tiling.repeats_u, tiling.repeats_v, tiling.source) == (24, pytest.approx(12), "repeats")
+    tall = tiling_from_repeats(10, plane_aspect=0.5, swatch_aspect=1.0)
+    assert (tall.repeats_u, tall.repeats_v) == (pytest.approx(5), 10)
+
+
+def test_repeats_from_physical_sizes() -> None:
+    tiling = tiling_from_sizes(4.0, 3.0, 0.5, 0.25)
+    assert (tiling.repeats_u, tiling.repeats_v, tiling.source) == (8.0, 12.0, "swatch_size")
+
+
+def test_singular_homography_is_refused() -> None:
+    with pytest.raises(homography.GeometryError):
+        homography.from_list([0.0] * 9)

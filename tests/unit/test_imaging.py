@@ -1,0 +1,60 @@
+import cv2
+import numpy as np
+import pytest
+
+from render.imaging.v1 import imaging_pb2
+from renderkit import imaging
+
+
+def jpeg(width: int, height: int) -> bytes:
+    return imaging.encode(np.full((height, width, 3), 120, np.uint8))[0]
+
+
+def test_probe_reads_type_and_size_without_decoding() -> None:
+    info = imaging.probe(jpeg(320, 200))
+    assert (info.content_type, info.width, info.height) == ("image/jpeg", 320, 200)
+
+
+@pytest.mark.parametrize("data, message", [(b"", "empty"), (b"not an image at all", "not a JPEG")])
+def test_probe_refuses_non_images(data: bytes, message: str) -> None:
+    with pytest.raises(imaging.ImageError, match=message):
+        imaging.probe(data)
+
+
+def test_probe_refuses_decompression_bombs() -> None:
+    with pytest.raises(imaging.ImageError, match="more than"):
+        imaging.probe(jpeg(400, 300), max_pixels=100_000)
+
+
+def test_probe_refuses_other_formats() -> None:
+    ok, gif = cv2.imencode(".bmp", np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(imaging.ImageError, match="BMP"):
+        imaging.probe(gif.tobytes())
+
+
+@pytest.mark.parametrize("fmt, content_type", [(imaging_pb2.FORMAT_JPEG, "image/jpeg"),
+                                                (imaging_pb2.FORMAT_PNG, "image/png"),
+                                                (imaging_pb2.FORMAT_WEBP, "image/webp")])
+def test_renditions_are_encoded_at_their_sizes(fmt: int, content_type: str) -> None:
+    image = np.random.default_rng(0).integers(0, 255, (600, 1000, 3), dtype=np.uint8)
+    spec = imaging_pb2.OutputSpec(format=fmt, renditions=[imaging_pb2.Rendition(name="full"),
+                                                          imaging_pb2.Rendition(name="preview", max_side=512)])
+    full, preview = imaging.encode_renditions(image, spec)
+    assert (full.width, full.height, preview.width, preview.height) == (1000, 600, 512, 307)
+    assert full.content_type == preview.content_type == content_type
+    decoded = imaging.decode_bgr(preview.data)
+    assert decoded.shape == (307, 512, 3)
+    if fmt == imaging_pb2.FORMAT_PNG:
+        np.testing.assert_array_equal(imaging.decode_bgr(full.data), image)
+
+
+def test_mask_alpha_is_used_when_colour_is_flat() -> None:
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[5:15, 10:20, 3] = 255
+    mask = imaging.decode_gray(imaging.encode_mask(rgba))
+    assert mask[10, 15] == 255 and mask[0, 0] == 0
+
+
+def test_srgb_linear_round_trip() -> None:
+    values = np.arange(256, dtype=np.uint8)
+    np.testing.assert_array_equal(imaging.linear_to_srgb(imaging.srgb_to_linear(values)), values)
