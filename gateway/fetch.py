@@ -132,6 +132,7 @@ def _get_once(url: str, policy: FetchPolicy, deadline: float) -> tuple[int, str,
         if https:
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
         conn = http.client.HTTPConnection(host, port, timeout=_remaining(deadline))
+        sock.settimeout(_remaining(deadline))
         conn.sock = sock  # already connected to the checked address
         path = parts.path or "/"
         if parts.query:
@@ -147,7 +148,7 @@ def _get_once(url: str, policy: FetchPolicy, deadline: float) -> tuple[int, str,
             raise DownloadError(f"the file is {int(length):,} bytes, more than {policy.max_bytes:,}")
         chunks, size = [], 0
         while True:
-            sock.settimeout(_remaining(deadline))
+            _remaining(deadline)  # each read is bounded by the socket timeout; the total by the deadline
             chunk = response.read(65536)
             if not chunk:
                 break

@@ -82,6 +82,9 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
             existing = await self.ledger.job_for_key(tenant, request.idempotency_key)
             if existing is not None:
                 return await self._duplicate(existing, digest, context)
+        if self.ledger.queue_limit and await self.ledger.queue_depth() >= self.ledger.queue_limit:
+            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "the render queue is full; retry later",
+                        retry_info(5.0))
         job_id = uuid.uuid4().hex
         stored_request, inputs = await asyncio.to_thread(self._upload_inputs, job_id, request)
         new = NewJob(job_id=job_id, tenant=tenant, kind=request.WhichOneof("kind") or "", request=stored_request,

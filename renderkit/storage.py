@@ -80,7 +80,16 @@ class LocalStorage:
             raise StorageError(f"could not read {key}: {exc.strerror or exc}") from exc
 
     def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
+        path = self.path(key)
+        path.unlink(missing_ok=True)
+        # Remove folders the key leaves empty, up to the root.
+        for parent in path.parents:
+            if parent == self.root or not parent.is_relative_to(self.root):
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
 
 def open_storage(url: str) -> Storage:

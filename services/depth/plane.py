@@ -76,7 +76,9 @@ def plane_homography(normal: np.ndarray, focal: float, width: int, height: int, 
     side = float(max(hi - lo))
     if not np.isfinite(side) or side <= 0:
         raise ValueError("the plane does not cover the surface")
-    S = np.array([[side, 0, lo[0]], [0, side, lo[1]], [0, 0, 1]], dtype=np.float64)
+    # A square texture patch centred on the surface's extent in the plane.
+    centre_xy = (lo + hi) / 2 - side / 2
+    S = np.array([[side, 0, centre_xy[0]], [0, side, centre_xy[1]], [0, 0, 1]], dtype=np.float64)
     H = G @ S
     return H / H[2, 2]
 

@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-from pytriton.triton import Triton, TritonConfig
+from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
 from renderkit.serving import configure_logging
 from renderkit.settings import env_int, env_str
@@ -110,7 +110,10 @@ def main() -> None:
         http_address="127.0.0.1", http_port=settings.http_port,
         metrics_port=settings.metrics_port, log_verbose=0,
     )
-    with Triton(config=config) as triton:
+    # Statistics stay readable (monitoring, and tests proving inference went through Triton); the
+    # endpoints that change the server (shared memory, repository, trace, logging) keep the token.
+    security = TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"])
+    with Triton(config=config, security_config=security) as triton:
         models = bind_models(triton, settings)
         triton.run()
         log.info("ready on 127.0.0.1:%d with models %s", settings.grpc_port, models or "(none)")

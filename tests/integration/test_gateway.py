@@ -1,0 +1,170 @@
+"""The gateway in-process over real Redis and real gRPC stages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from google.rpc import error_details_pb2
+
+from gateway.server import Gateway
+from gateway.settings import GatewaySettings
+from render.v1 import render_service_pb2 as pb
+from renderkit import imaging, scenes
+from renderkit.client import RenderClient, material_swap_request
+from renderkit.errors import status_details, unpack_detail
+from tests.conftest import gateway_settings
+
+SCENE = scenes.room_scene(320, 240)
+PHOTO = imaging.encode(SCENE.photo)[0]
+SWATCH = imaging.encode(scenes.plank_texture(64))[0]
+QUAD = [(float(x), float(y)) for x, y in SCENE.quad]
+
+
+def details(exc: grpc.RpcError, kind: type) -> object:
+    return unpack_detail(status_details(exc.trailing_metadata()), kind)  # type: ignore[attr-defined]
+
+
+@pytest.fixture()
+def client(gateway_address: str) -> RenderClient:
+    return RenderClient(gateway_address, tenant="it-tests")
+
+
+def test_a_swap_runs_to_success_with_outputs(client: RenderClient) -> None:
+    job = client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD, project_id="kitchen")).job
+    assert job.state == pb.JOB_STATE_QUEUED and job.total_steps == 4
+    done = client.wait(job.id, timeout=60)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    full, preview = done.result.outputs
+    assert (full.name, full.width, full.height, full.content_type) == ("full", 320, 240, "image/jpeg")
+    assert (preview.name, preview.width) == ("preview", 320)  # never enlarged
+    assert f"/renders/it-tests/kitchen/{job.id}/full.jpg" in full.uri
+    stored = Path(full.uri.removeprefix("file://")).read_bytes()
+    import hashlib
+
+    assert hashlib.sha256(stored).hexdigest() == full.sha256 and len(stored) == full.size_bytes
+    assert done.result.geometry_source == "quad" and done.result.scale_source == "repeats"
+
+
+def test_validation_errors_name_the_field(client: RenderClient) -> None:
+    request = material_swap_request(b"not an image", SWATCH, quad=QUAD[:3])
+    with pytest.raises(grpc.RpcError) as info:
+        client.submit(request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    bad = details(info.value, error_details_pb2.BadRequest)
+    assert isinstance(bad, error_details_pb2.BadRequest)
+    assert {v.field for v in bad.field_violations} == {"material_swap.photo.data", "material_swap.hints.quad"}
+
+
+def test_a_private_address_url_is_refused(client: RenderClient) -> None:
+    for url in ("http://127.0.0.1:9/room.jpg", "http://169.254.169.254/latest/meta-data", "http://[::1]/a.jpg"):
+        with pytest.raises(grpc.RpcError) as info:
+            client.submit(material_swap_request(url, SWATCH, quad=QUAD))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        bad = details(info.value, error_details_pb2.BadRequest)
+        assert [v.field for v in bad.field_violations] == ["material_swap.photo.url"]  # type: ignore[attr-defined]
+
+
+def test_idempotent_resubmit_returns_the_same_job(client: RenderClient) -> None:
+    request = material_swap_request(PHOTO, SWATCH, quad=QUAD, idempotency_key=f"key-{time.time_ns()}")
+    first = client.submit(request)
+    second = client.submit(request)
+    assert second.job.id == first.job.id and second.deduplicated and not first.deduplicated
+    changed = material_swap_request(PHOTO, SWATCH, quad=QUAD, idempotency_key=request.idempotency_key, repeats=3)
+    with pytest.raises(grpc.RpcError) as info:
+        client.submit(changed)
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_jobs_are_private_to_their_tenant(client: RenderClient, gateway_address: str) -> None:
+    job = client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job
+    with RenderClient(gateway_address, tenant="someone-else") as other, pytest.raises(grpc.RpcError) as info:
+        other.get(job.id)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_watch_resumes_after_any_cursor(client: RenderClient) -> None:
+    job = client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job
+    events = list(client.watch(job.id, timeout=60))
+    assert events[-1].state == pb.JOB_STATE_SUCCEEDED
+    assert [e.message for e in events if e.message.startswith("Step")] == [
+        "Step 1/4: segmenting the surface", "Step 2/4: estimating geometry", "Step 3/4: projecting the material",
+        "Step 4/4: writing outputs"]
+    middle = events[3]
+    assert [e.cursor for e in client.watch(job.id, after=middle.cursor)] == [e.cursor for e in events[4:]]
+    with pytest.raises(grpc.RpcError) as info:
+        list(client.watch(job.id, after="not-a-cursor"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_refinement_without_a_provider_fails_with_provider_unavailable(client: RenderClient) -> None:
+    job = client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD, refine=True)).job
+    done = client.wait(job.id, timeout=60)
+    assert done.state == pb.JOB_STATE_FAILED
+    assert done.error.code == pb.ERROR_CODE_PROVIDER_UNAVAILABLE and "no image provider" in done.error.message
+    assert done.total_steps == 5
+
+
+def test_a_full_queue_sheds_load_with_retry_info(redis_url: str, stages: dict[str, str], tmp_path: Path,
+                                                 start_gateway: Callable[[GatewaySettings], Gateway]) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_url + "/5").flushdb()
+    settings = gateway_settings(redis_url + "/5", tmp_path, stages, queue_limit=1, dispatch=False)
+    gateway = start_gateway(settings)
+    with RenderClient(f"127.0.0.1:{gateway.port}") as shed:
+        shed.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD))
+        with pytest.raises(grpc.RpcError) as info:
+            shed.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD))
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert isinstance(details(info.value, error_details_pb2.RetryInfo), error_details_pb2.RetryInfo)
+    # Nothing of the refused request stays behind in storage.
+    assert len(list((tmp_path / "uploads").iterdir())) == 1
+
+
+def test_cancel_while_queued_and_list(redis_url: str, stages: dict[str, str], tmp_path: Path,
+                                      start_gateway: Callable[[GatewaySettings], Gateway]) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_url + "/6").flushdb()
+    gateway = start_gateway(gateway_settings(redis_url + "/6", tmp_path, stages, dispatch=False))
+    with RenderClient(f"127.0.0.1:{gateway.port}") as c:
+        ids = [c.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD, project_id=f"p{i % 2}")).job.id
+               for i in range(5)]
+        cancelled = c.cancel(ids[0])
+        assert cancelled.state == pb.JOB_STATE_CANCELLED and cancelled.HasField("end_time")
+        assert c.cancel(ids[0]).state == pb.JOB_STATE_CANCELLED  # idempotent
+        first = c.list(page_size=2)
+        second = c.list(page_size=2, page_token=first.next_page_token)
+        third = c.list(page_size=2, page_token=second.next_page_token)
+        listed = [j.id for page in (first, second, third) for j in page.jobs]
+        assert listed == ids[::-1] and third.next_page_token == ""
+        assert {j.id for j in c.list(project_id="p1").jobs} == {ids[1], ids[3]}
+        with pytest.raises(grpc.RpcError) as info:
+            c.list(page_token="@@@")
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_health_is_serving(gateway_address: str) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(gateway_address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="render.v1.RenderService"), timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_mask_only_swap(client: RenderClient) -> None:
+    mask = np.zeros((240, 320), np.uint8)
+    mask[150:230, 40:280] = 255
+    request = material_swap_request(PHOTO, SWATCH, quad=QUAD, mask=imaging.encode_mask(mask))
+    done = client.wait(client.submit(request).job.id, timeout=60)
+    assert done.state == pb.JOB_STATE_SUCCEEDED
+    out = imaging.decode_bgr(Path(done.result.outputs[0].uri.removeprefix("file://")).read_bytes())
+    original = SCENE.photo.astype(int)
+    assert np.abs(out[20:140].astype(int) - original[20:140]).mean() < 3  # outside the mask: the photo
+    assert np.abs(out[170:220, 60:260].astype(int) - original[170:220, 60:260]).mean() > 15

@@ -1,0 +1,189 @@
+"""The job ledger against a real Redis: state machine, events, idempotency, work stream, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway import keys
+from gateway.ledger import Ledger, NewJob, NotOwner, QueueFull
+from render.v1 import render_service_pb2 as pb
+
+
+def run(coro_fn: Callable[[Ledger], Coroutine[Any, Any, None]], redis_url: str, **kwargs: Any) -> None:
+    async def main() -> None:
+        client = aioredis.Redis.from_url(redis_url + "/3")
+        await client.flushdb()
+        try:
+            ledger = Ledger(client, **kwargs)
+            await ledger.ensure_group()
+            await coro_fn(ledger)
+        finally:
+            await client.flushdb()
+            await client.aclose()
+
+    asyncio.run(main())
+
+
+def new_job(key: str = "", tenant: str = "acme") -> NewJob:
+    return NewJob(job_id=uuid.uuid4().hex, tenant=tenant, kind="material_swap", request=b"req", inputs={},
+                  fingerprint="f", project_id="p1", user_id="u1", idempotency_key=key, total_steps=4)
+
+
+async def collect(events: AsyncIterator[pb.JobEvent]) -> list[pb.JobEvent]:
+    return [e async for e in events]
+
+
+async def run_job(ledger: Ledger, job_id: str, owner: str = "w1") -> None:
+    assert await ledger.claim(job_id, owner, "Starting") == 1
+    for step, stage in enumerate((pb.STAGE_SEGMENTATION, pb.STAGE_DEPTH, pb.STAGE_PROJECTION, pb.STAGE_OUTPUT), 1):
+        await ledger.progress(job_id, owner, stage=stage, step=step, total_steps=4, progress=(step - 1) / 4,
+                              message=f"Step {step}/4")
+    await ledger.succeed(job_id, owner, pb.JobResult(geometry_source="quad"), 4)
+
+
+def test_event_stream_is_complete_ordered_and_resumable_from_any_cursor(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        job_id, _ = await ledger.submit(new_job())
+        await run_job(ledger, job_id)
+        events = await collect(ledger.events(job_id))
+        assert [e.message for e in events] == ["Queued", "Starting", "Step 1/4", "Step 2/4", "Step 3/4", "Step 4/4",
+                                               "Done"]
+        assert events[-1].state == pb.JOB_STATE_SUCCEEDED and events[-1].result.geometry_source == "quad"
+        assert [e.progress for e in events] == sorted(e.progress for e in events)
+        for i, event in enumerate(events):
+            resumed = await collect(ledger.events(job_id, after=event.cursor))
+            assert [e.cursor for e in resumed] == [e.cursor for e in events[i + 1:]]
+
+    run(body, redis_url)
+
+
+def test_a_watcher_follows_live_events_until_the_end(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        job_id, _ = await ledger.submit(new_job())
+        watcher = asyncio.create_task(collect(ledger.events(job_id, block_ms=200)))
+        await asyncio.sleep(0.1)
+        await run_job(ledger, job_id)
+        events = await asyncio.wait_for(watcher, 5)
+        assert events[-1].state == pb.JOB_STATE_SUCCEEDED and len(events) == 7
+
+    run(body, redis_url)
+
+
+def test_terminal_state_is_final(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        job_id, _ = await ledger.submit(new_job())
+        await ledger.claim(job_id, "w1", "Starting")
+        assert await ledger.cancel(job_id)
+        assert not await ledger.cancel(job_id)
+        with pytest.raises(NotOwner):
+            await ledger.succeed(job_id, "w1", pb.JobResult(), 4)
+        with pytest.raises(NotOwner):
+            await ledger.progress(job_id, "w1", stage=1, step=1, total_steps=4, progress=0, message="late")
+        assert await ledger.claim(job_id, "w2", "Starting") is None
+        stored = await ledger.get(job_id)
+        assert stored is not None and stored.job.state == pb.JOB_STATE_CANCELLED
+        events = await collect(ledger.events(job_id))
+        assert [e.state for e in events][-1] == pb.JOB_STATE_CANCELLED
+        assert sum(e.state in (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
+                   for e in events) == 1
+
+    run(body, redis_url)
+
+
+def test_a_taken_over_dispatcher_cannot_write(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        job_id, _ = await ledger.submit(new_job())
+        assert await ledger.claim(job_id, "old", "Starting") == 1
+        assert await ledger.claim(job_id, "new", "Resuming") == 2
+        with pytest.raises(NotOwner):
+            await ledger.save_checkpoint(job_id, "old", "depth", b"x")
+        with pytest.raises(NotOwner):
+            await ledger.fail(job_id, "old", pb.JobError(code=pb.ERROR_CODE_PIPELINE_ERROR, message="x"), 4)
+        await ledger.save_checkpoint(job_id, "new", "depth", b"plane")
+        assert await ledger.checkpoint(job_id, "depth") == b"plane"
+        await ledger.succeed(job_id, "new", pb.JobResult(), 4)
+        stored = await ledger.get(job_id)
+        assert stored is not None and stored.job.attempt == 2 and stored.job.state == pb.JOB_STATE_SUCCEEDED
+
+    run(body, redis_url)
+
+
+def test_idempotent_submit_returns_the_same_job(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        first, dup1 = await ledger.submit(new_job(key="order-17"))
+        second, dup2 = await ledger.submit(new_job(key="order-17"))
+        other, _ = await ledger.submit(new_job(key="order-17", tenant="other-tenant"))
+        assert (first, dup1, dup2) == (second, False, True)
+        assert other != first
+        assert await ledger.queue_depth() == 2
+
+    run(body, redis_url)
+
+
+def test_queue_limit(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        a, _ = await ledger.submit(new_job())
+        await ledger.submit(new_job())
+        with pytest.raises(QueueFull):
+            await ledger.submit(new_job())
+        await ledger.cancel(a)
+        await ledger.submit(new_job())  # a finished job frees its place
+
+    run(body, redis_url, queue_limit=2)
+
+
+def test_every_key_of_a_finished_job_expires_after_the_retention(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        job_id, _ = await ledger.submit(new_job(key="k1"))
+        await ledger.claim(job_id, "w1", "Starting")
+        await ledger.save_checkpoint(job_id, "w1", "segmentation", b"mask")
+        assert await ledger.redis.ttl(keys.job(job_id)) == -1  # a running job does not expire
+        await ledger.fail(job_id, "w1", pb.JobError(code=pb.ERROR_CODE_TIMEOUT, message="slow"), 4)
+        for key in (keys.job(job_id), keys.events(job_id), keys.checkpoints(job_id), keys.idempotency("acme", "k1")):
+            ttl = await ledger.redis.ttl(key)
+            assert 3500 < ttl <= 3600, key
+        assert await ledger.queue_depth() == 0
+
+    run(body, redis_url, retention_s=3600)
+
+
+def test_stalled_work_is_reclaimed_and_renewed_work_is_not(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        stalled, _ = await ledger.submit(new_job())
+        alive, _ = await ledger.submit(new_job())
+        taken = await ledger.read_work("dead", block_ms=100) + await ledger.read_work("alive", block_ms=100)
+        entries = dict((job, entry) for entry, job in taken)
+        await asyncio.sleep(0.3)
+        await ledger.renew("alive", entries[alive])
+        reclaimed = await ledger.reclaim_work("rescuer", min_idle_ms=200)
+        assert [job for _, job in reclaimed] == [stalled]
+        await ledger.finish_work(entries[stalled])
+        assert await ledger.reclaim_work("rescuer", min_idle_ms=0) == [(entries[alive], alive)]
+
+    run(body, redis_url)
+
+
+def test_list_pages_newest_first_without_gaps(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        ids = []
+        for _ in range(7):
+            ids.append((await ledger.submit(new_job()))[0])
+        await ledger.submit(new_job(tenant="someone-else"))
+        seen: list[str] = []
+        token = None
+        while True:
+            jobs, token = await ledger.list_jobs("acme", 3, token)
+            seen += [j.id for j in jobs]
+            if token is None:
+                break
+        assert sorted(seen) == sorted(ids) and len(seen) == 7
+        created = [(await ledger.get(i)).job.create_time.ToMilliseconds() for i in seen]  # type: ignore[union-attr]
+        assert created == sorted(created, reverse=True)
+
+    run(body, redis_url)
