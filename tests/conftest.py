@@ -27,6 +27,7 @@ from services.generation.server import GenerationSettings
 from services.generation.server import create_server as create_generation
 from services.projection.server import create_server as create_projection
 from services.segmentation.server import create_server as create_segmentation
+from tests.openai_fake import FakeOpenAI, fake_openai
 from tests.tiny_models import write_tiny_models
 
 T = TypeVar("T")
@@ -206,9 +207,18 @@ def gateway_address(gateway: Gateway) -> str:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Stack]:
-    """The whole embedded stack as separate processes (what `make run` starts), private URLs allowed."""
+def openai_server() -> Iterator[FakeOpenAI]:
+    """A local server speaking the OpenAI images API."""
+    with fake_openai() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, openai_server: FakeOpenAI) -> Iterator[Stack]:
+    """The whole embedded stack as separate processes (what `make run` starts), private URLs allowed,
+    generation pointed at the local OpenAI images server."""
     data = tmp_path_factory.mktemp("stack")
-    with Stack(data_dir=data, ports=Ports.free(), models_dir=data / "no-models",
-               env={"ALLOW_PRIVATE_URLS": "true", "JOB_LEASE_SECONDS": "3"}) as running:
+    env = {"ALLOW_PRIVATE_URLS": "true", "JOB_LEASE_SECONDS": "3", "OPENAI_API_KEY": "sk-test",
+           "OPENAI_BASE_URL": openai_server.base_url, "OPENAI_MAX_RETRIES": "0"}
+    with Stack(data_dir=data, ports=Ports.free(), models_dir=data / "no-models", env=env) as running:
         yield running

@@ -1,0 +1,123 @@
+"""The whole embedded stack as separate processes, driven through the gateway."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from render.v1 import render_service_pb2 as pb
+from renderkit import imaging, scenes
+from renderkit.client import RenderClient, material_swap_request
+from renderkit.launcher import Ports, Stack
+from tests.http_fixtures import serve
+from tests.openai_fake import FakeOpenAI
+
+
+def read_output(output: pb.OutputFile) -> np.ndarray:
+    return imaging.decode_bgr(Path(output.uri.removeprefix("file://")).read_bytes())
+
+
+def scale_request(scene: scenes.Scene, photo: bytes, swatch: bytes, swatch_m: float) -> pb.SubmitRenderRequest:
+    request = material_swap_request(photo, swatch, quad=[(float(x), float(y)) for x, y in scene.quad],
+                                    output_format=pb.IMAGE_FORMAT_PNG)
+    hints = request.material_swap.hints
+    hints.quad_size.width_meters, hints.quad_size.height_meters = scene.floor_size_m
+    request.material_swap.options.real_world_scale.swatch_size.width_meters = swatch_m
+    return request
+
+
+def test_swap_of_a_synthetic_scene_matches_the_analytic_ground_truth(stack: Stack) -> None:
+    scene = scenes.room_scene(800, 560)
+    swatch = scenes.plank_texture(256)
+    request = scale_request(scene, imaging.encode(scene.photo, imaging.imaging_pb2.FORMAT_PNG)[0],
+                            imaging.encode(swatch, imaging.imaging_pb2.FORMAT_PNG)[0], swatch_m=0.5)
+    with RenderClient(stack.gateway_address) as client:
+        job = client.wait(client.submit(request).job.id, timeout=120)
+    assert job.state == pb.JOB_STATE_SUCCEEDED, job.error.message
+    assert (job.result.scale_source, job.result.repeats_u, job.result.repeats_v) == ("swatch_size", 8.0, 10.0)
+    out = read_output(job.result.outputs[0])
+    truth = scenes.ground_truth_swap(scene, swatch, (8.0, 10.0))
+    inside = cv2.erode(scene.floor_mask, np.ones((7, 7), np.uint8)) > 127
+    assert scenes.psnr(out, truth, inside) > 28.0
+    # The same swap with the swatch at the wrong physical size is measurably wrong.
+    wrong = scenes.ground_truth_swap(scene, swatch, (8.0 * 1.25, 10.0 * 1.25))
+    assert scenes.psnr(out, wrong, inside) < 28.0
+
+
+def test_cancel_stops_a_running_job_promptly(stack: Stack) -> None:
+    big = scenes.room_scene(1920, 1080)
+    photo = imaging.encode(cv2.resize(big.photo, (3840, 2160)))[0]
+    quad = [(float(x) * 2, float(y) * 2) for x, y in big.quad]
+    with RenderClient(stack.gateway_address) as client:
+        job = client.submit(material_swap_request(photo, imaging.encode(scenes.plank_texture())[0], quad=quad)).job
+        for event in client.watch(job.id, timeout=60):
+            if event.stage == pb.STAGE_PROJECTION:
+                started = time.monotonic()
+                cancelled = client.cancel(job.id)
+                break
+        assert cancelled.state == pb.JOB_STATE_CANCELLED
+        assert time.monotonic() - started < 1.0
+        events = list(client.watch(job.id))
+        assert events[-1].state == pb.JOB_STATE_CANCELLED
+        time.sleep(2.5)  # longer than the projection would have taken: nothing more may happen
+        final = client.get(job.id)
+    assert final.state == pb.JOB_STATE_CANCELLED and not final.result.outputs
+    assert not any(stack.storage_dir.glob(f"renders/*/*/{job.id}/*"))
+
+
+def test_inputs_by_url_and_a_failed_download(stack: Stack) -> None:
+    scene = scenes.room_scene(400, 300)
+    routes = {"/room.jpg": (200, {"Content-Type": "image/jpeg"}, imaging.encode(scene.photo)[0]),
+              "/oak.jpg": (200, {"Content-Type": "image/jpeg"}, imaging.encode(scenes.plank_texture(128))[0]),
+              "/moved.jpg": (301, {"Location": "/oak.jpg"}, b"")}
+    quad = [(float(x), float(y)) for x, y in scene.quad]
+    with serve(routes) as base, RenderClient(stack.gateway_address) as client:
+        ok = client.wait(client.submit(material_swap_request(f"{base}/room.jpg", f"{base}/moved.jpg", quad=quad)).job.id,
+                         timeout=60)
+        missing = client.wait(client.submit(material_swap_request(f"{base}/gone.jpg", f"{base}/oak.jpg", quad=quad)
+                                            ).job.id, timeout=60)
+    assert ok.state == pb.JOB_STATE_SUCCEEDED, ok.error.message
+    assert read_output(ok.result.outputs[0]).shape == (300, 400, 3)
+    assert missing.state == pb.JOB_STATE_FAILED
+    assert missing.error.code == pb.ERROR_CODE_DOWNLOAD_FAILED
+    assert "material_swap.photo.url" in missing.error.message and "404" in missing.error.message
+
+
+def test_refinement_edits_only_inside_the_mask(stack: Stack, openai_server: FakeOpenAI) -> None:
+    scene = scenes.room_scene(640, 480)
+    quad = [(float(x), float(y)) for x, y in scene.quad]
+    photo, swatch = imaging.encode(scene.photo)[0], imaging.encode(scenes.tile_texture(128))[0]
+    with RenderClient(stack.gateway_address) as client:
+        plain = client.wait(client.submit(material_swap_request(photo, swatch, quad=quad)).job.id, timeout=60)
+        before = len(openai_server.requests)
+        refined = client.wait(client.submit(material_swap_request(photo, swatch, quad=quad, refine=True)).job.id,
+                              timeout=60)
+        events = list(client.watch(refined.id))
+    assert refined.state == pb.JOB_STATE_SUCCEEDED, refined.error.message
+    assert "Step 4/5: refining the render" in [e.message for e in events]
+    call = openai_server.requests[before]
+    assert call["path"] == "/v1/images/edits" and call["has_mask"] and call["has_image"]
+    assert call["fields"]["model"] == "gpt-image-1"  # type: ignore[index]
+    a, b = read_output(plain.result.outputs[0]).astype(int), read_output(refined.result.outputs[0]).astype(int)
+    inside = cv2.erode(scene.floor_mask, np.ones((9, 9), np.uint8)) > 127
+    outside = cv2.dilate(scene.floor_mask, np.ones((9, 9), np.uint8)) == 0
+    assert np.abs(a - b)[inside].mean() > 10
+    assert np.abs(a - b)[outside].mean() < 1.5
+
+
+def test_the_stack_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    stack = Stack(data_dir=tmp_path, ports=Ports.free(), with_triton=False)
+    stack.start()
+    processes = list(stack.processes)
+    assert {name for name, _ in processes} == {"redis", "segmentation", "depth", "projection", "generation", "gateway"}
+    stack.stop()
+    for name, process in processes:
+        assert process.returncode == 0, f"{name} exited with {process.returncode}"
+        with pytest.raises(ProcessLookupError):
+            os.kill(process.pid, 0)
+    assert "stopped" in (tmp_path / "logs" / "gateway.log").read_text()
