@@ -15,12 +15,13 @@ import os
 import socket
 import uuid
 
+from render.v1 import render_service_pb2 as pb
+
 from gateway import keys
 from gateway.ledger import Ledger, NotOwner
 from gateway.material_swap import JobContext, JobFailure, run_material_swap
 from gateway.settings import GatewaySettings
 from gateway.stages import StageClients
-from render.v1 import render_service_pb2 as pb
 from renderkit.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,11 @@ class Dispatcher:
     async def _worker(self) -> None:
         while not self._stopping.is_set():
             try:
-                entries = [self._reclaimed.get_nowait()] if not self._reclaimed.empty() else \
-                    await self.ledger.read_work(self.consumer, block_ms=500)
+                entries = (
+                    [self._reclaimed.get_nowait()]
+                    if not self._reclaimed.empty()
+                    else await self.ledger.read_work(self.consumer, block_ms=500)
+                )
                 for entry_id, job_id in entries:
                     await self._run(entry_id, job_id)
             except asyncio.CancelledError:
@@ -131,23 +135,39 @@ class Dispatcher:
         request = pb.SubmitRenderRequest()
         request.ParseFromString(stored.request)
         loop = asyncio.get_running_loop()
-        ctx = JobContext(job_id=job_id, owner=self.consumer, tenant=stored.tenant, request=request,
-                         inputs=stored.inputs, ledger=self.ledger, storage=self.storage, stages=self.stages,
-                         fetch_policy=self.settings.fetch, limits=self.settings.limits,
-                         default_stage_timeout_s=self.settings.stage_timeout_s,
-                         deadline=loop.time() + self.settings.job_timeout_s)
+        ctx = JobContext(
+            job_id=job_id,
+            owner=self.consumer,
+            tenant=stored.tenant,
+            request=request,
+            inputs=stored.inputs,
+            ledger=self.ledger,
+            storage=self.storage,
+            stages=self.stages,
+            fetch_policy=self.settings.fetch,
+            limits=self.settings.limits,
+            default_stage_timeout_s=self.settings.stage_timeout_s,
+            deadline=loop.time() + self.settings.job_timeout_s,
+        )
         try:
             try:
                 result = await run_material_swap(ctx)
             except JobFailure as failure:
-                await self.ledger.fail(job_id, self.consumer, pb.JobError(code=failure.code, message=failure.message),  # type: ignore[arg-type]
-                                       ctx.total_steps)
+                await self.ledger.fail(
+                    job_id,
+                    self.consumer,
+                    pb.JobError(code=failure.code, message=failure.message),  # type: ignore[arg-type]
+                    ctx.total_steps,
+                )
                 return
             except Exception:
                 log.exception("job %s failed unexpectedly", job_id)
-                await self.ledger.fail(job_id, self.consumer,
-                                       pb.JobError(code=pb.ERROR_CODE_PIPELINE_ERROR,
-                                                   message="an internal error stopped the render"), ctx.total_steps)
+                await self.ledger.fail(
+                    job_id,
+                    self.consumer,
+                    pb.JobError(code=pb.ERROR_CODE_PIPELINE_ERROR, message="an internal error stopped the render"),
+                    ctx.total_steps,
+                )
                 return
             await self.ledger.succeed(job_id, self.consumer, result, ctx.total_steps)
         except NotOwner as exc:

@@ -28,9 +28,14 @@ def address_refused(ip: str) -> str | None:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
     # Most specific first: link-local and unspecified ranges also count as private.
-    for attribute, reason in (("is_loopback", "loopback"), ("is_link_local", "link-local"),
-                              ("is_unspecified", "unspecified"), ("is_multicast", "multicast"),
-                              ("is_private", "private"), ("is_reserved", "reserved")):
+    for attribute, reason in (
+        ("is_loopback", "loopback"),
+        ("is_link_local", "link-local"),
+        ("is_unspecified", "unspecified"),
+        ("is_multicast", "multicast"),
+        ("is_private", "private"),
+        ("is_reserved", "reserved"),
+    ):
         if getattr(addr, attribute):
             return f"a {reason} address"
     return None
@@ -47,8 +52,9 @@ class FetchPolicy:
     refuse: Callable[[str], str | None] = field(default=address_refused)
 
 
-def url_problem(url: str, allow_private: bool = False,
-                refuse: Callable[[str], str | None] = address_refused) -> str | None:
+def url_problem(
+    url: str, allow_private: bool = False, refuse: Callable[[str], str | None] = address_refused
+) -> str | None:
     """Why a URL cannot be accepted, judged from its text alone (the address is checked when fetching)."""
     if len(url) > 2048:
         return "the URL is longer than 2048 characters"

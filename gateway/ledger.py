@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
+from render.v1 import render_service_pb2 as pb
 
 from gateway import keys
-from render.v1 import render_service_pb2 as pb
 
 
 class State(enum.StrEnum):
@@ -73,7 +73,9 @@ return {'ok', ARGV[1]}
 
 # KEYS: job, events, active, checkpoints
 # ARGV: owner ('' = anyone), new_state ('' = unchanged), retention_ms, event, fields...
-_TRANSITION = _TERMINAL_LUA + """
+_TRANSITION = (
+    _TERMINAL_LUA
+    + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
 if terminal(state) then return 'terminal' end
@@ -93,9 +95,12 @@ if ARGV[2] ~= '' and terminal(ARGV[2]) then
 end
 return 'ok'
 """
+)
 
 # KEYS: job, events. ARGV: owner, now_ms, event.
-_CLAIM = _TERMINAL_LUA + """
+_CLAIM = (
+    _TERMINAL_LUA
+    + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return -1 end
 if terminal(state) then return -2 end
@@ -105,6 +110,7 @@ redis.call('HSETNX', KEYS[1], 'started_ms', ARGV[2])
 redis.call('XADD', KEYS[2], '*', 'event', ARGV[3])
 return attempt
 """
+)
 
 # KEYS: checkpoints, job. ARGV: owner, field, value.
 _CHECKPOINT = """
@@ -177,24 +183,56 @@ class Ledger:
     async def submit(self, new: NewJob) -> tuple[str, bool]:
         """Records and queues a job; returns (job id, whether an earlier job with the key was returned)."""
         created = now_ms()
-        event = pb.JobEvent(job_id=new.job_id, time=timestamp(created), state=pb.JOB_STATE_QUEUED,
-                            total_steps=new.total_steps, message="Queued")
+        event = pb.JobEvent(
+            job_id=new.job_id,
+            time=timestamp(created),
+            state=pb.JOB_STATE_QUEUED,
+            total_steps=new.total_steps,
+            message="Queued",
+        )
         idem_key = keys.idempotency(new.tenant, new.idempotency_key) if new.idempotency_key else ""
         fields: dict[str, str | bytes | int] = {
-            "id": new.job_id, "tenant": new.tenant, "kind": new.kind, "state": State.QUEUED.value,
-            "request": new.request, "inputs": json.dumps(dict(new.inputs)), "fingerprint": new.fingerprint,
-            "project_id": new.project_id, "user_id": new.user_id, "idempotency_key": idem_key,
-            "created_ms": created, "updated_ms": created, "step": 0, "total_steps": new.total_steps,
-            "progress": 0, "message": "Queued", "attempt": 0, "owner": "",
+            "id": new.job_id,
+            "tenant": new.tenant,
+            "kind": new.kind,
+            "state": State.QUEUED.value,
+            "request": new.request,
+            "inputs": json.dumps(dict(new.inputs)),
+            "fingerprint": new.fingerprint,
+            "project_id": new.project_id,
+            "user_id": new.user_id,
+            "idempotency_key": idem_key,
+            "created_ms": created,
+            "updated_ms": created,
+            "step": 0,
+            "total_steps": new.total_steps,
+            "progress": 0,
+            "message": "Queued",
+            "attempt": 0,
+            "owner": "",
         }
         flat: list[str | bytes | int] = []
         for k, v in fields.items():
             flat += [k, v]
         status, job_id = await self._submit(
-            keys=[keys.job(new.job_id), keys.events(new.job_id), keys.WORK_STREAM, keys.ACTIVE_SET,
-                  keys.tenant_index(new.tenant), idem_key or "idem:none"],
-            args=[new.job_id, "1" if idem_key else "0", self.queue_limit, created, self.retention_ms,
-                  event.SerializeToString(), *flat])
+            keys=[
+                keys.job(new.job_id),
+                keys.events(new.job_id),
+                keys.WORK_STREAM,
+                keys.ACTIVE_SET,
+                keys.tenant_index(new.tenant),
+                idem_key or "idem:none",
+            ],
+            args=[
+                new.job_id,
+                "1" if idem_key else "0",
+                self.queue_limit,
+                created,
+                self.retention_ms,
+                event.SerializeToString(),
+                *flat,
+            ],
+        )
         if status == b"full":
             raise QueueFull(f"{self.queue_limit} jobs are waiting or running")
         return job_id.decode(), status == b"duplicate"
@@ -215,8 +253,9 @@ class Ledger:
         """The number of jobs queued or running."""
         return int(await self.redis.scard(keys.ACTIVE_SET))
 
-    async def list_jobs(self, tenant: str, page_size: int, token: tuple[int, str] | None,
-                        project_id: str = "") -> tuple[list[pb.Job], tuple[int, str] | None]:
+    async def list_jobs(
+        self, tenant: str, page_size: int, token: tuple[int, str] | None, project_id: str = ""
+    ) -> tuple[list[pb.Job], tuple[int, str] | None]:
         """A page of a tenant's jobs, newest first, and the position to continue after (None at the end).
 
         A position is (creation ms, job id); members with equal scores come in descending id order.
@@ -225,8 +264,9 @@ class Ledger:
         jobs: list[pb.Job] = []
         position = token
         while True:
-            rows = await self.redis.zrevrangebyscore(index, str(position[0]) if position else "+inf", "-inf",
-                                                     start=0, num=page_size + 64, withscores=True)
+            rows = await self.redis.zrevrangebyscore(
+                index, str(position[0]) if position else "+inf", "-inf", start=0, num=page_size + 64, withscores=True
+            )
             candidates = [(m.decode(), int(score)) for m, score in rows]
             if position:
                 candidates = [c for c in candidates if not (c[1] == position[0] and c[0] >= position[1])]
@@ -277,22 +317,59 @@ class Ledger:
         if stored is None:
             return None
         ms = now_ms()
-        event = pb.JobEvent(job_id=job_id, time=timestamp(ms), state=pb.JOB_STATE_RUNNING, message=message,
-                            total_steps=stored.job.total_steps, step=stored.job.step, progress=stored.job.progress)
-        attempt = int(await self._claim(keys=[keys.job(job_id), keys.events(job_id)],
-                                        args=[owner, ms, event.SerializeToString()]))
+        event = pb.JobEvent(
+            job_id=job_id,
+            time=timestamp(ms),
+            state=pb.JOB_STATE_RUNNING,
+            message=message,
+            total_steps=stored.job.total_steps,
+            step=stored.job.step,
+            progress=stored.job.progress,
+        )
+        attempt = int(
+            await self._claim(keys=[keys.job(job_id), keys.events(job_id)], args=[owner, ms, event.SerializeToString()])
+        )
         return attempt if attempt > 0 else None
 
-    async def progress(self, job_id: str, owner: str, *, stage: int, step: int, total_steps: int,
-                       progress: float, message: str, stage_progress: float = 0.0) -> None:
+    async def progress(
+        self,
+        job_id: str,
+        owner: str,
+        *,
+        stage: int,
+        step: int,
+        total_steps: int,
+        progress: float,
+        message: str,
+        stage_progress: float = 0.0,
+    ) -> None:
         """Records a step of a running job; raises NotOwner if the job ended or was taken over."""
         ms = now_ms()
-        event = pb.JobEvent(job_id=job_id, time=timestamp(ms), state=pb.JOB_STATE_RUNNING, stage=stage, step=step,  # type: ignore[arg-type]
-                            total_steps=total_steps, progress=progress, stage_progress=stage_progress,
-                            message=message)
-        await self._apply(job_id, owner, "", event, {
-            "stage": stage, "step": step, "total_steps": total_steps, "progress": progress, "message": message,
-            "updated_ms": ms})
+        event = pb.JobEvent(
+            job_id=job_id,
+            time=timestamp(ms),
+            state=pb.JOB_STATE_RUNNING,
+            stage=stage,
+            step=step,  # type: ignore[arg-type]
+            total_steps=total_steps,
+            progress=progress,
+            stage_progress=stage_progress,
+            message=message,
+        )
+        await self._apply(
+            job_id,
+            owner,
+            "",
+            event,
+            {
+                "stage": stage,
+                "step": step,
+                "total_steps": total_steps,
+                "progress": progress,
+                "message": message,
+                "updated_ms": ms,
+            },
+        )
 
     async def succeed(self, job_id: str, owner: str, result: pb.JobResult, total_steps: int) -> None:
         """Ends a job with its result."""
@@ -308,23 +385,53 @@ class Ledger:
         if stored is None:
             return False
         try:
-            await self._end(job_id, "", State.CANCELLED, "Cancelled", stored.job.total_steps,
-                            step=stored.job.step, progress=stored.job.progress)
+            await self._end(
+                job_id,
+                "",
+                State.CANCELLED,
+                "Cancelled",
+                stored.job.total_steps,
+                step=stored.job.step,
+                progress=stored.job.progress,
+            )
         except NotOwner:
             return False
         await self.redis.publish(keys.CANCEL_CHANNEL, job_id)
         return True
 
-    async def _end(self, job_id: str, owner: str, state: State, message: str, total_steps: int, *,
-                   result: pb.JobResult | None = None, error: pb.JobError | None = None, step: int | None = None,
-                   progress: float | None = None) -> None:
+    async def _end(
+        self,
+        job_id: str,
+        owner: str,
+        state: State,
+        message: str,
+        total_steps: int,
+        *,
+        result: pb.JobResult | None = None,
+        error: pb.JobError | None = None,
+        step: int | None = None,
+        progress: float | None = None,
+    ) -> None:
         ms = now_ms()
         done = state is State.SUCCEEDED
-        event = pb.JobEvent(job_id=job_id, time=timestamp(ms), state=state.proto, message=message,  # type: ignore[arg-type]
-                            total_steps=total_steps, step=total_steps if done else (step or 0),
-                            progress=1.0 if done else (progress or 0.0), result=result, error=error)
-        fields: dict[str, str | bytes | int | float] = {"ended_ms": ms, "updated_ms": ms, "message": message,
-                                                        "stage": 0, "owner": owner}
+        event = pb.JobEvent(
+            job_id=job_id,
+            time=timestamp(ms),
+            state=state.proto,
+            message=message,  # type: ignore[arg-type]
+            total_steps=total_steps,
+            step=total_steps if done else (step or 0),
+            progress=1.0 if done else (progress or 0.0),
+            result=result,
+            error=error,
+        )
+        fields: dict[str, str | bytes | int | float] = {
+            "ended_ms": ms,
+            "updated_ms": ms,
+            "message": message,
+            "stage": 0,
+            "owner": owner,
+        }
         if done:
             fields.update(progress=1.0, step=total_steps)
         if result is not None:
@@ -333,14 +440,21 @@ class Ledger:
             fields["error"] = error.SerializeToString()
         await self._apply(job_id, owner, state.value, event, fields)
 
-    async def _apply(self, job_id: str, owner: str, new_state: str, event: pb.JobEvent,
-                     fields: Mapping[str, str | bytes | int | float]) -> None:
+    async def _apply(
+        self,
+        job_id: str,
+        owner: str,
+        new_state: str,
+        event: pb.JobEvent,
+        fields: Mapping[str, str | bytes | int | float],
+    ) -> None:
         flat: list[str | bytes | int | float] = []
         for k, v in fields.items():
             flat += [k, v]
         status = await self._transition(
             keys=[keys.job(job_id), keys.events(job_id), keys.ACTIVE_SET, keys.checkpoints(job_id)],
-            args=[owner, new_state, self.retention_ms, event.SerializeToString(), *flat])
+            args=[owner, new_state, self.retention_ms, event.SerializeToString(), *flat],
+        )
         if status != b"ok":
             raise NotOwner(f"job {job_id}: {status.decode()}")
 
@@ -361,14 +475,14 @@ class Ledger:
 
     async def read_work(self, consumer: str, block_ms: int) -> list[tuple[str, str]]:
         """New (entry id, job id) pairs for a dispatcher."""
-        reply = await self.redis.xreadgroup(keys.WORK_GROUP, consumer, {keys.WORK_STREAM: ">"}, count=1,
-                                            block=block_ms)
+        reply = await self.redis.xreadgroup(keys.WORK_GROUP, consumer, {keys.WORK_STREAM: ">"}, count=1, block=block_ms)
         return [(eid.decode(), f[b"job_id"].decode()) for _, entries in reply or [] for eid, f in entries]
 
     async def reclaim_work(self, consumer: str, min_idle_ms: int) -> list[tuple[str, str]]:
         """Entries another dispatcher took but stopped renewing (it died): now this consumer's."""
-        reply = await self.redis.xautoclaim(keys.WORK_STREAM, keys.WORK_GROUP, consumer, min_idle_ms,
-                                            start_id="0-0", count=10)
+        reply = await self.redis.xautoclaim(
+            keys.WORK_STREAM, keys.WORK_GROUP, consumer, min_idle_ms, start_id="0-0", count=10
+        )
         # Redis 6.2 answers [next, entries]; Redis 7 adds a list of deleted ids.
         entries = reply[1]
         return [(eid.decode(), f[b"job_id"].decode()) for eid, f in entries if f]
@@ -396,16 +510,35 @@ def _stored_job(h: dict[str, bytes]) -> StoredJob:
         return int(float(s(name) or 0))
 
     job = pb.Job(
-        id=s("id"), state=State(s("state")).proto, stage=i("stage"), step=i("step"), total_steps=i("total_steps"),  # type: ignore[arg-type]
-        progress=float(s("progress") or 0), project_id=s("project_id"), user_id=s("user_id"), kind=s("kind"),
-        message=s("message"), attempt=i("attempt"))
-    for field, name in (("created_ms", "create_time"), ("updated_ms", "update_time"), ("started_ms", "start_time"),
-                        ("ended_ms", "end_time")):
+        id=s("id"),
+        state=State(s("state")).proto,
+        stage=i("stage"),
+        step=i("step"),
+        total_steps=i("total_steps"),  # type: ignore[arg-type]
+        progress=float(s("progress") or 0),
+        project_id=s("project_id"),
+        user_id=s("user_id"),
+        kind=s("kind"),
+        message=s("message"),
+        attempt=i("attempt"),
+    )
+    for field, name in (
+        ("created_ms", "create_time"),
+        ("updated_ms", "update_time"),
+        ("started_ms", "start_time"),
+        ("ended_ms", "end_time"),
+    ):
         if s(field):
             getattr(job, name).CopyFrom(timestamp(i(field)))
     if h.get("result"):
         job.result.ParseFromString(h["result"])
     if h.get("error"):
         job.error.ParseFromString(h["error"])
-    return StoredJob(job=job, tenant=s("tenant"), owner=s("owner"), request=h.get("request", b""),
-                     inputs=json.loads(s("inputs") or "{}"), fingerprint=s("fingerprint"))
+    return StoredJob(
+        job=job,
+        tenant=s("tenant"),
+        owner=s("owner"),
+        request=h.get("request", b""),
+        inputs=json.loads(s("inputs") or "{}"),
+        fingerprint=s("fingerprint"),
+    )

@@ -10,17 +10,17 @@ from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
-
-from gateway.fetch import DownloadError, FetchPolicy, fetch
-from gateway.ledger import Ledger
-from gateway.stages import StageClients
-from gateway.validation import Limits, check_image
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.generation.v1 import generation_service_pb2 as generation_pb
 from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as projection_pb
 from render.segmentation.v1 import segmentation_service_pb2 as segmentation_pb
 from render.v1 import render_service_pb2 as pb
+
+from gateway.fetch import DownloadError, FetchPolicy, fetch
+from gateway.ledger import Ledger
+from gateway.stages import StageClients
+from gateway.validation import Limits, check_image
 from renderkit import imaging
 from renderkit.errors import error_reason
 from renderkit.scale import DEFAULT_REPEATS, tiling_from_repeats, tiling_from_sizes
@@ -29,12 +29,24 @@ from renderkit.storage import Storage, StorageError
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
 
-_SURFACE_NAMES = {pb.SURFACE_FLOOR: "floor", pb.SURFACE_WALL: "wall", pb.SURFACE_CEILING: "ceiling",
-                  pb.SURFACE_FACADE: "facade"}
-_FORMATS = {pb.IMAGE_FORMAT_UNSPECIFIED: imaging_pb2.FORMAT_JPEG, pb.IMAGE_FORMAT_JPEG: imaging_pb2.FORMAT_JPEG,
-            pb.IMAGE_FORMAT_PNG: imaging_pb2.FORMAT_PNG, pb.IMAGE_FORMAT_WEBP: imaging_pb2.FORMAT_WEBP}
-_STAGE_LABELS = {pb.STAGE_SEGMENTATION: "segmentation", pb.STAGE_DEPTH: "depth", pb.STAGE_PROJECTION: "projection",
-                 pb.STAGE_GENERATION: "generation"}
+_SURFACE_NAMES = {
+    pb.SURFACE_FLOOR: "floor",
+    pb.SURFACE_WALL: "wall",
+    pb.SURFACE_CEILING: "ceiling",
+    pb.SURFACE_FACADE: "facade",
+}
+_FORMATS = {
+    pb.IMAGE_FORMAT_UNSPECIFIED: imaging_pb2.FORMAT_JPEG,
+    pb.IMAGE_FORMAT_JPEG: imaging_pb2.FORMAT_JPEG,
+    pb.IMAGE_FORMAT_PNG: imaging_pb2.FORMAT_PNG,
+    pb.IMAGE_FORMAT_WEBP: imaging_pb2.FORMAT_WEBP,
+}
+_STAGE_LABELS = {
+    pb.STAGE_SEGMENTATION: "segmentation",
+    pb.STAGE_DEPTH: "depth",
+    pb.STAGE_PROJECTION: "projection",
+    pb.STAGE_GENERATION: "generation",
+}
 # Checkpoints larger than this go to storage; Redis keeps their key.
 _INLINE_CHECKPOINT_BYTES = 512 * 1024
 PREVIEW_SIDE = 512
@@ -53,7 +65,7 @@ def failure_from_rpc(stage: int, exc: grpc.aio.AioRpcError, timeout_s: float) ->
     """The job error a failed stage call stands for."""
     label = _STAGE_LABELS.get(stage, "a")
     reason = error_reason(exc)
-    if reason and f"ERROR_CODE_{reason}" in pb.ErrorCode.keys():
+    if reason and f"ERROR_CODE_{reason}" in pb.ErrorCode:
         return JobFailure(pb.ErrorCode.Value(f"ERROR_CODE_{reason}"), exc.details() or f"the {label} stage failed")
     code = exc.code()
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -87,8 +99,9 @@ class JobContext:
     def stage_timeout(self, stage: int) -> float:
         """The deadline of a stage call: the stage budget, capped by what is left of the job's."""
         options = self.request.material_swap.options
-        budget = (options.stage_timeout_seconds if options.HasField("stage_timeout_seconds")
-                  else self.default_stage_timeout_s)
+        budget = (
+            options.stage_timeout_seconds if options.HasField("stage_timeout_seconds") else self.default_stage_timeout_s
+        )
         left = self.deadline - asyncio.get_running_loop().time()
         if left <= 0:
             raise JobFailure(pb.ERROR_CODE_TIMEOUT, "the job ran out of time")
@@ -97,8 +110,15 @@ class JobContext:
     async def step(self, step: int, stage: int, text: str) -> None:
         """Announces a step ("Step 2/4: estimating geometry")."""
         message = f"Step {step}/{self.total_steps}: {text}"
-        await self.ledger.progress(self.job_id, self.owner, stage=stage, step=step, total_steps=self.total_steps,
-                                   progress=(step - 1) / self.total_steps, message=message)
+        await self.ledger.progress(
+            self.job_id,
+            self.owner,
+            stage=stage,
+            step=step,
+            total_steps=self.total_steps,
+            progress=(step - 1) / self.total_steps,
+            message=message,
+        )
 
     async def call(self, stage: int, name: str, kind: type[M], rpc: Callable[[float], Awaitable[M]]) -> M:
         """A stage call with its deadline, its output checkpointed (and reused when resuming)."""
@@ -186,63 +206,112 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     surface = _SURFACE_NAMES.get(swap.surface, "")
     needs_photo = not (mask or hints.polygon or hints.quad)
     segment = segmentation_pb.SegmentRequest(
-        width=photo_info.width, height=photo_info.height, photo=photo if needs_photo else b"", mask=mask,
-        quad=to_points, polygon=[imaging_pb2.Point(x=p.x, y=p.y) for p in hints.polygon],
+        width=photo_info.width,
+        height=photo_info.height,
+        photo=photo if needs_photo else b"",
+        mask=mask,
+        quad=to_points,
+        polygon=[imaging_pb2.Point(x=p.x, y=p.y) for p in hints.polygon],
         positive_points=[imaging_pb2.Point(x=p.x, y=p.y) for p in hints.positive_points],
         negative_points=[imaging_pb2.Point(x=p.x, y=p.y) for p in hints.negative_points],
-        box=imaging_pb2.Box(x_min=hints.box.x_min, y_min=hints.box.y_min, x_max=hints.box.x_max,
-                            y_max=hints.box.y_max),
-        surface=surface)
-    seg = await ctx.call(pb.STAGE_SEGMENTATION, "segmentation", segmentation_pb.SegmentResponse,
-                         lambda t: stages.segmentation.Segment(segment, timeout=t))
+        box=imaging_pb2.Box(x_min=hints.box.x_min, y_min=hints.box.y_min, x_max=hints.box.x_max, y_max=hints.box.y_max),
+        surface=surface,
+    )
+    seg = await ctx.call(
+        pb.STAGE_SEGMENTATION,
+        "segmentation",
+        segmentation_pb.SegmentResponse,
+        lambda t: stages.segmentation.Segment(segment, timeout=t),
+    )
     if seg.coverage <= 0.0:
         raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "the surface's mask is empty")
 
     await ctx.step(2, pb.STAGE_DEPTH, "estimating geometry")
-    estimate = depth_pb.EstimatePlaneRequest(width=photo_info.width, height=photo_info.height, quad=to_points,
-                                             photo=b"" if to_points else photo,
-                                             mask_png=b"" if to_points else seg.mask_png)
-    plane = await ctx.call(pb.STAGE_DEPTH, "depth", depth_pb.EstimatePlaneResponse,
-                           lambda t: stages.depth.EstimatePlane(estimate, timeout=t))
+    estimate = depth_pb.EstimatePlaneRequest(
+        width=photo_info.width,
+        height=photo_info.height,
+        quad=to_points,
+        photo=b"" if to_points else photo,
+        mask_png=b"" if to_points else seg.mask_png,
+    )
+    plane = await ctx.call(
+        pb.STAGE_DEPTH,
+        "depth",
+        depth_pb.EstimatePlaneResponse,
+        lambda t: stages.depth.EstimatePlane(estimate, timeout=t),
+    )
 
     scale = swap.options.real_world_scale
     if scale.WhichOneof("scale") == "swatch_size":
         size = scale.swatch_size
         swatch_h = size.height_meters or size.width_meters * swatch_info.height / swatch_info.width
-        tiling = tiling_from_sizes(hints.quad_size.width_meters, hints.quad_size.height_meters, size.width_meters,
-                                   swatch_h)
+        tiling = tiling_from_sizes(
+            hints.quad_size.width_meters, hints.quad_size.height_meters, size.width_meters, swatch_h
+        )
     else:
-        aspect = (hints.quad_size.width_meters / hints.quad_size.height_meters if hints.HasField("quad_size")
-                  else plane.aspect_ratio)
-        tiling = tiling_from_repeats(scale.repeats if scale.WhichOneof("scale") == "repeats" else DEFAULT_REPEATS,
-                                     aspect, swatch_info.width / swatch_info.height)
+        aspect = (
+            hints.quad_size.width_meters / hints.quad_size.height_meters
+            if hints.HasField("quad_size")
+            else plane.aspect_ratio
+        )
+        tiling = tiling_from_repeats(
+            scale.repeats if scale.WhichOneof("scale") == "repeats" else DEFAULT_REPEATS,
+            aspect,
+            swatch_info.width / swatch_info.height,
+        )
 
     await ctx.step(3, pb.STAGE_PROJECTION, "projecting the material")
     final_spec = output_spec(ctx.request.output)
     # A composite headed for refinement travels as high-quality JPEG: PNG would cost ~10x to encode.
-    spec = (imaging_pb2.OutputSpec(format=imaging_pb2.FORMAT_JPEG, quality=95,
-                                   renditions=[imaging_pb2.Rendition(name="composite")]) if refine else final_spec)
-    project = projection_pb.ProjectRequest(photo=photo, swatch=swatch, mask_png=seg.mask_png,
-                                           homography=plane.homography, repeats_u=tiling.repeats_u,
-                                           repeats_v=tiling.repeats_v,
-                                           rotation_degrees=swap.options.rotation_degrees, output=spec)
-    projected = await ctx.call(pb.STAGE_PROJECTION, "projection", projection_pb.ProjectResponse,
-                               lambda t: stages.projection.Project(project, timeout=t))
+    spec = (
+        imaging_pb2.OutputSpec(
+            format=imaging_pb2.FORMAT_JPEG, quality=95, renditions=[imaging_pb2.Rendition(name="composite")]
+        )
+        if refine
+        else final_spec
+    )
+    project = projection_pb.ProjectRequest(
+        photo=photo,
+        swatch=swatch,
+        mask_png=seg.mask_png,
+        homography=plane.homography,
+        repeats_u=tiling.repeats_u,
+        repeats_v=tiling.repeats_v,
+        rotation_degrees=swap.options.rotation_degrees,
+        output=spec,
+    )
+    projected = await ctx.call(
+        pb.STAGE_PROJECTION,
+        "projection",
+        projection_pb.ProjectResponse,
+        lambda t: stages.projection.Project(project, timeout=t),
+    )
     images = list(projected.images)
 
     if refine:
         await ctx.step(4, pb.STAGE_GENERATION, "refining the render")
         seed = swap.options.refinement_seed if swap.options.HasField("refinement_seed") else 42
-        refine_request = generation_pb.RefineRequest(image=images[0].data, mask_png=seg.mask_png, seed=seed,
-                                                     output=final_spec)
-        refined = await ctx.call(pb.STAGE_GENERATION, "generation", generation_pb.RefineResponse,
-                                 lambda t: stages.generation.Refine(refine_request, timeout=t))
+        refine_request = generation_pb.RefineRequest(
+            image=images[0].data, mask_png=seg.mask_png, seed=seed, output=final_spec
+        )
+        refined = await ctx.call(
+            pb.STAGE_GENERATION,
+            "generation",
+            generation_pb.RefineResponse,
+            lambda t: stages.generation.Refine(refine_request, timeout=t),
+        )
         images = list(refined.images)
 
     await ctx.step(ctx.total_steps, pb.STAGE_OUTPUT, "writing outputs")
     outputs = await write_outputs(ctx, images)
-    return pb.JobResult(outputs=outputs, geometry_source=plane.source, geometry_confidence=plane.confidence,
-                        scale_source=tiling.source, repeats_u=tiling.repeats_u, repeats_v=tiling.repeats_v)
+    return pb.JobResult(
+        outputs=outputs,
+        geometry_source=plane.source,
+        geometry_confidence=plane.confidence,
+        scale_source=tiling.source,
+        repeats_u=tiling.repeats_u,
+        repeats_v=tiling.repeats_v,
+    )
 
 
 async def write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage]) -> list[pb.OutputFile]:
@@ -256,7 +325,15 @@ async def write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage])
         except StorageError as exc:
             log.warning("job %s: storage failed: %s", ctx.job_id, exc)
             raise JobFailure(pb.ERROR_CODE_UPLOAD_FAILED, "the render could not be stored") from None
-        outputs.append(pb.OutputFile(name=image.name, uri=stored.uri, size_bytes=stored.size_bytes,
-                                     content_type=stored.content_type, sha256=stored.sha256, width=image.width,
-                                     height=image.height))
+        outputs.append(
+            pb.OutputFile(
+                name=image.name,
+                uri=stored.uri,
+                size_bytes=stored.size_bytes,
+                content_type=stored.content_type,
+                sha256=stored.sha256,
+                width=image.width,
+                height=image.height,
+            )
+        )
     return outputs

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 import grpc
 import redis.asyncio as aioredis
 from grpc_health.v1._async import HealthServicer
+from render.v1 import render_service_pb2 as pb
+from render.v1 import render_service_pb2_grpc as pb_grpc
 
 from gateway.dispatcher import Dispatcher
 from gateway.ledger import Ledger
 from gateway.servicer import RenderServicer
 from gateway.settings import GatewaySettings
 from gateway.stages import StageClients
-from render.v1 import render_service_pb2 as pb
-from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit.serving import (
     SERVER_OPTIONS,
     add_health_and_reflection,
@@ -81,15 +81,24 @@ def create_server(settings: GatewaySettings) -> Gateway:
     client = aioredis.Redis.from_url(settings.redis_url, max_connections=10000)
     ledger = Ledger(client, retention_s=settings.retention_s, queue_limit=settings.queue_limit)
     storage = open_storage(settings.storage_url)
-    stages = StageClients.connect(settings.segmentation_addr, settings.depth_addr, settings.projection_addr,
-                                  settings.generation_addr)
+    stages = StageClients.connect(
+        settings.segmentation_addr, settings.depth_addr, settings.projection_addr, settings.generation_addr
+    )
     server = grpc.aio.server(options=SERVER_OPTIONS)
     pb_grpc.add_RenderServiceServicer_to_server(RenderServicer(ledger, storage, settings.limits), server)
     health = add_health_and_reflection(server, [SERVICE_NAME])
     port = bind(server, settings.listen)
     dispatcher = Dispatcher(ledger, storage, stages, settings) if settings.dispatch else None
-    return Gateway(server=server, port=port, health=health, ledger=ledger, dispatcher=dispatcher, stages=stages,
-                   redis=client, settings=settings)
+    return Gateway(
+        server=server,
+        port=port,
+        health=health,
+        ledger=ledger,
+        dispatcher=dispatcher,
+        stages=stages,
+        redis=client,
+        settings=settings,
+    )
 
 
 def main() -> None:
@@ -99,7 +108,12 @@ def main() -> None:
     async def serve() -> None:
         gateway = create_server(settings)
         log.info("gateway listening on port %d", gateway.port)
-        await run_until_signalled(gateway.server, gateway.health, grace_seconds=settings.grace_seconds,
-                                  on_start=gateway.mark_ready, on_drain=gateway.drain)
+        await run_until_signalled(
+            gateway.server,
+            gateway.health,
+            grace_seconds=settings.grace_seconds,
+            on_start=gateway.mark_ready,
+            on_drain=gateway.drain,
+        )
 
     asyncio.run(serve())

@@ -11,12 +11,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
+from render.v1 import render_service_pb2 as pb
+from render.v1 import render_service_pb2_grpc as pb_grpc
 
 from gateway.ledger import Ledger, NewJob, QueueFull, StoredJob
 from gateway.material_swap import plan_steps
 from gateway.validation import Limits, validate_submit
-from render.v1 import render_service_pb2 as pb
-from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit.errors import abort, bad_request, retry_info
 from renderkit.storage import Storage
 
@@ -54,48 +54,74 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
     async def _tenant(self, context: grpc.aio.ServicerContext) -> str:  # type: ignore[type-arg]
         tenant = tenant_of(context)
         if tenant is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{TENANT_HEADER} is malformed",
-                        bad_request([(TENANT_HEADER, "use 1-64 letters, digits, _ or -")]))
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{TENANT_HEADER} is malformed",
+                bad_request([(TENANT_HEADER, "use 1-64 letters, digits, _ or -")]),
+            )
         assert tenant is not None
         return tenant
 
     async def _job(self, job_id: str, tenant: str, context: grpc.aio.ServicerContext) -> StoredJob:  # type: ignore[type-arg]
         if not job_id:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "job_id is required",
-                        bad_request([("job_id", "is required")]))
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "job_id is required",
+                bad_request([("job_id", "is required")]),
+            )
         stored = await self.ledger.get(job_id) if len(job_id) <= 64 else None
         if stored is None or stored.tenant != tenant:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"job {job_id} not found")
         assert stored is not None
         return stored
 
-    async def SubmitRender(self, request: pb.SubmitRenderRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
-                           ) -> pb.SubmitRenderResponse:
+    async def SubmitRender(
+        self,
+        request: pb.SubmitRenderRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.SubmitRenderResponse:
         tenant = await self._tenant(context)
         violations = await asyncio.to_thread(validate_submit, request, self.limits)
         if violations:
             summary = "; ".join(f"{f}: {d}" for f, d in violations[:3])
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}",
-                        bad_request(violations))
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}", bad_request(violations)
+            )
         digest = fingerprint(request)
         if request.idempotency_key:
             existing = await self.ledger.job_for_key(tenant, request.idempotency_key)
             if existing is not None:
                 return await self._duplicate(existing, digest, context)
         if self.ledger.queue_limit and await self.ledger.queue_depth() >= self.ledger.queue_limit:
-            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "the render queue is full; retry later",
-                        retry_info(5.0))
+            await abort(
+                context, grpc.StatusCode.RESOURCE_EXHAUSTED, "the render queue is full; retry later", retry_info(5.0)
+            )
         job_id = uuid.uuid4().hex
         stored_request, inputs = await asyncio.to_thread(self._upload_inputs, job_id, request)
-        new = NewJob(job_id=job_id, tenant=tenant, kind=request.WhichOneof("kind") or "", request=stored_request,
-                     inputs=inputs, fingerprint=digest, project_id=request.project_id, user_id=request.user_id,
-                     idempotency_key=request.idempotency_key, total_steps=plan_steps(request))
+        new = NewJob(
+            job_id=job_id,
+            tenant=tenant,
+            kind=request.WhichOneof("kind") or "",
+            request=stored_request,
+            inputs=inputs,
+            fingerprint=digest,
+            project_id=request.project_id,
+            user_id=request.user_id,
+            idempotency_key=request.idempotency_key,
+            total_steps=plan_steps(request),
+        )
         try:
             recorded_id, duplicate = await self.ledger.submit(new)
         except QueueFull as exc:
             await asyncio.to_thread(self._drop_inputs, inputs)
-            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"the render queue is full ({exc}); retry later",
-                        retry_info(5.0))
+            await abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the render queue is full ({exc}); retry later",
+                retry_info(5.0),
+            )
         if duplicate:  # lost a race with the same key
             await asyncio.to_thread(self._drop_inputs, inputs)
             return await self._duplicate(recorded_id, digest, context)
@@ -104,16 +130,23 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         log.info("job %s submitted (tenant %s)", recorded_id, tenant)
         return pb.SubmitRenderResponse(job=stored.job)
 
-    async def _duplicate(self, job_id: str, digest: str, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
-                         ) -> pb.SubmitRenderResponse:
+    async def _duplicate(
+        self,
+        job_id: str,
+        digest: str,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.SubmitRenderResponse:
         stored = await self.ledger.get(job_id)
         if stored is None:
             await abort(context, grpc.StatusCode.ABORTED, "the job of this idempotency key is being written; retry")
         assert stored is not None
         if stored.fingerprint != digest:
-            await abort(context, grpc.StatusCode.ALREADY_EXISTS,
-                        "idempotency_key was already used for a different request",
-                        bad_request([("idempotency_key", "was used for a different request")]))
+            await abort(
+                context,
+                grpc.StatusCode.ALREADY_EXISTS,
+                "idempotency_key was already used for a different request",
+                bad_request([("idempotency_key", "was used for a different request")]),
+            )
         return pb.SubmitRenderResponse(job=stored.job, deduplicated=True)
 
     def _upload_inputs(self, job_id: str, request: pb.SubmitRenderRequest) -> tuple[bytes, dict[str, str]]:
@@ -135,23 +168,36 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         for key in inputs.values():
             self.storage.delete(key)
 
-    async def GetJob(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
-                     ) -> pb.GetJobResponse:
+    async def GetJob(
+        self,
+        request: pb.GetJobRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.GetJobResponse:
         stored = await self._job(request.job_id, await self._tenant(context), context)
         return pb.GetJobResponse(job=stored.job)
 
-    async def WatchJob(self, request: pb.WatchJobRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
-                       ) -> AsyncIterator[pb.WatchJobResponse]:
+    async def WatchJob(
+        self,
+        request: pb.WatchJobRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> AsyncIterator[pb.WatchJobResponse]:
         tenant = await self._tenant(context)
         if request.after and not _CURSOR.match(request.after):
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "after is not a cursor from this job's events",
-                        bad_request([("after", "must be an event cursor such as 1700000000000-0")]))
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "after is not a cursor from this job's events",
+                bad_request([("after", "must be an event cursor such as 1700000000000-0")]),
+            )
         await self._job(request.job_id, tenant, context)
         async for event in self.ledger.events(request.job_id, request.after or "0"):
             yield pb.WatchJobResponse(event=event)
 
-    async def CancelJob(self, request: pb.CancelJobRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
-                        ) -> pb.CancelJobResponse:
+    async def CancelJob(
+        self,
+        request: pb.CancelJobRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.CancelJobResponse:
         tenant = await self._tenant(context)
         await self._job(request.job_id, tenant, context)
         if await self.ledger.cancel(request.job_id):
@@ -159,20 +205,31 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         stored = await self._job(request.job_id, tenant, context)
         return pb.CancelJobResponse(job=stored.job)
 
-    async def ListJobs(self, request: pb.ListJobsRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
-                       ) -> pb.ListJobsResponse:
+    async def ListJobs(
+        self,
+        request: pb.ListJobsRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.ListJobsResponse:
         tenant = await self._tenant(context)
         if not 0 <= request.page_size <= 100:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "page_size must be between 0 and 100",
-                        bad_request([("page_size", "must be between 0 and 100")]))
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "page_size must be between 0 and 100",
+                bad_request([("page_size", "must be between 0 and 100")]),
+            )
         token = None
         if request.page_token:
             try:
                 score, job_id = base64.urlsafe_b64decode(request.page_token.encode()).decode().split("|", 1)
                 token = (int(score), job_id)
             except ValueError:
-                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "page_token is not from a previous page",
-                            bad_request([("page_token", "must be a next_page_token from ListJobs")]))
+                await abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "page_token is not from a previous page",
+                    bad_request([("page_token", "must be a next_page_token from ListJobs")]),
+                )
         jobs, position = await self.ledger.list_jobs(tenant, request.page_size or 20, token, request.project_id)
         next_token = base64.urlsafe_b64encode(f"{position[0]}|{position[1]}".encode()).decode() if position else ""
         return pb.ListJobsResponse(jobs=jobs, next_page_token=next_token)

@@ -6,29 +6,37 @@ import json
 from dataclasses import dataclass
 
 import grpc
-
 from render.depth.v1 import depth_service_pb2_grpc
 from render.generation.v1 import generation_service_pb2_grpc
 from render.projection.v1 import projection_service_pb2_grpc
 from render.segmentation.v1 import segmentation_service_pb2_grpc
+
 from renderkit.serving import CHANNEL_OPTIONS
 
 # Stage calls are pure functions of their request, so retrying UNAVAILABLE is safe.
-_SERVICE_CONFIG = json.dumps({
-    "methodConfig": [{
-        "name": [{}],
-        "retryPolicy": {
-            "maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2,
-            "retryableStatusCodes": ["UNAVAILABLE"],
-        },
-    }],
-})
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+)
 
 
 def stage_channel(address: str) -> grpc.aio.Channel:
     """An insecure channel to a stage with the pipeline's message limits and retry policy."""
-    return grpc.aio.insecure_channel(address, options=[*CHANNEL_OPTIONS, ("grpc.service_config", _SERVICE_CONFIG),
-                                                       ("grpc.enable_retries", 1)])
+    return grpc.aio.insecure_channel(
+        address, options=[*CHANNEL_OPTIONS, ("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+    )
 
 
 @dataclass

@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+from render.v1 import render_service_pb2 as pb
 
 from gateway.fetch import url_problem
-from render.v1 import render_service_pb2 as pb
 from renderkit import imaging
 from renderkit.homography import quad_problem
 
@@ -30,8 +30,9 @@ class Limits:
 Violation = tuple[str, str]
 
 
-def _image(source: pb.ImageSource, field: str, limits: Limits, required: bool,
-           min_side: int) -> tuple[list[Violation], imaging.ImageInfo | None]:
+def _image(
+    source: pb.ImageSource, field: str, limits: Limits, required: bool, min_side: int
+) -> tuple[list[Violation], imaging.ImageInfo | None]:
     which = source.WhichOneof("source")
     if which is None:
         return ([(field, "is required: give data or url")] if required else []), None
@@ -43,7 +44,9 @@ def _image(source: pb.ImageSource, field: str, limits: Limits, required: bool,
     return check_image(source.data, f"{field}.data", limits, min_side)
 
 
-def check_image(data: bytes, field: str, limits: Limits, min_side: int) -> tuple[list[Violation], imaging.ImageInfo | None]:
+def check_image(
+    data: bytes, field: str, limits: Limits, min_side: int
+) -> tuple[list[Violation], imaging.ImageInfo | None]:
     """Checks an encoded image's type and size (also used on downloaded bytes)."""
     try:
         info = imaging.probe(data, max_pixels=limits.max_pixels)
@@ -85,8 +88,12 @@ def validate_submit(request: pb.SubmitRenderRequest, limits: Limits) -> list[Vio
     found, mask = _image(swap.mask, f"{base}.mask", limits, False, 1)
     violations += found
     if photo and mask and (mask.width, mask.height) != (photo.width, photo.height):
-        violations.append((f"{base}.mask.data", f"is {mask.width}x{mask.height}; it must be the photo's size "
-                                                f"{photo.width}x{photo.height}"))
+        violations.append(
+            (
+                f"{base}.mask.data",
+                f"is {mask.width}x{mask.height}; it must be the photo's size {photo.width}x{photo.height}",
+            )
+        )
     hints = swap.hints
     if hints.quad:
         if len(hints.quad) != 4:
@@ -115,17 +122,21 @@ def validate_submit(request: pb.SubmitRenderRequest, limits: Limits) -> list[Vio
         if scale.swatch_size.width_meters <= 0 or scale.swatch_size.height_meters < 0:
             violations.append((f"{base}.options.real_world_scale.swatch_size", "width must be positive"))
         if not hints.HasField("quad_size"):
-            violations.append((f"{base}.options.real_world_scale.swatch_size",
-                               "needs hints.quad_size (the surface's physical size) to place the swatch at scale"))
+            violations.append(
+                (
+                    f"{base}.options.real_world_scale.swatch_size",
+                    "needs hints.quad_size (the surface's physical size) to place the swatch at scale",
+                )
+            )
     if options.HasField("stage_timeout_seconds") and not (
-            0 < options.stage_timeout_seconds <= limits.max_stage_timeout_s):
-        violations.append((f"{base}.options.stage_timeout_seconds",
-                           f"must be more than 0 and at most {limits.max_stage_timeout_s:g}"))
+        0 < options.stage_timeout_seconds <= limits.max_stage_timeout_s
+    ):
+        violations.append(
+            (f"{base}.options.stage_timeout_seconds", f"must be more than 0 and at most {limits.max_stage_timeout_s:g}")
+        )
     if not math.isfinite(options.rotation_degrees):
         violations.append((f"{base}.options.rotation_degrees", "must be finite"))
-    has_geometry = bool(hints.quad)
-    if not has_geometry and not violations:
-        # Without a quad the plane comes from the depth model, which needs the surface's outline.
-        if not (hints.polygon or swap.HasField("mask") or swap.surface):
-            violations.append((f"{base}.hints", "give a quad, or a mask/polygon/surface with the depth model"))
+    # Without a quad the plane comes from the depth model, which needs the surface's outline.
+    if not hints.quad and not violations and not (hints.polygon or swap.HasField("mask") or swap.surface):
+        violations.append((f"{base}.hints", "give a quad, or a mask/polygon/surface with the depth model"))
     return violations

@@ -8,8 +8,8 @@ import sys
 
 import grpc
 from google.protobuf import json_format
-
 from render.v1 import render_service_pb2 as pb
+
 from renderkit.client import RenderClient, material_swap_request
 
 STATE_NAMES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in pb.JobState.items()}
@@ -28,8 +28,9 @@ def parse_quad(text: str) -> list[tuple[float, float]]:
 
 def progress_bar(event: pb.JobEvent, width: int = 30) -> str:
     """One line: a bar, the state and the event's message."""
-    filled = int(round(event.progress * width))
-    return f"[{'#' * filled}{'.' * (width - filled)}] {event.progress * 100:5.1f}%  {STATE_NAMES[event.state]:<9} {event.message}"
+    filled = round(event.progress * width)
+    bar = "#" * filled + "." * (width - filled)
+    return f"[{bar}] {event.progress * 100:5.1f}%  {STATE_NAMES[event.state]:<9} {event.message}"
 
 
 def show_job(job: pb.Job) -> str:
@@ -76,10 +77,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command == "submit":
                 fmt = pb.ImageFormat.Value(f"IMAGE_FORMAT_{args.format.upper()}")
-                request = material_swap_request(args.photo, args.swatch, quad=args.quad, mask=args.mask,
-                                                repeats=args.repeats, refine=args.refine,
-                                                idempotency_key=args.idempotency_key, project_id=args.project,
-                                                output_format=fmt)
+                request = material_swap_request(
+                    args.photo,
+                    args.swatch,
+                    quad=args.quad,
+                    mask=args.mask,
+                    repeats=args.repeats,
+                    refine=args.refine,
+                    idempotency_key=args.idempotency_key,
+                    project_id=args.project,
+                    output_format=fmt,
+                )
                 job = client.submit(request).job
                 print(job.id)
                 if args.watch:

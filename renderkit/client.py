@@ -6,9 +6,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import grpc
-
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
+
 from renderkit.serving import CHANNEL_OPTIONS
 
 TERMINAL_STATES = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
@@ -24,20 +24,35 @@ def image_source(value: str | bytes | Path) -> pb.ImageSource:
     return pb.ImageSource(data=Path(text).read_bytes())
 
 
-def material_swap_request(photo: str | bytes | Path, swatch: str | bytes | Path, *,
-                          quad: Sequence[tuple[float, float]] = (), mask: str | bytes | Path | None = None,
-                          repeats: float | None = None, refine: bool = False, idempotency_key: str = "",
-                          project_id: str = "", output_format: int = pb.IMAGE_FORMAT_JPEG) -> pb.SubmitRenderRequest:
+def material_swap_request(
+    photo: str | bytes | Path,
+    swatch: str | bytes | Path,
+    *,
+    quad: Sequence[tuple[float, float]] = (),
+    mask: str | bytes | Path | None = None,
+    repeats: float | None = None,
+    refine: bool = False,
+    idempotency_key: str = "",
+    project_id: str = "",
+    output_format: int = pb.IMAGE_FORMAT_JPEG,
+) -> pb.SubmitRenderRequest:
     """A SubmitRenderRequest for a material swap."""
-    swap = pb.MaterialSwap(photo=image_source(photo), swatch=image_source(swatch),
-                           hints=pb.SurfaceHints(quad=[pb.Point(x=x, y=y) for x, y in quad]),
-                           options=pb.MaterialSwapOptions(enable_refinement=refine))
+    swap = pb.MaterialSwap(
+        photo=image_source(photo),
+        swatch=image_source(swatch),
+        hints=pb.SurfaceHints(quad=[pb.Point(x=x, y=y) for x, y in quad]),
+        options=pb.MaterialSwapOptions(enable_refinement=refine),
+    )
     if mask is not None:
         swap.mask.CopyFrom(image_source(mask))
     if repeats is not None:
         swap.options.real_world_scale.repeats = repeats
-    return pb.SubmitRenderRequest(material_swap=swap, idempotency_key=idempotency_key, project_id=project_id,
-                                  output=pb.OutputOptions(format=output_format))  # type: ignore[arg-type]
+    return pb.SubmitRenderRequest(
+        material_swap=swap,
+        idempotency_key=idempotency_key,
+        project_id=project_id,
+        output=pb.OutputOptions(format=output_format),
+    )  # type: ignore[arg-type]
 
 
 class RenderClient:
@@ -67,16 +82,23 @@ class RenderClient:
         return self.stub.CancelJob(pb.CancelJobRequest(job_id=job_id), metadata=self.metadata).job  # type: ignore[no-any-return]
 
     def list(self, page_size: int = 20, page_token: str = "", project_id: str = "") -> pb.ListJobsResponse:
-        return self.stub.ListJobs(pb.ListJobsRequest(page_size=page_size, page_token=page_token,  # type: ignore[no-any-return]
-                                                     project_id=project_id), metadata=self.metadata)
+        return self.stub.ListJobs(
+            pb.ListJobsRequest(
+                page_size=page_size,
+                page_token=page_token,  # type: ignore[no-any-return]
+                project_id=project_id,
+            ),
+            metadata=self.metadata,
+        )
 
     def watch(self, job_id: str, after: str = "", timeout: float | None = None) -> Iterator[pb.JobEvent]:
         """Events after a cursor until the job ends; reconnects resume from the last cursor seen."""
         cursor = after
         while True:
             try:
-                for reply in self.stub.WatchJob(pb.WatchJobRequest(job_id=job_id, after=cursor), timeout=timeout,
-                                                metadata=self.metadata):
+                for reply in self.stub.WatchJob(
+                    pb.WatchJobRequest(job_id=job_id, after=cursor), timeout=timeout, metadata=self.metadata
+                ):
                     cursor = reply.event.cursor
                     yield reply.event
                     if reply.event.state in TERMINAL_STATES:

@@ -23,8 +23,12 @@ def rich_status(code: grpc.StatusCode, message: str, *details: object) -> status
     return status
 
 
-async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str,  # type: ignore[type-arg]
-                *details: object) -> NoReturn:
+async def abort(
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,  # type: ignore[type-arg]
+    *details: object,
+) -> NoReturn:
     """Ends an RPC with a status whose details travel in the standard trailer."""
     status = rich_status(code, message, *details)
     await context.abort(code, message, trailing_metadata=((_DETAILS_KEY, status.SerializeToString()),))
@@ -38,9 +42,12 @@ def error_info(reason: str, **metadata: str) -> error_details_pb2.ErrorInfo:
 
 def bad_request(violations: Sequence[tuple[str, str]]) -> error_details_pb2.BadRequest:
     """A BadRequest detail naming each offending field."""
-    return error_details_pb2.BadRequest(field_violations=[
-        error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
-        for field, description in violations])
+    return error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
+            for field, description in violations
+        ]
+    )
 
 
 def retry_info(seconds: float) -> error_details_pb2.RetryInfo:
@@ -77,4 +84,4 @@ def error_reason(exc: grpc.aio.AioRpcError) -> str | None:
     return info.reason if isinstance(info, error_details_pb2.ErrorInfo) else None
 
 
-assert code_pb2.INVALID_ARGUMENT == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+assert grpc.StatusCode.INVALID_ARGUMENT.value[0] == code_pb2.INVALID_ARGUMENT

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from PIL import Image
-
 from render.imaging.v1 import imaging_pb2
 
 CONTENT_TYPES = {
@@ -130,8 +129,11 @@ def encode_renditions(image: np.ndarray, spec: imaging_pb2.OutputSpec) -> list[i
     for rendition in renditions:
         sized = fit_within(image, rendition.max_side)
         data, content_type = encode(sized, spec.format, spec.quality)
-        out.append(imaging_pb2.EncodedImage(name=rendition.name, data=data, content_type=content_type,
-                                            width=sized.shape[1], height=sized.shape[0]))
+        out.append(
+            imaging_pb2.EncodedImage(
+                name=rendition.name, data=data, content_type=content_type, width=sized.shape[1], height=sized.shape[0]
+            )
+        )
     return out
 
 

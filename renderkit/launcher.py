@@ -73,9 +73,22 @@ class Ports:
     @classmethod
     def from_env_file(cls, path: Path = STACK_ENV) -> Ports:
         values = {**read_env_file(path), **{k: v for k, v in os.environ.items() if k.endswith("_PORT")}}
-        return cls(*(int(values[name]) for name in (
-            "REDIS_PORT", "TRITON_GRPC_PORT", "TRITON_HTTP_PORT", "TRITON_METRICS_PORT", "SEGMENTATION_PORT",
-            "DEPTH_PORT", "PROJECTION_PORT", "GENERATION_PORT", "GATEWAY_PORT")))
+        return cls(
+            *(
+                int(values[name])
+                for name in (
+                    "REDIS_PORT",
+                    "TRITON_GRPC_PORT",
+                    "TRITON_HTTP_PORT",
+                    "TRITON_METRICS_PORT",
+                    "SEGMENTATION_PORT",
+                    "DEPTH_PORT",
+                    "PROJECTION_PORT",
+                    "GENERATION_PORT",
+                    "GATEWAY_PORT",
+                )
+            )
+        )
 
     @classmethod
     def free(cls) -> Ports:
@@ -112,10 +125,15 @@ class Stack:
     def addresses(self) -> dict[str, str]:
         """Every address of the stack, by name."""
         p = self.ports
-        out = {"gateway": self.gateway_address, "redis": self.redis_url,
-               "segmentation": f"127.0.0.1:{p.segmentation}", "depth": f"127.0.0.1:{p.depth}",
-               "projection": f"127.0.0.1:{p.projection}", "generation": f"127.0.0.1:{p.generation}",
-               "storage": str(self.storage_dir)}
+        out = {
+            "gateway": self.gateway_address,
+            "redis": self.redis_url,
+            "segmentation": f"127.0.0.1:{p.segmentation}",
+            "depth": f"127.0.0.1:{p.depth}",
+            "projection": f"127.0.0.1:{p.projection}",
+            "generation": f"127.0.0.1:{p.generation}",
+            "storage": str(self.storage_dir),
+        }
         if self.with_triton:
             out["triton"] = self.triton_url
         return out
@@ -125,8 +143,9 @@ class Stack:
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{name}.log", "ab") as log:
             # Own session: Ctrl-C reaches only the launcher, which stops the children in order.
-            process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                argv, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.processes.append((name, process))
 
     def start(self, timeout_s: float = 90.0) -> None:
@@ -141,26 +160,68 @@ class Stack:
         p = self.ports
         redis_dir = self.data_dir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
-        self._spawn("redis", [redis_server_binary(), "--port", str(p.redis), "--bind", "127.0.0.1",
-                              "--dir", str(redis_dir), "--appendonly", "yes", "--save", "", "--daemonize", "no"], {})
+        self._spawn(
+            "redis",
+            [
+                redis_server_binary(),
+                "--port",
+                str(p.redis),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(redis_dir),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+            ],
+            {},
+        )
         py = sys.executable
         common = {"PYTHONUNBUFFERED": "1", **self.env}
         if self.with_triton:
             common["TRITON_URL"] = self.triton_url
-            self._spawn("triton", [py, "-m", "services.triton_host"], {
-                **common, "TRITON_GRPC_PORT": str(p.triton_grpc), "TRITON_HTTP_PORT": str(p.triton_http),
-                "TRITON_METRICS_PORT": str(p.triton_metrics),
-                "MODELS_DIR": str(self.models_dir or self.data_dir / "models")})
-        for name, port in (("segmentation", p.segmentation), ("depth", p.depth), ("projection", p.projection),
-                           ("generation", p.generation)):
+            self._spawn(
+                "triton",
+                [py, "-m", "services.triton_host"],
+                {
+                    **common,
+                    "TRITON_GRPC_PORT": str(p.triton_grpc),
+                    "TRITON_HTTP_PORT": str(p.triton_http),
+                    "TRITON_METRICS_PORT": str(p.triton_metrics),
+                    "MODELS_DIR": str(self.models_dir or self.data_dir / "models"),
+                },
+            )
+        for name, port in (
+            ("segmentation", p.segmentation),
+            ("depth", p.depth),
+            ("projection", p.projection),
+            ("generation", p.generation),
+        ):
             self._spawn(name, [py, "-m", f"services.{name}"], {**common, f"{name.upper()}_LISTEN": f"127.0.0.1:{port}"})
-        self._spawn("gateway", [py, "-m", "gateway"], {
-            **common, "GATEWAY_LISTEN": self.gateway_address, "REDIS_URL": self.redis_url,
-            "STORAGE_URL": str(self.storage_dir),
-            "SEGMENTATION_ADDR": f"127.0.0.1:{p.segmentation}", "DEPTH_ADDR": f"127.0.0.1:{p.depth}",
-            "PROJECTION_ADDR": f"127.0.0.1:{p.projection}", "GENERATION_ADDR": f"127.0.0.1:{p.generation}"})
-        for name, port in (("segmentation", p.segmentation), ("depth", p.depth), ("projection", p.projection),
-                           ("generation", p.generation), ("gateway", p.gateway)):
+        self._spawn(
+            "gateway",
+            [py, "-m", "gateway"],
+            {
+                **common,
+                "GATEWAY_LISTEN": self.gateway_address,
+                "REDIS_URL": self.redis_url,
+                "STORAGE_URL": str(self.storage_dir),
+                "SEGMENTATION_ADDR": f"127.0.0.1:{p.segmentation}",
+                "DEPTH_ADDR": f"127.0.0.1:{p.depth}",
+                "PROJECTION_ADDR": f"127.0.0.1:{p.projection}",
+                "GENERATION_ADDR": f"127.0.0.1:{p.generation}",
+            },
+        )
+        for name, port in (
+            ("segmentation", p.segmentation),
+            ("depth", p.depth),
+            ("projection", p.projection),
+            ("generation", p.generation),
+            ("gateway", p.gateway),
+        ):
             self._wait_serving(name, f"127.0.0.1:{port}", deadline)
 
     def _wait_serving(self, name: str, address: str, deadline: float) -> None:
@@ -207,8 +268,11 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stack = Stack(data_dir=data_dir, ports=Ports.from_env_file(),
-                  models_dir=Path(os.environ["MODELS_DIR"]) if os.environ.get("MODELS_DIR") else ROOT / "models")
+    stack = Stack(
+        data_dir=data_dir,
+        ports=Ports.from_env_file(),
+        models_dir=Path(os.environ["MODELS_DIR"]) if os.environ.get("MODELS_DIR") else ROOT / "models",
+    )
     print(f"starting the stack (logs in {data_dir}/logs) ...", flush=True)
     stack.start()
     try:

@@ -38,8 +38,9 @@ def plank_texture(size: int = 512, seed: int = 1) -> np.ndarray:
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
     for i in range(planks):
         tone = base * rng.uniform(0.65, 1.25)
-        grain = 0.12 * np.sin(x / size * 2 * np.pi * rng.uniform(3, 9) + rng.uniform(0, 6)
-                              + 0.8 * np.sin(y / 7.0 + rng.uniform(0, 6)))
+        grain = 0.12 * np.sin(
+            x / size * 2 * np.pi * rng.uniform(3, 9) + rng.uniform(0, 6) + 0.8 * np.sin(y / 7.0 + rng.uniform(0, 6))
+        )
         band = slice(i * plank_h, (i + 1) * plank_h)
         img[band] = tone * (1 + grain[band])[..., None]
         img[i * plank_h : i * plank_h + 3] *= 0.35
@@ -71,8 +72,9 @@ def carpet_texture(size: int = 256, seed: int = 3) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def sample_supersampled(texture: np.ndarray, H: np.ndarray, repeats: tuple[float, float], width: int, height: int,
-                        factor: int = 4) -> np.ndarray:
+def sample_supersampled(
+    texture: np.ndarray, H: np.ndarray, repeats: tuple[float, float], width: int, height: int, factor: int = 4
+) -> np.ndarray:
     """Ground-truth texturing: each pixel averages factor^2 point samples through the homography (linear light)."""
     tex = srgb_to_linear(texture)
     th, tw = tex.shape[:2]
@@ -101,11 +103,22 @@ def light_field(width: int, height: int, seed: int = 4) -> np.ndarray:
     return (falloff * shadow).astype(np.float32)
 
 
-def room_scene(width: int = 1024, height: int = 768, floor_texture: np.ndarray | None = None,
-               floor_repeats: tuple[float, float] = (6.0, 6.0)) -> Scene:
+def room_scene(
+    width: int = 1024,
+    height: int = 768,
+    floor_texture: np.ndarray | None = None,
+    floor_repeats: tuple[float, float] = (6.0, 6.0),
+) -> Scene:
     """A room with walls and a floor rectangle of known geometry under a known light."""
-    quad = np.array([[0.26 * width, 0.50 * height], [0.74 * width, 0.50 * height],
-                     [0.985 * width, 0.985 * height], [0.015 * width, 0.985 * height]], np.float64)
+    quad = np.array(
+        [
+            [0.26 * width, 0.50 * height],
+            [0.74 * width, 0.50 * height],
+            [0.985 * width, 0.985 * height],
+            [0.015 * width, 0.985 * height],
+        ],
+        np.float64,
+    )
     H = quad_homography(quad)
     floor_mask = np.zeros((height, width), np.uint8)
     cv2.fillPoly(floor_mask, [np.round(quad).astype(np.int32)], 255)

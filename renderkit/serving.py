@@ -33,8 +33,9 @@ def add_health_and_reflection(server: grpc.aio.Server, service_names: Sequence[s
     """Registers grpc.health.v1 and reflection; every service starts NOT_SERVING."""
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection([*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                                         reflection.SERVICE_NAME], server)
+    reflection.enable_server_reflection(
+        [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+    )
     return health
 
 

@@ -70,8 +70,13 @@ class LocalStorage:
             os.replace(tmp, path)
         except OSError as exc:
             raise StorageError(f"could not write {key}: {exc.strerror or exc}") from exc
-        return StoredObject(key=key, uri=path.as_uri(), size_bytes=len(data), content_type=content_type,
-                            sha256=hashlib.sha256(data).hexdigest())
+        return StoredObject(
+            key=key,
+            uri=path.as_uri(),
+            size_bytes=len(data),
+            content_type=content_type,
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
 
     def get(self, key: str) -> bytes:
         try:

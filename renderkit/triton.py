@@ -105,8 +105,9 @@ class TritonModels:
         except Exception:
             return False
 
-    async def infer(self, contract: ModelContract, inputs: dict[str, np.ndarray],
-                    timeout_s: float | None = None) -> dict[str, np.ndarray]:
+    async def infer(
+        self, contract: ModelContract, inputs: dict[str, np.ndarray], timeout_s: float | None = None
+    ) -> dict[str, np.ndarray]:
         """Runs one inference and returns every output of the contract."""
         infer_inputs = []
         for spec in contract.inputs:

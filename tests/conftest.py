@@ -46,8 +46,22 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server (the bundled one) on a free loopback port, AOF on."""
     port = free_port()
     data = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-                                "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     client = redis.Redis(port=port)
     try:
         for _ in range(100):
@@ -77,10 +91,16 @@ def triton_url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
     grpc_port = free_port()
     log = open(tmp_path_factory.mktemp("triton") / "triton.log", "wb")  # noqa: SIM115
-    env = {**os.environ, "MODELS_DIR": str(models_dir), "TRITON_GRPC_PORT": str(grpc_port),
-           "TRITON_HTTP_PORT": str(free_port()), "TRITON_METRICS_PORT": str(free_port())}
-    process = subprocess.Popen([sys.executable, "-m", "services.triton_host"], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "MODELS_DIR": str(models_dir),
+        "TRITON_GRPC_PORT": str(grpc_port),
+        "TRITON_HTTP_PORT": str(free_port()),
+        "TRITON_METRICS_PORT": str(free_port()),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.triton_host"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"127.0.0.1:{grpc_port}"
     client = triton_grpc.InferenceServerClient(url)
     try:
@@ -158,19 +178,36 @@ def stages(start_stage: Callable[[Callable[[], StageServer]], StageServer]) -> d
         "segmentation": start_stage(lambda: create_segmentation(stage_settings())),
         "depth": start_stage(lambda: create_depth(stage_settings())),
         "projection": start_stage(lambda: create_projection(stage_settings())),
-        "generation": start_stage(lambda: create_generation(GenerationSettings(
-            stage=stage_settings(), openai_api_key="", openai_base_url="", openai_model="gpt-image-1",
-            openai_timeout_s=5, openai_max_retries=0))),
+        "generation": start_stage(
+            lambda: create_generation(
+                GenerationSettings(
+                    stage=stage_settings(),
+                    openai_api_key="",
+                    openai_base_url="",
+                    openai_model="gpt-image-1",
+                    openai_timeout_s=5,
+                    openai_max_retries=0,
+                )
+            )
+        ),
     }
     return {name: f"127.0.0.1:{server.port}" for name, server in servers.items()}
 
 
 def gateway_settings(redis_url: str, storage: Path, stages: dict[str, str], **overrides: Any) -> GatewaySettings:
     base = GatewaySettings.from_env()
-    settings = replace(base, listen="127.0.0.1:0", redis_url=redis_url, storage_url=str(storage),
-                       segmentation_addr=stages["segmentation"], depth_addr=stages["depth"],
-                       projection_addr=stages["projection"], generation_addr=stages["generation"], grace_seconds=1.0,
-                       lease_s=2.0)
+    settings = replace(
+        base,
+        listen="127.0.0.1:0",
+        redis_url=redis_url,
+        storage_url=str(storage),
+        segmentation_addr=stages["segmentation"],
+        depth_addr=stages["depth"],
+        projection_addr=stages["projection"],
+        generation_addr=stages["generation"],
+        grace_seconds=1.0,
+        lease_s=2.0,
+    )
     return replace(settings, **overrides)
 
 
@@ -195,8 +232,12 @@ def start_gateway(loop_thread: LoopThread) -> Iterator[Callable[[GatewaySettings
 
 
 @pytest.fixture(scope="session")
-def gateway(redis_url: str, stages: dict[str, str], start_gateway: Callable[[GatewaySettings], Gateway],
-            tmp_path_factory: pytest.TempPathFactory) -> Gateway:
+def gateway(
+    redis_url: str,
+    stages: dict[str, str],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Gateway:
     """A gateway in-process over real Redis and real gRPC stages; private URLs refused (the default)."""
     return start_gateway(gateway_settings(redis_url, tmp_path_factory.mktemp("storage"), stages))
 
@@ -218,7 +259,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, openai_server: FakeOpenAI) -
     """The whole embedded stack as separate processes (what `make run` starts), private URLs allowed,
     generation pointed at the local OpenAI images server."""
     data = tmp_path_factory.mktemp("stack")
-    env = {"ALLOW_PRIVATE_URLS": "true", "JOB_LEASE_SECONDS": "3", "OPENAI_API_KEY": "sk-test",
-           "OPENAI_BASE_URL": openai_server.base_url, "OPENAI_MAX_RETRIES": "0"}
+    env = {
+        "ALLOW_PRIVATE_URLS": "true",
+        "JOB_LEASE_SECONDS": "3",
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_BASE_URL": openai_server.base_url,
+        "OPENAI_MAX_RETRIES": "0",
+    }
     with Stack(data_dir=data, ports=Ports.free(), models_dir=data / "no-models", env=env) as running:
         yield running

@@ -10,12 +10,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @contextmanager
-def serve(routes: dict[str, tuple[int, dict[str, str], bytes]], host: str = "127.0.0.1",
-          delay_s: float = 0.0) -> Iterator[str]:
+def serve(
+    routes: dict[str, tuple[int, dict[str, str], bytes]], host: str = "127.0.0.1", delay_s: float = 0.0
+) -> Iterator[str]:
     """Serves fixed responses by path on host:free-port; yields the base URL."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             status, headers, body = routes.get(self.path, (404, {}, b"not found"))
             if delay_s:
                 time.sleep(delay_s)

@@ -30,7 +30,7 @@ def edited_image(width: int, height: int) -> bytes:
     """A plausible 'refined' image: a warm gradient with texture (never blank)."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     image = np.stack([60 + 40 * np.sin(x / 17), 110 + 30 * np.cos(y / 23), 170 + 40 * np.sin((x + y) / 31)], axis=2)
-    ok, png = cv2.imencode(".png", np.clip(image, 0, 255).astype(np.uint8))
+    _ok, png = cv2.imencode(".png", np.clip(image, 0, 255).astype(np.uint8))
     return png.tobytes()
 
 
@@ -39,21 +39,32 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     state = FakeOpenAI()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             message = BytesParser(policy=HTTP).parsebytes(
-                f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body)
-            parts = {p.get_param("name", header="content-disposition"): p.get_payload(decode=True)
-                     for p in message.iter_parts()}
+                f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body
+            )
+            parts = {
+                p.get_param("name", header="content-disposition"): p.get_payload(decode=True)
+                for p in message.iter_parts()
+            }
             fields = {k: v.decode() for k, v in parts.items() if k not in ("image", "mask", "image[]")}
-            state.requests.append({"path": self.path, "fields": fields, "has_image": bool(parts.get("image")),
-                                   "has_mask": bool(parts.get("mask"))})
+            state.requests.append(
+                {
+                    "path": self.path,
+                    "fields": fields,
+                    "has_image": bool(parts.get("image")),
+                    "has_mask": bool(parts.get("mask")),
+                }
+            )
             if state.status != 200:
                 payload = {"error": {"message": "refused", "type": "invalid_request_error", "code": state.error_code}}
                 self._reply(state.status, payload)
                 return
             width, height = (int(v) for v in fields.get("size", "1024x1024").split("x"))
-            self._reply(200, {"created": 0, "data": [{"b64_json": base64.b64encode(edited_image(width, height)).decode()}]})
+            self._reply(
+                200, {"created": 0, "data": [{"b64_json": base64.b64encode(edited_image(width, height)).decode()}]}
+            )
 
         def _reply(self, status: int, payload: dict[str, object]) -> None:
             data = json.dumps(payload).encode()

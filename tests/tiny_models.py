@@ -26,12 +26,15 @@ def depth_model() -> onnx.ModelProto:
     bias = numpy_helper.from_array(np.array([3.0], np.float32), "b")  # keeps disparity positive
     axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["pixel_values", "w", "b"], ["conv"]),
-         helper.make_node("Squeeze", ["conv", "axes"], ["predicted_depth"])],
+        [
+            helper.make_node("Conv", ["pixel_values", "w", "b"], ["conv"]),
+            helper.make_node("Squeeze", ["conv", "axes"], ["predicted_depth"]),
+        ],
         "tiny_depth",
         [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["N", 3, "H", "W"])],
         [helper.make_tensor_value_info("predicted_depth", TensorProto.FLOAT, ["N", "H", "W"])],
-        [weight, bias, axes])
+        [weight, bias, axes],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -46,7 +49,8 @@ def segmentation_model() -> onnx.ModelProto:
         "tiny_segmentation",
         [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["N", 3, "H", "W"])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 150, "H", "W"])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 

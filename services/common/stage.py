@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 from grpc_health.v1._async import HealthServicer
-
 from render.imaging.v1 import imaging_pb2
+
 from renderkit.serving import (
     SERVER_OPTIONS,
     add_health_and_reflection,
@@ -84,9 +84,13 @@ async def triton_ready(triton: TritonModels | None) -> bool:
     return True if triton is None else await triton.server_live()
 
 
-def build_server(settings: StageSettings, service_names: list[str],
-                 register: Callable[[grpc.aio.Server], None],
-                 ready: Callable[[], Awaitable[bool]], close: Callable[[], Awaitable[None]]) -> StageServer:
+def build_server(
+    settings: StageSettings,
+    service_names: list[str],
+    register: Callable[[grpc.aio.Server], None],
+    ready: Callable[[], Awaitable[bool]],
+    close: Callable[[], Awaitable[None]],
+) -> StageServer:
     """Creates a server with the stage's servicer, health (NOT_SERVING until ready) and reflection."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
     register(server)
@@ -102,8 +106,9 @@ def run_stage(name: str, create: Callable[[], StageServer], grace_seconds: float
     async def serve() -> None:
         stage = create()
         log.info("%s listening on port %d", name, stage.port)
-        await run_until_signalled(stage.server, stage.health, grace_seconds=grace_seconds,
-                                  on_start=stage.mark_ready, on_drain=stage.close)
+        await run_until_signalled(
+            stage.server, stage.health, grace_seconds=grace_seconds, on_start=stage.mark_ready, on_drain=stage.close
+        )
 
     asyncio.run(serve())
 

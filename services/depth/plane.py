@@ -94,5 +94,9 @@ def fit_plane(disparity: np.ndarray, mask: np.ndarray, focal: float, width: int,
     if normal[2] < 0:
         normal = -normal
     H = plane_homography(normal, focal, width, height, mask)
-    return PlaneFit(normal=normal / np.linalg.norm(normal), homography=H,
-                    confidence=float(np.clip(inlier_fraction * r2, 0.0, 1.0)), inlier_fraction=inlier_fraction)
+    return PlaneFit(
+        normal=normal / np.linalg.norm(normal),
+        homography=H,
+        confidence=float(np.clip(inlier_fraction * r2, 0.0, 1.0)),
+        inlier_fraction=inlier_fraction,
+    )

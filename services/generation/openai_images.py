@@ -51,8 +51,9 @@ def edit_mask_png(mask: np.ndarray, size: tuple[int, int]) -> bytes:
     return imaging.encode_mask(rgba)
 
 
-def refine_with_openai(client: openai.OpenAI, model: str, image: np.ndarray, mask: np.ndarray, prompt: str
-                       ) -> EditResult:
+def refine_with_openai(
+    client: openai.OpenAI, model: str, image: np.ndarray, mask: np.ndarray, prompt: str
+) -> EditResult:
     """Edits the image inside the mask and blends the edit back at full resolution, inside the mask only."""
     height, width = image.shape[:2]
     size = edit_size(width, height, model)
@@ -61,9 +62,14 @@ def refine_with_openai(client: openai.OpenAI, model: str, image: np.ndarray, mas
     extra = {"response_format": "b64_json"} if model.startswith("dall-e") else {}
     try:
         response = client.images.edit(
-            model=model, image=("image.png", image_png, "image/png"),
+            model=model,
+            image=("image.png", image_png, "image/png"),
             mask=("mask.png", edit_mask_png(mask, size), "image/png"),
-            prompt=prompt, n=1, size=f"{size[0]}x{size[1]}", **extra)  # type: ignore[arg-type]
+            prompt=prompt,
+            n=1,
+            size=f"{size[0]}x{size[1]}",
+            **extra,
+        )  # type: ignore[arg-type]
     except openai.BadRequestError as exc:
         if getattr(exc, "code", None) == "content_policy_violation":
             raise ContentPolicyError("the image provider refused this content") from exc

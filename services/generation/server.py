@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import grpc
 import openai
-
 from render.generation.v1 import generation_service_pb2 as pb
 from render.generation.v1 import generation_service_pb2_grpc as pb_grpc
+
 from renderkit import imaging
 from renderkit.errors import abort, error_info
 from renderkit.settings import env_float, env_int, env_str
@@ -17,8 +17,10 @@ from services.common.stage import StageServer, StageSettings, build_server
 from services.generation.openai_images import ContentPolicyError, ProviderError, refine_with_openai
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GenerationService"].full_name
-DEFAULT_PROMPT = ("Blend the new floor material naturally into the room's lighting. Keep the material's "
-                  "pattern, colour and scale exactly as they are.")
+DEFAULT_PROMPT = (
+    "Blend the new floor material naturally into the room's lighting. Keep the material's "
+    "pattern, colour and scale exactly as they are."
+)
 
 
 @dataclass(frozen=True)
@@ -49,25 +51,43 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
 
     def __init__(self, settings: GenerationSettings) -> None:
         self.settings = settings
-        self.client = (openai.OpenAI(api_key=settings.openai_api_key, base_url=settings.openai_base_url or None,
-                                     timeout=settings.openai_timeout_s, max_retries=settings.openai_max_retries)
-                       if settings.openai_api_key else None)
+        self.client = (
+            openai.OpenAI(
+                api_key=settings.openai_api_key,
+                base_url=settings.openai_base_url or None,
+                timeout=settings.openai_timeout_s,
+                max_retries=settings.openai_max_retries,
+            )
+            if settings.openai_api_key
+            else None
+        )
 
     def _capabilities(self) -> pb.GetCapabilitiesResponse:
         if self.client is None:
-            return pb.GetCapabilitiesResponse(refine_available=False,
-                                              unavailable_reason="no image provider is configured (OPENAI_API_KEY)")
+            return pb.GetCapabilitiesResponse(
+                refine_available=False, unavailable_reason="no image provider is configured (OPENAI_API_KEY)"
+            )
         return pb.GetCapabilitiesResponse(refine_available=True, provider="openai", model=self.settings.openai_model)
 
-    async def GetCapabilities(self, request: pb.GetCapabilitiesRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
-                              ) -> pb.GetCapabilitiesResponse:
+    async def GetCapabilities(
+        self,
+        request: pb.GetCapabilitiesRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.GetCapabilitiesResponse:
         return self._capabilities()
 
-    async def Refine(self, request: pb.RefineRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
-                     ) -> pb.RefineResponse:
+    async def Refine(
+        self,
+        request: pb.RefineRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.RefineResponse:
         if self.client is None:
-            await abort(context, grpc.StatusCode.UNAVAILABLE, "refinement is unavailable: no image provider is configured",
-                        error_info("PROVIDER_UNAVAILABLE"))
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "refinement is unavailable: no image provider is configured",
+                error_info("PROVIDER_UNAVAILABLE"),
+            )
         try:
             image = await asyncio.to_thread(imaging.decode_bgr, request.image)
             mask = await asyncio.to_thread(imaging.decode_gray, request.mask_png)
@@ -76,8 +96,9 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         prompt = request.prompt or DEFAULT_PROMPT
         assert self.client is not None
         try:
-            result = await asyncio.to_thread(refine_with_openai, self.client, self.settings.openai_model, image, mask,
-                                             prompt)
+            result = await asyncio.to_thread(
+                refine_with_openai, self.client, self.settings.openai_model, image, mask, prompt
+            )
         except ContentPolicyError as exc:
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc), error_info("CONTENT_POLICY"))
         except ProviderError as exc:
@@ -95,6 +116,10 @@ def create_server(settings: GenerationSettings) -> StageServer:
     async def close() -> None:
         return None
 
-    return build_server(settings.stage, [SERVICE_NAME],
-                        lambda s: pb_grpc.add_GenerationServiceServicer_to_server(GenerationServicer(settings), s),
-                        ready, close)
+    return build_server(
+        settings.stage,
+        [SERVICE_NAME],
+        lambda s: pb_grpc.add_GenerationServiceServicer_to_server(GenerationServicer(settings), s),
+        ready,
+        close,
+    )

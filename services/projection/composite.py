@@ -10,8 +10,15 @@ from services.projection.shading import shading_field
 from services.projection.texture import build_mip_atlas, sample_surface, texel_transform
 
 
-def project_material(photo: np.ndarray, swatch: np.ndarray, mask: np.ndarray, H: np.ndarray,
-                     repeats_u: float, repeats_v: float, rotation_degrees: float = 0.0) -> np.ndarray:
+def project_material(
+    photo: np.ndarray,
+    swatch: np.ndarray,
+    mask: np.ndarray,
+    H: np.ndarray,
+    repeats_u: float,
+    repeats_v: float,
+    rotation_degrees: float = 0.0,
+) -> np.ndarray:
     """The photo with the masked surface re-covered by the swatch (uint8 BGR, the photo's size)."""
     height, width = photo.shape[:2]
     feather = cv2.GaussianBlur(mask, (0, 0), 0.8)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-
 from render.projection.v1 import projection_service_pb2 as pb
 from render.projection.v1 import projection_service_pb2_grpc as pb_grpc
+
 from renderkit import homography, imaging
 from renderkit.errors import abort, bad_request
 from services.common.stage import StageServer, StageSettings, build_server
@@ -30,11 +30,18 @@ def _project(request: pb.ProjectRequest) -> list:  # type: ignore[type-arg]
 class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
     """Maps the swatch onto the surface."""
 
-    async def Project(self, request: pb.ProjectRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
-                      ) -> pb.ProjectResponse:
+    async def Project(
+        self,
+        request: pb.ProjectRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.ProjectResponse:
         if request.repeats_u <= 0 or request.repeats_v <= 0:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "repeats must be positive",
-                        bad_request([("repeats_u", "must be positive"), ("repeats_v", "must be positive")]))
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "repeats must be positive",
+                bad_request([("repeats_u", "must be positive"), ("repeats_v", "must be positive")]),
+            )
         try:
             images = await asyncio.to_thread(_project, request)
         except (imaging.ImageError, homography.GeometryError, ValueError) as exc:
@@ -52,6 +59,10 @@ def create_server(settings: StageSettings) -> StageServer:
     async def close() -> None:
         return None
 
-    return build_server(settings, [SERVICE_NAME],
-                        lambda s: pb_grpc.add_ProjectionServiceServicer_to_server(ProjectionServicer(), s),
-                        ready, close)
+    return build_server(
+        settings,
+        [SERVICE_NAME],
+        lambda s: pb_grpc.add_ProjectionServiceServicer_to_server(ProjectionServicer(), s),
+        ready,
+        close,
+    )

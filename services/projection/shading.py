@@ -20,7 +20,7 @@ def shading_field(photo_bgr: np.ndarray, mask: np.ndarray, sigma: float) -> np.n
     linear = srgb_to_linear(photo_bgr)
     luminance = linear @ _LUMA_BGR
     log_l = np.log(luminance + 1e-4)
-    weight = (mask.astype(np.float32) / 255.0)
+    weight = mask.astype(np.float32) / 255.0
     ksize = (0, 0)
     num = cv2.GaussianBlur(log_l * weight, ksize, sigma)
     den = cv2.GaussianBlur(weight, ksize, sigma)

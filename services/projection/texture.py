@@ -41,8 +41,9 @@ def build_mip_atlas(swatch_bgr: np.ndarray) -> MipAtlas:
     levels = [level]
     while min(levels[-1].shape[:2]) > 1:
         h, w = levels[-1].shape[:2]
-        levels.append(cv2.resize(levels[-1], (max(1, (w + 1) // 2), max(1, (h + 1) // 2)),
-                                 interpolation=cv2.INTER_AREA))
+        levels.append(
+            cv2.resize(levels[-1], (max(1, (w + 1) // 2), max(1, (h + 1) // 2)), interpolation=cv2.INTER_AREA)
+        )
     padded = [cv2.copyMakeBorder(lv, _PAD, _PAD, _PAD, _PAD, cv2.BORDER_WRAP) for lv in levels]
     h0, w0 = levels[0].shape[:2]
     right = padded[1:]
@@ -58,7 +59,9 @@ def build_mip_atlas(swatch_bgr: np.ndarray) -> MipAtlas:
         offsets.append((x, y))
         y += p.shape[0]
     return MipAtlas(
-        atlas=atlas, width=w0, height=h0,
+        atlas=atlas,
+        width=w0,
+        height=h0,
         offset_x=np.array([o[0] + _PAD for o in offsets], np.float32),
         offset_y=np.array([o[1] + _PAD for o in offsets], np.float32),
         scale_x=np.array([lv.shape[1] / w0 for lv in levels], np.float32),
@@ -66,8 +69,9 @@ def build_mip_atlas(swatch_bgr: np.ndarray) -> MipAtlas:
     )
 
 
-def texel_transform(H: np.ndarray, repeats_u: float, repeats_v: float, rotation_degrees: float,
-                    swatch_w: int, swatch_h: int) -> np.ndarray:
+def texel_transform(
+    H: np.ndarray, repeats_u: float, repeats_v: float, rotation_degrees: float, swatch_w: int, swatch_h: int
+) -> np.ndarray:
     """The 3x3 map from image pixels to unwrapped level-0 texel coordinates of the swatch.
 
     Tiles keep the swatch's proportions; rotation turns the material about the surface's origin.
@@ -83,8 +87,9 @@ def texel_transform(H: np.ndarray, repeats_u: float, repeats_v: float, rotation_
     return np.asarray(M @ np.linalg.inv(H), dtype=np.float64)
 
 
-def sample_surface(atlas: MipAtlas, T: np.ndarray, x0: int, y0: int, width: int, height: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def sample_surface(
+    atlas: MipAtlas, T: np.ndarray, x0: int, y0: int, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Samples the texture for the pixel rectangle (x0, y0, width, height).
 
     Returns the linear-light colour (float32 HxWx3) and a validity mask (pixels beyond the
@@ -115,8 +120,13 @@ def sample_surface(atlas: MipAtlas, T: np.ndarray, x0: int, y0: int, width: int,
     def at_level(level: np.ndarray) -> np.ndarray:
         map_x = u * atlas.scale_x[level] - 0.5 + atlas.offset_x[level]
         map_y = v * atlas.scale_y[level] - 0.5 + atlas.offset_y[level]
-        return cv2.remap(atlas.atlas, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+        return cv2.remap(
+            atlas.atlas,
+            map_x.astype(np.float32),
+            map_y.astype(np.float32),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
 
     colour = at_level(level0)
     colour += (at_level(level1) - colour) * frac

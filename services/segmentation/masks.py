@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import cv2
+import numpy as np
 
 # ADE20K class indices (0-based, as SegFormer and most exports number them) per surface.
 ADE20K_SURFACE_CLASSES: dict[str, tuple[int, ...]] = {

@@ -7,9 +7,9 @@ import logging
 
 import grpc
 import numpy as np
-
 from render.segmentation.v1 import segmentation_service_pb2 as pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as pb_grpc
+
 from renderkit import imaging
 from renderkit.errors import abort, bad_request
 from renderkit.triton import SEGMENTATION, TritonError, TritonModels, to_pixel_values
@@ -29,34 +29,54 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
     async def Segment(self, request: pb.SegmentRequest, context: grpc.aio.ServicerContext) -> pb.SegmentResponse:  # type: ignore[type-arg]
         width, height = request.width, request.height
         if width <= 0 or height <= 0:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "width and height must be positive",
-                        bad_request([("width", "must be positive")]))
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "width and height must be positive",
+                bad_request([("width", "must be positive")]),
+            )
         if request.mask:
             mask = await asyncio.to_thread(imaging.decode_gray, request.mask)
             if mask.shape != (height, width):
-                await abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                            f"the mask is {mask.shape[1]}x{mask.shape[0]}, the photo {width}x{height}",
-                            bad_request([("mask", "must be the size of the photo")]))
+                await abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the mask is {mask.shape[1]}x{mask.shape[0]}, the photo {width}x{height}",
+                    bad_request([("mask", "must be the size of the photo")]),
+                )
             return await self._respond(mask, "mask")
         if len(request.polygon) >= 3:
-            return await self._respond(await asyncio.to_thread(polygon_mask, points(request.polygon), width, height),
-                                       "polygon")
+            return await self._respond(
+                await asyncio.to_thread(polygon_mask, points(request.polygon), width, height), "polygon"
+            )
         if len(request.quad) == 4:
-            return await self._respond(await asyncio.to_thread(polygon_mask, points(request.quad), width, height),
-                                       "quad")
-        if request.surface in ADE20K_SURFACE_CLASSES and self.triton and await self.triton.model_ready(SEGMENTATION.name):
+            return await self._respond(
+                await asyncio.to_thread(polygon_mask, points(request.quad), width, height), "quad"
+            )
+        if (
+            request.surface in ADE20K_SURFACE_CLASSES
+            and self.triton
+            and await self.triton.model_ready(SEGMENTATION.name)
+        ):
             if not request.photo:
-                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the model path needs the photo",
-                            bad_request([("photo", "required when no mask, polygon or quad is given")]))
+                await abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "the model path needs the photo",
+                    bad_request([("photo", "required when no mask, polygon or quad is given")]),
+                )
             try:
                 mask = await self._model_mask(request.photo, request.surface, width, height)
             except TritonError as exc:
                 await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
             return await self._respond(mask, "model")
-        await abort(context, grpc.StatusCode.FAILED_PRECONDITION,
-                    "cannot find the surface: provide a mask, a polygon or a quad"
-                    + ("" if request.surface else ", or name the surface")
-                    + " (the segmentation model is not deployed)" * (request.surface in ADE20K_SURFACE_CLASSES))
+        await abort(
+            context,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "cannot find the surface: provide a mask, a polygon or a quad"
+            + ("" if request.surface else ", or name the surface")
+            + " (the segmentation model is not deployed)" * (request.surface in ADE20K_SURFACE_CLASSES),
+        )
         raise AssertionError("unreachable")
 
     async def _model_mask(self, photo: bytes, surface: str, width: int, height: int) -> np.ndarray:
@@ -82,6 +102,10 @@ def create_server(settings: StageSettings) -> StageServer:
         if triton is not None:
             await triton.close()
 
-    return build_server(settings, [SERVICE_NAME],
-                        lambda s: pb_grpc.add_SegmentationServiceServicer_to_server(SegmentationServicer(triton), s),
-                        lambda: triton_ready(triton), close)
+    return build_server(
+        settings,
+        [SERVICE_NAME],
+        lambda s: pb_grpc.add_SegmentationServiceServicer_to_server(SegmentationServicer(triton), s),
+        lambda: triton_ready(triton),
+        close,
+    )

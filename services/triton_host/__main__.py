@@ -79,8 +79,9 @@ def bind_models(triton: Triton, settings: HostSettings) -> list[str]:
         def tensors(specs) -> list[Tensor]:  # type: ignore[no-untyped-def]
             from renderkit.triton import datatype_name
 
-            return [Tensor(name=s.name, dtype=_NUMPY_TYPES[datatype_name(s.data_type)], shape=tuple(s.dims))
-                    for s in specs]
+            return [
+                Tensor(name=s.name, dtype=_NUMPY_TYPES[datatype_name(s.data_type)], shape=tuple(s.dims)) for s in specs
+            ]
 
         triton.bind(
             model_name=config.name,
@@ -90,7 +91,8 @@ def bind_models(triton: Triton, settings: HostSettings) -> list[str]:
             config=ModelConfig(
                 max_batch_size=config.max_batch_size,
                 batcher=DynamicBatcher(
-                    max_queue_delay_microseconds=config.dynamic_batching.max_queue_delay_microseconds),
+                    max_queue_delay_microseconds=config.dynamic_batching.max_queue_delay_microseconds
+                ),
             ),
             strict=True,
         )
@@ -106,9 +108,12 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     config = TritonConfig(
-        grpc_address="127.0.0.1", grpc_port=settings.grpc_port,
-        http_address="127.0.0.1", http_port=settings.http_port,
-        metrics_port=settings.metrics_port, log_verbose=0,
+        grpc_address="127.0.0.1",
+        grpc_port=settings.grpc_port,
+        http_address="127.0.0.1",
+        http_port=settings.http_port,
+        metrics_port=settings.metrics_port,
+        log_verbose=0,
     )
     # Statistics stay readable (monitoring, and tests proving inference went through Triton); the
     # endpoints that change the server (shared memory, repository, trace, logging) keep the token.

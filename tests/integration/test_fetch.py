@@ -31,7 +31,7 @@ def test_a_name_that_resolves_to_loopback_is_refused_at_connect_time() -> None:
     name = socket.gethostname()
     address = socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)[0][4][0]
     assert address_refused(str(address)) is not None, "this test needs the host name to resolve to a local address"
-    with serve({"/a.jpg": (200, {}, b"x")}, host="0.0.0.0" if False else "127.0.0.1") as base:
+    with serve({"/a.jpg": (200, {}, b"x")}, host="127.0.0.1") as base:
         port = base.rsplit(":", 1)[1]
         with pytest.raises(DownloadError, match="resolves to"):
             fetch(f"http://{name}:{port}/a.jpg", FetchPolicy())
@@ -39,10 +39,10 @@ def test_a_name_that_resolves_to_loopback_is_refused_at_connect_time() -> None:
 
 def test_a_redirect_to_a_refused_address_is_refused() -> None:
     with serve({"/a.jpg": (200, {}, b"secret")}, host="127.0.0.2") as inner:
-        with serve({"/go": (302, {"Location": f"{inner}/a.jpg"}, b"")}) as outer:
-            policy = FetchPolicy(refuse=only_127_0_0_1, timeout_s=5)
-            with pytest.raises(DownloadError, match="loopback"):
-                fetch(f"{outer}/go", policy)
+        routes = {"/go": (302, {"Location": f"{inner}/a.jpg"}, b"")}
+        with serve(routes) as outer, pytest.raises(DownloadError, match="loopback"):
+            fetch(f"{outer}/go", FetchPolicy(refuse=only_127_0_0_1, timeout_s=5))
+        with serve(routes) as outer:
             assert fetch(f"{outer}/go", ALLOW) == b"secret"
 
 

@@ -10,10 +10,10 @@ import grpc
 import numpy as np
 import pytest
 from google.rpc import error_details_pb2
+from render.v1 import render_service_pb2 as pb
 
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
-from render.v1 import render_service_pb2 as pb
 from renderkit import imaging, scenes
 from renderkit.client import RenderClient, material_swap_request
 from renderkit.errors import status_details, unpack_detail
@@ -92,8 +92,11 @@ def test_watch_resumes_after_any_cursor(client: RenderClient) -> None:
     events = list(client.watch(job.id, timeout=60))
     assert events[-1].state == pb.JOB_STATE_SUCCEEDED
     assert [e.message for e in events if e.message.startswith("Step")] == [
-        "Step 1/4: segmenting the surface", "Step 2/4: estimating geometry", "Step 3/4: projecting the material",
-        "Step 4/4: writing outputs"]
+        "Step 1/4: segmenting the surface",
+        "Step 2/4: estimating geometry",
+        "Step 3/4: projecting the material",
+        "Step 4/4: writing outputs",
+    ]
     middle = events[3]
     assert [e.cursor for e in client.watch(job.id, after=middle.cursor)] == [e.cursor for e in events[4:]]
     with pytest.raises(grpc.RpcError) as info:
@@ -109,8 +112,9 @@ def test_refinement_without_a_provider_fails_with_provider_unavailable(client: R
     assert done.total_steps == 5
 
 
-def test_a_full_queue_sheds_load_with_retry_info(redis_url: str, stages: dict[str, str], tmp_path: Path,
-                                                 start_gateway: Callable[[GatewaySettings], Gateway]) -> None:
+def test_a_full_queue_sheds_load_with_retry_info(
+    redis_url: str, stages: dict[str, str], tmp_path: Path, start_gateway: Callable[[GatewaySettings], Gateway]
+) -> None:
     import redis
 
     redis.Redis.from_url(redis_url + "/5").flushdb()
@@ -126,15 +130,17 @@ def test_a_full_queue_sheds_load_with_retry_info(redis_url: str, stages: dict[st
     assert len(list((tmp_path / "uploads").iterdir())) == 1
 
 
-def test_cancel_while_queued_and_list(redis_url: str, stages: dict[str, str], tmp_path: Path,
-                                      start_gateway: Callable[[GatewaySettings], Gateway]) -> None:
+def test_cancel_while_queued_and_list(
+    redis_url: str, stages: dict[str, str], tmp_path: Path, start_gateway: Callable[[GatewaySettings], Gateway]
+) -> None:
     import redis
 
     redis.Redis.from_url(redis_url + "/6").flushdb()
     gateway = start_gateway(gateway_settings(redis_url + "/6", tmp_path, stages, dispatch=False))
     with RenderClient(f"127.0.0.1:{gateway.port}") as c:
-        ids = [c.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD, project_id=f"p{i % 2}")).job.id
-               for i in range(5)]
+        ids = [
+            c.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD, project_id=f"p{i % 2}")).job.id for i in range(5)
+        ]
         cancelled = c.cancel(ids[0])
         assert cancelled.state == pb.JOB_STATE_CANCELLED and cancelled.HasField("end_time")
         assert c.cancel(ids[0]).state == pb.JOB_STATE_CANCELLED  # idempotent
@@ -154,7 +160,8 @@ def test_health_is_serving(gateway_address: str) -> None:
 
     with grpc.insecure_channel(gateway_address) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service="render.v1.RenderService"), timeout=5)
+            health_pb2.HealthCheckRequest(service="render.v1.RenderService"), timeout=5
+        )
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 

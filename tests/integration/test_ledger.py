@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from render.v1 import render_service_pb2 as pb
 
 from gateway import keys
 from gateway.ledger import Ledger, NewJob, NotOwner, QueueFull
-from render.v1 import render_service_pb2 as pb
 
 
 def run(coro_fn: Callable[[Ledger], Coroutine[Any, Any, None]], redis_url: str, **kwargs: Any) -> None:
@@ -31,8 +31,18 @@ def run(coro_fn: Callable[[Ledger], Coroutine[Any, Any, None]], redis_url: str, 
 
 
 def new_job(key: str = "", tenant: str = "acme") -> NewJob:
-    return NewJob(job_id=uuid.uuid4().hex, tenant=tenant, kind="material_swap", request=b"req", inputs={},
-                  fingerprint="f", project_id="p1", user_id="u1", idempotency_key=key, total_steps=4)
+    return NewJob(
+        job_id=uuid.uuid4().hex,
+        tenant=tenant,
+        kind="material_swap",
+        request=b"req",
+        inputs={},
+        fingerprint="f",
+        project_id="p1",
+        user_id="u1",
+        idempotency_key=key,
+        total_steps=4,
+    )
 
 
 async def collect(events: AsyncIterator[pb.JobEvent]) -> list[pb.JobEvent]:
@@ -42,8 +52,9 @@ async def collect(events: AsyncIterator[pb.JobEvent]) -> list[pb.JobEvent]:
 async def run_job(ledger: Ledger, job_id: str, owner: str = "w1") -> None:
     assert await ledger.claim(job_id, owner, "Starting") == 1
     for step, stage in enumerate((pb.STAGE_SEGMENTATION, pb.STAGE_DEPTH, pb.STAGE_PROJECTION, pb.STAGE_OUTPUT), 1):
-        await ledger.progress(job_id, owner, stage=stage, step=step, total_steps=4, progress=(step - 1) / 4,
-                              message=f"Step {step}/4")
+        await ledger.progress(
+            job_id, owner, stage=stage, step=step, total_steps=4, progress=(step - 1) / 4, message=f"Step {step}/4"
+        )
     await ledger.succeed(job_id, owner, pb.JobResult(geometry_source="quad"), 4)
 
 
@@ -52,13 +63,20 @@ def test_event_stream_is_complete_ordered_and_resumable_from_any_cursor(redis_ur
         job_id, _ = await ledger.submit(new_job())
         await run_job(ledger, job_id)
         events = await collect(ledger.events(job_id))
-        assert [e.message for e in events] == ["Queued", "Starting", "Step 1/4", "Step 2/4", "Step 3/4", "Step 4/4",
-                                               "Done"]
+        assert [e.message for e in events] == [
+            "Queued",
+            "Starting",
+            "Step 1/4",
+            "Step 2/4",
+            "Step 3/4",
+            "Step 4/4",
+            "Done",
+        ]
         assert events[-1].state == pb.JOB_STATE_SUCCEEDED and events[-1].result.geometry_source == "quad"
         assert [e.progress for e in events] == sorted(e.progress for e in events)
         for i, event in enumerate(events):
             resumed = await collect(ledger.events(job_id, after=event.cursor))
-            assert [e.cursor for e in resumed] == [e.cursor for e in events[i + 1:]]
+            assert [e.cursor for e in resumed] == [e.cursor for e in events[i + 1 :]]
 
     run(body, redis_url)
 
@@ -90,8 +108,9 @@ def test_terminal_state_is_final(redis_url: str) -> None:
         assert stored is not None and stored.job.state == pb.JOB_STATE_CANCELLED
         events = await collect(ledger.events(job_id))
         assert [e.state for e in events][-1] == pb.JOB_STATE_CANCELLED
-        assert sum(e.state in (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
-                   for e in events) == 1
+        assert (
+            sum(e.state in (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED) for e in events) == 1
+        )
 
     run(body, redis_url)
 

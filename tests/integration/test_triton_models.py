@@ -9,11 +9,11 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
-
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.depth.v1 import depth_service_pb2_grpc as depth_grpc
 from render.segmentation.v1 import segmentation_service_pb2 as seg_pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as seg_grpc
+
 from renderkit import imaging
 from renderkit.triton import CONTRACTS, REPOSITORY, datatype_name, read_config
 from services.common.stage import StageServer
@@ -32,14 +32,15 @@ def test_every_config_matches_the_client_contract() -> None:
         assert config.max_batch_size > 0 and config.instance_group and config.HasField("dynamic_batching")
         for specs, tensors in ((contract.inputs, config.input), (contract.outputs, config.output)):
             assert [(s.name, s.datatype, s.dims) for s in specs] == [
-                (t.name, datatype_name(t.data_type), tuple(t.dims)) for t in tensors]
+                (t.name, datatype_name(t.data_type), tuple(t.dims)) for t in tensors
+            ]
 
 
 def floor_photo(width: int = 320, height: int = 240) -> np.ndarray:
     """Brighter towards the bottom (the tiny depth model reads that as nearer) with a bright-red floor."""
     ramp = np.linspace(40, 220, height, dtype=np.float32)[:, None].repeat(width, 1)
     image = np.stack([ramp * 0.5, ramp * 0.5, ramp * 0.5], axis=2)
-    image[height // 2:, :, 2] = 255  # red (BGR) lower half: the tiny segmentation model's "floor"
+    image[height // 2 :, :, 2] = 255  # red (BGR) lower half: the tiny segmentation model's "floor"
     return image.astype(np.uint8)
 
 
@@ -50,17 +51,19 @@ def inference_count(url: str, model: str) -> int:
     return int(stats["model_stats"][0]["inference_stats"]["success"].get("count", 0))
 
 
-def test_depth_service_gets_the_plane_through_triton(triton_url: str,
-                                                     start_stage: Callable[[Callable[[], StageServer]], StageServer]
-                                                     ) -> None:
+def test_depth_service_gets_the_plane_through_triton(
+    triton_url: str, start_stage: Callable[[Callable[[], StageServer]], StageServer]
+) -> None:
     server = start_stage(lambda: create_depth(stage_settings(triton_url)))
     photo = imaging.encode(floor_photo())[0]
     mask = np.zeros((240, 320), np.uint8)
     mask[130:, 20:300] = 255
     before = inference_count(triton_url, "depth")
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        reply = depth_grpc.DepthServiceStub(channel).EstimatePlane(depth_pb.EstimatePlaneRequest(
-            width=320, height=240, photo=photo, mask_png=imaging.encode_mask(mask)), timeout=30)
+        reply = depth_grpc.DepthServiceStub(channel).EstimatePlane(
+            depth_pb.EstimatePlaneRequest(width=320, height=240, photo=photo, mask_png=imaging.encode_mask(mask)),
+            timeout=30,
+        )
     assert inference_count(triton_url, "depth") == before + 1
     assert reply.source == "depth_model" and reply.used_depth_model
     assert 0.5 < reply.confidence <= 1.0
@@ -71,23 +74,25 @@ def test_depth_service_gets_the_plane_through_triton(triton_url: str,
 
 
 def test_segmentation_service_uses_the_model_when_no_hint_is_given(
-        triton_url: str, start_stage: Callable[[Callable[[], StageServer]], StageServer]) -> None:
+    triton_url: str, start_stage: Callable[[Callable[[], StageServer]], StageServer]
+) -> None:
     server = start_stage(lambda: create_segmentation(stage_settings(triton_url)))
     photo = imaging.encode(floor_photo())[0]
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         reply = seg_grpc.SegmentationServiceStub(channel).Segment(
-            seg_pb.SegmentRequest(width=320, height=240, photo=photo, surface="floor"), timeout=30)
+            seg_pb.SegmentRequest(width=320, height=240, photo=photo, surface="floor"), timeout=30
+        )
     mask = imaging.decode_gray(reply.mask_png)
     assert reply.source == "model" and mask.shape == (240, 320)
     assert mask[200, 160] > 200 and mask[40, 160] < 50
     assert 0.4 < reply.coverage < 0.6
 
 
-def test_without_model_or_hint_segmentation_says_what_to_provide(
-        stages: dict[str, str]) -> None:
+def test_without_model_or_hint_segmentation_says_what_to_provide(stages: dict[str, str]) -> None:
     with grpc.insecure_channel(stages["segmentation"]) as channel, pytest.raises(grpc.RpcError) as info:
-        seg_grpc.SegmentationServiceStub(channel).Segment(seg_pb.SegmentRequest(width=320, height=240,
-                                                                                surface="floor"), timeout=10)
+        seg_grpc.SegmentationServiceStub(channel).Segment(
+            seg_pb.SegmentRequest(width=320, height=240, surface="floor"), timeout=10
+        )
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "provide a mask, a polygon or a quad" in info.value.details()
 

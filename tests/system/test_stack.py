@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from render.v1 import render_service_pb2 as pb
+
 from renderkit import imaging, scenes
 from renderkit.client import RenderClient, material_swap_request
 from renderkit.launcher import Ports, Stack
@@ -23,8 +23,9 @@ def read_output(output: pb.OutputFile) -> np.ndarray:
 
 
 def scale_request(scene: scenes.Scene, photo: bytes, swatch: bytes, swatch_m: float) -> pb.SubmitRenderRequest:
-    request = material_swap_request(photo, swatch, quad=[(float(x), float(y)) for x, y in scene.quad],
-                                    output_format=pb.IMAGE_FORMAT_PNG)
+    request = material_swap_request(
+        photo, swatch, quad=[(float(x), float(y)) for x, y in scene.quad], output_format=pb.IMAGE_FORMAT_PNG
+    )
     hints = request.material_swap.hints
     hints.quad_size.width_meters, hints.quad_size.height_meters = scene.floor_size_m
     request.material_swap.options.real_world_scale.swatch_size.width_meters = swatch_m
@@ -34,8 +35,12 @@ def scale_request(scene: scenes.Scene, photo: bytes, swatch: bytes, swatch_m: fl
 def test_swap_of_a_synthetic_scene_matches_the_analytic_ground_truth(stack: Stack) -> None:
     scene = scenes.room_scene(800, 560)
     swatch = scenes.plank_texture(256)
-    request = scale_request(scene, imaging.encode(scene.photo, imaging.imaging_pb2.FORMAT_PNG)[0],
-                            imaging.encode(swatch, imaging.imaging_pb2.FORMAT_PNG)[0], swatch_m=0.5)
+    request = scale_request(
+        scene,
+        imaging.encode(scene.photo, imaging.imaging_pb2.FORMAT_PNG)[0],
+        imaging.encode(swatch, imaging.imaging_pb2.FORMAT_PNG)[0],
+        swatch_m=0.5,
+    )
     with RenderClient(stack.gateway_address) as client:
         job = client.wait(client.submit(request).job.id, timeout=120)
     assert job.state == pb.JOB_STATE_SUCCEEDED, job.error.message
@@ -72,15 +77,19 @@ def test_cancel_stops_a_running_job_promptly(stack: Stack) -> None:
 
 def test_inputs_by_url_and_a_failed_download(stack: Stack) -> None:
     scene = scenes.room_scene(400, 300)
-    routes = {"/room.jpg": (200, {"Content-Type": "image/jpeg"}, imaging.encode(scene.photo)[0]),
-              "/oak.jpg": (200, {"Content-Type": "image/jpeg"}, imaging.encode(scenes.plank_texture(128))[0]),
-              "/moved.jpg": (301, {"Location": "/oak.jpg"}, b"")}
+    routes = {
+        "/room.jpg": (200, {"Content-Type": "image/jpeg"}, imaging.encode(scene.photo)[0]),
+        "/oak.jpg": (200, {"Content-Type": "image/jpeg"}, imaging.encode(scenes.plank_texture(128))[0]),
+        "/moved.jpg": (301, {"Location": "/oak.jpg"}, b""),
+    }
     quad = [(float(x), float(y)) for x, y in scene.quad]
     with serve(routes) as base, RenderClient(stack.gateway_address) as client:
-        ok = client.wait(client.submit(material_swap_request(f"{base}/room.jpg", f"{base}/moved.jpg", quad=quad)).job.id,
-                         timeout=60)
-        missing = client.wait(client.submit(material_swap_request(f"{base}/gone.jpg", f"{base}/oak.jpg", quad=quad)
-                                            ).job.id, timeout=60)
+        ok = client.wait(
+            client.submit(material_swap_request(f"{base}/room.jpg", f"{base}/moved.jpg", quad=quad)).job.id, timeout=60
+        )
+        missing = client.wait(
+            client.submit(material_swap_request(f"{base}/gone.jpg", f"{base}/oak.jpg", quad=quad)).job.id, timeout=60
+        )
     assert ok.state == pb.JOB_STATE_SUCCEEDED, ok.error.message
     assert read_output(ok.result.outputs[0]).shape == (300, 400, 3)
     assert missing.state == pb.JOB_STATE_FAILED
@@ -95,8 +104,9 @@ def test_refinement_edits_only_inside_the_mask(stack: Stack, openai_server: Fake
     with RenderClient(stack.gateway_address) as client:
         plain = client.wait(client.submit(material_swap_request(photo, swatch, quad=quad)).job.id, timeout=60)
         before = len(openai_server.requests)
-        refined = client.wait(client.submit(material_swap_request(photo, swatch, quad=quad, refine=True)).job.id,
-                              timeout=60)
+        refined = client.wait(
+            client.submit(material_swap_request(photo, swatch, quad=quad, refine=True)).job.id, timeout=60
+        )
         events = list(client.watch(refined.id))
     assert refined.state == pb.JOB_STATE_SUCCEEDED, refined.error.message
     assert "Step 4/5: refining the render" in [e.message for e in events]

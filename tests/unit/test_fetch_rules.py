@@ -3,21 +3,24 @@ import pytest
 from gateway.fetch import address_refused, url_problem
 
 
-@pytest.mark.parametrize("url, message", [
-    ("ftp://example.com/a.jpg", "only http and https"),
-    ("file:///etc/passwd", "only http and https"),
-    ("http://", "no host"),
-    ("http://user:pw@example.com/a.jpg", "credentials"),
-    ("http://127.0.0.1/a.jpg", "loopback"),
-    ("http://localhost:8080/a.jpg", "loopback"),
-    ("http://10.1.2.3/a.jpg", "private"),
-    ("http://192.168.0.10/a.jpg", "private"),
-    ("http://169.254.169.254/latest/meta-data", "link-local"),
-    ("http://[::1]/a.jpg", "loopback"),
-    ("http://[::ffff:127.0.0.1]/a.jpg", "loopback"),
-    ("http://0.0.0.0/a.jpg", "unspecified"),
-    ("https://example.com:99999/a.jpg", "malformed"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("ftp://example.com/a.jpg", "only http and https"),
+        ("file:///etc/passwd", "only http and https"),
+        ("http://", "no host"),
+        ("http://user:pw@example.com/a.jpg", "credentials"),
+        ("http://127.0.0.1/a.jpg", "loopback"),
+        ("http://localhost:8080/a.jpg", "loopback"),
+        ("http://10.1.2.3/a.jpg", "private"),
+        ("http://192.168.0.10/a.jpg", "private"),
+        ("http://169.254.169.254/latest/meta-data", "link-local"),
+        ("http://[::1]/a.jpg", "loopback"),
+        ("http://[::ffff:127.0.0.1]/a.jpg", "loopback"),
+        ("http://0.0.0.0/a.jpg", "unspecified"),
+        ("https://example.com:99999/a.jpg", "malformed"),
+    ],
+)
 def test_urls_refused_with_a_reason(url: str, message: str) -> None:
     problem = url_problem(url)
     assert problem is not None and message in problem

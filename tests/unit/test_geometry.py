@@ -32,11 +32,14 @@ def test_quad_homography_maps_unit_square_to_corners() -> None:
     np.testing.assert_allclose(mapped[:, :2] / mapped[:, 2:], quad, atol=1e-6)
 
 
-@pytest.mark.parametrize("quad, message", [
-    ([[0, 0], [100, 100], [100, 0], [0, 100]], "convex"),
-    ([[0, 0], [2, 0], [2, 2], [0, 2]], "too small"),
-    ([[0, 0], [1, 0], [1, 1]], "four"),
-])
+@pytest.mark.parametrize(
+    "quad, message",
+    [
+        ([[0, 0], [100, 100], [100, 0], [0, 100]], "convex"),
+        ([[0, 0], [2, 0], [2, 2], [0, 2]], "too small"),
+        ([[0, 0], [1, 0], [1, 1]], "four"),
+    ],
+)
 def test_bad_quads_are_explained(quad: list[list[float]], message: str) -> None:
     problem = homography.quad_problem(np.array(quad, float))
     assert problem is not None and message in problem

@@ -1,8 +1,8 @@
 import cv2
 import numpy as np
 import pytest
-
 from render.imaging.v1 import imaging_pb2
+
 from renderkit import imaging
 
 
@@ -27,18 +27,24 @@ def test_probe_refuses_decompression_bombs() -> None:
 
 
 def test_probe_refuses_other_formats() -> None:
-    ok, gif = cv2.imencode(".bmp", np.zeros((10, 10, 3), np.uint8))
+    _ok, gif = cv2.imencode(".bmp", np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(imaging.ImageError, match="BMP"):
         imaging.probe(gif.tobytes())
 
 
-@pytest.mark.parametrize("fmt, content_type", [(imaging_pb2.FORMAT_JPEG, "image/jpeg"),
-                                                (imaging_pb2.FORMAT_PNG, "image/png"),
-                                                (imaging_pb2.FORMAT_WEBP, "image/webp")])
+@pytest.mark.parametrize(
+    "fmt, content_type",
+    [
+        (imaging_pb2.FORMAT_JPEG, "image/jpeg"),
+        (imaging_pb2.FORMAT_PNG, "image/png"),
+        (imaging_pb2.FORMAT_WEBP, "image/webp"),
+    ],
+)
 def test_renditions_are_encoded_at_their_sizes(fmt: int, content_type: str) -> None:
     image = np.random.default_rng(0).integers(0, 255, (600, 1000, 3), dtype=np.uint8)
-    spec = imaging_pb2.OutputSpec(format=fmt, renditions=[imaging_pb2.Rendition(name="full"),
-                                                          imaging_pb2.Rendition(name="preview", max_side=512)])
+    spec = imaging_pb2.OutputSpec(
+        format=fmt, renditions=[imaging_pb2.Rendition(name="full"), imaging_pb2.Rendition(name="preview", max_side=512)]
+    )
     full, preview = imaging.encode_renditions(image, spec)
     assert (full.width, full.height, preview.width, preview.height) == (1000, 600, 512, 307)
     assert full.content_type == preview.content_type == content_type

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from render.v1 import render_service_pb2 as pb
 
 from gateway.validation import Limits, validate_submit
-from render.v1 import render_service_pb2 as pb
 from renderkit import imaging
 
 PHOTO = imaging.encode(np.full((300, 400, 3), 128, np.uint8))[0]
@@ -11,15 +11,16 @@ QUAD = [pb.Point(x=100, y=150), pb.Point(x=300, y=150), pb.Point(x=390, y=290), 
 
 
 def request(**swap_fields: object) -> pb.SubmitRenderRequest:
-    swap = pb.MaterialSwap(photo=pb.ImageSource(data=PHOTO), swatch=pb.ImageSource(data=SWATCH),
-                           hints=pb.SurfaceHints(quad=QUAD))
+    swap = pb.MaterialSwap(
+        photo=pb.ImageSource(data=PHOTO), swatch=pb.ImageSource(data=SWATCH), hints=pb.SurfaceHints(quad=QUAD)
+    )
     for name, value in swap_fields.items():
         getattr(swap, name).CopyFrom(value)
     return pb.SubmitRenderRequest(material_swap=swap)
 
 
-def fields(req: pb.SubmitRenderRequest, limits: Limits = Limits()) -> set[str]:
-    return {field for field, _ in validate_submit(req, limits)}
+def fields(req: pb.SubmitRenderRequest, limits: Limits | None = None) -> set[str]:
+    return {field for field, _ in validate_submit(req, limits or Limits())}
 
 
 def test_a_good_request_has_no_violations() -> None:
@@ -33,12 +34,15 @@ def test_missing_kind_and_images_name_their_fields() -> None:
     assert "material_swap.photo" in fields(req)
 
 
-@pytest.mark.parametrize("source, field", [
-    (pb.ImageSource(data=b"garbage"), "material_swap.photo.data"),
-    (pb.ImageSource(data=imaging.encode(np.zeros((20, 20, 3), np.uint8))[0]), "material_swap.photo.data"),
-    (pb.ImageSource(url="ftp://x/y.jpg"), "material_swap.photo.url"),
-    (pb.ImageSource(url="http://10.0.0.8/room.jpg"), "material_swap.photo.url"),
-])
+@pytest.mark.parametrize(
+    "source, field",
+    [
+        (pb.ImageSource(data=b"garbage"), "material_swap.photo.data"),
+        (pb.ImageSource(data=imaging.encode(np.zeros((20, 20, 3), np.uint8))[0]), "material_swap.photo.data"),
+        (pb.ImageSource(url="ftp://x/y.jpg"), "material_swap.photo.url"),
+        (pb.ImageSource(url="http://10.0.0.8/room.jpg"), "material_swap.photo.url"),
+    ],
+)
 def test_bad_photos_name_the_field(source: pb.ImageSource, field: str) -> None:
     assert field in fields(request(photo=source))
 
@@ -61,8 +65,13 @@ def test_bad_quad_and_options_name_their_fields() -> None:
     req.material_swap.options.stage_timeout_seconds = 0
     req.output.quality = 101
     req.idempotency_key = "has spaces"
-    assert fields(req) >= {"material_swap.hints.quad", "material_swap.options.real_world_scale.repeats",
-                           "material_swap.options.stage_timeout_seconds", "output.quality", "idempotency_key"}
+    assert fields(req) >= {
+        "material_swap.hints.quad",
+        "material_swap.options.real_world_scale.repeats",
+        "material_swap.options.stage_timeout_seconds",
+        "output.quality",
+        "idempotency_key",
+    }
 
 
 def test_swatch_size_needs_the_surface_size() -> None:
