@@ -34,8 +34,8 @@ test-unit: setup ## run the unit tests only
 
 lint: setup ## ruff, mypy and buf lint
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check . || true
-	$(VENV)/bin/mypy gateway services renderkit tests
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy gateway services renderkit benchmarks tests
 	$(VENV)/bin/buf lint
 
 protos: setup ## regenerate gen/python from protos/

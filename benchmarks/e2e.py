@@ -9,6 +9,7 @@ microservice split), and the median time of each step taken from the job's own p
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
+
 from renderkit import imaging, scenes
 from renderkit.client import RenderClient, material_swap_request
 from renderkit.launcher import Ports, Stack
@@ -49,15 +50,18 @@ def in_process(photo: bytes, swatch: bytes, quad: list[tuple[float, float]], sto
     plane = quad_plane(points, w, h)
     H = np.array(plane.homography.m).reshape(3, 3)
     result = project_material(image, texture, mask, H, 24.0, 24.0 / plane.aspect_ratio)
-    spec = imaging_pb2.OutputSpec(format=imaging_pb2.FORMAT_JPEG, renditions=[
-        imaging_pb2.Rendition(name="full"), imaging_pb2.Rendition(name="preview", max_side=512)])
+    spec = imaging_pb2.OutputSpec(
+        format=imaging_pb2.FORMAT_JPEG,
+        renditions=[imaging_pb2.Rendition(name="full"), imaging_pb2.Rendition(name="preview", max_side=512)],
+    )
     for rendition in imaging.encode_renditions(result, spec):
         storage.put(f"bench/{rendition.name}.jpg", rendition.data, rendition.content_type)
     return time.perf_counter() - start
 
 
-def through_stack(client: RenderClient, photo: bytes, swatch: bytes, quad: list[tuple[float, float]]
-                  ) -> tuple[float, list[float]]:
+def through_stack(
+    client: RenderClient, photo: bytes, swatch: bytes, quad: list[tuple[float, float]]
+) -> tuple[float, list[float]]:
     """Submit-to-done seconds, and the seconds of each step from the job's event times."""
     start = time.perf_counter()
     job = client.submit(material_swap_request(photo, swatch, quad=quad)).job
@@ -68,7 +72,7 @@ def through_stack(client: RenderClient, photo: bytes, swatch: bytes, quad: list[
     step_times = {e.step: e.time.ToNanoseconds() / 1e9 for e in events if e.message.startswith("Step")}
     end = events[-1].time.ToNanoseconds() / 1e9
     marks = [step_times[k] for k in sorted(step_times)] + [end]
-    return elapsed, [b - a for a, b in zip(marks, marks[1:], strict=False)]
+    return elapsed, [b - a for a, b in itertools.pairwise(marks)]
 
 
 def main() -> None:
@@ -79,8 +83,10 @@ def main() -> None:
         storage = LocalStorage(Path(tmp) / "inproc")
         stack = Stack(data_dir=Path(tmp) / "stack", ports=Ports.free(), with_triton=False)
         with stack, RenderClient(stack.gateway_address) as client:
-            print(f"{'size':<10} {'stack median':>13} {'in-process median':>18} {'ratio':>6}   "
-                  + "  ".join(f"{n:>12}" for n in STEP_NAMES))
+            print(
+                f"{'size':<10} {'stack median':>13} {'in-process median':>18} {'ratio':>6}   "
+                + "  ".join(f"{n:>12}" for n in STEP_NAMES)
+            )
             for name, (width, height) in SIZES.items():
                 photo, swatch, quad = sample(width, height)
                 through_stack(client, photo, swatch, quad)  # warm-up
@@ -94,8 +100,11 @@ def main() -> None:
                     local_runs.append(in_process(photo, swatch, quad, storage))
                 s, local = statistics.median(stack_runs), statistics.median(local_runs)
                 step_medians = [statistics.median(col) * 1000 for col in zip(*steps, strict=True)]
-                print(f"{name:<10} {s * 1000:>10.0f} ms {local * 1000:>15.0f} ms {s / local:>6.2f}   "
-                      + "  ".join(f"{m:>9.0f} ms" for m in step_medians), flush=True)
+                print(
+                    f"{name:<10} {s * 1000:>10.0f} ms {local * 1000:>15.0f} ms {s / local:>6.2f}   "
+                    + "  ".join(f"{m:>9.0f} ms" for m in step_medians),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -33,8 +34,8 @@ class State(enum.StrEnum):
         return self in (State.SUCCEEDED, State.FAILED, State.CANCELLED)
 
     @property
-    def proto(self) -> int:
-        return int(pb.JobState.Value(f"JOB_STATE_{self.value}"))
+    def proto(self) -> pb.JobState:
+        return cast(pb.JobState, pb.JobState.Value(f"JOB_STATE_{self.value}"))
 
 
 class LedgerError(RuntimeError):
@@ -49,6 +50,8 @@ class NotOwner(LedgerError):
     """The job ended, or another dispatcher took it over."""
 
 
+# With decode_responses off every reply is bytes; redis-py types them as unions, so replies are
+# annotated Any where they are unpacked.
 _TERMINAL_LUA = "local function terminal(s) return s == 'SUCCEEDED' or s == 'FAILED' or s == 'CANCELLED' end\n"
 
 # KEYS: job, events, work, active, tenant index, idempotency key
@@ -239,12 +242,12 @@ class Ledger:
 
     async def job_for_key(self, tenant: str, idempotency_key: str) -> str | None:
         """The job an idempotency key maps to, if any."""
-        value = await self.redis.get(keys.idempotency(tenant, idempotency_key))
+        value: Any = await self.redis.get(keys.idempotency(tenant, idempotency_key))
         return value.decode() if value else None
 
     async def get(self, job_id: str) -> StoredJob | None:
         """Reads a job; None when it does not exist (or has expired)."""
-        raw = await self.redis.hgetall(keys.job(job_id))
+        raw: Any = await self.redis.hgetall(keys.job(job_id))
         if not raw:
             return None
         return _stored_job({k.decode(): v for k, v in raw.items()})
@@ -264,7 +267,7 @@ class Ledger:
         jobs: list[pb.Job] = []
         position = token
         while True:
-            rows = await self.redis.zrevrangebyscore(
+            rows: Any = await self.redis.zrevrangebyscore(
                 index, str(position[0]) if position else "+inf", "-inf", start=0, num=page_size + 64, withscores=True
             )
             candidates = [(m.decode(), int(score)) for m, score in rows]
@@ -295,7 +298,7 @@ class Ledger:
                 return
             ended = stored.job.state in _TERMINAL_PROTO
             # An ended job gets no new events: read what is left without blocking, then stop.
-            reply = await self.redis.xread({stream: cursor}, count=100, block=None if ended else block_ms)
+            reply: Any = await self.redis.xread({stream: cursor}, count=100, block=None if ended else block_ms)
             if not reply:
                 if ended:
                     return
@@ -349,7 +352,7 @@ class Ledger:
             job_id=job_id,
             time=timestamp(ms),
             state=pb.JOB_STATE_RUNNING,
-            stage=stage,
+            stage=cast(pb.Stage, stage),
             step=step,  # type: ignore[arg-type]
             total_steps=total_steps,
             progress=progress,
@@ -468,19 +471,21 @@ class Ledger:
 
     async def checkpoint(self, job_id: str, name: str) -> bytes | None:
         """A stored stage output, if any."""
-        value = await self.redis.hget(keys.checkpoints(job_id), name)
+        value: Any = await self.redis.hget(keys.checkpoints(job_id), name)
         return bytes(value) if value is not None else None
 
     # -- work stream ------------------------------------------------------------------------------
 
     async def read_work(self, consumer: str, block_ms: int) -> list[tuple[str, str]]:
         """New (entry id, job id) pairs for a dispatcher."""
-        reply = await self.redis.xreadgroup(keys.WORK_GROUP, consumer, {keys.WORK_STREAM: ">"}, count=1, block=block_ms)
+        reply: Any = await self.redis.xreadgroup(
+            keys.WORK_GROUP, consumer, {keys.WORK_STREAM: ">"}, count=1, block=block_ms
+        )
         return [(eid.decode(), f[b"job_id"].decode()) for _, entries in reply or [] for eid, f in entries]
 
     async def reclaim_work(self, consumer: str, min_idle_ms: int) -> list[tuple[str, str]]:
         """Entries another dispatcher took but stopped renewing (it died): now this consumer's."""
-        reply = await self.redis.xautoclaim(
+        reply: Any = await self.redis.xautoclaim(
             keys.WORK_STREAM, keys.WORK_GROUP, consumer, min_idle_ms, start_id="0-0", count=10
         )
         # Redis 6.2 answers [next, entries]; Redis 7 adds a list of deleted ids.
@@ -512,7 +517,7 @@ def _stored_job(h: dict[str, bytes]) -> StoredJob:
     job = pb.Job(
         id=s("id"),
         state=State(s("state")).proto,
-        stage=i("stage"),
+        stage=cast(pb.Stage, i("stage")),
         step=i("step"),
         total_steps=i("total_steps"),  # type: ignore[arg-type]
         progress=float(s("progress") or 0),

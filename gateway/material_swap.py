@@ -41,7 +41,7 @@ _FORMATS = {
     pb.IMAGE_FORMAT_PNG: imaging_pb2.FORMAT_PNG,
     pb.IMAGE_FORMAT_WEBP: imaging_pb2.FORMAT_WEBP,
 }
-_STAGE_LABELS = {
+_STAGE_LABELS: dict[int, str] = {
     pb.STAGE_SEGMENTATION: "segmentation",
     pb.STAGE_DEPTH: "depth",
     pb.STAGE_PROJECTION: "projection",
@@ -65,7 +65,7 @@ def failure_from_rpc(stage: int, exc: grpc.aio.AioRpcError, timeout_s: float) ->
     """The job error a failed stage call stands for."""
     label = _STAGE_LABELS.get(stage, "a")
     reason = error_reason(exc)
-    if reason and f"ERROR_CODE_{reason}" in pb.ErrorCode:
+    if reason and f"ERROR_CODE_{reason}" in pb.ErrorCode.keys():  # noqa: SIM118 (the wrapper is not iterable)
         return JobFailure(pb.ErrorCode.Value(f"ERROR_CODE_{reason}"), exc.details() or f"the {label} stage failed")
     code = exc.code()
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

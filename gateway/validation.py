@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,9 +58,9 @@ def check_image(
     return [], info
 
 
-def _points(points: object, field: str, info: imaging.ImageInfo | None) -> list[Violation]:
+def _points(points: Iterable[pb.Point], field: str, info: imaging.ImageInfo | None) -> list[Violation]:
     out = []
-    for i, p in enumerate(points):  # type: ignore[attr-defined]
+    for i, p in enumerate(points):
         if not (math.isfinite(p.x) and math.isfinite(p.y)):
             out.append((f"{field}[{i}]", "must be finite"))
         elif info is not None and not (-info.width <= p.x <= 2 * info.width and -info.height <= p.y <= 2 * info.height):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import cast
 
 import grpc
 from google.protobuf import json_format
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     with RenderClient(args.address, args.tenant) as client:
         try:
             if args.command == "submit":
-                fmt = pb.ImageFormat.Value(f"IMAGE_FORMAT_{args.format.upper()}")
+                fmt = cast(pb.ImageFormat, pb.ImageFormat.Value(f"IMAGE_FORMAT_{args.format.upper()}"))
                 request = material_swap_request(
                     args.photo,
                     args.swatch,

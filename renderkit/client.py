@@ -34,7 +34,7 @@ def material_swap_request(
     refine: bool = False,
     idempotency_key: str = "",
     project_id: str = "",
-    output_format: int = pb.IMAGE_FORMAT_JPEG,
+    output_format: pb.ImageFormat = pb.IMAGE_FORMAT_JPEG,
 ) -> pb.SubmitRenderRequest:
     """A SubmitRenderRequest for a material swap."""
     swap = pb.MaterialSwap(

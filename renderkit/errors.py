@@ -72,8 +72,8 @@ def unpack_detail(status: status_pb2.Status | None, kind: type) -> object | None
     if status is None:
         return None
     for packed in status.details:
-        detail = kind()
-        if packed.Unpack(detail):
+        detail: object = kind()
+        if packed.Unpack(detail):  # type: ignore[arg-type]
             return detail
     return None
 

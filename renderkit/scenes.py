@@ -121,7 +121,7 @@ def room_scene(
     )
     H = quad_homography(quad)
     floor_mask = np.zeros((height, width), np.uint8)
-    cv2.fillPoly(floor_mask, [np.round(quad).astype(np.int32)], 255)
+    cv2.fillPoly(floor_mask, [np.round(quad).astype(np.int32)], 255)  # type: ignore[call-overload]
     light = light_field(width, height)
     median = float(np.median(light[floor_mask > 127]))
     light = light / median

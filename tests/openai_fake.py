@@ -48,7 +48,7 @@ def fake_openai() -> Iterator[FakeOpenAI]:
                 p.get_param("name", header="content-disposition"): p.get_payload(decode=True)
                 for p in message.iter_parts()
             }
-            fields = {k: v.decode() for k, v in parts.items() if k not in ("image", "mask", "image[]")}
+            fields = {k: bytes(v).decode() for k, v in parts.items() if k not in ("image", "mask", "image[]")}
             state.requests.append(
                 {
                     "path": self.path,
@@ -58,7 +58,9 @@ def fake_openai() -> Iterator[FakeOpenAI]:
                 }
             )
             if state.status != 200:
-                payload = {"error": {"message": "refused", "type": "invalid_request_error", "code": state.error_code}}
+                payload: dict[str, object] = {
+                    "error": {"message": "refused", "type": "invalid_request_error", "code": state.error_code}
+                }
                 self._reply(state.status, payload)
                 return
             width, height = (int(v) for v in fields.get("size", "1024x1024").split("x"))

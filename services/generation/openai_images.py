@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
 import openai
+from render.imaging.v1 import imaging_pb2
 
 from renderkit import imaging
 
@@ -58,8 +60,9 @@ def refine_with_openai(
     height, width = image.shape[:2]
     size = edit_size(width, height, model)
     resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    image_png, _ = imaging.encode(resized, imaging.imaging_pb2.FORMAT_PNG)
-    extra = {"response_format": "b64_json"} if model.startswith("dall-e") else {}
+    image_png, _ = imaging.encode(resized, imaging_pb2.FORMAT_PNG)
+    # DALL-E answers with a URL unless asked for base64; the gpt-image models always send base64.
+    response_format: Literal["b64_json"] | openai.Omit = "b64_json" if model.startswith("dall-e") else openai.omit
     try:
         response = client.images.edit(
             model=model,
@@ -68,7 +71,7 @@ def refine_with_openai(
             prompt=prompt,
             n=1,
             size=f"{size[0]}x{size[1]}",
-            **extra,
+            response_format=response_format,
         )  # type: ignore[arg-type]
     except openai.BadRequestError as exc:
         if getattr(exc, "code", None) == "content_policy_violation":

@@ -20,7 +20,7 @@ def polygon_mask(points: np.ndarray, width: int, height: int) -> np.ndarray:
     """An anti-aliased mask of a polygon, rasterised with sub-pixel corner positions."""
     mask = np.zeros((height, width), np.uint8)
     fixed = np.round(points * (1 << _SUBPIXEL_BITS)).astype(np.int32).reshape(-1, 1, 2)
-    cv2.fillPoly(mask, [fixed], 255, lineType=cv2.LINE_AA, shift=_SUBPIXEL_BITS)
+    cv2.fillPoly(mask, [fixed], 255, lineType=cv2.LINE_AA, shift=_SUBPIXEL_BITS)  # type: ignore[call-overload]
     return mask
 
 

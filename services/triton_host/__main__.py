@@ -54,7 +54,7 @@ class HostSettings:
 def make_infer_function(session: ort.InferenceSession, input_names: list[str], output_names: list[str]):  # type: ignore[no-untyped-def]
     """A PyTriton batch function that runs an onnxruntime session."""
 
-    @batch  # type: ignore[misc]
+    @batch  # type: ignore[misc, untyped-decorator]
     def infer(**inputs: np.ndarray) -> dict[str, np.ndarray]:
         feeds = {name: inputs[name] for name in input_names}
         results = session.run(output_names, feeds)

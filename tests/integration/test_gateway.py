@@ -26,7 +26,7 @@ QUAD = [(float(x), float(y)) for x, y in SCENE.quad]
 
 
 def details(exc: grpc.RpcError, kind: type) -> object:
-    return unpack_detail(status_details(exc.trailing_metadata()), kind)  # type: ignore[attr-defined]
+    return unpack_detail(status_details(exc.trailing_metadata()), kind)  # type: ignore[attr-defined, arg-type]
 
 
 @pytest.fixture()

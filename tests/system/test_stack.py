@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
 
 from renderkit import imaging, scenes
@@ -37,8 +38,8 @@ def test_swap_of_a_synthetic_scene_matches_the_analytic_ground_truth(stack: Stac
     swatch = scenes.plank_texture(256)
     request = scale_request(
         scene,
-        imaging.encode(scene.photo, imaging.imaging_pb2.FORMAT_PNG)[0],
-        imaging.encode(swatch, imaging.imaging_pb2.FORMAT_PNG)[0],
+        imaging.encode(scene.photo, imaging_pb2.FORMAT_PNG)[0],
+        imaging.encode(swatch, imaging_pb2.FORMAT_PNG)[0],
         swatch_m=0.5,
     )
     with RenderClient(stack.gateway_address) as client:

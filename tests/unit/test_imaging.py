@@ -40,7 +40,7 @@ def test_probe_refuses_other_formats() -> None:
         (imaging_pb2.FORMAT_WEBP, "image/webp"),
     ],
 )
-def test_renditions_are_encoded_at_their_sizes(fmt: int, content_type: str) -> None:
+def test_renditions_are_encoded_at_their_sizes(fmt: imaging_pb2.Format, content_type: str) -> None:
     image = np.random.default_rng(0).integers(0, 255, (600, 1000, 3), dtype=np.uint8)
     spec = imaging_pb2.OutputSpec(
         format=fmt, renditions=[imaging_pb2.Rendition(name="full"), imaging_pb2.Rendition(name="preview", max_side=512)]
