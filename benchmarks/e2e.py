@@ -17,9 +17,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
-
 from renderkit import imaging, scenes
 from renderkit.client import RenderClient, material_swap_request
 from renderkit.launcher import Ports, Stack

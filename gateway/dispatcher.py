@@ -15,13 +15,12 @@ import os
 import socket
 import uuid
 
-from render.v1 import render_service_pb2 as pb
-
 from gateway import keys
 from gateway.ledger import Ledger, NotOwner
 from gateway.material_swap import JobContext, JobFailure, run_material_swap
 from gateway.settings import GatewaySettings
 from gateway.stages import StageClients
+from render.v1 import render_service_pb2 as pb
 from renderkit.storage import Storage
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
-from render.v1 import render_service_pb2 as pb
 
 from gateway import keys
+from render.v1 import render_service_pb2 as pb
 
 
 class State(enum.StrEnum):

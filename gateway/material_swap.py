@@ -10,17 +10,17 @@ from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
+
+from gateway.fetch import DownloadError, FetchPolicy, fetch
+from gateway.ledger import Ledger
+from gateway.stages import StageClients
+from gateway.validation import Limits, check_image
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.generation.v1 import generation_service_pb2 as generation_pb
 from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as projection_pb
 from render.segmentation.v1 import segmentation_service_pb2 as segmentation_pb
 from render.v1 import render_service_pb2 as pb
-
-from gateway.fetch import DownloadError, FetchPolicy, fetch
-from gateway.ledger import Ledger
-from gateway.stages import StageClients
-from gateway.validation import Limits, check_image
 from renderkit import imaging
 from renderkit.errors import error_reason
 from renderkit.scale import DEFAULT_REPEATS, tiling_from_repeats, tiling_from_sizes
@@ -107,9 +107,11 @@ class JobContext:
             raise JobFailure(pb.ERROR_CODE_TIMEOUT, "the job ran out of time")
         return min(budget, left)
 
-    async def step(self, step: int, stage: int, text: str) -> None:
-        """Announces a step ("Step 2/4: estimating geometry")."""
+    async def step(self, step: int, stage: int, text: str, checkpoint: str = "") -> None:
+        """Announces a step ("Step 2/4: estimating geometry"), saying so when a checkpoint replaces it."""
         message = f"Step {step}/{self.total_steps}: {text}"
+        if checkpoint and await self.ledger.checkpoint(self.job_id, checkpoint) is not None:
+            message += " (resumed from checkpoint)"
         await self.ledger.progress(
             self.job_id,
             self.owner,
@@ -191,7 +193,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     ctx.total_steps = plan_steps(ctx.request)
     stages = ctx.stages
 
-    await ctx.step(1, pb.STAGE_SEGMENTATION, "segmenting the surface")
+    await ctx.step(1, pb.STAGE_SEGMENTATION, "segmenting the surface", "segmentation")
     photo = await ctx.image_input("photo", swap.photo, ctx.limits.min_side)
     swatch = await ctx.image_input("swatch", swap.swatch, 8)
     mask = await ctx.image_input("mask", swap.mask, 1) if swap.HasField("mask") else b""
@@ -226,7 +228,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     if seg.coverage <= 0.0:
         raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "the surface's mask is empty")
 
-    await ctx.step(2, pb.STAGE_DEPTH, "estimating geometry")
+    await ctx.step(2, pb.STAGE_DEPTH, "estimating geometry", "depth")
     estimate = depth_pb.EstimatePlaneRequest(
         width=photo_info.width,
         height=photo_info.height,
@@ -260,7 +262,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             swatch_info.width / swatch_info.height,
         )
 
-    await ctx.step(3, pb.STAGE_PROJECTION, "projecting the material")
+    await ctx.step(3, pb.STAGE_PROJECTION, "projecting the material", "projection")
     final_spec = output_spec(ctx.request.output)
     # A composite headed for refinement travels as high-quality JPEG: PNG would cost ~10x to encode.
     spec = (
@@ -289,7 +291,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     images = list(projected.images)
 
     if refine:
-        await ctx.step(4, pb.STAGE_GENERATION, "refining the render")
+        await ctx.step(4, pb.STAGE_GENERATION, "refining the render", "generation")
         seed = swap.options.refinement_seed if swap.options.HasField("refinement_seed") else 42
         refine_request = generation_pb.RefineRequest(
             image=images[0].data, mask_png=seg.mask_png, seed=seed, output=final_spec

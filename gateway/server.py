@@ -9,14 +9,14 @@ from dataclasses import dataclass
 import grpc
 import redis.asyncio as aioredis
 from grpc_health.v1._async import HealthServicer
-from render.v1 import render_service_pb2 as pb
-from render.v1 import render_service_pb2_grpc as pb_grpc
 
 from gateway.dispatcher import Dispatcher
 from gateway.ledger import Ledger
 from gateway.servicer import RenderServicer
 from gateway.settings import GatewaySettings
 from gateway.stages import StageClients
+from render.v1 import render_service_pb2 as pb
+from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit.serving import (
     SERVER_OPTIONS,
     add_health_and_reflection,

@@ -11,12 +11,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
-from render.v1 import render_service_pb2 as pb
-from render.v1 import render_service_pb2_grpc as pb_grpc
 
 from gateway.ledger import Ledger, NewJob, QueueFull, StoredJob
 from gateway.material_swap import plan_steps
 from gateway.validation import Limits, validate_submit
+from render.v1 import render_service_pb2 as pb
+from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit.errors import abort, bad_request, retry_info
 from renderkit.storage import Storage
 

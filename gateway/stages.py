@@ -6,11 +6,11 @@ import json
 from dataclasses import dataclass
 
 import grpc
+
 from render.depth.v1 import depth_service_pb2_grpc
 from render.generation.v1 import generation_service_pb2_grpc
 from render.projection.v1 import projection_service_pb2_grpc
 from render.segmentation.v1 import segmentation_service_pb2_grpc
-
 from renderkit.serving import CHANNEL_OPTIONS
 
 # Stage calls are pure functions of their request, so retrying UNAVAILABLE is safe.

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from render.v1 import render_service_pb2 as pb
 
 from gateway.fetch import url_problem
+from render.v1 import render_service_pb2 as pb
 from renderkit import imaging
 from renderkit.homography import quad_problem
 

@@ -9,8 +9,8 @@ from typing import cast
 
 import grpc
 from google.protobuf import json_format
-from render.v1 import render_service_pb2 as pb
 
+from render.v1 import render_service_pb2 as pb
 from renderkit.client import RenderClient, material_swap_request
 
 STATE_NAMES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in pb.JobState.items()}

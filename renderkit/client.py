@@ -6,9 +6,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import grpc
+
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
-
 from renderkit.serving import CHANNEL_OPTIONS
 
 TERMINAL_STATES = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
@@ -58,8 +58,8 @@ def material_swap_request(
 class RenderClient:
     """A blocking client over one channel."""
 
-    def __init__(self, address: str, tenant: str = "") -> None:
-        self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    def __init__(self, address: str, tenant: str = "", channel: grpc.Channel | None = None) -> None:
+        self.channel = channel if channel is not None else grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.RenderServiceStub(self.channel)
         self.metadata = (("x-tenant-id", tenant),) if tenant else ()
 

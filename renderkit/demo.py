@@ -9,8 +9,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import cv2
-from render.v1 import render_service_pb2 as pb
 
+from render.v1 import render_service_pb2 as pb
 from renderkit import scenes
 from renderkit.cli import watch
 from renderkit.client import RenderClient, material_swap_request

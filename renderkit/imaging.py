@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from PIL import Image
+
 from render.imaging.v1 import imaging_pb2
 
 CONTENT_TYPES = {

@@ -92,7 +92,15 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(9)))
+        """Nine distinct free ports (all held open while choosing, so none repeats)."""
+        sockets = [socket.socket() for _ in range(9)]
+        try:
+            for s in sockets:
+                s.bind(("127.0.0.1", 0))
+            return cls(*(int(s.getsockname()[1]) for s in sockets))
+        finally:
+            for s in sockets:
+                s.close()
 
 
 @dataclass
@@ -201,20 +209,7 @@ class Stack:
             ("generation", p.generation),
         ):
             self._spawn(name, [py, "-m", f"services.{name}"], {**common, f"{name.upper()}_LISTEN": f"127.0.0.1:{port}"})
-        self._spawn(
-            "gateway",
-            [py, "-m", "gateway"],
-            {
-                **common,
-                "GATEWAY_LISTEN": self.gateway_address,
-                "REDIS_URL": self.redis_url,
-                "STORAGE_URL": str(self.storage_dir),
-                "SEGMENTATION_ADDR": f"127.0.0.1:{p.segmentation}",
-                "DEPTH_ADDR": f"127.0.0.1:{p.depth}",
-                "PROJECTION_ADDR": f"127.0.0.1:{p.projection}",
-                "GENERATION_ADDR": f"127.0.0.1:{p.generation}",
-            },
-        )
+        self._spawn("gateway", [py, "-m", "gateway"], self._gateway_env(p.gateway))
         for name, port in (
             ("segmentation", p.segmentation),
             ("depth", p.depth),
@@ -223,6 +218,26 @@ class Stack:
             ("gateway", p.gateway),
         ):
             self._wait_serving(name, f"127.0.0.1:{port}", deadline)
+
+    def _gateway_env(self, port: int) -> dict[str, str]:
+        p = self.ports
+        return {
+            "PYTHONUNBUFFERED": "1",
+            **self.env,
+            "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+            "REDIS_URL": self.redis_url,
+            "STORAGE_URL": str(self.storage_dir),
+            "SEGMENTATION_ADDR": f"127.0.0.1:{p.segmentation}",
+            "DEPTH_ADDR": f"127.0.0.1:{p.depth}",
+            "PROJECTION_ADDR": f"127.0.0.1:{p.projection}",
+            "GENERATION_ADDR": f"127.0.0.1:{p.generation}",
+        }
+
+    def add_gateway(self, name: str, port: int, timeout_s: float = 30.0) -> subprocess.Popen[bytes]:
+        """Starts another gateway replica on the same Redis, storage and stages (scale-out and failover)."""
+        self._spawn(name, [sys.executable, "-m", "gateway"], self._gateway_env(port))
+        self._wait_serving(name, f"127.0.0.1:{port}", time.monotonic() + timeout_s)
+        return self.processes[-1][1]
 
     def _wait_serving(self, name: str, address: str, deadline: float) -> None:
         with grpc.insecure_channel(address) as channel:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 from grpc_health.v1._async import HealthServicer
-from render.imaging.v1 import imaging_pb2
 
+from render.imaging.v1 import imaging_pb2
 from renderkit.serving import (
     SERVER_OPTIONS,
     add_health_and_reflection,

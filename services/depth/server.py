@@ -7,10 +7,10 @@ import logging
 
 import grpc
 import numpy as np
+
 from render.depth.v1 import depth_service_pb2 as pb
 from render.depth.v1 import depth_service_pb2_grpc as pb_grpc
 from render.imaging.v1 import imaging_pb2
-
 from renderkit import homography, imaging
 from renderkit.errors import abort, bad_request
 from renderkit.triton import DEPTH, TritonError, TritonModels, to_pixel_values

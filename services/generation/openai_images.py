@@ -9,8 +9,8 @@ from typing import Literal
 import cv2
 import numpy as np
 import openai
-from render.imaging.v1 import imaging_pb2
 
+from render.imaging.v1 import imaging_pb2
 from renderkit import imaging
 
 # The sizes gpt-image-1 edits at (dall-e-2 takes only the square one).

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import grpc
 import openai
+
 from render.generation.v1 import generation_service_pb2 as pb
 from render.generation.v1 import generation_service_pb2_grpc as pb_grpc
-
 from renderkit import imaging
 from renderkit.errors import abort, error_info
 from renderkit.settings import env_float, env_int, env_str

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+
 from render.projection.v1 import projection_service_pb2 as pb
 from render.projection.v1 import projection_service_pb2_grpc as pb_grpc
-
 from renderkit import homography, imaging
 from renderkit.errors import abort, bad_request
 from services.common.stage import StageServer, StageSettings, build_server

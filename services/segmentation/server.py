@@ -7,9 +7,9 @@ import logging
 
 import grpc
 import numpy as np
+
 from render.segmentation.v1 import segmentation_service_pb2 as pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as pb_grpc
-
 from renderkit import imaging
 from renderkit.errors import abort, bad_request
 from renderkit.triton import SEGMENTATION, TritonError, TritonModels, to_pixel_values

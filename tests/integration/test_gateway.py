@@ -10,10 +10,10 @@ import grpc
 import numpy as np
 import pytest
 from google.rpc import error_details_pb2
-from render.v1 import render_service_pb2 as pb
 
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
+from render.v1 import render_service_pb2 as pb
 from renderkit import imaging, scenes
 from renderkit.client import RenderClient, material_swap_request
 from renderkit.errors import status_details, unpack_detail

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from render.v1 import render_service_pb2 as pb
 
 from gateway import keys
 from gateway.ledger import Ledger, NewJob, NotOwner, QueueFull
+from render.v1 import render_service_pb2 as pb
 
 
 def run(coro_fn: Callable[[Ledger], Coroutine[Any, Any, None]], redis_url: str, **kwargs: Any) -> None:

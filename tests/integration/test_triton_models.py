@@ -9,11 +9,11 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
+
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.depth.v1 import depth_service_pb2_grpc as depth_grpc
 from render.segmentation.v1 import segmentation_service_pb2 as seg_pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as seg_grpc
-
 from renderkit import imaging
 from renderkit.triton import CONTRACTS, REPOSITORY, datatype_name, read_config
 from services.common.stage import StageServer

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
-
 from renderkit import imaging, scenes
 from renderkit.client import RenderClient, material_swap_request
-from renderkit.launcher import Ports, Stack
+from renderkit.launcher import Ports, Stack, free_port
 from tests.http_fixtures import serve
 from tests.openai_fake import FakeOpenAI
 
@@ -132,3 +133,62 @@ def test_the_stack_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(process.pid, 0)
     assert "stopped" in (tmp_path / "logs" / "gateway.log").read_text()
+
+
+def test_a_dispatcher_that_dies_mid_job_loses_nothing(tmp_path: Path) -> None:
+    """Two gateway replicas; the one running a job is killed; the other reclaims it and resumes."""
+    import redis
+
+    stack = Stack(data_dir=tmp_path, ports=Ports.free(), with_triton=False, env={"JOB_LEASE_SECONDS": "2"})
+    with stack:
+        replica_port = free_port()
+        replica = stack.add_gateway("gateway-2", replica_port)
+        pids = {process.pid: process for name, process in stack.processes if name.startswith("gateway")}
+        big = scenes.room_scene(1920, 1080)
+        photo = imaging.encode(cv2.resize(big.photo, (3840, 2160)))[0]
+        quad = [(float(x) * 2, float(y) * 2) for x, y in big.quad]
+        ledger = redis.Redis.from_url(stack.redis_url)
+        with RenderClient(stack.gateway_address) as client:
+            job = client.submit(material_swap_request(photo, imaging.encode(scenes.plank_texture())[0], quad=quad)).job
+            for event in client.watch(job.id, timeout=60):
+                if event.stage == pb.STAGE_PROJECTION:
+                    break
+            owner = ledger.hget(f"job:{job.id}", "owner").decode()  # type: ignore[union-attr]
+            victim = int(owner.split("-")[-2])
+            assert victim in pids
+            os.kill(victim, signal.SIGKILL)
+            pids[victim].wait()
+            survivor = stack.gateway_address if victim == replica.pid else f"127.0.0.1:{replica_port}"
+        with RenderClient(survivor) as client:
+            done = client.wait(job.id, timeout=60)
+            messages = [e.message for e in client.watch(job.id)]
+        ledger.close()
+    assert done.state == pb.JOB_STATE_SUCCEEDED and done.attempt == 2
+    assert "Step 1/4: segmenting the surface (resumed from checkpoint)" in messages
+    assert "Step 2/4: estimating geometry (resumed from checkpoint)" in messages
+    assert read_output(done.result.outputs[0]).shape == (2160, 3840, 3)
+
+
+def test_renderctl_submits_watches_gets_lists_and_cancels(
+    stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from renderkit.cli import main
+
+    scene = scenes.room_scene(400, 300)
+    photo, swatch = tmp_path / "room.jpg", tmp_path / "oak.jpg"
+    photo.write_bytes(imaging.encode(scene.photo)[0])
+    swatch.write_bytes(imaging.encode(scenes.plank_texture(128))[0])
+    quad = ";".join(f"{x:.1f},{y:.1f}" for x, y in scene.quad)
+    base = ["--address", stack.gateway_address, "--tenant", "cli-test"]
+    assert main([*base, "submit", "--photo", str(photo), "--swatch", str(swatch), "--quad", quad, "--watch"]) == 0
+    out = capsys.readouterr().out
+    job_id = out.splitlines()[0]
+    assert "Step 2/4: estimating geometry" in out and "succeeded" in out and "JOB_STATE_SUCCEEDED" in out
+    assert main([*base, "list"]) == 0
+    assert job_id in capsys.readouterr().out
+    assert main([*base, "cancel", job_id]) == 0
+    assert "JOB_STATE_SUCCEEDED" in capsys.readouterr().out  # an ended job stays as it ended
+    assert main([*base, "get", "no-such-job"]) == 2
+    assert "NOT_FOUND" in capsys.readouterr().err
+    assert main([*base, "submit", "--photo", str(photo), "--swatch", str(swatch)]) == 2
+    assert "material_swap.hints" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 import cv2
 import numpy as np
 import pytest
-from render.imaging.v1 import imaging_pb2
 
+from render.imaging.v1 import imaging_pb2
 from renderkit import imaging
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-from render.v1 import render_service_pb2 as pb
 
 from gateway.validation import Limits, validate_submit
+from render.v1 import render_service_pb2 as pb
 from renderkit import imaging
 
 PHOTO = imaging.encode(np.full((300, 400, 3), 128, np.uint8))[0]
