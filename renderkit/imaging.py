@@ -140,6 +140,8 @@ def encode_renditions(image: np.ndarray, spec: imaging_pb2.OutputSpec) -> list[i
 
 def srgb_to_linear(image: np.ndarray) -> np.ndarray:
     """uint8 sRGB to float32 linear light in [0, 1] (through a 256-entry table)."""
+    if image.ndim == 3 and image.shape[2] <= 4:
+        return cv2.LUT(image, _SRGB_TO_LINEAR)  # several times faster than numpy indexing
     return _SRGB_TO_LINEAR[image]
 
 

@@ -34,7 +34,7 @@ def project_material(
     sigma = max(1.5, 0.006 * max(width, height))
     colour *= shading_field(roi_photo, mask[y : y + h, x : x + w], sigma)[..., None]
     material = linear_to_srgb(colour)
-    alpha = (roi_mask.astype(np.float32) * (1.0 / 255.0)) * valid
-    blended = roi_photo + (material.astype(np.float32) - roi_photo) * alpha[..., None]
-    out[y : y + h, x : x + w] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    alpha = roi_mask.astype(np.float32) * np.float32(1.0 / 255.0)
+    alpha[~valid] = 0.0
+    out[y : y + h, x : x + w] = cv2.blendLinear(material, roi_photo, alpha, np.float32(1.0) - alpha)
     return out
