@@ -113,6 +113,7 @@ class Dispatcher:
     async def _run(self, entry_id: str, job_id: str) -> None:
         attempt = await self.ledger.claim(job_id, self.consumer, "Starting")
         if attempt is None:  # ended (cancelled while queued) or expired
+            await self._release_inputs(job_id)
             await self.ledger.finish_work(entry_id)
             return
         task = asyncio.create_task(self._execute(job_id))
@@ -125,7 +126,16 @@ class Dispatcher:
             self._running.pop(job_id, None)
         if task.cancelled() and self._stopping.is_set():
             return  # handed back: the entry stays pending and another dispatcher resumes the job
+        await self._release_inputs(job_id)
         await self.ledger.finish_work(entry_id)
+
+    async def _release_inputs(self, job_id: str) -> None:
+        """Deletes a finished job's uploaded inputs and stored checkpoints; its outputs stay."""
+        for prefix in (f"uploads/{job_id}/", f"work/{job_id}/"):
+            try:
+                await asyncio.to_thread(self.storage.delete_prefix, prefix)
+            except OSError:
+                log.warning("job %s: could not delete %s", job_id, prefix)
 
     async def _execute(self, job_id: str) -> None:
         stored = await self.ledger.get(job_id)

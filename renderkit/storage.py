@@ -41,6 +41,10 @@ class Storage(Protocol):
         """Removes the key; missing keys are ignored."""
         ...
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Removes every key under a folder-like prefix ("uploads/<job>/"); returns how many."""
+        ...
+
 
 def _check_key(key: str) -> None:
     parts = key.split("/")
@@ -83,6 +87,20 @@ class LocalStorage:
             return self.path(key).read_bytes()
         except OSError as exc:
             raise StorageError(f"could not read {key}: {exc.strerror or exc}") from exc
+
+    def delete_prefix(self, prefix: str) -> int:
+        folder = self.path(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return 0
+        removed = 0
+        for path in sorted(folder.rglob("*"), reverse=True):
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink()
+                removed += 1
+        folder.rmdir()
+        return removed
 
     def delete(self, key: str) -> None:
         path = self.path(key)

@@ -48,6 +48,12 @@ def test_a_swap_runs_to_success_with_outputs(client: RenderClient) -> None:
 
     assert hashlib.sha256(stored).hexdigest() == full.sha256 and len(stored) == full.size_bytes
     assert done.result.geometry_source == "quad" and done.result.scale_source == "repeats"
+    # Inputs are deleted once the job has ended; outputs stay.
+    storage_root = Path(full.uri.removeprefix("file://")).parents[4]
+    deadline = time.monotonic() + 5
+    while (storage_root / "uploads" / job.id).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not (storage_root / "uploads" / job.id).exists()
 
 
 def test_validation_errors_name_the_field(client: RenderClient) -> None:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -64,3 +66,21 @@ def test_mask_alpha_is_used_when_colour_is_flat() -> None:
 def test_srgb_linear_round_trip() -> None:
     values = np.arange(256, dtype=np.uint8)
     np.testing.assert_array_equal(imaging.linear_to_srgb(imaging.srgb_to_linear(values)), values)
+
+
+def test_local_storage_writes_atomically_and_deletes_folders(tmp_path: Path) -> None:
+    from renderkit.storage import LocalStorage, StorageError
+
+    storage = LocalStorage(tmp_path)
+    stored = storage.put("uploads/job1/photo", b"abc", "image/jpeg")
+    storage.put("uploads/job1/swatch", b"de", "image/jpeg")
+    storage.put("renders/t/-/job1/full.jpg", b"out", "image/jpeg")
+    assert stored.size_bytes == 3 and stored.uri.startswith("file://") and storage.get("uploads/job1/photo") == b"abc"
+    assert not list(tmp_path.glob("uploads/job1/.tmp-*"))
+    assert storage.delete_prefix("uploads/job1/") == 2
+    assert not (tmp_path / "uploads" / "job1").exists() and storage.get("renders/t/-/job1/full.jpg") == b"out"
+    storage.delete("renders/t/-/job1/full.jpg")
+    assert not (tmp_path / "renders").exists()
+    for bad in ("../escape", "/abs", "a//b", ""):
+        with pytest.raises(StorageError):
+            storage.put(bad, b"x", "text/plain")
