@@ -206,7 +206,9 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     hints = swap.hints
     to_points = [imaging_pb2.Point(x=p.x, y=p.y) for p in hints.quad]
     surface = _SURFACE_NAMES.get(swap.surface, "")
-    needs_photo = not (mask or hints.polygon or hints.quad)
+    clicks = bool(hints.positive_points) or hints.box.x_max > hints.box.x_min
+    # Clicks and boxes outline the surface even when a quad fixes the plane; both need the photo.
+    needs_photo = not (mask or hints.polygon) and (clicks or not hints.quad)
     segment = segmentation_pb.SegmentRequest(
         width=photo_info.width,
         height=photo_info.height,

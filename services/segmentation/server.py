@@ -13,7 +13,8 @@ from render.segmentation.v1 import segmentation_service_pb2_grpc as pb_grpc
 from renderkit import imaging
 from renderkit.errors import abort, bad_request
 from renderkit.triton import SEGMENTATION, TritonError, TritonModels, to_pixel_values
-from services.common.stage import StageServer, StageSettings, build_server, points, triton_for, triton_ready
+from services.common.stage import StageServer, StageSettings, box_of, build_server, points, triton_for, triton_ready
+from services.segmentation.interactive import grabcut_mask
 from services.segmentation.masks import ADE20K_SURFACE_CLASSES, polygon_mask, probability_to_mask, surface_probability
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,26 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             return await self._respond(
                 await asyncio.to_thread(polygon_mask, points(request.polygon), width, height), "polygon"
             )
+        box = box_of(request.box)
+        if request.positive_points or box is not None:
+            if not request.photo:
+                await abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "points and boxes need the photo",
+                    bad_request([("photo", "required with positive_points or box")]),
+                )
+            try:
+                mask = await asyncio.to_thread(
+                    self._interactive,
+                    request.photo,
+                    box,
+                    points(request.positive_points),
+                    points(request.negative_points),
+                )
+            except ValueError as exc:
+                await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"cannot find the surface: {exc}")
+            return await self._respond(mask, "points" if box is None else "box")
         if len(request.quad) == 4:
             return await self._respond(
                 await asyncio.to_thread(polygon_mask, points(request.quad), width, height), "quad"
@@ -73,11 +94,17 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         await abort(
             context,
             grpc.StatusCode.FAILED_PRECONDITION,
-            "cannot find the surface: provide a mask, a polygon or a quad"
+            "cannot find the surface: provide a mask, a polygon, a quad, points or a box"
             + ("" if request.surface else ", or name the surface")
             + " (the segmentation model is not deployed)" * (request.surface in ADE20K_SURFACE_CLASSES),
         )
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _interactive(
+        photo: bytes, box: tuple[float, float, float, float] | None, positives: np.ndarray, negatives: np.ndarray
+    ) -> np.ndarray:
+        return grabcut_mask(imaging.decode_bgr(photo), box, positives, negatives)
 
     async def _model_mask(self, photo: bytes, surface: str, width: int, height: int) -> np.ndarray:
         assert self.triton is not None

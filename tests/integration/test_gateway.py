@@ -181,3 +181,22 @@ def test_mask_only_swap(client: RenderClient) -> None:
     original = SCENE.photo.astype(int)
     assert np.abs(out[20:140].astype(int) - original[20:140]).mean() < 3  # outside the mask: the photo
     assert np.abs(out[170:220, 60:260].astype(int) - original[170:220, 60:260]).mean() > 15
+
+
+def test_clicks_outline_the_surface_while_the_quad_fixes_the_plane(client: RenderClient) -> None:
+    photo = SCENE.photo.copy()
+    photo[170:200, 120:200] = (40, 45, 70)  # a sofa on the floor
+    request = material_swap_request(imaging.encode(photo)[0], SWATCH, quad=QUAD)
+    hints = request.material_swap.hints
+    hints.positive_points.add(x=60, y=225)
+    hints.negative_points.add(x=160, y=185)
+    hints.box.x_min, hints.box.y_min, hints.box.x_max, hints.box.y_max = 0, 110, 320, 240
+    done = client.wait(client.submit(request).job.id, timeout=60)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    out = read_full(done)
+    assert np.abs(out[175:195, 130:190].astype(int) - photo[175:195, 130:190]).mean() < 4  # the sofa stays
+    assert np.abs(out[215:235, 40:80].astype(int) - photo[215:235, 40:80]).mean() > 10  # the floor changed
+
+
+def read_full(job: pb.Job) -> np.ndarray:
+    return imaging.decode_bgr(Path(job.result.outputs[0].uri.removeprefix("file://")).read_bytes())

@@ -94,7 +94,7 @@ def test_without_model_or_hint_segmentation_says_what_to_provide(stages: dict[st
             seg_pb.SegmentRequest(width=320, height=240, surface="floor"), timeout=10
         )
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "provide a mask, a polygon or a quad" in str(info.value.details())
+    assert "provide a mask, a polygon, a quad, points or a box" in str(info.value.details())
 
 
 def test_models_dir_layout(models_dir: Path) -> None:
