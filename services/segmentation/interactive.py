@@ -60,7 +60,7 @@ def chroma_weighted(image_bgr: np.ndarray) -> np.ndarray:
 
 def _disk(mask: np.ndarray, points: np.ndarray, radius: int, value: int) -> None:
     for x, y in points:
-        cv2.circle(mask, (round(x), round(y)), radius, value, -1)
+        cv2.circle(mask, (round(x), round(y)), radius, (value,), -1)
 
 
 def grabcut_mask(
@@ -86,7 +86,9 @@ def grabcut_mask(
         raise ValueError("the hints leave no background to contrast the surface with")
     background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0x5EED)  # GrabCut's k-means start draws from OpenCV's RNG: same hints, same mask
-    cv2.grabCut(chroma_weighted(small), labels, None, background, foreground, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(  # type: ignore[call-overload]  (the stubs do not allow rect=None with a mask)
+        chroma_weighted(small), labels, None, background, foreground, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK
+    )
     selected = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
     if len(positives):
         # Keep only the regions the clicks are on: GrabCut may also pick look-alike patches elsewhere.
