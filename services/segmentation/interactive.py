@@ -86,7 +86,8 @@ def grabcut_mask(
         raise ValueError("the hints leave no background to contrast the surface with")
     background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0x5EED)  # GrabCut's k-means start draws from OpenCV's RNG: same hints, same mask
-    cv2.grabCut(  # type: ignore[call-overload]  (the stubs do not allow rect=None with a mask)
+    # The stubs do not allow rect=None, which GC_INIT_WITH_MASK takes.
+    cv2.grabCut(  # type: ignore[call-overload]
         chroma_weighted(small), labels, None, background, foreground, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK
     )
     selected = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
