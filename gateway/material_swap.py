@@ -181,6 +181,13 @@ def output_spec(options: pb.OutputOptions) -> imaging_pb2.OutputSpec:
     return imaging_pb2.OutputSpec(format=_FORMATS[options.format], quality=options.quality, renditions=renditions)
 
 
+def row_offset(options: pb.MaterialSwapOptions) -> float:
+    """The shift of alternate rows: none for straight tiles, half a tile by default for brick."""
+    if options.layout != pb.TILE_LAYOUT_BRICK:
+        return 0.0
+    return options.row_offset or 0.5
+
+
 def plan_steps(request: pb.SubmitRenderRequest) -> int:
     """The number of steps of a material swap's plan."""
     return 5 if request.material_swap.options.enable_refinement else 4
@@ -282,6 +289,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         repeats_u=tiling.repeats_u,
         repeats_v=tiling.repeats_v,
         rotation_degrees=swap.options.rotation_degrees,
+        row_offset=row_offset(swap.options),
         output=spec,
     )
     projected = await ctx.call(

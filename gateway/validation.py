@@ -135,6 +135,10 @@ def validate_submit(request: pb.SubmitRenderRequest, limits: Limits) -> list[Vio
         violations.append(
             (f"{base}.options.stage_timeout_seconds", f"must be more than 0 and at most {limits.max_stage_timeout_s:g}")
         )
+    if not (math.isfinite(options.row_offset) and 0.0 <= options.row_offset < 1.0):
+        violations.append((f"{base}.options.row_offset", "must be at least 0 and less than 1"))
+    if options.row_offset and options.layout != pb.TILE_LAYOUT_BRICK:
+        violations.append((f"{base}.options.row_offset", "applies to TILE_LAYOUT_BRICK only"))
     if not math.isfinite(options.rotation_degrees):
         violations.append((f"{base}.options.rotation_degrees", "must be finite"))
     # Without a quad the plane comes from the depth model, which needs the surface's outline.

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--quad", type=parse_quad, default=[], help="x,y;x,y;x,y;x,y")
     submit.add_argument("--repeats", type=float)
     submit.add_argument("--refine", action="store_true")
+    submit.add_argument("--brick", type=float, metavar="OFFSET", help="staggered rows shifted by OFFSET (0-1)")
     submit.add_argument("--format", choices=["jpeg", "png", "webp"], default="jpeg")
     submit.add_argument("--idempotency-key", default="")
     submit.add_argument("--project", default="")
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                     idempotency_key=args.idempotency_key,
                     project_id=args.project,
                     output_format=fmt,
+                    brick_offset=args.brick,
                 )
                 job = client.submit(request).job
                 print(job.id)

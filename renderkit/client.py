@@ -35,8 +35,9 @@ def material_swap_request(
     idempotency_key: str = "",
     project_id: str = "",
     output_format: pb.ImageFormat = pb.IMAGE_FORMAT_JPEG,
+    brick_offset: float | None = None,
 ) -> pb.SubmitRenderRequest:
-    """A SubmitRenderRequest for a material swap."""
+    """A SubmitRenderRequest for a material swap (brick_offset lays the tiles in staggered rows)."""
     swap = pb.MaterialSwap(
         photo=image_source(photo),
         swatch=image_source(swatch),
@@ -45,6 +46,9 @@ def material_swap_request(
     )
     if mask is not None:
         swap.mask.CopyFrom(image_source(mask))
+    if brick_offset is not None:
+        swap.options.layout = pb.TILE_LAYOUT_BRICK
+        swap.options.row_offset = brick_offset
     if repeats is not None:
         swap.options.real_world_scale.repeats = repeats
     return pb.SubmitRenderRequest(

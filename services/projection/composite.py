@@ -18,6 +18,7 @@ def project_material(
     repeats_u: float,
     repeats_v: float,
     rotation_degrees: float = 0.0,
+    row_offset: float = 0.0,
 ) -> np.ndarray:
     """The photo with the masked surface re-covered by the swatch (uint8 BGR, the photo's size)."""
     height, width = photo.shape[:2]
@@ -28,7 +29,7 @@ def project_material(
         return out
     atlas = build_mip_atlas(swatch)
     T = texel_transform(H, repeats_u, repeats_v, rotation_degrees, swatch.shape[1], swatch.shape[0])
-    colour, valid = sample_surface(atlas, T, x, y, w, h)
+    colour, valid = sample_surface(atlas, T, x, y, w, h, row_offset)
     roi_photo = photo[y : y + h, x : x + w]
     roi_mask = feather[y : y + h, x : x + w]
     sigma = max(1.5, 0.006 * max(width, height))

@@ -23,7 +23,9 @@ def _project(request: pb.ProjectRequest) -> list:  # type: ignore[type-arg]
     if mask.shape != photo.shape[:2]:
         raise ValueError("mask_png: must be the size of the photo")
     H = homography.from_list(list(request.homography.m))
-    result = project_material(photo, swatch, mask, H, request.repeats_u, request.repeats_v, request.rotation_degrees)
+    result = project_material(
+        photo, swatch, mask, H, request.repeats_u, request.repeats_v, request.rotation_degrees, request.row_offset
+    )
     return imaging.encode_renditions(result, request.output)
 
 
@@ -35,6 +37,13 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
         request: pb.ProjectRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.ProjectResponse:
+        if not 0.0 <= request.row_offset < 1.0:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "row_offset must be in [0, 1)",
+                bad_request([("row_offset", "must be at least 0 and less than 1")]),
+            )
         if request.repeats_u <= 0 or request.repeats_v <= 0:
             await abort(
                 context,

@@ -106,12 +106,13 @@ _LOD_STEP = 4
 
 
 def sample_surface(
-    atlas: MipAtlas, T: np.ndarray, x0: int, y0: int, width: int, height: int
+    atlas: MipAtlas, T: np.ndarray, x0: int, y0: int, width: int, height: int, row_offset: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Samples the texture for the pixel rectangle (x0, y0, width, height).
 
     Returns the linear-light colour (float32 HxWx3) and a validity mask (pixels beyond the
-    plane's horizon are invalid).
+    plane's horizon are invalid). row_offset shifts every other row of tiles by that fraction
+    of a tile's width (brick layout).
     """
     T32 = T.astype(np.float32)
     xs = np.arange(x0, x0 + width, dtype=np.float32)[None, :]
@@ -127,6 +128,10 @@ def sample_surface(
     level0 = lod.astype(np.uint8)
     level1 = np.minimum(level0 + 1, atlas.levels - 1).astype(np.uint8)
     weight1 = lod - level0
+    if row_offset:
+        row = np.floor(py * np.float32(1.0 / atlas.height))
+        odd = row - np.float32(2.0) * np.floor(row * np.float32(0.5))
+        px = px + odd * np.float32(row_offset * atlas.width)
     # Wrap into the tile without np.mod (which is several times slower).
     u = px - np.floor(px * np.float32(1.0 / atlas.width)) * np.float32(atlas.width)
     v = py - np.floor(py * np.float32(1.0 / atlas.height)) * np.float32(atlas.height)

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from renderkit import scenes
+from renderkit import imaging, scenes
 from services.projection.composite import project_material
 from services.projection.texture import build_mip_atlas, sample_surface, texel_transform
 from services.segmentation.masks import polygon_mask
@@ -72,3 +72,24 @@ def test_far_away_texture_is_filtered_not_aliased() -> None:
     far = colour[valid][:, 0]
     assert abs(float(far.mean()) - 0.5) < 0.08  # half the texels are white (1.0 linear), half black
     assert float(far.std()) < 0.12
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.5, 0.25])
+def test_brick_layout_staggers_alternate_rows(offset: float) -> None:
+    """Seen head-on at one texel per pixel, the surface is the swatch tiled with rows shifted."""
+    rng = np.random.default_rng(7)
+    swatch = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    atlas = build_mip_atlas(swatch)
+    # The unit square spans 4x3 tiles of 48x32 pixels, so the texture maps 1:1 onto pixels; pixel
+    # centres are at integer coordinates and texel i covers [i, i+1), hence the half-pixel shift.
+    H = np.array([[192.0, 0, -0.5], [0, 96.0, -0.5], [0, 0, 1]])
+    T = texel_transform(H, 4, 3, 0.0, 48, 32)
+    colour, valid = sample_surface(atlas, T, 0, 0, 192, 96, offset)
+    got = imaging.linear_to_srgb(colour)
+    shift = round(offset * 48)
+    for row in range(3):
+        band = got[row * 32 + 2 : row * 32 + 30, 8:184]
+        shifted = np.roll(np.tile(swatch, (1, 5, 1)), -shift if row % 2 else 0, axis=1)
+        expected = shifted[2:30, 8:184]
+        assert np.abs(band.astype(int) - expected).mean() < 3, row
+    assert valid.all()

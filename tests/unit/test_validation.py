@@ -87,3 +87,13 @@ def test_no_geometry_at_all_is_refused() -> None:
     req = request()
     req.material_swap.hints.ClearField("quad")
     assert fields(req) == {"material_swap.hints"}
+
+
+def test_row_offset_needs_the_brick_layout_and_a_fraction() -> None:
+    req = request()
+    req.material_swap.options.row_offset = 0.3
+    assert fields(req) == {"material_swap.options.row_offset"}
+    req.material_swap.options.layout = pb.TILE_LAYOUT_BRICK
+    assert fields(req) == set()
+    req.material_swap.options.row_offset = 1.5
+    assert fields(req) == {"material_swap.options.row_offset"}

@@ -18,6 +18,12 @@ class Surface(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SURFACE_CEILING: _ClassVar[Surface]
     SURFACE_FACADE: _ClassVar[Surface]
 
+class TileLayout(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TILE_LAYOUT_UNSPECIFIED: _ClassVar[TileLayout]
+    TILE_LAYOUT_STRAIGHT: _ClassVar[TileLayout]
+    TILE_LAYOUT_BRICK: _ClassVar[TileLayout]
+
 class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     IMAGE_FORMAT_UNSPECIFIED: _ClassVar[ImageFormat]
@@ -59,6 +65,9 @@ SURFACE_FLOOR: Surface
 SURFACE_WALL: Surface
 SURFACE_CEILING: Surface
 SURFACE_FACADE: Surface
+TILE_LAYOUT_UNSPECIFIED: TileLayout
+TILE_LAYOUT_STRAIGHT: TileLayout
+TILE_LAYOUT_BRICK: TileLayout
 IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat
@@ -154,18 +163,22 @@ class RealWorldScale(_message.Message):
     def __init__(self, repeats: _Optional[float] = ..., swatch_size: _Optional[_Union[SwatchSize, _Mapping]] = ...) -> None: ...
 
 class MaterialSwapOptions(_message.Message):
-    __slots__ = ("real_world_scale", "enable_refinement", "refinement_seed", "stage_timeout_seconds", "rotation_degrees")
+    __slots__ = ("real_world_scale", "enable_refinement", "refinement_seed", "stage_timeout_seconds", "rotation_degrees", "layout", "row_offset")
     REAL_WORLD_SCALE_FIELD_NUMBER: _ClassVar[int]
     ENABLE_REFINEMENT_FIELD_NUMBER: _ClassVar[int]
     REFINEMENT_SEED_FIELD_NUMBER: _ClassVar[int]
     STAGE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ROTATION_DEGREES_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    ROW_OFFSET_FIELD_NUMBER: _ClassVar[int]
     real_world_scale: RealWorldScale
     enable_refinement: bool
     refinement_seed: int
     stage_timeout_seconds: float
     rotation_degrees: float
-    def __init__(self, real_world_scale: _Optional[_Union[RealWorldScale, _Mapping]] = ..., enable_refinement: _Optional[bool] = ..., refinement_seed: _Optional[int] = ..., stage_timeout_seconds: _Optional[float] = ..., rotation_degrees: _Optional[float] = ...) -> None: ...
+    layout: TileLayout
+    row_offset: float
+    def __init__(self, real_world_scale: _Optional[_Union[RealWorldScale, _Mapping]] = ..., enable_refinement: _Optional[bool] = ..., refinement_seed: _Optional[int] = ..., stage_timeout_seconds: _Optional[float] = ..., rotation_degrees: _Optional[float] = ..., layout: _Optional[_Union[TileLayout, str]] = ..., row_offset: _Optional[float] = ...) -> None: ...
 
 class MaterialSwap(_message.Message):
     __slots__ = ("photo", "swatch", "mask", "surface", "hints", "options")
