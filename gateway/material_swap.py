@@ -50,6 +50,7 @@ _STAGE_LABELS: dict[int, str] = {
 # Checkpoints larger than this go to storage; Redis keeps their key.
 _INLINE_CHECKPOINT_BYTES = 512 * 1024
 PREVIEW_SIDE = 512
+MATERIAL_MAPS = ("normal", "roughness")
 
 
 class JobFailure(Exception):
@@ -291,6 +292,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         rotation_degrees=swap.options.rotation_degrees,
         row_offset=row_offset(swap.options),
         output=spec,
+        material_maps=ctx.request.output.include_material_maps,
     )
     projected = await ctx.call(
         pb.STAGE_PROJECTION,
@@ -298,7 +300,8 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         projection_pb.ProjectResponse,
         lambda t: stages.projection.Project(project, timeout=t),
     )
-    images = list(projected.images)
+    images = [i for i in projected.images if i.name not in MATERIAL_MAPS]
+    maps = [i for i in projected.images if i.name in MATERIAL_MAPS]
 
     if refine:
         await ctx.step(4, pb.STAGE_GENERATION, "refining the render", "generation")
@@ -315,7 +318,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         images = list(refined.images)
 
     await ctx.step(ctx.total_steps, pb.STAGE_OUTPUT, "writing outputs")
-    outputs = await write_outputs(ctx, images)
+    outputs = await write_outputs(ctx, images + maps)
     return pb.JobResult(
         outputs=outputs,
         geometry_source=plane.source,

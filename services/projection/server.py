@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import numpy as np
 
+from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as pb
 from render.projection.v1 import projection_service_pb2_grpc as pb_grpc
 from renderkit import homography, imaging
 from renderkit.errors import abort, bad_request
 from services.common.stage import StageServer, StageSettings, build_server
 from services.projection.composite import project_material
+from services.projection.material_maps import normal_map, roughness_map
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
 
@@ -26,7 +29,23 @@ def _project(request: pb.ProjectRequest) -> list:  # type: ignore[type-arg]
     result = project_material(
         photo, swatch, mask, H, request.repeats_u, request.repeats_v, request.rotation_degrees, request.row_offset
     )
-    return imaging.encode_renditions(result, request.output)
+    images = imaging.encode_renditions(result, request.output)
+    if request.material_maps:
+        images += material_map_images(swatch)
+    return images
+
+
+def material_map_images(swatch: np.ndarray) -> list[imaging_pb2.EncodedImage]:
+    """The swatch's normal and roughness maps as lossless PNG renditions."""
+    out = []
+    for name, image in (("normal", normal_map(swatch)), ("roughness", roughness_map(swatch))):
+        data, content_type = imaging.encode(image, imaging_pb2.FORMAT_PNG)
+        out.append(
+            imaging_pb2.EncodedImage(
+                name=name, data=data, content_type=content_type, width=image.shape[1], height=image.shape[0]
+            )
+        )
+    return out
 
 
 class ProjectionServicer(pb_grpc.ProjectionServiceServicer):

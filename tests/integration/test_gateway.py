@@ -200,3 +200,18 @@ def test_clicks_outline_the_surface_while_the_quad_fixes_the_plane(client: Rende
 
 def read_full(job: pb.Job) -> np.ndarray:
     return imaging.decode_bgr(Path(job.result.outputs[0].uri.removeprefix("file://")).read_bytes())
+
+
+def test_normal_and_roughness_maps_on_request(client: RenderClient) -> None:
+    request = material_swap_request(PHOTO, SWATCH, quad=QUAD)
+    request.output.include_material_maps = True
+    done = client.wait(client.submit(request).job.id, timeout=60)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    outputs = {o.name: o for o in done.result.outputs}
+    assert set(outputs) == {"full", "preview", "normal", "roughness"}
+    assert outputs["normal"].content_type == "image/png" and (outputs["normal"].width, outputs["normal"].height) == (
+        64,
+        64,
+    )
+    normal = imaging.decode_bgr(Path(outputs["normal"].uri.removeprefix("file://")).read_bytes())
+    assert normal[..., 0].mean() > 200  # mostly facing up (z is stored in blue)

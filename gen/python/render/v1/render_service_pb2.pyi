@@ -197,16 +197,18 @@ class MaterialSwap(_message.Message):
     def __init__(self, photo: _Optional[_Union[ImageSource, _Mapping]] = ..., swatch: _Optional[_Union[ImageSource, _Mapping]] = ..., mask: _Optional[_Union[ImageSource, _Mapping]] = ..., surface: _Optional[_Union[Surface, str]] = ..., hints: _Optional[_Union[SurfaceHints, _Mapping]] = ..., options: _Optional[_Union[MaterialSwapOptions, _Mapping]] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
-    __slots__ = ("format", "quality", "skip_preview", "include_2048")
+    __slots__ = ("format", "quality", "skip_preview", "include_2048", "include_material_maps")
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     SKIP_PREVIEW_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_2048_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_MATERIAL_MAPS_FIELD_NUMBER: _ClassVar[int]
     format: ImageFormat
     quality: int
     skip_preview: bool
     include_2048: bool
-    def __init__(self, format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[int] = ..., skip_preview: _Optional[bool] = ..., include_2048: _Optional[bool] = ...) -> None: ...
+    include_material_maps: bool
+    def __init__(self, format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[int] = ..., skip_preview: _Optional[bool] = ..., include_2048: _Optional[bool] = ..., include_material_maps: _Optional[bool] = ...) -> None: ...
 
 class SubmitRenderRequest(_message.Message):
     __slots__ = ("idempotency_key", "project_id", "user_id", "output", "material_swap")
