@@ -157,6 +157,8 @@ class Dispatcher:
             limits=self.settings.limits,
             default_stage_timeout_s=self.settings.stage_timeout_s,
             deadline=loop.time() + self.settings.job_timeout_s,
+            geometry_cache_s=self.settings.geometry_cache_s,
+            geometry_cache_version=self.settings.geometry_cache_version,
         )
         try:
             try:

@@ -28,6 +28,11 @@ def tenant_index(tenant: str) -> str:
     return f"tenant:{tenant}:jobs"
 
 
+def geometry(fingerprint: str) -> str:
+    """Cached segmentation and geometry of a photo with its hints, shared by later jobs."""
+    return f"geometry:{fingerprint}"
+
+
 def idempotency(tenant: str, key: str) -> str:
     """Maps a client's idempotency key to its job id."""
     return f"idem:{tenant}:{key}"

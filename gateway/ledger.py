@@ -474,6 +474,22 @@ class Ledger:
         value: Any = await self.redis.hget(keys.checkpoints(job_id), name)
         return bytes(value) if value is not None else None
 
+    # -- shared geometry cache -----------------------------------------------------------------------
+
+    async def cached_geometry(self, fingerprint: str) -> tuple[bytes, bytes] | None:
+        """The segmentation and depth outputs stored for a fingerprint, if any."""
+        values: Any = await self.redis.hmget(keys.geometry(fingerprint), ["segmentation", "depth"])
+        if values[0] is None or values[1] is None:
+            return None
+        return bytes(values[0]), bytes(values[1])
+
+    async def cache_geometry(self, fingerprint: str, segmentation: bytes, depth: bytes, ttl_s: float) -> None:
+        """Stores a job's segmentation and depth outputs for later jobs on the same photo and hints."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.geometry(fingerprint), mapping={"segmentation": segmentation, "depth": depth})
+            pipe.pexpire(keys.geometry(fingerprint), int(ttl_s * 1000))
+            await pipe.execute()
+
     # -- work stream ------------------------------------------------------------------------------
 
     async def read_work(self, consumer: str, block_ms: int) -> list[tuple[str, str]]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -23,7 +24,7 @@ from render.segmentation.v1 import segmentation_service_pb2 as segmentation_pb
 from render.v1 import render_service_pb2 as pb
 from renderkit import imaging
 from renderkit.errors import error_reason
-from renderkit.scale import DEFAULT_REPEATS, tiling_from_repeats, tiling_from_sizes
+from renderkit.scale import DEFAULT_REPEATS, Tiling, tiling_from_repeats, tiling_from_sizes
 from renderkit.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,10 @@ class JobContext:
     limits: Limits
     default_stage_timeout_s: float
     deadline: float  # event-loop time
+    geometry_cache_version: str = "1"
+    geometry_cache_s: float = 0.0
     total_steps: int = 0
-    events: list[str] = field(default_factory=list)
+    reused: set[str] = field(default_factory=set)
 
     def stage_timeout(self, stage: int) -> float:
         """The deadline of a stage call: the stage budget, capped by what is left of the job's."""
@@ -111,7 +114,9 @@ class JobContext:
     async def step(self, step: int, stage: int, text: str, checkpoint: str = "") -> None:
         """Announces a step ("Step 2/4: estimating geometry"), saying so when a checkpoint replaces it."""
         message = f"Step {step}/{self.total_steps}: {text}"
-        if checkpoint and await self.ledger.checkpoint(self.job_id, checkpoint) is not None:
+        if checkpoint in self.reused:
+            message += " (reused from an earlier render of this photo)"
+        elif checkpoint and await self.ledger.checkpoint(self.job_id, checkpoint) is not None:
             message += " (resumed from checkpoint)"
         await self.ledger.progress(
             self.job_id,
@@ -194,6 +199,50 @@ def plan_steps(request: pb.SubmitRenderRequest) -> int:
     return 5 if request.material_swap.options.enable_refinement else 4
 
 
+def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, version: str) -> str:
+    """What the mask and plane depend on: the photo, the client mask, the hints, the surface and the
+    models (through the configured cache version)."""
+    digest = hashlib.sha256()
+    for part in (
+        version.encode(),
+        photo,
+        mask,
+        swap.hints.SerializeToString(deterministic=True),
+        str(swap.surface).encode(),
+    ):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def tiling_for(swap: pb.MaterialSwap, plane: depth_pb.EstimatePlaneResponse, swatch: imaging.ImageInfo) -> Tiling:
+    """The swatch's repeats on the surface: from physical sizes, or from a repeat count."""
+    hints, scale = swap.hints, swap.options.real_world_scale
+    if scale.WhichOneof("scale") == "swatch_size":
+        size = scale.swatch_size
+        swatch_h = size.height_meters or size.width_meters * swatch.height / swatch.width
+        return tiling_from_sizes(
+            hints.quad_size.width_meters, hints.quad_size.height_meters, size.width_meters, swatch_h
+        )
+    aspect = (
+        hints.quad_size.width_meters / hints.quad_size.height_meters
+        if hints.HasField("quad_size")
+        else plane.aspect_ratio
+    )
+    repeats = scale.repeats if scale.WhichOneof("scale") == "repeats" else DEFAULT_REPEATS
+    return tiling_from_repeats(repeats, aspect, swatch.width / swatch.height)
+
+
+def _named(images: Sequence[imaging_pb2.EncodedImage], prefix: str) -> list[imaging_pb2.EncodedImage]:
+    out = []
+    for image in images:
+        renamed = imaging_pb2.EncodedImage()
+        renamed.CopyFrom(image)
+        renamed.name = prefix + image.name
+        out.append(renamed)
+    return out
+
+
 async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     """Runs the plan of one material swap and returns its result."""
     swap = ctx.request.material_swap
@@ -201,19 +250,30 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     ctx.total_steps = plan_steps(ctx.request)
     stages = ctx.stages
 
-    await ctx.step(1, pb.STAGE_SEGMENTATION, "segmenting the surface", "segmentation")
     photo = await ctx.image_input("photo", swap.photo, ctx.limits.min_side)
-    swatch = await ctx.image_input("swatch", swap.swatch, 8)
+    swatches = [await ctx.image_input("swatch", swap.swatch, 8)]
+    for index, source in enumerate(swap.variant_swatches):
+        swatches.append(await ctx.image_input(f"variant_swatches[{index}]", source, 8))
     mask = await ctx.image_input("mask", swap.mask, 1) if swap.HasField("mask") else b""
     photo_info = imaging.probe(photo, max_pixels=ctx.limits.max_pixels)
-    swatch_info = imaging.probe(swatch, max_pixels=ctx.limits.max_pixels)
     if mask:
         mask_info = imaging.probe(mask, max_pixels=ctx.limits.max_pixels)
         if (mask_info.width, mask_info.height) != (photo_info.width, photo_info.height):
             raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "material_swap.mask: must be the size of the photo")
+
+    fingerprint = geometry_fingerprint(photo, mask, swap, ctx.geometry_cache_version)
+    reused = False
+    if ctx.geometry_cache_s > 0 and await ctx.ledger.checkpoint(ctx.job_id, "depth") is None:
+        cached = await ctx.ledger.cached_geometry(fingerprint)
+        if cached is not None:
+            await ctx.ledger.save_checkpoint(ctx.job_id, ctx.owner, "segmentation", cached[0])
+            await ctx.ledger.save_checkpoint(ctx.job_id, ctx.owner, "depth", cached[1])
+            ctx.reused.update({"segmentation", "depth"})
+            reused = True
+
+    await ctx.step(1, pb.STAGE_SEGMENTATION, "segmenting the surface", "segmentation")
     hints = swap.hints
     to_points = [imaging_pb2.Point(x=p.x, y=p.y) for p in hints.quad]
-    surface = _SURFACE_NAMES.get(swap.surface, "")
     clicks = bool(hints.positive_points) or hints.box.x_max > hints.box.x_min
     # Clicks and boxes outline the surface even when a quad fixes the plane; both need the photo.
     needs_photo = not (mask or hints.polygon) and (clicks or not hints.quad)
@@ -227,7 +287,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         positive_points=[imaging_pb2.Point(x=p.x, y=p.y) for p in hints.positive_points],
         negative_points=[imaging_pb2.Point(x=p.x, y=p.y) for p in hints.negative_points],
         box=imaging_pb2.Box(x_min=hints.box.x_min, y_min=hints.box.y_min, x_max=hints.box.x_max, y_max=hints.box.y_max),
-        surface=surface,
+        surface=_SURFACE_NAMES.get(swap.surface, ""),
     )
     seg = await ctx.call(
         pb.STAGE_SEGMENTATION,
@@ -252,27 +312,15 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         depth_pb.EstimatePlaneResponse,
         lambda t: stages.depth.EstimatePlane(estimate, timeout=t),
     )
-
-    scale = swap.options.real_world_scale
-    if scale.WhichOneof("scale") == "swatch_size":
-        size = scale.swatch_size
-        swatch_h = size.height_meters or size.width_meters * swatch_info.height / swatch_info.width
-        tiling = tiling_from_sizes(
-            hints.quad_size.width_meters, hints.quad_size.height_meters, size.width_meters, swatch_h
-        )
-    else:
-        aspect = (
-            hints.quad_size.width_meters / hints.quad_size.height_meters
-            if hints.HasField("quad_size")
-            else plane.aspect_ratio
-        )
-        tiling = tiling_from_repeats(
-            scale.repeats if scale.WhichOneof("scale") == "repeats" else DEFAULT_REPEATS,
-            aspect,
-            swatch_info.width / swatch_info.height,
+    if ctx.geometry_cache_s > 0 and not reused:
+        await ctx.ledger.cache_geometry(
+            fingerprint, seg.SerializeToString(), plane.SerializeToString(), ctx.geometry_cache_s
         )
 
-    await ctx.step(3, pb.STAGE_PROJECTION, "projecting the material", "projection")
+    count = len(swatches)
+    await ctx.step(
+        3, pb.STAGE_PROJECTION, "projecting the material" + (f" ({count} swatches)" if count > 1 else ""), "projection"
+    )
     final_spec = output_spec(ctx.request.output)
     # A composite headed for refinement travels as high-quality JPEG: PNG would cost ~10x to encode.
     spec = (
@@ -282,50 +330,60 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         if refine
         else final_spec
     )
-    project = projection_pb.ProjectRequest(
-        photo=photo,
-        swatch=swatch,
-        mask_png=seg.mask_png,
-        homography=plane.homography,
-        repeats_u=tiling.repeats_u,
-        repeats_v=tiling.repeats_v,
-        rotation_degrees=swap.options.rotation_degrees,
-        row_offset=row_offset(swap.options),
-        output=spec,
-        material_maps=ctx.request.output.include_material_maps,
-    )
-    projected = await ctx.call(
-        pb.STAGE_PROJECTION,
-        "projection",
-        projection_pb.ProjectResponse,
-        lambda t: stages.projection.Project(project, timeout=t),
-    )
-    images = [i for i in projected.images if i.name not in MATERIAL_MAPS]
-    maps = [i for i in projected.images if i.name in MATERIAL_MAPS]
+    tilings: list[Tiling] = []
+    renders: list[list[imaging_pb2.EncodedImage]] = []
+    maps: list[imaging_pb2.EncodedImage] = []
+    for index, swatch in enumerate(swatches):
+        prefix = f"v{index}-" if index else ""
+        tiling = tiling_for(swap, plane, imaging.probe(swatch, max_pixels=ctx.limits.max_pixels))
+        project = projection_pb.ProjectRequest(
+            photo=photo,
+            swatch=swatch,
+            mask_png=seg.mask_png,
+            homography=plane.homography,
+            repeats_u=tiling.repeats_u,
+            repeats_v=tiling.repeats_v,
+            rotation_degrees=swap.options.rotation_degrees,
+            row_offset=row_offset(swap.options),
+            output=spec,
+            material_maps=ctx.request.output.include_material_maps,
+        )
+        projected = await ctx.call(
+            pb.STAGE_PROJECTION,
+            f"projection{index or ''}",
+            projection_pb.ProjectResponse,
+            lambda t, request=project: stages.projection.Project(request, timeout=t),  # type: ignore[misc]
+        )
+        tilings.append(tiling)
+        renders.append([i for i in projected.images if i.name not in MATERIAL_MAPS])
+        maps += _named([i for i in projected.images if i.name in MATERIAL_MAPS], prefix)
 
     if refine:
         await ctx.step(4, pb.STAGE_GENERATION, "refining the render", "generation")
         seed = swap.options.refinement_seed if swap.options.HasField("refinement_seed") else 42
-        refine_request = generation_pb.RefineRequest(
-            image=images[0].data, mask_png=seg.mask_png, seed=seed, output=final_spec
-        )
-        refined = await ctx.call(
-            pb.STAGE_GENERATION,
-            "generation",
-            generation_pb.RefineResponse,
-            lambda t: stages.generation.Refine(refine_request, timeout=t),
-        )
-        images = list(refined.images)
+        for index, composite in enumerate(renders):
+            refine_request = generation_pb.RefineRequest(
+                image=composite[0].data, mask_png=seg.mask_png, seed=seed, output=final_spec
+            )
+            refined = await ctx.call(
+                pb.STAGE_GENERATION,
+                f"generation{index or ''}",
+                generation_pb.RefineResponse,
+                lambda t, request=refine_request: stages.generation.Refine(request, timeout=t),  # type: ignore[misc]
+            )
+            renders[index] = list(refined.images)
 
     await ctx.step(ctx.total_steps, pb.STAGE_OUTPUT, "writing outputs")
+    images = [image for index, r in enumerate(renders) for image in _named(r, f"v{index}-" if index else "")]
     outputs = await write_outputs(ctx, images + maps)
     return pb.JobResult(
         outputs=outputs,
         geometry_source=plane.source,
         geometry_confidence=plane.confidence,
-        scale_source=tiling.source,
-        repeats_u=tiling.repeats_u,
-        repeats_v=tiling.repeats_v,
+        scale_source=tilings[0].source,
+        repeats_u=tilings[0].repeats_u,
+        repeats_v=tilings[0].repeats_v,
+        geometry_reused=reused,
     )
 
 

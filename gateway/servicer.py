@@ -155,10 +155,11 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         copy.CopyFrom(request)
         inputs: dict[str, str] = {}
         swap = copy.material_swap
-        for name in _IMAGE_FIELDS:
-            source: pb.ImageSource = getattr(swap, name)
+        sources: list[tuple[str, pb.ImageSource]] = [(name, getattr(swap, name)) for name in _IMAGE_FIELDS]
+        sources += [(f"variant_swatches[{i}]", source) for i, source in enumerate(swap.variant_swatches)]
+        for name, source in sources:
             if source.WhichOneof("source") == "data":
-                key = f"uploads/{job_id}/{name}"
+                key = f"uploads/{job_id}/{name.replace('[', '-').rstrip(']')}"
                 self.storage.put(key, source.data, "application/octet-stream")
                 inputs[f"material_swap.{name}"] = key
                 source.data = b""

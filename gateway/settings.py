@@ -30,6 +30,8 @@ class GatewaySettings:
     fetch: FetchPolicy
     grace_seconds: float
     dispatch: bool
+    geometry_cache_s: float
+    geometry_cache_version: str
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -60,4 +62,6 @@ class GatewaySettings:
             ),
             grace_seconds=env_float("SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0.0),
             dispatch=env_bool("GATEWAY_DISPATCH", True),
+            geometry_cache_s=env_float("GEOMETRY_CACHE_SECONDS", 24 * 3600.0, minimum=0.0),
+            geometry_cache_version=env_str("GEOMETRY_CACHE_VERSION", "1"),
         )

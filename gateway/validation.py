@@ -29,6 +29,7 @@ class Limits:
 
 
 Violation = tuple[str, str]
+MAX_VARIANTS = 8
 
 
 def _image(
@@ -86,6 +87,12 @@ def validate_submit(request: pb.SubmitRenderRequest, limits: Limits) -> list[Vio
     found, photo = _image(swap.photo, f"{base}.photo", limits, True, limits.min_side)
     violations += found
     violations += _image(swap.swatch, f"{base}.swatch", limits, True, 8)[0]
+    if len(swap.variant_swatches) > MAX_VARIANTS:
+        violations.append(
+            (f"{base}.variant_swatches", f"at most {MAX_VARIANTS} variants, got {len(swap.variant_swatches)}")
+        )
+    for index, variant in enumerate(swap.variant_swatches[:MAX_VARIANTS]):
+        violations += _image(variant, f"{base}.variant_swatches[{index}]", limits, True, 8)[0]
     found, mask = _image(swap.mask, f"{base}.mask", limits, False, 1)
     violations += found
     if photo and mask and (mask.width, mask.height) != (photo.width, photo.height):

@@ -94,7 +94,8 @@ def test_jobs_are_private_to_their_tenant(client: RenderClient, gateway_address:
 
 
 def test_watch_resumes_after_any_cursor(client: RenderClient) -> None:
-    job = client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job
+    photo = imaging.encode(SCENE.photo, quality=91)[0]  # not in the geometry cache yet
+    job = client.submit(material_swap_request(photo, SWATCH, quad=QUAD)).job
     events = list(client.watch(job.id, timeout=60))
     assert events[-1].state == pb.JOB_STATE_SUCCEEDED
     assert [e.message for e in events if e.message.startswith("Step")] == [
@@ -215,3 +216,34 @@ def test_normal_and_roughness_maps_on_request(client: RenderClient) -> None:
     )
     normal = imaging.decode_bgr(Path(outputs["normal"].uri.removeprefix("file://")).read_bytes())
     assert normal[..., 0].mean() > 200  # mostly facing up (z is stored in blue)
+
+
+def test_variants_share_one_geometry_and_a_later_job_reuses_it(client: RenderClient) -> None:
+    photo = imaging.encode(SCENE.photo, quality=93)[0]  # a photo no other test sends: a fresh cache key
+    tiles = imaging.encode(scenes.tile_texture(64))[0]
+    request = material_swap_request(photo, SWATCH, quad=QUAD)
+    request.material_swap.variant_swatches.add(data=tiles)
+    first = client.wait(client.submit(request).job.id, timeout=60)
+    assert first.state == pb.JOB_STATE_SUCCEEDED, first.error.message
+    names = [o.name for o in first.result.outputs]
+    assert names == ["full", "preview", "v1-full", "v1-preview"] and not first.result.geometry_reused
+    planks, tiled = (
+        imaging.decode_bgr(Path(o.uri.removeprefix("file://")).read_bytes())
+        for o in (first.result.outputs[0], first.result.outputs[2])
+    )
+    assert np.abs(planks.astype(int) - tiled)[150:230, 40:280].mean() > 10  # each variant has its own swatch
+    assert np.abs(planks.astype(int) - tiled)[10:100].mean() < 2  # over the same photo
+    first_events = [e.message for e in client.watch(first.id)]
+    assert "Step 3/4: projecting the material (2 swatches)" in first_events
+
+    again = client.wait(client.submit(material_swap_request(photo, tiles, quad=QUAD)).job.id, timeout=60)
+    assert again.state == pb.JOB_STATE_SUCCEEDED and again.result.geometry_reused
+    messages = [e.message for e in client.watch(again.id)]
+    assert "Step 1/4: segmenting the surface (reused from an earlier render of this photo)" in messages
+    assert "Step 2/4: estimating geometry (reused from an earlier render of this photo)" in messages
+    reused = imaging.decode_bgr(Path(again.result.outputs[0].uri.removeprefix("file://")).read_bytes())
+    assert np.abs(reused.astype(int) - tiled).mean() < 1  # the same render as the variant
+
+    moved = material_swap_request(photo, tiles, quad=[(x + 3, y) for x, y in QUAD])
+    other = client.wait(client.submit(moved).job.id, timeout=60)
+    assert other.state == pb.JOB_STATE_SUCCEEDED and not other.result.geometry_reused  # other hints, new key

@@ -97,3 +97,13 @@ def test_row_offset_needs_the_brick_layout_and_a_fraction() -> None:
     assert fields(req) == set()
     req.material_swap.options.row_offset = 1.5
     assert fields(req) == {"material_swap.options.row_offset"}
+
+
+def test_variant_swatches_are_checked_one_by_one() -> None:
+    req = request()
+    req.material_swap.variant_swatches.add(data=SWATCH)
+    req.material_swap.variant_swatches.add(data=b"not an image")
+    assert fields(req) == {"material_swap.variant_swatches[1].data"}
+    for _ in range(8):
+        req.material_swap.variant_swatches.add(data=SWATCH)
+    assert "material_swap.variant_swatches" in fields(req)

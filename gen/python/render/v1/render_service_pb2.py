@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1erender/v1/render_service.proto\x12\trender.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"6\n\x0bImageSource\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12\r\n\x03url\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x01\x12\t\n\x01y\x18\x02 \x01(\x01\"A\n\x03\x42ox\x12\r\n\x05x_min\x18\x01 \x01(\x01\x12\r\n\x05y_min\x18\x02 \x01(\x01\x12\r\n\x05x_max\x18\x03 \x01(\x01\x12\r\n\x05y_max\x18\x04 \x01(\x01\"7\n\x08QuadSize\x12\x14\n\x0cwidth_meters\x18\x01 \x01(\x01\x12\x15\n\rheight_meters\x18\x02 \x01(\x01\"\xec\x01\n\x0cSurfaceHints\x12\x1e\n\x04quad\x18\x01 \x03(\x0b\x32\x10.render.v1.Point\x12!\n\x07polygon\x18\x02 \x03(\x0b\x32\x10.render.v1.Point\x12)\n\x0fpositive_points\x18\x03 \x03(\x0b\x32\x10.render.v1.Point\x12)\n\x0fnegative_points\x18\x04 \x03(\x0b\x32\x10.render.v1.Point\x12\x1b\n\x03\x62ox\x18\x05 \x01(\x0b\x32\x0e.render.v1.Box\x12&\n\tquad_size\x18\x06 \x01(\x0b\x32\x13.render.v1.QuadSize\"9\n\nSwatchSize\x12\x14\n\x0cwidth_meters\x18\x01 \x01(\x01\x12\x15\n\rheight_meters\x18\x02 \x01(\x01\"Z\n\x0eRealWorldScale\x12\x11\n\x07repeats\x18\x01 \x01(\x01H\x00\x12,\n\x0bswatch_size\x18\x02 \x01(\x0b\x32\x15.render.v1.SwatchSizeH\x00\x42\x07\n\x05scale\"\xaa\x02\n\x13MaterialSwapOptions\x12\x33\n\x10real_world_scale\x18\x01 \x01(\x0b\x32\x19.render.v1.RealWorldScale\x12\x19\n\x11\x65nable_refinement\x18\x02 \x01(\x08\x12\x1c\n\x0frefinement_seed\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\"\n\x15stage_timeout_seconds\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x18\n\x10rotation_degrees\x18\x05 \x01(\x01\x12%\n\x06layout\x18\x06 \x01(\x0e\x32\x15.render.v1.TileLayout\x12\x12\n\nrow_offset\x18\x07 \x01(\x01\x42\x12\n\x10_refinement_seedB\x18\n\x16_stage_timeout_seconds\"\x81\x02\n\x0cMaterialSwap\x12%\n\x05photo\x18\x01 \x01(\x0b\x32\x16.render.v1.ImageSource\x12&\n\x06swatch\x18\x02 \x01(\x0b\x32\x16.render.v1.ImageSource\x12$\n\x04mask\x18\x03 \x01(\x0b\x32\x16.render.v1.ImageSource\x12#\n\x07surface\x18\x04 \x01(\x0e\x32\x12.render.v1.Surface\x12&\n\x05hints\x18\x05 \x01(\x0b\x32\x17.render.v1.SurfaceHints\x12/\n\x07options\x18\x06 \x01(\x0b\x32\x1e.render.v1.MaterialSwapOptions\"\x93\x01\n\rOutputOptions\x12&\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x16.render.v1.ImageFormat\x12\x0f\n\x07quality\x18\x02 \x01(\x05\x12\x14\n\x0cskip_preview\x18\x03 \x01(\x08\x12\x14\n\x0cinclude_2048\x18\x04 \x01(\x08\x12\x1d\n\x15include_material_maps\x18\x05 \x01(\x08\"\xb7\x01\n\x13SubmitRenderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12(\n\x06output\x18\x04 \x01(\x0b\x32\x18.render.v1.OutputOptions\x12\x30\n\rmaterial_swap\x18\n \x01(\x0b\x32\x17.render.v1.MaterialSwapH\x00\x42\x06\n\x04kind\"I\n\x14SubmitRenderResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.render.v1.Job\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"-\n\x0eGetJobResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.render.v1.Job\"0\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\"6\n\x10WatchJobResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.render.v1.JobEvent\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"0\n\x11\x43\x61ncelJobResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.render.v1.Job\"L\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\"I\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.render.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"?\n\x08JobError\x12\"\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x14.render.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x80\x01\n\nOutputFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\"\xa5\x01\n\tJobResult\x12&\n\x07outputs\x18\x01 \x03(\x0b\x32\x15.render.v1.OutputFile\x12\x17\n\x0fgeometry_source\x18\x02 \x01(\t\x12\x1b\n\x13geometry_confidence\x18\x03 \x01(\x01\x12\x14\n\x0cscale_source\x18\x04 \x01(\t\x12\x11\n\trepeats_u\x18\x05 \x01(\x01\x12\x11\n\trepeats_v\x18\x06 \x01(\x01\"\xea\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.render.v1.JobState\x12\x1f\n\x05stage\x18\x03 \x01(\x0e\x32\x10.render.v1.Stage\x12\x0c\n\x04step\x18\x04 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x05 \x01(\x05\x12\x10\n\x08progress\x18\x06 \x01(\x01\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x06result\x18\x0b \x01(\x0b\x32\x14.render.v1.JobResult\x12\"\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x13.render.v1.JobError\x12\x12\n\nproject_id\x18\r \x01(\t\x12\x0f\n\x07user_id\x18\x0e \x01(\t\x12\x0c\n\x04kind\x18\x0f \x01(\t\x12\x0f\n\x07message\x18\x10 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x11 \x01(\x05\"\xc1\x02\n\x08JobEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.render.v1.JobState\x12\x1f\n\x05stage\x18\x05 \x01(\x0e\x32\x10.render.v1.Stage\x12\x0c\n\x04step\x18\x06 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x07 \x01(\x05\x12\x16\n\x0estage_progress\x18\x08 \x01(\x01\x12\x10\n\x08progress\x18\t \x01(\x01\x12\x0f\n\x07message\x18\n \x01(\t\x12$\n\x06result\x18\x0b \x01(\x0b\x32\x14.render.v1.JobResult\x12\"\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x13.render.v1.JobError*p\n\x07Surface\x12\x17\n\x13SURFACE_UNSPECIFIED\x10\x00\x12\x11\n\rSURFACE_FLOOR\x10\x01\x12\x10\n\x0cSURFACE_WALL\x10\x02\x12\x13\n\x0fSURFACE_CEILING\x10\x03\x12\x12\n\x0eSURFACE_FACADE\x10\x04*Z\n\nTileLayout\x12\x1b\n\x17TILE_LAYOUT_UNSPECIFIED\x10\x00\x12\x18\n\x14TILE_LAYOUT_STRAIGHT\x10\x01\x12\x15\n\x11TILE_LAYOUT_BRICK\x10\x02*o\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x01\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x02\x12\x15\n\x11IMAGE_FORMAT_WEBP\x10\x03*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\x85\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x16\n\x12STAGE_SEGMENTATION\x10\x01\x12\x0f\n\x0bSTAGE_DEPTH\x10\x02\x12\x14\n\x10STAGE_PROJECTION\x10\x03\x12\x14\n\x10STAGE_GENERATION\x10\x04\x12\x10\n\x0cSTAGE_OUTPUT\x10\x05*\xa2\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12 \n\x1c\x45RROR_CODE_VALIDATION_FAILED\x10\x01\x12\x1e\n\x1a\x45RROR_CODE_DOWNLOAD_FAILED\x10\x02\x12\x1d\n\x19\x45RROR_CODE_PIPELINE_ERROR\x10\x03\x12\x1c\n\x18\x45RROR_CODE_UPLOAD_FAILED\x10\x04\x12\x1d\n\x19\x45RROR_CODE_CONTENT_POLICY\x10\x05\x12#\n\x1f\x45RROR_CODE_PROVIDER_UNAVAILABLE\x10\x06\x12\x1e\n\x1a\x45RROR_CODE_BUDGET_EXCEEDED\x10\x07\x12\x16\n\x12\x45RROR_CODE_TIMEOUT\x10\x08\x32\xf3\x02\n\rRenderService\x12O\n\x0cSubmitRender\x12\x1e.render.v1.SubmitRenderRequest\x1a\x1f.render.v1.SubmitRenderResponse\x12=\n\x06GetJob\x12\x18.render.v1.GetJobRequest\x1a\x19.render.v1.GetJobResponse\x12\x45\n\x08WatchJob\x12\x1a.render.v1.WatchJobRequest\x1a\x1b.render.v1.WatchJobResponse0\x01\x12\x46\n\tCancelJob\x12\x1b.render.v1.CancelJobRequest\x1a\x1c.render.v1.CancelJobResponse\x12\x43\n\x08ListJobs\x12\x1a.render.v1.ListJobsRequest\x1a\x1b.render.v1.ListJobsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1erender/v1/render_service.proto\x12\trender.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"6\n\x0bImageSource\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12\r\n\x03url\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x01\x12\t\n\x01y\x18\x02 \x01(\x01\"A\n\x03\x42ox\x12\r\n\x05x_min\x18\x01 \x01(\x01\x12\r\n\x05y_min\x18\x02 \x01(\x01\x12\r\n\x05x_max\x18\x03 \x01(\x01\x12\r\n\x05y_max\x18\x04 \x01(\x01\"7\n\x08QuadSize\x12\x14\n\x0cwidth_meters\x18\x01 \x01(\x01\x12\x15\n\rheight_meters\x18\x02 \x01(\x01\"\xec\x01\n\x0cSurfaceHints\x12\x1e\n\x04quad\x18\x01 \x03(\x0b\x32\x10.render.v1.Point\x12!\n\x07polygon\x18\x02 \x03(\x0b\x32\x10.render.v1.Point\x12)\n\x0fpositive_points\x18\x03 \x03(\x0b\x32\x10.render.v1.Point\x12)\n\x0fnegative_points\x18\x04 \x03(\x0b\x32\x10.render.v1.Point\x12\x1b\n\x03\x62ox\x18\x05 \x01(\x0b\x32\x0e.render.v1.Box\x12&\n\tquad_size\x18\x06 \x01(\x0b\x32\x13.render.v1.QuadSize\"9\n\nSwatchSize\x12\x14\n\x0cwidth_meters\x18\x01 \x01(\x01\x12\x15\n\rheight_meters\x18\x02 \x01(\x01\"Z\n\x0eRealWorldScale\x12\x11\n\x07repeats\x18\x01 \x01(\x01H\x00\x12,\n\x0bswatch_size\x18\x02 \x01(\x0b\x32\x15.render.v1.SwatchSizeH\x00\x42\x07\n\x05scale\"\xaa\x02\n\x13MaterialSwapOptions\x12\x33\n\x10real_world_scale\x18\x01 \x01(\x0b\x32\x19.render.v1.RealWorldScale\x12\x19\n\x11\x65nable_refinement\x18\x02 \x01(\x08\x12\x1c\n\x0frefinement_seed\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\"\n\x15stage_timeout_seconds\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x18\n\x10rotation_degrees\x18\x05 \x01(\x01\x12%\n\x06layout\x18\x06 \x01(\x0e\x32\x15.render.v1.TileLayout\x12\x12\n\nrow_offset\x18\x07 \x01(\x01\x42\x12\n\x10_refinement_seedB\x18\n\x16_stage_timeout_seconds\"\xb3\x02\n\x0cMaterialSwap\x12%\n\x05photo\x18\x01 \x01(\x0b\x32\x16.render.v1.ImageSource\x12&\n\x06swatch\x18\x02 \x01(\x0b\x32\x16.render.v1.ImageSource\x12$\n\x04mask\x18\x03 \x01(\x0b\x32\x16.render.v1.ImageSource\x12#\n\x07surface\x18\x04 \x01(\x0e\x32\x12.render.v1.Surface\x12&\n\x05hints\x18\x05 \x01(\x0b\x32\x17.render.v1.SurfaceHints\x12/\n\x07options\x18\x06 \x01(\x0b\x32\x1e.render.v1.MaterialSwapOptions\x12\x30\n\x10variant_swatches\x18\x07 \x03(\x0b\x32\x16.render.v1.ImageSource\"\x93\x01\n\rOutputOptions\x12&\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x16.render.v1.ImageFormat\x12\x0f\n\x07quality\x18\x02 \x01(\x05\x12\x14\n\x0cskip_preview\x18\x03 \x01(\x08\x12\x14\n\x0cinclude_2048\x18\x04 \x01(\x08\x12\x1d\n\x15include_material_maps\x18\x05 \x01(\x08\"\xb7\x01\n\x13SubmitRenderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12(\n\x06output\x18\x04 \x01(\x0b\x32\x18.render.v1.OutputOptions\x12\x30\n\rmaterial_swap\x18\n \x01(\x0b\x32\x17.render.v1.MaterialSwapH\x00\x42\x06\n\x04kind\"I\n\x14SubmitRenderResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.render.v1.Job\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"-\n\x0eGetJobResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.render.v1.Job\"0\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\"6\n\x10WatchJobResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.render.v1.JobEvent\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"0\n\x11\x43\x61ncelJobResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.render.v1.Job\"L\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\"I\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.render.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"?\n\x08JobError\x12\"\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x14.render.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x80\x01\n\nOutputFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\"\xbe\x01\n\tJobResult\x12&\n\x07outputs\x18\x01 \x03(\x0b\x32\x15.render.v1.OutputFile\x12\x17\n\x0fgeometry_source\x18\x02 \x01(\t\x12\x1b\n\x13geometry_confidence\x18\x03 \x01(\x01\x12\x14\n\x0cscale_source\x18\x04 \x01(\t\x12\x11\n\trepeats_u\x18\x05 \x01(\x01\x12\x11\n\trepeats_v\x18\x06 \x01(\x01\x12\x17\n\x0fgeometry_reused\x18\x07 \x01(\x08\"\xea\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.render.v1.JobState\x12\x1f\n\x05stage\x18\x03 \x01(\x0e\x32\x10.render.v1.Stage\x12\x0c\n\x04step\x18\x04 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x05 \x01(\x05\x12\x10\n\x08progress\x18\x06 \x01(\x01\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x06result\x18\x0b \x01(\x0b\x32\x14.render.v1.JobResult\x12\"\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x13.render.v1.JobError\x12\x12\n\nproject_id\x18\r \x01(\t\x12\x0f\n\x07user_id\x18\x0e \x01(\t\x12\x0c\n\x04kind\x18\x0f \x01(\t\x12\x0f\n\x07message\x18\x10 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x11 \x01(\x05\"\xc1\x02\n\x08JobEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.render.v1.JobState\x12\x1f\n\x05stage\x18\x05 \x01(\x0e\x32\x10.render.v1.Stage\x12\x0c\n\x04step\x18\x06 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x07 \x01(\x05\x12\x16\n\x0estage_progress\x18\x08 \x01(\x01\x12\x10\n\x08progress\x18\t \x01(\x01\x12\x0f\n\x07message\x18\n \x01(\t\x12$\n\x06result\x18\x0b \x01(\x0b\x32\x14.render.v1.JobResult\x12\"\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x13.render.v1.JobError*p\n\x07Surface\x12\x17\n\x13SURFACE_UNSPECIFIED\x10\x00\x12\x11\n\rSURFACE_FLOOR\x10\x01\x12\x10\n\x0cSURFACE_WALL\x10\x02\x12\x13\n\x0fSURFACE_CEILING\x10\x03\x12\x12\n\x0eSURFACE_FACADE\x10\x04*Z\n\nTileLayout\x12\x1b\n\x17TILE_LAYOUT_UNSPECIFIED\x10\x00\x12\x18\n\x14TILE_LAYOUT_STRAIGHT\x10\x01\x12\x15\n\x11TILE_LAYOUT_BRICK\x10\x02*o\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x01\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x02\x12\x15\n\x11IMAGE_FORMAT_WEBP\x10\x03*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\x85\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x16\n\x12STAGE_SEGMENTATION\x10\x01\x12\x0f\n\x0bSTAGE_DEPTH\x10\x02\x12\x14\n\x10STAGE_PROJECTION\x10\x03\x12\x14\n\x10STAGE_GENERATION\x10\x04\x12\x10\n\x0cSTAGE_OUTPUT\x10\x05*\xa2\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12 \n\x1c\x45RROR_CODE_VALIDATION_FAILED\x10\x01\x12\x1e\n\x1a\x45RROR_CODE_DOWNLOAD_FAILED\x10\x02\x12\x1d\n\x19\x45RROR_CODE_PIPELINE_ERROR\x10\x03\x12\x1c\n\x18\x45RROR_CODE_UPLOAD_FAILED\x10\x04\x12\x1d\n\x19\x45RROR_CODE_CONTENT_POLICY\x10\x05\x12#\n\x1f\x45RROR_CODE_PROVIDER_UNAVAILABLE\x10\x06\x12\x1e\n\x1a\x45RROR_CODE_BUDGET_EXCEEDED\x10\x07\x12\x16\n\x12\x45RROR_CODE_TIMEOUT\x10\x08\x32\xf3\x02\n\rRenderService\x12O\n\x0cSubmitRender\x12\x1e.render.v1.SubmitRenderRequest\x1a\x1f.render.v1.SubmitRenderResponse\x12=\n\x06GetJob\x12\x18.render.v1.GetJobRequest\x1a\x19.render.v1.GetJobResponse\x12\x45\n\x08WatchJob\x12\x1a.render.v1.WatchJobRequest\x1a\x1b.render.v1.WatchJobResponse0\x01\x12\x46\n\tCancelJob\x12\x1b.render.v1.CancelJobRequest\x1a\x1c.render.v1.CancelJobResponse\x12\x43\n\x08ListJobs\x12\x1a.render.v1.ListJobsRequest\x1a\x1b.render.v1.ListJobsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'render.v1.render_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SURFACE']._serialized_start=3257
-  _globals['_SURFACE']._serialized_end=3369
-  _globals['_TILELAYOUT']._serialized_start=3371
-  _globals['_TILELAYOUT']._serialized_end=3461
-  _globals['_IMAGEFORMAT']._serialized_start=3463
-  _globals['_IMAGEFORMAT']._serialized_end=3574
-  _globals['_JOBSTATE']._serialized_start=3577
-  _globals['_JOBSTATE']._serialized_end=3731
-  _globals['_STAGE']._serialized_start=3734
-  _globals['_STAGE']._serialized_end=3867
-  _globals['_ERRORCODE']._serialized_start=3870
-  _globals['_ERRORCODE']._serialized_end=4160
+  _globals['_SURFACE']._serialized_start=3332
+  _globals['_SURFACE']._serialized_end=3444
+  _globals['_TILELAYOUT']._serialized_start=3446
+  _globals['_TILELAYOUT']._serialized_end=3536
+  _globals['_IMAGEFORMAT']._serialized_start=3538
+  _globals['_IMAGEFORMAT']._serialized_end=3649
+  _globals['_JOBSTATE']._serialized_start=3652
+  _globals['_JOBSTATE']._serialized_end=3806
+  _globals['_STAGE']._serialized_start=3809
+  _globals['_STAGE']._serialized_end=3942
+  _globals['_ERRORCODE']._serialized_start=3945
+  _globals['_ERRORCODE']._serialized_end=4235
   _globals['_IMAGESOURCE']._serialized_start=78
   _globals['_IMAGESOURCE']._serialized_end=132
   _globals['_POINT']._serialized_start=134
@@ -61,39 +61,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MATERIALSWAPOPTIONS']._serialized_start=680
   _globals['_MATERIALSWAPOPTIONS']._serialized_end=978
   _globals['_MATERIALSWAP']._serialized_start=981
-  _globals['_MATERIALSWAP']._serialized_end=1238
-  _globals['_OUTPUTOPTIONS']._serialized_start=1241
-  _globals['_OUTPUTOPTIONS']._serialized_end=1388
-  _globals['_SUBMITRENDERREQUEST']._serialized_start=1391
-  _globals['_SUBMITRENDERREQUEST']._serialized_end=1574
-  _globals['_SUBMITRENDERRESPONSE']._serialized_start=1576
-  _globals['_SUBMITRENDERRESPONSE']._serialized_end=1649
-  _globals['_GETJOBREQUEST']._serialized_start=1651
-  _globals['_GETJOBREQUEST']._serialized_end=1682
-  _globals['_GETJOBRESPONSE']._serialized_start=1684
-  _globals['_GETJOBRESPONSE']._serialized_end=1729
-  _globals['_WATCHJOBREQUEST']._serialized_start=1731
-  _globals['_WATCHJOBREQUEST']._serialized_end=1779
-  _globals['_WATCHJOBRESPONSE']._serialized_start=1781
-  _globals['_WATCHJOBRESPONSE']._serialized_end=1835
-  _globals['_CANCELJOBREQUEST']._serialized_start=1837
-  _globals['_CANCELJOBREQUEST']._serialized_end=1871
-  _globals['_CANCELJOBRESPONSE']._serialized_start=1873
-  _globals['_CANCELJOBRESPONSE']._serialized_end=1921
-  _globals['_LISTJOBSREQUEST']._serialized_start=1923
-  _globals['_LISTJOBSREQUEST']._serialized_end=1999
-  _globals['_LISTJOBSRESPONSE']._serialized_start=2001
-  _globals['_LISTJOBSRESPONSE']._serialized_end=2074
-  _globals['_JOBERROR']._serialized_start=2076
-  _globals['_JOBERROR']._serialized_end=2139
-  _globals['_OUTPUTFILE']._serialized_start=2142
-  _globals['_OUTPUTFILE']._serialized_end=2270
-  _globals['_JOBRESULT']._serialized_start=2273
-  _globals['_JOBRESULT']._serialized_end=2438
-  _globals['_JOB']._serialized_start=2441
-  _globals['_JOB']._serialized_end=2931
-  _globals['_JOBEVENT']._serialized_start=2934
-  _globals['_JOBEVENT']._serialized_end=3255
-  _globals['_RENDERSERVICE']._serialized_start=4163
-  _globals['_RENDERSERVICE']._serialized_end=4534
+  _globals['_MATERIALSWAP']._serialized_end=1288
+  _globals['_OUTPUTOPTIONS']._serialized_start=1291
+  _globals['_OUTPUTOPTIONS']._serialized_end=1438
+  _globals['_SUBMITRENDERREQUEST']._serialized_start=1441
+  _globals['_SUBMITRENDERREQUEST']._serialized_end=1624
+  _globals['_SUBMITRENDERRESPONSE']._serialized_start=1626
+  _globals['_SUBMITRENDERRESPONSE']._serialized_end=1699
+  _globals['_GETJOBREQUEST']._serialized_start=1701
+  _globals['_GETJOBREQUEST']._serialized_end=1732
+  _globals['_GETJOBRESPONSE']._serialized_start=1734
+  _globals['_GETJOBRESPONSE']._serialized_end=1779
+  _globals['_WATCHJOBREQUEST']._serialized_start=1781
+  _globals['_WATCHJOBREQUEST']._serialized_end=1829
+  _globals['_WATCHJOBRESPONSE']._serialized_start=1831
+  _globals['_WATCHJOBRESPONSE']._serialized_end=1885
+  _globals['_CANCELJOBREQUEST']._serialized_start=1887
+  _globals['_CANCELJOBREQUEST']._serialized_end=1921
+  _globals['_CANCELJOBRESPONSE']._serialized_start=1923
+  _globals['_CANCELJOBRESPONSE']._serialized_end=1971
+  _globals['_LISTJOBSREQUEST']._serialized_start=1973
+  _globals['_LISTJOBSREQUEST']._serialized_end=2049
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2051
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2124
+  _globals['_JOBERROR']._serialized_start=2126
+  _globals['_JOBERROR']._serialized_end=2189
+  _globals['_OUTPUTFILE']._serialized_start=2192
+  _globals['_OUTPUTFILE']._serialized_end=2320
+  _globals['_JOBRESULT']._serialized_start=2323
+  _globals['_JOBRESULT']._serialized_end=2513
+  _globals['_JOB']._serialized_start=2516
+  _globals['_JOB']._serialized_end=3006
+  _globals['_JOBEVENT']._serialized_start=3009
+  _globals['_JOBEVENT']._serialized_end=3330
+  _globals['_RENDERSERVICE']._serialized_start=4238
+  _globals['_RENDERSERVICE']._serialized_end=4609
 # @@protoc_insertion_point(module_scope)

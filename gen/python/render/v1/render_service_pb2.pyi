@@ -181,20 +181,22 @@ class MaterialSwapOptions(_message.Message):
     def __init__(self, real_world_scale: _Optional[_Union[RealWorldScale, _Mapping]] = ..., enable_refinement: _Optional[bool] = ..., refinement_seed: _Optional[int] = ..., stage_timeout_seconds: _Optional[float] = ..., rotation_degrees: _Optional[float] = ..., layout: _Optional[_Union[TileLayout, str]] = ..., row_offset: _Optional[float] = ...) -> None: ...
 
 class MaterialSwap(_message.Message):
-    __slots__ = ("photo", "swatch", "mask", "surface", "hints", "options")
+    __slots__ = ("photo", "swatch", "mask", "surface", "hints", "options", "variant_swatches")
     PHOTO_FIELD_NUMBER: _ClassVar[int]
     SWATCH_FIELD_NUMBER: _ClassVar[int]
     MASK_FIELD_NUMBER: _ClassVar[int]
     SURFACE_FIELD_NUMBER: _ClassVar[int]
     HINTS_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_SWATCHES_FIELD_NUMBER: _ClassVar[int]
     photo: ImageSource
     swatch: ImageSource
     mask: ImageSource
     surface: Surface
     hints: SurfaceHints
     options: MaterialSwapOptions
-    def __init__(self, photo: _Optional[_Union[ImageSource, _Mapping]] = ..., swatch: _Optional[_Union[ImageSource, _Mapping]] = ..., mask: _Optional[_Union[ImageSource, _Mapping]] = ..., surface: _Optional[_Union[Surface, str]] = ..., hints: _Optional[_Union[SurfaceHints, _Mapping]] = ..., options: _Optional[_Union[MaterialSwapOptions, _Mapping]] = ...) -> None: ...
+    variant_swatches: _containers.RepeatedCompositeFieldContainer[ImageSource]
+    def __init__(self, photo: _Optional[_Union[ImageSource, _Mapping]] = ..., swatch: _Optional[_Union[ImageSource, _Mapping]] = ..., mask: _Optional[_Union[ImageSource, _Mapping]] = ..., surface: _Optional[_Union[Surface, str]] = ..., hints: _Optional[_Union[SurfaceHints, _Mapping]] = ..., options: _Optional[_Union[MaterialSwapOptions, _Mapping]] = ..., variant_swatches: _Optional[_Iterable[_Union[ImageSource, _Mapping]]] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
     __slots__ = ("format", "quality", "skip_preview", "include_2048", "include_material_maps")
@@ -315,20 +317,22 @@ class OutputFile(_message.Message):
     def __init__(self, name: _Optional[str] = ..., uri: _Optional[str] = ..., size_bytes: _Optional[int] = ..., content_type: _Optional[str] = ..., sha256: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class JobResult(_message.Message):
-    __slots__ = ("outputs", "geometry_source", "geometry_confidence", "scale_source", "repeats_u", "repeats_v")
+    __slots__ = ("outputs", "geometry_source", "geometry_confidence", "scale_source", "repeats_u", "repeats_v", "geometry_reused")
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     GEOMETRY_SOURCE_FIELD_NUMBER: _ClassVar[int]
     GEOMETRY_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     SCALE_SOURCE_FIELD_NUMBER: _ClassVar[int]
     REPEATS_U_FIELD_NUMBER: _ClassVar[int]
     REPEATS_V_FIELD_NUMBER: _ClassVar[int]
+    GEOMETRY_REUSED_FIELD_NUMBER: _ClassVar[int]
     outputs: _containers.RepeatedCompositeFieldContainer[OutputFile]
     geometry_source: str
     geometry_confidence: float
     scale_source: str
     repeats_u: float
     repeats_v: float
-    def __init__(self, outputs: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., geometry_source: _Optional[str] = ..., geometry_confidence: _Optional[float] = ..., scale_source: _Optional[str] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ...) -> None: ...
+    geometry_reused: bool
+    def __init__(self, outputs: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., geometry_source: _Optional[str] = ..., geometry_confidence: _Optional[float] = ..., scale_source: _Optional[str] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ..., geometry_reused: _Optional[bool] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "state", "stage", "step", "total_steps", "progress", "create_time", "update_time", "start_time", "end_time", "result", "error", "project_id", "user_id", "kind", "message", "attempt")
