@@ -84,12 +84,20 @@ async def triton_ready(triton: TritonModels | None) -> bool:
     return True if triton is None else await triton.server_live()
 
 
+async def _always_ready() -> bool:
+    return True
+
+
+async def _nothing_to_close() -> None:
+    return None
+
+
 def build_server(
     settings: StageSettings,
     service_names: list[str],
     register: Callable[[grpc.aio.Server], None],
-    ready: Callable[[], Awaitable[bool]],
-    close: Callable[[], Awaitable[None]],
+    ready: Callable[[], Awaitable[bool]] = _always_ready,
+    close: Callable[[], Awaitable[None]] = _nothing_to_close,
 ) -> StageServer:
     """Creates a server with the stage's servicer, health (NOT_SERVING until ready) and reflection."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -97,6 +105,19 @@ def build_server(
     health = add_health_and_reflection(server, service_names)
     port = bind(server, settings.listen)
     return StageServer(server=server, port=port, service_names=service_names, health=health, ready=ready, close=close)
+
+
+def build_model_server(
+    settings: StageSettings, service_name: str, register: Callable[[grpc.aio.Server, TritonModels | None], None]
+) -> StageServer:
+    """A stage that uses Triton when TRITON_URL is set: ready once Triton answers; closes its client."""
+    triton = triton_for(settings)
+
+    async def close() -> None:
+        if triton is not None:
+            await triton.close()
+
+    return build_server(settings, [service_name], lambda s: register(s, triton), lambda: triton_ready(triton), close)
 
 
 def run_stage(name: str, create: Callable[[], StageServer], grace_seconds: float) -> None:

@@ -14,7 +14,7 @@ from render.imaging.v1 import imaging_pb2
 from renderkit import homography, imaging
 from renderkit.errors import abort, bad_request
 from renderkit.triton import DEPTH, TritonError, TritonModels, to_pixel_values
-from services.common.stage import StageServer, StageSettings, build_server, points, triton_for, triton_ready
+from services.common.stage import StageServer, StageSettings, build_model_server, points
 from services.depth.plane import fit_plane
 
 log = logging.getLogger(__name__)
@@ -101,16 +101,8 @@ def quad_plane(quad: np.ndarray, width: int, height: int) -> pb.EstimatePlaneRes
 
 def create_server(settings: StageSettings) -> StageServer:
     """A depth server bound to settings.listen (port 0 picks a free port)."""
-    triton = triton_for(settings)
-
-    async def close() -> None:
-        if triton is not None:
-            await triton.close()
-
-    return build_server(
+    return build_model_server(
         settings,
-        [SERVICE_NAME],
-        lambda s: pb_grpc.add_DepthServiceServicer_to_server(DepthServicer(triton), s),
-        lambda: triton_ready(triton),
-        close,
+        SERVICE_NAME,
+        lambda server, triton: pb_grpc.add_DepthServiceServicer_to_server(DepthServicer(triton), server),
     )

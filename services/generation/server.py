@@ -110,16 +110,8 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
 def create_server(settings: GenerationSettings) -> StageServer:
     """A generation server bound to settings.stage.listen (port 0 picks a free port)."""
 
-    async def ready() -> bool:
-        return True
-
-    async def close() -> None:
-        return None
-
     return build_server(
         settings.stage,
         [SERVICE_NAME],
         lambda s: pb_grpc.add_GenerationServiceServicer_to_server(GenerationServicer(settings), s),
-        ready,
-        close,
     )

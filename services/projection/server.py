@@ -81,16 +81,8 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
 def create_server(settings: StageSettings) -> StageServer:
     """A projection server bound to settings.listen (port 0 picks a free port)."""
 
-    async def ready() -> bool:
-        return True
-
-    async def close() -> None:
-        return None
-
     return build_server(
         settings,
         [SERVICE_NAME],
         lambda s: pb_grpc.add_ProjectionServiceServicer_to_server(ProjectionServicer(), s),
-        ready,
-        close,
     )

@@ -13,7 +13,13 @@ from render.segmentation.v1 import segmentation_service_pb2_grpc as pb_grpc
 from renderkit import imaging
 from renderkit.errors import abort, bad_request
 from renderkit.triton import SEGMENTATION, TritonError, TritonModels, to_pixel_values
-from services.common.stage import StageServer, StageSettings, box_of, build_server, points, triton_for, triton_ready
+from services.common.stage import (
+    StageServer,
+    StageSettings,
+    box_of,
+    build_model_server,
+    points,
+)
 from services.segmentation.interactive import grabcut_mask
 from services.segmentation.masks import ADE20K_SURFACE_CLASSES, polygon_mask, probability_to_mask, surface_probability
 
@@ -123,16 +129,8 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
 
 def create_server(settings: StageSettings) -> StageServer:
     """A segmentation server bound to settings.listen (port 0 picks a free port)."""
-    triton = triton_for(settings)
-
-    async def close() -> None:
-        if triton is not None:
-            await triton.close()
-
-    return build_server(
+    return build_model_server(
         settings,
-        [SERVICE_NAME],
-        lambda s: pb_grpc.add_SegmentationServiceServicer_to_server(SegmentationServicer(triton), s),
-        lambda: triton_ready(triton),
-        close,
+        SERVICE_NAME,
+        lambda server, triton: pb_grpc.add_SegmentationServiceServicer_to_server(SegmentationServicer(triton), server),
     )
