@@ -162,7 +162,11 @@ class JobContext:
         """An input image's bytes: uploaded at submit, or downloaded once (then kept as a checkpoint)."""
         field_path = f"material_swap.{name}"
         if field_path in self.inputs:
-            return await asyncio.to_thread(self.storage.get, self.inputs[field_path])
+            try:
+                return await asyncio.to_thread(self.storage.get, self.inputs[field_path])
+            except StorageError:
+                log.warning("job %s: uploaded %s is missing from storage", self.job_id, field_path)
+                raise JobFailure(pb.ERROR_CODE_PIPELINE_ERROR, f"{field_path}: the uploaded image is gone") from None
         saved = await self._load_checkpoint(f"input:{name}")
         if saved is not None:
             return saved

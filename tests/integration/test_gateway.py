@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import grpc
 import numpy as np
 import pytest
@@ -247,3 +248,26 @@ def test_variants_share_one_geometry_and_a_later_job_reuses_it(client: RenderCli
     moved = material_swap_request(photo, tiles, quad=[(x + 3, y) for x, y in QUAD])
     other = client.wait(client.submit(moved).job.id, timeout=60)
     assert other.state == pb.JOB_STATE_SUCCEEDED and not other.result.geometry_reused  # other hints, new key
+
+
+def test_a_stage_over_its_deadline_fails_the_job_with_timeout(client: RenderClient) -> None:
+    big = cv2.resize(SCENE.photo, (3840, 2880))
+    request = material_swap_request(imaging.encode(big)[0], SWATCH, quad=[(x * 12, y * 12) for x, y in QUAD])
+    request.material_swap.options.stage_timeout_seconds = 0.001
+    done = client.wait(client.submit(request).job.id, timeout=60)
+    assert done.state == pb.JOB_STATE_FAILED
+    assert done.error.code == pb.ERROR_CODE_TIMEOUT and "took longer than 0.001 s" in done.error.message
+
+
+def test_storage_that_cannot_hold_the_render_fails_with_upload_failed(
+    redis_url: str, stages: dict[str, str], tmp_path: Path, start_gateway: Callable[[GatewaySettings], Gateway]
+) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_url + "/7").flushdb()  # its own ledger: no other gateway takes its jobs
+    (tmp_path / "renders").write_text("a file where the renders folder should be")
+    gateway = start_gateway(gateway_settings(redis_url + "/7", tmp_path, stages))
+    with RenderClient(f"127.0.0.1:{gateway.port}") as c:
+        done = c.wait(c.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
+    assert done.state == pb.JOB_STATE_FAILED
+    assert (done.error.code, done.error.message) == (pb.ERROR_CODE_UPLOAD_FAILED, "the render could not be stored")
