@@ -69,7 +69,9 @@ def through_stack(
     elapsed = time.perf_counter() - start
     if events[-1].state != pb.JOB_STATE_SUCCEEDED:
         raise RuntimeError(f"benchmark job failed: {events[-1].error.message}")
-    step_times = {e.step: e.time.ToNanoseconds() / 1e9 for e in events if e.message.startswith("Step")}
+    step_times = {
+        e.step: e.time.ToNanoseconds() / 1e9 for e in events if e.message.startswith("Step") and e.stage_progress == 0
+    }
     end = events[-1].time.ToNanoseconds() / 1e9
     marks = [step_times[k] for k in sorted(step_times)] + [end]
     return elapsed, [b - a for a, b in itertools.pairwise(marks)]
@@ -81,7 +83,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="render-bench-") as tmp:
         storage = LocalStorage(Path(tmp) / "inproc")
-        stack = Stack(data_dir=Path(tmp) / "stack", ports=Ports.free(), with_triton=False)
+        # The geometry cache off: every job runs every stage, like the in-process side.
+        stack = Stack(
+            data_dir=Path(tmp) / "stack", ports=Ports.free(), with_triton=False, env={"GEOMETRY_CACHE_SECONDS": "0"}
+        )
         with stack, RenderClient(stack.gateway_address) as client:
             print(
                 f"{'size':<10} {'stack median':>13} {'in-process median':>18} {'ratio':>6}   "

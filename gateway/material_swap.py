@@ -128,6 +128,19 @@ class JobContext:
             message=message,
         )
 
+    async def detail(self, step: int, stage: int, text: str) -> None:
+        """Reports what a finished step found (stage progress 1), as "Step 2/4: plane from the quad ..."."""
+        await self.ledger.progress(
+            self.job_id,
+            self.owner,
+            stage=stage,
+            step=step,
+            total_steps=self.total_steps,
+            progress=step / self.total_steps,
+            stage_progress=1.0,
+            message=f"Step {step}/{self.total_steps}: {text}",
+        )
+
     async def call(self, stage: int, name: str, kind: type[M], rpc: Callable[[float], Awaitable[M]]) -> M:
         """A stage call with its deadline, its output checkpointed (and reused when resuming)."""
         saved = await self._load_checkpoint(name)
@@ -237,6 +250,18 @@ def tiling_for(swap: pb.MaterialSwap, plane: depth_pb.EstimatePlaneResponse, swa
     return tiling_from_repeats(repeats, aspect, swatch.width / swatch.height)
 
 
+def describe_geometry(plane: depth_pb.EstimatePlaneResponse) -> str:
+    """The plane's source and confidence in words."""
+    source = {"quad": "the quad", "depth_model": "the depth model"}.get(plane.source, plane.source)
+    return f"plane from {source}, confidence {plane.confidence:.2f}"
+
+
+def describe_scale(tiling: Tiling) -> str:
+    """How the material's scale was chosen, in words."""
+    how = "the swatch's physical size" if tiling.source == "swatch_size" else "a repeat count"
+    return f"scale from {how} ({tiling.repeats_u:.1f} x {tiling.repeats_v:.1f} repeats)"
+
+
 def _named(images: Sequence[imaging_pb2.EncodedImage], prefix: str) -> list[imaging_pb2.EncodedImage]:
     out = []
     for image in images:
@@ -320,6 +345,9 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         await ctx.ledger.cache_geometry(
             fingerprint, seg.SerializeToString(), plane.SerializeToString(), ctx.geometry_cache_s
         )
+
+    primary = tiling_for(swap, plane, imaging.probe(swatches[0], max_pixels=ctx.limits.max_pixels))
+    await ctx.detail(2, pb.STAGE_DEPTH, f"{describe_geometry(plane)}; {describe_scale(primary)}")
 
     count = len(swatches)
     await ctx.step(

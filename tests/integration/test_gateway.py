@@ -99,12 +99,17 @@ def test_watch_resumes_after_any_cursor(client: RenderClient) -> None:
     job = client.submit(material_swap_request(photo, SWATCH, quad=QUAD)).job
     events = list(client.watch(job.id, timeout=60))
     assert events[-1].state == pb.JOB_STATE_SUCCEEDED
-    assert [e.message for e in events if e.message.startswith("Step")] == [
+    assert [e.message for e in events if e.message.startswith("Step") and e.stage_progress == 0] == [
         "Step 1/4: segmenting the surface",
         "Step 2/4: estimating geometry",
         "Step 3/4: projecting the material",
         "Step 4/4: writing outputs",
     ]
+    assert any(
+        e.message.startswith("Step 2/4: plane from the quad, confidence 1.00; scale from a repeat count")
+        and e.stage_progress == 1.0
+        for e in events
+    )
     middle = events[3]
     assert [e.cursor for e in client.watch(job.id, after=middle.cursor)] == [e.cursor for e in events[4:]]
     with pytest.raises(grpc.RpcError) as info:
