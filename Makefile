@@ -48,7 +48,10 @@ protos-check: protos ## fail if the committed generated code differs from protos
 bench: setup ## end-to-end latency through the stack vs the same stages in one process
 	$(PY) -m benchmarks.e2e
 
+quality: setup ## swaps of known-camera scenes scored against ground truth (PSNR, SSIM, plane and scale error)
+	$(PY) -m benchmarks.quality
+
 clean: ## remove run data and outputs (not the virtualenv)
 	rm -rf var out
 
-.PHONY: help setup run demo test test-unit lint protos protos-check bench clean
+.PHONY: help setup run demo test test-unit lint protos protos-check bench quality clean
