@@ -181,7 +181,7 @@ def main() -> None:
             print(f"{mode:<14} {'n/a':>12} {'n/a':>12} {targets[mode]:>12}   (needs a depth/segmentation model)")
             continue
         print(
-            f"{mode:<14} {statistics.median(v[0] for v in values):>9.1f} dB "
+            f"{mode:<14} {statistics.median(v[0] for v in values):>9.2f} dB "
             f"{statistics.median(v[1] for v in values):>12.3f} {targets[mode]:>12}"
         )
     print(

@@ -32,6 +32,14 @@ def shading_field(photo_bgr: np.ndarray, mask: np.ndarray, sigma: float) -> np.n
     log_l = np.log(luminance + np.float32(1e-4))
     weight = mask.astype(np.float32) * np.float32(1.0 / 255.0)
     smooth = _blur(log_l * weight, sigma) / np.maximum(_blur(weight, sigma), np.float32(1e-3))
+    # A second pass without pixels far from the local light level (objects standing on the
+    # surface, strong pattern of the old material), which would otherwise darken their surroundings.
+    inliers = weight * (np.abs(log_l - smooth) < np.float32(0.5))
+    smooth = np.where(
+        _blur(inliers, sigma) > 1e-3,
+        _blur(log_l * inliers, sigma) / np.maximum(_blur(inliers, sigma), np.float32(1e-3)),
+        smooth,
+    )
     inside = mask > 127
     reference = float(np.median(smooth[inside])) if inside.any() else 0.0
     return np.clip(np.exp(smooth - np.float32(reference)), 0.03, 4.0).astype(np.float32)

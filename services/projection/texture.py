@@ -87,28 +87,39 @@ def texel_transform(
     return np.asarray(M @ np.linalg.inv(H), dtype=np.float64)
 
 
-def _footprint_lod(T: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """log2 of a pixel's footprint in texels (the larger Jacobian column), from the projective map."""
+def _footprint(T: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A pixel's footprint in texels from the projective map's Jacobian: the squared lengths of its
+    major and minor axes and the major axis as a vector (dx, dy stacked on the last axis)."""
     w = T[2, 0] * xs + T[2, 1] * ys + T[2, 2]
     inv_w = np.float32(1.0) / np.maximum(w, np.float32(1e-9))
     px = (T[0, 0] * xs + T[0, 1] * ys + T[0, 2]) * inv_w
     py = (T[1, 0] * xs + T[1, 1] * ys + T[1, 2]) * inv_w
-    dpx_dx = (T[0, 0] - px * T[2, 0]) * inv_w
-    dpx_dy = (T[0, 1] - px * T[2, 1]) * inv_w
-    dpy_dx = (T[1, 0] - py * T[2, 0]) * inv_w
-    dpy_dy = (T[1, 1] - py * T[2, 1]) * inv_w
-    footprint = np.maximum(dpx_dx * dpx_dx + dpy_dx * dpy_dx, dpx_dy * dpx_dy + dpy_dy * dpy_dy)
-    return np.asarray(0.5 * np.log2(np.maximum(footprint, np.float32(1e-12))), dtype=np.float32)
+    ax, ay = (T[0, 0] - px * T[2, 0]) * inv_w, (T[1, 0] - py * T[2, 0]) * inv_w  # along image x
+    bx, by = (T[0, 1] - px * T[2, 1]) * inv_w, (T[1, 1] - py * T[2, 1]) * inv_w  # along image y
+    a2, b2 = ax * ax + ay * ay, bx * bx + by * by
+    a_major = a2 >= b2
+    major = np.stack([np.where(a_major, ax, bx), np.where(a_major, ay, by)], axis=-1).astype(np.float32)
+    return np.maximum(a2, b2), np.minimum(a2, b2), major
 
 
 # The footprint varies smoothly across the image, so it is evaluated on a grid this much coarser.
 _LOD_STEP = 4
+# Probes along the footprint's major axis: each covers 1/PROBES of it, so the mip level can be
+# that much finer (sharp receding surfaces) without aliasing along the major axis.
+PROBES = 2
 
 
 def sample_surface(
-    atlas: MipAtlas, T: np.ndarray, x0: int, y0: int, width: int, height: int, row_offset: float = 0.0
+    atlas: MipAtlas,
+    T: np.ndarray,
+    x0: int,
+    y0: int,
+    width: int,
+    height: int,
+    row_offset: float = 0.0,
+    probes: int = PROBES,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Samples the texture for the pixel rectangle (x0, y0, width, height).
+    """Samples the texture for the pixel rectangle (x0, y0, width, height), anisotropically.
 
     Returns the linear-light colour (float32 HxWx3) and a validity mask (pixels beyond the
     plane's horizon are invalid). row_offset shifts every other row of tiles by that fraction
@@ -122,33 +133,55 @@ def sample_surface(
     inv_w = np.float32(1.0) / np.maximum(w, np.float32(1e-9))
     px = (T32[0, 0] * xs + T32[0, 1] * ys + T32[0, 2]) * inv_w
     py = (T32[1, 0] * xs + T32[1, 1] * ys + T32[1, 2]) * inv_w
-    coarse = _footprint_lod(T32, xs[:, ::_LOD_STEP] + (_LOD_STEP - 1) / 2, ys[::_LOD_STEP] + (_LOD_STEP - 1) / 2)
-    lod = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
+    half = (_LOD_STEP - 1) / 2
+    major2, minor2, major = _footprint(T32, xs[:, ::_LOD_STEP] + half, ys[::_LOD_STEP] + half)
+    per_probe = np.maximum(minor2, major2 / np.float32(probes * probes))
+    coarse_lod = np.asarray(0.5 * np.log2(np.maximum(per_probe, np.float32(1e-12))), np.float32)
+    lod = cv2.resize(coarse_lod, (width, height), interpolation=cv2.INTER_LINEAR)
+    # Probes spread over the part of the major axis beyond one texel: none when magnifying.
+    length = np.sqrt(major2)
+    spread = (np.maximum(length - 1.0, 0.0) / np.maximum(length, np.float32(1e-6)) / probes).astype(np.float32)
+    step = cv2.resize(major * spread[..., None], (width, height), interpolation=cv2.INTER_LINEAR)
     np.clip(lod, 0.0, atlas.levels - 1, out=lod)
     level0 = lod.astype(np.uint8)
     level1 = np.minimum(level0 + 1, atlas.levels - 1).astype(np.uint8)
     weight1 = lod - level0
-    if row_offset:
-        row = np.floor(py * np.float32(1.0 / atlas.height))
-        odd = row - np.float32(2.0) * np.floor(row * np.float32(0.5))
-        px = px + odd * np.float32(row_offset * atlas.width)
-    # Wrap into the tile without np.mod (which is several times slower).
-    u = px - np.floor(px * np.float32(1.0 / atlas.width)) * np.float32(atlas.width)
-    v = py - np.floor(py * np.float32(1.0 / atlas.height)) * np.float32(atlas.height)
 
     def table(values: np.ndarray, shift: float) -> np.ndarray:
         lut = np.zeros((1, 256), np.float32)
         lut[0, : values.size] = values + shift
         return lut
 
-    scale_x, scale_y = table(atlas.scale_x, 0), table(atlas.scale_y, 0)
-    offset_x, offset_y = table(atlas.offset_x, -0.5), table(atlas.offset_y, -0.5)
+    # Per-pixel level parameters through cv2.LUT: far faster than numpy gathers.
+    levels = []
+    for level in (level0, level1):
+        levels.append(
+            (
+                cv2.LUT(level, table(atlas.scale_x, 0)),
+                cv2.LUT(level, table(atlas.offset_x, -0.5)),
+                cv2.LUT(level, table(atlas.scale_y, 0)),
+                cv2.LUT(level, table(atlas.offset_y, -0.5)),
+            )
+        )
 
-    def at_level(level: np.ndarray) -> np.ndarray:
-        # Per-pixel level parameters through cv2.LUT: far faster than numpy gathers.
-        map_x = u * cv2.LUT(level, scale_x) + cv2.LUT(level, offset_x)
-        map_y = v * cv2.LUT(level, scale_y) + cv2.LUT(level, offset_y)
-        return cv2.remap(atlas.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    def probe(qx: np.ndarray, qy: np.ndarray) -> np.ndarray:
+        if row_offset:
+            row = np.floor(qy * np.float32(1.0 / atlas.height))
+            odd = row - np.float32(2.0) * np.floor(row * np.float32(0.5))
+            qx = qx + odd * np.float32(row_offset * atlas.width)
+        # Wrap into the tile without np.mod (which is several times slower).
+        u = qx - np.floor(qx * np.float32(1.0 / atlas.width)) * np.float32(atlas.width)
+        v = qy - np.floor(qy * np.float32(1.0 / atlas.height)) * np.float32(atlas.height)
+        samples = [
+            cv2.remap(atlas.atlas, u * sx + ox, v * sy + oy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            for sx, ox, sy, oy in levels
+        ]
+        return cv2.blendLinear(samples[0], samples[1], np.float32(1.0) - weight1, weight1)
 
-    colour = cv2.blendLinear(at_level(level0), at_level(level1), np.float32(1.0) - weight1, weight1)
-    return colour, valid
+    colour: np.ndarray | None = None
+    for k in range(probes):
+        offset = np.float32((k + 0.5) / probes - 0.5)  # probe centres spread evenly along the major axis
+        sample = probe(px + offset * probes * step[..., 0], py + offset * probes * step[..., 1])
+        colour = sample if colour is None else colour + sample
+    assert colour is not None
+    return colour * np.float32(1.0 / probes), valid
