@@ -293,10 +293,10 @@ class Ledger:
         cursor = after or "0"
         stream = keys.events(job_id)
         while True:
-            stored = await self.get(job_id)
-            if stored is None:
+            state: Any = await self.redis.hget(keys.job(job_id), "state")
+            if state is None:  # expired after its retention
                 return
-            ended = stored.job.state in _TERMINAL_PROTO
+            ended = State(state.decode()).terminal
             # An ended job gets no new events: read what is left without blocking, then stop.
             reply: Any = await self.redis.xread({stream: cursor}, count=100, block=None if ended else block_ms)
             if not reply:

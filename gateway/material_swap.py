@@ -118,27 +118,22 @@ class JobContext:
             message += " (reused from an earlier render of this photo)"
         elif checkpoint and await self.ledger.checkpoint(self.job_id, checkpoint) is not None:
             message += " (resumed from checkpoint)"
-        await self.ledger.progress(
-            self.job_id,
-            self.owner,
-            stage=stage,
-            step=step,
-            total_steps=self.total_steps,
-            progress=(step - 1) / self.total_steps,
-            message=message,
-        )
+        await self._event(step, stage, message, done=False)
 
     async def detail(self, step: int, stage: int, text: str) -> None:
         """Reports what a finished step found (stage progress 1), as "Step 2/4: plane from the quad ..."."""
+        await self._event(step, stage, f"Step {step}/{self.total_steps}: {text}", done=True)
+
+    async def _event(self, step: int, stage: int, message: str, done: bool) -> None:
         await self.ledger.progress(
             self.job_id,
             self.owner,
             stage=stage,
             step=step,
             total_steps=self.total_steps,
-            progress=step / self.total_steps,
-            stage_progress=1.0,
-            message=f"Step {step}/{self.total_steps}: {text}",
+            progress=(step if done else step - 1) / self.total_steps,
+            stage_progress=1.0 if done else 0.0,
+            message=message,
         )
 
     async def call(self, stage: int, name: str, kind: type[M], rpc: Callable[[float], Awaitable[M]]) -> M:
@@ -346,8 +341,8 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             fingerprint, seg.SerializeToString(), plane.SerializeToString(), ctx.geometry_cache_s
         )
 
-    primary = tiling_for(swap, plane, imaging.probe(swatches[0], max_pixels=ctx.limits.max_pixels))
-    await ctx.detail(2, pb.STAGE_DEPTH, f"{describe_geometry(plane)}; {describe_scale(primary)}")
+    tilings = [tiling_for(swap, plane, imaging.probe(s, max_pixels=ctx.limits.max_pixels)) for s in swatches]
+    await ctx.detail(2, pb.STAGE_DEPTH, f"{describe_geometry(plane)}; {describe_scale(tilings[0])}")
 
     count = len(swatches)
     await ctx.step(
@@ -362,12 +357,10 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         if refine
         else final_spec
     )
-    tilings: list[Tiling] = []
     renders: list[list[imaging_pb2.EncodedImage]] = []
     maps: list[imaging_pb2.EncodedImage] = []
-    for index, swatch in enumerate(swatches):
+    for index, (swatch, tiling) in enumerate(zip(swatches, tilings, strict=True)):
         prefix = f"v{index}-" if index else ""
-        tiling = tiling_for(swap, plane, imaging.probe(swatch, max_pixels=ctx.limits.max_pixels))
         project = projection_pb.ProjectRequest(
             photo=photo,
             swatch=swatch,
@@ -386,7 +379,6 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             projection_pb.ProjectResponse,
             lambda t, request=project: stages.projection.Project(request, timeout=t),  # type: ignore[misc]
         )
-        tilings.append(tiling)
         renders.append([i for i in projected.images if i.name not in MATERIAL_MAPS])
         maps += _named([i for i in projected.images if i.name in MATERIAL_MAPS], prefix)
 
