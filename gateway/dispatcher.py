@@ -14,16 +14,31 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 
 from gateway import keys
+from gateway.batch import run_room_batch
+from gateway.context import JobContext, JobFailure
+from gateway.generation_jobs import run_room_render, run_texture_edit
 from gateway.ledger import Ledger, NotOwner
-from gateway.material_swap import JobContext, JobFailure, run_material_swap
+from gateway.material_swap import run_material_swap
 from gateway.settings import GatewaySettings
 from gateway.stages import StageClients
 from render.v1 import render_service_pb2 as pb
 from renderkit.storage import Storage
 
 log = logging.getLogger(__name__)
+
+# The plan of each request kind.
+PLANS: dict[str, Callable[[JobContext], Awaitable[pb.JobResult]]] = {
+    "material_swap": run_material_swap,
+    "room_render": run_room_render,
+    "room_batch": run_room_batch,
+    "texture_edit": run_texture_edit,
+}
+# Kinds that mostly wait for other jobs: they run beside the workers, not in a worker's slot, so a
+# batch never starves its own children of dispatchers.
+DETACHED = {"room_batch"}
 
 
 class Dispatcher:
@@ -36,6 +51,7 @@ class Dispatcher:
         self.settings = settings
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._tasks: list[asyncio.Task[None]] = []
+        self._detached: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._reclaimed: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._stopping = asyncio.Event()
@@ -58,7 +74,7 @@ class Dispatcher:
             await asyncio.wait(running, timeout=grace_s)
         for task in [*self._running.values(), *self._tasks]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._detached, return_exceptions=True)
 
     async def _worker(self) -> None:
         while not self._stopping.is_set():
@@ -69,7 +85,12 @@ class Dispatcher:
                     else await self.ledger.read_work(self.consumer, block_ms=500)
                 )
                 for entry_id, job_id in entries:
-                    await self._run(entry_id, job_id)
+                    if await self.ledger.kind(job_id) in DETACHED:
+                        task = asyncio.create_task(self._run(entry_id, job_id))
+                        self._detached.add(task)
+                        task.add_done_callback(self._detached.discard)
+                    else:
+                        await self._run(entry_id, job_id)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -159,10 +180,16 @@ class Dispatcher:
             deadline=loop.time() + self.settings.job_timeout_s,
             geometry_cache_s=self.settings.geometry_cache_s,
             geometry_cache_version=self.settings.geometry_cache_version,
+            generation_timeout_s=self.settings.generation_timeout_s,
+            max_tokens=self.settings.limits.max_tokens_per_job,
+            max_cents=self.settings.limits.max_cents_per_job,
         )
+        plan = PLANS.get(request.WhichOneof("kind") or "")
         try:
             try:
-                result = await run_material_swap(ctx)
+                if plan is None:
+                    raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "the request has no kind this server runs")
+                result = await plan(ctx)
             except JobFailure as failure:
                 await self.ledger.fail(
                     job_id,

@@ -23,6 +23,11 @@ def checkpoints(job_id: str) -> str:
     return f"job:{job_id}:ckpt"
 
 
+def children(job_id: str) -> str:
+    """The hash of a batch's child jobs: room index -> child job id."""
+    return f"job:{job_id}:children"
+
+
 def tenant_index(tenant: str) -> str:
     """The sorted set of a tenant's job ids by creation time (ms)."""
     return f"tenant:{tenant}:jobs"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -147,6 +147,7 @@ class NewJob:
     user_id: str
     idempotency_key: str
     total_steps: int
+    parent_job_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,7 @@ class Ledger:
             "message": "Queued",
             "attempt": 0,
             "owner": "",
+            "parent_job_id": new.parent_job_id,
         }
         flat: list[str | bytes | int] = []
         for k, v in fields.items():
@@ -345,6 +347,7 @@ class Ledger:
         progress: float,
         message: str,
         stage_progress: float = 0.0,
+        children: Sequence[pb.ChildJob] = (),
     ) -> None:
         """Records a step of a running job; raises NotOwner if the job ended or was taken over."""
         ms = now_ms()
@@ -358,6 +361,7 @@ class Ledger:
             progress=progress,
             stage_progress=stage_progress,
             message=message,
+            children=children,
         )
         await self._apply(
             job_id,
@@ -461,6 +465,33 @@ class Ledger:
         if status != b"ok":
             raise NotOwner(f"job {job_id}: {status.decode()}")
 
+    # -- batches ----------------------------------------------------------------------------------
+
+    async def add_child(self, parent_id: str, owner: str, index: int, child_id: str) -> None:
+        """Records a batch's child job under its room index; refused when another dispatcher owns the batch."""
+        ok = await self._checkpoint(keys=[keys.children(parent_id), keys.job(parent_id)], args=[owner, index, child_id])
+        if not ok:
+            raise NotOwner(f"job {parent_id}: not the owner")
+        await self.redis.pexpire(keys.children(parent_id), self.retention_ms * 2)
+
+    async def children(self, parent_id: str) -> dict[int, str]:
+        """A batch's child jobs by room index."""
+        raw: Any = await self.redis.hgetall(keys.children(parent_id))
+        return {int(k): v.decode() for k, v in raw.items()}
+
+    async def jobs(self, job_ids: Sequence[str]) -> list[StoredJob | None]:
+        """Several jobs in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(keys.job(job_id))
+            rows: Any = await pipe.execute()
+        return [_stored_job({k.decode(): v for k, v in row.items()}) if row else None for row in rows]
+
+    async def kind(self, job_id: str) -> str:
+        """A job's kind ("" when it does not exist)."""
+        value: Any = await self.redis.hget(keys.job(job_id), "kind")
+        return value.decode() if value else ""
+
     # -- checkpoints -----------------------------------------------------------------------------
 
     async def save_checkpoint(self, job_id: str, owner: str, name: str, value: bytes) -> None:
@@ -542,6 +573,7 @@ def _stored_job(h: dict[str, bytes]) -> StoredJob:
         kind=s("kind"),
         message=s("message"),
         attempt=i("attempt"),
+        parent_job_id=s("parent_job_id"),
     )
     for field, name in (
         ("created_ms", "create_time"),

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar
 
-import grpc
-from google.protobuf.message import Message
-
-from gateway.fetch import DownloadError, FetchPolicy, fetch
-from gateway.ledger import Ledger
-from gateway.stages import StageClients
-from gateway.validation import Limits, check_image
+from gateway.context import JobContext, JobFailure, budget_for, generation_report, named, output_spec, write_outputs
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.generation.v1 import generation_service_pb2 as generation_pb
 from render.imaging.v1 import imaging_pb2
@@ -23,12 +13,9 @@ from render.projection.v1 import projection_service_pb2 as projection_pb
 from render.segmentation.v1 import segmentation_service_pb2 as segmentation_pb
 from render.v1 import render_service_pb2 as pb
 from renderkit import imaging
-from renderkit.errors import error_reason
 from renderkit.scale import DEFAULT_REPEATS, Tiling, tiling_from_repeats, tiling_from_sizes
-from renderkit.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
-M = TypeVar("M", bound=Message)
 
 _SURFACE_NAMES = {
     pb.SURFACE_FLOOR: "floor",
@@ -36,167 +23,7 @@ _SURFACE_NAMES = {
     pb.SURFACE_CEILING: "ceiling",
     pb.SURFACE_FACADE: "facade",
 }
-_FORMATS = {
-    pb.IMAGE_FORMAT_UNSPECIFIED: imaging_pb2.FORMAT_JPEG,
-    pb.IMAGE_FORMAT_JPEG: imaging_pb2.FORMAT_JPEG,
-    pb.IMAGE_FORMAT_PNG: imaging_pb2.FORMAT_PNG,
-    pb.IMAGE_FORMAT_WEBP: imaging_pb2.FORMAT_WEBP,
-}
-_STAGE_LABELS: dict[int, str] = {
-    pb.STAGE_SEGMENTATION: "segmentation",
-    pb.STAGE_DEPTH: "depth",
-    pb.STAGE_PROJECTION: "projection",
-    pb.STAGE_GENERATION: "generation",
-}
-# Checkpoints larger than this go to storage; Redis keeps their key.
-_INLINE_CHECKPOINT_BYTES = 512 * 1024
-PREVIEW_SIDE = 512
 MATERIAL_MAPS = ("normal", "roughness")
-
-
-class JobFailure(Exception):
-    """Ends a job with a typed error."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def failure_from_rpc(stage: int, exc: grpc.aio.AioRpcError, timeout_s: float) -> JobFailure:
-    """The job error a failed stage call stands for."""
-    label = _STAGE_LABELS.get(stage, "a")
-    reason = error_reason(exc)
-    if reason and f"ERROR_CODE_{reason}" in pb.ErrorCode.keys():  # noqa: SIM118 (the wrapper is not iterable)
-        return JobFailure(pb.ErrorCode.Value(f"ERROR_CODE_{reason}"), exc.details() or f"the {label} stage failed")
-    code = exc.code()
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return JobFailure(pb.ERROR_CODE_TIMEOUT, f"the {label} stage took longer than {timeout_s:g} s")
-    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
-        return JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, exc.details() or f"the {label} stage refused the input")
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return JobFailure(pb.ERROR_CODE_PIPELINE_ERROR, f"the {label} stage is unavailable")
-    return JobFailure(pb.ERROR_CODE_PIPELINE_ERROR, f"the {label} stage failed")
-
-
-@dataclass
-class JobContext:
-    """What one run of a job needs: its request, its owner's identity and the services."""
-
-    job_id: str
-    owner: str
-    tenant: str
-    request: pb.SubmitRenderRequest
-    inputs: dict[str, str]
-    ledger: Ledger
-    storage: Storage
-    stages: StageClients
-    fetch_policy: FetchPolicy
-    limits: Limits
-    default_stage_timeout_s: float
-    deadline: float  # event-loop time
-    geometry_cache_version: str = "1"
-    geometry_cache_s: float = 0.0
-    total_steps: int = 0
-    reused: set[str] = field(default_factory=set)
-
-    def stage_timeout(self, stage: int) -> float:
-        """The deadline of a stage call: the stage budget, capped by what is left of the job's."""
-        options = self.request.material_swap.options
-        budget = (
-            options.stage_timeout_seconds if options.HasField("stage_timeout_seconds") else self.default_stage_timeout_s
-        )
-        left = self.deadline - asyncio.get_running_loop().time()
-        if left <= 0:
-            raise JobFailure(pb.ERROR_CODE_TIMEOUT, "the job ran out of time")
-        return min(budget, left)
-
-    async def step(self, step: int, stage: int, text: str, checkpoint: str = "") -> None:
-        """Announces a step ("Step 2/4: estimating geometry"), saying so when a checkpoint replaces it."""
-        message = f"Step {step}/{self.total_steps}: {text}"
-        if checkpoint in self.reused:
-            message += " (reused from an earlier render of this photo)"
-        elif checkpoint and await self.ledger.checkpoint(self.job_id, checkpoint) is not None:
-            message += " (resumed from checkpoint)"
-        await self._event(step, stage, message, done=False)
-
-    async def detail(self, step: int, stage: int, text: str) -> None:
-        """Reports what a finished step found (stage progress 1), as "Step 2/4: plane from the quad ..."."""
-        await self._event(step, stage, f"Step {step}/{self.total_steps}: {text}", done=True)
-
-    async def _event(self, step: int, stage: int, message: str, done: bool) -> None:
-        await self.ledger.progress(
-            self.job_id,
-            self.owner,
-            stage=stage,
-            step=step,
-            total_steps=self.total_steps,
-            progress=(step if done else step - 1) / self.total_steps,
-            stage_progress=1.0 if done else 0.0,
-            message=message,
-        )
-
-    async def call(self, stage: int, name: str, kind: type[M], rpc: Callable[[float], Awaitable[M]]) -> M:
-        """A stage call with its deadline, its output checkpointed (and reused when resuming)."""
-        saved = await self._load_checkpoint(name)
-        if saved is not None:
-            message = kind()
-            message.ParseFromString(saved)
-            return message
-        timeout = self.stage_timeout(stage)
-        try:
-            response = await rpc(timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise failure_from_rpc(stage, exc, timeout) from None
-        await self._save_checkpoint(name, response.SerializeToString())
-        return response
-
-    async def _load_checkpoint(self, name: str) -> bytes | None:
-        value = await self.ledger.checkpoint(self.job_id, name)
-        if value is None:
-            return None
-        if value.startswith(b"storage:"):
-            return await asyncio.to_thread(self.storage.get, value[8:].decode())
-        return value
-
-    async def _save_checkpoint(self, name: str, value: bytes) -> None:
-        if len(value) > _INLINE_CHECKPOINT_BYTES:
-            key = f"work/{self.job_id}/{name}.pb"
-            await asyncio.to_thread(self.storage.put, key, value, "application/x-protobuf")
-            value = b"storage:" + key.encode()
-        await self.ledger.save_checkpoint(self.job_id, self.owner, name, value)
-
-    async def image_input(self, name: str, source: pb.ImageSource, min_side: int) -> bytes:
-        """An input image's bytes: uploaded at submit, or downloaded once (then kept as a checkpoint)."""
-        field_path = f"material_swap.{name}"
-        if field_path in self.inputs:
-            try:
-                return await asyncio.to_thread(self.storage.get, self.inputs[field_path])
-            except StorageError:
-                log.warning("job %s: uploaded %s is missing from storage", self.job_id, field_path)
-                raise JobFailure(pb.ERROR_CODE_PIPELINE_ERROR, f"{field_path}: the uploaded image is gone") from None
-        saved = await self._load_checkpoint(f"input:{name}")
-        if saved is not None:
-            return saved
-        try:
-            data = await asyncio.to_thread(fetch, source.url, self.fetch_policy)
-        except DownloadError as exc:
-            raise JobFailure(pb.ERROR_CODE_DOWNLOAD_FAILED, f"{field_path}.url: {exc}") from None
-        problems, _ = check_image(data, f"{field_path}.url", self.limits, min_side)
-        if problems:
-            raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"{problems[0][0]}: {problems[0][1]}")
-        await self._save_checkpoint(f"input:{name}", data)
-        return data
-
-
-def output_spec(options: pb.OutputOptions) -> imaging_pb2.OutputSpec:
-    """The renditions a job writes: full size, the 512 px preview unless skipped, 2048 px on request."""
-    renditions = [imaging_pb2.Rendition(name="full", max_side=0)]
-    if options.include_2048:
-        renditions.append(imaging_pb2.Rendition(name="2048", max_side=2048))
-    if not options.skip_preview:
-        renditions.append(imaging_pb2.Rendition(name="preview", max_side=PREVIEW_SIDE))
-    return imaging_pb2.OutputSpec(format=_FORMATS[options.format], quality=options.quality, renditions=renditions)
 
 
 def row_offset(options: pb.MaterialSwapOptions) -> float:
@@ -204,11 +31,6 @@ def row_offset(options: pb.MaterialSwapOptions) -> float:
     if options.layout != pb.TILE_LAYOUT_BRICK:
         return 0.0
     return options.row_offset or 0.5
-
-
-def plan_steps(request: pb.SubmitRenderRequest) -> int:
-    """The number of steps of a material swap's plan."""
-    return 5 if request.material_swap.options.enable_refinement else 4
 
 
 def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, version: str) -> str:
@@ -257,28 +79,18 @@ def describe_scale(tiling: Tiling) -> str:
     return f"scale from {how} ({tiling.repeats_u:.1f} x {tiling.repeats_v:.1f} repeats)"
 
 
-def _named(images: Sequence[imaging_pb2.EncodedImage], prefix: str) -> list[imaging_pb2.EncodedImage]:
-    out = []
-    for image in images:
-        renamed = imaging_pb2.EncodedImage()
-        renamed.CopyFrom(image)
-        renamed.name = prefix + image.name
-        out.append(renamed)
-    return out
-
-
 async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     """Runs the plan of one material swap and returns its result."""
     swap = ctx.request.material_swap
     refine = swap.options.enable_refinement
-    ctx.total_steps = plan_steps(ctx.request)
+    ctx.total_steps = 5 if refine else 4
     stages = ctx.stages
 
-    photo = await ctx.image_input("photo", swap.photo, ctx.limits.min_side)
-    swatches = [await ctx.image_input("swatch", swap.swatch, 8)]
+    photo = await ctx.image_input("material_swap.photo", swap.photo, ctx.limits.min_side)
+    swatches = [await ctx.image_input("material_swap.swatch", swap.swatch, 8)]
     for index, source in enumerate(swap.variant_swatches):
-        swatches.append(await ctx.image_input(f"variant_swatches[{index}]", source, 8))
-    mask = await ctx.image_input("mask", swap.mask, 1) if swap.HasField("mask") else b""
+        swatches.append(await ctx.image_input(f"material_swap.variant_swatches[{index}]", source, 8))
+    mask = await ctx.image_input("material_swap.mask", swap.mask, 1) if swap.HasField("mask") else b""
     photo_info = imaging.probe(photo, max_pixels=ctx.limits.max_pixels)
     if mask:
         mask_info = imaging.probe(mask, max_pixels=ctx.limits.max_pixels)
@@ -380,14 +192,20 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             lambda t, request=project: stages.projection.Project(request, timeout=t),  # type: ignore[misc]
         )
         renders.append([i for i in projected.images if i.name not in MATERIAL_MAPS])
-        maps += _named([i for i in projected.images if i.name in MATERIAL_MAPS], prefix)
+        maps += named([i for i in projected.images if i.name in MATERIAL_MAPS], prefix)
 
+    generation: pb.GenerationReport | None = None
+    refinement: pb.RefinementReport | None = None
     if refine:
         await ctx.step(4, pb.STAGE_GENERATION, "refining the render", "generation")
         seed = swap.options.refinement_seed if swap.options.HasField("refinement_seed") else 42
         for index, composite in enumerate(renders):
             refine_request = generation_pb.RefineRequest(
-                image=composite[0].data, mask_png=seg.mask_png, seed=seed, output=final_spec
+                image=composite[0].data,
+                mask_png=seg.mask_png,
+                seed=seed,
+                output=final_spec,
+                budget=budget_for(ctx, pb.Budget()),
             )
             refined = await ctx.call(
                 pb.STAGE_GENERATION,
@@ -395,10 +213,26 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
                 generation_pb.RefineResponse,
                 lambda t, request=refine_request: stages.generation.Refine(request, timeout=t),  # type: ignore[misc]
             )
+            ctx.spend(refined.call.cost)
             renders[index] = list(refined.images)
+            if index == 0:
+                generation = generation_report(refined.call, ctx)
+                refinement = pb.RefinementReport(
+                    applied=refined.applied,
+                    color_drift=refined.drift.color,
+                    texture_similarity=refined.drift.texture_similarity,
+                    fallback_reason=refined.fallback_reason,
+                )
+                kept = "kept" if refined.applied else f"not kept: {refined.fallback_reason}"
+                await ctx.detail(
+                    4,
+                    pb.STAGE_GENERATION,
+                    f"refined by {refined.provider}; colour drift {refined.drift.color:.1f}, "
+                    f"texture similarity {refined.drift.texture_similarity:.2f}; {kept}",
+                )
 
     await ctx.step(ctx.total_steps, pb.STAGE_OUTPUT, "writing outputs")
-    images = [image for index, r in enumerate(renders) for image in _named(r, f"v{index}-" if index else "")]
+    images = [image for index, r in enumerate(renders) for image in named(r, f"v{index}-" if index else "")]
     outputs = await write_outputs(ctx, images + maps)
     return pb.JobResult(
         outputs=outputs,
@@ -408,29 +242,6 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         repeats_u=tilings[0].repeats_u,
         repeats_v=tilings[0].repeats_v,
         geometry_reused=reused,
+        generation=generation,
+        refinement=refinement,
     )
-
-
-async def write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage]) -> list[pb.OutputFile]:
-    """Stores renditions at renders/{tenant}/{project or "-"}/{job_id}/{name}.{ext}."""
-    project = ctx.request.project_id or "-"
-    outputs = []
-    for image in images:
-        key = f"renders/{ctx.tenant}/{project}/{ctx.job_id}/{image.name}.{imaging.EXTENSIONS[image.content_type]}"
-        try:
-            stored = await asyncio.to_thread(ctx.storage.put, key, image.data, image.content_type)
-        except StorageError as exc:
-            log.warning("job %s: storage failed: %s", ctx.job_id, exc)
-            raise JobFailure(pb.ERROR_CODE_UPLOAD_FAILED, "the render could not be stored") from None
-        outputs.append(
-            pb.OutputFile(
-                name=image.name,
-                uri=stored.uri,
-                size_bytes=stored.size_bytes,
-                content_type=stored.content_type,
-                sha256=stored.sha256,
-                width=image.width,
-                height=image.height,
-            )
-        )
-    return outputs

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from gateway.ledger import Ledger, NewJob, QueueFull, StoredJob
-from gateway.material_swap import plan_steps
+from gateway.requests import image_fields, plan_steps
 from gateway.validation import Limits, validate_submit
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
@@ -26,7 +26,6 @@ TENANT_HEADER = "x-tenant-id"
 DEFAULT_TENANT = "public"
 _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
-_IMAGE_FIELDS = ("photo", "swatch", "mask")
 
 
 def tenant_of(context: grpc.aio.ServicerContext) -> str | None:  # type: ignore[type-arg]
@@ -154,14 +153,11 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         copy = pb.SubmitRenderRequest()
         copy.CopyFrom(request)
         inputs: dict[str, str] = {}
-        swap = copy.material_swap
-        sources: list[tuple[str, pb.ImageSource]] = [(name, getattr(swap, name)) for name in _IMAGE_FIELDS]
-        sources += [(f"variant_swatches[{i}]", source) for i, source in enumerate(swap.variant_swatches)]
-        for name, source in sources:
+        for path, source in image_fields(copy):
             if source.WhichOneof("source") == "data":
-                key = f"uploads/{job_id}/{name.replace('[', '-').rstrip(']')}"
+                key = f"uploads/{job_id}/{path.replace('[', '-').replace(']', '')}"
                 self.storage.put(key, source.data, "application/octet-stream")
-                inputs[f"material_swap.{name}"] = key
+                inputs[path] = key
                 source.data = b""
         return copy.SerializeToString(), inputs
 
@@ -203,6 +199,9 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         await self._job(request.job_id, tenant, context)
         if await self.ledger.cancel(request.job_id):
             log.info("job %s cancelled", request.job_id)
+        for child_id in (await self.ledger.children(request.job_id)).values():
+            if await self.ledger.cancel(child_id):
+                log.info("job %s cancelled with its batch %s", child_id, request.job_id)
         stored = await self._job(request.job_id, tenant, context)
         return pb.CancelJobResponse(job=stored.job)
 

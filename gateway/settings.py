@@ -32,6 +32,7 @@ class GatewaySettings:
     dispatch: bool
     geometry_cache_s: float
     geometry_cache_version: str
+    generation_timeout_s: float = 180.0
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -54,6 +55,8 @@ class GatewaySettings:
                 max_image_bytes=env_int("MAX_IMAGE_BYTES", 40 * 1024 * 1024, minimum=1),
                 max_pixels=env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1),
                 allow_private_urls=allow_private,
+                max_tokens_per_job=env_int("MAX_TOKENS_PER_JOB", 10000, minimum=0),
+                max_cents_per_job=env_float("MAX_COST_CENTS_PER_JOB", 100.0, minimum=0.0),
             ),
             fetch=FetchPolicy(
                 allow_private=allow_private,
@@ -64,4 +67,5 @@ class GatewaySettings:
             dispatch=env_bool("GATEWAY_DISPATCH", True),
             geometry_cache_s=env_float("GEOMETRY_CACHE_SECONDS", 24 * 3600.0, minimum=0.0),
             geometry_cache_version=env_str("GEOMETRY_CACHE_VERSION", "1"),
+            generation_timeout_s=env_float("GENERATION_TIMEOUT_SECONDS", 180.0, minimum=0.1),
         )

@@ -13,10 +13,13 @@ from render.projection.v1 import projection_service_pb2_grpc
 from render.segmentation.v1 import segmentation_service_pb2_grpc
 from renderkit.serving import CHANNEL_OPTIONS
 
-# Stage calls are pure functions of their request, so retrying UNAVAILABLE is safe.
+# Model-free stage calls are pure functions of their request, so retrying UNAVAILABLE is safe.
+# Generation calls cost money and the generation service runs its own retry and failover rules, so
+# the channel never repeats them (the more specific service entry wins over the default one).
 _SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
+            {"name": [{"service": "render.generation.v1.GenerationService"}], "waitForReady": False},
             {
                 "name": [{}],
                 "retryPolicy": {

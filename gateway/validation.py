@@ -11,7 +11,7 @@ import numpy as np
 
 from gateway.fetch import url_problem
 from render.v1 import render_service_pb2 as pb
-from renderkit import imaging
+from renderkit import imaging, prompts
 from renderkit.homography import quad_problem
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -26,6 +26,8 @@ class Limits:
     min_side: int = 64
     allow_private_urls: bool = False
     max_stage_timeout_s: float = 600.0
+    max_tokens_per_job: int = 10000
+    max_cents_per_job: float = 100.0
 
 
 Violation = tuple[str, str]
@@ -80,9 +82,19 @@ def validate_submit(request: pb.SubmitRenderRequest, limits: Limits) -> list[Vio
         violations.append(("output.quality", "must be between 1 and 100"))
     kind = request.WhichOneof("kind")
     if kind is None:
-        violations.append(("kind", "is required: set material_swap"))
+        violations.append(("kind", "is required: set material_swap, room_render, room_batch or texture_edit"))
         return violations
-    swap = request.material_swap
+    if kind == "room_render":
+        return violations + _room_render(request.room_render, "room_render", limits, require_options=False)
+    if kind == "room_batch":
+        return violations + _room_batch(request.room_batch, limits)
+    if kind == "texture_edit":
+        return violations + _texture_edit(request.texture_edit, limits)
+    return violations + _material_swap(request.material_swap, limits)
+
+
+def _material_swap(swap: pb.MaterialSwap, limits: Limits) -> list[Violation]:
+    violations: list[Violation] = []
     base = "material_swap"
     found, photo = _image(swap.photo, f"{base}.photo", limits, True, limits.min_side)
     violations += found
@@ -151,4 +163,105 @@ def validate_submit(request: pb.SubmitRenderRequest, limits: Limits) -> list[Vio
     # Without a quad the plane comes from the depth model, which needs the surface's outline.
     if not hints.quad and not violations and not (hints.polygon or swap.HasField("mask") or swap.surface):
         violations.append((f"{base}.hints", "give a quad, or a mask/polygon/surface with the depth model"))
+    return violations
+
+
+SIZES = ("1024x1024", "1792x1024", "1024x1792", "1536x1024", "1024x1536")
+MAX_ROOMS = 50
+MAX_BATCH_CONCURRENCY = 8
+_SHORT_TEXT = 200
+
+
+def _prompt_text(text: str, field: str, max_chars: int) -> list[Violation]:
+    if len(text) > max_chars:
+        return [(field, f"is {len(text)} characters; at most {max_chars}")]
+    reason = prompts.refusal(prompts.sanitize(text))
+    return [(field, reason)] if reason else []
+
+
+def _generation_options(options: pb.GenerationOptions, base: str, limits: Limits) -> list[Violation]:
+    violations: list[Violation] = []
+    if options.size and options.size not in SIZES:
+        violations.append((f"{base}.size", f"must be one of {', '.join(SIZES)}"))
+    if len(options.style_preset) > _SHORT_TEXT:
+        violations.append((f"{base}.style_preset", f"at most {_SHORT_TEXT} characters"))
+    violations += _prompt_text(options.style_preset, f"{base}.style_preset", _SHORT_TEXT)
+    violations += _prompt_text(options.additional_prompt, f"{base}.additional_prompt", prompts.MAX_ADDITIONAL_CHARS)
+    for name, enum in (("quality", pb.RenderQuality), ("lighting", pb.Lighting), ("time_of_day", pb.TimeOfDay)):
+        if getattr(options, name) not in enum.values():
+            violations.append((f"{base}.{name}", "is not a known value"))
+    budget = options.budget
+    if budget.HasField("max_tokens") and not 0 <= budget.max_tokens <= limits.max_tokens_per_job:
+        violations.append(
+            (f"{base}.budget.max_tokens", f"must be between 0 and the server's cap of {limits.max_tokens_per_job}")
+        )
+    if budget.HasField("max_cents") and not (
+        math.isfinite(budget.max_cents) and 0 <= budget.max_cents <= limits.max_cents_per_job
+    ):
+        violations.append(
+            (f"{base}.budget.max_cents", f"must be between 0 and the server's cap of {limits.max_cents_per_job:g}")
+        )
+    return violations
+
+
+def _room_render(room: pb.RoomRender, base: str, limits: Limits, require_options: bool) -> list[Violation]:
+    violations: list[Violation] = []
+    for name in ("id", "name", "room_type"):
+        value = getattr(room.room, name)
+        if len(value) > _SHORT_TEXT:
+            violations.append((f"{base}.room.{name}", f"at most {_SHORT_TEXT} characters"))
+        else:
+            violations += _prompt_text(value, f"{base}.room.{name}", _SHORT_TEXT)
+    area = room.room.area_square_meters
+    if not (math.isfinite(area) and 0 <= area <= 100000):
+        violations.append((f"{base}.room.area_square_meters", "must be between 0 and 100000"))
+    for surface in ("floor", "walls", "ceiling"):
+        material = getattr(room.materials, surface)
+        field = f"{base}.materials.{surface}"
+        violations += _prompt_text(material.name, f"{field}.name", _SHORT_TEXT)
+        violations += _prompt_text(material.description, f"{field}.description", prompts.MAX_ADDITIONAL_CHARS)
+        if material.HasField("swatch"):
+            violations += _image(material.swatch, f"{field}.swatch", limits, True, 8)[0]
+    violations += _prompt_text(room.custom_prompt, f"{base}.custom_prompt", prompts.MAX_PROMPT_CHARS)
+    if room.HasField("options") or require_options:
+        violations += _generation_options(room.options, f"{base}.options", limits)
+    if not room.custom_prompt and not (room.room.room_type or room.room.name):
+        violations.append((f"{base}.room.room_type", "is required (or give custom_prompt)"))
+    return violations
+
+
+def _room_batch(batch: pb.RoomBatch, limits: Limits) -> list[Violation]:
+    violations: list[Violation] = []
+    if batch.floor_plan_id and not _ID.match(batch.floor_plan_id):
+        violations.append(("room_batch.floor_plan_id", "use 1-128 letters, digits or _ . : -"))
+    if not 1 <= len(batch.rooms) <= MAX_ROOMS:
+        violations.append(("room_batch.rooms", f"give 1 to {MAX_ROOMS} rooms, got {len(batch.rooms)}"))
+    if not 0 <= batch.max_concurrency <= MAX_BATCH_CONCURRENCY:
+        violations.append(("room_batch.max_concurrency", f"must be between 0 (default 3) and {MAX_BATCH_CONCURRENCY}"))
+    violations += _generation_options(batch.options, "room_batch.options", limits)
+    ids = [room.room.id for room in batch.rooms if room.room.id]
+    if len(ids) != len(set(ids)):
+        violations.append(("room_batch.rooms", "room ids must be unique"))
+    for index, room in enumerate(batch.rooms[:MAX_ROOMS]):
+        violations += _room_render(room, f"room_batch.rooms[{index}]", limits, require_options=False)
+    return violations
+
+
+def _texture_edit(edit: pb.TextureEdit, limits: Limits) -> list[Violation]:
+    violations: list[Violation] = []
+    found, texture = _image(edit.base_texture, "texture_edit.base_texture", limits, True, 64)
+    violations += found
+    found, mask = _image(edit.mask, "texture_edit.mask", limits, False, 1)
+    violations += found
+    if texture and mask and (mask.width, mask.height) != (texture.width, texture.height):
+        violations.append(
+            (
+                "texture_edit.mask.data",
+                f"is {mask.width}x{mask.height}; it must be the texture's size {texture.width}x{texture.height}",
+            )
+        )
+    if not prompts.sanitize(edit.prompt):
+        violations.append(("texture_edit.prompt", "is required: say what to change"))
+    violations += _prompt_text(edit.prompt, "texture_edit.prompt", prompts.MAX_PROMPT_CHARS)
+    violations += _generation_options(edit.options, "texture_edit.options", limits)
     return violations

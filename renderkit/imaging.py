@@ -123,12 +123,21 @@ def fit_within(image: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
+def enlarge_to(image: np.ndarray, side: int) -> np.ndarray:
+    """Enlarges an image so its longer side is `side` (Lanczos): more pixels, no new detail."""
+    height, width = image.shape[:2]
+    scale = side / max(height, width)
+    return cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LANCZOS4)
+
+
 def encode_renditions(image: np.ndarray, spec: imaging_pb2.OutputSpec) -> list[imaging_pb2.EncodedImage]:
     """Encodes one image per rendition of the spec (the full size when none is listed)."""
     renditions = list(spec.renditions) or [imaging_pb2.Rendition(name="full", max_side=0)]
     out = []
     for rendition in renditions:
         sized = fit_within(image, rendition.max_side)
+        if rendition.upscale and rendition.max_side > max(image.shape[:2]):
+            sized = enlarge_to(image, rendition.max_side)
         data, content_type = encode(sized, spec.format, spec.quality)
         out.append(
             imaging_pb2.EncodedImage(

@@ -48,7 +48,30 @@ SEGMENTATION = ModelContract(
     outputs=(TensorSpec("logits", "FP32", (150, -1, -1)),),
     input_size=512,
 )
-CONTRACTS = {c.name: c for c in (DEPTH, SEGMENTATION)}
+# Image generation and inpainting. The prompt travels as byte-level token ids (UTF-8 bytes + 1, zero
+# padded, ByT5-style), so no tokenizer files are needed on either side; the model embeds them itself.
+DIFFUSION = ModelContract(
+    name="diffusion",
+    inputs=(
+        TensorSpec("prompt_ids", "INT64", (77,)),
+        TensorSpec("seed", "INT64", (1,)),
+        TensorSpec("image", "FP32", (3, -1, -1)),
+        TensorSpec("mask", "FP32", (1, -1, -1)),
+        TensorSpec("strength", "FP32", (1,)),
+    ),
+    outputs=(TensorSpec("generated", "FP32", (3, -1, -1)),),
+    input_size=512,
+)
+CONTRACTS = {c.name: c for c in (DEPTH, SEGMENTATION, DIFFUSION)}
+PROMPT_IDS = 77
+
+
+def prompt_ids(prompt: str) -> np.ndarray:
+    """A prompt as the diffusion contract's 1x77 byte-level token ids."""
+    data = prompt.encode("utf-8")[:PROMPT_IDS]
+    ids = np.zeros((1, PROMPT_IDS), np.int64)
+    ids[0, : len(data)] = np.frombuffer(data, np.uint8).astype(np.int64) + 1
+    return ids
 
 # ImageNet normalisation, what both exported models were trained with.
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)

@@ -1,10 +1,14 @@
-"""A local HTTP server that speaks the OpenAI images edit API, for the real `openai` client."""
+"""A local HTTP server that speaks the OpenAI images API (generations and edits), for the real
+`openai` client. Tests script its replies: errors with headers, slow answers, malformed, blank,
+black or echoed images, and URLs instead of base64."""
 
 from __future__ import annotations
 
 import base64
 import json
 import threading
+import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,22 +20,59 @@ import cv2
 import numpy as np
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer. kind: ok, error, slow, malformed, blank, black, echo, wild or url."""
+
+    kind: str = "ok"
+    status: int = 200
+    code: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    delay_s: float = 0.0
+
+
 @dataclass
 class FakeOpenAI:
-    """What the fake received and how it answers."""
+    """What the fake received, and the replies it gives next (then `default`)."""
 
     base_url: str = ""
     requests: list[dict[str, object]] = field(default_factory=list)
-    status: int = 200
-    error_code: str = ""
+    script: deque[Reply] = field(default_factory=deque)
+    default: Reply = field(default_factory=Reply)
+    files: dict[str, bytes] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def push(self, *replies: Reply) -> None:
+        with self.lock:
+            self.script.extend(replies)
+
+    def next_reply(self) -> Reply:
+        with self.lock:
+            return self.script.popleft() if self.script else self.default
+
+    def reset(self) -> None:
+        with self.lock:
+            self.script.clear()
+            self.default = Reply()
 
 
-def edited_image(width: int, height: int) -> bytes:
-    """A plausible 'refined' image: a warm gradient with texture (never blank)."""
+def textured_image(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A plausible generated picture: coloured waves with texture (never blank)."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    image = np.stack([60 + 40 * np.sin(x / 17), 110 + 30 * np.cos(y / 23), 170 + 40 * np.sin((x + y) / 31)], axis=2)
-    _ok, png = cv2.imencode(".png", np.clip(image, 0, 255).astype(np.uint8))
-    return png.tobytes()
+    image = np.stack(
+        [60 + 40 * np.sin(x / 17 + seed), 110 + 30 * np.cos(y / 23), 170 + 40 * np.sin((x + y) / 31)], axis=2
+    )
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def harmonised(image: np.ndarray) -> np.ndarray:
+    """What a gentle refinement does: a slight warm shift of the light, the texture untouched."""
+    shifted = image.astype(np.int16) + np.array([-6, 2, 12], np.int16)
+    return np.clip(shifted, 0, 255).astype(np.uint8)
+
+
+def _png(image: np.ndarray) -> bytes:
+    return cv2.imencode(".png", image)[1].tobytes()
 
 
 @contextmanager
@@ -39,40 +80,90 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     state = FakeOpenAI()
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = state.files.get(self.path)
+            if data is None:
+                self._raw(404, b"missing", "text/plain")
+                return
+            self._raw(200, data, "image/png")
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            message = BytesParser(policy=HTTP).parsebytes(
-                f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body
-            )
-            parts = {
-                p.get_param("name", header="content-disposition"): p.get_payload(decode=True)
-                for p in message.iter_parts()
-            }
-            fields = {k: bytes(v).decode() for k, v in parts.items() if k not in ("image", "mask", "image[]")}
+            images: list[bytes] = []
+            if self.headers["Content-Type"].startswith("application/json"):
+                fields = {k: str(v) for k, v in json.loads(body).items()}
+                has_mask = False
+            else:
+                message = BytesParser(policy=HTTP).parsebytes(
+                    f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body
+                )
+                fields, has_mask = {}, False
+                for part in message.iter_parts():
+                    name = part.get_param("name", header="content-disposition")
+                    payload = bytes(part.get_payload(decode=True) or b"")
+                    if name in ("image", "image[]"):
+                        images.append(payload)
+                    elif name == "mask":
+                        has_mask = True
+                    else:
+                        fields[str(name)] = payload.decode()
             state.requests.append(
                 {
                     "path": self.path,
                     "fields": fields,
-                    "has_image": bool(parts.get("image")),
-                    "has_mask": bool(parts.get("mask")),
+                    "has_image": bool(images),
+                    "images": len(images),
+                    "has_mask": has_mask,
+                    "time": time.monotonic(),
                 }
             )
-            if state.status != 200:
-                payload: dict[str, object] = {
-                    "error": {"message": "refused", "type": "invalid_request_error", "code": state.error_code}
-                }
-                self._reply(state.status, payload)
+            reply = state.next_reply()
+            if reply.kind == "error":
+                error = {"message": f"scripted {reply.status}", "type": "invalid_request_error", "code": reply.code}
+                self._json(reply.status, {"error": error}, reply.headers)
                 return
+            if reply.kind == "slow":
+                time.sleep(reply.delay_s)
             width, height = (int(v) for v in fields.get("size", "1024x1024").split("x"))
-            self._reply(
-                200, {"created": 0, "data": [{"b64_json": base64.b64encode(edited_image(width, height)).decode()}]}
-            )
+            source = cv2.imdecode(np.frombuffer(images[0], np.uint8), cv2.IMREAD_COLOR) if images else None
+            if reply.kind == "blank":
+                picture = np.full((height, width, 3), 128, np.uint8)
+            elif reply.kind == "black":
+                picture = np.zeros((height, width, 3), np.uint8)
+            elif reply.kind == "echo" and source is not None:
+                picture = source
+            elif reply.kind == "wild" or source is None or not has_mask:
+                picture = textured_image(width, height, seed=len(state.requests))
+            else:
+                picture = harmonised(source)
+            item: dict[str, object] = {"revised_prompt": "Revised: " + fields.get("prompt", "")[:200]}
+            if reply.kind == "malformed":
+                item["b64_json"] = base64.b64encode(b"this is not an image").decode()
+            elif reply.kind == "url":
+                path = f"/files/{len(state.requests)}.png"
+                state.files[path] = _png(picture)
+                item["url"] = state.base_url.removesuffix("/v1") + path
+            else:
+                item["b64_json"] = base64.b64encode(_png(picture)).decode()
+            payload: dict[str, object] = {"created": 0, "data": [item]}
+            if fields.get("model", "").startswith("gpt-image"):
+                payload["usage"] = {
+                    "total_tokens": 1100,
+                    "input_tokens": 44,
+                    "output_tokens": 1056,
+                    "input_tokens_details": {"text_tokens": 44, "image_tokens": 0},
+                }
+            self._json(200, payload)
 
-        def _reply(self, status: int, payload: dict[str, object]) -> None:
-            data = json.dumps(payload).encode()
+        def _json(self, status: int, payload: dict[str, object], headers: tuple[tuple[str, str], ...] = ()) -> None:
+            self._raw(status, json.dumps(payload).encode(), "application/json", headers)
+
+        def _raw(self, status: int, data: bytes, content_type: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
+            for key, value in headers:
+                self.send_header(key, value)
             self.end_headers()
             self.wfile.write(data)
 

@@ -4,6 +4,8 @@ depth: predicted_depth = mean of the normalised channels (1x1 convolution), so a
 brightens downwards looks like a floor receding upwards.
 segmentation: 150 logits by 1x1 convolution; class 3 (floor) wins where the red channel is bright,
 class 0 (wall) elsewhere.
+diffusion: inside the mask, a smooth coloured pattern whose phase follows the seed and the prompt,
+blended over the image by strength; outside it the image unchanged.
 """
 
 from __future__ import annotations
@@ -54,7 +56,66 @@ def segmentation_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
+def diffusion_model() -> onnx.ModelProto:
+    consts = {
+        "fx": np.array(0.11, np.float32),
+        "fy": np.array(0.07, np.float32),
+        "fs": np.array(0.37, np.float32),
+        "fp": np.array(0.05, np.float32),
+        "amp": np.array(0.35, np.float32),
+        "half": np.array(0.5, np.float32),
+        "one": np.array(1.0, np.float32),
+        "phase": np.array([0.0, 2.1, 4.2], np.float32).reshape(1, 3, 1, 1),
+        "ax2": np.array(2, np.int64),
+        "ax3": np.array(3, np.int64),
+        "shape4": np.array([-1, 1, 1, 1], np.int64),
+    }
+    nodes = [
+        helper.make_node("Mul", ["mask", "half"], ["m0"]),
+        helper.make_node("Sub", ["m0", "m0"], ["zero"]),
+        helper.make_node("Add", ["zero", "one"], ["ones"]),
+        helper.make_node("CumSum", ["ones", "ax3"], ["x"]),
+        helper.make_node("CumSum", ["ones", "ax2"], ["y"]),
+        helper.make_node("Cast", ["seed"], ["seed_f"], to=TensorProto.FLOAT),
+        helper.make_node("Reshape", ["seed_f", "shape4"], ["seed4"]),
+        helper.make_node("Cast", ["prompt_ids"], ["ids_f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["ids_f"], ["ids_mean"], axes=[1], keepdims=1),
+        helper.make_node("Reshape", ["ids_mean", "shape4"], ["ids4"]),
+        helper.make_node("Mul", ["x", "fx"], ["ax"]),
+        helper.make_node("Mul", ["y", "fy"], ["ay"]),
+        helper.make_node("Mul", ["seed4", "fs"], ["as"]),
+        helper.make_node("Mul", ["ids4", "fp"], ["ap"]),
+        helper.make_node("Add", ["ax", "ay"], ["a1"]),
+        helper.make_node("Add", ["a1", "as"], ["a2"]),
+        helper.make_node("Add", ["a2", "ap"], ["a3"]),
+        helper.make_node("Add", ["a3", "phase"], ["angle"]),
+        helper.make_node("Sin", ["angle"], ["wave"]),
+        helper.make_node("Mul", ["wave", "amp"], ["wave_a"]),
+        helper.make_node("Add", ["wave_a", "half"], ["pattern"]),
+        helper.make_node("Reshape", ["strength", "shape4"], ["strength4"]),
+        helper.make_node("Mul", ["mask", "strength4"], ["alpha"]),
+        helper.make_node("Sub", ["pattern", "image"], ["diff"]),
+        helper.make_node("Mul", ["diff", "alpha"], ["step"]),
+        helper.make_node("Add", ["image", "step"], ["generated"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_diffusion",
+        [
+            helper.make_tensor_value_info("prompt_ids", TensorProto.INT64, ["N", 77]),
+            helper.make_tensor_value_info("seed", TensorProto.INT64, ["N", 1]),
+            helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"]),
+            helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 1, "H", "W"]),
+            helper.make_tensor_value_info("strength", TensorProto.FLOAT, ["N", 1]),
+        ],
+        [helper.make_tensor_value_info("generated", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
 def write_tiny_models(models_dir: Path) -> None:
-    """Writes MODELS_DIR/{depth,segmentation}/1/model.onnx."""
+    """Writes MODELS_DIR/{depth,segmentation,diffusion}/1/model.onnx."""
     _save(depth_model(), models_dir / "depth" / "1" / "model.onnx")
     _save(segmentation_model(), models_dir / "segmentation" / "1" / "model.onnx")
+    _save(diffusion_model(), models_dir / "diffusion" / "1" / "model.onnx")

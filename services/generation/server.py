@@ -1,23 +1,38 @@
-"""GenerationService: OpenAI images when OPENAI_API_KEY is set; otherwise it says it cannot refine."""
+"""GenerationService: image providers in failover order (OpenAI images, the diffusion model on Triton)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import grpc
-import openai
+import numpy as np
+from grpc_health.v1 import health_pb2
+from grpc_health.v1._async import HealthServicer
+from opentelemetry import metrics
 
 from render.generation.v1 import generation_service_pb2 as pb
 from render.generation.v1 import generation_service_pb2_grpc as pb_grpc
+from render.imaging.v1 import imaging_pb2
 from renderkit import imaging
 from renderkit.errors import abort, error_info
+from renderkit.material_maps import normal_map, roughness_map
 from renderkit.settings import env_float, env_int, env_str
-from services.common.stage import StageServer, StageSettings, build_server
-from services.generation.openai_images import ContentPolicyError, ProviderError, refine_with_openai
+from renderkit.triton import TritonModels
+from services.common.stage import StageServer, StageSettings, build_server, triton_for
+from services.generation.drift import measure_drift
+from services.generation.generator import Attempt, GenerationError, Generator, Outcome
+from services.generation.openai_images import OpenAIProvider
+from services.generation.providers import Cost, ImageTask, PriceTable
+from services.generation.quality import edit_problem, quality_problem
+from services.generation.reliability import CircuitBreaker, RetryPolicy
+from services.generation.triton_diffusion import TritonDiffusionProvider
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GenerationService"].full_name
-DEFAULT_PROMPT = (
+DEFAULT_REFINE_PROMPT = (
     "Blend the new floor material naturally into the room's lighting. Keep the material's "
     "pattern, colour and scale exactly as they are."
 )
@@ -32,7 +47,17 @@ class GenerationSettings:
     openai_base_url: str
     openai_model: str
     openai_timeout_s: float
-    openai_max_retries: int
+    openai_max_retries: int  # rate-limit retries per provider before failing over
+    providers: tuple[str, ...] = ("openai", "triton")
+    diffusion_model: str = "diffusion"
+    breaker_threshold: int = 5
+    breaker_open_s: float = 60.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 30.0
+    quality_retries: int = 1
+    max_color_drift: float = 12.0
+    min_texture_similarity: float = 0.5
+    price_table: str = ""
 
     @classmethod
     def from_env(cls) -> GenerationSettings:
@@ -42,76 +67,295 @@ class GenerationSettings:
             openai_base_url=env_str("OPENAI_BASE_URL", ""),
             openai_model=env_str("OPENAI_IMAGE_MODEL", "gpt-image-1"),
             openai_timeout_s=env_float("OPENAI_TIMEOUT_SECONDS", 120.0, minimum=1.0),
-            openai_max_retries=env_int("OPENAI_MAX_RETRIES", 2, minimum=0),
+            openai_max_retries=env_int("OPENAI_MAX_RETRIES", 3, minimum=0),
+            providers=tuple(p.strip() for p in env_str("GENERATION_PROVIDERS", "openai,triton").split(",") if p),
+            diffusion_model=env_str("DIFFUSION_MODEL", "diffusion"),
+            breaker_threshold=env_int("CIRCUIT_BREAKER_THRESHOLD", 5, minimum=1),
+            breaker_open_s=env_float("CIRCUIT_BREAKER_OPEN_SECONDS", 60.0, minimum=0.0),
+            backoff_base_s=env_float("RATE_LIMIT_BACKOFF_SECONDS", 1.0, minimum=0.0),
+            backoff_max_s=env_float("RATE_LIMIT_BACKOFF_MAX_SECONDS", 30.0, minimum=0.0),
+            quality_retries=env_int("QUALITY_CHECK_RETRIES", 1, minimum=0),
+            max_color_drift=env_float("REFINEMENT_MAX_COLOR_DRIFT", 12.0, minimum=0.0),
+            min_texture_similarity=env_float("REFINEMENT_MIN_TEXTURE_SIMILARITY", 0.5, minimum=-1.0),
+            price_table=env_str("GENERATION_PRICE_TABLE", ""),
         )
+
+
+def build_generator(
+    settings: GenerationSettings, triton: TritonModels | None, meter: metrics.Meter | None = None
+) -> Generator:
+    """The providers named in settings.providers that are configured here, in that order."""
+    prices = PriceTable.load(settings.price_table)
+    providers: list[object] = []
+    for name in settings.providers:
+        if name == "openai" and settings.openai_api_key:
+            openai_provider = OpenAIProvider(
+                settings.openai_api_key, base_url=settings.openai_base_url, model=settings.openai_model, prices=prices
+            )
+            providers.append(openai_provider)
+        elif name == "triton" and triton is not None:
+            providers.append(TritonDiffusionProvider(triton, model=settings.diffusion_model, prices=prices))
+    calls = (meter or metrics.get_meter(__name__)).create_counter(
+        "render.generation.provider.calls", description="Provider attempts by outcome"
+    )
+    return Generator(
+        providers,
+        policy=RetryPolicy(
+            rate_limit_retries=settings.openai_max_retries,
+            backoff_base_s=settings.backoff_base_s,
+            backoff_max_s=settings.backoff_max_s,
+            quality_retries=settings.quality_retries,
+        ),
+        breaker=lambda: CircuitBreaker(settings.breaker_threshold, settings.breaker_open_s),
+        call_timeout_s=settings.openai_timeout_s,
+        on_event=lambda provider, outcome: calls.add(1, {"provider": provider, "outcome": outcome}),
+    )
+
+
+def _cost(cost: Cost) -> pb.Cost:
+    return pb.Cost(tokens=cost.tokens, cents=cost.cents)
+
+
+def _call(outcome: Outcome, prompt: str, dry_run: bool = False) -> pb.ProviderCall:
+    return pb.ProviderCall(
+        provider=outcome.provider,
+        model=outcome.model,
+        prompt=prompt,
+        revised_prompt=outcome.revised_prompt,
+        cost=_cost(outcome.cost),
+        estimated_cost=_cost(outcome.estimate),
+        attempts=[_attempt(a) for a in outcome.attempts],
+        dry_run=dry_run,
+    )
+
+
+def _attempt(attempt: Attempt) -> pb.Attempt:
+    return pb.Attempt(provider=attempt.provider, outcome=attempt.outcome, detail=attempt.detail)
+
+
+def provider_health_name(provider: str) -> str:
+    """The health-check service name that reports one provider's breaker (NOT_SERVING while open)."""
+    return f"{SERVICE_NAME}/{provider}"
 
 
 class GenerationServicer(pb_grpc.GenerationServiceServicer):
-    """Refines composites with an image model."""
+    """Generates, edits and refines images through the generator."""
 
-    def __init__(self, settings: GenerationSettings) -> None:
+    def __init__(self, settings: GenerationSettings, generator: Generator) -> None:
         self.settings = settings
-        self.client = (
-            openai.OpenAI(
-                api_key=settings.openai_api_key,
-                base_url=settings.openai_base_url or None,
-                timeout=settings.openai_timeout_s,
-                max_retries=settings.openai_max_retries,
+        self.generator = generator
+        self.health: HealthServicer | None = None
+
+    async def _publish_health(self) -> None:
+        if self.health is None:
+            return
+        for name, breaker in self.generator.breakers.items():
+            status = (
+                health_pb2.HealthCheckResponse.NOT_SERVING
+                if breaker.state == "open"
+                else health_pb2.HealthCheckResponse.SERVING
             )
-            if settings.openai_api_key
-            else None
-        )
+            await self.health.set(provider_health_name(name), status)
 
     def _capabilities(self) -> pb.GetCapabilitiesResponse:
-        if self.client is None:
-            return pb.GetCapabilitiesResponse(
-                refine_available=False, unavailable_reason="no image provider is configured (OPENAI_API_KEY)"
+        statuses = [
+            pb.ProviderStatus(
+                name=p.name,  # type: ignore[attr-defined]
+                model=p.model,  # type: ignore[attr-defined]
+                can_edit=p.can_edit,  # type: ignore[attr-defined]
+                breaker_state=str(self.generator.breakers[p.name].state),  # type: ignore[attr-defined]
+                consecutive_failures=self.generator.breakers[p.name].consecutive_failures,  # type: ignore[attr-defined]
+                calls_total=self.generator.breakers[p.name].calls_total,  # type: ignore[attr-defined]
+                failures_total=self.generator.breakers[p.name].failures_total,  # type: ignore[attr-defined]
+                breaker_opened_total=self.generator.breakers[p.name].opened_total,  # type: ignore[attr-defined]
             )
-        return pb.GetCapabilitiesResponse(refine_available=True, provider="openai", model=self.settings.openai_model)
+            for p in self.generator.providers
+        ]
+        if not statuses:
+            return pb.GetCapabilitiesResponse(
+                refine_available=False,
+                unavailable_reason="no image provider is configured (set OPENAI_API_KEY, or serve the diffusion model)",
+            )
+        return pb.GetCapabilitiesResponse(
+            refine_available=True, provider=statuses[0].name, model=statuses[0].model, providers=statuses
+        )
 
     async def GetCapabilities(
         self,
         request: pb.GetCapabilitiesRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.GetCapabilitiesResponse:
+        await self._publish_health()
         return self._capabilities()
+
+    async def _fail(self, context: grpc.aio.ServicerContext, exc: GenerationError) -> None:  # type: ignore[type-arg]
+        await self._publish_health()
+        code = {
+            "CONTENT_POLICY": grpc.StatusCode.FAILED_PRECONDITION,
+            "BUDGET_EXCEEDED": grpc.StatusCode.FAILED_PRECONDITION,
+            "QUALITY_CHECK_FAILED": grpc.StatusCode.ABORTED,
+        }.get(exc.reason, grpc.StatusCode.UNAVAILABLE)
+        await abort(context, code, exc.message, error_info(exc.reason, spent_cents=f"{exc.cost.cents:.4f}"))
+
+    async def _run(
+        self,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        task: ImageTask,
+        budget: pb.Budget,
+        dry_run: bool,
+        check: Callable[[np.ndarray], str | None] = quality_problem,
+    ) -> Outcome:
+        if not self.generator.providers:
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "image generation is unavailable: no image provider is configured",
+                error_info("PROVIDER_UNAVAILABLE"),
+            )
+        allowance = Cost(budget.max_tokens, budget.max_cents)
+        remaining = context.time_remaining()
+        deadline = time.monotonic() + remaining - 0.5 if remaining is not None else None
+        try:
+            if dry_run:
+                return self.generator.dry_run(task, allowance)
+            outcome = await self.generator.run(task, allowance, deadline=deadline, check=check)
+        except GenerationError as exc:
+            await self._fail(context, exc)
+            raise  # unreachable: abort raises
+        await self._publish_health()
+        return outcome
+
+    async def _decode(self, context: grpc.aio.ServicerContext, data: bytes, what: str) -> np.ndarray:  # type: ignore[type-arg]
+        try:
+            return await asyncio.to_thread(imaging.decode_bgr, data)
+        except imaging.ImageError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {exc}")
+            raise
+
+    async def _mask(self, context: grpc.aio.ServicerContext, data: bytes, shape: tuple[int, ...]) -> np.ndarray:  # type: ignore[type-arg]
+        if not data:
+            return np.full(shape[:2], 255, np.uint8)
+        try:
+            mask = await asyncio.to_thread(imaging.decode_gray, data)
+        except imaging.ImageError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"mask: {exc}")
+            raise
+        if mask.shape != shape[:2]:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "mask: must be the image's size")
+        return mask
+
+    async def Generate(
+        self,
+        request: pb.GenerateRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.GenerateResponse:
+        references = [await self._decode(context, data, "reference_images") for data in request.reference_images]
+        task = ImageTask(
+            kind="generate",
+            prompt=request.prompt,
+            width=request.width or 1024,
+            height=request.height or 1024,
+            quality=request.quality or "hd",
+            seed=request.seed,
+            references=tuple(references),
+        )
+        outcome = await self._run(
+            context, task, request.budget, request.dry_run, lambda output: quality_problem(output, references)
+        )
+        if outcome.image is None:
+            return pb.GenerateResponse(call=_call(outcome, request.prompt, dry_run=True))
+        images = await asyncio.to_thread(imaging.encode_renditions, outcome.image, request.output)
+        return pb.GenerateResponse(images=images, call=_call(outcome, request.prompt))
+
+    async def Edit(
+        self,
+        request: pb.EditRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.EditResponse:
+        image = await self._decode(context, request.image, "image")
+        mask = await self._mask(context, request.mask_png, image.shape)
+        quality = request.quality or "hd"
+        task = ImageTask(kind="edit", prompt=request.prompt, quality=quality, seed=request.seed, image=image, mask=mask)
+        outcome = await self._run(
+            context, task, request.budget, request.dry_run, lambda output: edit_problem(image, mask, output)
+        )
+        if outcome.image is None:
+            return pb.EditResponse(call=_call(outcome, request.prompt, dry_run=True))
+        edited = _blend_inside(image, outcome.image, mask)
+        images = await asyncio.to_thread(imaging.encode_renditions, edited, request.output)
+        if request.material_maps:
+            images += await asyncio.to_thread(_material_maps, edited)
+        return pb.EditResponse(images=images, call=_call(outcome, request.prompt))
 
     async def Refine(
         self,
         request: pb.RefineRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.RefineResponse:
-        if self.client is None:
-            await abort(
-                context,
-                grpc.StatusCode.UNAVAILABLE,
-                "refinement is unavailable: no image provider is configured",
-                error_info("PROVIDER_UNAVAILABLE"),
+        image = await self._decode(context, request.image, "image")
+        mask = await self._mask(context, request.mask_png, image.shape)
+        prompt = request.prompt or DEFAULT_REFINE_PROMPT
+        task = ImageTask(kind="edit", prompt=prompt, seed=request.seed, image=image, mask=mask)
+        budget = request.budget if request.HasField("budget") else pb.Budget(max_tokens=10**9, max_cents=1e9)
+        outcome = await self._run(context, task, budget, False)
+        assert outcome.image is not None
+        refined = _blend_inside(image, outcome.image, mask)
+        drift = measure_drift(image, refined, mask)
+        reason = ""
+        if drift.color > self.settings.max_color_drift:
+            reason = f"the material's colour drifted {drift.color:.1f} (bound {self.settings.max_color_drift:g})"
+        elif drift.texture_similarity < self.settings.min_texture_similarity:
+            reason = (
+                f"the material's texture drifted (similarity {drift.texture_similarity:.2f}, "
+                f"bound {self.settings.min_texture_similarity:g})"
             )
-        try:
-            image = await asyncio.to_thread(imaging.decode_bgr, request.image)
-            mask = await asyncio.to_thread(imaging.decode_gray, request.mask_png)
-        except imaging.ImageError as exc:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        prompt = request.prompt or DEFAULT_PROMPT
-        assert self.client is not None
-        try:
-            result = await asyncio.to_thread(
-                refine_with_openai, self.client, self.settings.openai_model, image, mask, prompt
-            )
-        except ContentPolicyError as exc:
-            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc), error_info("CONTENT_POLICY"))
-        except ProviderError as exc:
-            await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc), error_info("PROVIDER_UNAVAILABLE"))
-        images = await asyncio.to_thread(imaging.encode_renditions, result.image, request.output)
-        return pb.RefineResponse(images=images, provider="openai", model=result.model)
+        images = await asyncio.to_thread(imaging.encode_renditions, image if reason else refined, request.output)
+        return pb.RefineResponse(
+            images=images,
+            provider=outcome.provider,
+            model=outcome.model,
+            call=_call(outcome, prompt),
+            drift=pb.Drift(color=drift.color, texture_similarity=drift.texture_similarity),
+            applied=not reason,
+            fallback_reason=reason,
+        )
 
 
-def create_server(settings: GenerationSettings) -> StageServer:
+def _blend_inside(image: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The provider's edit at the image's size, kept inside the (slightly feathered) mask only."""
+    height, width = image.shape[:2]
+    edited = cv2.resize(edited, (width, height), interpolation=cv2.INTER_CUBIC)
+    alpha = (cv2.GaussianBlur(mask, (0, 0), 1.0).astype(np.float32) / 255.0)[..., None]
+    blended = image + (edited.astype(np.float32) - image) * alpha
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def _material_maps(texture: np.ndarray) -> list[imaging_pb2.EncodedImage]:
+    out = []
+    for name, image in (("normal", normal_map(texture)), ("roughness", roughness_map(texture))):
+        data, content_type = imaging.encode(image, imaging_pb2.FORMAT_PNG)
+        out.append(
+            imaging_pb2.EncodedImage(
+                name=name, data=data, content_type=content_type, width=image.shape[1], height=image.shape[0]
+            )
+        )
+    return out
+
+
+def create_server(settings: GenerationSettings, meter: metrics.Meter | None = None) -> StageServer:
     """A generation server bound to settings.stage.listen (port 0 picks a free port)."""
+    triton = triton_for(settings.stage) if "triton" in settings.providers else None
+    generator = build_generator(settings, triton, meter)
+    servicer = GenerationServicer(settings, generator)
+    names = [SERVICE_NAME] + [provider_health_name(p.name) for p in generator.providers]  # type: ignore[attr-defined]
 
-    return build_server(
-        settings.stage,
-        [SERVICE_NAME],
-        lambda s: pb_grpc.add_GenerationServiceServicer_to_server(GenerationServicer(settings), s),
+    async def close() -> None:
+        await generator.close()
+        if triton is not None:
+            await triton.close()
+
+    stage = build_server(
+        settings.stage, names, lambda s: pb_grpc.add_GenerationServiceServicer_to_server(servicer, s), close=close
     )
+    servicer.health = stage.health
+    return stage

@@ -14,7 +14,7 @@ from renderkit import homography, imaging
 from renderkit.errors import abort, bad_request
 from services.common.stage import StageServer, StageSettings, build_server
 from services.projection.composite import project_material
-from services.projection.material_maps import normal_map, roughness_map
+from renderkit.material_maps import normal_map, roughness_map
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
 

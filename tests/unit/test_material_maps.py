@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from renderkit import scenes
-from services.projection.material_maps import normal_map, roughness_map
+from renderkit.material_maps import normal_map, roughness_map
 
 
 def decode_normals(encoded: np.ndarray) -> np.ndarray:

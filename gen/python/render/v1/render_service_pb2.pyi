@@ -31,6 +31,27 @@ class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IMAGE_FORMAT_PNG: _ClassVar[ImageFormat]
     IMAGE_FORMAT_WEBP: _ClassVar[ImageFormat]
 
+class Lighting(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LIGHTING_UNSPECIFIED: _ClassVar[Lighting]
+    LIGHTING_NATURAL: _ClassVar[Lighting]
+    LIGHTING_WARM: _ClassVar[Lighting]
+    LIGHTING_COOL: _ClassVar[Lighting]
+    LIGHTING_DRAMATIC: _ClassVar[Lighting]
+
+class TimeOfDay(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIME_OF_DAY_UNSPECIFIED: _ClassVar[TimeOfDay]
+    TIME_OF_DAY_DAY: _ClassVar[TimeOfDay]
+    TIME_OF_DAY_EVENING: _ClassVar[TimeOfDay]
+    TIME_OF_DAY_NIGHT: _ClassVar[TimeOfDay]
+
+class RenderQuality(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RENDER_QUALITY_UNSPECIFIED: _ClassVar[RenderQuality]
+    RENDER_QUALITY_STANDARD: _ClassVar[RenderQuality]
+    RENDER_QUALITY_HD: _ClassVar[RenderQuality]
+
 class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
@@ -60,6 +81,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_PROVIDER_UNAVAILABLE: _ClassVar[ErrorCode]
     ERROR_CODE_BUDGET_EXCEEDED: _ClassVar[ErrorCode]
     ERROR_CODE_TIMEOUT: _ClassVar[ErrorCode]
+    ERROR_CODE_QUALITY_CHECK_FAILED: _ClassVar[ErrorCode]
 SURFACE_UNSPECIFIED: Surface
 SURFACE_FLOOR: Surface
 SURFACE_WALL: Surface
@@ -72,6 +94,18 @@ IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat
 IMAGE_FORMAT_WEBP: ImageFormat
+LIGHTING_UNSPECIFIED: Lighting
+LIGHTING_NATURAL: Lighting
+LIGHTING_WARM: Lighting
+LIGHTING_COOL: Lighting
+LIGHTING_DRAMATIC: Lighting
+TIME_OF_DAY_UNSPECIFIED: TimeOfDay
+TIME_OF_DAY_DAY: TimeOfDay
+TIME_OF_DAY_EVENING: TimeOfDay
+TIME_OF_DAY_NIGHT: TimeOfDay
+RENDER_QUALITY_UNSPECIFIED: RenderQuality
+RENDER_QUALITY_STANDARD: RenderQuality
+RENDER_QUALITY_HD: RenderQuality
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -93,6 +127,7 @@ ERROR_CODE_CONTENT_POLICY: ErrorCode
 ERROR_CODE_PROVIDER_UNAVAILABLE: ErrorCode
 ERROR_CODE_BUDGET_EXCEEDED: ErrorCode
 ERROR_CODE_TIMEOUT: ErrorCode
+ERROR_CODE_QUALITY_CHECK_FAILED: ErrorCode
 
 class ImageSource(_message.Message):
     __slots__ = ("data", "url")
@@ -213,18 +248,122 @@ class OutputOptions(_message.Message):
     def __init__(self, format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[int] = ..., skip_preview: _Optional[bool] = ..., include_2048: _Optional[bool] = ..., include_material_maps: _Optional[bool] = ...) -> None: ...
 
 class SubmitRenderRequest(_message.Message):
-    __slots__ = ("idempotency_key", "project_id", "user_id", "output", "material_swap")
+    __slots__ = ("idempotency_key", "project_id", "user_id", "output", "material_swap", "room_render", "room_batch", "texture_edit")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     MATERIAL_SWAP_FIELD_NUMBER: _ClassVar[int]
+    ROOM_RENDER_FIELD_NUMBER: _ClassVar[int]
+    ROOM_BATCH_FIELD_NUMBER: _ClassVar[int]
+    TEXTURE_EDIT_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     project_id: str
     user_id: str
     output: OutputOptions
     material_swap: MaterialSwap
-    def __init__(self, idempotency_key: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., material_swap: _Optional[_Union[MaterialSwap, _Mapping]] = ...) -> None: ...
+    room_render: RoomRender
+    room_batch: RoomBatch
+    texture_edit: TextureEdit
+    def __init__(self, idempotency_key: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., material_swap: _Optional[_Union[MaterialSwap, _Mapping]] = ..., room_render: _Optional[_Union[RoomRender, _Mapping]] = ..., room_batch: _Optional[_Union[RoomBatch, _Mapping]] = ..., texture_edit: _Optional[_Union[TextureEdit, _Mapping]] = ...) -> None: ...
+
+class Room(_message.Message):
+    __slots__ = ("id", "name", "room_type", "area_square_meters")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROOM_TYPE_FIELD_NUMBER: _ClassVar[int]
+    AREA_SQUARE_METERS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    room_type: str
+    area_square_meters: float
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., room_type: _Optional[str] = ..., area_square_meters: _Optional[float] = ...) -> None: ...
+
+class SurfaceMaterial(_message.Message):
+    __slots__ = ("name", "description", "swatch")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SWATCH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    swatch: ImageSource
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., swatch: _Optional[_Union[ImageSource, _Mapping]] = ...) -> None: ...
+
+class RoomMaterials(_message.Message):
+    __slots__ = ("floor", "walls", "ceiling")
+    FLOOR_FIELD_NUMBER: _ClassVar[int]
+    WALLS_FIELD_NUMBER: _ClassVar[int]
+    CEILING_FIELD_NUMBER: _ClassVar[int]
+    floor: SurfaceMaterial
+    walls: SurfaceMaterial
+    ceiling: SurfaceMaterial
+    def __init__(self, floor: _Optional[_Union[SurfaceMaterial, _Mapping]] = ..., walls: _Optional[_Union[SurfaceMaterial, _Mapping]] = ..., ceiling: _Optional[_Union[SurfaceMaterial, _Mapping]] = ...) -> None: ...
+
+class Budget(_message.Message):
+    __slots__ = ("max_tokens", "max_cents")
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CENTS_FIELD_NUMBER: _ClassVar[int]
+    max_tokens: int
+    max_cents: float
+    def __init__(self, max_tokens: _Optional[int] = ..., max_cents: _Optional[float] = ...) -> None: ...
+
+class GenerationOptions(_message.Message):
+    __slots__ = ("size", "quality", "style_preset", "lighting", "time_of_day", "additional_prompt", "dry_run", "budget", "seed")
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    STYLE_PRESET_FIELD_NUMBER: _ClassVar[int]
+    LIGHTING_FIELD_NUMBER: _ClassVar[int]
+    TIME_OF_DAY_FIELD_NUMBER: _ClassVar[int]
+    ADDITIONAL_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    size: str
+    quality: RenderQuality
+    style_preset: str
+    lighting: Lighting
+    time_of_day: TimeOfDay
+    additional_prompt: str
+    dry_run: bool
+    budget: Budget
+    seed: int
+    def __init__(self, size: _Optional[str] = ..., quality: _Optional[_Union[RenderQuality, str]] = ..., style_preset: _Optional[str] = ..., lighting: _Optional[_Union[Lighting, str]] = ..., time_of_day: _Optional[_Union[TimeOfDay, str]] = ..., additional_prompt: _Optional[str] = ..., dry_run: _Optional[bool] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class RoomRender(_message.Message):
+    __slots__ = ("room", "materials", "options", "custom_prompt")
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    MATERIALS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    room: Room
+    materials: RoomMaterials
+    options: GenerationOptions
+    custom_prompt: str
+    def __init__(self, room: _Optional[_Union[Room, _Mapping]] = ..., materials: _Optional[_Union[RoomMaterials, _Mapping]] = ..., options: _Optional[_Union[GenerationOptions, _Mapping]] = ..., custom_prompt: _Optional[str] = ...) -> None: ...
+
+class RoomBatch(_message.Message):
+    __slots__ = ("floor_plan_id", "rooms", "options", "max_concurrency")
+    FLOOR_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROOMS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    floor_plan_id: str
+    rooms: _containers.RepeatedCompositeFieldContainer[RoomRender]
+    options: GenerationOptions
+    max_concurrency: int
+    def __init__(self, floor_plan_id: _Optional[str] = ..., rooms: _Optional[_Iterable[_Union[RoomRender, _Mapping]]] = ..., options: _Optional[_Union[GenerationOptions, _Mapping]] = ..., max_concurrency: _Optional[int] = ...) -> None: ...
+
+class TextureEdit(_message.Message):
+    __slots__ = ("base_texture", "mask", "prompt", "options")
+    BASE_TEXTURE_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    base_texture: ImageSource
+    mask: ImageSource
+    prompt: str
+    options: GenerationOptions
+    def __init__(self, base_texture: _Optional[_Union[ImageSource, _Mapping]] = ..., mask: _Optional[_Union[ImageSource, _Mapping]] = ..., prompt: _Optional[str] = ..., options: _Optional[_Union[GenerationOptions, _Mapping]] = ...) -> None: ...
 
 class SubmitRenderResponse(_message.Message):
     __slots__ = ("job", "deduplicated")
@@ -317,7 +456,7 @@ class OutputFile(_message.Message):
     def __init__(self, name: _Optional[str] = ..., uri: _Optional[str] = ..., size_bytes: _Optional[int] = ..., content_type: _Optional[str] = ..., sha256: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class JobResult(_message.Message):
-    __slots__ = ("outputs", "geometry_source", "geometry_confidence", "scale_source", "repeats_u", "repeats_v", "geometry_reused")
+    __slots__ = ("outputs", "geometry_source", "geometry_confidence", "scale_source", "repeats_u", "repeats_v", "geometry_reused", "generation", "batch", "refinement")
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     GEOMETRY_SOURCE_FIELD_NUMBER: _ClassVar[int]
     GEOMETRY_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
@@ -325,6 +464,9 @@ class JobResult(_message.Message):
     REPEATS_U_FIELD_NUMBER: _ClassVar[int]
     REPEATS_V_FIELD_NUMBER: _ClassVar[int]
     GEOMETRY_REUSED_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    REFINEMENT_FIELD_NUMBER: _ClassVar[int]
     outputs: _containers.RepeatedCompositeFieldContainer[OutputFile]
     geometry_source: str
     geometry_confidence: float
@@ -332,10 +474,97 @@ class JobResult(_message.Message):
     repeats_u: float
     repeats_v: float
     geometry_reused: bool
-    def __init__(self, outputs: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., geometry_source: _Optional[str] = ..., geometry_confidence: _Optional[float] = ..., scale_source: _Optional[str] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ..., geometry_reused: _Optional[bool] = ...) -> None: ...
+    generation: GenerationReport
+    batch: BatchReport
+    refinement: RefinementReport
+    def __init__(self, outputs: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., geometry_source: _Optional[str] = ..., geometry_confidence: _Optional[float] = ..., scale_source: _Optional[str] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ..., geometry_reused: _Optional[bool] = ..., generation: _Optional[_Union[GenerationReport, _Mapping]] = ..., batch: _Optional[_Union[BatchReport, _Mapping]] = ..., refinement: _Optional[_Union[RefinementReport, _Mapping]] = ...) -> None: ...
+
+class Cost(_message.Message):
+    __slots__ = ("tokens", "cents")
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CENTS_FIELD_NUMBER: _ClassVar[int]
+    tokens: int
+    cents: float
+    def __init__(self, tokens: _Optional[int] = ..., cents: _Optional[float] = ...) -> None: ...
+
+class ProviderAttempt(_message.Message):
+    __slots__ = ("provider", "outcome", "detail")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    outcome: str
+    detail: str
+    def __init__(self, provider: _Optional[str] = ..., outcome: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class GenerationReport(_message.Message):
+    __slots__ = ("prompt", "revised_prompt", "provider", "model", "cost", "estimated_cost", "dry_run", "attempts")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    REVISED_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    revised_prompt: str
+    provider: str
+    model: str
+    cost: Cost
+    estimated_cost: Cost
+    dry_run: bool
+    attempts: _containers.RepeatedCompositeFieldContainer[ProviderAttempt]
+    def __init__(self, prompt: _Optional[str] = ..., revised_prompt: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., estimated_cost: _Optional[_Union[Cost, _Mapping]] = ..., dry_run: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[ProviderAttempt, _Mapping]]] = ...) -> None: ...
+
+class RefinementReport(_message.Message):
+    __slots__ = ("applied", "color_drift", "texture_similarity", "fallback_reason")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    COLOR_DRIFT_FIELD_NUMBER: _ClassVar[int]
+    TEXTURE_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
+    applied: bool
+    color_drift: float
+    texture_similarity: float
+    fallback_reason: str
+    def __init__(self, applied: _Optional[bool] = ..., color_drift: _Optional[float] = ..., texture_similarity: _Optional[float] = ..., fallback_reason: _Optional[str] = ...) -> None: ...
+
+class ChildJob(_message.Message):
+    __slots__ = ("index", "room_id", "room_name", "job_id", "state", "error", "outputs")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    ROOM_NAME_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    room_id: str
+    room_name: str
+    job_id: str
+    state: JobState
+    error: JobError
+    outputs: _containers.RepeatedCompositeFieldContainer[OutputFile]
+    def __init__(self, index: _Optional[int] = ..., room_id: _Optional[str] = ..., room_name: _Optional[str] = ..., job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., outputs: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ...) -> None: ...
+
+class BatchReport(_message.Message):
+    __slots__ = ("total", "succeeded", "failed", "cancelled", "children", "cost")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    total: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    children: _containers.RepeatedCompositeFieldContainer[ChildJob]
+    cost: Cost
+    def __init__(self, total: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., children: _Optional[_Iterable[_Union[ChildJob, _Mapping]]] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "state", "stage", "step", "total_steps", "progress", "create_time", "update_time", "start_time", "end_time", "result", "error", "project_id", "user_id", "kind", "message", "attempt")
+    __slots__ = ("id", "state", "stage", "step", "total_steps", "progress", "create_time", "update_time", "start_time", "end_time", "result", "error", "project_id", "user_id", "kind", "message", "attempt", "parent_job_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -353,6 +582,7 @@ class Job(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    PARENT_JOB_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: JobState
     stage: Stage
@@ -370,10 +600,11 @@ class Job(_message.Message):
     kind: str
     message: str
     attempt: int
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[Stage, str]] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., progress: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    parent_job_id: str
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[Stage, str]] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., progress: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ..., parent_job_id: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("cursor", "job_id", "time", "state", "stage", "step", "total_steps", "stage_progress", "progress", "message", "result", "error")
+    __slots__ = ("cursor", "job_id", "time", "state", "stage", "step", "total_steps", "stage_progress", "progress", "message", "result", "error", "children")
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -386,6 +617,7 @@ class JobEvent(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
     cursor: str
     job_id: str
     time: _timestamp_pb2.Timestamp
@@ -398,4 +630,5 @@ class JobEvent(_message.Message):
     message: str
     result: JobResult
     error: JobError
-    def __init__(self, cursor: _Optional[str] = ..., job_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[Stage, str]] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., stage_progress: _Optional[float] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ...) -> None: ...
+    children: _containers.RepeatedCompositeFieldContainer[ChildJob]
+    def __init__(self, cursor: _Optional[str] = ..., job_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[Stage, str]] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., stage_progress: _Optional[float] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., children: _Optional[_Iterable[_Union[ChildJob, _Mapping]]] = ...) -> None: ...

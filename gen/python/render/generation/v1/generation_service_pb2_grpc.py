@@ -26,8 +26,9 @@ if _version_not_supported:
 
 
 class GenerationServiceStub:
-    """GenerationService runs image models: refinement of composites, and later room
-    renders and texture edits.
+    """GenerationService runs image models behind a failover list of providers (OpenAI images, a
+    diffusion model on Triton), each behind a circuit breaker, with retries, a per-call budget and a
+    quality check on every output. It is stateless: the caller passes what the job may still spend.
     """
 
     def __init__(self, channel):
@@ -41,6 +42,16 @@ class GenerationServiceStub:
                 request_serializer=render_dot_generation_dot_v1_dot_generation__service__pb2.GetCapabilitiesRequest.SerializeToString,
                 response_deserializer=render_dot_generation_dot_v1_dot_generation__service__pb2.GetCapabilitiesResponse.FromString,
                 _registered_method=True)
+        self.Generate = channel.unary_unary(
+                '/render.generation.v1.GenerationService/Generate',
+                request_serializer=render_dot_generation_dot_v1_dot_generation__service__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=render_dot_generation_dot_v1_dot_generation__service__pb2.GenerateResponse.FromString,
+                _registered_method=True)
+        self.Edit = channel.unary_unary(
+                '/render.generation.v1.GenerationService/Edit',
+                request_serializer=render_dot_generation_dot_v1_dot_generation__service__pb2.EditRequest.SerializeToString,
+                response_deserializer=render_dot_generation_dot_v1_dot_generation__service__pb2.EditResponse.FromString,
+                _registered_method=True)
         self.Refine = channel.unary_unary(
                 '/render.generation.v1.GenerationService/Refine',
                 request_serializer=render_dot_generation_dot_v1_dot_generation__service__pb2.RefineRequest.SerializeToString,
@@ -49,19 +60,35 @@ class GenerationServiceStub:
 
 
 class GenerationServiceServicer:
-    """GenerationService runs image models: refinement of composites, and later room
-    renders and texture edits.
+    """GenerationService runs image models behind a failover list of providers (OpenAI images, a
+    diffusion model on Triton), each behind a circuit breaker, with retries, a per-call budget and a
+    quality check on every output. It is stateless: the caller passes what the job may still spend.
     """
 
     def GetCapabilities(self, request, context):
-        """GetCapabilities says which providers are configured and usable.
+        """GetCapabilities says which providers are configured, and the state of their breakers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Generate(self, request, context):
+        """Generate makes an image from a prompt (and reference images, for providers that take them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Edit(self, request, context):
+        """Edit changes an image inside a mask (everywhere without one).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Refine(self, request, context):
-        """Refine harmonises an image inside a mask and leaves the rest untouched.
+        """Refine harmonises a composite inside its mask, measures how far the material drifted and falls
+        back to the composite when the drift is over the bound.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -74,6 +101,16 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.GetCapabilities,
                     request_deserializer=render_dot_generation_dot_v1_dot_generation__service__pb2.GetCapabilitiesRequest.FromString,
                     response_serializer=render_dot_generation_dot_v1_dot_generation__service__pb2.GetCapabilitiesResponse.SerializeToString,
+            ),
+            'Generate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Generate,
+                    request_deserializer=render_dot_generation_dot_v1_dot_generation__service__pb2.GenerateRequest.FromString,
+                    response_serializer=render_dot_generation_dot_v1_dot_generation__service__pb2.GenerateResponse.SerializeToString,
+            ),
+            'Edit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Edit,
+                    request_deserializer=render_dot_generation_dot_v1_dot_generation__service__pb2.EditRequest.FromString,
+                    response_serializer=render_dot_generation_dot_v1_dot_generation__service__pb2.EditResponse.SerializeToString,
             ),
             'Refine': grpc.unary_unary_rpc_method_handler(
                     servicer.Refine,
@@ -89,8 +126,9 @@ def add_GenerationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class GenerationService:
-    """GenerationService runs image models: refinement of composites, and later room
-    renders and texture edits.
+    """GenerationService runs image models behind a failover list of providers (OpenAI images, a
+    diffusion model on Triton), each behind a circuit breaker, with retries, a per-call budget and a
+    quality check on every output. It is stateless: the caller passes what the job may still spend.
     """
 
     @staticmethod
@@ -110,6 +148,60 @@ class GenerationService:
             '/render.generation.v1.GenerationService/GetCapabilities',
             render_dot_generation_dot_v1_dot_generation__service__pb2.GetCapabilitiesRequest.SerializeToString,
             render_dot_generation_dot_v1_dot_generation__service__pb2.GetCapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Generate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/render.generation.v1.GenerationService/Generate',
+            render_dot_generation_dot_v1_dot_generation__service__pb2.GenerateRequest.SerializeToString,
+            render_dot_generation_dot_v1_dot_generation__service__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Edit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/render.generation.v1.GenerationService/Edit',
+            render_dot_generation_dot_v1_dot_generation__service__pb2.EditRequest.SerializeToString,
+            render_dot_generation_dot_v1_dot_generation__service__pb2.EditResponse.FromString,
             options,
             channel_credentials,
             insecure,

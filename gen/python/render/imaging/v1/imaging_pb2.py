@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1frender/imaging/v1/imaging.proto\x12\x11render.imaging.v1\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x01\x12\t\n\x01y\x18\x02 \x01(\x01\"A\n\x03\x42ox\x12\r\n\x05x_min\x18\x01 \x01(\x01\x12\r\n\x05y_min\x18\x02 \x01(\x01\x12\r\n\x05x_max\x18\x03 \x01(\x01\x12\r\n\x05y_max\x18\x04 \x01(\x01\"\x17\n\nHomography\x12\t\n\x01m\x18\x01 \x03(\x01\"+\n\tRendition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08max_side\x18\x02 \x01(\x05\"z\n\nOutputSpec\x12)\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x19.render.imaging.v1.Format\x12\x0f\n\x07quality\x18\x02 \x01(\x05\x12\x30\n\nrenditions\x18\x03 \x03(\x0b\x32\x1c.render.imaging.v1.Rendition\"_\n\x0c\x45ncodedImage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05*R\n\x06\x46ormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46ORMAT_JPEG\x10\x01\x12\x0e\n\nFORMAT_PNG\x10\x02\x12\x0f\n\x0b\x46ORMAT_WEBP\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1frender/imaging/v1/imaging.proto\x12\x11render.imaging.v1\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x01\x12\t\n\x01y\x18\x02 \x01(\x01\"A\n\x03\x42ox\x12\r\n\x05x_min\x18\x01 \x01(\x01\x12\r\n\x05y_min\x18\x02 \x01(\x01\x12\r\n\x05x_max\x18\x03 \x01(\x01\x12\r\n\x05y_max\x18\x04 \x01(\x01\"\x17\n\nHomography\x12\t\n\x01m\x18\x01 \x03(\x01\"<\n\tRendition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08max_side\x18\x02 \x01(\x05\x12\x0f\n\x07upscale\x18\x03 \x01(\x08\"z\n\nOutputSpec\x12)\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x19.render.imaging.v1.Format\x12\x0f\n\x07quality\x18\x02 \x01(\x05\x12\x30\n\nrenditions\x18\x03 \x03(\x0b\x32\x1c.render.imaging.v1.Rendition\"_\n\x0c\x45ncodedImage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05*R\n\x06\x46ormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46ORMAT_JPEG\x10\x01\x12\x0e\n\nFORMAT_PNG\x10\x02\x12\x0f\n\x0b\x46ORMAT_WEBP\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'render.imaging.v1.imaging_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FORMAT']._serialized_start=443
-  _globals['_FORMAT']._serialized_end=525
+  _globals['_FORMAT']._serialized_start=460
+  _globals['_FORMAT']._serialized_end=542
   _globals['_POINT']._serialized_start=54
   _globals['_POINT']._serialized_end=83
   _globals['_BOX']._serialized_start=85
@@ -40,9 +40,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HOMOGRAPHY']._serialized_start=152
   _globals['_HOMOGRAPHY']._serialized_end=175
   _globals['_RENDITION']._serialized_start=177
-  _globals['_RENDITION']._serialized_end=220
-  _globals['_OUTPUTSPEC']._serialized_start=222
-  _globals['_OUTPUTSPEC']._serialized_end=344
-  _globals['_ENCODEDIMAGE']._serialized_start=346
-  _globals['_ENCODEDIMAGE']._serialized_end=441
+  _globals['_RENDITION']._serialized_end=237
+  _globals['_OUTPUTSPEC']._serialized_start=239
+  _globals['_OUTPUTSPEC']._serialized_end=361
+  _globals['_ENCODEDIMAGE']._serialized_start=363
+  _globals['_ENCODEDIMAGE']._serialized_end=458
 # @@protoc_insertion_point(module_scope)

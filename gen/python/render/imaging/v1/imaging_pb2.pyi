@@ -45,12 +45,14 @@ class Homography(_message.Message):
     def __init__(self, m: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Rendition(_message.Message):
-    __slots__ = ("name", "max_side")
+    __slots__ = ("name", "max_side", "upscale")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MAX_SIDE_FIELD_NUMBER: _ClassVar[int]
+    UPSCALE_FIELD_NUMBER: _ClassVar[int]
     name: str
     max_side: int
-    def __init__(self, name: _Optional[str] = ..., max_side: _Optional[int] = ...) -> None: ...
+    upscale: bool
+    def __init__(self, name: _Optional[str] = ..., max_side: _Optional[int] = ..., upscale: _Optional[bool] = ...) -> None: ...
 
 class OutputSpec(_message.Message):
     __slots__ = ("format", "quality", "renditions")

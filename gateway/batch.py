@@ -1,0 +1,171 @@
+"""Room batches (seed 000): every room of a floor plan as a child job, at most N rendering at once.
+
+The batch job submits its rooms as ordinary `room_render` jobs (any dispatcher runs them), records
+each child under its room index, and reports `done/total` with every child's state in its events.
+A batch resumed by another dispatcher finds its children in the ledger; child submissions carry an
+idempotency key derived from the batch and room, so a room is never submitted twice. Cancelling the
+batch cancels the children that have not ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from gateway.context import JobContext, JobFailure
+from gateway.ledger import NewJob, QueueFull, StoredJob
+from gateway.requests import SURFACES
+from render.v1 import render_service_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 3
+MAX_CONCURRENCY = 8
+MAX_ROOMS = 50
+POLL_S = 0.2
+_TERMINAL = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
+_STATE_WORDS = {
+    pb.JOB_STATE_QUEUED: "queued",
+    pb.JOB_STATE_RUNNING: "rendering",
+    pb.JOB_STATE_SUCCEEDED: "done",
+    pb.JOB_STATE_FAILED: "failed",
+    pb.JOB_STATE_CANCELLED: "cancelled",
+}
+
+
+def child_request(ctx: JobContext, index: int) -> tuple[pb.SubmitRenderRequest, dict[str, str]]:
+    """A room of the batch as its own room_render request, with the batch's uploaded swatches."""
+    batch = ctx.request.room_batch
+    room = pb.RoomRender()
+    room.CopyFrom(batch.rooms[index])
+    if not room.HasField("options"):
+        room.options.CopyFrom(batch.options)
+    request = pb.SubmitRenderRequest(
+        project_id=ctx.request.project_id,
+        user_id=ctx.request.user_id,
+        output=ctx.request.output,
+        room_render=room,
+    )
+    inputs = {}
+    for surface in SURFACES:
+        source = f"room_batch.rooms[{index}].materials.{surface}.swatch"
+        if source in ctx.inputs:
+            inputs[f"room_render.materials.{surface}.swatch"] = ctx.inputs[source]
+    return request, inputs
+
+
+async def submit_child(ctx: JobContext, index: int) -> str | None:
+    """Submits one room; None when the queue is full (the batch tries again later)."""
+    request, inputs = child_request(ctx, index)
+    new = NewJob(
+        job_id=uuid.uuid4().hex,
+        tenant=ctx.tenant,
+        kind="room_render",
+        request=request.SerializeToString(),
+        inputs=inputs,
+        fingerprint=f"batch:{ctx.job_id}:{index}",
+        project_id=request.project_id,
+        user_id=request.user_id,
+        idempotency_key=f"batch-{ctx.job_id}-{index}",
+        total_steps=3,
+        parent_job_id=ctx.job_id,
+    )
+    try:
+        child_id, _ = await ctx.ledger.submit(new)
+    except QueueFull:
+        return None
+    await ctx.ledger.add_child(ctx.job_id, ctx.owner, index, child_id)
+    return child_id
+
+
+def child_view(index: int, room: pb.RoomRender, job_id: str, stored: StoredJob | None) -> pb.ChildJob:
+    child = pb.ChildJob(index=index, room_id=room.room.id, room_name=room.room.name, job_id=job_id)
+    if stored is not None:
+        child.state = stored.job.state
+        if stored.job.HasField("error"):
+            child.error.CopyFrom(stored.job.error)
+        child.outputs.extend(stored.job.result.outputs)
+    elif job_id:
+        child.state = pb.JOB_STATE_FAILED
+        child.error.CopyFrom(pb.JobError(code=pb.ERROR_CODE_PIPELINE_ERROR, message="the room's job expired"))
+    return child
+
+
+async def cancel_children(ctx: JobContext) -> None:
+    """Cancels every child of the batch that has not ended."""
+    for child_id in (await ctx.ledger.children(ctx.job_id)).values():
+        await ctx.ledger.cancel(child_id)
+
+
+async def run_room_batch(ctx: JobContext) -> pb.JobResult:
+    """Runs the rooms as child jobs and waits for all of them."""
+    batch = ctx.request.room_batch
+    rooms = list(batch.rooms)
+    total = len(rooms)
+    limit = batch.max_concurrency or DEFAULT_CONCURRENCY
+    ctx.total_steps = total
+    try:
+        return await _run(ctx, rooms, total, limit)
+    except asyncio.CancelledError:
+        stored = await ctx.ledger.get(ctx.job_id)
+        if stored is not None and stored.job.state == pb.JOB_STATE_CANCELLED:
+            await cancel_children(ctx)
+        raise
+
+
+async def _run(ctx: JobContext, rooms: list[pb.RoomRender], total: int, limit: int) -> pb.JobResult:
+    last_seen: list[tuple[int, pb.JobState]] | None = None
+    while True:
+        known = await ctx.ledger.children(ctx.job_id)
+        stored = dict(zip(known, await ctx.ledger.jobs(list(known.values())), strict=True))
+        children = [child_view(i, rooms[i], known.get(i, ""), stored.get(i)) for i in range(total)]
+        active = sum(1 for c in children if c.job_id and c.state not in _TERMINAL)
+        for child in children:
+            if active >= limit:
+                break
+            if not child.job_id:
+                child_id = await submit_child(ctx, child.index)
+                if child_id is None:
+                    break
+                child.job_id, child.state = child_id, pb.JOB_STATE_QUEUED
+                active += 1
+        done = sum(1 for c in children if c.state in _TERMINAL)
+        seen = [(c.index, c.state) for c in children]
+        if seen != last_seen:
+            last_seen = seen
+            states = ", ".join(
+                f"{c.room_name or c.room_id or c.index}: {_STATE_WORDS.get(c.state, 'waiting')}" for c in children
+            )
+            await ctx.ledger.progress(
+                ctx.job_id,
+                ctx.owner,
+                stage=pb.STAGE_GENERATION,
+                step=done,
+                total_steps=total,
+                progress=done / total,
+                stage_progress=done / total,
+                message=f"Rendered {done}/{total} rooms ({states})",
+                children=children,
+            )
+        if done == total:
+            return _report(children, [s for s in stored.values() if s is not None])
+        await asyncio.sleep(POLL_S)
+
+
+def _report(children: list[pb.ChildJob], jobs: list[StoredJob]) -> pb.JobResult:
+    report = pb.BatchReport(total=len(children), children=children)
+    for job in jobs:
+        report.cost.tokens += job.job.result.generation.cost.tokens
+        report.cost.cents += job.job.result.generation.cost.cents
+    report.succeeded = sum(1 for c in children if c.state == pb.JOB_STATE_SUCCEEDED)
+    report.failed = sum(1 for c in children if c.state == pb.JOB_STATE_FAILED)
+    report.cancelled = sum(1 for c in children if c.state == pb.JOB_STATE_CANCELLED)
+    if report.succeeded == 0:
+        first = next((c.error for c in children if c.HasField("error")), None)
+        reason = f"; first error: {first.message}" if first is not None else ""
+        raise JobFailure(
+            first.code if first is not None else pb.ERROR_CODE_PIPELINE_ERROR,
+            f"no room of the batch rendered ({report.failed} failed, {report.cancelled} cancelled){reason}",
+        )
+    return pb.JobResult(batch=report)

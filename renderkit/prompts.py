@@ -1,0 +1,114 @@
+"""Prompts for image providers: the room-render template (seed 000), sanitising and refusing.
+
+Prompt text comes from users, so it is cleaned (control characters, markup and runs of whitespace
+go) and checked against a short list of requests no render of a room or a texture needs: a prompt
+that asks for them is refused with a clear message before any provider sees it. The list is
+deliberately small and literal; the provider's own content policy stays the last word
+(`content_policy` job errors).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+MAX_PROMPT_CHARS = 4000
+MAX_ADDITIONAL_CHARS = 1000
+
+# (pattern, what to tell the user). Words are matched whole, case-insensitively.
+_REFUSED = (
+    (r"\b(nude|nudity|naked|porn\w*|explicit sex\w*|nsfw)\b", "asks for sexual content"),
+    (r"\b(gore|gory|dismember\w*|decapitat\w*|beheading)\b", "asks for graphic violence"),
+    (r"\b(swastika|nazi|kkk)\b", "asks for hate symbols"),
+    (
+        r"\b(ignore|disregard) (all |the )?(previous|prior|above) (instructions|prompts?)\b",
+        "tries to override instructions",
+    ),
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_MARKUP = re.compile(r"<[^>]{0,200}>")
+_SPACES = re.compile(r"[ \t]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def sanitize(text: str) -> str:
+    """NFC-normalised text without control characters or markup, with whitespace collapsed."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _MARKUP.sub(" ", _CONTROL.sub("", text))
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+def refusal(text: str) -> str | None:
+    """Why a prompt is refused, or None when it may be sent."""
+    lowered = text.lower()
+    for pattern, reason in _REFUSED:
+        if re.search(pattern, lowered):
+            return f"the prompt {reason}; it cannot be rendered"
+    return None
+
+
+_LIGHTING = {0: "natural", 1: "natural", 2: "warm", 3: "cool", 4: "dramatic"}
+_TIME_OF_DAY = {0: "day", 1: "day", 2: "evening", 3: "night"}
+
+
+@dataclass(frozen=True)
+class SurfaceText:
+    """A surface's material as the prompt names it."""
+
+    name: str
+    description: str = ""
+
+    def phrase(self) -> str:
+        if self.name and self.description:
+            return f"{self.name} ({self.description})"
+        return self.name or self.description
+
+
+def lighting_name(value: int) -> str:
+    """The prompt word of a render.v1.Lighting value."""
+    return _LIGHTING.get(value, "natural")
+
+
+def time_of_day_name(value: int) -> str:
+    """The prompt word of a render.v1.TimeOfDay value."""
+    return _TIME_OF_DAY.get(value, "day")
+
+
+def room_prompt(
+    *,
+    room_type: str,
+    area_square_meters: float,
+    style: str,
+    floor: SurfaceText | None,
+    walls: SurfaceText | None,
+    ceiling: SurfaceText | None,
+    lighting: str,
+    time_of_day: str,
+    additional: str,
+) -> str:
+    """The room-render prompt of seed 000's template, line by line.
+
+    The area is left out when unknown, surfaces without a material are left out, and the block of
+    additional text (with the blank line after it) only appears when there is some.
+    """
+    header = sanitize(room_type) or "room"
+    if area_square_meters > 0:
+        header += f" ({area_square_meters:g} sq m)"
+    lines = [
+        "Professional architectural interior visualization, photorealistic:",
+        "",
+        f"{header}, {sanitize(style) or 'modern'} style",
+        "",
+        "Materials:",
+    ]
+    for label, surface in (("Floor", floor), ("Walls", walls), ("Ceiling", ceiling)):
+        if surface is not None and surface.phrase():
+            lines.append(f"- {label}: {sanitize(surface.phrase())}")
+    lines += ["", f"Lighting: {lighting}, {time_of_day}", ""]
+    extra = sanitize(additional)
+    if extra:
+        lines += [extra, ""]
+    lines.append("Interior design magazine quality, realistic textures, 8K detail.")
+    return "\n".join(lines)

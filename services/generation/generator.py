@@ -1,0 +1,233 @@
+"""The generator: one image task over a failover list of providers, by the seeds' rules.
+
+- content policy: the job fails with content_policy; no retry and no other provider;
+- rate limits: exponential backoff with jitter, honouring Retry-After, then the next provider;
+- timeout: one retry, then the next provider;
+- 5xx, unreachable or malformed answers: the next provider at once;
+- each provider sits behind a circuit breaker; an open breaker skips it;
+- every output passes the quality check, with one retry (billed attempts count toward the budget);
+- before every call the estimate is checked against what is left of the budget: over it, the task
+  fails with budget_exceeded before anything is spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.generation.providers import (
+    ContentRefused,
+    Cost,
+    ImageTask,
+    ProviderFailure,
+    ProviderTimeout,
+    RateLimited,
+)
+from services.generation.quality import quality_problem
+from services.generation.reliability import CircuitBreaker, RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    provider: str
+    outcome: str
+    detail: str = ""
+
+
+@dataclass
+class Outcome:
+    """What a task produced, or (on a dry run) would have cost."""
+
+    provider: str
+    model: str
+    image: np.ndarray | None
+    revised_prompt: str = ""
+    cost: Cost = field(default_factory=Cost)
+    estimate: Cost = field(default_factory=Cost)
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+class GenerationError(Exception):
+    """A task failed; `reason` is the job error code's name."""
+
+    reason = "PROVIDER_UNAVAILABLE"
+
+    def __init__(self, message: str, attempts: Sequence[Attempt] = (), cost: Cost | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.attempts = list(attempts)
+        self.cost = cost or Cost()
+
+
+class ContentPolicyError(GenerationError):
+    reason = "CONTENT_POLICY"
+
+
+class BudgetExceeded(GenerationError):
+    reason = "BUDGET_EXCEEDED"
+
+
+class QualityCheckFailed(GenerationError):
+    reason = "QUALITY_CHECK_FAILED"
+
+
+class Unavailable(GenerationError):
+    reason = "PROVIDER_UNAVAILABLE"
+
+
+class Generator:
+    """Runs tasks over providers in failover order, each behind its breaker."""
+
+    def __init__(
+        self,
+        providers: Sequence[object],
+        *,
+        policy: RetryPolicy | None = None,
+        breaker: Callable[[], CircuitBreaker] = CircuitBreaker,
+        call_timeout_s: float = 120.0,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_event: Callable[[str, str], None] = lambda provider, outcome: None,
+    ) -> None:
+        self.providers = list(providers)
+        self.policy = policy or RetryPolicy()
+        self.breakers = {p.name: breaker() for p in self.providers}  # type: ignore[attr-defined]
+        self.call_timeout_s = call_timeout_s
+        self.rng = rng or random.Random()
+        self.sleep = sleep
+        self.on_event = on_event
+
+    async def close(self) -> None:
+        for provider in self.providers:
+            await provider.close()  # type: ignore[attr-defined]
+
+    def _eligible(self, task: ImageTask) -> list[object]:
+        return [p for p in self.providers if task.kind == "generate" or p.can_edit]  # type: ignore[attr-defined]
+
+    def dry_run(self, task: ImageTask, budget: Cost) -> Outcome:
+        """The provider that would be called first, and its estimate; BudgetExceeded when over."""
+        candidates = self._eligible(task)
+        if not candidates:
+            raise Unavailable("no configured image provider can do this")
+        chosen = next((p for p in candidates if self.breakers[p.name].state != "open"), candidates[0])  # type: ignore[attr-defined]
+        estimate = chosen.estimate(task)  # type: ignore[attr-defined]
+        if not estimate.within(budget):
+            raise BudgetExceeded(_over_budget(estimate, budget))
+        return Outcome(provider=chosen.name, model=chosen.model, image=None, estimate=estimate)  # type: ignore[attr-defined]
+
+    async def run(
+        self,
+        task: ImageTask,
+        budget: Cost,
+        *,
+        deadline: float | None = None,
+        check: Callable[[np.ndarray], str | None] = quality_problem,
+    ) -> Outcome:
+        """Runs the task; every output must pass `check` (the quality check by default)."""
+        attempts: list[Attempt] = []
+        spent = Cost()
+        first_estimate: Cost | None = None
+        quality_failed = ""
+        candidates = self._eligible(task)
+        if not candidates:
+            raise Unavailable("no configured image provider can do this")
+
+        def note(provider: str, outcome: str, detail: str = "") -> None:
+            attempts.append(Attempt(provider, outcome, detail))
+            self.on_event(provider, outcome)
+            log.info("provider %s: %s %s", provider, outcome, detail)
+
+        for provider in candidates:
+            name: str = provider.name  # type: ignore[attr-defined]
+            breaker = self.breakers[name]
+            rate_retries = timeouts = quality_retries = 0
+            while True:
+                estimate: Cost = provider.estimate(task)  # type: ignore[attr-defined]
+                if first_estimate is None:
+                    first_estimate = estimate
+                if not (spent + estimate).within(budget):
+                    raise BudgetExceeded(_over_budget(spent + estimate, budget), attempts, spent)
+                if not breaker.allow():
+                    note(name, "circuit_open", "the provider failed repeatedly; its breaker is open")
+                    break
+                left = self.call_timeout_s
+                if deadline is not None:
+                    left = min(left, deadline - time.monotonic())
+                if left <= 0.5:
+                    raise Unavailable("no time was left for the image provider", attempts, spent)
+                try:
+                    answer = await provider.run(task, left)  # type: ignore[attr-defined]
+                except ContentRefused as exc:
+                    breaker.neutral()
+                    note(name, "content_policy", str(exc))
+                    raise ContentPolicyError(str(exc), attempts, spent) from None
+                except RateLimited as exc:
+                    breaker.neutral()
+                    rate_retries += 1
+                    if rate_retries > self.policy.rate_limit_retries:
+                        note(name, exc.outcome, f"{exc.detail}; gave up after {rate_retries - 1} retries")
+                        break
+                    wait = self.policy.backoff(rate_retries, exc.retry_after_s, self.rng)
+                    if deadline is not None and time.monotonic() + wait >= deadline - 0.5:
+                        note(name, exc.outcome, f"{exc.detail}; the wait ({wait:.1f} s) exceeds the time left")
+                        break
+                    note(name, exc.outcome, f"{exc.detail}; retrying in {wait:.2f} s")
+                    await self.sleep(wait)
+                    continue
+                except ProviderTimeout as exc:
+                    breaker.failure()
+                    timeouts += 1
+                    note(name, exc.outcome, exc.detail)
+                    if timeouts <= self.policy.timeout_retries:
+                        continue
+                    break
+                except ProviderFailure as exc:
+                    if exc.counts:
+                        breaker.failure()
+                    else:
+                        breaker.neutral()
+                    note(name, exc.outcome, exc.detail)
+                    break
+                breaker.success()
+                cost = provider.actual_cost(task, answer.tokens)  # type: ignore[attr-defined]
+                spent = spent + cost
+                problem = check(answer.image)
+                if problem:
+                    quality_failed = problem
+                    note(name, "quality_check_failed", problem)
+                    quality_retries += 1
+                    if quality_retries <= self.policy.quality_retries:
+                        continue
+                    break
+                note(name, "ok")
+                return Outcome(
+                    provider=name,
+                    model=answer.model,
+                    image=answer.image,
+                    revised_prompt=answer.revised_prompt,
+                    cost=spent,
+                    estimate=first_estimate,
+                    attempts=attempts,
+                )
+        if quality_failed and attempts and attempts[-1].outcome == "quality_check_failed":
+            message = f"the generated image failed the quality check: {quality_failed}"
+            raise QualityCheckFailed(message, attempts, spent)
+        summary = "; ".join(
+            f"{a.provider}: {a.outcome}" + (f" ({a.detail})" if a.detail else "") for a in attempts[-4:]
+        )
+        raise Unavailable(f"no image provider could make the image ({summary})", attempts, spent)
+
+
+def _over_budget(estimate: Cost, budget: Cost) -> str:
+    return (
+        f"the job's budget ({budget.tokens} tokens, {budget.cents:.2f} cents) does not cover the next image "
+        f"(estimated {estimate.tokens} tokens, {estimate.cents:.2f} cents in all)"
+    )

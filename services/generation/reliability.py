@@ -1,0 +1,124 @@
+"""Per-provider circuit breakers and the retry delays of rate-limited calls (seeds 000 and 001)."""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+
+class BreakerState(enum.StrEnum):
+    """A breaker lets calls through when closed, none when open and one trial when half-open."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Opens after `threshold` consecutive failures, stays open `open_s`, then lets one trial through.
+
+    A successful trial closes it; a failed one opens it for another `open_s`. Calls that say nothing
+    about the provider's health (a rate limit, a refused prompt) release the trial without a verdict.
+    """
+
+    def __init__(self, threshold: int = 5, open_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.threshold = max(1, threshold)
+        self.open_s = open_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._opened_at: float | None = None
+        self._trial = False
+        self.consecutive_failures = 0
+        self.calls_total = 0
+        self.failures_total = 0
+        self.opened_total = 0
+
+    @property
+    def state(self) -> BreakerState:
+        with self._lock:
+            return self._state()
+
+    def _state(self) -> BreakerState:
+        if self._opened_at is None:
+            return BreakerState.CLOSED
+        if self._clock() - self._opened_at >= self.open_s:
+            return BreakerState.HALF_OPEN
+        return BreakerState.OPEN
+
+    def allow(self) -> bool:
+        """Whether a call may go out now (in half-open, only the one trial)."""
+        with self._lock:
+            state = self._state()
+            if state is BreakerState.OPEN or (state is BreakerState.HALF_OPEN and self._trial):
+                return False
+            self._trial = state is BreakerState.HALF_OPEN
+            self.calls_total += 1
+            return True
+
+    def success(self) -> None:
+        """The provider answered properly: close."""
+        with self._lock:
+            self._opened_at = None
+            self._trial = False
+            self.consecutive_failures = 0
+
+    def failure(self) -> None:
+        """The provider failed (5xx, timeout, unreachable, malformed answer)."""
+        with self._lock:
+            self.failures_total += 1
+            self.consecutive_failures += 1
+            if self._trial or (self._opened_at is None and self.consecutive_failures >= self.threshold):
+                self._opened_at = self._clock()
+                self.opened_total += 1
+            self._trial = False
+
+    def neutral(self) -> None:
+        """The call said nothing about the provider's health; a half-open trial may be tried again."""
+        with self._lock:
+            self._trial = False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry one provider before failing over to the next."""
+
+    rate_limit_retries: int = 3
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 30.0
+    timeout_retries: int = 1
+    quality_retries: int = 1
+
+    def backoff(self, retry: int, retry_after_s: float | None, rng: random.Random) -> float:
+        """The wait before retry number `retry` (from 1): the provider's Retry-After when it sent one,
+        else exponential backoff with equal jitter (half fixed, half random)."""
+        if retry_after_s is not None:
+            return min(max(retry_after_s, 0.0), self.backoff_max_s)
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (retry - 1))
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """The wait a 429 asks for: `retry-after-ms` (OpenAI), else `Retry-After` in seconds or as a date."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if "retry-after-ms" in lowered:
+        try:
+            return max(float(lowered["retry-after-ms"]) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
