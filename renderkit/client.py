@@ -59,6 +59,86 @@ def material_swap_request(
     )  # type: ignore[arg-type]
 
 
+def room_render(
+    room_type: str,
+    *,
+    name: str = "",
+    room_id: str = "",
+    area: float = 0.0,
+    floor: str = "",
+    walls: str = "",
+    ceiling: str = "",
+    floor_swatch: str | bytes | Path | None = None,
+    style: str = "",
+    lighting: pb.Lighting = pb.LIGHTING_UNSPECIFIED,
+    time_of_day: pb.TimeOfDay = pb.TIME_OF_DAY_UNSPECIFIED,
+    additional_prompt: str = "",
+    custom_prompt: str = "",
+    dry_run: bool = False,
+    max_cents: float | None = None,
+) -> pb.RoomRender:
+    """A RoomRender: the room, its surfaces' material names, and the render's options."""
+    room = pb.RoomRender(
+        room=pb.Room(id=room_id, name=name, room_type=room_type, area_square_meters=area),
+        custom_prompt=custom_prompt,
+    )
+    for surface, material in (("floor", floor), ("walls", walls), ("ceiling", ceiling)):
+        if material:
+            getattr(room.materials, surface).name = material
+    if floor_swatch is not None:
+        room.materials.floor.swatch.CopyFrom(image_source(floor_swatch))
+    if style or lighting or time_of_day or additional_prompt or dry_run or max_cents is not None:
+        room.options.CopyFrom(
+            pb.GenerationOptions(
+                style_preset=style,
+                lighting=lighting,
+                time_of_day=time_of_day,
+                additional_prompt=additional_prompt,
+                dry_run=dry_run,
+            )
+        )
+        if max_cents is not None:
+            room.options.budget.max_cents = max_cents
+    return room
+
+
+def room_render_request(
+    room: pb.RoomRender, *, project_id: str = "", idempotency_key: str = ""
+) -> pb.SubmitRenderRequest:
+    """A SubmitRenderRequest for one room render."""
+    return pb.SubmitRenderRequest(room_render=room, project_id=project_id, idempotency_key=idempotency_key)
+
+
+def room_batch_request(
+    rooms: Sequence[pb.RoomRender], *, floor_plan_id: str = "", max_concurrency: int = 0, project_id: str = ""
+) -> pb.SubmitRenderRequest:
+    """A SubmitRenderRequest rendering every room of a floor plan as one batch."""
+    return pb.SubmitRenderRequest(
+        room_batch=pb.RoomBatch(floor_plan_id=floor_plan_id, rooms=rooms, max_concurrency=max_concurrency),
+        project_id=project_id,
+    )
+
+
+def texture_edit_request(
+    texture: str | bytes | Path,
+    prompt: str,
+    *,
+    mask: str | bytes | Path | None = None,
+    material_maps: bool = False,
+    dry_run: bool = False,
+    project_id: str = "",
+) -> pb.SubmitRenderRequest:
+    """A SubmitRenderRequest editing a texture (inside the mask, when one is given)."""
+    edit = pb.TextureEdit(base_texture=image_source(texture), prompt=prompt)
+    if mask is not None:
+        edit.mask.CopyFrom(image_source(mask))
+    if dry_run:
+        edit.options.dry_run = True
+    return pb.SubmitRenderRequest(
+        texture_edit=edit, project_id=project_id, output=pb.OutputOptions(include_material_maps=material_maps)
+    )
+
+
 class RenderClient:
     """A blocking client over one channel."""
 

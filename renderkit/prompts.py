@@ -18,7 +18,10 @@ MAX_ADDITIONAL_CHARS = 1000
 
 # (pattern, what to tell the user). Words are matched whole, case-insensitively.
 _REFUSED = (
-    (r"\b(nude|nudity|naked|porn\w*|explicit sex\w*|nsfw)\b", "asks for sexual content"),
+    (
+        r"\b(nudity|porn\w*|nsfw|sexual\w*|naked (wo)?m[ae]n|naked (person|people|body|bodies|figures?))\b",
+        "asks for sexual content",
+    ),
     (r"\b(gore|gory|dismember\w*|decapitat\w*|beheading)\b", "asks for graphic violence"),
     (r"\b(swastika|nazi|kkk)\b", "asks for hate symbols"),
     (

@@ -73,6 +73,7 @@ def prompt_ids(prompt: str) -> np.ndarray:
     ids[0, : len(data)] = np.frombuffer(data, np.uint8).astype(np.int64) + 1
     return ids
 
+
 # ImageNet normalisation, what both exported models were trained with.
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)

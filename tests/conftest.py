@@ -107,7 +107,7 @@ def triton_url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         deadline = time.monotonic() + 90
         while True:
             with contextlib.suppress(Exception):
-                if client.is_model_ready("depth") and client.is_model_ready("segmentation"):
+                if all(client.is_model_ready(m) for m in ("depth", "segmentation", "diffusion")):
                     break
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"Triton did not start; see {log.name}")
@@ -252,6 +252,48 @@ def openai_server() -> Iterator[FakeOpenAI]:
     """A local server speaking the OpenAI images API."""
     with fake_openai() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def generation_openai() -> Iterator[FakeOpenAI]:
+    """The local OpenAI images server behind the in-process generation stage."""
+    with fake_openai() as server:
+        yield server
+
+
+def generation_settings(
+    openai: FakeOpenAI | None, triton_url: str = "", providers: tuple[str, ...] = ("openai",)
+) -> GenerationSettings:
+    return GenerationSettings(
+        stage=stage_settings(triton_url),
+        openai_api_key="sk-test" if openai else "",
+        openai_base_url=openai.base_url if openai else "",
+        openai_model="gpt-image-1",
+        openai_timeout_s=10,
+        openai_max_retries=2,
+        providers=providers,
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+    )
+
+
+@pytest.fixture(scope="session")
+def generation_gateway_address(
+    redis_url: str,
+    stages: dict[str, str],
+    generation_openai: FakeOpenAI,
+    start_stage: Callable[[Callable[[], StageServer]], StageServer],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> str:
+    """A gateway whose generation stage talks to the local OpenAI images server, over its own Redis
+    database (so no other gateway's dispatcher takes its jobs)."""
+    generation = start_stage(lambda: create_generation(generation_settings(generation_openai)))
+    with_provider = {**stages, "generation": f"127.0.0.1:{generation.port}"}
+    redis.Redis.from_url(redis_url + "/8").flushdb()
+    storage = tmp_path_factory.mktemp("gen-storage")
+    gateway = start_gateway(gateway_settings(redis_url + "/8", storage, with_provider))
+    return f"127.0.0.1:{gateway.port}"
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import numpy as np
 
+# A prompt containing this is refused as the real API refuses content (HTTP 400, content_policy_violation).
+REFUSE_MARKER = "[provider-refuses]"
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -118,6 +121,8 @@ def fake_openai() -> Iterator[FakeOpenAI]:
                 }
             )
             reply = state.next_reply()
+            if REFUSE_MARKER in fields.get("prompt", ""):
+                reply = Reply("error", 400, "content_policy_violation")
             if reply.kind == "error":
                 error = {"message": f"scripted {reply.status}", "type": "invalid_request_error", "code": reply.code}
                 self._json(reply.status, {"error": error}, reply.headers)
@@ -126,6 +131,7 @@ def fake_openai() -> Iterator[FakeOpenAI]:
                 time.sleep(reply.delay_s)
             width, height = (int(v) for v in fields.get("size", "1024x1024").split("x"))
             source = cv2.imdecode(np.frombuffer(images[0], np.uint8), cv2.IMREAD_COLOR) if images else None
+            picture: np.ndarray
             if reply.kind == "blank":
                 picture = np.full((height, width, 3), 128, np.uint8)
             elif reply.kind == "black":
@@ -145,15 +151,15 @@ def fake_openai() -> Iterator[FakeOpenAI]:
                 item["url"] = state.base_url.removesuffix("/v1") + path
             else:
                 item["b64_json"] = base64.b64encode(_png(picture)).decode()
-            payload: dict[str, object] = {"created": 0, "data": [item]}
+            answer: dict[str, object] = {"created": 0, "data": [item]}
             if fields.get("model", "").startswith("gpt-image"):
-                payload["usage"] = {
+                answer["usage"] = {
                     "total_tokens": 1100,
                     "input_tokens": 44,
                     "output_tokens": 1056,
                     "input_tokens_details": {"text_tokens": 44, "image_tokens": 0},
                 }
-            self._json(200, payload)
+            self._json(200, answer)
 
         def _json(self, status: int, payload: dict[str, object], headers: tuple[tuple[str, str], ...] = ()) -> None:
             self._raw(status, json.dumps(payload).encode(), "application/json", headers)

@@ -57,7 +57,7 @@ def segmentation_model() -> onnx.ModelProto:
 
 
 def diffusion_model() -> onnx.ModelProto:
-    consts = {
+    consts: dict[str, np.ndarray] = {
         "fx": np.array(0.11, np.float32),
         "fy": np.array(0.07, np.float32),
         "fs": np.array(0.37, np.float32),

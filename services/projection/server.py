@@ -12,9 +12,9 @@ from render.projection.v1 import projection_service_pb2 as pb
 from render.projection.v1 import projection_service_pb2_grpc as pb_grpc
 from renderkit import homography, imaging
 from renderkit.errors import abort, bad_request
+from renderkit.material_maps import normal_map, roughness_map
 from services.common.stage import StageServer, StageSettings, build_server
 from services.projection.composite import project_material
-from renderkit.material_maps import normal_map, roughness_map
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
 

@@ -12,14 +12,19 @@ import tritonclient.grpc as triton_grpc
 
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.depth.v1 import depth_service_pb2_grpc as depth_grpc
+from render.generation.v1 import generation_service_pb2 as gen_pb
+from render.generation.v1 import generation_service_pb2_grpc as gen_grpc
+from render.imaging.v1 import imaging_pb2
 from render.segmentation.v1 import segmentation_service_pb2 as seg_pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as seg_grpc
 from renderkit import imaging
 from renderkit.triton import CONTRACTS, REPOSITORY, datatype_name, read_config
 from services.common.stage import StageServer
 from services.depth.server import create_server as create_depth
+from services.generation.server import create_server as create_generation
 from services.segmentation.server import create_server as create_segmentation
-from tests.conftest import stage_settings
+from tests.conftest import generation_settings, stage_settings
+from tests.openai_fake import FakeOpenAI, Reply
 
 
 def test_every_config_matches_the_client_contract() -> None:
@@ -98,4 +103,65 @@ def test_without_model_or_hint_segmentation_says_what_to_provide(stages: dict[st
 
 
 def test_models_dir_layout(models_dir: Path) -> None:
-    assert (models_dir / "depth" / "1" / "model.onnx").exists()
+    for model in ("depth", "segmentation", "diffusion"):
+        assert (models_dir / model / "1" / "model.onnx").exists()
+
+
+def test_generation_uses_the_diffusion_model_on_triton(
+    triton_url: str, start_stage: Callable[[Callable[[], StageServer]], StageServer]
+) -> None:
+    server = start_stage(lambda: create_generation(generation_settings(None, triton_url, providers=("triton",))))
+    before = inference_count(triton_url, "diffusion")
+    texture = (np.random.default_rng(1).integers(60, 200, (256, 256, 3))).astype(np.uint8)
+    mask = np.zeros((256, 256), np.uint8)
+    mask[64:192, 64:192] = 255
+    spec = imaging_pb2.OutputSpec(format=imaging_pb2.FORMAT_PNG, renditions=[imaging_pb2.Rendition(name="full")])
+    budget = gen_pb.Budget(max_tokens=0, max_cents=5.0)
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = gen_grpc.GenerationServiceStub(channel)
+        made = stub.Generate(
+            gen_pb.GenerateRequest(prompt="a sunny room", width=640, height=480, seed=3, output=spec, budget=budget),
+            timeout=30,
+        )
+        other_seed = stub.Generate(
+            gen_pb.GenerateRequest(prompt="a sunny room", width=640, height=480, seed=4, output=spec, budget=budget),
+            timeout=30,
+        )
+        edited = stub.Edit(
+            gen_pb.EditRequest(
+                image=imaging.encode(texture, imaging_pb2.FORMAT_PNG)[0],
+                mask_png=imaging.encode_mask(mask),
+                prompt="marble",
+                output=spec,
+                budget=budget,
+            ),
+            timeout=30,
+        )
+        capabilities = stub.GetCapabilities(gen_pb.GetCapabilitiesRequest(), timeout=10)
+    assert inference_count(triton_url, "diffusion") == before + 3
+    image = imaging.decode_bgr(made.images[0].data)
+    assert image.shape == (480, 640, 3) and image.std() > 20
+    assert made.call.provider == "triton" and made.call.model == "diffusion" and made.call.cost.cents == 0.4
+    assert np.abs(image.astype(int) - imaging.decode_bgr(other_seed.images[0].data)).mean() > 5  # the seed counts
+    out = imaging.decode_bgr(edited.images[0].data).astype(int)
+    assert np.abs(out - texture)[100:156, 100:156].mean() > 10  # painted inside the mask
+    assert np.abs(out - texture)[:40].mean() < 1  # untouched outside
+    assert [(p.name, p.breaker_state) for p in capabilities.providers] == [("triton", "closed")]
+
+
+def test_generation_fails_over_from_openai_to_the_diffusion_model(
+    triton_url: str,
+    generation_openai: FakeOpenAI,
+    start_stage: Callable[[Callable[[], StageServer]], StageServer],
+) -> None:
+    generation_openai.reset()
+    generation_openai.push(Reply("error", 500))
+    server = start_stage(
+        lambda: create_generation(generation_settings(generation_openai, triton_url, providers=("openai", "triton")))
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        reply = gen_grpc.GenerationServiceStub(channel).Generate(
+            gen_pb.GenerateRequest(prompt="a hall", budget=gen_pb.Budget(max_tokens=10000, max_cents=50)), timeout=30
+        )
+    assert [(a.provider, a.outcome) for a in reply.call.attempts] == [("openai", "error"), ("triton", "ok")]
+    assert reply.call.provider == "triton"

@@ -1,0 +1,274 @@
+"""Room renders, batches, texture edits and refinement through the gateway, over real Redis and real
+gRPC stages, with the generation stage talking to a local server that speaks the OpenAI images API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from google.rpc import error_details_pb2
+
+from render.v1 import render_service_pb2 as pb
+from renderkit import imaging, scenes
+from renderkit.client import (
+    RenderClient,
+    material_swap_request,
+    room_batch_request,
+    room_render,
+    room_render_request,
+    texture_edit_request,
+)
+from renderkit.errors import status_details, unpack_detail
+from tests.openai_fake import REFUSE_MARKER, FakeOpenAI, Reply, textured_image
+
+KITCHEN = room_render(
+    "kitchen",
+    name="Kitchen",
+    room_id="kitchen-1",
+    area=18.5,
+    floor="Oak Natural 190",
+    walls="Chalk White",
+    ceiling="Matte White",
+    style="scandinavian",
+    lighting=pb.LIGHTING_WARM,
+    time_of_day=pb.TIME_OF_DAY_EVENING,
+    additional_prompt="A long dining table",
+)
+
+
+@pytest.fixture()
+def client(generation_gateway_address: str) -> Iterator[RenderClient]:
+    with RenderClient(generation_gateway_address, tenant="gen-tests") as c:
+        yield c
+
+
+@pytest.fixture()
+def fake(generation_openai: FakeOpenAI) -> FakeOpenAI:
+    generation_openai.reset()
+    generation_openai.requests.clear()
+    return generation_openai
+
+
+def violations(exc: grpc.RpcError) -> set[str]:
+    bad = unpack_detail(status_details(exc.trailing_metadata()), error_details_pb2.BadRequest)  # type: ignore[attr-defined, arg-type]
+    assert isinstance(bad, error_details_pb2.BadRequest)
+    return {v.field for v in bad.field_violations}
+
+
+def read(output: pb.OutputFile) -> np.ndarray:
+    return imaging.decode_bgr(Path(output.uri.removeprefix("file://")).read_bytes())
+
+
+def test_a_room_render_sends_the_template_prompt_and_records_the_provider(
+    client: RenderClient, fake: FakeOpenAI
+) -> None:
+    job = client.submit(room_render_request(KITCHEN, project_id="flat-7")).job
+    assert job.total_steps == 3 and job.kind == "room_render"
+    events = list(client.watch(job.id, timeout=30))
+    done = client.get(job.id)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    messages = [e.message for e in events]
+    assert "Step 1/3: building the prompt" in messages and "Step 2/3: rendering Kitchen" in messages
+    assert any(m.startswith("Step 2/3: rendered by openai (gpt-image-1); cost") for m in messages)
+    report = done.result.generation
+    sent = fake.requests[0]["fields"]["prompt"]  # type: ignore[index]
+    assert report.prompt == sent and sent.startswith("Professional architectural interior visualization")
+    assert "- Floor: Oak Natural 190" in sent and "Lighting: warm, evening" in sent
+    assert report.revised_prompt.startswith("Revised: ") and (report.provider, report.model) == (
+        "openai",
+        "gpt-image-1",
+    )
+    assert report.cost.tokens == 1100 and report.cost.cents > 0 and report.estimated_cost.cents > 0
+    full, preview = done.result.outputs
+    assert (full.width, full.height, preview.width) == (1024, 1024, 512)
+    assert read(full).std() > 10  # a stored picture, not a link to the provider
+
+
+def test_a_swatch_goes_to_the_provider_as_a_reference_image(client: RenderClient, fake: FakeOpenAI) -> None:
+    swatch = imaging.encode(scenes.plank_texture(96))[0]
+    room = room_render("living room", name="Living", floor="Walnut", floor_swatch=swatch)
+    done = client.wait(client.submit(room_render_request(room)).job.id, timeout=30)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    call = fake.requests[0]
+    assert call["path"] == "/v1/images/edits" and call["images"] == 1 and not call["has_mask"]
+    assert "Reproduce the exact materials of the reference images (image 1: floor)" in done.result.generation.prompt
+
+
+def test_a_custom_prompt_is_sent_as_given(client: RenderClient, fake: FakeOpenAI) -> None:
+    room = room_render("kitchen", custom_prompt="A  minimalist kitchen\x07 at dawn")
+    done = client.wait(client.submit(room_render_request(room)).job.id, timeout=30)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    assert fake.requests[0]["fields"]["prompt"] == "A minimalist kitchen at dawn"  # type: ignore[index]
+
+
+def test_a_dry_run_returns_the_prompt_and_estimate_without_calling(client: RenderClient, fake: FakeOpenAI) -> None:
+    room = room_render("kitchen", floor="Oak", dry_run=True)
+    done = client.wait(client.submit(room_render_request(room)).job.id, timeout=30)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    report = done.result.generation
+    assert report.dry_run and "- Floor: Oak" in report.prompt and report.estimated_cost.cents > 0
+    assert report.cost.cents == 0 and not done.result.outputs and not fake.requests
+
+
+def test_over_budget_fails_before_spending(client: RenderClient, fake: FakeOpenAI) -> None:
+    room = room_render("kitchen", floor="Oak", max_cents=1.0)
+    done = client.wait(client.submit(room_render_request(room)).job.id, timeout=30)
+    assert done.state == pb.JOB_STATE_FAILED and done.error.code == pb.ERROR_CODE_BUDGET_EXCEEDED
+    assert "budget" in done.error.message and not fake.requests
+
+
+def test_a_budget_over_the_server_cap_is_refused_naming_the_field(client: RenderClient) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        client.submit(room_render_request(room_render("kitchen", max_cents=1e6)))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(info.value) == {"room_render.options.budget.max_cents"}
+
+
+def test_a_prompt_that_must_be_refused_is_refused_at_submit(client: RenderClient, fake: FakeOpenAI) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        client.submit(room_render_request(room_render("kitchen", additional_prompt="gore on the walls")))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(info.value) == {"room_render.options.additional_prompt"}
+    assert "graphic violence" in (info.value.details() or "")
+    assert not fake.requests
+
+
+def test_bad_generation_options_name_their_fields(client: RenderClient) -> None:
+    room = room_render("kitchen")
+    room.options.size = "800x600"
+    room.room.area_square_meters = -3
+    with pytest.raises(grpc.RpcError) as info:
+        client.submit(room_render_request(room))
+    assert violations(info.value) == {"room_render.options.size", "room_render.room.area_square_meters"}
+
+
+def test_content_policy_fails_the_job_without_retry(client: RenderClient, fake: FakeOpenAI) -> None:
+    room = room_render("kitchen", custom_prompt=f"A kitchen {REFUSE_MARKER}")
+    done = client.wait(client.submit(room_render_request(room)).job.id, timeout=30)
+    assert done.state == pb.JOB_STATE_FAILED and done.error.code == pb.ERROR_CODE_CONTENT_POLICY
+    assert len(fake.requests) == 1
+
+
+def test_blank_images_fail_the_quality_check(client: RenderClient, fake: FakeOpenAI) -> None:
+    fake.push(Reply("blank"), Reply("blank"))
+    done = client.wait(client.submit(room_render_request(room_render("kitchen"))).job.id, timeout=30)
+    assert done.state == pb.JOB_STATE_FAILED and done.error.code == pb.ERROR_CODE_QUALITY_CHECK_FAILED
+    assert "blank" in done.error.message and len(fake.requests) == 2
+
+
+def test_a_texture_edit_writes_the_edit_high_res_preview_and_maps(client: RenderClient, fake: FakeOpenAI) -> None:
+    texture = textured_image(640, 640, seed=5)
+    mask = np.zeros((640, 640), np.uint8)
+    mask[160:480, 160:480] = 255
+    request = texture_edit_request(
+        imaging.encode(texture, quality=98)[0],
+        "Add a subtle marble vein",
+        mask=imaging.encode_mask(mask),
+        material_maps=True,
+    )
+    job = client.submit(request).job
+    events = list(client.watch(job.id, timeout=30))
+    done = client.get(job.id)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    assert "Step 2/3: editing the texture" in [e.message for e in events]
+    sizes = {o.name: (o.width, o.height) for o in done.result.outputs}
+    assert sizes == {
+        "full": (640, 640),
+        "2048": (2048, 2048),
+        "preview": (512, 512),
+        "normal": (640, 640),
+        "roughness": (640, 640),
+    }
+    call = fake.requests[0]
+    assert call["path"] == "/v1/images/edits" and call["has_mask"]
+    edited = read(done.result.outputs[0]).astype(int)
+    inner, outer = cv2.erode(mask, np.ones((9, 9))) > 0, cv2.dilate(mask, np.ones((9, 9))) == 0
+    assert np.abs(edited - texture)[inner].mean() > 4 and np.abs(edited - texture)[outer].mean() < 3
+
+
+def test_a_texture_edit_needs_a_prompt_and_a_mask_of_the_texture_size(client: RenderClient) -> None:
+    texture = imaging.encode(textured_image(256, 256))[0]
+    request = texture_edit_request(texture, " ", mask=imaging.encode_mask(np.zeros((100, 100), np.uint8)))
+    with pytest.raises(grpc.RpcError) as info:
+        client.submit(request)
+    assert violations(info.value) == {"texture_edit.prompt", "texture_edit.mask.data"}
+
+
+def test_a_batch_renders_rooms_as_child_jobs_with_bounded_concurrency(client: RenderClient, fake: FakeOpenAI) -> None:
+    fake.default = Reply("slow", delay_s=0.3)
+    rooms = [
+        room_render("kitchen", name="Kitchen", room_id="k"),
+        room_render("bedroom", name="Bedroom", room_id="b", custom_prompt=f"A bedroom {REFUSE_MARKER}"),
+        room_render("bathroom", name="Bath", room_id="w"),
+        room_render("hall", name="Hall", room_id="h"),
+    ]
+    job = client.submit(room_batch_request(rooms, floor_plan_id="plan-1", max_concurrency=2)).job
+    assert job.kind == "room_batch" and job.total_steps == 4
+    events = list(client.watch(job.id, timeout=60))
+    done = client.get(job.id)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    report = done.result.batch
+    assert (report.total, report.succeeded, report.failed, report.cancelled) == (4, 3, 1, 0)
+    by_room = {c.room_id: c for c in report.children}
+    assert by_room["b"].state == pb.JOB_STATE_FAILED and by_room["b"].error.code == pb.ERROR_CODE_CONTENT_POLICY
+    assert [len(by_room[r].outputs) for r in "kwh"] == [2, 2, 2]
+    assert report.cost.tokens == 3 * 1100
+    progress = [e for e in events if e.children]
+    assert progress[-1].message.startswith("Rendered 4/4 rooms")
+    steps = [e.step for e in progress]
+    assert steps == sorted(steps) and steps[-1] == 4
+    for event in progress:  # never more than two rooms queued or rendering at once
+        active = [c for c in event.children if c.job_id and c.state in (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING)]
+        assert len(active) <= 2
+    child = client.get(by_room["k"].job_id)
+    assert child.parent_job_id == job.id and child.kind == "room_render"
+
+
+def test_cancelling_a_batch_cancels_its_children(client: RenderClient, fake: FakeOpenAI) -> None:
+    fake.default = Reply("slow", delay_s=2.0)
+    rooms = [room_render("kitchen", name=f"Room {i}", room_id=f"r{i}") for i in range(4)]
+    job = client.submit(room_batch_request(rooms, max_concurrency=2)).job
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        event = client.get(job.id)
+        if event.step == 0 and event.message.startswith("Rendered 0/4"):
+            break
+        time.sleep(0.05)
+    cancelled = client.cancel(job.id)
+    assert cancelled.state == pb.JOB_STATE_CANCELLED
+    children = [e for e in client.watch(job.id) if e.children][-1].children
+    submitted = [c.job_id for c in children if c.job_id]
+    assert len(submitted) == 2
+    deadline = time.monotonic() + 10
+    states = []
+    while time.monotonic() < deadline:
+        states = [client.get(child_id).state for child_id in submitted]
+        if all(s == pb.JOB_STATE_CANCELLED for s in states):
+            break
+        time.sleep(0.1)
+    assert states == [pb.JOB_STATE_CANCELLED] * 2
+
+
+def test_refinement_that_repaints_the_material_falls_back_and_says_so(client: RenderClient, fake: FakeOpenAI) -> None:
+    scene = scenes.room_scene(320, 240)
+    quad = [(float(x), float(y)) for x, y in scene.quad]
+    photo, swatch = imaging.encode(scene.photo)[0], imaging.encode(scenes.tile_texture(64))[0]
+    gentle = client.wait(client.submit(material_swap_request(photo, swatch, quad=quad, refine=True)).job.id, timeout=60)
+    assert gentle.state == pb.JOB_STATE_SUCCEEDED, gentle.error.message
+    assert gentle.result.refinement.applied and gentle.result.refinement.color_drift < 12
+    assert gentle.result.generation.provider == "openai" and gentle.result.generation.cost.tokens == 1100
+    fake.push(Reply("wild"))
+    job = client.submit(material_swap_request(photo, swatch, quad=quad, refine=True)).job
+    events = [e.message for e in client.watch(job.id, timeout=60)]
+    wild = client.get(job.id)
+    assert wild.state == pb.JOB_STATE_SUCCEEDED, wild.error.message
+    assert not wild.result.refinement.applied and "drifted" in wild.result.refinement.fallback_reason
+    assert any("not kept: the material's" in m for m in events)
+    plain = client.wait(client.submit(material_swap_request(photo, swatch, quad=quad)).job.id, timeout=60)
+    # The plain projection, re-encoded once more on its way through refinement.
+    assert np.abs(read(wild.result.outputs[0]).astype(int) - read(plain.result.outputs[0])).mean() < 3
