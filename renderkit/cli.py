@@ -1,17 +1,25 @@
-"""renderctl: submit, watch, get, cancel and list render jobs."""
+"""renderctl: submit material swaps, room renders, batches and texture edits; watch, get, cancel
+and list jobs."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import cast
 
 import grpc
 from google.protobuf import json_format
 
 from render.v1 import render_service_pb2 as pb
-from renderkit.client import RenderClient, material_swap_request
+from renderkit.client import (
+    RenderClient,
+    material_swap_request,
+    room_render,
+    room_render_request,
+    texture_edit_request,
+)
 
 STATE_NAMES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in pb.JobState.items()}
 
@@ -49,6 +57,17 @@ def watch(client: RenderClient, job_id: str, out: object = sys.stdout) -> pb.Job
     return client.get(job_id)
 
 
+def submit_and_maybe_watch(client: RenderClient, request: pb.SubmitRenderRequest, follow: bool) -> int:
+    """Prints the new job's id; with follow, its progress and the ended job too."""
+    job = client.submit(request).job
+    print(job.id)
+    if not follow:
+        return 0
+    job = watch(client, job.id)
+    print(show_job(job))
+    return 0 if job.state == pb.JOB_STATE_SUCCEEDED else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="renderctl", description=__doc__)
     parser.add_argument("--address", default=os.environ.get("RENDER_ADDR", "127.0.0.1:50051"))
@@ -66,6 +85,33 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--idempotency-key", default="")
     submit.add_argument("--project", default="")
     submit.add_argument("--watch", action="store_true", help="follow progress until the job ends")
+    room = commands.add_parser("room", help="render a room from a description of its surfaces")
+    room.add_argument("room_type", help='such as "kitchen"')
+    room.add_argument("--name", default="")
+    room.add_argument("--area", type=float, default=0.0, help="floor area in square metres")
+    room.add_argument("--floor", default="", help="the floor's material name")
+    room.add_argument("--walls", default="", help="the walls' material name")
+    room.add_argument("--ceiling", default="", help="the ceiling's material name")
+    room.add_argument("--floor-swatch", help="a swatch photo of the floor (file path or URL)")
+    room.add_argument("--style", default="")
+    room.add_argument("--lighting", choices=["natural", "warm", "cool", "dramatic"], default="natural")
+    room.add_argument("--time-of-day", choices=["day", "evening", "night"], default="day")
+    room.add_argument("--prompt", default="", help="additions to the built prompt")
+    room.add_argument("--custom-prompt", default="", help="send this prompt instead of the built one")
+    room.add_argument("--dry-run", action="store_true", help="return the prompt and cost estimate only")
+    room.add_argument("--max-cents", type=float)
+    batch = commands.add_parser("batch", help="render every room of a floor plan (a RoomBatch as JSON)")
+    batch.add_argument("plan", help="a JSON file holding a render.v1.RoomBatch")
+    texture = commands.add_parser("texture", help="edit a texture with an image model")
+    texture.add_argument("texture", help="file path or http(s) URL")
+    texture.add_argument("prompt")
+    texture.add_argument("--mask", help="white where the model may paint")
+    texture.add_argument("--maps", action="store_true", help="also write normal and roughness maps")
+    texture.add_argument("--dry-run", action="store_true")
+    for sub in (submit, room, batch, texture):
+        if sub is not submit:
+            sub.add_argument("--project", default="")
+            sub.add_argument("--watch", action="store_true", help="follow progress until the job ends")
     for name in ("watch", "get", "cancel"):
         sub = commands.add_parser(name, help=f"{name} a job")
         sub.add_argument("job_id")
@@ -91,12 +137,43 @@ def main(argv: list[str] | None = None) -> int:
                     output_format=fmt,
                     brick_offset=args.brick,
                 )
-                job = client.submit(request).job
-                print(job.id)
-                if args.watch:
-                    job = watch(client, job.id)
-                    print(show_job(job))
-                    return 0 if job.state == pb.JOB_STATE_SUCCEEDED else 1
+                return submit_and_maybe_watch(client, request, args.watch)
+            elif args.command == "room":
+                lighting = cast(pb.Lighting, pb.Lighting.Value(f"LIGHTING_{args.lighting.upper()}"))
+                time_of_day = cast(pb.TimeOfDay, pb.TimeOfDay.Value(f"TIME_OF_DAY_{args.time_of_day.upper()}"))
+                described = room_render(
+                    args.room_type,
+                    name=args.name,
+                    area=args.area,
+                    floor=args.floor,
+                    walls=args.walls,
+                    ceiling=args.ceiling,
+                    floor_swatch=args.floor_swatch,
+                    style=args.style,
+                    lighting=lighting,
+                    time_of_day=time_of_day,
+                    additional_prompt=args.prompt,
+                    custom_prompt=args.custom_prompt,
+                    dry_run=args.dry_run,
+                    max_cents=args.max_cents,
+                )
+                return submit_and_maybe_watch(
+                    client, room_render_request(described, project_id=args.project), args.watch
+                )
+            elif args.command == "batch":
+                plan = json_format.Parse(Path(args.plan).read_text(), pb.RoomBatch())
+                request = pb.SubmitRenderRequest(room_batch=plan, project_id=args.project)
+                return submit_and_maybe_watch(client, request, args.watch)
+            elif args.command == "texture":
+                request = texture_edit_request(
+                    args.texture,
+                    args.prompt,
+                    mask=args.mask,
+                    material_maps=args.maps,
+                    dry_run=args.dry_run,
+                    project_id=args.project,
+                )
+                return submit_and_maybe_watch(client, request, args.watch)
             elif args.command == "watch":
                 job = watch(client, args.job_id)
                 return 0 if job.state == pb.JOB_STATE_SUCCEEDED else 1

@@ -95,10 +95,9 @@ def build_generator(
             providers.append(openai_provider)
         elif name == "triton" and triton is not None:
             providers.append(TritonDiffusionProvider(triton, model=settings.diffusion_model, prices=prices))
-    calls = (meter or metrics.get_meter(__name__)).create_counter(
-        "render.generation.provider.calls", description="Provider attempts by outcome"
-    )
-    return Generator(
+    meter = meter or metrics.get_meter(__name__)
+    calls = meter.create_counter("render.generation.provider.calls", description="Provider attempts by outcome")
+    generator = Generator(
         providers,
         policy=RetryPolicy(
             rate_limit_retries=settings.openai_max_retries,
@@ -110,6 +109,15 @@ def build_generator(
         call_timeout_s=settings.openai_timeout_s,
         on_event=lambda provider, outcome: calls.add(1, {"provider": provider, "outcome": outcome}),
     )
+    levels = {"closed": 0, "half_open": 1, "open": 2}
+
+    def breaker_states(_options: metrics.CallbackOptions) -> list[metrics.Observation]:
+        return [metrics.Observation(levels[b.state], {"provider": n}) for n, b in generator.breakers.items()]
+
+    meter.create_observable_gauge(
+        "render.generation.breaker.state", [breaker_states], description="0 closed, 1 half-open, 2 open"
+    )
+    return generator
 
 
 def _cost(cost: Cost) -> pb.Cost:

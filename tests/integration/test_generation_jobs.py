@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from google.rpc import error_details_pb2
 
+from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
 from renderkit import imaging, scenes
 from renderkit.client import (
@@ -272,3 +273,22 @@ def test_refinement_that_repaints_the_material_falls_back_and_says_so(client: Re
     plain = client.wait(client.submit(material_swap_request(photo, swatch, quad=quad)).job.id, timeout=60)
     # The plain projection, re-encoded once more on its way through refinement.
     assert np.abs(read(wild.result.outputs[0]).astype(int) - read(plain.result.outputs[0])).mean() < 3
+
+
+def test_renderctl_renders_rooms_batches_and_textures(
+    generation_gateway_address: str, fake: FakeOpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from google.protobuf import json_format
+
+    from renderkit.cli import main
+
+    base = ["--address", generation_gateway_address, "--tenant", "cli"]
+    assert main([*base, "room", "kitchen", "--floor", "Oak", "--lighting", "warm", "--dry-run", "--watch"]) == 0
+    assert '"dry_run": true' in capsys.readouterr().out and not fake.requests
+    plan = pb.RoomBatch(rooms=[room_render("hall", room_id="h"), room_render("study", room_id="s")])
+    (tmp_path / "plan.json").write_text(json_format.MessageToJson(plan))
+    assert main([*base, "batch", str(tmp_path / "plan.json"), "--watch"]) == 0
+    assert "Rendered 2/2 rooms" in capsys.readouterr().out
+    (tmp_path / "t.png").write_bytes(imaging.encode(textured_image(128, 128), imaging_pb2.FORMAT_PNG)[0])
+    assert main([*base, "texture", str(tmp_path / "t.png"), "Make it weathered", "--maps", "--watch"]) == 0
+    assert '"name": "roughness"' in capsys.readouterr().out

@@ -165,3 +165,54 @@ def test_generation_fails_over_from_openai_to_the_diffusion_model(
         )
     assert [(a.provider, a.outcome) for a in reply.call.attempts] == [("openai", "error"), ("triton", "ok")]
     assert reply.call.provider == "triton"
+
+
+def test_an_open_breaker_shows_in_health_capabilities_and_metrics(
+    generation_openai: FakeOpenAI, start_stage: Callable[[Callable[[], StageServer]], StageServer]
+) -> None:
+    from dataclasses import replace
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    generation_openai.reset()
+    generation_openai.default = Reply("error", 502)
+    settings = replace(generation_settings(generation_openai), breaker_threshold=2)
+    server = start_stage(lambda: create_generation(settings, meter))
+    request = gen_pb.GenerateRequest(prompt="a hall", budget=gen_pb.Budget(max_tokens=10000, max_cents=50))
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = gen_grpc.GenerationServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        name = "render.generation.v1.GenerationService/openai"
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
+        )
+        codes = []
+        for _ in range(3):
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Generate(request, timeout=10)
+            codes.append(info.value.code())
+        status = health.Check(health_pb2.HealthCheckRequest(service=name)).status
+        capabilities = stub.GetCapabilities(gen_pb.GetCapabilitiesRequest(), timeout=5)
+    generation_openai.reset()
+    assert codes == [grpc.StatusCode.UNAVAILABLE] * 3
+    assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+    (openai,) = capabilities.providers
+    assert (openai.breaker_state, openai.failures_total, openai.breaker_opened_total) == ("open", 2, 1)
+    points = {
+        (dict(p.attributes)["outcome"], dict(p.attributes).get("provider")): p.value
+        for metric in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+        if metric.name == "render.generation.provider.calls"
+        for p in metric.data.data_points
+    }
+    assert points == {("error", "openai"): 2, ("circuit_open", "openai"): 1}
+    gauge = {
+        dict(p.attributes)["provider"]: p.value
+        for metric in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+        if metric.name == "render.generation.breaker.state"
+        for p in metric.data.data_points
+    }
+    assert gauge == {"openai": 2}  # 0 closed, 1 half-open, 2 open
