@@ -202,17 +202,25 @@ def test_an_open_breaker_shows_in_health_capabilities_and_metrics(
     assert status == health_pb2.HealthCheckResponse.NOT_SERVING
     (openai,) = capabilities.providers
     assert (openai.breaker_state, openai.failures_total, openai.breaker_opened_total) == ("open", 2, 1)
-    points = {
-        (dict(p.attributes)["outcome"], dict(p.attributes).get("provider")): p.value
-        for metric in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
-        if metric.name == "render.generation.provider.calls"
+    points, gauge = (
+        metric_points(reader, "render.generation.provider.calls"),
+        metric_points(reader, "render.generation.breaker.state"),
+    )
+    assert points == {
+        (("outcome", "error"), ("provider", "openai")): 2,
+        (("outcome", "circuit_open"), ("provider", "openai")): 1,
+    }
+    assert gauge == {(("provider", "openai"),): 2}  # 0 closed, 1 half-open, 2 open
+
+
+def metric_points(reader: object, name: str) -> dict[tuple[tuple[str, object], ...], float]:
+    """The data points of one metric, by their sorted attributes."""
+    data = reader.get_metrics_data()  # type: ignore[attr-defined]
+    return {
+        tuple(sorted(dict(p.attributes).items())): p.value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
         for p in metric.data.data_points
     }
-    assert points == {("error", "openai"): 2, ("circuit_open", "openai"): 1}
-    gauge = {
-        dict(p.attributes)["provider"]: p.value
-        for metric in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
-        if metric.name == "render.generation.breaker.state"
-        for p in metric.data.data_points
-    }
-    assert gauge == {"openai": 2}  # 0 closed, 1 half-open, 2 open
