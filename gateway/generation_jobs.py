@@ -87,11 +87,7 @@ async def run_room_render(ctx: JobContext) -> pb.JobResult:
         generation_pb.GenerateResponse,
         lambda t: ctx.stages.generation.Generate(request, timeout=t),
     )
-    ctx.spend(response.call.cost)
-    await ctx.detail(2, pb.STAGE_GENERATION, _describe(response.call))
-    await ctx.step(3, pb.STAGE_OUTPUT, "writing outputs")
-    outputs = await write_outputs(ctx, list(response.images))
-    return pb.JobResult(outputs=outputs, generation=generation_report(response.call, ctx))
+    return await _finish(ctx, response)
 
 
 def texture_spec(output: pb.OutputOptions) -> imaging_pb2.OutputSpec:
@@ -135,6 +131,13 @@ async def run_texture_edit(ctx: JobContext) -> pb.JobResult:
         generation_pb.EditResponse,
         lambda t: ctx.stages.generation.Edit(request, timeout=t),
     )
+    return await _finish(ctx, response)
+
+
+async def _finish(
+    ctx: JobContext, response: generation_pb.GenerateResponse | generation_pb.EditResponse
+) -> pb.JobResult:
+    """Counts the call's cost, reports it, and stores the images (step 3 of 3)."""
     ctx.spend(response.call.cost)
     await ctx.detail(2, pb.STAGE_GENERATION, _describe(response.call))
     await ctx.step(3, pb.STAGE_OUTPUT, "writing outputs")

@@ -46,8 +46,9 @@ def show_job(job: pb.Job) -> str:
     return json_format.MessageToJson(job, preserving_proto_field_name=True)
 
 
-def watch(client: RenderClient, job_id: str, out: object = sys.stdout) -> pb.Job:
-    """Prints a progress line per event until the job ends."""
+def watch(client: RenderClient, job_id: str, out: object = None) -> pb.Job:
+    """Prints a progress line per event until the job ends (to stdout as it is at the call)."""
+    out = out if out is not None else sys.stdout
     tty = getattr(out, "isatty", lambda: False)()
     for event in client.watch(job_id):
         line = progress_bar(event)

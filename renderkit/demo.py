@@ -13,7 +13,7 @@ import cv2
 from render.v1 import render_service_pb2 as pb
 from renderkit import scenes
 from renderkit.cli import watch
-from renderkit.client import RenderClient, material_swap_request
+from renderkit.client import RenderClient, material_swap_request, room_render, room_render_request
 from renderkit.launcher import ROOT, Ports, Stack
 
 
@@ -46,6 +46,17 @@ def main() -> int:
                 target = out_dir / f"demo-{output.name}{source.suffix}"
                 target.write_bytes(source.read_bytes())
                 print(f"{output.name:<8} {output.width}x{output.height}  {target}")
+            # A room render as a dry run: the prompt and what it would cost, with or without a key.
+            room = room_render(
+                "living room", area=32, floor="Oak Natural 190", walls="Chalk White", style="modern", dry_run=True
+            )
+            dry = client.wait(client.submit(room_render_request(room)).job.id, timeout=60)
+            if dry.state != pb.JOB_STATE_SUCCEEDED:
+                print(f"the room render dry run failed: {dry.error.message}", file=sys.stderr)
+                return 1
+            report = dry.result.generation
+            print(f"\nroom render (dry run) with {report.provider} {report.model}:\n{report.prompt}")
+            print(f"estimated cost: {report.estimated_cost.cents:.2f} cents, {report.estimated_cost.tokens} tokens")
         print("stack stopped")
     return 0
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from render.imaging.v1 import imaging_pb2
+from renderkit import imaging
 from renderkit.imaging import srgb_to_linear
 
 _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], np.float32)
@@ -52,3 +54,16 @@ def roughness_map(swatch_bgr: np.ndarray) -> np.ndarray:
     detail = detail / max(float(detail.max()), 1e-6)
     roughness = 0.55 + 0.35 * detail - 0.25 * (luminance - float(luminance.mean()))
     return np.clip(roughness * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def material_map_images(texture_bgr: np.ndarray) -> list[imaging_pb2.EncodedImage]:
+    """A texture's normal and roughness maps as lossless PNG renditions named "normal" and "roughness"."""
+    out = []
+    for name, image in (("normal", normal_map(texture_bgr)), ("roughness", roughness_map(texture_bgr))):
+        data, content_type = imaging.encode(image, imaging_pb2.FORMAT_PNG)
+        out.append(
+            imaging_pb2.EncodedImage(
+                name=name, data=data, content_type=content_type, width=image.shape[1], height=image.shape[0]
+            )
+        )
+    return out

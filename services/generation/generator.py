@@ -120,7 +120,7 @@ class Generator:
         chosen = next((p for p in candidates if self.breakers[p.name].state != "open"), candidates[0])  # type: ignore[attr-defined]
         estimate = chosen.estimate(task)  # type: ignore[attr-defined]
         if not estimate.within(budget):
-            raise BudgetExceeded(_over_budget(estimate, budget))
+            raise BudgetExceeded(over_budget(estimate, budget))
         return Outcome(provider=chosen.name, model=chosen.model, image=None, estimate=estimate)  # type: ignore[attr-defined]
 
     async def run(
@@ -154,7 +154,7 @@ class Generator:
                 if first_estimate is None:
                     first_estimate = estimate
                 if not (spent + estimate).within(budget):
-                    raise BudgetExceeded(_over_budget(spent + estimate, budget), attempts, spent)
+                    raise BudgetExceeded(over_budget(spent + estimate, budget), attempts, spent)
                 if not breaker.allow():
                     note(name, "circuit_open", "the provider failed repeatedly; its breaker is open")
                     break
@@ -226,7 +226,7 @@ class Generator:
         raise Unavailable(f"no image provider could make the image ({summary})", attempts, spent)
 
 
-def _over_budget(estimate: Cost, budget: Cost) -> str:
+def over_budget(estimate: Cost, budget: Cost) -> str:
     return (
         f"the job's budget ({budget.tokens} tokens, {budget.cents:.2f} cents) does not cover the next image "
         f"(estimated {estimate.tokens} tokens, {estimate.cents:.2f} cents in all)"

@@ -16,16 +16,15 @@ from opentelemetry import metrics
 
 from render.generation.v1 import generation_service_pb2 as pb
 from render.generation.v1 import generation_service_pb2_grpc as pb_grpc
-from render.imaging.v1 import imaging_pb2
 from renderkit import imaging
 from renderkit.errors import abort, error_info
-from renderkit.material_maps import normal_map, roughness_map
+from renderkit.material_maps import material_map_images
 from renderkit.settings import env_float, env_int, env_str
 from renderkit.triton import TritonModels
 from services.common.stage import StageServer, StageSettings, build_server, triton_for
 from services.generation.drift import measure_drift
-from services.generation.generator import Attempt, GenerationError, Generator, Outcome
-from services.generation.openai_images import OpenAIProvider
+from services.generation.generator import Attempt, BudgetExceeded, GenerationError, Generator, Outcome, over_budget
+from services.generation.openai_images import OpenAIProvider, provider_size
 from services.generation.providers import Cost, ImageTask, PriceTable
 from services.generation.quality import edit_problem, quality_problem
 from services.generation.reliability import CircuitBreaker, RetryPolicy
@@ -151,6 +150,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
 
     def __init__(self, settings: GenerationSettings, generator: Generator) -> None:
         self.settings = settings
+        self.prices = PriceTable.load(settings.price_table)
         self.generator = generator
         self.health: HealthServicer | None = None
 
@@ -213,18 +213,20 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         dry_run: bool,
         check: Callable[[np.ndarray], str | None] = quality_problem,
     ) -> Outcome:
-        if not self.generator.providers:
+        allowance = Cost(budget.max_tokens, budget.max_cents)
+        if not self.generator.providers and not dry_run:
             await abort(
                 context,
                 grpc.StatusCode.UNAVAILABLE,
                 "image generation is unavailable: no image provider is configured",
                 error_info("PROVIDER_UNAVAILABLE"),
             )
-        allowance = Cost(budget.max_tokens, budget.max_cents)
         remaining = context.time_remaining()
         deadline = time.monotonic() + remaining - 0.5 if remaining is not None else None
         try:
             if dry_run:
+                if not self.generator.providers:
+                    return self._unconfigured_estimate(task, allowance)
                 return self.generator.dry_run(task, allowance)
             outcome = await self.generator.run(task, allowance, deadline=deadline, check=check)
         except GenerationError as exc:
@@ -232,6 +234,21 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             raise  # unreachable: abort raises
         await self._publish_health()
         return outcome
+
+    def _unconfigured_estimate(self, task: ImageTask, budget: Cost) -> Outcome:
+        """A dry run with no provider configured: priced as the first provider of the failover order
+        would price it, so clients can see prompts and costs before a key is set."""
+        name = self.settings.providers[0] if self.settings.providers else "openai"
+        if name == "triton":
+            model, size = self.settings.diffusion_model, "*"
+        else:
+            model = self.settings.openai_model
+            width, height = provider_size(task.width, task.height, model)
+            size = f"{width}x{height}"
+        estimate = self.prices.estimate(name, model, task, size)
+        if not estimate.within(budget):
+            raise BudgetExceeded(over_budget(estimate, budget))
+        return Outcome(provider=name, model=model, image=None, estimate=estimate)
 
     async def _decode(self, context: grpc.aio.ServicerContext, data: bytes, what: str) -> np.ndarray:  # type: ignore[type-arg]
         try:
@@ -292,7 +309,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         edited = _blend_inside(image, outcome.image, mask)
         images = await asyncio.to_thread(imaging.encode_renditions, edited, request.output)
         if request.material_maps:
-            images += await asyncio.to_thread(_material_maps, edited)
+            images += await asyncio.to_thread(material_map_images, edited)
         return pb.EditResponse(images=images, call=_call(outcome, request.prompt))
 
     async def Refine(
@@ -336,18 +353,6 @@ def _blend_inside(image: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np
     alpha = (cv2.GaussianBlur(mask, (0, 0), 1.0).astype(np.float32) / 255.0)[..., None]
     blended = image + (edited.astype(np.float32) - image) * alpha
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-
-
-def _material_maps(texture: np.ndarray) -> list[imaging_pb2.EncodedImage]:
-    out = []
-    for name, image in (("normal", normal_map(texture)), ("roughness", roughness_map(texture))):
-        data, content_type = imaging.encode(image, imaging_pb2.FORMAT_PNG)
-        out.append(
-            imaging_pb2.EncodedImage(
-                name=name, data=data, content_type=content_type, width=image.shape[1], height=image.shape[0]
-            )
-        )
-    return out
 
 
 def create_server(settings: GenerationSettings, meter: metrics.Meter | None = None) -> StageServer:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-import numpy as np
 
-from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as pb
 from render.projection.v1 import projection_service_pb2_grpc as pb_grpc
 from renderkit import homography, imaging
 from renderkit.errors import abort, bad_request
-from renderkit.material_maps import normal_map, roughness_map
+from renderkit.material_maps import material_map_images
 from services.common.stage import StageServer, StageSettings, build_server
 from services.projection.composite import project_material
 
@@ -33,19 +31,6 @@ def _project(request: pb.ProjectRequest) -> list:  # type: ignore[type-arg]
     if request.material_maps:
         images += material_map_images(swatch)
     return images
-
-
-def material_map_images(swatch: np.ndarray) -> list[imaging_pb2.EncodedImage]:
-    """The swatch's normal and roughness maps as lossless PNG renditions."""
-    out = []
-    for name, image in (("normal", normal_map(swatch)), ("roughness", roughness_map(swatch))):
-        data, content_type = imaging.encode(image, imaging_pb2.FORMAT_PNG)
-        out.append(
-            imaging_pb2.EncodedImage(
-                name=name, data=data, content_type=content_type, width=image.shape[1], height=image.shape[0]
-            )
-        )
-    return out
 
 
 class ProjectionServicer(pb_grpc.ProjectionServiceServicer):

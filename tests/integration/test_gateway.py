@@ -16,7 +16,7 @@ from gateway.server import Gateway
 from gateway.settings import GatewaySettings
 from render.v1 import render_service_pb2 as pb
 from renderkit import imaging, scenes
-from renderkit.client import RenderClient, material_swap_request
+from renderkit.client import RenderClient, material_swap_request, room_render, room_render_request
 from renderkit.errors import status_details, unpack_detail
 from tests.conftest import gateway_settings
 
@@ -123,6 +123,18 @@ def test_refinement_without_a_provider_fails_with_provider_unavailable(client: R
     assert done.state == pb.JOB_STATE_FAILED
     assert done.error.code == pb.ERROR_CODE_PROVIDER_UNAVAILABLE and "no image provider" in done.error.message
     assert done.total_steps == 5
+
+
+def test_without_a_provider_a_room_render_fails_but_its_dry_run_works(client: RenderClient) -> None:
+    room = room_render("kitchen", floor="Oak", walls="White")
+    failed = client.wait(client.submit(room_render_request(room)).job.id, timeout=30)
+    assert failed.state == pb.JOB_STATE_FAILED and failed.error.code == pb.ERROR_CODE_PROVIDER_UNAVAILABLE
+    room.options.dry_run = True
+    dry = client.wait(client.submit(room_render_request(room)).job.id, timeout=30)
+    assert dry.state == pb.JOB_STATE_SUCCEEDED, dry.error.message
+    report = dry.result.generation
+    assert report.dry_run and (report.provider, report.model) == ("openai", "gpt-image-1")
+    assert "- Walls: White" in report.prompt and report.estimated_cost.cents > 0 and not dry.result.outputs
 
 
 def test_a_full_queue_sheds_load_with_retry_info(
