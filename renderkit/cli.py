@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import cast
+from typing import TextIO, cast
 
 import grpc
 from google.protobuf import json_format
@@ -46,15 +46,15 @@ def show_job(job: pb.Job) -> str:
     return json_format.MessageToJson(job, preserving_proto_field_name=True)
 
 
-def watch(client: RenderClient, job_id: str, out: object = None) -> pb.Job:
+def watch(client: RenderClient, job_id: str, out: TextIO | None = None) -> pb.Job:
     """Prints a progress line per event until the job ends (to stdout as it is at the call)."""
-    out = out if out is not None else sys.stdout
-    tty = getattr(out, "isatty", lambda: False)()
+    stream = out if out is not None else sys.stdout
+    tty = stream.isatty()
     for event in client.watch(job_id):
         line = progress_bar(event)
-        print(("\r" + line.ljust(100)) if tty else line, end="" if tty else "\n", file=out, flush=True)  # type: ignore[call-overload]
+        print(("\r" + line.ljust(100)) if tty else line, end="" if tty else "\n", file=stream, flush=True)
     if tty:
-        print(file=out)  # type: ignore[call-overload]
+        print(file=stream)
     return client.get(job_id)
 
 

@@ -109,12 +109,14 @@ class Generator:
         for provider in self.providers:
             await provider.close()  # type: ignore[attr-defined]
 
-    def _eligible(self, task: ImageTask) -> list[object]:
-        return [p for p in self.providers if task.kind == "generate" or p.can_edit]  # type: ignore[attr-defined]
+    async def _eligible(self, task: ImageTask) -> list[object]:
+        """Providers that can do the task and are serving (a Triton model may not be loaded)."""
+        able = [p for p in self.providers if task.kind == "generate" or p.can_edit]  # type: ignore[attr-defined]
+        return [p for p in able if await p.ready()]  # type: ignore[attr-defined]
 
-    def dry_run(self, task: ImageTask, budget: Cost) -> Outcome:
+    async def dry_run(self, task: ImageTask, budget: Cost) -> Outcome:
         """The provider that would be called first, and its estimate; BudgetExceeded when over."""
-        candidates = self._eligible(task)
+        candidates = await self._eligible(task)
         if not candidates:
             raise Unavailable("no configured image provider can do this")
         chosen = next((p for p in candidates if self.breakers[p.name].state != "open"), candidates[0])  # type: ignore[attr-defined]
@@ -136,7 +138,7 @@ class Generator:
         spent = Cost()
         first_estimate: Cost | None = None
         quality_failed = ""
-        candidates = self._eligible(task)
+        candidates = await self._eligible(task)
         if not candidates:
             raise Unavailable("no configured image provider can do this")
 

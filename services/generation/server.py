@@ -23,7 +23,15 @@ from renderkit.settings import env_float, env_int, env_str
 from renderkit.triton import TritonModels
 from services.common.stage import StageServer, StageSettings, build_server, triton_for
 from services.generation.drift import measure_drift
-from services.generation.generator import Attempt, BudgetExceeded, GenerationError, Generator, Outcome, over_budget
+from services.generation.generator import (
+    Attempt,
+    BudgetExceeded,
+    GenerationError,
+    Generator,
+    Outcome,
+    Unavailable,
+    over_budget,
+)
 from services.generation.openai_images import OpenAIProvider, provider_size
 from services.generation.providers import Cost, ImageTask, PriceTable
 from services.generation.quality import edit_problem, quality_problem
@@ -225,9 +233,10 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         deadline = time.monotonic() + remaining - 0.5 if remaining is not None else None
         try:
             if dry_run:
-                if not self.generator.providers:
+                try:
+                    return await self.generator.dry_run(task, allowance)
+                except Unavailable:  # nothing configured or serving: priced as it would be
                     return self._unconfigured_estimate(task, allowance)
-                return self.generator.dry_run(task, allowance)
             outcome = await self.generator.run(task, allowance, deadline=deadline, check=check)
         except GenerationError as exc:
             await self._fail(context, exc)

@@ -33,6 +33,10 @@ class TritonDiffusionProvider:
     async def close(self) -> None:
         return None  # the Triton client belongs to the server
 
+    async def ready(self) -> bool:
+        """Whether Triton serves the model now (a Triton without diffusion weights is skipped)."""
+        return await self.triton.model_ready(self.model)
+
     def estimate(self, task: ImageTask) -> Cost:
         return self.prices.estimate(self.name, self.model, task, "*")
 

@@ -255,7 +255,7 @@ def test_over_budget_fails_before_any_request(fakes: Fakes) -> None:
 def test_a_dry_run_estimates_without_calling(fakes: Fakes) -> None:
     primary, _ = fakes
     gen = generator(primary)
-    outcome = gen.dry_run(TASK, PLENTY)
+    outcome = asyncio.run(gen.dry_run(TASK, PLENTY))
     assert outcome.image is None and outcome.provider == "openai" and outcome.estimate.cents > 0
     assert not primary.requests
 

@@ -224,3 +224,21 @@ def metric_points(reader: object, name: str) -> dict[tuple[tuple[str, object], .
         if metric.name == name
         for p in metric.data.data_points
     }
+
+
+def test_a_triton_without_the_diffusion_model_is_skipped(
+    triton_url: str, start_stage: Callable[[Callable[[], StageServer]], StageServer]
+) -> None:
+    from dataclasses import replace
+
+    settings = replace(generation_settings(None, triton_url, providers=("triton",)), diffusion_model="not-loaded")
+    server = start_stage(lambda: create_generation(settings))
+    budget = gen_pb.Budget(max_tokens=0, max_cents=5.0)
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = gen_grpc.GenerationServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Generate(gen_pb.GenerateRequest(prompt="a hall", budget=budget), timeout=10)
+        dry = stub.Generate(gen_pb.GenerateRequest(prompt="a hall", budget=budget, dry_run=True), timeout=10)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "no configured image provider" in str(info.value.details())
+    assert dry.call.dry_run and dry.call.provider == "triton" and dry.call.estimated_cost.cents == 0.4
