@@ -19,13 +19,9 @@ def events(job_id: str) -> str:
 
 
 def checkpoints(job_id: str) -> str:
-    """The hash of a job's stage outputs, so a new dispatcher resumes at the first unfinished stage."""
+    """The hash of a job's stage outputs, so a new dispatcher resumes at the first unfinished stage
+    (for a batch also its child jobs, as child:{room index})."""
     return f"job:{job_id}:ckpt"
-
-
-def children(job_id: str) -> str:
-    """The hash of a batch's child jobs: room index -> child job id."""
-    return f"job:{job_id}:children"
 
 
 def tenant_index(tenant: str) -> str:

@@ -468,16 +468,18 @@ class Ledger:
     # -- batches ----------------------------------------------------------------------------------
 
     async def add_child(self, parent_id: str, owner: str, index: int, child_id: str) -> None:
-        """Records a batch's child job under its room index; refused when another dispatcher owns the batch."""
-        ok = await self._checkpoint(keys=[keys.children(parent_id), keys.job(parent_id)], args=[owner, index, child_id])
-        if not ok:
-            raise NotOwner(f"job {parent_id}: not the owner")
-        await self.redis.pexpire(keys.children(parent_id), self.retention_ms * 2)
+        """Records a batch's child job under its room index (with the batch's checkpoints, so it
+        expires with them); refused when another dispatcher owns the batch."""
+        await self.save_checkpoint(parent_id, owner, f"{_CHILD}{index}", child_id.encode())
 
     async def children(self, parent_id: str) -> dict[int, str]:
         """A batch's child jobs by room index."""
-        raw: Any = await self.redis.hgetall(keys.children(parent_id))
-        return {int(k): v.decode() for k, v in raw.items()}
+        raw: Any = await self.redis.hgetall(keys.checkpoints(parent_id))
+        return {
+            int(k[len(_CHILD) :]): v.decode()
+            for k, v in ((k.decode(), v) for k, v in raw.items())
+            if k.startswith(_CHILD)
+        }
 
     async def jobs(self, job_ids: Sequence[str]) -> list[StoredJob | None]:
         """Several jobs in one round trip."""
@@ -551,6 +553,7 @@ class Ledger:
             await pipe.execute()
 
 
+_CHILD = "child:"  # checkpoint fields of a batch's child jobs: child:{room index} -> job id
 _TERMINAL_PROTO = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
 
 
