@@ -183,8 +183,6 @@ def _generation_options(options: pb.GenerationOptions, base: str, limits: Limits
     violations: list[Violation] = []
     if options.size and options.size not in SIZES:
         violations.append((f"{base}.size", f"must be one of {', '.join(SIZES)}"))
-    if len(options.style_preset) > _SHORT_TEXT:
-        violations.append((f"{base}.style_preset", f"at most {_SHORT_TEXT} characters"))
     violations += _prompt_text(options.style_preset, f"{base}.style_preset", _SHORT_TEXT)
     violations += _prompt_text(options.additional_prompt, f"{base}.additional_prompt", prompts.MAX_ADDITIONAL_CHARS)
     for name, enum in (("quality", pb.RenderQuality), ("lighting", pb.Lighting), ("time_of_day", pb.TimeOfDay)):

@@ -25,6 +25,7 @@ from services.generation.providers import (
     ContentRefused,
     Cost,
     ImageTask,
+    Provider,
     ProviderFailure,
     ProviderTimeout,
     RateLimited,
@@ -88,7 +89,7 @@ class Generator:
 
     def __init__(
         self,
-        providers: Sequence[object],
+        providers: Sequence[Provider],
         *,
         policy: RetryPolicy | None = None,
         breaker: Callable[[], CircuitBreaker] = CircuitBreaker,
@@ -99,7 +100,7 @@ class Generator:
     ) -> None:
         self.providers = list(providers)
         self.policy = policy or RetryPolicy()
-        self.breakers = {p.name: breaker() for p in self.providers}  # type: ignore[attr-defined]
+        self.breakers = {p.name: breaker() for p in self.providers}
         self.call_timeout_s = call_timeout_s
         self.rng = rng or random.Random()
         self.sleep = sleep
@@ -107,23 +108,23 @@ class Generator:
 
     async def close(self) -> None:
         for provider in self.providers:
-            await provider.close()  # type: ignore[attr-defined]
+            await provider.close()
 
-    async def _eligible(self, task: ImageTask) -> list[object]:
+    async def _eligible(self, task: ImageTask) -> list[Provider]:
         """Providers that can do the task and are serving (a Triton model may not be loaded)."""
-        able = [p for p in self.providers if task.kind == "generate" or p.can_edit]  # type: ignore[attr-defined]
-        return [p for p in able if await p.ready()]  # type: ignore[attr-defined]
+        able = [p for p in self.providers if task.kind == "generate" or p.can_edit]
+        return [p for p in able if await p.ready()]
 
     async def dry_run(self, task: ImageTask, budget: Cost) -> Outcome:
         """The provider that would be called first, and its estimate; BudgetExceeded when over."""
         candidates = await self._eligible(task)
         if not candidates:
             raise Unavailable("no configured image provider can do this")
-        chosen = next((p for p in candidates if self.breakers[p.name].state != "open"), candidates[0])  # type: ignore[attr-defined]
-        estimate = chosen.estimate(task)  # type: ignore[attr-defined]
+        chosen = next((p for p in candidates if self.breakers[p.name].state != "open"), candidates[0])
+        estimate = chosen.estimate(task)
         if not estimate.within(budget):
             raise BudgetExceeded(over_budget(estimate, budget))
-        return Outcome(provider=chosen.name, model=chosen.model, image=None, estimate=estimate)  # type: ignore[attr-defined]
+        return Outcome(provider=chosen.name, model=chosen.model, image=None, estimate=estimate)
 
     async def run(
         self,
@@ -148,11 +149,11 @@ class Generator:
             log.info("provider %s: %s %s", provider, outcome, detail)
 
         for provider in candidates:
-            name: str = provider.name  # type: ignore[attr-defined]
+            name = provider.name
             breaker = self.breakers[name]
             rate_retries = timeouts = quality_retries = 0
             while True:
-                estimate: Cost = provider.estimate(task)  # type: ignore[attr-defined]
+                estimate = provider.estimate(task)
                 if first_estimate is None:
                     first_estimate = estimate
                 if not (spent + estimate).within(budget):
@@ -166,7 +167,7 @@ class Generator:
                 if left <= 0.5:
                     raise Unavailable("no time was left for the image provider", attempts, spent)
                 try:
-                    answer = await provider.run(task, left)  # type: ignore[attr-defined]
+                    answer = await provider.run(task, left)
                 except ContentRefused as exc:
                     breaker.neutral()
                     note(name, "content_policy", str(exc))
@@ -199,7 +200,7 @@ class Generator:
                     note(name, exc.outcome, exc.detail)
                     break
                 breaker.success()
-                cost = provider.actual_cost(task, answer.tokens)  # type: ignore[attr-defined]
+                cost = provider.actual_cost(task, answer.tokens)
                 spent = spent + cost
                 problem = check(answer.image)
                 if problem:

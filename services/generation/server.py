@@ -33,7 +33,7 @@ from services.generation.generator import (
     over_budget,
 )
 from services.generation.openai_images import OpenAIProvider, provider_size
-from services.generation.providers import Cost, ImageTask, PriceTable
+from services.generation.providers import Cost, ImageTask, PriceTable, Provider
 from services.generation.quality import edit_problem, quality_problem
 from services.generation.reliability import CircuitBreaker, RetryPolicy
 from services.generation.triton_diffusion import TritonDiffusionProvider
@@ -89,11 +89,10 @@ class GenerationSettings:
 
 
 def build_generator(
-    settings: GenerationSettings, triton: TritonModels | None, meter: metrics.Meter | None = None
+    settings: GenerationSettings, triton: TritonModels | None, prices: PriceTable, meter: metrics.Meter | None = None
 ) -> Generator:
     """The providers named in settings.providers that are configured here, in that order."""
-    prices = PriceTable.load(settings.price_table)
-    providers: list[object] = []
+    providers: list[Provider] = []
     for name in settings.providers:
         if name == "openai" and settings.openai_api_key:
             openai_provider = OpenAIProvider(
@@ -156,9 +155,9 @@ def provider_health_name(provider: str) -> str:
 class GenerationServicer(pb_grpc.GenerationServiceServicer):
     """Generates, edits and refines images through the generator."""
 
-    def __init__(self, settings: GenerationSettings, generator: Generator) -> None:
+    def __init__(self, settings: GenerationSettings, generator: Generator, prices: PriceTable) -> None:
         self.settings = settings
-        self.prices = PriceTable.load(settings.price_table)
+        self.prices = prices
         self.generator = generator
         self.health: HealthServicer | None = None
 
@@ -174,19 +173,21 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             await self.health.set(provider_health_name(name), status)
 
     def _capabilities(self) -> pb.GetCapabilitiesResponse:
-        statuses = [
-            pb.ProviderStatus(
-                name=p.name,  # type: ignore[attr-defined]
-                model=p.model,  # type: ignore[attr-defined]
-                can_edit=p.can_edit,  # type: ignore[attr-defined]
-                breaker_state=str(self.generator.breakers[p.name].state),  # type: ignore[attr-defined]
-                consecutive_failures=self.generator.breakers[p.name].consecutive_failures,  # type: ignore[attr-defined]
-                calls_total=self.generator.breakers[p.name].calls_total,  # type: ignore[attr-defined]
-                failures_total=self.generator.breakers[p.name].failures_total,  # type: ignore[attr-defined]
-                breaker_opened_total=self.generator.breakers[p.name].opened_total,  # type: ignore[attr-defined]
+        statuses = []
+        for provider in self.generator.providers:
+            breaker = self.generator.breakers[provider.name]
+            statuses.append(
+                pb.ProviderStatus(
+                    name=provider.name,
+                    model=provider.model,
+                    can_edit=provider.can_edit,
+                    breaker_state=str(breaker.state),
+                    consecutive_failures=breaker.consecutive_failures,
+                    calls_total=breaker.calls_total,
+                    failures_total=breaker.failures_total,
+                    breaker_opened_total=breaker.opened_total,
+                )
             )
-            for p in self.generator.providers
-        ]
         if not statuses:
             return pb.GetCapabilitiesResponse(
                 refine_available=False,
@@ -367,9 +368,10 @@ def _blend_inside(image: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np
 def create_server(settings: GenerationSettings, meter: metrics.Meter | None = None) -> StageServer:
     """A generation server bound to settings.stage.listen (port 0 picks a free port)."""
     triton = triton_for(settings.stage) if "triton" in settings.providers else None
-    generator = build_generator(settings, triton, meter)
-    servicer = GenerationServicer(settings, generator)
-    names = [SERVICE_NAME] + [provider_health_name(p.name) for p in generator.providers]  # type: ignore[attr-defined]
+    prices = PriceTable.load(settings.price_table)
+    generator = build_generator(settings, triton, prices, meter)
+    servicer = GenerationServicer(settings, generator, prices)
+    names = [SERVICE_NAME] + [provider_health_name(p.name) for p in generator.providers]
 
     async def close() -> None:
         await generator.close()
