@@ -1,8 +1,10 @@
+import io
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from render.imaging.v1 import imaging_pb2
 from renderkit import imaging
@@ -61,6 +63,17 @@ def test_mask_alpha_is_used_when_colour_is_flat() -> None:
     rgba[5:15, 10:20, 3] = 255
     mask = imaging.decode_gray(imaging.encode_mask(rgba))
     assert mask[10, 15] == 255 and mask[0, 0] == 0
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (37, 53), (64, 48)])
+def test_masks_are_standard_lossless_pngs(shape: tuple[int, int]) -> None:
+    """The hand-built PNG decodes bit-exactly with OpenCV and with Pillow (another decoder)."""
+    mask = (np.random.default_rng(0).random(shape) * 255).astype(np.uint8)
+    mask[: shape[0] // 2] = 255  # flat rows, as masks have
+    data = imaging.encode_mask(mask)
+    assert imaging.probe(data).content_type == "image/png"
+    np.testing.assert_array_equal(imaging.decode_gray(data), mask)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), mask)
 
 
 def test_srgb_linear_round_trip() -> None:
