@@ -41,19 +41,23 @@ def shading_field(photo_bgr: np.ndarray, mask: np.ndarray, sigma: float) -> np.n
         return cv2.GaussianBlur(values * weights, (0, 0), s) / np.maximum(total, _EPS), total
 
     smooth, _ = normalised_blur(block, share)
-    # A second pass without the blocks far from the local light level, which would otherwise
-    # darken (or brighten) their surroundings.
-    inliers = share * (np.abs(block - smooth) < _OUTLIER_LOG)
-    robust, support = normalised_blur(block, inliers)
+    # A second pass without the pixels far from the local light level, which would otherwise
+    # darken (or brighten) their surroundings. The test is per pixel: a block straddling an
+    # object's edge would pass it on average.
+    near = np.abs(log_l - cv2.resize(smooth, (width, height), interpolation=cv2.INTER_LINEAR)) < _OUTLIER_LOG
+    kept = weight * near
+    kept_share = cv2.resize(kept, small, interpolation=cv2.INTER_AREA)
+    kept_block = cv2.resize(log_l * kept, small, interpolation=cv2.INTER_AREA) / np.maximum(kept_share, _EPS)
+    robust, support = normalised_blur(kept_block, kept_share)
     smooth = np.where(support > _EPS, robust, smooth)
-    # The reference level: the median light over the surface's inlier blocks, leaving out those more
+    # The reference level: the median light over the surface's blocks of mostly inliers, leaving out those more
     # than a factor of e from the surface's median. A large object standing on the surface passes
     # the local test (its own neighbourhood is dark too) and would pull the level down, brightening
     # the whole swatch; light falloff and shadows stay well inside that factor.
     inside = share > 0.5
-    typical = inside & (inliers > 0)
+    typical = inside & (kept_share > 0.5 * share)
     if typical.any():
-        typical &= np.abs(block - np.float32(np.median(block[typical]))) < _FOREIGN_LOG
+        typical &= np.abs(kept_block - np.float32(np.median(kept_block[typical]))) < _FOREIGN_LOG
     if not typical.any():
         typical = inside
     reference = float(np.median(smooth[typical])) if typical.any() else 0.0
