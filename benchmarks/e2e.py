@@ -26,7 +26,6 @@ from renderkit.launcher import Ports, Stack
 from renderkit.storage import LocalStorage
 from services.depth.server import quad_plane
 from services.projection.composite import project_material
-from services.segmentation.masks import polygon_mask
 
 SIZES = {"1024x1024": (1024, 1024), "3840x2160": (3840, 2160)}
 STEP_NAMES = ["segmentation", "depth", "projection", "output"]
@@ -46,7 +45,7 @@ def in_process(photo: bytes, swatch: bytes, quad: list[tuple[float, float]], sto
     image, texture = imaging.decode_bgr(photo), imaging.decode_bgr(swatch)
     h, w = image.shape[:2]
     points = np.array(quad, np.float64)
-    mask = imaging.decode_gray(imaging.encode_mask(polygon_mask(points, w, h)))
+    mask = imaging.decode_gray(imaging.encode_mask(imaging.polygon_mask(points, w, h)))
     plane = quad_plane(points, w, h)
     H = np.array(plane.homography.m).reshape(3, 3)
     result = project_material(image, texture, mask, H, 24.0, 24.0 / plane.aspect_ratio)

@@ -50,14 +50,17 @@ def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, versi
 
 
 def tiling_for(swap: pb.MaterialSwap, plane: depth_pb.EstimatePlaneResponse, swatch: imaging.ImageInfo) -> Tiling:
-    """The swatch's repeats on the surface: from physical sizes, or from a repeat count."""
+    """The swatch's repeats on the surface: from physical sizes (the quad's, or the metric plane's),
+    or from a repeat count."""
     hints, scale = swap.hints, swap.options.real_world_scale
     if scale.WhichOneof("scale") == "swatch_size":
         size = scale.swatch_size
         swatch_h = size.height_meters or size.width_meters * swatch.height / swatch.width
-        return tiling_from_sizes(
-            hints.quad_size.width_meters, hints.quad_size.height_meters, size.width_meters, swatch_h
-        )
+        if hints.HasField("quad_size"):
+            surface = (hints.quad_size.width_meters, hints.quad_size.height_meters)
+        else:  # validation allows swatch_size only with a quad_size or a metric plane
+            surface = (plane.meters_per_unit, plane.meters_per_unit / plane.aspect_ratio)
+        return tiling_from_sizes(surface[0], surface[1], size.width_meters, swatch_h)
     aspect = (
         hints.quad_size.width_meters / hints.quad_size.height_meters
         if hints.HasField("quad_size")
@@ -67,15 +70,35 @@ def tiling_for(swap: pb.MaterialSwap, plane: depth_pb.EstimatePlaneResponse, swa
     return tiling_from_repeats(repeats, aspect, swatch.width / swatch.height)
 
 
+_GEOMETRY_SOURCES = {
+    "quad": "the quad",
+    "depth_model": "the depth model",
+    "vanishing_lines": "the photo's vanishing lines",
+}
+_FOCAL_SOURCES = {
+    "given": "focal length given",
+    "rectangle": "focal length from the rectangle",
+    "vanishing_points": "focal length from the vanishing points",
+    "assumed": "60° field of view assumed",
+}
+
+
 def describe_geometry(plane: depth_pb.EstimatePlaneResponse) -> str:
-    """The plane's source and confidence in words."""
-    source = {"quad": "the quad", "depth_model": "the depth model"}.get(plane.source, plane.source)
-    return f"plane from {source}, confidence {plane.confidence:.2f}"
+    """The plane's source, confidence and focal length in words."""
+    text = f"plane from {_GEOMETRY_SOURCES.get(plane.source, plane.source)}, confidence {plane.confidence:.2f}"
+    if plane.focal_source:
+        text += f", {_FOCAL_SOURCES.get(plane.focal_source, plane.focal_source)}"
+    return text
 
 
-def describe_scale(tiling: Tiling) -> str:
+def describe_scale(tiling: Tiling, swap: pb.MaterialSwap) -> str:
     """How the material's scale was chosen, in words."""
-    how = "the swatch's physical size" if tiling.source == "swatch_size" else "a repeat count"
+    if tiling.source != "swatch_size":
+        how = "a repeat count"
+    elif swap.hints.HasField("quad_size"):
+        how = "the swatch's and the quad's physical sizes"
+    else:
+        how = "the swatch's physical size and the plane's distance"
     return f"scale from {how} ({tiling.repeats_u:.1f} x {tiling.repeats_v:.1f} repeats)"
 
 
@@ -141,6 +164,8 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         quad=to_points,
         photo=b"" if to_points else photo,
         mask_png=b"" if to_points else seg.mask_png,
+        focal_length_px=hints.focal_length_px,
+        plane_distance_meters=hints.plane_distance_meters,
     )
     plane = await ctx.call(
         pb.STAGE_DEPTH,
@@ -154,7 +179,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         )
 
     tilings = [tiling_for(swap, plane, imaging.probe(s, max_pixels=ctx.limits.max_pixels)) for s in swatches]
-    await ctx.detail(2, pb.STAGE_DEPTH, f"{describe_geometry(plane)}; {describe_scale(tilings[0])}")
+    await ctx.detail(2, pb.STAGE_DEPTH, f"{describe_geometry(plane)}; {describe_scale(tilings[0], swap)}")
 
     count = len(swatches)
     await ctx.step(

@@ -133,6 +133,12 @@ def _material_swap(swap: pb.MaterialSwap, limits: Limits) -> list[Violation]:
     violations += _points(hints.negative_points, f"{base}.hints.negative_points", photo)
     if hints.HasField("quad_size") and (hints.quad_size.width_meters <= 0 or hints.quad_size.height_meters <= 0):
         violations.append((f"{base}.hints.quad_size", "both sides must be positive"))
+    for name in ("focal_length_px", "plane_distance_meters"):
+        value = getattr(hints, name)
+        if not math.isfinite(value) or value < 0:
+            violations.append((f"{base}.hints.{name}", "must be positive (or zero: unknown)"))
+    if photo and hints.focal_length_px > 0 and not 0.1 <= hints.focal_length_px / max(photo.width, photo.height) <= 20:
+        violations.append((f"{base}.hints.focal_length_px", "must be between 0.1 and 20 times the photo's longer side"))
     options = swap.options
     scale = options.real_world_scale
     which = scale.WhichOneof("scale")
@@ -141,11 +147,12 @@ def _material_swap(swap: pb.MaterialSwap, limits: Limits) -> list[Violation]:
     if which == "swatch_size":
         if scale.swatch_size.width_meters <= 0 or scale.swatch_size.height_meters < 0:
             violations.append((f"{base}.options.real_world_scale.swatch_size", "width must be positive"))
-        if not hints.HasField("quad_size"):
+        if not (hints.HasField("quad_size") or hints.plane_distance_meters > 0):
             violations.append(
                 (
                     f"{base}.options.real_world_scale.swatch_size",
-                    "needs hints.quad_size (the surface's physical size) to place the swatch at scale",
+                    "needs hints.quad_size (the surface's physical size) or hints.plane_distance_meters "
+                    "(a metric plane) to place the swatch at scale",
                 )
             )
     if options.HasField("stage_timeout_seconds") and not (

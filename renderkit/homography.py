@@ -79,6 +79,17 @@ def rectangle_aspect(H: np.ndarray, focal: float, width: int, height: int) -> fl
     return float(np.linalg.norm(r1)) / n2
 
 
+def rectangle_width(H: np.ndarray, focal: float, width: int, height: int) -> float:
+    """The rectangle's first edge (corner 0 to 1) in units of its plane's distance from the camera."""
+    K_inv = np.linalg.inv(np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64))
+    M = K_inv @ H  # proportional to [edge_u edge_v corner_0] in camera coordinates
+    normal = np.cross(M[:, 0], M[:, 1])
+    distance = abs(float(normal @ M[:, 2])) / float(np.linalg.norm(normal))
+    if distance == 0:
+        raise GeometryError("the plane passes through the camera")
+    return float(np.linalg.norm(M[:, 0])) / distance
+
+
 def edge_orthogonality(H: np.ndarray, focal: float, width: int, height: int) -> float:
     """|cos| of the angle between the rectangle's edges in 3D for a focal length (0 is a right angle)."""
     K_inv = np.linalg.inv(np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64))

@@ -127,7 +127,7 @@ def encode_mask(mask: np.ndarray) -> bytes:
         (
             _PNG_SIGNATURE,
             _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", zlib.compress(rows, 1)),
+            _png_chunk(b"IDAT", zlib.compress(rows.data, 1)),
             _png_chunk(b"IEND", b""),
         )
     )
@@ -196,3 +196,14 @@ def _build_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 _SRGB_TO_LINEAR, _LINEAR_TO_SRGB = _build_tables()
+
+
+_SUBPIXEL_BITS = 4
+
+
+def polygon_mask(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    """An anti-aliased mask of a polygon, rasterised with sub-pixel corner positions."""
+    mask = np.zeros((height, width), np.uint8)
+    fixed = np.round(points * (1 << _SUBPIXEL_BITS)).astype(np.int32).reshape(-1, 1, 2)
+    cv2.fillPoly(mask, [fixed], 255, lineType=cv2.LINE_AA, shift=_SUBPIXEL_BITS)  # type: ignore[call-overload]
+    return mask

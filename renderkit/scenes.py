@@ -7,13 +7,14 @@ new material under the same light, rendered independently of the pipeline by sup
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from renderkit.homography import quad_homography
-from renderkit.imaging import linear_to_srgb, srgb_to_linear
+from renderkit.imaging import linear_to_srgb, polygon_mask, srgb_to_linear
 
 
 @dataclass(frozen=True)
@@ -154,3 +155,97 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     diff = a.astype(np.float64)[mask] - b.astype(np.float64)[mask]
     mse = float(np.mean(diff * diff))
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+# Known-camera floor scenes (the quality benchmark's and the geometry tests' ground truth).
+CAMERA_SIZE = (1024, 768)
+FLOOR_M = (4.0, 5.0)  # the floor rectangle's width (corner 0 to 1) and depth (corner 1 to 2)
+CAMERA_HEIGHT_M = 1.6
+TILE_M = 0.5  # the physical size one swatch image covers
+
+
+@dataclass(frozen=True)
+class View:
+    """A camera looking at the floor."""
+
+    fov_deg: float
+    pitch_deg: float  # downwards from horizontal; small values graze the floor
+    yaw_deg: float
+
+
+@dataclass(frozen=True)
+class KnownScene:
+    """A photo of a floor with everything about it known."""
+
+    photo: np.ndarray  # uint8 BGR: the old material
+    truth: np.ndarray  # uint8 BGR: the new material through the quad, 1 swatch per TILE_M
+    quad: np.ndarray  # the floor rectangle's corners in pixels
+    visible_floor: np.ndarray  # bool, the floor minus the occluder
+    occluder: np.ndarray  # bool
+    light: np.ndarray  # float32 linear light, 1.0 at the floor's median
+    focal: float
+    normal: np.ndarray  # the floor's normal in camera coordinates
+    floor_axes: tuple[np.ndarray, np.ndarray]  # the floor's edge directions (corner 0 to 1, 1 to 2), camera coordinates
+
+
+def camera_scene(
+    view: View, old: np.ndarray, new: np.ndarray, size: tuple[int, int] = CAMERA_SIZE, supersample: int = 4
+) -> KnownScene:
+    """A FLOOR_M floor seen from CAMERA_HEIGHT_M by a camera of known field of view, pitch and yaw,
+    under a window's falloff and a soft shadow, with a dark object standing on it; old and new are
+    the swatches before and after (one per TILE_M), rendered by supersampling."""
+    width, height = size
+    focal = 0.5 * width / math.tan(math.radians(view.fov_deg) / 2)
+    K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
+    p, y = math.radians(view.pitch_deg), math.radians(view.yaw_deg)
+    # World: floor on z = 0, camera CAMERA_HEIGHT_M up looking along +y, pitched down, turned by yaw.
+    Rz = np.array([[math.cos(y), -math.sin(y), 0], [math.sin(y), math.cos(y), 0], [0, 0, 1]])
+    look = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], float)  # world (x, y, z) -> camera (x, -z, y)
+    Rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
+    R = Rx @ look @ Rz
+    centre = np.array([0.0, 0.0, CAMERA_HEIGHT_M])
+    w, d = FLOOR_M
+    near = CAMERA_HEIGHT_M / math.tan(p + math.radians(view.fov_deg) * height / width / 2) + 0.3
+    corners = np.array([[-w / 2, near + d, 0], [w / 2, near + d, 0], [w / 2, near, 0], [-w / 2, near, 0]])
+    cam = (R @ (corners - centre).T).T
+    quad = (K @ cam.T).T
+    quad = quad[:, :2] / quad[:, 2:]
+    H = quad_homography(quad)
+    light = light_field(width, height)
+    floor_mask = polygon_mask(quad, width, height) > 127
+    light = light / float(np.median(light[floor_mask]))
+    repeats = (w / TILE_M, d / TILE_M)
+    wall = srgb_to_linear(np.full((height, width, 3), (185, 210, 222), np.uint8)) * light[..., None]
+    before = np.where(
+        floor_mask[..., None], sample_supersampled(old, H, repeats, width, height, supersample) * light[..., None], wall
+    )
+    after = np.where(
+        floor_mask[..., None], sample_supersampled(new, H, repeats, width, height, supersample) * light[..., None], wall
+    )
+    occluder = np.zeros((height, width), bool)
+    cx, cy = np.mean(quad[2:, 0]) * 0.5 + width * 0.25, np.mean(quad[:, 1]) + 0.15 * height
+    occluder[int(cy - 0.08 * height) : int(cy + 0.05 * height), int(cx - 0.1 * width) : int(cx + 0.1 * width)] = True
+    dark = srgb_to_linear(np.array([[[45, 50, 75]]], np.uint8))
+    before[occluder] = dark
+    after[occluder] = dark
+    return KnownScene(
+        photo=linear_to_srgb(before),
+        truth=linear_to_srgb(after),
+        quad=quad,
+        visible_floor=floor_mask & ~occluder,
+        occluder=occluder,
+        light=light,
+        focal=focal,
+        normal=R @ np.array([0.0, 0.0, 1.0]),
+        floor_axes=(R @ np.array([1.0, 0.0, 0.0]), R @ np.array([0.0, -1.0, 0.0])),
+    )
+
+
+def rerender_floor(scene: KnownScene, texture: np.ndarray, H: np.ndarray, repeats: tuple[float, float]) -> np.ndarray:
+    """The scene's truth with its visible floor re-covered by a texture through another homography
+    (the ground truth of a swap whose texture placement follows a convention, not the quad)."""
+    height, width = scene.photo.shape[:2]
+    floor = linear_to_srgb(sample_supersampled(texture, H, repeats, width, height) * scene.light[..., None])
+    out = scene.truth.copy()
+    out[scene.visible_floor] = floor[scene.visible_floor]
+    return out

@@ -17,10 +17,12 @@ _MAX_SAMPLES = 20000
 
 @dataclass(frozen=True)
 class PlaneFit:
-    """The plane's normal in camera coordinates, the homography onto the masked surface, and the fit's quality."""
+    """The plane's normal in camera coordinates, the homography onto the masked surface, the square's
+    side (in units of the plane's distance from the camera), and the fit's quality."""
 
     normal: np.ndarray
     homography: np.ndarray
+    side: float
     confidence: float
     inlier_fraction: float
 
@@ -51,12 +53,20 @@ def fit_affine_disparity(disparity: np.ndarray, mask: np.ndarray, seed: int = 0)
     return coeffs, float(inliers.mean()), r2
 
 
-def plane_homography(normal: np.ndarray, focal: float, width: int, height: int, mask: np.ndarray) -> np.ndarray:
-    """The homography from the unit square onto the plane patch that covers the mask's pixels."""
+def plane_homography(
+    normal: np.ndarray, focal: float, width: int, height: int, mask: np.ndarray, axis: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """The homography from the unit square onto the plane patch that covers the mask's pixels, and
+    the square's side in units of the plane's distance from the camera (metres per unit, once that
+    distance is known in metres).
+
+    The square's u axis runs along `axis` (an in-plane direction, e.g. of the surface's lines), by
+    default along the camera's x axis projected onto the plane.
+    """
     K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64)
     n = normal / np.linalg.norm(normal)
-    # In-plane axes: the camera's x axis projected onto the plane, and the normal crossed with it.
-    e1 = np.array([1.0, 0.0, 0.0]) - n[0] * n
+    e1 = (np.array([1.0, 0.0, 0.0]) if axis is None else np.asarray(axis, np.float64)) - n[0] * n
+    e1 = e1 - (e1 @ n) * n
     if np.linalg.norm(e1) < 1e-6:
         e1 = np.array([0.0, 1.0, 0.0]) - n[1] * n
     e1 /= np.linalg.norm(e1)
@@ -76,11 +86,13 @@ def plane_homography(normal: np.ndarray, focal: float, width: int, height: int, 
     side = float(max(hi - lo))
     if not np.isfinite(side) or side <= 0:
         raise ValueError("the plane does not cover the surface")
-    # A square texture patch centred on the surface's extent in the plane.
-    centre_xy = (lo + hi) / 2 - side / 2
-    S = np.array([[side, 0, centre_xy[0]], [0, side, centre_xy[1]], [0, 0, 1]], dtype=np.float64)
+    # A square as wide as the surface's extent in the plane, its corner (0, 0) on the point under
+    # the mask's centroid: the texture's origin (a tile corner) is anchored there whatever the
+    # scale, so a slightly wrong plane misplaces the pattern least where most of the surface is.
+    # The texture wraps, so the square need not cover the surface.
+    S = np.array([[side, 0, 0], [0, side, 0], [0, 0, 1]], dtype=np.float64)
     H = G @ S
-    return H / H[2, 2]
+    return H / H[2, 2], side
 
 
 def fit_plane(disparity: np.ndarray, mask: np.ndarray, focal: float, width: int, height: int) -> PlaneFit:
@@ -93,10 +105,11 @@ def fit_plane(disparity: np.ndarray, mask: np.ndarray, focal: float, width: int,
     normal = np.array([focal * a, focal * b, width / 2 * a + height / 2 * b + c])
     if normal[2] < 0:
         normal = -normal
-    H = plane_homography(normal, focal, width, height, mask)
+    H, side = plane_homography(normal, focal, width, height, mask)
     return PlaneFit(
         normal=normal / np.linalg.norm(normal),
         homography=H,
+        side=side,
         confidence=float(np.clip(inlier_fraction * r2, 0.0, 1.0)),
         inlier_fraction=inlier_fraction,
     )

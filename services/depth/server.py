@@ -1,4 +1,5 @@
-"""DepthService: the plane from a quad (exact) or from the Triton depth model's disparity."""
+"""DepthService: the plane from a quad (exact), from the Triton depth model's disparity, or from the
+vanishing points of the lines on and around the surface."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from renderkit import homography, imaging
 from renderkit.errors import abort, bad_request
 from renderkit.triton import DEPTH, TritonError, TritonModels, to_pixel_values
 from services.common.stage import StageServer, StageSettings, build_model_server, points
-from services.depth.plane import fit_plane
+from services.depth.plane import fit_plane, plane_homography
+from services.depth.vanishing import NoVanishingPoints, plane_from_lines
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DepthService"].full_name
@@ -40,40 +42,71 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
                 "width and height must be positive",
                 bad_request([("width", "must be positive")]),
             )
+        if request.focal_length_px < 0 or request.plane_distance_meters < 0:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "focal_length_px and plane_distance_meters cannot be negative",
+                bad_request(
+                    [("focal_length_px", "cannot be negative"), ("plane_distance_meters", "cannot be negative")]
+                ),
+            )
         if request.quad:
             quad = points(request.quad)
             problem = homography.quad_problem(quad)
             if problem:
                 await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem, bad_request([("quad", problem)]))
-            return quad_plane(quad, width, height)
+            return quad_plane(quad, width, height, request.focal_length_px, request.plane_distance_meters)
+        if not request.photo or not request.mask_png:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "without a quad the plane is estimated from the photo and the surface's mask",
+                bad_request([("photo", "required without a quad"), ("mask_png", "required without a quad")]),
+            )
+        try:
+            image = await asyncio.to_thread(imaging.decode_bgr, request.photo)
+            mask = await asyncio.to_thread(imaging.decode_gray, request.mask_png)
+        except imaging.ImageError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([("photo", str(exc))]))
+        if mask.shape != (height, width) or image.shape[:2] != (height, width):
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the photo and the mask must be width x height",
+                bad_request([("mask_png", "must be the size of the photo")]),
+            )
+        problems = []
         if self.triton is not None and await self.triton.model_ready(DEPTH.name):
-            if not request.photo or not request.mask_png:
-                await abort(
-                    context,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "the depth model needs the photo and the mask",
-                    bad_request([("photo", "required without a quad"), ("mask_png", "required without a quad")]),
-                )
             try:
-                return await self._model_plane(request.photo, request.mask_png, width, height)
+                return await self._model_plane(image, mask, request)
             except TritonError as exc:
                 await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
             except ValueError as exc:
-                await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"cannot fit the surface's plane: {exc}")
+                problems.append(f"the depth model's plane fit failed ({exc})")
+                log.info("depth model fit failed, trying the photo's lines: %s", exc)
+        try:
+            return await asyncio.to_thread(lines_plane, image, mask, request)
+        except NoVanishingPoints as exc:
+            problems.append(str(exc))
         await abort(
             context,
             grpc.StatusCode.FAILED_PRECONDITION,
-            "cannot estimate the surface's plane: provide a quad (the depth model is not deployed)",
+            "cannot estimate the surface's plane: "
+            + "; ".join(problems)
+            + ". Provide a quad (four corners of a rectangle on the surface)"
+            + ("" if self.triton is not None else ", or deploy the depth model"),
         )
         raise AssertionError("unreachable")
 
-    async def _model_plane(self, photo: bytes, mask_png: bytes, width: int, height: int) -> pb.EstimatePlaneResponse:
+    async def _model_plane(
+        self, image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRequest
+    ) -> pb.EstimatePlaneResponse:
         assert self.triton is not None
-        image = await asyncio.to_thread(imaging.decode_bgr, photo)
-        mask = await asyncio.to_thread(imaging.decode_gray, mask_png)
+        width, height = request.width, request.height
         pixel_values = await asyncio.to_thread(to_pixel_values, image, DEPTH.input_size)
         disparity = (await self.triton.infer(DEPTH, {"pixel_values": pixel_values}))["predicted_depth"][0]
-        focal = homography.default_focal(width, height)
+        focal = request.focal_length_px or homography.default_focal(width, height)
         fit = await asyncio.to_thread(fit_plane, disparity, mask, focal, width, height)
         return pb.EstimatePlaneResponse(
             homography=imaging_pb2.Homography(m=homography.to_list(fit.homography)),
@@ -82,13 +115,39 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
             aspect_ratio=1.0,
             focal_length_px=focal,
             used_depth_model=True,
+            meters_per_unit=fit.side * request.plane_distance_meters,
+            focal_source="given" if request.focal_length_px else "assumed",
         )
 
 
-def quad_plane(quad: np.ndarray, width: int, height: int) -> pb.EstimatePlaneResponse:
-    """The exact plane of a quad; the focal length comes from the rectangle when the view fixes it."""
+def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRequest) -> pb.EstimatePlaneResponse:
+    """The plane from the vanishing points of the lines on and around the surface."""
+    width, height = request.width, request.height
+    found = plane_from_lines(
+        image, mask, homography.default_focal(width, height), given_focal=request.focal_length_px or None
+    )
+    H, side = plane_homography(found.normal, found.focal, width, height, mask, axis=found.axis)
+    focal_source = "vanishing_points" if found.focal_from_lines else "assumed"
+    return pb.EstimatePlaneResponse(
+        homography=imaging_pb2.Homography(m=homography.to_list(H)),
+        confidence=found.confidence,
+        source="vanishing_lines",
+        aspect_ratio=1.0,
+        focal_length_px=found.focal,
+        meters_per_unit=side * request.plane_distance_meters,
+        focal_source="given" if request.focal_length_px else focal_source,
+    )
+
+
+def quad_plane(
+    quad: np.ndarray, width: int, height: int, given_focal: float = 0.0, distance_m: float = 0.0
+) -> pb.EstimatePlaneResponse:
+    """The exact plane of a quad; the focal length (for the rectangle's aspect) is the one given, else
+    the one the rectangle fixes when the view does, else assumed. With the plane's distance the
+    rectangle's size in metres follows too."""
     H = homography.quad_homography(quad)
-    focal = homography.focal_from_rectangle(H, width, height) or homography.default_focal(width, height)
+    found = homography.focal_from_rectangle(H, width, height)
+    focal = given_focal or found or homography.default_focal(width, height)
     aspect = homography.rectangle_aspect(H, focal, width, height)
     return pb.EstimatePlaneResponse(
         homography=imaging_pb2.Homography(m=homography.to_list(H)),
@@ -96,6 +155,8 @@ def quad_plane(quad: np.ndarray, width: int, height: int) -> pb.EstimatePlaneRes
         source="quad",
         aspect_ratio=aspect,
         focal_length_px=focal,
+        focal_source="given" if given_focal else ("rectangle" if found else "assumed"),
+        meters_per_unit=homography.rectangle_width(H, focal, width, height) * distance_m,
     )
 
 

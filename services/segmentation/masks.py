@@ -1,4 +1,4 @@
-"""Masks from geometric hints and from semantic class maps."""
+"""Masks from semantic class maps (polygon masks are renderkit.imaging.polygon_mask)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,6 @@ ADE20K_SURFACE_CLASSES: dict[str, tuple[int, ...]] = {
     "ceiling": (5,),  # ceiling
     "facade": (1, 25),  # building, house
 }
-
-_SUBPIXEL_BITS = 4
-
-
-def polygon_mask(points: np.ndarray, width: int, height: int) -> np.ndarray:
-    """An anti-aliased mask of a polygon, rasterised with sub-pixel corner positions."""
-    mask = np.zeros((height, width), np.uint8)
-    fixed = np.round(points * (1 << _SUBPIXEL_BITS)).astype(np.int32).reshape(-1, 1, 2)
-    cv2.fillPoly(mask, [fixed], 255, lineType=cv2.LINE_AA, shift=_SUBPIXEL_BITS)  # type: ignore[call-overload]
-    return mask
 
 
 def surface_probability(logits: np.ndarray, surface: str) -> np.ndarray:

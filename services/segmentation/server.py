@@ -21,7 +21,7 @@ from services.common.stage import (
     points,
 )
 from services.segmentation.interactive import grabcut_mask
-from services.segmentation.masks import ADE20K_SURFACE_CLASSES, polygon_mask, probability_to_mask, surface_probability
+from services.segmentation.masks import ADE20K_SURFACE_CLASSES, probability_to_mask, surface_probability
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SegmentationService"].full_name
@@ -54,7 +54,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             return await self._respond(mask, "mask")
         if len(request.polygon) >= 3:
             return await self._respond(
-                await asyncio.to_thread(polygon_mask, points(request.polygon), width, height), "polygon"
+                await asyncio.to_thread(imaging.polygon_mask, points(request.polygon), width, height), "polygon"
             )
         box = box_of(request.box)
         if request.positive_points or box is not None:
@@ -78,7 +78,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             return await self._respond(mask, "points" if box is None else "box")
         if len(request.quad) == 4:
             return await self._respond(
-                await asyncio.to_thread(polygon_mask, points(request.quad), width, height), "quad"
+                await asyncio.to_thread(imaging.polygon_mask, points(request.quad), width, height), "quad"
             )
         if (
             request.surface in ADE20K_SURFACE_CLASSES

@@ -106,7 +106,9 @@ def test_watch_resumes_after_any_cursor(client: RenderClient) -> None:
         "Step 4/4: writing outputs",
     ]
     assert any(
-        e.message.startswith("Step 2/4: plane from the quad, confidence 1.00; scale from a repeat count")
+        e.message.startswith(
+            "Step 2/4: plane from the quad, confidence 1.00, 60° field of view assumed; scale from a repeat count"
+        )
         and e.stage_progress == 1.0
         for e in events
     )

@@ -73,9 +73,9 @@ def test_depth_service_gets_the_plane_through_triton(
     assert reply.source == "depth_model" and reply.used_depth_model
     assert 0.5 < reply.confidence <= 1.0
     H = np.array(reply.homography.m).reshape(3, 3)
-    centre = H @ [0.5, 0.5, 1]
-    cx, cy = centre[:2] / centre[2]
-    assert 20 <= cx <= 300 and 130 <= cy <= 240  # the texture square sits on the masked floor
+    origin = H @ [0.0, 0.0, 1.0]
+    # The texture's origin sits under the mask's centroid (x 159.5, y 184.5).
+    assert origin[:2] / origin[2] == pytest.approx([159.5, 184.5], abs=1e-6)
 
 
 def test_segmentation_service_uses_the_model_when_no_hint_is_given(

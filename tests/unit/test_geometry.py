@@ -3,8 +3,10 @@ import math
 import numpy as np
 import pytest
 
-from renderkit import homography
+from renderkit import homography, scenes
 from renderkit.scale import tiling_from_repeats, tiling_from_sizes
+from services.depth.plane import plane_homography
+from services.depth.vanishing import NoVanishingPoints, plane_from_lines
 
 
 def project(K: np.ndarray, R: np.ndarray, t: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -75,3 +77,61 @@ def test_repeats_from_physical_sizes() -> None:
 def test_singular_homography_is_refused() -> None:
     with pytest.raises(homography.GeometryError):
         homography.from_list([0.0] * 9)
+
+
+# Vanishing lines: a tiled floor seen by a known camera.
+TILES = scenes.tile_texture(128, tiles=1)
+
+
+def tiled_floor(view: scenes.View) -> tuple[scenes.KnownScene, np.ndarray]:
+    scene = scenes.camera_scene(view, TILES, TILES, size=(640, 480), supersample=2)
+    return scene, (scene.visible_floor * 255).astype(np.uint8)
+
+
+def angle_between(a: np.ndarray, b: np.ndarray) -> float:
+    return math.degrees(math.acos(min(1.0, abs(float(a @ b)) / float(np.linalg.norm(a) * np.linalg.norm(b)))))
+
+
+def test_the_plane_and_focal_length_come_from_the_tiles_vanishing_points() -> None:
+    scene, mask = tiled_floor(scenes.View(60, 35, 20))
+    found = plane_from_lines(scene.photo, mask, default_focal=homography.default_focal(640, 480) * 1.5)
+    assert found.focal_from_lines
+    assert found.focal == pytest.approx(scene.focal, rel=0.02)
+    assert angle_between(found.normal, scene.normal) < 0.5
+    # The texture's u axis follows the floor's edge that runs nearer the photo's horizontal.
+    assert angle_between(found.axis, scene.floor_axes[0]) < 0.5
+    assert 0.5 < found.confidence <= 1.0
+
+
+def test_head_on_lines_leave_the_focal_length_to_a_given_one() -> None:
+    scene, mask = tiled_floor(scenes.View(45, 30, 0))  # the rows are parallel in the photo
+    assumed = plane_from_lines(scene.photo, mask, default_focal=homography.default_focal(640, 480))
+    assert not assumed.focal_from_lines
+    given = plane_from_lines(scene.photo, mask, default_focal=1.0, given_focal=scene.focal)
+    assert given.focal == scene.focal
+    assert angle_between(given.normal, scene.normal) < 0.5
+    assert angle_between(assumed.normal, scene.normal) > 3  # what the wrong focal length costs
+
+
+def test_a_surface_without_straight_lines_is_refused() -> None:
+    photo = np.full((240, 320, 3), 128, np.uint8)
+    mask = np.zeros((240, 320), np.uint8)
+    mask[120:, :] = 255
+    with pytest.raises(NoVanishingPoints, match="straight lines"):
+        plane_from_lines(photo, mask, default_focal=300.0)
+
+
+def test_the_plane_square_is_anchored_under_the_masks_centroid() -> None:
+    scene, mask = tiled_floor(scenes.View(60, 35, 20))
+    H, side = plane_homography(scene.normal, scene.focal, 640, 480, mask, axis=scene.floor_axes[0])
+    corner = H @ np.array([0.0, 0.0, 1.0])
+    ys, xs = np.nonzero(mask > 127)
+    assert corner[:2] / corner[2] == pytest.approx([xs.mean(), ys.mean()], abs=1e-6)
+    assert side > 0
+
+
+def test_a_metric_plane_gives_the_rectangles_size() -> None:
+    scene, _ = tiled_floor(scenes.View(60, 35, 20))
+    H = homography.quad_homography(scene.quad)
+    width_m = homography.rectangle_width(H, scene.focal, 640, 480) * scenes.CAMERA_HEIGHT_M
+    assert width_m == pytest.approx(scenes.FLOOR_M[0], rel=1e-6)

@@ -7,7 +7,6 @@ import pytest
 from renderkit import imaging, scenes
 from services.projection.composite import project_material
 from services.projection.texture import build_mip_atlas, sample_surface, texel_transform
-from services.segmentation.masks import polygon_mask
 
 REPEATS = (8.0, 10.0)
 
@@ -27,7 +26,7 @@ def in_surface(scene: scenes.Scene) -> np.ndarray:
 
 
 def test_swap_matches_ground_truth_inside_the_surface(scene: scenes.Scene, swatch: np.ndarray) -> None:
-    mask = polygon_mask(scene.quad, 768, 512)
+    mask = imaging.polygon_mask(scene.quad, 768, 512)
     out = project_material(scene.photo, swatch, mask, scene.homography, *REPEATS)
     truth = scenes.ground_truth_swap(scene, swatch, REPEATS)
     assert scenes.psnr(out, truth, in_surface(scene)) > 28.0
@@ -46,14 +45,14 @@ def test_a_wrong_projection_fails_the_same_threshold(scene: scenes.Scene, swatch
         repeats = (REPEATS[0] * 1.3, REPEATS[1])
     else:
         H = np.array([[1, 0, 6], [0, 1, 0], [0, 0, 1]]) @ H
-    out = project_material(scene.photo, swatch, polygon_mask(scene.quad, 768, 512), H, *repeats)
+    out = project_material(scene.photo, swatch, imaging.polygon_mask(scene.quad, 768, 512), H, *repeats)
     truth = scenes.ground_truth_swap(scene, swatch, REPEATS)
     assert scenes.psnr(out, truth, in_surface(scene)) < 28.0
 
 
 def test_shading_keeps_the_shadow(scene: scenes.Scene) -> None:
     flat = np.full((64, 64, 3), 160, np.uint8)
-    out = project_material(scene.photo, flat, polygon_mask(scene.quad, 768, 512), scene.homography, 4, 4)
+    out = project_material(scene.photo, flat, imaging.polygon_mask(scene.quad, 768, 512), scene.homography, 4, 4)
     shadow = out[int(0.78 * 512), int(0.62 * 768)].mean()
     lit = out[int(0.78 * 512), int(0.2 * 768)].mean()
     assert shadow < 0.8 * lit

@@ -83,6 +83,22 @@ def test_swatch_size_needs_the_surface_size() -> None:
     assert fields(req) == set()
 
 
+def test_swatch_size_also_works_with_a_metric_plane() -> None:
+    req = request()
+    req.material_swap.options.real_world_scale.swatch_size.width_meters = 0.2
+    req.material_swap.hints.plane_distance_meters = 1.5
+    assert fields(req) == set()
+
+
+@pytest.mark.parametrize(
+    "name, value", [("focal_length_px", -5.0), ("focal_length_px", 1.0), ("plane_distance_meters", float("nan"))]
+)
+def test_camera_hints_are_checked(name: str, value: float) -> None:
+    req = request()
+    setattr(req.material_swap.hints, name, value)
+    assert fields(req) == {f"material_swap.hints.{name}"}
+
+
 def test_no_geometry_at_all_is_refused() -> None:
     req = request()
     req.material_swap.hints.ClearField("quad")

@@ -166,20 +166,24 @@ class QuadSize(_message.Message):
     def __init__(self, width_meters: _Optional[float] = ..., height_meters: _Optional[float] = ...) -> None: ...
 
 class SurfaceHints(_message.Message):
-    __slots__ = ("quad", "polygon", "positive_points", "negative_points", "box", "quad_size")
+    __slots__ = ("quad", "polygon", "positive_points", "negative_points", "box", "quad_size", "focal_length_px", "plane_distance_meters")
     QUAD_FIELD_NUMBER: _ClassVar[int]
     POLYGON_FIELD_NUMBER: _ClassVar[int]
     POSITIVE_POINTS_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_POINTS_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     QUAD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FOCAL_LENGTH_PX_FIELD_NUMBER: _ClassVar[int]
+    PLANE_DISTANCE_METERS_FIELD_NUMBER: _ClassVar[int]
     quad: _containers.RepeatedCompositeFieldContainer[Point]
     polygon: _containers.RepeatedCompositeFieldContainer[Point]
     positive_points: _containers.RepeatedCompositeFieldContainer[Point]
     negative_points: _containers.RepeatedCompositeFieldContainer[Point]
     box: Box
     quad_size: QuadSize
-    def __init__(self, quad: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., polygon: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., positive_points: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., negative_points: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., quad_size: _Optional[_Union[QuadSize, _Mapping]] = ...) -> None: ...
+    focal_length_px: float
+    plane_distance_meters: float
+    def __init__(self, quad: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., polygon: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., positive_points: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., negative_points: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., quad_size: _Optional[_Union[QuadSize, _Mapping]] = ..., focal_length_px: _Optional[float] = ..., plane_distance_meters: _Optional[float] = ...) -> None: ...
 
 class SwatchSize(_message.Message):
     __slots__ = ("width_meters", "height_meters")

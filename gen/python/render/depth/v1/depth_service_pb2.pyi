@@ -8,31 +8,39 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EstimatePlaneRequest(_message.Message):
-    __slots__ = ("width", "height", "quad", "photo", "mask_png")
+    __slots__ = ("width", "height", "quad", "photo", "mask_png", "focal_length_px", "plane_distance_meters")
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     QUAD_FIELD_NUMBER: _ClassVar[int]
     PHOTO_FIELD_NUMBER: _ClassVar[int]
     MASK_PNG_FIELD_NUMBER: _ClassVar[int]
+    FOCAL_LENGTH_PX_FIELD_NUMBER: _ClassVar[int]
+    PLANE_DISTANCE_METERS_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     quad: _containers.RepeatedCompositeFieldContainer[_imaging_pb2.Point]
     photo: bytes
     mask_png: bytes
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., quad: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., photo: _Optional[bytes] = ..., mask_png: _Optional[bytes] = ...) -> None: ...
+    focal_length_px: float
+    plane_distance_meters: float
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., quad: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., photo: _Optional[bytes] = ..., mask_png: _Optional[bytes] = ..., focal_length_px: _Optional[float] = ..., plane_distance_meters: _Optional[float] = ...) -> None: ...
 
 class EstimatePlaneResponse(_message.Message):
-    __slots__ = ("homography", "confidence", "source", "aspect_ratio", "focal_length_px", "used_depth_model")
+    __slots__ = ("homography", "confidence", "source", "aspect_ratio", "focal_length_px", "used_depth_model", "meters_per_unit", "focal_source")
     HOMOGRAPHY_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     ASPECT_RATIO_FIELD_NUMBER: _ClassVar[int]
     FOCAL_LENGTH_PX_FIELD_NUMBER: _ClassVar[int]
     USED_DEPTH_MODEL_FIELD_NUMBER: _ClassVar[int]
+    METERS_PER_UNIT_FIELD_NUMBER: _ClassVar[int]
+    FOCAL_SOURCE_FIELD_NUMBER: _ClassVar[int]
     homography: _imaging_pb2.Homography
     confidence: float
     source: str
     aspect_ratio: float
     focal_length_px: float
     used_depth_model: bool
-    def __init__(self, homography: _Optional[_Union[_imaging_pb2.Homography, _Mapping]] = ..., confidence: _Optional[float] = ..., source: _Optional[str] = ..., aspect_ratio: _Optional[float] = ..., focal_length_px: _Optional[float] = ..., used_depth_model: _Optional[bool] = ...) -> None: ...
+    meters_per_unit: float
+    focal_source: str
+    def __init__(self, homography: _Optional[_Union[_imaging_pb2.Homography, _Mapping]] = ..., confidence: _Optional[float] = ..., source: _Optional[str] = ..., aspect_ratio: _Optional[float] = ..., focal_length_px: _Optional[float] = ..., used_depth_model: _Optional[bool] = ..., meters_per_unit: _Optional[float] = ..., focal_source: _Optional[str] = ...) -> None: ...

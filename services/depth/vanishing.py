@@ -1,0 +1,254 @@
+"""A plane from the straight lines on and around a surface: two vanishing points fix its orientation.
+
+Lines that lie on a plane (tile joints, plank edges, the floor's meeting with a wall, a facade's
+window rows) meet, in the photo, at vanishing points on the plane's horizon. Two vanishing points
+v1, v2 of different directions give the plane's normal n ~ (K^-1 v1) x (K^-1 v2); when the two
+directions are perpendicular (the usual case: rows and columns of tiles, walls meeting at right
+angles) and both points are finite, they also give the focal length: f^2 = -(v1 - c).(v2 - c).
+
+Segments come from OpenCV's LSD detector on a reduced grey copy; vanishing points from RANSAC over
+pairs of segments (consensus by angle, weighted by length), refined by least squares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+_WORK_SIDE = 1024
+_MIN_LENGTH = 0.03  # of the longer side
+_BAND = 0.02  # lines this far outside the surface (of the longer side) count as "around" it
+_INLIER_SIN = np.sin(np.radians(1.5))
+_TRIALS = 400
+_FAR = 20.0
+
+
+class NoVanishingPoints(ValueError):
+    """The photo has too few straight lines on or around the surface."""
+
+
+@dataclass(frozen=True)
+class LinePlane:
+    """The plane's normal and a direction of its lines (camera coordinates), the focal length used,
+    and how well the lines support it."""
+
+    normal: np.ndarray
+    axis: np.ndarray
+    focal: float
+    focal_from_lines: bool
+    confidence: float
+    segments: int
+
+
+def line_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Segments (N, 4: x1, y1, x2, y2 in photo pixels) on the surface or along its edge."""
+    height, width = mask.shape
+    scale = min(1.0, _WORK_SIDE / max(width, height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    grey = cv2.cvtColor(cv2.resize(photo_bgr, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+    small_mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA) > 127
+    found = cv2.createLineSegmentDetector().detect(grey)[0]
+    if found is None:
+        return np.zeros((0, 4))
+    segments = found.reshape(-1, 4).astype(np.float64)
+    side = max(size)
+    length = np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1])
+    band = cv2.dilate(small_mask.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, round(_BAND * side)))
+    # A segment counts when most of it lies in the band around the surface.
+    samples = np.linspace(0.1, 0.9, 9)
+    xs = segments[:, None, 0] + samples[None, :] * (segments[:, None, 2] - segments[:, None, 0])
+    ys = segments[:, None, 1] + samples[None, :] * (segments[:, None, 3] - segments[:, None, 1])
+    xi = np.clip(np.round(xs).astype(int), 0, size[0] - 1)
+    yi = np.clip(np.round(ys).astype(int), 0, size[1] - 1)
+    in_band = band[yi, xi].mean(axis=1) > 0.7
+    # Lines along the photo's border are its frame, not the scene's.
+    margin = 2.0
+    on_border = (
+        ((segments[:, 0] < margin) & (segments[:, 2] < margin))
+        | ((segments[:, 1] < margin) & (segments[:, 3] < margin))
+        | ((segments[:, 0] > size[0] - 1 - margin) & (segments[:, 2] > size[0] - 1 - margin))
+        | ((segments[:, 1] > size[1] - 1 - margin) & (segments[:, 3] > size[1] - 1 - margin))
+    )
+    keep = (length >= _MIN_LENGTH * side) & in_band & ~on_border
+    return segments[keep] / scale
+
+
+def _support(v: np.ndarray, mid: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """|sin| of the angle between each segment and the line from its midpoint to v (homogeneous)."""
+    to_v = v[None, :2] - mid * v[2]
+    cross = direction[:, 0] * to_v[:, 1] - direction[:, 1] * to_v[:, 0]
+    return np.asarray(np.abs(cross) / np.maximum(np.linalg.norm(to_v, axis=1), 1e-12))
+
+
+def _refine(lines: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The point closest (least squares) to the weighted lines: the smallest eigenvector."""
+    scatter = (lines * weights[:, None]).T @ lines
+    _, vectors = np.linalg.eigh(scatter)
+    return np.asarray(vectors[:, 0])
+
+
+def _endpoint_residuals(v: np.ndarray, p1: np.ndarray, mid: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Weighted distances of each segment's endpoint from the line through its midpoint and v."""
+    lines = np.cross(np.column_stack([mid, np.ones(len(mid))]), v[None, :])
+    norm = np.maximum(np.linalg.norm(lines[:, :2], axis=1), 1e-12)
+    return np.asarray(weight * np.einsum("ij,ij->i", lines, p1) / norm)
+
+
+def _refine_ml(v: np.ndarray, p1: np.ndarray, mid: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Gauss-Newton on the segments' endpoint distances (the usual maximum-likelihood error for a
+    vanishing point: the algebraic fit favours nearby points and is biased for far ones)."""
+    v = v / np.linalg.norm(v)
+    weight = np.sqrt(length)
+    for _ in range(6):
+        # A basis of the tangent plane of the unit sphere at v.
+        a = np.cross(v, [1.0, 0.0, 0.0] if abs(v[0]) < 0.9 else [0.0, 1.0, 0.0])
+        a /= np.linalg.norm(a)
+        b = np.cross(v, a)
+        r = _endpoint_residuals(v, p1, mid, weight)
+        eps = 1e-7
+        J = np.column_stack(
+            [
+                (_endpoint_residuals((v + eps * t) / np.linalg.norm(v + eps * t), p1, mid, weight) - r) / eps
+                for t in (a, b)
+            ]
+        )
+        step, *_ = np.linalg.lstsq(J, -r, rcond=None)
+        moved = v + step[0] * a + step[1] * b
+        v = moved / np.linalg.norm(moved)
+        if np.linalg.norm(step) < 1e-12:
+            break
+    return v
+
+
+def vanishing_points(segments: np.ndarray, scale: float, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Up to three vanishing points (homogeneous, in coordinates divided by scale), strongest first,
+    each with the boolean mask of the segments that support it."""
+    p1 = np.column_stack([segments[:, :2] / scale, np.ones(len(segments))])
+    p2 = np.column_stack([segments[:, 2:] / scale, np.ones(len(segments))])
+    lines = np.cross(p1, p2)
+    lines /= np.maximum(np.linalg.norm(lines[:, :2], axis=1, keepdims=True), 1e-12)
+    direction = (p2 - p1)[:, :2]
+    length = np.linalg.norm(direction, axis=1)
+    direction /= np.maximum(length[:, None], 1e-12)
+    mid = (p1[:, :2] + p2[:, :2]) / 2
+    rng = np.random.default_rng(seed)
+    free = np.ones(len(segments), bool)
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    for _ in range(3):
+        candidates = np.flatnonzero(free)
+        if candidates.size < 2:
+            break
+        weights = length[candidates] / length[candidates].sum()
+        best, best_score = None, 0.0
+        for _ in range(_TRIALS):
+            i, j = rng.choice(candidates, 2, replace=False, p=weights)
+            v = np.cross(lines[i], lines[j])
+            if not np.any(v):
+                continue
+            inliers = free & (_support(v, mid, direction) < _INLIER_SIN)
+            score = float(length[inliers].sum())
+            if score > best_score:
+                best, best_score = v, score
+        if best is None:
+            break
+        inliers = free & (_support(best, mid, direction) < _INLIER_SIN)
+        if inliers.sum() < 2:
+            break
+        v = _refine(lines[inliers], length[inliers])
+        inliers = free & (_support(v, mid, direction) < _INLIER_SIN)
+        v = _refine_ml(v, p1[inliers], mid[inliers], length[inliers])
+        inliers = free & (_support(v, mid, direction) < _INLIER_SIN)
+        found.append((v, inliers))
+        free &= ~inliers
+    return found
+
+
+def plane_from_lines(
+    photo_bgr: np.ndarray, mask: np.ndarray, default_focal: float, given_focal: float | None = None
+) -> LinePlane:
+    """The plane of the masked surface from the lines on and around it."""
+    height, width = mask.shape
+    segments = line_segments(photo_bgr, mask)
+    if len(segments) < 4:
+        raise NoVanishingPoints(
+            f"only {len(segments)} straight lines on or around the surface; at least 4, in two directions, are needed"
+        )
+    scale = float(max(width, height))
+    points = vanishing_points(segments, scale)
+    if len(points) < 2:
+        raise NoVanishingPoints("the lines on and around the surface do not run in two directions")
+    centre = np.array([width / 2, height / 2]) / scale
+    lengths = np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1])
+    best: LinePlane | None = None
+    for a in range(len(points)):
+        for b in range(a + 1, len(points)):
+            (v1, in1), (v2, in2) = points[a], points[b]
+            candidate = _plane(v1, v2, centre, scale, width, height, default_focal, given_focal, mask)
+            if candidate is None:
+                continue
+            support = float(lengths[in1 | in2].sum() / lengths.sum())
+            balance = float(min(lengths[in1].sum(), lengths[in2].sum()) / max(lengths[in1].sum(), lengths[in2].sum()))
+            confidence = support * min(1.0, 2.0 * balance) * (1.0 if candidate.focal_from_lines else 0.8)
+            candidate = LinePlane(
+                candidate.normal,
+                candidate.axis,
+                candidate.focal,
+                candidate.focal_from_lines,
+                round(confidence, 3),
+                int((in1 | in2).sum()),
+            )
+            if best is None or candidate.confidence > best.confidence:
+                best = candidate
+    if best is None:
+        raise NoVanishingPoints("no two line directions on the surface describe a plane in front of the camera")
+    return best
+
+
+def _plane(
+    v1: np.ndarray,
+    v2: np.ndarray,
+    centre: np.ndarray,
+    scale: float,
+    width: int,
+    height: int,
+    default_focal: float,
+    given_focal: float | None,
+    mask: np.ndarray,
+) -> LinePlane | None:
+    """The plane through two vanishing points (in scaled coordinates), or None if they cannot span one."""
+    # A vanishing point this many photo sizes away is as good as at infinity: lines that are nearly
+    # parallel in the photo say nothing reliable about the focal length.
+    finite = [abs(v[2]) * _FAR > np.linalg.norm(v[:2] - centre * v[2]) for v in (v1, v2)]
+    focal, from_lines = given_focal or default_focal, False
+    if given_focal is None and all(finite):
+        a, b = v1[:2] / v1[2] - centre, v2[:2] / v2[2] - centre
+        f2 = -float(a @ b) * scale * scale
+        diagonal = float(np.hypot(width, height))
+        if f2 > 0 and 0.3 * diagonal <= np.sqrt(f2) <= 5 * diagonal:
+            focal, from_lines = float(np.sqrt(f2)), True
+    f = focal / scale
+
+    def direction(v: np.ndarray) -> np.ndarray:
+        d = np.array([v[0] - centre[0] * v[2], v[1] - centre[1] * v[2], f * v[2]])
+        return d / np.linalg.norm(d)
+
+    d1, d2 = direction(v1), direction(v2)
+    normal = np.cross(d1, d2)
+    if np.linalg.norm(normal) < np.sin(np.radians(10)):
+        return None  # nearly the same direction
+    normal /= np.linalg.norm(normal)
+    ys, xs = np.nonzero(mask > 127)
+    ray = np.array([(xs.mean() - width / 2) / focal, (ys.mean() - height / 2) / focal, 1.0])
+    if abs(normal @ ray) < 0.05 * np.linalg.norm(ray):
+        return None  # seen edge-on: the surface cannot be on it
+    if normal @ ray < 0:
+        normal = -normal
+    # The texture's u axis: whichever line direction runs closer to the photo's horizontal.
+    axis = d1 if abs(d1[0]) >= abs(d2[0]) else d2
+    axis = axis - (axis @ normal) * normal
+    axis /= np.linalg.norm(axis)
+    if axis[0] < 0:
+        axis = -axis
+    return LinePlane(normal, axis, focal, from_lines, 0.0, 0)

@@ -1,0 +1,107 @@
+"""The depth service without Triton: the plane from the photo's vanishing lines, over real gRPC."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import grpc
+import numpy as np
+import pytest
+
+from render.depth.v1 import depth_service_pb2 as depth_pb
+from render.depth.v1 import depth_service_pb2_grpc as depth_grpc
+from render.v1 import render_service_pb2 as pb
+from renderkit import homography, imaging, scenes
+from renderkit.client import RenderClient, material_swap_request
+from services.common.stage import StageServer
+from services.depth.server import create_server as create_depth
+from tests.conftest import stage_settings
+
+TILES = scenes.tile_texture(128, tiles=1)
+SCENE = scenes.camera_scene(scenes.View(60, 35, 20), TILES, scenes.plank_texture(128), size=(640, 480), supersample=2)
+PHOTO = imaging.encode(SCENE.photo, quality=95)[0]
+MASK = imaging.encode_mask((SCENE.visible_floor * 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def depth(start_stage: Callable[[Callable[[], StageServer]], StageServer]) -> depth_grpc.DepthServiceStub:
+    server = start_stage(lambda: create_depth(stage_settings()))
+    return depth_grpc.DepthServiceStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+
+
+def test_without_a_quad_or_model_the_plane_comes_from_the_lines(depth: depth_grpc.DepthServiceStub) -> None:
+    reply = depth.EstimatePlane(
+        depth_pb.EstimatePlaneRequest(
+            width=640, height=480, photo=PHOTO, mask_png=MASK, plane_distance_meters=scenes.CAMERA_HEIGHT_M
+        ),
+        timeout=30,
+    )
+    assert (reply.source, reply.focal_source, reply.used_depth_model) == ("vanishing_lines", "vanishing_points", False)
+    assert reply.focal_length_px == pytest.approx(SCENE.focal, rel=0.03)
+    H = homography.from_list(list(reply.homography.m))
+    K_inv = np.linalg.inv(np.array([[reply.focal_length_px, 0, 320], [0, reply.focal_length_px, 240], [0, 0, 1]]))
+    normal = np.cross(K_inv @ H[:, 0], K_inv @ H[:, 1])
+    error = math.degrees(math.acos(min(1.0, abs(normal @ SCENE.normal) / np.linalg.norm(normal))))
+    assert error < 1.0
+    assert reply.meters_per_unit > 0  # metric, from the camera's height
+    assert 0.5 < reply.confidence <= 1.0
+
+
+def test_a_given_focal_length_is_used(depth: depth_grpc.DepthServiceStub) -> None:
+    reply = depth.EstimatePlane(
+        depth_pb.EstimatePlaneRequest(width=640, height=480, photo=PHOTO, mask_png=MASK, focal_length_px=700.0),
+        timeout=30,
+    )
+    assert (reply.focal_length_px, reply.focal_source, reply.meters_per_unit) == (700.0, "given", 0.0)
+
+
+def test_a_surface_without_lines_fails_saying_what_to_provide(depth: depth_grpc.DepthServiceStub) -> None:
+    blank = imaging.encode(np.full((240, 320, 3), 128, np.uint8))[0]
+    mask = np.zeros((240, 320), np.uint8)
+    mask[120:] = 255
+    with pytest.raises(grpc.RpcError) as info:
+        depth.EstimatePlane(
+            depth_pb.EstimatePlaneRequest(width=320, height=240, photo=blank, mask_png=imaging.encode_mask(mask)),
+            timeout=30,
+        )
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = info.value.details() or ""
+    assert "straight lines" in details and "provide a quad" in details.lower()
+
+
+@pytest.mark.parametrize(
+    "request_fields, field",
+    [
+        ({"focal_length_px": -1.0}, "focal_length_px"),
+        ({"photo": b"", "mask_png": MASK}, "photo"),
+        ({"photo": b"not an image"}, "photo"),
+    ],
+)
+def test_bad_plane_requests_name_the_field(
+    depth: depth_grpc.DepthServiceStub, request_fields: dict[str, object], field: str
+) -> None:
+    fields: dict[str, object] = {"width": 640, "height": 480, "photo": PHOTO, "mask_png": MASK} | request_fields
+    with pytest.raises(grpc.RpcError) as info:
+        depth.EstimatePlane(depth_pb.EstimatePlaneRequest(**fields), timeout=30)  # type: ignore[arg-type]
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = info.value.details() or ""
+    assert field in details or "image" in details
+
+
+def test_a_mask_only_swap_is_placed_at_scale_from_the_cameras_height(gateway_address: str) -> None:
+    request = material_swap_request(PHOTO, imaging.encode(scenes.plank_texture(128))[0], mask=MASK)
+    request.material_swap.hints.plane_distance_meters = scenes.CAMERA_HEIGHT_M
+    request.material_swap.options.real_world_scale.swatch_size.width_meters = scenes.TILE_M
+    with RenderClient(gateway_address) as client:
+        job = client.submit(request).job
+        events = list(client.watch(job.id, timeout=60))
+        result = client.get(job.id).result
+    assert events[-1].state == pb.JOB_STATE_SUCCEEDED, events[-1].error.message
+    assert (result.geometry_source, result.scale_source) == ("vanishing_lines", "swatch_size")
+    assert any(
+        "plane from the photo's vanishing lines" in e.message
+        and "focal length from the vanishing points" in e.message
+        and "the swatch's physical size and the plane's distance" in e.message
+        for e in events
+    )
