@@ -70,6 +70,18 @@ def tiling_for(swap: pb.MaterialSwap, plane: depth_pb.EstimatePlaneResponse, swa
     return tiling_from_repeats(repeats, aspect, swatch.width / swatch.height)
 
 
+def describe_segmentation(seg: segmentation_pb.SegmentResponse) -> str:
+    """How the segmentation model took part, in words."""
+    if seg.source in ("quad", "polygon"):
+        return (
+            f"mask from the {seg.source} with the segmentation model: "
+            f"{seg.excluded_fraction:.0%} left out as objects in front of the surface"
+        )
+    if seg.source == "model":
+        return f"mask from the segmentation model ({seg.coverage:.0%} of the photo)"
+    return f"mask from the {seg.source} hints, seeded by the segmentation model"
+
+
 _GEOMETRY_SOURCES = {
     "quad": "the quad",
     "depth_model": "the depth model",
@@ -134,8 +146,10 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     hints = swap.hints
     to_points = [imaging_pb2.Point(x=p.x, y=p.y) for p in hints.quad]
     clicks = bool(hints.positive_points) or hints.box.x_max > hints.box.x_min
-    # Clicks and boxes outline the surface even when a quad fixes the plane; both need the photo.
-    needs_photo = not (mask or hints.polygon) and (clicks or not hints.quad)
+    # The photo goes along unless a quad alone outlines an unnamed surface: clicks, boxes and the
+    # model need it, and it refines the edge of a client mask or polygon.
+    surface = _SURFACE_NAMES.get(swap.surface, "")
+    needs_photo = bool(clicks or mask or hints.polygon or surface or not hints.quad)
     segment = segmentation_pb.SegmentRequest(
         width=photo_info.width,
         height=photo_info.height,
@@ -146,7 +160,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         positive_points=[imaging_pb2.Point(x=p.x, y=p.y) for p in hints.positive_points],
         negative_points=[imaging_pb2.Point(x=p.x, y=p.y) for p in hints.negative_points],
         box=imaging_pb2.Box(x_min=hints.box.x_min, y_min=hints.box.y_min, x_max=hints.box.x_max, y_max=hints.box.y_max),
-        surface=_SURFACE_NAMES.get(swap.surface, ""),
+        surface=surface,
     )
     seg = await ctx.call(
         pb.STAGE_SEGMENTATION,
@@ -156,6 +170,8 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     )
     if seg.coverage <= 0.0:
         raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "the surface's mask is empty")
+    if seg.used_model:
+        await ctx.detail(1, pb.STAGE_SEGMENTATION, describe_segmentation(seg))
 
     await ctx.step(2, pb.STAGE_DEPTH, "estimating geometry", "depth")
     estimate = depth_pb.EstimatePlaneRequest(

@@ -64,9 +64,17 @@ def _disk(mask: np.ndarray, points: np.ndarray, radius: int, value: int) -> None
 
 
 def grabcut_mask(
-    photo_bgr: np.ndarray, box: tuple[float, float, float, float] | None, positives: np.ndarray, negatives: np.ndarray
+    photo_bgr: np.ndarray,
+    box: tuple[float, float, float, float] | None,
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    prior: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The surface selected by a box and/or clicks, as a soft uint8 mask at the photo's size."""
+    """The surface selected by a box and/or clicks, as a soft uint8 mask at the photo's size.
+
+    prior (any resolution, 0..1) is a segmentation model's probability of the surface: it seeds
+    GrabCut's probable labels, and the clicks and the box override it where they disagree.
+    """
     height, width = photo_bgr.shape[:2]
     scale = min(1.0, WORK_SIDE / max(width, height))
     small = cv2.resize(
@@ -74,10 +82,21 @@ def grabcut_mask(
     )
     sh, sw = small.shape[:2]
     radius = max(2, round(0.02 * max(sw, sh)))
-    labels = np.full((sh, sw), cv2.GC_PR_BGD if box is None else cv2.GC_BGD, np.uint8)
+    if prior is None:
+        labels = np.full((sh, sw), cv2.GC_PR_BGD, np.uint8)
+        inside_box = cv2.GC_PR_FGD
+    else:
+        likely = cv2.resize(prior.astype(np.float32), (sw, sh), interpolation=cv2.INTER_LINEAR) > 0.5
+        labels = np.where(likely, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+        inside_box = -1  # the model's labels stand inside the box
     if box is not None:
         x0, y0, x1, y1 = (round(v * scale) for v in box)
-        labels[max(0, y0) : min(sh, y1), max(0, x0) : min(sw, x1)] = cv2.GC_PR_FGD
+        window = (slice(max(0, y0), min(sh, y1)), slice(max(0, x0), min(sw, x1)))
+        outside = np.full((sh, sw), True)
+        outside[window] = False
+        labels[outside] = cv2.GC_BGD
+        if inside_box >= 0:
+            labels[window] = inside_box
     _disk(labels, positives * scale, radius, cv2.GC_FGD)
     _disk(labels, negatives * scale, radius, cv2.GC_BGD)
     if not ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).any():

@@ -1,4 +1,10 @@
-"""SegmentationService: a client mask, a polygon, a quad, or the Triton segmentation model."""
+"""SegmentationService: the surface's soft mask from a client mask, an outline (polygon or quad),
+clicks and a box (GrabCut), or the Triton segmentation model, alone or fused with those hints.
+
+With the photo, every mask's edge is refined against it (guided filter). With a named surface and
+a deployed model: an outline loses what the model sees standing in front of the surface, and
+clicks override the model's labels where they disagree. A client mask is authoritative.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +26,13 @@ from services.common.stage import (
     build_model_server,
     points,
 )
-from services.segmentation.interactive import grabcut_mask
-from services.segmentation.masks import ADE20K_SURFACE_CLASSES, probability_to_mask, surface_probability
+from services.segmentation.interactive import grabcut_mask, refine_edges
+from services.segmentation.masks import (
+    ADE20K_SURFACE_CLASSES,
+    exclude_occluders,
+    probability_to_mask,
+    surface_probability,
+)
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SegmentationService"].full_name
@@ -42,8 +53,45 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                 "width and height must be positive",
                 bad_request([("width", "must be positive")]),
             )
-        if request.mask:
-            mask = await asyncio.to_thread(imaging.decode_gray, request.mask)
+        box = box_of(request.box)
+        clicks = bool(request.positive_points) or box is not None
+        if clicks and not request.photo:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "points and boxes need the photo",
+                bad_request([("photo", "required with positive_points or box")]),
+            )
+        photo: np.ndarray | None = None
+        if request.photo:
+            try:
+                photo = await asyncio.to_thread(imaging.decode_bgr, request.photo)
+            except imaging.ImageError as exc:
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([("photo", str(exc))]))
+            assert photo is not None
+            if photo.shape[:2] != (height, width):
+                await abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the photo is {photo.shape[1]}x{photo.shape[0]}, not {width}x{height}",
+                    bad_request([("photo", "must be width x height")]),
+                )
+        use_model = (
+            photo is not None
+            and request.surface in ADE20K_SURFACE_CLASSES
+            and self.triton is not None
+            and await self.triton.model_ready(SEGMENTATION.name)
+        )
+        try:
+            probability = await self._surface_probability(photo, request.surface) if use_model else None
+        except TritonError as exc:
+            await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+
+        if request.mask:  # the client's own mask is authoritative; only its edge is refined
+            try:
+                mask = await asyncio.to_thread(imaging.decode_gray, request.mask)
+            except imaging.ImageError as exc:
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([("mask", str(exc))]))
             if mask.shape != (height, width):
                 await abort(
                     context,
@@ -51,52 +99,42 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                     f"the mask is {mask.shape[1]}x{mask.shape[0]}, the photo {width}x{height}",
                     bad_request([("mask", "must be the size of the photo")]),
                 )
-            return await self._respond(mask, "mask")
-        if len(request.polygon) >= 3:
-            return await self._respond(
-                await asyncio.to_thread(imaging.polygon_mask, points(request.polygon), width, height), "polygon"
-            )
-        box = box_of(request.box)
-        if request.positive_points or box is not None:
-            if not request.photo:
-                await abort(
-                    context,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "points and boxes need the photo",
-                    bad_request([("photo", "required with positive_points or box")]),
-                )
+            return await self._respond(await self._refined(photo, mask), "mask")
+        if clicks:
+            assert photo is not None
             try:
                 mask = await asyncio.to_thread(
-                    self._interactive,
-                    request.photo,
+                    grabcut_mask,
+                    photo,
                     box,
                     points(request.positive_points),
                     points(request.negative_points),
+                    probability,
                 )
             except ValueError as exc:
                 await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"cannot find the surface: {exc}")
-            return await self._respond(mask, "points" if box is None else "box")
-        if len(request.quad) == 4:
+            return await self._respond(mask, "points" if box is None else "box", used_model=probability is not None)
+        outline = request.polygon if len(request.polygon) >= 3 else request.quad if len(request.quad) == 4 else None
+        if outline is not None:
+            mask = await asyncio.to_thread(imaging.polygon_mask, points(outline), width, height)
+            excluded = 0.0
+            if probability is not None:
+                mask, excluded = await asyncio.to_thread(exclude_occluders, mask, probability)
+            source = "polygon" if len(request.polygon) >= 3 else "quad"
             return await self._respond(
-                await asyncio.to_thread(imaging.polygon_mask, points(request.quad), width, height), "quad"
+                await self._refined(photo, mask), source, used_model=probability is not None, excluded=excluded
             )
-        if (
-            request.surface in ADE20K_SURFACE_CLASSES
-            and self.triton
-            and await self.triton.model_ready(SEGMENTATION.name)
-        ):
-            if not request.photo:
-                await abort(
-                    context,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "the model path needs the photo",
-                    bad_request([("photo", "required when no mask, polygon or quad is given")]),
-                )
-            try:
-                mask = await self._model_mask(request.photo, request.surface, width, height)
-            except TritonError as exc:
-                await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-            return await self._respond(mask, "model")
+        if probability is not None:
+            mask = await asyncio.to_thread(probability_to_mask, probability, width, height)
+            return await self._respond(await self._refined(photo, mask), "model", used_model=True)
+        model_deployed = self.triton is not None and await self.triton.model_ready(SEGMENTATION.name)
+        if request.surface in ADE20K_SURFACE_CLASSES and model_deployed and not request.photo:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the model path needs the photo",
+                bad_request([("photo", "required when no mask, polygon or quad is given")]),
+            )
         await abort(
             context,
             grpc.StatusCode.FAILED_PRECONDITION,
@@ -106,25 +144,25 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         )
         raise AssertionError("unreachable")
 
-    @staticmethod
-    def _interactive(
-        photo: bytes, box: tuple[float, float, float, float] | None, positives: np.ndarray, negatives: np.ndarray
-    ) -> np.ndarray:
-        return grabcut_mask(imaging.decode_bgr(photo), box, positives, negatives)
-
-    async def _model_mask(self, photo: bytes, surface: str, width: int, height: int) -> np.ndarray:
-        assert self.triton is not None
-        image = await asyncio.to_thread(imaging.decode_bgr, photo)
-        pixel_values = await asyncio.to_thread(to_pixel_values, image, SEGMENTATION.input_size)
+    async def _surface_probability(self, photo: np.ndarray | None, surface: str) -> np.ndarray:
+        """The model's low-resolution probability that each pixel is the surface."""
+        assert self.triton is not None and photo is not None
+        pixel_values = await asyncio.to_thread(to_pixel_values, photo, SEGMENTATION.input_size)
         outputs = await self.triton.infer(SEGMENTATION, {"pixel_values": pixel_values})
-        logits = outputs["logits"][0]
-        probability = await asyncio.to_thread(surface_probability, logits, surface)
-        return await asyncio.to_thread(probability_to_mask, probability, width, height)
+        return await asyncio.to_thread(surface_probability, outputs["logits"][0], surface)
 
-    async def _respond(self, mask: np.ndarray, source: str) -> pb.SegmentResponse:
+    @staticmethod
+    async def _refined(photo: np.ndarray | None, mask: np.ndarray) -> np.ndarray:
+        return mask if photo is None else await asyncio.to_thread(refine_edges, photo, mask)
+
+    async def _respond(
+        self, mask: np.ndarray, source: str, used_model: bool = False, excluded: float = 0.0
+    ) -> pb.SegmentResponse:
         data = await asyncio.to_thread(imaging.encode_mask, mask)
         coverage = float(np.count_nonzero(mask > 127)) / mask.size
-        return pb.SegmentResponse(mask_png=data, source=source, coverage=coverage)
+        return pb.SegmentResponse(
+            mask_png=data, source=source, coverage=coverage, used_model=used_model, excluded_fraction=excluded
+        )
 
 
 def create_server(settings: StageSettings) -> StageServer:

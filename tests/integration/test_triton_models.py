@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 
+from gateway.server import Gateway
+from gateway.settings import GatewaySettings
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.depth.v1 import depth_service_pb2_grpc as depth_grpc
 from render.generation.v1 import generation_service_pb2 as gen_pb
@@ -17,13 +19,15 @@ from render.generation.v1 import generation_service_pb2_grpc as gen_grpc
 from render.imaging.v1 import imaging_pb2
 from render.segmentation.v1 import segmentation_service_pb2 as seg_pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as seg_grpc
+from render.v1 import render_service_pb2 as pb
 from renderkit import imaging
+from renderkit.client import RenderClient, material_swap_request
 from renderkit.triton import CONTRACTS, REPOSITORY, datatype_name, read_config
 from services.common.stage import StageServer
 from services.depth.server import create_server as create_depth
 from services.generation.server import create_server as create_generation
 from services.segmentation.server import create_server as create_segmentation
-from tests.conftest import generation_settings, stage_settings
+from tests.conftest import gateway_settings, generation_settings, stage_settings
 from tests.openai_fake import FakeOpenAI, Reply
 
 
@@ -91,6 +95,56 @@ def test_segmentation_service_uses_the_model_when_no_hint_is_given(
     assert reply.source == "model" and mask.shape == (240, 320)
     assert mask[200, 160] > 200 and mask[40, 160] < 50
     assert 0.4 < reply.coverage < 0.6
+
+
+def test_the_model_leaves_objects_standing_on_the_quad_out_of_the_mask(
+    triton_url: str, start_stage: Callable[[Callable[[], StageServer]], StageServer]
+) -> None:
+    server = start_stage(lambda: create_segmentation(stage_settings(triton_url)))
+    image = floor_photo()
+    image[150:200, 120:180] = (90, 60, 40)  # a dark-blue cabinet standing on the red floor
+    quad = [imaging_pb2.Point(x=x, y=y) for x, y in ((10, 125), (310, 125), (310, 235), (10, 235))]
+    request = seg_pb.SegmentRequest(width=320, height=240, photo=imaging.encode(image)[0], quad=quad)
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = seg_grpc.SegmentationServiceStub(channel)
+        plain = stub.Segment(request, timeout=30)  # no surface named: the quad alone
+        request.surface = "floor"
+        fused = stub.Segment(request, timeout=30)
+    assert (plain.used_model, fused.used_model) == (False, True)
+    plain_mask, fused_mask = imaging.decode_gray(plain.mask_png), imaging.decode_gray(fused.mask_png)
+    assert plain_mask[175, 150] == 255 and fused_mask[175, 150] < 30  # the cabinet is left out
+    assert fused_mask[215, 60] > 225 and fused_mask[140, 250] > 225  # the floor around it stays
+    assert fused_mask[100, 160] == 0  # nothing outside the quad is added
+    assert fused.excluded_fraction == pytest.approx(50 * 60 / (300 * 110), abs=0.03)
+
+
+def test_clicks_override_the_models_labels(
+    triton_url: str, start_stage: Callable[[Callable[[], StageServer]], StageServer]
+) -> None:
+    server = start_stage(lambda: create_segmentation(stage_settings(triton_url)))
+    photo = imaging.encode(floor_photo())[0]
+    whole = imaging_pb2.Box(x_min=0, y_min=0, x_max=320, y_max=240)
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = seg_grpc.SegmentationServiceStub(channel)
+        seeded = stub.Segment(
+            seg_pb.SegmentRequest(width=320, height=240, photo=photo, box=whole, surface="floor"), timeout=30
+        )
+        overridden = stub.Segment(
+            seg_pb.SegmentRequest(
+                width=320,
+                height=240,
+                photo=photo,
+                box=whole,
+                surface="floor",
+                negative_points=[imaging_pb2.Point(x=160, y=200)],
+            ),
+            timeout=30,
+        )
+    seeded_mask, overridden_mask = imaging.decode_gray(seeded.mask_png), imaging.decode_gray(overridden.mask_png)
+    # Seeded by the model, a box around the whole photo finds the red floor.
+    assert seeded.used_model and seeded_mask[200, 40] > 200 and seeded_mask[40, 160] < 50
+    # A negative click on the floor wins over the model there.
+    assert seeded_mask[200, 160] > 200 and overridden_mask[200, 160] < 50
 
 
 def test_without_model_or_hint_segmentation_says_what_to_provide(stages: dict[str, str]) -> None:
@@ -242,3 +296,39 @@ def test_a_triton_without_the_diffusion_model_is_skipped(
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "no configured image provider" in str(info.value.details())
     assert dry.call.dry_run and dry.call.provider == "triton" and dry.call.estimated_cost.cents == 0.4
+
+
+def test_a_swap_runs_end_to_end_on_the_models(
+    triton_url: str,
+    redis_url: str,
+    stages: dict[str, str],
+    start_stage: Callable[[Callable[[], StageServer]], StageServer],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path: Path,
+) -> None:
+    """No hint but the surface's name: the segmentation model finds the floor, the depth model its plane."""
+    model_stages = dict(stages)
+    for name, create in (("segmentation", create_segmentation), ("depth", create_depth)):
+        server = start_stage(lambda create=create: create(stage_settings(triton_url)))  # type: ignore[misc]
+        model_stages[name] = f"127.0.0.1:{server.port}"
+    gateway = start_gateway(gateway_settings(redis_url + "/9", tmp_path, model_stages))
+    image = floor_photo()
+    image[170:210, 130:190] = (90, 60, 40)  # an object standing on the floor
+    request = material_swap_request(imaging.encode(image)[0], imaging.encode(np.full((32, 32, 3), 200, np.uint8))[0])
+    request.material_swap.surface = pb.SURFACE_FLOOR
+    before = (inference_count(triton_url, "segmentation"), inference_count(triton_url, "depth"))
+    with RenderClient(f"127.0.0.1:{gateway.port}") as client:
+        job = client.submit(request).job
+        events = list(client.watch(job.id, timeout=60))
+        result = client.get(job.id).result
+    assert events[-1].state == pb.JOB_STATE_SUCCEEDED, events[-1].error.message
+    assert (inference_count(triton_url, "segmentation"), inference_count(triton_url, "depth")) == (
+        before[0] + 1,
+        before[1] + 1,
+    )
+    assert result.geometry_source == "depth_model"
+    assert any("mask from the segmentation model" in e.message for e in events)
+    out = imaging.decode_bgr(Path(result.outputs[0].uri.removeprefix("file://")).read_bytes())
+    assert abs(int(out[220, 60, 2]) - 255) > 40  # the floor is re-covered
+    assert np.abs(out[190, 160].astype(int) - (90, 60, 40)).max() < 25  # the object stays in front
+    assert np.abs(out[40, 160].astype(int) - image[40, 160]).max() < 12  # the wall is untouched
