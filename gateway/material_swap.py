@@ -223,6 +223,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             repeats_v=tiling.repeats_v,
             rotation_degrees=swap.options.rotation_degrees,
             row_offset=row_offset(swap.options),
+            herringbone=swap.options.layout == pb.TILE_LAYOUT_HERRINGBONE,
             output=spec,
             material_maps=ctx.request.output.include_material_maps,
         )

@@ -163,6 +163,8 @@ def _material_swap(swap: pb.MaterialSwap, limits: Limits) -> list[Violation]:
         )
     if not (math.isfinite(options.row_offset) and 0.0 <= options.row_offset < 1.0):
         violations.append((f"{base}.options.row_offset", "must be at least 0 and less than 1"))
+    if options.layout not in pb.TileLayout.values():
+        violations.append((f"{base}.options.layout", f"unknown layout {options.layout}"))
     if options.row_offset and options.layout != pb.TILE_LAYOUT_BRICK:
         violations.append((f"{base}.options.row_offset", "applies to TILE_LAYOUT_BRICK only"))
     if not math.isfinite(options.rotation_degrees):

@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--repeats", type=float)
     submit.add_argument("--refine", action="store_true")
     submit.add_argument("--brick", type=float, metavar="OFFSET", help="staggered rows shifted by OFFSET (0-1)")
+    submit.add_argument("--herringbone", action="store_true", help="lay the swatch's planks in herringbone")
     submit.add_argument("--format", choices=["jpeg", "png", "webp"], default="jpeg")
     submit.add_argument("--idempotency-key", default="")
     submit.add_argument("--project", default="")
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                     project_id=args.project,
                     output_format=fmt,
                     brick_offset=args.brick,
+                    herringbone=args.herringbone,
                 )
                 return submit_and_maybe_watch(client, request, args.watch)
             elif args.command == "room":

@@ -36,8 +36,10 @@ def material_swap_request(
     project_id: str = "",
     output_format: pb.ImageFormat = pb.IMAGE_FORMAT_JPEG,
     brick_offset: float | None = None,
+    herringbone: bool = False,
 ) -> pb.SubmitRenderRequest:
-    """A SubmitRenderRequest for a material swap (brick_offset lays the tiles in staggered rows)."""
+    """A SubmitRenderRequest for a material swap (brick_offset lays the tiles in staggered rows,
+    herringbone the swatch's planks in a zigzag)."""
     swap = pb.MaterialSwap(
         photo=image_source(photo),
         swatch=image_source(swatch),
@@ -49,6 +51,8 @@ def material_swap_request(
     if brick_offset is not None:
         swap.options.layout = pb.TILE_LAYOUT_BRICK
         swap.options.row_offset = brick_offset
+    if herringbone:
+        swap.options.layout = pb.TILE_LAYOUT_HERRINGBONE
     if repeats is not None:
         swap.options.real_world_scale.repeats = repeats
     return pb.SubmitRenderRequest(

@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 
 from renderkit.imaging import linear_to_srgb
+from services.projection.layouts import Layout
 from services.projection.shading import shading_field
-from services.projection.texture import build_mip_atlas, sample_surface, texel_transform
+from services.projection.texture import STRAIGHT, build_mip_atlas, sample_surface, texel_transform
 
 
 def project_material(
@@ -18,7 +19,7 @@ def project_material(
     repeats_u: float,
     repeats_v: float,
     rotation_degrees: float = 0.0,
-    row_offset: float = 0.0,
+    layout: Layout = STRAIGHT,
 ) -> np.ndarray:
     """The photo with the masked surface re-covered by the swatch (uint8 BGR, the photo's size)."""
     height, width = photo.shape[:2]
@@ -29,7 +30,7 @@ def project_material(
         return out
     atlas = build_mip_atlas(swatch)
     T = texel_transform(H, repeats_u, repeats_v, rotation_degrees, swatch.shape[1], swatch.shape[0])
-    colour, valid = sample_surface(atlas, T, x, y, w, h, row_offset)
+    colour, valid = sample_surface(atlas, T, x, y, w, h, layout)
     roi_photo = photo[y : y + h, x : x + w]
     roi_mask = feather[y : y + h, x : x + w]
     sigma = max(1.5, 0.006 * max(width, height))

@@ -13,6 +13,7 @@ from renderkit.errors import abort, bad_request
 from renderkit.material_maps import material_map_images
 from services.common.stage import StageServer, StageSettings, build_server
 from services.projection.composite import project_material
+from services.projection.layouts import Layout
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
 
@@ -24,8 +25,9 @@ def _project(request: pb.ProjectRequest) -> list:  # type: ignore[type-arg]
     if mask.shape != photo.shape[:2]:
         raise ValueError("mask_png: must be the size of the photo")
     H = homography.from_list(list(request.homography.m))
+    layout = Layout(row_offset=request.row_offset, herringbone=request.herringbone)
     result = project_material(
-        photo, swatch, mask, H, request.repeats_u, request.repeats_v, request.rotation_degrees, request.row_offset
+        photo, swatch, mask, H, request.repeats_u, request.repeats_v, request.rotation_degrees, layout
     )
     images = imaging.encode_renditions(result, request.output)
     if request.material_maps:

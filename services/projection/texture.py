@@ -14,6 +14,9 @@ import cv2
 import numpy as np
 
 from renderkit.imaging import srgb_to_linear
+from services.projection.layouts import Layout, swatch_texels
+
+STRAIGHT = Layout()
 
 _PAD = 2
 
@@ -116,14 +119,13 @@ def sample_surface(
     y0: int,
     width: int,
     height: int,
-    row_offset: float = 0.0,
+    layout: Layout = STRAIGHT,
     probes: int = PROBES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Samples the texture for the pixel rectangle (x0, y0, width, height), anisotropically.
 
     Returns the linear-light colour (float32 HxWx3) and a validity mask (pixels beyond the
-    plane's horizon are invalid). row_offset shifts every other row of tiles by that fraction
-    of a tile's width (brick layout).
+    plane's horizon are invalid). The layout says where each point falls in the swatch.
     """
     T32 = T.astype(np.float32)
     xs = np.arange(x0, x0 + width, dtype=np.float32)[None, :]
@@ -165,13 +167,7 @@ def sample_surface(
         )
 
     def probe(qx: np.ndarray, qy: np.ndarray) -> np.ndarray:
-        if row_offset:
-            row = np.floor(qy * np.float32(1.0 / atlas.height))
-            odd = row - np.float32(2.0) * np.floor(row * np.float32(0.5))
-            qx = qx + odd * np.float32(row_offset * atlas.width)
-        # Wrap into the tile without np.mod (which is several times slower).
-        u = qx - np.floor(qx * np.float32(1.0 / atlas.width)) * np.float32(atlas.width)
-        v = qy - np.floor(qy * np.float32(1.0 / atlas.height)) * np.float32(atlas.height)
+        u, v = swatch_texels(qx, qy, layout, atlas.width, atlas.height)
         samples = [
             cv2.remap(atlas.atlas, u * sx + ox, v * sy + oy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             for sx, ox, sy, oy in levels

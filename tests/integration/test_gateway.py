@@ -290,3 +290,18 @@ def test_storage_that_cannot_hold_the_render_fails_with_upload_failed(
         done = c.wait(c.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
     assert done.state == pb.JOB_STATE_FAILED
     assert (done.error.code, done.error.message) == (pb.ERROR_CODE_UPLOAD_FAILED, "the render could not be stored")
+
+
+def test_a_herringbone_swap_runs_to_success(client: RenderClient) -> None:
+    plank = imaging.encode(scenes.plank_texture(256)[:64])[0]  # one 4:1 plank
+    job = client.submit(material_swap_request(PHOTO, plank, quad=QUAD, repeats=3, herringbone=True)).job
+    events = list(client.watch(job.id, timeout=60))
+    assert events[-1].state == pb.JOB_STATE_SUCCEEDED, events[-1].error.message
+    straight = client.submit(material_swap_request(PHOTO, plank, quad=QUAD, repeats=3)).job
+    assert list(client.watch(straight.id, timeout=60))[-1].state == pb.JOB_STATE_SUCCEEDED
+    laid, plain = (
+        imaging.decode_bgr(Path(client.get(j.id).result.outputs[0].uri.removeprefix("file://")).read_bytes())
+        for j in (job, straight)
+    )
+    inside = SCENE.floor_mask == 255
+    assert np.abs(laid.astype(int) - plain.astype(int))[inside].mean() > 5  # the planks are laid differently

@@ -1,11 +1,14 @@
 """The projection against independently rendered ground truth (supersampled, exact homography)."""
 
+import math
+
 import cv2
 import numpy as np
 import pytest
 
 from renderkit import imaging, scenes
 from services.projection.composite import project_material
+from services.projection.layouts import Layout, herringbone_texels, plank_ratio
 from services.projection.texture import build_mip_atlas, sample_surface, texel_transform
 
 REPEATS = (8.0, 10.0)
@@ -83,7 +86,7 @@ def test_brick_layout_staggers_alternate_rows(offset: float) -> None:
     # centres are at integer coordinates and texel i covers [i, i+1), hence the half-pixel shift.
     H = np.array([[192.0, 0, -0.5], [0, 96.0, -0.5], [0, 0, 1]])
     T = texel_transform(H, 4, 3, 0.0, 48, 32)
-    colour, valid = sample_surface(atlas, T, 0, 0, 192, 96, offset)
+    colour, valid = sample_surface(atlas, T, 0, 0, 192, 96, Layout(row_offset=offset))
     got = imaging.linear_to_srgb(colour)
     shift = round(offset * 48)
     for row in range(3):
@@ -124,3 +127,61 @@ def test_an_object_on_the_surface_does_not_darken_the_light_around_it() -> None:
     ring = shading[70:130, 120:180].copy()
     ring[10:50, 10:50] = np.nan
     assert abs(float(np.nanmean(ring)) - 1.0) < 0.05  # next to the object the light is as elsewhere
+
+
+@pytest.mark.parametrize("ratio", [2.0, 3.7, 6.0])
+def test_herringbone_planks_cover_the_plane_exactly_once(ratio: float) -> None:
+    """The lattice in layouts' docstring: H = [0, n) x [0, 1), V = [n, n + 1) x [1 - n, 1), moved by
+    a (1, 1) + b (n, -n), cover every point once."""
+    pts = np.random.default_rng(0).uniform(-40, 40, (50_000, 2))
+    count = np.zeros(len(pts), int)
+    for a in range(-60, 61):
+        for b in range(-25, 26):
+            x = pts[:, 0] - a - b * ratio
+            y = pts[:, 1] - a + b * ratio
+            count += ((x >= 0) & (x < ratio) & (y >= 0) & (y < 1)).astype(int)
+            count += ((x >= ratio) & (x < ratio + 1) & (y >= 1 - ratio) & (y < 1)).astype(int)
+    assert set(np.unique(count)) == {1}
+
+
+def test_herringbone_lays_whole_planks_at_right_angles_in_a_repeating_zigzag() -> None:
+    width, height = 400, 100  # a 4:1 plank
+    rng = np.random.default_rng(1)
+    qx, qy = (rng.uniform(-3000, 3000, 100_000).astype(np.float32) for _ in range(2))
+    u, v = herringbone_texels(qx, qy, width, height)
+    assert u.min() >= 0 and u.max() < width and v.min() >= 0 and v.max() < height
+    # The pattern repeats along the zigzag (u) and across it.
+    plank_w = width / 4
+    for shift in ((math.sqrt(2) * plank_w, 0.0), (0.0, math.sqrt(2) * 4 * plank_w)):
+        su, sv = herringbone_texels(qx + np.float32(shift[0]), qy + np.float32(shift[1]), width, height)
+        assert np.mean((np.abs(su - u) < 0.05) & (np.abs(sv - v) < 0.05)) > 0.999
+    # Half the planks run along one diagonal, half along the other: the grain (u) grows along
+    # (1, -1) on one kind and along (1, 1) on the other.
+    step = np.float32(0.5)
+    du_a = herringbone_texels(qx + step, qy - step, width, height)[0] - u
+    du_b = herringbone_texels(qx + step, qy + step, width, height)[0] - u
+    along_a = np.abs(du_a - step * math.sqrt(2)) < 0.01
+    along_b = np.abs(du_b - step * math.sqrt(2)) < 0.01
+    assert 0.45 < along_a.mean() < 0.55 and 0.45 < along_b.mean() < 0.55
+    assert np.mean(along_a & along_b) == 0
+
+
+def test_a_squarer_swatch_gives_two_to_one_planks_that_show_different_bands() -> None:
+    assert plank_ratio(256, 256) == 2.0 and plank_ratio(1200, 200) == 6.0 and plank_ratio(5000, 100) == 12.0
+    qx, qy = np.meshgrid(np.arange(0, 2000, 7, dtype=np.float32), np.arange(0, 2000, 7, dtype=np.float32))
+    _, v = herringbone_texels(qx, qy, 256, 256)
+    band_starts = np.floor(v / 8)  # plank width 128: bands start anywhere in [0, 128)
+    assert len(np.unique(band_starts)) > 10
+
+
+def test_herringbone_projection_differs_from_straight_and_stays_inside_the_mask() -> None:
+    scene = scenes.room_scene(320, 240)
+    plank = np.zeros((40, 160, 3), np.uint8)
+    plank[:, :, 2] = np.linspace(60, 220, 160, dtype=np.uint8)[None, :]  # grain: red grows along the plank
+    mask = imaging.polygon_mask(scene.quad, 320, 240)
+    straight = project_material(scene.photo, plank, mask, scene.homography, 6, 6)
+    laid = project_material(scene.photo, plank, mask, scene.homography, 6, 6, layout=Layout(herringbone=True))
+    inside = mask == 255
+    outside = cv2.dilate(mask, np.ones((5, 5), np.uint8)) == 0  # beyond the soft edge
+    assert np.abs(laid.astype(int) - straight.astype(int))[inside].mean() > 10
+    np.testing.assert_array_equal(laid[outside], scene.photo[outside])

@@ -115,6 +115,14 @@ def test_row_offset_needs_the_brick_layout_and_a_fraction() -> None:
     assert fields(req) == {"material_swap.options.row_offset"}
 
 
+def test_an_unknown_layout_is_refused() -> None:
+    req = request()
+    req.material_swap.options.layout = 9  # type: ignore[assignment]
+    assert fields(req) == {"material_swap.options.layout"}
+    req.material_swap.options.layout = pb.TILE_LAYOUT_HERRINGBONE
+    assert fields(req) == set()
+
+
 def test_variant_swatches_are_checked_one_by_one() -> None:
     req = request()
     req.material_swap.variant_swatches.add(data=SWATCH)

@@ -23,6 +23,7 @@ class TileLayout(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TILE_LAYOUT_UNSPECIFIED: _ClassVar[TileLayout]
     TILE_LAYOUT_STRAIGHT: _ClassVar[TileLayout]
     TILE_LAYOUT_BRICK: _ClassVar[TileLayout]
+    TILE_LAYOUT_HERRINGBONE: _ClassVar[TileLayout]
 
 class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -90,6 +91,7 @@ SURFACE_FACADE: Surface
 TILE_LAYOUT_UNSPECIFIED: TileLayout
 TILE_LAYOUT_STRAIGHT: TileLayout
 TILE_LAYOUT_BRICK: TileLayout
+TILE_LAYOUT_HERRINGBONE: TileLayout
 IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat

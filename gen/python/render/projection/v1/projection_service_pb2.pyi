@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ProjectRequest(_message.Message):
-    __slots__ = ("photo", "swatch", "mask_png", "homography", "repeats_u", "repeats_v", "rotation_degrees", "output", "row_offset", "material_maps")
+    __slots__ = ("photo", "swatch", "mask_png", "homography", "repeats_u", "repeats_v", "rotation_degrees", "output", "row_offset", "material_maps", "herringbone")
     PHOTO_FIELD_NUMBER: _ClassVar[int]
     SWATCH_FIELD_NUMBER: _ClassVar[int]
     MASK_PNG_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class ProjectRequest(_message.Message):
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     ROW_OFFSET_FIELD_NUMBER: _ClassVar[int]
     MATERIAL_MAPS_FIELD_NUMBER: _ClassVar[int]
+    HERRINGBONE_FIELD_NUMBER: _ClassVar[int]
     photo: bytes
     swatch: bytes
     mask_png: bytes
@@ -29,7 +30,8 @@ class ProjectRequest(_message.Message):
     output: _imaging_pb2.OutputSpec
     row_offset: float
     material_maps: bool
-    def __init__(self, photo: _Optional[bytes] = ..., swatch: _Optional[bytes] = ..., mask_png: _Optional[bytes] = ..., homography: _Optional[_Union[_imaging_pb2.Homography, _Mapping]] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ..., rotation_degrees: _Optional[float] = ..., output: _Optional[_Union[_imaging_pb2.OutputSpec, _Mapping]] = ..., row_offset: _Optional[float] = ..., material_maps: _Optional[bool] = ...) -> None: ...
+    herringbone: bool
+    def __init__(self, photo: _Optional[bytes] = ..., swatch: _Optional[bytes] = ..., mask_png: _Optional[bytes] = ..., homography: _Optional[_Union[_imaging_pb2.Homography, _Mapping]] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ..., rotation_degrees: _Optional[float] = ..., output: _Optional[_Union[_imaging_pb2.OutputSpec, _Mapping]] = ..., row_offset: _Optional[float] = ..., material_maps: _Optional[bool] = ..., herringbone: _Optional[bool] = ...) -> None: ...
 
 class ProjectResponse(_message.Message):
     __slots__ = ("images",)
