@@ -51,7 +51,11 @@ bench: setup ## end-to-end latency through the stack vs the same stages in one p
 quality: setup ## swaps of known-camera scenes scored against ground truth (PSNR, SSIM, plane and scale error)
 	$(PY) -m benchmarks.quality
 
+models: setup ## export the pretrained segmentation and depth models to ONNX into models/ (needs the export extra and the internet)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[export]'
+	$(PY) -m renderkit.model_export $(MODELS_ARGS)
+
 clean: ## remove run data and outputs (not the virtualenv)
 	rm -rf var out
 
-.PHONY: help setup run demo test test-unit lint protos protos-check bench quality clean
+.PHONY: help setup run demo test test-unit lint protos protos-check bench quality models clean

@@ -10,11 +10,15 @@ blended over the image by strength; outside it the image unchanged.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from renderkit.model_export import install
+from renderkit.triton import DEPTH, SEGMENTATION
 
 
 def _save(model: onnx.ModelProto, path: Path) -> None:
@@ -115,7 +119,11 @@ def diffusion_model() -> onnx.ModelProto:
 
 
 def write_tiny_models(models_dir: Path) -> None:
-    """Writes MODELS_DIR/{depth,segmentation,diffusion}/1/model.onnx."""
-    _save(depth_model(), models_dir / "depth" / "1" / "model.onnx")
-    _save(segmentation_model(), models_dir / "segmentation" / "1" / "model.onnx")
+    """Installs MODELS_DIR/{depth,segmentation,diffusion}: depth and segmentation through `make
+    models`' own install step (contract check, test run, layout, model card), diffusion as is."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for contract, model in ((DEPTH, depth_model()), (SEGMENTATION, segmentation_model())):
+            path = Path(tmp) / f"{contract.name}.onnx"
+            _save(model, path)
+            install(path, contract, models_dir)
     _save(diffusion_model(), models_dir / "diffusion" / "1" / "model.onnx")

@@ -1,0 +1,236 @@
+"""make models: pretrained segmentation and depth models exported to ONNX, checked, and installed
+for Triton.
+
+Two steps, kept apart so that the second is exercised wherever the first cannot run:
+
+1. export_pretrained: loads a named Hugging Face model with transformers (torch needed; the
+   `export` extra) and writes it to ONNX with the tensor names and dynamic axes of the pipeline's
+   contract (renderkit.triton). This needs the internet for the weights.
+2. install: checks an ONNX graph against the contract (names, types, ranks, fixed dimensions, a
+   dynamic batch), runs it once with onnxruntime, and lays it out as a Triton model:
+   MODELS_DIR/<name>/1/model.onnx beside a copy of deploy/triton/model_repository/<name>/config.pbtxt
+   and a MODEL.md naming the source, its licence and the file's SHA-256. MODELS_DIR is then a
+   complete model repository for `tritonserver --model-repository`, and what the embedded Triton
+   (services.triton_host) serves.
+
+The tests install tiny ONNX graphs of the same signatures with step 2, and the embedded Triton
+serves them to the services end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from renderkit.triton import DEPTH, REPOSITORY, SEGMENTATION, ModelContract
+
+_ONNX_TYPES = {1: "FP32", 10: "FP16", 7: "INT64", 6: "INT32", 2: "UINT8"}
+OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """The model cannot be exported or does not fit the pipeline's contract."""
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """A published model the pipeline can serve, and the terms it comes under."""
+
+    key: str
+    contract: ModelContract
+    source: str  # Hugging Face model id
+    licence: str
+    licence_url: str
+    about: str
+
+
+PRETRAINED = {
+    model.key: model
+    for model in (
+        Pretrained(
+            key="upernet-convnext-tiny-ade20k",
+            contract=SEGMENTATION,
+            source="openmmlab/upernet-convnext-tiny",
+            licence="MIT",
+            licence_url="https://huggingface.co/openmmlab/upernet-convnext-tiny",
+            about="UperNet with a ConvNeXt-T backbone, trained on ADE20K (150 classes, 46.1 mIoU)",
+        ),
+        Pretrained(
+            key="segformer-b0-ade20k",
+            contract=SEGMENTATION,
+            source="nvidia/segformer-b0-finetuned-ade-512-512",
+            licence="NVIDIA Source Code License for SegFormer (non-commercial use only)",
+            licence_url="https://github.com/NVlabs/SegFormer/blob/master/LICENSE",
+            about="SegFormer-B0 trained on ADE20K: 3.7 M parameters, fast, but not for commercial use",
+        ),
+        Pretrained(
+            key="depth-anything-v2-small",
+            contract=DEPTH,
+            source="depth-anything/Depth-Anything-V2-Small-hf",
+            licence="Apache-2.0",
+            licence_url="https://huggingface.co/depth-anything/Depth-Anything-V2-Small-hf",
+            about="Depth Anything V2 Small (24.8 M parameters): relative inverse depth",
+        ),
+    )
+}
+DEFAULTS = {"segmentation": "upernet-convnext-tiny-ade20k", "depth": "depth-anything-v2-small"}
+
+
+def contract_problems(model: Any, contract: ModelContract) -> list[str]:
+    """Why an onnx.ModelProto cannot serve a contract (empty when it can)."""
+    problems = []
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    for kind, specs, values in (
+        ("input", contract.inputs, [v for v in graph.input if v.name not in initializers]),
+        ("output", contract.outputs, list(graph.output)),
+    ):
+        found = {v.name: v for v in values}
+        if sorted(found) != sorted(s.name for s in specs):
+            problems.append(f"{kind}s are {sorted(found)}, the contract's {sorted(s.name for s in specs)}")
+            continue
+        for spec in specs:
+            tensor = found[spec.name].type.tensor_type
+            datatype = _ONNX_TYPES.get(tensor.elem_type, str(tensor.elem_type))
+            if datatype != spec.datatype:
+                problems.append(f"{kind} {spec.name} is {datatype}, the contract's {spec.datatype}")
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+            if len(dims) != len(spec.dims) + 1:
+                problems.append(f"{kind} {spec.name} has rank {len(dims)}, the contract's {len(spec.dims) + 1}")
+                continue
+            if dims[0] != -1:
+                problems.append(f"{kind} {spec.name} has a fixed batch of {dims[0]}; Triton batches dynamically")
+            for index, (got, want) in enumerate(zip(dims[1:], spec.dims, strict=True), start=1):
+                if want != -1 and got != want:
+                    problems.append(f"{kind} {spec.name} dimension {index} is {got}, the contract's {want}")
+    return problems
+
+
+def install(onnx_path: Path, contract: ModelContract, models_dir: Path, card: Pretrained | None = None) -> Path:
+    """Checks an ONNX model against its contract, runs it once, and installs it as a Triton model."""
+    import onnx
+    import onnxruntime as ort
+
+    try:
+        model = onnx.load(str(onnx_path))
+        onnx.checker.check_model(model)
+    except Exception as exc:  # onnx raises several unrelated types
+        raise ExportError(f"{onnx_path} is not a valid ONNX model: {exc}") from exc
+    problems = contract_problems(model, contract)
+    if problems:
+        raise ExportError(f"{onnx_path} does not fit the {contract.name} contract: " + "; ".join(problems))
+    # One inference on a small input: the graph must run and give finite values of the right rank.
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    side = 64 if contract.name != "depth" else 70  # Depth Anything needs a multiple of its 14 px patch
+    feeds = {spec.name: np.zeros((1, spec.dims[0], side, side), np.float32) for spec in contract.inputs}
+    for spec, value in zip(contract.outputs, session.run([s.name for s in contract.outputs], feeds), strict=True):
+        if value.ndim != len(spec.dims) + 1 or not np.all(np.isfinite(value)):
+            raise ExportError(f"{onnx_path}: output {spec.name} has shape {value.shape} or non-finite values")
+    folder = models_dir / contract.name
+    (folder / "1").mkdir(parents=True, exist_ok=True)
+    target = folder / "1" / "model.onnx"
+    with (
+        open(onnx_path, "rb") as source,
+        tempfile.NamedTemporaryFile(dir=folder / "1", prefix=".model-", delete=False) as tmp,
+    ):
+        shutil.copyfileobj(source, tmp)
+    os.replace(tmp.name, target)
+    shutil.copyfile(REPOSITORY / contract.name / "config.pbtxt", folder / "config.pbtxt")
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    lines = [f"# {contract.name}", ""]
+    if card is not None:
+        lines += [
+            f"- model: {card.key} ({card.about})",
+            f"- source: https://huggingface.co/{card.source}",
+            f"- licence: {card.licence} ({card.licence_url})",
+        ]
+    else:
+        lines.append(f"- model: installed from {onnx_path.name} (no published source recorded)")
+    lines += [f"- sha256: {digest}", f"- installed: {datetime.now(UTC).isoformat(timespec='seconds')}", ""]
+    (folder / "MODEL.md").write_text("\n".join(lines))
+    return target
+
+
+def export_pretrained(card: Pretrained, out: Path, config: Any = None) -> Path:
+    """Exports a Hugging Face model to ONNX under the contract's tensor names.
+
+    With config (a transformers config), a randomly initialised model of that architecture is
+    exported instead of the published weights (no download).
+    """
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise ExportError(
+            "exporting needs torch and transformers: pip install -e '.[export]' (and the internet for the weights)"
+        ) from exc
+    auto = (
+        transformers.AutoModelForSemanticSegmentation
+        if card.contract is SEGMENTATION
+        else transformers.AutoModelForDepthEstimation
+    )
+    model = auto.from_config(config) if config is not None else auto.from_pretrained(card.source)
+    model.eval()
+    output_name = card.contract.outputs[0].name
+
+    class Contract(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values: Any) -> Any:
+            return getattr(self.inner(pixel_values=pixel_values), output_name)
+
+    size = card.contract.input_size
+    spatial = {0: "N", 1: "H", 2: "W"} if card.contract is DEPTH else {0: "N", 2: "H", 3: "W"}
+    torch.onnx.export(
+        Contract(model),
+        (torch.zeros(1, 3, size, size),),
+        str(out),
+        input_names=["pixel_values"],
+        output_names=[output_name],
+        dynamic_axes={"pixel_values": {0: "N", 2: "H", 3: "W"}, output_name: spatial},
+        opset_version=OPSET,
+    )
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make models", description=__doc__.split("\n\n")[0])
+    for kind, contract in (("segmentation", SEGMENTATION), ("depth", DEPTH)):
+        choices = sorted(k for k, card in PRETRAINED.items() if card.contract is contract)
+        parser.add_argument(f"--{kind}", default=DEFAULTS[kind], choices=choices)
+    parser.add_argument("--models-dir", type=Path, default=Path(os.environ.get("MODELS_DIR", "models")))
+    parser.add_argument("--list", action="store_true", help="list the models and their licences")
+    args = parser.parse_args(argv)
+    if args.list:
+        for card in PRETRAINED.values():
+            print(f"{card.key:<30} {card.contract.name:<13} {card.licence}\n{'':<30} {card.about}")
+        return 0
+    for key in (args.segmentation, args.depth):
+        card = PRETRAINED[key]
+        print(f"{card.contract.name}: {card.key} from {card.source} ({card.licence})", flush=True)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                exported = export_pretrained(card, Path(tmp) / "model.onnx")
+                target = install(exported, card.contract, args.models_dir, card)
+        except ExportError as exc:
+            print(f"make models: {exc}", file=sys.stderr)
+            return 1
+        print(f"  installed {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
