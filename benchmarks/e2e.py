@@ -78,7 +78,7 @@ def through_stack(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=11)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="render-bench-") as tmp:
         storage = LocalStorage(Path(tmp) / "inproc")

@@ -92,6 +92,13 @@ class JobContext:
     total_steps: int = 0
     reused: set[str] = field(default_factory=set)
     spent: pb.Cost = field(default_factory=pb.Cost)
+    # The job's checkpoints as stored when this run began, kept current as it saves more: a run
+    # owns its job, so nothing else writes them meanwhile (and the ledger refuses a stale owner).
+    checkpoints: dict[str, bytes] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # What an earlier run left: a step found here is "resumed from checkpoint".
+        self.restored = frozenset(self.checkpoints)
 
     def stage_timeout(self, stage: int) -> float:
         """The deadline of a stage call: the stage budget, capped by what is left of the job's."""
@@ -117,7 +124,7 @@ class JobContext:
         message = f"Step {step}/{self.total_steps}: {text}"
         if checkpoint in self.reused:
             message += " (reused from an earlier render of this photo)"
-        elif checkpoint and await self.ledger.checkpoint(self.job_id, checkpoint) is not None:
+        elif checkpoint in self.restored:
             message += " (resumed from checkpoint)"
         await self._event(step, stage, message, done=False)
 
@@ -149,23 +156,25 @@ class JobContext:
             response = await rpc(timeout)
         except grpc.aio.AioRpcError as exc:
             raise failure_from_rpc(stage, exc, timeout) from None
-        await self._save_checkpoint(name, response.SerializeToString())
+        await self.save_checkpoint(name, response.SerializeToString())
         return response
 
     async def _load_checkpoint(self, name: str) -> bytes | None:
-        value = await self.ledger.checkpoint(self.job_id, name)
+        value = self.checkpoints.get(name)
         if value is None:
             return None
         if value.startswith(b"storage:"):
             return await asyncio.to_thread(self.storage.get, value[8:].decode())
         return value
 
-    async def _save_checkpoint(self, name: str, value: bytes) -> None:
+    async def save_checkpoint(self, name: str, value: bytes) -> None:
+        """Stores a stage's output as a checkpoint of the job (kept inline, or in storage when large)."""
         if len(value) > _INLINE_CHECKPOINT_BYTES:
             key = f"work/{self.job_id}/{name}.pb"
             await asyncio.to_thread(self.storage.put, key, value, "application/x-protobuf")
             value = b"storage:" + key.encode()
         await self.ledger.save_checkpoint(self.job_id, self.owner, name, value)
+        self.checkpoints[name] = value
 
     async def image_input(self, field_path: str, source: pb.ImageSource, min_side: int) -> bytes:
         """An input image's bytes: uploaded at submit, or downloaded once (then kept as a checkpoint)."""
@@ -185,7 +194,7 @@ class JobContext:
         problems, _ = check_image(data, f"{field_path}.url", self.limits, min_side)
         if problems:
             raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"{problems[0][0]}: {problems[0][1]}")
-        await self._save_checkpoint(f"input:{field_path}", data)
+        await self.save_checkpoint(f"input:{field_path}", data)
         return data
 
 

@@ -183,6 +183,7 @@ class Dispatcher:
             generation_timeout_s=self.settings.generation_timeout_s,
             max_tokens=self.settings.limits.max_tokens_per_job,
             max_cents=self.settings.limits.max_cents_per_job,
+            checkpoints=await self.ledger.checkpoints(job_id),
         )
         plan = PLANS.get(request.WhichOneof("kind") or "")
         try:

@@ -291,20 +291,29 @@ class Ledger:
     # -- events -------------------------------------------------------------------------------
 
     async def events(self, job_id: str, after: str = "0", block_ms: int = 15000) -> AsyncIterator[pb.JobEvent]:
-        """Yields a job's events after a cursor, then follows the stream until a terminal event."""
+        """Yields a job's events after a cursor, then follows the stream until a terminal event.
+
+        The job's state is read at the start and after a quiet spell only: while events flow, the
+        terminal event itself ends the stream (one round trip per wake-up, not two).
+        """
         cursor = after or "0"
         stream = keys.events(job_id)
+        check_state = True
+        ended = False
         while True:
-            state: Any = await self.redis.hget(keys.job(job_id), "state")
-            if state is None:  # expired after its retention
-                return
-            ended = State(state.decode()).terminal
+            if check_state:
+                state: Any = await self.redis.hget(keys.job(job_id), "state")
+                if state is None:  # expired after its retention
+                    return
+                ended = State(state.decode()).terminal
             # An ended job gets no new events: read what is left without blocking, then stop.
             reply: Any = await self.redis.xread({stream: cursor}, count=100, block=None if ended else block_ms)
             if not reply:
                 if ended:
                     return
+                check_state = True
                 continue
+            check_state = False
             for entry_id, fields in reply[0][1]:
                 event = pb.JobEvent()
                 event.ParseFromString(fields[b"event"])
@@ -501,6 +510,11 @@ class Ledger:
         ok = await self._checkpoint(keys=[keys.checkpoints(job_id), keys.job(job_id)], args=[owner, name, value])
         if not ok:
             raise NotOwner(f"job {job_id}: not the owner")
+
+    async def checkpoints(self, job_id: str) -> dict[str, bytes]:
+        """Every stored output of a job, by name (read once when a run starts or resumes)."""
+        raw: Any = await self.redis.hgetall(keys.checkpoints(job_id))
+        return {k.decode(): bytes(v) for k, v in raw.items()}
 
     async def checkpoint(self, job_id: str, name: str) -> bytes | None:
         """A stored stage output, if any."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable
 
 from gateway.context import JobContext, JobFailure, budget_for, generation_report, named, output_spec, write_outputs
 from render.depth.v1 import depth_service_pb2 as depth_pb
@@ -134,11 +136,11 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
 
     fingerprint = geometry_fingerprint(photo, mask, swap, ctx.geometry_cache_version)
     reused = False
-    if ctx.geometry_cache_s > 0 and await ctx.ledger.checkpoint(ctx.job_id, "depth") is None:
+    if ctx.geometry_cache_s > 0 and "depth" not in ctx.checkpoints:
         cached = await ctx.ledger.cached_geometry(fingerprint)
         if cached is not None:
-            await ctx.ledger.save_checkpoint(ctx.job_id, ctx.owner, "segmentation", cached[0])
-            await ctx.ledger.save_checkpoint(ctx.job_id, ctx.owner, "depth", cached[1])
+            await ctx.save_checkpoint("segmentation", cached[0])
+            await ctx.save_checkpoint("depth", cached[1])
             ctx.reused.update({"segmentation", "depth"})
             reused = True
 
@@ -162,33 +164,45 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         box=imaging_pb2.Box(x_min=hints.box.x_min, y_min=hints.box.y_min, x_max=hints.box.x_max, y_max=hints.box.y_max),
         surface=surface,
     )
-    seg = await ctx.call(
-        pb.STAGE_SEGMENTATION,
-        "segmentation",
-        segmentation_pb.SegmentResponse,
-        lambda t: stages.segmentation.Segment(segment, timeout=t),
-    )
-    if seg.coverage <= 0.0:
-        raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "the surface's mask is empty")
-    if seg.used_model:
-        await ctx.detail(1, pb.STAGE_SEGMENTATION, describe_segmentation(seg))
 
-    await ctx.step(2, pb.STAGE_DEPTH, "estimating geometry", "depth")
-    estimate = depth_pb.EstimatePlaneRequest(
-        width=photo_info.width,
-        height=photo_info.height,
-        quad=to_points,
-        photo=b"" if to_points else photo,
-        mask_png=b"" if to_points else seg.mask_png,
-        focal_length_px=hints.focal_length_px,
-        plane_distance_meters=hints.plane_distance_meters,
-    )
-    plane = await ctx.call(
-        pb.STAGE_DEPTH,
-        "depth",
-        depth_pb.EstimatePlaneResponse,
-        lambda t: stages.depth.EstimatePlane(estimate, timeout=t),
-    )
+    def estimate(mask_png: bytes) -> depth_pb.EstimatePlaneRequest:
+        return depth_pb.EstimatePlaneRequest(
+            width=photo_info.width,
+            height=photo_info.height,
+            quad=to_points,
+            photo=b"" if to_points else photo,
+            mask_png=b"" if to_points else mask_png,
+            focal_length_px=hints.focal_length_px,
+            plane_distance_meters=hints.plane_distance_meters,
+        )
+
+    def plane_call(request: depth_pb.EstimatePlaneRequest) -> Awaitable[depth_pb.EstimatePlaneResponse]:
+        return ctx.call(
+            pb.STAGE_DEPTH,
+            "depth",
+            depth_pb.EstimatePlaneResponse,
+            lambda t: stages.depth.EstimatePlane(request, timeout=t),
+        )
+
+    # A quad's plane does not need the mask: the depth call then runs beside segmentation.
+    early_plane = asyncio.ensure_future(plane_call(estimate(b""))) if to_points else None
+    try:
+        seg = await ctx.call(
+            pb.STAGE_SEGMENTATION,
+            "segmentation",
+            segmentation_pb.SegmentResponse,
+            lambda t: stages.segmentation.Segment(segment, timeout=t),
+        )
+        if seg.coverage <= 0.0:
+            raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "the surface's mask is empty")
+        if seg.used_model:
+            await ctx.detail(1, pb.STAGE_SEGMENTATION, describe_segmentation(seg))
+        await ctx.step(2, pb.STAGE_DEPTH, "estimating geometry", "depth")
+        plane = await (early_plane if early_plane is not None else plane_call(estimate(seg.mask_png)))
+    finally:
+        if early_plane is not None and not early_plane.done():
+            early_plane.cancel()
+            await asyncio.gather(early_plane, return_exceptions=True)
     if ctx.geometry_cache_s > 0 and not reused:
         await ctx.ledger.cache_geometry(
             fingerprint, seg.SerializeToString(), plane.SerializeToString(), ctx.geometry_cache_s
