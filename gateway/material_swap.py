@@ -60,8 +60,14 @@ def tiling_for(swap: pb.MaterialSwap, plane: depth_pb.EstimatePlaneResponse, swa
         swatch_h = size.height_meters or size.width_meters * swatch.height / swatch.width
         if hints.HasField("quad_size"):
             surface = (hints.quad_size.width_meters, hints.quad_size.height_meters)
-        else:  # validation allows swatch_size only with a quad_size or a metric plane
+        elif plane.meters_per_unit > 0:
             surface = (plane.meters_per_unit, plane.meters_per_unit / plane.aspect_ratio)
+        else:
+            raise JobFailure(
+                pb.ERROR_CODE_VALIDATION_FAILED,
+                "material_swap.options.real_world_scale.swatch_size: the plane is not metric; give "
+                "hints.plane_distance_meters (for a floor, the camera's height) or hints.quad_size",
+            )
         return tiling_from_sizes(surface[0], surface[1], size.width_meters, swatch_h)
     aspect = (
         hints.quad_size.width_meters / hints.quad_size.height_meters
@@ -105,12 +111,14 @@ def describe_geometry(plane: depth_pb.EstimatePlaneResponse) -> str:
     return text
 
 
-def describe_scale(tiling: Tiling, swap: pb.MaterialSwap) -> str:
+def describe_scale(tiling: Tiling, swap: pb.MaterialSwap, distance_source: str = "") -> str:
     """How the material's scale was chosen, in words."""
     if tiling.source != "swatch_size":
         how = "a repeat count"
     elif swap.hints.HasField("quad_size"):
         how = "the swatch's and the quad's physical sizes"
+    elif distance_source == "depth_model":
+        how = "the swatch's physical size and the depth model's metric plane"
     else:
         how = "the swatch's physical size and the plane's distance"
     return f"scale from {how} ({tiling.repeats_u:.1f} x {tiling.repeats_v:.1f} repeats)"
@@ -209,7 +217,8 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         )
 
     tilings = [tiling_for(swap, plane, imaging.probe(s, max_pixels=ctx.limits.max_pixels)) for s in swatches]
-    await ctx.detail(2, pb.STAGE_DEPTH, f"{describe_geometry(plane)}; {describe_scale(tilings[0], swap)}")
+    scale = describe_scale(tilings[0], swap, plane.distance_source)
+    await ctx.detail(2, pb.STAGE_DEPTH, f"{describe_geometry(plane)}; {scale}")
 
     count = len(swatches)
     await ctx.step(

@@ -147,12 +147,14 @@ def _material_swap(swap: pb.MaterialSwap, limits: Limits) -> list[Violation]:
     if which == "swatch_size":
         if scale.swatch_size.width_meters <= 0 or scale.swatch_size.height_meters < 0:
             violations.append((f"{base}.options.real_world_scale.swatch_size", "width must be positive"))
-        if not (hints.HasField("quad_size") or hints.plane_distance_meters > 0):
+        # Without a quad the plane may come out metric (a metric depth model); that is checked
+        # when the plane is known. A quad's plane is metric only with its size or distance.
+        if hints.quad and not (hints.HasField("quad_size") or hints.plane_distance_meters > 0):
             violations.append(
                 (
                     f"{base}.options.real_world_scale.swatch_size",
-                    "needs hints.quad_size (the surface's physical size) or hints.plane_distance_meters "
-                    "(a metric plane) to place the swatch at scale",
+                    "with a quad, needs hints.quad_size (the surface's physical size) or "
+                    "hints.plane_distance_meters (a metric plane) to place the swatch at scale",
                 )
             )
     if options.HasField("stage_timeout_seconds") and not (

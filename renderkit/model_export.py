@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from renderkit.triton import DEPTH, REPOSITORY, SEGMENTATION, ModelContract
+from renderkit.triton import DEPTH, METRIC_DEPTH, REPOSITORY, SEGMENTATION, ModelContract, datatype_name, read_config
 
 _ONNX_TYPES = {1: "FP32", 10: "FP16", 7: "INT64", 6: "INT32", 2: "UINT8"}
 OPSET = 17
@@ -73,6 +73,14 @@ PRETRAINED = {
             licence="NVIDIA Source Code License for SegFormer (non-commercial use only)",
             licence_url="https://github.com/NVlabs/SegFormer/blob/master/LICENSE",
             about="SegFormer-B0 trained on ADE20K: 3.7 M parameters, fast, but not for commercial use",
+        ),
+        Pretrained(
+            key="depth-anything-v2-metric-indoor-small",
+            contract=METRIC_DEPTH,
+            source="depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf",
+            licence="Apache-2.0 (the Depth Anything V2 metric release)",
+            licence_url="https://huggingface.co/depth-anything/Depth-Anything-V2-Metric-VKITTI-Large",
+            about="Depth Anything V2 Small fine-tuned on Hypersim: depth in metres indoors, so planes are metric",
         ),
         Pretrained(
             key="depth-anything-v2-small",
@@ -132,7 +140,7 @@ def install(onnx_path: Path, contract: ModelContract, models_dir: Path, card: Pr
         raise ExportError(f"{onnx_path} does not fit the {contract.name} contract: " + "; ".join(problems))
     # One inference on a small input: the graph must run and give finite values of the right rank.
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    side = 64 if contract.name != "depth" else 70  # Depth Anything needs a multiple of its 14 px patch
+    side = 70  # a multiple of Depth Anything's 14 px patch, and small
     feeds = {spec.name: np.zeros((1, spec.dims[0], side, side), np.float32) for spec in contract.inputs}
     for spec, value in zip(contract.outputs, session.run([s.name for s in contract.outputs], feeds), strict=True):
         if value.ndim != len(spec.dims) + 1 or not np.all(np.isfinite(value)):
@@ -146,7 +154,7 @@ def install(onnx_path: Path, contract: ModelContract, models_dir: Path, card: Pr
     ):
         shutil.copyfileobj(source, tmp)
     os.replace(tmp.name, target)
-    shutil.copyfile(REPOSITORY / contract.name / "config.pbtxt", folder / "config.pbtxt")
+    write_config(contract, folder / "config.pbtxt")
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
     lines = [f"# {contract.name}", ""]
     if card is not None:
@@ -160,6 +168,26 @@ def install(onnx_path: Path, contract: ModelContract, models_dir: Path, card: Pr
     lines += [f"- sha256: {digest}", f"- installed: {datetime.now(UTC).isoformat(timespec='seconds')}", ""]
     (folder / "MODEL.md").write_text("\n".join(lines))
     return target
+
+
+def write_config(contract: ModelContract, path: Path) -> None:
+    """The repository's config.pbtxt for the model, its outputs those of the contract (a metric depth
+    model declares metric_depth where a relative one declares predicted_depth)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    source = REPOSITORY / contract.name / "config.pbtxt"
+    config = read_config(source)
+    declared = [(o.name, datatype_name(o.data_type), tuple(o.dims)) for o in config.output]
+    if declared == [(s.name, s.datatype, s.dims) for s in contract.outputs]:
+        shutil.copyfile(source, path)
+        return
+    del config.output[:]
+    for spec in contract.outputs:
+        config.output.add(
+            name=spec.name, data_type=model_config_pb2.DataType.Value(f"TYPE_{spec.datatype}"), dims=list(spec.dims)
+        )
+    path.write_text(f"# {contract.name}: written by make models\n" + text_format.MessageToString(config))
 
 
 def export_pretrained(card: Pretrained, out: Path, config: Any = None) -> Path:
@@ -182,7 +210,7 @@ def export_pretrained(card: Pretrained, out: Path, config: Any = None) -> Path:
     )
     model = auto.from_config(config) if config is not None else auto.from_pretrained(card.source)
     model.eval()
-    output_name = card.contract.outputs[0].name
+    attribute = "logits" if card.contract is SEGMENTATION else "predicted_depth"
 
     class Contract(torch.nn.Module):  # type: ignore[misc]
         def __init__(self, inner: Any) -> None:
@@ -190,10 +218,11 @@ def export_pretrained(card: Pretrained, out: Path, config: Any = None) -> Path:
             self.inner = inner
 
         def forward(self, pixel_values: Any) -> Any:
-            return getattr(self.inner(pixel_values=pixel_values), output_name)
+            return getattr(self.inner(pixel_values=pixel_values), attribute)
 
     size = card.contract.input_size
-    spatial = {0: "N", 1: "H", 2: "W"} if card.contract is DEPTH else {0: "N", 2: "H", 3: "W"}
+    output_name = card.contract.outputs[0].name
+    spatial = {0: "N", 2: "H", 3: "W"} if card.contract is SEGMENTATION else {0: "N", 1: "H", 2: "W"}
     torch.onnx.export(
         Contract(model),
         (torch.zeros(1, 3, size, size),),
@@ -208,8 +237,8 @@ def export_pretrained(card: Pretrained, out: Path, config: Any = None) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make models", description=__doc__.split("\n\n")[0])
-    for kind, contract in (("segmentation", SEGMENTATION), ("depth", DEPTH)):
-        choices = sorted(k for k, card in PRETRAINED.items() if card.contract is contract)
+    for kind, contracts in (("segmentation", (SEGMENTATION,)), ("depth", (DEPTH, METRIC_DEPTH))):
+        choices = sorted(k for k, card in PRETRAINED.items() if card.contract in contracts)
         parser.add_argument(f"--{kind}", default=DEFAULTS[kind], choices=choices)
     parser.add_argument("--models-dir", type=Path, default=Path(os.environ.get("MODELS_DIR", "models")))
     parser.add_argument("--list", action="store_true", help="list the models and their licences")

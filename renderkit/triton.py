@@ -42,6 +42,15 @@ DEPTH = ModelContract(
     outputs=(TensorSpec("predicted_depth", "FP32", (-1, -1)),),
     input_size=518,
 )
+# A metric depth model serves under the same name with this output instead: depth along the
+# optical axis in metres (Depth Anything V2 Metric). The depth service tells them apart by the
+# model's declared outputs.
+METRIC_DEPTH = ModelContract(
+    name="depth",
+    inputs=DEPTH.inputs,
+    outputs=(TensorSpec("metric_depth", "FP32", (-1, -1)),),
+    input_size=518,
+)
 SEGMENTATION = ModelContract(
     name="segmentation",
     inputs=(TensorSpec("pixel_values", "FP32", (3, -1, -1)),),
@@ -128,6 +137,14 @@ class TritonModels:
             return bool(await self._client.is_model_ready(name, client_timeout=2.0))
         except Exception:
             return False
+
+    async def output_names(self, name: str) -> list[str]:
+        """The output tensors a loaded model declares."""
+        try:
+            metadata = await self._client.get_model_metadata(name, client_timeout=2.0)
+        except InferenceServerException as exc:
+            raise TritonError(f"Triton model {name!r} has no metadata: {exc.message()}") from exc
+        return [output.name for output in metadata.outputs]
 
     async def infer(
         self, contract: ModelContract, inputs: dict[str, np.ndarray], timeout_s: float | None = None

@@ -84,13 +84,13 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-@pytest.fixture(scope="session")
-def triton_url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The embedded Triton (PyTriton) serving the tiny models."""
+@contextlib.contextmanager
+def embedded_triton(models_dir: Path, log_dir: Path, models: tuple[str, ...]) -> Iterator[str]:
+    """Runs services.triton_host over a models directory until the given models are ready."""
     import tritonclient.grpc as triton_grpc
 
     grpc_port = free_port()
-    log = open(tmp_path_factory.mktemp("triton") / "triton.log", "wb")  # noqa: SIM115
+    log = open(log_dir / "triton.log", "wb")  # noqa: SIM115
     env = {
         **os.environ,
         "MODELS_DIR": str(models_dir),
@@ -107,7 +107,7 @@ def triton_url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         deadline = time.monotonic() + 90
         while True:
             with contextlib.suppress(Exception):
-                if all(client.is_model_ready(m) for m in ("depth", "segmentation", "diffusion")):
+                if all(client.is_model_ready(m) for m in models):
                     break
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"Triton did not start; see {log.name}")
@@ -121,6 +121,13 @@ def triton_url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def triton_url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The embedded Triton (PyTriton) serving the tiny models."""
+    with embedded_triton(models_dir, tmp_path_factory.mktemp("triton"), ("depth", "segmentation", "diffusion")) as url:
+        yield url
 
 
 class LoopThread:

@@ -44,6 +44,31 @@ def depth_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
+def metric_depth_model(near_m: float = 1.0, per_level_m: float = 5.0 / 255.0) -> onnx.ModelProto:
+    """metric_depth = near_m + per_level_m * the grey level (0..255) of the photo, recovered from the
+    normalised channels: a photo whose grey level encodes a scene's depth reads as that depth."""
+    from renderkit.triton import IMAGENET_MEAN, IMAGENET_STD
+
+    # pixel_values_c = (g / 255 - mean_c) / std_c, so g = 255 * (sum_c w_c x_c + k) for any w with
+    # sum_c w_c / std_c = 1, and k = sum_c w_c mean_c / std_c.
+    w = np.full(3, 1 / 3, np.float32) * IMAGENET_STD
+    k = float(np.sum(w * IMAGENET_MEAN / IMAGENET_STD))
+    weight = numpy_helper.from_array((w * 255 * per_level_m).reshape(1, 3, 1, 1).astype(np.float32), "w")
+    bias = numpy_helper.from_array(np.array([near_m + 255 * per_level_m * k], np.float32), "b")
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["pixel_values", "w", "b"], ["conv"]),
+            helper.make_node("Squeeze", ["conv", "axes"], ["metric_depth"]),
+        ],
+        "tiny_metric_depth",
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("metric_depth", TensorProto.FLOAT, ["N", "H", "W"])],
+        [weight, bias, axes],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
 def segmentation_model() -> onnx.ModelProto:
     w = np.zeros((150, 3, 1, 1), np.float32)
     b = np.full((150,), -5.0, np.float32)

@@ -1,4 +1,5 @@
-"""A plane from a relative inverse-depth map: robust fit, then a homography onto the surface.
+"""A plane from a depth model's map: a robust fit (relative inverse depth, or metric depth), then a
+homography onto the surface.
 
 For a plane n.X = d seen through intrinsics K, inverse depth is affine in pixel coordinates:
 1/Z = (n . K^-1 p) / d. So fitting disparity = a x + b y + c over the surface's pixels gives the
@@ -113,3 +114,50 @@ def fit_plane(disparity: np.ndarray, mask: np.ndarray, focal: float, width: int,
         confidence=float(np.clip(inlier_fraction * r2, 0.0, 1.0)),
         inlier_fraction=inlier_fraction,
     )
+
+
+@dataclass(frozen=True)
+class MetricPlane:
+    """A plane n.X = distance (metres, camera coordinates) fitted to metric depth."""
+
+    normal: np.ndarray
+    distance: float
+    confidence: float
+    inlier_fraction: float
+
+
+def fit_metric_plane(depth: np.ndarray, mask: np.ndarray, focal: float, width: int, height: int) -> MetricPlane:
+    """Fits the masked surface's plane to a metric depth map of any resolution (depth along the
+    optical axis in metres): the surface's pixels back-projected, then a total-least-squares plane
+    refitted without outliers (objects standing on it, depth noise)."""
+    dh, dw = depth.shape
+    small_mask = cv2.resize(mask, (dw, dh), interpolation=cv2.INTER_NEAREST) > 127
+    ys, xs = np.nonzero(small_mask & np.isfinite(depth) & (depth > 0))
+    if xs.size < 50:
+        raise ValueError("the surface is too small to fit a plane")
+    if xs.size > _MAX_SAMPLES:
+        pick = np.random.default_rng(0).choice(xs.size, _MAX_SAMPLES, replace=False)
+        xs, ys = xs[pick], ys[pick]
+    z = depth[ys, xs].astype(np.float64)
+    # Depth-map pixel centres in photo pixels, then rays through the photo's intrinsics.
+    px = (xs + 0.5) * width / dw - 0.5
+    py = (ys + 0.5) * height / dh - 0.5
+    points = np.stack([(px - width / 2) / focal * z, (py - height / 2) / focal * z, z], axis=1)
+    inliers = np.ones(len(points), bool)
+    normal, centre = np.array([0.0, 0.0, 1.0]), points.mean(axis=0)
+    for _ in range(4):
+        centre = points[inliers].mean(axis=0)
+        _, _, vt = np.linalg.svd(points[inliers] - centre, full_matrices=False)
+        normal = vt[2]
+        residual = np.abs((points - centre) @ normal)
+        scale = 1.4826 * np.median(residual[inliers]) + 1e-9
+        inliers = residual < 3.0 * scale
+    distance = float(normal @ centre)
+    if distance < 0:
+        normal, distance = -normal, -distance
+    if distance <= 1e-6:
+        raise ValueError("the fitted plane passes through the camera")
+    rms = float(np.sqrt(np.mean(((points[inliers] - centre) @ normal) ** 2)))
+    fraction = float(inliers.mean())
+    confidence = fraction * float(np.clip(1.0 - rms / (0.05 * distance), 0.0, 1.0))
+    return MetricPlane(normal=normal, distance=distance, confidence=confidence, inlier_fraction=fraction)

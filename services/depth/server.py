@@ -14,9 +14,9 @@ from render.depth.v1 import depth_service_pb2_grpc as pb_grpc
 from render.imaging.v1 import imaging_pb2
 from renderkit import homography, imaging
 from renderkit.errors import abort, bad_request
-from renderkit.triton import DEPTH, TritonError, TritonModels, to_pixel_values
+from renderkit.triton import DEPTH, METRIC_DEPTH, TritonError, TritonModels, to_pixel_values
 from services.common.stage import StageServer, StageSettings, build_model_server, points
-from services.depth.plane import fit_plane, plane_homography
+from services.depth.plane import fit_metric_plane, fit_plane, plane_homography
 from services.depth.vanishing import NoVanishingPoints, plane_from_lines
 
 log = logging.getLogger(__name__)
@@ -104,19 +104,39 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
     ) -> pb.EstimatePlaneResponse:
         assert self.triton is not None
         width, height = request.width, request.height
-        pixel_values = await asyncio.to_thread(to_pixel_values, image, DEPTH.input_size)
-        disparity = (await self.triton.infer(DEPTH, {"pixel_values": pixel_values}))["predicted_depth"][0]
+        metric = METRIC_DEPTH.outputs[0].name in await self.triton.output_names(DEPTH.name)
+        contract = METRIC_DEPTH if metric else DEPTH
+        pixel_values = await asyncio.to_thread(to_pixel_values, image, contract.input_size)
+        prediction = (await self.triton.infer(contract, {"pixel_values": pixel_values}))[contract.outputs[0].name][0]
         focal = request.focal_length_px or homography.default_focal(width, height)
-        fit = await asyncio.to_thread(fit_plane, disparity, mask, focal, width, height)
+        focal_source = "given" if request.focal_length_px else "assumed"
+        if not metric:
+            fit = await asyncio.to_thread(fit_plane, prediction, mask, focal, width, height)
+            return pb.EstimatePlaneResponse(
+                homography=imaging_pb2.Homography(m=homography.to_list(fit.homography)),
+                confidence=fit.confidence,
+                source="depth_model",
+                aspect_ratio=1.0,
+                focal_length_px=focal,
+                used_depth_model=True,
+                meters_per_unit=fit.side * request.plane_distance_meters,
+                focal_source=focal_source,
+                distance_source="given" if request.plane_distance_meters else "",
+            )
+        plane = await asyncio.to_thread(fit_metric_plane, prediction, mask, focal, width, height)
+        H, side = await asyncio.to_thread(plane_homography, plane.normal, focal, width, height, mask)
+        # A distance the client gives wins over the model's estimate.
+        distance = request.plane_distance_meters or plane.distance
         return pb.EstimatePlaneResponse(
-            homography=imaging_pb2.Homography(m=homography.to_list(fit.homography)),
-            confidence=fit.confidence,
+            homography=imaging_pb2.Homography(m=homography.to_list(H)),
+            confidence=plane.confidence,
             source="depth_model",
             aspect_ratio=1.0,
             focal_length_px=focal,
             used_depth_model=True,
-            meters_per_unit=fit.side * request.plane_distance_meters,
-            focal_source="given" if request.focal_length_px else "assumed",
+            meters_per_unit=side * distance,
+            focal_source=focal_source,
+            distance_source="given" if request.plane_distance_meters else "depth_model",
         )
 
 
@@ -136,6 +156,7 @@ def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRe
         focal_length_px=found.focal,
         meters_per_unit=side * request.plane_distance_meters,
         focal_source="given" if request.focal_length_px else focal_source,
+        distance_source="given" if request.plane_distance_meters else "",
     )
 
 
@@ -157,6 +178,7 @@ def quad_plane(
         focal_length_px=focal,
         focal_source="given" if given_focal else ("rectangle" if found else "assumed"),
         meters_per_unit=homography.rectangle_width(H, focal, width, height) * distance_m,
+        distance_source="given" if distance_m else "",
     )
 
 

@@ -2,7 +2,8 @@
 
 For every model of deploy/triton/model_repository whose weights exist as
 MODELS_DIR/<name>/1/model.onnx, PyTriton binds an onnxruntime session under the model's name
-and tensor contract, so clients cannot tell it from `tritonserver` serving the same repository.
+and tensor contract (MODELS_DIR/<name>/config.pbtxt when `make models` wrote one), so clients
+cannot tell it from `tritonserver` serving the same repository.
 """
 
 from __future__ import annotations
@@ -67,7 +68,10 @@ def bind_models(triton: Triton, settings: HostSettings) -> list[str]:
     """Binds every model that has both a config and ONNX weights; returns their names."""
     bound = []
     for config_path in sorted(settings.repository.glob("*/config.pbtxt")):
-        config = read_config(config_path)
+        # `make models` writes each model's own config beside its weights (a metric depth model
+        # declares another output): that one wins over the repository's.
+        installed = settings.models_dir / config_path.parent.name / "config.pbtxt"
+        config = read_config(installed if installed.exists() else config_path)
         weights = settings.models_dir / config.name / "1" / "model.onnx"
         if not weights.exists():
             log.info("model %s: no weights at %s, not served", config.name, weights)

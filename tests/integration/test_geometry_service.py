@@ -105,3 +105,13 @@ def test_a_mask_only_swap_is_placed_at_scale_from_the_cameras_height(gateway_add
         and "the swatch's physical size and the plane's distance" in e.message
         for e in events
     )
+
+
+def test_a_swatch_size_on_a_plane_that_is_not_metric_fails_naming_the_field(gateway_address: str) -> None:
+    request = material_swap_request(PHOTO, imaging.encode(scenes.plank_texture(128))[0], mask=MASK)
+    request.material_swap.options.real_world_scale.swatch_size.width_meters = scenes.TILE_M
+    with RenderClient(gateway_address) as client:
+        job = client.wait(client.submit(request).job.id, timeout=60)
+    assert job.state == pb.JOB_STATE_FAILED
+    assert job.error.code == pb.ERROR_CODE_VALIDATION_FAILED
+    assert job.error.message.startswith("material_swap.options.real_world_scale.swatch_size: the plane is not metric")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import grpc
 import numpy as np
+import onnx
 import pytest
 import tritonclient.grpc as triton_grpc
 
@@ -20,15 +23,18 @@ from render.imaging.v1 import imaging_pb2
 from render.segmentation.v1 import segmentation_service_pb2 as seg_pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as seg_grpc
 from render.v1 import render_service_pb2 as pb
-from renderkit import imaging
+from renderkit import homography, imaging
 from renderkit.client import RenderClient, material_swap_request
-from renderkit.triton import CONTRACTS, REPOSITORY, datatype_name, read_config
+from renderkit.homography import default_focal
+from renderkit.model_export import install
+from renderkit.triton import CONTRACTS, METRIC_DEPTH, REPOSITORY, datatype_name, read_config
 from services.common.stage import StageServer
 from services.depth.server import create_server as create_depth
 from services.generation.server import create_server as create_generation
 from services.segmentation.server import create_server as create_segmentation
-from tests.conftest import gateway_settings, generation_settings, stage_settings
+from tests.conftest import embedded_triton, gateway_settings, generation_settings, stage_settings
 from tests.openai_fake import FakeOpenAI, Reply
+from tests.tiny_models import metric_depth_model
 
 
 def test_every_config_matches_the_client_contract() -> None:
@@ -332,3 +338,51 @@ def test_a_swap_runs_end_to_end_on_the_models(
     assert abs(int(out[220, 60, 2]) - 255) > 40  # the floor is re-covered
     assert np.abs(out[190, 160].astype(int) - (90, 60, 40)).max() < 25  # the object stays in front
     assert np.abs(out[40, 160].astype(int) - image[40, 160]).max() < 12  # the wall is untouched
+
+
+def floor_depth(
+    width: int, height: int, focal: float, pitch_deg: float, camera_height: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Depth along the optical axis of a floor camera_height below a camera pitched down (inf above
+    the horizon), and the floor's normal (facing away from the camera) in camera coordinates."""
+    p = np.radians(pitch_deg)
+    normal = np.array([0.0, np.cos(p), np.sin(p)])  # "down" in camera coordinates (y points down)
+    ys = np.mgrid[0:height, 0:width][0].astype(np.float64)
+    along = normal[1] * (ys - height / 2) / focal + normal[2]  # n . ray with ray z = 1
+    return np.where(along > 1e-6, camera_height / np.maximum(along, 1e-6), np.inf), normal
+
+
+def test_a_metric_depth_model_makes_the_plane_metric(
+    start_stage: Callable[[Callable[[], StageServer]], StageServer], tmp_path: Path
+) -> None:
+    """A depth model that declares metric_depth (installed by `make models`' install step, served by
+    its own embedded Triton): the plane's normal and its distance in metres come from the model."""
+    near, per_level = 1.0, 5.0 / 255.0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "metric.onnx"
+        onnx.save(metric_depth_model(near, per_level), str(path))
+        install(path, METRIC_DEPTH, tmp_path / "models")
+    assert "metric_depth" in (tmp_path / "models" / "depth" / "config.pbtxt").read_text()
+    width, height = 320, 240
+    focal = default_focal(width, height)
+    depth, normal = floor_depth(width, height, focal, pitch_deg=30, camera_height=1.5)
+    grey = np.clip(np.round((depth - near) / per_level), 0, 255).astype(np.uint8)
+    photo = imaging.encode(cv2.merge([grey, grey, grey]), imaging_pb2.FORMAT_PNG)[0]
+    mask = ((depth > 1.6) & (depth < 5.5)).astype(np.uint8) * 255
+    with embedded_triton(tmp_path / "models", tmp_path, ("depth",)) as url:
+        server = start_stage(lambda: create_depth(stage_settings(url)))
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            reply = depth_grpc.DepthServiceStub(channel).EstimatePlane(
+                depth_pb.EstimatePlaneRequest(
+                    width=width, height=height, photo=photo, mask_png=imaging.encode_mask(mask)
+                ),
+                timeout=30,
+            )
+    assert (reply.source, reply.distance_source) == ("depth_model", "depth_model")
+    H = homography.from_list(list(reply.homography.m))
+    K_inv = np.linalg.inv(np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]]))
+    found = np.cross(K_inv @ H[:, 0], K_inv @ H[:, 1])
+    angle = np.degrees(np.arccos(min(1.0, abs(found @ normal) / np.linalg.norm(found))))
+    assert angle < 2.0
+    distance = reply.meters_per_unit / homography.rectangle_width(H, focal, width, height)
+    assert distance == pytest.approx(1.5, rel=0.03)

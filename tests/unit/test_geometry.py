@@ -1,11 +1,12 @@
 import math
 
+import cv2
 import numpy as np
 import pytest
 
 from renderkit import homography, scenes
 from renderkit.scale import tiling_from_repeats, tiling_from_sizes
-from services.depth.plane import plane_homography
+from services.depth.plane import fit_metric_plane, plane_homography
 from services.depth.vanishing import NoVanishingPoints, plane_from_lines
 
 
@@ -135,3 +136,20 @@ def test_a_metric_plane_gives_the_rectangles_size() -> None:
     H = homography.quad_homography(scene.quad)
     width_m = homography.rectangle_width(H, scene.focal, 640, 480) * scenes.CAMERA_HEIGHT_M
     assert width_m == pytest.approx(scenes.FLOOR_M[0], rel=1e-6)
+
+
+def test_a_metric_plane_is_fitted_through_objects_standing_on_it() -> None:
+    width, height, focal = 320, 240, 300.0
+    normal = np.array([0.0, math.cos(math.radians(40)), math.sin(math.radians(40))])
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    along = normal[1] * (ys - height / 2) / focal + normal[0] * (xs - width / 2) / focal + normal[2]
+    depth = np.where(along > 0.05, 1.4 / np.maximum(along, 0.05), 50.0).astype(np.float32)
+    depth *= 1 + np.random.default_rng(0).normal(0, 0.005, depth.shape).astype(np.float32)  # 0.5 % noise
+    depth[150:200, 100:180] *= 0.8  # a box standing on the floor, nearer than the floor behind it
+    mask = np.zeros((height, width), np.uint8)
+    mask[130:, :] = 255
+    small = cv2.resize(depth, (160, 120), interpolation=cv2.INTER_AREA)  # a model's coarser output
+    plane = fit_metric_plane(small, mask, focal, width, height)
+    assert angle_between(plane.normal, normal) < 1.0
+    assert plane.distance == pytest.approx(1.4, rel=0.02)
+    assert 0.6 < plane.inlier_fraction < 0.97  # the box is left out

@@ -83,6 +83,15 @@ def test_swatch_size_needs_the_surface_size() -> None:
     assert fields(req) == set()
 
 
+def test_swatch_size_without_a_quad_waits_for_the_plane() -> None:
+    """Without a quad the plane may come out metric (a metric depth model): checked at run time."""
+    req = request()
+    req.material_swap.hints.ClearField("quad")
+    req.material_swap.mask.data = imaging.encode_mask(np.full((240, 320), 255, np.uint8))
+    req.material_swap.options.real_world_scale.swatch_size.width_meters = 0.2
+    assert "material_swap.options.real_world_scale.swatch_size" not in fields(req)
+
+
 def test_swatch_size_also_works_with_a_metric_plane() -> None:
     req = request()
     req.material_swap.options.real_world_scale.swatch_size.width_meters = 0.2
