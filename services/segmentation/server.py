@@ -78,6 +78,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                 )
         use_model = (
             photo is not None
+            and not request.mask  # a client mask is authoritative: no inference for it
             and request.surface in ADE20K_SURFACE_CLASSES
             and self.triton is not None
             and await self.triton.model_ready(SEGMENTATION.name)
