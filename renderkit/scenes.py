@@ -157,56 +157,74 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-# Known-camera floor scenes (the quality benchmark's and the geometry tests' ground truth).
+# Known-camera scenes (the quality benchmark's and the geometry tests' ground truth): a floor seen
+# from standing height, or a building's facade seen from the street.
 CAMERA_SIZE = (1024, 768)
 FLOOR_M = (4.0, 5.0)  # the floor rectangle's width (corner 0 to 1) and depth (corner 1 to 2)
 CAMERA_HEIGHT_M = 1.6
+FACADE_M = (8.0, 6.0)  # the facade's width and height
+FACADE_DISTANCE_M = 9.0  # from the camera to the facade's plane
 TILE_M = 0.5  # the physical size one swatch image covers
 
 
 @dataclass(frozen=True)
 class View:
-    """A camera looking at the floor."""
+    """A camera looking at the surface."""
 
     fov_deg: float
-    pitch_deg: float  # downwards from horizontal; small values graze the floor
+    pitch_deg: float  # downwards from horizontal (negative: upwards); small values graze a floor
     yaw_deg: float
+    surface: str = "floor"  # or "facade"
 
 
 @dataclass(frozen=True)
 class KnownScene:
-    """A photo of a floor with everything about it known."""
+    """A photo of a surface with everything about it known."""
 
     photo: np.ndarray  # uint8 BGR: the old material
     truth: np.ndarray  # uint8 BGR: the new material through the quad, 1 swatch per TILE_M
-    quad: np.ndarray  # the floor rectangle's corners in pixels
-    visible_floor: np.ndarray  # bool, the floor minus the occluder
+    quad: np.ndarray  # the surface rectangle's corners in pixels
+    visible_floor: np.ndarray  # bool, the surface minus the occluder
     occluder: np.ndarray  # bool
-    light: np.ndarray  # float32 linear light, 1.0 at the floor's median
+    light: np.ndarray  # float32 linear light, 1.0 at the surface's median
     focal: float
-    normal: np.ndarray  # the floor's normal in camera coordinates
-    floor_axes: tuple[np.ndarray, np.ndarray]  # the floor's edge directions (corner 0 to 1, 1 to 2), camera coordinates
+    normal: np.ndarray  # the surface's normal in camera coordinates
+    floor_axes: tuple[
+        np.ndarray, np.ndarray
+    ]  # the rectangle's edge directions (corner 0 to 1, 1 to 2), camera coordinates
+    size_m: tuple[float, float]  # the rectangle's width (corner 0 to 1) and height (corner 1 to 2)
+    plane_distance_m: float  # from the camera to the surface's plane
 
 
 def camera_scene(
     view: View, old: np.ndarray, new: np.ndarray, size: tuple[int, int] = CAMERA_SIZE, supersample: int = 4
 ) -> KnownScene:
-    """A FLOOR_M floor seen from CAMERA_HEIGHT_M by a camera of known field of view, pitch and yaw,
-    under a window's falloff and a soft shadow, with a dark object standing on it; old and new are
-    the swatches before and after (one per TILE_M), rendered by supersampling."""
+    """A FLOOR_M floor seen from CAMERA_HEIGHT_M (or a FACADE_M facade FACADE_DISTANCE_M away) by a
+    camera of known field of view, pitch and yaw, under a window's falloff and a soft shadow, with a
+    dark object in front of it; old and new are the swatches before and after (one per TILE_M),
+    rendered by supersampling."""
     width, height = size
     focal = 0.5 * width / math.tan(math.radians(view.fov_deg) / 2)
     K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
     p, y = math.radians(view.pitch_deg), math.radians(view.yaw_deg)
-    # World: floor on z = 0, camera CAMERA_HEIGHT_M up looking along +y, pitched down, turned by yaw.
+    # World: ground on z = 0, camera CAMERA_HEIGHT_M up looking along +y, pitched, turned by yaw.
     Rz = np.array([[math.cos(y), -math.sin(y), 0], [math.sin(y), math.cos(y), 0], [0, 0, 1]])
     look = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], float)  # world (x, y, z) -> camera (x, -z, y)
     Rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
     R = Rx @ look @ Rz
     centre = np.array([0.0, 0.0, CAMERA_HEIGHT_M])
-    w, d = FLOOR_M
-    near = CAMERA_HEIGHT_M / math.tan(p + math.radians(view.fov_deg) * height / width / 2) + 0.3
-    corners = np.array([[-w / 2, near + d, 0], [w / 2, near + d, 0], [w / 2, near, 0], [-w / 2, near, 0]])
+    if view.surface == "floor":
+        w, d = FLOOR_M
+        near = CAMERA_HEIGHT_M / math.tan(p + math.radians(view.fov_deg) * height / width / 2) + 0.3
+        corners = np.array([[-w / 2, near + d, 0], [w / 2, near + d, 0], [w / 2, near, 0], [-w / 2, near, 0]])
+        up, along_v, size_m, distance = (0.0, 0.0, 1.0), (0.0, -1.0, 0.0), FLOOR_M, CAMERA_HEIGHT_M
+    else:  # a facade facing the camera: the plane y = FACADE_DISTANCE_M, its foot on the ground
+        w, h = FACADE_M
+        f = FACADE_DISTANCE_M
+        forward = R.T @ np.array([0.0, 0.0, 1.0])  # the optical axis in world coordinates
+        x = forward[0] * f / forward[1]  # the facade is centred where the camera looks
+        corners = np.array([[x - w / 2, f, h], [x + w / 2, f, h], [x + w / 2, f, 0], [x - w / 2, f, 0]])
+        up, along_v, size_m, distance = (0.0, -1.0, 0.0), (0.0, 0.0, -1.0), FACADE_M, FACADE_DISTANCE_M
     cam = (R @ (corners - centre).T).T
     quad = (K @ cam.T).T
     quad = quad[:, :2] / quad[:, 2:]
@@ -214,7 +232,7 @@ def camera_scene(
     light = light_field(width, height)
     floor_mask = polygon_mask(quad, width, height) > 127
     light = light / float(np.median(light[floor_mask]))
-    repeats = (w / TILE_M, d / TILE_M)
+    repeats = (size_m[0] / TILE_M, size_m[1] / TILE_M)
     wall = srgb_to_linear(np.full((height, width, 3), (185, 210, 222), np.uint8)) * light[..., None]
     before = np.where(
         floor_mask[..., None], sample_supersampled(old, H, repeats, width, height, supersample) * light[..., None], wall
@@ -236,8 +254,10 @@ def camera_scene(
         occluder=occluder,
         light=light,
         focal=focal,
-        normal=R @ np.array([0.0, 0.0, 1.0]),
-        floor_axes=(R @ np.array([1.0, 0.0, 0.0]), R @ np.array([0.0, -1.0, 0.0])),
+        normal=R @ np.array(up),
+        floor_axes=(R @ np.array([1.0, 0.0, 0.0]), R @ np.array(along_v)),
+        size_m=size_m,
+        plane_distance_m=distance,
     )
 
 

@@ -63,6 +63,15 @@ def line_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
     xi = np.clip(np.round(xs).astype(int), 0, size[0] - 1)
     yi = np.clip(np.round(ys).astype(int), 0, size[1] - 1)
     in_band = band[yi, xi].mean(axis=1) > 0.7
+    # Edges of what the mask leaves out inside its outline (objects in front of the surface) are not
+    # the surface's lines: a cabinet's top edge would pull the vanishing point of the floor's rows.
+    points = cv2.findNonZero(small_mask.astype(np.uint8))
+    hull = np.zeros_like(band)
+    if points is not None:
+        cv2.fillConvexPoly(hull, cv2.convexHull(points), (1,))
+    holes = (hull > 0) & ~small_mask
+    holes = cv2.dilate(holes.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=3) > 0
+    in_band &= holes[yi, xi].mean(axis=1) < 0.3
     # Lines along the photo's border are its frame, not the scene's.
     margin = 2.0
     on_border = (

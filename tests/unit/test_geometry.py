@@ -7,7 +7,7 @@ import pytest
 from renderkit import homography, scenes
 from renderkit.scale import tiling_from_repeats, tiling_from_sizes
 from services.depth.plane import fit_metric_plane, plane_homography
-from services.depth.vanishing import NoVanishingPoints, plane_from_lines
+from services.depth.vanishing import NoVanishingPoints, line_segments, plane_from_lines
 
 
 def project(K: np.ndarray, R: np.ndarray, t: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -153,3 +153,15 @@ def test_a_metric_plane_is_fitted_through_objects_standing_on_it() -> None:
     assert angle_between(plane.normal, normal) < 1.0
     assert plane.distance == pytest.approx(1.4, rel=0.02)
     assert 0.6 < plane.inlier_fraction < 0.97  # the box is left out
+
+
+def test_edges_of_objects_in_front_of_the_surface_are_not_its_lines() -> None:
+    photo = np.full((240, 320, 3), 170, np.uint8)
+    cv2.rectangle(photo, (120, 100), (200, 160), (40, 40, 40), -1)  # a dark object in front
+    cv2.line(photo, (10, 220), (310, 200), (60, 60, 60), 2)  # a joint on the surface itself
+    mask = np.full((240, 320), 255, np.uint8)
+    mask[100:161, 120:201] = 0  # the client's mask leaves the object out
+    segments = line_segments(photo, mask)
+    assert len(segments) >= 1
+    midpoints = (segments[:, :2] + segments[:, 2:]) / 2
+    assert np.all(midpoints[:, 1] > 190)  # only the joint: none of the object's outline
