@@ -95,13 +95,20 @@ def sample_supersampled(
     return acc / (factor * factor)
 
 
-def light_field(width: int, height: int, seed: int = 4) -> np.ndarray:
-    """Smooth light: falloff from a window on the left and a soft shadow blob (linear multiplier)."""
+def light_field(width: int, height: int, seed: int = 4, sun: bool = False) -> np.ndarray:
+    """Light as a linear multiplier: falloff from a window on the left and a soft shadow blob; with
+    sun, also a sunlit parallelogram (sun through a window) 60 % brighter, its edges sharp."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     falloff = 0.45 + 0.75 * np.exp(-((x / width - 0.05) ** 2) / 0.25)
     cx, cy, r = 0.62 * width, 0.78 * height, 0.12 * width
     shadow = 1.0 - 0.45 * np.exp(-(((x - cx) ** 2 + ((y - cy) * 1.8) ** 2) / (r * r)))
-    return (falloff * shadow).astype(np.float32)
+    light = falloff * shadow
+    if sun:
+        slant = (x - 0.55 * width) - 0.6 * (y - 0.6 * height)
+        across = np.clip(0.5 + (0.12 * width - np.abs(slant)), 0, 1)  # edges antialiased over ~1 px
+        along = np.clip(0.5 + (0.18 * height - np.abs(y - 0.72 * height)), 0, 1)
+        light = light * (1 + 0.6 * across * along)
+    return light.astype(np.float32)
 
 
 def room_scene(
@@ -200,8 +207,8 @@ def camera_scene(
     view: View, old: np.ndarray, new: np.ndarray, size: tuple[int, int] = CAMERA_SIZE, supersample: int = 4
 ) -> KnownScene:
     """A FLOOR_M floor seen from CAMERA_HEIGHT_M (or a FACADE_M facade FACADE_DISTANCE_M away) by a
-    camera of known field of view, pitch and yaw, under a window's falloff and a soft shadow, with a
-    dark object in front of it; old and new are the swatches before and after (one per TILE_M),
+    camera of known field of view, pitch and yaw, under a window's falloff, a soft shadow and a
+    sharp-edged patch of sun, with a dark object in front of it; old and new are the swatches before and after (one per TILE_M),
     rendered by supersampling."""
     width, height = size
     focal = 0.5 * width / math.tan(math.radians(view.fov_deg) / 2)
@@ -229,7 +236,7 @@ def camera_scene(
     quad = (K @ cam.T).T
     quad = quad[:, :2] / quad[:, 2:]
     H = quad_homography(quad)
-    light = light_field(width, height)
+    light = light_field(width, height, sun=True)
     floor_mask = polygon_mask(quad, width, height) > 127
     light = light / float(np.median(light[floor_mask]))
     repeats = (size_m[0] / TILE_M, size_m[1] / TILE_M)
