@@ -208,8 +208,8 @@ def camera_scene(
 ) -> KnownScene:
     """A FLOOR_M floor seen from CAMERA_HEIGHT_M (or a FACADE_M facade FACADE_DISTANCE_M away) by a
     camera of known field of view, pitch and yaw, under a window's falloff, a soft shadow and a
-    sharp-edged patch of sun, with a dark object in front of it; old and new are the swatches before and after (one per TILE_M),
-    rendered by supersampling."""
+    sharp-edged patch of sun, with a dark object in front of it; old and new are the swatches before
+    and after (one per TILE_M), rendered by supersampling."""
     width, height = size
     focal = 0.5 * width / math.tan(math.radians(view.fov_deg) / 2)
     K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
