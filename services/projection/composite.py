@@ -17,7 +17,14 @@ import numpy as np
 from renderkit.imaging import linear_to_srgb
 from services.projection.layouts import Layout
 from services.projection.shading import shading_field
-from services.projection.texture import STRAIGHT, MipAtlas, build_mip_atlas, sample_surface, texel_transform
+from services.projection.texture import (
+    LOD_STEP,
+    STRAIGHT,
+    MipAtlas,
+    build_mip_atlas,
+    sample_surface,
+    texel_transform,
+)
 
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL = ThreadPoolExecutor(_WORKERS, thread_name_prefix="projection")
@@ -48,7 +55,9 @@ def project_material(
     sigma = max(1.5, 0.006 * max(width, height))
     shading = shading_field(photo[y : y + h, x : x + w], mask[y : y + h, x : x + w], sigma)
     strips = max(1, min(_WORKERS, (w * h) // _MIN_STRIP_PIXELS))
-    bounds = np.linspace(0, h, strips + 1).round().astype(int)
+    # Strip edges on multiples of the sampler's blocks, so strips sample exactly as one pass.
+    bounds = (np.linspace(0, h, strips + 1) / LOD_STEP).round().astype(int) * LOD_STEP
+    bounds[-1] = h
 
     def strip(top: int, bottom: int) -> None:
         _blend_strip(out, photo, feather, shading, atlas, T, layout, x, y + top, w, bottom - top, top)

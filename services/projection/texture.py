@@ -106,7 +106,7 @@ def _footprint(T: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarra
 
 
 # The footprint varies smoothly across the image, so it is evaluated on a grid this much coarser.
-_LOD_STEP = 4
+LOD_STEP = 4
 # Probes along the footprint's major axis: each covers 1/PROBES of it, so the mip level can be
 # that much finer (sharp receding surfaces) without aliasing along the major axis.
 PROBES = 2
@@ -135,15 +135,28 @@ def sample_surface(
     inv_w = np.float32(1.0) / np.maximum(w, np.float32(1e-9))
     px = (T32[0, 0] * xs + T32[0, 1] * ys + T32[0, 2]) * inv_w
     py = (T32[1, 0] * xs + T32[1, 1] * ys + T32[1, 2]) * inv_w
-    half = (_LOD_STEP - 1) / 2
-    major2, minor2, major = _footprint(T32, xs[:, ::_LOD_STEP] + half, ys[::_LOD_STEP] + half)
+    # The coarse grid: one sample per LOD_STEP x LOD_STEP block, the blocks aligned to the photo's
+    # pixel grid (x0, and y0 up to a multiple of LOD_STEP), with a block of margin on every side, so
+    # that enlarging by exactly LOD_STEP interpolates every pixel between its true neighbours and a
+    # rectangle sampled in strips matches one sampled whole.
+    pad = LOD_STEP
+    cols = -(-(width + 2 * pad) // LOD_STEP)
+    rows = -(-(height + 2 * pad) // LOD_STEP)
+    centre = np.float32((LOD_STEP - 1) / 2 - pad)
+    gx = (np.arange(cols, dtype=np.float32) * LOD_STEP + np.float32(x0) + centre)[None, :]
+    gy = (np.arange(rows, dtype=np.float32) * LOD_STEP + np.float32(y0) + centre)[:, None]
+    major2, minor2, major = _footprint(T32, gx, gy)
+
+    def fine(field: np.ndarray) -> np.ndarray:
+        big = cv2.resize(field, (cols * LOD_STEP, rows * LOD_STEP), interpolation=cv2.INTER_LINEAR)
+        return np.ascontiguousarray(big[pad : pad + height, pad : pad + width])
+
     per_probe = np.maximum(minor2, major2 / np.float32(probes * probes))
-    coarse_lod = np.asarray(0.5 * np.log2(np.maximum(per_probe, np.float32(1e-12))), np.float32)
-    lod = cv2.resize(coarse_lod, (width, height), interpolation=cv2.INTER_LINEAR)
+    lod = fine(np.asarray(0.5 * np.log2(np.maximum(per_probe, np.float32(1e-12))), np.float32))
     # Probes spread over the part of the major axis beyond one texel: none when magnifying.
     length = np.sqrt(major2)
     spread = (np.maximum(length - 1.0, 0.0) / np.maximum(length, np.float32(1e-6)) / probes).astype(np.float32)
-    step = cv2.resize(major * spread[..., None], (width, height), interpolation=cv2.INTER_LINEAR)
+    step = fine(major * spread[..., None])
     np.clip(lod, 0.0, atlas.levels - 1, out=lod)
     level0 = lod.astype(np.uint8)
     level1 = np.minimum(level0 + 1, atlas.levels - 1).astype(np.uint8)

@@ -185,3 +185,16 @@ def test_herringbone_projection_differs_from_straight_and_stays_inside_the_mask(
     outside = cv2.dilate(mask, np.ones((5, 5), np.uint8)) == 0  # beyond the soft edge
     assert np.abs(laid.astype(int) - straight.astype(int))[inside].mean() > 10
     np.testing.assert_array_equal(laid[outside], scene.photo[outside])
+
+
+def test_strips_on_the_thread_pool_render_exactly_what_one_pass_renders(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.projection import composite
+
+    scene = scenes.room_scene(320, 240)
+    mask = imaging.polygon_mask(scene.quad, 320, 240)
+    swatch = scenes.plank_texture(64)
+    monkeypatch.setattr(composite, "_WORKERS", 1)
+    whole = project_material(scene.photo, swatch, mask, scene.homography, 6, 6)
+    monkeypatch.setattr(composite, "_WORKERS", 3)
+    monkeypatch.setattr(composite, "_MIN_STRIP_PIXELS", 1000)  # this small surface in three strips
+    np.testing.assert_array_equal(project_material(scene.photo, swatch, mask, scene.homography, 6, 6), whole)
