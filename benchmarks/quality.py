@@ -116,7 +116,7 @@ def texel_density(H: np.ndarray, repeats: tuple[float, float], at: np.ndarray) -
 def score(
     scene: scenes.KnownScene, out: np.ndarray, truth: np.ndarray, plane_error: float, scale_error: float
 ) -> Score:
-    inner = cv2.erode(scene.visible_floor.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    inner = cv2.erode(scene.visible_surface.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     return Score(scenes.psnr(out, truth, inner), ssim(out, truth, inner), plane_error, scale_error)
 
 
@@ -140,7 +140,7 @@ def lines_mode(scene: scenes.KnownScene, new: np.ndarray, mask: np.ndarray) -> S
     repeats = (plane.meters_per_unit / scenes.TILE_M,) * 2
     out = project_material(scene.photo, new, mask, H, *repeats)
     # The truth: the same convention on the true plane, focal length and scale.
-    axis = max(scene.floor_axes, key=lambda a: abs(a[0]))
+    axis = max(scene.edge_axes, key=lambda a: abs(a[0]))
     ys, xs = np.nonzero(mask > 127)
     ray = np.array([xs.mean() - WIDTH / 2, ys.mean() - HEIGHT / 2, scene.focal])
     normal = scene.normal * np.sign(scene.normal @ ray)  # facing away from the camera, as the estimate's
@@ -149,17 +149,17 @@ def lines_mode(scene: scenes.KnownScene, new: np.ndarray, mask: np.ndarray) -> S
     centre = np.array([xs.mean(), ys.mean()])
     density = texel_density(H, repeats, centre)
     scale_error = density / texel_density(H_true, metric_repeats, centre) - 1
-    truth = scenes.rerender_floor(scene, new, H_true, metric_repeats)
+    truth = scenes.rerender_surface(scene, new, H_true, metric_repeats)
     return score(scene, out, truth, angle_deg(normal_of(H, plane.focal_length_px), scene.normal), scale_error)
 
 
 def clicks_mask(scene: scenes.KnownScene) -> np.ndarray:
     """What a user would click: a box around the surface, two points on it, one on the object."""
-    ys, xs = np.nonzero(scene.visible_floor)
+    ys, xs = np.nonzero(scene.visible_surface)
     box = (float(xs.min()) - 10, float(ys.min()) - 10, float(xs.max()) + 10, float(ys.max()) + 10)
     occ_y, occ_x = np.nonzero(scene.occluder)
     # Two clicks well inside the surface, in its lower left and lower right.
-    inner_y, inner_x = np.nonzero(cv2.erode(scene.visible_floor.astype(np.uint8), np.ones((31, 31), np.uint8)))
+    inner_y, inner_x = np.nonzero(cv2.erode(scene.visible_surface.astype(np.uint8), np.ones((31, 31), np.uint8)))
     targets = [(np.percentile(inner_x, q), np.percentile(inner_y, 85)) for q in (15, 85)]
     positives = np.array(
         [

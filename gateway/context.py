@@ -95,9 +95,10 @@ class JobContext:
     # The job's checkpoints as stored when this run began, kept current as it saves more: a run
     # owns its job, so nothing else writes them meanwhile (and the ledger refuses a stale owner).
     checkpoints: dict[str, bytes] = field(default_factory=dict)
+    # What an earlier run left: a step found here is "resumed from checkpoint".
+    restored: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        # What an earlier run left: a step found here is "resumed from checkpoint".
         self.restored = frozenset(self.checkpoints)
 
     def stage_timeout(self, stage: int) -> float:

@@ -516,11 +516,6 @@ class Ledger:
         raw: Any = await self.redis.hgetall(keys.checkpoints(job_id))
         return {k.decode(): bytes(v) for k, v in raw.items()}
 
-    async def checkpoint(self, job_id: str, name: str) -> bytes | None:
-        """A stored stage output, if any."""
-        value: Any = await self.redis.hget(keys.checkpoints(job_id), name)
-        return bytes(value) if value is not None else None
-
     # -- shared geometry cache -----------------------------------------------------------------------
 
     async def cached_geometry(self, fingerprint: str) -> tuple[bytes, bytes] | None:

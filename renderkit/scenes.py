@@ -191,12 +191,12 @@ class KnownScene:
     photo: np.ndarray  # uint8 BGR: the old material
     truth: np.ndarray  # uint8 BGR: the new material through the quad, 1 swatch per TILE_M
     quad: np.ndarray  # the surface rectangle's corners in pixels
-    visible_floor: np.ndarray  # bool, the surface minus the occluder
+    visible_surface: np.ndarray  # bool, the surface minus the occluder
     occluder: np.ndarray  # bool
     light: np.ndarray  # float32 linear light, 1.0 at the surface's median
     focal: float
     normal: np.ndarray  # the surface's normal in camera coordinates
-    floor_axes: tuple[
+    edge_axes: tuple[
         np.ndarray, np.ndarray
     ]  # the rectangle's edge directions (corner 0 to 1, 1 to 2), camera coordinates
     size_m: tuple[float, float]  # the rectangle's width (corner 0 to 1) and height (corner 1 to 2)
@@ -257,22 +257,22 @@ def camera_scene(
         photo=linear_to_srgb(before),
         truth=linear_to_srgb(after),
         quad=quad,
-        visible_floor=floor_mask & ~occluder,
+        visible_surface=floor_mask & ~occluder,
         occluder=occluder,
         light=light,
         focal=focal,
         normal=R @ np.array(up),
-        floor_axes=(R @ np.array([1.0, 0.0, 0.0]), R @ np.array(along_v)),
+        edge_axes=(R @ np.array([1.0, 0.0, 0.0]), R @ np.array(along_v)),
         size_m=size_m,
         plane_distance_m=distance,
     )
 
 
-def rerender_floor(scene: KnownScene, texture: np.ndarray, H: np.ndarray, repeats: tuple[float, float]) -> np.ndarray:
+def rerender_surface(scene: KnownScene, texture: np.ndarray, H: np.ndarray, repeats: tuple[float, float]) -> np.ndarray:
     """The scene's truth with its visible floor re-covered by a texture through another homography
     (the ground truth of a swap whose texture placement follows a convention, not the quad)."""
     height, width = scene.photo.shape[:2]
     floor = linear_to_srgb(sample_supersampled(texture, H, repeats, width, height) * scene.light[..., None])
     out = scene.truth.copy()
-    out[scene.visible_floor] = floor[scene.visible_floor]
+    out[scene.visible_surface] = floor[scene.visible_surface]
     return out

@@ -109,35 +109,12 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
         pixel_values = await asyncio.to_thread(to_pixel_values, image, contract.input_size)
         prediction = (await self.triton.infer(contract, {"pixel_values": pixel_values}))[contract.outputs[0].name][0]
         focal = request.focal_length_px or homography.default_focal(width, height)
-        focal_source = "given" if request.focal_length_px else "assumed"
         if not metric:
             fit = await asyncio.to_thread(fit_plane, prediction, mask, focal, width, height)
-            return pb.EstimatePlaneResponse(
-                homography=imaging_pb2.Homography(m=homography.to_list(fit.homography)),
-                confidence=fit.confidence,
-                source="depth_model",
-                aspect_ratio=1.0,
-                focal_length_px=focal,
-                used_depth_model=True,
-                meters_per_unit=fit.side * request.plane_distance_meters,
-                focal_source=focal_source,
-                distance_source="given" if request.plane_distance_meters else "",
-            )
+            return square_plane(request, fit.homography, fit.side, fit.confidence, "depth_model", focal, "assumed")
         plane = await asyncio.to_thread(fit_metric_plane, prediction, mask, focal, width, height)
         H, side = await asyncio.to_thread(plane_homography, plane.normal, focal, width, height, mask)
-        # A distance the client gives wins over the model's estimate.
-        distance = request.plane_distance_meters or plane.distance
-        return pb.EstimatePlaneResponse(
-            homography=imaging_pb2.Homography(m=homography.to_list(H)),
-            confidence=plane.confidence,
-            source="depth_model",
-            aspect_ratio=1.0,
-            focal_length_px=focal,
-            used_depth_model=True,
-            meters_per_unit=side * distance,
-            focal_source=focal_source,
-            distance_source="given" if request.plane_distance_meters else "depth_model",
-        )
+        return square_plane(request, H, side, plane.confidence, "depth_model", focal, "assumed", plane.distance)
 
 
 def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRequest) -> pb.EstimatePlaneResponse:
@@ -148,15 +125,33 @@ def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRe
     )
     H, side = plane_homography(found.normal, found.focal, width, height, mask, axis=found.axis)
     focal_source = "vanishing_points" if found.focal_from_lines else "assumed"
+    return square_plane(request, H, side, found.confidence, "vanishing_lines", found.focal, focal_source)
+
+
+def square_plane(
+    request: pb.EstimatePlaneRequest,
+    H: np.ndarray,
+    side: float,
+    confidence: float,
+    source: str,
+    focal: float,
+    focal_source: str,
+    model_distance: float = 0.0,
+) -> pb.EstimatePlaneResponse:
+    """An estimated plane's response: a square of side `side` (in units of the plane's distance) on
+    the surface. The plane is metric when its distance is given (which wins) or measured by a
+    metric depth model (model_distance, metres)."""
+    distance = request.plane_distance_meters or model_distance
     return pb.EstimatePlaneResponse(
         homography=imaging_pb2.Homography(m=homography.to_list(H)),
-        confidence=found.confidence,
-        source="vanishing_lines",
+        confidence=confidence,
+        source=source,
         aspect_ratio=1.0,
-        focal_length_px=found.focal,
-        meters_per_unit=side * request.plane_distance_meters,
+        focal_length_px=focal,
+        used_depth_model=source == "depth_model",
+        meters_per_unit=side * distance,
         focal_source="given" if request.focal_length_px else focal_source,
-        distance_source="given" if request.plane_distance_meters else "",
+        distance_source="given" if request.plane_distance_meters else ("depth_model" if model_distance else ""),
     )
 
 

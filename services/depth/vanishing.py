@@ -12,7 +12,8 @@ pairs of segments (consensus by angle, weighted by length), refined by least squ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -191,25 +192,16 @@ def plane_from_lines(
     centre = np.array([width / 2, height / 2]) / scale
     lengths = np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1])
     best: LinePlane | None = None
-    for a in range(len(points)):
-        for b in range(a + 1, len(points)):
-            (v1, in1), (v2, in2) = points[a], points[b]
-            candidate = _plane(v1, v2, centre, scale, width, height, default_focal, given_focal, mask)
-            if candidate is None:
-                continue
-            support = float(lengths[in1 | in2].sum() / lengths.sum())
-            balance = float(min(lengths[in1].sum(), lengths[in2].sum()) / max(lengths[in1].sum(), lengths[in2].sum()))
-            confidence = support * min(1.0, 2.0 * balance) * (1.0 if candidate.focal_from_lines else 0.8)
-            candidate = LinePlane(
-                candidate.normal,
-                candidate.axis,
-                candidate.focal,
-                candidate.focal_from_lines,
-                round(confidence, 3),
-                int((in1 | in2).sum()),
-            )
-            if best is None or candidate.confidence > best.confidence:
-                best = candidate
+    for (v1, in1), (v2, in2) in itertools.combinations(points, 2):
+        candidate = _plane(v1, v2, centre, scale, width, height, default_focal, given_focal, mask)
+        if candidate is None:
+            continue
+        support = float(lengths[in1 | in2].sum() / lengths.sum())
+        balance = float(min(lengths[in1].sum(), lengths[in2].sum()) / max(lengths[in1].sum(), lengths[in2].sum()))
+        confidence = support * min(1.0, 2.0 * balance) * (1.0 if candidate.focal_from_lines else 0.8)
+        candidate = replace(candidate, confidence=round(confidence, 3), segments=int((in1 | in2).sum()))
+        if best is None or candidate.confidence > best.confidence:
+            best = candidate
     if best is None:
         raise NoVanishingPoints("no two line directions on the surface describe a plane in front of the camera")
     return best

@@ -76,13 +76,13 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                     f"the photo is {photo.shape[1]}x{photo.shape[0]}, not {width}x{height}",
                     bad_request([("photo", "must be width x height")]),
                 )
-        use_model = (
-            photo is not None
-            and not request.mask  # a client mask is authoritative: no inference for it
-            and request.surface in ADE20K_SURFACE_CLASSES
+        model_deployed = (
+            request.surface in ADE20K_SURFACE_CLASSES
             and self.triton is not None
             and await self.triton.model_ready(SEGMENTATION.name)
         )
+        # A client mask is authoritative: no inference for it.
+        use_model = model_deployed and photo is not None and not request.mask
         try:
             probability = await self._surface_probability(photo, request.surface) if use_model else None
         except TritonError as exc:
@@ -128,8 +128,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         if probability is not None:
             mask = await asyncio.to_thread(probability_to_mask, probability, width, height)
             return await self._respond(await self._refined(photo, mask), "model", used_model=True)
-        model_deployed = self.triton is not None and await self.triton.model_ready(SEGMENTATION.name)
-        if request.surface in ADE20K_SURFACE_CLASSES and model_deployed and not request.photo:
+        if model_deployed and not request.photo:
             await abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,

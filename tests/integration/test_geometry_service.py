@@ -21,7 +21,7 @@ from tests.conftest import stage_settings
 TILES = scenes.tile_texture(128, tiles=1)
 SCENE = scenes.camera_scene(scenes.View(60, 35, 20), TILES, scenes.plank_texture(128), size=(640, 480), supersample=2)
 PHOTO = imaging.encode(SCENE.photo, quality=95)[0]
-MASK = imaging.encode_mask((SCENE.visible_floor * 255).astype(np.uint8))
+MASK = imaging.encode_mask((SCENE.visible_surface * 255).astype(np.uint8))
 
 
 @pytest.fixture(scope="module")

@@ -125,7 +125,7 @@ def test_a_taken_over_dispatcher_cannot_write(redis_url: str) -> None:
         with pytest.raises(NotOwner):
             await ledger.fail(job_id, "old", pb.JobError(code=pb.ERROR_CODE_PIPELINE_ERROR, message="x"), 4)
         await ledger.save_checkpoint(job_id, "new", "depth", b"plane")
-        assert await ledger.checkpoint(job_id, "depth") == b"plane"
+        assert (await ledger.checkpoints(job_id))["depth"] == b"plane"
         await ledger.succeed(job_id, "new", pb.JobResult(), 4)
         stored = await ledger.get(job_id)
         assert stored is not None and stored.job.attempt == 2 and stored.job.state == pb.JOB_STATE_SUCCEEDED

@@ -86,7 +86,7 @@ TILES = scenes.tile_texture(128, tiles=1)
 
 def tiled_floor(view: scenes.View) -> tuple[scenes.KnownScene, np.ndarray]:
     scene = scenes.camera_scene(view, TILES, TILES, size=(640, 480), supersample=2)
-    return scene, (scene.visible_floor * 255).astype(np.uint8)
+    return scene, (scene.visible_surface * 255).astype(np.uint8)
 
 
 def angle_between(a: np.ndarray, b: np.ndarray) -> float:
@@ -100,7 +100,7 @@ def test_the_plane_and_focal_length_come_from_the_tiles_vanishing_points() -> No
     assert found.focal == pytest.approx(scene.focal, rel=0.02)
     assert angle_between(found.normal, scene.normal) < 0.5
     # The texture's u axis follows the floor's edge that runs nearer the photo's horizontal.
-    assert angle_between(found.axis, scene.floor_axes[0]) < 0.5
+    assert angle_between(found.axis, scene.edge_axes[0]) < 0.5
     assert 0.5 < found.confidence <= 1.0
 
 
@@ -124,7 +124,7 @@ def test_a_surface_without_straight_lines_is_refused() -> None:
 
 def test_the_plane_square_is_anchored_under_the_masks_centroid() -> None:
     scene, mask = tiled_floor(scenes.View(60, 35, 20))
-    H, side = plane_homography(scene.normal, scene.focal, 640, 480, mask, axis=scene.floor_axes[0])
+    H, side = plane_homography(scene.normal, scene.focal, 640, 480, mask, axis=scene.edge_axes[0])
     corner = H @ np.array([0.0, 0.0, 1.0])
     ys, xs = np.nonzero(mask > 127)
     assert corner[:2] / corner[2] == pytest.approx([xs.mean(), ys.mean()], abs=1e-6)
