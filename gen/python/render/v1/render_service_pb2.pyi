@@ -204,7 +204,7 @@ class RealWorldScale(_message.Message):
     def __init__(self, repeats: _Optional[float] = ..., swatch_size: _Optional[_Union[SwatchSize, _Mapping]] = ...) -> None: ...
 
 class MaterialSwapOptions(_message.Message):
-    __slots__ = ("real_world_scale", "enable_refinement", "refinement_seed", "stage_timeout_seconds", "rotation_degrees", "layout", "row_offset")
+    __slots__ = ("real_world_scale", "enable_refinement", "refinement_seed", "stage_timeout_seconds", "rotation_degrees", "layout", "row_offset", "grout_color")
     REAL_WORLD_SCALE_FIELD_NUMBER: _ClassVar[int]
     ENABLE_REFINEMENT_FIELD_NUMBER: _ClassVar[int]
     REFINEMENT_SEED_FIELD_NUMBER: _ClassVar[int]
@@ -212,6 +212,7 @@ class MaterialSwapOptions(_message.Message):
     ROTATION_DEGREES_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_FIELD_NUMBER: _ClassVar[int]
     ROW_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    GROUT_COLOR_FIELD_NUMBER: _ClassVar[int]
     real_world_scale: RealWorldScale
     enable_refinement: bool
     refinement_seed: int
@@ -219,7 +220,8 @@ class MaterialSwapOptions(_message.Message):
     rotation_degrees: float
     layout: TileLayout
     row_offset: float
-    def __init__(self, real_world_scale: _Optional[_Union[RealWorldScale, _Mapping]] = ..., enable_refinement: _Optional[bool] = ..., refinement_seed: _Optional[int] = ..., stage_timeout_seconds: _Optional[float] = ..., rotation_degrees: _Optional[float] = ..., layout: _Optional[_Union[TileLayout, str]] = ..., row_offset: _Optional[float] = ...) -> None: ...
+    grout_color: str
+    def __init__(self, real_world_scale: _Optional[_Union[RealWorldScale, _Mapping]] = ..., enable_refinement: _Optional[bool] = ..., refinement_seed: _Optional[int] = ..., stage_timeout_seconds: _Optional[float] = ..., rotation_degrees: _Optional[float] = ..., layout: _Optional[_Union[TileLayout, str]] = ..., row_offset: _Optional[float] = ..., grout_color: _Optional[str] = ...) -> None: ...
 
 class MaterialSwap(_message.Message):
     __slots__ = ("photo", "swatch", "mask", "surface", "hints", "options", "variant_swatches")
@@ -400,10 +402,12 @@ class WatchJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., after: _Optional[str] = ...) -> None: ...
 
 class WatchJobResponse(_message.Message):
-    __slots__ = ("event",)
+    __slots__ = ("event", "keep_alive")
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    KEEP_ALIVE_FIELD_NUMBER: _ClassVar[int]
     event: JobEvent
-    def __init__(self, event: _Optional[_Union[JobEvent, _Mapping]] = ...) -> None: ...
+    keep_alive: bool
+    def __init__(self, event: _Optional[_Union[JobEvent, _Mapping]] = ..., keep_alive: _Optional[bool] = ...) -> None: ...
 
 class CancelJobRequest(_message.Message):
     __slots__ = ("job_id",)

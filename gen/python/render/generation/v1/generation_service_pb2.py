@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from render.imaging.v1 import imaging_pb2 as render_dot_imaging_dot_v1_dot_imaging__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-render/generation/v1/generation_service.proto\x12\x14render.generation.v1\x1a\x1frender/imaging/v1/imaging.proto\"\x18\n\x16GetCapabilitiesRequest\"\xbf\x01\n\x0eProviderStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rbreaker_state\x18\x03 \x01(\t\x12\x1c\n\x14\x63onsecutive_failures\x18\x04 \x01(\x05\x12\x13\n\x0b\x63\x61lls_total\x18\x05 \x01(\x03\x12\x16\n\x0e\x66\x61ilures_total\x18\x06 \x01(\x03\x12\x1c\n\x14\x62reaker_opened_total\x18\x07 \x01(\x03\x12\x10\n\x08\x63\x61n_edit\x18\x08 \x01(\x08\"\xa9\x01\n\x17GetCapabilitiesResponse\x12\x18\n\x10refine_available\x18\x01 \x01(\x08\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x1a\n\x12unavailable_reason\x18\x04 \x01(\t\x12\x37\n\tproviders\x18\x05 \x03(\x0b\x32$.render.generation.v1.ProviderStatus\"/\n\x06\x42udget\x12\x12\n\nmax_tokens\x18\x01 \x01(\x03\x12\x11\n\tmax_cents\x18\x02 \x01(\x01\"%\n\x04\x43ost\x12\x0e\n\x06tokens\x18\x01 \x01(\x03\x12\r\n\x05\x63\x65nts\x18\x02 \x01(\x01\"<\n\x07\x41ttempt\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07outcome\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xf7\x01\n\x0cProviderCall\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x16\n\x0erevised_prompt\x18\x04 \x01(\t\x12(\n\x04\x63ost\x18\x05 \x01(\x0b\x32\x1a.render.generation.v1.Cost\x12\x32\n\x0e\x65stimated_cost\x18\x06 \x01(\x0b\x32\x1a.render.generation.v1.Cost\x12/\n\x08\x61ttempts\x18\x07 \x03(\x0b\x32\x1d.render.generation.v1.Attempt\x12\x0f\n\x07\x64ry_run\x18\x08 \x01(\x08\"\xe7\x01\n\x0fGenerateRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x0f\n\x07quality\x18\x04 \x01(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x18\n\x10reference_images\x18\x06 \x03(\x0c\x12-\n\x06output\x18\x07 \x01(\x0b\x32\x1d.render.imaging.v1.OutputSpec\x12,\n\x06\x62udget\x18\x08 \x01(\x0b\x32\x1c.render.generation.v1.Budget\x12\x0f\n\x07\x64ry_run\x18\t \x01(\x08\"\xe2\x01\n\x0b\x45\x64itRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x10\n\x08mask_png\x18\x02 \x01(\x0c\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12-\n\x06output\x18\x05 \x01(\x0b\x32\x1d.render.imaging.v1.OutputSpec\x12,\n\x06\x62udget\x18\x06 \x01(\x0b\x32\x1c.render.generation.v1.Budget\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x12\x0f\n\x07quality\x18\x08 \x01(\t\x12\x15\n\rmaterial_maps\x18\t \x01(\x08\"u\n\x10GenerateResponse\x12/\n\x06images\x18\x01 \x03(\x0b\x32\x1f.render.imaging.v1.EncodedImage\x12\x30\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\".render.generation.v1.ProviderCall\"q\n\x0c\x45\x64itResponse\x12/\n\x06images\x18\x01 \x03(\x0b\x32\x1f.render.imaging.v1.EncodedImage\x12\x30\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\".render.generation.v1.ProviderCall\"\xab\x01\n\rRefineRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x10\n\x08mask_png\x18\x02 \x01(\x0c\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12-\n\x06output\x18\x05 \x01(\x0b\x32\x1d.render.imaging.v1.OutputSpec\x12,\n\x06\x62udget\x18\x06 \x01(\x0b\x32\x1c.render.generation.v1.Budget\"2\n\x05\x44rift\x12\r\n\x05\x63olor\x18\x01 \x01(\x01\x12\x1a\n\x12texture_similarity\x18\x02 \x01(\x01\"\xea\x01\n\x0eRefineResponse\x12/\n\x06images\x18\x01 \x03(\x0b\x32\x1f.render.imaging.v1.EncodedImage\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x30\n\x04\x63\x61ll\x18\x04 \x01(\x0b\x32\".render.generation.v1.ProviderCall\x12*\n\x05\x64rift\x18\x05 \x01(\x0b\x32\x1b.render.generation.v1.Drift\x12\x0f\n\x07\x61pplied\x18\x06 \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\x07 \x01(\t2\x82\x03\n\x11GenerationService\x12n\n\x0fGetCapabilities\x12,.render.generation.v1.GetCapabilitiesRequest\x1a-.render.generation.v1.GetCapabilitiesResponse\x12Y\n\x08Generate\x12%.render.generation.v1.GenerateRequest\x1a&.render.generation.v1.GenerateResponse\x12M\n\x04\x45\x64it\x12!.render.generation.v1.EditRequest\x1a\".render.generation.v1.EditResponse\x12S\n\x06Refine\x12#.render.generation.v1.RefineRequest\x1a$.render.generation.v1.RefineResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-render/generation/v1/generation_service.proto\x12\x14render.generation.v1\x1a\x1frender/imaging/v1/imaging.proto\"\x18\n\x16GetCapabilitiesRequest\"\xee\x01\n\x0eProviderStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rbreaker_state\x18\x03 \x01(\t\x12\x1c\n\x14\x63onsecutive_failures\x18\x04 \x01(\x05\x12\x13\n\x0b\x63\x61lls_total\x18\x05 \x01(\x03\x12\x16\n\x0e\x66\x61ilures_total\x18\x06 \x01(\x03\x12\x1c\n\x14\x62reaker_opened_total\x18\x07 \x01(\x03\x12\x10\n\x08\x63\x61n_edit\x18\x08 \x01(\x08\x12\x11\n\tavailable\x18\t \x01(\x08\x12\x1a\n\x12unavailable_reason\x18\n \x01(\t\"\xa9\x01\n\x17GetCapabilitiesResponse\x12\x18\n\x10refine_available\x18\x01 \x01(\x08\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x1a\n\x12unavailable_reason\x18\x04 \x01(\t\x12\x37\n\tproviders\x18\x05 \x03(\x0b\x32$.render.generation.v1.ProviderStatus\"/\n\x06\x42udget\x12\x12\n\nmax_tokens\x18\x01 \x01(\x03\x12\x11\n\tmax_cents\x18\x02 \x01(\x01\"%\n\x04\x43ost\x12\x0e\n\x06tokens\x18\x01 \x01(\x03\x12\r\n\x05\x63\x65nts\x18\x02 \x01(\x01\"<\n\x07\x41ttempt\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07outcome\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xf7\x01\n\x0cProviderCall\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x16\n\x0erevised_prompt\x18\x04 \x01(\t\x12(\n\x04\x63ost\x18\x05 \x01(\x0b\x32\x1a.render.generation.v1.Cost\x12\x32\n\x0e\x65stimated_cost\x18\x06 \x01(\x0b\x32\x1a.render.generation.v1.Cost\x12/\n\x08\x61ttempts\x18\x07 \x03(\x0b\x32\x1d.render.generation.v1.Attempt\x12\x0f\n\x07\x64ry_run\x18\x08 \x01(\x08\"\xe7\x01\n\x0fGenerateRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x0f\n\x07quality\x18\x04 \x01(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x18\n\x10reference_images\x18\x06 \x03(\x0c\x12-\n\x06output\x18\x07 \x01(\x0b\x32\x1d.render.imaging.v1.OutputSpec\x12,\n\x06\x62udget\x18\x08 \x01(\x0b\x32\x1c.render.generation.v1.Budget\x12\x0f\n\x07\x64ry_run\x18\t \x01(\x08\"\xe2\x01\n\x0b\x45\x64itRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x10\n\x08mask_png\x18\x02 \x01(\x0c\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12-\n\x06output\x18\x05 \x01(\x0b\x32\x1d.render.imaging.v1.OutputSpec\x12,\n\x06\x62udget\x18\x06 \x01(\x0b\x32\x1c.render.generation.v1.Budget\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x12\x0f\n\x07quality\x18\x08 \x01(\t\x12\x15\n\rmaterial_maps\x18\t \x01(\x08\"u\n\x10GenerateResponse\x12/\n\x06images\x18\x01 \x03(\x0b\x32\x1f.render.imaging.v1.EncodedImage\x12\x30\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\".render.generation.v1.ProviderCall\"q\n\x0c\x45\x64itResponse\x12/\n\x06images\x18\x01 \x03(\x0b\x32\x1f.render.imaging.v1.EncodedImage\x12\x30\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\".render.generation.v1.ProviderCall\"\xab\x01\n\rRefineRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x10\n\x08mask_png\x18\x02 \x01(\x0c\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12-\n\x06output\x18\x05 \x01(\x0b\x32\x1d.render.imaging.v1.OutputSpec\x12,\n\x06\x62udget\x18\x06 \x01(\x0b\x32\x1c.render.generation.v1.Budget\"2\n\x05\x44rift\x12\r\n\x05\x63olor\x18\x01 \x01(\x01\x12\x1a\n\x12texture_similarity\x18\x02 \x01(\x01\"\xea\x01\n\x0eRefineResponse\x12/\n\x06images\x18\x01 \x03(\x0b\x32\x1f.render.imaging.v1.EncodedImage\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x30\n\x04\x63\x61ll\x18\x04 \x01(\x0b\x32\".render.generation.v1.ProviderCall\x12*\n\x05\x64rift\x18\x05 \x01(\x0b\x32\x1b.render.generation.v1.Drift\x12\x0f\n\x07\x61pplied\x18\x06 \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\x07 \x01(\t2\x82\x03\n\x11GenerationService\x12n\n\x0fGetCapabilities\x12,.render.generation.v1.GetCapabilitiesRequest\x1a-.render.generation.v1.GetCapabilitiesResponse\x12Y\n\x08Generate\x12%.render.generation.v1.GenerateRequest\x1a&.render.generation.v1.GenerateResponse\x12M\n\x04\x45\x64it\x12!.render.generation.v1.EditRequest\x1a\".render.generation.v1.EditResponse\x12S\n\x06Refine\x12#.render.generation.v1.RefineRequest\x1a$.render.generation.v1.RefineResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,31 +35,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCAPABILITIESREQUEST']._serialized_start=104
   _globals['_GETCAPABILITIESREQUEST']._serialized_end=128
   _globals['_PROVIDERSTATUS']._serialized_start=131
-  _globals['_PROVIDERSTATUS']._serialized_end=322
-  _globals['_GETCAPABILITIESRESPONSE']._serialized_start=325
-  _globals['_GETCAPABILITIESRESPONSE']._serialized_end=494
-  _globals['_BUDGET']._serialized_start=496
-  _globals['_BUDGET']._serialized_end=543
-  _globals['_COST']._serialized_start=545
-  _globals['_COST']._serialized_end=582
-  _globals['_ATTEMPT']._serialized_start=584
-  _globals['_ATTEMPT']._serialized_end=644
-  _globals['_PROVIDERCALL']._serialized_start=647
-  _globals['_PROVIDERCALL']._serialized_end=894
-  _globals['_GENERATEREQUEST']._serialized_start=897
-  _globals['_GENERATEREQUEST']._serialized_end=1128
-  _globals['_EDITREQUEST']._serialized_start=1131
-  _globals['_EDITREQUEST']._serialized_end=1357
-  _globals['_GENERATERESPONSE']._serialized_start=1359
-  _globals['_GENERATERESPONSE']._serialized_end=1476
-  _globals['_EDITRESPONSE']._serialized_start=1478
-  _globals['_EDITRESPONSE']._serialized_end=1591
-  _globals['_REFINEREQUEST']._serialized_start=1594
-  _globals['_REFINEREQUEST']._serialized_end=1765
-  _globals['_DRIFT']._serialized_start=1767
-  _globals['_DRIFT']._serialized_end=1817
-  _globals['_REFINERESPONSE']._serialized_start=1820
-  _globals['_REFINERESPONSE']._serialized_end=2054
-  _globals['_GENERATIONSERVICE']._serialized_start=2057
-  _globals['_GENERATIONSERVICE']._serialized_end=2443
+  _globals['_PROVIDERSTATUS']._serialized_end=369
+  _globals['_GETCAPABILITIESRESPONSE']._serialized_start=372
+  _globals['_GETCAPABILITIESRESPONSE']._serialized_end=541
+  _globals['_BUDGET']._serialized_start=543
+  _globals['_BUDGET']._serialized_end=590
+  _globals['_COST']._serialized_start=592
+  _globals['_COST']._serialized_end=629
+  _globals['_ATTEMPT']._serialized_start=631
+  _globals['_ATTEMPT']._serialized_end=691
+  _globals['_PROVIDERCALL']._serialized_start=694
+  _globals['_PROVIDERCALL']._serialized_end=941
+  _globals['_GENERATEREQUEST']._serialized_start=944
+  _globals['_GENERATEREQUEST']._serialized_end=1175
+  _globals['_EDITREQUEST']._serialized_start=1178
+  _globals['_EDITREQUEST']._serialized_end=1404
+  _globals['_GENERATERESPONSE']._serialized_start=1406
+  _globals['_GENERATERESPONSE']._serialized_end=1523
+  _globals['_EDITRESPONSE']._serialized_start=1525
+  _globals['_EDITRESPONSE']._serialized_end=1638
+  _globals['_REFINEREQUEST']._serialized_start=1641
+  _globals['_REFINEREQUEST']._serialized_end=1812
+  _globals['_DRIFT']._serialized_start=1814
+  _globals['_DRIFT']._serialized_end=1864
+  _globals['_REFINERESPONSE']._serialized_start=1867
+  _globals['_REFINERESPONSE']._serialized_end=2101
+  _globals['_GENERATIONSERVICE']._serialized_start=2104
+  _globals['_GENERATIONSERVICE']._serialized_end=2490
 # @@protoc_insertion_point(module_scope)

@@ -12,7 +12,7 @@ class GetCapabilitiesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ProviderStatus(_message.Message):
-    __slots__ = ("name", "model", "breaker_state", "consecutive_failures", "calls_total", "failures_total", "breaker_opened_total", "can_edit")
+    __slots__ = ("name", "model", "breaker_state", "consecutive_failures", "calls_total", "failures_total", "breaker_opened_total", "can_edit", "available", "unavailable_reason")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BREAKER_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,8 @@ class ProviderStatus(_message.Message):
     FAILURES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     BREAKER_OPENED_TOTAL_FIELD_NUMBER: _ClassVar[int]
     CAN_EDIT_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     breaker_state: str
@@ -29,7 +31,9 @@ class ProviderStatus(_message.Message):
     failures_total: int
     breaker_opened_total: int
     can_edit: bool
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., breaker_state: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., calls_total: _Optional[int] = ..., failures_total: _Optional[int] = ..., breaker_opened_total: _Optional[int] = ..., can_edit: _Optional[bool] = ...) -> None: ...
+    available: bool
+    unavailable_reason: str
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., breaker_state: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., calls_total: _Optional[int] = ..., failures_total: _Optional[int] = ..., breaker_opened_total: _Optional[int] = ..., can_edit: _Optional[bool] = ..., available: _Optional[bool] = ..., unavailable_reason: _Optional[str] = ...) -> None: ...
 
 class GetCapabilitiesResponse(_message.Message):
     __slots__ = ("refine_available", "provider", "model", "unavailable_reason", "providers")

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ProjectRequest(_message.Message):
-    __slots__ = ("photo", "swatch", "mask_png", "homography", "repeats_u", "repeats_v", "rotation_degrees", "output", "row_offset", "material_maps", "herringbone")
+    __slots__ = ("photo", "swatch", "mask_png", "homography", "repeats_u", "repeats_v", "rotation_degrees", "output", "row_offset", "material_maps", "herringbone", "grout_color")
     PHOTO_FIELD_NUMBER: _ClassVar[int]
     SWATCH_FIELD_NUMBER: _ClassVar[int]
     MASK_PNG_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class ProjectRequest(_message.Message):
     ROW_OFFSET_FIELD_NUMBER: _ClassVar[int]
     MATERIAL_MAPS_FIELD_NUMBER: _ClassVar[int]
     HERRINGBONE_FIELD_NUMBER: _ClassVar[int]
+    GROUT_COLOR_FIELD_NUMBER: _ClassVar[int]
     photo: bytes
     swatch: bytes
     mask_png: bytes
@@ -31,10 +32,13 @@ class ProjectRequest(_message.Message):
     row_offset: float
     material_maps: bool
     herringbone: bool
-    def __init__(self, photo: _Optional[bytes] = ..., swatch: _Optional[bytes] = ..., mask_png: _Optional[bytes] = ..., homography: _Optional[_Union[_imaging_pb2.Homography, _Mapping]] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ..., rotation_degrees: _Optional[float] = ..., output: _Optional[_Union[_imaging_pb2.OutputSpec, _Mapping]] = ..., row_offset: _Optional[float] = ..., material_maps: _Optional[bool] = ..., herringbone: _Optional[bool] = ...) -> None: ...
+    grout_color: str
+    def __init__(self, photo: _Optional[bytes] = ..., swatch: _Optional[bytes] = ..., mask_png: _Optional[bytes] = ..., homography: _Optional[_Union[_imaging_pb2.Homography, _Mapping]] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ..., rotation_degrees: _Optional[float] = ..., output: _Optional[_Union[_imaging_pb2.OutputSpec, _Mapping]] = ..., row_offset: _Optional[float] = ..., material_maps: _Optional[bool] = ..., herringbone: _Optional[bool] = ..., grout_color: _Optional[str] = ...) -> None: ...
 
 class ProjectResponse(_message.Message):
-    __slots__ = ("images",)
+    __slots__ = ("images", "swatch_transparent_fraction")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    SWATCH_TRANSPARENT_FRACTION_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[_imaging_pb2.EncodedImage]
-    def __init__(self, images: _Optional[_Iterable[_Union[_imaging_pb2.EncodedImage, _Mapping]]] = ...) -> None: ...
+    swatch_transparent_fraction: float
+    def __init__(self, images: _Optional[_Iterable[_Union[_imaging_pb2.EncodedImage, _Mapping]]] = ..., swatch_transparent_fraction: _Optional[float] = ...) -> None: ...
