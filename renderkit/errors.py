@@ -1,7 +1,10 @@
-"""Typed errors at the gRPC edges: rich google.rpc statuses built and read in one place."""
+"""Typed errors at the gRPC edges: rich google.rpc statuses built and read in one place, and the
+rules that keep every message safe to show (no class names, paths, addresses, unbounded echoes)."""
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -9,13 +12,64 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+log = logging.getLogger(__name__)
+
 DOMAIN = "render.pipeline"
 _DETAILS_KEY = "grpc-status-details-bin"
+# Messages travel in trailing metadata, whose size gRPC limits (8 KiB by default): a message that
+# echoes a huge input would turn the error itself into RESOURCE_EXHAUSTED.
+MAX_MESSAGE_CHARS = 500
+
+
+class DependencyUnavailable(RuntimeError):
+    """Something a server needs is down (Redis, Triton, a stage): the caller should retry shortly.
+
+    `dependency` names it in words safe to show ("the job ledger"); the edge answers UNAVAILABLE
+    with a RetryInfo of `retry_after_s`.
+    """
+
+    def __init__(self, dependency: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(f"{dependency} is unavailable")
+        self.dependency = dependency
+        self.retry_after_s = retry_after_s
+
+
+# What an internal message may carry that a caller must not see: tracebacks, qualified class names
+# (redis.exceptions.ConnectionError, <class 'cv2.error'>), file paths (OpenCV's source paths,
+# the server's storage) and network addresses (Redis, Triton, stages).
+_LEAKS = [
+    (re.compile(r"Traceback \(most recent call last\).*", re.S), ""),
+    (re.compile(r"<class '[^']*'>"), "an error"),
+    (re.compile(r"\b(?:[a-z_][a-z0-9_]*\.)+[A-Z][A-Za-z0-9_]*(?:Error|Exception|Exceeded|Timeout)\b"), "an error"),
+    (re.compile(r"\b(?:[A-Z][a-z0-9]+)+(?:Error|Exception)\b"), "an error"),
+    (re.compile(r"\b(?:file|unix|ipv4|ipv6|dns):/*[^\s,;'\")]*"), "an address"),
+    (re.compile(r"\[[0-9a-fA-F:.]+\](?::\d+)?"), "an address"),
+    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "an address"),
+    (re.compile(r"\blocalhost:\d+\b"), "an address"),
+    (re.compile(r"(?<![\w.:/])(?:/[\w.@+~-]+){2,}/?"), "a path"),
+]
+
+
+def safe_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """A message fit for a caller: leaks replaced by neutral words, bounded in length.
+
+    The servers build their messages to be safe; this is the last line of defence at every edge
+    (RPC statuses, job errors), so a library's message that slips through cannot leak.
+    """
+    cleaned = text
+    for pattern, replacement in _LEAKS:
+        cleaned = pattern.sub(replacement, cleaned)
+    cleaned = " ".join(cleaned.split())
+    if cleaned != text.strip() and cleaned != " ".join(text.split()):
+        log.warning("an outgoing message was sanitised: %r", text[:2000])
+    if len(cleaned) > limit:
+        cleaned = cleaned[: limit - 1].rstrip() + "…"
+    return cleaned or "the request failed"
 
 
 def rich_status(code: grpc.StatusCode, message: str, *details: object) -> status_pb2.Status:
-    """A google.rpc.Status with packed details."""
-    status = status_pb2.Status(code=code.value[0], message=message)
+    """A google.rpc.Status with packed details (the message made safe and bounded)."""
+    status = status_pb2.Status(code=code.value[0], message=safe_message(message))
     for detail in details:
         packed = any_pb2.Any()
         packed.Pack(detail)  # type: ignore[arg-type]
@@ -31,7 +85,7 @@ async def abort(
 ) -> NoReturn:
     """Ends an RPC with a status whose details travel in the standard trailer."""
     status = rich_status(code, message, *details)
-    await context.abort(code, message, trailing_metadata=((_DETAILS_KEY, status.SerializeToString()),))
+    await context.abort(code, status.message, trailing_metadata=((_DETAILS_KEY, status.SerializeToString()),))
     raise AssertionError("unreachable")
 
 
@@ -44,8 +98,10 @@ def bad_request(violations: Sequence[tuple[str, str]]) -> error_details_pb2.BadR
     """A BadRequest detail naming each offending field."""
     return error_details_pb2.BadRequest(
         field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
-            for field, description in violations
+            error_details_pb2.BadRequest.FieldViolation(
+                field=safe_message(field, 200), description=safe_message(description)
+            )
+            for field, description in violations[:100]
         ]
     )
 

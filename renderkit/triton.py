@@ -89,7 +89,8 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 class TritonError(RuntimeError):
-    """Triton could not be reached or refused an inference."""
+    """Triton could not be reached or refused an inference; the message is safe to show (the
+    client library's own message, which names addresses, goes to the log)."""
 
 
 def read_config(path: Path) -> model_config_pb2.ModelConfig:
@@ -119,6 +120,7 @@ class TritonModels:
     def __init__(self, url: str) -> None:
         self.url = url
         self._client = triton_aio.InferenceServerClient(url)
+        self._seen_ready: set[str] = set()
 
     async def close(self) -> None:
         """Closes the channel."""
@@ -138,12 +140,25 @@ class TritonModels:
         except Exception:
             return False
 
+    async def healthy(self, models: tuple[str, ...] = ()) -> bool:
+        """Whether Triton answers and none of the given models that were once ready has gone away
+        (a model that was never deployed is not required: the stage works without it)."""
+        if not await self.server_live():
+            return False
+        for name in models:
+            if await self.model_ready(name):
+                self._seen_ready.add(name)
+            elif name in self._seen_ready:
+                return False
+        return True
+
     async def output_names(self, name: str) -> list[str]:
         """The output tensors a loaded model declares."""
         try:
             metadata = await self._client.get_model_metadata(name, client_timeout=2.0)
         except InferenceServerException as exc:
-            raise TritonError(f"Triton model {name!r} has no metadata: {exc.message()}") from exc
+            log.warning("Triton model %s: no metadata: %s", name, exc.message())
+            raise TritonError(f"the {name} model is unavailable") from exc
         return [output.name for output in metadata.outputs]
 
     async def infer(
@@ -160,11 +175,12 @@ class TritonModels:
         try:
             result = await self._client.infer(contract.name, infer_inputs, outputs=requested, client_timeout=timeout_s)
         except InferenceServerException as exc:
-            raise TritonError(f"Triton model {contract.name!r} failed: {exc.message()}") from exc
+            log.warning("Triton model %s failed: %s", contract.name, exc.message())
+            raise TritonError(f"the {contract.name} model is unavailable") from exc
         out: dict[str, np.ndarray] = {}
         for spec in contract.outputs:
             array = result.as_numpy(spec.name)
             if array is None:
-                raise TritonError(f"Triton model {contract.name!r} returned no {spec.name!r}")
+                raise TritonError(f"the {contract.name} model returned no {spec.name}")
             out[spec.name] = array
         return out

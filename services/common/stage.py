@@ -1,29 +1,19 @@
-"""The skeleton of a stage service process: settings, server factory, readiness and main()."""
+"""The skeleton of a stage service process: its settings, its edge (the shared serving edge with
+the stage's dependencies) and main()."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
 import numpy as np
-from grpc_health.v1._async import HealthServicer
 
 from render.imaging.v1 import imaging_pb2
-from renderkit.serving import (
-    SERVER_OPTIONS,
-    add_health_and_reflection,
-    bind,
-    configure_logging,
-    run_until_signalled,
-    set_serving,
-)
-from renderkit.settings import env_float, env_str
+from renderkit import budget
+from renderkit.edge import Dependency, Edge, serve
+from renderkit.settings import env_float, env_int, env_str
 from renderkit.triton import TritonModels
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,6 +23,8 @@ class StageSettings:
     listen: str
     triton_url: str  # empty: no Triton, only the model-free paths
     grace_seconds: float
+    probe_interval_s: float = 1.0
+    memory_budget_bytes: int = budget.DEFAULT_REQUEST_BYTES  # what one request may use (the gateway's too)
 
     @classmethod
     def from_env(cls, prefix: str, default_port: int) -> StageSettings:
@@ -40,38 +32,9 @@ class StageSettings:
             listen=env_str(f"{prefix}_LISTEN", f"127.0.0.1:{default_port}"),
             triton_url=env_str("TRITON_URL", ""),
             grace_seconds=env_float("SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0.0),
+            probe_interval_s=env_float("HEALTH_PROBE_SECONDS", 1.0, minimum=0.05),
+            memory_budget_bytes=env_int("REQUEST_MEMORY_MB", budget.DEFAULT_REQUEST_BYTES // 2**20, minimum=64) * 2**20,
         )
-
-
-@dataclass
-class StageServer:
-    """A created (not yet started) stage server."""
-
-    server: grpc.aio.Server
-    port: int
-    service_names: list[str]
-    health: HealthServicer
-    ready: Callable[[], Awaitable[bool]]
-    close: Callable[[], Awaitable[None]]
-
-    async def start(self) -> None:
-        """Starts serving and reports SERVING once the stage's dependencies answer."""
-        await self.server.start()
-        await self.mark_ready()
-
-    async def mark_ready(self, timeout_s: float = 60.0) -> None:
-        """Waits until ready() holds, then flips health to SERVING."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while not await self.ready():
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("the stage's dependencies did not become ready")
-            await asyncio.sleep(0.2)
-        await set_serving(self.health, self.service_names, True)
-
-    async def stop(self, grace: float = 2.0) -> None:
-        """Stops the server and releases its clients."""
-        await self.server.stop(grace)
-        await self.close()
 
 
 def triton_for(settings: StageSettings) -> TritonModels | None:
@@ -79,59 +42,46 @@ def triton_for(settings: StageSettings) -> TritonModels | None:
     return TritonModels(settings.triton_url) if settings.triton_url else None
 
 
-async def triton_ready(triton: TritonModels | None) -> bool:
-    """A stage that was given a Triton is ready only once Triton answers."""
-    return True if triton is None else await triton.server_live()
+def triton_dependency(triton: TritonModels, models: tuple[str, ...]) -> Dependency:
+    """Triton as a dependency: it answers, and the stage's models that were loaded still are."""
+    return Dependency("triton", lambda: triton.healthy(models))
 
 
-async def _always_ready() -> bool:
-    return True
-
-
-async def _nothing_to_close() -> None:
-    return None
-
-
-def build_server(
+def stage_edge(
     settings: StageSettings,
-    service_names: list[str],
+    service_name: str,
     register: Callable[[grpc.aio.Server], None],
-    ready: Callable[[], Awaitable[bool]] = _always_ready,
-    close: Callable[[], Awaitable[None]] = _nothing_to_close,
-) -> StageServer:
-    """Creates a server with the stage's servicer, health (NOT_SERVING until ready) and reflection."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
-    register(server)
-    health = add_health_and_reflection(server, service_names)
-    port = bind(server, settings.listen)
-    return StageServer(server=server, port=port, service_names=service_names, health=health, ready=ready, close=close)
+    dependencies: Sequence[Dependency] = (),
+) -> Edge:
+    """A stage's server: its servicer on the shared edge, probing the given dependencies."""
+    edge = Edge(
+        [service_name],
+        listen=settings.listen,
+        dependencies=dependencies,
+        probe_interval_s=settings.probe_interval_s,
+    )
+    edge.add(register)
+    return edge
 
 
-def build_model_server(
-    settings: StageSettings, service_name: str, register: Callable[[grpc.aio.Server, TritonModels | None], None]
-) -> StageServer:
-    """A stage that uses Triton when TRITON_URL is set: ready once Triton answers; closes its client."""
+def model_stage_edge(
+    settings: StageSettings,
+    service_name: str,
+    models: tuple[str, ...],
+    register: Callable[[grpc.aio.Server, TritonModels | None], None],
+) -> Edge:
+    """A stage that uses Triton when TRITON_URL is set: Triton is then a dependency, closed last."""
     triton = triton_for(settings)
+    dependencies = [triton_dependency(triton, models)] if triton is not None else []
+    edge = stage_edge(settings, service_name, lambda server: register(server, triton), dependencies)
+    if triton is not None:
+        edge.on_close.append(triton.close)
+    return edge
 
-    async def close() -> None:
-        if triton is not None:
-            await triton.close()
 
-    return build_server(settings, [service_name], lambda s: register(s, triton), lambda: triton_ready(triton), close)
-
-
-def run_stage(name: str, create: Callable[[], StageServer], grace_seconds: float) -> None:
+def run_stage(name: str, create: Callable[[], Edge], grace_seconds: float) -> None:
     """main() of a stage process: serve until SIGTERM, then drain."""
-    configure_logging(name)
-
-    async def serve() -> None:
-        stage = create()
-        log.info("%s listening on port %d", name, stage.port)
-        await run_until_signalled(
-            stage.server, stage.health, grace_seconds=grace_seconds, on_start=stage.mark_ready, on_drain=stage.close
-        )
-
-    asyncio.run(serve())
+    serve(name, create, grace_seconds)
 
 
 def points(values: object) -> np.ndarray:

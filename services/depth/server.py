@@ -13,9 +13,10 @@ from render.depth.v1 import depth_service_pb2 as pb
 from render.depth.v1 import depth_service_pb2_grpc as pb_grpc
 from render.imaging.v1 import imaging_pb2
 from renderkit import homography, imaging
+from renderkit.edge import Edge
 from renderkit.errors import abort, bad_request
 from renderkit.triton import DEPTH, METRIC_DEPTH, TritonError, TritonModels, to_pixel_values
-from services.common.stage import StageServer, StageSettings, build_model_server, points
+from services.common.stage import StageSettings, model_stage_edge, points
 from services.depth.plane import fit_metric_plane, fit_plane, plane_homography
 from services.depth.vanishing import NoVanishingPoints, plane_from_lines
 
@@ -177,10 +178,11 @@ def quad_plane(
     )
 
 
-def create_server(settings: StageSettings) -> StageServer:
+def create_server(settings: StageSettings) -> Edge:
     """A depth server bound to settings.listen (port 0 picks a free port)."""
-    return build_model_server(
+    return model_stage_edge(
         settings,
         SERVICE_NAME,
+        (DEPTH.name,),
         lambda server, triton: pb_grpc.add_DepthServiceServicer_to_server(DepthServicer(triton), server),
     )

@@ -17,11 +17,12 @@ from opentelemetry import metrics
 from render.generation.v1 import generation_service_pb2 as pb
 from render.generation.v1 import generation_service_pb2_grpc as pb_grpc
 from renderkit import imaging
+from renderkit.edge import Dependency, Edge
 from renderkit.errors import abort, error_info
 from renderkit.material_maps import material_map_images
 from renderkit.settings import env_float, env_int, env_str
 from renderkit.triton import TritonModels
-from services.common.stage import StageServer, StageSettings, build_server, triton_for
+from services.common.stage import StageSettings, stage_edge, triton_dependency, triton_for
 from services.generation.drift import measure_drift
 from services.generation.generator import (
     Attempt,
@@ -161,21 +162,29 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         self.generator = generator
         self.health: HealthServicer | None = None
 
+    async def availability(self, provider: Provider) -> str:
+        """Why a provider cannot be called now ("" when it can): its model (Triton) must be loaded
+        and its breaker not open."""
+        if self.generator.breakers[provider.name].state == "open":
+            return "its circuit breaker is open after repeated failures"
+        if not await provider.ready():
+            return "its model is not loaded" if provider.name == "triton" else "it is not ready"
+        return ""
+
     async def _publish_health(self) -> None:
+        """Publishes every provider's availability at once (the probe loop repeats it every second)."""
         if self.health is None:
             return
-        for name, breaker in self.generator.breakers.items():
-            status = (
-                health_pb2.HealthCheckResponse.NOT_SERVING
-                if breaker.state == "open"
-                else health_pb2.HealthCheckResponse.SERVING
-            )
-            await self.health.set(provider_health_name(name), status)
+        for provider in self.generator.providers:
+            serving = not await self.availability(provider)
+            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            await self.health.set(provider_health_name(provider.name), status)
 
-    def _capabilities(self) -> pb.GetCapabilitiesResponse:
+    async def _capabilities(self) -> pb.GetCapabilitiesResponse:
         statuses = []
         for provider in self.generator.providers:
             breaker = self.generator.breakers[provider.name]
+            reason = await self.availability(provider)
             statuses.append(
                 pb.ProviderStatus(
                     name=provider.name,
@@ -186,6 +195,8 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
                     calls_total=breaker.calls_total,
                     failures_total=breaker.failures_total,
                     breaker_opened_total=breaker.opened_total,
+                    available=not reason,
+                    unavailable_reason=reason,
                 )
             )
         if not statuses:
@@ -193,8 +204,18 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
                 refine_available=False,
                 unavailable_reason="no image provider is configured (set OPENAI_API_KEY, or serve the diffusion model)",
             )
+        usable = [status for status in statuses if status.available]
+        if not usable:
+            return pb.GetCapabilitiesResponse(
+                refine_available=False,
+                unavailable_reason="no configured image provider can be called now",
+                providers=statuses,
+            )
         return pb.GetCapabilitiesResponse(
-            refine_available=True, provider=statuses[0].name, model=statuses[0].model, providers=statuses
+            refine_available=any(status.can_edit for status in usable),
+            provider=usable[0].name,
+            model=usable[0].model,
+            providers=statuses,
         )
 
     async def GetCapabilities(
@@ -203,7 +224,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.GetCapabilitiesResponse:
         await self._publish_health()
-        return self._capabilities()
+        return await self._capabilities()
 
     async def _fail(self, context: grpc.aio.ServicerContext, exc: GenerationError) -> None:  # type: ignore[type-arg]
         await self._publish_health()
@@ -365,21 +386,36 @@ def _blend_inside(image: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
-def create_server(settings: GenerationSettings, meter: metrics.Meter | None = None) -> StageServer:
-    """A generation server bound to settings.stage.listen (port 0 picks a free port)."""
+def create_server(settings: GenerationSettings, meter: metrics.Meter | None = None) -> Edge:
+    """A generation server bound to settings.stage.listen (port 0 picks a free port).
+
+    Triton is a dependency when the diffusion provider is configured; each provider's availability
+    is published under its own health name (render.generation.v1.GenerationService/<provider>),
+    which is not a service and so not in reflection.
+    """
     triton = triton_for(settings.stage) if "triton" in settings.providers else None
     prices = PriceTable.load(settings.price_table)
     generator = build_generator(settings, triton, prices, meter)
     servicer = GenerationServicer(settings, generator, prices)
-    names = [SERVICE_NAME] + [provider_health_name(p.name) for p in generator.providers]
+    dependencies = [triton_dependency(triton, (settings.diffusion_model,))] if triton is not None else []
+    for provider in generator.providers:
 
-    async def close() -> None:
-        await generator.close()
-        if triton is not None:
-            await triton.close()
+        async def available(provider: Provider = provider) -> bool:
+            return not await servicer.availability(provider)
 
-    stage = build_server(
-        settings.stage, names, lambda s: pb_grpc.add_GenerationServiceServicer_to_server(servicer, s), close=close
+        dependencies.append(
+            Dependency(
+                f"provider {provider.name}", available, required=False, health_name=provider_health_name(provider.name)
+            )
+        )
+    edge = stage_edge(
+        settings.stage,
+        SERVICE_NAME,
+        lambda s: pb_grpc.add_GenerationServiceServicer_to_server(servicer, s),
+        dependencies,
     )
-    servicer.health = stage.health
-    return stage
+    edge.on_close.append(generator.close)
+    if triton is not None:
+        edge.on_close.append(triton.close)
+    servicer.health = edge.health
+    return edge

@@ -17,15 +17,10 @@ import numpy as np
 from render.segmentation.v1 import segmentation_service_pb2 as pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as pb_grpc
 from renderkit import imaging
+from renderkit.edge import Edge
 from renderkit.errors import abort, bad_request
 from renderkit.triton import SEGMENTATION, TritonError, TritonModels, to_pixel_values
-from services.common.stage import (
-    StageServer,
-    StageSettings,
-    box_of,
-    build_model_server,
-    points,
-)
+from services.common.stage import StageSettings, box_of, model_stage_edge, points
 from services.segmentation.interactive import grabcut_mask, refine_edges
 from services.segmentation.masks import (
     ADE20K_SURFACE_CLASSES,
@@ -165,10 +160,11 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         )
 
 
-def create_server(settings: StageSettings) -> StageServer:
+def create_server(settings: StageSettings) -> Edge:
     """A segmentation server bound to settings.listen (port 0 picks a free port)."""
-    return build_model_server(
+    return model_stage_edge(
         settings,
         SERVICE_NAME,
+        (SEGMENTATION.name,),
         lambda server, triton: pb_grpc.add_SegmentationServiceServicer_to_server(SegmentationServicer(triton), server),
     )

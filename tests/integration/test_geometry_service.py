@@ -14,7 +14,7 @@ from render.depth.v1 import depth_service_pb2_grpc as depth_grpc
 from render.v1 import render_service_pb2 as pb
 from renderkit import homography, imaging, scenes
 from renderkit.client import RenderClient, material_swap_request
-from services.common.stage import StageServer
+from renderkit.edge import Edge
 from services.depth.server import create_server as create_depth
 from tests.conftest import stage_settings
 
@@ -25,7 +25,7 @@ MASK = imaging.encode_mask((SCENE.visible_surface * 255).astype(np.uint8))
 
 
 @pytest.fixture(scope="module")
-def depth(start_stage: Callable[[Callable[[], StageServer]], StageServer]) -> depth_grpc.DepthServiceStub:
+def depth(start_stage: Callable[[Callable[[], Edge]], Edge]) -> depth_grpc.DepthServiceStub:
     server = start_stage(lambda: create_depth(stage_settings()))
     return depth_grpc.DepthServiceStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
 

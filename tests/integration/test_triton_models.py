@@ -25,15 +25,16 @@ from render.segmentation.v1 import segmentation_service_pb2_grpc as seg_grpc
 from render.v1 import render_service_pb2 as pb
 from renderkit import homography, imaging
 from renderkit.client import RenderClient, material_swap_request
+from renderkit.edge import Edge
 from renderkit.homography import default_focal
 from renderkit.model_export import install
 from renderkit.triton import CONTRACTS, METRIC_DEPTH, REPOSITORY, datatype_name, read_config
-from services.common.stage import StageServer
 from services.depth.server import create_server as create_depth
 from services.generation.server import create_server as create_generation
 from services.segmentation.server import create_server as create_segmentation
 from tests.conftest import embedded_triton, gateway_settings, generation_settings, stage_settings
 from tests.openai_fake import FakeOpenAI, Reply
+from tests.outputs import read_output
 from tests.tiny_models import metric_depth_model
 
 
@@ -67,7 +68,7 @@ def inference_count(url: str, model: str) -> int:
 
 
 def test_depth_service_gets_the_plane_through_triton(
-    triton_url: str, start_stage: Callable[[Callable[[], StageServer]], StageServer]
+    triton_url: str, start_stage: Callable[[Callable[[], Edge]], Edge]
 ) -> None:
     server = start_stage(lambda: create_depth(stage_settings(triton_url)))
     photo = imaging.encode(floor_photo())[0]
@@ -89,7 +90,7 @@ def test_depth_service_gets_the_plane_through_triton(
 
 
 def test_segmentation_service_uses_the_model_when_no_hint_is_given(
-    triton_url: str, start_stage: Callable[[Callable[[], StageServer]], StageServer]
+    triton_url: str, start_stage: Callable[[Callable[[], Edge]], Edge]
 ) -> None:
     server = start_stage(lambda: create_segmentation(stage_settings(triton_url)))
     photo = imaging.encode(floor_photo())[0]
@@ -104,7 +105,7 @@ def test_segmentation_service_uses_the_model_when_no_hint_is_given(
 
 
 def test_the_model_leaves_objects_standing_on_the_quad_out_of_the_mask(
-    triton_url: str, start_stage: Callable[[Callable[[], StageServer]], StageServer]
+    triton_url: str, start_stage: Callable[[Callable[[], Edge]], Edge]
 ) -> None:
     server = start_stage(lambda: create_segmentation(stage_settings(triton_url)))
     image = floor_photo()
@@ -124,9 +125,7 @@ def test_the_model_leaves_objects_standing_on_the_quad_out_of_the_mask(
     assert fused.excluded_fraction == pytest.approx(50 * 60 / (300 * 110), abs=0.03)
 
 
-def test_clicks_override_the_models_labels(
-    triton_url: str, start_stage: Callable[[Callable[[], StageServer]], StageServer]
-) -> None:
+def test_clicks_override_the_models_labels(triton_url: str, start_stage: Callable[[Callable[[], Edge]], Edge]) -> None:
     server = start_stage(lambda: create_segmentation(stage_settings(triton_url)))
     photo = imaging.encode(floor_photo())[0]
     whole = imaging_pb2.Box(x_min=0, y_min=0, x_max=320, y_max=240)
@@ -168,7 +167,7 @@ def test_models_dir_layout(models_dir: Path) -> None:
 
 
 def test_generation_uses_the_diffusion_model_on_triton(
-    triton_url: str, start_stage: Callable[[Callable[[], StageServer]], StageServer]
+    triton_url: str, start_stage: Callable[[Callable[[], Edge]], Edge]
 ) -> None:
     server = start_stage(lambda: create_generation(generation_settings(None, triton_url, providers=("triton",))))
     before = inference_count(triton_url, "diffusion")
@@ -212,7 +211,7 @@ def test_generation_uses_the_diffusion_model_on_triton(
 def test_generation_fails_over_from_openai_to_the_diffusion_model(
     triton_url: str,
     generation_openai: FakeOpenAI,
-    start_stage: Callable[[Callable[[], StageServer]], StageServer],
+    start_stage: Callable[[Callable[[], Edge]], Edge],
 ) -> None:
     generation_openai.reset()
     generation_openai.push(Reply("error", 500))
@@ -228,7 +227,7 @@ def test_generation_fails_over_from_openai_to_the_diffusion_model(
 
 
 def test_an_open_breaker_shows_in_health_capabilities_and_metrics(
-    generation_openai: FakeOpenAI, start_stage: Callable[[Callable[[], StageServer]], StageServer]
+    generation_openai: FakeOpenAI, start_stage: Callable[[Callable[[], Edge]], Edge]
 ) -> None:
     from dataclasses import replace
 
@@ -287,9 +286,11 @@ def metric_points(reader: object, name: str) -> dict[tuple[tuple[str, object], .
 
 
 def test_a_triton_without_the_diffusion_model_is_skipped(
-    triton_url: str, start_stage: Callable[[Callable[[], StageServer]], StageServer]
+    triton_url: str, start_stage: Callable[[Callable[[], Edge]], Edge]
 ) -> None:
     from dataclasses import replace
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     settings = replace(generation_settings(None, triton_url, providers=("triton",)), diffusion_model="not-loaded")
     server = start_stage(lambda: create_generation(settings))
@@ -299,16 +300,25 @@ def test_a_triton_without_the_diffusion_model_is_skipped(
         with pytest.raises(grpc.RpcError) as info:
             stub.Generate(gen_pb.GenerateRequest(prompt="a hall", budget=budget), timeout=10)
         dry = stub.Generate(gen_pb.GenerateRequest(prompt="a hall", budget=budget, dry_run=True), timeout=10)
+        capabilities = stub.GetCapabilities(gen_pb.GetCapabilitiesRequest(), timeout=10)
+        provider_health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="render.generation.v1.GenerationService/triton"), timeout=5
+        )
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "no configured image provider" in str(info.value.details())
     assert dry.call.dry_run and dry.call.provider == "triton" and dry.call.estimated_cost.cents == 0.4
+    # Capabilities and health tell the truth: the provider is configured but cannot be called.
+    (triton,) = capabilities.providers
+    assert not triton.available and triton.unavailable_reason == "its model is not loaded"
+    assert not capabilities.refine_available
+    assert provider_health.status == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def test_a_swap_runs_end_to_end_on_the_models(
     triton_url: str,
     redis_url: str,
     stages: dict[str, str],
-    start_stage: Callable[[Callable[[], StageServer]], StageServer],
+    start_stage: Callable[[Callable[[], Edge]], Edge],
     start_gateway: Callable[[GatewaySettings], Gateway],
     tmp_path: Path,
 ) -> None:
@@ -334,7 +344,7 @@ def test_a_swap_runs_end_to_end_on_the_models(
     )
     assert result.geometry_source == "depth_model"
     assert any("mask from the segmentation model" in e.message for e in events)
-    out = imaging.decode_bgr(Path(result.outputs[0].uri.removeprefix("file://")).read_bytes())
+    out = read_output(result.outputs[0])
     assert abs(int(out[220, 60, 2]) - 255) > 40  # the floor is re-covered
     assert np.abs(out[190, 160].astype(int) - (90, 60, 40)).max() < 25  # the object stays in front
     assert np.abs(out[40, 160].astype(int) - image[40, 160]).max() < 12  # the wall is untouched
@@ -353,7 +363,7 @@ def floor_depth(
 
 
 def test_a_metric_depth_model_makes_the_plane_metric(
-    start_stage: Callable[[Callable[[], StageServer]], StageServer], tmp_path: Path
+    start_stage: Callable[[Callable[[], Edge]], Edge], tmp_path: Path
 ) -> None:
     """A depth model that declares metric_depth (installed by `make models`' install step, served by
     its own embedded Triton): the plane's normal and its distance in metres come from the model."""

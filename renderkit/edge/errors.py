@@ -1,0 +1,117 @@
+"""One error mapping at the edge of every server.
+
+Handlers end RPCs they understand themselves (`renderkit.errors.abort`, typed and safe). Anything
+else that escapes a handler is mapped here: a dependency that is down becomes UNAVAILABLE with a
+RetryInfo, so clients and the dispatcher retry; anything else is a bug and becomes INTERNAL with a
+reference the logs can be searched for, never the exception's text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+
+from renderkit.errors import DependencyUnavailable, abort, retry_info
+
+log = logging.getLogger(__name__)
+
+# (exception type, the dependency it means) for libraries whose errors are not wrapped where raised.
+Infrastructure = Sequence[tuple[type[BaseException], str]]
+
+
+class ErrorMapping(grpc.aio.ServerInterceptor):
+    """Maps exceptions that escape a handler to safe gRPC statuses."""
+
+    def __init__(self, infrastructure: Infrastructure = ()) -> None:
+        self.infrastructure = list(infrastructure)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(method, handler.stream_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        assert handler.stream_stream is not None
+        return grpc.stream_stream_rpc_method_handler(
+            self._stream(method, handler.stream_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _unary(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:  # type: ignore[type-arg]
+            try:
+                return await behavior(request, context)
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                await self._map(method, exc, context)
+
+        return call
+
+    def _stream(self, method: str, behavior: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:  # type: ignore[type-arg]
+            try:
+                result = behavior(request, context)
+                if inspect.isasyncgen(result):
+                    async for item in result:
+                        yield item
+                else:  # a handler that writes with context.write()
+                    await result
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                await self._map(method, exc, context)
+
+        return stream
+
+    async def _map(self, method: str, exc: Exception, context: grpc.aio.ServicerContext) -> None:  # type: ignore[type-arg]
+        dependency = self._dependency(exc)
+        if dependency is not None:
+            log.warning("%s: %s is unavailable (%s)", method, dependency.dependency, exc.__cause__ or exc)
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                f"{dependency.dependency} is unavailable; retry in a moment",
+                retry_info(dependency.retry_after_s),
+            )
+        reference = uuid.uuid4().hex[:12]
+        log.error("%s failed (reference %s)", method, reference, exc_info=exc)
+        await abort(context, grpc.StatusCode.INTERNAL, f"an internal error occurred (reference {reference})")
+
+    def _dependency(self, exc: BaseException) -> DependencyUnavailable | None:
+        if isinstance(exc, DependencyUnavailable):
+            return exc
+        if isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE:
+            return DependencyUnavailable("a service this one calls")
+        for kind, name in self.infrastructure:
+            if isinstance(exc, kind):
+                return DependencyUnavailable(name)
+        return None

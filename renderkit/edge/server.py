@@ -1,0 +1,158 @@
+"""The serving edge: a grpc.aio server with the pipeline's limits, error mapping, live health,
+reflection of the real services only, and a graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from renderkit.edge.errors import ErrorMapping, Infrastructure
+from renderkit.edge.health import Dependency, Readiness
+from renderkit.serving import configure_logging
+
+log = logging.getLogger(__name__)
+
+# Stage requests carry whole photos (a photo, a swatch and a mask); the gateway's public limit is
+# set from its own settings.
+INTERNAL_MESSAGE_BYTES = 256 * 1024 * 1024
+
+Hook = Callable[[], Awaitable[None]]
+
+
+def server_options(max_receive_bytes: int) -> list[tuple[str, int]]:
+    """The channel arguments of every server."""
+    return [
+        ("grpc.max_send_message_length", INTERNAL_MESSAGE_BYTES),
+        # Enforced by gRPC as the message arrives: a larger request is refused from its length
+        # prefix, before it is read into memory.
+        ("grpc.max_receive_message_length", max_receive_bytes),
+        # Without this, more than ~1,000 streams opened at once are cancelled by a backlog limit.
+        ("grpc.server.max_pending_requests", 10000),
+        ("grpc.so_reuseport", 0),
+        # Pings on quiet connections find clients that vanished, so their watch streams end.
+        ("grpc.keepalive_time_ms", 30000),
+        ("grpc.keepalive_timeout_ms", 10000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+class Edge:
+    """A server of the stack, created (bound) but not started.
+
+    `service_names` are the real services: they get health statuses and reflection. Dependencies
+    are probed on a loop while the server runs. Hooks: `on_start` before the server takes calls;
+    `when_ready` once, when every required dependency first answers (before SERVING is first
+    reported); `on_drain` after health turns NOT_SERVING and before the server stops taking calls;
+    `on_close` last.
+    """
+
+    def __init__(
+        self,
+        service_names: Sequence[str],
+        *,
+        listen: str,
+        dependencies: Sequence[Dependency] = (),
+        max_receive_bytes: int = INTERNAL_MESSAGE_BYTES,
+        probe_interval_s: float = 1.0,
+        infrastructure: Infrastructure = (),
+    ) -> None:
+        self.service_names = list(service_names)
+        self.server = grpc.aio.server(
+            options=server_options(max_receive_bytes), interceptors=[ErrorMapping(infrastructure)]
+        )
+        self.health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.readiness = Readiness(self.health, self.service_names, dependencies, interval_s=probe_interval_s)
+        self.on_start: list[Hook] = []
+        self.on_drain: list[Hook] = []
+        self.on_close: list[Hook] = []
+        self._listen = listen
+        self._loop_task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    def add(self, register: Callable[[grpc.aio.Server], None]) -> None:
+        """Registers servicers; then binds the port (reflection lists the registered services)."""
+        register(self.server)
+        reflection.enable_server_reflection(
+            [
+                *self.service_names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(self._listen)
+        if self.port == 0:
+            raise OSError(f"could not bind {self._listen}")
+
+    def depend_on(self, dependency: Dependency) -> None:
+        """Adds a dependency to probe (before start)."""
+        self.readiness.dependencies.append(dependency)
+
+    def when_ready(self, hook: Hook) -> None:
+        """Runs a hook once, the first time every required dependency answers (before SERVING)."""
+        self.readiness.on_first_ready.append(hook)
+
+    async def start(self) -> None:
+        """Starts taking calls (NOT_SERVING until the dependencies answer) and the probe loop."""
+        for name in ["", *self.service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        for hook in self.on_start:
+            await hook()
+        await self.server.start()
+        self._loop_task = asyncio.create_task(self.readiness.run())
+
+    async def wait_serving(self, timeout_s: float = 60.0) -> None:
+        """Returns once the server reports SERVING (tests and in-process use)."""
+        await self.readiness.wait_serving(timeout_s)
+
+    async def stop(self, grace_s: float) -> None:
+        """Drains: NOT_SERVING, drain hooks, stop with grace (in-flight calls finish), close hooks."""
+        await self.health.enter_graceful_shutdown()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for hook in self.on_drain:
+            try:
+                await hook()
+            except Exception:
+                log.exception("drain step failed")
+        await self.server.stop(grace_s)
+        for hook in self.on_close:
+            try:
+                await hook()
+            except Exception:
+                log.exception("close step failed")
+
+
+def serve(name: str, create: Callable[[], Edge], grace_s: Callable[[], float] | float) -> None:
+    """main() of a process: configure logging, serve until SIGTERM or SIGINT, then drain."""
+    configure_logging(name)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        edge = create()
+        log.info("%s listening on port %d", name, edge.port)
+        await edge.start()
+        try:
+            await stop.wait()
+        finally:
+            log.info("draining")
+            grace = grace_s() if callable(grace_s) else grace_s
+            with contextlib.suppress(Exception):
+                await edge.stop(grace)
+            log.info("stopped")
+
+    asyncio.run(run())

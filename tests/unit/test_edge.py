@@ -1,0 +1,180 @@
+"""The serving edge: error mapping with safe messages, live health, reflection of real services only."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+import redis.exceptions
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from render.projection.v1 import projection_service_pb2 as pb
+from render.projection.v1 import projection_service_pb2_grpc as pb_grpc
+from renderkit.edge import Dependency, Edge
+from renderkit.errors import DependencyUnavailable, safe_message, status_details, unpack_detail
+
+SERVICE = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
+
+
+def opencv_error() -> Exception:
+    try:
+        cv2.resize(np.zeros((0, 0), np.uint8), (0, 0))
+    except cv2.error as exc:
+        return exc
+    raise AssertionError("cv2 accepted an empty image")
+
+
+class Failing(pb_grpc.ProjectionServiceServicer):
+    """Raises whatever the test sets."""
+
+    def __init__(self) -> None:
+        self.error: Exception = ValueError("unset")
+
+    async def Project(self, request: pb.ProjectRequest, context: grpc.aio.ServicerContext) -> pb.ProjectResponse:  # type: ignore[type-arg]
+        raise self.error
+
+
+async def call(edge: Edge) -> grpc.aio.AioRpcError:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await pb_grpc.ProjectionServiceStub(channel).Project(pb.ProjectRequest(), timeout=5)
+    return info.value
+
+
+def test_escaping_exceptions_become_safe_statuses() -> None:
+    async def body() -> None:
+        servicer = Failing()
+        edge = Edge(
+            [SERVICE],
+            listen="127.0.0.1:0",
+            infrastructure=[(redis.exceptions.ConnectionError, "the job ledger")],
+        )
+        edge.add(lambda server: pb_grpc.add_ProjectionServiceServicer_to_server(servicer, server))
+        await edge.start()
+        try:
+            servicer.error = opencv_error()  # its message holds OpenCV's source path
+            bug = await call(edge)
+            assert bug.code() == grpc.StatusCode.INTERNAL
+            assert "an internal error occurred (reference " in (bug.details() or "")
+            assert "cv2" not in (bug.details() or "") and "/" not in (bug.details() or "")
+
+            servicer.error = redis.exceptions.ConnectionError("Error 111 connecting to 10.0.0.7:6379. Refused.")
+            down = await call(edge)
+            assert down.code() == grpc.StatusCode.UNAVAILABLE
+            assert down.details() == "the job ledger is unavailable; retry in a moment"
+            retry = unpack_detail(status_details(down.trailing_metadata()), error_details_pb2.RetryInfo)  # type: ignore[arg-type]
+            assert isinstance(retry, error_details_pb2.RetryInfo) and retry.retry_delay.seconds == 1
+
+            servicer.error = DependencyUnavailable("the segmentation model", retry_after_s=3)
+            model = await call(edge)
+            assert model.code() == grpc.StatusCode.UNAVAILABLE and "the segmentation model" in (model.details() or "")
+        finally:
+            await edge.stop(0.1)
+
+    asyncio.run(body())
+
+
+def test_safe_message_removes_what_a_caller_must_not_see() -> None:
+    leaky = [
+        ("Error 111 connecting to 127.0.0.1:6390. Connection refused.", "127.0.0.1"),
+        ("redis.exceptions.ConnectionError: boom", "redis.exceptions"),
+        ("Unexpected <class 'cv2.error'>: x", "<class"),
+        ("OpenCV(4.10.0) /io/opencv/modules/imgproc/src/resize.cpp:4152: error", "/io/opencv"),
+        ("failed to connect to all addresses; last error: ipv4:10.1.2.3:8001: refused", "10.1.2.3"),
+        ("could not read /var/lib/render/storage/uploads/x: gone", "/var/lib"),
+        ("ValueError: bad", "ValueError"),
+        ("Traceback (most recent call last):\n  File x", "Traceback"),
+    ]
+    for text, secret in leaky:
+        assert secret not in safe_message(text), text
+    # Ordinary messages pass unchanged, long ones are bounded.
+    for text in ("material_swap.photo.url: the server answered HTTP 404", "Step 2/4: estimating geometry"):
+        assert safe_message(text) == text
+    assert len(safe_message("x" * 10_000)) <= 500
+
+
+def test_health_follows_a_dependency_and_reflection_lists_only_real_services() -> None:
+    async def body() -> None:
+        up = {"redis": True, "provider": True}
+
+        async def probe(name: str) -> bool:
+            return up[name]
+
+        edge = Edge(
+            [SERVICE],
+            listen="127.0.0.1:0",
+            probe_interval_s=0.05,
+            dependencies=[
+                Dependency("redis", lambda: probe("redis")),
+                Dependency("provider", lambda: probe("provider"), required=False, health_name=f"{SERVICE}/provider"),
+            ],
+        )
+        edge.add(lambda server: pb_grpc.add_ProjectionServiceServicer_to_server(Failing(), server))
+        await edge.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.port}") as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+
+                async def status(service: str = "") -> int:
+                    return (await health.Check(health_pb2.HealthCheckRequest(service=service))).status  # type: ignore[no-any-return]
+
+                async def becomes(expected: int, service: str = "") -> None:
+                    for _ in range(100):
+                        if await status(service) == expected:
+                            return
+                        await asyncio.sleep(0.02)
+                    raise AssertionError(f"{service or 'server'} never became {expected}")
+
+                await becomes(health_pb2.HealthCheckResponse.SERVING)
+                up["provider"] = False  # optional: only its own name changes
+                await becomes(health_pb2.HealthCheckResponse.NOT_SERVING, f"{SERVICE}/provider")
+                assert await status() == health_pb2.HealthCheckResponse.SERVING
+                up["redis"] = False
+                await becomes(health_pb2.HealthCheckResponse.NOT_SERVING)
+                assert await status(SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
+                up["redis"] = True
+                await becomes(health_pb2.HealthCheckResponse.SERVING)
+
+                names = await list_services(channel)
+                assert f"{SERVICE}/provider" not in names and SERVICE in names
+        finally:
+            await edge.stop(0.1)
+
+    asyncio.run(body())
+
+
+async def list_services(channel: grpc.aio.Channel) -> set[str]:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+    async def requests() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+    async for reply in stub.ServerReflectionInfo(requests()):
+        return {s.name for s in reply.list_services_response.service}
+    return set()
+
+
+def test_a_request_over_the_message_limit_is_refused_unread() -> None:
+    async def body() -> None:
+        edge = Edge([SERVICE], listen="127.0.0.1:0", max_receive_bytes=1024 * 1024)
+        edge.add(lambda server: pb_grpc.add_ProjectionServiceServicer_to_server(Failing(), server))
+        await edge.start()
+        try:
+            async with grpc.aio.insecure_channel(
+                f"127.0.0.1:{edge.port}", options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+            ) as channel:
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await pb_grpc.ProjectionServiceStub(channel).Project(
+                        pb.ProjectRequest(photo=b"\0" * (8 * 1024 * 1024)), timeout=10
+                    )
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        finally:
+            await edge.stop(0.1)
+
+    asyncio.run(body())
