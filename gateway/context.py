@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -12,7 +13,7 @@ from typing import TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from gateway.fetch import DownloadError, FetchPolicy, fetch
+from gateway.fetch import DownloadError, FetchPolicy, fetch_async
 from gateway.ledger import Ledger
 from gateway.stages import StageClients
 from gateway.validation import Limits, check_image
@@ -52,9 +53,27 @@ class JobFailure(Exception):
         self.message = message
 
 
+def stage_label(stage: int) -> str:
+    """A stage's name in messages ("segmentation")."""
+    return _STAGE_LABELS.get(stage, "a")
+
+
+# Codes a stage answers with while it restarts, drains or waits for its own dependency (Triton):
+# the call is retried, with backoff, until the job's budget is spent. A stage that attaches an
+# ErrorInfo reason (a provider that refused, a budget) has given a typed answer: never retried.
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+_BACKOFF_START_S = 0.1
+_BACKOFF_MAX_S = 2.0
+
+
+def retryable(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether a failed stage call should be tried again."""
+    return exc.code() in _RETRYABLE and error_reason(exc) is None
+
+
 def failure_from_rpc(stage: int, exc: grpc.aio.AioRpcError, timeout_s: float) -> JobFailure:
     """The job error a failed stage call stands for."""
-    label = _STAGE_LABELS.get(stage, "a")
+    label = stage_label(stage)
     reason = error_reason(exc)
     if reason and f"ERROR_CODE_{reason}" in pb.ErrorCode.keys():  # noqa: SIM118 (the wrapper is not iterable)
         return JobFailure(pb.ErrorCode.Value(f"ERROR_CODE_{reason}"), exc.details() or f"the {label} stage failed")
@@ -146,17 +165,48 @@ class JobContext:
         )
 
     async def call(self, stage: int, name: str, kind: type[M], rpc: Callable[[float], Awaitable[M]]) -> M:
-        """A stage call with its deadline, its output checkpointed (and reused when resuming)."""
+        """A stage call with its deadline, its output checkpointed (and reused when resuming).
+
+        A stage that is unavailable (restarting, draining, its Triton down) is retried with
+        exponential backoff and jitter (the channel balances over the stage's replicas, so a retry
+        may land on another one) until the job's budget is spent; then the job fails with TIMEOUT
+        naming the stage.
+        """
         saved = await self._load_checkpoint(name)
         if saved is not None:
             message = kind()
             message.ParseFromString(saved)
             return message
-        timeout = self.stage_timeout(stage)
-        try:
-            response = await rpc(timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise failure_from_rpc(stage, exc, timeout) from None
+        delay = _BACKOFF_START_S
+        waiting_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            timeout = self.stage_timeout(stage)
+            try:
+                response = await rpc(timeout)
+                break
+            except grpc.aio.AioRpcError as exc:
+                if not retryable(exc):
+                    raise failure_from_rpc(stage, exc, timeout) from None
+                if waiting_since is None:
+                    waiting_since = loop.time()
+                    log.warning("job %s: the %s stage is unavailable; retrying", self.job_id, stage_label(stage))
+                pause = delay * random.uniform(0.5, 1.5)
+                if self.deadline - loop.time() <= pause:
+                    waited = loop.time() - waiting_since
+                    raise JobFailure(
+                        pb.ERROR_CODE_TIMEOUT,
+                        f"the job ran out of time: the {stage_label(stage)} stage was unavailable for {waited:.0f} s",
+                    ) from None
+                await asyncio.sleep(pause)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+        if waiting_since is not None:
+            log.info(
+                "job %s: the %s stage answered after %.1f s",
+                self.job_id,
+                stage_label(stage),
+                loop.time() - waiting_since,
+            )
         await self.save_checkpoint(name, response.SerializeToString())
         return response
 
@@ -189,7 +239,8 @@ class JobContext:
         if saved is not None:
             return saved
         try:
-            data = await asyncio.to_thread(fetch, source.url, self.fetch_policy)
+            # The downloads' own pool: slow servers cannot starve the loop's default executor.
+            data = await fetch_async(source.url, self.fetch_policy)
         except DownloadError as exc:
             raise JobFailure(pb.ERROR_CODE_DOWNLOAD_FAILED, f"{field_path}.url: {exc}") from None
         problems, _ = check_image(data, f"{field_path}.url", self.limits, min_side)

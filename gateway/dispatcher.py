@@ -1,9 +1,13 @@
 """The dispatcher: takes jobs from the ledger's work stream and runs their plans.
 
-Any number of gateway replicas run one each. A job's work entry stays pending while its
-dispatcher renews it; if the dispatcher dies, another one reclaims the entry after the lease and
-resumes at the first stage without a checkpoint. Cancel reaches the running task through a Redis
-channel and cancels it, including the stage call in flight.
+Any number of gateway replicas run one each. One intake loop reads the work stream for as many
+jobs as there are free slots (so N slots never hold N Redis connections). A job's work entry stays
+pending while its dispatcher renews it; if the dispatcher dies, another one reclaims the entry
+after the lease and resumes at the first stage without a checkpoint. While Redis is away the
+dispatcher waits (every ledger call retries for up to a lease); a job whose ledger stays away longer
+is handed back, not failed: its entry stays pending and a dispatcher resumes it later. Cancel
+reaches the running task through a Redis channel (and, should that notice be lost, through the
+job's state, read at every renewal) and cancels it, including the stage call in flight.
 """
 
 from __future__ import annotations
@@ -16,14 +20,14 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 
-from gateway import keys
 from gateway.batch import run_room_batch
 from gateway.context import JobContext, JobFailure
 from gateway.generation_jobs import run_room_render, run_texture_edit
-from gateway.ledger import Ledger, NotOwner
+from gateway.ledger import Ledger, LedgerUnavailable, NotOwner, keys
 from gateway.material_swap import run_material_swap
 from gateway.settings import GatewaySettings
 from gateway.stages import StageClients
+from gateway.subscriptions import Subscriptions
 from render.v1 import render_service_pb2 as pb
 from renderkit.storage import Storage
 
@@ -39,63 +43,110 @@ PLANS: dict[str, Callable[[JobContext], Awaitable[pb.JobResult]]] = {
 # Kinds that mostly wait for other jobs: they run beside the workers, not in a worker's slot, so a
 # batch never starves its own children of dispatchers.
 DETACHED = {"room_batch"}
+_INTAKE_BLOCK_MS = 1000
 
 
 class Dispatcher:
     """Runs up to `concurrency` jobs at once in this process."""
 
-    def __init__(self, ledger: Ledger, storage: Storage, stages: StageClients, settings: GatewaySettings) -> None:
-        self.ledger = ledger
+    def __init__(
+        self,
+        ledger: Ledger,
+        storage: Storage,
+        stages: StageClients,
+        settings: GatewaySettings,
+        subscriptions: Subscriptions,
+    ) -> None:
+        # A Redis restart must not fail a job: the dispatcher's ledger calls wait up to a lease.
+        self.ledger = ledger.with_retry(settings.lease_s)
         self.storage = storage
         self.stages = stages
         self.settings = settings
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._slots = asyncio.Semaphore(settings.dispatcher_concurrency)
         self._tasks: list[asyncio.Task[None]] = []
-        self._detached: set[asyncio.Task[None]] = set()
+        self._runs: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._reclaimed: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._stopping = asyncio.Event()
-        self._subscribed = asyncio.Event()
+        subscriptions.on(keys.CANCEL_CHANNEL, self._cancel_if_running)
+        subscriptions.on_subscribed(self._after_resubscribing)
+
+    @property
+    def running(self) -> int:
+        """Jobs running in this process now."""
+        return len(self._running)
 
     async def start(self) -> None:
-        """Starts the workers, the reclaimer and the cancel listener."""
+        """Starts the intake and the reclaimer."""
         await self.ledger.ensure_group()
-        self._tasks.append(asyncio.create_task(self._listen_for_cancels()))
-        await asyncio.wait_for(self._subscribed.wait(), 10)
-        self._tasks.append(asyncio.create_task(self._reclaim_loop()))
-        for _ in range(self.settings.dispatcher_concurrency):
-            self._tasks.append(asyncio.create_task(self._worker()))
+        if self.settings.dispatcher_concurrency > 0:
+            self._tasks.append(asyncio.create_task(self._intake()))
+            self._tasks.append(asyncio.create_task(self._reclaim_loop()))
 
     async def stop(self, grace_s: float) -> None:
         """Stops taking work, lets running jobs finish within the grace, then hands the rest back."""
         self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         running = list(self._running.values())
         if running:
             await asyncio.wait(running, timeout=grace_s)
-        for task in [*self._running.values(), *self._tasks]:
+        for task in self._running.values():
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._detached, return_exceptions=True)
+        await asyncio.gather(*self._runs, return_exceptions=True)
 
-    async def _worker(self) -> None:
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        self._runs.add(task)
+        task.add_done_callback(self._runs.discard)
+        return task
+
+    async def _intake(self) -> None:
+        delay = 0.1
         while not self._stopping.is_set():
+            await self._slots.acquire()
             try:
                 entries = (
                     [self._reclaimed.get_nowait()]
                     if not self._reclaimed.empty()
-                    else await self.ledger.read_work(self.consumer, block_ms=500)
+                    else await self.ledger.read_work(self.consumer, block_ms=_INTAKE_BLOCK_MS)
                 )
-                for entry_id, job_id in entries:
-                    if await self.ledger.kind(job_id) in DETACHED:
-                        task = asyncio.create_task(self._run(entry_id, job_id))
-                        self._detached.add(task)
-                        task.add_done_callback(self._detached.discard)
-                    else:
-                        await self._run(entry_id, job_id)
+                delay = 0.1
             except asyncio.CancelledError:
+                self._slots.release()
                 raise
-            except Exception:
-                log.exception("dispatcher worker error; retrying")
-                await asyncio.sleep(1)
+            except Exception as exc:
+                self._slots.release()
+                if not isinstance(exc, LedgerUnavailable):
+                    log.exception("reading the work stream failed; retrying")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if not entries:
+                self._slots.release()
+                continue
+            entry_id, job_id = entries[0]
+            self._spawn(self._dispatch(entry_id, job_id))
+
+    async def _dispatch(self, entry_id: str, job_id: str) -> None:
+        """Runs one entry in the slot the intake took (a detached kind gives its slot back)."""
+        released = False
+        try:
+            if await self.ledger.kind(job_id) in DETACHED:
+                self._slots.release()
+                released = True
+            await self._run(entry_id, job_id)
+        except asyncio.CancelledError:
+            raise
+        except LedgerUnavailable:
+            log.warning("job %s: the ledger is unavailable; handed back for a later resume", job_id)
+        except Exception:
+            log.exception("job %s: dispatch failed; handed back for a later resume", job_id)
+        finally:
+            if not released:
+                self._slots.release()
 
     async def _reclaim_loop(self) -> None:
         lease_ms = int(self.settings.lease_s * 1000)
@@ -106,30 +157,37 @@ class Dispatcher:
                     await self._reclaimed.put(entry)
             except asyncio.CancelledError:
                 raise
+            except LedgerUnavailable:
+                pass
             except Exception:
                 log.exception("reclaim failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.settings.lease_s / 2)
 
-    async def _listen_for_cancels(self) -> None:
-        pubsub = self.ledger.redis.pubsub()
-        await pubsub.subscribe(keys.CANCEL_CHANNEL)
-        self._subscribed.set()
-        try:
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                task = self._running.get(message["data"].decode())
-                if task is not None:
-                    task.cancel()
-        finally:
-            await pubsub.aclose()
+    def _after_resubscribing(self) -> None:
+        self._spawn(self._check_running())
 
-    async def _renew(self, entry_id: str) -> None:
+    def _cancel_if_running(self, job_id: str) -> None:
+        task = self._running.get(job_id)
+        if task is not None:
+            task.cancel()
+
+    async def _check_running(self) -> None:
+        """After a reconnect: cancels running jobs that were cancelled while the notice could not arrive."""
+        for job_id in list(self._running):
+            with contextlib.suppress(Exception):
+                state = await self.ledger.state(job_id)
+                if state is None or state.terminal:
+                    self._cancel_if_running(job_id)
+
+    async def _renew(self, entry_id: str, job_id: str) -> None:
         while True:
             await asyncio.sleep(self.settings.lease_s / 3)
             with contextlib.suppress(Exception):
                 await self.ledger.renew(self.consumer, entry_id)
+                state = await self.ledger.state(job_id)
+                if state is None or state.terminal:  # cancelled, and the notice was lost
+                    self._cancel_if_running(job_id)
 
     async def _run(self, entry_id: str, job_id: str) -> None:
         attempt = await self.ledger.claim(job_id, self.consumer, "Starting")
@@ -139,7 +197,7 @@ class Dispatcher:
             return
         task = asyncio.create_task(self._execute(job_id))
         self._running[job_id] = task
-        renew = asyncio.create_task(self._renew(entry_id))
+        renew = asyncio.create_task(self._renew(entry_id, job_id))
         try:
             await asyncio.wait([task])
         finally:
@@ -147,6 +205,8 @@ class Dispatcher:
             self._running.pop(job_id, None)
         if task.cancelled() and self._stopping.is_set():
             return  # handed back: the entry stays pending and another dispatcher resumes the job
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
         await self._release_inputs(job_id)
         await self.ledger.finish_work(entry_id)
 
@@ -199,6 +259,8 @@ class Dispatcher:
                     ctx.total_steps,
                 )
                 return
+            except (LedgerUnavailable, NotOwner, asyncio.CancelledError):
+                raise
             except Exception:
                 log.exception("job %s failed unexpectedly", job_id)
                 await self.ledger.fail(

@@ -15,6 +15,7 @@ import grpc
 from gateway.ledger import Ledger, NewJob, QueueFull, StoredJob
 from gateway.requests import image_fields, plan_steps
 from gateway.validation import Limits, validate_submit
+from gateway.watch import EventHub
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit.errors import abort, bad_request, retry_info
@@ -26,6 +27,7 @@ TENANT_HEADER = "x-tenant-id"
 DEFAULT_TENANT = "public"
 _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def tenant_of(context: grpc.aio.ServicerContext) -> str | None:  # type: ignore[type-arg]
@@ -45,10 +47,11 @@ def fingerprint(request: pb.SubmitRenderRequest) -> str:
 class RenderServicer(pb_grpc.RenderServiceServicer):
     """The public API."""
 
-    def __init__(self, ledger: Ledger, storage: Storage, limits: Limits) -> None:
+    def __init__(self, ledger: Ledger, storage: Storage, limits: Limits, hub: EventHub) -> None:
         self.ledger = ledger
         self.storage = storage
         self.limits = limits
+        self.hub = hub
 
     async def _tenant(self, context: grpc.aio.ServicerContext) -> str:  # type: ignore[type-arg]
         tenant = tenant_of(context)
@@ -70,7 +73,15 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
                 "job_id is required",
                 bad_request([("job_id", "is required")]),
             )
-        stored = await self.ledger.get(job_id) if len(job_id) <= 64 else None
+        if not _JOB_ID.match(job_id):
+            # Never echoed: an id can be anything a caller sends, of any size.
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "job_id is not a job id",
+                bad_request([("job_id", "must be 1-64 letters, digits, _ or -")]),
+            )
+        stored = await self.ledger.get(job_id)
         if stored is None or stored.tenant != tenant:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"job {job_id} not found")
         assert stored is not None
@@ -121,6 +132,9 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
                 f"the render queue is full ({exc}); retry later",
                 retry_info(5.0),
             )
+        # If the ledger is away past its retries the uploads stay: the job may have been recorded
+        # with its reply lost (a retry with the same idempotency key then finds it), and a job
+        # without its inputs would be worse than an orphaned upload.
         if duplicate:  # lost a race with the same key
             await asyncio.to_thread(self._drop_inputs, inputs)
             return await self._duplicate(recorded_id, digest, context)
@@ -187,8 +201,8 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
                 bad_request([("after", "must be an event cursor such as 1700000000000-0")]),
             )
         await self._job(request.job_id, tenant, context)
-        async for event in self.ledger.events(request.job_id, request.after or "0"):
-            yield pb.WatchJobResponse(event=event)
+        async for event in self.hub.watch(request.job_id, request.after):
+            yield pb.WatchJobResponse(event=event) if event is not None else pb.WatchJobResponse(keep_alive=True)
 
     async def CancelJob(
         self,

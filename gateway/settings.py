@@ -33,6 +33,11 @@ class GatewaySettings:
     geometry_cache_s: float
     geometry_cache_version: str
     generation_timeout_s: float = 180.0
+    max_request_bytes: int = 48 * 1024 * 1024
+    redis_retry_s: float = 2.0
+    redis_max_connections: int = 16
+    watch_keepalive_s: float = 15.0
+    probe_interval_s: float = 1.0
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -57,6 +62,7 @@ class GatewaySettings:
                 allow_private_urls=allow_private,
                 max_tokens_per_job=env_int("MAX_TOKENS_PER_JOB", 10000, minimum=0),
                 max_cents_per_job=env_float("MAX_COST_CENTS_PER_JOB", 100.0, minimum=0.0),
+                request_memory_bytes=env_int("REQUEST_MEMORY_MB", 2048, minimum=64) * 1024 * 1024,
             ),
             fetch=FetchPolicy(
                 allow_private=allow_private,
@@ -68,4 +74,9 @@ class GatewaySettings:
             geometry_cache_s=env_float("GEOMETRY_CACHE_SECONDS", 24 * 3600.0, minimum=0.0),
             geometry_cache_version=env_str("GEOMETRY_CACHE_VERSION", "1"),
             generation_timeout_s=env_float("GENERATION_TIMEOUT_SECONDS", 180.0, minimum=0.1),
+            max_request_bytes=env_int("MAX_REQUEST_BYTES", 48 * 1024 * 1024, minimum=1024),
+            redis_retry_s=env_float("REDIS_RETRY_SECONDS", 2.0, minimum=0.0),
+            redis_max_connections=env_int("REDIS_MAX_CONNECTIONS", 16, minimum=4),
+            watch_keepalive_s=env_float("WATCH_KEEPALIVE_SECONDS", 15.0, minimum=0.1),
+            probe_interval_s=env_float("HEALTH_PROBE_SECONDS", 1.0, minimum=0.05),
         )

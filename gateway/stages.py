@@ -1,4 +1,6 @@
-"""Clients of the four stage services, with retries declared in the channel's service config."""
+"""Clients of the four stage services: channels that balance over a stage's replicas, reconnect
+quickly after a restart, and retry a refused call at once (the job's own retry, bounded by its
+budget, waits out longer outages: gateway/context.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from renderkit.serving import CHANNEL_OPTIONS
 # the channel never repeats them (the more specific service entry wins over the default one).
 _SERVICE_CONFIG = json.dumps(
     {
+        # A stage address that resolves to several replicas (a Kubernetes headless service) spreads
+        # calls over all of them, and a call retried after one replica died goes to another.
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {"name": [{"service": "render.generation.v1.GenerationService"}], "waitForReady": False},
             {
@@ -35,10 +40,25 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
+# gRPC's reconnect backoff grows to 120 s by default: a stage that restarted would wait minutes for
+# the channel to try it again. Capped at 2 s, a restart costs the job about the restart.
+_RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
 def stage_channel(address: str) -> grpc.aio.Channel:
     """An insecure channel to a stage with the pipeline's message limits and retry policy."""
     return grpc.aio.insecure_channel(
-        address, options=[*CHANNEL_OPTIONS, ("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+        address,
+        options=[
+            *CHANNEL_OPTIONS,
+            *_RECONNECT_OPTIONS,
+            ("grpc.service_config", _SERVICE_CONFIG),
+            ("grpc.enable_retries", 1),
+        ],
     )
 
 

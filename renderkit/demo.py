@@ -6,7 +6,6 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from urllib.parse import urlparse
 
 import cv2
 
@@ -15,6 +14,7 @@ from renderkit import scenes
 from renderkit.cli import watch
 from renderkit.client import RenderClient, material_swap_request, room_render, room_render_request
 from renderkit.launcher import ROOT, Ports, Stack
+from renderkit.storage import key_of
 
 
 def write_sample(directory: Path) -> tuple[Path, Path, list[tuple[float, float]]]:
@@ -42,7 +42,7 @@ def main() -> int:
                 print(f"the render failed: {job.error.message}", file=sys.stderr)
                 return 1
             for output in job.result.outputs:
-                source = Path(urlparse(output.uri).path)
+                source = stack.storage_dir / key_of(output.uri)
                 target = out_dir / f"demo-{output.name}{source.suffix}"
                 target.write_bytes(source.read_bytes())
                 print(f"{output.name:<8} {output.width}x{output.height}  {target}")

@@ -46,6 +46,21 @@ class Storage(Protocol):
         ...
 
 
+LOCAL_SCHEME = "local:"
+
+
+def local_uri(key: str) -> str:
+    """The URI a result gives for an object in local storage: its key, never the server's path."""
+    return LOCAL_SCHEME + key
+
+
+def key_of(uri: str) -> str:
+    """The storage key of a local: URI (what a client on the same machine joins to STORAGE_URL)."""
+    if not uri.startswith(LOCAL_SCHEME):
+        raise StorageError("not a local storage URI")
+    return uri[len(LOCAL_SCHEME) :]
+
+
 def _check_key(key: str) -> None:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
@@ -76,7 +91,7 @@ class LocalStorage:
             raise StorageError(f"could not write {key}: {exc.strerror or exc}") from exc
         return StoredObject(
             key=key,
-            uri=path.as_uri(),
+            uri=local_uri(key),
             size_bytes=len(data),
             content_type=content_type,
             sha256=hashlib.sha256(data).hexdigest(),

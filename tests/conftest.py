@@ -20,60 +20,89 @@ import redis
 
 from gateway.server import Gateway, create_server
 from gateway.settings import GatewaySettings
+from renderkit.edge import Edge
 from renderkit.launcher import ROOT, Ports, Stack, free_port, redis_server_binary
-from services.common.stage import StageServer, StageSettings
+from services.common.stage import StageSettings
 from services.depth.server import create_server as create_depth
 from services.generation.server import GenerationSettings
 from services.generation.server import create_server as create_generation
 from services.projection.server import create_server as create_projection
 from services.segmentation.server import create_server as create_segmentation
 from tests.openai_fake import FakeOpenAI, fake_openai
+from tests.outputs import register_storage
 from tests.tiny_models import write_tiny_models
 
 T = TypeVar("T")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests carry the marker of their tier's folder (tests/unit, tests/integration, tests/system)."""
+    """Tests carry the marker of their tier's folder (tests/unit, tests/integration, tests/system,
+    tests/chaos)."""
     for item in items:
         tier = Path(str(item.fspath)).parent.name
-        if tier in ("unit", "integration", "system"):
+        if tier in ("unit", "integration", "system", "chaos"):
             item.add_marker(getattr(pytest.mark, tier))
+
+
+class RedisServer:
+    """A real redis-server (the bundled one) on a loopback port, AOF on; a test may kill it and
+    start it again on the same port and data directory, as a restart would."""
+
+    def __init__(self, data: Path, port: int = 0) -> None:
+        self.data = data
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        try:
+            for _ in range(200):
+                with contextlib.suppress(redis.ConnectionError, redis.exceptions.BusyLoadingError):
+                    client.ping()
+                    return
+                time.sleep(0.05)
+            raise RuntimeError("redis-server did not start")
+        finally:
+            client.close()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server (the bundled one) on a free loopback port, AOF on."""
-    port = free_port()
-    data = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data),
-            "--appendonly",
-            "yes",
-            "--save",
-            "",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
     try:
-        for _ in range(100):
-            with contextlib.suppress(redis.ConnectionError):
-                client.ping()
-                break
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}"
+        yield server.url
     finally:
-        client.close()
-        process.terminate()
-        process.wait(10)
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -84,43 +113,81 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+class EmbeddedTriton:
+    """services.triton_host in its own process group (PyTriton runs tritonserver as a child), so a
+    test can kill all of it at once, as a crash would, and start it again on the same ports."""
+
+    def __init__(self, models_dir: Path, log_dir: Path, models: tuple[str, ...]) -> None:
+        self.models = models
+        self.log_path = log_dir / "triton.log"
+        self.grpc_port = free_port()
+        self.env = {
+            **os.environ,
+            "MODELS_DIR": str(models_dir),
+            "TRITON_GRPC_PORT": str(self.grpc_port),
+            "TRITON_HTTP_PORT": str(free_port()),
+            "TRITON_METRICS_PORT": str(free_port()),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self, timeout_s: float = 90) -> None:
+        """Starts it and waits until the models are ready."""
+        import tritonclient.grpc as triton_grpc
+
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.triton_host"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        client = triton_grpc.InferenceServerClient(self.url)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                with contextlib.suppress(Exception):
+                    if all(client.is_model_ready(m) for m in self.models):
+                        return
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"Triton did not start; see {self.log_path}")
+                time.sleep(0.2)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group: Triton dies as in a crash."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        with contextlib.suppress(ProcessLookupError):  # anything of it still running
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
 @contextlib.contextmanager
 def embedded_triton(models_dir: Path, log_dir: Path, models: tuple[str, ...]) -> Iterator[str]:
     """Runs services.triton_host over a models directory until the given models are ready."""
-    import tritonclient.grpc as triton_grpc
-
-    grpc_port = free_port()
-    log = open(log_dir / "triton.log", "wb")  # noqa: SIM115
-    env = {
-        **os.environ,
-        "MODELS_DIR": str(models_dir),
-        "TRITON_GRPC_PORT": str(grpc_port),
-        "TRITON_HTTP_PORT": str(free_port()),
-        "TRITON_METRICS_PORT": str(free_port()),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.triton_host"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"127.0.0.1:{grpc_port}"
-    client = triton_grpc.InferenceServerClient(url)
+    triton = EmbeddedTriton(models_dir, log_dir, models)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            with contextlib.suppress(Exception):
-                if all(client.is_model_ready(m) for m in models):
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Triton did not start; see {log.name}")
-            time.sleep(0.2)
-        yield url
+        triton.start()
+        yield triton.url
     finally:
-        client.close()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        triton.stop()
 
 
 @pytest.fixture(scope="session")
@@ -159,14 +226,15 @@ def stage_settings(triton_url: str = "") -> StageSettings:
 
 
 @pytest.fixture(scope="session")
-def start_stage(loop_thread: LoopThread) -> Iterator[Callable[[Callable[[], StageServer]], StageServer]]:
+def start_stage(loop_thread: LoopThread) -> Iterator[Callable[[Callable[[], Edge]], Edge]]:
     """Starts in-process stage servers on port 0 (created inside the loop) and stops them at the end."""
-    started: list[StageServer] = []
+    started: list[Edge] = []
 
-    def start(factory: Callable[[], StageServer]) -> StageServer:
-        async def create_and_start() -> StageServer:
+    def start(factory: Callable[[], Edge]) -> Edge:
+        async def create_and_start() -> Edge:
             server = factory()
             await server.start()
+            await server.wait_serving(30)
             return server
 
         server = loop_thread.run(create_and_start())
@@ -179,7 +247,7 @@ def start_stage(loop_thread: LoopThread) -> Iterator[Callable[[Callable[[], Stag
 
 
 @pytest.fixture(scope="session")
-def stages(start_stage: Callable[[Callable[[], StageServer]], StageServer]) -> dict[str, str]:
+def stages(start_stage: Callable[[Callable[[], Edge]], Edge]) -> dict[str, str]:
     """The four stage services in-process without Triton; addresses by name."""
     servers = {
         "segmentation": start_stage(lambda: create_segmentation(stage_settings())),
@@ -202,6 +270,7 @@ def stages(start_stage: Callable[[Callable[[], StageServer]], StageServer]) -> d
 
 
 def gateway_settings(redis_url: str, storage: Path, stages: dict[str, str], **overrides: Any) -> GatewaySettings:
+    register_storage(storage)
     base = GatewaySettings.from_env()
     settings = replace(
         base,
@@ -227,6 +296,7 @@ def start_gateway(loop_thread: LoopThread) -> Iterator[Callable[[GatewaySettings
         async def create_and_start() -> Gateway:
             gateway = create_server(settings)
             await gateway.start()
+            await gateway.edge.wait_serving(30)
             return gateway
 
         gateway = loop_thread.run(create_and_start())
@@ -289,7 +359,7 @@ def generation_gateway_address(
     redis_url: str,
     stages: dict[str, str],
     generation_openai: FakeOpenAI,
-    start_stage: Callable[[Callable[[], StageServer]], StageServer],
+    start_stage: Callable[[Callable[[], Edge]], Edge],
     start_gateway: Callable[[GatewaySettings], Gateway],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> str:
@@ -316,4 +386,5 @@ def stack(tmp_path_factory: pytest.TempPathFactory, openai_server: FakeOpenAI) -
         "OPENAI_MAX_RETRIES": "0",
     }
     with Stack(data_dir=data, ports=Ports.free(), models_dir=data / "no-models", env=env) as running:
+        register_storage(running.storage_dir)
         yield running

@@ -1,11 +1,14 @@
-"""Every Redis key and channel the ledger uses, in one place."""
+"""Every Redis key and channel the gateway uses, in one place."""
 
 from __future__ import annotations
 
 WORK_STREAM = "jobs:work"
 WORK_GROUP = "dispatchers"
 ACTIVE_SET = "jobs:active"
+# Pub/sub: a cancelled job's id (its dispatcher stops it); the id of every job that got an event
+# (each gateway's one reader then reads that job's stream for its watchers).
 CANCEL_CHANNEL = "jobs:cancel"
+EVENTS_CHANNEL = "jobs:events"
 
 
 def job(job_id: str) -> str:
@@ -16,6 +19,11 @@ def job(job_id: str) -> str:
 def events(job_id: str) -> str:
     """The stream of a job's progress events; stream ids are the resumable cursors."""
     return f"job:{job_id}:events"
+
+
+def job_of_events(key: str) -> str:
+    """The job id of an events stream's key (the inverse of events())."""
+    return key.removeprefix("job:").removesuffix(":events")
 
 
 def checkpoints(job_id: str) -> str:

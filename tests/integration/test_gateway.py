@@ -15,10 +15,12 @@ from google.rpc import error_details_pb2
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
 from render.v1 import render_service_pb2 as pb
+from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit import imaging, scenes
 from renderkit.client import RenderClient, material_swap_request, room_render, room_render_request
 from renderkit.errors import status_details, unpack_detail
 from tests.conftest import gateway_settings
+from tests.outputs import output_path, read_output
 
 SCENE = scenes.room_scene(320, 240)
 PHOTO = imaging.encode(SCENE.photo)[0]
@@ -43,14 +45,14 @@ def test_a_swap_runs_to_success_with_outputs(client: RenderClient) -> None:
     full, preview = done.result.outputs
     assert (full.name, full.width, full.height, full.content_type) == ("full", 320, 240, "image/jpeg")
     assert (preview.name, preview.width) == ("preview", 320)  # never enlarged
-    assert f"/renders/it-tests/kitchen/{job.id}/full.jpg" in full.uri
-    stored = Path(full.uri.removeprefix("file://")).read_bytes()
+    assert full.uri == f"local:renders/it-tests/kitchen/{job.id}/full.jpg"  # a key, not the server's path
+    stored = output_path(full).read_bytes()
     import hashlib
 
     assert hashlib.sha256(stored).hexdigest() == full.sha256 and len(stored) == full.size_bytes
     assert done.result.geometry_source == "quad" and done.result.scale_source == "repeats"
     # Inputs are deleted once the job has ended; outputs stay.
-    storage_root = Path(full.uri.removeprefix("file://")).parents[4]
+    storage_root = output_path(full).parents[4]
     deadline = time.monotonic() + 5
     while (storage_root / "uploads" / job.id).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -198,7 +200,7 @@ def test_mask_only_swap(client: RenderClient) -> None:
     request = material_swap_request(PHOTO, SWATCH, quad=QUAD, mask=imaging.encode_mask(mask))
     done = client.wait(client.submit(request).job.id, timeout=60)
     assert done.state == pb.JOB_STATE_SUCCEEDED
-    out = imaging.decode_bgr(Path(done.result.outputs[0].uri.removeprefix("file://")).read_bytes())
+    out = read_output(done.result.outputs[0])
     original = SCENE.photo.astype(int)
     assert np.abs(out[20:140].astype(int) - original[20:140]).mean() < 3  # outside the mask: the photo
     assert np.abs(out[170:220, 60:260].astype(int) - original[170:220, 60:260]).mean() > 15
@@ -220,7 +222,7 @@ def test_clicks_outline_the_surface_while_the_quad_fixes_the_plane(client: Rende
 
 
 def read_full(job: pb.Job) -> np.ndarray:
-    return imaging.decode_bgr(Path(job.result.outputs[0].uri.removeprefix("file://")).read_bytes())
+    return read_output(job.result.outputs[0])
 
 
 def test_normal_and_roughness_maps_on_request(client: RenderClient) -> None:
@@ -234,7 +236,7 @@ def test_normal_and_roughness_maps_on_request(client: RenderClient) -> None:
         64,
         64,
     )
-    normal = imaging.decode_bgr(Path(outputs["normal"].uri.removeprefix("file://")).read_bytes())
+    normal = read_output(outputs["normal"])
     assert normal[..., 0].mean() > 200  # mostly facing up (z is stored in blue)
 
 
@@ -247,10 +249,7 @@ def test_variants_share_one_geometry_and_a_later_job_reuses_it(client: RenderCli
     assert first.state == pb.JOB_STATE_SUCCEEDED, first.error.message
     names = [o.name for o in first.result.outputs]
     assert names == ["full", "preview", "v1-full", "v1-preview"] and not first.result.geometry_reused
-    planks, tiled = (
-        imaging.decode_bgr(Path(o.uri.removeprefix("file://")).read_bytes())
-        for o in (first.result.outputs[0], first.result.outputs[2])
-    )
+    planks, tiled = (read_output(o) for o in (first.result.outputs[0], first.result.outputs[2]))
     assert np.abs(planks.astype(int) - tiled)[150:230, 40:280].mean() > 10  # each variant has its own swatch
     assert np.abs(planks.astype(int) - tiled)[10:100].mean() < 2  # over the same photo
     first_events = [e.message for e in client.watch(first.id)]
@@ -261,7 +260,7 @@ def test_variants_share_one_geometry_and_a_later_job_reuses_it(client: RenderCli
     messages = [e.message for e in client.watch(again.id)]
     assert "Step 1/4: segmenting the surface (reused from an earlier render of this photo)" in messages
     assert "Step 2/4: estimating geometry (reused from an earlier render of this photo)" in messages
-    reused = imaging.decode_bgr(Path(again.result.outputs[0].uri.removeprefix("file://")).read_bytes())
+    reused = read_output(again.result.outputs[0])
     assert np.abs(reused.astype(int) - tiled).mean() < 1  # the same render as the variant
 
     moved = material_swap_request(photo, tiles, quad=[(x + 3, y) for x, y in QUAD])
@@ -299,9 +298,31 @@ def test_a_herringbone_swap_runs_to_success(client: RenderClient) -> None:
     assert events[-1].state == pb.JOB_STATE_SUCCEEDED, events[-1].error.message
     straight = client.submit(material_swap_request(PHOTO, plank, quad=QUAD, repeats=3)).job
     assert list(client.watch(straight.id, timeout=60))[-1].state == pb.JOB_STATE_SUCCEEDED
-    laid, plain = (
-        imaging.decode_bgr(Path(client.get(j.id).result.outputs[0].uri.removeprefix("file://")).read_bytes())
-        for j in (job, straight)
-    )
+    laid, plain = (read_output(client.get(j.id).result.outputs[0]) for j in (job, straight))
     inside = SCENE.floor_mask == 255
     assert np.abs(laid.astype(int) - plain.astype(int))[inside].mean() > 5  # the planks are laid differently
+
+
+def test_a_huge_job_id_is_refused_without_echo(client: RenderClient, gateway_address: str) -> None:
+    with grpc.insecure_channel(gateway_address) as channel, pytest.raises(grpc.RpcError) as info:
+        pb_grpc.RenderServiceStub(channel).GetJob(pb.GetJobRequest(job_id="x" * 1_000_000), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert len(info.value.details() or "") < 100  # type: ignore[attr-defined]
+    with pytest.raises(grpc.RpcError) as missing:
+        client.get("no-such-job")
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+
+
+def test_an_oversized_inline_upload_is_refused_by_the_message_limit(gateway: Gateway) -> None:
+    """MAX_REQUEST_BYTES is the server's receive limit: gRPC refuses the request from its length
+    prefix, so the gateway never holds it."""
+    limit = gateway.settings.max_request_bytes
+    request = material_swap_request(b"\xff\xd8" + b"\0" * (limit + 1024), SWATCH, quad=QUAD)
+    with (
+        grpc.insecure_channel(
+            f"127.0.0.1:{gateway.port}", options=[("grpc.max_send_message_length", 2 * limit)]
+        ) as channel,
+        pytest.raises(grpc.RpcError) as info,
+    ):
+        pb_grpc.RenderServiceStub(channel).SubmitRender(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]

@@ -26,6 +26,7 @@ from renderkit.client import (
 )
 from renderkit.errors import status_details, unpack_detail
 from tests.openai_fake import REFUSE_MARKER, FakeOpenAI, Reply, textured_image
+from tests.outputs import read_output
 
 KITCHEN = room_render(
     "kitchen",
@@ -62,7 +63,7 @@ def violations(exc: grpc.RpcError) -> set[str]:
 
 
 def read(output: pb.OutputFile) -> np.ndarray:
-    return imaging.decode_bgr(Path(output.uri.removeprefix("file://")).read_bytes())
+    return read_output(output)
 
 
 def test_a_room_render_sends_the_template_prompt_and_records_the_provider(

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from gateway import keys
-from gateway.ledger import Ledger, NewJob, NotOwner, QueueFull
+from gateway.ledger import Ledger, NewJob, NotOwner, QueueFull, keys
 from render.v1 import render_service_pb2 as pb
 
 
@@ -84,7 +83,7 @@ def test_event_stream_is_complete_ordered_and_resumable_from_any_cursor(redis_ur
 def test_a_watcher_follows_live_events_until_the_end(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
         job_id, _ = await ledger.submit(new_job())
-        watcher = asyncio.create_task(collect(ledger.events(job_id, block_ms=200)))
+        watcher = asyncio.create_task(collect(ledger.events(job_id, poll_s=0.05)))
         await asyncio.sleep(0.1)
         await run_job(ledger, job_id)
         events = await asyncio.wait_for(watcher, 5)

@@ -25,10 +25,7 @@ from renderkit.client import (
 from renderkit.launcher import Ports, Stack, free_port
 from tests.http_fixtures import serve
 from tests.openai_fake import FakeOpenAI, textured_image
-
-
-def read_output(output: pb.OutputFile) -> np.ndarray:
-    return imaging.decode_bgr(Path(output.uri.removeprefix("file://")).read_bytes())
+from tests.outputs import read_output, register_storage
 
 
 def scale_request(scene: scenes.Scene, photo: bytes, swatch: bytes, swatch_m: float) -> pb.SubmitRenderRequest:
@@ -147,7 +144,7 @@ def test_a_room_render_streams_its_progress_through_the_stack(stack: Stack, open
     assert "living room (32 sq m), modern style" in result.generation.prompt
     assert result.generation.provider == "openai" and result.generation.revised_prompt
     assert read_output(result.outputs[0]).shape == (1024, 1024, 3)
-    assert f"/renders/system/flat-1/{job.id}/full.jpg" in result.outputs[0].uri
+    assert result.outputs[0].uri == f"local:renders/system/flat-1/{job.id}/full.jpg"
 
 
 def test_a_batch_streams_each_rooms_state_through_the_stack(stack: Stack) -> None:
@@ -196,6 +193,7 @@ def test_a_dispatcher_that_dies_mid_job_loses_nothing(tmp_path: Path) -> None:
     import redis
 
     stack = Stack(data_dir=tmp_path, ports=Ports.free(), with_triton=False, env={"JOB_LEASE_SECONDS": "2"})
+    register_storage(stack.storage_dir)
     with stack:
         replica_port = free_port()
         replica = stack.add_gateway("gateway-2", replica_port)
@@ -248,3 +246,60 @@ def test_renderctl_submits_watches_gets_lists_and_cancels(
     assert "NOT_FOUND" in capsys.readouterr().err
     assert main([*base, "submit", "--photo", str(photo), "--swatch", str(swatch)]) == 2
     assert "material_swap.hints" in capsys.readouterr().err
+
+
+def test_a_stage_killed_mid_job_is_waited_for_and_make_run_reports_it(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kill -9 the projection stage while it projects; the job waits for its restart and succeeds,
+    and the launcher's monitor (what `make run` prints) reports the death and the return."""
+    import threading
+
+    big = scenes.room_scene(1920, 1080)
+    photo = imaging.encode(cv2.resize(big.photo, (3840, 2160)))[0]
+    quad = [(float(x) * 2, float(y) * 2) for x, y in big.quad]
+    stop = threading.Event()
+    monitor = threading.Thread(target=stack.monitor, args=(stop, 0.2), daemon=True)
+    monitor.start()
+    try:
+        with RenderClient(stack.gateway_address) as client:
+            job = client.submit(material_swap_request(photo, imaging.encode(scenes.plank_texture())[0], quad=quad)).job
+            for event in client.watch(job.id, timeout=60):
+                if event.stage == pb.STAGE_PROJECTION:
+                    break
+            stack.kill("projection")
+            time.sleep(1.5)
+            stack.restart("projection")
+            done = client.wait(job.id, timeout=120)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        monitor.join(5)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    assert read_output(done.result.outputs[0]).shape == (2160, 3840, 3)
+    printed = capsys.readouterr().out
+    assert "projection: exited with -9" in printed and "projection: SERVING" in printed
+
+
+def test_buf_curl_lists_every_servers_methods(stack: Stack) -> None:
+    """Reflection lists only real services (a provider's health name is not one), so a client nobody
+    here wrote can list and call every server."""
+    import subprocess
+
+    from renderkit.launcher import ROOT
+
+    buf = str(ROOT / ".venv" / "bin" / "buf")
+    listed = {}
+    for name in ("gateway", "segmentation", "depth", "projection", "generation"):
+        address = stack.spawns[name].address
+        done = subprocess.run(
+            [buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--list-methods", f"http://{address}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, f"{name}: {done.stderr}"
+        listed[name] = done.stdout.split()
+    assert "render.v1.RenderService/SubmitRender" in listed["gateway"]
+    assert "render.generation.v1.GenerationService/GetCapabilities" in listed["generation"]
+    assert not any(m.startswith("render.generation.v1.GenerationService/openai") for m in listed["generation"])

@@ -1,0 +1,53 @@
+"""What every part of the ledger shares: the Redis client, the retry budget, the Lua scripts."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+
+from gateway.ledger.connection import retrying
+
+T = TypeVar("T")
+
+_SCRIPTS = Path(__file__).resolve().parent / "scripts"
+SCRIPT_SOURCES = {path.stem: path.read_text() for path in sorted(_SCRIPTS.glob("*.lua"))}
+
+
+class LedgerError(RuntimeError):
+    """A ledger operation was refused."""
+
+
+class LedgerBase:
+    """The connection and policy of a ledger; the parts (jobs, events, work) add the operations."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        retention_s: float = 48 * 3600,
+        queue_limit: int = 0,
+        retry_s: float = 2.0,
+    ) -> None:
+        self.redis = client
+        self.retention_ms = int(retention_s * 1000)
+        self.queue_limit = queue_limit
+        self.retry_s = retry_s
+        self.scripts: dict[str, Any] = {name: client.register_script(source) for name, source in SCRIPT_SOURCES.items()}
+
+    def with_retry(self: T, retry_s: float) -> T:
+        """The same ledger, retrying connection failures for another budget (the dispatcher waits
+        out a Redis restart; an API call answers UNAVAILABLE after a short one)."""
+        patient = copy.copy(self)
+        patient.retry_s = retry_s  # type: ignore[attr-defined]
+        return patient
+
+    async def _retry(self, operation: Callable[[], Awaitable[T]]) -> T:
+        return await retrying(operation, self.retry_s)
+
+    async def ping(self) -> bool:
+        """Whether Redis answers now (the health probe; no retries)."""
+        return bool(await self.redis.ping())

@@ -1,0 +1,73 @@
+"""Jobs' event streams: non-blocking reads of many streams at once (what the gateway's one reader
+uses to fan events out to every watcher) and a simple follower for tools and tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from gateway.ledger import keys
+from gateway.ledger.base import LedgerBase
+from gateway.ledger.jobs import TERMINAL_PROTO, State
+from render.v1 import render_service_pb2 as pb
+
+
+def cursor_key(cursor: str) -> tuple[int, int]:
+    """A stream id ("1700000000000-3", or "0") as a comparable pair."""
+    ms, _, seq = (cursor or "0").partition("-")
+    return int(ms), int(seq or 0)
+
+
+def parse_event(entry_id: bytes, fields: Mapping[bytes, bytes]) -> pb.JobEvent:
+    """One stream entry as the event it holds, its cursor set."""
+    event = pb.JobEvent()
+    event.ParseFromString(fields[b"event"])
+    event.cursor = entry_id.decode()
+    return event
+
+
+class EventLog(LedgerBase):
+    """Reading jobs' event streams."""
+
+    async def read_events(self, cursors: Mapping[str, str], count: int = 100) -> dict[str, list[pb.JobEvent]]:
+        """For each job, its events after the given cursor (at most `count`), in one round trip."""
+        if not cursors:
+            return {}
+        streams: dict[Any, Any] = {keys.events(job_id): cursor or "0" for job_id, cursor in cursors.items()}
+        reply: Any = await self._retry(lambda: self.redis.xread(streams, count=count))
+        out: dict[str, list[pb.JobEvent]] = {}
+        for stream, entries in reply or []:
+            name = stream.decode() if isinstance(stream, bytes) else str(stream)
+            out[keys.job_of_events(name)] = [parse_event(entry_id, fields) for entry_id, fields in entries]
+        return out
+
+    async def exist(self, job_ids: Sequence[str]) -> list[bool]:
+        """Whether each job still exists (it expires after its retention)."""
+
+        async def read() -> Any:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.exists(keys.job(job_id))
+                return await pipe.execute()
+
+        return [bool(n) for n in await self._retry(read)] if job_ids else []
+
+    async def events(self, job_id: str, after: str = "0", poll_s: float = 0.2) -> AsyncIterator[pb.JobEvent]:
+        """Yields a job's events after a cursor, then follows the stream until a terminal event
+        (a simple poller for tools and tests; the gateway fans events out with one reader)."""
+        cursor = after or "0"
+        while True:
+            state = await self.state(job_id)  # type: ignore[attr-defined]
+            if state is None:
+                return
+            batch = (await self.read_events({job_id: cursor})).get(job_id, [])
+            for event in batch:
+                cursor = event.cursor
+                yield event
+                if event.state in TERMINAL_PROTO:
+                    return
+            if not batch:
+                if State(state).terminal:
+                    return
+                await asyncio.sleep(poll_s)

@@ -1,0 +1,117 @@
+"""One Redis pub/sub connection per gateway, shared by every listener, that comes back by itself.
+
+Pub/sub forgets what it delivered while a connection was down, so listeners also get a callback
+after every (re)subscription and catch up from the ledger, which does not forget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gateway.ledger.connection import RETRYABLE
+
+log = logging.getLogger(__name__)
+
+
+class Subscriptions:
+    """Channels with their callbacks over one connection, resubscribed after every reconnect.
+
+    A connection that stops answering its pings (a half-open socket after a network fault) is
+    dropped and made again.
+    """
+
+    def __init__(self, client: aioredis.Redis, *, ping_s: float = 5.0) -> None:
+        self.redis = client
+        self.ping_s = ping_s
+        self._handlers: dict[str, list[Callable[[str], None]]] = {}
+        self._on_subscribed: list[Callable[[], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    def on(self, channel: str, handler: Callable[[str], None]) -> None:
+        """Calls handler(message) for each message on the channel (register before start)."""
+        self._handlers.setdefault(channel, []).append(handler)
+
+    def on_subscribed(self, callback: Callable[[], None]) -> None:
+        """Calls back after each (re)subscription: messages sent meanwhile were lost; catch up."""
+        self._on_subscribed.append(callback)
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether the connection is up and subscribed to every channel now."""
+        return self._subscribed.is_set()
+
+    async def wait_subscribed(self, timeout_s: float) -> None:
+        await asyncio.wait_for(self._subscribed.wait(), timeout_s)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self._subscribed.clear()
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            pubsub = self.redis.pubsub()
+            was_subscribed = False
+            try:
+                await self._listen(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except RETRYABLE as exc:
+                if self._subscribed.is_set():
+                    log.warning("lost the Redis subscription (%s); reconnecting", type(exc).__name__)
+            except Exception:
+                log.exception("subscription listener failed; reconnecting")
+            finally:
+                was_subscribed = self._subscribed.is_set()
+                self._subscribed.clear()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            delay = 0.1 if was_subscribed else min(delay * 2, 2.0)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+
+    async def _listen(self, pubsub: Any) -> None:
+        loop = asyncio.get_running_loop()
+        await pubsub.subscribe(*self._handlers)
+        confirmed: set[str] = set()
+        last_heard = loop.time()
+        last_ping = loop.time()
+        while True:
+            message = await pubsub.get_message(timeout=1.0)
+            now = loop.time()
+            if message is not None:
+                last_heard = now
+                kind, channel = message.get("type"), _text(message.get("channel"))
+                if kind == "subscribe":
+                    confirmed.add(channel)
+                    if confirmed == set(self._handlers) and not self._subscribed.is_set():
+                        self._subscribed.set()
+                        log.info("subscribed to %s", ", ".join(sorted(confirmed)))
+                        for callback in self._on_subscribed:
+                            callback()
+                elif kind == "message":
+                    for handler in self._handlers.get(channel, []):
+                        handler(_text(message.get("data")))
+            if now - last_ping >= self.ping_s:
+                await pubsub.ping()
+                last_ping = now
+            if now - last_heard > 3 * self.ping_s:
+                raise TimeoutError("the subscription stopped answering its pings")
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")

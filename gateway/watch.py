@@ -1,0 +1,188 @@
+"""Watching jobs: one reader per gateway fans every job's events out to all of its watchers.
+
+A watcher registers the job and its cursor; nothing of its own touches Redis. Each event the ledger
+writes also publishes the job's id; the reader reads the streams of the jobs it was told about (one
+XREAD for many jobs, from the lowest cursor of each job's watchers) and hands every watcher the
+entries after its own cursor, in stream order. A sweep every few seconds re-reads every watched job,
+so an event whose notice was lost (the subscription was down) still arrives, and ends the watches
+of jobs that expired. Thousands of idle watchers cost a queue each, not a connection each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from gateway.ledger import Ledger, LedgerUnavailable, cursor_key, keys
+from gateway.ledger.jobs import TERMINAL_PROTO
+from gateway.subscriptions import Subscriptions
+from render.v1 import render_service_pb2 as pb
+from renderkit.errors import DependencyUnavailable
+
+log = logging.getLogger(__name__)
+
+_READ_CHUNK = 256  # jobs per XREAD
+_READ_COUNT = 100  # events per job per XREAD
+
+
+class ServerDraining(DependencyUnavailable):
+    """The gateway is shutting down: the client should reconnect (to another replica)."""
+
+    def __init__(self) -> None:
+        super().__init__("this gateway replica", retry_after_s=0.0)
+
+
+@dataclass(eq=False)
+class _Watcher:
+    cursor: tuple[int, int]
+    queue: asyncio.Queue[pb.JobEvent | None] = field(default_factory=asyncio.Queue)  # None: the watch ends
+    draining: bool = False
+
+
+class EventHub:
+    """Fans jobs' events out to watchers, with one reader and one subscription per gateway."""
+
+    def __init__(
+        self, ledger: Ledger, subscriptions: Subscriptions, *, keepalive_s: float = 15.0, sweep_s: float = 5.0
+    ) -> None:
+        self.ledger = ledger
+        self.keepalive_s = keepalive_s
+        self.sweep_s = sweep_s
+        self._watchers: dict[str, set[_Watcher]] = {}
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        subscriptions.on(keys.EVENTS_CHANNEL, self.notify)
+        subscriptions.on_subscribed(self.catch_up)
+
+    @property
+    def watchers(self) -> int:
+        """How many watches are open on this gateway."""
+        return sum(len(group) for group in self._watchers.values())
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def drain(self) -> None:
+        """Ends every watch with UNAVAILABLE (clients resume from their cursor elsewhere) and stops."""
+        for group in self._watchers.values():
+            for watcher in group:
+                watcher.draining = True
+                watcher.queue.put_nowait(None)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def notify(self, job_id: str) -> None:
+        """A job got an event (a pub/sub notice): read its stream if anyone watches it."""
+        if job_id in self._watchers:
+            self._dirty.add(job_id)
+            self._wake.set()
+
+    def catch_up(self) -> None:
+        """Re-reads every watched job (after a reconnect, notices sent meanwhile were lost)."""
+        self._dirty.update(self._watchers)
+        self._wake.set()
+
+    async def watch(self, job_id: str, after: str = "") -> AsyncIterator[pb.JobEvent | None]:
+        """The job's events after the cursor, then new ones until the job ends; None is a keep-alive
+        (the job was silent for keepalive_s)."""
+        watcher = _Watcher(cursor=cursor_key(after))
+        self._watchers.setdefault(job_id, set()).add(watcher)
+        self.notify(job_id)
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(watcher.queue.get(), self.keepalive_s)
+                except TimeoutError:
+                    yield None
+                    continue
+                if event is None:
+                    if watcher.draining:
+                        raise ServerDraining()
+                    return
+                yield event
+                if event.state in TERMINAL_PROTO:
+                    return
+        finally:
+            group = self._watchers.get(job_id)
+            if group is not None:
+                group.discard(watcher)
+                if not group:
+                    del self._watchers[job_id]
+
+    async def _run(self) -> None:
+        delay = 0.05
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self.sweep_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_sweep - loop.time()))
+            self._wake.clear()
+            sweep = loop.time() >= next_sweep
+            if sweep:
+                next_sweep = loop.time() + self.sweep_s
+                self._dirty.update(self._watchers)
+            try:
+                if sweep:
+                    await self._end_expired()
+                await self._read_dirty()
+                delay = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not isinstance(exc, LedgerUnavailable):
+                    log.exception("reading watched jobs failed; retrying")
+                self._dirty.update(self._watchers)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 2.0)
+                self._wake.set()
+
+    async def _read_dirty(self) -> None:
+        while self._dirty:
+            taken = list(self._dirty)[:_READ_CHUNK]
+            self._dirty.difference_update(taken)
+            batch = [job for job in taken if job in self._watchers]
+            if not batch:
+                continue
+            cursors = {
+                job: _cursor_text(min(w.cursor for w in self._watchers[job]))
+                for job in batch
+                if self._watchers.get(job)
+            }
+            try:
+                found = await self.ledger.read_events(cursors, count=_READ_COUNT)
+            except BaseException:
+                self._dirty.update(batch)
+                raise
+            for job_id, events in found.items():
+                self._deliver(job_id, events)
+                if len(events) == _READ_COUNT:
+                    self._dirty.add(job_id)  # more to read
+
+    def _deliver(self, job_id: str, events: list[pb.JobEvent]) -> None:
+        for watcher in list(self._watchers.get(job_id, ())):
+            for event in events:
+                position = cursor_key(event.cursor)
+                if position > watcher.cursor:
+                    watcher.cursor = position
+                    watcher.queue.put_nowait(event)
+
+    async def _end_expired(self) -> None:
+        watched = list(self._watchers)
+        for start in range(0, len(watched), _READ_CHUNK):
+            chunk = watched[start : start + _READ_CHUNK]
+            for job_id, exists in zip(chunk, await self.ledger.exist(chunk), strict=True):
+                if not exists:
+                    for watcher in self._watchers.get(job_id, ()):
+                        watcher.queue.put_nowait(None)
+
+
+def _cursor_text(position: tuple[int, int]) -> str:
+    return f"{position[0]}-{position[1]}"
