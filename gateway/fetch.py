@@ -1,55 +1,140 @@
-"""Downloads of input images by URL, refusing private destinations.
+"""Downloads of input images by URL, refusing every destination that is not globally routable.
 
-The check is made on the address actually connected to (every redirect hop included), not on
-the name in the URL, so DNS tricks cannot reach loopback, private or link-local hosts.
+The address check is made on the address actually connected to (every redirect hop included),
+not on the name in the URL, so DNS tricks cannot reach loopback, private, link-local or cloud
+metadata hosts; IPv6 addresses that carry an IPv4 one (mapped, NAT64, 6to4, Teredo) are judged by
+that IPv4 address too.
+
+The deadline bounds the whole download on the wall clock. A socket timeout alone does not: it
+restarts with every byte received, so a server trickling a byte a second (in its headers or its
+body) held a download far past it. Name resolution (getaddrinfo has no timeout) runs on a small
+pool and is waited for only as long as the time left; a watchdog shuts the socket down when the
+deadline passes, which ends any connect, TLS handshake or read blocked on it; and every read gets
+the time left as its timeout. Downloads run on their own bounded thread pool (`fetch_async`), so
+slow ones queue behind each other instead of starving the event loop's default executor, and
+time spent queued counts against the deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import http.client
 import ipaddress
+import os
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 _REDIRECTS = {301, 302, 303, 307, 308}
+_TIMED_OUT = "the download timed out"
+# At most this many downloads run at once; more wait their turn (within their own deadline).
+DOWNLOAD_THREADS = 8
+_DOWNLOADS = concurrent.futures.ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="fetch")
+# A resolution stuck past its download's deadline keeps its thread until the system resolver
+# gives up; the pool bounds how many such threads there can be.
+_RESOLVERS = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="fetch-resolve")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# What socket.getaddrinfo returns: (family, type, proto, canonical name, socket address).
+AddressInfo = tuple[Any, Any, int, str, tuple[Any, ...]]
 
 
 class DownloadError(RuntimeError):
     """A URL could not be downloaded, or was refused."""
 
 
+def _networks(*cidrs: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(cidr) for cidr in cidrs)
+
+
+def _within(networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> Callable[[IPAddress], bool]:
+    return lambda addr: any(addr in network for network in networks)  # False across IP versions
+
+
+_THIS_NETWORK = _within(_networks("0.0.0.0/8"))
+# Why an address that is not globally routable is refused, most specific first (the IANA
+# special-purpose registries); anything else not global is "not publicly routable".
+_REASONS: tuple[tuple[Callable[[IPAddress], bool], str], ...] = (
+    (lambda a: a.is_unspecified or _THIS_NETWORK(a), "an unspecified address"),
+    (lambda a: a.is_loopback, "a loopback address"),
+    (lambda a: a.is_link_local, "a link-local address"),
+    (lambda a: a.is_multicast, "a multicast address"),
+    (_within(_networks("100.64.0.0/10")), "a shared (carrier-grade NAT) address"),
+    (_within(_networks("198.18.0.0/15", "2001:2::/48")), "a benchmarking address"),
+    (
+        _within(_networks("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")),
+        "a documentation address",
+    ),
+    (_within(_networks("192.0.0.0/24")), "a protocol-assignment address"),
+    (lambda a: isinstance(a, ipaddress.IPv6Address) and a.is_site_local, "a site-local address"),
+    (lambda a: a.is_reserved, "a reserved address"),
+    (_within(_networks("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")), "a private address"),
+)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _not_global(addr: IPAddress) -> str | None:
+    """Why an address is not globally routable, or None. Multicast counts as not routable here
+    (ipaddress calls global multicast global); IPv6 site-local too (deprecated, never global)."""
+    site_local = isinstance(addr, ipaddress.IPv6Address) and addr.is_site_local
+    if addr.is_global and not addr.is_multicast and not site_local:
+        return None
+    for test, reason in _REASONS:
+        if test(addr):
+            return reason
+    return "an address that is not publicly routable"
+
+
+def _embedded_ipv4(addr: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (NAT64, 6to4, Teredo's server and client,
+    and the deprecated IPv4-compatible form)."""
+    found: list[ipaddress.IPv4Address] = []
+    if addr in _NAT64 or (addr in _IPV4_COMPATIBLE and int(addr) > 1):
+        found.append(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
+    if addr.sixtofour is not None:
+        found.append(addr.sixtofour)
+    if addr.teredo is not None:
+        found.extend(addr.teredo)
+    return found
+
+
 def address_refused(ip: str) -> str | None:
-    """Why an address may not be fetched from (loopback, private, link-local...), or None."""
-    addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    # Most specific first: link-local and unspecified ranges also count as private.
-    for attribute, reason in (
-        ("is_loopback", "loopback"),
-        ("is_link_local", "link-local"),
-        ("is_unspecified", "unspecified"),
-        ("is_multicast", "multicast"),
-        ("is_private", "private"),
-        ("is_reserved", "reserved"),
-    ):
-        if getattr(addr, attribute):
-            return f"a {reason} address"
-    return None
+    """Why an address may not be fetched from (every address that is not globally routable:
+    loopback, private, link-local, shared, reserved...), or None. ValueError if it is not an IP."""
+    addr: IPAddress = ipaddress.ip_address(ip.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return _not_global(addr.ipv4_mapped)  # the IPv4 address itself, as the kernel connects to it
+        for inner in _embedded_ipv4(addr):
+            reason = _not_global(inner)
+            if reason:
+                return f"{reason} (inside an IPv6 address)"
+    return _not_global(addr)
+
+
+def resolve_host(host: str, port: int) -> Sequence[AddressInfo]:
+    """The system resolver's TCP addresses of a host (socket.getaddrinfo)."""
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """Limits on URL downloads. `refuse` judges each address (injectable for tests)."""
+    """Limits on URL downloads. `refuse` judges each address and `resolve` resolves names
+    (both injectable for tests)."""
 
     allow_private: bool = False
     max_bytes: int = 40 * 1024 * 1024
     timeout_s: float = 20.0
     max_redirects: int = 3
     refuse: Callable[[str], str | None] = field(default=address_refused)
+    resolve: Callable[[str, int], Sequence[AddressInfo]] = field(default=resolve_host)
 
 
 def url_problem(
@@ -82,7 +167,16 @@ def url_problem(
 
 def fetch(url: str, policy: FetchPolicy) -> bytes:
     """Downloads a URL's body within the policy's size and time limits, following safe redirects."""
+    return _fetch_until(url, policy, time.monotonic() + policy.timeout_s)
+
+
+async def fetch_async(url: str, policy: FetchPolicy) -> bytes:
+    """fetch on the downloads' own bounded thread pool; the deadline starts now, queueing included."""
     deadline = time.monotonic() + policy.timeout_s
+    return await asyncio.get_running_loop().run_in_executor(_DOWNLOADS, _fetch_until, url, policy, deadline)
+
+
+def _fetch_until(url: str, policy: FetchPolicy, deadline: float) -> bytes:
     for _ in range(policy.max_redirects + 1):
         problem = url_problem(url, policy.allow_private, policy.refuse)
         if problem:
@@ -102,30 +196,60 @@ def fetch(url: str, policy: FetchPolicy) -> bytes:
 def _remaining(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise DownloadError("the download timed out")
+        raise DownloadError(_TIMED_OUT)
     return left
 
 
-def _connect(host: str, port: int, policy: FetchPolicy, deadline: float) -> socket.socket:
+def _resolve(host: str, port: int, policy: FetchPolicy, deadline: float) -> Sequence[AddressInfo]:
+    """The host's addresses, waited for no longer than the deadline (literal IPs need no resolver)."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 0, "", (host, port))]
+    future = _RESOLVERS.submit(policy.resolve, host, port)
+    try:
+        return future.result(timeout=_remaining(deadline))
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise DownloadError(_TIMED_OUT) from None
+    except (OSError, UnicodeError):
         raise DownloadError(f"the host {host} could not be resolved") from None
-    refused = ""
-    for family, kind, proto, _, sockaddr in infos:
-        ip = str(sockaddr[0])
-        reason = None if policy.allow_private else policy.refuse(ip)
-        if reason:
-            refused = f"the host {host} resolves to {reason}"
-            continue
-        sock = socket.socket(family, kind, proto)
-        sock.settimeout(_remaining(deadline))
-        try:
-            sock.connect(sockaddr)
-            return sock
-        except OSError:
-            sock.close()
-    raise DownloadError(refused or f"could not connect to {host}")
+
+
+class _Watchdog:
+    """Shuts a socket down when the deadline passes, so whatever is blocked on it returns at once.
+
+    It shuts down a duplicate of the socket's descriptor: that acts on the connection without
+    touching the Python (or TLS) object the reading thread is using. Disarm it before closing the
+    socket, so it can never act on a descriptor number reused by another connection.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.fired = False
+        self._fd = sock.fileno()
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._fd < 0:
+                return
+            self.fired = True
+            try:
+                with socket.socket(fileno=os.dup(self._fd)) as duplicate:
+                    duplicate.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the peer: nothing is blocked on it
+
+    def disarm(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._fd = -1
 
 
 def _get_once(url: str, policy: FetchPolicy, deadline: float) -> tuple[int, str, bytes]:
@@ -133,39 +257,106 @@ def _get_once(url: str, policy: FetchPolicy, deadline: float) -> tuple[int, str,
     host = parts.hostname or ""
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
-    sock = _connect(host, port, policy, deadline)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    refused = ""
+    for family, kind, proto, _, sockaddr in _resolve(host, port, policy, deadline):
+        # Judged before any connection is attempted: a refused address is never contacted.
+        reason = None if policy.allow_private else policy.refuse(str(sockaddr[0]))
+        if reason:
+            refused = f"the host {host} resolves to {reason}"
+            continue
+        answer = _get_from(socket.socket(family, kind, proto), sockaddr, host, port, https, target, policy, deadline)
+        if answer is not None:
+            return answer
+    raise DownloadError(refused or f"could not connect to {host}")
+
+
+def _get_from(
+    sock: socket.socket,
+    sockaddr: tuple[Any, ...],
+    host: str,
+    port: int,
+    https: bool,
+    target: str,
+    policy: FetchPolicy,
+    deadline: float,
+) -> tuple[int, str, bytes] | None:
+    """The response of one checked address, or None when it cannot be connected to."""
+    watchdog = _Watchdog(sock, deadline)
     try:
-        if https:
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
-        conn = http.client.HTTPConnection(host, port, timeout=_remaining(deadline))
-        sock.settimeout(_remaining(deadline))
-        conn.sock = sock  # already connected to the checked address
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        conn.request("GET", path, headers={"User-Agent": "render-pipeline/0.1", "Accept": "image/*"})
-        response = conn.getresponse()
-        if response.status in _REDIRECTS:
-            return response.status, response.getheader("Location") or "", b""
-        if response.status != 200:
-            return response.status, "", b""
-        length = response.getheader("Content-Length")
-        if length and length.isdigit() and int(length) > policy.max_bytes:
-            raise DownloadError(f"the file is {int(length):,} bytes, more than {policy.max_bytes:,}")
-        chunks, size = [], 0
-        while True:
-            _remaining(deadline)  # each read is bounded by the socket timeout; the total by the deadline
-            chunk = response.read(65536)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > policy.max_bytes:
-                raise DownloadError(f"the file is more than {policy.max_bytes:,} bytes")
-            chunks.append(chunk)
-        return 200, "", b"".join(chunks)
-    except (OSError, http.client.HTTPException) as exc:
-        if isinstance(exc, TimeoutError | socket.timeout):
-            raise DownloadError("the download timed out") from None
-        raise DownloadError(f"the download failed: {exc}") from None
+        try:
+            sock.settimeout(_remaining(deadline))
+            sock.connect(sockaddr)
+        except OSError:
+            if watchdog.fired or time.monotonic() >= deadline:
+                raise DownloadError(_TIMED_OUT) from None
+            return None  # the next address, if any
+        try:
+            if https:
+                # The handshake is started by hand: a failed automatic one closes the descriptor
+                # itself, before the watchdog is disarmed.
+                sock = ssl.create_default_context().wrap_socket(
+                    sock, server_hostname=host, do_handshake_on_connect=False
+                )
+                sock.settimeout(_remaining(deadline))
+                sock.do_handshake()  # type: ignore[attr-defined]
+            return _exchange(sock, watchdog, host, port, target, policy, deadline)
+        except (OSError, http.client.HTTPException) as exc:
+            if watchdog.fired or time.monotonic() >= deadline or isinstance(exc, TimeoutError):
+                raise DownloadError(_TIMED_OUT) from None
+            raise DownloadError(_failure(exc)) from None
     finally:
+        watchdog.disarm()
         sock.close()
+
+
+def _exchange(
+    sock: socket.socket,
+    watchdog: _Watchdog,
+    host: str,
+    port: int,
+    target: str,
+    policy: FetchPolicy,
+    deadline: float,
+) -> tuple[int, str, bytes]:
+    """The request and its response over a socket connected to a checked address."""
+    conn = http.client.HTTPConnection(host, port)
+    conn.sock = sock  # already connected to the checked address
+    sock.settimeout(_remaining(deadline))
+    conn.request("GET", target, headers={"User-Agent": "render-pipeline/0.1", "Accept": "image/*"})
+    response = conn.getresponse()  # a status line or headers trickled in end at the watchdog
+    if response.status in _REDIRECTS:
+        return response.status, response.getheader("Location") or "", b""
+    if response.status != 200:
+        return response.status, "", b""
+    length = response.getheader("Content-Length")
+    if length and length.isdigit() and int(length) > policy.max_bytes:
+        raise DownloadError(f"the file is {int(length):,} bytes, more than {policy.max_bytes:,}")
+    chunks, size = [], 0
+    while True:
+        sock.settimeout(_remaining(deadline))  # each read gets the time left, the watchdog the rest
+        chunk = response.read1(65536)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > policy.max_bytes:
+            raise DownloadError(f"the file is more than {policy.max_bytes:,} bytes")
+        chunks.append(chunk)
+    if watchdog.fired:  # a body without a length ends at the shutdown as if complete
+        raise DownloadError(_TIMED_OUT)
+    return 200, "", b"".join(chunks)
+
+
+def _failure(exc: OSError | http.client.HTTPException) -> str:
+    """A failed exchange in words safe to show (no library class names or internal addresses)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "the server's TLS certificate could not be verified"
+    if isinstance(exc, ssl.SSLError):
+        return "the TLS handshake with the server failed"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "the server closed the connection before the whole file arrived"
+    if isinstance(exc, ConnectionError | http.client.RemoteDisconnected):
+        return "the server closed the connection"
+    if isinstance(exc, http.client.HTTPException):
+        return "the server's answer is not valid HTTP"
+    return "the download failed"

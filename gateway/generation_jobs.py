@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.context import JobContext, JobFailure, budget_for, generation_report, output_spec, write_outputs
 from gateway.requests import SURFACES
+from gateway.validation import room_render_memory, source_field, texture_edit_memory
 from render.generation.v1 import generation_service_pb2 as generation_pb
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
@@ -64,6 +65,17 @@ async def run_room_render(ctx: JobContext) -> pb.JobResult:
         if material.HasField("swatch"):
             references.append(await ctx.image_input(f"room_render.materials.{surface}.swatch", material.swatch, 8))
             surfaces.append(surface)
+    # Downloaded references are checked against the memory budget now (inline ones were at submit).
+    sources = [(f"room_render.materials.{s}.swatch", getattr(room.materials, s).swatch) for s in surfaces]
+    memory = room_render_memory(
+        [
+            (source_field(source, name), imaging.probe(data, max_pixels=ctx.limits.max_pixels))
+            for (name, source), data in zip(sources, references, strict=True)
+        ],
+        ctx.limits,
+    )
+    if memory:
+        raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"{memory[0]}: {memory[1]}")
     prompt = prompt_for(room, surfaces)
     width, height = (int(v) for v in (options.size or DEFAULT_SIZE).split("x"))
     request = generation_pb.GenerateRequest(
@@ -105,8 +117,17 @@ async def run_texture_edit(ctx: JobContext) -> pb.JobResult:
     await ctx.step(1, pb.STAGE_GENERATION, "preparing the texture")
     texture = await ctx.image_input("texture_edit.base_texture", edit.base_texture, 8)
     mask = await ctx.image_input("texture_edit.mask", edit.mask, 1) if edit.HasField("mask") else b""
+    # Sizes in the displayed frame; a downloaded texture meets the memory budget here.
+    texture_info = imaging.probe(texture, max_pixels=ctx.limits.max_pixels)
+    memory = texture_edit_memory(
+        texture_info,
+        source_field(edit.base_texture, "texture_edit.base_texture"),
+        ctx.request.output.include_material_maps,
+        ctx.limits,
+    )
+    if memory:
+        raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"{memory[0]}: {memory[1]}")
     if mask:
-        texture_info = imaging.probe(texture, max_pixels=ctx.limits.max_pixels)
         mask_info = imaging.probe(mask, max_pixels=ctx.limits.max_pixels)
         if (mask_info.width, mask_info.height) != (texture_info.width, texture_info.height):
             raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "texture_edit.mask: must be the size of the texture")

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable
 
 from gateway.context import JobContext, JobFailure, budget_for, generation_report, named, output_spec, write_outputs
+from gateway.validation import material_swap_memory, source_field
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.generation.v1 import generation_service_pb2 as generation_pb
 from render.imaging.v1 import imaging_pb2
@@ -136,7 +137,22 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     for index, source in enumerate(swap.variant_swatches):
         swatches.append(await ctx.image_input(f"material_swap.variant_swatches[{index}]", source, 8))
     mask = await ctx.image_input("material_swap.mask", swap.mask, 1) if swap.HasField("mask") else b""
+    # Every input was probed at submit or on arrival; sizes are the displayed frame's.
     photo_info = imaging.probe(photo, max_pixels=ctx.limits.max_pixels)
+    swatch_infos = [imaging.probe(s, max_pixels=ctx.limits.max_pixels) for s in swatches]
+    sources = [("material_swap.swatch", swap.swatch)] + [
+        (f"material_swap.variant_swatches[{i}]", v) for i, v in enumerate(swap.variant_swatches)
+    ]
+    # Inline images were checked against the memory budget at submit; downloads are checked now.
+    memory = material_swap_memory(
+        swap,
+        photo_info,
+        [(source_field(source, name), info) for (name, source), info in zip(sources, swatch_infos, strict=True)],
+        ctx.request.output.include_material_maps,
+        ctx.limits,
+    )
+    if memory:
+        raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"{memory[0]}: {memory[1]}")
     if mask:
         mask_info = imaging.probe(mask, max_pixels=ctx.limits.max_pixels)
         if (mask_info.width, mask_info.height) != (photo_info.width, photo_info.height):
@@ -216,7 +232,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             fingerprint, seg.SerializeToString(), plane.SerializeToString(), ctx.geometry_cache_s
         )
 
-    tilings = [tiling_for(swap, plane, imaging.probe(s, max_pixels=ctx.limits.max_pixels)) for s in swatches]
+    tilings = [tiling_for(swap, plane, info) for info in swatch_infos]
     scale = describe_scale(tilings[0], swap, plane.distance_source)
     await ctx.detail(2, pb.STAGE_DEPTH, f"{describe_geometry(plane)}; {scale}")
 
@@ -249,6 +265,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             herringbone=swap.options.layout == pb.TILE_LAYOUT_HERRINGBONE,
             output=spec,
             material_maps=ctx.request.output.include_material_maps,
+            grout_color=swap.options.grout_color,
         )
         projected = await ctx.call(
             pb.STAGE_PROJECTION,
@@ -256,6 +273,12 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             projection_pb.ProjectResponse,
             lambda t, request=project: stages.projection.Project(request, timeout=t),  # type: ignore[misc]
         )
+        if projected.swatch_transparent_fraction > 0:
+            whose = f"variant {index}'s" if index else "the swatch's"
+            grout = (swap.options.grout_color or imaging.DEFAULT_GROUT).upper()
+            share = projected.swatch_transparent_fraction
+            text = f"{share:.0%}" if share >= 0.01 else "under 1%"
+            await ctx.detail(3, pb.STAGE_PROJECTION, f"{whose} transparent parts ({text}) filled with grout {grout}")
         renders.append([i for i in projected.images if i.name not in MATERIAL_MAPS])
         maps += named([i for i in projected.images if i.name in MATERIAL_MAPS], prefix)
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
 from gateway.fetch import url_problem
 from render.v1 import render_service_pb2 as pb
-from renderkit import imaging, prompts
+from renderkit import budget, imaging, prompts
 from renderkit.homography import quad_problem
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -28,6 +31,8 @@ class Limits:
     max_stage_timeout_s: float = 600.0
     max_tokens_per_job: int = 10000
     max_cents_per_job: float = 100.0
+    # The memory one request may need in its heaviest stage (renderkit.budget estimates it).
+    request_memory_bytes: int = budget.DEFAULT_REQUEST_BYTES
 
 
 Violation = tuple[str, str]
@@ -71,9 +76,48 @@ def _points(points: Iterable[pb.Point], field: str, info: imaging.ImageInfo | No
     return out
 
 
+_ENUM = FieldDescriptor.TYPE_ENUM
+_MESSAGE = FieldDescriptor.TYPE_MESSAGE
+
+
+def unknown_enum_values(message: Message, path: str = "") -> list[Violation]:
+    """Every enum value in a message (nested messages, repeated fields, maps and oneofs included)
+    that its enum type does not define. Proto3 enums are open: a number the schema does not know
+    parses and is kept, so without this check it would surface later as an internal error, or be
+    silently ignored."""
+    violations: list[Violation] = []
+    for field in message.DESCRIPTOR.fields:
+        if field.type not in (_ENUM, _MESSAGE):
+            continue  # nothing to check, and reading a bytes field would copy it
+        name = f"{path}.{field.name}" if path else field.name
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            mapped = entry.fields_by_name["value"]
+            for key, item in getattr(message, field.name).items():
+                violations += _values_problems(mapped, [item], f"{name}[{key!r}]")
+        elif field.is_repeated:
+            violations += _values_problems(field, list(getattr(message, field.name)), name, indexed=True)
+        elif field.type == _ENUM or message.HasField(field.name):
+            violations += _values_problems(field, [getattr(message, field.name)], name)
+    return violations
+
+
+def _values_problems(field: Any, values: list[Any], name: str, indexed: bool = False) -> list[Violation]:
+    """unknown_enum_values over the values of one field (a FieldDescriptor, pure-Python or upb):
+    messages searched, enums checked."""
+    violations: list[Violation] = []
+    for index, value in enumerate(values):
+        where = f"{name}[{index}]" if indexed else name
+        if field.type == _MESSAGE:
+            violations += unknown_enum_values(value, where)
+        elif field.enum_type is not None and value not in field.enum_type.values_by_number:
+            violations.append((where, f"is {value}, not a known value"))
+    return violations
+
+
 def validate_submit(request: pb.SubmitRenderRequest, limits: Limits) -> list[Violation]:
     """Every problem of a request, as (field path, description)."""
-    violations: list[Violation] = []
+    violations: list[Violation] = unknown_enum_values(request)
     for field in ("project_id", "user_id", "idempotency_key"):
         value = getattr(request, field)
         if value and not _ID.match(value):
@@ -88,23 +132,72 @@ def validate_submit(request: pb.SubmitRenderRequest, limits: Limits) -> list[Vio
         return violations + _room_render(request.room_render, "room_render", limits, require_options=False)
     if kind == "room_batch":
         return violations + _room_batch(request.room_batch, limits)
+    maps = request.output.include_material_maps
     if kind == "texture_edit":
-        return violations + _texture_edit(request.texture_edit, limits)
-    return violations + _material_swap(request.material_swap, limits)
+        return violations + _texture_edit(request.texture_edit, limits, maps)
+    return violations + _material_swap(request.material_swap, limits, maps)
 
 
-def _material_swap(swap: pb.MaterialSwap, limits: Limits) -> list[Violation]:
+def source_field(source: pb.ImageSource, field: str) -> str:
+    """The path of an image source's set member: field.data or field.url."""
+    return f"{field}.{source.WhichOneof('source') or 'data'}"
+
+
+def material_swap_memory(
+    swap: pb.MaterialSwap,
+    photo: imaging.ImageInfo | None,
+    swatches: Sequence[tuple[str, imaging.ImageInfo]],
+    material_maps: bool,
+    limits: Limits,
+) -> Violation | None:
+    """Whether a material swap fits in the memory budget, from its images' headers (an unknown
+    photo, not downloaded yet, counts as none); when it does not, the field of the image to blame:
+    the photo, or the largest swatch when even without the photo the swatches do not fit."""
+    refinement = swap.options.enable_refinement
+    swatch_pixels = [info.pixels for _, info in swatches]
+    photo_pixels = photo.pixels if photo else 0
+
+    def need(photo_px: int, swatch_px: Sequence[int]) -> int:
+        return budget.material_swap_bytes(photo_px, swatch_px, material_maps=material_maps, refinement=refinement)
+
+    allowed = limits.request_memory_bytes
+    total = need(photo_pixels, swatch_pixels)
+    if total <= allowed:
+        return None
+    if photo is not None and need(0, swatch_pixels) <= allowed:
+        largest = budget.largest_pixels(lambda px: need(px, swatch_pixels), allowed)
+        return (
+            source_field(swap.photo, "material_swap.photo"),
+            budget.over_budget_text(photo.width, photo.height, "photo", total, allowed, largest),
+        )
+    field, info = max(swatches, key=lambda item: item[1].pixels)
+    largest = budget.largest_pixels(lambda px: need(photo_pixels, [px]), allowed)
+    return field, budget.over_budget_text(info.width, info.height, "swatch", total, allowed, largest)
+
+
+def _material_swap(swap: pb.MaterialSwap, limits: Limits, material_maps: bool) -> list[Violation]:
     violations: list[Violation] = []
     base = "material_swap"
     found, photo = _image(swap.photo, f"{base}.photo", limits, True, limits.min_side)
     violations += found
-    violations += _image(swap.swatch, f"{base}.swatch", limits, True, 8)[0]
+    found, swatch = _image(swap.swatch, f"{base}.swatch", limits, True, 8)
+    violations += found
+    swatches = [(f"{base}.swatch.data", swatch)] if swatch else []
     if len(swap.variant_swatches) > MAX_VARIANTS:
         violations.append(
             (f"{base}.variant_swatches", f"at most {MAX_VARIANTS} variants, got {len(swap.variant_swatches)}")
         )
     for index, variant in enumerate(swap.variant_swatches[:MAX_VARIANTS]):
-        violations += _image(variant, f"{base}.variant_swatches[{index}]", limits, True, 8)[0]
+        found, info = _image(variant, f"{base}.variant_swatches[{index}]", limits, True, 8)
+        violations += found
+        if info:
+            swatches.append((f"{base}.variant_swatches[{index}].data", info))
+    if not violations and (photo or swatches):
+        # What the headers say cannot fit is refused before anything is decoded; URL inputs are
+        # checked the same way when they arrive.
+        memory = material_swap_memory(swap, photo, swatches, material_maps, limits)
+        if memory:
+            violations.append(memory)
     found, mask = _image(swap.mask, f"{base}.mask", limits, False, 1)
     violations += found
     if photo and mask and (mask.width, mask.height) != (photo.width, photo.height):
@@ -165,15 +258,40 @@ def _material_swap(swap: pb.MaterialSwap, limits: Limits) -> list[Violation]:
         )
     if not (math.isfinite(options.row_offset) and 0.0 <= options.row_offset < 1.0):
         violations.append((f"{base}.options.row_offset", "must be at least 0 and less than 1"))
-    if options.layout not in pb.TileLayout.values():
-        violations.append((f"{base}.options.layout", f"unknown layout {options.layout}"))
     if options.row_offset and options.layout != pb.TILE_LAYOUT_BRICK:
         violations.append((f"{base}.options.row_offset", "applies to TILE_LAYOUT_BRICK only"))
     if not math.isfinite(options.rotation_degrees):
         violations.append((f"{base}.options.rotation_degrees", "must be finite"))
-    # Without a quad the plane comes from the depth model, which needs the surface's outline.
-    if not hints.quad and not violations and not (hints.polygon or swap.HasField("mask") or swap.surface):
-        violations.append((f"{base}.hints", "give a quad, or a mask/polygon/surface with the depth model"))
+    if options.grout_color:
+        try:
+            imaging.grout_bgr(options.grout_color)
+        except ValueError as exc:
+            violations.append((f"{base}.options.grout_color", str(exc)))
+    box = hints.box
+    if hints.HasField("box"):
+        corners = (box.x_min, box.y_min, box.x_max, box.y_max)
+        if not all(math.isfinite(v) for v in corners):
+            violations.append((f"{base}.hints.box", "must be finite"))
+        elif (box.x_min, box.y_min, box.x_max, box.y_max) != (0, 0, 0, 0) and not (
+            box.x_max > box.x_min and box.y_max > box.y_min
+        ):
+            violations.append((f"{base}.hints.box", "x_max must exceed x_min and y_max must exceed y_min"))
+    # Without a quad the plane comes from the depth model or the photo's vanishing lines, once the
+    # surface is found: from a mask or an outline, from clicks or a box (GrabCut), or by its name.
+    located = (
+        hints.polygon
+        or swap.HasField("mask")
+        or swap.surface
+        or hints.positive_points
+        or (box.x_max > box.x_min and box.y_max > box.y_min)
+    )
+    if not hints.quad and not violations and not located:
+        violations.append(
+            (
+                f"{base}.hints",
+                "give a quad, or find the surface with a mask, a polygon, positive points, a box or its name",
+            )
+        )
     return violations
 
 
@@ -196,9 +314,6 @@ def _generation_options(options: pb.GenerationOptions, base: str, limits: Limits
         violations.append((f"{base}.size", f"must be one of {', '.join(SIZES)}"))
     violations += _prompt_text(options.style_preset, f"{base}.style_preset", _SHORT_TEXT)
     violations += _prompt_text(options.additional_prompt, f"{base}.additional_prompt", prompts.MAX_ADDITIONAL_CHARS)
-    for name, enum in (("quality", pb.RenderQuality), ("lighting", pb.Lighting), ("time_of_day", pb.TimeOfDay)):
-        if getattr(options, name) not in enum.values():
-            violations.append((f"{base}.{name}", "is not a known value"))
     budget = options.budget
     if budget.HasField("max_tokens") and not 0 <= budget.max_tokens <= limits.max_tokens_per_job:
         violations.append(
@@ -224,13 +339,20 @@ def _room_render(room: pb.RoomRender, base: str, limits: Limits, require_options
     area = room.room.area_square_meters
     if not (math.isfinite(area) and 0 <= area <= 100000):
         violations.append((f"{base}.room.area_square_meters", "must be between 0 and 100000"))
+    references: list[tuple[str, imaging.ImageInfo]] = []
     for surface in ("floor", "walls", "ceiling"):
         material = getattr(room.materials, surface)
         field = f"{base}.materials.{surface}"
         violations += _prompt_text(material.name, f"{field}.name", _SHORT_TEXT)
         violations += _prompt_text(material.description, f"{field}.description", prompts.MAX_ADDITIONAL_CHARS)
         if material.HasField("swatch"):
-            violations += _image(material.swatch, f"{field}.swatch", limits, True, 8)[0]
+            found, info = _image(material.swatch, f"{field}.swatch", limits, True, 8)
+            violations += found
+            if info:
+                references.append((f"{field}.swatch.data", info))
+    if references:
+        memory = room_render_memory(references, limits)
+        violations += [memory] if memory else []
     violations += _prompt_text(room.custom_prompt, f"{base}.custom_prompt", prompts.MAX_PROMPT_CHARS)
     if room.HasField("options") or require_options:
         violations += _generation_options(room.options, f"{base}.options", limits)
@@ -256,10 +378,44 @@ def _room_batch(batch: pb.RoomBatch, limits: Limits) -> list[Violation]:
     return violations
 
 
-def _texture_edit(edit: pb.TextureEdit, limits: Limits) -> list[Violation]:
+def texture_edit_memory(
+    texture: imaging.ImageInfo, field: str, material_maps: bool, limits: Limits
+) -> Violation | None:
+    """Whether a texture edit fits in the memory budget, from the texture's header."""
+    allowed = limits.request_memory_bytes
+
+    def need(pixels: int) -> int:
+        return budget.texture_edit_bytes(pixels, material_maps=material_maps)
+
+    if need(texture.pixels) <= allowed:
+        return None
+    largest = budget.largest_pixels(need, allowed)
+    return field, budget.over_budget_text(
+        texture.width, texture.height, "texture", need(texture.pixels), allowed, largest
+    )
+
+
+def room_render_memory(references: Sequence[tuple[str, imaging.ImageInfo]], limits: Limits) -> Violation | None:
+    """Whether a room render's reference images fit in the memory budget together; when they do
+    not, the largest is named."""
+    allowed = limits.request_memory_bytes
+    pixels = [info.pixels for _, info in references]
+    total = budget.room_render_bytes(pixels)
+    if total <= allowed:
+        return None
+    field, info = max(references, key=lambda item: item[1].pixels)
+    others = sorted(pixels)[:-1]
+    largest = budget.largest_pixels(lambda px: budget.room_render_bytes([*others, px]), allowed)
+    return field, budget.over_budget_text(info.width, info.height, "reference image", total, allowed, largest)
+
+
+def _texture_edit(edit: pb.TextureEdit, limits: Limits, material_maps: bool) -> list[Violation]:
     violations: list[Violation] = []
     found, texture = _image(edit.base_texture, "texture_edit.base_texture", limits, True, 64)
     violations += found
+    if texture:
+        memory = texture_edit_memory(texture, "texture_edit.base_texture.data", material_maps, limits)
+        violations += [memory] if memory else []
     found, mask = _image(edit.mask, "texture_edit.mask", limits, False, 1)
     violations += found
     if texture and mask and (mask.width, mask.height) != (texture.width, texture.height):

@@ -38,3 +38,44 @@ def serve(
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def trickle(where: str, interval_s: float = 1.0, host: str = "127.0.0.1") -> Iterator[str]:
+    """A server that sends one byte every interval_s: in its status line and headers
+    (where="headers") or, after prompt headers, in its body (where="body"). Every byte restarts a
+    client's socket timeout, so only a deadline on the whole download ends it. Yields the base URL."""
+    stopping = threading.Event()
+    body = b"\xff\xd8" + b"x" * 30  # short: code without a whole-download deadline fails in a minute or two
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            if where == "body":
+                self.wfile.write(head)
+                self._drip(body)
+            else:
+                self._drip(head + body)
+
+        def _drip(self, data: bytes) -> None:
+            for index in range(len(data)):
+                if stopping.wait(interval_s):
+                    return
+                try:
+                    self.wfile.write(data[index : index + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return  # the client gave up
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer((host, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}"
+    finally:
+        stopping.set()
+        server.shutdown()
+        server.server_close()

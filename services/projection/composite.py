@@ -3,6 +3,8 @@
 Past the shading field (a blur over the whole surface) every pixel is independent, so the surface
 is cut into horizontal strips sampled, shaded and blended on a small thread pool: numpy and OpenCV
 release the GIL, and the per-pixel numpy arithmetic would otherwise use one core of the machine.
+Strips are also bounded in size, so the sampler's temporaries stay a fixed amount of memory
+instead of growing with the photo (what the per-request memory budget counts on).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ _POOL = ThreadPoolExecutor(_WORKERS, thread_name_prefix="projection")
 # Below this many pixels per strip the split costs more than it saves (measured: at 1024 x 1024 two
 # strips were slower than one, at 3840 x 2160 1.65x faster; see docs/benchmarks.md).
 _MIN_STRIP_PIXELS = 1_000_000
+# The pixels of all strips sampled at once, whatever the surface's size (see project_material).
+_IN_FLIGHT_PIXELS = 2_000_000
 
 
 def project_material(
@@ -54,7 +58,11 @@ def project_material(
     T = texel_transform(H, repeats_u, repeats_v, rotation_degrees, swatch.shape[1], swatch.shape[0])
     sigma = max(1.5, 0.006 * max(width, height))
     shading = shading_field(photo[y : y + h, x : x + w], mask[y : y + h, x : x + w], sigma)
-    strips = max(1, min(_WORKERS, (w * h) // _MIN_STRIP_PIXELS))
+    # Enough strips to use the workers, and small enough that the strips in flight hold a bounded
+    # working set: sampling keeps ~110 bytes of temporaries per pixel, so a whole 4K surface in
+    # flight at once peaked at 140 bytes per photo pixel, in strips of 1 MP at 43 (no slower).
+    strips = max(1, min(_WORKERS, (w * h) // _MIN_STRIP_PIXELS), -(-(w * h) * _WORKERS // _IN_FLIGHT_PIXELS))
+    strips = min(strips, max(1, h // LOD_STEP))  # a strip is at least one block of rows
     # Strip edges on multiples of the sampler's blocks, so strips sample exactly as one pass.
     bounds = (np.linspace(0, h, strips + 1) / LOD_STEP).round().astype(int) * LOD_STEP
     bounds[-1] = h
@@ -65,8 +73,10 @@ def project_material(
     if strips == 1:
         strip(0, h)
     else:
-        for future in [_POOL.submit(strip, int(a), int(b)) for a, b in itertools.pairwise(bounds)]:
-            future.result()
+        # map keeps at most _WORKERS strips running; the rest wait their turn in the pool's queue.
+        edges = [(int(top), int(bottom)) for top, bottom in itertools.pairwise(bounds) if bottom > top]
+        for _ in _POOL.map(lambda pair: strip(*pair), edges):
+            pass
     return out
 
 

@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
 
+from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as pb
 from render.projection.v1 import projection_service_pb2_grpc as pb_grpc
-from renderkit import homography, imaging
+from renderkit import budget, homography, imaging
+from renderkit.edge import Edge
 from renderkit.errors import abort, bad_request
 from renderkit.material_maps import material_map_images
-from services.common.stage import StageServer, StageSettings, build_server
+from services.common.stage import StageSettings, stage_edge
 from services.projection.composite import project_material
 from services.projection.layouts import Layout
 
+T = TypeVar("T")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
 
 
-def _project(request: pb.ProjectRequest) -> list:  # type: ignore[type-arg]
-    photo = imaging.decode_bgr(request.photo)
-    swatch = imaging.decode_bgr(request.swatch)
-    mask = imaging.decode_gray(request.mask_png)
+def _project(
+    request: pb.ProjectRequest, photo_data: bytes, swatch_data: bytes, mask_data: bytes
+) -> tuple[list[imaging_pb2.EncodedImage], float]:
+    """The composite's renditions (and the swatch's maps) and the swatch's transparent share."""
+    photo = _decoded("photo", lambda: imaging.decode_bgr(photo_data))
+    # The grout fills the swatch's transparent parts before anything samples it, so the tiles,
+    # their maps and their mip levels all see the same colour there.
+    swatch, transparent = _decoded("swatch", lambda: imaging.decode_swatch(swatch_data, request.grout_color))
+    mask = _decoded("mask_png", lambda: imaging.decode_gray(mask_data))
     if mask.shape != photo.shape[:2]:
         raise ValueError("mask_png: must be the size of the photo")
     H = homography.from_list(list(request.homography.m))
@@ -29,14 +39,59 @@ def _project(request: pb.ProjectRequest) -> list:  # type: ignore[type-arg]
     result = project_material(
         photo, swatch, mask, H, request.repeats_u, request.repeats_v, request.rotation_degrees, layout
     )
+    del photo, mask  # the encoders and the maps need only the result and the swatch
     images = imaging.encode_renditions(result, request.output)
     if request.material_maps:
         images += material_map_images(swatch)
-    return images
+    return images, transparent
+
+
+def _decoded(field: str, decode: Callable[[], T]) -> T:
+    """A decode whose failure names its request field (the servicer reports it as the field's)."""
+    try:
+        return decode()
+    except imaging.ImageError as exc:
+        raise ValueError(f"{field}: {exc}") from None
+
+
+def _inputs_problem(
+    photo: bytes, swatch: bytes, mask: bytes, material_maps: bool, budget_bytes: int
+) -> tuple[str, str] | None:
+    """What is wrong with the inputs as their headers tell it, as (field, description), before any
+    pixel is decoded: a refused image, a mask of another size, or more memory than the budget."""
+    infos: dict[str, imaging.ImageInfo] = {}
+    for field, data in (("photo", photo), ("swatch", swatch), ("mask_png", mask)):
+        try:
+            infos[field] = imaging.probe(data)
+        except imaging.ImageError as exc:
+            return field, str(exc)
+    photo_info, mask_info = infos["photo"], infos["mask_png"]
+    if (mask_info.width, mask_info.height) != (photo_info.width, photo_info.height):
+        return "mask_png", "must be the size of the photo"
+    photo_pixels, swatch_info = photo_info.pixels, infos["swatch"]
+    need = budget.projection_bytes(photo_pixels, swatch_info.pixels, material_maps)
+    if need <= budget_bytes:
+        return None
+    # The photo is to blame unless the swatch alone does not fit.
+    if budget.projection_bytes(0, swatch_info.pixels, material_maps) <= budget_bytes:
+        field, info = "photo", photo_info
+        largest = budget.largest_pixels(
+            lambda px: budget.projection_bytes(px, swatch_info.pixels, material_maps), budget_bytes
+        )
+    else:
+        field, info = "swatch", swatch_info
+        largest = budget.largest_pixels(
+            lambda px: budget.projection_bytes(photo_pixels, px, material_maps), budget_bytes
+        )
+    return field, budget.over_budget_text(info.width, info.height, field, need, budget_bytes, largest)
 
 
 class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
-    """Maps the swatch onto the surface."""
+    """Maps the swatch onto the surface, refusing from the headers what would not fit in the
+    memory budget of one request (the gateway checks it at submit too: this is defence in depth)."""
+
+    def __init__(self, memory_budget_bytes: int = budget.DEFAULT_REQUEST_BYTES) -> None:
+        self.memory_budget_bytes = memory_budget_bytes
 
     async def Project(
         self,
@@ -58,18 +113,30 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
                 bad_request([("repeats_u", "must be positive"), ("repeats_v", "must be positive")]),
             )
         try:
-            images = await asyncio.to_thread(_project, request)
+            imaging.grout_bgr(request.grout_color)
+        except ValueError as exc:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"grout_color: {exc}",
+                bad_request([("grout_color", str(exc))]),
+            )
+        # Each access to a bytes field copies it: read the images once.
+        photo, swatch, mask = request.photo, request.swatch, request.mask_png
+        problem = _inputs_problem(photo, swatch, mask, request.material_maps, self.memory_budget_bytes)
+        if problem is not None:
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"{problem[0]}: {problem[1]}", bad_request([problem])
+            )
+        try:
+            images, transparent = await asyncio.to_thread(_project, request, photo, swatch, mask)
         except (imaging.ImageError, homography.GeometryError, ValueError) as exc:
             field = str(exc).split(":", 1)[0] if ":" in str(exc) else "photo"
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([(field, str(exc))]))
-        return pb.ProjectResponse(images=images)
+        return pb.ProjectResponse(images=images, swatch_transparent_fraction=transparent)
 
 
-def create_server(settings: StageSettings) -> StageServer:
+def create_server(settings: StageSettings) -> Edge:
     """A projection server bound to settings.listen (port 0 picks a free port)."""
-
-    return build_server(
-        settings,
-        [SERVICE_NAME],
-        lambda s: pb_grpc.add_ProjectionServiceServicer_to_server(ProjectionServicer(), s),
-    )
+    servicer = ProjectionServicer(settings.memory_budget_bytes)
+    return stage_edge(settings, SERVICE_NAME, lambda s: pb_grpc.add_ProjectionServiceServicer_to_server(servicer, s))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import socket
+import threading
+import time
+from collections.abc import Sequence
 
 import pytest
 
-from gateway.fetch import DownloadError, FetchPolicy, address_refused, fetch
-from tests.http_fixtures import serve
+from gateway.fetch import DOWNLOAD_THREADS, AddressInfo, DownloadError, FetchPolicy, address_refused, fetch, fetch_async
+from tests.http_fixtures import serve, trickle
 
 ALLOW = FetchPolicy(allow_private=True, timeout_s=5)
 
@@ -64,3 +69,130 @@ def test_time_limit() -> None:
 def test_http_errors_are_reported() -> None:
     with serve({}) as base, pytest.raises(DownloadError, match="HTTP 404"):
         fetch(f"{base}/missing.jpg", ALLOW)
+
+
+@pytest.mark.parametrize("where", ["headers", "body"])
+def test_a_server_trickling_a_byte_a_second_is_cut_off_at_the_deadline(where: str) -> None:
+    """Every byte restarts a socket timeout; the deadline bounds the whole download regardless."""
+    with trickle(where) as base:
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match=r"^the download timed out$"):
+            fetch(f"{base}/slow.jpg", FetchPolicy(allow_private=True, timeout_s=3))
+        elapsed = time.monotonic() - started
+    assert 2.0 <= elapsed <= 4.0
+
+
+def test_a_resolver_that_never_answers_is_bounded_by_the_deadline() -> None:
+    release = threading.Event()
+
+    def hanging(host: str, port: int) -> Sequence[AddressInfo]:
+        release.wait(30)  # getaddrinfo has no timeout of its own
+        raise socket.gaierror("no answer")
+
+    try:
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match=r"^the download timed out$"):
+            fetch("http://images.example.com/a.jpg", FetchPolicy(timeout_s=1, resolve=hanging))
+        assert time.monotonic() - started < 1.5
+    finally:
+        release.set()
+
+
+def test_slow_downloads_have_their_own_pool_and_queue_within_their_deadline() -> None:
+    """More trickling downloads than the pool has threads: the default executor stays free, and the
+    queued ones fail at their own deadline, not one deadline after another."""
+
+    async def scenario() -> tuple[list[BaseException | bytes], float, float]:
+        policy = FetchPolicy(allow_private=True, timeout_s=2)
+        started = time.monotonic()
+        downloads = [asyncio.ensure_future(fetch_async(f"{base}/{i}.jpg", policy)) for i in range(DOWNLOAD_THREADS + 2)]
+        await asyncio.sleep(0.2)
+        other = time.monotonic()
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 1.0) == "free"
+        other_s = time.monotonic() - other
+        results = await asyncio.gather(*downloads, return_exceptions=True)
+        return results, time.monotonic() - started, other_s
+
+    with trickle("body") as base:
+        results, elapsed, other_s = asyncio.run(scenario())
+    assert other_s < 0.5
+    assert all(isinstance(r, DownloadError) and str(r) == "the download timed out" for r in results)
+    assert elapsed < 3.5
+
+
+def test_the_download_time_includes_the_headers() -> None:
+    with serve({"/a.jpg": (200, {}, b"\xff\xd8data")}) as base:
+        assert fetch(f"{base}/a.jpg", FetchPolicy(allow_private=True, timeout_s=3)) == b"\xff\xd8data"
+        assert (
+            asyncio.run(fetch_async(f"{base}/a.jpg", FetchPolicy(allow_private=True, timeout_s=3))) == b"\xff\xd8data"
+        )
+
+
+def resolving_to(address: str) -> FetchPolicy:
+    """The default policy, with every name resolving to one address."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    def resolve(host: str, port: int) -> Sequence[AddressInfo]:
+        return [(family, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    return FetchPolicy(resolve=resolve, timeout_s=5)
+
+
+REFUSED = [
+    "100.64.0.1",
+    "100.100.100.200",
+    "192.0.0.8",
+    "198.18.0.1",
+    "240.0.0.1",
+    "0.0.0.0",
+    "169.254.169.254",
+    "fd00::1",
+    "fe80::1",
+    "::ffff:127.0.0.1",
+    "64:ff9b::a9fe:a9fe",
+    "2002:7f00:1::1",
+]
+
+
+@pytest.fixture()
+def connects(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Records every outgoing connection attempt (and makes none)."""
+    attempts: list[object] = []
+
+    def connect(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise ConnectionRefusedError("no connections in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return attempts
+
+
+@pytest.mark.parametrize("address", REFUSED)
+def test_a_name_resolving_to_a_refused_address_is_never_connected_to(address: str, connects: list[object]) -> None:
+    with pytest.raises(
+        DownloadError, match=re.escape(f"the host metadata.example resolves to {address_refused(address)}")
+    ):
+        fetch("http://metadata.example/latest/meta-data", resolving_to(address))
+    assert connects == []
+
+
+def test_a_metadata_address_in_the_url_fails_before_any_connection(connects: list[object]) -> None:
+    judged: list[str] = []
+
+    def refuse(ip: str) -> str | None:
+        judged.append(ip)
+        return address_refused(ip)
+
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match="shared"):
+        fetch("http://100.100.100.200/x", FetchPolicy())
+    with pytest.raises(DownloadError, match="shared"):
+        fetch("http://100.100.100.200/x", FetchPolicy(refuse=refuse))
+    assert time.monotonic() - started < 0.5
+    assert connects == [] and judged == ["100.100.100.200"]
+
+
+def test_a_public_address_is_connected_to(connects: list[object]) -> None:
+    with pytest.raises(DownloadError, match="could not connect"):
+        fetch("http://cdn.example/a.jpg", resolving_to("93.184.216.34"))
+    assert connects == [("93.184.216.34", 80)]

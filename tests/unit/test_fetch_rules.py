@@ -39,3 +39,38 @@ def test_address_classification() -> None:
     assert address_refused("8.8.8.8") is None
     assert address_refused("172.16.5.4") == "a private address"
     assert address_refused("fe80::1") == "a link-local address"
+
+
+@pytest.mark.parametrize(
+    "address, reason",
+    [
+        ("100.64.0.1", "a shared (carrier-grade NAT) address"),
+        ("100.100.100.200", "a shared (carrier-grade NAT) address"),  # a cloud metadata service
+        ("192.0.0.8", "a protocol-assignment address"),
+        ("198.18.0.1", "a benchmarking address"),
+        ("240.0.0.1", "a reserved address"),
+        ("0.0.0.0", "an unspecified address"),
+        ("169.254.169.254", "a link-local address"),
+        ("224.0.0.1", "a multicast address"),
+        ("203.0.113.7", "a documentation address"),
+        ("fd00::1", "a private address"),
+        ("fe80::1", "a link-local address"),
+        ("fec0::1", "a site-local address"),
+        ("ff02::1", "a multicast address"),
+        ("::ffff:127.0.0.1", "a loopback address"),
+        ("64:ff9b::a9fe:a9fe", "a link-local address (inside an IPv6 address)"),  # NAT64 of 169.254.169.254
+        ("2002:7f00:1::1", "a loopback address (inside an IPv6 address)"),  # 6to4 of 127.0.0.1
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "a documentation address (inside an IPv6 address)"),  # Teredo
+        ("::7f00:1", "a loopback address (inside an IPv6 address)"),  # IPv4-compatible 127.0.0.1
+    ],
+)
+def test_every_address_that_is_not_globally_routable_is_refused(address: str, reason: str) -> None:
+    assert address_refused(address) == reason
+    host = f"[{address}]" if ":" in address else address
+    problem = url_problem(f"http://{host}/a.jpg")
+    assert problem == f"the URL points to {reason}"
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "93.184.216.34", "2606:4700:4700::1111", "64:ff9b::808:808"])
+def test_global_addresses_are_accepted(address: str) -> None:
+    assert address_refused(address) is None

@@ -1,10 +1,16 @@
 import io
+import os
+import struct
+import subprocess
+import sys
+import time
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from render.imaging.v1 import imaging_pb2
 from renderkit import imaging
@@ -88,7 +94,8 @@ def test_local_storage_writes_atomically_and_deletes_folders(tmp_path: Path) -> 
     stored = storage.put("uploads/job1/photo", b"abc", "image/jpeg")
     storage.put("uploads/job1/swatch", b"de", "image/jpeg")
     storage.put("renders/t/-/job1/full.jpg", b"out", "image/jpeg")
-    assert stored.size_bytes == 3 and stored.uri.startswith("file://") and storage.get("uploads/job1/photo") == b"abc"
+    assert stored.size_bytes == 3 and stored.uri == "local:uploads/job1/photo"
+    assert storage.get("uploads/job1/photo") == b"abc"
     assert not list(tmp_path.glob("uploads/job1/.tmp-*"))
     assert storage.delete_prefix("uploads/job1/") == 2
     assert not (tmp_path / "uploads" / "job1").exists() and storage.get("renders/t/-/job1/full.jpg") == b"out"
@@ -97,3 +104,233 @@ def test_local_storage_writes_atomically_and_deletes_folders(tmp_path: Path) -> 
     for bad in ("../escape", "/abs", "a//b", ""):
         with pytest.raises(StorageError):
             storage.put(bad, b"x", "text/plain")
+
+
+# What each EXIF orientation does to the displayed image to store it (the inverse of what a viewer
+# applies), as Pillow transposes: the stored pixels are the displayed ones turned the other way.
+_STORE = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,  # a viewer turns it back 90° clockwise
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def displayed_scene() -> np.ndarray:
+    """An asymmetric 90x60 BGR image in blocks (so JPEG keeps it close) that every turn changes."""
+    image = np.zeros((60, 90, 3), np.uint8)
+    image[:30, :45] = (0, 0, 220)
+    image[:30, 45:] = (0, 200, 0)
+    image[30:, :30] = (220, 0, 0)
+    image[30:, 30:] = (200, 200, 200)
+    return image
+
+
+def stored_with_orientation(displayed: np.ndarray, orientation: int, fmt: str, **options: object) -> bytes:
+    """The image stored as a phone would: the pixels turned, the EXIF Orientation tag set."""
+    image = Image.fromarray(np.ascontiguousarray(displayed[:, :, ::-1]))
+    turn = _STORE[orientation]
+    if turn is not None:
+        image = image.transpose(turn)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, exif=exif, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt, options", [("JPEG", {"quality": 95}), ("PNG", {}), ("WEBP", {"lossless": True})])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_probe_and_every_decode_agree_on_the_displayed_frame(
+    fmt: str, options: dict[str, object], orientation: int
+) -> None:
+    displayed = displayed_scene()
+    data = stored_with_orientation(displayed, orientation, fmt, **options)
+    info = imaging.probe(data)
+    assert (info.orientation, info.width, info.height) == (orientation, 90, 60)
+    tolerance = 6 if fmt == "JPEG" else 0
+    bgr = imaging.decode_bgr(data)
+    assert bgr.shape == (60, 90, 3)
+    assert np.abs(bgr.astype(int) - displayed).mean() <= tolerance
+    grey = imaging.decode_gray(data)
+    assert grey.shape == (60, 90)
+    assert np.abs(grey.astype(int) - cv2.cvtColor(displayed, cv2.COLOR_BGR2GRAY)).mean() <= tolerance
+    swatch, transparent = imaging.decode_swatch(data)
+    assert swatch.shape == (60, 90, 3) and transparent == 0.0
+    # Pillow's own reading of the tag agrees (another implementation of the same rules).
+    with Image.open(io.BytesIO(data)) as image:
+        upright = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))[:, :, ::-1]
+    assert np.abs(bgr.astype(int) - upright).mean() <= tolerance
+
+
+def test_a_mask_stored_rotated_is_read_upright() -> None:
+    mask = np.zeros((60, 90), np.uint8)
+    mask[40:, 10:50] = 255
+    stored = Image.fromarray(mask).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    stored.save(buffer, "PNG", exif=exif)
+    np.testing.assert_array_equal(imaging.decode_gray(buffer.getvalue()), mask)
+
+
+def photo_jpeg(width: int = 640, height: int = 480) -> bytes:
+    rng = np.random.default_rng(1)
+    image = cv2.resize(rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8), (width, height))
+    return imaging.encode(image)[0]
+
+
+def test_a_truncated_jpeg_is_refused() -> None:
+    data = photo_jpeg()
+    for cut in (len(data) // 2, len(data) - 2, 300):
+        with pytest.raises(imaging.ImageError, match=r"^the image is truncated or corrupt$"):
+            imaging.probe(data[:cut])
+        with pytest.raises(imaging.ImageError, match="truncated"):
+            imaging.decode_bgr(data[:cut])
+
+
+def test_jpeg_walk_accepts_progressive_scans_exif_thumbnails_and_trailing_data() -> None:
+    image = Image.open(io.BytesIO(photo_jpeg()))
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", progressive=True, exif=exif)
+    progressive = buffer.getvalue()
+    assert imaging.probe(progressive).orientation == 3
+    # An EXIF block holding a JPEG thumbnail (with its own EOI) inside APP1.
+    thumb = io.BytesIO()
+    image.resize((64, 48)).save(thumb, "JPEG")
+    app1_payload = b"Exif\x00\x00" + _tiff_with_thumbnail(thumb.getvalue())
+    app1 = b"\xff\xe1" + (len(app1_payload) + 2).to_bytes(2, "big") + app1_payload
+    plain = photo_jpeg()
+    with_thumbnail = plain[:2] + app1 + plain[2:]
+    assert imaging.probe(with_thumbnail).orientation == 6
+    assert imaging.probe(plain + b"appended by a phone \xff\xd8 not an image").width == 640
+    with pytest.raises(imaging.ImageError, match="truncated"):
+        imaging.probe(with_thumbnail[: len(with_thumbnail) - 1000])
+
+
+def _tiff_with_thumbnail(thumbnail: bytes) -> bytes:
+    """A little-endian TIFF: IFD0 with Orientation 6, then the thumbnail bytes (an EOI among them)."""
+    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack("<I", 0)
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + thumbnail
+
+
+def test_truncated_pngs_and_webps_are_refused() -> None:
+    image = np.random.default_rng(2).integers(0, 255, (200, 300, 3), dtype=np.uint8)
+    png = imaging.encode(image, imaging_pb2.FORMAT_PNG)[0]
+    webp = imaging.encode(image, imaging_pb2.FORMAT_WEBP)[0]
+    assert imaging.probe(png).width == imaging.probe(webp).width == 300
+    for data in (png[: len(png) // 2], png[:-12], webp[: len(webp) // 2], webp[:-1]):
+        with pytest.raises(imaging.ImageError, match=r"^the image is truncated or corrupt$"):
+            imaging.probe(data)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def flat_png(width: int, height: int) -> bytes:
+    """A valid greyscale PNG of any claimed size whose rows are all zero (a few KB of zlib)."""
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)
+    body = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)),
+            png_chunk(b"IDAT", body),
+            png_chunk(b"IEND", b""),
+        )
+    )
+
+
+def test_a_png_bomb_is_refused_with_its_true_size_before_any_decode() -> None:
+    header_only = flat_png(30000, 30000)[:33] + png_chunk(b"IDAT", b"x") + png_chunk(b"IEND", b"")
+    message = "the image is 30000x30000 (900 MP), more than 40,000,000 pixels"
+    with pytest.raises(imaging.ImageError) as info:
+        imaging.probe(header_only)
+    assert str(info.value) == message
+    for decode in (imaging.decode_bgr, imaging.decode_gray, imaging.decode_swatch):
+        with pytest.raises(imaging.ImageError, match="900 MP"):
+            decode(header_only)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("first", ["renderkit", "cv2"])
+def test_opencv_itself_refuses_decodes_over_the_pixel_limit(first: str) -> None:
+    """OpenCV's own limit comes from the environment the renderkit package sets before cv2 loads:
+    a decode that skipped the probe still cannot allocate more than the limit (a process that
+    loads cv2 before renderkit, the control, decodes it)."""
+    script = (
+        f"import {first}, renderkit, cv2, numpy as np, sys\n"
+        "data = np.frombuffer(sys.stdin.buffer.read(), np.uint8)\n"
+        "try:\n"
+        "    print('decoded' if cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) is not None else 'failed')\n"
+        "except cv2.error:\n"
+        "    print('refused')\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_IO_") and k != "MAX_IMAGE_PIXELS"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        input=flat_png(7000, 6000),  # 42 MP
+        capture_output=True,
+        check=True,
+        cwd=Path(__file__).parents[2],
+        env=clean,
+    )
+    assert result.stdout.strip() == (b"refused" if first == "renderkit" else b"decoded")
+
+
+def rgba_png(rgba: np.ndarray) -> bytes:
+    ok, buffer = cv2.imencode(".png", rgba)
+    assert ok
+    return buffer.tobytes()
+
+
+def test_a_swatch_with_alpha_is_composited_over_the_grout() -> None:
+    """Transparent joints (whose stored colour is black) show the grout colour, not black lines."""
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[:, :, :3] = (30, 90, 160)
+    rgba[2:38, 2:38, 3] = 255  # a tile with a transparent 2 px joint around it (black underneath)
+    data = rgba_png(rgba)
+    assert imaging.probe(data).has_alpha
+    swatch, transparent = imaging.decode_swatch(data, "#C8C8C8")
+    assert transparent == pytest.approx(1 - 36 * 36 / 1600)
+    assert tuple(swatch[0, 0]) == (200, 200, 200) and tuple(swatch[20, 20]) == (30, 90, 160)
+    red_grout, _ = imaging.decode_swatch(data, "#FF0000")
+    assert tuple(red_grout[0, 0]) == (0, 0, 255)
+    # Half transparent over white, mixed in linear light: brighter than the sRGB average.
+    rgba[:, :, 3] = 128
+    rgba[:, :, :3] = 0
+    half, share = imaging.decode_swatch(rgba_png(rgba), "#FFFFFF")
+    assert share == pytest.approx(127 / 255) and 180 <= int(half[0, 0, 0]) <= 190
+
+
+def test_a_photo_with_alpha_is_composited_over_white() -> None:
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[:, :10] = (10, 20, 30, 255)
+    photo = imaging.decode_bgr(rgba_png(rgba))
+    assert tuple(photo[5, 5]) == (10, 20, 30) and tuple(photo[5, 15]) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("text", ["", "#c8c8c8", "#00FF7f"])
+def test_grout_colours(text: str) -> None:
+    assert len(imaging.grout_bgr(text)) == 3
+
+
+@pytest.mark.parametrize("text", ["C8C8C8", "#C8C8C", "#GGGGGG", "red", "#C8C8C8FF"])
+def test_malformed_grout_colours_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="#RRGGBB"):
+        imaging.grout_bgr(text)
+
+
+def test_probing_a_4k_jpeg_takes_about_a_millisecond() -> None:
+    data = photo_jpeg(3840, 2160)
+    started = time.perf_counter()
+    for _ in range(10):
+        imaging.probe(data)
+    assert (time.perf_counter() - started) / 10 < 0.01

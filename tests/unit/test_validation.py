@@ -1,5 +1,10 @@
+import io
+import struct
+import zlib
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from gateway.validation import Limits, validate_submit
 from render.v1 import render_service_pb2 as pb
@@ -140,3 +145,143 @@ def test_variant_swatches_are_checked_one_by_one() -> None:
     for _ in range(8):
         req.material_swap.variant_swatches.add(data=SWATCH)
     assert "material_swap.variant_swatches" in fields(req)
+
+
+def test_unknown_enum_values_are_refused_wherever_they_are() -> None:
+    req = request()
+    req.output.format = 999  # type: ignore[assignment]
+    req.material_swap.surface = 999  # type: ignore[assignment]
+    violations = dict(validate_submit(req, Limits()))
+    assert set(violations) == {"output.format", "material_swap.surface"}
+    assert violations["output.format"] == "is 999, not a known value"
+    batch = pb.SubmitRenderRequest(room_batch=pb.RoomBatch())
+    for index in range(3):
+        batch.room_batch.rooms.add().room.room_type = f"room {index}"
+    batch.room_batch.rooms[2].options.lighting = 42  # type: ignore[assignment]
+    batch.room_batch.options.quality = 7  # type: ignore[assignment]
+    assert fields(batch) == {"room_batch.rooms[2].options.lighting", "room_batch.options.quality"}
+
+
+def test_points_or_a_box_are_enough_to_find_the_surface() -> None:
+    req = request()
+    req.material_swap.hints.ClearField("quad")
+    req.material_swap.hints.positive_points.add(x=200, y=250)
+    assert fields(req) == set()
+    req.material_swap.hints.ClearField("positive_points")
+    req.material_swap.hints.box.CopyFrom(pb.Box(x_min=0, y_min=150, x_max=400, y_max=300))
+    assert fields(req) == set()
+    req.material_swap.hints.box.CopyFrom(pb.Box(x_min=300, y_min=150, x_max=100, y_max=300))
+    assert fields(req) == {"material_swap.hints.box"}
+    req.material_swap.hints.ClearField("box")
+    req.material_swap.hints.negative_points.add(x=10, y=10)  # what is not the surface does not find it
+    assert fields(req) == {"material_swap.hints"}
+
+
+@pytest.mark.parametrize(
+    "colour, ok", [("", True), ("#c8c8c8", True), ("#12AB9F", True), ("grey", False), ("#12AB9", False)]
+)
+def test_grout_colour_is_checked(colour: str, ok: bool) -> None:
+    req = request()
+    req.material_swap.options.grout_color = colour
+    assert fields(req) == (set() if ok else {"material_swap.options.grout_color"})
+
+
+def rotated_jpeg(displayed: np.ndarray, orientation: int) -> bytes:
+    """A JPEG stored turned, with the EXIF orientation that turns it back (as phones store portraits)."""
+    turn = {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}[orientation]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(displayed[:, :, ::-1]).transpose(turn).save(buffer, "JPEG", exif=exif)
+    return buffer.getvalue()
+
+
+def test_a_portrait_photo_and_its_mask_are_compared_in_the_displayed_frame() -> None:
+    displayed = np.full((400, 300, 3), 128, np.uint8)  # portrait: stored as 400 wide, 300 high
+    photo = rotated_jpeg(displayed, 6)
+    mask = imaging.encode_mask(np.full((400, 300), 255, np.uint8))
+    req = request(photo=pb.ImageSource(data=photo), mask=pb.ImageSource(data=mask))
+    req.material_swap.hints.ClearField("quad")
+    assert fields(req) == set()
+    stored_frame_mask = imaging.encode_mask(np.full((300, 400), 255, np.uint8))
+    req.material_swap.mask.data = stored_frame_mask
+    assert fields(req) == {"material_swap.mask.data"}
+
+
+def forged_jpeg(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header (SOF0) claims another size: a valid file to every parser
+    that reads the header, a 6000x6000 image to any decoder."""
+    data = bytearray(imaging.encode(np.full((64, 64, 3), 100, np.uint8))[0])
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def flat_png(width: int, height: int) -> bytes:
+    """A greyscale PNG of the claimed size whose rows are all zero: a few KB for tens of megapixels."""
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)
+    body = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def test_what_cannot_fit_in_the_memory_budget_is_refused_from_the_header() -> None:
+    png = flat_png(6300, 6300)
+    assert len(png) < 100_000 and imaging.probe(png).width == 6300
+    violations = dict(validate_submit(request(photo=pb.ImageSource(data=png)), Limits()))
+    assert violations == {
+        "material_swap.photo.data": "a 6300x6300 photo needs about 2.1 GB to render; a request may use 2.0 GB "
+        "(at most about 37 MP)"
+    }
+    forged = forged_jpeg(6000, 6000)
+    assert imaging.probe(forged).pixels == 36_000_000
+    assert fields(request(photo=pb.ImageSource(data=forged))) == set()  # 1.96 GB: it fits the default 2 GiB
+    refined = request(photo=pb.ImageSource(data=forged))
+    refined.material_swap.options.enable_refinement = True  # the refinement holds more per pixel
+    assert fields(refined) == {"material_swap.photo.data"}
+    small_budget = Limits(request_memory_bytes=1024 * 1024**2)
+    violations = dict(validate_submit(request(photo=pb.ImageSource(data=forged)), small_budget))
+    assert (
+        "a 6000x6000 photo needs about 2.0 GB to render; a request may use 1.0 GB (at most about 15 MP)"
+        in violations["material_swap.photo.data"]
+    )
+
+
+def test_a_huge_swatch_is_named_when_it_is_what_does_not_fit() -> None:
+    req = request(swatch=pb.ImageSource(data=forged_jpeg(6000, 6000)))
+    req.output.include_material_maps = True
+    violations = dict(validate_submit(req, Limits()))
+    assert set(violations) == {"material_swap.swatch.data"}
+    assert violations["material_swap.swatch.data"].startswith("a 6000x6000 swatch needs about")
+
+
+def test_texture_edits_and_room_references_meet_the_budget() -> None:
+    edit = pb.SubmitRenderRequest(
+        texture_edit=pb.TextureEdit(base_texture=pb.ImageSource(data=forged_jpeg(6000, 6000)), prompt="make it oak")
+    )
+    assert fields(edit) == {"texture_edit.base_texture.data"}
+    room = pb.SubmitRenderRequest(room_render=pb.RoomRender(room=pb.Room(room_type="kitchen")))
+    room.room_render.materials.floor.swatch.data = forged_jpeg(6000, 6000)
+    assert fields(room) == set()  # a reference is only decoded and scaled down
+    assert fields(room, Limits(request_memory_bytes=256 * 1024**2)) == {"room_render.materials.floor.swatch.data"}
+
+
+def test_the_enum_walk_reaches_into_maps() -> None:
+    """No public message has a map yet; Struct (a map of Values whose null_value is an enum) does."""
+    from google.protobuf import struct_pb2
+
+    from gateway.validation import unknown_enum_values
+
+    message = struct_pb2.Struct()
+    message.fields["a"].null_value = 5  # type: ignore[assignment]
+    message.fields["b"].list_value.values.add().null_value = 3  # type: ignore[assignment]
+    message.fields["c"].null_value = struct_pb2.NULL_VALUE
+    assert set(unknown_enum_values(message)) == {
+        ("fields['a'].null_value", "is 5, not a known value"),
+        ("fields['b'].list_value.values[0].null_value", "is 3, not a known value"),
+    }

@@ -1,0 +1,28 @@
+"""The pixel limit of every image decode, and OpenCV's own decode limits set from it.
+
+OpenCV reads OPENCV_IO_MAX_IMAGE_PIXELS, _WIDTH and _HEIGHT from the environment once, when cv2 is
+first loaded, and refuses any decode whose header exceeds them. The `renderkit` package imports
+this module before anything can import cv2, so every process that handles images gets a decode
+that can never allocate beyond the pixel limit, even where a caller forgot to probe first.
+"""
+
+from __future__ import annotations
+
+import os
+
+# A decompression bomb guard; 8K UHD is 33 MP.
+DEFAULT_MAX_PIXELS = 40_000_000
+# JPEG's own limit on a side; WebP's is 16,383. A PNG could claim 2^31.
+MAX_SIDE = 65_535
+
+
+def opencv_pixel_limit(environ: dict[str, str] | os._Environ[str]) -> int:
+    """The decode limit OpenCV gets: the default pixel limit, or the gateway's MAX_IMAGE_PIXELS
+    when an operator raised it (read here because cv2 must have it before the settings are parsed)."""
+    raised = environ.get("MAX_IMAGE_PIXELS", "")
+    return max(DEFAULT_MAX_PIXELS, int(raised)) if raised.isdigit() else DEFAULT_MAX_PIXELS
+
+
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(opencv_pixel_limit(os.environ)))
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_WIDTH", str(MAX_SIDE))
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_HEIGHT", str(MAX_SIDE))

@@ -1,0 +1,125 @@
+"""The projection servicer's input checks: grout colour, transparency, the memory budget."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from google.rpc import error_details_pb2
+
+from render.imaging.v1 import imaging_pb2
+from render.projection.v1 import projection_service_pb2 as pb
+from renderkit import budget, homography, imaging, scenes
+from renderkit.errors import status_details, unpack_detail
+from services.projection import server
+from services.projection.server import ProjectionServicer
+
+SCENE = scenes.room_scene(320, 240)
+
+
+class Aborted(Exception):
+    """What a fake context's abort raises: the status code and the BadRequest fields."""
+
+    def __init__(self, code: Any, fields: dict[str, str]) -> None:
+        super().__init__(code)
+        self.code, self.fields = code, fields
+
+
+class FakeContext:
+    """Just what the servicer uses of grpc.aio.ServicerContext."""
+
+    async def abort(self, code: Any, message: str, trailing_metadata: Any = ()) -> None:
+        bad = unpack_detail(status_details(trailing_metadata), error_details_pb2.BadRequest)
+        fields = {v.field: v.description for v in bad.field_violations} if bad else {}  # type: ignore[attr-defined]
+        raise Aborted(code, fields)
+
+
+def project(request: pb.ProjectRequest, servicer: ProjectionServicer | None = None) -> pb.ProjectResponse:
+    return asyncio.run((servicer or ProjectionServicer()).Project(request, FakeContext()))  # type: ignore[arg-type]
+
+
+def swap_request(swatch: bytes, **fields: Any) -> pb.ProjectRequest:
+    return pb.ProjectRequest(
+        photo=imaging.encode(SCENE.photo)[0],
+        swatch=swatch,
+        mask_png=imaging.encode_mask(SCENE.floor_mask),
+        homography=imaging_pb2.Homography(m=homography.to_list(SCENE.homography)),
+        repeats_u=4,
+        repeats_v=4,
+        output=imaging_pb2.OutputSpec(format=imaging_pb2.FORMAT_PNG),
+        **fields,
+    )
+
+
+def cut_out_tiles() -> bytes:
+    """A tile swatch whose 4 px joints are transparent, black underneath (as cut-outs are saved)."""
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[:, :, :3] = (40, 60, 150)
+    rgba[4:60, 4:60, 3] = 255
+    ok, data = cv2.imencode(".png", rgba)
+    assert ok
+    return data.tobytes()
+
+
+def test_transparent_joints_show_the_grout_colour_and_are_reported() -> None:
+    grey = project(swap_request(cut_out_tiles()))
+    assert grey.swatch_transparent_fraction == pytest.approx(1 - 56 * 56 / 64**2)
+    white = project(swap_request(cut_out_tiles(), grout_color="#FFFFFF"))
+    inside = SCENE.floor_mask == 255
+    grey_floor = imaging.decode_bgr(grey.images[0].data)[inside].astype(int)
+    white_floor = imaging.decode_bgr(white.images[0].data)[inside].astype(int)
+    assert white_floor.mean() > grey_floor.mean() + 5  # the joints carry the grout's colour
+    # Without the grout the black stored under the joints shows as black lines (the darkest 1% of
+    # the floor's pixels then sum to 0); with it the darkest are still grout grey in shade.
+    assert np.percentile(grey_floor.sum(axis=1), 1) > 90
+
+
+def test_the_maps_are_made_from_the_grouted_swatch() -> None:
+    response = project(swap_request(cut_out_tiles(), material_maps=True))
+    names = [image.name for image in response.images]
+    assert names[-2:] == ["normal", "roughness"]
+
+
+def test_a_malformed_grout_colour_is_refused() -> None:
+    with pytest.raises(Aborted) as info:
+        project(swap_request(cut_out_tiles(), grout_color="grey"))
+    assert set(info.value.fields) == {"grout_color"}
+
+
+def forged_jpeg(width: int, height: int) -> bytes:
+    data = bytearray(imaging.encode(np.full((64, 64, 3), 100, np.uint8))[0])
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_the_budget_is_checked_from_the_headers_before_anything_is_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[str] = []
+    monkeypatch.setattr(server, "_project", lambda *args: decoded.append("decoded"))
+    photo = forged_jpeg(6000, 6000)
+    mask = imaging.encode_mask(np.zeros((8, 8), np.uint8))
+    request = swap_request(imaging.encode(scenes.plank_texture(64))[0])
+    request.photo, request.mask_png = photo, mask
+    with pytest.raises(Aborted) as info:
+        project(request)
+    assert set(info.value.fields) == {"mask_png"}  # the mask is not the (claimed) size of the photo
+    request.mask_png = forged_mask(6000, 6000)
+    small = ProjectionServicer(memory_budget_bytes=1024**3)
+    with pytest.raises(Aborted) as info:
+        project(request, small)
+    assert info.value.fields["photo"].startswith("a 6000x6000 photo needs about")
+    assert decoded == []
+
+
+def forged_mask(width: int, height: int) -> bytes:
+    """encode_mask's PNG of a small mask, its IHDR claiming another size."""
+    data = bytearray(imaging.encode_mask(np.zeros((8, 8), np.uint8)))
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    return bytes(data)
+
+
+def test_the_default_budget_is_the_requests() -> None:
+    assert ProjectionServicer().memory_budget_bytes == budget.DEFAULT_REQUEST_BYTES
