@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import unicodedata
 from pathlib import Path
 from typing import TextIO, cast
 
@@ -14,7 +16,10 @@ from google.protobuf import json_format
 
 from render.v1 import render_service_pb2 as pb
 from renderkit.client import (
+    GaveUpError,
     RenderClient,
+    RetryNotice,
+    RetryPolicy,
     material_swap_request,
     room_render,
     room_render_request,
@@ -36,25 +41,114 @@ def parse_quad(text: str) -> list[tuple[float, float]]:
 
 
 def progress_bar(event: pb.JobEvent, width: int = 30) -> str:
-    """One line: a bar, the state and the event's message."""
+    """One line: a bar `width` characters wide, the state and the event's message."""
     filled = round(event.progress * width)
     bar = "#" * filled + "." * (width - filled)
-    return f"[{bar}] {event.progress * 100:5.1f}%  {STATE_NAMES[event.state]:<9} {event.message}"
+    message = "".join(" " if unicodedata.category(c).startswith("C") else c for c in event.message)
+    return f"[{bar}] {event.progress * 100:5.1f}%  {STATE_NAMES[event.state]:<9} {message}"
+
+
+def cell_width(char: str) -> int:
+    """Terminal columns a character takes: 2 for wide East Asian ones, 0 for combining marks."""
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def fit(text: str, columns: int, ellipsis: str = "…") -> str:
+    """The text cut to at most `columns` terminal columns, ending in the ellipsis when cut."""
+    if sum(cell_width(c) for c in text) <= columns:
+        return text
+    room = columns - len(ellipsis)
+    kept: list[str] = []
+    for char in text:
+        room -= cell_width(char)
+        if room < 0:
+            break
+        kept.append(char)
+    return "".join(kept) + ellipsis if columns >= len(ellipsis) else ""
+
+
+def progress_line(event: pb.JobEvent, columns: int, ellipsis: str = "…") -> str:
+    """The live progress line for a terminal `columns` wide.
+
+    It leaves the last column free, since writing there makes many terminals wrap, and the bar
+    narrows with the terminal so the message keeps some room.
+    """
+    return fit(progress_bar(event, max(10, min(30, columns // 4))), columns - 1, ellipsis)
+
+
+class Progress:
+    """Shows a job's events: one live line redrawn in place on a terminal, plain lines otherwise;
+    retry notices go to the error stream."""
+
+    def __init__(self, out: TextIO, err: TextIO, tty: bool | None = None) -> None:
+        self.out = out
+        self.err = err
+        self.tty = out.isatty() if tty is None else tty
+        self.live = False  # a live line is on screen, so the cursor is not at a line start
+        try:
+            "…".encode(getattr(out, "encoding", None) or "utf-8")
+            self.ellipsis = "…"
+        except UnicodeEncodeError:
+            self.ellipsis = "..."
+
+    def event(self, event: pb.JobEvent) -> None:
+        """Draws one event."""
+        if not self.tty:
+            print(progress_bar(event), file=self.out, flush=True)
+            return
+        # The width is read at every redraw so a resized terminal is followed; \x1b[K clears what
+        # a longer earlier line left to the right.
+        columns = shutil.get_terminal_size().columns
+        self.out.write("\r" + progress_line(event, columns, self.ellipsis) + "\x1b[K")
+        self.out.flush()
+        self.live = True
+
+    def retry(self, notice: RetryNotice) -> None:
+        """Reports a retry on the error stream, on a line of its own."""
+        self.clear()
+        print(retry_message(notice), file=self.err, flush=True)
+
+    def clear(self) -> None:
+        """Removes the live line, so what is printed next starts on a clean line."""
+        if self.live:
+            self.out.write("\r\x1b[K")
+            self.out.flush()
+            self.live = False
+
+    def close(self) -> None:
+        """Ends the live line, keeping it on screen."""
+        if self.live:
+            self.out.write("\n")
+            self.out.flush()
+            self.live = False
+
+
+def retry_message(notice: RetryNotice) -> str:
+    """A retry in words: "connection lost (UNAVAILABLE); retrying in 1.6 s"."""
+    return f"{notice.reason} ({notice.code.name}); retrying in {notice.delay_s:.1f} s"
+
+
+def print_retry(notice: RetryNotice) -> None:
+    """Reports a retry outside a watch (a submit with an idempotency key) on stderr."""
+    print(retry_message(notice), file=sys.stderr, flush=True)
 
 
 def show_job(job: pb.Job) -> str:
+    """The job as JSON."""
     return json_format.MessageToJson(job, preserving_proto_field_name=True)
 
 
-def watch(client: RenderClient, job_id: str, out: TextIO | None = None) -> pb.Job:
-    """Prints a progress line per event until the job ends (to stdout as it is at the call)."""
-    stream = out if out is not None else sys.stdout
-    tty = stream.isatty()
-    for event in client.watch(job_id):
-        line = progress_bar(event)
-        print(("\r" + line.ljust(100)) if tty else line, end="" if tty else "\n", file=stream, flush=True)
-    if tty:
-        print(file=stream)
+def watch(client: RenderClient, job_id: str, out: TextIO | None = None, err: TextIO | None = None) -> pb.Job:
+    """Shows the job's progress until it ends (on stdout and stderr as they are at the call) and
+    returns the ended job; reconnects are reported, and GaveUpError ends a watch that cannot."""
+    progress = Progress(out if out is not None else sys.stdout, err if err is not None else sys.stderr)
+    try:
+        for event in client.watch(job_id, on_retry=progress.retry):
+            progress.event(event)
+    finally:
+        progress.close()
     return client.get(job_id)
 
 
@@ -71,8 +165,22 @@ def submit_and_maybe_watch(client: RenderClient, request: pb.SubmitRenderRequest
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="renderctl", description=__doc__)
-    parser.add_argument("--address", default=os.environ.get("RENDER_ADDR", "127.0.0.1:50051"))
-    parser.add_argument("--tenant", default=os.environ.get("RENDER_TENANT", ""))
+    parser.add_argument(
+        "--address",
+        default=os.environ.get("RENDER_ADDR", "127.0.0.1:50051"),
+        help="the gateway as a gRPC target: host:port, dns:///name:port (every address the name has) or "
+        "ipv4:host:port,host:port (several replicas); default $RENDER_ADDR or 127.0.0.1:50051",
+    )
+    parser.add_argument(
+        "--tenant", default=os.environ.get("RENDER_TENANT", ""), help="the x-tenant-id; default $RENDER_TENANT"
+    )
+    parser.add_argument(
+        "--give-up-after",
+        type=float,
+        default=RetryPolicy.give_up_after_s,
+        metavar="SECONDS",
+        help="stop retrying after this long without reaching a gateway (default %(default)g)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     submit = commands.add_parser("submit", help="submit a material swap")
     submit.add_argument("--photo", required=True, help="file path or http(s) URL")
@@ -123,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--project", default="")
     args = parser.parse_args(argv)
 
-    with RenderClient(args.address, args.tenant) as client:
+    policy = RetryPolicy(give_up_after_s=args.give_up_after)
+    with RenderClient(args.address, args.tenant, retry=policy, on_retry=print_retry) as client:
         try:
             if args.command == "submit":
                 fmt = cast(pb.ImageFormat, pb.ImageFormat.Value(f"IMAGE_FORMAT_{args.format.upper()}"))
@@ -191,7 +300,10 @@ def main(argv: list[str] | None = None) -> int:
                 if reply.next_page_token:
                     print(f"next page: --page-token {reply.next_page_token}")
         except grpc.RpcError as exc:
-            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            gave_up = isinstance(exc, GaveUpError)
+            print(f"error: {exc}" if gave_up else f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            if (exc.last_code if isinstance(exc, GaveUpError) else exc.code()) == grpc.StatusCode.UNAVAILABLE:
+                print(f"is a gateway running at {args.address}? (--address or RENDER_ADDR)", file=sys.stderr)
             return 2
     return 0
 

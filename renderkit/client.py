@@ -1,17 +1,71 @@
-"""A small Python client of render.v1.RenderService (what the CLI, the demo and the benchmarks use)."""
+"""A small Python client of render.v1.RenderService (what the CLI, the demo and the benchmarks use).
+
+It depends only on grpcio, protobuf and the generated render.v1 stubs, so it can ship on its own.
+Watches reconnect on every failure a retry can fix, resume after the last cursor seen, and give
+up after a bounded time without a connection; see RetryPolicy.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
-from renderkit.serving import CHANNEL_OPTIONS
 
 TERMINAL_STATES = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
+
+# Codes a broken stream, a restarting gateway or a busy one produce; anything else is the
+# request's own fault (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, ...) and raises at once.
+# CANCELLED and DEADLINE_EXCEEDED are retried only when neither the caller nor the caller's
+# timeout caused them (see RenderClient.watch).
+RETRYABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+_RPC = "render.v1.RenderService"
+# round_robin spreads calls over every address a target resolves to and skips replicas that are
+# down, so a call whose gateway dies continues on another. Reads and cancels are idempotent, so
+# gRPC itself retries them on UNAVAILABLE; submits and watches retry in RenderClient, which knows
+# when that is safe (an idempotency key) and where to resume (the cursor).
+SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [
+        {
+            "name": [{"service": _RPC, "method": m} for m in ("GetJob", "ListJobs", "CancelJob")],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.2s",
+                "maxBackoff": "5s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
+}
+
+CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
+    ("grpc.max_send_message_length", 256 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+]
 
 
 def image_source(value: str | bytes | Path) -> pb.ImageSource:
@@ -143,15 +197,247 @@ def texture_edit_request(
     )
 
 
-class RenderClient:
-    """A blocking client over one channel."""
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How the client retries: exponential backoff with jitter, bounded by time without a connection.
 
-    def __init__(self, address: str, tenant: str = "", channel: grpc.Channel | None = None) -> None:
+    The n-th retry in a row waits initial_backoff_s * multiplier**(n-1), capped at max_backoff_s,
+    less a random share of up to `jitter` of it (so clients that lost the same gateway do not all
+    come back at once). The count starts again once a call gets through. After give_up_after_s
+    without any successful (re)connection the call raises GaveUpError.
+    """
+
+    initial_backoff_s: float = 0.2
+    max_backoff_s: float = 5.0
+    multiplier: float = 2.0
+    jitter: float = 0.5
+    give_up_after_s: float = 60.0
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """The wait before retry number `attempt` (from 1)."""
+        base = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** max(0, attempt - 1))
+        return base * (1.0 - self.jitter * (rng or random).random())
+
+
+@dataclass(frozen=True)
+class RetryNotice:
+    """What an on_retry callback receives before the client waits and retries."""
+
+    code: grpc.StatusCode  # the failure being retried
+    attempt: int  # the retry's number since the last successful connection, from 1
+    delay_s: float  # how long the client waits before retrying
+    reason: str  # "connection lost", "no message for 45 s", "gateway busy", "gateway unavailable"
+    details: str  # the status message, for logs
+
+
+OnRetry = Callable[[RetryNotice], None]
+
+
+class GaveUpError(grpc.RpcError):
+    """A call stopped retrying: no gateway answered within the policy's bound, or the caller's
+    timeout ran out between retries. It is a grpc.RpcError, so callers that catch those see it."""
+
+    def __init__(self, message: str, code: grpc.StatusCode, last_code: grpc.StatusCode, attempts: int) -> None:
+        super().__init__(message)
+        self._code = code
+        self.last_code = last_code
+        self.attempts = attempts
+
+    def code(self) -> grpc.StatusCode:
+        """UNAVAILABLE (or the last failure's code) when the bound ran out; DEADLINE_EXCEEDED for
+        the caller's timeout."""
+        return self._code
+
+    def details(self) -> str:
+        """The message: what was tried, for how long, and the last failure."""
+        return str(self)
+
+
+def _wire_messages() -> tuple[type[Any], type[Any]]:
+    """google.rpc.Status and google.rpc.RetryInfo as wire-compatible local messages.
+
+    The client depends on protobuf alone, not googleapis-common-protos, and needs only these two
+    fields: Status.details (3, repeated Any) and RetryInfo.retry_delay (1, a Duration). A private
+    pool keeps them from clashing with the real google.rpc types when those are loaded too.
+    """
+    f = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="renderkit/client_wire.proto", package="renderkit.wire")
+    fields: dict[str, list[tuple[str, int, int, str]]] = {
+        "Any": [("type_url", 1, f.TYPE_STRING, ""), ("value", 2, f.TYPE_BYTES, "")],
+        "Duration": [("seconds", 1, f.TYPE_INT64, ""), ("nanos", 2, f.TYPE_INT32, "")],
+        "Status": [("details", 3, f.TYPE_MESSAGE, ".renderkit.wire.Any")],
+        "RetryInfo": [("retry_delay", 1, f.TYPE_MESSAGE, ".renderkit.wire.Duration")],
+    }
+    for name, members in fields.items():
+        message = file.message_type.add(name=name)
+        for field_name, number, kind, type_name in members:
+            label = f.LABEL_REPEATED if name == "Status" else f.LABEL_OPTIONAL
+            field = message.field.add(name=field_name, number=number, type=kind, label=label)
+            if type_name:
+                field.type_name = type_name
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return (
+        message_factory.GetMessageClass(pool.FindMessageTypeByName("renderkit.wire.Status")),
+        message_factory.GetMessageClass(pool.FindMessageTypeByName("renderkit.wire.RetryInfo")),
+    )
+
+
+_STATUS, _RETRY_INFO = _wire_messages()
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def retry_delay_hint(exc: grpc.RpcError) -> float | None:
+    """The delay a google.rpc.RetryInfo in the error's status details asks for, if any."""
+    metadata: Sequence[tuple[str, str | bytes]] = (exc.trailing_metadata() or ()) if isinstance(exc, grpc.Call) else ()
+    for key, value in metadata:
+        if key != _DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        for detail in _STATUS.FromString(value).details:
+            if detail.type_url.endswith("/google.rpc.RetryInfo"):
+                delay = _RETRY_INFO.FromString(detail.value).retry_delay
+                return max(0.0, float(delay.seconds + delay.nanos / 1e9))
+    return None
+
+
+class _Retries:
+    """One call's retry state: backoff count, the bound since the last connection, the caller's
+    deadline, and the notices."""
+
+    def __init__(self, policy: RetryPolicy, on_retry: OnRetry | None, what: str, deadline: float | None) -> None:
+        self.policy = policy
+        self.on_retry = on_retry
+        self.what = what
+        self.deadline = deadline
+        self.attempt = 0
+        self.connected_at = time.monotonic()
+
+    def connected(self) -> None:
+        """Something came back: the bound and the backoff start again."""
+        self.attempt = 0
+        self.connected_at = time.monotonic()
+
+    def remaining(self) -> float | None:
+        """Seconds left of the caller's timeout (None: no timeout)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def wait(self, exc: grpc.RpcError, reason: str = "") -> None:
+        """Reports and sleeps before the next attempt, or raises GaveUpError when none is allowed."""
+        code, details = exc.code(), exc.details() or ""
+        # A busy gateway (RESOURCE_EXHAUSTED) or one whose own dependency is down (UNAVAILABLE)
+        # says in a RetryInfo when to come back.
+        hint = retry_delay_hint(exc)
+        if not reason:
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                reason = "gateway busy"
+            else:
+                reason = "gateway unavailable" if hint is not None else "connection lost"
+        self.attempt += 1
+        now = time.monotonic()
+        bound_left = self.connected_at + self.policy.give_up_after_s - now
+        last = f"last error {code.name}: {details}" if details else f"last error {code.name}"
+        if bound_left <= 0:
+            waited = now - self.connected_at
+            raise GaveUpError(
+                f"gave up {self.what} after {waited:.1f} s without a connection ({self.attempt} attempts; {last})",
+                code=code,
+                last_code=code,
+                attempts=self.attempt,
+            ) from exc
+        if hint is not None and hint > bound_left:
+            raise GaveUpError(
+                f"gave up {self.what}: the gateway asks to retry in {hint:.1f} s, past the retry bound "
+                f"({self.attempt} attempts; {last})",
+                code=code,
+                last_code=code,
+                attempts=self.attempt,
+            ) from exc
+        # A server's RetryInfo is honoured as sent; otherwise the last wait is shortened so one
+        # more attempt lands right at the bound instead of after it.
+        delay = hint if hint is not None else min(self.policy.backoff(self.attempt), bound_left)
+        remaining = self.remaining()
+        if remaining is not None and delay >= remaining:
+            raise GaveUpError(
+                f"{self.what}: the timeout runs out before the next retry ({self.attempt} attempts; {last})",
+                code=grpc.StatusCode.DEADLINE_EXCEEDED,
+                last_code=code,
+                attempts=self.attempt,
+            ) from exc
+        if self.on_retry is not None:
+            self.on_retry(RetryNotice(code, self.attempt, delay, reason, details))
+        time.sleep(delay)
+
+
+class _IdleWatchdog:
+    """Cancels a stream that delivers nothing for idle_s while the client is waiting on it.
+
+    A sync gRPC stream has no per-message timeout; this thread is one. Time the consumer spends
+    between events (the generator suspended at a yield) does not count.
+    """
+
+    def __init__(self, call: grpc.Future, idle_s: float | None) -> None:
+        self.fired = False
+        self._call = call
+        self._idle_s = idle_s
+        self._last = time.monotonic()
+        self._paused = False
+        self._stopped = threading.Event()
+        if idle_s is not None and idle_s > 0:
+            threading.Thread(target=self._run, name="render-watch-idle", daemon=True).start()
+
+    def touch(self, *, paused: bool = False) -> None:
+        """A message arrived (paused: and the consumer has it now)."""
+        self._last = time.monotonic()
+        self._paused = paused
+
+    def stop(self) -> None:
+        """Ends the thread; the stream is over."""
+        self._stopped.set()
+
+    def _run(self) -> None:
+        assert self._idle_s is not None
+        idle_s = self._idle_s
+        # While the consumer holds an event there is nothing to watch: check again a period later.
+        while not self._stopped.wait(idle_s if self._paused else max(0.01, self._last + idle_s - time.monotonic())):
+            if not self._paused and time.monotonic() - self._last >= idle_s:
+                self.fired = True
+                self._call.cancel()
+                return
+
+
+class RenderClient:
+    """A blocking client over one channel.
+
+    address is a gRPC target: "host:port", "dns:///render-gateway:50051" (every address the name
+    resolves to) or "ipv4:127.0.0.1:50051,127.0.0.1:50052" (several gateway replicas); calls are
+    spread over the replicas and continue on another when one dies. retry bounds the retries of
+    watches and of submits that carry an idempotency key; stream_idle_timeout_s is how long a
+    watch waits for any message (the gateway sends a keep-alive about every 15 s) before it
+    treats the stream as dead and reconnects (None or 0: never); on_retry sees every retry.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        tenant: str = "",
+        channel: grpc.Channel | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        stream_idle_timeout_s: float | None = 45.0,
+        on_retry: OnRetry | None = None,
+    ) -> None:
+        self.address = address
         self.channel = channel if channel is not None else grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.RenderServiceStub(self.channel)
         self.metadata = (("x-tenant-id", tenant),) if tenant else ()
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.stream_idle_timeout_s = stream_idle_timeout_s
+        self.on_retry = on_retry
+        self._closed = False
 
     def close(self) -> None:
+        """Closes the channel; watches in progress end with CANCELLED (not retried)."""
+        self._closed = True
         self.channel.close()
 
     def __enter__(self) -> RenderClient:
@@ -160,44 +446,104 @@ class RenderClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, request: pb.SubmitRenderRequest, timeout: float = 60.0) -> pb.SubmitRenderResponse:
-        return self.stub.SubmitRender(request, timeout=timeout, metadata=self.metadata)  # type: ignore[no-any-return]
+    def submit(
+        self, request: pb.SubmitRenderRequest, timeout: float = 60.0, *, on_retry: OnRetry | None = None
+    ) -> pb.SubmitRenderResponse:
+        """Submits a job. With an idempotency key, UNAVAILABLE is retried within the retry policy
+        and the timeout (the gateway answers a repeat with the same job); without one it raises,
+        since the first attempt may have created a job."""
+        retries = self._retries(f"submitting to {self.address}", timeout, on_retry)
+        while True:
+            try:
+                return self.stub.SubmitRender(  # type: ignore[no-any-return]
+                    request, timeout=retries.remaining(), metadata=self.metadata
+                )
+            except grpc.RpcError as exc:
+                if not request.idempotency_key or exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                retries.wait(exc)
 
-    def get(self, job_id: str) -> pb.Job:
-        return self.stub.GetJob(pb.GetJobRequest(job_id=job_id), metadata=self.metadata).job  # type: ignore[no-any-return]
+    def get(self, job_id: str, *, timeout: float | None = None) -> pb.Job:
+        """The job as it is now."""
+        return self.stub.GetJob(  # type: ignore[no-any-return]
+            pb.GetJobRequest(job_id=job_id), timeout=timeout, metadata=self.metadata
+        ).job
 
     def cancel(self, job_id: str) -> pb.Job:
+        """Cancels a job that has not ended and returns it."""
         return self.stub.CancelJob(pb.CancelJobRequest(job_id=job_id), metadata=self.metadata).job  # type: ignore[no-any-return]
 
     def list(self, page_size: int = 20, page_token: str = "", project_id: str = "") -> pb.ListJobsResponse:
-        return self.stub.ListJobs(
-            pb.ListJobsRequest(
-                page_size=page_size,
-                page_token=page_token,  # type: ignore[no-any-return]
-                project_id=project_id,
-            ),
+        """One page of the tenant's jobs, newest first."""
+        return self.stub.ListJobs(  # type: ignore[no-any-return]
+            pb.ListJobsRequest(page_size=page_size, page_token=page_token, project_id=project_id),
             metadata=self.metadata,
         )
 
-    def watch(self, job_id: str, after: str = "", timeout: float | None = None) -> Iterator[pb.JobEvent]:
-        """Events after a cursor until the job ends; reconnects resume from the last cursor seen."""
+    def watch(
+        self,
+        job_id: str,
+        after: str = "",
+        timeout: float | None = None,
+        *,
+        on_retry: OnRetry | None = None,
+        stream_idle_timeout_s: float | None = None,
+    ) -> Iterator[pb.JobEvent]:
+        """Events after a cursor until the job ends.
+
+        A stream that breaks with a retryable code, or stays silent (not even a keep-alive) for
+        the idle limit, is reopened after the last cursor seen, so no event is lost or repeated.
+        Keep-alives are never yielded. Codes a retry cannot fix raise at once; GaveUpError ends a
+        watch that cannot reconnect within the retry policy's bound; timeout bounds the whole watch.
+        on_retry and stream_idle_timeout_s (0: off) replace the client's for this watch.
+        """
+        idle_s = self.stream_idle_timeout_s if stream_idle_timeout_s is None else stream_idle_timeout_s
+        retries = self._retries(f"watching job {job_id} at {self.address}", timeout, on_retry)
         cursor = after
         while True:
+            remaining = retries.remaining()
+            call = self.stub.WatchJob(
+                pb.WatchJobRequest(job_id=job_id, after=cursor), timeout=remaining, metadata=self.metadata
+            )
+            watchdog = _IdleWatchdog(call, idle_s)
             try:
-                for reply in self.stub.WatchJob(
-                    pb.WatchJobRequest(job_id=job_id, after=cursor), timeout=timeout, metadata=self.metadata
-                ):
+                for reply in call:
+                    retries.connected()
+                    if not reply.HasField("event"):  # a keep-alive: proof of life, no cursor
+                        watchdog.touch()
+                        continue
                     cursor = reply.event.cursor
+                    watchdog.touch(paused=True)
                     yield reply.event
+                    watchdog.touch()
                     if reply.event.state in TERMINAL_STATES:
                         return
                 return
             except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                watchdog.stop()  # before the backoff: this stream is over
+                code = exc.code()
+                if watchdog.fired and code == grpc.StatusCode.CANCELLED:
+                    retries.wait(exc, reason=f"no message for {idle_s:g} s")
+                    continue
+                left = retries.remaining()
+                own_deadline = code == grpc.StatusCode.DEADLINE_EXCEEDED and left is not None and left <= 0.05
+                own_cancel = code == grpc.StatusCode.CANCELLED and self._closed
+                if code not in RETRYABLE_CODES or own_deadline or own_cancel:
                     raise
+                retries.wait(exc)
+            finally:
+                watchdog.stop()
+                # Frees the stream when the consumer stopped early (the generator was closed).
+                call.cancel()
 
-    def wait(self, job_id: str, timeout: float | None = None) -> pb.Job:
-        """Blocks until the job ends and returns it."""
-        for _ in self.watch(job_id, timeout=timeout):
+    def wait(self, job_id: str, timeout: float | None = None, *, on_retry: OnRetry | None = None) -> pb.Job:
+        """Blocks until the job ends (through watch, with its retries) and returns it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for _ in self.watch(job_id, timeout=timeout, on_retry=on_retry):
             pass
-        return self.get(job_id)
+        # The job has ended; a last read gets at least a second even when the watch used it all.
+        return self.get(job_id, timeout=None if deadline is None else max(deadline - time.monotonic(), 1.0))
+
+    def _retries(self, what: str, timeout: float | None, on_retry: OnRetry | None) -> _Retries:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return _Retries(self.retry, on_retry if on_retry is not None else self.on_retry, what, deadline)

@@ -1,78 +1,264 @@
-"""The client's watch: a broken stream is resumed after the last cursor seen (grpc_testing channel)."""
+"""The client's retries against real gRPC servers on loopback that break on cue (tests/gateway_fake.py):
+watches resume after the last cursor, skip keep-alives, reconnect idle streams and give up within
+their bound; submits retry only with an idempotency key; several replicas fail over."""
 
 from __future__ import annotations
 
+import random
+import socket
 import threading
 import time
-from collections.abc import Callable
 
 import grpc
-import grpc_testing
 import pytest
 
 from render.v1 import render_service_pb2 as pb
-from renderkit.client import RenderClient
+from renderkit.client import GaveUpError, RenderClient, RetryNotice, RetryPolicy
+from tests.gateway_fake import KEEP_ALIVE, REST, Fail, FakeGateway, job_log, serve, target
 
-SERVICE = pb.DESCRIPTOR.services_by_name["RenderService"]
-WATCH = SERVICE.methods_by_name["WatchJob"]
-
-
-def event(cursor: str, state: int) -> pb.WatchJobResponse:
-    return pb.WatchJobResponse(event=pb.JobEvent(cursor=cursor, job_id="job-1", state=state))  # type: ignore[arg-type]
+FAST = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.05, give_up_after_s=5.0)
+ALL = [e.cursor for e in job_log()]
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+def dead_address() -> str:
+    """A loopback port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
 
 
-def watch_in_thread(client: RenderClient) -> tuple[threading.Thread, list[pb.JobEvent], list[BaseException]]:
-    events: list[pb.JobEvent] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            for item in client.watch("job-1"):
-                events.append(item)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, events, errors
+def client_of(address: str, stream_idle_timeout_s: float = 45.0) -> tuple[RenderClient, list[RetryNotice]]:
+    """A client with quick retries, and the list its retry notices go to."""
+    notices: list[RetryNotice] = []
+    client = RenderClient(
+        address, tenant="acme", retry=FAST, on_retry=notices.append, stream_idle_timeout_s=stream_idle_timeout_s
+    )
+    return client, notices
 
 
-def test_watch_resumes_after_the_last_cursor_when_the_stream_breaks() -> None:
-    channel = grpc_testing.channel([SERVICE], grpc_testing.strict_real_time())
-    client = RenderClient("unused", tenant="acme", channel=channel)
-    thread, events, errors = watch_in_thread(client)
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ],
+)
+def test_a_watch_survives_a_stream_broken_with_any_retryable_code(code: grpc.StatusCode) -> None:
+    fake = FakeGateway(watch_plans=[[2, code], [code], [1, code], [REST]])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers))
+        with client:
+            cursors = [e.cursor for e in client.watch("job-1", timeout=10)]
+    assert cursors == ALL  # every event once, in order
+    assert [w.after for w in fake.watches] == ["", "2-0", "2-0", "3-0"]
+    assert all(w.metadata.get("x-tenant-id") == "acme" for w in fake.watches)
+    assert [(n.code, n.attempt) for n in notices] == [(code, 1), (code, 2), (code, 1)]  # a stream that
+    # delivered something counts as a connection, so the count starts again
 
-    metadata, request, rpc = channel.take_unary_stream(WATCH)
-    assert (request.job_id, request.after) == ("job-1", "")
-    assert ("x-tenant-id", "acme") in metadata
-    rpc.send_response(event("1-0", pb.JOB_STATE_QUEUED))
-    rpc.send_response(event("2-0", pb.JOB_STATE_RUNNING))
-    wait_for(lambda: len(events) == 2)  # the client has read both before the stream breaks
-    rpc.terminate((), grpc.StatusCode.UNAVAILABLE, "gateway restarted")
 
-    _, request, rpc = channel.take_unary_stream(WATCH)
-    assert request.after == "2-0"
-    rpc.send_response(event("3-0", pb.JOB_STATE_SUCCEEDED))
-    rpc.terminate((), grpc.StatusCode.OK, "")
-    thread.join(5)
-    assert not errors
-    assert [e.cursor for e in events] == ["1-0", "2-0", "3-0"]
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(grpc.StatusCode.RESOURCE_EXHAUSTED, "gateway busy"), (grpc.StatusCode.UNAVAILABLE, "gateway unavailable")],
+)
+def test_a_retry_waits_as_long_as_the_gateways_retry_info_asks(code: grpc.StatusCode, reason: str) -> None:
+    fake = FakeGateway(watch_plans=[[1, Fail(code, retry_after_s=0.4)]])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers))
+        started = time.monotonic()
+        with client:
+            cursors = [e.cursor for e in client.watch("job-1", timeout=10)]
+    assert cursors == ALL
+    assert [(n.reason, round(n.delay_s, 3)) for n in notices] == [(reason, 0.4)]
+    assert time.monotonic() - started >= 0.4
 
 
-def test_watch_raises_errors_that_a_retry_cannot_fix() -> None:
-    channel = grpc_testing.channel([SERVICE], grpc_testing.strict_real_time())
-    thread, events, errors = watch_in_thread(RenderClient("unused", channel=channel))
-    _, _, rpc = channel.take_unary_stream(WATCH)
-    rpc.terminate((), grpc.StatusCode.NOT_FOUND, "job job-1 not found")
-    thread.join(5)
-    assert events == []
-    with pytest.raises(grpc.RpcError) as info:
-        raise errors[0]
-    assert info.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+def test_keep_alives_are_skipped_and_do_not_move_the_cursor() -> None:
+    fake = FakeGateway(
+        watch_plans=[[KEEP_ALIVE, 1, KEEP_ALIVE, KEEP_ALIVE, 1, KEEP_ALIVE, grpc.StatusCode.UNAVAILABLE]]
+    )
+    with serve(fake) as servers:
+        client, _ = client_of(target(servers))
+        with client:
+            events = list(client.watch("job-1", timeout=10))
+    assert [e.cursor for e in events] == ALL and all(e.job_id == "job-1" for e in events)
+    assert [w.after for w in fake.watches] == ["", "2-0"]
+
+
+def test_keep_alives_keep_a_quiet_stream_open() -> None:
+    quiet = [step for _ in range(6) for step in (0.15, KEEP_ALIVE)]  # 0.9 s without an event
+    fake = FakeGateway(watch_plans=[[1, *quiet, REST]])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers), stream_idle_timeout_s=0.5)
+        with client:
+            assert [e.cursor for e in client.watch("job-1", timeout=10)] == ALL
+    assert notices == [] and len(fake.watches) == 1
+
+
+def test_a_silent_stream_is_taken_for_dead_and_reopened_after_the_last_cursor() -> None:
+    fake = FakeGateway(watch_plans=[[2, 30.0], [REST]])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers), stream_idle_timeout_s=0.3)
+        started = time.monotonic()
+        with client:
+            cursors = [e.cursor for e in client.watch("job-1", timeout=10)]
+        elapsed = time.monotonic() - started
+    assert cursors == ALL
+    assert [w.after for w in fake.watches] == ["", "2-0"]
+    assert [(n.code, n.reason) for n in notices] == [(grpc.StatusCode.CANCELLED, "no message for 0.3 s")]
+    assert 0.3 <= elapsed < 3
+    assert fake.watches[0].ended.wait(2)  # the silent stream was cancelled, not left open
+
+
+def test_time_the_caller_spends_on_an_event_is_not_idle_time() -> None:
+    fake = FakeGateway(watch_plans=[[REST]])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers), stream_idle_timeout_s=0.2)
+        with client:
+            for _ in client.watch("job-1", timeout=10):
+                time.sleep(0.4)
+    assert notices == [] and len(fake.watches) == 1
+
+
+def test_the_callers_timeout_ends_a_silent_watch_without_retrying() -> None:
+    fake = FakeGateway(watch_plans=[[1, 30.0]])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers), stream_idle_timeout_s=10.0)
+        started = time.monotonic()
+        with client, pytest.raises(grpc.RpcError) as info:
+            list(client.watch("job-1", timeout=0.5))
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert 0.5 <= time.monotonic() - started < 2 and notices == [] and len(fake.watches) == 1
+
+
+def test_an_unreachable_gateway_is_given_up_on_after_the_bound_with_every_retry_reported() -> None:
+    notices: list[RetryNotice] = []
+    started = time.monotonic()
+    with (
+        RenderClient(dead_address(), retry=RetryPolicy(give_up_after_s=2.0), on_retry=notices.append) as client,
+        pytest.raises(GaveUpError) as info,
+    ):
+        list(client.watch("job-1"))
+    elapsed = time.monotonic() - started
+    assert 1.9 <= elapsed < 3.5
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "gave up watching job job-1" in str(info.value)
+    assert len(notices) >= 3 and {n.code for n in notices} == {grpc.StatusCode.UNAVAILABLE}
+    assert [n.attempt for n in notices] == list(range(1, len(notices) + 1))
+    assert notices[0].delay_s <= 0.2 and notices[1].delay_s >= notices[0].delay_s  # exponential
+    assert info.value.attempts == len(notices) + 1
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.OUT_OF_RANGE,
+    ],
+)
+def test_a_code_a_retry_cannot_fix_raises_at_once(code: grpc.StatusCode) -> None:
+    fake = FakeGateway(watch_plans=[[1, code]])
+    seen: list[str] = []
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers))
+        with client, pytest.raises(grpc.RpcError) as info:
+            for event in client.watch("job-1", timeout=10):
+                seen.append(event.cursor)
+    assert info.value.code() == code
+    assert seen == ["1-0"] and notices == [] and len(fake.watches) == 1
+
+
+def test_closing_the_client_ends_a_watch_without_retrying() -> None:
+    fake = FakeGateway(watch_plans=[[1, 30.0]])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers))
+        threading.Timer(0.3, client.close).start()
+        with pytest.raises(grpc.RpcError) as info:
+            list(client.watch("job-1", timeout=10))
+    assert info.value.code() == grpc.StatusCode.CANCELLED and notices == []
+
+
+def test_leaving_a_watch_early_ends_its_stream() -> None:
+    fake = FakeGateway(watch_plans=[[1, 30.0]])
+    with serve(fake) as servers:
+        client, _ = client_of(target(servers))
+        with client:
+            events = client.watch("job-1", timeout=10)
+            assert next(events).cursor == "1-0"
+            events.close()  # type: ignore[attr-defined]
+            assert fake.watches[0].ended.wait(2)
+
+
+def test_submit_with_an_idempotency_key_retries_unavailable() -> None:
+    fake = FakeGateway(submit_failures=[grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers))
+        with client:
+            reply = client.submit(pb.SubmitRenderRequest(idempotency_key="k-1"))
+    assert reply.job.id == "job-1" and [key for _, key in fake.submits] == ["k-1"] * 3
+    assert [(n.code, n.attempt) for n in notices] == [
+        (grpc.StatusCode.UNAVAILABLE, 1),
+        (grpc.StatusCode.UNAVAILABLE, 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "failure"),
+    [("", grpc.StatusCode.UNAVAILABLE), ("k-1", grpc.StatusCode.RESOURCE_EXHAUSTED)],
+    ids=["no key", "not unavailable"],
+)
+def test_submit_raises_when_a_retry_is_unsafe_or_useless(key: str, failure: grpc.StatusCode) -> None:
+    fake = FakeGateway(submit_failures=[failure])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers))
+        with client, pytest.raises(grpc.RpcError) as info:
+            client.submit(pb.SubmitRenderRequest(idempotency_key=key))
+    assert info.value.code() == failure and len(fake.submits) == 1 and notices == []
+
+
+def test_submit_to_an_unreachable_gateway_gives_up_within_the_timeout() -> None:
+    started = time.monotonic()
+    with RenderClient(dead_address(), retry=RetryPolicy(give_up_after_s=30.0)) as client:
+        with pytest.raises(GaveUpError) as info:
+            client.submit(pb.SubmitRenderRequest(idempotency_key="k-1"), timeout=1.0)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        with pytest.raises(grpc.RpcError) as unkeyed:
+            client.submit(pb.SubmitRenderRequest(), timeout=1.0)
+        assert unkeyed.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started < 2.5
+
+
+def test_with_two_replicas_calls_continue_on_the_other_when_one_stops() -> None:
+    fake = FakeGateway(watch_plans=[[2, 30.0]])
+    with serve(fake, names=("a", "b")) as servers:
+        client, notices = client_of(target(servers))
+        with client:
+            events = client.watch("job-1", timeout=10)
+            assert [next(events).cursor for _ in range(2)] == ["1-0", "2-0"]
+            first = fake.watches[0].server
+            servers[first][0].stop(0)  # the replica serving the watch dies
+            assert [e.cursor for e in events] == ALL[2:]
+            survivor = "b" if first == "a" else "a"
+            assert [(w.server, w.after) for w in fake.watches[1:]] == [(survivor, "2-0")]
+            assert client.submit(pb.SubmitRenderRequest(idempotency_key="k-2")).job.id == "job-1"
+            assert client.submit(pb.SubmitRenderRequest()).job.id == "job-1"
+            assert client.get("job-1").state == pb.JOB_STATE_SUCCEEDED
+    assert {server for server, _ in fake.submits} == {survivor}
+    assert len(notices) >= 1
+
+
+def test_backoff_doubles_to_its_cap_with_jitter() -> None:
+    policy = RetryPolicy()
+    rng = random.Random(7)
+    for attempt, base in enumerate([0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0], start=1):
+        delays = [policy.backoff(attempt, rng) for _ in range(200)]
+        assert base * 0.5 <= min(delays) < max(delays) <= base

@@ -1,0 +1,135 @@
+"""renderctl's progress display and its behaviour when the gateway cannot be reached."""
+
+from __future__ import annotations
+
+import io
+import re
+import socket
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from render.v1 import render_service_pb2 as pb
+from renderkit.cli import Progress, cell_width, main, watch
+from renderkit.client import RenderClient, RetryNotice, RetryPolicy
+from tests.gateway_fake import FakeGateway, job_log, serve, target
+
+LONG = "Step 3/4: mapping the material through the plane, with mip-mapped filtering and the shading kept " * 3
+WIDE = "第3步：将材料映射到平面上并保留原有的光照和阴影效果，" * 4  # two columns a character
+
+
+class Terminal(io.StringIO):
+    """What a terminal would be sent."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def redraws(text: str) -> list[str]:
+    """Each line as drawn: the text between carriage returns, control sequences removed."""
+    return [re.sub(r"\x1b\[K", "", part).rstrip("\n") for part in text.split("\r") if part]
+
+
+@pytest.mark.parametrize("columns", [40, 80, 120])
+@pytest.mark.parametrize("message", [LONG, WIDE, "short"], ids=["long", "wide", "short"])
+def test_the_live_line_fits_the_terminal(monkeypatch: pytest.MonkeyPatch, columns: int, message: str) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))  # what shutil.get_terminal_size reads first
+    out = Terminal()
+    progress = Progress(out, io.StringIO())
+    for event in job_log(4, message=message):
+        progress.event(event)
+    progress.close()
+    lines = redraws(out.getvalue())
+    assert len(lines) == 4
+    for line in lines:
+        assert sum(cell_width(c) for c in line) <= columns - 1
+        assert line.startswith("[") and ("%" in line or columns < 20)
+    if message != "short":
+        assert all(line.endswith("…") for line in lines)
+    else:
+        assert lines[-1].endswith("succeeded short")
+    assert out.getvalue().count("\x1b[K") == 4 and out.getvalue().endswith("\n")
+
+
+def test_the_width_is_read_at_every_redraw(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = Terminal()
+    progress = Progress(out, io.StringIO())
+    for columns, event in zip((120, 40), job_log(2, message=LONG), strict=True):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        progress.event(event)
+    assert [len(line) for line in redraws(out.getvalue())] == [119, 39]
+
+
+def test_without_a_terminal_each_event_is_a_plain_line() -> None:
+    out = io.StringIO()
+    progress = Progress(out, io.StringIO())
+    for event in job_log(3, message="Step\n2/4:\x1b[2J estimating geometry"):
+        progress.event(event)
+    progress.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+    assert lines[-1].endswith("succeeded Step 2/4: [2J estimating geometry")
+
+
+def test_a_retry_notice_clears_the_live_line_and_goes_to_stderr() -> None:
+    out, err = Terminal(), io.StringIO()
+    progress = Progress(out, err)
+    progress.event(job_log(2)[0])
+    progress.retry(RetryNotice(grpc.StatusCode.UNAVAILABLE, 4, 1.6, "connection lost", "Socket closed"))
+    assert out.getvalue().endswith("\r\x1b[K")
+    assert err.getvalue() == "connection lost (UNAVAILABLE); retrying in 1.6 s\n"
+
+
+def test_watch_prints_the_retries_and_every_event_once() -> None:
+    fake = FakeGateway(watch_plans=[[2, grpc.StatusCode.UNAVAILABLE]])
+    out, err = io.StringIO(), io.StringIO()
+    with serve(fake) as servers, RenderClient(target(servers), retry=RetryPolicy(initial_backoff_s=0.01)) as client:
+        job = watch(client, "job-1", out=out, err=err)
+    assert job.state == pb.JOB_STATE_SUCCEEDED
+    assert [line.split()[-1] for line in out.getvalue().splitlines()] == ["1/4", "2/4", "3/4", "4/4"]
+    assert re.fullmatch(r"connection lost \(UNAVAILABLE\); retrying in 0\.0 s\n", err.getvalue())
+
+
+def dead_address() -> str:
+    """A loopback port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_renderctl_watch_gives_up_on_an_unreachable_gateway_with_exit_code_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    address = dead_address()
+    started = time.monotonic()
+    assert main(["--address", address, "--give-up-after", "1.5", "watch", "job-1"]) == 2
+    assert time.monotonic() - started < 3.0
+    err = capsys.readouterr().err
+    assert re.search(r"^connection lost \(UNAVAILABLE\); retrying in \d+\.\d s$", err, re.M)
+    assert re.search(
+        r"^error: gave up watching job job-1 at 127\.0\.0\.1:\d+ after 1\.\d s without a connection", err, re.M
+    )
+    assert f"is a gateway running at {address}?" in err
+
+
+def test_renderctl_submit_without_a_key_fails_at_once_on_an_unreachable_gateway(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "room.jpg").write_bytes(b"photo")
+    address = dead_address()
+    started = time.monotonic()
+    argv = [
+        "--address",
+        address,
+        "submit",
+        "--photo",
+        str(tmp_path / "room.jpg"),
+        "--swatch",
+        str(tmp_path / "room.jpg"),
+    ]
+    assert main(argv) == 2
+    assert time.monotonic() - started < 1.5  # a submit without an idempotency key is never repeated
+    err = capsys.readouterr().err
+    assert err.startswith("error: UNAVAILABLE: ") and f"is a gateway running at {address}?" in err
