@@ -26,8 +26,11 @@ run: setup ## start Redis, Triton, the four services and the gateway on loopback
 demo: setup ## start the stack, render the bundled sample with live progress, stop the stack
 	$(PY) -m renderkit.demo
 
-test: setup ## run every test tier (unit, integration, system)
-	$(PY) -m pytest -q -m "not gpu" $(PYTEST_ARGS)
+test: setup ## run the unit, integration and system tiers
+	$(PY) -m pytest -q -m "not gpu and not chaos" $(PYTEST_ARGS)
+
+chaos: setup ## kill -9 and restart gateways, stages and Redis under load; long silences; 2,000 watchers
+	$(PY) -m pytest -q -s -m chaos $(PYTEST_ARGS)
 
 test-unit: setup ## run the unit tests only
 	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
@@ -58,4 +61,4 @@ models: setup ## export the pretrained segmentation and depth models to ONNX int
 clean: ## remove run data and outputs (not the virtualenv)
 	rm -rf var out
 
-.PHONY: help setup run demo test test-unit lint protos protos-check bench quality models clean
+.PHONY: help setup run demo test chaos test-unit lint protos protos-check bench quality models clean

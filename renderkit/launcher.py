@@ -1,7 +1,9 @@
 """The embedded stack: Redis, Triton, the four stage services and the gateway on loopback.
 
-`make run` (render-stack) starts it, waits for readiness, prints the addresses, and on Ctrl-C or
-SIGTERM stops everything it started. Tests and the demo use Stack directly with free ports.
+`make run` (render-stack) starts it, waits for readiness, prints the addresses, reports any process
+that dies or stops serving (and its return), and on Ctrl-C or SIGTERM stops everything it started.
+Tests, the demo and the chaos test use Stack directly with free ports; it can kill and restart any
+of its processes on the same port.
 """
 
 from __future__ import annotations
@@ -23,6 +25,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_ENV = ROOT / "deploy" / "local" / "stack.env"
+
+
+def health_of(address: str, timeout_s: float = 1.0) -> str:
+    """A server's overall grpc.health.v1 status: SERVING, NOT_SERVING, or UNREACHABLE."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
+            )
+        except grpc.RpcError:
+            return "UNREACHABLE"
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
 def free_port() -> int:
@@ -103,6 +117,15 @@ class Ports:
                 s.close()
 
 
+@dataclass(frozen=True)
+class Spawn:
+    """How a process of the stack is started (kept, so it can be started again)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    address: str = ""  # its gRPC address, for health checks ("" for Redis and Triton)
+
+
 @dataclass
 class Stack:
     """Starts and stops the embedded stack's processes."""
@@ -113,6 +136,7 @@ class Stack:
     with_triton: bool = True
     env: dict[str, str] = field(default_factory=dict)
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    spawns: dict[str, Spawn] = field(default_factory=dict)
 
     @property
     def gateway_address(self) -> str:
@@ -146,25 +170,58 @@ class Stack:
             out["triton"] = self.triton_url
         return out
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], address: str = "") -> None:
+        self.spawns[name] = Spawn(argv, env, address)
+        self._launch(name)
+
+    def _launch(self, name: str) -> subprocess.Popen[bytes]:
+        spawn = self.spawns[name]
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{name}.log", "ab") as log:
             # Own session: Ctrl-C reaches only the launcher, which stops the children in order.
             process = subprocess.Popen(
-                argv, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                spawn.argv,
+                cwd=ROOT,
+                env={**os.environ, **spawn.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-        self.processes.append((name, process))
+        self.processes = [(n, p) for n, p in self.processes if n != name] + [(name, process)]
+        return process
 
-    def start(self, timeout_s: float = 90.0) -> None:
-        """Starts every process and returns once all report ready; on failure stops what it started."""
+    def process(self, name: str) -> subprocess.Popen[bytes]:
+        """The running process of a name."""
+        return dict(self.processes)[name]
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Sends a signal to one process and waits for it to exit (chaos tests)."""
+        process = self.process(name)
+        if process.poll() is None:
+            process.send_signal(sig)
+            process.wait(30)
+
+    def restart(self, name: str, timeout_s: float = 60.0, wait: bool = True) -> subprocess.Popen[bytes]:
+        """Starts a process again as it was started, on the same port; waits until it serves."""
+        with contextlib.suppress(KeyError):
+            self.kill(name)
+        process = self._launch(name)
+        address = self.spawns[name].address
+        if wait and address:
+            self._wait_serving(name, address, time.monotonic() + timeout_s)
+        return process
+
+    def start(self, timeout_s: float | None = 90.0, say: bool = False) -> None:
+        """Starts every process and returns once all report ready (timeout None: waits as long as
+        it takes, saying what it waits for when `say`); on failure stops what it started."""
         try:
-            self._start(time.monotonic() + timeout_s)
+            self._start(None if timeout_s is None else time.monotonic() + timeout_s, say)
         except BaseException:
             self.stop()
             raise
 
-    def _start(self, deadline: float) -> None:
+    def _start(self, deadline: float | None, say: bool) -> None:
         p = self.ports
         redis_dir = self.data_dir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
@@ -208,8 +265,13 @@ class Stack:
             ("projection", p.projection),
             ("generation", p.generation),
         ):
-            self._spawn(name, [py, "-m", f"services.{name}"], {**common, f"{name.upper()}_LISTEN": f"127.0.0.1:{port}"})
-        self._spawn("gateway", [py, "-m", "gateway"], self._gateway_env(p.gateway))
+            self._spawn(
+                name,
+                [py, "-m", f"services.{name}"],
+                {**common, f"{name.upper()}_LISTEN": f"127.0.0.1:{port}"},
+                f"127.0.0.1:{port}",
+            )
+        self._spawn("gateway", [py, "-m", "gateway"], self._gateway_env(p.gateway), self.gateway_address)
         for name, port in (
             ("segmentation", p.segmentation),
             ("depth", p.depth),
@@ -217,7 +279,7 @@ class Stack:
             ("generation", p.generation),
             ("gateway", p.gateway),
         ):
-            self._wait_serving(name, f"127.0.0.1:{port}", deadline)
+            self._wait_serving(name, f"127.0.0.1:{port}", deadline, say)
 
     def _gateway_env(self, port: int) -> dict[str, str]:
         p = self.ports
@@ -233,24 +295,52 @@ class Stack:
             "GENERATION_ADDR": f"127.0.0.1:{p.generation}",
         }
 
-    def add_gateway(self, name: str, port: int, timeout_s: float = 30.0) -> subprocess.Popen[bytes]:
-        """Starts another gateway replica on the same Redis, storage and stages (scale-out and failover)."""
-        self._spawn(name, [sys.executable, "-m", "gateway"], self._gateway_env(port))
-        self._wait_serving(name, f"127.0.0.1:{port}", time.monotonic() + timeout_s)
-        return self.processes[-1][1]
+    def add_gateway(
+        self, name: str, port: int, timeout_s: float = 30.0, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Starts another gateway replica on the same Redis, storage and stages (scale-out and
+        failover); `env` adds to or overrides the stack's settings for this replica."""
+        address = f"127.0.0.1:{port}"
+        self._spawn(name, [sys.executable, "-m", "gateway"], {**self._gateway_env(port), **(env or {})}, address)
+        self._wait_serving(name, address, time.monotonic() + timeout_s)
+        return self.process(name)
 
-    def _wait_serving(self, name: str, address: str, deadline: float) -> None:
-        with grpc.insecure_channel(address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                self._check_alive()
-                with contextlib.suppress(grpc.RpcError):
-                    reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{name} at {address} did not become ready; see {self.data_dir}/logs")
-                time.sleep(0.1)
+    def _wait_serving(self, name: str, address: str, deadline: float | None, say: bool = False) -> None:
+        """Waits until a server reports SERVING (deadline None: as long as it takes, saying so)."""
+        said = time.monotonic()
+        while True:
+            self._check_alive()
+            if health_of(address) == "SERVING":
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{name} at {address} did not become ready; see {self.data_dir}/logs")
+            if say and time.monotonic() - said > 5:
+                print(f"  waiting for {name} (see {self.data_dir}/logs/{name}.log) ...", flush=True)
+                said = time.monotonic()
+            time.sleep(0.1)
+
+    def health(self) -> dict[str, str]:
+        """Every process's state now: SERVING, NOT_SERVING, UNREACHABLE, or "exited with N"."""
+        out = {}
+        for name, process in self.processes:
+            if process.poll() is not None:
+                out[name] = f"exited with {process.returncode}"
+            elif self.spawns[name].address:
+                out[name] = health_of(self.spawns[name].address)
+            else:
+                out[name] = "running"
+        return out
+
+    def monitor(self, stop: threading.Event, interval_s: float = 1.0) -> None:
+        """Reports every change of a process's state until stop is set (what `make run` prints)."""
+        last = self.health()
+        while not stop.wait(interval_s):
+            now = self.health()
+            for name, state in now.items():
+                if state != last.get(name):
+                    hint = f"; see {self.data_dir}/logs/{name}.log" if state not in ("SERVING", "running") else ""
+                    print(f"  {name}: {state}{hint}", flush=True)
+            last = now
 
     def _check_alive(self) -> None:
         for name, process in self.processes:
@@ -280,21 +370,31 @@ class Stack:
 def main() -> None:
     """render-stack: run the embedded stack in the foreground until Ctrl-C or SIGTERM."""
     data_dir = Path(os.environ.get("DATA_DIR", ROOT / "var" / "stack"))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     stack = Stack(
         data_dir=data_dir,
         ports=Ports.from_env_file(),
         models_dir=Path(os.environ["MODELS_DIR"]) if os.environ.get("MODELS_DIR") else ROOT / "models",
     )
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # While starting, a signal interrupts the wait (start() then stops what it started).
+    signal.signal(signal.SIGTERM, interrupt)
     print(f"starting the stack (logs in {data_dir}/logs) ...", flush=True)
-    stack.start()
+    try:
+        stack.start(timeout_s=None, say=True)
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         for name, address in stack.addresses().items():
             print(f"  {name:<13} {address}")
-        print("ready; Ctrl-C stops everything", flush=True)
-        stop.wait()
+        print("ready; Ctrl-C stops everything (a process that dies or stops serving is reported here)", flush=True)
+        stack.monitor(stop)
     finally:
         print("stopping ...", flush=True)
         stack.stop()

@@ -1,0 +1,298 @@
+"""Ordinary faults end nothing: Redis dying and coming back, Triton dying and coming back, silence on
+a watch, lost replies under retry. Real redis-server and Triton processes, real gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import redis
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.ledger import Ledger, keys
+from gateway.ledger.connection import client_name, connect
+from gateway.server import Gateway, create_server
+from gateway.settings import GatewaySettings
+from render.v1 import render_service_pb2 as pb
+from render.v1 import render_service_pb2_grpc as pb_grpc
+from renderkit import imaging, scenes
+from renderkit.client import RenderClient, material_swap_request, room_render, room_render_request
+from renderkit.edge import Edge
+from renderkit.errors import status_details, unpack_detail
+from services.depth.server import create_server as create_depth
+from services.generation.server import create_server as create_generation
+from services.segmentation.server import create_server as create_segmentation
+from tests.conftest import (
+    EmbeddedTriton,
+    LoopThread,
+    RedisServer,
+    gateway_settings,
+    generation_settings,
+    stage_settings,
+)
+
+SCENE = scenes.room_scene(320, 240)
+PHOTO = imaging.encode(SCENE.photo)[0]
+SWATCH = imaging.encode(scenes.plank_texture(64))[0]
+QUAD = [(float(x), float(y)) for x, y in SCENE.quad]
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def health(address: str, service: str = "") -> int:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            return (
+                health_pb2_grpc.HealthStub(channel)
+                .Check(  # type: ignore[no-any-return]
+                    health_pb2.HealthCheckRequest(service=service), timeout=2
+                )
+                .status
+            )
+        except grpc.RpcError:
+            return -1
+
+
+def seconds_until(address: str, status: int, limit_s: float, service: str = "") -> float:
+    """How long until a server reports the status (fails past the limit)."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit_s:
+        if health(address, service) == status:
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"{address} did not report {status} within {limit_s} s")
+
+
+def test_health_follows_redis_and_the_gateway_comes_back_whole(
+    stages: dict[str, str],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(tmp_path / "redis")
+    (tmp_path / "redis").mkdir()
+    server.start()
+    try:
+        gateway = start_gateway(gateway_settings(server.url, tmp_path / "storage", stages, probe_interval_s=0.5))
+        address = f"127.0.0.1:{gateway.port}"
+        assert health(address) == SERVING
+        with RenderClient(address, tenant="faults") as client:
+            before = client.wait(client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
+            assert before.state == pb.JOB_STATE_SUCCEEDED
+
+            server.kill()
+            assert seconds_until(address, NOT_SERVING, 5.0) <= 5.0
+            # A submit while Redis is away: UNAVAILABLE, with when to retry, and nothing of Redis in it.
+            with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as info:
+                pb_grpc.RenderServiceStub(channel).SubmitRender(
+                    material_swap_request(PHOTO, SWATCH, quad=QUAD), timeout=10
+                )
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+            message = info.value.details()  # type: ignore[attr-defined]
+            assert message == "the job ledger is unavailable; retry in a moment"
+            retry = unpack_detail(status_details(info.value.trailing_metadata()), error_details_pb2.RetryInfo)  # type: ignore[attr-defined, arg-type]
+            assert isinstance(retry, error_details_pb2.RetryInfo)
+
+            server.start()
+            seconds_until(address, SERVING, 20.0)
+            # The listeners came back: cancel notices and event notices are subscribed again.
+            check = redis.Redis.from_url(server.url)
+            subscribers = dict(check.pubsub_numsub(keys.CANCEL_CHANNEL, keys.EVENTS_CHANNEL))
+            check.close()
+            assert subscribers[keys.CANCEL_CHANNEL.encode()] >= 1 and subscribers[keys.EVENTS_CHANNEL.encode()] >= 1
+            after = client.wait(client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
+            assert after.state == pb.JOB_STATE_SUCCEEDED, after.error.message
+    finally:
+        server.stop()
+
+
+def test_a_job_running_while_redis_restarts_succeeds(
+    stages: dict[str, str],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        # An API-only gateway to submit and watch, and a dispatching one whose lease is long
+        # enough to wait a restart out.
+        api = start_gateway(gateway_settings(server.url, tmp_path / "storage", stages, dispatch=False))
+        big = scenes.room_scene(1920, 1080)
+        photo = imaging.encode(big.photo)[0]
+        quad = [(float(x), float(y)) for x, y in big.quad]
+        with RenderClient(f"127.0.0.1:{api.port}", tenant="faults") as client:
+            job = client.submit(material_swap_request(photo, SWATCH, quad=quad, idempotency_key="blip-1")).job
+            start_gateway(gateway_settings(server.url, tmp_path / "storage", stages, lease_s=10.0))
+            seen = []
+            restarted = False
+            for event in client.watch(job.id, timeout=120):
+                seen.append(event)
+                if event.stage == pb.STAGE_DEPTH and not restarted:
+                    server.kill()  # SIGKILL, in the middle of the job
+                    time.sleep(1.5)
+                    server.start()
+                    restarted = True
+            done = client.get(job.id)
+        assert restarted and done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+        check = redis.Redis.from_url(server.url)
+        entries: Any = check.xrange(keys.events(job.id))
+        stream = [entry_id.decode() for entry_id, _ in entries]
+        check.close()
+        assert [e.cursor for e in seen] == stream  # every event, once, in order
+    finally:
+        server.stop()
+
+
+def test_a_watch_outlives_silence_and_keep_alives_flow(
+    redis_url: str,
+    stages: dict[str, str],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path: Path,
+) -> None:
+    """Longer than redis-py's default 5 s socket timeout, which used to end every quiet watch."""
+    url = redis_url + "/10"
+    redis.Redis.from_url(url).flushdb()
+    api = start_gateway(gateway_settings(url, tmp_path, stages, dispatch=False, watch_keepalive_s=1.0))
+    room = room_render("kitchen", dry_run=True)
+    with grpc.insecure_channel(f"127.0.0.1:{api.port}") as channel:
+        stub = pb_grpc.RenderServiceStub(channel)
+        job = stub.SubmitRender(room_render_request(room)).job
+        replies = []
+        started = time.monotonic()
+        stream = stub.WatchJob(pb.WatchJobRequest(job_id=job.id), timeout=60)
+        for reply in stream:
+            replies.append(reply)
+            if time.monotonic() - started > 7 and len(replies) < 50 and not any(r.event.state > 1 for r in replies):
+                start_gateway(gateway_settings(url, tmp_path, stages))  # a dispatcher arrives
+            if reply.event.state == pb.JOB_STATE_SUCCEEDED:
+                break
+    keep_alives = [r for r in replies if r.keep_alive]
+    assert len(keep_alives) >= 5 and all(not r.HasField("event") for r in keep_alives)
+    assert replies[-1].event.state == pb.JOB_STATE_SUCCEEDED
+
+
+def test_many_watchers_share_one_reader(
+    redis_url: str,
+    stages: dict[str, str],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path: Path,
+) -> None:
+    url = redis_url + "/11"
+    redis.Redis.from_url(url).flushdb()
+    api = start_gateway(gateway_settings(url, tmp_path, stages, dispatch=False, watch_keepalive_s=30.0))
+    address = f"127.0.0.1:{api.port}"
+
+    async def body() -> None:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = pb_grpc.RenderServiceStub(channel)
+            jobs = [
+                (await stub.SubmitRender(room_render_request(room_render("hall", dry_run=True)))).job.id
+                for _ in range(30)
+            ]
+            streams = [stub.WatchJob(pb.WatchJobRequest(job_id=jobs[i % len(jobs)])) for i in range(300)]
+            firsts = await asyncio.gather(*(s.read() for s in streams))  # each replays its QUEUED event
+            assert all(f.event.state == pb.JOB_STATE_QUEUED for f in firsts)
+            assert api.hub.watchers == 300
+            names = [c["name"] for c in redis.Redis.from_url(url).client_list()]
+            assert names.count(client_name(api.redis)) < 20
+            for s in streams:
+                s.cancel()
+
+    asyncio.run(body())
+
+
+def test_scripts_apply_once_when_a_reply_is_lost(redis_url: str) -> None:
+    """A retry repeats the same operation id (and job id): nothing is applied twice."""
+
+    async def body() -> None:
+        client = connect(redis_url + "/3")
+        await client.flushdb()
+        ledger = Ledger(client)
+        try:
+            from tests.integration.test_ledger import new_job
+
+            new = new_job()
+            await ledger.submit(new)
+            await ledger.submit(new)  # the same job id again, as a retry after a lost reply sends it
+            assert await client.xlen(keys.events(new.job_id)) == 1
+            assert await client.xlen(keys.WORK_STREAM) == 1
+            script = ledger.scripts["transition"]
+            event = pb.JobEvent(job_id=new.job_id, message="Step 1/4").SerializeToString()
+            args = [new.job_id, "", "", 1000, event, "op-1", keys.EVENTS_CHANNEL, "message", "Step 1/4"]
+            job_keys = [keys.job(new.job_id), keys.events(new.job_id), keys.ACTIVE_SET, keys.checkpoints(new.job_id)]
+            assert await script(keys=job_keys, args=args) == b"ok"
+            assert await script(keys=job_keys, args=args) == b"ok"
+            assert await client.xlen(keys.events(new.job_id)) == 2
+        finally:
+            await client.flushdb()
+            await client.aclose()
+
+    asyncio.run(body())
+
+
+def test_stage_health_follows_triton(
+    models_dir: Path,
+    tmp_path: Path,
+    start_stage: Callable[[Callable[[], Edge]], Edge],
+) -> None:
+    triton = EmbeddedTriton(models_dir, tmp_path, ("depth", "segmentation", "diffusion"))
+    triton.start()
+    try:
+        fast = replace(stage_settings(triton.url), probe_interval_s=0.5)
+        diffusion_only = replace(generation_settings(None, triton.url, providers=("triton",)), stage=fast)
+        servers = {
+            "segmentation": start_stage(lambda: create_segmentation(fast)),
+            "depth": start_stage(lambda: create_depth(fast)),
+            "generation": start_stage(lambda: create_generation(diffusion_only)),
+        }
+        addresses = {name: f"127.0.0.1:{server.port}" for name, server in servers.items()}
+        for address in addresses.values():
+            assert health(address) == SERVING
+        diffusion = "render.generation.v1.GenerationService/triton"
+        assert health(addresses["generation"], diffusion) == SERVING
+
+        triton.kill()
+        for address in addresses.values():
+            assert seconds_until(address, NOT_SERVING, 5.0) <= 5.0
+        assert health(addresses["generation"], diffusion) == NOT_SERVING
+
+        triton.start()
+        for address in addresses.values():
+            seconds_until(address, SERVING, 30.0)
+    finally:
+        triton.stop()
+
+
+def test_a_gateway_started_before_redis_waits_for_it(
+    stages: dict[str, str], loop_thread: LoopThread, tmp_path: Path
+) -> None:
+    """What `make run` does when Redis is not up yet: the gateway waits, NOT_SERVING, instead of crashing."""
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis")
+    settings = gateway_settings(server.url, tmp_path / "storage", stages, probe_interval_s=0.2)
+    gateway = loop_thread.run(_started(settings))
+    address = f"127.0.0.1:{gateway.port}"
+    try:
+        time.sleep(1.5)
+        assert health(address) == NOT_SERVING
+        server.start()
+        seconds_until(address, SERVING, 20.0)
+        with RenderClient(address, tenant="faults") as client:
+            done = client.wait(client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
+        assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    finally:
+        loop_thread.run(gateway.stop(0.5))
+        server.stop()
+
+
+async def _started(settings: GatewaySettings) -> Gateway:
+    gateway = create_server(settings)
+    await gateway.start()
+    return gateway
