@@ -268,7 +268,7 @@ def _get_once(url: str, policy: FetchPolicy, deadline: float) -> tuple[int, str,
         answer = _get_from(socket.socket(family, kind, proto), sockaddr, host, port, https, target, policy, deadline)
         if answer is not None:
             return answer
-    raise DownloadError(refused or f"could not connect to {host}")
+    raise DownloadError(refused or "could not connect to the URL's server")
 
 
 def _get_from(

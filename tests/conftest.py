@@ -191,10 +191,19 @@ def embedded_triton(models_dir: Path, log_dir: Path, models: tuple[str, ...]) ->
 
 
 @pytest.fixture(scope="session")
-def triton_url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The embedded Triton (PyTriton) serving the tiny models."""
-    with embedded_triton(models_dir, tmp_path_factory.mktemp("triton"), ("depth", "segmentation", "diffusion")) as url:
-        yield url
+def triton(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedTriton]:
+    """The embedded Triton (PyTriton) serving the tiny models; a test may kill and restart it."""
+    server = EmbeddedTriton(models_dir, tmp_path_factory.mktemp("triton"), ("depth", "segmentation", "diffusion"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def triton_url(triton: EmbeddedTriton) -> str:
+    return triton.url
 
 
 class LoopThread:

@@ -237,37 +237,30 @@ def test_scripts_apply_once_when_a_reply_is_lost(redis_url: str) -> None:
     asyncio.run(body())
 
 
-def test_stage_health_follows_triton(
-    models_dir: Path,
-    tmp_path: Path,
-    start_stage: Callable[[Callable[[], Edge]], Edge],
-) -> None:
-    triton = EmbeddedTriton(models_dir, tmp_path, ("depth", "segmentation", "diffusion"))
-    triton.start()
+def test_stage_health_follows_triton(triton: EmbeddedTriton, start_stage: Callable[[Callable[[], Edge]], Edge]) -> None:
+    """The session's Triton is killed (its whole process group, as a crash) and started again on
+    the same ports; the stages that use it follow."""
+    fast = replace(stage_settings(triton.url), probe_interval_s=0.5)
+    diffusion_only = replace(generation_settings(None, triton.url, providers=("triton",)), stage=fast)
+    servers = {
+        "segmentation": start_stage(lambda: create_segmentation(fast)),
+        "depth": start_stage(lambda: create_depth(fast)),
+        "generation": start_stage(lambda: create_generation(diffusion_only)),
+    }
+    addresses = {name: f"127.0.0.1:{server.port}" for name, server in servers.items()}
+    for address in addresses.values():
+        assert health(address) == SERVING
+    diffusion = "render.generation.v1.GenerationService/triton"
+    assert health(addresses["generation"], diffusion) == SERVING
     try:
-        fast = replace(stage_settings(triton.url), probe_interval_s=0.5)
-        diffusion_only = replace(generation_settings(None, triton.url, providers=("triton",)), stage=fast)
-        servers = {
-            "segmentation": start_stage(lambda: create_segmentation(fast)),
-            "depth": start_stage(lambda: create_depth(fast)),
-            "generation": start_stage(lambda: create_generation(diffusion_only)),
-        }
-        addresses = {name: f"127.0.0.1:{server.port}" for name, server in servers.items()}
-        for address in addresses.values():
-            assert health(address) == SERVING
-        diffusion = "render.generation.v1.GenerationService/triton"
-        assert health(addresses["generation"], diffusion) == SERVING
-
         triton.kill()
         for address in addresses.values():
             assert seconds_until(address, NOT_SERVING, 5.0) <= 5.0
         assert health(addresses["generation"], diffusion) == NOT_SERVING
-
-        triton.start()
-        for address in addresses.values():
-            seconds_until(address, SERVING, 30.0)
     finally:
-        triton.stop()
+        triton.start()
+    for address in addresses.values():
+        seconds_until(address, SERVING, 30.0)
 
 
 def test_a_gateway_started_before_redis_waits_for_it(

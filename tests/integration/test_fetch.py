@@ -156,10 +156,15 @@ REFUSED = [
 
 @pytest.fixture()
 def connects(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Records every outgoing connection attempt (and makes none)."""
+    """Records every outgoing connection attempt this test's thread makes (and makes none); other
+    threads (the session's in-process servers reconnecting to Redis) connect as usual."""
     attempts: list[object] = []
+    test_thread = threading.get_ident()
+    original = socket.socket.connect
 
     def connect(self: socket.socket, address: object) -> None:
+        if threading.get_ident() != test_thread:
+            return original(self, address)  # type: ignore[arg-type]
         attempts.append(address)
         raise ConnectionRefusedError("no connections in this test")
 

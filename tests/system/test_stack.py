@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
 
 import cv2
+import grpc
 import numpy as np
 import pytest
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
 
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
@@ -22,6 +26,7 @@ from renderkit.client import (
     room_render_request,
     texture_edit_request,
 )
+from renderkit.errors import status_details, unpack_detail
 from renderkit.launcher import Ports, Stack, free_port
 from tests.http_fixtures import serve
 from tests.openai_fake import FakeOpenAI, textured_image
@@ -303,3 +308,69 @@ def test_buf_curl_lists_every_servers_methods(stack: Stack) -> None:
     assert "render.v1.RenderService/SubmitRender" in listed["gateway"]
     assert "render.generation.v1.GenerationService/GetCapabilities" in listed["generation"]
     assert not any(m.startswith("render.generation.v1.GenerationService/openai") for m in listed["generation"])
+
+
+# An independent check (not the sanitiser the servers use): what no caller may ever read.
+LEAKS = re.compile(
+    r"(?:/[\w.-]+){2,}"  # a path
+    r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"  # an IPv4 address
+    r"|\b[A-Z][a-z]+(?:[A-Z][a-z]+)*(?:Error|Exception)\b"  # a Python class name
+    r"|<class |Traceback|\.py\b"
+)
+
+
+def all_strings(message: Message) -> list[str]:
+    """Every string field of a message, nested ones included."""
+    found = []
+    for field, value in message.ListFields():
+        values = value if field.label == field.LABEL_REPEATED else [value]
+        for item in values:
+            if isinstance(item, Message):
+                found += all_strings(item)
+            elif isinstance(item, str):
+                found.append(item)
+    return found
+
+
+def test_no_message_or_result_field_leaks_paths_addresses_or_class_names(stack: Stack) -> None:
+    scene = scenes.room_scene(400, 300)
+    jpeg = imaging.encode(scene.photo)[0]
+    flat = imaging.encode(np.full((300, 400, 3), 128, np.uint8))[0]
+    quad = [(float(x), float(y)) for x, y in scene.quad]
+    routes = {
+        "/half.jpg": (200, {"Content-Type": "image/jpeg"}, jpeg[: len(jpeg) // 2]),
+        "/text.jpg": (200, {"Content-Type": "image/jpeg"}, b"<html>not an image</html>"),
+    }
+    refused = f"http://127.0.0.1:{free_port()}/room.jpg"  # nothing listens there
+    failing = [
+        material_swap_request(refused, jpeg, quad=quad),
+        material_swap_request(jpeg, jpeg[:-200], quad=quad),  # refused at submit
+    ]
+    with serve(routes) as base, RenderClient(stack.gateway_address, tenant="leaks") as client:
+        failing += [
+            material_swap_request(f"{base}/half.jpg", jpeg, quad=quad),
+            material_swap_request(f"{base}/text.jpg", jpeg, quad=quad),
+            material_swap_request(flat, jpeg, mask=imaging.encode_mask(np.full((300, 400), 255, np.uint8))),
+        ]
+        texts: list[str] = []
+        jobs = []
+        for request in failing:
+            try:
+                jobs.append(client.wait(client.submit(request).job.id, timeout=60))
+            except grpc.RpcError as exc:
+                texts.append(exc.details() or "")  # type: ignore[attr-defined]
+                bad = unpack_detail(status_details(exc.trailing_metadata()), error_details_pb2.BadRequest)  # type: ignore[attr-defined, arg-type]
+                texts += [v.description for v in getattr(bad, "field_violations", [])]
+        jobs.append(client.wait(client.submit(material_swap_request(jpeg, jpeg, quad=quad)).job.id, timeout=60))
+        for job_id in ("no-such-job", "x" * 5000):
+            with pytest.raises(grpc.RpcError) as info:
+                client.get(job_id)
+            texts.append(info.value.details() or "")  # type: ignore[attr-defined]
+        events = [e for job in jobs for e in client.watch(job.id)]
+    assert [j.state for j in jobs].count(pb.JOB_STATE_FAILED) == 4 and jobs[-1].state == pb.JOB_STATE_SUCCEEDED
+    texts += [s for job in jobs for s in all_strings(job)] + [s for e in events for s in all_strings(e)]
+    # Outputs are named by their storage key, relative to the server's storage: never a server path.
+    keys = {f"local:renders/leaks/-/{jobs[-1].id}/{name}.jpg" for name in ("full", "preview")}
+    assert {o.uri for o in jobs[-1].result.outputs} == keys
+    leaks = [t for t in texts if LEAKS.search(t) and t not in keys]
+    assert not leaks, leaks
