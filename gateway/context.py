@@ -66,9 +66,11 @@ _BACKOFF_START_S = 0.1
 _BACKOFF_MAX_S = 2.0
 
 
-def retryable(exc: grpc.aio.AioRpcError) -> bool:
-    """Whether a failed stage call should be tried again."""
-    return exc.code() in _RETRYABLE and error_reason(exc) is None
+def retryable(stage: int, exc: grpc.aio.AioRpcError) -> bool:
+    """Whether a failed stage call should be tried again. Never a generation call: calls wait for
+    the stage to be ready before they are sent, so an UNAVAILABLE there means the stage stopped in
+    the middle of a provider call, which may have been charged."""
+    return stage != pb.STAGE_GENERATION and exc.code() in _RETRYABLE and error_reason(exc) is None
 
 
 def failure_from_rpc(stage: int, exc: grpc.aio.AioRpcError, timeout_s: float) -> JobFailure:
@@ -79,9 +81,15 @@ def failure_from_rpc(stage: int, exc: grpc.aio.AioRpcError, timeout_s: float) ->
         return JobFailure(pb.ErrorCode.Value(f"ERROR_CODE_{reason}"), exc.details() or f"the {label} stage failed")
     code = exc.code()
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return JobFailure(pb.ERROR_CODE_TIMEOUT, f"the {label} stage took longer than {timeout_s:g} s")
+        return JobFailure(pb.ERROR_CODE_TIMEOUT, f"the {label} stage did not answer within {timeout_s:g} s")
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
         return JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, exc.details() or f"the {label} stage refused the input")
+    if stage == pb.STAGE_GENERATION and code in _RETRYABLE:
+        return JobFailure(
+            pb.ERROR_CODE_PIPELINE_ERROR,
+            "the generation stage stopped during the image provider's call; it was not repeated, "
+            "since the call may have been charged",
+        )
     if code == grpc.StatusCode.UNAVAILABLE:
         return JobFailure(pb.ERROR_CODE_PIPELINE_ERROR, f"the {label} stage is unavailable")
     return JobFailure(pb.ERROR_CODE_PIPELINE_ERROR, f"the {label} stage failed")
@@ -180,13 +188,15 @@ class JobContext:
         delay = _BACKOFF_START_S
         waiting_since: float | None = None
         loop = asyncio.get_running_loop()
+        if stage == pb.STAGE_GENERATION:
+            await self._wait_for_generation()
         while True:
             timeout = self.stage_timeout(stage)
             try:
                 response = await rpc(timeout)
                 break
             except grpc.aio.AioRpcError as exc:
-                if not retryable(exc):
+                if not retryable(stage, exc):
                     raise failure_from_rpc(stage, exc, timeout) from None
                 if waiting_since is None:
                     waiting_since = loop.time()
@@ -209,6 +219,13 @@ class JobContext:
             )
         await self.save_checkpoint(name, response.SerializeToString())
         return response
+
+    async def _wait_for_generation(self) -> None:
+        """Waits, within the job's budget, until the generation stage can be reached: its calls are
+        never repeated (they may have been charged), so none is sent while it is down."""
+        left = self.deadline - asyncio.get_running_loop().time()
+        if not await self.stages.wait_ready("generation", max(left, 0.0)):
+            raise JobFailure(pb.ERROR_CODE_TIMEOUT, "the job ran out of time: the generation stage was unavailable")
 
     async def _load_checkpoint(self, name: str) -> bytes | None:
         value = self.checkpoints.get(name)

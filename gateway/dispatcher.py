@@ -1,13 +1,16 @@
 """The dispatcher: takes jobs from the ledger's work stream and runs their plans.
 
-Any number of gateway replicas run one each. One intake loop reads the work stream for as many
-jobs as there are free slots (so N slots never hold N Redis connections). A job's work entry stays
-pending while its dispatcher renews it; if the dispatcher dies, another one reclaims the entry
-after the lease and resumes at the first stage without a checkpoint. While Redis is away the
-dispatcher waits (every ledger call retries for up to a lease); a job whose ledger stays away longer
-is handed back, not failed: its entry stays pending and a dispatcher resumes it later. Cancel
+Any number of gateway replicas run one each. One intake loop takes work for its free slots only
+(so N slots never hold N Redis connections, and nothing is taken that cannot start): first an entry
+another dispatcher stopped renewing (it died: XAUTOCLAIM after the lease), else a new one. A job is
+claimed only by the dispatcher holding its entry, and renewed only while that dispatcher owns it,
+so two can never run one job: one that lost its job (taken over while its Redis was away) learns it
+at its next renewal or write and stops without touching the new owner's work. A finished job's
+entry and inputs are cleaned up only once the job is terminal. While Redis is away the dispatcher
+waits (every ledger call retries for up to a lease); a job whose ledger stays away longer is handed
+back, not failed: its entry stays pending and a dispatcher resumes it from its checkpoints. Cancel
 reaches the running task through a Redis channel (and, should that notice be lost, through the
-job's state, read at every renewal) and cancels it, including the stage call in flight.
+renewal, which fails once the job has ended) and cancels it, including the stage call in flight.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from gateway.batch import run_room_batch
 from gateway.context import JobContext, JobFailure
 from gateway.generation_jobs import run_room_render, run_texture_edit
 from gateway.ledger import Ledger, LedgerUnavailable, NotOwner, keys
+from gateway.ledger.jobs import TERMINAL_PROTO
 from gateway.material_swap import run_material_swap
 from gateway.settings import GatewaySettings
 from gateway.stages import StageClients
@@ -67,7 +71,8 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._runs: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._reclaimed: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._reclaim_from = "0-0"
+        self._next_reclaim = 0.0
         self._stopping = asyncio.Event()
         subscriptions.on(keys.CANCEL_CHANNEL, self._cancel_if_running)
         subscriptions.on_subscribed(self._after_resubscribing)
@@ -82,20 +87,19 @@ class Dispatcher:
         await self.ledger.ensure_group()
         if self.settings.dispatcher_concurrency > 0:
             self._tasks.append(asyncio.create_task(self._intake()))
-            self._tasks.append(asyncio.create_task(self._reclaim_loop()))
 
     async def stop(self, grace_s: float) -> None:
-        """Stops taking work, lets running jobs finish within the grace, then hands the rest back."""
+        """Stops taking work, lets running jobs finish within the grace, then hands the rest back
+        (their entries stay pending; another dispatcher resumes them)."""
         self._stopping.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        running = list(self._running.values())
-        if running:
-            await asyncio.wait(running, timeout=grace_s)
-        for task in self._running.values():
+        if self._runs:
+            await asyncio.wait(list(self._runs), timeout=grace_s)
+        for task in [*self._running.values(), *self._runs]:
             task.cancel()
-        await asyncio.gather(*self._runs, return_exceptions=True)
+        await asyncio.gather(*self._runs, *self._running.values(), return_exceptions=True)
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)
@@ -108,10 +112,8 @@ class Dispatcher:
         while not self._stopping.is_set():
             await self._slots.acquire()
             try:
-                entries = (
-                    [self._reclaimed.get_nowait()]
-                    if not self._reclaimed.empty()
-                    else await self.ledger.read_work(self.consumer, block_ms=_INTAKE_BLOCK_MS)
+                entries = await self._stalled_entry() or await self.ledger.read_work(
+                    self.consumer, block_ms=_INTAKE_BLOCK_MS
                 )
                 delay = 0.1
             except asyncio.CancelledError:
@@ -128,7 +130,25 @@ class Dispatcher:
                 self._slots.release()
                 continue
             entry_id, job_id = entries[0]
+            if job_id in self._running:  # its renewals failed (Redis away) and it came back to us
+                self._slots.release()
+                continue
             self._spawn(self._dispatch(entry_id, job_id))
+
+    async def _stalled_entry(self) -> list[tuple[str, str]]:
+        """At most one entry whose dispatcher stopped renewing it for a lease, taken for a free slot
+        (the pending list is scanned a page at a time, continuing where the last scan stopped)."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_reclaim:
+            return []
+        entries, self._reclaim_from = await self.ledger.reclaim_work(
+            self.consumer, int(self.settings.lease_s * 1000), count=1, start=self._reclaim_from
+        )
+        if self._reclaim_from == "0-0" and not entries:  # a full scan found nothing: rest a while
+            self._next_reclaim = loop.time() + self.settings.lease_s / 4
+        for _, job_id in entries:
+            log.info("reclaimed job %s from a stalled dispatcher", job_id)
+        return entries
 
     async def _dispatch(self, entry_id: str, job_id: str) -> None:
         """Runs one entry in the slot the intake took (a detached kind gives its slot back)."""
@@ -148,22 +168,6 @@ class Dispatcher:
             if not released:
                 self._slots.release()
 
-    async def _reclaim_loop(self) -> None:
-        lease_ms = int(self.settings.lease_s * 1000)
-        while not self._stopping.is_set():
-            try:
-                for entry in await self.ledger.reclaim_work(self.consumer, lease_ms):
-                    log.info("reclaimed job %s from a stalled dispatcher", entry[1])
-                    await self._reclaimed.put(entry)
-            except asyncio.CancelledError:
-                raise
-            except LedgerUnavailable:
-                pass
-            except Exception:
-                log.exception("reclaim failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.lease_s / 2)
-
     def _after_resubscribing(self) -> None:
         self._spawn(self._check_running())
 
@@ -173,40 +177,54 @@ class Dispatcher:
             task.cancel()
 
     async def _check_running(self) -> None:
-        """After a reconnect: cancels running jobs that were cancelled while the notice could not arrive."""
+        """After a reconnect: cancels running jobs that ended (were cancelled) or were taken over
+        while the notice could not arrive."""
         for job_id in list(self._running):
             with contextlib.suppress(Exception):
-                state = await self.ledger.state(job_id)
-                if state is None or state.terminal:
+                stored = await self.ledger.get(job_id)
+                if stored is None or stored.owner != self.consumer or stored.job.state in TERMINAL_PROTO:
                     self._cancel_if_running(job_id)
 
     async def _renew(self, entry_id: str, job_id: str) -> None:
         while True:
             await asyncio.sleep(self.settings.lease_s / 3)
-            with contextlib.suppress(Exception):
-                await self.ledger.renew(self.consumer, entry_id)
-                state = await self.ledger.state(job_id)
-                if state is None or state.terminal:  # cancelled, and the notice was lost
-                    self._cancel_if_running(job_id)
+            try:
+                renewed = await self.ledger.renew(self.consumer, entry_id, job_id)
+            except Exception:
+                continue  # Redis away: the job goes on (its writes wait); the lease may run out
+            if not renewed:  # cancelled, or taken over, and the notice was lost
+                self._cancel_if_running(job_id)
+                return
 
     async def _run(self, entry_id: str, job_id: str) -> None:
-        attempt = await self.ledger.claim(job_id, self.consumer, "Starting")
-        if attempt is None:  # ended (cancelled while queued) or expired
-            await self._release_inputs(job_id)
-            await self.ledger.finish_work(entry_id)
+        attempt = await self.ledger.claim(job_id, self.consumer, "Starting", entry_id)
+        if attempt is None:
+            await self._finish_if_ended(entry_id, job_id)  # ended while queued, or not ours to run
             return
+        if self._stopping.is_set():
+            return  # claimed while stopping: handed back at once
         task = asyncio.create_task(self._execute(job_id))
         self._running[job_id] = task
         renew = asyncio.create_task(self._renew(entry_id, job_id))
         try:
             await asyncio.wait([task])
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
         finally:
             renew.cancel()
             self._running.pop(job_id, None)
-        if task.cancelled() and self._stopping.is_set():
-            return  # handed back: the entry stays pending and another dispatcher resumes the job
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
+        await self._finish_if_ended(entry_id, job_id)
+
+    async def _finish_if_ended(self, entry_id: str, job_id: str) -> None:
+        """Acknowledges the job's entry and deletes its inputs once the job has ended (or expired).
+        A job still running belongs to whoever holds it now (handed back, or taken over): its
+        entry and inputs are left alone."""
+        state = await self.ledger.state(job_id)
+        if state is not None and not state.terminal:
+            return
         await self._release_inputs(job_id)
         await self.ledger.finish_work(entry_id)
 

@@ -60,7 +60,11 @@ def create_server(settings: GatewaySettings) -> Gateway:
     stages = StageClients.connect(
         settings.segmentation_addr, settings.depth_addr, settings.projection_addr, settings.generation_addr
     )
-    subscriptions = Subscriptions(client)
+    # Pub/sub and the health probe have connections of their own: a pool busy with API calls must
+    # neither starve the subscription nor make a healthy Redis look down.
+    listener = connect(settings.redis_url, max_connections=1, role="gateway-subscriber")
+    prober = connect(settings.redis_url, max_connections=1, role="gateway-probe")
+    subscriptions = Subscriptions(listener)
     hub = EventHub(ledger, subscriptions, keepalive_s=settings.watch_keepalive_s)
     dispatcher = Dispatcher(ledger, storage, stages, settings, subscriptions) if settings.dispatch else None
     edge = Edge(
@@ -70,7 +74,7 @@ def create_server(settings: GatewaySettings) -> Gateway:
         max_receive_bytes=settings.max_request_bytes,
         probe_interval_s=settings.probe_interval_s,
         dependencies=[
-            Dependency("redis", ledger.ping),
+            Dependency("redis", lambda: _answers(prober)),
             Dependency("the redis subscription", _is(subscriptions)),
         ],
     )
@@ -88,7 +92,8 @@ def create_server(settings: GatewaySettings) -> Gateway:
     edge.on_drain.append(hub.drain)
     edge.on_close.append(subscriptions.stop)
     edge.on_close.append(stages.close)
-    edge.on_close.append(client.aclose)
+    for redis_client in (client, listener, prober):
+        edge.on_close.append(redis_client.aclose)
     return Gateway(
         edge=edge,
         ledger=ledger,
@@ -99,6 +104,10 @@ def create_server(settings: GatewaySettings) -> Gateway:
         redis=client,
         settings=settings,
     )
+
+
+async def _answers(client: aioredis.Redis) -> bool:
+    return bool(await client.ping())
 
 
 def _is(subscriptions: Subscriptions) -> Callable[[], Awaitable[bool]]:

@@ -4,6 +4,7 @@ budget, waits out longer outages: gateway/context.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 
@@ -17,14 +18,15 @@ from renderkit.serving import CHANNEL_OPTIONS
 
 # Model-free stage calls are pure functions of their request, so retrying UNAVAILABLE is safe.
 # Generation calls cost money and the generation service runs its own retry and failover rules, so
-# the channel never repeats them (the more specific service entry wins over the default one).
+# the channel never repeats them, and they wait for the channel to be ready, so nothing is sent to
+# a stage that is not there (the more specific service entry wins over the default one).
 _SERVICE_CONFIG = json.dumps(
     {
         # A stage address that resolves to several replicas (a Kubernetes headless service) spreads
         # calls over all of them, and a call retried after one replica died goes to another.
         "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
-            {"name": [{"service": "render.generation.v1.GenerationService"}], "waitForReady": False},
+            {"name": [{"service": "render.generation.v1.GenerationService"}], "waitForReady": True},
             {
                 "name": [{}],
                 "retryPolicy": {
@@ -82,6 +84,15 @@ class StageClients:
             generation=generation_service_pb2_grpc.GenerationServiceStub(channels[3]),
             channels=channels,
         )
+
+    async def wait_ready(self, stage: str, timeout_s: float) -> bool:
+        """Waits until a stage's channel is connected (False when it is not within the timeout)."""
+        channel = self.channels[("segmentation", "depth", "projection", "generation").index(stage)]
+        try:
+            await asyncio.wait_for(channel.channel_ready(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def close(self) -> None:
         """Closes every channel."""

@@ -151,23 +151,27 @@ class EventHub:
             batch = [job for job in taken if job in self._watchers]
             if not batch:
                 continue
-            cursors = {
-                job: _cursor_text(min(w.cursor for w in self._watchers[job]))
-                for job in batch
-                if self._watchers.get(job)
-            }
+            starts = {job: min(w.cursor for w in self._watchers[job]) for job in batch if self._watchers.get(job)}
             try:
-                found = await self.ledger.read_events(cursors, count=_READ_COUNT)
+                found = await self.ledger.read_events(
+                    {job: _cursor_text(start) for job, start in starts.items()}, count=_READ_COUNT
+                )
             except BaseException:
                 self._dirty.update(batch)
                 raise
             for job_id, events in found.items():
-                self._deliver(job_id, events)
+                self._deliver(job_id, starts[job_id], events)
                 if len(events) == _READ_COUNT:
                     self._dirty.add(job_id)  # more to read
 
-    def _deliver(self, job_id: str, events: list[pb.JobEvent]) -> None:
+    def _deliver(self, job_id: str, start: tuple[int, int], events: list[pb.JobEvent]) -> None:
+        """Hands each watcher the events after its cursor. A watcher whose cursor lies before the
+        read's start (it registered while the read was in flight) would skip the events between
+        the two: it waits for the next read, which starts from its cursor."""
         for watcher in list(self._watchers.get(job_id, ())):
+            if watcher.cursor < start:
+                self._dirty.add(job_id)
+                continue
             for event in events:
                 position = cursor_key(event.cursor)
                 if position > watcher.cursor:

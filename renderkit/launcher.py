@@ -188,7 +188,13 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.processes = [(n, p) for n, p in self.processes if n != name] + [(name, process)]
+        # A restarted process keeps its place, so stop() still stops the stack newest first
+        # (the gateways before the stages and Redis they drain through).
+        names = [n for n, _ in self.processes]
+        if name in names:
+            self.processes[names.index(name)] = (name, process)
+        else:
+            self.processes.append((name, process))
         return process
 
     def process(self, name: str) -> subprocess.Popen[bytes]:

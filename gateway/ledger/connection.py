@@ -77,13 +77,16 @@ async def retrying(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
     """Runs a Redis operation, retrying connection failures with backoff and jitter for up to
-    budget_s; then raises LedgerUnavailable."""
+    budget_s; then raises LedgerUnavailable. Each attempt is bounded too (by what is left of the
+    budget, plus the longest blocking read), so a connection that hangs, or a wait for a free
+    one, cannot stretch the budget to the socket timeout."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget_s
     delay = 0.05
     while True:
         try:
-            return await operation()
+            left = deadline - loop.time()
+            return await asyncio.wait_for(operation(), max(left, 0.0) + MAX_BLOCK_MS / 1000)
         except RETRYABLE as exc:
             left = deadline - loop.time()
             if left <= 0:

@@ -237,8 +237,9 @@ class Jobs(LedgerBase):
 
     # -- transitions ----------------------------------------------------------------------------
 
-    async def claim(self, job_id: str, owner: str, message: str) -> int | None:
-        """Takes a job for a dispatcher; returns the attempt number, or None when it has ended or vanished."""
+    async def claim(self, job_id: str, owner: str, message: str, entry_id: str) -> int | None:
+        """Takes a job for the dispatcher holding its work entry; returns the attempt number, or None
+        when the job has ended or vanished, or another dispatcher holds its entry now."""
         stored = await self.get(job_id)
         if stored is None:
             return None
@@ -256,8 +257,17 @@ class Jobs(LedgerBase):
         attempt = int(
             await self._retry(
                 lambda: self.scripts["claim"](
-                    keys=[keys.job(job_id), keys.events(job_id)],
-                    args=[job_id, owner, ms, event.SerializeToString(), op, keys.EVENTS_CHANNEL],
+                    keys=[keys.job(job_id), keys.events(job_id), keys.WORK_STREAM],
+                    args=[
+                        job_id,
+                        owner,
+                        ms,
+                        event.SerializeToString(),
+                        op,
+                        keys.EVENTS_CHANNEL,
+                        keys.WORK_GROUP,
+                        entry_id,
+                    ],
                 )
             )
         )

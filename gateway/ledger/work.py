@@ -53,25 +53,34 @@ class WorkQueue(LedgerBase):
         )
         return [(eid.decode(), f[b"job_id"].decode()) for _, entries in reply or [] for eid, f in entries]
 
-    async def reclaim_work(self, consumer: str, min_idle_ms: int) -> list[tuple[str, str]]:
-        """Entries another dispatcher took but stopped renewing (it died): now this consumer's."""
+    async def reclaim_work(
+        self, consumer: str, min_idle_ms: int, count: int = 1, start: str = "0-0"
+    ) -> tuple[list[tuple[str, str]], str]:
+        """Entries another dispatcher took but stopped renewing (it died), now this consumer's, and
+        where the next scan continues (the pending list is scanned a page at a time; "0-0" again
+        once it reached the end)."""
         reply: Any = await self._retry(
             lambda: self._group_read(
                 lambda: self.redis.xautoclaim(
-                    keys.WORK_STREAM, keys.WORK_GROUP, consumer, min_idle_ms, start_id="0-0", count=10
+                    keys.WORK_STREAM, keys.WORK_GROUP, consumer, min_idle_ms, start_id=start, count=count
                 )
             )
         )
         if reply is None:
-            return []
+            return [], "0-0"
         # Redis 6.2 answers [next, entries]; Redis 7 adds a list of deleted ids.
-        return [(eid.decode(), f[b"job_id"].decode()) for eid, f in reply[1] if f]
+        following = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        return [(eid.decode(), f[b"job_id"].decode()) for eid, f in reply[1] if f], following
 
-    async def renew(self, consumer: str, entry_id: str) -> None:
-        """Resets an entry's idle time so it is not reclaimed while its dispatcher works on it."""
-        await self._retry(
-            lambda: self.redis.xclaim(keys.WORK_STREAM, keys.WORK_GROUP, consumer, 0, [entry_id], justid=True)
+    async def renew(self, consumer: str, entry_id: str, job_id: str) -> bool:
+        """Resets an entry's idle time so it is not reclaimed while its dispatcher works on it; False
+        (and nothing renewed) when the dispatcher no longer owns the running job."""
+        renewed = await self._retry(
+            lambda: self.scripts["renew"](
+                keys=[keys.WORK_STREAM, keys.job(job_id)], args=[keys.WORK_GROUP, consumer, entry_id]
+            )
         )
+        return bool(renewed)
 
     async def finish_work(self, entry_id: str) -> None:
         """Acknowledges and deletes a work entry."""

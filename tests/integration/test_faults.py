@@ -289,3 +289,49 @@ async def _started(settings: GatewaySettings) -> Gateway:
     gateway = create_server(settings)
     await gateway.start()
     return gateway
+
+
+def test_a_dispatcher_that_lost_its_job_leaves_the_new_owners_work_alone(
+    redis_url: str, stages: dict[str, str], tmp_path: Path
+) -> None:
+    """Taken over while its Redis was away, a dispatcher neither runs the job a second time nor
+    deletes the inputs and the work entry the new owner is using."""
+    from gateway.dispatcher import Dispatcher
+    from gateway.ledger import NewJob
+    from gateway.stages import StageClients
+    from gateway.subscriptions import Subscriptions
+    from renderkit.storage import LocalStorage
+
+    async def body() -> None:
+        client = connect(redis_url + "/12")
+        await client.flushdb()
+        storage = LocalStorage(tmp_path)
+        settings = gateway_settings(redis_url + "/12", tmp_path, stages)
+        ledger = Ledger(client)
+        stage_clients = StageClients.connect(
+            *(stages[n] for n in ("segmentation", "depth", "projection", "generation"))
+        )
+        old = Dispatcher(ledger, storage, stage_clients, settings, Subscriptions(client))
+        try:
+            await ledger.ensure_group()
+            job_id = "taken-over-job"
+            storage.put(f"uploads/{job_id}/material_swap-photo", PHOTO, "image/jpeg")
+            await ledger.submit(NewJob(job_id, "faults", "material_swap", b"", {}, "f", "", "", "", 4))
+            ((entry_id, _),) = await ledger.read_work(old.consumer, block_ms=100)
+            # The old dispatcher's lease ran out; another one reclaimed the entry and owns the job.
+            reclaimed, _ = await ledger.reclaim_work("new-owner", min_idle_ms=0, count=1)
+            assert reclaimed == [(entry_id, job_id)]
+            assert await ledger.claim(job_id, "new-owner", "Resuming", entry_id) == 1
+            await old._run(entry_id, job_id)  # the old one comes back to the job it had read
+            stored = await ledger.get(job_id)
+            assert stored is not None and stored.owner == "new-owner" and stored.job.attempt == 1
+            assert storage.get(f"uploads/{job_id}/material_swap-photo") == PHOTO
+            pending: Any = await client.xpending_range(keys.WORK_STREAM, keys.WORK_GROUP, "-", "+", 10)
+            assert [(p["message_id"].decode(), p["consumer"].decode()) for p in pending] == [(entry_id, "new-owner")]
+            assert not await ledger.renew(old.consumer, entry_id, job_id)
+        finally:
+            await stage_clients.close()
+            await client.flushdb()
+            await client.aclose()
+
+    asyncio.run(body())

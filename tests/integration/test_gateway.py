@@ -274,7 +274,7 @@ def test_a_stage_over_its_deadline_fails_the_job_with_timeout(client: RenderClie
     request.material_swap.options.stage_timeout_seconds = 0.001
     done = client.wait(client.submit(request).job.id, timeout=60)
     assert done.state == pb.JOB_STATE_FAILED
-    assert done.error.code == pb.ERROR_CODE_TIMEOUT and "took longer than 0.001 s" in done.error.message
+    assert done.error.code == pb.ERROR_CODE_TIMEOUT and "did not answer within 0.001 s" in done.error.message
 
 
 def test_storage_that_cannot_hold_the_render_fails_with_upload_failed(

@@ -48,8 +48,27 @@ async def collect(events: AsyncIterator[pb.JobEvent]) -> list[pb.JobEvent]:
     return [e async for e in events]
 
 
+async def take(ledger: Ledger, job_id: str, consumer: str) -> str:
+    """Makes the consumer hold the job's work entry (read it, or take it over) and returns its id."""
+    pending: Any = await ledger.redis.xpending_range(keys.WORK_STREAM, keys.WORK_GROUP, "-", "+", 100)
+    for row in pending:
+        entry_id = row["message_id"].decode()
+        fields: Any = await ledger.redis.xrange(keys.WORK_STREAM, entry_id, entry_id)
+        if fields and fields[0][1][b"job_id"].decode() == job_id:
+            await ledger.redis.xclaim(keys.WORK_STREAM, keys.WORK_GROUP, consumer, 0, [entry_id], justid=True)
+            return str(entry_id)
+    for entry_id, found in await ledger.read_work(consumer, block_ms=100, count=100):
+        if found == job_id:
+            return entry_id
+    raise AssertionError(f"no work entry for {job_id}")
+
+
+async def claim(ledger: Ledger, job_id: str, consumer: str, message: str = "Starting") -> int | None:
+    return await ledger.claim(job_id, consumer, message, await take(ledger, job_id, consumer))
+
+
 async def run_job(ledger: Ledger, job_id: str, owner: str = "w1") -> None:
-    assert await ledger.claim(job_id, owner, "Starting") == 1
+    assert await claim(ledger, job_id, owner) == 1
     for step, stage in enumerate((pb.STAGE_SEGMENTATION, pb.STAGE_DEPTH, pb.STAGE_PROJECTION, pb.STAGE_OUTPUT), 1):
         await ledger.progress(
             job_id, owner, stage=stage, step=step, total_steps=4, progress=(step - 1) / 4, message=f"Step {step}/4"
@@ -95,14 +114,14 @@ def test_a_watcher_follows_live_events_until_the_end(redis_url: str) -> None:
 def test_terminal_state_is_final(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
         job_id, _ = await ledger.submit(new_job())
-        await ledger.claim(job_id, "w1", "Starting")
+        await claim(ledger, job_id, "w1")
         assert await ledger.cancel(job_id)
         assert not await ledger.cancel(job_id)
         with pytest.raises(NotOwner):
             await ledger.succeed(job_id, "w1", pb.JobResult(), 4)
         with pytest.raises(NotOwner):
             await ledger.progress(job_id, "w1", stage=1, step=1, total_steps=4, progress=0, message="late")
-        assert await ledger.claim(job_id, "w2", "Starting") is None
+        assert await claim(ledger, job_id, "w2") is None
         stored = await ledger.get(job_id)
         assert stored is not None and stored.job.state == pb.JOB_STATE_CANCELLED
         events = await collect(ledger.events(job_id))
@@ -117,8 +136,11 @@ def test_terminal_state_is_final(redis_url: str) -> None:
 def test_a_taken_over_dispatcher_cannot_write(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
         job_id, _ = await ledger.submit(new_job())
-        assert await ledger.claim(job_id, "old", "Starting") == 1
-        assert await ledger.claim(job_id, "new", "Resuming") == 2
+        assert await claim(ledger, job_id, "old") == 1
+        old_entry = await take(ledger, job_id, "old")
+        assert await ledger.claim(job_id, "new", "Resuming", old_entry) is None  # "new" does not hold it
+        assert await claim(ledger, job_id, "new", "Resuming") == 2
+        assert not await ledger.renew("old", old_entry, job_id)  # the old owner learns it lost the job
         with pytest.raises(NotOwner):
             await ledger.save_checkpoint(job_id, "old", "depth", b"x")
         with pytest.raises(NotOwner):
@@ -159,7 +181,7 @@ def test_queue_limit(redis_url: str) -> None:
 def test_every_key_of_a_finished_job_expires_after_the_retention(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
         job_id, _ = await ledger.submit(new_job(key="k1"))
-        await ledger.claim(job_id, "w1", "Starting")
+        await claim(ledger, job_id, "w1")
         await ledger.save_checkpoint(job_id, "w1", "segmentation", b"mask")
         assert await ledger.redis.ttl(keys.job(job_id)) == -1  # a running job does not expire
         await ledger.fail(job_id, "w1", pb.JobError(code=pb.ERROR_CODE_TIMEOUT, message="slow"), 4)
@@ -177,12 +199,13 @@ def test_stalled_work_is_reclaimed_and_renewed_work_is_not(redis_url: str) -> No
         alive, _ = await ledger.submit(new_job())
         taken = await ledger.read_work("dead", block_ms=100) + await ledger.read_work("alive", block_ms=100)
         entries = dict((job, entry) for entry, job in taken)
+        assert await ledger.claim(alive, "alive", "Starting", entries[alive]) == 1
         await asyncio.sleep(0.3)
-        await ledger.renew("alive", entries[alive])
-        reclaimed = await ledger.reclaim_work("rescuer", min_idle_ms=200)
+        assert await ledger.renew("alive", entries[alive], alive)
+        reclaimed, _ = await ledger.reclaim_work("rescuer", min_idle_ms=200, count=10)
         assert [job for _, job in reclaimed] == [stalled]
         await ledger.finish_work(entries[stalled])
-        assert await ledger.reclaim_work("rescuer", min_idle_ms=0) == [(entries[alive], alive)]
+        assert (await ledger.reclaim_work("rescuer", min_idle_ms=0, count=10))[0] == [(entries[alive], alive)]
 
     run(body, redis_url)
 

@@ -323,7 +323,7 @@ def all_strings(message: Message) -> list[str]:
     """Every string field of a message, nested ones included."""
     found = []
     for field, value in message.ListFields():
-        values = value if field.label == field.LABEL_REPEATED else [value]
+        values = value if field.label == field.LABEL_REPEATED else [value]  # type: ignore[attr-defined]
         for item in values:
             if isinstance(item, Message):
                 found += all_strings(item)

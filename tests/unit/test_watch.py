@@ -1,0 +1,98 @@
+"""The event hub's fan-out, against a scripted ledger: every watcher gets every event after its own
+cursor, once and in order, however its registration interleaves with reads in flight."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+from gateway.ledger import cursor_key
+from gateway.watch import EventHub
+from render.v1 import render_service_pb2 as pb
+
+
+class Stream:
+    """One job's events, read the way Ledger.read_events reads them; a read can be held open."""
+
+    def __init__(self, count: int) -> None:
+        self.events = [
+            pb.JobEvent(cursor=f"100-{i}", message=f"e{i}", state=pb.JOB_STATE_RUNNING) for i in range(count)
+        ]
+        self.events[0].state = pb.JOB_STATE_QUEUED
+        self.reads: list[str] = []
+        self.hold: asyncio.Event | None = None
+
+    async def read_events(self, cursors: Mapping[str, str], count: int = 100) -> dict[str, list[pb.JobEvent]]:
+        start = cursors["job"]
+        self.reads.append(start)
+        if self.hold is not None:
+            await self.hold.wait()
+        return {"job": [e for e in self.events if cursor_key(e.cursor) > cursor_key(start)][:count]}
+
+    async def exist(self, job_ids: list[str]) -> list[bool]:
+        return [True for _ in job_ids]
+
+
+class NoSubscriptions:
+    def on(self, channel: str, handler: Callable[[str], None]) -> None:
+        return None
+
+    def on_subscribed(self, callback: Callable[[], None]) -> None:
+        return None
+
+
+async def take(watch: object, n: int) -> list[str]:
+    out = []
+    async for event in watch:  # type: ignore[attr-defined]
+        if event is not None:
+            out.append(event.message)
+        if len(out) == n:
+            return out
+    return out
+
+
+def test_a_watcher_registering_during_a_read_still_gets_every_event() -> None:
+    async def body() -> None:
+        stream = Stream(6)
+        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            late = hub.watch("job", after="100-3")  # this watcher has seen e0..e3
+            first = asyncio.create_task(take(late, 2))
+            await asyncio.sleep(0.05)
+            assert await asyncio.wait_for(first, 2) == ["e4", "e5"]
+            stream.hold = asyncio.Event()
+            later = hub.watch("job", after="100-3")
+            resumed = asyncio.create_task(take(later, 2))
+            await asyncio.sleep(0.05)  # its read, from 100-3, is in flight
+            everything = asyncio.create_task(take(hub.watch("job"), 6))  # a watcher from the start
+            await asyncio.sleep(0.05)
+            stream.hold.set()
+            assert await asyncio.wait_for(resumed, 2) == ["e4", "e5"]
+            assert await asyncio.wait_for(everything, 2) == [f"e{i}" for i in range(6)]
+        finally:
+            await hub.drain()
+
+    asyncio.run(body())
+
+
+def test_a_silent_job_gets_keep_alives_and_nothing_else() -> None:
+    async def body() -> None:
+        stream = Stream(1)
+        hub = EventHub(stream, NoSubscriptions(), keepalive_s=0.05)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            seen: list[pb.JobEvent | None] = []
+            watch = hub.watch("job")
+            async for item in watch:
+                seen.append(item)
+                if len(seen) == 4:
+                    break
+            await watch.aclose()
+            assert seen[0] is not None and seen[0].message == "e0"
+            assert seen[1:] == [None, None, None]
+            assert hub.watchers == 0
+        finally:
+            await hub.drain()
+
+    asyncio.run(body())
