@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from gateway.ledger import Ledger, LedgerUnavailable, cursor_key, keys
@@ -90,7 +90,7 @@ class EventHub:
         self._dirty.update(self._watchers)
         self._wake.set()
 
-    async def watch(self, job_id: str, after: str = "") -> AsyncIterator[pb.JobEvent | None]:
+    async def watch(self, job_id: str, after: str = "") -> AsyncGenerator[pb.JobEvent | None, None]:
         """The job's events after the cursor, then new ones until the job ends; None is a keep-alive
         (the job was silent for keepalive_s)."""
         watcher = _Watcher(cursor=cursor_key(after))

@@ -47,7 +47,3 @@ class LedgerBase:
 
     async def _retry(self, operation: Callable[[], Awaitable[T]]) -> T:
         return await retrying(operation, self.retry_s)
-
-    async def ping(self) -> bool:
-        """Whether Redis answers now (the health probe; no retries)."""
-        return bool(await self.redis.ping())

@@ -1,15 +1,13 @@
-"""Jobs' event streams: non-blocking reads of many streams at once (what the gateway's one reader
-uses to fan events out to every watcher) and a simple follower for tools and tests."""
+"""Jobs' event streams: non-blocking reads of many streams at once, what the gateway's one reader
+(gateway/watch.py) uses to fan events out to every watcher."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway.ledger import keys
 from gateway.ledger.base import LedgerBase
-from gateway.ledger.jobs import TERMINAL_PROTO, State
 from render.v1 import render_service_pb2 as pb
 
 
@@ -52,22 +50,3 @@ class EventLog(LedgerBase):
                 return await pipe.execute()
 
         return [bool(n) for n in await self._retry(read)] if job_ids else []
-
-    async def events(self, job_id: str, after: str = "0", poll_s: float = 0.2) -> AsyncIterator[pb.JobEvent]:
-        """Yields a job's events after a cursor, then follows the stream until a terminal event
-        (a simple poller for tools and tests; the gateway fans events out with one reader)."""
-        cursor = after or "0"
-        while True:
-            state = await self.state(job_id)  # type: ignore[attr-defined]
-            if state is None:
-                return
-            batch = (await self.read_events({job_id: cursor})).get(job_id, [])
-            for event in batch:
-                cursor = event.cursor
-                yield event
-                if event.state in TERMINAL_PROTO:
-                    return
-            if not batch:
-                if State(state).terminal:
-                    return
-                await asyncio.sleep(poll_s)
