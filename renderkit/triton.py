@@ -134,22 +134,28 @@ class TritonModels:
             return False
 
     async def model_ready(self, name: str) -> bool:
-        """Whether a model is loaded and ready."""
+        """Whether a model is loaded and ready (False: Triton answers that it is not deployed).
+        TritonError when Triton cannot be reached: a stage must then answer UNAVAILABLE, not
+        behave as if it had no model."""
         try:
             return bool(await self._client.is_model_ready(name, client_timeout=2.0))
-        except Exception:
-            return False
+        except Exception as exc:
+            log.warning("Triton does not answer: %s", exc)
+            raise TritonError("the model server (Triton) is unavailable") from exc
 
     async def healthy(self, models: tuple[str, ...] = ()) -> bool:
         """Whether Triton answers and none of the given models that were once ready has gone away
         (a model that was never deployed is not required: the stage works without it)."""
         if not await self.server_live():
             return False
-        for name in models:
-            if await self.model_ready(name):
-                self._seen_ready.add(name)
-            elif name in self._seen_ready:
-                return False
+        try:
+            for name in models:
+                if await self.model_ready(name):
+                    self._seen_ready.add(name)
+                elif name in self._seen_ready:
+                    return False
+        except TritonError:
+            return False
         return True
 
     async def output_names(self, name: str) -> list[str]:

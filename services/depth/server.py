@@ -78,7 +78,11 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
                 bad_request([("mask_png", "must be the size of the photo")]),
             )
         problems = []
-        if self.triton is not None and await self.triton.model_ready(DEPTH.name):
+        try:
+            model_deployed = self.triton is not None and await self.triton.model_ready(DEPTH.name)
+        except TritonError as exc:  # Triton is down: retry later, never fall back as if no model existed
+            await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        if model_deployed:
             try:
                 return await self._model_plane(image, mask, request)
             except TritonError as exc:

@@ -34,8 +34,12 @@ class TritonDiffusionProvider:
         return None  # the Triton client belongs to the server
 
     async def ready(self) -> bool:
-        """Whether Triton serves the model now (a Triton without diffusion weights is skipped)."""
-        return await self.triton.model_ready(self.model)
+        """Whether Triton serves the model now (a Triton without diffusion weights, or one that
+        does not answer, is skipped: the next provider in the failover order is tried)."""
+        try:
+            return await self.triton.model_ready(self.model)
+        except TritonError:
+            return False
 
     def estimate(self, task: ImageTask) -> Cost:
         return self.prices.estimate(self.name, self.model, task, "*")

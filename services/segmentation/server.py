@@ -71,11 +71,14 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                     f"the photo is {photo.shape[1]}x{photo.shape[0]}, not {width}x{height}",
                     bad_request([("photo", "must be width x height")]),
                 )
-        model_deployed = (
-            request.surface in ADE20K_SURFACE_CLASSES
-            and self.triton is not None
-            and await self.triton.model_ready(SEGMENTATION.name)
-        )
+        try:
+            model_deployed = (
+                request.surface in ADE20K_SURFACE_CLASSES
+                and self.triton is not None
+                and await self.triton.model_ready(SEGMENTATION.name)
+            )
+        except TritonError as exc:  # Triton is down: retry later, never answer as if no model existed
+            await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         # A client mask is authoritative: no inference for it.
         use_model = model_deployed and photo is not None and not request.mask
         try:

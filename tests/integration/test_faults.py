@@ -20,6 +20,10 @@ from gateway.ledger import Ledger, keys
 from gateway.ledger.connection import client_name, connect
 from gateway.server import Gateway, create_server
 from gateway.settings import GatewaySettings
+from render.depth.v1 import depth_service_pb2 as depth_pb
+from render.depth.v1 import depth_service_pb2_grpc as depth_grpc
+from render.segmentation.v1 import segmentation_service_pb2 as seg_pb
+from render.segmentation.v1 import segmentation_service_pb2_grpc as seg_grpc
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit import imaging, scenes
@@ -257,6 +261,20 @@ def test_stage_health_follows_triton(triton: EmbeddedTriton, start_stage: Callab
         for address in addresses.values():
             assert seconds_until(address, NOT_SERVING, 5.0) <= 5.0
         assert health(addresses["generation"], diffusion) == NOT_SERVING
+        # Asked for the model path meanwhile, the stages say UNAVAILABLE (the dispatcher retries)
+        # instead of answering as if no model were deployed (a wrong plane, or a refusal).
+        mask = imaging.encode_mask(SCENE.floor_mask)
+        with grpc.insecure_channel(addresses["segmentation"]) as channel, pytest.raises(grpc.RpcError) as seg:
+            seg_grpc.SegmentationServiceStub(channel).Segment(
+                seg_pb.SegmentRequest(width=320, height=240, photo=PHOTO, surface="floor"), timeout=10
+            )
+        with grpc.insecure_channel(addresses["depth"]) as channel, pytest.raises(grpc.RpcError) as depth:
+            depth_grpc.DepthServiceStub(channel).EstimatePlane(
+                depth_pb.EstimatePlaneRequest(width=320, height=240, photo=PHOTO, mask_png=mask), timeout=10
+            )
+        for failed in (seg.value, depth.value):
+            assert failed.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+            assert failed.details() == "the model server (Triton) is unavailable"  # type: ignore[attr-defined]
     finally:
         triton.start()
     for address in addresses.values():
