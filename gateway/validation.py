@@ -37,6 +37,8 @@ class Limits:
 
 Violation = tuple[str, str]
 MAX_VARIANTS = 8
+MAX_POLYGON_POINTS = 1000
+MAX_CLICKS = 100
 
 
 def _image(
@@ -218,12 +220,18 @@ def _material_swap(swap: pb.MaterialSwap, limits: Limits, material_maps: bool) -
                 problem = quad_problem(np.array([[p.x, p.y] for p in hints.quad], dtype=np.float64))
                 if problem:
                     violations.append((f"{base}.hints.quad", problem))
-    if hints.polygon:
-        if len(hints.polygon) < 3:
-            violations.append((f"{base}.hints.polygon", "needs at least 3 points"))
-        violations += _points(hints.polygon, f"{base}.hints.polygon", photo)
-    violations += _points(hints.positive_points, f"{base}.hints.positive_points", photo)
-    violations += _points(hints.negative_points, f"{base}.hints.negative_points", photo)
+    # Bounded counts: a hostile request of a million points would cost seconds to check and draw.
+    for name, points, most in (
+        ("polygon", hints.polygon, MAX_POLYGON_POINTS),
+        ("positive_points", hints.positive_points, MAX_CLICKS),
+        ("negative_points", hints.negative_points, MAX_CLICKS),
+    ):
+        if len(points) > most:
+            violations.append((f"{base}.hints.{name}", f"at most {most} points, got {len(points)}"))
+        else:
+            violations += _points(points, f"{base}.hints.{name}", photo)
+    if hints.polygon and len(hints.polygon) < 3:
+        violations.append((f"{base}.hints.polygon", "needs at least 3 points"))
     if hints.HasField("quad_size") and (hints.quad_size.width_meters <= 0 or hints.quad_size.height_meters <= 0):
         violations.append((f"{base}.hints.quad_size", "both sides must be positive"))
     for name in ("focal_length_px", "plane_distance_meters"):

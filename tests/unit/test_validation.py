@@ -285,3 +285,13 @@ def test_the_enum_walk_reaches_into_maps() -> None:
         ("fields['a'].null_value", "is 5, not a known value"),
         ("fields['b'].list_value.values[0].null_value", "is 3, not a known value"),
     }
+
+
+def test_hint_point_counts_are_bounded() -> None:
+    req = request()
+    hints = req.material_swap.hints
+    hints.polygon.extend(pb.Point(x=1, y=1) for _ in range(5000))
+    hints.positive_points.extend(pb.Point(x=1, y=1) for _ in range(101))
+    found = dict(validate_submit(req, Limits()))
+    assert found["material_swap.hints.polygon"] == "at most 1000 points, got 5000"
+    assert found["material_swap.hints.positive_points"] == "at most 100 points, got 101"
