@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -75,7 +74,7 @@ def create_server(settings: GatewaySettings) -> Gateway:
         probe_interval_s=settings.probe_interval_s,
         dependencies=[
             Dependency("redis", lambda: _answers(prober)),
-            Dependency("the redis subscription", _is(subscriptions)),
+            Dependency("the redis subscription", subscriptions.healthy),
         ],
     )
     servicer = RenderServicer(ledger, storage, settings.limits, hub)
@@ -108,13 +107,6 @@ def create_server(settings: GatewaySettings) -> Gateway:
 
 async def _answers(client: aioredis.Redis) -> bool:
     return bool(await client.ping())
-
-
-def _is(subscriptions: Subscriptions) -> Callable[[], Awaitable[bool]]:
-    async def subscribed() -> bool:
-        return subscriptions.subscribed
-
-    return subscribed
 
 
 def main() -> None:

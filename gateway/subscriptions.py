@@ -48,8 +48,9 @@ class Subscriptions:
         """Whether the connection is up and subscribed to every channel now."""
         return self._subscribed.is_set()
 
-    async def wait_subscribed(self, timeout_s: float) -> None:
-        await asyncio.wait_for(self._subscribed.wait(), timeout_s)
+    async def healthy(self) -> bool:
+        """The health probe: subscribed now."""
+        return self.subscribed
 
     def start(self) -> None:
         if self._task is None:
