@@ -64,10 +64,13 @@ class Edge:
         max_receive_bytes: int = INTERNAL_MESSAGE_BYTES,
         probe_interval_s: float = 1.0,
         infrastructure: Infrastructure = (),
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
         self.service_names = list(service_names)
+        # The error mapping runs first, so whatever a later interceptor (authentication) raises is
+        # mapped to a safe status too.
         self.server = grpc.aio.server(
-            options=server_options(max_receive_bytes), interceptors=[ErrorMapping(infrastructure)]
+            options=server_options(max_receive_bytes), interceptors=[ErrorMapping(infrastructure), *interceptors]
         )
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
