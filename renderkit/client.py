@@ -422,6 +422,7 @@ class RenderClient:
         tenant: str = "",
         channel: grpc.Channel | None = None,
         *,
+        api_key: str = "",
         retry: RetryPolicy | None = None,
         stream_idle_timeout_s: float | None = 45.0,
         on_retry: OnRetry | None = None,
@@ -429,7 +430,10 @@ class RenderClient:
         self.address = address
         self.channel = channel if channel is not None else grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.RenderServiceStub(self.channel)
-        self.metadata = (("x-tenant-id", tenant),) if tenant else ()
+        metadata: list[tuple[str, str]] = [("x-tenant-id", tenant)] if tenant else []
+        if api_key:
+            metadata.append(("authorization", f"Bearer {api_key}"))
+        self.metadata = tuple(metadata)
         self.retry = retry if retry is not None else RetryPolicy()
         self.stream_idle_timeout_s = stream_idle_timeout_s
         self.on_retry = on_retry

@@ -154,6 +154,12 @@ class Stack:
     def storage_dir(self) -> Path:
         return self.data_dir / "storage"
 
+    @property
+    def api_key(self) -> str:
+        """The development API key the stack minted (data_dir/dev-api-key), "" before it has."""
+        path = self.data_dir / "dev-api-key"
+        return path.read_text().strip() if path.exists() else ""
+
     def addresses(self) -> dict[str, str]:
         """Every address of the stack, by name."""
         p = self.ports
