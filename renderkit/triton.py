@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,8 @@ import tritonclient.grpc.aio as triton_aio
 from google.protobuf import text_format
 from tritonclient.grpc import InferInput, InferRequestedOutput, model_config_pb2
 from tritonclient.utils import InferenceServerException
+
+from renderkit.tls import ClientCertificates
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +117,55 @@ def to_pixel_values(image_bgr: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
-class TritonModels:
-    """An async tritonclient wrapper; every failure surfaces as TritonError."""
+# A client replaced after a certificate rotation is closed this long after, so inferences already
+# running on it finish (longer than any stage's deadline).
+RETIRED_CLIENT_GRACE_S = 600.0
 
-    def __init__(self, url: str) -> None:
+
+class TritonModels:
+    """An async tritonclient wrapper; every failure surfaces as TritonError.
+
+    With `tls`, the client presents that certificate and verifies Triton's (mutual TLS); when the
+    files change (looked at with every health probe) new calls go through a new client.
+    """
+
+    def __init__(self, url: str, tls: ClientCertificates | None = None) -> None:
         self.url = url
-        self._client = triton_aio.InferenceServerClient(url)
+        self._tls = tls
+        self._client = self._connect()
         self._seen_ready: set[str] = set()
+        self._retired: list[triton_aio.InferenceServerClient] = []
+        self._closers: set[asyncio.Task[None]] = set()
+
+    def _connect(self) -> triton_aio.InferenceServerClient:
+        if self._tls is None:
+            return triton_aio.InferenceServerClient(self.url)
+        return triton_aio.InferenceServerClient(self.url, creds=self._tls.credentials())
+
+    def _follow_certificates(self) -> None:
+        """A new client when the certificate files changed; the old one closes after a grace."""
+        if self._tls is None or not self._tls.reload_if_changed():
+            return
+        old, self._client = self._client, self._connect()
+        self._retired.append(old)
+
+        async def close_later() -> None:
+            await asyncio.sleep(RETIRED_CLIENT_GRACE_S)
+            self._retired.remove(old)
+            await old.close()
+
+        task = asyncio.get_running_loop().create_task(close_later())
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
 
     async def close(self) -> None:
-        """Closes the channel."""
-        await self._client.close()
+        """Closes the channel (and any replaced by a certificate rotation)."""
+        for task in list(self._closers):
+            task.cancel()
+        await asyncio.gather(*self._closers, return_exceptions=True)
+        for client in [*self._retired, self._client]:
+            await client.close()
+        self._retired.clear()
 
     async def server_live(self) -> bool:
         """Whether the Triton server answers."""
@@ -146,6 +187,7 @@ class TritonModels:
     async def healthy(self, models: tuple[str, ...] = ()) -> bool:
         """Whether Triton answers and none of the given models that were once ready has gone away
         (a model that was never deployed is not required: the stage works without it)."""
+        self._follow_certificates()
         if not await self.server_live():
             return False
         try:

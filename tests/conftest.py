@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,7 +22,8 @@ import redis
 from gateway.server import Gateway, create_server
 from gateway.settings import GatewaySettings
 from renderkit.edge import Edge
-from renderkit.launcher import ROOT, Ports, Stack, free_port, redis_server_binary
+from renderkit.launcher import ROOT, Ports, Stack, free_port, redis_server_binary, write_redis_auth
+from renderkit.tls import TlsFiles
 from services.common.stage import StageSettings
 from services.depth.server import create_server as create_depth
 from services.generation.server import GenerationSettings
@@ -45,22 +47,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 class RedisServer:
-    """A real redis-server (the bundled one) on a loopback port, AOF on; a test may kill it and
-    start it again on the same port and data directory, as a restart would."""
+    """A real redis-server (the bundled one) on a loopback port, AOF on, requiring a password (as
+    every Redis of the stack does; `url` carries it); a test may kill it and start it again on the
+    same port and data directory, as a restart would."""
 
     def __init__(self, data: Path, port: int = 0) -> None:
         self.data = data
         self.port = port or free_port()
+        self.password = secrets.token_urlsafe(24)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
                 redis_server_binary(),
+                str(write_redis_auth(self.data / "auth.conf", self.password)),
                 "--port",
                 str(self.port),
                 "--bind",
@@ -74,7 +80,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port)
+        client = redis.Redis(port=self.port, password=self.password)
         try:
             for _ in range(200):
                 with contextlib.suppress(redis.ConnectionError, redis.exceptions.BusyLoadingError):
@@ -115,18 +121,23 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 class EmbeddedTriton:
     """services.triton_host in its own process group (PyTriton runs tritonserver as a child), so a
-    test can kill all of it at once, as a crash would, and start it again on the same ports."""
+    test can kill all of it at once, as a crash would, and start it again on the same ports. With
+    `tls_dir` (a directory of ca.crt, tls.crt, tls.key) its gRPC port serves mutual TLS."""
 
-    def __init__(self, models_dir: Path, log_dir: Path, models: tuple[str, ...]) -> None:
+    def __init__(self, models_dir: Path, log_dir: Path, models: tuple[str, ...], tls_dir: Path | None = None) -> None:
         self.models = models
         self.log_path = log_dir / "triton.log"
         self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.metrics_port = free_port()
+        self.tls_dir = tls_dir
         self.env = {
             **os.environ,
             "MODELS_DIR": str(models_dir),
             "TRITON_GRPC_PORT": str(self.grpc_port),
-            "TRITON_HTTP_PORT": str(free_port()),
-            "TRITON_METRICS_PORT": str(free_port()),
+            "TRITON_HTTP_PORT": str(self.http_port),
+            "TRITON_METRICS_PORT": str(self.metrics_port),
+            "INTERNAL_TLS_DIR": str(tls_dir) if tls_dir is not None else "",
         }
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -147,7 +158,17 @@ class EmbeddedTriton:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        client = triton_grpc.InferenceServerClient(self.url)
+        if self.tls_dir is not None:
+            files = TlsFiles.directory(self.tls_dir)
+            client = triton_grpc.InferenceServerClient(
+                self.url,
+                ssl=True,
+                root_certificates=str(files.ca),
+                private_key=str(files.key),
+                certificate_chain=str(files.cert),
+            )
+        else:
+            client = triton_grpc.InferenceServerClient(self.url)
         try:
             deadline = time.monotonic() + timeout_s
             while True:

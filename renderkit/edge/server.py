@@ -52,7 +52,8 @@ class Edge:
     are probed on a loop while the server runs. Hooks: `on_start` before the server takes calls;
     `when_ready` once, when every required dependency first answers (before SERVING is first
     reported); `on_drain` after health turns NOT_SERVING and before the server stops taking calls;
-    `on_close` last.
+    `on_close` last. With `credentials` the port serves TLS only (renderkit.tls makes them: mutual
+    for the internal hops, server-only for the public port), else plaintext.
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class Edge:
         probe_interval_s: float = 1.0,
         infrastructure: Infrastructure = (),
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self.service_names = list(service_names)
         # The error mapping runs first, so whatever a later interceptor (authentication) raises is
@@ -79,6 +81,7 @@ class Edge:
         self.on_drain: list[Hook] = []
         self.on_close: list[Hook] = []
         self._listen = listen
+        self._credentials = credentials
         self._loop_task: asyncio.Task[None] | None = None
         self.port = 0
 
@@ -93,7 +96,10 @@ class Edge:
             ],
             self.server,
         )
-        self.port = self.server.add_insecure_port(self._listen)
+        if self._credentials is not None:
+            self.port = self.server.add_secure_port(self._listen, self._credentials)
+        else:
+            self.port = self.server.add_insecure_port(self._listen)
         if self.port == 0:
             raise OSError(f"could not bind {self._listen}")
 

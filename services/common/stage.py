@@ -13,6 +13,7 @@ from render.imaging.v1 import imaging_pb2
 from renderkit import budget
 from renderkit.edge import Dependency, Edge, serve
 from renderkit.settings import env_float, env_int, env_str
+from renderkit.tls import internal_client, internal_server_credentials
 from renderkit.triton import TritonModels
 
 
@@ -25,6 +26,9 @@ class StageSettings:
     grace_seconds: float
     probe_interval_s: float = 1.0
     memory_budget_bytes: int = budget.DEFAULT_REQUEST_BYTES  # what one request may use (the gateway's too)
+    # A directory of ca.crt, tls.crt, tls.key: the server then takes only clients with a certificate
+    # of that CA, and the Triton client presents its own. Empty: plaintext (tests, development).
+    internal_tls_dir: str = ""
 
     @classmethod
     def from_env(cls, prefix: str, default_port: int) -> StageSettings:
@@ -34,12 +38,15 @@ class StageSettings:
             grace_seconds=env_float("SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0.0),
             probe_interval_s=env_float("HEALTH_PROBE_SECONDS", 1.0, minimum=0.05),
             memory_budget_bytes=env_int("REQUEST_MEMORY_MB", budget.DEFAULT_REQUEST_BYTES // 2**20, minimum=64) * 2**20,
+            internal_tls_dir=env_str("INTERNAL_TLS_DIR", ""),
         )
 
 
 def triton_for(settings: StageSettings) -> TritonModels | None:
-    """The Triton client when TRITON_URL is set."""
-    return TritonModels(settings.triton_url) if settings.triton_url else None
+    """The Triton client when TRITON_URL is set (over mutual TLS with INTERNAL_TLS_DIR)."""
+    if not settings.triton_url:
+        return None
+    return TritonModels(settings.triton_url, tls=internal_client(settings.internal_tls_dir))
 
 
 def triton_dependency(triton: TritonModels, models: tuple[str, ...]) -> Dependency:
@@ -53,12 +60,15 @@ def stage_edge(
     register: Callable[[grpc.aio.Server], None],
     dependencies: Sequence[Dependency] = (),
 ) -> Edge:
-    """A stage's server: its servicer on the shared edge, probing the given dependencies."""
+    """A stage's server: its servicer on the shared edge, probing the given dependencies; with
+    INTERNAL_TLS_DIR it serves mutual TLS only (a client without a certificate of the CA is
+    refused in the handshake)."""
     edge = Edge(
         [service_name],
         listen=settings.listen,
         dependencies=dependencies,
         probe_interval_s=settings.probe_interval_s,
+        credentials=internal_server_credentials(settings.internal_tls_dir),
     )
     edge.add(register)
     return edge

@@ -4,11 +4,17 @@ For every model of deploy/triton/model_repository whose weights exist as
 MODELS_DIR/<name>/1/model.onnx, PyTriton binds an onnxruntime session under the model's name
 and tensor contract (MODELS_DIR/<name>/config.pbtxt when `make models` wrote one), so clients
 cannot tell it from `tritonserver` serving the same repository.
+
+Its gRPC port is the one the stages use: with INTERNAL_TLS_DIR it takes only clients with a
+certificate of that directory's CA (mutual TLS). Its HTTP port serves PyTriton itself (it loads
+the models through it): every API there needs this process's access token. Both it and the
+metrics port listen on loopback only.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import threading
 from dataclasses import dataclass
@@ -22,9 +28,30 @@ from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
 from renderkit.serving import configure_logging
 from renderkit.settings import env_int, env_str
+from renderkit.tls import TlsFiles
 from renderkit.triton import REPOSITORY, read_config
 
 log = logging.getLogger("triton_host")
+
+# Triton's HTTP endpoint is there for PyTriton alone: it controls its server over HTTP (with HTTP
+# off it would need the gRPC port, which takes only clients with a certificate, and PyTriton's own
+# client has none). Every API there but health (PyTriton waits for readiness without the token;
+# health tells only live or ready) asks for the token only this process and PyTriton hold.
+HTTP_RESTRICTED = (
+    "metadata",
+    "inference",
+    "shared-memory",
+    "model-config",
+    "model-repository",
+    "statistics",
+    "trace",
+    "logging",
+)
+# On gRPC, statistics stay readable (monitoring, and tests proving inference went through Triton);
+# the endpoints that change the server (shared memory, repository, trace, logging) keep the token.
+GRPC_RESTRICTED = ("shared-memory", "model-repository", "trace", "logging")
+ACCESS_HEADER = "triton-access-token"
+LOOPBACK = "127.0.0.1"
 
 _NUMPY_TYPES = {"FP32": np.float32, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32, "UINT8": np.uint8}
 
@@ -39,6 +66,7 @@ class HostSettings:
     http_port: int
     metrics_port: int
     threads: int
+    internal_tls_dir: str = ""  # empty: plaintext gRPC (tests, development without TLS)
 
     @classmethod
     def from_env(cls) -> HostSettings:
@@ -49,6 +77,7 @@ class HostSettings:
             http_port=env_int("TRITON_HTTP_PORT", 8000, minimum=1),
             metrics_port=env_int("TRITON_METRICS_PORT", 8002, minimum=1),
             threads=env_int("TRITON_ORT_THREADS", 2, minimum=1),
+            internal_tls_dir=env_str("INTERNAL_TLS_DIR", ""),
         )
 
 
@@ -105,27 +134,47 @@ def bind_models(triton: Triton, settings: HostSettings) -> list[str]:
     return bound
 
 
+def triton_config(settings: HostSettings, access_token: str) -> TritonConfig:
+    """The server's configuration: every port on loopback, every HTTP API but health behind the
+    token, and gRPC with mutual TLS when INTERNAL_TLS_DIR is set (tritonserver reads the files once,
+    at start: a rotated certificate takes a restart)."""
+    files = TlsFiles.directory(settings.internal_tls_dir) if settings.internal_tls_dir else None
+    if files is not None:
+        files.read()  # fails here, with a clear message, rather than inside tritonserver
+    return TritonConfig(
+        grpc_address=LOOPBACK,
+        grpc_port=settings.grpc_port,
+        http_address=LOOPBACK,
+        http_port=settings.http_port,
+        metrics_address=LOOPBACK,
+        metrics_port=settings.metrics_port,
+        http_restricted_api=f"{','.join(HTTP_RESTRICTED)}:{ACCESS_HEADER}={access_token}",
+        grpc_restricted_protocol=f"{','.join(GRPC_RESTRICTED)}:{ACCESS_HEADER}={access_token}",
+        # None leaves a flag out: plaintext gRPC without INTERNAL_TLS_DIR.
+        grpc_use_ssl=files is not None or None,
+        grpc_use_ssl_mutual=files is not None or None,
+        grpc_server_cert=files.cert if files else None,
+        grpc_server_key=files.key if files else None,
+        grpc_root_cert=files.ca if files else None,
+        log_verbose=0,
+    )
+
+
 def main() -> None:
     configure_logging("triton")
     settings = HostSettings.from_env()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    config = TritonConfig(
-        grpc_address="127.0.0.1",
-        grpc_port=settings.grpc_port,
-        http_address="127.0.0.1",
-        http_port=settings.http_port,
-        metrics_port=settings.metrics_port,
-        log_verbose=0,
-    )
-    # Statistics stay readable (monitoring, and tests proving inference went through Triton); the
-    # endpoints that change the server (shared memory, repository, trace, logging) keep the token.
-    security = TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"])
-    with Triton(config=config, security_config=security) as triton:
+    # PyTriton sends the token on its own calls; with no endpoints listed here it leaves the
+    # restrictions to the configuration above (it would otherwise give HTTP and gRPC one list).
+    access_token = secrets.token_urlsafe(32)
+    security = TritonSecurityConfig(access_token=access_token, restricted_endpoints=[])
+    with Triton(config=triton_config(settings, access_token), security_config=security) as triton:
         models = bind_models(triton, settings)
         triton.run()
-        log.info("ready on 127.0.0.1:%d with models %s", settings.grpc_port, models or "(none)")
+        mode = "mutual TLS" if settings.internal_tls_dir else "plaintext"
+        log.info("ready on %s:%d (%s) with models %s", LOOPBACK, settings.grpc_port, mode, models or "(none)")
         stop.wait()
         log.info("stopping")
 
