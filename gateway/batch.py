@@ -14,7 +14,7 @@ import logging
 import uuid
 
 from gateway.context import JobContext, JobFailure
-from gateway.ledger import NewJob, QueueFull, StoredJob
+from gateway.ledger import LimitError, NewJob, QueueFull, StoredJob
 from gateway.requests import SURFACES
 from render.v1 import render_service_pb2 as pb
 
@@ -56,7 +56,7 @@ def child_request(ctx: JobContext, index: int) -> tuple[pb.SubmitRenderRequest, 
 
 
 async def submit_child(ctx: JobContext, index: int) -> str | None:
-    """Submits one room; None when the queue is full (the batch tries again later)."""
+    """Submits one room; None when the queue or the tenant's quota is full (the batch tries again later)."""
     request, inputs = child_request(ctx, index)
     new = NewJob(
         job_id=uuid.uuid4().hex,
@@ -72,8 +72,9 @@ async def submit_child(ctx: JobContext, index: int) -> str | None:
         parent_job_id=ctx.job_id,
     )
     try:
-        child_id, _ = await ctx.ledger.submit(new)
-    except QueueFull:
+        # The batch counted against the tenant's rate when it was submitted; its rooms do not.
+        child_id, _ = await ctx.ledger.submit(new, rate_limited=False)
+    except (QueueFull, LimitError):
         return None
     await ctx.ledger.add_child(ctx.job_id, ctx.owner, index, child_id)
     return child_id

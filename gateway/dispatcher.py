@@ -1,16 +1,18 @@
-"""The dispatcher: takes jobs from the ledger's work stream and runs their plans.
+"""The dispatcher: takes jobs from the ledger and runs their plans.
 
-Any number of gateway replicas run one each. One intake loop takes work for its free slots only
-(so N slots never hold N Redis connections, and nothing is taken that cannot start): first an entry
-another dispatcher stopped renewing (it died: XAUTOCLAIM after the lease), else a new one. A job is
-claimed only by the dispatcher holding its entry, and renewed only while that dispatcher owns it,
-so two can never run one job: one that lost its job (taken over while its Redis was away) learns it
-at its next renewal or write and stops without touching the new owner's work. A finished job's
-entry and inputs are cleaned up only once the job is terminal. While Redis is away the dispatcher
-waits (every ledger call retries for up to a lease); a job whose ledger stays away longer is handed
-back, not failed: its entry stays pending and a dispatcher resumes it from its checkpoints. Cancel
-reaches the running task through a Redis channel (and, should that notice be lost, through the
-renewal, which fails once the job has ended) and cancels it, including the stage call in flight.
+Any number of gateway replicas run one each. One intake loop takes work for its free slots only, so
+N slots never hold N Redis connections and nothing is taken that cannot start: the ledger's take
+picks the next job fairly across tenants and within each tenant's concurrency (gateway/ledger/work.py).
+A notice on the work channel wakes the intake at once; it also looks every second. A job's slot
+lasts a lease that its dispatcher renews, and only while it still owns the job; a dispatcher that
+dies stops renewing, and any dispatcher's reaper puts the job back at the front of its tenant's
+queue, owner cleared, so another resumes it from its checkpoints and the old one's writes and
+renewals are refused. A finished job's inputs are deleted only once it has ended. While Redis is
+away the dispatcher waits (every ledger call retries for up to a lease); a job whose ledger stays
+away longer is left to the reaper, not failed. Cancel reaches the running task through a Redis
+channel (and, should that notice be lost, through the renewal, which fails once the job has ended)
+and cancels it, including the stage call in flight. On SIGTERM running jobs get the grace to finish
+and the rest are handed back at once.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ PLANS: dict[str, Callable[[JobContext], Awaitable[pb.JobResult]]] = {
 }
 # Kinds that mostly wait for other jobs: they run beside the workers, not in a worker's slot, so a
 # batch never starves its own children of dispatchers.
-DETACHED = {"room_batch"}
-_INTAKE_BLOCK_MS = 1000
+DETACHED = frozenset({"room_batch"})
+# How long an idle intake waits for a work notice before it looks again anyway.
+_IDLE_LOOK_S = 1.0
 
 
 class Dispatcher:
@@ -71,10 +74,10 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._runs: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._reclaim_from = "0-0"
-        self._next_reclaim = 0.0
+        self._work = asyncio.Event()
         self._stopping = asyncio.Event()
         subscriptions.on(keys.CANCEL_CHANNEL, self._cancel_if_running)
+        subscriptions.on(keys.WORK_CHANNEL, lambda _tenant: self._work.set())
         subscriptions.on_subscribed(self._after_resubscribing)
 
     @property
@@ -83,14 +86,14 @@ class Dispatcher:
         return len(self._running)
 
     async def start(self) -> None:
-        """Starts the intake and the reclaimer."""
-        await self.ledger.ensure_group()
+        """Starts the intake and the reaper."""
         if self.settings.dispatcher_concurrency > 0:
             self._tasks.append(asyncio.create_task(self._intake()))
+            self._tasks.append(asyncio.create_task(self._reaper()))
 
     async def stop(self, grace_s: float) -> None:
         """Stops taking work, lets running jobs finish within the grace, then hands the rest back
-        (their entries stay pending; another dispatcher resumes them)."""
+        (to the front of their queues, for another dispatcher to resume)."""
         self._stopping.set()
         for task in self._tasks:
             task.cancel()
@@ -111,10 +114,9 @@ class Dispatcher:
         delay = 0.1
         while not self._stopping.is_set():
             await self._slots.acquire()
+            self._work.clear()
             try:
-                entries = await self._stalled_entry() or await self.ledger.read_work(
-                    self.consumer, block_ms=_INTAKE_BLOCK_MS
-                )
+                taken = await self.ledger.take(self.consumer, self.settings.lease_s, DETACHED)
                 delay = 0.1
             except asyncio.CancelledError:
                 self._slots.release()
@@ -122,53 +124,57 @@ class Dispatcher:
             except Exception as exc:
                 self._slots.release()
                 if not isinstance(exc, LedgerUnavailable):
-                    log.exception("reading the work stream failed; retrying")
+                    log.exception("taking work failed; retrying")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            if not entries:
+            if taken is None:
                 self._slots.release()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._work.wait(), _IDLE_LOOK_S)
                 continue
-            entry_id, job_id = entries[0]
-            if job_id in self._running:  # its renewals failed (Redis away) and it came back to us
+            job_id, attempt, kind = taken
+            if kind in DETACHED:  # it waits for its rooms, which take the slots
                 self._slots.release()
-                continue
-            self._spawn(self._dispatch(entry_id, job_id))
+                self._spawn(self._dispatch(job_id, attempt, slot=False))
+            else:
+                self._spawn(self._dispatch(job_id, attempt, slot=True))
 
-    async def _stalled_entry(self) -> list[tuple[str, str]]:
-        """At most one entry whose dispatcher stopped renewing it for a lease, taken for a free slot
-        (the pending list is scanned a page at a time, continuing where the last scan stopped)."""
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._next_reclaim:
-            return []
-        entries, self._reclaim_from = await self.ledger.reclaim_work(
-            self.consumer, int(self.settings.lease_s * 1000), count=1, start=self._reclaim_from
-        )
-        if self._reclaim_from == "0-0" and not entries:  # a full scan found nothing: rest a while
-            self._next_reclaim = loop.time() + self.settings.lease_s / 4
-        for _, job_id in entries:
-            log.info("reclaimed job %s from a stalled dispatcher", job_id)
-        return entries
-
-    async def _dispatch(self, entry_id: str, job_id: str) -> None:
-        """Runs one entry in the slot the intake took (a detached kind gives its slot back)."""
-        released = False
+    async def _dispatch(self, job_id: str, attempt: int, slot: bool) -> None:
+        """Runs one taken job (in the slot the intake took, for kinds that take one)."""
         try:
-            if await self.ledger.kind(job_id) in DETACHED:
-                self._slots.release()
-                released = True
-            await self._run(entry_id, job_id)
+            stale = self._running.get(job_id)
+            if stale is not None:  # our earlier run lost its lease (Redis away) and the job came back
+                stale.cancel()
+                await asyncio.gather(stale, return_exceptions=True)
+            await self._run(job_id, attempt)
         except asyncio.CancelledError:
             raise
         except LedgerUnavailable:
-            log.warning("job %s: the ledger is unavailable; handed back for a later resume", job_id)
+            log.warning("job %s: the ledger is unavailable; the reaper puts it back when its lease ends", job_id)
         except Exception:
-            log.exception("job %s: dispatch failed; handed back for a later resume", job_id)
+            log.exception("job %s: dispatch failed; the reaper puts it back when its lease ends", job_id)
         finally:
-            if not released:
+            if slot:
                 self._slots.release()
 
+    async def _reaper(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                requeued = await self.ledger.requeue_expired()
+                if requeued:
+                    log.info("put back %d job(s) whose dispatcher stopped renewing", requeued)
+            except asyncio.CancelledError:
+                raise
+            except LedgerUnavailable:
+                pass
+            except Exception:
+                log.exception("reaping expired leases failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.lease_s / 4)
+
     def _after_resubscribing(self) -> None:
+        self._work.set()  # work queued while the notices could not arrive
         self._spawn(self._check_running())
 
     def _cancel_if_running(self, job_id: str) -> None:
@@ -185,27 +191,25 @@ class Dispatcher:
                 if stored is None or stored.owner != self.consumer or stored.job.state in TERMINAL_PROTO:
                     self._cancel_if_running(job_id)
 
-    async def _renew(self, entry_id: str, job_id: str) -> None:
+    async def _renew(self, job_id: str) -> None:
         while True:
             await asyncio.sleep(self.settings.lease_s / 3)
             try:
-                renewed = await self.ledger.renew(self.consumer, entry_id, job_id)
+                renewed = await self.ledger.renew(self.consumer, job_id, self.settings.lease_s)
             except Exception:
                 continue  # Redis away: the job goes on (its writes wait); the lease may run out
-            if not renewed:  # cancelled, or taken over, and the notice was lost
+            if not renewed:  # cancelled, or put back for another dispatcher, and the notice was lost
                 self._cancel_if_running(job_id)
                 return
 
-    async def _run(self, entry_id: str, job_id: str) -> None:
-        attempt = await self.ledger.claim(job_id, self.consumer, "Starting", entry_id)
-        if attempt is None:
-            await self._finish_if_ended(entry_id, job_id)  # ended while queued, or not ours to run
-            return
-        if self._stopping.is_set():
-            return  # claimed while stopping: handed back at once
+    async def _run(self, job_id: str, attempt: int) -> None:
+        try:
+            await self.ledger.started(job_id, self.consumer)
+        except NotOwner:
+            return  # cancelled (or put back) between the take and now
         task = asyncio.create_task(self._execute(job_id))
         self._running[job_id] = task
-        renew = asyncio.create_task(self._renew(entry_id, job_id))
+        renew = asyncio.create_task(self._renew(job_id))
         try:
             await asyncio.wait([task])
         except asyncio.CancelledError:
@@ -213,20 +217,23 @@ class Dispatcher:
             raise
         finally:
             renew.cancel()
-            self._running.pop(job_id, None)
+            if self._running.get(job_id) is task:
+                del self._running[job_id]
+        if task.cancelled() and self._stopping.is_set():
+            with contextlib.suppress(Exception):
+                await self.ledger.hand_back(self.consumer, job_id)
+            return
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
-        await self._finish_if_ended(entry_id, job_id)
+        await self._release_if_ended(job_id)
 
-    async def _finish_if_ended(self, entry_id: str, job_id: str) -> None:
-        """Acknowledges the job's entry and deletes its inputs once the job has ended (or expired).
-        A job still running belongs to whoever holds it now (handed back, or taken over): its
-        entry and inputs are left alone."""
+    async def _release_if_ended(self, job_id: str) -> None:
+        """Deletes the job's inputs once it has ended (or expired). A job still running belongs to
+        whoever holds it now (put back, or taken over): its inputs are left alone."""
         state = await self.ledger.state(job_id)
         if state is not None and not state.terminal:
             return
         await self._release_inputs(job_id)
-        await self.ledger.finish_work(entry_id)
 
     async def _release_inputs(self, job_id: str) -> None:
         """Deletes a finished job's uploaded inputs and stored checkpoints; its outputs stay."""

@@ -1,4 +1,5 @@
-"""render.v1.RenderService: validate, record in the ledger, stream progress."""
+"""render.v1.RenderService: validate, record in the ledger, stream progress. Every call is
+authenticated before it gets here (gateway/auth); the tenant is the credential's."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from gateway.ledger import Ledger, NewJob, QueueFull, StoredJob
+from gateway.auth.principal import current_principal
+from gateway.ledger import Ledger, LimitError, NewJob, QueueFull, QuotaExceeded, RateLimited, StoredJob
 from gateway.requests import image_fields, plan_steps
 from gateway.validation import Limits, validate_submit
 from gateway.watch import EventHub
@@ -23,25 +25,22 @@ from renderkit.storage import Storage
 
 log = logging.getLogger(__name__)
 
-TENANT_HEADER = "x-tenant-id"
-DEFAULT_TENANT = "public"
-_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def tenant_of(context: grpc.aio.ServicerContext) -> str | None:  # type: ignore[type-arg]
-    """The caller's tenant from the x-tenant-id header (default "public"); None when malformed."""
-    for key, value in context.invocation_metadata() or ():
-        if key == TENANT_HEADER:
-            text = value if isinstance(value, str) else value.decode()
-            return text if _TENANT.match(text) else None
-    return DEFAULT_TENANT
 
 
 def fingerprint(request: pb.SubmitRenderRequest) -> str:
     """A digest of a request's content, to tell a retry from a different request with a reused key."""
     return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _shed(exc: QueueFull | LimitError, tenant: str) -> tuple[str, float]:
+    """What a submit refused for load says, and when to retry."""
+    if isinstance(exc, RateLimited):
+        return f"tenant {tenant} is over its request rate; retry in {exc.retry_after_s:.2f} s", exc.retry_after_s
+    if isinstance(exc, QuotaExceeded):
+        return f"tenant {tenant} has {exc.quota} unfinished jobs, its quota; retry when some have ended", 5.0
+    return f"the render queue is full ({exc}); retry later", 5.0
 
 
 class RenderServicer(pb_grpc.RenderServiceServicer):
@@ -53,17 +52,11 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         self.limits = limits
         self.hub = hub
 
-    async def _tenant(self, context: grpc.aio.ServicerContext) -> str:  # type: ignore[type-arg]
-        tenant = tenant_of(context)
-        if tenant is None:
-            await abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"{TENANT_HEADER} is malformed",
-                bad_request([(TENANT_HEADER, "use 1-64 letters, digits, _ or -")]),
-            )
-        assert tenant is not None
-        return tenant
+    @staticmethod
+    def _tenant() -> str:
+        """The caller's tenant: the credential's (the authentication interceptor proved it), never
+        anything the caller says."""
+        return current_principal().tenant
 
     async def _job(self, job_id: str, tenant: str, context: grpc.aio.ServicerContext) -> StoredJob:  # type: ignore[type-arg]
         if not job_id:
@@ -92,7 +85,7 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         request: pb.SubmitRenderRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.SubmitRenderResponse:
-        tenant = await self._tenant(context)
+        tenant = self._tenant()
         violations = await asyncio.to_thread(validate_submit, request, self.limits)
         if violations:
             summary = "; ".join(f"{f}: {d}" for f, d in violations[:3])
@@ -124,14 +117,10 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         )
         try:
             recorded_id, duplicate = await self.ledger.submit(new)
-        except QueueFull as exc:
+        except (QueueFull, LimitError) as exc:
             await asyncio.to_thread(self._drop_inputs, inputs)
-            await abort(
-                context,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"the render queue is full ({exc}); retry later",
-                retry_info(5.0),
-            )
+            message, delay = _shed(exc, tenant)
+            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, message, retry_info(delay))
         # If the ledger is away past its retries the uploads stay: the job may have been recorded
         # with its reply lost (a retry with the same idempotency key then finds it), and a job
         # without its inputs would be worse than an orphaned upload.
@@ -184,7 +173,7 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         request: pb.GetJobRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.GetJobResponse:
-        stored = await self._job(request.job_id, await self._tenant(context), context)
+        stored = await self._job(request.job_id, self._tenant(), context)
         return pb.GetJobResponse(job=stored.job)
 
     async def WatchJob(
@@ -192,7 +181,7 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         request: pb.WatchJobRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> AsyncIterator[pb.WatchJobResponse]:
-        tenant = await self._tenant(context)
+        tenant = self._tenant()
         if request.after and not _CURSOR.match(request.after):
             await abort(
                 context,
@@ -209,7 +198,7 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         request: pb.CancelJobRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.CancelJobResponse:
-        tenant = await self._tenant(context)
+        tenant = self._tenant()
         await self._job(request.job_id, tenant, context)
         if await self.ledger.cancel(request.job_id):
             log.info("job %s cancelled", request.job_id)
@@ -224,7 +213,7 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         request: pb.ListJobsRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.ListJobsResponse:
-        tenant = await self._tenant(context)
+        tenant = self._tenant()
         if not 0 <= request.page_size <= 100:
             await abort(
                 context,

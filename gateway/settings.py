@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from gateway.auth.jwt_tokens import JwtSettings
 from gateway.fetch import FetchPolicy
+from gateway.ledger.tenants import TenantLimits
 from gateway.validation import Limits
-from renderkit.settings import env_bool, env_float, env_int, env_str
+from renderkit.settings import SettingsError, env_bool, env_float, env_int, env_str
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,16 @@ class GatewaySettings:
     redis_max_connections: int = 16
     watch_keepalive_s: float = 15.0
     probe_interval_s: float = 1.0
+    jwt: JwtSettings = field(default_factory=JwtSettings)
+    api_key_cache_s: float = 2.0
+    tenant_defaults: TenantLimits = field(default_factory=TenantLimits)
+    internal_tls_dir: str = ""  # ca.crt, tls.crt, tls.key: mutual TLS to the stages; empty: plaintext
+    tls_cert: str = ""  # the public port's certificate chain and key (PEM files); empty: plaintext
+    tls_key: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SettingsError("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY go together: set both or neither")
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -79,4 +91,16 @@ class GatewaySettings:
             redis_max_connections=env_int("REDIS_MAX_CONNECTIONS", 16, minimum=4),
             watch_keepalive_s=env_float("WATCH_KEEPALIVE_SECONDS", 15.0, minimum=0.1),
             probe_interval_s=env_float("HEALTH_PROBE_SECONDS", 1.0, minimum=0.05),
+            jwt=JwtSettings(
+                issuer=env_str("JWT_ISSUER", ""),
+                audience=env_str("JWT_AUDIENCE", ""),
+                jwks=env_str("JWT_JWKS", ""),
+                tenant_claim=env_str("JWT_TENANT_CLAIM", "tenant"),
+                subject_claim=env_str("JWT_SUBJECT_CLAIM", "sub"),
+                scopes_claim=env_str("JWT_SCOPES_CLAIM", "scope"),
+            ),
+            api_key_cache_s=env_float("API_KEY_CACHE_SECONDS", 2.0, minimum=0.0),
+            internal_tls_dir=env_str("INTERNAL_TLS_DIR", ""),
+            tls_cert=env_str("GATEWAY_TLS_CERT", ""),
+            tls_key=env_str("GATEWAY_TLS_KEY", ""),
         )

@@ -15,6 +15,7 @@ import grpc
 from google.protobuf import json_format
 
 from render.v1 import render_service_pb2 as pb
+from renderkit import admin_cli
 from renderkit.client import (
     GaveUpError,
     RenderClient,
@@ -163,6 +164,15 @@ def submit_and_maybe_watch(client: RenderClient, request: pb.SubmitRenderRequest
     return 0 if job.state == pb.JOB_STATE_SUCCEEDED else 1
 
 
+def default_api_key() -> str:
+    """$RENDER_API_KEY, else the development key an embedded stack left in its data directory."""
+    key = os.environ.get("RENDER_API_KEY", "")
+    if key:
+        return key
+    path = Path(os.environ.get("DATA_DIR", "var/stack")) / "dev-api-key"
+    return path.read_text().strip() if path.exists() else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="renderctl", description=__doc__)
     parser.add_argument(
@@ -172,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         "ipv4:host:port,host:port (several replicas); default $RENDER_ADDR or 127.0.0.1:50051",
     )
     parser.add_argument(
-        "--tenant", default=os.environ.get("RENDER_TENANT", ""), help="the x-tenant-id; default $RENDER_TENANT"
+        "--api-key",
+        default=default_api_key(),
+        help="the API key (its tenant is the jobs'); default $RENDER_API_KEY, else the embedded stack's "
+        "development key in $DATA_DIR/dev-api-key (DATA_DIR default var/stack)",
     )
     parser.add_argument(
         "--give-up-after",
@@ -229,11 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--page-size", type=int, default=20)
     listing.add_argument("--page-token", default="")
     listing.add_argument("--project", default="")
+    admin_cli.add_commands(commands)
     args = parser.parse_args(argv)
 
     policy = RetryPolicy(give_up_after_s=args.give_up_after)
-    with RenderClient(args.address, args.tenant, retry=policy, on_retry=print_retry) as client:
+    with RenderClient(args.address, api_key=args.api_key, retry=policy, on_retry=print_retry) as client:
         try:
+            if args.command in ("keys", "tenants"):
+                return admin_cli.run(args, client.channel, client.metadata)
             if args.command == "submit":
                 fmt = cast(pb.ImageFormat, pb.ImageFormat.Value(f"IMAGE_FORMAT_{args.format.upper()}"))
                 request = material_swap_request(

@@ -34,7 +34,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="render-demo-") as tmp:
         stack = Stack(data_dir=Path(tmp), ports=Ports.free(), models_dir=ROOT / "models")
         print("starting the stack ...", flush=True)
-        with stack, RenderClient(stack.gateway_address) as client:
+        with stack, RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
             job = client.submit(material_swap_request(photo, swatch, quad=quad, repeats=12)).job
             print(f"job {job.id}")
             job = watch(client, job.id)

@@ -1,4 +1,5 @@
-"""The Redis job ledger: jobs and their state machine, event streams, the work stream.
+"""The Redis job ledger: jobs and their state machine, event streams, dispatch (per-tenant queues,
+fair takes, leases) and tenants' limits.
 
 Scripts live in scripts/*.lua (registered once per client, idempotent under retry), every key and
 channel in keys.py, connections and the retry rule in connection.py.
@@ -8,22 +9,29 @@ from gateway.ledger.base import LedgerError
 from gateway.ledger.connection import LedgerUnavailable, connect
 from gateway.ledger.events import EventLog, cursor_key
 from gateway.ledger.jobs import Jobs, NewJob, NotOwner, QueueFull, State, StoredJob
+from gateway.ledger.limits import TenantPolicies
+from gateway.ledger.tenants import LimitError, QuotaExceeded, RateLimited, TenantLimits, TenantUsage
 from gateway.ledger.work import WorkQueue
 
 
-class Ledger(Jobs, EventLog, WorkQueue):
-    """The job ledger over one Redis client: jobs, their events and the work stream."""
+class Ledger(Jobs, EventLog, WorkQueue, TenantPolicies):
+    """The job ledger over one Redis client: jobs, their events, dispatch and tenants' limits."""
 
 
 __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerUnavailable",
+    "LimitError",
     "NewJob",
     "NotOwner",
     "QueueFull",
+    "QuotaExceeded",
+    "RateLimited",
     "State",
     "StoredJob",
+    "TenantLimits",
+    "TenantUsage",
     "connect",
     "cursor_key",
 ]

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 
 from gateway.ledger.connection import retrying
+from gateway.ledger.tenants import TenantLimits
 
 T = TypeVar("T")
 
@@ -31,8 +32,10 @@ class LedgerBase:
         retention_s: float = 48 * 3600,
         queue_limit: int = 0,
         retry_s: float = 2.0,
+        tenant_defaults: TenantLimits | None = None,
     ) -> None:
         self.redis = client
+        self.defaults = tenant_defaults or TenantLimits()
         self.retention_ms = int(retention_s * 1000)
         self.queue_limit = queue_limit
         self.retry_s = retry_s

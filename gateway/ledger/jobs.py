@@ -20,6 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.ledger import keys
 from gateway.ledger.base import LedgerBase, LedgerError
+from gateway.ledger.tenants import QuotaExceeded, RateLimited
 from render.v1 import render_service_pb2 as pb
 from renderkit.errors import safe_message
 
@@ -103,8 +104,11 @@ class Jobs(LedgerBase):
 
     # -- submit and read ---------------------------------------------------------------------
 
-    async def submit(self, new: NewJob) -> tuple[str, bool]:
-        """Records and queues a job; returns (job id, whether an earlier job with the key was returned)."""
+    async def submit(self, new: NewJob, *, rate_limited: bool = True) -> tuple[str, bool]:
+        """Records and queues a job within the tenant's rate and quota and the queue limit; returns
+        (job id, whether an earlier job with the key was returned). Raises RateLimited,
+        QuotaExceeded or QueueFull. rate_limited False: the job does not count against the rate
+        (a batch's rooms: the batch itself did)."""
         created = now_ms()
         event = pb.JobEvent(
             job_id=new.job_id,
@@ -138,15 +142,21 @@ class Jobs(LedgerBase):
         flat: list[str | bytes | int] = []
         for k, v in fields.items():
             flat += [k, v]
-        status, job_id = await self._retry(
+        defaults = self.defaults
+        status, value = await self._retry(
             lambda: self.scripts["submit"](
                 keys=[
                     keys.job(new.job_id),
                     keys.events(new.job_id),
-                    keys.WORK_STREAM,
                     keys.ACTIVE_SET,
                     keys.tenant_index(new.tenant),
                     idem_key or "idem:none",
+                    keys.queue(new.tenant),
+                    keys.QUEUED_TENANTS,
+                    keys.QUEUE_CLOCK,
+                    keys.tenant_limits(new.tenant),
+                    keys.tenant_rate(new.tenant),
+                    keys.tenant_active(new.tenant),
                 ],
                 args=[
                     new.job_id,
@@ -156,13 +166,23 @@ class Jobs(LedgerBase):
                     self.retention_ms,
                     event.SerializeToString(),
                     keys.EVENTS_CHANNEL,
+                    keys.WORK_CHANNEL,
+                    new.tenant,
+                    repr(defaults.rate_per_s),
+                    defaults.burst,
+                    defaults.queue_quota,
+                    "1" if rate_limited else "0",
                     *flat,
                 ],
             )
         )
+        if status == b"limited":
+            raise RateLimited(int(value) / 1000)
+        if status == b"quota":
+            raise QuotaExceeded(int(value))
         if status == b"full":
             raise QueueFull(f"{self.queue_limit} jobs are waiting or running")
-        return job_id.decode(), status == b"duplicate"
+        return value.decode(), status == b"duplicate"
 
     async def job_for_key(self, tenant: str, idempotency_key: str) -> str | None:
         """The job an idempotency key maps to, if any."""
@@ -237,12 +257,11 @@ class Jobs(LedgerBase):
 
     # -- transitions ----------------------------------------------------------------------------
 
-    async def claim(self, job_id: str, owner: str, message: str, entry_id: str) -> int | None:
-        """Takes a job for the dispatcher holding its work entry; returns the attempt number, or None
-        when the job has ended or vanished, or another dispatcher holds its entry now."""
+    async def started(self, job_id: str, owner: str, message: str = "Starting") -> None:
+        """The event of a dispatcher starting (or resuming) a job it took."""
         stored = await self.get(job_id)
         if stored is None:
-            return None
+            raise NotOwner(f"job {job_id}: missing")
         ms = now_ms()
         event = pb.JobEvent(
             job_id=job_id,
@@ -253,25 +272,7 @@ class Jobs(LedgerBase):
             step=stored.job.step,
             progress=stored.job.progress,
         )
-        op = _op()
-        attempt = int(
-            await self._retry(
-                lambda: self.scripts["claim"](
-                    keys=[keys.job(job_id), keys.events(job_id), keys.WORK_STREAM],
-                    args=[
-                        job_id,
-                        owner,
-                        ms,
-                        event.SerializeToString(),
-                        op,
-                        keys.EVENTS_CHANNEL,
-                        keys.WORK_GROUP,
-                        entry_id,
-                    ],
-                )
-            )
-        )
-        return attempt if attempt > 0 else None
+        await self._apply(job_id, owner, "", event, {"message": message, "updated_ms": ms})
 
     async def progress(
         self,
@@ -399,7 +400,7 @@ class Jobs(LedgerBase):
         op = _op()
         status = await self._retry(
             lambda: self.scripts["transition"](
-                keys=[keys.job(job_id), keys.events(job_id), keys.ACTIVE_SET, keys.checkpoints(job_id)],
+                keys=[keys.job(job_id), keys.events(job_id), keys.ACTIVE_SET, keys.checkpoints(job_id), keys.RUNNING],
                 args=[
                     job_id,
                     owner,
@@ -408,6 +409,9 @@ class Jobs(LedgerBase):
                     event.SerializeToString(),
                     op,
                     keys.EVENTS_CHANNEL,
+                    keys.WORK_CHANNEL,
+                    keys.TENANT_RUNNING_TEMPLATE,
+                    keys.TENANT_ACTIVE_TEMPLATE,
                     *flat,
                 ],
             )

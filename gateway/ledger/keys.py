@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
-WORK_STREAM = "jobs:work"
-WORK_GROUP = "dispatchers"
 ACTIVE_SET = "jobs:active"
+# Dispatch: the tenants with queued jobs, by virtual time (weighted fair queuing), the virtual
+# clock, and every running job's lease ("tenant|job" by expiry), which the reaper scans.
+QUEUED_TENANTS = "queue:tenants"
+QUEUE_CLOCK = "queue:clock"
+RUNNING = "running:all"
 # Pub/sub: a cancelled job's id (its dispatcher stops it); the id of every job that got an event
 # (each gateway's one reader then reads that job's stream for its watchers).
 CANCEL_CHANNEL = "jobs:cancel"
 EVENTS_CHANNEL = "jobs:events"
+# Pub/sub: the id of an API key just revoked (every gateway drops it from its cache at once).
+REVOKED_KEYS_CHANNEL = "apikeys:revoked"
+# Pub/sub: work to take (a job queued or requeued, a slot freed): idle dispatchers try to take one.
+WORK_CHANNEL = "jobs:work"
+
+# Per-tenant keys that scripts find from a tenant or job id read inside them, as templates ("%s"
+# is the id); every name below is what the functions return.
+JOB_TEMPLATE = "job:%s"
+QUEUE_TEMPLATE = "queue:%s"
+TENANT_RUNNING_TEMPLATE = "tenant:%s:running"
+TENANT_ACTIVE_TEMPLATE = "tenant:%s:active"
+TENANT_LIMITS_TEMPLATE = "tenant:%s:limits"
+CREDITS_BALANCE_TEMPLATE = "credits:%s:balance"
+CREDITS_RESERVED_TEMPLATE = "credits:%s:reserved"
+CREDITS_LOG_TEMPLATE = "credits:%s:log"
 
 
 def job(job_id: str) -> str:
     """The hash holding a job's state, request, result and error."""
-    return f"job:{job_id}"
+    return JOB_TEMPLATE % job_id
 
 
 def events(job_id: str) -> str:
@@ -45,3 +63,58 @@ def geometry(fingerprint: str) -> str:
 def idempotency(tenant: str, key: str) -> str:
     """Maps a client's idempotency key to its job id."""
     return f"idem:{tenant}:{key}"
+
+
+def api_key(key_id: str) -> str:
+    """The hash of one API key: its tenant, name, scopes, times and the SHA-256 of the key."""
+    return f"apikey:{key_id}"
+
+
+def tenant_api_keys(tenant: str) -> str:
+    """The set of a tenant's API key ids."""
+    return f"tenant:{tenant}:apikeys"
+
+
+def queue(tenant: str) -> str:
+    """The list of a tenant's queued job ids, oldest first (a requeued job goes to the front)."""
+    return QUEUE_TEMPLATE % tenant
+
+
+def tenant_running(tenant: str) -> str:
+    """The sorted set of a tenant's running jobs (its concurrency slots) by lease expiry (ms)."""
+    return TENANT_RUNNING_TEMPLATE % tenant
+
+
+def tenant_active(tenant: str) -> str:
+    """The set of a tenant's unfinished jobs (its queue quota counts them)."""
+    return TENANT_ACTIVE_TEMPLATE % tenant
+
+
+def tenant_limits(tenant: str) -> str:
+    """The hash of a tenant's limits set by an admin (rate, burst, concurrency, queue_quota, weight)."""
+    return TENANT_LIMITS_TEMPLATE % tenant
+
+
+def tenant_rate(tenant: str) -> str:
+    """A tenant's request-rate state: the GCRA's theoretical arrival time (ms)."""
+    return f"tenant:{tenant}:rate"
+
+
+def take(op: str) -> str:
+    """What one take of work handed out ("job|attempt"), so a retried take returns the same job."""
+    return f"take:{op}"
+
+
+def credits_balance(tenant: str) -> str:
+    """A tenant's credit balance (an integer: what it may still spend)."""
+    return CREDITS_BALANCE_TEMPLATE % tenant
+
+
+def credits_reserved(tenant: str) -> str:
+    """The credits a tenant's unfinished jobs hold reserved."""
+    return CREDITS_RESERVED_TEMPLATE % tenant
+
+
+def credits_log(tenant: str) -> str:
+    """The append-only stream of a tenant's credit movements; their amounts sum to the balance."""
+    return CREDITS_LOG_TEMPLATE % tenant

@@ -1,94 +1,93 @@
-"""The work stream: a consumer group that dispatchers read, renew and acknowledge.
+"""Dispatch: taking jobs fairly across tenants within their concurrency, renewing their leases, and
+putting back the jobs whose dispatcher died.
 
-An entry stays pending while its dispatcher renews it; a dispatcher that dies stops renewing, and
-after the lease another one reclaims the entry (XAUTOCLAIM) and resumes the job.
+A dispatcher takes one job per free slot (take.lua: the queued tenant with the lowest virtual time
+among those under their concurrency; the job gets a slot that lasts a lease). While it works it
+renews the lease; a lease that runs out (the dispatcher died, or lost Redis) is found by any
+dispatcher's reaper and the job goes back to the front of its tenant's queue, its owner cleared, so
+another dispatcher resumes it from its checkpoints and the old one's writes are refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import uuid
 from typing import Any
-
-import redis.asyncio as aioredis
 
 from gateway.ledger import keys
 from gateway.ledger.base import LedgerBase
-from gateway.ledger.connection import MAX_BLOCK_MS
+from gateway.ledger.jobs import now_ms
+
+# How many queued tenants one take looks at, lowest virtual time first: the ones at their
+# concurrency limit are skipped, so this bounds a take's work when many tenants are busy.
+_TENANTS_PER_TAKE = 200
+_REQUEUE_BATCH = 50
 
 
 class WorkQueue(LedgerBase):
     """The dispatchers' side of the ledger."""
 
-    async def ensure_group(self) -> None:
-        """Creates the work stream's consumer group if it does not exist."""
-
-        async def create() -> None:
-            try:
-                await self.redis.xgroup_create(keys.WORK_STREAM, keys.WORK_GROUP, id="0", mkstream=True)
-            except aioredis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-
-        await self._retry(create)
-
-    async def _group_read(self, read: Callable[[], Awaitable[Any]]) -> Any:
-        """A read of the consumer group; None when Redis lost the group (restarted without its
-        AOF, or flushed): the group is made again and the next read finds it."""
-        try:
-            return await read()
-        except aioredis.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-        await self.ensure_group()
-        return None
-
-    async def read_work(self, consumer: str, block_ms: int, count: int = 1) -> list[tuple[str, str]]:
-        """New (entry id, job id) pairs for a dispatcher, waiting up to block_ms for one."""
+    async def take(self, owner: str, lease_s: float, detached_kinds: frozenset[str]) -> tuple[str, int, str] | None:
+        """The next job for this dispatcher, its attempt number and its kind, now RUNNING and owned
+        by it; None when no tenant may run another job now. Detached kinds take no concurrency slot
+        (a batch only waits for its rooms, which take theirs)."""
+        take_key = keys.take(uuid.uuid4().hex[:16])  # one id for the retries of this take
+        kinds = "," + ",".join(sorted(detached_kinds)) + ","
         reply: Any = await self._retry(
-            lambda: self._group_read(
-                lambda: self.redis.xreadgroup(
-                    keys.WORK_GROUP, consumer, {keys.WORK_STREAM: ">"}, count=count, block=min(block_ms, MAX_BLOCK_MS)
-                )
+            lambda: self.scripts["take"](
+                keys=[keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.RUNNING],
+                args=[
+                    owner,
+                    now_ms(),
+                    int(lease_s * 1000),
+                    self.defaults.concurrency,
+                    repr(self.defaults.weight),
+                    take_key,
+                    keys.QUEUE_TEMPLATE,
+                    keys.TENANT_RUNNING_TEMPLATE,
+                    keys.TENANT_LIMITS_TEMPLATE,
+                    keys.JOB_TEMPLATE,
+                    kinds,
+                    _TENANTS_PER_TAKE,
+                ],
             )
         )
-        return [(eid.decode(), f[b"job_id"].decode()) for _, entries in reply or [] for eid, f in entries]
+        if not reply:
+            return None
+        return reply[0].decode(), int(reply[1]), reply[2].decode()
 
-    async def reclaim_work(
-        self, consumer: str, min_idle_ms: int, count: int = 1, start: str = "0-0"
-    ) -> tuple[list[tuple[str, str]], str]:
-        """Entries another dispatcher took but stopped renewing (it died), now this consumer's, and
-        where the next scan continues (the pending list is scanned a page at a time; "0-0" again
-        once it reached the end)."""
-        reply: Any = await self._retry(
-            lambda: self._group_read(
-                lambda: self.redis.xautoclaim(
-                    keys.WORK_STREAM, keys.WORK_GROUP, consumer, min_idle_ms, start_id=start, count=count
-                )
-            )
-        )
-        if reply is None:
-            return [], "0-0"
-        # Redis 6.2 answers [next, entries]; Redis 7 adds a list of deleted ids.
-        following = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-        return [(eid.decode(), f[b"job_id"].decode()) for eid, f in reply[1] if f], following
-
-    async def renew(self, consumer: str, entry_id: str, job_id: str) -> bool:
-        """Resets an entry's idle time so it is not reclaimed while its dispatcher works on it; False
-        (and nothing renewed) when the dispatcher no longer owns the running job."""
+    async def renew(self, owner: str, job_id: str, lease_s: float) -> bool:
+        """Extends a running job's lease; False (nothing renewed) when the dispatcher no longer owns
+        it: it ended, or its lease ran out and it was put back for another dispatcher."""
         renewed = await self._retry(
             lambda: self.scripts["renew"](
-                keys=[keys.WORK_STREAM, keys.job(job_id)], args=[keys.WORK_GROUP, consumer, entry_id]
+                keys=[keys.job(job_id), keys.RUNNING],
+                args=[job_id, owner, now_ms() + int(lease_s * 1000), keys.TENANT_RUNNING_TEMPLATE],
             )
         )
         return bool(renewed)
 
-    async def finish_work(self, entry_id: str) -> None:
-        """Acknowledges and deletes a work entry."""
+    async def requeue_expired(self) -> int:
+        """Puts the jobs whose lease ran out back at the front of their tenants' queues; how many."""
+        return int(await self._requeue("", ""))
 
-        async def finish() -> None:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.xack(keys.WORK_STREAM, keys.WORK_GROUP, entry_id)
-                pipe.xdel(keys.WORK_STREAM, entry_id)
-                await pipe.execute()
+    async def hand_back(self, owner: str, job_id: str) -> bool:
+        """Puts a running job this dispatcher owns back at the front of its queue (it is stopping),
+        so another dispatcher resumes it without waiting for the lease to run out."""
+        return bool(await self._requeue(job_id, owner))
 
-        await self._retry(finish)
+    async def _requeue(self, job_id: str, owner: str) -> Any:
+        return await self._retry(
+            lambda: self.scripts["requeue"](
+                keys=[keys.RUNNING, keys.QUEUED_TENANTS, keys.QUEUE_CLOCK],
+                args=[
+                    now_ms(),
+                    _REQUEUE_BATCH,
+                    keys.QUEUE_TEMPLATE,
+                    keys.TENANT_RUNNING_TEMPLATE,
+                    keys.JOB_TEMPLATE,
+                    keys.WORK_CHANNEL,
+                    job_id,
+                    owner,
+                ],
+            )
+        )

@@ -21,6 +21,7 @@ from render.v1 import render_service_pb2 as pb
 from renderkit import imaging, scenes
 from renderkit.client import RenderClient, RetryPolicy, material_swap_request
 from renderkit.launcher import Ports, Stack, free_port
+from tests.credentials import key_for
 from tests.outputs import read_output, register_storage
 
 JOBS = 120
@@ -91,7 +92,8 @@ def test_nothing_is_lost_duplicated_or_failed_under_chaos(tmp_path: Path) -> Non
         restarts: list[tuple[str, float]] = []
         stop = threading.Event()
         # Patient enough for the longest outage the chaos makes (a restart shorter than 10 s).
-        with RenderClient(target, tenant=TENANT, retry=RetryPolicy(give_up_after_s=60)) as client:
+        key = key_for(stack.redis_url, TENANT)
+        with RenderClient(target, api_key=key, retry=RetryPolicy(give_up_after_s=60)) as client:
             monkey = threading.Thread(target=chaos, args=(stack, stop, restarts), daemon=True)
             monkey.start()
             start = time.monotonic()

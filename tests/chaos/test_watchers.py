@@ -15,6 +15,7 @@ from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit.client import room_render, room_render_request
 from renderkit.launcher import Ports, Stack, free_port
+from tests.credentials import bearer
 
 JOBS = 200
 WATCHERS_PER_JOB = 10
@@ -34,20 +35,23 @@ def gateway_connections(redis_url: str, pid: int) -> int:
 def test_two_thousand_idle_watchers_outlive_a_minute_of_silence(tmp_path: Path) -> None:
     # The stack's gateway only serves the API: its jobs stay queued, silent, until a dispatching
     # replica arrives after the silence.
-    stack = Stack(data_dir=tmp_path, ports=Ports.free(), with_triton=False, env={"DISPATCHER_CONCURRENCY": "0"})
+    env = {"DISPATCHER_CONCURRENCY": "0", "TENANT_RATE_PER_SECOND": "0", "TENANT_QUEUE_QUOTA": "0"}
+    stack = Stack(data_dir=tmp_path, ports=Ports.free(), with_triton=False, env=env)
     with stack:
         gateway = psutil.Process(stack.process("gateway").pid)
+
+        auth = bearer(stack.api_key)
 
         async def body() -> tuple[float, int, list[list[pb.WatchJobResponse]], float]:
             channels = [grpc.aio.insecure_channel(stack.gateway_address) for _ in range(CHANNELS)]
             try:
                 stubs = [pb_grpc.RenderServiceStub(c) for c in channels]
                 room = room_render_request(room_render("hall", dry_run=True))
-                jobs = [(await stubs[0].SubmitRender(room)).job.id for _ in range(JOBS)]
+                jobs = [(await stubs[0].SubmitRender(room, metadata=auth)).job.id for _ in range(JOBS)]
                 await asyncio.sleep(1.0)
                 rss_before = gateway.memory_info().rss
                 calls = [
-                    stubs[i % CHANNELS].WatchJob(pb.WatchJobRequest(job_id=jobs[i % JOBS]))
+                    stubs[i % CHANNELS].WatchJob(pb.WatchJobRequest(job_id=jobs[i % JOBS]), metadata=auth)
                     for i in range(JOBS * WATCHERS_PER_JOB)
                 ]
                 replies: list[list[pb.WatchJobResponse]] = [[] for _ in calls]

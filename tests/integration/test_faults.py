@@ -16,7 +16,7 @@ import redis
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.ledger import Ledger, keys
+from gateway.ledger import Ledger, TenantLimits, keys
 from gateway.ledger.connection import client_name, connect
 from gateway.server import Gateway, create_server
 from gateway.settings import GatewaySettings
@@ -41,6 +41,7 @@ from tests.conftest import (
     generation_settings,
     stage_settings,
 )
+from tests.credentials import bearer, client_for, key_for
 
 SCENE = scenes.room_scene(320, 240)
 PHOTO = imaging.encode(SCENE.photo)[0]
@@ -86,7 +87,8 @@ def test_health_follows_redis_and_the_gateway_comes_back_whole(
         gateway = start_gateway(gateway_settings(server.url, tmp_path / "storage", stages, probe_interval_s=0.5))
         address = f"127.0.0.1:{gateway.port}"
         assert health(address) == SERVING
-        with RenderClient(address, tenant="faults") as client:
+        key = key_for(server.url, "faults")
+        with RenderClient(address, api_key=key) as client:
             before = client.wait(client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
             assert before.state == pb.JOB_STATE_SUCCEEDED
 
@@ -95,7 +97,7 @@ def test_health_follows_redis_and_the_gateway_comes_back_whole(
             # A submit while Redis is away: UNAVAILABLE, with when to retry, and nothing of Redis in it.
             with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as info:
                 pb_grpc.RenderServiceStub(channel).SubmitRender(
-                    material_swap_request(PHOTO, SWATCH, quad=QUAD), timeout=10
+                    material_swap_request(PHOTO, SWATCH, quad=QUAD), timeout=10, metadata=bearer(key)
                 )
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
             message = info.value.details()  # type: ignore[attr-defined]
@@ -131,7 +133,7 @@ def test_a_job_running_while_redis_restarts_succeeds(
         big = scenes.room_scene(1920, 1080)
         photo = imaging.encode(big.photo)[0]
         quad = [(float(x), float(y)) for x, y in big.quad]
-        with RenderClient(f"127.0.0.1:{api.port}", tenant="faults") as client:
+        with client_for(f"127.0.0.1:{api.port}", server.url, "faults") as client:
             job = client.submit(material_swap_request(photo, SWATCH, quad=quad, idempotency_key="blip-1")).job
             start_gateway(gateway_settings(server.url, tmp_path / "storage", stages, lease_s=10.0))
             seen = []
@@ -165,12 +167,13 @@ def test_a_watch_outlives_silence_and_keep_alives_flow(
     redis.Redis.from_url(url).flushdb()
     api = start_gateway(gateway_settings(url, tmp_path, stages, dispatch=False, watch_keepalive_s=1.0))
     room = room_render("kitchen", dry_run=True)
+    auth = bearer(key_for(url, "faults"))
     with grpc.insecure_channel(f"127.0.0.1:{api.port}") as channel:
         stub = pb_grpc.RenderServiceStub(channel)
-        job = stub.SubmitRender(room_render_request(room)).job
+        job = stub.SubmitRender(room_render_request(room), metadata=auth).job
         replies = []
         started = time.monotonic()
-        stream = stub.WatchJob(pb.WatchJobRequest(job_id=job.id), timeout=60)
+        stream = stub.WatchJob(pb.WatchJobRequest(job_id=job.id), timeout=60, metadata=auth)
         for reply in stream:
             replies.append(reply)
             if time.monotonic() - started > 7 and len(replies) < 50 and not any(r.event.state > 1 for r in replies):
@@ -190,17 +193,20 @@ def test_many_watchers_share_one_reader(
 ) -> None:
     url = redis_url + "/11"
     redis.Redis.from_url(url).flushdb()
-    api = start_gateway(gateway_settings(url, tmp_path, stages, dispatch=False, watch_keepalive_s=30.0))
+    unlimited = TenantLimits(rate_per_s=0, queue_quota=0)
+    api = start_gateway(
+        gateway_settings(url, tmp_path, stages, dispatch=False, watch_keepalive_s=30.0, tenant_defaults=unlimited)
+    )
     address = f"127.0.0.1:{api.port}"
+
+    auth = bearer(key_for(url, "faults"))
 
     async def body() -> None:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = pb_grpc.RenderServiceStub(channel)
-            jobs = [
-                (await stub.SubmitRender(room_render_request(room_render("hall", dry_run=True)))).job.id
-                for _ in range(30)
-            ]
-            streams = [stub.WatchJob(pb.WatchJobRequest(job_id=jobs[i % len(jobs)])) for i in range(300)]
+            room = room_render_request(room_render("hall", dry_run=True))
+            jobs = [(await stub.SubmitRender(room, metadata=auth)).job.id for _ in range(30)]
+            streams = [stub.WatchJob(pb.WatchJobRequest(job_id=jobs[i % len(jobs)]), metadata=auth) for i in range(300)]
             firsts = await asyncio.gather(*(s.read() for s in streams))  # each replays its QUEUED event
             assert all(f.event.state == pb.JOB_STATE_QUEUED for f in firsts)
             assert api.hub.watchers == 300
@@ -226,11 +232,18 @@ def test_scripts_apply_once_when_a_reply_is_lost(redis_url: str) -> None:
             await ledger.submit(new)
             await ledger.submit(new)  # the same job id again, as a retry after a lost reply sends it
             assert await client.xlen(keys.events(new.job_id)) == 1
-            assert await client.xlen(keys.WORK_STREAM) == 1
+            assert await client.llen(keys.queue(new.tenant)) == 1
             script = ledger.scripts["transition"]
             event = pb.JobEvent(job_id=new.job_id, message="Step 1/4").SerializeToString()
-            args = [new.job_id, "", "", 1000, event, "op-1", keys.EVENTS_CHANNEL, "message", "Step 1/4"]
-            job_keys = [keys.job(new.job_id), keys.events(new.job_id), keys.ACTIVE_SET, keys.checkpoints(new.job_id)]
+            templates = [keys.WORK_CHANNEL, keys.TENANT_RUNNING_TEMPLATE, keys.TENANT_ACTIVE_TEMPLATE]
+            args = [new.job_id, "", "", 1000, event, "op-1", keys.EVENTS_CHANNEL, *templates, "message", "Step 1/4"]
+            job_keys = [
+                keys.job(new.job_id),
+                keys.events(new.job_id),
+                keys.ACTIVE_SET,
+                keys.checkpoints(new.job_id),
+                keys.RUNNING,
+            ]
             assert await script(keys=job_keys, args=args) == b"ok"
             assert await script(keys=job_keys, args=args) == b"ok"
             assert await client.xlen(keys.events(new.job_id)) == 2
@@ -295,7 +308,7 @@ def test_a_gateway_started_before_redis_waits_for_it(
         assert health(address) == NOT_SERVING
         server.start()
         seconds_until(address, SERVING, 20.0)
-        with RenderClient(address, tenant="faults") as client:
+        with client_for(address, server.url, "faults") as client:
             done = client.wait(client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
         assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
     finally:
@@ -313,7 +326,7 @@ def test_a_dispatcher_that_lost_its_job_leaves_the_new_owners_work_alone(
     redis_url: str, stages: dict[str, str], tmp_path: Path
 ) -> None:
     """Taken over while its Redis was away, a dispatcher neither runs the job a second time nor
-    deletes the inputs and the work entry the new owner is using."""
+    deletes the inputs or the slot the new owner is using."""
     from gateway.dispatcher import Dispatcher
     from gateway.ledger import NewJob
     from gateway.stages import StageClients
@@ -331,22 +344,22 @@ def test_a_dispatcher_that_lost_its_job_leaves_the_new_owners_work_alone(
         )
         old = Dispatcher(ledger, storage, stage_clients, settings, Subscriptions(client))
         try:
-            await ledger.ensure_group()
             job_id = "taken-over-job"
             storage.put(f"uploads/{job_id}/material_swap-photo", PHOTO, "image/jpeg")
             await ledger.submit(NewJob(job_id, "faults", "material_swap", b"", {}, "f", "", "", "", 4))
-            ((entry_id, _),) = await ledger.read_work(old.consumer, block_ms=100)
-            # The old dispatcher's lease ran out; another one reclaimed the entry and owns the job.
-            reclaimed, _ = await ledger.reclaim_work("new-owner", min_idle_ms=0, count=1)
-            assert reclaimed == [(entry_id, job_id)]
-            assert await ledger.claim(job_id, "new-owner", "Resuming", entry_id) == 1
-            await old._run(entry_id, job_id)  # the old one comes back to the job it had read
+            taken = await ledger.take(old.consumer, 0.05, frozenset())
+            assert taken is not None and taken[:2] == (job_id, 1)
+            # The old dispatcher's lease ran out (its Redis was away); the job went back and another
+            # dispatcher took it.
+            await asyncio.sleep(0.1)
+            assert await ledger.requeue_expired() == 1
+            assert await ledger.take("new-owner", 30.0, frozenset()) == (job_id, 2, "material_swap")
+            await old._run(job_id, 1)  # the old one comes back to the job it had taken
             stored = await ledger.get(job_id)
-            assert stored is not None and stored.owner == "new-owner" and stored.job.attempt == 1
+            assert stored is not None and stored.owner == "new-owner" and stored.job.attempt == 2
             assert storage.get(f"uploads/{job_id}/material_swap-photo") == PHOTO
-            pending: Any = await client.xpending_range(keys.WORK_STREAM, keys.WORK_GROUP, "-", "+", 10)
-            assert [(p["message_id"].decode(), p["consumer"].decode()) for p in pending] == [(entry_id, "new-owner")]
-            assert not await ledger.renew(old.consumer, entry_id, job_id)
+            assert not await ledger.renew(old.consumer, job_id, 30.0)
+            assert await ledger.renew("new-owner", job_id, 30.0)
         finally:
             await stage_clients.close()
             await client.flushdb()

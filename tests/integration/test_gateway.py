@@ -20,6 +20,7 @@ from renderkit import imaging, scenes
 from renderkit.client import RenderClient, material_swap_request, room_render, room_render_request
 from renderkit.errors import status_details, unpack_detail
 from tests.conftest import gateway_settings
+from tests.credentials import bearer, client_for, key_for
 from tests.outputs import output_path, read_output
 
 SCENE = scenes.room_scene(320, 240)
@@ -33,8 +34,8 @@ def details(exc: grpc.RpcError, kind: type) -> object:
 
 
 @pytest.fixture()
-def client(gateway_address: str) -> RenderClient:
-    return RenderClient(gateway_address, tenant="it-tests")
+def client(gateway_address: str, redis_url: str) -> RenderClient:
+    return client_for(gateway_address, redis_url, "it-tests")
 
 
 def test_a_swap_runs_to_success_with_outputs(client: RenderClient) -> None:
@@ -89,9 +90,9 @@ def test_idempotent_resubmit_returns_the_same_job(client: RenderClient) -> None:
     assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
 
-def test_jobs_are_private_to_their_tenant(client: RenderClient, gateway_address: str) -> None:
+def test_jobs_are_private_to_their_tenant(client: RenderClient, gateway_address: str, redis_url: str) -> None:
     job = client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job
-    with RenderClient(gateway_address, tenant="someone-else") as other, pytest.raises(grpc.RpcError) as info:
+    with client_for(gateway_address, redis_url, "someone-else") as other, pytest.raises(grpc.RpcError) as info:
         other.get(job.id)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
@@ -149,7 +150,7 @@ def test_a_full_queue_sheds_load_with_retry_info(
     redis.Redis.from_url(redis_url + "/5").flushdb()
     settings = gateway_settings(redis_url + "/5", tmp_path, stages, queue_limit=1, dispatch=False)
     gateway = start_gateway(settings)
-    with RenderClient(f"127.0.0.1:{gateway.port}") as shed:
+    with client_for(f"127.0.0.1:{gateway.port}", redis_url + "/5", "public") as shed:
         shed.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD))
         with pytest.raises(grpc.RpcError) as info:
             shed.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD))
@@ -166,7 +167,7 @@ def test_cancel_while_queued_and_list(
 
     redis.Redis.from_url(redis_url + "/6").flushdb()
     gateway = start_gateway(gateway_settings(redis_url + "/6", tmp_path, stages, dispatch=False))
-    with RenderClient(f"127.0.0.1:{gateway.port}") as c:
+    with client_for(f"127.0.0.1:{gateway.port}", redis_url + "/6", "public") as c:
         ids = [
             c.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD, project_id=f"p{i % 2}")).job.id for i in range(5)
         ]
@@ -285,7 +286,7 @@ def test_storage_that_cannot_hold_the_render_fails_with_upload_failed(
     redis.Redis.from_url(redis_url + "/7").flushdb()  # its own ledger: no other gateway takes its jobs
     (tmp_path / "renders").write_text("a file where the renders folder should be")
     gateway = start_gateway(gateway_settings(redis_url + "/7", tmp_path, stages))
-    with RenderClient(f"127.0.0.1:{gateway.port}") as c:
+    with client_for(f"127.0.0.1:{gateway.port}", redis_url + "/7", "public") as c:
         done = c.wait(c.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
     assert done.state == pb.JOB_STATE_FAILED
     assert (done.error.code, done.error.message) == (pb.ERROR_CODE_UPLOAD_FAILED, "the render could not be stored")
@@ -303,9 +304,11 @@ def test_a_herringbone_swap_runs_to_success(client: RenderClient) -> None:
     assert np.abs(laid.astype(int) - plain.astype(int))[inside].mean() > 5  # the planks are laid differently
 
 
-def test_a_huge_job_id_is_refused_without_echo(client: RenderClient, gateway_address: str) -> None:
+def test_a_huge_job_id_is_refused_without_echo(client: RenderClient, gateway_address: str, redis_url: str) -> None:
     with grpc.insecure_channel(gateway_address) as channel, pytest.raises(grpc.RpcError) as info:
-        pb_grpc.RenderServiceStub(channel).GetJob(pb.GetJobRequest(job_id="x" * 1_000_000), timeout=10)
+        pb_grpc.RenderServiceStub(channel).GetJob(
+            pb.GetJobRequest(job_id="x" * 1_000_000), timeout=10, metadata=bearer(key_for(redis_url, "it-tests"))
+        )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
     assert len(info.value.details() or "") < 100  # type: ignore[attr-defined]
     with pytest.raises(grpc.RpcError) as missing:

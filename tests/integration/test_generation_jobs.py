@@ -25,6 +25,7 @@ from renderkit.client import (
     texture_edit_request,
 )
 from renderkit.errors import status_details, unpack_detail
+from tests.credentials import client_for, key_for
 from tests.openai_fake import REFUSE_MARKER, FakeOpenAI, Reply, textured_image
 from tests.outputs import read_output
 
@@ -44,8 +45,8 @@ KITCHEN = room_render(
 
 
 @pytest.fixture()
-def client(generation_gateway_address: str) -> Iterator[RenderClient]:
-    with RenderClient(generation_gateway_address, tenant="gen-tests") as c:
+def client(generation_gateway_address: str, redis_url: str) -> Iterator[RenderClient]:
+    with client_for(generation_gateway_address, redis_url + "/8", "gen-tests") as c:
         yield c
 
 
@@ -277,13 +278,17 @@ def test_refinement_that_repaints_the_material_falls_back_and_says_so(client: Re
 
 
 def test_renderctl_renders_rooms_batches_and_textures(
-    generation_gateway_address: str, fake: FakeOpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    generation_gateway_address: str,
+    redis_url: str,
+    fake: FakeOpenAI,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from google.protobuf import json_format
 
     from renderkit.cli import main
 
-    base = ["--address", generation_gateway_address, "--tenant", "cli"]
+    base = ["--address", generation_gateway_address, "--api-key", key_for(redis_url + "/8", "cli")]
     assert main([*base, "room", "kitchen", "--floor", "Oak", "--lighting", "warm", "--dry-run", "--watch"]) == 0
     assert '"dry_run": true' in capsys.readouterr().out and not fake.requests
     plan = pb.RoomBatch(rooms=[room_render("hall", room_id="h"), room_render("study", room_id="s")])

@@ -13,10 +13,11 @@ from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.depth.v1 import depth_service_pb2_grpc as depth_grpc
 from render.v1 import render_service_pb2 as pb
 from renderkit import homography, imaging, scenes
-from renderkit.client import RenderClient, material_swap_request
+from renderkit.client import material_swap_request
 from renderkit.edge import Edge
 from services.depth.server import create_server as create_depth
 from tests.conftest import stage_settings
+from tests.credentials import client_for
 
 TILES = scenes.tile_texture(128, tiles=1)
 SCENE = scenes.camera_scene(scenes.View(60, 35, 20), TILES, scenes.plank_texture(128), size=(640, 480), supersample=2)
@@ -89,11 +90,11 @@ def test_bad_plane_requests_name_the_field(
     assert field in details or "image" in details
 
 
-def test_a_mask_only_swap_is_placed_at_scale_from_the_cameras_height(gateway_address: str) -> None:
+def test_a_mask_only_swap_is_placed_at_scale_from_the_cameras_height(gateway_address: str, redis_url: str) -> None:
     request = material_swap_request(PHOTO, imaging.encode(scenes.plank_texture(128))[0], mask=MASK)
     request.material_swap.hints.plane_distance_meters = scenes.CAMERA_HEIGHT_M
     request.material_swap.options.real_world_scale.swatch_size.width_meters = scenes.TILE_M
-    with RenderClient(gateway_address) as client:
+    with client_for(gateway_address, redis_url, "geometry") as client:
         job = client.submit(request).job
         events = list(client.watch(job.id, timeout=60))
         result = client.get(job.id).result
@@ -107,10 +108,12 @@ def test_a_mask_only_swap_is_placed_at_scale_from_the_cameras_height(gateway_add
     )
 
 
-def test_a_swatch_size_on_a_plane_that_is_not_metric_fails_naming_the_field(gateway_address: str) -> None:
+def test_a_swatch_size_on_a_plane_that_is_not_metric_fails_naming_the_field(
+    gateway_address: str, redis_url: str
+) -> None:
     request = material_swap_request(PHOTO, imaging.encode(scenes.plank_texture(128))[0], mask=MASK)
     request.material_swap.options.real_world_scale.swatch_size.width_meters = scenes.TILE_M
-    with RenderClient(gateway_address) as client:
+    with client_for(gateway_address, redis_url, "geometry") as client:
         job = client.wait(client.submit(request).job.id, timeout=60)
     assert job.state == pb.JOB_STATE_FAILED
     assert job.error.code == pb.ERROR_CODE_VALIDATION_FAILED

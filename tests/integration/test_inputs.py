@@ -33,6 +33,7 @@ from renderkit.client import RenderClient, material_swap_request
 from renderkit.errors import status_details, unpack_detail
 from renderkit.launcher import ROOT, free_port
 from tests.conftest import gateway_settings
+from tests.credentials import client_for
 from tests.http_fixtures import serve
 from tests.outputs import read_output
 
@@ -40,8 +41,8 @@ SWATCH = imaging.encode(scenes.plank_texture(64))[0]
 
 
 @pytest.fixture()
-def client(gateway_address: str) -> Iterator[RenderClient]:
-    with RenderClient(gateway_address, tenant="input-tests") as c:
+def client(gateway_address: str, redis_url: str) -> Iterator[RenderClient]:
+    with client_for(gateway_address, redis_url, "input-tests") as c:
         yield c
 
 
@@ -240,7 +241,7 @@ def url_client(
         fetch=FetchPolicy(allow_private=True, timeout_s=5),
     )
     gateway = start_gateway(settings)
-    with RenderClient(f"127.0.0.1:{gateway.port}", tenant="input-tests") as c:
+    with client_for(f"127.0.0.1:{gateway.port}", redis_url + "/13", "input-tests") as c:
         yield c
 
 

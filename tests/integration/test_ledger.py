@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.ledger import Ledger, NewJob, NotOwner, QueueFull, keys
+from gateway.ledger import Ledger, NewJob, NotOwner, QueueFull, QuotaExceeded, RateLimited, TenantLimits, keys
 from render.v1 import render_service_pb2 as pb
 
 
@@ -20,7 +20,6 @@ def run(coro_fn: Callable[[Ledger], Coroutine[Any, Any, None]], redis_url: str, 
         await client.flushdb()
         try:
             ledger = Ledger(client, **kwargs)
-            await ledger.ensure_group()
             await coro_fn(ledger)
         finally:
             await client.flushdb()
@@ -67,23 +66,18 @@ async def follow(ledger: Ledger, job_id: str, after: str = "0", poll_s: float = 
             await asyncio.sleep(poll_s)
 
 
-async def take(ledger: Ledger, job_id: str, consumer: str) -> str:
-    """Makes the consumer hold the job's work entry (read it, or take it over) and returns its id."""
-    pending: Any = await ledger.redis.xpending_range(keys.WORK_STREAM, keys.WORK_GROUP, "-", "+", 100)
-    for row in pending:
-        entry_id = row["message_id"].decode()
-        fields: Any = await ledger.redis.xrange(keys.WORK_STREAM, entry_id, entry_id)
-        if fields and fields[0][1][b"job_id"].decode() == job_id:
-            await ledger.redis.xclaim(keys.WORK_STREAM, keys.WORK_GROUP, consumer, 0, [entry_id], justid=True)
-            return str(entry_id)
-    for entry_id, found in await ledger.read_work(consumer, block_ms=100, count=100):
-        if found == job_id:
-            return entry_id
-    raise AssertionError(f"no work entry for {job_id}")
+LEASE_S = 30.0
+DETACHED = frozenset({"room_batch"})
 
 
-async def claim(ledger: Ledger, job_id: str, consumer: str, message: str = "Starting") -> int | None:
-    return await ledger.claim(job_id, consumer, message, await take(ledger, job_id, consumer))
+async def claim(ledger: Ledger, job_id: str, consumer: str, lease_s: float = LEASE_S) -> int | None:
+    """Takes the next job as the consumer; its attempt when it is the expected one."""
+    taken = await ledger.take(consumer, lease_s, DETACHED)
+    if taken is None:
+        return None
+    assert taken[0] == job_id, "another job came first"
+    await ledger.started(job_id, consumer)
+    return taken[1]
 
 
 async def run_job(ledger: Ledger, job_id: str, owner: str = "w1") -> None:
@@ -155,11 +149,11 @@ def test_terminal_state_is_final(redis_url: str) -> None:
 def test_a_taken_over_dispatcher_cannot_write(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
         job_id, _ = await ledger.submit(new_job())
-        assert await claim(ledger, job_id, "old") == 1
-        old_entry = await take(ledger, job_id, "old")
-        assert await ledger.claim(job_id, "new", "Resuming", old_entry) is None  # "new" does not hold it
-        assert await claim(ledger, job_id, "new", "Resuming") == 2
-        assert not await ledger.renew("old", old_entry, job_id)  # the old owner learns it lost the job
+        assert await claim(ledger, job_id, "old", lease_s=0.1) == 1
+        await asyncio.sleep(0.2)  # the old dispatcher stopped renewing: its lease ran out
+        assert await ledger.requeue_expired() == 1
+        assert await claim(ledger, job_id, "new") == 2
+        assert not await ledger.renew("old", job_id, LEASE_S)  # the old owner learns it lost the job
         with pytest.raises(NotOwner):
             await ledger.save_checkpoint(job_id, "old", "depth", b"x")
         with pytest.raises(NotOwner):
@@ -212,21 +206,111 @@ def test_every_key_of_a_finished_job_expires_after_the_retention(redis_url: str)
     run(body, redis_url, retention_s=3600)
 
 
-def test_stalled_work_is_reclaimed_and_renewed_work_is_not(redis_url: str) -> None:
+def test_stalled_work_is_put_back_and_renewed_work_is_not(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        stalled, _ = await ledger.submit(new_job())
-        alive, _ = await ledger.submit(new_job())
-        taken = await ledger.read_work("dead", block_ms=100) + await ledger.read_work("alive", block_ms=100)
-        entries = dict((job, entry) for entry, job in taken)
-        assert await ledger.claim(alive, "alive", "Starting", entries[alive]) == 1
-        await asyncio.sleep(0.3)
-        assert await ledger.renew("alive", entries[alive], alive)
-        reclaimed, _ = await ledger.reclaim_work("rescuer", min_idle_ms=200, count=10)
-        assert [job for _, job in reclaimed] == [stalled]
-        await ledger.finish_work(entries[stalled])
-        assert (await ledger.reclaim_work("rescuer", min_idle_ms=0, count=10))[0] == [(entries[alive], alive)]
+        stalled, _ = await ledger.submit(new_job(tenant="t1"))
+        alive, _ = await ledger.submit(new_job(tenant="t2"))
+        assert await claim(ledger, stalled, "dead", lease_s=0.2) == 1
+        assert await claim(ledger, alive, "alive", lease_s=0.2) == 1
+        await asyncio.sleep(0.1)
+        assert await ledger.renew("alive", alive, LEASE_S)
+        await asyncio.sleep(0.2)
+        assert await ledger.requeue_expired() == 1
+        assert await claim(ledger, stalled, "rescuer") == 2  # back at the front of its queue
+        assert await ledger.take("rescuer", LEASE_S, DETACHED) is None  # nothing else is queued
+        assert await ledger.renew("alive", alive, LEASE_S)
 
     run(body, redis_url)
+
+
+def test_a_retried_take_hands_out_the_same_job(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        first, _ = await ledger.submit(new_job())
+        await ledger.submit(new_job())
+        args = [
+            "w1",
+            1_000,
+            30_000,
+            2,
+            "1.0",
+            keys.take("op-1"),
+            keys.QUEUE_TEMPLATE,
+            keys.TENANT_RUNNING_TEMPLATE,
+            keys.TENANT_LIMITS_TEMPLATE,
+            keys.JOB_TEMPLATE,
+            ",room_batch,",
+            10,
+        ]
+        script = ledger.scripts["take"]
+        take_keys = [keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.RUNNING]
+        assert await script(keys=take_keys, args=args) == await script(keys=take_keys, args=args)
+        assert (await script(keys=take_keys, args=args))[0].decode() == first
+        assert await ledger.redis.llen(keys.queue("acme")) == 1  # the second is still queued
+
+    run(body, redis_url)
+
+
+def test_a_tenant_never_runs_more_than_its_concurrency(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        ids = [(await ledger.submit(new_job()))[0] for _ in range(4)]
+        taken = [await ledger.take(f"w{i}", LEASE_S, DETACHED) for i in range(4)]
+        assert [t[0] for t in taken if t] == ids[:2] and taken[2:] == [None, None]
+        await ledger.set_tenant_limits("acme", {"concurrency": 3})
+        third = await ledger.take("w9", LEASE_S, DETACHED)
+        assert third is not None and third[0] == ids[2]
+        await ledger.succeed(ids[0], "w0", pb.JobResult(), 4)  # the end frees its slot
+        fourth = await ledger.take("w9", LEASE_S, DETACHED)
+        assert fourth is not None and fourth[0] == ids[3]
+
+    run(body, redis_url, tenant_defaults=TenantLimits(concurrency=2, rate_per_s=0))
+
+
+def test_a_tenant_with_a_backlog_does_not_hold_back_another(redis_url: str) -> None:
+    """Weighted fair queuing: tenant B's first job starts within one slot of being submitted,
+    however many jobs tenant A has queued; a tenant of weight 2 gets twice the turns."""
+
+    async def body(ledger: Ledger) -> None:
+        for _ in range(200):
+            await ledger.submit(new_job(tenant="a"))
+        assert (await ledger.take("w", LEASE_S, DETACHED)) is not None  # A is being served
+        b_job, _ = await ledger.submit(new_job(tenant="b"))
+        order = []
+        for _ in range(2):
+            taken = await ledger.take("w", LEASE_S, DETACHED)
+            assert taken is not None
+            order.append(taken[0])
+        assert b_job in order
+        # Weights: C (weight 2) and D (weight 1), both with a backlog, get turns 2:1.
+        await ledger.set_tenant_limits("c", {"weight": 2.0})
+        for tenant in ("c", "d"):
+            for _ in range(30):
+                await ledger.submit(new_job(tenant=tenant))
+        served = {"a": 0, "c": 0, "d": 0}
+        for _ in range(60):
+            taken = await ledger.take("w", LEASE_S, DETACHED)
+            assert taken is not None
+            tenant = (await ledger.get(taken[0])).tenant  # type: ignore[union-attr]
+            served[tenant] += 1
+        assert served["c"] == 2 * served["d"] or abs(served["c"] - 2 * served["d"]) <= 2, served
+
+    run(body, redis_url, tenant_defaults=TenantLimits(concurrency=1000, rate_per_s=0, queue_quota=0))
+
+
+def test_rate_and_quota_are_enforced_at_submit(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        for _ in range(3):  # the burst
+            await ledger.submit(new_job())
+        with pytest.raises(RateLimited) as limited:
+            await ledger.submit(new_job())
+        assert 0 < limited.value.retry_after_s <= 0.5  # 2 per second: one more in half a second
+        await asyncio.sleep(limited.value.retry_after_s + 0.02)
+        await ledger.submit(new_job())  # allowed again
+        await ledger.set_tenant_limits("acme", {"rate_per_s": 0, "queue_quota": 4})
+        with pytest.raises(QuotaExceeded):
+            await ledger.submit(new_job())
+        assert await ledger.submit(new_job(tenant="other"))  # another tenant's quota is its own
+
+    run(body, redis_url, tenant_defaults=TenantLimits(rate_per_s=2, burst=3))
 
 
 def test_list_pages_newest_first_without_gaps(redis_url: str) -> None:

@@ -24,7 +24,7 @@ from render.segmentation.v1 import segmentation_service_pb2 as seg_pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as seg_grpc
 from render.v1 import render_service_pb2 as pb
 from renderkit import homography, imaging
-from renderkit.client import RenderClient, material_swap_request
+from renderkit.client import material_swap_request
 from renderkit.edge import Edge
 from renderkit.homography import default_focal
 from renderkit.model_export import install
@@ -33,6 +33,7 @@ from services.depth.server import create_server as create_depth
 from services.generation.server import create_server as create_generation
 from services.segmentation.server import create_server as create_segmentation
 from tests.conftest import embedded_triton, gateway_settings, generation_settings, stage_settings
+from tests.credentials import client_for
 from tests.openai_fake import FakeOpenAI, Reply
 from tests.outputs import read_output
 from tests.tiny_models import metric_depth_model
@@ -333,7 +334,7 @@ def test_a_swap_runs_end_to_end_on_the_models(
     request = material_swap_request(imaging.encode(image)[0], imaging.encode(np.full((32, 32, 3), 200, np.uint8))[0])
     request.material_swap.surface = pb.SURFACE_FLOOR
     before = (inference_count(triton_url, "segmentation"), inference_count(triton_url, "depth"))
-    with RenderClient(f"127.0.0.1:{gateway.port}") as client:
+    with client_for(f"127.0.0.1:{gateway.port}", redis_url + "/9", "models") as client:
         job = client.submit(request).job
         events = list(client.watch(job.id, timeout=60))
         result = client.get(job.id).result

@@ -28,6 +28,7 @@ from renderkit.client import (
 )
 from renderkit.errors import status_details, unpack_detail
 from renderkit.launcher import Ports, Stack, free_port
+from tests.credentials import client_for, key_for
 from tests.http_fixtures import serve
 from tests.openai_fake import FakeOpenAI, textured_image
 from tests.outputs import read_output, register_storage
@@ -52,7 +53,7 @@ def test_swap_of_a_synthetic_scene_matches_the_analytic_ground_truth(stack: Stac
         imaging.encode(swatch, imaging_pb2.FORMAT_PNG)[0],
         swatch_m=0.5,
     )
-    with RenderClient(stack.gateway_address) as client:
+    with RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
         job = client.wait(client.submit(request).job.id, timeout=120)
     assert job.state == pb.JOB_STATE_SUCCEEDED, job.error.message
     assert (job.result.scale_source, job.result.repeats_u, job.result.repeats_v) == ("swatch_size", 8.0, 10.0)
@@ -69,7 +70,7 @@ def test_cancel_stops_a_running_job_promptly(stack: Stack) -> None:
     big = scenes.room_scene(1920, 1080)
     photo = imaging.encode(cv2.resize(big.photo, (3840, 2160)))[0]
     quad = [(float(x) * 2, float(y) * 2) for x, y in big.quad]
-    with RenderClient(stack.gateway_address) as client:
+    with RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
         job = client.submit(material_swap_request(photo, imaging.encode(scenes.plank_texture())[0], quad=quad)).job
         for event in client.watch(job.id, timeout=60):
             if event.stage == pb.STAGE_PROJECTION:
@@ -94,7 +95,7 @@ def test_inputs_by_url_and_a_failed_download(stack: Stack) -> None:
         "/moved.jpg": (301, {"Location": "/oak.jpg"}, b""),
     }
     quad = [(float(x), float(y)) for x, y in scene.quad]
-    with serve(routes) as base, RenderClient(stack.gateway_address) as client:
+    with serve(routes) as base, RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
         ok = client.wait(
             client.submit(material_swap_request(f"{base}/room.jpg", f"{base}/moved.jpg", quad=quad)).job.id, timeout=60
         )
@@ -112,7 +113,7 @@ def test_refinement_edits_only_inside_the_mask(stack: Stack, openai_server: Fake
     scene = scenes.room_scene(640, 480)
     quad = [(float(x), float(y)) for x, y in scene.quad]
     photo, swatch = imaging.encode(scene.photo)[0], imaging.encode(scenes.tile_texture(128))[0]
-    with RenderClient(stack.gateway_address) as client:
+    with RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
         plain = client.wait(client.submit(material_swap_request(photo, swatch, quad=quad)).job.id, timeout=60)
         before = len(openai_server.requests)
         refined = client.wait(
@@ -134,7 +135,7 @@ def test_refinement_edits_only_inside_the_mask(stack: Stack, openai_server: Fake
 
 def test_a_room_render_streams_its_progress_through_the_stack(stack: Stack, openai_server: FakeOpenAI) -> None:
     room = room_render("living room", name="Living", area=32, floor="Oak Natural", walls="Chalk White", style="modern")
-    with RenderClient(stack.gateway_address, tenant="system") as client:
+    with client_for(stack.gateway_address, stack.redis_url, "system") as client:
         job = client.submit(room_render_request(room, project_id="flat-1")).job
         events = list(client.watch(job.id, timeout=60))
     assert [e.state for e in events][-1] == pb.JOB_STATE_SUCCEEDED, events[-1].error.message
@@ -154,7 +155,7 @@ def test_a_room_render_streams_its_progress_through_the_stack(stack: Stack, open
 
 def test_a_batch_streams_each_rooms_state_through_the_stack(stack: Stack) -> None:
     rooms = [room_render(kind, name=kind.title(), room_id=kind) for kind in ("kitchen", "bedroom", "bathroom")]
-    with RenderClient(stack.gateway_address, tenant="system") as client:
+    with client_for(stack.gateway_address, stack.redis_url, "system") as client:
         job = client.submit(room_batch_request(rooms, floor_plan_id="plan-9")).job
         events = list(client.watch(job.id, timeout=90))
     assert events[-1].state == pb.JOB_STATE_SUCCEEDED, events[-1].error.message
@@ -170,7 +171,7 @@ def test_a_batch_streams_each_rooms_state_through_the_stack(stack: Stack) -> Non
 
 def test_a_texture_edit_runs_through_the_stack(stack: Stack) -> None:
     texture = imaging.encode(textured_image(512, 512, seed=9), quality=98)[0]
-    with RenderClient(stack.gateway_address, tenant="system") as client:
+    with client_for(stack.gateway_address, stack.redis_url, "system") as client:
         job = client.submit(texture_edit_request(texture, "Weather the tiles slightly", material_maps=True)).job
         events = list(client.watch(job.id, timeout=60))
     assert events[-1].state == pb.JOB_STATE_SUCCEEDED, events[-1].error.message
@@ -207,7 +208,7 @@ def test_a_dispatcher_that_dies_mid_job_loses_nothing(tmp_path: Path) -> None:
         photo = imaging.encode(cv2.resize(big.photo, (3840, 2160)))[0]
         quad = [(float(x) * 2, float(y) * 2) for x, y in big.quad]
         ledger = redis.Redis.from_url(stack.redis_url)
-        with RenderClient(stack.gateway_address) as client:
+        with RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
             job = client.submit(material_swap_request(photo, imaging.encode(scenes.plank_texture())[0], quad=quad)).job
             for event in client.watch(job.id, timeout=60):
                 if event.stage == pb.STAGE_PROJECTION:
@@ -218,7 +219,7 @@ def test_a_dispatcher_that_dies_mid_job_loses_nothing(tmp_path: Path) -> None:
             os.kill(victim, signal.SIGKILL)
             pids[victim].wait()
             survivor = stack.gateway_address if victim == replica.pid else f"127.0.0.1:{replica_port}"
-        with RenderClient(survivor) as client:
+        with RenderClient(survivor, api_key=stack.api_key) as client:
             done = client.wait(job.id, timeout=60)
             messages = [e.message for e in client.watch(job.id)]
         ledger.close()
@@ -238,7 +239,7 @@ def test_renderctl_submits_watches_gets_lists_and_cancels(
     photo.write_bytes(imaging.encode(scene.photo)[0])
     swatch.write_bytes(imaging.encode(scenes.plank_texture(128))[0])
     quad = ";".join(f"{x:.1f},{y:.1f}" for x, y in scene.quad)
-    base = ["--address", stack.gateway_address, "--tenant", "cli-test"]
+    base = ["--address", stack.gateway_address, "--api-key", key_for(stack.redis_url, "cli-test")]
     assert main([*base, "submit", "--photo", str(photo), "--swatch", str(swatch), "--quad", quad, "--watch"]) == 0
     out = capsys.readouterr().out
     job_id = out.splitlines()[0]
@@ -267,7 +268,7 @@ def test_a_stage_killed_mid_job_is_waited_for_and_make_run_reports_it(
     monitor = threading.Thread(target=stack.monitor, args=(stop, 0.2), daemon=True)
     monitor.start()
     try:
-        with RenderClient(stack.gateway_address) as client:
+        with RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
             job = client.submit(material_swap_request(photo, imaging.encode(scenes.plank_texture())[0], quad=quad)).job
             for event in client.watch(job.id, timeout=60):
                 if event.stage == pb.STAGE_PROJECTION:
@@ -288,17 +289,24 @@ def test_a_stage_killed_mid_job_is_waited_for_and_make_run_reports_it(
 
 def test_buf_curl_lists_every_servers_methods(stack: Stack) -> None:
     """Reflection lists only real services (a provider's health name is not one), so a client nobody
-    here wrote can list and call every server."""
+    here wrote can list and call every server (the stages with the stack's client certificate, the
+    only kind they take)."""
     import subprocess
 
     from renderkit.launcher import ROOT
 
     buf = str(ROOT / ".venv" / "bin" / "buf")
+    tls = stack.internal_tls_dir
     listed = {}
     for name in ("gateway", "segmentation", "depth", "projection", "generation"):
         address = stack.spawns[name].address
+        if stack.internal_tls and stack.spawns[name].internal:
+            files = ["--cacert", str(tls / "ca.crt"), "--cert", str(tls / "tls.crt"), "--key", str(tls / "tls.key")]
+            target = [*files, f"https://{address}"]
+        else:
+            target = ["--http2-prior-knowledge", f"http://{address}"]
         done = subprocess.run(
-            [buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--list-methods", f"http://{address}"],
+            [buf, "curl", "--protocol", "grpc", "--list-methods", *target],
             capture_output=True,
             text=True,
             timeout=30,
@@ -346,7 +354,7 @@ def test_no_message_or_result_field_leaks_paths_addresses_or_class_names(stack: 
         material_swap_request(refused, jpeg, quad=quad),
         material_swap_request(jpeg, jpeg[:-200], quad=quad),  # refused at submit
     ]
-    with serve(routes) as base, RenderClient(stack.gateway_address, tenant="leaks") as client:
+    with serve(routes) as base, client_for(stack.gateway_address, stack.redis_url, "leaks") as client:
         failing += [
             material_swap_request(f"{base}/half.jpg", jpeg, quad=quad),
             material_swap_request(f"{base}/text.jpg", jpeg, quad=quad),

@@ -1,10 +1,13 @@
--- Renews a running job's work entry (resets its idle time, so no one reclaims it), only while the
--- renewing dispatcher still owns the job: one whose job was taken over or ended learns so (0) and
--- stops, instead of taking the entry back from the new owner.
--- KEYS: work stream, job
--- ARGV: work group, consumer, work entry id
-if redis.call('HGET', KEYS[2], 'owner') ~= ARGV[2] or redis.call('HGET', KEYS[2], 'state') ~= 'RUNNING' then
+-- Renews a running job's lease (and its tenant's concurrency slot), only while the renewing
+-- dispatcher still owns it: one whose job was taken over, requeued or ended learns so (0) and stops.
+-- KEYS: job, running (all)
+-- ARGV: 1 job_id, 2 owner, 3 expiry_ms, 4 tenant running template
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then
   return 0
 end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+local tenant = redis.call('HGET', KEYS[1], 'tenant')
+local member = tenant .. '|' .. ARGV[1]
+if not redis.call('ZSCORE', KEYS[2], member) then return 0 end
+redis.call('ZADD', KEYS[2], 'XX', ARGV[3], member)
+redis.call('ZADD', string.format(ARGV[4], tenant), 'XX', ARGV[3], ARGV[1])
 return 1

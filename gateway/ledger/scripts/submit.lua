@@ -1,22 +1,58 @@
--- Records and queues a new job in one step.
--- KEYS: job, events, work stream, active set, tenant index, idempotency key ('idem:none' when unused)
--- ARGV: job_id, use_idempotency ('1'/'0'), queue_limit, created_ms, retention_ms, event, events channel,
+-- Records and queues a new job in one step, within the tenant's request rate and queue quota and
+-- the global queue limit.
+-- KEYS: job, events, active set, tenant index, idempotency key ('idem:none' when unused), tenant
+--       queue, queued tenants, queue clock, tenant limits, tenant rate, tenant active set
+-- ARGV: 1 job_id, 2 use_idempotency ('1'/'0'), 3 queue_limit (0: none), 4 now_ms, 5 retention_ms,
+--       6 event, 7 events channel, 8 work channel, 9 tenant, 10 default rate per second (0: none),
+--       11 default burst, 12 default queue quota (0: none), 13 rate limited ('1'/'0'),
 --       then the job hash's fields and values.
--- Idempotent under retry: a second call for a job id already recorded changes nothing.
+-- Returns {'ok', id}, {'duplicate', id of the key's job}, {'limited', ms until a retry is allowed},
+-- {'quota', the quota} or {'full', ''}.
+-- Idempotent under retry: a second call for a job id already recorded changes nothing (and is not
+-- counted against the rate again).
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'ok', ARGV[1]} end
 if ARGV[2] == '1' then
-  local existing = redis.call('GET', KEYS[6])
+  local existing = redis.call('GET', KEYS[5])
   if existing then return {'duplicate', existing} end
 end
-local limit = tonumber(ARGV[3])
-if limit > 0 and redis.call('SCARD', KEYS[4]) >= limit then return {'full', ''} end
+local function limit(name, default)
+  local value = redis.call('HGET', KEYS[9], name)
+  if value then return tonumber(value) end
+  return tonumber(default)
+end
+local now = tonumber(ARGV[4])
+-- The request rate, as a generic cell rate algorithm: one request every `interval` ms on average,
+-- up to `burst` at once.
+local new_tat = nil
+local rate = limit('rate', ARGV[10])
+if ARGV[13] == '1' and rate > 0 then
+  local interval = 1000 / rate
+  local burst = math.max(1, limit('burst', ARGV[11]))
+  local tat = tonumber(redis.call('GET', KEYS[10]) or '0')
+  if tat < now then tat = now end
+  local allowed_at = tat - interval * (burst - 1)
+  if now < allowed_at then return {'limited', tostring(math.ceil(allowed_at - now))} end
+  new_tat = tat + interval
+end
+local quota = limit('queue_quota', ARGV[12])
+if quota > 0 and redis.call('SCARD', KEYS[11]) >= quota then return {'quota', tostring(quota)} end
+local queue_limit = tonumber(ARGV[3])
+if queue_limit > 0 and redis.call('SCARD', KEYS[3]) >= queue_limit then return {'full', ''} end
+if new_tat then redis.call('SET', KEYS[10], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000) end
 local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 14, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('XADD', KEYS[2], '*', 'event', ARGV[6])
-redis.call('XADD', KEYS[3], '*', 'job_id', ARGV[1])
-redis.call('SADD', KEYS[4], ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
-if ARGV[2] == '1' then redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[5]) end
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[11], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+if ARGV[2] == '1' then redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[5]) end
+redis.call('RPUSH', KEYS[6], ARGV[1])
+-- A tenant joining the queue starts at the virtual clock: it neither jumps ahead with credit saved
+-- while idle nor waits behind the others' whole backlogs.
+if not redis.call('ZSCORE', KEYS[7], ARGV[9]) then
+  redis.call('ZADD', KEYS[7], redis.call('GET', KEYS[8]) or '0', ARGV[9])
+end
 redis.call('PUBLISH', ARGV[7], ARGV[1])
+redis.call('PUBLISH', ARGV[8], ARGV[9])
 return {'ok', ARGV[1]}

@@ -1,0 +1,220 @@
+"""API keys: minted for a tenant with a name, scopes and an optional expiry, shown once, stored only
+as a SHA-256 digest under a short public id, listable, revocable.
+
+A key reads `rk_<id>_<secret>`: the id (12 characters) finds the record, the secret (43) is the
+credential; 256 random bits need no slow hash, a plain digest compared in constant time suffices.
+Every gateway caches what it looked up for a few seconds, and drops a key the moment a revocation
+is published (REVOKED_KEYS_CHANNEL), so revocation reaches every replica within the cache's
+lifetime even if that notice is lost. The last-use time is written at most once a minute per key
+and gateway, off the request's path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gateway.auth.principal import Principal, Scope, parse_scopes
+from gateway.ledger import keys
+from gateway.ledger.connection import retrying
+
+log = logging.getLogger(__name__)
+
+PREFIX = "rk_"
+_TOKEN = re.compile(r"^rk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+LAST_USE_EVERY_S = 60.0
+
+
+class AuthenticationError(Exception):
+    """A credential that proves nothing; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """An API key as stored (never the key itself)."""
+
+    key_id: str
+    tenant: str
+    name: str
+    scopes: frozenset[Scope]
+    created_ms: int
+    expires_ms: int = 0  # 0: never
+    revoked_ms: int = 0  # 0: not revoked
+    last_used_ms: int = 0
+    digest: str = ""
+
+    def principal(self) -> Principal:
+        return Principal(tenant=self.tenant, subject=f"key:{self.key_id}", scopes=self.scopes, key_id=self.key_id)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _record(key_id: str, fields: dict[str, str]) -> ApiKeyRecord:
+    def number(name: str) -> int:
+        return int(fields.get(name) or 0)
+
+    return ApiKeyRecord(
+        key_id=key_id,
+        tenant=fields.get("tenant", ""),
+        name=fields.get("name", ""),
+        scopes=parse_scopes(fields.get("scopes", "")),
+        created_ms=number("created_ms"),
+        expires_ms=number("expires_ms"),
+        revoked_ms=number("revoked_ms"),
+        last_used_ms=number("last_used_ms"),
+        digest=fields.get("digest", ""),
+    )
+
+
+class KeyStore:
+    """API keys in Redis, with a short per-gateway cache of lookups."""
+
+    def __init__(self, client: aioredis.Redis, *, cache_s: float = 2.0, retry_s: float = 2.0) -> None:
+        self.redis = client
+        self.cache_s = cache_s
+        self.retry_s = retry_s
+        self._cache: dict[str, tuple[float, ApiKeyRecord | None]] = {}
+        self._last_use_written: dict[str, float] = {}
+        self._writes: set[asyncio.Task[None]] = set()
+
+    # -- minting and managing ---------------------------------------------------------------
+
+    async def create(
+        self, tenant: str, name: str, scopes: Iterable[Scope], ttl_s: float | None = None
+    ) -> tuple[str, ApiKeyRecord]:
+        """Mints a key; returns the key (shown once, never stored) and its record."""
+        key_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
+        token = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        now = _now_ms()
+        record = ApiKeyRecord(
+            key_id=key_id,
+            tenant=tenant,
+            name=name,
+            scopes=frozenset(scopes),
+            created_ms=now,
+            expires_ms=now + int(ttl_s * 1000) if ttl_s else 0,
+            digest=_digest(token),
+        )
+        fields: dict[Any, Any] = {
+            "tenant": tenant,
+            "name": name,
+            "scopes": " ".join(sorted(record.scopes)),
+            "created_ms": str(now),
+            "expires_ms": str(record.expires_ms),
+            "revoked_ms": "0",
+            "digest": record.digest,
+        }
+
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(keys.api_key(key_id), mapping=fields)
+                pipe.sadd(keys.tenant_api_keys(tenant), key_id)
+                await pipe.execute()
+
+        await retrying(write, self.retry_s)
+        return token, record
+
+    async def get(self, key_id: str) -> ApiKeyRecord | None:
+        """A key's record straight from Redis (no cache)."""
+        raw: Any = await retrying(lambda: self.redis.hgetall(keys.api_key(key_id)), self.retry_s)
+        if not raw:
+            return None
+        return _record(key_id, {k.decode(): v.decode() for k, v in raw.items()})
+
+    async def list(self, tenant: str) -> list[ApiKeyRecord]:
+        """A tenant's keys, newest first (revoked and expired ones included, marked)."""
+        ids: Any = await retrying(lambda: self.redis.smembers(keys.tenant_api_keys(tenant)), self.retry_s)
+        records = [await self.get(key_id.decode()) for key_id in ids]
+        return sorted((r for r in records if r is not None), key=lambda r: r.created_ms, reverse=True)
+
+    async def revoke(self, key_id: str) -> ApiKeyRecord | None:
+        """Revokes a key (at once on this gateway, within seconds on every other); None if unknown."""
+        record = await self.get(key_id)
+        if record is None:
+            return None
+        if not record.revoked_ms:
+
+            async def write() -> None:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.hset(keys.api_key(key_id), "revoked_ms", str(_now_ms()))
+                    pipe.publish(keys.REVOKED_KEYS_CHANNEL, key_id)
+                    await pipe.execute()
+
+            await retrying(write, self.retry_s)
+        self.forget(key_id)
+        return await self.get(key_id)
+
+    # -- authenticating -------------------------------------------------------------------------
+
+    def forget(self, key_id: str) -> None:
+        """Drops a key from this gateway's cache (a revocation was published)."""
+        self._cache.pop(key_id, None)
+
+    def forget_all(self) -> None:
+        """Drops every cached key (after a reconnect, revocations published meanwhile were lost)."""
+        self._cache.clear()
+
+    async def authenticate(self, token: str) -> Principal:
+        """The principal an API key proves; AuthenticationError when it proves nothing."""
+        match = _TOKEN.match(token)
+        if match is None:
+            raise AuthenticationError("the API key is malformed")
+        key_id = match.group(1)
+        record = await self._lookup(key_id)
+        if record is None or not hmac.compare_digest(record.digest, _digest(token)):
+            raise AuthenticationError("the API key is not valid")
+        now = _now_ms()
+        if record.revoked_ms:
+            raise AuthenticationError("the API key was revoked")
+        if record.expires_ms and now >= record.expires_ms:
+            raise AuthenticationError("the API key has expired")
+        self._note_use(key_id, now)
+        return record.principal()
+
+    async def _lookup(self, key_id: str) -> ApiKeyRecord | None:
+        loop = asyncio.get_running_loop()
+        cached = self._cache.get(key_id)
+        if cached is not None and loop.time() - cached[0] < self.cache_s:
+            return cached[1]
+        record = await self.get(key_id)
+        if record is not None:  # unknown ids are not cached: a caller could fill the cache with them
+            self._cache[key_id] = (loop.time(), record)
+        return record
+
+    def _note_use(self, key_id: str, now_ms: int) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_use_written.get(key_id, -LAST_USE_EVERY_S) < LAST_USE_EVERY_S:
+            return
+        self._last_use_written[key_id] = loop.time()
+
+        async def write() -> None:
+            try:
+                await self.redis.hset(keys.api_key(key_id), "last_used_ms", str(now_ms))
+            except Exception:  # best effort: the next use writes it again
+                self._last_use_written.pop(key_id, None)
+
+        task = asyncio.create_task(write())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+
+def scopes_text(scopes: Sequence[Scope] | frozenset[Scope]) -> str:
+    """Scopes as text ("admin read render")."""
+    return " ".join(sorted(scopes))

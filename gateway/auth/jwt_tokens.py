@@ -1,0 +1,115 @@
+"""JWT bearer tokens from the identity provider a deployment names (PyJWT verifies them).
+
+For frontends whose users sign in elsewhere: the provider signs a token with its private key; the
+gateway checks the signature against the provider's published keys (a JWKS, from a file or a URL),
+the issuer, the audience and the expiry, and takes the tenant and the subject from configured
+claims. Only asymmetric algorithms are accepted, so a public key can never serve as an HMAC secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from gateway.auth.api_keys import AuthenticationError
+from gateway.auth.principal import Principal, Scope, parse_scopes
+
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
+_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+DEFAULT_SCOPES = frozenset({Scope.RENDER, Scope.READ})
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    """Which identity provider's tokens the gateway accepts (issuer empty: none)."""
+
+    issuer: str = ""
+    audience: str = ""
+    jwks: str = ""  # a JWKS file's path, or an https URL the provider publishes it at
+    tenant_claim: str = "tenant"
+    subject_claim: str = "sub"
+    scopes_claim: str = "scope"
+    leeway_s: float = 30.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer and self.jwks)
+
+
+class JwtVerifier:
+    """Verifies tokens of one issuer; the keys are read once and again when the file changes (a
+    URL's keys are cached by PyJWT and fetched again for an unknown key id)."""
+
+    def __init__(self, settings: JwtSettings) -> None:
+        self.settings = settings
+        self._url_client = jwt.PyJWKClient(settings.jwks, cache_keys=True) if _is_url(settings.jwks) else None
+        self._file_keys: jwt.PyJWKSet | None = None
+        self._file_mtime = -1.0
+
+    async def authenticate(self, token: str) -> Principal:
+        """The principal a token proves; AuthenticationError (safe to show) otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise AuthenticationError("the bearer token is malformed") from None
+        if header.get("alg") not in ALGORITHMS:
+            raise AuthenticationError("the bearer token's algorithm is not accepted")
+        key = await self._signing_key(token, str(header.get("kid", "")))
+        s = self.settings
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=list(ALGORITHMS),
+                audience=s.audience or None,
+                issuer=s.issuer,
+                leeway=s.leeway_s,
+                options={"require": ["exp", "iss"] + (["aud"] if s.audience else [])},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthenticationError("the bearer token has expired") from None
+        except jwt.InvalidIssuerError:
+            raise AuthenticationError("the bearer token's issuer is not accepted") from None
+        except jwt.InvalidAudienceError:
+            raise AuthenticationError("the bearer token is not meant for this service") from None
+        except jwt.PyJWTError:
+            raise AuthenticationError("the bearer token is not valid") from None
+        tenant = claims.get(s.tenant_claim)
+        if not isinstance(tenant, str) or not _TENANT.match(tenant):
+            raise AuthenticationError(f"the bearer token has no valid {s.tenant_claim} claim")
+        subject = str(claims.get(s.subject_claim, ""))[:128]
+        raw_scopes = claims.get(s.scopes_claim)
+        scopes = parse_scopes(raw_scopes) if raw_scopes is not None else DEFAULT_SCOPES
+        return Principal(tenant=tenant, subject=f"user:{subject}", scopes=scopes)
+
+    async def _signing_key(self, token: str, kid: str) -> Any:
+        if self._url_client is not None:
+            client = self._url_client
+            try:
+                # A fetch happens only for a key id not cached yet: off the event loop.
+                return (await asyncio.to_thread(client.get_signing_key_from_jwt, token)).key
+            except jwt.PyJWKClientError:
+                raise AuthenticationError("the bearer token's signing key is not known") from None
+        keys = self._keys_from_file()
+        for candidate in keys.keys:
+            if not kid or candidate.key_id == kid:
+                return candidate.key
+        raise AuthenticationError("the bearer token's signing key is not known")
+
+    def _keys_from_file(self) -> jwt.PyJWKSet:
+        mtime = os.stat(self.settings.jwks).st_mtime
+        if self._file_keys is None or mtime != self._file_mtime:
+            with open(self.settings.jwks, encoding="utf-8") as f:
+                self._file_keys = jwt.PyJWKSet.from_dict(json.load(f))
+            self._file_mtime = mtime
+        return self._file_keys
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("https://", "http://"))

@@ -1,0 +1,53 @@
+"""Who is calling: the principal a credential proves, and what it may do."""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+from dataclasses import dataclass
+
+
+class Scope(enum.StrEnum):
+    """What a credential may do."""
+
+    RENDER = "render"  # submit and cancel jobs
+    READ = "read"  # read, watch and list jobs; read the credit balance and log
+    ADMIN = "admin"  # the admin API: keys, tenants, limits, credits
+
+
+ALL_SCOPES = frozenset(Scope)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: its tenant (every job it touches is the tenant's), who it is within
+    the tenant, and its scopes."""
+
+    tenant: str
+    subject: str  # an API key's id ("key:<id>") or a JWT's subject ("user:<sub>")
+    scopes: frozenset[Scope]
+    key_id: str = ""  # set for API keys
+
+    def may(self, scope: Scope) -> bool:
+        return scope in self.scopes
+
+
+_current: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
+
+
+def set_principal(principal: Principal) -> contextvars.Token[Principal]:
+    """Makes the principal the current call's (the authentication interceptor does)."""
+    return _current.set(principal)
+
+
+def current_principal() -> Principal:
+    """The current call's principal; LookupError outside an authenticated call (a bug)."""
+    return _current.get()
+
+
+def parse_scopes(values: str | list[str] | tuple[str, ...] | None) -> frozenset[Scope]:
+    """Scopes from a space- or comma-separated string or a list; unknown names are ignored."""
+    if values is None:
+        return frozenset()
+    items = values.replace(",", " ").split() if isinstance(values, str) else list(values)
+    return frozenset(Scope(v) for v in items if v in Scope._value2member_map_)

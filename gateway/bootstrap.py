@@ -1,0 +1,56 @@
+"""The first credential: mints an API key straight into Redis, for operators with access to it.
+
+The admin API needs an admin credential, so the first one cannot come from it. Run this once (in
+Kubernetes as a Job with REDIS_URL), keep the key it prints, and manage everything else through the
+admin API (`renderctl admin ...`). The embedded stack uses it to mint its development key.
+
+    python -m gateway.bootstrap --tenant ops --name "first admin" --scopes admin,render,read
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from gateway.auth.api_keys import KeyStore
+from gateway.auth.principal import Scope, parse_scopes
+from gateway.ledger import connect
+from renderkit.settings import env_str
+
+
+async def mint_key_async(
+    redis_url: str, tenant: str, name: str, scopes: frozenset[Scope], ttl_s: float | None = None
+) -> str:
+    """Mints a key in the Redis at redis_url and returns it."""
+    client = connect(redis_url, max_connections=2, role="bootstrap")
+    try:
+        token, _ = await KeyStore(client, retry_s=10.0).create(tenant, name, scopes, ttl_s=ttl_s)
+        return token
+    finally:
+        await client.aclose()
+
+
+def mint_key(redis_url: str, tenant: str, name: str, scopes: frozenset[Scope], ttl_s: float | None = None) -> str:
+    """mint_key_async from synchronous code (the launcher, tests)."""
+    return asyncio.run(mint_key_async(redis_url, tenant, name, scopes, ttl_s))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.bootstrap", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tenant", required=True)
+    parser.add_argument("--name", required=True, help="what the key is for")
+    parser.add_argument("--scopes", default="admin,render,read", help="comma-separated: render, read, admin")
+    parser.add_argument("--ttl-days", type=float, help="how long the key works (default: until revoked)")
+    args = parser.parse_args(argv)
+    scopes = parse_scopes(args.scopes)
+    if not scopes:
+        parser.error("--scopes needs one or more of render, read, admin")
+    redis_url = env_str("REDIS_URL", "redis://127.0.0.1:6390/0")
+    ttl_s = args.ttl_days * 86400 if args.ttl_days else None
+    print(mint_key(redis_url, args.tenant, args.name, scopes, ttl_s))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

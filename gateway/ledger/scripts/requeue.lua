@@ -1,0 +1,33 @@
+-- Puts running jobs back at the front of their tenants' queues, so any dispatcher resumes them
+-- from their checkpoints: jobs whose lease ran out (their dispatcher died or lost Redis), or one
+-- job its dispatcher hands back (it is stopping). Their owner is cleared, so the old dispatcher's
+-- writes and renewals are refused from now on.
+-- KEYS: running (all), queued tenants, queue clock
+-- ARGV: 1 now_ms, 2 most to requeue, 3 queue template, 4 tenant running template, 5 job template,
+--       6 work channel, 7 one job ('' for every expired lease), 8 its owner
+local members
+if ARGV[7] ~= '' then
+  local job = string.format(ARGV[5], ARGV[7])
+  if redis.call('HGET', job, 'owner') ~= ARGV[8] or redis.call('HGET', job, 'state') ~= 'RUNNING' then return 0 end
+  members = {redis.call('HGET', job, 'tenant') .. '|' .. ARGV[7]}
+else
+  members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+end
+local requeued = 0
+for _, member in ipairs(members) do
+  local sep = string.find(member, '|', 1, true)
+  local tenant, job_id = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZREM', string.format(ARGV[4], tenant), job_id)
+  local job = string.format(ARGV[5], job_id)
+  if redis.call('HGET', job, 'state') == 'RUNNING' then
+    redis.call('HSET', job, 'owner', '')
+    redis.call('LPUSH', string.format(ARGV[3], tenant), job_id)
+    if not redis.call('ZSCORE', KEYS[2], tenant) then
+      redis.call('ZADD', KEYS[2], redis.call('GET', KEYS[3]) or '0', tenant)
+    end
+    requeued = requeued + 1
+  end
+end
+if requeued > 0 then redis.call('PUBLISH', ARGV[6], '') end
+return requeued

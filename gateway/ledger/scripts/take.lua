@@ -1,0 +1,59 @@
+-- Takes the next job for a dispatcher, fairly across tenants (weighted fair queuing: the queued
+-- tenant with the lowest virtual time whose running jobs are under its concurrency limit), and
+-- gives it a concurrency slot that lasts a lease: a slot not renewed expires with its dispatcher.
+-- KEYS: queued tenants, queue clock, running (all)
+-- ARGV: 1 owner, 2 now_ms, 3 lease_ms, 4 default concurrency, 5 default weight, 6 take key (this
+--       take's id), 7 queue template, 8 tenant running template, 9 tenant limits template,
+--       10 job template, 11 kinds that take no slot (",room_batch,"), 12 tenants looked at per take
+-- Returns {job_id, attempt, kind} or {} when no tenant may run another job now. A retried take
+-- (same take key) returns what the first one took.
+local taken = redis.call('GET', ARGV[6])
+if taken then
+  local first = string.find(taken, '|', 1, true)
+  local second = string.find(taken, '|', first + 1, true)
+  return {string.sub(taken, 1, first - 1), tonumber(string.sub(taken, first + 1, second - 1)), string.sub(taken, second + 1)}
+end
+local now, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
+local clock = tonumber(redis.call('GET', KEYS[2]) or '0')
+local candidates = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[12]) - 1, 'WITHSCORES')
+for i = 1, #candidates, 2 do
+  local tenant, score = candidates[i], tonumber(candidates[i + 1])
+  local limits = string.format(ARGV[9], tenant)
+  local running = string.format(ARGV[8], tenant)
+  local concurrency = tonumber(redis.call('HGET', limits, 'concurrency') or ARGV[4])
+  if redis.call('ZCOUNT', running, now, '+inf') < concurrency then
+    local queue = string.format(ARGV[7], tenant)
+    while true do
+      local job_id = redis.call('LPOP', queue)
+      if not job_id then
+        redis.call('ZREM', KEYS[1], tenant)
+        break
+      end
+      local job = string.format(ARGV[10], job_id)
+      local state = redis.call('HGET', job, 'state')
+      -- RUNNING: handed back or reaped after its dispatcher died; anything else ended while queued.
+      if state == 'QUEUED' or state == 'RUNNING' then
+        local expiry = now + lease
+        local kind = redis.call('HGET', job, 'kind') or ''
+        if not string.find(ARGV[11], ',' .. kind .. ',', 1, true) then
+          redis.call('ZADD', running, expiry, job_id)
+        end
+        redis.call('ZADD', KEYS[3], expiry, tenant .. '|' .. job_id)
+        local attempt = redis.call('HINCRBY', job, 'attempt', 1)
+        redis.call('HSET', job, 'state', 'RUNNING', 'owner', ARGV[1], 'updated_ms', ARGV[2])
+        redis.call('HSETNX', job, 'started_ms', ARGV[2])
+        local start = math.max(score, clock)
+        if redis.call('LLEN', queue) > 0 then
+          local weight = tonumber(redis.call('HGET', limits, 'weight') or ARGV[5])
+          redis.call('ZADD', KEYS[1], start + 1 / weight, tenant)
+        else
+          redis.call('ZREM', KEYS[1], tenant)
+        end
+        if start > clock then redis.call('SET', KEYS[2], tostring(start)) end
+        redis.call('SET', ARGV[6], job_id .. '|' .. attempt .. '|' .. kind, 'EX', 300)
+        return {job_id, attempt, kind}
+      end
+    end
+  end
+end
+return {}

@@ -1,0 +1,112 @@
+"""What a job costs in credits: a price per request kind from a price table, and the image
+provider's spending converted at a rate. A submit reserves the most the job can cost; its end
+settles the actual cost (never above the reservation) and refunds the rest.
+
+A material swap costs its base plus one per variant swatch; refinement, room renders and texture
+edits add what the provider may spend (the job's budget, capped by the server's), settled at what it
+did spend. A batch reserves every room's price and settles the rooms that rendered. Failures that
+are not the caller's fault refund everything; a cancel before the job started refunds everything, a
+cancel later keeps the base price.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from render.v1 import render_service_pb2 as pb
+
+# Errors that are the caller's: the job's base price is kept (with what a provider spent).
+CALLERS_FAULT = frozenset(
+    {
+        pb.ERROR_CODE_VALIDATION_FAILED,
+        pb.ERROR_CODE_DOWNLOAD_FAILED,
+        pb.ERROR_CODE_CONTENT_POLICY,
+        pb.ERROR_CODE_BUDGET_EXCEEDED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """Credits per request kind, and per US cent a provider spends."""
+
+    material_swap: int = 10
+    variant: int = 5
+    room_render: int = 2
+    texture_edit: int = 2
+    credits_per_cent: float = 1.0
+
+    @classmethod
+    def load(cls, source: str) -> PriceTable:
+        """The defaults, with what a JSON object (a file's path, or the JSON itself) changes."""
+        if not source:
+            return cls()
+        text = Path(source).read_text() if not source.lstrip().startswith("{") else source
+        values = json.loads(text)
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"CREDIT_PRICES: unknown prices {sorted(unknown)}")
+        return cls(**values)
+
+    def credits(self, cents: float) -> int:
+        """A provider's spending in credits (rounded up: a fraction of a cent costs a credit)."""
+        return math.ceil(max(cents, 0.0) * self.credits_per_cent - 1e-9)
+
+
+@dataclass(frozen=True)
+class Price:
+    """A job's price: its base, and the most its provider calls may add."""
+
+    base: int
+    allowance: int
+
+    @property
+    def reserved(self) -> int:
+        return self.base + self.allowance
+
+
+def price_of(request: pb.SubmitRenderRequest, prices: PriceTable, max_cents_per_job: float) -> Price:
+    """What a request reserves at submit."""
+
+    def allowance(options: pb.GenerationOptions) -> int:
+        if options.dry_run:
+            return 0
+        budget = options.budget
+        cents = min(budget.max_cents, max_cents_per_job) if budget.HasField("max_cents") else max_cents_per_job
+        return prices.credits(cents)
+
+    kind = request.WhichOneof("kind")
+    if kind == "material_swap":
+        swap = request.material_swap
+        base = prices.material_swap + prices.variant * len(swap.variant_swatches)
+        # The job's provider budget covers every swatch's refinement together.
+        return Price(base, prices.credits(max_cents_per_job) if swap.options.enable_refinement else 0)
+    if kind == "room_render":
+        return Price(prices.room_render, allowance(request.room_render.options))
+    if kind == "texture_edit":
+        return Price(prices.texture_edit, allowance(request.texture_edit.options))
+    if kind == "room_batch":
+        batch = request.room_batch
+        rooms = [room.options if room.HasField("options") else batch.options for room in batch.rooms]
+        return Price(prices.room_render * len(rooms), sum(allowance(o) for o in rooms))
+    return Price(0, 0)
+
+
+def charge_for(result: pb.JobResult, price: Price, spent_cents: float, prices: PriceTable) -> int:
+    """What a job that succeeded costs: its base (for a batch, the rooms that rendered) and what its
+    providers spent, never more than it reserved."""
+    base = price.base
+    if result.HasField("batch") and result.batch.total:
+        base = price.base * result.batch.succeeded // result.batch.total
+        spent_cents = result.batch.cost.cents
+    return min(base + prices.credits(spent_cents), price.reserved)
+
+
+def charge_for_failure(code: int, price: Price, spent_cents: float, prices: PriceTable) -> int:
+    """What a failed job costs: nothing unless the caller was at fault."""
+    if code not in CALLERS_FAULT:
+        return 0
+    return min(price.base + prices.credits(spent_cents), price.reserved)
