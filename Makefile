@@ -48,8 +48,10 @@ protos-check: protos ## fail if the committed generated code differs from protos
 	git diff --exit-code -- gen/python
 	test -z "$$(git status --porcelain -- gen/python)"
 
-bench: setup ## end-to-end latency through the stack vs the same stages in one process
+bench: setup ## swap latency vs one process; SubmitRender/s vs bare gRPC; job latency vs Celery (installs the bench extra)
+	$(PY) -c 'import celery' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
 	$(PY) -m benchmarks.e2e
+	$(PY) -m benchmarks.submit
 
 quality: setup ## swaps of known-camera scenes scored against ground truth (PSNR, SSIM, plane and scale error)
 	$(PY) -m benchmarks.quality

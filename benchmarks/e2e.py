@@ -86,7 +86,7 @@ def main() -> None:
         stack = Stack(
             data_dir=Path(tmp) / "stack", ports=Ports.free(), with_triton=False, env={"GEOMETRY_CACHE_SECONDS": "0"}
         )
-        with stack, RenderClient(stack.gateway_address) as client:
+        with stack, RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
             print(
                 f"{'size':<10} {'stack median':>13} {'in-process median':>18} {'ratio':>6}   "
                 + "  ".join(f"{n:>12}" for n in STEP_NAMES)

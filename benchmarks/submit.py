@@ -1,0 +1,486 @@
+"""What the gateway costs a job: SubmitRender throughput against a bare gRPC server, and a dry-run
+job's submit-to-end latency against a Celery no-op task on the same Redis.
+
+Throughput: the embedded stack starts with its dispatcher off (DISPATCHER_CONCURRENCY=0) and the
+queue limit out of reach, so submits only queue; beside it a bare grpc.aio server
+(benchmarks.echo) answers the same RPC with a fixed job. One load driver (benchmarks.submit_load,
+a process of its own) drives both, alternating, at each concurrency for several rounds; the
+figures are medians over the rounds, and the ratio gateway / echo is the share of a bare server's
+rate the gateway keeps once it validates, records in the ledger, authenticates, limits and
+charges.
+
+Latency: a second stack with the dispatcher on, and a Celery worker (benchmarks.celery_noop) with
+as many processes as the dispatcher has slots, its broker and results on the stack's Redis. After a
+warm-up, jobs go one at a time, alternating: a dry-run room render through the gateway timed from
+SubmitRender to the terminal WatchJob event, and a no-op task timed from apply_async to
+result.get(). Reports p50 and p99 of each.
+
+    python -m benchmarks.submit [--rounds 5 --seconds 2 --jobs 200 --parts throughput latency]
+
+Needs the `bench` extra (Celery) for the latency part; `make bench` installs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import redis
+
+from benchmarks.submit_load import API_KEY_ENV, Cell, dry_run_request, percentile
+from gateway.ledger import Ledger, connect, keys
+from render.v1 import render_service_pb2 as pb
+from render.v1 import render_service_pb2_grpc as pb_grpc
+from renderkit import launcher
+from renderkit.client import RenderClient
+from renderkit.launcher import Ports, Stack, free_port
+
+PY = sys.executable
+PARTS = ("throughput", "latency")
+# A dry run needs a configured image provider to name; this key is never sent anywhere, since a dry
+# run only estimates, and the unroutable base URL makes sure a real call could not leave the machine.
+DRY_RUN_PROVIDER_ENV = {
+    "GENERATION_PROVIDERS": "openai",
+    "OPENAI_API_KEY": "bench-placeholder-never-sent",
+    "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+}
+# Limits set out of the load's reach, so the figures measure the checks and not refusals: the
+# gateway's queue limit through the stack's env (more through --stack-env), and the development
+# tenant's own limits through the ledger, the way an admin sets them (high, not 0 = "none", so
+# that every check still runs).
+GENEROUS_LIMITS = {"QUEUE_LIMIT": "100000000"}
+GENEROUS_TENANT_LIMITS: dict[str, float | int | None] = {
+    "rate_per_s": 100000,
+    "burst": 100000,
+    "queue_quota": 10_000_000,
+}
+DISPATCHER_SLOTS = 2  # the gateway's DISPATCHER_CONCURRENCY default; the Celery worker gets as many
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """One concurrency's medians over the rounds, for both targets."""
+
+    concurrency: int
+    gateway_per_s: float
+    echo_per_s: float
+    round_ratios: list[float]
+    gateway_p50_ms: float
+    gateway_p99_ms: float
+    echo_p50_ms: float
+    echo_p99_ms: float
+    gateway_cpu: float
+    echo_cpu: float
+    driver_cpu: float
+
+    @property
+    def ratio(self) -> float:
+        return self.gateway_per_s / self.echo_per_s if self.echo_per_s else 0.0
+
+
+@dataclass(frozen=True)
+class ThroughputRun:
+    """The throughput part: its figures and how they were made."""
+
+    figures: list[Throughput]
+    env: dict[str, str]  # the stack's settings
+    errors: dict[str, int]  # failed requests, by target and status code
+    requests: int  # requests counted in the measured windows
+    queued_after: int  # jobs still queued at the end (all of them: nothing dispatches)
+    api_key: bool  # whether the stack minted a key (authentication, limits and credits on)
+    hops: str  # how the stack's own processes talk (stack_hops)
+    tenant_limits: str  # what open_tenant_limits set
+
+
+@dataclass(frozen=True)
+class LatencyRun:
+    """The latency part: submit-to-end seconds of every measured job and task."""
+
+    gateway_s: list[float]
+    celery_s: list[float]
+    env: dict[str, str]
+    api_key: bool
+    hops: str
+    tenant_limits: str
+
+
+def stack_hops(stack: Stack) -> str:
+    """Whether the stack's internal hops are authenticated: Redis's password, mutual TLS to the
+    stages (a stack from before either has neither)."""
+    password = "with a password" if "@" in stack.redis_url else "without a password"
+    tls = "mutual TLS" if getattr(stack, "internal_tls", False) else "plaintext"
+    return f"Redis {password}, gateway to stages {tls}, public port plaintext"
+
+
+def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A child process in its own session, output to a log file: a Ctrl-C reaches only the
+    benchmark, which then stops it."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            argv, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+@contextlib.contextmanager
+def running(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process for the block's duration: SIGTERM at the end, SIGKILL if it lingers."""
+    process = spawn(argv, log, env)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=15)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def wait_answering(address: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 30.0) -> None:
+    """Returns once the echo server answers a SubmitRender."""
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.RenderServiceStub(channel)
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the echo server exited with {process.returncode}; see {log}")
+            try:
+                stub.SubmitRender(dry_run_request(), timeout=1.0, wait_for_ready=True)
+                return
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+
+def open_tenant_limits(stack: Stack) -> str:
+    """Sets the key's tenant's limits out of reach (GENEROUS_TENANT_LIMITS); says what it set, or
+    why nothing was (a gateway without tenant limits, a stack without a key)."""
+    tenant = getattr(launcher, "DEV_TENANT", "")
+    if not stack.api_key or not tenant:
+        return "no tenant limits (no API key)"
+
+    async def apply() -> str:
+        client = connect(stack.redis_url, max_connections=1, role="bench")
+        try:
+            # Looked up, not called by name, so the benchmark runs on a gateway from before limits.
+            setter = getattr(Ledger(client), "set_tenant_limits", None)
+            if setter is None:
+                return "no tenant limits (this gateway has none)"
+            await setter(tenant, GENEROUS_TENANT_LIMITS)
+        finally:
+            await client.aclose()
+        values = " ".join(f"{k}={v}" for k, v in GENEROUS_TENANT_LIMITS.items())
+        return f"tenant {tenant!r} limits set through the ledger: {values}"
+
+    return asyncio.run(apply())
+
+
+def stack_env(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    return {**DRY_RUN_PROVIDER_ENV, **GENEROUS_LIMITS, **base, **extra}
+
+
+def run_driver(
+    argv: list[str], api_key: str, log: Path, timeout_s: float, on_cell: Callable[[Cell], None]
+) -> list[Cell]:
+    """Runs the load driver, parsing its JSON lines as they come; killed past timeout_s. The key
+    goes in its environment, not on its command line, which any local user can read."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        open(log, "ab") as stderr_log,
+        subprocess.Popen(
+            argv, env={**os.environ, API_KEY_ENV: api_key}, stdout=subprocess.PIPE, stderr=stderr_log, text=True
+        ) as driver,
+    ):
+        assert driver.stdout is not None
+        watchdog = threading.Timer(timeout_s, driver.kill)
+        watchdog.start()
+        try:
+            cells = []
+            for line in driver.stdout:
+                cells.append(Cell(**json.loads(line)))
+                on_cell(cells[-1])
+        finally:
+            watchdog.cancel()
+        if driver.wait() != 0:
+            raise RuntimeError(f"the load driver exited with {driver.returncode}; see {log}")
+    return cells
+
+
+def summarize(cells: Sequence[Cell], concurrencies: Sequence[int]) -> list[Throughput]:
+    """Medians over the rounds per concurrency; each round's ratio pairs the same round's cells."""
+    out = []
+    for c in concurrencies:
+        gateway = {cell.round: cell for cell in cells if cell.target == "gateway" and cell.concurrency == c}
+        echo = {cell.round: cell for cell in cells if cell.target == "echo" and cell.concurrency == c}
+
+        def med(side: dict[int, Cell], value: Callable[[Cell], float]) -> float:
+            return statistics.median(value(cell) for cell in side.values())
+
+        out.append(
+            Throughput(
+                concurrency=c,
+                gateway_per_s=med(gateway, lambda x: x.per_second),
+                echo_per_s=med(echo, lambda x: x.per_second),
+                round_ratios=[
+                    gateway[r].per_second / echo[r].per_second
+                    for r in sorted(gateway)
+                    if r in echo and echo[r].per_second
+                ],
+                gateway_p50_ms=med(gateway, lambda x: x.p50_ms),
+                gateway_p99_ms=med(gateway, lambda x: x.p99_ms),
+                echo_p50_ms=med(echo, lambda x: x.p50_ms),
+                echo_p99_ms=med(echo, lambda x: x.p99_ms),
+                gateway_cpu=med(gateway, lambda x: x.server_cpu),
+                echo_cpu=med(echo, lambda x: x.server_cpu),
+                driver_cpu=statistics.median(x.driver_cpu for x in [*gateway.values(), *echo.values()]),
+            )
+        )
+    return out
+
+
+def measure_throughput(args: argparse.Namespace, work: Path, extra_env: dict[str, str]) -> ThroughputRun:
+    """The throughput part: a stack that does not dispatch, the echo server, and the driver."""
+    env = stack_env({"DISPATCHER_CONCURRENCY": "0"}, extra_env)
+    stack = Stack(data_dir=work / "submit-stack", ports=Ports.free(), with_triton=False, env=env)
+    with stack:
+        api_key, tenant_limits = stack.api_key, open_tenant_limits(stack)
+        # One real reply: the echo server sends these very bytes back, so both targets serialize
+        # and the driver parses the same response.
+        with RenderClient(stack.gateway_address, api_key=api_key) as client:
+            reply = client.submit(dry_run_request())
+        reply_file = work / "reply.bin"
+        reply_file.write_bytes(reply.SerializeToString())
+        echo_address = f"127.0.0.1:{free_port()}"
+        echo_log = work / "logs" / "echo.log"
+        argv = [PY, "-m", "benchmarks.echo", "--listen", echo_address, "--response", str(reply_file)]
+        with running(argv, echo_log) as echo:
+            wait_answering(echo_address, echo, echo_log)
+            driver = [
+                *(PY, "-m", "benchmarks.submit_load"),
+                *("--target", f"gateway={stack.gateway_address}", "--target", f"echo={echo_address}"),
+                *("--pid", f"gateway={stack.process('gateway').pid}", "--pid", f"echo={echo.pid}"),
+                *("--concurrency", *map(str, args.concurrency)),
+                *("--rounds", str(args.rounds), "--seconds", str(args.seconds), "--ramp", str(args.ramp)),
+                *("--warmup", str(args.warmup), "--channels", str(args.channels)),
+            ]
+            cells_per_round = 2 * len(args.concurrency)
+            expected_s = 2 * args.warmup + args.rounds * cells_per_round * (args.ramp + args.seconds)
+
+            def progress(cell: Cell) -> None:
+                print(
+                    f"  round {cell.round + 1}/{args.rounds}: {cell.target:<7} c={cell.concurrency:<3} "
+                    f"{cell.per_second:>7.0f}/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+            cells = run_driver(driver, api_key, work / "logs" / "driver.log", expected_s + 120, progress)
+        with redis.Redis.from_url(stack.redis_url) as ledger_redis:
+            queued = int(ledger_redis.scard(keys.ACTIVE_SET))
+        hops = stack_hops(stack)
+    errors: dict[str, int] = {}
+    for cell in cells:
+        for code, count in cell.errors.items():
+            errors[f"{cell.target} {code}"] = errors.get(f"{cell.target} {code}", 0) + count
+    requests = sum(cell.completed for cell in cells)
+    return ThroughputRun(
+        summarize(cells, args.concurrency), env, errors, requests, queued, bool(api_key), hops, tenant_limits
+    )
+
+
+def job_seconds(client: RenderClient, request: pb.SubmitRenderRequest) -> float:
+    """SubmitRender to the terminal WatchJob event, as the client sees it."""
+    start = time.perf_counter()
+    job = client.submit(request).job
+    last = None
+    for event in client.watch(job.id):
+        last = event
+    elapsed = time.perf_counter() - start
+    if last is None or last.state != pb.JOB_STATE_SUCCEEDED:
+        message = last.error.message if last is not None else "no event"
+        raise RuntimeError(f"benchmark job {job.id} did not succeed: {message}")
+    return elapsed
+
+
+def task_seconds(task: Any) -> float:
+    """apply_async to result.get() of the no-op task."""
+    start = time.perf_counter()
+    task.apply_async().get(timeout=60)
+    return time.perf_counter() - start
+
+
+def measure_latency(args: argparse.Namespace, work: Path, extra_env: dict[str, str]) -> LatencyRun:
+    """The latency part: a dispatching stack and a Celery worker on its Redis, one job at a time."""
+    try:
+        from benchmarks.celery_noop import NOOP_TASK, REDIS_URL_ENV, create_app
+    except ImportError as exc:
+        raise SystemExit(f"the latency part needs Celery: pip install -e '.[bench]' ({exc})") from None
+    slots = int(extra_env.get("DISPATCHER_CONCURRENCY", DISPATCHER_SLOTS))
+    env = stack_env({"DISPATCHER_CONCURRENCY": str(slots)}, extra_env)
+    stack = Stack(data_dir=work / "latency-stack", ports=Ports.free(), with_triton=False, env=env)
+    with stack:
+        api_key, hops, tenant_limits = stack.api_key, stack_hops(stack), open_tenant_limits(stack)
+        # The same Redis server as the ledger (its URL carries the password, where the stack sets
+        # one), in a database of its own so the key spaces stay apart.
+        celery_url = stack.redis_url.rsplit("/", 1)[0] + "/1"
+        worker_argv = [PY, "-m", "benchmarks.celery_noop", "--concurrency", str(slots)]
+        app = create_app(celery_url)
+        noop = app.tasks[NOOP_TASK]
+        request = dry_run_request()
+        with (
+            running(worker_argv, work / "logs" / "celery.log", {REDIS_URL_ENV: celery_url}),
+            RenderClient(stack.gateway_address, api_key=api_key) as client,
+        ):
+            for _ in range(args.warmup_jobs):
+                job_seconds(client, request)
+                task_seconds(noop)
+            gateway, celery = [], []
+            for i in range(args.jobs):
+                # Alternating which goes first, so neither always follows the other's tail.
+                if i % 2 == 0:
+                    gateway.append(job_seconds(client, request))
+                    celery.append(task_seconds(noop))
+                else:
+                    celery.append(task_seconds(noop))
+                    gateway.append(job_seconds(client, request))
+                if (i + 1) % 50 == 0:
+                    print(f"  latency: {i + 1}/{args.jobs} of each", file=sys.stderr, flush=True)
+        app.close()
+    return LatencyRun(gateway, celery, env, bool(api_key), hops, tenant_limits)
+
+
+def format_env(env: dict[str, str]) -> str:
+    shown = {k: v for k, v in env.items() if k not in DRY_RUN_PROVIDER_ENV}
+    return " ".join(f"{k}={v}" for k, v in sorted(shown.items()))
+
+
+def report(args: argparse.Namespace, throughput: ThroughputRun | None, latency: LatencyRun | None) -> None:
+    """Prints the figures, their ratios and the run's conditions."""
+    keyed = any(run.api_key for run in (throughput, latency) if run is not None)
+    # Limits and credits are kept per authenticated tenant: a stack that mints no key has none of
+    # the three. With a key, the conditions below name the limits the stacks were given.
+    auth = (
+        "on (the stack minted an API key, sent as a bearer token; the gateway's limits and credits apply)"
+        if keyed
+        else "off: before authentication, limits and credits (the stack minted no API key)"
+    )
+    print(f"\nSubmit benchmark, {datetime.date.today().isoformat()}, {os.cpu_count()} CPUs; authentication: {auth}")
+    if throughput is not None:
+        print(
+            f"\nSubmitRender per second, gateway vs a bare grpc.aio echo server (dry-run room render, no images;\n"
+            f"median of {args.rounds} rounds of {args.seconds:g} s after a {args.ramp:g} s ramp, "
+            f"{args.warmup:g} s warm-up per target, {args.channels} channels)"
+        )
+        print(
+            f"{'concurrency':>11} {'gateway/s':>10} {'echo/s':>8} {'ratio':>6} {'rounds':>11}   "
+            f"{'gateway p50/p99':>16} {'echo p50/p99':>14}   {'CPU gateway/echo/driver':>23}"
+        )
+        for t in throughput.figures:
+            spread = f"{min(t.round_ratios):.2f}-{max(t.round_ratios):.2f}" if t.round_ratios else "-"
+            print(
+                f"{t.concurrency:>11} {t.gateway_per_s:>10.0f} {t.echo_per_s:>8.0f} {t.ratio:>6.2f} {spread:>11}   "
+                f"{t.gateway_p50_ms:>7.1f}/{t.gateway_p99_ms:<5.1f} ms {t.echo_p50_ms:>5.1f}/{t.echo_p99_ms:<5.1f} ms"
+                f"   {t.gateway_cpu:>9.2f}/{t.echo_cpu:.2f}/{t.driver_cpu:.2f}"
+            )
+    if latency is not None:
+        g, c = latency.gateway_s, latency.celery_s
+        g50, g99, c50, c99 = (percentile(v, q) * 1000 for v, q in ((g, 50), (g, 99), (c, 50), (c, 99)))
+        print(
+            f"\nSubmit to end, one at a time ({len(g)} of each after {args.warmup_jobs} warm-up, alternating)\n"
+            f"{'':<46} {'p50':>9} {'p99':>9}\n"
+            f"{'gateway: dry-run room render, Submit..Watch end':<46} {g50:>6.1f} ms {g99:>6.1f} ms\n"
+            f"{'Celery: no-op task, apply_async..get':<46} {c50:>6.1f} ms {c99:>6.1f} ms\n"
+            f"{'ratio gateway / Celery':<46} {g50 / c50:>9.1f} {g99 / c99:>9.1f}"
+        )
+    print("\nConditions:")
+    for run in (throughput, latency):
+        if run is not None:
+            print(f"  the stack's own hops: {run.hops}\n  tenant limits: {run.tenant_limits}")
+            break
+    if throughput is not None:
+        errors = ", ".join(f"{k}: {v}" for k, v in sorted(throughput.errors.items())) or "none"
+        if throughput.errors:
+            # Failed submits are not counted: a limit that refuses shows up only as a lower rate,
+            # so the figures would measure the limit, not the gateway.
+            print("  WARNING: some requests failed (below); the throughput figures are not comparable")
+        print(
+            f"  throughput stack: {format_env(throughput.env)} (dispatcher off: submits only queue; "
+            f"{throughput.queued_after} jobs left queued)\n"
+            f"  requests counted: {throughput.requests}; errors: {errors}\n"
+            f"  CPU: seconds per second of each process over the measured windows (1.00 = one core)"
+        )
+    if latency is not None:
+        print(
+            f"  latency stack: {format_env(latency.env)}; Celery worker: prefork, "
+            f"{latency.env.get('DISPATCHER_CONCURRENCY')} processes, broker and results on the "
+            f"stack's Redis (database 1)"
+        )
+    print(f"  dry runs name a placeholder OpenAI provider ({DRY_RUN_PROVIDER_ENV['OPENAI_BASE_URL']}); none is called")
+
+
+def parse_env(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--stack-env {pair!r}: use KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per target, concurrency, round")
+    parser.add_argument("--ramp", type=float, default=0.5)
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load per target before round 1")
+    parser.add_argument("--channels", type=int, default=4)
+    parser.add_argument("--jobs", type=int, default=200, help="sequential jobs (and tasks) for the latency part")
+    parser.add_argument("--warmup-jobs", type=int, default=20)
+    parser.add_argument(
+        "--stack-env", action="append", default=[], help="KEY=VALUE for both stacks (e.g. a generous rate limit)"
+    )
+    args = parser.parse_args()
+    extra_env = parse_env(args.stack_env)
+    throughput: ThroughputRun | None = None
+    latency: LatencyRun | None = None
+    with tempfile.TemporaryDirectory(prefix="render-bench-submit-") as tmp:
+        work = Path(tmp)
+        try:
+            if "throughput" in args.parts:
+                throughput = measure_throughput(args, work, extra_env)
+            if "latency" in args.parts:
+                latency = measure_latency(args, work, extra_env)
+        except BaseException:
+            # The temporary directory goes with the run: its logs' tails are the only trace left.
+            print(f"submit benchmark failed; logs were in {work}", file=sys.stderr)
+            for log in sorted(work.glob("**/logs/*.log")):
+                print(f"--- {log.relative_to(work)} (last lines)", file=sys.stderr)
+                print("\n".join(log.read_text(errors="replace").splitlines()[-15:]), file=sys.stderr)
+            raise
+    report(args, throughput, latency)
+
+
+if __name__ == "__main__":
+    main()
