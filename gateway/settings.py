@@ -103,4 +103,11 @@ class GatewaySettings:
             internal_tls_dir=env_str("INTERNAL_TLS_DIR", ""),
             tls_cert=env_str("GATEWAY_TLS_CERT", ""),
             tls_key=env_str("GATEWAY_TLS_KEY", ""),
+            tenant_defaults=TenantLimits(
+                rate_per_s=env_float("TENANT_RATE_PER_SECOND", 10.0, minimum=0.0),
+                burst=env_int("TENANT_BURST", 20, minimum=1),
+                concurrency=env_int("TENANT_CONCURRENCY", 2, minimum=1),
+                queue_quota=env_int("TENANT_QUEUE_QUOTA", 200, minimum=0),
+                weight=env_float("TENANT_WEIGHT", 1.0, minimum=0.01),
+            ),
         )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 import re
 
+import pytest
+
 from renderkit.launcher import ROOT, STACK_ENV, read_env_file
 
 SOURCES = ("gateway", "services", "renderkit", "benchmarks")
@@ -143,3 +145,24 @@ def test_patterns_in_the_table_cover_their_instances_only() -> None:
     table = {"<>_LISTEN", "REDIS_URL"}
     assert is_documented("<>_LISTEN", table) and is_documented("DEPTH_LISTEN", table)
     assert not is_documented("DEPTH_ADDR", table) and not is_documented("<>_ADDR", table)
+
+
+def test_tenant_and_token_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.settings import GatewaySettings
+
+    for name, value in {
+        "TENANT_RATE_PER_SECOND": "0",
+        "TENANT_BURST": "7",
+        "TENANT_CONCURRENCY": "5",
+        "TENANT_QUEUE_QUOTA": "9",
+        "TENANT_WEIGHT": "2.5",
+        "JWT_ISSUER": "https://login.example.com/",
+        "JWT_JWKS": "/etc/jwks.json",
+        "API_KEY_CACHE_SECONDS": "0.5",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = GatewaySettings.from_env()
+    limits = settings.tenant_defaults
+    assert (limits.rate_per_s, limits.burst, limits.concurrency, limits.queue_quota, limits.weight) == (0, 7, 5, 9, 2.5)
+    assert settings.jwt.enabled and settings.jwt.issuer == "https://login.example.com/"
+    assert settings.api_key_cache_s == 0.5
