@@ -1,4 +1,4 @@
-"""render.admin.v1.AdminService: every tenant's API keys and limits (the authentication
+"""render.admin.v1.AdminService: every tenant's API keys, limits and credits (the authentication
 interceptor admits only credentials with the admin scope)."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ _KEY_ID = re.compile(r"^[a-z0-9]{12}$")
 _SCOPES = {pb.SCOPE_RENDER: Scope.RENDER, pb.SCOPE_READ: Scope.READ, pb.SCOPE_ADMIN: Scope.ADMIN}
 _PROTO_SCOPES = {scope: value for value, scope in _SCOPES.items()}
 MAX_KEY_TTL_S = 10 * 365 * 24 * 3600
+MAX_GRANT = 1_000_000_000
 # The admin API's names of the limits, and the ledger's.
 _LIMIT_FIELDS = {
     "rate_per_second": "rate_per_s",
@@ -72,6 +73,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     async def _tenant_message(self, tenant: str) -> pb.Tenant:
         limits, overridden = await self.ledger.tenant_limits(tenant)
         usage = await self.ledger.tenant_usage(tenant, now_ms())
+        balance, reserved = await self.ledger.balance(tenant)
         ours = {v: k for k, v in _LIMIT_FIELDS.items()}
         return pb.Tenant(
             tenant=tenant,
@@ -79,7 +81,32 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             overridden=sorted(ours[name] for name in overridden),
             unfinished_jobs=usage.unfinished,
             running_jobs=usage.running,
+            credit_balance=balance,
+            credits_reserved=reserved,
         )
+
+    async def GrantCredits(
+        self,
+        request: pb.GrantCreditsRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.GrantCreditsResponse:
+        tenant = await self._tenant(request.tenant, context)
+        violations = []
+        if not 1 <= request.amount <= MAX_GRANT:
+            violations.append(("amount", f"must be between 1 and {MAX_GRANT:,}"))
+        if len(request.note) > 200:
+            violations.append(("note", "at most 200 characters"))
+        if violations:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"invalid request: {violations[0][0]}: {violations[0][1]}",
+                bad_request(violations),
+            )
+        note = request.note or f"granted by {current_principal().subject}"
+        entry, balance = await self.ledger.grant(tenant, request.amount, note)
+        log.info("%d credits granted to tenant %s by %s", request.amount, tenant, current_principal().subject)
+        return pb.GrantCreditsResponse(balance=balance, entry_id=entry.entry_id)
 
     async def GetTenant(
         self,

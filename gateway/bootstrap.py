@@ -15,25 +15,39 @@ import sys
 
 from gateway.auth.api_keys import KeyStore
 from gateway.auth.principal import Scope, parse_scopes
-from gateway.ledger import connect
+from gateway.ledger import Ledger, connect
 from renderkit.settings import env_str
 
 
 async def mint_key_async(
-    redis_url: str, tenant: str, name: str, scopes: frozenset[Scope], ttl_s: float | None = None
+    redis_url: str,
+    tenant: str,
+    name: str,
+    scopes: frozenset[Scope],
+    ttl_s: float | None = None,
+    credits: int = 0,
 ) -> str:
-    """Mints a key in the Redis at redis_url and returns it."""
+    """Mints a key in the Redis at redis_url (and grants its tenant credits) and returns it."""
     client = connect(redis_url, max_connections=2, role="bootstrap")
     try:
         token, _ = await KeyStore(client, retry_s=10.0).create(tenant, name, scopes, ttl_s=ttl_s)
+        if credits > 0:
+            await Ledger(client, retry_s=10.0).grant(tenant, credits, f"granted with the key {name!r}")
         return token
     finally:
         await client.aclose()
 
 
-def mint_key(redis_url: str, tenant: str, name: str, scopes: frozenset[Scope], ttl_s: float | None = None) -> str:
+def mint_key(
+    redis_url: str,
+    tenant: str,
+    name: str,
+    scopes: frozenset[Scope],
+    ttl_s: float | None = None,
+    credits: int = 0,
+) -> str:
     """mint_key_async from synchronous code (the launcher, tests)."""
-    return asyncio.run(mint_key_async(redis_url, tenant, name, scopes, ttl_s))
+    return asyncio.run(mint_key_async(redis_url, tenant, name, scopes, ttl_s, credits))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,13 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="what the key is for")
     parser.add_argument("--scopes", default="admin,render,read", help="comma-separated: render, read, admin")
     parser.add_argument("--ttl-days", type=float, help="how long the key works (default: until revoked)")
+    parser.add_argument("--credits", type=int, default=0, help="credits to grant the tenant as well")
     args = parser.parse_args(argv)
     scopes = parse_scopes(args.scopes)
     if not scopes:
         parser.error("--scopes needs one or more of render, read, admin")
     redis_url = env_str("REDIS_URL", "redis://127.0.0.1:6390/0")
     ttl_s = args.ttl_days * 86400 if args.ttl_days else None
-    print(mint_key(redis_url, args.tenant, args.name, scopes, ttl_s))
+    print(mint_key(redis_url, args.tenant, args.name, scopes, ttl_s, args.credits))
     return 0
 
 

@@ -28,9 +28,10 @@ from collections.abc import Awaitable, Callable
 from gateway.batch import run_room_batch
 from gateway.context import JobContext, JobFailure
 from gateway.generation_jobs import run_room_render, run_texture_edit
-from gateway.ledger import Ledger, LedgerUnavailable, NotOwner, keys
+from gateway.ledger import Ledger, LedgerUnavailable, NotOwner, StoredJob, keys
 from gateway.ledger.jobs import TERMINAL_PROTO
 from gateway.material_swap import run_material_swap
+from gateway.pricing import Price, charge_for, charge_for_failure
 from gateway.settings import GatewaySettings
 from gateway.stages import StageClients
 from gateway.subscriptions import Subscriptions
@@ -282,6 +283,7 @@ class Dispatcher:
                     self.consumer,
                     pb.JobError(code=failure.code, message=failure.message),  # type: ignore[arg-type]
                     ctx.total_steps,
+                    charge=self._failure_charge(stored, failure.code, ctx),
                 )
                 return
             except (LedgerUnavailable, NotOwner, asyncio.CancelledError):
@@ -295,6 +297,26 @@ class Dispatcher:
                     ctx.total_steps,
                 )
                 return
-            await self.ledger.succeed(job_id, self.consumer, result, ctx.total_steps)
+            await self.ledger.succeed(
+                job_id, self.consumer, result, ctx.total_steps, charge=self._success_charge(stored, result, ctx)
+            )
         except NotOwner as exc:
             log.info("job %s: %s (cancelled or taken over)", job_id, exc)
+
+    def _success_charge(self, stored: StoredJob, result: pb.JobResult, ctx: JobContext) -> int:
+        """What a job that succeeded costs (the ledger refunds the rest of its reservation)."""
+        prices = self.settings.prices
+        if prices is None or not stored.credits_reserved:
+            return 0
+        return charge_for(result, _price(stored), ctx.spent.cents, prices)
+
+    def _failure_charge(self, stored: StoredJob, code: int, ctx: JobContext) -> int:
+        """What a failed job costs: nothing unless the failure was the caller's."""
+        prices = self.settings.prices
+        if prices is None or not stored.credits_reserved:
+            return 0
+        return charge_for_failure(code, _price(stored), ctx.spent.cents, prices)
+
+
+def _price(stored: StoredJob) -> Price:
+    return Price(stored.credits_base, stored.credits_reserved - stored.credits_base)

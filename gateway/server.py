@@ -33,10 +33,13 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RenderService"].full_name
 # The scope each method needs; a method of these services that is not listed is refused.
 METHOD_SCOPES = {
     **{f"/{SERVICE_NAME}/{m}": Scope.RENDER for m in ("SubmitRender", "CancelJob")},
-    **{f"/{SERVICE_NAME}/{m}": Scope.READ for m in ("GetJob", "WatchJob", "ListJobs")},
+    **{
+        f"/{SERVICE_NAME}/{m}": Scope.READ
+        for m in ("GetJob", "WatchJob", "ListJobs", "GetBalance", "ListCreditEntries")
+    },
     **{
         f"/{ADMIN_SERVICE}/{m}": Scope.ADMIN
-        for m in ("CreateApiKey", "ListApiKeys", "RevokeApiKey", "GetTenant", "UpdateTenantLimits")
+        for m in ("CreateApiKey", "ListApiKeys", "RevokeApiKey", "GetTenant", "UpdateTenantLimits", "GrantCredits")
     },
 }
 
@@ -110,7 +113,7 @@ def create_server(settings: GatewaySettings) -> Gateway:
             Dependency("the redis subscription", subscriptions.healthy),
         ],
     )
-    servicer = RenderServicer(ledger, storage, settings.limits, hub)
+    servicer = RenderServicer(ledger, storage, settings.limits, hub, settings.prices)
     admin = AdminServicer(api_keys, ledger)
 
     def register(server: grpc.aio.Server) -> None:

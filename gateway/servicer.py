@@ -14,13 +14,25 @@ from collections.abc import AsyncIterator
 import grpc
 
 from gateway.auth.principal import current_principal
-from gateway.ledger import Ledger, LimitError, NewJob, QueueFull, QuotaExceeded, RateLimited, StoredJob
+from gateway.ledger import (
+    CreditEntry,
+    InsufficientCredits,
+    Ledger,
+    LimitError,
+    NewJob,
+    QueueFull,
+    QuotaExceeded,
+    RateLimited,
+    StoredJob,
+)
+from gateway.ledger.jobs import now_ms, timestamp
+from gateway.pricing import Price, PriceTable, price_of
 from gateway.requests import image_fields, plan_steps
 from gateway.validation import Limits, validate_submit
 from gateway.watch import EventHub
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
-from renderkit.errors import abort, bad_request, retry_info
+from renderkit.errors import abort, bad_request, precondition_failure, retry_info
 from renderkit.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -46,11 +58,14 @@ def _shed(exc: QueueFull | LimitError, tenant: str) -> tuple[str, float]:
 class RenderServicer(pb_grpc.RenderServiceServicer):
     """The public API."""
 
-    def __init__(self, ledger: Ledger, storage: Storage, limits: Limits, hub: EventHub) -> None:
+    def __init__(
+        self, ledger: Ledger, storage: Storage, limits: Limits, hub: EventHub, prices: PriceTable | None = None
+    ) -> None:
         self.ledger = ledger
         self.storage = storage
         self.limits = limits
         self.hub = hub
+        self.prices = prices  # None: jobs cost nothing
 
     @staticmethod
     def _tenant() -> str:
@@ -86,23 +101,31 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.SubmitRenderResponse:
         tenant = self._tenant()
-        violations = await asyncio.to_thread(validate_submit, request, self.limits)
+        # Inline images are probed, checked and stored off the event loop; a request without them
+        # is checked here and recorded in one ledger round trip (the script sees duplicates, the
+        # limits, the queue and the credits itself).
+        inline = any(source.WhichOneof("source") == "data" for _, source in image_fields(request))
+        if inline:
+            violations = await asyncio.to_thread(validate_submit, request, self.limits)
+        else:
+            violations = validate_submit(request, self.limits)
         if violations:
             summary = "; ".join(f"{f}: {d}" for f, d in violations[:3])
             await abort(
                 context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}", bad_request(violations)
             )
-        digest = fingerprint(request)
-        if request.idempotency_key:
-            existing = await self.ledger.job_for_key(tenant, request.idempotency_key)
-            if existing is not None:
-                return await self._duplicate(existing, digest, context)
-        if self.ledger.queue_limit and await self.ledger.queue_depth() >= self.ledger.queue_limit:
-            await abort(
-                context, grpc.StatusCode.RESOURCE_EXHAUSTED, "the render queue is full; retry later", retry_info(5.0)
-            )
+        serialized = request.SerializeToString(deterministic=True)
+        digest = hashlib.sha256(serialized).hexdigest()
         job_id = uuid.uuid4().hex
-        stored_request, inputs = await asyncio.to_thread(self._upload_inputs, job_id, request)
+        inputs: dict[str, str] = {}
+        stored_request = serialized
+        if inline:
+            if request.idempotency_key:  # a repeat need not upload its images again
+                existing = await self.ledger.job_for_key(tenant, request.idempotency_key)
+                if existing is not None:
+                    return await self._duplicate(existing, digest, context)
+            stored_request, inputs = await asyncio.to_thread(self._upload_inputs, job_id, request)
+        price = price_of(request, self.prices, self.limits.max_cents_per_job) if self.prices else Price(0, 0)
         new = NewJob(
             job_id=job_id,
             tenant=tenant,
@@ -114,9 +137,20 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
             user_id=request.user_id,
             idempotency_key=request.idempotency_key,
             total_steps=plan_steps(request),
+            credits_base=price.base,
+            credits_reserved=price.reserved,
+            created_ms=now_ms(),
         )
         try:
             recorded_id, duplicate = await self.ledger.submit(new)
+        except InsufficientCredits as exc:
+            await asyncio.to_thread(self._drop_inputs, inputs)
+            await abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"tenant {tenant} has {exc.balance} credits; this job's price is up to {exc.price}",
+                precondition_failure("CREDITS", f"tenant/{tenant}", f"balance {exc.balance}, price {exc.price}"),
+            )
         except (QueueFull, LimitError) as exc:
             await asyncio.to_thread(self._drop_inputs, inputs)
             message, delay = _shed(exc, tenant)
@@ -124,13 +158,11 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         # If the ledger is away past its retries the uploads stay: the job may have been recorded
         # with its reply lost (a retry with the same idempotency key then finds it), and a job
         # without its inputs would be worse than an orphaned upload.
-        if duplicate:  # lost a race with the same key
+        if duplicate:  # the key was used before (or a race with the same key was lost)
             await asyncio.to_thread(self._drop_inputs, inputs)
             return await self._duplicate(recorded_id, digest, context)
-        stored = await self.ledger.get(recorded_id)
-        assert stored is not None
         log.info("job %s submitted (tenant %s)", recorded_id, tenant)
-        return pb.SubmitRenderResponse(job=stored.job)
+        return pb.SubmitRenderResponse(job=new.queued())
 
     async def _duplicate(
         self,
@@ -236,3 +268,55 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         jobs, position = await self.ledger.list_jobs(tenant, request.page_size or 20, token, request.project_id)
         next_token = base64.urlsafe_b64encode(f"{position[0]}|{position[1]}".encode()).decode() if position else ""
         return pb.ListJobsResponse(jobs=jobs, next_page_token=next_token)
+
+    async def GetBalance(
+        self,
+        request: pb.GetBalanceRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.GetBalanceResponse:
+        balance, reserved = await self.ledger.balance(self._tenant())
+        return pb.GetBalanceResponse(balance=balance, reserved=reserved)
+
+    async def ListCreditEntries(
+        self,
+        request: pb.ListCreditEntriesRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.ListCreditEntriesResponse:
+        if not 0 <= request.page_size <= 100:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "page_size must be between 0 and 100",
+                bad_request([("page_size", "must be between 0 and 100")]),
+            )
+        if request.page_token and not _CURSOR.match(request.page_token):
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "page_token is not from a previous page",
+                bad_request([("page_token", "must be a next_page_token from ListCreditEntries")]),
+            )
+        entries, following = await self.ledger.credit_entries(
+            self._tenant(), request.page_size or 20, request.page_token
+        )
+        return pb.ListCreditEntriesResponse(entries=[credit_entry(e) for e in entries], next_page_token=following)
+
+
+_ENTRY_KINDS = {
+    "grant": pb.CREDIT_ENTRY_KIND_GRANT,
+    "reserve": pb.CREDIT_ENTRY_KIND_RESERVE,
+    "refund": pb.CREDIT_ENTRY_KIND_REFUND,
+}
+
+
+def credit_entry(entry: CreditEntry) -> pb.CreditEntry:
+    """A credit log entry as the public API shows it."""
+    return pb.CreditEntry(
+        id=entry.entry_id,
+        kind=_ENTRY_KINDS.get(entry.kind, pb.CREDIT_ENTRY_KIND_UNSPECIFIED),
+        amount=entry.amount,
+        balance=entry.balance,
+        job_id=entry.job_id,
+        note=entry.note,
+        time=timestamp(entry.time_ms),
+    )

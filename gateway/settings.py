@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from gateway.auth.jwt_tokens import JwtSettings
 from gateway.fetch import FetchPolicy
 from gateway.ledger.tenants import TenantLimits
+from gateway.pricing import PriceTable
 from gateway.validation import Limits
 from renderkit.settings import SettingsError, env_bool, env_float, env_int, env_str
 
@@ -43,6 +44,7 @@ class GatewaySettings:
     jwt: JwtSettings = field(default_factory=JwtSettings)
     api_key_cache_s: float = 2.0
     tenant_defaults: TenantLimits = field(default_factory=TenantLimits)
+    prices: PriceTable | None = field(default_factory=PriceTable)  # None: credits off
     internal_tls_dir: str = ""  # ca.crt, tls.crt, tls.key: mutual TLS to the stages; empty: plaintext
     tls_cert: str = ""  # the public port's certificate chain and key (PEM files); empty: plaintext
     tls_key: str = ""
@@ -110,4 +112,16 @@ class GatewaySettings:
                 queue_quota=env_int("TENANT_QUEUE_QUOTA", 200, minimum=0),
                 weight=env_float("TENANT_WEIGHT", 1.0, minimum=0.01),
             ),
+            prices=_prices(),
         )
+
+
+def _prices() -> PriceTable | None:
+    """The credit price table (CREDIT_PRICES: a JSON file or object over the defaults), or None
+    when CREDITS_ENABLED is false (every job free)."""
+    if not env_bool("CREDITS_ENABLED", True):
+        return None
+    try:
+        return PriceTable.load(env_str("CREDIT_PRICES", ""))
+    except (OSError, ValueError, TypeError) as exc:
+        raise SettingsError(f"CREDIT_PRICES is not a price table: {exc}") from None

@@ -1,5 +1,6 @@
-"""renderctl's admin commands (render.admin.v1.AdminService): API keys and limits of any tenant.
-They need a key with the admin scope (the embedded stack's development key has it)."""
+"""renderctl's commands for tenants: API keys, limits and credit grants (render.admin.v1, a key with
+the admin scope: the embedded stack's development key has it), and the caller's own credits
+(render.v1's balance and credit log)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from google.protobuf.duration_pb2 import Duration
 
 from render.admin.v1 import admin_service_pb2 as pb
 from render.admin.v1 import admin_service_pb2_grpc as pb_grpc
+from render.v1 import render_service_pb2 as render_pb
+from render.v1 import render_service_pb2_grpc as render_grpc
 
 SCOPES = {"render": pb.SCOPE_RENDER, "read": pb.SCOPE_READ, "admin": pb.SCOPE_ADMIN}
 SCOPE_NAMES = {v: k for k, v in SCOPES.items()}
@@ -51,6 +54,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     change.add_argument("--quota", type=int, help="unfinished jobs (0: no limit)")
     change.add_argument("--weight", type=float, help="share of the dispatchers")
     change.add_argument("--reset", action="append", default=[], metavar="LIMIT", help="back to the default")
+    credits = commands.add_parser("credits", help="credits: your balance and log; grants (admin scope)")
+    credit_actions = credits.add_subparsers(dest="credits_command", required=True)
+    credit_actions.add_parser("balance", help="your tenant's balance")
+    history = credit_actions.add_parser("log", help="your tenant's credit movements, newest first")
+    history.add_argument("--page-size", type=int, default=20)
+    history.add_argument("--page-token", default="")
+    grant = credit_actions.add_parser("grant", help="add credits to a tenant (admin scope)")
+    grant.add_argument("--tenant", required=True)
+    grant.add_argument("--amount", type=int, required=True)
+    grant.add_argument("--note", default="")
 
 
 def describe(key: pb.ApiKey) -> str:
@@ -64,6 +77,8 @@ def describe(key: pb.ApiKey) -> str:
 def run(args: argparse.Namespace, channel: grpc.Channel, metadata: tuple[tuple[str, str], ...]) -> int:
     """Runs an admin command; grpc.RpcError propagates (renderctl reports it)."""
     stub = pb_grpc.AdminServiceStub(channel)
+    if args.command == "credits":
+        return _credits(args, channel, stub, metadata)
     if args.command == "tenants":
         if args.tenants_command == "get":
             tenant = stub.GetTenant(pb.GetTenantRequest(tenant=args.tenant), metadata=metadata, timeout=30).tenant
@@ -97,4 +112,36 @@ def run(args: argparse.Namespace, channel: grpc.Channel, metadata: tuple[tuple[s
     else:
         revoked = stub.RevokeApiKey(pb.RevokeApiKeyRequest(key_id=args.key_id), metadata=metadata, timeout=30)
         print(json_format.MessageToJson(revoked.key, preserving_proto_field_name=True))
+    return 0
+
+
+def _credits(
+    args: argparse.Namespace,
+    channel: grpc.Channel,
+    stub: pb_grpc.AdminServiceStub,
+    metadata: tuple[tuple[str, str], ...],
+) -> int:
+    public = render_grpc.RenderServiceStub(channel)
+    if args.credits_command == "grant":
+        granted = stub.GrantCredits(
+            pb.GrantCreditsRequest(tenant=args.tenant, amount=args.amount, note=args.note),
+            metadata=metadata,
+            timeout=30,
+        )
+        print(f"balance {granted.balance} (entry {granted.entry_id})")
+    elif args.credits_command == "balance":
+        balance = public.GetBalance(render_pb.GetBalanceRequest(), metadata=metadata, timeout=30)
+        print(f"balance {balance.balance}, reserved by unfinished jobs {balance.reserved}")
+    else:
+        page = public.ListCreditEntries(
+            render_pb.ListCreditEntriesRequest(page_size=args.page_size, page_token=args.page_token),
+            metadata=metadata,
+            timeout=30,
+        )
+        for entry in page.entries:
+            kind = render_pb.CreditEntryKind.Name(entry.kind).removeprefix("CREDIT_ENTRY_KIND_").lower()
+            what = entry.job_id or entry.note
+            print(f"{entry.time.ToJsonString()}  {kind:<8} {entry.amount:>+10}  balance {entry.balance:>10}  {what}")
+        if page.next_page_token:
+            print(f"next page: --page-token {page.next_page_token}")
     return 0

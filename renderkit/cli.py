@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     policy = RetryPolicy(give_up_after_s=args.give_up_after)
     with RenderClient(args.address, api_key=args.api_key, retry=policy, on_retry=print_retry) as client:
         try:
-            if args.command in ("keys", "tenants"):
+            if args.command in ("keys", "tenants", "credits"):
                 return admin_cli.run(args, client.channel, client.metadata)
             if args.command == "submit":
                 fmt = cast(pb.ImageFormat, pb.ImageFormat.Value(f"IMAGE_FORMAT_{args.format.upper()}"))

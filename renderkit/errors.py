@@ -106,6 +106,15 @@ def bad_request(violations: Sequence[tuple[str, str]]) -> error_details_pb2.BadR
     )
 
 
+def precondition_failure(kind: str, subject: str, description: str) -> error_details_pb2.PreconditionFailure:
+    """A PreconditionFailure detail: what is not as the request needs it (such as the tenant's credits)."""
+    return error_details_pb2.PreconditionFailure(
+        violations=[
+            error_details_pb2.PreconditionFailure.Violation(type=kind, subject=subject, description=description)
+        ]
+    )
+
+
 def retry_info(seconds: float) -> error_details_pb2.RetryInfo:
     """A RetryInfo telling the client how long to wait."""
     delay = duration_pb2.Duration()

@@ -33,6 +33,7 @@ from renderkit.tls import ClientCertificates, TlsFiles, ensure_development_certi
 ROOT = Path(__file__).resolve().parent.parent
 STACK_ENV = ROOT / "deploy" / "local" / "stack.env"
 DEV_TENANT = "dev"
+DEV_CREDITS = 10_000_000  # the development tenant's credits: enough never to think about them
 
 
 def health_of(address: str, timeout_s: float = 1.0, credentials: grpc.ChannelCredentials | None = None) -> str:
@@ -312,7 +313,17 @@ class Stack:
         if path.exists():
             return
         minted = subprocess.run(
-            [sys.executable, "-m", "gateway.bootstrap", "--tenant", DEV_TENANT, "--name", "development key"],
+            [
+                sys.executable,
+                "-m",
+                "gateway.bootstrap",
+                "--tenant",
+                DEV_TENANT,
+                "--name",
+                "development key",
+                "--credits",
+                str(DEV_CREDITS),
+            ],
             cwd=ROOT,
             env={**os.environ, **self._gateway_env(self.ports.gateway)},
             capture_output=True,

@@ -9,10 +9,13 @@ from gateway.auth.principal import ALL_SCOPES, Scope
 from gateway.bootstrap import mint_key
 from renderkit.client import RenderClient
 
+TEST_CREDITS = 10_000_000
 
-def key_for(redis_url: str, tenant: str, scopes: frozenset[Scope] = ALL_SCOPES) -> str:
-    """A new API key of the tenant, valid for gateways on that Redis (database included)."""
-    return mint_key(redis_url, tenant, f"tests ({tenant})", scopes)
+
+def key_for(redis_url: str, tenant: str, scopes: frozenset[Scope] = ALL_SCOPES, credits: int = TEST_CREDITS) -> str:
+    """A new API key of the tenant, valid for gateways on that Redis (database included); the tenant
+    gets `credits` more to spend."""
+    return mint_key(redis_url, tenant, f"tests ({tenant})", scopes, credits=credits)
 
 
 def bearer(key: str) -> tuple[tuple[str, str]]:

@@ -20,7 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.ledger import keys
 from gateway.ledger.base import LedgerBase, LedgerError
-from gateway.ledger.tenants import QuotaExceeded, RateLimited
+from gateway.ledger.tenants import InsufficientCredits, QuotaExceeded, RateLimited
 from render.v1 import render_service_pb2 as pb
 from renderkit.errors import safe_message
 
@@ -80,6 +80,26 @@ class NewJob:
     idempotency_key: str
     total_steps: int
     parent_job_id: str = ""
+    credits_base: int = 0  # the price's base (what a cancel after the start keeps)
+    credits_reserved: int = 0  # what the submit reserves from the tenant's credits (0: nothing)
+    created_ms: int = 0  # 0: when it is recorded
+
+    def queued(self) -> pb.Job:
+        """The job as the submit recorded it (what SubmitRender answers without reading it back)."""
+        job = pb.Job(
+            id=self.job_id,
+            state=pb.JOB_STATE_QUEUED,
+            total_steps=self.total_steps,
+            project_id=self.project_id,
+            user_id=self.user_id,
+            kind=self.kind,
+            message="Queued",
+            parent_job_id=self.parent_job_id,
+            credits_reserved=self.credits_reserved,
+        )
+        job.create_time.CopyFrom(timestamp(self.created_ms))
+        job.update_time.CopyFrom(timestamp(self.created_ms))
+        return job
 
 
 @dataclass(frozen=True)
@@ -92,6 +112,8 @@ class StoredJob:
     request: bytes
     inputs: dict[str, str]
     fingerprint: str
+    credits_base: int = 0
+    credits_reserved: int = 0
 
 
 def _op() -> str:
@@ -109,7 +131,7 @@ class Jobs(LedgerBase):
         (job id, whether an earlier job with the key was returned). Raises RateLimited,
         QuotaExceeded or QueueFull. rate_limited False: the job does not count against the rate
         (a batch's rooms: the batch itself did)."""
-        created = now_ms()
+        created = new.created_ms or now_ms()
         event = pb.JobEvent(
             job_id=new.job_id,
             time=timestamp(created),
@@ -138,6 +160,8 @@ class Jobs(LedgerBase):
             "attempt": 0,
             "owner": "",
             "parent_job_id": new.parent_job_id,
+            "credits_base": new.credits_base,
+            "credits_reserved": new.credits_reserved,
         }
         flat: list[str | bytes | int] = []
         for k, v in fields.items():
@@ -157,6 +181,9 @@ class Jobs(LedgerBase):
                     keys.tenant_limits(new.tenant),
                     keys.tenant_rate(new.tenant),
                     keys.tenant_active(new.tenant),
+                    keys.credits_balance(new.tenant),
+                    keys.credits_reserved(new.tenant),
+                    keys.credits_log(new.tenant),
                 ],
                 args=[
                     new.job_id,
@@ -172,6 +199,7 @@ class Jobs(LedgerBase):
                     defaults.burst,
                     defaults.queue_quota,
                     "1" if rate_limited else "0",
+                    new.credits_reserved,
                     *flat,
                 ],
             )
@@ -182,6 +210,8 @@ class Jobs(LedgerBase):
             raise QuotaExceeded(int(value))
         if status == b"full":
             raise QueueFull(f"{self.queue_limit} jobs are waiting or running")
+        if status == b"credits":
+            raise InsufficientCredits(balance=int(value), price=new.credits_reserved)
         return value.decode(), status == b"duplicate"
 
     async def job_for_key(self, tenant: str, idempotency_key: str) -> str | None:
@@ -316,14 +346,18 @@ class Jobs(LedgerBase):
             },
         )
 
-    async def succeed(self, job_id: str, owner: str, result: pb.JobResult, total_steps: int) -> None:
-        """Ends a job with its result."""
-        await self._end(job_id, owner, State.SUCCEEDED, "Done", total_steps, result=result)
+    async def succeed(self, job_id: str, owner: str, result: pb.JobResult, total_steps: int, charge: int = 0) -> None:
+        """Ends a job with its result, charging it `charge` credits (the rest of its reservation is
+        refunded)."""
+        await self._end(job_id, owner, State.SUCCEEDED, "Done", total_steps, result=result, charge=str(charge))
 
-    async def fail(self, job_id: str, owner: str, error: pb.JobError, total_steps: int) -> None:
-        """Ends a job with an error (its message made safe to show, whatever produced it)."""
+    async def fail(self, job_id: str, owner: str, error: pb.JobError, total_steps: int, charge: int = 0) -> None:
+        """Ends a job with an error (its message made safe to show, whatever produced it), charging
+        it `charge` credits."""
         safe = pb.JobError(code=error.code, message=safe_message(error.message))
-        await self._end(job_id, owner, State.FAILED, f"Failed: {safe.message}", total_steps, error=safe)
+        await self._end(
+            job_id, owner, State.FAILED, f"Failed: {safe.message}", total_steps, error=safe, charge=str(charge)
+        )
 
     async def cancel(self, job_id: str) -> bool:
         """Cancels a job that has not ended; True if this call cancelled it. Notifies its dispatcher."""
@@ -339,6 +373,7 @@ class Jobs(LedgerBase):
                 stored.job.total_steps,
                 step=stored.job.step,
                 progress=stored.job.progress,
+                charge="cancel",
             )
         except NotOwner:
             return False
@@ -357,6 +392,7 @@ class Jobs(LedgerBase):
         error: pb.JobError | None = None,
         step: int | None = None,
         progress: float | None = None,
+        charge: str = "0",
     ) -> None:
         ms = now_ms()
         done = state is State.SUCCEEDED
@@ -384,7 +420,7 @@ class Jobs(LedgerBase):
             fields["result"] = result.SerializeToString()
         if error is not None:
             fields["error"] = error.SerializeToString()
-        await self._apply(job_id, owner, state.value, event, fields)
+        await self._apply(job_id, owner, state.value, event, fields, charge)
 
     async def _apply(
         self,
@@ -393,6 +429,7 @@ class Jobs(LedgerBase):
         new_state: str,
         event: pb.JobEvent,
         fields: Mapping[str, str | bytes | int | float],
+        charge: str = "0",
     ) -> None:
         flat: list[str | bytes | int | float] = []
         for k, v in fields.items():
@@ -412,6 +449,10 @@ class Jobs(LedgerBase):
                     keys.WORK_CHANNEL,
                     keys.TENANT_RUNNING_TEMPLATE,
                     keys.TENANT_ACTIVE_TEMPLATE,
+                    charge,
+                    keys.CREDITS_BALANCE_TEMPLATE,
+                    keys.CREDITS_RESERVED_TEMPLATE,
+                    keys.CREDITS_LOG_TEMPLATE,
                     *flat,
                 ],
             )
@@ -497,6 +538,8 @@ def stored_job(h: dict[str, bytes]) -> StoredJob:
         message=s("message"),
         attempt=i("attempt"),
         parent_job_id=s("parent_job_id"),
+        credits_reserved=i("credits_reserved"),
+        credits_charged=i("credits_charged"),
     )
     for field, name in (
         ("created_ms", "create_time"),
@@ -517,4 +560,6 @@ def stored_job(h: dict[str, bytes]) -> StoredJob:
         request=h.get("request", b""),
         inputs=json.loads(s("inputs") or "{}"),
         fingerprint=s("fingerprint"),
+        credits_base=i("credits_base"),
+        credits_reserved=i("credits_reserved"),
     )

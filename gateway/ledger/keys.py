@@ -118,3 +118,8 @@ def credits_reserved(tenant: str) -> str:
 def credits_log(tenant: str) -> str:
     """The append-only stream of a tenant's credit movements; their amounts sum to the balance."""
     return CREDITS_LOG_TEMPLATE % tenant
+
+
+def grant(op: str) -> str:
+    """What one credit grant wrote (its log entry), so a retried grant adds nothing again."""
+    return f"grant:{op}"

@@ -59,3 +59,12 @@ class TenantUsage:
     unfinished: int
     queued: int
     running: int
+
+
+class InsufficientCredits(LimitError):
+    """The tenant's balance does not cover the job's price: nothing was created."""
+
+    def __init__(self, balance: int, price: int) -> None:
+        super().__init__(f"the price is {price} credits; the balance is {balance}")
+        self.balance = balance
+        self.price = price

@@ -21,7 +21,7 @@ from render.v1 import render_service_pb2 as pb
 from renderkit import imaging, scenes
 from renderkit.client import RenderClient, RetryPolicy, material_swap_request
 from renderkit.launcher import Ports, Stack, free_port
-from tests.credentials import key_for
+from tests.credentials import TEST_CREDITS, key_for
 from tests.outputs import read_output, register_storage
 
 JOBS = 120
@@ -112,6 +112,11 @@ def test_nothing_is_lost_duplicated_or_failed_under_chaos(tmp_path: Path) -> Non
             for o in outcomes
             if o.job_id
         }
+        credit_log = [
+            {k.decode(): v.decode() for k, v in fields.items()}
+            for _, fields in cast(Any, ledger.xrange(keys.credits_log(TENANT)))
+        ]
+        balance = int(cast(Any, ledger.get(keys.credits_balance(TENANT))))
         ledger.close()
 
     assert {name for name, _ in restarts} == {*VICTIMS, "redis"}, restarts
@@ -131,6 +136,13 @@ def test_nothing_is_lost_duplicated_or_failed_under_chaos(tmp_path: Path) -> Non
         terminal = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
         assert sum(s in terminal for s in states) == 1
     assert read_output(outcomes[-1].final.result.outputs[0]).shape == (720, 960, 3)  # type: ignore[union-attr]
+    # Credits: every job charged once (its reservation), none refunded (all succeeded), and the
+    # balance the sum of the log, whatever died while they ran.
+    assert sum(int(e["amount"]) for e in credit_log) == balance
+    reserves = [e["job"] for e in credit_log if e["kind"] == "reserve"]
+    assert sorted(reserves) == sorted(ids) and not [e for e in credit_log if e["kind"] == "refund"]
+    assert {o.final.credits_charged for o in outcomes if o.final} == {10}
+    assert balance == TEST_CREDITS - 10 * JOBS
     print(f"\nchaos: {len(restarts)} restarts ({', '.join(f'{n} {s:.1f} s' for n, s in restarts)})")
     attempts = [o.final.attempt for o in outcomes if o.final]
     print(f"chaos: {sum(a > 1 for a in attempts)} of {JOBS} jobs resumed by another attempt")

@@ -160,7 +160,10 @@ def test_scopes_limit_what_a_key_may_do(redis_url: str, channel: grpc.Channel) -
     assert denied == grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_a_jwt_of_the_issuer_authenticates_its_tenant(channel: grpc.Channel, signing_key: rsa.RSAPrivateKey) -> None:
+def test_a_jwt_of_the_issuer_authenticates_its_tenant(
+    channel: grpc.Channel, signing_key: rsa.RSAPrivateKey, redis_url: str
+) -> None:
+    key_for(redis_url + DB, "jwt-tenant")  # the tenant gets credits to spend
     stub = pb_grpc.RenderServiceStub(channel)
     user = bearer(token(signing_key))
     job = stub.SubmitRender(room_render_request(room_render("hall", dry_run=True)), metadata=user).job

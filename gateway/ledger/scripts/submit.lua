@@ -1,13 +1,14 @@
 -- Records and queues a new job in one step, within the tenant's request rate and queue quota and
--- the global queue limit.
+-- the global queue limit, its price reserved from the tenant's credits.
 -- KEYS: job, events, active set, tenant index, idempotency key ('idem:none' when unused), tenant
---       queue, queued tenants, queue clock, tenant limits, tenant rate, tenant active set
+--       queue, queued tenants, queue clock, tenant limits, tenant rate, tenant active set, credit
+--       balance, credits reserved, credit log
 -- ARGV: 1 job_id, 2 use_idempotency ('1'/'0'), 3 queue_limit (0: none), 4 now_ms, 5 retention_ms,
 --       6 event, 7 events channel, 8 work channel, 9 tenant, 10 default rate per second (0: none),
---       11 default burst, 12 default queue quota (0: none), 13 rate limited ('1'/'0'),
---       then the job hash's fields and values.
+--       11 default burst, 12 default queue quota (0: none), 13 rate limited ('1'/'0'), 14 credits
+--       to reserve (0: none), then the job hash's fields and values.
 -- Returns {'ok', id}, {'duplicate', id of the key's job}, {'limited', ms until a retry is allowed},
--- {'quota', the quota} or {'full', ''}.
+-- {'quota', the quota}, {'full', ''} or {'credits', the balance}.
 -- Idempotent under retry: a second call for a job id already recorded changes nothing (and is not
 -- counted against the rate again).
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'ok', ARGV[1]} end
@@ -38,9 +39,17 @@ local quota = limit('queue_quota', ARGV[12])
 if quota > 0 and redis.call('SCARD', KEYS[11]) >= quota then return {'quota', tostring(quota)} end
 local queue_limit = tonumber(ARGV[3])
 if queue_limit > 0 and redis.call('SCARD', KEYS[3]) >= queue_limit then return {'full', ''} end
+local price = tonumber(ARGV[14])
+if price > 0 then
+  local balance = tonumber(redis.call('GET', KEYS[12]) or '0')
+  if balance < price then return {'credits', tostring(balance)} end
+  local left = redis.call('DECRBY', KEYS[12], price)
+  redis.call('INCRBY', KEYS[13], price)
+  redis.call('XADD', KEYS[14], '*', 'kind', 'reserve', 'amount', -price, 'balance', left, 'job', ARGV[1])
+end
 if new_tat then redis.call('SET', KEYS[10], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000) end
 local fields = {}
-for i = 14, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 15, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('XADD', KEYS[2], '*', 'event', ARGV[6])
 redis.call('SADD', KEYS[3], ARGV[1])

@@ -2,10 +2,13 @@
 -- KEYS: job, events, active set, checkpoints, running (all)
 -- ARGV: 1 job_id, 2 owner ('' = anyone), 3 new_state ('' = unchanged), 4 retention_ms, 5 event,
 --       6 op, 7 events channel, 8 work channel, 9 tenant running template, 10 tenant active
---       template, then fields and values to set.
+--       template, 11 the credits the end charges ('cancel': by the job's state), 12 credit balance
+--       template, 13 credits reserved template, 14 credit log template, then fields and values.
 -- A terminal job never moves again; a dispatcher that is no longer the owner cannot write. Each call
 -- carries an operation id: repeating it (a retry after a lost reply) changes nothing. The end frees
--- the job's concurrency slot and its place in the tenant's quota, in the same step.
+-- the job's concurrency slot and its place in the tenant's quota, and settles its credits, in the
+-- same step: it happens once, so a job is charged once and refunded at most once. What it charges
+-- is never more than it reserved; a cancelled job pays nothing if it had not started, else its base.
 local function terminal(s) return s == 'SUCCEEDED' or s == 'FAILED' or s == 'CANCELLED' end
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
@@ -13,12 +16,29 @@ if redis.call('HGET', KEYS[1], 'op') == ARGV[6] then return 'ok' end
 if terminal(state) then return 'terminal' end
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 'not_owner' end
 local fields = {'op', ARGV[6]}
-for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 15, #ARGV do fields[#fields + 1] = ARGV[i] end
 if ARGV[3] ~= '' then fields[#fields + 1] = 'state'; fields[#fields + 1] = ARGV[3] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('XADD', KEYS[2], '*', 'event', ARGV[5])
 if ARGV[3] ~= '' and terminal(ARGV[3]) then
   local tenant = redis.call('HGET', KEYS[1], 'tenant')
+  local reserved = tonumber(redis.call('HGET', KEYS[1], 'credits_reserved') or '0')
+  if reserved > 0 then
+    local charge
+    if ARGV[11] == 'cancel' then
+      if state == 'QUEUED' then charge = 0 else charge = tonumber(redis.call('HGET', KEYS[1], 'credits_base') or '0') end
+    else
+      charge = tonumber(ARGV[11])
+    end
+    charge = math.max(0, math.min(charge, reserved))
+    redis.call('HSET', KEYS[1], 'credits_charged', charge)
+    redis.call('DECRBY', string.format(ARGV[13], tenant), reserved)
+    if charge < reserved then
+      local left = redis.call('INCRBY', string.format(ARGV[12], tenant), reserved - charge)
+      redis.call('XADD', string.format(ARGV[14], tenant), '*', 'kind', 'refund', 'amount', reserved - charge,
+        'balance', left, 'job', ARGV[1])
+    end
+  end
   redis.call('SREM', KEYS[3], ARGV[1])
   redis.call('SREM', string.format(ARGV[10], tenant), ARGV[1])
   redis.call('ZREM', KEYS[5], tenant .. '|' .. ARGV[1])

@@ -83,6 +83,13 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_BUDGET_EXCEEDED: _ClassVar[ErrorCode]
     ERROR_CODE_TIMEOUT: _ClassVar[ErrorCode]
     ERROR_CODE_QUALITY_CHECK_FAILED: _ClassVar[ErrorCode]
+
+class CreditEntryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CREDIT_ENTRY_KIND_UNSPECIFIED: _ClassVar[CreditEntryKind]
+    CREDIT_ENTRY_KIND_GRANT: _ClassVar[CreditEntryKind]
+    CREDIT_ENTRY_KIND_RESERVE: _ClassVar[CreditEntryKind]
+    CREDIT_ENTRY_KIND_REFUND: _ClassVar[CreditEntryKind]
 SURFACE_UNSPECIFIED: Surface
 SURFACE_FLOOR: Surface
 SURFACE_WALL: Surface
@@ -130,6 +137,10 @@ ERROR_CODE_PROVIDER_UNAVAILABLE: ErrorCode
 ERROR_CODE_BUDGET_EXCEEDED: ErrorCode
 ERROR_CODE_TIMEOUT: ErrorCode
 ERROR_CODE_QUALITY_CHECK_FAILED: ErrorCode
+CREDIT_ENTRY_KIND_UNSPECIFIED: CreditEntryKind
+CREDIT_ENTRY_KIND_GRANT: CreditEntryKind
+CREDIT_ENTRY_KIND_RESERVE: CreditEntryKind
+CREDIT_ENTRY_KIND_REFUND: CreditEntryKind
 
 class ImageSource(_message.Message):
     __slots__ = ("data", "url")
@@ -574,7 +585,7 @@ class BatchReport(_message.Message):
     def __init__(self, total: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., children: _Optional[_Iterable[_Union[ChildJob, _Mapping]]] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "state", "stage", "step", "total_steps", "progress", "create_time", "update_time", "start_time", "end_time", "result", "error", "project_id", "user_id", "kind", "message", "attempt", "parent_job_id")
+    __slots__ = ("id", "state", "stage", "step", "total_steps", "progress", "create_time", "update_time", "start_time", "end_time", "result", "error", "project_id", "user_id", "kind", "message", "attempt", "parent_job_id", "credits_reserved", "credits_charged")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -593,6 +604,8 @@ class Job(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     PARENT_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_RESERVED_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_CHARGED_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: JobState
     stage: Stage
@@ -611,7 +624,55 @@ class Job(_message.Message):
     message: str
     attempt: int
     parent_job_id: str
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[Stage, str]] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., progress: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ..., parent_job_id: _Optional[str] = ...) -> None: ...
+    credits_reserved: int
+    credits_charged: int
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[Stage, str]] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., progress: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ..., parent_job_id: _Optional[str] = ..., credits_reserved: _Optional[int] = ..., credits_charged: _Optional[int] = ...) -> None: ...
+
+class GetBalanceRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetBalanceResponse(_message.Message):
+    __slots__ = ("balance", "reserved")
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
+    balance: int
+    reserved: int
+    def __init__(self, balance: _Optional[int] = ..., reserved: _Optional[int] = ...) -> None: ...
+
+class CreditEntry(_message.Message):
+    __slots__ = ("id", "kind", "amount", "balance", "job_id", "note", "time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: CreditEntryKind
+    amount: int
+    balance: int
+    job_id: str
+    note: str
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[CreditEntryKind, str]] = ..., amount: _Optional[int] = ..., balance: _Optional[int] = ..., job_id: _Optional[str] = ..., note: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListCreditEntriesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListCreditEntriesResponse(_message.Message):
+    __slots__ = ("entries", "next_page_token")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[CreditEntry]
+    next_page_token: str
+    def __init__(self, entries: _Optional[_Iterable[_Union[CreditEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("cursor", "job_id", "time", "state", "stage", "step", "total_steps", "stage_progress", "progress", "message", "result", "error", "children")

@@ -61,6 +61,16 @@ class RenderServiceStub:
                 request_serializer=render_dot_v1_dot_render__service__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=render_dot_v1_dot_render__service__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.GetBalance = channel.unary_unary(
+                '/render.v1.RenderService/GetBalance',
+                request_serializer=render_dot_v1_dot_render__service__pb2.GetBalanceRequest.SerializeToString,
+                response_deserializer=render_dot_v1_dot_render__service__pb2.GetBalanceResponse.FromString,
+                _registered_method=True)
+        self.ListCreditEntries = channel.unary_unary(
+                '/render.v1.RenderService/ListCreditEntries',
+                request_serializer=render_dot_v1_dot_render__service__pb2.ListCreditEntriesRequest.SerializeToString,
+                response_deserializer=render_dot_v1_dot_render__service__pb2.ListCreditEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class RenderServiceServicer:
@@ -105,6 +115,20 @@ class RenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBalance(self, request, context):
+        """GetBalance returns the caller's tenant's credit balance.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCreditEntries(self, request, context):
+        """ListCreditEntries pages through every movement of the caller's tenant's credits, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +156,16 @@ def add_RenderServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=render_dot_v1_dot_render__service__pb2.ListJobsRequest.FromString,
                     response_serializer=render_dot_v1_dot_render__service__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'GetBalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBalance,
+                    request_deserializer=render_dot_v1_dot_render__service__pb2.GetBalanceRequest.FromString,
+                    response_serializer=render_dot_v1_dot_render__service__pb2.GetBalanceResponse.SerializeToString,
+            ),
+            'ListCreditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCreditEntries,
+                    request_deserializer=render_dot_v1_dot_render__service__pb2.ListCreditEntriesRequest.FromString,
+                    response_serializer=render_dot_v1_dot_render__service__pb2.ListCreditEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,6 +305,60 @@ class RenderService:
             '/render.v1.RenderService/ListJobs',
             render_dot_v1_dot_render__service__pb2.ListJobsRequest.SerializeToString,
             render_dot_v1_dot_render__service__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/render.v1.RenderService/GetBalance',
+            render_dot_v1_dot_render__service__pb2.GetBalanceRequest.SerializeToString,
+            render_dot_v1_dot_render__service__pb2.GetBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCreditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/render.v1.RenderService/ListCreditEntries',
+            render_dot_v1_dot_render__service__pb2.ListCreditEntriesRequest.SerializeToString,
+            render_dot_v1_dot_render__service__pb2.ListCreditEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,15 +26,15 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#render/admin/v1/admin_service.proto\x12\x0frender.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x02\n\x06\x41piKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12&\n\x06scopes\x18\x04 \x03(\x0e\x32\x16.render.admin.v1.Scope\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_use_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x01\n\x13\x43reateApiKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12&\n\x06scopes\x18\x03 \x03(\x0e\x32\x16.render.admin.v1.Scope\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"L\n\x14\x43reateApiKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.render.admin.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"$\n\x12ListApiKeysRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"<\n\x13ListApiKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.render.admin.v1.ApiKey\"%\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"<\n\x14RevokeApiKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.render.admin.v1.ApiKey\"\xd2\x01\n\x0cTenantLimits\x12\x1c\n\x0frate_per_second\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05\x62urst\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0b\x63oncurrency\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x18\n\x0bqueue_quota\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x13\n\x06weight\x18\x05 \x01(\x01H\x04\x88\x01\x01\x42\x12\n\x10_rate_per_secondB\x08\n\x06_burstB\x0e\n\x0c_concurrencyB\x0e\n\x0c_queue_quotaB\t\n\x07_weight\"\x8a\x01\n\x06Tenant\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12-\n\x06limits\x18\x02 \x01(\x0b\x32\x1d.render.admin.v1.TenantLimits\x12\x12\n\noverridden\x18\x03 \x03(\t\x12\x17\n\x0funfinished_jobs\x18\x04 \x01(\x05\x12\x14\n\x0crunning_jobs\x18\x05 \x01(\x05\"\"\n\x10GetTenantRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"<\n\x11GetTenantResponse\x12\'\n\x06tenant\x18\x01 \x01(\x0b\x32\x17.render.admin.v1.Tenant\"i\n\x19UpdateTenantLimitsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12-\n\x06limits\x18\x02 \x01(\x0b\x32\x1d.render.admin.v1.TenantLimits\x12\r\n\x05reset\x18\x03 \x03(\t\"E\n\x1aUpdateTenantLimitsResponse\x12\'\n\x06tenant\x18\x01 \x01(\x0b\x32\x17.render.admin.v1.Tenant*Q\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSCOPE_RENDER\x10\x01\x12\x0e\n\nSCOPE_READ\x10\x02\x12\x0f\n\x0bSCOPE_ADMIN\x10\x03\x32\xe5\x03\n\x0c\x41\x64minService\x12[\n\x0c\x43reateApiKey\x12$.render.admin.v1.CreateApiKeyRequest\x1a%.render.admin.v1.CreateApiKeyResponse\x12X\n\x0bListApiKeys\x12#.render.admin.v1.ListApiKeysRequest\x1a$.render.admin.v1.ListApiKeysResponse\x12[\n\x0cRevokeApiKey\x12$.render.admin.v1.RevokeApiKeyRequest\x1a%.render.admin.v1.RevokeApiKeyResponse\x12R\n\tGetTenant\x12!.render.admin.v1.GetTenantRequest\x1a\".render.admin.v1.GetTenantResponse\x12m\n\x12UpdateTenantLimits\x12*.render.admin.v1.UpdateTenantLimitsRequest\x1a+.render.admin.v1.UpdateTenantLimitsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#render/admin/v1/admin_service.proto\x12\x0frender.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x02\n\x06\x41piKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12&\n\x06scopes\x18\x04 \x03(\x0e\x32\x16.render.admin.v1.Scope\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_use_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x01\n\x13\x43reateApiKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12&\n\x06scopes\x18\x03 \x03(\x0e\x32\x16.render.admin.v1.Scope\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"L\n\x14\x43reateApiKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.render.admin.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"$\n\x12ListApiKeysRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"<\n\x13ListApiKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.render.admin.v1.ApiKey\"%\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"<\n\x14RevokeApiKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.render.admin.v1.ApiKey\"\xd2\x01\n\x0cTenantLimits\x12\x1c\n\x0frate_per_second\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05\x62urst\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0b\x63oncurrency\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x18\n\x0bqueue_quota\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x13\n\x06weight\x18\x05 \x01(\x01H\x04\x88\x01\x01\x42\x12\n\x10_rate_per_secondB\x08\n\x06_burstB\x0e\n\x0c_concurrencyB\x0e\n\x0c_queue_quotaB\t\n\x07_weight\"\xbc\x01\n\x06Tenant\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12-\n\x06limits\x18\x02 \x01(\x0b\x32\x1d.render.admin.v1.TenantLimits\x12\x12\n\noverridden\x18\x03 \x03(\t\x12\x17\n\x0funfinished_jobs\x18\x04 \x01(\x05\x12\x14\n\x0crunning_jobs\x18\x05 \x01(\x05\x12\x16\n\x0e\x63redit_balance\x18\x06 \x01(\x03\x12\x18\n\x10\x63redits_reserved\x18\x07 \x01(\x03\"\"\n\x10GetTenantRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"<\n\x11GetTenantResponse\x12\'\n\x06tenant\x18\x01 \x01(\x0b\x32\x17.render.admin.v1.Tenant\"i\n\x19UpdateTenantLimitsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12-\n\x06limits\x18\x02 \x01(\x0b\x32\x1d.render.admin.v1.TenantLimits\x12\r\n\x05reset\x18\x03 \x03(\t\"E\n\x1aUpdateTenantLimitsResponse\x12\'\n\x06tenant\x18\x01 \x01(\x0b\x32\x17.render.admin.v1.Tenant\"C\n\x13GrantCreditsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x0c\n\x04note\x18\x03 \x01(\t\"9\n\x14GrantCreditsResponse\x12\x0f\n\x07\x62\x61lance\x18\x01 \x01(\x03\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\t*Q\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSCOPE_RENDER\x10\x01\x12\x0e\n\nSCOPE_READ\x10\x02\x12\x0f\n\x0bSCOPE_ADMIN\x10\x03\x32\xc2\x04\n\x0c\x41\x64minService\x12[\n\x0c\x43reateApiKey\x12$.render.admin.v1.CreateApiKeyRequest\x1a%.render.admin.v1.CreateApiKeyResponse\x12X\n\x0bListApiKeys\x12#.render.admin.v1.ListApiKeysRequest\x1a$.render.admin.v1.ListApiKeysResponse\x12[\n\x0cRevokeApiKey\x12$.render.admin.v1.RevokeApiKeyRequest\x1a%.render.admin.v1.RevokeApiKeyResponse\x12R\n\tGetTenant\x12!.render.admin.v1.GetTenantRequest\x1a\".render.admin.v1.GetTenantResponse\x12m\n\x12UpdateTenantLimits\x12*.render.admin.v1.UpdateTenantLimitsRequest\x1a+.render.admin.v1.UpdateTenantLimitsResponse\x12[\n\x0cGrantCredits\x12$.render.admin.v1.GrantCreditsRequest\x1a%.render.admin.v1.GrantCreditsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'render.admin.v1.admin_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SCOPE']._serialized_start=1459
-  _globals['_SCOPE']._serialized_end=1540
+  _globals['_SCOPE']._serialized_start=1637
+  _globals['_SCOPE']._serialized_end=1718
   _globals['_APIKEY']._serialized_start=122
   _globals['_APIKEY']._serialized_end=414
   _globals['_CREATEAPIKEYREQUEST']._serialized_start=417
@@ -52,15 +52,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TENANTLIMITS']._serialized_start=830
   _globals['_TENANTLIMITS']._serialized_end=1040
   _globals['_TENANT']._serialized_start=1043
-  _globals['_TENANT']._serialized_end=1181
-  _globals['_GETTENANTREQUEST']._serialized_start=1183
-  _globals['_GETTENANTREQUEST']._serialized_end=1217
-  _globals['_GETTENANTRESPONSE']._serialized_start=1219
-  _globals['_GETTENANTRESPONSE']._serialized_end=1279
-  _globals['_UPDATETENANTLIMITSREQUEST']._serialized_start=1281
-  _globals['_UPDATETENANTLIMITSREQUEST']._serialized_end=1386
-  _globals['_UPDATETENANTLIMITSRESPONSE']._serialized_start=1388
-  _globals['_UPDATETENANTLIMITSRESPONSE']._serialized_end=1457
-  _globals['_ADMINSERVICE']._serialized_start=1543
-  _globals['_ADMINSERVICE']._serialized_end=2028
+  _globals['_TENANT']._serialized_end=1231
+  _globals['_GETTENANTREQUEST']._serialized_start=1233
+  _globals['_GETTENANTREQUEST']._serialized_end=1267
+  _globals['_GETTENANTRESPONSE']._serialized_start=1269
+  _globals['_GETTENANTRESPONSE']._serialized_end=1329
+  _globals['_UPDATETENANTLIMITSREQUEST']._serialized_start=1331
+  _globals['_UPDATETENANTLIMITSREQUEST']._serialized_end=1436
+  _globals['_UPDATETENANTLIMITSRESPONSE']._serialized_start=1438
+  _globals['_UPDATETENANTLIMITSRESPONSE']._serialized_end=1507
+  _globals['_GRANTCREDITSREQUEST']._serialized_start=1509
+  _globals['_GRANTCREDITSREQUEST']._serialized_end=1576
+  _globals['_GRANTCREDITSRESPONSE']._serialized_start=1578
+  _globals['_GRANTCREDITSRESPONSE']._serialized_end=1635
+  _globals['_ADMINSERVICE']._serialized_start=1721
+  _globals['_ADMINSERVICE']._serialized_end=2299
 # @@protoc_insertion_point(module_scope)

@@ -101,18 +101,22 @@ class TenantLimits(_message.Message):
     def __init__(self, rate_per_second: _Optional[float] = ..., burst: _Optional[int] = ..., concurrency: _Optional[int] = ..., queue_quota: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class Tenant(_message.Message):
-    __slots__ = ("tenant", "limits", "overridden", "unfinished_jobs", "running_jobs")
+    __slots__ = ("tenant", "limits", "overridden", "unfinished_jobs", "running_jobs", "credit_balance", "credits_reserved")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     OVERRIDDEN_FIELD_NUMBER: _ClassVar[int]
     UNFINISHED_JOBS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_RESERVED_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     limits: TenantLimits
     overridden: _containers.RepeatedScalarFieldContainer[str]
     unfinished_jobs: int
     running_jobs: int
-    def __init__(self, tenant: _Optional[str] = ..., limits: _Optional[_Union[TenantLimits, _Mapping]] = ..., overridden: _Optional[_Iterable[str]] = ..., unfinished_jobs: _Optional[int] = ..., running_jobs: _Optional[int] = ...) -> None: ...
+    credit_balance: int
+    credits_reserved: int
+    def __init__(self, tenant: _Optional[str] = ..., limits: _Optional[_Union[TenantLimits, _Mapping]] = ..., overridden: _Optional[_Iterable[str]] = ..., unfinished_jobs: _Optional[int] = ..., running_jobs: _Optional[int] = ..., credit_balance: _Optional[int] = ..., credits_reserved: _Optional[int] = ...) -> None: ...
 
 class GetTenantRequest(_message.Message):
     __slots__ = ("tenant",)
@@ -141,3 +145,21 @@ class UpdateTenantLimitsResponse(_message.Message):
     TENANT_FIELD_NUMBER: _ClassVar[int]
     tenant: Tenant
     def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ...) -> None: ...
+
+class GrantCreditsRequest(_message.Message):
+    __slots__ = ("tenant", "amount", "note")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    amount: int
+    note: str
+    def __init__(self, tenant: _Optional[str] = ..., amount: _Optional[int] = ..., note: _Optional[str] = ...) -> None: ...
+
+class GrantCreditsResponse(_message.Message):
+    __slots__ = ("balance", "entry_id")
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    balance: int
+    entry_id: str
+    def __init__(self, balance: _Optional[int] = ..., entry_id: _Optional[str] = ...) -> None: ...

@@ -26,8 +26,8 @@ if _version_not_supported:
 
 
 class AdminServiceStub:
-    """AdminService manages tenants: their API keys and their limits. Every call needs a credential
-    with the admin scope; an admin credential manages every tenant.
+    """AdminService manages tenants: their API keys, their limits and their credits. Every call needs a
+    credential with the admin scope; an admin credential manages every tenant.
     """
 
     def __init__(self, channel):
@@ -61,11 +61,16 @@ class AdminServiceStub:
                 request_serializer=render_dot_admin_dot_v1_dot_admin__service__pb2.UpdateTenantLimitsRequest.SerializeToString,
                 response_deserializer=render_dot_admin_dot_v1_dot_admin__service__pb2.UpdateTenantLimitsResponse.FromString,
                 _registered_method=True)
+        self.GrantCredits = channel.unary_unary(
+                '/render.admin.v1.AdminService/GrantCredits',
+                request_serializer=render_dot_admin_dot_v1_dot_admin__service__pb2.GrantCreditsRequest.SerializeToString,
+                response_deserializer=render_dot_admin_dot_v1_dot_admin__service__pb2.GrantCreditsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
-    """AdminService manages tenants: their API keys and their limits. Every call needs a credential
-    with the admin scope; an admin credential manages every tenant.
+    """AdminService manages tenants: their API keys, their limits and their credits. Every call needs a
+    credential with the admin scope; an admin credential manages every tenant.
     """
 
     def CreateApiKey(self, request, context):
@@ -105,6 +110,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GrantCredits(self, request, context):
+        """GrantCredits adds credits to a tenant's balance, with an entry in its credit log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +145,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=render_dot_admin_dot_v1_dot_admin__service__pb2.UpdateTenantLimitsRequest.FromString,
                     response_serializer=render_dot_admin_dot_v1_dot_admin__service__pb2.UpdateTenantLimitsResponse.SerializeToString,
             ),
+            'GrantCredits': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantCredits,
+                    request_deserializer=render_dot_admin_dot_v1_dot_admin__service__pb2.GrantCreditsRequest.FromString,
+                    response_serializer=render_dot_admin_dot_v1_dot_admin__service__pb2.GrantCreditsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'render.admin.v1.AdminService', rpc_method_handlers)
@@ -142,8 +159,8 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
-    """AdminService manages tenants: their API keys and their limits. Every call needs a credential
-    with the admin scope; an admin credential manages every tenant.
+    """AdminService manages tenants: their API keys, their limits and their credits. Every call needs a
+    credential with the admin scope; an admin credential manages every tenant.
     """
 
     @staticmethod
@@ -271,6 +288,33 @@ class AdminService:
             '/render.admin.v1.AdminService/UpdateTenantLimits',
             render_dot_admin_dot_v1_dot_admin__service__pb2.UpdateTenantLimitsRequest.SerializeToString,
             render_dot_admin_dot_v1_dot_admin__service__pb2.UpdateTenantLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantCredits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/render.admin.v1.AdminService/GrantCredits',
+            render_dot_admin_dot_v1_dot_admin__service__pb2.GrantCreditsRequest.SerializeToString,
+            render_dot_admin_dot_v1_dot_admin__service__pb2.GrantCreditsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,85 @@
+"""Tenants' credits: a balance, the credits unfinished jobs hold reserved, and an append-only log of
+every movement (grant, reserve, refund) whose amounts sum to the balance.
+
+The submit script reserves a job's price with the job (not enough: nothing is created); the
+transition that ends the job settles it (the charge stays, the rest is refunded). Both are the
+single scripts that create and end a job, so a job is charged once and refunded at most once, across
+retries, takeovers and killed dispatchers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.ledger import keys
+from gateway.ledger.base import LedgerBase
+
+
+@dataclass(frozen=True)
+class CreditEntry:
+    """One movement of a tenant's credits."""
+
+    entry_id: str  # the log's stream id: its time and order
+    kind: str  # "grant", "reserve" or "refund"
+    amount: int  # signed: what the movement added to the balance
+    balance: int  # the balance after it
+    job_id: str = ""
+    note: str = ""
+
+    @property
+    def time_ms(self) -> int:
+        return int(self.entry_id.split("-", 1)[0])
+
+
+def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> CreditEntry:
+    def text(name: str) -> str:
+        return fields.get(name.encode(), b"").decode()
+
+    return CreditEntry(
+        entry_id=entry_id.decode(),
+        kind=text("kind"),
+        amount=int(text("amount") or 0),
+        balance=int(text("balance") or 0),
+        job_id=text("job"),
+        note=text("note"),
+    )
+
+
+class Credits(LedgerBase):
+    """Reading and granting credits."""
+
+    async def grant(self, tenant: str, amount: int, note: str) -> tuple[CreditEntry, int]:
+        """Adds credits to a tenant's balance; returns the log entry and the balance."""
+        op = keys.grant(uuid.uuid4().hex[:16])  # one id for the retries of this grant
+        reply: Any = await self._retry(
+            lambda: self.scripts["grant"](
+                keys=[keys.credits_balance(tenant), keys.credits_log(tenant), op], args=[amount, note]
+            )
+        )
+        entry_id, balance = reply[0].decode(), int(reply[1])
+        return CreditEntry(entry_id, "grant", amount, balance, note=note), balance
+
+    async def balance(self, tenant: str) -> tuple[int, int]:
+        """A tenant's balance and the credits its unfinished jobs hold reserved."""
+        values: Any = await self._retry(
+            lambda: self.redis.mget([keys.credits_balance(tenant), keys.credits_reserved(tenant)])
+        )
+        return int(values[0] or 0), int(values[1] or 0)
+
+    async def credit_entries(self, tenant: str, count: int, before: str = "") -> tuple[list[CreditEntry], str]:
+        """A page of a tenant's credit log, newest first, and the id to continue before ("" at the end)."""
+        top = f"({before}" if before else "+"
+        rows: Any = await self._retry(
+            lambda: self.redis.xrevrange(keys.credits_log(tenant), max=top, min="-", count=count + 1)
+        )
+        entries = [_entry(entry_id, fields) for entry_id, fields in rows]
+        if len(entries) > count:
+            return entries[:count], entries[count - 1].entry_id
+        return entries, ""
+
+    async def all_credit_entries(self, tenant: str) -> list[CreditEntry]:
+        """Every entry of a tenant's credit log, oldest first (audits and tests)."""
+        rows: Any = await self._retry(lambda: self.redis.xrange(keys.credits_log(tenant)))
+        return [_entry(entry_id, fields) for entry_id, fields in rows]
