@@ -180,13 +180,16 @@ def open_tenant_limits(stack: Stack) -> str:
 
     async def apply() -> str:
         client = connect(stack.redis_url, max_connections=1, role="bench")
+        ledger = Ledger(client)
         try:
             # Looked up, not called by name, so the benchmark runs on a gateway from before limits.
-            setter = getattr(Ledger(client), "set_tenant_limits", None)
+            setter = getattr(ledger, "set_tenant_limits", None)
             if setter is None:
                 return "no tenant limits (this gateway has none)"
             await setter(tenant, GENEROUS_TENANT_LIMITS)
         finally:
+            if hasattr(ledger, "aclose"):
+                await ledger.aclose()
             await client.aclose()
         values = " ".join(f"{k}={v}" for k, v in GENEROUS_TENANT_LIMITS.items())
         return f"tenant {tenant!r} limits set through the ledger: {values}"

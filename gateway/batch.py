@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 
 from gateway.context import JobContext, JobFailure
 from gateway.ledger import LimitError, NewJob, QueueFull, StoredJob
+from gateway.ledger.jobs import new_job_id
 from gateway.requests import SURFACES
 from render.v1 import render_service_pb2 as pb
 
@@ -59,7 +59,7 @@ async def submit_child(ctx: JobContext, index: int) -> str | None:
     """Submits one room; None when the queue or the tenant's quota is full (the batch tries again later)."""
     request, inputs = child_request(ctx, index)
     new = NewJob(
-        job_id=uuid.uuid4().hex,
+        job_id=new_job_id(),
         tenant=ctx.tenant,
         kind="room_render",
         request=request.SerializeToString(),

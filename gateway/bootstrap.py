@@ -32,7 +32,9 @@ async def mint_key_async(
     try:
         token, _ = await KeyStore(client, retry_s=10.0).create(tenant, name, scopes, ttl_s=ttl_s)
         if credits > 0:
-            await Ledger(client, retry_s=10.0).grant(tenant, credits, f"granted with the key {name!r}")
+            ledger = Ledger(client, retry_s=10.0)
+            await ledger.grant(tenant, credits, f"granted with the key {name!r}")
+            await ledger.aclose()
         return token
     finally:
         await client.aclose()

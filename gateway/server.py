@@ -134,6 +134,7 @@ def create_server(settings: GatewaySettings) -> Gateway:
     edge.on_drain.append(hub.drain)
     edge.on_close.append(subscriptions.stop)
     edge.on_close.append(stages.close)
+    edge.on_close.append(ledger.aclose)
     for redis_client in (client, listener, prober):
         edge.on_close.append(redis_client.aclose)
     return Gateway(

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import logging
 import re
-import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -25,7 +24,7 @@ from gateway.ledger import (
     RateLimited,
     StoredJob,
 )
-from gateway.ledger.jobs import now_ms, timestamp
+from gateway.ledger.jobs import new_job_id, now_ms, timestamp
 from gateway.pricing import Price, PriceTable, price_of
 from gateway.requests import image_fields, plan_steps
 from gateway.validation import Limits, validate_submit
@@ -116,7 +115,7 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
             )
         serialized = request.SerializeToString(deterministic=True)
         digest = hashlib.sha256(serialized).hexdigest()
-        job_id = uuid.uuid4().hex
+        job_id = new_job_id()
         inputs: dict[str, str] = {}
         stored_request = serialized
         if inline:
@@ -161,7 +160,7 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         if duplicate:  # the key was used before (or a race with the same key was lost)
             await asyncio.to_thread(self._drop_inputs, inputs)
             return await self._duplicate(recorded_id, digest, context)
-        log.info("job %s submitted (tenant %s)", recorded_id, tenant)
+        log.debug("job %s submitted (tenant %s)", recorded_id, tenant)
         return pb.SubmitRenderResponse(job=new.queued())
 
     async def _duplicate(

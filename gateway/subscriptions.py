@@ -24,20 +24,48 @@ class Subscriptions:
     """Channels with their callbacks over one connection, resubscribed after every reconnect.
 
     A connection that stops answering its pings (a half-open socket after a network fault) is
-    dropped and made again.
+    dropped and made again. Besides the fixed channels (on), channels come and go while it runs
+    (follow/unfollow): their handler hears "" once each subscription is confirmed, so a listener can
+    read what it may have missed before.
     """
 
     def __init__(self, client: aioredis.Redis, *, ping_s: float = 5.0) -> None:
         self.redis = client
         self.ping_s = ping_s
         self._handlers: dict[str, list[Callable[[str], None]]] = {}
+        self._followed: dict[str, Callable[[str], None]] = {}
         self._on_subscribed: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._pubsub: Any = None
+        self._changes: set[asyncio.Task[None]] = set()
 
     def on(self, channel: str, handler: Callable[[str], None]) -> None:
         """Calls handler(message) for each message on the channel (register before start)."""
         self._handlers.setdefault(channel, []).append(handler)
+
+    def follow(self, channel: str, handler: Callable[[str], None]) -> None:
+        """Subscribes to a channel now (and again after every reconnect) until unfollow."""
+        self._followed[channel] = handler
+        self._change("subscribe", channel)
+
+    def unfollow(self, channel: str) -> None:
+        """Stops following a channel."""
+        if self._followed.pop(channel, None) is not None:
+            self._change("unsubscribe", channel)
+
+    def _change(self, command: str, channel: str) -> None:
+        pubsub = self._pubsub
+        if pubsub is None or not self._subscribed.is_set():
+            return  # the next (re)subscription subscribes every followed channel
+
+        async def send() -> None:
+            with contextlib.suppress(Exception):  # a lost connection resubscribes everything
+                await getattr(pubsub, command)(channel)
+
+        task = asyncio.create_task(send())
+        self._changes.add(task)
+        task.add_done_callback(self._changes.discard)
 
     def on_subscribed(self, callback: Callable[[], None]) -> None:
         """Calls back after each (re)subscription: messages sent meanwhile were lost; catch up."""
@@ -80,6 +108,7 @@ class Subscriptions:
             finally:
                 was_subscribed = self._subscribed.is_set()
                 self._subscribed.clear()
+                self._pubsub = None
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
             delay = 0.1 if was_subscribed else min(delay * 2, 2.0)
@@ -87,7 +116,8 @@ class Subscriptions:
 
     async def _listen(self, pubsub: Any) -> None:
         loop = asyncio.get_running_loop()
-        await pubsub.subscribe(*self._handlers)
+        await pubsub.subscribe(*self._handlers, *self._followed)
+        self._pubsub = pubsub
         confirmed: set[str] = set()
         last_heard = loop.time()
         last_ping = loop.time()
@@ -99,14 +129,21 @@ class Subscriptions:
                 kind, channel = message.get("type"), _text(message.get("channel"))
                 if kind == "subscribe":
                     confirmed.add(channel)
-                    if confirmed == set(self._handlers) and not self._subscribed.is_set():
+                    followed = self._followed.get(channel)
+                    if followed is not None:
+                        followed("")  # subscribed: catch up on what came before
+                    if confirmed >= set(self._handlers) and not self._subscribed.is_set():
                         self._subscribed.set()
-                        log.info("subscribed to %s", ", ".join(sorted(confirmed)))
+                        log.info("subscribed to %s", ", ".join(sorted(self._handlers)))
                         for callback in self._on_subscribed:
                             callback()
                 elif kind == "message":
+                    data = _text(message.get("data"))
                     for handler in self._handlers.get(channel, []):
-                        handler(_text(message.get("data")))
+                        handler(data)
+                    followed = self._followed.get(channel)
+                    if followed is not None:
+                        followed(data)
             if now - last_ping >= self.ping_s:
                 await pubsub.ping()
                 last_ping = now

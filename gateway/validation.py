@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -86,22 +87,42 @@ def unknown_enum_values(message: Message, path: str = "") -> list[Violation]:
     """Every enum value in a message (nested messages, repeated fields, maps and oneofs included)
     that its enum type does not define. Proto3 enums are open: a number the schema does not know
     parses and is kept, so without this check it would surface later as an internal error, or be
-    silently ignored."""
+    silently ignored. Only the fields that are set are visited (an unset enum is 0, always known)."""
     violations: list[Violation] = []
-    for field in message.DESCRIPTOR.fields:
-        if field.type not in (_ENUM, _MESSAGE):
-            continue  # nothing to check, and reading a bytes field would copy it
+    for field, value in message.ListFields():
+        if field.type != _ENUM and not (field.type == _MESSAGE and _holds_enums(field.message_type)):
+            continue  # nothing to check
         name = f"{path}.{field.name}" if path else field.name
         entry = field.message_type
         if entry is not None and entry.GetOptions().map_entry:
             mapped = entry.fields_by_name["value"]
-            for key, item in getattr(message, field.name).items():
+            for key, item in value.items():
                 violations += _values_problems(mapped, [item], f"{name}[{key!r}]")
         elif field.is_repeated:
-            violations += _values_problems(field, list(getattr(message, field.name)), name, indexed=True)
-        elif field.type == _ENUM or message.HasField(field.name):
-            violations += _values_problems(field, [getattr(message, field.name)], name)
+            violations += _values_problems(field, list(value), name, indexed=True)
+        else:
+            violations += _values_problems(field, [value], name)
     return violations
+
+
+_HOLDS_ENUMS: dict[str, bool] = {}
+
+
+def _holds_enums(descriptor: Any, within: frozenset[str] = frozenset()) -> bool:
+    """Whether a message type has an enum field at any depth (its values need checking)."""
+    name = descriptor.full_name
+    known = _HOLDS_ENUMS.get(name)
+    if known is not None:
+        return known
+    if name in within:  # a recursive type: its fields are being looked at already
+        return False
+    inner = within | {name}
+    found = any(
+        f.type == _ENUM or (f.type == _MESSAGE and _holds_enums(f.message_type, inner)) for f in descriptor.fields
+    )
+    if found or not within:  # a "no" found inside a cycle may be incomplete; only the outermost is sure
+        _HOLDS_ENUMS[name] = found
+    return found
 
 
 def _values_problems(field: Any, values: list[Any], name: str, indexed: bool = False) -> list[Violation]:
@@ -310,10 +331,18 @@ _SHORT_TEXT = 200
 
 
 def _prompt_text(text: str, field: str, max_chars: int) -> list[Violation]:
+    if not text:
+        return []
     if len(text) > max_chars:
         return [(field, f"is {len(text)} characters; at most {max_chars}")]
-    reason = prompts.refusal(prompts.sanitize(text))
+    reason = _refusal(text)
     return [(field, reason)] if reason else []
+
+
+@functools.lru_cache(maxsize=4096)
+def _refusal(text: str) -> str | None:
+    """Why a text is refused once sanitized (texts repeat: room types, material names)."""
+    return prompts.refusal(prompts.sanitize(text))
 
 
 def _generation_options(options: pb.GenerationOptions, base: str, limits: Limits) -> list[Violation]:

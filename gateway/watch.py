@@ -1,9 +1,10 @@
 """Watching jobs: one reader per gateway fans every job's events out to all of its watchers.
 
 A watcher registers the job and its cursor; nothing of its own touches Redis. Each event the ledger
-writes also publishes the job's id; the reader reads the streams of the jobs it was told about (one
-XREAD for many jobs, from the lowest cursor of each job's watchers) and hands every watcher the
-entries after its own cursor, in stream order. A sweep every few seconds re-reads every watched job,
+writes is also announced on the job's notice channel, which the gateway follows (on its one
+subscription) while it has watchers of the job; the reader reads the streams of the jobs it was told
+about (one XREAD for many jobs, from the lowest cursor of each job's watchers) and hands every
+watcher the entries after its own cursor, in stream order. A sweep every few seconds re-reads every watched job,
 so an event whose notice was lost (the subscription was down) still arrives, and ends the watches
 of jobs that expired. Thousands of idle watchers cost a queue each, not a connection each.
 """
@@ -56,7 +57,7 @@ class EventHub:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        subscriptions.on(keys.EVENTS_CHANNEL, self.notify)
+        self.subscriptions = subscriptions
         subscriptions.on_subscribed(self.catch_up)
 
     @property
@@ -94,12 +95,16 @@ class EventHub:
         """The job's events after the cursor, then new ones until the job ends; None is a keep-alive
         (the job was silent for keepalive_s)."""
         watcher = _Watcher(cursor=cursor_key(after))
-        self._watchers.setdefault(job_id, set()).add(watcher)
-        self.notify(job_id)
+        group = self._watchers.setdefault(job_id, set())
+        if not group:
+            self.subscriptions.follow(keys.job_channel(job_id), lambda _notice: self.notify(job_id))
+        group.add(watcher)
         try:
+            await self._catch_up(job_id, watcher)
             while True:
                 try:
-                    event = await asyncio.wait_for(watcher.queue.get(), self.keepalive_s)
+                    async with asyncio.timeout(self.keepalive_s):
+                        event = await watcher.queue.get()
                 except TimeoutError:
                     yield None
                     continue
@@ -111,11 +116,30 @@ class EventHub:
                 if event.state in TERMINAL_PROTO:
                     return
         finally:
-            group = self._watchers.get(job_id)
-            if group is not None:
-                group.discard(watcher)
-                if not group:
+            remaining = self._watchers.get(job_id)
+            if remaining is not None:
+                remaining.discard(watcher)
+                if not remaining:
                     del self._watchers[job_id]
+                    self.subscriptions.unfollow(keys.job_channel(job_id))
+
+    async def _catch_up(self, job_id: str, watcher: _Watcher) -> None:
+        """A new watcher's first read, made at once (not through the reader, which batches the
+        reads that notices ask for); what comes after arrives as the reader finds it."""
+        start = watcher.cursor
+        try:
+            found = await self.ledger.read_events({job_id: _cursor_text(start)}, count=_READ_COUNT)
+        except Exception:  # Redis away: the reader reads it, retrying
+            self.notify(job_id)
+            return
+        events = found.get(job_id, [])
+        for event in events:
+            position = cursor_key(event.cursor)
+            if position > watcher.cursor:
+                watcher.cursor = position
+                watcher.queue.put_nowait(event)
+        if len(events) == _READ_COUNT:
+            self.notify(job_id)  # more than one read's worth: the reader goes on
 
     async def _run(self) -> None:
         delay = 0.05

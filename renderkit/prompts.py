@@ -29,6 +29,7 @@ _REFUSED = (
         "tries to override instructions",
     ),
 )
+_REFUSED_PATTERNS = tuple((re.compile(pattern), reason) for pattern, reason in _REFUSED)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _MARKUP = re.compile(r"<[^>]{0,200}>")
 _SPACES = re.compile(r"[ \t]+")
@@ -46,8 +47,8 @@ def sanitize(text: str) -> str:
 def refusal(text: str) -> str | None:
     """Why a prompt is refused, or None when it may be sent."""
     lowered = text.lower()
-    for pattern, reason in _REFUSED:
-        if re.search(pattern, lowered):
+    for pattern, reason in _REFUSED_PATTERNS:
+        if pattern.search(lowered):
             return f"the prompt {reason}; it cannot be rendered"
     return None
 

@@ -57,6 +57,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self.authenticator = authenticator
         self.scopes = dict(scopes)
         self.services = services
+        # One wrapped handler per method and inner handler, made once (not on every call).
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -68,7 +70,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         service = method.rsplit("/", 1)[0].lstrip("/")
         if handler is None or service not in self.services:
             return handler
-        needed = self.scopes.get(method)
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, self.scopes.get(method))
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: Any, needed: Scope | None) -> Any:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(handler.unary_unary, needed),

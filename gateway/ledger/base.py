@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
-from gateway.ledger.connection import retrying
+from gateway.ledger.connection import SOCKET_TIMEOUT_S, retrying
+from gateway.ledger.pipelining import Pipeline, PipelinedScript
 from gateway.ledger.tenants import TenantLimits
 
 T = TypeVar("T")
@@ -39,7 +40,15 @@ class LedgerBase:
         self.retention_ms = int(retention_s * 1000)
         self.queue_limit = queue_limit
         self.retry_s = retry_s
-        self.scripts: dict[str, Any] = {name: client.register_script(source) for name, source in SCRIPT_SOURCES.items()}
+        # Script calls share one pipelined connection (see pipelining); other commands use the pool.
+        self.pipeline = Pipeline(client, timeout_s=SOCKET_TIMEOUT_S)
+        self.scripts: dict[str, Any] = {
+            name: PipelinedScript(self.pipeline, source) for name, source in SCRIPT_SOURCES.items()
+        }
+
+    async def aclose(self) -> None:
+        """Closes the ledger's own connection (the client's pool is its owner's to close)."""
+        await self.pipeline.aclose()
 
     def with_retry(self: T, retry_s: float) -> T:
         """The same ledger, retrying connection failures for another budget (the dispatcher waits

@@ -86,7 +86,8 @@ async def retrying(
     while True:
         try:
             left = deadline - loop.time()
-            return await asyncio.wait_for(operation(), max(left, 0.0) + MAX_BLOCK_MS / 1000)
+            async with asyncio.timeout(max(left, 0.0) + MAX_BLOCK_MS / 1000):  # no task per call
+                return await operation()
         except RETRYABLE as exc:
             left = deadline - loop.time()
             if left <= 0:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import enum
 import json
+import secrets
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -116,9 +116,14 @@ class StoredJob:
     credits_reserved: int = 0
 
 
+def new_job_id() -> str:
+    """A new job's id: 128 random bits as 32 hex digits (the format of a UUID's hex)."""
+    return secrets.token_hex(16)
+
+
 def _op() -> str:
     """An operation id: a retried script call carries the same one, so it applies once."""
-    return uuid.uuid4().hex[:16]
+    return secrets.token_hex(8)
 
 
 class Jobs(LedgerBase):
@@ -140,32 +145,29 @@ class Jobs(LedgerBase):
             message="Queued",
         )
         idem_key = keys.idempotency(new.tenant, new.idempotency_key) if new.idempotency_key else ""
-        fields: dict[str, str | bytes | int] = {
-            "id": new.job_id,
-            "tenant": new.tenant,
-            "kind": new.kind,
-            "state": State.QUEUED.value,
-            "request": new.request,
-            "inputs": json.dumps(dict(new.inputs)),
-            "fingerprint": new.fingerprint,
-            "project_id": new.project_id,
-            "user_id": new.user_id,
-            "idempotency_key": idem_key,
-            "created_ms": created,
-            "updated_ms": created,
-            "step": 0,
-            "total_steps": new.total_steps,
-            "progress": 0,
-            "message": "Queued",
-            "attempt": 0,
-            "owner": "",
-            "parent_job_id": new.parent_job_id,
-            "credits_base": new.credits_base,
-            "credits_reserved": new.credits_reserved,
-        }
-        flat: list[str | bytes | int] = []
-        for k, v in fields.items():
-            flat += [k, v]
+        # What the request fixes; the script writes the initial state (QUEUED, step 0, no owner).
+        # Empty optional fields are left out: a missing field reads as empty.
+        flat: list[str | bytes | int] = [
+            "id", new.job_id,
+            "tenant", new.tenant,
+            "kind", new.kind,
+            "request", new.request,
+            "fingerprint", new.fingerprint,
+            "created_ms", created,
+            "total_steps", new.total_steps,
+        ]  # fmt: skip
+        optional: tuple[tuple[str, str | int], ...] = (
+            ("inputs", json.dumps(dict(new.inputs)) if new.inputs else ""),
+            ("project_id", new.project_id),
+            ("user_id", new.user_id),
+            ("idempotency_key", idem_key),
+            ("parent_job_id", new.parent_job_id),
+            ("credits_base", new.credits_base),
+            ("credits_reserved", new.credits_reserved),
+        )
+        for name, value in optional:
+            if value:
+                flat += [name, value]
         defaults = self.defaults
         status, value = await self._retry(
             lambda: self.scripts["submit"](
@@ -184,6 +186,7 @@ class Jobs(LedgerBase):
                     keys.credits_balance(new.tenant),
                     keys.credits_reserved(new.tenant),
                     keys.credits_log(new.tenant),
+                    keys.WAITING_DISPATCHERS,
                 ],
                 args=[
                     new.job_id,
@@ -192,7 +195,7 @@ class Jobs(LedgerBase):
                     created,
                     self.retention_ms,
                     event.SerializeToString(),
-                    keys.EVENTS_CHANNEL,
+                    keys.job_channel(new.job_id),
                     keys.WORK_CHANNEL,
                     new.tenant,
                     repr(defaults.rate_per_s),
@@ -287,8 +290,8 @@ class Jobs(LedgerBase):
 
     # -- transitions ----------------------------------------------------------------------------
 
-    async def started(self, job_id: str, owner: str, message: str = "Starting") -> None:
-        """The event of a dispatcher starting (or resuming) a job it took."""
+    async def started(self, job_id: str, owner: str, message: str = "Starting") -> StoredJob:
+        """The event of a dispatcher starting (or resuming) a job it took; the job as read before."""
         stored = await self.get(job_id)
         if stored is None:
             raise NotOwner(f"job {job_id}: missing")
@@ -303,6 +306,7 @@ class Jobs(LedgerBase):
             progress=stored.job.progress,
         )
         await self._apply(job_id, owner, "", event, {"message": message, "updated_ms": ms})
+        return stored
 
     async def progress(
         self,
@@ -437,7 +441,14 @@ class Jobs(LedgerBase):
         op = _op()
         status = await self._retry(
             lambda: self.scripts["transition"](
-                keys=[keys.job(job_id), keys.events(job_id), keys.ACTIVE_SET, keys.checkpoints(job_id), keys.RUNNING],
+                keys=[
+                    keys.job(job_id),
+                    keys.events(job_id),
+                    keys.ACTIVE_SET,
+                    keys.checkpoints(job_id),
+                    keys.RUNNING,
+                    keys.WAITING_DISPATCHERS,
+                ],
                 args=[
                     job_id,
                     owner,
@@ -445,7 +456,7 @@ class Jobs(LedgerBase):
                     self.retention_ms,
                     event.SerializeToString(),
                     op,
-                    keys.EVENTS_CHANNEL,
+                    keys.job_channel(job_id),
                     keys.WORK_CHANNEL,
                     keys.TENANT_RUNNING_TEMPLATE,
                     keys.TENANT_ACTIVE_TEMPLATE,

@@ -8,14 +8,18 @@ ACTIVE_SET = "jobs:active"
 QUEUED_TENANTS = "queue:tenants"
 QUEUE_CLOCK = "queue:clock"
 RUNNING = "running:all"
-# Pub/sub: a cancelled job's id (its dispatcher stops it); the id of every job that got an event
-# (each gateway's one reader then reads that job's stream for its watchers).
+# Pub/sub: a cancelled job's id (its dispatcher stops it). Each job also has a notice channel
+# (job_channel) that its events are announced on; a gateway subscribes to it while it has watchers
+# of the job, so no gateway hears of the events nobody there watches.
 CANCEL_CHANNEL = "jobs:cancel"
-EVENTS_CHANNEL = "jobs:events"
 # Pub/sub: the id of an API key just revoked (every gateway drops it from its cache at once).
 REVOKED_KEYS_CHANNEL = "apikeys:revoked"
 # Pub/sub: work to take (a job queued or requeued, a slot freed): idle dispatchers try to take one.
+# It is sent only while some dispatcher waits for work: each take that finds nothing puts its
+# dispatcher in WAITING_DISPATCHERS (by time) and the next that finds a job takes it out, so a busy
+# stack publishes nothing per submit.
 WORK_CHANNEL = "jobs:work"
+WAITING_DISPATCHERS = "dispatch:waiting"
 
 # Per-tenant keys that scripts find from a tenant or job id read inside them, as templates ("%s"
 # is the id); every name below is what the functions return.
@@ -37,6 +41,11 @@ def job(job_id: str) -> str:
 def events(job_id: str) -> str:
     """The stream of a job's progress events; stream ids are the resumable cursors."""
     return f"job:{job_id}:events"
+
+
+def job_channel(job_id: str) -> str:
+    """The pub/sub channel a job's new events are announced on."""
+    return f"job:{job_id}:notice"
 
 
 def job_of_events(key: str) -> str:

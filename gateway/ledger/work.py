@@ -10,7 +10,7 @@ another dispatcher resumes it from its checkpoints and the old one's writes are 
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from typing import Any
 
 from gateway.ledger import keys
@@ -21,6 +21,9 @@ from gateway.ledger.jobs import now_ms
 # concurrency limit are skipped, so this bounds a take's work when many tenants are busy.
 _TENANTS_PER_TAKE = 200
 _REQUEUE_BATCH = 50
+# A waiting dispatcher looks again every second (dispatcher._IDLE_LOOK_S); one not heard of for
+# this long is gone, and no longer makes the scripts publish work notices.
+_WAITING_FORGOTTEN_MS = 10_000
 
 
 class WorkQueue(LedgerBase):
@@ -30,11 +33,11 @@ class WorkQueue(LedgerBase):
         """The next job for this dispatcher, its attempt number and its kind, now RUNNING and owned
         by it; None when no tenant may run another job now. Detached kinds take no concurrency slot
         (a batch only waits for its rooms, which take theirs)."""
-        take_key = keys.take(uuid.uuid4().hex[:16])  # one id for the retries of this take
+        take_key = keys.take(secrets.token_hex(8))  # one id for the retries of this take
         kinds = "," + ",".join(sorted(detached_kinds)) + ","
         reply: Any = await self._retry(
             lambda: self.scripts["take"](
-                keys=[keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.RUNNING],
+                keys=[keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.RUNNING, keys.WAITING_DISPATCHERS],
                 args=[
                     owner,
                     now_ms(),
@@ -48,6 +51,7 @@ class WorkQueue(LedgerBase):
                     keys.JOB_TEMPLATE,
                     kinds,
                     _TENANTS_PER_TAKE,
+                    _WAITING_FORGOTTEN_MS,
                 ],
             )
         )
@@ -78,7 +82,7 @@ class WorkQueue(LedgerBase):
     async def _requeue(self, job_id: str, owner: str) -> Any:
         return await self._retry(
             lambda: self.scripts["requeue"](
-                keys=[keys.RUNNING, keys.QUEUED_TENANTS, keys.QUEUE_CLOCK],
+                keys=[keys.RUNNING, keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.WAITING_DISPATCHERS],
                 args=[
                     now_ms(),
                     _REQUEUE_BATCH,

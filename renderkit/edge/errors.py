@@ -30,6 +30,8 @@ class ErrorMapping(grpc.aio.ServerInterceptor):
 
     def __init__(self, infrastructure: Infrastructure = ()) -> None:
         self.infrastructure = list(infrastructure)
+        # One wrapped handler per method and inner handler, made once (not on every call).
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -40,6 +42,14 @@ class ErrorMapping(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Any) -> Any:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, handler.unary_unary),

@@ -116,11 +116,22 @@ class Generator:
         return [p for p in able if await p.ready()]
 
     async def dry_run(self, task: ImageTask, budget: Cost) -> Outcome:
-        """The provider that would be called first, and its estimate; BudgetExceeded when over."""
-        candidates = await self._eligible(task)
-        if not candidates:
+        """The provider that would be called first, and its estimate; BudgetExceeded when over.
+
+        The first serving provider whose breaker is not open (else the first serving one); the
+        providers after the one chosen are not asked whether they serve (a dry run stays cheap)."""
+        first_ready: Provider | None = None
+        chosen: Provider | None = None
+        for provider in self.providers:
+            if not (task.kind == "generate" or provider.can_edit) or not await provider.ready():
+                continue
+            first_ready = first_ready or provider
+            if self.breakers[provider.name].state != "open":
+                chosen = provider
+                break
+        chosen = chosen or first_ready
+        if chosen is None:
             raise Unavailable("no configured image provider can do this")
-        chosen = next((p for p in candidates if self.breakers[p.name].state != "open"), candidates[0])
         estimate = chosen.estimate(task)
         if not estimate.within(budget):
             raise BudgetExceeded(over_budget(estimate, budget))

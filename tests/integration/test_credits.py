@@ -39,9 +39,11 @@ def run(body: Callable[[Ledger], Coroutine[Any, Any, None]], redis_url: str) -> 
     async def main() -> None:
         client = connect(redis_url + DB)
         await client.flushdb()
+        ledger = Ledger(client, tenant_defaults=TenantLimits(rate_per_s=0, concurrency=100, queue_quota=0))
         try:
-            await body(Ledger(client, tenant_defaults=TenantLimits(rate_per_s=0, concurrency=100, queue_quota=0)))
+            await body(ledger)
         finally:
+            await ledger.aclose()
             await client.flushdb()
             await client.aclose()
 

@@ -109,9 +109,11 @@ def test_health_follows_redis_and_the_gateway_comes_back_whole(
             seconds_until(address, SERVING, 20.0)
             # The listeners came back: cancel notices and event notices are subscribed again.
             check = redis.Redis.from_url(server.url)
-            subscribers = dict(check.pubsub_numsub(keys.CANCEL_CHANNEL, keys.EVENTS_CHANNEL))
+            subscribers = dict(check.pubsub_numsub(keys.CANCEL_CHANNEL, keys.REVOKED_KEYS_CHANNEL))
             check.close()
-            assert subscribers[keys.CANCEL_CHANNEL.encode()] >= 1 and subscribers[keys.EVENTS_CHANNEL.encode()] >= 1
+            assert (
+                subscribers[keys.CANCEL_CHANNEL.encode()] >= 1 and subscribers[keys.REVOKED_KEYS_CHANNEL.encode()] >= 1
+            )
             after = client.wait(client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
             assert after.state == pb.JOB_STATE_SUCCEEDED, after.error.message
     finally:
@@ -236,18 +238,22 @@ def test_scripts_apply_once_when_a_reply_is_lost(redis_url: str) -> None:
             script = ledger.scripts["transition"]
             event = pb.JobEvent(job_id=new.job_id, message="Step 1/4").SerializeToString()
             templates = [keys.WORK_CHANNEL, keys.TENANT_RUNNING_TEMPLATE, keys.TENANT_ACTIVE_TEMPLATE]
-            args = [new.job_id, "", "", 1000, event, "op-1", keys.EVENTS_CHANNEL, *templates, "message", "Step 1/4"]
+            credit = [keys.CREDITS_BALANCE_TEMPLATE, keys.CREDITS_RESERVED_TEMPLATE, keys.CREDITS_LOG_TEMPLATE]
+            channel = keys.job_channel(new.job_id)
+            args = [new.job_id, "", "", 1000, event, "op-1", channel, *templates, "0", *credit, "message", "Step 1/4"]
             job_keys = [
                 keys.job(new.job_id),
                 keys.events(new.job_id),
                 keys.ACTIVE_SET,
                 keys.checkpoints(new.job_id),
                 keys.RUNNING,
+                keys.WAITING_DISPATCHERS,
             ]
             assert await script(keys=job_keys, args=args) == b"ok"
             assert await script(keys=job_keys, args=args) == b"ok"
             assert await client.xlen(keys.events(new.job_id)) == 2
         finally:
+            await ledger.aclose()
             await client.flushdb()
             await client.aclose()
 
@@ -362,6 +368,7 @@ def test_a_dispatcher_that_lost_its_job_leaves_the_new_owners_work_alone(
             assert await ledger.renew("new-owner", job_id, 30.0)
         finally:
             await stage_clients.close()
+            await ledger.aclose()
             await client.flushdb()
             await client.aclose()
 

@@ -18,10 +18,11 @@ def run(coro_fn: Callable[[Ledger], Coroutine[Any, Any, None]], redis_url: str, 
     async def main() -> None:
         client = aioredis.Redis.from_url(redis_url + "/3")
         await client.flushdb()
+        ledger = Ledger(client, **kwargs)
         try:
-            ledger = Ledger(client, **kwargs)
             await coro_fn(ledger)
         finally:
+            await ledger.aclose()
             await client.flushdb()
             await client.aclose()
 
@@ -223,6 +224,34 @@ def test_stalled_work_is_put_back_and_renewed_work_is_not(redis_url: str) -> Non
     run(body, redis_url)
 
 
+def test_work_notices_are_sent_only_while_a_dispatcher_waits(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        pubsub = ledger.redis.pubsub()
+        await pubsub.subscribe(keys.WORK_CHANNEL)
+        await pubsub.get_message(timeout=1.0)  # the subscription's confirmation
+
+        async def notices() -> int:
+            heard = 0
+            while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is not None:
+                heard += 1
+            return heard
+
+        try:
+            await ledger.submit(new_job())
+            assert await notices() == 0  # no dispatcher has looked yet
+            assert await ledger.take("w1", LEASE_S, DETACHED) is not None
+            assert await ledger.take("w1", LEASE_S, DETACHED) is None  # w1 now waits for work
+            await ledger.submit(new_job())
+            assert await notices() == 1
+            assert await ledger.take("w1", LEASE_S, DETACHED) is not None  # busy again
+            await ledger.submit(new_job())
+            assert await notices() == 0
+        finally:
+            await pubsub.aclose()
+
+    run(body, redis_url)
+
+
 def test_a_retried_take_hands_out_the_same_job(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
         first, _ = await ledger.submit(new_job())
@@ -240,9 +269,10 @@ def test_a_retried_take_hands_out_the_same_job(redis_url: str) -> None:
             keys.JOB_TEMPLATE,
             ",room_batch,",
             10,
+            10_000,
         ]
         script = ledger.scripts["take"]
-        take_keys = [keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.RUNNING]
+        take_keys = [keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.RUNNING, keys.WAITING_DISPATCHERS]
         assert await script(keys=take_keys, args=args) == await script(keys=take_keys, args=args)
         assert (await script(keys=take_keys, args=args))[0].decode() == first
         assert await ledger.redis.llen(keys.queue("acme")) == 1  # the second is still queued

@@ -40,6 +40,12 @@ class NoSubscriptions:
     def on_subscribed(self, callback: Callable[[], None]) -> None:
         return None
 
+    def follow(self, channel: str, handler: Callable[[str], None]) -> None:
+        return None
+
+    def unfollow(self, channel: str) -> None:
+        return None
+
 
 async def take(watch: object, n: int) -> list[str]:
     out = []

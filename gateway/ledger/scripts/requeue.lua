@@ -2,7 +2,7 @@
 -- from their checkpoints: jobs whose lease ran out (their dispatcher died or lost Redis), or one
 -- job its dispatcher hands back (it is stopping). Their owner is cleared, so the old dispatcher's
 -- writes and renewals are refused from now on.
--- KEYS: running (all), queued tenants, queue clock
+-- KEYS: running (all), queued tenants, queue clock, waiting dispatchers
 -- ARGV: 1 now_ms, 2 most to requeue, 3 queue template, 4 tenant running template, 5 job template,
 --       6 work channel, 7 one job ('' for every expired lease), 8 its owner
 local members
@@ -29,5 +29,5 @@ for _, member in ipairs(members) do
     requeued = requeued + 1
   end
 end
-if requeued > 0 then redis.call('PUBLISH', ARGV[6], '') end
+if requeued > 0 and redis.call('ZCARD', KEYS[4]) > 0 then redis.call('PUBLISH', ARGV[6], '') end
 return requeued

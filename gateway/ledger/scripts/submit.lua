@@ -2,11 +2,12 @@
 -- the global queue limit, its price reserved from the tenant's credits.
 -- KEYS: job, events, active set, tenant index, idempotency key ('idem:none' when unused), tenant
 --       queue, queued tenants, queue clock, tenant limits, tenant rate, tenant active set, credit
---       balance, credits reserved, credit log
+--       balance, credits reserved, credit log, waiting dispatchers
 -- ARGV: 1 job_id, 2 use_idempotency ('1'/'0'), 3 queue_limit (0: none), 4 now_ms, 5 retention_ms,
---       6 event, 7 events channel, 8 work channel, 9 tenant, 10 default rate per second (0: none),
+--       6 event, 7 the job's notice channel, 8 work channel, 9 tenant, 10 default rate per second (0: none),
 --       11 default burst, 12 default queue quota (0: none), 13 rate limited ('1'/'0'), 14 credits
---       to reserve (0: none), then the job hash's fields and values.
+--       to reserve (0: none), then the job hash's fields and values from the request (the script
+--       adds the initial state: QUEUED, step 0, attempt 0, updated now).
 -- Returns {'ok', id}, {'duplicate', id of the key's job}, {'limited', ms until a retry is allowed},
 -- {'quota', the quota}, {'full', ''} or {'credits', the balance}.
 -- Idempotent under retry: a second call for a job id already recorded changes nothing (and is not
@@ -48,7 +49,7 @@ if price > 0 then
   redis.call('XADD', KEYS[14], '*', 'kind', 'reserve', 'amount', -price, 'balance', left, 'job', ARGV[1])
 end
 if new_tat then redis.call('SET', KEYS[10], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000) end
-local fields = {}
+local fields = {'state', 'QUEUED', 'updated_ms', ARGV[4], 'step', 0, 'progress', 0, 'message', 'Queued', 'attempt', 0}
 for i = 15, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('XADD', KEYS[2], '*', 'event', ARGV[6])
@@ -62,6 +63,6 @@ redis.call('RPUSH', KEYS[6], ARGV[1])
 if not redis.call('ZSCORE', KEYS[7], ARGV[9]) then
   redis.call('ZADD', KEYS[7], redis.call('GET', KEYS[8]) or '0', ARGV[9])
 end
-redis.call('PUBLISH', ARGV[7], ARGV[1])
-redis.call('PUBLISH', ARGV[8], ARGV[9])
+redis.call('PUBLISH', ARGV[7], '')
+if redis.call('ZCARD', KEYS[15]) > 0 then redis.call('PUBLISH', ARGV[8], ARGV[9]) end
 return {'ok', ARGV[1]}

@@ -1,12 +1,14 @@
 -- Takes the next job for a dispatcher, fairly across tenants (weighted fair queuing: the queued
 -- tenant with the lowest virtual time whose running jobs are under its concurrency limit), and
 -- gives it a concurrency slot that lasts a lease: a slot not renewed expires with its dispatcher.
--- KEYS: queued tenants, queue clock, running (all)
+-- KEYS: queued tenants, queue clock, running (all), waiting dispatchers
 -- ARGV: 1 owner, 2 now_ms, 3 lease_ms, 4 default concurrency, 5 default weight, 6 take key (this
 --       take's id), 7 queue template, 8 tenant running template, 9 tenant limits template,
---       10 job template, 11 kinds that take no slot (",room_batch,"), 12 tenants looked at per take
--- Returns {job_id, attempt, kind} or {} when no tenant may run another job now. A retried take
--- (same take key) returns what the first one took.
+--       10 job template, 11 kinds that take no slot (",room_batch,"), 12 tenants looked at per take,
+--       13 ms after which a waiting dispatcher that has not looked again is forgotten
+-- Returns {job_id, attempt, kind} or {} when no tenant may run another job now; then the owner
+-- waits for work, and is noted as waiting (the scripts that make work publish a notice only while
+-- someone waits). A retried take (same take key) returns what the first one took.
 local taken = redis.call('GET', ARGV[6])
 if taken then
   local first = string.find(taken, '|', 1, true)
@@ -51,9 +53,12 @@ for i = 1, #candidates, 2 do
         end
         if start > clock then redis.call('SET', KEYS[2], tostring(start)) end
         redis.call('SET', ARGV[6], job_id .. '|' .. attempt .. '|' .. kind, 'EX', 300)
+        redis.call('ZREM', KEYS[4], ARGV[1])
         return {job_id, attempt, kind}
       end
     end
   end
 end
+redis.call('ZADD', KEYS[4], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[13]))
 return {}

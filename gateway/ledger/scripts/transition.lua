@@ -1,7 +1,7 @@
 -- Moves a job: progress of a running job, or its one terminal state.
--- KEYS: job, events, active set, checkpoints, running (all)
+-- KEYS: job, events, active set, checkpoints, running (all), waiting dispatchers
 -- ARGV: 1 job_id, 2 owner ('' = anyone), 3 new_state ('' = unchanged), 4 retention_ms, 5 event,
---       6 op, 7 events channel, 8 work channel, 9 tenant running template, 10 tenant active
+--       6 op, 7 the job's notice channel, 8 work channel, 9 tenant running template, 10 tenant active
 --       template, 11 the credits the end charges ('cancel': by the job's state), 12 credit balance
 --       template, 13 credits reserved template, 14 credit log template, then fields and values.
 -- A terminal job never moves again; a dispatcher that is no longer the owner cannot write. Each call
@@ -48,7 +48,7 @@ if ARGV[3] ~= '' and terminal(ARGV[3]) then
   redis.call('PEXPIRE', KEYS[4], ARGV[4])
   local idem = redis.call('HGET', KEYS[1], 'idempotency_key')
   if idem and idem ~= '' then redis.call('PEXPIRE', idem, ARGV[4]) end
-  redis.call('PUBLISH', ARGV[8], tenant)
+  if redis.call('ZCARD', KEYS[6]) > 0 then redis.call('PUBLISH', ARGV[8], tenant) end
 end
-redis.call('PUBLISH', ARGV[7], ARGV[1])
+redis.call('PUBLISH', ARGV[7], '')
 return 'ok'

@@ -1,0 +1,135 @@
+"""The ledger's pipelined connection against a real Redis (with its password): replies reach their
+callers in order, errors stay with their call, and a lost or silent connection fails what waits and
+is made again."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis.exceptions
+
+from gateway.ledger import connect
+from gateway.ledger.connection import client_name
+from gateway.ledger.pipelining import Pipeline, PipelinedScript
+
+pytestmark = pytest.mark.integration
+
+
+def run(body: Callable[[Pipeline, Any], Coroutine[Any, Any, None]], url: str, **kwargs: Any) -> None:
+    async def main() -> None:
+        client = connect(url + "/3", max_connections=2, role="pipelining-test")
+        pipeline = Pipeline(client, **kwargs)
+        try:
+            await body(pipeline, client)
+        finally:
+            await pipeline.aclose()
+            await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_concurrent_calls_get_their_own_replies(redis_url: str) -> None:
+    async def body(pipeline: Pipeline, client: Any) -> None:
+        key = f"pipelining-test:{uuid.uuid4().hex}"
+        try:
+            replies = await asyncio.gather(*(pipeline.execute("ECHO", f"call {i}") for i in range(2000)))
+            assert replies == [f"call {i}".encode() for i in range(2000)]
+            counts = await asyncio.gather(*(pipeline.execute("INCR", key) for _ in range(500)))
+            assert sorted(counts) == list(range(1, 501))
+        finally:
+            await client.delete(key)
+
+    run(body, redis_url)
+
+
+def test_an_error_reply_fails_only_its_call(redis_url: str) -> None:
+    async def body(pipeline: Pipeline, client: Any) -> None:
+        key = f"pipelining-test:{uuid.uuid4().hex}"
+        try:
+            await client.set(key, "text")
+            results = await asyncio.gather(
+                pipeline.execute("ECHO", "before"),
+                pipeline.execute("INCR", key),  # not an integer
+                pipeline.execute("ECHO", "after"),
+                return_exceptions=True,
+            )
+            assert results[0] == b"before" and results[2] == b"after"
+            assert isinstance(results[1], redis.exceptions.ResponseError)
+            assert await pipeline.execute("GET", key) == b"text"
+        finally:
+            await client.delete(key)
+
+    run(body, redis_url)
+
+
+def test_a_script_is_loaded_again_after_redis_lost_it(redis_url: str) -> None:
+    async def body(pipeline: Pipeline, client: Any) -> None:
+        script = PipelinedScript(pipeline, "return {KEYS[1], ARGV[1]}")
+        assert await script(keys=["k"], args=["v"]) == [b"k", b"v"]
+        await client.script_flush()  # as a Redis restart does
+        assert await script(keys=["k2"], args=[7]) == [b"k2", b"7"]
+
+    run(body, redis_url)
+
+
+def test_a_killed_connection_fails_what_waits_and_the_next_call_reconnects(redis_url: str) -> None:
+    async def body(pipeline: Pipeline, client: Any) -> None:
+        assert await pipeline.execute("PING") == b"PONG"
+        name = f"{client_name(client)}-pipeline"
+        listed = (await client.execute_command("CLIENT", "LIST")).decode()
+        assert f"name={name} " in listed  # the connection is named after its client
+        # A call that is still waiting when the connection dies fails with ConnectionError.
+        waiting = asyncio.ensure_future(pipeline.execute("BLPOP", f"pipelining-test:{uuid.uuid4().hex}", 5))
+        await asyncio.sleep(0.2)
+        killed = await client.execute_command("CLIENT", "KILL", "SKIPME", "yes", "TYPE", "normal", "USER", "default")
+        assert killed >= 1
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await asyncio.wait_for(waiting, 5)
+        assert await pipeline.execute("ECHO", "again") == b"again"
+
+    run(body, redis_url)
+
+
+def test_a_wrong_password_is_refused(redis_url: str) -> None:
+    parts = urlsplit(redis_url)
+    wrong = urlunsplit(parts._replace(netloc=f":not-the-password@{parts.hostname}:{parts.port}"))
+
+    async def body(pipeline: Pipeline, client: Any) -> None:
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            await pipeline.execute("PING")
+
+    run(body, wrong)
+
+
+def test_a_silent_connection_is_dropped_after_the_timeout() -> None:
+    async def main() -> None:
+        accepted: list[asyncio.StreamWriter] = []
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(writer)
+            writer.write(b"+OK\r\n")  # answers the handshake (CLIENT SETNAME), then nothing: half-open
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = connect(f"redis://127.0.0.1:{port}/0", max_connections=1, role="pipelining-test")
+        pipeline = Pipeline(client, timeout_s=0.3)
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(redis.exceptions.ConnectionError):
+                await asyncio.wait_for(pipeline.execute("PING"), 5)
+            assert loop.time() - started < 1.5  # the watchdog, not the 2 s connect timeout
+        finally:
+            await pipeline.aclose()
+            await client.aclose()
+            for writer in accepted:
+                writer.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
