@@ -26,6 +26,7 @@ from renderkit.client import (
     room_render_request,
     texture_edit_request,
 )
+from renderkit.settings import SettingsError, env_bool
 
 STATE_NAMES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in pb.JobState.items()}
 
@@ -173,7 +174,33 @@ def default_api_key() -> str:
     return path.read_text().strip() if path.exists() else ""
 
 
+class CliError(Exception):
+    """A problem with renderctl's own options or files; the message is one line, safe to show."""
+
+
+def default_tls() -> bool:
+    """$RENDER_TLS (1/0, true/false, yes/no, on/off; unset: plaintext)."""
+    return env_bool("RENDER_TLS", False)
+
+
+def read_cacert(path: str) -> bytes:
+    """The PEM CA certificates in the file, or CliError naming the path as given."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CliError(f"cannot read the CA certificate {path} (--cacert or RENDER_CACERT): {reason}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise CliError(f"the CA certificate {path} (--cacert or RENDER_CACERT) holds no PEM certificate")
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        tls = default_tls()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="renderctl", description=__doc__)
     parser.add_argument(
         "--address",
@@ -186,6 +213,20 @@ def main(argv: list[str] | None = None) -> int:
         default=default_api_key(),
         help="the API key (its tenant is the jobs'); default $RENDER_API_KEY, else the embedded stack's "
         "development key in $DATA_DIR/dev-api-key (DATA_DIR default var/stack)",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=tls,
+        help="connect over TLS, trusting the system's root certificates (a gateway with GATEWAY_TLS_CERT); "
+        "default $RENDER_TLS (1/true), else plaintext",
+    )
+    parser.add_argument(
+        "--cacert",
+        default=os.environ.get("RENDER_CACERT", ""),
+        metavar="PATH",
+        help="connect over TLS, trusting the CA certificates in this PEM file instead of the system's "
+        "(implies --tls); default $RENDER_CACERT",
     )
     parser.add_argument(
         "--give-up-after",
@@ -245,8 +286,20 @@ def main(argv: list[str] | None = None) -> int:
     admin_cli.add_commands(commands)
     args = parser.parse_args(argv)
 
+    try:
+        root_certificates = read_cacert(args.cacert) if args.cacert else None
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     policy = RetryPolicy(give_up_after_s=args.give_up_after)
-    with RenderClient(args.address, api_key=args.api_key, retry=policy, on_retry=print_retry) as client:
+    with RenderClient(
+        args.address,
+        api_key=args.api_key,
+        retry=policy,
+        on_retry=print_retry,
+        tls=args.tls,
+        root_certificates=root_certificates,
+    ) as client:
         try:
             if args.command in ("keys", "tenants", "credits"):
                 return admin_cli.run(args, client.channel, client.metadata)
@@ -320,6 +373,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}" if gave_up else f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
             if (exc.last_code if isinstance(exc, GaveUpError) else exc.code()) == grpc.StatusCode.UNAVAILABLE:
                 print(f"is a gateway running at {args.address}? (--address or RENDER_ADDR)", file=sys.stderr)
+                if client.tls:
+                    print(
+                        "does it serve TLS, with a certificate for that host signed by a CA you trust? "
+                        "(--cacert or RENDER_CACERT)",
+                        file=sys.stderr,
+                    )
             return 2
     return 0
 

@@ -68,6 +68,15 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
 ]
 
 
+def open_channel(address: str, *, tls: bool = False, root_certificates: bytes | None = None) -> grpc.Channel:
+    """A channel to a gateway with the client's options: TLS when tls or root_certificates (PEM;
+    None: the system's roots), else plaintext."""
+    if tls or root_certificates is not None:
+        credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+        return grpc.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
 def image_source(value: str | bytes | Path) -> pb.ImageSource:
     """Bytes, an http(s) URL, or a file path, as an ImageSource."""
     if isinstance(value, bytes):
@@ -414,6 +423,11 @@ class RenderClient:
     watches and of submits that carry an idempotency key; stream_idle_timeout_s is how long a
     watch waits for any message (the gateway sends a keep-alive about every 15 s) before it
     treats the stream as dead and reconnects (None or 0: never); on_retry sees every retry.
+
+    tls connects over TLS (a gateway with GATEWAY_TLS_CERT), trusting root_certificates (PEM: the
+    CAs the gateway's certificate must be signed by) or, when None, the system's roots; root
+    certificates alone imply tls, and the certificate must name the host as dialled. Without
+    either the channel is plaintext. A `channel` given is used as it is, so neither may come with it.
     """
 
     def __init__(
@@ -426,9 +440,17 @@ class RenderClient:
         retry: RetryPolicy | None = None,
         stream_idle_timeout_s: float | None = 45.0,
         on_retry: OnRetry | None = None,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
     ) -> None:
         self.address = address
-        self.channel = channel if channel is not None else grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.tls = tls or root_certificates is not None
+        if channel is not None:
+            if self.tls:
+                raise ValueError("tls and root_certificates apply to the channel the client makes, not to one given")
+            self.channel = channel
+        else:
+            self.channel = open_channel(address, tls=self.tls, root_certificates=root_certificates)
         self.stub = pb_grpc.RenderServiceStub(self.channel)
         metadata: list[tuple[str, str]] = [("x-tenant-id", tenant)] if tenant else []
         if api_key:

@@ -133,3 +133,57 @@ def test_renderctl_submit_without_a_key_fails_at_once_on_an_unreachable_gateway(
     assert time.monotonic() - started < 1.5  # a submit without an idempotency key is never repeated
     err = capsys.readouterr().err
     assert err.startswith("error: UNAVAILABLE: ") and f"is a gateway running at {address}?" in err
+
+
+@pytest.mark.parametrize("from_env", [False, True], ids=["flag", "env"])
+def test_an_unreadable_cacert_is_one_clear_line_and_exit_code_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], from_env: bool
+) -> None:
+    missing = str(tmp_path / "no-such-ca.pem")
+    if from_env:
+        monkeypatch.setenv("RENDER_CACERT", missing)
+    argv = ["--address", dead_address(), *([] if from_env else ["--cacert", missing]), "get", "job-1"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"error: cannot read the CA certificate {missing} (--cacert or RENDER_CACERT): No such file or directory\n"
+    )
+    assert main(["--cacert", str(tmp_path), "get", "job-1"]) == 2  # a directory
+    assert capsys.readouterr().err == (
+        f"error: cannot read the CA certificate {tmp_path} (--cacert or RENDER_CACERT): Is a directory\n"
+    )
+
+
+def test_a_cacert_without_a_pem_certificate_is_refused_before_connecting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    assert main(["--address", dead_address(), "--cacert", str(tmp_path / "ca.pem"), "get", "job-1"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: the CA certificate {tmp_path / 'ca.pem'} (--cacert or RENDER_CACERT) holds no PEM certificate\n"
+    )
+
+
+def test_a_malformed_render_tls_is_one_clear_line_and_exit_code_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RENDER_TLS", "maybe")
+    assert main(["get", "job-1"]) == 2
+    assert capsys.readouterr().err == "error: RENDER_TLS must be a boolean (true/false), got 'maybe'\n"
+
+
+@pytest.mark.parametrize("from_env", [False, True], ids=["flag", "env"])
+def test_renderctl_with_tls_is_refused_by_a_plaintext_gateway_and_says_why(
+    from_env: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serve(FakeGateway()) as servers:
+        address = target(servers)
+        assert main(["--address", address, "get", "job-1"]) == 0  # plaintext reaches it
+        capsys.readouterr()
+        if from_env:
+            monkeypatch.setenv("RENDER_TLS", "true")
+        assert main(["--address", address, *([] if from_env else ["--tls"]), "get", "job-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: UNAVAILABLE: ")
+    assert f"is a gateway running at {address}?" in err and "(--cacert or RENDER_CACERT)" in err

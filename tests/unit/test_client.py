@@ -262,3 +262,25 @@ def test_backoff_doubles_to_its_cap_with_jitter() -> None:
     for attempt, base in enumerate([0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0], start=1):
         delays = [policy.backoff(attempt, rng) for _ in range(200)]
         assert base * 0.5 <= min(delays) < max(delays) <= base
+
+
+def test_tls_is_off_by_default_and_root_certificates_imply_it() -> None:
+    fake = FakeGateway()
+    with serve(fake) as servers:
+        with RenderClient(target(servers)) as plaintext:
+            assert not plaintext.tls
+            assert plaintext.get("job-1", timeout=5).id == "job-1"
+        # A TLS client is refused in the handshake by a plaintext server.
+        for options in ({"tls": True}, {"root_certificates": b"-----BEGIN CERTIFICATE-----\n"}):
+            with RenderClient(target(servers), **options) as secure:  # type: ignore[arg-type]
+                assert secure.tls
+                with pytest.raises(grpc.RpcError) as info:
+                    secure.get("job-1", timeout=5)
+                assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+
+
+def test_tls_options_cannot_come_with_a_channel_of_ones_own() -> None:
+    with grpc.insecure_channel(dead_address()) as channel:
+        assert not RenderClient("unused", channel=channel).tls
+        with pytest.raises(ValueError, match="tls and root_certificates"):
+            RenderClient("unused", channel=channel, tls=True)
