@@ -2,7 +2,7 @@
 
 The admin API needs an admin credential, so the first one cannot come from it. Run this once (in
 Kubernetes as a Job with REDIS_URL), keep the key it prints, and manage everything else through the
-admin API (`renderctl admin ...`). The embedded stack uses it to mint its development key.
+admin API (`renderctl keys|tenants|credits ...`). The embedded stack uses it to mint its development key.
 
     python -m gateway.bootstrap --tenant ops --name "first admin" --scopes admin,render,read
 """

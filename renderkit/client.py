@@ -433,7 +433,6 @@ class RenderClient:
     def __init__(
         self,
         address: str,
-        tenant: str = "",
         channel: grpc.Channel | None = None,
         *,
         api_key: str = "",
@@ -452,10 +451,8 @@ class RenderClient:
         else:
             self.channel = open_channel(address, tls=self.tls, root_certificates=root_certificates)
         self.stub = pb_grpc.RenderServiceStub(self.channel)
-        metadata: list[tuple[str, str]] = [("x-tenant-id", tenant)] if tenant else []
-        if api_key:
-            metadata.append(("authorization", f"Bearer {api_key}"))
-        self.metadata = tuple(metadata)
+        # The tenant is the API key's: the gateway takes it from the credential, never from a header.
+        self.metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {api_key}"),) if api_key else ()
         self.retry = retry if retry is not None else RetryPolicy()
         self.stream_idle_timeout_s = stream_idle_timeout_s
         self.on_retry = on_retry

@@ -359,7 +359,8 @@ class Stack:
             {},
         )
         py = sys.executable
-        common = {"PYTHONUNBUFFERED": "1", **self._internal_tls_env(), "REDIS_URL": self.redis_url, **self.env}
+        # Only the gateways use Redis: the stages and Triton are not given its URL (and password).
+        common = {"PYTHONUNBUFFERED": "1", **self._internal_tls_env(), **self.env}
         if self.with_triton:
             common["TRITON_URL"] = self.triton_url
             self._spawn(

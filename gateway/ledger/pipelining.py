@@ -4,12 +4,12 @@ Every submit, take and transition is one Lua script call. Through redis-py's poo
 ~200 µs of the event loop's time on its own (a connection taken from the pool and given back, the
 command packed in Python, a task per write for its timeout, a read), more than the gRPC call it
 serves. The Pipeline instead keeps one connection of its own: a call packs its command (hiredis,
-in C), writes it (the transport buffers it if the socket is busy) and queues its future; the
-connection's protocol feeds what arrives to a hiredis reader and resolves the futures in order, in
-the callback itself (no task, no per-reply await). Redis answers a connection's commands in the
-order sent, so the n-th reply is the n-th waiter's. (Writing each command at once measured as fast
-as gathering a turn of the event loop's commands into one write, which saves system calls but
-costs a callback.)
+in C) and queues its future; the command is written at once when no earlier write is still waiting
+for its replies, else it is held with the others that come meanwhile, and they leave in one write
+as soon as those replies are in (idle, a call waits for nothing; under load, writes grow with it).
+The connection's protocol feeds what arrives to a hiredis reader and resolves the futures in order,
+in the callback itself (no task, no per-reply await). Redis answers a connection's commands in the
+order sent, so the n-th reply is the n-th waiter's.
 
 Faults: a lost connection (Redis restarted, a socket cut) fails every call still waiting with
 ConnectionError and the next call connects again; a connection that answers nothing for

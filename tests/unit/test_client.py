@@ -31,7 +31,7 @@ def client_of(address: str, stream_idle_timeout_s: float = 45.0) -> tuple[Render
     """A client with quick retries, and the list its retry notices go to."""
     notices: list[RetryNotice] = []
     client = RenderClient(
-        address, tenant="acme", retry=FAST, on_retry=notices.append, stream_idle_timeout_s=stream_idle_timeout_s
+        address, api_key="rk_test", retry=FAST, on_retry=notices.append, stream_idle_timeout_s=stream_idle_timeout_s
     )
     return client, notices
 
@@ -56,7 +56,7 @@ def test_a_watch_survives_a_stream_broken_with_any_retryable_code(code: grpc.Sta
             cursors = [e.cursor for e in client.watch("job-1", timeout=10)]
     assert cursors == ALL  # every event once, in order
     assert [w.after for w in fake.watches] == ["", "2-0", "2-0", "3-0"]
-    assert all(w.metadata.get("x-tenant-id") == "acme" for w in fake.watches)
+    assert all(w.metadata.get("authorization") == "Bearer rk_test" for w in fake.watches)
     assert [(n.code, n.attempt) for n in notices] == [(code, 1), (code, 2), (code, 1)]  # a stream that
     # delivered something counts as a connection, so the count starts again
 
