@@ -56,7 +56,7 @@ class Subscriptions:
 
     def _change(self, command: str, channel: str) -> None:
         pubsub = self._pubsub
-        if pubsub is None or not self._subscribed.is_set():
+        if pubsub is None:
             return  # the next (re)subscription subscribes every followed channel
 
         async def send() -> None:
@@ -116,8 +116,16 @@ class Subscriptions:
 
     async def _listen(self, pubsub: Any) -> None:
         loop = asyncio.get_running_loop()
-        await pubsub.subscribe(*self._handlers, *self._followed)
-        self._pubsub = pubsub
+        sent = {*self._handlers, *self._followed}
+        await pubsub.subscribe(*sent)
+        self._pubsub = pubsub  # from now on, follow and unfollow send their own commands
+        # Channels followed or unfollowed while that subscription was on its way.
+        missed = [c for c in self._followed if c not in sent]
+        stale = [c for c in sent if c not in self._followed and c not in self._handlers]
+        if missed:
+            await pubsub.subscribe(*missed)
+        if stale:
+            await pubsub.unsubscribe(*stale)
         confirmed: set[str] = set()
         last_heard = loop.time()
         last_ping = loop.time()

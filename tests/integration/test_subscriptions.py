@@ -1,0 +1,69 @@
+"""The gateway's one subscription against a real Redis: channels followed and unfollowed while it
+runs, including while it is being made, are heard exactly while followed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from gateway.ledger import connect
+from gateway.subscriptions import Subscriptions
+
+pytestmark = pytest.mark.integration
+
+
+async def _until(condition: object, timeout_s: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.01)
+
+
+def test_followed_channels_are_heard_while_followed(redis_url: str) -> None:
+    async def body() -> None:
+        listener = connect(redis_url + "/3", max_connections=1, role="subscriptions-test")
+        publisher = connect(redis_url + "/3", max_connections=1, role="subscriptions-test")
+        subscriptions = Subscriptions(listener)
+        fixed = f"fixed-{uuid.uuid4().hex}"
+        subscriptions.on(fixed, lambda _message: None)
+        heard: dict[str, list[str]] = {}
+
+        def follow(channel: str) -> None:
+            subscriptions.follow(channel, lambda message: heard.setdefault(channel, []).append(message))
+
+        early, racing, late = (f"job:{uuid.uuid4().hex}:notice" for _ in range(3))
+        follow(early)  # before the subscription exists
+        subscriptions.start()
+        await asyncio.sleep(0)  # the listener has sent its SUBSCRIBE (for early) and waits for Redis
+        follow(racing)  # while the subscription is being made
+        try:
+            await _until(lambda: subscriptions.subscribed)
+            follow(late)  # once it stands
+            # Each follow hears "" once its subscription is confirmed (the listener's cue to read
+            # what came before), then every message.
+            await _until(lambda: all(heard.get(c) == [""] for c in (early, racing, late)))
+            for channel in (early, racing, late):
+                await publisher.publish(channel, "n1")
+            await _until(lambda: all(heard[c] == ["", "n1"] for c in (early, racing, late)))
+            subscriptions.unfollow(racing)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            numsub = dict(await publisher.pubsub_numsub(racing, early))
+            while numsub[racing.encode()] != 0 and loop.time() < deadline:  # the unsubscribe is on its way
+                await asyncio.sleep(0.01)
+                numsub = dict(await publisher.pubsub_numsub(racing, early))
+            assert numsub == {racing.encode(): 0, early.encode(): 1}
+            await publisher.publish(racing, "n2")
+            await publisher.publish(early, "n2")
+            await _until(lambda: heard[early] == ["", "n1", "n2"])
+            assert heard[racing] == ["", "n1"]  # unfollowed: not heard any more
+        finally:
+            await subscriptions.stop()
+            await listener.aclose()
+            await publisher.aclose()
+
+    asyncio.run(body())
