@@ -12,9 +12,12 @@ STAMP := $(VENV)/.installed
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.lock pyproject.toml
+# Both distributions are installed in place and share the `render` namespace: render.v1 from the
+# client (clients/python, a plain path entry), the stages' APIs from gen/python.
+$(STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml
 	test -d $(VENV) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --config-settings editable_mode=compat -e ./clients/python
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
@@ -24,7 +27,7 @@ run: setup ## start Redis, Triton, the four services and the gateway on loopback
 	$(VENV)/bin/render-stack
 
 demo: setup ## start the stack, render the bundled sample with live progress, stop the stack
-	$(PY) -m renderkit.demo
+	$(PY) -m devstack.demo
 
 test: setup ## run the unit, integration and system tiers
 	$(PY) -m pytest -q -m "not gpu and not chaos" $(PYTEST_ARGS)
@@ -38,15 +41,15 @@ test-unit: setup ## run the unit tests only
 lint: setup ## ruff, mypy and buf lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy gateway services renderkit benchmarks tests
+	$(VENV)/bin/mypy gateway services renderkit devstack clients/python/render_client benchmarks tests
 	$(VENV)/bin/buf lint
 
 protos: setup ## regenerate gen/python from protos/
 	PYTHON=$(PY) scripts/gen_protos.sh
 
 protos-check: protos ## fail if the committed generated code differs from protos/
-	git diff --exit-code -- gen/python
-	test -z "$$(git status --porcelain -- gen/python)"
+	git diff --exit-code -- gen/python clients/python/render
+	test -z "$$(git status --porcelain -- gen/python clients/python/render)"
 
 bench: setup ## swap latency vs one process; SubmitRender/s vs bare gRPC; job latency vs Celery (installs the bench extra)
 	$(PY) -c 'import celery' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
@@ -58,7 +61,7 @@ quality: setup ## swaps of known-camera scenes scored against ground truth (PSNR
 
 models: setup ## export the pretrained segmentation and depth models to ONNX into models/ (needs the export extra and the internet)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[export]'
-	$(PY) -m renderkit.model_export $(MODELS_ARGS)
+	$(PY) -m devstack.model_export $(MODELS_ARGS)
 
 clean: ## remove run data and outputs (not the virtualenv)
 	rm -rf var out

@@ -18,11 +18,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from devstack import scenes
+from devstack.launcher import Ports, Stack
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
-from renderkit import imaging, scenes
-from renderkit.client import RenderClient, material_swap_request
-from renderkit.launcher import Ports, Stack
+from render_client.client import RenderClient, material_swap_request
+from renderkit import imaging
 from renderkit.storage import LocalStorage
 from services.depth.server import quad_plane
 from services.projection.composite import project_material

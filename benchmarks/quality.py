@@ -3,7 +3,7 @@
 Each scene is a 4 x 5 m floor seen from 1.6 m, or an 8 x 6 m facade seen from the street 9 m
 away, by a camera of known field of view, pitch and yaw, covered by old ceramic tiles under a
 window's light falloff and a soft shadow, with a dark object in front of it
-(renderkit.scenes.camera_scene). For each hint mode the pipeline's stage functions run in this
+(devstack.scenes.camera_scene). For each hint mode the pipeline's stage functions run in this
 process on the photo and are scored on the visible surface (the object excluded, 2 px from edges)
 against a supersampled render of the new material under the same light:
 
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from devstack import scenes
 from render.depth.v1 import depth_service_pb2 as depth_pb
-from renderkit import scenes
 from renderkit.imaging import polygon_mask
 from renderkit.scale import tiling_from_sizes
 from services.depth.plane import plane_homography

@@ -44,12 +44,12 @@ import grpc
 import redis
 
 from benchmarks.submit_load import API_KEY_ENV, Cell, dry_run_request, percentile
+from devstack import launcher
+from devstack.launcher import Ports, Stack, free_port
 from gateway.ledger import Ledger, connect, keys
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
-from renderkit import launcher
-from renderkit.client import RenderClient
-from renderkit.launcher import Ports, Stack, free_port
+from render_client.client import RenderClient
 
 PY = sys.executable
 PARTS = ("throughput", "latency")

@@ -31,7 +31,7 @@ import grpc
 
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
-from renderkit.client import CHANNEL_OPTIONS, room_render, room_render_request
+from render_client.client import CHANNEL_OPTIONS, room_render, room_render_request
 
 API_KEY_ENV = "BENCH_API_KEY"
 # Without its own subchannel pool every channel to one address shares a single connection, and

@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
+from devstack.launcher import ROOT, Ports, Stack, free_port, redis_server_binary, write_redis_auth
 from gateway.server import Gateway, create_server
 from gateway.settings import GatewaySettings
 from renderkit.edge import Edge
-from renderkit.launcher import ROOT, Ports, Stack, free_port, redis_server_binary, write_redis_auth
 from renderkit.tls import TlsFiles
 from services.common.stage import StageSettings
 from services.depth.server import create_server as create_depth

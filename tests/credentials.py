@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway.auth.principal import ALL_SCOPES, Scope
 from gateway.bootstrap import mint_key
-from renderkit.client import RenderClient
+from render_client.client import RenderClient
 
 TEST_CREDITS = 10_000_000
 

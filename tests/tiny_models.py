@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from renderkit.model_export import install
+from devstack.model_export import install
 from renderkit.triton import DEPTH, SEGMENTATION
 
 

@@ -16,11 +16,12 @@ from typing import Any, cast
 import cv2
 import redis
 
+from devstack import scenes
+from devstack.launcher import Ports, Stack, free_port
 from gateway.ledger import keys
 from render.v1 import render_service_pb2 as pb
-from renderkit import imaging, scenes
-from renderkit.client import RenderClient, RetryPolicy, material_swap_request
-from renderkit.launcher import Ports, Stack, free_port
+from render_client.client import RenderClient, RetryPolicy, material_swap_request
+from renderkit import imaging
 from tests.credentials import TEST_CREDITS, key_for
 from tests.outputs import read_output, register_storage
 

@@ -11,10 +11,10 @@ import grpc
 import psutil
 import redis
 
+from devstack.launcher import Ports, Stack, free_port
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
-from renderkit.client import room_render, room_render_request
-from renderkit.launcher import Ports, Stack, free_port
+from render_client.client import room_render, room_render_request
 from tests.credentials import bearer
 
 JOBS = 200

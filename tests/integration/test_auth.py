@@ -16,6 +16,7 @@ import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf.duration_pb2 import Duration
 
+from devstack import scenes
 from gateway.auth.jwt_tokens import JwtSettings
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
@@ -23,8 +24,8 @@ from render.admin.v1 import admin_service_pb2 as admin_pb
 from render.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
-from renderkit import imaging, scenes
-from renderkit.client import RenderClient, material_swap_request, room_render, room_render_request
+from render_client.client import RenderClient, material_swap_request, room_render, room_render_request
+from renderkit import imaging
 from tests.conftest import gateway_settings
 from tests.credentials import bearer, key_for
 

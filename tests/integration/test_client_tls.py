@@ -12,11 +12,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from devstack.certificates import DEVELOPMENT_HOSTS, CertificateAuthority, write_material
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
-from renderkit.cli import main
-from renderkit.client import RenderClient
-from renderkit.tls import DEVELOPMENT_HOSTS, CertificateAuthority, write_material
+from render_client.cli import main
+from render_client.client import RenderClient
 from tests.conftest import gateway_settings
 from tests.credentials import TEST_CREDITS, key_for
 

@@ -13,6 +13,7 @@ import pytest
 import redis
 from google.rpc import error_details_pb2
 
+from devstack import scenes
 from gateway.auth.principal import Scope
 from gateway.ledger import InsufficientCredits, Ledger, NewJob, TenantLimits, connect
 from gateway.server import Gateway
@@ -21,8 +22,8 @@ from render.admin.v1 import admin_service_pb2 as admin_pb
 from render.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
-from renderkit import imaging, scenes
-from renderkit.client import RenderClient, material_swap_request, room_render, room_render_request
+from render_client.client import RenderClient, material_swap_request, room_render, room_render_request
+from renderkit import imaging
 from renderkit.errors import status_details, unpack_detail
 from tests.conftest import gateway_settings
 from tests.credentials import bearer, key_for

@@ -16,6 +16,7 @@ import redis
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devstack import scenes
 from gateway.ledger import Ledger, TenantLimits, keys
 from gateway.ledger.connection import client_name, connect
 from gateway.server import Gateway, create_server
@@ -26,8 +27,8 @@ from render.segmentation.v1 import segmentation_service_pb2 as seg_pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as seg_grpc
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
-from renderkit import imaging, scenes
-from renderkit.client import RenderClient, material_swap_request, room_render, room_render_request
+from render_client.client import RenderClient, material_swap_request, room_render, room_render_request
+from renderkit import imaging
 from renderkit.edge import Edge
 from renderkit.errors import status_details, unpack_detail
 from services.depth.server import create_server as create_depth

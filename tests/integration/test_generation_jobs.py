@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from google.rpc import error_details_pb2
 
+from devstack import scenes
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
-from renderkit import imaging, scenes
-from renderkit.client import (
+from render_client.client import (
     RenderClient,
     material_swap_request,
     room_batch_request,
@@ -24,6 +24,7 @@ from renderkit.client import (
     room_render_request,
     texture_edit_request,
 )
+from renderkit import imaging
 from renderkit.errors import status_details, unpack_detail
 from tests.credentials import client_for, key_for
 from tests.openai_fake import REFUSE_MARKER, FakeOpenAI, Reply, textured_image
@@ -286,7 +287,7 @@ def test_renderctl_renders_rooms_batches_and_textures(
 ) -> None:
     from google.protobuf import json_format
 
-    from renderkit.cli import main
+    from render_client.cli import main
 
     base = ["--address", generation_gateway_address, "--api-key", key_for(redis_url + "/8", "cli")]
     assert main([*base, "room", "kitchen", "--floor", "Oak", "--lighting", "warm", "--dry-run", "--watch"]) == 0

@@ -9,11 +9,12 @@ import grpc
 import numpy as np
 import pytest
 
+from devstack import scenes
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.depth.v1 import depth_service_pb2_grpc as depth_grpc
 from render.v1 import render_service_pb2 as pb
-from renderkit import homography, imaging, scenes
-from renderkit.client import material_swap_request
+from render_client.client import material_swap_request
+from renderkit import homography, imaging
 from renderkit.edge import Edge
 from services.depth.server import create_server as create_depth
 from tests.conftest import stage_settings

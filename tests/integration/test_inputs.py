@@ -21,6 +21,8 @@ import pytest
 from google.rpc import error_details_pb2
 from PIL import Image
 
+from devstack import scenes
+from devstack.launcher import ROOT, free_port
 from gateway.fetch import FetchPolicy
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
@@ -28,10 +30,9 @@ from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as projection_pb
 from render.projection.v1 import projection_service_pb2_grpc as projection_grpc
 from render.v1 import render_service_pb2 as pb
-from renderkit import budget, homography, imaging, scenes
-from renderkit.client import RenderClient, material_swap_request
+from render_client.client import RenderClient, material_swap_request
+from renderkit import budget, homography, imaging
 from renderkit.errors import status_details, unpack_detail
-from renderkit.launcher import ROOT, free_port
 from tests.conftest import gateway_settings
 from tests.credentials import client_for
 from tests.http_fixtures import serve

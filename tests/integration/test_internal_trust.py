@@ -24,6 +24,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from devstack.certificates import CertificateAuthority, ensure_development_certificates, write_material
+from devstack.launcher import Ports, Stack
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
 from gateway.stages import StageClients
@@ -34,18 +36,14 @@ from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit import imaging
 from renderkit.edge import Edge
-from renderkit.launcher import Ports, Stack
 from renderkit.settings import SettingsError
 from renderkit.tls import (
-    CertificateAuthority,
     ClientCertificates,
     TlsFiles,
     TlsMaterial,
     channel_credentials,
-    ensure_development_certificates,
     internal_client,
     internal_server_credentials,
-    write_material,
 )
 from renderkit.triton import TritonModels
 from services.depth.server import create_server as create_depth

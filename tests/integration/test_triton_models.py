@@ -13,6 +13,7 @@ import onnx
 import pytest
 import tritonclient.grpc as triton_grpc
 
+from devstack.model_export import install
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
 from render.depth.v1 import depth_service_pb2 as depth_pb
@@ -23,11 +24,10 @@ from render.imaging.v1 import imaging_pb2
 from render.segmentation.v1 import segmentation_service_pb2 as seg_pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as seg_grpc
 from render.v1 import render_service_pb2 as pb
+from render_client.client import material_swap_request
 from renderkit import homography, imaging
-from renderkit.client import material_swap_request
 from renderkit.edge import Edge
 from renderkit.homography import default_focal
-from renderkit.model_export import install
 from renderkit.triton import CONTRACTS, METRIC_DEPTH, REPOSITORY, datatype_name, read_config
 from services.depth.server import create_server as create_depth
 from services.generation.server import create_server as create_generation

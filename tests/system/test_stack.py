@@ -15,10 +15,11 @@ import pytest
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 
+from devstack import scenes
+from devstack.launcher import Ports, Stack, free_port
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
-from renderkit import imaging, scenes
-from renderkit.client import (
+from render_client.client import (
     RenderClient,
     material_swap_request,
     room_batch_request,
@@ -26,8 +27,8 @@ from renderkit.client import (
     room_render_request,
     texture_edit_request,
 )
+from renderkit import imaging
 from renderkit.errors import status_details, unpack_detail
-from renderkit.launcher import Ports, Stack, free_port
 from tests.credentials import client_for, key_for
 from tests.http_fixtures import serve
 from tests.openai_fake import FakeOpenAI, textured_image
@@ -232,7 +233,7 @@ def test_a_dispatcher_that_dies_mid_job_loses_nothing(tmp_path: Path) -> None:
 def test_renderctl_submits_watches_gets_lists_and_cancels(
     stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from renderkit.cli import main
+    from render_client.cli import main
 
     scene = scenes.room_scene(400, 300)
     photo, swatch = tmp_path / "room.jpg", tmp_path / "oak.jpg"
@@ -293,7 +294,7 @@ def test_buf_curl_lists_every_servers_methods(stack: Stack) -> None:
     only kind they take)."""
     import subprocess
 
-    from renderkit.launcher import ROOT
+    from devstack.launcher import ROOT
 
     buf = str(ROOT / ".venv" / "bin" / "buf")
     tls = stack.internal_tls_dir

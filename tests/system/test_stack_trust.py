@@ -13,7 +13,7 @@ import tritonclient.grpc as triton_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from renderkit.launcher import Stack, health_of
+from devstack.launcher import Stack, health_of
 
 
 def test_every_stage_and_triton_refuse_a_client_without_the_stacks_certificate(stack: Stack) -> None:

@@ -12,8 +12,8 @@ import grpc
 import pytest
 
 from render.v1 import render_service_pb2 as pb
-from renderkit.cli import Progress, cell_width, main, watch
-from renderkit.client import RenderClient, RetryNotice, RetryPolicy
+from render_client.cli import Progress, cell_width, main, watch
+from render_client.client import RenderClient, RetryNotice, RetryPolicy
 from tests.gateway_fake import FakeGateway, job_log, serve, target
 
 LONG = "Step 3/4: mapping the material through the plane, with mip-mapped filtering and the shading kept " * 3

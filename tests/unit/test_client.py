@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from render.v1 import render_service_pb2 as pb
-from renderkit.client import GaveUpError, RenderClient, RetryNotice, RetryPolicy
+from render_client.client import GaveUpError, RenderClient, RetryNotice, RetryPolicy
 from tests.gateway_fake import KEEP_ALIVE, REST, Fail, FakeGateway, job_log, serve, target
 
 FAST = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.05, give_up_after_s=5.0)

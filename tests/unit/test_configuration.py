@@ -1,7 +1,7 @@
 """Every environment variable the code reads is documented in the README's configuration table.
 
 The variables are found in the sources, not listed here, so a setting added anywhere in gateway/,
-services/, renderkit/ or benchmarks/ (or to deploy/local/stack.env) fails this test until the
+services/, renderkit/, devstack/, the client or benchmarks/ (or to deploy/local/stack.env) fails this test until the
 README names it.
 """
 
@@ -12,9 +12,9 @@ import re
 
 import pytest
 
-from renderkit.launcher import ROOT, STACK_ENV, read_env_file
+from devstack.launcher import ROOT, STACK_ENV, read_env_file
 
-SOURCES = ("gateway", "services", "renderkit", "benchmarks")
+SOURCES = ("gateway", "services", "renderkit", "devstack", "clients/python/render_client", "benchmarks")
 ENV_HELPERS = {"env_str", "env_int", "env_float", "env_bool"}
 ENVIRON_METHODS = {"get", "setdefault", "pop"}
 HOLE = "<>"  # stands for the variable part of a name: f"{prefix}_LISTEN" and `<STAGE>_LISTEN` both read <>_LISTEN

@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from renderkit import homography, scenes
+from devstack import scenes
+from renderkit import homography
 from renderkit.scale import tiling_from_repeats, tiling_from_sizes
 from services.depth.plane import fit_metric_plane, plane_homography
 from services.depth.vanishing import NoVanishingPoints, line_segments, plane_from_lines

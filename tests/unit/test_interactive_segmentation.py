@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from renderkit import scenes
+from devstack import scenes
 from services.segmentation.interactive import grabcut_mask, refine_edges
 
 W, H = 960, 640

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from renderkit import scenes
+from devstack import scenes
 from renderkit.material_maps import normal_map, roughness_map
 
 

@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from renderkit.model_export import PRETRAINED, ExportError, export_pretrained, install, main
+from devstack.model_export import PRETRAINED, ExportError, export_pretrained, install, main
 from renderkit.triton import DEPTH, REPOSITORY, SEGMENTATION, read_config
 from tests.tiny_models import depth_model, segmentation_model
 

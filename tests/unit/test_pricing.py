@@ -6,7 +6,7 @@ import pytest
 
 from gateway.pricing import Price, PriceTable, charge_for, charge_for_failure, price_of
 from render.v1 import render_service_pb2 as pb
-from renderkit.client import room_batch_request, room_render, room_render_request
+from render_client.client import room_batch_request, room_render, room_render_request
 
 PRICES = PriceTable()
 

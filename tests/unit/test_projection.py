@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from renderkit import imaging, scenes
+from devstack import scenes
+from renderkit import imaging
 from services.projection.composite import project_material
 from services.projection.layouts import Layout, herringbone_texels, plank_ratio
 from services.projection.texture import build_mip_atlas, sample_surface, texel_transform

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from google.rpc import error_details_pb2
 
+from devstack import scenes
 from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as pb
-from renderkit import budget, homography, imaging, scenes
+from renderkit import budget, homography, imaging
 from renderkit.errors import status_details, unpack_detail
 from services.projection import server
 from services.projection.server import ProjectionServicer

@@ -1,6 +1,7 @@
-"""A small Python client of render.v1.RenderService (what the CLI, the demo and the benchmarks use).
+"""A small Python client of render.v1.RenderService (what renderctl, the demo and the benchmarks use).
 
-It depends only on grpcio, protobuf and the generated render.v1 stubs, so it can ship on its own.
+It depends only on grpcio, protobuf and the generated render.v1 stubs, shipped with it in the
+render-client distribution.
 Watches reconnect on every failure a retry can fix, resume after the last cursor seen, and give
 up after a bounded time without a connection; see RetryPolicy.
 """

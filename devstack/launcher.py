@@ -28,7 +28,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from renderkit.tls import ClientCertificates, TlsFiles, ensure_development_certificates, write_private
+from devstack.certificates import ensure_development_certificates, write_private
+from renderkit.tls import ClientCertificates, TlsFiles
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_ENV = ROOT / "deploy" / "local" / "stack.env"

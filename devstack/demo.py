@@ -9,11 +9,11 @@ from pathlib import Path
 
 import cv2
 
+from devstack import scenes
+from devstack.launcher import ROOT, Ports, Stack
 from render.v1 import render_service_pb2 as pb
-from renderkit import scenes
-from renderkit.cli import watch
-from renderkit.client import RenderClient, material_swap_request, room_render, room_render_request
-from renderkit.launcher import ROOT, Ports, Stack
+from render_client.cli import watch
+from render_client.client import RenderClient, material_swap_request, room_render, room_render_request
 from renderkit.storage import key_of
 
 

@@ -15,8 +15,8 @@ import grpc
 from google.protobuf import json_format
 
 from render.v1 import render_service_pb2 as pb
-from renderkit import admin_cli
-from renderkit.client import (
+from render_client import admin_cli
+from render_client.client import (
     GaveUpError,
     RenderClient,
     RetryNotice,
@@ -26,7 +26,6 @@ from renderkit.client import (
     room_render_request,
     texture_edit_request,
 )
-from renderkit.settings import SettingsError, env_bool
 
 STATE_NAMES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in pb.JobState.items()}
 
@@ -178,9 +177,18 @@ class CliError(Exception):
     """A problem with renderctl's own options or files; the message is one line, safe to show."""
 
 
+class SettingsError(ValueError):
+    """An environment variable renderctl reads is malformed."""
+
+
 def default_tls() -> bool:
     """$RENDER_TLS (1/0, true/false, yes/no, on/off; unset: plaintext)."""
-    return env_bool("RENDER_TLS", False)
+    raw = os.environ.get("RENDER_TLS", "").strip().lower()
+    if raw in {"", "0", "false", "no", "off"}:
+        return False
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    raise SettingsError(f"RENDER_TLS must be a boolean (true/false), got {raw!r}")
 
 
 def read_cacert(path: str) -> bytes:

@@ -1,0 +1,28 @@
+"""The client of render-pipeline's public API (render.v1.RenderService): `RenderClient`, request
+builders, and `renderctl` (render_client.cli)."""
+
+from render_client.client import (
+    GaveUpError,
+    RenderClient,
+    RetryNotice,
+    RetryPolicy,
+    image_source,
+    material_swap_request,
+    room_batch_request,
+    room_render,
+    room_render_request,
+    texture_edit_request,
+)
+
+__all__ = [
+    "GaveUpError",
+    "RenderClient",
+    "RetryNotice",
+    "RetryPolicy",
+    "image_source",
+    "material_swap_request",
+    "room_batch_request",
+    "room_render",
+    "room_render_request",
+    "texture_edit_request",
+]
