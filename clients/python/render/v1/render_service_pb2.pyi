@@ -143,12 +143,14 @@ CREDIT_ENTRY_KIND_RESERVE: CreditEntryKind
 CREDIT_ENTRY_KIND_REFUND: CreditEntryKind
 
 class ImageSource(_message.Message):
-    __slots__ = ("data", "url")
+    __slots__ = ("data", "url", "asset_id")
     DATA_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
+    ASSET_ID_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     url: str
-    def __init__(self, data: _Optional[bytes] = ..., url: _Optional[str] = ...) -> None: ...
+    asset_id: str
+    def __init__(self, data: _Optional[bytes] = ..., url: _Optional[str] = ..., asset_id: _Optional[str] = ...) -> None: ...
 
 class Point(_message.Message):
     __slots__ = ("x", "y")
@@ -459,7 +461,7 @@ class JobError(_message.Message):
     def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class OutputFile(_message.Message):
-    __slots__ = ("name", "uri", "size_bytes", "content_type", "sha256", "width", "height")
+    __slots__ = ("name", "uri", "size_bytes", "content_type", "sha256", "width", "height", "url", "url_expire_time")
     NAME_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -467,6 +469,8 @@ class OutputFile(_message.Message):
     SHA256_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    URL_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     uri: str
     size_bytes: int
@@ -474,7 +478,9 @@ class OutputFile(_message.Message):
     sha256: str
     width: int
     height: int
-    def __init__(self, name: _Optional[str] = ..., uri: _Optional[str] = ..., size_bytes: _Optional[int] = ..., content_type: _Optional[str] = ..., sha256: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+    url: str
+    url_expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., uri: _Optional[str] = ..., size_bytes: _Optional[int] = ..., content_type: _Optional[str] = ..., sha256: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., url: _Optional[str] = ..., url_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class JobResult(_message.Message):
     __slots__ = ("outputs", "geometry_source", "geometry_confidence", "scale_source", "repeats_u", "repeats_v", "geometry_reused", "generation", "batch", "refinement")
@@ -703,3 +709,59 @@ class JobEvent(_message.Message):
     error: JobError
     children: _containers.RepeatedCompositeFieldContainer[ChildJob]
     def __init__(self, cursor: _Optional[str] = ..., job_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[Stage, str]] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., stage_progress: _Optional[float] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., children: _Optional[_Iterable[_Union[ChildJob, _Mapping]]] = ...) -> None: ...
+
+class UploadAssetRequest(_message.Message):
+    __slots__ = ("data", "name")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    name: str
+    def __init__(self, data: _Optional[bytes] = ..., name: _Optional[str] = ...) -> None: ...
+
+class Asset(_message.Message):
+    __slots__ = ("id", "name", "content_type", "width", "height", "size_bytes", "sha256", "create_time", "expire_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    content_type: str
+    width: int
+    height: int
+    size_bytes: int
+    sha256: str
+    create_time: _timestamp_pb2.Timestamp
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., content_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UploadAssetResponse(_message.Message):
+    __slots__ = ("asset",)
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    asset: Asset
+    def __init__(self, asset: _Optional[_Union[Asset, _Mapping]] = ...) -> None: ...
+
+class GetOutputRequest(_message.Message):
+    __slots__ = ("job_id", "name", "offset", "limit")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    name: str
+    offset: int
+    limit: int
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class GetOutputResponse(_message.Message):
+    __slots__ = ("file", "data")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    file: OutputFile
+    data: bytes
+    def __init__(self, file: _Optional[_Union[OutputFile, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...

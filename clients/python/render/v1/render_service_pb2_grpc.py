@@ -71,6 +71,16 @@ class RenderServiceStub:
                 request_serializer=render_dot_v1_dot_render__service__pb2.ListCreditEntriesRequest.SerializeToString,
                 response_deserializer=render_dot_v1_dot_render__service__pb2.ListCreditEntriesResponse.FromString,
                 _registered_method=True)
+        self.UploadAsset = channel.unary_unary(
+                '/render.v1.RenderService/UploadAsset',
+                request_serializer=render_dot_v1_dot_render__service__pb2.UploadAssetRequest.SerializeToString,
+                response_deserializer=render_dot_v1_dot_render__service__pb2.UploadAssetResponse.FromString,
+                _registered_method=True)
+        self.GetOutput = channel.unary_stream(
+                '/render.v1.RenderService/GetOutput',
+                request_serializer=render_dot_v1_dot_render__service__pb2.GetOutputRequest.SerializeToString,
+                response_deserializer=render_dot_v1_dot_render__service__pb2.GetOutputResponse.FromString,
+                _registered_method=True)
 
 
 class RenderServiceServicer:
@@ -129,6 +139,23 @@ class RenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadAsset(self, request, context):
+        """UploadAsset stores an image once (a photo, a swatch, a mask) so later jobs can refer to it by
+        its id: a scene photographed once and rendered with several swatches uploads the photo once.
+        Assets belong to the caller's tenant and are kept for the server's asset retention.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOutput(self, request, context):
+        """GetOutput streams the bytes of one of a job's outputs, for clients that cannot reach the
+        storage the output's URL points at. The first message describes the file.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -166,6 +193,16 @@ def add_RenderServiceServicer_to_server(servicer, server):
                     servicer.ListCreditEntries,
                     request_deserializer=render_dot_v1_dot_render__service__pb2.ListCreditEntriesRequest.FromString,
                     response_serializer=render_dot_v1_dot_render__service__pb2.ListCreditEntriesResponse.SerializeToString,
+            ),
+            'UploadAsset': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadAsset,
+                    request_deserializer=render_dot_v1_dot_render__service__pb2.UploadAssetRequest.FromString,
+                    response_serializer=render_dot_v1_dot_render__service__pb2.UploadAssetResponse.SerializeToString,
+            ),
+            'GetOutput': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetOutput,
+                    request_deserializer=render_dot_v1_dot_render__service__pb2.GetOutputRequest.FromString,
+                    response_serializer=render_dot_v1_dot_render__service__pb2.GetOutputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -359,6 +396,60 @@ class RenderService:
             '/render.v1.RenderService/ListCreditEntries',
             render_dot_v1_dot_render__service__pb2.ListCreditEntriesRequest.SerializeToString,
             render_dot_v1_dot_render__service__pb2.ListCreditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadAsset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/render.v1.RenderService/UploadAsset',
+            render_dot_v1_dot_render__service__pb2.UploadAssetRequest.SerializeToString,
+            render_dot_v1_dot_render__service__pb2.UploadAssetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/render.v1.RenderService/GetOutput',
+            render_dot_v1_dot_render__service__pb2.GetOutputRequest.SerializeToString,
+            render_dot_v1_dot_render__service__pb2.GetOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,
