@@ -1,8 +1,9 @@
-"""Where outputs and uploaded inputs live: a local directory now, a GCS bucket behind the same interface."""
+"""Where outputs and uploaded inputs live: a local directory, or a GCS bucket behind the same interface."""
 
 from __future__ import annotations
 
 import hashlib
+import mimetypes
 import os
 import tempfile
 from dataclasses import dataclass
@@ -26,8 +27,34 @@ class StoredObject:
     sha256: str
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a stored object is, without its bytes."""
+
+    size_bytes: int
+    content_type: str
+    etag: str  # a quoted HTTP entity tag that changes whenever the object does
+
+
 class Storage(Protocol):
     """The interface every storage backend implements."""
+
+    def key_of(self, uri: str) -> str:
+        """The key of an object from the URI this storage gave it; StorageError for another's URI."""
+        ...
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Describes the object under the key; raises StorageError when there is none."""
+        ...
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Reads `length` bytes (all to the end when None) from `offset`; StorageError when missing."""
+        ...
+
+    def signed_url(self, key: str, ttl_s: float) -> tuple[str, int] | None:
+        """A URL any host can read the object from for ttl_s seconds, and when it expires (unix
+        seconds); None when the backend cannot sign URLs itself (the gateway signs its own then)."""
+        ...
 
     def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
         """Writes data under the key (replacing what was there) and describes the stored object."""
@@ -61,6 +88,11 @@ def key_of(uri: str) -> str:
     return uri[len(LOCAL_SCHEME) :]
 
 
+def content_type_of(key: str) -> str:
+    """The media type a key's extension names (application/octet-stream when it names none)."""
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
 def _check_key(key: str) -> None:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
@@ -78,6 +110,33 @@ class LocalStorage:
         """The file that holds a key."""
         _check_key(key)
         return self.root / key
+
+    def key_of(self, uri: str) -> str:
+        key = key_of(uri)
+        _check_key(key)
+        return key
+
+    def stat(self, key: str) -> ObjectInfo:
+        try:
+            status = self.path(key).stat()
+        except OSError as exc:
+            raise StorageError(f"could not read {key}: {exc.strerror or exc}") from exc
+        return ObjectInfo(
+            size_bytes=status.st_size,
+            content_type=content_type_of(key),
+            etag=f'"{status.st_size:x}-{status.st_mtime_ns:x}"',
+        )
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        try:
+            with self.path(key).open("rb") as f:
+                f.seek(offset)
+                return f.read() if length is None else f.read(length)
+        except OSError as exc:
+            raise StorageError(f"could not read {key}: {exc.strerror or exc}") from exc
+
+    def signed_url(self, key: str, ttl_s: float) -> tuple[str, int] | None:
+        return None  # the gateway's HTTP port serves local files under its own signed links
 
     def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
         path = self.path(key)
