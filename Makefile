@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
 # Both distributions are installed in place and share the `render` namespace: render.v1 from the
 # client (clients/python, a plain path entry), the stages' APIs from gen/python.
@@ -23,16 +23,29 @@ $(STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml
 
 setup: $(STAMP) ## create the virtualenv with pinned dependencies
 
+# The GCS emulator the tests run as a server (tests/gcs_emulator.py). Its own virtualenv: its
+# dependencies conflict with ours. The stamp names the version, so a new pin reinstalls.
+GCS_EMULATOR_VERSION := 2026.7.19
+GCS_VENV := .venv-gcs
+GCS_STAMP := $(GCS_VENV)/.installed-$(GCS_EMULATOR_VERSION)
+
+$(GCS_STAMP):
+	test -d $(GCS_VENV) || $(PYTHON_BOOT) -m venv $(GCS_VENV)
+	$(GCS_VENV)/bin/python -m pip install -q --disable-pip-version-check gcp-storage-emulator==$(GCS_EMULATOR_VERSION)
+	touch $@
+
+gcs-emulator: $(GCS_STAMP) ## create .venv-gcs with the pinned GCS emulator the tests start
+
 run: setup ## start Redis, Triton, the four services and the gateway on loopback (Ctrl-C stops all)
 	$(VENV)/bin/render-stack
 
 demo: setup ## start the stack, render the bundled sample with live progress, stop the stack
 	$(PY) -m devstack.demo
 
-test: setup ## run the unit, integration and system tiers
+test: setup $(GCS_STAMP) ## run the unit, integration and system tiers
 	$(PY) -m pytest -q -m "not gpu and not chaos" $(PYTEST_ARGS)
 
-chaos: setup ## kill -9 and restart gateways, stages and Redis under load; long silences; 2,000 watchers
+chaos: setup $(GCS_STAMP) ## kill -9 and restart gateways, stages and Redis under load; long silences; 2,000 watchers
 	$(PY) -m pytest -q -s -m chaos $(PYTEST_ARGS)
 
 test-unit: setup ## run the unit tests only
@@ -66,4 +79,4 @@ models: setup ## export the pretrained segmentation and depth models to ONNX int
 clean: ## remove run data and outputs (not the virtualenv)
 	rm -rf var out
 
-.PHONY: help setup run demo test chaos test-unit lint protos protos-check bench quality models clean
+.PHONY: help setup gcs-emulator run demo test chaos test-unit lint protos protos-check bench quality models clean

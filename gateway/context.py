@@ -312,15 +312,20 @@ def named(images: Sequence[imaging_pb2.EncodedImage], prefix: str) -> list[imagi
 
 
 async def write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage]) -> list[pb.OutputFile]:
-    """Stores renditions at renders/{tenant}/{project or "-"}/{job_id}/{name}.{ext}."""
+    """Stores renditions at renders/{tenant}/{project or "-"}/{job_id}/{name}.{ext}. When one cannot
+    be stored the job fails with UPLOAD_FAILED and those already stored are deleted: a job's outputs
+    are all there or none is."""
     project = ctx.request.project_id or "-"
     outputs = []
+    written: list[str] = []
     for image in images:
         key = f"renders/{ctx.tenant}/{project}/{ctx.job_id}/{image.name}.{imaging.EXTENSIONS[image.content_type]}"
+        written.append(key)  # before the put: an upload that failed may have landed after all
         try:
             stored = await asyncio.to_thread(ctx.storage.put, key, image.data, image.content_type)
         except StorageError as exc:
             log.warning("job %s: storage failed: %s", ctx.job_id, exc)
+            await _delete_outputs(ctx, written)
             raise JobFailure(pb.ERROR_CODE_UPLOAD_FAILED, "the render could not be stored") from None
         outputs.append(
             pb.OutputFile(
@@ -334,3 +339,15 @@ async def write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage])
             )
         )
     return outputs
+
+
+async def _delete_outputs(ctx: JobContext, keys: list[str]) -> None:
+    """Deletes a failed job's outputs, so no partial set stays visible. Storage that is still
+    failing keeps them (no result names them): the first failed delete stops the others, each of
+    which would wait out the storage's retries too."""
+    for done, key in enumerate(keys):
+        try:
+            await asyncio.to_thread(ctx.storage.delete, key)
+        except OSError as exc:
+            log.warning("job %s: %d partial outputs left in storage: %s", ctx.job_id, len(keys) - done, exc)
+            return

@@ -30,6 +30,7 @@ from services.generation.server import GenerationSettings
 from services.generation.server import create_server as create_generation
 from services.projection.server import create_server as create_projection
 from services.segmentation.server import create_server as create_segmentation
+from tests.gcs_emulator import gcs_emulator, service_account_key  # noqa: F401 (fixtures)
 from tests.openai_fake import FakeOpenAI, fake_openai
 from tests.outputs import register_storage
 from tests.tiny_models import write_tiny_models
