@@ -22,13 +22,14 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.certificates import ensure_development_certificates, write_private
+from gateway.links import new_signing_key
 from renderkit.tls import ClientCertificates, TlsFiles
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,6 +104,7 @@ class Ports:
     projection: int
     generation: int
     gateway: int
+    gateway_http: int
 
     @classmethod
     def from_env_file(cls, path: Path = STACK_ENV) -> Ports:
@@ -120,14 +122,15 @@ class Ports:
                     "PROJECTION_PORT",
                     "GENERATION_PORT",
                     "GATEWAY_PORT",
+                    "GATEWAY_HTTP_PORT",
                 )
             )
         )
 
     @classmethod
     def free(cls) -> Ports:
-        """Nine distinct free ports (all held open while choosing, so none repeats)."""
-        sockets = [socket.socket() for _ in range(9)]
+        """Distinct free ports (all held open while choosing, so none repeats)."""
+        sockets = [socket.socket() for _ in range(len(fields(cls)))]
         try:
             for s in sockets:
                 s.bind(("127.0.0.1", 0))
@@ -168,6 +171,11 @@ class Stack:
         return f"127.0.0.1:{self.ports.gateway}"
 
     @property
+    def http_url(self) -> str:
+        """The gateway's HTTP port: the web console, Connect and gRPC-web, output links."""
+        return f"http://127.0.0.1:{self.ports.gateway_http}"
+
+    @property
     def redis_url(self) -> str:
         """The URL every process gets: with the password (redis-py reads it from the URL)."""
         return f"redis://:{self.redis_password}@127.0.0.1:{self.ports.redis}/0"
@@ -191,6 +199,7 @@ class Stack:
         p = self.ports
         out = {
             "gateway": self.gateway_address,
+            "console": f"{self.http_url}/ (also Connect and gRPC-web)",
             "redis": f"redis://127.0.0.1:{self.ports.redis}/0 (password in {self.data_dir / 'redis-password'})",
             "segmentation": f"127.0.0.1:{p.segmentation}",
             "depth": f"127.0.0.1:{p.depth}",
@@ -263,6 +272,15 @@ class Stack:
         path = self.data_dir / "redis-password"
         if not path.exists():
             write_private(path, (secrets.token_urlsafe(32) + "\n").encode())
+        return path.read_text().strip()
+
+    @property
+    def url_signing_keys(self) -> str:
+        """The key the gateways sign output links with (URL_SIGNING_KEYS), generated on first use
+        into data_dir/url-signing-keys (0600) and shared by every replica."""
+        path = self.data_dir / "url-signing-keys"
+        if not path.exists():
+            write_private(path, (new_signing_key("dev1") + "\n").encode())
         return path.read_text().strip()
 
     def _redis_config(self) -> Path:
@@ -388,7 +406,9 @@ class Stack:
                 f"127.0.0.1:{port}",
                 internal=True,
             )
-        self._spawn("gateway", [py, "-m", "gateway"], self._gateway_env(p.gateway), self.gateway_address)
+        self._spawn(
+            "gateway", [py, "-m", "gateway"], self._gateway_env(p.gateway, p.gateway_http), self.gateway_address
+        )
         for name, port in (
             ("segmentation", p.segmentation),
             ("depth", p.depth),
@@ -398,11 +418,19 @@ class Stack:
         ):
             self._wait_serving(name, f"127.0.0.1:{port}", deadline, say)
 
-    def _gateway_env(self, port: int) -> dict[str, str]:
+    def _gateway_env(self, port: int, http_port: int = 0) -> dict[str, str]:
+        """A gateway's settings: its gRPC port, and its HTTP port when given (else none)."""
         p = self.ports
+        http = (
+            {"GATEWAY_HTTP_LISTEN": f"127.0.0.1:{http_port}", "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{http_port}"}
+            if http_port
+            else {"GATEWAY_HTTP_LISTEN": "off"}
+        )
         return {
             "PYTHONUNBUFFERED": "1",
             **self._internal_tls_env(),
+            "URL_SIGNING_KEYS": self.url_signing_keys,
+            **http,
             **self.env,
             "GATEWAY_LISTEN": f"127.0.0.1:{port}",
             "REDIS_URL": self.redis_url,
@@ -414,12 +442,19 @@ class Stack:
         }
 
     def add_gateway(
-        self, name: str, port: int, timeout_s: float = 30.0, env: dict[str, str] | None = None
+        self,
+        name: str,
+        port: int,
+        timeout_s: float = 30.0,
+        env: dict[str, str] | None = None,
+        http_port: int = 0,
     ) -> subprocess.Popen[bytes]:
         """Starts another gateway replica on the same Redis, storage and stages (scale-out and
-        failover); `env` adds to or overrides the stack's settings for this replica."""
+        failover), with an HTTP port when `http_port` is given; `env` adds to or overrides the
+        stack's settings for this replica."""
         address = f"127.0.0.1:{port}"
-        self._spawn(name, [sys.executable, "-m", "gateway"], {**self._gateway_env(port), **(env or {})}, address)
+        settings = {**self._gateway_env(port, http_port), **(env or {})}
+        self._spawn(name, [sys.executable, "-m", "gateway"], settings, address)
         self._wait_serving(name, address, time.monotonic() + timeout_s)
         return self.process(name)
 

@@ -2,40 +2,53 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import redis.asyncio as aioredis
 
 from gateway.admin import SERVICE_NAME as ADMIN_SERVICE
 from gateway.admin import AdminServicer
+from gateway.assets import AssetStore
 from gateway.auth.api_keys import KeyStore
 from gateway.auth.interceptor import Authenticator, AuthInterceptor
 from gateway.auth.jwt_tokens import JwtVerifier
 from gateway.auth.principal import Scope
 from gateway.dispatcher import Dispatcher
+from gateway.http.app import Cors, HttpApp
+from gateway.http.bridge import ServicerBridge
+from gateway.http.console import ConsoleFiles
+from gateway.http.files import FileRoute
+from gateway.http.server import HttpServer, bind
 from gateway.ledger import Ledger, connect, keys
+from gateway.links import LinkSigner, OutputLinks, SigningKey, new_signing_key, parse_signing_keys
 from gateway.servicer import RenderServicer
-from gateway.settings import GatewaySettings
+from gateway.settings import GatewaySettings, HttpSettings
 from gateway.stages import StageClients
 from gateway.subscriptions import Subscriptions
 from gateway.watch import EventHub
+from render.admin.v1 import admin_service_pb2 as admin_pb
 from render.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit.edge import Dependency, Edge, serve
-from renderkit.storage import open_storage
+from renderkit.storage import Storage, StorageError, open_storage
 from renderkit.tls import internal_client, public_server_credentials
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RenderService"].full_name
 # The scope each method needs; a method of these services that is not listed is refused.
 METHOD_SCOPES = {
-    **{f"/{SERVICE_NAME}/{m}": Scope.RENDER for m in ("SubmitRender", "CancelJob")},
+    **{f"/{SERVICE_NAME}/{m}": Scope.RENDER for m in ("SubmitRender", "CancelJob", "UploadAsset")},
     **{
         f"/{SERVICE_NAME}/{m}": Scope.READ
-        for m in ("GetJob", "WatchJob", "ListJobs", "GetBalance", "ListCreditEntries")
+        for m in ("GetJob", "WatchJob", "ListJobs", "GetBalance", "ListCreditEntries", "GetOutput")
     },
     **{
         f"/{ADMIN_SERVICE}/{m}": Scope.ADMIN
@@ -46,7 +59,7 @@ METHOD_SCOPES = {
 
 @dataclass
 class Gateway:
-    """A created gateway: its edge (server, health), ledger, event hub and dispatcher."""
+    """A created gateway: its edge (server, health), HTTP port, ledger, event hub and dispatcher."""
 
     edge: Edge
     ledger: Ledger
@@ -57,10 +70,16 @@ class Gateway:
     stages: StageClients
     redis: aioredis.Redis
     settings: GatewaySettings
+    http: HttpServer | None = None
 
     @property
     def port(self) -> int:
         return self.edge.port
+
+    @property
+    def http_port(self) -> int:
+        """The HTTP port (0: none is served)."""
+        return self.http.port if self.http is not None else 0
 
     async def start(self) -> None:
         """Starts serving: NOT_SERVING until Redis answers, then the dispatcher starts and SERVING."""
@@ -104,6 +123,8 @@ def create_server(settings: GatewaySettings) -> Gateway:
         [SERVICE_NAME, ADMIN_SERVICE],
         listen=settings.listen,
         interceptors=[AuthInterceptor(authenticator, METHOD_SCOPES, {SERVICE_NAME, ADMIN_SERVICE})],
+        # A storage that fails an upload or a read (GCS away) is infrastructure: UNAVAILABLE, retried.
+        infrastructure=[(StorageError, "the storage")],
         # The inline size limit: gRPC refuses a larger request from its length prefix, unread.
         max_receive_bytes=settings.max_request_bytes,
         probe_interval_s=settings.probe_interval_s,
@@ -113,7 +134,20 @@ def create_server(settings: GatewaySettings) -> Gateway:
             Dependency("the redis subscription", subscriptions.healthy),
         ],
     )
-    servicer = RenderServicer(ledger, storage, settings.limits, hub, settings.prices)
+    # The HTTP port is bound first: links name the port it got.
+    http_socket = bind(settings.http.listen) if settings.http.listen else None
+    base_url = settings.http.base_url(http_socket.getsockname()[1] if http_socket else 0)
+    signer = link_signer(settings.http, base_url)
+    links = OutputLinks(storage, signer if base_url else None, settings.http.link_ttl_s)
+    assets = AssetStore(
+        ledger,
+        storage,
+        settings.limits,
+        settings.http.asset_retention_s,
+        settings.http.asset_quota,
+        settings.retention_s,
+    )
+    servicer = RenderServicer(ledger, storage, settings.limits, hub, settings.prices, assets=assets, links=links)
     admin = AdminServicer(api_keys, ledger)
 
     def register(server: grpc.aio.Server) -> None:
@@ -121,6 +155,23 @@ def create_server(settings: GatewaySettings) -> Gateway:
         admin_grpc.add_AdminServiceServicer_to_server(admin, server)
 
     edge.add(register)
+    http = http_server(settings, http_socket, edge, register, storage, signer) if http_socket else None
+    if http is not None:
+        edge.on_start.append(http.start)
+        edge.on_drain.append(lambda: http.stop(settings.grace_seconds))
+    sweeper: list[asyncio.Task[None]] = []
+
+    async def start_sweeper() -> None:
+        sweeper.append(asyncio.create_task(assets.sweep_forever()))
+
+    async def stop_sweeper() -> None:
+        for task in sweeper:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    edge.when_ready(start_sweeper)
+    edge.on_close.append(stop_sweeper)
 
     async def start_readers() -> None:
         subscriptions.start()
@@ -147,7 +198,46 @@ def create_server(settings: GatewaySettings) -> Gateway:
         stages=stages,
         redis=client,
         settings=settings,
+        http=http,
     )
+
+
+def link_signer(settings: HttpSettings, base_url: str) -> LinkSigner:
+    """Signs links to the HTTP port with URL_SIGNING_KEYS; without them, with a key of this process
+    (its links work only on this replica and until it restarts)."""
+    keys: list[SigningKey] = list(settings.signing_keys)
+    if not keys:
+        if settings.listen:
+            log.warning("URL_SIGNING_KEYS is not set: output links are signed by a key of this process only")
+        keys = parse_signing_keys(new_signing_key("local"))
+    return LinkSigner(keys, base_url, settings.link_ttl_s)
+
+
+def http_server(
+    settings: GatewaySettings,
+    sock: socket.socket,
+    edge: Edge,
+    register: Callable[[grpc.aio.Server], None],
+    storage: Storage,
+    signer: LinkSigner,
+) -> HttpServer:
+    """The HTTP port: the same servicers through the same interceptors (Connect, gRPC-web, gRPC),
+    output links, the console."""
+    bridge = ServicerBridge(edge.interceptors)
+    bridge.add(
+        register, pb.DESCRIPTOR.services_by_name["RenderService"], admin_pb.DESCRIPTOR.services_by_name["AdminService"]
+    )
+    console = Path(settings.http.console_dir)
+    app = HttpApp(
+        rpc=bridge.application(settings.max_request_bytes),
+        rpc_prefixes=[f"/{SERVICE_NAME}/", f"/{ADMIN_SERVICE}/"],
+        files=FileRoute(storage, signer),
+        console=ConsoleFiles(console) if console.is_dir() else None,
+        cors=Cors.parse(settings.http.cors_origins),
+        max_request_bytes=settings.max_request_bytes,
+        serving=lambda: edge.readiness.serving,
+    )
+    return HttpServer(app, sock, settings.tls_cert, settings.tls_key)
 
 
 async def _answers(client: aioredis.Redis) -> bool:

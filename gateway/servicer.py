@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from gateway.assets import AssetRefused, AssetStore, image_info
 from gateway.auth.principal import current_principal
 from gateway.ledger import (
+    AssetQuotaExceeded,
     CreditEntry,
     InsufficientCredits,
     Ledger,
@@ -22,9 +24,11 @@ from gateway.ledger import (
     QueueFull,
     QuotaExceeded,
     RateLimited,
+    StoredAsset,
     StoredJob,
 )
 from gateway.ledger.jobs import new_job_id, now_ms, timestamp
+from gateway.links import OutputLinks
 from gateway.pricing import Price, PriceTable, price_of
 from gateway.requests import image_fields, plan_steps
 from gateway.validation import Limits, validate_submit
@@ -32,9 +36,11 @@ from gateway.watch import EventHub
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit.errors import abort, bad_request, precondition_failure, retry_info
-from renderkit.storage import Storage
+from renderkit.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
+
+OUTPUT_CHUNK_BYTES = 256 * 1024
 
 _CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -58,13 +64,23 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
     """The public API."""
 
     def __init__(
-        self, ledger: Ledger, storage: Storage, limits: Limits, hub: EventHub, prices: PriceTable | None = None
+        self,
+        ledger: Ledger,
+        storage: Storage,
+        limits: Limits,
+        hub: EventHub,
+        prices: PriceTable | None = None,
+        *,
+        assets: AssetStore,
+        links: OutputLinks,
     ) -> None:
         self.ledger = ledger
         self.storage = storage
         self.limits = limits
         self.hub = hub
         self.prices = prices  # None: jobs cost nothing
+        self.assets = assets
+        self.links = links
 
     @staticmethod
     def _tenant() -> str:
@@ -102,12 +118,17 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         tenant = self._tenant()
         # Inline images are probed, checked and stored off the event loop; a request without them
         # is checked here and recorded in one ledger round trip (the script sees duplicates, the
-        # limits, the queue and the credits itself).
-        inline = any(source.WhichOneof("source") == "data" for _, source in image_fields(request))
+        # limits, the queue and the credits itself). Uploaded assets are read with what their
+        # upload probed (one more round trip, only for requests that name some).
+        images = image_fields(request)
+        inline = any(source.WhichOneof("source") == "data" for _, source in images)
+        named = [source.asset_id for _, source in images if source.WhichOneof("source") == "asset_id"]
+        assets: dict[str, StoredAsset] = await self.assets.for_job(tenant, named) if named else {}
+        infos = {asset_id: image_info(asset) for asset_id, asset in assets.items()}
         if inline:
-            violations = await asyncio.to_thread(validate_submit, request, self.limits)
+            violations = await asyncio.to_thread(validate_submit, request, self.limits, infos)
         else:
-            violations = validate_submit(request, self.limits)
+            violations = validate_submit(request, self.limits, infos)
         if violations:
             summary = "; ".join(f"{f}: {d}" for f, d in violations[:3])
             await abort(
@@ -116,14 +137,19 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         serialized = request.SerializeToString(deterministic=True)
         digest = hashlib.sha256(serialized).hexdigest()
         job_id = new_job_id()
-        inputs: dict[str, str] = {}
+        inputs: dict[str, str] = {
+            path: assets[source.asset_id].storage_key
+            for path, source in images
+            if source.WhichOneof("source") == "asset_id"
+        }
         stored_request = serialized
         if inline:
             if request.idempotency_key:  # a repeat need not upload its images again
                 existing = await self.ledger.job_for_key(tenant, request.idempotency_key)
                 if existing is not None:
                     return await self._duplicate(existing, digest, context)
-            stored_request, inputs = await asyncio.to_thread(self._upload_inputs, job_id, request)
+            stored_request, uploaded = await asyncio.to_thread(self._upload_inputs, job_id, request)
+            inputs.update(uploaded)
         price = price_of(request, self.prices, self.limits.max_cents_per_job) if self.prices else Price(0, 0)
         new = NewJob(
             job_id=job_id,
@@ -143,7 +169,7 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         try:
             recorded_id, duplicate = await self.ledger.submit(new)
         except InsufficientCredits as exc:
-            await asyncio.to_thread(self._drop_inputs, inputs)
+            await asyncio.to_thread(self._drop_inputs, job_id, inputs)
             await abort(
                 context,
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -151,14 +177,14 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
                 precondition_failure("CREDITS", f"tenant/{tenant}", f"balance {exc.balance}, price {exc.price}"),
             )
         except (QueueFull, LimitError) as exc:
-            await asyncio.to_thread(self._drop_inputs, inputs)
+            await asyncio.to_thread(self._drop_inputs, job_id, inputs)
             message, delay = _shed(exc, tenant)
             await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, message, retry_info(delay))
         # If the ledger is away past its retries the uploads stay: the job may have been recorded
         # with its reply lost (a retry with the same idempotency key then finds it), and a job
         # without its inputs would be worse than an orphaned upload.
         if duplicate:  # the key was used before (or a race with the same key was lost)
-            await asyncio.to_thread(self._drop_inputs, inputs)
+            await asyncio.to_thread(self._drop_inputs, job_id, inputs)
             return await self._duplicate(recorded_id, digest, context)
         log.debug("job %s submitted (tenant %s)", recorded_id, tenant)
         return pb.SubmitRenderResponse(job=new.queued())
@@ -180,7 +206,7 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
                 "idempotency_key was already used for a different request",
                 bad_request([("idempotency_key", "was used for a different request")]),
             )
-        return pb.SubmitRenderResponse(job=stored.job, deduplicated=True)
+        return pb.SubmitRenderResponse(job=self.links.fill_job(stored.job), deduplicated=True)
 
     def _upload_inputs(self, job_id: str, request: pb.SubmitRenderRequest) -> tuple[bytes, dict[str, str]]:
         """Moves inline image bytes to storage so the ledger keeps only references."""
@@ -195,9 +221,11 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
                 source.data = b""
         return copy.SerializeToString(), inputs
 
-    def _drop_inputs(self, inputs: dict[str, str]) -> None:
+    def _drop_inputs(self, job_id: str, inputs: dict[str, str]) -> None:
+        """Deletes what this submit uploaded (never an asset: other jobs may use it)."""
         for key in inputs.values():
-            self.storage.delete(key)
+            if key.startswith(f"uploads/{job_id}/"):
+                self.storage.delete(key)
 
     async def GetJob(
         self,
@@ -205,7 +233,7 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.GetJobResponse:
         stored = await self._job(request.job_id, self._tenant(), context)
-        return pb.GetJobResponse(job=stored.job)
+        return pb.GetJobResponse(job=self.links.fill_job(stored.job))
 
     async def WatchJob(
         self,
@@ -222,7 +250,14 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
             )
         await self._job(request.job_id, tenant, context)
         async for event in self.hub.watch(request.job_id, request.after):
-            yield pb.WatchJobResponse(event=event) if event is not None else pb.WatchJobResponse(keep_alive=True)
+            if event is None:
+                yield pb.WatchJobResponse(keep_alive=True)
+                continue
+            if event.HasField("result"):
+                # The hub shares one message among every watcher of the job: each gets its own links.
+                event = pb.JobEvent.FromString(event.SerializeToString())
+                self.links.fill_result(event.result)
+            yield pb.WatchJobResponse(event=event)
 
     async def CancelJob(
         self,
@@ -237,7 +272,7 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
             if await self.ledger.cancel(child_id):
                 log.info("job %s cancelled with its batch %s", child_id, request.job_id)
         stored = await self._job(request.job_id, tenant, context)
-        return pb.CancelJobResponse(job=stored.job)
+        return pb.CancelJobResponse(job=self.links.fill_job(stored.job))
 
     async def ListJobs(
         self,
@@ -266,7 +301,7 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
                 )
         jobs, position = await self.ledger.list_jobs(tenant, request.page_size or 20, token, request.project_id)
         next_token = base64.urlsafe_b64encode(f"{position[0]}|{position[1]}".encode()).decode() if position else ""
-        return pb.ListJobsResponse(jobs=jobs, next_page_token=next_token)
+        return pb.ListJobsResponse(jobs=[self.links.fill_job(job) for job in jobs], next_page_token=next_token)
 
     async def GetBalance(
         self,
@@ -299,6 +334,87 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
             self._tenant(), request.page_size or 20, request.page_token
         )
         return pb.ListCreditEntriesResponse(entries=[credit_entry(e) for e in entries], next_page_token=following)
+
+    async def UploadAsset(
+        self,
+        request: pb.UploadAssetRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.UploadAssetResponse:
+        tenant = self._tenant()
+        try:
+            asset = await self.assets.upload(tenant, request.data, request.name)
+        except AssetRefused as exc:
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid upload: {exc}", bad_request(exc.violations)
+            )
+        except RateLimited as exc:
+            message, delay = _shed(exc, tenant)
+            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, message, retry_info(delay))
+        except AssetQuotaExceeded as exc:
+            await abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"tenant {tenant} holds {exc.quota} assets, its quota; retry when some have expired",
+                retry_info(60.0),
+            )
+        return pb.UploadAssetResponse(asset=asset_message(asset))
+
+    async def GetOutput(
+        self,
+        request: pb.GetOutputRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> AsyncIterator[pb.GetOutputResponse]:
+        stored = await self._job(request.job_id, self._tenant(), context)
+        if request.offset < 0 or request.limit < 0:
+            field = "offset" if request.offset < 0 else "limit"
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{field} must not be negative",
+                bad_request([(field, "must not be negative")]),
+            )
+        job = stored.job
+        found = [o for o in job.result.outputs if o.name == request.name]
+        if not request.name or not found:
+            await abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"job {request.job_id} has no output named {request.name[:64]!r}",
+                bad_request([("name", "must be the name of one of the job's outputs")]),
+            )
+        output = found[0]
+        try:
+            key = self.storage.key_of(output.uri)
+            size = (await asyncio.to_thread(self.storage.stat, key)).size_bytes
+        except StorageError:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"the output {request.name} is no longer stored")
+        position = min(request.offset, size)
+        end = size if request.limit == 0 else min(size, position + request.limit)
+        described = pb.OutputFile()
+        described.CopyFrom(output)
+        self.links.fill_output(described)
+        yield pb.GetOutputResponse(file=described)
+        while position < end:
+            chunk = await asyncio.to_thread(self.storage.read, key, position, min(OUTPUT_CHUNK_BYTES, end - position))
+            if not chunk:
+                await abort(context, grpc.StatusCode.DATA_LOSS, f"the output {request.name} ended early")
+            position += len(chunk)
+            yield pb.GetOutputResponse(data=chunk)
+
+
+def asset_message(asset: StoredAsset) -> pb.Asset:
+    """An asset as the public API shows it."""
+    return pb.Asset(
+        id=asset.asset_id,
+        name=asset.name,
+        content_type=asset.content_type,
+        width=asset.width,
+        height=asset.height,
+        size_bytes=asset.size_bytes,
+        sha256=asset.sha256,
+        create_time=timestamp(asset.created_ms),
+        expire_time=timestamp(asset.expire_ms),
+    )
 
 
 _ENTRY_KINDS = {

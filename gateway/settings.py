@@ -3,13 +3,59 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gateway.auth.jwt_tokens import JwtSettings
 from gateway.fetch import FetchPolicy
 from gateway.ledger.tenants import TenantLimits
+from gateway.links import SigningKey, parse_signing_keys
 from gateway.pricing import PriceTable
 from gateway.validation import Limits
 from renderkit.settings import SettingsError, env_bool, env_float, env_int, env_str
+
+# The web console's build, beside the packages in a checkout or an image.
+DEFAULT_CONSOLE_DIR = str(Path(__file__).resolve().parent.parent / "console" / "dist")
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The HTTP port: browsers (Connect, gRPC-web), output links, uploads' retention, the console."""
+
+    listen: str = ""  # host:port; empty: no HTTP port
+    public_url: str = ""  # how other hosts reach it (links are made with it); empty: from listen
+    signing_keys: tuple[SigningKey, ...] = ()  # empty: a key of this process only
+    link_ttl_s: float = 3600.0
+    cors_origins: str = ""
+    console_dir: str = DEFAULT_CONSOLE_DIR
+    asset_retention_s: float = 7 * 24 * 3600.0
+    asset_quota: int = 1000
+
+    def base_url(self, port: int) -> str:
+        """The URL links start with: GATEWAY_PUBLIC_URL, else the bound port on the listen host
+        when it names one others can dial (not 0.0.0.0 or ::), else "" (no links)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if not self.listen or host in ("", "0.0.0.0", "::"):
+            return ""
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    @classmethod
+    def from_env(cls) -> HttpSettings:
+        public_url = env_str("GATEWAY_PUBLIC_URL", "")
+        if public_url and not public_url.startswith(("http://", "https://")):
+            raise SettingsError(f"GATEWAY_PUBLIC_URL must be an http(s) URL, got {public_url!r}")
+        listen = env_str("GATEWAY_HTTP_LISTEN", "127.0.0.1:8080").strip()
+        return cls(
+            listen="" if listen.lower() == "off" else listen,
+            public_url=public_url,
+            signing_keys=tuple(parse_signing_keys(env_str("URL_SIGNING_KEYS", ""))),
+            link_ttl_s=env_float("OUTPUT_URL_TTL_SECONDS", 3600.0, minimum=1.0),
+            cors_origins=env_str("HTTP_CORS_ORIGINS", ""),
+            console_dir=env_str("CONSOLE_DIR", DEFAULT_CONSOLE_DIR),
+            asset_retention_s=env_float("ASSET_RETENTION_SECONDS", 7 * 24 * 3600.0, minimum=60.0),
+            asset_quota=env_int("TENANT_ASSET_QUOTA", 1000, minimum=0),
+        )
 
 
 @dataclass(frozen=True)
@@ -48,6 +94,7 @@ class GatewaySettings:
     internal_tls_dir: str = ""  # ca.crt, tls.crt, tls.key: mutual TLS to the stages; empty: plaintext
     tls_cert: str = ""  # the public port's certificate chain and key (PEM files); empty: plaintext
     tls_key: str = ""
+    http: HttpSettings = field(default_factory=HttpSettings)
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -113,6 +160,7 @@ class GatewaySettings:
                 weight=env_float("TENANT_WEIGHT", 1.0, minimum=0.01),
             ),
             prices=_prices(),
+            http=HttpSettings.from_env(),
         )
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -37,17 +38,29 @@ class Limits:
 
 
 Violation = tuple[str, str]
+# The headers of the uploaded assets a request names, by asset id (what UploadAsset probed).
+Assets = Mapping[str, imaging.ImageInfo]
+NO_ASSETS: Assets = MappingProxyType({})
 MAX_VARIANTS = 8
 MAX_POLYGON_POINTS = 1000
 MAX_CLICKS = 100
 
 
 def _image(
-    source: pb.ImageSource, field: str, limits: Limits, required: bool, min_side: int
+    source: pb.ImageSource, field: str, limits: Limits, required: bool, min_side: int, assets: Assets
 ) -> tuple[list[Violation], imaging.ImageInfo | None]:
     which = source.WhichOneof("source")
     if which is None:
-        return ([(field, "is required: give data or url")] if required else []), None
+        return ([(field, "is required: give data, url or asset_id")] if required else []), None
+    if which == "asset_id":
+        info = assets.get(source.asset_id)
+        if info is None:
+            return [(f"{field}.asset_id", "no such asset: upload the image with UploadAsset (assets expire)")], None
+        if min(info.width, info.height) < min_side:
+            return [
+                (f"{field}.asset_id", f"is {info.width}x{info.height}; both sides must be at least {min_side} px")
+            ], None
+        return [], info
     if which == "url":
         problem = url_problem(source.url, limits.allow_private_urls)
         return ([(f"{field}.url", problem)] if problem else []), None
@@ -138,8 +151,9 @@ def _values_problems(field: Any, values: list[Any], name: str, indexed: bool = F
     return violations
 
 
-def validate_submit(request: pb.SubmitRenderRequest, limits: Limits) -> list[Violation]:
-    """Every problem of a request, as (field path, description)."""
+def validate_submit(request: pb.SubmitRenderRequest, limits: Limits, assets: Assets = NO_ASSETS) -> list[Violation]:
+    """Every problem of a request, as (field path, description); `assets` are the tenant's assets
+    among those the request names (a name not among them is refused)."""
     violations: list[Violation] = unknown_enum_values(request)
     for field in ("project_id", "user_id", "idempotency_key"):
         value = getattr(request, field)
@@ -152,17 +166,17 @@ def validate_submit(request: pb.SubmitRenderRequest, limits: Limits) -> list[Vio
         violations.append(("kind", "is required: set material_swap, room_render, room_batch or texture_edit"))
         return violations
     if kind == "room_render":
-        return violations + _room_render(request.room_render, "room_render", limits, require_options=False)
+        return violations + _room_render(request.room_render, "room_render", limits, assets, require_options=False)
     if kind == "room_batch":
-        return violations + _room_batch(request.room_batch, limits)
+        return violations + _room_batch(request.room_batch, limits, assets)
     maps = request.output.include_material_maps
     if kind == "texture_edit":
-        return violations + _texture_edit(request.texture_edit, limits, maps)
-    return violations + _material_swap(request.material_swap, limits, maps)
+        return violations + _texture_edit(request.texture_edit, limits, maps, assets)
+    return violations + _material_swap(request.material_swap, limits, maps, assets)
 
 
 def source_field(source: pb.ImageSource, field: str) -> str:
-    """The path of an image source's set member: field.data or field.url."""
+    """The path of an image source's set member: field.data, field.url or field.asset_id."""
     return f"{field}.{source.WhichOneof('source') or 'data'}"
 
 
@@ -198,35 +212,35 @@ def material_swap_memory(
     return field, budget.over_budget_text(info.width, info.height, "swatch", total, allowed, largest)
 
 
-def _material_swap(swap: pb.MaterialSwap, limits: Limits, material_maps: bool) -> list[Violation]:
+def _material_swap(swap: pb.MaterialSwap, limits: Limits, material_maps: bool, assets: Assets) -> list[Violation]:
     violations: list[Violation] = []
     base = "material_swap"
-    found, photo = _image(swap.photo, f"{base}.photo", limits, True, limits.min_side)
+    found, photo = _image(swap.photo, f"{base}.photo", limits, True, limits.min_side, assets)
     violations += found
-    found, swatch = _image(swap.swatch, f"{base}.swatch", limits, True, 8)
+    found, swatch = _image(swap.swatch, f"{base}.swatch", limits, True, 8, assets)
     violations += found
-    swatches = [(f"{base}.swatch.data", swatch)] if swatch else []
+    swatches = [(source_field(swap.swatch, f"{base}.swatch"), swatch)] if swatch else []
     if len(swap.variant_swatches) > MAX_VARIANTS:
         violations.append(
             (f"{base}.variant_swatches", f"at most {MAX_VARIANTS} variants, got {len(swap.variant_swatches)}")
         )
     for index, variant in enumerate(swap.variant_swatches[:MAX_VARIANTS]):
-        found, info = _image(variant, f"{base}.variant_swatches[{index}]", limits, True, 8)
+        found, info = _image(variant, f"{base}.variant_swatches[{index}]", limits, True, 8, assets)
         violations += found
         if info:
-            swatches.append((f"{base}.variant_swatches[{index}].data", info))
+            swatches.append((source_field(variant, f"{base}.variant_swatches[{index}]"), info))
     if not violations and (photo or swatches):
         # What the headers say cannot fit is refused before anything is decoded; URL inputs are
         # checked the same way when they arrive.
         memory = material_swap_memory(swap, photo, swatches, material_maps, limits)
         if memory:
             violations.append(memory)
-    found, mask = _image(swap.mask, f"{base}.mask", limits, False, 1)
+    found, mask = _image(swap.mask, f"{base}.mask", limits, False, 1, assets)
     violations += found
     if photo and mask and (mask.width, mask.height) != (photo.width, photo.height):
         violations.append(
             (
-                f"{base}.mask.data",
+                source_field(swap.mask, f"{base}.mask"),
                 f"is {mask.width}x{mask.height}; it must be the photo's size {photo.width}x{photo.height}",
             )
         )
@@ -365,7 +379,9 @@ def _generation_options(options: pb.GenerationOptions, base: str, limits: Limits
     return violations
 
 
-def _room_render(room: pb.RoomRender, base: str, limits: Limits, require_options: bool) -> list[Violation]:
+def _room_render(
+    room: pb.RoomRender, base: str, limits: Limits, assets: Assets, require_options: bool
+) -> list[Violation]:
     violations: list[Violation] = []
     for name in ("id", "name", "room_type"):
         value = getattr(room.room, name)
@@ -383,10 +399,10 @@ def _room_render(room: pb.RoomRender, base: str, limits: Limits, require_options
         violations += _prompt_text(material.name, f"{field}.name", _SHORT_TEXT)
         violations += _prompt_text(material.description, f"{field}.description", prompts.MAX_ADDITIONAL_CHARS)
         if material.HasField("swatch"):
-            found, info = _image(material.swatch, f"{field}.swatch", limits, True, 8)
+            found, info = _image(material.swatch, f"{field}.swatch", limits, True, 8, assets)
             violations += found
             if info:
-                references.append((f"{field}.swatch.data", info))
+                references.append((source_field(material.swatch, f"{field}.swatch"), info))
     if references:
         memory = room_render_memory(references, limits)
         violations += [memory] if memory else []
@@ -398,7 +414,7 @@ def _room_render(room: pb.RoomRender, base: str, limits: Limits, require_options
     return violations
 
 
-def _room_batch(batch: pb.RoomBatch, limits: Limits) -> list[Violation]:
+def _room_batch(batch: pb.RoomBatch, limits: Limits, assets: Assets) -> list[Violation]:
     violations: list[Violation] = []
     if batch.floor_plan_id and not _ID.match(batch.floor_plan_id):
         violations.append(("room_batch.floor_plan_id", "use 1-128 letters, digits or _ . : -"))
@@ -411,7 +427,7 @@ def _room_batch(batch: pb.RoomBatch, limits: Limits) -> list[Violation]:
     if len(ids) != len(set(ids)):
         violations.append(("room_batch.rooms", "room ids must be unique"))
     for index, room in enumerate(batch.rooms[:MAX_ROOMS]):
-        violations += _room_render(room, f"room_batch.rooms[{index}]", limits, require_options=False)
+        violations += _room_render(room, f"room_batch.rooms[{index}]", limits, assets, require_options=False)
     return violations
 
 
@@ -446,19 +462,21 @@ def room_render_memory(references: Sequence[tuple[str, imaging.ImageInfo]], limi
     return field, budget.over_budget_text(info.width, info.height, "reference image", total, allowed, largest)
 
 
-def _texture_edit(edit: pb.TextureEdit, limits: Limits, material_maps: bool) -> list[Violation]:
+def _texture_edit(edit: pb.TextureEdit, limits: Limits, material_maps: bool, assets: Assets) -> list[Violation]:
     violations: list[Violation] = []
-    found, texture = _image(edit.base_texture, "texture_edit.base_texture", limits, True, 64)
+    found, texture = _image(edit.base_texture, "texture_edit.base_texture", limits, True, 64, assets)
     violations += found
     if texture:
-        memory = texture_edit_memory(texture, "texture_edit.base_texture.data", material_maps, limits)
+        memory = texture_edit_memory(
+            texture, source_field(edit.base_texture, "texture_edit.base_texture"), material_maps, limits
+        )
         violations += [memory] if memory else []
-    found, mask = _image(edit.mask, "texture_edit.mask", limits, False, 1)
+    found, mask = _image(edit.mask, "texture_edit.mask", limits, False, 1, assets)
     violations += found
     if texture and mask and (mask.width, mask.height) != (texture.width, texture.height):
         violations.append(
             (
-                "texture_edit.mask.data",
+                source_field(edit.mask, "texture_edit.mask"),
                 f"is {mask.width}x{mask.height}; it must be the texture's size {texture.width}x{texture.height}",
             )
         )

@@ -78,6 +78,9 @@ class RedisServer:
                 "yes",
                 "--save",
                 "",
+                # Test modules with dispatching gateways each need a database of their own.
+                "--databases",
+                "32",
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -314,6 +317,7 @@ def gateway_settings(redis_url: str, storage: Path, stages: dict[str, str], **ov
         generation_addr=stages["generation"],
         grace_seconds=1.0,
         lease_s=2.0,
+        http=replace(base.http, listen=""),  # no HTTP port unless a test asks for one
     )
     return replace(settings, **overrides)
 

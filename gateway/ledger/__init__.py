@@ -1,10 +1,11 @@
 """The Redis job ledger: jobs and their state machine, event streams, dispatch (per-tenant queues,
-fair takes, leases), tenants' limits and credits.
+fair takes, leases), tenants' limits and credits, uploaded assets.
 
 Scripts live in scripts/*.lua (registered once per client, idempotent under retry), every key and
 channel in keys.py, connections and the retry rule in connection.py.
 """
 
+from gateway.ledger.assets import AssetQuotaExceeded, Assets, StoredAsset
 from gateway.ledger.base import LedgerError
 from gateway.ledger.connection import LedgerUnavailable, connect
 from gateway.ledger.credits import CreditEntry, Credits
@@ -22,11 +23,13 @@ from gateway.ledger.tenants import (
 from gateway.ledger.work import WorkQueue
 
 
-class Ledger(Jobs, EventLog, WorkQueue, TenantPolicies, Credits):
-    """The job ledger over one Redis client: jobs, their events, dispatch, tenants' limits and credits."""
+class Ledger(Jobs, EventLog, WorkQueue, TenantPolicies, Credits, Assets):
+    """The job ledger over one Redis client: jobs, their events, dispatch, tenants' limits and
+    credits, uploaded assets."""
 
 
 __all__ = [
+    "AssetQuotaExceeded",
     "CreditEntry",
     "InsufficientCredits",
     "Ledger",
@@ -39,6 +42,7 @@ __all__ = [
     "QuotaExceeded",
     "RateLimited",
     "State",
+    "StoredAsset",
     "StoredJob",
     "TenantLimits",
     "TenantUsage",

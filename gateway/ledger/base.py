@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +17,15 @@ from gateway.ledger.tenants import TenantLimits
 T = TypeVar("T")
 
 _SCRIPTS = Path(__file__).resolve().parent / "scripts"
-SCRIPT_SOURCES = {path.stem: path.read_text() for path in sorted(_SCRIPTS.glob("*.lua"))}
+# A line `-- include: NAME` in a script is replaced by scripts/lib/NAME.lua (code several scripts share).
+_INCLUDE = re.compile(r"^-- include: ([a-z_]+)$", re.M)
+
+
+def _source(path: Path) -> str:
+    return _INCLUDE.sub(lambda m: (_SCRIPTS / "lib" / f"{m.group(1)}.lua").read_text(), path.read_text())
+
+
+SCRIPT_SOURCES = {path.stem: _source(path) for path in sorted(_SCRIPTS.glob("*.lua"))}
 
 
 class LedgerError(RuntimeError):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 ACTIVE_SET = "jobs:active"
+# Every uploaded asset ("tenant/id") by expiry (ms): the sweeper deletes the files of expired ones.
+EXPIRING_ASSETS = "assets:expiring"
 # Dispatch: the tenants with queued jobs, by virtual time (weighted fair queuing), the virtual
 # clock, and every running job's lease ("tenant|job" by expiry), which the reaper scans.
 QUEUED_TENANTS = "queue:tenants"
@@ -132,3 +134,13 @@ def credits_log(tenant: str) -> str:
 def grant(op: str) -> str:
     """What one credit grant wrote (its log entry), so a retried grant adds nothing again."""
     return f"grant:{op}"
+
+
+def asset(tenant: str, asset_id: str) -> str:
+    """The hash of one uploaded asset: its storage key, name, media type, size, digest and times."""
+    return f"asset:{tenant}:{asset_id}"
+
+
+def tenant_assets(tenant: str) -> str:
+    """The sorted set of a tenant's assets by expiry (ms); its asset quota counts them."""
+    return f"tenant:{tenant}:assets"

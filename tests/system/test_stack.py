@@ -381,5 +381,8 @@ def test_no_message_or_result_field_leaks_paths_addresses_or_class_names(stack: 
     # Outputs are named by their storage key, relative to the server's storage: never a server path.
     keys = {f"local:renders/leaks/-/{jobs[-1].id}/{name}.jpg" for name in ("full", "preview")}
     assert {o.uri for o in jobs[-1].result.outputs} == keys
-    leaks = [t for t in texts if LEAKS.search(t) and t not in keys]
+    # Output links are public by design: the gateway's published HTTP address and the storage key.
+    links = {o.url for o in jobs[-1].result.outputs}
+    assert all(url.startswith(f"{stack.http_url}/files/renders/leaks/-/{jobs[-1].id}/") for url in links)
+    leaks = [t for t in texts if LEAKS.search(t) and t not in keys and t not in links]
     assert not leaks, leaks

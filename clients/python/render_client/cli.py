@@ -173,6 +173,27 @@ def default_api_key() -> str:
     return path.read_text().strip() if path.exists() else ""
 
 
+def source_arg(text: str) -> str | pb.ImageSource:
+    """An image option: asset:ID names an uploaded asset; anything else is a path or a URL."""
+    if text.startswith("asset:"):
+        return pb.ImageSource(asset_id=text.removeprefix("asset:"))
+    return text
+
+
+_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+
+
+def save_output(client: RenderClient, job_id: str, name: str, path: str | None) -> int:
+    """Writes one output of a job to a file and says where."""
+    data = client.download(job_id, name)
+    output = next((o for o in client.get(job_id).result.outputs if o.name == name), None)
+    extension = _EXTENSIONS.get(output.content_type if output else "", "bin")
+    target = Path(path or f"{job_id}-{name}.{extension}")
+    target.write_bytes(data)
+    print(f"{target}  {len(data):,} bytes")
+    return 0
+
+
 class CliError(Exception):
     """A problem with renderctl's own options or files; the message is one line, safe to show."""
 
@@ -245,9 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     submit = commands.add_parser("submit", help="submit a material swap")
-    submit.add_argument("--photo", required=True, help="file path or http(s) URL")
-    submit.add_argument("--swatch", required=True, help="file path or http(s) URL")
-    submit.add_argument("--mask", help="file path or http(s) URL")
+    submit.add_argument("--photo", required=True, type=source_arg, help="file path, http(s) URL or asset:ID")
+    submit.add_argument("--swatch", required=True, type=source_arg, help="file path, http(s) URL or asset:ID")
+    submit.add_argument("--mask", type=source_arg, help="file path, http(s) URL or asset:ID")
     submit.add_argument("--quad", type=parse_quad, default=[], help="x,y;x,y;x,y;x,y")
     submit.add_argument("--repeats", type=float)
     submit.add_argument("--refine", action="store_true")
@@ -287,6 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("watch", "get", "cancel"):
         sub = commands.add_parser(name, help=f"{name} a job")
         sub.add_argument("job_id")
+    upload = commands.add_parser("upload", help="store an image once; later jobs use it as asset:ID")
+    upload.add_argument("file")
+    upload.add_argument("--name", default="", help="a name for your records (default: the file's name)")
+    download = commands.add_parser("download", help="save one of a job's outputs (streamed by the gateway)")
+    download.add_argument("job_id")
+    download.add_argument("name", nargs="?", default="full", help="the output's name (default full)")
+    download.add_argument("-o", "--output", help="the file to write (default JOB-NAME.EXT here)")
     listing = commands.add_parser("list", help="list jobs, newest first")
     listing.add_argument("--page-size", type=int, default=20)
     listing.add_argument("--page-token", default="")
@@ -370,6 +398,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(show_job(client.get(args.job_id)))
             elif args.command == "cancel":
                 print(show_job(client.cancel(args.job_id)))
+            elif args.command == "upload":
+                asset = client.upload(args.file, args.name)
+                print(
+                    f"asset:{asset.id}  {asset.width}x{asset.height} {asset.content_type}  {asset.size_bytes:,} bytes"
+                )
+                print(f"kept until {asset.expire_time.ToJsonString()}")
+            elif args.command == "download":
+                return save_output(client, args.job_id, args.name, args.output)
             else:
                 reply = client.list(args.page_size, args.page_token, args.project)
                 for job in reply.jobs:

@@ -78,8 +78,11 @@ def open_channel(address: str, *, tls: bool = False, root_certificates: bytes | 
     return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
 
 
-def image_source(value: str | bytes | Path) -> pb.ImageSource:
-    """Bytes, an http(s) URL, or a file path, as an ImageSource."""
+def image_source(value: str | bytes | Path | pb.ImageSource) -> pb.ImageSource:
+    """Bytes, an http(s) URL, or a file path, as an ImageSource (one given is used as it is, such as
+    `pb.ImageSource(asset_id=...)` for an image uploaded with RenderClient.upload)."""
+    if isinstance(value, pb.ImageSource):
+        return value
     if isinstance(value, bytes):
         return pb.ImageSource(data=value)
     text = str(value)
@@ -101,14 +104,34 @@ def material_swap_request(
     output_format: pb.ImageFormat = pb.IMAGE_FORMAT_JPEG,
     brick_offset: float | None = None,
     herringbone: bool = False,
+    swatch_size: tuple[float, float] | None = None,
+    plane_distance_meters: float = 0.0,
+    focal_length_px: float = 0.0,
+    polygon: Sequence[tuple[float, float]] = (),
+    surface: pb.Surface = pb.SURFACE_UNSPECIFIED,
+    variant_swatches: Sequence[str | bytes | Path] = (),
 ) -> pb.SubmitRenderRequest:
     """A SubmitRenderRequest for a material swap (brick_offset lays the tiles in staggered rows,
-    herringbone the swatch's planks in a zigzag)."""
+    herringbone the swatch's planks in a zigzag).
+
+    The material's scale is either `repeats` or `swatch_size`, the (width, height) in metres that
+    the swatch image shows (height 0 keeps the image's aspect ratio); with a quad, a swatch_size
+    needs the plane's distance (`plane_distance_meters`: for a floor, the camera's height).
+    """
+    if repeats is not None and swatch_size is not None:
+        raise ValueError("give repeats or swatch_size, not both")
     swap = pb.MaterialSwap(
         photo=image_source(photo),
         swatch=image_source(swatch),
-        hints=pb.SurfaceHints(quad=[pb.Point(x=x, y=y) for x, y in quad]),
+        surface=surface,
+        hints=pb.SurfaceHints(
+            quad=[pb.Point(x=x, y=y) for x, y in quad],
+            polygon=[pb.Point(x=x, y=y) for x, y in polygon],
+            focal_length_px=focal_length_px,
+            plane_distance_meters=plane_distance_meters,
+        ),
         options=pb.MaterialSwapOptions(enable_refinement=refine),
+        variant_swatches=[image_source(v) for v in variant_swatches],
     )
     if mask is not None:
         swap.mask.CopyFrom(image_source(mask))
@@ -119,6 +142,9 @@ def material_swap_request(
         swap.options.layout = pb.TILE_LAYOUT_HERRINGBONE
     if repeats is not None:
         swap.options.real_world_scale.repeats = repeats
+    if swatch_size is not None:
+        swap.options.real_world_scale.swatch_size.width_meters = swatch_size[0]
+        swap.options.real_world_scale.swatch_size.height_meters = swatch_size[1]
     return pb.SubmitRenderRequest(
         material_swap=swap,
         idempotency_key=idempotency_key,
@@ -486,6 +512,25 @@ class RenderClient:
                 if not request.idempotency_key or exc.code() != grpc.StatusCode.UNAVAILABLE:
                     raise
                 retries.wait(exc)
+
+    def upload(self, image: bytes | str | Path, name: str = "", timeout: float = 60.0) -> pb.Asset:
+        """Stores an image (bytes or a file) for the tenant; later jobs name it with
+        `pb.ImageSource(asset_id=asset.id)`. The same bytes uploaded again are the same asset."""
+        if not isinstance(image, bytes):
+            name = name or Path(image).name
+            image = Path(image).read_bytes()
+        response = self.stub.UploadAsset(
+            pb.UploadAssetRequest(data=image, name=name), timeout=timeout, metadata=self.metadata
+        )
+        return response.asset  # type: ignore[no-any-return]
+
+    def download(self, job_id: str, name: str, timeout: float | None = None) -> bytes:
+        """The bytes of one of a job's outputs ("full", "preview", ...), streamed by the gateway
+        (for clients that cannot reach the output's URL)."""
+        pieces = self.stub.GetOutput(
+            pb.GetOutputRequest(job_id=job_id, name=name), timeout=timeout, metadata=self.metadata
+        )
+        return b"".join(piece.data for piece in pieces)
 
     def get(self, job_id: str, *, timeout: float | None = None) -> pb.Job:
         """The job as it is now."""

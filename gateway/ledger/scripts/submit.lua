@@ -12,6 +12,7 @@
 -- {'quota', the quota}, {'full', ''} or {'credits', the balance}.
 -- Idempotent under retry: a second call for a job id already recorded changes nothing (and is not
 -- counted against the rate again).
+-- include: gcra
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'ok', ARGV[1]} end
 if ARGV[2] == '1' then
   local existing = redis.call('GET', KEYS[5])
@@ -23,18 +24,11 @@ local function limit(name, default)
   return tonumber(default)
 end
 local now = tonumber(ARGV[4])
--- The request rate, as a generic cell rate algorithm: one request every `interval` ms on average,
--- up to `burst` at once.
 local new_tat = nil
-local rate = limit('rate', ARGV[10])
-if ARGV[13] == '1' and rate > 0 then
-  local interval = 1000 / rate
-  local burst = math.max(1, limit('burst', ARGV[11]))
-  local tat = tonumber(redis.call('GET', KEYS[10]) or '0')
-  if tat < now then tat = now end
-  local allowed_at = tat - interval * (burst - 1)
-  if now < allowed_at then return {'limited', tostring(math.ceil(allowed_at - now))} end
-  new_tat = tat + interval
+if ARGV[13] == '1' then
+  local wait
+  wait, new_tat = gcra(KEYS[10], limit('rate', ARGV[10]), limit('burst', ARGV[11]), now)
+  if wait > 0 then return {'limited', tostring(wait)} end
 end
 local quota = limit('queue_quota', ARGV[12])
 if quota > 0 and redis.call('SCARD', KEYS[11]) >= quota then return {'quota', tostring(quota)} end
@@ -48,7 +42,7 @@ if price > 0 then
   redis.call('INCRBY', KEYS[13], price)
   redis.call('XADD', KEYS[14], '*', 'kind', 'reserve', 'amount', -price, 'balance', left, 'job', ARGV[1])
 end
-if new_tat then redis.call('SET', KEYS[10], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000) end
+gcra_store(KEYS[10], new_tat, now)
 local fields = {'state', 'QUEUED', 'updated_ms', ARGV[4], 'step', 0, 'progress', 0, 'message', 'Queued', 'attempt', 0}
 for i = 15, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))

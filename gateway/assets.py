@@ -1,0 +1,138 @@
+"""Uploaded assets: checking and storing an upload, finding a job's assets, deleting expired files.
+
+A browser uploads a photo once and renders it with several swatches: each job names the photo by
+its asset id (`ImageSource.asset_id`) and the gateway hands the dispatcher the asset's storage
+key, as it does for inline images. An asset a job refers to is kept at least as long as the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Sequence
+
+from gateway.ledger import Ledger, StoredAsset
+from gateway.ledger.jobs import now_ms
+from gateway.validation import Limits, Violation, check_image
+from renderkit import imaging
+from renderkit.storage import Storage, StorageError
+
+log = logging.getLogger(__name__)
+
+ASSETS_PREFIX = "assets/"
+MAX_NAME_CHARS = 200
+
+
+class AssetRefused(ValueError):
+    """An upload that cannot be stored, with the violations naming its fields."""
+
+    def __init__(self, violations: list[Violation]) -> None:
+        super().__init__("; ".join(f"{f}: {d}" for f, d in violations))
+        self.violations = violations
+
+
+def asset_id_of(data: bytes) -> str:
+    """An asset's id: a digest of its bytes (the same image uploaded again is the same asset)."""
+    return "as_" + hashlib.sha256(data).hexdigest()[:40]
+
+
+def image_info(asset: StoredAsset) -> imaging.ImageInfo:
+    """What the asset's header said when it was uploaded (validation uses it like a probe)."""
+    return imaging.ImageInfo(
+        content_type=asset.content_type,
+        width=asset.width,
+        height=asset.height,
+        orientation=asset.orientation,
+        has_alpha=asset.has_alpha,
+    )
+
+
+class AssetStore:
+    """Uploads, lookups and the expiry sweep of a tenant's assets."""
+
+    def __init__(
+        self, ledger: Ledger, storage: Storage, limits: Limits, retention_s: float, quota: int, job_retention_s: float
+    ) -> None:
+        self.ledger = ledger
+        self.storage = storage
+        self.limits = limits
+        self.retention_ms = int(retention_s * 1000)
+        self.job_retention_ms = int(job_retention_s * 1000)
+        self.quota = quota
+
+    def check(self, data: bytes, name: str) -> imaging.ImageInfo:
+        """The upload's header, or AssetRefused naming what is wrong (runs off the event loop)."""
+        violations: list[Violation] = []
+        if len(name) > MAX_NAME_CHARS:
+            violations.append(("name", f"at most {MAX_NAME_CHARS} characters"))
+        if not data:
+            violations.append(("data", "is required: the encoded image"))
+        elif len(data) > self.limits.max_image_bytes:
+            violations.append(("data", f"is {len(data):,} bytes, more than {self.limits.max_image_bytes:,}"))
+        if violations:
+            raise AssetRefused(violations)
+        found, info = check_image(data, "data", self.limits, 1)
+        if found or info is None:
+            raise AssetRefused(found)
+        return info
+
+    async def upload(self, tenant: str, data: bytes, name: str) -> StoredAsset:
+        """Checks, stores and records an upload; RateLimited or AssetQuotaExceeded when over the
+        tenant's limits (the file is then not kept), AssetRefused for a bad image."""
+        info = await asyncio.to_thread(self.check, data, name)
+        asset_id = asset_id_of(data)
+        key = f"{ASSETS_PREFIX}{tenant}/{asset_id}"
+        await asyncio.to_thread(self.storage.put, key, data, info.content_type)
+        asset = StoredAsset(
+            asset_id=asset_id,
+            tenant=tenant,
+            storage_key=key,
+            name=name,
+            content_type=info.content_type,
+            width=info.width,
+            height=info.height,
+            orientation=info.orientation,
+            has_alpha=info.has_alpha,
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+        now = now_ms()
+        try:
+            return await self.ledger.record_asset(asset, now, now + self.retention_ms, self.quota)
+        except Exception:
+            # Refused (or the ledger is away): the file goes unless an earlier upload recorded it.
+            if not await self.ledger.assets(tenant, [asset_id], 0):
+                with contextlib.suppress(StorageError):
+                    await asyncio.to_thread(self.storage.delete, key)
+            raise
+
+    async def for_job(self, tenant: str, asset_ids: Sequence[str]) -> dict[str, StoredAsset]:
+        """The tenant's assets among the ids, each kept at least as long as a job submitted now."""
+        return await self.ledger.assets(tenant, asset_ids, now_ms() + self.job_retention_ms)
+
+    async def sweep(self) -> int:
+        """Deletes the files of expired assets; returns how many."""
+        deleted = 0
+        for tenant, asset_id in await self.ledger.expired_assets(now_ms()):
+            kept = await self.ledger.assets(tenant, [asset_id], 0)
+            if kept:  # kept longer (uploaded again, or used by a job) since the index was read
+                await self.ledger.index_asset(kept[asset_id])
+                continue
+            try:
+                await asyncio.to_thread(self.storage.delete, f"{ASSETS_PREFIX}{tenant}/{asset_id}")
+                deleted += 1
+            except StorageError:
+                log.warning("an expired asset's file could not be deleted")
+        return deleted
+
+    async def sweep_forever(self, interval_s: float = 60.0) -> None:
+        """The sweep, every interval_s, until cancelled; a failed round is tried again next time."""
+        while True:
+            try:
+                if count := await self.sweep():
+                    log.info("deleted %d expired assets", count)
+            except Exception:
+                log.warning("the asset sweep failed; trying again later", exc_info=True)
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,198 @@
+"""The gateway's HTTP port as one ASGI application.
+
+| path | what answers |
+|---|---|
+| `/render.v1.RenderService/*`, `/render.admin.v1.AdminService/*` | Connect, gRPC-web, gRPC (HTTP/2): http.bridge |
+| `/files/<key>?expires&kid&sig` | a job's output behind a signed link (gateway.http.files) |
+| `/healthz` | 200 while the gateway serves, 503 otherwise (for load balancers that cannot speak gRPC) |
+| anything else | the web console's files (gateway.http.console) |
+
+Around all of it: CORS for the configured origins (preflights answered here; the headers Connect
+and gRPC-web clients need to read trailers exposed), and the request size limit, enforced as the
+body arrives (a Content-Length over it is refused before any byte is read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+
+from gateway.http.asgi import App, Headers, Message, Receive, Scope, Send, header, respond, text
+from gateway.links import FILES_PATH
+
+# What browsers may send and read (Connect's and gRPC-web's own headers, credentials, ranges).
+ALLOWED_HEADERS = (
+    "authorization",
+    "content-type",
+    "connect-protocol-version",
+    "connect-timeout-ms",
+    "connect-accept-encoding",
+    "connect-content-encoding",
+    "grpc-timeout",
+    "x-grpc-web",
+    "x-user-agent",
+    "range",
+    "if-none-match",
+    "if-range",
+)
+EXPOSED_HEADERS = (
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    "content-range",
+    "content-length",
+    "accept-ranges",
+    "etag",
+)
+_ENVELOPE_SLACK = 64 * 1024  # framing around the message (envelope headers, end-of-stream frame)
+_DRAIN_BYTES = 16 * 1024 * 1024  # what is read and dropped of a body over the limit before refusing it
+
+
+@dataclass(frozen=True)
+class Cors:
+    """Which origins browsers may call from: exact origins, or "*" for any."""
+
+    origins: frozenset[str]
+
+    @classmethod
+    def parse(cls, text: str) -> Cors:
+        return cls(frozenset(o.strip().rstrip("/") for o in text.split(",") if o.strip()))
+
+    def allows(self, origin: str) -> bool:
+        return bool(origin) and ("*" in self.origins or origin in self.origins)
+
+    def headers(self, origin: str) -> Headers:
+        if not self.allows(origin):
+            return []
+        return [
+            (b"access-control-allow-origin", origin.encode()),
+            (b"access-control-expose-headers", ", ".join(EXPOSED_HEADERS).encode()),
+            (b"vary", b"Origin"),
+        ]
+
+    async def preflight(self, scope: Scope, send: Send) -> None:
+        origin = header(scope, b"origin")
+        if not self.allows(origin):
+            await respond(send, 204, content_type="", headers=[(b"vary", b"Origin")])
+            return
+        await respond(
+            send,
+            204,
+            content_type="",
+            headers=[
+                (b"access-control-allow-origin", origin.encode()),
+                (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                (b"access-control-allow-headers", ", ".join(ALLOWED_HEADERS).encode()),
+                (b"access-control-max-age", b"7200"),
+                (b"vary", b"Origin"),
+            ],
+        )
+
+
+def limit_body(scope: Scope, receive: Receive, limit: int) -> Receive:
+    """`receive` that fails the call with RESOURCE_EXHAUSTED (in the call's own protocol) once the
+    body passes `limit` bytes. A body a little over it is read to its end and dropped first, so the
+    client, still writing, reads the refusal instead of a broken pipe; one whose Content-Length is
+    far over it is refused at once, unread (the connection is then closed under it)."""
+    declared = header(scope, b"content-length")
+    over = ConnectError(
+        Code.RESOURCE_EXHAUSTED, f"the request is larger than {limit:,} bytes; send large images by URL or as assets"
+    )
+    seen = 0
+
+    async def drain() -> None:
+        nonlocal seen
+        while seen <= limit + _DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+    async def receive_limited() -> Message:
+        nonlocal seen
+        if declared.isdigit() and int(declared) > limit:
+            if int(declared) <= limit + _DRAIN_BYTES:
+                await drain()
+            raise over
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                if message.get("more_body", False):
+                    await drain()
+                raise over
+        return message
+
+    return receive_limited
+
+
+class HttpApp:
+    """Routes the gateway's HTTP port (see the module's table)."""
+
+    def __init__(
+        self,
+        *,
+        rpc: App,
+        rpc_prefixes: Sequence[str],
+        files: App | None,
+        console: App | None,
+        cors: Cors,
+        max_request_bytes: int,
+        serving: Callable[[], bool],
+    ) -> None:
+        self.rpc = rpc
+        self.rpc_prefixes = tuple(rpc_prefixes)
+        self.files = files
+        self.console = console
+        self.cors = cors
+        self.body_limit = max_request_bytes + _ENVELOPE_SLACK
+        self.serving = serving
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "OPTIONS" and header(scope, b"access-control-request-method"):
+            await self.cors.preflight(scope, send)
+            return
+        extra = self.cors.headers(header(scope, b"origin"))
+        if extra:
+            send = _with_headers(send, extra)
+        path: str = scope["path"]
+        if path.startswith(self.rpc_prefixes):
+            await self.rpc(scope, limit_body(scope, receive, self.body_limit), send)
+        elif path.startswith(FILES_PATH) and self.files is not None:
+            await self.files(scope, receive, send)
+        elif path == "/healthz":
+            ok = self.serving()
+            await text(send, 200 if ok else 503, "SERVING" if ok else "NOT_SERVING", [(b"cache-control", b"no-store")])
+        elif self.console is not None:
+            await self.console(scope, receive, send)
+        else:
+            await text(send, 404, "not found")
+
+
+def _with_headers(send: Send, extra: Headers) -> Send:
+    async def send_with(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return send_with
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,364 @@
+"""The gateway's HTTP port: Connect, gRPC-web and gRPC from `buf curl` (a client nobody here wrote),
+CORS, signed output links opened from another process, uploaded assets, GetOutput, size limits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from email.message import Message
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import grpc
+import pytest
+import redis
+
+from devstack import scenes
+from gateway.server import Gateway
+from gateway.settings import GatewaySettings
+from render.v1 import render_service_pb2 as pb
+from render_client.client import RenderClient, material_swap_request
+from renderkit import imaging
+from tests.conftest import gateway_settings
+from tests.credentials import key_for
+
+ROOT = Path(__file__).resolve().parents[2]
+BUF = str(Path(sys.executable).parent / "buf")
+SCENE = scenes.room_scene(320, 240)
+PHOTO = imaging.encode(SCENE.photo)[0]
+SWATCH = imaging.encode(scenes.plank_texture(64))[0]
+QUAD = [(float(x), float(y)) for x, y in SCENE.quad]
+ORIGIN = "https://console.example.com"
+
+
+@pytest.fixture(scope="module")
+def http_gateway(
+    redis_url: str,
+    stages: dict[str, str],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Gateway:
+    """A dispatching gateway with an HTTP port (its own Redis database)."""
+    redis.Redis.from_url(redis_url + "/16").flushdb()
+    settings = gateway_settings(redis_url + "/16", tmp_path_factory.mktemp("http-storage"), stages)
+    http = replace(settings.http, listen="127.0.0.1:0", cors_origins=ORIGIN, link_ttl_s=600)
+    return start_gateway(replace(settings, http=http, max_request_bytes=4 * 1024 * 1024))
+
+
+@pytest.fixture(scope="module")
+def queue_only_gateway(
+    redis_url: str,
+    stages: dict[str, str],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Gateway:
+    """A gateway that only queues (no dispatcher), so a job waits until it is cancelled."""
+    redis.Redis.from_url(redis_url + "/17").flushdb()
+    settings = gateway_settings(redis_url + "/17", tmp_path_factory.mktemp("queue-storage"), stages)
+    return start_gateway(replace(settings, dispatch=False, http=replace(settings.http, listen="127.0.0.1:0")))
+
+
+@pytest.fixture(scope="module")
+def key(http_gateway: Gateway, redis_url: str) -> str:
+    return key_for(redis_url + "/16", "http-tests")
+
+
+@pytest.fixture(scope="module")
+def client(http_gateway: Gateway, key: str) -> Iterator[RenderClient]:
+    with RenderClient(f"127.0.0.1:{http_gateway.port}", api_key=key) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def finished(client: RenderClient) -> pb.Job:
+    """A material swap that succeeded, with a 2048 rendition too."""
+    request = material_swap_request(PHOTO, SWATCH, quad=QUAD)
+    request.output.include_2048 = True
+    done = client.wait(client.submit(request).job.id, timeout=60)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    return done
+
+
+def buf_curl(
+    protocol: str, url: str, key: str = "", data: dict[str, Any] | None = None, *, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """One call with `buf curl`, reading the schema from the repository's protos."""
+    argv = [BUF, "curl", "--schema", str(ROOT / "protos"), "--protocol", protocol]
+    if protocol == "grpc":
+        argv.append("--http2-prior-knowledge")
+    if key:
+        argv += ["--header", f"authorization: Bearer {key}"]
+    argv += ["--data", "@-", url]  # the request from stdin (large ones do not fit a command line)
+    return subprocess.run(argv, input=json.dumps(data or {}), capture_output=True, text=True, timeout=60, check=check)
+
+
+def json_messages(text: str) -> list[dict[str, Any]]:
+    """The JSON objects buf curl printed, one per response message."""
+    decoder, out, position = json.JSONDecoder(), [], 0
+    text = text.strip()
+    while position < len(text):
+        value, position = decoder.raw_decode(text, position)
+        out.append(value)
+        while position < len(text) and text[position].isspace():
+            position += 1
+    return out
+
+
+def rpc_url(gateway: Gateway, method: str) -> str:
+    return f"http://127.0.0.1:{gateway.http_port}/render.v1.RenderService/{method}"
+
+
+@pytest.mark.parametrize("protocol", ["connect", "grpcweb", "grpc"])
+def test_buf_curl_submits_gets_and_watches_over_each_protocol(http_gateway: Gateway, key: str, protocol: str) -> None:
+    request = json.loads(
+        '{"roomRender": {"room": {"roomType": "kitchen", "name": "Kitchen"}, "options": {"dryRun": true}}}'
+    )
+    submitted = json_messages(buf_curl(protocol, rpc_url(http_gateway, "SubmitRender"), key, request).stdout)
+    job_id = submitted[0]["job"]["id"]
+    assert submitted[0]["job"]["state"] == "JOB_STATE_QUEUED"
+    events = json_messages(buf_curl(protocol, rpc_url(http_gateway, "WatchJob"), key, {"jobId": job_id}).stdout)
+    states = [e["event"]["state"] for e in events if "event" in e]
+    assert states[0] == "JOB_STATE_QUEUED" and states[-1] == "JOB_STATE_SUCCEEDED"
+    cursors = [e["event"]["cursor"] for e in events if "event" in e]
+    assert cursors == sorted(cursors, key=lambda c: tuple(int(p) for p in c.split("-")))
+    got = json_messages(buf_curl(protocol, rpc_url(http_gateway, "GetJob"), key, {"jobId": job_id}).stdout)
+    assert got[0]["job"]["state"] == "JOB_STATE_SUCCEEDED"
+    # Resuming after the first event's cursor replays exactly what followed it.
+    rest = json_messages(
+        buf_curl(protocol, rpc_url(http_gateway, "WatchJob"), key, {"jobId": job_id, "after": cursors[0]}).stdout
+    )
+    assert [e["event"]["cursor"] for e in rest if "event" in e] == cursors[1:]
+
+
+def test_a_watch_over_connect_arrives_event_by_event(queue_only_gateway: Gateway, redis_url: str) -> None:
+    key = key_for(redis_url + "/17", "stream-tests")
+    with RenderClient(f"127.0.0.1:{queue_only_gateway.port}", api_key=key) as grpc_client:
+        job = grpc_client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job
+        argv = [BUF, "curl", "--schema", str(ROOT / "protos"), "--protocol", "connect"]
+        argv += ["--header", f"authorization: Bearer {key}", "--data", json.dumps({"jobId": job.id})]
+        watch = subprocess.Popen(
+            [*argv, rpc_url(queue_only_gateway, "WatchJob")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            assert watch.stdout is not None
+            first = ""
+            while "}" not in first.rstrip().splitlines()[-1:] or first.count("{") != first.count("}"):
+                line = watch.stdout.readline()
+                assert line, watch.stderr.read() if watch.stderr else "buf curl ended"
+                first += line
+            # The queued event arrived while the job is still queued: the stream is live, not buffered.
+            assert json.loads(first)["event"]["state"] == "JOB_STATE_QUEUED"
+            assert grpc_client.get(job.id).state == pb.JOB_STATE_QUEUED and watch.poll() is None
+            grpc_client.cancel(job.id)
+            rest, _ = watch.communicate(timeout=30)
+        finally:
+            watch.kill()
+        assert json_messages(rest)[-1]["event"]["state"] == "JOB_STATE_CANCELLED"
+
+
+def test_calls_over_http_are_authenticated_like_grpc(http_gateway: Gateway, finished: pb.Job, redis_url: str) -> None:
+    anonymous = buf_curl("connect", rpc_url(http_gateway, "GetJob"), "", {"jobId": finished.id}, check=False)
+    assert anonymous.returncode != 0 and "unauthenticated" in anonymous.stderr.lower()
+    stranger = key_for(redis_url + "/16", "someone-else")
+    other = buf_curl("grpcweb", rpc_url(http_gateway, "GetJob"), stranger, {"jobId": finished.id}, check=False)
+    assert other.returncode != 0 and "not_found" in other.stderr.lower().replace(" ", "_")
+
+
+def test_cors_preflight_and_exposed_trailers(http_gateway: Gateway) -> None:
+    url = rpc_url(http_gateway, "GetJob")
+    preflight = urllib.request.Request(
+        url,
+        method="OPTIONS",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-grpc-web",
+        },
+    )
+    with urllib.request.urlopen(preflight, timeout=10) as answer:
+        assert answer.status == 204
+        assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN
+        allowed = answer.headers["Access-Control-Allow-Headers"].lower()
+        assert {"authorization", "content-type", "x-grpc-web"} <= {h.strip() for h in allowed.split(",")}
+    foreign = urllib.request.Request(
+        url, method="OPTIONS", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
+    with urllib.request.urlopen(foreign, timeout=10) as answer:
+        assert "Access-Control-Allow-Origin" not in answer.headers
+    call = urllib.request.Request(
+        url, data=b"{}", method="POST", headers={"Origin": ORIGIN, "Content-Type": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(call, timeout=10)
+    assert refused.value.code == 401  # Connect's unauthenticated, readable by the allowed origin
+    assert refused.value.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "grpc-status" in refused.value.headers["Access-Control-Expose-Headers"]
+
+
+DOWNLOAD = """
+import hashlib, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=10) as answer:
+    body = answer.read()
+    print(answer.status, answer.headers["Content-Type"], len(body), hashlib.sha256(body).hexdigest())
+"""
+
+
+def test_every_output_downloads_from_another_process_by_its_link(finished: pb.Job, client: RenderClient) -> None:
+    job = client.get(finished.id)
+    names = {o.name for o in job.result.outputs}
+    assert names == {"full", "2048", "preview"}
+    for output in job.result.outputs:
+        assert output.url.startswith("http://127.0.0.1:") and output.url_expire_time.seconds > time.time() + 500
+        # A process that shares nothing with the gateway but the URL.
+        got = subprocess.run(
+            [sys.executable, "-I", "-c", DOWNLOAD, output.url], capture_output=True, text=True, timeout=30, check=True
+        )
+        status, content_type, size, digest = got.stdout.split()
+        assert (int(status), content_type, int(size), digest) == (
+            200,
+            output.content_type,
+            output.size_bytes,
+            output.sha256,
+        )
+
+
+def fetch(url: str, **headers: str) -> tuple[int, Message, bytes]:
+    """Status, headers (looked up in any case) and body of a GET."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as answer:
+            return answer.status, answer.headers, answer.read()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.headers, refused.read()
+
+
+def test_links_serve_ranges_and_entity_tags_and_refuse_tampering(finished: pb.Job, client: RenderClient) -> None:
+    full = next(o for o in client.get(finished.id).result.outputs if o.name == "full")
+    status, headers, body = fetch(full.url)
+    assert status == 200 and hashlib.sha256(body).hexdigest() == full.sha256
+    assert headers["Accept-Ranges"] == "bytes" and "max-age" in headers["Cache-Control"]
+    assert fetch(full.url, **{"If-None-Match": headers["ETag"]})[0] == 304
+    status, headers, part = fetch(full.url, Range="bytes=10-109")
+    assert status == 206 and part == body[10:110]
+    assert headers["Content-Range"] == f"bytes 10-109/{len(body)}"
+    assert fetch(full.url, Range="bytes=-5")[2] == body[-5:]
+    assert fetch(full.url, Range=f"bytes={len(body)}-")[0] == 416
+    parsed = urlparse(full.url)
+    query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+    base = f"{parsed.scheme}://{parsed.netloc}"
+    tampered = [
+        f"{base}{parsed.path.replace('full', 'preview')}?{parsed.query}",  # another file, same signature
+        f"{base}{parsed.path}?{urlencode({**query, 'expires': int(query['expires']) + 3600})}",  # longer life
+        f"{base}{parsed.path}?{urlencode({**query, 'sig': query['sig'][:-2] + 'AA'})}",  # forged
+        f"{base}{parsed.path}?{urlencode({**query, 'kid': 'other'})}",
+        f"{base}{parsed.path}",
+    ]
+    for url in tampered:
+        status, _, message = fetch(url)
+        assert status == 403 and b"not valid" in message, url
+
+
+def test_an_expired_link_is_refused(http_gateway: Gateway, finished: pb.Job) -> None:
+    from gateway.links import LinkSigner
+
+    signer = link_signer_of(http_gateway)
+    expired = LinkSigner(list(signer.keys.values()), signer.base_url, ttl_s=-1)
+    key = finished.result.outputs[0].uri.removeprefix("local:")
+    status, _, message = fetch(expired.link(key)[0])
+    assert status == 403 and b"expired" in message
+
+
+def link_signer_of(gateway: Gateway) -> Any:
+    assert gateway.http is not None
+    return gateway.http.app.files.signer  # type: ignore[attr-defined]
+
+
+def test_get_output_streams_the_bytes(finished: pb.Job, client: RenderClient) -> None:
+    stub = client.stub
+    metadata = client.metadata
+    for output in finished.result.outputs:
+        pieces = list(stub.GetOutput(pb.GetOutputRequest(job_id=finished.id, name=output.name), metadata=metadata))
+        assert pieces[0].file.name == output.name and pieces[0].file.url
+        body = b"".join(p.data for p in pieces)
+        assert hashlib.sha256(body).hexdigest() == output.sha256
+    part = list(
+        stub.GetOutput(pb.GetOutputRequest(job_id=finished.id, name="full", offset=5, limit=7), metadata=metadata)
+    )
+    assert (
+        b"".join(p.data for p in part)
+        == b"".join(
+            p.data for p in stub.GetOutput(pb.GetOutputRequest(job_id=finished.id, name="full"), metadata=metadata)
+        )[5:12]
+    )
+    with pytest.raises(grpc.RpcError) as missing:
+        list(stub.GetOutput(pb.GetOutputRequest(job_id=finished.id, name="nope"), metadata=metadata))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_an_uploaded_photo_is_rendered_by_id_with_several_swatches(
+    client: RenderClient, http_gateway: Gateway, redis_url: str
+) -> None:
+    stub, metadata = client.stub, client.metadata
+    asset = stub.UploadAsset(pb.UploadAssetRequest(data=PHOTO, name="room.jpg"), metadata=metadata).asset
+    assert (asset.width, asset.height, asset.content_type) == (320, 240, "image/jpeg")
+    again = stub.UploadAsset(pb.UploadAssetRequest(data=PHOTO, name="room.jpg"), metadata=metadata).asset
+    assert again.id == asset.id and again.expire_time.seconds >= asset.expire_time.seconds
+    done = []
+    for seed in (1, 2):
+        request = material_swap_request(PHOTO, imaging.encode(scenes.plank_texture(64, seed=seed))[0], quad=QUAD)
+        request.material_swap.photo.asset_id = asset.id
+        job = client.submit(request).job
+        done.append(client.wait(job.id, timeout=60))
+    assert [d.state for d in done] == [pb.JOB_STATE_SUCCEEDED] * 2
+    assert done[1].result.geometry_reused  # the same photo and hints: the mask and plane were kept
+    # Another tenant cannot use the asset, and a made-up id is refused the same way.
+    with RenderClient(f"127.0.0.1:{http_gateway.port}", api_key=key_for(redis_url + "/16", "other-tenant")) as other:
+        for asset_id in (asset.id, "as_" + "0" * 40):
+            request = material_swap_request(PHOTO, SWATCH, quad=QUAD)
+            request.material_swap.photo.asset_id = asset_id
+            with pytest.raises(grpc.RpcError) as refused:
+                other.submit(request)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "material_swap.photo.asset_id" in (refused.value.details() or "")
+    with pytest.raises(grpc.RpcError) as bad:
+        stub.UploadAsset(pb.UploadAssetRequest(data=PHOTO[: len(PHOTO) // 2]), metadata=metadata)
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "data" in (bad.value.details() or "")
+
+
+def test_a_request_over_the_size_limit_is_refused_before_it_is_read(http_gateway: Gateway, key: str) -> None:
+    url = f"http://127.0.0.1:{http_gateway.http_port}/render.v1.RenderService/UploadAsset"
+    declared = urllib.request.Request(
+        url,
+        data=b"x" * 1024,
+        method="POST",
+        headers={
+            "Content-Type": "application/proto",
+            "Authorization": f"Bearer {key}",
+            "Content-Length": str(64 * 1024 * 1024),
+        },
+    )
+    # Declared far over the limit: refused at once, without waiting for the 64 MiB that never come.
+    started = time.monotonic()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(declared, timeout=10)
+    assert time.monotonic() - started < 5
+    assert refused.value.code == 429  # Connect's resource_exhausted
+    assert b"resource_exhausted" in refused.value.read()
+    big = buf_curl(
+        "grpcweb", url, key, {"data": "A" * (6 * 1024 * 1024), "name": "too big"}, check=False
+    )  # base64 in JSON: 4.5 MB of bytes, over the 4 MiB limit
+    assert big.returncode != 0 and "resource_exhausted" in big.stderr.lower().replace(" ", "_")
+
+
+def test_health_and_an_unknown_path(http_gateway: Gateway) -> None:
+    status, _, body = fetch(f"http://127.0.0.1:{http_gateway.http_port}/healthz")
+    assert (status, body.strip()) == (200, b"SERVING")
+    status, _, _ = fetch(f"http://127.0.0.1:{http_gateway.http_port}/render.v1.RenderService/NoSuchMethod")
+    assert status == 404
