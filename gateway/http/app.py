@@ -14,6 +14,7 @@ body arrives (a Content-Length over it is refused before any byte is read).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -167,6 +168,7 @@ class HttpApp:
             send = _with_headers(send, extra)
         path: str = scope["path"]
         if path.startswith(self.rpc_prefixes):
+            receive, send = _cancel_on_disconnect(receive, send)
             await self.rpc(scope, limit_body(scope, receive, self.body_limit), send)
         elif path.startswith(FILES_PATH) and self.files is not None:
             await self.files(scope, receive, send)
@@ -177,6 +179,29 @@ class HttpApp:
             await self.console(scope, receive, send)
         else:
             await text(send, 404, "not found")
+
+
+def _cancel_on_disconnect(receive: Receive, send: Send) -> tuple[Receive, Send]:
+    """A stream whose client went away ends at once (its watcher leaves the event hub now, not at
+    the next keep-alive): the disconnect, when Connect's monitor reads it, cancels the call's task,
+    and what the call still sends afterwards is dropped."""
+    call = asyncio.current_task()
+    gone = False
+
+    async def receive_watching() -> Message:
+        nonlocal gone
+        message = await receive()
+        if message["type"] == "http.disconnect" and not gone:
+            gone = True
+            if call is not None:
+                call.cancel()
+        return message
+
+    async def send_unless_gone(message: Message) -> None:
+        if not gone:
+            await send(message)
+
+    return receive_watching, send_unless_gone
 
 
 def _with_headers(send: Send, extra: Headers) -> Send:

@@ -362,3 +362,27 @@ def test_health_and_an_unknown_path(http_gateway: Gateway) -> None:
     assert (status, body.strip()) == (200, b"SERVING")
     status, _, _ = fetch(f"http://127.0.0.1:{http_gateway.http_port}/render.v1.RenderService/NoSuchMethod")
     assert status == 404
+
+
+def test_a_browser_that_goes_away_leaves_no_watcher_behind(queue_only_gateway: Gateway, redis_url: str) -> None:
+    key = key_for(redis_url + "/17", "leaving-tests")
+    with RenderClient(f"127.0.0.1:{queue_only_gateway.port}", api_key=key) as grpc_client:
+        job = grpc_client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job
+        before = queue_only_gateway.hub.watchers
+        argv = [BUF, "curl", "--schema", str(ROOT / "protos"), "--protocol", "grpcweb"]
+        argv += ["--header", f"authorization: Bearer {key}", "--data", json.dumps({"jobId": job.id})]
+        watch = subprocess.Popen([*argv, rpc_url(queue_only_gateway, "WatchJob")], stdout=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 20
+            while queue_only_gateway.hub.watchers == before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert queue_only_gateway.hub.watchers == before + 1
+        finally:
+            watch.kill()
+            watch.wait()
+        # Long before the next keep-alive (15 s), the watcher is gone.
+        deadline = time.monotonic() + 3
+        while queue_only_gateway.hub.watchers > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert queue_only_gateway.hub.watchers == before
+        grpc_client.cancel(job.id)

@@ -1,0 +1,89 @@
+"""Uploaded assets against a real Redis and a real storage directory: retention, the sweep, quotas,
+and jobs keeping the assets they use."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from devstack import scenes
+from gateway.assets import AssetRefused, AssetStore
+from gateway.ledger import AssetQuotaExceeded, Ledger, RateLimited, TenantLimits, connect
+from gateway.validation import Limits
+from renderkit import imaging
+from renderkit.storage import LocalStorage
+
+DB = "/18"
+
+
+def image(seed: int) -> bytes:
+    return imaging.encode(scenes.plank_texture(64, seed=seed))[0]
+
+
+def store(redis_url: str, root: Path, retention_s: float, quota: int = 100, rate: float = 0.0) -> AssetStore:
+    redis.Redis.from_url(redis_url + DB).flushdb()
+    ledger = Ledger(connect(redis_url + DB), tenant_defaults=TenantLimits(rate_per_s=rate, burst=2))
+    return AssetStore(ledger, LocalStorage(root), Limits(), retention_s, quota, job_retention_s=3600)
+
+
+def test_an_expired_asset_is_swept_and_one_kept_longer_is_not(redis_url: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        assets = store(redis_url, tmp_path, retention_s=0.3)
+        old = await assets.upload("t1", image(1), "old.jpg")
+        used = await assets.upload("t1", image(2), "used.jpg")
+        assert (tmp_path / old.storage_key).exists() and (tmp_path / used.storage_key).exists()
+        # A job submitted now keeps the asset it names at least as long as the job itself.
+        kept = await assets.for_job("t1", [used.asset_id])
+        assert kept[used.asset_id].expire_ms > time.time() * 1000 + 3000 * 1000
+        await asyncio.sleep(0.5)
+        assert await assets.sweep() == 1
+        assert not (tmp_path / old.storage_key).exists() and (tmp_path / used.storage_key).exists()
+        assert await assets.for_job("t1", [old.asset_id]) == {}
+        assert await assets.sweep() == 0  # nothing twice
+
+    asyncio.run(scenario())
+
+
+def test_assets_are_per_tenant_deduplicated_and_within_the_quota(redis_url: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        assets = store(redis_url, tmp_path, retention_s=3600, quota=2)
+        first = await assets.upload("t1", image(1), "a.jpg")
+        again = await assets.upload("t1", image(1), "a.jpg")
+        assert again.asset_id == first.asset_id and again.created_ms == first.created_ms
+        await assets.upload("t1", image(2), "b.jpg")
+        with pytest.raises(AssetQuotaExceeded):
+            await assets.upload("t1", image(3), "c.jpg")
+        assert not any(p.name.endswith(image_id(image(3))) for p in tmp_path.rglob("*"))  # refused: not kept
+        # Another tenant has its own assets (and quota); the same bytes are its own asset.
+        theirs = await assets.upload("t2", image(1), "a.jpg")
+        assert theirs.asset_id == first.asset_id and theirs.storage_key != first.storage_key
+        assert (await assets.for_job("t2", [first.asset_id]))[first.asset_id].storage_key == theirs.storage_key
+        assert set(await assets.for_job("t1", [first.asset_id, "as_missing"])) == {first.asset_id}
+        with pytest.raises(AssetRefused) as bad:
+            await assets.upload("t1", b"not an image", "x.jpg")
+        assert bad.value.violations[0][0] == "data"
+
+    asyncio.run(scenario())
+
+
+def image_id(data: bytes) -> str:
+    from gateway.assets import asset_id_of
+
+    return asset_id_of(data)
+
+
+def test_uploads_count_against_the_tenants_request_rate(redis_url: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        assets = store(redis_url, tmp_path, retention_s=3600, rate=0.5)  # a burst of 2, then one every 2 s
+        await assets.upload("t1", image(1), "")
+        await assets.upload("t1", image(2), "")
+        with pytest.raises(RateLimited) as limited:
+            await assets.upload("t1", image(3), "")
+        assert 0 < limited.value.retry_after_s <= 2.0
+        await assets.upload("t1", image(1), "")  # the same asset again is not a new upload
+
+    asyncio.run(scenario())
