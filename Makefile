@@ -57,6 +57,9 @@ lint: setup ## ruff, mypy and buf lint
 	$(VENV)/bin/mypy gateway services renderkit devstack clients/python/render_client benchmarks tests
 	$(VENV)/bin/buf lint
 
+breaking: setup ## buf breaking: the public APIs against every earlier version of them in git
+	BUF=$(VENV)/bin/buf scripts/check_breaking.sh
+
 protos: setup ## regenerate gen/python from protos/
 	PYTHON=$(PY) scripts/gen_protos.sh
 
@@ -79,4 +82,4 @@ models: setup ## export the pretrained segmentation and depth models to ONNX int
 clean: ## remove run data and outputs (not the virtualenv)
 	rm -rf var out
 
-.PHONY: help setup gcs-emulator run demo test chaos test-unit lint protos protos-check bench quality models clean
+.PHONY: help setup gcs-emulator run demo test chaos test-unit lint breaking protos protos-check bench quality models clean
