@@ -1,8 +1,11 @@
-"""Synthetic scenes with known geometry and light: the demo's sample, and ground truth for tests and benchmarks.
+"""Synthetic scenes with known geometry and light: ground truth for tests and benchmarks.
 
 A scene is a room photo whose floor is a known rectangle (its quad and homography are exact) covered
 by an old material under a known light field. The ground truth of a swap is the same room with the
 new material under the same light, rendered independently of the pipeline by supersampling.
+
+The bundled sample of the demo and the console (a furnished room photo with everything a swap of
+its floor needs) is devstack.sample_room.sample_room, re-exported here.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from devstack.sample_room import SampleRoom as SampleRoom
+from devstack.sample_room import sample_room as sample_room
 from renderkit.homography import quad_homography
 from renderkit.imaging import linear_to_srgb, polygon_mask, srgb_to_linear
 
