@@ -90,6 +90,31 @@ class CreditEntryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CREDIT_ENTRY_KIND_GRANT: _ClassVar[CreditEntryKind]
     CREDIT_ENTRY_KIND_RESERVE: _ClassVar[CreditEntryKind]
     CREDIT_ENTRY_KIND_REFUND: _ClassVar[CreditEntryKind]
+
+class WebhookEvent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WEBHOOK_EVENT_UNSPECIFIED: _ClassVar[WebhookEvent]
+    WEBHOOK_EVENT_STARTED: _ClassVar[WebhookEvent]
+    WEBHOOK_EVENT_PROGRESS: _ClassVar[WebhookEvent]
+    WEBHOOK_EVENT_COMPLETED: _ClassVar[WebhookEvent]
+
+class WebhookDeliveryStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WEBHOOK_DELIVERY_STATUS_UNSPECIFIED: _ClassVar[WebhookDeliveryStatus]
+    WEBHOOK_DELIVERY_STATUS_PENDING: _ClassVar[WebhookDeliveryStatus]
+    WEBHOOK_DELIVERY_STATUS_DELIVERED: _ClassVar[WebhookDeliveryStatus]
+    WEBHOOK_DELIVERY_STATUS_FAILED: _ClassVar[WebhookDeliveryStatus]
+
+class WebhookAttemptResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WEBHOOK_ATTEMPT_RESULT_UNSPECIFIED: _ClassVar[WebhookAttemptResult]
+    WEBHOOK_ATTEMPT_RESULT_SUCCESS: _ClassVar[WebhookAttemptResult]
+    WEBHOOK_ATTEMPT_RESULT_HTTP_ERROR: _ClassVar[WebhookAttemptResult]
+    WEBHOOK_ATTEMPT_RESULT_TIMEOUT: _ClassVar[WebhookAttemptResult]
+    WEBHOOK_ATTEMPT_RESULT_CONNECTION_FAILED: _ClassVar[WebhookAttemptResult]
+    WEBHOOK_ATTEMPT_RESULT_TLS_FAILED: _ClassVar[WebhookAttemptResult]
+    WEBHOOK_ATTEMPT_RESULT_ADDRESS_REFUSED: _ClassVar[WebhookAttemptResult]
+    WEBHOOK_ATTEMPT_RESULT_INVALID_RESPONSE: _ClassVar[WebhookAttemptResult]
 SURFACE_UNSPECIFIED: Surface
 SURFACE_FLOOR: Surface
 SURFACE_WALL: Surface
@@ -141,6 +166,22 @@ CREDIT_ENTRY_KIND_UNSPECIFIED: CreditEntryKind
 CREDIT_ENTRY_KIND_GRANT: CreditEntryKind
 CREDIT_ENTRY_KIND_RESERVE: CreditEntryKind
 CREDIT_ENTRY_KIND_REFUND: CreditEntryKind
+WEBHOOK_EVENT_UNSPECIFIED: WebhookEvent
+WEBHOOK_EVENT_STARTED: WebhookEvent
+WEBHOOK_EVENT_PROGRESS: WebhookEvent
+WEBHOOK_EVENT_COMPLETED: WebhookEvent
+WEBHOOK_DELIVERY_STATUS_UNSPECIFIED: WebhookDeliveryStatus
+WEBHOOK_DELIVERY_STATUS_PENDING: WebhookDeliveryStatus
+WEBHOOK_DELIVERY_STATUS_DELIVERED: WebhookDeliveryStatus
+WEBHOOK_DELIVERY_STATUS_FAILED: WebhookDeliveryStatus
+WEBHOOK_ATTEMPT_RESULT_UNSPECIFIED: WebhookAttemptResult
+WEBHOOK_ATTEMPT_RESULT_SUCCESS: WebhookAttemptResult
+WEBHOOK_ATTEMPT_RESULT_HTTP_ERROR: WebhookAttemptResult
+WEBHOOK_ATTEMPT_RESULT_TIMEOUT: WebhookAttemptResult
+WEBHOOK_ATTEMPT_RESULT_CONNECTION_FAILED: WebhookAttemptResult
+WEBHOOK_ATTEMPT_RESULT_TLS_FAILED: WebhookAttemptResult
+WEBHOOK_ATTEMPT_RESULT_ADDRESS_REFUSED: WebhookAttemptResult
+WEBHOOK_ATTEMPT_RESULT_INVALID_RESPONSE: WebhookAttemptResult
 
 class ImageSource(_message.Message):
     __slots__ = ("data", "url", "asset_id")
@@ -269,11 +310,12 @@ class OutputOptions(_message.Message):
     def __init__(self, format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[int] = ..., skip_preview: _Optional[bool] = ..., include_2048: _Optional[bool] = ..., include_material_maps: _Optional[bool] = ...) -> None: ...
 
 class SubmitRenderRequest(_message.Message):
-    __slots__ = ("idempotency_key", "project_id", "user_id", "output", "material_swap", "room_render", "room_batch", "texture_edit")
+    __slots__ = ("idempotency_key", "project_id", "user_id", "output", "webhook", "material_swap", "room_render", "room_batch", "texture_edit")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
     MATERIAL_SWAP_FIELD_NUMBER: _ClassVar[int]
     ROOM_RENDER_FIELD_NUMBER: _ClassVar[int]
     ROOM_BATCH_FIELD_NUMBER: _ClassVar[int]
@@ -282,11 +324,12 @@ class SubmitRenderRequest(_message.Message):
     project_id: str
     user_id: str
     output: OutputOptions
+    webhook: Webhook
     material_swap: MaterialSwap
     room_render: RoomRender
     room_batch: RoomBatch
     texture_edit: TextureEdit
-    def __init__(self, idempotency_key: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., material_swap: _Optional[_Union[MaterialSwap, _Mapping]] = ..., room_render: _Optional[_Union[RoomRender, _Mapping]] = ..., room_batch: _Optional[_Union[RoomBatch, _Mapping]] = ..., texture_edit: _Optional[_Union[TextureEdit, _Mapping]] = ...) -> None: ...
+    def __init__(self, idempotency_key: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., webhook: _Optional[_Union[Webhook, _Mapping]] = ..., material_swap: _Optional[_Union[MaterialSwap, _Mapping]] = ..., room_render: _Optional[_Union[RoomRender, _Mapping]] = ..., room_batch: _Optional[_Union[RoomBatch, _Mapping]] = ..., texture_edit: _Optional[_Union[TextureEdit, _Mapping]] = ...) -> None: ...
 
 class Room(_message.Message):
     __slots__ = ("id", "name", "room_type", "area_square_meters")
@@ -765,3 +808,129 @@ class GetOutputResponse(_message.Message):
     file: OutputFile
     data: bytes
     def __init__(self, file: _Optional[_Union[OutputFile, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class Webhook(_message.Message):
+    __slots__ = ("url", "events")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    events: _containers.RepeatedScalarFieldContainer[WebhookEvent]
+    def __init__(self, url: _Optional[str] = ..., events: _Optional[_Iterable[_Union[WebhookEvent, str]]] = ...) -> None: ...
+
+class WebhookEndpoint(_message.Message):
+    __slots__ = ("id", "url", "events", "description", "create_time", "disabled")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    url: str
+    events: _containers.RepeatedScalarFieldContainer[WebhookEvent]
+    description: str
+    create_time: _timestamp_pb2.Timestamp
+    disabled: bool
+    def __init__(self, id: _Optional[str] = ..., url: _Optional[str] = ..., events: _Optional[_Iterable[_Union[WebhookEvent, str]]] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disabled: _Optional[bool] = ...) -> None: ...
+
+class CreateWebhookEndpointRequest(_message.Message):
+    __slots__ = ("url", "events", "description")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    events: _containers.RepeatedScalarFieldContainer[WebhookEvent]
+    description: str
+    def __init__(self, url: _Optional[str] = ..., events: _Optional[_Iterable[_Union[WebhookEvent, str]]] = ..., description: _Optional[str] = ...) -> None: ...
+
+class CreateWebhookEndpointResponse(_message.Message):
+    __slots__ = ("endpoint", "secret")
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    endpoint: WebhookEndpoint
+    secret: str
+    def __init__(self, endpoint: _Optional[_Union[WebhookEndpoint, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class ListWebhookEndpointsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListWebhookEndpointsResponse(_message.Message):
+    __slots__ = ("endpoints",)
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    endpoints: _containers.RepeatedCompositeFieldContainer[WebhookEndpoint]
+    def __init__(self, endpoints: _Optional[_Iterable[_Union[WebhookEndpoint, _Mapping]]] = ...) -> None: ...
+
+class DeleteWebhookEndpointRequest(_message.Message):
+    __slots__ = ("endpoint_id",)
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    def __init__(self, endpoint_id: _Optional[str] = ...) -> None: ...
+
+class DeleteWebhookEndpointResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RotateWebhookSecretRequest(_message.Message):
+    __slots__ = ("endpoint_id",)
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    def __init__(self, endpoint_id: _Optional[str] = ...) -> None: ...
+
+class RotateWebhookSecretResponse(_message.Message):
+    __slots__ = ("secret", "previous_secret_expire_time")
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SECRET_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    secret: str
+    previous_secret_expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, secret: _Optional[str] = ..., previous_secret_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListWebhookDeliveriesRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class ListWebhookDeliveriesResponse(_message.Message):
+    __slots__ = ("deliveries",)
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    deliveries: _containers.RepeatedCompositeFieldContainer[WebhookDelivery]
+    def __init__(self, deliveries: _Optional[_Iterable[_Union[WebhookDelivery, _Mapping]]] = ...) -> None: ...
+
+class WebhookDeliveryAttempt(_message.Message):
+    __slots__ = ("time", "result", "http_status", "duration_ms", "error_message")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    result: WebhookAttemptResult
+    http_status: int
+    duration_ms: int
+    error_message: str
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[WebhookAttemptResult, str]] = ..., http_status: _Optional[int] = ..., duration_ms: _Optional[int] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class WebhookDelivery(_message.Message):
+    __slots__ = ("id", "job_id", "endpoint_id", "url", "event_type", "status", "attempts", "create_time", "next_attempt_time", "failure_reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_TIME_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    job_id: str
+    endpoint_id: str
+    url: str
+    event_type: str
+    status: WebhookDeliveryStatus
+    attempts: _containers.RepeatedCompositeFieldContainer[WebhookDeliveryAttempt]
+    create_time: _timestamp_pb2.Timestamp
+    next_attempt_time: _timestamp_pb2.Timestamp
+    failure_reason: str
+    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., url: _Optional[str] = ..., event_type: _Optional[str] = ..., status: _Optional[_Union[WebhookDeliveryStatus, str]] = ..., attempts: _Optional[_Iterable[_Union[WebhookDeliveryAttempt, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure_reason: _Optional[str] = ...) -> None: ...

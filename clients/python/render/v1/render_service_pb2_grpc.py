@@ -81,6 +81,31 @@ class RenderServiceStub:
                 request_serializer=render_dot_v1_dot_render__service__pb2.GetOutputRequest.SerializeToString,
                 response_deserializer=render_dot_v1_dot_render__service__pb2.GetOutputResponse.FromString,
                 _registered_method=True)
+        self.CreateWebhookEndpoint = channel.unary_unary(
+                '/render.v1.RenderService/CreateWebhookEndpoint',
+                request_serializer=render_dot_v1_dot_render__service__pb2.CreateWebhookEndpointRequest.SerializeToString,
+                response_deserializer=render_dot_v1_dot_render__service__pb2.CreateWebhookEndpointResponse.FromString,
+                _registered_method=True)
+        self.ListWebhookEndpoints = channel.unary_unary(
+                '/render.v1.RenderService/ListWebhookEndpoints',
+                request_serializer=render_dot_v1_dot_render__service__pb2.ListWebhookEndpointsRequest.SerializeToString,
+                response_deserializer=render_dot_v1_dot_render__service__pb2.ListWebhookEndpointsResponse.FromString,
+                _registered_method=True)
+        self.DeleteWebhookEndpoint = channel.unary_unary(
+                '/render.v1.RenderService/DeleteWebhookEndpoint',
+                request_serializer=render_dot_v1_dot_render__service__pb2.DeleteWebhookEndpointRequest.SerializeToString,
+                response_deserializer=render_dot_v1_dot_render__service__pb2.DeleteWebhookEndpointResponse.FromString,
+                _registered_method=True)
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/render.v1.RenderService/RotateWebhookSecret',
+                request_serializer=render_dot_v1_dot_render__service__pb2.RotateWebhookSecretRequest.SerializeToString,
+                response_deserializer=render_dot_v1_dot_render__service__pb2.RotateWebhookSecretResponse.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/render.v1.RenderService/ListWebhookDeliveries',
+                request_serializer=render_dot_v1_dot_render__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=render_dot_v1_dot_render__service__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class RenderServiceServicer:
@@ -156,6 +181,48 @@ class RenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateWebhookEndpoint(self, request, context):
+        """CreateWebhookEndpoint registers a URL that receives the events of every job of the caller's
+        tenant (those its filter names). The response carries the endpoint's signing secret, the only
+        time it is shown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookEndpoints(self, request, context):
+        """ListWebhookEndpoints returns the caller's tenant's endpoints, without their secrets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhookEndpoint(self, request, context):
+        """DeleteWebhookEndpoint removes an endpoint: it receives no new event, and its deliveries still
+        waiting for a retry are not attempted again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateWebhookSecret(self, request, context):
+        """RotateWebhookSecret gives an endpoint, or the tenant's webhooks set on requests, a new signing
+        secret. The previous secret keeps signing beside the new one for the server's overlap period,
+        so a receiver can switch to the new secret without losing a delivery. For the tenant's secret,
+        the first call creates it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """ListWebhookDeliveries returns every webhook delivery of one job (for a batch, its rooms'
+        completions too), with each attempt and what came of it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +270,31 @@ def add_RenderServiceServicer_to_server(servicer, server):
                     servicer.GetOutput,
                     request_deserializer=render_dot_v1_dot_render__service__pb2.GetOutputRequest.FromString,
                     response_serializer=render_dot_v1_dot_render__service__pb2.GetOutputResponse.SerializeToString,
+            ),
+            'CreateWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhookEndpoint,
+                    request_deserializer=render_dot_v1_dot_render__service__pb2.CreateWebhookEndpointRequest.FromString,
+                    response_serializer=render_dot_v1_dot_render__service__pb2.CreateWebhookEndpointResponse.SerializeToString,
+            ),
+            'ListWebhookEndpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookEndpoints,
+                    request_deserializer=render_dot_v1_dot_render__service__pb2.ListWebhookEndpointsRequest.FromString,
+                    response_serializer=render_dot_v1_dot_render__service__pb2.ListWebhookEndpointsResponse.SerializeToString,
+            ),
+            'DeleteWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhookEndpoint,
+                    request_deserializer=render_dot_v1_dot_render__service__pb2.DeleteWebhookEndpointRequest.FromString,
+                    response_serializer=render_dot_v1_dot_render__service__pb2.DeleteWebhookEndpointResponse.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=render_dot_v1_dot_render__service__pb2.RotateWebhookSecretRequest.FromString,
+                    response_serializer=render_dot_v1_dot_render__service__pb2.RotateWebhookSecretResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=render_dot_v1_dot_render__service__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=render_dot_v1_dot_render__service__pb2.ListWebhookDeliveriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -450,6 +542,141 @@ class RenderService:
             '/render.v1.RenderService/GetOutput',
             render_dot_v1_dot_render__service__pb2.GetOutputRequest.SerializeToString,
             render_dot_v1_dot_render__service__pb2.GetOutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/render.v1.RenderService/CreateWebhookEndpoint',
+            render_dot_v1_dot_render__service__pb2.CreateWebhookEndpointRequest.SerializeToString,
+            render_dot_v1_dot_render__service__pb2.CreateWebhookEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookEndpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/render.v1.RenderService/ListWebhookEndpoints',
+            render_dot_v1_dot_render__service__pb2.ListWebhookEndpointsRequest.SerializeToString,
+            render_dot_v1_dot_render__service__pb2.ListWebhookEndpointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/render.v1.RenderService/DeleteWebhookEndpoint',
+            render_dot_v1_dot_render__service__pb2.DeleteWebhookEndpointRequest.SerializeToString,
+            render_dot_v1_dot_render__service__pb2.DeleteWebhookEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/render.v1.RenderService/RotateWebhookSecret',
+            render_dot_v1_dot_render__service__pb2.RotateWebhookSecretRequest.SerializeToString,
+            render_dot_v1_dot_render__service__pb2.RotateWebhookSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/render.v1.RenderService/ListWebhookDeliveries',
+            render_dot_v1_dot_render__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            render_dot_v1_dot_render__service__pb2.ListWebhookDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,
