@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -105,6 +106,12 @@ class Ports:
     generation: int
     gateway: int
     gateway_http: int
+    # Each process's Prometheus endpoint (METRICS_LISTEN).
+    gateway_metrics: int
+    segmentation_metrics: int
+    depth_metrics: int
+    projection_metrics: int
+    generation_metrics: int
 
     @classmethod
     def from_env_file(cls, path: Path = STACK_ENV) -> Ports:
@@ -123,6 +130,11 @@ class Ports:
                     "GENERATION_PORT",
                     "GATEWAY_PORT",
                     "GATEWAY_HTTP_PORT",
+                    "GATEWAY_METRICS_PORT",
+                    "SEGMENTATION_METRICS_PORT",
+                    "DEPTH_METRICS_PORT",
+                    "PROJECTION_METRICS_PORT",
+                    "GENERATION_METRICS_PORT",
                 )
             )
         )
@@ -200,6 +212,8 @@ class Stack:
         out = {
             "gateway": self.gateway_address,
             "console": f"{self.http_url}/ (also Connect and gRPC-web)",
+            "metrics": f"http://127.0.0.1:{p.gateway_metrics}/metrics (gateway; stages on "
+            f"{p.segmentation_metrics}-{p.generation_metrics}), queue at /queue",
             "redis": f"redis://127.0.0.1:{self.ports.redis}/0 (password in {self.data_dir / 'redis-password'})",
             "segmentation": f"127.0.0.1:{p.segmentation}",
             "depth": f"127.0.0.1:{p.depth}",
@@ -393,21 +407,28 @@ class Stack:
                     "MODELS_DIR": str(self.models_dir or self.data_dir / "models"),
                 },
             )
-        for name, port in (
-            ("segmentation", p.segmentation),
-            ("depth", p.depth),
-            ("projection", p.projection),
-            ("generation", p.generation),
+        for name, port, metrics in (
+            ("segmentation", p.segmentation, p.segmentation_metrics),
+            ("depth", p.depth, p.depth_metrics),
+            ("projection", p.projection, p.projection_metrics),
+            ("generation", p.generation, p.generation_metrics),
         ):
             self._spawn(
                 name,
                 [py, "-m", f"services.{name}"],
-                {**common, f"{name.upper()}_LISTEN": f"127.0.0.1:{port}"},
+                {
+                    "METRICS_LISTEN": f"127.0.0.1:{metrics}",
+                    **common,
+                    f"{name.upper()}_LISTEN": f"127.0.0.1:{port}",
+                },
                 f"127.0.0.1:{port}",
                 internal=True,
             )
         self._spawn(
-            "gateway", [py, "-m", "gateway"], self._gateway_env(p.gateway, p.gateway_http), self.gateway_address
+            "gateway",
+            [py, "-m", "gateway"],
+            {"METRICS_LISTEN": f"127.0.0.1:{p.gateway_metrics}", **self._gateway_env(p.gateway, p.gateway_http)},
+            self.gateway_address,
         )
         for name, port in (
             ("segmentation", p.segmentation),
@@ -417,6 +438,29 @@ class Stack:
             ("gateway", p.gateway),
         ):
             self._wait_serving(name, f"127.0.0.1:{port}", deadline, say)
+        if self.with_triton:
+            self._wait_models(deadline, say)
+
+    def _wait_models(self, deadline: float | None, say: bool) -> None:
+        """Waits until Triton has loaded every model in the models directory: it answers (and the
+        stages serve) as soon as it starts, while the models load one by one after, and a job that
+        came meanwhile would run as if they were not deployed."""
+        models_dir = self.models_dir or self.data_dir / "models"
+        names = sorted(d.name for d in models_dir.glob("*") if (d / "1" / "model.onnx").exists())
+        said = time.monotonic()
+        for name in names:
+            url = f"http://127.0.0.1:{self.ports.triton_http}/v2/models/{name}/ready"
+            while True:
+                self._check_alive()
+                with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:
+                    if answer.status == 200:
+                        break
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"Triton did not load the {name} model; see {self.data_dir}/logs/triton.log")
+                if say and time.monotonic() - said > 5:
+                    print(f"  waiting for Triton to load {name} ...", flush=True)
+                    said = time.monotonic()
+                time.sleep(0.2)
 
     def _gateway_env(self, port: int, http_port: int = 0) -> dict[str, str]:
         """A gateway's settings: its gRPC port, and its HTTP port when given (else none)."""

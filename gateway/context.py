@@ -6,21 +6,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from opentelemetry.trace import Status, StatusCode
 
 from gateway.fetch import DownloadError, FetchPolicy, fetch_async
 from gateway.ledger import Ledger
+from gateway.metrics import STAGE_DURATION
 from gateway.stages import StageClients
 from gateway.validation import Limits, check_image
 from render.generation.v1 import generation_service_pb2 as generation_pb
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
-from renderkit import imaging
+from renderkit import imaging, telemetry
 from renderkit.errors import error_reason
 from renderkit.storage import Storage, StorageError
 
@@ -185,6 +188,23 @@ class JobContext:
             message = kind()
             message.ParseFromString(saved)
             return message
+        label = stage_label(stage)
+        started = time.monotonic()
+        outcome = "failed"
+        with telemetry.tracer().start_as_current_span(f"stage {label}", attributes={telemetry.STAGE: label}) as span:
+            try:
+                response = await self._call_with_retries(stage, rpc)
+                outcome = "ok"
+            except JobFailure as failure:
+                span.set_status(Status(StatusCode.ERROR, failure.message))
+                raise
+            finally:
+                STAGE_DURATION.record(time.monotonic() - started, {"stage": label, "outcome": outcome})
+        await self.save_checkpoint(name, response.SerializeToString())
+        return response
+
+    async def _call_with_retries(self, stage: int, rpc: Callable[[float], Awaitable[M]]) -> M:
+        """The stage's answer, retried while it is unavailable within the job's budget."""
         delay = _BACKOFF_START_S
         waiting_since: float | None = None
         loop = asyncio.get_running_loop()
@@ -217,7 +237,6 @@ class JobContext:
                 stage_label(stage),
                 loop.time() - waiting_since,
             )
-        await self.save_checkpoint(name, response.SerializeToString())
         return response
 
     async def _wait_for_generation(self) -> None:
@@ -315,6 +334,17 @@ async def write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage])
     """Stores renditions at renders/{tenant}/{project or "-"}/{job_id}/{name}.{ext}. When one cannot
     be stored the job fails with UPLOAD_FAILED and those already stored are deleted: a job's outputs
     are all there or none is."""
+    with telemetry.tracer().start_as_current_span(
+        "storage write", attributes={"render.files": len(images), "render.bytes": sum(len(i.data) for i in images)}
+    ) as span:
+        try:
+            return await _write_outputs(ctx, images)
+        except JobFailure as failure:
+            span.set_status(Status(StatusCode.ERROR, failure.message))
+            raise
+
+
+async def _write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage]) -> list[pb.OutputFile]:
     project = ctx.request.project_id or "-"
     outputs = []
     written: list[str] = []

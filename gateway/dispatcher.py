@@ -22,8 +22,11 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
+
+from opentelemetry.trace import Status, StatusCode
 
 from gateway.batch import run_room_batch
 from gateway.context import JobContext, JobFailure
@@ -31,11 +34,13 @@ from gateway.generation_jobs import run_room_render, run_texture_edit
 from gateway.ledger import Ledger, LedgerUnavailable, NotOwner, StoredJob, keys
 from gateway.ledger.jobs import TERMINAL_PROTO
 from gateway.material_swap import run_material_swap
+from gateway.metrics import CREDITS_MOVED, JOB_DURATION, JOBS_ENDED
 from gateway.pricing import Price, charge_for, charge_for_failure
 from gateway.settings import GatewaySettings
 from gateway.stages import StageClients
 from gateway.subscriptions import Subscriptions
 from render.v1 import render_service_pb2 as pb
+from renderkit import telemetry
 from renderkit.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -276,37 +281,71 @@ class Dispatcher:
             max_cents=self.settings.limits.max_cents_per_job,
             checkpoints=checkpoints,
         )
-        plan = PLANS.get(request.WhichOneof("kind") or "")
-        try:
+        kind = request.WhichOneof("kind") or ""
+        # The job's work joins the trace of its submit (whichever replica runs it, after a takeover
+        # too), and carries its id and tenant to the stages as baggage.
+        with (
+            telemetry.job_scope(job_id, stored.tenant, telemetry.context_of(stored.trace)),
+            telemetry.tracer().start_as_current_span(
+                f"job {kind}", attributes={telemetry.KIND: kind, "render.attempt": stored.job.attempt}
+            ) as span,
+        ):
+            log.info("job %s: %s started (attempt %d)", job_id, kind, stored.job.attempt)
             try:
-                if plan is None:
-                    raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "the request has no kind this server runs")
-                result = await plan(ctx)
-            except JobFailure as failure:
-                await self.ledger.fail(
-                    job_id,
-                    self.consumer,
-                    pb.JobError(code=failure.code, message=failure.message),  # type: ignore[arg-type]
-                    ctx.total_steps,
-                    charge=self._failure_charge(stored, failure.code, ctx),
-                )
+                ended = await self._run_plan(job_id, stored, ctx, PLANS.get(kind))
+            except NotOwner as exc:
+                log.info("job %s: %s (cancelled or taken over)", job_id, exc)
                 return
-            except (LedgerUnavailable, NotOwner, asyncio.CancelledError):
-                raise
-            except Exception:
-                log.exception("job %s failed unexpectedly", job_id)
-                await self.ledger.fail(
-                    job_id,
-                    self.consumer,
-                    pb.JobError(code=pb.ERROR_CODE_PIPELINE_ERROR, message="an internal error stopped the render"),
-                    ctx.total_steps,
-                )
-                return
-            await self.ledger.succeed(
-                job_id, self.consumer, result, ctx.total_steps, charge=self._success_charge(stored, result, ctx)
+            span.set_attribute("render.state", ended[0])
+            if ended[1]:
+                span.set_status(Status(StatusCode.ERROR, ended[1]))
+            created = stored.job.create_time.ToMilliseconds() / 1000 if stored.job.HasField("create_time") else 0
+            took = max(time.time() - created, 0.0) if created else 0.0
+            log.info("job %s: %s %s", job_id, ended[0], f"({ended[1]})" if ended[1] else f"in {took:.2f} s")
+        JOB_DURATION.record(took, {"kind": kind, "state": ended[0]})
+        JOBS_ENDED.add(1, {"kind": kind, "state": ended[0], "error_code": ended[1]})
+
+    async def _run_plan(
+        self,
+        job_id: str,
+        stored: StoredJob,
+        ctx: JobContext,
+        plan: Callable[[JobContext], Awaitable[pb.JobResult]] | None,
+    ) -> tuple[str, str]:
+        """Runs the plan and records its end; returns the terminal state and error code names."""
+        try:
+            if plan is None:
+                raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "the request has no kind this server runs")
+            result = await plan(ctx)
+        except JobFailure as failure:
+            charge = self._failure_charge(stored, failure.code, ctx)
+            error = pb.JobError(code=failure.code, message=failure.message)  # type: ignore[arg-type]
+            await self.ledger.fail(job_id, self.consumer, error, ctx.total_steps, charge=charge)
+            self._count_settlement(stored, charge)
+            return "failed", pb.ErrorCode.Name(failure.code).removeprefix("ERROR_CODE_").lower()
+        except (LedgerUnavailable, NotOwner, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("job %s failed unexpectedly", job_id)
+            await self.ledger.fail(
+                job_id,
+                self.consumer,
+                pb.JobError(code=pb.ERROR_CODE_PIPELINE_ERROR, message="an internal error stopped the render"),
+                ctx.total_steps,
             )
-        except NotOwner as exc:
-            log.info("job %s: %s (cancelled or taken over)", job_id, exc)
+            self._count_settlement(stored, 0)
+            return "failed", "pipeline_error"
+        charge = self._success_charge(stored, result, ctx)
+        await self.ledger.succeed(job_id, self.consumer, result, ctx.total_steps, charge=charge)
+        self._count_settlement(stored, charge)
+        return "succeeded", ""
+
+    @staticmethod
+    def _count_settlement(stored: StoredJob, charge: int) -> None:
+        """The credit movements of a job's end: the charge kept, the rest of the reservation refunded."""
+        if stored.credits_reserved:
+            CREDITS_MOVED.add(min(charge, stored.credits_reserved), {"movement": "charge"})
+            CREDITS_MOVED.add(max(stored.credits_reserved - charge, 0), {"movement": "refund"})
 
     def _success_charge(self, stored: StoredJob, result: pb.JobResult, ctx: JobContext) -> int:
         """What a job that succeeded costs (the ledger refunds the rest of its reservation)."""

@@ -28,6 +28,7 @@ from gateway.http.files import FileRoute
 from gateway.http.server import HttpServer, bind
 from gateway.ledger import Ledger, connect, keys
 from gateway.links import LinkSigner, OutputLinks, SigningKey, new_signing_key, parse_signing_keys
+from gateway.metrics import QueueSampler
 from gateway.servicer import RenderServicer
 from gateway.settings import GatewaySettings, HttpSettings
 from gateway.stages import StageClients
@@ -159,19 +160,24 @@ def create_server(settings: GatewaySettings) -> Gateway:
     if http is not None:
         edge.on_start.append(http.start)
         edge.on_drain.append(lambda: http.stop(settings.grace_seconds))
-    sweeper: list[asyncio.Task[None]] = []
+    # Background work that needs Redis: the expired assets' sweep and the queue's sampler (its
+    # snapshot feeds the queue gauges and /queue, which KEDA scales dispatchers on).
+    sampler = QueueSampler(ledger)
+    edge.metrics_documents["/queue"] = lambda: sampler.snapshot.document()
+    background: list[asyncio.Task[None]] = []
 
-    async def start_sweeper() -> None:
-        sweeper.append(asyncio.create_task(assets.sweep_forever()))
+    async def start_background() -> None:
+        background.append(asyncio.create_task(assets.sweep_forever()))
+        background.append(asyncio.create_task(sampler.run()))
 
-    async def stop_sweeper() -> None:
-        for task in sweeper:
+    async def stop_background() -> None:
+        for task in background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    edge.when_ready(start_sweeper)
-    edge.on_close.append(stop_sweeper)
+    edge.when_ready(start_background)
+    edge.on_close.append(stop_background)
 
     async def start_readers() -> None:
         subscriptions.start()

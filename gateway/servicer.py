@@ -29,12 +29,14 @@ from gateway.ledger import (
 )
 from gateway.ledger.jobs import new_job_id, now_ms, timestamp
 from gateway.links import OutputLinks
+from gateway.metrics import CREDITS_MOVED, JOBS_ENDED
 from gateway.pricing import Price, PriceTable, price_of
 from gateway.requests import image_fields, plan_steps
 from gateway.validation import Limits, validate_submit
 from gateway.watch import EventHub
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
+from renderkit import telemetry
 from renderkit.errors import abort, bad_request, precondition_failure, retry_info
 from renderkit.storage import Storage, StorageError
 
@@ -165,6 +167,7 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
             credits_base=price.base,
             credits_reserved=price.reserved,
             created_ms=now_ms(),
+            trace=telemetry.current_traceparent(),
         )
         try:
             recorded_id, duplicate = await self.ledger.submit(new)
@@ -187,6 +190,8 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
             await asyncio.to_thread(self._drop_inputs, job_id, inputs)
             return await self._duplicate(recorded_id, digest, context)
         log.debug("job %s submitted (tenant %s)", recorded_id, tenant)
+        if price.reserved:
+            CREDITS_MOVED.add(price.reserved, {"movement": "reserve"})
         return pb.SubmitRenderResponse(job=new.queued())
 
     async def _duplicate(
@@ -265,12 +270,14 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.CancelJobResponse:
         tenant = self._tenant()
-        await self._job(request.job_id, tenant, context)
+        current = await self._job(request.job_id, tenant, context)
         if await self.ledger.cancel(request.job_id):
             log.info("job %s cancelled", request.job_id)
+            JOBS_ENDED.add(1, {"kind": current.job.kind, "state": "cancelled", "error_code": ""})
         for child_id in (await self.ledger.children(request.job_id)).values():
             if await self.ledger.cancel(child_id):
                 log.info("job %s cancelled with its batch %s", child_id, request.job_id)
+                JOBS_ENDED.add(1, {"kind": "room_render", "state": "cancelled", "error_code": ""})
         stored = await self._job(request.job_id, tenant, context)
         return pb.CancelJobResponse(job=self.links.fill_job(stored.job))
 

@@ -19,6 +19,7 @@ from render.depth.v1 import depth_service_pb2_grpc
 from render.generation.v1 import generation_service_pb2_grpc
 from render.projection.v1 import projection_service_pb2_grpc
 from render.segmentation.v1 import segmentation_service_pb2_grpc
+from renderkit import telemetry
 from renderkit.serving import CHANNEL_OPTIONS
 from renderkit.tls import ClientCertificates
 
@@ -73,9 +74,10 @@ def stage_channel(address: str, credentials: grpc.ChannelCredentials | None = No
         ("grpc.service_config", _SERVICE_CONFIG),
         ("grpc.enable_retries", 1),
     ]
+    interceptors = telemetry.client_interceptors()
     if credentials is None:
-        return grpc.aio.insecure_channel(address, options=options)
-    return grpc.aio.secure_channel(address, credentials, options=options)
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
 
 
 @dataclass

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc.aio as triton_aio
 from google.protobuf import text_format
+from opentelemetry import metrics
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from tritonclient.grpc import InferInput, InferRequestedOutput, model_config_pb2
 from tritonclient.utils import InferenceServerException
 
+from renderkit import telemetry
 from renderkit.tls import ClientCertificates
 
 log = logging.getLogger(__name__)
+INFERENCE_DURATION = metrics.get_meter("render.triton").create_histogram(
+    "render.triton.inference.duration", unit="s", description="Time of one Triton inference, by model and outcome."
+)
 
 REPOSITORY = Path(__file__).resolve().parent.parent / "deploy" / "triton" / "model_repository"
 
@@ -220,11 +227,26 @@ class TritonModels:
             tensor.set_data_from_numpy(array)
             infer_inputs.append(tensor)
         requested = [InferRequestedOutput(spec.name) for spec in contract.outputs]
-        try:
-            result = await self._client.infer(contract.name, infer_inputs, outputs=requested, client_timeout=timeout_s)
-        except InferenceServerException as exc:
-            log.warning("Triton model %s failed: %s", contract.name, exc.message())
-            raise TritonError(f"the {contract.name} model is unavailable") from exc
+        # A client span of its own (tritonclient's channel has no interceptor), its context sent
+        # along for a tritonserver that traces too.
+        started = time.monotonic()
+        with telemetry.tracer().start_as_current_span(
+            f"triton {contract.name}", kind=SpanKind.CLIENT, attributes={telemetry.MODEL: contract.name}
+        ) as span:
+            try:
+                result = await self._client.infer(
+                    contract.name,
+                    infer_inputs,
+                    outputs=requested,
+                    client_timeout=timeout_s,
+                    headers=telemetry.trace_headers() or None,
+                )
+            except InferenceServerException as exc:
+                log.warning("Triton model %s failed: %s", contract.name, exc.message())
+                span.set_status(Status(StatusCode.ERROR, "the model is unavailable"))
+                INFERENCE_DURATION.record(time.monotonic() - started, {"model": contract.name, "outcome": "error"})
+                raise TritonError(f"the {contract.name} model is unavailable") from exc
+        INFERENCE_DURATION.record(time.monotonic() - started, {"model": contract.name, "outcome": "ok"})
         out: dict[str, np.ndarray] = {}
         for spec in contract.outputs:
             array = result.as_numpy(spec.name)

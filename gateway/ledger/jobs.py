@@ -83,6 +83,7 @@ class NewJob:
     credits_base: int = 0  # the price's base (what a cancel after the start keeps)
     credits_reserved: int = 0  # what the submit reserves from the tenant's credits (0: nothing)
     created_ms: int = 0  # 0: when it is recorded
+    trace: str = ""  # the submit's trace context (renderkit.telemetry.current_traceparent); "": none
 
     def queued(self) -> pb.Job:
         """The job as the submit recorded it (what SubmitRender answers without reading it back)."""
@@ -114,6 +115,7 @@ class StoredJob:
     fingerprint: str
     credits_base: int = 0
     credits_reserved: int = 0
+    trace: str = ""  # the submit's trace context, which the job's work joins
 
 
 def new_job_id() -> str:
@@ -164,6 +166,7 @@ class Jobs(LedgerBase):
             ("parent_job_id", new.parent_job_id),
             ("credits_base", new.credits_base),
             ("credits_reserved", new.credits_reserved),
+            ("trace", new.trace),
         )
         for name, value in optional:
             if value:
@@ -573,4 +576,5 @@ def stored_job(h: dict[str, bytes]) -> StoredJob:
         fingerprint=s("fingerprint"),
         credits_base=i("credits_base"),
         credits_reserved=i("credits_reserved"),
+        trace=s("trace"),
     )

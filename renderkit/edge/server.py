@@ -7,16 +7,17 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from renderkit import telemetry
 from renderkit.edge.errors import ErrorMapping, Infrastructure
 from renderkit.edge.health import Dependency, Readiness
-from renderkit.serving import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +72,23 @@ class Edge:
         self.service_names = list(service_names)
         # The error mapping runs first, so whatever a later interceptor (authentication) raises is
         # mapped to a safe status too.
-        self.server = grpc.aio.server(
-            options=server_options(max_receive_bytes), interceptors=[ErrorMapping(infrastructure), *interceptors]
-        )
+        # The chain every call goes through, outermost first (also what another transport of the
+        # same servicers, such as the gateway's HTTP port, runs its calls through): the trace span
+        # (when tracing is on) around everything, so errors and refusals are recorded on it.
+        self.interceptors: list[grpc.aio.ServerInterceptor] = [
+            *telemetry.server_interceptors(),
+            ErrorMapping(infrastructure),
+            *interceptors,
+        ]
+        self.server = grpc.aio.server(options=server_options(max_receive_bytes), interceptors=self.interceptors)
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.readiness = Readiness(self.health, self.service_names, dependencies, interval_s=probe_interval_s)
         self.on_start: list[Hook] = []
         self.on_drain: list[Hook] = []
         self.on_close: list[Hook] = []
+        # JSON documents the process's metrics endpoint publishes beside /metrics (path → producer).
+        self.metrics_documents: dict[str, Callable[[], Mapping[str, Any]]] = {}
         self._listen = listen
         self._credentials = credentials
         self._loop_task: asyncio.Task[None] | None = None
@@ -144,8 +153,9 @@ class Edge:
 
 
 def serve(name: str, create: Callable[[], Edge], grace_s: Callable[[], float] | float) -> None:
-    """main() of a process: configure logging, serve until SIGTERM or SIGINT, then drain."""
-    configure_logging(name)
+    """main() of a process: configure logs, traces and metrics, serve until SIGTERM or SIGINT, then
+    drain."""
+    observed = telemetry.configure(name)
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -153,6 +163,8 @@ def serve(name: str, create: Callable[[], Edge], grace_s: Callable[[], float] | 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         edge = create()
+        if observed.metrics is not None:
+            observed.metrics.documents.update(edge.metrics_documents)
         log.info("%s listening on port %d", name, edge.port)
         await edge.start()
         try:
@@ -164,4 +176,7 @@ def serve(name: str, create: Callable[[], Edge], grace_s: Callable[[], float] | 
                 await edge.stop(grace)
             log.info("stopped")
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        observed.shutdown()

@@ -13,6 +13,7 @@ from render.imaging.v1 import imaging_pb2
 from renderkit import budget
 from renderkit.edge import Dependency, Edge, serve
 from renderkit.settings import env_float, env_int, env_str
+from renderkit.telemetry import RpcDurations
 from renderkit.tls import internal_client, internal_server_credentials
 from renderkit.triton import TritonModels
 
@@ -69,6 +70,7 @@ def stage_edge(
         dependencies=dependencies,
         probe_interval_s=settings.probe_interval_s,
         credentials=internal_server_credentials(settings.internal_tls_dir),
+        interceptors=[RpcDurations()],
     )
     edge.add(register)
     return edge

@@ -20,7 +20,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from opentelemetry.trace import SpanKind
 
+from renderkit import telemetry
 from services.generation.providers import (
     ContentRefused,
     Cost,
@@ -178,7 +180,12 @@ class Generator:
                 if left <= 0.5:
                     raise Unavailable("no time was left for the image provider", attempts, spent)
                 try:
-                    answer = await provider.run(task, left)
+                    with telemetry.tracer().start_as_current_span(
+                        f"provider {name}",
+                        kind=SpanKind.CLIENT,
+                        attributes={telemetry.PROVIDER: name, "render.task": task.kind},
+                    ):
+                        answer = await provider.run(task, left)
                 except ContentRefused as exc:
                     breaker.neutral()
                     note(name, "content_policy", str(exc))

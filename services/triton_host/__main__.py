@@ -26,8 +26,8 @@ from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
-from renderkit.serving import configure_logging
 from renderkit.settings import env_int, env_str
+from renderkit.telemetry import configure_logging
 from renderkit.tls import TlsFiles
 from renderkit.triton import REPOSITORY, read_config
 

@@ -1,0 +1,128 @@
+"""The gateway's metrics (OpenTelemetry instruments; renderkit.telemetry exports them to Prometheus
+on METRICS_LISTEN): jobs by kind, state and error code, their latency and each stage's, the queue,
+running jobs per tenant, and credit movements. The queue's figures come from a snapshot a sampler
+reads from Redis every few seconds, which also answers the `/queue` document KEDA scales on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import metrics
+
+from gateway.ledger import Ledger, keys
+
+log = logging.getLogger(__name__)
+meter = metrics.get_meter("render.gateway")
+
+JOB_DURATION = meter.create_histogram(
+    "render.job.duration",
+    unit="s",
+    description="Time from a job's submit to its end, by kind and terminal state.",
+)
+STAGE_DURATION = meter.create_histogram(
+    "render.stage.duration",
+    unit="s",
+    description="Time of one stage call of a job (retries included), by stage and outcome.",
+)
+JOBS_ENDED = meter.create_counter(
+    "render.jobs.ended",
+    description="Jobs that reached a terminal state, by kind, state and error code.",
+)
+CREDITS_MOVED = meter.create_counter(
+    "render.credits.moved",
+    description="Credits moved: reserved at submits, charged and refunded at ends, granted by admins.",
+)
+
+
+@dataclass
+class QueueSnapshot:
+    """The ledger's queue as last read: queued and running jobs, tenants waiting, running jobs per
+    tenant, and when it was read (0: never)."""
+
+    queued: int = 0
+    running: int = 0
+    waiting_tenants: int = 0
+    running_by_tenant: dict[str, int] = field(default_factory=dict)
+    read_at: float = 0.0
+
+    def document(self) -> Mapping[str, Any]:
+        """The `/queue` JSON: what KEDA's metrics-api scaler reads (`queued`, `running`)."""
+        return {
+            "queued": self.queued,
+            "running": self.running,
+            "waiting_tenants": self.waiting_tenants,
+            "age_seconds": round(time.time() - self.read_at, 1) if self.read_at else None,
+        }
+
+
+class QueueSampler:
+    """Reads the queue every `interval_s` into a snapshot the gauges and `/queue` report."""
+
+    def __init__(self, ledger: Ledger, interval_s: float = 5.0) -> None:
+        self.ledger = ledger
+        self.interval_s = interval_s
+        self.snapshot = QueueSnapshot()
+        meter.create_observable_gauge(
+            "render.queue.jobs",
+            callbacks=[self._jobs],
+            description="Jobs in the ledger's queue now, by state (queued, running).",
+        )
+        meter.create_observable_gauge(
+            "render.queue.waiting_tenants",
+            callbacks=[self._tenants],
+            description="Tenants with jobs waiting to be taken.",
+        )
+        meter.create_observable_gauge(
+            "render.tenant.running_jobs",
+            callbacks=[self._by_tenant],
+            description="Jobs running now, by tenant (each tenant's concurrency slots in use).",
+        )
+
+    async def read(self) -> QueueSnapshot:
+        """Reads the queue now (one pipelined round trip)."""
+        now_ms = int(time.time() * 1000)
+
+        async def query() -> Any:
+            async with self.ledger.redis.pipeline(transaction=False) as pipe:
+                pipe.scard(keys.ACTIVE_SET)
+                pipe.zcard(keys.QUEUED_TENANTS)
+                pipe.zrangebyscore(keys.RUNNING, now_ms, "+inf")
+                return await pipe.execute()
+
+        active, tenants, running = await self.ledger._retry(query)
+        by_tenant = Counter(member.decode().split("|", 1)[0] for member in running)
+        self.snapshot = QueueSnapshot(
+            queued=max(int(active) - len(running), 0),
+            running=len(running),
+            waiting_tenants=int(tenants),
+            running_by_tenant=dict(by_tenant),
+            read_at=time.time(),
+        )
+        return self.snapshot
+
+    async def run(self) -> None:
+        """Samples until cancelled; a failed read keeps the last snapshot (its age tells)."""
+        while True:
+            with contextlib.suppress(Exception):
+                await self.read()
+            await asyncio.sleep(self.interval_s)
+
+    def _jobs(self, _options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        snapshot = self.snapshot
+        return [
+            metrics.Observation(snapshot.queued, {"state": "queued"}),
+            metrics.Observation(snapshot.running, {"state": "running"}),
+        ]
+
+    def _tenants(self, _options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        return [metrics.Observation(self.snapshot.waiting_tenants)]
+
+    def _by_tenant(self, _options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        return [metrics.Observation(n, {"tenant": t}) for t, n in self.snapshot.running_by_tenant.items()]

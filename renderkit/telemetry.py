@@ -1,0 +1,371 @@
+"""OpenTelemetry for every process of the stack: traces, metrics and structured logs.
+
+- **Traces** are on when an exporter is configured the standard way (`OTEL_TRACES_EXPORTER`, or an
+  `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, which means OTLP; the SDK
+  reads the rest of `OTEL_*` itself). Then every server gets the OpenTelemetry gRPC server
+  interceptor (the gateway's HTTP port too: it runs the same interceptors), every stage channel
+  its client interceptors, and the pipeline adds spans of its own (jobs, stages, Triton
+  inferences, provider calls, storage writes, webhook deliveries) with `render.*` attributes.
+  `render.job_id` and `render.tenant` travel as W3C baggage, so a stage's spans and log lines carry
+  them too. Without an exporter nothing is instrumented and nothing costs anything.
+- **Metrics** go to a Prometheus scrape endpoint on `METRICS_LISTEN` (`/metrics`), and by OTLP
+  when `OTEL_METRICS_EXPORTER` says `otlp`. A process may publish more JSON documents beside it
+  (the gateway's `/queue`, for KEDA).
+- **Logs** are JSON lines (`LOG_FORMAT=json`, the default; `text` for people) carrying the job id,
+  tenant and trace id of the work they describe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from opentelemetry import baggage, context, metrics, propagate, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from renderkit.settings import env_str
+
+log = logging.getLogger(__name__)
+
+# Attributes the pipeline's spans, metrics and logs use, in the `render.` namespace.
+JOB_ID = "render.job_id"
+TENANT = "render.tenant"
+STAGE = "render.stage"
+KIND = "render.kind"
+MODEL = "render.model"
+PROVIDER = "render.provider"
+# Baggage entries copied onto every span a process starts (and into its log lines).
+CARRIED = (JOB_ID, TENANT)
+# Services that would only add noise to traces (probes, tools).
+UNTRACED_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection")
+
+_state_lock = threading.Lock()
+_tracer_provider: trace.TracerProvider | None = None
+
+
+def tracing_enabled() -> bool:
+    """Whether this process traces (an exporter was configured, or a test installed a provider)."""
+    return _tracer_provider is not None
+
+
+def tracer(name: str = "render") -> trace.Tracer:
+    """The tracer the pipeline's own spans come from (a no-op one while tracing is off)."""
+    provider = _tracer_provider
+    return provider.get_tracer(name) if provider is not None else trace.NoOpTracer()
+
+
+class BaggageAttributes(SpanProcessor):
+    """Copies the job's baggage (render.job_id, render.tenant) onto every span as it starts."""
+
+    def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
+        for name in CARRIED:
+            value = baggage.get_baggage(name, parent_context)
+            if value is not None:
+                span.set_attribute(name, str(value))
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Nothing to do when a span ends."""
+
+    def shutdown(self) -> None:
+        """Holds nothing."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def install_tracer_provider(provider: TracerProvider) -> None:
+    """Makes `provider` the process's (tests install one with an in-memory exporter); from then on
+    new servers and channels are instrumented."""
+    global _tracer_provider
+    with _state_lock:
+        provider.add_span_processor(BaggageAttributes())
+        _tracer_provider = provider
+        trace.set_tracer_provider(provider)
+
+
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    """The OpenTelemetry gRPC server interceptor when tracing is on (none otherwise)."""
+    if _tracer_provider is None:
+        return []
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+
+    untraced = filters.any_of(*(filters.service_name(name) for name in UNTRACED_SERVICES))
+    return [aio_server_interceptor(tracer_provider=_tracer_provider, filter_=filters.negate(untraced))]
+
+
+def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    """The OpenTelemetry gRPC client interceptors when tracing is on (none otherwise)."""
+    if _tracer_provider is None:
+        return []
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+    return list(aio_client_interceptors(tracer_provider=_tracer_provider))
+
+
+@contextlib.contextmanager
+def job_scope(job_id: str, tenant: str, parent: context.Context | None = None) -> Iterator[None]:
+    """Makes the job's id and tenant this task's baggage (stages, spans and log lines inherit it),
+    within `parent` (the submit's trace, see context_of) when given."""
+    ctx = baggage.set_baggage(JOB_ID, job_id, parent if parent is not None else context.get_current())
+    token = context.attach(baggage.set_baggage(TENANT, tenant, ctx))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+def current_traceparent() -> str:
+    """The current span's context as W3C headers in one string (stored with a job, so work on any
+    replica joins the trace of its submit); "" when no span is recording."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return ""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return json.dumps(carrier, separators=(",", ":"))
+
+
+def context_of(traceparent: str) -> context.Context | None:
+    """The trace context a stored `current_traceparent()` names (None for "")."""
+    if not traceparent:
+        return None
+    try:
+        carrier = json.loads(traceparent)
+    except ValueError:
+        return None
+    return propagate.extract(carrier) if isinstance(carrier, dict) else None
+
+
+def trace_headers() -> dict[str, str]:
+    """The current trace context as headers for a call no interceptor sees (Triton's client)."""
+    if _tracer_provider is None:
+        return {}
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return {k: v for k, v in carrier.items() if k in ("traceparent", "tracestate")}
+
+
+class RpcDurations(grpc.aio.ServerInterceptor):
+    """Records every call's duration (`render.rpc.server.duration`, by method and outcome): what a
+    stage's scrape shows of its load and latency."""
+
+    def __init__(self) -> None:
+        self.histogram = metrics.get_meter("render.rpc").create_histogram(
+            "render.rpc.server.duration", unit="s", description="Time to answer one call, by method and outcome."
+        )
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Any],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler  # streams and probes are not timed
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+        behavior, histogram = handler.unary_unary, self.histogram
+
+        async def timed(request: Any, servicer_context: grpc.aio.ServicerContext) -> Any:  # type: ignore[type-arg]
+            started = time.monotonic()
+            outcome = "error"
+            try:
+                response = await behavior(request, servicer_context)
+                outcome = "ok"
+                return response
+            finally:
+                histogram.record(time.monotonic() - started, {"rpc.method": method, "outcome": outcome})
+
+        return grpc.unary_unary_rpc_method_handler(
+            timed, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+
+# -- logs ---------------------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, process, logger, message, and the job id, tenant and
+    trace id of the work in progress (from the current span and baggage), the error when any."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = format(span.trace_id, "032x")
+            entry["span_id"] = format(span.span_id, "016x")
+        for name in CARRIED:
+            value = baggage.get_baggage(name)
+            if value is not None:
+                entry[name.removeprefix("render.")] = str(value)
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(service: str, log_format: str = "") -> None:
+    """One log format for every process: JSON lines (LOG_FORMAT=json, the default) or text."""
+    chosen = (log_format or env_str("LOG_FORMAT", "json")).lower()
+    handler = logging.StreamHandler(sys.stderr)
+    if chosen == "text":
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(env_str("LOG_LEVEL", "INFO").upper())
+
+
+# -- the metrics endpoint -----------------------------------------------------------------------
+
+
+@dataclass
+class MetricsEndpoint:
+    """`/metrics` in the Prometheus text format on a port of its own, and JSON documents beside it
+    (`documents`: path → a function returning what to send)."""
+
+    listen: str
+    documents: dict[str, Callable[[], Mapping[str, Any]]] = field(default_factory=dict)
+    _server: ThreadingHTTPServer | None = field(default=None, init=False, repr=False)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1] if self._server is not None else 0
+
+    def start(self) -> None:
+        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+        documents = self.documents
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    body, content_type, status = generate_latest(REGISTRY), CONTENT_TYPE_LATEST, 200
+                elif path in documents:
+                    body, content_type, status = json.dumps(documents[path]()).encode(), "application/json", 200
+                else:
+                    body, content_type, status = b"not found\n", "text/plain", 404
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Scrapes are not worth a log line each."""
+
+        host, _, port = self.listen.rpartition(":")
+        self._server = ThreadingHTTPServer((host.strip("[]") or "0.0.0.0", int(port)), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+def _exporters(kind: str) -> list[str]:
+    """The exporters OTEL_<KIND>_EXPORTER names; OTLP when only an endpoint is given."""
+    named = env_str(f"OTEL_{kind}_EXPORTER", "")
+    if named:
+        return [n.strip().lower() for n in named.split(",") if n.strip() and n.strip().lower() != "none"]
+    endpoint = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "") or env_str(f"OTEL_EXPORTER_OTLP_{kind}_ENDPOINT", "")
+    return ["otlp"] if endpoint else []
+
+
+def _span_exporter(name: str) -> SpanExporter:
+    if name == "otlp":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    if name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    raise ValueError(f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (otlp, console or none)")
+
+
+@dataclass
+class Telemetry:
+    """What configure() set up for a process; shutdown() flushes spans and stops the endpoint."""
+
+    service: str
+    metrics: MetricsEndpoint | None = None
+    providers: list[Any] = field(default_factory=list)
+
+    def shutdown(self) -> None:
+        if self.metrics is not None:
+            self.metrics.stop()
+        for provider in self.providers:
+            with contextlib.suppress(Exception):
+                provider.shutdown()
+
+
+def configure(service: str, documents: Mapping[str, Callable[[], Mapping[str, Any]]] | None = None) -> Telemetry:
+    """Sets up logs, traces and metrics for one process of the stack from the environment
+    (OTEL_SERVICE_NAME overrides the service name, `render-<service>` by default)."""
+    configure_logging(service)
+    if env_str("OTEL_SDK_DISABLED", "false").lower() == "true":
+        return Telemetry(service)
+    name = env_str("OTEL_SERVICE_NAME", f"render-{service}")
+    resource = Resource.create({"service.name": name, "service.namespace": "render-pipeline"})
+    done = Telemetry(service)
+    exporters = _exporters("TRACES")
+    if exporters:
+        provider = TracerProvider(resource=resource)
+        for exporter in exporters:
+            provider.add_span_processor(BatchSpanProcessor(_span_exporter(exporter)))
+        install_tracer_provider(provider)
+        done.providers.append(provider)
+    readers: list[MetricReader] = []
+    listen = env_str("METRICS_LISTEN", "")
+    if listen and listen.lower() != "off":
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+        readers.append(PrometheusMetricReader())
+        done.metrics = MetricsEndpoint(listen, dict(documents or {}))
+    if "otlp" in _exporters("METRICS"):
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    if readers:
+        meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        metrics.set_meter_provider(meter_provider)
+        done.providers.append(meter_provider)
+    if done.metrics is not None:
+        done.metrics.start()
+        log.info("metrics on port %d", done.metrics.port)
+    return done
+
+
+def attributes(**values: str | int | float | bool | None) -> dict[str, str | int | float | bool]:
+    """Span or metric attributes without the empty ones."""
+    return {k: v for k, v in values.items() if v is not None and v != ""}

@@ -1,0 +1,96 @@
+"""renderkit.telemetry with the SDK's in-memory exporter: the job's baggage on every span, a trace
+context that survives being stored with a job, JSON log lines that lead to their trace."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from renderkit import telemetry
+
+
+@pytest.fixture()
+def exported(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """Tracing on for this test only, into memory (the process's own provider is left alone)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(telemetry.BaggageAttributes())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(telemetry, "_tracer_provider", provider)
+    yield exporter
+
+
+def test_a_stored_trace_context_makes_later_work_join_the_trace(exported: InMemorySpanExporter) -> None:
+    tracer = telemetry.tracer()
+    with tracer.start_as_current_span("submit") as submit:
+        stored = telemetry.current_traceparent()
+    assert stored and telemetry.current_traceparent() == ""  # nothing recording outside a span
+    with (
+        telemetry.job_scope("job-1", "acme", telemetry.context_of(stored)),
+        tracer.start_as_current_span("job"),
+        tracer.start_as_current_span("stage depth"),
+    ):
+        headers = telemetry.trace_headers()
+    spans = {s.name: s for s in exported.get_finished_spans()}
+    job, stage = spans["job"], spans["stage depth"]
+    assert job.context.trace_id == submit.get_span_context().trace_id
+    assert job.parent is not None and job.parent.span_id == submit.get_span_context().span_id
+    assert stage.parent is not None and stage.parent.span_id == job.context.span_id
+    # The job's id and tenant ride along as baggage and land on every span started under them.
+    for span in (job, stage):
+        assert span.attributes is not None
+        assert (span.attributes[telemetry.JOB_ID], span.attributes[telemetry.TENANT]) == ("job-1", "acme")
+    assert headers["traceparent"].split("-")[1] == format(job.context.trace_id, "032x")
+    assert telemetry.context_of("not json") is None and telemetry.context_of("") is None
+
+
+def test_log_lines_are_json_with_the_job_and_its_trace(exported: InMemorySpanExporter) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(telemetry.JsonFormatter("gateway"))
+    logger = logging.getLogger("test.telemetry")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        logger.warning("outside any job")
+        with telemetry.job_scope("job-7", "acme"), telemetry.tracer().start_as_current_span("job") as span:
+            logger.info("step %d of %d", 2, 4)
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                logger.exception("it failed")
+    finally:
+        logger.removeHandler(handler)
+    outside, inside, failed = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert outside["message"] == "outside any job" and "job_id" not in outside and "trace_id" not in outside
+    assert (inside["job_id"], inside["tenant"], inside["message"], inside["service"]) == (
+        "job-7",
+        "acme",
+        "step 2 of 4",
+        "gateway",
+    )
+    assert inside["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    assert "ValueError: boom" in failed["error"] and failed["level"] == "ERROR"
+
+
+def test_tracing_is_on_only_with_an_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    assert telemetry._exporters("TRACES") == []
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")
+    assert telemetry._exporters("TRACES") == ["otlp"]
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert telemetry._exporters("TRACES") == []
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console,otlp")
+    assert telemetry._exporters("TRACES") == ["console", "otlp"]
+    monkeypatch.setattr(telemetry, "_tracer_provider", None)
+    assert telemetry.server_interceptors() == [] and telemetry.client_interceptors() == []
+    assert telemetry.trace_headers() == {}
