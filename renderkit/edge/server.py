@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 INTERNAL_MESSAGE_BYTES = 256 * 1024 * 1024
 
 Hook = Callable[[], Awaitable[None]]
+# The health name a liveness probe asks for (the server's own name, "", is its readiness).
+LIVENESS = "liveness"
 
 
 def server_options(max_receive_bytes: int) -> list[tuple[str, int]]:
@@ -124,6 +126,9 @@ class Edge:
         """Starts taking calls (NOT_SERVING until the dependencies answer) and the probe loop."""
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        # Liveness is the process answering at all (its event loop runs the health servicer): a
+        # dependency that is down makes the server unready, never a reason to restart it.
+        await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         for hook in self.on_start:
             await hook()
         await self.server.start()

@@ -95,6 +95,7 @@ def test_health_follows_redis_and_the_gateway_comes_back_whole(
 
             server.kill()
             assert seconds_until(address, NOT_SERVING, 5.0) <= 5.0
+            assert health(address, "liveness") == SERVING  # unready, not dead: nothing should restart it
             # A submit while Redis is away: UNAVAILABLE, with when to retry, and nothing of Redis in it.
             with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as info:
                 pb_grpc.RenderServiceStub(channel).SubmitRender(
