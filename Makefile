@@ -36,13 +36,51 @@ $(GCS_STAMP):
 
 gcs-emulator: $(GCS_STAMP) ## create .venv-gcs with the pinned GCS emulator the tests start
 
-run: setup ## start Redis, Triton, the four services and the gateway on loopback (Ctrl-C stops all)
+# The TypeScript client and the web console: npm packages pinned by their package-lock.json. The
+# console uses the client from its source (one copy of the generated code), so the client's own
+# node_modules must be there too. A stamp per package makes a warm `make console` quick.
+NPM_CI := npm ci --no-audit --no-fund --loglevel=error
+TS_CLIENT := clients/typescript
+TS_STAMP := $(TS_CLIENT)/node_modules/.installed
+CONSOLE_STAMP := console/node_modules/.installed
+CONSOLE_BUILD := console/dist/index.html
+# The bundled sample room and swatches the console offers, written at build time (not committed).
+CONSOLE_SAMPLES := console/public/samples/sample.json
+CONSOLE_SOURCES := $(shell find console/src $(TS_CLIENT)/src -type f 2>/dev/null) \
+	console/index.html console/vite.config.ts console/tsconfig.json $(TS_CLIENT)/package.json
+
+$(TS_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && $(NPM_CI)
+	touch $@
+
+$(CONSOLE_STAMP): console/package.json console/package-lock.json
+	cd console && $(NPM_CI)
+	touch $@
+
+$(CONSOLE_SAMPLES): $(STAMP) devstack/sample_room.py
+	rm -rf $(@D)
+	$(PY) -c 'import sys, pathlib; from devstack.sample_room import write_sample_files; write_sample_files(pathlib.Path(sys.argv[1]))' $(@D)
+
+$(CONSOLE_BUILD): $(TS_STAMP) $(CONSOLE_STAMP) $(CONSOLE_SAMPLES) $(CONSOLE_SOURCES)
+	npm run --prefix console --silent build
+	touch $@
+
+console: $(CONSOLE_BUILD) ## build the web console (console/dist, from the TypeScript client) the gateway serves at /
+
+# The browser tests drive Debian's chromium (never a downloaded build); installed when missing.
+chromium: ## install Debian's chromium for the browser tests when it is missing (as root)
+	@if [[ ! -x /usr/bin/chromium ]]; then \
+	  [[ $$(id -u) == 0 ]] || { echo "/usr/bin/chromium is missing: apt-get install -y chromium (as root)" >&2; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+run: setup console ## start Redis, Triton, the four services and the gateway on loopback (Ctrl-C stops all)
 	$(VENV)/bin/render-stack
 
 demo: setup ## start the stack, render the bundled sample with live progress, stop the stack
 	$(PY) -m devstack.demo
 
-test: setup $(GCS_STAMP) ## run the unit, integration and system tiers
+test: setup $(GCS_STAMP) console chromium ## run the unit, integration, system and browser tiers
 	$(PY) -m pytest -q -m "not gpu and not chaos" $(PYTEST_ARGS)
 
 chaos: setup $(GCS_STAMP) ## kill -9 and restart gateways, stages and Redis under load; long silences; 2,000 watchers
@@ -51,21 +89,25 @@ chaos: setup $(GCS_STAMP) ## kill -9 and restart gateways, stages and Redis unde
 test-unit: setup ## run the unit tests only
 	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
 
-lint: setup ## ruff, mypy and buf lint
+lint: setup $(TS_STAMP) $(CONSOLE_STAMP) ## ruff, mypy, buf lint, and tsc on the TypeScript client and the console
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy gateway services renderkit devstack clients/python/render_client benchmarks tests
 	$(VENV)/bin/buf lint
+	npm run --prefix $(TS_CLIENT) --silent typecheck
+	npm run --prefix console --silent typecheck
 
 breaking: setup ## buf breaking: the public APIs against every earlier version of them in git
 	BUF=$(VENV)/bin/buf scripts/check_breaking.sh
 
-protos: setup ## regenerate gen/python from protos/
+protos: setup $(TS_STAMP) ## regenerate gen/python, clients/python/render and clients/typescript/src/gen from protos/
 	PYTHON=$(PY) scripts/gen_protos.sh
 
+GENERATED := gen/python clients/python/render $(TS_CLIENT)/src/gen
+
 protos-check: protos ## fail if the committed generated code differs from protos/
-	git diff --exit-code -- gen/python clients/python/render
-	test -z "$$(git status --porcelain -- gen/python clients/python/render)"
+	git diff --exit-code -- $(GENERATED)
+	test -z "$$(git status --porcelain -- $(GENERATED))"
 
 bench: setup ## swap latency vs one process; SubmitRender/s vs bare gRPC; job latency vs Celery (installs the bench extra)
 	$(PY) -c 'import celery' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
@@ -82,4 +124,4 @@ models: setup ## export the pretrained segmentation and depth models to ONNX int
 clean: ## remove run data and outputs (not the virtualenv)
 	rm -rf var out
 
-.PHONY: help setup gcs-emulator run demo test chaos test-unit lint breaking protos protos-check bench quality models clean
+.PHONY: help setup gcs-emulator console chromium run demo test chaos test-unit lint breaking protos protos-check bench quality models clean

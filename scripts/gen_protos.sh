@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates the Python code of every proto in protos/ (the one codegen path): the public API
-# (render.v1, render.admin.v1) into the client distribution, clients/python, and the stages'
-# internal APIs into gen/python, which only the servers install.
+# Regenerates the code of every proto in protos/ (the one codegen path): the public API
+# (render.v1, render.admin.v1) into the client distributions, Python in clients/python and
+# TypeScript in clients/typescript/src/gen, and the stages' internal APIs into gen/python, which
+# only the servers install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -24,3 +25,13 @@ mkdir -p gen/python clients/python
 generate clients/python "${PUBLIC[@]}"
 mapfile -t internal < <(cd protos && find render -mindepth 2 -maxdepth 2 -type d | sort | grep -vxF -e render/v1 -e render/admin/v1)
 generate gen/python "${internal[@]}"
+
+# TypeScript: buf runs protoc-gen-es as pinned in clients/typescript/package-lock.json (make protos
+# installs it); the template names the public packages only and cleans its output first.
+BUF=${BUF:-$(dirname "$PY")/buf}
+PLUGIN=clients/typescript/node_modules/.bin/protoc-gen-es
+if [[ ! -x $PLUGIN ]]; then
+  echo "$PLUGIN is missing: run 'npm ci' in clients/typescript (make protos does)" >&2
+  exit 1
+fi
+"$BUF" generate --template clients/typescript/buf.gen.yaml
