@@ -40,10 +40,10 @@ T = TypeVar("T")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests carry the marker of their tier's folder (tests/unit, tests/integration, tests/system,
-    tests/chaos)."""
+    tests/chaos, tests/browser)."""
     for item in items:
         tier = Path(str(item.fspath)).parent.name
-        if tier in ("unit", "integration", "system", "chaos"):
+        if tier in ("unit", "integration", "system", "chaos", "browser"):
             item.add_marker(getattr(pytest.mark, tier))
 
 

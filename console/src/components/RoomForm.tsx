@@ -83,7 +83,7 @@ export function RoomForm({ client }: { client: RenderClient }) {
         <legend className="field-label">Materials</legend>
         {SURFACES.map((s) => (
           <div key={s} className="row-fields">
-            <label className="material-surface">{s}</label>
+            <span className="material-surface">{s}</span>
             <input aria-label={`${s} product`} placeholder="Product name" value={materials[s].name} onChange={(e) => setMaterial(s, "name", e.target.value)} />
             <input
               aria-label={`${s} description`}

@@ -1,0 +1,443 @@
+"""The web console in headless Chromium (Debian's, driven by Playwright) against the embedded stack:
+sign in, pick and upload images, draw the quad, render with live progress, resume a dropped watch,
+field errors next to their controls, signed download links, ListJobs, and a phone-sized screen.
+
+The console must be built first (`make console`, which `make test` does). Screenshots go to the
+test's temporary directory, or to $SCREENSHOTS_DIR (`SCREENSHOTS_DIR=docs/images` refreshes the
+README's)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import struct
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
+
+import pytest
+from PIL import Image
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    Playwright,
+    Position,
+    Route,
+    ViewportSize,
+    sync_playwright,
+)
+
+from devstack.launcher import ROOT, Stack
+from render.v1 import render_service_pb2 as pb
+from render_client.client import RenderClient, material_swap_request
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+CONSOLE = ROOT / "console" / "dist"
+SAMPLES = CONSOLE / "samples"
+DESKTOP = ViewportSize(width=1280, height=900)
+PHONE = ViewportSize(width=390, height=844)
+TIMEOUT_MS = 30_000
+SCREENSHOT_MAX_BYTES = 300 * 1024
+
+
+@pytest.fixture(scope="module")
+def sample() -> dict[str, Any]:
+    """The bundled sample's manifest (photo, swatches, the floor's quad), as the console reads it."""
+    manifest = SAMPLES / "sample.json"
+    if not (CONSOLE / "index.html").exists() or not manifest.exists():
+        pytest.fail("the console is not built: run `make console`")
+    return dict(json.loads(manifest.read_text()))
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Headless Chromium from Debian (never a downloaded build); Playwright gives every launch a
+    fresh profile directory of its own."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make test does)")
+    launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    made = browser.new_context(viewport=DESKTOP, accept_downloads=True)
+    made.set_default_timeout(TIMEOUT_MS)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Iterator[Page]:
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = os.environ.get("SCREENSHOTS_DIR")
+    return Path(target) if target else tmp_path_factory.mktemp("screenshots")
+
+
+def save_screenshot(png: bytes, path: Path) -> None:
+    """Writes a screenshot under the size budget: as taken when it fits, else reduced to a palette."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    while len(png) > SCREENSHOT_MAX_BYTES:
+        out = io.BytesIO()
+        image.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(out, "PNG", optimize=True)
+        png = out.getvalue()
+        image = image.resize((image.width * 7 // 8, image.height * 7 // 8), Image.Resampling.LANCZOS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+
+
+def sign_in(page: Page, stack: Stack, protocol: str = "connect") -> None:
+    page.goto(stack.http_url + "/")
+    page.fill("#credential", stack.api_key)
+    if protocol != "connect":
+        page.click("details.advanced summary")
+        page.select_option("select[aria-label=Protocol]", protocol)
+    page.click("[data-testid=sign-in]")
+    page.wait_for_selector("[data-picker=photo]")
+
+
+def pick_sample(page: Page, picker: str, name: str) -> None:
+    """Takes a bundled sample into a picker and waits until it is uploaded (its thumbnail shows)."""
+    thumbs = page.locator(f"[data-picker={picker}] .thumb")
+    before = thumbs.count() if picker == "swatches" else 0
+    page.click(f"[data-picker={picker}] [data-sample={name}]")
+    thumbs.nth(before).wait_for()
+
+
+def click_photo(canvas: Locator, points: list[tuple[float, float]], tap: bool = False) -> None:
+    """Clicks (or taps) points given in photo pixels on the hint overlay, wherever it is shown."""
+    box = canvas.bounding_box()
+    assert box is not None
+    width, height = float(canvas.get_attribute("data-width") or 0), float(canvas.get_attribute("data-height") or 0)
+    for x, y in points:
+        position = Position(x=x / width * box["width"], y=y / height * box["height"])
+        if tap:
+            canvas.tap(position=position)
+        else:
+            canvas.click(position=position)
+
+
+def start_swap(page: Page, sample: dict[str, Any], corners: list[tuple[float, float]], tap: bool = False) -> Locator:
+    """The sample photo and the oak swatch picked and the corners clicked; returns the hint overlay."""
+    pick_sample(page, "photo", "room")
+    pick_sample(page, "swatches", "oak")
+    canvas = page.locator("[data-testid=hint-canvas]")
+    click_photo(canvas, corners, tap=tap)
+    return canvas
+
+
+def quad(sample: dict[str, Any]) -> list[tuple[float, float]]:
+    return [(float(x), float(y)) for x, y in sample["quad"]]
+
+
+def wait_until_ended(page: Page) -> None:
+    page.wait_for_selector(".job-view[data-state=ended]", timeout=60_000)
+
+
+def step_numbers(page: Page) -> list[int]:
+    return [
+        int(n) for n in page.locator("[data-testid=steps] > li").evaluate_all("els => els.map(e => e.dataset.step)")
+    ]
+
+
+def cursors(page: Page) -> list[str]:
+    return list(page.locator("[data-cursor]").evaluate_all("els => els.map(e => e.dataset.cursor)"))
+
+
+def messages(page: Page) -> list[str]:
+    return list(page.locator("[data-cursor]").all_inner_texts())
+
+
+def test_the_whole_flow_signs_in_uploads_draws_the_quad_renders_and_compares(
+    page: Page, stack: Stack, sample: dict[str, Any], screenshots: Path
+) -> None:
+    sign_in(page, stack)
+    pick_sample(page, "photo", "room")
+    # A swatch uploaded from a file (UploadAsset), and a sample as its variant.
+    page.set_input_files("[data-testid=swatches-file]", str(SAMPLES / sample["swatches"]["oak"]))
+    page.locator("[data-picker=swatches] .thumb").first.wait_for()
+    pick_sample(page, "swatches", "walnut")
+    assert page.locator("[data-picker=swatches] .thumb img").first.evaluate("img => img.naturalWidth") > 0
+    canvas = page.locator("[data-testid=hint-canvas]")
+    click_photo(canvas, quad(sample))
+    assert page.locator("[data-kind=quad]").count() == 4
+    page.click("[data-testid=submit-swap]")
+
+    page.wait_for_url(re.compile(r"#/jobs/"))
+    after = page.locator("[data-testid=after-image]")
+    after.wait_for(timeout=60_000)
+    wait_until_ended(page)
+    steps = step_numbers(page)
+    assert steps == sorted(steps) and {1, 2, 3, 4} <= set(steps), steps
+    assert page.locator(".step.done").count() == len(steps)
+    assert page.locator(".badge[data-state=succeeded]").first.is_visible()
+    # The after image is the full output behind its signed link, loaded as an image.
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=after.element_handle())
+    assert after.get_attribute("src", timeout=1000).startswith(stack.http_url + "/files/")  # type: ignore[union-attr]
+    assert after.evaluate("img => img.naturalWidth") == 1600
+    # The slider: a click at a quarter of the width moves the split there.
+    compare = page.locator("[data-testid=compare]")
+    compare.scroll_into_view_if_needed()
+    box = compare.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] / 2)
+    split = float(page.locator("[data-testid=compare-range]").input_value())
+    assert 20 <= split <= 30, split
+    assert re.search(r"inset\(0(px)? 0(px)? 0(px)? (2\d(\.\d+)?)%\)", after.evaluate("img => img.style.clipPath"))
+    assert page.locator("[data-testid=variants] figure").count() == 2
+    page.evaluate("() => window.scrollTo(0, 0)")
+    save_screenshot(page.screenshot(full_page=False), screenshots / "console-result.png")
+
+
+def envelopes(body: bytes) -> list[tuple[int, bytes]]:
+    """The length-prefixed frames of a Connect or gRPC-web stream: (flags, payload)."""
+    out, position = [], 0
+    while position + 5 <= len(body):
+        flags, size = struct.unpack(">BI", body[position : position + 5])
+        out.append((flags, body[position + 5 : position + 5 + size]))
+        position += 5 + size
+    return out
+
+
+@pytest.mark.parametrize("protocol", ["connect", "grpc-web"])
+def test_a_dropped_watch_resumes_after_the_last_cursor_without_repeating_a_step(
+    context: BrowserContext, page: Page, stack: Stack, sample: dict[str, Any], protocol: str
+) -> None:
+    """The first WatchJob answer is cut after its third event (no end of stream, as a dropped
+    connection ends); the console reconnects from that event's cursor and shows the rest once."""
+    watch_bodies: list[bytes] = []
+    kept = 3
+
+    def cut_first_watch(route: Route) -> None:
+        watch_bodies.append(route.request.post_data_buffer or b"")
+        if len(watch_bodies) > 1:
+            route.continue_()
+            return
+        response = route.fetch()
+        frames = [(flags, data) for flags, data in envelopes(response.body()) if flags == 0]
+        assert len(frames) > kept, "the job ended in too few events to cut the stream"
+        cut = b"".join(struct.pack(">BI", 0, len(data)) + data for _, data in frames[:kept])
+        route.fulfill(status=200, headers=response.headers, body=cut)
+
+    context.route("**/render.v1.RenderService/WatchJob", cut_first_watch)
+    sign_in(page, stack, protocol)
+    start_swap(page, sample, quad(sample))
+    page.click("[data-testid=submit-swap]")
+    wait_until_ended(page)
+    page.wait_for_selector("[data-testid=after-image]")
+
+    assert page.locator("[data-reconnects='1']").count() == 1
+    assert "resumed after 1 dropped connection" in page.inner_text(".connection")
+    seen = cursors(page)
+    assert len(seen) == len(set(seen)), seen
+    # The second watch asked for what followed the third event, by its cursor.
+    assert len(watch_bodies) == 2
+    assert seen[kept - 1].encode() in watch_bodies[1]
+    # A fresh view of the same job (no cut; a new tab signs in again) shows the very same events.
+    context.unroute_all(behavior="wait")
+    fresh = context.new_page()
+    sign_in(fresh, stack, protocol)
+    fresh.goto(page.url)
+    wait_until_ended(fresh)
+    assert cursors(fresh) == seen
+    assert messages(fresh) == messages(page)
+    steps = step_numbers(page)
+    assert steps == sorted(steps) and len(steps) == len(set(steps)), steps
+    fresh.close()
+
+
+def test_invalid_hints_show_the_servers_field_error_next_to_the_hint_control(
+    page: Page, stack: Stack, sample: dict[str, Any]
+) -> None:
+    c = quad(sample)
+    sign_in(page, stack)
+    canvas = start_swap(page, sample, [c[0], c[2], c[1]])
+    page.click("[data-testid=submit-swap]")
+    error = page.locator("[data-control=hints] [data-error-for=hints]")
+    error.wait_for()
+    assert "hints.quad" in error.inner_text() and "exactly 4 points, got 3" in error.inner_text()
+    # The fourth corner makes a bow-tie: corners 2 and 3 are in each other's place.
+    click_photo(canvas, [c[3]])
+    page.click("[data-testid=submit-swap]")
+    page.wait_for_function("() => document.querySelector('[data-error-for=hints]')?.innerText.includes('convex')")
+    # Only the hints are wrong: no other control has an error; the form says where to look.
+    assert page.locator("[data-error-for]").count() == 1
+    assert "see the fields marked above" in page.inner_text(".alert[role=alert]")
+
+    # Edited in place: the last corner deleted and placed again, the crossed two dragged home.
+    handles = page.locator("[data-kind=quad]")
+    handles.nth(3).click()
+    page.click("[data-testid=hint-delete]")
+    assert handles.count() == 3
+    click_photo(canvas, [c[3]])
+    assert handles.count() == 4
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box is not None
+    width, height = float(canvas.get_attribute("data-width") or 0), float(canvas.get_attribute("data-height") or 0)
+
+    def drag(start: tuple[float, float], end: tuple[float, float]) -> None:
+        page.mouse.move(box["x"] + start[0] / width * box["width"], box["y"] + start[1] / height * box["height"])
+        page.mouse.down()
+        page.mouse.move(box["x"] + end[0] / width * box["width"], box["y"] + end[1] / height * box["height"], steps=4)
+        page.mouse.up()
+
+    middle = ((c[1][0] + c[2][0]) / 2, (c[1][1] + c[2][1]) / 2 + 40)
+    drag(c[2], middle)  # out of the way first, so the next drag grabs the right handle
+    drag(c[1], c[2])
+    drag(middle, c[1])
+    placed = handles.evaluate_all("els => els.map(e => [Number(e.getAttribute('cx')), Number(e.getAttribute('cy'))])")
+    for (x, y), (ex, ey) in zip(placed, c, strict=True):
+        assert abs(x - ex) < 3 and abs(y - ey) < 3, (placed, c)
+    page.click("[data-testid=submit-swap]")
+    page.wait_for_url(re.compile(r"#/jobs/"))
+    wait_until_ended(page)
+    assert page.locator(".badge[data-state=succeeded]").first.is_visible()
+
+
+@pytest.fixture(scope="module")
+def finished_job(stack: Stack, sample: dict[str, Any]) -> pb.Job:
+    """A material swap of the sample made over gRPC with the console's key (so its tenant's)."""
+    photo, swatch = SAMPLES / sample["photo"], SAMPLES / sample["swatches"]["tile"]
+    with RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
+        request = material_swap_request(photo, swatch, quad=quad(sample))
+        done = client.wait(client.submit(request).job.id, timeout=60)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    return done
+
+
+def tampered(url: str) -> list[str]:
+    """The link with its signature changed, and with its expiry moved later."""
+    parts = urlparse(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    signature = query["sig"]
+    bad_signature = {**query, "sig": ("A" if signature[0] != "A" else "B") + signature[1:]}
+    later = {**query, "expires": str(int(query["expires"]) + 3600)}
+    return [urlunparse(parts._replace(query=urlencode(q))) for q in (bad_signature, later)]
+
+
+def test_download_links_download_and_a_tampered_one_is_refused(
+    page: Page, stack: Stack, finished_job: pb.Job, tmp_path: Path
+) -> None:
+    sign_in(page, stack)
+    page.goto(f"{stack.http_url}/#/jobs/{finished_job.id}")
+    wait_until_ended(page)
+    full = next(o for o in finished_job.result.outputs if o.name == "full")
+    link = page.locator("[data-output=full] [data-testid=download-link]")
+    href = link.get_attribute("href") or ""
+    assert href.startswith(stack.http_url + "/files/")
+    with page.expect_download() as downloading:
+        link.click()
+    saved = tmp_path / "full.jpg"
+    downloading.value.save_as(saved)
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == full.sha256
+    for bad in tampered(href):
+        assert page.request.get(bad).status == 403, bad
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bad, timeout=10)
+        assert refused.value.code == 403
+    # The API fallback (GetOutput, streamed) gives the same bytes.
+    with page.expect_download() as downloading:
+        page.click("[data-output=full] button:has-text('Via API')")
+    downloading.value.save_as(saved)
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == full.sha256
+
+
+def test_the_job_list_pages_through_jobs_and_opens_one(page: Page, stack: Stack, finished_job: pb.Job) -> None:
+    sign_in(page, stack)
+    page.click("nav >> text=Jobs")
+    rows = page.locator("[data-testid=job-list] a")
+    rows.first.wait_for()
+    listed = rows.count()
+    assert 1 <= listed <= 10
+    if page.locator("[data-testid=load-more]").count():
+        page.click("[data-testid=load-more]")
+        page.wait_for_function(f"() => document.querySelectorAll('[data-testid=job-list] a').length > {listed}")
+    ids = rows.evaluate_all("els => els.map(e => e.dataset.jobId)")
+    assert len(ids) == len(set(ids)) and finished_job.id in ids
+    page.click(f"[data-testid=job-list] a[data-job-id='{finished_job.id}']")
+    wait_until_ended(page)
+    assert page.locator(".badge[data-state=succeeded]").first.is_visible()
+    page.locator("[data-testid=after-image]").wait_for()
+
+
+def test_room_render_dry_run_and_texture_edit_forms_submit(page: Page, stack: Stack) -> None:
+    sign_in(page, stack)
+    page.click("nav >> text=Room")
+    page.click("button:has-text('Render the room')")
+    wait_until_ended(page)
+    assert page.locator(".badge[data-state=succeeded]").first.is_visible()
+    assert "living room" in page.inner_text("[data-testid=generation] .prompt").lower()
+    page.click("nav >> text=Texture")
+    page.click("button:has-text('Edit the texture')")  # no texture, no prompt: refused field by field
+    page.locator("[data-error-for=texture]").wait_for()
+    page.click("[data-picker=texture] [data-sample=oak]")
+    page.locator("[data-picker=texture] .thumb").wait_for()
+    page.fill("#prompt", "a darker walnut stain")
+    page.click("button:has-text('Edit the texture')")
+    wait_until_ended(page)
+    assert page.locator(".badge[data-state=succeeded]").first.is_visible()
+
+
+def no_horizontal_overflow(page: Page) -> bool:
+    return bool(page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+def test_a_phone_sized_screen_scrolls_only_vertically_and_takes_touch_hints(
+    browser: Browser, stack: Stack, sample: dict[str, Any], screenshots: Path
+) -> None:
+    phone = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    phone.set_default_timeout(TIMEOUT_MS)
+    page = phone.new_page()
+    try:
+        sign_in(page, stack)
+        assert no_horizontal_overflow(page)
+        start_swap(page, sample, quad(sample), tap=True)
+        assert page.locator("[data-kind=quad]").count() == 4
+        assert no_horizontal_overflow(page)
+        submit = page.locator("[data-testid=submit-swap]")
+        submit.scroll_into_view_if_needed()
+        assert submit.is_visible() and submit.is_enabled()
+        submit.tap()
+        page.locator("[data-testid=after-image]").wait_for(timeout=60_000)
+        wait_until_ended(page)
+        assert no_horizontal_overflow(page)
+        # The result at the top of the screen, under the sticky header.
+        page.evaluate(
+            """() => window.scrollTo(0, document.querySelector('[data-testid=result]').getBoundingClientRect().top
+                + window.scrollY - document.querySelector('.topbar').offsetHeight - 12)"""
+        )
+        save_screenshot(page.screenshot(full_page=False), screenshots / "console-phone.png")
+    finally:
+        phone.close()
