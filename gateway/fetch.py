@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import http.client
 import ipaddress
 import os
@@ -28,8 +29,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
+
+T = TypeVar("T")
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _TIMED_OUT = "the download timed out"
@@ -46,7 +49,13 @@ AddressInfo = tuple[Any, Any, int, str, tuple[Any, ...]]
 
 
 class DownloadError(RuntimeError):
-    """A URL could not be downloaded, or was refused."""
+    """A URL could not be downloaded (or posted to), or was refused. `kind` says which way, for
+    callers that report it: invalid_url, address_refused, timeout, connection, tls,
+    invalid_response or failed."""
+
+    def __init__(self, message: str, kind: str = "failed") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _networks(*cidrs: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -176,12 +185,51 @@ async def fetch_async(url: str, policy: FetchPolicy) -> bytes:
     return await asyncio.get_running_loop().run_in_executor(_DOWNLOADS, _fetch_until, url, policy, deadline)
 
 
+@dataclass(frozen=True)
+class PostResponse:
+    """What a receiver answered a POST: its status and, when it sent one, its Retry-After (s)."""
+
+    status: int
+    retry_after_s: float | None = None
+
+
+def post(
+    url: str, body: bytes, headers: dict[str, str], policy: FetchPolicy, max_response_bytes: int = 64 * 1024
+) -> PostResponse:
+    """POSTs a body to a URL under the same rules as a download (every address that is not globally
+    routable refused unless the policy allows private ones, checked on the address connected to;
+    the whole request within the policy's timeout), following no redirect: a 3xx is an answer like
+    any other. At most `max_response_bytes` of the answer's body are read, and dropped."""
+    deadline = time.monotonic() + policy.timeout_s
+    problem = url_problem(url, policy.allow_private, policy.refuse)
+    if problem:
+        raise _refusal(problem)
+    return _to_checked_address(
+        url,
+        policy,
+        deadline,
+        lambda sock, watchdog, host, port, target: _post_exchange(
+            sock, watchdog, host, port, target, body, headers, max_response_bytes, deadline
+        ),
+    )
+
+
+def _refusal(problem: str) -> DownloadError:
+    """A URL refused from its text (url_problem): its address, or its form."""
+    return DownloadError(problem, "address_refused" if problem.startswith("the URL points to") else "invalid_url")
+
+
 def _fetch_until(url: str, policy: FetchPolicy, deadline: float) -> bytes:
     for _ in range(policy.max_redirects + 1):
         problem = url_problem(url, policy.allow_private, policy.refuse)
         if problem:
-            raise DownloadError(problem)
-        status, location, body = _get_once(url, policy, deadline)
+            raise _refusal(problem)
+        status, location, body = _to_checked_address(
+            url,
+            policy,
+            deadline,
+            lambda sock, watchdog, host, port, target: _exchange(sock, watchdog, host, port, target, policy, deadline),
+        )
         if status in _REDIRECTS:
             if not location:
                 raise DownloadError(f"HTTP {status} without a Location")
@@ -196,7 +244,7 @@ def _fetch_until(url: str, policy: FetchPolicy, deadline: float) -> bytes:
 def _remaining(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise DownloadError(_TIMED_OUT)
+        raise DownloadError(_TIMED_OUT, "timeout")
     return left
 
 
@@ -214,9 +262,9 @@ def _resolve(host: str, port: int, policy: FetchPolicy, deadline: float) -> Sequ
         return future.result(timeout=_remaining(deadline))
     except concurrent.futures.TimeoutError:
         future.cancel()
-        raise DownloadError(_TIMED_OUT) from None
+        raise DownloadError(_TIMED_OUT, "timeout") from None
     except (OSError, UnicodeError):
-        raise DownloadError(f"the host {host} could not be resolved") from None
+        raise DownloadError(f"the host {host} could not be resolved", "connection") from None
 
 
 class _Watchdog:
@@ -252,7 +300,13 @@ class _Watchdog:
             self._fd = -1
 
 
-def _get_once(url: str, policy: FetchPolicy, deadline: float) -> tuple[int, str, bytes]:
+# One request and its answer over a socket connected to a checked address:
+# (socket, watchdog, host, port, target) -> the answer.
+Exchange = Callable[[socket.socket, "_Watchdog", str, int, str], T]
+
+
+def _to_checked_address(url: str, policy: FetchPolicy, deadline: float, exchange: Exchange[T]) -> T:
+    """The answer of the first of the URL's addresses that is allowed and can be connected to."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     https = parts.scheme == "https"
@@ -265,23 +319,26 @@ def _get_once(url: str, policy: FetchPolicy, deadline: float) -> tuple[int, str,
         if reason:
             refused = f"the host {host} resolves to {reason}"
             continue
-        answer = _get_from(socket.socket(family, kind, proto), sockaddr, host, port, https, target, policy, deadline)
+        sock = socket.socket(family, kind, proto)
+        answer = _over_connection(sock, sockaddr, host, port, https, target, deadline, exchange)
         if answer is not None:
-            return answer
-    raise DownloadError(refused or "could not connect to the URL's server")
+            return answer[0]
+    if refused:
+        raise DownloadError(refused, "address_refused")
+    raise DownloadError("could not connect to the URL's server", "connection")
 
 
-def _get_from(
+def _over_connection(
     sock: socket.socket,
     sockaddr: tuple[Any, ...],
     host: str,
     port: int,
     https: bool,
     target: str,
-    policy: FetchPolicy,
     deadline: float,
-) -> tuple[int, str, bytes] | None:
-    """The response of one checked address, or None when it cannot be connected to."""
+    exchange: Exchange[T],
+) -> tuple[T] | None:
+    """The answer of one checked address (in a 1-tuple), or None when it cannot be connected to."""
     watchdog = _Watchdog(sock, deadline)
     try:
         try:
@@ -289,7 +346,7 @@ def _get_from(
             sock.connect(sockaddr)
         except OSError:
             if watchdog.fired or time.monotonic() >= deadline:
-                raise DownloadError(_TIMED_OUT) from None
+                raise DownloadError(_TIMED_OUT, "timeout") from None
             return None  # the next address, if any
         try:
             if https:
@@ -300,11 +357,11 @@ def _get_from(
                 )
                 sock.settimeout(_remaining(deadline))
                 sock.do_handshake()  # type: ignore[attr-defined]
-            return _exchange(sock, watchdog, host, port, target, policy, deadline)
+            return (exchange(sock, watchdog, host, port, target),)
         except (OSError, http.client.HTTPException) as exc:
             if watchdog.fired or time.monotonic() >= deadline or isinstance(exc, TimeoutError):
-                raise DownloadError(_TIMED_OUT) from None
-            raise DownloadError(_failure(exc)) from None
+                raise DownloadError(_TIMED_OUT, "timeout") from None
+            raise DownloadError(*_failure(exc)) from None
     finally:
         watchdog.disarm()
         sock.close()
@@ -343,20 +400,57 @@ def _exchange(
             raise DownloadError(f"the file is more than {policy.max_bytes:,} bytes")
         chunks.append(chunk)
     if watchdog.fired:  # a body without a length ends at the shutdown as if complete
-        raise DownloadError(_TIMED_OUT)
+        raise DownloadError(_TIMED_OUT, "timeout")
     return 200, "", b"".join(chunks)
 
 
-def _failure(exc: OSError | http.client.HTTPException) -> str:
-    """A failed exchange in words safe to show (no library class names or internal addresses)."""
+def _post_exchange(
+    sock: socket.socket,
+    watchdog: _Watchdog,
+    host: str,
+    port: int,
+    target: str,
+    body: bytes,
+    headers: dict[str, str],
+    max_response_bytes: int,
+    deadline: float,
+) -> PostResponse:
+    """A POST and its answer over a socket connected to a checked address; the answer's body is
+    read up to a bound (so the connection ends cleanly) and dropped."""
+    conn = http.client.HTTPConnection(host, port)
+    conn.sock = sock  # already connected to the checked address
+    sock.settimeout(_remaining(deadline))
+    conn.request(
+        "POST", target, body=body, headers={"User-Agent": "render-pipeline/0.1", "Connection": "close", **headers}
+    )
+    response = conn.getresponse()  # a status line or headers trickled in end at the watchdog
+    if watchdog.fired:
+        raise DownloadError(_TIMED_OUT, "timeout")
+    retry_after = response.getheader("Retry-After") or ""
+    answer = PostResponse(response.status, float(retry_after) if retry_after.isdigit() else None)
+    # The status is the answer: a body that is slow, long or cut short changes nothing.
+    with contextlib.suppress(OSError, http.client.HTTPException, DownloadError):
+        read = 0
+        while read < max_response_bytes:
+            sock.settimeout(_remaining(deadline))
+            chunk = response.read1(min(65536, max_response_bytes - read))
+            if not chunk:
+                break
+            read += len(chunk)
+    return answer
+
+
+def _failure(exc: OSError | http.client.HTTPException) -> tuple[str, str]:
+    """A failed exchange in words safe to show (no library class names or internal addresses), and
+    its kind."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return "the server's TLS certificate could not be verified"
+        return "the server's TLS certificate could not be verified", "tls"
     if isinstance(exc, ssl.SSLError):
-        return "the TLS handshake with the server failed"
+        return "the TLS handshake with the server failed", "tls"
     if isinstance(exc, http.client.IncompleteRead):
-        return "the server closed the connection before the whole file arrived"
+        return "the server closed the connection before the whole file arrived", "connection"
     if isinstance(exc, ConnectionError | http.client.RemoteDisconnected):
-        return "the server closed the connection"
+        return "the server closed the connection", "connection"
     if isinstance(exc, http.client.HTTPException):
-        return "the server's answer is not valid HTTP"
-    return "the download failed"
+        return "the server's answer is not valid HTTP", "invalid_response"
+    return "the download failed", "failed"
