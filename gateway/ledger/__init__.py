@@ -1,5 +1,6 @@
 """The Redis job ledger: jobs and their state machine, event streams, dispatch (per-tenant queues,
-fair takes, leases), tenants' limits and credits, uploaded assets.
+fair takes, leases), tenants' limits and credits, uploaded assets, webhooks (endpoints, secrets,
+the delivery queue).
 
 Scripts live in scripts/*.lua (registered once per client, idempotent under retry), every key and
 channel in keys.py, connections and the retry rule in connection.py.
@@ -20,17 +21,22 @@ from gateway.ledger.tenants import (
     TenantLimits,
     TenantUsage,
 )
+from gateway.ledger.webhooks import Attempt, Delivery, Endpoint, EndpointLimit, Secrets, Webhooks
 from gateway.ledger.work import WorkQueue
 
 
-class Ledger(Jobs, EventLog, WorkQueue, TenantPolicies, Credits, Assets):
+class Ledger(Jobs, EventLog, WorkQueue, TenantPolicies, Credits, Assets, Webhooks):
     """The job ledger over one Redis client: jobs, their events, dispatch, tenants' limits and
-    credits, uploaded assets."""
+    credits, uploaded assets, webhook endpoints and deliveries."""
 
 
 __all__ = [
     "AssetQuotaExceeded",
+    "Attempt",
     "CreditEntry",
+    "Delivery",
+    "Endpoint",
+    "EndpointLimit",
     "InsufficientCredits",
     "Ledger",
     "LedgerError",
@@ -41,6 +47,7 @@ __all__ = [
     "QueueFull",
     "QuotaExceeded",
     "RateLimited",
+    "Secrets",
     "State",
     "StoredAsset",
     "StoredJob",

@@ -47,6 +47,9 @@ class LedgerBase:
         self.redis = client
         self.defaults = tenant_defaults or TenantLimits()
         self.retention_ms = int(retention_s * 1000)
+        # How long a webhook delivery is kept: the job retention, or its retry schedule when longer
+        # (set by whoever runs the deliveries).
+        self.webhook_ttl_ms = self.retention_ms
         self.queue_limit = queue_limit
         self.retry_s = retry_s
         # Script calls share one pipelined connection (see pipelining); other commands use the pool.

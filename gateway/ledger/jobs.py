@@ -55,6 +55,12 @@ class NotOwner(LedgerError):
 # annotated Any where they are unpacked.
 
 
+# Webhooks (queued by transition.lua): progress at most once a second per job, and at most this
+# many start and progress deliveries per job (its completion always goes).
+WEBHOOK_PROGRESS_INTERVAL_MS = 1000
+WEBHOOK_MOST_PER_JOB = 100
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -80,6 +86,10 @@ class NewJob:
     idempotency_key: str
     total_steps: int
     parent_job_id: str = ""
+    # The webhook set on the request (a batch's room: its batch's, for its completion), which the
+    # transition script queues deliveries to; events as "start,progress,completed".
+    webhook_url: str = ""
+    webhook_events: str = ""
     credits_base: int = 0  # the price's base (what a cancel after the start keeps)
     credits_reserved: int = 0  # what the submit reserves from the tenant's credits (0: nothing)
     created_ms: int = 0  # 0: when it is recorded
@@ -160,6 +170,8 @@ class Jobs(LedgerBase):
         ]  # fmt: skip
         optional: tuple[tuple[str, str | int], ...] = (
             ("inputs", json.dumps(dict(new.inputs)) if new.inputs else ""),
+            ("webhook_url", new.webhook_url),
+            ("webhook_events", new.webhook_events),
             ("project_id", new.project_id),
             ("user_id", new.user_id),
             ("idempotency_key", idem_key),
@@ -308,7 +320,7 @@ class Jobs(LedgerBase):
             step=stored.job.step,
             progress=stored.job.progress,
         )
-        await self._apply(job_id, owner, "", event, {"message": message, "updated_ms": ms})
+        await self._apply(job_id, owner, "", event, {"message": message, "updated_ms": ms}, webhook="start")
         return stored
 
     async def progress(
@@ -351,6 +363,7 @@ class Jobs(LedgerBase):
                 "message": message,
                 "updated_ms": ms,
             },
+            webhook="progress",
         )
 
     async def succeed(self, job_id: str, owner: str, result: pb.JobResult, total_steps: int, charge: int = 0) -> None:
@@ -437,7 +450,10 @@ class Jobs(LedgerBase):
         event: pb.JobEvent,
         fields: Mapping[str, str | bytes | int | float],
         charge: str = "0",
+        webhook: str = "",
     ) -> None:
+        """One transition.lua call; `webhook` is the event's webhook category ("start", "progress";
+        an end is always "completed"), whose deliveries the script queues."""
         flat: list[str | bytes | int | float] = []
         for k, v in fields.items():
             flat += [k, v]
@@ -451,6 +467,8 @@ class Jobs(LedgerBase):
                     keys.checkpoints(job_id),
                     keys.RUNNING,
                     keys.WAITING_DISPATCHERS,
+                    keys.WEBHOOKS_DUE,
+                    keys.job_webhooks(job_id),
                 ],
                 args=[
                     job_id,
@@ -467,6 +485,15 @@ class Jobs(LedgerBase):
                     keys.CREDITS_BALANCE_TEMPLATE,
                     keys.CREDITS_RESERVED_TEMPLATE,
                     keys.CREDITS_LOG_TEMPLATE,
+                    webhook,
+                    event.time.ToMilliseconds(),
+                    keys.WEBHOOK_ENDPOINTS_TEMPLATE,
+                    keys.WEBHOOK_DELIVERY_TEMPLATE,
+                    keys.JOB_WEBHOOKS_TEMPLATE,
+                    keys.WEBHOOKS_CHANNEL,
+                    self.webhook_ttl_ms,
+                    WEBHOOK_PROGRESS_INTERVAL_MS,
+                    WEBHOOK_MOST_PER_JOB,
                     *flat,
                 ],
             )

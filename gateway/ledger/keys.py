@@ -22,6 +22,10 @@ REVOKED_KEYS_CHANNEL = "apikeys:revoked"
 # stack publishes nothing per submit.
 WORK_CHANNEL = "jobs:work"
 WAITING_DISPATCHERS = "dispatch:waiting"
+# Webhooks: every pending delivery by when it is due (ms), claimed by moving it a lease ahead; and
+# the channel the scripts that queue deliveries announce them on, so idle delivery workers look now.
+WEBHOOKS_DUE = "webhooks:due"
+WEBHOOKS_CHANNEL = "webhooks:notice"
 
 # Per-tenant keys that scripts find from a tenant or job id read inside them, as templates ("%s"
 # is the id); every name below is what the functions return.
@@ -33,6 +37,10 @@ TENANT_LIMITS_TEMPLATE = "tenant:%s:limits"
 CREDITS_BALANCE_TEMPLATE = "credits:%s:balance"
 CREDITS_RESERVED_TEMPLATE = "credits:%s:reserved"
 CREDITS_LOG_TEMPLATE = "credits:%s:log"
+WEBHOOK_ENDPOINTS_TEMPLATE = "tenant:%s:webhooks"
+WEBHOOK_SECRETS_TEMPLATE = "tenant:%s:webhook_secrets"
+WEBHOOK_DELIVERY_TEMPLATE = "webhook:%s"
+JOB_WEBHOOKS_TEMPLATE = "job:%s:webhooks"
 
 
 def job(job_id: str) -> str:
@@ -144,3 +152,25 @@ def asset(tenant: str, asset_id: str) -> str:
 def tenant_assets(tenant: str) -> str:
     """The sorted set of a tenant's assets by expiry (ms); its asset quota counts them."""
     return f"tenant:{tenant}:assets"
+
+
+def webhook_endpoints(tenant: str) -> str:
+    """The hash of a tenant's webhook endpoints: endpoint id -> its configuration (JSON: url,
+    events, description, created_ms, disabled), which the transition script reads."""
+    return WEBHOOK_ENDPOINTS_TEMPLATE % tenant
+
+
+def webhook_secrets(tenant: str) -> str:
+    """The hash of a tenant's webhook signing secrets: "tenant" (the webhooks set on requests) or
+    "endpoint:{id}" -> JSON {current, previous, previous_until_ms}."""
+    return WEBHOOK_SECRETS_TEMPLATE % tenant
+
+
+def webhook_delivery(delivery_id: str) -> str:
+    """The hash of one webhook delivery: its target, event, status, claim and attempts."""
+    return WEBHOOK_DELIVERY_TEMPLATE % delivery_id
+
+
+def job_webhooks(job_id: str) -> str:
+    """The list of a job's webhook delivery ids, oldest first (a batch's also holds its rooms')."""
+    return JOB_WEBHOOKS_TEMPLATE % job_id

@@ -1,14 +1,21 @@
 -- Moves a job: progress of a running job, or its one terminal state.
--- KEYS: job, events, active set, checkpoints, running (all), waiting dispatchers
+-- KEYS: job, events, active set, checkpoints, running (all), waiting dispatchers, webhooks due, the
+--       job's webhook deliveries
 -- ARGV: 1 job_id, 2 owner ('' = anyone), 3 new_state ('' = unchanged), 4 retention_ms, 5 event,
 --       6 op, 7 the job's notice channel, 8 work channel, 9 tenant running template, 10 tenant active
 --       template, 11 the credits the end charges ('cancel': by the job's state), 12 credit balance
---       template, 13 credits reserved template, 14 credit log template, then fields and values.
+--       template, 13 credits reserved template, 14 credit log template, 15 the event's webhook
+--       category ('start', 'progress'; an end is 'completed'), 16 now_ms, 17 webhook endpoints
+--       template, 18 webhook delivery template, 19 job webhooks template, 20 webhooks channel,
+--       21 a delivery's ttl_ms, 22 ms between progress deliveries, 23 most start and progress
+--       deliveries per job, then fields and values.
 -- A terminal job never moves again; a dispatcher that is no longer the owner cannot write. Each call
 -- carries an operation id: repeating it (a retry after a lost reply) changes nothing. The end frees
 -- the job's concurrency slot and its place in the tenant's quota, and settles its credits, in the
 -- same step: it happens once, so a job is charged once and refunded at most once. What it charges
 -- is never more than it reserved; a cancelled job pays nothing if it had not started, else its base.
+-- The event's webhook deliveries are queued in the same step (lib/webhooks.lua): an end, once.
+-- include: webhooks
 local function terminal(s) return s == 'SUCCEEDED' or s == 'FAILED' or s == 'CANCELLED' end
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
@@ -16,11 +23,20 @@ if redis.call('HGET', KEYS[1], 'op') == ARGV[6] then return 'ok' end
 if terminal(state) then return 'terminal' end
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 'not_owner' end
 local fields = {'op', ARGV[6]}
-for i = 15, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 24, #ARGV do fields[#fields + 1] = ARGV[i] end
 if ARGV[3] ~= '' then fields[#fields + 1] = 'state'; fields[#fields + 1] = ARGV[3] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('XADD', KEYS[2], '*', 'event', ARGV[5])
-if ARGV[3] ~= '' and terminal(ARGV[3]) then
+local ending = ARGV[3] ~= '' and terminal(ARGV[3])
+local category = ARGV[15]
+if ending then category = 'completed' end
+if category ~= '' then
+  queue_webhooks({job_key = KEYS[1], job_id = ARGV[1], category = category, event = ARGV[5], now = tonumber(ARGV[16]),
+    due = KEYS[7], list_key = KEYS[8], endpoints_template = ARGV[17], delivery_template = ARGV[18],
+    list_template = ARGV[19], channel = ARGV[20], ttl_ms = tonumber(ARGV[21]), progress_ms = tonumber(ARGV[22]),
+    most = tonumber(ARGV[23])})
+end
+if ending then
   local tenant = redis.call('HGET', KEYS[1], 'tenant')
   local reserved = tonumber(redis.call('HGET', KEYS[1], 'credits_reserved') or '0')
   if reserved > 0 then
@@ -46,6 +62,7 @@ if ARGV[3] ~= '' and terminal(ARGV[3]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
   redis.call('PEXPIRE', KEYS[4], ARGV[4])
+  redis.call('PEXPIRE', KEYS[8], math.max(tonumber(ARGV[4]), tonumber(ARGV[21])))
   local idem = redis.call('HGET', KEYS[1], 'idempotency_key')
   if idem and idem ~= '' then redis.call('PEXPIRE', idem, ARGV[4]) end
   if redis.call('ZCARD', KEYS[6]) > 0 then redis.call('PUBLISH', ARGV[8], tenant) end
