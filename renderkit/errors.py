@@ -43,7 +43,8 @@ _LEAKS = [
     (re.compile(r"\b(?:[a-z_][a-z0-9_]*\.)+[A-Z][A-Za-z0-9_]*(?:Error|Exception|Exceeded|Timeout)\b"), "an error"),
     (re.compile(r"\b(?:[A-Z][a-z0-9]+)+(?:Error|Exception)\b"), "an error"),
     (re.compile(r"\b(?:file|unix|ipv4|ipv6|dns):/*[^\s,;'\")]*"), "an address"),
-    (re.compile(r"\[[0-9a-fA-F:.]+\](?::\d+)?"), "an address"),
+    # An IPv6 address in brackets has a colon; a field index ("events[0]") has none.
+    (re.compile(r"\[[0-9a-fA-F.]*:[0-9a-fA-F:.]*\](?::\d+)?"), "an address"),
     (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "an address"),
     (re.compile(r"\blocalhost:\d+\b"), "an address"),
     (re.compile(r"(?<![\w.:/])(?:/[\w.@+~-]+){2,}/?"), "a path"),

@@ -90,11 +90,16 @@ def test_safe_message_removes_what_a_caller_must_not_see() -> None:
         ("could not read /var/lib/render/storage/uploads/x: gone", "/var/lib"),
         ("ValueError: bad", "ValueError"),
         ("Traceback (most recent call last):\n  File x", "Traceback"),
+        ("connect to [fd00::7]:6379 failed", "fd00::7"),
     ]
     for text, secret in leaky:
         assert secret not in safe_message(text), text
     # Ordinary messages pass unchanged, long ones are bounded.
-    for text in ("material_swap.photo.url: the server answered HTTP 404", "Step 2/4: estimating geometry"):
+    for text in (
+        "material_swap.photo.url: the server answered HTTP 404",
+        "Step 2/4: estimating geometry",
+        "webhook.events[0]: name STARTED, PROGRESS or COMPLETED",
+    ):
         assert safe_message(text) == text
     assert len(safe_message("x" * 10_000)) <= 500
 
