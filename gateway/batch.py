@@ -16,6 +16,7 @@ from gateway.context import JobContext, JobFailure
 from gateway.ledger import LimitError, NewJob, QueueFull, StoredJob
 from gateway.ledger.jobs import new_job_id
 from gateway.requests import SURFACES
+from gateway.webhooks import events as webhook_events
 from render.v1 import render_service_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ def child_request(ctx: JobContext, index: int) -> tuple[pb.SubmitRenderRequest, 
 async def submit_child(ctx: JobContext, index: int) -> str | None:
     """Submits one room; None when the queue or the tenant's quota is full (the batch tries again later)."""
     request, inputs = child_request(ctx, index)
+    # A room's completion goes to its batch's webhook (as batch.room.completed); its start and
+    # progress do not.
+    hook = ctx.request.webhook
+    rooms_hooked = bool(hook.url) and "completed" in webhook_events.categories(hook.events)
     new = NewJob(
         job_id=new_job_id(),
         tenant=ctx.tenant,
@@ -68,6 +73,8 @@ async def submit_child(ctx: JobContext, index: int) -> str | None:
         project_id=request.project_id,
         user_id=request.user_id,
         idempotency_key=f"batch-{ctx.job_id}-{index}",
+        webhook_url=hook.url if rooms_hooked else "",
+        webhook_events="completed" if rooms_hooked else "",
         total_steps=3,
         parent_job_id=ctx.job_id,
     )

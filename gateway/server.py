@@ -34,6 +34,7 @@ from gateway.settings import GatewaySettings, HttpSettings
 from gateway.stages import StageClients
 from gateway.subscriptions import Subscriptions
 from gateway.watch import EventHub
+from gateway.webhooks.worker import DeliveryWorker, delivery_ttl_ms
 from render.admin.v1 import admin_service_pb2 as admin_pb
 from render.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from render.v1 import render_service_pb2 as pb
@@ -51,6 +52,11 @@ METHOD_SCOPES = {
         f"/{SERVICE_NAME}/{m}": Scope.READ
         for m in ("GetJob", "WatchJob", "ListJobs", "GetBalance", "ListCreditEntries", "GetOutput")
     },
+    **{
+        f"/{SERVICE_NAME}/{m}": Scope.RENDER
+        for m in ("CreateWebhookEndpoint", "DeleteWebhookEndpoint", "RotateWebhookSecret")
+    },
+    **{f"/{SERVICE_NAME}/{m}": Scope.READ for m in ("ListWebhookEndpoints", "ListWebhookDeliveries")},
     **{
         f"/{ADMIN_SERVICE}/{m}": Scope.ADMIN
         for m in ("CreateApiKey", "ListApiKeys", "RevokeApiKey", "GetTenant", "UpdateTenantLimits", "GrantCredits")
@@ -101,6 +107,7 @@ def create_server(settings: GatewaySettings) -> Gateway:
         retry_s=settings.redis_retry_s,
         tenant_defaults=settings.tenant_defaults,
     )
+    ledger.webhook_ttl_ms = delivery_ttl_ms(settings.webhooks, settings.retention_s)
     storage = open_storage(settings.storage_url)
     stages = StageClients.connect(
         settings.segmentation_addr,
@@ -148,7 +155,9 @@ def create_server(settings: GatewaySettings) -> Gateway:
         settings.http.asset_quota,
         settings.retention_s,
     )
-    servicer = RenderServicer(ledger, storage, settings.limits, hub, settings.prices, assets=assets, links=links)
+    servicer = RenderServicer(
+        ledger, storage, settings.limits, hub, settings.prices, assets=assets, links=links, webhooks=settings.webhooks
+    )
     admin = AdminServicer(api_keys, ledger)
 
     def register(server: grpc.aio.Server) -> None:
@@ -188,6 +197,10 @@ def create_server(settings: GatewaySettings) -> Gateway:
     if dispatcher is not None:
         edge.when_ready(dispatcher.start)
         edge.on_drain.append(lambda: dispatcher.stop(settings.grace_seconds))
+    # Webhook deliveries: a worker in every replica, from when Redis first answers until the drain.
+    deliveries = DeliveryWorker(ledger, settings.webhooks, settings.fetch, links, subscriptions)
+    edge.when_ready(deliveries.start)
+    edge.on_drain.append(lambda: deliveries.stop(settings.grace_seconds))
     edge.on_drain.append(hub.drain)
     edge.on_close.append(subscriptions.stop)
     edge.on_close.append(stages.close)

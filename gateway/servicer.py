@@ -32,8 +32,11 @@ from gateway.links import OutputLinks
 from gateway.metrics import CREDITS_MOVED, JOBS_ENDED
 from gateway.pricing import Price, PriceTable, price_of
 from gateway.requests import image_fields, plan_steps
+from gateway.settings import WebhookSettings
 from gateway.validation import Limits, validate_submit
 from gateway.watch import EventHub
+from gateway.webhooks import events as webhook_events
+from gateway.webhooks.api import WebhookMethods
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit import telemetry
@@ -62,8 +65,8 @@ def _shed(exc: QueueFull | LimitError, tenant: str) -> tuple[str, float]:
     return f"the render queue is full ({exc}); retry later", 5.0
 
 
-class RenderServicer(pb_grpc.RenderServiceServicer):
-    """The public API."""
+class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
+    """The public API (the webhook methods come from gateway/webhooks/api.py)."""
 
     def __init__(
         self,
@@ -75,7 +78,9 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         *,
         assets: AssetStore,
         links: OutputLinks,
+        webhooks: WebhookSettings | None = None,
     ) -> None:
+        self.webhooks = webhooks or WebhookSettings()
         self.ledger = ledger
         self.storage = storage
         self.limits = limits
@@ -163,6 +168,8 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
             project_id=request.project_id,
             user_id=request.user_id,
             idempotency_key=request.idempotency_key,
+            webhook_url=request.webhook.url,
+            webhook_events=webhook_events.stored(request.webhook.events) if request.webhook.url else "",
             total_steps=plan_steps(request),
             credits_base=price.base,
             credits_reserved=price.reserved,

@@ -58,6 +58,49 @@ class HttpSettings:
         )
 
 
+# Waits before each retry of a webhook delivery (s): about a day in all, then it has failed.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 28800.0)
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Webhook deliveries: per-attempt timeout, retries, secrets' overlap, concurrency, limits."""
+
+    timeout_s: float = 15.0
+    retry_schedule_s: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    jitter: float = 1.0  # each wait is uniform in [(1 - jitter) x step, step]: 1 is full jitter
+    secret_overlap_s: float = 24 * 3600.0
+    concurrency: int = 8  # attempts in flight per gateway (0: this gateway delivers none)
+    endpoints_per_tenant: int = 10
+
+    @property
+    def lease_s(self) -> float:
+        """How long a claimed delivery is this worker's: past it (the worker died mid-attempt),
+        another claims it."""
+        return 2 * self.timeout_s + 1.0
+
+    @classmethod
+    def from_env(cls) -> WebhookSettings:
+        raw = env_str("WEBHOOK_RETRY_SCHEDULE", "")
+        try:
+            schedule = tuple(float(step) for step in raw.split(",")) if raw else DEFAULT_WEBHOOK_RETRY_SCHEDULE
+        except ValueError:
+            raise SettingsError(f"WEBHOOK_RETRY_SCHEDULE must be seconds separated by commas, got {raw!r}") from None
+        if any(step < 0 for step in schedule):
+            raise SettingsError(f"WEBHOOK_RETRY_SCHEDULE must not hold negative waits, got {raw!r}")
+        jitter = env_float("WEBHOOK_RETRY_JITTER", 1.0, minimum=0.0)
+        if jitter > 1:
+            raise SettingsError(f"WEBHOOK_RETRY_JITTER must be between 0 and 1, got {jitter}")
+        return cls(
+            timeout_s=env_float("WEBHOOK_TIMEOUT_SECONDS", 15.0, minimum=0.1),
+            retry_schedule_s=schedule,
+            jitter=jitter,
+            secret_overlap_s=env_float("WEBHOOK_SECRET_OVERLAP_SECONDS", 24 * 3600.0, minimum=0.0),
+            concurrency=env_int("WEBHOOK_CONCURRENCY", 8, minimum=0),
+            endpoints_per_tenant=env_int("WEBHOOK_ENDPOINTS_PER_TENANT", 10, minimum=0),
+        )
+
+
 @dataclass(frozen=True)
 class GatewaySettings:
     """Everything the gateway process reads from the environment."""
@@ -95,6 +138,7 @@ class GatewaySettings:
     tls_cert: str = ""  # the public port's certificate chain and key (PEM files); empty: plaintext
     tls_key: str = ""
     http: HttpSettings = field(default_factory=HttpSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -161,6 +205,7 @@ class GatewaySettings:
             ),
             prices=_prices(),
             http=HttpSettings.from_env(),
+            webhooks=WebhookSettings.from_env(),
         )
 
 

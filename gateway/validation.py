@@ -151,10 +151,29 @@ def _values_problems(field: Any, values: list[Any], name: str, indexed: bool = F
     return violations
 
 
+def webhook_violations(url: str, events: Sequence[int], prefix: str, allow_private: bool) -> list[Violation]:
+    """The problems of a webhook's URL and event filter (`prefix` is the fields' path, "" or
+    "webhook."): the URL under the download rules, so a caller cannot aim the gateway at a
+    non-global address."""
+    if not url:
+        return [(f"{prefix}url", "is required: the http(s) URL to post the events to")]
+    violations: list[Violation] = []
+    problem = url_problem(url, allow_private)
+    if problem:
+        violations.append((f"{prefix}url", problem))
+    for index, event in enumerate(events):
+        if event == pb.WEBHOOK_EVENT_UNSPECIFIED:
+            violations.append((f"{prefix}events[{index}]", "name STARTED, PROGRESS or COMPLETED"))
+    return violations
+
+
 def validate_submit(request: pb.SubmitRenderRequest, limits: Limits, assets: Assets = NO_ASSETS) -> list[Violation]:
     """Every problem of a request, as (field path, description); `assets` are the tenant's assets
     among those the request names (a name not among them is refused)."""
     violations: list[Violation] = unknown_enum_values(request)
+    if request.HasField("webhook"):
+        hook = request.webhook
+        violations += webhook_violations(hook.url, hook.events, "webhook.", limits.allow_private_urls)
     for field in ("project_id", "user_id", "idempotency_key"):
         value = getattr(request, field)
         if value and not _ID.match(value):

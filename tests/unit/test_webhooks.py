@@ -1,0 +1,145 @@
+"""Webhooks' pure parts: Standard Webhooks signatures (checked with the `standardwebhooks`
+library), secrets in a rotation's overlap, the retry schedule, payloads, event filters, settings."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from gateway.fetch import PostResponse
+from gateway.ledger import Attempt, Delivery, Secrets
+from gateway.ledger.webhooks import new_secret
+from gateway.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE, WebhookSettings
+from gateway.webhooks import events, signing
+from gateway.webhooks.payloads import payload
+from gateway.webhooks.worker import after_attempt
+from render.v1 import render_service_pb2 as pb
+from renderkit.settings import SettingsError
+
+
+def test_signatures_verify_with_the_standardwebhooks_library() -> None:
+    old, new = new_secret(), new_secret()
+    assert new.startswith("whsec_") and len(signing.secret_key(new)) == 32
+    body = b'{"type":"job.completed","data":{"job_id":"j"}}'
+    now = int(time.time())
+    headers = signing.headers("msg_j_1", now, body, [new, old])
+    assert headers["webhook-id"] == "msg_j_1" and headers["webhook-timestamp"] == str(now)
+    assert [s[:3] for s in headers["webhook-signature"].split(" ")] == ["v1,", "v1,"]
+    for secret in (new, old):  # either secret verifies during the overlap
+        assert Webhook(secret).verify(body, headers) == {"type": "job.completed", "data": {"job_id": "j"}}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret()).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):  # the body, the id and the time are all signed
+        Webhook(new).verify(body.replace(b"j", b"k"), headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new).verify(body, {**headers, "webhook-id": "msg_j_2"})
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new).verify(body, {**headers, "webhook-timestamp": str(now - 1)})
+
+
+def test_a_previous_secret_signs_only_until_its_overlap_ends() -> None:
+    secrets = Secrets(current="whsec_new", previous="whsec_old", previous_until_ms=1_000)
+    assert secrets.signing(999) == ["whsec_new", "whsec_old"]
+    assert secrets.signing(1_000) == ["whsec_new"]
+    assert Secrets(current="whsec_only").signing(0) == ["whsec_only"]
+
+
+def failed(status: int = 500, result: str = "http_error") -> Attempt:
+    return Attempt(time_ms=0, result=result, http_status=status, duration_ms=5, error=f"HTTP {status}")
+
+
+def test_retries_follow_the_schedule_with_jitter_then_fail() -> None:
+    settings = WebhookSettings(retry_schedule_s=(5.0, 30.0, 120.0), jitter=1.0)
+    assert after_attempt(settings, 1, failed(), None, 0, draw=lambda: 0.0) == ("retry", 5_000, "")
+    assert after_attempt(settings, 2, failed(), None, 0, draw=lambda: 0.5) == ("retry", 15_000, "")  # full jitter
+    assert after_attempt(settings, 3, failed(), None, 10, draw=lambda: 0.999)[1] < 1_000
+    outcome, _, reason = after_attempt(settings, 4, failed(result="timeout"), None, 0)
+    assert outcome == "failed" and reason.startswith("all 4 attempts failed")
+    half = WebhookSettings(retry_schedule_s=(10.0,), jitter=0.5)
+    assert after_attempt(half, 1, failed(), None, 0, draw=lambda: 1.0) == ("retry", 5_000, "")
+    # A Retry-After is honoured, up to the schedule's longest wait.
+    assert after_attempt(settings, 1, failed(503), PostResponse(503, 60.0), 0, draw=lambda: 0.0)[1] == 60_000
+    assert after_attempt(settings, 1, failed(429), PostResponse(429, 9999.0), 0, draw=lambda: 0.0)[1] == 120_000
+    ok = Attempt(time_ms=0, result="success", http_status=204, duration_ms=5)
+    assert after_attempt(settings, 1, ok, PostResponse(204), 0) == ("delivered", 0, "")
+    assert after_attempt(settings, 1, failed(410), PostResponse(410), 0)[0] == "gone"
+    assert sum(DEFAULT_WEBHOOK_RETRY_SCHEDULE) / 3600 == pytest.approx(23.8, abs=0.1)  # about a day
+
+
+def delivery(event: pb.JobEvent, event_type: str = "job.completed", **fields: object) -> Delivery:
+    return Delivery(
+        delivery_id="msg_j_1",
+        tenant="acme",
+        job_id="j",
+        endpoint_id="",
+        url="https://hooks.example.com/render",
+        event_type=event_type,
+        event=event.SerializeToString(),
+        kind="material_swap",
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_payloads_carry_the_event_without_storage_keys_or_paths() -> None:
+    event = pb.JobEvent(job_id="j", state=pb.JOB_STATE_SUCCEEDED, step=4, total_steps=4, progress=1.0, message="Done")
+    event.time.FromMilliseconds(1_700_000_000_123)
+    event.result.outputs.add(
+        name="full",
+        uri="local:renders/acme/-/j/full.jpg",
+        content_type="image/jpeg",
+        size_bytes=10,
+        width=4,
+        height=3,
+        sha256="ab",
+    )
+    body = payload(delivery(event, project_id="kitchen"), None)
+    assert b"local:" not in body and b"renders/" not in body and b" " not in body  # compact JSON
+    data = json.loads(body)
+    assert data["type"] == "job.completed" and data["timestamp"] == "2023-11-14T22:13:20.123Z"
+    assert data["data"] == {
+        "job_id": "j",
+        "kind": "material_swap",
+        "state": "succeeded",
+        "step": 4,
+        "total_steps": 4,
+        "progress": 1.0,
+        "message": "Done",
+        "project_id": "kitchen",
+        "outputs": [
+            {"name": "full", "content_type": "image/jpeg", "size_bytes": 10, "width": 4, "height": 3, "sha256": "ab"}
+        ],
+    }
+    failed_event = pb.JobEvent(job_id="j", state=pb.JOB_STATE_FAILED, message="Failed: x")
+    failed_event.error.code = pb.ERROR_CODE_DOWNLOAD_FAILED
+    failed_event.error.message = "material_swap.photo.url: the server answered HTTP 404"
+    room = pb.Room(id="kitchen-1", name="Kitchen")
+    data = json.loads(payload(delivery(failed_event, "batch.room.completed", parent_job_id="b"), None, room))["data"]
+    assert data["error"] == {"code": "download_failed", "message": failed_event.error.message}
+    assert data["batch_job_id"] == "b" and data["room"] == {"id": "kitchen-1", "name": "Kitchen"}
+    started = pb.JobEvent(job_id="j", state=pb.JOB_STATE_RUNNING, message="Starting")
+    assert json.loads(payload(delivery(started, "job.started", job_attempt=2), None))["data"]["attempt"] == 2
+
+
+def test_event_filters_default_to_the_completion() -> None:
+    assert events.stored([]) == "completed"
+    assert events.stored([pb.WEBHOOK_EVENT_COMPLETED, pb.WEBHOOK_EVENT_STARTED, pb.WEBHOOK_EVENT_STARTED]) == (
+        "start,completed"
+    )
+    assert events.from_stored(["progress", "completed"]) == [pb.WEBHOOK_EVENT_PROGRESS, pb.WEBHOOK_EVENT_COMPLETED]
+
+
+def test_settings_name_the_variable_they_refuse(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1,2,x")
+    with pytest.raises(SettingsError, match="WEBHOOK_RETRY_SCHEDULE"):
+        WebhookSettings.from_env()
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "0.5, 2,8")
+    monkeypatch.setenv("WEBHOOK_RETRY_JITTER", "1.5")
+    with pytest.raises(SettingsError, match="WEBHOOK_RETRY_JITTER"):
+        WebhookSettings.from_env()
+    monkeypatch.setenv("WEBHOOK_RETRY_JITTER", "0.2")
+    monkeypatch.setenv("WEBHOOK_TIMEOUT_SECONDS", "3")
+    settings = WebhookSettings.from_env()
+    assert settings.retry_schedule_s == (0.5, 2.0, 8.0) and settings.jitter == 0.2 and settings.lease_s == 7.0
