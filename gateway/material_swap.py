@@ -36,12 +36,22 @@ def row_offset(options: pb.MaterialSwapOptions) -> float:
     return options.row_offset or 0.5
 
 
+def _heif_as_jpeg(data: bytes, max_pixels: int) -> bytes:
+    return imaging.encode(imaging.decode_bgr(data, max_pixels=max_pixels), imaging_pb2.FORMAT_JPEG, 95)[0]
+
+
+# Bumped when the plane's estimation changes what it returns for the same inputs (2: the EXIF's
+# focal length is used), so planes cached by an earlier version are not reused.
+PLANE_REVISION = "2"
+
+
 def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, version: str) -> str:
-    """What the mask and plane depend on: the photo, the client mask, the hints, the surface and the
-    models (through the configured cache version)."""
+    """What the mask and plane depend on: the photo, the client mask, the hints, the surface, the
+    plane's estimation (PLANE_REVISION) and the models (through the configured cache version)."""
     digest = hashlib.sha256()
     for part in (
         version.encode(),
+        PLANE_REVISION.encode(),
         photo,
         mask,
         swap.hints.SerializeToString(deterministic=True),
@@ -97,18 +107,27 @@ _GEOMETRY_SOURCES = {
     "vanishing_lines": "the photo's vanishing lines",
 }
 _FOCAL_SOURCES = {
-    "given": "focal length given",
+    "hint": "focal length given",
+    "exif": "focal length from the photo's EXIF",
     "rectangle": "focal length from the rectangle",
-    "vanishing_points": "focal length from the vanishing points",
+    "lines": "focal length from the vanishing points",
     "assumed": "60° field of view assumed",
 }
+# What depth called them before the public names (planes cached by an earlier version).
+_OLD_FOCAL_SOURCES = {"given": "hint", "vanishing_points": "lines"}
+
+
+def focal_source(plane: depth_pb.EstimatePlaneResponse) -> str:
+    """Where the plane's focal length came from: hint, exif, rectangle, lines or assumed."""
+    return _OLD_FOCAL_SOURCES.get(plane.focal_source, plane.focal_source)
 
 
 def describe_geometry(plane: depth_pb.EstimatePlaneResponse) -> str:
     """The plane's source, confidence and focal length in words."""
     text = f"plane from {_GEOMETRY_SOURCES.get(plane.source, plane.source)}, confidence {plane.confidence:.2f}"
-    if plane.focal_source:
-        text += f", {_FOCAL_SOURCES.get(plane.focal_source, plane.focal_source)}"
+    source = focal_source(plane)
+    if source:
+        text += f", {_FOCAL_SOURCES.get(source, source)} ({plane.focal_length_px:.0f} px)"
     return text
 
 
@@ -139,6 +158,10 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     mask = await ctx.image_input("material_swap.mask", swap.mask, 1) if swap.HasField("mask") else b""
     # Every input was probed at submit or on arrival; sizes are the displayed frame's.
     photo_info = imaging.probe(photo, max_pixels=ctx.limits.max_pixels)
+    if photo_info.content_type in imaging.HEIF_TYPES:
+        # Decoding HEVC costs ~10x a JPEG of the same size: once here, not in every stage. The
+        # focal length stays in photo_info; the JPEG is upright and in sRGB.
+        photo = await asyncio.to_thread(_heif_as_jpeg, photo, ctx.limits.max_pixels)
     swatch_infos = [imaging.probe(s, max_pixels=ctx.limits.max_pixels) for s in swatches]
     sources = [("material_swap.swatch", swap.swatch)] + [
         (f"material_swap.variant_swatches[{i}]", v) for i, v in enumerate(swap.variant_swatches)
@@ -198,6 +221,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             mask_png=b"" if to_points else mask_png,
             focal_length_px=hints.focal_length_px,
             plane_distance_meters=hints.plane_distance_meters,
+            exif_focal_length_px=photo_info.focal_length_px,
         )
 
     def plane_call(request: depth_pb.EstimatePlaneRequest) -> Awaitable[depth_pb.EstimatePlaneResponse]:
@@ -332,4 +356,6 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         geometry_reused=reused,
         generation=generation,
         refinement=refinement,
+        focal_length_px=plane.focal_length_px,
+        focal_source=focal_source(plane),
     )

@@ -10,21 +10,31 @@ pixel is allocated; and it reads the EXIF orientation. The decoders then ignore 
 orientation handling and apply exactly the orientation the probe read: probe, decode, masks, hints
 and outputs are all in the displayed frame. Outputs are encoded without EXIF, so they display as
 stored.
+
+The probe also reads the camera's focal length from EXIF (ImageInfo.focal_length_px) and the
+embedded ICC profile; colour images in another space than sRGB (Display P3, Adobe RGB) are
+converted to sRGB as they are decoded (renderkit.icc), at no cost for sRGB or untagged ones.
+HEIC/HEIF photos (phones' default) are read through pillow-heif when it is installed, with the
+orientation their container states applied and their profile converted like any other.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import math
 import struct
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import ModuleType
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from render.imaging.v1 import imaging_pb2
+from renderkit import icc
 from renderkit.decode_limits import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
 from renderkit.decode_limits import MAX_SIDE as MAX_SIDE
 
@@ -34,6 +44,9 @@ CONTENT_TYPES = {
     imaging_pb2.FORMAT_WEBP: "image/webp",
 }
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+# HEIF's brands of HEVC still images (the first two iPhones write), and the generic image brands.
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"})
+HEIF_TYPES = frozenset({"image/heic", "image/heif"})
 # The colour behind a swatch's transparent parts when the request names none: light grey grout.
 DEFAULT_GROUT = "#C8C8C8"
 _WHITE = (255, 255, 255)
@@ -49,7 +62,11 @@ class ImageInfo:
     """What the header of an encoded image says, in the displayed frame.
 
     width and height are the displayed size: the stored frame turned by `orientation`, the EXIF
-    orientation (1 to 8; 1 when absent) that every decoder of this module applies.
+    orientation (1 to 8; 1 when absent) that every decoder of this module applies (HEIC states its
+    own turn in its container, which its decoder applies: 1 here).
+
+    focal_length_px is the camera's focal length from EXIF in pixels of this image (0: unknown; see
+    exif_focal_px), icc_profile the embedded ICC profile (empty: none, the pixels are sRGB).
     """
 
     content_type: str
@@ -57,6 +74,8 @@ class ImageInfo:
     height: int
     orientation: int = 1
     has_alpha: bool = False
+    focal_length_px: float = 0.0
+    icc_profile: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def pixels(self) -> int:
@@ -65,20 +84,28 @@ class ImageInfo:
 
 
 def probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
-    """Reads an image's type, displayed size, orientation and alpha from its structure, without
-    decoding the pixels; refuses truncated or corrupt files and images over max_pixels."""
+    """Reads an image's type, displayed size, orientation, alpha, EXIF focal length and colour
+    profile from its structure, without decoding the pixels; refuses truncated or corrupt files and
+    images over max_pixels."""
     if not data:
         raise ImageError("the image is empty")
     if data[:3] == b"\xff\xd8\xff":
-        content_type, (width, height, orientation, alpha) = "image/jpeg", _jpeg_header(data)
+        content_type, header = "image/jpeg", _jpeg_header(data)
     elif data[:8] == _PNG_SIGNATURE:
-        content_type, (width, height, orientation, alpha) = "image/png", _png_header(data)
+        content_type, header = "image/png", _png_header(data)
     elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        content_type, (width, height, orientation, alpha) = "image/webp", _webp_header(data)
+        content_type, header = "image/webp", _webp_header(data)
+    elif data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        content_type, header = _heif_header(data)
     else:
         raise ImageError(_foreign_format(data))
+    width, height = header.width, header.height
     if width <= 0 or height <= 0:
         raise ImageError(_TRUNCATED)
+    exif = _read_exif(header.exif)
+    # HEIC's container states its own turn (irot/imir), which its decoder applies; phones also write
+    # the EXIF tag there, which must then not turn the image again.
+    orientation = exif.orientation if content_type not in HEIF_TYPES else 1
     if orientation >= 5:  # 5 to 8 turn the image a quarter: the displayed frame swaps the sides
         width, height = height, width
     pixels = width * height
@@ -86,7 +113,15 @@ def probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
         megapixels = f"{pixels / 1e6:.0f}" if pixels >= 10_000_000 else f"{pixels / 1e6:.1f}"
         limit = f"more than {max_pixels:,} pixels" if pixels > max_pixels else f"a side over {MAX_SIDE:,} px"
         raise ImageError(f"the image is {width}x{height} ({megapixels} MP), {limit}")
-    return ImageInfo(content_type, width, height, orientation, alpha)
+    return ImageInfo(
+        content_type,
+        width,
+        height,
+        orientation,
+        header.alpha,
+        focal_length_px=exif_focal_px(exif, width, height),
+        icc_profile=header.icc,
+    )
 
 
 def _foreign_format(data: bytes) -> str:
@@ -103,19 +138,31 @@ def _foreign_format(data: bytes) -> str:
     return "the bytes are not a JPEG, PNG or WebP image"
 
 
-Header = tuple[int, int, int, bool]  # stored width, stored height, EXIF orientation, alpha
+@dataclass
+class _Header:
+    """What a container's structure says: the stored size, alpha, the EXIF block (TIFF-structured,
+    without the "Exif\\0\\0" prefix; empty when absent) and the ICC profile (empty when absent)."""
+
+    width: int
+    height: int
+    alpha: bool = False
+    exif: bytes = b""
+    icc: bytes = b""
+
+
 # Start-of-frame markers (baseline, progressive, lossless, arithmetic): all but DHT, JPG and DAC.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
-def _jpeg_header(data: bytes) -> Header:
+def _jpeg_header(data: bytes) -> _Header:
     """Walks a JPEG's markers: segments are skipped by their length (an APP1 holding an EXIF
     thumbnail, with its own EOI, included), entropy-coded scans by the next true marker; an EOI
     must follow the last scan. Bytes after the EOI are allowed (phones append data there)."""
     size = len(data)
     pos = 2
     width = height = scans = 0
-    orientation = 0
+    exif = b""
+    icc_chunks: dict[int, bytes] = {}
     markers: np.ndarray | None = None
     while True:
         if pos >= size:
@@ -142,8 +189,10 @@ def _jpeg_header(data: bytes) -> Header:
             if length < 8:
                 raise ImageError(_TRUNCATED)
             height, width = struct.unpack_from(">HH", data, pos + 3)
-        elif marker == 0xE1 and not orientation and data[pos + 2 : pos + 8] == b"Exif\x00\x00":
-            orientation = _exif_orientation(data[pos + 8 : end])
+        elif marker == 0xE1 and not exif and data[pos + 2 : pos + 8] == b"Exif\x00\x00":
+            exif = data[pos + 8 : end]
+        elif marker == 0xE2 and data[pos + 2 : pos + 14] == b"ICC_PROFILE\x00" and length > 14:
+            icc_chunks.setdefault(data[pos + 14], data[pos + 16 : end])  # a profile split in numbered chunks
         pos = end
         if marker == 0xDA:
             if not width:
@@ -157,7 +206,8 @@ def _jpeg_header(data: bytes) -> Header:
             pos = int(markers[index])
     if not scans:
         raise ImageError(_TRUNCATED)
-    return width, height, orientation or 1, False
+    icc_profile = b"".join(icc_chunks[k] for k in sorted(icc_chunks))
+    return _Header(width, height, exif=exif, icc=icc_profile)
 
 
 def _jpeg_markers(data: bytes, start: int) -> np.ndarray:
@@ -171,12 +221,13 @@ def _jpeg_markers(data: bytes, start: int) -> np.ndarray:
     return ff[marker] + start
 
 
-def _png_header(data: bytes) -> Header:
+def _png_header(data: bytes) -> _Header:
     """Walks a PNG's chunks: IHDR first, valid lengths, image data, and IEND at the end."""
     size = len(data)
     pos = len(_PNG_SIGNATURE)
     width = height = 0
-    orientation, alpha, pixels = 1, False, False
+    alpha, pixels = False, False
+    exif = icc_profile = b""
     while True:
         if pos + 12 > size:
             raise ImageError(_TRUNCATED)
@@ -195,25 +246,41 @@ def _png_header(data: bytes) -> Header:
         elif kind == b"tRNS":
             alpha = True  # a transparent colour or palette entries
         elif kind == b"eXIf":
-            orientation = _exif_orientation(body.removeprefix(b"Exif\x00\x00"))
+            exif = body.removeprefix(b"Exif\x00\x00")
+        elif kind == b"iCCP":
+            icc_profile = _png_profile(body)
         elif kind == b"IEND":
             break
         pos = end
     if not pixels:
         raise ImageError(_TRUNCATED)
-    return width, height, orientation, alpha
+    return _Header(width, height, alpha, exif, icc_profile)
 
 
-def _webp_header(data: bytes) -> Header:
+def _png_profile(body: bytes) -> bytes:
+    """The profile of an iCCP chunk (a name, a NUL, method 0, zlib data); empty when unreadable."""
+    name_end = body.find(b"\x00", 0, 80)
+    if name_end < 1 or body[name_end + 1 : name_end + 2] != b"\x00":
+        return b""
+    try:
+        inflater = zlib.decompressobj()
+        profile = inflater.decompress(body[name_end + 2 :], icc.MAX_PROFILE_BYTES)
+    except zlib.error:
+        return b""
+    return b"" if inflater.unconsumed_tail else profile
+
+
+def _webp_header(data: bytes) -> _Header:
     """Checks a WebP's RIFF size against the data and walks its chunks for the frame's size, the
-    alpha channel and the EXIF orientation."""
+    alpha channel, the EXIF block and the colour profile."""
     riff_end = 8 + int.from_bytes(data[4:8], "little")
     if riff_end > len(data) or riff_end < 20:
         raise ImageError(_TRUNCATED)
     pos = 12
     width = height = 0
     canvas: tuple[int, int] | None = None
-    orientation, alpha, frame = 1, False, False
+    alpha, frame = False, False
+    exif = icc_profile = b""
     while pos + 8 <= riff_end:
         kind, length = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
         body, end = pos + 8, pos + 8 + length
@@ -242,30 +309,161 @@ def _webp_header(data: bytes) -> Header:
         elif kind == b"ALPH":
             alpha = True
         elif kind == b"EXIF":
-            orientation = _exif_orientation(data[body:end].removeprefix(b"Exif\x00\x00"))
+            exif = data[body:end].removeprefix(b"Exif\x00\x00")
+        elif kind == b"ICCP":
+            icc_profile = data[body:end]
         pos = end + (length & 1)  # chunks are padded to an even length
     if not frame:
         raise ImageError(_TRUNCATED)
     if canvas is not None:
         width, height = canvas
-    return width, height, orientation, alpha
+    return _Header(width, height, alpha, exif, icc_profile)
 
 
-def _exif_orientation(tiff: bytes) -> int:
-    """The Orientation tag (0x0112) of IFD0 of a TIFF-structured EXIF block; 1 when absent or invalid."""
+@functools.cache
+def _heif() -> ModuleType | None:
+    """pillow-heif (libheif), when installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return None
+    return pillow_heif
+
+
+def _heif_header(data: bytes) -> tuple[str, _Header]:
+    """A HEIC/HEIF file's displayed size (its container's turn applied), alpha, EXIF block and ICC
+    profile, from its boxes (libheif parses them without decoding; it refuses a file whose image
+    data would lie past its end)."""
+    content_type = "image/heic" if data[8:12] in (b"heic", b"heix", b"heim", b"heis") else "image/heif"
+    heif = _heif()
+    if heif is None:
+        raise ImageError("HEIC photos are not supported here: convert them to JPEG")
+    try:
+        image = heif.open_heif(data, convert_hdr_to_8bit=True)
+    except (ValueError, RuntimeError, OSError):
+        raise ImageError(_TRUNCATED) from None
+    width, height = image.size
+    exif = image.info.get("exif") or b""
+    return content_type, _Header(
+        width, height, bool(image.has_alpha), exif.removeprefix(b"Exif\x00\x00"), image.info.get("icc_profile") or b""
+    )
+
+
+def _heif_decode(data: bytes, what: str) -> np.ndarray:
+    """A HEIC/HEIF file's primary image as uint8 BGR (or BGRA), in the displayed frame."""
+    heif = _heif()
+    if heif is None:
+        raise ImageError("HEIC photos are not supported here: convert them to JPEG")
+    try:
+        pixels = np.asarray(heif.open_heif(data, convert_hdr_to_8bit=True))
+    except (ValueError, RuntimeError, OSError):
+        raise ImageError(f"the {what} could not be decoded") from None
+    if pixels.ndim == 2:
+        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+
+
+@dataclass(frozen=True)
+class Exif:
+    """The EXIF tags this pipeline uses, as stored (0 where absent or invalid)."""
+
+    orientation: int = 1
+    focal_mm: float = 0.0  # FocalLength (0x920A)
+    focal_35mm: float = 0.0  # FocalLengthIn35mmFilm (0xA405)
+    focal_plane_x_resolution: float = 0.0  # FocalPlaneXResolution (0xA20E): pixels per unit on the sensor
+    focal_plane_unit_mm: float = 0.0  # FocalPlaneResolutionUnit (0xA210) in millimetres
+    pixel_dimensions: tuple[int, int] = (0, 0)  # PixelXDimension, PixelYDimension (0xA002, 0xA003)
+
+
+# FocalPlaneResolutionUnit: 2 inch, 3 centimetre (EXIF); 4 millimetre and 5 micrometre (as DNG and
+# some cameras write).
+_UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}
+_TYPE_SIZES = {1: 1, 3: 2, 4: 4, 5: 8, 7: 1, 9: 4, 10: 8}
+_EXIF_IFD = 0x8769
+
+
+def _ifd_entries(tiff: bytes, order: str, offset: int) -> dict[int, float]:
+    """The single-valued numeric entries (BYTE, SHORT, LONG, RATIONAL) of the IFD at offset."""
+    values: dict[int, float] = {}
+    if offset < 8 or offset + 2 > len(tiff):
+        return values
+    (count,) = struct.unpack_from(order + "H", tiff, offset)
+    for entry in range(offset + 2, min(offset + 2 + 12 * count, len(tiff) - 11), 12):
+        tag, kind, number = struct.unpack_from(order + "HHI", tiff, entry)
+        if number != 1 or kind not in (1, 3, 4, 5, 9, 10):
+            continue
+        at = entry + 8
+        if _TYPE_SIZES[kind] > 4:  # stored elsewhere; the entry holds its offset
+            (at,) = struct.unpack_from(order + "I", tiff, entry + 8)
+            if at + 8 > len(tiff):
+                continue
+        if kind in (5, 10):
+            numerator, denominator = struct.unpack_from(order + ("II" if kind == 5 else "ii"), tiff, at)
+            values[tag] = numerator / denominator if denominator else 0.0
+        else:
+            values[tag] = struct.unpack_from(order + {1: "B", 3: "H", 4: "I", 9: "i"}[kind], tiff, at)[0]
+    return values
+
+
+def _read_exif(tiff: bytes) -> Exif:
+    """The tags of a TIFF-structured EXIF block: Orientation from IFD0, the focal length's from the
+    Exif IFD it points to. Missing, malformed or out-of-range values read as absent."""
     if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
-        return 1
+        return Exif()
     order = "<" if tiff[:2] == b"II" else ">"
     magic, ifd = struct.unpack_from(order + "HI", tiff, 2)
-    if magic != 42 or ifd + 2 > len(tiff):
-        return 1
-    (count,) = struct.unpack_from(order + "H", tiff, ifd)
-    for entry in range(ifd + 2, min(ifd + 2 + 12 * count, len(tiff) - 11), 12):
-        tag, kind = struct.unpack_from(order + "HH", tiff, entry)
-        if tag == 0x0112 and kind in (3, 4):  # SHORT (as written) or LONG (as some writers do)
-            (value,) = struct.unpack_from(order + ("H" if kind == 3 else "I"), tiff, entry + 8)
-            return value if 1 <= value <= 8 else 1
-    return 1
+    if magic != 42:
+        return Exif()
+    ifd0 = _ifd_entries(tiff, order, ifd)
+    orientation = int(ifd0.get(0x0112, 1))
+    pointer = int(ifd0.get(_EXIF_IFD, 0))
+    tags = _ifd_entries(tiff, order, pointer) if pointer != ifd else {}
+
+    def positive(tag: int) -> float:
+        value = tags.get(tag, 0.0)
+        return float(value) if math.isfinite(value) and value > 0 else 0.0
+
+    return Exif(
+        orientation=orientation if 1 <= orientation <= 8 else 1,
+        focal_mm=positive(0x920A),
+        focal_35mm=positive(0xA405),
+        focal_plane_x_resolution=positive(0xA20E),
+        focal_plane_unit_mm=_UNIT_MM.get(int(tags.get(0xA210, 2)), 0.0),  # the default unit is the inch
+        pixel_dimensions=(int(positive(0xA002)), int(positive(0xA003))),
+    )
+
+
+# The 35 mm frame's diagonal, which FocalLengthIn35mmFilm is defined against (below).
+FILM_35MM_DIAGONAL_MM = math.hypot(36.0, 24.0)
+
+
+def exif_focal_px(exif: Exif, width: int, height: int) -> float:
+    """The focal length in pixels of a width x height image (the displayed frame) from its EXIF;
+    0 when EXIF does not give it.
+
+    FocalLengthIn35mmFilm is read by the diagonal: f_px = f35 x diagonal_px / 43.27 mm, the
+    convention cameras and phones compute it by (the crop factor of a sensor is the ratio of the
+    diagonals; by the width of a 36 mm frame instead, a 4:3 photo's focal length would come out 4 %
+    short). The diagonal does not change when a photo is turned or scaled down, so neither the EXIF
+    orientation nor a resize by an editor matters. FocalLength in mm with the sensor's
+    FocalPlaneXResolution is exact when the camera writes it (DSLRs do, most phones do not): it is
+    used when no 35 mm value says otherwise (the 35 mm value is rounded to a millimetre, about 2 %),
+    scaled by the image's size over the PixelX/YDimension it was taken at. Values implying a field
+    of view outside what cameras take (focal length under 0.1 or over 20 times the longer side,
+    as for the focal_length_px hint) are ignored.
+    """
+    longer = max(width, height)
+    by_35mm = exif.focal_35mm * math.hypot(width, height) / FILM_35MM_DIAGONAL_MM
+    by_sensor = 0.0
+    if exif.focal_mm and exif.focal_plane_x_resolution and exif.focal_plane_unit_mm:
+        by_sensor = exif.focal_mm * exif.focal_plane_x_resolution / exif.focal_plane_unit_mm
+        taken = max(exif.pixel_dimensions)
+        if taken:
+            by_sensor *= longer / taken
+    plausible = [f for f in (by_sensor, by_35mm) if f and 0.1 <= f / longer <= 20]
+    if len(plausible) == 2 and abs(by_sensor / by_35mm - 1) > 0.05:
+        return by_35mm  # the sensor's figures disagree: a resized or re-tagged photo
+    return plausible[0] if plausible else 0.0
 
 
 def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
@@ -337,14 +535,22 @@ def grout_bgr(text: str) -> tuple[int, int, int]:
 def _decode_colour(
     data: bytes, info: ImageInfo, background: tuple[int, int, int], what: str
 ) -> tuple[np.ndarray, float]:
-    if not info.has_alpha:
+    if info.content_type in HEIF_TYPES:
+        image = _heif_decode(data, what)
+    elif not info.has_alpha:
         image = _imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION, what)
-        return apply_orientation(image, info.orientation), 0.0
-    image = _imdecode(data, cv2.IMREAD_UNCHANGED, what)  # UNCHANGED never applies EXIF itself
-    fraction = 0.0
+    else:
+        image = _imdecode(data, cv2.IMREAD_UNCHANGED, what)  # UNCHANGED never applies EXIF itself
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    elif image.shape[2] == 4:
+    conversion = icc.conversion_for(info.icc_profile) if info.icc_profile else None
+    if conversion is not None:  # the colours are another space's: to sRGB before anything mixes them
+        if image.shape[2] == 4:
+            image[:, :, :3] = icc.to_srgb(np.ascontiguousarray(image[:, :, :3]), conversion)
+        else:
+            image = icc.to_srgb(image, conversion)
+    fraction = 0.0
+    if image.shape[2] == 4:
         image, fraction = _over(image, background)
     return apply_orientation(image, info.orientation), fraction
 
@@ -379,7 +585,10 @@ def decode_gray(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     A mask with an alpha channel and uniform colour uses its alpha as the mask.
     """
     info = probe(data, max_pixels=max_pixels)
-    image = _imdecode(data, cv2.IMREAD_UNCHANGED, "mask")
+    if info.content_type in HEIF_TYPES:
+        image = _heif_decode(data, "mask")
+    else:
+        image = _imdecode(data, cv2.IMREAD_UNCHANGED, "mask")
     if image.ndim == 3 and image.shape[2] == 4:
         alpha = image[:, :, 3]
         if int(alpha.min()) < 255:

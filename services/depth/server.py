@@ -43,21 +43,31 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
                 "width and height must be positive",
                 bad_request([("width", "must be positive")]),
             )
-        if request.focal_length_px < 0 or request.plane_distance_meters < 0:
+        negative = [
+            (name, "cannot be negative")
+            for name in ("focal_length_px", "plane_distance_meters", "exif_focal_length_px")
+            if getattr(request, name) < 0
+        ]
+        if negative:
             await abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
-                "focal_length_px and plane_distance_meters cannot be negative",
-                bad_request(
-                    [("focal_length_px", "cannot be negative"), ("plane_distance_meters", "cannot be negative")]
-                ),
+                " and ".join(name for name, _ in negative) + " cannot be negative",
+                bad_request(negative),
             )
         if request.quad:
             quad = points(request.quad)
             problem = homography.quad_problem(quad)
             if problem:
                 await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem, bad_request([("quad", problem)]))
-            return quad_plane(quad, width, height, request.focal_length_px, request.plane_distance_meters)
+            return quad_plane(
+                quad,
+                width,
+                height,
+                request.focal_length_px,
+                request.plane_distance_meters,
+                request.exif_focal_length_px,
+            )
         if not request.photo or not request.mask_png:
             await abort(
                 context,
@@ -113,23 +123,35 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
         contract = METRIC_DEPTH if metric else DEPTH
         pixel_values = await asyncio.to_thread(to_pixel_values, image, contract.input_size)
         prediction = (await self.triton.infer(contract, {"pixel_values": pixel_values}))[contract.outputs[0].name][0]
-        focal = request.focal_length_px or homography.default_focal(width, height)
+        focal, focal_source = known_focal(request)
+        if not focal:
+            focal, focal_source = homography.default_focal(width, height), "assumed"
         if not metric:
             fit = await asyncio.to_thread(fit_plane, prediction, mask, focal, width, height)
-            return square_plane(request, fit.homography, fit.side, fit.confidence, "depth_model", focal, "assumed")
+            return square_plane(request, fit.homography, fit.side, fit.confidence, "depth_model", focal, focal_source)
         plane = await asyncio.to_thread(fit_metric_plane, prediction, mask, focal, width, height)
         H, side = await asyncio.to_thread(plane_homography, plane.normal, focal, width, height, mask)
-        return square_plane(request, H, side, plane.confidence, "depth_model", focal, "assumed", plane.distance)
+        return square_plane(request, H, side, plane.confidence, "depth_model", focal, focal_source, plane.distance)
+
+
+def known_focal(request: pb.EstimatePlaneRequest) -> tuple[float, str]:
+    """The focal length the request knows and where it came from: the client's hint, else the
+    photo's EXIF; (0, "") when neither."""
+    if request.focal_length_px > 0:
+        return request.focal_length_px, "hint"
+    if request.exif_focal_length_px > 0:
+        return request.exif_focal_length_px, "exif"
+    return 0.0, ""
 
 
 def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRequest) -> pb.EstimatePlaneResponse:
     """The plane from the vanishing points of the lines on and around the surface."""
     width, height = request.width, request.height
-    found = plane_from_lines(
-        image, mask, homography.default_focal(width, height), given_focal=request.focal_length_px or None
-    )
+    focal, focal_source = known_focal(request)
+    found = plane_from_lines(image, mask, homography.default_focal(width, height), given_focal=focal or None)
     H, side = plane_homography(found.normal, found.focal, width, height, mask, axis=found.axis)
-    focal_source = "vanishing_points" if found.focal_from_lines else "assumed"
+    if not focal:
+        focal_source = "lines" if found.focal_from_lines else "assumed"
     return square_plane(request, H, side, found.confidence, "vanishing_lines", found.focal, focal_source)
 
 
@@ -155,20 +177,25 @@ def square_plane(
         focal_length_px=focal,
         used_depth_model=source == "depth_model",
         meters_per_unit=side * distance,
-        focal_source="given" if request.focal_length_px else focal_source,
+        focal_source=focal_source,
         distance_source="given" if request.plane_distance_meters else ("depth_model" if model_distance else ""),
     )
 
 
 def quad_plane(
-    quad: np.ndarray, width: int, height: int, given_focal: float = 0.0, distance_m: float = 0.0
+    quad: np.ndarray,
+    width: int,
+    height: int,
+    given_focal: float = 0.0,
+    distance_m: float = 0.0,
+    exif_focal: float = 0.0,
 ) -> pb.EstimatePlaneResponse:
     """The exact plane of a quad; the focal length (for the rectangle's aspect) is the one given, else
-    the one the rectangle fixes when the view does, else assumed. With the plane's distance the
-    rectangle's size in metres follows too."""
+    the one the rectangle fixes when the view does (exact for this photo, even a cropped one), else
+    the EXIF's, else assumed. With the plane's distance the rectangle's size in metres follows too."""
     H = homography.quad_homography(quad)
     found = homography.focal_from_rectangle(H, width, height)
-    focal = given_focal or found or homography.default_focal(width, height)
+    focal = given_focal or found or exif_focal or homography.default_focal(width, height)
     aspect = homography.rectangle_aspect(H, focal, width, height)
     return pb.EstimatePlaneResponse(
         homography=imaging_pb2.Homography(m=homography.to_list(H)),
@@ -176,7 +203,7 @@ def quad_plane(
         source="quad",
         aspect_ratio=aspect,
         focal_length_px=focal,
-        focal_source="given" if given_focal else ("rectangle" if found else "assumed"),
+        focal_source=("hint" if given_focal else "rectangle" if found else "exif" if exif_focal else "assumed"),
         meters_per_unit=homography.rectangle_width(H, focal, width, height) * distance_m,
         distance_source="given" if distance_m else "",
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable
 
 import grpc
 import numpy as np
 import pytest
+from PIL import Image
 
 from devstack import scenes
 from render.depth.v1 import depth_service_pb2 as depth_pb
@@ -39,7 +41,7 @@ def test_without_a_quad_or_model_the_plane_comes_from_the_lines(depth: depth_grp
         ),
         timeout=30,
     )
-    assert (reply.source, reply.focal_source, reply.used_depth_model) == ("vanishing_lines", "vanishing_points", False)
+    assert (reply.source, reply.focal_source, reply.used_depth_model) == ("vanishing_lines", "lines", False)
     assert reply.focal_length_px == pytest.approx(SCENE.focal, rel=0.03)
     H = homography.from_list(list(reply.homography.m))
     K_inv = np.linalg.inv(np.array([[reply.focal_length_px, 0, 320], [0, reply.focal_length_px, 240], [0, 0, 1]]))
@@ -55,7 +57,7 @@ def test_a_given_focal_length_is_used(depth: depth_grpc.DepthServiceStub) -> Non
         depth_pb.EstimatePlaneRequest(width=640, height=480, photo=PHOTO, mask_png=MASK, focal_length_px=700.0),
         timeout=30,
     )
-    assert (reply.focal_length_px, reply.focal_source, reply.meters_per_unit) == (700.0, "given", 0.0)
+    assert (reply.focal_length_px, reply.focal_source, reply.meters_per_unit) == (700.0, "hint", 0.0)
 
 
 def test_a_surface_without_lines_fails_saying_what_to_provide(depth: depth_grpc.DepthServiceStub) -> None:
@@ -119,3 +121,29 @@ def test_a_swatch_size_on_a_plane_that_is_not_metric_fails_naming_the_field(
     assert job.state == pb.JOB_STATE_FAILED
     assert job.error.code == pb.ERROR_CODE_VALIDATION_FAILED
     assert job.error.message.startswith("material_swap.options.real_world_scale.swatch_size: the plane is not metric")
+
+
+def test_a_portrait_jpegs_exif_focal_length_reaches_the_plane(gateway_address: str, redis_url: str) -> None:
+    """A phone's portrait: pixels stored landscape with Orientation 6 and the focal length as a
+    35 mm equivalent. The swap's plane uses that focal length, and the result says so."""
+    scene = scenes.camera_scene(scenes.View(50, 30, 0), TILES, TILES, size=(360, 480), supersample=1)
+    f35 = round(scene.focal * math.hypot(36, 24) / math.hypot(360, 480))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[0xA405] = f35
+    buffer = io.BytesIO()
+    stored = Image.fromarray(scene.photo[:, :, ::-1]).transpose(Image.Transpose.ROTATE_90)  # shown upright by 6
+    stored.save(buffer, "JPEG", quality=95, exif=exif)
+    mask = imaging.encode_mask((scene.visible_surface * 255).astype(np.uint8))
+    request = material_swap_request(buffer.getvalue(), imaging.encode(scenes.plank_texture(64))[0], mask=mask)
+    request.material_swap.hints.plane_distance_meters = scenes.CAMERA_HEIGHT_M
+    request.material_swap.options.real_world_scale.swatch_size.width_meters = scenes.TILE_M
+    with client_for(gateway_address, redis_url, "geometry") as client:
+        job = client.submit(request).job
+        events = list(client.watch(job.id, timeout=60))
+        result = client.get(job.id).result
+    assert events[-1].state == pb.JOB_STATE_SUCCEEDED, events[-1].error.message
+    assert result.focal_source == "exif"
+    assert result.focal_length_px == pytest.approx(scene.focal, rel=0.02)
+    assert (result.outputs[0].width, result.outputs[0].height) == (360, 480)
+    assert any("focal length from the photo's EXIF" in e.message for e in events)

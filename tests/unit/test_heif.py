@@ -1,0 +1,90 @@
+"""HEIC photos (phones' default) through pillow-heif: probed without decoding, decoded upright and in
+sRGB, and refused by name where the decoder is missing."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pillow_heif
+import pytest
+from PIL import Image
+
+from gateway.validation import Limits, check_image
+from renderkit import imaging
+from tests.colour_profiles import DISPLAY_P3, colour_patches, in_profile
+
+
+def displayed_portrait() -> np.ndarray:
+    """A 48 x 80 (width x height) BGR image in flat blocks that every turn changes."""
+    image = np.zeros((80, 48, 3), np.uint8)
+    image[:40, :24] = (30, 30, 200)
+    image[:40, 24:] = (40, 180, 40)
+    image[40:, :16] = (200, 60, 30)
+    image[40:, 16:] = (190, 190, 190)
+    return image
+
+
+def heic(stored_rgb: np.ndarray, exif: Image.Exif | None = None, icc_profile: bytes = b"") -> bytes:
+    """HEIC as a phone writes it; pillow-heif turns EXIF orientation 6 into the container's turn."""
+    image = pillow_heif.from_pillow(Image.fromarray(stored_rgb))
+    if exif is not None:
+        image.info["exif"] = exif.tobytes()
+    if icc_profile:
+        image.info["icc_profile"] = icc_profile
+    buffer = io.BytesIO()
+    image.save(buffer, quality=95, chroma=444)
+    return buffer.getvalue()
+
+
+def test_a_portrait_heic_is_probed_and_decoded_upright_with_its_focal_length() -> None:
+    displayed = displayed_portrait()
+    stored = np.asarray(Image.fromarray(displayed[:, :, ::-1]).transpose(Image.Transpose.ROTATE_90))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[0xA405] = 26
+    data = heic(stored, exif)
+    info = imaging.probe(data)
+    # The container turns the stored 80 x 48 to 48 x 80; the EXIF tag (which says the same) is not
+    # applied a second time.
+    assert (info.content_type, info.width, info.height, info.orientation) == ("image/heic", 48, 80, 1)
+    assert info.focal_length_px == pytest.approx(26 * math.hypot(48, 80) / math.hypot(36, 24))
+    decoded = imaging.decode_bgr(data)
+    assert decoded.shape == (80, 48, 3)
+    assert np.abs(decoded.astype(int) - displayed).mean() < 4
+    mask = imaging.decode_gray(data)
+    assert mask.shape == (80, 48)
+
+
+def test_a_heics_display_p3_colours_are_converted() -> None:
+    original = np.repeat(np.repeat(colour_patches(), 2, axis=0), 2, axis=1)  # blocks HEVC keeps flat
+    stored = in_profile(original, DISPLAY_P3)
+    data = heic(np.ascontiguousarray(stored[:, :, ::-1]), icc_profile=DISPLAY_P3)
+    assert imaging.probe(data).icc_profile == DISPLAY_P3
+    decoded = imaging.decode_bgr(data)
+    inner = (slice(4, 28), slice(None))  # away from the blocks' seams, where HEVC rings
+    assert np.median(np.abs(decoded[inner].astype(int) - original[inner])) <= 2
+    assert np.median(np.abs(stored[inner].astype(int) - original[inner])) > 5  # what reading it as sRGB would show
+
+
+def test_heic_is_accepted_at_submit_and_refused_truncated() -> None:
+    data = heic(np.ascontiguousarray(displayed_portrait()[:, :, ::-1]))
+    violations, info = check_image(data, "material_swap.photo.data", Limits(), 16)
+    assert not violations and info is not None and info.pixels == 48 * 80
+    with pytest.raises(imaging.ImageError, match="truncated or corrupt"):
+        imaging.probe(data[: len(data) // 2])
+
+
+@pytest.fixture()
+def without_pillow_heif(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(imaging, "_heif", lambda: None)
+    yield
+
+
+@pytest.mark.usefixtures("without_pillow_heif")
+def test_without_a_decoder_heic_is_refused_naming_the_format() -> None:
+    data = heic(np.ascontiguousarray(displayed_portrait()[:, :, ::-1]))
+    violations, _ = check_image(data, "material_swap.photo.data", Limits(), 16)
+    assert violations == [("material_swap.photo.data", "HEIC photos are not supported here: convert them to JPEG")]

@@ -1,0 +1,81 @@
+"""Photos tagged with a colour profile other than sRGB are converted to sRGB as they are decoded;
+LittleCMS (through Pillow's ImageCms) is the independent implementation the conversion is checked
+against."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from renderkit import icc, imaging
+from tests.colour_profiles import (
+    ADOBE_RGB,
+    DISPLAY_P3,
+    SRGB,
+    SRGB_CURVE,
+    colour_patches,
+    in_profile,
+    matrix_profile,
+    tagged,
+)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("profile", [DISPLAY_P3, ADOBE_RGB], ids=["display-p3", "adobe-rgb"])
+def test_a_photo_in_another_colour_space_decodes_to_its_srgb_colours(fmt: str, profile: bytes) -> None:
+    original = colour_patches()
+    stored = in_profile(original, profile)
+    assert np.abs(stored.astype(int) - original).max() > 15  # read as sRGB, the colours would shift
+    data = tagged(stored, profile, fmt)
+    assert imaging.probe(data).icc_profile == profile
+    tolerance = 3 if fmt == "JPEG" else 2
+    for decoded in (imaging.decode_bgr(data), imaging.decode_swatch(data)[0]):
+        assert np.abs(decoded.astype(int) - original).max() <= tolerance
+
+
+def test_an_srgb_profile_costs_no_conversion() -> None:
+    assert icc.conversion_for(SRGB) is None
+    assert icc.conversion_for(matrix_profile(icc.SRGB_TO_XYZ_D50, SRGB_CURVE)) is None
+    assert icc.conversion_for(DISPLAY_P3) is not None
+    data = tagged(colour_patches(), SRGB, "PNG")
+    np.testing.assert_array_equal(imaging.decode_bgr(data), colour_patches())
+
+
+def test_the_fast_conversion_agrees_with_littlecms() -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for profile in (DISPLAY_P3, ADOBE_RGB):
+        conversion = icc.conversion_for(profile)
+        assert conversion is not None and conversion.matrix is not None
+        ours = icc.to_srgb(pixels.copy(), conversion)
+        lcms = icc.to_srgb(pixels.copy(), icc.Conversion(None, None, profile))  # the LittleCMS path
+        assert np.abs(ours.astype(int) - lcms).max() <= 1
+
+
+def test_a_cut_out_swatch_in_p3_is_converted_before_it_meets_the_grout() -> None:
+    original = colour_patches()
+    stored = in_profile(original, DISPLAY_P3)
+    rgba = np.dstack([cv2.cvtColor(stored, cv2.COLOR_BGR2RGB), np.full(stored.shape[:2], 255, np.uint8)])
+    rgba[:, :8, 3] = 0  # a transparent strip: grout
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, "PNG", icc_profile=DISPLAY_P3)
+    swatch, transparent = imaging.decode_swatch(buffer.getvalue(), "#102030")
+    assert transparent > 0
+    assert np.abs(swatch[:, 8:].astype(int) - original[:, 8:]).max() <= 2
+    assert np.abs(swatch[:, :8].astype(int) - (0x30, 0x20, 0x10)).max() <= 1  # the grout is not converted
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [b"not a profile at all", ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()],
+    ids=["garbage", "lab"],
+)
+def test_unusable_profiles_leave_the_pixels_as_they_are(profile: bytes) -> None:
+    assert icc.conversion_for(profile) is None
+    data = tagged(colour_patches(), profile, "PNG")
+    assert imaging.probe(data).icc_profile == profile
+    np.testing.assert_array_equal(imaging.decode_bgr(data), colour_patches())
