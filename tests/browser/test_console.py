@@ -162,6 +162,8 @@ def quad(sample: dict[str, Any]) -> list[tuple[float, float]]:
 
 
 def wait_until_ended(page: Page) -> None:
+    """Waits until the job view has followed its job to the end (every event shown, the job read
+    again for fresh links)."""
     page.wait_for_selector(".job-view[data-state=ended]", timeout=60_000)
 
 

@@ -110,10 +110,10 @@ export function JobView({ client, jobId }: { client: RenderClient; jobId: string
           setEvents((list) => [...list, event]);
           setJob((j) => (j ? { ...j, state: event.state, progress: event.progress, message: event.message } : j));
         }
-        setConnection("ended");
         // A fresh read: output links are signed anew each time a job is read.
         const last = await client.getJob({ jobId }, { signal });
         setJob(last.job ?? null);
+        setConnection("ended");
       } catch (e) {
         if (!signal.aborted) {
           setError(describe(e));
@@ -148,7 +148,7 @@ export function JobView({ client, jobId }: { client: RenderClient; jobId: string
   const generation = job?.result?.generation;
 
   return (
-    <div className="job-view layout-job" data-job-id={jobId} data-state={ended ? "ended" : "running"}>
+    <div className="job-view layout-job" data-job-id={jobId} data-state={connection === "ended" ? "ended" : "watching"}>
       <aside className="job-side stack">
         <section className="card stack">
           <div className="job-header">

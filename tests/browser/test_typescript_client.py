@@ -1,0 +1,58 @@
+"""The TypeScript client (clients/typescript, built to dist/) in Node against the embedded stack,
+over Connect and gRPC-web: what its README example does, checked from the outside."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from devstack.launcher import ROOT, Stack
+from render.v1 import render_service_pb2 as pb
+
+CLIENT = ROOT / "clients" / "typescript"
+SAMPLES = ROOT / "console" / "dist" / "samples"
+
+
+@pytest.fixture(scope="module")
+def dist() -> Path:
+    """The client compiled by its own build script (tsc into dist/)."""
+    if not (CLIENT / "node_modules").exists():
+        pytest.fail("the client's packages are not installed: run `make console`")
+    subprocess.run(["npm", "run", "--silent", "build"], cwd=CLIENT, check=True, timeout=120)
+    return CLIENT / "dist" / "index.js"
+
+
+@pytest.mark.parametrize("protocol", ["connect", "grpc-web"])
+def test_node_uploads_reads_field_violations_submits_and_watches(dist: Path, stack: Stack, protocol: str) -> None:
+    manifest = json.loads((SAMPLES / "sample.json").read_text())
+    ran = subprocess.run(
+        [
+            "node",
+            str(Path(__file__).with_name("client_check.mjs")),
+            str(dist),
+            stack.http_url,
+            stack.api_key,
+            protocol,
+            str(SAMPLES / manifest["photo"]),
+            str(SAMPLES / manifest["swatches"]["oak"]),
+            json.dumps(manifest["quad"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert report["violations"] == [
+        {"field": "material_swap.hints.quad", "description": "needs exactly 4 points, got 3"}
+    ]
+    events = report["events"]
+    cursors = [e["cursor"] for e in events]
+    assert len(cursors) == len(set(cursors)) and all(cursors)
+    assert [e["state"] for e in events][-1] == pb.JOB_STATE_SUCCEEDED
+    assert events[-1]["outputs"] >= 2 and any(e["message"].startswith("Step 2/4") for e in events)
+    assert report["fullBytes"] == report["fullSize"] > 0
