@@ -206,7 +206,7 @@ export function HintEditor({
             Delete selected
           </Button>
           <Button variant="ghost" onClick={clearMode} data-testid="hint-clear">
-            Clear
+            {mode === "quad" ? "Clear corners" : mode === "box" ? "Clear box" : "Clear points"}
           </Button>
           {actions}
         </div>
