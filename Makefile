@@ -114,6 +114,11 @@ bench: setup ## swap latency vs one process; SubmitRender/s vs bare gRPC; job la
 	$(PY) -m benchmarks.e2e
 	$(PY) -m benchmarks.submit
 
+# Bounded: LOAD_SECONDS (15) measured per scenario after a 1 s ramp, at most LOAD_MAX_REQUESTS calls
+# each; LOAD_CONCURRENCY overrides the configurations' 16 in flight. Takes about two minutes.
+load: setup ## deploy/load's ghz scenarios against the embedded stack: requests/s, p50/p95/p99, errors by code
+	$(PY) -m benchmarks.load $(LOAD_ARGS)
+
 quality: setup ## swaps of known-camera scenes scored against ground truth (PSNR, SSIM, plane and scale error)
 	$(PY) -m benchmarks.quality
 
@@ -124,4 +129,4 @@ models: setup ## export the pretrained segmentation and depth models to ONNX int
 clean: ## remove run data and outputs (not the virtualenv)
 	rm -rf var out
 
-.PHONY: help setup gcs-emulator console chromium run demo test chaos test-unit lint breaking protos protos-check bench quality models clean
+.PHONY: help setup gcs-emulator console chromium run demo test chaos test-unit lint breaking protos protos-check bench load quality models clean

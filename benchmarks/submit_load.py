@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import grpc
@@ -96,16 +97,115 @@ def percentile(values: Sequence[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
 
 
+@dataclass
+class Window:
+    """What a closed loop measured: the calls that ended inside its measured window."""
+
+    latencies: list[float]  # seconds of each successful call, sorted
+    extras: dict[str, list[float]]  # further per-call seconds an operation reports (sorted), by name
+    errors: dict[str, int]  # failed calls ending in the window, by status code
+    all_errors: dict[str, int]  # failed calls at any time (the ramp and the tail too)
+    seconds: float  # the window's length: `seconds`, or less when max_calls ended the loop first
+    started: int  # calls started after the ramp
+    driver_cpu: float  # the driver's CPU seconds per second over the window
+    server_cpu: float  # the target process's (-1: not measured)
+
+
+class OperationFailed(Exception):
+    """An operation's failure that is not a status from the server (a stream that ended too soon),
+    counted under its own code."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+# An operation is one call (or a short sequence of calls) on a stub; it may return further timings
+# (seconds, by name), such as a watch's time to its first event.
+Operation = Callable[[pb_grpc.RenderServiceStub], Awaitable[Mapping[str, float] | None]]
+
+
+async def closed_loop(
+    stubs: Sequence[pb_grpc.RenderServiceStub],
+    operation: Operation,
+    concurrency: int,
+    ramp_s: float,
+    seconds: float,
+    *,
+    max_calls: int = 0,
+    pid: int = 0,
+) -> Window:
+    """`concurrency` operations in flight (spread over the stubs), each started as soon as the one
+    before it returns, for ramp_s + seconds, or until max_calls have started after the ramp (0: no
+    count); counts what ends in the window after the ramp. A call in flight at the end is awaited,
+    not counted."""
+    latencies: list[float] = []
+    extras: dict[str, list[float]] = collections.defaultdict(list)
+    errors: collections.Counter[str] = collections.Counter()
+    all_errors: collections.Counter[str] = collections.Counter()
+    now = time.perf_counter()
+    measure_from, stop_at = now + ramp_s, now + ramp_s + seconds
+    started = 0  # calls started after the ramp
+
+    async def one_in_flight(stub: pb_grpc.RenderServiceStub) -> None:
+        nonlocal started
+        while (start := time.perf_counter()) < stop_at and (max_calls <= 0 or started < max_calls):
+            if start >= measure_from:
+                started += 1
+            try:
+                more = await operation(stub)
+            except (grpc.aio.AioRpcError, OperationFailed) as exc:
+                code = exc.code if isinstance(exc, OperationFailed) else exc.code().name
+                all_errors[code] += 1
+                if measure_from <= time.perf_counter() < stop_at:
+                    errors[code] += 1
+                continue
+            end = time.perf_counter()
+            if measure_from <= end < stop_at:
+                latencies.append(end - start)
+                for name, value in (more or {}).items():
+                    extras[name].append(value)
+
+    def snapshot() -> tuple[float, float, float]:
+        return time.perf_counter(), time.process_time(), process_cpu_s(pid) if pid else -1.0
+
+    workers = asyncio.ensure_future(asyncio.gather(*(one_in_flight(stubs[i % len(stubs)]) for i in range(concurrency))))
+    # CPU use is read at the window's edges, so the ramp and the tail are left out; the window ends
+    # early when the count does.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(workers), timeout=max(0.0, measure_from - time.perf_counter()))
+    begin = snapshot()
+    if not workers.done():
+        await asyncio.wait({workers}, timeout=max(0.0, stop_at - time.perf_counter()))
+    end = snapshot()
+    await workers
+    window = max(0.0, min(end[0], stop_at) - begin[0])
+    cpu_window = end[0] - begin[0]
+    return Window(
+        latencies=sorted(latencies),
+        extras={name: sorted(values) for name, values in extras.items()},
+        errors=dict(errors),
+        all_errors=dict(all_errors),
+        seconds=window,
+        started=started,
+        driver_cpu=(end[1] - begin[1]) / cpu_window if cpu_window > 0 else 0.0,
+        server_cpu=(end[2] - begin[2]) / cpu_window if cpu_window > 0 and begin[2] >= 0 and end[2] >= 0 else -1.0,
+    )
+
+
+def open_stubs(address: str, channels: int) -> tuple[list[grpc.aio.Channel], list[pb_grpc.RenderServiceStub]]:
+    """`channels` channels to one address, each its own HTTP/2 connection, and a stub on each."""
+    opened = [grpc.aio.insecure_channel(address, options=DRIVER_CHANNEL_OPTIONS) for _ in range(channels)]
+    return opened, [pb_grpc.RenderServiceStub(channel) for channel in opened]
+
+
 class Load:
     """A target's channels and stubs, kept open across cells so every cell finds them warm."""
 
     def __init__(self, target: Target, channels: int, metadata: tuple[tuple[str, str], ...]) -> None:
         self.target = target
         self.metadata = metadata
-        self.channels = [
-            grpc.aio.insecure_channel(target.address, options=DRIVER_CHANNEL_OPTIONS) for _ in range(channels)
-        ]
-        self.stubs = [pb_grpc.RenderServiceStub(channel) for channel in self.channels]
+        self.channels, self.stubs = open_stubs(target.address, channels)
 
     async def close(self) -> None:
         await asyncio.gather(*(channel.close() for channel in self.channels))
@@ -114,47 +214,23 @@ class Load:
         self, request: pb.SubmitRenderRequest, concurrency: int, ramp_s: float, seconds: float, round_: int
     ) -> Cell:
         """`concurrency` requests in flight for ramp_s + seconds; counts what completes after the ramp."""
-        latencies: list[float] = []
-        errors: collections.Counter[str] = collections.Counter()
-        now = time.perf_counter()
-        measure_from, stop_at = now + ramp_s, now + ramp_s + seconds
-        marks: dict[str, tuple[float, float]] = {}
 
-        async def one_in_flight(stub: pb_grpc.RenderServiceStub) -> None:
-            while (start := time.perf_counter()) < stop_at:
-                try:
-                    await stub.SubmitRender(request, metadata=self.metadata, timeout=RPC_TIMEOUT_S)
-                except grpc.aio.AioRpcError as exc:
-                    errors[exc.code().name] += 1
-                    continue
-                end = time.perf_counter()
-                if measure_from <= end < stop_at:
-                    latencies.append(end - start)
+        async def submit(stub: pb_grpc.RenderServiceStub) -> None:
+            await stub.SubmitRender(request, metadata=self.metadata, timeout=RPC_TIMEOUT_S)
 
-        async def mark_window() -> None:
-            # CPU use is read at the window's edges, so the ramp and the tail are left out.
-            await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
-            marks["from"] = (time.process_time(), process_cpu_s(self.target.pid) if self.target.pid else -1.0)
-            await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
-            marks["to"] = (time.process_time(), process_cpu_s(self.target.pid) if self.target.pid else -1.0)
-
-        await asyncio.gather(
-            mark_window(), *(one_in_flight(self.stubs[i % len(self.stubs)]) for i in range(concurrency))
-        )
-        (driver_from, server_from), (driver_to, server_to) = marks["from"], marks["to"]
-        latencies.sort()
+        window = await closed_loop(self.stubs, submit, concurrency, ramp_s, seconds, pid=self.target.pid)
         return Cell(
             target=self.target.name,
             concurrency=concurrency,
             round=round_,
-            completed=len(latencies),
+            completed=len(window.latencies),
             seconds=seconds,
-            per_second=len(latencies) / seconds,
-            p50_ms=percentile(latencies, 50) * 1000,
-            p99_ms=percentile(latencies, 99) * 1000,
-            errors=dict(errors),
-            driver_cpu=(driver_to - driver_from) / seconds,
-            server_cpu=(server_to - server_from) / seconds if server_from >= 0 and server_to >= 0 else -1.0,
+            per_second=len(window.latencies) / seconds,
+            p50_ms=percentile(window.latencies, 50) * 1000,
+            p99_ms=percentile(window.latencies, 99) * 1000,
+            errors=window.all_errors,
+            driver_cpu=window.driver_cpu,
+            server_cpu=window.server_cpu,
         )
 
 
