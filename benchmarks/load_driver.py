@@ -72,7 +72,7 @@ class Scenario:
 
 
 # In the order they run: the two plain submits last, since the jobs they queue keep the dispatcher
-# busy long after (a dry run takes ~10 ms of it, a submit ~0.5 ms of the gateway).
+# busy long after (a dry-run job takes ~7 ms of it, its submit ~0.5 ms of the gateway).
 SCENARIOS = {
     s.name: s
     for s in (
@@ -160,6 +160,18 @@ def request_of(config: Mapping[str, Any], env: Mapping[str, str]) -> Message:
     return request
 
 
+GO_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+GO_UNITS_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_duration_s(text: str) -> float:
+    """A Go duration ("30s", "1m30s", "500ms"), as ghz's configurations write them, in seconds."""
+    parts = GO_DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a Go duration")
+    return sum(float(n) * GO_UNITS_S[u] for n, u in parts)
+
+
 def metadata_of(config: Mapping[str, Any], env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """The configuration's `metadata` as gRPC metadata (keys lower-cased, as HTTP/2 sends them)."""
     return tuple((str(k).lower(), str(v)) for k, v in render(config.get("metadata", {}), env).items())
@@ -222,12 +234,16 @@ def row_of(scenario: Scenario, concurrency: int, window: Window) -> Row:
 
 
 async def follow(
-    stub: pb_grpc.RenderServiceStub, job_id: str, metadata: tuple[tuple[str, str], ...], start: float
+    stub: pb_grpc.RenderServiceStub,
+    job_id: str,
+    metadata: tuple[tuple[str, str], ...],
+    start: float,
+    timeout_s: float = RPC_TIMEOUT_S,
 ) -> dict[str, float]:
     """WatchJob of a job until the stream ends: seconds from `start` to its first event and to its
     terminal one. A stream that ends before a terminal event fails as NO_END_EVENT."""
     first = end = -1.0
-    call = stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=metadata, timeout=RPC_TIMEOUT_S)
+    call = stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=metadata, timeout=timeout_s)
     async for response in call:
         if not response.HasField("event"):
             continue  # a keep-alive
@@ -250,6 +266,8 @@ def operation_of(scenario: Scenario, env: Mapping[str, str]) -> tuple[Operation,
     request = request_of(config, env)
     metadata = metadata_of(config, env)
     method = method_of(str(config["call"]))
+    # Each call's deadline is the configuration's `timeout` (ghz's default 20 s when it has none).
+    timeout_s = go_duration_s(str(config.get("timeout", "20s")))
 
     if scenario.kind == "watch":
         if method.name != "WatchJob":
@@ -257,7 +275,7 @@ def operation_of(scenario: Scenario, env: Mapping[str, str]) -> tuple[Operation,
         job_id = request.job_id  # type: ignore[attr-defined]
 
         async def watch(stub: pb_grpc.RenderServiceStub) -> dict[str, float]:
-            return await follow(stub, job_id, metadata, time.perf_counter())
+            return await follow(stub, job_id, metadata, time.perf_counter(), timeout_s)
 
         return watch, config
     if scenario.kind == "submit-watch":
@@ -266,8 +284,9 @@ def operation_of(scenario: Scenario, env: Mapping[str, str]) -> tuple[Operation,
 
         async def submit_and_watch(stub: pb_grpc.RenderServiceStub) -> dict[str, float]:
             start = time.perf_counter()
-            reply = await stub.SubmitRender(request, metadata=metadata, timeout=RPC_TIMEOUT_S)
-            return {"submit": time.perf_counter() - start, **await follow(stub, reply.job.id, metadata, start)}
+            reply = await stub.SubmitRender(request, metadata=metadata, timeout=timeout_s)
+            watched = await follow(stub, reply.job.id, metadata, start, timeout_s)
+            return {"submit": time.perf_counter() - start, **watched}
 
         return submit_and_watch, config
     if method.server_streaming or method.client_streaming:
@@ -275,7 +294,7 @@ def operation_of(scenario: Scenario, env: Mapping[str, str]) -> tuple[Operation,
     name = method.name
 
     async def unary(stub: pb_grpc.RenderServiceStub) -> None:
-        await getattr(stub, name)(request, metadata=metadata, timeout=RPC_TIMEOUT_S)
+        await getattr(stub, name)(request, metadata=metadata, timeout=timeout_s)
 
     return unary, config
 

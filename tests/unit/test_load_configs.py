@@ -93,6 +93,7 @@ def test_a_configuration_is_what_ghz_reads(path: Path, compiled: descriptor_pool
     assert not set(config) - GHZ_KEYS, f"keys ghz does not know: {set(config) - GHZ_KEYS}"
     for key in DURATION_KEYS & set(config):
         assert GO_DURATION.fullmatch(config[key]), f"{key}: {config[key]!r} is not a Go duration"
+        assert load_driver.go_duration_s(config[key]) > 0
     # The proto file as ghz finds it: relative to an import path, run from the repository root.
     assert any((ROOT / d / config["proto"]).is_file() for d in config["import-paths"])
     service_name, _, method_name = config["call"].rpartition(".")
@@ -148,6 +149,9 @@ def test_templates_other_than_env_are_refused() -> None:
     with pytest.raises(KeyError):
         load_driver.method_of("render.v1.RenderService.NoSuchMethod")
     assert load_driver.method_of("render.v1.RenderService/GetJob").name == "GetJob"
+    assert load_driver.go_duration_s("1m30s") == 90.0 and load_driver.go_duration_s("250ms") == 0.25
+    with pytest.raises(ValueError):
+        load_driver.go_duration_s("30")
 
 
 def test_the_closed_loop_counts_calls_extras_and_failures() -> None:
