@@ -291,12 +291,20 @@ class MetricsEndpoint:
 # -- configuration ------------------------------------------------------------------------------
 
 
+# For traces and for metrics: the variable naming the exporters, and the OTLP endpoint of its own.
+_EXPORTER_SETTINGS = {
+    "TRACES": ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+    "METRICS": ("OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+}
+
+
 def _exporters(kind: str) -> list[str]:
     """The exporters OTEL_<KIND>_EXPORTER names; OTLP when only an endpoint is given."""
-    named = env_str(f"OTEL_{kind}_EXPORTER", "")
+    variable, own_endpoint = _EXPORTER_SETTINGS[kind]
+    named = env_str(variable, "")
     if named:
         return [n.strip().lower() for n in named.split(",") if n.strip() and n.strip().lower() != "none"]
-    endpoint = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "") or env_str(f"OTEL_EXPORTER_OTLP_{kind}_ENDPOINT", "")
+    endpoint = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "") or env_str(own_endpoint, "")
     return ["otlp"] if endpoint else []
 
 
