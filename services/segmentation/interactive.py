@@ -1,17 +1,71 @@
-"""Masks from clicks and boxes: GrabCut on a reduced copy, then the edge refined at full resolution.
+"""Masks from clicks and boxes without a model: the surface found in colour and texture that light
+does not change, then its edge placed at full resolution.
 
-GrabCut costs ~2.6 s on a 1024² image here, so it runs with its longer side at WORK_SIDE; a
-guided filter (He et al.) with the full-resolution photo as guide then snaps the upsampled mask's
-edge to the image's own edges (skirting boards, door frames) instead of blocky steps.
+Shadows, a patch of sun and a window's falloff scale a surface's light; they change its lightness
+but hardly its chromaticity (log ratios of the linear channels) or the relative contrast of its
+texture (gradients of log lightness). Both describe the surface here, so the sunlit and shaded
+parts of a floor look alike and the lightness steps at their edges are no boundaries. Texture is
+measured at up to TEXTURE_SIDE pixels, where carpet pile and wood grain still show, and pooled at
+the working size. Overexposed pixels have no chroma of their own and are set apart.
+
+1. Clicks alone (no box): a random walk on superpixels (SLIC) from the clicks. Its edges weaken
+   where any feature changes (lightness too); each superpixel is also tied to whichever
+   appearance it is nearer, the clicks' surface or the rest, in invariant features of itself and
+   of its neighbourhood (so a joint between two tiles reads as part of the floor), and a
+   superpixel like neither counts as the rest. Both models are refitted three times on what the
+   walk found. This finds the extent a box would give.
+   With a box and negative clicks, what each negative click is on (superpixels joined through
+   strong edges) is marked probable background instead, so a cabinet inside the box is not
+   learnt as surface.
+2. GrabCut (OpenCV's colour models and graph cut) on an image of the invariant features at
+   WORK_SIDE, started from the box or from step 1, clicks fixed: the cut follows changes of
+   material (the floor meeting a wall, a sofa's outline), not the pattern's joints, which are thin
+   and inside the surface's own feature statistics.
+3. The regions the positive clicks are on are kept; the mask is upsampled, the pixels near its edge
+   are given to the side whose nearby colour they match at full resolution, and a guided filter
+   (He et al.) makes the edge soft and smooth: no blocky steps.
+
+A semantic model's mask (a prior) replaces step 1 when deployed.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
-WORK_SIDE = 384
+from renderkit.imaging import srgb_to_linear
+from services.segmentation.superpixels import Superpixels, slic
+
+WORK_SIDE = 384  # superpixels and GrabCut run with the longer side at this size
+TEXTURE_SIDE = 1024  # texture is measured at this size (or the photo's, when smaller)
 GRABCUT_ITERATIONS = 4
+DITHER = 8.0  # grey levels of fixed noise on the GrabCut image (see Appearance.grabcut_image)
+SUPERPIXEL_STEP = 9  # about 1,800 superpixels at WORK_SIDE
+# Log-linear offset: keeps the sensor's noise in dark pixels from dominating ratios and gradients.
+LOG_OFFSET = np.float32(0.01)
+# The random walk's feature scales (log units): chroma (2), log lightness, gradient energy and its
+# orientation (2). Lightness counts only in the walk's edges (a step in it may be a boundary),
+# never in the appearance model (a sunlit floor is the same floor).
+EDGE_SCALES = np.array([0.06, 0.06, 0.25, 0.03, 0.02, 0.02])
+INVARIANT = [0, 1, 3, 4, 5]
+NOVELTY = 4.0  # squared scaled distance past which a superpixel looks like neither model
+APPEARANCE_SOFTNESS = 4.0
+APPEARANCE_WEIGHT = 0.2  # the appearance tie against the edges, per superpixel of mean size
+WALK_ROUNDS = 3
+MAX_EXEMPLARS = 400
+# How much a chroma difference is discounted per unit of log-lightness difference (see _nearest).
+TINT_PER_LIGHTNESS = 0.0
+BRIDGE = 5  # pixels at the working size
+TEXTURE_BLUR = 1.0  # pixels at TEXTURE_SIDE: the sensor's noise is not the surface's texture
+SNAP_BAND = 1  # working-size pixels either side of the upsampled edge that are decided again
+CLIPPED = 250  # a pixel with a channel this bright is overexposed
+CLIPPED_CHROMA = np.float32(0.5)  # beyond any real chroma (and the GrabCut image's range)
+SAME_OBJECT = 0.5  # an edge weight above which both superpixels belong to one object
+# The GrabCut image's ranges: chroma (log ratio to the mean) and log gradient energy, to 0..255.
+CHROMA_RANGE = 0.35
+TEXTURE_RANGE = (float(np.log(0.01)), float(np.log(0.5)))
 
 
 def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -48,14 +102,198 @@ def refine_edges(photo_bgr: np.ndarray, mask: np.ndarray, radius: int | None = N
     return out
 
 
-def chroma_weighted(image_bgr: np.ndarray) -> np.ndarray:
-    """The image in Lab with lightness damped and chroma boosted: light falloff and soft shadows
-    change a surface's lightness far more than its colour, so GrabCut's colour models then
-    separate materials rather than lit from shaded areas."""
-    lab = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
-    lab[..., 0] *= 0.35
-    lab[..., 1:] = (lab[..., 1:] - 128.0) * 3.0 + 128.0
-    return np.clip(lab, 0, 255).astype(np.uint8)
+class Appearance:
+    """A photo reduced to WORK_SIDE and described by illumination-invariant features."""
+
+    def __init__(self, photo_bgr: np.ndarray) -> None:
+        height, width = photo_bgr.shape[:2]
+        self.scale = min(1.0, WORK_SIDE / max(width, height))
+        self.size = (max(1, round(width * self.scale)), max(1, round(height * self.scale)))
+        self.small = cv2.resize(photo_bgr, self.size, interpolation=cv2.INTER_AREA)
+        logs = np.log(srgb_to_linear(self.small).astype(np.float32) + LOG_OFFSET)
+        self.lightness = logs.mean(axis=2)
+        self.chroma = logs[..., [0, 2]] - self.lightness[..., None]  # blue and red against the mean
+        # A clipped pixel's colour is the sensor's limit, not the surface's: its chroma is set apart
+        # from every real one (an overexposed wall must not pass for a light grey floor).
+        self.clipped = self.small.max(axis=2) >= CLIPPED
+        self.walk_chroma = self.chroma.copy()
+        self.walk_chroma[self.clipped] = CLIPPED_CHROMA
+        self.texture = _texture(photo_bgr, self.size)
+
+    def grabcut_image(self) -> np.ndarray:
+        """The features as a 3-channel uint8 image for GrabCut: chroma (2) and texture energy."""
+        chroma = (self.chroma + CHROMA_RANGE) * np.float32(255 / (2 * CHROMA_RANGE))
+        energy = np.log(cv2.GaussianBlur(self.texture[..., 0], (0, 0), 1.5) + LOG_OFFSET)
+        low, high = TEXTURE_RANGE
+        texture = (energy - np.float32(low)) * np.float32(255 / (high - low))
+        image = np.dstack([chroma, texture])
+        # These features are far smoother than colour: a GMM fitted to a small uniform sample (a
+        # strip of wall outside the box) comes out so narrow that the same wall inside the box
+        # fits the surface's broader model better. Fixed noise keeps every component wide enough.
+        image += np.random.default_rng(0).normal(0, DITHER, image.shape).astype(np.float32)
+        return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _texture(photo_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Gradient energy of log lightness and its orientation (|g|, gx² - gy², 2 gx gy), measured at
+    up to TEXTURE_SIDE and averaged down to size."""
+    height, width = photo_bgr.shape[:2]
+    scale = min(1.0, TEXTURE_SIDE / max(width, height))
+    image = photo_bgr
+    if scale < 1.0:
+        image = cv2.resize(photo_bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    lightness = np.log(srgb_to_linear(image).astype(np.float32).mean(axis=2) + LOG_OFFSET)
+    lightness = cv2.GaussianBlur(lightness, (0, 0), TEXTURE_BLUR)
+    gx = cv2.Sobel(lightness, cv2.CV_32F, 1, 0, ksize=3) * np.float32(1 / 8)
+    gy = cv2.Sobel(lightness, cv2.CV_32F, 0, 1, ksize=3) * np.float32(1 / 8)
+    maps = np.dstack([np.sqrt(gx * gx + gy * gy), gx * gx - gy * gy, 2 * gx * gy])
+    return np.asarray(cv2.resize(maps, size, interpolation=cv2.INTER_AREA))
+
+
+def _solve_walk(
+    graph: Superpixels, weights: np.ndarray, tie: np.ndarray, target: np.ndarray, fixed: np.ndarray
+) -> np.ndarray:
+    """The random walk with appearance ties: minimises sum w_ij (x_i - x_j)² + sum tie_i (x_i - target_i)²
+    with the seeds (fixed >= 0) held, by conjugate gradients (Jacobi preconditioned)."""
+    n, a, b = graph.count, graph.first, graph.second
+    free = fixed < 0
+    held = np.where(free, 0.0, fixed)
+    degree = np.maximum(np.bincount(a, weights, n) + np.bincount(b, weights, n) + tie, 1e-12)
+
+    def apply(v: np.ndarray) -> np.ndarray:
+        v = np.where(free, v, 0.0)
+        out = degree * v - np.bincount(a, weights * v[b], n) - np.bincount(b, weights * v[a], n)
+        return np.where(free, out, 0.0)
+
+    rhs = tie * target + np.bincount(a, weights * held[b], n) + np.bincount(b, weights * held[a], n)
+    rhs = np.where(free, rhs, 0.0)
+    x = np.where(free, target, 0.0)
+    residual = rhs - apply(x)
+    z = residual / degree
+    direction = z.copy()
+    rz = float(residual @ z)
+    tolerance = 1e-5 * (float(np.sqrt(rhs @ rhs)) + 1e-30)
+    for _ in range(400):
+        step = apply(direction)
+        alpha = rz / (float(direction @ step) + 1e-30)
+        x += alpha * direction
+        residual -= alpha * step
+        if float(np.sqrt(residual @ residual)) < tolerance:
+            break
+        z = residual / degree
+        rz_next = float(residual @ z)
+        direction = z + (rz_next / rz) * direction
+        rz = rz_next
+    return np.where(free, x, fixed)
+
+
+def _nearest(descriptors: np.ndarray, lightness: np.ndarray, exemplars: np.ndarray) -> np.ndarray:
+    """Each descriptor's squared distance to the nearest exemplar (inf without exemplars).
+
+    Descriptors are (own, around, wider) x (chroma 2, texture 3), in scale units. A change of
+    light that brightens a lot may also tint (sun is warmer than the sky's light): a chroma
+    difference counts less the more the two differ in lightness.
+    """
+    if len(exemplars) == 0:
+        return np.full(len(descriptors), np.inf)
+    exemplars = exemplars[:: max(1, len(exemplars) // MAX_EXEMPLARS)]
+    chroma = np.zeros(descriptors.shape[1], bool)
+    chroma[[0, 1, 5, 6, 10, 11]] = True
+    d, e = descriptors[:, ~chroma], descriptors[exemplars][:, ~chroma]
+    distances = (d * d).sum(axis=1)[:, None] - 2 * d @ e.T + (e * e).sum(axis=1)[None, :]
+    slack = 1.0 + TINT_PER_LIGHTNESS * np.abs(lightness[:, None] - lightness[exemplars][None, :])
+    for k in np.flatnonzero(chroma):
+        distances += ((descriptors[:, k, None] - descriptors[exemplars, k][None, :]) / slack) ** 2
+    return np.asarray(np.maximum(distances.min(axis=1), 0.0))
+
+
+@dataclass(frozen=True)
+class SuperpixelGraph:
+    """The working image's superpixels, their features and the walk's edge weights."""
+
+    graph: Superpixels
+    features: np.ndarray  # (count, 6): chroma (2), log lightness, gradient energy and orientation (2)
+    weights: np.ndarray  # per edge: near 1 where nothing changes across it
+
+
+def superpixel_graph(appearance: Appearance) -> SuperpixelGraph:
+    """Superpixels of the working image (SLIC in Lab) with their features and edge weights."""
+    lab = cv2.cvtColor(appearance.small, cv2.COLOR_BGR2LAB).astype(np.float32)
+    graph = slic(lab, SUPERPIXEL_STEP)
+    features = np.stack(
+        [
+            graph.mean(appearance.walk_chroma[..., 0]),
+            graph.mean(appearance.walk_chroma[..., 1]),
+            graph.mean(appearance.lightness),
+        ]
+        + [graph.mean(appearance.texture[..., k]) for k in range(3)],
+        axis=1,
+    )
+    step = (features[graph.first] - features[graph.second]) / EDGE_SCALES
+    return SuperpixelGraph(graph, features, np.exp(-0.5 * (step * step).sum(axis=1)))
+
+
+def clicks_region(
+    appearance: Appearance,
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    superpixels: SuperpixelGraph | None = None,
+) -> np.ndarray:
+    """Where the clicks' surface extends (bool at the working size), from a random walk on
+    superpixels: edges weak where any feature changes, each superpixel tied to whichever
+    appearance (the surface's or the rest's, in invariant features) it is nearer, both models
+    refitted from the walk's confident answer."""
+    sp = superpixels or superpixel_graph(appearance)
+    graph = sp.graph
+    own = sp.features[:, INVARIANT]
+    around = graph.neighbour_mean(own)
+    wider = graph.neighbour_mean(around)
+    descriptors = np.concatenate([own, around, wider], axis=1) / np.tile(EDGE_SCALES[INVARIANT], 3) / np.sqrt(3)
+    lightness = sp.features[:, 2]
+    fixed = np.full(graph.count, -1.0)
+    fixed[graph.sizes == 0] = 0.0
+    fixed[graph.at(negatives, appearance.scale)] = 0.0
+    clicked = graph.at(positives, appearance.scale)
+    fixed[clicked] = 1.0
+    tie = APPEARANCE_WEIGHT * graph.sizes / graph.sizes[graph.sizes > 0].mean()
+    # An overexposed superpixel has no colour to compare: its neighbours decide (a clipped sun
+    # patch inside the floor joins it, a clipped window wall stays with the wall).
+    tie[graph.mean(appearance.clipped.astype(np.float32)) > 0.5] = 0.0
+    x = fixed
+    for round_ in range(WALK_ROUNDS):
+        surface = clicked if round_ == 0 else np.flatnonzero(x > 0.75)
+        rest = np.flatnonzero(fixed == 0.0) if round_ == 0 else np.flatnonzero(x < 0.25)
+        near_surface = _nearest(descriptors, lightness, surface)
+        near_rest = np.minimum(_nearest(descriptors, lightness, rest), NOVELTY)
+        target = 1.0 / (1.0 + np.exp(np.clip((near_surface - near_rest) / APPEARANCE_SOFTNESS, -30, 30)))
+        x = _solve_walk(graph, sp.weights, tie, target, fixed)
+    return np.asarray(x[graph.labels] > 0.5)
+
+
+def clicked_off(
+    appearance: Appearance, positives: np.ndarray, negatives: np.ndarray, superpixels: SuperpixelGraph | None = None
+) -> np.ndarray:
+    """What each negative click is on (bool at the working size): the superpixels joined to the
+    clicked one through edges across which nothing much changes (a cabinet's face, a wall), unless
+    they also join a positive click (then the click's object is not told apart from the surface)."""
+    sp = superpixels or superpixel_graph(appearance)
+    graph = sp.graph
+    strong = sp.weights > SAME_OBJECT
+    a, b = graph.first[strong], graph.second[strong]
+    component = np.arange(graph.count)
+    for _ in range(graph.count):  # label propagation; ends when nothing changes (a few dozen rounds)
+        low = np.minimum(component[a], component[b])
+        merged = component.copy()
+        np.minimum.at(merged, a, low)
+        np.minimum.at(merged, b, low)
+        merged = merged[merged]
+        if np.array_equal(merged, component):
+            break
+        component = merged
+    off = set(component[graph.at(negatives, appearance.scale)].tolist())
+    off -= set(component[graph.at(positives, appearance.scale)].tolist())
+    chosen = np.isin(component, list(off))
+    return np.asarray(chosen[graph.labels])
 
 
 def _disk(mask: np.ndarray, points: np.ndarray, radius: int, value: int) -> None:
@@ -63,7 +301,7 @@ def _disk(mask: np.ndarray, points: np.ndarray, radius: int, value: int) -> None
         cv2.circle(mask, (round(x), round(y)), radius, (value,), -1)
 
 
-def grabcut_mask(
+def select_surface(
     photo_bgr: np.ndarray,
     box: tuple[float, float, float, float] | None,
     positives: np.ndarray,
@@ -73,30 +311,32 @@ def grabcut_mask(
     """The surface selected by a box and/or clicks, as a soft uint8 mask at the photo's size.
 
     prior (any resolution, 0..1) is a segmentation model's probability of the surface: it seeds
-    GrabCut's probable labels, and the clicks and the box override it where they disagree.
+    the probable labels (instead of the clicks' random walk), and the clicks and the box override
+    it where they disagree.
     """
     height, width = photo_bgr.shape[:2]
-    scale = min(1.0, WORK_SIDE / max(width, height))
-    small = cv2.resize(
-        photo_bgr, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
-    )
-    sh, sw = small.shape[:2]
+    appearance = Appearance(photo_bgr)
+    scale = appearance.scale
+    sw, sh = appearance.size
     radius = max(2, round(0.02 * max(sw, sh)))
-    if prior is None:
-        labels = np.full((sh, sw), cv2.GC_PR_BGD, np.uint8)
-        inside_box = cv2.GC_PR_FGD
-    else:
+    labels = np.full((sh, sw), cv2.GC_PR_BGD, np.uint8)
+    if prior is not None:
         likely = cv2.resize(prior.astype(np.float32), (sw, sh), interpolation=cv2.INTER_LINEAR) > 0.5
-        labels = np.where(likely, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
-        inside_box = -1  # the model's labels stand inside the box
+        labels[likely] = cv2.GC_PR_FGD
     if box is not None:
         x0, y0, x1, y1 = (round(v * scale) for v in box)
         window = (slice(max(0, y0), min(sh, y1)), slice(max(0, x0), min(sw, x1)))
         outside = np.full((sh, sw), True)
         outside[window] = False
         labels[outside] = cv2.GC_BGD
-        if inside_box >= 0:
-            labels[window] = inside_box
+        if prior is None:
+            labels[window] = cv2.GC_PR_FGD
+        if len(negatives):
+            # What the clicks off the surface are on is probable background, so that the surface's
+            # colour model does not learn a cabinet from the box around it.
+            labels[clicked_off(appearance, positives, negatives) & ~outside] = cv2.GC_PR_BGD
+    elif prior is None and len(positives):
+        labels[clicks_region(appearance, positives, negatives)] = cv2.GC_PR_FGD
     _disk(labels, positives * scale, radius, cv2.GC_FGD)
     _disk(labels, negatives * scale, radius, cv2.GC_BGD)
     if not ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).any():
@@ -107,19 +347,58 @@ def grabcut_mask(
     cv2.setRNGSeed(0x5EED)  # GrabCut's k-means start draws from OpenCV's RNG: same hints, same mask
     # The stubs do not allow rect=None, which GC_INIT_WITH_MASK takes.
     cv2.grabCut(  # type: ignore[call-overload]
-        chroma_weighted(small), labels, None, background, foreground, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK
+        appearance.grabcut_image(), labels, None, background, foreground, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK
     )
     selected = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
     if len(positives):
-        # Keep only the regions the clicks are on: GrabCut may also pick look-alike patches elsewhere.
-        _, components = cv2.connectedComponents(selected)
-        keep = {
-            int(components[min(sh - 1, max(0, round(y * scale))), min(sw - 1, max(0, round(x * scale)))])
-            for x, y in positives
-        }
-        keep.discard(0)
+        # Keep only the regions the clicks are on: look-alike patches elsewhere are not the surface.
+        # Parts a few pixels apart count as one (a checkerboard's squares meet only at corners).
+        _, components = cv2.connectedComponents(cv2.dilate(selected, np.ones((BRIDGE, BRIDGE), np.uint8)))
+        xs = np.clip(np.round(positives[:, 0] * scale).astype(int), 0, sw - 1)
+        ys = np.clip(np.round(positives[:, 1] * scale).astype(int), 0, sh - 1)
+        keep = set(components[ys, xs].tolist()) - {0}
         if keep:
-            selected = np.isin(components, list(keep)).astype(np.uint8)
+            selected &= np.isin(components, list(keep)).astype(np.uint8)
     full = cv2.resize(selected * 255, (width, height), interpolation=cv2.INTER_LINEAR)
+    step = int(np.ceil(1 / scale))
+    snapped = snap_to_colour_edges(photo_bgr, full > 127, SNAP_BAND * step + 1)
     # The guided filter's window spans the upsampling step, so it can move the edge that far.
-    return refine_edges(photo_bgr, np.where(full > 127, 255, 0).astype(np.uint8), radius=int(np.ceil(1 / scale)) + 1)
+    return refine_edges(photo_bgr, snapped, radius=step + 1)
+
+
+def snap_to_colour_edges(photo_bgr: np.ndarray, mask: np.ndarray, band: int) -> np.ndarray:
+    """A binary mask (uint8 0/255) whose pixels within `band` of the edge are given to the side whose
+    nearby colour they are closer to: the side's mean over a window, taken from beyond the band,
+    so the edge moves onto the photo's own colour edge at full resolution."""
+    kernel = np.ones((2 * band + 1, 2 * band + 1), np.uint8)
+    inside = cv2.erode(mask.astype(np.uint8), kernel)
+    outside = 1 - cv2.dilate(mask.astype(np.uint8), kernel)
+    edge = (inside == 0) & (outside == 0)
+    if not edge.any():
+        return np.where(mask, 255, 0).astype(np.uint8)
+    ys, xs = np.nonzero(edge)
+    pad = 3 * band
+    y0, y1 = max(0, ys.min() - pad), min(mask.shape[0], ys.max() + pad + 1)
+    x0, x1 = max(0, xs.min() - pad), min(mask.shape[1], xs.max() + pad + 1)
+    colour = cv2.cvtColor(photo_bgr[y0:y1, x0:x1], cv2.COLOR_BGR2LAB).astype(np.float32)
+    window = (4 * band + 1, 4 * band + 1)
+
+    def side_mean(side: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        weight = cv2.boxFilter(side.astype(np.float32), -1, window, normalize=False)
+        total = cv2.boxFilter(colour * side[..., None].astype(np.float32), -1, window, normalize=False)
+        return np.asarray(total / np.maximum(weight, 1e-3)[..., None]), weight > 0.5
+
+    mean_in, has_in = side_mean(inside[y0:y1, x0:x1])
+    mean_out, has_out = side_mean(outside[y0:y1, x0:x1])
+    nearer_in = ((colour - mean_in) ** 2).sum(axis=2) < ((colour - mean_out) ** 2).sum(axis=2)
+    decided = has_in & has_out & edge[y0:y1, x0:x1]
+    out = mask.copy()
+    crop = out[y0:y1, x0:x1]
+    crop[decided] = nearer_in[decided]
+    # Isolated specks the reassignment leaves (a joint near the edge) are closed over.
+    out[y0:y1, x0:x1] = cv2.morphologyEx(crop.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+    return np.where(out, 255, 0).astype(np.uint8)
+
+
+# The name earlier callers use.
+grabcut_mask = select_surface

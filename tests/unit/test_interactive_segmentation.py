@@ -1,13 +1,20 @@
-"""Masks from clicks and boxes: GrabCut at reduced size, edges refined against the photo."""
+"""Masks from clicks and boxes without a model: illumination-invariant features, a superpixel walk
+from the clicks, GrabCut on the features, the edge refined against the photo."""
 
 from __future__ import annotations
+
+import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pytest
 
 from devstack import scenes
-from services.segmentation.interactive import grabcut_mask, refine_edges
+from renderkit.homography import quad_homography
+from renderkit.imaging import linear_to_srgb, srgb_to_linear
+from services.segmentation.interactive import refine_edges, select_surface
+from services.segmentation.superpixels import slic
 
 W, H = 960, 640
 
@@ -29,11 +36,100 @@ def iou(mask: np.ndarray, truth: np.ndarray) -> float:
     return float((a & b).sum() / (a | b).sum())
 
 
+@dataclass(frozen=True)
+class TiledFloor:
+    """A tiled floor in perspective under a patch of warm sun and a shadow, a wall of nearly the
+    same colour behind it, a dark cabinet standing on it; JPEG q90 with sensor noise."""
+
+    photo: np.ndarray
+    floor: np.ndarray  # uint8 255 on the visible floor
+    joints: np.ndarray  # bool: the joints' pixels on the visible floor
+    sun: np.ndarray  # bool: the sunlit part of the visible floor
+    positives: np.ndarray
+    negatives: np.ndarray
+    box: tuple[float, float, float, float]
+
+
+def tiled_floor(width: int = 480, height: int = 360) -> TiledFloor:
+    quad = np.array([[0.24, 0.40], [0.76, 0.40], [1.1, 1.05], [-0.1, 1.05]]) * (width, height)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    Hinv = np.linalg.inv(quad_homography(quad))
+    w = Hinv[2, 0] * xs + Hinv[2, 1] * ys + Hinv[2, 2]
+    u = (Hinv[0, 0] * xs + Hinv[0, 1] * ys + Hinv[0, 2]) / w * 7
+    v = (Hinv[1, 0] * xs + Hinv[1, 1] * ys + Hinv[1, 2]) / w * 7
+    on_floor = (u > 0) & (u < 7) & (v > 0) & (v < 7)
+    fu, fv = u - np.floor(u), v - np.floor(v)
+    joint = on_floor & ((np.minimum(fu, 1 - fu) < 0.03) | (np.minimum(fv, 1 - fv) < 0.03))
+    tone = 0.9 + 0.2 * ((np.floor(u) * 7 + np.floor(v) * 3) % 5) / 4
+    floor = srgb_to_linear(np.array([[[165, 188, 200]]], np.uint8))[0, 0] * tone[..., None]
+    floor = np.where(joint[..., None], srgb_to_linear(np.array([[[118, 128, 138]]], np.uint8))[0, 0], floor)
+    wall = srgb_to_linear(np.array([[[160, 184, 196]]], np.uint8))[0, 0] * np.float32(0.85)
+    image = np.where(on_floor[..., None], floor, wall).astype(np.float32)
+    cabinet = (xs > 0.62 * width) & (xs < 0.80 * width) & (ys > 0.50 * height) & (ys < 0.72 * height)
+    image[cabinet] = srgb_to_linear(np.array([[[60, 45, 40]]], np.uint8))[0, 0]
+    # Warm sun through a window: a sharp-edged parallelogram 2.2 times brighter; a soft shadow.
+    slant = xs - 0.35 * width + 0.5 * (ys - 0.7 * height)
+    sun = on_floor & ~cabinet & (np.abs(slant) < 0.09 * width) & (np.abs(ys - 0.72 * height) < 0.12 * height)
+    light = np.ones((height, width, 3), np.float32)
+    light[sun] *= np.array([1.76, 2.02, 2.2], np.float32)  # BGR: warmer than the room's light
+    shadow = 1 - 0.5 * np.exp(-(((xs - 0.22 * width) ** 2 + ((ys - 0.85 * height) * 2) ** 2) / (0.1 * width) ** 2))
+    light *= np.where(on_floor, shadow, 1.0)[..., None].astype(np.float32)
+    photo = linear_to_srgb(image * light)
+    rng = np.random.default_rng(7)
+    noisy = np.clip(photo + rng.normal(0, 2.5, photo.shape), 0, 255).astype(np.uint8)
+    photo = cv2.imdecode(cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_COLOR)
+    visible = on_floor & ~cabinet
+    positives = np.array([[0.12, 0.62], [0.55, 0.92], [0.85, 0.88]]) * (width, height)
+    negatives = np.array([[0.71, 0.6], [0.5, 0.2]]) * (width, height)
+    return TiledFloor(
+        photo,
+        visible.astype(np.uint8) * 255,
+        joint & visible,
+        sun,
+        positives,
+        negatives,
+        (0.0, 0.36 * height, float(width), float(height)),
+    )
+
+
+@pytest.fixture(scope="module")
+def tiled() -> TiledFloor:
+    return tiled_floor()
+
+
+def test_clicks_find_the_whole_tiled_floor_with_its_joints_and_its_sunlit_part(tiled: TiledFloor) -> None:
+    mask = select_surface(tiled.photo, None, tiled.positives, tiled.negatives)
+    assert iou(mask, tiled.floor) > 0.93  # measured 0.95 (GrabCut before: 0.40)
+    assert (mask[tiled.sun] > 127).mean() > 0.95  # the sunlit part is floor too (before: 0.00)
+    assert (mask[tiled.joints] > 127).mean() > 0.85  # joints stay inside the mask (0.93; before: 0.45)
+
+
+def test_a_box_and_clicks_stop_at_the_wall_of_the_same_colour(tiled: TiledFloor) -> None:
+    mask = select_surface(tiled.photo, tiled.box, tiled.positives[:2], tiled.negatives[:1])
+    assert iou(mask, tiled.floor) > 0.96  # measured 0.99 (before: 0.92, the sunlit part left out)
+    wall = tiled.floor == 0
+    wall[int(0.42 * 360) :] = False
+    assert (mask[wall] > 127).mean() < 0.02
+
+
+def test_the_mask_is_smooth_at_full_resolution(tiled: TiledFloor) -> None:
+    """No staircase from the working resolution: the mask's outline is about as long as the truth's."""
+    mask = select_surface(tiled.photo, tiled.box, tiled.positives, tiled.negatives)
+
+    def outline(m: np.ndarray) -> float:
+        contours, _ = cv2.findContours((m > 127).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+        return sum(cv2.arcLength(c, True) for c in contours)
+
+    assert outline(mask) < 1.15 * outline(tiled.floor)
+
+
 def test_a_box_and_clicks_select_the_floor_and_leave_the_sofa_out(room: tuple[np.ndarray, np.ndarray]) -> None:
     photo, truth = room
     box = (0.0, 0.45 * H, float(W), float(H))
-    mask = grabcut_mask(photo, box, np.array([[0.2 * W, 0.9 * H]]), np.array([[0.5 * W, 0.7 * H]]))
-    assert iou(mask, truth) > 0.8  # measured 0.83 on this scene (smooth light, similar colours)
+    mask = select_surface(photo, box, np.array([[0.2 * W, 0.9 * H]]), np.array([[0.5 * W, 0.7 * H]]))
+    # Measured 0.81 (GrabCut on chroma-weighted Lab: 0.83): the wall by the window is overexposed
+    # and as grey as the carpet, and the box alone gives no reason to leave it out.
+    assert iou(mask, truth) > 0.78
     assert mask[int(0.7 * H), int(0.5 * W)] < 64  # the sofa stays in front
 
 
@@ -41,9 +137,28 @@ def test_clicks_alone_select_the_floor(room: tuple[np.ndarray, np.ndarray]) -> N
     photo, truth = room
     positives = np.array([[0.2 * W, 0.9 * H], [0.8 * W, 0.9 * H], [0.5 * W, 0.56 * H]])
     negatives = np.array([[0.5 * W, 0.2 * H], [0.5 * W, 0.7 * H]])
-    mask = grabcut_mask(photo, None, positives, negatives)
-    assert iou(mask, truth) > 0.6  # measured 0.63: clicks alone are weak on this low-contrast scene
+    mask = select_surface(photo, None, positives, negatives)
+    assert iou(mask, truth) > 0.93  # measured 0.96 (before: 0.63)
     assert mask[int(0.7 * H), int(0.5 * W)] < 64
+
+
+def test_a_megapixel_photo_takes_well_under_a_second() -> None:
+    photo = cv2.resize(tiled_floor().photo, (1600, 1200), interpolation=cv2.INTER_LINEAR)
+    positives = np.array([[0.12, 0.62], [0.55, 0.92]]) * (1600, 1200)
+    start = time.process_time()
+    select_surface(photo, None, positives, np.array([[0.71 * 1600, 0.6 * 1200]]))
+    assert time.process_time() - start < 1.5  # about 0.3 s of CPU here
+
+
+def test_superpixels_follow_edges_and_cover_the_image() -> None:
+    image = np.zeros((90, 120, 3), np.float32)
+    image[:, 47:] = (200.0, 128.0, 128.0)  # an edge off the 10 px grid
+    graph = slic(image, 10)
+    assert graph.labels.shape == (90, 120) and graph.labels.max() < graph.count
+    straddling = [label for label in np.unique(graph.labels) if len(np.unique(image[graph.labels == label, 0])) > 1]
+    assert not straddling
+    assert len(graph.first) == len(set(zip(graph.first.tolist(), graph.second.tolist(), strict=True)))
+    assert np.all(graph.first < graph.second)
 
 
 def test_refined_edges_follow_the_photo_better_than_an_upsampled_mask(room: tuple[np.ndarray, np.ndarray]) -> None:
@@ -63,4 +178,4 @@ def test_refined_edges_follow_the_photo_better_than_an_upsampled_mask(room: tupl
 
 def test_hints_that_select_nothing_are_refused(room: tuple[np.ndarray, np.ndarray]) -> None:
     with pytest.raises(ValueError, match="no background"):
-        grabcut_mask(room[0], (-10.0, -10.0, W + 10.0, H + 10.0), np.zeros((0, 2)), np.zeros((0, 2)))
+        select_surface(room[0], (-10.0, -10.0, W + 10.0, H + 10.0), np.zeros((0, 2)), np.zeros((0, 2)))
