@@ -50,6 +50,10 @@ _RESULTS = {
 }
 
 
+class EndpointGone(Exception):
+    """A claimed delivery's endpoint was deleted before its attempt."""
+
+
 def delivery_ttl_ms(settings: WebhookSettings, retention_s: float) -> int:
     """How long a delivery is kept: the job retention, or its whole retry schedule when longer."""
     return int(max(retention_s, sum(settings.retry_schedule_s) + settings.lease_s) * 1000)
@@ -156,7 +160,11 @@ class DeliveryWorker:
     async def _deliver(self, delivery: Delivery) -> None:
         """One attempt of a claimed delivery, recorded with what comes next."""
         try:
-            attempt, answer = await self._attempt(delivery)
+            try:
+                attempt, answer = await self._attempt(delivery)
+            except EndpointGone:
+                await self.ledger.record_attempt(delivery, self.claim, "release", None, now_ms())
+                return  # the next claim finds the endpoint gone and fails the delivery
             outcome, next_ms, reason = after_attempt(self.settings, delivery.attempts + 1, attempt, answer, now_ms())
             if not await self.ledger.record_attempt(delivery, self.claim, outcome, attempt, next_ms, reason):
                 log.info("webhook %s: its claim ran out mid-attempt; another worker has it", delivery.delivery_id)
@@ -175,8 +183,10 @@ class DeliveryWorker:
 
     async def _attempt(self, delivery: Delivery) -> tuple[Attempt, PostResponse | None]:
         secrets = delivery.secrets
-        if secrets is None:  # the tenant's secret for webhooks on requests, made on first use
+        if secrets is None and not delivery.endpoint_id:  # the tenant's secret for requests: made on first use
             secrets = await self.ledger.tenant_secret(delivery.tenant)
+        if secrets is None:  # an endpoint's secret goes with the endpoint: it was deleted meanwhile
+            raise EndpointGone()
         room = await self._room(delivery) if delivery.event_type == "batch.room.completed" else None
         loop = asyncio.get_running_loop()
         body = await loop.run_in_executor(self._pool, payload, delivery, self.links, room)

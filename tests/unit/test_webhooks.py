@@ -9,9 +9,11 @@ import time
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from gateway.auth.principal import Scope
 from gateway.fetch import PostResponse
 from gateway.ledger import Attempt, Delivery, Secrets
 from gateway.ledger.webhooks import new_secret
+from gateway.server import METHOD_SCOPES, SERVICE_NAME
 from gateway.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE, WebhookSettings
 from gateway.webhooks import events, signing
 from gateway.webhooks.payloads import payload
@@ -143,3 +145,16 @@ def test_settings_name_the_variable_they_refuse(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("WEBHOOK_TIMEOUT_SECONDS", "3")
     settings = WebhookSettings.from_env()
     assert settings.retry_schedule_s == (0.5, 2.0, 8.0) and settings.jitter == 0.2 and settings.lease_s == 7.0
+
+
+def test_every_public_method_has_a_scope_and_webhooks_need_render_to_change() -> None:
+    service = pb.DESCRIPTOR.services_by_name["RenderService"]
+    assert {f"/{SERVICE_NAME}/{m.name}" for m in service.methods} <= set(METHOD_SCOPES)
+    scopes = {name.rsplit("/", 1)[1]: scope for name, scope in METHOD_SCOPES.items()}
+    assert {m: scopes[m] for m in scopes if "Webhook" in m} == {
+        "CreateWebhookEndpoint": Scope.RENDER,
+        "DeleteWebhookEndpoint": Scope.RENDER,
+        "RotateWebhookSecret": Scope.RENDER,
+        "ListWebhookEndpoints": Scope.READ,
+        "ListWebhookDeliveries": Scope.READ,
+    }
