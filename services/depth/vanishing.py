@@ -18,7 +18,10 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-_WORK_SIDE = 1024
+# Lines are found on a copy at most this large: at 1024 px a 12 MP photo's lines were placed to
+# ~2 photo pixels, which tilted the plane by up to 0.2° and moved the texture by pixels across the
+# surface (docs/quality.md, "Geometry without a quad"); 2048 costs ~0.5 s more at 12 MP.
+_WORK_SIDE = 2048
 _MIN_LENGTH = 0.03  # of the longer side
 _BAND = 0.02  # lines this far outside the surface (of the longer side) count as "around" it
 _INLIER_SIN = np.sin(np.radians(1.5))
@@ -66,10 +69,10 @@ def line_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
     in_band = band[yi, xi].mean(axis=1) > 0.7
     # Edges of what the mask leaves out inside its outline (objects in front of the surface) are not
     # the surface's lines: a cabinet's top edge would pull the vanishing point of the floor's rows.
-    points = cv2.findNonZero(small_mask.astype(np.uint8))
+    outlines, _ = cv2.findContours(small_mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     hull = np.zeros_like(band)
-    if points is not None:
-        cv2.fillConvexPoly(hull, cv2.convexHull(points), (1,))
+    if outlines:
+        cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(outlines)), (1,))
     holes = (hull > 0) & ~small_mask
     holes = cv2.dilate(holes.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=3) > 0
     in_band &= holes[yi, xi].mean(axis=1) < 0.3
@@ -82,7 +85,10 @@ def line_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
         | ((segments[:, 1] > size[1] - 1 - margin) & (segments[:, 3] > size[1] - 1 - margin))
     )
     keep = (length >= _MIN_LENGTH * side) & in_band & ~on_border
-    return segments[keep] / scale
+    # Pixel centres sit on integers at both sizes, so the reduced copy's coordinates map back with
+    # half-pixel offsets (dividing alone would shift every line by half a reduced pixel less half a
+    # photo pixel: 1.5 px at 12 MP, enough to tilt the horizon by a few hundredths of a degree).
+    return (segments[keep] + 0.5) / scale - 0.5
 
 
 def _support(v: np.ndarray, mid: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -132,9 +138,11 @@ def _refine_ml(v: np.ndarray, p1: np.ndarray, mid: np.ndarray, length: np.ndarra
     return v
 
 
-def vanishing_points(segments: np.ndarray, scale: float, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Up to three vanishing points (homogeneous, in coordinates divided by scale), strongest first,
-    each with the boolean mask of the segments that support it."""
+def _segment_geometry(
+    segments: np.ndarray, scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Segments in coordinates divided by scale: first endpoints (homogeneous), their lines
+    (normalised), unit directions, lengths and midpoints."""
     p1 = np.column_stack([segments[:, :2] / scale, np.ones(len(segments))])
     p2 = np.column_stack([segments[:, 2:] / scale, np.ones(len(segments))])
     lines = np.cross(p1, p2)
@@ -143,6 +151,13 @@ def vanishing_points(segments: np.ndarray, scale: float, seed: int = 0) -> list[
     length = np.linalg.norm(direction, axis=1)
     direction /= np.maximum(length[:, None], 1e-12)
     mid = (p1[:, :2] + p2[:, :2]) / 2
+    return p1, lines, direction, length, mid
+
+
+def vanishing_points(segments: np.ndarray, scale: float, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Up to three vanishing points (homogeneous, in coordinates divided by scale), strongest first,
+    each with the boolean mask of the segments that support it."""
+    p1, lines, direction, length, mid = _segment_geometry(segments, scale)
     rng = np.random.default_rng(seed)
     free = np.ones(len(segments), bool)
     found: list[tuple[np.ndarray, np.ndarray]] = []
@@ -191,9 +206,14 @@ def plane_from_lines(
         raise NoVanishingPoints("the lines on and around the surface do not run in two directions")
     centre = np.array([width / 2, height / 2]) / scale
     lengths = np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1])
+    moments = cv2.moments((mask > 127).view(np.uint8), binaryImage=True)
+    if moments["m00"] == 0:
+        raise NoVanishingPoints("the surface's mask is empty")
+    centroid = (moments["m10"] / moments["m00"], moments["m01"] / moments["m00"])
     best: LinePlane | None = None
+    pair: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     for (v1, in1), (v2, in2) in itertools.combinations(points, 2):
-        candidate = _plane(v1, v2, centre, scale, width, height, default_focal, given_focal, mask)
+        candidate = _plane(v1, v2, centre, scale, width, height, default_focal, given_focal, centroid)
         if candidate is None:
             continue
         support = float(lengths[in1 | in2].sum() / lengths.sum())
@@ -201,10 +221,78 @@ def plane_from_lines(
         confidence = support * min(1.0, 2.0 * balance) * (1.0 if candidate.focal_from_lines else 0.8)
         candidate = replace(candidate, confidence=round(confidence, 3), segments=int((in1 | in2).sum()))
         if best is None or candidate.confidence > best.confidence:
-            best = candidate
-    if best is None:
+            best, pair = candidate, (v1, in1, v2, in2)
+    if best is None or pair is None:
         raise NoVanishingPoints("no two line directions on the surface describe a plane in front of the camera")
+    if given_focal is not None:
+        # A known camera makes the two directions' right angle a constraint: the pair is refitted
+        # as one orthonormal frame, so a far vanishing point (lines nearly parallel in the photo,
+        # whose distance the lines hardly fix) takes its tilt from the other direction and keeps
+        # only what its lines' angles say.
+        v1, in1, v2, in2 = pair
+        refined = _orthogonal_pair(v1, in1, v2, in2, segments, scale, centre, given_focal / scale)
+        if refined is not None:
+            again = _plane(*refined, centre, scale, width, height, default_focal, given_focal, centroid)
+            if again is not None:
+                best = replace(again, confidence=best.confidence, segments=best.segments)
     return best
+
+
+# Two line directions further than this from a right angle (with the camera known) are not taken
+# for perpendicular ones (a herringbone's, a rhombic pattern's): they are left as measured.
+_RIGHT_ANGLE_SLACK = np.radians(12.0)
+
+
+def _orthogonal_pair(
+    v1: np.ndarray,
+    in1: np.ndarray,
+    v2: np.ndarray,
+    in2: np.ndarray,
+    segments: np.ndarray,
+    scale: float,
+    centre: np.ndarray,
+    f: float,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Two vanishing points (scaled coordinates) refitted as the images of two perpendicular
+    directions of a camera of focal length f (scaled): Gauss-Newton over the frame's rotation on
+    both families' endpoint distances. None when the directions are not nearly perpendicular."""
+    K = np.array([[f, 0.0, centre[0]], [0.0, f, centre[1]], [0.0, 0.0, 1.0]])
+    K_inv = np.linalg.inv(K)
+    d1, d2 = (K_inv @ v for v in (v1, v2))
+    d1, d2 = d1 / np.linalg.norm(d1), d2 / np.linalg.norm(d2)
+    if abs(float(d1 @ d2)) > np.sin(_RIGHT_ANGLE_SLACK):
+        return None
+    # The nearest orthonormal pair (polar decomposition), completed to a rotation.
+    u, _, vt = np.linalg.svd(np.column_stack([d1, d2]), full_matrices=False)
+    pair = u @ vt
+    frame = np.column_stack([pair, np.cross(pair[:, 0], pair[:, 1])])
+    p1, _, _, length, mid = _segment_geometry(segments, scale)
+    weight = np.sqrt(length)
+    families = [(p1[in1], mid[in1], weight[in1]), (p1[in2], mid[in2], weight[in2])]
+
+    def residuals(R: np.ndarray) -> np.ndarray:
+        return np.concatenate([_endpoint_residuals(K @ R[:, k], *family) for k, family in enumerate(families)])
+
+    for _ in range(8):
+        r = residuals(frame)
+        eps = 1e-7
+        J = np.column_stack([(residuals(_rotate(frame, eps * axis)) - r) / eps for axis in np.eye(3)])
+        step, *_ = np.linalg.lstsq(J, -r, rcond=None)
+        frame = _rotate(frame, step)
+        if np.linalg.norm(step) < 1e-10:
+            break
+    return K @ frame[:, 0], K @ frame[:, 1]
+
+
+def _rotate(frame: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The frame turned by the rotation vector w (Rodrigues)."""
+    angle = float(np.linalg.norm(w))
+    if angle == 0.0:
+        return frame
+    k = w / angle
+    cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    R = np.eye(3) + np.sin(angle) * cross + (1.0 - np.cos(angle)) * cross @ cross
+    return np.asarray(R @ frame)
 
 
 def _plane(
@@ -216,9 +304,10 @@ def _plane(
     height: int,
     default_focal: float,
     given_focal: float | None,
-    mask: np.ndarray,
+    centroid: tuple[float, float],
 ) -> LinePlane | None:
-    """The plane through two vanishing points (in scaled coordinates), or None if they cannot span one."""
+    """The plane through two vanishing points (in scaled coordinates), or None if they cannot span
+    one; centroid is the surface's mask's, in pixels."""
     # A vanishing point this many photo sizes away is as good as at infinity: lines that are nearly
     # parallel in the photo say nothing reliable about the focal length.
     finite = [abs(v[2]) * _FAR > np.linalg.norm(v[:2] - centre * v[2]) for v in (v1, v2)]
@@ -240,8 +329,7 @@ def _plane(
     if np.linalg.norm(normal) < np.sin(np.radians(10)):
         return None  # nearly the same direction
     normal /= np.linalg.norm(normal)
-    ys, xs = np.nonzero(mask > 127)
-    ray = np.array([(xs.mean() - width / 2) / focal, (ys.mean() - height / 2) / focal, 1.0])
+    ray = np.array([(centroid[0] - width / 2) / focal, (centroid[1] - height / 2) / focal, 1.0])
     if abs(normal @ ray) < 0.05 * np.linalg.norm(ray):
         return None  # seen edge-on: the surface cannot be on it
     if normal @ ray < 0:
