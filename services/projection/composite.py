@@ -1,40 +1,57 @@
 """The whole projection: sample, shade, blend into the photo inside the soft mask.
 
 Past the shading field (a blur over the whole surface) every pixel is independent, so the surface
-is cut into horizontal strips sampled, shaded and blended on a small thread pool: numpy and OpenCV
-release the GIL, and the per-pixel numpy arithmetic would otherwise use one core of the machine.
-Strips are also bounded in size, so the sampler's temporaries stay a fixed amount of memory
-instead of growing with the photo (what the per-request memory budget counts on).
+is cut into strips of rows sampled, shaded and blended on a small thread pool: OpenCV and numpy
+release the GIL. Strips are small (STRIP_PIXELS): their temporaries stay in the processor's cache
+and are a fixed amount of memory whatever the photo's size, which the per-request memory budget
+counts on. Each strip samples only the columns its part of the mask covers.
+
+After sampling, one cv2.multiply applies the shading and makes linear light uint16 (saturating
+where the light exceeds white, the clip sRGB needs anyway), and a 65,536-entry table takes it back
+to sRGB; the soft mask's edge alone is mixed with the photo.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 
-from renderkit.imaging import linear_to_srgb
 from services.projection.layouts import Layout
 from services.projection.shading import shading_field
 from services.projection.texture import (
+    FRACTIONS,
     LOD_STEP,
     STRAIGHT,
     MipAtlas,
     build_mip_atlas,
-    sample_surface,
+    finest_level,
+    on_plane,
+    sample_linear,
     texel_transform,
 )
 
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL = ThreadPoolExecutor(_WORKERS, thread_name_prefix="projection")
-# Below this many pixels per strip the split costs more than it saves (measured: at 1024 x 1024 two
-# strips were slower than one, at 3840 x 2160 1.65x faster; see docs/benchmarks.md).
-_MIN_STRIP_PIXELS = 1_000_000
-# The pixels of all strips sampled at once, whatever the surface's size (see project_material).
-_IN_FLIGHT_PIXELS = 2_000_000
+# Pixels per strip: the ~50 bytes of temporaries a pixel needs stay within the processor's cache
+# (L2 is 1 MB a core here, L3 32 MB), and per-call overheads stay small.
+_STRIP_PIXELS = 1 << 17
+# The feather: the mask's edge softened by a Gaussian of this sigma, which reaches this many pixels.
+_FEATHER_SIGMA = 0.8
+_FEATHER_REACH = 4
+# Linear light on its way to sRGB: uint16, this is 1.0.
+_LINEAR_ONE = 65535
+
+
+def _srgb_table() -> np.ndarray:
+    linear = np.arange(_LINEAR_ONE + 1, dtype=np.float64) / _LINEAR_ONE
+    srgb = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.clip(srgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+_LINEAR_TO_SRGB = _srgb_table()
 
 
 def project_material(
@@ -46,44 +63,61 @@ def project_material(
     repeats_v: float,
     rotation_degrees: float = 0.0,
     layout: Layout = STRAIGHT,
+    *,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The photo with the masked surface re-covered by the swatch (uint8 BGR, the photo's size)."""
+    """The photo with the masked surface re-covered by the swatch (uint8 BGR, the photo's size).
+
+    The result is written into `out` when given (it may be the photo itself: each pixel is read
+    before it is written), else into a copy of the photo.
+    """
     height, width = photo.shape[:2]
-    feather = cv2.GaussianBlur(mask, (0, 0), 0.8)
-    x, y, w, h = cv2.boundingRect(feather)
-    out = photo.copy()
+    if out is None:
+        out = photo.copy()
+    elif out is not photo:
+        np.copyto(out, photo)
+    x, y, w, h = cv2.boundingRect(mask)
     if w == 0 or h == 0:
         return out
-    atlas = build_mip_atlas(swatch)
+    # The feather reaches a few pixels beyond the mask.
+    x0, y0 = max(0, x - _FEATHER_REACH), max(0, y - _FEATHER_REACH)
+    x, y, w, h = x0, y0, min(width, x + w + _FEATHER_REACH) - x0, min(height, y + h + _FEATHER_REACH) - y0
     T = texel_transform(H, repeats_u, repeats_v, rotation_degrees, swatch.shape[1], swatch.shape[0])
+    # The atlas is made on the pool while the shading is estimated here.
+    atlas_made = _POOL.submit(build_mip_atlas, swatch, FRACTIONS, finest_level(T, x, y, w, h))
     sigma = max(1.5, 0.006 * max(width, height))
-    shading = shading_field(photo[y : y + h, x : x + w], mask[y : y + h, x : x + w], sigma)
-    # Enough strips to use the workers, and small enough that the strips in flight hold a bounded
-    # working set: sampling keeps ~110 bytes of temporaries per pixel, so a whole 4K surface in
-    # flight at once peaked at 140 bytes per photo pixel, in strips of 1 MP at 43 (no slower).
-    strips = max(1, min(_WORKERS, (w * h) // _MIN_STRIP_PIXELS), -(-(w * h) * _WORKERS // _IN_FLIGHT_PIXELS))
-    strips = min(strips, max(1, h // LOD_STEP))  # a strip is at least one block of rows
+    light = shading_field(photo[y : y + h, x : x + w], mask[y : y + h, x : x + w], sigma)
+    atlas = atlas_made.result()
     # Strip edges on multiples of the sampler's blocks, so strips sample exactly as one pass.
-    bounds = (np.linspace(0, h, strips + 1) / LOD_STEP).round().astype(int) * LOD_STEP
-    bounds[-1] = h
+    rows = max(LOD_STEP, _STRIP_PIXELS // max(1, w) // LOD_STEP * LOD_STEP)
+    edges = [(top, min(h, top + rows)) for top in range(0, h, rows)]
 
     def strip(top: int, bottom: int) -> None:
-        _blend_strip(out, photo, feather, shading, atlas, T, layout, x, y + top, w, bottom - top, top)
+        _blend_strip(out, photo, mask, light, atlas, T, layout, x, y + top, w, bottom - top, top)
 
-    if strips == 1:
-        strip(0, h)
+    if len(edges) == 1:
+        strip(*edges[0])
     else:
         # map keeps at most _WORKERS strips running; the rest wait their turn in the pool's queue.
-        edges = [(int(top), int(bottom)) for top, bottom in itertools.pairwise(bounds) if bottom > top]
         for _ in _POOL.map(lambda pair: strip(*pair), edges):
             pass
     return out
 
 
+def _feather(mask: np.ndarray, x: int, y: int, w: int, h: int) -> np.ndarray:
+    """The soft mask over the rectangle (x, y, w, h): the mask blurred as if whole (the blur is
+    taken over the rectangle and a margin beyond it where the mask has one)."""
+    height, width = mask.shape
+    top, left = max(0, y - 2 * _FEATHER_REACH), max(0, x - 2 * _FEATHER_REACH)
+    bottom, right = min(height, y + h + 2 * _FEATHER_REACH), min(width, x + w + 2 * _FEATHER_REACH)
+    blurred = cv2.GaussianBlur(mask[top:bottom, left:right], (0, 0), _FEATHER_SIGMA)
+    return blurred[y - top : y - top + h, x - left : x - left + w]
+
+
 def _blend_strip(
     out: np.ndarray,
     photo: np.ndarray,
-    feather: np.ndarray,
+    mask: np.ndarray,
     shading: np.ndarray,
     atlas: MipAtlas,
     T: np.ndarray,
@@ -95,10 +129,42 @@ def _blend_strip(
     shading_row: int,
 ) -> None:
     """Samples, shades and blends the pixel rectangle (x, y, w, h) into out."""
-    colour, valid = sample_surface(atlas, T, x, y, w, h, layout)
-    colour *= shading[shading_row : shading_row + h, :, None]
-    material = linear_to_srgb(colour)
-    alpha = feather[y : y + h, x : x + w].astype(np.float32) * np.float32(1.0 / 255.0)
-    alpha[~valid] = 0.0
-    roi_photo = photo[y : y + h, x : x + w]
-    out[y : y + h, x : x + w] = cv2.blendLinear(material, roi_photo, alpha, np.float32(1.0) - alpha)
+    alpha = _feather(mask, x, y, w, h)
+    # Only the columns the soft mask reaches, from a multiple of LOD_STEP (the sampler's blocks).
+    left, _, cols, _ = cv2.boundingRect(alpha)
+    if cols == 0:
+        return
+    start = left // LOD_STEP * LOD_STEP
+    cols += left - start
+    alpha = alpha[:, start : start + cols]
+    x += start
+    colour = sample_linear(atlas, T, x, y, cols, h, layout)
+    valid = on_plane(T, x, y, cols, h)
+    if valid is not None:
+        alpha = np.where(valid, alpha, np.uint8(0))
+    shade = cv2.cvtColor(shading[shading_row : shading_row + h, start : start + cols], cv2.COLOR_GRAY2BGR)
+    linear = cv2.multiply(colour, shade, scale=_LINEAR_ONE, dtype=cv2.CV_16U)
+    material = np.take(_LINEAR_TO_SRGB, np.asarray(linear, np.uint16))
+    _blend_into(out[y : y + h, x : x + cols], material, photo[y : y + h, x : x + cols], alpha)
+
+
+# Above this share of partly covered pixels, the whole strip is blended at once.
+_EDGE_SHARE = 0.05
+
+
+def _blend_into(out: np.ndarray, material: np.ndarray, photo: np.ndarray, alpha: np.ndarray) -> None:
+    """out = material where alpha is 255, the photo where it is 0, and the mix between (rounded);
+    out already holds the photo (or is it). A soft mask is mostly one or the other, so only its
+    partly covered pixels are mixed."""
+    partial = cv2.inRange(alpha, 1, 254)  # type: ignore[call-overload]
+    count = cv2.countNonZero(partial)
+    if count > _EDGE_SHARE * alpha.size:
+        mixed = cv2.blendLinear(material, photo, alpha.astype(np.float32), (255 - alpha).astype(np.float32))
+        np.copyto(out, mixed)
+        return
+    cv2.copyTo(material, cv2.compare(alpha, 255, cv2.CMP_EQ), out)  # type: ignore[call-overload]
+    if count:
+        xs, ys = cv2.findNonZero(partial).reshape(-1, 2).T
+        a = alpha[ys, xs].astype(np.float32)[:, None] * np.float32(1.0 / 255.0)
+        mix = material[ys, xs] * a + photo[ys, xs] * (np.float32(1.0) - a)
+        out[ys, xs] = (mix + np.float32(0.5)).astype(np.uint8)

@@ -11,7 +11,7 @@ import grpc
 from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as pb
 from render.projection.v1 import projection_service_pb2_grpc as pb_grpc
-from renderkit import budget, homography, imaging
+from renderkit import budget, heap, homography, imaging
 from renderkit.edge import Edge
 from renderkit.errors import abort, bad_request
 from renderkit.material_maps import material_map_images
@@ -36,11 +36,13 @@ def _project(
         raise ValueError("mask_png: must be the size of the photo")
     H = homography.from_list(list(request.homography.m))
     layout = Layout(row_offset=request.row_offset, herringbone=request.herringbone)
+    # The composite is written over the decoded photo: no second full-size image.
     result = project_material(
-        photo, swatch, mask, H, request.repeats_u, request.repeats_v, request.rotation_degrees, layout
+        photo, swatch, mask, H, request.repeats_u, request.repeats_v, request.rotation_degrees, layout, out=photo
     )
     del photo, mask  # the encoders and the maps need only the result and the swatch
     images = imaging.encode_renditions(result, request.output)
+    del result
     if request.material_maps:
         images += material_map_images(swatch)
     return images, transparent
@@ -133,6 +135,10 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
         except (imaging.ImageError, homography.GeometryError, ValueError) as exc:
             field = str(exc).split(":", 1)[0] if ":" in str(exc) else "photo"
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([(field, str(exc))]))
+        finally:
+            # The job's pixels are freed by now; without this the process would hold its largest
+            # job's peak (renderkit.heap).
+            await asyncio.to_thread(heap.trim)
         return pb.ProjectResponse(images=images, swatch_transparent_fraction=transparent)
 
 

@@ -10,7 +10,7 @@ from devstack import scenes
 from renderkit import imaging
 from services.projection.composite import project_material
 from services.projection.layouts import Layout, herringbone_texels, plank_ratio
-from services.projection.texture import build_mip_atlas, sample_surface, texel_transform
+from services.projection.texture import build_mip_atlas, finest_level, sample_surface, texel_transform
 
 REPEATS = (8.0, 10.0)
 
@@ -75,6 +75,73 @@ def test_far_away_texture_is_filtered_not_aliased() -> None:
     far = colour[valid][:, 0]
     assert abs(float(far.mean()) - 0.5) < 0.08  # half the texels are white (1.0 linear), half black
     assert float(far.std()) < 0.12
+
+
+# A checkerboard of 4-texel squares on a floor receding to a horizon just above the image.
+CHECKER = (((np.indices((64, 64)) // 4).sum(0) % 2) * 255).astype(np.uint8)
+GRAZING_QUAD = np.array([[300, 100], [340, 100], [630, 470], [10, 470]], float)
+# Rows 110-170 of it: 4-20 texels per pixel across and 20-60 along, so the squares repeat faster
+# than every two pixels either way. Nothing of them can show there but their average.
+FAR_ROWS = (110, 60)
+
+
+def high_frequencies(image: np.ndarray, valid: np.ndarray) -> float:
+    """Mean absolute detail finer than a few pixels (what moire and shimmering are made of)."""
+    detail = np.abs(image - cv2.GaussianBlur(image, (0, 0), 2.0))
+    inner = cv2.erode(valid.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    return float(detail[inner].mean())
+
+
+def test_a_grazing_checkerboard_averages_to_grey_without_false_detail() -> None:
+    """Filtered, the far checkerboard is its average; point samples of the same texels alias into
+    strong false detail (so the measure tells the two apart)."""
+    from renderkit.homography import quad_homography
+
+    T = texel_transform(quad_homography(GRAZING_QUAD), 10, 100, 0.0, 64, 64)
+    top, rows = FAR_ROWS
+    colour, valid = sample_surface(build_mip_atlas(cv2.merge([CHECKER] * 3)), T, 0, top, 640, rows)
+    assert abs(float(colour[valid].mean()) - 0.5) < 0.02  # half the texels are white (1.0 linear)
+    assert high_frequencies(colour[..., 0], valid) < 0.03
+    xs, ys = np.meshgrid(np.arange(640.0), np.arange(top, top + rows, dtype=np.float64))
+    w = T[2, 0] * xs + T[2, 1] * ys + T[2, 2]
+    u = np.floor((T[0, 0] * xs + T[0, 1] * ys + T[0, 2]) / w).astype(np.int64)
+    v = np.floor((T[1, 0] * xs + T[1, 1] * ys + T[1, 2]) / w).astype(np.int64)
+    point_sampled = (CHECKER[v % 64, u % 64] / 255.0).astype(np.float32)
+    assert high_frequencies(point_sampled, valid) > 0.4
+
+
+def test_an_atlas_without_the_levels_a_surface_never_uses_samples_it_the_same() -> None:
+    """Far from the camera the swatch's finest levels are never looked up: an atlas made without
+    them (smaller, quicker to make) samples what the whole one does (to the rounding of a
+    position to 1/32 texel, which depends on where a level lies in its atlas)."""
+    from renderkit.homography import quad_homography
+
+    swatch = scenes.plank_texture(256)
+    T = texel_transform(quad_homography(GRAZING_QUAD), 10, 100, 0.0, 256, 256)
+    top, rows = FAR_ROWS
+    finest = finest_level(T, 0, top, 640, rows)
+    assert finest >= 2
+    pruned = build_mip_atlas(swatch, finest=finest)
+    whole = build_mip_atlas(swatch)
+    assert pruned.atlas.size < whole.atlas.size / 10
+    np.testing.assert_allclose(
+        sample_surface(pruned, T, 0, top, 640, rows)[0], sample_surface(whole, T, 0, top, 640, rows)[0], atol=1e-3
+    )
+
+
+def test_straight_tiling_at_one_texel_a_pixel_repeats_the_swatch_exactly() -> None:
+    """Seen head-on with texel centres on pixel centres, every pixel is its texel, across the
+    swatch's edges too (the wrap)."""
+    rng = np.random.default_rng(3)
+    swatch = rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)
+    atlas = build_mip_atlas(swatch)
+    # 5 x 4 tiles of 40 x 24 texels over 200 x 96 pixels; the image starts 7 texels into a tile.
+    H = np.array([[200.0, 0, -7.5], [0, 96.0, -0.5], [0, 0, 1]])
+    T = texel_transform(H, 5, 4, 0.0, 40, 24)
+    colour, valid = sample_surface(atlas, T, 0, 0, 200, 96)
+    expected = np.roll(np.tile(swatch, (4, 6, 1)), -7, axis=1)[:96, :200]
+    assert valid.all()
+    assert np.abs(imaging.linear_to_srgb(colour).astype(int) - expected).max() <= 1
 
 
 @pytest.mark.parametrize("offset", [0.0, 0.5, 0.25])
@@ -194,8 +261,7 @@ def test_strips_on_the_thread_pool_render_exactly_what_one_pass_renders(monkeypa
     scene = scenes.room_scene(320, 240)
     mask = imaging.polygon_mask(scene.quad, 320, 240)
     swatch = scenes.plank_texture(64)
-    monkeypatch.setattr(composite, "_WORKERS", 1)
+    monkeypatch.setattr(composite, "_STRIP_PIXELS", 10**9)
     whole = project_material(scene.photo, swatch, mask, scene.homography, 6, 6)
-    monkeypatch.setattr(composite, "_WORKERS", 3)
-    monkeypatch.setattr(composite, "_MIN_STRIP_PIXELS", 1000)  # this small surface in three strips
+    monkeypatch.setattr(composite, "_STRIP_PIXELS", 1000)  # this small surface in many strips
     np.testing.assert_array_equal(project_material(scene.photo, swatch, mask, scene.homography, 6, 6), whole)
