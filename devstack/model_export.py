@@ -1,11 +1,13 @@
-"""make models: pretrained segmentation and depth models exported to ONNX, checked, and installed
-for Triton.
+"""make models: pretrained segmentation, depth and prompt segmentation models exported to ONNX,
+checked, and installed for Triton.
 
 Two steps, kept apart so that the second is exercised wherever the first cannot run:
 
 1. export_pretrained: loads a named Hugging Face model with transformers (torch needed; the
    `export` extra) and writes it to ONNX with the tensor names and dynamic axes of the pipeline's
-   contract (renderkit.triton). This needs the internet for the weights.
+   contract (renderkit.triton). export_prompt_segmentation does the same for a Segment Anything
+   model (MobileSAM: its own package, see PROMPT_PRETRAINED) as two models, an image encoder and a
+   prompt decoder. This needs the internet for the weights.
 2. install: checks an ONNX graph against the contract (names, types, ranks, fixed dimensions, a
    dynamic batch), runs it once with onnxruntime, and lays it out as a Triton model:
    MODELS_DIR/<name>/1/model.onnx beside a copy of deploy/triton/model_repository/<name>/config.pbtxt
@@ -33,7 +35,18 @@ from typing import Any
 
 import numpy as np
 
-from renderkit.triton import DEPTH, METRIC_DEPTH, REPOSITORY, SEGMENTATION, ModelContract, datatype_name, read_config
+from renderkit.triton import (
+    DEPTH,
+    METRIC_DEPTH,
+    PROMPT_DECODER,
+    PROMPT_ENCODER,
+    REPOSITORY,
+    SEGMENTATION,
+    ModelContract,
+    TensorSpec,
+    datatype_name,
+    read_config,
+)
 
 _ONNX_TYPES = {1: "FP32", 10: "FP16", 7: "INT64", 6: "INT32", 2: "UINT8"}
 OPSET = 17
@@ -95,6 +108,40 @@ PRETRAINED = {
 DEFAULTS = {"segmentation": "upernet-convnext-tiny-ade20k", "depth": "depth-anything-v2-small"}
 
 
+@dataclass(frozen=True)
+class PromptPretrained:
+    """A published Segment Anything model, exported as the two prompt segmentation models."""
+
+    key: str
+    source: str  # Hugging Face repository of the checkpoint
+    weights: str  # the checkpoint's file in it
+    package: str  # the Python package with the model's code (segment_anything's API)
+    install_hint: str
+    registry_key: str  # its sam_model_registry entry
+    licence: str
+    licence_url: str
+    about: str
+
+
+PROMPT_PRETRAINED = {
+    model.key: model
+    for model in (
+        PromptPretrained(
+            key="mobile-sam",
+            source="dhkim2810/MobileSAM",
+            weights="mobile_sam.pt",
+            package="mobile_sam",
+            install_hint="pip install timm git+https://github.com/ChaoningZhang/MobileSAM.git",
+            registry_key="vit_t",
+            licence="Apache-2.0 (the MobileSAM code and weights)",
+            licence_url="https://github.com/ChaoningZhang/MobileSAM/blob/master/LICENSE",
+            about="MobileSAM: SAM's prompt decoder on a TinyViT encoder (5.8 M parameters), about 10 ms on a GPU",
+        ),
+    )
+}
+PROMPT_DEFAULT = "mobile-sam"
+
+
 def contract_problems(model: Any, contract: ModelContract) -> list[str]:
     """Why an onnx.ModelProto cannot serve a contract (empty when it can)."""
     problems = []
@@ -125,7 +172,17 @@ def contract_problems(model: Any, contract: ModelContract) -> list[str]:
     return problems
 
 
-def install(onnx_path: Path, contract: ModelContract, models_dir: Path, card: Pretrained | None = None) -> Path:
+def sample_input(spec: TensorSpec) -> np.ndarray:
+    """A zero batch of one for an input: images 70 px square (a multiple of Depth Anything's 14 px
+    patch, and small), two of anything else of free size (two prompt points)."""
+    free = 70 if len(spec.dims) == 3 else 2
+    shape = (1, *(free if d == -1 else d for d in spec.dims))
+    return np.zeros(shape, {"FP32": np.float32, "INT64": np.int64}[spec.datatype])
+
+
+def install(
+    onnx_path: Path, contract: ModelContract, models_dir: Path, card: Pretrained | PromptPretrained | None = None
+) -> Path:
     """Checks an ONNX model against its contract, runs it once, and installs it as a Triton model."""
     import onnx
     import onnxruntime as ort
@@ -140,8 +197,7 @@ def install(onnx_path: Path, contract: ModelContract, models_dir: Path, card: Pr
         raise ExportError(f"{onnx_path} does not fit the {contract.name} contract: " + "; ".join(problems))
     # One inference on a small input: the graph must run and give finite values of the right rank.
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    side = 70  # a multiple of Depth Anything's 14 px patch, and small
-    feeds = {spec.name: np.zeros((1, spec.dims[0], side, side), np.float32) for spec in contract.inputs}
+    feeds = {spec.name: sample_input(spec) for spec in contract.inputs}
     for spec, value in zip(contract.outputs, session.run([s.name for s in contract.outputs], feeds), strict=True):
         if value.ndim != len(spec.dims) + 1 or not np.all(np.isfinite(value)):
             raise ExportError(f"{onnx_path}: output {spec.name} has shape {value.shape} or non-finite values")
@@ -235,17 +291,102 @@ def export_pretrained(card: Pretrained, out: Path, config: Any = None) -> Path:
     return out
 
 
+def export_prompt_segmentation(card: PromptPretrained, out_dir: Path, sam: Any = None) -> tuple[Path, Path]:
+    """Exports a Segment Anything model (segment_anything's API: image_encoder, prompt_encoder,
+    mask_decoder) as the prompt segmentation contract's encoder and decoder ONNX files.
+
+    The decoder is the package's own ONNX wrapper (SamOnnxModel: points embedded as SAM's
+    predictor does, labels 2 and 3 a box's corners, -1 padding) without a mask prompt, giving all
+    its candidates (the single-mask answer and the three of multimask output) with their predicted
+    IoU at 256 x 256. With sam (a model object), that one is exported instead of the published
+    checkpoint (no download).
+    """
+    try:
+        import importlib
+
+        import torch
+
+        package = importlib.import_module(card.package)
+        onnx_wrappers = importlib.import_module(f"{card.package}.utils.onnx")
+    except ImportError as exc:
+        raise ExportError(
+            f"exporting {card.key} needs torch and the {card.package} package: {card.install_hint} "
+            "(and the internet for the weights)"
+        ) from exc
+    if sam is None:
+        hub = importlib.import_module("huggingface_hub")  # comes with transformers (the export extra)
+        checkpoint = hub.hf_hub_download(card.source, card.weights)
+        sam = package.sam_model_registry[card.registry_key](checkpoint=checkpoint)
+    sam.eval()
+
+    class Encoder(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values: Any) -> Any:
+            return self.inner.image_encoder(pixel_values)
+
+    class Decoder(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = onnx_wrappers.SamOnnxModel(inner, return_single_mask=False)
+
+        def forward(self, image_embeddings: Any, point_coords: Any, point_labels: Any) -> Any:
+            no_mask = torch.zeros(1, 1, 256, 256)
+            frame = torch.tensor([float(PROMPT_ENCODER.input_size)] * 2)
+            _, scores, masks = self.inner(image_embeddings, point_coords, point_labels, no_mask, torch.zeros(1), frame)
+            return masks, scores
+
+    side = PROMPT_ENCODER.input_size
+    encoder_path, decoder_path = out_dir / "encoder.onnx", out_dir / "decoder.onnx"
+    with torch.no_grad():
+        torch.onnx.export(
+            Encoder(sam),
+            (torch.zeros(1, 3, side, side),),
+            str(encoder_path),
+            input_names=["pixel_values"],
+            output_names=["image_embeddings"],
+            dynamic_axes={"pixel_values": {0: "N"}, "image_embeddings": {0: "N"}},
+            opset_version=OPSET,
+        )
+        torch.onnx.export(
+            Decoder(sam),
+            (torch.zeros(1, 256, 64, 64), torch.zeros(1, 2, 2), torch.tensor([[1.0, -1.0]])),
+            str(decoder_path),
+            input_names=["image_embeddings", "point_coords", "point_labels"],
+            output_names=["mask_logits", "iou_scores"],
+            dynamic_axes={
+                "image_embeddings": {0: "N"},
+                "point_coords": {0: "N", 1: "P"},
+                "point_labels": {0: "N", 1: "P"},
+                "mask_logits": {0: "N", 1: "K"},
+                "iou_scores": {0: "N", 1: "K"},
+            },
+            opset_version=OPSET,
+        )
+    return encoder_path, decoder_path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make models", description=__doc__.split("\n\n")[0])
     for kind, contracts in (("segmentation", (SEGMENTATION,)), ("depth", (DEPTH, METRIC_DEPTH))):
         choices = sorted(k for k, card in PRETRAINED.items() if card.contract in contracts)
         parser.add_argument(f"--{kind}", default=DEFAULTS[kind], choices=choices)
+    parser.add_argument(
+        "--prompt-segmentation",
+        default=PROMPT_DEFAULT,
+        choices=[*sorted(PROMPT_PRETRAINED), "none"],
+        help="the Segment Anything model for clicks and boxes (none: the model-free path serves them)",
+    )
     parser.add_argument("--models-dir", type=Path, default=Path(os.environ.get("MODELS_DIR", "models")))
     parser.add_argument("--list", action="store_true", help="list the models and their licences")
     args = parser.parse_args(argv)
     if args.list:
         for card in PRETRAINED.values():
             print(f"{card.key:<30} {card.contract.name:<13} {card.licence}\n{'':<30} {card.about}")
+        for prompt in PROMPT_PRETRAINED.values():
+            print(f"{prompt.key:<30} {'prompt':<13} {prompt.licence}\n{'':<30} {prompt.about}")
         return 0
     for key in (args.segmentation, args.depth):
         card = PRETRAINED[key]
@@ -258,6 +399,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"make models: {exc}", file=sys.stderr)
             return 1
         print(f"  installed {target}")
+    if args.prompt_segmentation != "none":
+        prompt = PROMPT_PRETRAINED[args.prompt_segmentation]
+        print(f"prompt segmentation: {prompt.key} from {prompt.source} ({prompt.licence})", flush=True)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                encoder, decoder = export_prompt_segmentation(prompt, Path(tmp))
+                for path, contract in ((encoder, PROMPT_ENCODER), (decoder, PROMPT_DECODER)):
+                    print(f"  installed {install(path, contract, args.models_dir, prompt)}")
+        except ExportError as exc:
+            print(f"make models: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -98,6 +98,9 @@ def describe_segmentation(seg: segmentation_pb.SegmentResponse) -> str:
         )
     if seg.source == "model":
         return f"mask from the segmentation model ({seg.coverage:.0%} of the photo)"
+    if seg.source.startswith("prompt_"):  # the clicks and box through the prompt segmentation models
+        hints = "clicks" if seg.source == "prompt_points" else "box and clicks"
+        return f"mask from the {hints} by the prompt segmentation model ({seg.coverage:.0%} of the photo)"
     return f"mask from the {seg.source} hints, seeded by the segmentation model"
 
 

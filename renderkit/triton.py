@@ -81,7 +81,35 @@ DIFFUSION = ModelContract(
     outputs=(TensorSpec("generated", "FP32", (3, -1, -1)),),
     input_size=512,
 )
-CONTRACTS = {c.name: c for c in (DEPTH, SEGMENTATION, DIFFUSION)}
+# Prompt segmentation (the Segment Anything family: MobileSAM, EfficientSAM, SlimSAM), two models.
+# The encoder sees the photo once: RGB with its longer side resized to PROMPT_SIDE, normalised as
+# ImageNet, zero-padded at the bottom and right to a square. The decoder takes its embeddings and
+# the prompts in that frame: clicks (label 1 on the surface, 0 off it) and a box as two corner
+# points (labels 2 and 3, SAM's convention); without a box, one padding point labelled -1. It gives
+# K candidate masks as logits over the padded square at a quarter of its side, and the IoU each
+# expects to have; the service takes the best.
+PROMPT_SIDE = 1024
+PROMPT_ENCODER = ModelContract(
+    name="prompt_segmentation_encoder",
+    inputs=(TensorSpec("pixel_values", "FP32", (3, PROMPT_SIDE, PROMPT_SIDE)),),
+    outputs=(TensorSpec("image_embeddings", "FP32", (256, 64, 64)),),
+    input_size=PROMPT_SIDE,
+)
+PROMPT_DECODER = ModelContract(
+    name="prompt_segmentation_decoder",
+    inputs=(
+        TensorSpec("image_embeddings", "FP32", (256, 64, 64)),
+        TensorSpec("point_coords", "FP32", (-1, 2)),
+        TensorSpec("point_labels", "FP32", (-1,)),
+    ),
+    outputs=(
+        TensorSpec("mask_logits", "FP32", (-1, PROMPT_SIDE // 4, PROMPT_SIDE // 4)),
+        TensorSpec("iou_scores", "FP32", (-1,)),
+    ),
+    input_size=PROMPT_SIDE,
+)
+POSITIVE, NEGATIVE, BOX_TOP_LEFT, BOX_BOTTOM_RIGHT, PADDING = 1.0, 0.0, 2.0, 3.0, -1.0
+CONTRACTS = {c.name: c for c in (DEPTH, SEGMENTATION, DIFFUSION, PROMPT_ENCODER, PROMPT_DECODER)}
 PROMPT_IDS = 77
 
 
@@ -122,6 +150,39 @@ def to_pixel_values(image_bgr: np.ndarray, size: int) -> np.ndarray:
     rgb = cv2.cvtColor(cv2.resize(image_bgr, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
     x = (rgb.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def to_prompt_pixel_values(image_bgr: np.ndarray) -> tuple[np.ndarray, float]:
+    """A BGR uint8 image as the prompt encoder's 1x3xSxS batch (longer side resized to S, ImageNet
+    normalisation, zero padding at the bottom and right), and the resize factor."""
+    import cv2
+
+    height, width = image_bgr.shape[:2]
+    scale = PROMPT_SIDE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    rgb = cv2.cvtColor(cv2.resize(image_bgr, size, interpolation=interpolation), cv2.COLOR_BGR2RGB)
+    batch = np.zeros((1, 3, PROMPT_SIDE, PROMPT_SIDE), np.float32)
+    normalised = (rgb.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    batch[0, :, : size[1], : size[0]] = normalised.transpose(2, 0, 1)
+    return batch, scale
+
+
+def prompt_points(
+    positives: np.ndarray, negatives: np.ndarray, box: tuple[float, float, float, float] | None, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clicks and a box (photo pixels) as the decoder's 1xNx2 point_coords and 1xN point_labels, in
+    the encoder's frame."""
+    coords = [*(tuple(p) for p in positives), *(tuple(p) for p in negatives)]
+    labels = [POSITIVE] * len(positives) + [NEGATIVE] * len(negatives)
+    if box is not None:
+        coords += [(box[0], box[1]), (box[2], box[3])]
+        labels += [BOX_TOP_LEFT, BOX_BOTTOM_RIGHT]
+    else:
+        coords.append((0.0, 0.0))
+        labels.append(PADDING)
+    points = np.array(coords, np.float32).reshape(1, -1, 2) * np.float32(scale)
+    return points, np.array(labels, np.float32).reshape(1, -1)
 
 
 # A client replaced after a certificate rotation is closed this long after, so inferences already

@@ -6,6 +6,10 @@ segmentation: 150 logits by 1x1 convolution; class 3 (floor) wins where the red 
 class 0 (wall) elsewhere.
 diffusion: inside the mask, a smooth coloured pattern whose phase follows the seed and the prompt,
 blended over the image by strength; outside it the image unchanged.
+prompt segmentation: the encoder's embeddings are the normalised colour averaged over 16 x 16
+blocks (each channel repeated); the decoder samples them under the positive clicks and scores every
+cell by its colour's distance to the nearest of them: candidate 0 is the clicked colour's region
+(score 0.9), candidate 1 its complement (score 0.1).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from devstack.model_export import install
-from renderkit.triton import DEPTH, SEGMENTATION
+from renderkit.triton import DEPTH, PROMPT_DECODER, PROMPT_ENCODER, PROMPT_SIDE, SEGMENTATION
 
 
 def _save(model: onnx.ModelProto, path: Path) -> None:
@@ -152,3 +156,96 @@ def write_tiny_models(models_dir: Path) -> None:
             _save(model, path)
             install(path, contract, models_dir)
     _save(diffusion_model(), models_dir / "diffusion" / "1" / "model.onnx")
+
+
+def prompt_encoder_model() -> onnx.ModelProto:
+    block = PROMPT_SIDE // 64
+    weight = np.zeros((256, 3, 1, 1), np.float32)
+    weight[np.arange(256), np.arange(256) % 3] = np.sqrt(3 / 256)  # distances as in colour space
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "AveragePool", ["pixel_values"], ["pooled"], kernel_shape=[block, block], strides=[block, block]
+            ),
+            helper.make_node("Conv", ["pooled", "w"], ["image_embeddings"]),
+        ],
+        "tiny_prompt_encoder",
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["N", 3, PROMPT_SIDE, PROMPT_SIDE])],
+        [helper.make_tensor_value_info("image_embeddings", TensorProto.FLOAT, ["N", 256, 64, 64])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def prompt_decoder_model(threshold: float = 4.0) -> onnx.ModelProto:
+    consts: dict[str, np.ndarray] = {
+        "to_grid": np.array(2 / PROMPT_SIDE, np.float32),
+        "one": np.array(1.0, np.float32),
+        "two": np.array(2.0, np.float32),
+        "far": np.array(1e4, np.float32),
+        "threshold": np.array(threshold, np.float32),
+        "axis1": np.array([1], np.int64),
+        "axis2": np.array([2], np.int64),
+        "flat": np.array([0, 256, -1], np.int64),
+        "square": np.array([0, 1, 64, 64], np.int64),
+        "scales": np.array([1, 1, 4, 4], np.float32),
+        "candidate_scores": np.array([[0.9, 0.1]], np.float32),
+    }
+    nodes = [
+        helper.make_node("Mul", ["point_coords", "to_grid"], ["g0"]),
+        helper.make_node("Sub", ["g0", "one"], ["g1"]),
+        helper.make_node("Unsqueeze", ["g1", "axis1"], ["grid"]),  # N x 1 x P x 2
+        helper.make_node("GridSample", ["image_embeddings", "grid"], ["sampled"], align_corners=0),  # N x 256 x 1 x P
+        helper.make_node("Squeeze", ["sampled", "axis2"], ["s0"]),
+        helper.make_node("Transpose", ["s0"], ["at_points"], perm=[0, 2, 1]),  # N x P x 256
+        helper.make_node("Reshape", ["image_embeddings", "flat"], ["cells"]),  # N x 256 x 4096
+        helper.make_node("MatMul", ["at_points", "cells"], ["cross"]),  # N x P x 4096
+        helper.make_node("Mul", ["cells", "cells"], ["c2"]),
+        helper.make_node("ReduceSum", ["c2", "axis1"], ["cells_sq"], keepdims=1),  # N x 1 x 4096
+        helper.make_node("Mul", ["at_points", "at_points"], ["p2"]),
+        helper.make_node("ReduceSum", ["p2", "axis2"], ["points_sq"], keepdims=1),  # N x P x 1
+        helper.make_node("Mul", ["cross", "two"], ["cross2"]),
+        helper.make_node("Add", ["cells_sq", "points_sq"], ["sq"]),
+        helper.make_node("Sub", ["sq", "cross2"], ["distance"]),
+        helper.make_node("Equal", ["point_labels", "one"], ["positive"]),
+        helper.make_node("Cast", ["positive"], ["positive_f"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["one", "positive_f"], ["other"]),
+        helper.make_node("Mul", ["other", "far"], ["penalty0"]),
+        helper.make_node("Unsqueeze", ["penalty0", "axis2"], ["penalty"]),  # N x P x 1
+        helper.make_node("Add", ["distance", "penalty"], ["d_masked"]),
+        helper.make_node("ReduceMin", ["d_masked"], ["nearest"], axes=[1], keepdims=1),  # N x 1 x 4096
+        helper.make_node("Sub", ["threshold", "nearest"], ["logit"]),
+        helper.make_node("Reshape", ["logit", "square"], ["logit64"]),
+        helper.make_node("Resize", ["logit64", "", "scales"], ["logit256"], mode="linear"),
+        helper.make_node("Neg", ["logit256"], ["complement"]),
+        helper.make_node("Concat", ["logit256", "complement"], ["mask_logits"], axis=1),
+        helper.make_node("Mul", ["point_labels", "far"], ["l0"]),
+        helper.make_node("ReduceSum", ["l0", "axis1"], ["l1"], keepdims=1),  # N x 1
+        helper.make_node("Mul", ["l1", "one"], ["l2"]),
+        helper.make_node("Sub", ["l2", "l2"], ["zero"]),
+        helper.make_node("Add", ["zero", "candidate_scores"], ["iou_scores"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_prompt_decoder",
+        [
+            helper.make_tensor_value_info("image_embeddings", TensorProto.FLOAT, ["N", 256, 64, 64]),
+            helper.make_tensor_value_info("point_coords", TensorProto.FLOAT, ["N", "P", 2]),
+            helper.make_tensor_value_info("point_labels", TensorProto.FLOAT, ["N", "P"]),
+        ],
+        [
+            helper.make_tensor_value_info("mask_logits", TensorProto.FLOAT, ["N", "K", 256, 256]),
+            helper.make_tensor_value_info("iou_scores", TensorProto.FLOAT, ["N", "K"]),
+        ],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def write_tiny_prompt_models(models_dir: Path) -> None:
+    """Installs MODELS_DIR/prompt_segmentation_{encoder,decoder} through `make models`' install step."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for contract, model in ((PROMPT_ENCODER, prompt_encoder_model()), (PROMPT_DECODER, prompt_decoder_model())):
+            path = Path(tmp) / f"{contract.name}.onnx"
+            _save(model, path)
+            install(path, contract, models_dir)

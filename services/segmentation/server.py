@@ -1,9 +1,13 @@
 """SegmentationService: the surface's soft mask from a client mask, an outline (polygon or quad),
-clicks and a box (GrabCut), or the Triton segmentation model, alone or fused with those hints.
+clicks and a box, or the Triton segmentation model, alone or fused with those hints.
 
-With the photo, every mask's edge is refined against it (guided filter). With a named surface and
-a deployed model: an outline loses what the model sees standing in front of the surface, and
-clicks override the model's labels where they disagree. A client mask is authoritative.
+Clicks and a box go to the prompt segmentation models (a Segment Anything encoder and decoder) when
+both are deployed (source "prompt_points" or "prompt_box"); otherwise to the model-free path of
+services.segmentation.interactive ("points" or "box"), seeded by the semantic model's labels when
+that one is deployed and the surface named. With the photo, every mask's edge is refined against it
+(guided filter). With a named surface and the semantic model: an outline loses what the model sees
+standing in front of the surface, and clicks override the model's labels where they disagree. A
+client mask is authoritative.
 """
 
 from __future__ import annotations
@@ -21,13 +25,15 @@ from renderkit.edge import Edge
 from renderkit.errors import abort, bad_request
 from renderkit.triton import SEGMENTATION, TritonError, TritonModels, to_pixel_values
 from services.common.stage import StageSettings, box_of, model_stage_edge, points
-from services.segmentation.interactive import grabcut_mask, refine_edges
+from services.segmentation.interactive import refine_edges, select_surface
 from services.segmentation.masks import (
     ADE20K_SURFACE_CLASSES,
     exclude_occluders,
     probability_to_mask,
     surface_probability,
 )
+from services.segmentation.prompting import MODELS as PROMPT_MODELS
+from services.segmentation.prompting import prompted_mask
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SegmentationService"].full_name
@@ -72,8 +78,11 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                     bad_request([("photo", "must be width x height")]),
                 )
         try:
+            # Clicks and a box go to the prompt models when both are deployed (no semantic model then).
+            prompted = clicks and not request.mask and await self._prompt_models_ready()
             model_deployed = (
-                request.surface in ADE20K_SURFACE_CLASSES
+                not prompted
+                and request.surface in ADE20K_SURFACE_CLASSES
                 and self.triton is not None
                 and await self.triton.model_ready(SEGMENTATION.name)
             )
@@ -101,9 +110,19 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             return await self._respond(await self._refined(photo, mask), "mask")
         if clicks:
             assert photo is not None
+            hint = "points" if box is None else "box"
+            if prompted:
+                assert self.triton is not None
+                try:
+                    mask, _ = await prompted_mask(
+                        self.triton, photo, box, points(request.positive_points), points(request.negative_points)
+                    )
+                except TritonError as exc:
+                    await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+                return await self._respond(mask, f"prompt_{hint}", used_model=True)
             try:
                 mask = await asyncio.to_thread(
-                    grabcut_mask,
+                    select_surface,
                     photo,
                     box,
                     points(request.positive_points),
@@ -112,7 +131,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                 )
             except ValueError as exc:
                 await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"cannot find the surface: {exc}")
-            return await self._respond(mask, "points" if box is None else "box", used_model=probability is not None)
+            return await self._respond(mask, hint, used_model=probability is not None)
         outline = request.polygon if len(request.polygon) >= 3 else request.quad if len(request.quad) == 4 else None
         if outline is not None:
             mask = await asyncio.to_thread(imaging.polygon_mask, points(outline), width, height)
@@ -142,6 +161,12 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         )
         raise AssertionError("unreachable")
 
+    async def _prompt_models_ready(self) -> bool:
+        """Whether the prompt encoder and decoder are both loaded (TritonError: Triton is down)."""
+        if self.triton is None:
+            return False
+        return all([await self.triton.model_ready(name) for name in PROMPT_MODELS])
+
     async def _surface_probability(self, photo: np.ndarray | None, surface: str) -> np.ndarray:
         """The model's low-resolution probability that each pixel is the surface."""
         assert self.triton is not None and photo is not None
@@ -168,6 +193,6 @@ def create_server(settings: StageSettings) -> Edge:
     return model_stage_edge(
         settings,
         SERVICE_NAME,
-        (SEGMENTATION.name,),
+        (SEGMENTATION.name, *PROMPT_MODELS),
         lambda server, triton: pb_grpc.add_SegmentationServiceServicer_to_server(SegmentationServicer(triton), server),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +29,16 @@ from render_client.client import material_swap_request
 from renderkit import homography, imaging
 from renderkit.edge import Edge
 from renderkit.homography import default_focal
-from renderkit.triton import CONTRACTS, METRIC_DEPTH, REPOSITORY, datatype_name, read_config
+from renderkit.triton import (
+    CONTRACTS,
+    DEPTH,
+    METRIC_DEPTH,
+    PROMPT_DECODER,
+    PROMPT_ENCODER,
+    REPOSITORY,
+    datatype_name,
+    read_config,
+)
 from services.depth.server import create_server as create_depth
 from services.generation.server import create_server as create_generation
 from services.segmentation.server import create_server as create_segmentation
@@ -36,7 +46,7 @@ from tests.conftest import embedded_triton, gateway_settings, generation_setting
 from tests.credentials import client_for
 from tests.openai_fake import FakeOpenAI, Reply
 from tests.outputs import read_output
-from tests.tiny_models import metric_depth_model
+from tests.tiny_models import depth_model, metric_depth_model, write_tiny_prompt_models
 
 
 def test_every_config_matches_the_client_contract() -> None:
@@ -66,6 +76,15 @@ def inference_count(url: str, model: str) -> int:
     stats = client.get_inference_statistics(model, as_json=True)
     client.close()
     return int(stats["model_stats"][0]["inference_stats"]["success"].get("count", 0))
+
+
+def settled_count(url: str, model: str, expected: int, timeout_s: float = 5.0) -> int:
+    """A model's inference count once it reaches `expected` (Triton's statistics can trail the
+    response by a moment), or as it stands after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while (count := inference_count(url, model)) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return count
 
 
 def test_depth_service_gets_the_plane_through_triton(
@@ -397,3 +416,52 @@ def test_a_metric_depth_model_makes_the_plane_metric(
     assert angle < 2.0
     distance = reply.meters_per_unit / homography.rectangle_width(H, focal, width, height)
     assert distance == pytest.approx(1.5, rel=0.03)
+
+
+def test_clicks_alone_swap_through_the_prompt_segmentation_models(
+    redis_url: str,
+    stages: dict[str, str],
+    start_stage: Callable[[Callable[[], Edge]], Edge],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path: Path,
+) -> None:
+    """One click and no outline: the mask from the prompt segmentation encoder and decoder (tiny
+    models of the real signatures installed by `make models`' install step, served by the embedded
+    Triton), the plane from the depth model; the job's events say which model made the mask."""
+    models = tmp_path / "models"
+    write_tiny_prompt_models(models)
+    onnx.save(depth_model(), str(tmp_path / "depth.onnx"))
+    install(tmp_path / "depth.onnx", DEPTH, models)
+    served = (PROMPT_ENCODER.name, PROMPT_DECODER.name, "depth")
+    image = floor_photo()
+    image[170:210, 130:190] = (90, 60, 40)  # an object standing on the red floor
+    photo = imaging.encode(image)[0]
+    with embedded_triton(models, tmp_path, served) as url:
+        segmentation = start_stage(lambda: create_segmentation(stage_settings(url)))
+        depth = start_stage(lambda: create_depth(stage_settings(url)))
+        click = imaging_pb2.Point(x=60, y=220)
+        with grpc.insecure_channel(f"127.0.0.1:{segmentation.port}") as channel:
+            reply = seg_grpc.SegmentationServiceStub(channel).Segment(
+                seg_pb.SegmentRequest(width=320, height=240, photo=photo, positive_points=[click]), timeout=30
+            )
+        assert (reply.source, reply.used_model) == ("prompt_points", True)
+        mask = imaging.decode_gray(reply.mask_png)
+        assert mask[220, 60] > 200 and mask[200, 300] > 200  # the floor, all of it
+        assert mask[40, 160] < 50 and mask[190, 160] < 50  # not the wall, not the object on the floor
+        assert settled_count(url, PROMPT_ENCODER.name, 1) == 1 and settled_count(url, PROMPT_DECODER.name, 1) == 1
+
+        addresses = {**stages, "segmentation": f"127.0.0.1:{segmentation.port}", "depth": f"127.0.0.1:{depth.port}"}
+        gateway = start_gateway(gateway_settings(redis_url + "/9", tmp_path, addresses))
+        request = material_swap_request(photo, imaging.encode(np.full((32, 32, 3), 200, np.uint8))[0])
+        request.material_swap.hints.positive_points.append(pb.Point(x=60, y=220))
+        with client_for(f"127.0.0.1:{gateway.port}", redis_url + "/9", "prompt") as client:
+            job = client.submit(request).job
+            events = list(client.watch(job.id, timeout=60))
+            result = client.get(job.id).result
+        assert events[-1].state == pb.JOB_STATE_SUCCEEDED, events[-1].error.message
+        assert settled_count(url, PROMPT_DECODER.name, 2) == 2
+    assert any("mask from the clicks by the prompt segmentation model" in e.message for e in events)
+    out = read_output(result.outputs[0])
+    assert abs(int(out[220, 60, 2]) - 255) > 40  # the floor is re-covered
+    assert np.abs(out[190, 160].astype(int) - (90, 60, 40)).max() < 25  # the object stays in front
+    assert np.abs(out[40, 160].astype(int) - image[40, 160]).max() < 12  # the wall is untouched

@@ -4,6 +4,7 @@ the internet for weights; see test_export_needs_torch_and_says_so)."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,17 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from devstack.model_export import PRETRAINED, ExportError, export_pretrained, install, main
-from renderkit.triton import DEPTH, REPOSITORY, SEGMENTATION, read_config
-from tests.tiny_models import depth_model, segmentation_model
+from devstack.model_export import (
+    PRETRAINED,
+    PROMPT_PRETRAINED,
+    ExportError,
+    export_pretrained,
+    export_prompt_segmentation,
+    install,
+    main,
+)
+from renderkit.triton import DEPTH, PROMPT_DECODER, PROMPT_ENCODER, REPOSITORY, SEGMENTATION, read_config
+from tests.tiny_models import depth_model, prompt_decoder_model, prompt_encoder_model, segmentation_model
 
 
 def saved(model: onnx.ModelProto, path: Path) -> Path:
@@ -124,3 +133,32 @@ def test_export_of_tiny_random_models(tmp_path: Path) -> None:
         card = PRETRAINED[key]
         exported = export_pretrained(card, tmp_path / f"{key}.onnx", config=config)
         install(exported, card.contract, tmp_path / "models", card)
+
+
+def test_the_prompt_segmentation_models_install_as_two_triton_models(tmp_path: Path) -> None:
+    card = PROMPT_PRETRAINED["mobile-sam"]
+    for contract, model in ((PROMPT_ENCODER, prompt_encoder_model()), (PROMPT_DECODER, prompt_decoder_model())):
+        target = install(saved(model, tmp_path / f"{contract.name}.onnx"), contract, tmp_path / "models", card)
+        assert target == tmp_path / "models" / contract.name / "1" / "model.onnx"
+        assert read_config(target.parent.parent / "config.pbtxt") == read_config(
+            REPOSITORY / contract.name / "config.pbtxt"
+        )
+        text = (target.parent.parent / "MODEL.md").read_text()
+        assert "dhkim2810/MobileSAM" in text and "Apache-2.0" in text
+
+
+def test_a_decoder_that_breaks_the_prompt_contract_is_refused(tmp_path: Path) -> None:
+    model = prompt_decoder_model()
+    model.graph.output[1].name = "scores"
+    model.graph.node[-1].output[0] = "scores"
+    with pytest.raises(ExportError, match=r"outputs are \['mask_logits', 'scores'\]"):
+        install(saved(model, tmp_path / "d.onnx"), PROMPT_DECODER, tmp_path / "models")
+
+
+def test_the_prompt_export_says_what_it_needs(tmp_path: Path) -> None:
+    card = PROMPT_PRETRAINED["mobile-sam"]
+    assert card.licence and card.licence_url.startswith("https://") and "/" in card.source
+    if importlib.util.find_spec("torch") and importlib.util.find_spec("mobile_sam"):
+        pytest.skip("torch and mobile_sam are installed: the export itself needs the weights")
+    with pytest.raises(ExportError, match="needs torch and the mobile_sam package: pip install timm"):
+        export_prompt_segmentation(card, tmp_path)
