@@ -109,9 +109,10 @@ protos-check: protos ## fail if the committed generated code differs from protos
 	git diff --exit-code -- $(GENERATED)
 	test -z "$$(git status --porcelain -- $(GENERATED))"
 
-bench: setup ## swap latency vs one process; SubmitRender/s vs bare gRPC; job latency vs Celery (installs the bench extra)
+bench: setup ## swap latency vs one process; projection vs its compute floor, memory by size; SubmitRender/s vs bare gRPC; job latency vs Celery (installs the bench extra)
 	$(PY) -c 'import celery' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
 	$(PY) -m benchmarks.e2e
+	$(PY) -m benchmarks.projection
 	$(PY) -m benchmarks.submit
 
 # Bounded: LOAD_SECONDS (15) measured per scenario after a 1 s ramp, at most LOAD_MAX_REQUESTS calls

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 from collections.abc import Callable
 
 
@@ -34,3 +35,19 @@ def trim() -> bool:
         return False
     _TRIM(0)
     return True
+
+
+def resident_bytes() -> int:
+    """The process's resident size (0 where /proc is not there to tell it)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def trim_above(limit_bytes: int) -> bool:
+    """Trims the heaps when the process holds more than limit_bytes: a process may keep some freed
+    memory for its next job (fresh pages cost page faults: ~16 ms per 25 MB here) but not its
+    largest job's peak. True when it trimmed."""
+    return resident_bytes() > limit_bytes and trim()

@@ -14,7 +14,7 @@ to sRGB; the soft mask's edge alone is mixed with the photo.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import cv2
 import numpy as np
@@ -83,24 +83,28 @@ def project_material(
     x0, y0 = max(0, x - _FEATHER_REACH), max(0, y - _FEATHER_REACH)
     x, y, w, h = x0, y0, min(width, x + w + _FEATHER_REACH) - x0, min(height, y + h + _FEATHER_REACH) - y0
     T = texel_transform(H, repeats_u, repeats_v, rotation_degrees, swatch.shape[1], swatch.shape[0])
-    # The atlas is made on the pool while the shading is estimated here.
+    # The atlas is made, and the strips sampled, on the pool while the shading is estimated here:
+    # the sampled colour waits in `sampled` (linear light, uint16: 6 bytes a pixel) for the light.
     atlas_made = _POOL.submit(build_mip_atlas, swatch, FRACTIONS, finest_level(T, x, y, w, h))
-    sigma = max(1.5, 0.006 * max(width, height))
-    light = shading_field(photo[y : y + h, x : x + w], mask[y : y + h, x : x + w], sigma)
-    atlas = atlas_made.result()
     # Strip edges on multiples of the sampler's blocks, so strips sample exactly as one pass.
     rows = max(LOD_STEP, _STRIP_PIXELS // max(1, w) // LOD_STEP * LOD_STEP)
     edges = [(top, min(h, top + rows)) for top in range(0, h, rows)]
-
-    def strip(top: int, bottom: int) -> None:
-        _blend_strip(out, photo, mask, light, atlas, T, layout, x, y + top, w, bottom - top, top)
-
-    if len(edges) == 1:
-        strip(*edges[0])
-    else:
-        # map keeps at most _WORKERS strips running; the rest wait their turn in the pool's queue.
-        for _ in _POOL.map(lambda pair: strip(*pair), edges):
-            pass
+    sampled = np.empty((h, w, 3), np.uint16)
+    spans = [
+        _POOL.submit(_sample_strip, sampled, mask, atlas_made, T, layout, x, y, top, bottom) for top, bottom in edges
+    ]
+    try:
+        sigma = max(1.5, 0.006 * max(width, height))
+        light = shading_field(photo[y : y + h, x : x + w], mask[y : y + h, x : x + w], sigma)
+    finally:
+        wait(spans)
+    # The pool runs tasks in order: these start once every strip is sampled.
+    blends = [
+        _POOL.submit(_blend_strip, out, photo, light, sampled, mask, T, x, y, top, bottom, span.result())
+        for (top, bottom), span in zip(edges, spans, strict=True)
+    ]
+    for blend in blends:
+        blend.result()
     return out
 
 
@@ -114,36 +118,58 @@ def _feather(mask: np.ndarray, x: int, y: int, w: int, h: int) -> np.ndarray:
     return blurred[y - top : y - top + h, x - left : x - left + w]
 
 
-def _blend_strip(
-    out: np.ndarray,
-    photo: np.ndarray,
+def _sample_strip(
+    sampled: np.ndarray,
     mask: np.ndarray,
-    shading: np.ndarray,
-    atlas: MipAtlas,
+    atlas_made: Future[MipAtlas],
     T: np.ndarray,
     layout: Layout,
     x: int,
     y: int,
-    w: int,
-    h: int,
-    shading_row: int,
-) -> None:
-    """Samples, shades and blends the pixel rectangle (x, y, w, h) into out."""
-    alpha = _feather(mask, x, y, w, h)
-    # Only the columns the soft mask reaches, from a multiple of LOD_STEP (the sampler's blocks).
-    left, _, cols, _ = cv2.boundingRect(alpha)
+    top: int,
+    bottom: int,
+) -> tuple[int, int] | None:
+    """Samples rows top to bottom of the surface's box (from x, y) into sampled, in the columns
+    the soft mask reaches there (the mask's and the feather's reach), from a multiple of LOD_STEP
+    (the sampler's blocks): returns them as (first column, count), None when there are none."""
+    h, w = sampled.shape[:2]
+    reach = _FEATHER_REACH
+    rows = mask[max(0, y + top - reach) : y + min(h, bottom + reach), x : x + w]
+    left, _, cols, _ = cv2.boundingRect(rows)
     if cols == 0:
+        return None
+    start = max(0, left - reach) // LOD_STEP * LOD_STEP
+    cols = min(w, left + cols + reach) - start
+    out = sampled[top:bottom, start : start + cols]
+    sample_linear(atlas_made.result(), T, x + start, y + top, cols, bottom - top, layout, out=out, scale=_LINEAR_ONE)
+    return start, cols
+
+
+def _blend_strip(
+    out: np.ndarray,
+    photo: np.ndarray,
+    light: np.ndarray,
+    sampled: np.ndarray,
+    mask: np.ndarray,
+    T: np.ndarray,
+    x: int,
+    y: int,
+    top: int,
+    bottom: int,
+    span: tuple[int, int] | None,
+) -> None:
+    """Lights the sampled rows top to bottom of the surface's box and blends them into out."""
+    if span is None:
         return
-    start = left // LOD_STEP * LOD_STEP
-    cols += left - start
-    alpha = alpha[:, start : start + cols]
-    x += start
-    colour = sample_linear(atlas, T, x, y, cols, h, layout)
+    start, cols = span
+    h = bottom - top
+    x, y = x + start, y + top
+    alpha = _feather(mask, x, y, cols, h)
     valid = on_plane(T, x, y, cols, h)
     if valid is not None:
         alpha = np.where(valid, alpha, np.uint8(0))
-    shade = cv2.cvtColor(shading[shading_row : shading_row + h, start : start + cols], cv2.COLOR_GRAY2BGR)
-    linear = cv2.multiply(colour, shade, scale=_LINEAR_ONE, dtype=cv2.CV_16U)
+    shade = cv2.cvtColor(light[top:bottom, start : start + cols], cv2.COLOR_GRAY2BGR)
+    linear = cv2.multiply(sampled[top:bottom, start : start + cols], shade, dtype=cv2.CV_16U)
     material = np.take(_LINEAR_TO_SRGB, np.asarray(linear, np.uint16))
     _blend_into(out[y : y + h, x : x + cols], material, photo[y : y + h, x : x + cols], alpha)
 

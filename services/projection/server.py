@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TypeVar
 
 import grpc
@@ -23,15 +24,26 @@ T = TypeVar("T")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
 
 
+# What the process may keep of a job's freed memory for the next job: fresh pages cost a 4K job
+# ~25 ms of page faults; beyond this much above its idle size, memory goes back after each job.
+RETAINED_BYTES = 256 * 1024**2
+# Decodes beside the photo's (OpenCV's decoders release the GIL).
+_DECODER = ThreadPoolExecutor(1, thread_name_prefix="projection-decode")
+
+
 def _project(
     request: pb.ProjectRequest, photo_data: bytes, swatch_data: bytes, mask_data: bytes
 ) -> tuple[list[imaging_pb2.EncodedImage], float]:
     """The composite's renditions (and the swatch's maps) and the swatch's transparent share."""
-    photo = _decoded("photo", lambda: imaging.decode_bgr(photo_data))
-    # The grout fills the swatch's transparent parts before anything samples it, so the tiles,
-    # their maps and their mip levels all see the same colour there.
-    swatch, transparent = _decoded("swatch", lambda: imaging.decode_swatch(swatch_data, request.grout_color))
-    mask = _decoded("mask_png", lambda: imaging.decode_gray(mask_data))
+    mask_decoded = _DECODER.submit(_decoded, "mask_png", lambda: imaging.decode_gray(mask_data))
+    try:
+        photo = _decoded("photo", lambda: imaging.decode_bgr(photo_data))
+        # The grout fills the swatch's transparent parts before anything samples it, so the tiles,
+        # their maps and their mip levels all see the same colour there.
+        swatch, transparent = _decoded("swatch", lambda: imaging.decode_swatch(swatch_data, request.grout_color))
+    finally:
+        wait([mask_decoded])  # a photo that cannot be decoded is the error to report
+    mask = mask_decoded.result()
     if mask.shape != photo.shape[:2]:
         raise ValueError("mask_png: must be the size of the photo")
     H = homography.from_list(list(request.homography.m))
@@ -94,6 +106,15 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
 
     def __init__(self, memory_budget_bytes: int = budget.DEFAULT_REQUEST_BYTES) -> None:
         self.memory_budget_bytes = memory_budget_bytes
+        self.idle_bytes = heap.resident_bytes()
+        self._releases: set[asyncio.Future[bool]] = set()
+
+    def release(self) -> None:
+        """Hands a finished job's freed memory back to the system, beyond RETAINED_BYTES over the
+        process's idle size, beside the response's sending (renderkit.heap)."""
+        released = asyncio.get_running_loop().run_in_executor(None, heap.trim_above, self.idle_bytes + RETAINED_BYTES)
+        self._releases.add(released)
+        released.add_done_callback(self._releases.discard)
 
     async def Project(
         self,
@@ -136,9 +157,7 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
             field = str(exc).split(":", 1)[0] if ":" in str(exc) else "photo"
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([(field, str(exc))]))
         finally:
-            # The job's pixels are freed by now; without this the process would hold its largest
-            # job's peak (renderkit.heap).
-            await asyncio.to_thread(heap.trim)
+            self.release()  # the job's pixels are freed by now
         return pb.ProjectResponse(images=images, swatch_transparent_fraction=transparent)
 
 

@@ -237,9 +237,14 @@ def sample_linear(
     height: int,
     layout: Layout = STRAIGHT,
     probes: int = PROBES,
+    *,
+    out: np.ndarray | None = None,
+    scale: float = 1.0,
 ) -> np.ndarray:
     """The linear-light colour (float32 HxWx3) of the pixel rectangle (x0, y0, width, height),
     sampled anisotropically; pixels beyond the plane's horizon get some colour (see on_plane).
+    With `out` (HxWx3, float32 or uint16), scale times the colour is written there instead
+    (rounded and saturated for uint16).
 
     A pixel's colour depends only on its own position, so any split of a region into rectangles
     whose left edges are a multiple of LOD_STEP columns apart, and tops a multiple of LOD_STEP rows
@@ -287,10 +292,19 @@ def sample_linear(
         cv2.add(v, origin_y, dst=v)
         # cv2.remap makes the maps fixed point (1/32 texel) block by block as it goes.
         linear = cv2.remap(atlas.atlas, u, v, cv2.INTER_LINEAR)
-        # The running mean of the probes.
-        colour = linear if colour is None else cv2.addWeighted(colour, k / (k + 1), linear, 1 / (k + 1), 0, dst=colour)
+        # The running mean of the probes; the last one's goes straight into out.
+        if colour is None:
+            colour = linear
+        elif k + 1 < probes or out is None:
+            cv2.addWeighted(colour, k / (k + 1), linear, 1 / (k + 1), 0.0, dst=colour)
+        else:
+            depth = cv2.CV_16U if out.dtype == np.uint16 else cv2.CV_32F
+            return cv2.addWeighted(colour, scale * k / (k + 1), linear, scale / (k + 1), 0.0, dst=out, dtype=depth)
     assert colour is not None
-    return colour
+    if out is None:
+        return colour
+    depth = cv2.CV_16U if out.dtype == np.uint16 else cv2.CV_32F
+    return cv2.addWeighted(colour, scale, colour, 0.0, 0.0, dst=out, dtype=depth)
 
 
 def _wrap(u: np.ndarray, v: np.ndarray, layout: Layout, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,243 @@
+"""The projection against its compute floor, and its memory and cost per pixel by photo size.
+
+Two parts, each printing ratios measured in the same run (timings on these shared 2-core machines
+vary run to run; ratios much less):
+
+- **floor** (3840x2160): the least a swap could cost, measured beside the real thing and
+  interleaved with it, RUNS times each (medians): OpenCV decode of the photo's JPEG,
+  cv2.warpPerspective of the swatch onto the surface's quad (bilinear, the photo's size), one
+  per-pixel multiply of the result by the photo (cv2.multiply, scale 1/255: the new albedo times
+  the old light) and a JPEG encode (q90). Against it: the projection stage's work called in this
+  process (services.projection.server._project: decode photo, swatch and mask, sample, shade,
+  blend, encode the full JPEG and the 512 px preview) and the whole swap through the embedded
+  stack (as benchmarks.e2e, submit to the terminal event).
+- **memory** (1, 4, 8, 12, 24 and 40 MP, a surface covering the whole photo, the worst case for
+  the sampler): each size in a fresh process, which reads the encoded inputs, resets its peak
+  resident size (/proc/self/clear_refs), then calls _project. Reported per photo pixel: the peak
+  resident growth over the baseline (VmHWM, threads included: what renderkit.budget models), what
+  stays resident after the job has returned, and the milliseconds per megapixel (median of the
+  runs after the first), with each size's ms/MP as a multiple of the 4 MP figure (1.0 = linear).
+
+    python -m benchmarks.projection [--runs 7] [--parts floor memory] [--sizes 1 4 8 12 24 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from benchmarks.e2e import sample, through_stack
+from devstack import scenes
+from devstack.launcher import Ports, Stack
+from render.imaging.v1 import imaging_pb2
+from render.projection.v1 import projection_service_pb2 as pb
+from render_client.client import RenderClient
+from renderkit import budget, heap, homography, imaging
+from services.depth.server import quad_plane
+from services.projection import server
+
+PARTS = ("floor", "memory")
+SIZES_MP = (1, 4, 8, 12, 24, 40)
+# The gateway's output for a swap: the full JPEG and the 512 px preview (gateway/context.py).
+OUTPUT = imaging_pb2.OutputSpec(
+    format=imaging_pb2.FORMAT_JPEG,
+    renditions=[imaging_pb2.Rendition(name="full"), imaging_pb2.Rendition(name="preview", max_side=512)],
+)
+REPEATS = 24.0
+
+
+def project_request(photo: bytes, swatch: bytes, mask: bytes, H: np.ndarray, aspect: float) -> pb.ProjectRequest:
+    """The request the gateway sends the projection stage for a swap of this photo."""
+    return pb.ProjectRequest(
+        photo=photo,
+        swatch=swatch,
+        mask_png=mask,
+        homography=imaging_pb2.Homography(m=homography.to_list(H)),
+        repeats_u=REPEATS,
+        repeats_v=REPEATS / aspect,
+        output=OUTPUT,
+    )
+
+
+def floor(photo: bytes, swatch: np.ndarray, quad: np.ndarray) -> float:
+    """Seconds of the compute floor: decode, one warp of the swatch, one multiply, encode."""
+    start = time.perf_counter()
+    image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
+    h, w = swatch.shape[:2]
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    M = cv2.getPerspectiveTransform(corners, quad.astype(np.float32))
+    warped = cv2.warpPerspective(swatch, M, (image.shape[1], image.shape[0]), flags=cv2.INTER_LINEAR)
+    lit = cv2.multiply(warped, image, scale=1.0 / 255.0)
+    cv2.imencode(".jpg", lit, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return time.perf_counter() - start
+
+
+def in_process(request: pb.ProjectRequest) -> float:
+    """Seconds of the projection stage's own work on a request (no gRPC)."""
+    start = time.perf_counter()
+    server._project(request, request.photo, request.swatch, request.mask_png)
+    return time.perf_counter() - start
+
+
+def floor_part(runs: int) -> None:
+    photo, swatch, quad = sample(3840, 2160)
+    points = np.array(quad, np.float64)
+    plane = quad_plane(points, 3840, 2160)
+    H = np.array(plane.homography.m).reshape(3, 3)
+    mask = imaging.encode_mask(imaging.polygon_mask(points, 3840, 2160))
+    request = project_request(photo, swatch, mask, H, plane.aspect_ratio)
+    texture = imaging.decode_bgr(swatch)
+    with tempfile.TemporaryDirectory(prefix="render-bench-") as tmp:
+        stack = Stack(
+            data_dir=Path(tmp) / "stack", ports=Ports.free(), with_triton=False, env={"GEOMETRY_CACHE_SECONDS": "0"}
+        )
+        with stack, RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
+            floor(photo, texture, points)  # warm-up
+            in_process(request)
+            through_stack(client, photo, swatch, quad)
+            floors, locals_, stacked = [], [], []
+            for _ in range(runs):
+                # Interleaved, so a noisy neighbour hits every side alike.
+                floors.append(floor(photo, texture, points))
+                locals_.append(in_process(request))
+                stacked.append(through_stack(client, photo, swatch, quad)[0])
+    f, local, whole = (statistics.median(v) * 1000 for v in (floors, locals_, stacked))
+    print(f"3840x2160, medians of {runs} interleaved runs")
+    print(f"  compute floor (decode, warpPerspective, multiply, encode) {f:8.0f} ms   1.00x")
+    print(f"  projection stage in this process (_project)             {local:8.0f} ms  {local / f:5.2f}x")
+    print(f"  swap end to end through the stack                       {whole:8.0f} ms  {whole / f:5.2f}x")
+    per_run = sorted(s / fl for s, fl in zip(stacked, floors, strict=True))
+    print(f"  end to end / floor, run by run: {per_run[0]:.2f}-{per_run[-1]:.2f}", flush=True)
+
+
+def full_surface_inputs(megapixels: float, directory: Path) -> int:
+    """Writes a noisy JPEG photo of about this many pixels (3:2), a mask covering all of it, a
+    swatch and a homography whose surface covers the photo in perspective; returns the pixels."""
+    width = math.floor(math.sqrt(megapixels * 1e6 * 1.5))
+    height = math.floor(megapixels * 1e6 / width)  # 40 MP stays within the decode limit
+    base = scenes.room_scene(1024, 683).photo
+    photo = cv2.resize(base, (width, height), interpolation=cv2.INTER_CUBIC)
+    # Sensor-like noise (a tile of it, so 40 MP do not need a gigabyte of random numbers): JPEG
+    # decode and encode cost depends on it.
+    noise = np.random.default_rng(0).integers(0, 9, (1021, 1021, 3), np.uint8)
+    tiled = np.tile(noise, (-(-height // 1021), -(-width // 1021), 1))[:height, :width]
+    photo = cv2.subtract(cv2.add(photo, tiled), np.full_like(photo, 4))
+    # A receding plane reaching past every edge of the photo: every pixel is on the surface.
+    quad = np.array(
+        [[-0.1 * width, -0.05 * height], [1.1 * width, -0.05 * height], [1.4 * width, 1.05 * height],
+         [-0.4 * width, 1.05 * height]]
+    )  # fmt: skip
+    H = homography.quad_homography(quad)
+    (directory / "photo.jpg").write_bytes(imaging.encode(photo, quality=92)[0])
+    (directory / "mask.png").write_bytes(imaging.encode_mask(np.full((height, width), 255, np.uint8)))
+    (directory / "swatch.jpg").write_bytes(imaging.encode(scenes.plank_texture(512), quality=95)[0])
+    (directory / "homography.json").write_text(json.dumps(homography.to_list(H)))
+    return width * height
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} is not in /proc/self/status")
+
+
+def measure_child(directory: Path, runs: int) -> dict[str, Any]:
+    """In a fresh process: the peak resident growth of the first job, the resident growth left
+    after the jobs, and each job's seconds."""
+    request = project_request(
+        (directory / "photo.jpg").read_bytes(),
+        (directory / "swatch.jpg").read_bytes(),
+        (directory / "mask.png").read_bytes(),
+        np.array(json.loads((directory / "homography.json").read_text()), np.float64).reshape(3, 3),
+        1.0,
+    )
+    photo, swatch, mask = request.photo, request.swatch, request.mask_png
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
+    baseline = _status_kib("VmRSS")
+    seconds, cpu_seconds = [], []
+    for _ in range(runs):
+        start, cpu = time.perf_counter(), time.process_time()
+        images = server._project(request, photo, swatch, mask)[0]
+        seconds.append(time.perf_counter() - start)
+        cpu_seconds.append(time.process_time() - cpu)
+        del images
+        # What the servicer does after each job.
+        heap.trim_above(baseline * 1024 + server.RETAINED_BYTES)
+        if len(seconds) == 1:
+            peak = _status_kib("VmHWM")
+    gc.collect()
+    after = _status_kib("VmRSS")
+    return {"peak_kib": peak - baseline, "after_kib": after - baseline, "seconds": seconds, "cpu": cpu_seconds}
+
+
+def memory_part(runs: int, sizes: list[float]) -> None:
+    print(
+        f"\n{'photo':>14} {'MP':>5} {'peak B/px':>10} {'model B/px':>11} {'held after':>11} "
+        f"{'ms/MP':>7} {'x 4 MP':>7} {'CPU ms/MP':>10} {'x 4 MP':>7}"
+    )
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="render-bench-") as tmp:
+        for megapixels in sizes:
+            directory = Path(tmp) / f"{megapixels}"
+            directory.mkdir()
+            pixels = full_surface_inputs(megapixels, directory)
+            child = subprocess.run(
+                [sys.executable, "-m", "benchmarks.projection", "--child", str(directory), "--runs", str(runs)],
+                capture_output=True,
+                text=True,
+            )
+            if child.returncode != 0:
+                raise RuntimeError(f"the {megapixels} MP measurement failed:\n{child.stderr}")
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            info = imaging.probe((directory / "photo.jpg").read_bytes())
+            rows.append((megapixels, pixels, info, result))
+
+    def per_megapixel(result: dict[str, Any], key: str, pixels: int) -> float:
+        timed = result[key][1:] or result[key]  # the first job is a warm-up
+        return float(statistics.median(timed)) * 1e9 / pixels
+
+    reference = next((r for r in rows if r[0] == 4), rows[0])
+    ref_wall, ref_cpu = (per_megapixel(reference[3], key, reference[1]) for key in ("seconds", "cpu"))
+    for _, pixels, info, result in rows:
+        wall, cpu = (per_megapixel(result, key, pixels) for key in ("seconds", "cpu"))
+        model = (budget.projection_bytes(pixels, 512 * 512, False) - budget.FIXED_BYTES) / pixels
+        print(
+            f"{info.width:>6}x{info.height:<7} {pixels / 1e6:5.1f} {result['peak_kib'] * 1024 / pixels:10.1f} "
+            f"{model:11.1f} {result['after_kib'] / 1024:7.0f} MiB {wall:7.1f} {wall / ref_wall:7.2f} "
+            f"{cpu:10.1f} {cpu / ref_cpu:7.2f}",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--sizes", nargs="+", type=float, default=list(SIZES_MP), help="megapixels")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(measure_child(args.child, max(1, min(args.runs, 4)))))
+        return
+    if "floor" in args.parts:
+        floor_part(args.runs)
+    if "memory" in args.parts:
+        memory_part(args.runs, args.sizes)
+
+
+if __name__ == "__main__":
+    main()
