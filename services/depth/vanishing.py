@@ -211,6 +211,7 @@ def plane_from_lines(
         raise NoVanishingPoints("the surface's mask is empty")
     centroid = (moments["m10"] / moments["m00"], moments["m01"] / moments["m00"])
     best: LinePlane | None = None
+    best_score = 0.0
     pair: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     for (v1, in1), (v2, in2) in itertools.combinations(points, 2):
         candidate = _plane(v1, v2, centre, scale, width, height, default_focal, given_focal, centroid)
@@ -220,8 +221,12 @@ def plane_from_lines(
         balance = float(min(lengths[in1].sum(), lengths[in2].sum()) / max(lengths[in1].sum(), lengths[in2].sum()))
         confidence = support * min(1.0, 2.0 * balance) * (1.0 if candidate.focal_from_lines else 0.8)
         candidate = replace(candidate, confidence=round(confidence, 3), segments=int((in1 | in2).sum()))
-        if best is None or candidate.confidence > best.confidence:
-            best, pair = candidate, (v1, in1, v2, in2)
+        # The pair whose weaker family is strongest, relative to the other: a plank floor's long
+        # edges with its few cross joints, not two handfuls of stray segments whose lengths merely
+        # balance (one of them a few degrees off the long edges' direction tilted the plane 2°).
+        score = float(np.sqrt(lengths[in1].sum() * lengths[in2].sum())) * (1.0 if candidate.focal_from_lines else 0.8)
+        if best is None or score > best_score:
+            best, best_score, pair = candidate, score, (v1, in1, v2, in2)
     if best is None or pair is None:
         raise NoVanishingPoints("no two line directions on the surface describe a plane in front of the camera")
     if given_focal is not None:
