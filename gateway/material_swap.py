@@ -130,7 +130,7 @@ def describe_geometry(plane: depth_pb.EstimatePlaneResponse) -> str:
     text = f"plane from {_GEOMETRY_SOURCES.get(plane.source, plane.source)}, confidence {plane.confidence:.2f}"
     source = focal_source(plane)
     if source:
-        text += f", {_FOCAL_SOURCES.get(source, source)} ({plane.focal_length_px:.0f} px)"
+        text += f", {_FOCAL_SOURCES.get(source, source)}"
     return text
 
 
