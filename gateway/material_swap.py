@@ -134,6 +134,17 @@ def describe_geometry(plane: depth_pb.EstimatePlaneResponse) -> str:
     return text
 
 
+_SHADING_SOURCES = {
+    "texture_space": "light read from the photo on the surface's plane, the old material's pattern left out",
+    "blur": "light read from the photo by a blur (the surface's plane could not be rectified)",
+}
+
+
+def describe_shading(source: str) -> str:
+    """Which estimate of the photo's light shaded the material, in words."""
+    return _SHADING_SOURCES.get(source, f"light read from the photo ({source or 'unknown estimate'})")
+
+
 def describe_scale(tiling: Tiling, swap: pb.MaterialSwap, distance_source: str = "") -> str:
     """How the material's scale was chosen, in words."""
     if tiling.source != "swatch_size":
@@ -278,6 +289,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     )
     renders: list[list[imaging_pb2.EncodedImage]] = []
     maps: list[imaging_pb2.EncodedImage] = []
+    shading_source = ""
     for index, (swatch, tiling) in enumerate(zip(swatches, tilings, strict=True)):
         prefix = f"v{index}-" if index else ""
         project = projection_pb.ProjectRequest(
@@ -306,6 +318,9 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             share = projected.swatch_transparent_fraction
             text = f"{share:.0%}" if share >= 0.01 else "under 1%"
             await ctx.detail(3, pb.STAGE_PROJECTION, f"{whose} transparent parts ({text}) filled with grout {grout}")
+        if index == 0:
+            shading_source = projected.shading_source
+            await ctx.detail(3, pb.STAGE_PROJECTION, describe_shading(shading_source))
         renders.append([i for i in projected.images if i.name not in MATERIAL_MAPS])
         maps += named([i for i in projected.images if i.name in MATERIAL_MAPS], prefix)
 
@@ -361,4 +376,5 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         refinement=refinement,
         focal_length_px=plane.focal_length_px,
         focal_source=focal_source(plane),
+        shading_source=shading_source,
     )

@@ -1,6 +1,6 @@
 """The whole projection: sample, shade, blend into the photo inside the soft mask.
 
-Past the shading field (a blur over the whole surface) every pixel is independent, so the surface
+Past the shading field (estimated over the whole surface) every pixel is independent, so the surface
 is cut into strips of rows sampled, shaded and blended on a small thread pool: OpenCV and numpy
 release the GIL. Strips are small (STRIP_PIXELS): their temporaries stay in the processor's cache
 and are a fixed amount of memory whatever the photo's size, which the per-request memory budget
@@ -14,13 +14,14 @@ to sRGB; the soft mask's edge alone is mixed with the photo.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import cv2
 import numpy as np
 
 from services.projection.layouts import Layout
-from services.projection.shading import shading_field
+from services.projection.shading import Shading, estimate_shading
 from services.projection.texture import (
     FRACTIONS,
     LOD_STEP,
@@ -65,11 +66,15 @@ def project_material(
     layout: Layout = STRAIGHT,
     *,
     out: np.ndarray | None = None,
+    shading: Shading | None = None,
+    on_shading: Callable[[Shading], None] | None = None,
 ) -> np.ndarray:
     """The photo with the masked surface re-covered by the swatch (uint8 BGR, the photo's size).
 
     The result is written into `out` when given (it may be the photo itself: each pixel is read
-    before it is written), else into a copy of the photo.
+    before it is written), else into a copy of the photo. The material is lit by `shading`, by
+    default the best estimate of the photo's light on the surface (shading.estimate_shading);
+    on_shading is called with the estimate used (its method says which ran).
     """
     height, width = photo.shape[:2]
     if out is None:
@@ -94,8 +99,11 @@ def project_material(
         _POOL.submit(_sample_strip, sampled, mask, atlas_made, T, layout, x, y, top, bottom) for top, bottom in edges
     ]
     try:
-        sigma = max(1.5, 0.006 * max(width, height))
-        light = shading_field(photo[y : y + h, x : x + w], mask[y : y + h, x : x + w], sigma)
+        if shading is None:
+            shading = estimate_shading(photo, mask, T)
+        if on_shading is not None:
+            on_shading(shading)
+        light = shading.region(x, y, w, h)
     finally:
         wait(spans)
     # The pool runs tasks in order: these start once every strip is sampled.

@@ -19,6 +19,7 @@ from renderkit.material_maps import material_map_images
 from services.common.stage import StageSettings, stage_edge
 from services.projection.composite import project_material
 from services.projection.layouts import Layout
+from services.projection.shading import Shading
 
 T = TypeVar("T")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
@@ -33,8 +34,9 @@ _DECODER = ThreadPoolExecutor(1, thread_name_prefix="projection-decode")
 
 def _project(
     request: pb.ProjectRequest, photo_data: bytes, swatch_data: bytes, mask_data: bytes
-) -> tuple[list[imaging_pb2.EncodedImage], float]:
-    """The composite's renditions (and the swatch's maps) and the swatch's transparent share."""
+) -> tuple[list[imaging_pb2.EncodedImage], float, str]:
+    """The composite's renditions (and the swatch's maps), the swatch's transparent share, and
+    which estimate of the photo's light shaded it."""
     mask_decoded = _DECODER.submit(_decoded, "mask_png", lambda: imaging.decode_gray(mask_data))
     try:
         photo = _decoded("photo", lambda: imaging.decode_bgr(photo_data))
@@ -49,15 +51,25 @@ def _project(
     H = homography.from_list(list(request.homography.m))
     layout = Layout(row_offset=request.row_offset, herringbone=request.herringbone)
     # The composite is written over the decoded photo: no second full-size image.
+    used: list[Shading] = []
     result = project_material(
-        photo, swatch, mask, H, request.repeats_u, request.repeats_v, request.rotation_degrees, layout, out=photo
+        photo,
+        swatch,
+        mask,
+        H,
+        request.repeats_u,
+        request.repeats_v,
+        request.rotation_degrees,
+        layout,
+        out=photo,
+        on_shading=used.append,
     )
     del photo, mask  # the encoders and the maps need only the result and the swatch
     images = imaging.encode_renditions(result, request.output)
     del result
     if request.material_maps:
         images += material_map_images(swatch)
-    return images, transparent
+    return images, transparent, used[0].method if used else ""
 
 
 def _decoded(field: str, decode: Callable[[], T]) -> T:
@@ -152,13 +164,13 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
                 context, grpc.StatusCode.INVALID_ARGUMENT, f"{problem[0]}: {problem[1]}", bad_request([problem])
             )
         try:
-            images, transparent = await asyncio.to_thread(_project, request, photo, swatch, mask)
+            images, transparent, shading = await asyncio.to_thread(_project, request, photo, swatch, mask)
         except (imaging.ImageError, homography.GeometryError, ValueError) as exc:
             field = str(exc).split(":", 1)[0] if ":" in str(exc) else "photo"
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([(field, str(exc))]))
         finally:
             self.release()  # the job's pixels are freed by now
-        return pb.ProjectResponse(images=images, swatch_transparent_fraction=transparent)
+        return pb.ProjectResponse(images=images, swatch_transparent_fraction=transparent, shading_source=shading)
 
 
 def create_server(settings: StageSettings) -> Edge:

@@ -1,14 +1,30 @@
-"""The light of the original surface, as a multiplicative shading field in linear light.
+"""The light on the original surface, as a multiplicative shading field in linear light.
 
-The photo's luminance on the surface is albedo times light. A mask-normalised blur of its log
-removes the old material's pattern and keeps the light's falloff and shadows; dividing by the
-surface's median level makes the swatch appear as photographed where the light is typical.
+The photo's luminance on the surface is albedo times light, and only the light may carry over to
+the new material: its falloff, soft and hard shadows, sun patches with their sharp edges and
+highlights, but not the old material's pattern (joints, tiles' and blocks' tones, grain, a
+carpet's motif). Two estimates:
 
-The field is smooth (sigma is tens of pixels at 4K), so after the per-pixel log it is estimated on
-a copy reduced by up to 8x (area averages) and enlarged once at the end.
+- texture_space (the default): the surface rectified through its plane onto a grid in its own
+  metric coordinates (where the old pattern is stationary: every tile the same size), at most
+  RASTER_SIDE cells a side, sampled from a pyramid so nothing aliases. There, in log luminance:
+  a 5 x 5 median removes thin joints and grain (lines, where a light's edge is a step); the
+  pattern's period is found from the autocorrelation and its per-phase median (the periodic
+  motif: a carpet's, grout) subtracted; then a bilateral filter two tiles wide but blind to
+  steps over ~0.3 (a third brighter) averages the tiles' and blocks' own tones away while the
+  light's hard edges, several times brighter or darker, stay sharp. The result is normalised to
+  the surface's typical light (the median over the photo's pixels, objects standing on the
+  surface left out) and warped back to the photo.
+- blur: a mask-normalised, outlier-robust blur of the log in the photo's frame (what this stage
+  did before; kept as the fallback when the plane cannot be rectified).
+
+Measured on make quality's scenes (docs/quality.md), which is where the constants come from.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -21,6 +37,11 @@ _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], np.float32)
 _OUTLIER_LOG = np.float32(0.5)
 _FOREIGN_LOG = np.float32(1.0)
 _EPS = np.float32(1e-3)
+
+AUTO = "auto"
+TEXTURE_SPACE = "texture_space"  # rectified onto the plane; pattern and tones removed there
+BLUR = "blur"  # a robust blur of the photo's light, in the photo's frame
+METHODS = (AUTO, TEXTURE_SPACE, BLUR)
 
 
 def shading_field(photo_bgr: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
@@ -63,3 +84,411 @@ def shading_field(photo_bgr: np.ndarray, mask: np.ndarray, sigma: float) -> np.n
     reference = float(np.median(smooth[typical])) if typical.any() else 0.0
     shading = np.clip(np.exp(smooth - np.float32(reference)), 0.03, 4.0).astype(np.float32)
     return cv2.resize(shading, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+# ---- texture_space
+
+# The rectified grid's longer side at most (cells); finer where the photo is finer than that.
+RASTER_SIDE = 512
+# The bilateral filter: its reach (grid cells, about two tiles of 0.45 m at 1 cm a cell) and the
+# log-luminance step it will not smooth across (e^0.28: a third brighter), measured best over
+# 16-32 cells and 0.25-0.4 on make quality's scenes.
+_SPATIAL = 24.0
+_RANGE = np.float32(0.28)
+# A periodic pattern counts when its autocorrelation at the period is at least this (of 1 at lag 0)
+# and stands this far above the value at half the period (the central lobe's decay is no period).
+_PERIOD_STRENGTH = 0.25
+_PERIOD_CONTRAST = 0.1
+# ... and when, learnt on half the surface, it explains this share of the other half's detail.
+_PERIOD_EXPLAINS = 0.3
+# Objects standing on the surface (inside a quad's outline) are left out of the reference level:
+# grid cells whose albedo (log luminance over a wide blur) is this far below or above the typical.
+_FOREIGN_BELOW = np.float32(0.7)
+_FOREIGN_ABOVE = np.float32(1.2)
+_LEVELS = 6
+# A mask's pixels whose footprint on the plane is this many times the surface's nearest (its 10th
+# percentile) are off it, towards the horizon (a grazing floor's farthest are ~9 times on our scenes).
+_FARTHEST = 40.0
+_LINEAR = srgb_to_linear(np.arange(256, dtype=np.uint8)).astype(np.float32)
+_LINEAR16 = np.round(_LINEAR * 65535).astype(np.uint16)
+
+
+class _Unsuitable(Exception):
+    """The surface cannot be rectified (too small, or its plane degenerate in this view)."""
+
+
+def _apply(M: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    w = M[2, 0] * xs + M[2, 1] * ys + M[2, 2]
+    return (M[0, 0] * xs + M[0, 1] * ys + M[0, 2]) / w, (M[1, 0] * xs + M[1, 1] * ys + M[1, 2]) / w
+
+
+def _area(M: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """|det| of the map's Jacobian at points (by unit steps)."""
+    x0, y0 = _apply(M, xs, ys)
+    x1, y1 = _apply(M, xs + 1, ys)
+    x2, y2 = _apply(M, xs, ys + 1)
+    return np.asarray(np.abs((x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)))
+
+
+def _normalised_blur(values: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of values over their weights; wide ones on a copy reduced to about sigma / 3
+    per cell (area averages) and enlarged back, which costs a fraction and changes nothing visible."""
+    rows, cols = values.shape
+    reduce = int(max(1, min(8, sigma // 3)))
+    both = np.dstack([values * weights, weights])
+    if reduce > 1:
+        small = (max(1, cols // reduce), max(1, rows // reduce))
+        both = cv2.resize(both, small, interpolation=cv2.INTER_AREA)
+    both = cv2.GaussianBlur(both, (0, 0), sigma / reduce)
+    if reduce > 1:
+        both = cv2.resize(both, (cols, rows), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(both[..., 0] / np.maximum(both[..., 1], _EPS))
+
+
+def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray) -> np.ndarray:
+    """The texture_space estimate over a photo region (see the module's docstring)."""
+    height, width = mask.shape
+    # Linear light, halved for large regions (a grid cell then still spans a pixel or more of it).
+    factor = 2 if width * height > 1_500_000 else 1
+    # The luminance of the encoded colour, then linearised: sRGB's curve is close enough to a power
+    # that this is the linear luminance times the same factor wherever the colour is the same.
+    grey = cv2.cvtColor(photo_bgr, cv2.COLOR_BGR2GRAY)
+    weight = mask
+    if factor > 1:
+        size = ((width + 1) // 2, (height + 1) // 2)
+        linear = cv2.resize(cv2.LUT(grey, _LINEAR16), size, interpolation=cv2.INTER_AREA)
+        luminance: np.ndarray = linear.astype(np.float32) * np.float32(1 / 65535)
+        weight = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
+    else:
+        luminance = cv2.LUT(grey, _LINEAR)
+    grid = _Grid.fit(to_plane, weight, factor)
+    sampled, valid = grid.sample(np.dstack([luminance, weight.astype(np.float32) * np.float32(1 / 255)]))
+    log_l: np.ndarray = np.log(sampled + np.float32(1e-4))
+    weights = valid.astype(np.float32)
+    log_l = np.where(valid, log_l, _normalised_blur(log_l, weights, 8.0)).astype(np.float32)
+    log_l = cv2.medianBlur(log_l, 5)  # joints and grain: thin lines, not steps
+    log_l = log_l - _periodic_part(log_l, valid)
+    light = _bilateral(log_l, weights, _SPATIAL, _RANGE)
+    # The typical light: the median over the photo's pixels (each cell weighs the pixels it covers),
+    # less objects standing on the surface.
+    albedo = log_l - _normalised_blur(log_l, weights, 3 * _SPATIAL)
+    typical = float(np.median(albedo[valid]))
+    usual = valid & (albedo > typical - _FOREIGN_BELOW) & (albedo < typical + _FOREIGN_ABOVE)
+    reference = _weighted_median(light[usual], grid.pixel_area[usual])
+    shading = np.clip(np.exp(light - np.float32(reference)), 0.03, 4.0).astype(np.float32)
+    # Back onto the photo: warped at the sampled images' size (a cell spans a pixel or more of it),
+    # then enlarged, which costs a third of warping at full size.
+    if factor == 1:
+        return np.asarray(
+            cv2.warpPerspective(
+                shading, grid.to_image, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
+        )
+    half = np.array([[0.5, 0.0, -0.25], [0.0, 0.5, -0.25], [0.0, 0.0, 1.0]])
+    small = ((width + 1) // 2, (height + 1) // 2)
+    warped = cv2.warpPerspective(
+        shading, half @ grid.to_image, small, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return np.asarray(cv2.resize(warped, (2 * small[0], 2 * small[1]), interpolation=cv2.INTER_LINEAR)[:height, :width])
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The weighted median, to 1/2048 of the values' range (a histogram's, not a sort's cost)."""
+    if values.size == 0:
+        raise _Unsuitable("no surface in the grid")
+    lo, hi = float(values.min()), float(values.max())
+    bins = 2048
+    index = np.minimum(((values - lo) * (bins / max(hi - lo, 1e-6))).astype(np.int64), bins - 1)
+    cumulative = np.cumsum(np.bincount(index, weights, bins))
+    k = int(np.searchsorted(cumulative, cumulative[-1] / 2))
+    return lo + (k + 0.5) * (hi - lo) / bins
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The rectified grid: cell (j, i) is the plane point origin + (j + 0.5, i + 0.5) * cell."""
+
+    shape: tuple[int, int]  # rows, columns
+    to_image: np.ndarray  # grid cells to region pixels (full resolution)
+    factor: int  # the sampled images' pixels are this many region pixels
+    pixel_area: np.ndarray  # region pixels per cell
+
+    @staticmethod
+    def fit(to_plane: np.ndarray, weight: np.ndarray, factor: int) -> _Grid:
+        stride = max(1, int(math.sqrt(weight.size / 80_000)))  # about 80,000 pixels looked at
+        ys, xs = np.nonzero(weight[::stride, ::stride] > 127)
+        if xs.size * stride * stride < 64:
+            raise _Unsuitable("too small a surface")
+        px = (xs.astype(np.float64) * stride + 0.5) * factor - 0.5
+        py = (ys.astype(np.float64) * stride + 0.5) * factor - 0.5
+        depth = to_plane[2, 0] * px + to_plane[2, 1] * py + to_plane[2, 2]
+        if np.mean(depth * np.sign(np.median(depth)) > 0) < 0.99:
+            raise _Unsuitable("the mask reaches past the plane's horizon")
+        u, v = _apply(to_plane, px, py)
+        cell_area = _area(to_plane, px, py)  # plane units per region pixel, squared
+        if not (np.all(np.isfinite(u)) and np.all(np.isfinite(v)) and np.all(np.isfinite(cell_area))):
+            raise _Unsuitable("the plane is degenerate")
+        # Near the horizon one pixel spans a vast stretch of the plane: such pixels (in a mask that
+        # strays off the surface) would stretch the grid over nothing, so they are left out of it.
+        typical = float(np.percentile(cell_area, 10))
+        near = cell_area <= _FARTHEST**2 * typical
+        u, v = u[near], v[near]
+        lo = np.array([np.percentile(u, 0.2), np.percentile(v, 0.2)])
+        hi = np.array([np.percentile(u, 99.8), np.percentile(v, 99.8)])
+        extent = hi - lo
+        cell = max(math.sqrt(typical), float(extent.max()) / RASTER_SIDE)
+        if not cell > 0:
+            raise _Unsuitable("the plane is degenerate")
+        cols = math.ceil(extent[0] / cell) + 2
+        rows = math.ceil(extent[1] / cell) + 2
+        if min(rows, cols) < 8 or max(rows, cols) > 4 * RASTER_SIDE:
+            raise _Unsuitable("the surface is too thin to rectify")
+        cols, rows = cols + cols % 2, rows + rows % 2  # even sides for the DFT sizes
+        origin = lo - cell
+        S = np.array([[cell, 0, origin[0] + 0.5 * cell], [0, cell, origin[1] + 0.5 * cell], [0, 0, 1]])
+        to_image = np.linalg.inv(to_plane) @ S
+        gy, gx = np.mgrid[0:rows, 0:cols].astype(np.float64)
+        return _Grid((rows, cols), to_image, factor, _area(to_image, gx, gy).astype(np.float32))
+
+    def sample(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The luminance and the surface's weight (two channels at 1/factor of the region),
+        resampled onto the grid through a pyramid (each cell from the level whose pixels are its
+        size); and which cells are on the surface."""
+        rows, cols = self.shape
+        gy, gx = np.mgrid[0:rows, 0:cols].astype(np.float32)
+        X, Y = _apply(self.to_image.astype(np.float32), gx, gy)
+        lod = np.clip(0.5 * np.log2(np.maximum(self.pixel_area, 1e-9)) - math.log2(self.factor), 0, _LEVELS - 1)
+        lod = lod.astype(np.float32)
+        out = np.zeros((rows, cols, 2), np.float32)
+        level = image
+        for k in range(_LEVELS):
+            if k:
+                h, w = level.shape[:2]
+                if min(h, w) < 2:
+                    break
+                level = cv2.resize(level, ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)
+            share = np.clip(1 - np.abs(lod - np.float32(k)), 0, 1)
+            if not share.any():
+                continue
+            mx = ((X + 0.5) * (level.shape[1] / (image.shape[1] * self.factor)) - 0.5).astype(np.float32)
+            my = ((Y + 0.5) * (level.shape[0] / (image.shape[0] * self.factor)) - 0.5).astype(np.float32)
+            out += share[..., None] * cv2.remap(level, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return np.ascontiguousarray(out[..., 0]), out[..., 1] > 0.5
+
+
+def _periodic_part(log_l: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The old pattern's periodic part: the median of each phase of its lattice (zeros when the
+    pattern has no clear period)."""
+    weights = valid.astype(np.float32)
+    detail = np.where(valid, log_l - _normalised_blur(log_l, weights, 24.0), 0).astype(np.float32)
+    rows, cols = log_l.shape
+    # The lattice from the autocorrelation at half size (a quarter of the work; its periods are
+    # refined to a fraction of a cell all the same), in full-size cells.
+    half = (max(1, cols // 2), max(1, rows // 2))
+    basis = _lattice(
+        cv2.resize(detail, half, interpolation=cv2.INTER_AREA), cv2.resize(weights, half, interpolation=cv2.INTER_AREA)
+    )
+    if basis is not None:
+        basis = basis * np.array([[cols / half[0]], [rows / half[1]]])
+    # A pattern repeats many times over the surface; a "period" as long as a quarter of it is the
+    # light's structure (a window's panes cast twice) or chance.
+    if basis is None or max(float(np.hypot(*basis[:, k])) for k in range(2)) > min(rows, cols) / 4:
+        return np.zeros_like(log_l)
+    n1, n2 = (int(np.clip(round(float(np.hypot(*basis[:, k]))), 6, 64)) for k in range(2))
+    inverse = np.linalg.inv(basis)
+    gy, gx = np.mgrid[0:rows, 0:cols].astype(np.float64)
+    alpha = inverse[0, 0] * gx + inverse[0, 1] * gy
+    beta = inverse[1, 0] * gx + inverse[1, 1] * gy
+    phase = (np.floor((alpha - np.floor(alpha)) * n1).astype(np.int64) % n1) * n2 + (
+        np.floor((beta - np.floor(beta)) * n2).astype(np.int64) % n2
+    )
+    # The pattern must predict itself: learnt on half the surface (alternate 32-cell blocks), it
+    # must explain a good share of the other half's detail, which a light's structure would not.
+    block = (gy.astype(np.int64) // 32 + gx.astype(np.int64) // 32) % 2 == 0
+    learnt = _phase_means(detail[valid & block], phase[valid & block], n1 * n2)
+    held = valid & ~block
+    residual = detail[held] - learnt[phase[held]]
+    if held.sum() < 100 or float(np.var(residual)) > (1 - _PERIOD_EXPLAINS) * float(np.var(detail[held])):
+        return np.zeros_like(log_l)
+    part = _phase_means(detail[valid], phase[valid], n1 * n2)[phase]
+    return np.asarray(part - np.median(part[valid]), np.float32)
+
+
+def _phase_means(values: np.ndarray, keys: np.ndarray, bins: int) -> np.ndarray:
+    """Per-phase robust means: the mean, then the mean of the values near it (a light's edge or an
+    object crossing some periods of the pattern is a minority of each phase)."""
+    count = np.maximum(np.bincount(keys, minlength=bins), 1)
+    means = np.bincount(keys, values, bins) / count
+    spread = np.bincount(keys, np.abs(values - means[keys]), bins) / count
+    near = np.abs(values - means[keys]) < 2.0 * spread[keys] + 1e-3
+    kept = np.maximum(np.bincount(keys[near], minlength=bins), 1)
+    return (np.bincount(keys[near], values[near], bins) / kept).astype(np.float32)
+
+
+def _lattice(detail: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+    """The two shortest vectors (columns, grid cells, to a sub-cell) of the pattern's lattice, from
+    the autocorrelation of its detail, or None when the pattern is not clearly periodic."""
+    rows, cols = detail.shape
+    size = (cv2.getOptimalDFTSize(2 * rows), cv2.getOptimalDFTSize(2 * cols))
+
+    def autocorrelation(image: np.ndarray) -> np.ndarray:
+        padded = np.zeros(size, np.float32)
+        padded[:rows, :cols] = image
+        spectrum = cv2.dft(padded, flags=cv2.DFT_COMPLEX_OUTPUT)
+        power = cv2.mulSpectrums(spectrum, spectrum, 0, conjB=True)
+        return np.fft.fftshift(cv2.idft(power, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE))
+
+    # Normalised by the mask's own overlap, so lags that overlap little are not favoured.
+    overlap = autocorrelation(weights)
+    corr = autocorrelation(detail) / np.maximum(overlap, 0.25 * float(weights.sum()))
+    centre_y, centre_x = size[0] // 2, size[1] // 2
+    corr /= max(float(corr[centre_y, centre_x]), 1e-12)
+    ly, lx = min(rows // 2, centre_y), min(cols // 2, centre_x)
+    window = corr[centre_y - ly : centre_y + ly + 1, centre_x - lx : centre_x + lx + 1]
+    lag_y, lag_x = np.mgrid[-ly : ly + 1, -lx : lx + 1]
+    candidates = window.copy()
+    candidates[(lag_y**2 + lag_x**2 < 16) | (lag_y < 0) | ((lag_y == 0) & (lag_x < 0))] = -1
+    peaks = (candidates >= cv2.dilate(candidates, np.ones((3, 3), np.uint8))) & (candidates > _PERIOD_STRENGTH)
+    iy, ix = np.nonzero(peaks)
+    vectors = np.stack([lag_x[iy, ix], lag_y[iy, ix]], 1).astype(np.float64)
+    strength = candidates[iy, ix]
+    half = window[ly + np.rint(vectors[:, 1] / 2).astype(int), lx + np.rint(vectors[:, 0] / 2).astype(int)]
+    keep = strength > half + _PERIOD_CONTRAST
+    vectors, strength = vectors[keep], strength[keep]
+    if len(vectors) < 2:
+        return None
+    order = np.argsort(-(strength - 0.002 * np.hypot(vectors[:, 0], vectors[:, 1])))
+    first, second = vectors[order[0]], None
+    for k in order[1:]:
+        if abs(first[0] * vectors[k, 1] - first[1] * vectors[k, 0]) > 2.0 * float(np.hypot(*first)):
+            second = vectors[k]
+            break
+    if second is None:
+        return None
+    for _ in range(10):  # Gauss's reduction: the shortest basis of the same lattice
+        if second @ second < first @ first:
+            first, second = second, first
+        m = round(float(first @ second) / float(first @ first))
+        if m == 0:
+            break
+        second = second - m * first
+
+    def refined(vector: np.ndarray) -> np.ndarray:
+        """To a sub-cell: the peak near the vector's largest multiple in the window, divided."""
+        multiple = 1
+        while abs((multiple + 1) * vector[0]) < lx - 3 and abs((multiple + 1) * vector[1]) < ly - 3:
+            multiple += 1
+        y0, x0 = (round(c) for c in (ly + multiple * vector[1], lx + multiple * vector[0]))
+        patch = window[y0 - 2 : y0 + 3, x0 - 2 : x0 + 3]
+        if patch.shape != (5, 5):
+            return vector
+        dy, dx = np.unravel_index(int(np.argmax(patch)), patch.shape)
+        y0, x0 = y0 + int(dy) - 2, x0 + int(dx) - 2
+        if not (1 <= y0 < window.shape[0] - 1 and 1 <= x0 < window.shape[1] - 1):
+            return vector
+
+        def offset(before: float, centre: float, after: float) -> float:
+            """The parabola's peak through three samples, within half a cell (0 if not a peak)."""
+            curvature = before - 2 * centre + after
+            return 0.0 if curvature > -1e-6 else float(np.clip(0.5 * (before - after) / curvature, -0.5, 0.5))
+
+        c = float(window[y0, x0])
+        ox = offset(float(window[y0, x0 - 1]), c, float(window[y0, x0 + 1]))
+        oy = offset(float(window[y0 - 1, x0]), c, float(window[y0 + 1, x0]))
+        return np.array([x0 - lx + ox, y0 - ly + oy]) / multiple
+
+    return np.stack([refined(first), refined(second)], 1)
+
+
+def _bilateral(values: np.ndarray, weights: np.ndarray, sigma_space: float, sigma_range: np.float32) -> np.ndarray:
+    """A normalised bilateral filter of values (their weights 0 to 1), ranged on the values
+    themselves, through a bilateral grid: splatted into cells sigma_space wide and sigma_range
+    deep, blurred, and sliced (bilinear in space by one remap of every depth, linear in range)."""
+    rows, cols = values.shape
+    lo = float(np.percentile(values[weights > 0], 0.5)) - float(sigma_range)
+    hi = float(np.percentile(values[weights > 0], 99.5)) + float(sigma_range)
+    gh, gw = math.ceil(rows / sigma_space) + 3, math.ceil(cols / sigma_space) + 3
+    gd = math.ceil((hi - lo) / float(sigma_range)) + 3
+    gy = np.arange(rows, dtype=np.float32) / np.float32(sigma_space) + 1
+    gx = np.arange(cols, dtype=np.float32) / np.float32(sigma_space) + 1
+    gz = (np.clip(values, lo, hi) - np.float32(lo)) / sigma_range + 1
+    cell = (np.rint(gy).astype(np.int64)[:, None] * gw + np.rint(gx).astype(np.int64)[None, :]) * (2 * gd)
+    cell = cell + np.rint(gz).astype(np.int64) * 2
+    sums = np.bincount(cell.ravel(), (values * weights).ravel(), gh * gw * 2 * gd)
+    sums += np.bincount(cell.ravel() + 1, weights.ravel(), gh * gw * 2 * gd)
+    grid = sums.reshape(gh, gw, gd, 2)
+    for axis in range(3):  # a binomial blur along each axis: a Gaussian of about one cell
+        padded = np.pad(grid, [(2, 2) if a == axis else (0, 0) for a in range(4)])
+        n = grid.shape[axis]
+        blurred = np.zeros_like(grid)
+        for offset, weight in enumerate((1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)):
+            blurred += weight * np.take(padded, np.arange(offset, offset + n), axis=axis)
+        grid = blurred
+    # Slicing: each value's point in the grid, trilinear (eight corner cells, both sums at once).
+    flat = grid.reshape(-1, 2).astype(np.float32)
+    y0 = np.minimum(np.floor(gy).astype(np.int32), gh - 2)
+    x0 = np.minimum(np.floor(gx).astype(np.int32), gw - 2)
+    z0 = np.clip(np.floor(gz).astype(np.int32), 0, gd - 2)
+    fy, fx = (gy - y0)[:, None], (gx - x0)[None, :]
+    fz = (gz - z0)[..., None]
+    base = (y0[:, None] * gw + x0[None, :]) * gd + z0
+    total = np.zeros((rows, cols, 2), np.float32)
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            corner = base + (dy * gw + dx) * gd
+            pair = flat[corner] * (1 - fz) + flat[corner + 1] * fz  # linear in depth
+            total += pair * (wy * wx)[..., None]
+    return np.asarray(total[..., 0] / np.maximum(total[..., 1], np.float32(1e-6)), np.float32)
+
+
+@dataclass(frozen=True)
+class Shading:
+    """A shading estimate over a box of the photo: the field (float32, 1 is the surface's typical
+    light) for the pixels (x, y, width, height), and which estimate made it."""
+
+    field: np.ndarray
+    box: tuple[int, int, int, int]
+    method: str
+
+    def region(self, x: int, y: int, width: int, height: int) -> np.ndarray:
+        """The field over another box of the photo (1 where the estimate has no value)."""
+        bx, by, bw, bh = self.box
+        if (x, y, width, height) == self.box:
+            return self.field
+        out = np.ones((height, width), np.float32)
+        x0, y0 = max(x, bx), max(y, by)
+        x1, y1 = min(x + width, bx + bw), min(y + height, by + bh)
+        if x1 > x0 and y1 > y0:
+            out[y0 - y : y1 - y, x0 - x : x1 - x] = self.field[y0 - by : y1 - by, x0 - bx : x1 - bx]
+        return out
+
+
+# A margin around the mask's bounding box: the composite's feather reaches a few pixels beyond it.
+_MARGIN = 4
+
+
+def estimate_shading(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray, method: str = AUTO) -> Shading:
+    """The light on the masked surface of a photo (uint8 BGR, its uint8 mask).
+
+    to_plane maps photo pixels to the surface's own coordinates, equal in both directions up to a
+    scale (the composite's texel_transform: the swatch's texels). method 'auto' is texture_space,
+    which falls back to blur where the surface cannot be rectified; Shading.method says which ran.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown shading estimate {method!r}")
+    height, width = mask.shape
+    x, y, w, h = cv2.boundingRect(mask)
+    if w == 0 or h == 0:
+        return Shading(np.ones((0, 0), np.float32), (0, 0, 0, 0), BLUR)
+    x0, y0 = max(0, x - _MARGIN), max(0, y - _MARGIN)
+    x1, y1 = min(width, x + w + _MARGIN), min(height, y + h + _MARGIN)
+    box = (x0, y0, x1 - x0, y1 - y0)
+    photo_box, mask_box = photo_bgr[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+    if method != BLUR:
+        shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+        try:
+            return Shading(_texture_space(photo_box, mask_box, to_plane @ shift), box, TEXTURE_SPACE)
+        except (_Unsuitable, np.linalg.LinAlgError):
+            pass
+    sigma = max(1.5, 0.006 * max(width, height))
+    return Shading(shading_field(photo_box, mask_box, sigma), box, BLUR)

@@ -78,6 +78,17 @@ def test_transparent_joints_show_the_grout_colour_and_are_reported() -> None:
     assert np.percentile(grey_floor.sum(axis=1), 1) > 90
 
 
+def test_the_response_says_which_estimate_of_the_light_shaded_the_material() -> None:
+    swatch = imaging.encode(np.full((32, 32, 3), 150, np.uint8))[0]
+    assert project(swap_request(swatch)).shading_source == "texture_space"
+    # A surface too small to rectify is shaded by the blur, and says so.
+    sliver = np.zeros(SCENE.floor_mask.shape, np.uint8)
+    sliver[200:203, 100:110] = 255
+    request = swap_request(swatch)
+    request.mask_png = imaging.encode_mask(sliver)
+    assert project(request).shading_source == "blur"
+
+
 def test_the_maps_are_made_from_the_grouted_swatch() -> None:
     response = project(swap_request(cut_out_tiles(), material_maps=True))
     names = [image.name for image in response.images]

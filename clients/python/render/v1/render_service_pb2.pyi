@@ -526,7 +526,7 @@ class OutputFile(_message.Message):
     def __init__(self, name: _Optional[str] = ..., uri: _Optional[str] = ..., size_bytes: _Optional[int] = ..., content_type: _Optional[str] = ..., sha256: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., url: _Optional[str] = ..., url_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class JobResult(_message.Message):
-    __slots__ = ("outputs", "geometry_source", "geometry_confidence", "scale_source", "repeats_u", "repeats_v", "geometry_reused", "generation", "batch", "refinement", "focal_length_px", "focal_source")
+    __slots__ = ("outputs", "geometry_source", "geometry_confidence", "scale_source", "repeats_u", "repeats_v", "geometry_reused", "generation", "batch", "refinement", "focal_length_px", "focal_source", "shading_source")
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     GEOMETRY_SOURCE_FIELD_NUMBER: _ClassVar[int]
     GEOMETRY_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
@@ -539,6 +539,7 @@ class JobResult(_message.Message):
     REFINEMENT_FIELD_NUMBER: _ClassVar[int]
     FOCAL_LENGTH_PX_FIELD_NUMBER: _ClassVar[int]
     FOCAL_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SHADING_SOURCE_FIELD_NUMBER: _ClassVar[int]
     outputs: _containers.RepeatedCompositeFieldContainer[OutputFile]
     geometry_source: str
     geometry_confidence: float
@@ -551,7 +552,8 @@ class JobResult(_message.Message):
     refinement: RefinementReport
     focal_length_px: float
     focal_source: str
-    def __init__(self, outputs: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., geometry_source: _Optional[str] = ..., geometry_confidence: _Optional[float] = ..., scale_source: _Optional[str] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ..., geometry_reused: _Optional[bool] = ..., generation: _Optional[_Union[GenerationReport, _Mapping]] = ..., batch: _Optional[_Union[BatchReport, _Mapping]] = ..., refinement: _Optional[_Union[RefinementReport, _Mapping]] = ..., focal_length_px: _Optional[float] = ..., focal_source: _Optional[str] = ...) -> None: ...
+    shading_source: str
+    def __init__(self, outputs: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., geometry_source: _Optional[str] = ..., geometry_confidence: _Optional[float] = ..., scale_source: _Optional[str] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ..., geometry_reused: _Optional[bool] = ..., generation: _Optional[_Union[GenerationReport, _Mapping]] = ..., batch: _Optional[_Union[BatchReport, _Mapping]] = ..., refinement: _Optional[_Union[RefinementReport, _Mapping]] = ..., focal_length_px: _Optional[float] = ..., focal_source: _Optional[str] = ..., shading_source: _Optional[str] = ...) -> None: ...
 
 class Cost(_message.Message):
     __slots__ = ("tokens", "cents")

@@ -1,0 +1,158 @@
+"""The shading estimate carries the light and not the old material's pattern.
+
+A synthetic surface of worn tiles (each its own tone, dark joints) or of a two-tone carpet motif,
+under a smooth falloff and a hard-edged patch of sun, seen head-on or in perspective: the estimate
+must follow the light (high correlation), not the albedo (low correlation), and keep the sun's
+edge sharp. The old blur estimate fails the same checks, which is what they are for.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from renderkit.imaging import linear_to_srgb, srgb_to_linear
+from services.projection.shading import BLUR, TEXTURE_SPACE, estimate_shading
+
+WIDTH, HEIGHT = 480, 360
+
+
+def tiles(rng: np.random.Generator, size: int = 40) -> np.ndarray:
+    """Linear albedo (H x W): tiles of `size` px, each its own tone (worn: 15 % either way), 2 px
+    dark joints."""
+    rows, cols = HEIGHT // size + 1, WIDTH // size + 1
+    tone = rng.uniform(0.85, 1.15, (rows, cols)).astype(np.float32)
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
+    albedo = 0.45 * tone[y // size, x // size]
+    joints = (y % size < 2) | (x % size < 2)
+    return np.where(joints, np.float32(0.12), albedo).astype(np.float32)
+
+
+def carpet(period: int = 28) -> np.ndarray:
+    """Linear albedo: a two-tone diamond motif (a dark field, light diamonds)."""
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    s, t = (x + y) / period, (x - y) / period
+    inner = np.minimum(np.abs(s - np.round(s)), np.abs(t - np.round(t))) > 0.2
+    return np.where(inner, np.float32(0.5), np.float32(0.12)).astype(np.float32)
+
+
+def light() -> tuple[np.ndarray, np.ndarray]:
+    """A window's falloff times a sun patch 2.5 times brighter with straight hard edges, and the
+    patch's mask."""
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    falloff = 0.5 + 0.6 * np.exp(-(((x - 60) / 260) ** 2 + ((y - 120) / 300) ** 2))
+    slant = x - 0.5 * y
+    sun = (slant > 150) & (slant < 300) & (y > 90) & (y < 300)
+    return (falloff * np.where(sun, np.float32(2.5), np.float32(1.0))).astype(np.float32), sun
+
+
+def photograph(albedo: np.ndarray, lit: np.ndarray, warp: np.ndarray | None = None) -> np.ndarray:
+    """The surface's photo (uint8 BGR), seen through a homography from the surface to the photo."""
+    radiance = albedo * lit
+    if warp is not None:
+        radiance = cv2.warpPerspective(radiance, warp, (WIDTH, HEIGHT), flags=cv2.INTER_AREA)
+    return cv2.cvtColor(linear_to_srgb(np.clip(radiance, 0, 1)), cv2.COLOR_GRAY2BGR)
+
+
+def correlation(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+    return float(np.corrcoef(np.log(a[region]), np.log(b[region]))[0, 1])
+
+
+def copied(field: np.ndarray, lit: np.ndarray, albedo: np.ndarray, region: np.ndarray) -> float:
+    """How much of the albedo's pattern the estimate carries: the slope of its error (in log)
+    against the albedo (in log); 1 copies the pattern whole, 0 not at all."""
+    error, pattern = np.log(field / lit)[region], np.log(albedo)[region]
+    return float(np.polyfit(pattern - pattern.mean(), error - error.mean(), 1)[0])
+
+
+def estimate(photo: np.ndarray, mask: np.ndarray, to_plane: np.ndarray, method: str) -> np.ndarray:
+    shading = estimate_shading(photo, mask, to_plane, method)
+    return shading.region(0, 0, WIDTH, HEIGHT)
+
+
+@pytest.fixture(scope="module")
+def tiled_floor() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    albedo = tiles(np.random.default_rng(3))
+    lit, sun = light()
+    return photograph(albedo, lit), albedo, lit, sun
+
+
+def test_the_estimate_follows_the_light_not_the_tiles(
+    tiled_floor: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    photo, albedo, lit, _ = tiled_floor
+    mask = np.full((HEIGHT, WIDTH), 255, np.uint8)
+    inner = np.zeros((HEIGHT, WIDTH), bool)
+    inner[8:-8, 8:-8] = True
+    shading = estimate_shading(photo, mask, np.eye(3))
+    assert shading.method == TEXTURE_SPACE
+    field = shading.region(0, 0, WIDTH, HEIGHT)
+    # Away from the joints, where the tiles' tones are the pattern.
+    tiles_only = inner & (albedo > 0.2)
+    assert correlation(field, lit, inner) > 0.98
+    assert copied(field, lit, albedo, tiles_only) < 0.4
+    # The blur this replaced copies the tiles' tones nearly whole.
+    blurred = estimate(photo, mask, np.eye(3), BLUR)
+    assert copied(blurred, lit, albedo, tiles_only) > 0.8
+    assert correlation(blurred, lit, inner) < correlation(field, lit, inner)
+
+
+def test_the_sun_patch_keeps_a_sharp_edge(tiled_floor: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+    photo = tiled_floor[0]
+    mask = np.full((HEIGHT, WIDTH), 255, np.uint8)
+
+    def rise(field: np.ndarray) -> float:
+        """Pixels from 10 % to 90 % of the step across the patch's left edge (x = 150 + y / 2),
+        the median over rows away from the tiles' joints."""
+        widths = []
+        for y in range(120, 280, 7):
+            edge = 150 + y // 2
+            profile = np.log(field[y, edge - 15 : edge + 16])
+            lo, hi = profile[:5].mean(), profile[-5:].mean()
+            frac = (profile - lo) / (hi - lo)
+            widths.append(float(np.argmax(frac > 0.9) - np.argmax(frac > 0.1)))
+        return float(np.median(widths))
+
+    sharp = rise(estimate(photo, mask, np.eye(3), TEXTURE_SPACE))
+    assert sharp <= 4.0
+    assert rise(estimate(photo, mask, np.eye(3), BLUR)) > sharp + 2
+
+
+def test_a_periodic_motif_is_left_out_in_perspective() -> None:
+    """A carpet's two-tone diamonds seen in perspective: the estimate is rectified through the
+    plane, finds the motif's period and drops it."""
+    albedo = carpet()
+    lit, _ = light()
+    # The surface seen receding: its far edge narrower and higher.
+    quad = np.array([[60, 40], [420, 40], [480, 360], [0, 360]], np.float32)
+    square = np.array([[0, 0], [WIDTH, 0], [WIDTH, HEIGHT], [0, HEIGHT]], np.float32)
+    warp = cv2.getPerspectiveTransform(square, quad)
+    photo = photograph(albedo, lit, warp)
+    mask = cv2.warpPerspective(np.full((HEIGHT, WIDTH), 255, np.uint8), warp, (WIDTH, HEIGHT))
+    mask = cv2.erode(mask, np.ones((5, 5), np.uint8))
+    to_plane = np.linalg.inv(warp)
+    field = estimate(photo, mask, to_plane, TEXTURE_SPACE)
+    # Compare in the surface's own frame.
+    flat = cv2.warpPerspective(field, to_plane, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR)
+    inner = np.zeros((HEIGHT, WIDTH), bool)
+    inner[20:-20, 20:-20] = True
+    assert correlation(flat, lit, inner) > 0.9
+    motif = copied(flat, lit, albedo, inner)
+    assert abs(motif) < 0.1
+    blurred = cv2.warpPerspective(estimate(photo, mask, to_plane, BLUR), to_plane, (WIDTH, HEIGHT))
+    assert copied(blurred, lit, albedo, inner) > 0.3
+
+
+def test_a_plane_that_cannot_be_rectified_falls_back_to_the_blur() -> None:
+    photo = np.full((HEIGHT, WIDTH, 3), 120, np.uint8)
+    mask = np.zeros((HEIGHT, WIDTH), np.uint8)
+    mask[100:104, 100:110] = 255  # a sliver: too little surface to rectify
+    shading = estimate_shading(photo, mask, np.eye(3))
+    assert shading.method == BLUR
+    assert shading.region(100, 100, 10, 4).shape == (4, 10)
+
+
+def test_linear_srgb_round_trip_is_what_the_photos_use() -> None:
+    grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    assert np.abs(linear_to_srgb(srgb_to_linear(grey)).astype(int) - grey).max() <= 1
