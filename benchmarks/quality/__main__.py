@@ -1,0 +1,3 @@
+from benchmarks.quality.report import main
+
+main()

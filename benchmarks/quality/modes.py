@@ -1,0 +1,158 @@
+"""The hint modes: what a client gives, and what the pipeline's stage functions make of it.
+
+Each mode runs the segmentation and depth stages' own functions in this process on the decoded
+photo, as the servers would (a client's mask or a quad's outline refined against the photo), and
+returns the mask, the plane and the scale the projection gets, with the truth to score it against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from benchmarks.quality import metrics
+from benchmarks.quality.scenes import Scene
+from render.depth.v1 import depth_service_pb2 as depth_pb
+from renderkit.imaging import polygon_mask
+from renderkit.scale import tiling_from_sizes
+from services.depth.plane import plane_homography
+from services.depth.server import lines_plane, quad_plane
+from services.segmentation.interactive import refine_edges, select_surface
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What the projection gets from a mode, and the truth of the swap it should make."""
+
+    mask: np.ndarray  # uint8
+    H: np.ndarray
+    repeats: tuple[float, float]
+    truth: np.ndarray  # uint8 BGR
+    plane_error_deg: float
+    scale_error: float
+    iou: float  # of the mask (> 127) with the visible surface
+
+
+def quad(scene: Scene) -> Geometry:
+    """The quad (its outline refined against the photo, as the segmentation stage does), its size
+    and the swatch's size: plane and scale exact."""
+    mask = refine_edges(scene.photo, polygon_mask(scene.quad, scene.width, scene.height))
+    plane = quad_plane(scene.quad, scene.width, scene.height)
+    H = np.array(plane.homography.m).reshape(3, 3)
+    tiling = tiling_from_sizes(*scene.size_m, *scene.swatch.size_m)
+    normal = metrics.normal_of(H, plane.focal_length_px, scene.width, scene.height)
+    inside = polygon_mask(scene.quad, scene.width, scene.height) > 127
+    return Geometry(
+        mask,
+        H,
+        (tiling.repeats_u, tiling.repeats_v),
+        scene.truth,
+        metrics.angle_deg(normal, scene.normal),
+        0.0,
+        metrics.iou(inside & ~scene.occluder, scene.visible),
+    )
+
+
+def _lines(scene: Scene, mask: np.ndarray) -> Geometry | None:
+    """The plane from the vanishing lines around a mask, the EXIF focal length and the plane's
+    distance; its truth places the material by the same convention on the true plane."""
+    width, height = scene.width, scene.height
+    request = depth_pb.EstimatePlaneRequest(
+        width=width, height=height, focal_length_px=scene.exif_focal, plane_distance_meters=scene.plane_distance_m
+    )
+    try:
+        plane = lines_plane(scene.photo, mask, request)
+    except ValueError:
+        return None
+    H = np.array(plane.homography.m).reshape(3, 3)
+    sw, sh = scene.swatch.size_m
+    repeats = (plane.meters_per_unit / sw, plane.meters_per_unit / sh)
+    # The truth: the same convention (the texture's origin under the mask's centroid, u along the
+    # surface's edge nearer the photo's horizontal) on the true plane, focal length and scale.
+    axis = max(scene.edge_axes, key=lambda a: abs(a[0]))
+    ys, xs = np.nonzero(mask > 127)
+    ray = np.array([xs.mean() - width / 2, ys.mean() - height / 2, scene.focal])
+    normal = scene.normal * np.sign(scene.normal @ ray)
+    H_true, side = plane_homography(normal, scene.focal, width, height, mask, axis=axis * np.sign(axis[0]))
+    th, tw = scene.swatch.image.shape[:2]
+    true_repeats = (side * scene.plane_distance_m / sw, side * scene.plane_distance_m / sh)
+    to_texel = np.diag([tw * true_repeats[0], th * true_repeats[1], 1.0]) @ np.linalg.inv(H_true)
+    estimated = np.diag([tw * repeats[0], th * repeats[1], 1.0]) @ np.linalg.inv(H)
+    centre = np.array([xs.mean(), ys.mean()])
+    scale_error = metrics.texel_density(estimated, centre) / metrics.texel_density(to_texel, centre) - 1
+    return Geometry(
+        mask,
+        H,
+        repeats,
+        scene.truth_through(to_texel),
+        metrics.angle_deg(metrics.normal_of(H, plane.focal_length_px, width, height), scene.normal),
+        scale_error,
+        metrics.iou(mask > 127, scene.visible),
+    )
+
+
+def user_mask(scene: Scene) -> np.ndarray:
+    """A client's mask of the visible surface, anti-aliased, refined against the photo as the
+    segmentation stage refines a client's mask."""
+    mask = cv2.GaussianBlur(scene.visible.astype(np.uint8) * 255, (0, 0), 0.7)
+    return refine_edges(scene.photo, mask)
+
+
+def clicks(scene: Scene) -> tuple[tuple[float, float, float, float], np.ndarray, np.ndarray]:
+    """What a user would click: a box around the visible surface, two points well inside it (lower
+    left and lower right), one on the largest object in front of it."""
+    scale = max(scene.width, scene.height) / 1024
+    ys, xs = np.nonzero(scene.visible)
+    pad = 10 * scale
+    box = (float(xs.min()) - pad, float(ys.min()) - pad, float(xs.max()) + pad, float(ys.max()) + pad)
+    size = int(31 * scale) | 1
+    inner = cv2.erode(scene.visible.astype(np.uint8), np.ones((size, size), np.uint8))
+    iy, ix = np.nonzero(inner)
+    targets = [(np.percentile(ix, q), np.percentile(iy, 80)) for q in (15, 85)]
+    positives = np.array(
+        [(ix[i], iy[i]) for i in (int(np.argmin((ix - tx) ** 2 + (iy - ty) ** 2)) for tx, ty in targets)], float
+    )
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(scene.occluder.astype(np.uint8))
+    negatives = np.zeros((0, 2))
+    if count > 1:
+        biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        oy, ox = np.nonzero(cv2.erode((labels == biggest).astype(np.uint8), np.ones((5, 5), np.uint8)))
+        if oy.size:
+            k = int(np.argmin((ox - ox.mean()) ** 2 + (oy - oy.mean()) ** 2))
+            negatives = np.array([[ox[k], oy[k]]], float)
+    return box, positives, negatives
+
+
+def mask_only(scene: Scene) -> Geometry | None:
+    return _lines(scene, user_mask(scene))
+
+
+def points_only(scene: Scene) -> Geometry | None:
+    _, positives, negatives = clicks(scene)
+    try:
+        mask = select_surface(scene.photo, None, positives, negatives)
+    except ValueError:
+        return None
+    return _lines(scene, mask)
+
+
+def box_points(scene: Scene) -> Geometry | None:
+    """A box and the clicks, the surface named (no segmentation model is deployed here, so the
+    name changes nothing: this is what the stage does without one)."""
+    box, positives, negatives = clicks(scene)
+    try:
+        mask = select_surface(scene.photo, box, positives, negatives)
+    except ValueError:
+        return None
+    return _lines(scene, mask)
+
+
+MODES: dict[str, Callable[[Scene], Geometry | None]] = {
+    "quad": quad,
+    "mask + focal": mask_only,
+    "points only": points_only,
+    "box + points": box_points,
+}
