@@ -10,13 +10,15 @@ vary run to run; ratios much less):
   the old light) and a JPEG encode (q90). Against it: the projection stage's work called in this
   process (services.projection.server._project: decode photo, swatch and mask, sample, shade,
   blend, encode the full JPEG and the 512 px preview) and the whole swap through the embedded
-  stack (as benchmarks.e2e, submit to the terminal event).
+  stack (as benchmarks.e2e, submit to the terminal event). Each is timed by the clock and by the
+  CPU it used (for the stack, all its processes'), which a busy neighbour disturbs far less.
 - **memory** (1, 4, 8, 12, 24 and 40 MP, a surface covering the whole photo, the worst case for
   the sampler): each size in a fresh process, which reads the encoded inputs, resets its peak
   resident size (/proc/self/clear_refs), then calls _project. Reported per photo pixel: the peak
-  resident growth over the baseline (VmHWM, threads included: what renderkit.budget models), what
-  stays resident after the job has returned, and the milliseconds per megapixel (median of the
-  runs after the first), with each size's ms/MP as a multiple of the 4 MP figure (1.0 = linear).
+  resident growth over the baseline (VmHWM, threads included), beside renderkit.budget's model of
+  it (its fixed part included); what stays resident after the job has returned and the heap has
+  been trimmed as the servicer trims it; and the milliseconds per megapixel by the clock and by
+  CPU (median of the runs after the first), each as a multiple of the 4 MP figure (1.0 = linear).
 
     python -m benchmarks.projection [--runs 7] [--parts floor memory] [--sizes 1 4 8 12 24 40]
 """
@@ -24,6 +26,7 @@ vary run to run; ratios much less):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import math
@@ -37,6 +40,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import psutil
 
 from benchmarks.e2e import sample, through_stack
 from devstack import scenes
@@ -71,9 +75,12 @@ def project_request(photo: bytes, swatch: bytes, mask: bytes, H: np.ndarray, asp
     )
 
 
-def floor(photo: bytes, swatch: np.ndarray, quad: np.ndarray) -> float:
-    """Seconds of the compute floor: decode, one warp of the swatch, one multiply, encode."""
-    start = time.perf_counter()
+Timing = tuple[float, float]  # wall seconds, CPU seconds
+
+
+def floor(photo: bytes, swatch: np.ndarray, quad: np.ndarray) -> Timing:
+    """The compute floor: decode, one warp of the swatch, one multiply, encode."""
+    start, cpu = time.perf_counter(), time.process_time()
     image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
     h, w = swatch.shape[:2]
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
@@ -81,14 +88,24 @@ def floor(photo: bytes, swatch: np.ndarray, quad: np.ndarray) -> float:
     warped = cv2.warpPerspective(swatch, M, (image.shape[1], image.shape[0]), flags=cv2.INTER_LINEAR)
     lit = cv2.multiply(warped, image, scale=1.0 / 255.0)
     cv2.imencode(".jpg", lit, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def in_process(request: pb.ProjectRequest) -> float:
-    """Seconds of the projection stage's own work on a request (no gRPC)."""
-    start = time.perf_counter()
+def in_process(request: pb.ProjectRequest) -> Timing:
+    """The projection stage's own work on a request (no gRPC)."""
+    start, cpu = time.perf_counter(), time.process_time()
     server._project(request, request.photo, request.swatch, request.mask_png)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def stack_cpu_seconds(stack: Stack) -> float:
+    """CPU seconds used so far by the stack's processes and this one (the client)."""
+    total = time.process_time()
+    for _, process in stack.processes:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(process.pid).cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def floor_part(runs: int) -> None:
@@ -104,22 +121,32 @@ def floor_part(runs: int) -> None:
             data_dir=Path(tmp) / "stack", ports=Ports.free(), with_triton=False, env={"GEOMETRY_CACHE_SECONDS": "0"}
         )
         with stack, RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
+
+            def whole_swap() -> Timing:
+                cpu = stack_cpu_seconds(stack)
+                wall = through_stack(client, photo, swatch, quad)[0]
+                return wall, stack_cpu_seconds(stack) - cpu
+
             floor(photo, texture, points)  # warm-up
             in_process(request)
-            through_stack(client, photo, swatch, quad)
+            whole_swap()
             floors, locals_, stacked = [], [], []
             for _ in range(runs):
                 # Interleaved, so a noisy neighbour hits every side alike.
                 floors.append(floor(photo, texture, points))
                 locals_.append(in_process(request))
-                stacked.append(through_stack(client, photo, swatch, quad)[0])
-    f, local, whole = (statistics.median(v) * 1000 for v in (floors, locals_, stacked))
-    print(f"3840x2160, medians of {runs} interleaved runs")
-    print(f"  compute floor (decode, warpPerspective, multiply, encode) {f:8.0f} ms   1.00x")
-    print(f"  projection stage in this process (_project)             {local:8.0f} ms  {local / f:5.2f}x")
-    print(f"  swap end to end through the stack                       {whole:8.0f} ms  {whole / f:5.2f}x")
-    per_run = sorted(s / fl for s, fl in zip(stacked, floors, strict=True))
-    print(f"  end to end / floor, run by run: {per_run[0]:.2f}-{per_run[-1]:.2f}", flush=True)
+                stacked.append(whole_swap())
+    base_wall, base_cpu = (statistics.median(t[i] for t in floors) * 1000 for i in (0, 1))
+    print(f"3840x2160, medians of {runs} interleaved runs{'wall':>27} {'x floor':>8} {'CPU':>9} {'x floor':>8}")
+    for name, timings in (
+        ("compute floor (decode, warpPerspective, multiply, encode)", floors),
+        ("projection stage in this process (_project)", locals_),
+        ("swap end to end through the stack (all its processes' CPU)", stacked),
+    ):
+        wall, cpu = (statistics.median(t[i] for t in timings) * 1000 for i in (0, 1))
+        print(f"  {name:<60} {wall:6.0f} ms {wall / base_wall:8.2f} {cpu:6.0f} ms {cpu / base_cpu:8.2f}")
+    per_run = sorted(s[0] / f[0] for s, f in zip(stacked, floors, strict=True))
+    print(f"  end to end / floor (wall), run by run: {per_run[0]:.2f}-{per_run[-1]:.2f}", flush=True)
 
 
 def full_surface_inputs(megapixels: float, directory: Path) -> int:
@@ -214,7 +241,7 @@ def memory_part(runs: int, sizes: list[float]) -> None:
     ref_wall, ref_cpu = (per_megapixel(reference[3], key, reference[1]) for key in ("seconds", "cpu"))
     for _, pixels, info, result in rows:
         wall, cpu = (per_megapixel(result, key, pixels) for key in ("seconds", "cpu"))
-        model = (budget.projection_bytes(pixels, 512 * 512, False) - budget.FIXED_BYTES) / pixels
+        model = budget.projection_bytes(pixels, 512 * 512, False) / pixels
         print(
             f"{info.width:>6}x{info.height:<7} {pixels / 1e6:5.1f} {result['peak_kib'] * 1024 / pixels:10.1f} "
             f"{model:11.1f} {result['after_kib'] / 1024:7.0f} MiB {wall:7.1f} {wall / ref_wall:7.2f} "

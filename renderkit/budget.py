@@ -15,19 +15,23 @@ over the mask's bounding box), then given a margin of about 25%:
 | stage, phase                         | measured, bytes per pixel          | constant |
 |--------------------------------------|------------------------------------|----------|
 | segmentation, edge refinement        | 36-40 per photo pixel (1-24 MP)    | 50       |
-| projection, composite                | 25-26 per photo pixel (16-40 MP)   | 32       |
-| projection, the swatch's mip atlas   | 47 per swatch pixel (4-16 MP)      | 60       |
+| projection, composite                | 31 per photo pixel + 72 MB (8-40 MP) | 32     |
+| projection, the swatch's mip atlas   | 79-82 per swatch pixel (1-16 MP)   | 100      |
 | projection, normal + roughness maps  | 67-70 per swatch pixel (4-16 MP)   | 85       |
 | generation, refinement of the result | 51-66 per photo pixel (1-16 MP)    | 80       |
 | generation, texture edit             | 48-54 per texture pixel (1-16 MP)  | 68       |
 | generation, texture edit with maps   | 76-81 per texture pixel (4-16 MP)  | 100      |
 | generation, a room's reference image | 4-6 per reference pixel (4-16 MP)  | 8        |
 
-The projection samples in strips of at most 2 MP in flight (services/projection/composite.py):
-their temporaries (~110 bytes a pixel) are a fixed ~220 MB whatever the photo's size, which the
-fixed part of every estimate covers (a 1 MP photo measured +175 MiB, 4 MP +303 MiB, 8 MP +360 MiB,
-16 MP +427 MiB, 24 MP +585 MiB, 40 MP +962 MiB). Before the strips were bounded the whole surface
-was in flight at once: 140 bytes per photo pixel at 4K.
+The projection (services/projection/composite.py) holds the photo, the mask, the shading field
+and the sampled colour (6 bytes a pixel, sampled while the shading is estimated) and samples in
+strips of 128K pixels whose temporaries are a few tens of MB whatever the photo's size; its peak
+is while the shading is estimated (benchmarks/projection.py measures it: with the blur estimate a
+1 MP photo +70 MB, 4 MP +170 MB, 8 MP +320 MB, 12 MP +426 MB, 24 MP +806 MB, 40 MP +1,312 MB).
+The mip atlas is four float32 blends per octave (~74 bytes per swatch pixel, plus the build's
+temporaries) when the surface needs the swatch's full resolution, and a fraction of that when it
+does not (a 512 px swatch on a 4K floor: under a quarter); the estimate here cannot know the
+plane, so it assumes the worst.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ DEFAULT_REQUEST_BYTES = 2 * 1024**3
 FIXED_BYTES = 288 * 1024**2
 SEGMENTATION_BYTES_PER_PIXEL = 50
 PROJECTION_BYTES_PER_PIXEL = 32
-ATLAS_BYTES_PER_PIXEL = 60
+ATLAS_BYTES_PER_PIXEL = 100
 MAPS_BYTES_PER_PIXEL = 85
 # While the maps are made, the projection still holds the result and its encodings.
 RESULT_BYTES_PER_PIXEL = 6

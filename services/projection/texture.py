@@ -8,9 +8,9 @@ nearest its footprint's, instead of two and a per-pixel blend. That keeps fine p
 aliasing into moire where the surface recedes.
 
 The atlas stays in float32 linear light: bilinear interpolation in sRGB (an 8-bit atlas) darkens
-the mix of a dark joint and a light plank, which cost 0.3-0.8 dB against the scenes' ground truth
-where texels are about a pixel. In strips that keep the maps in cache, a float32 cv2.remap costs
-about what a uint8 one and its table back to linear do.
+the mix of a dark joint and a light plank, which cost up to 0.5 dB against the quality scenes'
+ground truth. In strips that keep the maps in cache, a float32 cv2.remap costs about what a
+uint8 one and its table back to linear do.
 
 The per-pixel maps are made from a grid 4x coarser (the projective map, the footprint and the
 probes' positions vary smoothly across the image): enlarged by interpolation, wrapped into the
@@ -30,14 +30,14 @@ from services.projection.layouts import Layout, herringbone_texels
 
 STRAIGHT = Layout()
 
-# Blends per octave: a pixel's level of detail is rounded to a quarter octave (an eighth with two
-# probes, whose roundings are staggered), fine enough that no step in sharpness shows (eight
-# measured the same as four on the quality scenes; two, 0.15 dB less).
+# Blends per octave: a pixel's level of detail is rounded to a quarter octave, fine enough that no
+# step in sharpness shows (eight measured the same as four on the quality scenes; two, 0.15 dB
+# less). Each blend is ~12 bytes a swatch texel, so the atlas is ~5x the swatch's float size.
 FRACTIONS = 4
 # The level of detail is chosen this much sharper than the footprint's length. A lookup in a mip
 # level blurs more than the pixel's own box does (the level's box and the bilinear tent add up
 # to about twice the variance), so the footprint's level over-blurs: a quarter octave sharper
-# gained 0.4-0.9 dB on every quality scene and still averages a grazing checkerboard to grey.
+# gained 0.15-1.4 dB on every quality scene and still averages a grazing checkerboard to grey.
 LOD_BIAS = -0.25
 _PAD = 2
 # Atlas coordinates are int16 in OpenCV's fixed-point maps.
