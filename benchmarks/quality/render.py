@@ -231,9 +231,7 @@ def _hit_box(box: Box, o: np.ndarray, d: tuple[np.ndarray, ...]) -> tuple[np.nda
     return t, [np.where(axis == i, sign, np.float32(0)) for i in range(3)]
 
 
-def _blocked(
-    boxes: tuple[Box, ...], p: list[np.ndarray], d: tuple[np.ndarray, ...], reach: float
-) -> np.ndarray:
+def _blocked(boxes: tuple[Box, ...], p: list[np.ndarray], d: tuple[np.ndarray, ...], reach: float) -> np.ndarray:
     """Whether the segment from points p along directions d (up to `reach` times d) meets a box."""
     out = np.zeros(p[0].shape, bool)
     for box in boxes:
