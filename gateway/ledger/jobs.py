@@ -249,6 +249,11 @@ class Jobs(LedgerBase):
         value: Any = await self._retry(lambda: self.redis.hget(keys.job(job_id), "state"))
         return State(value.decode()) if value else None
 
+    async def trace_of(self, job_id: str) -> str:
+        """The trace context stored with a job at its submit ("" when none, or the job is gone)."""
+        value: Any = await self._retry(lambda: self.redis.hget(keys.job(job_id), "trace"))
+        return value.decode() if value else ""
+
     async def queue_depth(self) -> int:
         """The number of jobs queued or running."""
         return int(await self._retry(lambda: self.redis.scard(keys.ACTIVE_SET)))
@@ -442,6 +447,59 @@ class Jobs(LedgerBase):
             fields["error"] = error.SerializeToString()
         await self._apply(job_id, owner, state.value, event, fields, charge)
 
+    def transition_call(
+        self,
+        job_id: str,
+        owner: str,
+        new_state: str,
+        event: pb.JobEvent,
+        fields: Mapping[str, str | bytes | int | float],
+        op: str,
+        charge: str = "0",
+        webhook: str = "",
+    ) -> tuple[list[str], list[str | bytes | int | float]]:
+        """transition.lua's keys and arguments for one operation `op` (a retry repeats it)."""
+        flat: list[str | bytes | int | float] = []
+        for k, v in fields.items():
+            flat += [k, v]
+        call_keys = [
+            keys.job(job_id),
+            keys.events(job_id),
+            keys.ACTIVE_SET,
+            keys.checkpoints(job_id),
+            keys.RUNNING,
+            keys.WAITING_DISPATCHERS,
+            keys.WEBHOOKS_DUE,
+            keys.job_webhooks(job_id),
+        ]
+        args: list[str | bytes | int | float] = [
+            job_id,
+            owner,
+            new_state,
+            self.retention_ms,
+            event.SerializeToString(),
+            op,
+            keys.job_channel(job_id),
+            keys.WORK_CHANNEL,
+            keys.TENANT_RUNNING_TEMPLATE,
+            keys.TENANT_ACTIVE_TEMPLATE,
+            charge,
+            keys.CREDITS_BALANCE_TEMPLATE,
+            keys.CREDITS_RESERVED_TEMPLATE,
+            keys.CREDITS_LOG_TEMPLATE,
+            webhook,
+            event.time.ToMilliseconds(),
+            keys.WEBHOOK_ENDPOINTS_TEMPLATE,
+            keys.WEBHOOK_DELIVERY_TEMPLATE,
+            keys.JOB_WEBHOOKS_TEMPLATE,
+            keys.WEBHOOKS_CHANNEL,
+            self.webhook_ttl_ms,
+            WEBHOOK_PROGRESS_INTERVAL_MS,
+            WEBHOOK_MOST_PER_JOB,
+            *flat,
+        ]
+        return call_keys, args
+
     async def _apply(
         self,
         job_id: str,
@@ -454,50 +512,8 @@ class Jobs(LedgerBase):
     ) -> None:
         """One transition.lua call; `webhook` is the event's webhook category ("start", "progress";
         an end is always "completed"), whose deliveries the script queues."""
-        flat: list[str | bytes | int | float] = []
-        for k, v in fields.items():
-            flat += [k, v]
-        op = _op()
-        status = await self._retry(
-            lambda: self.scripts["transition"](
-                keys=[
-                    keys.job(job_id),
-                    keys.events(job_id),
-                    keys.ACTIVE_SET,
-                    keys.checkpoints(job_id),
-                    keys.RUNNING,
-                    keys.WAITING_DISPATCHERS,
-                    keys.WEBHOOKS_DUE,
-                    keys.job_webhooks(job_id),
-                ],
-                args=[
-                    job_id,
-                    owner,
-                    new_state,
-                    self.retention_ms,
-                    event.SerializeToString(),
-                    op,
-                    keys.job_channel(job_id),
-                    keys.WORK_CHANNEL,
-                    keys.TENANT_RUNNING_TEMPLATE,
-                    keys.TENANT_ACTIVE_TEMPLATE,
-                    charge,
-                    keys.CREDITS_BALANCE_TEMPLATE,
-                    keys.CREDITS_RESERVED_TEMPLATE,
-                    keys.CREDITS_LOG_TEMPLATE,
-                    webhook,
-                    event.time.ToMilliseconds(),
-                    keys.WEBHOOK_ENDPOINTS_TEMPLATE,
-                    keys.WEBHOOK_DELIVERY_TEMPLATE,
-                    keys.JOB_WEBHOOKS_TEMPLATE,
-                    keys.WEBHOOKS_CHANNEL,
-                    self.webhook_ttl_ms,
-                    WEBHOOK_PROGRESS_INTERVAL_MS,
-                    WEBHOOK_MOST_PER_JOB,
-                    *flat,
-                ],
-            )
-        )
+        call_keys, args = self.transition_call(job_id, owner, new_state, event, fields, _op(), charge, webhook)
+        status = await self._retry(lambda: self.scripts["transition"](keys=call_keys, args=args))
         if status != b"ok":
             raise NotOwner(f"job {job_id}: {status.decode()}")
 

@@ -238,19 +238,8 @@ def test_scripts_apply_once_when_a_reply_is_lost(redis_url: str) -> None:
             assert await client.xlen(keys.events(new.job_id)) == 1
             assert await client.llen(keys.queue(new.tenant)) == 1
             script = ledger.scripts["transition"]
-            event = pb.JobEvent(job_id=new.job_id, message="Step 1/4").SerializeToString()
-            templates = [keys.WORK_CHANNEL, keys.TENANT_RUNNING_TEMPLATE, keys.TENANT_ACTIVE_TEMPLATE]
-            credit = [keys.CREDITS_BALANCE_TEMPLATE, keys.CREDITS_RESERVED_TEMPLATE, keys.CREDITS_LOG_TEMPLATE]
-            channel = keys.job_channel(new.job_id)
-            args = [new.job_id, "", "", 1000, event, "op-1", channel, *templates, "0", *credit, "message", "Step 1/4"]
-            job_keys = [
-                keys.job(new.job_id),
-                keys.events(new.job_id),
-                keys.ACTIVE_SET,
-                keys.checkpoints(new.job_id),
-                keys.RUNNING,
-                keys.WAITING_DISPATCHERS,
-            ]
+            event = pb.JobEvent(job_id=new.job_id, message="Step 1/4")
+            job_keys, args = ledger.transition_call(new.job_id, "", "", event, {"message": "Step 1/4"}, "op-1")
             assert await script(keys=job_keys, args=args) == b"ok"
             assert await script(keys=job_keys, args=args) == b"ok"
             assert await client.xlen(keys.events(new.job_id)) == 2
