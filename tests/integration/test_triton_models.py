@@ -100,7 +100,7 @@ def test_depth_service_gets_the_plane_through_triton(
             depth_pb.EstimatePlaneRequest(width=320, height=240, photo=photo, mask_png=imaging.encode_mask(mask)),
             timeout=30,
         )
-    assert inference_count(triton_url, "depth") == before + 1
+    assert settled_count(triton_url, "depth", before + 1) == before + 1
     assert reply.source == "depth_model" and reply.used_depth_model
     assert 0.5 < reply.confidence <= 1.0
     H = np.array(reply.homography.m).reshape(3, 3)
@@ -217,7 +217,7 @@ def test_generation_uses_the_diffusion_model_on_triton(
             timeout=30,
         )
         capabilities = stub.GetCapabilities(gen_pb.GetCapabilitiesRequest(), timeout=10)
-    assert inference_count(triton_url, "diffusion") == before + 3
+    assert settled_count(triton_url, "diffusion", before + 3) == before + 3
     image = imaging.decode_bgr(made.images[0].data)
     assert image.shape == (480, 640, 3) and image.std() > 20
     assert made.call.provider == "triton" and made.call.model == "diffusion" and made.call.cost.cents == 0.4
@@ -358,7 +358,10 @@ def test_a_swap_runs_end_to_end_on_the_models(
         events = list(client.watch(job.id, timeout=60))
         result = client.get(job.id).result
     assert events[-1].state == pb.JOB_STATE_SUCCEEDED, events[-1].error.message
-    assert (inference_count(triton_url, "segmentation"), inference_count(triton_url, "depth")) == (
+    assert (
+        settled_count(triton_url, "segmentation", before[0] + 1),
+        settled_count(triton_url, "depth", before[1] + 1),
+    ) == (
         before[0] + 1,
         before[1] + 1,
     )
