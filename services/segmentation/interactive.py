@@ -274,11 +274,15 @@ def clicked_off(
     appearance: Appearance, positives: np.ndarray, negatives: np.ndarray, superpixels: SuperpixelGraph | None = None
 ) -> np.ndarray:
     """What each negative click is on (bool at the working size): the superpixels joined to the
-    clicked one through edges across which nothing much changes (a cabinet's face, a wall), unless
+    clicked one through edges across which colour and lightness hardly change (a
+    cabinet's face, a sofa, a wall), unless
     they also join a positive click (then the click's object is not told apart from the surface)."""
     sp = superpixels or superpixel_graph(appearance)
     graph = sp.graph
-    strong = sp.weights > SAME_OBJECT
+    # Colour and lightness, not texture: an object's outline gives the superpixels along it
+    # gradients of its own, which must not cut them from the rest of it.
+    step = (sp.features[graph.first, :3] - sp.features[graph.second, :3]) / EDGE_SCALES[:3]
+    strong = np.exp(-0.5 * (step * step).sum(axis=1)) > SAME_OBJECT
     a, b = graph.first[strong], graph.second[strong]
     component = np.arange(graph.count)
     for _ in range(graph.count):  # label propagation; ends when nothing changes (a few dozen rounds)

@@ -133,6 +133,17 @@ def test_a_box_and_clicks_select_the_floor_and_leave_the_sofa_out(room: tuple[np
     assert mask[int(0.7 * H), int(0.5 * W)] < 64  # the sofa stays in front
 
 
+def test_a_click_off_a_dark_object_of_the_floors_hue_keeps_all_of_it_out() -> None:
+    """A uniform object that looks like the floor in shadow (the same hue, darker): the click on it
+    takes all of it out, though the superpixels along its outline carry the outline's gradients."""
+    photo = scenes.room_scene(320, 240).photo.copy()
+    photo[170:200, 120:200] = (40, 45, 70)
+    box = (0.0, 110.0, 320.0, 240.0)
+    mask = select_surface(photo, box, np.array([[60.0, 225.0]]), np.array([[160.0, 185.0]]))
+    assert (mask[172:198, 122:198] > 127).mean() < 0.02  # before: 0.81 of it was taken for floor
+    assert (mask[215:235, 40:80] > 127).all()
+
+
 def test_clicks_alone_select_the_floor(room: tuple[np.ndarray, np.ndarray]) -> None:
     photo, truth = room
     positives = np.array([[0.2 * W, 0.9 * H], [0.8 * W, 0.9 * H], [0.5 * W, 0.56 * H]])
