@@ -11,6 +11,10 @@ schedule's longest wait), until the schedule is spent. A notice on the webhooks 
 when a delivery is queued; otherwise it sleeps until the next one is due. On drain it stops
 claiming, lets the attempts in flight finish within the grace and hands back the rest. A worker
 that dies mid-attempt leaves its claim to run out: another replica retries after the lease.
+
+With tracing on, each attempt is a span in the trace of its job's submit (carrying the job's id
+and tenant) and its request carries `traceparent`, so a receiver may join the trace; every attempt
+counts in `render_webhook_attempts_total` and `render_webhook_attempt_duration_seconds`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 
+from opentelemetry import metrics
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
 from gateway.fetch import DownloadError, FetchPolicy, PostResponse, post
 from gateway.ledger import Attempt, Delivery, Ledger, keys
 from gateway.ledger.jobs import now_ms
@@ -36,8 +43,19 @@ from gateway.subscriptions import Subscriptions
 from gateway.webhooks import signing
 from gateway.webhooks.payloads import payload
 from render.v1 import render_service_pb2 as pb
+from renderkit import telemetry
 
 log = logging.getLogger(__name__)
+meter = metrics.get_meter("render.gateway")
+ATTEMPTS = meter.create_counter(
+    "render.webhook.attempts",
+    description="Webhook delivery attempts, by event type and result (success, http_error, timeout, ...).",
+)
+ATTEMPT_DURATION = meter.create_histogram(
+    "render.webhook.attempt.duration",
+    unit="s",
+    description="Time of one webhook delivery attempt, from its request to the receiver's answer, by result.",
+)
 
 # An idle worker looks again at least this often (a notice or the next due time wakes it sooner).
 _IDLE_LOOK_S = 1.0
@@ -190,21 +208,42 @@ class DeliveryWorker:
         room = await self._room(delivery) if delivery.event_type == "batch.room.completed" else None
         loop = asyncio.get_running_loop()
         body = await loop.run_in_executor(self._pool, payload, delivery, self.links, room)
-        started = time.time()
-        headers = signing.headers(delivery.delivery_id, int(started), body, secrets.signing(int(started * 1000)))
-        clock = time.monotonic()
-        answer: PostResponse | None = None
-        try:
-            answer = await loop.run_in_executor(self._pool, post, delivery.url, body, headers, self.policy)
-            success = 200 <= answer.status < 300
-            result = "success" if success else "http_error"
-            error = "" if success else f"the receiver answered HTTP {answer.status}"
-        except DownloadError as exc:
-            result = _RESULTS.get(exc.kind, "connection_failed")
-            error = self._message(exc)
-        duration = int((time.monotonic() - clock) * 1000)
+        parent = (
+            telemetry.context_of(await self.ledger.trace_of(delivery.job_id)) if telemetry.tracing_enabled() else None
+        )
+        with (
+            telemetry.job_scope(delivery.job_id, delivery.tenant, parent),
+            telemetry.tracer().start_as_current_span(
+                f"webhook {delivery.event_type}",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "render.webhook.event": delivery.event_type,
+                    "render.webhook.attempt": delivery.attempts + 1,
+                },
+            ) as span,
+        ):
+            started = time.time()
+            headers = signing.headers(delivery.delivery_id, int(started), body, secrets.signing(int(started * 1000)))
+            headers.update(telemetry.trace_headers())
+            clock = time.monotonic()
+            answer: PostResponse | None = None
+            try:
+                answer = await loop.run_in_executor(self._pool, post, delivery.url, body, headers, self.policy)
+                success = 200 <= answer.status < 300
+                result = "success" if success else "http_error"
+                error = "" if success else f"the receiver answered HTTP {answer.status}"
+                span.set_attribute("http.response.status_code", answer.status)
+            except DownloadError as exc:
+                result = _RESULTS.get(exc.kind, "connection_failed")
+                error = self._message(exc)
+            took = time.monotonic() - clock
+            span.set_attribute("render.webhook.result", result)
+            if error:
+                span.set_status(Status(StatusCode.ERROR, error))
+        ATTEMPTS.add(1, {"event": delivery.event_type, "result": result})
+        ATTEMPT_DURATION.record(took, {"result": result})
         status = answer.status if answer is not None else 0
-        return Attempt(int(started * 1000), result, status, duration, error), answer
+        return Attempt(int(started * 1000), result, status, int(took * 1000), error), answer
 
     def _message(self, exc: DownloadError) -> str:
         """An attempt's failure in words safe to show (fetch's words are about downloads)."""
