@@ -1,7 +1,8 @@
 """The gateway's metrics (OpenTelemetry instruments; renderkit.telemetry exports them to Prometheus
 on METRICS_LISTEN): jobs by kind, state and error code, their latency and each stage's, the queue,
-running jobs per tenant, and credit movements. The queue's figures come from a snapshot a sampler
-reads from Redis every few seconds, which also answers the `/queue` document KEDA scales on."""
+running jobs per tenant, credit movements and webhook attempts. The queue's figures come from a
+snapshot a sampler reads from Redis every few seconds, which also answers the `/queue` document KEDA
+scales on."""
 
 from __future__ import annotations
 
@@ -38,6 +39,16 @@ JOBS_ENDED = meter.create_counter(
 CREDITS_MOVED = meter.create_counter(
     "render.credits.moved",
     description="Credits moved: reserved at submits, charged and refunded at ends, granted by admins.",
+)
+
+WEBHOOK_ATTEMPTS = meter.create_counter(
+    "render.webhook.attempts",
+    description="Webhook delivery attempts, by event type and result (success, http_error, timeout, ...).",
+)
+WEBHOOK_ATTEMPT_DURATION = meter.create_histogram(
+    "render.webhook.attempt.duration",
+    unit="s",
+    description="Time of one webhook delivery attempt, from its request to the receiver's answer, by result.",
 )
 
 

@@ -31,13 +31,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 
-from opentelemetry import metrics
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gateway.fetch import DownloadError, FetchPolicy, PostResponse, post
 from gateway.ledger import Attempt, Delivery, Ledger, keys
 from gateway.ledger.jobs import now_ms
 from gateway.links import OutputLinks
+from gateway.metrics import WEBHOOK_ATTEMPT_DURATION, WEBHOOK_ATTEMPTS
 from gateway.settings import WebhookSettings
 from gateway.subscriptions import Subscriptions
 from gateway.webhooks import signing
@@ -46,16 +46,6 @@ from render.v1 import render_service_pb2 as pb
 from renderkit import telemetry
 
 log = logging.getLogger(__name__)
-meter = metrics.get_meter("render.gateway")
-ATTEMPTS = meter.create_counter(
-    "render.webhook.attempts",
-    description="Webhook delivery attempts, by event type and result (success, http_error, timeout, ...).",
-)
-ATTEMPT_DURATION = meter.create_histogram(
-    "render.webhook.attempt.duration",
-    unit="s",
-    description="Time of one webhook delivery attempt, from its request to the receiver's answer, by result.",
-)
 
 # An idle worker looks again at least this often (a notice or the next due time wakes it sooner).
 _IDLE_LOOK_S = 1.0
@@ -240,8 +230,8 @@ class DeliveryWorker:
             span.set_attribute("render.webhook.result", result)
             if error:
                 span.set_status(Status(StatusCode.ERROR, error))
-        ATTEMPTS.add(1, {"event": delivery.event_type, "result": result})
-        ATTEMPT_DURATION.record(took, {"result": result})
+        WEBHOOK_ATTEMPTS.add(1, {"event": delivery.event_type, "result": result})
+        WEBHOOK_ATTEMPT_DURATION.record(took, {"result": result})
         status = answer.status if answer is not None else 0
         return Attempt(int(started * 1000), result, status, int(took * 1000), error), answer
 
