@@ -15,7 +15,7 @@ import argparse
 import os
 
 # Celery ships no type hints; without the bench extra it is not installed at all.
-from celery import Celery  # type: ignore[import-untyped,import-not-found,unused-ignore]
+from celery import Celery
 
 NOOP_TASK = "benchmarks.noop"
 # The URL carries Redis's password, so it comes in the environment: a command line is readable by
