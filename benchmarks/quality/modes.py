@@ -61,7 +61,7 @@ def _lines(scene: Scene, mask: np.ndarray) -> Geometry | None:
     distance; its truth places the material by the same convention on the true plane."""
     width, height = scene.width, scene.height
     request = depth_pb.EstimatePlaneRequest(
-        width=width, height=height, focal_length_px=scene.exif_focal, plane_distance_meters=scene.plane_distance_m
+        width=width, height=height, exif_focal_length_px=scene.exif_focal, plane_distance_meters=scene.plane_distance_m
     )
     try:
         plane = lines_plane(scene.photo, mask, request)

@@ -7,7 +7,12 @@ directions are perpendicular (the usual case: rows and columns of tiles, walls m
 angles) and both points are finite, they also give the focal length: f^2 = -(v1 - c).(v2 - c).
 
 Segments come from OpenCV's LSD detector on a reduced grey copy; vanishing points from RANSAC over
-pairs of segments (consensus by angle, weighted by length), refined by least squares.
+pairs of long segments (consensus by angle, weighted by length), refined by least squares. Short
+segments count too: a running bond's joints are each a fraction of a row long (a subway-tiled wall,
+stone cladding, small bricks), so a wall's vertical direction is often only short segments. With
+the focal length known, the direction perpendicular to a found one is searched for among every
+segment's vote (each segment's line and the right angle fix one direction), which finds it where
+RANSAC over pairs of short, noisy segments would not.
 """
 
 from __future__ import annotations
@@ -22,7 +27,12 @@ import numpy as np
 # ~2 photo pixels, which tilted the plane by up to 0.2° and moved the texture by pixels across the
 # surface (docs/quality.md, "Geometry without a quad"); 2048 costs ~0.5 s more at 12 MP.
 _WORK_SIDE = 2048
-_MIN_LENGTH = 0.03  # of the longer side
+_MIN_LENGTH = 0.03  # of the longer side: segments long enough to seed a vanishing point
+_SHORT_LENGTH = 0.008  # of the longer side: the shortest that still vote and count as support
+# A segment supports a vanishing point when its endpoints lie this close (of the longer side) to
+# the line through its midpoint and the point, within 1.5° for long segments and at most 5°.
+_ENDPOINT_TOLERANCE = 0.0004
+_MAX_INLIER_SIN = np.sin(np.radians(5.0))
 _BAND = 0.02  # lines this far outside the surface (of the longer side) count as "around" it
 _INLIER_SIN = np.sin(np.radians(1.5))
 _TRIALS = 400
@@ -47,7 +57,8 @@ class LinePlane:
 
 
 def line_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Segments (N, 4: x1, y1, x2, y2 in photo pixels) on the surface or along its edge."""
+    """Segments (N, 4: x1, y1, x2, y2 in photo pixels) on the surface or along its edge, down to
+    _SHORT_LENGTH of the photo's longer side."""
     height, width = mask.shape
     scale = min(1.0, _WORK_SIDE / max(width, height))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -73,8 +84,10 @@ def line_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
     hull = np.zeros_like(band)
     if outlines:
         cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(outlines)), (1,))
-    holes = (hull > 0) & ~small_mask
-    holes = cv2.dilate(holes.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=3) > 0
+    # Slivers a few pixels wide between the hull and a straight but pixelated outline are not
+    # holes: kept, they covered the surface's own edges (a wall's two vertical sides) with "holes".
+    gaps = cv2.morphologyEx(((hull > 0) & ~small_mask).astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    holes = cv2.dilate(gaps, np.ones((3, 3), np.uint8), iterations=3) > 0
     in_band &= holes[yi, xi].mean(axis=1) < 0.3
     # Lines along the photo's border are its frame, not the scene's.
     margin = 2.0
@@ -84,7 +97,7 @@ def line_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
         | ((segments[:, 0] > size[0] - 1 - margin) & (segments[:, 2] > size[0] - 1 - margin))
         | ((segments[:, 1] > size[1] - 1 - margin) & (segments[:, 3] > size[1] - 1 - margin))
     )
-    keep = (length >= _MIN_LENGTH * side) & in_band & ~on_border
+    keep = (length >= _SHORT_LENGTH * side) & in_band & ~on_border
     # Pixel centres sit on integers at both sizes, so the reduced copy's coordinates map back with
     # half-pixel offsets (dividing alone would shift every line by half a reduced pixel less half a
     # photo pixel: 1.5 px at 12 MP, enough to tilt the horizon by a few hundredths of a degree).
@@ -154,15 +167,26 @@ def _segment_geometry(
     return p1, lines, direction, length, mid
 
 
-def vanishing_points(segments: np.ndarray, scale: float, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def _tolerance(length: np.ndarray) -> np.ndarray:
+    """Each segment's |sin| tolerance for supporting a vanishing point (lengths divided by the
+    longer side): its endpoints within _ENDPOINT_TOLERANCE, between 1.5° and 5°."""
+    return np.clip(2 * _ENDPOINT_TOLERANCE / np.maximum(length, 1e-12), _INLIER_SIN, _MAX_INLIER_SIN)
+
+
+def vanishing_points(
+    segments: np.ndarray, scale: float, seeds: np.ndarray | None = None, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Up to three vanishing points (homogeneous, in coordinates divided by scale), strongest first,
-    each with the boolean mask of the segments that support it."""
+    each with the boolean mask of the segments that support it. Pairs are drawn from the seeds
+    (default: all segments); every segment counts towards the consensus."""
     p1, lines, direction, length, mid = _segment_geometry(segments, scale)
+    tolerance = _tolerance(length)
+    seeds = np.ones(len(segments), bool) if seeds is None else seeds
     rng = np.random.default_rng(seed)
     free = np.ones(len(segments), bool)
     found: list[tuple[np.ndarray, np.ndarray]] = []
     for _ in range(3):
-        candidates = np.flatnonzero(free)
+        candidates = np.flatnonzero(free & seeds)
         if candidates.size < 2:
             break
         weights = length[candidates] / length[candidates].sum()
@@ -172,28 +196,100 @@ def vanishing_points(segments: np.ndarray, scale: float, seed: int = 0) -> list[
             v = np.cross(lines[i], lines[j])
             if not np.any(v):
                 continue
-            inliers = free & (_support(v, mid, direction) < _INLIER_SIN)
+            inliers = free & (_support(v, mid, direction) < tolerance)
             score = float(length[inliers].sum())
             if score > best_score:
                 best, best_score = v, score
         if best is None:
             break
-        inliers = free & (_support(best, mid, direction) < _INLIER_SIN)
-        if inliers.sum() < 2:
+        point = _settle(best, free, p1, lines, direction, length, mid, tolerance)
+        if point is None:
             break
-        v = _refine(lines[inliers], length[inliers])
-        inliers = free & (_support(v, mid, direction) < _INLIER_SIN)
-        v = _refine_ml(v, p1[inliers], mid[inliers], length[inliers])
-        inliers = free & (_support(v, mid, direction) < _INLIER_SIN)
-        found.append((v, inliers))
-        free &= ~inliers
+        found.append(point)
+        free &= ~point[1]
+    return found
+
+
+def _settle(
+    v: np.ndarray,
+    free: np.ndarray,
+    p1: np.ndarray,
+    lines: np.ndarray,
+    direction: np.ndarray,
+    length: np.ndarray,
+    mid: np.ndarray,
+    tolerance: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A vanishing point refined on the free segments that support it, with its final supporters
+    (None when fewer than two)."""
+    inliers = free & (_support(v, mid, direction) < tolerance)
+    if inliers.sum() < 2:
+        return None
+    v = _refine(lines[inliers], length[inliers])
+    inliers = free & (_support(v, mid, direction) < tolerance)
+    if inliers.sum() < 2:
+        return None
+    v = _refine_ml(v, p1[inliers], mid[inliers], length[inliers])
+    inliers = free & (_support(v, mid, direction) < tolerance)
+    return (v, inliers) if inliers.sum() >= 2 else None
+
+
+# The perpendicular direction's vote: bins of half a degree, smoothed over a degree and a half.
+_VOTE_BINS = 360
+_VOTE_PEAKS = 3
+
+
+def perpendicular_points(
+    v1: np.ndarray, free: np.ndarray, segments: np.ndarray, scale: float, centre: np.ndarray, f: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Vanishing points (scaled coordinates) of directions perpendicular to v1's for a camera of
+    focal length f (scaled), from the free segments' votes, strongest first, each with its
+    supporters. A segment's line back-projects to a plane through the camera, and the one
+    direction in that plane perpendicular to v1's is its vote: an angle about v1's direction."""
+    p1, lines, direction, length, mid = _segment_geometry(segments, scale)
+    tolerance = _tolerance(length)
+    K = np.array([[f, 0.0, centre[0]], [0.0, f, centre[1]], [0.0, 0.0, 1.0]])
+    d1 = np.linalg.inv(K) @ v1
+    d1 /= np.linalg.norm(d1)
+    a = np.cross(d1, [1.0, 0.0, 0.0] if abs(d1[0]) < 0.9 else [0.0, 1.0, 0.0])
+    a /= np.linalg.norm(a)
+    b = np.cross(d1, a)
+    votes = np.cross(lines[free] @ K, d1)  # K^T l: the back-projected plane's normal
+    size = np.linalg.norm(votes, axis=1)
+    usable = size > 1e-9
+    theta = np.arctan2(votes[usable] @ b, votes[usable] @ a) % np.pi
+    bins = np.minimum((theta / np.pi * _VOTE_BINS).astype(int), _VOTE_BINS - 1)
+    counts = np.bincount(bins, weights=length[free][usable], minlength=_VOTE_BINS)
+    histogram = 0.25 * np.roll(counts, -1) + 0.5 * counts + 0.25 * np.roll(counts, 1)
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    taken = ~free
+    for peak in np.argsort(histogram)[::-1]:
+        if len(found) == _VOTE_PEAKS or histogram[peak] <= 0:
+            break
+        # Only local maxima, a few bins from the peaks already taken.
+        if histogram[peak] < max(histogram[peak - 1], histogram[(peak + 1) % _VOTE_BINS]):
+            continue
+        angle = (peak + 0.5) * np.pi / _VOTE_BINS
+        d2 = np.cos(angle) * a + np.sin(angle) * b
+        point = _settle(K @ d2, ~taken, p1, lines, direction, length, mid, tolerance)
+        if point is None:
+            continue
+        found.append(point)
+        taken |= point[1]
     return found
 
 
 def plane_from_lines(
-    photo_bgr: np.ndarray, mask: np.ndarray, default_focal: float, given_focal: float | None = None
+    photo_bgr: np.ndarray,
+    mask: np.ndarray,
+    default_focal: float,
+    given_focal: float | None = None,
+    focal_tolerance: float = 0.0,
 ) -> LinePlane:
-    """The plane of the masked surface from the lines on and around it."""
+    """The plane of the masked surface from the lines on and around it. A given focal length is
+    taken as exact, or, with a focal_tolerance (relative), as known to within it: the lines then
+    settle it inside that range where their right angle fixes it (an EXIF's 35 mm equivalent is
+    rounded to a millimetre, 2 % of a phone's 24 mm)."""
     height, width = mask.shape
     segments = line_segments(photo_bgr, mask)
     if len(segments) < 4:
@@ -201,11 +297,20 @@ def plane_from_lines(
             f"only {len(segments)} straight lines on or around the surface; at least 4, in two directions, are needed"
         )
     scale = float(max(width, height))
-    points = vanishing_points(segments, scale)
-    if len(points) < 2:
-        raise NoVanishingPoints("the lines on and around the surface do not run in two directions")
-    centre = np.array([width / 2, height / 2]) / scale
     lengths = np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1])
+    long = lengths >= _MIN_LENGTH * scale
+    # Long segments seed the vanishing points; a surface of small bricks may have none.
+    points = vanishing_points(segments, scale, seeds=long if long.sum() >= 4 else None)
+    centre = np.array([width / 2, height / 2]) / scale
+    candidates = list(itertools.combinations(points, 2))
+    if given_focal is not None:
+        # With the camera known, the direction at a right angle to each of the two strongest
+        # found: a wall's vertical joints are short and easily outnumbered by the floor's lines.
+        for v1, in1 in points[:2]:
+            for other in perpendicular_points(v1, ~in1, segments, scale, centre, given_focal / scale):
+                candidates.append(((v1, in1), other))
+    if not candidates:
+        raise NoVanishingPoints("the lines on and around the surface do not run in two directions")
     moments = cv2.moments((mask > 127).view(np.uint8), binaryImage=True)
     if moments["m00"] == 0:
         raise NoVanishingPoints("the surface's mask is empty")
@@ -213,7 +318,11 @@ def plane_from_lines(
     best: LinePlane | None = None
     best_score = 0.0
     pair: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-    for (v1, in1), (v2, in2) in itertools.combinations(points, 2):
+    strongest = max(lengths[inliers].sum() for _, inliers in points)
+    for (v1, in1), (v2, in2) in candidates:
+        weaker = min(lengths[in1].sum(), lengths[in2].sum())
+        if min(in1.sum(), in2.sum()) < _MIN_FAMILY or weaker < _MIN_BALANCE * strongest:
+            continue  # a handful of strays beside a strong direction is no second direction
         candidate = _plane(v1, v2, centre, scale, width, height, default_focal, given_focal, centroid)
         if candidate is None:
             continue
@@ -234,13 +343,67 @@ def plane_from_lines(
         # as one orthonormal frame, so a far vanishing point (lines nearly parallel in the photo,
         # whose distance the lines hardly fix) takes its tilt from the other direction and keeps
         # only what its lines' angles say.
-        v1, in1, v2, in2 = pair
-        refined = _orthogonal_pair(v1, in1, v2, in2, segments, scale, centre, given_focal / scale)
+        focal, refined = _settled_focal(pair, segments, scale, centre, given_focal, focal_tolerance)
         if refined is not None:
-            again = _plane(*refined, centre, scale, width, height, default_focal, given_focal, centroid)
+            again = _plane(*refined, centre, scale, width, height, default_focal, focal, centroid)
             if again is not None:
                 best = replace(again, confidence=best.confidence, segments=best.segments)
     return best
+
+
+# The weaker of two line directions needs this many segments and this share of the strongest
+# direction's length (a plank floor's cross joints: 4 %; strays beside a brick facade's courses,
+# paired with each other or with the courses: under 0.6 %).
+_MIN_FAMILY = 3
+_MIN_BALANCE = 0.01
+
+# The focal lengths tried across a tolerance (then a parabola through the best and its neighbours).
+_FOCAL_STEPS = 17
+# The lines' noise is their mean squared residual at the given focal length times their number over
+# this: the segments along one joint, or of one row, are not independent measurements, and a far
+# vanishing point's small bias (a grazing floor's rows, a wall's short vertical joints) otherwise
+# moved an exact EXIF value by 2-6 % on make quality's scenes; with it, the lines move the value
+# where two finite vanishing points fix it (the carpet's and the worn floor's, to within 0.3 %).
+_INDEPENDENT_LINES = 100
+
+
+def _settled_focal(
+    pair: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    segments: np.ndarray,
+    scale: float,
+    centre: np.ndarray,
+    focal: float,
+    tolerance: float,
+) -> tuple[float, tuple[np.ndarray, np.ndarray] | None]:
+    """The focal length (pixels) within focal × (1 ± tolerance) at which the pair, refitted as a
+    right angle, fits its lines best, weighed against the given value (a Gaussian prior of
+    tolerance / 2, the lines' noise taken from their residuals at the given value), and the
+    refitted pair there. Where the lines cannot tell focal lengths apart (a vanishing point far
+    off: its distance is what would say), the given one stays."""
+    v1, in1, v2, in2 = pair
+    at_given = _orthogonal_pair(v1, in1, v2, in2, segments, scale, centre, focal / scale)
+    if at_given is None or tolerance <= 0:
+        return focal, None if at_given is None else at_given[:2]
+    noise = at_given[2] / max(1, min(int((in1 | in2).sum()) - 3, _INDEPENDENT_LINES))
+    if noise <= 0:
+        return focal, at_given[:2]
+    tried = focal * (1 + tolerance * np.linspace(-1, 1, _FOCAL_STEPS))
+    costs = []
+    for f in tried:
+        fit = _orthogonal_pair(v1, in1, v2, in2, segments, scale, centre, f / scale)
+        fitted = np.inf if fit is None else fit[2] / noise
+        costs.append(fitted + ((f - focal) / (focal * tolerance / 2)) ** 2)
+    k = int(np.argmin(costs))
+    chosen = float(tried[k])
+    if 0 < k < _FOCAL_STEPS - 1 and np.all(np.isfinite(costs[k - 1 : k + 2])):
+        below, here, above = costs[k - 1 : k + 2]
+        curvature = below - 2 * here + above
+        if curvature > 0:
+            chosen += 0.5 * (below - above) / curvature * float(tried[1] - tried[0])
+    fit = _orthogonal_pair(v1, in1, v2, in2, segments, scale, centre, chosen / scale)
+    if fit is None:
+        return focal, at_given[:2]
+    return chosen, fit[:2]
 
 
 # Two line directions further than this from a right angle (with the camera known) are not taken
@@ -257,10 +420,11 @@ def _orthogonal_pair(
     scale: float,
     centre: np.ndarray,
     f: float,
-) -> tuple[np.ndarray, np.ndarray] | None:
+) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Two vanishing points (scaled coordinates) refitted as the images of two perpendicular
     directions of a camera of focal length f (scaled): Gauss-Newton over the frame's rotation on
-    both families' endpoint distances. None when the directions are not nearly perpendicular."""
+    both families' endpoint distances; with the fit's sum of squared distances. None when the
+    directions are not nearly perpendicular."""
     K = np.array([[f, 0.0, centre[0]], [0.0, f, centre[1]], [0.0, 0.0, 1.0]])
     K_inv = np.linalg.inv(K)
     d1, d2 = (K_inv @ v for v in (v1, v2))
@@ -286,7 +450,8 @@ def _orthogonal_pair(
         frame = _rotate(frame, step)
         if np.linalg.norm(step) < 1e-10:
             break
-    return K @ frame[:, 0], K @ frame[:, 1]
+    r = residuals(frame)
+    return K @ frame[:, 0], K @ frame[:, 1], float(r @ r)
 
 
 def _rotate(frame: np.ndarray, w: np.ndarray) -> np.ndarray:
