@@ -18,6 +18,7 @@ from typing import Any
 from opentelemetry import metrics
 
 from gateway.ledger import Ledger, keys
+from renderkit.telemetry import Tally
 
 log = logging.getLogger(__name__)
 meter = metrics.get_meter("render.gateway")
@@ -32,16 +33,20 @@ STAGE_DURATION = meter.create_histogram(
     unit="s",
     description="Time of one stage call of a job (retries included), by stage and outcome.",
 )
-JOBS_ENDED = meter.create_counter(
+# Counters are Tallies: a submit adds to one, and the SDK's own counter cost ~5 % of its CPU.
+JOBS_ENDED = Tally(
+    meter,
     "render.jobs.ended",
     description="Jobs that reached a terminal state, by kind, state and error code.",
 )
-CREDITS_MOVED = meter.create_counter(
+CREDITS_MOVED = Tally(
+    meter,
     "render.credits.moved",
     description="Credits moved: reserved at submits, charged and refunded at ends, granted by admins.",
 )
 
-WEBHOOK_ATTEMPTS = meter.create_counter(
+WEBHOOK_ATTEMPTS = Tally(
+    meter,
     "render.webhook.attempts",
     description="Webhook delivery attempts, by event type and result (success, http_error, timeout, ...).",
 )

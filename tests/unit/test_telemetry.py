@@ -94,3 +94,38 @@ def test_tracing_is_on_only_with_an_exporter(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(telemetry, "_tracer_provider", None)
     assert telemetry.server_interceptors() == [] and telemetry.client_interceptors() == []
     assert telemetry.trace_headers() == {}
+
+
+def test_a_tally_reports_its_sums_as_a_cumulative_counter() -> None:
+    """What a Prometheus scrape or an OTLP export reads of a Tally: one monotonic, cumulative sum
+    per set of attributes, whatever order the attributes were given in."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    tally = telemetry.Tally(provider.get_meter("test"), "render.test.moved", description="moved")
+    tally.add(5, {"movement": "reserve", "tenant": "a"})
+    tally.add(2, {"tenant": "a", "movement": "reserve"})
+    tally.add(1, {"movement": "refund"})
+    tally.add(0, {"movement": "refund"})
+
+    def collected() -> dict[tuple[tuple[str, object], ...], float]:
+        data = reader.get_metrics_data()
+        assert data is not None
+        found = {}
+        for resource in data.resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    assert metric.name == "render.test.moved"
+                    assert metric.data.is_monotonic  # type: ignore[union-attr]
+                    for point in metric.data.data_points:
+                        found[tuple(sorted(point.attributes.items()))] = point.value  # type: ignore[union-attr]
+        return found
+
+    assert collected() == {(("movement", "reserve"), ("tenant", "a")): 7, (("movement", "refund"),): 1}
+    tally.add(3, {"movement": "refund"})
+    assert collected()[(("movement", "refund"),)] == 4  # cumulative across collections
+    with pytest.raises(ValueError):
+        tally.add(-1)
+    provider.shutdown()
