@@ -118,6 +118,13 @@ class LatencyRun:
     api_key: bool
     hops: str
     tenant_limits: str
+    topology: str = "one"
+
+
+TOPOLOGIES = {
+    "one": "one gateway process serves the API and dispatches",
+    "split": "an API-only gateway and a dispatching one, as gateway-api and gateway-dispatcher",
+}
 
 
 def stack_hops(stack: Stack) -> str:
@@ -339,8 +346,16 @@ def measure_latency(args: argparse.Namespace, work: Path, extra_env: dict[str, s
         raise SystemExit(f"the latency part needs Celery: pip install -e '.[bench]' ({exc})") from None
     slots = int(extra_env.get("DISPATCHER_CONCURRENCY", DISPATCHER_SLOTS))
     env = stack_env({"DISPATCHER_CONCURRENCY": str(slots)}, extra_env)
-    stack = Stack(data_dir=work / "latency-stack", ports=Ports.free(), with_triton=False, env=env)
+    split = args.topology == "split"
+    # Split: as deployed (gateway-api and gateway-dispatcher), the stack's gateway answers the API
+    # only and a second gateway process dispatches; one: a single process does both.
+    stack_settings = {**env, "GATEWAY_DISPATCH": "false"} if split else env
+    stack = Stack(
+        data_dir=work / f"latency-stack-{args.topology}", ports=Ports.free(), with_triton=False, env=stack_settings
+    )
     with stack:
+        if split:
+            stack.add_gateway("gateway-dispatcher", free_port(), env={"GATEWAY_DISPATCH": "true"})
         api_key, hops, tenant_limits = stack.api_key, stack_hops(stack), open_tenant_limits(stack)
         # The same Redis server as the ledger (its URL carries the password, where the stack sets
         # one), in a database of its own so the key spaces stay apart.
@@ -368,7 +383,7 @@ def measure_latency(args: argparse.Namespace, work: Path, extra_env: dict[str, s
                 if (i + 1) % 50 == 0:
                     print(f"  latency: {i + 1}/{args.jobs} of each", file=sys.stderr, flush=True)
         app.close()
-    return LatencyRun(gateway, celery, env, bool(api_key), hops, tenant_limits)
+    return LatencyRun(gateway, celery, env, bool(api_key), hops, tenant_limits, args.topology)
 
 
 def format_env(env: dict[str, str]) -> str:
@@ -411,6 +426,7 @@ def report(args: argparse.Namespace, throughput: ThroughputRun | None, latency: 
             f"\nSubmit to end, one at a time ({len(g)} of each after {args.warmup_jobs} warm-up, alternating)\n"
             f"{'':<46} {'p50':>9} {'p99':>9}\n"
             f"{'gateway: dry-run room render, Submit..Watch end':<46} {g50:>6.1f} ms {g99:>6.1f} ms\n"
+            f"{'  (' + TOPOLOGIES[latency.topology] + ')':<46}\n"
             f"{'Celery: no-op task, apply_async..get':<46} {c50:>6.1f} ms {c99:>6.1f} ms\n"
             f"{'ratio gateway / Celery':<46} {g50 / c50:>9.1f} {g99 / c99:>9.1f}"
         )
@@ -461,6 +477,12 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=4)
     parser.add_argument("--jobs", type=int, default=200, help="sequential jobs (and tasks) for the latency part")
     parser.add_argument("--warmup-jobs", type=int, default=20)
+    parser.add_argument(
+        "--topology",
+        choices=sorted(TOPOLOGIES),
+        default="one",
+        help="latency part: one gateway process that serves and dispatches, or split as deployed",
+    )
     parser.add_argument(
         "--stack-env", action="append", default=[], help="KEY=VALUE for both stacks (e.g. a generous rate limit)"
     )
