@@ -102,7 +102,8 @@ class Assets(LedgerBase):
                     quota,
                     *asset.fields(),
                 ],
-            )
+            ),
+            pipelined=True,
         )
         status, value = reply[0].decode(), reply[1].decode()
         if status == "limited":
@@ -122,7 +123,8 @@ class Assets(LedgerBase):
             lambda: self.scripts["use_assets"](
                 keys=[keys.tenant_assets(tenant), keys.EXPIRING_ASSETS, *(keys.asset(tenant, i) for i in ids)],
                 args=[tenant, min_expire_ms, *ids],
-            )
+            ),
+            pipelined=True,
         )
         return {asset_id: _asset(tenant, asset_id, flat) for asset_id, flat in zip(ids, reply, strict=True) if flat}
 

@@ -69,5 +69,7 @@ class LedgerBase:
         patient.retry_s = retry_s  # type: ignore[attr-defined]
         return patient
 
-    async def _retry(self, operation: Callable[[], Awaitable[T]]) -> T:
-        return await retrying(operation, self.retry_s)
+    async def _retry(self, operation: Callable[[], Awaitable[T]], *, pipelined: bool = False) -> T:
+        """operation, retried for the ledger's budget; pipelined: it is a script call (its attempts
+        are bounded by the Pipeline, see connection.retrying)."""
+        return await retrying(operation, self.retry_s, pipelined=pipelined)

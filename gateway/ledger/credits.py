@@ -56,7 +56,8 @@ class Credits(LedgerBase):
         reply: Any = await self._retry(
             lambda: self.scripts["grant"](
                 keys=[keys.credits_balance(tenant), keys.credits_log(tenant), op], args=[amount, note]
-            )
+            ),
+            pipelined=True,
         )
         entry_id, balance = reply[0].decode(), int(reply[1])
         return CreditEntry(entry_id, "grant", amount, balance, note=note), balance

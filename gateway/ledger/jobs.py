@@ -220,7 +220,8 @@ class Jobs(LedgerBase):
                     new.credits_reserved,
                     *flat,
                 ],
-            )
+            ),
+            pipelined=True,
         )
         if status == b"limited":
             raise RateLimited(int(value) / 1000)
@@ -513,7 +514,7 @@ class Jobs(LedgerBase):
         """One transition.lua call; `webhook` is the event's webhook category ("start", "progress";
         an end is always "completed"), whose deliveries the script queues."""
         call_keys, args = self.transition_call(job_id, owner, new_state, event, fields, _op(), charge, webhook)
-        status = await self._retry(lambda: self.scripts["transition"](keys=call_keys, args=args))
+        status = await self._retry(lambda: self.scripts["transition"](keys=call_keys, args=args), pipelined=True)
         if status != b"ok":
             raise NotOwner(f"job {job_id}: {status.decode()}")
 
@@ -540,7 +541,8 @@ class Jobs(LedgerBase):
         ok = await self._retry(
             lambda: self.scripts["checkpoint"](
                 keys=[keys.checkpoints(job_id), keys.job(job_id)], args=[owner, name, value]
-            )
+            ),
+            pipelined=True,
         )
         if not ok:
             raise NotOwner(f"job {job_id}: not the owner")

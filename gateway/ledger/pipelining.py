@@ -13,7 +13,9 @@ order sent, so the n-th reply is the n-th waiter's.
 
 Faults: a lost connection (Redis restarted, a socket cut) fails every call still waiting with
 ConnectionError and the next call connects again; a connection that answers nothing for
-`timeout_s` while calls wait (half-open) is dropped the same way. The caller's retry
+`timeout_s` while calls wait (half-open) is dropped the same way. A call made with an
+ATTEMPT_DEADLINE (the caller's retry sets it) fails with TimeoutError once that passes, checked by
+one timer every SWEEP_S while such calls wait; its reply, when it comes, is dropped. The caller's retry
 (gateway.ledger.connection.retrying) sends a failed call again, and every script is idempotent, so a
 call whose reply was lost applies once. An error reply fails only its own call, with redis-py's
 exception for it (NOSCRIPT, LOADING, READONLY, ...). Blocking reads (XREAD BLOCK) never come here:
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import hashlib
 import logging
 import ssl
@@ -35,6 +38,11 @@ import redis.exceptions
 from redis._parsers.base import BaseParser
 
 log = logging.getLogger(__name__)
+
+# The loop time by which the current attempt must be answered (None: only the half-open watchdog
+# bounds it); set by gateway.ledger.connection.retrying around a pipelined operation.
+ATTEMPT_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("attempt_deadline", default=None)
+SWEEP_S = 0.1
 
 
 def _error(reply: hiredis.ReplyError) -> Exception:
@@ -126,18 +134,44 @@ class Pipeline:
         self._connecting: asyncio.Future[_Protocol] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._watched: asyncio.Future[Any] | None = None
+        self._deadlines: list[tuple[float, asyncio.Future[Any]]] = []
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def execute(self, *command: Any) -> Any:
-        """The reply to one command; an error reply raises redis-py's exception for it."""
+        """The reply to one command; an error reply raises redis-py's exception for it, and a
+        call past its ATTEMPT_DEADLINE raises TimeoutError."""
+        deadline = ATTEMPT_DEADLINE.get()
+        loop = asyncio.get_running_loop()
         protocol = self._protocol
         if protocol is None or protocol.lost:
-            protocol = await self._connect()
-        loop = asyncio.get_running_loop()
+            if deadline is None:
+                protocol = await self._connect()
+            else:
+                async with asyncio.timeout_at(deadline):
+                    protocol = await self._connect()
         future: asyncio.Future[Any] = loop.create_future()
         protocol.send(hiredis.pack_command(command), future)
         if self._watchdog is None:
             self._arm(loop, protocol)
+        if deadline is not None:
+            self._deadlines.append((deadline, future))
+            if self._sweeper is None:
+                self._sweeper = loop.call_later(SWEEP_S, self._sweep, loop)
         return await future
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fails the calls whose deadline has passed; forgets the answered ones."""
+        now = loop.time()
+        waiting = []
+        for deadline, future in self._deadlines:
+            if future.done():
+                continue
+            if deadline <= now:
+                future.set_exception(TimeoutError("Redis did not answer in time"))
+            else:
+                waiting.append((deadline, future))
+        self._deadlines = waiting
+        self._sweeper = loop.call_later(SWEEP_S, self._sweep, loop) if waiting else None
 
     async def aclose(self) -> None:
         """Closes the connection (calls still waiting fail)."""

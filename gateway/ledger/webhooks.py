@@ -205,7 +205,8 @@ class Webhooks(LedgerBase):
             lambda: self.scripts["webhook_endpoint"](
                 keys=[keys.webhook_endpoints(tenant), keys.webhook_secrets(tenant)],
                 args=[endpoint.endpoint_id, config, json.dumps({"current": secret}), most],
-            )
+            ),
+            pipelined=True,
         )
         if not created:
             raise EndpointLimit(most)
@@ -247,7 +248,8 @@ class Webhooks(LedgerBase):
             lambda: self.scripts["webhook_secret"](
                 keys=[keys.webhook_secrets(tenant), keys.webhook_endpoints(tenant)],
                 args=[field, endpoint_id, candidate, until_ms, mode],
-            )
+            ),
+            pipelined=True,
         )
         return _secrets(raw)
 
@@ -267,7 +269,8 @@ class Webhooks(LedgerBase):
                     keys.WEBHOOK_ENDPOINTS_TEMPLATE,
                     keys.WEBHOOK_SECRETS_TEMPLATE,
                 ],
-            )
+            ),
+            pipelined=True,
         )
         rows, next_due = reply
         out = Claimed(next_due_ms=_int(next_due) if _text(next_due) else None)
@@ -295,7 +298,8 @@ class Webhooks(LedgerBase):
                     reason,
                     keys.WEBHOOK_ENDPOINTS_TEMPLATE,
                 ],
-            )
+            ),
+            pipelined=True,
         )
         return bool(recorded)
 

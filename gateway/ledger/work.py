@@ -53,7 +53,8 @@ class WorkQueue(LedgerBase):
                     _TENANTS_PER_TAKE,
                     _WAITING_FORGOTTEN_MS,
                 ],
-            )
+            ),
+            pipelined=True,
         )
         if not reply:
             return None
@@ -66,7 +67,8 @@ class WorkQueue(LedgerBase):
             lambda: self.scripts["renew"](
                 keys=[keys.job(job_id), keys.RUNNING],
                 args=[job_id, owner, now_ms() + int(lease_s * 1000), keys.TENANT_RUNNING_TEMPLATE],
-            )
+            ),
+            pipelined=True,
         )
         return bool(renewed)
 
@@ -93,5 +95,6 @@ class WorkQueue(LedgerBase):
                     job_id,
                     owner,
                 ],
-            )
+            ),
+            pipelined=True,
         )

@@ -14,8 +14,8 @@ import pytest
 import redis.exceptions
 
 from gateway.ledger import connect
-from gateway.ledger.connection import client_name
-from gateway.ledger.pipelining import Pipeline, PipelinedScript
+from gateway.ledger.connection import MAX_BLOCK_MS, LedgerUnavailable, client_name, retrying
+from gateway.ledger.pipelining import ATTEMPT_DEADLINE, Pipeline, PipelinedScript
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +133,59 @@ def test_a_silent_connection_is_dropped_after_the_timeout() -> None:
             await server.wait_closed()
 
     asyncio.run(main())
+
+
+def test_a_retried_call_is_bounded_by_its_budget_not_the_watchdog() -> None:
+    """A script call through `retrying(..., pipelined=True)` on a connection that stops answering:
+    each attempt fails at its deadline (the Pipeline's sweep), not after the 30 s watchdog, and the
+    whole call gives up as LedgerUnavailable after its budget plus the longest blocking read. The
+    connection stays up for the calls that follow."""
+
+    async def main() -> None:
+        accepted: list[asyncio.StreamWriter] = []
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(writer)
+            writer.write(b"+OK\r\n")  # answers the handshake (CLIENT SETNAME), then nothing
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = connect(f"redis://127.0.0.1:{port}/0", max_connections=1, role="pipelining-test")
+        pipeline = Pipeline(client, timeout_s=30.0)
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(LedgerUnavailable):
+                await retrying(lambda: pipeline.execute("PING"), 0.2, pipelined=True)
+            took = loop.time() - started
+            assert 0.2 + MAX_BLOCK_MS / 1000 <= took < 0.2 + MAX_BLOCK_MS / 1000 + 1.0
+            assert len(accepted) == 1  # timed out calls do not drop the connection
+        finally:
+            await pipeline.aclose()
+            await client.aclose()
+            for writer in accepted:
+                writer.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_replies_after_a_timed_out_call_still_reach_their_own_callers(redis_url: str) -> None:
+    """A call that timed out keeps its place in the reply order: the calls after it get their own
+    replies, not its."""
+
+    async def body(pipeline: Pipeline, client: Any) -> None:
+        key = f"t:{uuid.uuid4().hex}"
+        token = ATTEMPT_DEADLINE.set(asyncio.get_running_loop().time() + 0.05)
+        try:
+            slow = asyncio.ensure_future(pipeline.execute("BLPOP", key, "1"))  # answered after ~1 s
+        finally:
+            ATTEMPT_DEADLINE.reset(token)
+        with pytest.raises(TimeoutError):
+            await slow
+        assert await pipeline.execute("ECHO", "after") == b"after"
+        assert await pipeline.execute("SET", key, "v") == b"OK"
+        assert await pipeline.execute("GET", key) == b"v"
+
+    run(body, redis_url)
