@@ -266,7 +266,7 @@ def perpendicular_points(
     for peak in np.argsort(histogram)[::-1]:
         if len(found) == _VOTE_PEAKS or histogram[peak] <= 0:
             break
-        # Only local maxima, a few bins from the peaks already taken.
+        # Only local maxima; a later peak keeps only the segments an earlier one did not take.
         if histogram[peak] < max(histogram[peak - 1], histogram[(peak + 1) % _VOTE_BINS]):
             continue
         angle = (peak + 0.5) * np.pi / _VOTE_BINS
