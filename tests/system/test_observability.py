@@ -84,6 +84,11 @@ def test_the_trace_of_a_swap_spans_every_hop(swap: Swap, receiver: OtlpReceiver)
             ("render-depth", "triton depth"),
             ("render-gateway", "storage write"),
             ("render-gateway", "webhook job.completed"),
+            # Each process exports its spans in its own batches: the projection's server span
+            # could still be on its way when the gateway's later ones had arrived.
+            ("render-segmentation", "/render.segmentation.v1.SegmentationService/Segment"),
+            ("render-depth", "/render.depth.v1.DepthService/EstimatePlane"),
+            ("render-projection", "/render.projection.v1.ProjectionService/Project"),
         } <= names
 
     spans = receiver.wait_for(complete)

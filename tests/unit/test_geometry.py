@@ -261,3 +261,23 @@ def test_one_line_direction_and_a_few_strays_are_refused_not_made_a_plane() -> N
     mask = np.full((600, 800), 255, np.uint8)
     with pytest.raises(NoVanishingPoints):
         plane_from_lines(photo, mask, default_focal=1.0, given_focal=700.0)
+
+
+def test_a_plain_floors_few_lines_are_refused_not_made_a_plane() -> None:
+    """A plain concrete-like floor: its only lines are a wall's foot, a sun patch's edges (a
+    parallelogram, not the room's axes) and a table's jagged shadow. Lines that merely cross near
+    one another made a plane 82° off; it is refused instead (a quad or a depth model gives it)."""
+    from benchmarks import segmentation_scenes as rooms
+
+    room = rooms.Room(
+        rooms.carpet((175, 170, 162), seed=17),
+        rooms.paint((185, 180, 172)),
+        boxes=rooms.furniture("all"),
+        skirting=None,
+        sun=(-0.5, 1.5, 1.2, 1.8),
+    )
+    camera = rooms.Camera(62, 34, -12, size=(1024, 768))
+    photo, floor, _ = rooms.render(room, camera, rooms.FLOOR, seed=8)
+    focal = 0.5 * 1024 / math.tan(math.radians(62) / 2)
+    with pytest.raises(NoVanishingPoints):
+        plane_from_lines(photo, (floor * 255).astype(np.uint8), default_focal=1.0, given_focal=focal)
