@@ -274,6 +274,9 @@ def perpendicular_points(
         point = _settle(K @ d2, ~taken, p1, lines, direction, length, mid, tolerance)
         if point is None:
             continue
+        settled = np.linalg.solve(K, point[0])
+        if abs(settled @ d1) > np.sin(_RIGHT_ANGLE_SLACK) * np.linalg.norm(settled):
+            continue  # refined away from the right angle: another direction's lines took it
         found.append(point)
         taken |= point[1]
     return found
@@ -309,7 +312,7 @@ def plane_from_lines(
         for v1, in1 in points[:2]:
             for other in perpendicular_points(v1, ~in1, segments, scale, centre, given_focal / scale):
                 candidates.append(((v1, in1), other))
-    if not candidates:
+    if not candidates and (given_focal is None or not points):
         raise NoVanishingPoints("the lines on and around the surface do not run in two directions")
     moments = cv2.moments((mask > 127).view(np.uint8), binaryImage=True)
     if moments["m00"] == 0:
@@ -338,6 +341,14 @@ def plane_from_lines(
         score = float(np.sqrt(lengths[in1].sum() * lengths[in2].sum())) * (1.0 if candidate.focal_from_lines else 0.8)
         if best is None or score > best_score:
             best, best_score, pair = candidate, score, (v1, in1, v2, in2)
+    if (best is None or pair is None) and given_focal is not None and points:
+        # One direction on the surface and none across it (a brick facade whose vertical joints
+        # are too small to see): the direction at a right angle to it from the whole photo's
+        # lines (the building's verticals), when exactly one such plane keeps the surface this
+        # side of its horizon.
+        found = _across_from_elsewhere(photo_bgr, segments, points[0], samples, given_focal, centroid)
+        if found is not None:
+            best, pair, segments = found
     if best is None or pair is None:
         raise NoVanishingPoints("no two line directions on the surface describe a plane in front of the camera")
     if given_focal is not None:
@@ -351,6 +362,50 @@ def plane_from_lines(
             if again is not None:
                 best = replace(again, confidence=best.confidence, segments=best.segments)
     return best
+
+
+def _across_from_elsewhere(
+    photo_bgr: np.ndarray,
+    segments: np.ndarray,
+    point: tuple[np.ndarray, np.ndarray],
+    samples: np.ndarray,
+    focal: float,
+    centroid: tuple[float, float],
+) -> tuple[LinePlane, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
+    """The plane through the surface's one line direction and the direction at a right angle to
+    it that the whole photo's lines vote for; with the pair and the segments (the whole photo's)
+    their supporters index. None unless exactly one voted direction gives a plane the surface
+    stays this side of (a facade's verticals do; the street's receding lines would put the facade
+    above its horizon)."""
+    height, width = photo_bgr.shape[:2]
+    scale = float(max(width, height))
+    centre = np.array([width / 2, height / 2]) / scale
+    everywhere = line_segments(photo_bgr, np.full((height, width), 255, np.uint8))
+    if len(everywhere) == 0:
+        return None
+    on_surface = {tuple(row) for row in np.round(segments, 3).tolist()}
+    own = np.array([tuple(row) in on_surface for row in np.round(everywhere, 3).tolist()])
+    v1 = point[0]
+    _, _, direction, length, mid = _segment_geometry(everywhere, scale)
+    along = _support(v1, mid, direction) < _tolerance(length)  # the same direction elsewhere too
+    in1 = own & along
+    lengths = length * scale
+    if in1.sum() < _MIN_FAMILY:
+        return None
+    planes = []
+    for v2, in2 in perpendicular_points(v1, ~along, everywhere, scale, centre, focal / scale):
+        if in2.sum() < _MIN_FAMILY or lengths[in2].sum() < _MIN_BALANCE * lengths[in1].sum():
+            continue
+        plane = _plane(v1, v2, centre, scale, width, height, focal, focal, centroid)
+        if plane is None or _past_horizon(plane, samples, width, height) > _PAST_HORIZON:
+            continue
+        # Half the confidence of a plane whose two directions both lie on the surface.
+        support = float(lengths[in1 | in2].sum() / lengths.sum())
+        planes.append((replace(plane, confidence=round(0.5 * support, 3), segments=int((in1 | in2).sum())), v2, in2))
+    if len(planes) != 1:
+        return None
+    plane, v2, in2 = planes[0]
+    return plane, (v1, in1, v2, in2), everywhere
 
 
 # The weaker of two line directions needs this many segments and this share of the strongest

@@ -281,3 +281,21 @@ def test_a_plain_floors_few_lines_are_refused_not_made_a_plane() -> None:
     focal = 0.5 * 1024 / math.tan(math.radians(62) / 2)
     with pytest.raises(NoVanishingPoints):
         plane_from_lines(photo, (floor * 255).astype(np.uint8), default_focal=1.0, given_focal=focal)
+
+
+def test_a_facade_with_only_its_courses_takes_its_verticals_from_the_rest_of_the_photo() -> None:
+    """Courses and no visible vertical joints, the mask well inside the facade's sides: on the
+    surface the lines run in one direction only. With the camera known, the direction at a right
+    angle to them comes from the whole photo's lines (here the facade's sides, outside the mask);
+    without the camera it is refused."""
+    courses = np.full((256, 256, 3), 170, np.uint8)
+    for y in range(0, 256, 32):
+        cv2.rectangle(courses, (0, y), (255, y + 3), (90, 90, 90), -1)
+    scene = scenes.camera_scene(scenes.View(60, -5, 30, "facade"), courses, courses, size=(1024, 768), supersample=2)
+    inner = cv2.erode(scene.visible_surface.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=60)
+    mask = inner * 255
+    found = plane_from_lines(scene.photo, mask, default_focal=1.0, given_focal=scene.focal)
+    assert angle_between(found.normal, scene.normal) < 0.5
+    assert found.confidence <= 0.5  # one direction from elsewhere: half the usual confidence
+    with pytest.raises(NoVanishingPoints):
+        plane_from_lines(scene.photo, mask, default_focal=homography.default_focal(1024, 768))
