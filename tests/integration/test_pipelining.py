@@ -5,8 +5,9 @@ is made again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -106,31 +107,39 @@ def test_a_wrong_password_is_refused(redis_url: str) -> None:
     run(body, wrong)
 
 
+@contextlib.asynccontextmanager
+async def silent_redis(timeout_s: float) -> AsyncIterator[tuple[Pipeline, list[asyncio.StreamWriter]]]:
+    """A Pipeline to a server that answers the handshake (CLIENT SETNAME) and then nothing
+    (half-open), with the connections it accepted."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        writer.write(b"+OK\r\n")
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = connect(f"redis://127.0.0.1:{port}/0", max_connections=1, role="pipelining-test")
+    pipeline = Pipeline(client, timeout_s=timeout_s)
+    try:
+        yield pipeline, accepted
+    finally:
+        await pipeline.aclose()
+        await client.aclose()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
 def test_a_silent_connection_is_dropped_after_the_timeout() -> None:
     async def main() -> None:
-        accepted: list[asyncio.StreamWriter] = []
-
-        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            accepted.append(writer)
-            writer.write(b"+OK\r\n")  # answers the handshake (CLIENT SETNAME), then nothing: half-open
-
-        server = await asyncio.start_server(silent, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        client = connect(f"redis://127.0.0.1:{port}/0", max_connections=1, role="pipelining-test")
-        pipeline = Pipeline(client, timeout_s=0.3)
-        try:
+        async with silent_redis(timeout_s=0.3) as (pipeline, _):
             loop = asyncio.get_running_loop()
             started = loop.time()
             with pytest.raises(redis.exceptions.ConnectionError):
                 await asyncio.wait_for(pipeline.execute("PING"), 5)
             assert loop.time() - started < 1.5  # the watchdog, not the 2 s connect timeout
-        finally:
-            await pipeline.aclose()
-            await client.aclose()
-            for writer in accepted:
-                writer.close()
-            server.close()
-            await server.wait_closed()
 
     asyncio.run(main())
 
@@ -142,17 +151,7 @@ def test_a_retried_call_is_bounded_by_its_budget_not_the_watchdog() -> None:
     connection stays up for the calls that follow."""
 
     async def main() -> None:
-        accepted: list[asyncio.StreamWriter] = []
-
-        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            accepted.append(writer)
-            writer.write(b"+OK\r\n")  # answers the handshake (CLIENT SETNAME), then nothing
-
-        server = await asyncio.start_server(silent, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        client = connect(f"redis://127.0.0.1:{port}/0", max_connections=1, role="pipelining-test")
-        pipeline = Pipeline(client, timeout_s=30.0)
-        try:
+        async with silent_redis(timeout_s=30.0) as (pipeline, accepted):
             loop = asyncio.get_running_loop()
             started = loop.time()
             with pytest.raises(LedgerUnavailable):
@@ -160,13 +159,6 @@ def test_a_retried_call_is_bounded_by_its_budget_not_the_watchdog() -> None:
             took = loop.time() - started
             assert 0.2 + MAX_BLOCK_MS / 1000 <= took < 0.2 + MAX_BLOCK_MS / 1000 + 1.0
             assert len(accepted) == 1  # timed out calls do not drop the connection
-        finally:
-            await pipeline.aclose()
-            await client.aclose()
-            for writer in accepted:
-                writer.close()
-            server.close()
-            await server.wait_closed()
 
     asyncio.run(main())
 
