@@ -59,6 +59,13 @@ class LinePlane:
 def line_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Segments (N, 4: x1, y1, x2, y2 in photo pixels) on the surface or along its edge, down to
     _SHORT_LENGTH of the photo's longer side."""
+    segments, near = photo_segments(photo_bgr, mask)
+    return segments[near]
+
+
+def photo_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The photo's segments (N, 4: x1, y1, x2, y2 in photo pixels, down to _SHORT_LENGTH of its
+    longer side, none along its border) and which of them lie on the surface or along its edge."""
     height, width = mask.shape
     scale = min(1.0, _WORK_SIDE / max(width, height))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -66,10 +73,19 @@ def line_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
     small_mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA) > 127
     found = cv2.createLineSegmentDetector().detect(grey)[0]
     if found is None:
-        return np.zeros((0, 4))
+        return np.zeros((0, 4)), np.zeros(0, bool)
     segments = found.reshape(-1, 4).astype(np.float64)
     side = max(size)
     length = np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1])
+    # Lines along the photo's border are its frame, not the scene's.
+    margin = 2.0
+    on_border = (
+        ((segments[:, 0] < margin) & (segments[:, 2] < margin))
+        | ((segments[:, 1] < margin) & (segments[:, 3] < margin))
+        | ((segments[:, 0] > size[0] - 1 - margin) & (segments[:, 2] > size[0] - 1 - margin))
+        | ((segments[:, 1] > size[1] - 1 - margin) & (segments[:, 3] > size[1] - 1 - margin))
+    )
+    segments = segments[(length >= _SHORT_LENGTH * side) & ~on_border]
     band = cv2.dilate(small_mask.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, round(_BAND * side)))
     # A segment counts when most of it lies in the band around the surface.
     samples = np.linspace(0.1, 0.9, 9)
@@ -77,7 +93,7 @@ def line_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
     ys = segments[:, None, 1] + samples[None, :] * (segments[:, None, 3] - segments[:, None, 1])
     xi = np.clip(np.round(xs).astype(int), 0, size[0] - 1)
     yi = np.clip(np.round(ys).astype(int), 0, size[1] - 1)
-    in_band = band[yi, xi].mean(axis=1) > 0.7
+    near = band[yi, xi].mean(axis=1) > 0.7
     # Edges of what the mask leaves out inside its outline (objects in front of the surface) are not
     # the surface's lines: a cabinet's top edge would pull the vanishing point of the floor's rows.
     outlines, _ = cv2.findContours(small_mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -88,20 +104,11 @@ def line_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
     # holes: kept, they covered the surface's own edges (a wall's two vertical sides) with "holes".
     gaps = cv2.morphologyEx(((hull > 0) & ~small_mask).astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
     holes = cv2.dilate(gaps, np.ones((3, 3), np.uint8), iterations=3) > 0
-    in_band &= holes[yi, xi].mean(axis=1) < 0.3
-    # Lines along the photo's border are its frame, not the scene's.
-    margin = 2.0
-    on_border = (
-        ((segments[:, 0] < margin) & (segments[:, 2] < margin))
-        | ((segments[:, 1] < margin) & (segments[:, 3] < margin))
-        | ((segments[:, 0] > size[0] - 1 - margin) & (segments[:, 2] > size[0] - 1 - margin))
-        | ((segments[:, 1] > size[1] - 1 - margin) & (segments[:, 3] > size[1] - 1 - margin))
-    )
-    keep = (length >= _SHORT_LENGTH * side) & in_band & ~on_border
+    near &= holes[yi, xi].mean(axis=1) < 0.3
     # Pixel centres sit on integers at both sizes, so the reduced copy's coordinates map back with
     # half-pixel offsets (dividing alone would shift every line by half a reduced pixel less half a
     # photo pixel: 1.5 px at 12 MP, enough to tilt the horizon by a few hundredths of a degree).
-    return (segments[keep] + 0.5) / scale - 0.5
+    return (segments + 0.5) / scale - 0.5, near
 
 
 def _support(v: np.ndarray, mid: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -294,7 +301,8 @@ def plane_from_lines(
     settle it inside that range where their right angle fixes it (an EXIF's 35 mm equivalent is
     rounded to a millimetre, 2 % of a phone's 24 mm)."""
     height, width = mask.shape
-    segments = line_segments(photo_bgr, mask)
+    everywhere, near = photo_segments(photo_bgr, mask)
+    segments = everywhere[near]
     if len(segments) < 4:
         raise NoVanishingPoints(
             f"only {len(segments)} straight lines on or around the surface; at least 4, in two directions, are needed"
@@ -346,9 +354,9 @@ def plane_from_lines(
         # are too small to see): the direction at a right angle to it from the whole photo's
         # lines (the building's verticals), when exactly one such plane keeps the surface this
         # side of its horizon.
-        found = _across_from_elsewhere(photo_bgr, segments, points[0], samples, given_focal, centroid)
+        found = _across_from_elsewhere(everywhere, near, points[0], (width, height), samples, given_focal, centroid)
         if found is not None:
-            best, pair, segments = found
+            (best, pair), segments = found, everywhere
     if best is None or pair is None:
         raise NoVanishingPoints("no two line directions on the surface describe a plane in front of the camera")
     if given_focal is not None:
@@ -365,26 +373,22 @@ def plane_from_lines(
 
 
 def _across_from_elsewhere(
-    photo_bgr: np.ndarray,
-    segments: np.ndarray,
+    everywhere: np.ndarray,
+    own: np.ndarray,
     point: tuple[np.ndarray, np.ndarray],
+    size: tuple[int, int],
     samples: np.ndarray,
     focal: float,
     centroid: tuple[float, float],
-) -> tuple[LinePlane, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
+) -> tuple[LinePlane, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None:
     """The plane through the surface's one line direction and the direction at a right angle to
-    it that the whole photo's lines vote for; with the pair and the segments (the whole photo's)
-    their supporters index. None unless exactly one voted direction gives a plane the surface
-    stays this side of (a facade's verticals do; the street's receding lines would put the facade
-    above its horizon)."""
-    height, width = photo_bgr.shape[:2]
+    it that the whole photo's segments (`own`: those on the surface) vote for, with the pair (its
+    supporters index `everywhere`). None unless exactly one voted direction gives a plane
+    the surface stays this side of (a facade's verticals do; the street's receding lines would put
+    the facade above its horizon)."""
+    width, height = size
     scale = float(max(width, height))
     centre = np.array([width / 2, height / 2]) / scale
-    everywhere = line_segments(photo_bgr, np.full((height, width), 255, np.uint8))
-    if len(everywhere) == 0:
-        return None
-    on_surface = {tuple(row) for row in np.round(segments, 3).tolist()}
-    own = np.array([tuple(row) in on_surface for row in np.round(everywhere, 3).tolist()])
     v1 = point[0]
     _, _, direction, length, mid = _segment_geometry(everywhere, scale)
     along = _support(v1, mid, direction) < _tolerance(length)  # the same direction elsewhere too
@@ -405,7 +409,7 @@ def _across_from_elsewhere(
     if len(planes) != 1:
         return None
     plane, v2, in2 = planes[0]
-    return plane, (v1, in1, v2, in2), everywhere
+    return plane, (v1, in1, v2, in2)
 
 
 # The weaker of two line directions needs this many segments and this share of the strongest
