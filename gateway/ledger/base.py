@@ -52,7 +52,8 @@ class LedgerBase:
         self.webhook_ttl_ms = self.retention_ms
         self.queue_limit = queue_limit
         self.retry_s = retry_s
-        # Script calls share one pipelined connection (see pipelining); other commands use the pool.
+        # Script calls and the hot reads (a job, its checkpoints, event streams) share one pipelined
+        # connection (see pipelining); other commands use the pool.
         self.pipeline = Pipeline(client, timeout_s=SOCKET_TIMEOUT_S)
         self.scripts: dict[str, Any] = {
             name: PipelinedScript(self.pipeline, source) for name, source in SCRIPT_SOURCES.items()
@@ -73,3 +74,14 @@ class LedgerBase:
         """operation, retried for the ledger's budget; pipelined: it is a script call (its attempts
         are bounded by the Pipeline, see connection.retrying)."""
         return await retrying(operation, self.retry_s, pipelined=pipelined)
+
+    async def _command(self, *command: Any) -> Any:
+        """One non-blocking command's raw reply over the pipelined connection, retried: a read there
+        costs the event loop a fraction of a pooled one (a blocking one would hold every reply
+        behind it, so none comes here)."""
+        return await self._retry(lambda: self.pipeline.execute(*command), pipelined=True)
+
+
+def as_dict(flat: Any) -> dict[bytes, bytes]:
+    """A raw HGETALL (or stream entry) reply, [field, value, ...], as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}

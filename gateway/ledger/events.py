@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway.ledger import keys
-from gateway.ledger.base import LedgerBase
+from gateway.ledger.base import LedgerBase, as_dict
 from render.v1 import render_service_pb2 as pb
 
 
@@ -32,12 +32,13 @@ class EventLog(LedgerBase):
         """For each job, its events after the given cursor (at most `count`), in one round trip."""
         if not cursors:
             return {}
-        streams: dict[Any, Any] = {keys.events(job_id): cursor or "0" for job_id, cursor in cursors.items()}
-        reply: Any = await self._retry(lambda: self.redis.xread(streams, count=count))
+        names = [keys.events(job_id) for job_id in cursors]
+        reply = await self._command("XREAD", "COUNT", count, "STREAMS", *names, *(c or "0" for c in cursors.values()))
         out: dict[str, list[pb.JobEvent]] = {}
         for stream, entries in reply or []:
-            name = stream.decode() if isinstance(stream, bytes) else str(stream)
-            out[keys.job_of_events(name)] = [parse_event(entry_id, fields) for entry_id, fields in entries]
+            out[keys.job_of_events(stream.decode())] = [
+                parse_event(entry_id, as_dict(fields)) for entry_id, fields in entries
+            ]
         return out
 
     async def exist(self, job_ids: Sequence[str]) -> list[bool]:

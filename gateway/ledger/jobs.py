@@ -19,7 +19,7 @@ from typing import Any, cast
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.ledger import keys
-from gateway.ledger.base import LedgerBase, LedgerError
+from gateway.ledger.base import LedgerBase, LedgerError, as_dict
 from gateway.ledger.tenants import InsufficientCredits, QuotaExceeded, RateLimited
 from render.v1 import render_service_pb2 as pb
 from renderkit.errors import safe_message
@@ -240,14 +240,14 @@ class Jobs(LedgerBase):
 
     async def get(self, job_id: str) -> StoredJob | None:
         """Reads a job; None when it does not exist (or has expired)."""
-        raw: Any = await self._retry(lambda: self.redis.hgetall(keys.job(job_id)))
+        raw = as_dict(await self._command("HGETALL", keys.job(job_id)))
         if not raw:
             return None
         return stored_job({k.decode(): v for k, v in raw.items()})
 
     async def state(self, job_id: str) -> State | None:
         """A job's state alone; None when it does not exist."""
-        value: Any = await self._retry(lambda: self.redis.hget(keys.job(job_id), "state"))
+        value = await self._command("HGET", keys.job(job_id), "state")
         return State(value.decode()) if value else None
 
     async def trace_of(self, job_id: str) -> str:
@@ -527,7 +527,7 @@ class Jobs(LedgerBase):
 
     async def children(self, parent_id: str) -> dict[int, str]:
         """A batch's child jobs by room index."""
-        raw: Any = await self._retry(lambda: self.redis.hgetall(keys.checkpoints(parent_id)))
+        raw = as_dict(await self._command("HGETALL", keys.checkpoints(parent_id)))
         return {
             int(k[len(_CHILD) :]): v.decode()
             for k, v in ((k.decode(), v) for k, v in raw.items())
@@ -549,7 +549,7 @@ class Jobs(LedgerBase):
 
     async def checkpoints(self, job_id: str) -> dict[str, bytes]:
         """Every stored output of a job, by name (read once when a run starts or resumes)."""
-        raw: Any = await self._retry(lambda: self.redis.hgetall(keys.checkpoints(job_id)))
+        raw = as_dict(await self._command("HGETALL", keys.checkpoints(job_id)))
         return {k.decode(): bytes(v) for k, v in raw.items()}
 
     # -- shared geometry cache -----------------------------------------------------------------------
