@@ -2,6 +2,11 @@
 
 Pub/sub forgets what it delivered while a connection was down, so listeners also get a callback
 after every (re)subscription and catch up from the ledger, which does not forget.
+
+The connection is a protocol of its own (as the ledger's pipelined one is): hiredis parses what
+arrives and each message goes to its handlers in the callback itself. Through redis-py's PubSub a
+message cost a read loop's turn, a timeout and a parse in Python; the dispatcher's work notice and
+every event's notice for a watched job lie on a job's path to its watchers.
 """
 
 from __future__ import annotations
@@ -13,11 +18,71 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 
 from gateway.ledger.connection import RETRYABLE
+from gateway.ledger.pipelining import connect_protocol, handshake
 
 log = logging.getLogger(__name__)
+
+
+class _Listener(asyncio.Protocol):
+    """The subscription connection: its handshake's replies first, then everything Redis pushes
+    (subscribe confirmations, messages, pongs), handed to `pushed` as it is parsed."""
+
+    def __init__(self, pushed: Callable[[list[Any]], None], handshake_replies: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.reader = hiredis.Reader()
+        self.pushed = pushed
+        self.pending = handshake_replies
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if not self.pending:
+            self.ready.set_result(None)
+
+    def send(self, *command: Any) -> None:
+        if self.transport is not None and not self.closed.done():
+            self.transport.write(hiredis.pack_command(command))
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while True:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError:
+                self.close()
+                return
+            if reply is False:
+                return
+            if self.pending:
+                self.pending -= 1
+                if isinstance(reply, hiredis.ReplyError):
+                    self._fail(ConnectionError("Redis refused the subscription's connection"))
+                    return
+                if not self.pending:
+                    self.ready.set_result(None)
+            elif isinstance(reply, list) and reply:
+                self.pushed(reply)
+
+    def _fail(self, exc: Exception) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(exc)
+        self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("the connection to Redis was lost"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class Subscriptions:
@@ -37,8 +102,9 @@ class Subscriptions:
         self._on_subscribed: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
-        self._pubsub: Any = None
-        self._changes: set[asyncio.Task[None]] = set()
+        self._listener: _Listener | None = None
+        self._confirmed: set[str] = set()
+        self._last_heard = 0.0
 
     def on(self, channel: str, handler: Callable[[str], None]) -> None:
         """Calls handler(message) for each message on the channel (register before start)."""
@@ -55,17 +121,10 @@ class Subscriptions:
             self._change("unsubscribe", channel)
 
     def _change(self, command: str, channel: str) -> None:
-        pubsub = self._pubsub
-        if pubsub is None:
-            return  # the next (re)subscription subscribes every followed channel
-
-        async def send() -> None:
-            with contextlib.suppress(Exception):  # a lost connection resubscribes everything
-                await getattr(pubsub, command)(channel)
-
-        task = asyncio.create_task(send())
-        self._changes.add(task)
-        task.add_done_callback(self._changes.discard)
+        # Written at once, in order, on the one connection; without one, the next (re)subscription
+        # subscribes every followed channel.
+        if self._listener is not None:
+            self._listener.send(command, channel)
 
     def on_subscribed(self, callback: Callable[[], None]) -> None:
         """Calls back after each (re)subscription: messages sent meanwhile were lost; catch up."""
@@ -94,10 +153,9 @@ class Subscriptions:
     async def _run(self) -> None:
         delay = 0.1
         while True:
-            pubsub = self.redis.pubsub()
             was_subscribed = False
             try:
-                await self._listen(pubsub)
+                await self._listen()
             except asyncio.CancelledError:
                 raise
             except RETRYABLE as exc:
@@ -108,55 +166,71 @@ class Subscriptions:
             finally:
                 was_subscribed = self._subscribed.is_set()
                 self._subscribed.clear()
-                self._pubsub = None
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
             delay = 0.1 if was_subscribed else min(delay * 2, 2.0)
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
 
-    async def _listen(self, pubsub: Any) -> None:
+    async def _listen(self) -> None:
         loop = asyncio.get_running_loop()
-        sent = {*self._handlers, *self._followed}
-        await pubsub.subscribe(*sent)
-        self._pubsub = pubsub  # from now on, follow and unfollow send their own commands
-        # Channels followed or unfollowed while that subscription was on its way.
-        missed = [c for c in self._followed if c not in sent]
-        stale = [c for c in sent if c not in self._followed and c not in self._handlers]
-        if missed:
-            await pubsub.subscribe(*missed)
-        if stale:
-            await pubsub.unsubscribe(*stale)
-        confirmed: set[str] = set()
-        last_heard = loop.time()
-        last_ping = loop.time()
-        while True:
-            message = await pubsub.get_message(timeout=1.0)
-            now = loop.time()
-            if message is not None:
-                last_heard = now
-                kind, channel = message.get("type"), _text(message.get("channel"))
-                if kind == "subscribe":
-                    confirmed.add(channel)
-                    followed = self._followed.get(channel)
-                    if followed is not None:
-                        followed("")  # subscribed: catch up on what came before
-                    if confirmed >= set(self._handlers) and not self._subscribed.is_set():
-                        self._subscribed.set()
-                        log.info("subscribed to %s", ", ".join(sorted(self._handlers)))
-                        for callback in self._on_subscribed:
-                            callback()
-                elif kind == "message":
-                    data = _text(message.get("data"))
-                    for handler in self._handlers.get(channel, []):
-                        handler(data)
-                    followed = self._followed.get(channel)
-                    if followed is not None:
-                        followed(data)
-            if now - last_ping >= self.ping_s:
-                await pubsub.ping()
-                last_ping = now
-            if now - last_heard > 3 * self.ping_s:
-                raise TimeoutError("the subscription stopped answering its pings")
+        kwargs = self.redis.connection_pool.connection_kwargs
+        commands = handshake(kwargs, "-subscriptions")
+        listener = _Listener(self._pushed, len(commands))
+        try:
+            async with asyncio.timeout(kwargs.get("socket_connect_timeout") or 5.0):
+                await connect_protocol(self.redis, listener)
+                for command in commands:
+                    listener.send(*command)
+                await listener.ready
+            self._confirmed = set()
+            self._last_heard = loop.time()
+            channels = {*self._handlers, *self._followed}
+            if channels:
+                listener.send("SUBSCRIBE", *channels)
+            else:
+                self._on_confirmed()
+            self._listener = listener  # from now on, follow and unfollow send their own commands
+            while not listener.closed.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(listener.closed), self.ping_s)
+                if listener.closed.done():
+                    break
+                if loop.time() - self._last_heard > 3 * self.ping_s:
+                    raise TimeoutError("the subscription stopped answering its pings")
+                listener.send("PING")
+            raise ConnectionError("the subscription's connection was lost")
+        except OSError as exc:
+            raise ConnectionError("could not connect to Redis") from exc
+        finally:
+            self._listener = None
+            listener.close()
+
+    def _pushed(self, reply: list[Any]) -> None:
+        """What Redis pushed: a message, a subscription confirmed, or a pong."""
+        self._last_heard = asyncio.get_running_loop().time()
+        kind = reply[0]
+        try:
+            if kind == b"message":
+                channel, data = _text(reply[1]), _text(reply[2])
+                for handler in self._handlers.get(channel, []):
+                    handler(data)
+                followed = self._followed.get(channel)
+                if followed is not None:
+                    followed(data)
+            elif kind == b"subscribe":
+                channel = _text(reply[1])
+                self._confirmed.add(channel)
+                followed = self._followed.get(channel)
+                if followed is not None:
+                    followed("")  # subscribed: catch up on what came before
+                if self._confirmed >= set(self._handlers) and not self._subscribed.is_set():
+                    self._on_confirmed()
+        except Exception:  # a listener's fault must not take the connection down with it
+            log.exception("a subscription's handler failed")
+
+    def _on_confirmed(self) -> None:
+        self._subscribed.set()
+        log.info("subscribed to %s", ", ".join(sorted(self._handlers)))
+        for callback in self._on_subscribed:
+            callback()
 
 
 def _text(value: object) -> str:

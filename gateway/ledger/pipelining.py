@@ -220,16 +220,8 @@ class Pipeline:
         protocol = _Protocol(self._lost, self.max_unanswered_writes)
         try:
             async with asyncio.timeout(kwargs.get("socket_connect_timeout") or self.timeout_s):
-                if kwargs.get("path"):
-                    await loop.create_unix_connection(lambda: protocol, kwargs["path"])
-                else:
-                    await loop.create_connection(
-                        lambda: protocol,
-                        kwargs.get("host", "localhost"),
-                        kwargs.get("port", 6379),
-                        ssl=_ssl_context(kwargs, self.client),
-                    )
-                for command in _handshake(kwargs):
+                await connect_protocol(self.client, protocol)
+                for command in handshake(kwargs, "-pipeline"):
                     future: asyncio.Future[Any] = loop.create_future()
                     protocol.send(hiredis.pack_command(command), future)
                     await future
@@ -249,13 +241,26 @@ class Pipeline:
             self._watchdog = None
 
 
-def _handshake(kwargs: dict[str, Any]) -> list[tuple[Any, ...]]:
+async def connect_protocol(client: aioredis.Redis, protocol: asyncio.Protocol) -> None:
+    """Connects a protocol of our own to the Redis the client is made for (host or unix socket, TLS)."""
+    loop = asyncio.get_running_loop()
+    kwargs = client.connection_pool.connection_kwargs
+    if kwargs.get("path"):
+        await loop.create_unix_connection(lambda: protocol, kwargs["path"])
+    else:
+        host, port = kwargs.get("host", "localhost"), kwargs.get("port", 6379)
+        await loop.create_connection(lambda: protocol, host, port, ssl=_ssl_context(kwargs, client))
+
+
+def handshake(kwargs: dict[str, Any], suffix: str) -> list[tuple[Any, ...]]:
+    """The commands that open a connection as the client's would (AUTH, the client's name with a
+    suffix, SELECT), for its connection kwargs."""
     commands: list[tuple[Any, ...]] = []
     if kwargs.get("password"):
         user = kwargs.get("username")
         commands.append(("AUTH", user, kwargs["password"]) if user else ("AUTH", kwargs["password"]))
     if kwargs.get("client_name"):
-        commands.append(("CLIENT", "SETNAME", f"{kwargs['client_name']}-pipeline"))
+        commands.append(("CLIENT", "SETNAME", f"{kwargs['client_name']}{suffix}"))
     if int(kwargs.get("db") or 0):
         commands.append(("SELECT", int(kwargs["db"])))
     return commands

@@ -4,6 +4,7 @@ runs, including while it is being made, are heard exactly while followed."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 import pytest
@@ -61,6 +62,42 @@ def test_followed_channels_are_heard_while_followed(redis_url: str) -> None:
             await publisher.publish(early, "n2")
             await _until(lambda: heard[early] == ["", "n1", "n2"])
             assert heard[racing] == ["", "n1"]  # unfollowed: not heard any more
+        finally:
+            await subscriptions.stop()
+            await listener.aclose()
+            await publisher.aclose()
+
+    asyncio.run(body())
+
+
+def test_a_killed_connection_comes_back_subscribed_and_says_so(redis_url: str) -> None:
+    """Redis drops the subscription's connection: it is made again, every channel (fixed and
+    followed) subscribed again, and the catch-up callbacks run, since what was published meanwhile
+    is lost."""
+
+    async def body() -> None:
+        listener = connect(redis_url + "/3", max_connections=1, role="subscriptions-kill")
+        publisher = connect(redis_url + "/3", max_connections=1, role="subscriptions-test")
+        subscriptions = Subscriptions(listener)
+        fixed, followed = f"fixed-{uuid.uuid4().hex}", f"job:{uuid.uuid4().hex}:notice"
+        heard: list[tuple[str, str]] = []
+        subscriptions.on(fixed, lambda message: heard.append((fixed, message)))
+        catch_ups: list[int] = []
+        subscriptions.on_subscribed(lambda: catch_ups.append(1))
+        subscriptions.follow(followed, lambda message: heard.append((followed, message)))
+        subscriptions.start()
+        try:
+            await _until(lambda: subscriptions.subscribed and (followed, "") in heard)
+            clients = (await publisher.execute_command("CLIENT", "LIST", "TYPE", "pubsub")).decode()
+            # Named as the client it is made from, so CLIENT LIST shows whose it is.
+            ours = re.search(r"id=(\d+) .*name=render-subscriptions-kill-\S+-subscriptions ", clients)
+            assert ours is not None
+            await publisher.execute_command("CLIENT", "KILL", "ID", ours.group(1))
+            await _until(lambda: len(catch_ups) == 2 and heard.count((followed, "")) == 2)
+            assert subscriptions.subscribed
+            await publisher.publish(fixed, "after")
+            await publisher.publish(followed, "after")
+            await _until(lambda: (fixed, "after") in heard and (followed, "after") in heard)
         finally:
             await subscriptions.stop()
             await listener.aclose()
