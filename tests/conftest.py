@@ -325,6 +325,14 @@ def gateway_settings(redis_url: str, storage: Path, stages: dict[str, str], **ov
 @pytest.fixture(scope="session")
 def start_gateway(loop_thread: LoopThread) -> Iterator[Callable[[GatewaySettings], Gateway]]:
     """Starts in-process gateways (with their dispatchers) and stops them at the end."""
+    with _gateways(loop_thread) as start:
+        yield start
+
+
+@contextlib.contextmanager
+def _gateways(loop_thread: LoopThread) -> Iterator[Callable[[GatewaySettings], Gateway]]:
+    """A function that starts in-process gateways (serving when it returns); they stop on exit,
+    the newest first."""
     started: list[Gateway] = []
 
     def start(settings: GatewaySettings) -> Gateway:
@@ -338,9 +346,33 @@ def start_gateway(loop_thread: LoopThread) -> Iterator[Callable[[GatewaySettings
         started.append(gateway)
         return gateway
 
-    yield start
-    for gateway in started:
-        loop_thread.run(gateway.stop(0.5))
+    try:
+        yield start
+    finally:
+        for gateway in reversed(started):
+            loop_thread.run(gateway.stop(0.5))
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, started (the test may kill and restart it)."""
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def start_own_gateway(
+    own_redis: RedisServer, loop_thread: LoopThread
+) -> Iterator[Callable[[GatewaySettings], Gateway]]:
+    """Starts in-process gateways on the test's own Redis and stops them when the test ends, while
+    that Redis still runs (a gateway stopped after it would wait out its retries first)."""
+    with _gateways(loop_thread) as start:
+        yield start
 
 
 @pytest.fixture(scope="session")

@@ -78,86 +78,76 @@ def seconds_until(address: str, status: int, limit_s: float, service: str = "") 
 
 def test_health_follows_redis_and_the_gateway_comes_back_whole(
     stages: dict[str, str],
-    start_gateway: Callable[[GatewaySettings], Gateway],
+    own_redis: RedisServer,
+    start_own_gateway: Callable[[GatewaySettings], Gateway],
     tmp_path: Path,
 ) -> None:
-    server = RedisServer(tmp_path / "redis")
-    (tmp_path / "redis").mkdir()
-    server.start()
-    try:
-        gateway = start_gateway(gateway_settings(server.url, tmp_path / "storage", stages, probe_interval_s=0.5))
-        address = f"127.0.0.1:{gateway.port}"
-        assert health(address) == SERVING
-        key = key_for(server.url, "faults")
-        with RenderClient(address, api_key=key) as client:
-            before = client.wait(client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
-            assert before.state == pb.JOB_STATE_SUCCEEDED
+    server = own_redis
+    gateway = start_own_gateway(gateway_settings(server.url, tmp_path / "storage", stages, probe_interval_s=0.5))
+    address = f"127.0.0.1:{gateway.port}"
+    assert health(address) == SERVING
+    key = key_for(server.url, "faults")
+    with RenderClient(address, api_key=key) as client:
+        before = client.wait(client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
+        assert before.state == pb.JOB_STATE_SUCCEEDED
 
-            server.kill()
-            assert seconds_until(address, NOT_SERVING, 5.0) <= 5.0
-            assert health(address, "liveness") == SERVING  # unready, not dead: nothing should restart it
-            # A submit while Redis is away: UNAVAILABLE, with when to retry, and nothing of Redis in it.
-            with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as info:
-                pb_grpc.RenderServiceStub(channel).SubmitRender(
-                    material_swap_request(PHOTO, SWATCH, quad=QUAD), timeout=10, metadata=bearer(key)
-                )
-            assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
-            message = info.value.details()  # type: ignore[attr-defined]
-            assert message == "the job ledger is unavailable; retry in a moment"
-            retry = unpack_detail(status_details(info.value.trailing_metadata()), error_details_pb2.RetryInfo)  # type: ignore[attr-defined, arg-type]
-            assert isinstance(retry, error_details_pb2.RetryInfo)
-
-            server.start()
-            seconds_until(address, SERVING, 20.0)
-            # The listeners came back: cancel notices and event notices are subscribed again.
-            check = redis.Redis.from_url(server.url)
-            subscribers = dict(check.pubsub_numsub(keys.CANCEL_CHANNEL, keys.REVOKED_KEYS_CHANNEL))
-            check.close()
-            assert (
-                subscribers[keys.CANCEL_CHANNEL.encode()] >= 1 and subscribers[keys.REVOKED_KEYS_CHANNEL.encode()] >= 1
+        server.kill()
+        assert seconds_until(address, NOT_SERVING, 5.0) <= 5.0
+        assert health(address, "liveness") == SERVING  # unready, not dead: nothing should restart it
+        # A submit while Redis is away: UNAVAILABLE, with when to retry, and nothing of Redis in it.
+        with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as info:
+            pb_grpc.RenderServiceStub(channel).SubmitRender(
+                material_swap_request(PHOTO, SWATCH, quad=QUAD), timeout=10, metadata=bearer(key)
             )
-            after = client.wait(client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
-            assert after.state == pb.JOB_STATE_SUCCEEDED, after.error.message
-    finally:
-        server.stop()
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        message = info.value.details()  # type: ignore[attr-defined]
+        assert message == "the job ledger is unavailable; retry in a moment"
+        retry = unpack_detail(status_details(info.value.trailing_metadata()), error_details_pb2.RetryInfo)  # type: ignore[attr-defined, arg-type]
+        assert isinstance(retry, error_details_pb2.RetryInfo)
+
+        server.start()
+        seconds_until(address, SERVING, 20.0)
+        # The listeners came back: cancel notices and event notices are subscribed again.
+        check = redis.Redis.from_url(server.url)
+        subscribers = dict(check.pubsub_numsub(keys.CANCEL_CHANNEL, keys.REVOKED_KEYS_CHANNEL))
+        check.close()
+        assert subscribers[keys.CANCEL_CHANNEL.encode()] >= 1 and subscribers[keys.REVOKED_KEYS_CHANNEL.encode()] >= 1
+        after = client.wait(client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
+        assert after.state == pb.JOB_STATE_SUCCEEDED, after.error.message
 
 
 def test_a_job_running_while_redis_restarts_succeeds(
     stages: dict[str, str],
-    start_gateway: Callable[[GatewaySettings], Gateway],
+    own_redis: RedisServer,
+    start_own_gateway: Callable[[GatewaySettings], Gateway],
     tmp_path: Path,
 ) -> None:
-    (tmp_path / "redis").mkdir()
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        # An API-only gateway to submit and watch, and a dispatching one whose lease is long
-        # enough to wait a restart out.
-        api = start_gateway(gateway_settings(server.url, tmp_path / "storage", stages, dispatch=False))
-        big = scenes.room_scene(1920, 1080)
-        photo = imaging.encode(big.photo)[0]
-        quad = [(float(x), float(y)) for x, y in big.quad]
-        with client_for(f"127.0.0.1:{api.port}", server.url, "faults") as client:
-            job = client.submit(material_swap_request(photo, SWATCH, quad=quad, idempotency_key="blip-1")).job
-            start_gateway(gateway_settings(server.url, tmp_path / "storage", stages, lease_s=10.0))
-            seen = []
-            restarted = False
-            for event in client.watch(job.id, timeout=120):
-                seen.append(event)
-                if event.stage == pb.STAGE_DEPTH and not restarted:
-                    server.kill()  # SIGKILL, in the middle of the job
-                    time.sleep(1.5)
-                    server.start()
-                    restarted = True
-            done = client.get(job.id)
-        assert restarted and done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
-        check = redis.Redis.from_url(server.url)
-        entries: Any = check.xrange(keys.events(job.id))
-        stream = [entry_id.decode() for entry_id, _ in entries]
-        check.close()
-        assert [e.cursor for e in seen] == stream  # every event, once, in order
-    finally:
-        server.stop()
+    server = own_redis
+    # An API-only gateway to submit and watch, and a dispatching one whose lease is long
+    # enough to wait a restart out.
+    api = start_own_gateway(gateway_settings(server.url, tmp_path / "storage", stages, dispatch=False))
+    big = scenes.room_scene(1920, 1080)
+    photo = imaging.encode(big.photo)[0]
+    quad = [(float(x), float(y)) for x, y in big.quad]
+    with client_for(f"127.0.0.1:{api.port}", server.url, "faults") as client:
+        job = client.submit(material_swap_request(photo, SWATCH, quad=quad, idempotency_key="blip-1")).job
+        start_own_gateway(gateway_settings(server.url, tmp_path / "storage", stages, lease_s=10.0))
+        seen = []
+        restarted = False
+        for event in client.watch(job.id, timeout=120):
+            seen.append(event)
+            if event.stage == pb.STAGE_DEPTH and not restarted:
+                server.kill()  # SIGKILL, in the middle of the job
+                time.sleep(1.5)
+                server.start()
+                restarted = True
+        done = client.get(job.id)
+    assert restarted and done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    check = redis.Redis.from_url(server.url)
+    entries: Any = check.xrange(keys.events(job.id))
+    stream = [entry_id.decode() for entry_id, _ in entries]
+    check.close()
+    assert [e.cursor for e in seen] == stream  # every event, once, in order
 
 
 def test_a_watch_outlives_silence_and_keep_alives_flow(

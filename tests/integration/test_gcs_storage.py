@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -285,20 +284,9 @@ def test_google_cloud_storage_is_loaded_only_for_gs_urls() -> None:
     subprocess.run([sys.executable, "-c", script, str(ROOT / "var" / "lazy-check")], check=True, cwd=ROOT)
 
 
-@pytest.fixture()
-def own_redis(tmp_path: Path) -> Iterator[str]:
-    """A Redis of this test's own: no other gateway's dispatcher takes its jobs."""
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
 def test_a_job_whose_upload_fails_halfway_ends_upload_failed_leaving_no_output(
     gcs_emulator: GcsEmulator,
-    own_redis: str,
+    own_redis: RedisServer,  # no other gateway's dispatcher takes its jobs
     stages: dict[str, str],
     loop_thread: LoopThread,
     tmp_path: Path,
@@ -325,7 +313,7 @@ def test_a_job_whose_upload_fails_halfway_ends_upload_failed_leaving_no_output(
         front.refuse = refuse
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", front.host)
         monkeypatch.setenv("STORAGE_RETRY_SECONDS", "1")
-        settings = gateway_settings(own_redis, tmp_path / "unused", stages, storage_url=f"gs://{BUCKET}/halfway")
+        settings = gateway_settings(own_redis.url, tmp_path / "unused", stages, storage_url=f"gs://{BUCKET}/halfway")
 
         async def start() -> Gateway:
             gateway = create_server(settings)
@@ -335,7 +323,7 @@ def test_a_job_whose_upload_fails_halfway_ends_upload_failed_leaving_no_output(
 
         gateway = loop_thread.run(start())
         try:
-            with client_for(f"127.0.0.1:{gateway.port}", own_redis, "gcs") as client:
+            with client_for(f"127.0.0.1:{gateway.port}", own_redis.url, "gcs") as client:
                 done = client.wait(client.submit(request).job.id, timeout=60)
             inputs = f"halfway/uploads/{done.id}/"
             deadline = time.monotonic() + 10
