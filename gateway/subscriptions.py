@@ -27,6 +27,11 @@ from gateway.ledger.pipelining import connect_protocol, handshake
 log = logging.getLogger(__name__)
 
 
+class SubscriptionRefused(RuntimeError):
+    """Redis answered the connection's handshake with an error (a wrong password, an unknown
+    database): not a fault that waiting mends, so every attempt logs it."""
+
+
 class _Listener(asyncio.Protocol):
     """The subscription connection: its handshake's replies first, then everything Redis pushes
     (subscribe confirmations, messages, pongs), handed to `pushed` as it is parsed."""
@@ -61,8 +66,8 @@ class _Listener(asyncio.Protocol):
                 return
             if self.pending:
                 self.pending -= 1
-                if isinstance(reply, hiredis.ReplyError):
-                    self._fail(ConnectionError("Redis refused the subscription's connection"))
+                if isinstance(reply, hiredis.ReplyError):  # a wrong password, an unknown database
+                    self._fail(SubscriptionRefused(f"Redis refused the subscription's connection: {reply}"))
                     return
                 if not self.pending:
                     self.ready.set_result(None)
@@ -161,6 +166,8 @@ class Subscriptions:
             except RETRYABLE as exc:
                 if self._subscribed.is_set():
                     log.warning("lost the Redis subscription (%s); reconnecting", type(exc).__name__)
+            except SubscriptionRefused as exc:
+                log.error("%s; trying again", exc)
             except Exception:
                 log.exception("subscription listener failed; reconnecting")
             finally:
@@ -175,11 +182,14 @@ class Subscriptions:
         commands = handshake(kwargs, "-subscriptions")
         listener = _Listener(self._pushed, len(commands))
         try:
-            async with asyncio.timeout(kwargs.get("socket_connect_timeout") or 5.0):
-                await connect_protocol(self.redis, listener)
-                for command in commands:
-                    listener.send(*command)
-                await listener.ready
+            try:
+                async with asyncio.timeout(kwargs.get("socket_connect_timeout") or 5.0):
+                    await connect_protocol(self.redis, listener)
+                    for command in commands:
+                        listener.send(*command)
+                    await listener.ready
+            except OSError as exc:  # refused, unreachable, timed out, lost
+                raise ConnectionError("could not connect to Redis") from exc
             self._confirmed = set()
             self._last_heard = loop.time()
             channels = {*self._handlers, *self._followed}
@@ -197,8 +207,6 @@ class Subscriptions:
                     raise TimeoutError("the subscription stopped answering its pings")
                 listener.send("PING")
             raise ConnectionError("the subscription's connection was lost")
-        except OSError as exc:
-            raise ConnectionError("could not connect to Redis") from exc
         finally:
             self._listener = None
             listener.close()

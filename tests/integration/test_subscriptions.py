@@ -104,3 +104,27 @@ def test_a_killed_connection_comes_back_subscribed_and_says_so(redis_url: str) -
             await publisher.aclose()
 
     asyncio.run(body())
+
+
+def test_a_refused_handshake_is_logged_and_never_counts_as_subscribed(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wrong password is no fault that waiting mends: every attempt says why, and the gateway's
+    health (which follows `subscribed`) stays down."""
+
+    async def body() -> None:
+        wrong = re.sub(r"//:[^@]*@", "//:not-the-password@", redis_url)
+        listener = connect(wrong + "/3", max_connections=1, role="subscriptions-refused")
+        subscriptions = Subscriptions(listener)
+        subscriptions.on(f"fixed-{uuid.uuid4().hex}", lambda _message: None)
+        subscriptions.start()
+        try:
+            await _until(lambda: any("refused the subscription" in r.getMessage() for r in caplog.records))
+            assert not subscriptions.subscribed
+            assert "not-the-password" not in caplog.text
+        finally:
+            await subscriptions.stop()
+            await listener.aclose()
+
+    with caplog.at_level("ERROR", logger="gateway.subscriptions"):
+        asyncio.run(body())
