@@ -22,7 +22,7 @@ import hiredis
 import redis.asyncio as aioredis
 
 from gateway.ledger.connection import RETRYABLE
-from gateway.ledger.pipelining import connect_protocol, handshake
+from gateway.ledger.pipelining import connect_protocol, handshake, replies
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +55,7 @@ class _Listener(asyncio.Protocol):
             self.transport.write(hiredis.pack_command(command))
 
     def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        while True:
-            try:
-                reply = self.reader.gets()
-            except hiredis.ProtocolError:
-                self.close()
-                return
-            if reply is False:
-                return
+        for reply in replies(self.reader, data, self.close):
             if self.pending:
                 self.pending -= 1
                 if isinstance(reply, hiredis.ReplyError):  # a wrong password, an unknown database

@@ -30,6 +30,7 @@ import contextvars
 import hashlib
 import logging
 import ssl
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import hiredis
@@ -48,6 +49,21 @@ SWEEP_S = 0.1
 def _error(reply: hiredis.ReplyError) -> Exception:
     """redis-py's exception for an error reply (NoScriptError, BusyLoadingError, ...)."""
     return BaseParser.parse_error(str(reply))
+
+
+def replies(reader: hiredis.Reader, data: bytes, on_garbage: Callable[[], None]) -> Iterator[Any]:
+    """The complete replies in what arrived, in order; what is not RESP at all calls on_garbage
+    (which drops the connection) and ends them."""
+    reader.feed(data)
+    while True:
+        try:
+            reply = reader.gets()
+        except hiredis.ProtocolError:
+            on_garbage()
+            return
+        if reply is False:
+            return
+        yield reply
 
 
 class _Protocol(asyncio.Protocol):
@@ -79,16 +95,8 @@ class _Protocol(asyncio.Protocol):
         self._held = []
 
     def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
         waiters, writes = self.waiters, self._writes
-        while True:
-            try:
-                reply = self.reader.gets()
-            except hiredis.ProtocolError:
-                self.close()
-                return
-            if reply is False:
-                break
+        for reply in replies(self.reader, data, self.close):
             if not writes:  # a reply nobody asked for: the stream is not what we think
                 self.close()
                 return
@@ -102,6 +110,8 @@ class _Protocol(asyncio.Protocol):
                 future.set_exception(_error(reply))
             else:
                 future.set_result(reply)
+        if self.transport is None or self.transport.is_closing():
+            return  # dropped above: what is held fails with the connection
         if self._held and len(writes) < self.max_unanswered_writes:
             self._write()
 

@@ -181,3 +181,40 @@ def test_replies_after_a_timed_out_call_still_reach_their_own_callers(redis_url:
         assert await pipeline.execute("GET", key) == b"v"
 
     run(body, redis_url)
+
+
+def test_a_reply_that_is_not_resp_drops_the_connection_and_the_next_call_connects_again() -> None:
+    """A server that answers the handshake, then bytes that are no Redis reply at all: the waiting
+    call fails with ConnectionError at once (not at the watchdog), and the next call opens a new
+    connection."""
+
+    async def main() -> None:
+        connections = 0
+
+        async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            await reader.readuntil(b"SETNAME")
+            writer.write(b"+OK\r\n")
+            await reader.read(100)
+            writer.write(b"?not a reply\r\n")
+            await writer.drain()
+            await reader.read()  # until the client drops it
+            writer.close()
+
+        server = await asyncio.start_server(garbled, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = connect(f"redis://127.0.0.1:{port}/0", max_connections=1, role="pipelining-test")
+        pipeline = Pipeline(client, timeout_s=30.0)
+        try:
+            for attempt in (1, 2):
+                with pytest.raises(redis.exceptions.ConnectionError):
+                    await asyncio.wait_for(pipeline.execute("PING"), 5)
+                assert connections == attempt
+        finally:
+            await pipeline.aclose()
+            await client.aclose()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
