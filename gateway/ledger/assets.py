@@ -83,27 +83,25 @@ class Assets(LedgerBase):
         """Records an asset (or keeps an existing one until at least expire_ms); raises RateLimited
         or AssetQuotaExceeded for a new asset over the tenant's rate or quota."""
         defaults = self.defaults
-        reply: Any = await self._retry(
-            lambda: self.scripts["asset"](
-                keys=[
-                    keys.asset(asset.tenant, asset.asset_id),
-                    keys.tenant_assets(asset.tenant),
-                    keys.EXPIRING_ASSETS,
-                    keys.tenant_limits(asset.tenant),
-                    keys.tenant_rate(asset.tenant),
-                ],
-                args=[
-                    asset.asset_id,
-                    asset.tenant,
-                    now_ms,
-                    expire_ms,
-                    defaults.rate_per_s,
-                    defaults.burst,
-                    quota,
-                    *asset.fields(),
-                ],
-            ),
-            pipelined=True,
+        reply: Any = await self._script(
+            "asset",
+            keys=[
+                keys.asset(asset.tenant, asset.asset_id),
+                keys.tenant_assets(asset.tenant),
+                keys.EXPIRING_ASSETS,
+                keys.tenant_limits(asset.tenant),
+                keys.tenant_rate(asset.tenant),
+            ],
+            args=[
+                asset.asset_id,
+                asset.tenant,
+                now_ms,
+                expire_ms,
+                defaults.rate_per_s,
+                defaults.burst,
+                quota,
+                *asset.fields(),
+            ],
         )
         status, value = reply[0].decode(), reply[1].decode()
         if status == "limited":
@@ -119,12 +117,10 @@ class Assets(LedgerBase):
         ids = list(dict.fromkeys(asset_ids))
         if not ids:
             return {}
-        reply: Any = await self._retry(
-            lambda: self.scripts["use_assets"](
-                keys=[keys.tenant_assets(tenant), keys.EXPIRING_ASSETS, *(keys.asset(tenant, i) for i in ids)],
-                args=[tenant, min_expire_ms, *ids],
-            ),
-            pipelined=True,
+        reply: Any = await self._script(
+            "use_assets",
+            keys=[keys.tenant_assets(tenant), keys.EXPIRING_ASSETS, *(keys.asset(tenant, i) for i in ids)],
+            args=[tenant, min_expire_ms, *ids],
         )
         return {asset_id: _asset(tenant, asset_id, flat) for asset_id, flat in zip(ids, reply, strict=True) if flat}
 

@@ -71,9 +71,15 @@ class LedgerBase:
         return patient
 
     async def _retry(self, operation: Callable[[], Awaitable[T]], *, pipelined: bool = False) -> T:
-        """operation, retried for the ledger's budget; pipelined: it is a script call (its attempts
-        are bounded by the Pipeline, see connection.retrying)."""
+        """operation, retried for the ledger's budget; pipelined: it goes over the Pipeline (its
+        attempts are bounded there, see connection.retrying)."""
         return await retrying(operation, self.retry_s, pipelined=pipelined)
+
+    async def _script(self, name: str, keys: list[Any], args: list[Any]) -> Any:
+        """A Lua script's reply (scripts/NAME.lua), called over the pipelined connection, retried:
+        every script is idempotent, so a call whose reply was lost applies once."""
+        script = self.scripts[name]
+        return await self._retry(lambda: script(keys=keys, args=args), pipelined=True)
 
     async def _command(self, *command: Any) -> Any:
         """One non-blocking command's raw reply over the pipelined connection, retried: a read there

@@ -53,11 +53,8 @@ class Credits(LedgerBase):
     async def grant(self, tenant: str, amount: int, note: str) -> tuple[CreditEntry, int]:
         """Adds credits to a tenant's balance; returns the log entry and the balance."""
         op = keys.grant(uuid.uuid4().hex[:16])  # one id for the retries of this grant
-        reply: Any = await self._retry(
-            lambda: self.scripts["grant"](
-                keys=[keys.credits_balance(tenant), keys.credits_log(tenant), op], args=[amount, note]
-            ),
-            pipelined=True,
+        reply: Any = await self._script(
+            "grant", keys=[keys.credits_balance(tenant), keys.credits_log(tenant), op], args=[amount, note]
         )
         entry_id, balance = reply[0].decode(), int(reply[1])
         return CreditEntry(entry_id, "grant", amount, balance, note=note), balance

@@ -184,44 +184,42 @@ class Jobs(LedgerBase):
             if value:
                 flat += [name, value]
         defaults = self.defaults
-        status, value = await self._retry(
-            lambda: self.scripts["submit"](
-                keys=[
-                    keys.job(new.job_id),
-                    keys.events(new.job_id),
-                    keys.ACTIVE_SET,
-                    keys.tenant_index(new.tenant),
-                    idem_key or "idem:none",
-                    keys.queue(new.tenant),
-                    keys.QUEUED_TENANTS,
-                    keys.QUEUE_CLOCK,
-                    keys.tenant_limits(new.tenant),
-                    keys.tenant_rate(new.tenant),
-                    keys.tenant_active(new.tenant),
-                    keys.credits_balance(new.tenant),
-                    keys.credits_reserved(new.tenant),
-                    keys.credits_log(new.tenant),
-                    keys.WAITING_DISPATCHERS,
-                ],
-                args=[
-                    new.job_id,
-                    "1" if idem_key else "0",
-                    self.queue_limit,
-                    created,
-                    self.retention_ms,
-                    event.SerializeToString(),
-                    keys.job_channel(new.job_id),
-                    keys.WORK_CHANNEL,
-                    new.tenant,
-                    repr(defaults.rate_per_s),
-                    defaults.burst,
-                    defaults.queue_quota,
-                    "1" if rate_limited else "0",
-                    new.credits_reserved,
-                    *flat,
-                ],
-            ),
-            pipelined=True,
+        status, value = await self._script(
+            "submit",
+            keys=[
+                keys.job(new.job_id),
+                keys.events(new.job_id),
+                keys.ACTIVE_SET,
+                keys.tenant_index(new.tenant),
+                idem_key or "idem:none",
+                keys.queue(new.tenant),
+                keys.QUEUED_TENANTS,
+                keys.QUEUE_CLOCK,
+                keys.tenant_limits(new.tenant),
+                keys.tenant_rate(new.tenant),
+                keys.tenant_active(new.tenant),
+                keys.credits_balance(new.tenant),
+                keys.credits_reserved(new.tenant),
+                keys.credits_log(new.tenant),
+                keys.WAITING_DISPATCHERS,
+            ],
+            args=[
+                new.job_id,
+                "1" if idem_key else "0",
+                self.queue_limit,
+                created,
+                self.retention_ms,
+                event.SerializeToString(),
+                keys.job_channel(new.job_id),
+                keys.WORK_CHANNEL,
+                new.tenant,
+                repr(defaults.rate_per_s),
+                defaults.burst,
+                defaults.queue_quota,
+                "1" if rate_limited else "0",
+                new.credits_reserved,
+                *flat,
+            ],
         )
         if status == b"limited":
             raise RateLimited(int(value) / 1000)
@@ -514,7 +512,7 @@ class Jobs(LedgerBase):
         """One transition.lua call; `webhook` is the event's webhook category ("start", "progress";
         an end is always "completed"), whose deliveries the script queues."""
         call_keys, args = self.transition_call(job_id, owner, new_state, event, fields, _op(), charge, webhook)
-        status = await self._retry(lambda: self.scripts["transition"](keys=call_keys, args=args), pipelined=True)
+        status = await self._script("transition", keys=call_keys, args=args)
         if status != b"ok":
             raise NotOwner(f"job {job_id}: {status.decode()}")
 
@@ -538,11 +536,8 @@ class Jobs(LedgerBase):
 
     async def save_checkpoint(self, job_id: str, owner: str, name: str, value: bytes) -> None:
         """Stores a stage's output; refused when another dispatcher owns the job."""
-        ok = await self._retry(
-            lambda: self.scripts["checkpoint"](
-                keys=[keys.checkpoints(job_id), keys.job(job_id)], args=[owner, name, value]
-            ),
-            pipelined=True,
+        ok = await self._script(
+            "checkpoint", keys=[keys.checkpoints(job_id), keys.job(job_id)], args=[owner, name, value]
         )
         if not ok:
             raise NotOwner(f"job {job_id}: not the owner")

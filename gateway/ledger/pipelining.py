@@ -1,6 +1,9 @@
-"""Script calls go to Redis over one pipelined connection: many in flight, replies in order.
+"""Script calls and hot reads go to Redis over one pipelined connection: many in flight, replies
+in order.
 
-Every submit, take and transition is one Lua script call. Through redis-py's pool each call costs
+Every submit, take and transition is one Lua script call (LedgerBase._script); a job's reads on
+a job's path (the job, its checkpoints, its event stream) are single commands (LedgerBase._command).
+Through redis-py's pool each call costs
 ~200 µs of the event loop's time on its own (a connection taken from the pool and given back, the
 command packed in Python, a task per write for its timeout, a read), more than the gRPC call it
 serves. The Pipeline instead keeps one connection of its own: a call packs its command (hiredis,

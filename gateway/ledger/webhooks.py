@@ -201,12 +201,10 @@ class Webhooks(LedgerBase):
         config = json.dumps(
             {"url": url, "events": ",".join(events), "description": description, "created_ms": str(now_ms)}
         )
-        created = await self._retry(
-            lambda: self.scripts["webhook_endpoint"](
-                keys=[keys.webhook_endpoints(tenant), keys.webhook_secrets(tenant)],
-                args=[endpoint.endpoint_id, config, json.dumps({"current": secret}), most],
-            ),
-            pipelined=True,
+        created = await self._script(
+            "webhook_endpoint",
+            keys=[keys.webhook_endpoints(tenant), keys.webhook_secrets(tenant)],
+            args=[endpoint.endpoint_id, config, json.dumps({"current": secret}), most],
         )
         if not created:
             raise EndpointLimit(most)
@@ -244,12 +242,10 @@ class Webhooks(LedgerBase):
     async def _secret(self, tenant: str, endpoint_id: str, until_ms: int, mode: str) -> Secrets | None:
         candidate = new_secret()
         field = f"endpoint:{endpoint_id}" if endpoint_id else "tenant"
-        raw: Any = await self._retry(
-            lambda: self.scripts["webhook_secret"](
-                keys=[keys.webhook_secrets(tenant), keys.webhook_endpoints(tenant)],
-                args=[field, endpoint_id, candidate, until_ms, mode],
-            ),
-            pipelined=True,
+        raw: Any = await self._script(
+            "webhook_secret",
+            keys=[keys.webhook_secrets(tenant), keys.webhook_endpoints(tenant)],
+            args=[field, endpoint_id, candidate, until_ms, mode],
         )
         return _secrets(raw)
 
@@ -257,20 +253,18 @@ class Webhooks(LedgerBase):
 
     async def claim_deliveries(self, claim: str, now_ms: int, lease_ms: int, most: int) -> Claimed:
         """Up to `most` due deliveries, now claimed by `claim` for a lease, with their secrets."""
-        reply: Any = await self._retry(
-            lambda: self.scripts["webhook_claim"](
-                keys=[keys.WEBHOOKS_DUE],
-                args=[
-                    now_ms,
-                    lease_ms,
-                    most,
-                    claim,
-                    keys.WEBHOOK_DELIVERY_TEMPLATE,
-                    keys.WEBHOOK_ENDPOINTS_TEMPLATE,
-                    keys.WEBHOOK_SECRETS_TEMPLATE,
-                ],
-            ),
-            pipelined=True,
+        reply: Any = await self._script(
+            "webhook_claim",
+            keys=[keys.WEBHOOKS_DUE],
+            args=[
+                now_ms,
+                lease_ms,
+                most,
+                claim,
+                keys.WEBHOOK_DELIVERY_TEMPLATE,
+                keys.WEBHOOK_ENDPOINTS_TEMPLATE,
+                keys.WEBHOOK_SECRETS_TEMPLATE,
+            ],
         )
         rows, next_due = reply
         out = Claimed(next_due_ms=_int(next_due) if _text(next_due) else None)
@@ -286,20 +280,18 @@ class Webhooks(LedgerBase):
         """Records an attempt of a claimed delivery ("delivered", "retry" at next_ms, "failed",
         "gone"), or hands it back unattempted ("release", due at next_ms); False when the claim was
         lost (its lease ran out and another worker has it)."""
-        recorded = await self._retry(
-            lambda: self.scripts["webhook_record"](
-                keys=[keys.webhook_delivery(delivery.delivery_id), keys.WEBHOOKS_DUE],
-                args=[
-                    delivery.delivery_id,
-                    claim,
-                    outcome,
-                    attempt.to_json() if attempt is not None else "",
-                    next_ms,
-                    reason,
-                    keys.WEBHOOK_ENDPOINTS_TEMPLATE,
-                ],
-            ),
-            pipelined=True,
+        recorded = await self._script(
+            "webhook_record",
+            keys=[keys.webhook_delivery(delivery.delivery_id), keys.WEBHOOKS_DUE],
+            args=[
+                delivery.delivery_id,
+                claim,
+                outcome,
+                attempt.to_json() if attempt is not None else "",
+                next_ms,
+                reason,
+                keys.WEBHOOK_ENDPOINTS_TEMPLATE,
+            ],
         )
         return bool(recorded)
 

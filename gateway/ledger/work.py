@@ -35,26 +35,24 @@ class WorkQueue(LedgerBase):
         (a batch only waits for its rooms, which take theirs)."""
         take_key = keys.take(secrets.token_hex(8))  # one id for the retries of this take
         kinds = "," + ",".join(sorted(detached_kinds)) + ","
-        reply: Any = await self._retry(
-            lambda: self.scripts["take"](
-                keys=[keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.RUNNING, keys.WAITING_DISPATCHERS],
-                args=[
-                    owner,
-                    now_ms(),
-                    int(lease_s * 1000),
-                    self.defaults.concurrency,
-                    repr(self.defaults.weight),
-                    take_key,
-                    keys.QUEUE_TEMPLATE,
-                    keys.TENANT_RUNNING_TEMPLATE,
-                    keys.TENANT_LIMITS_TEMPLATE,
-                    keys.JOB_TEMPLATE,
-                    kinds,
-                    _TENANTS_PER_TAKE,
-                    _WAITING_FORGOTTEN_MS,
-                ],
-            ),
-            pipelined=True,
+        reply: Any = await self._script(
+            "take",
+            keys=[keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.RUNNING, keys.WAITING_DISPATCHERS],
+            args=[
+                owner,
+                now_ms(),
+                int(lease_s * 1000),
+                self.defaults.concurrency,
+                repr(self.defaults.weight),
+                take_key,
+                keys.QUEUE_TEMPLATE,
+                keys.TENANT_RUNNING_TEMPLATE,
+                keys.TENANT_LIMITS_TEMPLATE,
+                keys.JOB_TEMPLATE,
+                kinds,
+                _TENANTS_PER_TAKE,
+                _WAITING_FORGOTTEN_MS,
+            ],
         )
         if not reply:
             return None
@@ -63,12 +61,10 @@ class WorkQueue(LedgerBase):
     async def renew(self, owner: str, job_id: str, lease_s: float) -> bool:
         """Extends a running job's lease; False (nothing renewed) when the dispatcher no longer owns
         it: it ended, or its lease ran out and it was put back for another dispatcher."""
-        renewed = await self._retry(
-            lambda: self.scripts["renew"](
-                keys=[keys.job(job_id), keys.RUNNING],
-                args=[job_id, owner, now_ms() + int(lease_s * 1000), keys.TENANT_RUNNING_TEMPLATE],
-            ),
-            pipelined=True,
+        renewed = await self._script(
+            "renew",
+            keys=[keys.job(job_id), keys.RUNNING],
+            args=[job_id, owner, now_ms() + int(lease_s * 1000), keys.TENANT_RUNNING_TEMPLATE],
         )
         return bool(renewed)
 
@@ -82,19 +78,17 @@ class WorkQueue(LedgerBase):
         return bool(await self._requeue(job_id, owner))
 
     async def _requeue(self, job_id: str, owner: str) -> Any:
-        return await self._retry(
-            lambda: self.scripts["requeue"](
-                keys=[keys.RUNNING, keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.WAITING_DISPATCHERS],
-                args=[
-                    now_ms(),
-                    _REQUEUE_BATCH,
-                    keys.QUEUE_TEMPLATE,
-                    keys.TENANT_RUNNING_TEMPLATE,
-                    keys.JOB_TEMPLATE,
-                    keys.WORK_CHANNEL,
-                    job_id,
-                    owner,
-                ],
-            ),
-            pipelined=True,
+        return await self._script(
+            "requeue",
+            keys=[keys.RUNNING, keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.WAITING_DISPATCHERS],
+            args=[
+                now_ms(),
+                _REQUEUE_BATCH,
+                keys.QUEUE_TEMPLATE,
+                keys.TENANT_RUNNING_TEMPLATE,
+                keys.JOB_TEMPLATE,
+                keys.WORK_CHANNEL,
+                job_id,
+                owner,
+            ],
         )
