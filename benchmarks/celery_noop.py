@@ -49,7 +49,9 @@ def main() -> None:
     args = parser.parse_args()
     redis_url = os.environ.get(REDIS_URL_ENV, "")
     if not redis_url:
-        raise SystemExit(f"{REDIS_URL_ENV} is not set: the broker and result backend's redis:// URL")
+        raise SystemExit(
+            f"{REDIS_URL_ENV} is not set: the broker and result backend's URL (redis:// or redis+socket://)"
+        )
     app = create_app(redis_url)
     # Celery's own signal handling: SIGTERM is a warm shutdown (running tasks finish, then exit).
     worker = ["worker", "--pool", "prefork", f"--concurrency={args.concurrency}", "--loglevel=WARNING"]

@@ -131,8 +131,19 @@ def stack_hops(stack: Stack) -> str:
     """Whether the stack's internal hops are authenticated: Redis's password, mutual TLS to the
     stages (a stack from before either has neither)."""
     password = "with a password" if "@" in stack.redis_url else "without a password"
+    transport = "its Unix socket" if getattr(stack, "redis_socket", None) else "TCP"
     tls = "mutual TLS" if getattr(stack, "internal_tls", False) else "plaintext"
-    return f"Redis {password}, gateway to stages {tls}, public port plaintext"
+    return f"Redis {password} over {transport}, gateway to stages {tls}, public port plaintext"
+
+
+def celery_url(stack: Stack) -> str:
+    """Celery's broker and result backend: the stack's Redis reached as its gateways reach it (its
+    Unix socket where they use one, looked up so that a stack from before sockets runs too), in
+    database 1 so the key spaces stay apart."""
+    socket_path = getattr(stack, "redis_socket", None)
+    if socket_path is None:
+        return stack.redis_url.rsplit("/", 1)[0] + "/1"
+    return f"redis+socket://:{stack.redis_password}@{socket_path}?virtual_host=1"
 
 
 def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -357,15 +368,13 @@ def measure_latency(args: argparse.Namespace, work: Path, extra_env: dict[str, s
         if split:
             stack.add_gateway("gateway-dispatcher", free_port(), env={"GATEWAY_DISPATCH": "true"})
         api_key, hops, tenant_limits = stack.api_key, stack_hops(stack), open_tenant_limits(stack)
-        # The same Redis server as the ledger (its URL carries the password, where the stack sets
-        # one), in a database of its own so the key spaces stay apart.
-        celery_url = stack.redis_url.rsplit("/", 1)[0] + "/1"
+        broker = celery_url(stack)
         worker_argv = [PY, "-m", "benchmarks.celery_noop", "--concurrency", str(slots)]
-        app = create_app(celery_url)
+        app = create_app(broker)
         noop = app.tasks[NOOP_TASK]
         request = dry_run_request()
         with (
-            running(worker_argv, work / "logs" / "celery.log", {REDIS_URL_ENV: celery_url}),
+            running(worker_argv, work / "logs" / "celery.log", {REDIS_URL_ENV: broker}),
             RenderClient(stack.gateway_address, api_key=api_key) as client,
         ):
             for _ in range(args.warmup_jobs):
@@ -451,7 +460,7 @@ def report(args: argparse.Namespace, throughput: ThroughputRun | None, latency: 
         print(
             f"  latency stack: {format_env(latency.env)}; Celery worker: prefork, "
             f"{latency.env.get('DISPATCHER_CONCURRENCY')} processes, broker and results on the "
-            f"stack's Redis (database 1)"
+            f"stack's Redis (database 1), reached as the gateway reaches it"
         )
     print(f"  dry runs name a placeholder OpenAI provider ({DRY_RUN_PROVIDER_ENV['OPENAI_BASE_URL']}); none is called")
 

@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 STACK_ENV = ROOT / "deploy" / "local" / "stack.env"
 DEV_TENANT = "dev"
 DEV_CREDITS = 10_000_000  # the development tenant's credits: enough never to think about them
+# A Unix socket's address holds at most 107 bytes of path (Linux's sun_path less its NUL).
+MAX_SOCKET_PATH_BYTES = 107
 
 
 def health_of(address: str, timeout_s: float = 1.0, credentials: grpc.ChannelCredentials | None = None) -> str:
@@ -189,8 +191,26 @@ class Stack:
 
     @property
     def redis_url(self) -> str:
-        """The URL every process gets: with the password (redis-py reads it from the URL)."""
+        """Redis's TCP URL, with the password (redis-py reads it from the URL): for tools, tests
+        and clients outside the stack."""
         return f"redis://:{self.redis_password}@127.0.0.1:{self.ports.redis}/0"
+
+    @property
+    def redis_socket(self) -> Path | None:
+        """Redis's Unix socket (data_dir/redis/redis.sock, owner only), which the stack's gateways
+        use; None when the data directory's path is too long for a socket's address."""
+        path = (self.data_dir / "redis" / "redis.sock").absolute()
+        return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH_BYTES else None
+
+    @property
+    def gateway_redis_url(self) -> str:
+        """The REDIS_URL the stack's gateways get: its Unix socket when there is one (a round trip
+        there costs a client a third less CPU than over loopback TCP, and a job makes about
+        twenty), else TCP."""
+        socket_path = self.redis_socket
+        if socket_path is None:
+            return self.redis_url
+        return f"unix://:{self.redis_password}@{socket_path}?db=0"
 
     @property
     def triton_url(self) -> str:
@@ -214,7 +234,9 @@ class Stack:
             "console": f"{self.http_url}/ (also Connect and gRPC-web)",
             "metrics": f"http://127.0.0.1:{p.gateway_metrics}/metrics (gateway; stages on "
             f"{p.segmentation_metrics}-{p.generation_metrics}), queue at /queue",
-            "redis": f"redis://127.0.0.1:{self.ports.redis}/0 (password in {self.data_dir / 'redis-password'})",
+            "redis": f"redis://127.0.0.1:{self.ports.redis}/0"
+            + (f" and {self.redis_socket}" if self.redis_socket else "")
+            + f" (password in {self.data_dir / 'redis-password'})",
             "segmentation": f"127.0.0.1:{p.segmentation}",
             "depth": f"127.0.0.1:{p.depth}",
             "projection": f"127.0.0.1:{p.projection}",
@@ -296,6 +318,12 @@ class Stack:
         if not path.exists():
             write_private(path, (new_signing_key("dev1") + "\n").encode())
         return path.read_text().strip()
+
+    def _redis_socket_args(self) -> list[str]:
+        socket_path = self.redis_socket
+        if socket_path is None:
+            return []
+        return ["--unixsocket", str(socket_path), "--unixsocketperm", "700"]
 
     def _redis_config(self) -> Path:
         return write_redis_auth(self.data_dir / "redis" / "auth.conf", self.redis_password)
@@ -380,6 +408,7 @@ class Stack:
                 str(p.redis),
                 "--bind",
                 "127.0.0.1",
+                *self._redis_socket_args(),
                 "--dir",
                 str(redis_dir),
                 "--appendonly",
@@ -477,7 +506,7 @@ class Stack:
             **http,
             **self.env,
             "GATEWAY_LISTEN": f"127.0.0.1:{port}",
-            "REDIS_URL": self.redis_url,
+            "REDIS_URL": self.gateway_redis_url,
             "STORAGE_URL": str(self.storage_dir),
             "SEGMENTATION_ADDR": f"127.0.0.1:{p.segmentation}",
             "DEPTH_ADDR": f"127.0.0.1:{p.depth}",

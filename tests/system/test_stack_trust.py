@@ -32,14 +32,25 @@ def test_every_stage_and_triton_refuse_a_client_without_the_stacks_certificate(s
     plain.close()
 
 
-def test_redis_answers_only_with_the_password(stack: Stack) -> None:
-    with socket.create_connection(("127.0.0.1", stack.ports.redis), timeout=5) as raw:
-        raw.sendall(b"PING\r\n")
-        assert raw.recv(200).startswith(b"-NOAUTH")
+def test_redis_answers_only_with_the_password_on_its_port_and_its_socket(stack: Stack) -> None:
     import redis
 
+    assert stack.redis_socket is not None
+    assert os.stat(stack.redis_socket).st_mode & 0o777 == 0o700  # only the stack's user connects
+    unix = socket.socket(socket.AF_UNIX)
+    unix.settimeout(5)
+    unix.connect(str(stack.redis_socket))
+    for raw in (socket.create_connection(("127.0.0.1", stack.ports.redis), timeout=5), unix):
+        with raw:
+            raw.sendall(b"PING\r\n")
+            assert raw.recv(200).startswith(b"-NOAUTH")
     with redis.Redis.from_url(stack.redis_url) as client:
         assert client.ping()
+        # The gateway's connections (named after its pid) come through the socket.
+        gateway = stack.process("gateway").pid
+        addresses = {c["addr"] for c in client.client_list() if f"-{gateway}-" in c.get("name", "")}
+        assert addresses
+        assert all(address.startswith(f"{stack.redis_socket}:") for address in addresses), addresses
 
 
 def test_secrets_are_private_files_and_never_on_a_command_line(stack: Stack) -> None:
