@@ -17,6 +17,12 @@ Two steps, kept apart so that the second is exercised wherever the first cannot 
 
 The tests install tiny ONNX graphs of the same signatures with step 2, and the embedded Triton
 serves them to the services end to end.
+
+An intrinsic decomposition model (renderkit.triton.INTRINSIC, for the projection stage's light) is
+installed from an ONNX file you export yourself (`--intrinsic PATH`: step 2 alone). Its published
+reference, the ordinal-shading models of Careaga and Aksoy, ships its weights outside the model
+hubs this step can reach, and wants a wrapper to the contract: ImageNet-normalised RGB in, one
+channel of linear shading out.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import numpy as np
 
 from renderkit.triton import (
     DEPTH,
+    INTRINSIC,
     METRIC_DEPTH,
     PROMPT_DECODER,
     PROMPT_ENCODER,
@@ -379,6 +386,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=[*sorted(PROMPT_PRETRAINED), "none"],
         help="the Segment Anything model for clicks and boxes (none: the model-free path serves them)",
     )
+    parser.add_argument(
+        "--intrinsic",
+        type=Path,
+        metavar="ONNX",
+        help="install this intrinsic decomposition model (an ONNX export of the intrinsic contract) and nothing else",
+    )
     parser.add_argument("--models-dir", type=Path, default=Path(os.environ.get("MODELS_DIR", "models")))
     parser.add_argument("--list", action="store_true", help="list the models and their licences")
     args = parser.parse_args(argv)
@@ -387,6 +400,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{card.key:<30} {card.contract.name:<13} {card.licence}\n{'':<30} {card.about}")
         for prompt in PROMPT_PRETRAINED.values():
             print(f"{prompt.key:<30} {'prompt':<13} {prompt.licence}\n{'':<30} {prompt.about}")
+        return 0
+    if args.intrinsic is not None:
+        try:
+            print(f"  installed {install(args.intrinsic, INTRINSIC, args.models_dir)}")
+        except ExportError as exc:
+            print(f"make models: {exc}", file=sys.stderr)
+            return 1
         return 0
     for key in (args.segmentation, args.depth):
         card = PRETRAINED[key]

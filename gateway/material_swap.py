@@ -137,6 +137,7 @@ def describe_geometry(plane: depth_pb.EstimatePlaneResponse) -> str:
 _SHADING_SOURCES = {
     "texture_space": "light read from the photo on the surface's plane, the old material's pattern left out",
     "blur": "light read from the photo by a blur (the surface's plane could not be rectified)",
+    "intrinsic": "light from the intrinsic decomposition model (Triton)",
 }
 
 

@@ -109,7 +109,17 @@ PROMPT_DECODER = ModelContract(
     input_size=PROMPT_SIDE,
 )
 POSITIVE, NEGATIVE, BOX_TOP_LEFT, BOX_BOTTOM_RIGHT, PADDING = 1.0, 0.0, 2.0, 3.0, -1.0
-CONTRACTS = {c.name: c for c in (DEPTH, SEGMENTATION, DIFFUSION, PROMPT_ENCODER, PROMPT_DECODER)}
+# Intrinsic decomposition: the photo's light apart from its surfaces' colours (the ordinal-shading
+# models of Careaga and Aksoy are a published reference). In: the photo resized to a square of
+# input_size, normalised as ImageNet. Out: its shading at the same size, one channel of linear
+# light at any scale (the projection stage normalises it to the surface's typical light).
+INTRINSIC = ModelContract(
+    name="intrinsic",
+    inputs=(TensorSpec("pixel_values", "FP32", (3, -1, -1)),),
+    outputs=(TensorSpec("shading", "FP32", (1, -1, -1)),),
+    input_size=512,
+)
+CONTRACTS = {c.name: c for c in (DEPTH, SEGMENTATION, DIFFUSION, PROMPT_ENCODER, PROMPT_DECODER, INTRINSIC)}
 PROMPT_IDS = 77
 
 

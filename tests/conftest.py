@@ -117,7 +117,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny ONNX models with the depth and segmentation signatures."""
+    """Tiny ONNX models with the depth, segmentation, intrinsic and diffusion signatures."""
     directory = tmp_path_factory.mktemp("models")
     write_tiny_models(directory)
     return directory
@@ -218,7 +218,8 @@ def embedded_triton(models_dir: Path, log_dir: Path, models: tuple[str, ...]) ->
 @pytest.fixture(scope="session")
 def triton(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedTriton]:
     """The embedded Triton (PyTriton) serving the tiny models; a test may kill and restart it."""
-    server = EmbeddedTriton(models_dir, tmp_path_factory.mktemp("triton"), ("depth", "segmentation", "diffusion"))
+    served = ("depth", "segmentation", "intrinsic", "diffusion")
+    server = EmbeddedTriton(models_dir, tmp_path_factory.mktemp("triton"), served)
     try:
         server.start()
         yield server

@@ -10,6 +10,8 @@ prompt segmentation: the encoder's embeddings are the normalised colour averaged
 blocks (each channel repeated); the decoder samples them under the positive clicks and scores every
 cell by its colour's distance to the nearest of them: candidate 0 is the clicked colour's region
 (score 0.9), candidate 1 its complement (score 0.1).
+intrinsic: shading = the photo's grey (ImageNet normalisation undone, channels averaged, raised to
+2.2 for linear light) averaged over 5 x 5 pixels: on a surface of one colour, its light.
 """
 
 from __future__ import annotations
@@ -22,7 +24,16 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from devstack.model_export import install
-from renderkit.triton import DEPTH, PROMPT_DECODER, PROMPT_ENCODER, PROMPT_SIDE, SEGMENTATION
+from renderkit.triton import (
+    DEPTH,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INTRINSIC,
+    PROMPT_DECODER,
+    PROMPT_ENCODER,
+    PROMPT_SIDE,
+    SEGMENTATION,
+)
 
 
 def _save(model: onnx.ModelProto, path: Path) -> None:
@@ -147,11 +158,38 @@ def diffusion_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
+def intrinsic_model() -> onnx.ModelProto:
+    consts = {
+        "std": IMAGENET_STD.reshape(1, 3, 1, 1),
+        "mean": IMAGENET_MEAN.reshape(1, 3, 1, 1),
+        "floor": np.array(1e-3, np.float32),
+        "gamma": np.array(2.2, np.float32),
+    }
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["pixel_values", "std"], ["scaled"]),
+            helper.make_node("Add", ["scaled", "mean"], ["rgb"]),
+            helper.make_node("ReduceMean", ["rgb"], ["grey"], axes=[1], keepdims=1),
+            helper.make_node("Max", ["grey", "floor"], ["positive"]),
+            helper.make_node("Pow", ["positive", "gamma"], ["linear"]),
+            helper.make_node(
+                "AveragePool", ["linear"], ["shading"], kernel_shape=[5, 5], pads=[2, 2, 2, 2], count_include_pad=0
+            ),
+        ],
+        "tiny_intrinsic",
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("shading", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
 def write_tiny_models(models_dir: Path) -> None:
-    """Installs MODELS_DIR/{depth,segmentation,diffusion}: depth and segmentation through `make
+    """Installs MODELS_DIR/{depth,segmentation,intrinsic,diffusion}: the first three through `make
     models`' own install step (contract check, test run, layout, model card), diffusion as is."""
     with tempfile.TemporaryDirectory() as tmp:
-        for contract, model in ((DEPTH, depth_model()), (SEGMENTATION, segmentation_model())):
+        tiny = ((DEPTH, depth_model()), (SEGMENTATION, segmentation_model()), (INTRINSIC, intrinsic_model()))
+        for contract, model in tiny:
             path = Path(tmp) / f"{contract.name}.onnx"
             _save(model, path)
             install(path, contract, models_dir)

@@ -1,13 +1,21 @@
-"""ProjectionService: decode, project, encode the requested renditions."""
+"""ProjectionService: decode, project, encode the requested renditions.
+
+The photo's light comes from an intrinsic-decomposition model on Triton where one is deployed
+(renderkit.triton.INTRINSIC; with TRITON_URL set, as the other stages: Triton down means
+UNAVAILABLE, never a silent change of estimate), else from the classical estimate
+(services.projection.shading). The response's shading_source says which.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TypeVar
 
 import grpc
+import numpy as np
 
 from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as pb
@@ -16,12 +24,14 @@ from renderkit import budget, heap, homography, imaging
 from renderkit.edge import Edge
 from renderkit.errors import abort, bad_request
 from renderkit.material_maps import material_map_images
-from services.common.stage import StageSettings, stage_edge
+from renderkit.triton import INTRINSIC, TritonError, TritonModels, to_pixel_values
+from services.common.stage import StageSettings, model_stage_edge
 from services.projection.composite import project_material
 from services.projection.layouts import Layout
-from services.projection.shading import Shading
+from services.projection.shading import Shading, from_model
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
 
 
@@ -36,7 +46,20 @@ def _project(
     request: pb.ProjectRequest, photo_data: bytes, swatch_data: bytes, mask_data: bytes
 ) -> tuple[list[imaging_pb2.EncodedImage], float, str]:
     """The composite's renditions (and the swatch's maps), the swatch's transparent share, and
-    which estimate of the photo's light shaded it."""
+    which estimate of the photo's light shaded it (the classical one: no model here)."""
+    return _render(request, _decode_inputs(request, photo_data, swatch_data, mask_data))
+
+
+class _Inputs:
+    """The decoded photo, swatch (and its transparent share) and mask of one request. _render takes
+    the photo and the mask out of it, so they are freed as soon as the composite is made."""
+
+    def __init__(self, photo: np.ndarray, swatch: np.ndarray, transparent: float, mask: np.ndarray) -> None:
+        self.photo, self.swatch, self.transparent, self.mask = photo, swatch, transparent, mask
+
+
+def _decode_inputs(request: pb.ProjectRequest, photo_data: bytes, swatch_data: bytes, mask_data: bytes) -> _Inputs:
+    """Decodes the images (the mask beside the photo), naming the field that fails."""
     mask_decoded = _DECODER.submit(_decoded, "mask_png", lambda: imaging.decode_gray(mask_data))
     try:
         photo = _decoded("photo", lambda: imaging.decode_bgr(photo_data))
@@ -48,8 +71,24 @@ def _project(
     mask = mask_decoded.result()
     if mask.shape != photo.shape[:2]:
         raise ValueError("mask_png: must be the size of the photo")
+    return _Inputs(photo, swatch, transparent, mask)
+
+
+def _render(
+    request: pb.ProjectRequest, inputs: _Inputs, model_shading: np.ndarray | None = None
+) -> tuple[list[imaging_pb2.EncodedImage], float, str]:
+    """Projects the decoded inputs, lit by the intrinsic model's shading when given (else the
+    classical estimate), and encodes the renditions."""
+    photo, swatch, mask = inputs.photo, inputs.swatch, inputs.mask
+    inputs.photo = inputs.mask = np.empty(0, np.uint8)  # the composite replaces the photo below
     H = homography.from_list(list(request.homography.m))
     layout = Layout(row_offset=request.row_offset, herringbone=request.herringbone)
+    shading = None
+    if model_shading is not None:
+        try:
+            shading = from_model(model_shading, mask)
+        except ValueError as exc:  # the model's fault, not the request's: the classical light instead
+            log.warning("the intrinsic model's shading is unusable (%s); using the classical estimate", exc)
     # The composite is written over the decoded photo: no second full-size image.
     used: list[Shading] = []
     result = project_material(
@@ -62,6 +101,7 @@ def _project(
         request.rotation_degrees,
         layout,
         out=photo,
+        shading=shading,
         on_shading=used.append,
     )
     del photo, mask  # the encoders and the maps need only the result and the swatch
@@ -69,7 +109,7 @@ def _project(
     del result
     if request.material_maps:
         images += material_map_images(swatch)
-    return images, transparent, used[0].method if used else ""
+    return images, inputs.transparent, used[0].method if used else ""
 
 
 def _decoded(field: str, decode: Callable[[], T]) -> T:
@@ -116,8 +156,11 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
     """Maps the swatch onto the surface, refusing from the headers what would not fit in the
     memory budget of one request (the gateway checks it at submit too: this is defence in depth)."""
 
-    def __init__(self, memory_budget_bytes: int = budget.DEFAULT_REQUEST_BYTES) -> None:
+    def __init__(
+        self, memory_budget_bytes: int = budget.DEFAULT_REQUEST_BYTES, triton: TritonModels | None = None
+    ) -> None:
         self.memory_budget_bytes = memory_budget_bytes
+        self.triton = triton
         self.idle_bytes = heap.resident_bytes()
         self._releases: set[asyncio.Future[bool]] = set()
 
@@ -164,7 +207,15 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
                 context, grpc.StatusCode.INVALID_ARGUMENT, f"{problem[0]}: {problem[1]}", bad_request([problem])
             )
         try:
-            images, transparent, shading = await asyncio.to_thread(_project, request, photo, swatch, mask)
+            model_deployed = self.triton is not None and await self.triton.model_ready(INTRINSIC.name)
+        except TritonError as exc:  # Triton is down: retry later, never light it another way meanwhile
+            await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        try:
+            inputs = await asyncio.to_thread(_decode_inputs, request, photo, swatch, mask)
+            model_shading = await self._model_shading(inputs.photo) if model_deployed else None
+            images, transparent, shading = await asyncio.to_thread(_render, request, inputs, model_shading)
+        except TritonError as exc:
+            await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         except (imaging.ImageError, homography.GeometryError, ValueError) as exc:
             field = str(exc).split(":", 1)[0] if ":" in str(exc) else "photo"
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([(field, str(exc))]))
@@ -172,8 +223,21 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
             self.release()  # the job's pixels are freed by now
         return pb.ProjectResponse(images=images, swatch_transparent_fraction=transparent, shading_source=shading)
 
+    async def _model_shading(self, photo: np.ndarray) -> np.ndarray:
+        """The intrinsic model's shading of the photo (at the model's size)."""
+        assert self.triton is not None
+        pixel_values = await asyncio.to_thread(to_pixel_values, photo, INTRINSIC.input_size)
+        output = await self.triton.infer(INTRINSIC, {"pixel_values": pixel_values})
+        return np.asarray(output[INTRINSIC.outputs[0].name][0, 0], np.float32)
+
 
 def create_server(settings: StageSettings) -> Edge:
     """A projection server bound to settings.listen (port 0 picks a free port)."""
-    servicer = ProjectionServicer(settings.memory_budget_bytes)
-    return stage_edge(settings, SERVICE_NAME, lambda s: pb_grpc.add_ProjectionServiceServicer_to_server(servicer, s))
+    return model_stage_edge(
+        settings,
+        SERVICE_NAME,
+        (INTRINSIC.name,),
+        lambda server, triton: pb_grpc.add_ProjectionServiceServicer_to_server(
+            ProjectionServicer(settings.memory_budget_bytes, triton), server
+        ),
+    )

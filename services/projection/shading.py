@@ -17,6 +17,8 @@ carpet's motif). Two estimates:
   surface left out) and warped back to the photo.
 - blur: a mask-normalised, outlier-robust blur of the log in the photo's frame (what this stage
   did before; kept as the fallback when the plane cannot be rectified).
+- intrinsic: a model's decomposition (renderkit.triton.INTRINSIC, served by Triton where one is
+  deployed): its shading enlarged to the photo and normalised the same way (from_model).
 
 Measured on make quality's scenes (docs/quality.md), which is where the constants come from.
 """
@@ -42,6 +44,7 @@ AUTO = "auto"
 TEXTURE_SPACE = "texture_space"  # rectified onto the plane; pattern and tones removed there
 BLUR = "blur"  # a robust blur of the photo's light, in the photo's frame
 METHODS = (AUTO, TEXTURE_SPACE, BLUR)
+INTRINSIC = "intrinsic"  # a Triton model's decomposition (from_model), not computed here
 
 
 def shading_field(photo_bgr: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
@@ -492,3 +495,33 @@ def estimate_shading(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarr
             pass
     sigma = max(1.5, 0.006 * max(width, height))
     return Shading(shading_field(photo_box, mask_box, sigma), box, BLUR)
+
+
+def from_model(model_shading: np.ndarray, mask: np.ndarray) -> Shading:
+    """An intrinsic model's shading (H' x W', linear light at any scale, for the whole photo at any
+    size) as the estimate over the mask's box: enlarged bilinearly to the photo's pixels and
+    normalised to the surface's typical light (the median over the mask), clipped as the others."""
+    height, width = mask.shape
+    x, y, w, h = cv2.boundingRect(mask)
+    if w == 0 or h == 0:
+        return Shading(np.ones((0, 0), np.float32), (0, 0, 0, 0), INTRINSIC)
+    x0, y0 = max(0, x - _MARGIN), max(0, y - _MARGIN)
+    x1, y1 = min(width, x + w + _MARGIN), min(height, y + h + _MARGIN)
+    source = np.ascontiguousarray(model_shading, np.float32)
+    sy, sx = source.shape[0] / height, source.shape[1] / width
+    # Box pixel (i, j) is photo pixel (x0 + i, y0 + j), whose centre falls at this point of the
+    # model's grid (pixel centres on both sides).
+    to_source = np.array([[sx, 0.0, (x0 + 0.5) * sx - 0.5], [0.0, sy, (y0 + 0.5) * sy - 0.5]])
+    field = cv2.warpAffine(
+        source,
+        to_source,
+        (x1 - x0, y1 - y0),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    surface = field[mask[y0:y1, x0:x1] > 127]
+    typical = float(np.median(surface)) if surface.size else 0.0
+    if not (math.isfinite(typical) and typical > 0):
+        raise ValueError("the intrinsic model's shading is not positive on the surface")
+    scaled = np.clip(np.nan_to_num(field / np.float32(typical), nan=1.0), 0.03, 4.0)
+    return Shading(scaled.astype(np.float32), (x0, y0, x1 - x0, y1 - y0), INTRINSIC)

@@ -23,16 +23,20 @@ from gateway.server import Gateway, create_server
 from gateway.settings import GatewaySettings
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.depth.v1 import depth_service_pb2_grpc as depth_grpc
+from render.imaging.v1 import imaging_pb2
+from render.projection.v1 import projection_service_pb2 as projection_pb
+from render.projection.v1 import projection_service_pb2_grpc as projection_grpc
 from render.segmentation.v1 import segmentation_service_pb2 as seg_pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as seg_grpc
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from render_client.client import RenderClient, material_swap_request, room_render, room_render_request
-from renderkit import imaging
+from renderkit import homography, imaging
 from renderkit.edge import Edge
 from renderkit.errors import status_details, unpack_detail
 from services.depth.server import create_server as create_depth
 from services.generation.server import create_server as create_generation
+from services.projection.server import create_server as create_projection
 from services.segmentation.server import create_server as create_segmentation
 from tests.conftest import (
     EmbeddedTriton,
@@ -249,6 +253,7 @@ def test_stage_health_follows_triton(triton: EmbeddedTriton, start_stage: Callab
     servers = {
         "segmentation": start_stage(lambda: create_segmentation(fast)),
         "depth": start_stage(lambda: create_depth(fast)),
+        "projection": start_stage(lambda: create_projection(fast)),
         "generation": start_stage(lambda: create_generation(diffusion_only)),
     }
     addresses = {name: f"127.0.0.1:{server.port}" for name, server in servers.items()}
@@ -272,7 +277,18 @@ def test_stage_health_follows_triton(triton: EmbeddedTriton, start_stage: Callab
             depth_grpc.DepthServiceStub(channel).EstimatePlane(
                 depth_pb.EstimatePlaneRequest(width=320, height=240, photo=PHOTO, mask_png=mask), timeout=10
             )
-        for failed in (seg.value, depth.value):
+        # The projection's light: with the intrinsic model away, not silently the classical estimate.
+        project = projection_pb.ProjectRequest(
+            photo=PHOTO,
+            swatch=SWATCH,
+            mask_png=mask,
+            homography=imaging_pb2.Homography(m=homography.to_list(SCENE.homography)),
+            repeats_u=4,
+            repeats_v=4,
+        )
+        with grpc.insecure_channel(addresses["projection"]) as channel, pytest.raises(grpc.RpcError) as projected:
+            projection_grpc.ProjectionServiceStub(channel).Project(project, timeout=10)
+        for failed in (seg.value, depth.value, projected.value):
             assert failed.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
             assert failed.details() == "the model server (Triton) is unavailable"  # type: ignore[attr-defined]
     finally:

@@ -14,6 +14,7 @@ import onnx
 import pytest
 import tritonclient.grpc as triton_grpc
 
+from devstack import scenes
 from devstack.model_export import install
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
@@ -22,6 +23,8 @@ from render.depth.v1 import depth_service_pb2_grpc as depth_grpc
 from render.generation.v1 import generation_service_pb2 as gen_pb
 from render.generation.v1 import generation_service_pb2_grpc as gen_grpc
 from render.imaging.v1 import imaging_pb2
+from render.projection.v1 import projection_service_pb2 as projection_pb
+from render.projection.v1 import projection_service_pb2_grpc as projection_grpc
 from render.segmentation.v1 import segmentation_service_pb2 as seg_pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as seg_grpc
 from render.v1 import render_service_pb2 as pb
@@ -32,6 +35,7 @@ from renderkit.homography import default_focal
 from renderkit.triton import (
     CONTRACTS,
     DEPTH,
+    INTRINSIC,
     METRIC_DEPTH,
     PROMPT_DECODER,
     PROMPT_ENCODER,
@@ -41,6 +45,7 @@ from renderkit.triton import (
 )
 from services.depth.server import create_server as create_depth
 from services.generation.server import create_server as create_generation
+from services.projection.server import create_server as create_projection
 from services.segmentation.server import create_server as create_segmentation
 from tests.conftest import embedded_triton, gateway_settings, generation_settings, stage_settings
 from tests.credentials import client_for
@@ -181,8 +186,49 @@ def test_without_model_or_hint_segmentation_says_what_to_provide(stages: dict[st
     assert "provide a mask, a polygon, a quad, points or a box" in str(info.value.details())
 
 
+def test_projection_lights_the_material_with_the_intrinsic_model(
+    triton_url: str, start_stage: Callable[[Callable[[], Edge]], Edge]
+) -> None:
+    """With the intrinsic model deployed the projection takes the photo's light from it (the tiny
+    model: the photo's blurred grey, which on this plain floor is its light): the new material is
+    lit as the photo's floor is, here a sun patch on the floor's right half."""
+    scene = scenes.room_scene(320, 240)
+    floor = scene.floor_mask == 255
+    photo = scene.photo.copy()
+    sun = floor.copy()
+    sun[:, :160] = False
+    # Linear light: the floor at 0.3 of its own (nothing saturates), the sun patch 4 times that
+    # (the scene's own light falls to half from left to right).
+    photo[floor] = (photo[floor].astype(np.float32) * 0.3 ** (1 / 2.2)).astype(np.uint8)
+    photo[sun] = np.clip(photo[sun].astype(np.float32) * 4 ** (1 / 2.2), 0, 255).astype(np.uint8)
+    columns = np.arange(320)[None, :].repeat(240, 0)
+    lit, shaded = floor & (columns > 180), floor & (columns < 140)  # clear of the blurred boundary
+
+    def ratio(image: np.ndarray) -> float:
+        grey = imaging.srgb_to_linear(image).mean(axis=2)
+        return float(np.median(grey[lit]) / np.median(grey[shaded]))
+
+    assert ratio(photo) > 1.6
+    request = projection_pb.ProjectRequest(
+        photo=imaging.encode(photo)[0],
+        swatch=imaging.encode(np.full((32, 32, 3), 120, np.uint8))[0],
+        mask_png=imaging.encode_mask(scene.floor_mask),
+        homography=imaging_pb2.Homography(m=homography.to_list(scene.homography)),
+        repeats_u=4,
+        repeats_v=4,
+        output=imaging_pb2.OutputSpec(format=imaging_pb2.FORMAT_PNG),
+    )
+    server = start_stage(lambda: create_projection(stage_settings(triton_url)))
+    before = inference_count(triton_url, INTRINSIC.name)
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        reply = projection_grpc.ProjectionServiceStub(channel).Project(request, timeout=30)
+    assert reply.shading_source == "intrinsic"
+    assert settled_count(triton_url, INTRINSIC.name, before + 1) == before + 1
+    assert ratio(imaging.decode_bgr(reply.images[0].data)) == pytest.approx(ratio(photo), rel=0.1)
+
+
 def test_models_dir_layout(models_dir: Path) -> None:
-    for model in ("depth", "segmentation", "diffusion"):
+    for model in ("depth", "segmentation", "intrinsic", "diffusion"):
         assert (models_dir / model / "1" / "model.onnx").exists()
 
 

@@ -82,6 +82,7 @@ def test_the_trace_of_a_swap_spans_every_hop(swap: Swap, receiver: OtlpReceiver)
         return {
             ("render-segmentation", "triton segmentation"),
             ("render-depth", "triton depth"),
+            ("render-projection", "triton intrinsic"),
             ("render-gateway", "storage write"),
             ("render-gateway", "webhook job.completed"),
             # Each process exports its spans in its own batches: the projection's server span
@@ -119,9 +120,9 @@ def test_the_trace_of_a_swap_spans_every_hop(swap: Swap, receiver: OtlpReceiver)
         assert parent(client) is step and parent(server) is client
         # The job's id and tenant reached the stage as baggage.
         assert server.attributes["render.job_id"] == swap.job.id and server.attributes["render.tenant"] == "dev"
-    for model in ("segmentation", "depth"):
-        inference = one(trace, f"render-{model}", f"triton {model}")
-        assert parent(inference).service == f"render-{model}" and inference.attributes["render.model"] == model
+    for stage, model in (("segmentation", "segmentation"), ("depth", "depth"), ("projection", "intrinsic")):
+        inference = one(trace, f"render-{stage}", f"triton {model}")
+        assert parent(inference).service == f"render-{stage}" and inference.attributes["render.model"] == model
     assert parent(one(trace, "render-gateway", "storage write")) is job
     # The webhook's delivery joins the trace too (from the ledger's record, after the job's end), and
     # its request carried the trace's context to the receiver.
@@ -168,8 +169,8 @@ def test_each_process_serves_metrics_and_the_gateway_its_queue(swap: Swap, trace
     for stage in ("segmentation", "depth", "projection"):
         scraped = scrape(f"http://127.0.0.1:{getattr(ports, stage + '_metrics')}/metrics")
         assert sample(scraped, "render_rpc_server_duration_seconds_count", outcome="ok") >= 1, stage
-    for model in ("segmentation", "depth"):
-        scraped = scrape(f"http://127.0.0.1:{getattr(ports, model + '_metrics')}/metrics")
+    for stage, model in (("segmentation", "segmentation"), ("depth", "depth"), ("projection", "intrinsic")):
+        scraped = scrape(f"http://127.0.0.1:{getattr(ports, stage + '_metrics')}/metrics")
         assert sample(scraped, "render_triton_inference_duration_seconds_count", model=model, outcome="ok") >= 1
 
 

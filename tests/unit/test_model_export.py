@@ -22,7 +22,13 @@ from devstack.model_export import (
     main,
 )
 from renderkit.triton import DEPTH, PROMPT_DECODER, PROMPT_ENCODER, REPOSITORY, SEGMENTATION, read_config
-from tests.tiny_models import depth_model, prompt_decoder_model, prompt_encoder_model, segmentation_model
+from tests.tiny_models import (
+    depth_model,
+    intrinsic_model,
+    prompt_decoder_model,
+    prompt_encoder_model,
+    segmentation_model,
+)
 
 
 def saved(model: onnx.ModelProto, path: Path) -> Path:
@@ -162,3 +168,18 @@ def test_the_prompt_export_says_what_it_needs(tmp_path: Path) -> None:
         pytest.skip("torch and mobile_sam are installed: the export itself needs the weights")
     with pytest.raises(ExportError, match="needs torch and the mobile_sam package: pip install timm"):
         export_prompt_segmentation(card, tmp_path)
+
+
+def test_an_intrinsic_model_you_exported_installs_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`make models MODELS_ARGS="--intrinsic model.onnx"`: the contract check and the layout, no
+    download of the other models."""
+    models = tmp_path / "models"
+    mine = saved(intrinsic_model(), tmp_path / "mine.onnx")
+    assert main(["--intrinsic", str(mine), "--models-dir", str(models)]) == 0
+    assert (models / "intrinsic" / "1" / "model.onnx").exists()
+    assert read_config(models / "intrinsic" / "config.pbtxt").name == "intrinsic"
+    assert "installed from mine.onnx" in (models / "intrinsic" / "MODEL.md").read_text()
+    assert sorted(p.name for p in models.iterdir()) == ["intrinsic"]
+    # A depth model is not an intrinsic one: refused, with the contract's complaint.
+    assert main(["--intrinsic", str(saved(depth_model(), tmp_path / "depth.onnx")), "--models-dir", str(models)]) == 1
+    assert "does not fit the intrinsic contract" in capsys.readouterr().err

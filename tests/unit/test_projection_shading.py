@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from renderkit.imaging import linear_to_srgb, srgb_to_linear
-from services.projection.shading import BLUR, TEXTURE_SPACE, estimate_shading
+from services.projection.shading import BLUR, INTRINSIC, TEXTURE_SPACE, estimate_shading, from_model
 
 WIDTH, HEIGHT = 480, 360
 
@@ -156,3 +156,23 @@ def test_a_plane_that_cannot_be_rectified_falls_back_to_the_blur() -> None:
 def test_linear_srgb_round_trip_is_what_the_photos_use() -> None:
     grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
     assert np.abs(linear_to_srgb(srgb_to_linear(grey)).astype(int) - grey).max() <= 1
+
+
+def test_a_models_shading_is_enlarged_over_the_mask_and_normalised_to_its_typical_light() -> None:
+    """from_model: an intrinsic model's output (here 64 x 48 for a 320 x 240 photo, at an arbitrary
+    scale) becomes the field over the mask's box, 1 at the surface's median, its light where the
+    model put it."""
+    small = np.full((48, 64), 7.0, np.float32)
+    small[:, 40:] = 14.0  # twice the light on the right, from photo column 200 on
+    mask = np.zeros((240, 320), np.uint8)
+    mask[100:220, 20:300] = 255
+    shading = from_model(small, mask)
+    assert shading.method == INTRINSIC
+    x, y, w, h = shading.box
+    assert (x, y, x + w, y + h) == (16, 96, 304, 224)  # the mask's box and the composite's margin
+    field = shading.region(0, 0, 320, 240)
+    assert field[150, 60] == pytest.approx(1.0) and field[150, 280] == pytest.approx(2.0)
+    assert field[150, 197] == pytest.approx(1.0) and field[150, 203] == pytest.approx(2.0)  # edge stays put
+    assert field[10, 10] == 1.0  # outside the box: no estimate
+    with pytest.raises(ValueError, match="not positive"):
+        from_model(np.zeros((48, 64), np.float32), mask)

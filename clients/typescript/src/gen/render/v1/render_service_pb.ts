@@ -1357,8 +1357,9 @@ export type JobResult = Message<"render.v1.JobResult"> & {
   /**
    * Which estimate of the photo's light shaded the new material, for material swaps:
    * "texture_space" (the surface rectified through its plane and the old material's pattern
-   * removed there) or "blur" (a robust blur in the photo's frame, where the plane could not be
-   * rectified).
+   * removed there), "blur" (a robust blur in the photo's frame, where the plane could not be
+   * rectified) or "intrinsic" (an intrinsic decomposition model served by Triton, where one is
+   * deployed).
    *
    * @generated from field: string shading_source = 13;
    */
