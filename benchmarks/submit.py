@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +144,7 @@ def celery_url(stack: Stack) -> str:
     socket_path = getattr(stack, "redis_socket", None)
     if socket_path is None:
         return stack.redis_url.rsplit("/", 1)[0] + "/1"
-    return f"redis+socket://:{stack.redis_password}@{socket_path}?virtual_host=1"
+    return f"redis+socket://:{stack.redis_password}@{urllib.parse.quote(str(socket_path))}?virtual_host=1"
 
 
 def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

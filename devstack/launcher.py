@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -210,7 +211,7 @@ class Stack:
         socket_path = self.redis_socket
         if socket_path is None:
             return self.redis_url
-        return f"unix://:{self.redis_password}@{socket_path}?db=0"
+        return f"unix://:{self.redis_password}@{urllib.parse.quote(str(socket_path))}?db=0"
 
     @property
     def triton_url(self) -> str:
