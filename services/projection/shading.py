@@ -470,6 +470,17 @@ class Shading:
 _MARGIN = 4
 
 
+def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The box (x, y, width, height) an estimate covers: the mask's bounding box and the margin,
+    within the photo; None for an empty mask."""
+    height, width = mask.shape
+    x, y, w, h = cv2.boundingRect(mask)
+    if w == 0 or h == 0:
+        return None
+    x0, y0 = max(0, x - _MARGIN), max(0, y - _MARGIN)
+    return x0, y0, min(width, x + w + _MARGIN) - x0, min(height, y + h + _MARGIN) - y0
+
+
 def estimate_shading(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray, method: str = AUTO) -> Shading:
     """The light on the masked surface of a photo (uint8 BGR, its uint8 mask).
 
@@ -480,13 +491,11 @@ def estimate_shading(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarr
     if method not in METHODS:
         raise ValueError(f"unknown shading estimate {method!r}")
     height, width = mask.shape
-    x, y, w, h = cv2.boundingRect(mask)
-    if w == 0 or h == 0:
+    box = _box_of(mask)
+    if box is None:
         return Shading(np.ones((0, 0), np.float32), (0, 0, 0, 0), BLUR)
-    x0, y0 = max(0, x - _MARGIN), max(0, y - _MARGIN)
-    x1, y1 = min(width, x + w + _MARGIN), min(height, y + h + _MARGIN)
-    box = (x0, y0, x1 - x0, y1 - y0)
-    photo_box, mask_box = photo_bgr[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+    x0, y0, w, h = box
+    photo_box, mask_box = photo_bgr[y0 : y0 + h, x0 : x0 + w], mask[y0 : y0 + h, x0 : x0 + w]
     if method != BLUR:
         shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
         try:
@@ -502,11 +511,10 @@ def from_model(model_shading: np.ndarray, mask: np.ndarray) -> Shading:
     size) as the estimate over the mask's box: enlarged bilinearly to the photo's pixels and
     normalised to the surface's typical light (the median over the mask), clipped as the others."""
     height, width = mask.shape
-    x, y, w, h = cv2.boundingRect(mask)
-    if w == 0 or h == 0:
+    box = _box_of(mask)
+    if box is None:
         return Shading(np.ones((0, 0), np.float32), (0, 0, 0, 0), INTRINSIC)
-    x0, y0 = max(0, x - _MARGIN), max(0, y - _MARGIN)
-    x1, y1 = min(width, x + w + _MARGIN), min(height, y + h + _MARGIN)
+    x0, y0, w, h = box
     source = np.ascontiguousarray(model_shading, np.float32)
     sy, sx = source.shape[0] / height, source.shape[1] / width
     # Box pixel (i, j) is photo pixel (x0 + i, y0 + j), whose centre falls at this point of the
@@ -515,13 +523,13 @@ def from_model(model_shading: np.ndarray, mask: np.ndarray) -> Shading:
     field = cv2.warpAffine(
         source,
         to_source,
-        (x1 - x0, y1 - y0),
+        (w, h),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    surface = field[mask[y0:y1, x0:x1] > 127]
+    surface = field[mask[y0 : y0 + h, x0 : x0 + w] > 127]
     typical = float(np.median(surface)) if surface.size else 0.0
     if not (math.isfinite(typical) and typical > 0):
         raise ValueError("the intrinsic model's shading is not positive on the surface")
     scaled = np.clip(np.nan_to_num(field / np.float32(typical), nan=1.0), 0.03, 4.0)
-    return Shading(scaled.astype(np.float32), (x0, y0, x1 - x0, y1 - y0), INTRINSIC)
+    return Shading(scaled.astype(np.float32), box, INTRINSIC)
