@@ -10,10 +10,10 @@ the working size. Overexposed pixels have no chroma of their own and are set apa
 
 1. Clicks alone (no box): a random walk on superpixels (SLIC) from the clicks. Its edges weaken
    where any feature changes (lightness too); each superpixel is also tied to whichever
-   appearance it is nearer, the clicks' surface or the rest, in invariant features of its
-   neighbourhood, not of itself (so a joint between two tiles, or a carpet motif's other tone,
-   reads as part of the floor), and a superpixel like neither counts as the rest. Both models
-   are refitted three times on what the walk found. This finds the extent a box would give.
+   appearance it is nearer, the clicks' surface or the rest, in invariant features of itself and
+   of its neighbourhood (so a joint between two tiles reads as part of the floor), and a
+   superpixel like neither counts as the rest. Both models are refitted three times on what the
+   walk found. This finds the extent a box would give.
    With a box and negative clicks, what each negative click is on (superpixels joined through
    strong edges) is marked probable background instead, so a cabinet inside the box is not
    learnt as surface.
@@ -190,7 +190,7 @@ def _solve_walk(
 def _nearest(descriptors: np.ndarray, lightness: np.ndarray, exemplars: np.ndarray) -> np.ndarray:
     """Each descriptor's squared distance to the nearest exemplar (inf without exemplars).
 
-    Descriptors are (around, wider) x (chroma 2, texture 3), in scale units. A change of
+    Descriptors are (own, around, wider) x (chroma 2, texture 3), in scale units. A change of
     light that brightens a lot may also tint (sun is warmer than the sky's light): a chroma
     difference counts less the more the two differ in lightness.
     """
@@ -198,7 +198,7 @@ def _nearest(descriptors: np.ndarray, lightness: np.ndarray, exemplars: np.ndarr
         return np.full(len(descriptors), np.inf)
     exemplars = exemplars[:: max(1, len(exemplars) // MAX_EXEMPLARS)]
     chroma = np.zeros(descriptors.shape[1], bool)
-    chroma[[0, 1, 5, 6]] = True
+    chroma[[0, 1, 5, 6, 10, 11]] = True
     d, e = descriptors[:, ~chroma], descriptors[exemplars][:, ~chroma]
     distances = (d * d).sum(axis=1)[:, None] - 2 * d @ e.T + (e * e).sum(axis=1)[None, :]
     slack = 1.0 + TINT_PER_LIGHTNESS * np.abs(lightness[:, None] - lightness[exemplars][None, :])
@@ -245,13 +245,10 @@ def clicks_region(
     refitted from the walk's confident answer."""
     sp = superpixels or superpixel_graph(appearance)
     graph = sp.graph
-    # A superpixel is described by its surroundings (one ring of neighbours, then two), not by
-    # itself: a patterned surface alternates tones (a carpet's motif and its ground, tiles and
-    # their joints) that a superpixel holds one of, while its surroundings hold the mix. Its own
-    # features still shape the walk's edges.
-    around = graph.neighbour_mean(sp.features[:, INVARIANT])
+    own = sp.features[:, INVARIANT]
+    around = graph.neighbour_mean(own)
     wider = graph.neighbour_mean(around)
-    descriptors = np.concatenate([around, wider], axis=1) / np.tile(EDGE_SCALES[INVARIANT], 2) / np.sqrt(2)
+    descriptors = np.concatenate([own, around, wider], axis=1) / np.tile(EDGE_SCALES[INVARIANT], 3) / np.sqrt(3)
     lightness = sp.features[:, 2]
     fixed = np.full(graph.count, -1.0)
     fixed[graph.sizes == 0] = 0.0
