@@ -126,11 +126,10 @@ def _apply(M: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _area(M: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """|det| of the map's Jacobian at points (by unit steps)."""
-    x0, y0 = _apply(M, xs, ys)
-    x1, y1 = _apply(M, xs + 1, ys)
-    x2, y2 = _apply(M, xs, ys + 1)
-    return np.asarray(np.abs((x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)))
+    """The area the map makes of the unit square at each point (xs, ys its corner): |det| of its
+    Jacobian at the square's centre, which for a homography is |det M| / w³."""
+    w = M[2, 0] * (xs + 0.5) + M[2, 1] * (ys + 0.5) + M[2, 2]
+    return np.asarray(abs(float(np.linalg.det(M))) / np.abs(w * w * w))
 
 
 def _normalised_blur(values: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
@@ -250,7 +249,7 @@ class _Grid:
         origin = lo - cell
         S = np.array([[cell, 0, origin[0] + 0.5 * cell], [0, cell, origin[1] + 0.5 * cell], [0, 0, 1]])
         to_image = np.linalg.inv(to_plane) @ S
-        gy, gx = np.mgrid[0:rows, 0:cols].astype(np.float64)
+        gy, gx = np.mgrid[0:rows, 0:cols].astype(np.float32)
         return _Grid((rows, cols), to_image, factor, _area(to_image, gx, gy).astype(np.float32))
 
     def sample(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -427,20 +426,17 @@ def _bilateral(values: np.ndarray, weights: np.ndarray, sigma_space: float, sigm
         for offset, weight in enumerate((1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)):
             blurred += weight * np.take(padded, np.arange(offset, offset + n), axis=axis)
         grid = blurred
-    # Slicing: each value's point in the grid, trilinear (eight corner cells, both sums at once).
-    flat = grid.reshape(-1, 2).astype(np.float32)
-    y0 = np.minimum(np.floor(gy).astype(np.int32), gh - 2)
-    x0 = np.minimum(np.floor(gx).astype(np.int32), gw - 2)
-    z0 = np.clip(np.floor(gz).astype(np.int32), 0, gd - 2)
-    fy, fx = (gy - y0)[:, None], (gx - x0)[None, :]
+    # Slicing: each value's point in the grid, trilinear. The depth layers lie side by side in one
+    # image (layer d in columns d * gw to d * gw + gw - 1; a point's columns stay inside its layer),
+    # so the bilinear part in space is two remaps, one for the layer below the point and one above.
+    layers = np.ascontiguousarray(grid.astype(np.float32).transpose(0, 2, 1, 3)).reshape(gh, gd * gw, 2)
+    z0 = np.clip(np.floor(gz), 0, gd - 2).astype(np.float32)
     fz = (gz - z0)[..., None]
-    base = (y0[:, None] * gw + x0[None, :]) * gd + z0
-    total = np.zeros((rows, cols, 2), np.float32)
-    for dy, wy in ((0, 1 - fy), (1, fy)):
-        for dx, wx in ((0, 1 - fx), (1, fx)):
-            corner = base + (dy * gw + dx) * gd
-            pair = flat[corner] * (1 - fz) + flat[corner + 1] * fz  # linear in depth
-            total += pair * (wy * wx)[..., None]
+    map_y = np.broadcast_to(gy[:, None], (rows, cols)).astype(np.float32)
+    map_x = gx[None, :] + z0 * np.float32(gw)
+    below = cv2.remap(layers, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    above = cv2.remap(layers, map_x + np.float32(gw), map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    total = below + (above - below) * fz
     return np.asarray(total[..., 0] / np.maximum(total[..., 1], np.float32(1e-6)), np.float32)
 
 
