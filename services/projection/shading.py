@@ -263,18 +263,25 @@ class _Grid:
         lod = lod.astype(np.float32)
         out = np.zeros((rows, cols, 2), np.float32)
         level = image
+        coarsest = float(lod.max())
         for k in range(_LEVELS):
             if k:
                 h, w = level.shape[:2]
-                if min(h, w) < 2:
+                if min(h, w) < 2 or k >= coarsest + 1:
                     break
                 level = cv2.resize(level, ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)
-            share = np.clip(1 - np.abs(lod - np.float32(k)), 0, 1)
-            if not share.any():
+            # A level serves the cells within one level of its own: a band of the grid where the
+            # view recedes (only that band's bounding box is resampled from it).
+            near = np.abs(lod - np.float32(k)) < 1
+            in_rows, in_cols = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
+            if in_rows.size == 0:
                 continue
-            mx = ((X + 0.5) * (level.shape[1] / (image.shape[1] * self.factor)) - 0.5).astype(np.float32)
-            my = ((Y + 0.5) * (level.shape[0] / (image.shape[0] * self.factor)) - 0.5).astype(np.float32)
-            out += share[..., None] * cv2.remap(level, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            band = np.s_[in_rows[0] : in_rows[-1] + 1, in_cols[0] : in_cols[-1] + 1]
+            share = np.maximum(1 - np.abs(lod[band] - np.float32(k)), 0)
+            mx = (X[band] + 0.5) * np.float32(level.shape[1] / (image.shape[1] * self.factor)) - np.float32(0.5)
+            my = (Y[band] + 0.5) * np.float32(level.shape[0] / (image.shape[0] * self.factor)) - np.float32(0.5)
+            sampled = cv2.remap(level, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            out[band] += share[..., None] * sampled
         return np.ascontiguousarray(out[..., 0]), out[..., 1] > 0.5
 
 
@@ -405,7 +412,8 @@ def _lattice(detail: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
 def _bilateral(values: np.ndarray, weights: np.ndarray, sigma_space: float, sigma_range: np.float32) -> np.ndarray:
     """A normalised bilateral filter of values (their weights 0 to 1), ranged on the values
     themselves, through a bilateral grid: splatted into cells sigma_space wide and sigma_range
-    deep, blurred, and sliced (bilinear in space by one remap of every depth, linear in range)."""
+    deep, blurred, and sliced (bilinear in space by a remap of the layers below and above each
+    value, linear in range)."""
     rows, cols = values.shape
     lo = float(np.percentile(values[weights > 0], 0.5)) - float(sigma_range)
     hi = float(np.percentile(values[weights > 0], 99.5)) + float(sigma_range)
