@@ -49,6 +49,7 @@ from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as pb
 from render_client.client import RenderClient
 from renderkit import budget, heap, homography, imaging
+from services.common.stage import single_threaded_blas
 from services.depth.server import quad_plane
 from services.projection import server
 
@@ -257,6 +258,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=float, default=list(SIZES_MP), help="megapixels")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    single_threaded_blas()  # as the projection stage's process runs (services.common.stage)
     if args.child is not None:
         print(json.dumps(measure_child(args.child, max(1, min(args.runs, 4)))))
         return

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import grpc
 import numpy as np
+import threadpoolctl
 
 from render.imaging.v1 import imaging_pb2
 from renderkit import budget
@@ -91,8 +92,20 @@ def model_stage_edge(
     return edge
 
 
+def single_threaded_blas() -> None:
+    """BLAS (numpy's OpenBLAS) on the calling thread only, for the rest of the process.
+
+    The stages use BLAS and LAPACK only for tiny matrices (homographies, 3 x 3 inverses), which a
+    second thread cannot speed up. Yet each such call wakes OpenBLAS's worker, which then spins on
+    a core until its timeout: measured here, np.linalg.inv of a 3 x 3 in a loop kept a second core
+    fully busy, and the few calls a projection makes cost a 4K swap ~15 % of its CPU, taken from
+    the strips' pool (docs/benchmarks.md). The stages parallelise their own work instead."""
+    threadpoolctl.threadpool_limits(1, user_api="blas")
+
+
 def run_stage(name: str, create: Callable[[], Edge], grace_seconds: float) -> None:
     """main() of a stage process: serve until SIGTERM, then drain."""
+    single_threaded_blas()
     serve(name, create, grace_seconds)
 
 
