@@ -147,6 +147,16 @@ def _normalised_blur(values: np.ndarray, weights: np.ndarray, sigma: float) -> n
     return np.asarray(both[..., 0] / np.maximum(both[..., 1], _EPS))
 
 
+def _halved(image: np.ndarray) -> np.ndarray:
+    """The image's 2 x 2 block means, (w + 1) // 2 by (h + 1) // 2 (an odd side's last row or column
+    repeated): pixel j covers the image's 2j and 2j + 1 exactly. OpenCV averages exact halvings
+    ~10 times faster than INTER_AREA at the fractional ratio an odd side would give it."""
+    height, width = image.shape[:2]
+    if height % 2 or width % 2:
+        image = cv2.copyMakeBorder(image, 0, height % 2, 0, width % 2, cv2.BORDER_REPLICATE)
+    return cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
 def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray) -> np.ndarray:
     """The texture_space estimate over a photo region (see the module's docstring)."""
     height, width = mask.shape
@@ -157,10 +167,8 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     grey = cv2.cvtColor(photo_bgr, cv2.COLOR_BGR2GRAY)
     weight = mask
     if factor > 1:
-        size = ((width + 1) // 2, (height + 1) // 2)
-        linear = cv2.resize(cv2.LUT(grey, _LINEAR16), size, interpolation=cv2.INTER_AREA)
-        luminance: np.ndarray = linear.astype(np.float32) * np.float32(1 / 65535)
-        weight = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
+        luminance: np.ndarray = _halved(cv2.LUT(grey, _LINEAR16)).astype(np.float32) * np.float32(1 / 65535)
+        weight = _halved(mask)
     else:
         luminance = cv2.LUT(grey, _LINEAR)
     grid = _Grid.fit(to_plane, weight, factor)
