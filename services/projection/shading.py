@@ -262,8 +262,8 @@ class _Grid:
 
     def sample(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The luminance and the surface's weight (two channels at 1/factor of the region),
-        resampled onto the grid through a pyramid (each cell from the level whose pixels are its
-        size); and which cells are on the surface."""
+        resampled onto the grid through a Gaussian pyramid (each cell from the level whose pixels
+        are its size); and which cells are on the surface."""
         rows, cols = self.shape
         gy, gx = np.mgrid[0:rows, 0:cols].astype(np.float32)
         X, Y = _apply(self.to_image.astype(np.float32), gx, gy)
@@ -277,7 +277,7 @@ class _Grid:
                 h, w = level.shape[:2]
                 if min(h, w) < 2 or k >= coarsest + 1:
                     break
-                level = cv2.resize(level, ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)
+                level = cv2.pyrDown(level)
             # A level serves the cells within one level of its own: a band of the grid where the
             # view recedes (only that band's bounding box is resampled from it).
             near = np.abs(lod - np.float32(k)) < 1
@@ -286,8 +286,9 @@ class _Grid:
                 continue
             band = np.s_[in_rows[0] : in_rows[-1] + 1, in_cols[0] : in_cols[-1] + 1]
             share = np.maximum(1 - np.abs(lod[band] - np.float32(k)), 0)
-            mx = (X[band] + 0.5) * np.float32(level.shape[1] / (image.shape[1] * self.factor)) - np.float32(0.5)
-            my = (Y[band] + 0.5) * np.float32(level.shape[0] / (image.shape[0] * self.factor)) - np.float32(0.5)
+            # The image's pixel x (its pixels centred on integers) is the level's x / 2^k.
+            mx = ((X[band] + 0.5) * np.float32(1 / self.factor) - np.float32(0.5)) * np.float32(1 / 2**k)
+            my = ((Y[band] + 0.5) * np.float32(1 / self.factor) - np.float32(0.5)) * np.float32(1 / 2**k)
             sampled = cv2.remap(level, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
             out[band] += share[..., None] * sampled
         return np.ascontiguousarray(out[..., 0]), out[..., 1] > 0.5
