@@ -26,6 +26,7 @@ import math
 import struct
 import warnings
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -674,21 +675,28 @@ def enlarge_to(image: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LANCZOS4)
 
 
+# Renditions are encoded side by side: libjpeg and libpng use one thread an image and release the
+# GIL (a 4K composite's full JPEG and its 512 px preview: ~22 and ~7 ms).
+_RENDITIONS = ThreadPoolExecutor(2, thread_name_prefix="renditions")
+
+
 def encode_renditions(image: np.ndarray, spec: imaging_pb2.OutputSpec) -> list[imaging_pb2.EncodedImage]:
-    """Encodes one image per rendition of the spec (the full size when none is listed)."""
+    """Encodes one image per rendition of the spec (the full size when none is listed), the
+    first on the calling thread and the others beside it."""
     renditions = list(spec.renditions) or [imaging_pb2.Rendition(name="full", max_side=0)]
-    out = []
-    for rendition in renditions:
+
+    def rendered(rendition: imaging_pb2.Rendition) -> imaging_pb2.EncodedImage:
         sized = fit_within(image, rendition.max_side)
         if rendition.upscale and rendition.max_side > max(image.shape[:2]):
             sized = enlarge_to(image, rendition.max_side)
         data, content_type = encode(sized, spec.format, spec.quality)
-        out.append(
-            imaging_pb2.EncodedImage(
-                name=rendition.name, data=data, content_type=content_type, width=sized.shape[1], height=sized.shape[0]
-            )
+        return imaging_pb2.EncodedImage(
+            name=rendition.name, data=data, content_type=content_type, width=sized.shape[1], height=sized.shape[0]
         )
-    return out
+
+    others = [_RENDITIONS.submit(rendered, rendition) for rendition in renditions[1:]]
+    first = rendered(renditions[0])
+    return [first] + [other.result() for other in others]
 
 
 def srgb_to_linear(image: np.ndarray) -> np.ndarray:
