@@ -13,7 +13,7 @@ import pytest
 from devstack import scenes
 from renderkit.homography import quad_homography
 from renderkit.imaging import linear_to_srgb, srgb_to_linear
-from services.segmentation.interactive import refine_edges, select_surface
+from services.segmentation.interactive import REFINE_TILE, guided_filter, refine_edges, select_surface
 from services.segmentation.superpixels import slic
 
 W, H = 960, 640
@@ -185,6 +185,38 @@ def test_refined_edges_follow_the_photo_better_than_an_upsampled_mask(room: tupl
     error_coarse = np.abs(coarse.astype(int) - truth)[band].mean()
     error_refined = np.abs(refined.astype(int) - truth)[band].mean()
     assert error_refined < 0.75 * error_coarse
+
+
+def test_edges_refined_tile_by_tile_are_the_whole_filter_s(room: tuple[np.ndarray, np.ndarray]) -> None:
+    """refine_edges filters only the tiles within reach of the edge; the result is the guided
+    filter's over the mask's whole box: with the room's floor, with an edge along tile borders and
+    the photo's border, and with specks a tile apart."""
+    photo, truth = room
+    radius = 4
+    on_borders = np.zeros((H, W), np.uint8)
+    on_borders[REFINE_TILE : 3 * REFINE_TILE, :REFINE_TILE] = 255
+    specks = np.zeros((H, W), np.uint8)
+    specks[10:13, 10:13] = specks[10:12, 10 + REFINE_TILE + 5 : 12 + REFINE_TILE + 5] = 255
+    for mask in (truth, on_borders, specks):
+        # The filter over the edge's whole box (its bounding box and twice the filter's reach).
+        edge = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+        ys, xs = np.nonzero(edge)
+        pad = 4 * radius
+        y0, y1, x0, x1 = (
+            max(0, ys.min() - pad),
+            min(H, ys.max() + pad + 1),
+            max(0, xs.min() - pad),
+            min(W, xs.max() + pad + 1),
+        )
+        guide = cv2.cvtColor(photo[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
+        whole = np.clip(guided_filter(guide, mask[y0:y1, x0:x1].astype(np.float32) / 255, radius, 1e-4), 0, 1)
+        expected = mask.copy()
+        expected[y0:y1, x0:x1] = np.round(whole * 255).astype(np.uint8)
+        refined = refine_edges(photo, mask, radius=radius)
+        assert refined.dtype == np.uint8
+        difference = np.abs(refined.astype(int) - expected)
+        assert difference.max() <= 1 and np.count_nonzero(difference) <= 0.0005 * mask.size
+        assert np.count_nonzero(refined != mask) > 0  # the edge did move
 
 
 def test_hints_that_select_nothing_are_refused(room: tuple[np.ndarray, np.ndarray]) -> None:
