@@ -734,6 +734,16 @@ _SRGB_TO_LINEAR, _LINEAR_TO_SRGB = _build_tables()
 _SUBPIXEL_BITS = 4
 
 
+def mask_pixels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows and columns of a uint8 mask's pixels above 127, in row-major order: what
+    np.nonzero(mask > 127) gives, through OpenCV's findNonZero at about half its cost (a 4K mask:
+    14 against 25 ms)."""
+    found = cv2.findNonZero(cv2.compare(mask, 127, cv2.CMP_GT))  # type: ignore[call-overload]
+    if found is None:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    return found[:, 0, 1], found[:, 0, 0]
+
+
 def polygon_mask(points: np.ndarray, width: int, height: int) -> np.ndarray:
     """An anti-aliased mask of a polygon, rasterised with sub-pixel corner positions."""
     mask = np.zeros((height, width), np.uint8)

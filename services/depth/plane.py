@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from renderkit import imaging
+
 _MAX_SAMPLES = 20000
 
 
@@ -72,7 +74,7 @@ def plane_homography(
         e1 = np.array([0.0, 1.0, 0.0]) - n[1] * n
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(n, e1)
-    ys, xs = np.nonzero(mask > 127)
+    ys, xs = imaging.mask_pixels(mask)
     centre = np.array([xs.mean(), ys.mean(), 1.0])
     ray = np.linalg.inv(K) @ centre
     origin = ray / (n @ ray)  # the plane n.X = 1 where the centre ray meets it

@@ -23,6 +23,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from renderkit import imaging
+
 # Lines are found on a copy at most this large: at 1024 px a 12 MP photo's lines were placed to
 # ~2 photo pixels, which tilted the plane by up to 0.2° and moved the texture by pixels across the
 # surface (docs/quality.md, "Geometry without a quad"); 2048 costs ~0.5 s more at 12 MP.
@@ -326,7 +328,7 @@ def plane_from_lines(
     if moments["m00"] == 0:
         raise NoVanishingPoints("the surface's mask is empty")
     centroid = (moments["m10"] / moments["m00"], moments["m01"] / moments["m00"])
-    ys, xs = np.nonzero(mask > 127)
+    ys, xs = imaging.mask_pixels(mask)
     samples = np.column_stack([xs, ys])[:: max(1, len(xs) // 4096)].astype(np.float64)
     best: LinePlane | None = None
     best_score = 0.0

@@ -334,3 +334,16 @@ def test_probing_a_4k_jpeg_takes_about_a_millisecond() -> None:
     for _ in range(10):
         imaging.probe(data)
     assert (time.perf_counter() - started) / 10 < 0.01
+
+
+def test_mask_pixels_are_numpys_nonzero_in_the_same_order() -> None:
+    rng = np.random.default_rng(3)
+    for mask in (
+        np.zeros((5, 7), np.uint8),
+        np.full((3, 4), 128, np.uint8),
+        np.full((3, 4), 127, np.uint8),
+        (rng.random((301, 499)) * 255).astype(np.uint8),
+    ):
+        rows, cols = imaging.mask_pixels(mask)
+        expected_rows, expected_cols = np.nonzero(mask > 127)
+        assert np.array_equal(rows, expected_rows) and np.array_equal(cols, expected_cols)
