@@ -75,11 +75,18 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
                 "without a quad the plane is estimated from the photo and the surface's mask",
                 bad_request([("photo", "required without a quad"), ("mask_png", "required without a quad")]),
             )
-        try:
-            image = await asyncio.to_thread(imaging.decode_bgr, request.photo)
-            mask = await asyncio.to_thread(imaging.decode_gray, request.mask_png)
-        except imaging.ImageError as exc:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([("photo", str(exc))]))
+        # Both decoded side by side (OpenCV releases the GIL); a bad photo is the error to report.
+        decoded: tuple[np.ndarray | BaseException, np.ndarray | BaseException] = await asyncio.gather(
+            asyncio.to_thread(imaging.decode_bgr, request.photo),
+            asyncio.to_thread(imaging.decode_gray, request.mask_png),
+            return_exceptions=True,
+        )
+        for field, result in zip(("photo", "mask_png"), decoded, strict=True):
+            if isinstance(result, imaging.ImageError):
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(result), bad_request([(field, str(result))]))
+            if isinstance(result, BaseException):
+                raise result
+        image, mask = (np.asarray(result) for result in decoded)
         if mask.shape != (height, width) or image.shape[:2] != (height, width):
             await abort(
                 context,

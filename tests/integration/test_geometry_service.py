@@ -80,6 +80,7 @@ def test_a_surface_without_lines_fails_saying_what_to_provide(depth: depth_grpc.
         ({"focal_length_px": -1.0}, "focal_length_px"),
         ({"photo": b"", "mask_png": MASK}, "photo"),
         ({"photo": b"not an image"}, "photo"),
+        ({"mask_png": b"not an image"}, "mask_png"),
     ],
 )
 def test_bad_plane_requests_name_the_field(
