@@ -38,6 +38,7 @@ _MAX_INLIER_SIN = np.sin(np.radians(5.0))
 _BAND = 0.02  # lines this far outside the surface (of the longer side) count as "around" it
 _INLIER_SIN = np.sin(np.radians(1.5))
 _TRIALS = 400
+_TRIAL_CHUNK = 32  # trials whose support is computed at once (32 x the segments x 2 doubles a temporary)
 _FAR = 20.0
 
 
@@ -199,16 +200,24 @@ def vanishing_points(
         if candidates.size < 2:
             break
         weights = length[candidates] / length[candidates].sum()
+        cdf = np.cumsum(weights)
+        cdf /= cdf[-1]
+        pairs = candidates[np.array([_draw_pair(rng, cdf, weights) for _ in range(_TRIALS)])]
+        points = np.cross(lines[pairs[:, 0]], lines[pairs[:, 1]])
         best, best_score = None, 0.0
-        for _ in range(_TRIALS):
-            i, j = rng.choice(candidates, 2, replace=False, p=weights)
-            v = np.cross(lines[i], lines[j])
-            if not np.any(v):
-                continue
-            inliers = free & (_support(v, mid, direction) < tolerance)
-            score = float(length[inliers].sum())
-            if score > best_score:
-                best, best_score = v, score
+        for chunk in range(0, _TRIALS, _TRIAL_CHUNK):
+            # A chunk of trials' supporters at once (the same arithmetic as _support's).
+            some = points[chunk : chunk + _TRIAL_CHUNK]
+            to_v = some[:, None, :2] - mid[None, :, :] * some[:, None, 2:]
+            cross = direction[None, :, 0] * to_v[..., 1] - direction[None, :, 1] * to_v[..., 0]
+            sin = np.abs(cross) / np.maximum(np.linalg.norm(to_v, axis=2), 1e-12)
+            supported = free[None, :] & (sin < tolerance[None, :])
+            for v, inliers in zip(some, supported, strict=True):
+                if not np.any(v):
+                    continue
+                score = float(length[inliers].sum())
+                if score > best_score:
+                    best, best_score = v, score
         if best is None:
             break
         point = _settle(best, free, p1, lines, direction, length, mid, tolerance)
@@ -217,6 +226,21 @@ def vanishing_points(
         found.append(point)
         free &= ~point[1]
     return found
+
+
+def _draw_pair(rng: np.random.Generator, cdf: np.ndarray, weights: np.ndarray) -> tuple[int, int]:
+    """Two different indices drawn by weight: what rng.choice(n, 2, replace=False, p=weights)
+    draws, from the same random numbers (two uniforms through the weights' cumulative sum, and one
+    more without the first when both fall on it), at a tenth of its cost (its checks and cumsum
+    are per call). The seeded draws, and so the vanishing points, stay as they were."""
+    first, second = (int(k) for k in np.searchsorted(cdf, rng.random(2), side="right"))
+    if second == first:
+        rest = weights.copy()
+        rest[first] = 0.0
+        rest_cdf = np.cumsum(rest)
+        rest_cdf /= rest_cdf[-1]
+        second = int(np.searchsorted(rest_cdf, rng.random(1), side="right")[0])
+    return first, second
 
 
 def _settle(

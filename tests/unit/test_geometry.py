@@ -8,7 +8,7 @@ from devstack import scenes
 from renderkit import homography
 from renderkit.scale import tiling_from_repeats, tiling_from_sizes
 from services.depth.plane import fit_metric_plane, plane_homography
-from services.depth.vanishing import NoVanishingPoints, _orthogonal_pair, line_segments, plane_from_lines
+from services.depth.vanishing import NoVanishingPoints, _draw_pair, _orthogonal_pair, line_segments, plane_from_lines
 
 
 def project(K: np.ndarray, R: np.ndarray, t: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -299,3 +299,26 @@ def test_a_facade_with_only_its_courses_takes_its_verticals_from_the_rest_of_the
     assert found.confidence <= 0.5  # one direction from elsewhere: half the usual confidence
     with pytest.raises(NoVanishingPoints):
         plane_from_lines(scene.photo, mask, default_focal=homography.default_focal(1024, 768))
+
+
+def test_ransac_pairs_are_drawn_as_numpys_choice_draws_them() -> None:
+    """_draw_pair stands in for rng.choice(n, 2, replace=False, p=weights) in the vanishing points'
+    RANSAC: from the same seed it must draw the same pairs and use the same random numbers, or the
+    planes would change with it. Few, uneven weights make both uniforms often fall on one index,
+    so the redraw is exercised too."""
+    redraws = 0
+    for seed in range(60):
+        count = 2 + seed % 9
+        weights = np.random.default_rng(1000 + seed).random(count) ** 3
+        weights /= weights.sum()
+        cdf = np.cumsum(weights)
+        cdf /= cdf[-1]
+        theirs, ours, peek = (np.random.default_rng(seed) for _ in range(3))
+        for _ in range(100):
+            first, second = np.searchsorted(cdf, peek.random(2), side="right")
+            if first == second:
+                redraws += 1
+                peek.random(1)
+            assert _draw_pair(ours, cdf, weights) == tuple(theirs.choice(count, 2, replace=False, p=weights))
+        assert theirs.bit_generator.state == ours.bit_generator.state == peek.bit_generator.state
+    assert redraws > 100
