@@ -622,9 +622,9 @@ def encode(image: np.ndarray, fmt: int = imaging_pb2.FORMAT_JPEG, quality: int =
 
 def encode_mask(mask: np.ndarray) -> bytes:
     """Encodes a mask as PNG. Single-channel masks skip libpng: every row gets PNG's "Up" filter
-    (masks are mostly flat, so the rows become mostly zeros) and zlib compresses them at level 1
-    with run-length matches only (_deflate): a 4K mask in ~12 ms instead of cv2.imencode's ~75 ms
-    at any level. It is a standard PNG that every decoder reads."""
+    (masks are mostly flat, so the rows become mostly zeros) and zlib level 1 compresses them, ~5x
+    faster than cv2.imencode at any level (a 4K mask: ~16 ms instead of ~75 ms); it is a standard
+    PNG that every decoder reads."""
     if mask.ndim != 2 or mask.dtype != np.uint8:
         ok, buf = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         if not ok:
@@ -640,21 +640,13 @@ def encode_mask(mask: np.ndarray) -> bytes:
         (
             _PNG_SIGNATURE,
             _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", _deflate(rows.data)),
+            _png_chunk(b"IDAT", zlib.compress(rows.data, 1)),
             _png_chunk(b"IEND", b""),
         )
     )
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _deflate(data: memoryview) -> bytes:
-    """A zlib stream of data at level 1 with run-length matches only: the filtered rows of a mask
-    are runs of zeros (a 4K floor's mask: 11 ms and 21 KB, against 14 ms and 54 KB with zlib's
-    default matching)."""
-    compressor = zlib.compressobj(1, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
-    return compressor.compress(data) + compressor.flush()
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
