@@ -63,6 +63,12 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                 "points and boxes need the photo",
                 bad_request([("photo", "required with positive_points or box")]),
             )
+        # A client's mask is decoded beside the photo (OpenCV releases the GIL); the photo's errors
+        # are reported first, and a mask's failure is kept for its branch below.
+        mask_decoded: asyncio.Future[np.ndarray] | None = None
+        if request.mask:
+            mask_decoded = asyncio.ensure_future(asyncio.to_thread(imaging.decode_gray, request.mask))
+            mask_decoded.add_done_callback(lambda done: done.cancelled() or done.exception())
         photo: np.ndarray | None = None
         if request.photo:
             try:
@@ -95,9 +101,9 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         except TritonError as exc:
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
 
-        if request.mask:  # the client's own mask is authoritative; only its edge is refined
+        if mask_decoded is not None:  # the client's own mask is authoritative; only its edge is refined
             try:
-                mask = await asyncio.to_thread(imaging.decode_gray, request.mask)
+                mask = await mask_decoded
             except imaging.ImageError as exc:
                 await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([("mask", str(exc))]))
             if mask.shape != (height, width):
