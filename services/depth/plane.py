@@ -74,14 +74,16 @@ def plane_homography(
         e1 = np.array([0.0, 1.0, 0.0]) - n[1] * n
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(n, e1)
-    ys, xs = imaging.mask_pixels(mask)
-    centre = np.array([xs.mean(), ys.mean(), 1.0])
+    # The mask's centroid, and a sample of its pixels (every step-th in row-major order).
+    moments = cv2.moments(cv2.compare(mask, 127, cv2.CMP_GT), binaryImage=True)  # type: ignore[call-overload]
+    count = round(moments["m00"])
+    if count == 0:
+        raise ValueError("the plane does not cover the surface")
+    centre = np.array([moments["m10"] / count, moments["m01"] / count, 1.0])
     ray = np.linalg.inv(K) @ centre
     origin = ray / (n @ ray)  # the plane n.X = 1 where the centre ray meets it
     G = K @ np.stack([e1, e2, origin], axis=1)
-    if xs.size > _MAX_SAMPLES:
-        step = xs.size // _MAX_SAMPLES + 1
-        xs, ys = xs[::step], ys[::step]
+    ys, xs = imaging.mask_pixels(mask, step=count // _MAX_SAMPLES + 1 if count > _MAX_SAMPLES else 1)
     pixels = np.stack([xs, ys], axis=1).astype(np.float64).reshape(-1, 1, 2)
     plane_xy = cv2.perspectiveTransform(pixels, np.linalg.inv(G)).reshape(-1, 2)
     lo = np.percentile(plane_xy, 2, axis=0)

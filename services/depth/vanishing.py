@@ -352,8 +352,8 @@ def plane_from_lines(
     if moments["m00"] == 0:
         raise NoVanishingPoints("the surface's mask is empty")
     centroid = (moments["m10"] / moments["m00"], moments["m01"] / moments["m00"])
-    ys, xs = imaging.mask_pixels(mask)
-    samples = np.column_stack([xs, ys])[:: max(1, len(xs) // 4096)].astype(np.float64)
+    ys, xs = imaging.mask_pixels(mask, step=max(1, round(moments["m00"]) // 4096))
+    samples = np.column_stack([xs, ys]).astype(np.float64)
     best: LinePlane | None = None
     best_score = 0.0
     pair: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None

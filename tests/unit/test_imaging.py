@@ -337,13 +337,17 @@ def test_probing_a_4k_jpeg_takes_about_a_millisecond() -> None:
 
 
 def test_mask_pixels_are_numpys_nonzero_in_the_same_order() -> None:
+    """Every step-th of np.nonzero(mask > 127), whether the mask is found in one band of rows or in
+    several (the last mask: three bands, the sample running on across their borders)."""
     rng = np.random.default_rng(3)
     for mask in (
         np.zeros((5, 7), np.uint8),
         np.full((3, 4), 128, np.uint8),
         np.full((3, 4), 127, np.uint8),
         (rng.random((301, 499)) * 255).astype(np.uint8),
+        ((rng.random((3000, 700)) > 0.4) * 255).astype(np.uint8),
     ):
-        rows, cols = imaging.mask_pixels(mask)
         expected_rows, expected_cols = np.nonzero(mask > 127)
-        assert np.array_equal(rows, expected_rows) and np.array_equal(cols, expected_cols)
+        for step in (1, 2, 7, 1000):
+            rows, cols = imaging.mask_pixels(mask, step)
+            assert np.array_equal(rows, expected_rows[::step]) and np.array_equal(cols, expected_cols[::step])
