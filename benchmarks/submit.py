@@ -132,16 +132,15 @@ def stack_hops(stack: Stack) -> str:
     """Whether the stack's internal hops are authenticated: Redis's password, mutual TLS to the
     stages (a stack from before either has neither)."""
     password = "with a password" if "@" in stack.redis_url else "without a password"
-    transport = "its Unix socket" if getattr(stack, "redis_socket", None) else "TCP"
+    transport = "its Unix socket" if stack.redis_socket else "TCP"
     tls = "mutual TLS" if getattr(stack, "internal_tls", False) else "plaintext"
     return f"Redis {password} over {transport}, gateway to stages {tls}, public port plaintext"
 
 
 def celery_url(stack: Stack) -> str:
     """Celery's broker and result backend: the stack's Redis reached as its gateways reach it (its
-    Unix socket where they use one, looked up so that a stack from before sockets runs too), in
-    database 1 so the key spaces stay apart."""
-    socket_path = getattr(stack, "redis_socket", None)
+    Unix socket where they use one), in database 1 so the key spaces stay apart."""
+    socket_path = stack.redis_socket
     if socket_path is None:
         return stack.redis_url.rsplit("/", 1)[0] + "/1"
     return f"redis+socket://:{stack.redis_password}@{urllib.parse.quote(str(socket_path))}?virtual_host=1"

@@ -726,6 +726,10 @@ _SRGB_TO_LINEAR, _LINEAR_TO_SRGB = _build_tables()
 _SUBPIXEL_BITS = 4
 
 
+# mask_pixels finds a mask's pixels in bands of rows of about this many pixels.
+_MASK_BAND_PIXELS = 1 << 20
+
+
 def mask_pixels(mask: np.ndarray, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """The rows and columns of every step-th pixel above 127 of a uint8 mask, in row-major order:
     np.nonzero(mask > 127) and then [::step] of each. Found a band of rows at a time (OpenCV's
@@ -747,9 +751,6 @@ def mask_pixels(mask: np.ndarray, step: int = 1) -> tuple[np.ndarray, np.ndarray
     if not rows:
         return np.zeros(0, np.intp), np.zeros(0, np.intp)
     return np.concatenate(rows).astype(np.intp), np.concatenate(cols).astype(np.intp)
-
-
-_MASK_BAND_PIXELS = 1 << 20
 
 
 def polygon_mask(points: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -115,10 +115,11 @@ def photo_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray,
 
 
 def _support(v: np.ndarray, mid: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    """|sin| of the angle between each segment and the line from its midpoint to v (homogeneous)."""
-    to_v = v[None, :2] - mid * v[2]
-    cross = direction[:, 0] * to_v[:, 1] - direction[:, 1] * to_v[:, 0]
-    return np.asarray(np.abs(cross) / np.maximum(np.linalg.norm(to_v, axis=1), 1e-12))
+    """|sin| of the angle between each segment and the line from its midpoint to v (homogeneous):
+    (segments,) for one point, (points, segments) for a stack of them (v of shape (points, 3))."""
+    to_v = v[..., None, :2] - mid * v[..., None, 2:]
+    cross = direction[:, 0] * to_v[..., 1] - direction[:, 1] * to_v[..., 0]
+    return np.asarray(np.abs(cross) / np.maximum(np.linalg.norm(to_v, axis=-1), 1e-12))
 
 
 def _refine(lines: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -206,12 +207,8 @@ def vanishing_points(
         points = np.cross(lines[pairs[:, 0]], lines[pairs[:, 1]])
         best, best_score = None, 0.0
         for chunk in range(0, _TRIALS, _TRIAL_CHUNK):
-            # A chunk of trials' supporters at once (the same arithmetic as _support's).
-            some = points[chunk : chunk + _TRIAL_CHUNK]
-            to_v = some[:, None, :2] - mid[None, :, :] * some[:, None, 2:]
-            cross = direction[None, :, 0] * to_v[..., 1] - direction[None, :, 1] * to_v[..., 0]
-            sin = np.abs(cross) / np.maximum(np.linalg.norm(to_v, axis=2), 1e-12)
-            supported = free[None, :] & (sin < tolerance[None, :])
+            some = points[chunk : chunk + _TRIAL_CHUNK]  # a chunk of trials' supporters at once
+            supported = free & (_support(some, mid, direction) < tolerance)
             for v, inliers in zip(some, supported, strict=True):
                 if not np.any(v):
                     continue
