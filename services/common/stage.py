@@ -3,9 +3,11 @@ the stage's dependencies) and main()."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import cv2
 import grpc
 import numpy as np
 import threadpoolctl
@@ -103,9 +105,30 @@ def single_threaded_blas() -> None:
     threadpoolctl.threadpool_limits(1, user_api="blas")
 
 
+# OpenCV's parallel loops in a stage: none. The stages run their own work side by side (the
+# projection's strips on its pool, photo and mask decoded together, renditions encoded together,
+# requests beside requests), and OpenCV's pool inside each of those calls only added hand-offs
+# between threads on cores that were already busy: a 4K swap from a mask took 782-812 ms through the
+# stack with OpenCV's default (a thread per core) and 706-727 ms without (docs/benchmarks.md).
+STAGE_OPENCV_THREADS = 1
+
+
+@contextlib.contextmanager
+def opencv_threads(count: int) -> Iterator[None]:
+    """OpenCV's parallel loops limited to `count` threads (1: none) within the block, for a
+    benchmark measuring a stage's work in its own process beside work measured with the default."""
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
+
+
 def run_stage(name: str, create: Callable[[], Edge], grace_seconds: float) -> None:
     """main() of a stage process: serve until SIGTERM, then drain."""
     single_threaded_blas()
+    cv2.setNumThreads(STAGE_OPENCV_THREADS)
     serve(name, create, grace_seconds)
 
 
