@@ -8,12 +8,13 @@ vary run to run; ratios much less):
   cv2.warpPerspective of the swatch onto the surface's quad (bilinear, the photo's size), one
   per-pixel multiply of the result by the photo (cv2.multiply, scale 1/255: the new albedo times
   the old light) and a JPEG encode (q90). Against it: the projection stage's work called in this
-  process (services.projection.server._project: decode photo, swatch and mask, sample, shade,
-  blend, encode the full JPEG and the 512 px preview) and the whole swap through the embedded
+  process (services.projection.server._project: decode photo and swatch, draw the quad's mask,
+  sample, shade, blend, encode the full JPEG and the 512 px preview, with OpenCV's threads as the
+  stage sets them) and the whole swap through the embedded
   stack (as benchmarks.e2e, submit to the terminal event). Each is timed by the clock and by the
   CPU it used (for the stack, all its processes'), which a busy neighbour disturbs far less.
-- **memory** (1, 4, 8, 12, 24 and 40 MP, a surface covering the whole photo, the worst case for
-  the sampler): each size in a fresh process, which reads the encoded inputs, resets its peak
+- **memory** (1, 4, 8, 12, 24 and 40 MP, a surface covering the whole photo as a mask, the worst
+  case for the sampler): each size in a fresh process, which reads the encoded inputs, resets its peak
   resident size (/proc/self/clear_refs), then calls _project. Reported per photo pixel: the peak
   resident growth over the baseline (VmHWM, threads included), beside renderkit.budget's model of
   it (its fixed part included); what stays resident after the job has returned and the heap has
@@ -49,7 +50,7 @@ from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as pb
 from render_client.client import RenderClient
 from renderkit import budget, heap, homography, imaging
-from services.common.stage import single_threaded_blas
+from services.common.stage import STAGE_OPENCV_THREADS, opencv_threads, single_threaded_blas
 from services.depth.server import quad_plane
 from services.projection import server
 
@@ -63,12 +64,17 @@ OUTPUT = imaging_pb2.OutputSpec(
 REPEATS = 24.0
 
 
-def project_request(photo: bytes, swatch: bytes, mask: bytes, H: np.ndarray, aspect: float) -> pb.ProjectRequest:
-    """The request the gateway sends the projection stage for a swap of this photo."""
+def project_request(
+    photo: bytes, swatch: bytes, H: np.ndarray, aspect: float, *, mask: bytes = b"", outline: np.ndarray | None = None
+) -> pb.ProjectRequest:
+    """The request the gateway sends the projection stage for a swap of this photo: the surface as
+    a mask, or as the quad's outline (a quad alone, as the floor part's swap gives it)."""
+    corners = [] if outline is None else [imaging_pb2.Point(x=float(x), y=float(y)) for x, y in outline]
     return pb.ProjectRequest(
         photo=photo,
         swatch=swatch,
         mask_png=mask,
+        outline=corners,
         homography=imaging_pb2.Homography(m=homography.to_list(H)),
         repeats_u=REPEATS,
         repeats_v=REPEATS / aspect,
@@ -93,10 +99,12 @@ def floor(photo: bytes, swatch: np.ndarray, quad: np.ndarray) -> Timing:
 
 
 def in_process(request: pb.ProjectRequest) -> Timing:
-    """The projection stage's own work on a request (no gRPC)."""
-    start, cpu = time.perf_counter(), time.process_time()
-    server._project(request, request.photo, request.swatch, request.mask_png)
-    return time.perf_counter() - start, time.process_time() - cpu
+    """The projection stage's own work on a request (no gRPC), with OpenCV's threads as the stage
+    process sets them (services.common.stage.run_stage; the floor keeps OpenCV's default)."""
+    with opencv_threads(STAGE_OPENCV_THREADS):
+        start, cpu = time.perf_counter(), time.process_time()
+        server._project(request, request.photo, request.swatch, request.mask_png)
+        return time.perf_counter() - start, time.process_time() - cpu
 
 
 def stack_cpu_seconds(stack: Stack) -> float:
@@ -114,8 +122,7 @@ def floor_part(runs: int) -> None:
     points = np.array(quad, np.float64)
     plane = quad_plane(points, 3840, 2160)
     H = np.array(plane.homography.m).reshape(3, 3)
-    mask = imaging.encode_mask(imaging.polygon_mask(points, 3840, 2160))
-    request = project_request(photo, swatch, mask, H, plane.aspect_ratio)
+    request = project_request(photo, swatch, H, plane.aspect_ratio, outline=points)
     texture = imaging.decode_bgr(swatch)
     with tempfile.TemporaryDirectory(prefix="render-bench-") as tmp:
         stack = Stack(
@@ -188,9 +195,9 @@ def measure_child(directory: Path, runs: int) -> dict[str, Any]:
     request = project_request(
         (directory / "photo.jpg").read_bytes(),
         (directory / "swatch.jpg").read_bytes(),
-        (directory / "mask.png").read_bytes(),
         np.array(json.loads((directory / "homography.json").read_text()), np.float64).reshape(3, 3),
         1.0,
+        mask=(directory / "mask.png").read_bytes(),  # a mask from segmentation: the larger request
     )
     photo, swatch, mask = request.photo, request.swatch, request.mask_png
     gc.collect()
@@ -260,7 +267,8 @@ def main() -> None:
     args = parser.parse_args()
     single_threaded_blas()  # as the projection stage's process runs (services.common.stage)
     if args.child is not None:
-        print(json.dumps(measure_child(args.child, max(1, min(args.runs, 4)))))
+        with opencv_threads(STAGE_OPENCV_THREADS):
+            print(json.dumps(measure_child(args.child, max(1, min(args.runs, 4)))))
         return
     if "floor" in args.parts:
         floor_part(args.runs)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TypeVar
 
@@ -25,7 +26,7 @@ from renderkit.edge import Edge
 from renderkit.errors import abort, bad_request
 from renderkit.material_maps import material_map_images
 from renderkit.triton import INTRINSIC, TritonError, TritonModels, to_pixel_values
-from services.common.stage import StageSettings, model_stage_edge
+from services.common.stage import StageSettings, model_stage_edge, points
 from services.projection.composite import project_material
 from services.projection.layouts import Layout
 from services.projection.shading import Shading, from_model
@@ -38,6 +39,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
 # What the process may keep of a job's freed memory for the next job: fresh pages cost a 4K job
 # ~25 ms of page faults; beyond this much above its idle size, memory goes back after each job.
 RETAINED_BYTES = 256 * 1024**2
+# The most points an outline may have (the gateway's limit for a polygon).
+MAX_OUTLINE_POINTS = 1000
 # Decodes beside the photo's (OpenCV's decoders release the GIL).
 _DECODER = ThreadPoolExecutor(1, thread_name_prefix="projection-decode")
 
@@ -59,8 +62,14 @@ class _Inputs:
 
 
 def _decode_inputs(request: pb.ProjectRequest, photo_data: bytes, swatch_data: bytes, mask_data: bytes) -> _Inputs:
-    """Decodes the images (the mask beside the photo), naming the field that fails."""
-    mask_decoded = _DECODER.submit(_decoded, "mask_png", lambda: imaging.decode_gray(mask_data))
+    """Decodes the images (the mask, or drawing the outline, beside the photo), naming the field
+    that fails."""
+    if mask_data:
+        mask_decoded = _DECODER.submit(_decoded, "mask_png", lambda: imaging.decode_gray(mask_data))
+    else:  # the outline at the photo's size as decoded (EXIF orientation applied: the probe's size)
+        size = _decoded("photo", lambda: imaging.probe(photo_data))
+        outline = points(request.outline)
+        mask_decoded = _DECODER.submit(imaging.polygon_mask, outline, size.width, size.height)
     try:
         photo = _decoded("photo", lambda: imaging.decode_bgr(photo_data))
         # The grout fills the swatch's transparent parts before anything samples it, so the tiles,
@@ -121,19 +130,32 @@ def _decoded(field: str, decode: Callable[[], T]) -> T:
 
 
 def _inputs_problem(
-    photo: bytes, swatch: bytes, mask: bytes, material_maps: bool, budget_bytes: int
+    photo: bytes,
+    swatch: bytes,
+    mask: bytes,
+    material_maps: bool,
+    budget_bytes: int,
+    outline: Sequence[imaging_pb2.Point] = (),
 ) -> tuple[str, str] | None:
     """What is wrong with the inputs as their headers tell it, as (field, description), before any
-    pixel is decoded: a refused image, a mask of another size, or more memory than the budget."""
+    pixel is decoded: a refused image, a mask of another size (or no mask and no usable outline),
+    or more memory than the budget."""
     infos: dict[str, imaging.ImageInfo] = {}
-    for field, data in (("photo", photo), ("swatch", swatch), ("mask_png", mask)):
+    images = (("photo", photo), ("swatch", swatch)) + ((("mask_png", mask),) if mask else ())
+    for field, data in images:
         try:
             infos[field] = imaging.probe(data)
         except imaging.ImageError as exc:
             return field, str(exc)
-    photo_info, mask_info = infos["photo"], infos["mask_png"]
-    if (mask_info.width, mask_info.height) != (photo_info.width, photo_info.height):
-        return "mask_png", "must be the size of the photo"
+    photo_info = infos["photo"]
+    if mask:
+        mask_info = infos["mask_png"]
+        if (mask_info.width, mask_info.height) != (photo_info.width, photo_info.height):
+            return "mask_png", "must be the size of the photo"
+    else:
+        problem = _outline_problem(outline, photo_info)
+        if problem is not None:
+            return problem
     photo_pixels, swatch_info = photo_info.pixels, infos["swatch"]
     need = budget.projection_bytes(photo_pixels, swatch_info.pixels, material_maps)
     if need <= budget_bytes:
@@ -150,6 +172,21 @@ def _inputs_problem(
             lambda px: budget.projection_bytes(photo_pixels, px, material_maps), budget_bytes
         )
     return field, budget.over_budget_text(info.width, info.height, field, need, budget_bytes, largest)
+
+
+def _outline_problem(outline: Sequence[imaging_pb2.Point], photo: imaging.ImageInfo) -> tuple[str, str] | None:
+    """What is wrong with an outline standing in for the mask, as (field, description)."""
+    if not outline:
+        return "mask_png", "required (or an outline)"
+    if not 3 <= len(outline) <= MAX_OUTLINE_POINTS:
+        return "outline", f"needs 3 to {MAX_OUTLINE_POINTS} points, got {len(outline)}"
+    for i, p in enumerate(outline):
+        # As far outside the photo as the gateway lets a quad's corner be; drawing stays cheap.
+        if not (math.isfinite(p.x) and math.isfinite(p.y)):
+            return f"outline[{i}]", "must be finite"
+        if not (-photo.width <= p.x <= 2 * photo.width and -photo.height <= p.y <= 2 * photo.height):
+            return f"outline[{i}]", "lies far outside the photo"
+    return None
 
 
 class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
@@ -201,7 +238,7 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
             )
         # Each access to a bytes field copies it: read the images once.
         photo, swatch, mask = request.photo, request.swatch, request.mask_png
-        problem = _inputs_problem(photo, swatch, mask, request.material_maps, self.memory_budget_bytes)
+        problem = _inputs_problem(photo, swatch, mask, request.material_maps, self.memory_budget_bytes, request.outline)
         if problem is not None:
             await abort(
                 context, grpc.StatusCode.INVALID_ARGUMENT, f"{problem[0]}: {problem[1]}", bad_request([problem])

@@ -104,7 +104,7 @@ def test_watch_resumes_after_any_cursor(client: RenderClient) -> None:
     events = list(client.watch(job.id, timeout=60))
     assert events[-1].state == pb.JOB_STATE_SUCCEEDED
     assert [e.message for e in events if e.message.startswith("Step") and e.stage_progress == 0] == [
-        "Step 1/4: segmenting the surface",
+        "Step 1/4: outlining the surface with the quad",  # a quad alone: the projection draws it
         "Step 2/4: estimating geometry",
         "Step 3/4: projecting the material",
         "Step 4/4: writing outputs",
@@ -245,7 +245,8 @@ def test_normal_and_roughness_maps_on_request(client: RenderClient) -> None:
 def test_variants_share_one_geometry_and_a_later_job_reuses_it(client: RenderClient) -> None:
     photo = imaging.encode(SCENE.photo, quality=93)[0]  # a photo no other test sends: a fresh cache key
     tiles = imaging.encode(scenes.tile_texture(64))[0]
-    request = material_swap_request(photo, SWATCH, quad=QUAD)
+    # The polygon makes segmentation refine the mask on the photo: a quad alone is drawn, not cached.
+    request = material_swap_request(photo, SWATCH, quad=QUAD, polygon=QUAD)
     request.material_swap.variant_swatches.add(data=tiles)
     first = client.wait(client.submit(request).job.id, timeout=60)
     assert first.state == pb.JOB_STATE_SUCCEEDED, first.error.message
@@ -257,7 +258,7 @@ def test_variants_share_one_geometry_and_a_later_job_reuses_it(client: RenderCli
     first_events = [e.message for e in client.watch(first.id)]
     assert "Step 3/4: projecting the material (2 swatches)" in first_events
 
-    again = client.wait(client.submit(material_swap_request(photo, tiles, quad=QUAD)).job.id, timeout=60)
+    again = client.wait(client.submit(material_swap_request(photo, tiles, quad=QUAD, polygon=QUAD)).job.id, timeout=60)
     assert again.state == pb.JOB_STATE_SUCCEEDED and again.result.geometry_reused
     messages = [e.message for e in client.watch(again.id)]
     assert "Step 1/4: segmenting the surface (reused from an earlier render of this photo)" in messages
@@ -265,9 +266,12 @@ def test_variants_share_one_geometry_and_a_later_job_reuses_it(client: RenderCli
     reused = read_output(again.result.outputs[0])
     assert np.abs(reused.astype(int) - tiled).mean() < 1  # the same render as the variant
 
-    moved = material_swap_request(photo, tiles, quad=[(x + 3, y) for x, y in QUAD])
+    moved = material_swap_request(photo, tiles, quad=[(x + 3, y) for x, y in QUAD], polygon=QUAD)
     other = client.wait(client.submit(moved).job.id, timeout=60)
     assert other.state == pb.JOB_STATE_SUCCEEDED and not other.result.geometry_reused  # other hints, new key
+    alone = client.wait(client.submit(material_swap_request(photo, tiles, quad=QUAD)).job.id, timeout=60)
+    assert alone.state == pb.JOB_STATE_SUCCEEDED and not alone.result.geometry_reused
+    assert np.abs(read_output(alone.result.outputs[0]).astype(int) - tiled).mean() < 2  # drawn as segmentation did
 
 
 def test_a_stage_over_its_deadline_fails_the_job_with_timeout(client: RenderClient) -> None:

@@ -312,7 +312,9 @@ def test_an_uploaded_photo_is_rendered_by_id_with_several_swatches(
     assert again.id == asset.id and again.expire_time.seconds >= asset.expire_time.seconds
     done = []
     for seed in (1, 2):
-        request = material_swap_request(PHOTO, imaging.encode(scenes.plank_texture(64, seed=seed))[0], quad=QUAD)
+        swatch = imaging.encode(scenes.plank_texture(64, seed=seed))[0]
+        # The polygon has segmentation refine the mask on the photo (a quad alone is only drawn).
+        request = material_swap_request(PHOTO, swatch, quad=QUAD, polygon=QUAD)
         request.material_swap.photo.asset_id = asset.id
         job = client.submit(request).job
         done.append(client.wait(job.id, timeout=60))

@@ -225,7 +225,7 @@ def test_a_dispatcher_that_dies_mid_job_loses_nothing(tmp_path: Path) -> None:
             messages = [e.message for e in client.watch(job.id)]
         ledger.close()
     assert done.state == pb.JOB_STATE_SUCCEEDED and done.attempt == 2
-    assert "Step 1/4: segmenting the surface (resumed from checkpoint)" in messages
+    assert "Step 1/4: outlining the surface with the quad" in messages  # nothing to resume: no stage call
     assert "Step 2/4: estimating geometry (resumed from checkpoint)" in messages
     assert read_output(done.result.outputs[0]).shape == (2160, 3840, 3)
 

@@ -1,4 +1,5 @@
-"""The projection servicer's input checks: grout colour, transparency, the memory budget."""
+"""The projection servicer's input checks: grout colour, transparency, the memory budget, the
+surface as a mask or an outline."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def project(request: pb.ProjectRequest, servicer: ProjectionServicer | None = No
 
 
 def swap_request(swatch: bytes, **fields: Any) -> pb.ProjectRequest:
-    return pb.ProjectRequest(
+    request = pb.ProjectRequest(
         photo=imaging.encode(SCENE.photo)[0],
         swatch=swatch,
         mask_png=imaging.encode_mask(SCENE.floor_mask),
@@ -51,8 +52,11 @@ def swap_request(swatch: bytes, **fields: Any) -> pb.ProjectRequest:
         repeats_u=4,
         repeats_v=4,
         output=imaging_pb2.OutputSpec(format=imaging_pb2.FORMAT_PNG),
-        **fields,
     )
+    request.MergeFrom(pb.ProjectRequest(**fields))
+    if "mask_png" in fields:  # MergeFrom keeps a field the given value leaves empty
+        request.mask_png = fields["mask_png"]
+    return request
 
 
 def cut_out_tiles() -> bytes:
@@ -135,3 +139,35 @@ def forged_mask(width: int, height: int) -> bytes:
 
 def test_the_default_budget_is_the_requests() -> None:
     assert ProjectionServicer().memory_budget_bytes == budget.DEFAULT_REQUEST_BYTES
+
+
+def outline_of(quad: np.ndarray) -> list[imaging_pb2.Point]:
+    return [imaging_pb2.Point(x=float(x), y=float(y)) for x, y in quad]
+
+
+def test_an_outline_stands_in_for_the_mask_and_renders_what_its_drawn_mask_does() -> None:
+    swatch = imaging.encode(scenes.plank_texture(64))[0]
+    drawn = imaging.encode_mask(imaging.polygon_mask(SCENE.quad, 320, 240))  # as segmentation draws a quad
+    from_mask = project(swap_request(swatch, mask_png=drawn))
+    from_outline = project(swap_request(swatch, mask_png=b"", outline=outline_of(SCENE.quad)))
+    assert [i.data for i in from_outline.images] == [i.data for i in from_mask.images]
+    # ... and it is the surface: a quad moved elsewhere renders something else.
+    moved = project(swap_request(swatch, mask_png=b"", outline=outline_of(SCENE.quad + np.array([0.0, -40.0]))))
+    assert moved.images[0].data != from_mask.images[0].data
+
+
+@pytest.mark.parametrize(
+    ("outline", "field"),
+    [
+        ([], "mask_png"),  # neither a mask nor an outline
+        ([(10.0, 10.0), (100.0, 10.0)], "outline"),  # two points outline nothing
+        ([(10.0, 10.0), (float("nan"), 10.0), (50.0, 90.0)], "outline[1]"),
+        ([(10.0, 10.0), (100.0, 10.0), (50.0, 1e9)], "outline[2]"),  # far outside the photo
+    ],
+)
+def test_an_unusable_outline_is_refused_naming_the_field(outline: list[tuple[float, float]], field: str) -> None:
+    request = swap_request(imaging.encode(scenes.plank_texture(64))[0], mask_png=b"")
+    request.outline.extend(imaging_pb2.Point(x=x, y=y) for x, y in outline)
+    with pytest.raises(Aborted) as info:
+        project(request)
+    assert set(info.value.fields) == {field}
