@@ -2,9 +2,11 @@
 
 Past the shading field (estimated over the whole surface) every pixel is independent, so the surface
 is cut into strips of rows sampled, shaded and blended on a small thread pool: OpenCV and numpy
-release the GIL. Strips are small (STRIP_PIXELS): their temporaries stay in the processor's cache
-and are a fixed amount of memory whatever the photo's size, which the per-request memory budget
-counts on. Each strip samples only the columns its part of the mask covers.
+release the GIL. Sampling needs only the swatch, the mask and the plane, so it starts before the
+photo is decoded (Sampling), and the light is estimated from the photo while it runs (composite).
+Strips are small (STRIP_PIXELS): their temporaries stay in the processor's cache and are a fixed
+amount of memory whatever the photo's size, which the per-request memory budget counts on. Each
+strip samples only the columns its part of the mask covers, and takes only its rows of the light.
 
 After sampling, one cv2.multiply applies the shading and makes linear light uint16 (saturating
 where the light exceeds white, the clip sRGB needs anyway), and a 65,536-entry table takes it back
@@ -55,6 +57,96 @@ def _srgb_table() -> np.ndarray:
 _LINEAR_TO_SRGB = _srgb_table()
 
 
+class Sampling:
+    """The material being sampled into the surface's box on the pool, started before the photo is
+    needed (sampling reads only the swatch, the mask and the plane): the photo's decode, and the
+    intrinsic model where one is deployed, overlap it. `composite` finishes it; `cancel` drops it."""
+
+    def __init__(
+        self,
+        swatch: np.ndarray,
+        mask: np.ndarray,
+        H: np.ndarray,
+        repeats_u: float,
+        repeats_v: float,
+        rotation_degrees: float = 0.0,
+        layout: Layout = STRAIGHT,
+    ) -> None:
+        self.mask = mask
+        height, width = mask.shape
+        x, y, w, h = cv2.boundingRect(mask)
+        self.spans: list[Future[tuple[int, int] | None]] = []
+        self.T = texel_transform(H, repeats_u, repeats_v, rotation_degrees, swatch.shape[1], swatch.shape[0])
+        if w == 0 or h == 0:
+            self.box = None
+            return
+        # The feather reaches a few pixels beyond the mask.
+        x0, y0 = max(0, x - _FEATHER_REACH), max(0, y - _FEATHER_REACH)
+        w, h = min(width, x + w + _FEATHER_REACH) - x0, min(height, y + h + _FEATHER_REACH) - y0
+        self.box = x, y, w, h = x0, y0, w, h
+        atlas_made = _POOL.submit(build_mip_atlas, swatch, FRACTIONS, finest_level(self.T, x, y, w, h))
+        # Strip edges on multiples of the sampler's blocks, so strips sample exactly as one pass.
+        rows = max(LOD_STEP, _STRIP_PIXELS // max(1, w) // LOD_STEP * LOD_STEP)
+        self.edges = [(top, min(h, top + rows)) for top in range(0, h, rows)]
+        # The sampled colour waits here (linear light, uint16: 6 bytes a pixel) for the light.
+        self.sampled = np.empty((h, w, 3), np.uint16)
+        self.spans = [
+            _POOL.submit(_sample_strip, self.sampled, mask, atlas_made, self.T, layout, x, y, top, bottom)
+            for top, bottom in self.edges
+        ]
+
+    def cancel(self) -> None:
+        """Drops the sampling: strips not started are cancelled, running ones finish first."""
+        for span in self.spans:
+            span.cancel()
+        wait(self.spans)
+
+
+def composite(
+    photo: np.ndarray,
+    sampling: Sampling,
+    *,
+    out: np.ndarray | None = None,
+    shading: Shading | None = None,
+    on_shading: Callable[[Shading], None] | None = None,
+) -> np.ndarray:
+    """The photo with the sampled material lit and blended in (uint8 BGR, the photo's size).
+
+    The result is written into `out` when given (it may be the photo itself: each pixel is read
+    before it is written), else into a copy of the photo. The material is lit by `shading`, by
+    default the best estimate of the photo's light on the surface (shading.estimate_shading),
+    made here while the strips are still being sampled; on_shading is called with the estimate
+    used (its method says which ran).
+    """
+    mask, T = sampling.mask, sampling.T
+    if mask.shape != photo.shape[:2]:
+        sampling.cancel()
+        raise ValueError("mask_png: must be the size of the photo")
+    if out is None:
+        out = photo.copy()
+    elif out is not photo:
+        np.copyto(out, photo)
+    if sampling.box is None:
+        return out
+    x, y, _, _ = sampling.box
+    spans = sampling.spans
+    try:
+        if shading is None:
+            shading = estimate_shading(photo, mask, T)
+        if on_shading is not None:
+            on_shading(shading)
+    finally:
+        wait(spans)
+    # The pool runs tasks in order: these start once every strip is sampled.
+    blends = [
+        _POOL.submit(_blend_strip, out, photo, shading, sampling.sampled, mask, T, x, y, top, bottom, span.result())
+        for (top, bottom), span in zip(sampling.edges, spans, strict=True)
+    ]
+    for blend in blends:
+        blend.result()
+    return out
+
+
 def project_material(
     photo: np.ndarray,
     swatch: np.ndarray,
@@ -69,51 +161,10 @@ def project_material(
     shading: Shading | None = None,
     on_shading: Callable[[Shading], None] | None = None,
 ) -> np.ndarray:
-    """The photo with the masked surface re-covered by the swatch (uint8 BGR, the photo's size).
-
-    The result is written into `out` when given (it may be the photo itself: each pixel is read
-    before it is written), else into a copy of the photo. The material is lit by `shading`, by
-    default the best estimate of the photo's light on the surface (shading.estimate_shading);
-    on_shading is called with the estimate used (its method says which ran).
-    """
-    height, width = photo.shape[:2]
-    if out is None:
-        out = photo.copy()
-    elif out is not photo:
-        np.copyto(out, photo)
-    x, y, w, h = cv2.boundingRect(mask)
-    if w == 0 or h == 0:
-        return out
-    # The feather reaches a few pixels beyond the mask.
-    x0, y0 = max(0, x - _FEATHER_REACH), max(0, y - _FEATHER_REACH)
-    x, y, w, h = x0, y0, min(width, x + w + _FEATHER_REACH) - x0, min(height, y + h + _FEATHER_REACH) - y0
-    T = texel_transform(H, repeats_u, repeats_v, rotation_degrees, swatch.shape[1], swatch.shape[0])
-    # The atlas is made, and the strips sampled, on the pool while the shading is estimated here:
-    # the sampled colour waits in `sampled` (linear light, uint16: 6 bytes a pixel) for the light.
-    atlas_made = _POOL.submit(build_mip_atlas, swatch, FRACTIONS, finest_level(T, x, y, w, h))
-    # Strip edges on multiples of the sampler's blocks, so strips sample exactly as one pass.
-    rows = max(LOD_STEP, _STRIP_PIXELS // max(1, w) // LOD_STEP * LOD_STEP)
-    edges = [(top, min(h, top + rows)) for top in range(0, h, rows)]
-    sampled = np.empty((h, w, 3), np.uint16)
-    spans = [
-        _POOL.submit(_sample_strip, sampled, mask, atlas_made, T, layout, x, y, top, bottom) for top, bottom in edges
-    ]
-    try:
-        if shading is None:
-            shading = estimate_shading(photo, mask, T)
-        if on_shading is not None:
-            on_shading(shading)
-        light = shading.region(x, y, w, h)
-    finally:
-        wait(spans)
-    # The pool runs tasks in order: these start once every strip is sampled.
-    blends = [
-        _POOL.submit(_blend_strip, out, photo, light, sampled, mask, T, x, y, top, bottom, span.result())
-        for (top, bottom), span in zip(edges, spans, strict=True)
-    ]
-    for blend in blends:
-        blend.result()
-    return out
+    """The photo with the masked surface re-covered by the swatch (uint8 BGR, the photo's size):
+    Sampling then composite, for a caller that has the photo already (see composite)."""
+    sampling = Sampling(swatch, mask, H, repeats_u, repeats_v, rotation_degrees, layout)
+    return composite(photo, sampling, out=out, shading=shading, on_shading=on_shading)
 
 
 def _feather(mask: np.ndarray, x: int, y: int, w: int, h: int) -> np.ndarray:
@@ -156,7 +207,7 @@ def _sample_strip(
 def _blend_strip(
     out: np.ndarray,
     photo: np.ndarray,
-    light: np.ndarray,
+    shading: Shading,
     sampled: np.ndarray,
     mask: np.ndarray,
     T: np.ndarray,
@@ -176,7 +227,7 @@ def _blend_strip(
     valid = on_plane(T, x, y, cols, h)
     if valid is not None:
         alpha = np.where(valid, alpha, np.uint8(0))
-    shade = cv2.cvtColor(light[top:bottom, start : start + cols], cv2.COLOR_GRAY2BGR)
+    shade = cv2.cvtColor(shading.region(x, y, cols, h), cv2.COLOR_GRAY2BGR)
     linear = cv2.multiply(sampled[top:bottom, start : start + cols], shade, dtype=cv2.CV_16U)
     material = np.take(_LINEAR_TO_SRGB, np.asarray(linear, np.uint16))
     _blend_into(out[y : y + h, x : x + cols], material, photo[y : y + h, x : x + cols], alpha)

@@ -27,7 +27,7 @@ from renderkit.errors import abort, bad_request
 from renderkit.material_maps import material_map_images
 from renderkit.triton import INTRINSIC, TritonError, TritonModels, to_pixel_values
 from services.common.stage import StageSettings, model_stage_edge, points
-from services.projection.composite import project_material
+from services.projection.composite import Sampling, composite
 from services.projection.layouts import Layout
 from services.projection.shading import Shading, from_model
 
@@ -54,44 +54,63 @@ def _project(
 
 
 class _Inputs:
-    """The decoded photo, swatch (and its transparent share) and mask of one request. _render takes
-    the photo and the mask out of it, so they are freed as soon as the composite is made."""
+    """The decoded photo, swatch (and its transparent share) and mask of one request, and the
+    material's sampling, already under way. _render takes the photo and the mask out of it, so they
+    are freed as soon as the composite is made; `discard` drops the sampling of a request that ends
+    before it is rendered."""
 
-    def __init__(self, photo: np.ndarray, swatch: np.ndarray, transparent: float, mask: np.ndarray) -> None:
+    def __init__(
+        self, photo: np.ndarray, swatch: np.ndarray, transparent: float, mask: np.ndarray, sampling: Sampling
+    ) -> None:
         self.photo, self.swatch, self.transparent, self.mask = photo, swatch, transparent, mask
+        self.sampling = sampling
+
+    def discard(self) -> None:
+        self.sampling.cancel()
 
 
 def _decode_inputs(request: pb.ProjectRequest, photo_data: bytes, swatch_data: bytes, mask_data: bytes) -> _Inputs:
-    """Decodes the images (the mask, or drawing the outline, beside the photo), naming the field
-    that fails."""
+    """Decodes the swatch, then (beside the photo's decode) the mask, or draws the outline, and
+    starts sampling the material from them: sampling needs no photo, so the photo's decode (and the
+    intrinsic model, where one is deployed) overlap it. Names the field that fails."""
+    H = homography.from_list(list(request.homography.m))
+    layout = Layout(row_offset=request.row_offset, herringbone=request.herringbone)
+    # The grout fills the swatch's transparent parts before anything samples it, so the tiles,
+    # their maps and their mip levels all see the same colour there.
+    swatch, transparent = _decoded("swatch", lambda: imaging.decode_swatch(swatch_data, request.grout_color))
     if mask_data:
-        mask_decoded = _DECODER.submit(_decoded, "mask_png", lambda: imaging.decode_gray(mask_data))
+        make_mask = lambda: _decoded("mask_png", lambda: imaging.decode_gray(mask_data))  # noqa: E731
     else:  # the outline at the photo's size as decoded (EXIF orientation applied: the probe's size)
         size = _decoded("photo", lambda: imaging.probe(photo_data))
         outline = points(request.outline)
-        mask_decoded = _DECODER.submit(imaging.polygon_mask, outline, size.width, size.height)
+        make_mask = lambda: imaging.polygon_mask(outline, size.width, size.height)  # noqa: E731
+
+    def begin() -> tuple[np.ndarray, Sampling]:
+        mask = make_mask()
+        return mask, Sampling(swatch, mask, H, request.repeats_u, request.repeats_v, request.rotation_degrees, layout)
+
+    begun = _DECODER.submit(begin)
     try:
         photo = _decoded("photo", lambda: imaging.decode_bgr(photo_data))
-        # The grout fills the swatch's transparent parts before anything samples it, so the tiles,
-        # their maps and their mip levels all see the same colour there.
-        swatch, transparent = _decoded("swatch", lambda: imaging.decode_swatch(swatch_data, request.grout_color))
-    finally:
-        wait([mask_decoded])  # a photo that cannot be decoded is the error to report
-    mask = mask_decoded.result()
+    except BaseException:  # a photo that cannot be decoded is the error to report
+        wait([begun])
+        if begun.exception() is None:
+            begun.result()[1].cancel()
+        raise
+    mask, sampling = begun.result()
     if mask.shape != photo.shape[:2]:
+        sampling.cancel()
         raise ValueError("mask_png: must be the size of the photo")
-    return _Inputs(photo, swatch, transparent, mask)
+    return _Inputs(photo, swatch, transparent, mask, sampling)
 
 
 def _render(
     request: pb.ProjectRequest, inputs: _Inputs, model_shading: np.ndarray | None = None
 ) -> tuple[list[imaging_pb2.EncodedImage], float, str]:
-    """Projects the decoded inputs, lit by the intrinsic model's shading when given (else the
-    classical estimate), and encodes the renditions."""
+    """Lights and blends the material sampled for the inputs, by the intrinsic model's shading when
+    given (else the classical estimate), and encodes the renditions."""
     photo, swatch, mask = inputs.photo, inputs.swatch, inputs.mask
     inputs.photo = inputs.mask = np.empty(0, np.uint8)  # the composite replaces the photo below
-    H = homography.from_list(list(request.homography.m))
-    layout = Layout(row_offset=request.row_offset, herringbone=request.herringbone)
     shading = None
     if model_shading is not None:
         try:
@@ -100,19 +119,7 @@ def _render(
             log.warning("the intrinsic model's shading is unusable (%s); using the classical estimate", exc)
     # The composite is written over the decoded photo: no second full-size image.
     used: list[Shading] = []
-    result = project_material(
-        photo,
-        swatch,
-        mask,
-        H,
-        request.repeats_u,
-        request.repeats_v,
-        request.rotation_degrees,
-        layout,
-        out=photo,
-        shading=shading,
-        on_shading=used.append,
-    )
+    result = composite(photo, inputs.sampling, out=photo, shading=shading, on_shading=used.append)
     del photo, mask  # the encoders and the maps need only the result and the swatch
     images = imaging.encode_renditions(result, request.output)
     del result
@@ -249,7 +256,11 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         try:
             inputs = await asyncio.to_thread(_decode_inputs, request, photo, swatch, mask)
-            model_shading = await self._model_shading(inputs.photo) if model_deployed else None
+            try:
+                model_shading = await self._model_shading(inputs.photo) if model_deployed else None
+            except BaseException:
+                inputs.discard()
+                raise
             images, transparent, shading = await asyncio.to_thread(_render, request, inputs, model_shading)
         except TritonError as exc:
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))

@@ -157,8 +157,9 @@ def _halved(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
 
 
-def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray) -> np.ndarray:
-    """The texture_space estimate over a photo region (see the module's docstring)."""
+def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The texture_space estimate over a photo region (see the module's docstring), and whether it
+    is at half the region's pixels (Shading.halved)."""
     height, width = mask.shape
     # Linear light, halved for large regions (a grid cell then still spans a pixel or more of it).
     factor = 2 if width * height > 1_500_000 else 1
@@ -187,19 +188,15 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     reference = _weighted_median(light[usual], grid.pixel_area[usual])
     shading = np.clip(np.exp(light - np.float32(reference)), 0.03, 4.0).astype(np.float32)
     # Back onto the photo: warped at the sampled images' size (a cell spans a pixel or more of it),
-    # then enlarged, which costs a third of warping at full size.
+    # then enlarged where it is used, which costs a third of warping at full size.
     if factor == 1:
-        return np.asarray(
-            cv2.warpPerspective(
-                shading, grid.to_image, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-            )
-        )
-    half = np.array([[0.5, 0.0, -0.25], [0.0, 0.5, -0.25], [0.0, 0.0, 1.0]])
-    small = ((width + 1) // 2, (height + 1) // 2)
-    warped = cv2.warpPerspective(
-        shading, half @ grid.to_image, small, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-    return np.asarray(cv2.resize(warped, (2 * small[0], 2 * small[1]), interpolation=cv2.INTER_LINEAR)[:height, :width])
+        to_region = grid.to_image
+        size = (width, height)
+    else:
+        to_region = np.array([[0.5, 0.0, -0.25], [0.0, 0.5, -0.25], [0.0, 0.0, 1.0]]) @ grid.to_image
+        size = ((width + 1) // 2, (height + 1) // 2)
+    warped = cv2.warpPerspective(shading, to_region, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(warped), factor > 1
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -460,23 +457,40 @@ def _bilateral(values: np.ndarray, weights: np.ndarray, sigma_space: float, sigm
 @dataclass(frozen=True)
 class Shading:
     """A shading estimate over a box of the photo: the field (float32, 1 is the surface's typical
-    light) for the pixels (x, y, width, height), and which estimate made it."""
+    light) for the pixels (x, y, width, height), and which estimate made it.
+
+    With `halved`, the field holds every 2 x 2 block of the box's pixels (its sides rounded up) and
+    is enlarged bilinearly as regions are asked for: a 4K surface's light is then 8 MB instead of
+    33 MB, and no full-size copy of it is ever made (the composite asks strip by strip)."""
 
     field: np.ndarray
     box: tuple[int, int, int, int]
     method: str
+    halved: bool = False
 
     def region(self, x: int, y: int, width: int, height: int) -> np.ndarray:
         """The field over another box of the photo (1 where the estimate has no value)."""
         bx, by, bw, bh = self.box
-        if (x, y, width, height) == self.box:
-            return self.field
+        if bx <= x and by <= y and x + width <= bx + bw and y + height <= by + bh:  # inside the box
+            return self._part(y - by, y - by + height, x - bx, x - bx + width)
         out = np.ones((height, width), np.float32)
         x0, y0 = max(x, bx), max(y, by)
         x1, y1 = min(x + width, bx + bw), min(y + height, by + bh)
         if x1 > x0 and y1 > y0:
-            out[y0 - y : y1 - y, x0 - x : x1 - x] = self.field[y0 - by : y1 - by, x0 - bx : x1 - bx]
+            out[y0 - y : y1 - y, x0 - x : x1 - x] = self._part(y0 - by, y1 - by, x0 - bx, x1 - bx)
         return out
+
+    def _part(self, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+        """Rows top to bottom and columns left to right of the box's pixels. A halved field is
+        enlarged from an even row and column, with a texel of margin, at exactly twice its size:
+        every pixel is what enlarging the whole field gives it."""
+        if not self.halved:
+            return self.field[top:bottom, left:right]
+        rows, cols = self.field.shape
+        r0, c0 = max(0, top // 2 - 1), max(0, left // 2 - 1)
+        r1, c1 = min(rows, -(-bottom // 2) + 1), min(cols, -(-right // 2) + 1)
+        part = cv2.resize(self.field[r0:r1, c0:c1], (2 * (c1 - c0), 2 * (r1 - r0)), interpolation=cv2.INTER_LINEAR)
+        return part[top - 2 * r0 : bottom - 2 * r0, left - 2 * c0 : right - 2 * c0]
 
 
 # A margin around the mask's bounding box: the composite's feather reaches a few pixels beyond it.
@@ -512,7 +526,8 @@ def estimate_shading(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarr
     if method != BLUR:
         shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
         try:
-            return Shading(_texture_space(photo_box, mask_box, to_plane @ shift), box, TEXTURE_SPACE)
+            field, halved = _texture_space(photo_box, mask_box, to_plane @ shift)
+            return Shading(field, box, TEXTURE_SPACE, halved)
         except (_Unsuitable, np.linalg.LinAlgError):
             pass
     sigma = max(1.5, 0.006 * max(width, height))

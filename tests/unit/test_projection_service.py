@@ -17,6 +17,7 @@ from render.projection.v1 import projection_service_pb2 as pb
 from renderkit import budget, homography, imaging
 from renderkit.errors import status_details, unpack_detail
 from services.projection import server
+from services.projection.composite import Sampling
 from services.projection.server import ProjectionServicer
 
 SCENE = scenes.room_scene(320, 240)
@@ -171,3 +172,28 @@ def test_an_unusable_outline_is_refused_naming_the_field(outline: list[tuple[flo
     with pytest.raises(Aborted) as info:
         project(request)
     assert set(info.value.fields) == {field}
+
+
+def test_sampling_started_before_a_photo_that_fails_to_decode_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[Sampling] = []
+    cancelled: list[Sampling] = []
+
+    class Recorded(Sampling):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            started.append(self)
+
+        def cancel(self) -> None:
+            cancelled.append(self)
+            super().cancel()
+
+    monkeypatch.setattr(server, "Sampling", Recorded)
+    corrupt = bytearray(cv2.imencode(".png", SCENE.photo)[1].tobytes())
+    start = corrupt.index(b"IDAT") + 104
+    corrupt[start : start + 200] = bytes(range(200))  # its header (the size) reads; its pixels do not decode
+    request = swap_request(imaging.encode(scenes.plank_texture(64))[0], mask_png=b"", outline=outline_of(SCENE.quad))
+    request.photo = bytes(corrupt)
+    with pytest.raises(ValueError, match=r"^photo: "):
+        server._project(request, request.photo, request.swatch, request.mask_png)
+    assert len(started) == 1 and cancelled == started  # sampling had begun beside the decode
+    assert all(span.done() for span in started[0].spans)

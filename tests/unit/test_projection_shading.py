@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 from renderkit.imaging import linear_to_srgb, srgb_to_linear
-from services.projection.shading import BLUR, INTRINSIC, TEXTURE_SPACE, _bilateral, estimate_shading, from_model
+from services.projection.shading import (
+    BLUR,
+    INTRINSIC,
+    TEXTURE_SPACE,
+    Shading,
+    _bilateral,
+    estimate_shading,
+    from_model,
+)
 
 WIDTH, HEIGHT = 480, 360
 
@@ -191,3 +199,23 @@ def test_the_bilateral_grid_keeps_a_ramp_and_a_step_sharp() -> None:
     step = np.where(xx < 200, 0.0, 1.2).astype(np.float32)
     kept = _bilateral(step, weights, 24.0, np.float32(0.28))
     assert kept[:, :199].max() < 0.05 and kept[:, 201:].min() > 1.15
+
+
+@pytest.mark.parametrize("box", [(7, 5, 301, 203), (0, 0, 300, 200)])
+def test_a_halved_field_enlarges_any_region_as_it_enlarges_whole(box: tuple[int, int, int, int]) -> None:
+    x0, y0, w, h = box
+    field = np.random.default_rng(3).uniform(0.2, 2.0, ((h + 1) // 2, (w + 1) // 2)).astype(np.float32)
+    shading = Shading(field, box, TEXTURE_SPACE, halved=True)
+    whole = cv2.resize(field, (2 * field.shape[1], 2 * field.shape[0]), interpolation=cv2.INTER_LINEAR)[:h, :w]
+    rng = np.random.default_rng(4)
+    for _ in range(40):  # boxes inside, across the edges and at odd and even corners
+        x, y = int(rng.integers(x0 - 20, x0 + w)), int(rng.integers(y0 - 20, y0 + h))
+        width, height = int(rng.integers(1, 120)), int(rng.integers(1, 60))
+        expected = np.ones((height, width), np.float32)
+        ix0, iy0 = max(x, x0), max(y, y0)
+        ix1, iy1 = min(x + width, x0 + w), min(y + height, y0 + h)
+        if ix1 > ix0 and iy1 > iy0:
+            expected[iy0 - y : iy1 - y, ix0 - x : ix1 - x] = whole[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
+        # OpenCV's vector and scalar loops may round one float's last bit differently.
+        np.testing.assert_allclose(shading.region(x, y, width, height), expected, rtol=3e-7, atol=0)
+    np.testing.assert_allclose(shading.region(*box), whole, rtol=3e-7, atol=0)
