@@ -255,13 +255,18 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
         except TritonError as exc:  # Triton is down: retry later, never light it another way meanwhile
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         try:
-            inputs = await asyncio.to_thread(_decode_inputs, request, photo, swatch, mask)
-            try:
-                model_shading = await self._model_shading(inputs.photo) if model_deployed else None
-            except BaseException:
-                inputs.discard()
-                raise
-            images, transparent, shading = await asyncio.to_thread(_render, request, inputs, model_shading)
+            if model_deployed:
+                inputs = await asyncio.to_thread(_decode_inputs, request, photo, swatch, mask)
+                try:
+                    model_shading = await self._model_shading(inputs.photo)
+                except BaseException:
+                    inputs.discard()
+                    raise
+                images, transparent, shading = await asyncio.to_thread(_render, request, inputs, model_shading)
+            else:
+                # One thread hop, not two: once the strips are sampling, a thread waiting for the
+                # GIL (the event loop between two hops) waits out switch intervals of 5 ms.
+                images, transparent, shading = await asyncio.to_thread(_project, request, photo, swatch, mask)
         except TritonError as exc:
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         except (imaging.ImageError, homography.GeometryError, ValueError) as exc:
