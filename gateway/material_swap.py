@@ -206,8 +206,8 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     surface = _SURFACE_NAMES.get(swap.surface, "")
     needs_photo = bool(clicks or mask or hints.polygon or surface or not hints.quad)
     # Without the photo, segmentation would only draw the quad: the projection draws it instead
-    # from the four corners, and no full-size PNG is made, sent and decoded (at 4K ~16 ms to encode
-    # and ~5 ms to decode, on the swap's critical path). A refinement still needs the mask's PNG.
+    # from the four corners, and no full-size PNG is made, sent and decoded (at 4K 12-17 ms to encode
+    # and 8-11 ms to decode, on the swap's critical path). A refinement still needs the mask's PNG.
     # Such a job has nothing worth caching either: its mask is the quad, its plane a millisecond.
     outline_only = not needs_photo and not refine
 

@@ -75,10 +75,12 @@ class Sampling:
         self.mask = mask
         height, width = mask.shape
         x, y, w, h = cv2.boundingRect(mask)
-        self.spans: list[Future[tuple[int, int] | None]] = []
         self.T = texel_transform(H, repeats_u, repeats_v, rotation_degrees, swatch.shape[1], swatch.shape[0])
+        self.box: tuple[int, int, int, int] | None = None  # None: an empty mask, nothing to sample
+        self.edges: list[tuple[int, int]] = []
+        self.sampled = np.empty((0, 0, 3), np.uint16)
+        self.spans: list[Future[tuple[int, int] | None]] = []
         if w == 0 or h == 0:
-            self.box = None
             return
         # The feather reaches a few pixels beyond the mask.
         x0, y0 = max(0, x - _FEATHER_REACH), max(0, y - _FEATHER_REACH)
@@ -121,7 +123,7 @@ def composite(
     mask, T = sampling.mask, sampling.T
     if mask.shape != photo.shape[:2]:
         sampling.cancel()
-        raise ValueError("mask_png: must be the size of the photo")
+        raise ValueError("the mask must be the size of the photo")
     if out is None:
         out = photo.copy()
     elif out is not photo:

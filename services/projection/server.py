@@ -78,15 +78,15 @@ def _decode_inputs(request: pb.ProjectRequest, photo_data: bytes, swatch_data: b
     # The grout fills the swatch's transparent parts before anything samples it, so the tiles,
     # their maps and their mip levels all see the same colour there.
     swatch, transparent = _decoded("swatch", lambda: imaging.decode_swatch(swatch_data, request.grout_color))
-    if mask_data:
-        make_mask = lambda: _decoded("mask_png", lambda: imaging.decode_gray(mask_data))  # noqa: E731
-    else:  # the outline at the photo's size as decoded (EXIF orientation applied: the probe's size)
-        size = _decoded("photo", lambda: imaging.probe(photo_data))
-        outline = points(request.outline)
-        make_mask = lambda: imaging.polygon_mask(outline, size.width, size.height)  # noqa: E731
+    # Without a mask, the outline at the photo's size as decoded (EXIF orientation applied: the
+    # probe's size).
+    size = None if mask_data else _decoded("photo", lambda: imaging.probe(photo_data))
 
     def begin() -> tuple[np.ndarray, Sampling]:
-        mask = make_mask()
+        if size is None:
+            mask = _decoded("mask_png", lambda: imaging.decode_gray(mask_data))
+        else:
+            mask = imaging.polygon_mask(points(request.outline), size.width, size.height)
         return mask, Sampling(swatch, mask, H, request.repeats_u, request.repeats_v, request.rotation_degrees, layout)
 
     begun = _DECODER.submit(begin)
