@@ -226,18 +226,6 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         await ctx.step(1, pb.STAGE_SEGMENTATION, "outlining the surface with the quad")
     else:
         await ctx.step(1, pb.STAGE_SEGMENTATION, "segmenting the surface", "segmentation")
-    segment = segmentation_pb.SegmentRequest(
-        width=photo_info.width,
-        height=photo_info.height,
-        photo=photo if needs_photo else b"",
-        mask=mask,
-        quad=to_points,
-        polygon=[imaging_pb2.Point(x=p.x, y=p.y) for p in hints.polygon],
-        positive_points=[imaging_pb2.Point(x=p.x, y=p.y) for p in hints.positive_points],
-        negative_points=[imaging_pb2.Point(x=p.x, y=p.y) for p in hints.negative_points],
-        box=imaging_pb2.Box(x_min=hints.box.x_min, y_min=hints.box.y_min, x_max=hints.box.x_max, y_max=hints.box.y_max),
-        surface=surface,
-    )
 
     def estimate(mask_png: bytes) -> depth_pb.EstimatePlaneRequest:
         return depth_pb.EstimatePlaneRequest(
@@ -267,6 +255,20 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             coverage = imaging.convex_coverage(quad, photo_info.width, photo_info.height)
             seg = segmentation_pb.SegmentResponse(source="quad", coverage=coverage)
         else:
+            segment = segmentation_pb.SegmentRequest(
+                width=photo_info.width,
+                height=photo_info.height,
+                photo=photo if needs_photo else b"",
+                mask=mask,
+                quad=to_points,
+                polygon=[imaging_pb2.Point(x=p.x, y=p.y) for p in hints.polygon],
+                positive_points=[imaging_pb2.Point(x=p.x, y=p.y) for p in hints.positive_points],
+                negative_points=[imaging_pb2.Point(x=p.x, y=p.y) for p in hints.negative_points],
+                box=imaging_pb2.Box(
+                    x_min=hints.box.x_min, y_min=hints.box.y_min, x_max=hints.box.x_max, y_max=hints.box.y_max
+                ),
+                surface=surface,
+            )
             seg = await ctx.call(
                 pb.STAGE_SEGMENTATION,
                 "segmentation",

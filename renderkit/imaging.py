@@ -763,24 +763,7 @@ def polygon_mask(points: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def convex_coverage(points: np.ndarray, width: int, height: int) -> float:
     """The share of a width x height image that a convex polygon covers (its part inside the
-    image, clipped edge by edge, over the image's area)."""
-    polygon = [(float(x), float(y)) for x, y in np.asarray(points, np.float64).reshape(-1, 2)]
-    # Inside each of the image's four edges: (axis, bound, keep the side below the bound).
-    for axis, bound, below in ((0, 0.0, False), (0, float(width), True), (1, 0.0, False), (1, float(height), True)):
-        clipped: list[tuple[float, float]] = []
-        for i, current in enumerate(polygon):
-            previous = polygon[i - 1]
-            inside_now = (current[axis] <= bound) if below else (current[axis] >= bound)
-            inside_before = (previous[axis] <= bound) if below else (previous[axis] >= bound)
-            if inside_now != inside_before:
-                t = (bound - previous[axis]) / (current[axis] - previous[axis])
-                (px, py), (cx, cy) = previous, current
-                clipped.append((px + t * (cx - px), py + t * (cy - py)))
-            if inside_now:
-                clipped.append(current)
-        polygon = clipped
-        if not polygon:
-            return 0.0
-    following = polygon[1:] + polygon[:1]
-    area = 0.5 * abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(polygon, following, strict=True)))
-    return area / (width * height)
+    image over the image's area; either winding)."""
+    image = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+    area, _ = cv2.intersectConvexConvex(np.asarray(points, np.float32).reshape(-1, 2), image)
+    return float(area) / (width * height)

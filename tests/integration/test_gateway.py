@@ -91,6 +91,13 @@ def test_idempotent_resubmit_returns_the_same_job(client: RenderClient) -> None:
     assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
 
+def test_a_quad_wholly_below_the_photo_fails_as_an_empty_surface(client: RenderClient) -> None:
+    below = [(x, y + 240.0) for x, y in QUAD]  # within the corners' bounds, but below the photo
+    done = client.wait(client.submit(material_swap_request(PHOTO, SWATCH, quad=below)).job.id, timeout=60)
+    assert done.state == pb.JOB_STATE_FAILED
+    assert done.error.code == pb.ERROR_CODE_VALIDATION_FAILED and "mask is empty" in done.error.message
+
+
 def test_jobs_are_private_to_their_tenant(client: RenderClient, gateway_address: str, redis_url: str) -> None:
     job = client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job
     with client_for(gateway_address, redis_url, "someone-else") as other, pytest.raises(grpc.RpcError) as info:

@@ -351,3 +351,16 @@ def test_mask_pixels_are_numpys_nonzero_in_the_same_order() -> None:
         for step in (1, 2, 7, 1000):
             rows, cols = imaging.mask_pixels(mask, step)
             assert np.array_equal(rows, expected_rows[::step]) and np.array_equal(cols, expected_cols[::step])
+
+
+def test_convex_coverage_is_the_share_of_the_image_inside_the_polygon() -> None:
+    inside = np.array([[100, 100], [300, 100], [300, 200], [100, 200]], np.float64)
+    assert imaging.convex_coverage(inside, 640, 480) == pytest.approx(200 * 100 / (640 * 480))
+    assert imaging.convex_coverage(inside[::-1], 640, 480) == pytest.approx(200 * 100 / (640 * 480))
+    half_out = inside + np.array([-200, 0])  # x from -100 to 100: half of it is off the photo
+    assert imaging.convex_coverage(half_out, 640, 480) == pytest.approx(100 * 100 / (640 * 480))
+    assert imaging.convex_coverage(inside + np.array([1000, 0]), 640, 480) == 0.0  # wholly beside the photo
+    # What the drawn mask covers, to its anti-aliased edge.
+    quad = np.array([[50.5, 400.2], [590.3, 410.7], [420.1, 120.4], [180.6, 110.9]])
+    drawn = imaging.polygon_mask(quad, 640, 480).astype(np.float64).sum() / 255 / (640 * 480)
+    assert imaging.convex_coverage(quad, 640, 480) == pytest.approx(drawn, rel=0.01)
