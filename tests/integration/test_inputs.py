@@ -89,23 +89,25 @@ def upright_jpeg(displayed: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def portrait_request(photo: bytes) -> pb.SubmitRenderRequest:
-    """A swap whose quad and client mask are in the displayed (portrait) frame."""
+def portrait_request(photo: bytes, with_mask: bool = True) -> pb.SubmitRenderRequest:
+    """A swap whose quad and client mask (or quad alone, which the projection draws) are in the
+    displayed (portrait) frame."""
     quad = [(float(x), float(y)) for x, y in PORTRAIT.quad]
-    request = material_swap_request(
-        photo, SWATCH, quad=quad, mask=imaging.encode_mask(PORTRAIT.floor_mask), output_format=pb.IMAGE_FORMAT_PNG
-    )
+    mask = imaging.encode_mask(PORTRAIT.floor_mask) if with_mask else None
+    request = material_swap_request(photo, SWATCH, quad=quad, mask=mask, output_format=pb.IMAGE_FORMAT_PNG)
     request.material_swap.options.real_world_scale.repeats = 4
     return request
 
 
-@pytest.mark.parametrize("orientation", [6, 8])
-def test_a_photo_stored_rotated_renders_in_its_displayed_frame(client: RenderClient, orientation: int) -> None:
+@pytest.mark.parametrize(("orientation", "with_mask"), [(6, True), (8, True), (6, False)])
+def test_a_photo_stored_rotated_renders_in_its_displayed_frame(
+    client: RenderClient, orientation: int, with_mask: bool
+) -> None:
     data = stored_rotated(PORTRAIT.photo, orientation)
     with Image.open(io.BytesIO(data)) as stored:
         assert stored.size == (320, 240)  # the pixels are stored landscape
-    rotated, _ = finished(client, portrait_request(data))
-    upright, _ = finished(client, portrait_request(upright_jpeg(PORTRAIT.photo)))
+    rotated, _ = finished(client, portrait_request(data, with_mask))
+    upright, _ = finished(client, portrait_request(upright_jpeg(PORTRAIT.photo), with_mask))
     assert rotated.state == pb.JOB_STATE_SUCCEEDED, rotated.error.message
     assert upright.state == pb.JOB_STATE_SUCCEEDED, upright.error.message
     full = rotated.result.outputs[0]
