@@ -15,8 +15,9 @@ vary run to run; ratios much less):
   CPU it used (for the stack, all its processes'), which a busy neighbour disturbs far less.
 - **memory** (1, 4, 8, 12, 24 and 40 MP, a surface covering the whole photo as a mask, the worst
   case for the sampler): each size in a fresh process, which reads the encoded inputs, resets its peak
-  resident size (/proc/self/clear_refs), then calls _project. Reported per photo pixel: the peak
-  resident growth over the baseline (VmHWM, threads included), beside renderkit.budget's model of
+  resident size (/proc/self/clear_refs), then calls _project on a worker thread with the stage's
+  heap setting (renderkit.heap.hold_freed_memory), as the stage serves a request. Reported per
+  photo pixel: the peak resident growth over the baseline (VmHWM, threads included), beside renderkit.budget's model of
   it (its fixed part included); what stays resident after the job has returned and the heap has
   been trimmed as the servicer trims it; and the milliseconds per megapixel by the clock and by
   CPU (median of the runs after the first), each as a multiple of the 4 MP figure (1.0 = linear).
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -204,9 +206,11 @@ def measure_child(directory: Path, runs: int) -> dict[str, Any]:
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
     baseline = _status_kib("VmRSS")
     seconds, cpu_seconds = [], []
+    # On a worker thread, as the stage serves a request (asyncio.to_thread).
+    worker = ThreadPoolExecutor(1)
     for _ in range(runs):
         start, cpu = time.perf_counter(), time.process_time()
-        images = server._project(request, photo, swatch, mask)[0]
+        images = worker.submit(server._project, request, photo, swatch, mask).result()[0]
         seconds.append(time.perf_counter() - start)
         cpu_seconds.append(time.process_time() - cpu)
         del images
@@ -265,7 +269,10 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=float, default=list(SIZES_MP), help="megapixels")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    single_threaded_blas()  # as the projection stage's process runs (services.common.stage)
+    # As the projection stage's process runs (services.common.stage.run_stage); the floor gains
+    # from the heap's setting too.
+    single_threaded_blas()
+    heap.hold_freed_memory()
     if args.child is not None:
         with opencv_threads(STAGE_OPENCV_THREADS):
             print(json.dumps(measure_child(args.child, max(1, min(args.runs, 4)))))

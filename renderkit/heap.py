@@ -1,10 +1,17 @@
-"""The C heap: handing memory freed by a large job back to the system.
+"""The C heap: what a process keeps of the memory its jobs free.
 
-numpy and OpenCV allocate through malloc. glibc returns a freed block to the system at once only
-when it was mapped on its own, and it raises that threshold as large blocks are freed (up to
-32 MB), so after one large job most of its temporaries sit freed but resident in the heaps of the
-threads that made them: a stage process would keep the peak of its largest request for good.
-malloc_trim(0) releases the free pages of every heap (a few milliseconds after a large job).
+numpy and OpenCV allocate through malloc, and left to itself glibc does two things a server does
+not want:
+- It keeps much freed memory resident. A block is unmapped when freed only if it was mapped on its
+  own, and the size for that rises (up to 32 MB) as large blocks are freed, so a stage would keep
+  the peak of its largest request for good.
+- It hands other freed memory back too soon. Each thread's heap returns its free top once it passes
+  a threshold that glibc moves with the first, and a stage runs requests on worker threads
+  (asyncio.to_thread, its pools): the next request faulted the same pages in again, zeroed.
+
+So a stage fixes both thresholds and gives its threads one heap (`hold_freed_memory`), and decides
+itself, after each job, what goes back (`trim_above`: malloc_trim(0) releases the heap's free
+pages, a few milliseconds after a large job).
 """
 
 from __future__ import annotations
@@ -15,18 +22,51 @@ import os
 from collections.abc import Callable
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
+def _glibc(function: str) -> Callable[..., int] | None:
+    """A function of glibc's malloc, None where the C library has none (musl, macOS)."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        found: Callable[..., int] = getattr(ctypes.CDLL(name), function)
+    except (OSError, AttributeError):
         return None
-    return trim
+    return found
 
 
-_TRIM = _malloc_trim()
+_TRIM = _glibc("malloc_trim")
+_MALLOPT = _glibc("mallopt")
+
+# mallopt's parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+# Blocks at least this large are mapped on their own (and unmapped when freed): glibc's ceiling for
+# the threshold on 64-bit. A 4K photo's colour and 8-bit planes are below it.
+MMAP_THRESHOLD_BYTES = 32 * 1024**2
+# A heap gives its free top back on its own only beyond this (mallopt takes a C int).
+TRIM_THRESHOLD_BYTES = 1024**3
+
+
+def hold_freed_memory() -> bool:
+    """Freed memory stays in the process's heap until trimmed (`trim`, `trim_above`), and every
+    thread allocates from that one heap; blocks of MMAP_THRESHOLD_BYTES and more are still mapped
+    and unmapped on their own. For a server process, before it takes work. False where the C
+    library has no mallopt.
+
+    Measured on the projection stage (docs/benchmarks.md), against glibc's defaults: a 1024 x 1024
+    request faulted in ~12,900 fresh pages and a 4K one ~4,800, every time (the CPU of the
+    1024 x 1024 request 180 -> 130 ms); with a heap per thread instead of one, what a thread freed
+    was of no use to the next, and an 8 MP request's peak rose by 2 bytes a pixel. The stages'
+    threads allocate a few large blocks each (strips, planes), so they seldom wait on its lock."""
+    if _MALLOPT is None:
+        return False
+    settings = (
+        (_M_ARENA_MAX, 1),
+        (_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
+        (_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
+    )
+    return all(_MALLOPT(parameter, value) == 1 for parameter, value in settings)
 
 
 def trim() -> bool:

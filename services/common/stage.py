@@ -13,7 +13,7 @@ import numpy as np
 import threadpoolctl
 
 from render.imaging.v1 import imaging_pb2
-from renderkit import budget
+from renderkit import budget, heap
 from renderkit.edge import Dependency, Edge, serve
 from renderkit.settings import env_float, env_int, env_str
 from renderkit.telemetry import RpcDurations
@@ -129,6 +129,7 @@ def run_stage(name: str, create: Callable[[], Edge], grace_seconds: float) -> No
     """main() of a stage process: serve until SIGTERM, then drain."""
     single_threaded_blas()
     cv2.setNumThreads(STAGE_OPENCV_THREADS)
+    heap.hold_freed_memory()  # requests run on worker threads: their pages are reused, not faulted in
     serve(name, create, grace_seconds)
 
 
