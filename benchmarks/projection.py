@@ -17,10 +17,11 @@ vary run to run; ratios much less):
   case for the sampler): each size in a fresh process, which reads the encoded inputs, resets its peak
   resident size (/proc/self/clear_refs), then calls _project on a worker thread with the stage's
   heap setting (renderkit.heap.hold_freed_memory), as the stage serves a request. Reported per
-  photo pixel: the peak resident growth over the baseline (VmHWM, threads included), beside renderkit.budget's model of
-  it (its fixed part included); what stays resident after the job has returned and the heap has
-  been trimmed as the servicer trims it; and the milliseconds per megapixel by the clock and by
-  CPU (median of the runs after the first), each as a multiple of the 4 MP figure (1.0 = linear).
+  photo pixel: the peak resident growth over the baseline (VmHWM, threads included), beside
+  renderkit.budget's model of it (its fixed part included); what stays resident after the job
+  has returned and the heap has been trimmed as the servicer trims it; and the milliseconds per
+  megapixel by the clock and by CPU (median of the runs after the first), each as a multiple of
+  the 4 MP figure (1.0 = linear).
 
     python -m benchmarks.projection [--runs 7] [--parts floor memory] [--sizes 1 4 8 12 24 40]
 """
@@ -207,17 +208,17 @@ def measure_child(directory: Path, runs: int) -> dict[str, Any]:
     baseline = _status_kib("VmRSS")
     seconds, cpu_seconds = [], []
     # On a worker thread, as the stage serves a request (asyncio.to_thread).
-    worker = ThreadPoolExecutor(1)
-    for _ in range(runs):
-        start, cpu = time.perf_counter(), time.process_time()
-        images = worker.submit(server._project, request, photo, swatch, mask).result()[0]
-        seconds.append(time.perf_counter() - start)
-        cpu_seconds.append(time.process_time() - cpu)
-        del images
-        # What the servicer does after each job.
-        heap.trim_above(baseline * 1024 + server.RETAINED_BYTES)
-        if len(seconds) == 1:
-            peak = _status_kib("VmHWM")
+    with ThreadPoolExecutor(1) as worker:
+        for _ in range(runs):
+            start, cpu = time.perf_counter(), time.process_time()
+            images = worker.submit(server._project, request, photo, swatch, mask).result()[0]
+            seconds.append(time.perf_counter() - start)
+            cpu_seconds.append(time.process_time() - cpu)
+            del images
+            # What the servicer does after each job.
+            heap.trim_above(baseline * 1024 + server.RETAINED_BYTES)
+            if len(seconds) == 1:
+                peak = _status_kib("VmHWM")
     gc.collect()
     after = _status_kib("VmRSS")
     return {"peak_kib": peak - baseline, "after_kib": after - baseline, "seconds": seconds, "cpu": cpu_seconds}

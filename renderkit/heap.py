@@ -55,7 +55,7 @@ def hold_freed_memory() -> bool:
     library has no mallopt.
 
     Measured on the projection stage (docs/benchmarks.md), against glibc's defaults: a 1024 x 1024
-    request faulted in ~12,900 fresh pages and a 4K one ~4,800, every time (the CPU of the
+    request faulted in ~12,900 fresh pages and a 4K one up to ~4,800, every time (the CPU of the
     1024 x 1024 request 180 -> 130 ms); with a heap per thread instead of one, what a thread freed
     was of no use to the next, and an 8 MP request's peak rose by 2 bytes a pixel. The stages'
     threads allocate a few large blocks each (strips, planes), so they seldom wait on its lock."""
