@@ -53,7 +53,7 @@ from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as pb
 from render_client.client import RenderClient
 from renderkit import budget, heap, homography, imaging
-from services.common.stage import STAGE_OPENCV_THREADS, opencv_threads, single_threaded_blas
+from services.common.stage import RETAINED_BYTES, STAGE_OPENCV_THREADS, opencv_threads, single_threaded_blas
 from services.depth.server import quad_plane
 from services.projection import server
 
@@ -215,8 +215,8 @@ def measure_child(directory: Path, runs: int) -> dict[str, Any]:
             seconds.append(time.perf_counter() - start)
             cpu_seconds.append(time.process_time() - cpu)
             del images
-            # What the servicer does after each job.
-            heap.trim_above(baseline * 1024 + server.RETAINED_BYTES)
+            # What a stage does after each request (services.common.stage.ReleaseMemory).
+            heap.trim_above(baseline * 1024 + RETAINED_BYTES)
             if len(seconds) == 1:
                 peak = _status_kib("VmHWM")
     gc.collect()

@@ -21,7 +21,7 @@ import numpy as np
 from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as pb
 from render.projection.v1 import projection_service_pb2_grpc as pb_grpc
-from renderkit import budget, heap, homography, imaging
+from renderkit import budget, homography, imaging
 from renderkit.edge import Edge
 from renderkit.errors import abort, bad_request
 from renderkit.material_maps import material_map_images
@@ -35,10 +35,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
 
-
-# What the process may keep of a job's freed memory for the next job: fresh pages cost a 4K job
-# ~25 ms of page faults; beyond this much above its idle size, memory goes back after each job.
-RETAINED_BYTES = 256 * 1024**2
 # The most points an outline may have (the gateway's limit for a polygon).
 MAX_OUTLINE_POINTS = 1000
 # Decodes beside the photo's (OpenCV's decoders release the GIL).
@@ -205,15 +201,6 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
     ) -> None:
         self.memory_budget_bytes = memory_budget_bytes
         self.triton = triton
-        self.idle_bytes = heap.resident_bytes()
-        self._releases: set[asyncio.Future[bool]] = set()
-
-    def release(self) -> None:
-        """Hands a finished job's freed memory back to the system, beyond RETAINED_BYTES over the
-        process's idle size, beside the response's sending (renderkit.heap)."""
-        released = asyncio.get_running_loop().run_in_executor(None, heap.trim_above, self.idle_bytes + RETAINED_BYTES)
-        self._releases.add(released)
-        released.add_done_callback(self._releases.discard)
 
     async def Project(
         self,
@@ -272,8 +259,6 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
         except (imaging.ImageError, homography.GeometryError, ValueError) as exc:
             field = str(exc).split(":", 1)[0] if ":" in str(exc) else "photo"
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([(field, str(exc))]))
-        finally:
-            self.release()  # the job's pixels are freed by now
         return pb.ProjectResponse(images=images, swatch_transparent_fraction=transparent, shading_source=shading)
 
     async def _model_shading(self, photo: np.ndarray) -> np.ndarray:
