@@ -36,6 +36,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from renderkit.interceptors import Behavior, UnaryInterceptor
 from renderkit.settings import env_str
 
 log = logging.getLogger(__name__)
@@ -157,25 +158,17 @@ def trace_headers() -> dict[str, str]:
     return {k: v for k, v in carrier.items() if k in ("traceparent", "tracestate")}
 
 
-class RpcDurations(grpc.aio.ServerInterceptor):
-    """Records every call's duration (`render.rpc.server.duration`, by method and outcome): what a
-    stage's scrape shows of its load and latency."""
+class RpcDurations(UnaryInterceptor):
+    """Records every unary call's duration (`render.rpc.server.duration`, by method and outcome):
+    what a stage's scrape shows of its load and latency. Streams are not timed."""
 
     def __init__(self) -> None:
         self.histogram = metrics.get_meter("render.rpc").create_histogram(
             "render.rpc.server.duration", unit="s", description="Time to answer one call, by method and outcome."
         )
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Any],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler  # streams and probes are not timed
-        method = handler_call_details.method.rsplit("/", 1)[-1]
-        behavior, histogram = handler.unary_unary, self.histogram
+    def wrap(self, method: str, behavior: Behavior) -> Behavior:
+        name, histogram = method.rsplit("/", 1)[-1], self.histogram
 
         async def timed(request: Any, servicer_context: grpc.aio.ServicerContext) -> Any:  # type: ignore[type-arg]
             started = time.monotonic()
@@ -185,11 +178,9 @@ class RpcDurations(grpc.aio.ServerInterceptor):
                 outcome = "ok"
                 return response
             finally:
-                histogram.record(time.monotonic() - started, {"rpc.method": method, "outcome": outcome})
+                histogram.record(time.monotonic() - started, {"rpc.method": name, "outcome": outcome})
 
-        return grpc.unary_unary_rpc_method_handler(
-            timed, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
-        )
+        return timed
 
 
 class Tally:

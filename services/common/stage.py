@@ -17,6 +17,7 @@ import threadpoolctl
 from render.imaging.v1 import imaging_pb2
 from renderkit import budget, heap
 from renderkit.edge import Dependency, Edge, serve
+from renderkit.interceptors import Behavior, UnaryInterceptor
 from renderkit.settings import env_float, env_int, env_str
 from renderkit.telemetry import RpcDurations
 from renderkit.tls import internal_client, internal_server_credentials
@@ -66,38 +67,25 @@ def triton_dependency(triton: TritonModels, models: tuple[str, ...]) -> Dependen
 RETAINED_BYTES = 256 * 1024**2
 
 
-class ReleaseMemory(grpc.aio.ServerInterceptor):
+class ReleaseMemory(UnaryInterceptor):
     """After each unary call, hands the memory its work freed back to the system when the process
     holds more than retained_bytes over its size when this was made (renderkit.heap.trim, in a
     worker thread beside the response's sending). The stages hold their freed memory otherwise
     (run_stage: heap.hold_freed_memory), so without this a stage would keep its largest request's
-    peak for good."""
+    peak for good. The stages' work is unary; streams and probes allocate little."""
 
     def __init__(self, retained_bytes: int = RETAINED_BYTES) -> None:
         self.limit_bytes = heap.resident_bytes() + retained_bytes
         self._pending: set[asyncio.Future[bool]] = set()
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Any],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler  # the stages' work is unary; streams and probes allocate little
-        behavior = handler.unary_unary
-
+    def wrap(self, method: str, behavior: Behavior) -> Behavior:
         async def released(request: Any, context: grpc.aio.ServicerContext) -> Any:  # type: ignore[type-arg]
             try:
                 return await behavior(request, context)
             finally:
                 self._release()
 
-        return grpc.unary_unary_rpc_method_handler(
-            released,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return released
 
     def _release(self) -> None:
         # The size is read here (~16 us); only a trim is worth a thread (a hop costs ~150 us of CPU,

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -20,18 +21,20 @@ import cv2, numpy
 import services.common.stage as stage
 before = [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
 opencv_before = cv2.getNumThreads()
+held = []
+hold_freed_memory = stage.heap.hold_freed_memory
+stage.heap.hold_freed_memory = lambda: held.append(hold_freed_memory())
 stage.serve = lambda *args: print(json.dumps({"before": before, "opencv_before": opencv_before, "serving": [
     pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"
-], "opencv_serving": cv2.getNumThreads()}))
+], "opencv_serving": cv2.getNumThreads(), "heap_held": held}))
 stage.run_stage("probe", lambda: None, 0.0)
 """
 
 
-def test_a_stage_serves_with_blas_and_opencv_on_the_calling_thread_only() -> None:
-    # As if the machine had two cores (OpenCV sizes its pool from the CPUs the process may use).
-    env = {"OPENBLAS_NUM_THREADS": "2", "OPENCV_FOR_THREADS_NUM": "2", "PATH": "/usr/bin:/bin"}
+def run_fresh(script: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Runs a script in a fresh interpreter at the repository's root: its last line, as JSON."""
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE],
+        [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         timeout=60,
@@ -39,12 +42,20 @@ def test_a_stage_serves_with_blas_and_opencv_on_the_calling_thread_only() -> Non
         env=env,
         cwd=Path(__file__).resolve().parents[2],
     )
-    threads = json.loads(result.stdout.strip().splitlines()[-1])
+    reported: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return reported
+
+
+def test_a_stage_serves_with_blas_and_opencv_on_the_calling_thread_and_its_heap_held() -> None:
+    # As if the machine had two cores (OpenCV sizes its pool from the CPUs the process may use).
+    env = {"OPENBLAS_NUM_THREADS": "2", "OPENCV_FOR_THREADS_NUM": "2", "PATH": "/usr/bin:/bin"}
+    threads = run_fresh(_PROBE, env)
     assert threads["before"], "numpy's BLAS was not found"
     assert max(threads["before"]) == 2
     assert threads["serving"] == [1] * len(threads["before"])
     assert threads["opencv_before"] == 2
     assert threads["opencv_serving"] == 1
+    assert threads["heap_held"] == [True]  # the freed memory held for the next request (glibc here)
 
 
 def test_opencv_threads_holds_within_its_block_only() -> None:
@@ -101,14 +112,6 @@ asyncio.run(main())
 
 
 def test_a_stage_hands_back_what_a_request_freed_beyond_what_it_retains() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _RELEASE],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    growth = json.loads(result.stdout.strip().splitlines()[-1])
+    growth = run_fresh(_RELEASE)
     assert growth["released"] < 64 << 20, growth  # trimmed to within the 32 MB it may retain
     assert growth["kept"] > 256 << 20, growth  # without it the held heap keeps the request's peak
