@@ -17,6 +17,10 @@ the working size. Overexposed pixels have no chroma of their own and are set apa
    With a box and negative clicks, what each negative click is on (superpixels joined through
    strong edges) is marked probable background instead, so a cabinet inside the box is not
    learnt as surface.
+   Clicks alone then take a second look: a quick GrabCut of the walk's extent gives a first
+   mask, the lines on and around it give the plane, and the walk runs again on the appearance
+   pooled over a window of one size on that plane (surface_scale): a pattern's tones, joints and
+   motif then read as one surface, and a plain wall of the same colour beside it does not.
 2. GrabCut (OpenCV's colour models and graph cut) on an image of the invariant features at
    WORK_SIDE, started from the box or from step 1, clicks fixed: the cut follows changes of
    material (the floor meeting a wall, a sofa's outline), not the pattern's joints, which are thin
@@ -36,11 +40,13 @@ import cv2
 import numpy as np
 
 from renderkit.imaging import srgb_to_linear
+from services.segmentation import surface_scale
 from services.segmentation.superpixels import Superpixels, slic
 
 WORK_SIDE = 384  # superpixels and GrabCut run with the longer side at this size
 TEXTURE_SIDE = 1024  # texture is measured at this size (or the photo's, when smaller)
 GRABCUT_ITERATIONS = 4
+ROUGH_ITERATIONS = 2  # the quick cut clicks alone find the plane from (as good as 4 for that)
 DITHER = 8.0  # grey levels of fixed noise on the GrabCut image (see Appearance.grabcut_image)
 SUPERPIXEL_STEP = 9  # about 1,800 superpixels at WORK_SIDE
 # Log-linear offset: keeps the sensor's noise in dark pixels from dominating ratios and gradients.
@@ -55,8 +61,6 @@ APPEARANCE_SOFTNESS = 4.0
 APPEARANCE_WEIGHT = 0.2  # the appearance tie against the edges, per superpixel of mean size
 WALK_ROUNDS = 3
 MAX_EXEMPLARS = 400
-# How much a chroma difference is discounted per unit of log-lightness difference (see _nearest).
-TINT_PER_LIGHTNESS = 0.0
 BRIDGE = 5  # pixels at the working size
 TEXTURE_BLUR = 1.0  # pixels at TEXTURE_SIDE: the sensor's noise is not the surface's texture
 SNAP_BAND = 1  # working-size pixels either side of the upsampled edge that are decided again
@@ -210,23 +214,12 @@ def _solve_walk(
     return np.where(free, x, fixed)
 
 
-def _nearest(descriptors: np.ndarray, lightness: np.ndarray, exemplars: np.ndarray) -> np.ndarray:
-    """Each descriptor's squared distance to the nearest exemplar (inf without exemplars).
-
-    Descriptors are (own, around, wider) x (chroma 2, texture 3), in scale units. A change of
-    light that brightens a lot may also tint (sun is warmer than the sky's light): a chroma
-    difference counts less the more the two differ in lightness.
-    """
+def _nearest(descriptors: np.ndarray, exemplars: np.ndarray) -> np.ndarray:
+    """Each descriptor's squared distance to the nearest exemplar's (inf without exemplars)."""
     if len(exemplars) == 0:
         return np.full(len(descriptors), np.inf)
-    exemplars = exemplars[:: max(1, len(exemplars) // MAX_EXEMPLARS)]
-    chroma = np.zeros(descriptors.shape[1], bool)
-    chroma[[0, 1, 5, 6, 10, 11]] = True
-    d, e = descriptors[:, ~chroma], descriptors[exemplars][:, ~chroma]
-    distances = (d * d).sum(axis=1)[:, None] - 2 * d @ e.T + (e * e).sum(axis=1)[None, :]
-    slack = 1.0 + TINT_PER_LIGHTNESS * np.abs(lightness[:, None] - lightness[exemplars][None, :])
-    for k in np.flatnonzero(chroma):
-        distances += ((descriptors[:, k, None] - descriptors[exemplars, k][None, :]) / slack) ** 2
+    e = descriptors[exemplars[:: max(1, len(exemplars) // MAX_EXEMPLARS)]]
+    distances = (descriptors * descriptors).sum(axis=1)[:, None] - 2 * descriptors @ e.T + (e * e).sum(axis=1)[None, :]
     return np.asarray(np.maximum(distances.min(axis=1), 0.0))
 
 
@@ -261,20 +254,26 @@ def clicks_region(
     positives: np.ndarray,
     negatives: np.ndarray,
     superpixels: SuperpixelGraph | None = None,
+    descriptors: np.ndarray | None = None,
+    excluded: np.ndarray | None = None,
 ) -> np.ndarray:
     """Where the clicks' surface extends (bool at the working size), from a random walk on
     superpixels: edges weak where any feature changes, each superpixel tied to whichever
-    appearance (the surface's or the rest's, in invariant features) it is nearer, both models
-    refitted from the walk's confident answer."""
+    appearance (the surface's or the rest's) it is nearer, both models refitted from the walk's
+    confident answer. The appearance is `descriptors` (per superpixel, in scale units) when given,
+    else the invariant features of each superpixel and of its neighbourhood; `excluded`
+    superpixels (bool) are held as the rest."""
     sp = superpixels or superpixel_graph(appearance)
     graph = sp.graph
-    own = sp.features[:, INVARIANT]
-    around = graph.neighbour_mean(own)
-    wider = graph.neighbour_mean(around)
-    descriptors = np.concatenate([own, around, wider], axis=1) / np.tile(EDGE_SCALES[INVARIANT], 3) / np.sqrt(3)
-    lightness = sp.features[:, 2]
+    if descriptors is None:
+        own = sp.features[:, INVARIANT]
+        around = graph.neighbour_mean(own)
+        wider = graph.neighbour_mean(around)
+        descriptors = np.concatenate([own, around, wider], axis=1) / np.tile(EDGE_SCALES[INVARIANT], 3) / np.sqrt(3)
     fixed = np.full(graph.count, -1.0)
     fixed[graph.sizes == 0] = 0.0
+    if excluded is not None:
+        fixed[excluded] = 0.0
     fixed[graph.at(negatives, appearance.scale)] = 0.0
     clicked = graph.at(positives, appearance.scale)
     fixed[clicked] = 1.0
@@ -286,8 +285,8 @@ def clicks_region(
     for round_ in range(WALK_ROUNDS):
         surface = clicked if round_ == 0 else np.flatnonzero(x > 0.75)
         rest = np.flatnonzero(fixed == 0.0) if round_ == 0 else np.flatnonzero(x < 0.25)
-        near_surface = _nearest(descriptors, lightness, surface)
-        near_rest = np.minimum(_nearest(descriptors, lightness, rest), NOVELTY)
+        near_surface = _nearest(descriptors, surface)
+        near_rest = np.minimum(_nearest(descriptors, rest), NOVELTY)
         target = 1.0 / (1.0 + np.exp(np.clip((near_surface - near_rest) / APPEARANCE_SOFTNESS, -30, 30)))
         x = _solve_walk(graph, sp.weights, tie, target, fixed)
     return np.asarray(x[graph.labels] > 0.5)
@@ -334,18 +333,18 @@ def select_surface(
     positives: np.ndarray,
     negatives: np.ndarray,
     prior: np.ndarray | None = None,
+    focal_px: float = 0.0,
 ) -> np.ndarray:
     """The surface selected by a box and/or clicks, as a soft uint8 mask at the photo's size.
 
     prior (any resolution, 0..1) is a segmentation model's probability of the surface: it seeds
     the probable labels (instead of the clicks' random walk), and the clicks and the box override
-    it where they disagree.
+    it where they disagree. focal_px (the photo's EXIF focal length, 0 when unknown) helps find the
+    plane that clicks alone are refined on.
     """
-    height, width = photo_bgr.shape[:2]
     appearance = Appearance(photo_bgr)
     scale = appearance.scale
     sw, sh = appearance.size
-    radius = max(2, round(0.02 * max(sw, sh)))
     labels = np.full((sh, sw), cv2.GC_PR_BGD, np.uint8)
     if prior is not None:
         likely = cv2.resize(prior.astype(np.float32), (sw, sh), interpolation=cv2.INTER_LINEAR) > 0.5
@@ -362,18 +361,60 @@ def select_surface(
             # What the clicks off the surface are on is probable background, so that the surface's
             # colour model does not learn a cabinet from the box around it.
             labels[clicked_off(appearance, positives, negatives) & ~outside] = cv2.GC_PR_BGD
-    clicked_away = np.zeros((sh, sw), bool)
-    if box is None and prior is None and len(positives):
-        superpixels = superpixel_graph(appearance)
-        region = clicks_region(appearance, positives, negatives, superpixels)
-        labels[region] = cv2.GC_PR_FGD
-        if len(negatives):
-            # What a click off the surface is on, where the walk left it out, is not given back by
-            # GrabCut: a dark cabinet's invariant features (noise for texture, near-neutral chroma)
-            # pass for a grey floor's. Taken out after the cut, not fixed in it: as fixed background
-            # it teaches GrabCut's colour model that dark is not the surface (a checkerboard's black
-            # squares were lost).
-            clicked_away = clicked_off(appearance, positives, negatives, superpixels) & ~region
+    if box is not None or prior is not None or not len(positives):
+        return _full_size(photo_bgr, appearance, _cut(appearance, labels, positives, negatives))
+    # Clicks alone: the walk finds the extent a box would give; then, from a quick cut of it, the
+    # plane, and the walk again on the appearance pooled at the surface's own scale.
+    superpixels = superpixel_graph(appearance)
+    region = clicks_region(appearance, positives, negatives, superpixels)
+    away = _clicked_away(appearance, positives, negatives, superpixels, region)
+    walked = np.where(region, np.uint8(cv2.GC_PR_FGD), labels).astype(np.uint8)
+    rough = _cut(appearance, walked, positives, negatives, away, ROUGH_ITERATIONS)
+    plane = surface_scale.to_plane(photo_bgr, rough * 255, focal_px)
+    scaled = None
+    if plane is not None:
+        energy = appearance.texture[..., 0]
+        scaled = surface_scale.scaled_appearance(
+            appearance.walk_chroma, energy, superpixels.graph, scale, plane, rough > 0, appearance.clipped
+        )
+    if scaled is not None:
+        region = clicks_region(appearance, positives, negatives, superpixels, scaled.descriptors, scaled.off_plane)
+        away = _clicked_away(appearance, positives, negatives, superpixels, region)
+    labels[region] = cv2.GC_PR_FGD
+    return _full_size(photo_bgr, appearance, _cut(appearance, labels, positives, negatives, away))
+
+
+def _clicked_away(
+    appearance: Appearance,
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    superpixels: SuperpixelGraph,
+    region: np.ndarray,
+) -> np.ndarray:
+    """What a click off the surface is on, where the walk left it out: GrabCut does not give it
+    back. A dark cabinet's invariant features (noise for texture, near-neutral chroma) pass for a
+    grey floor's. Taken out after the cut, not fixed in it: as fixed background it teaches
+    GrabCut's colour model that dark is not the surface (a checkerboard's black squares were lost)."""
+    if not len(negatives):
+        return np.zeros(region.shape, bool)
+    return clicked_off(appearance, positives, negatives, superpixels) & ~region
+
+
+def _cut(
+    appearance: Appearance,
+    labels: np.ndarray,
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    away: np.ndarray | None = None,
+    iterations: int = GRABCUT_ITERATIONS,
+) -> np.ndarray:
+    """GrabCut on the invariant features from these probable labels (working size), the clicks
+    fixed; then what `away` marks is taken out and only the parts the positive clicks are on are
+    kept (uint8 0/1 at the working size)."""
+    scale = appearance.scale
+    sw, sh = appearance.size
+    radius = max(2, round(0.02 * max(sw, sh)))
+    labels = labels.copy()
     _disk(labels, positives * scale, radius, cv2.GC_FGD)
     _disk(labels, negatives * scale, radius, cv2.GC_BGD)
     if not ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).any():
@@ -384,9 +425,11 @@ def select_surface(
     cv2.setRNGSeed(0x5EED)  # GrabCut's k-means start draws from OpenCV's RNG: same hints, same mask
     # The stubs do not allow rect=None, which GC_INIT_WITH_MASK takes.
     cv2.grabCut(  # type: ignore[call-overload]
-        appearance.grabcut_image(), labels, None, background, foreground, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK
+        appearance.grabcut_image(), labels, None, background, foreground, iterations, cv2.GC_INIT_WITH_MASK
     )
-    selected = (((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)) & ~clicked_away).astype(np.uint8)
+    selected = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
+    if away is not None:
+        selected &= ~away
     if len(positives):
         # Keep only the regions the clicks are on: look-alike patches elsewhere are not the surface.
         # Parts a few pixels apart count as one (a checkerboard's squares meet only at corners).
@@ -396,8 +439,15 @@ def select_surface(
         keep = set(components[ys, xs].tolist()) - {0}
         if keep:
             selected &= np.isin(components, list(keep)).astype(np.uint8)
+    return selected
+
+
+def _full_size(photo_bgr: np.ndarray, appearance: Appearance, selected: np.ndarray) -> np.ndarray:
+    """The working-size selection as a soft mask at the photo's size: upsampled, its edge moved onto
+    the photo's colour edges and smoothed by a guided filter."""
+    height, width = photo_bgr.shape[:2]
     full = cv2.resize(selected * 255, (width, height), interpolation=cv2.INTER_LINEAR)
-    step = int(np.ceil(1 / scale))
+    step = int(np.ceil(1 / appearance.scale))
     snapped = snap_to_colour_edges(photo_bgr, full > 127, SNAP_BAND * step + 1)
     # The guided filter's window spans the upsampling step, so it can move the edge that far.
     return refine_edges(photo_bgr, snapped, radius=step + 1)

@@ -134,6 +134,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                     points(request.positive_points),
                     points(request.negative_points),
                     probability,
+                    imaging.probe(request.photo).focal_length_px,  # the EXIF's, 0 when it has none
                 )
             except ValueError as exc:
                 await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"cannot find the surface: {exc}")

@@ -3,8 +3,8 @@ from the clicks, GrabCut on the features, the edge refined against the photo."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -13,7 +13,7 @@ import pytest
 from devstack import scenes
 from renderkit.homography import quad_homography
 from renderkit.imaging import linear_to_srgb, srgb_to_linear
-from services.segmentation.interactive import REFINE_TILE, guided_filter, refine_edges, select_surface
+from services.segmentation.interactive import REFINE_TILE, WORK_SIDE, guided_filter, refine_edges, select_surface
 from services.segmentation.superpixels import slic
 
 W, H = 960, 640
@@ -106,7 +106,7 @@ def tiled() -> TiledFloor:
 
 def test_clicks_find_the_whole_tiled_floor_with_its_joints_and_its_sunlit_part(tiled: TiledFloor) -> None:
     mask = select_surface(tiled.photo, None, tiled.positives, tiled.negatives)
-    assert iou(mask, tiled.floor) > 0.93  # measured 0.95 (GrabCut before: 0.40)
+    assert iou(mask, tiled.floor) > 0.93  # measured 0.935 (0.95 before the walk on the plane; GrabCut: 0.40)
     assert (mask[tiled.sun] > 127).mean() > 0.95  # the sunlit part is floor too (before: 0.00)
     assert (mask[tiled.joints] > 127).mean() > 0.85  # joints stay inside the mask (0.93; before: 0.45)
 
@@ -119,7 +119,7 @@ def test_clicks_alone_leave_out_a_grey_cabinet_the_floor_s_features_cannot_tell_
     mask = select_surface(floor.photo, None, floor.positives, floor.negatives)
     inside = cv2.erode(floor.cabinet.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
     assert (mask[inside] > 127).mean() < 0.3  # measured 0.13 (before: 0.92)
-    assert iou(mask, floor.floor) > 0.96  # measured 0.983 (before: 0.922)
+    assert iou(mask, floor.floor) > 0.96  # measured 0.97 (0.983 before the walk on the plane; 0.922 before that)
 
 
 def test_a_box_and_clicks_stop_at_the_wall_of_the_same_colour(tiled: TiledFloor) -> None:
@@ -171,12 +171,61 @@ def test_clicks_alone_select_the_floor(room: tuple[np.ndarray, np.ndarray]) -> N
     assert mask[int(0.7 * H), int(0.5 * W)] < 64
 
 
-def test_a_megapixel_photo_takes_well_under_a_second() -> None:
+def motif_floor(width: int = 640, height: int = 480) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A carpet's motif in perspective (navy squares in a beige grid, under a window's falloff)
+    before a light grey wall; the photo, the floor (uint8 255), two clicks on the grid's beige
+    lines and one on the wall."""
+    quad = np.array([[0.24, 0.40], [0.76, 0.40], [1.1, 1.05], [-0.1, 1.05]]) * (width, height)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    Hinv = np.linalg.inv(quad_homography(quad))
+    w = Hinv[2, 0] * xs + Hinv[2, 1] * ys + Hinv[2, 2]
+    u = (Hinv[0, 0] * xs + Hinv[0, 1] * ys + Hinv[0, 2]) / w * 10
+    v = (Hinv[1, 0] * xs + Hinv[1, 1] * ys + Hinv[1, 2]) / w * 10
+    on_floor = (u > 0) & (u < 10) & (v > 0) & (v < 10)
+    fu, fv = u - np.floor(u), v - np.floor(v)
+    square = (np.abs(fu - 0.5) < 0.32) & (np.abs(fv - 0.5) < 0.32)
+    navy, beige, wall = (
+        srgb_to_linear(np.array([[c]], np.uint8))[0, 0] for c in ((110, 50, 40), (150, 190, 205), (190, 192, 190))
+    )
+    image = np.where(on_floor[..., None], np.where(square[..., None], navy, beige), wall * np.float32(0.9))
+    shade = (1 - 0.35 * ys / height)[..., None]
+    photo = linear_to_srgb((image * shade).astype(np.float32))
+    noisy = np.clip(photo + np.random.default_rng(3).normal(0, 2.5, photo.shape), 0, 255).astype(np.uint8)
+    photo = cv2.imdecode(cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_COLOR)
+    line_y, line_x = np.nonzero(on_floor & ~square)
+    clicks = [int(np.argmin((line_x - tx * width) ** 2 + (line_y - 0.85 * height) ** 2)) for tx in (0.25, 0.75)]
+    positives = np.array([[line_x[k], line_y[k]] for k in clicks], float)
+    return photo, on_floor.astype(np.uint8) * 255, positives, np.array([[0.5 * width, 0.15 * height]])
+
+
+def test_clicks_on_a_motif_s_light_lines_take_its_dark_squares_too() -> None:
+    """In the lighting-invariant features a navy square is nothing like the beige lines clicked;
+    pooled over a window of one size on the floor's plane, every part of the motif looks alike."""
+    photo, floor, positives, negatives = motif_floor()
+    mask = select_surface(photo, None, positives, negatives)
+    assert iou(mask, floor) > 0.94  # measured 0.965 (0.901 with the invariant features alone)
+
+
+def test_a_large_photo_is_segmented_at_the_working_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cost of a mask does not grow with the photo: GrabCut (most of it) runs twice at most, on
+    the working image, whatever the photo's size (its time is reported by benchmarks.segmentation_iou)."""
     photo = cv2.resize(tiled_floor().photo, (1600, 1200), interpolation=cv2.INTER_LINEAR)
+    truth = cv2.resize(tiled_floor().floor, (1600, 1200), interpolation=cv2.INTER_NEAREST)
+    shapes: list[tuple[int, ...]] = []
+    grab_cut = cv2.grabCut
+
+    def spy(image: np.ndarray, *args: Any) -> Any:
+        shapes.append(image.shape)
+        return grab_cut(image, *args)
+
+    monkeypatch.setattr(cv2, "grabCut", spy)
     positives = np.array([[0.12, 0.62], [0.55, 0.92]]) * (1600, 1200)
-    start = time.process_time()
-    select_surface(photo, None, positives, np.array([[0.71 * 1600, 0.6 * 1200]]))
-    assert time.process_time() - start < 1.5  # about 0.3 s of CPU here
+    mask = select_surface(photo, None, positives, np.array([[0.71 * 1600, 0.6 * 1200]]))
+    assert shapes and len(shapes) <= 2
+    assert all(max(shape[:2]) == WORK_SIDE for shape in shapes)
+    # Two clicks on an enlarged (soft) photo: the first mask holds 0.43 of the floor; the walk on
+    # the plane's scale finds the rest (0.92; 0.43 before it).
+    assert iou(mask, truth) > 0.85
 
 
 def test_superpixels_follow_edges_and_cover_the_image() -> None:
