@@ -131,9 +131,10 @@ def mask_only(scene: Scene) -> Geometry | None:
 
 
 def points_only(scene: Scene) -> Geometry | None:
+    """The clicks alone, the photo's EXIF focal length at hand as the segmentation stage reads it."""
     _, positives, negatives = clicks(scene)
     try:
-        mask = select_surface(scene.photo, None, positives, negatives)
+        mask = select_surface(scene.photo, None, positives, negatives, focal_px=scene.exif_focal)
     except ValueError:
         return None
     return _lines(scene, mask)
@@ -144,7 +145,7 @@ def box_points(scene: Scene) -> Geometry | None:
     name changes nothing: this is what the stage does without one)."""
     box, positives, negatives = clicks(scene)
     try:
-        mask = select_surface(scene.photo, box, positives, negatives)
+        mask = select_surface(scene.photo, box, positives, negatives, focal_px=scene.exif_focal)
     except ValueError:
         return None
     return _lines(scene, mask)
