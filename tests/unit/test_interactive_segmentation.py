@@ -13,7 +13,16 @@ import pytest
 from devstack import scenes
 from renderkit.homography import quad_homography
 from renderkit.imaging import linear_to_srgb, srgb_to_linear
-from services.segmentation.interactive import REFINE_TILE, WORK_SIDE, guided_filter, refine_edges, select_surface
+from services.segmentation import surface_scale
+from services.segmentation.interactive import (
+    REFINE_TILE,
+    WORK_SIDE,
+    Appearance,
+    guided_filter,
+    refine_edges,
+    select_surface,
+    superpixel_graph,
+)
 from services.segmentation.superpixels import slic
 
 W, H = 960, 640
@@ -204,6 +213,46 @@ def test_clicks_on_a_motif_s_light_lines_take_its_dark_squares_too() -> None:
     photo, floor, positives, negatives = motif_floor()
     mask = select_surface(photo, None, positives, negatives)
     assert iou(mask, floor) > 0.94  # measured 0.965 (0.901 with the invariant features alone)
+
+
+def test_pooled_on_the_plane_a_tiled_floor_looks_the_same_near_and_far(tiled: TiledFloor) -> None:
+    """Near the camera a window on the plane holds a tile's smooth inside and its joints, as far
+    away; the wall of nearly the floor's colour beside it is plain."""
+    appearance = Appearance(tiled.photo)
+    superpixels = superpixel_graph(appearance)
+    plane = surface_scale.to_plane(tiled.photo, tiled.floor)
+    assert plane is not None
+    floor = cv2.resize(tiled.floor, appearance.size, interpolation=cv2.INTER_AREA) > 127
+    scaled = surface_scale.scaled_appearance(
+        appearance.walk_chroma, appearance.texture[..., 0], superpixels.graph, appearance.scale, plane, floor,
+        appearance.clipped,
+    )  # fmt: skip
+    assert scaled is not None and not scaled.off_plane.any()  # the floor's horizon is above the photo
+    labels = superpixels.graph.labels
+    rows = np.broadcast_to(np.arange(labels.shape[0])[:, None], labels.shape) / labels.shape[0]
+    sun = cv2.resize(tiled.sun.astype(np.uint8), appearance.size, interpolation=cv2.INTER_NEAREST) > 0
+
+    def typical(where: np.ndarray) -> np.ndarray:
+        return np.asarray(np.median(scaled.descriptors[labels[where]], axis=0))
+
+    near, far = typical(floor & ~sun & (rows > 0.85)), typical(floor & ~sun & (rows < 0.5))
+    wall = typical(~floor & (rows < 0.3))
+    assert np.linalg.norm(near - far) < 1.5  # measured 1.09 (scale units)
+    assert np.linalg.norm(far - wall) > 3.0  # measured 4.1
+
+
+def test_pixels_past_the_plane_s_horizon_are_off_it() -> None:
+    """A plane whose horizon is the row y = 100: the rows above it are no part of the surface."""
+    chroma = np.zeros((150, 200, 2), np.float32)
+    energy = np.full((150, 200), 0.01, np.float32)
+    graph = slic(np.zeros((150, 200, 3), np.float32), 10)
+    plane = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, -100.0]])
+    surface = np.zeros((150, 200), bool)
+    surface[120:] = True
+    scaled = surface_scale.scaled_appearance(chroma, energy, graph, 1.0, plane, surface, np.zeros_like(surface))
+    assert scaled is not None
+    rows = graph.mean(np.broadcast_to(np.arange(150.0)[:, None], (150, 200)))
+    assert scaled.off_plane[rows < 90].all() and not scaled.off_plane[rows > 110].any()
 
 
 def test_a_large_photo_is_segmented_at_the_working_size(monkeypatch: pytest.MonkeyPatch) -> None:
