@@ -18,7 +18,7 @@ from renderkit.errors import abort, bad_request
 from renderkit.triton import DEPTH, METRIC_DEPTH, TritonError, TritonModels, to_pixel_values
 from services.common.stage import StageSettings, model_stage_edge, points
 from services.depth.plane import fit_metric_plane, fit_plane, plane_homography
-from services.depth.vanishing import NoVanishingPoints, plane_from_lines
+from services.depth.vanishing import EXIF_FOCAL_TOLERANCE, NoVanishingPoints, plane_from_lines
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DepthService"].full_name
@@ -139,11 +139,6 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
         plane = await asyncio.to_thread(fit_metric_plane, prediction, mask, focal, width, height)
         H, side = await asyncio.to_thread(plane_homography, plane.normal, focal, width, height, mask)
         return square_plane(request, H, side, plane.confidence, "depth_model", focal, focal_source, plane.distance)
-
-
-# How far the lines may move an EXIF focal length: FocalLengthIn35mmFilm is rounded to a millimetre
-# (±2 % of a phone's 24 mm, ±4 % of a 13 mm ultra-wide) and is the maker's own equivalent.
-EXIF_FOCAL_TOLERANCE = 0.04
 
 
 def known_focal(request: pb.EstimatePlaneRequest) -> tuple[float, str]:

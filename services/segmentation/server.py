@@ -126,16 +126,16 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                 except TritonError as exc:
                     await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
                 return await self._respond(mask, f"prompt_{hint}", used_model=True)
+
+            def select(photo: np.ndarray) -> np.ndarray:
+                # Clicks alone look for the plane: the EXIF's focal length helps (0 when it has none).
+                alone = box is None and probability is None
+                focal = imaging.probe(request.photo).focal_length_px if alone else 0.0
+                positives, negatives = points(request.positive_points), points(request.negative_points)
+                return select_surface(photo, box, positives, negatives, probability, focal)
+
             try:
-                mask = await asyncio.to_thread(
-                    select_surface,
-                    photo,
-                    box,
-                    points(request.positive_points),
-                    points(request.negative_points),
-                    probability,
-                    imaging.probe(request.photo).focal_length_px,  # the EXIF's, 0 when it has none
-                )
+                mask = await asyncio.to_thread(select, photo)
             except ValueError as exc:
                 await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"cannot find the surface: {exc}")
             return await self._respond(mask, hint, used_model=probability is not None)

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from renderkit import homography
-from services.depth.vanishing import plane_from_lines
+from services.depth.vanishing import EXIF_FOCAL_TOLERANCE, plane_from_lines
 from services.segmentation.superpixels import Superpixels
 
 # The lines are looked for on a copy at most this large (a finer one found the same windows).
@@ -71,7 +71,7 @@ def to_plane(photo_bgr: np.ndarray, mask: np.ndarray, focal_px: float = 0.0) -> 
             small_mask,
             homography.default_focal(*size),
             given_focal=focal_px * scale or None,
-            focal_tolerance=0.04 if focal_px else 0.0,
+            focal_tolerance=EXIF_FOCAL_TOLERANCE if focal_px else 0.0,
         )
     except ValueError:  # too few lines, or none that fix a plane
         return None

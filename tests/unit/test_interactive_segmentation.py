@@ -60,19 +60,25 @@ class TiledFloor:
     box: tuple[float, float, float, float]
 
 
+def _floor_in_perspective(width: int, height: int, tiles: int) -> tuple[np.ndarray, ...]:
+    """The photo's pixel coordinates (xs, ys), where they fall on a floor of tiles x tiles units
+    receding from the camera (u, v), and which pixels are on it."""
+    quad = np.array([[0.24, 0.40], [0.76, 0.40], [1.1, 1.05], [-0.1, 1.05]]) * (width, height)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    Hinv = np.linalg.inv(quad_homography(quad))
+    w = Hinv[2, 0] * xs + Hinv[2, 1] * ys + Hinv[2, 2]
+    u = (Hinv[0, 0] * xs + Hinv[0, 1] * ys + Hinv[0, 2]) / w * tiles
+    v = (Hinv[1, 0] * xs + Hinv[1, 1] * ys + Hinv[1, 2]) / w * tiles
+    return xs, ys, u, v, (u > 0) & (u < tiles) & (v > 0) & (v < tiles)
+
+
 def tiled_floor(
     width: int = 480,
     height: int = 360,
     floor_bgr: tuple[int, int, int] = (165, 188, 200),
     cabinet_bgr: tuple[int, int, int] = (60, 45, 40),
 ) -> TiledFloor:
-    quad = np.array([[0.24, 0.40], [0.76, 0.40], [1.1, 1.05], [-0.1, 1.05]]) * (width, height)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    Hinv = np.linalg.inv(quad_homography(quad))
-    w = Hinv[2, 0] * xs + Hinv[2, 1] * ys + Hinv[2, 2]
-    u = (Hinv[0, 0] * xs + Hinv[0, 1] * ys + Hinv[0, 2]) / w * 7
-    v = (Hinv[1, 0] * xs + Hinv[1, 1] * ys + Hinv[1, 2]) / w * 7
-    on_floor = (u > 0) & (u < 7) & (v > 0) & (v < 7)
+    xs, ys, u, v, on_floor = _floor_in_perspective(width, height, 7)
     fu, fv = u - np.floor(u), v - np.floor(v)
     joint = on_floor & ((np.minimum(fu, 1 - fu) < 0.03) | (np.minimum(fv, 1 - fv) < 0.03))
     tone = 0.9 + 0.2 * ((np.floor(u) * 7 + np.floor(v) * 3) % 5) / 4
@@ -184,13 +190,7 @@ def motif_floor(width: int = 640, height: int = 480) -> tuple[np.ndarray, np.nda
     """A carpet's motif in perspective (navy squares in a beige grid, under a window's falloff)
     before a light grey wall; the photo, the floor (uint8 255), two clicks on the grid's beige
     lines and one on the wall."""
-    quad = np.array([[0.24, 0.40], [0.76, 0.40], [1.1, 1.05], [-0.1, 1.05]]) * (width, height)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    Hinv = np.linalg.inv(quad_homography(quad))
-    w = Hinv[2, 0] * xs + Hinv[2, 1] * ys + Hinv[2, 2]
-    u = (Hinv[0, 0] * xs + Hinv[0, 1] * ys + Hinv[0, 2]) / w * 10
-    v = (Hinv[1, 0] * xs + Hinv[1, 1] * ys + Hinv[1, 2]) / w * 10
-    on_floor = (u > 0) & (u < 10) & (v > 0) & (v < 10)
+    _, ys, u, v, on_floor = _floor_in_perspective(width, height, 10)
     fu, fv = u - np.floor(u), v - np.floor(v)
     square = (np.abs(fu - 0.5) < 0.32) & (np.abs(fv - 0.5) < 0.32)
     navy, beige, wall = (
