@@ -100,22 +100,65 @@ def unknown_enum_values(message: Message, path: str = "") -> list[Violation]:
     """Every enum value in a message (nested messages, repeated fields, maps and oneofs included)
     that its enum type does not define. Proto3 enums are open: a number the schema does not know
     parses and is kept, so without this check it would surface later as an internal error, or be
-    silently ignored. Only the fields that are set are visited (an unset enum is 0, always known)."""
+    silently ignored. Only the fields that can hold an enum are visited, and of those only the set
+    ones (an unset enum is 0, always known); which fields those are is worked out once per type."""
     violations: list[Violation] = []
-    for field, value in message.ListFields():
-        if field.type != _ENUM and not (field.type == _MESSAGE and _holds_enums(field.message_type)):
-            continue  # nothing to check
-        name = f"{path}.{field.name}" if path else field.name
+    for name, kind, known in _enum_plan(message.DESCRIPTOR):
+        if kind == _SINGLE_MESSAGE:
+            if message.HasField(name):
+                violations += unknown_enum_values(getattr(message, name), f"{path}.{name}" if path else name)
+            continue
+        value = getattr(message, name)
+        if not value:  # 0, or an empty list or map
+            continue
+        where = f"{path}.{name}" if path else name
+        if kind == _SINGLE_ENUM:
+            if value not in known:
+                violations.append((where, _UNKNOWN % value))
+        elif kind == _ENUM_LIST:
+            violations += [(f"{where}[{i}]", _UNKNOWN % v) for i, v in enumerate(value) if v not in known]
+        elif kind == _MESSAGE_LIST:
+            for i, item in enumerate(value):
+                violations += unknown_enum_values(item, f"{where}[{i}]")
+        elif kind == _ENUM_MAP:
+            violations += [(f"{where}[{k!r}]", _UNKNOWN % v) for k, v in value.items() if v not in known]
+        else:  # a map to messages
+            for k, item in value.items():
+                violations += unknown_enum_values(item, f"{where}[{k!r}]")
+    return violations
+
+
+_UNKNOWN = "is %d, not a known value"
+_SINGLE_ENUM, _ENUM_LIST, _SINGLE_MESSAGE, _MESSAGE_LIST, _ENUM_MAP, _MESSAGE_MAP = range(6)
+_NO_VALUES: frozenset[int] = frozenset()
+_PLANS: dict[str, tuple[tuple[str, int, frozenset[int]], ...]] = {}
+
+
+def _enum_plan(descriptor: Any) -> tuple[tuple[str, int, frozenset[int]], ...]:
+    """The fields of a message type that can hold an enum value, as (name, kind, the enum's
+    numbers): enums, and messages (lists and maps too) with an enum at any depth."""
+    plan = _PLANS.get(descriptor.full_name)
+    if plan is not None:
+        return plan
+    entries = []
+    for field in descriptor.fields:
         entry = field.message_type
         if entry is not None and entry.GetOptions().map_entry:
             mapped = entry.fields_by_name["value"]
-            for key, item in value.items():
-                violations += _values_problems(mapped, [item], f"{name}[{key!r}]")
-        elif field.is_repeated:
-            violations += _values_problems(field, list(value), name, indexed=True)
-        else:
-            violations += _values_problems(field, [value], name)
-    return violations
+            if mapped.type == _ENUM:
+                entries.append((field.name, _ENUM_MAP, _numbers(mapped)))
+            elif mapped.type == _MESSAGE and _holds_enums(mapped.message_type):
+                entries.append((field.name, _MESSAGE_MAP, _NO_VALUES))
+        elif field.type == _ENUM:
+            entries.append((field.name, _ENUM_LIST if field.is_repeated else _SINGLE_ENUM, _numbers(field)))
+        elif field.type == _MESSAGE and _holds_enums(field.message_type):
+            entries.append((field.name, _MESSAGE_LIST if field.is_repeated else _SINGLE_MESSAGE, _NO_VALUES))
+    plan = _PLANS[descriptor.full_name] = tuple(entries)
+    return plan
+
+
+def _numbers(field: Any) -> frozenset[int]:
+    return frozenset(field.enum_type.values_by_number)
 
 
 _HOLDS_ENUMS: dict[str, bool] = {}
@@ -136,19 +179,6 @@ def _holds_enums(descriptor: Any, within: frozenset[str] = frozenset()) -> bool:
     if found or not within:  # a "no" found inside a cycle may be incomplete; only the outermost is sure
         _HOLDS_ENUMS[name] = found
     return found
-
-
-def _values_problems(field: Any, values: list[Any], name: str, indexed: bool = False) -> list[Violation]:
-    """unknown_enum_values over the values of one field (a FieldDescriptor, pure-Python or upb):
-    messages searched, enums checked."""
-    violations: list[Violation] = []
-    for index, value in enumerate(values):
-        where = f"{name}[{index}]" if indexed else name
-        if field.type == _MESSAGE:
-            violations += unknown_enum_values(value, where)
-        elif field.enum_type is not None and value not in field.enum_type.values_by_number:
-            violations.append((where, f"is {value}, not a known value"))
-    return violations
 
 
 def webhook_violations(url: str, events: Sequence[int], prefix: str, allow_private: bool) -> list[Violation]:
@@ -372,6 +402,16 @@ def _prompt_text(text: str, field: str, max_chars: int) -> list[Violation]:
     return [(field, reason)] if reason else []
 
 
+def _texts(pairs: Iterable[tuple[str, str, int]], base: str) -> list[Violation]:
+    """_prompt_text over (text, field under base, max characters), naming a field only when its
+    text is set (most are empty, and a submit checks a dozen)."""
+    violations: list[Violation] = []
+    for text, field, max_chars in pairs:
+        if text:
+            violations += _prompt_text(text, f"{base}.{field}", max_chars)
+    return violations
+
+
 @functools.lru_cache(maxsize=4096)
 def _refusal(text: str) -> str | None:
     """Why a text is refused once sanitized (texts repeat: room types, material names)."""
@@ -382,8 +422,13 @@ def _generation_options(options: pb.GenerationOptions, base: str, limits: Limits
     violations: list[Violation] = []
     if options.size and options.size not in SIZES:
         violations.append((f"{base}.size", f"must be one of {', '.join(SIZES)}"))
-    violations += _prompt_text(options.style_preset, f"{base}.style_preset", _SHORT_TEXT)
-    violations += _prompt_text(options.additional_prompt, f"{base}.additional_prompt", prompts.MAX_ADDITIONAL_CHARS)
+    violations += _texts(
+        (
+            (options.style_preset, "style_preset", _SHORT_TEXT),
+            (options.additional_prompt, "additional_prompt", prompts.MAX_ADDITIONAL_CHARS),
+        ),
+        base,
+    )
     budget = options.budget
     if budget.HasField("max_tokens") and not 0 <= budget.max_tokens <= limits.max_tokens_per_job:
         violations.append(
@@ -402,22 +447,26 @@ def _room_render(
     room: pb.RoomRender, base: str, limits: Limits, assets: Assets, require_options: bool
 ) -> list[Violation]:
     violations: list[Violation] = []
+    described = room.room
     for name in ("id", "name", "room_type"):
-        value = getattr(room.room, name)
+        value = getattr(described, name)
         if len(value) > _SHORT_TEXT:
             violations.append((f"{base}.room.{name}", f"at most {_SHORT_TEXT} characters"))
-        else:
+        elif value:
             violations += _prompt_text(value, f"{base}.room.{name}", _SHORT_TEXT)
-    area = room.room.area_square_meters
+    area = described.area_square_meters
     if not (math.isfinite(area) and 0 <= area <= 100000):
         violations.append((f"{base}.room.area_square_meters", "must be between 0 and 100000"))
     references: list[tuple[str, imaging.ImageInfo]] = []
+    materials = room.materials
     for surface in ("floor", "walls", "ceiling"):
-        material = getattr(room.materials, surface)
-        field = f"{base}.materials.{surface}"
-        violations += _prompt_text(material.name, f"{field}.name", _SHORT_TEXT)
-        violations += _prompt_text(material.description, f"{field}.description", prompts.MAX_ADDITIONAL_CHARS)
+        material = getattr(materials, surface)
+        violations += _texts(
+            ((material.name, "name", _SHORT_TEXT), (material.description, "description", prompts.MAX_ADDITIONAL_CHARS)),
+            f"{base}.materials.{surface}",
+        )
         if material.HasField("swatch"):
+            field = f"{base}.materials.{surface}"
             found, info = _image(material.swatch, f"{field}.swatch", limits, True, 8, assets)
             violations += found
             if info:
@@ -425,10 +474,11 @@ def _room_render(
     if references:
         memory = room_render_memory(references, limits)
         violations += [memory] if memory else []
-    violations += _prompt_text(room.custom_prompt, f"{base}.custom_prompt", prompts.MAX_PROMPT_CHARS)
-    if room.HasField("options") or require_options:
+    if room.custom_prompt:
+        violations += _prompt_text(room.custom_prompt, f"{base}.custom_prompt", prompts.MAX_PROMPT_CHARS)
+    if require_options or room.HasField("options"):
         violations += _generation_options(room.options, f"{base}.options", limits)
-    if not room.custom_prompt and not (room.room.room_type or room.room.name):
+    if not room.custom_prompt and not (described.room_type or described.name):
         violations.append((f"{base}.room.room_type", "is required (or give custom_prompt)"))
     return violations
 
