@@ -127,6 +127,8 @@ class JobContext:
     checkpoints: dict[str, bytes] = field(default_factory=dict)
     # What an earlier run left: a step found here is "resumed from checkpoint".
     restored: frozenset[str] = field(init=False)
+    # Whether this run may have written a file under work/<job>/ (set before the write).
+    wrote_work: bool = False
 
     def __post_init__(self) -> None:
         self.restored = frozenset(self.checkpoints)
@@ -258,6 +260,7 @@ class JobContext:
         """Stores a stage's output as a checkpoint of the job (kept inline, or in storage when large)."""
         if len(value) > _INLINE_CHECKPOINT_BYTES:
             key = f"work/{self.job_id}/{name}.pb"
+            self.wrote_work = True
             await asyncio.to_thread(self.storage.put, key, value, "application/x-protobuf")
             value = b"storage:" + key.encode()
         await self.ledger.save_checkpoint(self.job_id, self.owner, name, value)

@@ -79,7 +79,7 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(settings.dispatcher_concurrency)
         self._tasks: list[asyncio.Task[None]] = []
         self._runs: set[asyncio.Task[None]] = set()
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, asyncio.Task[bool]] = {}
         self._work = asyncio.Event()
         self._stopping = asyncio.Event()
         subscriptions.on(keys.CANCEL_CHANNEL, self._cancel_if_running)
@@ -106,8 +106,8 @@ class Dispatcher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runs:
             await asyncio.wait(list(self._runs), timeout=grace_s)
-        for task in [*self._running.values(), *self._runs]:
-            task.cancel()
+        for running in [*self._running.values(), *self._runs]:
+            running.cancel()
         await asyncio.gather(*self._runs, *self._running.values(), return_exceptions=True)
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
@@ -239,25 +239,34 @@ class Dispatcher:
             return
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
-        await self._release_if_ended(job_id)
+        # Only what may exist is listed and deleted: uploads the submit recorded, and work files of
+        # this run or an earlier one (a dry run or a small job has neither: no storage calls).
+        uploads = any(key.startswith(f"uploads/{job_id}/") for key in stored.inputs.values())
+        work = attempt > 1 or task.cancelled() or task.result()
+        await self._release_if_ended(job_id, uploads=uploads, work=work)
 
-    async def _release_if_ended(self, job_id: str) -> None:
+    async def _release_if_ended(self, job_id: str, *, uploads: bool = True, work: bool = True) -> None:
         """Deletes the job's inputs once it has ended (or expired). A job still running belongs to
         whoever holds it now (put back, or taken over): its inputs are left alone."""
+        if not (uploads or work):
+            return
         state = await self.ledger.state(job_id)
         if state is not None and not state.terminal:
             return
-        await self._release_inputs(job_id)
+        await self._release_inputs(job_id, uploads=uploads, work=work)
 
-    async def _release_inputs(self, job_id: str) -> None:
+    async def _release_inputs(self, job_id: str, *, uploads: bool = True, work: bool = True) -> None:
         """Deletes a finished job's uploaded inputs and stored checkpoints; its outputs stay."""
-        for prefix in (f"uploads/{job_id}/", f"work/{job_id}/"):
+        for prefix, present in ((f"uploads/{job_id}/", uploads), (f"work/{job_id}/", work)):
+            if not present:
+                continue
             try:
                 await asyncio.to_thread(self.storage.delete_prefix, prefix)
             except OSError:
                 log.warning("job %s: could not delete %s", job_id, prefix)
 
-    async def _execute(self, job_id: str, stored: StoredJob, checkpoints: dict[str, bytes]) -> None:
+    async def _execute(self, job_id: str, stored: StoredJob, checkpoints: dict[str, bytes]) -> bool:
+        """Runs the job's plan and records its end; whether a file under work/<job>/ may exist."""
         request = pb.SubmitRenderRequest()
         request.ParseFromString(stored.request)
         loop = asyncio.get_running_loop()
@@ -295,7 +304,7 @@ class Dispatcher:
                 ended = await self._run_plan(job_id, stored, ctx, PLANS.get(kind))
             except NotOwner as exc:
                 log.info("job %s: %s (cancelled or taken over)", job_id, exc)
-                return
+                return True
             span.set_attribute("render.state", ended[0])
             if ended[1]:
                 span.set_status(Status(StatusCode.ERROR, ended[1]))
@@ -304,6 +313,7 @@ class Dispatcher:
             log.info("job %s: %s %s", job_id, ended[0], f"({ended[1]})" if ended[1] else f"in {took:.2f} s")
         JOB_DURATION.record(took, {"kind": kind, "state": ended[0]})
         JOBS_ENDED.add(1, {"kind": kind, "state": ended[0], "error_code": ended[1]})
+        return ctx.wrote_work
 
     async def _run_plan(
         self,

@@ -325,6 +325,62 @@ async def _started(settings: GatewaySettings) -> Gateway:
     return gateway
 
 
+def test_an_ended_job_deletes_what_it_stored_and_lists_no_folder_it_never_wrote(
+    redis_url: str, stages: dict[str, str], tmp_path: Path
+) -> None:
+    """After a job ends its dispatcher deletes the uploads its submit recorded and the work files
+    of its runs. A first run that stored neither (a dry run, a small job) makes no storage call at
+    all: listing two empty folders per job cost the dispatcher's loop two thread hops."""
+    from gateway.dispatcher import Dispatcher
+    from gateway.ledger import NewJob
+    from gateway.stages import StageClients
+    from gateway.subscriptions import Subscriptions
+    from renderkit.storage import LocalStorage
+
+    class Observed(LocalStorage):
+        def __init__(self, root: Path) -> None:
+            super().__init__(root)
+            self.deleted: list[str] = []
+
+        def delete_prefix(self, prefix: str) -> int:
+            self.deleted.append(prefix)
+            return super().delete_prefix(prefix)
+
+    async def body() -> None:
+        client = connect(redis_url + "/12")
+        await client.flushdb()
+        storage = Observed(tmp_path)
+        settings = gateway_settings(redis_url + "/12", tmp_path, stages)
+        ledger = Ledger(client)
+        stage_clients = StageClients.connect(
+            *(stages[n] for n in ("segmentation", "depth", "projection", "generation"))
+        )
+        dispatcher = Dispatcher(ledger, storage, stage_clients, settings, Subscriptions(client))
+        request = room_render_request(room_render("living room", dry_run=True)).SerializeToString()
+        try:
+            for job_id, uploaded in (("dry-run", False), ("with-upload", True)):
+                inputs: dict[str, str] = {}
+                if uploaded:
+                    inputs["room_render.materials.floor.swatch"] = f"uploads/{job_id}/swatch"
+                    storage.put(inputs["room_render.materials.floor.swatch"], SWATCH, "image/jpeg")
+                await ledger.submit(NewJob(job_id, "faults", "room_render", request, inputs, "f", "", "", "", 3))
+                assert await ledger.take(dispatcher.consumer, 30.0, frozenset()) == (job_id, 1, "room_render")
+                await dispatcher._run(job_id, 1)
+                state = await ledger.state(job_id)
+                assert state is not None and state.terminal
+            # The dry run stored nothing and listed nothing; the other's upload is gone, and its
+            # work folder (this first run wrote no work file) was not listed either.
+            assert storage.deleted == ["uploads/with-upload/"]
+            assert not (tmp_path / "uploads" / "with-upload").exists()
+        finally:
+            await stage_clients.close()
+            await ledger.aclose()
+            await client.flushdb()
+            await client.aclose()
+
+    asyncio.run(body())
+
+
 def test_a_dispatcher_that_lost_its_job_leaves_the_new_owners_work_alone(
     redis_url: str, stages: dict[str, str], tmp_path: Path
 ) -> None:
@@ -349,7 +405,8 @@ def test_a_dispatcher_that_lost_its_job_leaves_the_new_owners_work_alone(
         try:
             job_id = "taken-over-job"
             storage.put(f"uploads/{job_id}/material_swap-photo", PHOTO, "image/jpeg")
-            await ledger.submit(NewJob(job_id, "faults", "material_swap", b"", {}, "f", "", "", "", 4))
+            inputs = {"material_swap.photo": f"uploads/{job_id}/material_swap-photo"}
+            await ledger.submit(NewJob(job_id, "faults", "material_swap", b"", inputs, "f", "", "", "", 4))
             taken = await ledger.take(old.consumer, 0.05, frozenset())
             assert taken is not None and taken[:2] == (job_id, 1)
             # The old dispatcher's lease ran out (its Redis was away); the job went back and another
