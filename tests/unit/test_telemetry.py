@@ -3,6 +3,7 @@ context that survives being stored with a job, JSON log lines that lead to their
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import logging
@@ -78,6 +79,9 @@ def test_log_lines_are_json_with_the_job_and_its_trace(exported: InMemorySpanExp
         "gateway",
     )
     assert inside["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    # UTC, as its "Z" says, to the millisecond.
+    stamp = datetime.datetime.strptime(inside["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC)
+    assert abs((datetime.datetime.now(datetime.UTC) - stamp).total_seconds()) < 60
     assert "ValueError: boom" in failed["error"] and failed["level"] == "ERROR"
 
 
