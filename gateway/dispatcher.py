@@ -137,7 +137,8 @@ class Dispatcher:
             if taken is None:
                 self._slots.release()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._work.wait(), _IDLE_LOOK_S)
+                    async with asyncio.timeout(_IDLE_LOOK_S):  # no task made per wait, as wait_for would
+                        await self._work.wait()
                 continue
             job_id, attempt, kind = taken
             if kind in DETACHED:  # it waits for its rooms, which take the slots

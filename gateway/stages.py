@@ -160,6 +160,8 @@ class StageClients:
     async def wait_ready(self, stage: str, timeout_s: float) -> bool:
         """Waits until a stage's channel is connected (False when it is not within the timeout)."""
         channel = self.channels[STAGES.index(stage)]
+        if channel.get_state(try_to_connect=False) == grpc.ChannelConnectivity.READY:
+            return True  # connected (every generation call asks): no task and timer to wait on
         try:
             await asyncio.wait_for(channel.channel_ready(), timeout_s)
         except TimeoutError:

@@ -146,8 +146,10 @@ class EventHub:
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self.sweep_s
         while True:
+            # asyncio.timeout, not wait_for: no task made for every wake-up.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_sweep - loop.time()))
+                async with asyncio.timeout(max(0.0, next_sweep - loop.time())):
+                    await self._wake.wait()
             self._wake.clear()
             sweep = loop.time() >= next_sweep
             if sweep:
