@@ -122,7 +122,10 @@ class Dispatcher:
             await self._slots.acquire()
             self._work.clear()
             try:
-                taken = await self.ledger.take(self.consumer, self.settings.lease_s, DETACHED)
+                # With another slot free, a take that empties the queue notes this dispatcher as
+                # waiting for work itself (one script call a job less when jobs come one at a time).
+                slot_free = not self._slots.locked()
+                taken = await self.ledger.take(self.consumer, self.settings.lease_s, DETACHED, slot_free=slot_free)
                 delay = 0.1
             except asyncio.CancelledError:
                 self._slots.release()
@@ -136,9 +139,7 @@ class Dispatcher:
                 continue
             if taken is None:
                 self._slots.release()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_IDLE_LOOK_S):  # no task made per wait, as wait_for would
-                        await self._work.wait()
+                await self._idle()
                 continue
             job_id, attempt, kind = taken
             if kind in DETACHED:  # it waits for its rooms, which take the slots
@@ -146,6 +147,14 @@ class Dispatcher:
                 self._spawn(self._dispatch(job_id, attempt, slot=False))
             else:
                 self._spawn(self._dispatch(job_id, attempt, slot=True))
+            if taken.drained:  # the queue is empty and this dispatcher noted as waiting: wait now
+                await self._idle()
+
+    async def _idle(self) -> None:
+        """Waits for a work notice (set since the last take began), or looks again after a while."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_IDLE_LOOK_S):  # no task made per wait, as wait_for would
+                await self._work.wait()
 
     async def _dispatch(self, job_id: str, attempt: int, slot: bool) -> None:
         """Runs one taken job (in the slot the intake took, for kinds that take one)."""

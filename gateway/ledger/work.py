@@ -26,13 +26,29 @@ _REQUEUE_BATCH = 50
 _WAITING_FORGOTTEN_MS = 10_000
 
 
+class Taken(tuple[str, int, str]):
+    """A taken job: (job id, attempt, kind), and whether the take emptied the queue with the
+    dispatcher noted as waiting (it should wait for a work notice rather than look again)."""
+
+    drained: bool
+
+    def __new__(cls, fields: tuple[str, int, str], drained: bool = False) -> Taken:
+        taken = super().__new__(cls, fields)
+        taken.drained = drained
+        return taken
+
+
 class WorkQueue(LedgerBase):
     """The dispatchers' side of the ledger."""
 
-    async def take(self, owner: str, lease_s: float, detached_kinds: frozenset[str]) -> tuple[str, int, str] | None:
+    async def take(
+        self, owner: str, lease_s: float, detached_kinds: frozenset[str], *, slot_free: bool = False
+    ) -> Taken | None:
         """The next job for this dispatcher, its attempt number and its kind, now RUNNING and owned
         by it; None when no tenant may run another job now. Detached kinds take no concurrency slot
-        (a batch only waits for its rooms, which take theirs)."""
+        (a batch only waits for its rooms, which take theirs). slot_free: the dispatcher has another
+        slot free after this one; if this take empties the queue it is then noted as waiting for
+        work at once (Taken.drained), instead of by a take that would find nothing."""
         take_key = keys.take(secrets.token_hex(8))  # one id for the retries of this take
         kinds = "," + ",".join(sorted(detached_kinds)) + ","
         reply: Any = await self._script(
@@ -52,11 +68,13 @@ class WorkQueue(LedgerBase):
                 kinds,
                 _TENANTS_PER_TAKE,
                 _WAITING_FORGOTTEN_MS,
+                "1" if slot_free else "0",
             ],
         )
         if not reply:
             return None
-        return reply[0].decode(), int(reply[1]), reply[2].decode()
+        drained = len(reply) > 3 and int(reply[3]) == 1
+        return Taken((reply[0].decode(), int(reply[1]), reply[2].decode()), drained)
 
     async def renew(self, owner: str, job_id: str, lease_s: float) -> bool:
         """Extends a running job's lease; False (nothing renewed) when the dispatcher no longer owns

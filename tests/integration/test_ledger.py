@@ -252,6 +252,40 @@ def test_work_notices_are_sent_only_while_a_dispatcher_waits(redis_url: str) -> 
     run(body, redis_url)
 
 
+def test_a_take_that_empties_the_queue_with_a_slot_free_waits_at_once(redis_url: str) -> None:
+    """A dispatcher with another slot free whose take empties the queue is noted as waiting by that
+    take (drained): the next submit notifies it, with no take that finds nothing in between. While
+    jobs remain queued, or without a free slot, a take is as before."""
+
+    async def body(ledger: Ledger) -> None:
+        pubsub = ledger.redis.pubsub()
+        await pubsub.subscribe(keys.WORK_CHANNEL)
+        await pubsub.get_message(timeout=1.0)  # the subscription's confirmation
+
+        async def notices() -> int:
+            heard = 0
+            while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is not None:
+                heard += 1
+            return heard
+
+        try:
+            first, second = (await ledger.submit(new_job()))[0], (await ledger.submit(new_job()))[0]
+            taken = await ledger.take("w1", LEASE_S, DETACHED, slot_free=True)
+            assert taken == (first, 1, "material_swap") and not taken.drained  # the second is queued
+            taken = await ledger.take("w1", LEASE_S, DETACHED, slot_free=True)
+            assert taken == (second, 1, "material_swap") and taken.drained
+            await ledger.submit(new_job(tenant="globex"))  # acme runs its two (its concurrency)
+            assert await notices() == 1  # w1 was noted as waiting by the take that emptied the queue
+            taken = await ledger.take("w1", LEASE_S, DETACHED)  # its last slot: not noted as waiting
+            assert taken is not None and not taken.drained
+            await ledger.submit(new_job())
+            assert await notices() == 0
+        finally:
+            await pubsub.aclose()
+
+    run(body, redis_url)
+
+
 def test_a_retried_take_hands_out_the_same_job(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
         first, _ = await ledger.submit(new_job())
