@@ -17,9 +17,9 @@ CANCEL_CHANNEL = "jobs:cancel"
 # Pub/sub: the id of an API key just revoked (every gateway drops it from its cache at once).
 REVOKED_KEYS_CHANNEL = "apikeys:revoked"
 # Pub/sub: work to take (a job queued or requeued, a slot freed): idle dispatchers try to take one.
-# It is sent only while some dispatcher waits for work: each take that finds nothing puts its
-# dispatcher in WAITING_DISPATCHERS (by time) and the next that finds a job takes it out, so a busy
-# stack publishes nothing per submit.
+# It is sent only while some dispatcher waits for work: each take that finds nothing (or empties
+# the queue with a slot of its dispatcher still free) puts its dispatcher in WAITING_DISPATCHERS
+# (by time) and the next that finds a job takes it out, so a busy stack publishes nothing per submit.
 WORK_CHANNEL = "jobs:work"
 WAITING_DISPATCHERS = "dispatch:waiting"
 # Webhooks: every pending delivery by when it is due (ms), claimed by moving it a lease ahead; and
