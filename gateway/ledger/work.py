@@ -73,8 +73,7 @@ class WorkQueue(LedgerBase):
         )
         if not reply:
             return None
-        drained = len(reply) > 3 and int(reply[3]) == 1
-        return Taken((reply[0].decode(), int(reply[1]), reply[2].decode()), drained)
+        return Taken((reply[0].decode(), int(reply[1]), reply[2].decode()), int(reply[3]) == 1)
 
     async def renew(self, owner: str, job_id: str, lease_s: float) -> bool:
         """Extends a running job's lease; False (nothing renewed) when the dispatcher no longer owns

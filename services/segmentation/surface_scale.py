@@ -134,11 +134,12 @@ def _pooled(features: np.ndarray, weights: np.ndarray, radius: np.ndarray) -> np
     rows, cols = weights.shape
     wanted = float(radius.max())
     levels = [features]  # a pixel's own (a window with no usable pixel gets them too)
+    weighted = np.dstack([features * weights[..., None], weights])  # blurred at every octave
     for sigma in _RADII[1:]:
         if sigma > 2 * wanted:
             break
         reduce = int(max(1, sigma // 8))
-        both = np.dstack([features * weights[..., None], weights])
+        both = weighted
         if reduce > 1:
             both = _resized(both, (max(1, cols // reduce), max(1, rows // reduce)), cv2.INTER_AREA)
         both = cv2.GaussianBlur(both, (0, 0), sigma / reduce)

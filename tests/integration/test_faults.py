@@ -4,8 +4,9 @@ a watch, lost replies under retry. Real redis-server and Triton processes, real 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -325,16 +326,37 @@ async def _started(settings: GatewaySettings) -> Gateway:
     return gateway
 
 
+@contextlib.asynccontextmanager
+async def _lone_dispatcher(
+    redis_url: str, stages: dict[str, str], tmp_path: Path, storage: Any
+) -> AsyncIterator[tuple[Ledger, Any]]:
+    """A ledger on an emptied database and a dispatcher of its own (not started: a test drives its
+    takes and runs), on the given storage and the session's stages."""
+    from gateway.dispatcher import Dispatcher
+    from gateway.stages import StageClients
+    from gateway.subscriptions import Subscriptions
+
+    client = connect(redis_url + "/12")
+    await client.flushdb()
+    ledger = Ledger(client)
+    stage_clients = StageClients.connect(*(stages[n] for n in ("segmentation", "depth", "projection", "generation")))
+    settings = gateway_settings(redis_url + "/12", tmp_path, stages)
+    try:
+        yield ledger, Dispatcher(ledger, storage, stage_clients, settings, Subscriptions(client))
+    finally:
+        await stage_clients.close()
+        await ledger.aclose()
+        await client.flushdb()
+        await client.aclose()
+
+
 def test_an_ended_job_deletes_what_it_stored_and_lists_no_folder_it_never_wrote(
     redis_url: str, stages: dict[str, str], tmp_path: Path
 ) -> None:
     """After a job ends its dispatcher deletes the uploads its submit recorded and the work files
     of its runs. A first run that stored neither (a dry run, a small job) makes no storage call at
     all: listing two empty folders per job cost the dispatcher's loop two thread hops."""
-    from gateway.dispatcher import Dispatcher
     from gateway.ledger import NewJob
-    from gateway.stages import StageClients
-    from gateway.subscriptions import Subscriptions
     from renderkit.storage import LocalStorage
 
     class Observed(LocalStorage):
@@ -347,17 +369,9 @@ def test_an_ended_job_deletes_what_it_stored_and_lists_no_folder_it_never_wrote(
             return super().delete_prefix(prefix)
 
     async def body() -> None:
-        client = connect(redis_url + "/12")
-        await client.flushdb()
         storage = Observed(tmp_path)
-        settings = gateway_settings(redis_url + "/12", tmp_path, stages)
-        ledger = Ledger(client)
-        stage_clients = StageClients.connect(
-            *(stages[n] for n in ("segmentation", "depth", "projection", "generation"))
-        )
-        dispatcher = Dispatcher(ledger, storage, stage_clients, settings, Subscriptions(client))
         request = room_render_request(room_render("living room", dry_run=True)).SerializeToString()
-        try:
+        async with _lone_dispatcher(redis_url, stages, tmp_path, storage) as (ledger, dispatcher):
             for job_id, uploaded in (("dry-run", False), ("with-upload", True)):
                 inputs: dict[str, str] = {}
                 if uploaded:
@@ -372,11 +386,6 @@ def test_an_ended_job_deletes_what_it_stored_and_lists_no_folder_it_never_wrote(
             # work folder (this first run wrote no work file) was not listed either.
             assert storage.deleted == ["uploads/with-upload/"]
             assert not (tmp_path / "uploads" / "with-upload").exists()
-        finally:
-            await stage_clients.close()
-            await ledger.aclose()
-            await client.flushdb()
-            await client.aclose()
 
     asyncio.run(body())
 
@@ -386,23 +395,12 @@ def test_a_dispatcher_that_lost_its_job_leaves_the_new_owners_work_alone(
 ) -> None:
     """Taken over while its Redis was away, a dispatcher neither runs the job a second time nor
     deletes the inputs or the slot the new owner is using."""
-    from gateway.dispatcher import Dispatcher
     from gateway.ledger import NewJob
-    from gateway.stages import StageClients
-    from gateway.subscriptions import Subscriptions
     from renderkit.storage import LocalStorage
 
     async def body() -> None:
-        client = connect(redis_url + "/12")
-        await client.flushdb()
         storage = LocalStorage(tmp_path)
-        settings = gateway_settings(redis_url + "/12", tmp_path, stages)
-        ledger = Ledger(client)
-        stage_clients = StageClients.connect(
-            *(stages[n] for n in ("segmentation", "depth", "projection", "generation"))
-        )
-        old = Dispatcher(ledger, storage, stage_clients, settings, Subscriptions(client))
-        try:
+        async with _lone_dispatcher(redis_url, stages, tmp_path, storage) as (ledger, old):
             job_id = "taken-over-job"
             storage.put(f"uploads/{job_id}/material_swap-photo", PHOTO, "image/jpeg")
             inputs = {"material_swap.photo": f"uploads/{job_id}/material_swap-photo"}
@@ -420,10 +418,5 @@ def test_a_dispatcher_that_lost_its_job_leaves_the_new_owners_work_alone(
             assert storage.get(f"uploads/{job_id}/material_swap-photo") == PHOTO
             assert not await ledger.renew(old.consumer, job_id, 30.0)
             assert await ledger.renew("new-owner", job_id, 30.0)
-        finally:
-            await stage_clients.close()
-            await ledger.aclose()
-            await client.flushdb()
-            await client.aclose()
 
     asyncio.run(body())

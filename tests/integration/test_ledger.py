@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -224,19 +225,28 @@ def test_stalled_work_is_put_back_and_renewed_work_is_not(redis_url: str) -> Non
     run(body, redis_url)
 
 
+@contextlib.asynccontextmanager
+async def work_notices(ledger: Ledger) -> AsyncIterator[Callable[[], Awaitable[int]]]:
+    """Subscribed to the work channel: a count of the notices heard since it was last called."""
+    pubsub = ledger.redis.pubsub()
+    await pubsub.subscribe(keys.WORK_CHANNEL)
+    await pubsub.get_message(timeout=1.0)  # the subscription's confirmation
+
+    async def notices() -> int:
+        heard = 0
+        while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is not None:
+            heard += 1
+        return heard
+
+    try:
+        yield notices
+    finally:
+        await pubsub.aclose()
+
+
 def test_work_notices_are_sent_only_while_a_dispatcher_waits(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        pubsub = ledger.redis.pubsub()
-        await pubsub.subscribe(keys.WORK_CHANNEL)
-        await pubsub.get_message(timeout=1.0)  # the subscription's confirmation
-
-        async def notices() -> int:
-            heard = 0
-            while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is not None:
-                heard += 1
-            return heard
-
-        try:
+        async with work_notices(ledger) as notices:
             await ledger.submit(new_job())
             assert await notices() == 0  # no dispatcher has looked yet
             assert await ledger.take("w1", LEASE_S, DETACHED) is not None
@@ -246,8 +256,6 @@ def test_work_notices_are_sent_only_while_a_dispatcher_waits(redis_url: str) -> 
             assert await ledger.take("w1", LEASE_S, DETACHED) is not None  # busy again
             await ledger.submit(new_job())
             assert await notices() == 0
-        finally:
-            await pubsub.aclose()
 
     run(body, redis_url)
 
@@ -258,17 +266,7 @@ def test_a_take_that_empties_the_queue_with_a_slot_free_waits_at_once(redis_url:
     jobs remain queued, or without a free slot, a take is as before."""
 
     async def body(ledger: Ledger) -> None:
-        pubsub = ledger.redis.pubsub()
-        await pubsub.subscribe(keys.WORK_CHANNEL)
-        await pubsub.get_message(timeout=1.0)  # the subscription's confirmation
-
-        async def notices() -> int:
-            heard = 0
-            while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is not None:
-                heard += 1
-            return heard
-
-        try:
+        async with work_notices(ledger) as notices:
             first, second = (await ledger.submit(new_job()))[0], (await ledger.submit(new_job()))[0]
             taken = await ledger.take("w1", LEASE_S, DETACHED, slot_free=True)
             assert taken == (first, 1, "material_swap") and not taken.drained  # the second is queued
@@ -280,8 +278,6 @@ def test_a_take_that_empties_the_queue_with_a_slot_free_waits_at_once(redis_url:
             assert taken is not None and not taken.drained
             await ledger.submit(new_job())
             assert await notices() == 0
-        finally:
-            await pubsub.aclose()
 
     run(body, redis_url)
 
