@@ -26,6 +26,7 @@ Measured on make quality's scenes (docs/quality.md), which is where the constant
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -125,6 +126,12 @@ def _apply(M: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, n
     return (M[0, 0] * xs + M[0, 1] * ys + M[0, 2]) / w, (M[1, 0] * xs + M[1, 1] * ys + M[1, 2]) / w
 
 
+def _axes(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """A grid's column and row indices as a float32 row and column, which broadcast to the grid
+    (rather than two full index arrays)."""
+    return np.arange(cols, dtype=np.float32)[None, :], np.arange(rows, dtype=np.float32)[:, None]
+
+
 def _area(M: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """The area the map makes of the unit square at each point (xs, ys its corner): |det| of its
     Jacobian at the square's centre, which for a homography is |det M| / w³."""
@@ -157,23 +164,38 @@ def _halved(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
 
 
+# Rows of the photo made linear at a time before halving: the full-size 16-bit luminance is never
+# held at once (at 4K it would be 16 MB beside the photo while the material is being sampled).
+_BAND_ROWS = 256
+
+
+def _luminance_and_weight(photo_bgr: np.ndarray, weight: np.ndarray, factor: int) -> np.ndarray:
+    """The photo's linear luminance at 1/factor of its size (1 or 2) and the surface's weight
+    (the mask at that size, 0-1), as the two channels of one float32 image, written in place.
+
+    The luminance of the encoded colour, then linearised: sRGB's curve is close enough to a power
+    that this is the linear luminance times the same factor wherever the colour is the same."""
+    both = np.empty((*weight.shape, 2), np.float32)
+    np.multiply(weight, np.float32(1 / 255), out=both[..., 1], dtype=np.float32)
+    if factor == 1:
+        np.copyto(both[..., 0], cv2.LUT(cv2.cvtColor(photo_bgr, cv2.COLOR_BGR2GRAY), _LINEAR))
+        return both
+    for top in range(0, photo_bgr.shape[0], _BAND_ROWS):  # _BAND_ROWS is even: bands halve exactly
+        grey = cv2.cvtColor(photo_bgr[top : top + _BAND_ROWS], cv2.COLOR_BGR2GRAY)
+        half = _halved(cv2.LUT(grey, _LINEAR16))
+        np.multiply(half, np.float32(1 / 65535), out=both[top // 2 : top // 2 + half.shape[0], :, 0], dtype=np.float32)
+    return both
+
+
 def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray) -> tuple[np.ndarray, bool]:
     """The texture_space estimate over a photo region (see the module's docstring), and whether it
     is at half the region's pixels (Shading.halved)."""
     height, width = mask.shape
     # Linear light, halved for large regions (a grid cell then still spans a pixel or more of it).
     factor = 2 if width * height > 1_500_000 else 1
-    # The luminance of the encoded colour, then linearised: sRGB's curve is close enough to a power
-    # that this is the linear luminance times the same factor wherever the colour is the same.
-    grey = cv2.cvtColor(photo_bgr, cv2.COLOR_BGR2GRAY)
-    weight = mask
-    if factor > 1:
-        luminance: np.ndarray = _halved(cv2.LUT(grey, _LINEAR16)).astype(np.float32) * np.float32(1 / 65535)
-        weight = _halved(mask)
-    else:
-        luminance = cv2.LUT(grey, _LINEAR)
+    weight = _halved(mask) if factor > 1 else mask
     grid = _Grid.fit(to_plane, weight, factor)
-    sampled, valid = grid.sample(np.dstack([luminance, weight.astype(np.float32) * np.float32(1 / 255)]))
+    sampled, valid = grid.sample(_pyramid(_luminance_and_weight(photo_bgr, weight, factor)))
     log_l: np.ndarray = np.log(sampled + np.float32(1e-4))
     weights = valid.astype(np.float32)
     log_l = np.where(valid, log_l, _normalised_blur(log_l, weights, 8.0)).astype(np.float32)
@@ -254,27 +276,25 @@ class _Grid:
         origin = lo - cell
         S = np.array([[cell, 0, origin[0] + 0.5 * cell], [0, cell, origin[1] + 0.5 * cell], [0, 0, 1]])
         to_image = np.linalg.inv(to_plane) @ S
-        gy, gx = np.mgrid[0:rows, 0:cols].astype(np.float32)
+        gx, gy = _axes(rows, cols)
         return _Grid((rows, cols), to_image, factor, _area(to_image, gx, gy).astype(np.float32))
 
-    def sample(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, levels: Iterator[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The luminance and the surface's weight (two channels at 1/factor of the region),
-        resampled onto the grid through a Gaussian pyramid (each cell from the level whose pixels
-        are its size); and which cells are on the surface."""
+        resampled onto the grid from their Gaussian pyramid (`_pyramid`: each cell from the level
+        whose pixels are its size); and which cells are on the surface."""
         rows, cols = self.shape
-        gy, gx = np.mgrid[0:rows, 0:cols].astype(np.float32)
-        X, Y = _apply(self.to_image.astype(np.float32), gx, gy)
+        X, Y = _apply(self.to_image.astype(np.float32), *_axes(rows, cols))
         lod = np.clip(0.5 * np.log2(np.maximum(self.pixel_area, 1e-9)) - math.log2(self.factor), 0, _LEVELS - 1)
         lod = lod.astype(np.float32)
         out = np.zeros((rows, cols, 2), np.float32)
-        level = image
         coarsest = float(lod.max())
         for k in range(_LEVELS):
-            if k:
-                h, w = level.shape[:2]
-                if min(h, w) < 2 or k >= coarsest + 1:
-                    break
-                level = cv2.pyrDown(level)
+            if k >= coarsest + 1:
+                break
+            level = next(levels, None)
+            if level is None:
+                break
             # A level serves the cells within one level of its own: a band of the grid where the
             # view recedes (only that band's bounding box is resampled from it).
             near = np.abs(lod - np.float32(k)) < 1
@@ -289,6 +309,19 @@ class _Grid:
             sampled = cv2.remap(level, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
             out[band] += share[..., None] * sampled
         return np.ascontiguousarray(out[..., 0]), out[..., 1] > 0.5
+
+
+def _pyramid(image: np.ndarray) -> Iterator[np.ndarray]:
+    """The image's Gaussian pyramid, finest first, each level made when asked for from the one
+    before, which is then let go (the finest, at a 4K region's half size 16 MB, is not held while
+    the coarser ones are sampled); it ends below two pixels."""
+    level = image
+    del image
+    while True:
+        yield level
+        if min(level.shape[:2]) < 2:
+            return
+        level = cv2.pyrDown(level)
 
 
 def _periodic_part(log_l: np.ndarray, valid: np.ndarray) -> np.ndarray:
