@@ -5,7 +5,9 @@ A key reads `rk_<id>_<secret>`: the id (12 characters) finds the record, the sec
 credential; 256 random bits need no slow hash, a plain digest compared in constant time suffices.
 Every gateway caches what it looked up for a few seconds, and drops a key the moment a revocation
 is published (REVOKED_KEYS_CHANNEL), so revocation reaches every replica within the cache's
-lifetime even if that notice is lost. The last-use time is written at most once a minute per key
+lifetime even if that notice is lost. For as long as it caches a record, a gateway also remembers
+the keys it verified against it, whole, so a caller's repeated key is not parsed and hashed again
+(another secret with the same id is checked in full). The last-use time is written at most once a minute per key
 and gateway, off the request's path.
 """
 
@@ -34,6 +36,8 @@ PREFIX = "rk_"
 _TOKEN = re.compile(r"^rk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 LAST_USE_EVERY_S = 60.0
+# Verified keys a gateway keeps before it drops those whose cached record has lapsed.
+VERIFIED_MOST = 10_000
 
 
 class AuthenticationError(Exception):
@@ -91,6 +95,10 @@ class KeyStore:
         self.cache_s = cache_s
         self.retry_s = retry_s
         self._cache: dict[str, tuple[float, ApiKeyRecord | None]] = {}
+        # Keys this gateway verified, by the presented key: (when the record was read, the record,
+        # its principal). A repeat of the same key within cache_s skips the parse, the digest and
+        # the principal's construction; only a key whose digest matched is ever put here.
+        self._verified: dict[str, tuple[float, ApiKeyRecord, Principal]] = {}
         self._last_use_written: dict[str, float] = {}
         self._writes: set[asyncio.Task[None]] = set()
 
@@ -166,13 +174,24 @@ class KeyStore:
     def forget(self, key_id: str) -> None:
         """Drops a key from this gateway's cache (a revocation was published)."""
         self._cache.pop(key_id, None)
+        for token in [t for t, (_, record, _) in self._verified.items() if record.key_id == key_id]:
+            del self._verified[token]
 
     def forget_all(self) -> None:
         """Drops every cached key (after a reconnect, revocations published meanwhile were lost)."""
         self._cache.clear()
+        self._verified.clear()
 
     async def authenticate(self, token: str) -> Principal:
         """The principal an API key proves; AuthenticationError when it proves nothing."""
+        verified = self._verified.get(token)
+        if verified is not None and asyncio.get_running_loop().time() - verified[0] < self.cache_s:
+            _, record, principal = verified
+            now = _now_ms()
+            if record.expires_ms and now >= record.expires_ms:
+                raise AuthenticationError("the API key has expired")
+            self._note_use(record.key_id, now)
+            return principal
         match = _TOKEN.match(token)
         if match is None:
             raise AuthenticationError("the API key is malformed")
@@ -186,7 +205,12 @@ class KeyStore:
         if record.expires_ms and now >= record.expires_ms:
             raise AuthenticationError("the API key has expired")
         self._note_use(key_id, now)
-        return record.principal()
+        principal = record.principal()
+        read_at = self._cache[key_id][0]
+        if len(self._verified) >= VERIFIED_MOST:  # drop the entries that have lapsed
+            self._verified = {t: v for t, v in self._verified.items() if read_at - v[0] < self.cache_s}
+        self._verified[token] = (read_at, record, principal)
+        return principal
 
     async def _lookup(self, key_id: str) -> ApiKeyRecord | None:
         loop = asyncio.get_running_loop()

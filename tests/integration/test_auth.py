@@ -127,6 +127,21 @@ def test_a_caller_without_a_valid_credential_can_do_nothing(
         assert set(codes.values()) == {grpc.StatusCode.UNAUTHENTICATED}, (name, codes)
 
 
+def test_a_key_just_accepted_does_not_vouch_for_another_secret_with_its_id(
+    channel: grpc.Channel, redis_url: str
+) -> None:
+    # The gateway remembers the keys it verified for a few seconds; what it remembers is the whole
+    # key, so the same id with another secret is checked (and refused) in full.
+    secret = key_for(redis_url + DB, "verified")
+    stub = pb_grpc.RenderServiceStub(channel)
+    assert code_of(lambda: stub.ListJobs(pb.ListJobsRequest(), metadata=bearer(secret))) == grpc.StatusCode.OK
+    forged = secret[:-1] + ("A" if secret[-1] != "A" else "B")
+    assert code_of(lambda: stub.ListJobs(pb.ListJobsRequest(), metadata=bearer(forged))) == (
+        grpc.StatusCode.UNAUTHENTICATED
+    )
+    assert code_of(lambda: stub.ListJobs(pb.ListJobsRequest(), metadata=bearer(secret))) == grpc.StatusCode.OK
+
+
 def test_a_tenant_cannot_reach_another_tenants_jobs(
     replicas: tuple[Gateway, Gateway], redis_url: str, channel: grpc.Channel
 ) -> None:

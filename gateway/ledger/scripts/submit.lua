@@ -7,7 +7,8 @@
 --       6 event, 7 the job's notice channel, 8 work channel, 9 tenant, 10 default rate per second (0: none),
 --       11 default burst, 12 default queue quota (0: none), 13 rate limited ('1'/'0'), 14 credits
 --       to reserve (0: none), then the job hash's fields and values from the request (the script
---       adds the initial state: QUEUED, step 0, attempt 0, updated now).
+--       adds the id, the tenant, created_ms and the initial state: QUEUED, step 0, attempt 0,
+--       updated now).
 -- Returns {'ok', id}, {'duplicate', id of the key's job}, {'limited', ms until a retry is allowed},
 -- {'quota', the quota}, {'full', ''} or {'credits', the balance}.
 -- Idempotent under retry: a second call for a job id already recorded changes nothing (and is not
@@ -43,7 +44,8 @@ if price > 0 then
   redis.call('XADD', KEYS[14], '*', 'kind', 'reserve', 'amount', -price, 'balance', left, 'job', ARGV[1])
 end
 gcra_store(KEYS[10], new_tat, now)
-local fields = {'state', 'QUEUED', 'updated_ms', ARGV[4], 'step', 0, 'progress', 0, 'message', 'Queued', 'attempt', 0}
+local fields = {'id', ARGV[1], 'tenant', ARGV[9], 'created_ms', ARGV[4], 'updated_ms', ARGV[4], 'state', 'QUEUED',
+  'step', '0', 'progress', '0', 'message', 'Queued', 'attempt', '0'}
 for i = 15, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('XADD', KEYS[2], '*', 'event', ARGV[6])
