@@ -19,19 +19,16 @@ if ARGV[2] == '1' then
   local existing = redis.call('GET', KEYS[5])
   if existing then return {'duplicate', existing} end
 end
-local function limit(name, default)
-  local value = redis.call('HGET', KEYS[9], name)
-  if value then return tonumber(value) end
-  return tonumber(default)
-end
+-- The tenant's own limits where set, else the defaults, in one read.
+local set = redis.call('HMGET', KEYS[9], 'rate', 'burst', 'queue_quota')
 local now = tonumber(ARGV[4])
 local new_tat = nil
 if ARGV[13] == '1' then
   local wait
-  wait, new_tat = gcra(KEYS[10], limit('rate', ARGV[10]), limit('burst', ARGV[11]), now)
+  wait, new_tat = gcra(KEYS[10], tonumber(set[1] or ARGV[10]), tonumber(set[2] or ARGV[11]), now)
   if wait > 0 then return {'limited', tostring(wait)} end
 end
-local quota = limit('queue_quota', ARGV[12])
+local quota = tonumber(set[3] or ARGV[12])
 if quota > 0 and redis.call('SCARD', KEYS[11]) >= quota then return {'quota', tostring(quota)} end
 local queue_limit = tonumber(ARGV[3])
 if queue_limit > 0 and redis.call('SCARD', KEYS[3]) >= queue_limit then return {'full', ''} end
