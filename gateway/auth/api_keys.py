@@ -184,14 +184,9 @@ class KeyStore:
 
     async def authenticate(self, token: str) -> Principal:
         """The principal an API key proves; AuthenticationError when it proves nothing."""
-        verified = self._verified.get(token)
-        if verified is not None and asyncio.get_running_loop().time() - verified[0] < self.cache_s:
-            _, record, principal = verified
-            now = _now_ms()
-            if record.expires_ms and now >= record.expires_ms:
-                raise AuthenticationError("the API key has expired")
-            self._note_use(record.key_id, now)
-            return principal
+        remembered = self._remembered(token)
+        if remembered is not None:
+            return remembered
         match = _TOKEN.match(token)
         if match is None:
             raise AuthenticationError("the API key is malformed")
@@ -199,18 +194,30 @@ class KeyStore:
         record = await self._lookup(key_id)
         if record is None or not hmac.compare_digest(record.digest, _digest(token)):
             raise AuthenticationError("the API key is not valid")
-        now = _now_ms()
         if record.revoked_ms:
             raise AuthenticationError("the API key was revoked")
-        if record.expires_ms and now >= record.expires_ms:
-            raise AuthenticationError("the API key has expired")
-        self._note_use(key_id, now)
+        self._admit(record)
         principal = record.principal()
         read_at = self._cache[key_id][0]
         if len(self._verified) >= VERIFIED_MOST:  # drop the entries that have lapsed
             self._verified = {t: v for t, v in self._verified.items() if read_at - v[0] < self.cache_s}
         self._verified[token] = (read_at, record, principal)
         return principal
+
+    def _remembered(self, token: str) -> Principal | None:
+        """The principal of a key this gateway verified, while its record is fresh in the cache."""
+        entry = self._verified.get(token)
+        if entry is None or asyncio.get_running_loop().time() - entry[0] >= self.cache_s:
+            return None
+        self._admit(entry[1])
+        return entry[2]
+
+    def _admit(self, record: ApiKeyRecord) -> None:
+        """Refuses a key past its expiry; notes its use."""
+        now = _now_ms()
+        if record.expires_ms and now >= record.expires_ms:
+            raise AuthenticationError("the API key has expired")
+        self._note_use(record.key_id, now)
 
     async def _lookup(self, key_id: str) -> ApiKeyRecord | None:
         loop = asyncio.get_running_loop()
