@@ -1,0 +1,96 @@
+"""The JWT verifier's memory of tokens it verified: the same token is taken again for a few seconds
+without its signature checked, never past its expiry, and a token with the same claims but another
+signature is checked in full."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateway.auth.api_keys import AuthenticationError
+from gateway.auth.jwt_tokens import JwtSettings, JwtVerifier
+
+ISSUER = "https://id.example.com/"
+AUDIENCE = "render"
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def settings(tmp_path: Path, key: rsa.RSAPrivateKey, **overrides: Any) -> JwtSettings:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [{**jwk, "kid": "k1"}]}))
+    return JwtSettings(issuer=ISSUER, audience=AUDIENCE, jwks=str(tmp_path / "jwks.json"), **overrides)
+
+
+def token(key: rsa.RSAPrivateKey, exp: int) -> str:
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "u1", "tenant": "acme", "exp": exp}
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+
+
+def counting_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every signature check the verifier makes."""
+    checked: list[str] = []
+    real = jwt.decode
+
+    def decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        checked.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", decode)  # the module the verifier calls it from
+    return checked
+
+
+def test_a_token_seen_again_is_taken_without_checking_its_signature_again(
+    tmp_path: Path, signing_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = counting_decodes(monkeypatch)
+    verifier = JwtVerifier(settings(tmp_path, signing_key, cache_s=60.0))
+    good = token(signing_key, int(time.time()) + 300)
+
+    async def calls() -> None:
+        for _ in range(3):
+            principal = await verifier.authenticate(good)
+            assert (principal.tenant, principal.subject) == ("acme", "user:u1")
+
+    asyncio.run(calls())
+    assert checked == [good]
+    # The same claims under another key's signature: checked in full, and refused.
+    forged = token(rsa.generate_private_key(public_exponent=65537, key_size=2048), int(time.time()) + 300)
+    with pytest.raises(AuthenticationError):
+        asyncio.run(verifier.authenticate(forged))
+    assert checked == [good, forged]
+
+
+def test_without_a_cache_every_call_checks_the_signature(
+    tmp_path: Path, signing_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = counting_decodes(monkeypatch)
+    verifier = JwtVerifier(settings(tmp_path, signing_key, cache_s=0.0))
+    good = token(signing_key, int(time.time()) + 300)
+
+    async def calls() -> None:
+        await verifier.authenticate(good)
+        await verifier.authenticate(good)
+
+    asyncio.run(calls())
+    assert checked == [good, good]
+
+
+def test_a_remembered_token_is_refused_once_it_expires(tmp_path: Path, signing_key: rsa.RSAPrivateKey) -> None:
+    verifier = JwtVerifier(settings(tmp_path, signing_key, cache_s=60.0, leeway_s=0.0))
+    expires = int(time.time()) + 1
+    short = token(signing_key, expires)
+    asyncio.run(verifier.authenticate(short))
+    time.sleep(max(0.0, expires - time.time()) + 0.05)
+    with pytest.raises(AuthenticationError, match="expired"):
+        asyncio.run(verifier.authenticate(short))
