@@ -116,6 +116,7 @@ class LatencyRun:
     gateway_s: list[float]
     celery_s: list[float]
     env: dict[str, str]
+    followed_s: list[float]  # the same job in one call (SubmitAndWatch)
     api_key: bool
     hops: str
     tenant_limits: str
@@ -342,6 +343,19 @@ def job_seconds(client: RenderClient, request: pb.SubmitRenderRequest) -> float:
     return elapsed
 
 
+def followed_seconds(client: RenderClient, request: pb.SubmitRenderRequest) -> float:
+    """SubmitAndWatch to its terminal event: the submit and the watch in one call."""
+    start = time.perf_counter()
+    last = None
+    for event in client.submit_and_watch(request):
+        last = event
+    elapsed = time.perf_counter() - start
+    if last is None or last.state != pb.JOB_STATE_SUCCEEDED:
+        message = last.error.message if last is not None else "no event"
+        raise RuntimeError(f"benchmark job did not succeed: {message}")
+    return elapsed
+
+
 def task_seconds(task: Any) -> float:
     """apply_async to result.get() of the no-op task."""
     start = time.perf_counter()
@@ -379,20 +393,24 @@ def measure_latency(args: argparse.Namespace, work: Path, extra_env: dict[str, s
         ):
             for _ in range(args.warmup_jobs):
                 job_seconds(client, request)
+                followed_seconds(client, request)
                 task_seconds(noop)
-            gateway, celery = [], []
+            gateway: list[float] = []
+            followed: list[float] = []
+            celery: list[float] = []
+            measures: list[tuple[list[float], Callable[[], float]]] = [
+                (gateway, lambda: job_seconds(client, request)),
+                (followed, lambda: followed_seconds(client, request)),
+                (celery, lambda: task_seconds(noop)),
+            ]
             for i in range(args.jobs):
-                # Alternating which goes first, so neither always follows the other's tail.
-                if i % 2 == 0:
-                    gateway.append(job_seconds(client, request))
-                    celery.append(task_seconds(noop))
-                else:
-                    celery.append(task_seconds(noop))
-                    gateway.append(job_seconds(client, request))
+                # Rotating which goes first, so none always follows another's tail.
+                for times, measure in measures[i % 3 :] + measures[: i % 3]:
+                    times.append(measure())
                 if (i + 1) % 50 == 0:
                     print(f"  latency: {i + 1}/{args.jobs} of each", file=sys.stderr, flush=True)
         app.close()
-    return LatencyRun(gateway, celery, env, bool(api_key), hops, tenant_limits, args.topology)
+    return LatencyRun(gateway, celery, env, followed, bool(api_key), hops, tenant_limits, args.topology)
 
 
 def format_env(env: dict[str, str]) -> str:
@@ -429,15 +447,19 @@ def report(args: argparse.Namespace, throughput: ThroughputRun | None, latency: 
                 f"   {t.gateway_cpu:>9.2f}/{t.echo_cpu:.2f}/{t.driver_cpu:.2f}"
             )
     if latency is not None:
-        g, c = latency.gateway_s, latency.celery_s
-        g50, g99, c50, c99 = (percentile(v, q) * 1000 for v, q in ((g, 50), (g, 99), (c, 50), (c, 99)))
+        g, f, c = latency.gateway_s, latency.followed_s, latency.celery_s
+        g50, g99, f50, f99, c50, c99 = (
+            percentile(v, q) * 1000 for v, q in ((g, 50), (g, 99), (f, 50), (f, 99), (c, 50), (c, 99))
+        )
         print(
-            f"\nSubmit to end, one at a time ({len(g)} of each after {args.warmup_jobs} warm-up, alternating)\n"
-            f"{'':<46} {'p50':>9} {'p99':>9}\n"
-            f"{'gateway: dry-run room render, Submit..Watch end':<46} {g50:>6.1f} ms {g99:>6.1f} ms\n"
-            f"{'  (' + TOPOLOGIES[latency.topology] + ')':<46}\n"
-            f"{'Celery: no-op task, apply_async..get':<46} {c50:>6.1f} ms {c99:>6.1f} ms\n"
-            f"{'ratio gateway / Celery':<46} {g50 / c50:>9.1f} {g99 / c99:>9.1f}"
+            f"\nSubmit to end, one at a time ({len(g)} of each after {args.warmup_jobs} warm-up, rotating)\n"
+            f"{'':<52} {'p50':>9} {'p99':>9}\n"
+            f"{'gateway: dry-run room render, SubmitRender..WatchJob':<52} {g50:>6.1f} ms {g99:>6.1f} ms\n"
+            f"{'gateway: the same in one call, SubmitAndWatch':<52} {f50:>6.1f} ms {f99:>6.1f} ms\n"
+            f"{'  (' + TOPOLOGIES[latency.topology] + ')':<52}\n"
+            f"{'Celery: no-op task, apply_async..get':<52} {c50:>6.1f} ms {c99:>6.1f} ms\n"
+            f"{'ratio gateway / Celery, two calls':<52} {g50 / c50:>9.1f} {g99 / c99:>9.1f}\n"
+            f"{'ratio gateway / Celery, one call':<52} {f50 / c50:>9.1f} {f99 / c99:>9.1f}"
         )
     print("\nConditions:")
     for run in (throughput, latency):

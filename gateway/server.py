@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RenderService"].full_name
 # The scope each method needs; a method of these services that is not listed is refused.
 METHOD_SCOPES = {
-    **{f"/{SERVICE_NAME}/{m}": Scope.RENDER for m in ("SubmitRender", "CancelJob", "UploadAsset")},
+    # SubmitAndWatch also needs the read scope: the servicer checks it before submitting.
+    **{f"/{SERVICE_NAME}/{m}": Scope.RENDER for m in ("SubmitRender", "SubmitAndWatch", "CancelJob", "UploadAsset")},
     **{
         f"/{SERVICE_NAME}/{m}": Scope.READ
         for m in ("GetJob", "WatchJob", "ListJobs", "GetBalance", "ListCreditEntries", "GetOutput")

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from gateway.assets import AssetRefused, AssetStore, image_info
-from gateway.auth.principal import current_principal
+from gateway.auth.principal import Scope, current_principal
 from gateway.ledger import (
     AssetQuotaExceeded,
     CreditEntry,
@@ -118,6 +118,25 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         return stored
 
     async def SubmitRender(
+        self,
+        request: pb.SubmitRenderRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.SubmitRenderResponse:
+        return await self._submit(request, context)
+
+    async def SubmitAndWatch(
+        self,
+        request: pb.SubmitAndWatchRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> AsyncIterator[pb.SubmitAndWatchResponse]:
+        # The interceptor checked the render scope; following the job reads it.
+        if not current_principal().may(Scope.READ):
+            await abort(context, grpc.StatusCode.PERMISSION_DENIED, "this credential lacks the read scope")
+        submitted = await self._submit(request.request, context)
+        async for response in self._follow(submitted.job.id, ""):
+            yield pb.SubmitAndWatchResponse(event=response.event, keep_alive=response.keep_alive)
+
+    async def _submit(
         self,
         request: pb.SubmitRenderRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
@@ -261,7 +280,13 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 bad_request([("after", "must be an event cursor such as 1700000000000-0")]),
             )
         await self._job(request.job_id, tenant, context)
-        async for event in self.hub.watch(request.job_id, request.after):
+        async for response in self._follow(request.job_id, request.after):
+            yield response
+
+    async def _follow(self, job_id: str, after: str) -> AsyncIterator[pb.WatchJobResponse]:
+        """A job's events after the cursor (all of them from ""), then keep-alives and new ones
+        until it ends; the caller has checked that the job is its tenant's."""
+        async for event in self.hub.watch(job_id, after):
             if event is None:
                 yield pb.WatchJobResponse(keep_alive=True)
                 continue

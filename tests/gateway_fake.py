@@ -1,6 +1,7 @@
 """A scripted render.v1.RenderService on loopback: real gRPC, failures on cue.
 
-Each WatchJob call plays the next plan of `watch_plans` (the last call's default is "rest"):
+Each WatchJob call plays the next plan of `watch_plans` (the last call's default is "rest"), and so
+does each SubmitAndWatch after its submit:
 a plan is a list of steps run in order against the job's event log, starting after the
 request's cursor. Every server made by `serve` shares one FakeGateway, the way gateway
 replicas share one ledger.
@@ -114,6 +115,14 @@ class _Servicer(pb_grpc.RenderServiceServicer):
         if failure is not None:
             context.abort(failure, f"scripted {failure.name}")
         return pb.SubmitRenderResponse(job=pb.Job(id="job-1", state=pb.JOB_STATE_QUEUED))
+
+    def SubmitAndWatch(
+        self, request: pb.SubmitAndWatchRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.SubmitAndWatchResponse]:
+        """A submit (failing as scripted), then the next watch plan from the job's first event."""
+        self.SubmitRender(request.request, context)
+        for reply in self.WatchJob(pb.WatchJobRequest(job_id="job-1"), context):
+            yield pb.SubmitAndWatchResponse(event=reply.event, keep_alive=reply.keep_alive)
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.GetJobResponse:
         return pb.GetJobResponse(job=pb.Job(id=request.job_id, state=self.fake.log[-1].state))

@@ -80,11 +80,22 @@ def code_of(call: Callable[[], Any]) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
+def first_reply(call: Any) -> Any:
+    """A stream's first message; the rest of the stream is cancelled."""
+    try:
+        return next(iter(call))
+    finally:
+        call.cancel()
+
+
 def every_call(stub: pb_grpc.RenderServiceStub, metadata: Any, job_id: str = "job-1") -> dict[str, grpc.StatusCode]:
     """The status of each public RPC made with the metadata."""
     calls: dict[str, Callable[[], Any]] = {
         "SubmitRender": lambda: stub.SubmitRender(
             room_render_request(room_render("hall", dry_run=True)), metadata=metadata
+        ),
+        "SubmitAndWatch": lambda: first_reply(
+            stub.SubmitAndWatch(pb.SubmitAndWatchRequest(request=ROOM), metadata=metadata, timeout=5)
         ),
         "GetJob": lambda: stub.GetJob(pb.GetJobRequest(job_id=job_id), metadata=metadata),
         "WatchJob": lambda: list(stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=metadata, timeout=5)),
@@ -151,7 +162,7 @@ def test_a_tenant_cannot_reach_another_tenants_jobs(
     stub = pb_grpc.RenderServiceStub(channel)
     other = bearer(key_for(redis_url + DB, "tenant-b"))
     codes = every_call(stub, other, job.id)
-    assert codes["SubmitRender"] == grpc.StatusCode.OK and codes["ListJobs"] == grpc.StatusCode.OK
+    assert codes["SubmitRender"] == codes["SubmitAndWatch"] == codes["ListJobs"] == grpc.StatusCode.OK
     assert {codes[m] for m in ("GetJob", "WatchJob", "CancelJob")} == {grpc.StatusCode.NOT_FOUND}
     listed = stub.ListJobs(pb.ListJobsRequest(), metadata=other).jobs
     assert job.id not in [j.id for j in listed]
@@ -168,7 +179,7 @@ def test_scopes_limit_what_a_key_may_do(redis_url: str, channel: grpc.Channel) -
     stub = pb_grpc.RenderServiceStub(channel)
     reader = bearer(key_for(redis_url + DB, "scoped", frozenset({Scope.READ})))
     codes = every_call(stub, reader)
-    assert codes["SubmitRender"] == codes["CancelJob"] == grpc.StatusCode.PERMISSION_DENIED
+    assert codes["SubmitRender"] == codes["SubmitAndWatch"] == codes["CancelJob"] == grpc.StatusCode.PERMISSION_DENIED
     assert codes["ListJobs"] == grpc.StatusCode.OK and codes["GetJob"] == grpc.StatusCode.NOT_FOUND
     renderer = bearer(key_for(redis_url + DB, "scoped", frozenset({Scope.RENDER, Scope.READ})))
     admin = admin_grpc.AdminServiceStub(channel)

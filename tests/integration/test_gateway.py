@@ -13,6 +13,7 @@ import pytest
 from google.rpc import error_details_pb2
 
 from devstack import scenes
+from gateway.auth.principal import Scope
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
 from render.v1 import render_service_pb2 as pb
@@ -148,6 +149,33 @@ def test_without_a_provider_a_room_render_fails_but_its_dry_run_works(client: Re
     report = dry.result.generation
     assert report.dry_run and (report.provider, report.model) == ("openai", "gpt-image-1")
     assert "- Walls: White" in report.prompt and report.estimated_cost.cents > 0 and not dry.result.outputs
+
+
+def test_submit_and_watch_streams_the_new_jobs_events_in_one_call(
+    client: RenderClient, gateway_address: str, redis_url: str
+) -> None:
+    room = room_render("study", floor="Oak")
+    room.options.dry_run = True
+    request = room_render_request(room, idempotency_key=f"follow-{time.time_ns()}")
+    events = list(client.submit_and_watch(request, timeout=30))
+    first, last = events[0], events[-1]
+    assert first.state == pb.JOB_STATE_QUEUED and first.job_id and first.cursor
+    assert last.state == pb.JOB_STATE_SUCCEEDED and last.result.generation.dry_run
+    assert {e.job_id for e in events} == {first.job_id}
+    # The same events as a watch of the job from its start, cursor for cursor.
+    assert [e.cursor for e in client.watch(first.job_id, timeout=10)] == [e.cursor for e in events]
+    # A repeat of the idempotency key follows the first request's job.
+    assert [e.cursor for e in client.submit_and_watch(request, timeout=30)] == [e.cursor for e in events]
+    # A request SubmitRender refuses ends the call with its error, before any event.
+    invalid = material_swap_request(b"not an image", SWATCH, quad=QUAD)
+    with pytest.raises(grpc.RpcError) as info:
+        next(iter(client.submit_and_watch(invalid, timeout=10)))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Following the job needs the read scope as well as render.
+    render_only = key_for(redis_url, "it-tests", frozenset({Scope.RENDER}))
+    with RenderClient(gateway_address, api_key=render_only) as limited, pytest.raises(grpc.RpcError) as denied:
+        next(iter(limited.submit_and_watch(room_render_request(room), timeout=10)))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_a_full_queue_sheds_load_with_retry_info(

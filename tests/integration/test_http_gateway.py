@@ -136,6 +136,13 @@ def test_buf_curl_submits_gets_and_watches_over_each_protocol(http_gateway: Gate
         buf_curl(protocol, rpc_url(http_gateway, "WatchJob"), key, {"jobId": job_id, "after": cursors[0]}).stdout
     )
     assert [e["event"]["cursor"] for e in rest if "event" in e] == cursors[1:]
+    # The submit and the watch in one call.
+    followed = json_messages(
+        buf_curl(protocol, rpc_url(http_gateway, "SubmitAndWatch"), key, {"request": request}).stdout
+    )
+    events = [e["event"] for e in followed if "event" in e]
+    assert events[0]["state"] == "JOB_STATE_QUEUED" and events[-1]["state"] == "JOB_STATE_SUCCEEDED"
+    assert {e["jobId"] for e in events} == {events[0]["jobId"]} and events[0]["jobId"] != job_id
 
 
 def test_a_watch_over_connect_arrives_event_by_event(queue_only_gateway: Gateway, redis_url: str) -> None:

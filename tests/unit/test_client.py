@@ -225,6 +225,33 @@ def test_submit_raises_when_a_retry_is_unsafe_or_useless(key: str, failure: grpc
     assert info.value.code() == failure and len(fake.submits) == 1 and notices == []
 
 
+def test_submit_and_watch_goes_on_as_a_watch_when_its_stream_breaks_after_an_event() -> None:
+    fake = FakeGateway(watch_plans=[[2, grpc.StatusCode.UNAVAILABLE], [REST]])
+    with serve(fake) as servers:
+        client, _ = client_of(target(servers))
+        with client:
+            cursors = [e.cursor for e in client.submit_and_watch(pb.SubmitRenderRequest(), timeout=10)]
+    assert cursors == ALL and len(fake.submits) == 1  # submitted once, every event once
+    assert [w.after for w in fake.watches] == ["", "2-0"]
+
+
+@pytest.mark.parametrize("key", ["k-1", ""], ids=["with a key", "without"])
+def test_submit_and_watch_is_tried_again_before_its_first_event_only_with_a_key(key: str) -> None:
+    fake = FakeGateway(submit_failures=[grpc.StatusCode.UNAVAILABLE])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers))
+        with client:
+            events = client.submit_and_watch(pb.SubmitRenderRequest(idempotency_key=key), timeout=10)
+            if key:
+                assert [e.cursor for e in events] == ALL
+            else:
+                with pytest.raises(grpc.RpcError) as info:
+                    list(events)
+                assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert len(fake.submits) == (2 if key else 1)
+    assert [n.code for n in notices] == ([grpc.StatusCode.UNAVAILABLE] if key else [])
+
+
 def test_submit_to_an_unreachable_gateway_gives_up_within_the_timeout() -> None:
     started = time.monotonic()
     with RenderClient(dead_address(), retry=RetryPolicy(give_up_after_s=30.0)) as client:

@@ -754,8 +754,9 @@ def test_envoy_serves_grpc_web_with_cors_to_the_gateway_over_http2() -> None:
         socket = address["socket_address"]
         assert socket["port_value"] == int(read_env_file(STACK_ENV)["GATEWAY_PORT"])
         assert socket["address"].split(".")[0] == "gateway-api-headless"
-    watch = routes["/render.v1.RenderService/WatchJob"]
-    assert watch["timeout"] == "0s" and watch["idle_timeout"] == "0s", "a watch is never timed out"
+    for method in ("WatchJob", "SubmitAndWatch"):
+        watch = routes[f"/render.v1.RenderService/{method}"]
+        assert watch["timeout"] == "0s" and watch["idle_timeout"] == "0s", f"a watch ({method}) is never timed out"
 
 
 # ---------------------------------------------------------------------------------------------

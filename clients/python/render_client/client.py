@@ -609,6 +609,51 @@ class RenderClient:
                 # Frees the stream when the consumer stopped early (the generator was closed).
                 call.cancel()
 
+    def submit_and_watch(
+        self, request: pb.SubmitRenderRequest, timeout: float | None = None, *, on_retry: OnRetry | None = None
+    ) -> Iterator[pb.JobEvent]:
+        """Submits a job and yields its events from the first (QUEUED, which names the job) until it
+        ends, in one call (SubmitAndWatch); needs the render and read scopes.
+
+        A stream that breaks after the first event, or stays silent past the idle limit, goes on
+        as `watch` does from the last cursor seen. One that breaks before it is tried again only
+        with an idempotency key (the gateway then streams the first request's job), as `submit`
+        does. Keep-alives are never yielded; timeout bounds the whole call."""
+        retries = self._retries(f"submitting to {self.address}", timeout, on_retry)
+        while True:
+            call = self.stub.SubmitAndWatch(
+                pb.SubmitAndWatchRequest(request=request), timeout=retries.remaining(), metadata=self.metadata
+            )
+            watchdog = _IdleWatchdog(call, self.stream_idle_timeout_s)
+            last: pb.JobEvent | None = None
+            try:
+                for reply in call:
+                    if not reply.HasField("event"):  # a keep-alive: proof of life
+                        watchdog.touch()
+                        continue
+                    last = reply.event
+                    watchdog.touch(paused=True)
+                    yield last
+                    watchdog.touch()
+                    if last.state in TERMINAL_STATES:
+                        return
+                return
+            except grpc.RpcError as exc:
+                watchdog.stop()
+                code = exc.code()
+                broken = watchdog.fired or (
+                    code in RETRYABLE_CODES and not (code == grpc.StatusCode.CANCELLED and self._closed)
+                )
+                if last is not None and broken:
+                    yield from self.watch(last.job_id, last.cursor, timeout=retries.remaining(), on_retry=on_retry)
+                    return
+                if last is not None or not request.idempotency_key or code != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                retries.wait(exc)
+            finally:
+                watchdog.stop()
+                call.cancel()
+
     def wait(self, job_id: str, timeout: float | None = None, *, on_retry: OnRetry | None = None) -> pb.Job:
         """Blocks until the job ends (through watch, with its retries) and returns it."""
         deadline = None if timeout is None else time.monotonic() + timeout

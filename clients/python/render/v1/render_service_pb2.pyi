@@ -465,6 +465,20 @@ class WatchJobResponse(_message.Message):
     keep_alive: bool
     def __init__(self, event: _Optional[_Union[JobEvent, _Mapping]] = ..., keep_alive: _Optional[bool] = ...) -> None: ...
 
+class SubmitAndWatchRequest(_message.Message):
+    __slots__ = ("request",)
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request: SubmitRenderRequest
+    def __init__(self, request: _Optional[_Union[SubmitRenderRequest, _Mapping]] = ...) -> None: ...
+
+class SubmitAndWatchResponse(_message.Message):
+    __slots__ = ("event", "keep_alive")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    KEEP_ALIVE_FIELD_NUMBER: _ClassVar[int]
+    event: JobEvent
+    keep_alive: bool
+    def __init__(self, event: _Optional[_Union[JobEvent, _Mapping]] = ..., keep_alive: _Optional[bool] = ...) -> None: ...
+
 class CancelJobRequest(_message.Message):
     __slots__ = ("job_id",)
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

@@ -41,6 +41,11 @@ class RenderServiceStub:
                 request_serializer=render_dot_v1_dot_render__service__pb2.SubmitRenderRequest.SerializeToString,
                 response_deserializer=render_dot_v1_dot_render__service__pb2.SubmitRenderResponse.FromString,
                 _registered_method=True)
+        self.SubmitAndWatch = channel.unary_stream(
+                '/render.v1.RenderService/SubmitAndWatch',
+                request_serializer=render_dot_v1_dot_render__service__pb2.SubmitAndWatchRequest.SerializeToString,
+                response_deserializer=render_dot_v1_dot_render__service__pb2.SubmitAndWatchResponse.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/render.v1.RenderService/GetJob',
                 request_serializer=render_dot_v1_dot_render__service__pb2.GetJobRequest.SerializeToString,
@@ -116,6 +121,18 @@ class RenderServiceServicer:
     def SubmitRender(self, request, context):
         """SubmitRender validates a request, records a job in the ledger and queues it.
         A request that repeats an idempotency key returns the job of the first request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitAndWatch(self, request, context):
+        """SubmitAndWatch submits as SubmitRender does, then streams the job's events from its first
+        as WatchJob does, until the job ends: one call instead of two for a caller that follows its
+        job, and the events as they are written. It needs the render and read scopes. A request that
+        SubmitRender would refuse ends the call with the same error before any message; a repeated
+        idempotency key streams the first request's job. A client whose stream breaks after the first
+        event resumes with WatchJob from the last cursor it saw.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -231,6 +248,11 @@ def add_RenderServiceServicer_to_server(servicer, server):
                     request_deserializer=render_dot_v1_dot_render__service__pb2.SubmitRenderRequest.FromString,
                     response_serializer=render_dot_v1_dot_render__service__pb2.SubmitRenderResponse.SerializeToString,
             ),
+            'SubmitAndWatch': grpc.unary_stream_rpc_method_handler(
+                    servicer.SubmitAndWatch,
+                    request_deserializer=render_dot_v1_dot_render__service__pb2.SubmitAndWatchRequest.FromString,
+                    response_serializer=render_dot_v1_dot_render__service__pb2.SubmitAndWatchResponse.SerializeToString,
+            ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
                     request_deserializer=render_dot_v1_dot_render__service__pb2.GetJobRequest.FromString,
@@ -326,6 +348,33 @@ class RenderService:
             '/render.v1.RenderService/SubmitRender',
             render_dot_v1_dot_render__service__pb2.SubmitRenderRequest.SerializeToString,
             render_dot_v1_dot_render__service__pb2.SubmitRenderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitAndWatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/render.v1.RenderService/SubmitAndWatch',
+            render_dot_v1_dot_render__service__pb2.SubmitAndWatchRequest.SerializeToString,
+            render_dot_v1_dot_render__service__pb2.SubmitAndWatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
