@@ -343,6 +343,10 @@ def job_seconds(client: RenderClient, request: pb.SubmitRenderRequest) -> float:
     return elapsed
 
 
+# The latency part's order of (two calls, one call, Celery): 0 0 1 1 2 2 0 2 1, cyclic.
+BALANCED_ORDER = (0, 0, 1, 1, 2, 2, 0, 2, 1)
+
+
 def followed_seconds(client: RenderClient, request: pb.SubmitRenderRequest) -> float:
     """SubmitAndWatch to its terminal event: the submit and the watch in one call."""
     start = time.perf_counter()
@@ -403,12 +407,14 @@ def measure_latency(args: argparse.Namespace, work: Path, extra_env: dict[str, s
                 (followed, lambda: followed_seconds(client, request)),
                 (celery, lambda: task_seconds(noop)),
             ]
-            for i in range(args.jobs):
-                # Rotating which goes first, so none always follows another's tail.
-                for times, measure in measures[i % 3 :] + measures[: i % 3]:
-                    times.append(measure())
-                if (i + 1) % 50 == 0:
-                    print(f"  latency: {i + 1}/{args.jobs} of each", file=sys.stderr, flush=True)
+            # A job's tail (the dispatcher's cleanup and next take, Celery's acknowledgement) slows
+            # whatever comes next, so each of the three follows each (itself included) equally
+            # often: the order is a de Bruijn sequence, every ordered pair once per nine.
+            for step in range(3 * args.jobs):
+                times, measure = measures[BALANCED_ORDER[step % len(BALANCED_ORDER)]]
+                times.append(measure())
+                if (step + 1) % 150 == 0:
+                    print(f"  latency: {(step + 1) // 3}/{args.jobs} of each", file=sys.stderr, flush=True)
         app.close()
     return LatencyRun(gateway, celery, env, followed, bool(api_key), hops, tenant_limits, args.topology)
 
@@ -452,7 +458,7 @@ def report(args: argparse.Namespace, throughput: ThroughputRun | None, latency: 
             percentile(v, q) * 1000 for v, q in ((g, 50), (g, 99), (f, 50), (f, 99), (c, 50), (c, 99))
         )
         print(
-            f"\nSubmit to end, one at a time ({len(g)} of each after {args.warmup_jobs} warm-up, rotating)\n"
+            f"\nSubmit to end, one at a time ({len(g)} of each after {args.warmup_jobs} warm-up, in a balanced order)\n"
             f"{'':<52} {'p50':>9} {'p99':>9}\n"
             f"{'gateway: dry-run room render, SubmitRender..WatchJob':<52} {g50:>6.1f} ms {g99:>6.1f} ms\n"
             f"{'gateway: the same in one call, SubmitAndWatch':<52} {f50:>6.1f} ms {f99:>6.1f} ms\n"
