@@ -133,8 +133,10 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         if not current_principal().may(Scope.READ):
             await abort(context, grpc.StatusCode.PERMISSION_DENIED, "this credential lacks the read scope")
         submitted = await self._submit(request.request, context)
-        async for response in self._follow(submitted.job.id, ""):
-            yield pb.SubmitAndWatchResponse(event=response.event, keep_alive=response.keep_alive)
+        async for event in self._follow(submitted.job.id, ""):
+            yield (
+                pb.SubmitAndWatchResponse(keep_alive=True) if event is None else pb.SubmitAndWatchResponse(event=event)
+            )
 
     async def _submit(
         self,
@@ -280,21 +282,19 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 bad_request([("after", "must be an event cursor such as 1700000000000-0")]),
             )
         await self._job(request.job_id, tenant, context)
-        async for response in self._follow(request.job_id, request.after):
-            yield response
+        async for event in self._follow(request.job_id, request.after):
+            yield pb.WatchJobResponse(keep_alive=True) if event is None else pb.WatchJobResponse(event=event)
 
-    async def _follow(self, job_id: str, after: str) -> AsyncIterator[pb.WatchJobResponse]:
-        """A job's events after the cursor (all of them from ""), then keep-alives and new ones
-        until it ends; the caller has checked that the job is its tenant's."""
+    async def _follow(self, job_id: str, after: str) -> AsyncIterator[pb.JobEvent | None]:
+        """A job's events after the cursor (all of them from ""), and None for each keep-alive due,
+        until it ends; the caller has checked that the job is its tenant's. (A response built with
+        an unset event would mark it set: each caller builds its keep-alive without one.)"""
         async for event in self.hub.watch(job_id, after):
-            if event is None:
-                yield pb.WatchJobResponse(keep_alive=True)
-                continue
-            if event.HasField("result"):
+            if event is not None and event.HasField("result"):
                 # The hub shares one message among every watcher of the job: each gets its own links.
                 event = pb.JobEvent.FromString(event.SerializeToString())
                 self.links.fill_result(event.result)
-            yield pb.WatchJobResponse(event=event)
+            yield event
 
     async def CancelJob(
         self,

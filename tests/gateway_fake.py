@@ -122,7 +122,11 @@ class _Servicer(pb_grpc.RenderServiceServicer):
         """A submit (failing as scripted), then the next watch plan from the job's first event."""
         self.SubmitRender(request.request, context)
         for reply in self.WatchJob(pb.WatchJobRequest(job_id="job-1"), context):
-            yield pb.SubmitAndWatchResponse(event=reply.event, keep_alive=reply.keep_alive)
+            yield (
+                pb.SubmitAndWatchResponse(event=reply.event)
+                if reply.HasField("event")
+                else (pb.SubmitAndWatchResponse(keep_alive=True))
+            )
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.GetJobResponse:
         return pb.GetJobResponse(job=pb.Job(id=request.job_id, state=self.fake.log[-1].state))

@@ -184,6 +184,29 @@ def test_a_watch_outlives_silence_and_keep_alives_flow(
     assert replies[-1].event.state == pb.JOB_STATE_SUCCEEDED
 
 
+def test_submit_and_watch_sends_keep_alives_without_an_event(
+    redis_url: str,
+    stages: dict[str, str],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path: Path,
+) -> None:
+    url = redis_url + "/21"  # a database no dispatching gateway uses
+    redis.Redis.from_url(url).flushdb()
+    api = start_gateway(gateway_settings(url, tmp_path, stages, dispatch=False, watch_keepalive_s=0.2))
+    request = pb.SubmitAndWatchRequest(request=room_render_request(room_render("den", dry_run=True)))
+    auth = bearer(key_for(url, "faults"))
+    with grpc.insecure_channel(f"127.0.0.1:{api.port}") as channel:
+        stream = pb_grpc.RenderServiceStub(channel).SubmitAndWatch(request, timeout=30, metadata=auth)
+        replies = []
+        for reply in stream:  # no dispatcher: the job stays queued, and keep-alives follow its event
+            replies.append(reply)
+            if sum(r.keep_alive for r in replies) == 3:
+                break
+        stream.cancel()
+    assert replies[0].event.state == pb.JOB_STATE_QUEUED and replies[0].event.job_id
+    assert [r.HasField("event") for r in replies[1:]] == [False] * 3 and all(r.keep_alive for r in replies[1:])
+
+
 def test_many_watchers_share_one_reader(
     redis_url: str,
     stages: dict[str, str],

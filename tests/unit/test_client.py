@@ -225,8 +225,8 @@ def test_submit_raises_when_a_retry_is_unsafe_or_useless(key: str, failure: grpc
     assert info.value.code() == failure and len(fake.submits) == 1 and notices == []
 
 
-def test_submit_and_watch_goes_on_as_a_watch_when_its_stream_breaks_after_an_event() -> None:
-    fake = FakeGateway(watch_plans=[[2, grpc.StatusCode.UNAVAILABLE], [REST]])
+def test_submit_and_watch_skips_keep_alives_and_goes_on_as_a_watch_when_its_stream_breaks() -> None:
+    fake = FakeGateway(watch_plans=[[KEEP_ALIVE, 2, KEEP_ALIVE, grpc.StatusCode.UNAVAILABLE], [REST]])
     with serve(fake) as servers:
         client, _ = client_of(target(servers))
         with client:
