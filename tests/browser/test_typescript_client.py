@@ -26,7 +26,9 @@ def dist() -> Path:
 
 
 @pytest.mark.parametrize("protocol", ["connect", "grpc-web"])
-def test_node_uploads_reads_field_violations_submits_and_watches(dist: Path, stack: Stack, protocol: str) -> None:
+def test_node_uploads_reads_field_violations_submits_and_watches_in_two_calls_and_one(
+    dist: Path, stack: Stack, protocol: str
+) -> None:
     manifest = json.loads((SAMPLES / "sample.json").read_text())
     ran = subprocess.run(
         [
@@ -56,3 +58,7 @@ def test_node_uploads_reads_field_violations_submits_and_watches(dist: Path, sta
     assert [e["state"] for e in events][-1] == pb.JOB_STATE_SUCCEEDED
     assert events[-1]["outputs"] >= 2 and any(e["message"].startswith("Step 2/4") for e in events)
     assert report["fullBytes"] == report["fullSize"] > 0
+    # The same swap in one call: a new job, its events from QUEUED to the end.
+    followed = report["followed"]
+    assert followed[0]["state"] == pb.JOB_STATE_QUEUED and followed[-1]["state"] == pb.JOB_STATE_SUCCEEDED
+    assert {e["jobId"] for e in followed} == {followed[0]["jobId"]} != {report["jobId"]}

@@ -4,7 +4,8 @@
  * `createRenderClient` talks to the gateway's HTTP port over Connect or gRPC-web (browsers and
  * Node alike: both need only `fetch`) and sends the bearer credential on every call;
  * `watchJob` follows a job's progress and resumes after a dropped connection from the last
- * cursor it saw, so no event is missed or repeated. The messages and service descriptors are
+ * cursor it saw, so no event is missed or repeated; `submitAndWatch` submits and follows in one
+ * call. The messages and service descriptors are
  * generated from protos/ into src/gen (scripts/gen_protos.sh); build requests with `create`.
  */
 
@@ -27,6 +28,7 @@ import {
   RenderService,
   type JobEvent,
   type OutputFile,
+  type SubmitRenderRequestSchema,
 } from "./gen/render/v1/render_service_pb.js";
 
 export * from "./gen/render/v1/render_service_pb.js";
@@ -169,10 +171,41 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * early is made again after a bounded, jittered backoff, resuming after the last cursor seen;
  * errors no retry can fix (such as NOT_FOUND or UNAUTHENTICATED) end the iteration by throwing.
  */
-export async function* watchJob(
+export function watchJob(
   client: RenderClient,
   jobId: string,
   options: WatchOptions = {},
+): AsyncGenerator<JobEvent, void, undefined> {
+  return follow((after, signal) => client.watchJob({ jobId, after }, { signal }), () => true, options);
+}
+
+/**
+ * Submits a job and yields its events from the first (QUEUED, which names the job) until it
+ * ends, in one call (SubmitAndWatch; needs the render and read scopes). A connection that breaks
+ * after the first event goes on as watchJob does, from the last cursor seen; an error before it
+ * is thrown, since the job may or may not have been recorded (submit again with the same
+ * idempotency key, and the gateway streams the first request's job).
+ */
+export async function* submitAndWatch(
+  client: RenderClient,
+  request: MessageInitShape<typeof SubmitRenderRequestSchema>,
+  options: Omit<WatchOptions, "after"> = {},
+): AsyncGenerator<JobEvent, void, undefined> {
+  let jobId = "";
+  const open = (after: string, signal: AbortSignal): AsyncIterable<{ event?: JobEvent }> =>
+    jobId ? client.watchJob({ jobId, after }, { signal }) : client.submitAndWatch({ request }, { signal });
+  for await (const event of follow(open, () => jobId !== "", options)) {
+    jobId = event.jobId;
+    yield event;
+  }
+}
+
+/** The events of the streams `open` makes, each resumed after the last cursor seen while
+ * `mayRetry` says a new connection may be made (see watchJob). */
+async function* follow(
+  open: (after: string, signal: AbortSignal) => AsyncIterable<{ event?: JobEvent }>,
+  mayRetry: () => boolean,
+  options: WatchOptions,
 ): AsyncGenerator<JobEvent, void, undefined> {
   const initialDelay = options.initialDelayMs ?? 250;
   const maxDelay = options.maxDelayMs ?? 5000;
@@ -198,7 +231,7 @@ export async function* watchJob(
     try {
       armIdle();
       let first = true;
-      for await (const message of client.watchJob({ jobId, after }, { signal: connection.signal })) {
+      for await (const message of open(after, connection.signal)) {
         armIdle();
         if (first) {
           first = false;
@@ -230,7 +263,7 @@ export async function* watchJob(
       connection.abort();
     }
     failures += 1;
-    if (failures > maxAttempts) {
+    if (failures > maxAttempts || !mayRetry()) {
       throw error;
     }
     const ceiling = Math.min(maxDelay, initialDelay * 2 ** (failures - 1));
