@@ -333,14 +333,7 @@ def job_seconds(client: RenderClient, request: pb.SubmitRenderRequest) -> float:
     """SubmitRender to the terminal WatchJob event, as the client sees it."""
     start = time.perf_counter()
     job = client.submit(request).job
-    last = None
-    for event in client.watch(job.id):
-        last = event
-    elapsed = time.perf_counter() - start
-    if last is None or last.state != pb.JOB_STATE_SUCCEEDED:
-        message = last.error.message if last is not None else "no event"
-        raise RuntimeError(f"benchmark job {job.id} did not succeed: {message}")
-    return elapsed
+    return _until_success(client.watch(job.id), start)
 
 
 # The latency part's order of (two calls, one call, Celery): 0 0 1 1 2 2 0 2 1, cyclic.
@@ -350,13 +343,18 @@ BALANCED_ORDER = (0, 0, 1, 1, 2, 2, 0, 2, 1)
 def followed_seconds(client: RenderClient, request: pb.SubmitRenderRequest) -> float:
     """SubmitAndWatch to its terminal event: the submit and the watch in one call."""
     start = time.perf_counter()
+    return _until_success(client.submit_and_watch(request), start)
+
+
+def _until_success(events: Iterator[pb.JobEvent], start: float) -> float:
+    """Seconds from start to the last of the events, which must be the job's success."""
     last = None
-    for event in client.submit_and_watch(request):
+    for event in events:
         last = event
     elapsed = time.perf_counter() - start
     if last is None or last.state != pb.JOB_STATE_SUCCEEDED:
         message = last.error.message if last is not None else "no event"
-        raise RuntimeError(f"benchmark job did not succeed: {message}")
+        raise RuntimeError(f"benchmark job {last.job_id if last else ''} did not succeed: {message}")
     return elapsed
 
 
