@@ -43,6 +43,37 @@ const followed = [];
 for await (const event of submitAndWatch(client, request(quad))) {
   followed.push({ jobId: event.jobId, cursor: event.cursor, state: event.state });
 }
+// The same again with the one-call stream cut after its first two events (no end of stream, as a
+// dropped connection ends): the client goes on with WatchJob from the second event's cursor.
+const calls = [];
+const cutting = async (input, init) => {
+  const url = String(input instanceof Request ? input.url : input);
+  calls.push(url.slice(url.lastIndexOf("/") + 1));
+  const response = await fetch(input, init);
+  if (!url.endsWith("/SubmitAndWatch")) {
+    return response;
+  }
+  const body = new Uint8Array(await response.arrayBuffer());
+  let end = 0;
+  for (let kept = 0; kept < 2 && end + 5 <= body.length; kept += 1) {
+    end += 5 + new DataView(body.buffer, body.byteOffset + end + 1, 4).getUint32(0);
+  }
+  return new Response(body.slice(0, end), { status: response.status, headers: response.headers });
+};
+const resumed = [];
+const cutClient = createRenderClient({ baseUrl, apiKey, protocol, fetch: cutting });
+for await (const event of submitAndWatch(cutClient, request(quad), { initialDelayMs: 10 })) {
+  resumed.push({ jobId: event.jobId, cursor: event.cursor, state: event.state });
+}
 console.log(
-  JSON.stringify({ jobId: job.id, violations, events, followed, fullBytes: full.data.length, fullSize: Number(full.file.sizeBytes) }),
+  JSON.stringify({
+    jobId: job.id,
+    violations,
+    events,
+    followed,
+    resumed,
+    calls,
+    fullBytes: full.data.length,
+    fullSize: Number(full.file.sizeBytes),
+  }),
 );

@@ -62,3 +62,9 @@ def test_node_uploads_reads_field_violations_submits_and_watches_in_two_calls_an
     followed = report["followed"]
     assert followed[0]["state"] == pb.JOB_STATE_QUEUED and followed[-1]["state"] == pb.JOB_STATE_SUCCEEDED
     assert {e["jobId"] for e in followed} == {followed[0]["jobId"]} != {report["jobId"]}
+    # Cut after two events, the one-call stream goes on as a watch: every event once, in order.
+    resumed = report["resumed"]
+    assert report["calls"] == ["SubmitAndWatch", "WatchJob"]
+    assert resumed[0]["state"] == pb.JOB_STATE_QUEUED and resumed[-1]["state"] == pb.JOB_STATE_SUCCEEDED
+    cursors = [e["cursor"] for e in resumed]
+    assert len(cursors) == len(set(cursors)) > 2 and len({e["jobId"] for e in resumed}) == 1
