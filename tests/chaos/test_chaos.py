@@ -1,6 +1,7 @@
 """Chaos: two gateway replicas, the stage services and Redis kill -9'd and restarted while 120
-jobs run. Nothing may be lost, duplicated or failed, and every watcher must see every
-event of its job exactly once, in order."""
+jobs run, half followed by SubmitRender then WatchJob and half by SubmitAndWatch. Nothing may be
+lost, duplicated or failed, and every watcher must see every event of its job exactly once, in
+order."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from devstack import scenes
 from devstack.launcher import Ports, Stack, free_port
 from gateway.ledger import keys
 from render.v1 import render_service_pb2 as pb
-from render_client.client import RenderClient, RetryPolicy, material_swap_request
+from render_client.client import RenderClient, RetryNotice, RetryPolicy, material_swap_request
 from renderkit import imaging
 from tests.credentials import TEST_CREDITS, key_for
 from tests.outputs import read_output, register_storage
@@ -37,15 +38,25 @@ class Outcome:
     events: list[pb.JobEvent] = field(default_factory=list)
     final: pb.Job | None = None
     error: str = ""
+    one_call: bool = False
+    notices: list[RetryNotice] = field(default_factory=list)  # the client's retries and resumptions
 
 
 def run_job(client: RenderClient, index: int, start_at: float, photo: bytes, swatch: bytes, quad: list) -> Outcome:  # type: ignore[type-arg]
-    outcome = Outcome(key=f"chaos-{index}")
+    outcome = Outcome(key=f"chaos-{index}", one_call=index % 2 == 1)
+    noted = outcome.notices.append
     time.sleep(max(0.0, start_at - time.monotonic()))
     try:
         request = material_swap_request(photo, swatch, quad=quad, idempotency_key=outcome.key, repeats=8 + index % 5)
-        outcome.job_id = client.submit(request, timeout=20).job.id
-        outcome.events = list(client.watch(outcome.job_id, timeout=240))
+        if outcome.one_call:
+            # The client resumes a broken stream as a watch, or repeats the submit (the key makes
+            # it the same job) when the stream broke before the first event.
+            for event in client.submit_and_watch(request, timeout=240, on_retry=noted):
+                outcome.job_id = outcome.job_id or event.job_id
+                outcome.events.append(event)
+        else:
+            outcome.job_id = client.submit(request, timeout=20, on_retry=noted).job.id
+            outcome.events = list(client.watch(outcome.job_id, timeout=240, on_retry=noted))
         outcome.final = client.get(outcome.job_id)
     except Exception as exc:  # recorded: the assertions below report it with the job
         outcome.error = f"{type(exc).__name__}: {exc}"
@@ -147,3 +158,8 @@ def test_nothing_is_lost_duplicated_or_failed_under_chaos(tmp_path: Path) -> Non
     print(f"\nchaos: {len(restarts)} restarts ({', '.join(f'{n} {s:.1f} s' for n, s in restarts)})")
     attempts = [o.final.attempt for o in outcomes if o.final]
     print(f"chaos: {sum(a > 1 for a in attempts)} of {JOBS} jobs resumed by another attempt")
+    for one_call, how in ((False, "SubmitRender + WatchJob"), (True, "SubmitAndWatch")):
+        hit = [o for o in outcomes if o.one_call == one_call and o.notices]
+        print(f"chaos: {len(hit)} of {JOBS // 2} jobs followed by {how} retried or resumed a call")
+    # The kills reached the clients' calls (else the checks above proved less than they claim).
+    assert any(o.notices for o in outcomes)

@@ -228,11 +228,13 @@ def test_submit_raises_when_a_retry_is_unsafe_or_useless(key: str, failure: grpc
 def test_submit_and_watch_skips_keep_alives_and_goes_on_as_a_watch_when_its_stream_breaks() -> None:
     fake = FakeGateway(watch_plans=[[KEEP_ALIVE, 2, KEEP_ALIVE, grpc.StatusCode.UNAVAILABLE], [REST]])
     with serve(fake) as servers:
-        client, _ = client_of(target(servers))
+        client, notices = client_of(target(servers))
         with client:
             cursors = [e.cursor for e in client.submit_and_watch(pb.SubmitRenderRequest(), timeout=10)]
     assert cursors == ALL and len(fake.submits) == 1  # submitted once, every event once
     assert [w.after for w in fake.watches] == ["", "2-0"]
+    # Announced and backed off as a watch's reconnection is.
+    assert [(n.code, n.attempt, n.reason) for n in notices] == [(grpc.StatusCode.UNAVAILABLE, 1, "connection lost")]
 
 
 @pytest.mark.parametrize("key", ["k-1", ""], ids=["with a key", "without"])

@@ -645,6 +645,9 @@ class RenderClient:
                     code in RETRYABLE_CODES and not (code == grpc.StatusCode.CANCELLED and self._closed)
                 )
                 if last is not None and broken:
+                    # As a watch reconnects: the notice and the backoff, then from the last cursor.
+                    idle = f"no message for {self.stream_idle_timeout_s:g} s" if watchdog.fired else ""
+                    retries.wait(exc, reason=idle)
                     yield from self.watch(last.job_id, last.cursor, timeout=retries.remaining(), on_retry=on_retry)
                     return
                 if last is not None or not request.idempotency_key or code != grpc.StatusCode.UNAVAILABLE:
