@@ -191,7 +191,9 @@ class GatewaySettings:
                 tenant_claim=env_str("JWT_TENANT_CLAIM", "tenant"),
                 subject_claim=env_str("JWT_SUBJECT_CLAIM", "sub"),
                 scopes_claim=env_str("JWT_SCOPES_CLAIM", "scope"),
-                cache_s=env_float("JWT_CACHE_SECONDS", 2.0, minimum=0.0),
+                # A signing key dropped from the JWKS is still honoured for a token verified with it
+                # just before, this long: at most a minute.
+                cache_s=env_float("JWT_CACHE_SECONDS", 2.0, minimum=0.0, maximum=60.0),
             ),
             api_key_cache_s=env_float("API_KEY_CACHE_SECONDS", 2.0, minimum=0.0),
             internal_tls_dir=env_str("INTERNAL_TLS_DIR", ""),

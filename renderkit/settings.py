@@ -30,7 +30,13 @@ def env_int(name: str, default: int, env: Mapping[str, str] | None = None, minim
     return value
 
 
-def env_float(name: str, default: float, env: Mapping[str, str] | None = None, minimum: float | None = None) -> float:
+def env_float(
+    name: str,
+    default: float,
+    env: Mapping[str, str] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> float:
     """Returns the variable as a float, failing with a message that names it."""
     raw = env_str(name, "", env)
     if raw == "":
@@ -41,6 +47,8 @@ def env_float(name: str, default: float, env: Mapping[str, str] | None = None, m
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from gateway.auth.principal import Principal, Scope, parse_scopes
+from gateway.auth.verified import make_room
 from gateway.ledger import keys
 from gateway.ledger.connection import retrying
 
@@ -36,8 +37,6 @@ PREFIX = "rk_"
 _TOKEN = re.compile(r"^rk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 LAST_USE_EVERY_S = 60.0
-# Verified keys a gateway keeps before it drops those whose cached record has lapsed.
-VERIFIED_MOST = 10_000
 
 
 class AuthenticationError(Exception):
@@ -199,8 +198,7 @@ class KeyStore:
         self._admit(record)
         principal = record.principal()
         read_at = self._cache[key_id][0]
-        if len(self._verified) >= VERIFIED_MOST:  # drop the entries that have lapsed
-            self._verified = {t: v for t, v in self._verified.items() if read_at - v[0] < self.cache_s}
+        self._verified = make_room(self._verified, lambda v: read_at - v[0] < self.cache_s)
         self._verified[token] = (read_at, record, principal)
         return principal
 

@@ -20,12 +20,11 @@ import jwt
 
 from gateway.auth.api_keys import AuthenticationError
 from gateway.auth.principal import Principal, Scope, parse_scopes
+from gateway.auth.verified import make_room
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
 _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_SCOPES = frozenset({Scope.RENDER, Scope.READ})
-# Verified tokens a gateway keeps before it drops those past their cache time.
-VERIFIED_MOST = 10_000
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,7 @@ class JwtVerifier:
         principal, expires = await self._verify(token)
         if self.settings.cache_s > 0:
             now = time.monotonic()
-            if len(self._verified) >= VERIFIED_MOST:  # drop the entries that have lapsed
-                self._verified = {t: v for t, v in self._verified.items() if now - v[0] < self.settings.cache_s}
+            self._verified = make_room(self._verified, lambda v: now - v[0] < self.settings.cache_s)
             self._verified[token] = (now, expires + self.settings.leeway_s, principal)
         return principal
 

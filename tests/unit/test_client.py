@@ -14,7 +14,7 @@ import pytest
 
 from render.v1 import render_service_pb2 as pb
 from render_client.client import GaveUpError, RenderClient, RetryNotice, RetryPolicy
-from tests.gateway_fake import KEEP_ALIVE, REST, Fail, FakeGateway, job_log, serve, target
+from tests.gateway_fake import KEEP_ALIVE, REST, Fail, FakeGateway, Step, job_log, serve, target
 
 FAST = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.05, give_up_after_s=5.0)
 ALL = [e.cursor for e in job_log()]
@@ -235,6 +235,27 @@ def test_submit_and_watch_skips_keep_alives_and_goes_on_as_a_watch_when_its_stre
     assert [w.after for w in fake.watches] == ["", "2-0"]
     # Announced and backed off as a watch's reconnection is.
     assert [(n.code, n.attempt, n.reason) for n in notices] == [(grpc.StatusCode.UNAVAILABLE, 1, "connection lost")]
+
+
+def test_submit_and_watch_resumes_a_stream_that_lasted_longer_than_the_retry_bound() -> None:
+    """The bound on retrying counts from the last message, not from the call's start: a job
+    followed for longer than it is still resumed when its stream breaks."""
+    plan: list[Step] = [2, KEEP_ALIVE, 0.3, KEEP_ALIVE, 0.3, KEEP_ALIVE, 0.3, grpc.StatusCode.UNAVAILABLE]
+    fake = FakeGateway(watch_plans=[plan, [REST]])
+    policy = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.05, give_up_after_s=0.5)
+    with serve(fake) as servers, RenderClient(target(servers), retry=policy) as client:
+        cursors = [e.cursor for e in client.submit_and_watch(pb.SubmitRenderRequest(), timeout=10)]
+    assert cursors == ALL and [w.after for w in fake.watches] == ["", "2-0"]
+
+
+def test_submit_and_watch_counts_silence_from_its_first_message() -> None:
+    """Before the first message the request may still be uploading: no idle limit then."""
+    fake = FakeGateway(watch_plans=[[0.5, REST]])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers), stream_idle_timeout_s=0.2)
+        with client:
+            cursors = [e.cursor for e in client.submit_and_watch(pb.SubmitRenderRequest(), timeout=10)]
+    assert cursors == ALL and len(fake.submits) == 1 and notices == []
 
 
 @pytest.mark.parametrize("key", ["k-1", ""], ids=["with a key", "without"])

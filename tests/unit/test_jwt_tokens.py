@@ -16,6 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.auth.api_keys import AuthenticationError
 from gateway.auth.jwt_tokens import JwtSettings, JwtVerifier
+from gateway.auth.verified import make_room
+from gateway.settings import GatewaySettings
+from renderkit.settings import SettingsError
 
 ISSUER = "https://id.example.com/"
 AUDIENCE = "render"
@@ -90,3 +93,32 @@ def test_a_remembered_token_is_refused_once_it_expires(tmp_path: Path, signing_k
     time.sleep(max(0.0, expires - time.time()) + 0.05)
     with pytest.raises(AuthenticationError, match="expired"):
         asyncio.run(verifier.authenticate(short))
+
+
+def test_the_memory_of_verified_credentials_stays_bounded() -> None:
+    """At the bound, the entries no longer fresh go first, then the oldest down to three quarters of
+    it: memory stays bounded when every credential is fresh, and a pass over the entries is paid
+    once per quarter of the bound, not on every new credential."""
+    most, inserts = 8, 40
+    entries: dict[str, int] = {}
+    checks = 0
+
+    def fresh(n: int) -> bool:
+        nonlocal checks
+        checks += 1
+        return n != 3  # entry 3 has lapsed
+
+    for n in range(inserts):
+        entries = make_room(entries, fresh, most)
+        entries[f"token-{n}"] = n
+        assert len(entries) <= most
+    assert list(entries)[-1] == f"token-{inserts - 1}"
+    assert checks <= most * (inserts // (most // 4))  # one pass of `most` checks per two inserts
+    kept = make_room({f"t{n}": n for n in range(most)}, lambda n: n != 3, most)
+    assert list(kept) == ["t1", "t2", "t4", "t5", "t6", "t7"]  # the lapsed t3, then the oldest, t0
+
+
+def test_the_cache_time_is_at_most_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_CACHE_SECONDS", "120")
+    with pytest.raises(SettingsError, match="JWT_CACHE_SECONDS must be at most 60"):
+        GatewaySettings.from_env()

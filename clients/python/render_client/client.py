@@ -415,12 +415,13 @@ class _IdleWatchdog:
     between events (the generator suspended at a yield) does not count.
     """
 
-    def __init__(self, call: grpc.Future, idle_s: float | None) -> None:
+    def __init__(self, call: grpc.Future, idle_s: float | None, *, started: bool = True) -> None:
+        """started=False: silence counts only from the first touch."""
         self.fired = False
         self._call = call
         self._idle_s = idle_s
         self._last = time.monotonic()
-        self._paused = False
+        self._paused = not started
         self._stopped = threading.Event()
         if idle_s is not None and idle_s > 0:
             threading.Thread(target=self._run, name="render-watch-idle", daemon=True).start()
@@ -615,8 +616,9 @@ class RenderClient:
         """Submits a job and yields its events from the first (QUEUED, which names the job) until it
         ends, in one call (SubmitAndWatch); needs the render and read scopes.
 
-        A stream that breaks after the first event, or stays silent past the idle limit, goes on
-        as `watch` does from the last cursor seen. One that breaks before it is tried again only
+        A stream that breaks after the first event, or stays silent past the idle limit (counted
+        from its first message: until then the request may still be uploading), goes on as
+        `watch` does from the last cursor seen, its retry bound counted from the last message. One that breaks before it is tried again only
         with an idempotency key (the gateway then streams the first request's job), as `submit`
         does. Keep-alives are never yielded; timeout bounds the whole call."""
         retries = self._retries(f"submitting to {self.address}", timeout, on_retry)
@@ -624,10 +626,13 @@ class RenderClient:
             call = self.stub.SubmitAndWatch(
                 pb.SubmitAndWatchRequest(request=request), timeout=retries.remaining(), metadata=self.metadata
             )
-            watchdog = _IdleWatchdog(call, self.stream_idle_timeout_s)
+            # Silence counts from the first message: until then the request's images may still be
+            # on their way up, and the gateway has nothing to say.
+            watchdog = _IdleWatchdog(call, self.stream_idle_timeout_s, started=False)
             last: pb.JobEvent | None = None
             try:
                 for reply in call:
+                    retries.connected()
                     if not reply.HasField("event"):  # a keep-alive: proof of life
                         watchdog.touch()
                         continue
@@ -641,9 +646,10 @@ class RenderClient:
             except grpc.RpcError as exc:
                 watchdog.stop()
                 code = exc.code()
-                broken = watchdog.fired or (
-                    code in RETRYABLE_CODES and not (code == grpc.StatusCode.CANCELLED and self._closed)
-                )
+                left = retries.remaining()
+                own_deadline = code == grpc.StatusCode.DEADLINE_EXCEEDED and left is not None and left <= 0.05
+                own_cancel = code == grpc.StatusCode.CANCELLED and self._closed
+                broken = watchdog.fired or (code in RETRYABLE_CODES and not own_deadline and not own_cancel)
                 if last is not None and broken:
                     # As a watch reconnects: the notice and the backoff, then from the last cursor.
                     idle = f"no message for {self.stream_idle_timeout_s:g} s" if watchdog.fired else ""
