@@ -618,9 +618,10 @@ class RenderClient:
 
         A stream that breaks after the first event, or stays silent past the idle limit (counted
         from its first message: until then the request may still be uploading), goes on as
-        `watch` does from the last cursor seen, its retry bound counted from the last message. One that breaks before it is tried again only
-        with an idempotency key (the gateway then streams the first request's job), as `submit`
-        does. Keep-alives are never yielded; timeout bounds the whole call."""
+        `watch` does from the last cursor seen, its retry bound counted from the last message.
+        One that breaks before it is tried again only with an idempotency key (the gateway then
+        streams the first request's job), as `submit` does. Keep-alives are never yielded;
+        timeout bounds the whole call."""
         retries = self._retries(f"submitting to {self.address}", timeout, on_retry)
         while True:
             call = self.stub.SubmitAndWatch(
