@@ -56,12 +56,16 @@ def quad(scene: Scene) -> Geometry:
     )
 
 
-def _lines(scene: Scene, mask: np.ndarray) -> Geometry | None:
-    """The plane from the vanishing lines around a mask, the EXIF focal length and the plane's
-    distance; its truth places the material by the same convention on the true plane."""
+def _lines(scene: Scene, mask: np.ndarray, exif: bool = True) -> Geometry | None:
+    """The plane from the vanishing lines around a mask, the EXIF focal length (unless `exif` is
+    false: a photo whose EXIF was stripped) and the plane's distance; its truth places the
+    material by the same convention on the true plane."""
     width, height = scene.width, scene.height
     request = depth_pb.EstimatePlaneRequest(
-        width=width, height=height, exif_focal_length_px=scene.exif_focal, plane_distance_meters=scene.plane_distance_m
+        width=width,
+        height=height,
+        exif_focal_length_px=scene.exif_focal if exif else 0.0,
+        plane_distance_meters=scene.plane_distance_m,
     )
     try:
         plane = lines_plane(scene.photo, mask, request)
@@ -130,6 +134,11 @@ def mask_only(scene: Scene) -> Geometry | None:
     return _lines(scene, user_mask(scene))
 
 
+def mask_without_focal(scene: Scene) -> Geometry | None:
+    """The mask alone, no focal length: the lines give it or the default is assumed."""
+    return _lines(scene, user_mask(scene), exif=False)
+
+
 def points_only(scene: Scene) -> Geometry | None:
     """The clicks alone, the photo's EXIF focal length at hand as the segmentation stage reads it."""
     _, positives, negatives = clicks(scene)
@@ -154,6 +163,7 @@ def box_points(scene: Scene) -> Geometry | None:
 MODES: dict[str, Callable[[Scene], Geometry | None]] = {
     "quad": quad,
     "mask + focal": mask_only,
+    "mask, no focal": mask_without_focal,
     "points only": points_only,
     "box + points": box_points,
 }
