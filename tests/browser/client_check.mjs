@@ -1,6 +1,6 @@
 // The TypeScript client in Node, as its README example uses it: uploads, a refused submit's field
 // violations, a submit and its events through watchJob, the same in one call through
-// submitAndWatch, over the protocol given. Prints one JSON line for
+// submitAndWatch (whole, cut after two events, and lost before the first), over the protocol given. Prints one JSON line for
 // tests/browser/test_typescript_client.py to check.
 // Usage: node client_check.mjs DIST_INDEX BASE_URL API_KEY PROTOCOL PHOTO SWATCH QUAD_JSON
 import { readFileSync } from "node:fs";
@@ -65,6 +65,55 @@ const cutClient = createRenderClient({ baseUrl, apiKey, protocol, fetch: cutting
 for await (const event of submitAndWatch(cutClient, request(quad), { initialDelayMs: 10 })) {
   resumed.push({ jobId: event.jobId, cursor: event.cursor, state: event.state });
 }
+// The first SubmitAndWatch's reply lost before its first event (the gateway has the request and
+// runs the job; the connection drops): with an idempotency key the client makes the call again
+// and the gateway streams the first request's job from its start; without one the error is thrown.
+let droppedAt = 0;
+const dropping = (calls) => {
+  let dropped = false;
+  return async (input, init) => {
+    const url = String(input instanceof Request ? input.url : input);
+    calls.push(url.slice(url.lastIndexOf("/") + 1));
+    const response = await fetch(input, init);
+    if (dropped || !url.endsWith("/SubmitAndWatch")) {
+      return response;
+    }
+    dropped = true;
+    await response.arrayBuffer(); // the gateway ran the job to its end; the client sees none of it
+    droppedAt = Date.now();
+    throw new TypeError("fetch failed");
+  };
+};
+const repeatCalls = [];
+const keyed = request(quad);
+keyed.idempotencyKey = `node-${protocol}-${Date.now()}`;
+const repeated = [];
+const repeatClient = createRenderClient({ baseUrl, apiKey, protocol, fetch: dropping(repeatCalls) });
+for await (const event of submitAndWatch(repeatClient, keyed, { initialDelayMs: 10 })) {
+  const ms = Number(event.time?.seconds ?? 0) * 1000 + (event.time?.nanos ?? 0) / 1e6;
+  repeated.push({ jobId: event.jobId, cursor: event.cursor, state: event.state, ms });
+}
+const unkeyedCalls = [];
+let unkeyedError = "";
+try {
+  const unkeyedClient = createRenderClient({ baseUrl, apiKey, protocol, fetch: dropping(unkeyedCalls) });
+  for await (const event of submitAndWatch(unkeyedClient, request(quad), { initialDelayMs: 10 })) {
+    unkeyedError = `unexpected event ${event.cursor}`;
+  }
+} catch (error) {
+  unkeyedError = unkeyedError || String(error.code ?? "no code");
+}
+// A slow upload: the request takes longer to go up than the idle limit, which counts only from
+// the first message (after it, silences as long go on as watches, as any would).
+const slowly = async (input, init) => {
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  return fetch(input, init);
+};
+const slow = [];
+const slowClient = createRenderClient({ baseUrl, apiKey, protocol, fetch: slowly });
+for await (const event of submitAndWatch(slowClient, request(quad), { idleTimeoutMs: 100, initialDelayMs: 10 })) {
+  slow.push(event.state);
+}
 console.log(
   JSON.stringify({
     jobId: job.id,
@@ -73,6 +122,12 @@ console.log(
     followed,
     resumed,
     calls,
+    repeated,
+    repeatCalls,
+    droppedAt,
+    unkeyedCalls,
+    unkeyedError,
+    slow,
     fullBytes: full.data.length,
     fullSize: Number(full.file.sizeBytes),
   }),

@@ -68,3 +68,14 @@ def test_node_uploads_reads_field_violations_submits_and_watches_in_two_calls_an
     assert resumed[0]["state"] == pb.JOB_STATE_QUEUED and resumed[-1]["state"] == pb.JOB_STATE_SUCCEEDED
     cursors = [e["cursor"] for e in resumed]
     assert len(cursors) == len(set(cursors)) > 2 and len({e["jobId"] for e in resumed}) == 1
+    # Lost before its first event: made again with the key, and the first request's job streamed
+    # from its start (the same job: its events were all written before the second call); without
+    # a key, thrown (Code.Unknown, 2: a dropped fetch).
+    repeated = report["repeated"]
+    assert report["repeatCalls"] == ["SubmitAndWatch", "SubmitAndWatch"]
+    assert repeated[0]["state"] == pb.JOB_STATE_QUEUED and repeated[-1]["state"] == pb.JOB_STATE_SUCCEEDED
+    assert len({e["jobId"] for e in repeated}) == 1 and len({e["cursor"] for e in repeated}) == len(repeated)
+    assert max(e["ms"] for e in repeated) <= report["droppedAt"]
+    assert report["unkeyedCalls"] == ["SubmitAndWatch"] and report["unkeyedError"] == "2"
+    # An upload slower than the idle limit: the limit counts from the first message.
+    assert report["slow"][0] == pb.JOB_STATE_QUEUED and report["slow"][-1] == pb.JOB_STATE_SUCCEEDED

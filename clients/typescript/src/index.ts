@@ -176,15 +176,22 @@ export function watchJob(
   jobId: string,
   options: WatchOptions = {},
 ): AsyncGenerator<JobEvent, void, undefined> {
-  return follow((after, signal) => client.watchJob({ jobId, after }, { signal }), () => true, options);
+  return follow(
+    (after, signal) => client.watchJob({ jobId, after }, { signal }),
+    { mayRetry: () => true, uploading: () => false },
+    options,
+  );
 }
 
 /**
  * Submits a job and yields its events from the first (QUEUED, which names the job) until it
  * ends, in one call (SubmitAndWatch; needs the render and read scopes). A connection that breaks
- * after the first event goes on as watchJob does, from the last cursor seen; an error before it
- * is thrown, since the job may or may not have been recorded (submit again with the same
- * idempotency key, and the gateway streams the first request's job).
+ * after the first event goes on as watchJob does, from the last cursor seen. One that fails
+ * before it is made again only when the request has an idempotency key and the failure is
+ * UNAVAILABLE or a dropped connection (the gateway then streams the first request's job);
+ * otherwise the error is thrown,
+ * since the job may or may not have been recorded. Silence counts from the first message: until
+ * then the request may still be uploading.
  */
 export async function* submitAndWatch(
   client: RenderClient,
@@ -192,19 +199,32 @@ export async function* submitAndWatch(
   options: Omit<WatchOptions, "after"> = {},
 ): AsyncGenerator<JobEvent, void, undefined> {
   let jobId = "";
+  const keyed = Boolean(request.idempotencyKey);
   const open = (after: string, signal: AbortSignal): AsyncIterable<{ event?: JobEvent }> =>
     jobId ? client.watchJob({ jobId, after }, { signal }) : client.submitAndWatch({ request }, { signal });
-  for await (const event of follow(open, () => jobId !== "", options)) {
+  const rules: FollowRules = {
+    // A fetch that fails (the connection dropped) is Unknown in the fetch transports.
+    mayRetry: (error) => jobId !== "" || (keyed && (error.code === Code.Unavailable || error.code === Code.Unknown)),
+    uploading: () => jobId === "",
+  };
+  for await (const event of follow(open, rules, options)) {
     jobId = event.jobId;
     yield event;
   }
 }
 
-/** The events of the streams `open` makes, each resumed after the last cursor seen while
- * `mayRetry` says a new connection may be made (see watchJob). */
+/** When `follow` may open a new connection after a failed one, and whether the next one starts
+ * with an upload (its silence then counts from its first message). */
+interface FollowRules {
+  mayRetry: (error: ConnectError) => boolean;
+  uploading: () => boolean;
+}
+
+/** The events of the streams `open` makes, each resumed after the last cursor seen while the
+ * rules allow a new connection (see watchJob). */
 async function* follow(
   open: (after: string, signal: AbortSignal) => AsyncIterable<{ event?: JobEvent }>,
-  mayRetry: () => boolean,
+  rules: FollowRules,
   options: WatchOptions,
 ): AsyncGenerator<JobEvent, void, undefined> {
   const initialDelay = options.initialDelayMs ?? 250;
@@ -229,7 +249,9 @@ async function* follow(
     };
     let error: ConnectError;
     try {
-      armIdle();
+      if (!rules.uploading()) {
+        armIdle();
+      }
       let first = true;
       for await (const message of open(after, connection.signal)) {
         armIdle();
@@ -263,7 +285,7 @@ async function* follow(
       connection.abort();
     }
     failures += 1;
-    if (failures > maxAttempts || !mayRetry()) {
+    if (failures > maxAttempts || !rules.mayRetry(error)) {
       throw error;
     }
     const ceiling = Math.min(maxDelay, initialDelay * 2 ** (failures - 1));
