@@ -106,12 +106,15 @@ try {
 // A slow upload: the request takes longer to go up than the idle limit, which counts only from
 // the first message (after it, silences as long go on as watches, as any would).
 const slowly = async (input, init) => {
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  if (String(input instanceof Request ? input.url : input).endsWith("/SubmitAndWatch")) {
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+  }
   return fetch(input, init);
 };
 const slow = [];
 const slowClient = createRenderClient({ baseUrl, apiKey, protocol, fetch: slowly });
-for await (const event of submitAndWatch(slowClient, request(quad), { idleTimeoutMs: 100, initialDelayMs: 10 })) {
+const quick = { idleTimeoutMs: 2000, initialDelayMs: 10, maxDelayMs: 200 };
+for await (const event of submitAndWatch(slowClient, request(quad), quick)) {
   slow.push(event.state);
 }
 console.log(

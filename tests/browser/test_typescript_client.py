@@ -44,7 +44,7 @@ def test_node_uploads_reads_field_violations_submits_and_watches_in_two_calls_an
         ],
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=180,
         check=False,
     )
     assert ran.returncode == 0, ran.stderr
