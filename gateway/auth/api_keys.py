@@ -198,6 +198,7 @@ class KeyStore:
         self._admit(record)
         principal = record.principal()
         read_at = self._cache[key_id][0]
+        self._verified.pop(token, None)  # re-verified: to the end, as the newest
         self._verified = make_room(self._verified, lambda v: read_at - v[0] < self.cache_s)
         self._verified[token] = (read_at, record, principal)
         return principal

@@ -336,25 +336,35 @@ def plane_from_lines(
     old brick facade's (refused before), and halved the error of facades seen with a long lens."""
     lines = _Lines.find(photo_bgr, mask)
     if given_focal is not None:
-        return _fit(lines, default_focal, given_focal, focal_tolerance)
+        return _fit(lines, default_focal, given_focal, focal_tolerance)[0]
     refusal: NoVanishingPoints | None = None
     free: LinePlane | None = None
     try:
-        free = _fit(lines, default_focal, None, 0.0)
+        free = _fit(lines, default_focal, None, 0.0)[0]
     except NoVanishingPoints as exc:
         refusal = exc
     seeded = free is not None and free.focal_from_lines
     seed = free.focal if free is not None and seeded else default_focal
     try:
-        settled = _fit(lines, default_focal, seed, SEEDED_TOLERANCE if seeded else ASSUMED_TOLERANCE)
-    except NoVanishingPoints:
+        # The default stays exactly unless the lines tell focal lengths apart (it is then reported
+        # as assumed, and must be the default).
+        settled, told = _fit(
+            lines, default_focal, seed, SEEDED_TOLERANCE if seeded else ASSUMED_TOLERANCE, keep_unless_told=not seeded
+        )
+    except ValueError:  # refused, or a degenerate refit: the free fit's answer stands
         if free is None:
             assert refusal is not None
             raise refusal from None
         return free
-    return replace(settled, focal_from_lines=seeded or settled.focal_from_lines)
+    if not (seeded or told):
+        return settled
+    # A focal length the lines fixed: the confidence of one, as the free fit gives it.
+    confidence = round(min(1.0, settled.confidence / _ASSUMED_FOCAL), 3)
+    return replace(settled, focal_from_lines=True, confidence=confidence)
 
 
+# A plane's confidence and score when its focal length was given or assumed, not fixed by its lines.
+_ASSUMED_FOCAL = 0.8
 # Without a focal length, how far the lines may move the one two finite vanishing points give
 # (their intersection's noise), or the default (a phone's main camera is 20-30 % wider than the
 # default's 60°; a long lens or a crop narrower).
@@ -410,8 +420,16 @@ class _Lines:
         return cls(width, height, everywhere, near, points, centroid, samples)
 
 
-def _fit(lines: _Lines, default_focal: float, given_focal: float | None, focal_tolerance: float) -> LinePlane:
-    """The plane from the found lines, the focal length given (see plane_from_lines) or not."""
+def _fit(
+    lines: _Lines,
+    default_focal: float,
+    given_focal: float | None,
+    focal_tolerance: float,
+    *,
+    keep_unless_told: bool = False,
+) -> tuple[LinePlane, bool]:
+    """The plane from the found lines, the focal length given (see plane_from_lines) or not, and
+    whether the lines told the focal lengths within the tolerance apart (_settled_focal)."""
     width, height, points, centroid, samples = lines.width, lines.height, lines.points, lines.centroid, lines.samples
     segments, scale, centre = lines.segments, lines.scale, lines.centre
     lengths = np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1])
@@ -437,12 +455,14 @@ def _fit(lines: _Lines, default_focal: float, given_focal: float | None, focal_t
             continue  # the surface cannot run past its own horizon: these lines are not its plane
         support = float(lengths[in1 | in2].sum() / lengths.sum())
         balance = float(min(lengths[in1].sum(), lengths[in2].sum()) / max(lengths[in1].sum(), lengths[in2].sum()))
-        confidence = support * min(1.0, 2.0 * balance) * (1.0 if candidate.focal_from_lines else 0.8)
+        confidence = support * min(1.0, 2.0 * balance) * (1.0 if candidate.focal_from_lines else _ASSUMED_FOCAL)
         candidate = replace(candidate, confidence=round(confidence, 3), segments=int((in1 | in2).sum()))
         # The pair whose weaker family is strongest, relative to the other: a plank floor's long
         # edges with its few cross joints, not two handfuls of stray segments whose lengths merely
         # balance (one of them a few degrees off the long edges' direction tilted the plane 2°).
-        score = float(np.sqrt(lengths[in1].sum() * lengths[in2].sum())) * (1.0 if candidate.focal_from_lines else 0.8)
+        score = float(np.sqrt(lengths[in1].sum() * lengths[in2].sum())) * (
+            1.0 if candidate.focal_from_lines else _ASSUMED_FOCAL
+        )
         if best is None or score > best_score:
             best, best_score, pair = candidate, score, (v1, in1, v2, in2)
     if (best is None or pair is None) and given_focal is not None and points:
@@ -462,12 +482,14 @@ def _fit(lines: _Lines, default_focal: float, given_focal: float | None, focal_t
         # as one orthonormal frame, so a far vanishing point (lines nearly parallel in the photo,
         # whose distance the lines hardly fix) takes its tilt from the other direction and keeps
         # only what its lines' angles say.
-        focal, refined, told = _settled_focal(pair, segments, scale, centre, given_focal, focal_tolerance)
+        focal, refined, told = _settled_focal(
+            pair, segments, scale, centre, given_focal, focal_tolerance, keep_unless_told=keep_unless_told
+        )
         if refined is not None:
             again = _plane(*refined, centre, scale, width, height, default_focal, focal, centroid)
             if again is not None:
-                best = replace(again, confidence=best.confidence, segments=best.segments, focal_from_lines=told)
-    return best
+                return replace(again, confidence=best.confidence, segments=best.segments), told
+    return best, False
 
 
 def _across_from_elsewhere(
@@ -554,13 +576,15 @@ def _settled_focal(
     centre: np.ndarray,
     focal: float,
     tolerance: float,
+    *,
+    keep_unless_told: bool = False,
 ) -> tuple[float, tuple[np.ndarray, np.ndarray] | None, bool]:
     """The focal length (pixels) within focal × (1 ± tolerance) at which the pair, refitted as a
     right angle, fits its lines best, weighed against the given value (a Gaussian prior of
     tolerance / 2, the lines' noise taken from their residuals at the given value), the refitted
     pair there, and whether the lines told the focal lengths tried apart (their fit differed by
     _TOLD_APART). Where they cannot (a vanishing point far off: its distance is what would say),
-    the given one stays, or moves only by the noise."""
+    the given one stays, or (unless keep_unless_told) moves only by the noise and the prior."""
     v1, in1, v2, in2 = pair
     at_given = _orthogonal_pair(v1, in1, v2, in2, segments, scale, centre, focal / scale)
     if at_given is None or tolerance <= 0:
@@ -577,6 +601,8 @@ def _settled_focal(
         costs.append(fitted + ((f - focal) / (focal * tolerance / 2)) ** 2)
     finite = [c for c in fits if np.isfinite(c)]
     told = bool(finite) and max(finite) - min(finite) >= _TOLD_APART
+    if keep_unless_told and not told:
+        return focal, at_given[:2], False
     k = int(np.argmin(costs))
     chosen = float(tried[k])
     if 0 < k < _FOCAL_STEPS - 1 and np.all(np.isfinite(costs[k - 1 : k + 2])):

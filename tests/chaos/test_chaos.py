@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import cv2
+import grpc
 import redis
 
 from devstack import scenes
@@ -158,8 +159,14 @@ def test_nothing_is_lost_duplicated_or_failed_under_chaos(tmp_path: Path) -> Non
     print(f"\nchaos: {len(restarts)} restarts ({', '.join(f'{n} {s:.1f} s' for n, s in restarts)})")
     attempts = [o.final.attempt for o in outcomes if o.final]
     print(f"chaos: {sum(a > 1 for a in attempts)} of {JOBS} jobs resumed by another attempt")
+
+    # Retries for a lost connection, a dead stream or an unavailable gateway: what the kills make
+    # (not a busy gateway's RESOURCE_EXHAUSTED).
+    def broken(o: Outcome) -> bool:
+        return any(n.code != grpc.StatusCode.RESOURCE_EXHAUSTED for n in o.notices)
+
     for one_call, how in ((False, "SubmitRender + WatchJob"), (True, "SubmitAndWatch")):
-        hit = [o for o in outcomes if o.one_call == one_call and o.notices]
-        print(f"chaos: {len(hit)} of {JOBS // 2} jobs followed by {how} retried or resumed a call")
+        hit = [o for o in outcomes if o.one_call == one_call and broken(o)]
+        print(f"chaos: {len(hit)} of {JOBS // 2} jobs followed by {how} retried or resumed a broken call")
     # The kills reached the clients' calls (else the checks above proved less than they claim).
-    assert any(o.notices for o in outcomes)
+    assert any(broken(o) for o in outcomes)

@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from render.v1 import render_service_pb2 as pb
+from render_client import client as client_module
 from render_client.client import GaveUpError, RenderClient, RetryNotice, RetryPolicy
 from tests.gateway_fake import KEEP_ALIVE, REST, Fail, FakeGateway, Step, job_log, serve, target
 
@@ -256,6 +257,36 @@ def test_submit_and_watch_counts_silence_from_its_first_message() -> None:
         with client:
             cursors = [e.cursor for e in client.submit_and_watch(pb.SubmitRenderRequest(), timeout=10)]
     assert cursors == ALL and len(fake.submits) == 1 and notices == []
+
+
+def test_submit_and_watch_goes_on_as_a_watch_after_silence_past_its_first_event() -> None:
+    fake = FakeGateway(watch_plans=[[1, 1.0, REST], [REST]])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers), stream_idle_timeout_s=0.2)
+        with client:
+            cursors = [e.cursor for e in client.submit_and_watch(pb.SubmitRenderRequest(), timeout=10)]
+    assert cursors == ALL and [w.after for w in fake.watches] == ["", "1-0"]
+    assert [n.reason for n in notices] == ["no message for 0.2 s"]
+
+
+@pytest.mark.parametrize("key", ["k-1", ""], ids=["with a key", "without"])
+def test_submit_and_watch_bounds_the_wait_for_its_first_message(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Silent past FIRST_MESSAGE_S since the call began: made again with a key (the same job),
+    else a clear error (DEADLINE_EXCEEDED, not a CANCELLED that looks like the caller's)."""
+    monkeypatch.setattr(client_module, "FIRST_MESSAGE_S", 0.3)
+    fake = FakeGateway(watch_plans=[[1.5, REST], [REST]])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers), stream_idle_timeout_s=0.1)
+        with client:
+            events = client.submit_and_watch(pb.SubmitRenderRequest(idempotency_key=key), timeout=10)
+            if key:
+                assert [e.cursor for e in events] == ALL
+                assert [n.reason for n in notices] == ["no message within 0.3 s of the call"]
+            else:
+                with pytest.raises(GaveUpError) as info:
+                    list(events)
+                assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and notices == []
+    assert len(fake.submits) == (2 if key else 1)
 
 
 @pytest.mark.parametrize("key", ["k-1", ""], ids=["with a key", "without"])

@@ -25,6 +25,9 @@ from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 
 TERMINAL_STATES = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
+# How long a SubmitAndWatch may take to bring its first message, the request's upload included
+# (48 MiB of inline images at 160 KB/s); after it, the stream's idle limit applies.
+FIRST_MESSAGE_S = 300.0
 
 # Codes a broken stream, a restarting gateway or a busy one produce; anything else is the
 # request's own fault (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, ...) and raises at once.
@@ -415,13 +418,14 @@ class _IdleWatchdog:
     between events (the generator suspended at a yield) does not count.
     """
 
-    def __init__(self, call: grpc.Future, idle_s: float | None, *, started: bool = True) -> None:
-        """started=False: silence counts only from the first touch."""
+    def __init__(self, call: grpc.Future, idle_s: float | None, *, first_s: float | None = None) -> None:
+        """first_s: the first message may take this long instead (a call that starts with an upload)."""
         self.fired = False
         self._call = call
         self._idle_s = idle_s
+        self._first_s = first_s
         self._last = time.monotonic()
-        self._paused = not started
+        self._paused = False
         self._stopped = threading.Event()
         if idle_s is not None and idle_s > 0:
             threading.Thread(target=self._run, name="render-watch-idle", daemon=True).start()
@@ -430,6 +434,7 @@ class _IdleWatchdog:
         """A message arrived (paused: and the consumer has it now)."""
         self._last = time.monotonic()
         self._paused = paused
+        self._first_s = None
 
     def stop(self) -> None:
         """Ends the thread; the stream is over."""
@@ -438,9 +443,17 @@ class _IdleWatchdog:
     def _run(self) -> None:
         assert self._idle_s is not None
         idle_s = self._idle_s
+
+        def limit() -> float:
+            first_s = self._first_s
+            return idle_s if first_s is None else max(idle_s, first_s)
+
         # While the consumer holds an event there is nothing to watch: check again a period later.
-        while not self._stopped.wait(idle_s if self._paused else max(0.01, self._last + idle_s - time.monotonic())):
-            if not self._paused and time.monotonic() - self._last >= idle_s:
+        # Never asleep longer than idle_s: the first message ends the longer first limit.
+        while not self._stopped.wait(
+            idle_s if self._paused else max(0.01, min(idle_s, self._last + limit() - time.monotonic()))
+        ):
+            if not self._paused and time.monotonic() - self._last >= limit():
                 self.fired = True
                 self._call.cancel()
                 return
@@ -617,8 +630,9 @@ class RenderClient:
         ends, in one call (SubmitAndWatch); needs the render and read scopes.
 
         A stream that breaks after the first event, or stays silent past the idle limit (counted
-        from its first message: until then the request may still be uploading), goes on as
-        `watch` does from the last cursor seen, its retry bound counted from the last message.
+        from its first message: until then the request may still be uploading, for up to
+        FIRST_MESSAGE_S), goes on as `watch` does from the last cursor seen, its retry bound
+        counted from the last message.
         One that breaks before it is tried again only with an idempotency key (the gateway then
         streams the first request's job), as `submit` does. Keep-alives are never yielded;
         timeout bounds the whole call."""
@@ -629,7 +643,7 @@ class RenderClient:
             )
             # Silence counts from the first message: until then the request's images may still be
             # on their way up, and the gateway has nothing to say.
-            watchdog = _IdleWatchdog(call, self.stream_idle_timeout_s, started=False)
+            watchdog = _IdleWatchdog(call, self.stream_idle_timeout_s, first_s=FIRST_MESSAGE_S)
             last: pb.JobEvent | None = None
             try:
                 for reply in call:
@@ -651,15 +665,28 @@ class RenderClient:
                 own_deadline = code == grpc.StatusCode.DEADLINE_EXCEEDED and left is not None and left <= 0.05
                 own_cancel = code == grpc.StatusCode.CANCELLED and self._closed
                 broken = watchdog.fired or (code in RETRYABLE_CODES and not own_deadline and not own_cancel)
+                waited = max(self.stream_idle_timeout_s or 0.0, FIRST_MESSAGE_S)
+                idle = ""
+                if watchdog.fired:
+                    idle = f"no message for {self.stream_idle_timeout_s:g} s"
+                    idle = idle if last is not None else f"no message within {waited:g} s of the call"
                 if last is not None and broken:
                     # As a watch reconnects: the notice and the backoff, then from the last cursor.
-                    idle = f"no message for {self.stream_idle_timeout_s:g} s" if watchdog.fired else ""
                     retries.wait(exc, reason=idle)
                     yield from self.watch(last.job_id, last.cursor, timeout=retries.remaining(), on_retry=on_retry)
                     return
-                if last is not None or not request.idempotency_key or code != grpc.StatusCode.UNAVAILABLE:
-                    raise
-                retries.wait(exc)
+                if last is None and request.idempotency_key and (code == grpc.StatusCode.UNAVAILABLE or watchdog.fired):
+                    retries.wait(exc, reason=idle)  # the key makes the repeat the same job
+                    continue
+                if watchdog.fired:  # silent since the call began: not the caller's cancel
+                    raise GaveUpError(
+                        f"no message from {self.address} within {waited:g} s of the submit; the job "
+                        "may or may not have been recorded (an idempotency key makes a repeat safe)",
+                        code=grpc.StatusCode.DEADLINE_EXCEEDED,
+                        last_code=code,
+                        attempts=1,
+                    ) from exc
+                raise
             finally:
                 watchdog.stop()
                 call.cancel()

@@ -135,6 +135,9 @@ export interface WatchOptions {
   /** A connection silent this long (no event, no keep-alive) is dropped and made again (default
    * 45 s: three of the server's 15 s keep-alives). */
   idleTimeoutMs?: number;
+  /** submitAndWatch only: how long its call may take to bring its first message, the request's
+   * upload included (default 5 minutes: 48 MiB of inline images at 160 KB/s). */
+  firstMessageTimeoutMs?: number;
 }
 
 // Errors a new connection cannot fix: the caller's fault, or a decision of the server.
@@ -190,8 +193,8 @@ export function watchJob(
  * before it is made again only when the request has an idempotency key and the failure is
  * UNAVAILABLE or a dropped connection (the gateway then streams the first request's job);
  * otherwise the error is thrown,
- * since the job may or may not have been recorded. Silence counts from the first message: until
- * then the request may still be uploading.
+ * since the job may or may not have been recorded. Silence counts from the first message (until
+ * then the request may still be uploading), which must come within firstMessageTimeoutMs.
  */
 export async function* submitAndWatch(
   client: RenderClient,
@@ -203,14 +206,19 @@ export async function* submitAndWatch(
   const open = (after: string, signal: AbortSignal): AsyncIterable<{ event?: JobEvent }> =>
     jobId ? client.watchJob({ jobId, after }, { signal }) : client.submitAndWatch({ request }, { signal });
   const rules: FollowRules = {
-    // A fetch that fails (the connection dropped) is Unknown in the fetch transports.
-    mayRetry: (error) => jobId !== "" || (keyed && (error.code === Code.Unavailable || error.code === Code.Unknown)),
+    mayRetry: (error) => jobId !== "" || (keyed && (error.code === Code.Unavailable || dropped(error))),
     uploading: () => jobId === "",
   };
   for await (const event of follow(open, rules, options)) {
     jobId = event.jobId;
     yield event;
   }
+}
+
+/** Whether the connection failed under the call (a fetch that rejects: Unknown in the fetch
+ * transports), not the server answering UNKNOWN. */
+function dropped(error: ConnectError): boolean {
+  return error.code === Code.Unknown && error.cause instanceof TypeError;
 }
 
 /** When `follow` may open a new connection after a failed one, and whether the next one starts
@@ -231,6 +239,7 @@ async function* follow(
   const maxDelay = options.maxDelayMs ?? 5000;
   const maxAttempts = options.maxAttempts ?? 30;
   const idleTimeout = options.idleTimeoutMs ?? 45_000;
+  const firstMessageTimeout = options.firstMessageTimeoutMs ?? 300_000;
   let after = options.after ?? "";
   let failures = 0;
   for (;;) {
@@ -240,18 +249,17 @@ async function* follow(
     const onAbort = () => connection.abort(options.signal?.reason);
     options.signal?.addEventListener("abort", onAbort, { once: true });
     let idle: ReturnType<typeof setTimeout> | undefined;
-    const armIdle = () => {
+    const armIdle = (ms: number = idleTimeout) => {
       clearTimeout(idle);
       idle = setTimeout(
         () => connection.abort(new ConnectError("no message from the server", Code.DeadlineExceeded)),
-        idleTimeout,
+        ms,
       );
     };
     let error: ConnectError;
     try {
-      if (!rules.uploading()) {
-        armIdle();
-      }
+      // A call that starts with an upload: silence counts from its first message, within a bound.
+      armIdle(rules.uploading() ? Math.max(idleTimeout, firstMessageTimeout) : idleTimeout);
       let first = true;
       for await (const message of open(after, connection.signal)) {
         armIdle();
