@@ -331,9 +331,10 @@ def plane_from_lines(
     else the default, is then treated as known to within SEEDED_TOLERANCE or ASSUMED_TOLERANCE:
     the surface's lines are searched again at a right angle to its directions, the pair refitted
     as one right angle and the focal length settled where the lines fix it (focal_from_lines when
-    they told the focal lengths in the range apart). On make quality's scenes and the known-camera views this found a
-    subway-tiled wall's plane (41° off before: its few short vertical joints lost to strays) and the
-    old brick facade's (refused before), and halved the error of facades seen with a long lens."""
+    they told the focal lengths in the range apart; else the default stays). On make quality's
+    scenes and the known-camera views this found a subway-tiled wall's plane (41° off before: its
+    few short vertical joints lost to strays) and the old brick facade's (refused before), and
+    halved the error of facades seen with a long lens (docs/quality.md)."""
     lines = _Lines.find(photo_bgr, mask)
     if given_focal is not None:
         return _fit(lines, default_focal, given_focal, focal_tolerance)[0]
