@@ -612,10 +612,7 @@ class RenderClient:
                 if watchdog.fired and code == grpc.StatusCode.CANCELLED:
                     retries.wait(exc, reason=f"no message for {idle_s:g} s")
                     continue
-                left = retries.remaining()
-                own_deadline = code == grpc.StatusCode.DEADLINE_EXCEEDED and left is not None and left <= 0.05
-                own_cancel = code == grpc.StatusCode.CANCELLED and self._closed
-                if code not in RETRYABLE_CODES or own_deadline or own_cancel:
+                if not self._broken(code, retries):
                     raise
                 retries.wait(exc)
             finally:
@@ -661,16 +658,15 @@ class RenderClient:
             except grpc.RpcError as exc:
                 watchdog.stop()
                 code = exc.code()
-                left = retries.remaining()
-                own_deadline = code == grpc.StatusCode.DEADLINE_EXCEEDED and left is not None and left <= 0.05
-                own_cancel = code == grpc.StatusCode.CANCELLED and self._closed
-                broken = watchdog.fired or (code in RETRYABLE_CODES and not own_deadline and not own_cancel)
                 waited = max(self.stream_idle_timeout_s or 0.0, FIRST_MESSAGE_S)
                 idle = ""
                 if watchdog.fired:
-                    idle = f"no message for {self.stream_idle_timeout_s:g} s"
-                    idle = idle if last is not None else f"no message within {waited:g} s of the call"
-                if last is not None and broken:
+                    idle = (
+                        f"no message for {self.stream_idle_timeout_s:g} s"
+                        if last is not None
+                        else f"no message within {waited:g} s of the call"
+                    )
+                if last is not None and (watchdog.fired or self._broken(code, retries)):
                     # As a watch reconnects: the notice and the backoff, then from the last cursor.
                     retries.wait(exc, reason=idle)
                     yield from self.watch(last.job_id, last.cursor, timeout=retries.remaining(), on_retry=on_retry)
@@ -698,6 +694,14 @@ class RenderClient:
             pass
         # The job has ended; a last read gets at least a second even when the watch used it all.
         return self.get(job_id, timeout=None if deadline is None else max(deadline - time.monotonic(), 1.0))
+
+    def _broken(self, code: grpc.StatusCode, retries: _Retries) -> bool:
+        """Whether a stream ended with this code broke (a new connection may go on), rather than
+        ending by the request's own fault, the caller's deadline or the client's close."""
+        left = retries.remaining()
+        own_deadline = code == grpc.StatusCode.DEADLINE_EXCEEDED and left is not None and left <= 0.05
+        own_cancel = code == grpc.StatusCode.CANCELLED and self._closed
+        return code in RETRYABLE_CODES and not own_deadline and not own_cancel
 
     def _retries(self, what: str, timeout: float | None, on_retry: OnRetry | None) -> _Retries:
         deadline = None if timeout is None else time.monotonic() + timeout

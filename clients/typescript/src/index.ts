@@ -192,9 +192,9 @@ export function watchJob(
  * after the first event goes on as watchJob does, from the last cursor seen. One that fails
  * before it is made again only when the request has an idempotency key and the failure is
  * UNAVAILABLE or a dropped connection (the gateway then streams the first request's job);
- * otherwise the error is thrown,
- * since the job may or may not have been recorded. Silence counts from the first message (until
- * then the request may still be uploading), which must come within firstMessageTimeoutMs.
+ * otherwise the error is thrown, since the job may or may not have been recorded. Silence counts
+ * from the first message (until then the request may still be uploading), which must come within
+ * firstMessageTimeoutMs.
  */
 export async function* submitAndWatch(
   client: RenderClient,
