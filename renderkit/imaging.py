@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from render.imaging.v1 import imaging_pb2
-from renderkit import icc
+from renderkit import icc, jpeg_bands
 from renderkit.decode_limits import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
 from renderkit.decode_limits import MAX_SIDE as MAX_SIDE
 
@@ -604,8 +604,10 @@ def encode(image: np.ndarray, fmt: int = imaging_pb2.FORMAT_JPEG, quality: int =
     """Encodes an array; returns the bytes and their media type."""
     quality = quality or 90
     if fmt in (imaging_pb2.FORMAT_JPEG, imaging_pb2.FORMAT_UNSPECIFIED):
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        content_type = "image/jpeg"
+        jpeg = jpeg_bands.encode_jpeg(image, quality)  # a large image's bands on several cores
+        if jpeg is None:
+            raise ImageError("the image could not be encoded")
+        return jpeg, "image/jpeg"
     elif fmt == imaging_pb2.FORMAT_PNG:
         # Level 1: PNG at OpenCV's default level costs ~8x more at 4K for a few percent of size.
         ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])

@@ -1,0 +1,110 @@
+"""One baseline JPEG encoded as bands of rows on several cores, then joined.
+
+libjpeg encodes an image on one thread: a 4K composite's ~22 ms was the longest serial step of a
+swap. A JPEG whose scan restarts at every row of MCUs (a restart interval, DRI: each restart
+resets the entropy coder and the DC predictions) can be cut at any such restart: each band of
+rows, encoded alone with the same quality and restart interval, holds exactly the bytes that the
+whole image's encode holds for those rows. So bands are encoded at once, and their scans joined
+behind the first band's headers (its frame's height made the whole image's) with the restart
+marker the whole encode would have put between them. Bands are whole multiples of 8 MCU rows, so
+the markers inside each later band (RST0 to RST7, in turn) already carry their numbers in the
+whole image. The result is byte for byte the whole image encoded with that restart interval (the
+tests check it), which differs from one without restarts by ~2.5 bytes an MCU row (markers and
+padding) and decodes to the same pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from concurrent.futures import ThreadPoolExecutor, wait
+
+import cv2
+import numpy as np
+
+# libjpeg's MCU for three channels with 4:2:0 chroma (OpenCV's default): 16x16 pixels.
+_MCU = 16
+# Bands are this many rows: 16 MCU rows, two turns of the restart markers' numbers. Bands cost
+# nothing measurable (a 4K frame takes the same CPU in bands of 128 rows as whole), and small ones
+# share out evenly between the threads.
+BAND_ROWS = 16 * _MCU
+_WORKERS = max(1, min(4, len(os.sched_getaffinity(0))))
+# Bands beside the calling thread's.
+_POOL = ThreadPoolExecutor(max(1, _WORKERS - 1), thread_name_prefix="jpeg-band")
+
+_SOF0, _DRI, _SOS = 0xC0, 0xDD, 0xDA
+_EOI = b"\xff\xd9"
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:
+    """The image (uint8) as a baseline JPEG at this quality, in bands on several cores where it
+    is three-channel, at least two bands tall and the machine has cores to spare, else in one
+    call; None when OpenCV cannot encode it. The pool takes bands from the top, the calling thread
+    from the bottom."""
+    height, width = image.shape[:2]
+    bandable = _WORKERS > 1 and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+    if not bandable or height < 2 * BAND_ROWS:
+        return _whole(image, quality)
+    edges = [(top, min(height, top + BAND_ROWS)) for top in range(0, height, BAND_ROWS)]
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_RST_INTERVAL, -(-width // _MCU)]
+
+    def band(top: int, bottom: int) -> tuple[bool, np.ndarray]:
+        ok, buf = cv2.imencode(".jpg", image[top:bottom], params)
+        return ok, buf
+
+    futures = [_POOL.submit(band, top, bottom) for top, bottom in edges]
+    here = {i: band(*edges[i]) for i in reversed(range(len(edges))) if futures[i].cancel()}
+    wait(futures)
+    parts = [here[i] if i in here else futures[i].result() for i in range(len(edges))]
+    if not all(ok for ok, _ in parts):
+        return None
+    try:
+        return _joined([buf.tobytes() for _, buf in parts], height)
+    except ValueError:  # an encoder that does not write what the joining relies on
+        return _whole(image, quality)
+
+
+def _whole(image: np.ndarray, quality: int) -> bytes | None:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return buf.tobytes() if ok else None
+
+
+def _joined(parts: list[bytes], height: int) -> bytes:
+    """The bands' JPEGs (each BAND_ROWS tall but the last) as one: the first's headers with the
+    whole height, then each band's scan, with the restart marker between each two."""
+    first_header, scan, sof = _split(parts[0])
+    header = bytearray(first_header)
+    struct.pack_into(">H", header, sof + 5, height)  # after the marker, the length and the precision
+    pieces = [bytes(header), scan]
+    restarts = 0  # restart intervals so far: one an MCU row
+    for part in parts[1:]:
+        restarts += BAND_ROWS // _MCU
+        pieces.append(bytes((0xFF, 0xD0 + (restarts - 1) % 8)))
+        pieces.append(_split(part)[1])
+    pieces.append(_EOI)
+    return b"".join(pieces)
+
+
+def _split(jpeg: bytes) -> tuple[bytes, bytes, int]:
+    """A one-scan JPEG's headers (through its start-of-scan segment), its entropy-coded data
+    (without the end marker) and where its frame header starts. Checks what the joining relies on:
+    a baseline frame of three components with 4:2:0 chroma, and a restart interval."""
+    at = 2  # after SOI
+    seen: dict[int, int] = {}
+    while True:
+        if jpeg[at] != 0xFF:
+            raise ValueError("not a JPEG segment")
+        marker = jpeg[at + 1]
+        (length,) = struct.unpack_from(">H", jpeg, at + 2)
+        seen[marker] = at
+        at += 2 + length
+        if marker == _SOS:
+            break
+    sof = seen.get(_SOF0)
+    if sof is None or jpeg[sof + 9] != 3:
+        raise ValueError("not a three-component baseline JPEG")
+    if [jpeg[sof + 11 + 3 * i] for i in range(3)] != [0x22, 0x11, 0x11]:
+        raise ValueError("not 4:2:0 chroma")
+    if _DRI not in seen or not jpeg.endswith(_EOI):
+        raise ValueError("no restart interval, or no end marker")
+    return jpeg[:at], jpeg[at:-2], sof

@@ -1,0 +1,95 @@
+"""A JPEG encoded in bands of rows on several cores is the whole image's encode, byte for byte."""
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from render.imaging.v1 import imaging_pb2
+from renderkit import imaging, jpeg_bands
+
+
+@pytest.fixture(autouse=True)
+def two_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bands as on a machine of two cores or more, whatever this one has."""
+    monkeypatch.setattr(jpeg_bands, "_WORKERS", 2)
+
+
+def photo(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """Smooth structure and noise: every band's entropy-coded data differs from the others'."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (height // 16 + 2, width // 16 + 2, 3), np.uint8)
+    image = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    return cv2.add(image, rng.integers(0, 24, (height, width, 3), np.uint8))
+
+
+def whole(image: np.ndarray, quality: int) -> bytes:
+    """The whole image in one encode, restarting at every row of 16x16 MCUs."""
+    mcus_a_row = -(-image.shape[1] // 16)
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_RST_INTERVAL, mcus_a_row]
+    ok, buf = cv2.imencode(".jpg", image, params)
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.mark.parametrize(
+    "width, height",
+    [
+        (1920, 1080),  # 4K's shape, smaller: the last band short and not a multiple of 16 rows
+        (1000, 1337),  # portrait, neither side a multiple of 16
+        (333, 512),  # exactly two bands
+        (64, 2049),  # tall and narrow: nine bands, the last one row
+    ],
+)
+def test_bands_join_to_the_whole_images_encode(width: int, height: int) -> None:
+    image = photo(width, height)
+    data = jpeg_bands.encode_jpeg(image, 90)
+    assert data == whole(image, 90)
+    # Other decoders read it as OpenCV does (Pillow's libjpeg), the pixels those of a plain encode.
+    plain = cv2.imdecode(np.frombuffer(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], np.uint8), 1)
+    assert data is not None
+    ours = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert np.array_equal(ours, plain)
+    with Image.open(io.BytesIO(data)) as pillow:
+        assert pillow.size == (width, height)
+        assert np.array_equal(np.asarray(pillow.convert("RGB"))[..., ::-1], ours)
+
+
+def test_the_encode_through_imaging_is_banded() -> None:
+    image = photo(900, 700, seed=1)
+    data, content_type = imaging.encode(image, imaging_pb2.FORMAT_JPEG, 85)
+    assert (data, content_type) == (whole(image, 85), "image/jpeg")
+
+
+def test_small_or_single_channel_images_are_encoded_in_one_call() -> None:
+    small, grey = photo(300, 400), photo(600, 800)[..., 0].copy()
+    for image in (small, grey):
+        _ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert jpeg_bands.encode_jpeg(image, 90) == buf.tobytes()
+
+
+def test_only_bands_of_420_chroma_with_restarts_are_joined() -> None:
+    band = photo(320, 256, seed=2)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_RST_INTERVAL, 20]
+    full_chroma = [*params, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    parts = {
+        "4:2:0": [cv2.imencode(".jpg", band, full_chroma)[1].tobytes()] * 2,
+        "restart": [cv2.imencode(".jpg", band, params[:2])[1].tobytes()] * 2,
+    }
+    for reason, pair in parts.items():
+        with pytest.raises(ValueError, match=reason):
+            jpeg_bands._joined(pair, 512)
+    joinable = [cv2.imencode(".jpg", band, params)[1].tobytes()] * 2
+    assert jpeg_bands._joined(joinable, 512) == whole(np.vstack([band, band]), 90)
+
+
+def test_bands_that_cannot_be_joined_fall_back_to_one_encode(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(parts: list[bytes], height: int) -> bytes:
+        raise ValueError("not 4:2:0 chroma")
+
+    monkeypatch.setattr(jpeg_bands, "_joined", refuse)
+    image = photo(400, 700, seed=3)
+    _ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert jpeg_bands.encode_jpeg(image, 90) == buf.tobytes()
