@@ -262,8 +262,8 @@ class _Grid:
         typical = float(np.percentile(cell_area, 10))
         near = cell_area <= _FARTHEST**2 * typical
         u, v = u[near], v[near]
-        lo = np.array([np.percentile(u, 0.2), np.percentile(v, 0.2)])
-        hi = np.array([np.percentile(u, 99.8), np.percentile(v, 99.8)])
+        (u_lo, u_hi), (v_lo, v_hi) = np.percentile(u, (0.2, 99.8)), np.percentile(v, (0.2, 99.8))
+        lo, hi = np.array([u_lo, v_lo]), np.array([u_hi, v_hi])
         extent = hi - lo
         cell = max(math.sqrt(typical), float(extent.max()) / RASTER_SIDE)
         if not cell > 0:
@@ -454,8 +454,8 @@ def _bilateral(values: np.ndarray, weights: np.ndarray, sigma_space: float, sigm
     deep, blurred, and sliced (bilinear in space by a remap of the layers below and above each
     value, linear in range)."""
     rows, cols = values.shape
-    lo = float(np.percentile(values[weights > 0], 0.5)) - float(sigma_range)
-    hi = float(np.percentile(values[weights > 0], 99.5)) + float(sigma_range)
+    lowest, highest = np.percentile(values[weights > 0], (0.5, 99.5))
+    lo, hi = float(lowest) - float(sigma_range), float(highest) + float(sigma_range)
     gh, gw = math.ceil(rows / sigma_space) + 3, math.ceil(cols / sigma_space) + 3
     gd = math.ceil((hi - lo) / float(sigma_range)) + 3
     gy = np.arange(rows, dtype=np.float32) / np.float32(sigma_space) + 1
