@@ -24,11 +24,16 @@ import numpy as np
 
 # libjpeg's MCU for three channels with 4:2:0 chroma (OpenCV's default): 16x16 pixels.
 _MCU = 16
-# Bands are this many rows: 16 MCU rows, two turns of the restart markers' numbers. Bands cost
-# nothing measurable (a 4K frame takes the same CPU in bands of 128 rows as whole), and small ones
-# share out evenly between the threads.
+# Bands are this many rows: 16 MCU rows, two turns of the restart markers' numbers (RST0-RST7), so
+# each later band's own markers start at RST0 as in the whole image, after an RST7 between bands.
+# Bands cost nothing measurable (a 4K frame takes the same CPU in bands of 128 rows as whole), and
+# small ones share out evenly between the threads.
 BAND_ROWS = 16 * _MCU
-_WORKERS = max(1, min(4, len(os.sched_getaffinity(0))))
+_BETWEEN_BANDS = b"\xff\xd7"  # RST7
+assert BAND_ROWS // _MCU % 8 == 0
+# The tallest JPEG libjpeg writes (OpenCV refuses more in one call; joined bands would not).
+_MAX_ROWS = 65500
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
 # Bands beside the calling thread's.
 _POOL = ThreadPoolExecutor(max(1, _WORKERS - 1), thread_name_prefix="jpeg-band")
 
@@ -37,16 +42,20 @@ _EOI = b"\xff\xd9"
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:
-    """The image (uint8) as a baseline JPEG at this quality, in bands on several cores where it
-    is three-channel, at least two bands tall and the machine has cores to spare, else in one
-    call; None when OpenCV cannot encode it. The pool takes bands from the top, the calling thread
-    from the bottom."""
+    """The image (uint8) as a baseline JPEG at this quality; None when it cannot be encoded.
+
+    A three-channel image always gets a restart at every row of MCUs, so its bytes are the same on
+    any machine; it is encoded in bands on several cores where it is at least 2 * BAND_ROWS rows
+    tall and the machine has cores to spare (the pool takes bands from the top, the calling thread
+    from the bottom), else in one call."""
     height, width = image.shape[:2]
-    bandable = _WORKERS > 1 and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
-    if not bandable or height < 2 * BAND_ROWS:
-        return _whole(image, quality)
+    colour = image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    if colour:
+        params += [cv2.IMWRITE_JPEG_RST_INTERVAL, -(-width // _MCU)]
+    if not colour or _WORKERS < 2 or not 2 * BAND_ROWS <= height <= _MAX_ROWS:
+        return _whole(image, params)
     edges = [(top, min(height, top + BAND_ROWS)) for top in range(0, height, BAND_ROWS)]
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_RST_INTERVAL, -(-width // _MCU)]
 
     def band(top: int, bottom: int) -> tuple[bool, np.ndarray]:
         ok, buf = cv2.imencode(".jpg", image[top:bottom], params)
@@ -60,26 +69,28 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:
         return None
     try:
         return _joined([buf.tobytes() for _, buf in parts], height)
-    except ValueError:  # an encoder that does not write what the joining relies on
-        return _whole(image, quality)
+    except (ValueError, IndexError, struct.error):  # not what the joining relies on
+        return _whole(image, params)
 
 
-def _whole(image: np.ndarray, quality: int) -> bytes | None:
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+def _whole(image: np.ndarray, params: list[int]) -> bytes | None:
+    try:
+        ok, buf = cv2.imencode(".jpg", image, params)
+    except cv2.error:  # beyond what libjpeg writes (over 65,500 pixels a side)
+        return None
     return buf.tobytes() if ok else None
 
 
 def _joined(parts: list[bytes], height: int) -> bytes:
     """The bands' JPEGs (each BAND_ROWS tall but the last) as one: the first's headers with the
-    whole height, then each band's scan, with the restart marker between each two."""
+    whole height, then each band's scan, with the restart marker between each two (RST7: each
+    band is 16 restart intervals)."""
     first_header, scan, sof = _split(parts[0])
     header = bytearray(first_header)
     struct.pack_into(">H", header, sof + 5, height)  # after the marker, the length and the precision
     pieces = [bytes(header), scan]
-    restarts = 0  # restart intervals so far: one an MCU row
     for part in parts[1:]:
-        restarts += BAND_ROWS // _MCU
-        pieces.append(bytes((0xFF, 0xD0 + (restarts - 1) % 8)))
+        pieces.append(_BETWEEN_BANDS)
         pieces.append(_split(part)[1])
     pieces.append(_EOI)
     return b"".join(pieces)

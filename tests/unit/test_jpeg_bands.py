@@ -63,11 +63,26 @@ def test_the_encode_through_imaging_is_banded() -> None:
     assert (data, content_type) == (whole(image, 85), "image/jpeg")
 
 
-def test_small_or_single_channel_images_are_encoded_in_one_call() -> None:
-    small, grey = photo(300, 400), photo(600, 800)[..., 0].copy()
-    for image in (small, grey):
-        _ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        assert jpeg_bands.encode_jpeg(image, 90) == buf.tobytes()
+def test_the_bytes_are_the_same_whatever_the_cores_or_the_height(monkeypatch: pytest.MonkeyPatch) -> None:
+    image = photo(640, 900, seed=4)
+    banded = jpeg_bands.encode_jpeg(image, 90)
+    monkeypatch.setattr(jpeg_bands, "_WORKERS", 1)
+    assert jpeg_bands.encode_jpeg(image, 90) == banded == whole(image, 90)
+    short = photo(300, 400)  # too short to cut: one call, the same restarts
+    assert jpeg_bands.encode_jpeg(short, 90) == whole(short, 90)
+
+
+def test_single_channel_images_are_encoded_as_before() -> None:
+    grey = photo(600, 800)[..., 0].copy()
+    _ok, buf = cv2.imencode(".jpg", grey, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert jpeg_bands.encode_jpeg(grey, 90) == buf.tobytes()
+
+
+def test_an_image_taller_than_libjpeg_writes_is_refused_not_joined() -> None:
+    tall = np.full((65_510, 16, 3), 128, np.uint8)  # each band would encode; the whole cannot
+    assert jpeg_bands.encode_jpeg(tall, 90) is None
+    with pytest.raises(imaging.ImageError, match="could not be encoded"):
+        imaging.encode(tall)
 
 
 def test_only_bands_of_420_chroma_with_restarts_are_joined() -> None:
@@ -91,5 +106,4 @@ def test_bands_that_cannot_be_joined_fall_back_to_one_encode(monkeypatch: pytest
 
     monkeypatch.setattr(jpeg_bands, "_joined", refuse)
     image = photo(400, 700, seed=3)
-    _ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    assert jpeg_bands.encode_jpeg(image, 90) == buf.tobytes()
+    assert jpeg_bands.encode_jpeg(image, 90) == whole(image, 90)
