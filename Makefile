@@ -109,7 +109,7 @@ protos-check: protos ## fail if the committed generated code differs from protos
 	git diff --exit-code -- $(GENERATED)
 	test -z "$$(git status --porcelain -- $(GENERATED))"
 
-bench: setup ## swap latency vs one process; projection vs its compute floor, memory by size; SubmitRender/s vs bare gRPC; job latency vs Celery (installs the bench extra)
+bench: setup ## swap latency vs one process; projection vs its compute floor, memory by size, JPEG bands vs one encode; SubmitRender/s vs bare gRPC; job latency vs Celery (installs the bench extra)
 	$(PY) -c 'import celery' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
 	$(PY) -m benchmarks.e2e
 	$(PY) -m benchmarks.projection

@@ -1,6 +1,7 @@
-"""The projection against its compute floor, and its memory and cost per pixel by photo size.
+"""The projection against its compute floor, its memory and cost per pixel by photo size, and the
+outputs' JPEG encode in bands against one call.
 
-Two parts, each printing ratios measured in the same run (timings on these shared 2-core machines
+Three parts, each printing ratios measured in the same run (timings on these shared 2-core machines
 vary run to run; ratios much less):
 
 - **floor** (3840x2160): the least a swap could cost, measured beside the real thing and
@@ -22,8 +23,11 @@ vary run to run; ratios much less):
   has returned and the heap has been trimmed as the servicer trims it; and the milliseconds per
   megapixel by the clock and by CPU (median of the runs after the first), each as a multiple of
   the 4 MP figure (1.0 = linear).
+- **jpeg** (3840x2160, 4032x3024, 6000x4000, the floor part's photo resized): renderkit.jpeg_bands'
+  encode, in bands on the cores there are, against one cv2.imencode of the same image (q90),
+  interleaved, 3 x RUNS times each: wall and CPU, medians.
 
-    python -m benchmarks.projection [--runs 7] [--parts floor memory] [--sizes 1 4 8 12 24 40]
+    python -m benchmarks.projection [--runs 7] [--parts floor memory jpeg] [--sizes 1 4 8 12 24 40]
 """
 
 from __future__ import annotations
