@@ -31,8 +31,9 @@ _MCU = 16
 BAND_ROWS = 16 * _MCU
 _BETWEEN_BANDS = b"\xff\xd7"  # RST7
 assert BAND_ROWS // _MCU % 8 == 0
-# The tallest JPEG libjpeg writes (OpenCV refuses more in one call; joined bands would not).
-_MAX_ROWS = 65500
+# The widest and tallest JPEG libjpeg writes (OpenCV refuses more in one call; joined bands would
+# not refuse, and not decode).
+_MAX_SIDE = 65500
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 # Bands beside the calling thread's.
 _POOL = ThreadPoolExecutor(max(1, _WORKERS - 1), thread_name_prefix="jpeg-band")
@@ -53,7 +54,7 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:
     params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     if colour:
         params += [cv2.IMWRITE_JPEG_RST_INTERVAL, -(-width // _MCU)]
-    if not colour or _WORKERS < 2 or not 2 * BAND_ROWS <= height <= _MAX_ROWS:
+    if not colour or _WORKERS < 2 or height < 2 * BAND_ROWS or max(height, width) > _MAX_SIDE:
         return _whole(image, params)
     edges = [(top, min(height, top + BAND_ROWS)) for top in range(0, height, BAND_ROWS)]
 

@@ -78,11 +78,12 @@ def test_single_channel_images_are_encoded_as_before() -> None:
     assert jpeg_bands.encode_jpeg(grey, 90) == buf.tobytes()
 
 
-def test_an_image_taller_than_libjpeg_writes_is_refused_not_joined() -> None:
-    tall = np.full((65_510, 16, 3), 128, np.uint8)  # each band would encode; the whole cannot
-    assert jpeg_bands.encode_jpeg(tall, 90) is None
+@pytest.mark.parametrize("shape", [(65_510, 16, 3), (600, 65_510, 3)])
+def test_an_image_larger_than_libjpeg_writes_is_refused_not_joined(shape: tuple[int, int, int]) -> None:
+    large = np.full(shape, 128, np.uint8)  # a tall one's bands would each encode; the whole cannot
+    assert jpeg_bands.encode_jpeg(large, 90) is None
     with pytest.raises(imaging.ImageError, match="could not be encoded"):
-        imaging.encode(tall)
+        imaging.encode(large)
 
 
 def test_only_bands_of_420_chroma_with_restarts_are_joined() -> None:
