@@ -69,7 +69,8 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:
     if not all(ok for ok, _ in parts):
         return None
     try:
-        return _joined([buf.tobytes() for _, buf in parts], height)
+        # The encoders' own buffers, read in place: the whole JPEG is copied once, by the join.
+        return _joined([buf.data for _, buf in parts], height)
     except (ValueError, IndexError, struct.error):  # not what the joining relies on
         return _whole(image, params)
 
@@ -82,14 +83,14 @@ def _whole(image: np.ndarray, params: list[int]) -> bytes | None:
     return buf.tobytes() if ok else None
 
 
-def _joined(parts: list[bytes], height: int) -> bytes:
+def _joined(parts: list[memoryview], height: int) -> bytes:
     """The bands' JPEGs (each BAND_ROWS tall but the last) as one: the first's headers with the
     whole height, then each band's scan, with the restart marker between each two (RST7: each
     band is 16 restart intervals)."""
     first_header, scan, sof = _split(parts[0])
     header = bytearray(first_header)
     struct.pack_into(">H", header, sof + 5, height)  # after the marker, the length and the precision
-    pieces = [bytes(header), scan]
+    pieces: list[bytes | bytearray | memoryview] = [header, scan]
     for part in parts[1:]:
         pieces.append(_BETWEEN_BANDS)
         pieces.append(_split(part)[1])
@@ -97,7 +98,7 @@ def _joined(parts: list[bytes], height: int) -> bytes:
     return b"".join(pieces)
 
 
-def _split(jpeg: bytes) -> tuple[bytes, bytes, int]:
+def _split(jpeg: memoryview) -> tuple[memoryview, memoryview, int]:
     """A one-scan JPEG's headers (through its start-of-scan segment), its entropy-coded data
     (without the end marker) and where its frame header starts. Checks what the joining relies on:
     a baseline frame of three components with 4:2:0 chroma, and a restart interval."""
@@ -117,6 +118,6 @@ def _split(jpeg: bytes) -> tuple[bytes, bytes, int]:
         raise ValueError("not a three-component baseline JPEG")
     if [jpeg[sof + 11 + 3 * i] for i in range(3)] != [0x22, 0x11, 0x11]:
         raise ValueError("not 4:2:0 chroma")
-    if _DRI not in seen or not jpeg.endswith(_EOI):
+    if _DRI not in seen or jpeg[-2:] != _EOI:
         raise ValueError("no restart interval, or no end marker")
     return jpeg[:at], jpeg[at:-2], sof

@@ -91,18 +91,18 @@ def test_only_bands_of_420_chroma_with_restarts_are_joined() -> None:
     params = [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_RST_INTERVAL, 20]
     full_chroma = [*params, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     parts = {
-        "4:2:0": [cv2.imencode(".jpg", band, full_chroma)[1].tobytes()] * 2,
-        "restart": [cv2.imencode(".jpg", band, params[:2])[1].tobytes()] * 2,
+        "4:2:0": [cv2.imencode(".jpg", band, full_chroma)[1].data] * 2,
+        "restart": [cv2.imencode(".jpg", band, params[:2])[1].data] * 2,
     }
     for reason, pair in parts.items():
         with pytest.raises(ValueError, match=reason):
             jpeg_bands._joined(pair, 512)
-    joinable = [cv2.imencode(".jpg", band, params)[1].tobytes()] * 2
+    joinable = [cv2.imencode(".jpg", band, params)[1].data] * 2
     assert jpeg_bands._joined(joinable, 512) == whole(np.vstack([band, band]), 90)
 
 
 def test_bands_that_cannot_be_joined_fall_back_to_one_encode(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(parts: list[bytes], height: int) -> bytes:
+    def refuse(parts: list[memoryview], height: int) -> bytes:
         raise ValueError("not 4:2:0 chroma")
 
     monkeypatch.setattr(jpeg_bands, "_joined", refuse)
