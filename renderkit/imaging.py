@@ -600,15 +600,22 @@ def decode_gray(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     return apply_orientation(image, info.orientation)
 
 
-def encode(image: np.ndarray, fmt: int = imaging_pb2.FORMAT_JPEG, quality: int = 0) -> tuple[bytes, str]:
-    """Encodes an array; returns the bytes and their media type."""
+def encode(
+    image: np.ndarray,
+    fmt: int = imaging_pb2.FORMAT_JPEG,
+    quality: int = 0,
+    rows: jpeg_bands.Rows = jpeg_bands._all_there,
+) -> tuple[bytes, str]:
+    """Encodes an array; returns the bytes and their media type. `rows` waits until rows of an
+    image still being made are final (see jpeg_bands.encode_jpeg)."""
     quality = quality or 90
     if fmt in (imaging_pb2.FORMAT_JPEG, imaging_pb2.FORMAT_UNSPECIFIED):
-        jpeg = jpeg_bands.encode_jpeg(image, quality)  # a large image's bands on several cores
+        jpeg = jpeg_bands.encode_jpeg(image, quality, rows)  # a large image's bands on several cores
         if jpeg is None:
             raise ImageError("the image could not be encoded")
         return jpeg, "image/jpeg"
-    elif fmt == imaging_pb2.FORMAT_PNG:
+    rows(0, image.shape[0])
+    if fmt == imaging_pb2.FORMAT_PNG:
         # Level 1: PNG at OpenCV's default level costs ~8x more at 4K for a few percent of size.
         ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         content_type = "image/png"
@@ -682,16 +689,26 @@ def enlarge_to(image: np.ndarray, side: int) -> np.ndarray:
 _RENDITIONS = ThreadPoolExecutor(2, thread_name_prefix="renditions")
 
 
-def encode_renditions(image: np.ndarray, spec: imaging_pb2.OutputSpec) -> list[imaging_pb2.EncodedImage]:
+def encode_renditions(
+    image: np.ndarray, spec: imaging_pb2.OutputSpec, rows: jpeg_bands.Rows = jpeg_bands._all_there
+) -> list[imaging_pb2.EncodedImage]:
     """Encodes one image per rendition of the spec (the full size when none is listed), the
-    first on the calling thread and the others beside it."""
+    first on the calling thread and the others beside it. For an image still being made, `rows`
+    waits until its rows top to bottom are final: the image at its own size is then encoded as
+    they are (where the format allows), the others once it is whole."""
     renditions = list(spec.renditions) or [imaging_pb2.Rendition(name="full", max_side=0)]
 
+    height, longest = image.shape[0], max(image.shape[:2])
+
     def rendered(rendition: imaging_pb2.Rendition) -> imaging_pb2.EncodedImage:
-        sized = fit_within(image, rendition.max_side)
-        if rendition.upscale and rendition.max_side > max(image.shape[:2]):
-            sized = enlarge_to(image, rendition.max_side)
-        data, content_type = encode(sized, spec.format, spec.quality)
+        upscale = rendition.upscale and rendition.max_side > longest
+        if upscale or 0 < rendition.max_side < longest:
+            rows(0, height)  # resized from the whole image
+            sized = enlarge_to(image, rendition.max_side) if upscale else fit_within(image, rendition.max_side)
+            data, content_type = encode(sized, spec.format, spec.quality)
+        else:
+            sized = image
+            data, content_type = encode(image, spec.format, spec.quality, rows)
         return imaging_pb2.EncodedImage(
             name=rendition.name, data=data, content_type=content_type, width=sized.shape[1], height=sized.shape[0]
         )

@@ -16,8 +16,9 @@ to sRGB; the soft mask's edge alone is mixed with the photo.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any
 
 import cv2
 import numpy as np
@@ -38,6 +39,10 @@ from services.projection.texture import (
 
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL = ThreadPoolExecutor(_WORKERS, thread_name_prefix="projection")
+# The strips are sampled on one thread fewer than that: the calling thread meanwhile decodes the
+# photo and estimates its light, the longest chain of work before the blends, so it should not
+# share its core with a third thread; once the light is known it samples what is left beside them.
+_SAMPLERS = ThreadPoolExecutor(max(1, _WORKERS - 1), thread_name_prefix="projection-sample")
 # Pixels per strip: the ~50 bytes of temporaries a pixel needs stay within the processor's cache
 # (L2 is 1 MB a core here, L3 32 MB), and per-call overheads stay small.
 _STRIP_PIXELS = 1 << 17
@@ -58,9 +63,10 @@ _LINEAR_TO_SRGB = _srgb_table()
 
 
 class Sampling:
-    """The material being sampled into the surface's box on the pool, started before the photo is
-    needed (sampling reads only the swatch, the mask and the plane): the photo's decode, and the
-    intrinsic model where one is deployed, overlap it. `composite` finishes it; `cancel` drops it."""
+    """The material being sampled into the surface's box on the samplers, started before the photo
+    is needed (sampling reads only the swatch, the mask and the plane): the photo's decode, the
+    light's estimate, and the intrinsic model where one is deployed, overlap it. `finish` completes
+    it (on the calling thread too); `cancel` drops it."""
 
     def __init__(
         self,
@@ -92,16 +98,51 @@ class Sampling:
         self.edges = [(top, min(h, top + rows)) for top in range(0, h, rows)]
         # The sampled colour waits here (linear light, uint16: 6 bytes a pixel) for the light.
         self.sampled = np.empty((h, w, 3), np.uint16)
-        self.spans = [
-            _POOL.submit(_sample_strip, self.sampled, mask, atlas_made, self.T, layout, x, y, top, bottom)
-            for top, bottom in self.edges
+        self._strips = [
+            (self.sampled, mask, atlas_made, self.T, layout, x, y, top, bottom) for top, bottom in self.edges
         ]
+        self.spans = [_SAMPLERS.submit(_sample_strip, *strip) for strip in self._strips]
+
+    def finish(self) -> list[tuple[int, int] | None]:
+        """Each strip's columns (see _sample_strip), once all are sampled: the strips no sampler
+        has started are sampled here, from the last (the samplers take them from the first)."""
+        here = {i: _sample_strip(*self._strips[i]) for i in reversed(range(len(self.spans))) if self.spans[i].cancel()}
+        _wait_started(self.spans)
+        return [here[i] if i in here else span.result() for i, span in enumerate(self.spans)]
 
     def cancel(self) -> None:
         """Drops the sampling: strips not started are cancelled, running ones finish first."""
         for span in self.spans:
             span.cancel()
-        wait(self.spans)
+        _wait_started(self.spans)
+
+
+def _wait_started(futures: Sequence[Future[Any]]) -> None:
+    """Waits for the futures that were not cancelled. (`wait` would also wait for the cancelled
+    ones until a worker takes them off the queue, behind whatever it is doing.)"""
+    wait([future for future in futures if not future.cancelled()])
+
+
+class Blending:
+    """The composite's strips being lit and blended into its image on the pool. The image's other
+    rows are the photo's already, so a caller can use each part as soon as its strips are done
+    (`rows`: the encoder takes the image band by band) or the whole (`image`)."""
+
+    def __init__(self, image: np.ndarray, strips: list[tuple[int, int, Future[None]]]) -> None:
+        self._image = image
+        self._strips = strips  # each strip's first and last row + 1 in the image, and its blend
+
+    def rows(self, top: int, bottom: int) -> None:
+        """Returns once the image's rows top to bottom are final (raises a blend's error)."""
+        reaching = [done for first, last, done in self._strips if first < bottom and top < last]
+        wait(reaching)
+        for done in reaching:
+            done.result()
+
+    def image(self) -> np.ndarray:
+        """The whole composite, once every strip is blended."""
+        self.rows(0, self._image.shape[0])
+        return self._image
 
 
 def composite(
@@ -120,6 +161,19 @@ def composite(
     made here while the strips are still being sampled; on_shading is called with the estimate
     used (its method says which ran).
     """
+    return begin_composite(photo, sampling, out=out, shading=shading, on_shading=on_shading).image()
+
+
+def begin_composite(
+    photo: np.ndarray,
+    sampling: Sampling,
+    *,
+    out: np.ndarray | None = None,
+    shading: Shading | None = None,
+    on_shading: Callable[[Shading], None] | None = None,
+) -> Blending:
+    """`composite`, returning once the light is known and every strip sampled: the strips are
+    then being blended on the pool (see Blending)."""
     mask, T = sampling.mask, sampling.T
     if mask.shape != photo.shape[:2]:
         sampling.cancel()
@@ -129,24 +183,28 @@ def composite(
     elif out is not photo:
         np.copyto(out, photo)
     if sampling.box is None:
-        return out
+        return Blending(out, [])
     x, y, _, _ = sampling.box
-    spans = sampling.spans
     try:
         if shading is None:
             shading = estimate_shading(photo, mask, T)
         if on_shading is not None:
             on_shading(shading)
-    finally:
-        wait(spans)
-    # The pool runs tasks in order: these start once every strip is sampled.
-    blends = [
-        _POOL.submit(_blend_strip, out, photo, shading, sampling.sampled, mask, T, x, y, top, bottom, span.result())
-        for (top, bottom), span in zip(sampling.edges, spans, strict=True)
-    ]
-    for blend in blends:
-        blend.result()
-    return out
+        spans = sampling.finish()
+    except BaseException:
+        sampling.cancel()
+        raise
+    return Blending(
+        out,
+        [
+            (
+                y + top,
+                y + bottom,
+                _POOL.submit(_blend_strip, out, photo, shading, sampling.sampled, mask, T, x, y, top, bottom, span),
+            )
+            for (top, bottom), span in zip(sampling.edges, spans, strict=True)
+        ],
+    )
 
 
 def project_material(

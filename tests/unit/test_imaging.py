@@ -13,7 +13,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from render.imaging.v1 import imaging_pb2
-from renderkit import imaging
+from renderkit import imaging, jpeg_bands
+from tests.unfinished import Unfinished
 
 
 def jpeg(width: int, height: int) -> bytes:
@@ -62,6 +63,21 @@ def test_renditions_are_encoded_at_their_sizes(fmt: imaging_pb2.Format, content_
     assert decoded.shape == (307, 512, 3)
     if fmt == imaging_pb2.FORMAT_PNG:
         np.testing.assert_array_equal(imaging.decode_bgr(full.data), image)
+
+
+@pytest.mark.parametrize("fmt", [imaging_pb2.FORMAT_JPEG, imaging_pb2.FORMAT_PNG])
+@pytest.mark.parametrize("max_side", [0, 512])  # the image's own size, and resized from it
+def test_renditions_of_an_image_still_being_made_wait_for_the_rows_they_read(
+    fmt: imaging_pb2.Format, max_side: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jpeg_bands, "_WORKERS", 2)  # bands, as on a machine of two cores or more
+    rng = np.random.default_rng(1)
+    final = cv2.resize(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8), (1200, 800), interpolation=cv2.INTER_CUBIC)
+    spec = imaging_pb2.OutputSpec(format=fmt, renditions=[imaging_pb2.Rendition(name="r", max_side=max_side)])
+    made = Unfinished(final)
+    assert imaging.encode_renditions(made.image, spec, made.rows) == imaging.encode_renditions(final, spec)
+    banded = fmt == imaging_pb2.FORMAT_JPEG and max_side == 0
+    assert (len(made.asked) > 1) == banded  # else the whole image at once, before it is read
 
 
 def test_mask_alpha_is_used_when_colour_is_flat() -> None:

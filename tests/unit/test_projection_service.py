@@ -4,6 +4,7 @@ surface as a mask or an outline."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import cv2
@@ -197,3 +198,28 @@ def test_sampling_started_before_a_photo_that_fails_to_decode_is_dropped(monkeyp
         server._project(request, request.photo, request.swatch, request.mask_png)
     assert len(started) == 1 and cancelled == started  # sampling had begun beside the decode
     assert all(span.done() for span in started[0].spans)
+
+
+def test_a_strip_that_fails_to_blend_fails_the_request_after_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.projection import composite
+
+    blended: list[int] = []
+    blend = composite._blend_strip
+
+    def failing(out: np.ndarray, *args: Any) -> None:
+        if not blended:
+            blended.append(-1)
+            raise RuntimeError("out of luck")
+        time.sleep(0.01)  # slow, so strips would still be blending after the error if not waited for
+        blend(out, *args)
+        blended.append(args[7])  # its top row
+
+    monkeypatch.setattr(composite, "_blend_strip", failing)
+    monkeypatch.setattr(composite, "_STRIP_PIXELS", 2000)  # many strips, blended as the encode goes
+    request = swap_request(imaging.encode(scenes.plank_texture(64))[0])
+    request.output.format = imaging_pb2.FORMAT_JPEG
+    with pytest.raises(RuntimeError, match="out of luck"):
+        server._project(request, request.photo, request.swatch, request.mask_png)
+    count = len(blended)
+    time.sleep(0.3)
+    assert count > 2 and len(blended) == count  # the others were blended before the error was raised
