@@ -76,8 +76,15 @@ def test_renditions_of_an_image_still_being_made_wait_for_the_rows_they_read(
     spec = imaging_pb2.OutputSpec(format=fmt, renditions=[imaging_pb2.Rendition(name="r", max_side=max_side)])
     made = Unfinished(final)
     assert imaging.encode_renditions(made.image, spec, made.rows) == imaging.encode_renditions(final, spec)
-    banded = fmt == imaging_pb2.FORMAT_JPEG and max_side == 0
+    banded = fmt == imaging_pb2.FORMAT_JPEG or max_side > 0  # the banded encoder, or the shrink by bands
     assert (len(made.asked) > 1) == banded  # else the whole image at once, before it is read
+
+
+@pytest.mark.parametrize("width, height", [(1200, 800), (1201, 800), (1200, 801), (999, 1337), (700, 520)])
+def test_an_image_shrunk_band_by_band_as_it_is_made_is_the_image_shrunk_whole(width: int, height: int) -> None:
+    final = np.random.default_rng(2).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    made = Unfinished(final)
+    np.testing.assert_array_equal(imaging._fit_as_made(made.image, 300, made.rows), imaging.fit_within(final, 300))
 
 
 def test_mask_alpha_is_used_when_colour_is_flat() -> None:
