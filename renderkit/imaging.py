@@ -600,22 +600,15 @@ def decode_gray(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     return apply_orientation(image, info.orientation)
 
 
-def encode(
-    image: np.ndarray,
-    fmt: int = imaging_pb2.FORMAT_JPEG,
-    quality: int = 0,
-    rows: jpeg_bands.Rows = jpeg_bands._all_there,
-) -> tuple[bytes, str]:
-    """Encodes an array; returns the bytes and their media type. `rows` waits until rows of an
-    image still being made are final (see jpeg_bands.encode_jpeg)."""
+def encode(image: np.ndarray, fmt: int = imaging_pb2.FORMAT_JPEG, quality: int = 0) -> tuple[bytes, str]:
+    """Encodes an array; returns the bytes and their media type."""
     quality = quality or 90
     if fmt in (imaging_pb2.FORMAT_JPEG, imaging_pb2.FORMAT_UNSPECIFIED):
-        jpeg = jpeg_bands.encode_jpeg(image, quality, rows)  # a large image's bands on several cores
+        jpeg = jpeg_bands.encode_jpeg(image, quality)  # a large image's bands on several cores
         if jpeg is None:
             raise ImageError("the image could not be encoded")
         return jpeg, "image/jpeg"
-    rows(0, image.shape[0])
-    if fmt == imaging_pb2.FORMAT_PNG:
+    elif fmt == imaging_pb2.FORMAT_PNG:
         # Level 1: PNG at OpenCV's default level costs ~8x more at 4K for a few percent of size.
         ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         content_type = "image/png"
@@ -667,40 +660,14 @@ def fit_within(image: np.ndarray, max_side: int) -> np.ndarray:
     height, width = image.shape[:2]
     if max_side <= 0 or max(height, width) <= max_side:
         return image
-    return _shrunk(image, _fitted(width, height, max_side))
-
-
-def _fitted(width: int, height: int, max_side: int) -> tuple[int, int]:
     scale = max_side / max(height, width)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def _shrunk(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
     # Halvings first: INTER_AREA averages 2x2 blocks several times faster than it averages at an
     # arbitrary ratio (a 4K frame to 512 px: 5.5 ms against 20 ms), and box filters in cascade
     # still leave nothing to alias.
     while image.shape[1] // 2 >= size[0] and image.shape[0] // 2 >= size[1]:
         image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
-def _fit_as_made(image: np.ndarray, max_side: int, rows: jpeg_bands.Rows) -> np.ndarray:
-    """fit_within of an image still being made (`rows`, see encode_renditions): its first halving,
-    the one over the whole image and so the costliest, made band by band as the rows are final.
-    Only where both sides are even: each 2 x 2 block's mean is then the same whether halved by
-    bands or whole; otherwise the whole image is waited for and shrunk as fit_within does."""
-    height, width = image.shape[:2]
-    size = _fitted(width, height, max_side)
-    if height % 2 or width % 2 or width // 2 < size[0] or height // 2 < size[1]:
-        rows(0, height)
-        return fit_within(image, max_side)
-    half = np.empty((height // 2, width // 2, *image.shape[2:]), image.dtype)
-    for top in range(0, height, jpeg_bands.BAND_ROWS):  # an even number of rows
-        bottom = min(height, top + jpeg_bands.BAND_ROWS)
-        rows(top, bottom)
-        band = cv2.resize(image[top:bottom], (width // 2, (bottom - top) // 2), interpolation=cv2.INTER_AREA)
-        half[top // 2 : bottom // 2] = band.reshape(half[top // 2 : bottom // 2].shape)
-    return _shrunk(half, size)
 
 
 def enlarge_to(image: np.ndarray, side: int) -> np.ndarray:
@@ -715,28 +682,16 @@ def enlarge_to(image: np.ndarray, side: int) -> np.ndarray:
 _RENDITIONS = ThreadPoolExecutor(2, thread_name_prefix="renditions")
 
 
-def encode_renditions(
-    image: np.ndarray, spec: imaging_pb2.OutputSpec, rows: jpeg_bands.Rows = jpeg_bands._all_there
-) -> list[imaging_pb2.EncodedImage]:
+def encode_renditions(image: np.ndarray, spec: imaging_pb2.OutputSpec) -> list[imaging_pb2.EncodedImage]:
     """Encodes one image per rendition of the spec (the full size when none is listed), the
-    first on the calling thread and the others beside it. For an image still being made, `rows`
-    waits until its rows top to bottom are final: the image is then encoded at its own size (where
-    the format allows) and shrunk (where its sides are even) band by band as they are."""
+    first on the calling thread and the others beside it."""
     renditions = list(spec.renditions) or [imaging_pb2.Rendition(name="full", max_side=0)]
 
-    height, longest = image.shape[0], max(image.shape[:2])
-
     def rendered(rendition: imaging_pb2.Rendition) -> imaging_pb2.EncodedImage:
-        if rendition.upscale and rendition.max_side > longest:
-            rows(0, height)  # enlarged from the whole image
+        sized = fit_within(image, rendition.max_side)
+        if rendition.upscale and rendition.max_side > max(image.shape[:2]):
             sized = enlarge_to(image, rendition.max_side)
-            data, content_type = encode(sized, spec.format, spec.quality)
-        elif 0 < rendition.max_side < longest:
-            sized = _fit_as_made(image, rendition.max_side, rows)
-            data, content_type = encode(sized, spec.format, spec.quality)
-        else:
-            sized = image
-            data, content_type = encode(image, spec.format, spec.quality, rows)
+        data, content_type = encode(sized, spec.format, spec.quality)
         return imaging_pb2.EncodedImage(
             name=rendition.name, data=data, content_type=content_type, width=sized.shape[1], height=sized.shape[0]
         )

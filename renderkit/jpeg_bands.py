@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import cv2
@@ -43,34 +42,23 @@ _SOF0, _DRI, _SOS = 0xC0, 0xDD, 0xDA
 _EOI = b"\xff\xd9"
 
 
-# Waits until the image's rows top to bottom are final (an image still being made).
-Rows = Callable[[int, int], None]
-
-
-def _all_there(top: int, bottom: int) -> None:
-    pass
-
-
-def encode_jpeg(image: np.ndarray, quality: int, rows: Rows = _all_there) -> bytes | None:
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:
     """The image (uint8) as a baseline JPEG at this quality; None when it cannot be encoded.
 
     A three-channel image always gets a restart at every row of MCUs, so its bytes are the same on
     any machine; it is encoded in bands on several cores where it is at least 2 * BAND_ROWS rows
     tall and the machine has cores to spare (the pool takes bands from the top, the calling thread
-    from the bottom), else in one call. An image still being made is encoded as its rows are: each
-    band once `rows` says its rows are final (the whole image, for one call)."""
+    from the bottom), else in one call."""
     height, width = image.shape[:2]
     colour = image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
     params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     if colour:
         params += [cv2.IMWRITE_JPEG_RST_INTERVAL, -(-width // _MCU)]
     if not colour or _WORKERS < 2 or height < 2 * BAND_ROWS or max(height, width) > _MAX_SIDE:
-        rows(0, height)
         return _whole(image, params)
     edges = [(top, min(height, top + BAND_ROWS)) for top in range(0, height, BAND_ROWS)]
 
     def band(top: int, bottom: int) -> tuple[bool, np.ndarray]:
-        rows(top, bottom)
         ok, buf = cv2.imencode(".jpg", image[top:bottom], params)
         return ok, buf
 

@@ -123,28 +123,6 @@ def _wait_started(futures: Sequence[Future[Any]]) -> None:
     wait([future for future in futures if not future.cancelled()])
 
 
-class Blending:
-    """The composite's strips being lit and blended into its image on the pool. The image's other
-    rows are the photo's already, so a caller can use each part as soon as its strips are done
-    (`rows`: the encoder takes the image band by band) or the whole (`image`)."""
-
-    def __init__(self, image: np.ndarray, strips: list[tuple[int, int, Future[None]]]) -> None:
-        self._image = image
-        self._strips = strips  # each strip's first and last row + 1 in the image, and its blend
-
-    def rows(self, top: int, bottom: int) -> None:
-        """Returns once the image's rows top to bottom are final (raises a blend's error)."""
-        reaching = [done for first, last, done in self._strips if first < bottom and top < last]
-        wait(reaching)
-        for done in reaching:
-            done.result()
-
-    def image(self) -> np.ndarray:
-        """The whole composite, once every strip is blended."""
-        self.rows(0, self._image.shape[0])
-        return self._image
-
-
 def composite(
     photo: np.ndarray,
     sampling: Sampling,
@@ -161,19 +139,6 @@ def composite(
     made here while the strips are still being sampled; on_shading is called with the estimate
     used (its method says which ran).
     """
-    return begin_composite(photo, sampling, out=out, shading=shading, on_shading=on_shading).image()
-
-
-def begin_composite(
-    photo: np.ndarray,
-    sampling: Sampling,
-    *,
-    out: np.ndarray | None = None,
-    shading: Shading | None = None,
-    on_shading: Callable[[Shading], None] | None = None,
-) -> Blending:
-    """`composite`, returning once the light is known and every strip sampled: the strips are
-    then being blended on the pool (see Blending)."""
     mask, T = sampling.mask, sampling.T
     if mask.shape != photo.shape[:2]:
         sampling.cancel()
@@ -183,7 +148,7 @@ def begin_composite(
     elif out is not photo:
         np.copyto(out, photo)
     if sampling.box is None:
-        return Blending(out, [])
+        return out
     x, y, _, _ = sampling.box
     try:
         if shading is None:
@@ -194,17 +159,14 @@ def begin_composite(
     except BaseException:
         sampling.cancel()
         raise
-    return Blending(
-        out,
-        [
-            (
-                y + top,
-                y + bottom,
-                _POOL.submit(_blend_strip, out, photo, shading, sampling.sampled, mask, T, x, y, top, bottom, span),
-            )
-            for (top, bottom), span in zip(sampling.edges, spans, strict=True)
-        ],
-    )
+    blends = [
+        _POOL.submit(_blend_strip, out, photo, shading, sampling.sampled, mask, T, x, y, top, bottom, span)
+        for (top, bottom), span in zip(sampling.edges, spans, strict=True)
+    ]
+    wait(blends)  # a strip that fails is reported once no other is still writing into out
+    for blend in blends:
+        blend.result()
+    return out
 
 
 def project_material(

@@ -27,7 +27,7 @@ from renderkit.errors import abort, bad_request
 from renderkit.material_maps import material_map_images
 from renderkit.triton import INTRINSIC, TritonError, TritonModels, to_pixel_values
 from services.common.stage import StageSettings, model_stage_edge, points
-from services.projection.composite import Sampling, begin_composite
+from services.projection.composite import Sampling, composite
 from services.projection.layouts import Layout
 from services.projection.shading import Shading, from_model
 
@@ -113,16 +113,12 @@ def _render(
             shading = from_model(model_shading, mask)
         except ValueError as exc:  # the model's fault, not the request's: the classical light instead
             log.warning("the intrinsic model's shading is unusable (%s); using the classical estimate", exc)
-    # The composite is written over the decoded photo: no second full-size image. Its encode
-    # begins while its strips are still being blended, each band of rows once they are final.
+    # The composite is written over the decoded photo: no second full-size image.
     used: list[Shading] = []
-    blending = begin_composite(photo, inputs.sampling, out=photo, shading=shading, on_shading=used.append)
-    del mask  # the encoders and the maps need only the result and the swatch
-    try:
-        images = imaging.encode_renditions(photo, request.output, blending.rows)
-    finally:
-        blending.image()  # no strip still writing when this returns, whatever happened
-    del photo, blending
+    result = composite(photo, inputs.sampling, out=photo, shading=shading, on_shading=used.append)
+    del photo, mask  # the encoders and the maps need only the result and the swatch
+    images = imaging.encode_renditions(result, request.output)
+    del result
     if request.material_maps:
         images += material_map_images(swatch)
     return images, inputs.transparent, used[0].method if used else ""

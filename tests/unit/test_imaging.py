@@ -13,8 +13,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from render.imaging.v1 import imaging_pb2
-from renderkit import imaging, jpeg_bands
-from tests.unfinished import Unfinished
+from renderkit import imaging
 
 
 def jpeg(width: int, height: int) -> bytes:
@@ -63,28 +62,6 @@ def test_renditions_are_encoded_at_their_sizes(fmt: imaging_pb2.Format, content_
     assert decoded.shape == (307, 512, 3)
     if fmt == imaging_pb2.FORMAT_PNG:
         np.testing.assert_array_equal(imaging.decode_bgr(full.data), image)
-
-
-@pytest.mark.parametrize("fmt", [imaging_pb2.FORMAT_JPEG, imaging_pb2.FORMAT_PNG])
-@pytest.mark.parametrize("max_side", [0, 512])  # the image's own size, and resized from it
-def test_renditions_of_an_image_still_being_made_wait_for_the_rows_they_read(
-    fmt: imaging_pb2.Format, max_side: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(jpeg_bands, "_WORKERS", 2)  # bands, as on a machine of two cores or more
-    rng = np.random.default_rng(1)
-    final = cv2.resize(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8), (1200, 800), interpolation=cv2.INTER_CUBIC)
-    spec = imaging_pb2.OutputSpec(format=fmt, renditions=[imaging_pb2.Rendition(name="r", max_side=max_side)])
-    made = Unfinished(final)
-    assert imaging.encode_renditions(made.image, spec, made.rows) == imaging.encode_renditions(final, spec)
-    banded = fmt == imaging_pb2.FORMAT_JPEG or max_side > 0  # the banded encoder, or the shrink by bands
-    assert (len(made.asked) > 1) == banded  # else the whole image at once, before it is read
-
-
-@pytest.mark.parametrize("width, height", [(1200, 800), (1201, 800), (1200, 801), (999, 1337), (700, 520)])
-def test_an_image_shrunk_band_by_band_as_it_is_made_is_the_image_shrunk_whole(width: int, height: int) -> None:
-    final = np.random.default_rng(2).integers(0, 255, (height, width, 3), dtype=np.uint8)
-    made = Unfinished(final)
-    np.testing.assert_array_equal(imaging._fit_as_made(made.image, 300, made.rows), imaging.fit_within(final, 300))
 
 
 def test_mask_alpha_is_used_when_colour_is_flat() -> None:

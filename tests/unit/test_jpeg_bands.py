@@ -11,7 +11,6 @@ from PIL import Image
 
 from render.imaging.v1 import imaging_pb2
 from renderkit import imaging, jpeg_bands
-from tests.unfinished import Unfinished
 
 
 @pytest.fixture(autouse=True)
@@ -111,26 +110,6 @@ def test_bands_that_cannot_be_joined_fall_back_to_one_encode(monkeypatch: pytest
     monkeypatch.setattr(jpeg_bands, "_joined", refuse)
     image = photo(400, 700, seed=3)
     assert jpeg_bands.encode_jpeg(image, 90) == whole(image, 90)
-
-
-@pytest.mark.parametrize("width, height", [(700, 1100), (300, 400)])  # in bands, and in one call
-def test_an_image_still_being_made_is_encoded_as_its_rows_are_final(width: int, height: int) -> None:
-    made = Unfinished(photo(width, height, seed=5))
-    assert jpeg_bands.encode_jpeg(made.image, 90, made.rows) == whole(made.final, 90)
-    covered = np.zeros(height, bool)
-    for top, bottom in made.asked:
-        covered[top:bottom] = True
-    assert covered.all()
-    if height >= 2 * jpeg_bands.BAND_ROWS:
-        assert len(made.asked) == -(-height // jpeg_bands.BAND_ROWS)  # band by band, not all at once
-
-
-def test_an_image_that_fails_to_be_made_fails_its_encode() -> None:
-    def failed(top: int, bottom: int) -> None:
-        raise RuntimeError("a strip failed")
-
-    with pytest.raises(RuntimeError, match="a strip failed"):
-        jpeg_bands.encode_jpeg(photo(300, 700), 90, failed)
 
 
 def test_with_every_worker_busy_the_caller_encodes_every_band_itself(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,6 @@
 
 import math
 import threading
-from typing import Any
 
 import cv2
 import numpy as np
@@ -294,34 +293,3 @@ def test_strips_no_sampler_has_started_are_sampled_by_the_caller_alike(monkeypat
         release.set()
         busy.shutdown()
     np.testing.assert_array_equal(result, expected)
-
-
-def test_a_composite_is_usable_row_by_row_while_its_strips_are_blended(monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.projection import composite
-
-    scene = scenes.room_scene(320, 240)
-    mask = imaging.polygon_mask(scene.quad, 320, 240)
-    swatch = scenes.plank_texture(64)
-    monkeypatch.setattr(composite, "_STRIP_PIXELS", 1000)
-    expected = project_material(scene.photo, swatch, mask, scene.homography, 6, 6)
-    _, y, _, h = cv2.boundingRect(mask)
-    middle = y + h // 2
-    release = threading.Event()
-    blend = composite._blend_strip
-
-    def held_below_the_middle(out: np.ndarray, *args: Any) -> None:
-        top = args[6] + args[7]  # y and top: the strip's first row in the image
-        if top >= middle:
-            assert release.wait(30)
-        blend(out, *args)
-
-    monkeypatch.setattr(composite, "_blend_strip", held_below_the_middle)
-    sampling = composite.Sampling(swatch, mask, scene.homography, 6, 6)
-    blending = composite.begin_composite(scene.photo, sampling)
-    try:
-        blending.rows(0, middle - 40)  # the strips reaching these rows are not held
-        upper = blending._image[: middle - 40]
-        np.testing.assert_array_equal(upper, expected[: middle - 40])
-    finally:
-        release.set()
-    np.testing.assert_array_equal(blending.image(), expected)

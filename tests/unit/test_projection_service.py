@@ -215,9 +215,8 @@ def test_a_strip_that_fails_to_blend_fails_the_request_after_the_others(monkeypa
         blended.append(args[7])  # its top row
 
     monkeypatch.setattr(composite, "_blend_strip", failing)
-    monkeypatch.setattr(composite, "_STRIP_PIXELS", 2000)  # many strips, blended as the encode goes
+    monkeypatch.setattr(composite, "_STRIP_PIXELS", 2000)  # many strips
     request = swap_request(imaging.encode(scenes.plank_texture(64))[0])
-    request.output.format = imaging_pb2.FORMAT_JPEG
     with pytest.raises(RuntimeError, match="out of luck"):
         server._project(request, request.photo, request.swatch, request.mask_png)
     count = len(blended)
