@@ -15,12 +15,12 @@ padding) and decodes to the same pixels.
 
 from __future__ import annotations
 
-import os
 import struct
-from concurrent.futures import ThreadPoolExecutor, wait
 
 import cv2
 import numpy as np
+
+from renderkit.shared_work import WORKERS, SharedWork, helpers
 
 # libjpeg's MCU for three channels with 4:2:0 chroma (OpenCV's default): 16x16 pixels.
 _MCU = 16
@@ -34,9 +34,9 @@ assert BAND_ROWS // _MCU % 8 == 0
 # The widest and tallest JPEG libjpeg writes (OpenCV refuses more in one call; joined bands would
 # not refuse, and not decode).
 _MAX_SIDE = 65500
-_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_WORKERS = WORKERS
 # Bands beside the calling thread's.
-_POOL = ThreadPoolExecutor(max(1, _WORKERS - 1), thread_name_prefix="jpeg-band")
+_POOL = helpers("jpeg-band")
 
 _SOF0, _DRI, _SOS = 0xC0, 0xDD, 0xDA
 _EOI = b"\xff\xd9"
@@ -62,11 +62,7 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:
         ok, buf = cv2.imencode(".jpg", image[top:bottom], params)
         return ok, buf
 
-    futures = [_POOL.submit(band, top, bottom) for top, bottom in edges]
-    here = {i: band(*edges[i]) for i in reversed(range(len(edges))) if futures[i].cancel()}
-    # Not the cancelled: `wait` would hold those until the worker takes them off its queue.
-    wait([future for i, future in enumerate(futures) if i not in here])
-    parts = [here[i] if i in here else futures[i].result() for i in range(len(edges))]
+    parts = SharedWork(_POOL, band, edges).results()
     if not all(ok for ok, _ in parts):
         return None
     try:

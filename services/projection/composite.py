@@ -15,14 +15,13 @@ to sRGB; the soft mask's edge alone is mixed with the photo.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any
 
 import cv2
 import numpy as np
 
+from renderkit.shared_work import WORKERS, SharedWork, helpers
 from services.projection.layouts import Layout
 from services.projection.shading import Shading, estimate_shading
 from services.projection.texture import (
@@ -37,12 +36,11 @@ from services.projection.texture import (
     texel_transform,
 )
 
-_WORKERS = max(1, min(4, os.cpu_count() or 1))
-_POOL = ThreadPoolExecutor(_WORKERS, thread_name_prefix="projection")
+_POOL = ThreadPoolExecutor(WORKERS, thread_name_prefix="projection")
 # The strips are sampled on one thread fewer than that: the calling thread meanwhile decodes the
 # photo and estimates its light, the longest chain of work before the blends, so it should not
 # share its core with a third thread; once the light is known it samples what is left beside them.
-_SAMPLERS = ThreadPoolExecutor(max(1, _WORKERS - 1), thread_name_prefix="projection-sample")
+_SAMPLERS = helpers("projection-sample")
 # Pixels per strip: the ~50 bytes of temporaries a pixel needs stay within the processor's cache
 # (L2 is 1 MB a core here, L3 32 MB), and per-call overheads stay small.
 _STRIP_PIXELS = 1 << 17
@@ -85,7 +83,7 @@ class Sampling:
         self.box: tuple[int, int, int, int] | None = None  # None: an empty mask, nothing to sample
         self.edges: list[tuple[int, int]] = []
         self.sampled = np.empty((0, 0, 3), np.uint16)
-        self.spans: list[Future[tuple[int, int] | None]] = []
+        self._work: SharedWork[tuple[int, int] | None] = SharedWork(_SAMPLERS, _sample_strip, [])
         if w == 0 or h == 0:
             return
         # The feather reaches a few pixels beyond the mask.
@@ -98,29 +96,25 @@ class Sampling:
         self.edges = [(top, min(h, top + rows)) for top in range(0, h, rows)]
         # The sampled colour waits here (linear light, uint16: 6 bytes a pixel) for the light.
         self.sampled = np.empty((h, w, 3), np.uint16)
-        self._strips = [
-            (self.sampled, mask, atlas_made, self.T, layout, x, y, top, bottom) for top, bottom in self.edges
-        ]
-        self.spans = [_SAMPLERS.submit(_sample_strip, *strip) for strip in self._strips]
+        self._work = SharedWork(
+            _SAMPLERS,
+            _sample_strip,
+            [(self.sampled, mask, atlas_made, self.T, layout, x, y, top, bottom) for top, bottom in self.edges],
+        )
+
+    @property
+    def spans(self) -> list[Future[tuple[int, int] | None]]:
+        """The strips' calls on the samplers."""
+        return self._work.futures
 
     def finish(self) -> list[tuple[int, int] | None]:
         """Each strip's columns (see _sample_strip), once all are sampled: the strips no sampler
         has started are sampled here, from the last (the samplers take them from the first)."""
-        here = {i: _sample_strip(*self._strips[i]) for i in reversed(range(len(self.spans))) if self.spans[i].cancel()}
-        _wait_started(self.spans)
-        return [here[i] if i in here else span.result() for i, span in enumerate(self.spans)]
+        return self._work.results()
 
     def cancel(self) -> None:
         """Drops the sampling: strips not started are cancelled, running ones finish first."""
-        for span in self.spans:
-            span.cancel()
-        _wait_started(self.spans)
-
-
-def _wait_started(futures: Sequence[Future[Any]]) -> None:
-    """Waits for the futures that were not cancelled. (`wait` would also wait for the cancelled
-    ones until a worker takes them off the queue, behind whatever it is doing.)"""
-    wait([future for future in futures if not future.cancelled()])
+        self._work.cancel()
 
 
 def composite(
