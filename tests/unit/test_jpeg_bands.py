@@ -126,3 +126,13 @@ def test_with_every_worker_busy_the_caller_encodes_every_band_itself(monkeypatch
         watchdog.cancel()
         release.set()
         busy.shutdown()
+
+
+def test_the_benchmark_part_reports_each_size(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.projection import jpeg_part
+
+    jpeg_part(1)
+    lines = capsys.readouterr().out.splitlines()
+    for size in ("3840x2160", "4032x3024", "6000x4000"):
+        (line,) = [line for line in lines if line.strip().startswith(size)]
+        assert "of the wall time" in line and "of the CPU" in line
