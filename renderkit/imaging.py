@@ -701,11 +701,14 @@ def encode_renditions(image: np.ndarray, spec: imaging_pb2.OutputSpec) -> list[i
     return [first] + [other.result() for other in others]
 
 
-def srgb_to_linear(image: np.ndarray) -> np.ndarray:
-    """uint8 sRGB to float32 linear light in [0, 1] (through a 256-entry table)."""
+def srgb_to_linear(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 sRGB to float32 linear light in [0, 1] (through a 256-entry table), into `out` when
+    given (an array of the image's shape)."""
     if image.ndim == 3 and image.shape[2] <= 4:
-        return cv2.LUT(image, _SRGB_TO_LINEAR)  # several times faster than numpy indexing
-    return _SRGB_TO_LINEAR[image]
+        return cv2.LUT(image, _SRGB_TO_LINEAR, dst=out)  # several times faster than numpy indexing
+    if out is None:
+        return _SRGB_TO_LINEAR[image]
+    return np.take(_SRGB_TO_LINEAR, image, out=out)
 
 
 def linear_to_srgb(linear: np.ndarray) -> np.ndarray:

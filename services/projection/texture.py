@@ -20,12 +20,16 @@ swatch (tiling, staggered rows, herringbone) and placed in the level's part of t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import cv2
 import numpy as np
 
 from renderkit.imaging import srgb_to_linear
+from renderkit.shared_work import SharedWork
 from services.projection.layouts import Layout, herringbone_texels
 
 STRAIGHT = Layout()
@@ -47,6 +51,8 @@ LOD_STEP = 4
 # Probes along the footprint's major axis: each covers 1/PROBES of it, so the mip level can be
 # that much finer (sharp receding surfaces) without aliasing along the major axis.
 PROBES = 2
+# The finest octave's blends are made in this many bands of rows, shared among the threads.
+_ATLAS_BANDS = 8
 
 
 @dataclass(frozen=True)
@@ -75,63 +81,107 @@ class MipAtlas:
         return (self.levels - 1) / self.fractions
 
 
-def build_mip_atlas(swatch_bgr: np.ndarray, fractions: int = FRACTIONS, finest: int = 0) -> MipAtlas:
+def build_mip_atlas(
+    swatch_bgr: np.ndarray, fractions: int = FRACTIONS, finest: int = 0, pool: ThreadPoolExecutor | None = None
+) -> MipAtlas:
     """Builds the atlas of a uint8 BGR swatch, from mip level `finest` on (a surface whose every
     pixel covers several texels never needs the swatch's full resolution; finer blends are
-    looked up in the finest one built)."""
+    looked up in the finest one built). With a pool, its threads share the work with this one."""
     sizes = [(swatch_bgr.shape[1], swatch_bgr.shape[0])]
     while min(sizes[-1]) > 1:
         w, h = sizes[-1]
         sizes.append((max(1, (w + 1) // 2), max(1, (h + 1) // 2)))
     finest = min(max(0, finest), len(sizes) - 1)
+    coarsest = len(sizes) - 1
     first = finest * fractions
-    blends = [sizes[j // fractions] for j in range((len(sizes) - 1) * fractions + 1)]
-    # Every blend's place first, so each is written into the atlas as it is made: two levels in
-    # float are all that is held besides the atlas.
+    blends = [sizes[j // fractions] for j in range(coarsest * fractions + 1)]
+    # Every blend's place first, so each level and blend is made in its place: besides the atlas,
+    # only the enlargements of the next levels are held in float.
     places, atlas_w, atlas_h = _pack([(w + 2 * _PAD, h + 2 * _PAD) for w, h in blends[first:]])
     places = [places[0]] * first + places
     atlas = np.empty((atlas_h, atlas_w, 3), np.float32)
-    level = srgb_to_linear(swatch_bgr)
-    for k in range(finest):  # halved as many times as in a whole atlas: the same texels
-        level = cv2.resize(level, sizes[k + 1], interpolation=cv2.INTER_AREA)
-    for k in range(finest, len(sizes)):
-        _put(atlas, places[k * fractions], level)
-        if k + 1 == len(sizes):
-            break
-        coarser = cv2.resize(level, sizes[k + 1], interpolation=cv2.INTER_AREA)
+
+    def inner(j: int) -> np.ndarray:
+        (x, y), (w, h) = places[j], blends[j]
+        return atlas[y + _PAD : y + _PAD + h, x + _PAD : x + _PAD + w]
+
+    # Each octave's level: the finest from the swatch (in bands of rows, so that the first touch of
+    # the atlas's pages, the kernel's work and a third of the build for a large swatch, is shared
+    # too), each coarser one from the one before it.
+    if finest == 0:
+        _share(pool, [partial(srgb_to_linear, swatch_bgr[rows], inner(0)[rows]) for rows in _bands(sizes[0][1])])
+    else:
+        level = srgb_to_linear(swatch_bgr)
+        for k in range(finest):  # halved as many times as in a whole atlas: the same texels
+            level = cv2.resize(level, sizes[k + 1], interpolation=cv2.INTER_AREA)
+        np.copyto(inner(first), level)
+        del level
+    for k in range(finest + 1, coarsest + 1):
+        cv2.resize(inner((k - 1) * fractions), sizes[k], dst=inner(k * fractions), interpolation=cv2.INTER_AREA)
+
+    def enlarged(k: int) -> np.ndarray:
         # The next level enlarged to this one's texels: a bilinear lookup in a blend of the two is
         # then nearly the trilinear blend of a lookup in each (bicubic: a bilinear enlargement
         # blurs the coarser level once more, 0.2 dB less on the quality scenes).
-        enlarged = cv2.resize(coarser, sizes[k], interpolation=cv2.INTER_CUBIC)
+        return cv2.resize(inner((k + 1) * fractions), sizes[k], interpolation=cv2.INTER_CUBIC)
+
+    def blend(k: int, i: int, coarser: np.ndarray, rows: slice = slice(None)) -> None:
+        t = i / fractions
+        out = inner(k * fractions + i)[rows]
+        cv2.addWeighted(inner(k * fractions)[rows], 1.0 - t, coarser[rows], t, 0.0, dst=out)
+        cv2.threshold(out, 0.0, 0.0, cv2.THRESH_TOZERO, dst=out)  # bicubic enlargement overshoots below black
+
+    def octave(k: int) -> None:
+        coarser = enlarged(k)
         for i in range(1, fractions):
-            t = i / fractions
-            _put(atlas, places[k * fractions + i], level, enlarged, t)
-        del enlarged
-        level = coarser
+            blend(k, i, coarser)
+
+    # The finest octave is three quarters of the work: its enlargement is made beside the coarser
+    # octaves, then its blends in bands of rows.
+    if finest < coarsest:
+        finest_enlarged: list[np.ndarray] = []
+        coarser_octaves = [partial(octave, k) for k in range(finest + 1, coarsest)]
+        _share(pool, [lambda: finest_enlarged.append(enlarged(finest)), *coarser_octaves])
+        coarser = finest_enlarged.pop()
+        rows = _bands(sizes[finest][1])
+        _share(pool, [partial(blend, finest, i, coarser, band) for i in range(1, fractions) for band in rows])
+        del coarser
+    for j in range(first, len(blends)):
+        _wrap_border(atlas, places[j], blends[j])
     size = np.array(blends[first : first + 1] * first + blends[first:], np.float32)
     # Texel i of a level covers [i, i + 1) of its width; cv2.remap puts pixel centres at integers.
     origin = np.array(places, np.float32) + np.float32(_PAD - 0.5)
     return MipAtlas(atlas, sizes[0][0], sizes[0][1], size, origin, fractions)
 
 
-def _put(
-    atlas: np.ndarray, place: tuple[int, int], level: np.ndarray, enlarged: np.ndarray | None = None, t: float = 0.0
-) -> None:
-    """Writes a level (blended with the enlarged next one by t) at place, inside a wrapped border:
-    bilinear lookups at the swatch's edges reach the opposite edge."""
-    x, y = place
-    h, w = level.shape[:2]
-    inner = atlas[y + _PAD : y + _PAD + h, x + _PAD : x + _PAD + w]
-    if enlarged is None:
-        np.copyto(inner, level)
+def _bands(height: int) -> list[slice]:
+    """_ATLAS_BANDS bands of rows (fewer for a short level) covering height rows."""
+    step = max(1, -(-height // _ATLAS_BANDS))
+    return [slice(top, top + step) for top in range(0, height, step)]
+
+
+def _share(pool: ThreadPoolExecutor | None, parts: Sequence[Callable[[], object]]) -> None:
+    """Runs the parts on the pool and this thread together (here alone without a pool)."""
+    if pool is None:
+        for part in parts:
+            part()
     else:
-        cv2.addWeighted(level, 1.0 - t, enlarged, t, 0.0, dst=inner)
-        np.maximum(inner, 0.0, out=inner)  # bicubic enlargement overshoots below black
-    # Indices into the level of each row and column of the bordered block (levels of one texel
-    # wrap onto themselves).
+        SharedWork(pool, _call, [(part,) for part in parts]).results()
+
+
+def _call(part: Callable[[], object]) -> None:
+    part()
+
+
+def _wrap_border(atlas: np.ndarray, place: tuple[int, int], size: tuple[int, int]) -> None:
+    """Fills the border around the blend at place from its opposite edges: bilinear lookups at the
+    swatch's edges reach the opposite edge (levels of one texel wrap onto themselves)."""
+    x, y = place
+    w, h = size
     rows = np.arange(-_PAD, h + _PAD) % h
     cols = np.arange(-_PAD, w + _PAD) % w
     block = atlas[y : y + h + 2 * _PAD, x : x + w + 2 * _PAD]
+    inner = block[_PAD : _PAD + h, _PAD : _PAD + w]
     for edge in (slice(0, _PAD), slice(h + _PAD, h + 2 * _PAD)):
         block[edge, _PAD : _PAD + w] = inner[rows[edge]]
     for edge in (slice(0, _PAD), slice(w + _PAD, w + 2 * _PAD)):

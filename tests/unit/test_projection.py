@@ -130,6 +130,36 @@ def test_an_atlas_without_the_levels_a_surface_never_uses_samples_it_the_same() 
     )
 
 
+@pytest.mark.parametrize(("shape", "finest"), [((256, 256), 0), ((37, 91), 0), ((300, 7), 0), ((256, 192), 2)])
+@pytest.mark.parametrize("shared", [False, True])
+def test_every_blend_of_the_atlas_is_its_levels_mix_inside_a_wrapped_border(
+    shape: tuple[int, int], finest: int, shared: bool
+) -> None:
+    """Made alone or with a pool's threads (in parts: bands of rows of the finest octave), each
+    blend is its level mixed with the next level enlarged, made here one blend at a time, and
+    its border repeats its opposite edges."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    swatch = np.random.default_rng(5).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    with ThreadPoolExecutor(2) as pool:
+        atlas = build_mip_atlas(swatch, finest=finest, pool=pool if shared else None)
+    levels = [imaging.srgb_to_linear(swatch)]
+    while min(levels[-1].shape[:2]) > 1:
+        h, w = levels[-1].shape[:2]
+        levels.append(cv2.resize(levels[-1], (max(1, (w + 1) // 2), max(1, (h + 1) // 2)), interpolation=cv2.INTER_AREA))
+    for j in range(finest * atlas.fractions, atlas.levels):
+        k, t = divmod(j, atlas.fractions)
+        expected = levels[k]
+        if t:
+            enlarged = cv2.resize(levels[k + 1], levels[k].shape[1::-1], interpolation=cv2.INTER_CUBIC)
+            expected = np.maximum(cv2.addWeighted(levels[k], 1 - t / atlas.fractions, enlarged, t / atlas.fractions, 0), 0)
+        x, y = (atlas.origin[j] + 0.5).astype(int)  # the blend's first texel
+        h, w = expected.shape[:2]
+        np.testing.assert_array_equal(atlas.atlas[y : y + h, x : x + w], expected)
+        rows, cols = np.arange(-2, h + 2) % h, np.arange(-2, w + 2) % w
+        np.testing.assert_array_equal(atlas.atlas[y - 2 : y + h + 2, x - 2 : x + w + 2], expected[rows][:, cols])
+
+
 def test_straight_tiling_at_one_texel_a_pixel_repeats_the_swatch_exactly() -> None:
     """Seen head-on with texel centres on pixel centres, every pixel is its texel, across the
     swatch's edges too (the wrap)."""
