@@ -66,24 +66,26 @@ class _Inputs:
 
 
 def _decode_inputs(request: pb.ProjectRequest, photo_data: bytes, swatch_data: bytes, mask_data: bytes) -> _Inputs:
-    """Decodes the swatch, then (beside the photo's decode) the mask, or draws the outline, and
-    starts sampling the material from them: sampling needs no photo, so the photo's decode (and the
-    intrinsic model, where one is deployed) overlap it. Names the field that fails."""
+    """Decodes the swatch and the mask, or draws the outline, and starts sampling the material
+    from them, all beside the photo's decode: sampling needs no photo, so the photo's decode (and
+    the intrinsic model, where one is deployed) overlap it. Names the field that fails (the photo
+    first when several do)."""
     H = homography.from_list(list(request.homography.m))
     layout = Layout(row_offset=request.row_offset, herringbone=request.herringbone)
-    # The grout fills the swatch's transparent parts before anything samples it, so the tiles,
-    # their maps and their mip levels all see the same colour there.
-    swatch, transparent = _decoded("swatch", lambda: imaging.decode_swatch(swatch_data, request.grout_color))
     # Without a mask, the outline at the photo's size as decoded (EXIF orientation applied: the
     # probe's size).
     size = None if mask_data else _decoded("photo", lambda: imaging.probe(photo_data))
 
-    def begin() -> tuple[np.ndarray, Sampling]:
+    def begin() -> tuple[np.ndarray, float, np.ndarray, Sampling]:
+        # The grout fills the swatch's transparent parts before anything samples it, so the tiles,
+        # their maps and their mip levels all see the same colour there.
+        swatch, transparent = _decoded("swatch", lambda: imaging.decode_swatch(swatch_data, request.grout_color))
         if size is None:
             mask = _decoded("mask_png", lambda: imaging.decode_gray(mask_data))
         else:
             mask = imaging.polygon_mask(points(request.outline), size.width, size.height)
-        return mask, Sampling(swatch, mask, H, request.repeats_u, request.repeats_v, request.rotation_degrees, layout)
+        sampling = Sampling(swatch, mask, H, request.repeats_u, request.repeats_v, request.rotation_degrees, layout)
+        return swatch, transparent, mask, sampling
 
     begun = _DECODER.submit(begin)
     try:
@@ -91,9 +93,9 @@ def _decode_inputs(request: pb.ProjectRequest, photo_data: bytes, swatch_data: b
     except BaseException:  # a photo that cannot be decoded is the error to report
         wait([begun])
         if begun.exception() is None:
-            begun.result()[1].cancel()
+            begun.result()[3].cancel()
         raise
-    mask, sampling = begun.result()
+    swatch, transparent, mask, sampling = begun.result()
     if mask.shape != photo.shape[:2]:
         sampling.cancel()
         raise ValueError("mask_png: must be the size of the photo")

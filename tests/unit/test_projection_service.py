@@ -4,6 +4,7 @@ surface as a mask or an outline."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -189,15 +190,45 @@ def test_sampling_started_before_a_photo_that_fails_to_decode_is_dropped(monkeyp
             super().cancel()
 
     monkeypatch.setattr(server, "Sampling", Recorded)
-    corrupt = bytearray(cv2.imencode(".png", SCENE.photo)[1].tobytes())
-    start = corrupt.index(b"IDAT") + 104
-    corrupt[start : start + 200] = bytes(range(200))  # its header (the size) reads; its pixels do not decode
     request = swap_request(imaging.encode(scenes.plank_texture(64))[0], mask_png=b"", outline=outline_of(SCENE.quad))
-    request.photo = bytes(corrupt)
+    request.photo = corrupt_png(SCENE.photo)
     with pytest.raises(ValueError, match=r"^photo: "):
         server._project(request, request.photo, request.swatch, request.mask_png)
     assert len(started) == 1 and cancelled == started  # sampling had begun beside the decode
     assert all(span.done() for span in started[0].spans)
+
+
+def corrupt_png(image: np.ndarray) -> bytes:
+    """A PNG whose header (the size) reads and whose pixels do not decode."""
+    data = bytearray(cv2.imencode(".png", image)[1].tobytes())
+    start = data.index(b"IDAT") + 104
+    data[start : start + 200] = bytes(range(200))
+    return bytes(data)
+
+
+def test_the_swatch_is_decoded_beside_the_photo_and_named_when_it_alone_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: dict[str, str] = {}
+    decode_bgr, decode_swatch = imaging.decode_bgr, imaging.decode_swatch
+
+    def photo(*args: Any, **kwargs: Any) -> np.ndarray:
+        threads["photo"] = threading.current_thread().name
+        return decode_bgr(*args, **kwargs)
+
+    def swatch(*args: Any, **kwargs: Any) -> tuple[np.ndarray, float]:
+        threads["swatch"] = threading.current_thread().name
+        return decode_swatch(*args, **kwargs)
+
+    monkeypatch.setattr(imaging, "decode_bgr", photo)
+    monkeypatch.setattr(imaging, "decode_swatch", swatch)
+    request = swap_request(imaging.encode(scenes.plank_texture(64))[0])
+    server._project(request, request.photo, request.swatch, request.mask_png)
+    assert threads["photo"] != threads["swatch"]
+    request.swatch = corrupt_png(scenes.plank_texture(64))
+    with pytest.raises(ValueError, match=r"^swatch: "):
+        server._project(request, request.photo, request.swatch, request.mask_png)
+    request.photo = corrupt_png(SCENE.photo)  # both fail: the photo is the one reported
+    with pytest.raises(ValueError, match=r"^photo: "):
+        server._project(request, request.photo, request.swatch, request.mask_png)
 
 
 def test_a_strip_that_fails_to_blend_fails_the_request_after_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
