@@ -60,11 +60,11 @@ def in_process(photo: bytes, swatch: bytes, quad: list[tuple[float, float]], sto
 
 
 def through_stack(
-    client: RenderClient, photo: bytes, swatch: bytes, quad: list[tuple[float, float]]
+    client: RenderClient, photo: bytes, swatch: bytes, quad: list[tuple[float, float]], repeats: float | None = None
 ) -> tuple[float, list[float]]:
     """Submit-to-done seconds, and the seconds of each step from the job's event times."""
     start = time.perf_counter()
-    job = client.submit(material_swap_request(photo, swatch, quad=quad)).job
+    job = client.submit(material_swap_request(photo, swatch, quad=quad, repeats=repeats)).job
     events = list(client.watch(job.id))
     elapsed = time.perf_counter() - start
     if events[-1].state != pb.JOB_STATE_SUCCEEDED:

@@ -4,8 +4,10 @@ outputs' JPEG encode in bands against one call.
 Three parts, each printing ratios measured in the same run (timings on these shared 2-core machines
 vary run to run; ratios much less):
 
-- **floor** (3840x2160): the least a swap could cost, measured beside the real thing and
-  interleaved with it, RUNS times each (medians): OpenCV decode of the photo's JPEG,
+- **floor** (3840x2160, FLOOR_SCENES: the issue's room floor with a 512 px swatch 24 times over,
+  and scenes harder on the sampler: a floor near the camera covering most of the photo with a
+  1024 and a 2048 px swatch, a wall seen nearly head-on): the least a swap could cost, measured
+  beside the real thing and interleaved with it, RUNS times each (medians): OpenCV decode of the photo's JPEG,
   cv2.warpPerspective of the swatch onto the surface's quad (bilinear, the photo's size), one
   per-pixel multiply of the result by the photo (cv2.multiply, scale 1/255: the new albedo times
   the old light) and a JPEG encode (q90). Against it: the projection stage's work called in this
@@ -43,6 +45,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,7 @@ from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as pb
 from render_client.client import RenderClient
 from renderkit import budget, heap, homography, imaging, jpeg_bands
+from renderkit.scale import tiling_from_repeats
 from services.common.stage import RETAINED_BYTES, STAGE_OPENCV_THREADS, opencv_threads, single_threaded_blas
 from services.depth.server import quad_plane
 from services.projection import server
@@ -71,20 +75,55 @@ OUTPUT = imaging_pb2.OutputSpec(
 REPEATS = 24.0
 
 
+@dataclass(frozen=True)
+class FloorScene:
+    """A 4K swap for the floor part: the surface's quad in the 3840x2160 photo (None: the e2e
+    benchmark's room floor), a plank swatch of this many pixels a side, repeated this many times
+    along the surface's longer side (as the gateway reads `repeats`)."""
+
+    name: str
+    quad: tuple[tuple[float, float], ...] | None
+    swatch_px: int
+    repeats: float
+
+
+# The issue's scene minifies the swatch 5-18 times (coarse mip levels, a 20 MB atlas) over 35 % of
+# the photo; a swatch of a real product's resolution nearer the camera is looked up 1-9 texels a
+# pixel over 70-80 % of it, from an atlas of 77 MB (1024 px) or 305 MB (2048 px).
+NEAR_FLOOR = ((700.0, 500.0), (3140.0, 500.0), (5400.0, 2160.0), (-1560.0, 2160.0))
+FLOOR_SCENES = (
+    FloorScene("room floor, 512 px swatch x 24 (the issue's)", None, 512, REPEATS),
+    FloorScene("near floor, 1024 px swatch x 6.7", NEAR_FLOOR, 1024, 6.7),
+    FloorScene("near floor, 2048 px swatch x 6.7", NEAR_FLOOR, 2048, 6.7),
+    FloorScene(
+        "wall nearly head-on, 1024 px swatch x 5", ((400, 200), (3440, 300), (3440, 1860), (400, 1960)), 1024, 5.0
+    ),
+)
+
+
 def project_request(
-    photo: bytes, swatch: bytes, H: np.ndarray, aspect: float, *, mask: bytes = b"", outline: np.ndarray | None = None
+    photo: bytes,
+    swatch: bytes,
+    H: np.ndarray,
+    aspect: float,
+    *,
+    mask: bytes = b"",
+    outline: np.ndarray | None = None,
+    repeats: float = REPEATS,
 ) -> pb.ProjectRequest:
     """The request the gateway sends the projection stage for a swap of this photo: the surface as
     a mask, or as the quad's outline (a quad alone, as the floor part's swap gives it)."""
     corners = [] if outline is None else [imaging_pb2.Point(x=float(x), y=float(y)) for x, y in outline]
+    info = imaging.probe(swatch)
+    tiling = tiling_from_repeats(repeats, aspect, info.width / info.height)
     return pb.ProjectRequest(
         photo=photo,
         swatch=swatch,
         mask_png=mask,
         outline=corners,
         homography=imaging_pb2.Homography(m=homography.to_list(H)),
-        repeats_u=REPEATS,
-        repeats_v=REPEATS / aspect,
+        repeats_u=tiling.repeats_u,
+        repeats_v=tiling.repeats_v,
         output=OUTPUT,
     )
 
@@ -125,34 +164,54 @@ def stack_cpu_seconds(stack: Stack) -> float:
 
 
 def floor_part(runs: int) -> None:
-    photo, swatch, quad = sample(3840, 2160)
-    points = np.array(quad, np.float64)
-    plane = quad_plane(points, 3840, 2160)
-    H = np.array(plane.homography.m).reshape(3, 3)
-    request = project_request(photo, swatch, H, plane.aspect_ratio, outline=points)
-    texture = imaging.decode_bgr(swatch)
+    photo, room_swatch, room_quad = sample(3840, 2160)
     with tempfile.TemporaryDirectory(prefix="render-bench-") as tmp:
         stack = Stack(
             data_dir=Path(tmp) / "stack", ports=Ports.free(), with_triton=False, env={"GEOMETRY_CACHE_SECONDS": "0"}
         )
         with stack, RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
+            ratios = [floor_scene(client, stack, photo, room_swatch, room_quad, scene, runs) for scene in FLOOR_SCENES]
+    print("\n  end to end / floor (wall), medians by scene:")
+    for scene, ratio in zip(FLOOR_SCENES, ratios, strict=True):
+        print(f"    {scene.name:<60} {ratio:5.2f}")
 
-            def whole_swap() -> Timing:
-                cpu = stack_cpu_seconds(stack)
-                wall = through_stack(client, photo, swatch, quad)[0]
-                return wall, stack_cpu_seconds(stack) - cpu
 
-            floor(photo, texture, points)  # warm-up
-            in_process(request)
-            whole_swap()
-            floors, locals_, stacked = [], [], []
-            for _ in range(runs):
-                # Interleaved, so a noisy neighbour hits every side alike.
-                floors.append(floor(photo, texture, points))
-                locals_.append(in_process(request))
-                stacked.append(whole_swap())
+def floor_scene(
+    client: RenderClient,
+    stack: Stack,
+    photo: bytes,
+    room_swatch: bytes,
+    room_quad: list[tuple[float, float]],
+    scene: FloorScene,
+    runs: int,
+) -> float:
+    """Prints the scene's floor, stage and end-to-end timings; returns the end-to-end ratio to the
+    floor (wall, medians)."""
+    quad = room_quad if scene.quad is None else list(scene.quad)
+    swatch = room_swatch if scene.quad is None else imaging.encode(scenes.plank_texture(scene.swatch_px), quality=95)[0]
+    points = np.array(quad, np.float64)
+    plane = quad_plane(points, 3840, 2160)
+    H = np.array(plane.homography.m).reshape(3, 3)
+    request = project_request(photo, swatch, H, plane.aspect_ratio, outline=points, repeats=scene.repeats)
+    texture = imaging.decode_bgr(swatch)
+
+    def whole_swap() -> Timing:
+        cpu = stack_cpu_seconds(stack)
+        wall = through_stack(client, photo, swatch, quad, repeats=scene.repeats)[0]
+        return wall, stack_cpu_seconds(stack) - cpu
+
+    floor(photo, texture, points)  # warm-up
+    in_process(request)
+    whole_swap()
+    floors, locals_, stacked = [], [], []
+    for _ in range(runs):
+        # Interleaved, so a noisy neighbour hits every side alike.
+        floors.append(floor(photo, texture, points))
+        locals_.append(in_process(request))
+        stacked.append(whole_swap())
     base_wall, base_cpu = (statistics.median(t[i] for t in floors) * 1000 for i in (0, 1))
-    print(f"3840x2160, medians of {runs} interleaved runs{'wall':>27} {'x floor':>8} {'CPU':>9} {'x floor':>8}")
+    print(f"\n3840x2160, {scene.name}, medians of {runs} interleaved runs")
+    print(f"  {'':<60} {'wall':>9} {'x floor':>8} {'CPU':>9} {'x floor':>8}")
     for name, timings in (
         ("compute floor (decode, warpPerspective, multiply, encode)", floors),
         ("projection stage in this process (_project)", locals_),
@@ -162,6 +221,7 @@ def floor_part(runs: int) -> None:
         print(f"  {name:<60} {wall:6.0f} ms {wall / base_wall:8.2f} {cpu:6.0f} ms {cpu / base_cpu:8.2f}")
     per_run = sorted(s[0] / f[0] for s, f in zip(stacked, floors, strict=True))
     print(f"  end to end / floor (wall), run by run: {per_run[0]:.2f}-{per_run[-1]:.2f}", flush=True)
+    return statistics.median(s[0] for s in stacked) / statistics.median(f[0] for f in floors)
 
 
 def full_surface_inputs(megapixels: float, directory: Path) -> int:
