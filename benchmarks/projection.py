@@ -89,7 +89,7 @@ class FloorScene:
 
 # The scene minifies the swatch 5-18 times (coarse mip levels, a 20 MB atlas) over 35 % of
 # the photo; a swatch of a real product's resolution nearer the camera is looked up 1-9 texels a
-# pixel over 70-80 % of it, from an atlas of 77 MB (1024 px) or 305 MB (2048 px).
+# pixel over 61-73 % of it, from an atlas of 77 MB (1024 px) or 305 MB (2048 px).
 NEAR_FLOOR = ((700.0, 500.0), (3140.0, 500.0), (5400.0, 2160.0), (-1560.0, 2160.0))
 FLOOR_SCENES = (
     FloorScene("room floor, 512 px swatch x 24 (the issue's)", None, 512, REPEATS),
