@@ -6,7 +6,8 @@ vary run to run; ratios much less):
 
 - **floor** (3840x2160, FLOOR_SCENES: the issue's room floor with a 512 px swatch 24 times over,
   and scenes harder on the sampler: a floor near the camera covering most of the photo with a
-  1024 and a 2048 px swatch, a wall seen nearly head-on): the least a swap could cost, measured
+  1024 and a 2048 px swatch, a wall seen nearly head-on with a 1024 px swatch and with a 512 px
+  one it magnifies): the least a swap could cost, measured
   beside the real thing and interleaved with it, RUNS times each (medians): OpenCV decode of the photo's JPEG,
   cv2.warpPerspective of the swatch onto the surface's quad (bilinear, the photo's size), one
   per-pixel multiply of the result by the photo (cv2.multiply, scale 1/255: the new albedo times
@@ -91,13 +92,15 @@ class FloorScene:
 # the photo; a swatch of a real product's resolution nearer the camera is looked up 1-9 texels a
 # pixel over 61-73 % of it, from an atlas of 77 MB (1024 px) or 305 MB (2048 px).
 NEAR_FLOOR = ((700.0, 500.0), (3140.0, 500.0), (5400.0, 2160.0), (-1560.0, 2160.0))
+# A wall over 61 % of the photo, its footprints round within 1.07; a 512 px swatch five times across
+# it is magnified (a texel over more than a pixel) everywhere.
+HEAD_ON_WALL = ((400.0, 200.0), (3440.0, 300.0), (3440.0, 1860.0), (400.0, 1960.0))
 FLOOR_SCENES = (
     FloorScene("room floor, 512 px swatch x 24 (the issue's)", None, 512, REPEATS),
     FloorScene("near floor, 1024 px swatch x 6.7", NEAR_FLOOR, 1024, 6.7),
     FloorScene("near floor, 2048 px swatch x 6.7", NEAR_FLOOR, 2048, 6.7),
-    FloorScene(
-        "wall nearly head-on, 1024 px swatch x 5", ((400, 200), (3440, 300), (3440, 1860), (400, 1960)), 1024, 5.0
-    ),
+    FloorScene("wall nearly head-on, 1024 px swatch x 5", HEAD_ON_WALL, 1024, 5.0),
+    FloorScene("wall nearly head-on, 512 px swatch x 5 (magnified)", HEAD_ON_WALL, 512, 5.0),
 )
 
 

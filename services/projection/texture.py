@@ -315,6 +315,8 @@ def sample_linear(
     # Probes spread over the part of the major axis beyond one texel: none when magnifying.
     length = np.sqrt(major2)
     spread = np.maximum(length - 1.0, 0.0) / np.maximum(length, 1e-6) / probes
+    if not spread.any():
+        probes = 1  # magnified everywhere (a swatch coarser than the photo): the probes coincide
     # One blend for both probes (staggering their roundings measured no better).
     level = np.clip(np.floor(lod * atlas.fractions + 0.5), 0, atlas.levels - 1).astype(np.intp)
     grid = (cols * LOD_STEP, rows * LOD_STEP)

@@ -146,13 +146,17 @@ def test_every_blend_of_the_atlas_is_its_levels_mix_inside_a_wrapped_border(
     levels = [imaging.srgb_to_linear(swatch)]
     while min(levels[-1].shape[:2]) > 1:
         h, w = levels[-1].shape[:2]
-        levels.append(cv2.resize(levels[-1], (max(1, (w + 1) // 2), max(1, (h + 1) // 2)), interpolation=cv2.INTER_AREA))
+        levels.append(
+            cv2.resize(levels[-1], (max(1, (w + 1) // 2), max(1, (h + 1) // 2)), interpolation=cv2.INTER_AREA)
+        )
     for j in range(finest * atlas.fractions, atlas.levels):
         k, t = divmod(j, atlas.fractions)
         expected = levels[k]
         if t:
             enlarged = cv2.resize(levels[k + 1], levels[k].shape[1::-1], interpolation=cv2.INTER_CUBIC)
-            expected = np.maximum(cv2.addWeighted(levels[k], 1 - t / atlas.fractions, enlarged, t / atlas.fractions, 0), 0)
+            expected = np.maximum(
+                cv2.addWeighted(levels[k], 1 - t / atlas.fractions, enlarged, t / atlas.fractions, 0), 0
+            )
         x, y = (atlas.origin[j] + 0.5).astype(int)  # the blend's first texel
         h, w = expected.shape[:2]
         np.testing.assert_array_equal(atlas.atlas[y : y + h, x : x + w], expected)
@@ -194,6 +198,35 @@ def test_brick_layout_staggers_alternate_rows(offset: float) -> None:
         expected = shifted[2:30, 8:184]
         assert np.abs(band.astype(int) - expected).mean() < 3, row
     assert valid.all()
+
+
+def test_where_the_swatch_is_magnified_one_lookup_samples_what_two_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A swatch coarser than the photo (every pixel under a texel) needs no spread along the
+    footprint: its probes coincide, so one lookup a pixel gives the bytes two gave; a footprint
+    longer than a texel anywhere in the rectangle still gets two."""
+    from renderkit.homography import quad_homography
+    from services.projection import texture
+
+    atlas = build_mip_atlas(scenes.plank_texture(64))
+    H = quad_homography(np.array([[40, 30], [600, 20], [630, 460], [10, 470]], float))
+    lookups: list[int] = []
+    remap = cv2.remap
+
+    def counted(*args: object, **kwargs: object) -> np.ndarray:
+        lookups.append(1)
+        return remap(*args, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+    monkeypatch.setattr(cv2, "remap", counted)
+    magnified = texel_transform(H, 2.0, 2.0, 10.0, 64, 64)  # 4-8 pixels a texel
+    colour = texture.sample_linear(atlas, magnified, 0, 0, 640, 480)
+    out = np.empty((480, 640, 3), np.uint16)
+    texture.sample_linear(atlas, magnified, 0, 0, 640, 480, out=out, scale=65535.0)
+    assert len(lookups) == 2  # one a call
+    # What two coinciding probes gave: their running mean, scaled into out.
+    two = cv2.addWeighted(colour, 65535.0 / 2, colour, 65535.0 / 2, 0.0, dtype=cv2.CV_16U)
+    np.testing.assert_array_equal(out, two)
+    texture.sample_linear(atlas, texel_transform(H, 40.0, 40.0, 10.0, 64, 64), 0, 0, 640, 480)
+    assert len(lookups) == 4
 
 
 def test_anisotropic_sampling_keeps_receding_detail() -> None:
