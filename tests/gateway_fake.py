@@ -138,7 +138,8 @@ def serve(fake: FakeGateway, names: Sequence[str] = ("a",)) -> Iterator[dict[str
     servers: dict[str, tuple[grpc.Server, int]] = {}
     try:
         for name in names:
-            server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+            # Not SO_REUSEPORT (on by default): bound to port 0, two test servers could share a port.
+            server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)])
             pb_grpc.add_RenderServiceServicer_to_server(_Servicer(name, fake), server)  # type: ignore[no-untyped-call]
             port = server.add_insecure_port("127.0.0.1:0")
             server.start()

@@ -100,7 +100,7 @@ class OtlpReceiver:
 @contextmanager
 def otlp_receiver() -> Iterator[OtlpReceiver]:
     collector = _Collector()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()

@@ -772,7 +772,7 @@ def health_server(tmp_path: Path) -> Iterator[tuple[int, health.HealthServicer, 
     write_material(server_dir, ca.issue(["segmentation"]))
     write_material(client_dir, ca.issue(["gateway-api"]))
     servicer = health.HealthServicer()
-    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    server = grpc.server(ThreadPoolExecutor(max_workers=2), options=[("grpc.so_reuseport", 0)])
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     port = server.add_secure_port("127.0.0.1:0", server_credentials(TlsFiles.directory(server_dir)))
     server.start()
