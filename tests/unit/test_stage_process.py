@@ -88,7 +88,7 @@ async def work(request, context):
     return b"done"
 
 async def growth(interceptors, settle_s):
-    server = grpc.aio.server(interceptors=interceptors)
+    server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
     handler = grpc.unary_unary_rpc_method_handler(work, same, same)
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("probe.Probe", {"Work": handler})])
     port = server.add_insecure_port("127.0.0.1:0")
