@@ -167,35 +167,43 @@ def stack_cpu_seconds(stack: Stack) -> float:
 
 
 def floor_part(runs: int) -> None:
-    photo, room_swatch, room_quad = sample(3840, 2160)
+    photo, _, room_quad = sample(3840, 2160)
     with tempfile.TemporaryDirectory(prefix="render-bench-") as tmp:
         stack = Stack(
             data_dir=Path(tmp) / "stack", ports=Ports.free(), with_triton=False, env={"GEOMETRY_CACHE_SECONDS": "0"}
         )
         with stack, RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
-            ratios = [floor_scene(client, stack, photo, room_swatch, room_quad, scene, runs) for scene in FLOOR_SCENES]
+            ratios = [floor_scene(client, stack, photo, room_quad, scene, runs) for scene in FLOOR_SCENES]
     print("\n  end to end / floor (wall), medians by scene:")
     for scene, ratio in zip(FLOOR_SCENES, ratios, strict=True):
         print(f"    {scene.name:<60} {ratio:5.2f}")
+
+
+def scene_inputs(
+    scene: FloorScene, photo: bytes, room_quad: list[tuple[float, float]]
+) -> tuple[list[tuple[float, float]], bytes, pb.ProjectRequest]:
+    """The scene's quad, its swatch (JPEG, as the e2e benchmark encodes its own) and the request the
+    gateway sends the projection stage for it."""
+    quad = room_quad if scene.quad is None else list(scene.quad)
+    swatch = imaging.encode(scenes.plank_texture(scene.swatch_px), quality=95)[0]
+    points = np.array(quad, np.float64)
+    plane = quad_plane(points, 3840, 2160)
+    H = np.array(plane.homography.m).reshape(3, 3)
+    return quad, swatch, project_request(photo, swatch, H, plane.aspect_ratio, outline=points, repeats=scene.repeats)
 
 
 def floor_scene(
     client: RenderClient,
     stack: Stack,
     photo: bytes,
-    room_swatch: bytes,
     room_quad: list[tuple[float, float]],
     scene: FloorScene,
     runs: int,
 ) -> float:
     """Prints the scene's floor, stage and end-to-end timings; returns the end-to-end ratio to the
     floor (wall, medians)."""
-    quad = room_quad if scene.quad is None else list(scene.quad)
-    swatch = room_swatch if scene.quad is None else imaging.encode(scenes.plank_texture(scene.swatch_px), quality=95)[0]
+    quad, swatch, request = scene_inputs(scene, photo, room_quad)
     points = np.array(quad, np.float64)
-    plane = quad_plane(points, 3840, 2160)
-    H = np.array(plane.homography.m).reshape(3, 3)
-    request = project_request(photo, swatch, H, plane.aspect_ratio, outline=points, repeats=scene.repeats)
     texture = imaging.decode_bgr(swatch)
 
     def whole_swap() -> Timing:

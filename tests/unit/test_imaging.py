@@ -87,6 +87,17 @@ def test_srgb_linear_round_trip() -> None:
     np.testing.assert_array_equal(imaging.linear_to_srgb(imaging.srgb_to_linear(values)), values)
 
 
+@pytest.mark.parametrize("shape", [(5, 7, 3), (5, 7)])
+def test_srgb_to_linear_writes_into_a_view_when_given_one(shape: tuple[int, ...]) -> None:
+    """As the mip atlas is made: into a part of a larger array, the same values as a new array."""
+    image = np.random.default_rng(2).integers(0, 256, shape, dtype=np.uint8)
+    larger = np.zeros((9, 11, *shape[2:]), np.float32)
+    view = larger[2:7, 3:10]
+    assert imaging.srgb_to_linear(image, view) is not None
+    np.testing.assert_array_equal(view, imaging.srgb_to_linear(image))
+    assert not larger[:2].any() and not larger[:, :3].any()  # nothing outside the view
+
+
 def test_local_storage_writes_atomically_and_deletes_folders(tmp_path: Path) -> None:
     from renderkit.storage import LocalStorage, StorageError
 
