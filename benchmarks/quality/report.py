@@ -131,6 +131,20 @@ def report(results: list[SceneResult], estimates: list[str]) -> None:
                 continue
             cells = " | ".join(f"{m.swaps[e].psnr:.1f} dB / {m.swaps[e].ssim:.3f}" for e in estimates)
             print(f"| {r.spec.name} | {cells} | {g.plane_error_deg:.2f}° | {g.scale_error:+.1%} | {g.iou:.3f} |")
+    extra = [r for r in results if not r.spec.scored]
+    if extra:
+        print("\n### Plain old surfaces (not in the summary)\n")
+        print("| scene | " + " | ".join(f"{n}: shading / quad PSNR" for n in names) + " |")
+        print("|---|" + "---|" * len(estimates))
+        for r in extra:
+            quad_mode = r.modes["quad"]
+            cells = " | ".join(
+                f"{r.shading_db[e]:.2f} / "
+                + (f"{quad_mode.swaps[e].psnr:.2f} dB" if quad_mode.geometry is not None else "failed")
+                for e in estimates
+            )
+            print(f"| {r.spec.name} | {cells} |")
+    results = [r for r in results if r.spec.scored]
     print("\n### Summary\n")
     print(
         "| mode | " + " | ".join(f"{n}: median / worst PSNR" for n in names) + " | median SSIM | median IoU | failed |"

@@ -45,6 +45,9 @@ OLD: dict[str, Callable[[int], Albedo]] = {
     "wood": materials.wood_planks,
     "carpet": lambda seed: materials.Carpet(seed),
     "subway tiles": materials.subway_tiles,
+    # Plain old surfaces: the light's own shape is all there is to keep (not in issue 12's targets).
+    "plain floor": lambda seed: materials.Plain((150, 160, 166), 0.04, seed),
+    "painted wall": lambda seed: materials.Plain((200, 210, 214), 0.03, seed),
 }
 
 
@@ -68,6 +71,7 @@ class Spec:
     camera_x: float = 0.3
     lamp: bool = True
     sun: bool = True
+    scored: bool = True  # counted in the summary against issue 12's targets
 
 
 @dataclass
@@ -366,4 +370,9 @@ SPECS = [
         camera_x=1.5,
     ),
     Spec("facade, old brick, 16:9", "facade", "brick", "gravel", (1600, 900), 30.0, -22, -6, seed=9, camera_x=-1.0),
+    # The first floor's and the wall's views with plain old surfaces: reported beside the others, not
+    # counted in the targets (they would flatter the medians), but hard on an estimate that smooths
+    # the light itself.
+    Spec("floor, plain, 4:3", "floor", "plain floor", "brick", (1024, 768), 26.0, 12, 38, seed=10, scored=False),
+    Spec("wall, painted, 4:3", "wall", "painted wall", "gravel", (1024, 768), 28.0, -48, 6, seed=11, scored=False),
 ]

@@ -12,7 +12,8 @@ carpet's motif). Two estimates:
   pattern's period is found from the autocorrelation and its per-phase median (the periodic
   motif: a carpet's, grout) subtracted; then a bilateral filter two tiles wide but blind to
   steps over ~0.3 (a third brighter) averages the tiles' and blocks' own tones away while the
-  light's hard edges, several times brighter or darker, stay sharp. The result is normalised to
+  light's hard edges, several times brighter or darker, stay sharp (on a plain surface, with no
+  tones to average, the filter is shorter, so it keeps the light's own curves). The result is normalised to
   the surface's typical light (the median over the photo's pixels, objects standing on the
   surface left out) and warped back to the photo.
 - blur: a mask-normalised, outlier-robust blur of the log in the photo's frame (what this stage
@@ -99,6 +100,14 @@ RASTER_SIDE = 512
 # 16-32 cells and 0.25-0.4 on make quality's scenes.
 _SPATIAL = 24.0
 _RANGE = np.float32(0.28)
+# A wide reach also flattens the light's own curves: a lamp's hotspot on a plain floor kept half its
+# height. So where the old surface is plain, the reach is shorter: down to _SPATIAL_PLAIN where the
+# detail the wide filter leaves (its robust deviation, log luminance) is at most _PLAIN_DETAIL,
+# _SPATIAL from _PATTERN_DETAIL up, geometrically between (measured on make quality's scenes with
+# their old surfaces and with plain ones: 0.012-0.036 plain, 0.059-0.097 patterned).
+_SPATIAL_PLAIN = 6.0
+_PLAIN_DETAIL = 0.03
+_PATTERN_DETAIL = 0.055
 # A periodic pattern counts when its autocorrelation at the period is at least this (of 1 at lag 0)
 # and stands this far above the value at half the period (the central lobe's decay is no period).
 _PERIOD_STRENGTH = 0.25
@@ -202,6 +211,9 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     log_l = cv2.medianBlur(log_l, 5)  # joints and grain: thin lines, not steps
     log_l = log_l - _periodic_part(log_l, valid)
     light = _bilateral(log_l, weights, _SPATIAL, _RANGE)
+    reach = _reach(log_l - light, valid)
+    if reach < _SPATIAL:
+        light = _bilateral(log_l, weights, reach, _RANGE)
     # The typical light: the median over the photo's pixels (each cell weighs the pixels it covers),
     # less objects standing on the surface.
     albedo = log_l - _normalised_blur(log_l, weights, 3 * _SPATIAL)
@@ -219,6 +231,17 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
         size = ((width + 1) // 2, (height + 1) // 2)
     warped = cv2.warpPerspective(shading, to_region, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return np.asarray(warped), factor > 1
+
+
+def _reach(detail: np.ndarray, valid: np.ndarray) -> float:
+    """The bilateral filter's reach for a surface, from the detail the widest reach leaves on it
+    (the old material's tones and texture; see _SPATIAL_PLAIN)."""
+    values = detail[valid][::4]  # a quarter is plenty for a robust deviation
+    if values.size == 0:
+        return _SPATIAL
+    deviation = 1.4826 * float(np.median(np.abs(values - np.median(values))))
+    share = min(1.0, max(0.0, (deviation - _PLAIN_DETAIL) / (_PATTERN_DETAIL - _PLAIN_DETAIL)))
+    return _SPATIAL_PLAIN * (_SPATIAL / _SPATIAL_PLAIN) ** share
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -448,19 +471,26 @@ def _lattice(detail: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
     return np.stack([refined(first), refined(second)], 1)
 
 
-def _bilateral(values: np.ndarray, weights: np.ndarray, sigma_space: float, sigma_range: np.float32) -> np.ndarray:
-    """A normalised bilateral filter of values (their weights 0 to 1), ranged on the values
-    themselves, through a bilateral grid: splatted into cells sigma_space wide and sigma_range
-    deep, blurred, and sliced (bilinear in space by a remap of the layers below and above each
-    value, linear in range)."""
+def _bilateral(
+    values: np.ndarray,
+    weights: np.ndarray,
+    sigma_space: float,
+    sigma_range: np.float32,
+    guide: np.ndarray | None = None,
+) -> np.ndarray:
+    """A normalised bilateral filter of values (their weights 0 to 1), ranged on the guide (by
+    default the values themselves), through a bilateral grid: splatted into cells sigma_space wide
+    and sigma_range deep, blurred, and sliced (bilinear in space by a remap of the layers below and
+    above each value, linear in range)."""
     rows, cols = values.shape
-    lowest, highest = np.percentile(values[weights > 0], (0.5, 99.5))
+    ranged = values if guide is None else guide
+    lowest, highest = np.percentile(ranged[weights > 0], (0.5, 99.5))
     lo, hi = float(lowest) - float(sigma_range), float(highest) + float(sigma_range)
     gh, gw = math.ceil(rows / sigma_space) + 3, math.ceil(cols / sigma_space) + 3
     gd = math.ceil((hi - lo) / float(sigma_range)) + 3
     gy = np.arange(rows, dtype=np.float32) / np.float32(sigma_space) + 1
     gx = np.arange(cols, dtype=np.float32) / np.float32(sigma_space) + 1
-    gz = (np.clip(values, lo, hi) - np.float32(lo)) / sigma_range + 1
+    gz = (np.clip(ranged, lo, hi) - np.float32(lo)) / sigma_range + 1
     cell = (np.rint(gy).astype(np.int64)[:, None] * gw + np.rint(gx).astype(np.int64)[None, :]) * (2 * gd)
     cell = cell + np.rint(gz).astype(np.int64) * 2
     sums = np.bincount(cell.ravel(), (values * weights).ravel(), gh * gw * 2 * gd)

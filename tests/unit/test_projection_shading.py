@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from renderkit.imaging import linear_to_srgb, srgb_to_linear
+from services.projection import shading as shading_module
 from services.projection.shading import (
     BLUR,
     INTRINSIC,
@@ -150,6 +151,35 @@ def test_a_periodic_motif_is_left_out_in_perspective() -> None:
     assert abs(motif) < 0.1
     blurred = cv2.warpPerspective(estimate(photo, mask, to_plane, BLUR), to_plane, (WIDTH, HEIGHT))
     assert copied(blurred, lit, albedo, inner) > 0.3
+
+
+def lamp() -> np.ndarray:
+    """A lamp's hotspot: three times the light at its centre as at the photo's sides."""
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    return (0.5 + 1.0 * np.exp(-((x - 240) ** 2 + (y - 180) ** 2) / (2 * 45.0**2))).astype(np.float32)
+
+
+def test_a_plain_surface_keeps_a_lamps_hotspot_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filter wide enough to average tiles' tones away also flattens the light's own curves:
+    on a plain surface the reach is short and the hotspot keeps its height, on tiles it stays wide
+    and the tiles' tones stay out."""
+    lit = lamp()
+    full = np.full((HEIGHT, WIDTH), 255, np.uint8)
+    plain = (0.45 * (1 + 0.02 * np.random.default_rng(5).standard_normal((HEIGHT, WIDTH)))).astype(np.float32)
+
+    def height_kept(albedo: np.ndarray) -> float:
+        field = estimate(photograph(albedo, lit), full, np.eye(3), TEXTURE_SPACE)
+        return float(np.log(field[180, 240] / field[180, 20]) / np.log(lit[180, 240] / lit[180, 20]))
+
+    assert height_kept(plain) > 0.95
+    albedo = tiles(np.random.default_rng(3))
+    inner = np.zeros((HEIGHT, WIDTH), bool)
+    inner[8:-8, 8:-8] = True
+    field = estimate(photograph(albedo, lit), full, np.eye(3), TEXTURE_SPACE)
+    assert copied(field, lit, albedo, inner & (albedo > 0.2)) < 0.4
+    # The wide reach everywhere, as before: the plain surface's hotspot loses a seventh of its height.
+    monkeypatch.setattr(shading_module, "_SPATIAL_PLAIN", shading_module._SPATIAL)
+    assert height_kept(plain) < 0.9
 
 
 def test_a_plane_that_cannot_be_rectified_falls_back_to_the_blur() -> None:
