@@ -102,12 +102,14 @@ _SPATIAL = 24.0
 _RANGE = np.float32(0.28)
 # A wide reach also flattens the light's own curves: a lamp's hotspot on a plain floor kept half its
 # height. So where the old surface is plain, the reach is shorter: down to _SPATIAL_PLAIN where the
-# detail the wide filter leaves (its robust deviation, log luminance) is at most _PLAIN_DETAIL,
-# _SPATIAL from _PATTERN_DETAIL up, geometrically between (measured on make quality's scenes with
-# their old surfaces and with plain ones: 0.012-0.036 plain, 0.059-0.097 patterned).
+# detail the wide filter leaves (its robust deviation, log luminance, on the grid reduced by
+# _REACH_REDUCTION) is at most _PLAIN_DETAIL, _SPATIAL from _PATTERN_DETAIL up, geometrically
+# between (measured on make quality's scenes with their old surfaces and with plain ones:
+# 0.015-0.044 plain, 0.054-0.094 patterned).
 _SPATIAL_PLAIN = 6.0
 _PLAIN_DETAIL = 0.03
-_PATTERN_DETAIL = 0.055
+_PATTERN_DETAIL = 0.05
+_REACH_REDUCTION = 4
 # A periodic pattern counts when its autocorrelation at the period is at least this (of 1 at lag 0)
 # and stands this far above the value at half the period (the central lobe's decay is no period).
 _PERIOD_STRENGTH = 0.25
@@ -210,10 +212,7 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     log_l = np.where(valid, log_l, _normalised_blur(log_l, weights, 8.0)).astype(np.float32)
     log_l = cv2.medianBlur(log_l, 5)  # joints and grain: thin lines, not steps
     log_l = log_l - _periodic_part(log_l, valid)
-    light = _bilateral(log_l, weights, _SPATIAL, _RANGE)
-    reach = _reach(log_l - light, valid)
-    if reach < _SPATIAL:
-        light = _bilateral(log_l, weights, reach, _RANGE)
+    light = _bilateral(log_l, weights, _reach(log_l, weights), _RANGE)
     # The typical light: the median over the photo's pixels (each cell weighs the pixels it covers),
     # less objects standing on the surface.
     albedo = log_l - _normalised_blur(log_l, weights, 3 * _SPATIAL)
@@ -233,12 +232,21 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     return np.asarray(warped), factor > 1
 
 
-def _reach(detail: np.ndarray, valid: np.ndarray) -> float:
-    """The bilateral filter's reach for a surface, from the detail the widest reach leaves on it
-    (the old material's tones and texture; see _SPATIAL_PLAIN)."""
-    values = detail[valid][::4]  # a quarter is plenty for a robust deviation
-    if values.size == 0:
+def _reach(log_l: np.ndarray, weights: np.ndarray) -> float:
+    """The bilateral filter's reach for a surface (see _SPATIAL_PLAIN), from the detail the widest
+    reach leaves on it: the old material's tones, which are tiles or blocks wide, so a grid reduced
+    by _REACH_REDUCTION tells them as well as the full one at a sixteenth of the work."""
+    rows, cols = log_l.shape
+    small = (cols // _REACH_REDUCTION, rows // _REACH_REDUCTION)
+    if min(small) < 8:
         return _SPATIAL
+    both = cv2.resize(np.dstack([log_l * weights, weights]), small, interpolation=cv2.INTER_AREA)
+    inside = both[..., 1] > 0.5
+    if np.count_nonzero(inside) < 64:
+        return _SPATIAL
+    reduced = both[..., 0] / np.maximum(both[..., 1], _EPS)
+    light = _bilateral(reduced, inside.astype(np.float32), _SPATIAL / _REACH_REDUCTION, _RANGE)
+    values = (reduced - light)[inside]
     deviation = 1.4826 * float(np.median(np.abs(values - np.median(values))))
     share = min(1.0, max(0.0, (deviation - _PLAIN_DETAIL) / (_PATTERN_DETAIL - _PLAIN_DETAIL)))
     return _SPATIAL_PLAIN * (_SPATIAL / _SPATIAL_PLAIN) ** share
