@@ -479,6 +479,10 @@ def _lattice(detail: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
     return np.stack([refined(first), refined(second)], 1)
 
 
+_BINOMIAL = np.array([1, 4, 6, 4, 1], np.float32) / np.float32(16)
+_ONE = np.ones(1, np.float32)
+
+
 def _bilateral(
     values: np.ndarray,
     weights: np.ndarray,
@@ -503,26 +507,27 @@ def _bilateral(
     cell = cell + np.rint(gz).astype(np.int64) * 2
     sums = np.bincount(cell.ravel(), (values * weights).ravel(), gh * gw * 2 * gd)
     sums += np.bincount(cell.ravel() + 1, weights.ravel(), gh * gw * 2 * gd)
-    grid = sums.reshape(gh, gw, gd, 2)
-    for axis in range(3):  # a binomial blur along each axis: a Gaussian of about one cell
-        padded = np.pad(grid, [(2, 2) if a == axis else (0, 0) for a in range(4)])
-        n = grid.shape[axis]
-        blurred = np.zeros_like(grid)
-        for offset, weight in enumerate((1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)):
-            blurred += weight * np.take(padded, np.arange(offset, offset + n), axis=axis)
-        grid = blurred
+    # A binomial blur along each axis (a Gaussian of about one cell), zero beyond the grid: in
+    # space with the grid as an image of gd x 2 channels, in range as one of gh x gw rows.
+    grid = cv2.sepFilter2D(
+        sums.astype(np.float32).reshape(gh, gw, gd * 2), -1, _BINOMIAL, _BINOMIAL, borderType=cv2.BORDER_CONSTANT
+    )
+    grid = cv2.sepFilter2D(grid.reshape(gh * gw, gd, 2), -1, _BINOMIAL, _ONE, borderType=cv2.BORDER_CONSTANT)
+    grid = grid.reshape(gh, gw, gd, 2)
     # Slicing: each value's point in the grid, trilinear. The depth layers lie side by side in one
     # image (layer d in columns d * gw to d * gw + gw - 1; a point's columns stay inside its layer),
     # so the bilinear part in space is two remaps, one for the layer below the point and one above.
-    layers = np.ascontiguousarray(grid.astype(np.float32).transpose(0, 2, 1, 3)).reshape(gh, gd * gw, 2)
+    layers = np.ascontiguousarray(grid.transpose(0, 2, 1, 3)).reshape(gh, gd * gw, 2)
     z0 = np.clip(np.floor(gz), 0, gd - 2).astype(np.float32)
     fz = (gz - z0)[..., None]
     map_y = np.broadcast_to(gy[:, None], (rows, cols)).astype(np.float32)
     map_x = gx[None, :] + z0 * np.float32(gw)
     below = cv2.remap(layers, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     above = cv2.remap(layers, map_x + np.float32(gw), map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    total = below + (above - below) * fz
-    return np.asarray(total[..., 0] / np.maximum(total[..., 1], np.float32(1e-6)), np.float32)
+    total = np.subtract(above, below, out=above)  # in place: below + (above - below) * fz
+    total *= fz
+    total += below
+    return np.divide(total[..., 0], np.maximum(total[..., 1], np.float32(1e-6)))
 
 
 @dataclass(frozen=True)
