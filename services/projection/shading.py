@@ -8,7 +8,7 @@ carpet's motif). Two estimates:
 - texture_space (the default): the surface rectified through its plane onto a grid in its own
   metric coordinates (where the old pattern is stationary: every tile the same size), at most
   RASTER_SIDE cells a side, sampled from a pyramid so nothing aliases. There, in log luminance:
-  a 3 x 3 or 5 x 5 median removes thin joints and grain (lines, where a light's edge is a step); the
+  a 5 x 5 median removes thin joints and grain (lines, where a light's edge is a step); the
   pattern's period is found from the autocorrelation and its per-phase median (the periodic
   motif: a carpet's, grout) subtracted; then a bilateral filter two tiles wide but blind to
   steps over ~0.3 (a third brighter) averages the tiles' and blocks' own tones away while the
@@ -110,11 +110,6 @@ _SPATIAL_PLAIN = 6.0
 _PLAIN_DETAIL = 0.03
 _PATTERN_DETAIL = 0.05
 _REACH_REDUCTION = 4
-# The 5 x 5 median when the 3 x 3 leaves lines (cells 0.1 darker in log than the 5 x 5 makes them)
-# over a tenth of the surface: 0.18-0.23 on make quality's carpet and old brick, at most 0.025 on
-# the others.
-_LINE_DEPTH = np.float32(0.1)
-_LINES_LEFT = 0.1
 # A periodic pattern counts when its autocorrelation at the period is at least this (of 1 at lag 0)
 # and stands this far above the value at half the period (the central lobe's decay is no period).
 _PERIOD_STRENGTH = 0.25
@@ -215,10 +210,9 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     log_l: np.ndarray = np.log(sampled + np.float32(1e-4))
     weights = valid.astype(np.float32)
     log_l = np.where(valid, log_l, _normalised_blur(log_l, weights, 8.0)).astype(np.float32)
-    log_l, wide = _without_lines(log_l, valid)
-    reach = _reach(wide, weights)  # judged after the 5 x 5 median, which leaves less grain
+    log_l = cv2.medianBlur(log_l, 5)  # joints and grain: thin lines, not steps
     log_l = log_l - _periodic_part(log_l, valid)
-    light = _bilateral(log_l, weights, reach, _RANGE)
+    light = _bilateral(log_l, weights, _reach(log_l, weights), _RANGE)
     # The typical light: the median over the photo's pixels (each cell weighs the pixels it covers),
     # less objects standing on the surface.
     albedo = log_l - _normalised_blur(log_l, weights, 3 * _SPATIAL)
@@ -236,18 +230,6 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
         size = ((width + 1) // 2, (height + 1) // 2)
     warped = cv2.warpPerspective(shading, to_region, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return np.asarray(warped), factor > 1
-
-
-def _without_lines(log_l: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Joints and grain taken out of the grid's log luminance, and its 5 x 5 median.
-
-    They are thin lines where a light's edge is a step, and a median takes them out: the smallest
-    that does, since a window bar's shadow is a line too, a few cells wide. A 3 x 3 takes lines a
-    cell wide; the 5 x 5 where the 3 x 3 leaves dark lines over much of the surface (an old
-    brick's mortar, two cells wide)."""
-    narrow, wide = cv2.medianBlur(log_l, 3), cv2.medianBlur(log_l, 5)
-    lines_left = float(np.mean((wide - narrow)[valid] > _LINE_DEPTH)) if valid.any() else 0.0
-    return (wide if lines_left > _LINES_LEFT else narrow), wide
 
 
 def _reach(log_l: np.ndarray, weights: np.ndarray) -> float:

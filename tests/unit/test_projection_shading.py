@@ -128,44 +128,6 @@ def test_the_sun_patch_keeps_a_sharp_edge(tiled_floor: tuple[np.ndarray, np.ndar
     assert rise(estimate(photo, mask, np.eye(3), BLUR)) > sharp + 2
 
 
-def test_a_window_bars_shadow_keeps_its_depth(
-    tiled_floor: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A shadow three pixels wide across the sun patch (a window's transom) is a thin line, as the
-    tiles' joints are: the median that takes out the joints must not take it out too. The joints
-    here are two pixels wide, and a 3 x 3 median keeps them, but they cover too little of the
-    surface to need the 5 x 5 (which left a sixth of the shadow's depth)."""
-    _, albedo, lit, sun = tiled_floor
-    y = np.arange(HEIGHT)[:, None]
-    bar = sun & (np.abs(y - 215) < 2)
-    shadowed = np.where(bar, lit / 2.5, lit).astype(np.float32)
-    photo = photograph(albedo, shadowed)
-    full = np.full((HEIGHT, WIDTH), 255, np.uint8)
-    columns = np.flatnonzero(bar[215])
-    depth = float(np.log(shadowed[208, columns] / shadowed[215, columns]).mean())
-
-    def kept() -> float:
-        field = estimate(photo, full, np.eye(3), TEXTURE_SPACE)
-        return float(np.log(field[208, columns] / field[215, columns]).mean()) / depth
-
-    assert kept() > 0.6
-    monkeypatch.setattr(shading_module, "_LINES_LEFT", -1.0)  # the 5 x 5 median always, as before
-    assert kept() < 0.3
-
-
-@pytest.mark.parametrize(("spacing", "kept_by"), [(60, 3), (8, 5)])
-def test_lines_are_taken_out_by_the_smallest_median_that_does(spacing: int, kept_by: int) -> None:
-    """Dark lines two cells wide every 60 cells (7 % of the surface) stay after the 3 x 3 median
-    but are too few to need the 5 x 5; every 8 cells (nearly half of it: an old brick's mortar)
-    they take the 5 x 5."""
-    y, x = np.mgrid[0:200, 0:240]
-    grid = np.where((y % spacing < 2) | (x % spacing < 2), np.float32(-1.5), np.float32(0.0)).astype(np.float32)
-    valid = np.ones(grid.shape, bool)
-    removed, wide = shading_module._without_lines(grid, valid)
-    assert np.array_equal(wide, cv2.medianBlur(grid, 5))
-    assert np.array_equal(removed, cv2.medianBlur(grid, kept_by))
-
-
 def test_a_periodic_motif_is_left_out_in_perspective() -> None:
     """A carpet's two-tone diamonds seen in perspective: the estimate is rectified through the
     plane, finds the motif's period and drops it."""
