@@ -414,7 +414,8 @@ def test_a_swap_runs_end_to_end_on_the_models(
     assert result.geometry_source == "depth_model"
     assert any("mask from the segmentation model" in e.message for e in events)
     out = read_output(result.outputs[0])
-    assert abs(int(out[220, 60, 2]) - 255) > 40  # the floor is re-covered
+    # The floor is re-covered: its red (R - G ~150) is now the grey swatch under the photo's light.
+    assert abs(int(out[220, 60, 2]) - int(out[220, 60, 1])) < 30
     assert np.abs(out[190, 160].astype(int) - (90, 60, 40)).max() < 25  # the object stays in front
     assert np.abs(out[40, 160].astype(int) - image[40, 160]).max() < 12  # the wall is untouched
 
@@ -511,6 +512,7 @@ def test_clicks_alone_swap_through_the_prompt_segmentation_models(
         assert settled_count(url, PROMPT_DECODER.name, 2) == 2
     assert any("mask from the clicks by the prompt segmentation model" in e.message for e in events)
     out = read_output(result.outputs[0])
-    assert abs(int(out[220, 60, 2]) - 255) > 40  # the floor is re-covered
+    # The floor is re-covered: its red (R - G ~150) is now the grey swatch under the photo's light.
+    assert abs(int(out[220, 60, 2]) - int(out[220, 60, 1])) < 30
     assert np.abs(out[190, 160].astype(int) - (90, 60, 40)).max() < 25  # the object stays in front
     assert np.abs(out[40, 160].astype(int) - image[40, 160]).max() < 12  # the wall is untouched
