@@ -483,32 +483,26 @@ _BINOMIAL = np.array([1, 4, 6, 4, 1], np.float32) / np.float32(16)
 _ONE = np.ones(1, np.float32)
 
 
-def _bilateral(
-    values: np.ndarray,
-    weights: np.ndarray,
-    sigma_space: float,
-    sigma_range: np.float32,
-    guide: np.ndarray | None = None,
-) -> np.ndarray:
-    """A normalised bilateral filter of values (their weights 0 to 1), ranged on the guide (by
-    default the values themselves), through a bilateral grid: splatted into cells sigma_space wide
-    and sigma_range deep, blurred, and sliced (bilinear in space by a remap of the layers below and
-    above each value, linear in range)."""
+def _bilateral(values: np.ndarray, weights: np.ndarray, sigma_space: float, sigma_range: np.float32) -> np.ndarray:
+    """A normalised bilateral filter of values (their weights 0 to 1), ranged on the values
+    themselves, through a bilateral grid: splatted into cells sigma_space wide and sigma_range
+    deep, blurred, and sliced (bilinear in space by a remap of the layers below and above each
+    value, linear in range)."""
     rows, cols = values.shape
-    ranged = values if guide is None else guide
-    lowest, highest = np.percentile(ranged[weights > 0], (0.5, 99.5))
+    lowest, highest = np.percentile(values[weights > 0], (0.5, 99.5))
     lo, hi = float(lowest) - float(sigma_range), float(highest) + float(sigma_range)
     gh, gw = math.ceil(rows / sigma_space) + 3, math.ceil(cols / sigma_space) + 3
     gd = math.ceil((hi - lo) / float(sigma_range)) + 3
     gy = np.arange(rows, dtype=np.float32) / np.float32(sigma_space) + 1
     gx = np.arange(cols, dtype=np.float32) / np.float32(sigma_space) + 1
-    gz = (np.clip(ranged, lo, hi) - np.float32(lo)) / sigma_range + 1
+    gz = (np.clip(values, lo, hi) - np.float32(lo)) / sigma_range + 1
     cell = (np.rint(gy).astype(np.int64)[:, None] * gw + np.rint(gx).astype(np.int64)[None, :]) * (2 * gd)
     cell = cell + np.rint(gz).astype(np.int64) * 2
     sums = np.bincount(cell.ravel(), (values * weights).ravel(), gh * gw * 2 * gd)
     sums += np.bincount(cell.ravel() + 1, weights.ravel(), gh * gw * 2 * gd)
     # A binomial blur along each axis (a Gaussian of about one cell), zero beyond the grid: in
-    # space with the grid as an image of gd x 2 channels, in range as one of gh x gw rows.
+    # space with the grid as an image of gd x 2 channels (under 80: a log luminance of the linear
+    # values' 1e-4 to 1 spans 9.2), in range as one of gh x gw rows.
     grid = cv2.sepFilter2D(
         sums.astype(np.float32).reshape(gh, gw, gd * 2), -1, _BINOMIAL, _BINOMIAL, borderType=cv2.BORDER_CONSTANT
     )
