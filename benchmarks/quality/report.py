@@ -144,7 +144,7 @@ def report(results: list[SceneResult], estimates: list[str]) -> None:
                 for e in estimates
             )
             print(f"| {r.spec.name} | {cells} |")
-    results = [r for r in results if r.spec.scored]
+    results = [r for r in results if r.spec.scored]  # the summary and the targets: scored scenes only
     print("\n### Summary\n")
     print(
         "| mode | " + " | ".join(f"{n}: median / worst PSNR" for n in names) + " | median SSIM | median IoU | failed |"
