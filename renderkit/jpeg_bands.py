@@ -34,7 +34,6 @@ assert BAND_ROWS // _MCU % 8 == 0
 # The widest and tallest JPEG libjpeg writes (OpenCV refuses more in one call; joined bands would
 # not refuse, and not decode).
 _MAX_SIDE = 65500
-_WORKERS = WORKERS
 # Bands beside the calling thread's.
 _POOL = helpers("jpeg-band")
 
@@ -54,7 +53,7 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:
     params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     if colour:
         params += [cv2.IMWRITE_JPEG_RST_INTERVAL, -(-width // _MCU)]
-    if not colour or _WORKERS < 2 or height < 2 * BAND_ROWS or max(height, width) > _MAX_SIDE:
+    if not colour or WORKERS < 2 or height < 2 * BAND_ROWS or max(height, width) > _MAX_SIDE:
         return _whole(image, params)
     edges = [(top, min(height, top + BAND_ROWS)) for top in range(0, height, BAND_ROWS)]
 

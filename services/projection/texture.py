@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import cv2
 import numpy as np
@@ -139,10 +140,8 @@ def build_mip_atlas(
     # The finest octave is three quarters of the work: its enlargement is made beside the coarser
     # octaves, then its blends in bands of rows.
     if finest < coarsest:
-        finest_enlarged: list[np.ndarray] = []
         coarser_octaves = [partial(octave, k) for k in range(finest + 1, coarsest)]
-        _share(pool, [lambda: finest_enlarged.append(enlarged(finest)), *coarser_octaves])
-        coarser = finest_enlarged.pop()
+        coarser = _share(pool, [partial(enlarged, finest), *coarser_octaves])[0]
         rows = _bands(sizes[finest][1])
         _share(pool, [partial(blend, finest, i, coarser, band) for i in range(1, fractions) for band in rows])
         del coarser
@@ -160,17 +159,15 @@ def _bands(height: int) -> list[slice]:
     return [slice(top, top + step) for top in range(0, height, step)]
 
 
-def _share(pool: ThreadPoolExecutor | None, parts: Sequence[Callable[[], object]]) -> None:
-    """Runs the parts on the pool and this thread together (here alone without a pool)."""
+def _share(pool: ThreadPoolExecutor | None, parts: Sequence[Callable[[], Any]]) -> list[Any]:
+    """The parts' results, run on the pool and this thread together (here alone without a pool)."""
     if pool is None:
-        for part in parts:
-            part()
-    else:
-        SharedWork(pool, _call, [(part,) for part in parts]).results()
+        return [part() for part in parts]
+    return SharedWork(pool, _call, [(part,) for part in parts]).results()
 
 
-def _call(part: Callable[[], object]) -> None:
-    part()
+def _call(part: Callable[[], Any]) -> Any:
+    return part()
 
 
 def _wrap_border(atlas: np.ndarray, place: tuple[int, int], size: tuple[int, int]) -> None:

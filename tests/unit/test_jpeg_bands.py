@@ -16,7 +16,7 @@ from renderkit import imaging, jpeg_bands
 @pytest.fixture(autouse=True)
 def two_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Bands as on a machine of two cores or more, whatever this one has."""
-    monkeypatch.setattr(jpeg_bands, "_WORKERS", 2)
+    monkeypatch.setattr(jpeg_bands, "WORKERS", 2)
 
 
 def photo(width: int, height: int, seed: int = 0) -> np.ndarray:
@@ -68,7 +68,7 @@ def test_the_encode_through_imaging_is_banded() -> None:
 def test_the_bytes_are_the_same_whatever_the_cores_or_the_height(monkeypatch: pytest.MonkeyPatch) -> None:
     image = photo(640, 900, seed=4)
     banded = jpeg_bands.encode_jpeg(image, 90)
-    monkeypatch.setattr(jpeg_bands, "_WORKERS", 1)
+    monkeypatch.setattr(jpeg_bands, "WORKERS", 1)
     assert jpeg_bands.encode_jpeg(image, 90) == banded == whole(image, 90)
     short = photo(300, 400)  # too short to cut: one call, the same restarts
     assert jpeg_bands.encode_jpeg(short, 90) == whole(short, 90)
