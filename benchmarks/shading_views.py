@@ -5,7 +5,8 @@ were measured there. This checks the estimate where it was not tuned: devstack.s
 floors and facades (a window's falloff, a soft shadow, a sharp patch of sun 60 % brighter, a dark
 object in front), each view with four old surfaces (devstack's tiles, planks and carpet, and a plain
 one), quad geometry. It prints the grey-card PSNR of each estimate (the texture-space one and the
-blur it replaced) against the scene's true light, per view, then the median per old surface.
+blur it replaced; make quality's metrics.shading_psnr) against the scene's true light, per view,
+then the median per old surface.
 
     python -m benchmarks.shading_views [--size 1024x768]
 """
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from benchmarks.quality import metrics
 from devstack import scenes
-from renderkit.imaging import linear_to_srgb, polygon_mask
+from renderkit.imaging import polygon_mask
 from services.depth.server import quad_plane
 from services.projection.shading import BLUR, TEXTURE_SPACE, estimate_shading
 from services.projection.texture import texel_transform
@@ -36,7 +38,6 @@ VIEWS = (
     scenes.View(50, -4, -35, "facade"),
 )
 ESTIMATES = (BLUR, TEXTURE_SPACE)
-GREY_CARD = np.float32(0.25)  # linear; the same card as make quality's
 
 
 def old_surfaces(side: int = 256) -> dict[str, np.ndarray]:
@@ -50,14 +51,6 @@ def old_surfaces(side: int = 256) -> dict[str, np.ndarray]:
         "carpet": scenes.carpet_texture(side),
         "plain": plain,
     }
-
-
-def grey_card_psnr(estimate: np.ndarray, truth: np.ndarray, region: np.ndarray) -> float:
-    """PSNR (8-bit sRGB) of a grey card lit by the estimate against the same card under the truth."""
-    a = linear_to_srgb(np.clip(estimate * GREY_CARD, 0, 1)).astype(np.float32)
-    b = linear_to_srgb(np.clip(truth * GREY_CARD, 0, 1)).astype(np.float32)
-    mse = float(np.mean((a[region] - b[region]) ** 2))
-    return 10 * float(np.log10(255.0**2 / max(mse, 1e-9)))
 
 
 @dataclass(frozen=True)
@@ -82,7 +75,7 @@ def measure(old: str, swatch: np.ndarray, view: scenes.View, size: tuple[int, in
     psnr = {}
     for name in ESTIMATES:
         field = estimate_shading(scene.photo, mask, to_plane, name).region(0, 0, width, height)
-        psnr[name] = grey_card_psnr(field, truth, region)
+        psnr[name] = metrics.shading_psnr(field, truth[..., None], region)  # make quality's grey card
     return Result(old, view, psnr)
 
 
