@@ -117,6 +117,7 @@ class LatencyRun:
     celery_s: list[float]
     env: dict[str, str]
     followed_s: list[float]  # the same job in one call (SubmitAndWatch)
+    outcome_s: list[float]  # the same call sent only the first and the terminal event (outcome_only)
     api_key: bool
     hops: str
     tenant_limits: str
@@ -336,14 +337,16 @@ def job_seconds(client: RenderClient, request: pb.SubmitRenderRequest) -> float:
     return _until_success(client.watch(job.id), start)
 
 
-# The latency part's order of (two calls, one call, Celery): 0 0 1 1 2 2 0 2 1, cyclic.
-BALANCED_ORDER = (0, 0, 1, 1, 2, 2, 0, 2, 1)
+# The latency part's order of (two calls, one call, one call for the outcome, Celery): a de Bruijn
+# sequence, in which each ordered pair of the four occurs once per sixteen, cyclic.
+BALANCED_ORDER = (0, 0, 1, 0, 2, 0, 3, 1, 1, 2, 1, 3, 2, 2, 3, 3)
 
 
-def followed_seconds(client: RenderClient, request: pb.SubmitRenderRequest) -> float:
-    """SubmitAndWatch to its terminal event: the submit and the watch in one call."""
+def followed_seconds(client: RenderClient, request: pb.SubmitRenderRequest, *, outcome_only: bool = False) -> float:
+    """SubmitAndWatch to its terminal event: the submit and the watch in one call (with
+    outcome_only, sent only the first event and the terminal one, as a task's result.get())."""
     start = time.perf_counter()
-    return _until_success(client.submit_and_watch(request), start)
+    return _until_success(client.submit_and_watch(request, outcome_only=outcome_only), start)
 
 
 def _until_success(events: Iterator[pb.JobEvent], start: float) -> float:
@@ -396,25 +399,29 @@ def measure_latency(args: argparse.Namespace, work: Path, extra_env: dict[str, s
             for _ in range(args.warmup_jobs):
                 job_seconds(client, request)
                 followed_seconds(client, request)
+                followed_seconds(client, request, outcome_only=True)
                 task_seconds(noop)
             gateway: list[float] = []
             followed: list[float] = []
+            outcome: list[float] = []
             celery: list[float] = []
             measures: list[tuple[list[float], Callable[[], float]]] = [
                 (gateway, lambda: job_seconds(client, request)),
                 (followed, lambda: followed_seconds(client, request)),
+                (outcome, lambda: followed_seconds(client, request, outcome_only=True)),
                 (celery, lambda: task_seconds(noop)),
             ]
             # A job's tail (the dispatcher's cleanup and next take, Celery's acknowledgement) slows
-            # whatever comes next, so each of the three follows each (itself included) equally
-            # often: the order is a de Bruijn sequence, every ordered pair once per nine.
-            for step in range(3 * args.jobs):
+            # whatever comes next, so each of the four follows each (itself included) equally
+            # often: the order is a de Bruijn sequence.
+            series = len(measures)
+            for step in range(series * args.jobs):
                 times, measure = measures[BALANCED_ORDER[step % len(BALANCED_ORDER)]]
                 times.append(measure())
-                if (step + 1) % 150 == 0:
-                    print(f"  latency: {(step + 1) // 3}/{args.jobs} of each", file=sys.stderr, flush=True)
+                if (step + 1) % 200 == 0:
+                    print(f"  latency: {(step + 1) // series}/{args.jobs} of each", file=sys.stderr, flush=True)
         app.close()
-    return LatencyRun(gateway, celery, env, followed, bool(api_key), hops, tenant_limits, args.topology)
+    return LatencyRun(gateway, celery, env, followed, outcome, bool(api_key), hops, tenant_limits, args.topology)
 
 
 def format_env(env: dict[str, str]) -> str:
@@ -451,19 +458,19 @@ def report(args: argparse.Namespace, throughput: ThroughputRun | None, latency: 
                 f"   {t.gateway_cpu:>9.2f}/{t.echo_cpu:.2f}/{t.driver_cpu:.2f}"
             )
     if latency is not None:
-        g, f, c = latency.gateway_s, latency.followed_s, latency.celery_s
-        g50, g99, f50, f99, c50, c99 = (
-            percentile(v, q) * 1000 for v, q in ((g, 50), (g, 99), (f, 50), (f, 99), (c, 50), (c, 99))
-        )
+        g, f, o, c = latency.gateway_s, latency.followed_s, latency.outcome_s, latency.celery_s
+        g50, g99, f50, f99, o50, o99, c50, c99 = (percentile(v, q) * 1000 for v in (g, f, o, c) for q in (50, 99))
         print(
             f"\nSubmit to end, one at a time ({len(g)} of each after {args.warmup_jobs} warm-up, in a balanced order)\n"
             f"{'':<52} {'p50':>9} {'p99':>9}\n"
             f"{'gateway: dry-run room render, SubmitRender..WatchJob':<52} {g50:>6.1f} ms {g99:>6.1f} ms\n"
             f"{'gateway: the same in one call, SubmitAndWatch':<52} {f50:>6.1f} ms {f99:>6.1f} ms\n"
+            f"{'gateway: the same, sent the outcome (outcome_only)':<52} {o50:>6.1f} ms {o99:>6.1f} ms\n"
             f"{'  (' + TOPOLOGIES[latency.topology] + ')':<52}\n"
             f"{'Celery: no-op task, apply_async..get':<52} {c50:>6.1f} ms {c99:>6.1f} ms\n"
             f"{'ratio gateway / Celery, two calls':<52} {g50 / c50:>9.1f} {g99 / c99:>9.1f}\n"
-            f"{'ratio gateway / Celery, one call':<52} {f50 / c50:>9.1f} {f99 / c99:>9.1f}"
+            f"{'ratio gateway / Celery, one call':<52} {f50 / c50:>9.1f} {f99 / c99:>9.1f}\n"
+            f"{'ratio gateway / Celery, one call, the outcome only':<52} {o50 / c50:>9.1f} {o99 / c99:>9.1f}"
         )
     print("\nConditions:")
     for run in (throughput, latency):

@@ -133,7 +133,8 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         if not current_principal().may(Scope.READ):
             await abort(context, grpc.StatusCode.PERMISSION_DENIED, "this credential lacks the read scope")
         submitted = await self._submit(request.request, context)
-        async for event in self._follow(submitted.job.id, ""):
+        follow = self._follow(submitted.job.id, "", outcome_only=request.outcome_only, first_too=True)
+        async for event in follow:
             yield (
                 pb.SubmitAndWatchResponse(keep_alive=True) if event is None else pb.SubmitAndWatchResponse(event=event)
             )
@@ -282,14 +283,17 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 bad_request([("after", "must be an event cursor such as 1700000000000-0")]),
             )
         await self._job(request.job_id, tenant, context)
-        async for event in self._follow(request.job_id, request.after):
+        async for event in self._follow(request.job_id, request.after, outcome_only=request.outcome_only):
             yield pb.WatchJobResponse(keep_alive=True) if event is None else pb.WatchJobResponse(event=event)
 
-    async def _follow(self, job_id: str, after: str) -> AsyncIterator[pb.JobEvent | None]:
-        """A job's events after the cursor (all of them from ""), and None for each keep-alive due,
-        until it ends; the caller has checked that the job is its tenant's. (A response built with
-        an unset event would mark it set: each caller builds its keep-alive without one.)"""
-        async for event in self.hub.watch(job_id, after):
+    async def _follow(
+        self, job_id: str, after: str, *, outcome_only: bool = False, first_too: bool = False
+    ) -> AsyncIterator[pb.JobEvent | None]:
+        """A job's events after the cursor (all of them from ""; with outcome_only the terminal
+        one, and with first_too the first too), and None for each keep-alive due, until it ends;
+        the caller has checked that the job is its tenant's. (A response built with an unset event
+        would mark it set: each caller builds its keep-alive without one.)"""
+        async for event in self.hub.watch(job_id, after, outcome_only=outcome_only, first_too=first_too):
             if event is not None and event.HasField("result"):
                 # The hub shares one message among every watcher of the job: each gets its own links.
                 event = pb.JobEvent.FromString(event.SerializeToString())

@@ -42,6 +42,17 @@ class _Watcher:
     cursor: tuple[int, int]
     queue: asyncio.Queue[pb.JobEvent | None] = field(default_factory=asyncio.Queue)  # None: the watch ends
     draining: bool = False
+    outcome_only: bool = False  # hand it only the terminal event (and the first, if first_too)
+    first_too: bool = False
+
+    def take(self, event: pb.JobEvent, position: tuple[int, int]) -> None:
+        """Moves the cursor to the event (at position) and queues it if this watcher wants it."""
+        self.cursor = position
+        if not self.outcome_only or event.state in TERMINAL_PROTO:
+            self.queue.put_nowait(event)
+        elif self.first_too:
+            self.first_too = False
+            self.queue.put_nowait(event)
 
 
 class EventHub:
@@ -91,10 +102,13 @@ class EventHub:
         self._dirty.update(self._watchers)
         self._wake.set()
 
-    async def watch(self, job_id: str, after: str = "") -> AsyncGenerator[pb.JobEvent | None, None]:
+    async def watch(
+        self, job_id: str, after: str = "", *, outcome_only: bool = False, first_too: bool = False
+    ) -> AsyncGenerator[pb.JobEvent | None, None]:
         """The job's events after the cursor, then new ones until the job ends; None is a keep-alive
-        (the job was silent for keepalive_s)."""
-        watcher = _Watcher(cursor=cursor_key(after))
+        (the watcher was handed nothing for keepalive_s). With outcome_only, only the terminal event
+        (and, with first_too, the first after the cursor)."""
+        watcher = _Watcher(cursor=cursor_key(after), outcome_only=outcome_only, first_too=first_too)
         group = self._watchers.setdefault(job_id, set())
         if not group:
             self.subscriptions.follow(keys.job_channel(job_id), lambda _notice: self.notify(job_id))
@@ -136,8 +150,7 @@ class EventHub:
         for event in events:
             position = cursor_key(event.cursor)
             if position > watcher.cursor:
-                watcher.cursor = position
-                watcher.queue.put_nowait(event)
+                watcher.take(event, position)
         if len(events) == _READ_COUNT:
             self.notify(job_id)  # more than one read's worth: the reader goes on
 
@@ -201,8 +214,7 @@ class EventHub:
             for event in events:
                 position = cursor_key(event.cursor)
                 if position > watcher.cursor:
-                    watcher.cursor = position
-                    watcher.queue.put_nowait(event)
+                    watcher.take(event, position)
 
     async def _end_expired(self) -> None:
         watched = list(self._watchers)

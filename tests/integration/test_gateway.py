@@ -178,6 +178,21 @@ def test_submit_and_watch_streams_the_new_jobs_events_in_one_call(
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+def test_a_caller_that_waits_for_the_outcome_is_sent_only_that(client: RenderClient) -> None:
+    room = room_render("pantry", floor="Oak")
+    room.options.dry_run = True
+    first, last = list(client.submit_and_watch(room_render_request(room), timeout=30, outcome_only=True))
+    assert first.state == pb.JOB_STATE_QUEUED and first.job_id
+    assert last.state == pb.JOB_STATE_SUCCEEDED and last.result.generation.dry_run and last.job_id == first.job_id
+    # Every event was still recorded: a full watch replays the steps between, ending on the same one.
+    every = list(client.watch(first.job_id, timeout=10))
+    assert len(every) > 4 and [every[0].cursor, every[-1].cursor] == [first.cursor, last.cursor]
+    assert [e.cursor for e in client.watch(first.job_id, timeout=10, outcome_only=True)] == [last.cursor]
+    # From a cursor past the first event too, and through wait (which asks for the outcome only).
+    assert [e.cursor for e in client.watch(first.job_id, after=every[2].cursor, outcome_only=True)] == [last.cursor]
+    assert client.wait(first.job_id, timeout=10).state == pb.JOB_STATE_SUCCEEDED
+
+
 def test_a_full_queue_sheds_load_with_retry_info(
     redis_url: str, stages: dict[str, str], tmp_path: Path, start_gateway: Callable[[GatewaySettings], Gateway]
 ) -> None:

@@ -575,8 +575,9 @@ class RenderClient:
         *,
         on_retry: OnRetry | None = None,
         stream_idle_timeout_s: float | None = None,
+        outcome_only: bool = False,
     ) -> Iterator[pb.JobEvent]:
-        """Events after a cursor until the job ends.
+        """Events after a cursor until the job ends (with outcome_only, only the terminal one).
 
         A stream that breaks with a retryable code, or stays silent (not even a keep-alive) for
         the idle limit, is reopened after the last cursor seen, so no event is lost or repeated.
@@ -590,7 +591,9 @@ class RenderClient:
         while True:
             remaining = retries.remaining()
             call = self.stub.WatchJob(
-                pb.WatchJobRequest(job_id=job_id, after=cursor), timeout=remaining, metadata=self.metadata
+                pb.WatchJobRequest(job_id=job_id, after=cursor, outcome_only=outcome_only),
+                timeout=remaining,
+                metadata=self.metadata,
             )
             watchdog = _IdleWatchdog(call, idle_s)
             try:
@@ -621,10 +624,16 @@ class RenderClient:
                 call.cancel()
 
     def submit_and_watch(
-        self, request: pb.SubmitRenderRequest, timeout: float | None = None, *, on_retry: OnRetry | None = None
+        self,
+        request: pb.SubmitRenderRequest,
+        timeout: float | None = None,
+        *,
+        on_retry: OnRetry | None = None,
+        outcome_only: bool = False,
     ) -> Iterator[pb.JobEvent]:
         """Submits a job and yields its events from the first (QUEUED, which names the job) until it
-        ends, in one call (SubmitAndWatch); needs the render and read scopes.
+        ends, in one call (SubmitAndWatch); needs the render and read scopes. With outcome_only,
+        only the first and the terminal event.
 
         A stream that breaks after the first event, or stays silent past the idle limit (counted
         from its first message: until then the request may still be uploading, for up to
@@ -636,7 +645,9 @@ class RenderClient:
         retries = self._retries(f"submitting to {self.address}", timeout, on_retry)
         while True:
             call = self.stub.SubmitAndWatch(
-                pb.SubmitAndWatchRequest(request=request), timeout=retries.remaining(), metadata=self.metadata
+                pb.SubmitAndWatchRequest(request=request, outcome_only=outcome_only),
+                timeout=retries.remaining(),
+                metadata=self.metadata,
             )
             # Silence counts from the first message: until then the request's images may still be
             # on their way up, and the gateway has nothing to say.
@@ -669,7 +680,13 @@ class RenderClient:
                 if last is not None and (watchdog.fired or self._broken(code, retries)):
                     # As a watch reconnects: the notice and the backoff, then from the last cursor.
                     retries.wait(exc, reason=idle)
-                    yield from self.watch(last.job_id, last.cursor, timeout=retries.remaining(), on_retry=on_retry)
+                    yield from self.watch(
+                        last.job_id,
+                        last.cursor,
+                        timeout=retries.remaining(),
+                        on_retry=on_retry,
+                        outcome_only=outcome_only,
+                    )
                     return
                 if last is None and request.idempotency_key and (code == grpc.StatusCode.UNAVAILABLE or watchdog.fired):
                     retries.wait(exc, reason=idle)  # the key makes the repeat the same job
@@ -688,9 +705,10 @@ class RenderClient:
                 call.cancel()
 
     def wait(self, job_id: str, timeout: float | None = None, *, on_retry: OnRetry | None = None) -> pb.Job:
-        """Blocks until the job ends (through watch, with its retries) and returns it."""
+        """Blocks until the job ends (through watch, with its retries, sent only the terminal event)
+        and returns it."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for _ in self.watch(job_id, timeout=timeout, on_retry=on_retry):
+        for _ in self.watch(job_id, timeout=timeout, on_retry=on_retry, outcome_only=True):
             pass
         # The job has ended; a last read gets at least a second even when the watch used it all.
         return self.get(job_id, timeout=None if deadline is None else max(deadline - time.monotonic(), 1.0))

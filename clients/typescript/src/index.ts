@@ -135,6 +135,9 @@ export interface WatchOptions {
   /** A connection silent this long (no event, no keep-alive) is dropped and made again (default
    * 45 s: three of the server's 15 s keep-alives). */
   idleTimeoutMs?: number;
+  /** Only the terminal event is wanted (submitAndWatch: the first, QUEUED, and the terminal one):
+   * the server sends nothing else but keep-alives, for a caller that waits for the outcome. */
+  outcomeOnly?: boolean;
   /** submitAndWatch only: how long its call may take to bring its first message, the request's
    * upload included (default 5 minutes: 48 MiB of inline images at 160 KB/s). */
   firstMessageTimeoutMs?: number;
@@ -180,7 +183,7 @@ export function watchJob(
   options: WatchOptions = {},
 ): AsyncGenerator<JobEvent, void, undefined> {
   return follow(
-    (after, signal) => client.watchJob({ jobId, after }, { signal }),
+    (after, signal) => client.watchJob({ jobId, after, outcomeOnly: options.outcomeOnly }, { signal }),
     { mayRetry: () => true, uploading: () => false },
     options,
   );
@@ -203,8 +206,11 @@ export async function* submitAndWatch(
 ): AsyncGenerator<JobEvent, void, undefined> {
   let jobId = "";
   const keyed = Boolean(request.idempotencyKey);
+  const outcomeOnly = options.outcomeOnly;
   const open = (after: string, signal: AbortSignal): AsyncIterable<{ event?: JobEvent }> =>
-    jobId ? client.watchJob({ jobId, after }, { signal }) : client.submitAndWatch({ request }, { signal });
+    jobId
+      ? client.watchJob({ jobId, after, outcomeOnly }, { signal })
+      : client.submitAndWatch({ request, outcomeOnly }, { signal });
   const rules: FollowRules = {
     mayRetry: (error) => jobId !== "" || (keyed && (error.code === Code.Unavailable || dropped(error))),
     uploading: () => jobId === "",

@@ -450,12 +450,14 @@ class GetJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class WatchJobRequest(_message.Message):
-    __slots__ = ("job_id", "after")
+    __slots__ = ("job_id", "after", "outcome_only")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_ONLY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     after: str
-    def __init__(self, job_id: _Optional[str] = ..., after: _Optional[str] = ...) -> None: ...
+    outcome_only: bool
+    def __init__(self, job_id: _Optional[str] = ..., after: _Optional[str] = ..., outcome_only: _Optional[bool] = ...) -> None: ...
 
 class WatchJobResponse(_message.Message):
     __slots__ = ("event", "keep_alive")
@@ -466,10 +468,12 @@ class WatchJobResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[JobEvent, _Mapping]] = ..., keep_alive: _Optional[bool] = ...) -> None: ...
 
 class SubmitAndWatchRequest(_message.Message):
-    __slots__ = ("request",)
+    __slots__ = ("request", "outcome_only")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_ONLY_FIELD_NUMBER: _ClassVar[int]
     request: SubmitRenderRequest
-    def __init__(self, request: _Optional[_Union[SubmitRenderRequest, _Mapping]] = ...) -> None: ...
+    outcome_only: bool
+    def __init__(self, request: _Optional[_Union[SubmitRenderRequest, _Mapping]] = ..., outcome_only: _Optional[bool] = ...) -> None: ...
 
 class SubmitAndWatchResponse(_message.Message):
     __slots__ = ("event", "keep_alive")
