@@ -1,6 +1,7 @@
 // The TypeScript client in Node, as its README example uses it: uploads, a refused submit's field
 // violations, a submit and its events through watchJob, the same in one call through
-// submitAndWatch (whole, cut after two events, and lost before the first), over the protocol given. Prints one JSON line for
+// submitAndWatch (whole, for its outcome only, cut after two events, and lost before the first),
+// over the protocol given. Prints one JSON line for
 // tests/browser/test_typescript_client.py to check.
 // Usage: node client_check.mjs DIST_INDEX BASE_URL API_KEY PROTOCOL PHOTO SWATCH QUAD_JSON
 import { readFileSync } from "node:fs";
@@ -42,6 +43,16 @@ const full = await readOutput(client, job.id, "full");
 const followed = [];
 for await (const event of submitAndWatch(client, request(quad))) {
   followed.push({ jobId: event.jobId, cursor: event.cursor, state: event.state });
+}
+// Only the outcome: the first event (which names the job) and the terminal one, in one call; then
+// the same job watched for its outcome alone.
+const outcome = [];
+for await (const event of submitAndWatch(client, request(quad), { outcomeOnly: true })) {
+  outcome.push({ jobId: event.jobId, cursor: event.cursor, state: event.state });
+}
+const outcomeWatched = [];
+for await (const event of watchJob(client, outcome[0].jobId, { outcomeOnly: true })) {
+  outcomeWatched.push({ cursor: event.cursor, state: event.state });
 }
 // The same again with the one-call stream cut after its first two events (no end of stream, as a
 // dropped connection ends): the client goes on with WatchJob from the second event's cursor.
@@ -123,6 +134,8 @@ console.log(
     violations,
     events,
     followed,
+    outcome,
+    outcomeWatched,
     resumed,
     calls,
     repeated,

@@ -62,6 +62,11 @@ def test_node_uploads_reads_field_violations_submits_and_watches_in_two_calls_an
     followed = report["followed"]
     assert followed[0]["state"] == pb.JOB_STATE_QUEUED and followed[-1]["state"] == pb.JOB_STATE_SUCCEEDED
     assert {e["jobId"] for e in followed} == {followed[0]["jobId"]} != {report["jobId"]}
+    # For the outcome only: the first event and the terminal one; a watch for it, the terminal one.
+    outcome = report["outcome"]
+    assert [e["state"] for e in outcome] == [pb.JOB_STATE_QUEUED, pb.JOB_STATE_SUCCEEDED]
+    assert outcome[0]["jobId"] == outcome[1]["jobId"]
+    assert report["outcomeWatched"] == [{"cursor": outcome[1]["cursor"], "state": pb.JOB_STATE_SUCCEEDED}]
     # Cut after two events, the one-call stream goes on as a watch: every event once, in order.
     resumed = report["resumed"]
     assert report["calls"] == ["SubmitAndWatch", "WatchJob"]
