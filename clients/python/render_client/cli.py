@@ -305,8 +305,13 @@ def main(argv: list[str] | None = None) -> int:
         if sub is not submit:
             sub.add_argument("--project", default="")
             sub.add_argument("--watch", action="store_true", help="follow progress until the job ends")
-    for name in ("watch", "get", "cancel"):
-        sub = commands.add_parser(name, help=f"{name} a job")
+    for name, text in (
+        ("watch", "follow a job's progress until it ends"),
+        ("wait", "wait until a job ends (sent no progress), print it; exit 1 unless it succeeded"),
+        ("get", "get a job"),
+        ("cancel", "cancel a job"),
+    ):
+        sub = commands.add_parser(name, help=text)
         sub.add_argument("job_id")
     upload = commands.add_parser("upload", help="store an image once; later jobs use it as asset:ID")
     upload.add_argument("file")
@@ -393,6 +398,10 @@ def main(argv: list[str] | None = None) -> int:
                 return submit_and_maybe_watch(client, request, args.watch)
             elif args.command == "watch":
                 job = watch(client, args.job_id)
+                return 0 if job.state == pb.JOB_STATE_SUCCEEDED else 1
+            elif args.command == "wait":
+                job = client.wait(args.job_id)
+                print(show_job(job))
                 return 0 if job.state == pb.JOB_STATE_SUCCEEDED else 1
             elif args.command == "get":
                 print(show_job(client.get(args.job_id)))
