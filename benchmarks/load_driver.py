@@ -12,10 +12,12 @@ line per scenario goes to stdout.
 
     python -m benchmarks.load_driver --target 127.0.0.1:50051 --scenario get --seconds 5
 
-Two scenarios have no ghz configuration of their own: `submit-watch` (the dry-run submit, then
-WatchJob of the new job until its end: the latency a client sees from submit to result) and
-`limited` (the dry-run submit with the key in $LOAD_LIMITED_API_KEY, a tenant left at the default
-limits, where the rate limiter refuses most calls with RESOURCE_EXHAUSTED).
+`submit-wait` reads SubmitAndWatch's stream (submit-and-wait.json: `outcome_only`) to its end,
+timed to its first and its terminal event. Two scenarios have no ghz configuration of their own:
+`submit-watch` (the dry-run submit, then WatchJob of the new job until its end: the latency a
+client sees from submit to result) and `limited` (the dry-run submit with the key in
+$LOAD_LIMITED_API_KEY, a tenant left at the default limits, where the rate limiter refuses most
+calls with RESOURCE_EXHAUSTED).
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ class Scenario:
     name: str
     title: str
     config: str  # the file in deploy/load
-    kind: str = "unary"  # "unary", "watch" (the configured WatchJob) or "submit-watch"
+    kind: str = "unary"  # "unary", "watch" (the configured WatchJob), "submit-watch" or "stream" (any
+    # server stream, read to its end)
     key_env: str = ""  # where the key for RENDER_API_KEY comes from ("": RENDER_API_KEY itself)
     expected_errors: frozenset[str] = frozenset()
 
@@ -79,6 +82,7 @@ SCENARIOS = {
         Scenario("get", "GetJob of an ended job", "get.json"),
         Scenario("watch", "WatchJob of an ended job (replay)", "watch.json", kind="watch"),
         Scenario("submit-watch", "SubmitRender + WatchJob to the end", "submit-dry-run.json", kind="submit-watch"),
+        Scenario("submit-wait", "SubmitAndWatch for the outcome alone", "submit-and-wait.json", kind="stream"),
         Scenario(
             "limited",
             "SubmitRender at default tenant limits",
@@ -242,8 +246,15 @@ async def follow(
 ) -> dict[str, float]:
     """WatchJob of a job until the stream ends: seconds from `start` to its first event and to its
     terminal one. A stream that ends before a terminal event fails as NO_END_EVENT."""
-    first = end = -1.0
     call = stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=metadata, timeout=timeout_s)
+    return await events_of(call, start)
+
+
+async def events_of(call: Any, start: float) -> dict[str, float]:
+    """A stream of job events (WatchJob's, SubmitAndWatch's) read to its end: seconds from `start`
+    to its first event and to its terminal one. A stream that ends before a terminal event fails
+    as NO_END_EVENT."""
+    first = end = -1.0
     async for response in call:
         if not response.HasField("event"):
             continue  # a keep-alive
@@ -289,8 +300,18 @@ def operation_of(scenario: Scenario, env: Mapping[str, str]) -> tuple[Operation,
             return {"submit": time.perf_counter() - start, **watched}
 
         return submit_and_watch, config
+    if scenario.kind == "stream":
+        if not method.server_streaming or method.client_streaming:
+            raise ValueError(f"{scenario.config}: {method.name} is not a server stream")
+        streamed = method.name
+
+        async def stream(stub: pb_grpc.RenderServiceStub) -> dict[str, float]:
+            start = time.perf_counter()
+            return await events_of(getattr(stub, streamed)(request, metadata=metadata, timeout=timeout_s), start)
+
+        return stream, config
     if method.server_streaming or method.client_streaming:
-        raise ValueError(f"{scenario.config}: {method.name} streams; give the scenario kind 'watch'")
+        raise ValueError(f"{scenario.config}: {method.name} streams; give the scenario kind 'watch' or 'stream'")
     name = method.name
 
     async def unary(stub: pb_grpc.RenderServiceStub) -> None:

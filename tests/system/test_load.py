@@ -40,7 +40,7 @@ def test_the_load_driver_prints_a_row_per_scenario(stack: Stack, tmp_path: Path)
         + by_name["limited"].outside_errors.get("RESOURCE_EXHAUSTED", 0)
         > 0
     ), table
-    for name in ("watch", "submit-watch"):
+    for name in ("watch", "submit-watch", "submit-wait"):
         first, end = by_name[name].first_event_ms, by_name[name].end_event_ms
         assert len(first) == len(end) == 3 and 0 < first[0] <= end[0], table
     assert all(r.ok > 0 for r in rows if r.scenario != "limited"), table

@@ -79,7 +79,13 @@ def configs() -> Iterator[Any]:
 
 
 def test_there_is_a_configuration_per_ghz_scenario() -> None:
-    assert {p.name for p in CONFIGS} == {"submit-dry-run.json", "submit-swap.json", "get.json", "watch.json"}
+    assert {p.name for p in CONFIGS} == {
+        "submit-dry-run.json",
+        "submit-swap.json",
+        "submit-and-wait.json",
+        "get.json",
+        "watch.json",
+    }
     readme = (CONFIG_DIR / "README.md").read_text()
     for path in CONFIGS:
         assert path.name in readme, f"deploy/load/README.md does not show how to run {path.name}"
@@ -124,6 +130,8 @@ def test_the_driver_sends_what_the_configurations_say() -> None:
     # The dry-run submit is make bench's request, byte for byte.
     request = load_driver.request_of(load_config("submit-dry-run.json"), PLACEHOLDERS)
     assert request == dry_run_request()
+    waited = load_driver.request_of(load_config("submit-and-wait.json"), PLACEHOLDERS)
+    assert waited.request == dry_run_request() and waited.outcome_only  # type: ignore[attr-defined]
     swap = load_driver.request_of(load_config("submit-swap.json"), PLACEHOLDERS).material_swap  # type: ignore[attr-defined]
     assert (swap.photo.asset_id, swap.swatch.asset_id) == (PLACEHOLDERS["LOAD_PHOTO_ASSET"], "b" * 32)
     assert all(0 <= p.x <= SWAP_SIZE[0] and 0 <= p.y <= SWAP_SIZE[1] for p in swap.hints.quad)
