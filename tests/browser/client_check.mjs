@@ -54,6 +54,21 @@ const outcomeWatched = [];
 for await (const event of watchJob(client, outcome[0].jobId, { outcomeOnly: true })) {
   outcomeWatched.push({ cursor: event.cursor, state: event.state });
 }
+// Past the ended job's last event nothing will follow: thrown at once, not retried.
+let pastEnd = "";
+const pastEndCalls = [];
+const counting = async (input, init) => {
+  pastEndCalls.push(String(input instanceof Request ? input.url : input));
+  return fetch(input, init);
+};
+try {
+  const countingClient = createRenderClient({ baseUrl, apiKey, protocol, fetch: counting });
+  for await (const event of watchJob(countingClient, outcome[0].jobId, { after: outcome[1].cursor })) {
+    pastEnd = `unexpected event ${event.cursor}`;
+  }
+} catch (error) {
+  pastEnd = pastEnd || String(error.code ?? "no code");
+}
 // The same again with the one-call stream cut after its first two events (no end of stream, as a
 // dropped connection ends): the client goes on with WatchJob from the second event's cursor.
 const calls = [];
@@ -136,6 +151,8 @@ console.log(
     followed,
     outcome,
     outcomeWatched,
+    pastEnd,
+    pastEndCalls: pastEndCalls.length,
     resumed,
     calls,
     repeated,

@@ -193,6 +193,21 @@ def test_a_caller_that_waits_for_the_outcome_is_sent_only_that(client: RenderCli
     assert client.wait(first.job_id, timeout=10).state == pb.JOB_STATE_SUCCEEDED
 
 
+def test_a_watch_past_an_ended_jobs_last_event_ends_at_once_with_out_of_range(client: RenderClient) -> None:
+    room = room_render("attic", floor="Oak")
+    room.options.dry_run = True
+    events = list(client.submit_and_watch(room_render_request(room), timeout=30))
+    job_id, last = events[0].job_id, events[-1]
+    # From the event before the last: the last one, and the stream ends.
+    assert [e.cursor for e in client.watch(job_id, after=events[-2].cursor, timeout=10)] == [last.cursor]
+    # From the last (or past it), nothing will ever follow: a clear error (before, the watch waited
+    # out its deadline: DEADLINE_EXCEEDED).
+    for cursor, outcome_only in ((last.cursor, False), (last.cursor, True), ("99999999999999-0", False)):
+        with pytest.raises(grpc.RpcError) as info:
+            list(client.watch(job_id, after=cursor, timeout=20, outcome_only=outcome_only))
+        assert info.value.code() == grpc.StatusCode.OUT_OF_RANGE and "has ended" in (info.value.details() or "")
+
+
 def test_a_full_queue_sheds_load_with_retry_info(
     redis_url: str, stages: dict[str, str], tmp_path: Path, start_gateway: Callable[[GatewaySettings], Gateway]
 ) -> None:

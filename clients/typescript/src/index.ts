@@ -151,6 +151,7 @@ const FINAL_CODES = new Set<Code>([
   Code.Unauthenticated,
   Code.FailedPrecondition,
   Code.Unimplemented,
+  Code.OutOfRange, // a cursor at or past an ended job's last event: nothing will follow it
 ]);
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
