@@ -26,6 +26,7 @@ from gateway.ledger import (
     RateLimited,
     StoredAsset,
     StoredJob,
+    cursor_key,
 )
 from gateway.ledger.jobs import TERMINAL_PROTO, new_job_id, now_ms, timestamp
 from gateway.links import OutputLinks
@@ -282,21 +283,25 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 "after is not a cursor from this job's events",
                 bad_request([("after", "must be an event cursor such as 1700000000000-0")]),
             )
-        stored = await self._job(request.job_id, tenant, context)
-        # An ended job's terminal event is in its stream: nothing after the cursor means nothing ever
-        # will be (a watch would wait out its deadline, or the job's retention).
-        if request.after and stored.job.state in TERMINAL_PROTO and not await self._events_after(request):
-            await abort(
-                context,
-                grpc.StatusCode.OUT_OF_RANGE,
-                "the job has ended and no event follows this cursor; GetJob returns it as it ended",
-            )
+        await self._job(request.job_id, tenant, context)
+        if request.after:
+            # From an ended job's terminal event on, nothing will ever follow: such a watch would
+            # wait out its deadline, or the job's retention. (A cursor past the latest event is let
+            # be: after a Redis failover that lost the latest events, a client's cursor can be, and
+            # the events written since come after it.)
+            last = await self.ledger.last_event(request.job_id)
+            if (
+                last is not None
+                and last.state in TERMINAL_PROTO
+                and cursor_key(request.after) >= cursor_key(last.cursor)
+            ):
+                await abort(
+                    context,
+                    grpc.StatusCode.OUT_OF_RANGE,
+                    "the job has ended and no event follows this cursor; GetJob returns it as it ended",
+                )
         async for event in self._follow(request.job_id, request.after, outcome_only=request.outcome_only):
             yield pb.WatchJobResponse(keep_alive=True) if event is None else pb.WatchJobResponse(event=event)
-
-    async def _events_after(self, request: pb.WatchJobRequest) -> bool:
-        """Whether the job has an event after the request's cursor."""
-        return bool((await self.ledger.read_events({request.job_id: request.after}, count=1)).get(request.job_id))
 
     async def _follow(
         self, job_id: str, after: str, *, outcome_only: bool = False, first_too: bool = False

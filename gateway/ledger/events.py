@@ -41,6 +41,11 @@ class EventLog(LedgerBase):
             ]
         return out
 
+    async def last_event(self, job_id: str) -> pb.JobEvent | None:
+        """The job's latest event, its cursor set (None when it has none)."""
+        reply = await self._command("XREVRANGE", keys.events(job_id), "+", "-", "COUNT", 1)
+        return parse_event(reply[0][0], as_dict(reply[0][1])) if reply else None
+
     async def exist(self, job_ids: Sequence[str]) -> list[bool]:
         """Whether each job still exists (it expires after its retention)."""
 
