@@ -68,8 +68,9 @@ class Scenario:
     name: str
     title: str
     config: str  # the file in deploy/load
-    kind: str = "unary"  # "unary", "watch" (the configured WatchJob), "submit-watch" or "stream" (any
-    # server stream, read to its end)
+    # "unary"; "watch" (the configured WatchJob); "submit-watch" (the configured submit, then a
+    # WatchJob of its job); or "stream" (any server stream, read to its end).
+    kind: str = "unary"
     key_env: str = ""  # where the key for RENDER_API_KEY comes from ("": RENDER_API_KEY itself)
     expected_errors: frozenset[str] = frozenset()
 

@@ -11,9 +11,11 @@ charges.
 
 Latency: a second stack with the dispatcher on, and a Celery worker (benchmarks.celery_noop) with
 as many processes as the dispatcher has slots, its broker and results on the stack's Redis. After a
-warm-up, jobs go one at a time, alternating: a dry-run room render through the gateway timed from
-SubmitRender to the terminal WatchJob event, and a no-op task timed from apply_async to
-result.get(). Reports p50 and p99 of each.
+warm-up, four series go one call at a time, in a de Bruijn order (each follows each equally often):
+a dry-run room render through the gateway timed from SubmitRender to the terminal WatchJob event;
+the same in one SubmitAndWatch call; the same sent only its first and terminal events
+(outcome_only); and a no-op task timed from apply_async to result.get(). Reports p50 and p99 of
+each.
 
     python -m benchmarks.submit [--rounds 5 --seconds 2 --jobs 200 --parts throughput latency]
 
@@ -517,7 +519,9 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=0.5)
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load per target before round 1")
     parser.add_argument("--channels", type=int, default=4)
-    parser.add_argument("--jobs", type=int, default=200, help="sequential jobs (and tasks) for the latency part")
+    parser.add_argument(
+        "--jobs", type=int, default=200, help="sequential jobs of each series for the latency part (a multiple of 4)"
+    )
     parser.add_argument("--warmup-jobs", type=int, default=20)
     parser.add_argument(
         "--topology",
@@ -529,6 +533,9 @@ def main() -> None:
         "--stack-env", action="append", default=[], help="KEY=VALUE for both stacks (e.g. a generous rate limit)"
     )
     args = parser.parse_args()
+    if args.jobs <= 0 or args.jobs * 4 % len(BALANCED_ORDER):
+        # The order is balanced, and every series runs --jobs times, over whole cycles only.
+        parser.error(f"--jobs must be a positive multiple of {len(BALANCED_ORDER) // 4}")
     extra_env = parse_env(args.stack_env)
     throughput: ThroughputRun | None = None
     latency: LatencyRun | None = None

@@ -286,9 +286,9 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         await self._job(request.job_id, tenant, context)
         if request.after:
             # From an ended job's terminal event on, nothing will ever follow: such a watch would
-            # wait out its deadline, or the job's retention. (A cursor past the latest event is let
-            # be: after a Redis failover that lost the latest events, a client's cursor can be, and
-            # the events written since come after it.)
+            # wait out its deadline, or the job's retention. (A cursor past a running job's latest
+            # event is let be: after a Redis failover that lost the latest events, a client's
+            # cursor can be, and the events written since come after it.)
             last = await self.ledger.last_event(request.job_id)
             if (
                 last is not None
@@ -299,6 +299,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                     context,
                     grpc.StatusCode.OUT_OF_RANGE,
                     "the job has ended and no event follows this cursor; GetJob returns it as it ended",
+                    bad_request([("after", "is at or past the ended job's last event")]),
                 )
         async for event in self._follow(request.job_id, request.after, outcome_only=request.outcome_only):
             yield pb.WatchJobResponse(keep_alive=True) if event is None else pb.WatchJobResponse(event=event)

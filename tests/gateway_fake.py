@@ -1,4 +1,5 @@
-"""A scripted render.v1.RenderService on loopback: real gRPC, failures on cue.
+"""A scripted render.v1.RenderService on loopback: real gRPC, failures on cue. It records what each
+watch asked for (its cursor, outcome_only) but plays its plan whatever was asked.
 
 Each WatchJob call plays the next plan of `watch_plans` (the last call's default is "rest"), and so
 does each SubmitAndWatch after its submit:
@@ -61,6 +62,7 @@ class WatchCall:
     after: str
     metadata: dict[str, str]
     ended: threading.Event = field(default_factory=threading.Event)
+    outcome_only: bool = False
 
 
 @dataclass
@@ -85,7 +87,8 @@ class _Servicer(pb_grpc.RenderServiceServicer):
         self.fake = fake
 
     def WatchJob(self, request: pb.WatchJobRequest, context: grpc.ServicerContext) -> Iterator[pb.WatchJobResponse]:
-        call = WatchCall(self.name, request.after, {k: str(v) for k, v in context.invocation_metadata()})
+        metadata = {k: str(v) for k, v in context.invocation_metadata()}
+        call = WatchCall(self.name, request.after, metadata, outcome_only=request.outcome_only)
         context.add_callback(call.ended.set)  # type: ignore[attr-defined]
         with self.fake.lock:
             self.fake.watches.append(call)
@@ -121,7 +124,8 @@ class _Servicer(pb_grpc.RenderServiceServicer):
     ) -> Iterator[pb.SubmitAndWatchResponse]:
         """A submit (failing as scripted), then the next watch plan from the job's first event."""
         self.SubmitRender(request.request, context)
-        for reply in self.WatchJob(pb.WatchJobRequest(job_id="job-1"), context):
+        watch = pb.WatchJobRequest(job_id="job-1", outcome_only=request.outcome_only)
+        for reply in self.WatchJob(watch, context):
             yield (
                 pb.SubmitAndWatchResponse(event=reply.event)
                 if reply.HasField("event")

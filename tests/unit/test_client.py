@@ -238,6 +238,20 @@ def test_submit_and_watch_skips_keep_alives_and_goes_on_as_a_watch_when_its_stre
     assert [(n.code, n.attempt, n.reason) for n in notices] == [(grpc.StatusCode.UNAVAILABLE, 1, "connection lost")]
 
 
+def test_a_caller_waiting_for_the_outcome_asks_for_it_again_when_it_resumes() -> None:
+    fake = FakeGateway(watch_plans=[[1, grpc.StatusCode.UNAVAILABLE], [REST], [REST]])
+    with serve(fake) as servers:
+        client, _ = client_of(target(servers))
+        with client:
+            events = list(client.submit_and_watch(pb.SubmitRenderRequest(), timeout=10, outcome_only=True))
+            assert [(w.after, w.outcome_only) for w in fake.watches] == [("", True), ("1-0", True)]
+            assert events[-1].state == pb.JOB_STATE_SUCCEEDED
+            # wait() asks for the outcome alone too; watch() for every event unless told.
+            assert client.wait("job-1", timeout=10).state == pb.JOB_STATE_SUCCEEDED
+            list(client.watch("job-1", timeout=10))
+    assert [w.outcome_only for w in fake.watches[2:]] == [True, False]
+
+
 def test_submit_and_watch_resumes_a_stream_that_lasted_longer_than_the_retry_bound() -> None:
     """The bound on retrying counts from the last message, not from the call's start: a job
     followed for longer than it is still resumed when its stream breaks."""

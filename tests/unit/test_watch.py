@@ -102,3 +102,52 @@ def test_a_silent_job_gets_keep_alives_and_nothing_else() -> None:
             await hub.drain()
 
     asyncio.run(body())
+
+
+def test_a_watcher_for_the_outcome_is_handed_the_terminal_event_and_keep_alives_only() -> None:
+    async def body() -> None:
+        stream = Stream(6)
+        stream.events[-1].state = pb.JOB_STATE_SUCCEEDED
+        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            # From the start, with the first too (SubmitAndWatch's): e0 and the end.
+            both = await asyncio.wait_for(take(hub.watch("job", outcome_only=True, first_too=True), 6), 2)
+            assert both == ["e0", "e5"]
+            # From a cursor: the first after it is not the job's first; without first_too, the end only.
+            assert await asyncio.wait_for(take(hub.watch("job", "100-2", outcome_only=True, first_too=True), 6), 2) == [
+                "e3",
+                "e5",
+            ]
+            assert await asyncio.wait_for(take(hub.watch("job", "100-2", outcome_only=True), 6), 2) == ["e5"]
+            assert hub.watchers == 0  # each watch ended with its terminal event
+        finally:
+            await hub.drain()
+
+    asyncio.run(body())
+
+
+def test_a_watcher_for_the_outcome_of_a_running_job_gets_keep_alives_while_events_pass() -> None:
+    async def body() -> None:
+        stream = Stream(3)  # running: no terminal event yet
+        hub = EventHub(stream, NoSubscriptions(), keepalive_s=0.05)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            seen: list[pb.JobEvent | None] = []
+            watch = hub.watch("job", outcome_only=True)
+            async for item in watch:
+                seen.append(item)
+                if len(seen) == 2:
+                    stream.events.append(pb.JobEvent(cursor="100-3", message="e3", state=pb.JOB_STATE_RUNNING))
+                    stream.events.append(pb.JobEvent(cursor="100-4", message="end", state=pb.JOB_STATE_FAILED))
+                    hub.notify("job")
+                if item is not None:
+                    break
+            await watch.aclose()
+            assert seen[:2] == [None, None]  # the three events so far were passed over, not sent
+            last = seen[-1]
+            assert last is not None and last.message == "end" and all(s is None for s in seen[:-1])
+        finally:
+            await hub.drain()
+
+    asyncio.run(body())
