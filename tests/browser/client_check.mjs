@@ -71,8 +71,7 @@ try {
 }
 // The same again with the one-call stream cut after its first two events (no end of stream, as a
 // dropped connection ends): the client goes on with WatchJob from the second event's cursor.
-const calls = [];
-const cutting = async (input, init) => {
+const cutAfter = (messages, calls) => async (input, init) => {
   const url = String(input instanceof Request ? input.url : input);
   calls.push(url.slice(url.lastIndexOf("/") + 1));
   const response = await fetch(input, init);
@@ -81,15 +80,24 @@ const cutting = async (input, init) => {
   }
   const body = new Uint8Array(await response.arrayBuffer());
   let end = 0;
-  for (let kept = 0; kept < 2 && end + 5 <= body.length; kept += 1) {
+  for (let kept = 0; kept < messages && end + 5 <= body.length; kept += 1) {
     end += 5 + new DataView(body.buffer, body.byteOffset + end + 1, 4).getUint32(0);
   }
   return new Response(body.slice(0, end), { status: response.status, headers: response.headers });
 };
+const calls = [];
 const resumed = [];
-const cutClient = createRenderClient({ baseUrl, apiKey, protocol, fetch: cutting });
+const cutClient = createRenderClient({ baseUrl, apiKey, protocol, fetch: cutAfter(2, calls) });
 for await (const event of submitAndWatch(cutClient, request(quad), { initialDelayMs: 10 })) {
   resumed.push({ jobId: event.jobId, cursor: event.cursor, state: event.state });
+}
+// For the outcome alone, cut after its first event: the WatchJob it goes on with asks for the
+// outcome too, so the terminal event is all that follows.
+const outcomeCalls = [];
+const outcomeResumed = [];
+const outcomeCut = createRenderClient({ baseUrl, apiKey, protocol, fetch: cutAfter(1, outcomeCalls) });
+for await (const event of submitAndWatch(outcomeCut, request(quad), { initialDelayMs: 10, outcomeOnly: true })) {
+  outcomeResumed.push(event.state);
 }
 // The first SubmitAndWatch's reply lost before its first event (the gateway has the request and
 // runs the job; the connection drops): with an idempotency key the client makes the call again
@@ -155,6 +163,8 @@ console.log(
     pastEndCalls: pastEndCalls.length,
     resumed,
     calls,
+    outcomeResumed,
+    outcomeCalls,
     repeated,
     repeatCalls,
     droppedAt,

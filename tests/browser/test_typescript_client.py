@@ -67,6 +67,9 @@ def test_node_uploads_reads_field_violations_submits_and_watches_in_two_calls_an
     assert [e["state"] for e in outcome] == [pb.JOB_STATE_QUEUED, pb.JOB_STATE_SUCCEEDED]
     assert outcome[0]["jobId"] == outcome[1]["jobId"]
     assert report["outcomeWatched"] == [{"cursor": outcome[1]["cursor"], "state": pb.JOB_STATE_SUCCEEDED}]
+    # Cut after its first event, a wait for the outcome goes on as a WatchJob for the outcome.
+    assert report["outcomeCalls"] == ["SubmitAndWatch", "WatchJob"]
+    assert report["outcomeResumed"] == [pb.JOB_STATE_QUEUED, pb.JOB_STATE_SUCCEEDED]
     # Past the ended job's last event: OUT_OF_RANGE (11), thrown after one call.
     assert (report["pastEnd"], report["pastEndCalls"]) == ("11", 1)
     # Cut after two events, the one-call stream goes on as a watch: every event once, in order.
