@@ -35,7 +35,7 @@ from gateway.pricing import Price, PriceTable, price_of
 from gateway.requests import image_fields, plan_steps
 from gateway.settings import WebhookSettings
 from gateway.validation import Limits, validate_submit
-from gateway.watch import EventHub
+from gateway.watch import CursorPastEnd, EventHub
 from gateway.webhooks import events as webhook_events
 from gateway.webhooks.api import WebhookMethods
 from render.v1 import render_service_pb2 as pb
@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 OUTPUT_CHUNK_BYTES = 256 * 1024
 
 _CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
+# A watch from a cursor at or past an ended job's last event: nothing will ever follow it.
+_PAST_END = "the job has ended and no event follows this cursor; GetJob returns it as it ended"
+_PAST_END_FIELD = "is at or past the ended job's last event"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -286,23 +289,22 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         await self._job(request.job_id, tenant, context)
         if request.after:
             # From an ended job's terminal event on, nothing will ever follow: such a watch would
-            # wait out its deadline, or the job's retention. (A cursor past a running job's latest
-            # event is let be: after a Redis failover that lost the latest events, a client's
-            # cursor can be, and the events written since come after it.)
+            # wait out its deadline, or the job's retention. A cursor past a running job's latest
+            # event is let be (after a Redis failover that lost the latest events a client's cursor
+            # can be, and the events written since come after it); if the job ends before the
+            # cursor instead, the hub ends the watch (CursorPastEnd, below).
             last = await self.ledger.last_event(request.job_id)
             if (
                 last is not None
                 and last.state in TERMINAL_PROTO
                 and cursor_key(request.after) >= cursor_key(last.cursor)
             ):
-                await abort(
-                    context,
-                    grpc.StatusCode.OUT_OF_RANGE,
-                    "the job has ended and no event follows this cursor; GetJob returns it as it ended",
-                    bad_request([("after", "is at or past the ended job's last event")]),
-                )
-        async for event in self._follow(request.job_id, request.after, outcome_only=request.outcome_only):
-            yield pb.WatchJobResponse(keep_alive=True) if event is None else pb.WatchJobResponse(event=event)
+                await abort(context, grpc.StatusCode.OUT_OF_RANGE, _PAST_END, bad_request([("after", _PAST_END_FIELD)]))
+        try:
+            async for event in self._follow(request.job_id, request.after, outcome_only=request.outcome_only):
+                yield pb.WatchJobResponse(keep_alive=True) if event is None else pb.WatchJobResponse(event=event)
+        except CursorPastEnd:  # the job ended while watched, at an event before the cursor
+            await abort(context, grpc.StatusCode.OUT_OF_RANGE, _PAST_END, bad_request([("after", _PAST_END_FIELD)]))
 
     async def _follow(
         self, job_id: str, after: str, *, outcome_only: bool = False, first_too: bool = False

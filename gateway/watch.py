@@ -30,6 +30,10 @@ _READ_CHUNK = 256  # jobs per XREAD
 _READ_COUNT = 100  # events per job per XREAD
 
 
+class CursorPastEnd(Exception):
+    """The watched job ended at an event before the watcher's cursor: nothing will follow it."""
+
+
 class ServerDraining(DependencyUnavailable):
     """The gateway is shutting down: the client should reconnect (to another replica)."""
 
@@ -44,6 +48,7 @@ class _Watcher:
     draining: bool = False
     outcome_only: bool = False  # hand it only the terminal event (and the first, if first_too)
     first_too: bool = False
+    past_end: bool = False  # the job ended before the cursor: the watch ends with CursorPastEnd
 
     def take(self, event: pb.JobEvent, position: tuple[int, int]) -> None:
         """Moves the cursor to the event (at position) and queues it if this watcher wants it."""
@@ -91,11 +96,25 @@ class EventHub:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    def notify(self, job_id: str) -> None:
-        """A job got an event (a pub/sub notice): read its stream if anyone watches it."""
-        if job_id in self._watchers:
-            self._dirty.add(job_id)
-            self._wake.set()
+    def notify(self, job_id: str, notice: str = "") -> None:
+        """A job got an event (a pub/sub notice): read its stream if anyone watches it. An end's
+        notice names the terminal event ("end <id>"): a watcher whose cursor is past it (one that
+        was never this job's, or one from events a Redis failover lost) would wait for what can
+        never come, so its watch ends."""
+        group = self._watchers.get(job_id)
+        if group is None:
+            return
+        if notice.startswith("end "):
+            with contextlib.suppress(ValueError):
+                end = cursor_key(notice[4:])
+                for watcher in group:
+                    # At the end itself too: a watcher already handed the terminal event returns on
+                    # it before it reaches this.
+                    if watcher.cursor >= end:
+                        watcher.past_end = True
+                        watcher.queue.put_nowait(None)
+        self._dirty.add(job_id)
+        self._wake.set()
 
     def catch_up(self) -> None:
         """Re-reads every watched job (after a reconnect, notices sent meanwhile were lost)."""
@@ -111,7 +130,7 @@ class EventHub:
         watcher = _Watcher(cursor=cursor_key(after), outcome_only=outcome_only, first_too=first_too)
         group = self._watchers.setdefault(job_id, set())
         if not group:
-            self.subscriptions.follow(keys.job_channel(job_id), lambda _notice: self.notify(job_id))
+            self.subscriptions.follow(keys.job_channel(job_id), lambda notice: self.notify(job_id, notice))
         group.add(watcher)
         try:
             await self._catch_up(job_id, watcher)
@@ -125,6 +144,8 @@ class EventHub:
                 if event is None:
                     if watcher.draining:
                         raise ServerDraining()
+                    if watcher.past_end:
+                        raise CursorPastEnd()
                     return
                 yield event
                 if event.state in TERMINAL_PROTO:

@@ -443,3 +443,39 @@ def test_a_dispatcher_that_lost_its_job_leaves_the_new_owners_work_alone(
             assert await ledger.renew("new-owner", job_id, 30.0)
 
     asyncio.run(body())
+
+
+def test_a_watch_past_the_event_its_job_ends_at_ends_with_out_of_range(
+    redis_url: str,
+    stages: dict[str, str],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path: Path,
+) -> None:
+    """A cursor past a running job's latest event is let be (after a Redis failover a client's
+    cursor can be), but once the job ends before it nothing can follow: the watch ends then."""
+    import threading
+
+    url = redis_url + "/22"  # a database no dispatching gateway uses: the job stays queued
+    redis.Redis.from_url(url).flushdb()
+    api = start_gateway(gateway_settings(url, tmp_path, stages, dispatch=False, watch_keepalive_s=0.2))
+    with client_for(f"127.0.0.1:{api.port}", url, "faults") as client:
+        job = client.submit(room_render_request(room_render("porch", dry_run=True))).job
+        outcome: list[grpc.StatusCode] = []
+
+        def watch() -> None:
+            try:
+                list(client.watch(job.id, after="99999999999999-0", timeout=20))
+            except grpc.RpcError as exc:
+                outcome.append(exc.code())
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        deadline = time.monotonic() + 10
+        while api.hub.watchers == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert api.hub.watchers == 1
+        time.sleep(0.5)  # keep-alives come; the watch waits
+        assert watcher.is_alive()
+        assert client.cancel(job.id).state == pb.JOB_STATE_CANCELLED
+        watcher.join(15)
+    assert outcome == [grpc.StatusCode.OUT_OF_RANGE]

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 
+import pytest
+
 from gateway.ledger import cursor_key
-from gateway.watch import EventHub
+from gateway.watch import CursorPastEnd, EventHub
 from render.v1 import render_service_pb2 as pb
 
 
@@ -147,6 +149,37 @@ def test_a_watcher_for_the_outcome_of_a_running_job_gets_keep_alives_while_event
             assert seen[:2] == [None, None]  # the three events so far were passed over, not sent
             last = seen[-1]
             assert last is not None and last.message == "end" and all(s is None for s in seen[:-1])
+        finally:
+            await hub.drain()
+
+    asyncio.run(body())
+
+
+def test_a_watcher_past_the_event_a_job_ended_at_is_told_so() -> None:
+    """A cursor past the stream's end (never the job's, or from events a Redis failover lost):
+    the job's end, whose notice names its event, ends that watch; watchers before it go on."""
+
+    async def body() -> None:
+        stream = Stream(3)
+        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            past = asyncio.create_task(take(hub.watch("job", "100-9"), 1))
+            behind = asyncio.create_task(take(hub.watch("job", "100-2"), 1))
+            await asyncio.sleep(0.05)
+            stream.events.append(pb.JobEvent(cursor="100-3", message="end", state=pb.JOB_STATE_CANCELLED))
+            hub.notify("job", "end 100-3")
+            with pytest.raises(CursorPastEnd):
+                await asyncio.wait_for(past, 2)
+            assert await asyncio.wait_for(behind, 2) == ["end"]
+            # A notice that is not an end's, or is not well formed, ends nothing.
+            waiting = asyncio.create_task(take(hub.watch("job", "100-9"), 1))
+            await asyncio.sleep(0.05)
+            hub.notify("job", "")
+            hub.notify("job", "end not-a-cursor")
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            waiting.cancel()
         finally:
             await hub.drain()
 

@@ -26,7 +26,7 @@ local fields = {'op', ARGV[6]}
 for i = 24, #ARGV do fields[#fields + 1] = ARGV[i] end
 if ARGV[3] ~= '' then fields[#fields + 1] = 'state'; fields[#fields + 1] = ARGV[3] end
 redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('XADD', KEYS[2], '*', 'event', ARGV[5])
+local entry = redis.call('XADD', KEYS[2], '*', 'event', ARGV[5])
 local ending = ARGV[3] ~= '' and terminal(ARGV[3])
 local category = ARGV[15]
 if ending then category = 'completed' end
@@ -67,5 +67,6 @@ if ending then
   if idem and idem ~= '' then redis.call('PEXPIRE', idem, ARGV[4]) end
   if redis.call('ZCARD', KEYS[6]) > 0 then redis.call('PUBLISH', ARGV[8], tenant) end
 end
-redis.call('PUBLISH', ARGV[7], '')
+-- The notice of an end names its event, the stream's last: a watcher past it waits for nothing.
+if ending then redis.call('PUBLISH', ARGV[7], 'end ' .. entry) else redis.call('PUBLISH', ARGV[7], '') end
 return 'ok'

@@ -148,7 +148,8 @@ class RenderServiceServicer:
     def WatchJob(self, request, context):
         """WatchJob replays a job's progress events after a cursor and then follows new ones
         until the job ends. A client that reconnects passes the last cursor it saw. A cursor at or
-        past an ended job's last event ends the call with OUT_OF_RANGE: nothing will follow it.
+        past an ended job's last event ends the call with OUT_OF_RANGE, at once or when the job ends:
+        nothing will follow it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
