@@ -26,9 +26,8 @@ from gateway.ledger import (
     RateLimited,
     StoredAsset,
     StoredJob,
-    cursor_key,
 )
-from gateway.ledger.jobs import TERMINAL_PROTO, new_job_id, now_ms, timestamp
+from gateway.ledger.jobs import new_job_id, now_ms, timestamp
 from gateway.links import OutputLinks
 from gateway.metrics import CREDITS_MOVED, JOBS_ENDED
 from gateway.pricing import Price, PriceTable, price_of
@@ -49,9 +48,6 @@ log = logging.getLogger(__name__)
 OUTPUT_CHUNK_BYTES = 256 * 1024
 
 _CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
-# A watch from a cursor at or past an ended job's last event: nothing will ever follow it.
-_PAST_END = "the job has ended and no event follows this cursor; GetJob returns it as it ended"
-_PAST_END_FIELD = "is at or past the ended job's last event"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -287,24 +283,21 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 bad_request([("after", "must be an event cursor such as 1700000000000-0")]),
             )
         await self._job(request.job_id, tenant, context)
-        if request.after:
-            # From an ended job's terminal event on, nothing will ever follow: such a watch would
-            # wait out its deadline, or the job's retention. A cursor past a running job's latest
-            # event is let be (after a Redis failover that lost the latest events a client's cursor
-            # can be, and the events written since come after it); if the job ends before the
-            # cursor instead, the hub ends the watch (CursorPastEnd, below).
-            last = await self.ledger.last_event(request.job_id)
-            if (
-                last is not None
-                and last.state in TERMINAL_PROTO
-                and cursor_key(request.after) >= cursor_key(last.cursor)
-            ):
-                await abort(context, grpc.StatusCode.OUT_OF_RANGE, _PAST_END, bad_request([("after", _PAST_END_FIELD)]))
         try:
             async for event in self._follow(request.job_id, request.after, outcome_only=request.outcome_only):
                 yield pb.WatchJobResponse(keep_alive=True) if event is None else pb.WatchJobResponse(event=event)
-        except CursorPastEnd:  # the job ended while watched, at an event before the cursor
-            await abort(context, grpc.StatusCode.OUT_OF_RANGE, _PAST_END, bad_request([("after", _PAST_END_FIELD)]))
+        except CursorPastEnd:
+            # The job ended at or before the cursor (when the watch began, or since): nothing will
+            # ever follow, and the watch would wait out its deadline, or the job's retention. A
+            # cursor past a running job's latest event is let be until then: after a Redis
+            # failover that lost the latest events a client's cursor can be, and the events
+            # written since come after it.
+            await abort(
+                context,
+                grpc.StatusCode.OUT_OF_RANGE,
+                "the job has ended and no event follows this cursor; GetJob returns it as it ended",
+                bad_request([("after", "is at or past the ended job's last event")]),
+            )
 
     async def _follow(
         self, job_id: str, after: str, *, outcome_only: bool = False, first_too: bool = False

@@ -31,7 +31,7 @@ _READ_COUNT = 100  # events per job per XREAD
 
 
 class CursorPastEnd(Exception):
-    """The watched job ended at an event before the watcher's cursor: nothing will follow it."""
+    """The watched job ended at or before the watcher's cursor: nothing will follow it."""
 
 
 class ServerDraining(DependencyUnavailable):
@@ -111,8 +111,7 @@ class EventHub:
                     # At the end itself too: a watcher already handed the terminal event returns on
                     # it before it reaches this.
                     if watcher.cursor >= end:
-                        watcher.past_end = True
-                        watcher.queue.put_nowait(None)
+                        _end_past(watcher)
         self._dirty.add(job_id)
         self._wake.set()
 
@@ -164,10 +163,15 @@ class EventHub:
         start = watcher.cursor
         try:
             found = await self.ledger.read_events({job_id: _cursor_text(start)}, count=_READ_COUNT)
+            events = found.get(job_id, [])
+            # Nothing after a cursor: if the job's last event is its end, nothing ever will be.
+            last = await self.ledger.last_event(job_id) if not events and start > (0, 0) else None
         except Exception:  # Redis away: the reader reads it, retrying
             self.notify(job_id)
             return
-        events = found.get(job_id, [])
+        if last is not None and last.state in TERMINAL_PROTO and start >= cursor_key(last.cursor):
+            _end_past(watcher)
+            return
         for event in events:
             position = cursor_key(event.cursor)
             if position > watcher.cursor:
@@ -245,6 +249,12 @@ class EventHub:
                 if not exists:
                     for watcher in self._watchers.get(job_id, ()):
                         watcher.queue.put_nowait(None)
+
+
+def _end_past(watcher: _Watcher) -> None:
+    """Ends a watch whose cursor is at or past its job's end (it raises CursorPastEnd)."""
+    watcher.past_end = True
+    watcher.queue.put_nowait(None)
 
 
 def _cursor_text(position: tuple[int, int]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -55,6 +56,21 @@ SWATCH = imaging.encode(scenes.plank_texture(64))[0]
 QUAD = [(float(x), float(y)) for x, y in SCENE.quad]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def api_only(
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    redis_url: str,
+    database: int,
+    tmp_path: Path,
+    stages: dict[str, str],
+    **settings: Any,
+) -> tuple[str, Gateway]:
+    """A gateway that does not dispatch (its jobs stay queued) on a Redis database of its own,
+    emptied first (no dispatching gateway uses it): the database's URL and the gateway."""
+    url = f"{redis_url}/{database}"
+    redis.Redis.from_url(url).flushdb()
+    return url, start_gateway(gateway_settings(url, tmp_path, stages, dispatch=False, **settings))
 
 
 def health(address: str, service: str = "") -> int:
@@ -162,9 +178,7 @@ def test_a_watch_outlives_silence_and_keep_alives_flow(
     tmp_path: Path,
 ) -> None:
     """Longer than redis-py's default 5 s socket timeout, which used to end every quiet watch."""
-    url = redis_url + "/10"
-    redis.Redis.from_url(url).flushdb()
-    api = start_gateway(gateway_settings(url, tmp_path, stages, dispatch=False, watch_keepalive_s=1.0))
+    url, api = api_only(start_gateway, redis_url, 10, tmp_path, stages, watch_keepalive_s=1.0)
     room = room_render("kitchen", dry_run=True)
     auth = bearer(key_for(url, "faults"))
     with grpc.insecure_channel(f"127.0.0.1:{api.port}") as channel:
@@ -190,9 +204,7 @@ def test_submit_and_watch_sends_keep_alives_without_an_event(
     start_gateway: Callable[[GatewaySettings], Gateway],
     tmp_path: Path,
 ) -> None:
-    url = redis_url + "/21"  # a database no dispatching gateway uses
-    redis.Redis.from_url(url).flushdb()
-    api = start_gateway(gateway_settings(url, tmp_path, stages, dispatch=False, watch_keepalive_s=0.2))
+    url, api = api_only(start_gateway, redis_url, 21, tmp_path, stages, watch_keepalive_s=0.2)
     request = pb.SubmitAndWatchRequest(request=room_render_request(room_render("den", dry_run=True)))
     auth = bearer(key_for(url, "faults"))
     with grpc.insecure_channel(f"127.0.0.1:{api.port}") as channel:
@@ -213,11 +225,9 @@ def test_many_watchers_share_one_reader(
     start_gateway: Callable[[GatewaySettings], Gateway],
     tmp_path: Path,
 ) -> None:
-    url = redis_url + "/11"
-    redis.Redis.from_url(url).flushdb()
     unlimited = TenantLimits(rate_per_s=0, queue_quota=0)
-    api = start_gateway(
-        gateway_settings(url, tmp_path, stages, dispatch=False, watch_keepalive_s=30.0, tenant_defaults=unlimited)
+    url, api = api_only(
+        start_gateway, redis_url, 11, tmp_path, stages, watch_keepalive_s=30.0, tenant_defaults=unlimited
     )
     address = f"127.0.0.1:{api.port}"
 
@@ -453,11 +463,7 @@ def test_a_watch_past_the_event_its_job_ends_at_ends_with_out_of_range(
 ) -> None:
     """A cursor past a running job's latest event is let be (after a Redis failover a client's
     cursor can be), but once the job ends before it nothing can follow: the watch ends then."""
-    import threading
-
-    url = redis_url + "/22"  # a database no dispatching gateway uses: the job stays queued
-    redis.Redis.from_url(url).flushdb()
-    api = start_gateway(gateway_settings(url, tmp_path, stages, dispatch=False, watch_keepalive_s=0.2))
+    url, api = api_only(start_gateway, redis_url, 22, tmp_path, stages, watch_keepalive_s=0.2)
     with client_for(f"127.0.0.1:{api.port}", url, "faults") as client:
         job = client.submit(room_render_request(room_render("porch", dry_run=True))).job
         outcome: list[grpc.StatusCode] = []

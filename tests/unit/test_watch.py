@@ -31,6 +31,9 @@ class Stream:
             await self.hold.wait()
         return {"job": [e for e in self.events if cursor_key(e.cursor) > cursor_key(start)][:count]}
 
+    async def last_event(self, job_id: str) -> pb.JobEvent | None:
+        return self.events[-1] if self.events else None
+
     async def exist(self, job_ids: list[str]) -> list[bool]:
         return [True for _ in job_ids]
 
@@ -172,6 +175,12 @@ def test_a_watcher_past_the_event_a_job_ended_at_is_told_so() -> None:
             with pytest.raises(CursorPastEnd):
                 await asyncio.wait_for(past, 2)
             assert await asyncio.wait_for(behind, 2) == ["end"]
+            # Once the job has ended, a watch from its end (or past it) ends as it begins.
+            for cursor in ("100-3", "100-9"):
+                with pytest.raises(CursorPastEnd):
+                    await asyncio.wait_for(take(hub.watch("job", cursor), 1), 2)
+            assert await asyncio.wait_for(take(hub.watch("job", "100-2"), 1), 2) == ["end"]
+            stream.events[-1].state = pb.JOB_STATE_RUNNING  # a running job: let be
             # A notice that is not an end's, or is not well formed, ends nothing.
             waiting = asyncio.create_task(take(hub.watch("job", "100-9"), 1))
             await asyncio.sleep(0.05)
