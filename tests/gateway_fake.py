@@ -137,17 +137,20 @@ class _Servicer(pb_grpc.RenderServiceServicer):
 
 
 @contextlib.contextmanager
-def serve(fake: FakeGateway, names: Sequence[str] = ("a",)) -> Iterator[dict[str, tuple[grpc.Server, int]]]:
-    """One server per name on 127.0.0.1:0, all over the same fake; yields name -> (server, port)."""
+def serve(
+    fake: FakeGateway, names: Sequence[str] = ("a",), port: int = 0
+) -> Iterator[dict[str, tuple[grpc.Server, int]]]:
+    """One server per name on 127.0.0.1:port (0: any free one), all over the same fake; yields
+    name -> (server, port)."""
     servers: dict[str, tuple[grpc.Server, int]] = {}
     try:
         for name in names:
             # Not SO_REUSEPORT (on by default): bound to port 0, two test servers could share a port.
             server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)])
             pb_grpc.add_RenderServiceServicer_to_server(_Servicer(name, fake), server)  # type: ignore[no-untyped-call]
-            port = server.add_insecure_port("127.0.0.1:0")
+            bound = server.add_insecure_port(f"127.0.0.1:{port}")
             server.start()
-            servers[name] = (server, port)
+            servers[name] = (server, bound)
         yield servers
     finally:
         for server, _ in servers.values():

@@ -320,6 +320,22 @@ def test_submit_and_watch_is_tried_again_before_its_first_event_only_with_a_key(
     assert [n.code for n in notices] == ([grpc.StatusCode.UNAVAILABLE] if key else [])
 
 
+def test_a_new_client_does_not_wait_out_an_open_clients_failed_connection() -> None:
+    # gRPC shares connections between channels to the same address unless told not to: a client
+    # made after a gateway came back on an address an open client had failed to reach inherited
+    # that connection's reconnect backoff, and its first call failed with "Connection refused".
+    address = dead_address()
+    port = int(address.rsplit(":", 1)[1])
+    with RenderClient(address, retry=RetryPolicy(give_up_after_s=0.3)) as stale:
+        with pytest.raises(grpc.RpcError) as info:
+            stale.submit(pb.SubmitRenderRequest(), timeout=1.0)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        fake = FakeGateway()
+        with serve(fake, port=port), RenderClient(address) as fresh:
+            assert fresh.submit(pb.SubmitRenderRequest(), timeout=2.0).job.id == "job-1"
+    assert len(fake.submits) == 1
+
+
 def test_submit_to_an_unreachable_gateway_gives_up_within_the_timeout() -> None:
     started = time.monotonic()
     with RenderClient(dead_address(), retry=RetryPolicy(give_up_after_s=30.0)) as client:

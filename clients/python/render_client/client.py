@@ -73,6 +73,11 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     # A watch's events are read on the thread that iterates it, not handed over from gRPC's channel
     # thread: two thread switches fewer per event, about 40 % of a watch's client CPU.
     (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
+    # A client's connections are its own. gRPC otherwise shares them among every channel in the
+    # process to the same address, and a client opened after a gateway came back inherited an
+    # earlier client's failed connection and its reconnect backoff: its first call failed with
+    # "Connection refused" from a gateway that was up.
+    ("grpc.use_local_subchannel_pool", 1),
 ]
 
 
