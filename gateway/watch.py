@@ -7,6 +7,12 @@ about (one XREAD for many jobs, from the lowest cursor of each job's watchers) a
 watcher the entries after its own cursor, in stream order. A sweep every few seconds re-reads every watched job,
 so an event whose notice was lost (the subscription was down) still arrives, and ends the watches
 of jobs that expired. Thousands of idle watchers cost a queue each, not a connection each.
+
+A watcher whose cursor lies past its job's latest event (a consumer's saved cursor after a Redis
+failover lost the latest events, or a made-up one) waits for events after it; if the job ends
+before its cursor, the end's notice ends the watch (CursorPastEnd). Should that notice be lost, or
+Redis be away at the watch's first read, the sweep looks at such a watcher's job's latest event
+until the watcher is handed an event or its job has ended.
 """
 
 from __future__ import annotations
@@ -49,10 +55,12 @@ class _Watcher:
     outcome_only: bool = False  # hand it only the terminal event (and the first, if first_too)
     first_too: bool = False
     past_end: bool = False  # the job ended before the cursor: the watch ends with CursorPastEnd
+    ahead: bool = False  # the cursor may lie past the job's latest event: the sweep checks its end
 
     def take(self, event: pb.JobEvent, position: tuple[int, int]) -> None:
         """Moves the cursor to the event (at position) and queues it if this watcher wants it."""
         self.cursor = position
+        self.ahead = False
         if not self.outcome_only or event.state in TERMINAL_PROTO:
             self.queue.put_nowait(event)
         elif self.first_too:
@@ -166,12 +174,15 @@ class EventHub:
             events = found.get(job_id, [])
             # Nothing after a cursor: if the job's last event is its end, nothing ever will be.
             last = await self.ledger.last_event(job_id) if not events and start > (0, 0) else None
-        except Exception:  # Redis away: the reader reads it, retrying
+        except Exception:  # Redis away: the reader reads it, retrying (and the sweep checks the end)
+            watcher.ahead = start > (0, 0)
             self.notify(job_id)
             return
-        if last is not None and last.state in TERMINAL_PROTO and start >= cursor_key(last.cursor):
-            _end_past(watcher)
-            return
+        if last is not None and start >= cursor_key(last.cursor):
+            if last.state in TERMINAL_PROTO:
+                _end_past(watcher)
+                return
+            watcher.ahead = start > cursor_key(last.cursor)  # a running job: events may yet come
         for event in events:
             position = cursor_key(event.cursor)
             if position > watcher.cursor:
@@ -197,6 +208,8 @@ class EventHub:
                 if sweep:
                     await self._end_expired()
                 await self._read_dirty()
+                if sweep:
+                    await self._end_past_watchers()
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
@@ -249,6 +262,23 @@ class EventHub:
                 if not exists:
                     for watcher in self._watchers.get(job_id, ()):
                         watcher.queue.put_nowait(None)
+
+    async def _end_past_watchers(self) -> None:
+        """Ends the watches whose cursor lies at or past their job's end, for when the end's notice
+        was lost (the notice alone ends them at once); a watcher handed an event, or at or behind
+        its job's latest event, is no longer checked."""
+        for job_id in [job for job, group in self._watchers.items() if any(w.ahead for w in group)]:
+            last = await self.ledger.last_event(job_id)
+            if last is None:
+                continue  # expired: _end_expired ends its watches
+            end = cursor_key(last.cursor)
+            for watcher in list(self._watchers.get(job_id, ())):
+                if not watcher.ahead:
+                    continue
+                if last.state in TERMINAL_PROTO and watcher.cursor >= end:
+                    _end_past(watcher)
+                elif watcher.cursor <= end:
+                    watcher.ahead = False  # the reads from its cursor reach what follows
 
 
 def _end_past(watcher: _Watcher) -> None:

@@ -23,15 +23,21 @@ class Stream:
         self.events[0].state = pb.JOB_STATE_QUEUED
         self.reads: list[str] = []
         self.hold: asyncio.Event | None = None
+        self.failures = 0  # reads that fail (Redis away) before they answer again
+        self.last_reads = 0
 
     async def read_events(self, cursors: Mapping[str, str], count: int = 100) -> dict[str, list[pb.JobEvent]]:
         start = cursors["job"]
         self.reads.append(start)
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("Redis away")
         if self.hold is not None:
             await self.hold.wait()
         return {"job": [e for e in self.events if cursor_key(e.cursor) > cursor_key(start)][:count]}
 
     async def last_event(self, job_id: str) -> pb.JobEvent | None:
+        self.last_reads += 1
         return self.events[-1] if self.events else None
 
     async def exist(self, job_ids: list[str]) -> list[bool]:
@@ -189,6 +195,50 @@ def test_a_watcher_past_the_event_a_job_ended_at_is_told_so() -> None:
             await asyncio.sleep(0.05)
             assert not waiting.done()
             waiting.cancel()
+        finally:
+            await hub.drain()
+
+    asyncio.run(body())
+
+
+def test_a_watcher_past_the_end_is_told_so_by_the_sweep_when_the_end_notice_is_lost() -> None:
+    """The end's notice was lost (the subscription was down) or Redis was away at the watch's first
+    read: the sweep finds the job's end before the cursor and ends the watch; it lets a running
+    job's be, and stops looking once a watcher is handed an event."""
+
+    async def body() -> None:
+        stream = Stream(3)
+        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5, sweep_s=0.05)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            past = asyncio.create_task(take(hub.watch("job", "100-9"), 1))
+            resumes = asyncio.create_task(take(hub.watch("job", "100-5"), 2))
+            await asyncio.sleep(0.3)  # several sweeps over a running job
+            assert not past.done() and not resumes.done()
+            stream.events.append(pb.JobEvent(cursor="100-6", message="e6", state=pb.JOB_STATE_RUNNING))
+            await asyncio.sleep(0.2)  # found by a sweep (no notice at all)
+            looked = stream.last_reads
+            stream.events.append(pb.JobEvent(cursor="100-7", message="end", state=pb.JOB_STATE_SUCCEEDED))
+            # No notice: only the sweep can tell the watcher past 100-7 that nothing will come.
+            with pytest.raises(CursorPastEnd):
+                await asyncio.wait_for(past, 2)
+            assert await asyncio.wait_for(resumes, 2) == ["e6", "end"]
+            assert stream.last_reads > looked  # the sweep looked at the end for the watcher past it
+
+            # Redis away at a new watch's first read: the sweep reads the end when it is back.
+            stream.failures = 1
+            with pytest.raises(CursorPastEnd):
+                await asyncio.wait_for(take(hub.watch("job", "100-8"), 1), 2)
+            # A watcher behind the end, after the same failure, gets the end as usual.
+            stream.failures = 1
+            assert await asyncio.wait_for(take(hub.watch("job", "100-6"), 1), 2) == ["end"]
+            # With no watcher ahead of its job, the sweep reads no job's end.
+            await asyncio.sleep(0.1)
+            looked = stream.last_reads
+            waiting = asyncio.create_task(take(hub.watch("job", "100-2"), 1))
+            await asyncio.wait_for(waiting, 2)
+            await asyncio.sleep(0.2)
+            assert stream.last_reads == looked
         finally:
             await hub.drain()
 
