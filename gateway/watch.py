@@ -24,7 +24,7 @@ import random
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from gateway.ledger import Ledger, LedgerUnavailable, cursor_key, keys
+from gateway.ledger import Ledger, LedgerUnavailable, cursor_key, keys, parse_notice
 from gateway.ledger.jobs import TERMINAL_PROTO
 from gateway.subscriptions import Subscriptions
 from render.v1 import render_service_pb2 as pb
@@ -104,22 +104,29 @@ class EventHub:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    def notify(self, job_id: str, notice: str = "") -> None:
-        """A job got an event (a pub/sub notice): read its stream if anyone watches it. An end's
-        notice names the terminal event ("end <id>"): a watcher whose cursor is past it (one that
-        was never this job's, or one from events a Redis failover lost) would wait for what can
-        never come, so its watch ends."""
+    def notify(self, job_id: str, notice: bytes = b"") -> None:
+        """A job got an event (a pub/sub notice, transition.lua's): read its stream if anyone watches
+        it. A notice that carries its event hands it at once to every watcher whose cursor is the
+        entry before it; the stream is read only for watchers behind that. An end's notice names
+        its event: a watcher whose cursor is past it (one that was never this job's, or one from
+        events a Redis failover lost) would wait for what can never come, so its watch ends."""
         group = self._watchers.get(job_id)
         if group is None:
             return
-        if notice.startswith("end "):
-            with contextlib.suppress(ValueError):
-                end = cursor_key(notice[4:])
+        said = parse_notice(notice)
+        if said.entry is not None:
+            if said.end:
                 for watcher in group:
                     # At the end itself too: a watcher already handed the terminal event returns on
                     # it before it reaches this.
-                    if watcher.cursor >= end:
+                    if watcher.cursor >= said.entry:
                         _end_past(watcher)
+            if said.event is not None and said.before is not None:
+                for watcher in group:
+                    if watcher.cursor == said.before and not watcher.past_end:
+                        watcher.take(said.event, said.entry)
+            if all(watcher.cursor >= said.entry for watcher in group):
+                return  # every watcher has it (or is past it): nothing to read
         self._dirty.add(job_id)
         self._wake.set()
 

@@ -10,7 +10,7 @@ from gateway.ledger.assets import AssetQuotaExceeded, Assets, StoredAsset
 from gateway.ledger.base import LedgerError
 from gateway.ledger.connection import LedgerUnavailable, connect
 from gateway.ledger.credits import CreditEntry, Credits
-from gateway.ledger.events import EventLog, cursor_key
+from gateway.ledger.events import EventLog, Notice, cursor_key, parse_notice
 from gateway.ledger.jobs import Jobs, NewJob, NotOwner, QueueFull, State, StoredJob
 from gateway.ledger.limits import TenantPolicies
 from gateway.ledger.tenants import (
@@ -44,6 +44,7 @@ __all__ = [
     "LimitError",
     "NewJob",
     "NotOwner",
+    "Notice",
     "QueueFull",
     "QuotaExceeded",
     "RateLimited",
@@ -55,4 +56,5 @@ __all__ = [
     "TenantUsage",
     "connect",
     "cursor_key",
+    "parse_notice",
 ]

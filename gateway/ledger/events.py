@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from google.protobuf.message import DecodeError
 
 from gateway.ledger import keys
 from gateway.ledger.base import LedgerBase, as_dict
@@ -23,6 +26,38 @@ def parse_event(entry_id: bytes, fields: Mapping[bytes, bytes]) -> pb.JobEvent:
     event.ParseFromString(fields[b"event"])
     event.cursor = entry_id.decode()
     return event
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What a job's notice says (transition.lua): the event's position, the position of the
+    stream's entry before it, whether it is the job's end, and the event itself when it was small
+    enough to carry. An empty or unknown notice says only that something may have happened."""
+
+    entry: tuple[int, int] | None = None
+    before: tuple[int, int] | None = None
+    end: bool = False
+    event: pb.JobEvent | None = None
+
+
+def parse_notice(notice: bytes) -> Notice:
+    """A job's notice: "next|end <entry> <entry before> [<event>]" (or "end <entry>", as written
+    before notices carried events); Notice() when it is empty or not well formed (its reader then
+    reads the stream)."""
+    parts = notice.split(b" ", 3)
+    if len(parts) < 2 or parts[0] not in (b"next", b"end"):
+        return Notice()
+    try:
+        entry = cursor_key(parts[1].decode())
+        before = cursor_key(parts[2].decode()) if len(parts) > 2 else None
+        event = None
+        if len(parts) == 4:
+            event = pb.JobEvent()
+            event.ParseFromString(parts[3])
+            event.cursor = parts[1].decode()
+    except (ValueError, DecodeError):
+        return Notice()
+    return Notice(entry=entry, before=before, end=parts[0] == b"end", event=event)
 
 
 class EventLog(LedgerBase):

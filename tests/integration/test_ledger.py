@@ -11,7 +11,18 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.ledger import Ledger, NewJob, NotOwner, QueueFull, QuotaExceeded, RateLimited, TenantLimits, keys
+from gateway.ledger import (
+    Ledger,
+    NewJob,
+    NotOwner,
+    QueueFull,
+    QuotaExceeded,
+    RateLimited,
+    TenantLimits,
+    cursor_key,
+    keys,
+    parse_notice,
+)
 from render.v1 import render_service_pb2 as pb
 
 
@@ -122,6 +133,38 @@ def test_a_watcher_follows_live_events_until_the_end(redis_url: str) -> None:
         await run_job(ledger, job_id)
         events = await asyncio.wait_for(watcher, 5)
         assert events[-1].state == pb.JOB_STATE_SUCCEEDED and len(events) == 7
+
+    run(body, redis_url)
+
+
+def test_each_notice_carries_its_event_and_names_the_entry_before_it(redis_url: str) -> None:
+    """What lets a gateway hand an event to its up-to-date watchers without reading the stream:
+    every notice of a job's run, in order, is its stream entry with the one before it."""
+
+    async def body(ledger: Ledger) -> None:
+        job_id, _ = await ledger.submit(new_job())
+        heard: list[bytes] = []
+        listener = aioredis.Redis.from_url(redis_url + "/3")
+        pubsub = listener.pubsub()
+        await pubsub.subscribe(keys.job_channel(job_id))
+        try:
+            confirmed = await pubsub.get_message(timeout=5)
+            assert confirmed is not None and confirmed["type"] == "subscribe"
+            await run_job(ledger, job_id)
+            async with asyncio.timeout(5):
+                while len(heard) < 6:
+                    message = await pubsub.get_message(timeout=1)
+                    if message is not None and message["type"] == "message":
+                        heard.append(message["data"])
+        finally:
+            await pubsub.aclose()
+            await listener.aclose()
+        events = await collect(follow(ledger, job_id))
+        notices = [parse_notice(raw) for raw in heard]
+        assert [n.entry for n in notices] == [cursor_key(e.cursor) for e in events[1:]]
+        assert [n.before for n in notices] == [cursor_key(e.cursor) for e in events[:-1]]
+        assert [n.end for n in notices] == [False] * 5 + [True]
+        assert [n.event for n in notices] == events[1:]  # the same events, cursors included
 
     run(body, redis_url)
 

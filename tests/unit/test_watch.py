@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 
 import pytest
 
-from gateway.ledger import cursor_key
+from gateway.ledger import cursor_key, parse_notice
 from gateway.watch import CursorPastEnd, EventHub
 from render.v1 import render_service_pb2 as pb
 
@@ -177,7 +177,7 @@ def test_a_watcher_past_the_event_a_job_ended_at_is_told_so() -> None:
             behind = asyncio.create_task(take(hub.watch("job", "100-2"), 1))
             await asyncio.sleep(0.05)
             stream.events.append(pb.JobEvent(cursor="100-3", message="end", state=pb.JOB_STATE_CANCELLED))
-            hub.notify("job", "end 100-3")
+            hub.notify("job", b"end 100-3")
             with pytest.raises(CursorPastEnd):
                 await asyncio.wait_for(past, 2)
             assert await asyncio.wait_for(behind, 2) == ["end"]
@@ -190,8 +190,8 @@ def test_a_watcher_past_the_event_a_job_ended_at_is_told_so() -> None:
             # A notice that is not an end's, or is not well formed, ends nothing.
             waiting = asyncio.create_task(take(hub.watch("job", "100-9"), 1))
             await asyncio.sleep(0.05)
-            hub.notify("job", "")
-            hub.notify("job", "end not-a-cursor")
+            hub.notify("job", b"")
+            hub.notify("job", b"end not-a-cursor")
             await asyncio.sleep(0.05)
             assert not waiting.done()
             waiting.cancel()
@@ -243,3 +243,81 @@ def test_a_watcher_past_the_end_is_told_so_by_the_sweep_when_the_end_notice_is_l
             await hub.drain()
 
     asyncio.run(body())
+
+
+def notice(kind: str, entry: str, before: str, event: pb.JobEvent | None) -> bytes:
+    """A notice as transition.lua publishes it."""
+    head = f"{kind} {entry} {before}".encode()
+    return head if event is None else head + b" " + event.SerializeToString()
+
+
+def test_a_notice_that_carries_its_event_reaches_the_watchers_at_the_entry_before_it_without_a_read() -> None:
+    async def body() -> None:
+        stream = Stream(3)
+        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            current = asyncio.create_task(take(hub.watch("job", "100-2"), 2))
+            outcome = asyncio.create_task(take(hub.watch("job", "100-2", outcome_only=True), 1))
+            await asyncio.sleep(0.05)
+            reads = len(stream.reads)
+            step = pb.JobEvent(message="e3", state=pb.JOB_STATE_RUNNING)
+            stream.events.append(pb.JobEvent(cursor="100-3", message="e3", state=pb.JOB_STATE_RUNNING))
+            hub.notify("job", notice("next", "100-3", "100-2", step))
+            end = pb.JobEvent(message="end", state=pb.JOB_STATE_SUCCEEDED)
+            stream.events.append(pb.JobEvent(cursor="100-4", message="end", state=pb.JOB_STATE_SUCCEEDED))
+            hub.notify("job", notice("end", "100-4", "100-3", end))
+            assert await asyncio.wait_for(current, 2) == ["e3", "end"]
+            assert await asyncio.wait_for(outcome, 2) == ["end"]
+            assert len(stream.reads) == reads  # handed over from the notices alone
+
+            # A watcher behind the entry before the event is read for; one a notice skipped
+            # (a lost notice) is too, and still gets everything in order.
+            behind = asyncio.create_task(take(hub.watch("job", "100-1"), 3))
+            await asyncio.sleep(0.05)
+            assert await asyncio.wait_for(behind, 2) == ["e2", "e3", "end"]
+        finally:
+            await hub.drain()
+
+    asyncio.run(body())
+
+
+def test_a_notice_whose_event_cannot_be_read_makes_the_hub_read_the_stream() -> None:
+    async def body() -> None:
+        stream = Stream(3)
+        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            watching = asyncio.create_task(take(hub.watch("job", "100-2"), 1))
+            await asyncio.sleep(0.05)
+            reads = len(stream.reads)
+            stream.events.append(pb.JobEvent(cursor="100-3", message="e3", state=pb.JOB_STATE_RUNNING))
+            hub.notify("job", b"next 100-3 100-2 \xff\xff\xff")  # not an event
+            assert await asyncio.wait_for(watching, 2) == ["e3"]
+            assert len(stream.reads) == reads + 1
+        finally:
+            await hub.drain()
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize(
+    ("raw", "entry", "before", "end", "message"),
+    [
+        (b"", None, None, False, None),
+        (b"next 5-1 5-0", (5, 1), (5, 0), False, None),
+        (b"end 5-1 0", (5, 1), (0, 0), True, None),
+        (b"end 5-1", (5, 1), None, True, None),  # as published before notices carried events
+        (b"next 5-1 5-0 " + pb.JobEvent(message="a b\nc").SerializeToString(), (5, 1), (5, 0), False, "a b\nc"),
+        (b"next 5-x 5-0", None, None, False, None),
+        (b"other 5-1 5-0", None, None, False, None),
+    ],
+)
+def test_notices_are_read_as_transition_lua_writes_them(
+    raw: bytes, entry: tuple[int, int] | None, before: tuple[int, int] | None, end: bool, message: str | None
+) -> None:
+    said = parse_notice(raw)
+    assert (said.entry, said.before, said.end) == (entry, before, end)
+    assert (said.event.message if said.event else None) == message
+    if said.event is not None:
+        assert said.event.cursor == "5-1"

@@ -26,6 +26,7 @@ local fields = {'op', ARGV[6]}
 for i = 24, #ARGV do fields[#fields + 1] = ARGV[i] end
 if ARGV[3] ~= '' then fields[#fields + 1] = 'state'; fields[#fields + 1] = ARGV[3] end
 redis.call('HSET', KEYS[1], unpack(fields))
+local before = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 local entry = redis.call('XADD', KEYS[2], '*', 'event', ARGV[5])
 local ending = ARGV[3] ~= '' and terminal(ARGV[3])
 local category = ARGV[15]
@@ -67,6 +68,10 @@ if ending then
   if idem and idem ~= '' then redis.call('PEXPIRE', idem, ARGV[4]) end
   if redis.call('ZCARD', KEYS[6]) > 0 then redis.call('PUBLISH', ARGV[8], tenant) end
 end
--- The notice of an end names its event, the stream's last: a watcher past it waits for nothing.
-if ending then redis.call('PUBLISH', ARGV[7], 'end ' .. entry) else redis.call('PUBLISH', ARGV[7], '') end
+-- The notice names the event and the entry before it, and carries the event when it is small: a
+-- gateway hands it at once to the watchers whose cursor is that entry, and reads the stream for the
+-- rest. An end's notice says so: a watcher past the end waits for nothing.
+local notice = (ending and 'end ' or 'next ') .. entry .. ' ' .. ((before[1] and before[1][1]) or '0')
+if #ARGV[5] <= 4096 then notice = notice .. ' ' .. ARGV[5] end
+redis.call('PUBLISH', ARGV[7], notice)
 return 'ok'
