@@ -31,7 +31,7 @@ from opentelemetry.trace import Status, StatusCode
 from gateway.batch import run_room_batch
 from gateway.context import JobContext, JobFailure
 from gateway.generation_jobs import run_room_render, run_texture_edit
-from gateway.ledger import Ledger, LedgerUnavailable, NotOwner, StoredJob, keys
+from gateway.ledger import Ledger, LedgerUnavailable, NotOwner, StoredJob, Taken, keys
 from gateway.ledger.jobs import TERMINAL_PROTO
 from gateway.material_swap import run_material_swap
 from gateway.metrics import CREDITS_MOVED, JOB_DURATION, JOBS_ENDED
@@ -141,12 +141,11 @@ class Dispatcher:
                 self._slots.release()
                 await self._idle()
                 continue
-            job_id, attempt, kind = taken
-            if kind in DETACHED:  # it waits for its rooms, which take the slots
+            if taken[2] in DETACHED:  # it waits for its rooms, which take the slots
                 self._slots.release()
-                self._spawn(self._dispatch(job_id, attempt, slot=False))
+                self._spawn(self._dispatch(taken, slot=False))
             else:
-                self._spawn(self._dispatch(job_id, attempt, slot=True))
+                self._spawn(self._dispatch(taken, slot=True))
             if taken.drained:  # the queue is empty and this dispatcher noted as waiting: wait now
                 await self._idle()
 
@@ -156,14 +155,15 @@ class Dispatcher:
             async with asyncio.timeout(_IDLE_LOOK_S):  # no task made per wait, as wait_for would
                 await self._work.wait()
 
-    async def _dispatch(self, job_id: str, attempt: int, slot: bool) -> None:
+    async def _dispatch(self, taken: Taken, slot: bool) -> None:
         """Runs one taken job (in the slot the intake took, for kinds that take one)."""
+        job_id = taken[0]
         try:
             stale = self._running.get(job_id)
             if stale is not None:  # our earlier run lost its lease (Redis away) and the job came back
                 stale.cancel()
                 await asyncio.gather(stale, return_exceptions=True)
-            await self._run(job_id, attempt)
+            await self._run(taken)
         except asyncio.CancelledError:
             raise
         except LedgerUnavailable:
@@ -218,19 +218,13 @@ class Dispatcher:
                 self._cancel_if_running(job_id)
                 return
 
-    async def _run(self, job_id: str, attempt: int) -> None:
-        # The checkpoints are read while the start is recorded (one round trip less on every job).
-        checkpoints = asyncio.ensure_future(self.ledger.checkpoints(job_id))
-        try:
-            stored = await self.ledger.started(job_id, self.consumer)
-            saved = await checkpoints
+    async def _run(self, taken: Taken) -> None:
+        job_id, attempt, _ = taken
+        try:  # the take read the job and its checkpoints: starting it is one round trip
+            stored = await self.ledger.started(job_id, self.consumer, stored=taken.stored)
         except NotOwner:
-            return  # cancelled (or put back) between the take and now
-        finally:
-            if not checkpoints.done():
-                checkpoints.cancel()
-            elif not checkpoints.cancelled():
-                checkpoints.exception()  # retrieved: a failure after NotOwner is not logged as lost
+            return  # cancelled (or put back) between the take and now, or expired
+        saved = taken.checkpoints
         task = asyncio.create_task(self._execute(job_id, stored, saved))
         self._running[job_id] = task
         renew = asyncio.create_task(self._renew(job_id))

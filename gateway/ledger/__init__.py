@@ -22,7 +22,7 @@ from gateway.ledger.tenants import (
     TenantUsage,
 )
 from gateway.ledger.webhooks import Attempt, Delivery, Endpoint, EndpointLimit, Secrets, Webhooks
-from gateway.ledger.work import WorkQueue
+from gateway.ledger.work import Taken, WorkQueue
 
 
 class Ledger(Jobs, EventLog, WorkQueue, TenantPolicies, Credits, Assets, Webhooks):
@@ -52,6 +52,7 @@ __all__ = [
     "State",
     "StoredAsset",
     "StoredJob",
+    "Taken",
     "TenantLimits",
     "TenantUsage",
     "connect",

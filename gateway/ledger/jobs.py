@@ -319,9 +319,13 @@ class Jobs(LedgerBase):
 
     # -- transitions ----------------------------------------------------------------------------
 
-    async def started(self, job_id: str, owner: str, message: str = "Starting") -> StoredJob:
-        """The event of a dispatcher starting (or resuming) a job it took; the job as read before."""
-        stored = await self.get(job_id)
+    async def started(
+        self, job_id: str, owner: str, message: str = "Starting", *, stored: StoredJob | None = None
+    ) -> StoredJob:
+        """The event of a dispatcher starting (or resuming) a job it took; the job as read before
+        (or as its take read it: stored)."""
+        if stored is None:
+            stored = await self.get(job_id)
         if stored is None:
             raise NotOwner(f"job {job_id}: missing")
         ms = now_ms()

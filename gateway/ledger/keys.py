@@ -41,6 +41,7 @@ WEBHOOK_ENDPOINTS_TEMPLATE = "tenant:%s:webhooks"
 WEBHOOK_SECRETS_TEMPLATE = "tenant:%s:webhook_secrets"
 WEBHOOK_DELIVERY_TEMPLATE = "webhook:%s"
 JOB_WEBHOOKS_TEMPLATE = "job:%s:webhooks"
+CHECKPOINTS_TEMPLATE = "job:%s:ckpt"
 
 
 def job(job_id: str) -> str:
@@ -66,7 +67,7 @@ def job_of_events(key: str) -> str:
 def checkpoints(job_id: str) -> str:
     """The hash of a job's stage outputs, so a new dispatcher resumes at the first unfinished stage
     (for a batch also its child jobs, as child:{room index})."""
-    return f"job:{job_id}:ckpt"
+    return CHECKPOINTS_TEMPLATE % job_id
 
 
 def tenant_index(tenant: str) -> str:

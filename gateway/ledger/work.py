@@ -14,8 +14,8 @@ import secrets
 from typing import Any
 
 from gateway.ledger import keys
-from gateway.ledger.base import LedgerBase
-from gateway.ledger.jobs import now_ms
+from gateway.ledger.base import LedgerBase, as_dict
+from gateway.ledger.jobs import StoredJob, now_ms, stored_job
 
 # How many queued tenants one take looks at, lowest virtual time first: the ones at their
 # concurrency limit are skipped, so this bounds a take's work when many tenants are busy.
@@ -27,14 +27,26 @@ _WAITING_FORGOTTEN_MS = 10_000
 
 
 class Taken(tuple[str, int, str]):
-    """A taken job: (job id, attempt, kind), and whether the take emptied the queue with the
-    dispatcher noted as waiting (it should wait for a work notice rather than look again)."""
+    """A taken job: (job id, attempt, kind); whether the take emptied the queue with the dispatcher
+    noted as waiting (it should wait for a work notice rather than look again); and the job and its
+    checkpoints as the take left them (None when it has expired meanwhile), so that starting it
+    reads nothing more."""
 
     drained: bool
+    stored: StoredJob | None
+    checkpoints: dict[str, bytes]
 
-    def __new__(cls, fields: tuple[str, int, str], drained: bool = False) -> Taken:
+    def __new__(
+        cls,
+        fields: tuple[str, int, str],
+        drained: bool = False,
+        stored: StoredJob | None = None,
+        checkpoints: dict[str, bytes] | None = None,
+    ) -> Taken:
         taken = super().__new__(cls, fields)
         taken.drained = drained
+        taken.stored = stored
+        taken.checkpoints = checkpoints or {}
         return taken
 
 
@@ -69,11 +81,19 @@ class WorkQueue(LedgerBase):
                 _TENANTS_PER_TAKE,
                 _WAITING_FORGOTTEN_MS,
                 "1" if slot_free else "0",
+                keys.CHECKPOINTS_TEMPLATE,
             ],
         )
         if not reply:
             return None
-        return Taken((reply[0].decode(), int(reply[1]), reply[2].decode()), int(reply[3]) == 1)
+        job = {k.decode(): v for k, v in as_dict(reply[4]).items()}
+        checkpoints = {k.decode(): bytes(v) for k, v in as_dict(reply[5]).items()}
+        return Taken(
+            (reply[0].decode(), int(reply[1]), reply[2].decode()),
+            int(reply[3]) == 1,
+            stored_job(job) if job else None,
+            checkpoints,
+        )
 
     async def renew(self, owner: str, job_id: str, lease_s: float) -> bool:
         """Extends a running job's lease; False (nothing renewed) when the dispatcher no longer owns

@@ -411,8 +411,9 @@ def test_an_ended_job_deletes_what_it_stored_and_lists_no_folder_it_never_wrote(
                     inputs["room_render.materials.floor.swatch"] = f"uploads/{job_id}/swatch"
                     storage.put(inputs["room_render.materials.floor.swatch"], SWATCH, "image/jpeg")
                 await ledger.submit(NewJob(job_id, "faults", "room_render", request, inputs, "f", "", "", "", 3))
-                assert await ledger.take(dispatcher.consumer, 30.0, frozenset()) == (job_id, 1, "room_render")
-                await dispatcher._run(job_id, 1)
+                taken = await ledger.take(dispatcher.consumer, 30.0, frozenset())
+                assert taken == (job_id, 1, "room_render")
+                await dispatcher._run(taken)
                 state = await ledger.state(job_id)
                 assert state is not None and state.terminal
             # The dry run stored nothing and listed nothing; the other's upload is gone, and its
@@ -445,7 +446,7 @@ def test_a_dispatcher_that_lost_its_job_leaves_the_new_owners_work_alone(
             await asyncio.sleep(0.1)
             assert await ledger.requeue_expired() == 1
             assert await ledger.take("new-owner", 30.0, frozenset()) == (job_id, 2, "material_swap")
-            await old._run(job_id, 1)  # the old one comes back to the job it had taken
+            await old._run(taken)  # the old one comes back to the job it had taken
             stored = await ledger.get(job_id)
             assert stored is not None and stored.owner == "new-owner" and stored.job.attempt == 2
             assert storage.get(f"uploads/{job_id}/material_swap-photo") == PHOTO

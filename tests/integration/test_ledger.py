@@ -343,12 +343,35 @@ def test_a_retried_take_hands_out_the_same_job(redis_url: str) -> None:
             ",room_batch,",
             10,
             10_000,
+            "0",
+            keys.CHECKPOINTS_TEMPLATE,
         ]
         script = ledger.scripts["take"]
         take_keys = [keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.RUNNING, keys.WAITING_DISPATCHERS]
         assert await script(keys=take_keys, args=args) == await script(keys=take_keys, args=args)
         assert (await script(keys=take_keys, args=args))[0].decode() == first
         assert await ledger.redis.llen(keys.queue("acme")) == 1  # the second is still queued
+
+    run(body, redis_url)
+
+
+def test_a_take_hands_over_the_job_and_its_checkpoints_as_it_left_them(redis_url: str) -> None:
+    """What the dispatcher starts the job from, without reading it again: the same as reading the
+    job and its checkpoints after the take, on a first take and on one after a hand-back."""
+
+    async def body(ledger: Ledger) -> None:
+        job_id, _ = await ledger.submit(new_job())
+        taken = await ledger.take("w1", LEASE_S, DETACHED)
+        assert taken is not None and taken.stored is not None
+        assert taken.stored == await ledger.get(job_id) and taken.checkpoints == {}
+        assert taken.stored.owner == "w1" and taken.stored.job.state == pb.JOB_STATE_RUNNING
+        await ledger.started(job_id, "w1", stored=taken.stored)
+        await ledger.save_checkpoint(job_id, "w1", "segmentation", b"mask")
+        assert await ledger.hand_back("w1", job_id)
+        again = await ledger.take("w2", LEASE_S, DETACHED)
+        assert again is not None and again.stored is not None
+        assert again.stored == await ledger.get(job_id) and again.stored.job.attempt == 2
+        assert again.checkpoints == {"segmentation": b"mask"} == await ledger.checkpoints(job_id)
 
     run(body, redis_url)
 

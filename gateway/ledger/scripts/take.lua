@@ -6,17 +6,24 @@
 --       take's id), 7 queue template, 8 tenant running template, 9 tenant limits template,
 --       10 job template, 11 kinds that take no slot (",room_batch,"), 12 tenants looked at per take,
 --       13 ms after which a waiting dispatcher that has not looked again is forgotten, 14 '1' when
---       the owner has another slot free after this take ('0' or absent: not)
--- Returns {job_id, attempt, kind, drained} or {} when no tenant may run another job now; then the
+--       the owner has another slot free after this take ('0' or absent: not), 15 checkpoints
+--       template
+-- Returns {job_id, attempt, kind, drained, the job's hash, its checkpoints' hash} (the hashes as
+-- HGETALL gives them: the dispatcher starts the job without reading it again) or {} when no tenant
+-- may run another job now; then the
 -- owner waits for work, and is noted as waiting (the scripts that make work publish a notice only
 -- while someone waits). drained is 1 when this take emptied the queue and the owner, with a slot
 -- still free, is noted as waiting at once (it waits instead of looking again and finding nothing).
 -- A retried take (same take key) returns what the first one took (drained 0).
+local function answer(job_id, attempt, kind, drained)
+  return {job_id, attempt, kind, drained, redis.call('HGETALL', string.format(ARGV[10], job_id)),
+    redis.call('HGETALL', string.format(ARGV[15], job_id))}
+end
 local taken = redis.call('GET', ARGV[6])
 if taken then
   local first = string.find(taken, '|', 1, true)
   local second = string.find(taken, '|', first + 1, true)
-  return {string.sub(taken, 1, first - 1), tonumber(string.sub(taken, first + 1, second - 1)), string.sub(taken, second + 1), 0}
+  return answer(string.sub(taken, 1, first - 1), tonumber(string.sub(taken, first + 1, second - 1)), string.sub(taken, second + 1), 0)
 end
 local now, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
 local clock = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -58,10 +65,10 @@ for i = 1, #candidates, 2 do
         redis.call('SET', ARGV[6], job_id .. '|' .. attempt .. '|' .. kind, 'EX', 300)
         if ARGV[14] == '1' and redis.call('ZCARD', KEYS[1]) == 0 then
           redis.call('ZADD', KEYS[4], now, ARGV[1])
-          return {job_id, attempt, kind, 1}
+          return answer(job_id, attempt, kind, 1)
         end
         redis.call('ZREM', KEYS[4], ARGV[1])
-        return {job_id, attempt, kind, 0}
+        return answer(job_id, attempt, kind, 0)
       end
     end
   end
