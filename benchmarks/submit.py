@@ -53,6 +53,7 @@ from gateway.ledger import Ledger, connect, keys
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from render_client.client import RenderClient
+from renderkit.serving import GRPC_ENVIRONMENT, grpc_environment
 
 PY = sys.executable
 PARTS = ("throughput", "latency")
@@ -297,6 +298,7 @@ def measure_throughput(args: argparse.Namespace, work: Path, extra_env: dict[str
         echo_address = f"127.0.0.1:{free_port()}"
         echo_log = work / "logs" / "echo.log"
         argv = [PY, "-m", "benchmarks.echo", "--listen", echo_address, "--response", str(reply_file)]
+        # The bare server runs under the same gRPC settings as the stack (main() set them).
         with running(argv, echo_log) as echo:
             wait_answering(echo_address, echo, echo_log)
             driver = [
@@ -498,6 +500,10 @@ def report(args: argparse.Namespace, throughput: ThroughputRun | None, latency: 
             f"stack's Redis (database 1), reached as the gateway reaches it"
         )
     print(f"  dry runs name a placeholder OpenAI provider ({DRY_RUN_PROVIDER_ENV['OPENAI_BASE_URL']}); none is called")
+    grpc_settings = {name: os.environ.get(name, "") for name in GRPC_ENVIRONMENT}
+    print(
+        f"  gRPC, in every process (the stack, the echo server, the driver, this client): {format_env(grpc_settings)}"
+    )
 
 
 def parse_env(pairs: Sequence[str]) -> dict[str, str]:
@@ -508,6 +514,16 @@ def parse_env(pairs: Sequence[str]) -> dict[str, str]:
             raise SystemExit(f"--stack-env {pair!r}: use KEY=VALUE")
         out[key] = value
     return out
+
+
+def with_grpc_environment() -> None:
+    """Starts this benchmark again under the stack's gRPC settings when they are not set: gRPC reads
+    them when it is imported, and the latency part's client is this process (its helpers, the load
+    driver, inherit them). Set GRPC_EXPERIMENTS yourself (empty: gRPC's defaults) to measure other
+    settings."""
+    missing = grpc_environment(os.environ)
+    if missing:
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.submit", *sys.argv[1:]], {**os.environ, **missing})
 
 
 def main() -> None:
@@ -557,4 +573,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    with_grpc_environment()
     main()

@@ -32,6 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.certificates import ensure_development_certificates, write_private
 from gateway.links import new_signing_key
+from renderkit.serving import grpc_environment
 from renderkit.tls import ClientCertificates, TlsFiles
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -262,10 +263,12 @@ class Stack:
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{name}.log", "ab") as log:
             # Own session: Ctrl-C reaches only the launcher, which stops the children in order.
+            # gRPC's runtime settings as the image sets them, unless the caller's environment has
+            # its own.
             process = subprocess.Popen(
                 spawn.argv,
                 cwd=ROOT,
-                env={**os.environ, **spawn.env},
+                env={**os.environ, **grpc_environment(os.environ), **spawn.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

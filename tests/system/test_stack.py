@@ -29,6 +29,7 @@ from render_client.client import (
 )
 from renderkit import imaging
 from renderkit.errors import status_details, unpack_detail
+from renderkit.serving import GRPC_ENVIRONMENT
 from tests.credentials import client_for, key_for
 from tests.http_fixtures import serve
 from tests.openai_fake import FakeOpenAI, textured_image
@@ -292,6 +293,18 @@ def test_a_stage_killed_mid_job_is_waited_for_and_make_run_reports_it(
     assert read_output(done.result.outputs[0]).shape == (2160, 3840, 3)
     printed = capsys.readouterr().out
     assert "projection: exited with -9" in printed and "projection: SERVING" in printed
+
+
+def test_every_process_of_the_stack_runs_with_grpcs_settings(stack: Stack) -> None:
+    """make run's launcher gives each process the image's gRPC settings (GRPC_ENVIRONMENT)."""
+    python = [(name, process) for name, process in stack.processes if name != "redis"]  # Redis rewrites its own
+    assert {"gateway", "segmentation", "depth", "projection", "generation"} <= {name for name, _ in python}
+    for name, process in python:
+        environ = dict(
+            entry.split(b"=", 1) for entry in Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0") if entry
+        )
+        for key, value in GRPC_ENVIRONMENT.items():
+            assert environ.get(key.encode()) == value.encode(), f"{name}: {key}"
 
 
 def test_buf_curl_lists_every_servers_methods(stack: Stack) -> None:

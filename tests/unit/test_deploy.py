@@ -38,6 +38,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from devstack.certificates import CertificateAuthority, write_material
 from devstack.launcher import ROOT, STACK_ENV, read_env_file
+from renderkit.serving import GRPC_ENVIRONMENT
 from renderkit.tls import TlsFiles, server_credentials
 from tests.unit.test_configuration import documented, is_documented
 
@@ -232,6 +233,13 @@ def test_dockerfile_runs_as_a_numeric_non_root_user_without_secrets() -> None:
             assert not re.search(r"(PASSWORD|SECRET|TOKEN|API_KEY)", args, re.I), f"no secret in {op} {args}"
     cmd = [args for op, args in runtime if op == "CMD"]
     assert cmd and yaml.safe_load(cmd[-1]) == ["python", "-m", "gateway"], "exec-form CMD for the gateway"
+
+
+def test_the_image_sets_grpcs_runtime_as_the_launcher_does() -> None:
+    """The image's ENV and make run's launcher give every process the same gRPC settings."""
+    runtime_env = " ".join(args for op, args in dockerfile_instructions() if op == "ENV")
+    for name, value in GRPC_ENVIRONMENT.items():
+        assert f"{name}={value}" in runtime_env.split(), f"the Dockerfile's ENV sets {name}={value}"
 
 
 def test_dockerfile_copies_only_what_the_context_keeps() -> None:
