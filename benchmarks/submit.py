@@ -298,7 +298,8 @@ def measure_throughput(args: argparse.Namespace, work: Path, extra_env: dict[str
         echo_address = f"127.0.0.1:{free_port()}"
         echo_log = work / "logs" / "echo.log"
         argv = [PY, "-m", "benchmarks.echo", "--listen", echo_address, "--response", str(reply_file)]
-        # The bare server runs under the same gRPC settings as the stack (main() set them).
+        # The bare server runs under the gRPC settings of this process (as a module, the stack's:
+        # with_grpc_environment).
         with running(argv, echo_log) as echo:
             wait_answering(echo_address, echo, echo_log)
             driver = [
@@ -523,7 +524,7 @@ def with_grpc_environment() -> None:
     settings."""
     missing = grpc_environment(os.environ)
     if missing:
-        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.submit", *sys.argv[1:]], {**os.environ, **missing})
+        os.execve(sys.executable, sys.orig_argv, {**os.environ, **missing})  # with the interpreter's own options
 
 
 def main() -> None:

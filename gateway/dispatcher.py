@@ -163,6 +163,8 @@ class Dispatcher:
             if stale is not None:  # our earlier run lost its lease (Redis away) and the job came back
                 stale.cancel()
                 await asyncio.gather(stale, return_exceptions=True)
+                # It wrote as this dispatcher, so it may have checkpointed after the take: read again.
+                taken = taken.unread()
             await self._run(taken)
         except asyncio.CancelledError:
             raise
@@ -224,7 +226,7 @@ class Dispatcher:
             stored = await self.ledger.started(job_id, self.consumer, stored=taken.stored)
         except NotOwner:
             return  # cancelled (or put back) between the take and now, or expired
-        saved = taken.checkpoints
+        saved = taken.checkpoints if taken.stored is not None else await self.ledger.checkpoints(job_id)
         task = asyncio.create_task(self._execute(job_id, stored, saved))
         self._running[job_id] = task
         renew = asyncio.create_task(self._renew(job_id))

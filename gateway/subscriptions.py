@@ -87,7 +87,7 @@ class Subscriptions:
 
     A connection that stops answering its pings (a half-open socket after a network fault) is
     dropped and made again. Besides the fixed channels (on), channels come and go while it runs
-    (follow/unfollow): their handler hears b"" once each subscription is confirmed, so a listener can
+    (follow/unfollow): their handler hears "" once each subscription is confirmed, so a listener can
     read what it may have missed before.
     """
 
@@ -95,7 +95,7 @@ class Subscriptions:
         self.redis = client
         self.ping_s = ping_s
         self._handlers: dict[str, list[Callable[[str], None]]] = {}
-        self._followed: dict[str, Callable[[bytes], None]] = {}
+        self._followed: dict[str, Callable[[str], None]] = {}
         self._on_subscribed: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -107,9 +107,8 @@ class Subscriptions:
         """Calls handler(message) for each message on the channel (register before start)."""
         self._handlers.setdefault(channel, []).append(handler)
 
-    def follow(self, channel: str, handler: Callable[[bytes], None]) -> None:
-        """Subscribes to a channel now (and again after every reconnect) until unfollow; handler
-        gets each message as it came (bytes: a notice may carry a serialized event)."""
+    def follow(self, channel: str, handler: Callable[[str], None]) -> None:
+        """Subscribes to a channel now (and again after every reconnect) until unfollow."""
         self._followed[channel] = handler
         self._change("subscribe", channel)
 
@@ -210,21 +209,18 @@ class Subscriptions:
         kind = reply[0]
         try:
             if kind == b"message":
-                channel = _text(reply[1])
-                handlers = self._handlers.get(channel)
-                if handlers:
-                    data = _text(reply[2])
-                    for handler in handlers:
-                        handler(data)
+                channel, data = _text(reply[1]), _text(reply[2])
+                for handler in self._handlers.get(channel, []):
+                    handler(data)
                 followed = self._followed.get(channel)
                 if followed is not None:
-                    followed(reply[2] if isinstance(reply[2], bytes) else b"")
+                    followed(data)
             elif kind == b"subscribe":
                 channel = _text(reply[1])
                 self._confirmed.add(channel)
                 followed = self._followed.get(channel)
                 if followed is not None:
-                    followed(b"")  # subscribed: catch up on what came before
+                    followed("")  # subscribed: catch up on what came before
                 if self._confirmed >= set(self._handlers) and not self._subscribed.is_set():
                     self._on_confirmed()
         except Exception:  # a listener's fault must not take the connection down with it

@@ -104,7 +104,7 @@ class EventHub:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    def notify(self, job_id: str, notice: bytes = b"") -> None:
+    def notify(self, job_id: str, notice: str = "") -> None:
         """A job got an event (a pub/sub notice, transition.lua's): read its stream if anyone watches
         it. A notice that carries its event hands it at once to every watcher whose cursor is the
         entry before it; the stream is read only for watchers behind that. An end's notice names
@@ -123,7 +123,7 @@ class EventHub:
                         _end_past(watcher)
             if said.event is not None and said.before is not None:
                 for watcher in group:
-                    if watcher.cursor == said.before and not watcher.past_end:
+                    if watcher.cursor == said.before:
                         watcher.take(said.event, said.entry)
             if all(watcher.cursor >= said.entry for watcher in group):
                 return  # every watcher has it (or is past it): nothing to read
@@ -273,19 +273,21 @@ class EventHub:
     async def _end_past_watchers(self) -> None:
         """Ends the watches whose cursor lies at or past their job's end, for when the end's notice
         was lost (the notice alone ends them at once); a watcher handed an event, or at or behind
-        its job's latest event, is no longer checked."""
-        for job_id in [job for job, group in self._watchers.items() if any(w.ahead for w in group)]:
-            last = await self.ledger.last_event(job_id)
-            if last is None:
-                continue  # expired: _end_expired ends its watches
-            end = cursor_key(last.cursor)
-            for watcher in list(self._watchers.get(job_id, ())):
-                if not watcher.ahead:
-                    continue
-                if last.state in TERMINAL_PROTO and watcher.cursor >= end:
-                    _end_past(watcher)
-                elif watcher.cursor <= end:
-                    watcher.ahead = False  # the reads from its cursor reach what follows
+        its job's latest event, is no longer checked. One pipelined read per _READ_CHUNK jobs."""
+        jobs = [job for job, group in self._watchers.items() if any(w.ahead for w in group)]
+        for start in range(0, len(jobs), _READ_CHUNK):
+            chunk = jobs[start : start + _READ_CHUNK]
+            for job_id, last in zip(chunk, await self.ledger.last_events(chunk), strict=True):
+                if last is None:
+                    continue  # expired: _end_expired ends its watches
+                end = cursor_key(last.cursor)
+                for watcher in list(self._watchers.get(job_id, ())):
+                    if not watcher.ahead:
+                        continue
+                    if last.state in TERMINAL_PROTO and watcher.cursor >= end:
+                        _end_past(watcher)
+                    elif watcher.cursor <= end:
+                        watcher.ahead = False  # the reads from its cursor reach what follows
 
 
 def _end_past(watcher: _Watcher) -> None:

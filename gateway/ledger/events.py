@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,24 +41,36 @@ class Notice:
     event: pb.JobEvent | None = None
 
 
-def parse_notice(notice: bytes) -> Notice:
-    """A job's notice: "next|end <entry> <entry before> [<event>]" (or "end <entry>", as written
-    before notices carried events); Notice() when it is empty or not well formed (its reader then
-    reads the stream)."""
-    parts = notice.split(b" ", 3)
-    if len(parts) < 2 or parts[0] not in (b"next", b"end"):
+# The largest event a notice carries, serialized: a larger one's watchers read the stream. Notices
+# stay small in Redis's pub/sub output buffers (a stalled subscriber is dropped at 32 MB by
+# default, and then reads every watched job again).
+NOTICE_EVENT_BYTES = 3072
+
+
+def notice_payload(serialized: bytes) -> str:
+    """The event as a notice carries it: base64, so that a notice is text to every subscriber
+    (gateways from before notices carried events read them as text); "" when it is too large."""
+    return base64.b64encode(serialized).decode() if len(serialized) <= NOTICE_EVENT_BYTES else ""
+
+
+def parse_notice(notice: str) -> Notice:
+    """A job's notice: "next|end <entry> <entry before> [<event in base64>]" (or "end <entry>", as
+    written before notices carried events); Notice() when it is empty or not well formed (its
+    reader then reads the stream)."""
+    parts = notice.split(" ", 3)
+    if len(parts) < 2 or parts[0] not in ("next", "end"):
         return Notice()
     try:
-        entry = cursor_key(parts[1].decode())
-        before = cursor_key(parts[2].decode()) if len(parts) > 2 else None
+        entry = cursor_key(parts[1])
+        before = cursor_key(parts[2]) if len(parts) > 2 else None
         event = None
         if len(parts) == 4:
             event = pb.JobEvent()
-            event.ParseFromString(parts[3])
-            event.cursor = parts[1].decode()
-    except (ValueError, DecodeError):
+            event.ParseFromString(base64.b64decode(parts[3], validate=True))
+            event.cursor = parts[1]
+    except (ValueError, DecodeError):  # binascii.Error is a ValueError
         return Notice()
-    return Notice(entry=entry, before=before, end=parts[0] == b"end", event=event)
+    return Notice(entry=entry, before=before, end=parts[0] == "end", event=event)
 
 
 class EventLog(LedgerBase):
@@ -80,6 +93,18 @@ class EventLog(LedgerBase):
         """The job's latest event, its cursor set (None when it has none)."""
         reply = await self._command("XREVRANGE", keys.events(job_id), "+", "-", "COUNT", 1)
         return parse_event(reply[0][0], as_dict(reply[0][1])) if reply else None
+
+    async def last_events(self, job_ids: Sequence[str]) -> list[pb.JobEvent | None]:
+        """Each job's latest event (None where it has none), in one round trip."""
+
+        async def read() -> Any:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.xrevrange(keys.events(job_id), "+", "-", count=1)
+                return await pipe.execute()
+
+        replies = await self._retry(read) if job_ids else []
+        return [parse_event(r[0][0], as_dict(r[0][1])) if r else None for r in replies]
 
     async def exist(self, job_ids: Sequence[str]) -> list[bool]:
         """Whether each job still exists (it expires after its retention)."""

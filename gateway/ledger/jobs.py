@@ -22,6 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.ledger import keys
 from gateway.ledger.base import LedgerBase, LedgerError, as_dict
+from gateway.ledger.events import notice_payload
 from gateway.ledger.tenants import InsufficientCredits, QuotaExceeded, RateLimited
 from render.v1 import render_service_pb2 as pb
 from renderkit.errors import safe_message
@@ -485,12 +486,13 @@ class Jobs(LedgerBase):
             keys.WEBHOOKS_DUE,
             keys.job_webhooks(job_id),
         ]
+        serialized = event.SerializeToString()
         args: list[str | bytes | int | float] = [
             job_id,
             owner,
             new_state,
             self.retention_ms,
-            event.SerializeToString(),
+            serialized,
             op,
             keys.job_channel(job_id),
             keys.WORK_CHANNEL,
@@ -509,6 +511,7 @@ class Jobs(LedgerBase):
             self.webhook_ttl_ms,
             WEBHOOK_PROGRESS_INTERVAL_MS,
             WEBHOOK_MOST_PER_JOB,
+            notice_payload(serialized),
             *flat,
         ]
         return call_keys, args

@@ -29,8 +29,8 @@ _WAITING_FORGOTTEN_MS = 10_000
 class Taken(tuple[str, int, str]):
     """A taken job: (job id, attempt, kind); whether the take emptied the queue with the dispatcher
     noted as waiting (it should wait for a work notice rather than look again); and the job and its
-    checkpoints as the take left them (None when it has expired meanwhile), so that starting it
-    reads nothing more."""
+    checkpoints as the take left them (stored None: not read, or the job has expired), so that
+    starting it reads nothing more."""
 
     drained: bool
     stored: StoredJob | None
@@ -48,6 +48,10 @@ class Taken(tuple[str, int, str]):
         taken.stored = stored
         taken.checkpoints = checkpoints or {}
         return taken
+
+    def unread(self) -> Taken:
+        """The same job without what the take read (its run reads the job and checkpoints again)."""
+        return Taken((self[0], self[1], self[2]), self.drained)
 
 
 class WorkQueue(LedgerBase):

@@ -424,6 +424,50 @@ def test_an_ended_job_deletes_what_it_stored_and_lists_no_folder_it_never_wrote(
     asyncio.run(body())
 
 
+def test_a_job_back_from_a_stale_run_of_this_dispatcher_starts_from_what_that_run_stored(
+    redis_url: str, stages: dict[str, str], tmp_path: Path
+) -> None:
+    """A dispatcher's earlier run of a job (its lease lost while Redis was away) writes as this
+    dispatcher, so when the job comes back to it the stopped run may checkpoint after the take:
+    the new run reads the checkpoints once that run has stopped, not as the take found them (a
+    generation call it redid could be charged twice)."""
+    from gateway.ledger import NewJob
+    from renderkit.storage import LocalStorage
+
+    async def body() -> None:
+        async with _lone_dispatcher(redis_url, stages, tmp_path, LocalStorage(tmp_path)) as (ledger, dispatcher):
+            job_id = "stale-run"
+            request = room_render_request(room_render("living room", dry_run=True)).SerializeToString()
+            await ledger.submit(NewJob(job_id, "faults", "room_render", request, {}, "f", "", "", "", 3))
+            first = await ledger.take(dispatcher.consumer, 30.0, frozenset())
+            assert first is not None
+            await ledger.started(job_id, dispatcher.consumer, stored=first.stored)
+            assert await ledger.hand_back(dispatcher.consumer, job_id)  # as a reaper would put it back
+            again = await ledger.take(dispatcher.consumer, 30.0, frozenset())
+            assert again is not None and again.checkpoints == {}
+
+            async def stale_run() -> None:  # cancelled in a stage call, it still stores the answer
+                try:
+                    await asyncio.sleep(30)
+                except asyncio.CancelledError:
+                    await ledger.save_checkpoint(job_id, dispatcher.consumer, "generation", b"answer")
+                    raise
+
+            dispatcher._running[job_id] = asyncio.create_task(stale_run())
+            await asyncio.sleep(0)
+            started_from: dict[str, bytes] = {}
+
+            async def execute(job_id: str, stored: Any, checkpoints: dict[str, bytes]) -> bool:
+                started_from.update(checkpoints)
+                return False
+
+            dispatcher._execute = execute
+            await dispatcher._dispatch(again, slot=False)
+            assert started_from == {"generation": b"answer"}
+
+    asyncio.run(body())
+
+
 def test_a_dispatcher_that_lost_its_job_leaves_the_new_owners_work_alone(
     redis_url: str, stages: dict[str, str], tmp_path: Path
 ) -> None:

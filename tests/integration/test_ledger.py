@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from gateway.ledger import (
     Ledger,
     NewJob,
+    Notice,
     NotOwner,
     QueueFull,
     QuotaExceeded,
@@ -23,6 +24,7 @@ from gateway.ledger import (
     keys,
     parse_notice,
 )
+from gateway.ledger.events import NOTICE_EVENT_BYTES
 from render.v1 import render_service_pb2 as pb
 
 
@@ -143,7 +145,7 @@ def test_each_notice_carries_its_event_and_names_the_entry_before_it(redis_url: 
 
     async def body(ledger: Ledger) -> None:
         job_id, _ = await ledger.submit(new_job())
-        heard: list[bytes] = []
+        heard: list[str] = []
         listener = aioredis.Redis.from_url(redis_url + "/3")
         pubsub = listener.pubsub()
         await pubsub.subscribe(keys.job_channel(job_id))
@@ -155,7 +157,7 @@ def test_each_notice_carries_its_event_and_names_the_entry_before_it(redis_url: 
                 while len(heard) < 6:
                     message = await pubsub.get_message(timeout=1)
                     if message is not None and message["type"] == "message":
-                        heard.append(message["data"])
+                        heard.append(message["data"].decode())
         finally:
             await pubsub.aclose()
             await listener.aclose()
@@ -165,6 +167,31 @@ def test_each_notice_carries_its_event_and_names_the_entry_before_it(redis_url: 
         assert [n.before for n in notices] == [cursor_key(e.cursor) for e in events[:-1]]
         assert [n.end for n in notices] == [False] * 5 + [True]
         assert [n.event for n in notices] == events[1:]  # the same events, cursors included
+
+        # An event over the size a notice carries is named but not carried: watchers read it.
+        second, _ = await ledger.submit(new_job())
+        assert await claim(ledger, second, "w1") == 1
+        listener = aioredis.Redis.from_url(redis_url + "/3")
+        pubsub = listener.pubsub()
+        await pubsub.subscribe(keys.job_channel(second))
+        try:
+            confirmed = await pubsub.get_message(timeout=5)
+            assert confirmed is not None and confirmed["type"] == "subscribe"
+            for size in (100, NOTICE_EVENT_BYTES + 1):
+                await ledger.progress(
+                    second, "w1", stage=pb.STAGE_SEGMENTATION, step=1, total_steps=4, progress=0.1, message="m" * size
+                )
+            said: list[Notice] = []
+            async with asyncio.timeout(5):
+                while len(said) < 2:
+                    message = await pubsub.get_message(timeout=1)
+                    if message is not None and message["type"] == "message":
+                        said.append(parse_notice(message["data"].decode()))
+        finally:
+            await pubsub.aclose()
+            await listener.aclose()
+        assert said[0].event is not None and said[0].event.message == "m" * 100
+        assert said[1].entry is not None and said[1].event is None
 
     run(body, redis_url)
 

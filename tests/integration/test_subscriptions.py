@@ -31,7 +31,7 @@ def test_followed_channels_are_heard_while_followed(redis_url: str) -> None:
         subscriptions = Subscriptions(listener)
         fixed = f"fixed-{uuid.uuid4().hex}"
         subscriptions.on(fixed, lambda _message: None)
-        heard: dict[str, list[bytes]] = {}
+        heard: dict[str, list[str]] = {}
 
         def follow(channel: str) -> None:
             subscriptions.follow(channel, lambda message: heard.setdefault(channel, []).append(message))
@@ -44,12 +44,12 @@ def test_followed_channels_are_heard_while_followed(redis_url: str) -> None:
         try:
             await _until(lambda: subscriptions.subscribed)
             follow(late)  # once it stands
-            # Each follow hears b"" once its subscription is confirmed (the listener's cue to read
+            # Each follow hears "" once its subscription is confirmed (the listener's cue to read
             # what came before), then every message.
-            await _until(lambda: all(heard.get(c) == [b""] for c in (early, racing, late)))
+            await _until(lambda: all(heard.get(c) == [""] for c in (early, racing, late)))
             for channel in (early, racing, late):
                 await publisher.publish(channel, "n1")
-            await _until(lambda: all(heard[c] == [b"", b"n1"] for c in (early, racing, late)))
+            await _until(lambda: all(heard[c] == ["", "n1"] for c in (early, racing, late)))
             subscriptions.unfollow(racing)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 5
@@ -60,8 +60,8 @@ def test_followed_channels_are_heard_while_followed(redis_url: str) -> None:
             assert numsub == {racing.encode(): 0, early.encode(): 1}
             await publisher.publish(racing, "n2")
             await publisher.publish(early, "n2")
-            await _until(lambda: heard[early] == [b"", b"n1", b"n2"])
-            assert heard[racing] == [b"", b"n1"]  # unfollowed: not heard any more
+            await _until(lambda: heard[early] == ["", "n1", "n2"])
+            assert heard[racing] == ["", "n1"]  # unfollowed: not heard any more
         finally:
             await subscriptions.stop()
             await listener.aclose()
@@ -80,24 +80,24 @@ def test_a_killed_connection_comes_back_subscribed_and_says_so(redis_url: str) -
         publisher = connect(redis_url + "/3", max_connections=1, role="subscriptions-test")
         subscriptions = Subscriptions(listener)
         fixed, followed = f"fixed-{uuid.uuid4().hex}", f"job:{uuid.uuid4().hex}:notice"
-        heard: list[tuple[str, str | bytes]] = []
+        heard: list[tuple[str, str]] = []
         subscriptions.on(fixed, lambda message: heard.append((fixed, message)))
         catch_ups: list[int] = []
         subscriptions.on_subscribed(lambda: catch_ups.append(1))
         subscriptions.follow(followed, lambda message: heard.append((followed, message)))
         subscriptions.start()
         try:
-            await _until(lambda: subscriptions.subscribed and (followed, b"") in heard)
+            await _until(lambda: subscriptions.subscribed and (followed, "") in heard)
             clients = (await publisher.execute_command("CLIENT", "LIST", "TYPE", "pubsub")).decode()
             # Named as the client it is made from, so CLIENT LIST shows whose it is.
             ours = re.search(r"id=(\d+) .*name=render-subscriptions-kill-\S+-subscriptions ", clients)
             assert ours is not None
             await publisher.execute_command("CLIENT", "KILL", "ID", ours.group(1))
-            await _until(lambda: len(catch_ups) == 2 and heard.count((followed, b"")) == 2)
+            await _until(lambda: len(catch_ups) == 2 and heard.count((followed, "")) == 2)
             assert subscriptions.subscribed
             await publisher.publish(fixed, "after")
             await publisher.publish(followed, "after")
-            await _until(lambda: (fixed, "after") in heard and (followed, b"after") in heard)
+            await _until(lambda: (fixed, "after") in heard and (followed, "after") in heard)
         finally:
             await subscriptions.stop()
             await listener.aclose()

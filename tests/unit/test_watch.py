@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 import pytest
 
 from gateway.ledger import cursor_key, parse_notice
+from gateway.ledger.events import NOTICE_EVENT_BYTES, notice_payload
 from gateway.watch import CursorPastEnd, EventHub
 from render.v1 import render_service_pb2 as pb
 
@@ -39,6 +40,9 @@ class Stream:
     async def last_event(self, job_id: str) -> pb.JobEvent | None:
         self.last_reads += 1
         return self.events[-1] if self.events else None
+
+    async def last_events(self, job_ids: list[str]) -> list[pb.JobEvent | None]:
+        return [await self.last_event(job_id) for job_id in job_ids]
 
     async def exist(self, job_ids: list[str]) -> list[bool]:
         return [True for _ in job_ids]
@@ -177,7 +181,7 @@ def test_a_watcher_past_the_event_a_job_ended_at_is_told_so() -> None:
             behind = asyncio.create_task(take(hub.watch("job", "100-2"), 1))
             await asyncio.sleep(0.05)
             stream.events.append(pb.JobEvent(cursor="100-3", message="end", state=pb.JOB_STATE_CANCELLED))
-            hub.notify("job", b"end 100-3")
+            hub.notify("job", "end 100-3")
             with pytest.raises(CursorPastEnd):
                 await asyncio.wait_for(past, 2)
             assert await asyncio.wait_for(behind, 2) == ["end"]
@@ -190,8 +194,8 @@ def test_a_watcher_past_the_event_a_job_ended_at_is_told_so() -> None:
             # A notice that is not an end's, or is not well formed, ends nothing.
             waiting = asyncio.create_task(take(hub.watch("job", "100-9"), 1))
             await asyncio.sleep(0.05)
-            hub.notify("job", b"")
-            hub.notify("job", b"end not-a-cursor")
+            hub.notify("job", "")
+            hub.notify("job", "end not-a-cursor")
             await asyncio.sleep(0.05)
             assert not waiting.done()
             waiting.cancel()
@@ -203,7 +207,7 @@ def test_a_watcher_past_the_event_a_job_ended_at_is_told_so() -> None:
 
 def test_a_watcher_past_the_end_is_told_so_by_the_sweep_when_the_end_notice_is_lost() -> None:
     """The end's notice was lost (the subscription was down) or Redis was away at the watch's first
-    read: the sweep finds the job's end before the cursor and ends the watch; it lets a running
+    read: the sweep finds the job's end before the cursor and ends the watch. It lets a running
     job's be, and stops looking once a watcher is handed an event."""
 
     async def body() -> None:
@@ -232,23 +236,55 @@ def test_a_watcher_past_the_end_is_told_so_by_the_sweep_when_the_end_notice_is_l
             # A watcher behind the end, after the same failure, gets the end as usual.
             stream.failures = 1
             assert await asyncio.wait_for(take(hub.watch("job", "100-6"), 1), 2) == ["end"]
-            # With no watcher ahead of its job, the sweep reads no job's end.
-            await asyncio.sleep(0.1)
-            looked = stream.last_reads
-            waiting = asyncio.create_task(take(hub.watch("job", "100-2"), 1))
-            await asyncio.wait_for(waiting, 2)
-            await asyncio.sleep(0.2)
-            assert stream.last_reads == looked
         finally:
             await hub.drain()
 
     asyncio.run(body())
 
 
-def notice(kind: str, entry: str, before: str, event: pb.JobEvent | None) -> bytes:
+def test_the_sweep_reads_the_end_only_while_a_watcher_may_lie_past_it() -> None:
+    async def body() -> None:
+        stream = Stream(3)
+        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5, sweep_s=0.05)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            # At the latest event of a running job, or behind it: never past the end.
+            at_latest = asyncio.create_task(take(hub.watch("job", "100-2"), 1))
+            behind = asyncio.create_task(take(hub.watch("job", "100-1"), 1))
+            assert await asyncio.wait_for(behind, 2) == ["e2"]
+            await asyncio.sleep(0.05)
+            looked = stream.last_reads
+            await asyncio.sleep(0.3)  # several sweeps
+            assert stream.last_reads == looked and not at_latest.done()
+
+            # A watcher past the latest event is looked at every sweep until it is handed one.
+            ahead = asyncio.create_task(take(hub.watch("job", "100-3"), 1))
+            await asyncio.sleep(0.3)
+            assert stream.last_reads >= looked + 3
+            stream.events.append(pb.JobEvent(cursor="100-4", message="e4", state=pb.JOB_STATE_RUNNING))
+            hub.notify("job", "")  # a notice without its event: the reader reads
+            assert await asyncio.wait_for(ahead, 2) == ["e4"]
+            assert await asyncio.wait_for(at_latest, 2) == ["e4"]
+
+            # Redis away at the first read of a watcher at the latest event: it may lie past it, so
+            # a sweep looks, finds it at the latest, and no sweep looks again.
+            stream.failures = 1
+            waiting = asyncio.create_task(take(hub.watch("job", "100-4"), 1))
+            await asyncio.sleep(0.3)
+            looked = stream.last_reads
+            await asyncio.sleep(0.3)
+            assert stream.last_reads == looked and not waiting.done()
+            waiting.cancel()
+        finally:
+            await hub.drain()
+
+    asyncio.run(body())
+
+
+def notice(kind: str, entry: str, before: str, event: pb.JobEvent | None) -> str:
     """A notice as transition.lua publishes it."""
-    head = f"{kind} {entry} {before}".encode()
-    return head if event is None else head + b" " + event.SerializeToString()
+    head = f"{kind} {entry} {before}"
+    return head if event is None else f"{head} {notice_payload(event.SerializeToString())}"
 
 
 def test_a_notice_that_carries_its_event_reaches_the_watchers_at_the_entry_before_it_without_a_read() -> None:
@@ -270,12 +306,38 @@ def test_a_notice_that_carries_its_event_reaches_the_watchers_at_the_entry_befor
             assert await asyncio.wait_for(current, 2) == ["e3", "end"]
             assert await asyncio.wait_for(outcome, 2) == ["end"]
             assert len(stream.reads) == reads  # handed over from the notices alone
+        finally:
+            await hub.drain()
 
-            # A watcher behind the entry before the event is read for; one a notice skipped
-            # (a lost notice) is too, and still gets everything in order.
-            behind = asyncio.create_task(take(hub.watch("job", "100-1"), 3))
+    asyncio.run(body())
+
+
+def test_watchers_behind_the_entry_before_a_notices_event_get_everything_in_order_from_the_stream() -> None:
+    """Watchers at several cursors when a notice arrives, and one whose first read is in flight:
+    only the watcher at the entry before takes the event from the notice; the others are read for,
+    and none skips or repeats an event."""
+
+    async def body() -> None:
+        stream = Stream(4)  # e0..e3, running
+        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            at = asyncio.create_task(take(hub.watch("job", "100-3"), 2))
             await asyncio.sleep(0.05)
-            assert await asyncio.wait_for(behind, 2) == ["e2", "e3", "end"]
+            stream.hold = asyncio.Event()  # the next reads wait: these watchers' first reads
+            behind = asyncio.create_task(take(hub.watch("job", "100-1"), 4))
+            far_behind = asyncio.create_task(take(hub.watch("job"), 6))
+            late = asyncio.create_task(take(hub.watch("job", "100-3"), 2))
+            await asyncio.sleep(0.05)
+            stream.events.append(pb.JobEvent(cursor="100-4", message="e4", state=pb.JOB_STATE_RUNNING))
+            hub.notify("job", notice("next", "100-4", "100-3", pb.JobEvent(message="e4")))
+            stream.events.append(pb.JobEvent(cursor="100-5", message="end", state=pb.JOB_STATE_SUCCEEDED))
+            hub.notify("job", notice("end", "100-5", "100-4", pb.JobEvent(message="end", state=pb.JOB_STATE_SUCCEEDED)))
+            assert await asyncio.wait_for(at, 2) == ["e4", "end"]  # from the notices, reads held
+            stream.hold.set()
+            assert await asyncio.wait_for(late, 2) == ["e4", "end"]
+            assert await asyncio.wait_for(behind, 2) == ["e2", "e3", "e4", "end"]
+            assert await asyncio.wait_for(far_behind, 2) == ["e0", "e1", "e2", "e3", "e4", "end"]
         finally:
             await hub.drain()
 
@@ -292,7 +354,7 @@ def test_a_notice_whose_event_cannot_be_read_makes_the_hub_read_the_stream() -> 
             await asyncio.sleep(0.05)
             reads = len(stream.reads)
             stream.events.append(pb.JobEvent(cursor="100-3", message="e3", state=pb.JOB_STATE_RUNNING))
-            hub.notify("job", b"next 100-3 100-2 \xff\xff\xff")  # not an event
+            hub.notify("job", "next 100-3 100-2 not*base64")
             assert await asyncio.wait_for(watching, 2) == ["e3"]
             assert len(stream.reads) == reads + 1
         finally:
@@ -304,20 +366,33 @@ def test_a_notice_whose_event_cannot_be_read_makes_the_hub_read_the_stream() -> 
 @pytest.mark.parametrize(
     ("raw", "entry", "before", "end", "message"),
     [
-        (b"", None, None, False, None),
-        (b"next 5-1 5-0", (5, 1), (5, 0), False, None),
-        (b"end 5-1 0", (5, 1), (0, 0), True, None),
-        (b"end 5-1", (5, 1), None, True, None),  # as published before notices carried events
-        (b"next 5-1 5-0 " + pb.JobEvent(message="a b\nc").SerializeToString(), (5, 1), (5, 0), False, "a b\nc"),
-        (b"next 5-x 5-0", None, None, False, None),
-        (b"other 5-1 5-0", None, None, False, None),
+        ("", None, None, False, None),
+        ("next 5-1 5-0", (5, 1), (5, 0), False, None),
+        ("end 5-1 0", (5, 1), (0, 0), True, None),
+        ("end 5-1", (5, 1), None, True, None),  # as published before notices carried events
+        (
+            "next 5-1 5-0 " + notice_payload(pb.JobEvent(message="a b\nc").SerializeToString()),
+            (5, 1),
+            (5, 0),
+            False,
+            "a b\nc",
+        ),
+        ("next 5-x 5-0", None, None, False, None),
+        ("other 5-1 5-0", None, None, False, None),
+        ("next 5-1 5-0 \xff", None, None, False, None),
     ],
 )
 def test_notices_are_read_as_transition_lua_writes_them(
-    raw: bytes, entry: tuple[int, int] | None, before: tuple[int, int] | None, end: bool, message: str | None
+    raw: str, entry: tuple[int, int] | None, before: tuple[int, int] | None, end: bool, message: str | None
 ) -> None:
     said = parse_notice(raw)
     assert (said.entry, said.before, said.end) == (entry, before, end)
     assert (said.event.message if said.event else None) == message
     if said.event is not None:
         assert said.event.cursor == "5-1"
+
+
+def test_a_notice_carries_an_event_only_up_to_its_size_limit() -> None:
+    small, large = b"x" * NOTICE_EVENT_BYTES, b"x" * (NOTICE_EVENT_BYTES + 1)
+    assert notice_payload(small) and notice_payload(large) == ""
+    assert notice_payload(small).isascii()  # every subscriber can read a notice as text

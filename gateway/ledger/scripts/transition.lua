@@ -8,7 +8,8 @@
 --       category ('start', 'progress'; an end is 'completed'), 16 now_ms, 17 webhook endpoints
 --       template, 18 webhook delivery template, 19 job webhooks template, 20 webhooks channel,
 --       21 a delivery's ttl_ms, 22 ms between progress deliveries, 23 most start and progress
---       deliveries per job, then fields and values.
+--       deliveries per job, 24 the event as the notice carries it (base64; '' to leave it out),
+--       then fields and values.
 -- A terminal job never moves again; a dispatcher that is no longer the owner cannot write. Each call
 -- carries an operation id: repeating it (a retry after a lost reply) changes nothing. The end frees
 -- the job's concurrency slot and its place in the tenant's quota, and settles its credits, in the
@@ -23,7 +24,7 @@ if redis.call('HGET', KEYS[1], 'op') == ARGV[6] then return 'ok' end
 if terminal(state) then return 'terminal' end
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 'not_owner' end
 local fields = {'op', ARGV[6]}
-for i = 24, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 25, #ARGV do fields[#fields + 1] = ARGV[i] end
 if ARGV[3] ~= '' then fields[#fields + 1] = 'state'; fields[#fields + 1] = ARGV[3] end
 redis.call('HSET', KEYS[1], unpack(fields))
 local before = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
@@ -68,10 +69,11 @@ if ending then
   if idem and idem ~= '' then redis.call('PEXPIRE', idem, ARGV[4]) end
   if redis.call('ZCARD', KEYS[6]) > 0 then redis.call('PUBLISH', ARGV[8], tenant) end
 end
--- The notice names the event and the entry before it, and carries the event when it is small: a
--- gateway hands it at once to the watchers whose cursor is that entry, and reads the stream for the
--- rest. An end's notice says so: a watcher past the end waits for nothing.
+-- The notice names the event and the entry before it, and carries the event when the caller gave
+-- it (in base64, so that any subscriber can read the notice as text): a gateway hands it at once to
+-- the watchers whose cursor is that entry, and reads the stream for the rest. An end's notice says
+-- so: a watcher past the end waits for nothing.
 local notice = (ending and 'end ' or 'next ') .. entry .. ' ' .. ((before[1] and before[1][1]) or '0')
-if #ARGV[5] <= 4096 then notice = notice .. ' ' .. ARGV[5] end
+if ARGV[24] ~= '' then notice = notice .. ' ' .. ARGV[24] end
 redis.call('PUBLISH', ARGV[7], notice)
 return 'ok'
