@@ -91,8 +91,7 @@ class EventLog(LedgerBase):
 
     async def last_event(self, job_id: str) -> pb.JobEvent | None:
         """The job's latest event, its cursor set (None when it has none)."""
-        reply = await self._command("XREVRANGE", keys.events(job_id), "+", "-", "COUNT", 1)
-        return parse_event(reply[0][0], as_dict(reply[0][1])) if reply else None
+        return _latest(await self._command("XREVRANGE", keys.events(job_id), "+", "-", "COUNT", 1))
 
     async def last_events(self, job_ids: Sequence[str]) -> list[pb.JobEvent | None]:
         """Each job's latest event (None where it has none), in one round trip."""
@@ -104,7 +103,7 @@ class EventLog(LedgerBase):
                 return await pipe.execute()
 
         replies = await self._retry(read) if job_ids else []
-        return [parse_event(r[0][0], as_dict(r[0][1])) if r else None for r in replies]
+        return [_latest(reply) for reply in replies]
 
     async def exist(self, job_ids: Sequence[str]) -> list[bool]:
         """Whether each job still exists (it expires after its retention)."""
@@ -116,3 +115,8 @@ class EventLog(LedgerBase):
                 return await pipe.execute()
 
         return [bool(n) for n in await self._retry(read)] if job_ids else []
+
+
+def _latest(reply: Any) -> pb.JobEvent | None:
+    """An XREVRANGE ... COUNT 1 reply as the event it holds (None for an empty stream)."""
+    return parse_event(reply[0][0], as_dict(reply[0][1])) if reply else None

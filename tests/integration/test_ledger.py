@@ -139,30 +139,35 @@ def test_a_watcher_follows_live_events_until_the_end(redis_url: str) -> None:
     run(body, redis_url)
 
 
+async def notices_during(redis_url: str, job_id: str, count: int, act: Callable[[], Awaitable[object]]) -> list[Notice]:
+    """The first `count` notices on a job's channel from act() on (subscribed before it starts)."""
+    listener = aioredis.Redis.from_url(redis_url + "/3")
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(keys.job_channel(job_id))
+    heard: list[Notice] = []
+    try:
+        confirmed = await pubsub.get_message(timeout=5)
+        assert confirmed is not None and confirmed["type"] == "subscribe"
+        await act()
+        async with asyncio.timeout(5):
+            while len(heard) < count:
+                message = await pubsub.get_message(timeout=1)
+                if message is not None and message["type"] == "message":
+                    heard.append(parse_notice(message["data"].decode()))
+    finally:
+        await pubsub.aclose()
+        await listener.aclose()
+    return heard
+
+
 def test_each_notice_carries_its_event_and_names_the_entry_before_it(redis_url: str) -> None:
     """What lets a gateway hand an event to its up-to-date watchers without reading the stream:
     every notice of a job's run, in order, is its stream entry with the one before it."""
 
     async def body(ledger: Ledger) -> None:
         job_id, _ = await ledger.submit(new_job())
-        heard: list[str] = []
-        listener = aioredis.Redis.from_url(redis_url + "/3")
-        pubsub = listener.pubsub()
-        await pubsub.subscribe(keys.job_channel(job_id))
-        try:
-            confirmed = await pubsub.get_message(timeout=5)
-            assert confirmed is not None and confirmed["type"] == "subscribe"
-            await run_job(ledger, job_id)
-            async with asyncio.timeout(5):
-                while len(heard) < 6:
-                    message = await pubsub.get_message(timeout=1)
-                    if message is not None and message["type"] == "message":
-                        heard.append(message["data"].decode())
-        finally:
-            await pubsub.aclose()
-            await listener.aclose()
+        notices = await notices_during(redis_url, job_id, 6, lambda: run_job(ledger, job_id))
         events = await collect(follow(ledger, job_id))
-        notices = [parse_notice(raw) for raw in heard]
         assert [n.entry for n in notices] == [cursor_key(e.cursor) for e in events[1:]]
         assert [n.before for n in notices] == [cursor_key(e.cursor) for e in events[:-1]]
         assert [n.end for n in notices] == [False] * 5 + [True]
@@ -171,25 +176,14 @@ def test_each_notice_carries_its_event_and_names_the_entry_before_it(redis_url: 
         # An event over the size a notice carries is named but not carried: watchers read it.
         second, _ = await ledger.submit(new_job())
         assert await claim(ledger, second, "w1") == 1
-        listener = aioredis.Redis.from_url(redis_url + "/3")
-        pubsub = listener.pubsub()
-        await pubsub.subscribe(keys.job_channel(second))
-        try:
-            confirmed = await pubsub.get_message(timeout=5)
-            assert confirmed is not None and confirmed["type"] == "subscribe"
+
+        async def two_steps() -> None:
             for size in (100, NOTICE_EVENT_BYTES + 1):
                 await ledger.progress(
                     second, "w1", stage=pb.STAGE_SEGMENTATION, step=1, total_steps=4, progress=0.1, message="m" * size
                 )
-            said: list[Notice] = []
-            async with asyncio.timeout(5):
-                while len(said) < 2:
-                    message = await pubsub.get_message(timeout=1)
-                    if message is not None and message["type"] == "message":
-                        said.append(parse_notice(message["data"].decode()))
-        finally:
-            await pubsub.aclose()
-            await listener.aclose()
+
+        said = await notices_during(redis_url, second, 2, two_steps)
         assert said[0].event is not None and said[0].event.message == "m" * 100
         assert said[1].entry is not None and said[1].event is None
 

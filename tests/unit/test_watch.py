@@ -4,7 +4,8 @@ cursor, once and in order, however its registration interleaves with reads in fl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import pytest
 
@@ -62,6 +63,17 @@ class NoSubscriptions:
         return None
 
 
+@contextlib.asynccontextmanager
+async def running_hub(stream: Stream, *, keepalive_s: float = 5, sweep_s: float = 5.0) -> AsyncIterator[EventHub]:
+    """A started hub over the scripted stream, drained at the end."""
+    hub = EventHub(stream, NoSubscriptions(), keepalive_s=keepalive_s, sweep_s=sweep_s)  # type: ignore[arg-type]
+    hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.drain()
+
+
 async def take(watch: object, n: int) -> list[str]:
     out = []
     async for event in watch:  # type: ignore[attr-defined]
@@ -75,9 +87,7 @@ async def take(watch: object, n: int) -> list[str]:
 def test_a_watcher_registering_during_a_read_still_gets_every_event() -> None:
     async def body() -> None:
         stream = Stream(6)
-        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5)  # type: ignore[arg-type]
-        hub.start()
-        try:
+        async with running_hub(stream) as hub:
             late = hub.watch("job", after="100-3")  # this watcher has seen e0..e3
             first = asyncio.create_task(take(late, 2))
             await asyncio.sleep(0.05)
@@ -91,8 +101,6 @@ def test_a_watcher_registering_during_a_read_still_gets_every_event() -> None:
             stream.hold.set()
             assert await asyncio.wait_for(resumed, 2) == ["e4", "e5"]
             assert await asyncio.wait_for(everything, 2) == [f"e{i}" for i in range(6)]
-        finally:
-            await hub.drain()
 
     asyncio.run(body())
 
@@ -100,9 +108,7 @@ def test_a_watcher_registering_during_a_read_still_gets_every_event() -> None:
 def test_a_silent_job_gets_keep_alives_and_nothing_else() -> None:
     async def body() -> None:
         stream = Stream(1)
-        hub = EventHub(stream, NoSubscriptions(), keepalive_s=0.05)  # type: ignore[arg-type]
-        hub.start()
-        try:
+        async with running_hub(stream, keepalive_s=0.05) as hub:
             seen: list[pb.JobEvent | None] = []
             watch = hub.watch("job")
             async for item in watch:
@@ -113,8 +119,6 @@ def test_a_silent_job_gets_keep_alives_and_nothing_else() -> None:
             assert seen[0] is not None and seen[0].message == "e0"
             assert seen[1:] == [None, None, None]
             assert hub.watchers == 0
-        finally:
-            await hub.drain()
 
     asyncio.run(body())
 
@@ -123,9 +127,7 @@ def test_a_watcher_for_the_outcome_is_handed_the_terminal_event_and_keep_alives_
     async def body() -> None:
         stream = Stream(6)
         stream.events[-1].state = pb.JOB_STATE_SUCCEEDED
-        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5)  # type: ignore[arg-type]
-        hub.start()
-        try:
+        async with running_hub(stream) as hub:
             # From the start, with the first too (SubmitAndWatch's): e0 and the end.
             both = await asyncio.wait_for(take(hub.watch("job", outcome_only=True, first_too=True), 6), 2)
             assert both == ["e0", "e5"]
@@ -136,8 +138,6 @@ def test_a_watcher_for_the_outcome_is_handed_the_terminal_event_and_keep_alives_
             ]
             assert await asyncio.wait_for(take(hub.watch("job", "100-2", outcome_only=True), 6), 2) == ["e5"]
             assert hub.watchers == 0  # each watch ended with its terminal event
-        finally:
-            await hub.drain()
 
     asyncio.run(body())
 
@@ -145,9 +145,7 @@ def test_a_watcher_for_the_outcome_is_handed_the_terminal_event_and_keep_alives_
 def test_a_watcher_for_the_outcome_of_a_running_job_gets_keep_alives_while_events_pass() -> None:
     async def body() -> None:
         stream = Stream(3)  # running: no terminal event yet
-        hub = EventHub(stream, NoSubscriptions(), keepalive_s=0.05)  # type: ignore[arg-type]
-        hub.start()
-        try:
+        async with running_hub(stream, keepalive_s=0.05) as hub:
             seen: list[pb.JobEvent | None] = []
             watch = hub.watch("job", outcome_only=True)
             async for item in watch:
@@ -162,8 +160,6 @@ def test_a_watcher_for_the_outcome_of_a_running_job_gets_keep_alives_while_event
             assert seen[:2] == [None, None]  # the three events so far were passed over, not sent
             last = seen[-1]
             assert last is not None and last.message == "end" and all(s is None for s in seen[:-1])
-        finally:
-            await hub.drain()
 
     asyncio.run(body())
 
@@ -174,9 +170,7 @@ def test_a_watcher_past_the_event_a_job_ended_at_is_told_so() -> None:
 
     async def body() -> None:
         stream = Stream(3)
-        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5)  # type: ignore[arg-type]
-        hub.start()
-        try:
+        async with running_hub(stream) as hub:
             past = asyncio.create_task(take(hub.watch("job", "100-9"), 1))
             behind = asyncio.create_task(take(hub.watch("job", "100-2"), 1))
             await asyncio.sleep(0.05)
@@ -199,8 +193,6 @@ def test_a_watcher_past_the_event_a_job_ended_at_is_told_so() -> None:
             await asyncio.sleep(0.05)
             assert not waiting.done()
             waiting.cancel()
-        finally:
-            await hub.drain()
 
     asyncio.run(body())
 
@@ -212,9 +204,7 @@ def test_a_watcher_past_the_end_is_told_so_by_the_sweep_when_the_end_notice_is_l
 
     async def body() -> None:
         stream = Stream(3)
-        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5, sweep_s=0.05)  # type: ignore[arg-type]
-        hub.start()
-        try:
+        async with running_hub(stream, sweep_s=0.05) as hub:
             past = asyncio.create_task(take(hub.watch("job", "100-9"), 1))
             resumes = asyncio.create_task(take(hub.watch("job", "100-5"), 2))
             await asyncio.sleep(0.3)  # several sweeps over a running job
@@ -236,8 +226,6 @@ def test_a_watcher_past_the_end_is_told_so_by_the_sweep_when_the_end_notice_is_l
             # A watcher behind the end, after the same failure, gets the end as usual.
             stream.failures = 1
             assert await asyncio.wait_for(take(hub.watch("job", "100-6"), 1), 2) == ["end"]
-        finally:
-            await hub.drain()
 
     asyncio.run(body())
 
@@ -245,9 +233,7 @@ def test_a_watcher_past_the_end_is_told_so_by_the_sweep_when_the_end_notice_is_l
 def test_the_sweep_reads_the_end_only_while_a_watcher_may_lie_past_it() -> None:
     async def body() -> None:
         stream = Stream(3)
-        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5, sweep_s=0.05)  # type: ignore[arg-type]
-        hub.start()
-        try:
+        async with running_hub(stream, sweep_s=0.05) as hub:
             # At the latest event of a running job, or behind it: never past the end.
             at_latest = asyncio.create_task(take(hub.watch("job", "100-2"), 1))
             behind = asyncio.create_task(take(hub.watch("job", "100-1"), 1))
@@ -275,8 +261,6 @@ def test_the_sweep_reads_the_end_only_while_a_watcher_may_lie_past_it() -> None:
             await asyncio.sleep(0.3)
             assert stream.last_reads == looked and not waiting.done()
             waiting.cancel()
-        finally:
-            await hub.drain()
 
     asyncio.run(body())
 
@@ -290,9 +274,7 @@ def notice(kind: str, entry: str, before: str, event: pb.JobEvent | None) -> str
 def test_a_notice_that_carries_its_event_reaches_the_watchers_at_the_entry_before_it_without_a_read() -> None:
     async def body() -> None:
         stream = Stream(3)
-        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5)  # type: ignore[arg-type]
-        hub.start()
-        try:
+        async with running_hub(stream) as hub:
             current = asyncio.create_task(take(hub.watch("job", "100-2"), 2))
             outcome = asyncio.create_task(take(hub.watch("job", "100-2", outcome_only=True), 1))
             await asyncio.sleep(0.05)
@@ -306,8 +288,6 @@ def test_a_notice_that_carries_its_event_reaches_the_watchers_at_the_entry_befor
             assert await asyncio.wait_for(current, 2) == ["e3", "end"]
             assert await asyncio.wait_for(outcome, 2) == ["end"]
             assert len(stream.reads) == reads  # handed over from the notices alone
-        finally:
-            await hub.drain()
 
     asyncio.run(body())
 
@@ -319,9 +299,7 @@ def test_watchers_behind_the_entry_before_a_notices_event_get_everything_in_orde
 
     async def body() -> None:
         stream = Stream(4)  # e0..e3, running
-        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5)  # type: ignore[arg-type]
-        hub.start()
-        try:
+        async with running_hub(stream) as hub:
             at = asyncio.create_task(take(hub.watch("job", "100-3"), 2))
             await asyncio.sleep(0.05)
             stream.hold = asyncio.Event()  # the next reads wait: these watchers' first reads
@@ -338,8 +316,6 @@ def test_watchers_behind_the_entry_before_a_notices_event_get_everything_in_orde
             assert await asyncio.wait_for(late, 2) == ["e4", "end"]
             assert await asyncio.wait_for(behind, 2) == ["e2", "e3", "e4", "end"]
             assert await asyncio.wait_for(far_behind, 2) == ["e0", "e1", "e2", "e3", "e4", "end"]
-        finally:
-            await hub.drain()
 
     asyncio.run(body())
 
@@ -347,9 +323,7 @@ def test_watchers_behind_the_entry_before_a_notices_event_get_everything_in_orde
 def test_a_notice_whose_event_cannot_be_read_makes_the_hub_read_the_stream() -> None:
     async def body() -> None:
         stream = Stream(3)
-        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5)  # type: ignore[arg-type]
-        hub.start()
-        try:
+        async with running_hub(stream) as hub:
             watching = asyncio.create_task(take(hub.watch("job", "100-2"), 1))
             await asyncio.sleep(0.05)
             reads = len(stream.reads)
@@ -357,8 +331,6 @@ def test_a_notice_whose_event_cannot_be_read_makes_the_hub_read_the_stream() -> 
             hub.notify("job", "next 100-3 100-2 not*base64")
             assert await asyncio.wait_for(watching, 2) == ["e3"]
             assert len(stream.reads) == reads + 1
-        finally:
-            await hub.drain()
 
     asyncio.run(body())
 
