@@ -3,11 +3,13 @@ keep it balanced are taken."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
 
 from benchmarks import submit
+from renderkit.serving import GRPC_ENVIRONMENT
 
 
 def test_each_series_follows_each_equally_often() -> None:
@@ -26,3 +28,22 @@ def test_a_job_count_that_would_unbalance_the_order_is_refused(
     with pytest.raises(SystemExit) as exited:
         submit.main()
     assert exited.value.code == 2 and "--jobs must be a positive multiple of 4" in capsys.readouterr().err
+
+
+def test_the_benchmark_starts_again_under_the_stacks_grpc_settings_unless_they_are_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """gRPC reads them at import: the benchmark's own client gets them only by a fresh start, with
+    the interpreter's own options kept; an operator's own value is left as it is."""
+    started: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: started.append((path, argv, env)))
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-X", "dev", "-m", "benchmarks.submit", "--parts", "latency"])
+    monkeypatch.delenv("GRPC_EXPERIMENTS", raising=False)
+    submit.with_grpc_environment()
+    assert len(started) == 1
+    path, argv, env = started[0]
+    assert path == sys.executable and argv == sys.orig_argv
+    assert all(env[name] == value for name, value in GRPC_ENVIRONMENT.items())
+    monkeypatch.setenv("GRPC_EXPERIMENTS", "")  # gRPC's defaults, by choice
+    submit.with_grpc_environment()
+    assert len(started) == 1
