@@ -317,7 +317,10 @@ def gateway_settings(redis_url: str, storage: Path, stages: dict[str, str], **ov
         projection_addr=stages["projection"],
         generation_addr=stages["generation"],
         grace_seconds=1.0,
-        lease_s=2.0,
+        # A lease no stall outlasts: all in-process servers share one loop, and a busy CI machine
+        # once stalled it past a 2 s lease, so the job was (rightly) run again and a test counting
+        # its model calls saw two. Tests of expiry set their own short lease.
+        lease_s=30.0,
         http=replace(base.http, listen=""),  # no HTTP port unless a test asks for one
     )
     return replace(settings, **overrides)

@@ -410,7 +410,7 @@ def test_a_swap_runs_end_to_end_on_the_models(
     ) == (
         before[0] + 1,
         before[1] + 1,
-    )
+    ), [e.message for e in events]
     assert result.geometry_source == "depth_model"
     assert any("mask from the segmentation model" in e.message for e in events)
     out = read_output(result.outputs[0])
