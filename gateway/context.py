@@ -177,8 +177,15 @@ class JobContext:
             message=message,
         )
 
-    async def call(self, stage: int, name: str, kind: type[M], rpc: Callable[[float], Awaitable[M]]) -> M:
+    async def call(
+        self, stage: int, name: str, kind: type[M], rpc: Callable[[float], Awaitable[M]], *, checkpoint: bool = True
+    ) -> M:
         """A stage call with its deadline, its output checkpointed (and reused when resuming).
+
+        `checkpoint=False` is for an answer the job stores straight away as its outputs: a checkpoint
+        would store the same bytes a second time (an upload of the whole render, to save redoing
+        the call only if the dispatcher dies in the moment between the answer and the job's end).
+        A checkpoint from an earlier run is still used.
 
         A stage that is unavailable (restarting, draining, its Triton down) is retried with
         exponential backoff and jitter (the channel balances over the stage's replicas, so a retry
@@ -202,7 +209,8 @@ class JobContext:
                 raise
             finally:
                 STAGE_DURATION.record(time.monotonic() - started, {"stage": label, "outcome": outcome})
-        await self.save_checkpoint(name, response.SerializeToString())
+        if checkpoint:
+            await self.save_checkpoint(name, response.SerializeToString())
         return response
 
     async def _call_with_retries(self, stage: int, rpc: Callable[[float], Awaitable[M]]) -> M:
@@ -349,29 +357,37 @@ async def write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage])
 
 async def _write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage]) -> list[pb.OutputFile]:
     project = ctx.request.project_id or "-"
-    outputs = []
-    written: list[str] = []
-    for image in images:
-        key = f"renders/{ctx.tenant}/{project}/{ctx.job_id}/{image.name}.{imaging.EXTENSIONS[image.content_type]}"
-        written.append(key)  # before the put: an upload that failed may have landed after all
-        try:
-            stored = await asyncio.to_thread(ctx.storage.put, key, image.data, image.content_type)
-        except StorageError as exc:
-            log.warning("job %s: storage failed: %s", ctx.job_id, exc)
-            await _delete_outputs(ctx, written)
-            raise JobFailure(pb.ERROR_CODE_UPLOAD_FAILED, "the render could not be stored") from None
-        outputs.append(
-            pb.OutputFile(
-                name=image.name,
-                uri=stored.uri,
-                size_bytes=stored.size_bytes,
-                content_type=stored.content_type,
-                sha256=stored.sha256,
-                width=image.width,
-                height=image.height,
-            )
+    keys = [
+        f"renders/{ctx.tenant}/{project}/{ctx.job_id}/{image.name}.{imaging.EXTENSIONS[image.content_type]}"
+        for image in images
+    ]
+    # The renditions go up together: to a remote store each upload is a round trip of its own.
+    stored = await asyncio.gather(
+        *(asyncio.to_thread(ctx.storage.put, key, i.data, i.content_type) for key, i in zip(keys, images, strict=True)),
+        return_exceptions=True,
+    )
+    failed = [result for result in stored if isinstance(result, BaseException)]
+    if failed:
+        # Every key, the failed ones too: an upload that failed may have landed after all.
+        await _delete_outputs(ctx, keys)
+        unexpected = [exc for exc in failed if not isinstance(exc, StorageError)]
+        if unexpected:
+            raise unexpected[0]
+        log.warning("job %s: storage failed: %s", ctx.job_id, failed[0])
+        raise JobFailure(pb.ERROR_CODE_UPLOAD_FAILED, "the render could not be stored")
+    return [
+        pb.OutputFile(
+            name=image.name,
+            uri=result.uri,
+            size_bytes=result.size_bytes,
+            content_type=result.content_type,
+            sha256=result.sha256,
+            width=image.width,
+            height=image.height,
         )
-    return outputs
+        for image, result in zip(images, stored, strict=True)
+        if not isinstance(result, BaseException)
+    ]
 
 
 async def _delete_outputs(ctx: JobContext, keys: list[str]) -> None:

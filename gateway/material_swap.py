@@ -327,11 +327,14 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             material_maps=ctx.request.output.include_material_maps,
             grout_color=swap.options.grout_color,
         )
+        # The last render goes straight to the outputs unless a refinement (which costs money) takes
+        # it first: stored there, it is not stored again as a checkpoint.
         projected = await ctx.call(
             pb.STAGE_PROJECTION,
             f"projection{index or ''}",
             projection_pb.ProjectResponse,
             lambda t, request=project: stages.projection.Project(request, timeout=t),  # type: ignore[misc]
+            checkpoint=refine or index < count - 1,
         )
         if projected.swatch_transparent_fraction > 0:
             whose = f"variant {index}'s" if index else "the swatch's"

@@ -36,6 +36,7 @@ from render_client.client import RenderClient, material_swap_request, room_rende
 from renderkit import homography, imaging
 from renderkit.edge import Edge
 from renderkit.errors import status_details, unpack_detail
+from renderkit.storage import LocalStorage, StoredObject
 from services.depth.server import create_server as create_depth
 from services.generation.server import create_server as create_generation
 from services.projection.server import create_server as create_projection
@@ -383,6 +384,23 @@ async def _lone_dispatcher(
         await client.aclose()
 
 
+class ObservedStorage(LocalStorage):
+    """Local storage that lists the keys it was asked to write and the folders to delete."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.put_keys: list[str] = []
+        self.deleted: list[str] = []
+
+    def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        self.put_keys.append(key)
+        return super().put(key, data, content_type)
+
+    def delete_prefix(self, prefix: str) -> int:
+        self.deleted.append(prefix)
+        return super().delete_prefix(prefix)
+
+
 def test_an_ended_job_deletes_what_it_stored_and_lists_no_folder_it_never_wrote(
     redis_url: str, stages: dict[str, str], tmp_path: Path
 ) -> None:
@@ -390,19 +408,9 @@ def test_an_ended_job_deletes_what_it_stored_and_lists_no_folder_it_never_wrote(
     of its runs. A first run that stored neither (a dry run, a small job) makes no storage call at
     all: listing two empty folders per job cost the dispatcher's loop two thread hops."""
     from gateway.ledger import NewJob
-    from renderkit.storage import LocalStorage
-
-    class Observed(LocalStorage):
-        def __init__(self, root: Path) -> None:
-            super().__init__(root)
-            self.deleted: list[str] = []
-
-        def delete_prefix(self, prefix: str) -> int:
-            self.deleted.append(prefix)
-            return super().delete_prefix(prefix)
 
     async def body() -> None:
-        storage = Observed(tmp_path)
+        storage = ObservedStorage(tmp_path)
         request = room_render_request(room_render("living room", dry_run=True)).SerializeToString()
         async with _lone_dispatcher(redis_url, stages, tmp_path, storage) as (ledger, dispatcher):
             for job_id, uploaded in (("dry-run", False), ("with-upload", True)):
@@ -424,6 +432,40 @@ def test_an_ended_job_deletes_what_it_stored_and_lists_no_folder_it_never_wrote(
     asyncio.run(body())
 
 
+def test_a_swap_stores_its_render_once_at_its_outputs(redis_url: str, stages: dict[str, str], tmp_path: Path) -> None:
+    """The last projection's answer is the job's render: it is stored at the outputs' keys and not
+    again as a checkpoint (at 4K that was a second upload of ~1 MB). The stage before it still
+    checkpoints, and so does a variant's projection that another follows."""
+    from gateway.ledger import NewJob
+
+    async def body() -> None:
+        storage = ObservedStorage(tmp_path)
+        async with _lone_dispatcher(redis_url, stages, tmp_path, storage) as (ledger, dispatcher):
+            job_id = "stored-once"
+            inputs = {
+                "material_swap.photo": f"uploads/{job_id}/photo",
+                "material_swap.swatch": f"uploads/{job_id}/swatch",
+                "material_swap.variant_swatches[0]": f"uploads/{job_id}/variant",
+            }
+            for field_path, key in inputs.items():
+                storage.put(key, PHOTO if field_path.endswith("photo") else SWATCH, "image/jpeg")
+            storage.put_keys.clear()
+            request = material_swap_request(PHOTO, SWATCH, quad=QUAD, variant_swatches=[SWATCH]).SerializeToString()
+            await ledger.submit(NewJob(job_id, "faults", "material_swap", request, inputs, "f", "", "", "", 4))
+            taken = await ledger.take(dispatcher.consumer, 30.0, frozenset())
+            assert taken == (job_id, 1, "material_swap")
+            await dispatcher._run(taken)
+            stored = await ledger.get(job_id)
+            assert stored is not None
+            assert stored.job.state == pb.JOB_STATE_SUCCEEDED, stored.job.error.message
+            outputs = {o.name: o.uri for o in stored.job.result.outputs}
+            assert set(outputs) == {"full", "preview", "v1-full", "v1-preview"}
+            assert sorted(storage.put_keys) == sorted(uri.removeprefix("local:") for uri in outputs.values())
+            assert set(await ledger.checkpoints(job_id)) == {"depth", "projection"}
+
+    asyncio.run(body())
+
+
 def test_a_job_back_from_a_stale_run_of_this_dispatcher_starts_from_what_that_run_stored(
     redis_url: str, stages: dict[str, str], tmp_path: Path
 ) -> None:
@@ -432,7 +474,6 @@ def test_a_job_back_from_a_stale_run_of_this_dispatcher_starts_from_what_that_ru
     the new run reads the checkpoints once that run has stopped, not as the take found them (a
     generation call it redid could be charged twice)."""
     from gateway.ledger import NewJob
-    from renderkit.storage import LocalStorage
 
     async def body() -> None:
         async with _lone_dispatcher(redis_url, stages, tmp_path, LocalStorage(tmp_path)) as (ledger, dispatcher):
@@ -474,7 +515,6 @@ def test_a_dispatcher_that_lost_its_job_leaves_the_new_owners_work_alone(
     """Taken over while its Redis was away, a dispatcher neither runs the job a second time nor
     deletes the inputs or the slot the new owner is using."""
     from gateway.ledger import NewJob
-    from renderkit.storage import LocalStorage
 
     async def body() -> None:
         storage = LocalStorage(tmp_path)
