@@ -33,6 +33,7 @@ from gateway.metrics import CREDITS_MOVED, JOBS_ENDED
 from gateway.pricing import Price, PriceTable, price_of
 from gateway.requests import image_fields, plan_steps
 from gateway.settings import WebhookSettings
+from gateway.uploads import drop_uploads, upload_inputs
 from gateway.validation import Limits, validate_submit
 from gateway.watch import CursorPastEnd, EventHub
 from gateway.webhooks import events as webhook_events
@@ -177,7 +178,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 existing = await self.ledger.job_for_key(tenant, request.idempotency_key)
                 if existing is not None:
                     return await self._duplicate(existing, digest, context)
-            stored_request, uploaded = await asyncio.to_thread(self._upload_inputs, job_id, request)
+            stored_request, uploaded = await upload_inputs(self.storage, job_id, request)
             inputs.update(uploaded)
         price = price_of(request, self.prices, self.limits.max_cents_per_job) if self.prices else Price(0, 0)
         new = NewJob(
@@ -201,7 +202,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         try:
             recorded_id, duplicate = await self.ledger.submit(new)
         except InsufficientCredits as exc:
-            await asyncio.to_thread(self._drop_inputs, job_id, inputs)
+            await asyncio.to_thread(drop_uploads, self.storage, job_id, inputs)
             await abort(
                 context,
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -209,14 +210,14 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 precondition_failure("CREDITS", f"tenant/{tenant}", f"balance {exc.balance}, price {exc.price}"),
             )
         except (QueueFull, LimitError) as exc:
-            await asyncio.to_thread(self._drop_inputs, job_id, inputs)
+            await asyncio.to_thread(drop_uploads, self.storage, job_id, inputs)
             message, delay = _shed(exc, tenant)
             await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, message, retry_info(delay))
         # If the ledger is away past its retries the uploads stay: the job may have been recorded
         # with its reply lost (a retry with the same idempotency key then finds it), and a job
         # without its inputs would be worse than an orphaned upload.
         if duplicate:  # the key was used before (or a race with the same key was lost)
-            await asyncio.to_thread(self._drop_inputs, job_id, inputs)
+            await asyncio.to_thread(drop_uploads, self.storage, job_id, inputs)
             return await self._duplicate(recorded_id, digest, context)
         log.debug("job %s submitted (tenant %s)", recorded_id, tenant)
         if price.reserved:
@@ -241,25 +242,6 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 bad_request([("idempotency_key", "was used for a different request")]),
             )
         return pb.SubmitRenderResponse(job=self.links.fill_job(stored.job), deduplicated=True)
-
-    def _upload_inputs(self, job_id: str, request: pb.SubmitRenderRequest) -> tuple[bytes, dict[str, str]]:
-        """Moves inline image bytes to storage so the ledger keeps only references."""
-        copy = pb.SubmitRenderRequest()
-        copy.CopyFrom(request)
-        inputs: dict[str, str] = {}
-        for path, source in image_fields(copy):
-            if source.WhichOneof("source") == "data":
-                key = f"uploads/{job_id}/{path.replace('[', '-').replace(']', '')}"
-                self.storage.put(key, source.data, "application/octet-stream")
-                inputs[path] = key
-                source.data = b""
-        return copy.SerializeToString(), inputs
-
-    def _drop_inputs(self, job_id: str, inputs: dict[str, str]) -> None:
-        """Deletes what this submit uploaded (never an asset: other jobs may use it)."""
-        for key in inputs.values():
-            if key.startswith(f"uploads/{job_id}/"):
-                self.storage.delete(key)
 
     async def GetJob(
         self,

@@ -1,0 +1,58 @@
+"""A submit's inline images, moved to storage so that the ledger keeps only references: uploaded
+together, and deleted again when the submit records no job."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from gateway.requests import image_fields
+from render.v1 import render_service_pb2 as pb
+from renderkit.storage import Storage
+
+
+def upload_key(job_id: str, field_path: str) -> str:
+    """Where a job's inline image is kept until the job ends."""
+    return f"uploads/{job_id}/{field_path.replace('[', '-').replace(']', '')}"
+
+
+async def upload_inputs(storage: Storage, job_id: str, request: pb.SubmitRenderRequest) -> tuple[bytes, dict[str, str]]:
+    """The request as the ledger keeps it (its inline images' bytes left out) and each uploaded
+    field's key. The images go up together: to a remote store each upload is a round trip of its
+    own. If one cannot be stored, the others are deleted and its error raised: a submit keeps all
+    of its images or none."""
+    uploads = [
+        (path, upload_key(job_id, path), source.data)
+        for path, source in image_fields(request)
+        if source.WhichOneof("source") == "data"
+    ]
+    inputs = {path: key for path, key, _ in uploads}
+    done = await asyncio.gather(
+        asyncio.to_thread(_without_inline_images, request),
+        *(asyncio.to_thread(storage.put, key, data, "application/octet-stream") for _, key, data in uploads),
+        return_exceptions=True,
+    )
+    failed = [result for result in done if isinstance(result, BaseException)]
+    if failed:
+        with contextlib.suppress(Exception):  # storage that is failing may keep some: no job names them
+            await asyncio.to_thread(drop_uploads, storage, job_id, inputs)
+        raise failed[0]
+    stored_request = done[0]
+    assert isinstance(stored_request, bytes)
+    return stored_request, inputs
+
+
+def drop_uploads(storage: Storage, job_id: str, inputs: dict[str, str]) -> None:
+    """Deletes what a submit uploaded (never an asset: other jobs may use it)."""
+    for key in inputs.values():
+        if key.startswith(f"uploads/{job_id}/"):
+            storage.delete(key)
+
+
+def _without_inline_images(request: pb.SubmitRenderRequest) -> bytes:
+    copy = pb.SubmitRenderRequest()
+    copy.CopyFrom(request)
+    for _, source in image_fields(copy):
+        if source.WhichOneof("source") == "data":
+            source.data = b""
+    return copy.SerializeToString()
