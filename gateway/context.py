@@ -29,6 +29,7 @@ from renderkit.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 _FORMATS = {
     pb.IMAGE_FORMAT_UNSPECIFIED: imaging_pb2.FORMAT_JPEG,
@@ -274,6 +275,12 @@ class JobContext:
         await self.ledger.save_checkpoint(self.job_id, self.owner, name, value)
         self.checkpoints[name] = value
 
+    async def image_inputs(self, wanted: Sequence[tuple[str, pb.ImageSource, int]]) -> list[bytes]:
+        """Several inputs' bytes (field path, source, least side), in order, read or downloaded
+        together: each download or storage read is a round trip of its own. The first that fails
+        stops the others and fails the job."""
+        return await together(*(self.image_input(path, source, min_side) for path, source, min_side in wanted))
+
     async def image_input(self, field_path: str, source: pb.ImageSource, min_side: int) -> bytes:
         """An input image's bytes: uploaded at submit, or downloaded once (then kept as a checkpoint)."""
         if field_path in self.inputs:
@@ -295,6 +302,19 @@ class JobContext:
             raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"{problems[0][0]}: {problems[0][1]}")
         await self.save_checkpoint(f"input:{field_path}", data)
         return data
+
+
+async def together(*steps: Awaitable[T]) -> list[T]:
+    """The results of steps run concurrently, in order. The first to fail cancels the others, and
+    its error is raised once they have stopped (asyncio.gather would leave them running)."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def budget_for(ctx: JobContext, requested: pb.Budget) -> generation_pb.Budget:

@@ -58,13 +58,10 @@ async def run_room_render(ctx: JobContext) -> pb.JobResult:
     options = room.options
     ctx.total_steps = 3
     await ctx.step(1, pb.STAGE_GENERATION, "building the prompt")
-    references: list[bytes] = []
-    surfaces: list[str] = []
-    for surface in SURFACES:
-        material = getattr(room.materials, surface)
-        if material.HasField("swatch"):
-            references.append(await ctx.image_input(f"room_render.materials.{surface}.swatch", material.swatch, 8))
-            surfaces.append(surface)
+    surfaces = [surface for surface in SURFACES if getattr(room.materials, surface).HasField("swatch")]
+    references = await ctx.image_inputs(
+        [(f"room_render.materials.{s}.swatch", getattr(room.materials, s).swatch, 8) for s in surfaces]
+    )
     # Downloaded references are checked against the memory budget now (inline ones were at submit).
     sources = [(f"room_render.materials.{s}.swatch", getattr(room.materials, s).swatch) for s in surfaces]
     memory = room_render_memory(
@@ -115,8 +112,11 @@ async def run_texture_edit(ctx: JobContext) -> pb.JobResult:
     options = edit.options
     ctx.total_steps = 3
     await ctx.step(1, pb.STAGE_GENERATION, "preparing the texture")
-    texture = await ctx.image_input("texture_edit.base_texture", edit.base_texture, 8)
-    mask = await ctx.image_input("texture_edit.mask", edit.mask, 1) if edit.HasField("mask") else b""
+    wanted = [("texture_edit.base_texture", edit.base_texture, 8)]
+    if edit.HasField("mask"):
+        wanted.append(("texture_edit.mask", edit.mask, 1))
+    texture, *rest = await ctx.image_inputs(wanted)
+    mask = rest[0] if rest else b""
     # Sizes in the displayed frame; a downloaded texture meets the memory budget here.
     texture_info = imaging.probe(texture, max_pixels=ctx.limits.max_pixels)
     memory = texture_edit_memory(

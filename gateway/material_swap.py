@@ -168,11 +168,12 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     ctx.total_steps = 5 if refine else 4
     stages = ctx.stages
 
-    photo = await ctx.image_input("material_swap.photo", swap.photo, ctx.limits.min_side)
-    swatches = [await ctx.image_input("material_swap.swatch", swap.swatch, 8)]
-    for index, source in enumerate(swap.variant_swatches):
-        swatches.append(await ctx.image_input(f"material_swap.variant_swatches[{index}]", source, 8))
-    mask = await ctx.image_input("material_swap.mask", swap.mask, 1) if swap.HasField("mask") else b""
+    wanted = [("material_swap.photo", swap.photo, ctx.limits.min_side), ("material_swap.swatch", swap.swatch, 8)]
+    wanted += [(f"material_swap.variant_swatches[{i}]", source, 8) for i, source in enumerate(swap.variant_swatches)]
+    if swap.HasField("mask"):
+        wanted.append(("material_swap.mask", swap.mask, 1))
+    photo, *swatches = await ctx.image_inputs(wanted)
+    mask = swatches.pop() if swap.HasField("mask") else b""
     # Every input was probed at submit or on arrival; sizes are the displayed frame's.
     photo_info = imaging.probe(photo, max_pixels=ctx.limits.max_pixels)
     if photo_info.content_type in imaging.HEIF_TYPES:

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @contextmanager
 def serve(
-    routes: dict[str, tuple[int, dict[str, str], bytes]], host: str = "127.0.0.1", delay_s: float = 0.0
+    routes: dict[str, tuple[int, dict[str, str], bytes]],
+    host: str = "127.0.0.1",
+    delay_s: float = 0.0,
+    before_response: Callable[[str], object] | None = None,
 ) -> Iterator[str]:
-    """Serves fixed responses by path on host:free-port; yields the base URL."""
+    """Serves fixed responses by path on host:free-port (each request on a thread of its own, which
+    calls `before_response` with the path first); yields the base URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             status, headers, body = routes.get(self.path, (404, {}, b"not found"))
             if delay_s:
                 time.sleep(delay_s)
+            if before_response is not None:
+                before_response(self.path)
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)

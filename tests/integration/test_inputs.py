@@ -8,6 +8,7 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -295,6 +296,40 @@ def test_downloaded_inputs_meet_the_same_checks_when_they_arrive(url_client: Ren
     assert truncated.error.message == "material_swap.photo.url: the image is truncated or corrupt"
     assert (huge.state, huge.error.code) == (pb.JOB_STATE_FAILED, pb.ERROR_CODE_VALIDATION_FAILED)
     assert huge.error.message.startswith("material_swap.photo.url: a 6300x6300 photo needs about 2.1 GB to render")
+
+
+def test_a_jobs_downloads_run_together(url_client: RenderClient) -> None:
+    """The photo and the swatch are downloaded at once: this server answers neither until both
+    have been asked for (downloaded one after the other, the first would time out waiting)."""
+    scene = scenes.room_scene(320, 240)
+    routes = {
+        "/photo.jpg": (200, {"Content-Type": "image/jpeg"}, imaging.encode(scene.photo)[0]),
+        "/swatch.jpg": (200, {"Content-Type": "image/jpeg"}, SWATCH),
+    }
+    both_asked = threading.Barrier(2)
+    quad = [(float(x), float(y)) for x, y in scene.quad]
+    with serve(routes, before_response=lambda _: both_asked.wait(4)) as base:
+        job, _ = finished(url_client, material_swap_request(f"{base}/photo.jpg", f"{base}/swatch.jpg", quad=quad))
+    assert job.state == pb.JOB_STATE_SUCCEEDED, job.error.message
+
+
+def test_the_first_download_that_fails_fails_the_job_at_once(url_client: RenderClient) -> None:
+    """A swatch that cannot be downloaded fails the job while the photo's download is still held by
+    its server: the job does not wait for its other inputs first."""
+    routes = {"/photo.jpg": (200, {"Content-Type": "image/jpeg"}, imaging.encode(scenes.room_scene(320, 240).photo)[0])}
+    released = threading.Event()
+
+    def hold_the_photo(path: str) -> None:
+        if path == "/photo.jpg":
+            released.wait(10)
+
+    with serve(routes, before_response=hold_the_photo) as base:
+        try:  # one after the other, the photo's download would time out first and fail the job
+            job, _ = finished(url_client, material_swap_request(f"{base}/photo.jpg", f"{base}/gone.jpg", quad=QUAD))
+        finally:
+            released.set()
+    assert (job.state, job.error.code) == (pb.JOB_STATE_FAILED, pb.ERROR_CODE_DOWNLOAD_FAILED)
+    assert job.error.message.startswith("material_swap.swatch.url:"), job.error.message
 
 
 # --- the projection stage's memory, measured on its own process ---------------------------------
