@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import grpc
 from google.protobuf.message import Message
@@ -25,7 +25,7 @@ from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
 from renderkit import imaging, telemetry
 from renderkit.errors import error_reason
-from renderkit.storage import Storage, StorageError
+from renderkit.storage import Storage, StorageError, StoredObject
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
@@ -45,6 +45,9 @@ _STAGE_LABELS: dict[int, str] = {
 }
 # Checkpoints larger than this go to storage; Redis keeps their key.
 _INLINE_CHECKPOINT_BYTES = 512 * 1024
+# How many of one job's input images are fetched, and of its outputs stored, at the same time.
+INPUTS_AT_ONCE = 3
+UPLOADS_AT_ONCE = 4
 PREVIEW_SIDE = 512
 
 
@@ -270,16 +273,24 @@ class JobContext:
         if len(value) > _INLINE_CHECKPOINT_BYTES:
             key = f"work/{self.job_id}/{name}.pb"
             self.wrote_work = True
-            await asyncio.to_thread(self.storage.put, key, value, "application/x-protobuf")
+            await finish_even_if_cancelled(asyncio.to_thread(self.storage.put, key, value, "application/x-protobuf"))
             value = b"storage:" + key.encode()
         await self.ledger.save_checkpoint(self.job_id, self.owner, name, value)
         self.checkpoints[name] = value
 
     async def image_inputs(self, wanted: Sequence[tuple[str, pb.ImageSource, int]]) -> list[bytes]:
         """Several inputs' bytes (field path, source, least side), in order, read or downloaded
-        together: each download or storage read is a round trip of its own. The first that fails
-        stops the others and fails the job."""
-        return await together(*(self.image_input(path, source, min_side) for path, source, min_side in wanted))
+        together (each download or storage read is a round trip of its own), INPUTS_AT_ONCE at a
+        time: a job with many URLs does not take every download thread. The first that fails fails
+        the job; the others stop waiting (a download already under way runs on in its thread until
+        it ends or times out: threads cannot be stopped)."""
+        gate = asyncio.Semaphore(INPUTS_AT_ONCE)
+
+        async def one(path: str, source: pb.ImageSource, min_side: int) -> bytes:
+            async with gate:
+                return await self.image_input(path, source, min_side)
+
+        return await together(*(one(path, source, min_side) for path, source, min_side in wanted))
 
     async def image_input(self, field_path: str, source: pb.ImageSource, min_side: int) -> bytes:
         """An input image's bytes: uploaded at submit, or downloaded once (then kept as a checkpoint)."""
@@ -314,6 +325,18 @@ async def together(*steps: Awaitable[T]) -> list[T]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def finish_even_if_cancelled(work: Awaitable[T]) -> T:
+    """Awaits work in a thread (a storage write). Cancelled, it waits for the thread to finish
+    before the cancellation goes on: the write cannot be stopped, and a job's clean-up after it
+    must find what the write left (or a file would land after the job's work folder was deleted)."""
+    future = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
         raise
 
 
@@ -381,11 +404,15 @@ async def _write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage]
         f"renders/{ctx.tenant}/{project}/{ctx.job_id}/{image.name}.{imaging.EXTENSIONS[image.content_type]}"
         for image in images
     ]
-    # The renditions go up together: to a remote store each upload is a round trip of its own.
-    stored = await asyncio.gather(
-        *(asyncio.to_thread(ctx.storage.put, key, i.data, i.content_type) for key, i in zip(keys, images, strict=True)),
-        return_exceptions=True,
-    )
+    # The renditions go up together (to a remote store each upload is a round trip of its own),
+    # UPLOADS_AT_ONCE at a time: the threads are the loop's default executor's, which others share.
+    gate = asyncio.Semaphore(UPLOADS_AT_ONCE)
+
+    async def put(key: str, image: imaging_pb2.EncodedImage) -> StoredObject:
+        async with gate:
+            return await asyncio.to_thread(ctx.storage.put, key, image.data, image.content_type)
+
+    stored = await asyncio.gather(*(put(key, i) for key, i in zip(keys, images, strict=True)), return_exceptions=True)
     failed = [result for result in stored if isinstance(result, BaseException)]
     if failed:
         # Every key, the failed ones too: an upload that failed may have landed after all.
@@ -405,8 +432,7 @@ async def _write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage]
             width=image.width,
             height=image.height,
         )
-        for image, result in zip(images, stored, strict=True)
-        if not isinstance(result, BaseException)
+        for image, result in zip(images, cast(list[StoredObject], stored), strict=True)
     ]
 
 

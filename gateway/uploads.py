@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from gateway.context import UPLOADS_AT_ONCE
 from gateway.requests import image_fields
 from render.v1 import render_service_pb2 as pb
-from renderkit.storage import Storage
+from renderkit.storage import Storage, StoredObject
 
 
 def upload_key(job_id: str, field_path: str) -> str:
@@ -18,24 +19,27 @@ def upload_key(job_id: str, field_path: str) -> str:
 
 async def upload_inputs(storage: Storage, job_id: str, request: pb.SubmitRenderRequest) -> tuple[bytes, dict[str, str]]:
     """The request as the ledger keeps it (its inline images' bytes left out) and each uploaded
-    field's key. The images go up together: to a remote store each upload is a round trip of its
-    own. If one cannot be stored, the others are deleted and its error raised: a submit keeps all
-    of its images or none."""
-    uploads = [
-        (path, upload_key(job_id, path), source.data)
-        for path, source in image_fields(request)
-        if source.WhichOneof("source") == "data"
-    ]
-    inputs = {path: key for path, key, _ in uploads}
+    field's key. The images go up together (to a remote store each upload is a round trip of its
+    own), UPLOADS_AT_ONCE at a time. If one cannot be stored, the others are deleted and its error
+    raised: a submit keeps all of its images or none."""
+    inline = [(path, source) for path, source in image_fields(request) if source.WhichOneof("source") == "data"]
+    inputs = {path: upload_key(job_id, path) for path, _ in inline}
+    gate = asyncio.Semaphore(UPLOADS_AT_ONCE)
+
+    async def put(key: str, source: pb.ImageSource) -> StoredObject:
+        async with gate:  # the bytes are read (copied) in the thread, not on the event loop
+            return await asyncio.to_thread(lambda: storage.put(key, source.data, "application/octet-stream"))
+
     done = await asyncio.gather(
         asyncio.to_thread(_without_inline_images, request),
-        *(asyncio.to_thread(storage.put, key, data, "application/octet-stream") for _, key, data in uploads),
+        *(put(inputs[path], source) for path, source in inline),
         return_exceptions=True,
     )
     failed = [result for result in done if isinstance(result, BaseException)]
     if failed:
-        with contextlib.suppress(Exception):  # storage that is failing may keep some: no job names them
-            await asyncio.to_thread(drop_uploads, storage, job_id, inputs)
+        for key in inputs.values():  # failing storage may keep some: no job names them
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(storage.delete, key)
         raise failed[0]
     stored_request = done[0]
     assert isinstance(stored_request, bytes)

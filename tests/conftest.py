@@ -319,7 +319,9 @@ def gateway_settings(redis_url: str, storage: Path, stages: dict[str, str], **ov
         grace_seconds=1.0,
         # A lease no stall outlasts: all in-process servers share one loop, and a busy CI machine
         # once stalled it past a 2 s lease, so the job was (rightly) run again and a test counting
-        # its model calls saw two. Tests of expiry set their own short lease.
+        # its model calls saw two. Tests of expiry set their own short lease. The lease also sets
+        # how long the dispatcher's ledger calls retry while Redis is away, and how often it
+        # renews (a third of it) and reaps (a quarter).
         lease_s=30.0,
         http=replace(base.http, listen=""),  # no HTTP port unless a test asks for one
     )

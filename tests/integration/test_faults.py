@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
 import redis
 from google.rpc import error_details_pb2
@@ -50,6 +51,7 @@ from tests.conftest import (
     stage_settings,
 )
 from tests.credentials import bearer, client_for, key_for
+from tests.http_fixtures import serve
 
 SCENE = scenes.room_scene(320, 240)
 PHOTO = imaging.encode(SCENE.photo)[0]
@@ -362,10 +364,10 @@ async def _started(settings: GatewaySettings) -> Gateway:
 
 @contextlib.asynccontextmanager
 async def _lone_dispatcher(
-    redis_url: str, stages: dict[str, str], tmp_path: Path, storage: Any
+    redis_url: str, stages: dict[str, str], tmp_path: Path, storage: Any, **overrides: Any
 ) -> AsyncIterator[tuple[Ledger, Any]]:
     """A ledger on an emptied database and a dispatcher of its own (not started: a test drives its
-    takes and runs), on the given storage and the session's stages."""
+    takes and runs), on the given storage and the session's stages (settings: `overrides`)."""
     from gateway.dispatcher import Dispatcher
     from gateway.stages import StageClients
     from gateway.subscriptions import Subscriptions
@@ -374,7 +376,7 @@ async def _lone_dispatcher(
     await client.flushdb()
     ledger = Ledger(client)
     stage_clients = StageClients.connect(*(stages[n] for n in ("segmentation", "depth", "projection", "generation")))
-    settings = gateway_settings(redis_url + "/12", tmp_path, stages)
+    settings = gateway_settings(redis_url + "/12", tmp_path, stages, **overrides)
     try:
         yield ledger, Dispatcher(ledger, storage, stage_clients, settings, Subscriptions(client))
     finally:
@@ -464,6 +466,54 @@ def test_a_swap_stores_its_render_once_at_its_outputs(redis_url: str, stages: di
             assert set(await ledger.checkpoints(job_id)) == {"depth", "projection"}
 
     asyncio.run(body())
+
+
+def test_a_checkpoint_upload_under_way_when_the_job_fails_is_waited_for_and_cleaned_up(
+    redis_url: str, stages: dict[str, str], tmp_path: Path
+) -> None:
+    """A downloaded photo's checkpoint is being written to storage when the swatch's download
+    fails: the job waits for the write (a thread cannot be stopped) before it ends, so the end's
+    clean-up of its work folder finds the file instead of the file landing after it."""
+    from gateway.fetch import FetchPolicy
+    from gateway.ledger import NewJob
+
+    writing = threading.Event()
+
+    class SlowWork(LocalStorage):
+        def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
+            if key.startswith("work/"):
+                writing.set()
+                time.sleep(1.0)
+            return super().put(key, data, content_type)
+
+    noise = np.random.default_rng(5).integers(0, 255, (768, 1024, 3), np.uint8)
+    photo = imaging.encode(noise, quality=95)[0]
+    assert len(photo) > 512 * 1024  # over the inline limit: its checkpoint goes to storage
+    routes = {"/photo.jpg": (200, {"Content-Type": "image/jpeg"}, photo)}
+
+    def fail_once_the_photo_is_being_written(path: str) -> None:
+        if path == "/swatch.jpg":
+            writing.wait(10)
+
+    async def body(base: str) -> None:
+        storage = SlowWork(tmp_path)
+        policy = FetchPolicy(allow_private=True, timeout_s=10)
+        async with _lone_dispatcher(redis_url, stages, tmp_path, storage, fetch=policy) as (ledger, dispatcher):
+            job_id = "failed-mid-write"
+            request = material_swap_request(f"{base}/photo.jpg", f"{base}/swatch.jpg", quad=QUAD).SerializeToString()
+            await ledger.submit(NewJob(job_id, "faults", "material_swap", request, {}, "f", "", "", "", 4))
+            taken = await ledger.take(dispatcher.consumer, 30.0, frozenset())
+            assert taken == (job_id, 1, "material_swap")
+            await dispatcher._run(taken)
+            stored = await ledger.get(job_id)
+            assert stored is not None
+            assert stored.job.error.message.startswith("material_swap.swatch.url:"), stored.job.error.message
+        assert writing.is_set()
+        await asyncio.sleep(1.5)  # past the write, had it been left running
+        assert not [path for path in (tmp_path / "work").rglob("*") if path.is_file()]
+
+    with serve(routes, before_response=fail_once_the_photo_is_being_written) as base:
+        asyncio.run(body(base))
 
 
 def test_a_job_back_from_a_stale_run_of_this_dispatcher_starts_from_what_that_run_stored(
