@@ -465,6 +465,55 @@ def test_a_swap_stores_its_render_once_at_its_outputs(redis_url: str, stages: di
             assert sorted(storage.put_keys) == sorted(uri.removeprefix("local:") for uri in outputs.values())
             assert set(await ledger.checkpoints(job_id)) == {"depth", "projection"}
 
+            # A render that a refinement takes next stays a checkpoint (the refinement may be
+            # charged: a resumed job must not need it twice). No provider here: the refinement fails.
+            job_id = "refined"
+            inputs = {k: v.replace("stored-once", job_id) for k, v in inputs.items() if "variant" not in k}
+            for field_path, key in inputs.items():
+                storage.put(key, PHOTO if field_path.endswith("photo") else SWATCH, "image/jpeg")
+            request = material_swap_request(PHOTO, SWATCH, quad=QUAD, refine=True).SerializeToString()
+            await ledger.submit(NewJob(job_id, "faults", "material_swap", request, inputs, "f", "", "", "", 5))
+            taken = await ledger.take(dispatcher.consumer, 30.0, frozenset())
+            assert taken == (job_id, 1, "material_swap")
+            await dispatcher._run(taken)
+            refined = await ledger.get(job_id)
+            assert refined is not None and refined.job.error.code == pb.ERROR_CODE_PROVIDER_UNAVAILABLE
+            assert "projection" in await ledger.checkpoints(job_id)
+
+    asyncio.run(body())
+
+
+def test_a_render_an_earlier_run_checkpointed_is_used_not_made_again(
+    redis_url: str, stages: dict[str, str], tmp_path: Path
+) -> None:
+    """A swap's last render is no longer checkpointed, but one an earlier run (or an older gateway)
+    did checkpoint is still what a resumed run stores: the projection is not called again."""
+    from gateway.ledger import NewJob
+
+    earlier = imaging.encode(np.full((240, 320, 3), (30, 160, 90), np.uint8))[0]  # not a render of PHOTO
+    render = projection_pb.ProjectResponse(
+        images=[imaging_pb2.EncodedImage(name="full", data=earlier, content_type="image/jpeg", width=320, height=240)]
+    )
+
+    async def body() -> None:
+        storage = LocalStorage(tmp_path)
+        async with _lone_dispatcher(redis_url, stages, tmp_path, storage) as (ledger, dispatcher):
+            job_id = "resumed-render"
+            inputs = {f"material_swap.{name}": f"uploads/{job_id}/{name}" for name in ("photo", "swatch")}
+            storage.put(inputs["material_swap.photo"], PHOTO, "image/jpeg")
+            storage.put(inputs["material_swap.swatch"], SWATCH, "image/jpeg")
+            request = material_swap_request(PHOTO, SWATCH, quad=QUAD).SerializeToString()
+            await ledger.submit(NewJob(job_id, "faults", "material_swap", request, inputs, "f", "", "", "", 4))
+            taken = await ledger.take(dispatcher.consumer, 30.0, frozenset())
+            assert taken is not None
+            await ledger.save_checkpoint(job_id, dispatcher.consumer, "projection", render.SerializeToString())
+            await dispatcher._run(taken.unread())  # as a run after the take would find it
+            stored = await ledger.get(job_id)
+            assert stored is not None
+            assert stored.job.state == pb.JOB_STATE_SUCCEEDED, stored.job.error.message
+            outputs = [(o.name, storage.get(o.uri.removeprefix("local:"))) for o in stored.job.result.outputs]
+            assert outputs == [("full", earlier)]  # a new render would be full and preview, of PHOTO
+
     asyncio.run(body())
 
 
