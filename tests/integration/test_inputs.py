@@ -313,23 +313,35 @@ def test_a_jobs_downloads_run_together(url_client: RenderClient) -> None:
     assert job.state == pb.JOB_STATE_SUCCEEDED, job.error.message
 
 
-def test_the_first_download_that_fails_fails_the_job_at_once(url_client: RenderClient) -> None:
+def test_the_first_download_that_fails_fails_the_job_at_once(url_client: RenderClient, redis_url: str) -> None:
     """A swatch that cannot be downloaded fails the job while the photo's download is still held by
-    its server: the job does not wait for its other inputs first."""
+    its server: the job does not wait for its other inputs first, and stops waiting for them (the
+    photo, answered later, is not taken in: no checkpoint of it appears)."""
+    import redis
+
+    from gateway.ledger import keys
+
     routes = {"/photo.jpg": (200, {"Content-Type": "image/jpeg"}, imaging.encode(scenes.room_scene(320, 240).photo)[0])}
-    released = threading.Event()
+    released, answered = threading.Event(), threading.Event()
 
     def hold_the_photo(path: str) -> None:
         if path == "/photo.jpg":
             released.wait(10)
+            answered.set()
 
     with serve(routes, before_response=hold_the_photo) as base:
         try:  # one after the other, the photo's download would time out first and fail the job
             job, _ = finished(url_client, material_swap_request(f"{base}/photo.jpg", f"{base}/gone.jpg", quad=QUAD))
         finally:
             released.set()
+        assert answered.wait(10)
+        time.sleep(1.0)  # a fetch left running would have the photo now, and checkpoint it
     assert (job.state, job.error.code) == (pb.JOB_STATE_FAILED, pb.ERROR_CODE_DOWNLOAD_FAILED)
     assert job.error.message.startswith("material_swap.swatch.url:"), job.error.message
+    check = redis.Redis.from_url(redis_url + "/13")
+    saved = check.hkeys(keys.checkpoints(job.id))
+    check.close()
+    assert b"input:material_swap.photo" not in saved
 
 
 # --- the projection stage's memory, measured on its own process ---------------------------------
