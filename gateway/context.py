@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -25,7 +25,8 @@ from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
 from renderkit import imaging, telemetry
 from renderkit.errors import error_reason
-from renderkit.storage import Storage, StorageError, StoredObject
+from renderkit.storage import Storage, StorageError
+from renderkit.storage.together import put_all
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
@@ -400,28 +401,19 @@ async def write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage])
 
 async def _write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage]) -> list[pb.OutputFile]:
     project = ctx.request.project_id or "-"
-    keys = [
-        f"renders/{ctx.tenant}/{project}/{ctx.job_id}/{image.name}.{imaging.EXTENSIONS[image.content_type]}"
+    items = [
+        (
+            f"renders/{ctx.tenant}/{project}/{ctx.job_id}/{image.name}.{imaging.EXTENSIONS[image.content_type]}",
+            lambda image=image: image.data,  # type: ignore[misc]
+            image.content_type,
+        )
         for image in images
     ]
-    # The renditions go up together (to a remote store each upload is a round trip of its own),
-    # UPLOADS_AT_ONCE at a time: the threads are the loop's default executor's, which others share.
-    gate = asyncio.Semaphore(UPLOADS_AT_ONCE)
-
-    async def put(key: str, image: imaging_pb2.EncodedImage) -> StoredObject:
-        async with gate:
-            return await asyncio.to_thread(ctx.storage.put, key, image.data, image.content_type)
-
-    stored = await asyncio.gather(*(put(key, i) for key, i in zip(keys, images, strict=True)), return_exceptions=True)
-    failed = [result for result in stored if isinstance(result, BaseException)]
-    if failed:
-        # Every key, the failed ones too: an upload that failed may have landed after all.
-        await _delete_outputs(ctx, keys)
-        unexpected = [exc for exc in failed if not isinstance(exc, StorageError)]
-        if unexpected:
-            raise unexpected[0]
-        log.warning("job %s: storage failed: %s", ctx.job_id, failed[0])
-        raise JobFailure(pb.ERROR_CODE_UPLOAD_FAILED, "the render could not be stored")
+    try:
+        stored = await put_all(ctx.storage, items, UPLOADS_AT_ONCE)
+    except StorageError as exc:
+        log.warning("job %s: storage failed: %s", ctx.job_id, exc)
+        raise JobFailure(pb.ERROR_CODE_UPLOAD_FAILED, "the render could not be stored") from None
     return [
         pb.OutputFile(
             name=image.name,
@@ -432,17 +424,5 @@ async def _write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage]
             width=image.width,
             height=image.height,
         )
-        for image, result in zip(images, cast(list[StoredObject], stored), strict=True)
+        for image, result in zip(images, stored, strict=True)
     ]
-
-
-async def _delete_outputs(ctx: JobContext, keys: list[str]) -> None:
-    """Deletes a failed job's outputs, so no partial set stays visible. Storage that is still
-    failing keeps them (no result names them): the first failed delete stops the others, each of
-    which would wait out the storage's retries too."""
-    for done, key in enumerate(keys):
-        try:
-            await asyncio.to_thread(ctx.storage.delete, key)
-        except OSError as exc:
-            log.warning("job %s: %d partial outputs left in storage: %s", ctx.job_id, len(keys) - done, exc)
-            return

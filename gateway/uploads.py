@@ -4,12 +4,12 @@ together, and deleted again when the submit records no job."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from gateway.context import UPLOADS_AT_ONCE
 from gateway.requests import image_fields
 from render.v1 import render_service_pb2 as pb
-from renderkit.storage import Storage, StoredObject
+from renderkit.storage import Storage
+from renderkit.storage.together import put_all
 
 
 def upload_key(job_id: str, field_path: str) -> str:
@@ -19,30 +19,17 @@ def upload_key(job_id: str, field_path: str) -> str:
 
 async def upload_inputs(storage: Storage, job_id: str, request: pb.SubmitRenderRequest) -> tuple[bytes, dict[str, str]]:
     """The request as the ledger keeps it (its inline images' bytes left out) and each uploaded
-    field's key. The images go up together (to a remote store each upload is a round trip of its
-    own), UPLOADS_AT_ONCE at a time. If one cannot be stored, the others are deleted and its error
-    raised: a submit keeps all of its images or none."""
+    field's key. The images go up together, UPLOADS_AT_ONCE at a time; if one cannot be stored,
+    the others are deleted and its error raised: a submit keeps all of its images or none."""
     inline = [(path, source) for path, source in image_fields(request) if source.WhichOneof("source") == "data"]
     inputs = {path: upload_key(job_id, path) for path, _ in inline}
-    gate = asyncio.Semaphore(UPLOADS_AT_ONCE)
-
-    async def put(key: str, source: pb.ImageSource) -> StoredObject:
-        async with gate:  # the bytes are read (copied) in the thread, not on the event loop
-            return await asyncio.to_thread(lambda: storage.put(key, source.data, "application/octet-stream"))
-
-    done = await asyncio.gather(
-        asyncio.to_thread(_without_inline_images, request),
-        *(put(inputs[path], source) for path, source in inline),
-        return_exceptions=True,
+    items = [
+        (inputs[path], lambda source=source: source.data, "application/octet-stream")  # type: ignore[misc]
+        for path, source in inline
+    ]
+    stored_request, _ = await asyncio.gather(
+        asyncio.to_thread(_without_inline_images, request), put_all(storage, items, UPLOADS_AT_ONCE)
     )
-    failed = [result for result in done if isinstance(result, BaseException)]
-    if failed:
-        for key in inputs.values():  # failing storage may keep some: no job names them
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(storage.delete, key)
-        raise failed[0]
-    stored_request = done[0]
-    assert isinstance(stored_request, bytes)
     return stored_request, inputs
 
 
