@@ -15,7 +15,8 @@ carpet's motif). Two estimates:
   light's hard edges, several times brighter or darker, stay sharp (on a plain surface, with no
   tones to average, the filter is shorter, so it keeps the light's own curves). The result is normalised to
   the surface's typical light (the median over the photo's pixels, objects standing on the
-  surface left out) and warped back to the photo.
+  surface left out) and warped back to the photo. Near the camera a cell spans several pixels, so
+  the light's hard edges come back spread; they are sharpened against the photo (light_edges).
 - blur: a mask-normalised, outlier-robust blur of the log in the photo's frame (what this stage
   did before; kept as the fallback when the plane cannot be rectified).
 - intrinsic: a model's decomposition (renderkit.triton.INTRINSIC, served by Triton where one is
@@ -29,11 +30,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import cv2
 import numpy as np
 
 from renderkit.imaging import srgb_to_linear
+from services.projection import light_edges
 
 _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], np.float32)
 # A block whose mean log light is this far from its neighbourhood's (a factor of e^0.5 = 1.65) is an
@@ -126,6 +129,7 @@ _LEVELS = 6
 _FARTHEST = 40.0
 _LINEAR = srgb_to_linear(np.arange(256, dtype=np.uint8)).astype(np.float32)
 _LINEAR16 = np.round(_LINEAR * 65535).astype(np.uint16)
+_LOG_LINEAR = np.log(np.maximum(_LINEAR, 1e-4)).astype(np.float32)
 
 
 class _Unsuitable(Exception):
@@ -228,8 +232,37 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     else:
         to_region = np.array([[0.5, 0.0, -0.25], [0.0, 0.5, -0.25], [0.0, 0.0, 1.0]]) @ grid.to_image
         size = ((width + 1) // 2, (height + 1) // 2)
-    warped = cv2.warpPerspective(shading, to_region, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return np.asarray(warped), factor > 1
+    warped = np.asarray(
+        cv2.warpPerspective(shading, to_region, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    )
+    # The grid spreads the light's hard edges over the cells near the camera: they are taken
+    # sharp from the photo (light_edges).
+    light_edges.sharpen(warped, partial(_luminance_of, photo_bgr, factor), weight)
+    return warped, factor > 1
+
+
+_SQUARE5 = np.ones((5, 5), np.uint8)
+
+
+def _without_lines(grey: np.ndarray) -> np.ndarray:
+    """The image closed then opened by a 5 x 5 square: dark lines and spots (joints, their
+    crossings) and then light ones (mortar) up to 4 px wide are gone, while a step (the light's edge)
+    stays where it is, even beside a joint that runs along it (where a median sides with the
+    darker two of its three parts)."""
+    return cv2.morphologyEx(cv2.morphologyEx(grey, cv2.MORPH_CLOSE, _SQUARE5), cv2.MORPH_OPEN, _SQUARE5)
+
+
+def _luminance_of(photo_bgr: np.ndarray, factor: int, rows: slice, cols: slice) -> np.ndarray:
+    """The log of the photo's linear luminance at 1/factor of its size (1 or 2), its thin lines
+    taken out (_without_lines), for rows and columns at that size (light_edges.Luminance). The
+    lines are taken out before the log, on 8 or 16 bits, where OpenCV's morphology is fastest: the
+    log and the sRGB curve are monotonic, so the result is the same."""
+    if factor == 1:
+        grey = _without_lines(cv2.cvtColor(photo_bgr[rows, cols], cv2.COLOR_BGR2GRAY))
+        return np.asarray(cv2.LUT(grey, _LOG_LINEAR))
+    part = photo_bgr[2 * rows.start : 2 * rows.stop, 2 * cols.start : 2 * cols.stop]
+    half = _without_lines(_halved(cv2.LUT(cv2.cvtColor(part, cv2.COLOR_BGR2GRAY), _LINEAR16)))
+    return np.asarray(cv2.log(np.multiply(np.maximum(half, 7), np.float32(1 / 65535), dtype=np.float32)))
 
 
 def _reach(log_l: np.ndarray, weights: np.ndarray) -> float:
