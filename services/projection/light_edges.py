@@ -52,7 +52,7 @@ _REDUCE = 4
 # in full from FULL.
 RATIO_NONE = 14.0
 RATIO_FULL = 28.0
-_STRIP_ROWS = 256
+_STRIP_ROWS = 128
 # Rows and columns of context around the part of a strip that is changed: the band and the two
 # blurs' reach, and the closing and opening's.
 _MARGIN = REACH + _FILL // 2 + _ROUGH // 2 + 4
