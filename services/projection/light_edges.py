@@ -128,6 +128,9 @@ def _block(
     step = cv2.dilate(log_s, _SQUARE3) - cv2.erode(log_s, _SQUARE3)
     seeds = (step > EDGE_STEP) & (highest - lowest > EDGE_HEIGHT) & surface
     band = (cv2.dilate(seeds.view(np.uint8), _BAND) > 0) & surface
+    inner = np.s_[top - y0 : bottom - y0, left - c0 : right - c0]  # only the block's own pixels are written
+    if not band[inner].any():
+        return None
     # The albedo: the photo (without its thin lines) over the light, averaged beside the band.
     albedo = luminance(slice(y0, y1), slice(c0, c1)) - log_s
     beside = (surface & ~band).astype(np.float32)
@@ -140,7 +143,6 @@ def _block(
     ratio = (highest - lowest) / (rough + _EPS)
     share = np.clip((ratio - RATIO_NONE) / (RATIO_FULL - RATIO_NONE), 0, 1)
     share *= band & (cover > _EPS)
-    inner = np.s_[top - y0 : bottom - y0, left - c0 : right - c0]  # only the block's own pixels are written
     share = share[inner]
     changed = share > 0
     if not changed.any():
