@@ -12,11 +12,12 @@ from functools import partial
 
 import cv2
 import numpy as np
+import pytest
 
 from renderkit.imaging import linear_to_srgb
 from services.projection import light_edges
 from services.projection import shading as shading_module
-from services.projection.shading import _halved, _luminance_of
+from services.projection.shading import TEXTURE_SPACE, _halved, _luminance_of, estimate_shading
 
 WIDTH, HEIGHT = 400, 300
 
@@ -175,3 +176,25 @@ def test_the_photos_luminance_is_read_where_the_field_lies() -> None:
             # (At a part's own borders the closing and opening see only one side of the ramp.)
             inside = np.s_[3:-3, 3:-3]
             np.testing.assert_allclose(part[inside], whole[r, c][inside], atol=1e-5)
+
+
+def test_the_estimate_sharpens_its_own_field_at_full_and_half_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The texture-space estimate hands light_edges its own field, the mask at that size and the
+    photo read at that size: for a photo region read whole and for one read halved (over 1.5 MP)."""
+    seen: list[tuple[tuple[int, int], tuple[int, int], tuple[int, int]]] = []
+    original = light_edges.sharpen
+
+    def spy(field: np.ndarray, luminance: light_edges.Luminance, mask: np.ndarray) -> None:
+        seen.append((field.shape, mask.shape, luminance(slice(0, field.shape[0]), slice(0, field.shape[1])).shape))
+        original(field, luminance, mask)
+
+    monkeypatch.setattr(light_edges, "sharpen", spy)
+    for width, height, halved in ((400, 300, False), (1601, 1001, True)):
+        x = np.arange(width, dtype=np.float32)[None, :] * np.ones((height, 1), np.float32)
+        light = (0.6 + 0.4 * np.exp(-(((x - width / 3) / width) ** 2))) * np.where(x > width / 2, 2.5, 1.0)
+        photo = photo_of(np.full((height, width), 0.4, np.float32), light.astype(np.float32))
+        mask = np.full((height, width), 255, np.uint8)
+        shading = estimate_shading(photo, mask, np.eye(3))
+        assert shading.method == TEXTURE_SPACE and shading.halved == halved
+        field_shape, mask_shape, read_shape = seen.pop()
+        assert field_shape == shading.field.shape == mask_shape == read_shape
