@@ -181,7 +181,7 @@ def test_the_photos_luminance_is_read_where_the_field_lies() -> None:
 def test_the_estimate_sharpens_its_own_field_at_full_and_half_size(monkeypatch: pytest.MonkeyPatch) -> None:
     """The texture-space estimate hands light_edges its own field, the mask at that size and the
     photo read at that size: for a photo region read whole and for one read halved (over 1.5 MP)."""
-    seen: list[tuple[tuple[int, int], tuple[int, int], tuple[int, int]]] = []
+    seen: list[tuple[tuple[int, ...], ...]] = []
     original = light_edges.sharpen
 
     def spy(field: np.ndarray, luminance: light_edges.Luminance, mask: np.ndarray) -> None:
