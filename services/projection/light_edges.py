@@ -132,7 +132,8 @@ def _block(
     if not band[inner].any():
         return None
     # The albedo: the photo (without its thin lines) over the light, averaged beside the band.
-    albedo = luminance(slice(y0, y1), slice(c0, c1)) - log_s
+    photo = luminance(slice(y0, y1), slice(c0, c1))
+    albedo = photo - log_s
     beside = (surface & ~band).astype(np.float32)
     average, cover = _weighted_average(albedo * beside, beside, _FILL)
     # The surface's roughness: the albedo's mean deviation from that average, beside the band (the
@@ -149,7 +150,7 @@ def _block(
         return None
     # The light at an edge lies between the levels either side of it: what is left of the old
     # pattern (a stain, a joint wider than the closing) cannot take it beyond them.
-    light = np.clip(albedo[inner] + log_s[inner] - average[inner], lowest[inner], highest[inner])
+    light = np.clip(photo[inner] - average[inner], lowest[inner], highest[inner])
     sharpened = log_s[inner] + share * (light - log_s[inner])
     return _Change(top, left, np.clip(cv2.exp(sharpened), 0.03, 4.0), changed)
 

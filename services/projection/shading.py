@@ -196,10 +196,14 @@ def _luminance_and_weight(photo_bgr: np.ndarray, weight: np.ndarray, factor: int
         np.copyto(both[..., 0], cv2.LUT(cv2.cvtColor(photo_bgr, cv2.COLOR_BGR2GRAY), _LINEAR))
         return both
     for top in range(0, photo_bgr.shape[0], _BAND_ROWS):  # _BAND_ROWS is even: bands halve exactly
-        grey = cv2.cvtColor(photo_bgr[top : top + _BAND_ROWS], cv2.COLOR_BGR2GRAY)
-        half = _halved(cv2.LUT(grey, _LINEAR16))
+        half = _linear_halved(photo_bgr[top : top + _BAND_ROWS])
         np.multiply(half, np.float32(1 / 65535), out=both[top // 2 : top // 2 + half.shape[0], :, 0], dtype=np.float32)
     return both
+
+
+def _linear_halved(photo_bgr: np.ndarray) -> np.ndarray:
+    """The photo's linear luminance (uint16, 65535 is white) in 2 x 2 blocks (_halved)."""
+    return _halved(cv2.LUT(cv2.cvtColor(photo_bgr, cv2.COLOR_BGR2GRAY), _LINEAR16))
 
 
 def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -261,7 +265,7 @@ def _luminance_of(photo_bgr: np.ndarray, factor: int, rows: slice, cols: slice) 
         grey = _without_lines(cv2.cvtColor(photo_bgr[rows, cols], cv2.COLOR_BGR2GRAY))
         return np.asarray(cv2.LUT(grey, _LOG_LINEAR))
     part = photo_bgr[2 * rows.start : 2 * rows.stop, 2 * cols.start : 2 * cols.stop]
-    half = _without_lines(_halved(cv2.LUT(cv2.cvtColor(part, cv2.COLOR_BGR2GRAY), _LINEAR16)))
+    half = _without_lines(_linear_halved(part))
     return np.asarray(cv2.log(np.multiply(np.maximum(half, 7), np.float32(1 / 65535), dtype=np.float32)))
 
 
