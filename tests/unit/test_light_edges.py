@@ -18,6 +18,7 @@ from renderkit.imaging import linear_to_srgb
 from services.projection import light_edges
 from services.projection import shading as shading_module
 from services.projection.shading import TEXTURE_SPACE, _halved, _luminance_of, estimate_shading
+from tests import edge_profiles
 
 WIDTH, HEIGHT = 400, 300
 
@@ -64,14 +65,7 @@ def sharpened(field: np.ndarray, photo: np.ndarray) -> np.ndarray:
 
 def rise(field: np.ndarray, rows: range = range(70, 240, 5)) -> float:
     """Pixels from 10 % to 90 % of the step across the patch's left edge, the median over rows."""
-    widths = []
-    for y in rows:
-        edge = 140 + y // 3
-        profile = np.log(field[y, edge - 15 : edge + 16])
-        lo, hi = profile[:4].mean(), profile[-4:].mean()
-        frac = (profile - lo) / (hi - lo)
-        widths.append(float(np.argmax(frac > 0.9) - np.argmax(frac > 0.1)))
-    return float(np.median(widths))
+    return edge_profiles.rise(field, rows, lambda y: 140 + y // 3, 4)
 
 
 def near_edges(light: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from services.projection.shading import (
     estimate_shading,
     from_model,
 )
+from tests import edge_profiles
 
 WIDTH, HEIGHT = 480, 360
 
@@ -114,14 +115,7 @@ def test_the_sun_patch_keeps_a_sharp_edge(tiled_floor: tuple[np.ndarray, np.ndar
     def rise(field: np.ndarray) -> float:
         """Pixels from 10 % to 90 % of the step across the patch's left edge (x = 150 + y / 2),
         the median over rows away from the tiles' joints."""
-        widths = []
-        for y in range(120, 280, 7):
-            edge = 150 + y // 2
-            profile = np.log(field[y, edge - 15 : edge + 16])
-            lo, hi = profile[:5].mean(), profile[-5:].mean()
-            frac = (profile - lo) / (hi - lo)
-            widths.append(float(np.argmax(frac > 0.9) - np.argmax(frac > 0.1)))
-        return float(np.median(widths))
+        return edge_profiles.rise(field, range(120, 280, 7), lambda y: 150 + y // 2, 5)
 
     sharp = rise(estimate(photo, mask, np.eye(3), TEXTURE_SPACE))
     assert sharp <= 4.0
