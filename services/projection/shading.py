@@ -37,6 +37,7 @@ import numpy as np
 
 from renderkit.imaging import srgb_to_linear
 from services.projection import light_edges
+from services.projection.bilateral import bilateral
 
 _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], np.float32)
 # A block whose mean log light is this far from its neighbourhood's (a factor of e^0.5 = 1.65) is an
@@ -223,7 +224,7 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     log_l = np.where(valid, log_l, _normalised_blur(log_l, weights, 8.0)).astype(np.float32)
     log_l = cv2.medianBlur(log_l, 5)  # joints and grain: thin lines, not steps
     log_l = log_l - _periodic_part(log_l, valid)
-    light = _bilateral(log_l, weights, _reach(log_l, weights), _RANGE)
+    light = bilateral(log_l, weights, _reach(log_l, weights), _RANGE, border=True)
     # The typical light, objects standing on the surface left out.
     reference = _reference(log_l, light, valid, grid.pixel_area)
     shading = np.clip(np.exp(light - np.float32(reference)), 0.03, 4.0).astype(np.float32)
@@ -299,7 +300,7 @@ def _reach(log_l: np.ndarray, weights: np.ndarray) -> float:
     if np.count_nonzero(inside) < 64:
         return _SPATIAL
     reduced = both[..., 0] / np.maximum(both[..., 1], _EPS)
-    light = _bilateral(reduced, inside.astype(np.float32), _SPATIAL / _REACH_REDUCTION, _RANGE)
+    light = bilateral(reduced, inside.astype(np.float32), _SPATIAL / _REACH_REDUCTION, _RANGE)
     values = (reduced - light)[inside]
     deviation = 1.4826 * float(np.median(np.abs(values - np.median(values))))
     share = min(1.0, max(0.0, (deviation - _PLAIN_DETAIL) / (_PATTERN_DETAIL - _PLAIN_DETAIL)))
@@ -531,51 +532,6 @@ def _lattice(detail: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
         return np.array([x0 - lx + ox, y0 - ly + oy]) / multiple
 
     return np.stack([refined(first), refined(second)], 1)
-
-
-_BINOMIAL = np.array([1, 4, 6, 4, 1], np.float32) / np.float32(16)
-_ONE = np.ones(1, np.float32)
-
-
-def _bilateral(values: np.ndarray, weights: np.ndarray, sigma_space: float, sigma_range: np.float32) -> np.ndarray:
-    """A normalised bilateral filter of values (their weights 0 to 1), ranged on the values
-    themselves, through a bilateral grid: splatted into cells sigma_space wide and sigma_range
-    deep, blurred, and sliced (bilinear in space by a remap of the layers below and above each
-    value, linear in range)."""
-    rows, cols = values.shape
-    lowest, highest = np.percentile(values[weights > 0], (0.5, 99.5))
-    lo, hi = float(lowest) - float(sigma_range), float(highest) + float(sigma_range)
-    gh, gw = math.ceil(rows / sigma_space) + 3, math.ceil(cols / sigma_space) + 3
-    gd = math.ceil((hi - lo) / float(sigma_range)) + 3
-    gy = np.arange(rows, dtype=np.float32) / np.float32(sigma_space) + 1
-    gx = np.arange(cols, dtype=np.float32) / np.float32(sigma_space) + 1
-    gz = (np.clip(values, lo, hi) - np.float32(lo)) / sigma_range + 1
-    cell = (np.rint(gy).astype(np.int64)[:, None] * gw + np.rint(gx).astype(np.int64)[None, :]) * (2 * gd)
-    cell = cell + np.rint(gz).astype(np.int64) * 2
-    sums = np.bincount(cell.ravel(), (values * weights).ravel(), gh * gw * 2 * gd)
-    sums += np.bincount(cell.ravel() + 1, weights.ravel(), gh * gw * 2 * gd)
-    # A binomial blur along each axis (a Gaussian of about one cell), zero beyond the grid: in
-    # space with the grid as an image of gd x 2 channels (under 80: a log luminance of the linear
-    # values' 1e-4 to 1 spans 9.2), in range as one of gh x gw rows.
-    grid = cv2.sepFilter2D(
-        sums.astype(np.float32).reshape(gh, gw, gd * 2), -1, _BINOMIAL, _BINOMIAL, borderType=cv2.BORDER_CONSTANT
-    )
-    grid = cv2.sepFilter2D(grid.reshape(gh * gw, gd, 2), -1, _BINOMIAL, _ONE, borderType=cv2.BORDER_CONSTANT)
-    grid = grid.reshape(gh, gw, gd, 2)
-    # Slicing: each value's point in the grid, trilinear. The depth layers lie side by side in one
-    # image (layer d in columns d * gw to d * gw + gw - 1; a point's columns stay inside its layer),
-    # so the bilinear part in space is two remaps, one for the layer below the point and one above.
-    layers = np.ascontiguousarray(grid.transpose(0, 2, 1, 3)).reshape(gh, gd * gw, 2)
-    z0 = np.clip(np.floor(gz), 0, gd - 2).astype(np.float32)
-    fz = (gz - z0)[..., None]
-    map_y = np.broadcast_to(gy[:, None], (rows, cols)).astype(np.float32)
-    map_x = gx[None, :] + z0 * np.float32(gw)
-    below = cv2.remap(layers, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    above = cv2.remap(layers, map_x + np.float32(gw), map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    total = np.subtract(above, below, out=above)  # in place: below + (above - below) * fz
-    total *= fz
-    total += below
-    return np.divide(total[..., 0], np.maximum(total[..., 1], np.float32(1e-6)))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from services.projection.shading import (
     INTRINSIC,
     TEXTURE_SPACE,
     Shading,
-    _bilateral,
     _reference,
     estimate_shading,
     from_model,
@@ -228,21 +227,6 @@ def test_a_models_shading_is_enlarged_over_the_mask_and_normalised_to_its_typica
     assert field[10, 10] == 1.0  # outside the box: no estimate
     with pytest.raises(ValueError, match="not positive"):
         from_model(np.zeros((48, 64), np.float32), mask)
-
-
-def test_the_bilateral_grid_keeps_a_ramp_and_a_step_sharp() -> None:
-    """_bilateral's slicing (two remaps of the grid's depth layers, linear between them): a slow
-    ramp across many range cells comes back as itself away from the borders, and a step larger
-    than the range comes back a step (a slice that dropped the depth interpolation, or read the
-    wrong layer's cells, misses the ramp by 0.045-0.09)."""
-    yy, xx = np.mgrid[0:300, 0:400].astype(np.float32)
-    weights = np.ones_like(xx)
-    ramp = 0.004 * xx - 0.003 * yy
-    smoothed = _bilateral(ramp, weights, 24.0, np.float32(0.28))
-    assert np.abs(smoothed - ramp)[60:-60, 60:-60].max() < 0.02
-    step = np.where(xx < 200, 0.0, 1.2).astype(np.float32)
-    kept = _bilateral(step, weights, 24.0, np.float32(0.28))
-    assert kept[:, :199].max() < 0.05 and kept[:, 201:].min() > 1.15
 
 
 @pytest.mark.parametrize("box", [(7, 5, 301, 203), (0, 0, 300, 200)])

@@ -1,0 +1,67 @@
+"""The bilateral grid the light estimate smooths with, and its local-linear fit at the border."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.projection.bilateral import BORDER_REACH, bilateral
+
+RANGE = np.float32(0.28)
+
+
+def test_the_bilateral_grid_keeps_a_ramp_and_a_step_sharp() -> None:
+    """The slicing (two remaps of the grid's depth layers, linear between them): a slow ramp
+    across many range cells comes back as itself away from the borders, and a step larger than the
+    range comes back a step (a slice that dropped the depth interpolation, or read the wrong
+    layer's cells, misses the ramp by 0.045-0.09)."""
+    yy, xx = np.mgrid[0:300, 0:400].astype(np.float32)
+    weights = np.ones_like(xx)
+    ramp = 0.004 * xx - 0.003 * yy
+    smoothed = bilateral(ramp, weights, 24.0, RANGE)
+    assert np.abs(smoothed - ramp)[60:-60, 60:-60].max() < 0.02
+    step = np.where(xx < 200, 0.0, 1.2).astype(np.float32)
+    kept = bilateral(step, weights, 24.0, RANGE)
+    assert kept[:, :199].max() < 0.05 and kept[:, 201:].min() > 1.15
+
+
+def surface_with_a_border() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Light falling towards a wall (log, steeper near it) on a surface that ends 40 cells from
+    the grid's left and top, a pattern's tones over it; the weights and the light alone."""
+    yy, xx = np.mgrid[0:300, 0:400].astype(np.float32)
+    light = (-0.6 * np.exp(-(xx - 40) / 60) - 0.002 * yy).astype(np.float32)
+    tones = np.random.default_rng(2).normal(0, 0.05, (300 // 20 + 1, 400 // 20 + 1)).astype(np.float32)
+    values = light + tones[yy.astype(int) // 20, xx.astype(int) // 20]
+    weights = ((xx >= 40) & (yy >= 40)).astype(np.float32)
+    return np.where(weights > 0, values, np.float32(0)), weights, light
+
+
+def test_at_the_border_the_fit_follows_the_light_where_the_mean_stops_short() -> None:
+    values, weights, light = surface_with_a_border()
+    mean = bilateral(values, weights, 24.0, RANGE)
+    fitted = bilateral(values, weights, 24.0, RANGE, border=True)
+    for edge in (np.s_[60:-20, 40:46], np.s_[60:-20, 46:60]):  # along the surface's left border
+        assert np.abs(fitted - light)[edge].mean() < 0.4 * np.abs(mean - light)[edge].mean()
+    assert np.abs(mean - light)[60:-20, 40:46].mean() > 0.1  # a third of the way to the wall's dark
+    # Beyond BORDER_REACH reaches from the border the filter is the mean, to the bit.
+    inner = int(40 + BORDER_REACH * 24) + 1
+    np.testing.assert_array_equal(fitted[inner:, inner:], mean[inner:, inner:])
+
+
+def test_without_a_border_the_fit_changes_nothing() -> None:
+    values, _, _ = surface_with_a_border()
+    everywhere = np.ones_like(values)
+    np.testing.assert_array_equal(
+        bilateral(values, everywhere, 24.0, RANGE, border=True), bilateral(values, everywhere, 24.0, RANGE)
+    )
+
+
+def test_the_fit_does_not_carry_a_slope_across_a_step_at_the_border() -> None:
+    """A dark object at the border beside an even light: the fit on the light's side stays at
+    its level (a plane fitted through the step would lean into it)."""
+    xx = np.mgrid[0:300, 0:400][1].astype(np.float32)
+    values = np.where(xx < 120, np.float32(-2.0), np.float32(0.0))
+    values = (values + np.random.default_rng(3).normal(0, 0.03, values.shape)).astype(np.float32)
+    weights = (xx >= 40).astype(np.float32)
+    fitted = bilateral(values, weights, 24.0, RANGE, border=True)
+    assert np.abs(fitted[:, 125:200]).max() < 0.05
+    assert np.abs(fitted[:, 45:115] + 2.0).max() < 0.05
