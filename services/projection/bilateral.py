@@ -32,23 +32,40 @@ BORDER_REACH = 2.0
 _RIDGE = np.float32(0.1)
 _TINY = np.float32(1e-6)
 _TILE = 64  # the fit is sliced in tiles of this many cells a side where the border reaches
+_SQUARE3 = np.ones((3, 3), np.uint8)
 
 
 def bilateral(
-    values: np.ndarray, weights: np.ndarray, sigma_space: float, sigma_range: np.float32, *, border: bool = False
+    values: np.ndarray,
+    weights: np.ndarray,
+    sigma_space: float,
+    sigma_range: np.float32,
+    *,
+    border: bool = False,
+    apart: np.ndarray | None = None,
 ) -> np.ndarray:
     """A normalised bilateral filter of values (float32, their weights 0 to 1), ranged on the
     values themselves, through a bilateral grid: splatted into cells sigma_space wide and
     sigma_range deep, blurred, and sliced (bilinear in space by a remap of the layers below and
     above each value, linear in range). With `border`, a local-linear fit near where the weights
-    end (see the module's docstring)."""
+    end (see the module's docstring). Cells `apart` (a boolean image) are left out of every other
+    cell's mean, and within a cell of them the filter is as without it: a soft step's slope,
+    within range of both its levels, would otherwise drag each level towards the other."""
     grid = _Grid(values, weights, sigma_space, sigma_range)
-    raw = grid.splat(values, weights)
+    near = None
+    if apart is None or not apart.any():
+        raw = whole = grid.splat(values, weights)
+    else:
+        raw = grid.splat(values, np.where(apart, np.float32(0), weights))
+        whole = raw + grid.splat(values, weights, np.nonzero(apart))  # type: ignore[arg-type]
+        near = cv2.dilate(apart.astype(np.uint8), _SQUARE3) > 0
     sums = grid.blurred(raw)
     mean = grid.sliced(sums)
     out = np.divide(mean[..., 0], np.maximum(mean[..., 1], _TINY))
     if border:
         _fit_at_border(grid, raw, sums, weights, out, sigma_space)
+    if near is not None:
+        _as_whole(grid, grid.blurred(whole), near, out)
     return out
 
 
@@ -67,13 +84,21 @@ class _Grid:
         self.gx = np.arange(cols, dtype=np.float32) / np.float32(sigma_space) + 1
         self.gz = (np.clip(values, lo, hi) - np.float32(lo)) / sigma_range + 1
 
-    def splat(self, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """The weighted values' and the weights' sums in each cell (gh x gw x gd x 2)."""
+    def splat(
+        self, values: np.ndarray, weights: np.ndarray, where: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """The weighted values' and the weights' sums in each cell (gh x gw x gd x 2), of all the
+        values or of those at the index arrays `where`."""
         (gh, gw), gd = self.shape, self.depth
-        cell = (np.rint(self.gy).astype(np.int64)[:, None] * gw + np.rint(self.gx).astype(np.int64)[None, :]) * (2 * gd)
-        cell = cell + np.rint(self.gz).astype(np.int64) * 2
-        sums = np.bincount(cell.ravel(), (values * weights).ravel(), gh * gw * 2 * gd)
-        sums += np.bincount(cell.ravel() + 1, weights.ravel(), gh * gw * 2 * gd)
+        if where is None:
+            rows, cols = np.rint(self.gy).astype(np.int64)[:, None], np.rint(self.gx).astype(np.int64)[None, :]
+            depth, value, weight = self.gz, values, weights
+        else:
+            rows, cols = np.rint(self.gy[where[0]]).astype(np.int64), np.rint(self.gx[where[1]]).astype(np.int64)
+            depth, value, weight = self.gz[where], values[where], weights[where]
+        cell = ((rows * gw + cols) * (2 * gd) + np.rint(depth).astype(np.int64) * 2).ravel()
+        sums = np.bincount(cell, (value * weight).ravel(), gh * gw * 2 * gd)
+        sums += np.bincount(cell + 1, weight.ravel(), gh * gw * 2 * gd)
         return sums.astype(np.float32).reshape(gh, gw, gd, 2)
 
     @staticmethod
@@ -116,6 +141,20 @@ class _Grid:
         total *= (gz - z0)[..., None]
         total += below
         return total
+
+
+def _as_whole(grid: _Grid, sums: np.ndarray, near: np.ndarray, out: np.ndarray) -> None:
+    """out, where `near`, the mean of the whole grid's blurred sums (nothing left apart), sliced
+    in tiles, only those `near` reaches; in place."""
+    layers = _layers(sums)
+    for top in range(0, out.shape[0], _TILE):
+        for left in range(0, out.shape[1], _TILE):
+            box = np.s_[top : top + _TILE, left : left + _TILE]
+            here = near[box]
+            if here.any():
+                mean = grid.sliced_layers(layers, sums.shape, box)
+                whole = mean[..., 0] / np.maximum(mean[..., 1], _TINY)
+                out[box][here] = whole[here]
 
 
 def _layers(grid: np.ndarray) -> np.ndarray:

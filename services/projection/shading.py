@@ -224,7 +224,7 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     log_l = np.where(valid, log_l, _normalised_blur(log_l, weights, 8.0)).astype(np.float32)
     log_l = cv2.medianBlur(log_l, 5)  # joints and grain: thin lines, not steps
     log_l = log_l - _periodic_part(log_l, valid)
-    light = bilateral(log_l, weights, _reach(log_l, weights), _RANGE, border=True)
+    light = bilateral(log_l, weights, _reach(log_l, weights), _RANGE, border=True, apart=_hard_steps(log_l))
     # The typical light, objects standing on the surface left out.
     reference = _reference(log_l, light, valid, grid.pixel_area)
     shading = np.clip(np.exp(light - np.float32(reference)), 0.03, 4.0).astype(np.float32)
@@ -263,7 +263,20 @@ def _reference(log_l: np.ndarray, light: np.ndarray, valid: np.ndarray, pixel_ar
     return _weighted_median(light[usual], pixel_area[usual])
 
 
+_SQUARE3 = np.ones((3, 3), np.uint8)
 _SQUARE5 = np.ones((5, 5), np.uint8)
+_SQUARE9 = np.ones((9, 9), np.uint8)
+
+
+def _hard_steps(log_l: np.ndarray) -> np.ndarray:
+    """The grid's cells on the slope of one of the light's hard steps (a sun patch's or a cast
+    shadow's edge), by light_edges' test: a log step over EDGE_STEP between 3 x 3 neighbours and
+    over EDGE_HEIGHT within 9 x 9. The bilateral filter leaves them out of the other cells' means:
+    within its range of both levels, a penumbra drew a sun patch's inside 3-6 % darker and the
+    shade beside it brighter (make quality's floors and walls; docs/quality.md)."""
+    step = cv2.dilate(log_l, _SQUARE3) - cv2.erode(log_l, _SQUARE3)
+    height = cv2.dilate(log_l, _SQUARE9) - cv2.erode(log_l, _SQUARE9)
+    return np.asarray((step > light_edges.EDGE_STEP) & (height > light_edges.EDGE_HEIGHT))
 
 
 def _without_lines(grey: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from services.projection.bilateral import BORDER_REACH, bilateral
@@ -65,3 +66,30 @@ def test_the_fit_does_not_carry_a_slope_across_a_step_at_the_border() -> None:
     fitted = bilateral(values, weights, 24.0, RANGE, border=True)
     assert np.abs(fitted[:, 125:200]).max() < 0.05
     assert np.abs(fitted[:, 45:115] + 2.0).max() < 0.05
+
+
+def test_a_soft_steps_slope_left_apart_no_longer_drags_the_levels_either_side() -> None:
+    """A sun patch of four panes (1.25 in log above the shade, penumbrae 10 cells wide) on tiles'
+    tones: the slopes are within range of both levels, so the mean draws the patch's inside down.
+    Left apart, they no longer count in other cells' means, and on them the filter is as before."""
+    yy, xx = np.mgrid[0:300, 0:400].astype(np.float32)
+
+    def soft(lo: float, hi: float, at: np.ndarray) -> np.ndarray:
+        return np.clip((at - lo) / 10 + 0.5, 0, 1) * np.clip((hi - at) / 10 + 0.5, 0, 1)
+
+    sun = np.zeros_like(xx)
+    for x0, x1 in ((80, 180), (196, 296)):
+        for y0, y1 in ((60, 140), (156, 236)):
+            sun = np.maximum(sun, soft(x0, x1, xx) * soft(y0, y1, yy))
+    light = (1.25 * sun).astype(np.float32)
+    tones = np.random.default_rng(2).normal(0, 0.06, (16, 21)).astype(np.float32)
+    values = light + tones[yy.astype(int) // 20, xx.astype(int) // 20]
+    weights = np.ones_like(values)
+    slope = (sun > 0) & (sun < 1)
+    mean = bilateral(values, weights, 24.0, RANGE)
+    kept = bilateral(values, weights, 24.0, RANGE, apart=slope)
+    inside = cv2.erode((sun == 1).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    assert (mean - light)[inside].mean() < -0.012
+    assert abs((kept - light)[inside].mean()) < 0.005
+    near = cv2.dilate(slope.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    np.testing.assert_allclose(kept[near], mean[near], rtol=0, atol=1e-6)  # summed in two parts

@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 
 from renderkit.imaging import linear_to_srgb, srgb_to_linear
+from services.projection import bilateral as bilateral_module
 from services.projection import shading as shading_module
 from services.projection.shading import (
     BLUR,
     INTRINSIC,
     TEXTURE_SPACE,
     Shading,
+    _hard_steps,
     _reference,
     estimate_shading,
     from_model,
@@ -193,6 +195,40 @@ def test_the_typical_light_counts_the_shade_beside_a_sun_patch_and_leaves_out_an
     everywhere = np.ones((rows, cols), bool)
     typical = _reference(log_l, light, everywhere, np.ones((rows, cols), np.float32))
     assert typical == pytest.approx(float(np.median(light[~thing])), abs=0.005)
+
+
+def test_the_hard_steps_are_the_lights_edges_and_not_the_tiles_tones(
+    tiled_floor: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """_hard_steps, which the bilateral filter leaves apart: on the tiles' log albedo under the
+    sun patch, spread as the grid spreads it, it takes the patch's edges (its slope) and not the
+    steps between the tiles' tones (the joints' crossings, which the grid's median keeps, it
+    takes too: left out of the means, they are no loss); and the estimate hands the filter what it
+    finds."""
+    _, albedo, lit, sun = tiled_floor
+    spread = cv2.GaussianBlur(np.log(lit), (0, 0), 2.0)
+    tones = cv2.medianBlur(np.log(albedo), 5)  # the grid's median takes the joints out first
+    steps = _hard_steps((spread + tones).astype(np.float32))
+    square9 = np.ones((9, 9), np.uint8)
+    edge = cv2.dilate(sun.astype(np.uint8), square9) > cv2.erode(sun.astype(np.uint8), square9)
+    # A tone's step within the 9 x 9 window of the patch's edge passes the test's height too.
+    beside = cv2.dilate(edge.astype(np.uint8), square9) > 0
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
+    crossings = (np.abs((x + 20) % 40 - 20) <= 8) & (np.abs((y + 20) % 40 - 20) <= 8)  # tiles of 40 px
+    inner = (x >= 4) & (x < WIDTH - 4) & (y >= 4) & (y < HEIGHT - 4)  # the median keeps the border's joints
+    assert steps[edge].mean() > 0.5
+    assert not steps[inner & ~crossings & ~beside].any()
+    assert steps[~edge].mean() < 0.06
+    handed = []
+
+    def spy(*args: object, **kwargs: object) -> np.ndarray:
+        handed.append(kwargs.get("apart"))
+        return np.asarray(bilateral_module.bilateral(*args, **kwargs))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shading_module, "bilateral", spy)
+    estimate_shading(tiled_floor[0], np.full((HEIGHT, WIDTH), 255, np.uint8), np.eye(3))
+    assert any(isinstance(apart, np.ndarray) and apart.any() for apart in handed)
 
 
 def test_a_plane_that_cannot_be_rectified_falls_back_to_the_blur() -> None:
