@@ -19,6 +19,7 @@ from BORDER_REACH reaches in, blended linearly between.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -147,14 +148,20 @@ def _as_whole(grid: _Grid, sums: np.ndarray, near: np.ndarray, out: np.ndarray) 
     """out, where `near`, the mean of the whole grid's blurred sums (nothing left apart), sliced
     in tiles, only those `near` reaches; in place."""
     layers = _layers(sums)
-    for top in range(0, out.shape[0], _TILE):
-        for left in range(0, out.shape[1], _TILE):
+    for box in _tiles(near):
+        here = near[box]
+        mean = grid.sliced_layers(layers, sums.shape, box)
+        whole = mean[..., 0] / np.maximum(mean[..., 1], _TINY)
+        out[box][here] = whole[here]
+
+
+def _tiles(where: np.ndarray) -> Iterator[tuple[slice, slice]]:
+    """The boxes of _TILE cells a side that hold any of `where`."""
+    for top in range(0, where.shape[0], _TILE):
+        for left in range(0, where.shape[1], _TILE):
             box = np.s_[top : top + _TILE, left : left + _TILE]
-            here = near[box]
-            if here.any():
-                mean = grid.sliced_layers(layers, sums.shape, box)
-                whole = mean[..., 0] / np.maximum(mean[..., 1], _TINY)
-                out[box][here] = whole[here]
+            if where[box].any():
+                yield box
 
 
 def _layers(grid: np.ndarray) -> np.ndarray:
@@ -202,13 +209,8 @@ def _fit_at_border(
     w = sums[..., 1]
     planes = np.stack([w * c, w * a, w * b, w], -1)
     layers = _layers(planes)
-    # Sliced in tiles, only those the band reaches.
-    reached = share > 0
-    for top in range(0, out.shape[0], _TILE):
-        for left in range(0, out.shape[1], _TILE):
-            box = np.s_[top : top + _TILE, left : left + _TILE]
-            if reached[box].any():
-                _blend_planes(grid, layers, planes.shape, box, share[box], out[box])
+    for box in _tiles(share > 0):  # sliced only where the band reaches
+        _blend_planes(grid, layers, planes.shape, box, share[box], out[box])
 
 
 def _blend_planes(
