@@ -552,12 +552,12 @@ class Jobs(LedgerBase):
     # -- checkpoints -----------------------------------------------------------------------------
 
     async def save_checkpoint(self, job_id: str, owner: str, name: str, value: bytes) -> None:
-        """Stores a stage's output; refused when another dispatcher owns the job."""
+        """Stores a stage's output; refused when another dispatcher owns the job or it ended."""
         ok = await self._script(
             "checkpoint", keys=[keys.checkpoints(job_id), keys.job(job_id)], args=[owner, name, value]
         )
         if not ok:
-            raise NotOwner(f"job {job_id}: not the owner")
+            raise NotOwner(f"job {job_id}: not the owner, or ended")
 
     async def checkpoints(self, job_id: str) -> dict[str, bytes]:
         """Every stored output of a job, by name (read once when a run starts or resumes)."""

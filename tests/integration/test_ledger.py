@@ -233,6 +233,32 @@ def test_a_taken_over_dispatcher_cannot_write(redis_url: str) -> None:
     run(body, redis_url)
 
 
+def test_a_job_that_ended_takes_no_more_checkpoints(redis_url: str) -> None:
+    """Its owner still at work when the job is cancelled (before any output was stored, so the end
+    had no checkpoints to set expiring): the late output is refused, and no key is left that would
+    never expire."""
+
+    async def body(ledger: Ledger) -> None:
+        job_id, _ = await ledger.submit(new_job())
+        assert await claim(ledger, job_id, "w1") == 1
+        assert await ledger.cancel(job_id)
+        with pytest.raises(NotOwner):
+            await ledger.save_checkpoint(job_id, "w1", "segmentation", b"mask")
+        assert await ledger.checkpoints(job_id) == {}
+        assert await ledger.redis.exists(keys.checkpoints(job_id)) == 0
+        # A job that ended with outputs keeps them, expiring with it.
+        other, _ = await ledger.submit(new_job())
+        assert await claim(ledger, other, "w1") == 1
+        await ledger.save_checkpoint(other, "w1", "segmentation", b"mask")
+        await ledger.succeed(other, "w1", pb.JobResult(), 4)
+        with pytest.raises(NotOwner):
+            await ledger.save_checkpoint(other, "w1", "depth", b"plane")
+        assert await ledger.checkpoints(other) == {"segmentation": b"mask"}
+        assert await ledger.redis.ttl(keys.checkpoints(other)) > 0
+
+    run(body, redis_url, retention_s=3600)
+
+
 def test_idempotent_submit_returns_the_same_job(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
         first, dup1 = await ledger.submit(new_job(key="order-17"))
