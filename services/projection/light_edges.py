@@ -124,9 +124,8 @@ def _block(
     c0, c1 = max(0, left - _MARGIN), min(cols, right + _MARGIN)
     log_s = cv2.log(field[y0:y1, c0:c1])
     surface = mask[y0:y1, c0:c1] > 127
-    lowest, highest = cv2.erode(log_s, _BAND), cv2.dilate(log_s, _BAND)
-    step = cv2.dilate(log_s, _SQUARE3) - cv2.erode(log_s, _SQUARE3)
-    seeds = (step > EDGE_STEP) & (highest - lowest > EDGE_HEIGHT) & surface
+    seeds, lowest, highest = hard_edges(log_s)
+    seeds &= surface
     band = (cv2.dilate(seeds.view(np.uint8), _BAND) > 0) & surface
     inner = np.s_[top - y0 : bottom - y0, left - c0 : right - c0]  # only the block's own pixels are written
     if not band[inner].any():
@@ -153,6 +152,15 @@ def _block(
     light = np.clip(photo[inner] - average[inner], lowest[inner], highest[inner])
     sharpened = log_s[inner] + share * (light - log_s[inner])
     return _Change(top, left, np.clip(cv2.exp(sharpened), 0.03, 4.0), changed)
+
+
+def hard_edges(log_field: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where a log light field (float32) has a hard edge: a step over EDGE_STEP between 3 x 3
+    neighbours and over EDGE_HEIGHT within the band's window (2 REACH + 1 a side); and that
+    window's lowest and highest levels."""
+    lowest, highest = cv2.erode(log_field, _BAND), cv2.dilate(log_field, _BAND)
+    step = cv2.dilate(log_field, _SQUARE3) - cv2.erode(log_field, _SQUARE3)
+    return (step > EDGE_STEP) & (highest - lowest > EDGE_HEIGHT), lowest, highest
 
 
 def _weighted_average(values: np.ndarray, weights: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -263,20 +263,16 @@ def _reference(log_l: np.ndarray, light: np.ndarray, valid: np.ndarray, pixel_ar
     return _weighted_median(light[usual], pixel_area[usual])
 
 
-_SQUARE3 = np.ones((3, 3), np.uint8)
 _SQUARE5 = np.ones((5, 5), np.uint8)
-_SQUARE9 = np.ones((9, 9), np.uint8)
 
 
 def _hard_steps(log_l: np.ndarray) -> np.ndarray:
     """The grid's cells on the slope of one of the light's hard steps (a sun patch's or a cast
-    shadow's edge), by light_edges' test: a log step over EDGE_STEP between 3 x 3 neighbours and
-    over EDGE_HEIGHT within 9 x 9. The bilateral filter leaves them out of the other cells' means:
-    within its range of both levels, a penumbra drew a sun patch's inside 3-6 % darker and the
-    shade beside it brighter (make quality's floors and walls; docs/quality.md)."""
-    step = cv2.dilate(log_l, _SQUARE3) - cv2.erode(log_l, _SQUARE3)
-    height = cv2.dilate(log_l, _SQUARE9) - cv2.erode(log_l, _SQUARE9)
-    return np.asarray((step > light_edges.EDGE_STEP) & (height > light_edges.EDGE_HEIGHT))
+    shadow's edge), by light_edges' test (light_edges.hard_edges). The bilateral filter leaves them
+    out of the other cells' means: within its range of both levels, a penumbra drew a sun patch's
+    inside 3-6 % darker and the shade beside it brighter (make quality's floors and walls;
+    docs/quality.md)."""
+    return light_edges.hard_edges(log_l)[0]
 
 
 def _without_lines(grey: np.ndarray) -> np.ndarray:
