@@ -17,7 +17,7 @@
 -- is never more than it reserved; a cancelled job pays nothing if it had not started, else its base.
 -- The event's webhook deliveries are queued in the same step (lib/webhooks.lua): an end, once.
 -- include: webhooks
-local function terminal(s) return s == 'SUCCEEDED' or s == 'FAILED' or s == 'CANCELLED' end
+-- include: states
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
 if redis.call('HGET', KEYS[1], 'op') == ARGV[6] then return 'ok' end
