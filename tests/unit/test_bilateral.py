@@ -93,3 +93,18 @@ def test_a_soft_steps_slope_left_apart_no_longer_drags_the_levels_either_side() 
     assert abs((kept - light)[inside].mean()) < 0.005
     near = cv2.dilate(slope.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     np.testing.assert_allclose(kept[near], mean[near], rtol=0, atol=1e-6)  # summed in two parts
+
+
+def test_slivers_and_sparse_weights_give_finite_values() -> None:
+    """Grids a few cells wide, weights on a handful of cells, steps apart everywhere or nowhere:
+    the fit and the steps never divide nothing into a value (no NaN, nothing beyond the values)."""
+    rng = np.random.default_rng(0)
+    for shape in ((8, 8), (9, 31), (64, 3), (300, 2)):
+        for share in (0.001, 0.02, 0.3, 1.0):
+            values = rng.normal(0, 1, shape).astype(np.float32)
+            weights = (rng.random(shape) < share).astype(np.float32)
+            weights.flat[0] = 1
+            for apart in (None, rng.random(shape) < 0.5, np.ones(shape, bool)):
+                out = bilateral(values, weights, 6.0, RANGE, border=True, apart=apart)
+                assert np.isfinite(out).all()
+                assert np.abs(out).max() <= np.abs(values).max() + 1.0
