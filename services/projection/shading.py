@@ -8,9 +8,9 @@ carpet's motif). Two estimates:
 - texture_space (the default): the surface rectified through its plane onto a grid in its own
   metric coordinates (where the old pattern is stationary: every tile the same size), at most
   RASTER_SIDE cells a side, sampled from a pyramid so nothing aliases. There, in log luminance:
-  a 5 x 5 median removes thin joints and grain (lines, where a light's edge is a step); the
-  pattern's period is found from the autocorrelation and its per-phase median (the periodic
-  motif: a carpet's, grout) subtracted; then a bilateral filter two tiles wide but blind to
+  the pattern's period is found from the autocorrelation and its per-phase median (the periodic
+  motif: a carpet's, grout) subtracted; a 5 x 5 median removes what is left of thin joints and
+  grain (lines, where a light's edge is a step); then a bilateral filter two tiles wide but blind to
   steps over ~0.3 (a third brighter) averages the tiles' and blocks' own tones away while the
   light's hard edges, several times brighter or darker, stay sharp (on a plain surface, with no
   tones to average, the filter is shorter, so it keeps the light's own curves). The result is normalised to
@@ -222,8 +222,11 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     log_l: np.ndarray = np.log(sampled + np.float32(1e-4))
     weights = valid.astype(np.float32)
     log_l = np.where(valid, log_l, _normalised_blur(log_l, weights, 8.0)).astype(np.float32)
-    log_l = cv2.medianBlur(log_l, 5)  # joints and grain: thin lines, not steps
+    # The old pattern's periodic part first, thin lines and all: a median before it would break
+    # a motif's lines and edges unevenly (the cells fall on them at every offset), and what it
+    # leaves of them no longer repeats (make quality's carpet: light 30.7 -> 31.1 dB).
     log_l = log_l - _periodic_part(log_l, valid)
+    log_l = cv2.medianBlur(log_l, 5)  # joints and grain: thin lines, not steps
     light = bilateral(log_l, weights, _reach(log_l, weights), _RANGE, border=True, apart=_hard_steps(log_l))
     # The typical light, objects standing on the surface left out.
     reference = _reference(log_l, light, valid, grid.pixel_area)

@@ -124,12 +124,18 @@ def test_the_sun_patch_keeps_a_sharp_edge(tiled_floor: tuple[np.ndarray, np.ndar
     assert rise(estimate(photo, mask, np.eye(3), BLUR)) > sharp + 2
 
 
-def test_a_periodic_motif_is_left_out_in_perspective() -> None:
-    """A carpet's two-tone diamonds seen in perspective: the estimate is rectified through the
-    plane, finds the motif's period and drops it."""
-    albedo = carpet()
-    lit, _ = light()
-    # The surface seen receding: its far edge narrower and higher.
+def lined_carpet(period: int = 28, line: float = 1.6) -> np.ndarray:
+    """Linear albedo: the carpet's motif with a light border line along the lattice's lines, a
+    pixel or two wide either side (as make quality's carpet has)."""
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    s, t = (x + y) / period, (x - y) / period
+    to_line = np.minimum(np.abs(s - np.round(s)), np.abs(t - np.round(t))) * np.float32(period / np.sqrt(2))
+    return np.where(to_line < line, np.float32(0.7), carpet(period)).astype(np.float32)
+
+
+def in_perspective(albedo: np.ndarray, lit: np.ndarray, method: str) -> np.ndarray:
+    """The surface seen receding (its far edge narrower and higher), its light estimated, and
+    brought back to the surface's own frame."""
     quad = np.array([[60, 40], [420, 40], [480, 360], [0, 360]], np.float32)
     square = np.array([[0, 0], [WIDTH, 0], [WIDTH, HEIGHT], [0, HEIGHT]], np.float32)
     warp = cv2.getPerspectiveTransform(square, quad)
@@ -137,16 +143,40 @@ def test_a_periodic_motif_is_left_out_in_perspective() -> None:
     mask = cv2.warpPerspective(np.full((HEIGHT, WIDTH), 255, np.uint8), warp, (WIDTH, HEIGHT))
     mask = cv2.erode(mask, np.ones((5, 5), np.uint8))
     to_plane = np.linalg.inv(warp)
-    field = estimate(photo, mask, to_plane, TEXTURE_SPACE)
-    # Compare in the surface's own frame.
-    flat = cv2.warpPerspective(field, to_plane, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR)
-    inner = np.zeros((HEIGHT, WIDTH), bool)
-    inner[20:-20, 20:-20] = True
-    assert correlation(flat, lit, inner) > 0.9
-    motif = copied(flat, lit, albedo, inner)
+    field = estimate(photo, mask, to_plane, method)
+    return np.asarray(cv2.warpPerspective(field, to_plane, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR))
+
+
+INNER = np.zeros((HEIGHT, WIDTH), bool)
+INNER[20:-20, 20:-20] = True
+
+
+def test_a_periodic_motif_is_left_out_in_perspective() -> None:
+    """A carpet's two-tone diamonds seen in perspective: the estimate is rectified through the
+    plane, finds the motif's period and drops it."""
+    albedo = carpet()
+    lit, _ = light()
+    flat = in_perspective(albedo, lit, TEXTURE_SPACE)
+    assert correlation(flat, lit, INNER) > 0.9
+    motif = copied(flat, lit, albedo, INNER)
     assert abs(motif) < 0.1
-    blurred = cv2.warpPerspective(estimate(photo, mask, to_plane, BLUR), to_plane, (WIDTH, HEIGHT))
-    assert copied(blurred, lit, albedo, inner) > 0.3
+    blurred = in_perspective(albedo, lit, BLUR)
+    assert copied(blurred, lit, albedo, INNER) > 0.3
+
+
+def test_a_motifs_thin_lines_are_left_out_with_it() -> None:
+    """The motif with light border lines: they go with the periodic part, found before the median
+    that takes out thin lines. Were the median first, it would break the lines unevenly (cells
+    fall on them at every offset) and what it left would not repeat: the estimate then carried a
+    tenth of the motif (0.11 in log, rms, away from the sun's edges)."""
+    albedo = lined_carpet()
+    lit, sun = light()
+    flat = in_perspective(albedo, lit, TEXTURE_SPACE)
+    sun_edges = cv2.morphologyEx(sun.view(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    away = INNER & ~cv2.dilate(sun_edges, np.ones((15, 15), np.uint8)).astype(bool)
+    error = np.log(flat[away] / lit[away])
+    assert float(np.sqrt(np.mean((error - np.median(error)) ** 2))) < 0.07
+    assert abs(copied(flat, lit, albedo, away)) < 0.05
 
 
 def lamp() -> np.ndarray:
