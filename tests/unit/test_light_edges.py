@@ -96,9 +96,10 @@ def test_a_spread_sun_edge_on_worn_tiles_comes_back_sharp() -> None:
     assert np.array_equal(out[far], field[far])
 
 
-def test_a_stain_at_the_edge_does_not_take_the_light_beyond_its_levels() -> None:
-    """Dark spots wider than the closing (stains, 9 px) on the sunlit side, right at the edge: the
-    light there stays between the shadow's level and the sun's."""
+def test_a_stain_at_the_edge_does_not_take_the_light_far_beyond_its_levels() -> None:
+    """Dark spots wider than the closing (stains, 9 px; a quarter of the albedo) on the sunlit side,
+    right at the edge: the light there stays between the shadow's level and the sun's, give or take
+    LEVEL_MARGIN."""
     light = sun_light()
     albedo = worn_tiles(np.random.default_rng(9))
     for y in range(60, 240, 30):
@@ -108,8 +109,25 @@ def test_a_stain_at_the_edge_does_not_take_the_light_beyond_its_levels() -> None
     field = spread(light)
     out = sharpened(field, photo)
     window = np.ones((2 * light_edges.REACH + 1,) * 2, np.uint8)
-    assert np.all(np.log(out) >= cv2.erode(np.log(field), window) - 1e-5)
-    assert np.all(np.log(out) <= cv2.dilate(np.log(field), window) + 1e-5)
+    margin = light_edges.LEVEL_MARGIN + 1e-5
+    assert np.all(np.log(out) >= cv2.erode(np.log(field), window) - margin)
+    assert np.all(np.log(out) <= cv2.dilate(np.log(field), window) + margin)
+
+
+def test_a_narrow_shadow_spread_shallow_comes_back_at_its_depth() -> None:
+    """A window bar's shadow inside the sun patch, 8 px wide: spread like the patch's edges, it is a
+    quarter too shallow; the photo has its depth, and the light taken from it may go below the
+    spread field's levels (by up to LEVEL_MARGIN) to reach it."""
+    light = sun_light()
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    bar = (x > 230 + y / 3) & (x < 238 + y / 3) & (y > 70) & (y < 240)
+    light = np.where(bar, light / np.float32(2.5), light).astype(np.float32)
+    photo = photo_of(worn_tiles(np.random.default_rng(5)), light)
+    field = spread(light)
+    out = sharpened(field, photo)
+    core = cv2.erode(bar.view(np.uint8), np.ones((1, 3), np.uint8)).astype(bool)
+    assert float(np.median(np.log(field[core] / light[core]))) > 0.2
+    assert abs(float(np.median(np.log(out[core] / light[core])))) < 0.05
 
 
 def test_a_strong_motif_beside_the_edge_is_not_taken_for_light() -> None:
