@@ -22,6 +22,7 @@ from services.projection.shading import (
     Shading,
     _hard_steps,
     _reference,
+    _without_joints,
     estimate_shading,
     from_model,
 )
@@ -259,6 +260,45 @@ def test_the_hard_steps_are_the_lights_edges_and_not_the_tiles_tones(
     monkeypatch.setattr(shading_module, "bilateral", spy)
     estimate_shading(tiled_floor[0], np.full((HEIGHT, WIDTH), 255, np.uint8), np.eye(3))
     assert any(isinstance(apart, np.ndarray) and apart.any() for apart in handed)
+
+
+def barred_sun_patch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A grid's log light: a sun patch (1.2 above the shade) crossed by a window bar's shadow 5
+    cells wide, spread by a cell's blur, with grain; the light alone, the grid, and the bottom of
+    the bar's shadow (its middle column, away from the patch's ends)."""
+    rows, cols = 120, 160
+    y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    patch = (x > 40) & (x < 130) & (y > 20) & (y < 100)
+    bar = (np.abs(x - 85) < 2.5) & patch
+    light = cv2.GaussianBlur(np.where(patch & ~bar, np.float32(1.2), np.float32(0.0)), (0, 0), 1.0)
+    grain = np.random.default_rng(1).normal(0, 0.03, light.shape).astype(np.float32)
+    return light, (light + grain).astype(np.float32), (x == 85) & (y > 30) & (y < 90)
+
+
+def test_a_narrow_shadow_keeps_its_depth_through_the_median() -> None:
+    """The 5 x 5 median that takes out joints and grain lifts the bottom of a narrow shadow (it takes
+    the value a cell or two up its sides); beside the light's edges the 3 x 3 one is used, which
+    lifts it about half as much. Away from the edges the grain goes as before."""
+    light, log_l, bottom = barred_sun_patch()
+    out = _without_joints(log_l, np.ones(log_l.shape, bool))
+    wide = cv2.medianBlur(log_l, 5)
+    assert float(np.mean((wide - light)[bottom])) > 0.07
+    assert float(np.mean((out - light)[bottom])) < 0.055
+    away = np.zeros(log_l.shape, bool)
+    away[:, :30] = True
+    assert np.array_equal(out[away], wide[away])
+
+
+def test_a_surface_with_strong_thin_lines_keeps_the_wide_median_everywhere() -> None:
+    """Mortar lines two cells wide, half a unit of log brighter: the 3 x 3 median would keep them
+    beside the light's edges, where they would be taken for its structure, so the 5 x 5 is used
+    everywhere."""
+    _, log_l, _ = barred_sun_patch()
+    rows = np.arange(log_l.shape[0])[:, None]
+    mortar = (log_l + np.where(rows % 8 < 2, np.float32(0.5), np.float32(0.0))).astype(np.float32)
+    out = _without_joints(mortar, np.ones(mortar.shape, bool))
+    assert np.array_equal(out, cv2.medianBlur(mortar, 5))
+    assert not np.array_equal(_without_joints(log_l, np.ones(log_l.shape, bool)), cv2.medianBlur(log_l, 5))
 
 
 def test_a_plane_that_cannot_be_rectified_falls_back_to_the_blur() -> None:
