@@ -11,7 +11,7 @@ times an albedo that does not step with it. So within REACH pixels of every hard
 estimate, the light is taken from the photo: its log luminance with thin lines (joints, their
 crossings, light mortar) taken out by a closing and an opening, which keep a step where it is,
 less the albedo beside the band (the photo over the estimate, averaged over the surface just
-outside it), kept between the estimate's levels either side of the edge, or not far beyond them
+outside it, or a little further out where the band fills that window), kept between the estimate's levels either side of the edge, or not far beyond them
 (LEVEL_MARGIN: the grid makes a narrow shadow shallower than the photo shows it). That is only right where
 the old surface is smooth beside the light's step; where its own pattern has strong edges (a
 carpet's motif), the photo's edges in the band are its pattern's as much as the light's. So each
@@ -143,6 +143,13 @@ def _block(
     albedo = photo - log_s
     beside = (surface & ~band).astype(np.float32)
     average, cover = _weighted_average(albedo * beside, beside, _FILL)
+    # Where the band fills that average's whole window (the edges of narrow shadows side by side,
+    # a window's bars), the albedo is averaged over the roughness's wider window instead.
+    bare = cover <= _EPS
+    if bare.any():
+        wide, wide_cover = _weighted_average(albedo * beside, beside, _ROUGH)
+        average = np.where(bare, wide, average)
+        cover = np.where(bare, wide_cover, cover)
     # The surface's roughness: the albedo's mean deviation from that average, beside the band (the
     # blur's rounding can dip below zero).
     rough, _ = _weighted_average(np.abs(albedo - average) * beside, beside, _ROUGH)

@@ -130,6 +130,24 @@ def test_a_narrow_shadow_spread_shallow_comes_back_at_its_depth() -> None:
     assert abs(float(np.median(np.log(out[core] / light[core])))) < 0.05
 
 
+def test_the_shadows_of_a_windows_bars_side_by_side_come_back_at_their_depth() -> None:
+    """Four bars' shadows 8 px wide every 16 px: their bands fill the albedo's usual window, so the
+    albedo is averaged over a wider one, and the shadows come back at their depth (held to the
+    spread field where the usual window was empty, they stayed a tenth too shallow)."""
+    light = sun_light()
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    bars = np.zeros(light.shape, bool)
+    for start in (200, 216, 232, 248):
+        bars |= (x > start + y / 3) & (x < start + 8 + y / 3) & (y > 70) & (y < 240)
+    light = np.where(bars, light / np.float32(2.5), light).astype(np.float32)
+    photo = photo_of(worn_tiles(np.random.default_rng(5)), light)
+    field = spread(light, 2.0)
+    out = sharpened(field, photo)
+    core = cv2.erode(bars.view(np.uint8), np.ones((1, 3), np.uint8)).astype(bool)
+    assert float(np.median(np.log(field[core] / light[core]))) > 0.1
+    assert abs(float(np.median(np.log(out[core] / light[core])))) < 0.03
+
+
 def test_a_strong_motif_beside_the_edge_is_not_taken_for_light() -> None:
     """A carpet's motif steps by 1.6 in log, more than the sun: the photo's edges in the band are
     the motif's as much as the light's, so the spread edge is left as it was."""
