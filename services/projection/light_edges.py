@@ -11,13 +11,14 @@ times an albedo that does not step with it. So within REACH pixels of every hard
 estimate, the light is taken from the photo: its log luminance with thin lines (joints, their
 crossings, light mortar) taken out by a closing and an opening, which keep a step where it is,
 less the albedo beside the band (the photo over the estimate, averaged over the surface just
-outside it, or a little further out where the band fills that window), kept between the estimate's levels either side of the edge, or not far beyond them
-(LEVEL_MARGIN: the grid makes a narrow shadow shallower than the photo shows it). That is only right where
-the old surface is smooth beside the light's step; where its own pattern has strong edges (a
-carpet's motif), the photo's edges in the band are its pattern's as much as the light's. So each
-pixel's correction is weighted by how far the edge's height stands above the surface's roughness
-around it (the albedo's mean deviation from its average, beside the band): in full at RATIO_FULL
-times it, none under RATIO_NONE.
+outside it, or a little further out where the band fills that window), kept between the
+estimate's levels either side of the edge or not far beyond them (LEVEL_MARGIN: the grid makes a
+narrow shadow shallower than the photo shows it). That is only right where the old surface is
+smooth beside the light's step; where its own pattern has strong edges (a carpet's motif), the
+photo's edges in the band are its pattern's as much as the light's. So each pixel's correction is
+weighted by how far the edge's height stands above the surface's roughness around it (the
+albedo's mean deviation from its average, beside the band): in full at RATIO_FULL times it, none
+under RATIO_NONE.
 
 The work is done in blocks of 128 rows by 512 columns, and only where a block has such an edge: a
 photo without hard light edges costs a pass of 3 x 3 minimum and maximum, and one with them a few

@@ -128,8 +128,9 @@ _FOREIGN_ABOVE = np.float32(1.2)
 # ... but a cell taken for dark whose light is within this of the surface's typical (a factor of
 # e^0.5 = 1.65) is the surface in shade beside a bright patch (_reference).
 _NEAR_TYPICAL = np.float32(0.5)
-# A surface with thin lines at the grid's scale: its 3 x 3 and 5 x 5 medians differ by this much on
-# average (log; make quality's old brick 0.12, the carpet 0.06, the rest at most 0.03: _without_joints).
+# A surface with thin lines at the grid's scale: its 3 x 3 and 5 x 5 medians differ by this much
+# on average (log; make quality's old brick 0.12, the carpet 0.06, the rest at most 0.03:
+# _without_joints).
 _THIN_LINES = 0.05
 _LEVELS = 6
 # A mask's pixels whose footprint on the plane is this many times the surface's nearest (its 10th
