@@ -278,7 +278,7 @@ def barred_sun_patch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_a_narrow_shadow_keeps_its_depth_through_the_median() -> None:
     """The 5 x 5 median that takes out joints and grain lifts the bottom of a narrow shadow (it takes
     the value a cell or two up its sides); beside the light's edges the 3 x 3 one is used, which
-    lifts it about half as much. Away from the edges the grain goes as before."""
+    lifts it less (here 0.047 against 0.079). Away from the edges the grain goes as before."""
     light, log_l, bottom = barred_sun_patch()
     out = _without_joints(log_l, np.ones(log_l.shape, bool))
     wide = cv2.medianBlur(log_l, 5)
