@@ -112,7 +112,7 @@ def _render(
     shading = None
     if model_shading is not None:
         try:
-            shading = from_model(model_shading, mask)
+            shading = from_model(model_shading, mask, photo)
         except ValueError as exc:  # the model's fault, not the request's: the classical light instead
             log.warning("the intrinsic model's shading is unusable (%s); using the classical estimate", exc)
     # The composite is written over the decoded photo: no second full-size image.

@@ -648,10 +648,16 @@ def estimate_shading(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarr
     return Shading(shading_field(photo_box, mask_box, sigma), box, BLUR)
 
 
-def from_model(model_shading: np.ndarray, mask: np.ndarray) -> Shading:
+def from_model(model_shading: np.ndarray, mask: np.ndarray, photo_bgr: np.ndarray | None = None) -> Shading:
     """An intrinsic model's shading (H' x W', linear light at any scale, for the whole photo at any
     size) as the estimate over the mask's box: enlarged bilinearly to the photo's pixels and
-    normalised to the surface's typical light (the median over the mask), clipped as the others."""
+    normalised to the surface's typical light (the median over the mask), clipped as the others.
+    With the photo, where a model's pixel is wider than light_edges.REACH photo pixels (a 512 px
+    model for a photo over 2048 px), the light's hard edges, which the enlargement spreads over
+    that width, are sharpened against the photo as the texture-space estimate's are. Enlarged
+    less, they are left as they are: with the true light reduced to 512 x 512 as the model's,
+    sharpening gained 0.65-0.97 dB on make quality's two 12 MP scenes (8 times enlarged) and lost
+    up to 0.64 dB on its 1-1.4 MP ones (2-3 times)."""
     height, width = mask.shape
     box = _box_of(mask)
     if box is None:
@@ -673,5 +679,8 @@ def from_model(model_shading: np.ndarray, mask: np.ndarray) -> Shading:
     typical = float(np.median(surface)) if surface.size else 0.0
     if not (math.isfinite(typical) and typical > 0):
         raise ValueError("the intrinsic model's shading is not positive on the surface")
-    scaled = np.clip(np.nan_to_num(field / np.float32(typical), nan=1.0), 0.03, 4.0)
-    return Shading(scaled.astype(np.float32), box, INTRINSIC)
+    scaled = np.clip(np.nan_to_num(field / np.float32(typical), nan=1.0), 0.03, 4.0).astype(np.float32)
+    if photo_bgr is not None and max(1 / sx, 1 / sy) > light_edges.REACH:
+        mask_box = np.ascontiguousarray(mask[y0 : y0 + h, x0 : x0 + w])
+        light_edges.sharpen(scaled, partial(_luminance_of, photo_bgr[y0 : y0 + h, x0 : x0 + w], 1), mask_box)
+    return Shading(scaled, box, INTRINSIC)

@@ -335,6 +335,31 @@ def test_a_models_shading_is_enlarged_over_the_mask_and_normalised_to_its_typica
         from_model(np.zeros((48, 64), np.float32), mask)
 
 
+def test_a_models_spread_edges_are_sharpened_against_the_photo(
+    tiled_floor: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    """A model's shading at an eighth of the photo's size, enlarged, spreads the sun's edge over
+    several pixels; given the photo, from_model takes the edge sharp from it, as the texture-space
+    estimate does. At half the photo's size the enlargement spreads the edge less than the
+    sharpening would gain, and the photo changes nothing."""
+    photo, _, lit, _ = tiled_floor
+    small = cv2.resize(lit, (WIDTH // 8, HEIGHT // 8), interpolation=cv2.INTER_AREA)
+    mask = np.full((HEIGHT, WIDTH), 255, np.uint8)
+
+    def rise(shading: Shading) -> float:
+        """Pixels from 10 % to 90 % of the step across the patch's left edge (x = 150 + y / 2)."""
+        field = shading.region(0, 0, WIDTH, HEIGHT)
+        return edge_profiles.rise(field, range(120, 280, 7), lambda y: 150 + y // 2, 5)
+
+    spread = from_model(small, mask)
+    sharp = from_model(small, mask, photo)
+    assert sharp.method == INTRINSIC
+    assert rise(spread) >= 6
+    assert rise(sharp) <= 3
+    half = cv2.resize(lit, (WIDTH // 2, HEIGHT // 2), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(from_model(half, mask, photo).field, from_model(half, mask).field)
+
+
 @pytest.mark.parametrize("box", [(7, 5, 301, 203), (0, 0, 300, 200)])
 def test_a_halved_field_enlarges_any_region_as_it_enlarges_whole(box: tuple[int, int, int, int]) -> None:
     x0, y0, w, h = box
