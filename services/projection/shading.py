@@ -681,6 +681,6 @@ def from_model(model_shading: np.ndarray, mask: np.ndarray, photo_bgr: np.ndarra
         raise ValueError("the intrinsic model's shading is not positive on the surface")
     scaled = np.clip(np.nan_to_num(field / np.float32(typical), nan=1.0), 0.03, 4.0).astype(np.float32)
     if photo_bgr is not None and max(1 / sx, 1 / sy) > light_edges.REACH:
-        mask_box = np.ascontiguousarray(mask[y0 : y0 + h, x0 : x0 + w])
-        light_edges.sharpen(scaled, partial(_luminance_of, photo_bgr[y0 : y0 + h, x0 : x0 + w], 1), mask_box)
+        box_of = np.s_[y0 : y0 + h, x0 : x0 + w]
+        light_edges.sharpen(scaled, partial(_luminance_of, photo_bgr[box_of], 1), mask[box_of])
     return Shading(scaled, box, INTRINSIC)
