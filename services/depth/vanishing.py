@@ -325,7 +325,9 @@ def plane_from_lines(
     """The plane of the masked surface from the lines on and around it. A given focal length is
     taken as exact, or, with a focal_tolerance (relative), as known to within it: the lines then
     settle it inside that range where their right angle fixes it (an EXIF's 35 mm equivalent is
-    rounded to a millimetre, 2 % of a phone's 24 mm).
+    rounded to a millimetre, 2 % of a phone's 24 mm), and leave it exactly as given where they
+    cannot tell the focal lengths in the range apart (a far vanishing point: moved by their noise,
+    an exact value only got worse).
 
     Without one, the focal length two finite vanishing points give (f^2 = -(v1 - c).(v2 - c)), or
     else the default, is then treated as known to within SEEDED_TOLERANCE or ASSUMED_TOLERANCE:
@@ -337,7 +339,7 @@ def plane_from_lines(
     halved the error of facades seen with a long lens (docs/quality.md)."""
     lines = _Lines.find(photo_bgr, mask)
     if given_focal is not None:
-        return _fit(lines, default_focal, given_focal, focal_tolerance)[0]
+        return _fit(lines, default_focal, given_focal, focal_tolerance, keep_unless_told=True)[0]
     refusal: NoVanishingPoints | None = None
     free: LinePlane | None = None
     try:
