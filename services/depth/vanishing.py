@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from renderkit import imaging
+from services.depth.subpixel import refine_segments
 
 # Lines are found on a copy at most this large: at 1024 px a 12 MP photo's lines were placed to
 # ~2 photo pixels, which tilted the plane by up to 0.2° and moved the texture by pixels across the
@@ -379,6 +380,7 @@ ASSUMED_TOLERANCE = 0.4
 class _Lines:
     """The segments on and around a surface and their vanishing points, found once per photo."""
 
+    photo: np.ndarray  # BGR, the photo the segments were found in
     width: int
     height: int
     everywhere: np.ndarray  # the photo's segments
@@ -420,7 +422,7 @@ class _Lines:
         centroid = (moments["m10"] / moments["m00"], moments["m01"] / moments["m00"])
         ys, xs = imaging.mask_pixels(mask, step=max(1, round(moments["m00"]) // 4096))
         samples = np.column_stack([xs, ys]).astype(np.float64)
-        return cls(width, height, everywhere, near, points, centroid, samples)
+        return cls(photo_bgr, width, height, everywhere, near, points, centroid, samples)
 
 
 def _fit(
@@ -489,6 +491,17 @@ def _fit(
             pair, segments, scale, centre, given_focal, focal_tolerance, keep_unless_told=keep_unless_told
         )
         if refined is not None:
+            # The pair's own segments placed on the photo's edges (services.depth.subpixel), and the
+            # right angle refitted on them at the focal length settled: the detector's segments
+            # choose the directions and the focal length (placed ones moved it further on biased
+            # lines), the placed ones their tilt.
+            v1, in1, v2, in2 = pair
+            members = in1 | in2
+            placed = segments.copy()
+            placed[members] = refine_segments(lines.photo, segments[members])
+            on_edges = _orthogonal_pair(v1, in1, v2, in2, placed, scale, centre, focal / scale)
+            if on_edges is not None:
+                refined = on_edges[:2]
             again = _plane(*refined, centre, scale, width, height, default_focal, focal, centroid)
             if again is not None:
                 return replace(again, confidence=best.confidence, segments=best.segments), told
