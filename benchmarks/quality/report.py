@@ -23,6 +23,10 @@ from services.projection.texture import texel_transform
 QUAD_MEDIAN_DB, QUAD_WORST_DB, SHADING_DB = 36.0, 33.0, 35.0
 # ... and the masks' from clicks alone and from a box and clicks (the classical path, no model).
 MASK_TARGETS = {"points only": 0.90, "box + points": 0.93}
+# ... and a mask with the EXIF's focal length: the swap's median PSNR, the plane's and the scale's
+# median errors.
+MASK_FOCAL = "mask + focal"
+MASK_FOCAL_DB, PLANE_DEG, SCALE_ERROR = 32.0, 1.0, 0.02
 # Not an estimate: the true shading's luminance, for reading the others (--estimate oracle).
 ORACLE = "oracle"
 
@@ -174,6 +178,18 @@ def report(results: list[SceneResult], estimates: list[str]) -> None:
         (f"quad median PSNR ≥ {QUAD_MEDIAN_DB:.0f} dB", _median(quad) >= QUAD_MEDIAN_DB),
         (f"quad worst PSNR ≥ {QUAD_WORST_DB:.0f} dB", min(quad, default=0.0) >= QUAD_WORST_DB),
         (f"shading estimate median ≥ {SHADING_DB:.0f} dB", _median(light) >= SHADING_DB),
+    ]
+    masked = [r.modes[MASK_FOCAL] for r in results]
+    planes = [m.geometry for m in masked if m.geometry is not None]
+    swaps = [m.swaps[final].psnr for m in masked if m.geometry is not None]
+    checks += [
+        (f"{MASK_FOCAL} median PSNR ≥ {MASK_FOCAL_DB:.0f} dB", bool(swaps) and _median(swaps) >= MASK_FOCAL_DB),
+        (
+            f"{MASK_FOCAL} median plane error ≤ {PLANE_DEG:.0f}° and scale error ≤ {SCALE_ERROR:.0%}",
+            bool(planes)
+            and _median([g.plane_error_deg for g in planes]) <= PLANE_DEG
+            and _median([abs(g.scale_error) for g in planes]) <= SCALE_ERROR,
+        ),
     ]
     for mode, target in MASK_TARGETS.items():  # a mask's IoU is the same whichever light follows
         ious = [g.iou for r in results if (g := r.modes[mode].geometry) is not None]

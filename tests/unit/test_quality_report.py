@@ -32,7 +32,15 @@ def test_unscored_scenes_are_reported_apart_and_left_out_of_the_summary(capsys: 
     summary = out.split("### Summary")[1]
     assert "| quad | 36.50 / 36.50 dB |" in summary
     assert "quad worst PSNR ≥ 33 dB: met" in summary
+    assert "mask + focal median PSNR ≥ 32 dB: met" in summary
+    assert "mask + focal median plane error ≤ 1° and scale error ≤ 2%: met" in summary
     # Counted, the same scene fails the worst-scene target.
     counted = [result(spec, 36.5) for spec in scored] + [result(dataclasses.replace(plain, scored=True), 20.0)]
     report.report(counted, [AUTO])
     assert "quad worst PSNR ≥ 33 dB: NOT met" in capsys.readouterr().out.split("### Summary")[1]
+    # A mask mode below 32 dB in most scenes fails its own target.
+    low = [result(spec, 36.5) for spec in scored]
+    for r in low[:2]:
+        r.modes["mask + focal"].swaps[AUTO] = report.Swap(30.0, 0.8)
+    report.report(low, [AUTO])
+    assert "mask + focal median PSNR ≥ 32 dB: NOT met" in capsys.readouterr().out.split("### Summary")[1]
