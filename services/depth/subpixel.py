@@ -46,6 +46,20 @@ def refine_segments(photo_bgr: np.ndarray, segments: np.ndarray) -> np.ndarray:
     y1 = min(height, int(np.ceil(segments[:, [1, 3]].max() + margin)) + 1)
     if x1 <= x0 or y1 <= y0:
         return segments.copy()
+    if max(x1 - x0, y1 - y0) > _MAX_PART:
+        # cv2.remap reads images under 32,767 px a side (a panorama may be 65,535 wide): the
+        # segments are split across the longer side until each part's box fits; a single segment
+        # longer than that stays as detected.
+        if len(segments) == 1:
+            return segments.astype(np.float64, copy=True)
+        axis = 0 if x1 - x0 >= y1 - y0 else 1
+        middle = (segments[:, axis] + segments[:, axis + 2]) / 2
+        order = np.argsort(middle, kind="stable")
+        half = len(order) // 2
+        refined = np.empty(segments.shape, np.float64)
+        for part in (order[:half], order[half:]):
+            refined[part] = refine_segments(photo_bgr, segments[part])
+        return refined
     # In linear light: the lens blurs the scene's light, so an edge lies where the blurred light
     # changes fastest; in sRGB that place moves towards the dark side by a fraction of the blur.
     grey = srgb_to_linear(cv2.cvtColor(photo_bgr[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)[..., None]).reshape(
@@ -113,6 +127,8 @@ def _read(image: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
 
 
 _BLOCK_ROWS = 16384
+# The largest side of the photo's part read at once (cv2.remap's limit is 32,767).
+_MAX_PART = 32000
 
 
 def _group_medians(values: np.ndarray, groups: np.ndarray, count: int) -> np.ndarray:

@@ -113,5 +113,20 @@ def test_the_stone_claddings_plane_comes_from_its_joints_placed_on_the_photo(mon
     spec = next(s for s in quality_scenes.SPECS if s.name.startswith("facade, stone cladding"))
     scene = quality_scenes.build(spec)
     found = plane_from_lines(scene.photo, quality_modes.user_mask(scene), default_focal=1.0, given_focal=scene.focal)
-    cosine = abs(float(found.normal @ scene.normal)) / float(np.linalg.norm(found.normal) * np.linalg.norm(scene.normal))
+    cosine = abs(float(found.normal @ scene.normal)) / float(
+        np.linalg.norm(found.normal) * np.linalg.norm(scene.normal)
+    )
     assert math.degrees(math.acos(min(1.0, cosine))) < 0.2
+
+
+def test_a_panoramas_segments_are_refined_in_parts_cv2_can_read() -> None:
+    """A photo 34,000 px wide (the gateway takes sides up to 65,535 px): segments at either end are
+    refined in parts under cv2.remap's 32,767 px, and one segment longer than that stays as it was."""
+    width, height = 34_000, 120
+    row = np.full((height, width), 40, np.uint8)
+    row[61:, :] = 200  # an edge between rows 60 and 61: at y = 60.5
+    photo = cv2.cvtColor(row, cv2.COLOR_GRAY2BGR)
+    segments = np.array([[100.0, 61.3, 400.0, 61.3], [33_500.0, 59.8, 33_900.0, 59.8], [50.0, 61.0, 33_950.0, 61.0]])
+    refined = refine_segments(photo, segments)
+    assert np.allclose(refined[:2, [1, 3]], 60.5, atol=0.05)
+    assert np.array_equal(refined[2], segments[2])
