@@ -31,6 +31,10 @@ _STEP_ALONG = 2.0
 # A re-fitted end further than this from the detected one found another edge: the segment stays.
 _MAX_SHIFT = 2.5
 _MIN_SAMPLES = 3
+# cv2.remap reads images and maps under 32,767 px a side: the largest side of the photo's part read
+# at once, and the rows of samples read in one call.
+_MAX_PART = 32000
+_BLOCK_ROWS = 16384
 
 
 def refine_segments(photo_bgr: np.ndarray, segments: np.ndarray) -> np.ndarray:
@@ -124,11 +128,6 @@ def _read(image: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
             borderMode=cv2.BORDER_REPLICATE,
         )
     return out
-
-
-_BLOCK_ROWS = 16384
-# The largest side of the photo's part read at once (cv2.remap's limit is 32,767).
-_MAX_PART = 32000
 
 
 def _group_medians(values: np.ndarray, groups: np.ndarray, count: int) -> np.ndarray:
