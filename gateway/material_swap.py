@@ -43,8 +43,9 @@ def _heif_as_jpeg(data: bytes, max_pixels: int) -> bytes:
 
 
 # Bumped when the plane's estimation changes what it returns for the same inputs (2: the EXIF's
-# focal length is used), so planes cached by an earlier version are not reused.
-PLANE_REVISION = "2"
+# focal length is used; 3: an EXIF value the lines cannot judge, or an exact one, kept as given, and
+# the lines placed on the photo's edges), so planes cached by an earlier version are not reused.
+PLANE_REVISION = "3"
 
 
 def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, version: str) -> str:
@@ -238,6 +239,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             focal_length_px=hints.focal_length_px,
             plane_distance_meters=hints.plane_distance_meters,
             exif_focal_length_px=photo_info.focal_length_px,
+            exif_focal_length_exact=photo_info.focal_length_exact,
         )
 
     def plane_call(request: depth_pb.EstimatePlaneRequest) -> Awaitable[depth_pb.EstimatePlaneResponse]:

@@ -67,7 +67,9 @@ class ImageInfo:
     own turn in its container, which its decoder applies: 1 here).
 
     focal_length_px is the camera's focal length from EXIF in pixels of this image (0: unknown; see
-    exif_focal_px), icc_profile the embedded ICC profile (empty: none, the pixels are sRGB).
+    exif_focal_px), exact when focal_length_exact (from the lens's focal length and the sensor's
+    resolution, not the 35 mm equivalent rounded to a millimetre), icc_profile the embedded ICC
+    profile (empty: none, the pixels are sRGB).
     """
 
     content_type: str
@@ -77,6 +79,7 @@ class ImageInfo:
     has_alpha: bool = False
     focal_length_px: float = 0.0
     icc_profile: bytes = field(default=b"", repr=False, compare=False)
+    focal_length_exact: bool = False
 
     @property
     def pixels(self) -> int:
@@ -114,14 +117,16 @@ def probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
         megapixels = f"{pixels / 1e6:.0f}" if pixels >= 10_000_000 else f"{pixels / 1e6:.1f}"
         limit = f"more than {max_pixels:,} pixels" if pixels > max_pixels else f"a side over {MAX_SIDE:,} px"
         raise ImageError(f"the image is {width}x{height} ({megapixels} MP), {limit}")
+    focal, exact = exif_focal(exif, width, height)
     return ImageInfo(
         content_type,
         width,
         height,
         orientation,
         header.alpha,
-        focal_length_px=exif_focal_px(exif, width, height),
+        focal_length_px=focal,
         icc_profile=header.icc,
+        focal_length_exact=exact,
     )
 
 
@@ -440,7 +445,13 @@ FILM_35MM_DIAGONAL_MM = math.hypot(36.0, 24.0)
 
 def exif_focal_px(exif: Exif, width: int, height: int) -> float:
     """The focal length in pixels of a width x height image (the displayed frame) from its EXIF;
-    0 when EXIF does not give it.
+    0 when EXIF does not give it (see exif_focal)."""
+    return exif_focal(exif, width, height)[0]
+
+
+def exif_focal(exif: Exif, width: int, height: int) -> tuple[float, bool]:
+    """The focal length in pixels of a width x height image (the displayed frame) from its EXIF
+    (0 when EXIF does not give it), and whether it is exact (from the sensor's figures).
 
     FocalLengthIn35mmFilm is read by the diagonal: f_px = f35 x diagonal_px / 43.27 mm, the
     convention cameras and phones compute it by (the crop factor of a sensor is the ratio of the
@@ -461,10 +472,13 @@ def exif_focal_px(exif: Exif, width: int, height: int) -> float:
         taken = max(exif.pixel_dimensions)
         if taken:
             by_sensor *= longer / taken
-    plausible = [f for f in (by_sensor, by_35mm) if f and 0.1 <= f / longer <= 20]
-    if len(plausible) == 2 and abs(by_sensor / by_35mm - 1) > 0.05:
-        return by_35mm  # the sensor's figures disagree: a resized or re-tagged photo
-    return plausible[0] if plausible else 0.0
+    sensor = by_sensor if by_sensor and 0.1 <= by_sensor / longer <= 20 else 0.0
+    rounded = by_35mm if by_35mm and 0.1 <= by_35mm / longer <= 20 else 0.0
+    if sensor and rounded and abs(sensor / rounded - 1) > 0.05:
+        return rounded, False  # the sensor's figures disagree: a resized or re-tagged photo
+    if sensor:
+        return sensor, True
+    return rounded, False
 
 
 def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:

@@ -160,7 +160,8 @@ def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRe
         mask,
         homography.default_focal(width, height),
         given_focal=focal or None,
-        focal_tolerance=EXIF_FOCAL_TOLERANCE if focal_source == "exif" else 0.0,
+        # A 35 mm equivalent is rounded: the lines may settle it. A sensor's figures are exact.
+        focal_tolerance=EXIF_FOCAL_TOLERANCE if focal_source == "exif" and not request.exif_focal_length_exact else 0.0,
     )
     H, side = plane_homography(found.normal, found.focal, width, height, mask, axis=found.axis)
     if not focal:

@@ -97,6 +97,11 @@ def test_the_sensors_focal_length_and_resolution_give_pixels_scaled_to_the_image
     assert imaging.probe(with_exif(plain, big_endian_exif(disagreeing))).focal_length_px == pytest.approx(
         50 * 1000 / FILM_DIAGONAL_MM
     )
+    # Only the sensor's figures make the value exact (the depth stage then does not settle it).
+    assert imaging.probe(with_exif(plain, big_endian_exif(tags))).focal_length_exact
+    assert imaging.probe(with_exif(plain, big_endian_exif(agreeing))).focal_length_exact
+    assert not imaging.probe(with_exif(plain, big_endian_exif(disagreeing))).focal_length_exact
+    assert not imaging.probe(with_exif(plain, big_endian_exif({0xA405: (3, 37)}))).focal_length_exact
 
 
 @pytest.mark.parametrize(
@@ -172,6 +177,19 @@ def test_lines_that_fix_the_focal_length_settle_an_exifs_rounded_value_but_not_a
     assert normal_error(plane, scene.normal, 640, 480) < 0.3
     hinted = lines_plane(scene.photo, mask, depth_pb.EstimatePlaneRequest(width=640, height=480, focal_length_px=off))
     assert (hinted.focal_source, hinted.focal_length_px) == ("hint", off)
+
+
+def test_an_exact_exif_focal_length_is_not_settled_by_the_lines() -> None:
+    """The same turned floor whose lines settle a rounded 35 mm value: told the EXIF's value is the
+    sensor's exact one (as the gateway passes it), the depth stage keeps it as it is."""
+    scene = scenes.camera_scene(scenes.View(60, 35, 20), TILES, TILES, size=(640, 480), supersample=2)
+    mask = (scene.visible_surface * 255).astype(np.uint8)
+    off = scene.focal * 1.02
+    request = depth_pb.EstimatePlaneRequest(
+        width=640, height=480, exif_focal_length_px=off, exif_focal_length_exact=True
+    )
+    plane = lines_plane(scene.photo, mask, request)
+    assert (plane.focal_source, plane.focal_length_px) == ("exif", off)
 
 
 def test_a_quads_rectangle_fixes_the_focal_length_before_the_exif() -> None:
