@@ -67,7 +67,7 @@ class ImageInfo:
     own turn in its container, which its decoder applies: 1 here).
 
     focal_length_px is the camera's focal length from EXIF in pixels of this image (0: unknown; see
-    exif_focal_px), exact when focal_length_exact (from the lens's focal length and the sensor's
+    exif_focal), exact when focal_length_exact (from the lens's focal length and the sensor's
     resolution, not the 35 mm equivalent rounded to a millimetre), icc_profile the embedded ICC
     profile (empty: none, the pixels are sRGB).
     """
@@ -441,12 +441,6 @@ def _read_exif(tiff: bytes) -> Exif:
 
 # The 35 mm frame's diagonal, which FocalLengthIn35mmFilm is defined against (below).
 FILM_35MM_DIAGONAL_MM = math.hypot(36.0, 24.0)
-
-
-def exif_focal_px(exif: Exif, width: int, height: int) -> float:
-    """The focal length in pixels of a width x height image (the displayed frame) from its EXIF;
-    0 when EXIF does not give it (see exif_focal)."""
-    return exif_focal(exif, width, height)[0]
 
 
 def exif_focal(exif: Exif, width: int, height: int) -> tuple[float, bool]:
