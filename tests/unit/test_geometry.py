@@ -4,9 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.quality import materials as quality_materials
 from benchmarks.quality import modes as quality_modes
-from benchmarks.quality import scenes as quality_scenes
 from devstack import scenes
 from renderkit import homography
 from renderkit.scale import tiling_from_repeats, tiling_from_sizes
@@ -19,6 +17,7 @@ from services.depth.vanishing import (
     line_segments,
     plane_from_lines,
 )
+from tests.quality_scenes import quality_scene
 
 
 def project(K: np.ndarray, R: np.ndarray, t: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -263,10 +262,7 @@ def test_without_a_focal_length_the_lines_settle_the_default_and_find_the_plane(
     the default focal length, taken as known within 40 % and settled by the lines, finds both.
     (The new material, which the plane does not see, is planks here: make quality's come from
     scikit-image, which only `make quality` installs.)"""
-    planks = quality_materials.Swatch("planks", scenes.plank_texture(256), (1.0, 1.0))
-    monkeypatch.setattr(quality_materials, "swatch", lambda _: planks)
-    spec = next(s for s in quality_scenes.SPECS if s.name.startswith(name))
-    scene = quality_scenes.build(spec)
+    scene = quality_scene(name, monkeypatch)
     found = plane_from_lines(
         scene.photo, quality_modes.user_mask(scene), default_focal=homography.default_focal(scene.width, scene.height)
     )
@@ -283,10 +279,7 @@ def test_an_exif_focal_length_moves_only_where_the_lines_tell_focal_lengths_apar
     by 0.16 %, which the metric scale turned into 0.4 px of drift at the median pixel and 3.8 dB.
     A floor in perspective, whose two finite vanishing points do fix it, still settles a value
     rounded 1.5 % off to within 0.1 %."""
-    planks = quality_materials.Swatch("planks", scenes.plank_texture(256), (1.0, 1.0))
-    monkeypatch.setattr(quality_materials, "swatch", lambda _: planks)
-    spec = next(s for s in quality_scenes.SPECS if s.name.startswith("facade, old brick"))
-    scene = quality_scenes.build(spec)
+    scene = quality_scene("facade, old brick", monkeypatch)
     found = plane_from_lines(
         scene.photo,
         quality_modes.user_mask(scene),

@@ -6,12 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.quality import materials as quality_materials
 from benchmarks.quality import modes as quality_modes
-from benchmarks.quality import scenes as quality_scenes
-from devstack import scenes
 from services.depth.subpixel import refine_segments
 from services.depth.vanishing import plane_from_lines
+from tests.quality_scenes import quality_scene
 
 SIZE = 240
 
@@ -108,10 +106,7 @@ def test_the_stone_claddings_plane_comes_from_its_joints_placed_on_the_photo(mon
     """make quality's stone cladding, seen looking up 14° with its courses nearly parallel: the
     detector's segments put the far vanishing point, and so the plane, 1.6° off with the camera
     known; placed on the photo's edges in linear light, within 0.2°."""
-    planks = quality_materials.Swatch("planks", scenes.plank_texture(256), (1.0, 1.0))
-    monkeypatch.setattr(quality_materials, "swatch", lambda _: planks)
-    spec = next(s for s in quality_scenes.SPECS if s.name.startswith("facade, stone cladding"))
-    scene = quality_scenes.build(spec)
+    scene = quality_scene("facade, stone cladding", monkeypatch)
     found = plane_from_lines(scene.photo, quality_modes.user_mask(scene), default_focal=1.0, given_focal=scene.focal)
     cosine = abs(float(found.normal @ scene.normal)) / float(
         np.linalg.norm(found.normal) * np.linalg.norm(scene.normal)
