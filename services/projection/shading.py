@@ -14,7 +14,9 @@ carpet's motif). Two estimates:
   bar's narrow shadow keeps its depth); then a bilateral filter two tiles wide but blind to
   steps over ~0.3 (a third brighter) averages the tiles' and blocks' own tones away while the
   light's hard edges, several times brighter or darker, stay sharp (on a plain surface, with no
-  tones to average, the filter is shorter, so it keeps the light's own curves). The result is normalised to
+  tones to average, the filter is shorter, so it keeps the light's own curves). Elements longer
+  than its reach (planks, laid in courses) keep their tones through it: those are found from the
+  courses' joints, taken out and the light filtered again (elements.py). The result is normalised to
   the surface's typical light (the median over the photo's pixels, objects standing on the
   surface left out) and warped back to the photo. Near the camera a cell spans several pixels, so
   the light's hard edges come back spread; they are sharpened against the photo (light_edges).
@@ -37,7 +39,7 @@ import cv2
 import numpy as np
 
 from renderkit.imaging import srgb_to_linear
-from services.projection import light_edges
+from services.projection import elements, light_edges
 from services.projection.bilateral import bilateral
 
 _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], np.float32)
@@ -231,8 +233,17 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     # a motif's lines and edges unevenly (the cells fall on them at every offset), and what it
     # leaves of them no longer repeats (make quality's carpet: light 30.7 -> 31.1 dB).
     log_l = log_l - _periodic_part(log_l, valid)
-    log_l = _without_joints(log_l, valid)
-    light = bilateral(log_l, weights, _reach(log_l, weights), _RANGE, border=True, apart=_hard_steps(log_l))
+    wide = np.asarray(cv2.medianBlur(log_l, 5))
+    laid = elements.find(log_l, wide, valid)
+    log_l = _without_joints(log_l, valid, wide)
+    reach, steps = _reach(log_l, weights), _hard_steps(log_l)
+    light = bilateral(log_l, weights, reach, _RANGE, border=True, apart=steps)
+    # Elements longer than the filter's reach (planks) keep their tones through it: where they spread
+    # as a laid material's do, they are taken out and the light filtered again (elements.py).
+    own = None if laid is None else elements.tones(log_l, light, laid, reach)
+    if own is not None:
+        log_l = log_l - own
+        light = bilateral(log_l, weights, reach, _RANGE, border=True, apart=steps)
     # The typical light, objects standing on the surface left out.
     reference = _reference(log_l, light, valid, grid.pixel_area)
     shading = np.clip(np.exp(light - np.float32(reference)), 0.03, 4.0).astype(np.float32)
@@ -275,15 +286,16 @@ _SQUARE3 = np.ones((3, 3), np.uint8)
 _SQUARE5 = np.ones((5, 5), np.uint8)
 
 
-def _without_joints(log_l: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def _without_joints(log_l: np.ndarray, valid: np.ndarray, wide: np.ndarray | None = None) -> np.ndarray:
     """The grid with its thin joints and grain taken out (lines, where a light's edge is a step):
     a 5 x 5 median, but a 3 x 3 one on and beside the light's hard edges. The 5 x 5 also flattens
     a narrow feature of the light: at the bottom of a window bar's shadow a few cells wide it takes
     the value a cell or two up its sides (make quality's walls: 10-25 % too shallow). Where the
     surface has strong thin lines at the grid's scale (mortar; the two medians then differ by
     over _THIN_LINES on average), the 3 x 3 would keep them beside the edges, and the 5 x 5 is
-    kept everywhere."""
-    wide = np.asarray(cv2.medianBlur(log_l, 5))
+    kept everywhere. `wide` is the 5 x 5 median when the caller has it already."""
+    if wide is None:
+        wide = np.asarray(cv2.medianBlur(log_l, 5))
     narrow = np.asarray(cv2.medianBlur(log_l, 3))
     if not valid.any() or float(np.mean(np.abs(narrow - wide)[valid])) > _THIN_LINES:
         return wide
@@ -473,24 +485,13 @@ def _periodic_part(log_l: np.ndarray, valid: np.ndarray) -> np.ndarray:
     # The pattern must predict itself: learnt on half the surface (alternate 32-cell blocks), it
     # must explain a good share of the other half's detail, which a light's structure would not.
     block = (gy.astype(np.int64) // 32 + gx.astype(np.int64) // 32) % 2 == 0
-    learnt = _phase_means(detail[valid & block], phase[valid & block], n1 * n2)
+    learnt = elements.robust_means(detail[valid & block], phase[valid & block], n1 * n2).astype(np.float32)
     held = valid & ~block
     residual = detail[held] - learnt[phase[held]]
     if held.sum() < 100 or float(np.var(residual)) > (1 - _PERIOD_EXPLAINS) * float(np.var(detail[held])):
         return np.zeros_like(log_l)
-    part = _phase_means(detail[valid], phase[valid], n1 * n2)[phase]
+    part = elements.robust_means(detail[valid], phase[valid], n1 * n2).astype(np.float32)[phase]
     return np.asarray(part - np.median(part[valid]), np.float32)
-
-
-def _phase_means(values: np.ndarray, keys: np.ndarray, bins: int) -> np.ndarray:
-    """Per-phase robust means: the mean, then the mean of the values near it (a light's edge or an
-    object crossing some periods of the pattern is a minority of each phase)."""
-    count = np.maximum(np.bincount(keys, minlength=bins), 1)
-    means = np.bincount(keys, values, bins) / count
-    spread = np.bincount(keys, np.abs(values - means[keys]), bins) / count
-    near = np.abs(values - means[keys]) < 2.0 * spread[keys] + 1e-3
-    kept = np.maximum(np.bincount(keys[near], minlength=bins), 1)
-    return (np.bincount(keys[near], values[near], bins) / kept).astype(np.float32)
 
 
 def _lattice(detail: np.ndarray, weights: np.ndarray) -> np.ndarray | None:

@@ -1,0 +1,191 @@
+"""The old pattern's elements (planks, long blocks) and their own tones, on the rectified grid.
+
+The light's bilateral filter (shading.py) averages a tile's or a block's tone away because its
+reach spans several of them. A plank is longer: 0.6-1.6 m against a reach of about 0.25 m, so
+along it there is nothing else to average with, and each plank's tone stays in the light as a
+streak as long as the plank (make quality's wood floor: most of its light's error). A bond laid in
+courses shows its structure on the grid: the joints between courses are straight lines repeating
+across them, and each element's ends are short joints across its course. Found from that
+structure (not from a threshold on each cell, which a wood's grain passes as readily as its
+joints), each element long enough to escape the filter gets an offset: the robust mean of the
+grid less the filter's light over it. Only where those offsets spread like the tones of a laid
+material are they taken out; below that they are noise and the light's own detail (another
+renderer's planks, whose tones the filter already averages, and every tiled scene of make
+quality but the 12 MP one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+
+import cv2
+import numpy as np
+
+# A course repeats with this strength at least (the autocorrelation of the line response's profile
+# across the courses, 1 at lag 0), and at least this many cells apart (a course's ends are found
+# from its interior, which then has a few rows).
+_COURSE_STRENGTH = 0.3
+_MIN_COURSE = 8
+# The profile is detrended by a box this many cells long (the light's own variation across courses).
+_DETREND = 31
+# An element's end: the line response over the course's rows this many robust deviations above its
+# median.
+_END_DEVIATIONS = 3.0
+# Elements whose tones are taken out: this many cells at least, and at least this many of the
+# filter's reaches long along the course (shorter ones the filter averages itself).
+_MIN_CELLS = 30
+_MIN_REACHES = 2.0
+# The offsets are taken out only when they spread this much (log, robust deviation): the planks of
+# make quality's wood 0.065 and its 12 MP tiles 0.034; its other floors and walls 0.015 at most,
+# another renderer's 28 views 0.011 at most.
+_MIN_SPREAD = 0.025
+# A joint between two elements takes its neighbours' offsets, averaged over this Gaussian (cells).
+_JOINT_FILL = 1.5
+
+
+@dataclass(frozen=True)
+class Elements:
+    """A bond's elements on the grid: labels (0 on joints and off the surface, 1.. per element)
+    and each element's length along its course (cells; index 0 unused)."""
+
+    labels: np.ndarray  # int32, the grid's shape
+    lengths: np.ndarray  # int64
+
+
+def find(log_l: np.ndarray, smoothed: np.ndarray, valid: np.ndarray) -> Elements | None:
+    """The elements of a pattern laid in courses along the grid's rows or columns, from the grid's
+    log luminance and its 5 x 5 median (thin dark lines are where the median is above the grid),
+    or None when neither axis shows courses."""
+    lines = np.where(valid, smoothed - log_l, np.float32(0)).astype(np.float32)
+    best: tuple[float, Elements] | None = None
+    for along in (1, 0):
+        # Courses along the rows: the profile runs down the rows. For the columns, transposed.
+        response = lines if along == 1 else np.ascontiguousarray(lines.T)
+        inside = valid if along == 1 else np.ascontiguousarray(valid.T)
+        found = _courses(response, inside)
+        if found is None:
+            continue
+        strength, labels, lengths = found
+        if best is None or strength > best[0]:
+            best = (strength, Elements(labels if along == 1 else np.ascontiguousarray(labels.T), lengths))
+    return None if best is None else best[1]
+
+
+def tones(values: np.ndarray, light: np.ndarray, elements: Elements, reach: float) -> np.ndarray | None:
+    """The elements' own tones as a field over the grid (log, centred on the typical element; joints
+    take their neighbours'), for the values the filter made `light` of with this reach; None when
+    the tones do not spread as a laid material's do (_MIN_SPREAD)."""
+    labels = elements.labels
+    count = elements.lengths.size
+    cells = np.bincount(labels.ravel(), minlength=count)
+    used = (cells >= _MIN_CELLS) & (elements.lengths >= _MIN_REACHES * reach)
+    used[0] = False
+    if not used.any():
+        return None
+    inside = used[labels]
+    offsets = robust_means((values - light)[inside].astype(np.float64), labels[inside], count)
+    spread = 1.4826 * float(np.median(np.abs(offsets[used] - np.median(offsets[used]))))
+    if spread < _MIN_SPREAD:
+        return None
+    # Centred on the typical cell's element (the median weighted by cells), so the joints and the
+    # elements left as they are keep their level beside them.
+    order = np.flatnonzero(used)[np.argsort(offsets[used], kind="stable")]
+    typical = offsets[order[np.searchsorted(np.cumsum(cells[order]), cells[order].sum() / 2)]]
+    offsets = np.where(used, offsets - typical, 0.0).astype(np.float32)
+    field = offsets[labels]
+    weight = used[labels].astype(np.float32)
+    total = cv2.GaussianBlur(weight, (0, 0), _JOINT_FILL)
+    beside = cv2.GaussianBlur(field * weight, (0, 0), _JOINT_FILL) / np.maximum(total, np.float32(1e-6))
+    return np.where(weight > 0, field, np.where(total > 0.05, beside, np.float32(0))).astype(np.float32)
+
+
+def _courses(lines: np.ndarray, valid: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """Courses along the rows of a line response: how strongly they repeat, the elements' labels
+    and their lengths along the rows, or None."""
+    rows, cols = lines.shape
+    across = valid.sum(axis=1)
+    profile = np.where(across > 0, (lines * valid).sum(axis=1) / np.maximum(across, 1), 0.0)
+    period, strength = _period(profile)
+    if period < _MIN_COURSE or strength < _COURSE_STRENGTH:
+        return None
+    labels = np.zeros((rows, cols), np.int32)
+    lengths = [0]
+    joints = _peaks_apart(profile, 0.6 * period)
+    for above, below in pairwise(joints):
+        top, bottom = above + 2, below - 1  # the course's rows clear of its joints
+        if bottom - top < 2:
+            continue
+        inside = valid[top:bottom]
+        rows_here = inside.sum(axis=0)
+        present = rows_here > 0
+        if not present.any():
+            continue
+        along = np.where(present, (lines[top:bottom] * inside).sum(axis=0) / np.maximum(rows_here, 1), 0.0)
+        median = float(np.median(along[present]))
+        deviation = max(1.4826 * float(np.median(np.abs(along[present] - median))), 1e-4)
+        ends = _local_peaks(along) & (along > median + _END_DEVIATIONS * deviation)
+        bounds = [-2, *np.flatnonzero(ends).tolist(), cols + 1]
+        for start, stop in pairwise(bounds):
+            left, right = max(0, start + 2), min(cols, stop - 1)
+            if right - left < 2:
+                continue
+            cells = inside[:, left:right]
+            columns = np.flatnonzero(cells.any(axis=0))
+            if columns.size == 0:
+                continue
+            labels[top:bottom, left:right] = np.where(cells, len(lengths), 0)
+            lengths.append(int(columns[-1] - columns[0]) + 1)
+    return strength, labels, np.array(lengths, np.int64)
+
+
+def _period(profile: np.ndarray) -> tuple[int, float]:
+    """The profile's period (cells) and the strength of its autocorrelation there: the shortest lag
+    whose peak is within 0.8 of the strongest (a multiple of the period peaks as high), or (0, 0)."""
+    n = profile.size
+    detrended = profile - np.convolve(profile, np.ones(_DETREND) / _DETREND, mode="same")
+    spectrum = np.fft.rfft(detrended, 2 * n)
+    correlation = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
+    if correlation[0] <= 1e-12:
+        return 0, 0.0
+    correlation = correlation / correlation[0]
+    lags = [
+        lag
+        for lag in range(4, n // 4)
+        if correlation[lag] > correlation[lag - 1] and correlation[lag] >= correlation[lag + 1] and correlation[lag] > 0
+    ]
+    if not lags:
+        return 0, 0.0
+    top = max(float(correlation[lag]) for lag in lags)
+    period = min(lag for lag in lags if correlation[lag] >= 0.8 * top)
+    return period, float(correlation[period])
+
+
+def _peaks_apart(profile: np.ndarray, spacing: float) -> list[int]:
+    """The profile's positive local peaks, strongest first, each at least `spacing` from those
+    kept, in order: the joints between courses, one per course however the period rounds."""
+    candidates = np.flatnonzero(_local_peaks(profile) & (profile > 0))
+    kept: list[int] = []
+    for i in candidates[np.argsort(-profile[candidates], kind="stable")].tolist():
+        if all(abs(i - j) >= spacing for j in kept):
+            kept.append(i)
+    return sorted(kept)
+
+
+def _local_peaks(values: np.ndarray) -> np.ndarray:
+    """Where a 1-D array is at least both its neighbours (its ends compared with one)."""
+    before = np.concatenate([[-np.inf], values[:-1]])
+    after = np.concatenate([values[1:], [-np.inf]])
+    return np.asarray((values >= before) & (values >= after))
+
+
+def robust_means(values: np.ndarray, keys: np.ndarray, bins: int) -> np.ndarray:
+    """Per-key robust means (float64): the mean, then the mean of the values within twice the mean
+    absolute deviation of it (a light's edge, or an object, crossing a minority of a key's values:
+    an element's cells here, a pattern's phase in shading._periodic_part)."""
+    count = np.maximum(np.bincount(keys, minlength=bins), 1)
+    means = np.bincount(keys, values, bins) / count
+    spread = np.bincount(keys, np.abs(values - means[keys]), bins) / count
+    near = np.abs(values - means[keys]) < 2.0 * spread[keys] + 1e-3
+    kept = np.maximum(np.bincount(keys[near], minlength=bins), 1)
+    return np.asarray(np.bincount(keys[near], values[near], bins) / kept)

@@ -1,0 +1,155 @@
+"""A laid material's elements on the rectified grid, and their tones taken out of the light.
+
+A synthetic plank floor seen head-on (so the grid is the photo's pixels): courses 24 px high of
+planks 150-400 px long, each its own tone, with long grain and thin dark joints, under a window's
+falloff and a sun patch. The planks are longer than the light's filter reaches, so without the
+elements' tones the estimate keeps each plank's tone as a streak; the tests check the elements
+are the planks, that their tones come out, and that nothing is taken out where the tones do not
+spread as a laid material's do or where there are no courses.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from services.projection import elements
+from services.projection import shading as shading_module
+from services.projection.bilateral import bilateral
+from services.projection.shading import estimate_shading
+from tests.unit.test_projection_shading import HEIGHT, WIDTH, copied, light, photograph
+
+COURSE = 24
+
+
+def planks(rng: np.random.Generator, tone_sd: float = 0.12) -> tuple[np.ndarray, np.ndarray]:
+    """Linear albedo (H x W) of planks along the rows, and each pixel's plank (-1 on joints)."""
+    albedo = np.empty((HEIGHT, WIDTH), np.float32)
+    which = np.full((HEIGHT, WIDTH), -1, np.int32)
+    # Grain: streaks long along the planks, fine across them.
+    noise = np.asarray(cv2.GaussianBlur(rng.normal(0, 1, (HEIGHT, WIDTH)).astype(np.float32), (0, 0), 40, sigmaY=0.8))
+    grain = noise * np.float32(0.06 / max(float(noise.std()), 1e-6))
+    count = 0
+    for top in range(0, HEIGHT, COURSE):
+        x = -int(rng.uniform(0, 400))
+        while x < WIDTH:
+            length = int(rng.uniform(150, 400))
+            left, right = max(0, x), min(WIDTH, x + length)
+            if right > left:
+                tone = float(np.clip(rng.normal(1.0, tone_sd), 0.5, 1.6))
+                albedo[top : top + COURSE, left:right] = 0.35 * tone
+                which[top : top + COURSE, left:right] = count
+                count += 1
+            x += length
+            if 0 <= x < WIDTH:  # the plank's end joint
+                albedo[top : top + COURSE, x : x + 2] = 0.08
+                which[top : top + COURSE, x : x + 2] = -1
+        albedo[top : top + 2] = 0.08  # the joint between courses
+        which[top : top + 2] = -1
+    return (albedo * np.exp(grain)).astype(np.float32), which
+
+
+@pytest.fixture(scope="module")
+def plank_floor() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    albedo, which = planks(np.random.default_rng(11))
+    lit, _ = light()
+    return photograph(albedo, lit), albedo, lit, which
+
+
+def grid_of(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The log luminance as the estimate's grid holds it head-on (a cell a pixel) and its median."""
+    grey = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
+    linear = shading_module._LINEAR[grey]
+    log_l = np.log(linear + np.float32(1e-4)).astype(np.float32)
+    return log_l, np.asarray(cv2.medianBlur(log_l, 5))
+
+
+def test_the_elements_found_are_the_planks(plank_floor: tuple[np.ndarray, ...]) -> None:
+    photo, _, _, which = plank_floor
+    log_l, wide = grid_of(photo)
+    found = elements.find(log_l, wide, np.ones(log_l.shape, bool))
+    assert found is not None
+    labels = found.labels
+    # Each element lies within one plank.
+    purity = []
+    for label in range(1, found.lengths.size):
+        planks_here = which[labels == label]
+        planks_here = planks_here[planks_here >= 0]
+        if planks_here.size:
+            purity.append(np.bincount(planks_here).max() / planks_here.size)
+    assert len(purity) >= 0.8 * (which.max() + 1)
+    assert np.median(purity) == 1.0
+    assert np.mean(np.array(purity) > 0.95) > 0.9
+    # And its length along the course is the plank's, as far as the photo shows it.
+    long_ones = found.lengths[1:][found.lengths[1:] >= 100]
+    assert long_ones.size > 0.5 * (found.lengths.size - 1)
+
+
+def test_the_planks_tones_come_out_of_the_light(plank_floor: tuple[np.ndarray, ...]) -> None:
+    photo, albedo, lit, which = plank_floor
+    mask = np.full((HEIGHT, WIDTH), 255, np.uint8)
+    inner = np.zeros((HEIGHT, WIDTH), bool)
+    inner[8:-8, 8:-8] = True
+    on_planks = inner & (which >= 0)
+    with_tones = estimate_shading(photo, mask, np.eye(3)).region(0, 0, WIDTH, HEIGHT)
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(elements, "find", lambda *_: None)
+    try:
+        before = estimate_shading(photo, mask, np.eye(3)).region(0, 0, WIDTH, HEIGHT)
+    finally:
+        monkeypatch.undo()
+    # Without the elements the planks' tones stay in the light; with them, less of them (what is
+    # left is mostly the grain, and the planks cut short by the photo's edges).
+    assert copied(before, lit, albedo, on_planks) > 0.3
+    assert copied(with_tones, lit, albedo, on_planks) < 0.7 * copied(before, lit, albedo, on_planks)
+
+    def error(field: np.ndarray) -> float:
+        e = np.log(field / lit)[on_planks]
+        return float(np.sqrt(np.mean((e - e.mean()) ** 2)))
+
+    assert error(with_tones) < 0.85 * error(before)
+
+
+def test_tones_that_do_not_spread_are_left_in(plank_floor: tuple[np.ndarray, ...]) -> None:
+    albedo, _ = planks(np.random.default_rng(11), tone_sd=0.01)
+    lit, _ = light()
+    log_l, wide = grid_of(photograph(albedo, lit))
+    valid = np.ones(log_l.shape, bool)
+    found = elements.find(log_l, wide, valid)
+    assert found is not None  # the courses are there, the tones are not
+    weights = valid.astype(np.float32)
+    smoothed = bilateral(wide, weights, 24.0, shading_module._RANGE, border=True)
+    assert elements.tones(wide, smoothed, found, 24.0) is None
+    # The same planks with their tones: taken out.
+    log_l, wide = grid_of(plank_floor[0])
+    found = elements.find(log_l, wide, valid)
+    assert found is not None
+    smoothed = bilateral(wide, weights, 24.0, shading_module._RANGE, border=True)
+    own = elements.tones(wide, smoothed, found, 24.0)
+    assert own is not None
+    which = plank_floor[3]
+    tone = np.log(plank_floor[1])
+    on = which >= 0
+    assert np.corrcoef(own[on], tone[on])[0, 1] > 0.7
+
+
+def test_elements_shorter_than_two_reaches_are_left_to_the_filter(plank_floor: tuple[np.ndarray, ...]) -> None:
+    log_l, wide = grid_of(plank_floor[0])
+    valid = np.ones(log_l.shape, bool)
+    found = elements.find(log_l, wide, valid)
+    assert found is not None
+    smoothed = bilateral(wide, valid.astype(np.float32), 24.0, shading_module._RANGE, border=True)
+    # A reach of 250 cells: no plank is two reaches long.
+    assert elements.tones(wide, smoothed, found, 250.0) is None
+
+
+@pytest.mark.parametrize("surface", ["noise", "tiles"])
+def test_no_courses_no_elements(surface: str) -> None:
+    rng = np.random.default_rng(5)
+    if surface == "noise":
+        log_l = rng.normal(-1.0, 0.1, (HEIGHT, WIDTH)).astype(np.float32)
+    else:  # square tiles: courses both ways, their period under the shortest course
+        y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
+        log_l = np.where((y % 6 < 1) | (x % 6 < 1), np.float32(-2.0), np.float32(-1.0)).astype(np.float32)
+    assert elements.find(log_l, np.asarray(cv2.medianBlur(log_l, 5)), np.ones(log_l.shape, bool)) is None
