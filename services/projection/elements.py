@@ -143,6 +143,8 @@ def _period(profile: np.ndarray) -> tuple[int, float]:
     """The profile's period (cells) and the strength of its autocorrelation there: the shortest lag
     whose peak is within 0.8 of the strongest (a multiple of the period peaks as high), or (0, 0)."""
     n = profile.size
+    if n <= 4 * _MIN_COURSE:  # no course of _MIN_COURSE cells repeats four times
+        return 0, 0.0
     detrended = profile - np.convolve(profile, np.ones(_DETREND) / _DETREND, mode="same")
     spectrum = np.fft.rfft(detrended, 2 * n)
     correlation = np.fft.irfft(spectrum * np.conj(spectrum))[:n]

@@ -153,3 +153,16 @@ def test_no_courses_no_elements(surface: str) -> None:
         y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
         log_l = np.where((y % 6 < 1) | (x % 6 < 1), np.float32(-2.0), np.float32(-1.0)).astype(np.float32)
     assert elements.find(log_l, np.asarray(cv2.medianBlur(log_l, 5)), np.ones(log_l.shape, bool)) is None
+
+
+@pytest.mark.parametrize(
+    ("shape", "found"), [((8, 8), False), ((20, 300), False), ((33, 33), False), ((300, 20), True)]
+)
+def test_courses_need_room_for_four_of_them(shape: tuple[int, int], found: bool) -> None:
+    """Lines every 9 rows: courses where the grid has rows for four of them (a profile shorter than
+    the detrending box once failed to broadcast), none otherwise."""
+    rng = np.random.default_rng(2)
+    log_l = rng.normal(-1.0, 0.1, shape).astype(np.float32)
+    log_l[::9] -= 0.5
+    laid = elements.find(log_l, np.asarray(cv2.medianBlur(log_l, 5)), np.ones(shape, bool))
+    assert (laid is not None) == found
