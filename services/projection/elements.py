@@ -8,10 +8,10 @@ courses shows its structure on the grid: the joints between courses are straight
 across them, and each element's ends are short joints across its course. Found from that
 structure (not from a threshold on each cell, which a wood's grain passes as readily as its
 joints), each element long enough to escape the filter gets an offset: the robust mean of the
-grid less the filter's light over it. Only where those offsets spread like the tones of a laid
-material are they taken out; below that they are noise and the light's own detail (another
-renderer's planks, whose tones the filter already averages, and every tiled scene of make
-quality but the 12 MP one).
+grid less the filter's light over it. Only where enough elements are that long, and their offsets
+spread like the tones of a laid material, are they taken out; below that they are noise and the
+light's own detail (another renderer's planks, whose tones the filter already averages, and make
+quality's tiled scenes but the 12 MP one).
 """
 
 from __future__ import annotations
@@ -36,9 +36,11 @@ _END_DEVIATIONS = 3.0
 # filter's reaches long along the course (shorter ones the filter averages itself).
 _MIN_CELLS = 30
 _MIN_REACHES = 2.0
-# The offsets are taken out only when they spread this much (log, robust deviation): the planks of
-# make quality's wood 0.065 and its 12 MP tiles 0.034; its other floors and walls 0.015 at most,
-# another renderer's 28 views 0.011 at most.
+# The offsets are taken out only when at least this many elements are long enough to tell how they
+# spread, and they spread this much (log, robust deviation): the planks of make quality's wood
+# 0.065 and its 12 MP tiles 0.034; its other floors and walls 0.015 at most (the worn tiles have
+# two elements long enough), another renderer's 28 views 0.011 at most.
+_MIN_ELEMENTS = 8
 _MIN_SPREAD = 0.025
 # A joint between two elements takes its neighbours' offsets, averaged over this Gaussian (cells).
 _JOINT_FILL = 1.5
@@ -81,7 +83,7 @@ def tones(values: np.ndarray, light: np.ndarray, elements: Elements, reach: floa
     cells = np.bincount(labels.ravel(), minlength=count)
     used = (cells >= _MIN_CELLS) & (elements.lengths >= _MIN_REACHES * reach)
     used[0] = False
-    if not used.any():
+    if np.count_nonzero(used) < _MIN_ELEMENTS:
         return None
     inside = used[labels]
     offsets = robust_means((values - light)[inside].astype(np.float64), labels[inside], count)

@@ -142,6 +142,10 @@ def test_elements_shorter_than_two_reaches_are_left_to_the_filter(plank_floor: t
     smoothed = bilateral(wide, valid.astype(np.float32), 24.0, shading_module._RANGE, border=True)
     # A reach of 250 cells: no plank is two reaches long.
     assert elements.tones(wide, smoothed, found, 250.0) is None
+    # 170 cells: three planks are, too few to tell how the tones spread; 150: eight are.
+    assert np.count_nonzero(found.lengths >= 2 * 170.0) == 3
+    assert elements.tones(wide, smoothed, found, 170.0) is None
+    assert elements.tones(wide, smoothed, found, 150.0) is not None
 
 
 @pytest.mark.parametrize("surface", ["noise", "tiles"])
