@@ -86,19 +86,17 @@ def test_the_elements_found_are_the_planks(plank_floor: tuple[np.ndarray, ...]) 
     assert long_ones.size > 0.5 * (found.lengths.size - 1)
 
 
-def test_the_planks_tones_come_out_of_the_light(plank_floor: tuple[np.ndarray, ...]) -> None:
+def test_the_planks_tones_come_out_of_the_light(
+    plank_floor: tuple[np.ndarray, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
     photo, albedo, lit, which = plank_floor
     mask = np.full((HEIGHT, WIDTH), 255, np.uint8)
     inner = np.zeros((HEIGHT, WIDTH), bool)
     inner[8:-8, 8:-8] = True
     on_planks = inner & (which >= 0)
     with_tones = estimate_shading(photo, mask, np.eye(3)).region(0, 0, WIDTH, HEIGHT)
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setattr(elements, "find", lambda *_: None)
-    try:
-        before = estimate_shading(photo, mask, np.eye(3)).region(0, 0, WIDTH, HEIGHT)
-    finally:
-        monkeypatch.undo()
+    monkeypatch.setattr(elements, "find", lambda *_: None)  # the estimate as it was before them
+    before = estimate_shading(photo, mask, np.eye(3)).region(0, 0, WIDTH, HEIGHT)
     # Without the elements the planks' tones stay in the light; with them, less of them (what is
     # left is mostly the grain, and the planks cut short by the photo's edges).
     assert copied(before, lit, albedo, on_planks) > 0.3
