@@ -39,9 +39,10 @@ _BLOCK_ROWS = 16384
 
 def refine_segments(photo_bgr: np.ndarray, segments: np.ndarray) -> np.ndarray:
     """The segments (N, 4: x1, y1, x2, y2 in photo pixels, centres on integers) re-fitted to the
-    photo's edges (a new array; segments without a clear edge unchanged)."""
+    photo's edges (a new float64 array; segments without a clear edge unchanged)."""
+    refined = segments.astype(np.float64, copy=True)
     if len(segments) == 0:
-        return segments.copy()
+        return refined
     # Only the part of the photo the profiles read (with the smoothing's and the gradient's reach).
     height, width = photo_bgr.shape[:2]
     margin = _REACH + _MAX_SHIFT + 4 * _SMOOTHING + 2
@@ -49,18 +50,17 @@ def refine_segments(photo_bgr: np.ndarray, segments: np.ndarray) -> np.ndarray:
     x1 = min(width, int(np.ceil(segments[:, [0, 2]].max() + margin)) + 1)
     y1 = min(height, int(np.ceil(segments[:, [1, 3]].max() + margin)) + 1)
     if x1 <= x0 or y1 <= y0:
-        return segments.copy()
+        return refined
     if max(x1 - x0, y1 - y0) > _MAX_PART:
         # cv2.remap reads images under 32,767 px a side (a panorama may be 65,535 wide): the
         # segments are split across the longer side until each part's box fits; a single segment
         # longer than that stays as detected.
         if len(segments) == 1:
-            return segments.astype(np.float64, copy=True)
+            return refined
         axis = 0 if x1 - x0 >= y1 - y0 else 1
         middle = (segments[:, axis] + segments[:, axis + 2]) / 2
         order = np.argsort(middle, kind="stable")
         half = len(order) // 2
-        refined = np.empty(segments.shape, np.float64)
         for part in (order[:half], order[half:]):
             refined[part] = refine_segments(photo_bgr, segments[part])
         return refined
@@ -79,7 +79,7 @@ def refine_segments(photo_bgr: np.ndarray, segments: np.ndarray) -> np.ndarray:
     counts = np.maximum(0, np.ceil((length - 2.0) / _STEP_ALONG)).astype(np.intp)
     owner = np.repeat(np.arange(len(segments)), counts)
     if owner.size == 0:
-        return segments.copy()
+        return refined
     first = np.cumsum(counts) - counts
     t = 1.0 + _STEP_ALONG * (np.arange(owner.size) - first[owner])
     # The brightness's slope across the segment, at half-pixel steps either side of it.
@@ -108,7 +108,6 @@ def refine_segments(photo_bgr: np.ndarray, segments: np.ndarray) -> np.ndarray:
     p, q, ok = _robust_lines(who, ts, place, weight, len(segments))
     shift_start, shift_end = p, p + q * length
     ok &= (np.abs(shift_start) <= _MAX_SHIFT) & (np.abs(shift_end) <= _MAX_SHIFT)
-    refined = segments.astype(np.float64, copy=True)
     refined[ok, :2] = start[ok] + shift_start[ok, None] * normal[ok] + (x0, y0)
     refined[ok, 2:] = end[ok] + shift_end[ok, None] * normal[ok] + (x0, y0)
     return refined
