@@ -16,7 +16,8 @@ carpet's motif). Two estimates:
   light's hard edges, several times brighter or darker, stay sharp (on a plain surface, with no
   tones to average, the filter is shorter, so it keeps the light's own curves). Elements longer
   than its reach (planks, laid in courses) keep their tones through it: those are found from the
-  courses' joints, taken out and the light filtered again (elements.py). The result is normalised to
+  courses' joints and, where their tones spread as a laid material's do, taken out and the light
+  filtered again (elements.py). The result is normalised to
   the surface's typical light (the median over the photo's pixels, objects standing on the
   surface left out) and warped back to the photo. Near the camera a cell spans several pixels, so
   the light's hard edges come back spread; they are sharpened against the photo (light_edges).
