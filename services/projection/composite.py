@@ -30,7 +30,7 @@ from services.projection.texture import (
     STRAIGHT,
     MipAtlas,
     build_mip_atlas,
-    finest_level,
+    finest_blend,
     on_plane,
     sample_linear,
     texel_transform,
@@ -90,7 +90,7 @@ class Sampling:
         x0, y0 = max(0, x - _FEATHER_REACH), max(0, y - _FEATHER_REACH)
         w, h = min(width, x + w + _FEATHER_REACH) - x0, min(height, y + h + _FEATHER_REACH) - y0
         self.box = x, y, w, h = x0, y0, w, h
-        atlas_made = _POOL.submit(build_mip_atlas, swatch, FRACTIONS, finest_level(self.T, x, y, w, h), _POOL)
+        atlas_made = _POOL.submit(build_mip_atlas, swatch, FRACTIONS, finest_blend(self.T, x, y, w, h), _POOL)
         # Strip edges on multiples of the sampler's blocks, so strips sample exactly as one pass.
         rows = max(LOD_STEP, _STRIP_PIXELS // max(1, w) // LOD_STEP * LOD_STEP)
         self.edges = [(top, min(h, top + rows)) for top in range(0, h, rows)]

@@ -54,6 +54,12 @@ LOD_STEP = 4
 PROBES = 2
 # The finest octave's blends are made in this many bands of rows, shared among the threads.
 _ATLAS_BANDS = 8
+# The sampler looks up the level of detail at the centres of LOD_STEP-pixel blocks, with a block of
+# margin beyond a strip and its last block reaching past it: all within this many pixels of it.
+_GRID_REACH = 2 * LOD_STEP
+# Kept below the least level of detail found (in octaves): a blend coarser than a pixel needs
+# would blur it, so the blends built reach a little finer.
+_LOD_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -83,19 +89,23 @@ class MipAtlas:
 
 
 def build_mip_atlas(
-    swatch_bgr: np.ndarray, fractions: int = FRACTIONS, finest: int = 0, pool: ThreadPoolExecutor | None = None
+    swatch_bgr: np.ndarray, fractions: int = FRACTIONS, first: int = 0, pool: ThreadPoolExecutor | None = None
 ) -> MipAtlas:
-    """Builds the atlas of a uint8 BGR swatch, from mip level `finest` on (a surface whose every
-    pixel covers several texels never needs the swatch's full resolution; finer blends are
-    looked up in the finest one built). With a pool, its threads share the work with this one."""
+    """Builds the atlas of a uint8 BGR swatch, from blend `first` on (finest_blend: a surface
+    whose every pixel covers several texels never needs the swatch's full resolution, nor the
+    blends of an octave finer than its pixels' footprints; finer blends are looked up in the
+    finest one built). With a pool, its threads share the work with this one."""
     sizes = [(swatch_bgr.shape[1], swatch_bgr.shape[0])]
     while min(sizes[-1]) > 1:
         w, h = sizes[-1]
         sizes.append((max(1, (w + 1) // 2), max(1, (h + 1) // 2)))
-    finest = min(max(0, finest), len(sizes) - 1)
     coarsest = len(sizes) - 1
-    first = finest * fractions
     blends = [sizes[j // fractions] for j in range(coarsest * fractions + 1)]
+    first = min(max(0, first), len(blends) - 1)
+    # The octave of the finest blend built, and how many of its blends are not built. Its level is
+    # made in that blend's place (every blend before `first` has it), so the level is held there
+    # until its own blends are made; the last of them, `first`, is made over it.
+    finest, skipped = divmod(first, fractions)
     # Every blend's place first, so each level and blend is made in its place: besides the atlas,
     # only the enlargements of the next levels are held in float.
     places, atlas_w, atlas_h = _pack([(w + 2 * _PAD, h + 2 * _PAD) for w, h in blends[first:]])
@@ -137,13 +147,17 @@ def build_mip_atlas(
         for i in range(1, fractions):
             blend(k, i, coarser)
 
+    def finest_blends(coarser: np.ndarray, rows: slice) -> None:
+        # From the coarsest blend down: the finest one built may be made over its level.
+        for i in reversed(range(max(1, skipped), fractions)):
+            blend(finest, i, coarser, rows)
+
     # The finest octave is three quarters of the work: its enlargement is made beside the coarser
     # octaves, then its blends in bands of rows.
     if finest < coarsest:
         coarser_octaves = [partial(octave, k) for k in range(finest + 1, coarsest)]
         coarser = _share(pool, [partial(enlarged, finest), *coarser_octaves])[0]
-        rows = _bands(sizes[finest][1])
-        _share(pool, [partial(blend, finest, i, coarser, band) for i in range(1, fractions) for band in rows])
+        _share(pool, [partial(finest_blends, coarser, band) for band in _bands(sizes[finest][1])])
         del coarser
     for j in range(first, len(blends)):
         _wrap_border(atlas, places[j], blends[j])
@@ -186,23 +200,54 @@ def _wrap_border(atlas: np.ndarray, place: tuple[int, int], size: tuple[int, int
 
 
 def _pack(boxes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], int, int]:
-    """Shelf packing of boxes given tallest first: their corners and the atlas's width and height.
-    The first shelf holds the boxes as tall as the first (a level's blends); the smaller levels'
-    blends fill shelves of the same width below it."""
+    """Packs boxes given tallest first: their corners and the atlas's width and height. The first
+    row holds the boxes as tall as the first (a level's blends), with room beside them for none,
+    one or two of the next size (when an octave's finer blends are not built, its one or two
+    blends would otherwise leave the next octave's in rows half empty); whichever of the three
+    widths packs into the least area."""
     tallest = boxes[0][1]
-    width = min(_MAX_ATLAS_SIDE, sum(w for w, h in boxes if h == tallest))
-    places = []
-    x = y = shelf = 0
-    for w, h in boxes:
-        if x + w > width:
-            x, y, shelf = 0, y + shelf, 0
-        places.append((x, y))
-        x += w
-        shelf = max(shelf, h)
-    height = y + shelf
-    if width > _MAX_ATLAS_SIDE or height > _MAX_ATLAS_SIDE or max(w for w, _ in boxes) > width:
+    row = sum(w for w, h in boxes if h == tallest)
+    beside = next((w for w, h in boxes if h < tallest), 0)
+    widths = sorted({min(_MAX_ATLAS_SIDE, row + k * beside) for k in range(3)})
+    packings = [(width, *_skyline(boxes, width)) for width in widths if max(w for w, _ in boxes) <= width]
+    if not packings:
+        raise ValueError("swatch: too large to sample")
+    width, places, height = min(packings, key=lambda packing: packing[0] * packing[2])
+    if height > _MAX_ATLAS_SIDE:
         raise ValueError("swatch: too large to sample")
     return places, width, height
+
+
+def _skyline(boxes: list[tuple[int, int]], width: int) -> tuple[list[tuple[int, int]], int]:
+    """Bottom-left skyline packing into rows `width` wide: each box goes where its top is highest
+    (the least y), the leftmost such place; the corners and the height used. The skyline is
+    (x, y, w) segments across the width, the y where each stretch of columns is free from."""
+    skyline = [(0, 0, width)]
+    places = []
+    for w, h in boxes:
+        best: tuple[int, int, int] | None = None  # (y, x, segment index)
+        for i, (x, _, _) in enumerate(skyline):
+            if x + w > width:
+                break
+            y, j, reach = 0, i, x
+            while reach < x + w:  # the highest segment under the box
+                y = max(y, skyline[j][1])
+                reach = skyline[j][0] + skyline[j][2]
+                j += 1
+            if best is None or y < best[0]:
+                best = (y, x, i)
+        assert best is not None  # a box no wider than the width fits at the first segment
+        y, x, i = best
+        places.append((x, y))
+        # The box's columns now free from y + h; segments under it shortened or removed.
+        kept = [segment for segment in skyline if segment[0] + segment[2] <= x]
+        after = []
+        for sx, sy, sw in skyline:
+            if sx + sw > x + w:
+                start = max(sx, x + w)
+                after.append((start, sy, sx + sw - start))
+        skyline = [*kept, (x, y + h, w), *after]
+    return places, max(y + h for (_, y), (_, h) in zip(places, boxes, strict=True))
 
 
 def texel_transform(
@@ -244,14 +289,26 @@ def _footprint(T: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarra
     )
 
 
-def finest_level(T: np.ndarray, x0: int, y0: int, width: int, height: int, probes: int = PROBES) -> int:
-    """The finest mip level that sampling the rectangle looks up (the level of detail's minimum
-    over a grid of every 16th pixel, its edges included, less a margin)."""
-    xs = np.append(np.arange(x0, x0 + width, 16), x0 + width - 1)[None, :]
-    ys = np.append(np.arange(y0, y0 + height, 16), y0 + height - 1)[:, None]
+def finest_blend(
+    T: np.ndarray, x0: int, y0: int, width: int, height: int, probes: int = PROBES, fractions: int = FRACTIONS
+) -> int:
+    """The finest blend of the atlas that sampling the rectangle looks up: the least level of
+    detail over a grid of every 16th pixel, reaching _GRID_REACH pixels beyond the rectangle (the
+    sampler's blocks and their margin do), less how much it changes between the grid's
+    neighbours (the level of detail between two of them is within that of theirs)."""
+    reach = _GRID_REACH
+    xs = np.append(np.arange(x0 - reach, x0 + width + reach, 16), x0 + width - 1 + reach)[None, :]
+    ys = np.append(np.arange(y0 - reach, y0 + height + reach, 16), y0 + height - 1 + reach)[:, None]
     _, _, major2, minor2, _, _ = _footprint(T, xs, ys)
     lod = 0.5 * np.log2(np.maximum(np.maximum(minor2, major2 / (probes * probes)), 1e-12)) + LOD_BIAS
-    return max(0, math.floor(float(lod.min()) - 0.25))
+    # Each point's largest change to a neighbour along either axis.
+    step = np.zeros_like(lod)
+    for change in (np.abs(np.diff(lod, axis=0)), np.abs(np.diff(lod, axis=1))):
+        axis = 0 if change.shape[0] < lod.shape[0] else 1
+        for ends in ((1, 0), (0, 1)):  # the neighbour before, the one after
+            np.maximum(step, np.pad(change, [ends if a == axis else (0, 0) for a in (0, 1)], mode="edge"), out=step)
+    least = float(np.min(lod - step)) - _LOD_MARGIN
+    return max(0, math.floor(least * fractions + 0.5))
 
 
 def sample_surface(

@@ -11,7 +11,18 @@ from devstack import scenes
 from renderkit import imaging
 from services.projection.composite import project_material
 from services.projection.layouts import Layout, herringbone_texels, plank_ratio
-from services.projection.texture import build_mip_atlas, finest_level, sample_surface, texel_transform
+from services.projection.texture import (
+    FRACTIONS,
+    LOD_BIAS,
+    LOD_STEP,
+    PROBES,
+    _footprint,
+    _pack,
+    build_mip_atlas,
+    finest_blend,
+    sample_surface,
+    texel_transform,
+)
 
 REPEATS = (8.0, 10.0)
 
@@ -120,9 +131,9 @@ def test_an_atlas_without_the_levels_a_surface_never_uses_samples_it_the_same() 
     swatch = scenes.plank_texture(256)
     T = texel_transform(quad_homography(GRAZING_QUAD), 10, 100, 0.0, 256, 256)
     top, rows = FAR_ROWS
-    finest = finest_level(T, 0, top, 640, rows)
-    assert finest >= 2
-    pruned = build_mip_atlas(swatch, finest=finest)
+    first = finest_blend(T, 0, top, 640, rows)
+    assert first >= 2 * FRACTIONS
+    pruned = build_mip_atlas(swatch, first=first)
     whole = build_mip_atlas(swatch)
     assert pruned.atlas.size < whole.atlas.size / 10
     np.testing.assert_allclose(
@@ -130,26 +141,76 @@ def test_an_atlas_without_the_levels_a_surface_never_uses_samples_it_the_same() 
     )
 
 
-@pytest.mark.parametrize(("shape", "finest"), [((256, 256), 0), ((37, 91), 0), ((300, 7), 0), ((256, 192), 2)])
+def test_the_finest_blend_built_is_the_finest_a_receding_surface_looks_up() -> None:
+    """finest_blend is never coarser than a blend the sampler picks for a pixel of the rectangle
+    (its blocks' levels of detail, as sample_linear rounds them) and at most one blend finer; a
+    swatch whose octave is only partly needed gets an atlas without that octave's finer blends,
+    well under the whole one."""
+    from renderkit.homography import quad_homography
+
+    swatch = scenes.plank_texture(256)
+    for quad, repeats in (
+        (GRAZING_QUAD, (2.0, 8.0)),
+        (np.array([[0, 0], [640, 0], [640, 480], [0, 480]], float), (5.2, 3.9)),
+    ):
+        T = texel_transform(quad_homography(quad), *repeats, 0.0, 256, 256)
+        x0, y0, width, height = 0, 200, 640, 200
+        centre = (LOD_STEP - 1) / 2 - LOD_STEP
+        xs = (np.arange(-(-(width + 2 * LOD_STEP) // LOD_STEP)) * LOD_STEP + x0 + centre)[None, :]
+        ys = (np.arange(-(-(height + 2 * LOD_STEP) // LOD_STEP)) * LOD_STEP + y0 + centre)[:, None]
+        _, _, major2, minor2, _, _ = _footprint(T, xs, ys)
+        lod = np.maximum(0.5 * np.log2(np.maximum(minor2, major2 / PROBES**2)) + LOD_BIAS, 0.0)
+        looked_up = int(np.floor(lod * FRACTIONS + 0.5).min())
+        first = finest_blend(T, x0, y0, width, height)
+        assert looked_up - 1 <= first <= looked_up
+    assert first % FRACTIONS, "the head-on view should need only some of its octave's blends"
+    assert build_mip_atlas(swatch, first=first).atlas.size < 0.6 * build_mip_atlas(swatch).atlas.size
+
+
+@pytest.mark.parametrize("first", [0, 1, 2, 3, 5])
+def test_the_atlas_places_every_blend_apart_inside_it(first: int) -> None:
+    """The packing (the blends of a 1000 x 700 swatch from any blend on) overlaps nothing and
+    stays inside the atlas."""
+    sizes = [(1000, 700)]
+    while min(sizes[-1]) > 1:
+        sizes.append((max(1, (sizes[-1][0] + 1) // 2), max(1, (sizes[-1][1] + 1) // 2)))
+    boxes = [(w + 4, h + 4) for j in range(first, (len(sizes) - 1) * FRACTIONS + 1) for w, h in [sizes[j // FRACTIONS]]]
+    places, width, height = _pack(boxes)
+    taken = np.zeros((height, width), np.uint8)
+    for (x, y), (w, h) in zip(places, boxes, strict=True):
+        assert min(x, y) >= 0 and x + w <= width and y + h <= height
+        taken[y : y + h, x : x + w] += 1
+    assert taken.max() == 1
+    assert taken.sum() > 0.75 * taken.size  # little left empty
+
+
+@pytest.mark.parametrize(
+    ("shape", "first"),
+    [((256, 256), 0), ((37, 91), 0), ((300, 7), 0), ((256, 192), 8), ((256, 256), 3), ((37, 91), 1), ((256, 192), 6)],
+)
 @pytest.mark.parametrize("shared", [False, True])
 def test_every_blend_of_the_atlas_is_its_levels_mix_inside_a_wrapped_border(
-    shape: tuple[int, int], finest: int, shared: bool
+    shape: tuple[int, int], first: int, shared: bool
 ) -> None:
-    """Made alone or with a pool's threads (in parts: bands of rows of the finest octave), each
-    blend is its level mixed with the next level enlarged, made here one blend at a time, and
-    its border repeats its opposite edges."""
+    """Made alone or with a pool's threads (in parts: bands of rows of the finest octave), from
+    any blend on (the finest one built may be made over its octave's level), each blend is its
+    level mixed with the next level enlarged, made here one blend at a time, and its border
+    repeats its opposite edges; the blends not built are looked up in the finest one built."""
     from concurrent.futures import ThreadPoolExecutor
 
     swatch = np.random.default_rng(5).integers(0, 256, (*shape, 3), dtype=np.uint8)
     with ThreadPoolExecutor(2) as pool:
-        atlas = build_mip_atlas(swatch, finest=finest, pool=pool if shared else None)
+        atlas = build_mip_atlas(swatch, first=first, pool=pool if shared else None)
+    for j in range(first):
+        np.testing.assert_array_equal(atlas.origin[j], atlas.origin[first])
+        np.testing.assert_array_equal(atlas.size[j], atlas.size[first])
     levels = [imaging.srgb_to_linear(swatch)]
     while min(levels[-1].shape[:2]) > 1:
         h, w = levels[-1].shape[:2]
         levels.append(
             cv2.resize(levels[-1], (max(1, (w + 1) // 2), max(1, (h + 1) // 2)), interpolation=cv2.INTER_AREA)
         )
-    for j in range(finest * atlas.fractions, atlas.levels):
+    for j in range(first, atlas.levels):
         k, t = divmod(j, atlas.fractions)
         expected = levels[k]
         if t:
