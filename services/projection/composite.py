@@ -41,9 +41,14 @@ _POOL = ThreadPoolExecutor(WORKERS, thread_name_prefix="projection")
 # photo and estimates its light, the longest chain of work before the blends, so it should not
 # share its core with a third thread; once the light is known it samples what is left beside them.
 _SAMPLERS = helpers("projection-sample")
-# Pixels per strip: the ~50 bytes of temporaries a pixel needs stay within the processor's cache
-# (L2 is 1 MB a core here, L3 32 MB), and per-call overheads stay small.
-_STRIP_PIXELS = 1 << 17
+# Pixels per strip, at most: each strip's fixed work (its calls, the sampler's margin of blocks, the
+# feather's and the light's margins of rows) is spread over ~64 rows of a 4K surface; strips of
+# half this took 1.02-1.08x the time on every 4K floor scene of benchmarks.projection
+# (docs/benchmarks.md). Each thread's strip needs ~50 bytes of temporaries a pixel, so a smaller
+# photo gets strips of 1/_STRIP_SHARE of its pixels (down to half this): its peak memory a photo
+# pixel does not grow.
+_STRIP_PIXELS = 1 << 18
+_STRIP_SHARE = 32
 # The feather: the mask's edge softened by a Gaussian of this sigma, which reaches this many pixels.
 _FEATHER_SIGMA = 0.8
 _FEATHER_REACH = 4
@@ -92,7 +97,8 @@ class Sampling:
         self.box = x, y, w, h = x0, y0, w, h
         atlas_made = _POOL.submit(build_mip_atlas, swatch, FRACTIONS, finest_blend(self.T, x, y, w, h), _POOL)
         # Strip edges on multiples of the sampler's blocks, so strips sample exactly as one pass.
-        rows = max(LOD_STEP, _STRIP_PIXELS // max(1, w) // LOD_STEP * LOD_STEP)
+        strip = min(_STRIP_PIXELS, max(_STRIP_PIXELS // 2, height * width // _STRIP_SHARE))
+        rows = max(LOD_STEP, strip // max(1, w) // LOD_STEP * LOD_STEP)
         self.edges = [(top, min(h, top + rows)) for top in range(0, h, rows)]
         # The sampled colour waits here (linear light, uint16: 6 bytes a pixel) for the light.
         self.sampled = np.empty((h, w, 3), np.uint16)
