@@ -376,6 +376,7 @@ def main() -> None:
     # from the heap's setting too.
     single_threaded_blas()
     heap.hold_freed_memory()
+    heap.ordinary_pages()
     if args.child is not None:
         with opencv_threads(STAGE_OPENCV_THREADS):
             print(json.dumps(measure_child(args.child, max(1, min(args.runs, 4)))))

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 
 def _glibc(function: str) -> Callable[..., int] | None:
@@ -67,6 +68,35 @@ def hold_freed_memory() -> bool:
         (_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
     )
     return all(_MALLOPT(parameter, value) == 1 for parameter, value in settings)
+
+
+def ordinary_pages(environ: Mapping[str, str] = os.environ) -> bool:
+    """numpy's arrays on the system's ordinary pages: numpy otherwise asks for transparent huge
+    pages (madvise) for every array of 4 MB or more. False where numpy has no such switch, or where
+    the process's NUMPY_MADVISE_HUGEPAGE already says (an operator's own choice wins).
+
+    Measured on this project's machines (virtual, THP in madvise mode; docs/benchmarks.md): a fresh
+    127 MB array filled in 24 ms on huge pages against 50 on ordinary ones at the median, but one
+    fill in 15-30 took 0.3-3.5 s on huge pages (the host backing them) and none over 1.2x the
+    median on ordinary ones. A 4K swap's end to end / floor ranged up to 5-16x with huge pages and
+    up to 4.3x without, with medians no worse."""
+    if "NUMPY_MADVISE_HUGEPAGE" in environ:
+        return False
+    switch = getattr(_numpy_multiarray(), "_set_madvise_hugepage", None)
+    if switch is None:
+        return False
+    switch(False)
+    return True
+
+
+def _numpy_multiarray() -> object:
+    """numpy's C module of arrays (numpy._core from numpy 2, numpy.core before)."""
+    for name in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
 
 
 def trim() -> bool:

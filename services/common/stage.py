@@ -169,6 +169,7 @@ def run_stage(name: str, create: Callable[[], Edge], grace_seconds: float) -> No
     single_threaded_blas()
     cv2.setNumThreads(STAGE_OPENCV_THREADS)
     heap.hold_freed_memory()  # requests run on worker threads: their pages are reused, not faulted in
+    heap.ordinary_pages()  # fresh pages faulted in at a steady cost, without huge pages' stalls
     serve(name, create, grace_seconds)
 
 

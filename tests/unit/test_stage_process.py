@@ -21,12 +21,14 @@ import cv2, numpy
 import services.common.stage as stage
 before = [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
 opencv_before = cv2.getNumThreads()
+huge_pages_before = numpy.core.multiarray._get_madvise_hugepage()
 held = []
 hold_freed_memory = stage.heap.hold_freed_memory
 stage.heap.hold_freed_memory = lambda: held.append(hold_freed_memory())
 stage.serve = lambda *args: print(json.dumps({"before": before, "opencv_before": opencv_before, "serving": [
     pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"
-], "opencv_serving": cv2.getNumThreads(), "heap_held": held}))
+], "opencv_serving": cv2.getNumThreads(), "heap_held": held, "huge_pages_before": huge_pages_before,
+    "huge_pages_serving": numpy.core.multiarray._get_madvise_hugepage()}))
 stage.run_stage("probe", lambda: None, 0.0)
 """
 
@@ -50,6 +52,11 @@ def test_a_stage_serves_with_blas_and_opencv_on_the_calling_thread_and_its_heap_
     # As if the machine had two cores (OpenCV sizes its pool from the CPUs the process may use).
     env = {"OPENBLAS_NUM_THREADS": "2", "OPENCV_FOR_THREADS_NUM": "2", "PATH": "/usr/bin:/bin"}
     threads = run_fresh(_PROBE, env)
+    # numpy asks for huge pages by itself wherever the kernel has them; a stage does not.
+    assert threads["huge_pages_serving"] is False
+    if threads["huge_pages_before"]:
+        # An operator's own NUMPY_MADVISE_HUGEPAGE is left as it is.
+        assert run_fresh(_PROBE, {**env, "NUMPY_MADVISE_HUGEPAGE": "1"})["huge_pages_serving"] is True
     assert threads["before"], "numpy's BLAS was not found"
     assert max(threads["before"]) == 2
     assert threads["serving"] == [1] * len(threads["before"])
