@@ -25,13 +25,13 @@ over the mask's bounding box), then given a margin of about 25%:
 
 The projection (services/projection/composite.py) holds the photo, the mask, the shading field
 and the sampled colour (6 bytes a pixel, sampled while the shading is estimated) and samples in
-strips of 128K pixels whose temporaries are a few tens of MB whatever the photo's size; its peak
+strips of 128K-256K pixels whose temporaries are a few tens of MB whatever the photo's size; its peak
 is while the shading is estimated (benchmarks/projection.py measures it: with the blur estimate a
 1 MP photo +70 MB, 4 MP +170 MB, 8 MP +320 MB, 12 MP +426 MB, 24 MP +806 MB, 40 MP +1,312 MB).
 The mip atlas is four float32 blends per octave (~74 bytes per swatch pixel, plus the build's
 temporaries) when the surface needs the swatch's full resolution, and a fraction of that when it
-does not (a 512 px swatch on a 4K floor: under a quarter); the estimate here cannot know the
-plane, so it assumes the worst.
+does not (a 512 px swatch on a 4K floor: under a quarter; only the blends from the finest one
+the surface looks up are made); the estimate here cannot know the plane, so it assumes the worst.
 """
 
 from __future__ import annotations
