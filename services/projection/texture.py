@@ -60,6 +60,8 @@ _GRID_REACH = 2 * LOD_STEP
 # Kept below the least level of detail found (in octaves): a blend coarser than a pixel needs
 # would blur it, so the blends built reach a little finer.
 _LOD_MARGIN = 0.05
+# The most the level of detail's change to a grid neighbour takes off it (octaves).
+_STEP_CAP = 0.25
 
 
 @dataclass(frozen=True)
@@ -295,7 +297,9 @@ def finest_blend(
     """The finest blend of the atlas that sampling the rectangle looks up: the least level of
     detail over a grid of every 16th pixel, reaching _GRID_REACH pixels beyond the rectangle (the
     sampler's blocks and their margin do), less how much it changes between the grid's
-    neighbours (the level of detail between two of them is within that of theirs)."""
+    neighbours, up to a quarter octave (between two of them it stays within that of theirs; near
+    the plane's horizon, where it climbs steeply, the cap keeps a steep neighbour from asking for
+    the finest blends)."""
     reach = _GRID_REACH
     xs = np.append(np.arange(x0 - reach, x0 + width + reach, 16), x0 + width - 1 + reach)[None, :]
     ys = np.append(np.arange(y0 - reach, y0 + height + reach, 16), y0 + height - 1 + reach)[:, None]
@@ -307,7 +311,7 @@ def finest_blend(
         axis = 0 if change.shape[0] < lod.shape[0] else 1
         for ends in ((1, 0), (0, 1)):  # the neighbour before, the one after
             np.maximum(step, np.pad(change, [ends if a == axis else (0, 0) for a in (0, 1)], mode="edge"), out=step)
-    least = float(np.min(lod - step)) - _LOD_MARGIN
+    least = float(np.min(lod - np.minimum(step, _STEP_CAP))) - _LOD_MARGIN
     return max(0, math.floor(least * fractions + 0.5))
 
 

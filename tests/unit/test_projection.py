@@ -167,6 +167,20 @@ def test_the_finest_blend_built_is_the_finest_a_receding_surface_looks_up() -> N
     assert build_mip_atlas(swatch, first=first).atlas.size < 0.6 * build_mip_atlas(swatch).atlas.size
 
 
+def test_a_box_reaching_past_the_horizon_does_not_ask_for_the_finest_blends() -> None:
+    """Beyond the plane's horizon the level of detail is meaningless and, next to it, steep: a
+    mask's box that reaches past it still gets the blends its surface looks up, not the whole
+    atlas (the same as a box stopping short of the horizon)."""
+    from renderkit.homography import quad_homography
+
+    T = texel_transform(quad_homography(GRAZING_QUAD), 40, 400, 0.0, 1024, 1024)
+    horizon = next(y for y in range(100) if T[2, 0] * 320 + T[2, 1] * y + T[2, 2] > 0)
+    assert 40 < horizon < 100
+    short = finest_blend(T, 0, 100, 640, 375)
+    assert short >= 4 * FRACTIONS
+    assert finest_blend(T, 0, horizon - 16, 640, 475 - horizon + 16) == short
+
+
 @pytest.mark.parametrize("first", [0, 1, 2, 3, 5])
 def test_the_atlas_places_every_blend_apart_inside_it(first: int) -> None:
     """The packing (the blends of a 1000 x 700 swatch from any blend on) overlaps nothing and
