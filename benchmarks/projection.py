@@ -20,12 +20,12 @@ vary run to run; ratios much less):
 - **memory** (1, 4, 8, 12, 24 and 40 MP, a surface covering the whole photo as a mask, the worst
   case for the sampler): each size in a fresh process, which reads the encoded inputs, resets its peak
   resident size (/proc/self/clear_refs), then calls _project on a worker thread with the stage's
-  heap setting (renderkit.heap.hold_freed_memory), as the stage serves a request. Reported per
-  photo pixel: the peak resident growth over the baseline (VmHWM, threads included), beside
-  renderkit.budget's model of it (its fixed part included); what stays resident after the job
-  has returned and the heap has been trimmed as the servicer trims it; and the milliseconds per
-  megapixel by the clock and by CPU (median of the runs after the first), each as a multiple of
-  the 4 MP figure (1.0 = linear).
+  heap settings (renderkit.heap.hold_freed_memory, ordinary_pages), as the stage serves a
+  request. Reported per photo pixel: the peak resident growth over the baseline (VmHWM, threads
+  included), beside renderkit.budget's model of it (its fixed part included); what stays
+  resident after the job has returned and the heap has been trimmed as the servicer trims it;
+  and the milliseconds per megapixel by the clock and by CPU (median of the runs after the
+  first), each as a multiple of the 4 MP figure (1.0 = linear).
 - **jpeg** (3840x2160, 4032x3024, 6000x4000, the floor part's photo resized): renderkit.jpeg_bands'
   encode, in bands on the cores there are, against one cv2.imencode of the same image (q90),
   interleaved, 3 x RUNS times each: wall and CPU, medians.
@@ -373,7 +373,7 @@ def main() -> None:
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     # As the projection stage's process runs (services.common.stage.run_stage); the floor gains
-    # from the heap's setting too.
+    # from the heap's settings too.
     single_threaded_blas()
     heap.hold_freed_memory()
     heap.ordinary_pages()
