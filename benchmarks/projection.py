@@ -20,8 +20,8 @@ vary run to run; ratios much less):
 - **memory** (1, 4, 8, 12, 24 and 40 MP, a surface covering the whole photo as a mask, the worst
   case for the sampler): each size in a fresh process, which reads the encoded inputs, resets its peak
   resident size (/proc/self/clear_refs), then calls _project on a worker thread with the stage's
-  heap settings (renderkit.heap.hold_freed_memory, ordinary_pages), as the stage serves a
-  request. Reported per photo pixel: the peak resident growth over the baseline (VmHWM, threads
+  process settings (services.common.stage.stage_process), as the stage serves a request.
+  Reported per photo pixel: the peak resident growth over the baseline (VmHWM, threads
   included), beside renderkit.budget's model of it (its fixed part included); what stays
   resident after the job has returned and the heap has been trimmed as the servicer trims it;
   and the milliseconds per megapixel by the clock and by CPU (median of the runs after the
@@ -62,7 +62,7 @@ from render.projection.v1 import projection_service_pb2 as pb
 from render_client.client import RenderClient
 from renderkit import budget, heap, homography, imaging, jpeg_bands
 from renderkit.scale import tiling_from_repeats
-from services.common.stage import RETAINED_BYTES, STAGE_OPENCV_THREADS, opencv_threads, single_threaded_blas
+from services.common.stage import RETAINED_BYTES, STAGE_OPENCV_THREADS, opencv_threads, stage_process
 from services.depth.server import quad_plane
 from services.projection import server
 
@@ -374,9 +374,7 @@ def main() -> None:
     args = parser.parse_args()
     # As the projection stage's process runs (services.common.stage.run_stage); the floor gains
     # from the heap's settings too.
-    single_threaded_blas()
-    heap.hold_freed_memory()
-    heap.ordinary_pages()
+    stage_process()
     if args.child is not None:
         with opencv_threads(STAGE_OPENCV_THREADS):
             print(json.dumps(measure_child(args.child, max(1, min(args.runs, 4)))))

@@ -20,7 +20,7 @@ import ctypes
 import ctypes.util
 import importlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 
 def _glibc(function: str) -> Callable[..., int] | None:
@@ -70,7 +70,7 @@ def hold_freed_memory() -> bool:
     return all(_MALLOPT(parameter, value) == 1 for parameter, value in settings)
 
 
-def ordinary_pages(environ: Mapping[str, str] = os.environ) -> bool:
+def ordinary_pages() -> bool:
     """numpy's arrays on the system's ordinary pages: numpy otherwise asks for transparent huge
     pages (madvise) for every array of 4 MB or more. False where numpy has no such switch, or where
     the process's NUMPY_MADVISE_HUGEPAGE already says (an operator's own choice wins).
@@ -80,7 +80,7 @@ def ordinary_pages(environ: Mapping[str, str] = os.environ) -> bool:
     fill in 15-30 took 0.3-3.5 s on huge pages (the host backing them) and none over 1.2x the
     median on ordinary ones. A 4K swap's end to end / floor ranged up to 5-16x with huge pages and
     up to 4.3x without, with medians no worse."""
-    if "NUMPY_MADVISE_HUGEPAGE" in environ:
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
         return False
     switch = getattr(_numpy_multiarray(), "_set_madvise_hugepage", None)
     if switch is None:

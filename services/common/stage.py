@@ -164,12 +164,21 @@ def opencv_threads(count: int) -> Iterator[None]:
         cv2.setNumThreads(previous)
 
 
+def stage_process() -> None:
+    """What a stage's process sets for itself before its work, OpenCV's threads aside (run_stage
+    sets those; a benchmark sets them around the stage's work only): BLAS on the calling thread,
+    the heap's freed memory held for the next request (requests run on worker threads: their pages
+    are reused, not faulted in), and numpy's arrays on ordinary pages (faulted in at a steady
+    cost, without huge pages' stalls)."""
+    single_threaded_blas()
+    heap.hold_freed_memory()
+    heap.ordinary_pages()
+
+
 def run_stage(name: str, create: Callable[[], Edge], grace_seconds: float) -> None:
     """main() of a stage process: serve until SIGTERM, then drain."""
-    single_threaded_blas()
+    stage_process()
     cv2.setNumThreads(STAGE_OPENCV_THREADS)
-    heap.hold_freed_memory()  # requests run on worker threads: their pages are reused, not faulted in
-    heap.ordinary_pages()  # fresh pages faulted in at a steady cost, without huge pages' stalls
     serve(name, create, grace_seconds)
 
 
