@@ -305,12 +305,11 @@ def finest_blend(
     ys = np.append(np.arange(y0 - reach, y0 + height + reach, 16), y0 + height - 1 + reach)[:, None]
     _, _, major2, minor2, _, _ = _footprint(T, xs, ys)
     lod = 0.5 * np.log2(np.maximum(np.maximum(minor2, major2 / (probes * probes)), 1e-12)) + LOD_BIAS
-    # Each point's largest change to a neighbour along either axis.
+    # Each point's largest change to a neighbour: the one above, below, left or right of it.
     step = np.zeros_like(lod)
-    for change in (np.abs(np.diff(lod, axis=0)), np.abs(np.diff(lod, axis=1))):
-        axis = 0 if change.shape[0] < lod.shape[0] else 1
-        for ends in ((1, 0), (0, 1)):  # the neighbour before, the one after
-            np.maximum(step, np.pad(change, [ends if a == axis else (0, 0) for a in (0, 1)], mode="edge"), out=step)
+    down, across = np.abs(np.diff(lod, axis=0)), np.abs(np.diff(lod, axis=1))
+    for part, change in ((step[1:], down), (step[:-1], down), (step[:, 1:], across), (step[:, :-1], across)):
+        np.maximum(part, change, out=part)
     least = float(np.min(lod - np.minimum(step, _STEP_CAP))) - _LOD_MARGIN
     return max(0, math.floor(least * fractions + 0.5))
 
