@@ -80,7 +80,7 @@ async def submit_child(ctx: JobContext, index: int) -> str | None:
     )
     try:
         # The batch counted against the tenant's rate when it was submitted; its rooms do not.
-        child_id, _ = await ctx.ledger.submit(new, rate_limited=False)
+        child_id = (await ctx.ledger.submit(new, rate_limited=False)).job_id
     except (QueueFull, LimitError):
         return None
     await ctx.ledger.add_child(ctx.job_id, ctx.owner, index, child_id)

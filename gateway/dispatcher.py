@@ -3,7 +3,9 @@
 Any number of gateway replicas run one each. One intake loop takes work for its free slots only, so
 N slots never hold N Redis connections and nothing is taken that cannot start: the ledger's take
 picks the next job fairly across tenants and within each tenant's concurrency (gateway/ledger/work.py).
-A notice on the work channel wakes the intake at once; it also looks every second. A job's slot
+A notice on the work channel wakes the intake at once; it also looks every second. A job submitted
+to this same process while a slot is free and nothing is queued skips both: its submit starts it
+here (claim, then the ledger's submit with start_here), as the next take would have. A job's slot
 lasts a lease that its dispatcher renews, and only while it still owns the job; a dispatcher that
 dies stops renewing, and any dispatcher's reaper puts the job back at the front of its tenant's
 queue, owner cleared, so another resumes it from its checkpoints and the old one's writes and
@@ -31,7 +33,7 @@ from opentelemetry.trace import Status, StatusCode
 from gateway.batch import run_room_batch
 from gateway.context import JobContext, JobFailure
 from gateway.generation_jobs import run_room_render, run_texture_edit
-from gateway.ledger import Ledger, LedgerUnavailable, NotOwner, StoredJob, Taken, keys
+from gateway.ledger import Ledger, LedgerUnavailable, NotOwner, StartHere, StoredJob, Taken, keys
 from gateway.ledger.jobs import TERMINAL_PROTO
 from gateway.material_swap import run_material_swap
 from gateway.metrics import CREDITS_MOVED, JOB_DURATION, JOBS_ENDED
@@ -96,6 +98,25 @@ class Dispatcher:
         if self.settings.dispatcher_concurrency > 0:
             self._tasks.append(asyncio.create_task(self._intake()))
             self._tasks.append(asyncio.create_task(self._reaper()))
+
+    async def claim(self, kind: str) -> StartHere | None:
+        """A slot for a job this process is submitting, when one is free now (None: the job goes to
+        the queue as usual). The submit starts the job here only if nothing else is queued and its
+        tenant is under its concurrency (ledger.submit's start_here); then `run_started` runs it in
+        the slot, else `release` gives the slot back. Kinds that take no slot go to the queue."""
+        if not self._tasks or self._stopping.is_set() or kind in DETACHED or self._slots.locked():
+            return None
+        await self._slots.acquire()  # free: it returns at once
+        return StartHere(self.consumer, self.settings.lease_s)
+
+    def run_started(self, started: StoredJob) -> None:
+        """Runs a job its submit started for this dispatcher (see claim), in the claimed slot."""
+        taken = Taken((started.job.id, started.job.attempt, started.job.kind), stored=started)
+        self._spawn(self._dispatch(taken, slot=True))
+
+    def release(self) -> None:
+        """Gives back a claimed slot whose job was queued (or not submitted)."""
+        self._slots.release()
 
     async def stop(self, grace_s: float) -> None:
         """Stops taking work, lets running jobs finish within the grace, then hands the rest back

@@ -157,7 +157,15 @@ def create_server(settings: GatewaySettings) -> Gateway:
         settings.retention_s,
     )
     servicer = RenderServicer(
-        ledger, storage, settings.limits, hub, settings.prices, assets=assets, links=links, webhooks=settings.webhooks
+        ledger,
+        storage,
+        settings.limits,
+        hub,
+        settings.prices,
+        assets=assets,
+        links=links,
+        webhooks=settings.webhooks,
+        dispatcher=dispatcher,
     )
     admin = AdminServicer(api_keys, ledger)
 

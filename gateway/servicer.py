@@ -9,6 +9,7 @@ import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -43,6 +44,9 @@ from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit import telemetry
 from renderkit.errors import abort, bad_request, precondition_failure, retry_info
 from renderkit.storage import Storage, StorageError
+
+if TYPE_CHECKING:
+    from gateway.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +84,10 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         assets: AssetStore,
         links: OutputLinks,
         webhooks: WebhookSettings | None = None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self.webhooks = webhooks or WebhookSettings()
+        self.dispatcher = dispatcher  # this process's, when it dispatches: it may start a job at once
         self.ledger = ledger
         self.storage = storage
         self.limits = limits
@@ -200,7 +206,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             trace=telemetry.current_traceparent(),
         )
         try:
-            recorded_id, duplicate = await self.ledger.submit(new)
+            recorded_id, duplicate = await self._record(new)
         except InsufficientCredits as exc:
             await asyncio.to_thread(drop_uploads, self.storage, job_id, inputs)
             await abort(
@@ -223,6 +229,28 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         if price.reserved:
             CREDITS_MOVED.add(price.reserved, {"movement": "reserve"})
         return pb.SubmitRenderResponse(job=new.queued())
+
+    async def _record(self, new: NewJob) -> tuple[str, bool]:
+        """Submits the job to the ledger: (its id, whether it is an earlier one with the same key).
+        A job this gateway's dispatcher can start at once (a slot free, nothing queued, the tenant
+        under its concurrency) starts here, with neither a wait in the queue nor a take. If the
+        ledger fails after starting it, the slot is given back and the job's lease runs out: the
+        reaper puts it back for any dispatcher, as for one that died after a take."""
+        dispatcher = self.dispatcher
+        start_here = await dispatcher.claim(new.kind) if dispatcher is not None else None
+        if dispatcher is None or start_here is None:
+            submitted = await self.ledger.submit(new)
+            return submitted.job_id, submitted.duplicate
+        try:
+            submitted = await self.ledger.submit(new, start_here=start_here)
+        except BaseException:
+            dispatcher.release()
+            raise
+        if submitted.started is None:
+            dispatcher.release()
+        else:
+            dispatcher.run_started(submitted.started)
+        return submitted.job_id, submitted.duplicate
 
     async def _duplicate(
         self,

@@ -11,7 +11,7 @@ from gateway.ledger.base import LedgerError
 from gateway.ledger.connection import LedgerUnavailable, connect
 from gateway.ledger.credits import CreditEntry, Credits
 from gateway.ledger.events import EventLog, Notice, cursor_key, parse_notice
-from gateway.ledger.jobs import Jobs, NewJob, NotOwner, QueueFull, State, StoredJob
+from gateway.ledger.jobs import Jobs, NewJob, NotOwner, QueueFull, StartHere, State, StoredJob, Submitted
 from gateway.ledger.limits import TenantPolicies
 from gateway.ledger.tenants import (
     InsufficientCredits,
@@ -49,9 +49,11 @@ __all__ = [
     "QuotaExceeded",
     "RateLimited",
     "Secrets",
+    "StartHere",
     "State",
     "StoredAsset",
     "StoredJob",
+    "Submitted",
     "Taken",
     "TenantLimits",
     "TenantUsage",

@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -129,6 +129,23 @@ class StoredJob:
     trace: str = ""  # the submit's trace context, which the job's work joins
 
 
+@dataclass(frozen=True)
+class StartHere:
+    """A dispatcher in the submitting process with a slot free: a job it may start at once."""
+
+    owner: str
+    lease_s: float
+
+
+class Submitted(NamedTuple):
+    """A submit's outcome: the job's id, whether it is an earlier job with the same idempotency key,
+    and the job as stored when it was started at once for StartHere's dispatcher (None: queued)."""
+
+    job_id: str
+    duplicate: bool
+    started: StoredJob | None = None
+
+
 # Job ids drawn ahead, IDS_AT_ONCE at a time from the system's random source (one read instead of
 # one per submit); a deque is safe to pop from any thread, and a forked child draws its own.
 IDS_AT_ONCE = 64
@@ -156,11 +173,12 @@ class Jobs(LedgerBase):
 
     # -- submit and read ---------------------------------------------------------------------
 
-    async def submit(self, new: NewJob, *, rate_limited: bool = True) -> tuple[str, bool]:
-        """Records and queues a job within the tenant's rate and quota and the queue limit; returns
-        (job id, whether an earlier job with the key was returned). Raises RateLimited,
-        QuotaExceeded or QueueFull. rate_limited False: the job does not count against the rate
-        (a batch's rooms: the batch itself did)."""
+    async def submit(self, new: NewJob, *, rate_limited: bool = True, start_here: StartHere | None = None) -> Submitted:
+        """Records and queues a job within the tenant's rate and quota and the queue limit. Raises
+        RateLimited, QuotaExceeded or QueueFull. rate_limited False: the job does not count against
+        the rate (a batch's rooms: the batch itself did). start_here: a dispatcher with a slot free
+        for the job, which gets it at once (RUNNING, attempt 1, in the slot of a lease) instead of
+        its queue when nothing is queued and the tenant is under its concurrency (submit.lua)."""
         created = new.created_ms or now_ms()
         event = pb.JobEvent(
             job_id=new.job_id,
@@ -195,7 +213,7 @@ class Jobs(LedgerBase):
             if value:
                 flat += [name, value]
         defaults = self.defaults
-        status, value = await self._script(
+        reply: Any = await self._script(
             "submit",
             keys=[
                 keys.job(new.job_id),
@@ -213,6 +231,8 @@ class Jobs(LedgerBase):
                 keys.credits_reserved(new.tenant),
                 keys.credits_log(new.tenant),
                 keys.WAITING_DISPATCHERS,
+                keys.RUNNING,
+                keys.tenant_running(new.tenant),
             ],
             args=[
                 new.job_id,
@@ -229,9 +249,13 @@ class Jobs(LedgerBase):
                 defaults.queue_quota,
                 "1" if rate_limited else "0",
                 new.credits_reserved,
+                start_here.owner if start_here else "",
+                int(start_here.lease_s * 1000) if start_here else 0,
+                defaults.concurrency,
                 *flat,
             ],
         )
+        status, value = reply[0], reply[1]
         if status == b"limited":
             raise RateLimited(int(value) / 1000)
         if status == b"quota":
@@ -240,7 +264,10 @@ class Jobs(LedgerBase):
             raise QueueFull(f"{self.queue_limit} jobs are waiting or running")
         if status == b"credits":
             raise InsufficientCredits(balance=int(value), price=new.credits_reserved)
-        return value.decode(), status == b"duplicate"
+        if status == b"started":
+            fields = {k.decode(): v for k, v in as_dict(reply[2]).items()}
+            return Submitted(value.decode(), False, stored_job(fields))
+        return Submitted(value.decode(), status == b"duplicate")
 
     async def job_for_key(self, tenant: str, idempotency_key: str) -> str | None:
         """The job an idempotency key maps to, if any."""

@@ -19,6 +19,7 @@ from gateway.ledger import (
     QueueFull,
     QuotaExceeded,
     RateLimited,
+    StartHere,
     TenantLimits,
     cursor_key,
     keys,
@@ -106,7 +107,7 @@ async def run_job(ledger: Ledger, job_id: str, owner: str = "w1") -> None:
 
 def test_event_stream_is_complete_ordered_and_resumable_from_any_cursor(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        job_id, _ = await ledger.submit(new_job())
+        job_id = (await ledger.submit(new_job())).job_id
         await run_job(ledger, job_id)
         events = await collect(follow(ledger, job_id))
         assert [e.message for e in events] == [
@@ -129,7 +130,7 @@ def test_event_stream_is_complete_ordered_and_resumable_from_any_cursor(redis_ur
 
 def test_a_watcher_follows_live_events_until_the_end(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        job_id, _ = await ledger.submit(new_job())
+        job_id = (await ledger.submit(new_job())).job_id
         watcher = asyncio.create_task(collect(follow(ledger, job_id)))
         await asyncio.sleep(0.1)
         await run_job(ledger, job_id)
@@ -165,7 +166,7 @@ def test_each_notice_carries_its_event_and_names_the_entry_before_it(redis_url: 
     every notice of a job's run, in order, is its stream entry with the one before it."""
 
     async def body(ledger: Ledger) -> None:
-        job_id, _ = await ledger.submit(new_job())
+        job_id = (await ledger.submit(new_job())).job_id
         notices = await notices_during(redis_url, job_id, 6, lambda: run_job(ledger, job_id))
         events = await collect(follow(ledger, job_id))
         assert [n.entry for n in notices] == [cursor_key(e.cursor) for e in events[1:]]
@@ -174,7 +175,7 @@ def test_each_notice_carries_its_event_and_names_the_entry_before_it(redis_url: 
         assert [n.event for n in notices] == events[1:]  # the same events, cursors included
 
         # An event over the size a notice carries is named but not carried: watchers read it.
-        second, _ = await ledger.submit(new_job())
+        second = (await ledger.submit(new_job())).job_id
         assert await claim(ledger, second, "w1") == 1
 
         async def two_steps() -> None:
@@ -192,7 +193,7 @@ def test_each_notice_carries_its_event_and_names_the_entry_before_it(redis_url: 
 
 def test_terminal_state_is_final(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        job_id, _ = await ledger.submit(new_job())
+        job_id = (await ledger.submit(new_job())).job_id
         await claim(ledger, job_id, "w1")
         assert await ledger.cancel(job_id)
         assert not await ledger.cancel(job_id)
@@ -214,7 +215,7 @@ def test_terminal_state_is_final(redis_url: str) -> None:
 
 def test_a_taken_over_dispatcher_cannot_write(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        job_id, _ = await ledger.submit(new_job())
+        job_id = (await ledger.submit(new_job())).job_id
         assert await claim(ledger, job_id, "old", lease_s=0.1) == 1
         await asyncio.sleep(0.2)  # the old dispatcher stopped renewing: its lease ran out
         assert await ledger.requeue_expired() == 1
@@ -239,7 +240,7 @@ def test_a_job_that_ended_takes_no_more_checkpoints(redis_url: str) -> None:
     never expire."""
 
     async def body(ledger: Ledger) -> None:
-        job_id, _ = await ledger.submit(new_job())
+        job_id = (await ledger.submit(new_job())).job_id
         assert await claim(ledger, job_id, "w1") == 1
         assert await ledger.cancel(job_id)
         with pytest.raises(NotOwner):
@@ -247,7 +248,7 @@ def test_a_job_that_ended_takes_no_more_checkpoints(redis_url: str) -> None:
         assert await ledger.checkpoints(job_id) == {}
         assert await ledger.redis.exists(keys.checkpoints(job_id)) == 0
         # A job that ended with outputs keeps them, expiring with it.
-        other, _ = await ledger.submit(new_job())
+        other = (await ledger.submit(new_job())).job_id
         assert await claim(ledger, other, "w1") == 1
         await ledger.save_checkpoint(other, "w1", "segmentation", b"mask")
         await ledger.succeed(other, "w1", pb.JobResult(), 4)
@@ -261,9 +262,9 @@ def test_a_job_that_ended_takes_no_more_checkpoints(redis_url: str) -> None:
 
 def test_idempotent_submit_returns_the_same_job(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        first, dup1 = await ledger.submit(new_job(key="order-17"))
-        second, dup2 = await ledger.submit(new_job(key="order-17"))
-        other, _ = await ledger.submit(new_job(key="order-17", tenant="other-tenant"))
+        first, dup1, _ = await ledger.submit(new_job(key="order-17"))
+        second, dup2, _ = await ledger.submit(new_job(key="order-17"))
+        other = (await ledger.submit(new_job(key="order-17", tenant="other-tenant"))).job_id
         assert (first, dup1, dup2) == (second, False, True)
         assert other != first
         assert await ledger.queue_depth() == 2
@@ -273,7 +274,7 @@ def test_idempotent_submit_returns_the_same_job(redis_url: str) -> None:
 
 def test_queue_limit(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        a, _ = await ledger.submit(new_job())
+        a = (await ledger.submit(new_job())).job_id
         await ledger.submit(new_job())
         with pytest.raises(QueueFull):
             await ledger.submit(new_job())
@@ -285,7 +286,7 @@ def test_queue_limit(redis_url: str) -> None:
 
 def test_every_key_of_a_finished_job_expires_after_the_retention(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        job_id, _ = await ledger.submit(new_job(key="k1"))
+        job_id = (await ledger.submit(new_job(key="k1"))).job_id
         await claim(ledger, job_id, "w1")
         await ledger.save_checkpoint(job_id, "w1", "segmentation", b"mask")
         assert await ledger.redis.ttl(keys.job(job_id)) == -1  # a running job does not expire
@@ -300,8 +301,8 @@ def test_every_key_of_a_finished_job_expires_after_the_retention(redis_url: str)
 
 def test_stalled_work_is_put_back_and_renewed_work_is_not(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        stalled, _ = await ledger.submit(new_job(tenant="t1"))
-        alive, _ = await ledger.submit(new_job(tenant="t2"))
+        stalled = (await ledger.submit(new_job(tenant="t1"))).job_id
+        alive = (await ledger.submit(new_job(tenant="t2"))).job_id
         assert await claim(ledger, stalled, "dead", lease_s=0.2) == 1
         assert await claim(ledger, alive, "alive", lease_s=0.2) == 1
         await asyncio.sleep(0.1)
@@ -357,7 +358,7 @@ def test_a_take_that_empties_the_queue_with_a_slot_free_waits_at_once(redis_url:
 
     async def body(ledger: Ledger) -> None:
         async with work_notices(ledger) as notices:
-            first, second = (await ledger.submit(new_job()))[0], (await ledger.submit(new_job()))[0]
+            first, second = (await ledger.submit(new_job())).job_id, (await ledger.submit(new_job())).job_id
             taken = await ledger.take("w1", LEASE_S, DETACHED, slot_free=True)
             assert taken == (first, 1, "material_swap") and not taken.drained  # the second is queued
             taken = await ledger.take("w1", LEASE_S, DETACHED, slot_free=True)
@@ -374,7 +375,7 @@ def test_a_take_that_empties_the_queue_with_a_slot_free_waits_at_once(redis_url:
 
 def test_a_retried_take_hands_out_the_same_job(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        first, _ = await ledger.submit(new_job())
+        first = (await ledger.submit(new_job())).job_id
         await ledger.submit(new_job())
         args = [
             "w1",
@@ -407,7 +408,7 @@ def test_a_take_hands_over_the_job_and_its_checkpoints_as_it_left_them(redis_url
     job and its checkpoints after the take, on a first take and on one after a hand-back."""
 
     async def body(ledger: Ledger) -> None:
-        job_id, _ = await ledger.submit(new_job())
+        job_id = (await ledger.submit(new_job())).job_id
         taken = await ledger.take("w1", LEASE_S, DETACHED)
         assert taken is not None and taken.stored is not None
         assert taken.stored == await ledger.get(job_id) and taken.checkpoints == {}
@@ -425,7 +426,7 @@ def test_a_take_hands_over_the_job_and_its_checkpoints_as_it_left_them(redis_url
 
 def test_a_tenant_never_runs_more_than_its_concurrency(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        ids = [(await ledger.submit(new_job()))[0] for _ in range(4)]
+        ids = [(await ledger.submit(new_job())).job_id for _ in range(4)]
         taken = [await ledger.take(f"w{i}", LEASE_S, DETACHED) for i in range(4)]
         assert [t[0] for t in taken if t] == ids[:2] and taken[2:] == [None, None]
         await ledger.set_tenant_limits("acme", {"concurrency": 3})
@@ -438,6 +439,49 @@ def test_a_tenant_never_runs_more_than_its_concurrency(redis_url: str) -> None:
     run(body, redis_url, tenant_defaults=TenantLimits(concurrency=2, rate_per_s=0))
 
 
+def test_a_job_submitted_beside_a_free_slot_starts_there_at_once(redis_url: str) -> None:
+    """With nothing queued and the tenant under its concurrency, a submit that names a dispatcher
+    starts the job for it (RUNNING, attempt 1, a slot for the lease) without queuing it; a retry of
+    that submit hands it out again; its lease runs out as a taken job's does."""
+
+    async def body(ledger: Ledger) -> None:
+        new = new_job()
+        job_id, duplicate, started = await ledger.submit(new, start_here=StartHere("here", 0.2))
+        assert not duplicate and started is not None
+        assert (started.job.id, started.job.attempt, started.owner) == (job_id, 1, "here")
+        assert started.job.state == pb.JOB_STATE_RUNNING and started.job.kind == "material_swap"
+        assert started.request == b"req" and started == await ledger.get(job_id)
+        assert [e.message for e in (await ledger.read_events({job_id: "0"}))[job_id]] == ["Queued"]
+        assert await ledger.take("other", LEASE_S, DETACHED) is None  # nothing is queued
+        again = await ledger.submit(new, start_here=StartHere("here", 0.2))  # its answer was lost
+        assert again.started == started
+        assert (await ledger.submit(new, start_here=StartHere("another", 0.2))).started is None
+        await ledger.started(job_id, "here")  # the dispatcher runs it as if it had taken it
+        await asyncio.sleep(0.3)  # and dies: its lease runs out
+        assert await ledger.requeue_expired() == 1
+        assert await claim(ledger, job_id, "rescuer") == 2
+
+    run(body, redis_url)
+
+
+def test_a_job_is_queued_beside_a_free_slot_when_others_wait_or_its_tenant_is_full(redis_url: str) -> None:
+    """Starting at once never goes around the queue's order or a tenant's concurrency."""
+
+    async def body(ledger: Ledger) -> None:
+        here = StartHere("here", LEASE_S)
+        first = await ledger.submit(new_job(), start_here=here)
+        assert first.started is not None  # acme runs 1 of its 1
+        second = await ledger.submit(new_job(), start_here=here)
+        assert second.started is None  # acme is at its concurrency: queued
+        third = await ledger.submit(new_job(tenant="globex"), start_here=here)
+        assert third.started is None  # acme's job waits: globex queues behind it
+        await ledger.succeed(first.job_id, "here", pb.JobResult(), 4)
+        taken = [await ledger.take("w", LEASE_S, DETACHED) for _ in range(2)]
+        assert [t[0] for t in taken if t] == [second.job_id, third.job_id]
+
+    run(body, redis_url, tenant_defaults=TenantLimits(concurrency=1, rate_per_s=0))
+
+
 def test_a_tenant_with_a_backlog_does_not_hold_back_another(redis_url: str) -> None:
     """Weighted fair queuing: tenant B's first job starts within one slot of being submitted,
     however many jobs tenant A has queued; a tenant of weight 2 gets twice the turns."""
@@ -446,7 +490,7 @@ def test_a_tenant_with_a_backlog_does_not_hold_back_another(redis_url: str) -> N
         for _ in range(200):
             await ledger.submit(new_job(tenant="a"))
         assert (await ledger.take("w", LEASE_S, DETACHED)) is not None  # A is being served
-        b_job, _ = await ledger.submit(new_job(tenant="b"))
+        b_job = (await ledger.submit(new_job(tenant="b"))).job_id
         order = []
         for _ in range(2):
             taken = await ledger.take("w", LEASE_S, DETACHED)
@@ -490,7 +534,7 @@ def test_list_pages_newest_first_without_gaps(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
         ids = []
         for _ in range(7):
-            ids.append((await ledger.submit(new_job()))[0])
+            ids.append((await ledger.submit(new_job())).job_id)
         await ledger.submit(new_job(tenant="someone-else"))
         seen: list[str] = []
         token = None

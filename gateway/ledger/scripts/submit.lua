@@ -1,26 +1,40 @@
 -- Records and queues a new job in one step, within the tenant's request rate and queue quota and
--- the global queue limit, its price reserved from the tenant's credits.
+-- the global queue limit, its price reserved from the tenant's credits. Or, when the submitting
+-- gateway's dispatcher has a slot free (an owner is given), no job of any tenant is queued and the
+-- tenant runs fewer jobs than its concurrency, starts it there instead of queuing it: the take
+-- (take.lua) would hand out this very job next, and the dispatcher is spared waiting for the work
+-- notice and taking it.
 -- KEYS: job, events, active set, tenant index, idempotency key ('idem:none' when unused), tenant
 --       queue, queued tenants, queue clock, tenant limits, tenant rate, tenant active set, credit
---       balance, credits reserved, credit log, waiting dispatchers
+--       balance, credits reserved, credit log, waiting dispatchers, running (all), tenant running
 -- ARGV: 1 job_id, 2 use_idempotency ('1'/'0'), 3 queue_limit (0: none), 4 now_ms, 5 retention_ms,
 --       6 event, 7 the job's notice channel, 8 work channel, 9 tenant, 10 default rate per second (0: none),
 --       11 default burst, 12 default queue quota (0: none), 13 rate limited ('1'/'0'), 14 credits
---       to reserve (0: none), then the job hash's fields and values from the request (the script
+--       to reserve (0: none), 15 the dispatcher that may start it ('': none), 16 its lease_ms,
+--       17 default concurrency, then the job hash's fields and values from the request (the script
 --       adds the id, the tenant, created_ms and the initial state: QUEUED, step 0, attempt 0,
 --       updated now).
--- Returns {'ok', id}, {'duplicate', id of the key's job}, {'limited', ms until a retry is allowed},
--- {'quota', the quota}, {'full', ''} or {'credits', the balance}.
+-- Returns {'ok', id}, {'started', id, the job's hash as HGETALL gives it} (RUNNING, attempt 1, owned
+-- by that dispatcher, which starts it without reading it again), {'duplicate', id of the key's
+-- job}, {'limited', ms until a retry is allowed}, {'quota', the quota}, {'full', ''} or
+-- {'credits', the balance}.
 -- Idempotent under retry: a second call for a job id already recorded changes nothing (and is not
--- counted against the rate again).
+-- counted against the rate again); it answers 'started' again while the job is that dispatcher's
+-- first attempt (the first answer was lost, so no one runs it yet).
 -- include: gcra
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'ok', ARGV[1]} end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[15] ~= '' and redis.call('HGET', KEYS[1], 'owner') == ARGV[15]
+      and redis.call('HGET', KEYS[1], 'attempt') == '1' and redis.call('HGET', KEYS[1], 'state') == 'RUNNING' then
+    return {'started', ARGV[1], redis.call('HGETALL', KEYS[1])}
+  end
+  return {'ok', ARGV[1]}
+end
 if ARGV[2] == '1' then
   local existing = redis.call('GET', KEYS[5])
   if existing then return {'duplicate', existing} end
 end
 -- The tenant's own limits where set, else the defaults, in one read.
-local set = redis.call('HMGET', KEYS[9], 'rate', 'burst', 'queue_quota')
+local set = redis.call('HMGET', KEYS[9], 'rate', 'burst', 'queue_quota', 'concurrency')
 local now = tonumber(ARGV[4])
 local new_tat = nil
 if ARGV[13] == '1' then
@@ -43,13 +57,25 @@ end
 gcra_store(KEYS[10], new_tat, now)
 local fields = {'id', ARGV[1], 'tenant', ARGV[9], 'created_ms', ARGV[4], 'updated_ms', ARGV[4], 'state', 'QUEUED',
   'step', '0', 'progress', '0', 'message', 'Queued', 'attempt', '0'}
-for i = 15, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 18, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('XADD', KEYS[2], '*', 'event', ARGV[6])
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[11], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 if ARGV[2] == '1' then redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[5]) end
+-- Started here: what take.lua does for a job it hands out (a slot for the lease, attempt 1, the
+-- owner), with the queue and its clock untouched, since nothing was queued. The submitting
+-- dispatcher's own entry among the waiting ones is left as it is: its intake still waits for work.
+if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0
+    and redis.call('ZCOUNT', KEYS[17], now, '+inf') < tonumber(set[4] or ARGV[17]) then
+  local expiry = now + tonumber(ARGV[16])
+  redis.call('ZADD', KEYS[17], expiry, ARGV[1])
+  redis.call('ZADD', KEYS[16], expiry, ARGV[9] .. '|' .. ARGV[1])
+  redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'owner', ARGV[15], 'attempt', '1', 'started_ms', ARGV[4])
+  redis.call('PUBLISH', ARGV[7], '')
+  return {'started', ARGV[1], redis.call('HGETALL', KEYS[1])}
+end
 redis.call('RPUSH', KEYS[6], ARGV[1])
 -- A tenant joining the queue starts at the virtual clock: it neither jumps ahead with credit saved
 -- while idle nor waits behind the others' whole backlogs.
