@@ -189,8 +189,9 @@ class JobContext:
 
         `checkpoint=False` is for an answer the job stores straight away as its outputs: a checkpoint
         would store the same bytes a second time (an upload of the whole render, to save redoing
-        the call only if the dispatcher dies in the moment between the answer and the job's end).
-        A checkpoint from an earlier run is still used.
+        the call only if the dispatcher dies in the moment between the answer and the job's end),
+        and for an answer that costs nothing to ask for again (a generation dry run's report). A
+        checkpoint from an earlier run is still used.
 
         A stage that is unavailable (restarting, draining, its Triton down) is retried with
         exponential backoff and jitter (the channel balances over the stage's replicas, so a retry

@@ -95,6 +95,7 @@ async def run_room_render(ctx: JobContext) -> pb.JobResult:
         "generation",
         generation_pb.GenerateResponse,
         lambda t: ctx.stages.generation.Generate(request, timeout=t),
+        checkpoint=not options.dry_run,  # a dry run's report costs nothing to ask for again
     )
     return await _finish(ctx, response)
 
@@ -151,6 +152,7 @@ async def run_texture_edit(ctx: JobContext) -> pb.JobResult:
         "generation",
         generation_pb.EditResponse,
         lambda t: ctx.stages.generation.Edit(request, timeout=t),
+        checkpoint=not options.dry_run,
     )
     return await _finish(ctx, response)
 

@@ -11,9 +11,11 @@ import cv2
 import grpc
 import numpy as np
 import pytest
+import redis
 from google.rpc import error_details_pb2
 
 from devstack import scenes
+from gateway.ledger import keys
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
 from render_client.client import (
@@ -110,13 +112,28 @@ def test_a_custom_prompt_is_sent_as_given(client: RenderClient, fake: FakeOpenAI
     assert fake.requests[0]["fields"]["prompt"] == "A minimalist kitchen at dawn"  # type: ignore[index]
 
 
-def test_a_dry_run_returns_the_prompt_and_estimate_without_calling(client: RenderClient, fake: FakeOpenAI) -> None:
+def checkpointed(redis_url: str, job_id: str) -> set[bytes]:
+    """The names of a job's checkpoints (the client fixture's database)."""
+    check = redis.Redis.from_url(redis_url + "/8")
+    try:
+        return set(check.hkeys(keys.checkpoints(job_id)))
+    finally:
+        check.close()
+
+
+def test_a_dry_run_returns_the_prompt_and_estimate_without_calling(
+    client: RenderClient, fake: FakeOpenAI, redis_url: str
+) -> None:
     room = room_render("kitchen", floor="Oak", dry_run=True)
     done = client.wait(client.submit(room_render_request(room)).job.id, timeout=30)
     assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
     report = done.result.generation
     assert report.dry_run and "- Floor: Oak" in report.prompt and report.estimated_cost.cents > 0
     assert report.cost.cents == 0 and not done.result.outputs and not fake.requests
+    # The report costs nothing to ask for again, so it is not checkpointed; a paid call's answer is.
+    assert b"generation" not in checkpointed(redis_url, done.id)
+    paid = client.wait(client.submit(room_render_request(room_render("kitchen", floor="Oak"))).job.id, timeout=30)
+    assert paid.state == pb.JOB_STATE_SUCCEEDED and b"generation" in checkpointed(redis_url, paid.id)
 
 
 def test_over_budget_fails_before_spending(client: RenderClient, fake: FakeOpenAI) -> None:
