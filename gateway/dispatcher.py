@@ -111,7 +111,7 @@ class Dispatcher:
 
     def run_started(self, started: StoredJob) -> None:
         """Runs a job its submit started for this dispatcher (see claim), in the claimed slot."""
-        taken = Taken((started.job.id, started.job.attempt, started.job.kind), stored=started)
+        taken = Taken((started.job.id, started.job.attempt, started.job.kind), stored=started, announced=True)
         self._spawn(self._dispatch(taken, slot=True))
 
     def release(self) -> None:
@@ -243,10 +243,13 @@ class Dispatcher:
 
     async def _run(self, taken: Taken) -> None:
         job_id, attempt, _ = taken
-        try:  # the take read the job and its checkpoints: starting it is one round trip
-            stored = await self.ledger.started(job_id, self.consumer, stored=taken.stored)
-        except NotOwner:
-            return  # cancelled (or put back) between the take and now, or expired
+        if taken.announced and taken.stored is not None:
+            stored = taken.stored  # its submit started it here and wrote its start
+        else:
+            try:  # the take read the job and its checkpoints: starting it is one round trip
+                stored = await self.ledger.started(job_id, self.consumer, stored=taken.stored)
+            except NotOwner:
+                return  # cancelled (or put back) between the take and now, or expired
         saved = taken.checkpoints if taken.stored is not None else await self.ledger.checkpoints(job_id)
         task = asyncio.create_task(self._execute(job_id, stored, saved))
         self._running[job_id] = task

@@ -61,6 +61,8 @@ class NotOwner(LedgerError):
 # Webhooks (queued by transition.lua): progress at most once a second per job, and at most this
 # many start and progress deliveries per job (its completion always goes).
 WEBHOOK_PROGRESS_INTERVAL_MS = 1000
+# The message of a job's start (ledger.started, or its submit's when it starts the job at once).
+STARTING = "Starting"
 WEBHOOK_MOST_PER_JOB = 100
 
 
@@ -233,6 +235,8 @@ class Jobs(LedgerBase):
                 keys.WAITING_DISPATCHERS,
                 keys.RUNNING,
                 keys.tenant_running(new.tenant),
+                keys.WEBHOOKS_DUE,
+                keys.job_webhooks(new.job_id),
             ],
             args=[
                 new.job_id,
@@ -249,9 +253,7 @@ class Jobs(LedgerBase):
                 defaults.queue_quota,
                 "1" if rate_limited else "0",
                 new.credits_reserved,
-                start_here.owner if start_here else "",
-                int(start_here.lease_s * 1000) if start_here else 0,
-                defaults.concurrency,
+                *self._start_args(new, start_here, created),
                 *flat,
             ],
         )
@@ -268,6 +270,34 @@ class Jobs(LedgerBase):
             fields = {k.decode(): v for k, v in as_dict(reply[2]).items()}
             return Submitted(value.decode(), False, stored_job(fields))
         return Submitted(value.decode(), status == b"duplicate")
+
+    def _start_args(self, new: NewJob, start_here: StartHere | None, created_ms: int) -> list[str | bytes | int]:
+        """submit.lua's arguments 15-26: the dispatcher that may start the job, its lease, and the
+        start's event and webhooks as the dispatcher's start would write them (ledger.started);
+        empty without one (the job is queued)."""
+        if start_here is None:
+            return ["", 0, 0, "", "", "", "", "", "", 0, 0, 0]
+        event = pb.JobEvent(
+            job_id=new.job_id,
+            time=timestamp(created_ms),
+            state=pb.JOB_STATE_RUNNING,
+            message=STARTING,
+            total_steps=new.total_steps,
+        ).SerializeToString()
+        return [
+            start_here.owner,
+            int(start_here.lease_s * 1000),
+            self.defaults.concurrency,
+            event,
+            notice_payload(event),
+            keys.WEBHOOK_ENDPOINTS_TEMPLATE,
+            keys.WEBHOOK_DELIVERY_TEMPLATE,
+            keys.JOB_WEBHOOKS_TEMPLATE,
+            keys.WEBHOOKS_CHANNEL,
+            self.webhook_ttl_ms,
+            WEBHOOK_PROGRESS_INTERVAL_MS,
+            WEBHOOK_MOST_PER_JOB,
+        ]
 
     async def job_for_key(self, tenant: str, idempotency_key: str) -> str | None:
         """The job an idempotency key maps to, if any."""
@@ -348,7 +378,7 @@ class Jobs(LedgerBase):
     # -- transitions ----------------------------------------------------------------------------
 
     async def started(
-        self, job_id: str, owner: str, message: str = "Starting", *, stored: StoredJob | None = None
+        self, job_id: str, owner: str, message: str = STARTING, *, stored: StoredJob | None = None
     ) -> StoredJob:
         """The event of a dispatcher starting (or resuming) a job it took; the job as read before
         (or as its take read it: stored)."""

@@ -35,6 +35,7 @@ class Taken(tuple[str, int, str]):
     drained: bool
     stored: StoredJob | None
     checkpoints: dict[str, bytes]
+    announced: bool  # its start's event is written (its submit started it): the run writes no start
 
     def __new__(
         cls,
@@ -42,11 +43,14 @@ class Taken(tuple[str, int, str]):
         drained: bool = False,
         stored: StoredJob | None = None,
         checkpoints: dict[str, bytes] | None = None,
+        *,
+        announced: bool = False,
     ) -> Taken:
         taken = super().__new__(cls, fields)
         taken.drained = drained
         taken.stored = stored
         taken.checkpoints = checkpoints or {}
+        taken.announced = announced
         return taken
 
     def unread(self) -> Taken:

@@ -451,13 +451,18 @@ def test_a_job_submitted_beside_a_free_slot_starts_there_at_once(redis_url: str)
         assert (started.job.id, started.job.attempt, started.owner) == (job_id, 1, "here")
         assert started.job.state == pb.JOB_STATE_RUNNING and started.job.kind == "material_swap"
         assert started.request == b"req" and started == await ledger.get(job_id)
-        assert [e.message for e in (await ledger.read_events({job_id: "0"}))[job_id]] == ["Queued"]
+        events = (await ledger.read_events({job_id: "0"}))[job_id]  # and its start, as a dispatcher writes it
+        assert [(e.state, e.message) for e in events] == [
+            (pb.JOB_STATE_QUEUED, "Queued"),
+            (pb.JOB_STATE_RUNNING, "Starting"),
+        ]
+        assert events[1].time == events[0].time and events[1].total_steps == 4
         assert await ledger.take("other", LEASE_S, DETACHED) is None  # nothing is queued
         again = await ledger.submit(new, start_here=StartHere("here", 0.2))  # its answer was lost
         assert again.started == started
         assert (await ledger.submit(new, start_here=StartHere("another", 0.2))).started is None
-        await ledger.started(job_id, "here")  # the dispatcher runs it as if it had taken it
-        await asyncio.sleep(0.3)  # and dies: its lease runs out
+        await ledger.progress(job_id, "here", stage=1, step=1, total_steps=4, progress=0.0, message="Step 1/4")
+        await asyncio.sleep(0.3)  # the dispatcher dies: its lease runs out
         assert await ledger.requeue_expired() == 1
         assert await claim(ledger, job_id, "rescuer") == 2
 

@@ -236,6 +236,29 @@ def test_an_endpoint_gets_every_job_and_a_rotated_secret_signs_beside_the_new_on
     assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_a_job_announces_its_start_once_however_it_started(
+    connect: Callable[[str], RenderClient], receiver: Receiver
+) -> None:
+    """A job the gateway starts in its submit (an idle dispatcher beside it) or a dispatcher takes
+    from the queue: one start event, one job.started delivery, before its completion."""
+    client = connect("wh-start")
+    secret = tenant_secret(client)
+    hook = receiver.hook("start")
+    wanted = (pb.WEBHOOK_EVENT_STARTED, pb.WEBHOOK_EVENT_COMPLETED)
+    jobs = [client.submit(hooked(room_render_request(dry_room()), hook, *wanted)).job for _ in range(3)]
+    arrived = hook.wait_for(lambda got: len(got) >= 2 * len(jobs))
+    for job in jobs:
+        assert client.wait(job.id, timeout=30).state == pb.JOB_STATE_SUCCEEDED
+        assert [e.message for e in client.watch(job.id)].count("Starting") == 1
+        listed = settled(client, job.id)
+        assert sorted(d.event_type for d in listed) == ["job.completed", "job.started"]
+    bodies = [r.verify(secret) for r in arrived]
+    assert len(bodies) == 2 * len(jobs)
+    started = [b for b in bodies if b["type"] == "job.started"]
+    assert sorted(b["data"]["job_id"] for b in started) == sorted(j.id for j in jobs)  # type: ignore[index]
+    assert {b["data"]["state"] for b in started} == {"running"}  # type: ignore[index]
+
+
 def test_a_batch_sends_each_room_and_its_end_and_progress_at_most_once_a_second(
     connect: Callable[[str], RenderClient], receiver: Receiver
 ) -> None:

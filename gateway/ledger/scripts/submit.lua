@@ -3,25 +3,32 @@
 -- gateway's dispatcher has a slot free (an owner is given), no job of any tenant is queued and the
 -- tenant runs fewer jobs than its concurrency, starts it there instead of queuing it: the take
 -- (take.lua) would hand out this very job next, and the dispatcher is spared waiting for the work
--- notice and taking it.
+-- notice, taking it and writing its start.
 -- KEYS: job, events, active set, tenant index, idempotency key ('idem:none' when unused), tenant
 --       queue, queued tenants, queue clock, tenant limits, tenant rate, tenant active set, credit
---       balance, credits reserved, credit log, waiting dispatchers, running (all), tenant running
+--       balance, credits reserved, credit log, waiting dispatchers, running (all), tenant running,
+--       webhooks due, the job's webhook deliveries
 -- ARGV: 1 job_id, 2 use_idempotency ('1'/'0'), 3 queue_limit (0: none), 4 now_ms, 5 retention_ms,
 --       6 event, 7 the job's notice channel, 8 work channel, 9 tenant, 10 default rate per second (0: none),
 --       11 default burst, 12 default queue quota (0: none), 13 rate limited ('1'/'0'), 14 credits
 --       to reserve (0: none), 15 the dispatcher that may start it ('': none), 16 its lease_ms,
---       17 default concurrency, then the job hash's fields and values from the request (the script
---       adds the id, the tenant, created_ms and the initial state: QUEUED, step 0, attempt 0,
---       updated now).
+--       17 default concurrency, 18 the start's event (written when it starts it), 19 that event as
+--       its notice carries it (base64; '' to leave it out), 20 webhook endpoints template,
+--       21 webhook delivery template, 22 job webhooks template, 23 webhooks channel, 24 a
+--       delivery's ttl_ms, 25 ms between progress deliveries, 26 most start and progress
+--       deliveries per job (20-26 as transition.lua takes them), then the job hash's fields and
+--       values from the request (the script adds the id, the tenant, created_ms and the initial
+--       state: QUEUED, step 0, attempt 0, updated now).
 -- Returns {'ok', id}, {'started', id, the job's hash as HGETALL gives it} (RUNNING, attempt 1, owned
--- by that dispatcher, which starts it without reading it again), {'duplicate', id of the key's
+-- by that dispatcher, its start's event written: the dispatcher runs it without reading or writing
+-- anything first), {'duplicate', id of the key's
 -- job}, {'limited', ms until a retry is allowed}, {'quota', the quota}, {'full', ''} or
 -- {'credits', the balance}.
 -- Idempotent under retry: a second call for a job id already recorded changes nothing (and is not
 -- counted against the rate again); it answers 'started' again while the job is that dispatcher's
 -- first attempt (the first answer was lost, so no one runs it yet).
 -- include: gcra
+-- include: webhooks
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[15] ~= '' and redis.call('HGET', KEYS[1], 'owner') == ARGV[15]
       and redis.call('HGET', KEYS[1], 'attempt') == '1' and redis.call('HGET', KEYS[1], 'state') == 'RUNNING' then
@@ -57,9 +64,9 @@ end
 gcra_store(KEYS[10], new_tat, now)
 local fields = {'id', ARGV[1], 'tenant', ARGV[9], 'created_ms', ARGV[4], 'updated_ms', ARGV[4], 'state', 'QUEUED',
   'step', '0', 'progress', '0', 'message', 'Queued', 'attempt', '0'}
-for i = 18, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 27, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('XADD', KEYS[2], '*', 'event', ARGV[6])
+local queued = redis.call('XADD', KEYS[2], '*', 'event', ARGV[6])
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[11], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
@@ -72,8 +79,18 @@ if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0
   local expiry = now + tonumber(ARGV[16])
   redis.call('ZADD', KEYS[17], expiry, ARGV[1])
   redis.call('ZADD', KEYS[16], expiry, ARGV[9] .. '|' .. ARGV[1])
-  redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'owner', ARGV[15], 'attempt', '1', 'started_ms', ARGV[4])
-  redis.call('PUBLISH', ARGV[7], '')
+  redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'owner', ARGV[15], 'attempt', '1', 'started_ms', ARGV[4],
+    'message', 'Starting')
+  -- The start's event and its webhooks, as the dispatcher's start (transition.lua) writes them; its
+  -- notice names the queued event before it.
+  local entry = redis.call('XADD', KEYS[2], '*', 'event', ARGV[18])
+  queue_webhooks({job_key = KEYS[1], job_id = ARGV[1], category = 'start', event = ARGV[18], now = now,
+    due = KEYS[18], list_key = KEYS[19], endpoints_template = ARGV[20], delivery_template = ARGV[21],
+    list_template = ARGV[22], channel = ARGV[23], ttl_ms = tonumber(ARGV[24]), progress_ms = tonumber(ARGV[25]),
+    most = tonumber(ARGV[26])})
+  local notice = 'next ' .. entry .. ' ' .. queued
+  if ARGV[19] ~= '' then notice = notice .. ' ' .. ARGV[19] end
+  redis.call('PUBLISH', ARGV[7], notice)
   return {'started', ARGV[1], redis.call('HGETALL', KEYS[1])}
 end
 redis.call('RPUSH', KEYS[6], ARGV[1])
