@@ -61,9 +61,9 @@ class NotOwner(LedgerError):
 # Webhooks (queued by transition.lua): progress at most once a second per job, and at most this
 # many start and progress deliveries per job (its completion always goes).
 WEBHOOK_PROGRESS_INTERVAL_MS = 1000
+WEBHOOK_MOST_PER_JOB = 100
 # The message of a job's start (ledger.started, or its submit's when it starts the job at once).
 STARTING = "Starting"
-WEBHOOK_MOST_PER_JOB = 100
 
 
 def now_ms() -> int:

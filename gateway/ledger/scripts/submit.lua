@@ -21,9 +21,8 @@
 --       state: QUEUED, step 0, attempt 0, updated now).
 -- Returns {'ok', id}, {'started', id, the job's hash as HGETALL gives it} (RUNNING, attempt 1, owned
 -- by that dispatcher, its start's event written: the dispatcher runs it without reading or writing
--- anything first), {'duplicate', id of the key's
--- job}, {'limited', ms until a retry is allowed}, {'quota', the quota}, {'full', ''} or
--- {'credits', the balance}.
+-- anything first), {'duplicate', id of the key's job}, {'limited', ms until a retry is allowed},
+-- {'quota', the quota}, {'full', ''} or {'credits', the balance}.
 -- Idempotent under retry: a second call for a job id already recorded changes nothing (and is not
 -- counted against the rate again); it answers 'started' again while the job is that dispatcher's
 -- first attempt (the first answer was lost, so no one runs it yet).
