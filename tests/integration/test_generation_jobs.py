@@ -112,11 +112,11 @@ def test_a_custom_prompt_is_sent_as_given(client: RenderClient, fake: FakeOpenAI
     assert fake.requests[0]["fields"]["prompt"] == "A minimalist kitchen at dawn"  # type: ignore[index]
 
 
-def checkpointed(redis_url: str, job_id: str) -> set[bytes]:
+def checkpointed(redis_url: str, job_id: str) -> set[str]:
     """The names of a job's checkpoints (the client fixture's database)."""
-    check = redis.Redis.from_url(redis_url + "/8")
+    check = redis.Redis.from_url(redis_url + "/8", decode_responses=True)
     try:
-        return set(check.hkeys(keys.checkpoints(job_id)))
+        return {str(name) for name in check.hkeys(keys.checkpoints(job_id))}
     finally:
         check.close()
 
@@ -131,9 +131,9 @@ def test_a_dry_run_returns_the_prompt_and_estimate_without_calling(
     assert report.dry_run and "- Floor: Oak" in report.prompt and report.estimated_cost.cents > 0
     assert report.cost.cents == 0 and not done.result.outputs and not fake.requests
     # The report costs nothing to ask for again, so it is not checkpointed; a paid call's answer is.
-    assert b"generation" not in checkpointed(redis_url, done.id)
+    assert "generation" not in checkpointed(redis_url, done.id)
     paid = client.wait(client.submit(room_render_request(room_render("kitchen", floor="Oak"))).job.id, timeout=30)
-    assert paid.state == pb.JOB_STATE_SUCCEEDED and b"generation" in checkpointed(redis_url, paid.id)
+    assert paid.state == pb.JOB_STATE_SUCCEEDED and "generation" in checkpointed(redis_url, paid.id)
 
 
 def test_over_budget_fails_before_spending(client: RenderClient, fake: FakeOpenAI) -> None:
