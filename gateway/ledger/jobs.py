@@ -290,6 +290,13 @@ class Jobs(LedgerBase):
             self.defaults.concurrency,
             event,
             notice_payload(event),
+            *self._webhook_args(),
+        ]
+
+    def _webhook_args(self) -> list[str | int]:
+        """What lib/webhooks.lua's queue_webhooks needs besides the job and its event, in the order
+        transition.lua and submit.lua take it (their arguments 17-23 and 20-26)."""
+        return [
             keys.WEBHOOK_ENDPOINTS_TEMPLATE,
             keys.WEBHOOK_DELIVERY_TEMPLATE,
             keys.JOB_WEBHOOKS_TEMPLATE,
@@ -561,13 +568,7 @@ class Jobs(LedgerBase):
             keys.CREDITS_LOG_TEMPLATE,
             webhook,
             event.time.ToMilliseconds(),
-            keys.WEBHOOK_ENDPOINTS_TEMPLATE,
-            keys.WEBHOOK_DELIVERY_TEMPLATE,
-            keys.JOB_WEBHOOKS_TEMPLATE,
-            keys.WEBHOOKS_CHANNEL,
-            self.webhook_ttl_ms,
-            WEBHOOK_PROGRESS_INTERVAL_MS,
-            WEBHOOK_MOST_PER_JOB,
+            *self._webhook_args(),
             notice_payload(serialized),
             *flat,
         ]
