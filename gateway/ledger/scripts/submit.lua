@@ -28,6 +28,7 @@
 -- first attempt (the first answer was lost, so no one runs it yet).
 -- include: gcra
 -- include: webhooks
+-- include: hand_out
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[15] ~= '' and redis.call('HGET', KEYS[1], 'owner') == ARGV[15]
       and redis.call('HGET', KEYS[1], 'attempt') == '1' and redis.call('HGET', KEYS[1], 'state') == 'RUNNING' then
@@ -70,16 +71,13 @@ redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[11], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 if ARGV[2] == '1' then redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[5]) end
--- Started here: what take.lua does for a job it hands out (a slot for the lease, attempt 1, the
--- owner), with the queue and its clock untouched, since nothing was queued. The submitting
+-- Started here: handed out as take.lua hands out a job (a slot for the lease, attempt 1, the owner),
+-- with the queue and its clock untouched, since nothing was queued. The submitting
 -- dispatcher's own entry among the waiting ones is left as it is: its intake still waits for work.
 if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0
     and redis.call('ZCOUNT', KEYS[17], now, '+inf') < tonumber(set[4] or ARGV[17]) then
-  local expiry = now + tonumber(ARGV[16])
-  redis.call('ZADD', KEYS[17], expiry, ARGV[1])
-  redis.call('ZADD', KEYS[16], expiry, ARGV[9] .. '|' .. ARGV[1])
-  redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'owner', ARGV[15], 'attempt', '1', 'started_ms', ARGV[4],
-    'message', 'Starting')
+  hand_out(KEYS[1], ARGV[1], ARGV[9], KEYS[17], KEYS[16], ARGV[15], ARGV[4], now + tonumber(ARGV[16]), true)
+  redis.call('HSET', KEYS[1], 'message', 'Starting')
   -- The start's event and its webhooks, as the dispatcher's start (transition.lua) writes them; its
   -- notice names the queued event before it.
   local entry = redis.call('XADD', KEYS[2], '*', 'event', ARGV[18])

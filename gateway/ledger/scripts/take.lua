@@ -15,6 +15,7 @@
 -- while someone waits). drained is 1 when this take emptied the queue and the owner, with a slot
 -- still free, is noted as waiting at once (it waits instead of looking again and finding nothing).
 -- A retried take (same take key) returns what the first one took (drained 0).
+-- include: hand_out
 local function answer(job_id, attempt, kind, drained)
   return {job_id, attempt, kind, drained, redis.call('HGETALL', string.format(ARGV[10], job_id)),
     redis.call('HGETALL', string.format(ARGV[15], job_id))}
@@ -45,15 +46,9 @@ for i = 1, #candidates, 2 do
       local state = redis.call('HGET', job, 'state')
       -- RUNNING: handed back or reaped after its dispatcher died; anything else ended while queued.
       if state == 'QUEUED' or state == 'RUNNING' then
-        local expiry = now + lease
         local kind = redis.call('HGET', job, 'kind') or ''
-        if not string.find(ARGV[11], ',' .. kind .. ',', 1, true) then
-          redis.call('ZADD', running, expiry, job_id)
-        end
-        redis.call('ZADD', KEYS[3], expiry, tenant .. '|' .. job_id)
-        local attempt = redis.call('HINCRBY', job, 'attempt', 1)
-        redis.call('HSET', job, 'state', 'RUNNING', 'owner', ARGV[1], 'updated_ms', ARGV[2])
-        redis.call('HSETNX', job, 'started_ms', ARGV[2])
+        local takes_slot = not string.find(ARGV[11], ',' .. kind .. ',', 1, true)
+        local attempt = hand_out(job, job_id, tenant, running, KEYS[3], ARGV[1], ARGV[2], now + lease, takes_slot)
         local start = math.max(score, clock)
         if redis.call('LLEN', queue) > 0 then
           local weight = tonumber(redis.call('HGET', limits, 'weight') or ARGV[5])
