@@ -11,7 +11,18 @@ from gateway.ledger.base import LedgerError
 from gateway.ledger.connection import LedgerUnavailable, connect
 from gateway.ledger.credits import CreditEntry, Credits
 from gateway.ledger.events import EventLog, Notice, cursor_key, parse_notice
-from gateway.ledger.jobs import Jobs, NewJob, NotOwner, QueueFull, StartHere, State, StoredJob, Submitted
+from gateway.ledger.jobs import (
+    Jobs,
+    NewJob,
+    NotOwner,
+    Progress,
+    QueueFull,
+    StartHere,
+    State,
+    StoredJob,
+    Submitted,
+    progress_event,
+)
 from gateway.ledger.limits import TenantPolicies
 from gateway.ledger.tenants import (
     InsufficientCredits,
@@ -45,6 +56,7 @@ __all__ = [
     "NewJob",
     "NotOwner",
     "Notice",
+    "Progress",
     "QueueFull",
     "QuotaExceeded",
     "RateLimited",
@@ -60,4 +72,5 @@ __all__ = [
     "connect",
     "cursor_key",
     "parse_notice",
+    "progress_event",
 ]

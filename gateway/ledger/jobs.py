@@ -155,6 +155,52 @@ _ids: collections.deque[str] = collections.deque()
 os.register_at_fork(after_in_child=_ids.clear)
 
 
+@dataclass(frozen=True)
+class Progress:
+    """A step of a running job as it happened: its event, and the fields it leaves on the job's
+    hash. Built when the step happens (progress_event) and recorded then or with a later transition
+    of the job (Jobs.record_progress, or before its end)."""
+
+    event: pb.JobEvent
+    fields: Mapping[str, str | bytes | int | float]
+
+
+def progress_event(
+    job_id: str,
+    *,
+    stage: int,
+    step: int,
+    total_steps: int,
+    progress: float,
+    message: str,
+    stage_progress: float = 0.0,
+    children: Sequence[pb.ChildJob] = (),
+) -> Progress:
+    """A running job's step, timed now."""
+    ms = now_ms()
+    event = pb.JobEvent(
+        job_id=job_id,
+        time=timestamp(ms),
+        state=pb.JOB_STATE_RUNNING,
+        stage=cast(pb.Stage, stage),
+        step=step,  # type: ignore[arg-type]
+        total_steps=total_steps,
+        progress=progress,
+        stage_progress=stage_progress,
+        message=message,
+        children=children,
+    )
+    fields: dict[str, str | bytes | int | float] = {
+        "stage": stage,
+        "step": step,
+        "total_steps": total_steps,
+        "progress": progress,
+        "message": message,
+        "updated_ms": ms,
+    }
+    return Progress(event, fields)
+
+
 def new_job_id() -> str:
     """A new job's id: 128 random bits as 32 hex digits (the format of a UUID's hex)."""
     try:
@@ -420,46 +466,60 @@ class Jobs(LedgerBase):
         children: Sequence[pb.ChildJob] = (),
     ) -> None:
         """Records a step of a running job; raises NotOwner if the job ended or was taken over."""
-        ms = now_ms()
-        event = pb.JobEvent(
-            job_id=job_id,
-            time=timestamp(ms),
-            state=pb.JOB_STATE_RUNNING,
-            stage=cast(pb.Stage, stage),
-            step=step,  # type: ignore[arg-type]
+        step_event = progress_event(
+            job_id,
+            stage=stage,
+            step=step,
             total_steps=total_steps,
             progress=progress,
-            stage_progress=stage_progress,
             message=message,
+            stage_progress=stage_progress,
             children=children,
         )
-        await self._apply(
-            job_id,
-            owner,
-            "",
-            event,
-            {
-                "stage": stage,
-                "step": step,
-                "total_steps": total_steps,
-                "progress": progress,
-                "message": message,
-                "updated_ms": ms,
-            },
-            webhook="progress",
+        await self.record_progress(job_id, owner, [step_event])
+
+    async def record_progress(self, job_id: str, owner: str, steps: Sequence[Progress]) -> None:
+        """Records steps of a running job, in order, in one transition (one round trip); raises
+        NotOwner if the job ended or was taken over."""
+        *before, last = steps
+        await self._apply(job_id, owner, "", last.event, last.fields, webhook="progress", before=before)
+
+    async def succeed(
+        self,
+        job_id: str,
+        owner: str,
+        result: pb.JobResult,
+        total_steps: int,
+        charge: int = 0,
+        before: Sequence[Progress] = (),
+    ) -> None:
+        """Ends a job with its result, charging it `charge` credits (the rest of its reservation is
+        refunded), after the steps `before` not yet recorded (in the same transition)."""
+        await self._end(
+            job_id, owner, State.SUCCEEDED, "Done", total_steps, result=result, charge=str(charge), before=before
         )
 
-    async def succeed(self, job_id: str, owner: str, result: pb.JobResult, total_steps: int, charge: int = 0) -> None:
-        """Ends a job with its result, charging it `charge` credits (the rest of its reservation is
-        refunded)."""
-        await self._end(job_id, owner, State.SUCCEEDED, "Done", total_steps, result=result, charge=str(charge))
-
-    async def fail(self, job_id: str, owner: str, error: pb.JobError, total_steps: int, charge: int = 0) -> None:
+    async def fail(
+        self,
+        job_id: str,
+        owner: str,
+        error: pb.JobError,
+        total_steps: int,
+        charge: int = 0,
+        before: Sequence[Progress] = (),
+    ) -> None:
         """Ends a job with an error (its message made safe to show, whatever produced it), charging
-        it `charge` credits."""
+        it `charge` credits, after the steps `before` not yet recorded (in the same transition)."""
         safe = pb.JobError(code=error.code, message=safe_message(error.message))
         await self._end(
-            job_id, owner, State.FAILED, f"Failed: {safe.message}", total_steps, error=safe, charge=str(charge)
+            job_id,
+            owner,
+            State.FAILED,
+            f"Failed: {safe.message}",
+            total_steps,
+            error=safe,
+            charge=str(charge),
+            before=before,
         )
 
     async def cancel(self, job_id: str) -> bool:
@@ -496,6 +556,7 @@ class Jobs(LedgerBase):
         step: int | None = None,
         progress: float | None = None,
         charge: str = "0",
+        before: Sequence[Progress] = (),
     ) -> None:
         ms = now_ms()
         done = state is State.SUCCEEDED
@@ -523,7 +584,7 @@ class Jobs(LedgerBase):
             fields["result"] = result.SerializeToString()
         if error is not None:
             fields["error"] = error.SerializeToString()
-        await self._apply(job_id, owner, state.value, event, fields, charge)
+        await self._apply(job_id, owner, state.value, event, fields, charge, before=before)
 
     def transition_call(
         self,
@@ -535,10 +596,20 @@ class Jobs(LedgerBase):
         op: str,
         charge: str = "0",
         webhook: str = "",
+        before: Sequence[Progress] = (),
     ) -> tuple[list[str], list[str | bytes | int | float]]:
-        """transition.lua's keys and arguments for one operation `op` (a retry repeats it)."""
+        """transition.lua's keys and arguments for one operation `op` (a retry repeats it): `event`,
+        after the progress events `before` (each its own stream entry, webhooks and notice, in
+        order; the job's hash ends with their fields, then `fields`)."""
+        merged: dict[str, str | bytes | int | float] = {}
+        earlier: list[str | bytes | int | float] = [len(before)]
+        for step in before:
+            merged.update(step.fields)
+            serialized_step = step.event.SerializeToString()
+            earlier += [serialized_step, notice_payload(serialized_step)]
+        merged.update(fields)
         flat: list[str | bytes | int | float] = []
-        for k, v in fields.items():
+        for k, v in merged.items():
             flat += [k, v]
         call_keys = [
             keys.job(job_id),
@@ -570,6 +641,7 @@ class Jobs(LedgerBase):
             event.time.ToMilliseconds(),
             *self._webhook_args(),
             notice_payload(serialized),
+            *earlier,
             *flat,
         ]
         return call_keys, args
@@ -583,10 +655,14 @@ class Jobs(LedgerBase):
         fields: Mapping[str, str | bytes | int | float],
         charge: str = "0",
         webhook: str = "",
+        before: Sequence[Progress] = (),
     ) -> None:
         """One transition.lua call; `webhook` is the event's webhook category ("start", "progress";
-        an end is always "completed"), whose deliveries the script queues."""
-        call_keys, args = self.transition_call(job_id, owner, new_state, event, fields, _op(), charge, webhook)
+        an end is always "completed"), whose deliveries the script queues; `before`, progress
+        events written ahead of it in the same call."""
+        call_keys, args = self.transition_call(
+            job_id, owner, new_state, event, fields, _op(), charge, webhook, before=before
+        )
         status = await self._script("transition", keys=call_keys, args=args)
         if status != b"ok":
             raise NotOwner(f"job {job_id}: {status.decode()}")

@@ -20,7 +20,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack import scenes
-from gateway.ledger import Ledger, TenantLimits, keys
+from gateway.ledger import Ledger, TenantLimits, keys, progress_event
 from gateway.ledger.connection import client_name, connect
 from gateway.server import Gateway, create_server
 from gateway.settings import GatewaySettings
@@ -274,6 +274,17 @@ def test_scripts_apply_once_when_a_reply_is_lost(redis_url: str) -> None:
             assert await script(keys=job_keys, args=args) == b"ok"
             assert await script(keys=job_keys, args=args) == b"ok"
             assert await client.xlen(keys.events(new.job_id)) == 2
+            # Steps written ahead of an event in the same call are part of its one operation.
+            steps = [
+                progress_event(new.job_id, stage=1, step=n, total_steps=4, progress=0.0, message=f"Step {n}/4")
+                for n in (2, 3)
+            ]
+            job_keys, args = ledger.transition_call(
+                new.job_id, "", "", steps[1].event, steps[1].fields, "op-2", before=steps[:1]
+            )
+            assert await script(keys=job_keys, args=args) == b"ok"
+            assert await script(keys=job_keys, args=args) == b"ok"
+            assert await client.xlen(keys.events(new.job_id)) == 4
         finally:
             await ledger.aclose()
             await client.flushdb()

@@ -16,6 +16,7 @@ from gateway.ledger import (
     NewJob,
     Notice,
     NotOwner,
+    Progress,
     QueueFull,
     QuotaExceeded,
     RateLimited,
@@ -24,6 +25,7 @@ from gateway.ledger import (
     cursor_key,
     keys,
     parse_notice,
+    progress_event,
 )
 from gateway.ledger.events import NOTICE_EVENT_BYTES
 from render.v1 import render_service_pb2 as pb
@@ -187,6 +189,46 @@ def test_each_notice_carries_its_event_and_names_the_entry_before_it(redis_url: 
         said = await notices_during(redis_url, second, 2, two_steps)
         assert said[0].event is not None and said[0].event.message == "m" * 100
         assert said[1].entry is not None and said[1].event is None
+
+    run(body, redis_url)
+
+
+def test_steps_recorded_together_read_as_separate_events(redis_url: str) -> None:
+    """Steps a job took with nothing to wait for between them are written in one transition (or
+    ahead of its end): each is its own stream entry and notice, in order, as separate calls would
+    have written them, and the job's hash ends with the last one's fields."""
+
+    def step(job_id: str, n: int) -> Progress:
+        return progress_event(job_id, stage=n, step=n, total_steps=4, progress=(n - 1) / 4, message=f"Step {n}/4")
+
+    async def body(ledger: Ledger) -> None:
+        job_id = (await ledger.submit(new_job())).job_id
+        assert await claim(ledger, job_id, "w1") == 1
+
+        async def act() -> None:
+            await ledger.record_progress(job_id, "w1", [step(job_id, 1), step(job_id, 2)])
+            stored = await ledger.get(job_id)
+            assert stored is not None and (stored.job.step, stored.job.message) == (2, "Step 2/4")
+            await ledger.succeed(job_id, "w1", pb.JobResult(geometry_source="quad"), 4, before=[step(job_id, 3)])
+
+        notices = await notices_during(redis_url, job_id, 4, act)
+        events = await collect(follow(ledger, job_id))
+        assert [e.message for e in events] == ["Queued", "Starting", "Step 1/4", "Step 2/4", "Step 3/4", "Done"]
+        assert [n.entry for n in notices] == [cursor_key(e.cursor) for e in events[2:]]
+        assert [n.before for n in notices] == [cursor_key(e.cursor) for e in events[1:-1]]
+        assert [n.end for n in notices] == [False, False, False, True]
+        assert [n.event for n in notices] == events[2:]
+
+        # A failure ahead of which a step is written leaves that step on the job.
+        second = (await ledger.submit(new_job())).job_id
+        assert await claim(ledger, second, "w1") == 1
+        await ledger.fail(
+            second, "w1", pb.JobError(code=pb.ERROR_CODE_TIMEOUT, message="late"), 4, before=[step(second, 2)]
+        )
+        events = await collect(follow(ledger, second))
+        assert [e.message for e in events] == ["Queued", "Starting", "Step 2/4", "Failed: late"]
+        stored = await ledger.get(second)
+        assert stored is not None and stored.job.step == 2 and stored.job.state == pb.JOB_STATE_FAILED
 
     run(body, redis_url)
 

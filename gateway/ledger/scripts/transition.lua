@@ -9,13 +9,17 @@
 --       template, 18 webhook delivery template, 19 job webhooks template, 20 webhooks channel,
 --       21 a delivery's ttl_ms, 22 ms between progress deliveries, 23 most start and progress
 --       deliveries per job, 24 the event as the notice carries it (base64; '' to leave it out),
---       then fields and values.
+--       25 n, the number of progress events written before it, then n pairs (the event, as its
+--       notice carries it), then fields and values.
 -- A terminal job never moves again; a dispatcher that is no longer the owner cannot write. Each call
 -- carries an operation id: repeating it (a retry after a lost reply) changes nothing. The end frees
 -- the job's concurrency slot and its place in the tenant's quota, and settles its credits, in the
 -- same step: it happens once, so a job is charged once and refunded at most once. What it charges
 -- is never more than it reserved; a cancelled job pays nothing if it had not started, else its base.
 -- The event's webhook deliveries are queued in the same step (lib/webhooks.lua): an end, once.
+-- Progress events given before it (steps the job took without waiting for anything between them)
+-- are written first, in order, each with its own stream entry, webhooks and notice: to a watcher
+-- they are the events separate calls would have written.
 -- include: webhooks
 -- include: states
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -23,21 +27,40 @@ if not state then return 'missing' end
 if redis.call('HGET', KEYS[1], 'op') == ARGV[6] then return 'ok' end
 if terminal(state) then return 'terminal' end
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 'not_owner' end
+local earlier = tonumber(ARGV[25])
 local fields = {'op', ARGV[6]}
-for i = 25, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 26 + 2 * earlier, #ARGV do fields[#fields + 1] = ARGV[i] end
 if ARGV[3] ~= '' then fields[#fields + 1] = 'state'; fields[#fields + 1] = ARGV[3] end
 redis.call('HSET', KEYS[1], unpack(fields))
-local before = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local entry = redis.call('XADD', KEYS[2], '*', 'event', ARGV[5])
-local ending = ARGV[3] ~= '' and terminal(ARGV[3])
-local category = ARGV[15]
-if ending then category = 'completed' end
-if category ~= '' then
-  queue_webhooks({job_key = KEYS[1], job_id = ARGV[1], category = category, event = ARGV[5], now = tonumber(ARGV[16]),
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local before = (last[1] and last[1][1]) or '0'
+local function queue(category, event)
+  queue_webhooks({job_key = KEYS[1], job_id = ARGV[1], category = category, event = event, now = tonumber(ARGV[16]),
     due = KEYS[7], list_key = KEYS[8], endpoints_template = ARGV[17], delivery_template = ARGV[18],
     list_template = ARGV[19], channel = ARGV[20], ttl_ms = tonumber(ARGV[21]), progress_ms = tonumber(ARGV[22]),
     most = tonumber(ARGV[23])})
 end
+-- The notice names the event and the entry before it, and carries the event when the caller gave
+-- it (in base64, so that any subscriber can read the notice as text): a gateway hands it at once to
+-- the watchers whose cursor is that entry, and reads the stream for the rest. An end's notice says
+-- so: a watcher past the end waits for nothing.
+local function notice(kind, entry, payload)
+  local text = kind .. ' ' .. entry .. ' ' .. before
+  if payload ~= '' then text = text .. ' ' .. payload end
+  return text
+end
+for i = 1, earlier do
+  local event = ARGV[24 + 2 * i]
+  local entry = redis.call('XADD', KEYS[2], '*', 'event', event)
+  queue('progress', event)
+  redis.call('PUBLISH', ARGV[7], notice('next', entry, ARGV[25 + 2 * i]))
+  before = entry
+end
+local entry = redis.call('XADD', KEYS[2], '*', 'event', ARGV[5])
+local ending = ARGV[3] ~= '' and terminal(ARGV[3])
+local category = ARGV[15]
+if ending then category = 'completed' end
+if category ~= '' then queue(category, ARGV[5]) end
 if ending then
   local tenant = redis.call('HGET', KEYS[1], 'tenant')
   local reserved = tonumber(redis.call('HGET', KEYS[1], 'credits_reserved') or '0')
@@ -69,11 +92,5 @@ if ending then
   if idem and idem ~= '' then redis.call('PEXPIRE', idem, ARGV[4]) end
   if redis.call('ZCARD', KEYS[6]) > 0 then redis.call('PUBLISH', ARGV[8], tenant) end
 end
--- The notice names the event and the entry before it, and carries the event when the caller gave
--- it (in base64, so that any subscriber can read the notice as text): a gateway hands it at once to
--- the watchers whose cursor is that entry, and reads the stream for the rest. An end's notice says
--- so: a watcher past the end waits for nothing.
-local notice = (ending and 'end ' or 'next ') .. entry .. ' ' .. ((before[1] and before[1][1]) or '0')
-if ARGV[24] ~= '' then notice = notice .. ' ' .. ARGV[24] end
-redis.call('PUBLISH', ARGV[7], notice)
+redis.call('PUBLISH', ARGV[7], notice(ending and 'end' or 'next', entry, ARGV[24]))
 return 'ok'
