@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 from opentelemetry.trace import Status, StatusCode
 
 from gateway.fetch import DownloadError, FetchPolicy, fetch_async
-from gateway.ledger import Ledger
+from gateway.ledger import Ledger, Progress, progress_event
 from gateway.metrics import STAGE_DURATION
 from gateway.stages import StageClients
 from gateway.validation import Limits, check_image
@@ -105,7 +105,14 @@ def failure_from_rpc(stage: int, exc: grpc.aio.AioRpcError, timeout_s: float) ->
 
 @dataclass
 class JobContext:
-    """What one run of a job needs: its request, its owner's identity and the services."""
+    """What one run of a job needs: its request, its owner's identity and the services.
+
+    The steps a plan announces (step, detail) are recorded together, in one ledger round trip,
+    when the job next waits for something: before a stage call, a checkpoint, an input's read or
+    download and the outputs' write (flush), and with the job's end (the dispatcher takes them with
+    unwritten). Steps with nothing to wait for between them cost one write, not one each. A plan
+    that awaits anything else after announcing a step calls flush first.
+    """
 
     job_id: str
     owner: str
@@ -134,6 +141,11 @@ class JobContext:
     restored: frozenset[str] = field(init=False)
     # Whether this run may have written a file under work/<job>/ (set before the write).
     wrote_work: bool = False
+    # Steps announced and not yet recorded, and the lock that keeps one write of them at a time
+    # (a plan's concurrent stage calls flush too): two of a job's transitions in flight at once
+    # could apply a retried one after the other.
+    _unwritten: list[Progress] = field(default_factory=list, init=False)
+    _writing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.restored = frozenset(self.checkpoints)
@@ -171,21 +183,48 @@ class JobContext:
         await self._event(step, stage, f"Step {step}/{self.total_steps}: {text}", done=True)
 
     async def _event(self, step: int, stage: int, message: str, done: bool) -> None:
-        await self.ledger.progress(
-            self.job_id,
-            self.owner,
-            stage=stage,
-            step=step,
-            total_steps=self.total_steps,
-            progress=(step if done else step - 1) / self.total_steps,
-            stage_progress=1.0 if done else 0.0,
-            message=message,
+        self._unwritten.append(
+            progress_event(
+                self.job_id,
+                stage=stage,
+                step=step,
+                total_steps=self.total_steps,
+                progress=(step if done else step - 1) / self.total_steps,
+                stage_progress=1.0 if done else 0.0,
+                message=message,
+            )
         )
 
+    async def flush(self) -> None:
+        """Records the steps announced since the last write, in one transition."""
+        if not self._unwritten:
+            return
+        async with self._writing:
+            steps, self._unwritten = self._unwritten, []
+            if steps:
+                await self.ledger.record_progress(self.job_id, self.owner, steps)
+
+    def unwritten(self) -> list[Progress]:
+        """The steps not yet recorded, taken for the job's end to write before it."""
+        steps, self._unwritten = self._unwritten, []
+        return steps
+
     async def call(
-        self, stage: int, name: str, kind: type[M], rpc: Callable[[float], Awaitable[M]], *, checkpoint: bool = True
+        self,
+        stage: int,
+        name: str,
+        kind: type[M],
+        rpc: Callable[[float], Awaitable[M]],
+        *,
+        checkpoint: bool = True,
+        may_charge: bool | None = None,
     ) -> M:
         """A stage call with its deadline, its output checkpointed (and reused when resuming).
+
+        The steps announced before it are written first when the call may be charged (by default a
+        generation stage's: the write is also the check that the job is still this dispatcher's,
+        so a job taken over is not paid for twice), and while it runs otherwise (both have finished
+        when this returns).
 
         `checkpoint=False` is for an answer the job stores straight away as its outputs: a checkpoint
         would store the same bytes a second time (an upload of the whole render, to save redoing
@@ -203,12 +242,17 @@ class JobContext:
             message = kind()
             message.ParseFromString(saved)
             return message
+        if may_charge is None:
+            may_charge = stage == pb.STAGE_GENERATION
+        if may_charge:
+            await self.flush()
         label = stage_label(stage)
         started = time.monotonic()
         outcome = "failed"
         with telemetry.tracer().start_as_current_span(f"stage {label}", attributes={telemetry.STAGE: label}) as span:
             try:
-                response = await self._call_with_retries(stage, rpc)
+                calling = self._call_with_retries(stage, rpc)
+                response = await (calling if may_charge else self._beside_steps(calling))
                 outcome = "ok"
             except JobFailure as failure:
                 span.set_status(Status(StatusCode.ERROR, failure.message))
@@ -218,6 +262,20 @@ class JobContext:
         if checkpoint:
             await self.save_checkpoint(name, response.SerializeToString())
         return response
+
+    async def _beside_steps(self, work: Awaitable[T]) -> T:
+        """work's result, with the steps announced before it written meanwhile. The write is
+        never cut short, and its failure (the job is no longer this dispatcher's) comes first."""
+        writing = asyncio.ensure_future(self.flush())
+        try:
+            result = await work
+        except BaseException:
+            await asyncio.wait([writing])
+            if not writing.cancelled() and writing.exception() is not None:
+                raise writing.exception() from None  # type: ignore[misc]
+            raise
+        await writing
+        return result
 
     async def _call_with_retries(self, stage: int, rpc: Callable[[float], Awaitable[M]]) -> M:
         """The stage's answer, retried while it is unavailable within the job's budget."""
@@ -267,11 +325,13 @@ class JobContext:
         if value is None:
             return None
         if value.startswith(b"storage:"):
+            await self.flush()
             return await asyncio.to_thread(self.storage.get, value[8:].decode())
         return value
 
     async def save_checkpoint(self, name: str, value: bytes) -> None:
         """Stores a stage's output as a checkpoint of the job (kept inline, or in storage when large)."""
+        await self.flush()
         if len(value) > _INLINE_CHECKPOINT_BYTES:
             key = f"work/{self.job_id}/{name}.pb"
             self.wrote_work = True
@@ -286,6 +346,8 @@ class JobContext:
         time: a job with many URLs does not take every download thread. The first that fails fails
         the job; the others stop waiting (a download already under way runs on in its thread until
         it ends or times out: threads cannot be stopped)."""
+        if wanted:
+            await self.flush()
         gate = asyncio.Semaphore(INPUTS_AT_ONCE)
 
         async def one(path: str, source: pb.ImageSource, min_side: int) -> bytes:
@@ -296,6 +358,7 @@ class JobContext:
 
     async def image_input(self, field_path: str, source: pb.ImageSource, min_side: int) -> bytes:
         """An input image's bytes: uploaded at submit, or downloaded once (then kept as a checkpoint)."""
+        await self.flush()
         if field_path in self.inputs:
             try:
                 return await asyncio.to_thread(self.storage.get, self.inputs[field_path])
@@ -390,6 +453,8 @@ async def write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage])
     """Stores renditions at renders/{tenant}/{project or "-"}/{job_id}/{name}.{ext}. When one cannot
     be stored the job fails with UPLOAD_FAILED and those already stored are deleted: a job's outputs
     are all there or none is."""
+    if images:
+        await ctx.flush()
     with telemetry.tracer().start_as_current_span(
         "storage write", attributes={"render.files": len(images), "render.bytes": sum(len(i.data) for i in images)}
     ) as span:

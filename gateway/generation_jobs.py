@@ -96,6 +96,7 @@ async def run_room_render(ctx: JobContext) -> pb.JobResult:
         generation_pb.GenerateResponse,
         lambda t: ctx.stages.generation.Generate(request, timeout=t),
         checkpoint=not options.dry_run,  # a dry run's report costs nothing to ask for again
+        may_charge=not options.dry_run,
     )
     return await _finish(ctx, response)
 
@@ -153,6 +154,7 @@ async def run_texture_edit(ctx: JobContext) -> pb.JobResult:
         generation_pb.EditResponse,
         lambda t: ctx.stages.generation.Edit(request, timeout=t),
         checkpoint=not options.dry_run,
+        may_charge=not options.dry_run,
     )
     return await _finish(ctx, response)
 

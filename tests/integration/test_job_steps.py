@@ -1,0 +1,122 @@
+"""A job's steps as its plan announces them, over a real Redis: recorded before the job waits for
+anything (a stage call, storage) or ends, and several in one ledger round trip when nothing was
+waited for between them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from gateway.context import JobContext, write_outputs
+from gateway.fetch import FetchPolicy
+from gateway.ledger import Ledger, NotOwner
+from gateway.ledger.connection import connect
+from gateway.stages import StageClients
+from gateway.validation import Limits
+from render.depth.v1 import depth_service_pb2 as depth_pb
+from render.imaging.v1 import imaging_pb2
+from render.v1 import render_service_pb2 as pb
+from renderkit.storage.local import LocalStorage
+from tests.integration.test_ledger import claim, new_job
+
+
+class CountingLedger(Ledger):
+    """The ledger, counting its transition.lua calls (each one round trip)."""
+
+    transitions = 0
+
+    async def _script(self, name: str, keys: list[Any], args: list[Any]) -> Any:
+        if name == "transition":
+            self.transitions += 1
+        return await super()._script(name, keys, args)
+
+
+async def messages(ledger: Ledger, job_id: str) -> list[str]:
+    return [e.message for e in (await ledger.read_events({job_id: "0"})).get(job_id, [])]
+
+
+def test_steps_are_recorded_before_the_job_waits_and_together_when_nothing_came_between(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async def body() -> None:
+        client = connect(redis_url + "/3")
+        await client.flushdb()
+        ledger = CountingLedger(client)
+        try:
+            job_id = (await ledger.submit(new_job())).job_id
+            assert await claim(ledger, job_id, "w1") == 1
+            ctx = JobContext(
+                job_id=job_id,
+                owner="w1",
+                tenant="acme",
+                request=pb.SubmitRenderRequest(),
+                inputs={},
+                ledger=ledger,
+                storage=LocalStorage(tmp_path),
+                stages=cast(StageClients, None),  # the stage below is called directly
+                fetch_policy=FetchPolicy(),
+                limits=Limits(),
+                default_stage_timeout_s=5.0,
+                deadline=asyncio.get_running_loop().time() + 30,
+                total_steps=4,
+            )
+            first = ledger.transitions
+            await ctx.step(1, pb.STAGE_SEGMENTATION, "outlining")
+            await ctx.step(2, pb.STAGE_DEPTH, "estimating geometry", "depth")
+            seen: list[str] = []
+
+            async def stage(timeout: float) -> depth_pb.EstimatePlaneResponse:
+                seen.extend(await messages(ledger, job_id))
+                return depth_pb.EstimatePlaneResponse(source="quad")
+
+            # A call that may be charged waits for the steps' write (which checks the job is still
+            # this dispatcher's): both steps, in one transition, before the stage is asked.
+            plane = await ctx.call(pb.STAGE_DEPTH, "depth", depth_pb.EstimatePlaneResponse, stage, may_charge=True)
+            assert plane.source == "quad"
+            assert seen == ["Queued", "Starting", "Step 1/4: outlining", "Step 2/4: estimating geometry"]
+            assert ledger.transitions - first == 1
+            steps = seen[2:]
+
+            # A free call runs beside the write: the steps are in by the time it answers.
+            await ctx.detail(2, pb.STAGE_DEPTH, "the plane from the quad")
+            await ctx.step(3, pb.STAGE_PROJECTION, "projecting", "projection")
+            await ctx.call(pb.STAGE_PROJECTION, "projection", depth_pb.EstimatePlaneResponse, stage)
+            written = [*steps, "Step 2/4: the plane from the quad", "Step 3/4: projecting"]
+            assert (await messages(ledger, job_id))[2:] == written
+            assert ledger.transitions - first == 2
+
+            await ctx.step(4, pb.STAGE_OUTPUT, "writing outputs")
+            assert await write_outputs(ctx, []) == []  # nothing to store: nothing waited for
+            assert (await messages(ledger, job_id))[2:] == written
+            await ledger.succeed(job_id, "w1", pb.JobResult(), 4, before=ctx.unwritten())
+            assert ledger.transitions - first == 3
+            assert (await messages(ledger, job_id))[2:] == [*written, "Step 4/4: writing outputs", "Done"]
+
+            # Outputs to store are waited for: the step announcing them is written first.
+            second = (await ledger.submit(new_job())).job_id
+            assert await claim(ledger, second, "w1") == 1
+            ctx.job_id = second
+            await ctx.step(4, pb.STAGE_OUTPUT, "writing outputs")
+            image = imaging_pb2.EncodedImage(name="full", data=b"\xff\xd8\xff", content_type="image/jpeg")
+            stored = await write_outputs(ctx, [image])
+            assert [o.name for o in stored] == ["full"]
+            assert (await messages(ledger, second))[-1] == "Step 4/4: writing outputs"
+            assert ctx.unwritten() == []
+
+            # A job cancelled meanwhile: a free call's answer is not taken, the write's refusal is.
+            third = (await ledger.submit(new_job())).job_id
+            assert await claim(ledger, third, "w1") == 1
+            ctx.job_id = third
+            assert await ledger.cancel(third)
+            await ctx.step(3, pb.STAGE_PROJECTION, "projecting", "projection")
+            with pytest.raises(NotOwner):
+                await ctx.call(pb.STAGE_PROJECTION, "projection1", depth_pb.EstimatePlaneResponse, stage)
+        finally:
+            await ledger.aclose()
+            await client.flushdb()
+            await client.aclose()
+
+    asyncio.run(body())
