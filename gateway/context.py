@@ -204,9 +204,11 @@ class JobContext:
             if steps:
                 await self.ledger.record_progress(self.job_id, self.owner, steps)
 
-    def unwritten(self) -> list[Progress]:
-        """The steps not yet recorded, taken for the job's end to write before it."""
-        steps, self._unwritten = self._unwritten, []
+    async def unwritten(self) -> list[Progress]:
+        """The steps not yet recorded, taken for the job's end to write before it (once a write
+        still under way has finished: the end must not be in flight beside it)."""
+        async with self._writing:
+            steps, self._unwritten = self._unwritten, []
         return steps
 
     async def call(
@@ -269,10 +271,11 @@ class JobContext:
         writing = asyncio.ensure_future(self.flush())
         try:
             result = await work
-        except BaseException:
+        except BaseException as exc:
             await asyncio.wait([writing])
-            if not writing.cancelled() and writing.exception() is not None:
-                raise writing.exception() from None  # type: ignore[misc]
+            refused = None if writing.cancelled() else writing.exception()
+            if refused is not None and not isinstance(exc, asyncio.CancelledError):
+                raise refused from None
             raise
         await writing
         return result

@@ -360,7 +360,9 @@ class Dispatcher:
         except JobFailure as failure:
             charge = self._failure_charge(stored, failure.code, ctx)
             error = pb.JobError(code=failure.code, message=failure.message)  # type: ignore[arg-type]
-            await self.ledger.fail(job_id, self.consumer, error, ctx.total_steps, charge=charge, before=ctx.unwritten())
+            await self.ledger.fail(
+                job_id, self.consumer, error, ctx.total_steps, charge=charge, before=await ctx.unwritten()
+            )
             self._count_settlement(stored, charge)
             return "failed", pb.ErrorCode.Name(failure.code).removeprefix("ERROR_CODE_").lower()
         except (LedgerUnavailable, NotOwner, asyncio.CancelledError):
@@ -372,12 +374,14 @@ class Dispatcher:
                 self.consumer,
                 pb.JobError(code=pb.ERROR_CODE_PIPELINE_ERROR, message="an internal error stopped the render"),
                 ctx.total_steps,
-                before=ctx.unwritten(),
+                before=await ctx.unwritten(),
             )
             self._count_settlement(stored, 0)
             return "failed", "pipeline_error"
         charge = self._success_charge(stored, result, ctx)
-        await self.ledger.succeed(job_id, self.consumer, result, ctx.total_steps, charge=charge, before=ctx.unwritten())
+        await self.ledger.succeed(
+            job_id, self.consumer, result, ctx.total_steps, charge=charge, before=await ctx.unwritten()
+        )
         self._count_settlement(stored, charge)
         return "succeeded", ""
 

@@ -283,6 +283,8 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         if seg.used_model:
             await ctx.detail(1, pb.STAGE_SEGMENTATION, describe_segmentation(seg))
         await ctx.step(2, pb.STAGE_DEPTH, "estimating geometry", "depth")
+        if early_plane is not None:
+            await ctx.flush()  # the plane may still be on its way: the step is written first
         plane = await (early_plane if early_plane is not None else plane_call(estimate(seg.mask_png)))
     finally:
         if early_plane is not None and not early_plane.done():

@@ -91,7 +91,7 @@ def test_steps_are_recorded_before_the_job_waits_and_together_when_nothing_came_
             await ctx.step(4, pb.STAGE_OUTPUT, "writing outputs")
             assert await write_outputs(ctx, []) == []  # nothing to store: nothing waited for
             assert (await messages(ledger, job_id))[2:] == written
-            await ledger.succeed(job_id, "w1", pb.JobResult(), 4, before=ctx.unwritten())
+            await ledger.succeed(job_id, "w1", pb.JobResult(), 4, before=await ctx.unwritten())
             assert ledger.transitions - first == 3
             assert (await messages(ledger, job_id))[2:] == [*written, "Step 4/4: writing outputs", "Done"]
 
@@ -104,7 +104,7 @@ def test_steps_are_recorded_before_the_job_waits_and_together_when_nothing_came_
             stored = await write_outputs(ctx, [image])
             assert [o.name for o in stored] == ["full"]
             assert (await messages(ledger, second))[-1] == "Step 4/4: writing outputs"
-            assert ctx.unwritten() == []
+            assert await ctx.unwritten() == []
 
             # A job cancelled meanwhile: a free call's answer is not taken, the write's refusal is.
             third = (await ledger.submit(new_job())).job_id
