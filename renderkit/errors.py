@@ -21,6 +21,12 @@ _DETAILS_KEY = "grpc-status-details-bin"
 MAX_MESSAGE_CHARS = 500
 
 
+class InputError(ValueError):
+    """A problem with a request's own input, worded for its sender: it names the field, or says
+    what the input lacks. A stage reports its text; the text of any other exception (a library's
+    ValueError from deep inside) is never shown to a caller."""
+
+
 class DependencyUnavailable(RuntimeError):
     """Something a server needs is down (Redis, Triton, a stage): the caller should retry shortly.
 

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from renderkit import imaging
+from renderkit.errors import InputError
 
 _MAX_SAMPLES = 20000
 
@@ -37,7 +38,7 @@ def fit_affine_disparity(disparity: np.ndarray, mask: np.ndarray, seed: int = 0)
     """
     ys, xs = np.nonzero(mask > 127)
     if xs.size < 50:
-        raise ValueError("the surface is too small to fit a plane")
+        raise InputError("the surface is too small to fit a plane")
     if xs.size > _MAX_SAMPLES:
         pick = np.random.default_rng(seed).choice(xs.size, _MAX_SAMPLES, replace=False)
         xs, ys = xs[pick], ys[pick]
@@ -78,7 +79,7 @@ def plane_homography(
     moments = cv2.moments(cv2.compare(mask, 127, cv2.CMP_GT), binaryImage=True)  # type: ignore[call-overload]
     count = round(moments["m00"])
     if count == 0:
-        raise ValueError("the plane does not cover the surface")
+        raise InputError("the plane does not cover the surface")
     centre = np.array([moments["m10"] / count, moments["m01"] / count, 1.0])
     ray = np.linalg.inv(K) @ centre
     origin = ray / (n @ ray)  # the plane n.X = 1 where the centre ray meets it
@@ -90,7 +91,7 @@ def plane_homography(
     hi = np.percentile(plane_xy, 98, axis=0)
     side = float(max(hi - lo))
     if not np.isfinite(side) or side <= 0:
-        raise ValueError("the plane does not cover the surface")
+        raise InputError("the plane does not cover the surface")
     # A square as wide as the surface's extent in the plane, its corner (0, 0) on the point under
     # the mask's centroid: the texture's origin (a tile corner) is anchored there whatever the
     # scale, so a slightly wrong plane misplaces the pattern least where most of the surface is.
@@ -138,7 +139,7 @@ def fit_metric_plane(depth: np.ndarray, mask: np.ndarray, focal: float, width: i
     small_mask = cv2.resize(mask, (dw, dh), interpolation=cv2.INTER_NEAREST) > 127
     ys, xs = np.nonzero(small_mask & np.isfinite(depth) & (depth > 0))
     if xs.size < 50:
-        raise ValueError("the surface is too small to fit a plane")
+        raise InputError("the surface is too small to fit a plane")
     if xs.size > _MAX_SAMPLES:
         pick = np.random.default_rng(0).choice(xs.size, _MAX_SAMPLES, replace=False)
         xs, ys = xs[pick], ys[pick]
@@ -160,7 +161,7 @@ def fit_metric_plane(depth: np.ndarray, mask: np.ndarray, focal: float, width: i
     if distance < 0:
         normal, distance = -normal, -distance
     if distance <= 1e-6:
-        raise ValueError("the fitted plane passes through the camera")
+        raise InputError("the fitted plane passes through the camera")
     rms = float(np.sqrt(np.mean(((points[inliers] - centre) @ normal) ** 2)))
     fraction = float(inliers.mean())
     confidence = fraction * float(np.clip(1.0 - rms / (0.05 * distance), 0.0, 1.0))

@@ -14,7 +14,7 @@ from render.depth.v1 import depth_service_pb2_grpc as pb_grpc
 from render.imaging.v1 import imaging_pb2
 from renderkit import homography, imaging
 from renderkit.edge import Edge
-from renderkit.errors import abort, bad_request
+from renderkit.errors import InputError, abort, bad_request
 from renderkit.triton import DEPTH, METRIC_DEPTH, TritonError, TritonModels, to_pixel_values
 from services.common.stage import StageSettings, model_stage_edge, points
 from services.depth.plane import fit_metric_plane, fit_plane, plane_homography
@@ -105,7 +105,8 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
             except TritonError as exc:
                 await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
             except ValueError as exc:
-                problems.append(f"the depth model's plane fit failed ({exc})")
+                why = str(exc) if isinstance(exc, InputError) else "its depth did not fit a plane"
+                problems.append(f"the depth model's plane fit failed ({why})")
                 log.info("depth model fit failed, trying the photo's lines: %s", exc)
         try:
             return await asyncio.to_thread(lines_plane, image, mask, request)

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from renderkit import imaging
+from renderkit.errors import InputError
 from services.depth.subpixel import refine_segments
 
 # Lines are found on a copy at most this large: at 1024 px a 12 MP photo's lines were placed to
@@ -46,7 +47,7 @@ _FAR = 20.0
 EXIF_FOCAL_TOLERANCE = 0.04
 
 
-class NoVanishingPoints(ValueError):
+class NoVanishingPoints(InputError):
     """The photo has too few straight lines on or around the surface."""
 
 

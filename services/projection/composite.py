@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 import cv2
 import numpy as np
 
+from renderkit.errors import InputError
 from renderkit.shared_work import WORKERS, SharedWork, helpers
 from services.projection.layouts import Layout
 from services.projection.shading import Shading, estimate_shading
@@ -142,7 +143,7 @@ def composite(
     mask, T = sampling.mask, sampling.T
     if mask.shape != photo.shape[:2]:
         sampling.cancel()
-        raise ValueError("the mask must be the size of the photo")
+        raise InputError("mask_png: must be the size of the photo")
     if out is None:
         out = photo.copy()
     elif out is not photo:

@@ -23,7 +23,7 @@ from render.projection.v1 import projection_service_pb2 as pb
 from render.projection.v1 import projection_service_pb2_grpc as pb_grpc
 from renderkit import budget, homography, imaging
 from renderkit.edge import Edge
-from renderkit.errors import abort, bad_request
+from renderkit.errors import InputError, abort, bad_request
 from renderkit.material_maps import material_map_images
 from renderkit.triton import INTRINSIC, TritonError, TritonModels, to_pixel_values
 from services.common.stage import StageSettings, model_stage_edge, points
@@ -33,6 +33,9 @@ from services.projection.shading import Shading, from_model
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+# Far more than any request's (the gateway allows 10,000 across a surface): beyond it a swatch is
+# finer than any photo's pixel, and the numbers stop being safe to sample with.
+MAX_REPEATS = 1e6
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
 
 # The most points an outline may have (the gateway's limit for a polygon).
@@ -98,7 +101,7 @@ def _decode_inputs(request: pb.ProjectRequest, photo_data: bytes, swatch_data: b
     swatch, transparent, mask, sampling = begun.result()
     if mask.shape != photo.shape[:2]:
         sampling.cancel()
-        raise ValueError("mask_png: must be the size of the photo")
+        raise InputError("mask_png: must be the size of the photo")
     return _Inputs(photo, swatch, transparent, mask, sampling)
 
 
@@ -131,7 +134,7 @@ def _decoded(field: str, decode: Callable[[], T]) -> T:
     try:
         return decode()
     except imaging.ImageError as exc:
-        raise ValueError(f"{field}: {exc}") from None
+        raise InputError(f"{field}: {exc}") from None
 
 
 def _inputs_problem(
@@ -216,12 +219,13 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
                 "row_offset must be in [0, 1)",
                 bad_request([("row_offset", "must be at least 0 and less than 1")]),
             )
-        if request.repeats_u <= 0 or request.repeats_v <= 0:
+        outside = [name for name in ("repeats_u", "repeats_v") if not 0 < getattr(request, name) <= MAX_REPEATS]
+        if outside:  # NaN too
             await abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
-                "repeats must be positive",
-                bad_request([("repeats_u", "must be positive"), ("repeats_v", "must be positive")]),
+                f"repeats must be positive and at most {MAX_REPEATS:g}",
+                bad_request([(name, f"must be more than 0 and at most {MAX_REPEATS:g}") for name in outside]),
             )
         try:
             imaging.grout_bgr(request.grout_color)
@@ -258,7 +262,7 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
                 images, transparent, shading = await asyncio.to_thread(_project, request, photo, swatch, mask)
         except TritonError as exc:
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-        except (imaging.ImageError, homography.GeometryError, ValueError) as exc:
+        except (imaging.ImageError, homography.GeometryError, InputError) as exc:
             field = str(exc).split(":", 1)[0] if ":" in str(exc) else "photo"
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([(field, str(exc))]))
         return pb.ProjectResponse(images=images, swatch_transparent_fraction=transparent, shading_source=shading)

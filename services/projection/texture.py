@@ -29,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from renderkit.errors import InputError
 from renderkit.imaging import srgb_to_linear
 from renderkit.shared_work import SharedWork
 from services.projection.layouts import Layout, herringbone_texels
@@ -213,10 +214,10 @@ def _pack(boxes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], int, int
     widths = sorted({min(_MAX_ATLAS_SIDE, row + k * beside) for k in range(3)})
     packings = [(width, *_skyline(boxes, width)) for width in widths if max(w for w, _ in boxes) <= width]
     if not packings:
-        raise ValueError("swatch: too large to sample")
+        raise InputError("swatch: too large to sample")
     width, places, height = min(packings, key=lambda packing: packing[0] * packing[2])
     if height > _MAX_ATLAS_SIDE:
-        raise ValueError("swatch: too large to sample")
+        raise InputError("swatch: too large to sample")
     return places, width, height
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from renderkit.errors import InputError
 from renderkit.imaging import srgb_to_linear
 from services.segmentation import surface_scale
 from services.segmentation.superpixels import Superpixels, slic
@@ -418,9 +419,9 @@ def _cut(
     _disk(labels, positives * scale, radius, cv2.GC_FGD)
     _disk(labels, negatives * scale, radius, cv2.GC_BGD)
     if not ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).any():
-        raise ValueError("the hints select nothing inside the photo")
+        raise InputError("the hints select nothing inside the photo")
     if not ((labels == cv2.GC_BGD) | (labels == cv2.GC_PR_BGD)).any():
-        raise ValueError("the hints leave no background to contrast the surface with")
+        raise InputError("the hints leave no background to contrast the surface with")
     background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0x5EED)  # GrabCut's k-means start draws from OpenCV's RNG: same hints, same mask
     # The stubs do not allow rect=None, which GC_INIT_WITH_MASK takes.

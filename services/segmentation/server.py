@@ -22,7 +22,7 @@ from render.segmentation.v1 import segmentation_service_pb2 as pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as pb_grpc
 from renderkit import imaging
 from renderkit.edge import Edge
-from renderkit.errors import abort, bad_request
+from renderkit.errors import InputError, abort, bad_request
 from renderkit.triton import SEGMENTATION, TritonError, TritonModels, to_pixel_values
 from services.common.stage import StageSettings, box_of, model_stage_edge, points
 from services.segmentation.interactive import refine_edges, select_surface
@@ -136,7 +136,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
 
             try:
                 mask = await asyncio.to_thread(select, photo)
-            except ValueError as exc:
+            except InputError as exc:
                 await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"cannot find the surface: {exc}")
             return await self._respond(mask, hint, used_model=probability is not None)
         outline = request.polygon if len(request.polygon) >= 3 else request.quad if len(request.quad) == 4 else None
