@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 import numpy as np
 
 from gateway.context import JobContext, JobFailure, budget_for, generation_report, named, output_spec, write_outputs
-from gateway.validation import material_swap_memory, source_field
+from gateway.validation import MAX_IMPLIED_REPEATS, MIN_REPEATS, material_swap_memory, source_field
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.generation.v1 import generation_service_pb2 as generation_pb
 from render.imaging.v1 import imaging_pb2
@@ -82,7 +82,16 @@ def tiling_for(swap: pb.MaterialSwap, plane: depth_pb.EstimatePlaneResponse, swa
                 "material_swap.options.real_world_scale.swatch_size: the plane is not metric; give "
                 "hints.plane_distance_meters (for a floor, the camera's height) or hints.quad_size",
             )
-        return tiling_from_sizes(surface[0], surface[1], size.width_meters, swatch_h)
+        tiling = tiling_from_sizes(surface[0], surface[1], size.width_meters, swatch_h)
+        across = (tiling.repeats_u, tiling.repeats_v)
+        if not all(MIN_REPEATS <= r <= MAX_IMPLIED_REPEATS for r in across):
+            raise JobFailure(
+                pb.ERROR_CODE_VALIDATION_FAILED,
+                "material_swap.options.real_world_scale.swatch_size: puts the swatch "
+                f"{across[0]:.3g} x {across[1]:.3g} times across the surface; it must be between "
+                f"{MIN_REPEATS:g} and {MAX_IMPLIED_REPEATS:g} times (the sizes are in metres)",
+            )
+        return tiling
     aspect = (
         hints.quad_size.width_meters / hints.quad_size.height_meters
         if hints.HasField("quad_size")

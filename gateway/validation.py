@@ -42,6 +42,15 @@ Violation = tuple[str, str]
 Assets = Mapping[str, imaging.ImageInfo]
 NO_ASSETS: Assets = MappingProxyType({})
 MAX_VARIANTS = 8
+# Physical lengths (a swatch, a quad's sides, the plane's distance), in metres: a millimetre to ten
+# kilometres covers every real surface; outside it a value is a unit mistake, and would ask the
+# projection for billions of repeats or none.
+LENGTH_RANGE_M = (0.001, 10000.0)
+# How many times a swatch may repeat across a surface: a count given, and what physical sizes
+# work out to once the plane is known (a 2 cm mosaic on a 50 m pool is 2,500).
+MIN_REPEATS = 0.01
+MAX_REPEATS = 1000.0
+MAX_IMPLIED_REPEATS = 10000.0
 MAX_POLYGON_POINTS = 1000
 MAX_CLICKS = 100
 
@@ -80,6 +89,14 @@ def check_image(
     if min(info.width, info.height) < min_side:
         return [(field, f"is {info.width}x{info.height}; both sides must be at least {min_side} px")], None
     return [], info
+
+
+_LENGTHS = f"between {LENGTH_RANGE_M[0]:g} and {LENGTH_RANGE_M[1]:g} metres"
+
+
+def _length(metres: float) -> bool:
+    """Whether a physical length is one a real surface or swatch can have."""
+    return LENGTH_RANGE_M[0] <= metres <= LENGTH_RANGE_M[1]  # False for NaN
 
 
 def _points(points: Iterable[pb.Point], field: str, info: imaging.ImageInfo | None) -> list[Violation]:
@@ -316,22 +333,32 @@ def _material_swap(swap: pb.MaterialSwap, limits: Limits, material_maps: bool, a
             violations += _points(points, f"{base}.hints.{name}", photo)
     if hints.polygon and len(hints.polygon) < 3:
         violations.append((f"{base}.hints.polygon", "needs at least 3 points"))
-    if hints.HasField("quad_size") and (hints.quad_size.width_meters <= 0 or hints.quad_size.height_meters <= 0):
-        violations.append((f"{base}.hints.quad_size", "both sides must be positive"))
-    for name in ("focal_length_px", "plane_distance_meters"):
-        value = getattr(hints, name)
-        if not math.isfinite(value) or value < 0:
-            violations.append((f"{base}.hints.{name}", "must be positive (or zero: unknown)"))
+    if hints.HasField("quad_size") and not (
+        _length(hints.quad_size.width_meters) and _length(hints.quad_size.height_meters)
+    ):
+        violations.append((f"{base}.hints.quad_size", f"both sides must be {_LENGTHS}"))
+    if not math.isfinite(hints.focal_length_px) or hints.focal_length_px < 0:
+        violations.append((f"{base}.hints.focal_length_px", "must be positive (or zero: unknown)"))
+    if hints.plane_distance_meters != 0 and not _length(hints.plane_distance_meters):
+        violations.append((f"{base}.hints.plane_distance_meters", f"must be {_LENGTHS} (or zero: unknown)"))
     if photo and hints.focal_length_px > 0 and not 0.1 <= hints.focal_length_px / max(photo.width, photo.height) <= 20:
         violations.append((f"{base}.hints.focal_length_px", "must be between 0.1 and 20 times the photo's longer side"))
     options = swap.options
     scale = options.real_world_scale
     which = scale.WhichOneof("scale")
-    if which == "repeats" and not (0.01 <= scale.repeats <= 1000):
-        violations.append((f"{base}.options.real_world_scale.repeats", "must be between 0.01 and 1000"))
+    if which == "repeats" and not (MIN_REPEATS <= scale.repeats <= MAX_REPEATS):
+        violations.append(
+            (f"{base}.options.real_world_scale.repeats", f"must be between {MIN_REPEATS:g} and {MAX_REPEATS:g}")
+        )
     if which == "swatch_size":
-        if scale.swatch_size.width_meters <= 0 or scale.swatch_size.height_meters < 0:
-            violations.append((f"{base}.options.real_world_scale.swatch_size", "width must be positive"))
+        size = scale.swatch_size
+        if not (_length(size.width_meters) and (size.height_meters == 0 or _length(size.height_meters))):
+            violations.append(
+                (
+                    f"{base}.options.real_world_scale.swatch_size",
+                    f"width must be {_LENGTHS}, and height too (or zero: the image's aspect)",
+                )
+            )
         # Without a quad the plane may come out metric (a metric depth model); that is checked
         # when the plane is known. A quad's plane is metric only with its size or distance.
         if hints.quad and not (hints.HasField("quad_size") or hints.plane_distance_meters > 0):

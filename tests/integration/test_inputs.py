@@ -208,6 +208,23 @@ def test_a_cut_out_swatch_is_grouted_and_the_events_say_so(client: RenderClient)
     assert set(refused_fields(client, request)) == {"material_swap.options.grout_color"}
 
 
+def test_physical_sizes_that_work_out_to_absurd_repeats_fail_naming_the_field(client: RenderClient) -> None:
+    """Sizes within their ranges can still be a unit mistake together (a millimetre swatch on a
+    plane 100 m away): once the plane is known the job fails naming the swatch's size, before
+    anything is projected."""
+    scene = scenes.room_scene(320, 240)
+    quad = [(float(x), float(y)) for x, y in scene.quad]
+    photo = imaging.encode(scene.photo)[0]
+    request = material_swap_request(photo, SWATCH, quad=quad, swatch_size=(0.001, 0), plane_distance_meters=100)
+    job, messages = finished(client, request)
+    assert job.state == pb.JOB_STATE_FAILED and job.error.code == pb.ERROR_CODE_VALIDATION_FAILED
+    assert job.error.message.startswith("material_swap.options.real_world_scale.swatch_size: puts the swatch ")
+    assert not any(m.startswith("Step 3/4") for m in messages)
+    sensible = material_swap_request(photo, SWATCH, quad=quad, swatch_size=(0.5, 0), plane_distance_meters=1.5)
+    job, _ = finished(client, sensible)
+    assert job.state == pb.JOB_STATE_SUCCEEDED, job.error.message
+
+
 # --- refused at submit --------------------------------------------------------------------------
 
 
@@ -409,6 +426,30 @@ def test_the_largest_projection_a_budget_admits_stays_within_it(
     assert [image.name for image in response.images] == ["full", "preview", "normal", "roughness"]
     assert response.images[0].width == width
     assert growth <= allowed, f"{growth / 2**20:.0f} MiB for {width}x{height}, budget {allowed / 2**20:.0f} MiB"
+
+
+def test_the_projection_process_refuses_repeats_that_are_not_finite_positive_numbers(
+    projection_process: tuple[subprocess.Popen[bytes], projection_grpc.ProjectionServiceStub],
+) -> None:
+    """Each field named, and no library's own words (NaN reached numpy once, and its message the
+    caller)."""
+    _, stub = projection_process
+    for bad in (float("nan"), float("inf"), 0.0, 1e300):
+        request = projection_pb.ProjectRequest(
+            photo=imaging.encode(np.full((240, 320, 3), 120, np.uint8))[0],
+            swatch=SWATCH,
+            mask_png=imaging.encode_mask(np.full((240, 320), 255, np.uint8)),
+            homography=imaging_pb2.Homography(m=homography.to_list(np.eye(3) * 100)),
+            repeats_u=bad,
+            repeats_v=4,
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Project(request, timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (info.value.details() or "").startswith("repeats must be positive and at most")
+        bad_request = unpack_detail(status_details(info.value.trailing_metadata()), error_details_pb2.BadRequest)  # type: ignore[attr-defined, arg-type]
+        assert isinstance(bad_request, error_details_pb2.BadRequest)
+        assert [v.field for v in bad_request.field_violations] == ["repeats_u"]
 
 
 def test_the_projection_process_refuses_what_its_budget_cannot_hold_before_decoding(

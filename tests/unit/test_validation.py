@@ -104,6 +104,46 @@ def test_swatch_size_also_works_with_a_metric_plane() -> None:
     assert fields(req) == set()
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    "width, height, distance, field",
+    [
+        (NAN, 0.0, 1.5, "material_swap.options.real_world_scale.swatch_size"),
+        (INF, 0.0, 1.5, "material_swap.options.real_world_scale.swatch_size"),
+        (1e-9, 0.0, 1.5, "material_swap.options.real_world_scale.swatch_size"),
+        (0.5, NAN, 1.5, "material_swap.options.real_world_scale.swatch_size"),
+        (0.5, -1.0, 1.5, "material_swap.options.real_world_scale.swatch_size"),
+        (0.5, 0.0, 1e300, "material_swap.hints.plane_distance_meters"),
+        (0.5, 0.0, 1e-12, "material_swap.hints.plane_distance_meters"),
+        (0.5, 0.0, INF, "material_swap.hints.plane_distance_meters"),
+    ],
+)
+def test_physical_sizes_must_be_lengths_a_surface_can_have(
+    width: float, height: float, distance: float, field: str
+) -> None:
+    """NaN, infinities and unit mistakes (a nanometre swatch, a plane a light year away) are refused
+    at submit, naming the field: past it they would ask for billions of repeats, or none."""
+    req = request()
+    req.material_swap.options.real_world_scale.swatch_size.width_meters = width
+    req.material_swap.options.real_world_scale.swatch_size.height_meters = height
+    req.material_swap.hints.plane_distance_meters = distance
+    violations = dict(validate_submit(req, Limits()))
+    assert field in violations and "metres" in violations[field]
+
+
+@pytest.mark.parametrize("width, height", [(NAN, 2.0), (INF, 2.0), (3.0, 0.0), (1e-9, 1e-9), (3.0, 1e7)])
+def test_a_quads_size_must_be_lengths_a_surface_can_have(width: float, height: float) -> None:
+    req = request()
+    req.material_swap.hints.quad_size.width_meters = width
+    req.material_swap.hints.quad_size.height_meters = height
+    assert "material_swap.hints.quad_size" in fields(req)
+    req.material_swap.hints.quad_size.width_meters = 4.0
+    req.material_swap.hints.quad_size.height_meters = 3.0
+    assert fields(req) == set()
+
+
 @pytest.mark.parametrize(
     "name, value", [("focal_length_px", -5.0), ("focal_length_px", 1.0), ("plane_distance_meters", float("nan"))]
 )

@@ -136,14 +136,14 @@ export const BoxSchema: GenMessage<Box> = /*@__PURE__*/
  */
 export type QuadSize = Message<"render.v1.QuadSize"> & {
   /**
-   * The length of the quad's first edge (corner 0 to corner 1) in metres.
+   * The length of the quad's first edge (corner 0 to corner 1) in metres (0.001 to 10000).
    *
    * @generated from field: double width_meters = 1;
    */
   widthMeters: number;
 
   /**
-   * The length of the quad's second edge (corner 1 to corner 2) in metres.
+   * The length of the quad's second edge (corner 1 to corner 2) in metres (0.001 to 10000).
    *
    * @generated from field: double height_meters = 2;
    */
@@ -220,7 +220,7 @@ export type SurfaceHints = Message<"render.v1.SurfaceHints"> & {
   /**
    * The distance from the camera to the surface's plane in metres, when known: for a floor, the
    * camera's height above it (about 1.5 m for a photo taken standing). It makes the plane metric,
-   * so a swatch_size places the material at scale without a quad_size.
+   * so a swatch_size places the material at scale without a quad_size. 0.001 to 10000, or zero.
    *
    * @generated from field: double plane_distance_meters = 8;
    */
@@ -241,14 +241,16 @@ export const SurfaceHintsSchema: GenMessage<SurfaceHints> = /*@__PURE__*/
  */
 export type SwatchSize = Message<"render.v1.SwatchSize"> & {
   /**
-   * The width the swatch image covers, in metres.
+   * The width the swatch image covers, in metres (0.001 to 10000).
    *
    * @generated from field: double width_meters = 1;
    */
   widthMeters: number;
 
   /**
-   * The height the swatch image covers, in metres; zero keeps the image's aspect ratio.
+   * The height the swatch image covers, in metres (0.001 to 10000); zero keeps the image's aspect
+   * ratio. With the surface's size, the swatch must repeat 0.01 to 10000 times across it, or the
+   * job fails with VALIDATION_FAILED naming swatch_size (a unit mistake).
    *
    * @generated from field: double height_meters = 2;
    */
@@ -275,7 +277,7 @@ export type RealWorldScale = Message<"render.v1.RealWorldScale"> & {
    */
   scale: {
     /**
-     * How many times the swatch repeats along the quad's longer edge (default 24).
+     * How many times the swatch repeats along the quad's longer edge (default 24; 0.01 to 1000).
      *
      * @generated from field: double repeats = 1;
      */
