@@ -26,6 +26,7 @@ from connectrpc.server import ConnectASGIApplication, Endpoint
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
+from gateway.http import codecs
 from renderkit.errors import status_details
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,9 @@ class ServicerBridge:
         return stream
 
     def application(self, read_max_bytes: int) -> ConnectASGIApplication[Any]:
-        """The ASGI application serving every registered service (Connect, gRPC-web and gRPC)."""
+        """The ASGI application serving every registered service (Connect, gRPC-web and gRPC); a
+        body that does not parse is INVALID_ARGUMENT (codecs.install)."""
+        codecs.install()
         return _Application(service=self, endpoints=lambda bridge: bridge.endpoints(), read_max_bytes=read_max_bytes)
 
 

@@ -179,6 +179,39 @@ def test_calls_over_http_are_authenticated_like_grpc(http_gateway: Gateway, fini
     assert other.returncode != 0 and "not_found" in other.stderr.lower().replace(" ", "_")
 
 
+def post(url: str, body: bytes, content_type: str, key: str) -> tuple[int, dict[str, Any]]:
+    """Status and JSON error of a raw Connect unary POST."""
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"content-type": content_type, "authorization": f"Bearer {key}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read() or b"{}")
+
+
+@pytest.mark.parametrize(
+    "body, content_type, said",
+    [
+        (b"{not json", "application/json", "Failed to load JSON"),
+        (b'{"materialSwap": {"options": {"realWorldScale": {"repeats": "abc"}}}}', "application/json", "repeats"),
+        (b'{"nope": 1}', "application/json", "has no field named"),
+        (b'{"a":' * 3000 + b"1" + b"}" * 3000, "application/json", "Failed to load JSON"),
+        (bytes(range(256)) * 2, "application/proto", "in the proto encoding"),
+    ],
+)
+def test_a_body_that_does_not_parse_is_the_callers_error(
+    http_gateway: Gateway, key: str, body: bytes, content_type: str, said: str
+) -> None:
+    """INVALID_ARGUMENT (HTTP 400) saying what did not parse, not UNKNOWN (HTTP 500) in the
+    parser's words (connect-python's own answer; gateway/http/codecs.py)."""
+    status, error = post(rpc_url(http_gateway, "SubmitRender"), body, content_type, key)
+    assert status == 400 and error["code"] == "invalid_argument"
+    assert error["message"].startswith("the request is not a valid render.v1.SubmitRenderRequest")
+    assert said in error["message"]
+
+
 def test_cors_preflight_and_exposed_trailers(http_gateway: Gateway) -> None:
     url = rpc_url(http_gateway, "GetJob")
     preflight = urllib.request.Request(

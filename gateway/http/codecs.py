@@ -1,0 +1,57 @@
+"""A request body that does not parse is the caller's mistake: INVALID_ARGUMENT (HTTP 400), saying
+what did not parse, as the gRPC port answers a message it cannot decode.
+
+connect-python 0.9 lets a codec's exception through as UNKNOWN (HTTP 500) with the parser's own
+words, for malformed JSON, a field of the wrong type, an unknown field or bytes that are not the
+message. Its codecs live in a module-level registry that it reads per call and offers no hook for,
+so `install` wraps each registered codec once (tests/integration/test_http_gateway.py checks the
+answers, and fails if a later release moves the registry).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectrpc import _codec
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+
+from renderkit.errors import safe_message
+
+
+class StrictCodec:
+    """A codec whose decoding failures are the caller's: INVALID_ARGUMENT naming the message."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def name(self) -> str:
+        return str(self.inner.name())
+
+    def encode(self, message: Message) -> bytes:
+        return bytes(self.inner.encode(message))
+
+    def decode(self, data: bytes | bytearray, message: Message) -> Message:
+        kind = message.DESCRIPTOR.full_name
+        try:
+            return self.inner.decode(data, message)  # type: ignore[no-any-return]
+        except ConnectError:
+            raise
+        except json_format.ParseError as exc:  # says which field, in the API's own names
+            raise ConnectError(
+                Code.INVALID_ARGUMENT, safe_message(f"the request is not a valid {kind}: {exc}")
+            ) from None
+        except (DecodeError, ValueError, TypeError, RecursionError):
+            raise ConnectError(
+                Code.INVALID_ARGUMENT, f"the request is not a valid {kind} in the {self.name()} encoding"
+            ) from None
+
+
+def install() -> None:
+    """Wraps every codec connect-python has registered (once; calling again changes nothing)."""
+    registry: dict[str, Any] = _codec._codecs
+    for name, codec in list(registry.items()):
+        if not isinstance(codec, StrictCodec):
+            registry[name] = StrictCodec(codec)
