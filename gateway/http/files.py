@@ -82,7 +82,9 @@ class FileRoute:
             (b"cache-control", f"private, max-age={max(int(expires - time.time()), 0)}, immutable".encode()),
             (b"x-content-type-options", b"nosniff"),
         ]
-        if info.etag in {tag.strip() for tag in header(scope, b"if-none-match").split(",")}:
+        # Weak comparison, and "*" for any current representation (RFC 9110, 13.1.2).
+        matches = {tag.strip().removeprefix("W/") for tag in header(scope, b"if-none-match").split(",")}
+        if info.etag.removeprefix("W/") in matches or "*" in matches:
             await respond(send, 304, content_type="", headers=headers)
             return
         wanted: tuple[int, int] | str | None = None

@@ -285,6 +285,9 @@ def test_links_serve_ranges_and_entity_tags_and_refuse_tampering(finished: pb.Jo
     assert status == 200 and hashlib.sha256(body).hexdigest() == full.sha256
     assert headers["Accept-Ranges"] == "bytes" and "max-age" in headers["Cache-Control"]
     assert fetch(full.url, **{"If-None-Match": headers["ETag"]})[0] == 304
+    assert fetch(full.url, **{"If-None-Match": f'"other", W/{headers["ETag"]}'})[0] == 304  # weak comparison
+    assert fetch(full.url, **{"If-None-Match": "*"})[0] == 304  # any current representation
+    assert fetch(full.url, **{"If-None-Match": '"other"'})[0] == 200
     status, headers, part = fetch(full.url, Range="bytes=10-109")
     assert status == 206 and part == body[10:110]
     assert headers["Content-Range"] == f"bytes 10-109/{len(body)}"
