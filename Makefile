@@ -83,7 +83,7 @@ demo: setup ## start the stack, render the bundled sample with live progress, st
 test: setup $(GCS_STAMP) console chromium ## run the unit, integration, system and browser tiers
 	$(PY) -m pytest -q -m "not gpu and not chaos" $(PYTEST_ARGS)
 
-chaos: setup $(GCS_STAMP) ## kill -9 and restart gateways, stages and Redis under load; long silences; 2,000 watchers
+chaos: setup $(GCS_STAMP) ## kill -9, pause and restart gateways, stages and Redis under load; long silences; 2,000 watchers
 	$(PY) -m pytest -q -s -m chaos $(PYTEST_ARGS)
 
 test-unit: setup ## run the unit tests only
