@@ -67,7 +67,9 @@ def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, versi
 
 def tiling_for(swap: pb.MaterialSwap, plane: depth_pb.EstimatePlaneResponse, swatch: imaging.ImageInfo) -> Tiling:
     """The swatch's repeats on the surface: from physical sizes (the quad's, or the metric plane's),
-    or from a repeat count."""
+    or from a repeat count. Sizes (or a quad's aspect) that work out to fewer than MIN_REPEATS or
+    more than MAX_IMPLIED_REPEATS across the surface fail the job, naming the field: a unit
+    mistake, which would render as one blurred texel or as the swatch's average colour."""
     hints, scale = swap.hints, swap.options.real_world_scale
     if scale.WhichOneof("scale") == "swatch_size":
         size = scale.swatch_size
@@ -83,22 +85,24 @@ def tiling_for(swap: pb.MaterialSwap, plane: depth_pb.EstimatePlaneResponse, swa
                 "hints.plane_distance_meters (for a floor, the camera's height) or hints.quad_size",
             )
         tiling = tiling_from_sizes(surface[0], surface[1], size.width_meters, swatch_h)
-        across = (tiling.repeats_u, tiling.repeats_v)
-        if not all(MIN_REPEATS <= r <= MAX_IMPLIED_REPEATS for r in across):
-            raise JobFailure(
-                pb.ERROR_CODE_VALIDATION_FAILED,
-                "material_swap.options.real_world_scale.swatch_size: puts the swatch "
-                f"{across[0]:.3g} x {across[1]:.3g} times across the surface; it must be between "
-                f"{MIN_REPEATS:g} and {MAX_IMPLIED_REPEATS:g} times (the sizes are in metres)",
-            )
-        return tiling
-    aspect = (
-        hints.quad_size.width_meters / hints.quad_size.height_meters
-        if hints.HasField("quad_size")
-        else plane.aspect_ratio
-    )
-    repeats = scale.repeats if scale.WhichOneof("scale") == "repeats" else DEFAULT_REPEATS
-    return tiling_from_repeats(repeats, aspect, swatch.width / swatch.height)
+        field = "material_swap.options.real_world_scale.swatch_size"
+    else:
+        aspect = (
+            hints.quad_size.width_meters / hints.quad_size.height_meters
+            if hints.HasField("quad_size")
+            else plane.aspect_ratio
+        )
+        repeats = scale.repeats if scale.WhichOneof("scale") == "repeats" else DEFAULT_REPEATS
+        tiling = tiling_from_repeats(repeats, aspect, swatch.width / swatch.height)
+        field = "material_swap.hints.quad_size" if hints.HasField("quad_size") else "material_swap.hints"
+    across = (tiling.repeats_u, tiling.repeats_v)
+    if not all(MIN_REPEATS <= r <= MAX_IMPLIED_REPEATS for r in across):
+        raise JobFailure(
+            pb.ERROR_CODE_VALIDATION_FAILED,
+            f"{field}: puts the swatch {across[0]:.3g} x {across[1]:.3g} times across the surface; it "
+            f"must be between {MIN_REPEATS:g} and {MAX_IMPLIED_REPEATS:g} times (the sizes are in metres)",
+        )
+    return tiling
 
 
 def describe_segmentation(seg: segmentation_pb.SegmentResponse) -> str:
