@@ -477,6 +477,7 @@ def report(args: argparse.Namespace, throughput: ThroughputRun | None, latency: 
             f"{'ratio gateway / Celery, one call':<52} {f50 / c50:>9.1f} {f99 / c99:>9.1f}\n"
             f"{'ratio gateway / Celery, one call, the outcome only':<52} {o50 / c50:>9.1f} {o99 / c99:>9.1f}"
         )
+    print_targets(throughput, latency)
     print("\nConditions:")
     for run in (throughput, latency):
         if run is not None:
@@ -525,6 +526,41 @@ def with_grpc_environment() -> None:
     missing = grpc_environment(os.environ)
     if missing:
         os.execve(sys.executable, sys.orig_argv, {**os.environ, **missing})  # with the interpreter's own options
+
+
+# Issue 10's targets: SubmitRender at 0.6 of a bare grpc.aio server's rate or more, at every
+# concurrency measured; a dry-run job from submit to end at or below a Celery no-op, p50 and p99.
+THROUGHPUT_TARGET = 0.6
+
+
+def print_targets(throughput: ThroughputRun | None, latency: LatencyRun | None) -> None:
+    """Each target, this run's figure and whether it was met (a verdict of one run: see the
+    docs for how they move between runs on shared cores)."""
+    lines = []
+    if throughput is not None:
+        for t in throughput.figures:
+            met = t.ratio >= THROUGHPUT_TARGET
+            lines.append(
+                f"throughput at {t.concurrency} in flight >= {THROUGHPUT_TARGET} of the bare server: "
+                f"{t.ratio:.2f} ({'met' if met else 'not met'})"
+            )
+    if latency is not None:
+        celery = (percentile(latency.celery_s, 50), percentile(latency.celery_s, 99))
+        for label, series in (
+            ("two calls", latency.gateway_s),
+            ("one call", latency.followed_s),
+            ("the outcome only", latency.outcome_s),
+        ):
+            ours = (percentile(series, 50), percentile(series, 99))
+            verdicts = ["met" if ours[i] <= celery[i] else "not met" for i in range(2)]
+            lines.append(
+                f"job at or below a Celery no-op, {label}: p50 {ours[0] / celery[0]:.2f}x ({verdicts[0]}), "
+                f"p99 {ours[1] / celery[1]:.2f}x ({verdicts[1]})"
+            )
+    if lines:
+        print("\nIssue 10's targets, this run:")
+        for line in lines:
+            print(f"  {line}")
 
 
 def main() -> None:

@@ -47,3 +47,28 @@ def test_the_benchmark_starts_again_under_the_stacks_grpc_settings_unless_they_a
     monkeypatch.setenv("GRPC_EXPERIMENTS", "")  # gRPC's defaults, by choice
     submit.with_grpc_environment()
     assert len(started) == 1
+
+
+def test_the_report_says_which_of_issue_10s_targets_this_run_met(capsys: pytest.CaptureFixture[str]) -> None:
+    def figure(concurrency: int, gateway: float) -> submit.Throughput:
+        return submit.Throughput(concurrency, gateway, 1000.0, [], 0, 0, 0, 0, 0, 0, 0)
+
+    throughput = submit.ThroughputRun([figure(16, 650.0), figure(64, 450.0)], {}, {}, 0, 0, True, "", "")
+    ms = [0.001 * k for k in range(1, 101)]  # 1..100 ms
+    latency = submit.LatencyRun(
+        gateway_s=[t * 1.2 for t in ms],
+        celery_s=ms,
+        env={},
+        followed_s=ms,
+        outcome_s=[t * 0.9 for t in ms],
+        api_key=True,
+        hops="",
+        tenant_limits="",
+    )
+    submit.print_targets(throughput, latency)
+    out = capsys.readouterr().out
+    assert "throughput at 16 in flight >= 0.6 of the bare server: 0.65 (met)" in out
+    assert "throughput at 64 in flight >= 0.6 of the bare server: 0.45 (not met)" in out
+    assert "two calls: p50 1.20x (not met), p99 1.20x (not met)" in out
+    assert "one call: p50 1.00x (met), p99 1.00x (met)" in out
+    assert "the outcome only: p50 0.90x (met), p99 0.90x (met)" in out
