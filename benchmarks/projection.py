@@ -166,6 +166,12 @@ def stack_cpu_seconds(stack: Stack) -> float:
     return total
 
 
+# Issue 12's targets: the issue's 4K swap (the first floor scene) end to end at most twice its
+# compute floor in the same run; the projection's peak at most 24 bytes a photo pixel.
+FLOOR_TARGET = 2.0
+MEMORY_TARGET = 24.0
+
+
 def floor_part(runs: int) -> None:
     photo, _, room_quad = sample(3840, 2160)
     with tempfile.TemporaryDirectory(prefix="render-bench-") as tmp:
@@ -177,6 +183,10 @@ def floor_part(runs: int) -> None:
     print("\n  end to end / floor (wall), medians by scene:")
     for scene, ratio in zip(FLOOR_SCENES, ratios, strict=True):
         print(f"    {scene.name:<60} {ratio:5.2f}")
+    met = "met" if ratios[0] <= FLOOR_TARGET else "not met"
+    print(
+        f"  issue 12's target, this run: the 4K swap end to end <= {FLOOR_TARGET}x its floor: {ratios[0]:.2f} ({met})"
+    )
 
 
 def scene_inputs(
@@ -325,6 +335,7 @@ def memory_part(runs: int, sizes: list[float]) -> None:
         timed = result[key][1:] or result[key]  # the first job is a warm-up
         return float(statistics.median(timed)) * 1e9 / pixels
 
+    peaks = []
     reference = next((r for r in rows if r[0] == 4), rows[0])
     ref_wall, ref_cpu = (per_megapixel(reference[3], key, reference[1]) for key in ("seconds", "cpu"))
     for _, pixels, info, result in rows:
@@ -336,6 +347,13 @@ def memory_part(runs: int, sizes: list[float]) -> None:
             f"{cpu:10.1f} {cpu / ref_cpu:7.2f}",
             flush=True,
         )
+        peaks.append((pixels, result["peak_kib"] * 1024 / pixels))
+    within = [f"{pixels / 1e6:.0f} MP" for pixels, peak in peaks if peak <= MEMORY_TARGET]
+    over = [f"{pixels / 1e6:.0f} MP" for pixels, peak in peaks if peak > MEMORY_TARGET]
+    print(
+        f"  issue 12's target, this run: peak <= {MEMORY_TARGET} bytes a photo pixel: met at "
+        f"{', '.join(within) or 'no size'}; not met at {', '.join(over) or 'no size'}"
+    )
 
 
 def jpeg_part(runs: int) -> None:
