@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from gateway.context import JobContext, JobFailure
-from gateway.ledger import LimitError, NewJob, QueueFull, StoredJob
+from gateway.ledger import LimitError, NewJob, QueueFull, StoredJob, progress_event
 from gateway.ledger.jobs import new_job_id
 from gateway.requests import SURFACES
 from gateway.webhooks import events as webhook_events
@@ -145,9 +145,8 @@ async def _run(ctx: JobContext, rooms: list[pb.RoomRender], total: int, limit: i
             states = ", ".join(
                 f"{c.room_name or c.room_id or c.index}: {_STATE_WORDS.get(c.state, 'waiting')}" for c in children
             )
-            await ctx.ledger.progress(
+            step = progress_event(
                 ctx.job_id,
-                ctx.owner,
                 stage=pb.STAGE_GENERATION,
                 step=done,
                 total_steps=total,
@@ -156,6 +155,7 @@ async def _run(ctx: JobContext, rooms: list[pb.RoomRender], total: int, limit: i
                 message=f"Rendered {done}/{total} rooms ({states})",
                 children=children,
             )
+            await ctx.ledger.record_progress(ctx.job_id, ctx.owner, step)
         if done == total:
             return _report(children, [s for s in stored.values() if s is not None])
         await asyncio.sleep(POLL_S)

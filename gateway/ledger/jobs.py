@@ -452,35 +452,9 @@ class Jobs(LedgerBase):
         await self._apply(job_id, owner, "", event, {"message": message, "updated_ms": ms}, webhook="start")
         return stored
 
-    async def progress(
-        self,
-        job_id: str,
-        owner: str,
-        *,
-        stage: int,
-        step: int,
-        total_steps: int,
-        progress: float,
-        message: str,
-        stage_progress: float = 0.0,
-        children: Sequence[pb.ChildJob] = (),
-    ) -> None:
-        """Records a step of a running job; raises NotOwner if the job ended or was taken over."""
-        step_event = progress_event(
-            job_id,
-            stage=stage,
-            step=step,
-            total_steps=total_steps,
-            progress=progress,
-            message=message,
-            stage_progress=stage_progress,
-            children=children,
-        )
-        await self.record_progress(job_id, owner, [step_event])
-
-    async def record_progress(self, job_id: str, owner: str, steps: Sequence[Progress]) -> None:
-        """Records steps of a running job, in order, in one transition (one round trip); raises
-        NotOwner if the job ended or was taken over."""
+    async def record_progress(self, job_id: str, owner: str, *steps: Progress) -> None:
+        """Records steps of a running job (progress_event), in order, in one transition (one round
+        trip); raises NotOwner if the job ended or was taken over."""
         *before, last = steps
         await self._apply(job_id, owner, "", last.event, last.fields, webhook="progress", before=before)
 

@@ -101,8 +101,12 @@ async def claim(ledger: Ledger, job_id: str, consumer: str, lease_s: float = LEA
 async def run_job(ledger: Ledger, job_id: str, owner: str = "w1") -> None:
     assert await claim(ledger, job_id, owner) == 1
     for step, stage in enumerate((pb.STAGE_SEGMENTATION, pb.STAGE_DEPTH, pb.STAGE_PROJECTION, pb.STAGE_OUTPUT), 1):
-        await ledger.progress(
-            job_id, owner, stage=stage, step=step, total_steps=4, progress=(step - 1) / 4, message=f"Step {step}/4"
+        await ledger.record_progress(
+            job_id,
+            owner,
+            progress_event(
+                job_id, stage=stage, step=step, total_steps=4, progress=(step - 1) / 4, message=f"Step {step}/4"
+            ),
         )
     await ledger.succeed(job_id, owner, pb.JobResult(geometry_source="quad"), 4)
 
@@ -182,9 +186,10 @@ def test_each_notice_carries_its_event_and_names_the_entry_before_it(redis_url: 
 
         async def two_steps() -> None:
             for size in (100, NOTICE_EVENT_BYTES + 1):
-                await ledger.progress(
-                    second, "w1", stage=pb.STAGE_SEGMENTATION, step=1, total_steps=4, progress=0.1, message="m" * size
+                step = progress_event(
+                    second, stage=pb.STAGE_SEGMENTATION, step=1, total_steps=4, progress=0.1, message="m" * size
                 )
+                await ledger.record_progress(second, "w1", step)
 
         said = await notices_during(redis_url, second, 2, two_steps)
         assert said[0].event is not None and said[0].event.message == "m" * 100
@@ -206,7 +211,7 @@ def test_steps_recorded_together_read_as_separate_events(redis_url: str) -> None
         assert await claim(ledger, job_id, "w1") == 1
 
         async def act() -> None:
-            await ledger.record_progress(job_id, "w1", [step(job_id, 1), step(job_id, 2)])
+            await ledger.record_progress(job_id, "w1", step(job_id, 1), step(job_id, 2))
             stored = await ledger.get(job_id)
             assert stored is not None and (stored.job.step, stored.job.message) == (2, "Step 2/4")
             await ledger.succeed(job_id, "w1", pb.JobResult(geometry_source="quad"), 4, before=[step(job_id, 3)])
@@ -242,7 +247,9 @@ def test_terminal_state_is_final(redis_url: str) -> None:
         with pytest.raises(NotOwner):
             await ledger.succeed(job_id, "w1", pb.JobResult(), 4)
         with pytest.raises(NotOwner):
-            await ledger.progress(job_id, "w1", stage=1, step=1, total_steps=4, progress=0, message="late")
+            await ledger.record_progress(
+                job_id, "w1", progress_event(job_id, stage=1, step=1, total_steps=4, progress=0, message="late")
+            )
         assert await claim(ledger, job_id, "w2") is None
         stored = await ledger.get(job_id)
         assert stored is not None and stored.job.state == pb.JOB_STATE_CANCELLED
@@ -503,7 +510,8 @@ def test_a_job_submitted_beside_a_free_slot_starts_there_at_once(redis_url: str)
         again = await ledger.submit(new, start_here=StartHere("here", 0.2))  # its answer was lost
         assert again.started == started
         assert (await ledger.submit(new, start_here=StartHere("another", 0.2))).started is None
-        await ledger.progress(job_id, "here", stage=1, step=1, total_steps=4, progress=0.0, message="Step 1/4")
+        step = progress_event(job_id, stage=1, step=1, total_steps=4, progress=0.0, message="Step 1/4")
+        await ledger.record_progress(job_id, "here", step)
         await asyncio.sleep(0.3)  # the dispatcher dies: its lease runs out
         assert await ledger.requeue_expired() == 1
         assert await claim(ledger, job_id, "rescuer") == 2
