@@ -202,7 +202,7 @@ class JobContext:
         async with self._writing:
             steps, self._unwritten = self._unwritten, []
             if steps:
-                await self.ledger.record_progress(self.job_id, self.owner, steps)
+                await self.ledger.record_progress(self.job_id, self.owner, *steps)
 
     async def unwritten(self) -> list[Progress]:
         """The steps not yet recorded, taken for the job's end to write before it (once a write
@@ -349,8 +349,6 @@ class JobContext:
         time: a job with many URLs does not take every download thread. The first that fails fails
         the job; the others stop waiting (a download already under way runs on in its thread until
         it ends or times out: threads cannot be stopped)."""
-        if wanted:
-            await self.flush()
         gate = asyncio.Semaphore(INPUTS_AT_ONCE)
 
         async def one(path: str, source: pb.ImageSource, min_side: int) -> bytes:

@@ -105,6 +105,13 @@ def test_steps_are_recorded_before_the_job_waits_and_together_when_nothing_came_
             assert [o.name for o in stored] == ["full"]
             assert (await messages(ledger, second))[-1] == "Step 4/4: writing outputs"
             assert await ctx.unwritten() == []
+            # So is an input's read from storage.
+            ctx.storage.put("uploads/photo.jpg", b"\xff\xd8\xff", "image/jpeg")
+            ctx.inputs = {"material_swap.photo": "uploads/photo.jpg"}
+            await ctx.step(1, pb.STAGE_SEGMENTATION, "reading the photo")
+            photo = await ctx.image_input("material_swap.photo", pb.ImageSource(), 1)
+            assert photo == b"\xff\xd8\xff"
+            assert (await messages(ledger, second))[-1] == "Step 1/4: reading the photo"
 
             # A job cancelled meanwhile: a free call's answer is not taken, the write's refusal is.
             third = (await ledger.submit(new_job())).job_id
