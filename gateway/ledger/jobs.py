@@ -594,6 +594,7 @@ class Jobs(LedgerBase):
             keys.WAITING_DISPATCHERS,
             keys.WEBHOOKS_DUE,
             keys.job_webhooks(job_id),
+            keys.QUEUED_TENANTS,
         ]
         serialized = event.SerializeToString()
         args: list[str | bytes | int | float] = [

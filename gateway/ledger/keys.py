@@ -16,7 +16,8 @@ RUNNING = "running:all"
 CANCEL_CHANNEL = "jobs:cancel"
 # Pub/sub: the id of an API key just revoked (every gateway drops it from its cache at once).
 REVOKED_KEYS_CHANNEL = "apikeys:revoked"
-# Pub/sub: work to take (a job queued or requeued, a slot freed): idle dispatchers try to take one.
+# Pub/sub: work to take (a job queued or requeued, a slot freed while jobs are queued): idle
+# dispatchers try to take one.
 # It is sent only while some dispatcher waits for work: each take that finds nothing (or empties
 # the queue with a slot of its dispatcher still free) puts its dispatcher in WAITING_DISPATCHERS
 # (by time) and the next that finds a job takes it out, so a busy stack publishes nothing per submit.

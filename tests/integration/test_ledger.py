@@ -400,6 +400,28 @@ def test_work_notices_are_sent_only_while_a_dispatcher_waits(redis_url: str) -> 
     run(body, redis_url)
 
 
+def test_an_end_announces_its_freed_slot_only_when_a_job_is_queued(redis_url: str) -> None:
+    """A job's end frees its tenant's slot: a waiting dispatcher hears of it while some job is
+    queued (acme's third, held back by its concurrency of two), and not when the queue is empty,
+    where a take would find nothing."""
+
+    async def body(ledger: Ledger) -> None:
+        async with work_notices(ledger) as notices:
+            ids = [(await ledger.submit(new_job())).job_id for _ in range(3)]
+            assert await ledger.take("w1", LEASE_S, DETACHED) == (ids[0], 1, "material_swap")
+            assert await ledger.take("w2", LEASE_S, DETACHED) == (ids[1], 1, "material_swap")
+            assert await ledger.take("w3", LEASE_S, DETACHED) is None  # acme is at its concurrency
+            await ledger.succeed(ids[0], "w1", pb.JobResult(), 4)
+            assert await notices() == 1
+            assert await ledger.take("w3", LEASE_S, DETACHED) == (ids[2], 1, "material_swap")
+            assert await ledger.take("w1", LEASE_S, DETACHED) is None  # waits, and nothing is queued
+            await ledger.succeed(ids[1], "w2", pb.JobResult(), 4)
+            await ledger.succeed(ids[2], "w3", pb.JobResult(), 4)
+            assert await notices() == 0
+
+    run(body, redis_url)
+
+
 def test_a_take_that_empties_the_queue_with_a_slot_free_waits_at_once(redis_url: str) -> None:
     """A dispatcher with another slot free whose take empties the queue is noted as waiting by that
     take (drained): the next submit notifies it, with no take that finds nothing in between. While

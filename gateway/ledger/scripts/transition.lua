@@ -1,6 +1,6 @@
 -- Moves a job: progress of a running job, or its one terminal state.
 -- KEYS: job, events, active set, checkpoints, running (all), waiting dispatchers, webhooks due, the
---       job's webhook deliveries
+--       job's webhook deliveries, queued tenants
 -- ARGV: 1 job_id, 2 owner ('' = anyone), 3 new_state ('' = unchanged), 4 retention_ms, 5 event,
 --       6 op, 7 the job's notice channel, 8 work channel, 9 tenant running template, 10 tenant active
 --       template, 11 the credits the end charges ('cancel': by the job's state), 12 credit balance
@@ -14,7 +14,9 @@
 -- A terminal job never moves again; a dispatcher that is no longer the owner cannot write. Each call
 -- carries an operation id: repeating it (a retry after a lost reply) changes nothing. The end frees
 -- the job's concurrency slot and its place in the tenant's quota, and settles its credits, in the
--- same step: it happens once, so a job is charged once and refunded at most once. What it charges
+-- same step: it happens once, so a job is charged once and refunded at most once. The freed slot is
+-- announced (a work notice) only while a dispatcher waits and some job is queued: with nothing
+-- queued there is nothing it could take, and every waiting dispatcher would look in vain. What it charges
 -- is never more than it reserved; a cancelled job pays nothing if it had not started, else its base.
 -- The event's webhook deliveries are queued in the same step (lib/webhooks.lua): an end, once.
 -- Progress events given before it (steps the job took without waiting for anything between them)
@@ -90,7 +92,11 @@ if ending then
   redis.call('PEXPIRE', KEYS[8], math.max(tonumber(ARGV[4]), tonumber(ARGV[21])))
   local idem = redis.call('HGET', KEYS[1], 'idempotency_key')
   if idem and idem ~= '' then redis.call('PEXPIRE', idem, ARGV[4]) end
-  if redis.call('ZCARD', KEYS[6]) > 0 then redis.call('PUBLISH', ARGV[8], tenant) end
 end
+-- The job's own notice first: a gateway that hears both at once hands the event to its watchers
+-- before its dispatcher looks for work.
 redis.call('PUBLISH', ARGV[7], notice(ending and 'end' or 'next', entry, ARGV[24]))
+if ending and redis.call('ZCARD', KEYS[6]) > 0 and redis.call('ZCARD', KEYS[9]) > 0 then
+  redis.call('PUBLISH', ARGV[8], redis.call('HGET', KEYS[1], 'tenant'))
+end
 return 'ok'
