@@ -28,7 +28,7 @@ from gateway.ledger import (
     StoredAsset,
     StoredJob,
 )
-from gateway.ledger.jobs import new_job_id, now_ms, timestamp
+from gateway.ledger.jobs import Submitted, new_job_id, now_ms, timestamp
 from gateway.links import OutputLinks
 from gateway.metrics import CREDITS_MOVED, JOBS_ENDED
 from gateway.pricing import Price, PriceTable, price_of
@@ -129,7 +129,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         request: pb.SubmitRenderRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.SubmitRenderResponse:
-        return await self._submit(request, context)
+        return (await self._submit(request, context))[0]
 
     async def SubmitAndWatch(
         self,
@@ -139,8 +139,8 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         # The interceptor checked the render scope; following the job reads it.
         if not current_principal().may(Scope.READ):
             await abort(context, grpc.StatusCode.PERMISSION_DENIED, "this credential lacks the read scope")
-        submitted = await self._submit(request.request, context)
-        follow = self._follow(submitted.job.id, "", outcome_only=request.outcome_only, first_too=True)
+        submitted, written = await self._submit(request.request, context)
+        follow = self._follow(submitted.job.id, "", outcome_only=request.outcome_only, first_too=True, written=written)
         async for event in follow:
             yield (
                 pb.SubmitAndWatchResponse(keep_alive=True) if event is None else pb.SubmitAndWatchResponse(event=event)
@@ -150,7 +150,9 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         self,
         request: pb.SubmitRenderRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-    ) -> pb.SubmitRenderResponse:
+    ) -> tuple[pb.SubmitRenderResponse, tuple[pb.JobEvent, ...]]:
+        """The submit's answer, and the events it wrote (to hand a watcher of the new job without
+        reading them back; none for a duplicate)."""
         tenant = self._tenant()
         # Inline images are probed, checked and stored off the event loop; a request without them
         # is checked here and recorded in one ledger round trip (the script sees duplicates, the
@@ -183,7 +185,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             if request.idempotency_key:  # a repeat need not upload its images again
                 existing = await self.ledger.job_for_key(tenant, request.idempotency_key)
                 if existing is not None:
-                    return await self._duplicate(existing, digest, context)
+                    return await self._duplicate(existing, digest, context), ()
             stored_request, uploaded = await upload_inputs(self.storage, job_id, request)
             inputs.update(uploaded)
         price = price_of(request, self.prices, self.limits.max_cents_per_job) if self.prices else Price(0, 0)
@@ -206,7 +208,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             trace=telemetry.current_traceparent(),
         )
         try:
-            recorded_id, duplicate = await self._record(new)
+            submitted = await self._record(new)
         except InsufficientCredits as exc:
             await asyncio.to_thread(drop_uploads, self.storage, job_id, inputs)
             await abort(
@@ -222,25 +224,24 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         # If the ledger is away past its retries the uploads stay: the job may have been recorded
         # with its reply lost (a retry with the same idempotency key then finds it), and a job
         # without its inputs would be worse than an orphaned upload.
-        if duplicate:  # the key was used before (or a race with the same key was lost)
+        if submitted.duplicate:  # the key was used before (or a race with the same key was lost)
             await asyncio.to_thread(drop_uploads, self.storage, job_id, inputs)
-            return await self._duplicate(recorded_id, digest, context)
-        log.debug("job %s submitted (tenant %s)", recorded_id, tenant)
+            return await self._duplicate(submitted.job_id, digest, context), ()
+        log.debug("job %s submitted (tenant %s)", submitted.job_id, tenant)
         if price.reserved:
             CREDITS_MOVED.add(price.reserved, {"movement": "reserve"})
-        return pb.SubmitRenderResponse(job=new.queued())
+        return pb.SubmitRenderResponse(job=new.queued()), submitted.written
 
-    async def _record(self, new: NewJob) -> tuple[str, bool]:
-        """Submits the job to the ledger: (its id, whether it is an earlier one with the same key).
-        A job this gateway's dispatcher can start at once (a slot free, nothing queued, the tenant
+    async def _record(self, new: NewJob) -> Submitted:
+        """Submits the job to the ledger (its id, whether it is an earlier one with the same key,
+        the events written). A job this gateway's dispatcher can start at once (a slot free, nothing queued, the tenant
         under its concurrency) starts here, with neither a wait in the queue nor a take. If the
         ledger fails after starting it, the slot is given back and the job's lease runs out: the
         reaper puts it back for any dispatcher, as for one that died after a take."""
         dispatcher = self.dispatcher
         start_here = await dispatcher.claim(new.kind) if dispatcher is not None else None
         if dispatcher is None or start_here is None:
-            submitted = await self.ledger.submit(new)
-            return submitted.job_id, submitted.duplicate
+            return await self.ledger.submit(new)
         try:
             submitted = await self.ledger.submit(new, start_here=start_here)
         except BaseException:
@@ -250,7 +251,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             dispatcher.release()
         else:
             dispatcher.run_started(submitted.started)
-        return submitted.job_id, submitted.duplicate
+        return submitted
 
     async def _duplicate(
         self,
@@ -310,13 +311,21 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             )
 
     async def _follow(
-        self, job_id: str, after: str, *, outcome_only: bool = False, first_too: bool = False
+        self,
+        job_id: str,
+        after: str,
+        *,
+        outcome_only: bool = False,
+        first_too: bool = False,
+        written: tuple[pb.JobEvent, ...] = (),
     ) -> AsyncIterator[pb.JobEvent | None]:
         """A job's events after the cursor (all of them from ""; with outcome_only the terminal
         one, and with first_too the first too), and None for each keep-alive due, until it ends;
-        the caller has checked that the job is its tenant's. (A response built with an unset event
-        would mark it set: each caller builds its keep-alive without one.)"""
-        async for event in self.hub.watch(job_id, after, outcome_only=outcome_only, first_too=first_too):
+        the caller has checked that the job is its tenant's. `written`: the events its submit just
+        wrote (EventHub.watch). (A response built with an unset event would mark it set: each
+        caller builds its keep-alive without one.)"""
+        watch = self.hub.watch(job_id, after, outcome_only=outcome_only, first_too=first_too, written=written)
+        async for event in watch:
             if event is not None and event.HasField("result"):
                 # The hub shares one message among every watcher of the job: each gets its own links.
                 event = pb.JobEvent.FromString(event.SerializeToString())

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
 from gateway.ledger import Ledger, LedgerUnavailable, cursor_key, keys, parse_notice
@@ -136,18 +136,35 @@ class EventHub:
         self._wake.set()
 
     async def watch(
-        self, job_id: str, after: str = "", *, outcome_only: bool = False, first_too: bool = False
+        self,
+        job_id: str,
+        after: str = "",
+        *,
+        outcome_only: bool = False,
+        first_too: bool = False,
+        written: Sequence[pb.JobEvent] = (),
     ) -> AsyncGenerator[pb.JobEvent | None, None]:
         """The job's events after the cursor, then new ones until the job ends; None is a keep-alive
         (the watcher was handed nothing for keepalive_s). With outcome_only, only the terminal event
-        (and, with first_too, the first after the cursor)."""
+        (and, with first_too, the first after the cursor).
+
+        `written`: a new job's first events, as its submit wrote them (their cursors set), when
+        the watch begins from the start. With no one else watching the job they are handed over
+        as read, without reading them back: the job's channel is followed from now on, and the
+        confirmation of that subscription reads what came after them (as it does for every
+        watch), so an event whose notice came before the subscription is not missed."""
         watcher = _Watcher(cursor=cursor_key(after), outcome_only=outcome_only, first_too=first_too)
         group = self._watchers.setdefault(job_id, set())
-        if not group:
+        fresh = not group
+        if fresh:
             self.subscriptions.follow(keys.job_channel(job_id), lambda notice: self.notify(job_id, notice))
         group.add(watcher)
         try:
-            await self._catch_up(job_id, watcher)
+            if written and fresh and not after:
+                for early in written:
+                    watcher.take(early, cursor_key(early.cursor))
+            else:
+                await self._catch_up(job_id, watcher)
             while True:
                 try:
                     async with asyncio.timeout(self.keepalive_s):

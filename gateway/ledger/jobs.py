@@ -139,13 +139,22 @@ class StartHere:
     lease_s: float
 
 
+def _at(event: pb.JobEvent, entry: bytes) -> pb.JobEvent:
+    """The event as its stream entry reads back: its cursor set (the message itself)."""
+    event.cursor = entry.decode()
+    return event
+
+
 class Submitted(NamedTuple):
     """A submit's outcome: the job's id, whether it is an earlier job with the same idempotency key,
-    and the job as stored when it was started at once for StartHere's dispatcher (None: queued)."""
+    the job as stored when it was started at once for StartHere's dispatcher (None: queued), and
+    the events this submit wrote, their cursors set (its queued event, and its start's when it
+    started it; none when it recorded nothing new: a repeat, a duplicate)."""
 
     job_id: str
     duplicate: bool
     started: StoredJob | None = None
+    written: tuple[pb.JobEvent, ...] = ()
 
 
 # Job ids drawn ahead, IDS_AT_ONCE at a time from the system's random source (one read instead of
@@ -261,6 +270,7 @@ class Jobs(LedgerBase):
             if value:
                 flat += [name, value]
         defaults = self.defaults
+        start_args = self._start_args(new, start_here, created)
         reply: Any = await self._script(
             "submit",
             keys=[
@@ -299,7 +309,7 @@ class Jobs(LedgerBase):
                 defaults.queue_quota,
                 "1" if rate_limited else "0",
                 new.credits_reserved,
-                *self._start_args(new, start_here, created),
+                *start_args,
                 *flat,
             ],
         )
@@ -314,7 +324,14 @@ class Jobs(LedgerBase):
             raise InsufficientCredits(balance=int(value), price=new.credits_reserved)
         if status == b"started":
             fields = {k.decode(): v for k, v in as_dict(reply[2]).items()}
-            return Submitted(value.decode(), False, stored_job(fields))
+            written: tuple[pb.JobEvent, ...] = ()
+            if len(reply) == 5:
+                start = start_args[3]
+                assert isinstance(start, bytes)
+                written = (_at(event, reply[3]), _at(pb.JobEvent.FromString(start), reply[4]))
+            return Submitted(value.decode(), False, stored_job(fields), written)
+        if status == b"ok" and len(reply) == 3:
+            return Submitted(value.decode(), False, written=(_at(event, reply[2]),))
         return Submitted(value.decode(), status == b"duplicate")
 
     def _start_args(self, new: NewJob, start_here: StartHere | None, created_ms: int) -> list[str | bytes | int]:

@@ -311,8 +311,9 @@ def test_a_job_that_ended_takes_no_more_checkpoints(redis_url: str) -> None:
 
 def test_idempotent_submit_returns_the_same_job(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        first, dup1, _ = await ledger.submit(new_job(key="order-17"))
-        second, dup2, _ = await ledger.submit(new_job(key="order-17"))
+        first, dup1, _, written = await ledger.submit(new_job(key="order-17"))
+        second, dup2, _, again = await ledger.submit(new_job(key="order-17"))
+        assert list(written) == (await ledger.read_events({first: "0"}))[first] and again == ()
         other = (await ledger.submit(new_job(key="order-17", tenant="other-tenant"))).job_id
         assert (first, dup1, dup2) == (second, False, True)
         assert other != first
@@ -517,7 +518,7 @@ def test_a_job_submitted_beside_a_free_slot_starts_there_at_once(redis_url: str)
 
     async def body(ledger: Ledger) -> None:
         new = new_job()
-        job_id, duplicate, started = await ledger.submit(new, start_here=StartHere("here", 0.2))
+        job_id, duplicate, started, written = await ledger.submit(new, start_here=StartHere("here", 0.2))
         assert not duplicate and started is not None
         assert (started.job.id, started.job.attempt, started.owner) == (job_id, 1, "here")
         assert started.job.state == pb.JOB_STATE_RUNNING and started.job.kind == "material_swap"
@@ -528,9 +529,10 @@ def test_a_job_submitted_beside_a_free_slot_starts_there_at_once(redis_url: str)
             (pb.JOB_STATE_RUNNING, "Starting"),
         ]
         assert events[1].time == events[0].time and events[1].total_steps == 4
+        assert list(written) == events  # the submit says what it wrote, cursors and all
         assert await ledger.take("other", LEASE_S, DETACHED) is None  # nothing is queued
         again = await ledger.submit(new, start_here=StartHere("here", 0.2))  # its answer was lost
-        assert again.started == started
+        assert again.started == started and again.written == ()  # a repeat wrote nothing
         assert (await ledger.submit(new, start_here=StartHere("another", 0.2))).started is None
         step = progress_event(job_id, stage=1, step=1, total_steps=4, progress=0.0, message="Step 1/4")
         await ledger.record_progress(job_id, "here", step)

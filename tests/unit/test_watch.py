@@ -368,3 +368,44 @@ def test_a_notice_carries_an_event_only_up_to_its_size_limit() -> None:
     small, large = b"x" * NOTICE_EVENT_BYTES, b"x" * (NOTICE_EVENT_BYTES + 1)
     assert notice_payload(small) and notice_payload(large) == ""
     assert notice_payload(small).isascii()  # every subscriber can read a notice as text
+
+
+class Subscribing(NoSubscriptions):
+    """Subscriptions whose follows are confirmed when the test says so."""
+
+    def __init__(self) -> None:
+        self.followed: dict[str, Callable[[str], None]] = {}
+
+    def follow(self, channel: str, handler: Callable[[str], None]) -> None:
+        self.followed[channel] = handler
+
+
+def test_a_new_jobs_watcher_is_handed_what_its_submit_wrote_and_reads_on_from_its_subscription() -> None:
+    """A watch from the start of a job its submit just wrote (SubmitAndWatch) gets those events
+    without a read; events written before its subscription was confirmed come with the read that
+    the confirmation makes, from after them. A second watcher of the job reads for itself."""
+
+    async def body() -> None:
+        stream = Stream(4)  # e0 queued, e1 started (what the submit wrote), e2 and e3 before the subscription
+        subscriptions = Subscribing()
+        hub = EventHub(stream, subscriptions, keepalive_s=5)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            written = tuple(stream.events[:2])
+            first = hub.watch("job", outcome_only=True, first_too=True, written=written)
+            everything = hub.watch("job", written=written)
+            got = await asyncio.wait_for(first.__anext__(), 2)
+            assert got is not None and got.message == "e0" and stream.reads == []  # handed over, unread
+            seen = asyncio.create_task(take(everything, 4))
+            await asyncio.sleep(0.05)
+            assert stream.reads == ["0-0"]  # the second watcher read for itself
+            (confirm,) = subscriptions.followed.values()
+            stream.events[-1].state = pb.JOB_STATE_SUCCEEDED
+            confirm("")  # subscribed: the hub reads what came after the submit's events
+            assert await asyncio.wait_for(take(first, 1), 2) == ["e3"]
+            assert await asyncio.wait_for(seen, 2) == ["e0", "e1", "e2", "e3"]
+            assert stream.reads[1:] == ["100-1"]
+        finally:
+            await hub.drain()
+
+    asyncio.run(body())

@@ -19,10 +19,12 @@
 --       deliveries per job (20-26 as transition.lua takes them), then the job hash's fields and
 --       values from the request (the script adds the id, the tenant, created_ms and the initial
 --       state: QUEUED, step 0, attempt 0, updated now).
--- Returns {'ok', id}, {'started', id, the job's hash as HGETALL gives it} (RUNNING, attempt 1, owned
--- by that dispatcher, its start's event written: the dispatcher runs it without reading or writing
--- anything first), {'duplicate', id of the key's job}, {'limited', ms until a retry is allowed},
--- {'quota', the quota}, {'full', ''} or {'credits', the balance}.
+-- Returns {'ok', id, the queued event's entry}, {'started', id, the job's hash as HGETALL gives it,
+-- the queued event's entry, the start's} (RUNNING, attempt 1, owned by that dispatcher, its start's
+-- event written: the dispatcher runs it without reading or writing anything first), {'duplicate',
+-- id of the key's job}, {'limited', ms until a retry is allowed}, {'quota', the quota}, {'full', ''}
+-- or {'credits', the balance}. A repeat of a recorded job answers 'ok' or 'started' without the
+-- entries (it wrote none).
 -- Idempotent under retry: a second call for a job id already recorded changes nothing (and is not
 -- counted against the rate again); it answers 'started' again while the job is that dispatcher's
 -- first attempt (the first answer was lost, so no one runs it yet).
@@ -88,7 +90,7 @@ if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0
   local notice = 'next ' .. entry .. ' ' .. queued
   if ARGV[19] ~= '' then notice = notice .. ' ' .. ARGV[19] end
   redis.call('PUBLISH', ARGV[7], notice)
-  return {'started', ARGV[1], redis.call('HGETALL', KEYS[1])}
+  return {'started', ARGV[1], redis.call('HGETALL', KEYS[1]), queued, entry}
 end
 redis.call('RPUSH', KEYS[6], ARGV[1])
 -- A tenant joining the queue starts at the virtual clock: it neither jumps ahead with credit saved
@@ -98,4 +100,4 @@ if not redis.call('ZSCORE', KEYS[7], ARGV[9]) then
 end
 redis.call('PUBLISH', ARGV[7], '')
 if redis.call('ZCARD', KEYS[15]) > 0 then redis.call('PUBLISH', ARGV[8], ARGV[9]) end
-return {'ok', ARGV[1]}
+return {'ok', ARGV[1], queued}
