@@ -137,6 +137,9 @@ class JobContext:
     # The job's checkpoints as stored when this run began, kept current as it saves more: a run
     # owns its job, so nothing else writes them meanwhile (and the ledger refuses a stale owner).
     checkpoints: dict[str, bytes] = field(default_factory=dict)
+    # The bytes of inputs its submit stored, by storage key, when the submit started the job here:
+    # each is used once instead of being read back (from a bucket, a round trip each).
+    held: dict[str, bytes] = field(default_factory=dict)
     # What an earlier run left: a step found here is "resumed from checkpoint".
     restored: frozenset[str] = field(init=False)
     # Whether this run may have written a file under work/<job>/ (set before the write).
@@ -358,7 +361,12 @@ class JobContext:
         return await together(*(one(path, source, min_side) for path, source, min_side in wanted))
 
     async def image_input(self, field_path: str, source: pb.ImageSource, min_side: int) -> bytes:
-        """An input image's bytes: uploaded at submit, or downloaded once (then kept as a checkpoint)."""
+        """An input image's bytes: uploaded at submit (handed over by it, else read back), or
+        downloaded once (then kept as a checkpoint)."""
+        if field_path in self.inputs:
+            held = self.held.pop(self.inputs[field_path], None)
+            if held is not None:
+                return held
         await self.flush()
         if field_path in self.inputs:
             try:

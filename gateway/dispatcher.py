@@ -26,7 +26,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from opentelemetry.trace import Status, StatusCode
 
@@ -109,10 +109,12 @@ class Dispatcher:
         await self._slots.acquire()  # free: it returns at once
         return StartHere(self.consumer, self.settings.lease_s)
 
-    def run_started(self, started: StoredJob) -> None:
-        """Runs a job its submit started for this dispatcher (see claim), in the claimed slot."""
+    def run_started(self, started: StoredJob, held: Mapping[str, bytes] | None = None) -> None:
+        """Runs a job its submit started for this dispatcher (see claim), in the claimed slot.
+        `held`: the bytes of the inputs the submit stored (by storage key), which the run uses
+        instead of reading them back (JobContext.held)."""
         taken = Taken((started.job.id, started.job.attempt, started.job.kind), stored=started, announced=True)
-        self._spawn(self._dispatch(taken, slot=True))
+        self._spawn(self._dispatch(taken, slot=True, held=held))
 
     def release(self) -> None:
         """Gives back a claimed slot whose job was queued (or not submitted)."""
@@ -176,7 +178,7 @@ class Dispatcher:
             async with asyncio.timeout(_IDLE_LOOK_S):  # no task made per wait, as wait_for would
                 await self._work.wait()
 
-    async def _dispatch(self, taken: Taken, slot: bool) -> None:
+    async def _dispatch(self, taken: Taken, slot: bool, held: Mapping[str, bytes] | None = None) -> None:
         """Runs one taken job (in the slot the intake took, for kinds that take one)."""
         job_id = taken[0]
         try:
@@ -186,7 +188,7 @@ class Dispatcher:
                 await asyncio.gather(stale, return_exceptions=True)
                 # It wrote as this dispatcher, so it may have checkpointed after the take: read again.
                 taken = taken.unread()
-            await self._run(taken)
+            await self._run(taken, held)
         except asyncio.CancelledError:
             raise
         except LedgerUnavailable:
@@ -241,7 +243,7 @@ class Dispatcher:
                 self._cancel_if_running(job_id)
                 return
 
-    async def _run(self, taken: Taken) -> None:
+    async def _run(self, taken: Taken, held: Mapping[str, bytes] | None = None) -> None:
         job_id, attempt, _ = taken
         if taken.announced and taken.stored is not None:
             stored = taken.stored  # its submit started it here and wrote its start
@@ -251,7 +253,7 @@ class Dispatcher:
             except NotOwner:
                 return  # cancelled (or put back) between the take and now, or expired
         saved = taken.checkpoints if taken.stored is not None else await self.ledger.checkpoints(job_id)
-        task = asyncio.create_task(self._execute(job_id, stored, saved))
+        task = asyncio.create_task(self._execute(job_id, stored, saved, held))
         self._running[job_id] = task
         renew = asyncio.create_task(self._renew(job_id))
         try:
@@ -295,7 +297,9 @@ class Dispatcher:
             except OSError:
                 log.warning("job %s: could not delete %s", job_id, prefix)
 
-    async def _execute(self, job_id: str, stored: StoredJob, checkpoints: dict[str, bytes]) -> bool:
+    async def _execute(
+        self, job_id: str, stored: StoredJob, checkpoints: dict[str, bytes], held: Mapping[str, bytes] | None = None
+    ) -> bool:
         """Runs the job's plan and records its end; whether a file under work/<job>/ may exist."""
         request = pb.SubmitRenderRequest()
         request.ParseFromString(stored.request)
@@ -319,6 +323,7 @@ class Dispatcher:
             max_tokens=self.settings.limits.max_tokens_per_job,
             max_cents=self.settings.limits.max_cents_per_job,
             checkpoints=checkpoints,
+            held=dict(held or {}),
         )
         kind = request.WhichOneof("kind") or ""
         # The job's work joins the trace of its submit (whichever replica runs it, after a takeover

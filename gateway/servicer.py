@@ -8,7 +8,7 @@ import base64
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -207,8 +207,12 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             created_ms=now_ms(),
             trace=telemetry.current_traceparent(),
         )
+
+        def held() -> dict[str, bytes]:  # the inline images' bytes, for a job that starts here
+            return {inputs[path]: source.data for path, source in images if source.WhichOneof("source") == "data"}
+
         try:
-            submitted = await self._record(new)
+            submitted = await self._record(new, held if inline else None)
         except InsufficientCredits as exc:
             await asyncio.to_thread(drop_uploads, self.storage, job_id, inputs)
             await abort(
@@ -232,12 +236,14 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             CREDITS_MOVED.add(price.reserved, {"movement": "reserve"})
         return pb.SubmitRenderResponse(job=new.queued()), submitted.written
 
-    async def _record(self, new: NewJob) -> Submitted:
+    async def _record(self, new: NewJob, held: Callable[[], dict[str, bytes]] | None = None) -> Submitted:
         """Submits the job to the ledger (its id, whether it is an earlier one with the same key,
-        the events written). A job this gateway's dispatcher can start at once (a slot free, nothing queued, the tenant
-        under its concurrency) starts here, with neither a wait in the queue nor a take. If the
-        ledger fails after starting it, the slot is given back and the job's lease runs out: the
-        reaper puts it back for any dispatcher, as for one that died after a take."""
+        the events written). A job this gateway's dispatcher can start at once (a slot free,
+        nothing queued, the tenant under its concurrency) starts here, with neither a wait in the
+        queue nor a take, and is handed the inputs' bytes the submit stored (`held`, by storage
+        key) instead of reading them back. If the ledger fails after starting it, the slot is given
+        back and the job's lease runs out: the reaper puts it back for any dispatcher, as for one
+        that died after a take."""
         dispatcher = self.dispatcher
         start_here = await dispatcher.claim(new.kind) if dispatcher is not None else None
         if dispatcher is None or start_here is None:
@@ -250,7 +256,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         if submitted.started is None:
             dispatcher.release()
         else:
-            dispatcher.run_started(submitted.started)
+            dispatcher.run_started(submitted.started, held() if held is not None else None)
         return submitted
 
     async def _duplicate(

@@ -363,6 +363,43 @@ def test_storage_that_cannot_hold_the_render_fails_with_upload_failed(
     assert (done.error.code, done.error.message) == (pb.ERROR_CODE_UPLOAD_FAILED, "the render could not be stored")
 
 
+def test_a_job_started_in_its_submit_does_not_read_its_images_back(
+    redis_url: str,
+    stages: dict[str, str],
+    tmp_path: Path,
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A swap submitted to an idle dispatching gateway starts there at once, and is handed the
+    images its submit stored (a bucket read each, in production); one that is queued and taken
+    reads them from storage."""
+    import redis
+
+    from renderkit.storage.local import LocalStorage
+
+    redis.Redis.from_url(redis_url + "/21").flushdb()  # its own ledger: no other gateway takes its jobs
+    read: list[str] = []
+    get = LocalStorage.get
+
+    def counting_get(self: LocalStorage, key: str) -> bytes:
+        read.append(key)
+        return get(self, key)
+
+    monkeypatch.setattr(LocalStorage, "get", counting_get)
+    gateway = start_gateway(gateway_settings(redis_url + "/21", tmp_path, stages, dispatcher_concurrency=1))
+    with client_for(f"127.0.0.1:{gateway.port}", redis_url + "/21", "public") as c:
+        first = c.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job  # the one slot is free
+        second = c.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job  # queued behind it
+        for job in (first, second):
+            done = c.wait(job.id, timeout=60)
+            assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    assert not [key for key in read if key.startswith(f"uploads/{first.id}/")]
+    assert sorted(key.rsplit("/", 1)[-1] for key in read if key.startswith(f"uploads/{second.id}/")) == [
+        "material_swap.photo",
+        "material_swap.swatch",
+    ]
+
+
 def test_a_herringbone_swap_runs_to_success(client: RenderClient) -> None:
     plank = imaging.encode(scenes.plank_texture(256)[:64])[0]  # one 4:1 plank
     job = client.submit(material_swap_request(PHOTO, plank, quad=QUAD, repeats=3, herringbone=True)).job
