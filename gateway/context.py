@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 from opentelemetry.trace import Status, StatusCode
 
 from gateway.fetch import DownloadError, FetchPolicy, fetch_async
-from gateway.ledger import Ledger, Progress, progress_event
+from gateway.ledger import Ledger, NotOwner, Progress, progress_event
 from gateway.metrics import STAGE_DURATION
 from gateway.stages import StageClients
 from gateway.validation import Limits, check_image
@@ -146,9 +146,11 @@ class JobContext:
     wrote_work: bool = False
     # Steps announced and not yet recorded, and the lock that keeps one write of them at a time
     # (a plan's concurrent stage calls flush too): two of a job's transitions in flight at once
-    # could apply a retried one after the other.
+    # could apply a retried one after the other. A write refused (NotOwner) is kept: the job is no
+    # longer this dispatcher's, whichever of its flushes asks.
     _unwritten: list[Progress] = field(default_factory=list, init=False)
     _writing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _refused: NotOwner | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.restored = frozenset(self.checkpoints)
@@ -199,13 +201,21 @@ class JobContext:
         )
 
     async def flush(self) -> None:
-        """Records the steps announced since the last write, in one transition."""
-        if not self._unwritten:
+        """Records the steps announced since the last write, in one transition; returns once
+        every step announced so far is recorded (a write of them still under way, too). Once a
+        write has been refused (the job is no longer this dispatcher's), every flush raises that."""
+        if not self._unwritten and not self._writing.locked() and self._refused is None:
             return
         async with self._writing:
+            if self._refused is not None:
+                raise self._refused
             steps, self._unwritten = self._unwritten, []
             if steps:
-                await self.ledger.record_progress(self.job_id, self.owner, *steps)
+                try:
+                    await self.ledger.record_progress(self.job_id, self.owner, *steps)
+                except NotOwner as exc:
+                    self._refused = exc
+                    raise
 
     async def unwritten(self) -> list[Progress]:
         """The steps not yet recorded, taken for the job's end to write before it (once a write
@@ -270,14 +280,16 @@ class JobContext:
 
     async def _beside_steps(self, work: Awaitable[T]) -> T:
         """work's result, with the steps announced before it written meanwhile. The write is
-        never cut short, and its failure (the job is no longer this dispatcher's) comes first."""
+        never cut short, and its refusal (the job is no longer this dispatcher's) comes first: a
+        job taken over or cancelled reports nothing of its own. Should the work fail while the
+        write cannot reach the ledger, the work's failure is what the job reports."""
         writing = asyncio.ensure_future(self.flush())
         try:
             result = await work
         except BaseException as exc:
             await asyncio.wait([writing])
             refused = None if writing.cancelled() else writing.exception()
-            if refused is not None and not isinstance(exc, asyncio.CancelledError):
+            if isinstance(refused, NotOwner) and not isinstance(exc, asyncio.CancelledError):
                 raise refused from None
             raise
         await writing

@@ -152,7 +152,8 @@ class EventHub:
         the watch begins from the start. With no one else watching the job they are handed over
         as read, without reading them back: the job's channel is followed from now on, and the
         confirmation of that subscription reads what came after them (as it does for every
-        watch), so an event whose notice came before the subscription is not missed."""
+        watch), so an event whose notice came before the subscription is not missed. While the
+        subscription is down (its confirmation could be seconds away) the watch reads at once."""
         watcher = _Watcher(cursor=cursor_key(after), outcome_only=outcome_only, first_too=first_too)
         group = self._watchers.setdefault(job_id, set())
         fresh = not group
@@ -160,7 +161,7 @@ class EventHub:
             self.subscriptions.follow(keys.job_channel(job_id), lambda notice: self.notify(job_id, notice))
         group.add(watcher)
         try:
-            if written and fresh and not after:
+            if written and fresh and not after and self.subscriptions.subscribed:
                 for early in written:
                     watcher.take(early, cursor_key(early.cursor))
             else:

@@ -10,9 +10,9 @@ from typing import Any, cast
 
 import pytest
 
-from gateway.context import JobContext, write_outputs
+from gateway.context import JobContext, JobFailure, write_outputs
 from gateway.fetch import FetchPolicy
-from gateway.ledger import Ledger, NotOwner
+from gateway.ledger import Ledger, LedgerUnavailable, NotOwner
 from gateway.ledger.connection import connect
 from gateway.stages import StageClients
 from gateway.validation import Limits
@@ -121,6 +121,97 @@ def test_steps_are_recorded_before_the_job_waits_and_together_when_nothing_came_
             await ctx.step(3, pb.STAGE_PROJECTION, "projecting", "projection")
             with pytest.raises(NotOwner):
                 await ctx.call(pb.STAGE_PROJECTION, "projection1", depth_pb.EstimatePlaneResponse, stage)
+        finally:
+            await ledger.aclose()
+            await client.flushdb()
+            await client.aclose()
+
+    asyncio.run(body())
+
+
+class GatedLedger(Ledger):
+    """The ledger, its step writes held until the test lets them go, or failing as told."""
+
+    gate: asyncio.Event | None = None
+    failure: BaseException | None = None
+
+    async def record_progress(self, job_id: str, owner: str, *steps: Any) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.failure is not None:
+            raise self.failure
+        await super().record_progress(job_id, owner, *steps)
+
+
+def test_a_call_that_may_be_charged_waits_for_a_step_write_already_under_way_and_its_refusal(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A flush finding its steps taken by a write still under way (a concurrent call's) waits for
+    that write, and a refused write is the answer of every later flush: a call that may be charged
+    never starts before the check that the job is still this dispatcher's. A free call that fails
+    while the ledger cannot be reached reports its own failure."""
+
+    async def body() -> None:
+        client = connect(redis_url + "/3")
+        await client.flushdb()
+        ledger = GatedLedger(client)
+        try:
+            job_id = (await ledger.submit(new_job())).job_id
+            assert await claim(ledger, job_id, "w1") == 1
+            ctx = JobContext(
+                job_id=job_id,
+                owner="w1",
+                tenant="acme",
+                request=pb.SubmitRenderRequest(),
+                inputs={},
+                ledger=ledger,
+                storage=LocalStorage(tmp_path),
+                stages=cast(StageClients, None),
+                fetch_policy=FetchPolicy(),
+                limits=Limits(),
+                default_stage_timeout_s=5.0,
+                deadline=asyncio.get_running_loop().time() + 30,
+                total_steps=4,
+            )
+            called: list[list[str]] = []
+
+            async def paid(timeout: float) -> depth_pb.EstimatePlaneResponse:
+                called.append(await messages(ledger, job_id))
+                return depth_pb.EstimatePlaneResponse()
+
+            ledger.gate = asyncio.Event()
+            await ctx.step(1, pb.STAGE_DEPTH, "estimating geometry")
+            under_way = asyncio.ensure_future(ctx.flush())  # a concurrent call's write, held
+            await asyncio.sleep(0.05)
+            charged = asyncio.ensure_future(
+                ctx.call(pb.STAGE_DEPTH, "charged", depth_pb.EstimatePlaneResponse, paid, may_charge=True)
+            )
+            await asyncio.sleep(0.05)
+            assert called == []  # it waits for the write under way
+            ledger.gate.set()
+            await asyncio.gather(under_way, charged)
+            assert called == [["Queued", "Starting", "Step 1/4: estimating geometry"]]
+
+            # The job is taken over; the write that finds out is refused, and so is the next one.
+            ledger.failure = NotOwner("taken over")
+            await ctx.step(2, pb.STAGE_DEPTH, "estimating it again")
+            with pytest.raises(NotOwner):
+                await ctx.flush()
+            ledger.failure = None
+            with pytest.raises(NotOwner):
+                await ctx.call(pb.STAGE_DEPTH, "again", depth_pb.EstimatePlaneResponse, paid, may_charge=True)
+            assert len(called) == 1
+
+            # A free call failing while the ledger is away: the call's own failure is reported.
+            ctx._refused = None
+            ledger.failure = LedgerUnavailable()
+
+            async def failing(timeout: float) -> depth_pb.EstimatePlaneResponse:
+                raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "the plane cannot be found")
+
+            await ctx.step(3, pb.STAGE_DEPTH, "estimating geometry")
+            with pytest.raises(JobFailure):
+                await ctx.call(pb.STAGE_DEPTH, "depth", depth_pb.EstimatePlaneResponse, failing)
         finally:
             await ledger.aclose()
             await client.flushdb()

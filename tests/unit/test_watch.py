@@ -373,8 +373,9 @@ def test_a_notice_carries_an_event_only_up_to_its_size_limit() -> None:
 class Subscribing(NoSubscriptions):
     """Subscriptions whose follows are confirmed when the test says so."""
 
-    def __init__(self) -> None:
+    def __init__(self, subscribed: bool = True) -> None:
         self.followed: dict[str, Callable[[str], None]] = {}
+        self.subscribed = subscribed
 
     def follow(self, channel: str, handler: Callable[[str], None]) -> None:
         self.followed[channel] = handler
@@ -405,6 +406,25 @@ def test_a_new_jobs_watcher_is_handed_what_its_submit_wrote_and_reads_on_from_it
             assert await asyncio.wait_for(take(first, 1), 2) == ["e3"]
             assert await asyncio.wait_for(seen, 2) == ["e0", "e1", "e2", "e3"]
             assert stream.reads[1:] == ["100-1"]
+        finally:
+            await hub.drain()
+
+    asyncio.run(body())
+
+
+def test_a_new_jobs_watcher_reads_at_once_while_the_subscription_is_down() -> None:
+    """With the subscription down, its confirmation may be seconds away: the watch reads the
+    stream at once rather than wait for it, and gets everything so far."""
+
+    async def body() -> None:
+        stream = Stream(3)
+        stream.events[-1].state = pb.JOB_STATE_SUCCEEDED
+        hub = EventHub(stream, Subscribing(subscribed=False), keepalive_s=5)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            watch = hub.watch("job", written=tuple(stream.events[:2]))
+            assert await asyncio.wait_for(take(watch, 3), 2) == ["e0", "e1", "e2"]
+            assert stream.reads == ["0-0"]
         finally:
             await hub.drain()
 
