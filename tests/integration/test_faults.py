@@ -608,7 +608,7 @@ def test_a_job_back_from_a_stale_run_of_this_dispatcher_starts_from_what_that_ru
             await asyncio.sleep(0)
             started_from: dict[str, bytes] = {}
 
-            async def execute(job_id: str, stored: Any, checkpoints: dict[str, bytes]) -> bool:
+            async def execute(job_id: str, stored: Any, checkpoints: dict[str, bytes], held: Any = None) -> bool:
                 started_from.update(checkpoints)
                 return False
 
