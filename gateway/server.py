@@ -16,12 +16,14 @@ import redis.asyncio as aioredis
 from gateway.admin import SERVICE_NAME as ADMIN_SERVICE
 from gateway.admin import AdminServicer
 from gateway.assets import AssetStore
-from gateway.auth.api_keys import KeyStore
+from gateway.auth.api_keys import AuthenticationError, KeyStore
 from gateway.auth.interceptor import Authenticator, AuthInterceptor
 from gateway.auth.jwt_tokens import JwtVerifier
 from gateway.auth.principal import Scope
 from gateway.dispatcher import Dispatcher
 from gateway.http.app import Cors, HttpApp
+from gateway.http.asgi import Scope as AsgiScope
+from gateway.http.asgi import header
 from gateway.http.bridge import ServicerBridge
 from gateway.http.console import ConsoleFiles
 from gateway.http.files import FileRoute
@@ -174,7 +176,7 @@ def create_server(settings: GatewaySettings) -> Gateway:
         admin_grpc.add_AdminServiceServicer_to_server(admin, server)
 
     edge.add(register)
-    http = http_server(settings, http_socket, edge, register, storage, signer) if http_socket else None
+    http = http_server(settings, http_socket, edge, register, storage, signer, authenticator) if http_socket else None
     if http is not None:
         edge.on_start.append(http.start)
         edge.on_drain.append(lambda: http.stop(settings.grace_seconds))
@@ -248,14 +250,29 @@ def http_server(
     register: Callable[[grpc.aio.Server], None],
     storage: Storage,
     signer: LinkSigner,
+    authenticator: Authenticator,
 ) -> HttpServer:
     """The HTTP port: the same servicers through the same interceptors (Connect, gRPC-web, gRPC),
-    output links, the console."""
+    a call's credential checked before its body is decoded, output links, the console."""
     bridge = ServicerBridge(edge.interceptors)
     bridge.add(
         register, pb.DESCRIPTOR.services_by_name["RenderService"], admin_pb.DESCRIPTOR.services_by_name["AdminService"]
     )
     console = Path(settings.http.console_dir)
+
+    served = frozenset(bridge.endpoints())
+
+    async def admit(scope: AsgiScope) -> str | None:
+        if scope["path"] not in served:
+            return None  # not a method: Connect answers 404
+        try:
+            await authenticator.authenticate([("authorization", header(scope, b"authorization"))])
+        except AuthenticationError as exc:
+            return str(exc)
+        except Exception:  # Redis away and the like: the interceptor answers it, as on the gRPC port
+            return None
+        return None
+
     app = HttpApp(
         rpc=bridge.application(settings.max_request_bytes),
         rpc_prefixes=[f"/{SERVICE_NAME}/", f"/{ADMIN_SERVICE}/"],
@@ -264,6 +281,7 @@ def http_server(
         cors=Cors.parse(settings.http.cors_origins),
         max_request_bytes=settings.max_request_bytes,
         serving=lambda: edge.readiness.serving,
+        admit=admit,
     )
     return HttpServer(app, sock, settings.tls_cert, settings.tls_key)
 

@@ -9,13 +9,17 @@
 
 Around all of it: CORS for the configured origins (preflights answered here; the headers Connect
 and gRPC-web clients need to read trailers exposed), and the request size limit, enforced as the
-body arrives (a Content-Length over it is refused before any byte is read).
+body arrives (a Content-Length over it is refused before any byte is read). A call whose
+credential is refused is answered UNAUTHENTICATED before its body is decoded: parsing a large JSON
+message costs seconds of the event loop, which no caller without a credential may spend (the
+interceptors then check the credential's scopes as on the gRPC port).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from connectrpc.code import Code
@@ -93,6 +97,29 @@ class Cors:
         )
 
 
+# Checks a call's credential from its headers: None when it proves who the caller is, else why not.
+Admit = Callable[[Scope], Awaitable[str | None]]
+
+
+def refuse_body(scope: Scope, receive: Receive, error: ConnectError) -> Receive:
+    """`receive` that fails the call with `error` (in the call's own protocol) before any of its
+    body is decoded: up to _DRAIN_BYTES of it are read and dropped first, so a client still
+    writing reads the refusal rather than a broken pipe."""
+
+    async def refused() -> Message:
+        seen = 0
+        while seen <= _DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        raise error
+
+    return refused
+
+
 def limit_body(scope: Scope, receive: Receive, limit: int) -> Receive:
     """`receive` that fails the call with RESOURCE_EXHAUSTED (in the call's own protocol) once the
     body passes `limit` bytes. A body a little over it is read to its end and dropped first, so the
@@ -145,8 +172,10 @@ class HttpApp:
         cors: Cors,
         max_request_bytes: int,
         serving: Callable[[], bool],
+        admit: Admit | None = None,
     ) -> None:
         self.rpc = rpc
+        self.admit = admit
         self.rpc_prefixes = tuple(rpc_prefixes)
         self.files = files
         self.console = console
@@ -168,7 +197,13 @@ class HttpApp:
             send = _with_headers(send, extra)
         path: str = scope["path"]
         if path.startswith(self.rpc_prefixes):
+            refusal = await self.admit(scope) if self.admit is not None else None
+            if refusal is not None and scope["method"] == "GET":  # Connect's unary GET: no body
+                await _connect_error(send, 401, "unauthenticated", refusal)
+                return
             receive, send = _cancel_on_disconnect(receive, send)
+            if refusal is not None:
+                receive = refuse_body(scope, receive, ConnectError(Code.UNAUTHENTICATED, refusal))
             await self.rpc(scope, limit_body(scope, receive, self.body_limit), send)
         elif path.startswith(FILES_PATH) and self.files is not None:
             await self.files(scope, receive, send)
@@ -202,6 +237,12 @@ def _cancel_on_disconnect(receive: Receive, send: Send) -> tuple[Receive, Send]:
             await send(message)
 
     return receive_watching, send_unless_gone
+
+
+async def _connect_error(send: Send, status: int, code: str, message: str) -> None:
+    """An error as Connect's unary protocol writes one (its JSON, its HTTP status)."""
+    body = json.dumps({"code": code, "message": message}).encode()
+    await respond(send, status, body, content_type="application/json")
 
 
 def _with_headers(send: Send, extra: Headers) -> Send:

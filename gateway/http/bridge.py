@@ -27,6 +27,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
 from gateway.http import codecs
+from gateway.http.compression import BoundedGzip
 from renderkit.errors import status_details
 
 log = logging.getLogger(__name__)
@@ -219,9 +220,15 @@ class ServicerBridge:
 
     def application(self, read_max_bytes: int) -> ConnectASGIApplication[Any]:
         """The ASGI application serving every registered service (Connect, gRPC-web and gRPC); a
-        body that does not parse is INVALID_ARGUMENT (codecs.install)."""
+        body that does not parse is INVALID_ARGUMENT (codecs.install), and a compressed one is
+        inflated no further than the size limit (compression.BoundedGzip)."""
         codecs.install()
-        return _Application(service=self, endpoints=lambda bridge: bridge.endpoints(), read_max_bytes=read_max_bytes)
+        return _Application(
+            service=self,
+            endpoints=lambda bridge: bridge.endpoints(),
+            read_max_bytes=read_max_bytes,
+            compressions=[BoundedGzip(read_max_bytes)],
+        )
 
 
 class _Application(ConnectASGIApplication[ServicerBridge]):

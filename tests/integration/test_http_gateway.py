@@ -3,11 +3,13 @@ CORS, signed output links opened from another process, uploaded assets, GetOutpu
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import subprocess
 import sys
 import time
+import tracemalloc
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -210,6 +212,57 @@ def test_a_body_that_does_not_parse_is_the_callers_error(
     assert status == 400 and error["code"] == "invalid_argument"
     assert error["message"].startswith("the request is not a valid render.v1.SubmitRenderRequest")
     assert said in error["message"]
+
+
+def raw_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read() or b"{}")
+
+
+def test_a_call_without_a_credential_is_refused_before_its_body_is_decoded(http_gateway: Gateway) -> None:
+    """Decoding costs the event loop (seconds for a large JSON message): a caller without a
+    credential is refused first, whatever the body, and a made-up key does no better."""
+    url = rpc_url(http_gateway, "SubmitRender")
+    for credential in ({}, {"authorization": "Bearer rk_made_up_0123456789"}):
+        status, error = raw_post(url, b"{not json", {"content-type": "application/json", **credential})
+        assert (status, error["code"]) == (401, "unauthenticated")
+    bomb = gzip.compress(b"{" + b" " * (256 << 20), 9)
+    status, error = raw_post(url, bomb, {"content-type": "application/json", "content-encoding": "gzip"})
+    assert (status, error["code"]) == (401, "unauthenticated")
+    # A Connect GET carries its message in the query, and is refused the same way.
+    answer = fetch(rpc_url(http_gateway, "GetJob") + "?encoding=json&message=%7B%7D")
+    assert answer[0] == 401 and json.loads(answer[2])["code"] == "unauthenticated"
+
+
+def test_a_compressed_body_is_inflated_no_further_than_the_size_limit(http_gateway: Gateway, key: str) -> None:
+    """A few hundred kilobytes of gzip that would inflate to a gigabyte are refused as too large
+    once they pass the limit, without the gateway ever holding the gigabyte; a compressed request
+    within the limit works."""
+    url = rpc_url(http_gateway, "SubmitRender")
+    bomb = gzip.compress(b"{" + b" " * (1 << 30), 9)
+    assert len(bomb) < 2 << 20
+    tracemalloc.start()
+    try:
+        status, error = raw_post(
+            url,
+            bomb,
+            {"content-type": "application/json", "content-encoding": "gzip", "authorization": f"Bearer {key}"},
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (status, error["code"]) == (429, "resource_exhausted") and "decompressed" in error["message"]
+    assert peak < 256 << 20  # the process (tests and the in-process gateway) never held the gigabyte
+    status, answer = raw_post(
+        rpc_url(http_gateway, "GetJob"),
+        gzip.compress(json.dumps({"jobId": "0" * 32}).encode()),
+        {"content-type": "application/json", "content-encoding": "gzip", "authorization": f"Bearer {key}"},
+    )
+    assert (status, answer["code"]) == (404, "not_found")  # decoded and answered
 
 
 def test_cors_preflight_and_exposed_trailers(http_gateway: Gateway) -> None:
