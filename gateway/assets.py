@@ -33,6 +33,10 @@ class AssetRefused(ValueError):
         self.violations = violations
 
 
+# An upload of an asset recorded already is written again when the asset would expire within this.
+REWRITE_WITHIN_MS = 10 * 60 * 1000
+
+
 def asset_id_of(data: bytes) -> str:
     """An asset's id: a digest of its bytes (the same image uploaded again is the same asset)."""
     return "as_" + hashlib.sha256(data).hexdigest()[:40]
@@ -80,11 +84,17 @@ class AssetStore:
 
     async def upload(self, tenant: str, data: bytes, name: str) -> StoredAsset:
         """Checks, stores and records an upload; RateLimited or AssetQuotaExceeded when over the
-        tenant's limits (the file is then not kept), AssetRefused for a bad image."""
+        tenant's limits, found before the file is written (every upload counts against the rate,
+        the same bytes again too), AssetRefused for a bad image. An asset recorded already is not
+        written again."""
         info = await asyncio.to_thread(self.check, data, name)
         asset_id = asset_id_of(data)
         key = f"{ASSETS_PREFIX}{tenant}/{asset_id}"
-        await asyncio.to_thread(self.storage.put, key, data, info.content_type)
+        # Its file is written unless the asset is recorded and stays for a while: one about to
+        # expire may be swept meanwhile, so it is written again.
+        kept_until = await self.ledger.admit_asset(tenant, asset_id, now_ms(), self.quota)
+        if kept_until < now_ms() + REWRITE_WITHIN_MS:
+            await asyncio.to_thread(self.storage.put, key, data, info.content_type)
         asset = StoredAsset(
             asset_id=asset_id,
             tenant=tenant,

@@ -35,7 +35,7 @@ from gateway.pricing import Price, PriceTable, price_of
 from gateway.requests import image_fields, plan_steps
 from gateway.settings import WebhookSettings
 from gateway.uploads import drop_uploads, upload_inputs
-from gateway.validation import Limits, validate_submit
+from gateway.validation import Limits, named_asset_problems, validate_submit
 from gateway.watch import CursorPastEnd, EventHub
 from gateway.webhooks import events as webhook_events
 from gateway.webhooks.api import WebhookMethods
@@ -160,8 +160,12 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         # upload probed (one more round trip, only for requests that name some).
         images = image_fields(request)
         inline = any(source.WhichOneof("source") == "data" for _, source in images)
-        named = [source.asset_id for _, source in images if source.WhichOneof("source") == "asset_id"]
-        assets: dict[str, StoredAsset] = await self.assets.for_job(tenant, named) if named else {}
+        named = [(path, source.asset_id) for path, source in images if source.WhichOneof("source") == "asset_id"]
+        if problems := named_asset_problems(named):  # before any is looked up
+            summary = "; ".join(f"{f}: {d}" for f, d in problems[:3])
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}", bad_request(problems))
+        ids = list(dict.fromkeys(asset_id for _, asset_id in named))
+        assets: dict[str, StoredAsset] = await self.assets.for_job(tenant, ids) if ids else {}
         infos = {asset_id: image_info(asset) for asset_id, asset in assets.items()}
         if inline:
             violations = await asyncio.to_thread(validate_submit, request, self.limits, infos)

@@ -42,6 +42,10 @@ Violation = tuple[str, str]
 Assets = Mapping[str, imaging.ImageInfo]
 NO_ASSETS: Assets = MappingProxyType({})
 MAX_VARIANTS = 8
+# Uploaded assets a request may name (a batch's rooms' swatches are the most a valid one has), and
+# what an asset id looks like (gateway.assets.asset_id_of): checked before any is looked up.
+MAX_NAMED_ASSETS = 256
+ASSET_ID = re.compile(r"as_[0-9a-f]{40}")
 # Physical lengths (a swatch, a quad's sides, the plane's distance), in metres: a millimetre to ten
 # kilometres covers every real surface; outside it a value is a unit mistake, and would ask the
 # projection for billions of repeats or none.
@@ -581,3 +585,15 @@ def _texture_edit(edit: pb.TextureEdit, limits: Limits, material_maps: bool, ass
     violations += _prompt_text(edit.prompt, "texture_edit.prompt", prompts.MAX_PROMPT_CHARS)
     violations += _generation_options(edit.options, "texture_edit.options", limits)
     return violations
+
+
+def named_asset_problems(named: Sequence[tuple[str, str]]) -> list[Violation]:
+    """What is wrong with the asset ids a request names, as (field path, id) pairs, before any is
+    looked up: an id that is not one, or more assets than any valid request names."""
+    violations = [
+        (f"{path}.asset_id", "is not an asset id") for path, asset_id in named if not ASSET_ID.fullmatch(asset_id)
+    ]
+    distinct = len({asset_id for _, asset_id in named})
+    if distinct > MAX_NAMED_ASSETS:
+        violations.append(("request", f"names {distinct} assets; at most {MAX_NAMED_ASSETS}"))
+    return violations[:10]

@@ -79,37 +79,44 @@ def _asset(tenant: str, asset_id: str, flat: Sequence[bytes]) -> StoredAsset:
 class Assets(LedgerBase):
     """Recording, reading and expiring uploaded assets."""
 
+    async def admit_asset(self, tenant: str, asset_id: str, now_ms: int, quota: int) -> int:
+        """Counts an upload against the tenant's request rate (the same asset again too) and checks
+        a new one against its asset quota, before its file is written: RateLimited or
+        AssetQuotaExceeded. When the asset is recorded already, until when (ms; 0: it is new)."""
+        reply = await self._asset_script(tenant, asset_id, now_ms, 0, quota, "admit", [])
+        return int(reply[1]) if reply[0] else 0
+
     async def record_asset(self, asset: StoredAsset, now_ms: int, expire_ms: int, quota: int) -> StoredAsset:
-        """Records an asset (or keeps an existing one until at least expire_ms); raises RateLimited
-        or AssetQuotaExceeded for a new asset over the tenant's rate or quota."""
+        """Records an asset whose file is written (or keeps an existing one until at least
+        expire_ms); AssetQuotaExceeded when a new one no longer fits the tenant's quota (admit_asset
+        counted the upload against the rate)."""
+        await self._asset_script(asset.tenant, asset.asset_id, now_ms, expire_ms, quota, "record", asset.fields())
+        stored = await self.assets(asset.tenant, [asset.asset_id], 0)
+        return stored[asset.asset_id]
+
+    async def _asset_script(
+        self, tenant: str, asset_id: str, now_ms: int, expire_ms: int, quota: int, step: str, fields: list[str | int]
+    ) -> list[str]:
+        """asset.lua's step: its answer after the status (created_ms, '' for a new asset admitted,
+        and when admitting, expire_ms)."""
         defaults = self.defaults
         reply: Any = await self._script(
             "asset",
             keys=[
-                keys.asset(asset.tenant, asset.asset_id),
-                keys.tenant_assets(asset.tenant),
+                keys.asset(tenant, asset_id),
+                keys.tenant_assets(tenant),
                 keys.EXPIRING_ASSETS,
-                keys.tenant_limits(asset.tenant),
-                keys.tenant_rate(asset.tenant),
+                keys.tenant_limits(tenant),
+                keys.tenant_rate(tenant),
             ],
-            args=[
-                asset.asset_id,
-                asset.tenant,
-                now_ms,
-                expire_ms,
-                defaults.rate_per_s,
-                defaults.burst,
-                quota,
-                *asset.fields(),
-            ],
+            args=[asset_id, tenant, now_ms, expire_ms, defaults.rate_per_s, defaults.burst, quota, step, *fields],
         )
         status, value = reply[0].decode(), reply[1].decode()
         if status == "limited":
             raise RateLimited(int(value) / 1000)
         if status == "quota":
             raise AssetQuotaExceeded(int(value))
-        stored = await self.assets(asset.tenant, [asset.asset_id], 0)
-        return stored[asset.asset_id]
+        return [part.decode() for part in reply[1:]]
 
     async def assets(self, tenant: str, asset_ids: Sequence[str], min_expire_ms: int) -> dict[str, StoredAsset]:
         """The tenant's assets among the ids (missing ones left out), each kept at least until

@@ -77,13 +77,19 @@ def image_id(data: bytes) -> str:
 
 
 def test_uploads_count_against_the_tenants_request_rate(redis_url: str, tmp_path: Path) -> None:
+    """Every upload is a request (the same bytes again too), refused over the rate before its file
+    is written; an asset recorded already is not written again."""
+
     async def scenario() -> None:
         assets = store(redis_url, tmp_path, retention_s=3600, rate=0.5)  # a burst of 2, then one every 2 s
-        await assets.upload("t1", image(1), "")
-        await assets.upload("t1", image(2), "")
-        with pytest.raises(RateLimited) as limited:
-            await assets.upload("t1", image(3), "")
-        assert 0 < limited.value.retry_after_s <= 2.0
-        await assets.upload("t1", image(1), "")  # the same asset again is not a new upload
+        first = await assets.upload("t1", image(1), "")
+        written = (tmp_path / first.storage_key).stat().st_mtime_ns
+        await assets.upload("t1", image(1), "again")  # counted, not written again
+        assert (tmp_path / first.storage_key).stat().st_mtime_ns == written
+        for data in (image(1), image(3)):
+            with pytest.raises(RateLimited) as limited:
+                await assets.upload("t1", data, "")
+            assert 0 < limited.value.retry_after_s <= 2.0
+        assert not (tmp_path / f"assets/t1/{image_id(image(3))}").exists()  # refused before its write
 
     asyncio.run(scenario())

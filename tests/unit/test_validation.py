@@ -335,3 +335,20 @@ def test_hint_point_counts_are_bounded() -> None:
     found = dict(validate_submit(req, Limits()))
     assert found["material_swap.hints.polygon"] == "at most 1000 points, got 5000"
     assert found["material_swap.hints.positive_points"] == "at most 100 points, got 101"
+
+
+def test_named_assets_are_checked_before_any_is_looked_up() -> None:
+    """Ids that are not asset ids, and more assets than a valid request names, are refused from
+    the request alone (each id would be a key read in one Redis script call)."""
+    from gateway.validation import MAX_NAMED_ASSETS, named_asset_problems
+
+    good = "as_" + "0" * 40
+    assert named_asset_problems([("material_swap.photo", good), ("material_swap.swatch", good)]) == []
+    assert named_asset_problems([("material_swap.photo", "as_../../x"), ("material_swap.swatch", good + "\n")]) == [
+        ("material_swap.photo.asset_id", "is not an asset id"),
+        ("material_swap.swatch.asset_id", "is not an asset id"),
+    ]
+    many = [(f"room_batch.rooms[{i}].materials.floor.swatch", f"as_{i:040x}") for i in range(MAX_NAMED_ASSETS + 1)]
+    assert named_asset_problems(many) == [
+        ("request", f"names {MAX_NAMED_ASSETS + 1} assets; at most {MAX_NAMED_ASSETS}")
+    ]
