@@ -20,8 +20,8 @@ from renderkit.errors import abort, bad_request
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AdminService"].full_name
-TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_KEY_ID = re.compile(r"^[a-z0-9]{12}$")
+TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+_KEY_ID = re.compile(r"^[a-z0-9]{12}\Z")
 _SCOPES = {pb.SCOPE_RENDER: Scope.RENDER, pb.SCOPE_READ: Scope.READ, pb.SCOPE_ADMIN: Scope.ADMIN}
 _PROTO_SCOPES = {scope: value for value, scope in _SCOPES.items()}
 MAX_KEY_TTL_S = 10 * 365 * 24 * 3600

@@ -72,7 +72,8 @@ async def submit_child(ctx: JobContext, index: int) -> str | None:
         fingerprint=f"batch:{ctx.job_id}:{index}",
         project_id=request.project_id,
         user_id=request.user_id,
-        idempotency_key=f"batch-{ctx.job_id}-{index}",
+        # "/" is not in any key a caller may send (validation._ID): a tenant cannot claim it first.
+        idempotency_key=f"batch/{ctx.job_id}/{index}",
         webhook_url=hook.url if rooms_hooked else "",
         webhook_events="completed" if rooms_hooked else "",
         total_steps=3,

@@ -48,11 +48,14 @@ def _heif_as_jpeg(data: bytes, max_pixels: int) -> bytes:
 PLANE_REVISION = "3"
 
 
-def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, version: str) -> str:
+def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, version: str, tenant: str) -> str:
     """What the mask and plane depend on: the photo, the client mask, the hints, the surface, the
-    plane's estimation (PLANE_REVISION) and the models (through the configured cache version)."""
+    plane's estimation (PLANE_REVISION) and the models (through the configured cache version); and
+    whose they are. A tenant reuses only its own: a result marked reused (and quicker) would tell
+    another tenant that someone had rendered the same photo."""
     digest = hashlib.sha256()
     for part in (
+        tenant.encode(),
         version.encode(),
         PLANE_REVISION.encode(),
         photo,
@@ -227,7 +230,9 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     outline_only = not needs_photo and not refine
 
     cached_geometry = ctx.geometry_cache_s > 0 and not outline_only
-    fingerprint = geometry_fingerprint(photo, mask, swap, ctx.geometry_cache_version) if cached_geometry else ""
+    fingerprint = (
+        geometry_fingerprint(photo, mask, swap, ctx.geometry_cache_version, ctx.tenant) if cached_geometry else ""
+    )
     reused = False
     if cached_geometry and "depth" not in ctx.checkpoints:
         cached = await ctx.ledger.cached_geometry(fingerprint)

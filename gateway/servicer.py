@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 
 OUTPUT_CHUNK_BYTES = 256 * 1024
 
-_CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
-_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CURSOR = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}\Z")
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 def fingerprint(request: pb.SubmitRenderRequest) -> str:

@@ -194,7 +194,8 @@ class GatewaySettings:
                 # A signing key dropped from the JWKS is still honoured for a token verified with it
                 # just before, this long: at most a minute.
                 cache_s=env_float("JWT_CACHE_SECONDS", 2.0, minimum=0.0, maximum=60.0),
-            ),
+                allow_admin=env_bool("JWT_ALLOW_ADMIN", False),
+            ).checked(),
             api_key_cache_s=env_float("API_KEY_CACHE_SECONDS", 2.0, minimum=0.0),
             internal_tls_dir=env_str("INTERNAL_TLS_DIR", ""),
             tls_cert=env_str("GATEWAY_TLS_CERT", ""),

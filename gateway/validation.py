@@ -19,7 +19,7 @@ from render.v1 import render_service_pb2 as pb
 from renderkit import budget, imaging, prompts
 from renderkit.homography import quad_problem
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 
 
 @dataclass(frozen=True)

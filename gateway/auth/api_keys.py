@@ -34,7 +34,7 @@ from gateway.ledger.connection import retrying
 log = logging.getLogger(__name__)
 
 PREFIX = "rk_"
-_TOKEN = re.compile(r"^rk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
+_TOKEN = re.compile(r"^rk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})\Z")
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 LAST_USE_EVERY_S = 60.0
 

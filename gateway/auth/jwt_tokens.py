@@ -21,9 +21,10 @@ import jwt
 from gateway.auth.api_keys import AuthenticationError
 from gateway.auth.principal import Principal, Scope, parse_scopes
 from gateway.auth.verified import make_room
+from renderkit.settings import SettingsError
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
-_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 DEFAULT_SCOPES = frozenset({Scope.RENDER, Scope.READ})
 
 
@@ -41,10 +42,20 @@ class JwtSettings:
     # How long a verified token is taken again without checking its signature (never past its
     # expiry); 0: every call verifies.
     cache_s: float = 2.0
+    # Whether a token's scopes may include admin: the admin API manages every tenant's keys, limits
+    # and credits, and many identity providers let a client ask for any scope it names.
+    allow_admin: bool = False
 
     @property
     def enabled(self) -> bool:
         return bool(self.issuer and self.jwks)
+
+    def checked(self) -> JwtSettings:
+        """These settings, refused when tokens would be accepted without an audience (a token the
+        same issuer made for another service, without an aud claim, would pass)."""
+        if (self.issuer or self.jwks) and not (self.issuer and self.jwks and self.audience):
+            raise SettingsError("JWT_ISSUER, JWT_JWKS and JWT_AUDIENCE are needed together to accept tokens")
+        return self
 
 
 class JwtVerifier:
@@ -94,10 +105,10 @@ class JwtVerifier:
                 token,
                 key,
                 algorithms=list(ALGORITHMS),
-                audience=s.audience or None,
+                audience=s.audience,
                 issuer=s.issuer,
                 leeway=s.leeway_s,
-                options={"require": ["exp", "iss"] + (["aud"] if s.audience else [])},
+                options={"require": ["exp", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError:
             raise AuthenticationError("the bearer token has expired") from None
@@ -113,6 +124,8 @@ class JwtVerifier:
         subject = str(claims.get(s.subject_claim, ""))[:128]
         raw_scopes = claims.get(s.scopes_claim)
         scopes = parse_scopes(raw_scopes) if raw_scopes is not None else DEFAULT_SCOPES
+        if not s.allow_admin:
+            scopes = scopes - {Scope.ADMIN}
         return Principal(tenant=tenant, subject=f"user:{subject}", scopes=scopes), float(claims["exp"])
 
     async def _signing_key(self, token: str, kid: str) -> Any:

@@ -21,7 +21,7 @@ from renderkit.storage import Storage, StorageError
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 1024
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)\Z")
 
 
 def byte_range(value: str, size: int) -> tuple[int, int] | str | None:

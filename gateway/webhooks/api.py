@@ -21,8 +21,8 @@ from renderkit.errors import abort, bad_request
 log = logging.getLogger(__name__)
 
 MAX_DESCRIPTION_CHARS = 200
-_ENDPOINT_ID = re.compile(r"^ep_[0-9a-f]{24}$")
-_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ENDPOINT_ID = re.compile(r"^ep_[0-9a-f]{24}\Z")
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _STATUSES = {
     "pending": pb.WEBHOOK_DELIVERY_STATUS_PENDING,
     "delivered": pb.WEBHOOK_DELIVERY_STATUS_DELIVERED,

@@ -308,7 +308,9 @@ def test_normal_and_roughness_maps_on_request(client: RenderClient) -> None:
     assert normal[..., 0].mean() > 200  # mostly facing up (z is stored in blue)
 
 
-def test_variants_share_one_geometry_and_a_later_job_reuses_it(client: RenderClient) -> None:
+def test_variants_share_one_geometry_and_a_later_job_reuses_it(
+    client: RenderClient, gateway_address: str, redis_url: str
+) -> None:
     photo = imaging.encode(SCENE.photo, quality=93)[0]  # a photo no other test sends: a fresh cache key
     tiles = imaging.encode(scenes.tile_texture(64))[0]
     # The polygon makes segmentation refine the mask on the photo: a quad alone is drawn, not cached.
@@ -331,6 +333,9 @@ def test_variants_share_one_geometry_and_a_later_job_reuses_it(client: RenderCli
     assert "Step 2/4: estimating geometry (reused from an earlier render of this photo)" in messages
     reused = read_output(again.result.outputs[0])
     assert np.abs(reused.astype(int) - tiled).mean() < 1  # the same render as the variant
+    with client_for(gateway_address, redis_url, "it-tests-stranger") as stranger:  # another tenant's own
+        theirs = stranger.wait(stranger.submit(material_swap_request(photo, tiles, quad=QUAD, polygon=QUAD)).job.id, 60)
+    assert theirs.state == pb.JOB_STATE_SUCCEEDED and not theirs.result.geometry_reused
 
     moved = material_swap_request(photo, tiles, quad=[(x + 3, y) for x, y in QUAD], polygon=QUAD)
     other = client.wait(client.submit(moved).job.id, timeout=60)

@@ -158,6 +158,8 @@ def test_tenant_and_token_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> 
         "TENANT_WEIGHT": "2.5",
         "JWT_ISSUER": "https://login.example.com/",
         "JWT_JWKS": "/etc/jwks.json",
+        "JWT_AUDIENCE": "render-api",
+        "JWT_ALLOW_ADMIN": "true",
         "API_KEY_CACHE_SECONDS": "0.5",
     }.items():
         monkeypatch.setenv(name, value)
@@ -165,4 +167,5 @@ def test_tenant_and_token_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> 
     limits = settings.tenant_defaults
     assert (limits.rate_per_s, limits.burst, limits.concurrency, limits.queue_quota, limits.weight) == (0, 7, 5, 9, 2.5)
     assert settings.jwt.enabled and settings.jwt.issuer == "https://login.example.com/"
+    assert settings.jwt.audience == "render-api" and settings.jwt.allow_admin
     assert settings.api_key_cache_s == 0.5

@@ -122,3 +122,30 @@ def test_the_cache_time_is_at_most_a_minute(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("JWT_CACHE_SECONDS", "120")
     with pytest.raises(SettingsError, match="JWT_CACHE_SECONDS must be at most 60"):
         GatewaySettings.from_env()
+
+
+def test_tokens_are_accepted_only_with_an_audience_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An issuer and keys without an audience would take a token the same issuer made for another
+    service: the gateway refuses to start so configured."""
+    monkeypatch.setenv("JWT_ISSUER", ISSUER)
+    monkeypatch.setenv("JWT_JWKS", "/etc/render/jwks.json")
+    with pytest.raises(SettingsError, match="JWT_AUDIENCE"):
+        GatewaySettings.from_env()
+    monkeypatch.setenv("JWT_AUDIENCE", AUDIENCE)
+    assert GatewaySettings.from_env().jwt.enabled
+
+
+def test_a_token_grants_admin_only_where_the_deployment_allows_it(
+    tmp_path: Path, signing_key: rsa.RSAPrivateKey
+) -> None:
+    """The admin API manages every tenant: a token asking for the admin scope gets it only with
+    JWT_ALLOW_ADMIN; its other scopes are kept."""
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "u1", "tenant": "acme", "exp": int(time.time()) + 60}
+    asked = jwt.encode({**claims, "scope": "render read admin"}, signing_key, algorithm="RS256", headers={"kid": "k1"})
+    plain = asyncio.run(JwtVerifier(settings(tmp_path, signing_key)).authenticate(asked))
+    assert {s.value for s in plain.scopes} == {"render", "read"}
+    allowed = asyncio.run(JwtVerifier(settings(tmp_path, signing_key, allow_admin=True)).authenticate(asked))
+    assert {s.value for s in allowed.scopes} == {"render", "read", "admin"}
+    unaddressed = jwt.encode(claims | {"aud": "another-service"}, signing_key, algorithm="RS256", headers={"kid": "k1"})
+    with pytest.raises(AuthenticationError, match="not meant for this service"):
+        asyncio.run(JwtVerifier(settings(tmp_path, signing_key)).authenticate(unaddressed))
