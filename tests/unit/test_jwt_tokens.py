@@ -149,3 +149,11 @@ def test_a_token_grants_admin_only_where_the_deployment_allows_it(
     unaddressed = jwt.encode(claims | {"aud": "another-service"}, signing_key, algorithm="RS256", headers={"kid": "k1"})
     with pytest.raises(AuthenticationError, match="not meant for this service"):
         asyncio.run(JwtVerifier(settings(tmp_path, signing_key)).authenticate(unaddressed))
+
+
+def test_a_tenant_claim_is_matched_whole(tmp_path: Path, signing_key: rsa.RSAPrivateKey) -> None:
+    """'acme\\n' is not the tenant acme, nor a tenant of its own."""
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "u1", "tenant": "acme\n", "exp": int(time.time()) + 60}
+    forged = jwt.encode(claims, signing_key, algorithm="RS256", headers={"kid": "k1"})
+    with pytest.raises(AuthenticationError, match="no valid tenant claim"):
+        asyncio.run(JwtVerifier(settings(tmp_path, signing_key)).authenticate(forged))
