@@ -61,6 +61,24 @@ def fingerprint(request: pb.SubmitRenderRequest) -> str:
     return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
+async def _refuse(
+    exc: InsufficientCredits | QueueFull | LimitError,
+    tenant: str,
+    context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+) -> None:
+    """Ends a submit the ledger refused: FAILED_PRECONDITION with the balance for credits, else
+    RESOURCE_EXHAUSTED with when to retry."""
+    if isinstance(exc, InsufficientCredits):
+        await abort(
+            context,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"tenant {tenant} has {exc.balance} credits; this job's price is up to {exc.price}",
+            precondition_failure("CREDITS", f"tenant/{tenant}", f"balance {exc.balance}, price {exc.price}"),
+        )
+    message, delay = _shed(exc, tenant)
+    await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, message, retry_info(delay))
+
+
 def _shed(exc: QueueFull | LimitError, tenant: str) -> tuple[str, float]:
     """What a submit refused for load says, and when to retry."""
     if isinstance(exc, RateLimited):
@@ -185,14 +203,18 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             if source.WhichOneof("source") == "asset_id"
         }
         stored_request = serialized
+        price = price_of(request, self.prices, self.limits.max_cents_per_job) if self.prices else Price(0, 0)
         if inline:
             if request.idempotency_key:  # a repeat need not upload its images again
                 existing = await self.ledger.job_for_key(tenant, request.idempotency_key)
                 if existing is not None:
                     return await self._duplicate(existing, digest, context), ()
+            try:  # a submit that would be refused is not written to storage first
+                await self.ledger.precheck(tenant, price.reserved)
+            except (InsufficientCredits, QueueFull, LimitError) as exc:
+                await _refuse(exc, tenant, context)
             stored_request, uploaded = await upload_inputs(self.storage, job_id, request)
             inputs.update(uploaded)
-        price = price_of(request, self.prices, self.limits.max_cents_per_job) if self.prices else Price(0, 0)
         new = NewJob(
             job_id=job_id,
             tenant=tenant,
@@ -217,18 +239,9 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
 
         try:
             submitted = await self._record(new, held if inline else None)
-        except InsufficientCredits as exc:
+        except (InsufficientCredits, QueueFull, LimitError) as exc:
             await asyncio.to_thread(drop_uploads, self.storage, job_id, inputs)
-            await abort(
-                context,
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"tenant {tenant} has {exc.balance} credits; this job's price is up to {exc.price}",
-                precondition_failure("CREDITS", f"tenant/{tenant}", f"balance {exc.balance}, price {exc.price}"),
-            )
-        except (QueueFull, LimitError) as exc:
-            await asyncio.to_thread(drop_uploads, self.storage, job_id, inputs)
-            message, delay = _shed(exc, tenant)
-            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, message, retry_info(delay))
+            await _refuse(exc, tenant, context)
         # If the ledger is away past its retries the uploads stay: the job may have been recorded
         # with its reply lost (a retry with the same idempotency key then finds it), and a job
         # without its inputs would be worse than an orphaned upload.

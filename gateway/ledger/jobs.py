@@ -139,6 +139,18 @@ class StartHere:
     lease_s: float
 
 
+def _raise_refusal(status: bytes, value: bytes, price: int, queue_limit: int) -> None:
+    """The exception for submit.lua's (or precheck.lua's) refusal; nothing for any other answer."""
+    if status == b"limited":
+        raise RateLimited(int(value) / 1000)
+    if status == b"quota":
+        raise QuotaExceeded(int(value))
+    if status == b"full":
+        raise QueueFull(f"{queue_limit} jobs are waiting or running")
+    if status == b"credits":
+        raise InsufficientCredits(balance=int(value), price=price)
+
+
 def _at(event: pb.JobEvent, entry: bytes) -> pb.JobEvent:
     """The event as its stream entry reads back: its cursor set (the message itself)."""
     event.cursor = entry.decode()
@@ -314,14 +326,7 @@ class Jobs(LedgerBase):
             ],
         )
         status, value = reply[0], reply[1]
-        if status == b"limited":
-            raise RateLimited(int(value) / 1000)
-        if status == b"quota":
-            raise QuotaExceeded(int(value))
-        if status == b"full":
-            raise QueueFull(f"{self.queue_limit} jobs are waiting or running")
-        if status == b"credits":
-            raise InsufficientCredits(balance=int(value), price=new.credits_reserved)
+        _raise_refusal(status, value, new.credits_reserved, self.queue_limit)
         if status == b"started":
             fields = {k.decode(): v for k, v in as_dict(reply[2]).items()}
             written: tuple[pb.JobEvent, ...] = ()
@@ -333,6 +338,24 @@ class Jobs(LedgerBase):
         if status == b"ok" and len(reply) == 3:
             return Submitted(value.decode(), False, written=(_at(event, reply[2]),))
         return Submitted(value.decode(), status == b"duplicate")
+
+    async def precheck(self, tenant: str, price: int) -> None:
+        """Raises what submit would raise now for the tenant's rate, quota, the queue limit and
+        its credits (RateLimited, QuotaExceeded, QueueFull, InsufficientCredits), changing nothing:
+        a submit with inline images asks before it writes them to storage."""
+        defaults = self.defaults
+        reply: Any = await self._script(
+            "precheck",
+            keys=[
+                keys.tenant_limits(tenant),
+                keys.tenant_rate(tenant),
+                keys.tenant_active(tenant),
+                keys.ACTIVE_SET,
+                keys.credits_balance(tenant),
+            ],
+            args=[now_ms(), repr(defaults.rate_per_s), defaults.burst, defaults.queue_quota, self.queue_limit, price],
+        )
+        _raise_refusal(reply[0], reply[1], price, self.queue_limit)
 
     def _start_args(self, new: NewJob, start_here: StartHere | None, created_ms: int) -> list[str | bytes | int]:
         """submit.lua's arguments 15-26: the dispatcher that may start the job, its lease, and the

@@ -24,6 +24,7 @@ from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from render_client.client import RenderClient, material_swap_request, room_render, room_render_request
 from renderkit import imaging
+from renderkit.storage.local import LocalStorage
 from renderkit.errors import status_details, unpack_detail
 from tests.conftest import gateway_settings
 from tests.credentials import bearer, key_for
@@ -140,15 +141,26 @@ def billed(
     return f"127.0.0.1:{gateway.port}"
 
 
-def test_jobs_are_paid_from_the_callers_tenant_only(billed: str, redis_url: str) -> None:
+def test_jobs_are_paid_from_the_callers_tenant_only(
+    billed: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = redis_url + DB
     payer = key_for(url, "payer", credits=200)
     broke = key_for(url, "broke", credits=0)
+    written: list[str] = []
+    put = LocalStorage.put
+
+    def recording_put(self: LocalStorage, key: str, data: bytes, content_type: str) -> Any:
+        written.append(key)
+        return put(self, key, data, content_type)
+
+    monkeypatch.setattr(LocalStorage, "put", recording_put)
     with grpc.insecure_channel(billed) as channel:
         stub = pb_grpc.RenderServiceStub(channel)
         with pytest.raises(grpc.RpcError) as info:
             stub.SubmitRender(material_swap_request(PHOTO, SWATCH, quad=QUAD), metadata=bearer(broke))
         assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+        assert written == []  # refused before its images were written to storage
         failure = unpack_detail(status_details(info.value.trailing_metadata()), error_details_pb2.PreconditionFailure)  # type: ignore[attr-defined, arg-type]
         assert isinstance(failure, error_details_pb2.PreconditionFailure)
         assert failure.violations[0].type == "CREDITS" and "balance 0" in failure.violations[0].description
