@@ -24,8 +24,8 @@ from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from render_client.client import RenderClient, material_swap_request, room_render, room_render_request
 from renderkit import imaging
-from renderkit.storage.local import LocalStorage
 from renderkit.errors import status_details, unpack_detail
+from renderkit.storage.local import LocalStorage
 from tests.conftest import gateway_settings
 from tests.credentials import bearer, key_for
 
