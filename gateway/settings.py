@@ -196,7 +196,7 @@ class GatewaySettings:
                 cache_s=env_float("JWT_CACHE_SECONDS", 2.0, minimum=0.0, maximum=60.0),
                 allow_admin=env_bool("JWT_ALLOW_ADMIN", False),
             ).checked(),
-            api_key_cache_s=env_float("API_KEY_CACHE_SECONDS", 2.0, minimum=0.0),
+            api_key_cache_s=env_float("API_KEY_CACHE_SECONDS", 2.0, minimum=0.0, maximum=60.0),
             internal_tls_dir=env_str("INTERNAL_TLS_DIR", ""),
             tls_cert=env_str("GATEWAY_TLS_CERT", ""),
             tls_key=env_str("GATEWAY_TLS_KEY", ""),
