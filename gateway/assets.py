@@ -66,6 +66,13 @@ class AssetStore:
         self.job_retention_ms = int(job_retention_s * 1000)
         self.quota = quota
 
+    def _stored(self, key: str) -> bool:
+        try:
+            self.storage.stat(key)
+        except StorageError:
+            return False
+        return True
+
     def check(self, data: bytes, name: str) -> imaging.ImageInfo:
         """The upload's header, or AssetRefused naming what is wrong (runs off the event loop)."""
         violations: list[Violation] = []
@@ -87,13 +94,17 @@ class AssetStore:
         tenant's limits, found before the file is written (every upload counts against the rate,
         the same bytes again too), AssetRefused for a bad image. An asset recorded already is not
         written again."""
-        info = await asyncio.to_thread(self.check, data, name)
-        asset_id = asset_id_of(data)
+        if len(data) > self.limits.max_image_bytes:  # before hashing it: nothing of it is read
+            raise AssetRefused([("data", f"is {len(data):,} bytes, more than {self.limits.max_image_bytes:,}")])
+        asset_id = await asyncio.to_thread(asset_id_of, data)
         key = f"{ASSETS_PREFIX}{tenant}/{asset_id}"
-        # Its file is written unless the asset is recorded and stays for a while: one about to
-        # expire may be swept meanwhile, so it is written again.
+        # Counted against the rate before the image is probed or written.
         kept_until = await self.ledger.admit_asset(tenant, asset_id, now_ms(), self.quota)
-        if kept_until < now_ms() + REWRITE_WITHIN_MS:
+        info = await asyncio.to_thread(self.check, data, name)
+        # Its file is written unless the asset is recorded, stays for a while (one about to expire
+        # may be swept meanwhile) and its file is there (a sweep that raced an upload may have
+        # taken it).
+        if kept_until < now_ms() + REWRITE_WITHIN_MS or not await asyncio.to_thread(self._stored, key):
             await asyncio.to_thread(self.storage.put, key, data, info.content_type)
         asset = StoredAsset(
             asset_id=asset_id,

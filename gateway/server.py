@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import redis.asyncio as aioredis
+from connectrpc.code import Code
 
 from gateway.admin import SERVICE_NAME as ADMIN_SERVICE
 from gateway.admin import AdminServicer
@@ -21,14 +22,15 @@ from gateway.auth.interceptor import Authenticator, AuthInterceptor
 from gateway.auth.jwt_tokens import JwtVerifier
 from gateway.auth.principal import Scope
 from gateway.dispatcher import Dispatcher
-from gateway.http.app import Cors, HttpApp
+from gateway.http.app import Cors, HttpApp, Refusal
 from gateway.http.asgi import Scope as AsgiScope
 from gateway.http.asgi import header
 from gateway.http.bridge import ServicerBridge
 from gateway.http.console import ConsoleFiles
 from gateway.http.files import FileRoute
 from gateway.http.server import HttpServer, bind
-from gateway.ledger import Ledger, connect, keys
+from gateway.ledger import Ledger, LedgerUnavailable, connect, keys
+from gateway.ledger.connection import RETRYABLE
 from gateway.links import LinkSigner, OutputLinks, SigningKey, new_signing_key, parse_signing_keys
 from gateway.metrics import QueueSampler
 from gateway.servicer import RenderServicer
@@ -243,6 +245,10 @@ def link_signer(settings: HttpSettings, base_url: str) -> LinkSigner:
     return LinkSigner(keys, base_url, settings.link_ttl_s)
 
 
+# What keeps a credential from being checked at all (Redis away): the call is answered UNAVAILABLE.
+UNREADABLE: tuple[type[Exception], ...] = (LedgerUnavailable, *RETRYABLE)
+
+
 def http_server(
     settings: GatewaySettings,
     sock: socket.socket,
@@ -262,15 +268,18 @@ def http_server(
 
     served = frozenset(bridge.endpoints())
 
-    async def admit(scope: AsgiScope) -> str | None:
+    async def admit(scope: AsgiScope) -> Refusal | None:
         if scope["path"] not in served:
             return None  # not a method: Connect answers 404
         try:
             await authenticator.authenticate([("authorization", header(scope, b"authorization"))])
         except AuthenticationError as exc:
-            return str(exc)
-        except Exception:  # Redis away and the like: the interceptor answers it, as on the gRPC port
-            return None
+            return Refusal(Code.UNAUTHENTICATED, str(exc))
+        except UNREADABLE:  # the keys cannot be read: nothing is decoded meanwhile
+            return Refusal(Code.UNAVAILABLE, "the credential cannot be checked now; retry")
+        except Exception:  # a check that fails closed
+            log.exception("a credential's check failed")
+            return Refusal(Code.INTERNAL, "the credential could not be checked")
         return None
 
     app = HttpApp(

@@ -238,7 +238,8 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             return {inputs[path]: source.data for path, source in images if source.WhichOneof("source") == "data"}
 
         try:
-            submitted = await self._record(new, held if inline else None)
+            # An inline submit was counted against the rate by its precheck.
+            submitted = await self._record(new, held if inline else None, rate_limited=not inline)
         except (InsufficientCredits, QueueFull, LimitError) as exc:
             await asyncio.to_thread(drop_uploads, self.storage, job_id, inputs)
             await _refuse(exc, tenant, context)
@@ -253,7 +254,9 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             CREDITS_MOVED.add(price.reserved, {"movement": "reserve"})
         return pb.SubmitRenderResponse(job=new.queued()), submitted.written
 
-    async def _record(self, new: NewJob, held: Callable[[], dict[str, bytes]] | None = None) -> Submitted:
+    async def _record(
+        self, new: NewJob, held: Callable[[], dict[str, bytes]] | None = None, *, rate_limited: bool = True
+    ) -> Submitted:
         """Submits the job to the ledger (its id, whether it is an earlier one with the same key,
         the events written). A job this gateway's dispatcher can start at once (a slot free,
         nothing queued, the tenant under its concurrency) starts here, with neither a wait in the
@@ -264,9 +267,9 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         dispatcher = self.dispatcher
         start_here = await dispatcher.claim(new.kind) if dispatcher is not None else None
         if dispatcher is None or start_here is None:
-            return await self.ledger.submit(new)
+            return await self.ledger.submit(new, rate_limited=rate_limited)
         try:
-            submitted = await self.ledger.submit(new, start_here=start_here)
+            submitted = await self.ledger.submit(new, rate_limited=rate_limited, start_here=start_here)
         except BaseException:
             dispatcher.release()
             raise

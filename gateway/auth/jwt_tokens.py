@@ -116,7 +116,7 @@ class JwtVerifier:
             raise AuthenticationError("the bearer token's issuer is not accepted") from None
         except jwt.InvalidAudienceError:
             raise AuthenticationError("the bearer token is not meant for this service") from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, TypeError, ValueError):  # a key of another type than the token's algorithm too
             raise AuthenticationError("the bearer token is not valid") from None
         tenant = claims.get(s.tenant_claim)
         if not isinstance(tenant, str) or not _TENANT.match(tenant):

@@ -18,6 +18,7 @@ interceptors then check the credential's scopes as on the gRPC port).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -97,8 +98,18 @@ class Cors:
         )
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a call is answered before its body is decoded: its Connect code and a message."""
+
+    code: Code
+    message: str
+
+
 # Checks a call's credential from its headers: None when it proves who the caller is, else why not.
-Admit = Callable[[Scope], Awaitable[str | None]]
+Admit = Callable[[Scope], Awaitable[Refusal | None]]
+_CONNECT_STATUS = {Code.UNAUTHENTICATED: 401, Code.UNAVAILABLE: 503, Code.INTERNAL: 500}
+_DRAIN_S = 5.0  # the longest a refused call's body is read for
 
 
 def refuse_body(scope: Scope, receive: Receive, error: ConnectError) -> Receive:
@@ -108,13 +119,15 @@ def refuse_body(scope: Scope, receive: Receive, error: ConnectError) -> Receive:
 
     async def refused() -> Message:
         seen = 0
-        while seen <= _DRAIN_BYTES:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            seen += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_DRAIN_S):  # a body trickled in is not waited for
+                while seen <= _DRAIN_BYTES:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        break
+                    seen += len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        break
         raise error
 
     return refused
@@ -199,11 +212,12 @@ class HttpApp:
         if path.startswith(self.rpc_prefixes):
             refusal = await self.admit(scope) if self.admit is not None else None
             if refusal is not None and scope["method"] == "GET":  # Connect's unary GET: no body
-                await _connect_error(send, 401, "unauthenticated", refusal)
+                status = _CONNECT_STATUS.get(refusal.code, 500)
+                await _connect_error(send, status, refusal.code.value, refusal.message)
                 return
             receive, send = _cancel_on_disconnect(receive, send)
             if refusal is not None:
-                receive = refuse_body(scope, receive, ConnectError(Code.UNAUTHENTICATED, refusal))
+                receive = refuse_body(scope, receive, ConnectError(refusal.code, refusal.message))
             await self.rpc(scope, limit_body(scope, receive, self.body_limit), send)
         elif path.startswith(FILES_PATH) and self.files is not None:
             await self.files(scope, receive, send)

@@ -2,8 +2,8 @@
 
 connect-python's gzip inflates a whole body (or a whole enveloped message) at once and checks the
 size limit afterwards, so a few kilobytes of gzip could make the process allocate gigabytes before
-anything refused them. `BoundedGzip` inflates in steps and stops, RESOURCE_EXHAUSTED, as soon as
-the output passes the limit; responses are compressed as before.
+anything refused them. `BoundedGzip` inflates no more than one byte past the limit, and refuses
+the body then (RESOURCE_EXHAUSTED); responses are compressed as before.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
 _GZIP = 16 + zlib.MAX_WBITS  # zlib's window bits for a gzip member
-_STEP = 1 << 20  # bytes inflated at a time
 
 
 class BoundedGzip:
@@ -34,22 +33,18 @@ class BoundedGzip:
     def decompress(self, data: bytes | bytearray | memoryview) -> bytes:
         out = bytearray()
         rest = bytes(data)
-        while rest:  # a gzip body may hold several members, one after another
+        # A gzip body may hold several members one after another, and zeros after the last.
+        while rest and rest.strip(b"\0"):
             member = zlib.decompressobj(_GZIP)
-            pending = rest
-            while not member.eof:
-                try:
-                    chunk = member.decompress(pending, _STEP)
-                except zlib.error:
-                    raise ConnectError(Code.INVALID_ARGUMENT, "the request's body is not gzip") from None
-                out += chunk
-                if len(out) > self.limit:
-                    raise ConnectError(
-                        Code.RESOURCE_EXHAUSTED,
-                        f"the request is larger than {self.limit:,} bytes once decompressed",
-                    )
-                pending = member.unconsumed_tail
-                if not chunk and not pending:
-                    raise ConnectError(Code.INVALID_ARGUMENT, "the request's gzip body is cut short")
+            try:  # at most one byte past what the limit leaves
+                out += member.decompress(rest, self.limit - len(out) + 1)
+            except zlib.error:
+                raise ConnectError(Code.INVALID_ARGUMENT, "the request's body is not gzip") from None
+            if len(out) > self.limit:
+                raise ConnectError(
+                    Code.RESOURCE_EXHAUSTED, f"the request is larger than {self.limit:,} bytes once decompressed"
+                )
+            if not member.eof:
+                raise ConnectError(Code.INVALID_ARGUMENT, "the request's gzip body is cut short")
             rest = member.unused_data
         return bytes(out)

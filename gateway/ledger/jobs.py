@@ -341,8 +341,9 @@ class Jobs(LedgerBase):
 
     async def precheck(self, tenant: str, price: int) -> None:
         """Raises what submit would raise now for the tenant's rate, quota, the queue limit and
-        its credits (RateLimited, QuotaExceeded, QueueFull, InsufficientCredits), changing nothing:
-        a submit with inline images asks before it writes them to storage."""
+        its credits (RateLimited, QuotaExceeded, QueueFull, InsufficientCredits): a submit with
+        inline images asks before it writes them to storage. Admitted, the submit is counted
+        against the rate here: its submit() is then called with rate_limited=False."""
         defaults = self.defaults
         reply: Any = await self._script(
             "precheck",

@@ -63,8 +63,8 @@ def test_assets_are_per_tenant_deduplicated_and_within_the_quota(redis_url: str,
         assert theirs.asset_id == first.asset_id and theirs.storage_key != first.storage_key
         assert (await assets.for_job("t2", [first.asset_id]))[first.asset_id].storage_key == theirs.storage_key
         assert set(await assets.for_job("t1", [first.asset_id, "as_missing"])) == {first.asset_id}
-        with pytest.raises(AssetRefused) as bad:
-            await assets.upload("t1", b"not an image", "x.jpg")
+        with pytest.raises(AssetRefused) as bad:  # (t1 is at its quota: that is checked first)
+            await assets.upload("t2", b"not an image", "x.jpg")
         assert bad.value.violations[0][0] == "data"
 
     asyncio.run(scenario())

@@ -227,9 +227,18 @@ def test_a_call_without_a_credential_is_refused_before_its_body_is_decoded(http_
     """Decoding costs the event loop (seconds for a large JSON message): a caller without a
     credential is refused first, whatever the body, and a made-up key does no better."""
     url = rpc_url(http_gateway, "SubmitRender")
-    for credential in ({}, {"authorization": "Bearer rk_made_up_0123456789"}):
+    made_up = "rk_" + "a" * 12 + "_" + "B" * 43  # well formed: it is looked up, and not found
+    for credential in ({}, {"authorization": f"Bearer {made_up}"}):
         status, error = raw_post(url, b"{not json", {"content-type": "application/json", **credential})
         assert (status, error["code"]) == (401, "unauthenticated")
+    # gRPC-web: the refusal in its own protocol, the bytes that are not a message never decoded.
+    request = urllib.request.Request(
+        url, data=b"\0\0\0\0\x05junk!", method="POST", headers={"content-type": "application/grpc-web+proto"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        body = answer.read()
+        status_line = answer.headers.get("grpc-status") or body.decode("latin-1")
+    assert "16" in status_line
     bomb = gzip.compress(b"{" + b" " * (256 << 20), 9)
     status, error = raw_post(url, bomb, {"content-type": "application/json", "content-encoding": "gzip"})
     assert (status, error["code"]) == (401, "unauthenticated")

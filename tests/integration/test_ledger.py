@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.ledger import (
+    InsufficientCredits,
     Ledger,
     NewJob,
     Notice,
@@ -627,3 +628,23 @@ def test_list_pages_newest_first_without_gaps(redis_url: str) -> None:
         assert created == sorted(created, reverse=True)
 
     run(body, redis_url)
+
+
+def test_a_precheck_counts_the_submit_against_the_rate_and_refuses_what_submit_would(redis_url: str) -> None:
+    """An inline submit's precheck admits at most the tenant's burst at once (it counts each one;
+    its submit then skips the rate), and refuses as submit would for the quota and credits."""
+
+    async def body(ledger: Ledger) -> None:
+        await ledger.precheck("acme", 0)
+        await ledger.precheck("acme", 0)
+        with pytest.raises(RateLimited):
+            await ledger.precheck("acme", 0)  # the burst of two is spent, as a third submit's would be
+        assert not (await ledger.submit(new_job(), rate_limited=False)).duplicate  # counted already
+        with pytest.raises(InsufficientCredits):
+            await ledger.precheck("globex", 5)  # no credits
+        await ledger.set_tenant_limits("initech", {"queue_quota": 1})
+        await ledger.submit(new_job(tenant="initech"))
+        with pytest.raises(QuotaExceeded):
+            await ledger.precheck("initech", 0)
+
+    run(body, redis_url, tenant_defaults=TenantLimits(rate_per_s=1, burst=2))

@@ -157,3 +157,15 @@ def test_a_tenant_claim_is_matched_whole(tmp_path: Path, signing_key: rsa.RSAPri
     forged = jwt.encode(claims, signing_key, algorithm="RS256", headers={"kid": "k1"})
     with pytest.raises(AuthenticationError, match="no valid tenant claim"):
         asyncio.run(JwtVerifier(settings(tmp_path, signing_key)).authenticate(forged))
+
+
+def test_a_token_whose_algorithm_does_not_fit_its_key_is_refused(
+    tmp_path: Path, signing_key: rsa.RSAPrivateKey
+) -> None:
+    """An EC algorithm named for the provider's RSA key (PyJWT raises TypeError there, not one of
+    its own errors) is an invalid token, not a failure of the check."""
+    header = {"alg": "ES256", "kid": "k1", "typ": "JWT"}
+    encode = lambda part: jwt.utils.base64url_encode(json.dumps(part).encode()).decode()  # noqa: E731
+    forged = f"{encode(header)}.{encode({'iss': ISSUER, 'aud': AUDIENCE, 'tenant': 'acme', 'exp': 2**31})}.AAAA"
+    with pytest.raises(AuthenticationError, match="not valid"):
+        asyncio.run(JwtVerifier(settings(tmp_path, signing_key)).authenticate(forged))
