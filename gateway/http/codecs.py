@@ -20,6 +20,11 @@ from google.protobuf.message import DecodeError, Message
 
 from renderkit.errors import safe_message
 
+# The largest JSON message decoded: protobuf's JSON parser is Python, ~0.14 s of the event loop (which
+# the gRPC port shares) a megabyte, so a large one would hold every other call. Binary messages
+# (what the TypeScript client sends) are parsed in C and limited only by MAX_REQUEST_BYTES.
+MAX_JSON_BYTES = 2 * 1024 * 1024
+
 
 class StrictCodec:
     """A codec whose decoding failures are the caller's: INVALID_ARGUMENT naming the message."""
@@ -35,6 +40,12 @@ class StrictCodec:
 
     def decode(self, data: bytes | bytearray, message: Message) -> Message:
         kind = message.DESCRIPTOR.full_name
+        if len(data) > MAX_JSON_BYTES and "json" in self.name():
+            raise ConnectError(
+                Code.RESOURCE_EXHAUSTED,
+                f"a JSON request may be at most {MAX_JSON_BYTES:,} bytes; send large images in the binary "
+                "encoding, as assets or by URL",
+            )
         try:
             return self.inner.decode(data, message)  # type: ignore[no-any-return]
         except ConnectError:

@@ -247,6 +247,20 @@ def test_a_call_without_a_credential_is_refused_before_its_body_is_decoded(http_
     assert answer[0] == 401 and json.loads(answer[2])["code"] == "unauthenticated"
 
 
+def test_a_large_json_message_is_refused_before_it_is_parsed(http_gateway: Gateway, key: str) -> None:
+    """JSON is parsed in Python on the event loop: a message over MAX_JSON_BYTES is refused unparsed
+    (the binary encoding takes the whole request limit)."""
+    from gateway.http.codecs import MAX_JSON_BYTES
+
+    body = json.dumps({"name": "x" * (MAX_JSON_BYTES + 10)}).encode()
+    status, error = raw_post(
+        rpc_url(http_gateway, "UploadAsset"),
+        body,
+        {"content-type": "application/json", "authorization": f"Bearer {key}"},
+    )
+    assert (status, error["code"]) == (429, "resource_exhausted") and "binary encoding" in error["message"]
+
+
 def test_a_compressed_body_is_inflated_no_further_than_the_size_limit(http_gateway: Gateway, key: str) -> None:
     """A few hundred kilobytes of gzip that would inflate to a gigabyte are refused as too large
     once they pass the limit, without the gateway ever holding the gigabyte; a compressed request
