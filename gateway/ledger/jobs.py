@@ -237,6 +237,10 @@ def _op() -> str:
     return secrets.token_hex(8)
 
 
+# The most of a tenant's jobs one page of a filtered list looks at (see Jobs.list_jobs).
+MAX_SCANNED_PER_PAGE = 1000
+
+
 class Jobs(LedgerBase):
     """Submitting, reading and moving jobs."""
 
@@ -420,16 +424,27 @@ class Jobs(LedgerBase):
         return int(await self._retry(lambda: self.redis.scard(keys.ACTIVE_SET)))
 
     async def list_jobs(
-        self, tenant: str, page_size: int, token: tuple[int, str] | None, project_id: str = ""
+        self,
+        tenant: str,
+        page_size: int,
+        token: tuple[int, str] | None,
+        project_id: str = "",
+        max_scanned: int = MAX_SCANNED_PER_PAGE,
     ) -> tuple[list[pb.Job], tuple[int, str] | None]:
         """A page of a tenant's jobs, newest first, and the position to continue after (None at the end).
 
         A position is (creation ms, job id); members with equal scores come in descending id order.
+        With a project filter, a page looks at most `max_scanned` of the tenant's jobs: a filter
+        that matches few of many answers a short (even empty) page and the position to go on from,
+        rather than read every job the tenant has in one call.
         """
         index = keys.tenant_index(tenant)
         jobs: list[pb.Job] = []
         position = token
+        scanned = 0
         while True:
+            if scanned >= max_scanned:
+                return jobs, position
             top = str(position[0]) if position else "+inf"
             rows: Any = await self._retry(
                 lambda top=top: self.redis.zrevrangebyscore(  # type: ignore[misc]
@@ -441,11 +456,13 @@ class Jobs(LedgerBase):
                 candidates = [c for c in candidates if not (c[1] == position[0] and c[0] >= position[1])]
             if not candidates:
                 return jobs, None
+            candidates = candidates[: max_scanned - scanned]
             stored_jobs = await self.jobs([job_id for job_id, _ in candidates])
             for (job_id, score), stored in zip(candidates, stored_jobs, strict=True):
                 if len(jobs) == page_size:
                     return jobs, position
                 position = (score, job_id)
+                scanned += 1
                 if stored is None:
                     await self._retry(lambda job_id=job_id: self.redis.zrem(index, job_id))  # type: ignore[misc]
                     continue

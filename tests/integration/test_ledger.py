@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -628,6 +629,28 @@ def test_list_pages_newest_first_without_gaps(redis_url: str) -> None:
         assert created == sorted(created, reverse=True)
 
     run(body, redis_url)
+
+
+def test_a_filtered_list_looks_at_a_bounded_number_of_jobs_per_page(redis_url: str) -> None:
+    """A project filter that matches few of a tenant's many jobs pages through them a bounded
+    number at a time (short, even empty, pages with a token), and still finds every match once."""
+
+    async def body(ledger: Ledger) -> None:
+        wanted = [(await ledger.submit(replace(new_job(), project_id="rare"))).job_id for _ in range(3)]
+        for _ in range(12):
+            await ledger.submit(new_job())  # newer, of project p1
+        found: list[str] = []
+        pages = 0
+        token = None
+        while True:
+            jobs, token = await ledger.list_jobs("acme", 5, token, "rare", max_scanned=4)
+            pages += 1
+            found += [job.id for job in jobs]
+            if token is None:
+                break
+        assert sorted(found) == sorted(wanted) and pages >= 4  # at most ~4 jobs looked at a page
+
+    run(body, redis_url, tenant_defaults=TenantLimits(rate_per_s=0))
 
 
 def test_a_precheck_counts_the_submit_against_the_rate_and_refuses_what_submit_would(redis_url: str) -> None:

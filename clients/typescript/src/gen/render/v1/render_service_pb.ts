@@ -1181,7 +1181,8 @@ export type ListJobsRequest = Message<"render.v1.ListJobsRequest"> & {
   pageToken: string;
 
   /**
-   * Only jobs of this project, when set.
+   * Only jobs of this project, when set. A page then looks at a bounded number of the tenant's
+   * jobs (1,000): it may be shorter than page_size, even empty, with a next_page_token to go on.
    *
    * @generated from field: string project_id = 3;
    */
