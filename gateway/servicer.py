@@ -85,7 +85,7 @@ def _shed(exc: QueueFull | LimitError, tenant: str) -> tuple[str, float]:
         return f"tenant {tenant} is over its request rate; retry in {exc.retry_after_s:.2f} s", exc.retry_after_s
     if isinstance(exc, QuotaExceeded):
         return f"tenant {tenant} has {exc.quota} unfinished jobs, its quota; retry when some have ended", 5.0
-    return f"the render queue is full ({exc}); retry later", 5.0
+    return "the render queue is full; retry later", 5.0  # its size is the operator's, not the caller's
 
 
 class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):

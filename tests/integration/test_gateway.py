@@ -222,6 +222,7 @@ def test_a_full_queue_sheds_load_with_retry_info(
         with pytest.raises(grpc.RpcError) as info:
             shed.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD))
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert info.value.details() == "the render queue is full; retry later"  # not the queue's size
     assert isinstance(details(info.value, error_details_pb2.RetryInfo), error_details_pb2.RetryInfo)
     # Nothing of the refused request stays behind in storage.
     assert len(list((tmp_path / "uploads").iterdir())) == 1
