@@ -29,6 +29,7 @@
 -- counted against the rate again); it answers 'started' again while the job is that dispatcher's
 -- first attempt (the first answer was lost, so no one runs it yet).
 -- include: gcra
+-- include: admission
 -- include: webhooks
 -- include: hand_out
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -42,23 +43,13 @@ if ARGV[2] == '1' then
   local existing = redis.call('GET', KEYS[5])
   if existing then return {'duplicate', existing} end
 end
--- The tenant's own limits where set, else the defaults, in one read.
-local set = redis.call('HMGET', KEYS[9], 'rate', 'burst', 'queue_quota', 'concurrency')
 local now = tonumber(ARGV[4])
-local new_tat = nil
-if ARGV[13] == '1' then
-  local wait
-  wait, new_tat = gcra(KEYS[10], tonumber(set[1] or ARGV[10]), tonumber(set[2] or ARGV[11]), now)
-  if wait > 0 then return {'limited', tostring(wait)} end
-end
-local quota = tonumber(set[3] or ARGV[12])
-if quota > 0 and redis.call('SCARD', KEYS[11]) >= quota then return {'quota', tostring(quota)} end
-local queue_limit = tonumber(ARGV[3])
-if queue_limit > 0 and redis.call('SCARD', KEYS[3]) >= queue_limit then return {'full', ''} end
 local price = tonumber(ARGV[14])
+local refused, new_tat, set = admission({limits_key = KEYS[9], rate_key = KEYS[10], tenant_active_key = KEYS[11],
+  active_key = KEYS[3], balance_key = KEYS[12], now = now, default_rate = ARGV[10], default_burst = ARGV[11],
+  default_quota = ARGV[12], queue_limit = tonumber(ARGV[3]), price = price, rate_limited = ARGV[13] == '1'})
+if refused then return refused end
 if price > 0 then
-  local balance = tonumber(redis.call('GET', KEYS[12]) or '0')
-  if balance < price then return {'credits', tostring(balance)} end
   local left = redis.call('DECRBY', KEYS[12], price)
   redis.call('INCRBY', KEYS[13], price)
   redis.call('XADD', KEYS[14], '*', 'kind', 'reserve', 'amount', -price, 'balance', left, 'job', ARGV[1])
