@@ -180,8 +180,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         inline = any(source.WhichOneof("source") == "data" for _, source in images)
         named = [(path, source.asset_id) for path, source in images if source.WhichOneof("source") == "asset_id"]
         if problems := named_asset_problems(named):  # before any is looked up
-            summary = "; ".join(f"{f}: {d}" for f, d in problems[:3])
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}", bad_request(problems))
+            await self._invalid(context, problems)
         ids = list(dict.fromkeys(asset_id for _, asset_id in named))
         assets: dict[str, StoredAsset] = await self.assets.for_job(tenant, ids) if ids else {}
         infos = {asset_id: image_info(asset) for asset_id, asset in assets.items()}
@@ -190,10 +189,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         else:
             violations = validate_submit(request, self.limits, infos)
         if violations:
-            summary = "; ".join(f"{f}: {d}" for f, d in violations[:3])
-            await abort(
-                context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}", bad_request(violations)
-            )
+            await self._invalid(context, violations)
         serialized = request.SerializeToString(deterministic=True)
         digest = hashlib.sha256(serialized).hexdigest()
         job_id = new_job_id()

@@ -112,22 +112,27 @@ _CONNECT_STATUS = {Code.UNAUTHENTICATED: 401, Code.UNAVAILABLE: 503, Code.INTERN
 _DRAIN_S = 5.0  # the longest a refused call's body is read for
 
 
+async def _drain(receive: Receive, seen: int, up_to: int) -> None:
+    """Reads and drops the rest of a body (`seen` bytes of it read already) until it ends or more
+    than `up_to` bytes have come."""
+    while seen <= up_to:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
 def refuse_body(scope: Scope, receive: Receive, error: ConnectError) -> Receive:
     """`receive` that fails the call with `error` (in the call's own protocol) before any of its
     body is decoded: up to _DRAIN_BYTES of it are read and dropped first, so a client still
     writing reads the refusal rather than a broken pipe."""
 
     async def refused() -> Message:
-        seen = 0
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_DRAIN_S):  # a body trickled in is not waited for
-                while seen <= _DRAIN_BYTES:
-                    message = await receive()
-                    if message["type"] != "http.request":
-                        break
-                    seen += len(message.get("body", b""))
-                    if not message.get("more_body", False):
-                        break
+                await _drain(receive, 0, _DRAIN_BYTES)
         raise error
 
     return refused
@@ -144,28 +149,18 @@ def limit_body(scope: Scope, receive: Receive, limit: int) -> Receive:
     )
     seen = 0
 
-    async def drain() -> None:
-        nonlocal seen
-        while seen <= limit + _DRAIN_BYTES:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            seen += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                return
-
     async def receive_limited() -> Message:
         nonlocal seen
         if declared.isdigit() and int(declared) > limit:
             if int(declared) <= limit + _DRAIN_BYTES:
-                await drain()
+                await _drain(receive, seen, limit + _DRAIN_BYTES)
             raise over
         message = await receive()
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
                 if message.get("more_body", False):
-                    await drain()
+                    await _drain(receive, seen, limit + _DRAIN_BYTES)
                 raise over
         return message
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 
 import grpc
 
@@ -88,7 +89,8 @@ class WebhookMethods(pb_grpc.RenderServiceServicer):
     limits: Limits
     webhooks: WebhookSettings
 
-    async def _invalid(self, context: Context, violations: list[Violation]) -> None:
+    async def _invalid(self, context: Context, violations: Sequence[Violation]) -> None:
+        """INVALID_ARGUMENT naming the first violations, each in the BadRequest detail."""
         summary = "; ".join(f"{f}: {d}" for f, d in violations[:3])
         await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}", bad_request(violations))
 
