@@ -34,6 +34,25 @@ class CountingLedger(Ledger):
         return await super()._script(name, keys, args)
 
 
+def job_context(ledger: Ledger, job_id: str, tmp_path: Path) -> JobContext:
+    """A run of the job by w1 for the acme tenant, 4 steps; its stages are called directly."""
+    return JobContext(
+        job_id=job_id,
+        owner="w1",
+        tenant="acme",
+        request=pb.SubmitRenderRequest(),
+        inputs={},
+        ledger=ledger,
+        storage=LocalStorage(tmp_path),
+        stages=cast(StageClients, None),
+        fetch_policy=FetchPolicy(),
+        limits=Limits(),
+        default_stage_timeout_s=5.0,
+        deadline=asyncio.get_running_loop().time() + 30,
+        total_steps=4,
+    )
+
+
 async def messages(ledger: Ledger, job_id: str) -> list[str]:
     return [e.message for e in (await ledger.read_events({job_id: "0"})).get(job_id, [])]
 
@@ -48,21 +67,7 @@ def test_steps_are_recorded_before_the_job_waits_and_together_when_nothing_came_
         try:
             job_id = (await ledger.submit(new_job())).job_id
             assert await claim(ledger, job_id, "w1") == 1
-            ctx = JobContext(
-                job_id=job_id,
-                owner="w1",
-                tenant="acme",
-                request=pb.SubmitRenderRequest(),
-                inputs={},
-                ledger=ledger,
-                storage=LocalStorage(tmp_path),
-                stages=cast(StageClients, None),  # the stage below is called directly
-                fetch_policy=FetchPolicy(),
-                limits=Limits(),
-                default_stage_timeout_s=5.0,
-                deadline=asyncio.get_running_loop().time() + 30,
-                total_steps=4,
-            )
+            ctx = job_context(ledger, job_id, tmp_path)
             first = ledger.transitions
             await ctx.step(1, pb.STAGE_SEGMENTATION, "outlining")
             await ctx.step(2, pb.STAGE_DEPTH, "estimating geometry", "depth")
@@ -158,21 +163,7 @@ def test_a_call_that_may_be_charged_waits_for_a_step_write_already_under_way_and
         try:
             job_id = (await ledger.submit(new_job())).job_id
             assert await claim(ledger, job_id, "w1") == 1
-            ctx = JobContext(
-                job_id=job_id,
-                owner="w1",
-                tenant="acme",
-                request=pb.SubmitRenderRequest(),
-                inputs={},
-                ledger=ledger,
-                storage=LocalStorage(tmp_path),
-                stages=cast(StageClients, None),
-                fetch_policy=FetchPolicy(),
-                limits=Limits(),
-                default_stage_timeout_s=5.0,
-                deadline=asyncio.get_running_loop().time() + 30,
-                total_steps=4,
-            )
+            ctx = job_context(ledger, job_id, tmp_path)
             called: list[list[str]] = []
 
             async def paid(timeout: float) -> depth_pb.EstimatePlaneResponse:
