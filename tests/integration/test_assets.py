@@ -93,3 +93,17 @@ def test_uploads_count_against_the_tenants_request_rate(redis_url: str, tmp_path
         assert not (tmp_path / f"assets/t1/{image_id(image(3))}").exists()  # refused before its write
 
     asyncio.run(scenario())
+
+
+def test_an_asset_whose_file_went_missing_is_written_again(redis_url: str, tmp_path: Path) -> None:
+    """A sweep that raced an upload may take a recorded asset's file: uploading the same bytes
+    again puts it back."""
+
+    async def scenario() -> None:
+        assets = store(redis_url, tmp_path, retention_s=3600)
+        first = await assets.upload("t1", image(1), "")
+        (tmp_path / first.storage_key).unlink()
+        await assets.upload("t1", image(1), "")
+        assert (tmp_path / first.storage_key).read_bytes() == image(1)
+
+    asyncio.run(scenario())

@@ -169,3 +169,10 @@ def test_a_token_whose_algorithm_does_not_fit_its_key_is_refused(
     forged = f"{encode(header)}.{encode({'iss': ISSUER, 'aud': AUDIENCE, 'tenant': 'acme', 'exp': 2**31})}.AAAA"
     with pytest.raises(AuthenticationError, match="not valid"):
         asyncio.run(JwtVerifier(settings(tmp_path, signing_key)).authenticate(forged))
+
+
+def test_an_api_key_is_trusted_from_its_cache_at_most_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Revocation reaches every replica within seconds: the cache cannot be set longer."""
+    monkeypatch.setenv("API_KEY_CACHE_SECONDS", "3600")
+    with pytest.raises(SettingsError, match="API_KEY_CACHE_SECONDS must be at most 60"):
+        GatewaySettings.from_env()
