@@ -24,8 +24,8 @@ from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
 from render_client.client import RenderClient, material_swap_request
 from renderkit import imaging
+from renderkit.planes import quad_plane
 from renderkit.storage import LocalStorage
-from services.depth.server import quad_plane
 from services.projection.composite import project_material
 
 SIZES = {"1024x1024": (1024, 1024), "3840x2160": (3840, 2160)}

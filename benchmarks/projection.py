@@ -61,9 +61,9 @@ from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as pb
 from render_client.client import RenderClient
 from renderkit import budget, heap, homography, imaging, jpeg_bands
+from renderkit.planes import quad_plane
 from renderkit.scale import tiling_from_repeats
 from services.common.stage import RETAINED_BYTES, STAGE_OPENCV_THREADS, opencv_threads, stage_process
-from services.depth.server import quad_plane
 from services.projection import server
 
 PARTS = ("floor", "memory", "jpeg")

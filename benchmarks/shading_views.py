@@ -24,7 +24,7 @@ import numpy as np
 from benchmarks.quality import metrics
 from devstack import scenes
 from renderkit.imaging import polygon_mask
-from services.depth.server import quad_plane
+from renderkit.planes import quad_plane
 from services.projection.shading import BLUR, TEXTURE_SPACE, estimate_shading
 from services.projection.texture import texel_transform
 

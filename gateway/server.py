@@ -44,6 +44,7 @@ from render.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit.edge import Dependency, Edge, serve
+from renderkit.serving import single_threaded_blas
 from renderkit.storage import Storage, StorageError, open_storage
 from renderkit.tls import internal_client, public_server_credentials
 
@@ -301,4 +302,5 @@ async def _answers(client: aioredis.Redis) -> bool:
 
 def main() -> None:
     settings = GatewaySettings.from_env()
+    single_threaded_blas()
     serve("gateway", lambda: create_server(settings).edge, settings.grace_seconds)

@@ -1,9 +1,11 @@
-"""What every process of the stack shares besides the serving edge: channel options and gRPC's
-runtime environment (logging, traces and metrics are renderkit.telemetry's)."""
+"""What every process of the stack shares besides the serving edge: channel options, gRPC's
+runtime environment and BLAS's threads (logging, traces and metrics are renderkit.telemetry's)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+import threadpoolctl
 
 # gRPC reads its experiments from the environment when it is first imported, so these are set for a
 # process, not by it: by the image (Dockerfile ENV) and by the launcher of `make run` for every
@@ -26,3 +28,18 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_send_message_length", 256 * 1024 * 1024),
     ("grpc.max_receive_message_length", 256 * 1024 * 1024),
 ]
+
+
+def single_threaded_blas() -> None:
+    """BLAS (numpy's OpenBLAS) on the calling thread only, for the rest of the process: every
+    process of the stack sets it before its work.
+
+    The stages and the gateway (a quad's plane) use BLAS and LAPACK only for tiny matrices
+    (homographies, 3 x 3 inverses), which a second thread cannot speed up. Yet each such call
+    wakes OpenBLAS's worker, which then spins on a core until its timeout: measured here,
+    np.linalg.inv of a 3 x 3 in a loop kept a second core fully busy, and the few calls a
+    projection makes cost a 4K swap ~15 % of its CPU, taken from the strips' pool
+    (docs/benchmarks.md). In the gateway, the one quad's plane of a 4K swap kept a core spinning
+    for ~80 ms, and the projection stage beside it took a quarter longer. The stages parallelise
+    their own work instead."""
+    threadpoolctl.threadpool_limits(1, user_api="blas")

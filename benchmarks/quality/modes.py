@@ -17,9 +17,10 @@ from benchmarks.quality import metrics
 from benchmarks.quality.scenes import Scene
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from renderkit.imaging import polygon_mask
+from renderkit.planes import quad_plane
 from renderkit.scale import tiling_from_sizes
 from services.depth.plane import plane_homography
-from services.depth.server import lines_plane, quad_plane
+from services.depth.server import lines_plane
 from services.segmentation.interactive import refine_edges, select_surface
 
 

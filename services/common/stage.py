@@ -12,12 +12,12 @@ from typing import Any
 import cv2
 import grpc
 import numpy as np
-import threadpoolctl
 
 from render.imaging.v1 import imaging_pb2
 from renderkit import budget, heap
 from renderkit.edge import Dependency, Edge, serve
 from renderkit.interceptors import Behavior, UnaryInterceptor
+from renderkit.serving import single_threaded_blas
 from renderkit.settings import env_float, env_int, env_str
 from renderkit.telemetry import RpcDurations
 from renderkit.tls import internal_client, internal_server_credentials
@@ -131,17 +131,6 @@ def model_stage_edge(
     if triton is not None:
         edge.on_close.append(triton.close)
     return edge
-
-
-def single_threaded_blas() -> None:
-    """BLAS (numpy's OpenBLAS) on the calling thread only, for the rest of the process.
-
-    The stages use BLAS and LAPACK only for tiny matrices (homographies, 3 x 3 inverses), which a
-    second thread cannot speed up. Yet each such call wakes OpenBLAS's worker, which then spins on
-    a core until its timeout: measured here, np.linalg.inv of a 3 x 3 in a loop kept a second core
-    fully busy, and the few calls a projection makes cost a 4K swap ~15 % of its CPU, taken from
-    the strips' pool (docs/benchmarks.md). The stages parallelise their own work instead."""
-    threadpoolctl.threadpool_limits(1, user_api="blas")
 
 
 # OpenCV's parallel loops in a stage: none. The stages run their own work side by side (the

@@ -15,6 +15,7 @@ from render.imaging.v1 import imaging_pb2
 from renderkit import homography, imaging
 from renderkit.edge import Edge
 from renderkit.errors import InputError, abort, bad_request
+from renderkit.planes import quad_plane
 from renderkit.triton import DEPTH, METRIC_DEPTH, TritonError, TritonModels, to_pixel_values
 from services.common.stage import StageSettings, model_stage_edge, points
 from services.depth.plane import fit_metric_plane, fit_plane, plane_homography
@@ -194,33 +195,6 @@ def square_plane(
         meters_per_unit=side * distance,
         focal_source=focal_source,
         distance_source="given" if request.plane_distance_meters else ("depth_model" if model_distance else ""),
-    )
-
-
-def quad_plane(
-    quad: np.ndarray,
-    width: int,
-    height: int,
-    given_focal: float = 0.0,
-    distance_m: float = 0.0,
-    exif_focal: float = 0.0,
-) -> pb.EstimatePlaneResponse:
-    """The exact plane of a quad; the focal length (for the rectangle's aspect) is the one given, else
-    the one the rectangle fixes when the view does (exact for this photo, even a cropped one), else
-    the EXIF's, else assumed. With the plane's distance the rectangle's size in metres follows too."""
-    H = homography.quad_homography(quad)
-    found = homography.focal_from_rectangle(H, width, height)
-    focal = given_focal or found or exif_focal or homography.default_focal(width, height)
-    aspect = homography.rectangle_aspect(H, focal, width, height)
-    return pb.EstimatePlaneResponse(
-        homography=imaging_pb2.Homography(m=homography.to_list(H)),
-        confidence=1.0,
-        source="quad",
-        aspect_ratio=aspect,
-        focal_length_px=focal,
-        focal_source=("hint" if given_focal else "rectangle" if found else "exif" if exif_focal else "assumed"),
-        meters_per_unit=homography.rectangle_width(H, focal, width, height) * distance_m,
-        distance_source="given" if distance_m else "",
     )
 
 

@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack import scenes
+from devstack.launcher import free_port
 from gateway.ledger import Ledger, TenantLimits, keys, progress_event
 from gateway.ledger.connection import client_name, connect
 from gateway.server import Gateway, create_server
@@ -474,7 +475,7 @@ def test_a_swap_stores_its_render_once_at_its_outputs(redis_url: str, stages: di
             outputs = {o.name: o.uri for o in stored.job.result.outputs}
             assert set(outputs) == {"full", "preview", "v1-full", "v1-preview"}
             assert sorted(storage.put_keys) == sorted(uri.removeprefix("local:") for uri in outputs.values())
-            assert set(await ledger.checkpoints(job_id)) == {"depth", "projection"}
+            assert set(await ledger.checkpoints(job_id)) == {"projection"}  # a quad's plane is not a call
 
             # A render that a refinement takes next stays a checkpoint (the refinement may be
             # charged: a resumed job must not need it twice). No provider here: the refinement fails.
@@ -490,6 +491,54 @@ def test_a_swap_stores_its_render_once_at_its_outputs(redis_url: str, stages: di
             refined = await ledger.get(job_id)
             assert refined is not None and refined.job.error.code == pb.ERROR_CODE_PROVIDER_UNAVAILABLE
             assert "projection" in await ledger.checkpoints(job_id)
+
+    asyncio.run(body())
+
+
+def test_a_quads_plane_needs_no_depth_stage(redis_url: str, stages: dict[str, str], tmp_path: Path) -> None:
+    """A quad's plane is arithmetic the gateway does itself: a swap given one renders with the
+    depth stage unreachable, and its plane is the one the depth stage would have answered."""
+    from gateway.ledger import NewJob
+    from renderkit.planes import quad_plane
+
+    async def body() -> None:
+        storage = ObservedStorage(tmp_path)
+        unreachable = {**stages, "depth": f"127.0.0.1:{free_port()}"}
+        # Were the stage called, the job would fail within its 5 s budget.
+        async with _lone_dispatcher(redis_url, unreachable, tmp_path, storage, job_timeout_s=5.0) as (
+            ledger,
+            dispatcher,
+        ):
+            job_id = "no-depth"
+            inputs = {
+                "material_swap.photo": f"uploads/{job_id}/photo",
+                "material_swap.swatch": f"uploads/{job_id}/swatch",
+            }
+            storage.put(inputs["material_swap.photo"], PHOTO, "image/jpeg")
+            storage.put(inputs["material_swap.swatch"], SWATCH, "image/jpeg")
+            request = material_swap_request(PHOTO, SWATCH, quad=QUAD).SerializeToString()
+            await ledger.submit(NewJob(job_id, "faults", "material_swap", request, inputs, "f", "", "", "", 4))
+            taken = await ledger.take(dispatcher.consumer, 30.0, frozenset())
+            assert taken == (job_id, 1, "material_swap")
+            await dispatcher._run(taken)
+            stored = await ledger.get(job_id)
+            assert stored is not None
+            assert stored.job.state == pb.JOB_STATE_SUCCEEDED, stored.job.error.message
+            with grpc.insecure_channel(stages["depth"]) as channel:
+                answer = depth_grpc.DepthServiceStub(channel).EstimatePlane(
+                    depth_pb.EstimatePlaneRequest(
+                        width=SCENE.photo.shape[1],
+                        height=SCENE.photo.shape[0],
+                        quad=[imaging_pb2.Point(x=x, y=y) for x, y in QUAD],
+                    ),
+                    timeout=10,
+                )
+            result = stored.job.result
+            assert (result.geometry_source, result.focal_source) == (answer.source, answer.focal_source)
+            assert answer.source == "quad"
+            assert result.focal_length_px == pytest.approx(answer.focal_length_px, rel=1e-9)
+            local = quad_plane(np.array(QUAD), SCENE.photo.shape[1], SCENE.photo.shape[0])
+            assert list(local.homography.m) == pytest.approx(list(answer.homography.m), rel=1e-9)
 
     asyncio.run(body())
 

@@ -14,7 +14,8 @@ from PIL import Image
 from devstack import scenes
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from renderkit import homography, imaging
-from services.depth.server import lines_plane, quad_plane
+from renderkit.planes import quad_plane
+from services.depth.server import lines_plane
 
 FILM_DIAGONAL_MM = math.hypot(36, 24)
 

@@ -1,0 +1,41 @@
+"""The plane of a quad: exact arithmetic on its four corners, the photo's size and the hints.
+
+The depth stage answers it for a request with a quad, and the gateway computes it itself for a
+swap given one (~0.05 ms, where the call to the stage cost ~1.4 ms of the swap), as it draws a
+quad's mask itself instead of calling segmentation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from render.depth.v1 import depth_service_pb2 as pb
+from render.imaging.v1 import imaging_pb2
+from renderkit import homography
+
+
+def quad_plane(
+    quad: np.ndarray,
+    width: int,
+    height: int,
+    given_focal: float = 0.0,
+    distance_m: float = 0.0,
+    exif_focal: float = 0.0,
+) -> pb.EstimatePlaneResponse:
+    """The exact plane of a quad; the focal length (for the rectangle's aspect) is the one given, else
+    the one the rectangle fixes when the view does (exact for this photo, even a cropped one), else
+    the EXIF's, else assumed. With the plane's distance the rectangle's size in metres follows too."""
+    H = homography.quad_homography(quad)
+    found = homography.focal_from_rectangle(H, width, height)
+    focal = given_focal or found or exif_focal or homography.default_focal(width, height)
+    aspect = homography.rectangle_aspect(H, focal, width, height)
+    return pb.EstimatePlaneResponse(
+        homography=imaging_pb2.Homography(m=homography.to_list(H)),
+        confidence=1.0,
+        source="quad",
+        aspect_ratio=aspect,
+        focal_length_px=focal,
+        focal_source=("hint" if given_focal else "rectangle" if found else "exif" if exif_focal else "assumed"),
+        meters_per_unit=homography.rectangle_width(H, focal, width, height) * distance_m,
+        distance_source="given" if distance_m else "",
+    )
