@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,27 @@ RETRYABLE: tuple[type[Exception], ...] = (
     redis.exceptions.ReadOnlyError,
     OSError,
 )
+
+
+# Redis answering, but refusing writes for now: out of memory under `noeviction`, its AOF or RDB
+# failing to write (a full disk: MISCONF), a script running too long (BUSY), a failover under way.
+# Redis refuses such a command before it runs, and a script at its first write (after reads only),
+# so the call can be made again, as after a lost connection. A script's refusal comes wrapped
+# ("Error running script (...): @user_script: 180: -OOM command not allowed ...").
+_REFUSING_FOR_NOW: tuple[type[Exception], ...] = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,  # MASTERDOWN too
+)
+_REFUSAL = re.compile(r"(?:\A|: -)(?:OOM|MISCONF|BUSY|NOREPLICAS|MASTERDOWN|TRYAGAIN|CLUSTERDOWN) ")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a Redis failure should pass: a connection lost or refused, a timeout, a replica
+    being promoted, or Redis refusing writes for now (_REFUSING_FOR_NOW); not an error in the call."""
+    if isinstance(exc, (*RETRYABLE, *_REFUSING_FOR_NOW)):
+        return True
+    return isinstance(exc, redis.exceptions.ResponseError) and _REFUSAL.search(str(exc)) is not None
 
 
 class LedgerUnavailable(DependencyUnavailable):
@@ -98,7 +120,9 @@ async def retrying(
                     ATTEMPT_DEADLINE.reset(token)
             async with asyncio.timeout_at(bound):  # no task per call
                 return await operation()
-        except RETRYABLE as exc:
+        except Exception as exc:
+            if not transient(exc):
+                raise
             left = deadline - loop.time()
             if left <= 0:
                 raise LedgerUnavailable() from exc

@@ -141,6 +141,41 @@ def test_health_follows_redis_and_the_gateway_comes_back_whole(
         assert after.state == pb.JOB_STATE_SUCCEEDED, after.error.message
 
 
+def test_redis_refusing_writes_is_unavailable_not_an_internal_error(
+    stages: dict[str, str],
+    own_redis: RedisServer,
+    start_own_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path: Path,
+) -> None:
+    """Redis out of memory (maxmemory under noeviction; a full disk's MISCONF is the same kind of
+    refusal) answers reads and refuses writes: a submit is UNAVAILABLE with when to retry, as
+    with Redis away, and goes through once Redis takes writes again."""
+    server = own_redis
+    api = start_own_gateway(
+        gateway_settings(server.url, tmp_path / "storage", stages, dispatch=False, redis_retry_s=0.5)
+    )
+    key = key_for(server.url, "full")
+    request = room_render_request(room_render("kitchen", dry_run=True))
+    check = redis.Redis.from_url(server.url)
+    with grpc.insecure_channel(f"127.0.0.1:{api.port}") as channel:
+        stub = pb_grpc.RenderServiceStub(channel)
+        stub.SubmitRender(request, timeout=10, metadata=bearer(key))
+        size = check.dbsize()
+        check.config_set("maxmemory", 1)
+        try:
+            with pytest.raises(grpc.RpcError) as info:
+                stub.SubmitRender(request, timeout=10, metadata=bearer(key))
+        finally:
+            check.config_set("maxmemory", 0)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value.details()  # type: ignore[attr-defined]
+        assert info.value.details() == "the job ledger is unavailable; retry in a moment"  # type: ignore[attr-defined]
+        retry = unpack_detail(status_details(info.value.trailing_metadata()), error_details_pb2.RetryInfo)  # type: ignore[attr-defined, arg-type]
+        assert isinstance(retry, error_details_pb2.RetryInfo)
+        assert check.dbsize() == size  # nothing of the refused submit was written
+        assert stub.SubmitRender(request, timeout=10, metadata=bearer(key)).job.id
+    check.close()
+
+
 def test_a_job_running_while_redis_restarts_succeeds(
     stages: dict[str, str],
     own_redis: RedisServer,
