@@ -27,6 +27,7 @@ from gateway.ledger import (
     RateLimited,
     StoredAsset,
     StoredJob,
+    is_cursor,
 )
 from gateway.ledger.jobs import Submitted, new_job_id, now_ms, timestamp
 from gateway.links import OutputLinks
@@ -36,7 +37,7 @@ from gateway.requests import image_fields, plan_steps
 from gateway.settings import WebhookSettings
 from gateway.uploads import drop_uploads, upload_inputs
 from gateway.validation import Assets, Limits, Violation, named_asset_problems, validate_submit
-from gateway.watch import CursorPastEnd, EventHub
+from gateway.watch import CursorPastEnd, CursorRefused, EventHub, JobGone
 from gateway.webhooks import events as webhook_events
 from gateway.webhooks.api import WebhookMethods
 from render.v1 import render_service_pb2 as pb
@@ -52,8 +53,9 @@ log = logging.getLogger(__name__)
 
 OUTPUT_CHUNK_BYTES = 256 * 1024
 
-_CURSOR = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}\Z")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+# A watched job that no longer exists: past its retention, or lost by a Redis without its data.
+_JOB_GONE = "the job no longer exists: it expired, or the job ledger lost it"
 
 
 def fingerprint(request: pb.SubmitRenderRequest) -> str:
@@ -169,10 +171,15 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             await abort(context, grpc.StatusCode.PERMISSION_DENIED, "this credential lacks the read scope")
         submitted, written = await self._submit(request.request, context)
         follow = self._follow(submitted.job.id, "", outcome_only=request.outcome_only, first_too=True, written=written)
-        async for event in follow:
-            yield (
-                pb.SubmitAndWatchResponse(keep_alive=True) if event is None else pb.SubmitAndWatchResponse(event=event)
-            )
+        try:
+            async for event in follow:
+                yield (
+                    pb.SubmitAndWatchResponse(keep_alive=True)
+                    if event is None
+                    else pb.SubmitAndWatchResponse(event=event)
+                )
+        except JobGone:
+            await abort(context, grpc.StatusCode.NOT_FOUND, _JOB_GONE)
 
     async def _submit(
         self,
@@ -318,7 +325,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> AsyncIterator[pb.WatchJobResponse]:
         tenant = self._tenant()
-        if request.after and not _CURSOR.match(request.after):
+        if request.after and not is_cursor(request.after):
             await abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -329,6 +336,15 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         try:
             async for event in self._follow(request.job_id, request.after, outcome_only=request.outcome_only):
                 yield pb.WatchJobResponse(keep_alive=True) if event is None else pb.WatchJobResponse(event=event)
+        except JobGone:
+            await abort(context, grpc.StatusCode.NOT_FOUND, _JOB_GONE)
+        except CursorRefused:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "after is not a cursor from this job's events",
+                bad_request([("after", "must be an event cursor such as 1700000000000-0")]),
+            )
         except CursorPastEnd:
             # The job ended at or before the cursor (when the watch began, or since): nothing will
             # ever follow, and the watch would wait out its deadline, or the job's retention. A
@@ -430,7 +446,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 "page_size must be between 0 and 100",
                 bad_request([("page_size", "must be between 0 and 100")]),
             )
-        if request.page_token and not _CURSOR.match(request.page_token):
+        if request.page_token and not is_cursor(request.page_token):
             await abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,

@@ -13,6 +13,11 @@ failover lost the latest events, or a made-up one) waits for events after it; if
 before its cursor, the end's notice ends the watch (CursorPastEnd). Should that notice be lost, or
 Redis be away at the watch's first read, the sweep looks at such a watcher's job's latest event
 until the watcher is handed an event or its job has ended.
+
+One watcher cannot stall the others: should Redis refuse a read of many jobs (a cursor it does
+not take as a stream id, which the servicer's checks should already have refused), the jobs are
+read one by one and only the watches that cannot be read end (CursorRefused). A job that no
+longer exists (expired, or lost by a Redis without its data) ends its watches with JobGone.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ import random
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
-from gateway.ledger import Ledger, LedgerUnavailable, cursor_key, keys, parse_notice
+import redis.exceptions
+
+from gateway.ledger import Ledger, LedgerUnavailable, cursor_key, keys, parse_notice, readable
+from gateway.ledger.connection import transient
 from gateway.ledger.jobs import TERMINAL_PROTO
 from gateway.subscriptions import Subscriptions
 from render.v1 import render_service_pb2 as pb
@@ -38,6 +46,14 @@ _READ_COUNT = 100  # events per job per XREAD
 
 class CursorPastEnd(Exception):
     """The watched job ended at or before the watcher's cursor: nothing will follow it."""
+
+
+class CursorRefused(Exception):
+    """Redis does not take the watcher's cursor as a stream id: the watch cannot be read."""
+
+
+class JobGone(Exception):
+    """The watched job no longer exists (it expired, or Redis lost it): nothing will follow."""
 
 
 class ServerDraining(DependencyUnavailable):
@@ -55,6 +71,8 @@ class _Watcher:
     outcome_only: bool = False  # hand it only the terminal event (and the first, if first_too)
     first_too: bool = False
     past_end: bool = False  # the job ended before the cursor: the watch ends with CursorPastEnd
+    refused: bool = False  # Redis refused to read from the cursor: the watch ends with CursorRefused
+    gone: bool = False  # the job no longer exists: the watch ends with JobGone
     ahead: bool = False  # the cursor may lie past the job's latest event: the sweep checks its end
 
     def take(self, event: pb.JobEvent, position: tuple[int, int]) -> None:
@@ -178,6 +196,10 @@ class EventHub:
                         raise ServerDraining()
                     if watcher.past_end:
                         raise CursorPastEnd()
+                    if watcher.refused:
+                        raise CursorRefused()
+                    if watcher.gone:
+                        raise JobGone()
                     return
                 yield event
                 if event.state in TERMINAL_PROTO:
@@ -258,6 +280,11 @@ class EventHub:
                 found = await self.ledger.read_events(
                     {job: _cursor_text(start) for job, start in starts.items()}, count=_READ_COUNT
                 )
+            except redis.exceptions.ResponseError as exc:
+                if transient(exc):
+                    self._dirty.update(batch)
+                    raise
+                found = await self._read_each(starts)
             except BaseException:
                 self._dirty.update(batch)
                 raise
@@ -265,6 +292,29 @@ class EventHub:
                 self._deliver(job_id, starts[job_id], events)
                 if len(events) == _READ_COUNT:
                     self._dirty.add(job_id)  # more to read
+
+    async def _read_each(self, starts: dict[str, tuple[int, int]]) -> dict[str, list[pb.JobEvent]]:
+        """The jobs' events read one job at a time, for a read of many that Redis refused: a job
+        whose own read is refused ends the watches that cannot be read (their cursor is not a
+        stream id), or all of its watches when none is to blame, and the others go on."""
+        found: dict[str, list[pb.JobEvent]] = {}
+        for job_id, start in starts.items():
+            try:
+                found.update(await self.ledger.read_events({job_id: _cursor_text(start)}, count=_READ_COUNT))
+            except redis.exceptions.ResponseError as exc:
+                if transient(exc):
+                    self._dirty.update(starts)
+                    raise
+                group = self._watchers.get(job_id, set())
+                blamed = [w for w in group if not readable(w.cursor)] or list(group)
+                log.warning("job %s: %d watch(es) ended, their events could not be read: %s", job_id, len(blamed), exc)
+                for watcher in blamed:
+                    watcher.refused = True
+                    watcher.queue.put_nowait(None)
+                    group.discard(watcher)
+                if group:
+                    self._dirty.add(job_id)  # the watches left read on from their own cursors
+        return found
 
     def _deliver(self, job_id: str, start: tuple[int, int], events: list[pb.JobEvent]) -> None:
         """Hands each watcher the events after its cursor. A watcher whose cursor lies before the
@@ -286,6 +336,7 @@ class EventHub:
             for job_id, exists in zip(chunk, await self.ledger.exist(chunk), strict=True):
                 if not exists:
                     for watcher in self._watchers.get(job_id, ()):
+                        watcher.gone = True
                         watcher.queue.put_nowait(None)
 
     async def _end_past_watchers(self) -> None:

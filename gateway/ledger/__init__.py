@@ -10,7 +10,7 @@ from gateway.ledger.assets import AssetQuotaExceeded, Assets, StoredAsset
 from gateway.ledger.base import LedgerError
 from gateway.ledger.connection import LedgerUnavailable, connect
 from gateway.ledger.credits import CreditEntry, Credits
-from gateway.ledger.events import EventLog, Notice, cursor_key, parse_notice
+from gateway.ledger.events import EventLog, Notice, cursor_key, is_cursor, parse_notice, readable
 from gateway.ledger.jobs import (
     Jobs,
     NewJob,
@@ -71,6 +71,8 @@ __all__ = [
     "TenantUsage",
     "connect",
     "cursor_key",
+    "is_cursor",
     "parse_notice",
     "progress_event",
+    "readable",
 ]

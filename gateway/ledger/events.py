@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,21 @@ def cursor_key(cursor: str) -> tuple[int, int]:
     """A stream id ("1700000000000-3", or "0") as a comparable pair."""
     ms, _, seq = (cursor or "0").partition("-")
     return int(ms), int(seq or 0)
+
+
+_CURSOR = re.compile(r"[0-9]{1,20}-[0-9]{1,20}\Z")
+_MAX_ID_PART = 2**64 - 1  # each part of a stream id is an unsigned 64-bit number
+
+
+def is_cursor(text: str) -> bool:
+    """Whether a caller's text is a stream id Redis accepts ("1700000000000-3"): 20 digits fit a
+    part that Redis refuses (above 2^64 - 1), and one refused id fails a whole XREAD of many jobs."""
+    return _CURSOR.match(text) is not None and readable(cursor_key(text))
+
+
+def readable(position: tuple[int, int]) -> bool:
+    """Whether Redis accepts a position (cursor_key's pair) as a stream id."""
+    return 0 <= position[0] <= _MAX_ID_PART and 0 <= position[1] <= _MAX_ID_PART
 
 
 def parse_event(entry_id: bytes, fields: Mapping[bytes, bytes]) -> pb.JobEvent:

@@ -126,9 +126,15 @@ def test_watch_resumes_after_any_cursor(client: RenderClient) -> None:
     )
     middle = events[3]
     assert [e.cursor for e in client.watch(job.id, after=middle.cursor)] == [e.cursor for e in events[4:]]
-    with pytest.raises(grpc.RpcError) as info:
-        list(client.watch(job.id, after="not-a-cursor"))
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Not a cursor, and one past what Redis takes as a stream id (2^64 - 1 a part), which would
+    # fail the gateway's one read of every watched job.
+    for cursor in ("not-a-cursor", "1-18446744073709551616", "99999999999999999999-0"):
+        with pytest.raises(grpc.RpcError) as info:
+            list(client.watch(job.id, after=cursor))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, cursor
+    with pytest.raises(grpc.RpcError) as info:  # the largest is a cursor: past this ended job's end
+        list(client.watch(job.id, after="18446744073709551615-18446744073709551615", timeout=20))
+    assert info.value.code() == grpc.StatusCode.OUT_OF_RANGE
 
 
 def test_refinement_without_a_provider_fails_with_provider_unavailable(client: RenderClient) -> None:

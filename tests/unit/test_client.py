@@ -238,6 +238,22 @@ def test_submit_and_watch_skips_keep_alives_and_goes_on_as_a_watch_when_its_stre
     assert [(n.code, n.attempt, n.reason) for n in notices] == [(grpc.StatusCode.UNAVAILABLE, 1, "connection lost")]
 
 
+def test_a_stream_that_ends_before_its_job_is_reopened_after_the_last_cursor() -> None:
+    """A stream that ends in order without the job's end (a proxy closing long streams) is a
+    break: the watch goes on from the last cursor, and so does a SubmitAndWatch."""
+    fake = FakeGateway(watch_plans=[[2], [1], [REST]])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers))
+        with client:
+            cursors = [e.cursor for e in client.watch("job-1", timeout=10)]
+            assert cursors == ALL
+            assert [w.after for w in fake.watches] == ["", "2-0", "3-0"]
+            assert [n.reason for n in notices] == ["the stream ended before the job"] * 2
+            fake.watch_plans = [[2], [REST]]
+            assert [e.cursor for e in client.submit_and_watch(pb.SubmitRenderRequest(), timeout=10)] == ALL
+            assert [w.after for w in fake.watches[3:]] == ["", "2-0"]
+
+
 def test_a_caller_waiting_for_the_outcome_asks_for_it_again_when_it_resumes() -> None:
     fake = FakeGateway(watch_plans=[[1, grpc.StatusCode.UNAVAILABLE], [REST], [REST]])
     with serve(fake) as servers:

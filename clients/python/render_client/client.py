@@ -281,6 +281,16 @@ class RetryNotice:
 OnRetry = Callable[[RetryNotice], None]
 
 
+class _StreamEndedEarly(grpc.RpcError):
+    """A stream that ended without an error before its job did: a break like any other."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return "the stream ended before the job did"
+
+
 class GaveUpError(grpc.RpcError):
     """A call stopped retrying: no gateway answered within the policy's bound, or the caller's
     timeout ran out between retries. It is a grpc.RpcError, so callers that catch those see it."""
@@ -613,7 +623,9 @@ class RenderClient:
                     watchdog.touch()
                     if reply.event.state in TERMINAL_STATES:
                         return
-                return
+                # The stream ended before the job did (a proxy that closes long streams, say): it
+                # is reopened from the last cursor, as after a break.
+                retries.wait(_StreamEndedEarly(), reason="the stream ended before the job")
             except grpc.RpcError as exc:
                 watchdog.stop()  # before the backoff: this stream is over
                 code = exc.code()
@@ -670,7 +682,8 @@ class RenderClient:
                     watchdog.touch()
                     if last.state in TERMINAL_STATES:
                         return
-                return
+                if last is None:  # not even the job's first event: nothing to follow
+                    raise _StreamEndedEarly()
             except grpc.RpcError as exc:
                 watchdog.stop()
                 code = exc.code()
@@ -708,6 +721,12 @@ class RenderClient:
             finally:
                 watchdog.stop()
                 call.cancel()
+            # The stream ended before the job did: on as a watch from the last cursor.
+            assert last is not None
+            yield from self.watch(
+                last.job_id, last.cursor, timeout=retries.remaining(), on_retry=on_retry, outcome_only=outcome_only
+            )
+            return
 
     def wait(self, job_id: str, timeout: float | None = None, *, on_retry: OnRetry | None = None) -> pb.Job:
         """Blocks until the job ends (through watch, with its retries, sent only the terminal event)
