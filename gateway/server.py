@@ -148,6 +148,9 @@ def create_server(settings: GatewaySettings) -> Gateway:
             Dependency("the redis subscription", subscriptions.healthy),
         ],
     )
+    # Watches end first (UNAVAILABLE): their clients go on at another replica at once, from their
+    # cursors, and the HTTP port's streams do not hold its stop for the grace.
+    edge.on_drain.append(hub.drain)
     # The HTTP port is bound first: links name the port it got.
     http_socket = bind(settings.http.listen) if settings.http.listen else None
     base_url = settings.http.base_url(http_socket.getsockname()[1] if http_socket else 0)
@@ -215,7 +218,6 @@ def create_server(settings: GatewaySettings) -> Gateway:
     deliveries = DeliveryWorker(ledger, settings.webhooks, settings.fetch, links, subscriptions)
     edge.when_ready(deliveries.start)
     edge.on_drain.append(lambda: deliveries.stop(settings.grace_seconds))
-    edge.on_drain.append(hub.drain)
     edge.on_close.append(subscriptions.stop)
     edge.on_close.append(stages.close)
     edge.on_close.append(ledger.aclose)

@@ -128,6 +128,9 @@ class DeliveryWorker:
         self._stopping.set()
         self._wake.set()
         if self._task is not None:
+            # The claim loop may be in a ledger call that waits Redis out for up to a lease: it
+            # stops now (a claim whose reply is lost runs out, and another worker takes it).
+            self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=min(grace_s, self.settings.timeout_s + 1.0))

@@ -176,6 +176,43 @@ def test_redis_refusing_writes_is_unavailable_not_an_internal_error(
     check.close()
 
 
+def test_a_gateway_drains_quickly_with_redis_away_and_its_watchers_go_at_once(
+    stages: dict[str, str],
+    own_redis: RedisServer,
+    start_own_gateway: Callable[[GatewaySettings], Gateway],
+    loop_thread: LoopThread,
+    tmp_path: Path,
+) -> None:
+    """SIGTERM while Redis is down: the watches end UNAVAILABLE first (their clients go on at
+    another replica), and the drain does not wait out the webhook worker's claim, which retries
+    Redis for a lease (it took ~32 s, past a pod's grace)."""
+    server = own_redis
+    gateway = start_own_gateway(
+        gateway_settings(server.url, tmp_path / "storage", stages, dispatch=False, redis_retry_s=0.5)
+    )
+    key = key_for(server.url, "draining")
+    with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        stub = pb_grpc.RenderServiceStub(channel)
+        job = stub.SubmitRender(room_render_request(room_render("hall", dry_run=True)), metadata=bearer(key))
+        watch = stub.WatchJob(pb.WatchJobRequest(job_id=job.job.id), timeout=60, metadata=bearer(key))
+        assert next(watch).event.state == pb.JOB_STATE_QUEUED
+        server.kill()
+        time.sleep(1.0)  # the webhook worker's claim is now waiting Redis out
+        started = time.monotonic()
+        draining = threading.Thread(target=loop_thread.run, args=(gateway.stop(5.0),), daemon=True)
+        draining.start()
+        with pytest.raises(grpc.RpcError) as info:
+            for _ in watch:
+                pass
+        told = time.monotonic() - started
+        draining.join(30)
+        drained = time.monotonic() - started
+    server.start()
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert told < 2.0, f"the watch was told after {told:.1f} s"
+    assert not draining.is_alive() and drained < 10.0, f"the drain took {drained:.1f} s"
+
+
 def test_a_job_running_while_redis_restarts_succeeds(
     stages: dict[str, str],
     own_redis: RedisServer,
