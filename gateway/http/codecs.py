@@ -10,6 +10,8 @@ answers, and fails if a later release moves the registry).
 
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 from connectrpc import _codec
@@ -50,14 +52,35 @@ class StrictCodec:
             return self.inner.decode(data, message)  # type: ignore[no-any-return]
         except ConnectError:
             raise
-        except json_format.ParseError as exc:  # says which field, in the API's own names
+        except json_format.ParseError as exc:  # which field, in the API's own names
             raise ConnectError(
-                Code.INVALID_ARGUMENT, safe_message(f"the request is not a valid {kind}: {exc}")
+                Code.INVALID_ARGUMENT, safe_message(f"the request is not a valid {kind}: {json_problem(exc)}")
             ) from None
         except (DecodeError, ValueError, TypeError, RecursionError):
             raise ConnectError(
                 Code.INVALID_ARGUMENT, f"the request is not a valid {kind} in the {self.name()} encoding"
             ) from None
+
+
+_AT_PATH = re.compile(r" at [A-Za-z0-9_]+\.([A-Za-z0-9_.\[\]]+?)\.*\s*\Z")
+_PARSING = re.compile(r"Failed to parse ([A-Za-z0-9_]+) field")
+_NO_FIELD = re.compile(r'has no field named "([A-Za-z0-9_]{1,64})"')
+
+
+def json_problem(exc: json_format.ParseError) -> str:
+    """What protobuf's JSON parser found wrong, by the field's path only: its own text goes on
+    with Python's ("invalid literal for int() with base 10", "object of type 'int' has no len()",
+    the json module's recursion limit), which is not the API's to say."""
+    text = str(exc)
+    if text.startswith("Failed to load JSON"):
+        return "the body is not valid JSON"
+    if found := _NO_FIELD.search(text):
+        return f'it has no field named "{found.group(1)}"'
+    if found := _AT_PATH.search(text):
+        return f"{found.group(1)}: not a valid value"
+    if fields := _PARSING.findall(text):
+        return f"{'.'.join(fields)}: not a valid value"
+    return "it does not have the message's JSON form"
 
 
 def install() -> None:

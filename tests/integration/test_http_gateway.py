@@ -196,22 +196,30 @@ def post(url: str, body: bytes, content_type: str, key: str) -> tuple[int, dict[
 @pytest.mark.parametrize(
     "body, content_type, said",
     [
-        (b"{not json", "application/json", "Failed to load JSON"),
-        (b'{"materialSwap": {"options": {"realWorldScale": {"repeats": "abc"}}}}', "application/json", "repeats"),
-        (b'{"nope": 1}', "application/json", "has no field named"),
-        (b'{"a":' * 3000 + b"1" + b"}" * 3000, "application/json", "Failed to load JSON"),
+        (b"{not json", "application/json", "the body is not valid JSON"),
+        (
+            b'{"materialSwap": {"options": {"realWorldScale": {"repeats": "abc"}}}}',
+            "application/json",
+            "materialSwap.options.realWorldScale.repeats: not a valid value",
+        ),
+        (b'{"materialSwap": {"photo": {"data": 5}}}', "application/json", "photo.data: not a valid value"),
+        (b'{"projectId": 5}', "application/json", "projectId: not a valid value"),
+        (b'{"nope": 1}', "application/json", 'it has no field named "nope"'),
+        (b'{"a":' * 3000 + b"1" + b"}" * 3000, "application/json", "the body is not valid JSON"),
         (bytes(range(256)) * 2, "application/proto", "in the proto encoding"),
     ],
 )
 def test_a_body_that_does_not_parse_is_the_callers_error(
     http_gateway: Gateway, key: str, body: bytes, content_type: str, said: str
 ) -> None:
-    """INVALID_ARGUMENT (HTTP 400) saying what did not parse, not UNKNOWN (HTTP 500) in the
-    parser's words (connect-python's own answer; gateway/http/codecs.py)."""
+    """INVALID_ARGUMENT (HTTP 400) naming the field that did not parse, not UNKNOWN (HTTP 500),
+    and not in the parser's or Python's words (recursion depth, int(), len(): codecs.json_problem)."""
     status, error = post(rpc_url(http_gateway, "SubmitRender"), body, content_type, key)
     assert status == 400 and error["code"] == "invalid_argument"
     assert error["message"].startswith("the request is not a valid render.v1.SubmitRenderRequest")
     assert said in error["message"]
+    for python in ("recursion", "int()", "len()", "bytes-like", "literal", "Failed to", "line 1 column"):
+        assert python not in error["message"]
 
 
 def raw_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
