@@ -11,7 +11,6 @@ answers, and fails if a later release moves the registry).
 from __future__ import annotations
 
 import re
-
 from typing import Any
 
 from connectrpc import _codec
