@@ -43,7 +43,7 @@ from gateway.stages import StageClients
 from gateway.subscriptions import Subscriptions
 from render.v1 import render_service_pb2 as pb
 from renderkit import telemetry
-from renderkit.storage import Storage
+from renderkit.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ PLANS: dict[str, Callable[[JobContext], Awaitable[pb.JobResult]]] = {
 DETACHED = frozenset({"room_batch"})
 # How long an idle intake waits for a work notice before it looks again anyway.
 _IDLE_LOOK_S = 1.0
+# Folders whose delete failed that one look of a reaper (every quarter lease) deletes, at most.
+_RELEASES_PER_LOOK = 20
 
 
 class Dispatcher:
@@ -205,6 +207,7 @@ class Dispatcher:
                 requeued = await self.ledger.requeue_expired()
                 if requeued:
                     log.info("put back %d job(s) whose dispatcher stopped renewing", requeued)
+                await self._release_due()
             except asyncio.CancelledError:
                 raise
             except LedgerUnavailable:
@@ -288,14 +291,28 @@ class Dispatcher:
         await self._release_inputs(job_id, uploads=uploads, work=work)
 
     async def _release_inputs(self, job_id: str, *, uploads: bool = True, work: bool = True) -> None:
-        """Deletes a finished job's uploaded inputs and stored checkpoints; its outputs stay."""
+        """Deletes a finished job's uploaded inputs and stored checkpoints; its outputs stay. A
+        folder whose delete fails is noted in the ledger, and a reaper deletes it later."""
         for prefix, present in ((f"uploads/{job_id}/", uploads), (f"work/{job_id}/", work)):
             if not present:
                 continue
             try:
                 await asyncio.to_thread(self.storage.delete_prefix, prefix)
-            except OSError:
-                log.warning("job %s: could not delete %s", job_id, prefix)
+            except (OSError, StorageError):
+                log.warning("job %s: could not delete %s; it is deleted later", job_id, prefix)
+                try:
+                    await self.ledger.defer_release(prefix)
+                except LedgerUnavailable:
+                    log.error("job %s: %s could not be noted for a later delete", job_id, prefix)
+
+    async def _release_due(self) -> None:
+        """Deletes folders whose delete failed when their job ended (_release_inputs)."""
+        for prefix in await self.ledger.releases_due(_RELEASES_PER_LOOK):
+            try:
+                await asyncio.to_thread(self.storage.delete_prefix, prefix)
+            except (OSError, StorageError):
+                return  # the storage still fails: the next look tries again
+            await self.ledger.released(prefix)
 
     async def _execute(
         self, job_id: str, stored: StoredJob, checkpoints: dict[str, bytes], held: Mapping[str, bytes] | None = None

@@ -726,6 +726,19 @@ class Jobs(LedgerBase):
         if not ok:
             raise NotOwner(f"job {job_id}: not the owner, or ended")
 
+    async def defer_release(self, prefix: str) -> None:
+        """Notes an ended job's storage folder whose delete failed, for releases_due."""
+        await self._retry(lambda: self.redis.sadd(keys.RELEASES_DUE, prefix))
+
+    async def releases_due(self, count: int) -> list[str]:
+        """Up to count folders whose delete is still due (any of them: every reaper deletes some)."""
+        found: Any = await self._retry(lambda: self.redis.srandmember(keys.RELEASES_DUE, count))
+        return sorted(prefix.decode() for prefix in found or [])
+
+    async def released(self, prefix: str) -> None:
+        """A due folder's delete went through."""
+        await self._retry(lambda: self.redis.srem(keys.RELEASES_DUE, prefix))
+
     async def checkpoints(self, job_id: str) -> dict[str, bytes]:
         """Every stored output of a job, by name (read once when a run starts or resumes)."""
         raw = as_dict(await self._command("HGETALL", keys.checkpoints(job_id)))

@@ -27,6 +27,9 @@ WAITING_DISPATCHERS = "dispatch:waiting"
 # the channel the scripts that queue deliveries announce them on, so idle delivery workers look now.
 WEBHOOKS_DUE = "webhooks:due"
 WEBHOOKS_CHANNEL = "webhooks:notice"
+# Ended jobs' storage folders (uploads/<job>/, work/<job>/) whose delete failed, for the reapers to
+# delete later: a customer's photo is not left in storage because the storage failed once.
+RELEASES_DUE = "storage:releases_due"
 
 # Per-tenant keys that scripts find from a tenant or job id read inside them, as templates ("%s"
 # is the id); every name below is what the functions return.

@@ -518,6 +518,43 @@ def test_an_ended_job_deletes_what_it_stored_and_lists_no_folder_it_never_wrote(
     asyncio.run(body())
 
 
+def test_an_upload_whose_delete_fails_is_deleted_later(redis_url: str, stages: dict[str, str], tmp_path: Path) -> None:
+    """A customer's photo must not stay in storage because the storage failed once when its job
+    ended: the folder is noted in the ledger and a reaper's look deletes it once storage works."""
+    from gateway.ledger import NewJob
+    from renderkit.storage import StorageError
+
+    class FailingOnce(ObservedStorage):
+        failures = 2  # the job's own delete and the first later look
+
+        def delete_prefix(self, prefix: str) -> int:
+            if self.failures:
+                self.failures -= 1
+                raise StorageError("the storage is unavailable")
+            return super().delete_prefix(prefix)
+
+    async def body() -> None:
+        storage = FailingOnce(tmp_path)
+        request = room_render_request(room_render("den", dry_run=True)).SerializeToString()
+        async with _lone_dispatcher(redis_url, stages, tmp_path, storage) as (ledger, dispatcher):
+            job_id = "kept-upload"
+            inputs = {"room_render.materials.floor.swatch": f"uploads/{job_id}/swatch"}
+            storage.put(inputs["room_render.materials.floor.swatch"], SWATCH, "image/jpeg")
+            await ledger.submit(NewJob(job_id, "faults", "room_render", request, inputs, "f", "", "", "", 3))
+            taken = await ledger.take(dispatcher.consumer, 30.0, frozenset())
+            assert taken is not None
+            await dispatcher._run(taken)
+            assert (tmp_path / "uploads" / job_id / "swatch").exists()
+            assert await ledger.releases_due(10) == [f"uploads/{job_id}/"]
+            await dispatcher._release_due()  # the storage still fails: it stays due
+            assert await ledger.releases_due(10) == [f"uploads/{job_id}/"]
+            await dispatcher._release_due()
+            assert not (tmp_path / "uploads" / job_id).exists()
+            assert await ledger.releases_due(10) == []
+
+    asyncio.run(body())
+
+
 def test_a_swap_stores_its_render_once_at_its_outputs(redis_url: str, stages: dict[str, str], tmp_path: Path) -> None:
     """The last projection's answer is the job's render: it is stored at the outputs' keys and not
     again as a checkpoint (at 4K that was a second upload of ~1 MB). The stage before it still
