@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
+import contextlib
 import hashlib
 import logging
 import re
@@ -125,6 +127,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         self.prices = prices  # None: jobs cost nothing
         self.assets = assets
         self.links = links
+        self._open_watches: collections.Counter[str] = collections.Counter()
 
     @staticmethod
     def _tenant() -> str:
@@ -169,17 +172,20 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         # The interceptor checked the render scope; following the job reads it.
         if not current_principal().may(Scope.READ):
             await abort(context, grpc.StatusCode.PERMISSION_DENIED, "this credential lacks the read scope")
-        submitted, written = await self._submit(request.request, context)
-        follow = self._follow(submitted.job.id, "", outcome_only=request.outcome_only, first_too=True, written=written)
-        try:
-            async for event in follow:
-                yield (
-                    pb.SubmitAndWatchResponse(keep_alive=True)
-                    if event is None
-                    else pb.SubmitAndWatchResponse(event=event)
-                )
-        except JobGone:
-            await abort(context, grpc.StatusCode.NOT_FOUND, _JOB_GONE)
+        async with self._watching(self._tenant(), context):  # before the job is made
+            submitted, written = await self._submit(request.request, context)
+            follow = self._follow(
+                submitted.job.id, "", outcome_only=request.outcome_only, first_too=True, written=written
+            )
+            try:
+                async for event in follow:
+                    yield (
+                        pb.SubmitAndWatchResponse(keep_alive=True)
+                        if event is None
+                        else pb.SubmitAndWatchResponse(event=event)
+                    )
+            except JobGone:
+                await abort(context, grpc.StatusCode.NOT_FOUND, _JOB_GONE)
 
     async def _submit(
         self,
@@ -334,8 +340,9 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             )
         await self._job(request.job_id, tenant, context)
         try:
-            async for event in self._follow(request.job_id, request.after, outcome_only=request.outcome_only):
-                yield pb.WatchJobResponse(keep_alive=True) if event is None else pb.WatchJobResponse(event=event)
+            async with self._watching(tenant, context):
+                async for event in self._follow(request.job_id, request.after, outcome_only=request.outcome_only):
+                    yield pb.WatchJobResponse(keep_alive=True) if event is None else pb.WatchJobResponse(event=event)
         except JobGone:
             await abort(context, grpc.StatusCode.NOT_FOUND, _JOB_GONE)
         except CursorRefused:
@@ -357,6 +364,31 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 "the job has ended and no event follows this cursor; GetJob returns it as it ended",
                 bad_request([("after", "is at or past the ended job's last event")]),
             )
+
+    @contextlib.asynccontextmanager
+    async def _watching(
+        self,
+        tenant: str,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> AsyncIterator[None]:
+        """Counts an open watch of the tenant on this replica, refusing one past the tenant's
+        limit: each costs a queue and a stream, and one tenant's thousands must not fill the
+        process for all."""
+        limit = self.limits.max_watches_per_tenant
+        if self._open_watches[tenant] >= limit:
+            await abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this credential's tenant has {limit:,} watches open on this gateway, the most it may",
+                retry_info(5.0),
+            )
+        self._open_watches[tenant] += 1
+        try:
+            yield
+        finally:
+            self._open_watches[tenant] -= 1
+            if not self._open_watches[tenant]:
+                del self._open_watches[tenant]
 
     async def _follow(
         self,

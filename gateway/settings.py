@@ -168,6 +168,7 @@ class GatewaySettings:
                 max_tokens_per_job=env_int("MAX_TOKENS_PER_JOB", 10000, minimum=0),
                 max_cents_per_job=env_float("MAX_COST_CENTS_PER_JOB", 100.0, minimum=0.0),
                 request_memory_bytes=env_int("REQUEST_MEMORY_MB", 2048, minimum=64) * 1024 * 1024,
+                max_watches_per_tenant=env_int("TENANT_WATCHES", 1000, minimum=1),
             ),
             fetch=FetchPolicy(
                 allow_private=allow_private,

@@ -35,6 +35,8 @@ class Limits:
     max_cents_per_job: float = 100.0
     # The memory one request may need in its heaviest stage (renderkit.budget estimates it).
     request_memory_bytes: int = budget.DEFAULT_REQUEST_BYTES
+    # Watches (WatchJob, SubmitAndWatch) one tenant may hold open on one gateway replica.
+    max_watches_per_tenant: int = 1000
 
 
 Violation = tuple[str, str]

@@ -159,3 +159,44 @@ def test_a_tenant_behind_another_tenants_backlog_starts_within_one_slot(
         assert overtaking <= 1, f"{overtaking} of the backlog's jobs started before the newcomer's"
     finally:
         redis.Redis.from_url(url).flushdb()  # the rest of the backlog is dropped with its ledger
+
+
+def test_a_tenant_may_hold_only_so_many_watches_open_on_a_replica(
+    redis_url: str, stages: dict[str, str], start_gateway: Callable[[GatewaySettings], Gateway], tmp_path: Path
+) -> None:
+    """Each open watch costs the gateway a stream and a queue: past TENANT_WATCHES one more is
+    RESOURCE_EXHAUSTED (a SubmitAndWatch before its job is made), for that tenant only."""
+    url = redis_url + "/5"
+    redis.Redis.from_url(url).flushdb()
+    base = gateway_settings(url, tmp_path, stages, dispatch=False)
+    gateway = start_gateway(replace(base, limits=replace(base.limits, max_watches_per_tenant=2)))
+    key, other = key_for(url, "watchful"), key_for(url, "elsewhere")
+    with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        stub = pb_grpc.RenderServiceStub(channel)
+        job_id = stub.SubmitRender(ROOM, metadata=bearer(key), timeout=10).job.id
+        watches = [stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=bearer(key), timeout=30) for _ in range(2)]
+        for watch in watches:
+            assert next(watch).event.state == pb.JOB_STATE_QUEUED  # open, and counted
+        for over in (
+            stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=bearer(key), timeout=10),
+            stub.SubmitAndWatch(pb.SubmitAndWatchRequest(request=ROOM), metadata=bearer(key), timeout=10),
+        ):
+            with pytest.raises(grpc.RpcError) as info:
+                next(over)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+        listed = stub.ListJobs(pb.ListJobsRequest(), metadata=bearer(key), timeout=10).jobs
+        assert [job.id for job in listed] == [job_id]  # the refused SubmitAndWatch made no job
+        mine = stub.SubmitRender(ROOM, metadata=bearer(other), timeout=10).job.id
+        assert next(stub.WatchJob(pb.WatchJobRequest(job_id=mine), metadata=bearer(other), timeout=10)).event.job_id
+        watches[0].cancel()
+        deadline = time.monotonic() + 5
+        while True:  # the cancelled watch's count is given back once its stream is torn down
+            try:
+                again = stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=bearer(key), timeout=10)
+                assert next(again).event.state == pb.JOB_STATE_QUEUED
+                break
+            except grpc.RpcError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        again.cancel()
+        watches[1].cancel()
