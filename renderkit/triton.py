@@ -253,7 +253,8 @@ class TritonModels:
             return False
 
     async def model_ready(self, name: str) -> bool:
-        """Whether a model is loaded and ready (False: Triton answers that it is not deployed).
+        """Whether a model is loaded and ready (False: Triton answers that it is not, be it not
+        deployed or still loading; a stage asks model_deployed, which tells those apart).
         TritonError when Triton cannot be reached: a stage must then answer UNAVAILABLE, not
         behave as if it had no model."""
         try:
@@ -261,6 +262,19 @@ class TritonModels:
         except Exception as exc:
             log.warning("Triton does not answer: %s", exc)
             raise TritonError("the model server (Triton) is unavailable") from exc
+
+    async def model_deployed(self, name: str) -> bool:
+        """Whether a stage should use a model: True when it is ready; False when Triton answers
+        that it is not and this process never saw it ready (not deployed: the stage's model-free
+        path). A model seen ready before and not ready now raises TritonError, as Triton down
+        does: Triton (or the model) is restarting and loads it again within seconds, so the stage
+        must answer UNAVAILABLE (the job retries) rather than carry on as if it had no model."""
+        if await self.model_ready(name):
+            self._seen_ready.add(name)
+            return True
+        if name in self._seen_ready:
+            raise TritonError(f"the {name} model is loading; retry")
+        return False
 
     async def healthy(self, models: tuple[str, ...] = ()) -> bool:
         """Whether Triton answers and none of the given models that were once ready has gone away
@@ -270,10 +284,7 @@ class TritonModels:
             return False
         try:
             for name in models:
-                if await self.model_ready(name):
-                    self._seen_ready.add(name)
-                elif name in self._seen_ready:
-                    return False
+                await self.model_deployed(name)
         except TritonError:
             return False
         return True

@@ -97,8 +97,8 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
             )
         problems = []
         try:
-            model_deployed = self.triton is not None and await self.triton.model_ready(DEPTH.name)
-        except TritonError as exc:  # Triton is down: retry later, never fall back as if no model existed
+            model_deployed = self.triton is not None and await self.triton.model_deployed(DEPTH.name)
+        except TritonError as exc:  # Triton is down or reloading: retry later, never fall back meanwhile
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         if model_deployed:
             try:

@@ -244,8 +244,8 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
                 context, grpc.StatusCode.INVALID_ARGUMENT, f"{problem[0]}: {problem[1]}", bad_request([problem])
             )
         try:
-            model_deployed = self.triton is not None and await self.triton.model_ready(INTRINSIC.name)
-        except TritonError as exc:  # Triton is down: retry later, never light it another way meanwhile
+            model_deployed = self.triton is not None and await self.triton.model_deployed(INTRINSIC.name)
+        except TritonError as exc:  # Triton is down or reloading: retry later, never light it another way
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         try:
             if model_deployed:

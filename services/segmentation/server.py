@@ -90,9 +90,9 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                 not prompted
                 and request.surface in ADE20K_SURFACE_CLASSES
                 and self.triton is not None
-                and await self.triton.model_ready(SEGMENTATION.name)
+                and await self.triton.model_deployed(SEGMENTATION.name)
             )
-        except TritonError as exc:  # Triton is down: retry later, never answer as if no model existed
+        except TritonError as exc:  # Triton is down or reloading: retry later, not as if no model existed
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         # A client mask is authoritative: no inference for it.
         use_model = model_deployed and photo is not None and not request.mask
@@ -169,10 +169,11 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         raise AssertionError("unreachable")
 
     async def _prompt_models_ready(self) -> bool:
-        """Whether the prompt encoder and decoder are both loaded (TritonError: Triton is down)."""
+        """Whether the prompt encoder and decoder are both deployed (TritonError: Triton is down,
+        or one of them is loading again)."""
         if self.triton is None:
             return False
-        return all([await self.triton.model_ready(name) for name in PROMPT_MODELS])
+        return all([await self.triton.model_deployed(name) for name in PROMPT_MODELS])
 
     async def _surface_probability(self, photo: np.ndarray | None, surface: str) -> np.ndarray:
         """The model's low-resolution probability that each pixel is the surface."""
