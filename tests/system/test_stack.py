@@ -204,7 +204,9 @@ def test_a_dispatcher_that_dies_mid_job_loses_nothing(tmp_path: Path) -> None:
     """Two gateway replicas; the one running a job is killed; the other reclaims it and resumes."""
     import redis
 
-    stack = Stack(data_dir=tmp_path, ports=Ports.free(), with_triton=False, env={"JOB_LEASE_SECONDS": "2"})
+    # The geometry cache off: the takeover resumes from the job's own checkpoints.
+    env = {"JOB_LEASE_SECONDS": "2", "GEOMETRY_CACHE_SECONDS": "0"}
+    stack = Stack(data_dir=tmp_path, ports=Ports.free(), with_triton=False, env=env)
     register_storage(stack.storage_dir)
     with stack:
         replica_port = free_port()
@@ -214,8 +216,12 @@ def test_a_dispatcher_that_dies_mid_job_loses_nothing(tmp_path: Path) -> None:
         photo = imaging.encode(cv2.resize(big.photo, (3840, 2160)))[0]
         quad = [(float(x) * 2, float(y) * 2) for x, y in big.quad]
         ledger = redis.Redis.from_url(stack.redis_url)
+        # A client's mask beside the quad: segmentation refines it (a call whose answer is
+        # checkpointed); the quad's plane is arithmetic the gateway does again after a takeover.
+        mask = imaging.encode_mask(imaging.polygon_mask(np.array(quad), 3840, 2160))
+        swatch = imaging.encode(scenes.plank_texture())[0]
         with RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
-            job = client.submit(material_swap_request(photo, imaging.encode(scenes.plank_texture())[0], quad=quad)).job
+            job = client.submit(material_swap_request(photo, swatch, quad=quad, mask=mask)).job
             for event in client.watch(job.id, timeout=60):
                 if event.stage == pb.STAGE_PROJECTION:
                     break
@@ -230,8 +236,7 @@ def test_a_dispatcher_that_dies_mid_job_loses_nothing(tmp_path: Path) -> None:
             messages = [e.message for e in client.watch(job.id)]
         ledger.close()
     assert done.state == pb.JOB_STATE_SUCCEEDED and done.attempt == 2
-    assert "Step 1/4: outlining the surface with the quad" in messages  # nothing to resume: no stage call
-    assert "Step 2/4: estimating geometry (resumed from checkpoint)" in messages
+    assert "Step 1/4: segmenting the surface (resumed from checkpoint)" in messages
     assert read_output(done.result.outputs[0]).shape == (2160, 3840, 3)
 
 
@@ -280,8 +285,12 @@ def test_a_stage_killed_mid_job_is_waited_for_and_make_run_reports_it(
     monitor = threading.Thread(target=stack.monitor, args=(stop, 0.2), daemon=True)
     monitor.start()
     try:
+        # A client's mask beside the quad: segmentation refines it (a call whose answer is
+        # checkpointed); the quad's plane is arithmetic the gateway does again after a takeover.
+        mask = imaging.encode_mask(imaging.polygon_mask(np.array(quad), 3840, 2160))
+        swatch = imaging.encode(scenes.plank_texture())[0]
         with RenderClient(stack.gateway_address, api_key=stack.api_key) as client:
-            job = client.submit(material_swap_request(photo, imaging.encode(scenes.plank_texture())[0], quad=quad)).job
+            job = client.submit(material_swap_request(photo, swatch, quad=quad, mask=mask)).job
             for event in client.watch(job.id, timeout=60):
                 if event.stage == pb.STAGE_PROJECTION:
                     break
