@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from gateway.context import JobContext, JobFailure
-from gateway.ledger import LimitError, NewJob, QueueFull, StoredJob, progress_event
+from gateway.ledger import LimitError, NewJob, NotOwner, QueueFull, StoredJob, progress_event
 from gateway.ledger.jobs import new_job_id
 from gateway.requests import SURFACES
 from gateway.webhooks import events as webhook_events
@@ -84,7 +84,13 @@ async def submit_child(ctx: JobContext, index: int) -> str | None:
         child_id = (await ctx.ledger.submit(new, rate_limited=False)).job_id
     except (QueueFull, LimitError):
         return None
-    await ctx.ledger.add_child(ctx.job_id, ctx.owner, index, child_id)
+    try:
+        await ctx.ledger.add_child(ctx.job_id, ctx.owner, index, child_id)
+    except NotOwner:
+        # The batch was cancelled (or taken over) since: a room nobody records would render anyway,
+        # unbilled, and no cancel of the batch would reach it.
+        await ctx.ledger.cancel(child_id)
+        raise
     return child_id
 
 

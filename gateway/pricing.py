@@ -4,15 +4,16 @@ settles the actual cost (never above the reservation) and refunds the rest.
 
 A material swap costs its base plus one per variant swatch; refinement, room renders and texture
 edits add what the provider may spend (the job's budget, capped by the server's), settled at what it
-did spend. A batch reserves every room's price and settles the rooms that rendered. Failures that
-are not the caller's fault refund everything; a cancel before the job started refunds everything, a
-cancel later keeps the base price.
+did spend. A batch reserves every room's price and settles the rooms that rendered, when it ends and
+when it is cancelled. Failures that are not the caller's fault refund everything; a cancel before the
+job started refunds everything, a cancel later keeps the base price (a batch's: its rendered rooms').
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,15 @@ def charge_for(result: pb.JobResult, price: Price, spent_cents: float, prices: P
     if result.HasField("batch") and result.batch.total:
         base = price.base * result.batch.succeeded // result.batch.total
         spent_cents = result.batch.cost.cents
+    return min(base + prices.credits(spent_cents), price.reserved)
+
+
+def charge_for_cancelled_batch(rooms: int, rendered: Sequence[pb.Job], price: Price, prices: PriceTable) -> int:
+    """What a batch of `rooms` cancelled while it ran costs: the base of the rooms that rendered and
+    what their providers spent, as its end would have settled them; not every room's base."""
+    done = [job for job in rendered if job.state == pb.JOB_STATE_SUCCEEDED]
+    base = price.base * len(done) // rooms if rooms else 0
+    spent_cents = sum(job.result.generation.cost.cents for job in done)
     return min(base + prices.credits(spent_cents), price.reserved)
 
 

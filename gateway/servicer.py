@@ -34,7 +34,7 @@ from gateway.ledger import (
 from gateway.ledger.jobs import Submitted, new_job_id, now_ms, timestamp
 from gateway.links import OutputLinks
 from gateway.metrics import CREDITS_MOVED, JOBS_ENDED
-from gateway.pricing import Price, PriceTable, price_of
+from gateway.pricing import Price, PriceTable, charge_for_cancelled_batch, price_of
 from gateway.requests import image_fields, plan_steps
 from gateway.settings import WebhookSettings
 from gateway.uploads import drop_uploads, upload_inputs
@@ -419,7 +419,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
     ) -> pb.CancelJobResponse:
         tenant = self._tenant()
         current = await self._job(request.job_id, tenant, context)
-        if await self.ledger.cancel(request.job_id):
+        if await self.ledger.cancel(request.job_id, await self._batch_cancel_charge(current)):
             log.info("job %s cancelled", request.job_id)
             JOBS_ENDED.add(1, {"kind": current.job.kind, "state": "cancelled", "error_code": ""})
         for child_id in (await self.ledger.children(request.job_id)).values():
@@ -428,6 +428,17 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 JOBS_ENDED.add(1, {"kind": "room_render", "state": "cancelled", "error_code": ""})
         stored = await self._job(request.job_id, tenant, context)
         return pb.CancelJobResponse(job=self.links.fill_job(stored.job))
+
+    async def _batch_cancel_charge(self, stored: StoredJob) -> int | None:
+        """A running batch's charge if cancelled now: its rendered rooms (None: the usual rule)."""
+        if stored.job.kind != "room_batch" or stored.job.state != pb.JOB_STATE_RUNNING or not stored.credits_reserved:
+            return None
+        if self.prices is None:
+            return None
+        children = await self.ledger.children(stored.job.id)
+        rendered = [found.job for found in await self.ledger.jobs(list(children.values())) if found is not None]
+        price = Price(stored.credits_base, stored.credits_reserved - stored.credits_base)
+        return charge_for_cancelled_batch(stored.job.total_steps, rendered, price, self.prices)
 
     async def ListJobs(
         self,

@@ -554,8 +554,10 @@ class Jobs(LedgerBase):
             before=before,
         )
 
-    async def cancel(self, job_id: str) -> bool:
-        """Cancels a job that has not ended; True if this call cancelled it. Notifies its dispatcher."""
+    async def cancel(self, job_id: str, charge: int | None = None) -> bool:
+        """Cancels a job that has not ended; True if this call cancelled it. Notifies its dispatcher.
+        It is charged `charge` credits, or by default by its state: nothing while queued, its base
+        once started."""
         stored = await self.get(job_id)
         if stored is None:
             return False
@@ -568,7 +570,7 @@ class Jobs(LedgerBase):
                 stored.job.total_steps,
                 step=stored.job.step,
                 progress=stored.job.progress,
-                charge="cancel",
+                charge="cancel" if charge is None else str(charge),
             )
         except NotOwner:
             return False

@@ -262,6 +262,8 @@ def test_cancelling_a_batch_cancels_its_children(client: RenderClient, fake: Fak
         time.sleep(0.05)
     cancelled = client.cancel(job.id)
     assert cancelled.state == pb.JOB_STATE_CANCELLED
+    # No room had rendered: the batch keeps nothing of its reservation (every room's base, before).
+    assert cancelled.credits_reserved > 0 and cancelled.credits_charged == 0
     children = [e for e in client.watch(job.id) if e.children][-1].children
     submitted = [c.job_id for c in children if c.job_id]
     assert len(submitted) == 2

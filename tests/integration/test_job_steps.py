@@ -209,3 +209,33 @@ def test_a_call_that_may_be_charged_waits_for_a_step_write_already_under_way_and
             await client.aclose()
 
     asyncio.run(body())
+
+
+def test_a_room_submitted_as_its_batch_is_cancelled_is_cancelled_too(redis_url: str, tmp_path: Path) -> None:
+    """A batch cancelled between a room's submit and its recording as the batch's child: that room
+    would render, unbilled, where no cancel of the batch reaches it. It is cancelled at once."""
+    from gateway.batch import submit_child
+    from render_client.client import room_batch_request, room_render
+
+    async def body() -> None:
+        client = connect(redis_url + "/3")
+        await client.flushdb()
+        ledger = Ledger(client)
+        try:
+            batch_id = (await ledger.submit(new_job())).job_id
+            assert await claim(ledger, batch_id, "w1") == 1
+            ctx = job_context(ledger, batch_id, tmp_path)
+            ctx.request.CopyFrom(room_batch_request([room_render("kitchen", dry_run=True)]))
+            assert await ledger.cancel(batch_id)  # the cancel lands while the batch submits its room
+            with pytest.raises(NotOwner):
+                await submit_child(ctx, 0)
+            child_id = await ledger.job_for_key("acme", f"batch/{batch_id}/0")
+            assert child_id is not None
+            child = await ledger.get(child_id)
+            assert child is not None and child.job.state == pb.JOB_STATE_CANCELLED
+        finally:
+            await ledger.aclose()
+            await client.flushdb()
+            await client.aclose()
+
+    asyncio.run(body())

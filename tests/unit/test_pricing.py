@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.pricing import Price, PriceTable, charge_for, charge_for_failure, price_of
+from gateway.pricing import Price, PriceTable, charge_for, charge_for_cancelled_batch, charge_for_failure, price_of
 from render.v1 import render_service_pb2 as pb
 from render_client.client import room_batch_request, room_render, room_render_request
 
@@ -44,3 +44,16 @@ def test_a_price_table_is_read_over_the_defaults() -> None:
     assert (table.material_swap, table.room_render, table.credits(1.5)) == (25, 2, 3)
     with pytest.raises(ValueError, match="unknown prices"):
         PriceTable.load('{"free_lunch": 1}')
+
+
+def test_a_cancelled_batch_pays_for_the_rooms_that_rendered() -> None:
+    rendered = [
+        pb.Job(
+            state=pb.JOB_STATE_SUCCEEDED, result=pb.JobResult(generation=pb.GenerationReport(cost=pb.Cost(cents=2.0)))
+        ),
+        pb.Job(state=pb.JOB_STATE_CANCELLED),
+        pb.Job(state=pb.JOB_STATE_RUNNING),
+    ]
+    # 4 rooms at 2 each: one rendered (2) and its provider's 2 cents; nothing for the others.
+    assert charge_for_cancelled_batch(4, rendered, Price(8, 40), PRICES) == 2 + PRICES.credits(2.0)
+    assert charge_for_cancelled_batch(4, [], Price(8, 40), PRICES) == 0
