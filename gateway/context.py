@@ -144,6 +144,7 @@ class JobContext:
     restored: frozenset[str] = field(init=False)
     # Whether this run may have written a file under work/<job>/ (set before the write).
     wrote_work: bool = False
+    wrote_outputs: bool = False  # this run stored outputs (under outputs_folder)
     # Steps announced and not yet recorded, and the lock that keeps one write of them at a time
     # (a plan's concurrent stage calls flush too): two of a job's transitions in flight at once
     # could apply a retried one after the other. A write refused (NotOwner) is kept: the job is no
@@ -473,7 +474,8 @@ def named(images: Sequence[imaging_pb2.EncodedImage], prefix: str) -> list[imagi
 async def write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage]) -> list[pb.OutputFile]:
     """Stores renditions at renders/{tenant}/{project or "-"}/{job_id}/{name}.{ext}. When one cannot
     be stored the job fails with UPLOAD_FAILED and those already stored are deleted: a job's outputs
-    are all there or none is."""
+    are all there or none is (and a job cancelled as it ended keeps none: the dispatcher deletes
+    what its run stored)."""
     if images:
         await ctx.flush()
     with telemetry.tracer().start_as_current_span(
@@ -486,18 +488,26 @@ async def write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage])
             raise
 
 
+def outputs_folder(ctx: JobContext) -> str:
+    """Where the job's outputs are stored: renders/{tenant}/{project or "-"}/{job_id}/."""
+    return f"renders/{ctx.tenant}/{ctx.request.project_id or '-'}/{ctx.job_id}/"
+
+
 async def _write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage]) -> list[pb.OutputFile]:
-    project = ctx.request.project_id or "-"
+    folder = outputs_folder(ctx)
     items = [
         (
-            f"renders/{ctx.tenant}/{project}/{ctx.job_id}/{image.name}.{imaging.EXTENSIONS[image.content_type]}",
+            f"{folder}{image.name}.{imaging.EXTENSIONS[image.content_type]}",
             lambda image=image: image.data,  # type: ignore[misc]
             image.content_type,
         )
         for image in images
     ]
+    # From here outputs may be stored, even should the job be cancelled meanwhile: the writes
+    # finish before a cancellation goes on, so the dispatcher's clean-up finds all they left.
+    ctx.wrote_outputs = True
     try:
-        stored = await put_all(ctx.storage, items, UPLOADS_AT_ONCE)
+        stored = await finish_even_if_cancelled(put_all(ctx.storage, items, UPLOADS_AT_ONCE))
     except StorageError as exc:
         log.warning("job %s: storage failed: %s", ctx.job_id, exc)
         raise JobFailure(pb.ERROR_CODE_UPLOAD_FAILED, "the render could not be stored") from None

@@ -31,10 +31,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from opentelemetry.trace import Status, StatusCode
 
 from gateway.batch import run_room_batch
-from gateway.context import JobContext, JobFailure
+from gateway.context import JobContext, JobFailure, outputs_folder
 from gateway.generation_jobs import run_room_render, run_texture_edit
 from gateway.ledger import Ledger, LedgerUnavailable, NotOwner, StartHere, StoredJob, Taken, keys
-from gateway.ledger.jobs import TERMINAL_PROTO
+from gateway.ledger.jobs import TERMINAL_PROTO, State
 from gateway.material_swap import run_material_swap
 from gateway.metrics import CREDITS_MOVED, JOB_DURATION, JOBS_ENDED
 from gateway.pricing import Price, charge_for, charge_for_failure
@@ -356,7 +356,11 @@ class Dispatcher:
                 ended = await self._run_plan(job_id, stored, ctx, PLANS.get(kind))
             except NotOwner as exc:
                 log.info("job %s: %s (cancelled or taken over)", job_id, exc)
+                await self._drop_outputs_if_cancelled(ctx)
                 return True
+            except asyncio.CancelledError:
+                await self._drop_outputs_if_cancelled(ctx)
+                raise
             span.set_attribute("render.state", ended[0])
             if ended[1]:
                 span.set_status(Status(StatusCode.ERROR, ended[1]))
@@ -366,6 +370,25 @@ class Dispatcher:
         JOB_DURATION.record(took, {"kind": kind, "state": ended[0]})
         JOBS_ENDED.add(1, {"kind": kind, "state": ended[0], "error_code": ended[1]})
         return ctx.wrote_work
+
+    async def _drop_outputs_if_cancelled(self, ctx: JobContext) -> None:
+        """Deletes the outputs a run stored before its job was cancelled (the cancel came as it
+        ended): a cancelled job's result names none, so they would stay in storage for good. A job
+        another dispatcher took over is left alone: its run writes the same keys."""
+        if not ctx.wrote_outputs:
+            return
+        try:
+            if await self.ledger.state(ctx.job_id) is not State.CANCELLED:
+                return
+        except LedgerUnavailable:
+            log.warning("job %s: its outputs stay until the ledger says whether it was cancelled", ctx.job_id)
+            return
+        folder = outputs_folder(ctx)
+        try:
+            await asyncio.to_thread(self.storage.delete_prefix, folder)
+        except (OSError, StorageError):
+            log.warning("job %s: could not delete the cancelled job's outputs; they are deleted later", ctx.job_id)
+            await self.ledger.defer_release(folder)
 
     async def _run_plan(
         self,

@@ -555,6 +555,42 @@ def test_an_upload_whose_delete_fails_is_deleted_later(redis_url: str, stages: d
     asyncio.run(body())
 
 
+def test_a_job_cancelled_as_it_ends_keeps_no_outputs(redis_url: str, stages: dict[str, str], tmp_path: Path) -> None:
+    """A cancel that lands after the outputs are stored and before the job's end is recorded: the
+    job is CANCELLED, its result names no output, and the files it stored are deleted."""
+    from gateway.ledger import NewJob
+
+    async def body() -> None:
+        storage = ObservedStorage(tmp_path)
+        async with _lone_dispatcher(redis_url, stages, tmp_path, storage) as (ledger, dispatcher):
+            job_id = "cancelled-late"
+            inputs = {
+                "material_swap.photo": f"uploads/{job_id}/photo",
+                "material_swap.swatch": f"uploads/{job_id}/swatch",
+            }
+            storage.put(inputs["material_swap.photo"], PHOTO, "image/jpeg")
+            storage.put(inputs["material_swap.swatch"], SWATCH, "image/jpeg")
+            request = material_swap_request(PHOTO, SWATCH, quad=QUAD).SerializeToString()
+            await ledger.submit(NewJob(job_id, "faults", "material_swap", request, inputs, "f", "", "", "", 4))
+            succeed = dispatcher.ledger.succeed
+
+            async def cancelled_first(*args: Any, **kwargs: Any) -> None:
+                assert await ledger.cancel(job_id)
+                await succeed(*args, **kwargs)
+
+            dispatcher.ledger.succeed = cancelled_first
+            taken = await ledger.take(dispatcher.consumer, 30.0, frozenset())
+            assert taken is not None
+            await dispatcher._run(taken)
+            stored = await ledger.get(job_id)
+            assert stored is not None and stored.job.state == pb.JOB_STATE_CANCELLED
+            assert not stored.job.result.outputs
+            assert any(key.startswith(f"renders/faults/-/{job_id}/") for key in storage.put_keys)  # they were written
+            assert not (tmp_path / "renders" / "faults" / "-" / job_id).exists()
+
+    asyncio.run(body())
+
+
 def test_a_swap_stores_its_render_once_at_its_outputs(redis_url: str, stages: dict[str, str], tmp_path: Path) -> None:
     """The last projection's answer is the job's render: it is stored at the outputs' keys and not
     again as a checkpoint (at 4K that was a second upload of ~1 MB). The stage before it still
