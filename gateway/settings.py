@@ -72,6 +72,9 @@ class WebhookSettings:
     secret_overlap_s: float = 24 * 3600.0
     concurrency: int = 8  # attempts in flight per gateway (0: this gateway delivers none)
     endpoints_per_tenant: int = 10
+    # Attempts in flight per tenant across every gateway: a tenant whose receiver hangs holds this
+    # many slots, not every gateway's.
+    tenant_concurrency: int = 4
 
     @property
     def lease_s(self) -> float:
@@ -98,6 +101,7 @@ class WebhookSettings:
             secret_overlap_s=env_float("WEBHOOK_SECRET_OVERLAP_SECONDS", 24 * 3600.0, minimum=0.0),
             concurrency=env_int("WEBHOOK_CONCURRENCY", 8, minimum=0),
             endpoints_per_tenant=env_int("WEBHOOK_ENDPOINTS_PER_TENANT", 10, minimum=0),
+            tenant_concurrency=env_int("WEBHOOK_TENANT_CONCURRENCY", 4, minimum=1),
         )
 
 

@@ -44,6 +44,7 @@ CREDITS_LOG_TEMPLATE = "credits:%s:log"
 WEBHOOK_ENDPOINTS_TEMPLATE = "tenant:%s:webhooks"
 WEBHOOK_SECRETS_TEMPLATE = "tenant:%s:webhook_secrets"
 WEBHOOK_DELIVERY_TEMPLATE = "webhook:%s"
+WEBHOOK_IN_FLIGHT_TEMPLATE = "tenant:%s:webhooks_in_flight"
 JOB_WEBHOOKS_TEMPLATE = "job:%s:webhooks"
 CHECKPOINTS_TEMPLATE = "job:%s:ckpt"
 
@@ -169,6 +170,11 @@ def webhook_secrets(tenant: str) -> str:
     """The hash of a tenant's webhook signing secrets: "tenant" (the webhooks set on requests) or
     "endpoint:{id}" -> JSON {current, previous, previous_until_ms}."""
     return WEBHOOK_SECRETS_TEMPLATE % tenant
+
+
+def webhook_in_flight(tenant: str) -> str:
+    """A tenant's webhook attempts in flight: delivery id -> the end of its claim's lease (ms)."""
+    return WEBHOOK_IN_FLIGHT_TEMPLATE % tenant
 
 
 def webhook_delivery(delivery_id: str) -> str:

@@ -251,8 +251,11 @@ class Webhooks(LedgerBase):
 
     # -- deliveries --------------------------------------------------------------------------------
 
-    async def claim_deliveries(self, claim: str, now_ms: int, lease_ms: int, most: int) -> Claimed:
-        """Up to `most` due deliveries, now claimed by `claim` for a lease, with their secrets."""
+    async def claim_deliveries(
+        self, claim: str, now_ms: int, lease_ms: int, most: int, per_tenant: int = 1_000_000
+    ) -> Claimed:
+        """Up to `most` due deliveries, now claimed by `claim` for a lease, with their secrets; none
+        of a tenant with `per_tenant` attempts in flight already (across every worker)."""
         reply: Any = await self._script(
             "webhook_claim",
             keys=[keys.WEBHOOKS_DUE],
@@ -264,6 +267,8 @@ class Webhooks(LedgerBase):
                 keys.WEBHOOK_DELIVERY_TEMPLATE,
                 keys.WEBHOOK_ENDPOINTS_TEMPLATE,
                 keys.WEBHOOK_SECRETS_TEMPLATE,
+                keys.WEBHOOK_IN_FLIGHT_TEMPLATE,
+                per_tenant,
             ],
         )
         rows, next_due = reply
@@ -291,6 +296,7 @@ class Webhooks(LedgerBase):
                 next_ms,
                 reason,
                 keys.WEBHOOK_ENDPOINTS_TEMPLATE,
+                keys.WEBHOOK_IN_FLIGHT_TEMPLATE,
             ],
         )
         return bool(recorded)

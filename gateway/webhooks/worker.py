@@ -148,7 +148,9 @@ class DeliveryWorker:
             if free > 0:
                 self._wake.clear()
                 try:
-                    claimed = await self.ledger.claim_deliveries(self.claim, now_ms(), lease_ms, free)
+                    claimed = await self.ledger.claim_deliveries(
+                        self.claim, now_ms(), lease_ms, free, self.settings.tenant_concurrency
+                    )
                     delay = 0.1
                 except asyncio.CancelledError:
                     raise

@@ -30,6 +30,7 @@ from gateway.ledger import (
     progress_event,
 )
 from gateway.ledger.events import NOTICE_EVENT_BYTES
+from gateway.ledger.jobs import now_ms
 from render.v1 import render_service_pb2 as pb
 
 
@@ -671,3 +672,34 @@ def test_a_precheck_counts_the_submit_against_the_rate_and_refuses_what_submit_w
             await ledger.precheck("initech", 0)
 
     run(body, redis_url, tenant_defaults=TenantLimits(rate_per_s=1, burst=2))
+
+
+def test_a_tenant_holds_at_most_its_share_of_webhook_attempts(redis_url: str) -> None:
+    """A tenant whose receiver hangs: its deliveries fill at most `per_tenant` attempts across
+    every worker, and another tenant's due delivery behind them is claimed at once. An attempt's
+    record, or its lease running out, frees its place."""
+
+    async def body(ledger: Ledger) -> None:
+        now = now_ms()
+        for tenant, count in (("stuck", 6), ("other", 1)):
+            for i in range(count):
+                delivery = f"{tenant}-{i}"
+                await ledger.redis.hset(
+                    keys.webhook_delivery(delivery),
+                    mapping={"id": delivery, "tenant": tenant, "status": "pending", "endpoint": "", "url": "http://x"},
+                )
+                # The stuck tenant's deliveries come due first.
+                await ledger.redis.zadd(keys.WEBHOOKS_DUE, {delivery: now - 100 + (50 if tenant == "other" else i)})
+        first = await ledger.claim_deliveries("w1", now, 30_000, 8, per_tenant=2)
+        assert [d.delivery_id for d in first.deliveries] == ["stuck-0", "stuck-1", "other-0"]
+        assert first.next_due_ms is not None and first.next_due_ms > now  # nothing due now to look for
+        second = await ledger.claim_deliveries("w2", now, 30_000, 8, per_tenant=2)  # another worker
+        assert second.deliveries == []
+        assert await ledger.record_attempt(first.deliveries[0], "w1", "release", None, now)
+        third = await ledger.claim_deliveries("w2", now + 1, 30_000, 8, per_tenant=2)
+        assert [d.delivery_id for d in third.deliveries] == ["stuck-2"]  # one place free again
+        # A worker that died mid-attempt: its claims count until their lease's end.
+        later = await ledger.claim_deliveries("w3", now + 31_000, 30_000, 8, per_tenant=2)
+        assert sum(d.tenant == "stuck" for d in later.deliveries) == 2
+
+    run(body, redis_url)

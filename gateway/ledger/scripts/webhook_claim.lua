@@ -1,24 +1,39 @@
 -- Claims due webhook deliveries for one worker: each is moved a lease ahead in the due set (if the
 -- worker dies mid-attempt, another claims it when the lease runs out) and marked with the claim, so
 -- only this worker's record of the attempt is accepted. Deliveries that expired, ended, or whose
--- endpoint was deleted or disabled leave the due set.
+-- endpoint was deleted or disabled leave the due set. A tenant has at most ARGV[9] attempts in flight
+-- across every worker (its in-flight set holds each claimed delivery until its lease's end, so a dead
+-- worker's claims count only until then): a tenant whose receiver hangs holds that many slots, not
+-- every worker's, and the due deliveries behind its own are claimed past it.
 -- KEYS: 1 webhooks due
 -- ARGV: 1 now_ms, 2 lease_ms, 3 most to claim, 4 claim id, 5 delivery template, 6 endpoints
---       template, 7 secrets template
+--       template, 7 secrets template, 8 tenant's in-flight template, 9 most in flight per tenant
 -- Returns {claimed, next due ms ('' when none)}; each claimed one is {fields..., secrets JSON ('')}
 -- with the fields id, tenant, job, endpoint, url, type, event, kind, parent, project, user,
 -- attempt, attempts, created_ms.
 local FIELDS = {'id', 'tenant', 'job', 'endpoint', 'url', 'type', 'event', 'kind', 'parent', 'project', 'user',
   'attempt', 'attempts', 'created_ms'}
 local now = tonumber(ARGV[1])
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local most = tonumber(ARGV[3])
+local cap = tonumber(ARGV[9])
+-- Due deliveries looked at, at most: past the tenants at their cap (a bounded script either way).
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, math.max(most * 16, 256))
 local claimed = {}
+local in_flight = {}  -- by tenant: its attempts in flight, read once per call
 for _, id in ipairs(ids) do
+  if #claimed >= most then break end
   local key = string.format(ARGV[5], id)
+  local tenant = redis.call('HGET', key, 'tenant') or ''
+  local flying = string.format(ARGV[8], tenant)
+  if in_flight[tenant] == nil then
+    redis.call('ZREMRANGEBYSCORE', flying, '-inf', now)  -- claims whose lease ran out
+    in_flight[tenant] = redis.call('ZCARD', flying)
+  end
   if redis.call('HGET', key, 'status') ~= 'pending' then
     redis.call('ZREM', KEYS[1], id)
+  elseif in_flight[tenant] >= cap then
+    -- left due: claimed once one of the tenant's attempts ends
   else
-    local tenant = redis.call('HGET', key, 'tenant')
     local endpoint = redis.call('HGET', key, 'endpoint')
     local field = 'tenant'
     local refused = nil
@@ -36,6 +51,9 @@ for _, id in ipairs(ids) do
       redis.call('ZREM', KEYS[1], id)
     else
       redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
+      redis.call('ZADD', flying, now + tonumber(ARGV[2]), id)
+      redis.call('PEXPIRE', flying, tonumber(ARGV[2]))
+      in_flight[tenant] = in_flight[tenant] + 1
       redis.call('HSET', key, 'claim', ARGV[4])
       local values = redis.call('HMGET', key, unpack(FIELDS))
       for i = 1, #values do values[i] = values[i] or '' end
@@ -44,5 +62,8 @@ for _, id in ipairs(ids) do
     end
   end
 end
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+-- When to look again: the first delivery due later. One due now was claimed, is its tenant's to wait
+-- for (an attempt's end wakes the worker, and every worker looks again within a second anyway), or
+-- waits for a slot this worker does not have free.
+local first = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 return {claimed, first[2] or ''}

@@ -3,11 +3,14 @@
 -- next_ms; or hands the claim back unattempted (the worker is stopping). A 410 Gone from an
 -- endpoint also disables the endpoint. Repeating a call (a retry after a lost reply) finds the
 -- claim released and changes nothing.
+-- The attempt leaves its tenant's in-flight set (webhook_claim.lua).
 -- KEYS: 1 the delivery, 2 webhooks due
 -- ARGV: 1 delivery id, 2 claim id, 3 outcome ('delivered', 'retry', 'failed', 'gone', 'release'),
---       4 the attempt (JSON), 5 next_ms (retry; release: now), 6 why it failed, 7 endpoints template
+--       4 the attempt (JSON), 5 next_ms (retry; release: now), 6 why it failed, 7 endpoints template,
+--       8 tenant's in-flight template
 if redis.call('HGET', KEYS[1], 'claim') ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'claim', '')
+redis.call('ZREM', string.format(ARGV[8], redis.call('HGET', KEYS[1], 'tenant') or ''), ARGV[1])
 local outcome = ARGV[3]
 if outcome == 'release' then
   redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
