@@ -35,7 +35,13 @@ def gateway_connections(redis_url: str, pid: int) -> int:
 def test_two_thousand_idle_watchers_outlive_a_minute_of_silence(tmp_path: Path) -> None:
     # The stack's gateway only serves the API: its jobs stay queued, silent, until a dispatching
     # replica arrives after the silence.
-    env = {"DISPATCHER_CONCURRENCY": "0", "TENANT_RATE_PER_SECOND": "0", "TENANT_QUEUE_QUOTA": "0"}
+    # One tenant holds every watch here: its cap on open watches (TENANT_WATCHES) is raised past them.
+    env = {
+        "DISPATCHER_CONCURRENCY": "0",
+        "TENANT_RATE_PER_SECOND": "0",
+        "TENANT_QUEUE_QUOTA": "0",
+        "TENANT_WATCHES": str(4 * JOBS * WATCHERS_PER_JOB),
+    }
     stack = Stack(data_dir=tmp_path, ports=Ports.free(), with_triton=False, env=env)
     with stack:
         gateway = psutil.Process(stack.process("gateway").pid)
