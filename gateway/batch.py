@@ -87,9 +87,12 @@ async def submit_child(ctx: JobContext, index: int) -> str | None:
     try:
         await ctx.ledger.add_child(ctx.job_id, ctx.owner, index, child_id)
     except NotOwner:
-        # The batch was cancelled (or taken over) since: a room nobody records would render anyway,
-        # unbilled, and no cancel of the batch would reach it.
-        await ctx.ledger.cancel(child_id)
+        # The batch was cancelled since: a room nobody records would render anyway, unbilled, and
+        # no cancel of the batch would reach it. (Taken over instead, its new run records this
+        # very room: the idempotency key gives it the same job.)
+        state = await ctx.ledger.state(ctx.job_id)
+        if state is None or state.terminal:
+            await ctx.ledger.cancel(child_id)
         raise
     return child_id
 
@@ -108,9 +111,13 @@ def child_view(index: int, room: pb.RoomRender, job_id: str, stored: StoredJob |
 
 
 async def cancel_children(ctx: JobContext) -> None:
-    """Cancels every child of the batch that has not ended."""
-    for child_id in (await ctx.ledger.children(ctx.job_id)).values():
-        await ctx.ledger.cancel(child_id)
+    """Cancels every child of the batch that has not ended: those recorded, and a room submitted
+    but not yet recorded when the cancel came (found by its idempotency key)."""
+    recorded = await ctx.ledger.children(ctx.job_id)
+    for index in range(len(ctx.request.room_batch.rooms)):
+        child_id = recorded.get(index) or await ctx.ledger.job_for_key(ctx.tenant, f"batch/{ctx.job_id}/{index}")
+        if child_id:
+            await ctx.ledger.cancel(child_id)
 
 
 async def run_room_batch(ctx: JobContext) -> pb.JobResult:

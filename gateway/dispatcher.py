@@ -61,6 +61,8 @@ DETACHED = frozenset({"room_batch"})
 _IDLE_LOOK_S = 1.0
 # Folders whose delete failed that one look of a reaper (every quarter lease) deletes, at most.
 _RELEASES_PER_LOOK = 20
+# How long a run's clean-up after a cancel asks the ledger, at most.
+_CLEAN_UP_S = 2.0
 
 
 class Dispatcher:
@@ -86,6 +88,7 @@ class Dispatcher:
         self._running: dict[str, asyncio.Task[bool]] = {}
         self._work = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._releasing: asyncio.Task[None] | None = None  # the reaper's deletes of due folders
         subscriptions.on(keys.CANCEL_CHANNEL, self._cancel_if_running)
         subscriptions.on(keys.WORK_CHANNEL, lambda _tenant: self._work.set())
         subscriptions.on_subscribed(self._after_resubscribing)
@@ -126,9 +129,10 @@ class Dispatcher:
         """Stops taking work, lets running jobs finish within the grace, then hands the rest back
         (to the front of their queues, for another dispatcher to resume)."""
         self._stopping.set()
-        for task in self._tasks:
+        background = [*self._tasks, *([self._releasing] if self._releasing is not None else [])]
+        for task in background:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         if self._runs:
             await asyncio.wait(list(self._runs), timeout=grace_s)
         for running in [*self._running.values(), *self._runs]:
@@ -207,7 +211,9 @@ class Dispatcher:
                 requeued = await self.ledger.requeue_expired()
                 if requeued:
                     log.info("put back %d job(s) whose dispatcher stopped renewing", requeued)
-                await self._release_due()
+                if self._releasing is None or self._releasing.done():
+                    # Beside the reaping: a storage that hangs must not hold the leases' reaper.
+                    self._releasing = asyncio.create_task(self._release_due())
             except asyncio.CancelledError:
                 raise
             except LedgerUnavailable:
@@ -306,13 +312,17 @@ class Dispatcher:
                     log.error("job %s: %s could not be noted for a later delete", job_id, prefix)
 
     async def _release_due(self) -> None:
-        """Deletes folders whose delete failed when their job ended (_release_inputs)."""
-        for prefix in await self.ledger.releases_due(_RELEASES_PER_LOOK):
-            try:
-                await asyncio.to_thread(self.storage.delete_prefix, prefix)
-            except (OSError, StorageError):
-                return  # the storage still fails: the next look tries again
-            await self.ledger.released(prefix)
+        """Deletes folders whose delete failed when their job ended (_release_inputs), some of
+        them (any: a folder that keeps failing does not hold the others back for good)."""
+        try:
+            for prefix in await self.ledger.releases_due(_RELEASES_PER_LOOK):
+                try:
+                    await asyncio.to_thread(self.storage.delete_prefix, prefix)
+                except (OSError, StorageError):
+                    return  # the storage still fails: the next look tries again
+                await self.ledger.released(prefix)
+        except LedgerUnavailable:
+            return
 
     async def _execute(
         self, job_id: str, stored: StoredJob, checkpoints: dict[str, bytes], held: Mapping[str, bytes] | None = None
@@ -378,17 +388,20 @@ class Dispatcher:
         if not ctx.wrote_outputs:
             return
         try:
-            if await self.ledger.state(ctx.job_id) is not State.CANCELLED:
-                return
-        except LedgerUnavailable:
-            log.warning("job %s: its outputs stay until the ledger says whether it was cancelled", ctx.job_id)
+            # Briefly: a drain with Redis away must not wait out the ledger's retries here.
+            async with asyncio.timeout(_CLEAN_UP_S):
+                if await self.ledger.state(ctx.job_id) is not State.CANCELLED:
+                    return
+        except (LedgerUnavailable, TimeoutError):
+            log.warning("job %s: its outputs stay: the ledger could not say whether it was cancelled", ctx.job_id)
             return
         folder = outputs_folder(ctx)
         try:
             await asyncio.to_thread(self.storage.delete_prefix, folder)
         except (OSError, StorageError):
             log.warning("job %s: could not delete the cancelled job's outputs; they are deleted later", ctx.job_id)
-            await self.ledger.defer_release(folder)
+            with contextlib.suppress(LedgerUnavailable):
+                await self.ledger.defer_release(folder)
 
     async def _run_plan(
         self,

@@ -39,7 +39,7 @@ from gateway.requests import image_fields, plan_steps
 from gateway.settings import WebhookSettings
 from gateway.uploads import drop_uploads, upload_inputs
 from gateway.validation import Assets, Limits, Violation, named_asset_problems, validate_submit
-from gateway.watch import CursorPastEnd, CursorRefused, EventHub, JobGone
+from gateway.watch import CursorPastEnd, CursorRefused, EventHub, EventsUnreadable, JobGone
 from gateway.webhooks import events as webhook_events
 from gateway.webhooks.api import WebhookMethods
 from render.v1 import render_service_pb2 as pb
@@ -58,6 +58,7 @@ OUTPUT_CHUNK_BYTES = 256 * 1024
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 # A watched job that no longer exists: past its retention, or lost by a Redis without its data.
 _JOB_GONE = "the job no longer exists: it expired, or the job ledger lost it"
+_EVENTS_UNREADABLE = "the job's events could not be read"
 
 
 def fingerprint(request: pb.SubmitRenderRequest) -> str:
@@ -186,6 +187,8 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                     )
             except JobGone:
                 await abort(context, grpc.StatusCode.NOT_FOUND, _JOB_GONE)
+            except EventsUnreadable:
+                await abort(context, grpc.StatusCode.INTERNAL, _EVENTS_UNREADABLE)
 
     async def _submit(
         self,
@@ -345,6 +348,8 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                     yield pb.WatchJobResponse(keep_alive=True) if event is None else pb.WatchJobResponse(event=event)
         except JobGone:
             await abort(context, grpc.StatusCode.NOT_FOUND, _JOB_GONE)
+        except EventsUnreadable:
+            await abort(context, grpc.StatusCode.INTERNAL, _EVENTS_UNREADABLE)
         except CursorRefused:
             await abort(
                 context,
@@ -430,8 +435,11 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         return pb.CancelJobResponse(job=self.links.fill_job(stored.job))
 
     async def _batch_cancel_charge(self, stored: StoredJob) -> int | None:
-        """A running batch's charge if cancelled now: its rendered rooms (None: the usual rule)."""
-        if stored.job.kind != "room_batch" or stored.job.state != pb.JOB_STATE_RUNNING or not stored.credits_reserved:
+        """A batch's charge if cancelled now: its rooms rendered so far, also when it waits in the
+        queue after a takeover (None: the usual rule). A room that ends between this read and the
+        cancel of the batch's rooms is not charged."""
+        unfinished = (pb.JOB_STATE_RUNNING, pb.JOB_STATE_QUEUED)
+        if stored.job.kind != "room_batch" or stored.job.state not in unfinished or not stored.credits_reserved:
             return None
         if self.prices is None:
             return None

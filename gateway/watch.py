@@ -56,11 +56,16 @@ class JobGone(Exception):
     """The watched job no longer exists (it expired, or Redis lost it): nothing will follow."""
 
 
+class EventsUnreadable(Exception):
+    """Redis refused to read the job's events, and no watcher's cursor is to blame."""
+
+
 class ServerDraining(DependencyUnavailable):
     """The gateway is shutting down: the client should reconnect (to another replica)."""
 
     def __init__(self) -> None:
-        super().__init__("this gateway replica", retry_after_s=0.0)
+        # Not at once: a client's next call could reach this replica again while it drains.
+        super().__init__("this gateway replica", retry_after_s=0.2)
 
 
 @dataclass(eq=False)
@@ -73,6 +78,7 @@ class _Watcher:
     past_end: bool = False  # the job ended before the cursor: the watch ends with CursorPastEnd
     refused: bool = False  # Redis refused to read from the cursor: the watch ends with CursorRefused
     gone: bool = False  # the job no longer exists: the watch ends with JobGone
+    unreadable: bool = False  # Redis refused its job's events: the watch ends with EventsUnreadable
     ahead: bool = False  # the cursor may lie past the job's latest event: the sweep checks its end
 
     def take(self, event: pb.JobEvent, position: tuple[int, int]) -> None:
@@ -96,6 +102,7 @@ class EventHub:
         self.keepalive_s = keepalive_s
         self.sweep_s = sweep_s
         self._watchers: dict[str, set[_Watcher]] = {}
+        self._draining = False
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -112,7 +119,10 @@ class EventHub:
             self._task = asyncio.create_task(self._run())
 
     async def drain(self) -> None:
-        """Ends every watch with UNAVAILABLE (clients resume from their cursor elsewhere) and stops."""
+        """Ends every watch with UNAVAILABLE (clients resume from their cursor elsewhere) and stops;
+        a watch begun after this ends the same way at once (the server still takes calls while the
+        rest of its drain runs, and a watch left open would hold its stop for the grace)."""
+        self._draining = True
         for group in self._watchers.values():
             for watcher in group:
                 watcher.draining = True
@@ -172,6 +182,8 @@ class EventHub:
         confirmation of that subscription reads what came after them (as it does for every
         watch), so an event whose notice came before the subscription is not missed. While the
         subscription is down (its confirmation could be seconds away) the watch reads at once."""
+        if self._draining:
+            raise ServerDraining()
         watcher = _Watcher(cursor=cursor_key(after), outcome_only=outcome_only, first_too=first_too)
         group = self._watchers.setdefault(job_id, set())
         fresh = not group
@@ -200,6 +212,8 @@ class EventHub:
                         raise CursorRefused()
                     if watcher.gone:
                         raise JobGone()
+                    if watcher.unreadable:
+                        raise EventsUnreadable()
                     return
                 yield event
                 if event.state in TERMINAL_PROTO:
@@ -306,10 +320,14 @@ class EventHub:
                     self._dirty.update(starts)
                     raise
                 group = self._watchers.get(job_id, set())
-                blamed = [w for w in group if not readable(w.cursor)] or list(group)
-                log.warning("job %s: %d watch(es) ended, their events could not be read: %s", job_id, len(blamed), exc)
-                for watcher in blamed:
-                    watcher.refused = True
+                blamed = [w for w in group if not readable(w.cursor)]
+                ended = blamed or list(group)
+                log.warning("job %s: %d watch(es) ended, their events could not be read: %s", job_id, len(ended), exc)
+                for watcher in ended:
+                    if blamed:
+                        watcher.refused = True
+                    else:
+                        watcher.unreadable = True
                     watcher.queue.put_nowait(None)
                     group.discard(watcher)
                 if group:

@@ -44,15 +44,16 @@ RETRYABLE: tuple[type[Exception], ...] = (
 
 # Redis answering, but refusing writes for now: out of memory under `noeviction`, its AOF or RDB
 # failing to write (a full disk: MISCONF), a script running too long (BUSY), a failover under way.
-# Redis refuses such a command before it runs, and a script at its first write (after reads only),
+# Redis refuses such a command before it runs, and a script before its first write (after reads only),
 # so the call can be made again, as after a lost connection. A script's refusal comes wrapped
-# ("Error running script (...): @user_script: 180: -OOM command not allowed ...").
+# ("Error running script (...): @user_script: 180: -OOM command not allowed ..."), and so does a
+# transaction's ("Command # 1 (...) of pipeline caused error: ('MISCONF ...',)").
 _REFUSING_FOR_NOW: tuple[type[Exception], ...] = (
     redis.exceptions.OutOfMemoryError,
     redis.exceptions.TryAgainError,
     redis.exceptions.ClusterDownError,  # MASTERDOWN too
 )
-_REFUSAL = re.compile(r"(?:\A|: -)(?:OOM|MISCONF|BUSY|NOREPLICAS|MASTERDOWN|TRYAGAIN|CLUSTERDOWN) ")
+_REFUSAL = re.compile(r"(?:\A|: -|\(')(?:OOM|MISCONF|BUSY|NOREPLICAS|MASTERDOWN|TRYAGAIN|CLUSTERDOWN) ")
 
 
 def transient(exc: BaseException) -> bool:

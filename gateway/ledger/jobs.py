@@ -735,7 +735,7 @@ class Jobs(LedgerBase):
     async def releases_due(self, count: int) -> list[str]:
         """Up to count folders whose delete is still due (any of them: every reaper deletes some)."""
         found: Any = await self._retry(lambda: self.redis.srandmember(keys.RELEASES_DUE, count))
-        return sorted(prefix.decode() for prefix in found or [])
+        return [prefix.decode() for prefix in found or []]
 
     async def released(self, prefix: str) -> None:
         """A due folder's delete went through."""

@@ -239,3 +239,47 @@ def test_a_room_submitted_as_its_batch_is_cancelled_is_cancelled_too(redis_url: 
             await client.aclose()
 
     asyncio.run(body())
+
+
+def test_a_batch_taken_over_keeps_the_room_its_first_run_submitted(redis_url: str, tmp_path: Path) -> None:
+    """NotOwner from recording a room can also mean the batch was taken over: its new run records
+    the same room (the idempotency key gives it the same job), so the room is not cancelled. And
+    a batch cancelled while its room was not yet recorded cancels that room too."""
+    from gateway.batch import cancel_children, submit_child
+    from gateway.ledger import NewJob, keys
+    from render_client.client import room_batch_request, room_render
+
+    async def body() -> None:
+        client = connect(redis_url + "/3")
+        await client.flushdb()
+        ledger = Ledger(client)
+        try:
+            batch_id = (await ledger.submit(new_job())).job_id
+            assert await claim(ledger, batch_id, "w1") == 1
+            ctx = job_context(ledger, batch_id, tmp_path)
+            ctx.request.CopyFrom(
+                room_batch_request([room_render("kitchen", dry_run=True), room_render("den", dry_run=True)])
+            )
+            await client.hset(keys.job(batch_id), "owner", "w2")  # another dispatcher has it now
+            with pytest.raises(NotOwner):
+                await submit_child(ctx, 0)
+            kept = await ledger.job_for_key("acme", f"batch/{batch_id}/0")
+            assert kept is not None
+            stored = await ledger.get(kept)
+            assert stored is not None and stored.job.state == pb.JOB_STATE_QUEUED
+
+            # A room submitted, then the batch cancelled before the room was recorded.
+            await client.hset(keys.job(batch_id), "owner", "w1")
+            unrecorded = NewJob("room-1", "acme", "room_render", b"", {}, "f", "", "", f"batch/{batch_id}/1", 3)
+            await ledger.submit(unrecorded, rate_limited=False)
+            assert await ledger.cancel(batch_id)
+            await cancel_children(ctx)
+            for room in (kept, "room-1"):
+                stored = await ledger.get(room)
+                assert stored is not None and stored.job.state == pb.JOB_STATE_CANCELLED, room
+        finally:
+            await ledger.aclose()
+            await client.flushdb()
+            await client.aclose()
+
+    asyncio.run(body())

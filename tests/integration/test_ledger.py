@@ -697,9 +697,29 @@ def test_a_tenant_holds_at_most_its_share_of_webhook_attempts(redis_url: str) ->
         assert second.deliveries == []
         assert await ledger.record_attempt(first.deliveries[0], "w1", "release", None, now)
         third = await ledger.claim_deliveries("w2", now + 1, 30_000, 8, per_tenant=2)
-        assert [d.delivery_id for d in third.deliveries] == ["stuck-2"]  # one place free again
+        assert [d.delivery_id for d in third.deliveries] == ["stuck-0"]  # a place is free again
         # A worker that died mid-attempt: its claims count until their lease's end.
         later = await ledger.claim_deliveries("w3", now + 31_000, 30_000, 8, per_tenant=2)
         assert sum(d.tenant == "stuck" for d in later.deliveries) == 2
+
+    run(body, redis_url)
+
+
+def test_a_tenants_backlog_of_webhooks_does_not_hide_another_tenants(redis_url: str) -> None:
+    """Hundreds of due deliveries of a tenant at its cap ahead of another tenant's one: the other's
+    is claimed within two looks, not when the backlog has drained."""
+
+    async def body(ledger: Ledger) -> None:
+        now = now_ms()
+        for i in range(301):
+            tenant, delivery = ("other", "other-0") if i == 300 else ("stuck", f"stuck-{i}")
+            await ledger.redis.hset(
+                keys.webhook_delivery(delivery),
+                mapping={"id": delivery, "tenant": tenant, "status": "pending", "endpoint": "", "url": "http://x"},
+            )
+            await ledger.redis.zadd(keys.WEBHOOKS_DUE, {delivery: now - 1000 + i})
+        looks = [await ledger.claim_deliveries("w1", now, 30_000, 8, per_tenant=2) for _ in range(2)]
+        claimed = [d.delivery_id for look in looks for d in look.deliveries]
+        assert claimed == ["stuck-0", "stuck-1", "other-0"]
 
     run(body, redis_url)

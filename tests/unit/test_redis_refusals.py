@@ -24,6 +24,9 @@ from gateway.ledger.connection import transient
         "-OOM command not allowed when used memory > 'maxmemory'.",
         "ERR Error running script (call to f_d149): @user_script:12: @user_script: 12: "
         "-MISCONF Errors writing to the AOF file: No space left on device",
+        # A transaction's, as redis-py words it.
+        "ERR Command # 1 (HSET geometry:f segmentation x) of pipeline caused error: "
+        "('MISCONF Errors writing to the AOF file: No space left on device',)",
     ],
 )
 def test_redis_refusing_for_now_is_waited_out(reply: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.ledger import cursor_key, parse_notice
 from gateway.ledger.events import NOTICE_EVENT_BYTES, notice_payload
-from gateway.watch import CursorPastEnd, EventHub
+from gateway.watch import CursorPastEnd, EventHub, ServerDraining
 from render.v1 import render_service_pb2 as pb
 
 
@@ -427,5 +427,20 @@ def test_a_new_jobs_watcher_reads_at_once_while_the_subscription_is_down() -> No
             assert stream.reads == ["0-0"]
         finally:
             await hub.drain()
+
+    asyncio.run(body())
+
+
+def test_a_watch_begun_after_the_drain_ends_at_once() -> None:
+    """The server still takes calls while the rest of its drain runs: a watch begun then would
+    hold its stop for the whole grace. It ends at once, as the drained ones did."""
+
+    async def body() -> None:
+        stream = Stream(3)
+        hub = EventHub(stream, NoSubscriptions(), keepalive_s=5)  # type: ignore[arg-type]
+        hub.start()
+        await hub.drain()
+        with pytest.raises(ServerDraining):
+            await asyncio.wait_for(take(hub.watch("job"), 1), 1)
 
     asyncio.run(body())

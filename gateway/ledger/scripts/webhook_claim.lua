@@ -4,7 +4,8 @@
 -- endpoint was deleted or disabled leave the due set. A tenant has at most ARGV[9] attempts in flight
 -- across every worker (its in-flight set holds each claimed delivery until its lease's end, so a dead
 -- worker's claims count only until then): a tenant whose receiver hangs holds that many slots, not
--- every worker's, and the due deliveries behind its own are claimed past it.
+-- every worker's. Its deliveries a look passes over are put a second later in the due set, so the
+-- other tenants' deliveries behind them are claimed within a look or two however many it has.
 -- KEYS: 1 webhooks due
 -- ARGV: 1 now_ms, 2 lease_ms, 3 most to claim, 4 claim id, 5 delivery template, 6 endpoints
 --       template, 7 secrets template, 8 tenant's in-flight template, 9 most in flight per tenant
@@ -13,6 +14,7 @@
 -- attempt, attempts, created_ms.
 local FIELDS = {'id', 'tenant', 'job', 'endpoint', 'url', 'type', 'event', 'kind', 'parent', 'project', 'user',
   'attempt', 'attempts', 'created_ms'}
+local SKIP_MS = 1000
 local now = tonumber(ARGV[1])
 local most = tonumber(ARGV[3])
 local cap = tonumber(ARGV[9])
@@ -32,7 +34,9 @@ for _, id in ipairs(ids) do
   if redis.call('HGET', key, 'status') ~= 'pending' then
     redis.call('ZREM', KEYS[1], id)
   elseif in_flight[tenant] >= cap then
-    -- left due: claimed once one of the tenant's attempts ends
+    -- Due again a little later, out of the way: a tenant with thousands due (its receiver hangs)
+    -- would otherwise fill every look, and no other tenant's delivery behind them would be seen.
+    redis.call('ZADD', KEYS[1], now + SKIP_MS, id)
   else
     local endpoint = redis.call('HGET', key, 'endpoint')
     local field = 'tenant'
