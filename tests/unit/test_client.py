@@ -254,6 +254,19 @@ def test_a_stream_that_ends_before_its_job_is_reopened_after_the_last_cursor() -
             assert [w.after for w in fake.watches[3:]] == ["", "2-0"]
 
 
+def test_streams_that_keep_ending_early_are_given_up_on_once() -> None:
+    """A gateway whose streams keep ending in order without the job's end (and without a message)
+    is given up on after the bound, with one plain GaveUpError naming the last failure."""
+    fake = FakeGateway(watch_plans=[[0]] * 10_000)
+    policy = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.02, give_up_after_s=0.5)
+    with serve(fake) as servers, RenderClient(target(servers), api_key="rk_test", retry=policy) as client:
+        with pytest.raises(GaveUpError) as info:
+            list(client.watch("job-1", timeout=10))
+    message = str(info.value)
+    assert message.count("gave up") == 1 and "the stream ended before the job did" in message
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
 def test_a_caller_waiting_for_the_outcome_asks_for_it_again_when_it_resumes() -> None:
     fake = FakeGateway(watch_plans=[[1, grpc.StatusCode.UNAVAILABLE], [REST], [REST]])
     with serve(fake) as servers:

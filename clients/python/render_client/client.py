@@ -623,9 +623,6 @@ class RenderClient:
                     watchdog.touch()
                     if reply.event.state in TERMINAL_STATES:
                         return
-                # The stream ended before the job did (a proxy that closes long streams, say): it
-                # is reopened from the last cursor, as after a break.
-                retries.wait(_StreamEndedEarly(), reason="the stream ended before the job")
             except grpc.RpcError as exc:
                 watchdog.stop()  # before the backoff: this stream is over
                 code = exc.code()
@@ -635,10 +632,14 @@ class RenderClient:
                 if not self._broken(code, retries):
                     raise
                 retries.wait(exc)
+                continue
             finally:
                 watchdog.stop()
                 # Frees the stream when the consumer stopped early (the generator was closed).
                 call.cancel()
+            # The stream ended before the job did (a proxy that closes long streams, say): it is
+            # reopened from the last cursor, as after a break.
+            retries.wait(_StreamEndedEarly(), reason="the stream ended before the job")
 
     def submit_and_watch(
         self,
