@@ -259,9 +259,12 @@ def test_streams_that_keep_ending_early_are_given_up_on_once() -> None:
     is given up on after the bound, with one plain GaveUpError naming the last failure."""
     fake = FakeGateway(watch_plans=[[0]] * 10_000)
     policy = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.02, give_up_after_s=0.5)
-    with serve(fake) as servers, RenderClient(target(servers), api_key="rk_test", retry=policy) as client:
-        with pytest.raises(GaveUpError) as info:
-            list(client.watch("job-1", timeout=10))
+    with (
+        serve(fake) as servers,
+        RenderClient(target(servers), api_key="rk_test", retry=policy) as client,
+        pytest.raises(GaveUpError) as info,
+    ):
+        list(client.watch("job-1", timeout=10))
     message = str(info.value)
     assert message.count("gave up") == 1 and "the stream ended before the job did" in message
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
