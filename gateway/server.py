@@ -29,7 +29,7 @@ from gateway.http.bridge import ServicerBridge
 from gateway.http.console import ConsoleFiles
 from gateway.http.files import FileRoute
 from gateway.http.server import HttpServer, bind
-from gateway.ledger import Ledger, LedgerUnavailable, connect, keys
+from gateway.ledger import Ledger, connect, keys
 from gateway.ledger.connection import RETRYABLE
 from gateway.links import LinkSigner, OutputLinks, SigningKey, new_signing_key, parse_signing_keys
 from gateway.metrics import QueueSampler
@@ -44,6 +44,7 @@ from render.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit.edge import Dependency, Edge, serve
+from renderkit.errors import DependencyUnavailable
 from renderkit.serving import single_threaded_blas
 from renderkit.storage import Storage, StorageError, open_storage
 from renderkit.tls import internal_client, public_server_credentials
@@ -248,8 +249,9 @@ def link_signer(settings: HttpSettings, base_url: str) -> LinkSigner:
     return LinkSigner(keys, base_url, settings.link_ttl_s)
 
 
-# What keeps a credential from being checked at all (Redis away): the call is answered UNAVAILABLE.
-UNREADABLE: tuple[type[Exception], ...] = (LedgerUnavailable, *RETRYABLE)
+# What keeps a credential from being checked at all (Redis away, the identity provider's keys
+# unreadable): the call is answered UNAVAILABLE.
+UNREADABLE: tuple[type[Exception], ...] = (DependencyUnavailable, *RETRYABLE)
 
 
 def http_server(

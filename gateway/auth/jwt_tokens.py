@@ -9,10 +9,13 @@ claims. Only asymmetric algorithms are accepted, so a public key can never serve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +24,24 @@ import jwt
 from gateway.auth.api_keys import AuthenticationError
 from gateway.auth.principal import Principal, Scope, parse_scopes
 from gateway.auth.verified import make_room
+from renderkit.errors import DependencyUnavailable
 from renderkit.settings import SettingsError
+
+log = logging.getLogger(__name__)
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
 _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 DEFAULT_SCOPES = frozenset({Scope.RENDER, Scope.READ})
+# How long a fetch of a JWKS URL may take (PyJWT's default is 30 s).
+JWKS_TIMEOUT_S = 3.0
+
+
+class KeysUnavailable(DependencyUnavailable):
+    """The identity provider's keys cannot be read now (its URL down, slow or answering garbage, or
+    its file unreadable with no good copy read before): UNAVAILABLE, never a verdict on the token."""
+
+    def __init__(self) -> None:
+        super().__init__("the identity provider's keys", retry_after_s=1.0)
 
 
 @dataclass(frozen=True)
@@ -69,7 +85,14 @@ class JwtVerifier:
 
     def __init__(self, settings: JwtSettings) -> None:
         self.settings = settings
-        self._url_client = jwt.PyJWKClient(settings.jwks, cache_keys=True) if _is_url(settings.jwks) else None
+        self._url_client = (
+            jwt.PyJWKClient(settings.jwks, cache_keys=True, timeout=JWKS_TIMEOUT_S) if _is_url(settings.jwks) else None
+        )
+        # Key lookups run here, one at a time, and never on the loop's shared threads: a slow
+        # provider (which anyone can make the gateway ask, with a made-up key id) holds this
+        # thread only, not the threads uploads and storage reads need.
+        self._fetcher = ThreadPoolExecutor(1, thread_name_prefix="jwks")
+        self._looking_up: asyncio.Task[Any] | None = None  # the lookup under way, which others wait for
         self._file_keys: jwt.PyJWKSet | None = None
         self._file_mtime = -1.0
         # token -> (monotonic time it was verified, the epoch second it stops being accepted, principal)
@@ -130,24 +153,47 @@ class JwtVerifier:
 
     async def _signing_key(self, token: str, kid: str) -> Any:
         if self._url_client is not None:
-            client = self._url_client
-            try:
-                # A fetch happens only for a key id not cached yet: off the event loop.
-                return (await asyncio.to_thread(client.get_signing_key_from_jwt, token)).key
-            except jwt.PyJWKClientError:
-                raise AuthenticationError("the bearer token's signing key is not known") from None
+            # One lookup at a time: a caller arriving while one is under way (a fetch of a slow
+            # provider, up to JWKS_TIMEOUT_S) waits for it, and is told at once if it found the
+            # provider unreadable, instead of queueing a fetch of its own behind it.
+            under_way = self._looking_up
+            if under_way is not None and not under_way.done():
+                with contextlib.suppress(AuthenticationError):
+                    await asyncio.shield(under_way)
+            self._looking_up = asyncio.ensure_future(self._url_key(self._url_client, token))
+            return await asyncio.shield(self._looking_up)
         keys = self._keys_from_file()
         for candidate in keys.keys:
             if not kid or candidate.key_id == kid:
                 return candidate.key
         raise AuthenticationError("the bearer token's signing key is not known")
 
+    async def _url_key(self, client: jwt.PyJWKClient, token: str) -> Any:
+        """The token's key from the provider's URL (fetched only for a key id not cached yet), on
+        the verifier's own thread."""
+        loop = asyncio.get_running_loop()
+        try:
+            return (await loop.run_in_executor(self._fetcher, client.get_signing_key_from_jwt, token)).key
+        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, ValueError) as exc:
+            log.warning("the JWKS could not be read: %s", exc)
+            raise KeysUnavailable() from None
+        except jwt.PyJWKClientError:
+            raise AuthenticationError("the bearer token's signing key is not known") from None
+
     def _keys_from_file(self) -> jwt.PyJWKSet:
-        mtime = os.stat(self.settings.jwks).st_mtime
-        if self._file_keys is None or mtime != self._file_mtime:
-            with open(self.settings.jwks, encoding="utf-8") as f:
-                self._file_keys = jwt.PyJWKSet.from_dict(json.load(f))
-            self._file_mtime = mtime
+        """The file's keys, read again when it changes; while it cannot be read (missing, or caught
+        mid-rewrite) the keys read last are kept, and with none read yet KeysUnavailable."""
+        try:
+            mtime = os.stat(self.settings.jwks).st_mtime
+            if self._file_keys is None or mtime != self._file_mtime:
+                with open(self.settings.jwks, encoding="utf-8") as f:
+                    self._file_keys = jwt.PyJWKSet.from_dict(json.load(f))
+                self._file_mtime = mtime
+        except (OSError, ValueError, jwt.PyJWKSetError) as exc:
+            if self._file_keys is None:
+                log.warning("the JWKS file could not be read: %s", exc)
+                raise KeysUnavailable() from None
+            log.warning("the JWKS file could not be read again (%s); its last keys are used", exc)
         return self._file_keys
 
 
