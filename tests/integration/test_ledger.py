@@ -342,7 +342,10 @@ def test_every_key_of_a_finished_job_expires_after_the_retention(redis_url: str)
         job_id = (await ledger.submit(new_job(key="k1"))).job_id
         await claim(ledger, job_id, "w1")
         await ledger.save_checkpoint(job_id, "w1", "segmentation", b"mask")
-        assert await ledger.redis.ttl(keys.job(job_id)) == -1  # a running job does not expire
+        # A running job does not expire, nor does its idempotency key: a repeat of a job that waited
+        # or ran past the retention must still find it, not make (and charge) a second.
+        assert await ledger.redis.ttl(keys.job(job_id)) == -1
+        assert await ledger.redis.ttl(keys.idempotency("acme", "k1")) == -1
         await ledger.fail(job_id, "w1", pb.JobError(code=pb.ERROR_CODE_TIMEOUT, message="slow"), 4)
         for key in (keys.job(job_id), keys.events(job_id), keys.checkpoints(job_id), keys.idempotency("acme", "k1")):
             ttl = await ledger.redis.ttl(key)

@@ -8,7 +8,7 @@
 --       queue, queued tenants, queue clock, tenant limits, tenant rate, tenant active set, credit
 --       balance, credits reserved, credit log, waiting dispatchers, running (all), tenant running,
 --       webhooks due, the job's webhook deliveries
--- ARGV: 1 job_id, 2 use_idempotency ('1'/'0'), 3 queue_limit (0: none), 4 now_ms, 5 retention_ms,
+-- ARGV: 1 job_id, 2 use_idempotency ('1'/'0'), 3 queue_limit (0: none), 4 now_ms, 5 retention_ms (unused here),
 --       6 event, 7 the job's notice channel, 8 work channel, 9 tenant, 10 default rate per second (0: none),
 --       11 default burst, 12 default queue quota (0: none), 13 rate limited ('1'/'0'), 14 credits
 --       to reserve (0: none), 15 the dispatcher that may start it ('': none), 16 its lease_ms,
@@ -63,7 +63,10 @@ local queued = redis.call('XADD', KEYS[2], '*', 'event', ARGV[6])
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[11], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
-if ARGV[2] == '1' then redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[5]) end
+-- The key lasts as long as its job: like the job's hash it expires a retention after the job's end
+-- (transition.lua), however long the job waited and ran; an expiry from now would let a repeat of
+-- a job still queued or running past the retention make a second job, charged again.
+if ARGV[2] == '1' then redis.call('SET', KEYS[5], ARGV[1]) end
 -- Started here: handed out as take.lua hands out a job (a slot for the lease, attempt 1, the owner),
 -- with the queue and its clock untouched, since nothing was queued. The submitting
 -- dispatcher's own entry among the waiting ones is left as it is: its intake still waits for work.
