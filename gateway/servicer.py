@@ -46,7 +46,7 @@ from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit import telemetry
 from renderkit.errors import abort, bad_request, precondition_failure, retry_info
-from renderkit.storage import Storage, StorageError
+from renderkit.storage import Storage, StorageMissing
 
 if TYPE_CHECKING:
     from gateway.dispatcher import Dispatcher
@@ -560,7 +560,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         try:
             key = self.storage.key_of(output.uri)
             size = (await asyncio.to_thread(self.storage.stat, key)).size_bytes
-        except StorageError:
+        except StorageMissing:  # (the storage away is UNAVAILABLE, as for every call)
             await abort(context, grpc.StatusCode.NOT_FOUND, f"the output {request.name} is no longer stored")
         position = min(request.offset, size)
         end = size if request.limit == 0 else min(size, position + request.limit)
@@ -569,7 +569,12 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         self.links.fill_output(described)
         yield pb.GetOutputResponse(file=described)
         while position < end:
-            chunk = await asyncio.to_thread(self.storage.read, key, position, min(OUTPUT_CHUNK_BYTES, end - position))
+            try:
+                chunk = await asyncio.to_thread(
+                    self.storage.read, key, position, min(OUTPUT_CHUNK_BYTES, end - position)
+                )
+            except StorageMissing:  # deleted while it was being sent: asking again will not help
+                await abort(context, grpc.StatusCode.NOT_FOUND, f"the output {request.name} is no longer stored")
             if not chunk:
                 await abort(context, grpc.StatusCode.DATA_LOSS, f"the output {request.name} ended early")
             position += len(chunk)

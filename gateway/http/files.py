@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, unquote
 
 from gateway.http.asgi import Headers, Receive, Scope, Send, header, respond, text
 from gateway.links import FILES_PATH, LinkError, LinkSigner
-from renderkit.storage import Storage, StorageError
+from renderkit.storage import Storage, StorageError, StorageMissing
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,11 @@ class FileRoute:
         except LinkError as exc:
             await text(send, 403, str(exc))
             return
-        except StorageError:
+        except StorageMissing:
             await text(send, 404, "no such file (it may have expired with its job)")
+            return
+        except StorageError:  # the storage away: asking again may help
+            await text(send, 503, "the storage is unavailable; retry in a moment", [(b"retry-after", b"1")])
             return
         expires = int(query["expires"][0])
         headers: Headers = [

@@ -23,7 +23,14 @@ from urllib.parse import parse_qs, urlparse
 import requests
 
 from renderkit.settings import env_float, env_str
-from renderkit.storage.interface import ObjectInfo, StorageError, StoredObject, check_key, content_type_of
+from renderkit.storage.interface import (
+    ObjectInfo,
+    StorageError,
+    StorageMissing,
+    StoredObject,
+    check_key,
+    content_type_of,
+)
 
 # grpcio stays at 1.81 for tritonclient (see DESIGN.md); the Google libraries warn about that on
 # import, which says nothing to whoever runs the gateway.
@@ -70,6 +77,8 @@ def _failure(doing: str, exc: BaseException, missing: str = "no such object") ->
     """The StorageError a failed library call stands for, its message safe to show: what failed and
     why in words, never the bucket, an address or an exception's class (those stay in its cause)."""
     if isinstance(exc, api_exceptions.NotFound):
+        if missing == "no such object":
+            return StorageMissing(f"could not {doing}: {missing}")
         reason = missing
     elif isinstance(exc, (api_exceptions.Forbidden, api_exceptions.Unauthorized, auth_exceptions.RefreshError)):
         reason = "the storage refused access"
@@ -188,7 +197,7 @@ class GcsStorage:
         except _FAILURES as exc:
             raise _failure(f"read {key}", exc) from exc
         if blob is None:
-            raise StorageError(f"could not read {key}: no such object")
+            raise StorageMissing(f"could not read {key}: no such object")
         # GCS's etag changes with every generation and metadata change; MD5 as the fallback.
         tag = blob.etag or blob.md5_hash or str(blob.generation)
         return ObjectInfo(

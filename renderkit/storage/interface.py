@@ -12,6 +12,11 @@ class StorageError(OSError):
     class names)."""
 
 
+class StorageMissing(StorageError):
+    """The object read is not stored (never was, or was deleted since): unlike the storage being
+    away, asking again will not help."""
+
+
 @dataclass(frozen=True)
 class StoredObject:
     """A file written to storage."""

@@ -8,7 +8,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from renderkit.storage.interface import ObjectInfo, StorageError, StoredObject, check_key, content_type_of
+from renderkit.storage.interface import (
+    ObjectInfo,
+    StorageError,
+    StorageMissing,
+    StoredObject,
+    check_key,
+    content_type_of,
+)
 
 LOCAL_SCHEME = "local:"
 
@@ -45,6 +52,8 @@ class LocalStorage:
     def stat(self, key: str) -> ObjectInfo:
         try:
             status = self.path(key).stat()
+        except FileNotFoundError as exc:
+            raise StorageMissing(f"could not read {key}: no such object") from exc
         except OSError as exc:
             raise StorageError(f"could not read {key}: {exc.strerror or exc}") from exc
         return ObjectInfo(
@@ -58,6 +67,8 @@ class LocalStorage:
             with self.path(key).open("rb") as f:
                 f.seek(offset)
                 return f.read() if length is None else f.read(length)
+        except FileNotFoundError as exc:
+            raise StorageMissing(f"could not read {key}: no such object") from exc
         except OSError as exc:
             raise StorageError(f"could not read {key}: {exc.strerror or exc}") from exc
 
@@ -89,6 +100,8 @@ class LocalStorage:
     def get(self, key: str) -> bytes:
         try:
             return self.path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise StorageMissing(f"could not read {key}: no such object") from exc
         except OSError as exc:
             raise StorageError(f"could not read {key}: {exc.strerror or exc}") from exc
 

@@ -23,7 +23,7 @@ from gateway.server import Gateway, create_server
 from render.v1 import render_service_pb2 as pb
 from render_client.client import material_swap_request
 from renderkit import imaging
-from renderkit.storage import GcsStorage, StorageError, open_storage
+from renderkit.storage import GcsStorage, StorageError, StorageMissing, open_storage
 from tests.conftest import LoopThread, RedisServer, gateway_settings
 from tests.credentials import client_for
 from tests.gcs_emulator import GcsEmulator, gcs_front, running_emulator
@@ -67,9 +67,9 @@ def test_objects_are_written_read_and_described(storage: GcsStorage, gcs_emulato
     storage.put("renders/t/-/job1/full.png", data[::-1], "image/png")
     assert storage.stat("renders/t/-/job1/full.png").etag != info.etag  # changed with the object
 
-    with pytest.raises(StorageError, match="no such object"):
+    with pytest.raises(StorageMissing, match="no such object"):
         storage.stat("renders/t/-/job1/missing.png")
-    with pytest.raises(StorageError, match="no such object"):
+    with pytest.raises(StorageMissing, match="no such object"):
         storage.get("renders/t/-/job1/missing.png")
 
 
@@ -85,9 +85,9 @@ def test_ranged_reads_return_exactly_the_bytes_asked_for(storage: GcsStorage) ->
     assert read(key, len(data)) == b""
     assert read(key, 5, 0) == b""
     assert read(key) == data
-    with pytest.raises(StorageError, match="no such object"):
+    with pytest.raises(StorageMissing, match="no such object"):
         read("renders/t/-/job2/missing.jpg", 0, 10)
-    with pytest.raises(StorageError, match="no such object"):
+    with pytest.raises(StorageMissing, match="no such object"):
         read("renders/t/-/job2/missing.jpg", 0, 0)
 
 

@@ -31,6 +31,7 @@ from render_client.client import RenderClient, material_swap_request
 from renderkit import imaging
 from tests.conftest import gateway_settings
 from tests.credentials import key_for
+from tests.outputs import output_path
 
 ROOT = Path(__file__).resolve().parents[2]
 BUF = str(Path(sys.executable).parent / "buf")
@@ -427,6 +428,24 @@ def test_get_output_streams_the_bytes(finished: pb.Job, client: RenderClient) ->
     with pytest.raises(grpc.RpcError) as missing:
         list(stub.GetOutput(pb.GetOutputRequest(job_id=finished.id, name="nope"), metadata=metadata))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_an_output_deleted_while_it_is_sent_is_not_found(client: RenderClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deleted mid-stream (its job expired meanwhile): NOT_FOUND, which asking again will not
+    change, not the storage's UNAVAILABLE."""
+    import gateway.servicer
+
+    done = client.wait(client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
+    output = done.result.outputs[0]
+    monkeypatch.setattr(gateway.servicer, "OUTPUT_CHUNK_BYTES", 1024)  # several pieces
+    stream = client.stub.GetOutput(pb.GetOutputRequest(job_id=done.id, name=output.name), metadata=client.metadata)
+    assert next(stream).file.name == output.name
+    assert next(stream).data
+    output_path(output).unlink()
+    with pytest.raises(grpc.RpcError) as gone:
+        for _ in stream:
+            pass
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND, gone.value.details()
 
 
 def test_an_uploaded_photo_is_rendered_by_id_with_several_swatches(
