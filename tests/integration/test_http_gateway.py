@@ -434,18 +434,29 @@ def test_an_output_deleted_while_it_is_sent_is_not_found(client: RenderClient, m
     """Deleted mid-stream (its job expired meanwhile): NOT_FOUND, which asking again will not
     change, not the storage's UNAVAILABLE."""
     import gateway.servicer
+    from renderkit.storage import LocalStorage
 
     done = client.wait(client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job.id, timeout=60)
     output = done.result.outputs[0]
+    path = output_path(output)
     monkeypatch.setattr(gateway.servicer, "OUTPUT_CHUNK_BYTES", 1024)  # several pieces
+    read = LocalStorage.read
+
+    def deleted_after_the_first_piece(
+        self: LocalStorage, key: str, offset: int = 0, length: int | None = None
+    ) -> bytes:
+        if offset > 0:
+            path.unlink(missing_ok=True)
+        return read(self, key, offset, length)
+
+    monkeypatch.setattr(LocalStorage, "read", deleted_after_the_first_piece)
     stream = client.stub.GetOutput(pb.GetOutputRequest(job_id=done.id, name=output.name), metadata=client.metadata)
-    assert next(stream).file.name == output.name
-    assert next(stream).data
-    output_path(output).unlink()
+    received: list[pb.GetOutputResponse] = []
     with pytest.raises(grpc.RpcError) as gone:
-        for _ in stream:
-            pass
+        for piece in stream:
+            received.append(piece)
     assert gone.value.code() == grpc.StatusCode.NOT_FOUND, gone.value.details()
+    assert received[0].file.name == output.name and received[1].data  # its first piece, then the answer
 
 
 def test_an_uploaded_photo_is_rendered_by_id_with_several_swatches(
