@@ -487,6 +487,18 @@ class ObservedStorage(LocalStorage):
         return super().delete_prefix(prefix)
 
 
+async def submit_stored_swap(ledger: Ledger, storage: LocalStorage, job_id: str) -> None:
+    """Submits a quad's swap of the faults tenant as a submit with inline images records it: its
+    photo and swatch stored as the job's uploads."""
+    from gateway.ledger import NewJob
+
+    inputs = {f"material_swap.{name}": f"uploads/{job_id}/{name}" for name in ("photo", "swatch")}
+    storage.put(inputs["material_swap.photo"], PHOTO, "image/jpeg")
+    storage.put(inputs["material_swap.swatch"], SWATCH, "image/jpeg")
+    request = material_swap_request(PHOTO, SWATCH, quad=QUAD).SerializeToString()
+    await ledger.submit(NewJob(job_id, "faults", "material_swap", request, inputs, "f", "", "", "", 4))
+
+
 def test_an_ended_job_deletes_what_it_stored_and_lists_no_folder_it_never_wrote(
     redis_url: str, stages: dict[str, str], tmp_path: Path
 ) -> None:
@@ -558,20 +570,12 @@ def test_an_upload_whose_delete_fails_is_deleted_later(redis_url: str, stages: d
 def test_a_job_cancelled_as_it_ends_keeps_no_outputs(redis_url: str, stages: dict[str, str], tmp_path: Path) -> None:
     """A cancel that lands after the outputs are stored and before the job's end is recorded: the
     job is CANCELLED, its result names no output, and the files it stored are deleted."""
-    from gateway.ledger import NewJob
 
     async def body() -> None:
         storage = ObservedStorage(tmp_path)
         async with _lone_dispatcher(redis_url, stages, tmp_path, storage) as (ledger, dispatcher):
             job_id = "cancelled-late"
-            inputs = {
-                "material_swap.photo": f"uploads/{job_id}/photo",
-                "material_swap.swatch": f"uploads/{job_id}/swatch",
-            }
-            storage.put(inputs["material_swap.photo"], PHOTO, "image/jpeg")
-            storage.put(inputs["material_swap.swatch"], SWATCH, "image/jpeg")
-            request = material_swap_request(PHOTO, SWATCH, quad=QUAD).SerializeToString()
-            await ledger.submit(NewJob(job_id, "faults", "material_swap", request, inputs, "f", "", "", "", 4))
+            await submit_stored_swap(ledger, storage, job_id)
             succeed = dispatcher.ledger.succeed
 
             async def cancelled_first(*args: Any, **kwargs: Any) -> None:
@@ -643,7 +647,6 @@ def test_a_swap_stores_its_render_once_at_its_outputs(redis_url: str, stages: di
 def test_a_quads_plane_needs_no_depth_stage(redis_url: str, stages: dict[str, str], tmp_path: Path) -> None:
     """A quad's plane is arithmetic the gateway does itself: a swap given one renders with the
     depth stage unreachable, and its plane is the one the depth stage would have answered."""
-    from gateway.ledger import NewJob
     from renderkit.planes import quad_plane
 
     async def body() -> None:
@@ -655,14 +658,7 @@ def test_a_quads_plane_needs_no_depth_stage(redis_url: str, stages: dict[str, st
             dispatcher,
         ):
             job_id = "no-depth"
-            inputs = {
-                "material_swap.photo": f"uploads/{job_id}/photo",
-                "material_swap.swatch": f"uploads/{job_id}/swatch",
-            }
-            storage.put(inputs["material_swap.photo"], PHOTO, "image/jpeg")
-            storage.put(inputs["material_swap.swatch"], SWATCH, "image/jpeg")
-            request = material_swap_request(PHOTO, SWATCH, quad=QUAD).SerializeToString()
-            await ledger.submit(NewJob(job_id, "faults", "material_swap", request, inputs, "f", "", "", "", 4))
+            await submit_stored_swap(ledger, storage, job_id)
             taken = await ledger.take(dispatcher.consumer, 30.0, frozenset())
             assert taken == (job_id, 1, "material_swap")
             await dispatcher._run(taken)
@@ -693,7 +689,6 @@ def test_a_render_an_earlier_run_checkpointed_is_used_not_made_again(
 ) -> None:
     """A swap's last render is no longer checkpointed, but one an earlier run (or an older gateway)
     did checkpoint is still what a resumed run stores: the projection is not called again."""
-    from gateway.ledger import NewJob
 
     earlier = imaging.encode(np.full((240, 320, 3), (30, 160, 90), np.uint8))[0]  # not a render of PHOTO
     render = projection_pb.ProjectResponse(
@@ -704,11 +699,7 @@ def test_a_render_an_earlier_run_checkpointed_is_used_not_made_again(
         storage = LocalStorage(tmp_path)
         async with _lone_dispatcher(redis_url, stages, tmp_path, storage) as (ledger, dispatcher):
             job_id = "resumed-render"
-            inputs = {f"material_swap.{name}": f"uploads/{job_id}/{name}" for name in ("photo", "swatch")}
-            storage.put(inputs["material_swap.photo"], PHOTO, "image/jpeg")
-            storage.put(inputs["material_swap.swatch"], SWATCH, "image/jpeg")
-            request = material_swap_request(PHOTO, SWATCH, quad=QUAD).SerializeToString()
-            await ledger.submit(NewJob(job_id, "faults", "material_swap", request, inputs, "f", "", "", "", 4))
+            await submit_stored_swap(ledger, storage, job_id)
             taken = await ledger.take(dispatcher.consumer, 30.0, frozenset())
             assert taken is not None
             await ledger.save_checkpoint(job_id, dispatcher.consumer, "projection", render.SerializeToString())

@@ -20,7 +20,7 @@ from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
 from renderkit.storage.local import LocalStorage
-from tests.integration.test_ledger import claim, new_job
+from tests.integration.test_ledger import claim, new_job, run
 
 
 class CountingLedger(Ledger):
@@ -211,34 +211,38 @@ def test_a_call_that_may_be_charged_waits_for_a_step_write_already_under_way_and
     asyncio.run(body())
 
 
+async def batch_run(ledger: Ledger, tmp_path: Path, rooms: int) -> JobContext:
+    """A batch of dry-run rooms, taken by w1: its run's context."""
+    from render_client.client import room_batch_request, room_render
+
+    batch_id = (await ledger.submit(new_job())).job_id
+    assert await claim(ledger, batch_id, "w1") == 1
+    ctx = job_context(ledger, batch_id, tmp_path)
+    ctx.request.CopyFrom(room_batch_request([room_render(f"room {i}", dry_run=True) for i in range(rooms)]))
+    return ctx
+
+
+async def state_of(ledger: Ledger, job_id: str | None) -> int:
+    assert job_id is not None
+    stored = await ledger.get(job_id)
+    assert stored is not None
+    return stored.job.state
+
+
 def test_a_room_submitted_as_its_batch_is_cancelled_is_cancelled_too(redis_url: str, tmp_path: Path) -> None:
     """A batch cancelled between a room's submit and its recording as the batch's child: that room
     would render, unbilled, where no cancel of the batch reaches it. It is cancelled at once."""
     from gateway.batch import submit_child
-    from render_client.client import room_batch_request, room_render
 
-    async def body() -> None:
-        client = connect(redis_url + "/3")
-        await client.flushdb()
-        ledger = Ledger(client)
-        try:
-            batch_id = (await ledger.submit(new_job())).job_id
-            assert await claim(ledger, batch_id, "w1") == 1
-            ctx = job_context(ledger, batch_id, tmp_path)
-            ctx.request.CopyFrom(room_batch_request([room_render("kitchen", dry_run=True)]))
-            assert await ledger.cancel(batch_id)  # the cancel lands while the batch submits its room
-            with pytest.raises(NotOwner):
-                await submit_child(ctx, 0)
-            child_id = await ledger.job_for_key("acme", f"batch/{batch_id}/0")
-            assert child_id is not None
-            child = await ledger.get(child_id)
-            assert child is not None and child.job.state == pb.JOB_STATE_CANCELLED
-        finally:
-            await ledger.aclose()
-            await client.flushdb()
-            await client.aclose()
+    async def body(ledger: Ledger) -> None:
+        ctx = await batch_run(ledger, tmp_path, 1)
+        assert await ledger.cancel(ctx.job_id)  # the cancel lands while the batch submits its room
+        with pytest.raises(NotOwner):
+            await submit_child(ctx, 0)
+        room = await ledger.job_for_key("acme", f"batch/{ctx.job_id}/0")
+        assert await state_of(ledger, room) == pb.JOB_STATE_CANCELLED
 
-    asyncio.run(body())
+    run(body, redis_url)
 
 
 def test_a_batch_taken_over_keeps_the_room_its_first_run_submitted(redis_url: str, tmp_path: Path) -> None:
@@ -247,39 +251,22 @@ def test_a_batch_taken_over_keeps_the_room_its_first_run_submitted(redis_url: st
     a batch cancelled while its room was not yet recorded cancels that room too."""
     from gateway.batch import cancel_children, submit_child
     from gateway.ledger import NewJob, keys
-    from render_client.client import room_batch_request, room_render
 
-    async def body() -> None:
-        client = connect(redis_url + "/3")
-        await client.flushdb()
-        ledger = Ledger(client)
-        try:
-            batch_id = (await ledger.submit(new_job())).job_id
-            assert await claim(ledger, batch_id, "w1") == 1
-            ctx = job_context(ledger, batch_id, tmp_path)
-            ctx.request.CopyFrom(
-                room_batch_request([room_render("kitchen", dry_run=True), room_render("den", dry_run=True)])
-            )
-            await client.hset(keys.job(batch_id), "owner", "w2")  # another dispatcher has it now
-            with pytest.raises(NotOwner):
-                await submit_child(ctx, 0)
-            kept = await ledger.job_for_key("acme", f"batch/{batch_id}/0")
-            assert kept is not None
-            stored = await ledger.get(kept)
-            assert stored is not None and stored.job.state == pb.JOB_STATE_QUEUED
+    async def body(ledger: Ledger) -> None:
+        ctx = await batch_run(ledger, tmp_path, 2)
+        await ledger.redis.hset(keys.job(ctx.job_id), "owner", "w2")  # another dispatcher has it now
+        with pytest.raises(NotOwner):
+            await submit_child(ctx, 0)
+        kept = await ledger.job_for_key("acme", f"batch/{ctx.job_id}/0")
+        assert await state_of(ledger, kept) == pb.JOB_STATE_QUEUED
 
-            # A room submitted, then the batch cancelled before the room was recorded.
-            await client.hset(keys.job(batch_id), "owner", "w1")
-            unrecorded = NewJob("room-1", "acme", "room_render", b"", {}, "f", "", "", f"batch/{batch_id}/1", 3)
-            await ledger.submit(unrecorded, rate_limited=False)
-            assert await ledger.cancel(batch_id)
-            await cancel_children(ctx)
-            for room in (kept, "room-1"):
-                stored = await ledger.get(room)
-                assert stored is not None and stored.job.state == pb.JOB_STATE_CANCELLED, room
-        finally:
-            await ledger.aclose()
-            await client.flushdb()
-            await client.aclose()
+        # A room submitted, then the batch cancelled before the room was recorded.
+        await ledger.redis.hset(keys.job(ctx.job_id), "owner", "w1")
+        unrecorded = NewJob("room-1", "acme", "room_render", b"", {}, "f", "", "", f"batch/{ctx.job_id}/1", 3)
+        await ledger.submit(unrecorded, rate_limited=False)
+        assert await ledger.cancel(ctx.job_id)
+        await cancel_children(ctx)
+        for room in (kept, "room-1"):
+            assert await state_of(ledger, room) == pb.JOB_STATE_CANCELLED, room
 
-    asyncio.run(body())
+    run(body, redis_url)

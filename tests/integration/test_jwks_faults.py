@@ -30,6 +30,7 @@ from render_client.client import room_render, room_render_request
 from renderkit import imaging
 from tests.conftest import gateway_settings
 from tests.credentials import bearer, key_for
+from tests.integration.test_auth import code_of
 
 DB = "/23"
 ISSUER = "https://login.example.com/"
@@ -104,14 +105,6 @@ def gateway_with(
     redis.Redis.from_url(redis_url + DB).flushdb()
     trusted = JwtSettings(issuer=ISSUER, audience=AUDIENCE, jwks=jwks)
     return start_gateway(replace(gateway_settings(redis_url + DB, tmp_path / "storage", stages), jwt=trusted))
-
-
-def code_of(call: Callable[[], Any]) -> grpc.StatusCode:
-    try:
-        call()
-    except grpc.RpcError as exc:
-        return exc.code()  # type: ignore[attr-defined, no-any-return]
-    return grpc.StatusCode.OK
 
 
 def test_a_provider_answering_garbage_is_unavailable_not_a_bad_token(
