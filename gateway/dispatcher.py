@@ -43,7 +43,7 @@ from gateway.stages import StageClients
 from gateway.subscriptions import Subscriptions
 from render.v1 import render_service_pb2 as pb
 from renderkit import telemetry
-from renderkit.storage import Storage, StorageError
+from renderkit.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -300,16 +300,20 @@ class Dispatcher:
         """Deletes a finished job's uploaded inputs and stored checkpoints; its outputs stay. A
         folder whose delete fails is noted in the ledger, and a reaper deletes it later."""
         for prefix, present in ((f"uploads/{job_id}/", uploads), (f"work/{job_id}/", work)):
-            if not present:
-                continue
+            if present:
+                await self._delete_folder(job_id, prefix)
+
+    async def _delete_folder(self, job_id: str, prefix: str) -> None:
+        """Deletes a job's storage folder, or notes it in the ledger for a reaper to delete later
+        (_release_due) when the storage fails now."""
+        try:
+            await asyncio.to_thread(self.storage.delete_prefix, prefix)
+        except OSError:  # StorageError too
+            log.warning("job %s: could not delete %s; it is deleted later", job_id, prefix)
             try:
-                await asyncio.to_thread(self.storage.delete_prefix, prefix)
-            except (OSError, StorageError):
-                log.warning("job %s: could not delete %s; it is deleted later", job_id, prefix)
-                try:
-                    await self.ledger.defer_release(prefix)
-                except LedgerUnavailable:
-                    log.error("job %s: %s could not be noted for a later delete", job_id, prefix)
+                await self.ledger.defer_release(prefix)
+            except LedgerUnavailable:
+                log.error("job %s: %s could not be noted for a later delete", job_id, prefix)
 
     async def _release_due(self) -> None:
         """Deletes folders whose delete failed when their job ended (_release_inputs), some of
@@ -318,7 +322,7 @@ class Dispatcher:
             for prefix in await self.ledger.releases_due(_RELEASES_PER_LOOK):
                 try:
                     await asyncio.to_thread(self.storage.delete_prefix, prefix)
-                except (OSError, StorageError):
+                except OSError:  # StorageError too
                     return  # the storage still fails: the next look tries again
                 await self.ledger.released(prefix)
         except LedgerUnavailable:
@@ -395,13 +399,7 @@ class Dispatcher:
         except (LedgerUnavailable, TimeoutError):
             log.warning("job %s: its outputs stay: the ledger could not say whether it was cancelled", ctx.job_id)
             return
-        folder = outputs_folder(ctx)
-        try:
-            await asyncio.to_thread(self.storage.delete_prefix, folder)
-        except (OSError, StorageError):
-            log.warning("job %s: could not delete the cancelled job's outputs; they are deleted later", ctx.job_id)
-            with contextlib.suppress(LedgerUnavailable):
-                await self.ledger.defer_release(folder)
+        await self._delete_folder(ctx.job_id, outputs_folder(ctx))
 
     async def _run_plan(
         self,

@@ -176,19 +176,14 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         async with self._watching(self._tenant(), context):  # before the job is made
             submitted, written = await self._submit(request.request, context)
             follow = self._follow(
-                submitted.job.id, "", outcome_only=request.outcome_only, first_too=True, written=written
+                context, submitted.job.id, "", outcome_only=request.outcome_only, first_too=True, written=written
             )
-            try:
-                async for event in follow:
-                    yield (
-                        pb.SubmitAndWatchResponse(keep_alive=True)
-                        if event is None
-                        else pb.SubmitAndWatchResponse(event=event)
-                    )
-            except JobGone:
-                await abort(context, grpc.StatusCode.NOT_FOUND, _JOB_GONE)
-            except EventsUnreadable:
-                await abort(context, grpc.StatusCode.INTERNAL, _EVENTS_UNREADABLE)
+            async for event in follow:
+                yield (
+                    pb.SubmitAndWatchResponse(keep_alive=True)
+                    if event is None
+                    else pb.SubmitAndWatchResponse(event=event)
+                )
 
     async def _submit(
         self,
@@ -344,12 +339,10 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         await self._job(request.job_id, tenant, context)
         try:
             async with self._watching(tenant, context):
-                async for event in self._follow(request.job_id, request.after, outcome_only=request.outcome_only):
+                async for event in self._follow(
+                    context, request.job_id, request.after, outcome_only=request.outcome_only
+                ):
                     yield pb.WatchJobResponse(keep_alive=True) if event is None else pb.WatchJobResponse(event=event)
-        except JobGone:
-            await abort(context, grpc.StatusCode.NOT_FOUND, _JOB_GONE)
-        except EventsUnreadable:
-            await abort(context, grpc.StatusCode.INTERNAL, _EVENTS_UNREADABLE)
         except CursorRefused:
             await abort(
                 context,
@@ -397,6 +390,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
 
     async def _follow(
         self,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
         job_id: str,
         after: str,
         *,
@@ -408,14 +402,20 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         one, and with first_too the first too), and None for each keep-alive due, until it ends;
         the caller has checked that the job is its tenant's. `written`: the events its submit just
         wrote (EventHub.watch). (A response built with an unset event would mark it set: each
-        caller builds its keep-alive without one.)"""
+        caller builds its keep-alive without one.) A job gone meanwhile, or whose events Redis will not
+        read, ends the call here; a cursor's own problems are the caller's to answer (WatchJob)."""
         watch = self.hub.watch(job_id, after, outcome_only=outcome_only, first_too=first_too, written=written)
-        async for event in watch:
-            if event is not None and event.HasField("result"):
-                # The hub shares one message among every watcher of the job: each gets its own links.
-                event = pb.JobEvent.FromString(event.SerializeToString())
-                self.links.fill_result(event.result)
-            yield event
+        try:
+            async for event in watch:
+                if event is not None and event.HasField("result"):
+                    # The hub shares one message among every watcher of the job: each gets its own links.
+                    event = pb.JobEvent.FromString(event.SerializeToString())
+                    self.links.fill_result(event.result)
+                yield event
+        except JobGone:
+            await abort(context, grpc.StatusCode.NOT_FOUND, _JOB_GONE)
+        except EventsUnreadable:
+            await abort(context, grpc.StatusCode.INTERNAL, _EVENTS_UNREADABLE)
 
     async def CancelJob(
         self,

@@ -72,13 +72,10 @@ class ServerDraining(DependencyUnavailable):
 class _Watcher:
     cursor: tuple[int, int]
     queue: asyncio.Queue[pb.JobEvent | None] = field(default_factory=asyncio.Queue)  # None: the watch ends
-    draining: bool = False
     outcome_only: bool = False  # hand it only the terminal event (and the first, if first_too)
     first_too: bool = False
-    past_end: bool = False  # the job ended before the cursor: the watch ends with CursorPastEnd
-    refused: bool = False  # Redis refused to read from the cursor: the watch ends with CursorRefused
-    gone: bool = False  # the job no longer exists: the watch ends with JobGone
-    unreadable: bool = False  # Redis refused its job's events: the watch ends with EventsUnreadable
+    # Why the watch ends early (raised when its queue hands it None); None: it ends with its job.
+    ending: Exception | None = None
     ahead: bool = False  # the cursor may lie past the job's latest event: the sweep checks its end
 
     def take(self, event: pb.JobEvent, position: tuple[int, int]) -> None:
@@ -90,6 +87,12 @@ class _Watcher:
         elif self.first_too:
             self.first_too = False
             self.queue.put_nowait(event)
+
+    def end(self, reason: Exception) -> None:
+        """Ends the watch, which raises `reason` (the first one given, if ended twice)."""
+        if self.ending is None:
+            self.ending = reason
+        self.queue.put_nowait(None)
 
 
 class EventHub:
@@ -125,8 +128,7 @@ class EventHub:
         self._draining = True
         for group in self._watchers.values():
             for watcher in group:
-                watcher.draining = True
-                watcher.queue.put_nowait(None)
+                watcher.end(ServerDraining())
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -204,16 +206,8 @@ class EventHub:
                     yield None
                     continue
                 if event is None:
-                    if watcher.draining:
-                        raise ServerDraining()
-                    if watcher.past_end:
-                        raise CursorPastEnd()
-                    if watcher.refused:
-                        raise CursorRefused()
-                    if watcher.gone:
-                        raise JobGone()
-                    if watcher.unreadable:
-                        raise EventsUnreadable()
+                    if watcher.ending is not None:
+                        raise watcher.ending
                     return
                 yield event
                 if event.state in TERMINAL_PROTO:
@@ -324,11 +318,7 @@ class EventHub:
                 ended = blamed or list(group)
                 log.warning("job %s: %d watch(es) ended, their events could not be read: %s", job_id, len(ended), exc)
                 for watcher in ended:
-                    if blamed:
-                        watcher.refused = True
-                    else:
-                        watcher.unreadable = True
-                    watcher.queue.put_nowait(None)
+                    watcher.end(CursorRefused() if blamed else EventsUnreadable())
                     group.discard(watcher)
                 if group:
                     self._dirty.add(job_id)  # the watches left read on from their own cursors
@@ -354,8 +344,7 @@ class EventHub:
             for job_id, exists in zip(chunk, await self.ledger.exist(chunk), strict=True):
                 if not exists:
                     for watcher in self._watchers.get(job_id, ()):
-                        watcher.gone = True
-                        watcher.queue.put_nowait(None)
+                        watcher.end(JobGone())
 
     async def _end_past_watchers(self) -> None:
         """Ends the watches whose cursor lies at or past their job's end, for when the end's notice
@@ -379,8 +368,7 @@ class EventHub:
 
 def _end_past(watcher: _Watcher) -> None:
     """Ends a watch whose cursor is at or past its job's end (it raises CursorPastEnd)."""
-    watcher.past_end = True
-    watcher.queue.put_nowait(None)
+    watcher.end(CursorPastEnd())
 
 
 def _cursor_text(position: tuple[int, int]) -> str:

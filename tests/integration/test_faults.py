@@ -101,6 +101,14 @@ def seconds_until(address: str, status: int, limit_s: float, service: str = "") 
     raise AssertionError(f"{address} did not report {status} within {limit_s} s")
 
 
+def assert_ledger_unavailable(error: grpc.RpcError) -> None:
+    """UNAVAILABLE with when to retry, and nothing of Redis in it."""
+    assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()  # type: ignore[attr-defined]
+    assert error.details() == "the job ledger is unavailable; retry in a moment"  # type: ignore[attr-defined]
+    retry = unpack_detail(status_details(error.trailing_metadata()), error_details_pb2.RetryInfo)  # type: ignore[attr-defined, arg-type]
+    assert isinstance(retry, error_details_pb2.RetryInfo)
+
+
 def test_health_follows_redis_and_the_gateway_comes_back_whole(
     stages: dict[str, str],
     own_redis: RedisServer,
@@ -124,11 +132,7 @@ def test_health_follows_redis_and_the_gateway_comes_back_whole(
             pb_grpc.RenderServiceStub(channel).SubmitRender(
                 material_swap_request(PHOTO, SWATCH, quad=QUAD), timeout=10, metadata=bearer(key)
             )
-        assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
-        message = info.value.details()  # type: ignore[attr-defined]
-        assert message == "the job ledger is unavailable; retry in a moment"
-        retry = unpack_detail(status_details(info.value.trailing_metadata()), error_details_pb2.RetryInfo)  # type: ignore[attr-defined, arg-type]
-        assert isinstance(retry, error_details_pb2.RetryInfo)
+        assert_ledger_unavailable(info.value)
 
         server.start()
         seconds_until(address, SERVING, 20.0)
@@ -167,10 +171,7 @@ def test_redis_refusing_writes_is_unavailable_not_an_internal_error(
                 stub.SubmitRender(request, timeout=10, metadata=bearer(key))
         finally:
             check.config_set("maxmemory", 0)
-        assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value.details()  # type: ignore[attr-defined]
-        assert info.value.details() == "the job ledger is unavailable; retry in a moment"  # type: ignore[attr-defined]
-        retry = unpack_detail(status_details(info.value.trailing_metadata()), error_details_pb2.RetryInfo)  # type: ignore[attr-defined, arg-type]
-        assert isinstance(retry, error_details_pb2.RetryInfo)
+        assert_ledger_unavailable(info.value)
         assert check.dbsize() == size  # nothing of the refused submit was written
         assert stub.SubmitRender(request, timeout=10, metadata=bearer(key)).job.id
     check.close()
