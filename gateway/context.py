@@ -81,15 +81,24 @@ def retryable(stage: int, exc: grpc.aio.AioRpcError) -> bool:
     return stage != pb.STAGE_GENERATION and exc.code() in _RETRYABLE and error_reason(exc) is None
 
 
-def failure_from_rpc(stage: int, exc: grpc.aio.AioRpcError, timeout_s: float) -> JobFailure:
-    """The job error a failed stage call stands for."""
+def asked_again_after_deadline(stage: int, exc: grpc.aio.AioRpcError) -> bool:
+    """Whether a stage call that ran past its deadline is asked once more: a model-free or model
+    stage's answer is a pure function of its request, and a replica that hangs (a frozen VM, a
+    wedged thread) is worth one more try, which the channel may send to another replica. Not a
+    generation call (it may have been charged)."""
+    return stage != pb.STAGE_GENERATION and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def failure_from_rpc(stage: int, exc: grpc.aio.AioRpcError, timeout_s: float, asked: int = 1) -> JobFailure:
+    """The job error a failed stage call stands for (asked: how many times the call was sent)."""
     label = stage_label(stage)
     reason = error_reason(exc)
     if reason and f"ERROR_CODE_{reason}" in pb.ErrorCode.keys():  # noqa: SIM118 (the wrapper is not iterable)
         return JobFailure(pb.ErrorCode.Value(f"ERROR_CODE_{reason}"), exc.details() or f"the {label} stage failed")
     code = exc.code()
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return JobFailure(pb.ERROR_CODE_TIMEOUT, f"the {label} stage did not answer within {timeout_s:g} s")
+        twice = " (asked twice)" if asked == 2 else ""
+        return JobFailure(pb.ERROR_CODE_TIMEOUT, f"the {label} stage did not answer within {timeout_s:g} s{twice}")
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
         return JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, exc.details() or f"the {label} stage refused the input")
     if stage == pb.STAGE_GENERATION and code in _RETRYABLE:
@@ -251,7 +260,8 @@ class JobContext:
         A stage that is unavailable (restarting, draining, its Triton down) is retried with
         exponential backoff and jitter (the channel balances over the stage's replicas, so a retry
         may land on another one) until the job's budget is spent; then the job fails with TIMEOUT
-        naming the stage.
+        naming the stage. A call past its stage deadline is asked once more (not a generation
+        call), then fails the job with TIMEOUT.
         """
         saved = await self._load_checkpoint(name)
         if saved is not None:
@@ -303,14 +313,24 @@ class JobContext:
         loop = asyncio.get_running_loop()
         if stage == pb.STAGE_GENERATION:
             await self._wait_for_generation()
+        deadline_missed = False
         while True:
             timeout = self.stage_timeout(stage)
             try:
                 response = await rpc(timeout)
                 break
             except grpc.aio.AioRpcError as exc:
+                if asked_again_after_deadline(stage, exc) and not deadline_missed:
+                    deadline_missed = True
+                    log.warning(
+                        "job %s: the %s stage did not answer within %g s; asking once more",
+                        self.job_id,
+                        stage_label(stage),
+                        timeout,
+                    )
+                    continue
                 if not retryable(stage, exc):
-                    raise failure_from_rpc(stage, exc, timeout) from None
+                    raise failure_from_rpc(stage, exc, timeout, asked=2 if deadline_missed else 1) from None
                 if waiting_since is None:
                     waiting_since = loop.time()
                     log.warning("job %s: the %s stage is unavailable; retrying", self.job_id, stage_label(stage))

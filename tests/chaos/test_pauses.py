@@ -159,3 +159,41 @@ def test_redis_paused_under_load_loses_duplicates_and_fails_nothing(stack: Stack
         assert sum(int(e["amount"]) for e in log) == int(cast(Any, ledger.get(keys.credits_balance(tenant))))
     finally:
         ledger.close()
+
+
+def test_a_hung_stage_is_asked_again_after_its_deadline(stack: Stack) -> None:
+    """A projection stage frozen past a call's deadline, then woken: the call is asked once more
+    instead of failing the job (a stage that misses both deadlines fails it with TIMEOUT)."""
+    key = key_for(stack.redis_url, "hung-stage")
+    ledger = redis.Redis.from_url(stack.redis_url)
+    stage = stack.process("projection")
+    photo, swatch, quad = swap_inputs(960, 720)
+    request = material_swap_request(photo, swatch, quad=quad, repeats=6)
+    request.material_swap.options.stage_timeout_seconds = 2.0
+    try:
+        with RenderClient(stack.gateway_address, api_key=key) as client:
+            stage.send_signal(signal.SIGSTOP)
+            try:
+                job_id = client.submit(request).job.id
+                # The projection's step is written beside its call: from then on, the call waits.
+                wait_for(lambda: any(e.stage == pb.STAGE_PROJECTION for e in events_of(ledger, job_id)), 30)
+                asked = time.monotonic()
+                time.sleep(2.5)  # past the first call's deadline, well within the second's
+                assert job_fields(ledger, job_id)["state"] == "RUNNING"
+            finally:
+                stage.send_signal(signal.SIGCONT)
+            done = client.wait(job_id, timeout=60)
+            assert done.state == pb.JOB_STATE_SUCCEEDED, done.error
+            assert time.monotonic() - asked > 2.0
+            assert read_output(done.result.outputs[0]).shape == (720, 960, 3)
+
+            # Frozen for good: both deadlines pass and the job fails, naming the stage.
+            stage.send_signal(signal.SIGSTOP)
+            try:
+                failed = client.wait(client.submit(request).job.id, timeout=60)
+            finally:
+                stage.send_signal(signal.SIGCONT)
+            assert failed.state == pb.JOB_STATE_FAILED and failed.error.code == pb.ERROR_CODE_TIMEOUT
+            assert failed.error.message == "the projection stage did not answer within 2 s (asked twice)"
+    finally:
+        ledger.close()
