@@ -45,7 +45,7 @@ from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit.edge import Dependency, Edge, serve
 from renderkit.errors import DependencyUnavailable
-from renderkit.serving import single_threaded_blas
+from renderkit.serving import connection_limit, raise_open_files_limit, single_threaded_blas
 from renderkit.storage import Storage, StorageError, open_storage
 from renderkit.tls import internal_client, public_server_credentials
 
@@ -134,6 +134,11 @@ def create_server(settings: GatewaySettings) -> Gateway:
     subscriptions.on_subscribed(api_keys.forget_all)
     authenticator = Authenticator(api_keys, JwtVerifier(settings.jwt) if settings.jwt.enabled else None)
     dispatcher = Dispatcher(ledger, storage, stages, settings, subscriptions) if settings.dispatch else None
+    # Each public port's share of the files the process may open, so that a flood of connections
+    # (no credential needed) cannot take the ones Redis and the stages need.
+    per_port = connection_limit(
+        settings.max_connections, ports=2 if settings.http.listen else 1, open_files=raise_open_files_limit()
+    )
     edge = Edge(
         [SERVICE_NAME, ADMIN_SERVICE],
         listen=settings.listen,
@@ -144,6 +149,7 @@ def create_server(settings: GatewaySettings) -> Gateway:
         max_receive_bytes=settings.max_request_bytes,
         probe_interval_s=settings.probe_interval_s,
         credentials=public_server_credentials(settings.tls_cert, settings.tls_key),
+        max_connections=per_port,
         dependencies=[
             Dependency("redis", lambda: _answers(prober)),
             Dependency("the redis subscription", subscriptions.healthy),
@@ -183,7 +189,11 @@ def create_server(settings: GatewaySettings) -> Gateway:
         admin_grpc.add_AdminServiceServicer_to_server(admin, server)
 
     edge.add(register)
-    http = http_server(settings, http_socket, edge, register, storage, signer, authenticator) if http_socket else None
+    http = (
+        http_server(settings, http_socket, edge, register, storage, signer, authenticator, per_port)
+        if http_socket
+        else None
+    )
     if http is not None:
         edge.on_start.append(http.start)
         edge.on_drain.append(lambda: http.stop(settings.grace_seconds))
@@ -262,6 +272,7 @@ def http_server(
     storage: Storage,
     signer: LinkSigner,
     authenticator: Authenticator,
+    max_connections: int,
 ) -> HttpServer:
     """The HTTP port: the same servicers through the same interceptors (Connect, gRPC-web, gRPC),
     a call's credential checked before its body is decoded, output links, the console."""
@@ -297,7 +308,7 @@ def http_server(
         serving=lambda: edge.readiness.serving,
         admit=admit,
     )
-    return HttpServer(app, sock, settings.tls_cert, settings.tls_key)
+    return HttpServer(app, sock, settings.tls_cert, settings.tls_key, max_connections)
 
 
 async def _answers(client: aioredis.Redis) -> bool:

@@ -130,6 +130,7 @@ class GatewaySettings:
     geometry_cache_version: str
     generation_timeout_s: float = 180.0
     max_request_bytes: int = 48 * 1024 * 1024
+    max_connections: int = 10_000
     redis_retry_s: float = 2.0
     redis_max_connections: int = 16
     watch_keepalive_s: float = 15.0
@@ -185,6 +186,7 @@ class GatewaySettings:
             geometry_cache_version=env_str("GEOMETRY_CACHE_VERSION", "1"),
             generation_timeout_s=env_float("GENERATION_TIMEOUT_SECONDS", 180.0, minimum=0.1),
             max_request_bytes=env_int("MAX_REQUEST_BYTES", 48 * 1024 * 1024, minimum=1024),
+            max_connections=env_int("MAX_CONNECTIONS", 10_000, minimum=1),
             redis_retry_s=env_float("REDIS_RETRY_SECONDS", 2.0, minimum=0.0),
             redis_max_connections=env_int("REDIS_MAX_CONNECTIONS", 16, minimum=4),
             watch_keepalive_s=env_float("WATCH_KEEPALIVE_SECONDS", 15.0, minimum=0.1),

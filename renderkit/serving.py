@@ -1,8 +1,11 @@
 """What every process of the stack shares besides the serving edge: channel options, gRPC's
-runtime environment and BLAS's threads (logging, traces and metrics are renderkit.telemetry's)."""
+runtime environment, BLAS's threads and the open files' limit (logging, traces and metrics are
+renderkit.telemetry's)."""
 
 from __future__ import annotations
 
+import contextlib
+import resource
 from collections.abc import Mapping
 
 import threadpoolctl
@@ -43,3 +46,29 @@ def single_threaded_blas() -> None:
     for ~80 ms, and the projection stage beside it took a quarter longer. The stages parallelise
     their own work instead."""
     threadpoolctl.threadpool_limits(1, user_api="blas")
+
+
+# Files a process keeps open besides its public connections: Redis, the stages' channels, logs,
+# gRPC's own pipes and epoll, storage's sockets.
+_FILES_BESIDE_CONNECTIONS = 1024
+
+
+def raise_open_files_limit() -> int:
+    """Raises this process's limit on open files to what the system allows it (the hard limit,
+    which container runtimes set high and leave the soft one at 1,024 or so), as Go's runtime
+    does: every connection a public port holds is a file. Returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    return soft
+
+
+def connection_limit(wanted: int, ports: int, open_files: int) -> int:
+    """At most `wanted` connections a port, fewer when `ports` ports holding that many would leave
+    the process no files for its own work (then a flood of connections would fail its Redis calls
+    and log an error per refused accept)."""
+    room = max(open_files - _FILES_BESIDE_CONNECTIONS, 2 * ports) // ports
+    return max(1, min(wanted, room))

@@ -32,9 +32,25 @@ Hook = Callable[[], Awaitable[None]]
 LIVENESS = "liveness"
 
 
-def server_options(max_receive_bytes: int) -> list[tuple[str, int]]:
-    """The channel arguments of every server."""
+# A public port's connection must finish its TLS and HTTP/2 handshakes within this (gRPC's own
+# default is 120 s: a caller that connects and sends nothing held a file that long).
+PUBLIC_HANDSHAKE_MS = 10_000
+
+
+def server_options(max_receive_bytes: int, max_connections: int | None = None) -> list[tuple[str, int]]:
+    """The channel arguments of every server; with `max_connections` (a public port), gRPC closes
+    each connection past that many at once, and each that has not finished its handshakes within
+    PUBLIC_HANDSHAKE_MS."""
+    limits = (
+        [
+            ("grpc.max_allowed_incoming_connections", max_connections),
+            ("grpc.server_handshake_timeout_ms", PUBLIC_HANDSHAKE_MS),
+        ]
+        if max_connections
+        else []
+    )
     return [
+        *limits,
         ("grpc.max_send_message_length", INTERNAL_MESSAGE_BYTES),
         # Enforced by gRPC as the message arrives: a larger request is refused from its length
         # prefix, before it is read into memory.
@@ -72,6 +88,7 @@ class Edge:
         infrastructure: Infrastructure = (),
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         credentials: grpc.ServerCredentials | None = None,
+        max_connections: int | None = None,
     ) -> None:
         self.service_names = list(service_names)
         # The error mapping runs first, so whatever a later interceptor (authentication) raises is
@@ -84,7 +101,9 @@ class Edge:
             ErrorMapping(infrastructure),
             *interceptors,
         ]
-        self.server = grpc.aio.server(options=server_options(max_receive_bytes), interceptors=self.interceptors)
+        self.server = grpc.aio.server(
+            options=server_options(max_receive_bytes, max_connections), interceptors=self.interceptors
+        )
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.readiness = Readiness(self.health, self.service_names, dependencies, interval_s=probe_interval_s)

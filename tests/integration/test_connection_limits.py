@@ -1,0 +1,144 @@
+"""The public ports' connection limits: a flood of connections, no credential needed, must not
+take every file the gateway may open, nor keep other callers out for long."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.http import server as http_server
+from gateway.server import Gateway
+from gateway.settings import GatewaySettings
+from tests.conftest import gateway_settings
+from tests.credentials import key_for
+
+DB = "/24"
+LIMIT = 6
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    redis_url: str,
+    stages: dict[str, str],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Gateway:
+    redis.Redis.from_url(redis_url + DB).flushdb()
+    settings = gateway_settings(redis_url + DB, tmp_path_factory.mktemp("connections"), stages)
+    http = replace(settings.http, listen="127.0.0.1:0")
+    return start_gateway(replace(settings, http=http, max_connections=LIMIT, dispatch=False))
+
+
+@pytest.fixture
+def sockets() -> Iterator[list[socket.socket]]:
+    opened: list[socket.socket] = []
+    yield opened
+    for sock in opened:
+        sock.close()
+
+
+def connect(port: int, opened: list[socket.socket], send: bytes = b"") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    opened.append(sock)
+    if send:
+        sock.sendall(send)
+    return sock
+
+
+def closed_by_server(sock: socket.socket, within_s: float) -> bool:
+    """Whether the server closed the connection (EOF or a reset) within the time."""
+    sock.settimeout(within_s)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def wait_until(check: Callable[[], bool], within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def healthz(gateway: Gateway) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.http_port}/healthz", timeout=5) as answer:
+        return int(answer.status)
+
+
+def test_a_full_http_port_closes_its_oldest_idle_connection_for_a_new_caller(
+    gateway: Gateway, sockets: list[socket.socket]
+) -> None:
+    assert gateway.http is not None
+    wait_until(lambda: gateway.http is not None and gateway.http.connections == 0, 5)
+    # Half-sent requests fill every place the port has.
+    half = [connect(gateway.http_port, sockets, b"GET /healthz HTTP/1.1\r\nHost: x\r\n") for _ in range(LIMIT)]
+    wait_until(lambda: gateway.http is not None and gateway.http.connections == LIMIT, 5)
+    assert healthz(gateway) == 200  # a caller still gets in
+    assert closed_by_server(half[0], 5)  # in the oldest one's place
+    assert not closed_by_server(half[-1], 0.2)
+
+
+def test_a_full_http_port_of_requests_in_flight_refuses_new_connections(
+    gateway: Gateway, sockets: list[socket.socket], redis_url: str
+) -> None:
+    wait_until(lambda: gateway.http is not None and gateway.http.connections == 0, 5)
+    # Requests whose bodies have not arrived yet: each is in flight, and none is closed for another.
+    key = key_for(redis_url + DB, "connections")
+    busy = b"POST /render.v1.RenderService/GetJob HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    busy += f"Authorization: Bearer {key}\r\nContent-Length: 100\r\n\r\n".encode()
+    for _ in range(LIMIT):
+        connect(gateway.http_port, sockets, busy)
+    wait_until(lambda: gateway.http is not None and gateway.http.connections == LIMIT, 5)
+    late = connect(gateway.http_port, sockets, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert closed_by_server(late, 5)
+    assert gateway.http is not None and gateway.http.connections == LIMIT
+    for sock in sockets:
+        sock.close()
+    wait_until(lambda: gateway.http is not None and gateway.http.connections == 0, 10)
+    assert healthz(gateway) == 200
+
+
+def test_a_connection_that_sends_no_whole_request_is_closed(
+    gateway: Gateway, sockets: list[socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_server, "FIRST_REQUEST_S", 0.5)
+    silent = connect(gateway.http_port, sockets, b"GET /healthz HT")
+    assert closed_by_server(silent, 5)
+    used = connect(gateway.http_port, sockets, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert used.recv(64).startswith(b"HTTP/1.1 200")
+    assert not closed_by_server(used, 1.0)  # kept alive past the deadline: it sent a request
+
+
+def test_the_grpc_port_holds_at_most_its_limit_of_connections(
+    gateway: Gateway, sockets: list[socket.socket], tmp_path: Path
+) -> None:
+    def check() -> grpc.StatusCode:
+        # A connection of its own each time (channels in one process share connections otherwise).
+        with grpc.insecure_channel(f"127.0.0.1:{gateway.port}", [("grpc.use_local_subchannel_pool", 1)]) as channel:
+            try:
+                health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="liveness"), timeout=5)
+            except grpc.RpcError as exc:
+                return exc.code()  # type: ignore[attr-defined,no-any-return]
+            return grpc.StatusCode.OK
+
+    assert check() == grpc.StatusCode.OK
+    silent = [connect(gateway.port, sockets) for _ in range(LIMIT)]
+    time.sleep(0.3)
+    assert check() == grpc.StatusCode.UNAVAILABLE  # refused, not a file taken from Redis's
+    for sock in silent:
+        sock.close()
+    wait_until(lambda: check() == grpc.StatusCode.OK, 10)
