@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 T = TypeVar("T")
 
@@ -300,6 +300,18 @@ class _Watchdog:
             self._fd = -1
 
 
+# What a request target keeps as it is: RFC 3986's reserved and unreserved characters, and "%" (an
+# escape the URL already has). Anything else (spaces, controls, non-ASCII, as people paste URLs and
+# as servers write them in redirects) is sent percent-encoded as UTF-8, as browsers send it.
+_TARGET_SAFE = "/?#[]@!$&'()*+,;=:-._~%"
+
+
+def request_target(path: str, query: str) -> str:
+    """The request line's target of a URL's path and query, percent-encoded where HTTP needs it."""
+    target = (path or "/") + (f"?{query}" if query else "")
+    return quote(target, safe=_TARGET_SAFE)
+
+
 # One request and its answer over a socket connected to a checked address:
 # (socket, watchdog, host, port, target) -> the answer.
 Exchange = Callable[[socket.socket, "_Watchdog", str, int, str], T]
@@ -311,7 +323,7 @@ def _to_checked_address(url: str, policy: FetchPolicy, deadline: float, exchange
     host = parts.hostname or ""
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    target = request_target(parts.path, parts.query)
     refused = ""
     for family, kind, proto, _, sockaddr in _resolve(host, port, policy, deadline):
         # Judged before any connection is attempted: a refused address is never contacted.
@@ -383,7 +395,7 @@ def _exchange(
     conn.request("GET", target, headers={"User-Agent": "render-pipeline/0.1", "Accept": "image/*"})
     response = conn.getresponse()  # a status line or headers trickled in end at the watchdog
     if response.status in _REDIRECTS:
-        return response.status, response.getheader("Location") or "", b""
+        return response.status, _header_text(response.getheader("Location") or ""), b""
     if response.status != 200:
         return response.status, "", b""
     length = response.getheader("Content-Length")
@@ -402,6 +414,15 @@ def _exchange(
     if watchdog.fired:  # a body without a length ends at the shutdown as if complete
         raise DownloadError(_TIMED_OUT, "timeout")
     return 200, "", b"".join(chunks)
+
+
+def _header_text(value: str) -> str:
+    """A header's text as its sender meant it: http.client reads headers as Latin-1, and servers
+    write a redirect's non-ASCII characters as UTF-8 bytes (browsers read them so)."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 def _post_exchange(

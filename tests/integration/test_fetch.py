@@ -51,6 +51,20 @@ def test_a_redirect_to_a_refused_address_is_refused() -> None:
             assert fetch(f"{outer}/go", ALLOW) == b"secret"
 
 
+def test_a_path_with_spaces_or_other_scripts_is_sent_percent_encoded() -> None:
+    """As people paste URLs and as servers write redirects: sent as a browser sends them (before,
+    the request could not be written and the job failed with an internal error)."""
+    encoded = "/%D1%84%D0%BE%D1%82%D0%BE%201.jpg?size=%D0%B1"
+    routes = {
+        encoded: (200, {}, b"\xff\xd8photo"),
+        "/go": (302, {"Location": "/фото 1.jpg?size=б".encode().decode("latin-1")}, b""),
+    }
+    with serve(routes) as base:
+        assert fetch(f"{base}/фото 1.jpg?size=б", ALLOW) == b"\xff\xd8photo"
+        assert fetch(f"{base}{encoded}", ALLOW) == b"\xff\xd8photo"  # an escape is kept as it is
+        assert fetch(f"{base}/go", ALLOW) == b"\xff\xd8photo"
+
+
 def test_redirect_loops_are_bounded() -> None:
     with serve({"/loop": (302, {"Location": "/loop"}, b"")}) as base, pytest.raises(DownloadError, match="redirects"):
         fetch(f"{base}/loop", ALLOW)
