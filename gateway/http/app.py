@@ -9,10 +9,16 @@
 
 Around all of it: CORS for the configured origins (preflights answered here; the headers Connect
 and gRPC-web clients need to read trailers exposed), and the request size limit, enforced as the
-body arrives (a Content-Length over it is refused before any byte is read). A call whose
+body arrives (a Content-Length over it is refused before any byte is read), and a time limit on
+the body: it must have arrived by the caller's deadline (`connect-timeout-ms`, `grpc-timeout`), or
+within BODY_TIMEOUT_S when the caller sets none, else the call is DEADLINE_EXCEEDED and its
+connection closed (a body that stops coming would otherwise hold it forever). A call whose
 credential is refused is answered UNAUTHENTICATED before its body is decoded: parsing a large JSON
 message costs seconds of the event loop, which no caller without a credential may spend (the
-interceptors then check the credential's scopes as on the gRPC port).
+interceptors then check the credential's scopes as on the gRPC port). Headers connect-python
+cannot read (a value that is not UTF-8, a timeout that does not parse) are refused the same way,
+INVALID_ARGUMENT naming the header (UNAUTHENTICATED for the credential's), in the call's own
+protocol; gRPC over HTTP/1.1 and gRPC-web's text mode are refused with a line saying why.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -55,6 +62,17 @@ EXPOSED_HEADERS = (
 )
 _ENVELOPE_SLACK = 64 * 1024  # framing around the message (envelope headers, end-of-stream frame)
 _DRAIN_BYTES = 16 * 1024 * 1024  # what is read and dropped of a body over the limit before refusing it
+# How long a call's body may take to arrive when the caller sets no deadline (a 48 MiB request
+# needs 0.8 MB/s; larger inputs go by URL), and the most a caller's own deadline may give it (the
+# TypeScript client waits 5 minutes for an upload's first answer).
+BODY_TIMEOUT_S = 60.0
+MAX_BODY_TIMEOUT_S = 300.0
+# What a gRPC and a Connect deadline may look like (the protocols' grammars); anything else is refused.
+_TIMEOUT_FORMS = {
+    b"grpc-timeout": re.compile(rb"[0-9]{1,8}[HMSmun]"),
+    b"connect-timeout-ms": re.compile(rb"[0-9]{1,10}"),
+}
+_GRPC_UNITS_S = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
 @dataclass(frozen=True)
@@ -108,20 +126,106 @@ class Refusal:
 
 # Checks a call's credential from its headers: None when it proves who the caller is, else why not.
 Admit = Callable[[Scope], Awaitable[Refusal | None]]
-_CONNECT_STATUS = {Code.UNAUTHENTICATED: 401, Code.UNAVAILABLE: 503, Code.INTERNAL: 500}
+_CONNECT_STATUS = {
+    Code.INVALID_ARGUMENT: 400,
+    Code.UNAUTHENTICATED: 401,
+    Code.UNAVAILABLE: 503,
+    Code.INTERNAL: 500,
+}
 _DRAIN_S = 5.0  # the longest a refused call's body is read for
 
 
+class BodyTooSlow(ConnectError):
+    """DEADLINE_EXCEEDED: the body had not arrived by its deadline (see `deadline_body`)."""
+
+
+def header_problem(scope: Scope) -> tuple[Refusal | None, Scope]:
+    """Why a call's headers cannot be read (None when they can), and the scope without the headers
+    at fault, for connect-python to answer the refusal in the call's own protocol: it decodes every
+    value as UTF-8 and parses the timeouts, and would answer UNKNOWN in Python's words otherwise."""
+    refusal: Refusal | None = None
+    kept: Headers = []
+    for name, value in scope.get("headers", ()):
+        problem = _unreadable(bytes(name), bytes(value))
+        if problem is None:
+            kept.append((name, value))
+        elif refusal is None or problem.code == Code.UNAUTHENTICATED:  # the credential's comes first
+            refusal = problem
+    if refusal is None:
+        return None, scope
+    return refusal, {**scope, "headers": kept}
+
+
+def _unreadable(name: bytes, value: bytes) -> Refusal | None:
+    try:
+        name.decode()
+    except UnicodeDecodeError:
+        return Refusal(Code.INVALID_ARGUMENT, "a header's name is not UTF-8 text")
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        if name == b"authorization":
+            return Refusal(Code.UNAUTHENTICATED, "the authorization header is not UTF-8 text")
+        return Refusal(Code.INVALID_ARGUMENT, f"the {name.decode()} header is not UTF-8 text")
+    form = _TIMEOUT_FORMS.get(name)
+    if form is not None and not form.fullmatch(value):
+        usage = "1 to 8 digits and a unit (H, M, S, m, u, n)" if name == b"grpc-timeout" else "1 to 10 digits"
+        return Refusal(Code.INVALID_ARGUMENT, f"the {name.decode()} header is not a timeout: {usage}")
+    return None
+
+
+def caller_timeout_s(scope: Scope) -> float | None:
+    """The deadline a call's caller set, in seconds from now (its headers checked by header_problem)."""
+    if connect := header(scope, b"connect-timeout-ms"):
+        return int(connect) / 1000
+    if grpc := header(scope, b"grpc-timeout"):
+        return int(grpc[:-1]) * _GRPC_UNITS_S[grpc[-1]]
+    return None
+
+
+def deadline_body(scope: Scope, receive: Receive) -> Receive:
+    """`receive` under which a call's body must have arrived by the caller's deadline, or within
+    BODY_TIMEOUT_S when it sets none (never more than MAX_BODY_TIMEOUT_S): past it the call fails
+    with DEADLINE_EXCEEDED in its own protocol, and the server closes the connection, its request
+    unfinished. Once the body has ended, what comes next (a disconnect) is waited for as long as
+    the call lasts."""
+    asked = caller_timeout_s(scope)
+    timeout_s = BODY_TIMEOUT_S if asked is None else min(asked, MAX_BODY_TIMEOUT_S)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    whose = "the call's deadline" if asked is not None else "the server's limit"
+    late = BodyTooSlow(Code.DEADLINE_EXCEEDED, f"the request's body did not arrive within {whose} ({timeout_s:g} s)")
+    arrived = expired = False
+
+    async def receive_in_time() -> Message:
+        nonlocal arrived, expired
+        if arrived:
+            return await receive()
+        if expired:
+            raise late
+        try:
+            async with asyncio.timeout_at(deadline):
+                message = await receive()
+        except TimeoutError:
+            expired = True
+            raise late from None
+        arrived = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
+
+    return receive_in_time
+
+
 async def _drain(receive: Receive, seen: int, up_to: int) -> None:
-    """Reads and drops the rest of a body (`seen` bytes of it read already) until it ends or more
-    than `up_to` bytes have come."""
-    while seen <= up_to:
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        seen += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return
+    """Reads and drops the rest of a body (`seen` bytes of it read already) until it ends, more
+    than `up_to` bytes have come, or its deadline passes (the caller then reads the refusal that
+    the drain was for, not DEADLINE_EXCEEDED)."""
+    with contextlib.suppress(BodyTooSlow):
+        while seen <= up_to:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
 
 def refuse_body(scope: Scope, receive: Receive, error: ConnectError) -> Receive:
@@ -205,12 +309,19 @@ class HttpApp:
             send = _with_headers(send, extra)
         path: str = scope["path"]
         if path.startswith(self.rpc_prefixes):
-            refusal = await self.admit(scope) if self.admit is not None else None
+            unserved = _unserved_transport(scope)
+            if unserved is not None:
+                await _refuse_plainly(receive, send, *unserved)
+                return
+            refusal, scope = header_problem(scope)
+            if refusal is None and self.admit is not None:
+                refusal = await self.admit(scope)
             if refusal is not None and scope["method"] == "GET":  # Connect's unary GET: no body
                 status = _CONNECT_STATUS.get(refusal.code, 500)
                 await _connect_error(send, status, refusal.code.value, refusal.message)
                 return
             receive, send = _cancel_on_disconnect(receive, send)
+            receive = deadline_body(scope, receive)
             if refusal is not None:
                 receive = refuse_body(scope, receive, ConnectError(refusal.code, refusal.message))
             await self.rpc(scope, limit_body(scope, receive, self.body_limit), send)
@@ -223,6 +334,33 @@ class HttpApp:
             await self.console(scope, receive, send)
         else:
             await text(send, 404, "not found")
+
+
+def _unserved_transport(scope: Scope) -> tuple[int, str] | None:
+    """The HTTP status and reason for a call in a protocol this port cannot serve it in, else None:
+    gRPC without HTTP/2 (its status travels in trailers, which HTTP/1.1 servers do not send; as
+    grpc-go answers it), and gRPC-web's base64 text mode (connect-python serves the binary one)."""
+    content_type = header(scope, b"content-type")
+    if content_type.startswith("application/grpc-web-text"):
+        return 415, (
+            "gRPC-web's text mode (application/grpc-web-text) is not served here: send "
+            "application/grpc-web+proto (binary), or use Connect"
+        )
+    grpc = content_type == "application/grpc" or content_type.startswith("application/grpc+")  # connect-python's test
+    if grpc and "http.response.trailers" not in scope.get("extensions", {}):
+        return 400, (
+            "gRPC requires HTTP/2 (TLS, or cleartext with prior knowledge); over HTTP/1.1 use Connect "
+            "or gRPC-web (application/grpc-web+proto)"
+        )
+    return None
+
+
+async def _refuse_plainly(receive: Receive, send: Send, status: int, reason: str) -> None:
+    """A refusal in plain text, after reading and dropping a little of the body (as refuse_body)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_DRAIN_S):
+            await _drain(receive, 0, _DRAIN_BYTES)
+    await text(send, status, reason)
 
 
 def _cancel_on_disconnect(receive: Receive, send: Send) -> tuple[Receive, Send]:

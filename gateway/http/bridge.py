@@ -6,6 +6,12 @@ grpc.aio server. A call that arrives over HTTP is resolved through the same inte
 (the error mapping, authentication, whatever is added later) with the HTTP headers as metadata,
 and the resulting handler runs with a context whose `abort` raises a Connect error carrying the
 same code, safe message and google.rpc details as the gRPC port's trailers would.
+
+Around connect-python: an enveloped body (gRPC, gRPC-web, Connect's streams) is checked envelope by
+envelope as it arrives (`EnvelopeCheck`), so broken framing is INVALID_ARGUMENT saying what is
+wrong, and a message declared larger than the limit is RESOURCE_EXHAUSTED from its 5-byte header;
+and an exception that is not a Connect error is INTERNAL with a reference, its detail logged, never
+the UNKNOWN with the exception's own words that connect-python would answer.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from __future__ import annotations
 import base64
 import functools
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
+from connectrpc._protocol import HTTPException
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.method import IdempotencyLevel, MethodInfo
@@ -27,6 +35,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
 from gateway.http import codecs
+from gateway.http.asgi import Message, Receive, Scope, Send, header
 from gateway.http.compression import BoundedGzip
 from renderkit.errors import status_details
 
@@ -197,6 +206,10 @@ class ServicerBridge:
                 return await handler.unary_unary(request, _Context(metadata, ctx))
             except _Aborted as aborted:
                 raise aborted.to_connect() from None
+            except ConnectError:
+                raise
+            except Exception as exc:
+                raise internal_error(path, exc) from None
 
         return call
 
@@ -215,6 +228,10 @@ class ServicerBridge:
                     await responses.aclose()
             except _Aborted as aborted:
                 raise aborted.to_connect() from None
+            except ConnectError:
+                raise
+            except Exception as exc:
+                raise internal_error(path, exc) from None
 
         return stream
 
@@ -231,10 +248,140 @@ class ServicerBridge:
         )
 
 
+def internal_error(where: str, exc: BaseException) -> ConnectError:
+    """INTERNAL for an exception nobody mapped (a bug): a reference to find it by in the log, where
+    its detail goes, and nothing of its own words (as renderkit.edge.errors answers on the gRPC port)."""
+    reference = uuid.uuid4().hex[:12]
+    log.error("%s failed (reference %s)", where, reference, exc_info=exc)
+    return ConnectError(Code.INTERNAL, f"an internal error occurred (reference {reference})")
+
+
+class EnvelopeCheck:
+    """Follows an enveloped body's framing as it arrives (each message behind a 5-byte header: a
+    flags byte, 0x01 for compressed, and the length, big-endian), without holding its bytes."""
+
+    def __init__(self, protocol: str, limit: int, compressed: bool, encoding_header: str) -> None:
+        self.protocol = protocol
+        self.limit = limit
+        self.compressed = compressed  # whether the call names a compression its messages may use
+        self.encoding_header = encoding_header
+        self.messages = 0
+        self._header = bytearray()  # the part of an envelope's header that has come so far
+        self._length = 0  # the message being read: its declared length
+        self._left = 0  # and how much of it is still to come
+
+    def feed(self, chunk: bytes) -> None:
+        """Follows the next piece of the body; raises a ConnectError at the first fault."""
+        position = 0
+        while position < len(chunk):
+            if self._left:
+                step = min(self._left, len(chunk) - position)
+                self._left -= step
+                position += step
+                continue
+            taken = chunk[position : position + 5 - len(self._header)]
+            self._header += taken
+            position += len(taken)
+            if len(self._header) == 5:
+                self._begin(self._header[0], int.from_bytes(self._header[1:5], "big"))
+                self._header.clear()
+
+    def end(self) -> None:
+        """Checks that the body ended after a whole message."""
+        if self._header:
+            raise ConnectError(
+                Code.INVALID_ARGUMENT,
+                f"the body ends inside a {self.protocol} envelope's 5-byte header "
+                f"({len(self._header)} of its bytes came)",
+            )
+        if self._left:
+            raise ConnectError(
+                Code.INVALID_ARGUMENT,
+                f"the body ends {self._length - self._left:,} bytes into a message whose {self.protocol} "
+                f"envelope declares {self._length:,}",
+            )
+        if not self.messages:
+            raise ConnectError(
+                Code.INVALID_ARGUMENT,
+                f"the body holds no message: a {self.protocol} request is a message behind a 5-byte envelope "
+                "header, even when the message is empty",
+            )
+
+    def _begin(self, flags: int, length: int) -> None:
+        if flags & ~0x01:
+            raise ConnectError(
+                Code.INVALID_ARGUMENT,
+                f"the body is not {self.protocol} envelopes: an envelope's flags byte is 0x{flags:02x}, where a "
+                "request's may be 0x00, or 0x01 for a compressed message",
+            )
+        if flags & 0x01 and not self.compressed:
+            raise ConnectError(
+                Code.INVALID_ARGUMENT,
+                f"a message is flagged compressed, but the call's {self.encoding_header} names no "
+                "compression read here",
+            )
+        if length > self.limit:
+            raise ConnectError(
+                Code.RESOURCE_EXHAUSTED,
+                f"a message of {length:,} bytes is larger than {self.limit:,} bytes; send large images by URL or "
+                "as assets",
+            )
+        self.messages += 1
+        self._length = self._left = length
+
+
+def checked_envelopes(receive: Receive, check: EnvelopeCheck) -> Receive:
+    """`receive` that passes the body on only as far as its framing is sound (`check`)."""
+    ended = False
+
+    async def receive_checked() -> Message:
+        nonlocal ended
+        message = await receive()
+        if message["type"] == "http.request" and not ended:
+            check.feed(bytes(message.get("body", b"")))
+            if not message.get("more_body", False):
+                ended = True
+                check.end()
+        return message
+
+    return receive_checked
+
+
 class _Application(ConnectASGIApplication[ServicerBridge]):
+    def __init__(self, *, read_max_bytes: int, **kwargs: Any) -> None:
+        super().__init__(read_max_bytes=read_max_bytes, **kwargs)
+        self.limit = read_max_bytes
+
     @property
     def path(self) -> str:
         return "/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        check = self._envelope_check(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if check is not None:
+            receive = checked_envelopes(receive, check)
+        await super().__call__(scope, receive, send)  # type: ignore[arg-type]
+
+    def _envelope_check(self, scope: Scope) -> EnvelopeCheck | None:
+        """The framing check for a call whose body connect-python reads as envelopes (by its own
+        reading of the content type), else None."""
+        content_type = header(scope, b"content-type")
+        if content_type == "application/grpc" or content_type.startswith("application/grpc+"):
+            protocol, encoding_header = "gRPC", "grpc-encoding"
+        elif content_type == "application/grpc-web" or content_type.startswith("application/grpc-web+"):
+            protocol, encoding_header = "gRPC-web", "grpc-encoding"
+        elif content_type.startswith("application/connect+"):
+            protocol, encoding_header = "Connect", "connect-content-encoding"
+        else:
+            return None
+        encoding = header(scope, encoding_header.encode())
+        compressed = encoding in self._compressions and encoding != "identity"
+        return EnvelopeCheck(protocol, self.limit, compressed, encoding_header)
+
+    async def _handle_error(self, exc: Exception, ctx: RequestContext[Any, Any] | None, send: Any) -> None:
+        if not isinstance(exc, ConnectError | HTTPException):
+            exc = internal_error("a call over HTTP", exc)
+        await super()._handle_error(exc, ctx, send)
 
 
 def service_descriptors(*modules: Any) -> Iterable[ServiceDescriptor]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -17,13 +19,18 @@ from dataclasses import replace
 from email.message import Message
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 import grpc
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 import redis
 
 from devstack import scenes
+from gateway.http import app as http_app
+from gateway.http.bridge import ServicerBridge
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
 from render.v1 import render_service_pb2 as pb
@@ -545,3 +552,246 @@ def test_a_browser_that_goes_away_leaves_no_watcher_behind(queue_only_gateway: G
             time.sleep(0.05)
         assert queue_only_gateway.hub.watchers == before
         grpc_client.cancel(job.id)
+
+
+GET_JOB = "/render.v1.RenderService/GetJob"
+GET_JOB_BODY = pb.GetJobRequest(job_id="0" * 32).SerializeToString()
+
+
+def enveloped(message: bytes, flags: int = 0) -> bytes:
+    return bytes([flags]) + len(message).to_bytes(4, "big") + message
+
+
+def raw_call(
+    gateway: Gateway,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    *,
+    declared: int | None = None,
+    timeout: float = 20,
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """Status, headers and body of an HTTP/1.1 POST written byte for byte (header values that HTTP
+    clients will not send, a body shorter than its Content-Length: `declared`), once the gateway
+    has answered and closed the connection (the request asks to keep it open)."""
+    head = [f"POST {path} HTTP/1.1".encode(), b"Host: 127.0.0.1"]
+    head += [b"Content-Length: %d" % (len(body) if declared is None else declared)]
+    head += [name + b": " + value for name, value in headers]
+    with socket.create_connection(("127.0.0.1", gateway.http_port), timeout=timeout) as sock:
+        sock.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        content = answer.read()
+        if declared is not None:  # the request is unfinished: the connection cannot serve another
+            assert sock.recv(1) == b"", "the connection was kept open"
+    return answer.status, answer.headers, content
+
+
+def stream_end(body: bytes) -> tuple[str, str]:
+    """The code ("ok" for none) and message that end a gRPC-web or Connect stream's body."""
+    position = 0
+    while position + 5 <= len(body):
+        flags, length = body[position], int.from_bytes(body[position + 1 : position + 5], "big")
+        frame = body[position + 5 : position + 5 + length]
+        position += 5 + length
+        if flags & 0x80:  # gRPC-web's trailers
+            trailers = dict(line.split(": ", 1) for line in frame.decode().split("\r\n") if line)
+            return grpc_code(trailers["grpc-status"]), unquote(trailers.get("grpc-message", ""))
+        if flags & 0x02:  # Connect's end of stream
+            error = json.loads(frame).get("error", {})
+            return error.get("code", "ok"), error.get("message", "")
+    raise AssertionError(f"the body does not end a stream: {body[:200]!r}")
+
+
+def grpc_code(number: str) -> str:
+    """A gRPC status number as Connect spells the code ("invalid_argument")."""
+    return next(code.name.lower() for code in grpc.StatusCode if code.value[0] == int(number))
+
+
+def h2c_call(gateway: Gateway, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> dict[bytes, bytes]:
+    """The response headers and trailers together of one call over cleartext HTTP/2."""
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    connection.initiate_connection()
+    stream = connection.get_next_available_stream_id()
+    pseudo = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"127.0.0.1"), (b":path", path.encode())]
+    connection.send_headers(stream, [*pseudo, *headers], end_stream=not body)
+    if body:
+        connection.send_data(stream, body, end_stream=True)
+    answer: dict[bytes, bytes] = {}
+    with socket.create_connection(("127.0.0.1", gateway.http_port), timeout=20) as sock:
+        while True:
+            sock.sendall(connection.data_to_send())
+            data = sock.recv(65536)
+            assert data, "the connection closed before the call ended"
+            for event in connection.receive_data(data):
+                if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+                    answer.update((bytes(k), bytes(v)) for k, v in event.headers or ())
+                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == stream:
+                    return answer
+
+
+def test_a_body_that_never_finishes_is_answered_when_its_deadline_passes(
+    http_gateway: Gateway, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request whose body stops coming holds its connection until the caller's deadline, or the
+    server's limit when it sets none: then DEADLINE_EXCEEDED in the call's protocol, and the
+    connection is closed. A body over the size limit is drained no longer either."""
+    monkeypatch.setattr(http_app, "BODY_TIMEOUT_S", 1.0)
+    credential = (b"authorization", f"Bearer {key}".encode())
+    started = time.monotonic()
+    status, _, body = raw_call(
+        http_gateway,
+        GET_JOB,
+        [(b"content-type", b"application/json"), (b"connect-timeout-ms", b"500"), credential],
+        b"{",
+        declared=100,
+    )
+    error = json.loads(body)
+    assert (status, error["code"]) == (504, "deadline_exceeded") and "the call's deadline (0.5 s)" in error["message"]
+    status, _, body = raw_call(
+        http_gateway, GET_JOB, [(b"content-type", b"application/json"), credential], b"{", declared=100
+    )
+    assert (status, json.loads(body)["code"]) == (504, "deadline_exceeded")
+    assert "the server's limit (1 s)" in json.loads(body)["message"]
+    status, _, body = raw_call(
+        http_gateway,
+        GET_JOB,
+        [(b"content-type", b"application/grpc-web+proto"), (b"grpc-timeout", b"500m"), credential],
+        b"\0",
+        declared=100,
+    )
+    assert status == 200 and stream_end(body)[0] == "deadline_exceeded"
+    # Declared a little over the limit (so it would be drained before the refusal), then stalled.
+    over = 5 * 1024 * 1024
+    status, _, body = raw_call(
+        http_gateway, GET_JOB, [(b"content-type", b"application/proto"), credential], b"x" * 10, declared=over
+    )
+    assert (status, json.loads(body)["code"]) == (429, "resource_exhausted")
+    assert time.monotonic() - started < 30
+
+
+CONNECT_JSON = (b"content-type", b"application/json")
+GRPC_WEB = (b"content-type", b"application/grpc-web+proto")
+
+
+@pytest.mark.parametrize(
+    "headers, credential, code, said",
+    [
+        ([CONNECT_JSON, (b"x-trace", b"caf\xe9")], True, "invalid_argument", "the x-trace header is not UTF-8"),
+        ([CONNECT_JSON, (b"x-trace", b"caf\xe9")], False, "invalid_argument", "the x-trace header is not UTF-8"),
+        ([CONNECT_JSON, (b"authorization", b"Bearer \xff\xfe")], False, "unauthenticated", "authorization header"),
+        ([CONNECT_JSON, (b"connect-timeout-ms", b"soon")], True, "invalid_argument", "connect-timeout-ms header"),
+        ([GRPC_WEB, (b"x-trace", b"caf\xe9")], True, "invalid_argument", "the x-trace header is not UTF-8"),
+        ([GRPC_WEB, (b"x-trace", b"caf\xe9")], False, "invalid_argument", "the x-trace header is not UTF-8"),
+        ([GRPC_WEB, (b"grpc-timeout", b"zzz")], True, "invalid_argument", "the grpc-timeout header is not a timeout"),
+    ],
+)
+def test_headers_that_cannot_be_read_are_refused_in_the_calls_protocol(
+    http_gateway: Gateway, key: str, headers: list[tuple[bytes, bytes]], credential: bool, code: str, said: str
+) -> None:
+    """A header value that is not UTF-8, or a timeout that does not parse: the caller's mistake,
+    naming the header, in Connect's JSON or gRPC-web's trailers (not HTTP 500 UNKNOWN in Python's
+    words); an unreadable credential is UNAUTHENTICATED."""
+    if credential:
+        headers = [*headers, (b"authorization", f"Bearer {key}".encode())]
+    if headers[0] == GRPC_WEB:
+        status, _, body = raw_call(http_gateway, GET_JOB, headers, enveloped(GET_JOB_BODY))
+        assert status == 200 and stream_end(body) == (code, stream_end(body)[1])
+        message = stream_end(body)[1]
+    else:
+        status, _, body = raw_call(http_gateway, GET_JOB, headers, json.dumps({"jobId": "0" * 32}).encode())
+        error = json.loads(body)
+        assert (status, error["code"]) == ({"invalid_argument": 400, "unauthenticated": 401}[code], code)
+        message = error["message"]
+    assert said in message and "codec" not in message and "protocol error" not in message
+
+
+def test_grpc_over_http2_with_a_timeout_that_does_not_parse_is_invalid(http_gateway: Gateway, key: str) -> None:
+    """gRPC's own answer (trailers), not Connect's JSON with connect-python's words."""
+    headers = [(b"content-type", b"application/grpc"), (b"te", b"trailers")]
+    headers += [(b"authorization", f"Bearer {key}".encode()), (b"grpc-timeout", b"zzz")]
+    answer = h2c_call(http_gateway, GET_JOB, headers, enveloped(GET_JOB_BODY))
+    assert grpc_code(answer[b"grpc-status"].decode()) == "invalid_argument"
+    assert "grpc-timeout" in unquote(answer[b"grpc-message"].decode())
+    # No body at all (END_STREAM on the headers): no message, which the caller is told.
+    answer = h2c_call(http_gateway, GET_JOB, headers[:-1], b"")
+    assert grpc_code(answer[b"grpc-status"].decode()) == "invalid_argument"
+    assert "no message" in unquote(answer[b"grpc-message"].decode())
+    # The same call, well formed, is answered (not found: the job is made up).
+    answer = h2c_call(http_gateway, GET_JOB, headers[:-1], enveloped(GET_JOB_BODY))
+    assert grpc_code(answer[b"grpc-status"].decode()) == "not_found"
+
+
+@pytest.mark.parametrize(
+    "content_type, status, said",
+    [
+        (b"application/grpc", 400, b"gRPC requires HTTP/2"),
+        (b"application/grpc-web-text", 415, b"text mode"),
+    ],
+)
+def test_a_protocol_this_port_cannot_serve_is_refused_saying_why(
+    http_gateway: Gateway, key: str, content_type: bytes, status: int, said: bytes
+) -> None:
+    """gRPC over HTTP/1.1 (no trailers) and gRPC-web's text mode: a line saying so, not HTTP 500
+    with connect-python's words, nor 415 with an empty body."""
+    headers = [(b"content-type", content_type), (b"authorization", f"Bearer {key}".encode())]
+    got, _, body = raw_call(http_gateway, GET_JOB, headers, enveloped(GET_JOB_BODY))
+    assert got == status and said in body and b"ASGI" not in body
+
+
+def test_an_exception_nobody_mapped_is_internal_without_its_words(
+    http_gateway: Gateway, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What escapes every mapping is a bug: INTERNAL with a reference to find it by in the log, the
+    exception's own text never sent (connect-python answers UNKNOWN with it)."""
+
+    async def failing(self: ServicerBridge, method: str, metadata: Any) -> Any:
+        raise RuntimeError("secret detail at /srv/keys")
+
+    monkeypatch.setattr(ServicerBridge, "_handler", failing)
+    credential = (b"authorization", f"Bearer {key}".encode())
+    status, _, body = raw_call(http_gateway, GET_JOB, [CONNECT_JSON, credential], b"{}")
+    error = json.loads(body)
+    assert (status, error["code"]) == (500, "internal") and "secret" not in error["message"]
+    assert error["message"].startswith("an internal error occurred (reference ")
+    status, _, body = raw_call(http_gateway, GET_JOB, [GRPC_WEB, credential], enveloped(GET_JOB_BODY))
+    code, message = stream_end(body)
+    assert (code, "secret" in message) == ("internal", False)
+
+
+TOO_LONG = b"\0\xff\xff\xff\xff"  # an envelope declaring a 4 GiB message
+
+
+@pytest.mark.parametrize(
+    "content_type, method, body, declared, code, said",
+    [
+        (GRPC_WEB[1], "GetJob", enveloped(GET_JOB_BODY)[:5] + b"x" * 10, None, "invalid_argument", "10 bytes into"),
+        (GRPC_WEB[1], "GetJob", b"\0\0", None, "invalid_argument", "5-byte header"),
+        (GRPC_WEB[1], "GetJob", b"", None, "invalid_argument", "holds no message"),
+        (GRPC_WEB[1], "GetJob", enveloped(b"ab", flags=1), None, "invalid_argument", "flagged compressed"),
+        (b"application/connect+json", "WatchJob", b'{"jobId": "x"}', None, "invalid_argument", "not Connect envelopes"),
+        (b"application/connect+proto", "WatchJob", TOO_LONG, None, "resource_exhausted", "larger than"),
+        # Refused from the envelope's header, while the rest of the body is still to come.
+        (GRPC_WEB[1], "GetJob", TOO_LONG, 1000, "resource_exhausted", "larger than"),
+    ],
+)
+def test_broken_framing_is_the_callers_error_saying_what_is_wrong(
+    http_gateway: Gateway,
+    key: str,
+    content_type: bytes,
+    method: str,
+    body: bytes,
+    declared: int | None,
+    code: str,
+    said: str,
+) -> None:
+    """An envelope cut short, a body that is no envelopes at all, a compressed flag without a
+    compression: INVALID_ARGUMENT saying so (not UNIMPLEMENTED "zero messages", nor INTERNAL); a
+    message declared over the limit: RESOURCE_EXHAUSTED at once, not once the limit is buffered."""
+    headers = [(b"content-type", content_type), (b"authorization", f"Bearer {key}".encode())]
+    headers += [(b"grpc-timeout", b"60S"), (b"connect-timeout-ms", b"60000")]  # not what ends the call
+    started = time.monotonic()
+    status, _, answer = raw_call(http_gateway, f"/render.v1.RenderService/{method}", headers, body, declared=declared)
+    assert status == 200 and time.monotonic() - started < 10
+    got, message = stream_end(answer)
+    assert got == code and said in message, message
