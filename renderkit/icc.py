@@ -10,14 +10,20 @@ look-ups and a matrix, in row bands (a 12 MP photo in ~0.1 s); what is exactly s
 beyond reading the profile's tag table. Other RGB profiles (lookup tables only) go through
 LittleCMS (Pillow's ImageCms), which is several times slower. Colours outside sRGB's gamut are
 clipped, as LittleCMS does for the relative colorimetric intent of matrix profiles.
+
+A profile that is malformed, too large (MAX_PROFILE_BYTES) or not an RGB display profile is
+ignored: the pixels are taken as sRGB. Conversions are cached by the profile's digest, never by
+its bytes, so no cache keeps a photo's profile alive.
 """
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import io
 import logging
 import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -87,6 +93,8 @@ def _curve(data: bytes, offset: int, size: int) -> np.ndarray:
         if count == 0:
             return x
         if count == 1:
+            if size < 14:
+                raise ProfileError("a tone curve's gamma is missing")
             return np.asarray(x ** (struct.unpack_from(">H", data, offset + 12)[0] / 256.0))
         if 12 + 2 * count > size:
             raise ProfileError("a tone curve runs past its tag")
@@ -143,32 +151,60 @@ class Conversion:
 
     to_linear: np.ndarray | None  # (1, 256, 3) float32, B, G, R
     matrix: np.ndarray | None  # (3, 3) float32, linear BGR to linear sRGB BGR in 4095ths
-    profile: bytes  # for LittleCMS when the two above are None
+    transform: ImageCms.ImageCmsTransform | None  # LittleCMS's, when the two above are None
 
 
-@functools.lru_cache(maxsize=32)
+# The conversions of the profiles seen last, by SHA-256 of the profile (photos of one camera or
+# phone share theirs). Decodes run on several threads: the lock keeps the order consistent.
+_CACHED_CONVERSIONS = 32
+_conversions: OrderedDict[bytes, Conversion | None] = OrderedDict()
+_conversions_lock = threading.Lock()
+
+
 def conversion_for(profile: bytes) -> Conversion | None:
     """The conversion to sRGB a profile needs; None when the pixels are sRGB already or the profile
     cannot be used (the pixels are then taken as sRGB, as every decoder that ignores profiles does)."""
+    if len(profile) > MAX_PROFILE_BYTES:
+        log.info("ignoring an embedded colour profile of %d bytes", len(profile))
+        return None
+    digest = hashlib.sha256(profile).digest()
+    with _conversions_lock:
+        if digest in _conversions:
+            _conversions.move_to_end(digest)
+            return _conversions[digest]
+    conversion = _conversion(profile)
+    with _conversions_lock:
+        _conversions[digest] = conversion
+        while len(_conversions) > _CACHED_CONVERSIONS:
+            _conversions.popitem(last=False)
+    return conversion
+
+
+def _conversion(profile: bytes) -> Conversion | None:
     try:
         model = parse(profile)
-    except ProfileError as exc:
+    except (ValueError, struct.error) as exc:  # a ProfileError, or a malformed tag read past its end
         log.info("ignoring an embedded colour profile: %s", exc)
         return None
     if model is None:
-        return Conversion(None, None, profile)
+        try:
+            return Conversion(None, None, littlecms_transform(profile))
+        except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+            log.info("ignoring an embedded colour profile LittleCMS cannot use: %s", exc)
+            return None
     if model.is_srgb():
         return None
     reverse = [2, 1, 0]
     to_srgb = np.linalg.inv(SRGB_TO_XYZ_D50) @ model.to_xyz
     table = model.curves[reverse].T.reshape(1, 256, 3).astype(np.float32)
-    return Conversion(table, (to_srgb[np.ix_(reverse, reverse)] * 4095.0).astype(np.float32), b"")
+    return Conversion(table, (to_srgb[np.ix_(reverse, reverse)] * 4095.0).astype(np.float32), None)
 
 
 def to_srgb(bgr: np.ndarray, conversion: Conversion) -> np.ndarray:
     """BGR pixels (uint8, 3 channels) of a profile converted to sRGB, in place where possible."""
     if conversion.to_linear is None or conversion.matrix is None:
-        return _lcms_to_srgb(bgr, conversion.profile)
+        assert conversion.transform is not None
+        return _lcms_to_srgb(bgr, conversion.transform)
     out = bgr if bgr.flags.writeable and bgr.flags.c_contiguous else np.ascontiguousarray(bgr)
     rows = max(1, _BAND_PIXELS // max(1, out.shape[1]))
     for top in range(0, out.shape[0], rows):
@@ -179,20 +215,16 @@ def to_srgb(bgr: np.ndarray, conversion: Conversion) -> np.ndarray:
     return out
 
 
-def _lcms_to_srgb(bgr: np.ndarray, profile: bytes) -> np.ndarray:
-    try:
-        transform = _lcms_transform(profile)
-    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
-        log.info("ignoring an embedded colour profile LittleCMS cannot use: %s", exc)
-        return bgr
+def _lcms_to_srgb(bgr: np.ndarray, transform: ImageCms.ImageCmsTransform) -> np.ndarray:
     rgb = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     converted = ImageCms.applyTransform(rgb, transform)
     assert converted is not None
     return cv2.cvtColor(np.asarray(converted), cv2.COLOR_RGB2BGR)
 
 
-@functools.lru_cache(maxsize=8)
-def _lcms_transform(profile: bytes) -> ImageCms.ImageCmsTransform:
+def littlecms_transform(profile: bytes) -> ImageCms.ImageCmsTransform:
+    """LittleCMS's transform from a profile to sRGB (relative colorimetric); it keeps no copy of the
+    profile's bytes."""
     source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
     return ImageCms.buildTransform(source, srgb, "RGB", "RGB", ImageCms.Intent.RELATIVE_COLORIMETRIC)

@@ -6,7 +6,9 @@ they are uint8 BGR arrays, OpenCV's native order.
 Every decode probes first. The probe walks the container's structure (JPEG markers, PNG chunks,
 the WebP RIFF), so a truncated or corrupt file is refused instead of decoded with its missing part
 grey (libjpeg only warns); it reads the size from the header alone, so a bomb is refused before any
-pixel is allocated; and it reads the EXIF orientation. The decoders then ignore the codec's own
+pixel is allocated; it refuses files whose decode or walk would cost far more than their size
+suggests (a JPEG of more than MAX_JPEG_SCANS scans, more than MAX_HEADER_PARTS markers or chunks);
+and it reads the EXIF orientation. The decoders then ignore the codec's own
 orientation handling and apply exactly the orientation the probe read: probe, decode, masks, hints
 and outputs are all in the displayed frame. Outputs are encoded without EXIF, so they display as
 stored.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import re
 import struct
 import warnings
 import zlib
@@ -52,6 +55,18 @@ HEIF_TYPES = frozenset({"image/heic", "image/heif"})
 DEFAULT_GROUT = "#C8C8C8"
 _WHITE = (255, 255, 255)
 _TRUNCATED = "the image is truncated or corrupt"
+# Encoders write 10 or fewer scans (progressive passes); each is a pass of the decoder over every
+# coefficient, so thousands of tiny ones (a few dozen bytes each) cost minutes of decode.
+MAX_JPEG_SCANS = 100
+# The markers or chunks a header walk visits: every walk step costs Python-speed time, so a
+# file of empty chunks would cost seconds. Legitimate files stay far below: a JPEG has a few dozen
+# segments, a PNG's image data comes in chunks of 8 KB (libpng) to 64 KB (Pillow). A file may have
+# one part per 4 KB besides, so a large PNG in small chunks is not refused for its size alone.
+MAX_HEADER_PARTS = 10_000
+_BYTES_A_PART = 4096
+# What pillow-heif raises for a file it cannot read (ValueError, EOFError, SyntaxError,
+# RuntimeError, OSError, as it documents) and IndexError for one that holds no image.
+_HEIF_ERRORS = (ValueError, EOFError, SyntaxError, RuntimeError, OSError, IndexError)
 
 
 class ImageError(ValueError):
@@ -118,6 +133,8 @@ def probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
         limit = f"more than {max_pixels:,} pixels" if pixels > max_pixels else f"a side over {MAX_SIDE:,} px"
         raise ImageError(f"the image is {width}x{height} ({megapixels} MP), {limit}")
     focal, exact = exif_focal(exif, width, height)
+    # A profile over the limit is unusable (renderkit.icc): dropped here, before anything keeps it.
+    icc_profile = header.icc if len(header.icc) <= icc.MAX_PROFILE_BYTES else b""
     return ImageInfo(
         content_type,
         width,
@@ -125,7 +142,7 @@ def probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
         orientation,
         header.alpha,
         focal_length_px=focal,
-        icc_profile=header.icc,
+        icc_profile=icc_profile,
         focal_length_exact=exact,
     )
 
@@ -156,29 +173,33 @@ class _Header:
     icc: bytes = b""
 
 
+def _most_parts(data: bytes) -> int:
+    """The most markers or chunks a walk of this file visits (MAX_HEADER_PARTS)."""
+    return max(MAX_HEADER_PARTS, len(data) // _BYTES_A_PART)
+
+
 # Start-of-frame markers (baseline, progressive, lossless, arithmetic): all but DHT, JPG and DAC.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_FILL_BYTES = re.compile(rb"\xff+")  # fill bytes may precede a marker: skipped at C speed
 
 
 def _jpeg_header(data: bytes) -> _Header:
     """Walks a JPEG's markers: segments are skipped by their length (an APP1 holding an EXIF
     thumbnail, with its own EOI, included), entropy-coded scans by the next true marker; an EOI
-    must follow the last scan. Bytes after the EOI are allowed (phones append data there)."""
+    must follow the last scan. Bytes after the EOI are allowed (phones append data there). More
+    than MAX_JPEG_SCANS scans, or markers past MAX_HEADER_PARTS, are refused."""
     size = len(data)
     pos = 2
     width = height = scans = 0
     exif = b""
     icc_chunks: dict[int, bytes] = {}
     markers: np.ndarray | None = None
-    while True:
-        if pos >= size:
+    most_markers = _most_parts(data)
+    for _ in range(most_markers):
+        fill = _FILL_BYTES.match(data, pos)
+        if fill is None or fill.end() >= size:
             raise ImageError(_TRUNCATED)
-        if data[pos] != 0xFF:
-            raise ImageError(_TRUNCATED)
-        while pos < size and data[pos] == 0xFF:  # fill bytes may precede a marker
-            pos += 1
-        if pos >= size:
-            raise ImageError(_TRUNCATED)
+        pos = fill.end()
         marker = data[pos]
         pos += 1
         if marker == 0xD9:
@@ -204,12 +225,16 @@ def _jpeg_header(data: bytes) -> _Header:
             if not width:
                 raise ImageError(_TRUNCATED)  # a scan before any frame header
             scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise ImageError(f"the JPEG has more than {MAX_JPEG_SCANS} scans (progressive passes)")
             if markers is None:
                 markers = _jpeg_markers(data, pos)
             index = int(np.searchsorted(markers, pos))
             if index == markers.size:
                 raise ImageError(_TRUNCATED)  # the scan runs to the end of the data: no EOI
             pos = int(markers[index])
+    else:
+        raise ImageError(f"the JPEG has more than {most_markers:,} markers")
     if not scans:
         raise ImageError(_TRUNCATED)
     icc_profile = b"".join(icc_chunks[k] for k in sorted(icc_chunks))
@@ -228,13 +253,16 @@ def _jpeg_markers(data: bytes, start: int) -> np.ndarray:
 
 
 def _png_header(data: bytes) -> _Header:
-    """Walks a PNG's chunks: IHDR first, valid lengths, image data, and IEND at the end."""
+    """Walks a PNG's chunks: IHDR first, valid lengths, image data, and IEND at the end, in at most
+    MAX_HEADER_PARTS chunks. Only the first iCCP chunk counts (PNG allows one; libpng, too, ignores
+    any other), so a file cannot make the probe inflate a profile more than once."""
     size = len(data)
     pos = len(_PNG_SIGNATURE)
     width = height = 0
-    alpha, pixels = False, False
+    alpha, pixels, profiled = False, False, False
     exif = icc_profile = b""
-    while True:
+    most_chunks = _most_parts(data)
+    for _ in range(most_chunks):
         if pos + 12 > size:
             raise ImageError(_TRUNCATED)
         length, kind = struct.unpack_from(">I4s", data, pos)
@@ -253,11 +281,13 @@ def _png_header(data: bytes) -> _Header:
             alpha = True  # a transparent colour or palette entries
         elif kind == b"eXIf":
             exif = body.removeprefix(b"Exif\x00\x00")
-        elif kind == b"iCCP":
-            icc_profile = _png_profile(body)
+        elif kind == b"iCCP" and not profiled:
+            icc_profile, profiled = _png_profile(body), True
         elif kind == b"IEND":
             break
         pos = end
+    else:
+        raise ImageError(f"the PNG has more than {most_chunks:,} chunks")
     if not pixels:
         raise ImageError(_TRUNCATED)
     return _Header(width, height, alpha, exif, icc_profile)
@@ -277,8 +307,8 @@ def _png_profile(body: bytes) -> bytes:
 
 
 def _webp_header(data: bytes) -> _Header:
-    """Checks a WebP's RIFF size against the data and walks its chunks for the frame's size, the
-    alpha channel, the EXIF block and the colour profile."""
+    """Checks a WebP's RIFF size against the data and walks its chunks (at most MAX_HEADER_PARTS)
+    for the frame's size, the alpha channel, the EXIF block and the colour profile."""
     riff_end = 8 + int.from_bytes(data[4:8], "little")
     if riff_end > len(data) or riff_end < 20:
         raise ImageError(_TRUNCATED)
@@ -287,7 +317,11 @@ def _webp_header(data: bytes) -> _Header:
     canvas: tuple[int, int] | None = None
     alpha, frame = False, False
     exif = icc_profile = b""
+    most_chunks, chunks = _most_parts(data), 0
     while pos + 8 <= riff_end:
+        chunks += 1
+        if chunks > most_chunks:
+            raise ImageError(f"the WebP has more than {most_chunks:,} chunks")
         kind, length = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
         body, end = pos + 8, pos + 8 + length
         if end > riff_end:
@@ -316,7 +350,7 @@ def _webp_header(data: bytes) -> _Header:
             alpha = True
         elif kind == b"EXIF":
             exif = data[body:end].removeprefix(b"Exif\x00\x00")
-        elif kind == b"ICCP":
+        elif kind == b"ICCP" and length <= icc.MAX_PROFILE_BYTES:  # a larger one is unusable: not copied
             icc_profile = data[body:end]
         pos = end + (length & 1)  # chunks are padded to an even length
     if not frame:
@@ -346,13 +380,12 @@ def _heif_header(data: bytes) -> tuple[str, _Header]:
         raise ImageError("HEIC photos are not supported here: convert them to JPEG")
     try:
         image = heif.open_heif(data, convert_hdr_to_8bit=True)
-    except (ValueError, RuntimeError, OSError):
+        (width, height), alpha = image.size, bool(image.has_alpha)  # the primary image's: IndexError without one
+        exif = image.info.get("exif") or b""
+        icc_profile = image.info.get("icc_profile") or b""
+    except _HEIF_ERRORS:
         raise ImageError(_TRUNCATED) from None
-    width, height = image.size
-    exif = image.info.get("exif") or b""
-    return content_type, _Header(
-        width, height, bool(image.has_alpha), exif.removeprefix(b"Exif\x00\x00"), image.info.get("icc_profile") or b""
-    )
+    return content_type, _Header(width, height, alpha, exif.removeprefix(b"Exif\x00\x00"), icc_profile)
 
 
 def _heif_decode(data: bytes, what: str) -> np.ndarray:
@@ -362,7 +395,7 @@ def _heif_decode(data: bytes, what: str) -> np.ndarray:
         raise ImageError("HEIC photos are not supported here: convert them to JPEG")
     try:
         pixels = np.asarray(heif.open_heif(data, convert_hdr_to_8bit=True))
-    except (ValueError, RuntimeError, OSError):
+    except _HEIF_ERRORS:
         raise ImageError(f"the {what} could not be decoded") from None
     if pixels.ndim == 2:
         return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)

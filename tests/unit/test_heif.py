@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator
+import struct
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pillow_heif
@@ -88,3 +89,61 @@ def test_without_a_decoder_heic_is_refused_naming_the_format() -> None:
     data = heic(np.ascontiguousarray(displayed_portrait()[:, :, ::-1]))
     violations, _ = check_image(data, "material_swap.photo.data", Limits(), 16)
     assert violations == [("material_swap.photo.data", "HEIC photos are not supported here: convert them to JPEG")]
+
+
+def _box(data: bytes, kind: bytes) -> int:
+    """Where a box's payload starts (after its size and type)."""
+    return data.index(kind) + 4
+
+
+def _version_127(data: bytes) -> bytes:
+    at = _box(data, b"ipma")
+    return data[:at] + b"\x7f\xff\xff\xff" + data[at + 4 :]  # a version libheif does not know: SyntaxError
+
+
+def _no_decoder_configuration(data: bytes) -> bytes:
+    at = data.index(b"hvcC")
+    return data[:at] + b"\0\0\0\0" + data[at + 4 :]  # no image to read: IndexError
+
+
+def _image_data_cut_short(data: bytes) -> bytes:
+    # iloc v0 with 4-byte offsets, lengths and base offset, one item of one extent: its length last.
+    at = _box(data, b"iloc")
+    assert data[at : at + 8] == b"\0\0\0\0\x44\x40\0\x01"
+    length = at + 22
+    (extent,) = struct.unpack_from(">I", data, length)
+    return data[:length] + struct.pack(">I", extent // 3) + data[length + 4 :]  # EOFError when decoded
+
+
+def _monochrome_configuration(data: bytes) -> bytes:
+    at = _box(data, b"hvcC") + 16  # chroma_format_idc, in a byte of reserved bits
+    return data[:at] + b"\0" + data[at + 1 :]  # a conversion libheif does not support: SyntaxError
+
+
+@pytest.mark.parametrize(
+    "corrupt, at_probe",
+    [
+        (_version_127, True),
+        (_no_decoder_configuration, True),
+        (_image_data_cut_short, False),
+        (_monochrome_configuration, False),
+    ],
+)
+def test_a_corrupt_heic_is_refused_as_corrupt_wherever_it_fails(
+    corrupt: Callable[[bytes], bytes], at_probe: bool
+) -> None:
+    """Whatever pillow-heif raises for a file it cannot read is an ImageError (else INTERNAL at
+    submit and a pipeline error in a job), at the probe or, where the header reads, at the decode."""
+    data = corrupt(heic(np.ascontiguousarray(displayed_portrait()[:, :, ::-1])))
+    if at_probe:
+        violations, _ = check_image(data, "material_swap.photo.data", Limits(), 16)
+        assert violations == [("material_swap.photo.data", "the image is truncated or corrupt")]
+        return
+    assert imaging.probe(data).width == 48
+    for decode, what in (
+        (imaging.decode_bgr, "image"),
+        (imaging.decode_swatch, "swatch"),
+        (imaging.decode_gray, "mask"),
+    ):
+        with pytest.raises(imaging.ImageError, match=f"^the {what} could not be decoded$"):
+            decode(data)  # type: ignore[operator]

@@ -5,6 +5,8 @@ against."""
 from __future__ import annotations
 
 import io
+import struct
+import sys
 
 import cv2
 import numpy as np
@@ -21,6 +23,7 @@ from tests.colour_profiles import (
     in_profile,
     matrix_profile,
     tagged,
+    to_xyz_d50,
 )
 
 
@@ -52,7 +55,7 @@ def test_the_fast_conversion_agrees_with_littlecms() -> None:
         conversion = icc.conversion_for(profile)
         assert conversion is not None and conversion.matrix is not None
         ours = icc.to_srgb(pixels.copy(), conversion)
-        lcms = icc.to_srgb(pixels.copy(), icc.Conversion(None, None, profile))  # the LittleCMS path
+        lcms = icc.to_srgb(pixels.copy(), icc.Conversion(None, None, icc.littlecms_transform(profile)))
         assert np.abs(ours.astype(int) - lcms).max() <= 1
 
 
@@ -79,3 +82,29 @@ def test_unusable_profiles_leave_the_pixels_as_they_are(profile: bytes) -> None:
     data = tagged(colour_patches(), profile, "PNG")
     assert imaging.probe(data).icc_profile == profile
     np.testing.assert_array_equal(imaging.decode_bgr(data), colour_patches())
+
+
+# A gamma curve whose value is missing: 12 bytes, the last tag of the profile.
+_NO_GAMMA = b"curv\0\0\0\0" + struct.pack(">I", 1)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_tone_curve_without_its_gamma_leaves_the_pixels_as_they_are(fmt: str) -> None:
+    profile = matrix_profile(to_xyz_d50([(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)]), _NO_GAMMA)
+    assert profile.endswith(_NO_GAMMA)
+    assert icc.conversion_for(profile) is None
+    data = tagged(colour_patches(), profile, fmt)
+    assert imaging.probe(data).icc_profile == profile
+    tolerance = 3 if fmt == "JPEG" else 0
+    for decoded in (imaging.decode_bgr(data), imaging.decode_swatch(data)[0]):
+        assert np.abs(decoded.astype(int) - colour_patches()).max() <= tolerance
+
+
+def test_no_conversion_keeps_the_profile_it_was_made_from() -> None:
+    """Conversions are cached by the profile's digest: a photo's profile (up to 4 MB) is not kept
+    alive by the cache once the photo is done with."""
+    for profile in (bytes(bytearray(DISPLAY_P3)), b"garbage " * 1000, b"\0" * (icc.MAX_PROFILE_BYTES + 1)):
+        references = sys.getrefcount(profile)
+        icc.conversion_for(profile)
+        assert sys.getrefcount(profile) == references
+    assert icc.conversion_for(bytes(bytearray(DISPLAY_P3))) is icc.conversion_for(DISPLAY_P3)  # cached

@@ -375,3 +375,85 @@ def test_convex_coverage_is_the_share_of_the_image_inside_the_polygon() -> None:
     quad = np.array([[50.5, 400.2], [590.3, 410.7], [420.1, 120.4], [180.6, 110.9]])
     drawn = imaging.polygon_mask(quad, 640, 480).astype(np.float64).sum() / 255 / (640 * 480)
     assert imaging.convex_coverage(quad, 640, 480) == pytest.approx(drawn, rel=0.01)
+
+
+def with_scans(progressive: bytes, scans: int) -> bytes:
+    """The progressive JPEG with its last scan repeated until it has `scans` scans (a scan bomb
+    when many: each scan is a pass of the decoder over every coefficient)."""
+    last = progressive.rindex(b"\xff\xda")  # a scan's own 0xFF bytes are stuffed: this is its marker
+    scan = progressive[last:-2]  # to the EOI
+    return progressive[:-2] + scan * (scans - progressive.count(b"\xff\xda")) + progressive[-2:]
+
+
+def test_a_jpeg_with_more_scans_than_any_encoder_writes_is_refused_at_the_probe() -> None:
+    from gateway.validation import Limits, check_image
+
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 128).save(buffer, "JPEG", progressive=True)
+    most = with_scans(buffer.getvalue(), imaging.MAX_JPEG_SCANS)
+    assert imaging.probe(most).width == 64
+    bomb = with_scans(buffer.getvalue(), imaging.MAX_JPEG_SCANS + 1)
+    message = f"the JPEG has more than {imaging.MAX_JPEG_SCANS} scans (progressive passes)"
+    for read in (imaging.probe, imaging.decode_gray, imaging.decode_swatch):
+        with pytest.raises(imaging.ImageError) as info:
+            read(bomb)  # type: ignore[operator]
+        assert str(info.value) == message
+    # At submit, the refusal names the field (INVALID_ARGUMENT with that field's violation).
+    assert check_image(bomb, "material_swap.mask.data", Limits(), 1)[0] == [("material_swap.mask.data", message)]
+
+
+def webp_with_chunks(extra: bytes) -> bytes:
+    webp = imaging.encode(np.full((16, 16, 3), 90, np.uint8), imaging_pb2.FORMAT_WEBP)[0]
+    body = webp[12:] + extra
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+
+
+def test_header_walks_stop_after_ten_thousand_parts() -> None:
+    """Files of empty markers or chunks are refused once the walk has visited MAX_HEADER_PARTS
+    (Python-speed steps: a 40 MB file of them took ~1.7 s a probe); fill bytes, skipped at C speed,
+    are not parts."""
+    parts = imaging.MAX_HEADER_PARTS + 1
+    plain = jpeg(16, 16)
+    png = imaging.encode(np.full((16, 16, 3), 90, np.uint8), imaging_pb2.FORMAT_PNG)[0]
+    empty = png_chunk(b"teXt", b"")
+    for data, message in (
+        (plain[:2] + b"\xff\x01" * parts + plain[2:], "the JPEG has more than 10,000 markers"),
+        (png[:33] + empty * parts + png[33:], "the PNG has more than 10,000 chunks"),
+        (webp_with_chunks(b"JUNK\0\0\0\0" * parts), "the WebP has more than 10,000 chunks"),
+    ):
+        with pytest.raises(imaging.ImageError) as info:
+            imaging.probe(data)
+        assert str(info.value) == message
+    assert imaging.probe(plain[:2] + b"\xff" * 100_000 + plain[2:]).width == 16
+    assert imaging.probe(png[:33] + empty * 100 + png[33:]).width == 16
+
+
+def test_only_a_pngs_first_colour_profile_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PNG allows one iCCP chunk; each is inflated up to 4 MB, so a file of a thousand (4 MB of
+    them) took seconds a probe. Later ones are ignored, as libpng ignores them."""
+    inflated: list[bytes] = []
+    png_profile = imaging._png_profile
+
+    def counted(body: bytes) -> bytes:
+        inflated.append(body)
+        return png_profile(body)
+
+    monkeypatch.setattr(imaging, "_png_profile", counted)
+    first, other = b"first profile" * 20, b"other profile" * 20
+    png = imaging.encode(np.full((16, 16, 3), 90, np.uint8), imaging_pb2.FORMAT_PNG)[0]
+    chunks = [png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(profile)) for profile in [first] + [other] * 50]
+    assert imaging.probe(png[:33] + b"".join(chunks) + png[33:]).icc_profile == first
+    assert len(inflated) == 1
+
+
+def test_a_profile_over_the_limit_is_dropped_by_the_probe() -> None:
+    """A profile too large to use (icc.MAX_PROFILE_BYTES) is not kept in the header, where every
+    decode would hand it on (and caches kept it: 30 MB a request)."""
+    from renderkit import icc
+
+    junk = b"\x01" * (icc.MAX_PROFILE_BYTES + 2)
+    data = webp_with_chunks(b"ICCP" + struct.pack("<I", len(junk)) + junk)
+    assert imaging.probe(data).icc_profile == b""
+    fits = junk[: icc.MAX_PROFILE_BYTES]
+    assert imaging.probe(webp_with_chunks(b"ICCP" + struct.pack("<I", len(fits)) + fits)).icc_profile == fits
+    assert imaging.decode_bgr(data).shape == (16, 16, 3)
