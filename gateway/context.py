@@ -415,7 +415,7 @@ class JobContext:
             data = await fetch_async(source.url, self.fetch_policy)
         except DownloadError as exc:
             raise JobFailure(pb.ERROR_CODE_DOWNLOAD_FAILED, f"{field_path}.url: {exc}") from None
-        problems, _ = check_image(data, f"{field_path}.url", self.limits, min_side)
+        problems, _ = await asyncio.to_thread(check_image, data, f"{field_path}.url", self.limits, min_side)
         if problems:
             raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"{problems[0][0]}: {problems[0][1]}")
         await self.save_checkpoint(f"input:{field_path}", data)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from gateway.context import JobContext, JobFailure, budget_for, generation_report, output_spec, write_outputs
 from gateway.requests import SURFACES
-from gateway.validation import room_render_memory, source_field, texture_edit_memory
+from gateway.validation import MIN_TEXTURE_SIDE, room_render_memory, source_field, texture_edit_memory
 from render.generation.v1 import generation_service_pb2 as generation_pb
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
@@ -62,13 +64,14 @@ async def run_room_render(ctx: JobContext) -> pb.JobResult:
     references = await ctx.image_inputs(
         [(f"room_render.materials.{s}.swatch", getattr(room.materials, s).swatch, 8) for s in surfaces]
     )
-    # Downloaded references are checked against the memory budget now (inline ones were at submit).
+    # Downloaded references are checked against the memory budget now (inline ones were at submit),
+    # probed off the event loop: a probe walks the whole file.
     sources = [(f"room_render.materials.{s}.swatch", getattr(room.materials, s).swatch) for s in surfaces]
+    infos = await asyncio.to_thread(
+        lambda: [imaging.probe(data, max_pixels=ctx.limits.max_pixels) for data in references]
+    )
     memory = room_render_memory(
-        [
-            (source_field(source, name), imaging.probe(data, max_pixels=ctx.limits.max_pixels))
-            for (name, source), data in zip(sources, references, strict=True)
-        ],
+        [(source_field(source, name), info) for (name, source), info in zip(sources, infos, strict=True)],
         ctx.limits,
     )
     if memory:
@@ -114,13 +117,14 @@ async def run_texture_edit(ctx: JobContext) -> pb.JobResult:
     options = edit.options
     ctx.total_steps = 3
     await ctx.step(1, pb.STAGE_GENERATION, "preparing the texture")
-    wanted = [("texture_edit.base_texture", edit.base_texture, 8)]
+    wanted = [("texture_edit.base_texture", edit.base_texture, MIN_TEXTURE_SIDE)]
     if edit.HasField("mask"):
         wanted.append(("texture_edit.mask", edit.mask, 1))
     texture, *rest = await ctx.image_inputs(wanted)
     mask = rest[0] if rest else b""
-    # Sizes in the displayed frame; a downloaded texture meets the memory budget here.
-    texture_info = imaging.probe(texture, max_pixels=ctx.limits.max_pixels)
+    # Sizes in the displayed frame; a downloaded texture meets the memory budget here. Probes and
+    # decodes run off the event loop.
+    texture_info = await asyncio.to_thread(imaging.probe, texture, max_pixels=ctx.limits.max_pixels)
     memory = texture_edit_memory(
         texture_info,
         source_field(edit.base_texture, "texture_edit.base_texture"),
@@ -130,10 +134,10 @@ async def run_texture_edit(ctx: JobContext) -> pb.JobResult:
     if memory:
         raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"{memory[0]}: {memory[1]}")
     if mask:
-        mask_info = imaging.probe(mask, max_pixels=ctx.limits.max_pixels)
+        mask_info = await asyncio.to_thread(imaging.probe, mask, max_pixels=ctx.limits.max_pixels)
         if (mask_info.width, mask_info.height) != (texture_info.width, texture_info.height):
             raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "texture_edit.mask: must be the size of the texture")
-        mask = imaging.encode_mask(imaging.decode_gray(mask))
+        mask = await asyncio.to_thread(lambda: imaging.encode_mask(imaging.decode_gray(mask)))
     request = generation_pb.EditRequest(
         image=texture,
         mask_png=mask,

@@ -210,13 +210,16 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         wanted.append(("material_swap.mask", swap.mask, 1))
     photo, *swatches = await ctx.image_inputs(wanted)
     mask = swatches.pop() if swap.HasField("mask") else b""
-    # Every input was probed at submit or on arrival; sizes are the displayed frame's.
-    photo_info = imaging.probe(photo, max_pixels=ctx.limits.max_pixels)
+    # Every input was probed at submit or on arrival; sizes are the displayed frame's. A probe walks
+    # the whole file (a HEIC's through libheif): off the event loop, as every decode.
+    photo_info = await asyncio.to_thread(imaging.probe, photo, max_pixels=ctx.limits.max_pixels)
     if photo_info.content_type in imaging.HEIF_TYPES:
         # Decoding HEVC costs ~10x a JPEG of the same size: once here, not in every stage. The
         # focal length stays in photo_info; the JPEG is upright and in sRGB.
         photo = await asyncio.to_thread(_heif_as_jpeg, photo, ctx.limits.max_pixels)
-    swatch_infos = [imaging.probe(s, max_pixels=ctx.limits.max_pixels) for s in swatches]
+    swatch_infos = await asyncio.to_thread(
+        lambda: [imaging.probe(s, max_pixels=ctx.limits.max_pixels) for s in swatches]
+    )
     sources = [("material_swap.swatch", swap.swatch)] + [
         (f"material_swap.variant_swatches[{i}]", v) for i, v in enumerate(swap.variant_swatches)
     ]
@@ -231,7 +234,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     if memory:
         raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"{memory[0]}: {memory[1]}")
     if mask:
-        mask_info = imaging.probe(mask, max_pixels=ctx.limits.max_pixels)
+        mask_info = await asyncio.to_thread(imaging.probe, mask, max_pixels=ctx.limits.max_pixels)
         if (mask_info.width, mask_info.height) != (photo_info.width, photo_info.height):
             raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "material_swap.mask: must be the size of the photo")
 

@@ -58,6 +58,8 @@ MIN_REPEATS = 0.01
 MAX_REPEATS = 1000.0
 MAX_IMPLIED_REPEATS = 10000.0
 MAX_POLYGON_POINTS = 1000
+# The least side of a texture to edit, however it is given (inline, uploaded or by URL).
+MIN_TEXTURE_SIDE = 64
 MAX_CLICKS = 100
 
 
@@ -566,7 +568,7 @@ def room_render_memory(references: Sequence[tuple[str, imaging.ImageInfo]], limi
 
 def _texture_edit(edit: pb.TextureEdit, limits: Limits, material_maps: bool, assets: Assets) -> list[Violation]:
     violations: list[Violation] = []
-    found, texture = _image(edit.base_texture, "texture_edit.base_texture", limits, True, 64, assets)
+    found, texture = _image(edit.base_texture, "texture_edit.base_texture", limits, True, MIN_TEXTURE_SIDE, assets)
     violations += found
     if texture:
         memory = texture_edit_memory(

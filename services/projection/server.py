@@ -25,6 +25,7 @@ from renderkit import budget, homography, imaging
 from renderkit.edge import Edge
 from renderkit.errors import InputError, abort, bad_request
 from renderkit.material_maps import material_map_images
+from renderkit.shared_work import WORKERS
 from renderkit.triton import INTRINSIC, TritonError, TritonModels, to_pixel_values
 from services.common.stage import StageSettings, model_stage_edge, points
 from services.projection.composite import Sampling, composite
@@ -40,8 +41,10 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
 
 # The most points an outline may have (the gateway's limit for a polygon).
 MAX_OUTLINE_POINTS = 1000
-# Decodes beside the photo's (OpenCV's decoders release the GIL).
-_DECODER = ThreadPoolExecutor(1, thread_name_prefix="projection-decode")
+# Decodes beside the photo's (OpenCV's decoders release the GIL), as many at once as the stage's
+# pools have workers: on one thread, every request's swatch waited behind the one before, so one
+# slow swatch (a 40 MP PNG, or a JPEG of the most scans the probe allows) held up every request.
+_DECODER = ThreadPoolExecutor(WORKERS, thread_name_prefix="projection-decode")
 
 
 def _project(

@@ -18,6 +18,7 @@ from render.imaging.v1 import imaging_pb2
 from render.projection.v1 import projection_service_pb2 as pb
 from renderkit import budget, homography, imaging
 from renderkit.errors import status_details, unpack_detail
+from renderkit.shared_work import WORKERS
 from services.projection import server
 from services.projection.composite import Sampling
 from services.projection.server import ProjectionServicer
@@ -229,6 +230,36 @@ def test_the_swatch_is_decoded_beside_the_photo_and_named_when_it_alone_fails(mo
     request.photo = corrupt_png(SCENE.photo)  # both fail: the photo is the one reported
     with pytest.raises(ValueError, match=r"^photo: "):
         server._project(request, request.photo, request.swatch, request.mask_png)
+
+
+@pytest.mark.skipif(WORKERS < 2, reason="one core: the stage's pools have one thread")
+def test_one_requests_slow_swatch_does_not_hold_up_another_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two requests' swatches are decoded at once: each decode here waits until the other has
+    begun, which a single decoder thread (every request's swatch behind the one before) never lets
+    happen."""
+    both = threading.Barrier(2, timeout=10)
+    decode_swatch = imaging.decode_swatch
+
+    def swatch(*args: Any, **kwargs: Any) -> tuple[np.ndarray, float]:
+        both.wait()
+        return decode_swatch(*args, **kwargs)
+
+    monkeypatch.setattr(imaging, "decode_swatch", swatch)
+    request = swap_request(imaging.encode(scenes.plank_texture(64))[0])
+    results: list[Any] = []
+
+    def one() -> None:
+        try:
+            results.append(server._project(request, request.photo, request.swatch, request.mask_png))
+        except threading.BrokenBarrierError as exc:
+            results.append(exc)
+
+    requests = [threading.Thread(target=one) for _ in range(2)]
+    for thread in requests:
+        thread.start()
+    for thread in requests:
+        thread.join()
+    assert [type(result) for result in results] == [tuple, tuple]
 
 
 def test_a_strip_that_fails_to_blend_fails_the_request_after_the_others(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,168 @@
+"""The plans' work on their input images: probes and decodes run off the gateway's event loop (one
+job's large or hostile file must not stall every other job's progress), and a texture given by URL
+meets the same least side as one given inline."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import numpy as np
+import pytest
+
+from gateway import context as job_context
+from gateway.context import JobContext, JobFailure
+from gateway.fetch import FetchPolicy
+from gateway.generation_jobs import run_room_render, run_texture_edit
+from gateway.ledger import Ledger
+from gateway.material_swap import run_material_swap
+from gateway.stages import StageClients
+from gateway.validation import MIN_TEXTURE_SIDE, Limits
+from render.imaging.v1 import imaging_pb2
+from render.v1 import render_service_pb2 as pb
+from renderkit import imaging
+from renderkit.storage import Storage
+
+
+class StageCalled(Exception):
+    """Where these tests stop a plan: at its first stage call, its inputs all read."""
+
+
+class QuietLedger:
+    """Just what a plan's context writes to the ledger before its first stage call."""
+
+    async def record_progress(self, *args: Any) -> None:
+        pass
+
+    async def save_checkpoint(self, *args: Any) -> None:
+        pass
+
+
+class UntilAStageCall(JobContext):
+    async def call(self, *args: Any, **kwargs: Any) -> Any:
+        raise StageCalled
+
+
+def image(width: int, height: int, fmt: int = imaging_pb2.FORMAT_JPEG) -> bytes:
+    return imaging.encode(np.full((height, width, 3), 120, np.uint8), fmt)[0]
+
+
+@pytest.fixture()
+def image_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The threads every probe and decode of the test ran on."""
+    threads: list[int] = []
+
+    def recorded(original: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            threads.append(threading.get_ident())
+            return original(*args, **kwargs)
+
+        return call
+
+    for name in ("probe", "decode_gray", "decode_bgr", "decode_swatch"):
+        monkeypatch.setattr(imaging, name, recorded(getattr(imaging, name)))
+    return threads
+
+
+def run(
+    plan: Callable[[JobContext], Awaitable[pb.JobResult]],
+    request: pb.SubmitRenderRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    inline: dict[str, bytes],
+    downloads: dict[str, bytes] | None = None,
+) -> None:
+    """Runs a plan until its first stage call, its inline images handed over by the submit and its
+    URLs answered from downloads."""
+
+    async def fetch(url: str, policy: FetchPolicy) -> bytes:
+        return (downloads or {})[url]
+
+    monkeypatch.setattr(job_context, "fetch_async", fetch)
+
+    async def body() -> None:
+        ctx = UntilAStageCall(
+            job_id="j1",
+            owner="w1",
+            tenant="acme",
+            request=request,
+            inputs={field: f"uploads/j1/{field}" for field in inline},
+            ledger=cast(Ledger, QuietLedger()),
+            storage=cast(Storage, None),
+            stages=cast(StageClients, None),
+            fetch_policy=FetchPolicy(),
+            limits=Limits(),
+            default_stage_timeout_s=5.0,
+            deadline=asyncio.get_running_loop().time() + 30,
+            held={f"uploads/j1/{field}": data for field, data in inline.items()},
+        )
+        with pytest.raises(StageCalled):
+            await plan(ctx)
+
+    asyncio.run(body())
+
+
+def test_a_texture_edits_download_and_mask_are_probed_and_decoded_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, image_threads: list[int]
+) -> None:
+    request = pb.SubmitRenderRequest(
+        texture_edit=pb.TextureEdit(
+            base_texture=pb.ImageSource(url="https://example.com/texture.jpg"),
+            mask=pb.ImageSource(data=b"inline"),
+            prompt="weathered",
+        )
+    )
+    mask = imaging.encode_mask(np.full((96, 128), 255, np.uint8))
+    texture = {"https://example.com/texture.jpg": image(128, 96)}
+    run(run_texture_edit, request, monkeypatch, {"texture_edit.mask": mask}, texture)
+    # The download's check, the texture's and the mask's probes, the mask's decode.
+    assert len(image_threads) >= 4
+    assert threading.get_ident() not in image_threads
+
+
+def test_a_texture_given_by_url_must_be_as_large_as_one_given_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    request = pb.SubmitRenderRequest(
+        texture_edit=pb.TextureEdit(base_texture=pb.ImageSource(url="https://example.com/small.jpg"), prompt="p")
+    )
+    small = {"https://example.com/small.jpg": image(MIN_TEXTURE_SIDE - 1, 200)}
+    with pytest.raises(JobFailure) as info:
+        run(run_texture_edit, request, monkeypatch, {}, small)
+    assert info.value.code == pb.ERROR_CODE_VALIDATION_FAILED
+    assert info.value.message == (
+        f"texture_edit.base_texture.url: is {MIN_TEXTURE_SIDE - 1}x200; both sides must be at least 64 px"
+    )
+
+
+def test_a_swaps_inputs_are_probed_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, image_threads: list[int]
+) -> None:
+    quad = [pb.Point(x=x, y=y) for x, y in ((20, 150), (300, 150), (310, 230), (10, 230))]
+    request = pb.SubmitRenderRequest(
+        material_swap=pb.MaterialSwap(
+            photo=pb.ImageSource(data=b"inline"),
+            swatch=pb.ImageSource(data=b"inline"),
+            mask=pb.ImageSource(data=b"inline"),
+            hints=pb.SurfaceHints(quad=quad),
+        )
+    )
+    inline = {
+        "material_swap.photo": image(320, 240),
+        "material_swap.swatch": image(64, 64),
+        "material_swap.mask": imaging.encode_mask(np.full((240, 320), 255, np.uint8)),
+    }
+    run(run_material_swap, request, monkeypatch, inline)
+    assert len(image_threads) >= 3
+    assert threading.get_ident() not in image_threads
+
+
+def test_a_room_renders_references_are_probed_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, image_threads: list[int]
+) -> None:
+    request = pb.SubmitRenderRequest(
+        room_render=pb.RoomRender(
+            materials=pb.RoomMaterials(floor=pb.SurfaceMaterial(swatch=pb.ImageSource(data=b"inline")))
+        )
+    )
+    run(run_room_render, request, monkeypatch, {"room_render.materials.floor.swatch": image(64, 64)})
+    assert image_threads and threading.get_ident() not in image_threads
