@@ -15,6 +15,7 @@ import logging
 from gateway.context import JobContext, JobFailure
 from gateway.ledger import LimitError, NewJob, NotOwner, QueueFull, StoredJob, progress_event
 from gateway.ledger.jobs import new_job_id
+from gateway.pricing import CALLERS_FAULT
 from gateway.requests import SURFACES
 from gateway.webhooks import events as webhook_events
 from render.v1 import render_service_pb2 as pb
@@ -175,6 +176,17 @@ async def _run(ctx: JobContext, rooms: list[pb.RoomRender], total: int, limit: i
         await asyncio.sleep(POLL_S)
 
 
+class BatchFailure(JobFailure):
+    """A batch none of whose rooms rendered. It reports its first room's error, but is settled room
+    by room: only the rooms that failed for the caller's reason (a refused prompt, a budget) are
+    charged, each its base, as each would have been alone; a room the provider failed costs nothing."""
+
+    def __init__(self, code: int, message: str, rooms: int, rooms_at_fault: int) -> None:
+        super().__init__(code, message)
+        self.rooms = rooms
+        self.rooms_at_fault = rooms_at_fault
+
+
 def _report(children: list[pb.ChildJob], jobs: list[StoredJob]) -> pb.JobResult:
     report = pb.BatchReport(total=len(children), children=children)
     for job in jobs:
@@ -186,8 +198,10 @@ def _report(children: list[pb.ChildJob], jobs: list[StoredJob]) -> pb.JobResult:
     if report.succeeded == 0:
         first = next((c.error for c in children if c.HasField("error")), None)
         reason = f"; first error: {first.message}" if first is not None else ""
-        raise JobFailure(
+        raise BatchFailure(
             first.code if first is not None else pb.ERROR_CODE_PIPELINE_ERROR,
             f"no room of the batch rendered ({report.failed} failed, {report.cancelled} cancelled){reason}",
+            rooms=len(children),
+            rooms_at_fault=sum(1 for c in children if c.HasField("error") and c.error.code in CALLERS_FAULT),
         )
     return pb.JobResult(batch=report)

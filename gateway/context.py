@@ -4,7 +4,9 @@ typed failures, and writing outputs to storage."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,7 +26,7 @@ from render.generation.v1 import generation_service_pb2 as generation_pb
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
 from renderkit import imaging, telemetry
-from renderkit.errors import error_reason
+from renderkit.errors import error_metadata, error_reason
 from renderkit.storage import Storage, StorageError
 from renderkit.storage.together import put_all
 
@@ -330,6 +332,7 @@ class JobContext:
                     )
                     continue
                 if not retryable(stage, exc):
+                    self._count_spent(exc)
                     raise failure_from_rpc(stage, exc, timeout, asked=2 if deadline_missed else 1) from None
                 if waiting_since is None:
                     waiting_since = loop.time()
@@ -351,6 +354,15 @@ class JobContext:
                 loop.time() - waiting_since,
             )
         return response
+
+    def _count_spent(self, exc: grpc.aio.AioRpcError) -> None:
+        """What a failed stage call's providers spent (the generation stage says so in its error's
+        ErrorInfo), added to the job's spending: a job that fails for the caller's reason after a
+        billed call (over its budget once a blank image was paid for) is charged it."""
+        with contextlib.suppress(ValueError):
+            cents = float(error_metadata(exc).get("spent_cents", "0"))
+            if math.isfinite(cents) and cents > 0:
+                self.spent.cents += cents
 
     async def _wait_for_generation(self) -> None:
         """Waits, within the job's budget, until the generation stage can be reached: its calls are

@@ -30,14 +30,14 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from opentelemetry.trace import Status, StatusCode
 
-from gateway.batch import run_room_batch
+from gateway.batch import BatchFailure, run_room_batch
 from gateway.context import JobContext, JobFailure, outputs_folder
 from gateway.generation_jobs import run_room_render, run_texture_edit
 from gateway.ledger import Ledger, LedgerUnavailable, NotOwner, StartHere, StoredJob, Taken, keys
 from gateway.ledger.jobs import TERMINAL_PROTO, State
 from gateway.material_swap import run_material_swap
 from gateway.metrics import CREDITS_MOVED, JOB_DURATION, JOBS_ENDED
-from gateway.pricing import Price, charge_for, charge_for_failure
+from gateway.pricing import Price, charge_for, charge_for_failed_batch, charge_for_failure
 from gateway.settings import GatewaySettings
 from gateway.stages import StageClients
 from gateway.subscriptions import Subscriptions
@@ -414,7 +414,7 @@ class Dispatcher:
                 raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "the request has no kind this server runs")
             result = await plan(ctx)
         except JobFailure as failure:
-            charge = self._failure_charge(stored, failure.code, ctx)
+            charge = self._failure_charge(stored, failure, ctx)
             error = pb.JobError(code=failure.code, message=failure.message)  # type: ignore[arg-type]
             await self.ledger.fail(
                 job_id, self.consumer, error, ctx.total_steps, charge=charge, before=await ctx.unwritten()
@@ -455,12 +455,15 @@ class Dispatcher:
             return 0
         return charge_for(result, _price(stored), ctx.spent.cents, prices)
 
-    def _failure_charge(self, stored: StoredJob, code: int, ctx: JobContext) -> int:
-        """What a failed job costs: nothing unless the failure was the caller's."""
+    def _failure_charge(self, stored: StoredJob, failure: JobFailure, ctx: JobContext) -> int:
+        """What a failed job costs: nothing unless the failure was the caller's (a batch's: its
+        rooms' that were)."""
         prices = self.settings.prices
         if prices is None or not stored.credits_reserved:
             return 0
-        return charge_for_failure(code, _price(stored), ctx.spent.cents, prices)
+        if isinstance(failure, BatchFailure):
+            return charge_for_failed_batch(failure.rooms, failure.rooms_at_fault, _price(stored))
+        return charge_for_failure(failure.code, _price(stored), ctx.spent.cents, prices)
 
 
 def _price(stored: StoredJob) -> Price:

@@ -5,8 +5,9 @@ settles the actual cost (never above the reservation) and refunds the rest.
 A material swap costs its base plus one per variant swatch; refinement, room renders and texture
 edits add what the provider may spend (the job's budget, capped by the server's), settled at what it
 did spend. A batch reserves every room's price and settles the rooms that rendered, when it ends and
-when it is cancelled. Failures that are not the caller's fault refund everything; a cancel before the
-job started refunds everything, a cancel later keeps the base price (a batch's: its rendered rooms').
+when it is cancelled; one none of whose rooms rendered, the rooms that failed by the caller's fault.
+Failures that are not the caller's fault refund everything; a cancel before the job started refunds
+everything, a cancel later keeps the base price (a batch's: its rendered rooms').
 """
 
 from __future__ import annotations
@@ -113,6 +114,12 @@ def charge_for_cancelled_batch(rooms: int, rendered: Sequence[pb.Job], price: Pr
     base = price.base * len(done) // rooms if rooms else 0
     spent_cents = sum(job.result.generation.cost.cents for job in done)
     return min(base + prices.credits(spent_cents), price.reserved)
+
+
+def charge_for_failed_batch(rooms: int, rooms_at_fault: int, price: Price) -> int:
+    """What a batch none of whose rooms rendered costs: the base of each room that failed for the
+    caller's reason; nothing for the rooms that failed for another (a provider down)."""
+    return min(price.base * rooms_at_fault // rooms if rooms else 0, price.reserved)
 
 
 def charge_for_failure(code: int, price: Price, spent_cents: float, prices: PriceTable) -> int:

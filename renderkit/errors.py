@@ -156,4 +156,10 @@ def error_reason(exc: grpc.aio.AioRpcError) -> str | None:
     return info.reason if isinstance(info, error_details_pb2.ErrorInfo) else None
 
 
+def error_metadata(exc: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The ErrorInfo metadata a stage attached to its error ({} without one)."""
+    info = unpack_detail(status_details(exc.trailing_metadata()), error_details_pb2.ErrorInfo)  # type: ignore[arg-type]
+    return dict(info.metadata) if isinstance(info, error_details_pb2.ErrorInfo) else {}
+
+
 assert grpc.StatusCode.INVALID_ARGUMENT.value[0] == code_pb2.INVALID_ARGUMENT

@@ -143,6 +143,20 @@ def test_over_budget_fails_before_spending(client: RenderClient, fake: FakeOpenA
     assert "budget" in done.error.message and not fake.requests
 
 
+def test_a_job_over_its_budget_after_a_billed_call_is_charged_what_it_spent(
+    client: RenderClient, fake: FakeOpenAI
+) -> None:
+    """A blank image is paid for; the retry it needs would pass the budget, so the job fails with
+    BUDGET_EXCEEDED (the caller's): its base and what the provider spent are kept, not the base alone."""
+    fake.push(Reply("blank"))
+    room = room_render("kitchen", floor="Oak", max_cents=20.0)
+    done = client.wait(client.submit(room_render_request(room)).job.id, timeout=30)
+    assert done.state == pb.JOB_STATE_FAILED and done.error.code == pb.ERROR_CODE_BUDGET_EXCEEDED, done.error
+    assert len(fake.requests) == 1
+    base, allowance = 2, 20  # the default price table: a room render's base, and the budget's cents
+    assert base < done.credits_charged < base + allowance
+
+
 def test_a_budget_over_the_server_cap_is_refused_naming_the_field(client: RenderClient) -> None:
     with pytest.raises(grpc.RpcError) as info:
         client.submit(room_render_request(room_render("kitchen", max_cents=1e6)))
@@ -218,6 +232,21 @@ def test_a_texture_edit_needs_a_prompt_and_a_mask_of_the_texture_size(client: Re
     with pytest.raises(grpc.RpcError) as info:
         client.submit(request)
     assert violations(info.value) == {"texture_edit.prompt", "texture_edit.mask.data"}
+
+
+def test_a_batch_that_rendered_nothing_is_charged_only_for_the_rooms_that_failed_by_the_callers_fault(
+    client: RenderClient, fake: FakeOpenAI
+) -> None:
+    """The batch reports its first room's error (a refused prompt, the caller's), but the other
+    room failed the provider's quality check: that room's base is refunded, not charged with it."""
+    fake.default = Reply("blank")
+    rooms = [
+        room_render("bedroom", name="Bedroom", room_id="b", custom_prompt=f"A bedroom {REFUSE_MARKER}"),
+        room_render("kitchen", name="Kitchen", room_id="k"),
+    ]
+    done = client.wait(client.submit(room_batch_request(rooms, max_concurrency=1)).job.id, timeout=60)
+    assert done.state == pb.JOB_STATE_FAILED and done.error.code == pb.ERROR_CODE_CONTENT_POLICY, done.error
+    assert done.credits_charged == 2  # one room's base (the default price table's 2), not both
 
 
 def test_a_batch_renders_rooms_as_child_jobs_with_bounded_concurrency(client: RenderClient, fake: FakeOpenAI) -> None:
