@@ -1,9 +1,10 @@
 """Prompts for image providers: the room-render template (seed 000), sanitising and refusing.
 
-Prompt text comes from users, so it is cleaned (control characters, markup and runs of whitespace
-go) and checked against a short list of requests no render of a room or a texture needs: a prompt
-that asks for them is refused with a clear message before any provider sees it. The list is
-deliberately small and literal; the provider's own content policy stays the last word
+Prompt text comes from users, so it is cleaned (control and invisible format characters, markup
+and runs of whitespace go; a material's name and description each on its own) and checked against
+a short list of requests no render of a room or a texture needs: a prompt that asks for them is
+refused with a clear message before any provider sees it. The list is deliberately small and
+literal; the provider's own content policy stays the last word
 (`content_policy` job errors).
 """
 
@@ -30,7 +31,15 @@ _REFUSED = (
     ),
 )
 _REFUSED_PATTERNS = tuple((re.compile(pattern), reason) for pattern, reason in _REFUSED)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Characters that are not text: C0 and C1 controls (tabs and line breaks are whitespace, kept) and
+# Unicode's invisible format characters (zero-width spaces and joiners, bidirectional overrides),
+# which would otherwise hide a refused word from the list ("nu\u200bdity") and reorder what a
+# person reading the prompt sees.
+_NOT_TEXT = {
+    code: None
+    for code in range(0x110000)
+    if unicodedata.category(chr(code)) in ("Cc", "Cf") and chr(code) not in "\t\n\r"
+}
 _MARKUP = re.compile(r"<[^>]{0,200}>")
 _SPACES = re.compile(r"[ \t]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -39,7 +48,7 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 def sanitize(text: str) -> str:
     """NFC-normalised text without control characters or markup, with whitespace collapsed."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _MARKUP.sub(" ", _CONTROL.sub("", text))
+    text = _MARKUP.sub(" ", text.translate(_NOT_TEXT))
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
@@ -65,9 +74,12 @@ class SurfaceText:
     description: str = ""
 
     def phrase(self) -> str:
-        if self.name and self.description:
-            return f"{self.name} ({self.description})"
-        return self.name or self.description
+        """The name and the description, each cleaned on its own: cleaning them joined would let a
+        tag's halves in the two remove the text between them, joining words neither holds."""
+        name, description = sanitize(self.name), sanitize(self.description)
+        if name and description:
+            return f"{name} ({description})"
+        return name or description
 
 
 def lighting_name(value: int) -> str:
@@ -109,7 +121,7 @@ def room_prompt(
     ]
     for label, surface in (("Floor", floor), ("Walls", walls), ("Ceiling", ceiling)):
         if surface is not None and surface.phrase():
-            lines.append(f"- {label}: {sanitize(surface.phrase())}")
+            lines.append(f"- {label}: {surface.phrase()}")
     lines += ["", f"Lighting: {lighting}, {time_of_day}", ""]
     extra = sanitize(additional)
     if extra:
