@@ -137,7 +137,12 @@ async def run_texture_edit(ctx: JobContext) -> pb.JobResult:
         mask_info = await asyncio.to_thread(imaging.probe, mask, max_pixels=ctx.limits.max_pixels)
         if (mask_info.width, mask_info.height) != (texture_info.width, texture_info.height):
             raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "texture_edit.mask: must be the size of the texture")
-        mask = await asyncio.to_thread(lambda: imaging.encode_mask(imaging.decode_gray(mask)))
+        pixels = await asyncio.to_thread(imaging.decode_gray, mask)
+        if not pixels.any():  # before the provider is paid for an edit that cannot change a pixel
+            raise JobFailure(
+                pb.ERROR_CODE_VALIDATION_FAILED, "texture_edit.mask: selects nothing to edit (every pixel is black)"
+            )
+        mask = await asyncio.to_thread(imaging.encode_mask, pixels)
     request = generation_pb.EditRequest(
         image=texture,
         mask_png=mask,

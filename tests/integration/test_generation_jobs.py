@@ -226,6 +226,19 @@ def test_a_texture_edit_writes_the_edit_high_res_preview_and_maps(client: Render
     assert np.abs(edited - texture)[inner].mean() > 4 and np.abs(edited - texture)[outer].mean() < 3
 
 
+def test_a_texture_edit_whose_mask_selects_nothing_fails_before_the_provider_is_paid(
+    client: RenderClient, fake: FakeOpenAI
+) -> None:
+    texture = imaging.encode(textured_image(256, 256))[0]
+    request = texture_edit_request(
+        texture, "Add a marble vein", mask=imaging.encode_mask(np.zeros((256, 256), np.uint8))
+    )
+    done = client.wait(client.submit(request).job.id, timeout=30)
+    assert done.state == pb.JOB_STATE_FAILED and done.error.code == pb.ERROR_CODE_VALIDATION_FAILED
+    assert done.error.message == "texture_edit.mask: selects nothing to edit (every pixel is black)"
+    assert not fake.requests
+
+
 def test_a_texture_edit_needs_a_prompt_and_a_mask_of_the_texture_size(client: RenderClient) -> None:
     texture = imaging.encode(textured_image(256, 256))[0]
     request = texture_edit_request(texture, " ", mask=imaging.encode_mask(np.zeros((100, 100), np.uint8)))
