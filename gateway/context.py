@@ -17,7 +17,6 @@ import grpc
 from google.protobuf.message import Message
 from opentelemetry.trace import Status, StatusCode
 
-from gateway.fetch import DownloadError, FetchPolicy, fetch_async
 from gateway.ledger import Ledger, NotOwner, Progress, progress_event
 from gateway.metrics import STAGE_DURATION
 from gateway.stages import StageClients
@@ -27,6 +26,7 @@ from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
 from renderkit import imaging, telemetry
 from renderkit.errors import error_metadata, error_reason
+from renderkit.fetch import DownloadError, FetchPolicy, fetch_async
 from renderkit.storage import Storage, StorageError
 from renderkit.storage.together import put_all
 

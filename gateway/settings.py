@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.auth.jwt_tokens import JwtSettings
-from gateway.fetch import FetchPolicy
 from gateway.ledger.tenants import TenantLimits
 from gateway.links import SigningKey, parse_signing_keys
 from gateway.pricing import PriceTable
 from gateway.validation import Limits
+from renderkit.fetch import FetchPolicy
 from renderkit.settings import SettingsError, env_bool, env_float, env_int, env_str
 
 # The web console's build, beside the packages in a checkout or an image.

@@ -14,9 +14,9 @@ import numpy as np
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from gateway.fetch import url_problem
 from render.v1 import render_service_pb2 as pb
 from renderkit import budget, imaging, prompts
+from renderkit.fetch import url_problem
 from renderkit.homography import quad_problem
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")

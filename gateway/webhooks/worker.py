@@ -3,7 +3,7 @@ answers until the gateway drains.
 
 It claims due deliveries with a lease, as many as it has free slots (WEBHOOK_CONCURRENCY), and
 sends each: the payload made from its event, signed with every secret that signs now, posted under
-the download rules of gateway/fetch.py (no non-global address unless private URLs are allowed, the
+the download rules of renderkit/fetch.py (no non-global address unless private URLs are allowed, the
 address checked where it connects, no redirect followed, a whole-request timeout, the answer's body
 read to a bound). A 2xx delivers it; a 410 gives up (and disables the endpoint); anything else is
 retried after the next wait of the schedule, with jitter (a Retry-After is honoured up to the
@@ -33,7 +33,6 @@ from dataclasses import replace
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from gateway.fetch import DownloadError, FetchPolicy, PostResponse, post
 from gateway.ledger import Attempt, Delivery, Ledger, keys
 from gateway.ledger.jobs import now_ms
 from gateway.links import OutputLinks
@@ -44,6 +43,7 @@ from gateway.webhooks import signing
 from gateway.webhooks.payloads import payload
 from render.v1 import render_service_pb2 as pb
 from renderkit import telemetry
+from renderkit.fetch import DownloadError, FetchPolicy, PostResponse, post
 
 log = logging.getLogger(__name__)
 

@@ -720,8 +720,8 @@ def test_a_checkpoint_upload_under_way_when_the_job_fails_is_waited_for_and_clea
     """A downloaded photo's checkpoint is being written to storage when the swatch's download
     fails: the job waits for the write (a thread cannot be stopped) before it ends, so the end's
     clean-up of its work folder finds the file instead of the file landing after it."""
-    from gateway.fetch import FetchPolicy
     from gateway.ledger import NewJob
+    from renderkit.fetch import FetchPolicy
 
     writing = threading.Event()
 

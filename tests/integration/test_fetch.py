@@ -11,7 +11,15 @@ from collections.abc import Sequence
 
 import pytest
 
-from gateway.fetch import DOWNLOAD_THREADS, AddressInfo, DownloadError, FetchPolicy, address_refused, fetch, fetch_async
+from renderkit.fetch import (
+    DOWNLOAD_THREADS,
+    AddressInfo,
+    DownloadError,
+    FetchPolicy,
+    address_refused,
+    fetch,
+    fetch_async,
+)
 from tests.http_fixtures import serve, trickle
 
 ALLOW = FetchPolicy(allow_private=True, timeout_s=5)

@@ -25,7 +25,6 @@ from PIL import Image
 
 from devstack import scenes
 from devstack.launcher import ROOT, free_port
-from gateway.fetch import FetchPolicy
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
 from render.imaging.v1 import imaging_pb2
@@ -35,6 +34,7 @@ from render.v1 import render_service_pb2 as pb
 from render_client.client import RenderClient, material_swap_request
 from renderkit import budget, homography, imaging
 from renderkit.errors import status_details, unpack_detail
+from renderkit.fetch import FetchPolicy
 from tests.conftest import gateway_settings
 from tests.credentials import client_for
 from tests.http_fixtures import serve

@@ -11,7 +11,6 @@ from typing import Any, cast
 import pytest
 
 from gateway.context import JobContext, JobFailure, write_outputs
-from gateway.fetch import FetchPolicy
 from gateway.ledger import Ledger, LedgerUnavailable, NotOwner
 from gateway.ledger.connection import connect
 from gateway.stages import StageClients
@@ -19,6 +18,7 @@ from gateway.validation import Limits
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
+from renderkit.fetch import FetchPolicy
 from renderkit.storage.local import LocalStorage
 from tests.integration.test_ledger import claim, new_job, run
 

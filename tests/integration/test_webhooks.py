@@ -19,13 +19,13 @@ import redis
 from google.rpc import error_details_pb2
 from standardwebhooks import WebhookVerificationError
 
-from gateway.fetch import DownloadError, FetchPolicy, post
 from gateway.ledger.webhooks import new_secret
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings, WebhookSettings
 from render.v1 import render_service_pb2 as pb
 from render_client.client import RenderClient, room_render, room_render_request
 from renderkit.errors import status_details, unpack_detail
+from renderkit.fetch import DownloadError, FetchPolicy, post
 from tests.conftest import LoopThread, gateway_settings
 from tests.credentials import key_for
 from tests.webhook_receiver import Hook, Receiver, webhook_receiver

@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.fetch import address_refused, url_problem
+from renderkit.fetch import address_refused, url_problem
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ import pytest
 
 from gateway import context as job_context
 from gateway.context import JobContext, JobFailure
-from gateway.fetch import FetchPolicy
 from gateway.generation_jobs import run_room_render, run_texture_edit
 from gateway.ledger import Ledger
 from gateway.material_swap import run_material_swap
@@ -23,6 +22,7 @@ from gateway.validation import MIN_TEXTURE_SIDE, Limits
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
 from renderkit import imaging
+from renderkit.fetch import FetchPolicy
 from renderkit.storage import Storage
 
 

@@ -10,7 +10,6 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from gateway.auth.principal import Scope
-from gateway.fetch import PostResponse
 from gateway.ledger import Attempt, Delivery, Secrets
 from gateway.ledger.webhooks import new_secret
 from gateway.server import METHOD_SCOPES, SERVICE_NAME
@@ -19,6 +18,7 @@ from gateway.webhooks import events, signing
 from gateway.webhooks.payloads import payload
 from gateway.webhooks.worker import after_attempt
 from render.v1 import render_service_pb2 as pb
+from renderkit.fetch import PostResponse
 from renderkit.settings import SettingsError
 
 
