@@ -1,6 +1,6 @@
 """A local HTTP server that speaks the OpenAI images API (generations and edits), for the real
-`openai` client. Tests script its replies: errors with headers, slow answers, malformed, blank,
-black or echoed images, and URLs instead of base64."""
+`openai` client. Tests script its replies: errors with headers, slow or trickled answers, malformed
+bodies, blank, black, echoed or misshapen images, reported token counts, and URLs instead of base64."""
 
 from __future__ import annotations
 
@@ -25,13 +25,21 @@ REFUSE_MARKER = "[provider-refuses]"
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted answer. kind: ok, error, slow, malformed, blank, black, echo, wild or url."""
+    """One scripted answer. kind: ok, error, slow, malformed, blank, black, echo, wild, url, or raw
+    (`body` as it is, with `content_type`, status 200). `byte_every_s` sends the answer (for a url,
+    the image behind it) one byte at a time with that pause; `size` ("WxH") overrides the image's
+    size; `tokens` the total_tokens reported."""
 
     kind: str = "ok"
     status: int = 200
     code: str = ""
     headers: tuple[tuple[str, str], ...] = ()
     delay_s: float = 0.0
+    body: bytes = b""
+    content_type: str = "application/json"
+    byte_every_s: float = 0.0
+    size: str = ""
+    tokens: int | None = None
 
 
 @dataclass
@@ -42,7 +50,7 @@ class FakeOpenAI:
     requests: list[dict[str, object]] = field(default_factory=list)
     script: deque[Reply] = field(default_factory=deque)
     default: Reply = field(default_factory=Reply)
-    files: dict[str, bytes] = field(default_factory=dict)
+    files: dict[str, tuple[bytes, float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def push(self, *replies: Reply) -> None:
@@ -84,11 +92,11 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            data = state.files.get(self.path)
-            if data is None:
+            found = state.files.get(self.path)
+            if found is None:
                 self._raw(404, b"missing", "text/plain")
                 return
-            self._raw(200, data, "image/png")
+            self._raw(200, found[0], "image/png", byte_every_s=found[1])
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -127,9 +135,12 @@ def fake_openai() -> Iterator[FakeOpenAI]:
                 error = {"message": f"scripted {reply.status}", "type": "invalid_request_error", "code": reply.code}
                 self._json(reply.status, {"error": error}, reply.headers)
                 return
+            if reply.kind == "raw":
+                self._raw(200, reply.body, reply.content_type)
+                return
             if reply.kind == "slow":
                 time.sleep(reply.delay_s)
-            width, height = (int(v) for v in fields.get("size", "1024x1024").split("x"))
+            width, height = (int(v) for v in (reply.size or fields.get("size", "1024x1024")).split("x"))
             source = cv2.imdecode(np.frombuffer(images[0], np.uint8), cv2.IMREAD_COLOR) if images else None
             picture: np.ndarray
             if reply.kind == "blank":
@@ -147,31 +158,53 @@ def fake_openai() -> Iterator[FakeOpenAI]:
                 item["b64_json"] = base64.b64encode(b"this is not an image").decode()
             elif reply.kind == "url":
                 path = f"/files/{len(state.requests)}.png"
-                state.files[path] = _png(picture)
+                state.files[path] = (_png(picture), reply.byte_every_s)
                 item["url"] = state.base_url.removesuffix("/v1") + path
             else:
                 item["b64_json"] = base64.b64encode(_png(picture)).decode()
             answer: dict[str, object] = {"created": 0, "data": [item]}
             if fields.get("model", "").startswith("gpt-image"):
                 answer["usage"] = {
-                    "total_tokens": 1100,
+                    "total_tokens": 1100 if reply.tokens is None else reply.tokens,
                     "input_tokens": 44,
                     "output_tokens": 1056,
                     "input_tokens_details": {"text_tokens": 44, "image_tokens": 0},
                 }
-            self._json(200, answer)
+            self._json(200, answer, byte_every_s=0.0 if reply.kind == "url" else reply.byte_every_s)
 
-        def _json(self, status: int, payload: dict[str, object], headers: tuple[tuple[str, str], ...] = ()) -> None:
-            self._raw(status, json.dumps(payload).encode(), "application/json", headers)
+        def _json(
+            self,
+            status: int,
+            payload: dict[str, object],
+            headers: tuple[tuple[str, str], ...] = (),
+            byte_every_s: float = 0.0,
+        ) -> None:
+            self._raw(status, json.dumps(payload).encode(), "application/json", headers, byte_every_s)
 
-        def _raw(self, status: int, data: bytes, content_type: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        def _raw(
+            self,
+            status: int,
+            data: bytes,
+            content_type: str,
+            headers: tuple[tuple[str, str], ...] = (),
+            byte_every_s: float = 0.0,
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for key, value in headers:
                 self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(data)
+            if not byte_every_s:
+                self.wfile.write(data)
+                return
+            # A byte at a time, never silent for long: only a deadline on the whole call ends it.
+            for i in range(len(data)):
+                try:
+                    self.wfile.write(data[i : i + 1])
+                except OSError:
+                    return  # the client gave up
+                time.sleep(byte_every_s)
 
         def log_message(self, *args: object) -> None:
             return

@@ -3,11 +3,16 @@
 - content policy: the job fails with content_policy; no retry and no other provider;
 - rate limits: exponential backoff with jitter, honouring Retry-After, then the next provider;
 - timeout: one retry, then the next provider;
-- 5xx, unreachable or malformed answers: the next provider at once;
-- each provider sits behind a circuit breaker; an open breaker skips it;
+- 5xx, unreachable or malformed answers: the next provider at once; so is any exception a provider
+  raises that is not one of its typed failures (it is logged, and counts as that provider's failure);
+- each provider sits behind a circuit breaker; an open breaker skips it; every call tells its breaker
+  how it ended, a cancelled one included (neutral: the caller went away, the provider said nothing),
+  so a half-open breaker's one trial is always released;
 - every output passes the quality check, with one retry (billed attempts count toward the budget);
 - before every call the estimate is checked against what is left of the budget: over it, the task
-  fails with budget_exceeded before anything is spent.
+  fails with budget_exceeded before anything is spent; a provider that reports spending more than
+  was left is counted at what was left (its attempt's detail says what it reported), so the cost
+  reported, and billed, never passes the budget.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from services.generation.providers import (
     ImageTask,
     Provider,
     ProviderFailure,
+    ProviderImage,
     ProviderTimeout,
     RateLimited,
 )
@@ -120,7 +126,7 @@ class Generator:
     async def dry_run(self, task: ImageTask, budget: Cost) -> Outcome:
         """The provider that would be called first, and its estimate; BudgetExceeded when over.
 
-        The first serving provider whose breaker is not open (else the first serving one); the
+        The first serving provider whose breaker lets a call through (else the first serving one); the
         providers after the one chosen are not asked whether they serve (a dry run stays cheap)."""
         first_ready: Provider | None = None
         chosen: Provider | None = None
@@ -128,7 +134,7 @@ class Generator:
             if not (task.kind == "generate" or provider.can_edit) or not await provider.ready():
                 continue
             first_ready = first_ready or provider
-            if self.breakers[provider.name].state != "open":
+            if self.breakers[provider.name].accepting:
                 chosen = provider
                 break
         chosen = chosen or first_ready
@@ -172,7 +178,8 @@ class Generator:
                 if not (spent + estimate).within(budget):
                     raise BudgetExceeded(over_budget(spent + estimate, budget), attempts, spent)
                 if not breaker.allow():
-                    note(name, "circuit_open", "the provider failed repeatedly; its breaker is open")
+                    why = "its breaker is open" if breaker.state == "open" else "its breaker's one trial is under way"
+                    note(name, "circuit_open", f"the provider failed repeatedly; {why}")
                     break
                 left = self.call_timeout_s
                 if deadline is not None:
@@ -180,21 +187,18 @@ class Generator:
                 if left <= 0.5:
                     raise Unavailable("no time was left for the image provider", attempts, spent)
                 try:
-                    with telemetry.tracer().start_as_current_span(
-                        f"provider {name}",
-                        kind=SpanKind.CLIENT,
-                        attributes={telemetry.PROVIDER: name, "render.task": task.kind},
-                    ):
-                        answer = await provider.run(task, left)
+                    answer = await self._call(provider, breaker, task, left)
                 except ContentRefused as exc:
-                    breaker.neutral()
                     note(name, "content_policy", str(exc))
                     raise ContentPolicyError(str(exc), attempts, spent) from None
                 except RateLimited as exc:
-                    breaker.neutral()
                     rate_retries += 1
                     if rate_retries > self.policy.rate_limit_retries:
                         note(name, exc.outcome, f"{exc.detail}; gave up after {rate_retries - 1} retries")
+                        break
+                    if self.policy.too_long(exc.retry_after_s):
+                        asked = f"{exc.retry_after_s:.0f} s"
+                        note(name, exc.outcome, f"{exc.detail}; the provider asks for {asked}, over the longest wait")
                         break
                     wait = self.policy.backoff(rate_retries, exc.retry_after_s, self.rng)
                     if deadline is not None and time.monotonic() + wait >= deadline - 0.5:
@@ -204,31 +208,33 @@ class Generator:
                     await self.sleep(wait)
                     continue
                 except ProviderTimeout as exc:
-                    breaker.failure()
                     timeouts += 1
                     note(name, exc.outcome, exc.detail)
                     if timeouts <= self.policy.timeout_retries:
                         continue
                     break
                 except ProviderFailure as exc:
-                    if exc.counts:
-                        breaker.failure()
-                    else:
-                        breaker.neutral()
                     note(name, exc.outcome, exc.detail)
                     break
-                breaker.success()
-                cost = provider.actual_cost(task, answer.tokens)
+                reported = provider.actual_cost(task, answer.tokens)
+                cost = reported.at_most(budget - spent)
                 spent = spent + cost
+                overspent = ""
+                if cost != reported:
+                    overspent = (
+                        f"the provider reported {reported.tokens} tokens, {reported.cents:.2f} cents, more than "
+                        f"the job's budget had left; counted as {cost.tokens} tokens, {cost.cents:.2f} cents"
+                    )
+                    log.warning("provider %s: %s", name, overspent)
                 problem = check(answer.image)
                 if problem:
                     quality_failed = problem
-                    note(name, "quality_check_failed", problem)
+                    note(name, "quality_check_failed", "; ".join(filter(None, (problem, overspent))))
                     quality_retries += 1
                     if quality_retries <= self.policy.quality_retries:
                         continue
                     break
-                note(name, "ok")
+                note(name, "ok", overspent)
                 return Outcome(
                     provider=name,
                     model=answer.model,
@@ -245,6 +251,36 @@ class Generator:
             f"{a.provider}: {a.outcome}" + (f" ({a.detail})" if a.detail else "") for a in attempts[-4:]
         )
         raise Unavailable(f"no image provider could make the image ({summary})", attempts, spent)
+
+    async def _call(self, provider: Provider, breaker: CircuitBreaker, task: ImageTask, left: float) -> ProviderImage:
+        """One call, whose outcome its breaker always hears: success, failure (a failure that
+        counts, or any exception that is not a typed failure: it becomes ProviderFailure, so the
+        next provider is tried) or neutral (a rate limit, a refusal, the caller cancelling)."""
+        try:
+            with telemetry.tracer().start_as_current_span(
+                f"provider {provider.name}",
+                kind=SpanKind.CLIENT,
+                attributes={telemetry.PROVIDER: provider.name, "render.task": task.kind},
+            ):
+                answer = await provider.run(task, left)
+        except ContentRefused:
+            breaker.neutral()
+            raise
+        except ProviderFailure as exc:
+            if exc.counts:
+                breaker.failure()
+            else:
+                breaker.neutral()
+            raise
+        except Exception as exc:
+            breaker.failure()
+            log.exception("provider %s failed unexpectedly", provider.name)
+            raise ProviderFailure("the provider's answer could not be handled (the log has the detail)") from exc
+        except BaseException:
+            breaker.neutral()  # cancelled (the job, or the stage call's deadline): no verdict
+            raise
+        breaker.success()
+        return answer
 
 
 def over_budget(estimate: Cost, budget: Cost) -> str:

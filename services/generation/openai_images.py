@@ -2,12 +2,23 @@
 
 The client's own retries are off (`max_retries=0`): the generator decides about retries, so it can
 honour Retry-After, retry a timeout once, count failures for the breaker and fail over.
+
+A call's timeout bounds the whole call on the wall clock, the answer and the download of an image
+URL included: the client's own timeout restarts with every byte read, so a provider trickling its
+answer never reached it. The answer is read as the API documents it and anything else (not JSON,
+no image, a field of the wrong type, an image of the wrong shape) is a malformed answer, never an
+exception of some library's own. An image URL is fetched off the event loop by the gateway's
+downloader, under the same address rules as a job's input URLs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import urllib.request
+import binascii
+import json
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -16,6 +27,7 @@ import openai
 
 from render.imaging.v1 import imaging_pb2
 from renderkit import imaging
+from renderkit.fetch import DownloadError, FetchPolicy, fetch_async
 from services.generation.providers import (
     ContentRefused,
     Cost,
@@ -37,6 +49,9 @@ _SIZES = {
 }
 _REFUSAL_CODES = {"content_policy_violation", "moderation_blocked"}
 _MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+# How far an image's aspect ratio may be from the size asked for (providers round sizes, they do
+# not change an image's shape).
+ASPECT_TOLERANCE = 1.1
 
 
 def _family(model: str) -> str:
@@ -93,10 +108,13 @@ class OpenAIProvider:
         model: str = "gpt-image-1",
         prices: PriceTable | None = None,
         name: str = "openai",
+        allow_private_urls: bool = False,
     ) -> None:
         self.name = name
         self.model = model
         self.prices = prices or PriceTable()
+        # Whether an image URL may point to a loopback or private address (tests, local providers).
+        self.allow_private_urls = allow_private_urls
         self._client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url or None, max_retries=0)
 
     async def close(self) -> None:
@@ -119,7 +137,26 @@ class OpenAIProvider:
         return self.prices.actual("openai", self.model, task, f"{width}x{height}", tokens)
 
     async def run(self, task: ImageTask, timeout_s: float) -> ProviderImage:
+        """One call within `timeout_s` in all (ProviderTimeout past it), its image decoded and checked."""
         size = self._size(task)
+        deadline = time.monotonic() + timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                answer = parse_answer(await self._request(task, size, timeout_s))
+                if answer.url:
+                    data = await self._download(answer.url, deadline)
+                    image = await asyncio.to_thread(_decode, data)
+                else:
+                    image = await asyncio.to_thread(_decode_base64, answer.b64_json)
+        except TimeoutError as exc:
+            raise ProviderTimeout(f"no answer within {timeout_s:g} s") from exc
+        problem = shape_problem(image, size)
+        if problem:
+            raise MalformedOutput(problem)
+        return ProviderImage(image=image, model=self.model, revised_prompt=answer.revised_prompt, tokens=answer.tokens)
+
+    async def _request(self, task: ImageTask, size: tuple[int, int], timeout_s: float) -> bytes:
+        """The answer's body, read as it came (the client's parsing takes anything for an answer)."""
         # DALL-E answers with an expiring URL unless asked for base64; the gpt-image models always send base64.
         response_format: Any = "b64_json" if _family(self.model) != "gpt-image" else openai.omit
         common: dict[str, Any] = {
@@ -130,20 +167,21 @@ class OpenAIProvider:
             "response_format": response_format,
             "timeout": timeout_s,
         }
+        images = self._client.images.with_raw_response
         try:
             if task.kind == "edit":
                 assert task.image is not None and task.mask is not None
-                response = await self._client.images.edit(
+                response = await images.edit(
                     image=("image.png", _png(task.image, size), "image/png"),
                     mask=("mask.png", edit_mask_png(task.mask, size), "image/png"),
                     **common,
                 )
             elif task.references and _family(self.model) == "gpt-image":
                 # gpt-image models take reference images through the edit endpoint (no mask: a new image).
-                images = [(f"reference-{i}.png", _png(r, size), "image/png") for i, r in enumerate(task.references)]
-                response = await self._client.images.edit(image=images, **common)
+                pngs = [(f"reference-{i}.png", _png(r, size), "image/png") for i, r in enumerate(task.references)]
+                response = await images.edit(image=pngs, **common)
             else:
-                response = await self._client.images.generate(quality=_quality(task, self.model), **common)
+                response = await images.generate(quality=_quality(task, self.model), **common)
         except openai.BadRequestError as exc:
             if getattr(exc, "code", None) in _REFUSAL_CODES:
                 raise ContentRefused("the image provider refused this content") from exc
@@ -151,41 +189,96 @@ class OpenAIProvider:
         except openai.RateLimitError as exc:
             raise RateLimited("HTTP 429", retry_after_seconds(dict(exc.response.headers))) from exc
         except openai.APITimeoutError as exc:
-            raise ProviderTimeout(f"no answer within {timeout_s:.0f} s") from exc
+            raise ProviderTimeout(f"no answer within {timeout_s:g} s") from exc
         except openai.APIStatusError as exc:
             raise ProviderFailure(f"HTTP {exc.status_code}", counts=exc.status_code >= 500) from exc
         except openai.APIConnectionError as exc:
             raise ProviderFailure("the provider could not be reached") from exc
-        if not response.data:
-            raise MalformedOutput("the answer held no image")
-        item = response.data[0]
-        if item.b64_json:
-            try:
-                data = base64.b64decode(item.b64_json, validate=True)
-            except ValueError as exc:
-                raise MalformedOutput("the image is not valid base64") from exc
-        elif item.url:
-            data = _download(item.url, timeout_s)
-        else:
-            raise MalformedOutput("the answer held no image")
+        except openai.APIResponseValidationError as exc:
+            raise MalformedOutput("the answer is not the images API's") from exc
+        return response.content
+
+    async def _download(self, url: str, deadline: float) -> bytes:
+        """Fetches a provider's temporary image URL once, so the image is stored by us, not linked:
+        on the downloader's own threads, by the time left, at most _MAX_DOWNLOAD_BYTES, and only
+        from globally routable addresses unless the deployment allows private ones."""
+        policy = FetchPolicy(
+            allow_private=self.allow_private_urls,
+            max_bytes=_MAX_DOWNLOAD_BYTES,
+            timeout_s=max(deadline - time.monotonic(), 0.001),
+        )
         try:
-            image = imaging.decode_bgr(data)
-        except imaging.ImageError as exc:
-            raise MalformedOutput("the image cannot be decoded") from exc
-        usage = getattr(response, "usage", None)
-        tokens = int(usage.total_tokens) if usage is not None and getattr(usage, "total_tokens", None) else None
-        return ProviderImage(image=image, model=self.model, revised_prompt=item.revised_prompt or "", tokens=tokens)
+            return await fetch_async(url, policy)
+        except DownloadError as exc:
+            # The downloader's messages are its own words (no library text, no internal detail).
+            if exc.kind == "timeout":
+                raise ProviderTimeout("the image URL did not arrive in time") from exc
+            if exc.kind in ("address_refused", "invalid_url"):
+                raise MalformedOutput(f"the image URL was refused: {exc}") from exc
+            raise ProviderFailure(f"the image URL could not be fetched: {exc}") from exc
 
 
-def _download(url: str, timeout_s: float) -> bytes:
-    """Fetches a provider's temporary image URL once, so the image is stored by us, not linked."""
-    if not url.startswith("https://") and not url.startswith("http://"):
-        raise MalformedOutput("the image URL is not http(s)")
+@dataclass(frozen=True)
+class ImageAnswer:
+    """What an images API answer holds: the first image (base64 or URL), the revised prompt and
+    the tokens the provider counted (None when it did not say)."""
+
+    b64_json: str = ""
+    url: str = ""
+    revised_prompt: str = ""
+    tokens: int | None = None
+
+
+def parse_answer(body: bytes) -> ImageAnswer:
+    """An images API answer's body as the API documents it; MalformedOutput for anything else."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # the scheme is checked above
-            data = response.read(_MAX_DOWNLOAD_BYTES + 1)
-    except OSError as exc:
-        raise ProviderFailure(f"the image URL could not be fetched: {exc}") from exc
-    if len(data) > _MAX_DOWNLOAD_BYTES:
-        raise MalformedOutput("the image behind the URL is too large")
-    return data
+        payload = json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise MalformedOutput("the answer is not JSON") from None
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+        raise MalformedOutput("the answer held no image")
+    item = data[0]
+    b64_json, url = item.get("b64_json"), item.get("url")
+    if b64_json is not None and not isinstance(b64_json, str):
+        raise MalformedOutput("the answer's b64_json is not a string")
+    if url is not None and not isinstance(url, str):
+        raise MalformedOutput("the answer's url is not a string")
+    if not b64_json and not url:
+        raise MalformedOutput("the answer held no image")
+    revised = item.get("revised_prompt")
+    usage = payload.get("usage")
+    tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
+    # A count that is not a positive whole number is no count: the call is priced by the table.
+    counted = isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0
+    return ImageAnswer(
+        b64_json=b64_json or "",
+        url="" if b64_json else url or "",
+        revised_prompt=revised if isinstance(revised, str) else "",
+        tokens=tokens if counted else None,
+    )
+
+
+def shape_problem(image: np.ndarray, size: tuple[int, int]) -> str | None:
+    """Why an image cannot stand for the `size` (width, height) asked of the provider: its aspect
+    ratio is more than ASPECT_TOLERANCE off. A close size is fine (the image is rendered from it)."""
+    height, width = image.shape[:2]
+    asked, got = size[0] / size[1], width / max(height, 1)
+    if max(asked / got, got / asked) > ASPECT_TOLERANCE:
+        return f"the image is {width}x{height}, far from the shape of the {size[0]}x{size[1]} asked for"
+    return None
+
+
+def _decode_base64(text: str) -> np.ndarray:
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedOutput("the image is not valid base64") from None
+    return _decode(data)
+
+
+def _decode(data: bytes) -> np.ndarray:
+    try:
+        return imaging.decode_bgr(data)
+    except imaging.ImageError as exc:
+        raise MalformedOutput("the image cannot be decoded") from exc

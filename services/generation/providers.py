@@ -38,6 +38,13 @@ class Cost:
     def __add__(self, other: Cost) -> Cost:
         return Cost(self.tokens + other.tokens, self.cents + other.cents)
 
+    def __sub__(self, other: Cost) -> Cost:
+        return Cost(self.tokens - other.tokens, self.cents - other.cents)
+
+    def at_most(self, limit: Cost) -> Cost:
+        """This cost with each part capped at the limit's (and never below zero)."""
+        return Cost(max(min(self.tokens, limit.tokens), 0), max(min(self.cents, limit.cents), 0.0))
+
     def within(self, budget: Cost) -> bool:
         return self.tokens <= budget.tokens and self.cents <= budget.cents + 1e-9
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import math
 import random
 import threading
 import time
@@ -23,7 +24,9 @@ class CircuitBreaker:
     """Opens after `threshold` consecutive failures, stays open `open_s`, then lets one trial through.
 
     A successful trial closes it; a failed one opens it for another `open_s`. Calls that say nothing
-    about the provider's health (a rate limit, a refused prompt) release the trial without a verdict.
+    about the provider's health (a rate limit, a refused prompt, a call cancelled by its caller)
+    release the trial without a verdict. Every call let through must end in exactly one of
+    success, failure or neutral: a trial never released would refuse every call for good.
     """
 
     def __init__(self, threshold: int = 5, open_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -49,6 +52,13 @@ class CircuitBreaker:
         if self._clock() - self._opened_at >= self.open_s:
             return BreakerState.HALF_OPEN
         return BreakerState.OPEN
+
+    @property
+    def accepting(self) -> bool:
+        """Whether a call would be let through now: closed, or half-open with its trial free."""
+        with self._lock:
+            state = self._state()
+            return state is BreakerState.CLOSED or (state is BreakerState.HALF_OPEN and not self._trial)
 
     def allow(self) -> bool:
         """Whether a call may go out now (in half-open, only the one trial)."""
@@ -93,30 +103,43 @@ class RetryPolicy:
     timeout_retries: int = 1
     quality_retries: int = 1
 
+    def too_long(self, retry_after_s: float | None) -> bool:
+        """Whether the provider asks to wait longer than `backoff_max_s`: waiting less would only be
+        refused again, and waiting that long holds the job, so the caller fails over at once."""
+        return retry_after_s is not None and retry_after_s > self.backoff_max_s
+
     def backoff(self, retry: int, retry_after_s: float | None, rng: random.Random) -> float:
-        """The wait before retry number `retry` (from 1): the provider's Retry-After when it sent one,
-        else exponential backoff with equal jitter (half fixed, half random)."""
+        """The wait before retry number `retry` (from 1): exactly the provider's Retry-After when it
+        sent one (at most `backoff_max_s`: see too_long), else exponential backoff with equal jitter
+        (half fixed, half random)."""
         if retry_after_s is not None:
             return min(max(retry_after_s, 0.0), self.backoff_max_s)
         ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (retry - 1))
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
+def _number(text: str) -> float | None:
+    """A header's finite number; None when it is not a number or not finite (nan and inf say nothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """The wait a 429 asks for: `retry-after-ms` (OpenAI), else `Retry-After` in seconds or as a date."""
+    """The wait a 429 asks for: `retry-after-ms` (OpenAI), else `Retry-After` in seconds or as a date.
+    A value that is not a finite number is ignored, as if the header were absent."""
     lowered = {k.lower(): v for k, v in headers.items()}
-    if "retry-after-ms" in lowered:
-        try:
-            return max(float(lowered["retry-after-ms"]) / 1000.0, 0.0)
-        except ValueError:
-            pass
+    milliseconds = _number(lowered.get("retry-after-ms", ""))
+    if milliseconds is not None:
+        return max(milliseconds / 1000.0, 0.0)
     value = lowered.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    seconds = _number(value)
+    if seconds is not None:
+        return max(seconds, 0.0)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

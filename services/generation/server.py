@@ -20,7 +20,7 @@ from renderkit import imaging
 from renderkit.edge import Dependency, Edge
 from renderkit.errors import abort, error_info
 from renderkit.material_maps import material_map_images
-from renderkit.settings import env_float, env_int, env_str
+from renderkit.settings import env_bool, env_float, env_int, env_str
 from renderkit.triton import TritonModels
 from services.common.stage import StageSettings, stage_edge, triton_dependency, triton_for
 from services.generation.drift import measure_drift
@@ -66,6 +66,7 @@ class GenerationSettings:
     max_color_drift: float = 12.0
     min_texture_similarity: float = 0.5
     price_table: str = ""
+    allow_private_urls: bool = False  # whether a provider's image URL may be on a private address
 
     @classmethod
     def from_env(cls) -> GenerationSettings:
@@ -86,6 +87,7 @@ class GenerationSettings:
             max_color_drift=env_float("REFINEMENT_MAX_COLOR_DRIFT", 12.0, minimum=0.0),
             min_texture_similarity=env_float("REFINEMENT_MIN_TEXTURE_SIMILARITY", 0.5, minimum=-1.0),
             price_table=env_str("GENERATION_PRICE_TABLE", ""),
+            allow_private_urls=env_bool("ALLOW_PRIVATE_URLS", False),
         )
 
 
@@ -97,7 +99,11 @@ def build_generator(
     for name in settings.providers:
         if name == "openai" and settings.openai_api_key:
             openai_provider = OpenAIProvider(
-                settings.openai_api_key, base_url=settings.openai_base_url, model=settings.openai_model, prices=prices
+                settings.openai_api_key,
+                base_url=settings.openai_base_url,
+                model=settings.openai_model,
+                prices=prices,
+                allow_private_urls=settings.allow_private_urls,
             )
             providers.append(openai_provider)
         elif name == "triton" and triton is not None:
@@ -164,9 +170,12 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
 
     async def availability(self, provider: Provider) -> str:
         """Why a provider cannot be called now ("" when it can): its model (Triton) must be loaded
-        and its breaker not open."""
-        if self.generator.breakers[provider.name].state == "open":
+        and its breaker must let a call through (not open, and half-open with its trial free)."""
+        breaker = self.generator.breakers[provider.name]
+        if breaker.state == "open":
             return "its circuit breaker is open after repeated failures"
+        if not breaker.accepting:
+            return "its circuit breaker is half-open and its one trial call is under way"
         if not await provider.ready():
             return "its model is not loaded" if provider.name == "triton" else "it is not ready"
         return ""

@@ -4,12 +4,15 @@ OpenAI images API (seeds 000, 001 and 003)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
+from services.common.stage import StageSettings
 from services.generation.generator import (
     BudgetExceeded,
     ContentPolicyError,
@@ -19,9 +22,10 @@ from services.generation.generator import (
     Unavailable,
 )
 from services.generation.openai_images import OpenAIProvider
-from services.generation.providers import Cost, ImageTask
+from services.generation.providers import Cost, ImageTask, PriceTable, ProviderImage, ProviderTimeout
 from services.generation.quality import edit_problem
 from services.generation.reliability import CircuitBreaker, RetryPolicy
+from services.generation.server import GenerationServicer, GenerationSettings
 from tests.openai_fake import FakeOpenAI, Reply, fake_openai, textured_image
 
 Fakes = tuple[FakeOpenAI, FakeOpenAI]
@@ -57,9 +61,12 @@ def generator(
     threshold: int = 5,
     timeout_s: float = 10.0,
     waits: list[float] | None = None,
+    allow_private_urls: bool = True,  # the fakes' image URLs are on loopback
 ) -> Generator:
     providers = [
-        OpenAIProvider("sk-test", base_url=fake.base_url, model="gpt-image-1", name=name)
+        OpenAIProvider(
+            "sk-test", base_url=fake.base_url, model="gpt-image-1", name=name, allow_private_urls=allow_private_urls
+        )
         for fake, name in zip(fakes, ("openai", "openai-backup"), strict=False)
     ]
 
@@ -266,3 +273,192 @@ def test_an_image_given_by_url_is_downloaded_not_linked(fakes: Fakes) -> None:
     result = run(generator(primary))
     assert result.image is not None and result.image.shape == (1024, 1024, 3)
     assert len(primary.requests) == 1
+
+
+def test_a_cancelled_half_open_trial_releases_the_breaker(fakes: Fakes) -> None:
+    primary, backup = fakes
+    clock = Clock()
+    gen = generator(primary, backup, clock=clock, threshold=1)
+    settings = GenerationSettings(
+        stage=StageSettings("127.0.0.1:0", "", 1.0),
+        openai_api_key="sk-test",
+        openai_base_url=primary.base_url,
+        openai_model="gpt-image-1",
+        openai_timeout_s=10,
+        openai_max_retries=2,
+    )
+    servicer = GenerationServicer(settings, gen, PriceTable())
+    primary.push(Reply("error", 500), Reply("slow", delay_s=2.0))
+
+    async def scenario() -> tuple[str, Outcome]:
+        await gen.run(TASK, PLENTY)  # the 500 opens the breaker
+        clock.now += 61
+        trial = asyncio.create_task(gen.run(TASK, PLENTY))
+        while len(primary.requests) < 2:
+            await asyncio.sleep(0.02)
+        # While the one trial is out, the provider is not available (health, capabilities).
+        busy = await servicer.availability(gen.providers[0])
+        trial.cancel()  # the job cancelled, or the stage call's deadline
+        with pytest.raises(asyncio.CancelledError):
+            await trial
+        after = await gen.run(TASK, PLENTY)
+        await gen.close()
+        return busy, after
+
+    busy, after = asyncio.run(scenario())
+    assert "trial" in busy
+    assert outcomes(after) == ["ok"] and after.provider == "openai"
+    assert gen.breakers["openai"].state == "closed"
+
+
+def test_a_half_open_trial_answered_with_invalid_json_opens_the_breaker_again(fakes: Fakes) -> None:
+    primary, backup = fakes
+    clock = Clock()
+    gen = generator(primary, backup, clock=clock, threshold=1)
+    primary.push(Reply("error", 500), Reply("raw", body=b'{"created": 0, "data": [{"b64_json": "AAAA'))
+
+    async def scenario() -> list[Outcome]:
+        results = [await gen.run(TASK, PLENTY)]
+        clock.now += 61
+        results.append(await gen.run(TASK, PLENTY))  # the trial: invalid JSON
+        assert gen.breakers["openai"].state == "open"
+        clock.now += 61
+        results.append(await gen.run(TASK, PLENTY))  # the next trial goes through
+        await gen.close()
+        return results
+
+    results = asyncio.run(scenario())
+    assert [outcomes(r) for r in results] == [["error", "ok"], ["malformed", "ok"], ["ok"]]
+    assert results[-1].provider == "openai" and gen.breakers["openai"].opened_total == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"created": 0, "data": [{"b64_json": "AAAA', "application/json"),
+        (b"<html><body>502 Bad Gateway from a proxy</body></html>", "text/html"),
+        (json.dumps({"created": 0, "data": "oops"}).encode(), "application/json"),
+        (json.dumps({"created": 0, "data": [{"b64_json": 12345}]}).encode(), "application/json"),
+        (json.dumps({"created": 0}).encode(), "application/json"),
+        (b"[" * 100000, "application/json"),
+    ],
+    ids=["invalid-json", "html", "data-not-a-list", "numeric-b64", "no-data", "deeply-nested"],
+)
+def test_a_malformed_answer_fails_over_and_counts_against_the_provider(
+    fakes: Fakes, body: bytes, content_type: str
+) -> None:
+    primary, backup = fakes
+    primary.push(Reply("raw", body=body, content_type=content_type))
+    gen = generator(primary, backup)
+    result = run(gen)
+    assert outcomes(result) == ["malformed", "ok"] and result.provider == "openai-backup"
+    assert gen.breakers["openai"].consecutive_failures == 1
+
+
+class _BrokenProvider(OpenAIProvider):
+    """A provider whose client fails in a way nobody typed."""
+
+    async def run(self, task: ImageTask, timeout_s: float) -> ProviderImage:
+        raise LookupError("internal detail at /srv/provider.py")
+
+
+def test_an_unexpected_exception_is_that_providers_failure_not_the_stages(fakes: Fakes) -> None:
+    primary, backup = fakes
+    broken = _BrokenProvider("sk-test", base_url=primary.base_url, name="openai")
+    good = OpenAIProvider("sk-test", base_url=backup.base_url, name="openai-backup")
+    gen = Generator([broken, good], breaker=lambda: CircuitBreaker(5, 60.0, Clock()))
+    result = run(gen)
+    assert outcomes(result) == ["error", "ok"] and result.provider == "openai-backup"
+    assert "internal detail" not in result.attempts[0].detail
+    assert gen.breakers["openai"].consecutive_failures == 1
+
+
+def test_a_trickled_answer_times_out_on_the_whole_call(fakes: Fakes) -> None:
+    primary, backup = fakes
+    primary.default = Reply(byte_every_s=0.1)  # never silent for a second, never done
+    started = time.monotonic()
+
+    async def go() -> Outcome:
+        gen = generator(primary, backup, timeout_s=1.0)
+        try:
+            return await asyncio.wait_for(gen.run(TASK, PLENTY), 30)
+        finally:
+            await gen.close()
+
+    result = asyncio.run(go())
+    assert outcomes(result) == ["timeout", "timeout", "ok"] and result.provider == "openai-backup"
+    assert time.monotonic() - started < 15
+
+
+def test_an_image_url_on_a_private_address_is_refused_unless_allowed(fakes: Fakes) -> None:
+    primary, backup = fakes
+    primary.push(Reply("url"))
+    result = run(generator(primary, backup, allow_private_urls=False))
+    assert outcomes(result) == ["malformed", "ok"] and result.provider == "openai-backup"
+    detail = result.attempts[0].detail
+    assert "loopback" in detail and "urlopen" not in detail and "Errno" not in detail
+
+
+def test_a_slow_image_url_neither_blocks_the_event_loop_nor_outlasts_the_call(fakes: Fakes) -> None:
+    primary, _ = fakes
+    primary.push(Reply("url", size="8x8", byte_every_s=0.05))  # about 12 s for the whole file
+    provider = OpenAIProvider("sk-test", base_url=primary.base_url, allow_private_urls=True)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.02)
+            ticks += 1
+
+    async def go() -> float:
+        beside = asyncio.create_task(ticker())
+        started = time.monotonic()
+        try:
+            with pytest.raises(ProviderTimeout):
+                await provider.run(TASK, 1.0)
+            return time.monotonic() - started
+        finally:
+            beside.cancel()
+            await provider.close()
+
+    took = asyncio.run(go())
+    assert took < 5 and ticks >= 10  # the loop kept running other work while the image came
+
+
+def test_a_retry_after_over_the_longest_wait_fails_over_at_once(fakes: Fakes) -> None:
+    primary, backup = fakes
+    primary.push(Reply("error", 429, "rate_limit_exceeded", headers=(("Retry-After", "3600"),)))
+    waits: list[float] = []
+    result = run(generator(primary, backup, waits=waits))
+    assert waits == [] and outcomes(result) == ["rate_limited", "ok"] and result.provider == "openai-backup"
+    assert "3600 s" in result.attempts[0].detail
+
+
+def test_a_retry_after_that_is_not_a_number_is_ignored(fakes: Fakes) -> None:
+    primary, _ = fakes
+    primary.push(Reply("error", 429, "rate_limit_exceeded", headers=(("retry-after-ms", "nan"),)))
+    waits: list[float] = []
+    result = run(generator(primary, waits=waits))
+    assert outcomes(result) == ["rate_limited", "ok"] and 0.25 <= waits[0] <= 0.5  # the backoff's own wait
+    assert "nan" not in result.attempts[0].detail
+
+
+def test_an_image_far_from_the_shape_asked_for_is_malformed(fakes: Fakes) -> None:
+    primary, backup = fakes
+    primary.push(Reply(size="4000x300"))
+    result = run(generator(primary, backup))
+    assert outcomes(result) == ["malformed", "ok"] and result.provider == "openai-backup"
+    assert "4000x300" in result.attempts[0].detail
+    primary.push(Reply(size="1024x1000"))  # a close size is an answer
+    close = run(generator(primary))
+    assert outcomes(close) == ["ok"] and close.image is not None and close.image.shape == (1000, 1024, 3)
+
+
+def test_a_provider_reporting_more_than_the_budget_is_counted_at_the_budget(fakes: Fakes) -> None:
+    primary, _ = fakes
+    primary.push(Reply(tokens=10_000_000))
+    budget = Cost(10000, 20.0)
+    result = run(generator(primary), budget=budget)
+    assert result.cost == budget  # what the job reports, and is billed, never passes its budget
+    assert outcomes(result) == ["ok"] and "10000000 tokens" in result.attempts[0].detail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import cv2
@@ -10,7 +11,8 @@ import pytest
 
 from renderkit.prompts import SurfaceText, refusal, room_prompt, sanitize
 from services.generation.drift import measure_drift
-from services.generation.providers import Cost, ImageTask, PriceTable
+from services.generation.openai_images import ImageAnswer, parse_answer, shape_problem
+from services.generation.providers import Cost, ImageTask, MalformedOutput, PriceTable
 from services.generation.quality import phash, quality_problem
 from services.generation.reliability import CircuitBreaker, RetryPolicy, retry_after_seconds
 from tests.openai_fake import harmonised, textured_image
@@ -129,6 +131,29 @@ def test_backoff_grows_exponentially_with_jitter_and_honours_retry_after() -> No
         assert max(column) - min(column) > ceiling / 10  # jittered, not fixed
     assert policy.backoff(1, 3.0, rng) == 3.0
     assert policy.backoff(1, 100.0, rng) == 8.0  # capped
+    # ...but a wait asked for over the cap is not waited for at all: the caller fails over.
+    assert policy.too_long(100.0) and not policy.too_long(8.0) and not policy.too_long(None)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_a_retry_after_that_is_not_finite_is_absent(value: str) -> None:
+    assert retry_after_seconds({"retry-after-ms": value}) is None
+    assert retry_after_seconds({"Retry-After": value}) is None
+    assert retry_after_seconds({"retry-after-ms": value, "Retry-After": "2"}) == 2.0
+
+
+def test_a_half_open_breaker_with_its_trial_out_accepts_no_call() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=1, open_s=10, clock=lambda: now[0])
+    assert breaker.accepting
+    breaker.allow()
+    breaker.failure()
+    assert not breaker.accepting
+    now[0] = 10.0
+    assert breaker.accepting and breaker.allow()
+    assert breaker.state == "half_open" and not breaker.accepting  # the one trial is out
+    breaker.neutral()  # a cancelled trial says nothing: the next call is the trial
+    assert breaker.accepting
 
 
 def test_the_quality_check_catches_blank_black_and_copied_images() -> None:
@@ -164,3 +189,44 @@ def test_prices_come_from_the_table() -> None:
     # A model missing from the table is priced like the provider's dearest.
     assert prices.estimate("openai", "gpt-image-9", task, "1024x1024").tokens == gpt.tokens
     assert prices.estimate("triton", "diffusion", task, "*") == Cost(0, 0.4)
+
+
+def test_an_images_answer_is_read_as_the_api_documents_it() -> None:
+    body = {"data": [{"b64_json": "QUJD", "revised_prompt": "r"}], "usage": {"total_tokens": 1100}}
+    assert parse_answer(json.dumps(body).encode()) == ImageAnswer(b64_json="QUJD", revised_prompt="r", tokens=1100)
+    by_url = {"data": [{"url": "https://cdn.example.com/a.png", "revised_prompt": 7}], "usage": {"total_tokens": -5}}
+    assert parse_answer(json.dumps(by_url).encode()) == ImageAnswer(url="https://cdn.example.com/a.png")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"\xff\xfe",
+        b"[" * 100000,
+        b"[]",
+        b'{"data": "oops"}',
+        b'{"data": []}',
+        b'{"data": ["o"]}',
+        b'{"data": [{"b64_json": 12345}]}',
+        b'{"data": [{"url": ["x"]}]}',
+        b'{"data": [{"revised_prompt": "r"}]}',
+    ],
+)
+def test_anything_else_is_a_malformed_answer(body: bytes) -> None:
+    with pytest.raises(MalformedOutput):
+        parse_answer(body)
+
+
+def test_an_image_must_have_about_the_shape_asked_for() -> None:
+    assert shape_problem(np.zeros((1024, 1024, 3), np.uint8), (1024, 1024)) is None
+    assert shape_problem(np.zeros((1000, 1024, 3), np.uint8), (1024, 1024)) is None  # a close size
+    assert shape_problem(np.zeros((1024, 1536, 3), np.uint8), (1536, 1024)) is None
+    problem = shape_problem(np.zeros((300, 4000, 3), np.uint8), (1024, 1024))
+    assert problem is not None and "4000x300" in problem and "1024x1024" in problem
+    assert shape_problem(np.zeros((1536, 1024, 3), np.uint8), (1536, 1024)) is not None  # portrait for landscape
+
+
+def test_a_cost_is_capped_part_by_part() -> None:
+    assert Cost(10_000_000, 39576.0).at_most(Cost(10000, 20.0)) == Cost(10000, 20.0)
+    assert Cost(1100, 4.4).at_most(Cost(10000, 20.0)) == Cost(1100, 4.4)
