@@ -23,6 +23,7 @@ import contextlib
 import http.client
 import ipaddress
 import os
+import re
 import socket
 import ssl
 import threading
@@ -264,7 +265,7 @@ def _resolve(host: str, port: int, policy: FetchPolicy, deadline: float) -> Sequ
         future.cancel()
         raise DownloadError(_TIMED_OUT, "timeout") from None
     except (OSError, UnicodeError):
-        raise DownloadError(f"the host {host} could not be resolved", "connection") from None
+        raise DownloadError(f"the host {_shown(host)} could not be resolved", "connection") from None
 
 
 class _Watchdog:
@@ -329,7 +330,7 @@ def _to_checked_address(url: str, policy: FetchPolicy, deadline: float, exchange
         # Judged before any connection is attempted: a refused address is never contacted.
         reason = None if policy.allow_private else policy.refuse(str(sockaddr[0]))
         if reason:
-            refused = f"the host {host} resolves to {reason}"
+            refused = f"the host {_shown(host)} resolves to {reason}"
             continue
         sock = socket.socket(family, kind, proto)
         answer = _over_connection(sock, sockaddr, host, port, https, target, deadline, exchange)
@@ -399,8 +400,9 @@ def _exchange(
     if response.status != 200:
         return response.status, "", b""
     length = response.getheader("Content-Length")
-    if length and length.isdigit() and int(length) > policy.max_bytes:
-        raise DownloadError(f"the file is {int(length):,} bytes, more than {policy.max_bytes:,}")
+    declared = decimal(length or "")
+    if declared is not None and declared > policy.max_bytes:
+        raise DownloadError(f"the file is {declared:,} bytes, more than {policy.max_bytes:,}")
     chunks, size = [], 0
     while True:
         sock.settimeout(_remaining(deadline))  # each read gets the time left, the watchdog the rest
@@ -448,7 +450,8 @@ def _post_exchange(
     if watchdog.fired:
         raise DownloadError(_TIMED_OUT, "timeout")
     retry_after = response.getheader("Retry-After") or ""
-    answer = PostResponse(response.status, float(retry_after) if retry_after.isdigit() else None)
+    waited = decimal(retry_after)
+    answer = PostResponse(response.status, float(waited) if waited is not None else None)
     # The status is the answer: a body that is slow, long or cut short changes nothing.
     with contextlib.suppress(OSError, http.client.HTTPException, DownloadError):
         read = 0
@@ -459,6 +462,20 @@ def _post_exchange(
                 break
             read += len(chunk)
     return answer
+
+
+def decimal(text: str) -> int | None:
+    """A header's non-negative decimal number (Content-Length, Retry-After's seconds), else None.
+    Headers are read as Latin-1, and str.isdigit() takes "²" and other digits int() refuses."""
+    return int(text) if _DECIMAL.fullmatch(text) else None
+
+
+_DECIMAL = re.compile(r"[0-9]{1,18}")
+
+
+def _shown(host: str) -> str:
+    """A host as messages show it: a name of up to 64 characters, longer ones cut."""
+    return host if len(host) <= 64 else host[:61] + "..."
 
 
 def _failure(exc: OSError | http.client.HTTPException) -> tuple[str, str]:

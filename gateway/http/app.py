@@ -247,7 +247,8 @@ def limit_body(scope: Scope, receive: Receive, limit: int) -> Receive:
     body passes `limit` bytes. A body a little over it is read to its end and dropped first, so the
     client, still writing, reads the refusal instead of a broken pipe; one whose Content-Length is
     far over it is refused at once, unread (the connection is then closed under it)."""
-    declared = header(scope, b"content-length")
+    length = header(scope, b"content-length")
+    declared = int(length) if length.isascii() and length.isdigit() else 0  # str.isdigit() takes "²"
     over = ConnectError(
         Code.RESOURCE_EXHAUSTED, f"the request is larger than {limit:,} bytes; send large images by URL or as assets"
     )
@@ -255,8 +256,8 @@ def limit_body(scope: Scope, receive: Receive, limit: int) -> Receive:
 
     async def receive_limited() -> Message:
         nonlocal seen
-        if declared.isdigit() and int(declared) > limit:
-            if int(declared) <= limit + _DRAIN_BYTES:
+        if declared > limit:
+            if declared <= limit + _DRAIN_BYTES:
                 await _drain(receive, seen, limit + _DRAIN_BYTES)
             raise over
         message = await receive()

@@ -231,6 +231,9 @@ class DeliveryWorker:
             except DownloadError as exc:
                 result = _RESULTS.get(exc.kind, "connection_failed")
                 error = self._message(exc)
+            except Exception:  # whatever a receiver makes the post raise, the attempt is recorded
+                log.exception("webhook %s: the post failed unexpectedly", delivery.delivery_id)
+                result, error = "invalid_response", "the receiver's answer could not be read"
             took = time.monotonic() - clock
             span.set_attribute("render.webhook.result", result)
             if error:

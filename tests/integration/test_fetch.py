@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -17,8 +18,10 @@ from renderkit.fetch import (
     DownloadError,
     FetchPolicy,
     address_refused,
+    decimal,
     fetch,
     fetch_async,
+    post,
 )
 from tests.http_fixtures import serve, trickle
 
@@ -223,3 +226,45 @@ def test_a_public_address_is_connected_to(connects: list[object]) -> None:
     with pytest.raises(DownloadError, match="could not connect"):
         fetch("http://cdn.example/a.jpg", resolving_to("93.184.216.34"))
     assert connects == [("93.184.216.34", 80)]
+
+
+@contextlib.contextmanager
+def answering(raw: bytes) -> Iterator[str]:
+    """A server that answers every connection with these bytes as they are (after reading the
+    request's head); yields its base URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def run() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                with contextlib.suppress(OSError):
+                    conn.recv(65536)
+                    conn.sendall(raw)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_a_number_header_written_in_other_digits_is_no_number() -> None:
+    """Headers are read as Latin-1, where "²" is a digit to str.isdigit() and not to int(): a
+    receiver's Retry-After of it is no wait (a webhook's attempt is recorded, not lost to an
+    exception), and a download's Content-Length of it is no length."""
+    with answering(b"HTTP/1.1 503 Busy\r\nRetry-After: \xb2\r\nContent-Length: 0\r\n\r\n") as base:
+        answer = post(f"{base}/hook", b"{}", {}, ALLOW)
+    assert (answer.status, answer.retry_after_s) == (503, None)
+    with answering(b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\nConnection: close\r\n\r\n\xff\xd8data") as base:
+        assert fetch(f"{base}/a.jpg", ALLOW) == b"\xff\xd8data"  # read to the connection's end
+    assert (decimal("12"), decimal("\xb2"), decimal(""), decimal("1" * 19)) == (12, None, None, None)
