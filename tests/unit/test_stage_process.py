@@ -1,4 +1,5 @@
-"""What a stage process sets up for itself before it serves (services.common.stage.run_stage)."""
+"""What a stage process (services.common.stage.run_stage) and the gateway's (gateway.server.main) set up for
+themselves before they serve."""
 
 from __future__ import annotations
 
@@ -122,3 +123,23 @@ def test_a_stage_hands_back_what_a_request_freed_beyond_what_it_retains() -> Non
     growth = run_fresh(_RELEASE)
     assert growth["released"] < 64 << 20, growth  # trimmed to within the 32 MB it may retain
     assert growth["kept"] > 256 << 20, growth  # without it the held heap keeps the request's peak
+
+
+# The gateway's process likewise (gateway.server.main): a quad's plane is a 3 x 3 inverse there,
+# which woke OpenBLAS's worker to spin a core beside the projection's threads.
+_GATEWAY_PROBE = """
+import json, threadpoolctl
+import numpy
+import gateway.server as server
+before = [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+server.serve = lambda *args: print(json.dumps({"before": before, "serving": [
+    pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"
+]}))
+server.main()
+"""
+
+
+def test_the_gateway_serves_with_blas_on_the_calling_thread() -> None:
+    threads = run_fresh(_GATEWAY_PROBE, {"OPENBLAS_NUM_THREADS": "2", "PATH": "/usr/bin:/bin"})
+    assert threads["before"] and max(threads["before"]) > 1, threads
+    assert threads["serving"] == [1] * len(threads["serving"]), threads
