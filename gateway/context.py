@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2
 from opentelemetry.trace import Status, StatusCode
 
 from gateway.ledger import Ledger, NotOwner, Progress, progress_event
@@ -25,7 +26,7 @@ from render.generation.v1 import generation_service_pb2 as generation_pb
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
 from renderkit import imaging, telemetry
-from renderkit.errors import error_metadata, error_reason
+from renderkit.errors import error_metadata, error_reason, status_details, unpack_detail
 from renderkit.fetch import DownloadError, FetchPolicy, fetch_async
 from renderkit.storage import Storage, StorageError
 from renderkit.storage.together import put_all
@@ -55,12 +56,17 @@ PREVIEW_SIDE = 512
 
 
 class JobFailure(Exception):
-    """Ends a job with a typed error."""
+    """Ends a job with a typed error.
 
-    def __init__(self, code: int, message: str) -> None:
+    `stage_field` is the field of a stage's own request that the stage's refusal named (its
+    BadRequest), "" when none: the plan that built the request knows which public field it came
+    from, and names that instead (a stage's names mean nothing to the job's submitter)."""
+
+    def __init__(self, code: int, message: str, stage_field: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.stage_field = stage_field
 
 
 def stage_label(stage: int) -> str:
@@ -102,7 +108,13 @@ def failure_from_rpc(stage: int, exc: grpc.aio.AioRpcError, timeout_s: float, as
         twice = " (asked twice)" if asked == 2 else ""
         return JobFailure(pb.ERROR_CODE_TIMEOUT, f"the {label} stage did not answer within {timeout_s:g} s{twice}")
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
-        return JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, exc.details() or f"the {label} stage refused the input")
+        refused = unpack_detail(status_details(exc.trailing_metadata()), error_details_pb2.BadRequest)  # type: ignore[arg-type]
+        violations = refused.field_violations if isinstance(refused, error_details_pb2.BadRequest) else []
+        return JobFailure(
+            pb.ERROR_CODE_VALIDATION_FAILED,
+            exc.details() or f"the {label} stage refused the input",
+            violations[0].field if violations else "",
+        )
     if stage == pb.STAGE_GENERATION and code in _RETRYABLE:
         return JobFailure(
             pb.ERROR_CODE_PIPELINE_ERROR,

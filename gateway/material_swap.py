@@ -10,7 +10,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from gateway.context import JobContext, JobFailure, budget_for, generation_report, named, output_spec, write_outputs
-from gateway.validation import MAX_IMPLIED_REPEATS, MIN_REPEATS, material_swap_memory, source_field
+from gateway.validation import (
+    MAX_IMPLIED_REPEATS,
+    MIN_REPEATS,
+    material_swap_memory,
+    material_swap_photo_problems,
+    source_field,
+)
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.generation.v1 import generation_service_pb2 as generation_pb
 from render.imaging.v1 import imaging_pb2
@@ -73,12 +79,16 @@ def tiling_for(swap: pb.MaterialSwap, plane: depth_pb.EstimatePlaneResponse, swa
     """The swatch's repeats on the surface: from physical sizes (the quad's, or the metric plane's),
     or from a repeat count. Sizes (or a quad's aspect) that work out to fewer than MIN_REPEATS or
     more than MAX_IMPLIED_REPEATS across the surface fail the job, naming the field: a unit
-    mistake, which would render as one blurred texel or as the swatch's average colour."""
+    mistake, which would render as one blurred texel or as the swatch's average colour.
+
+    hints.quad_size counts only with a quad (submit refuses it without one): the plane's unit square
+    is then the quad's, where without one it is the depth plane's, which quad_size does not describe."""
     hints, scale = swap.hints, swap.options.real_world_scale
+    quad_size = bool(hints.quad) and hints.HasField("quad_size")
     if scale.WhichOneof("scale") == "swatch_size":
         size = scale.swatch_size
         swatch_h = size.height_meters or size.width_meters * swatch.height / swatch.width
-        if hints.HasField("quad_size"):
+        if quad_size:
             surface = (hints.quad_size.width_meters, hints.quad_size.height_meters)
         elif plane.meters_per_unit > 0:
             surface = (plane.meters_per_unit, plane.meters_per_unit / plane.aspect_ratio)
@@ -91,14 +101,10 @@ def tiling_for(swap: pb.MaterialSwap, plane: depth_pb.EstimatePlaneResponse, swa
         tiling = tiling_from_sizes(surface[0], surface[1], size.width_meters, swatch_h)
         field = "material_swap.options.real_world_scale.swatch_size"
     else:
-        aspect = (
-            hints.quad_size.width_meters / hints.quad_size.height_meters
-            if hints.HasField("quad_size")
-            else plane.aspect_ratio
-        )
+        aspect = hints.quad_size.width_meters / hints.quad_size.height_meters if quad_size else plane.aspect_ratio
         repeats = scale.repeats if scale.WhichOneof("scale") == "repeats" else DEFAULT_REPEATS
         tiling = tiling_from_repeats(repeats, aspect, swatch.width / swatch.height)
-        field = "material_swap.hints.quad_size" if hints.HasField("quad_size") else "material_swap.hints"
+        field = "material_swap.hints.quad_size" if quad_size else "material_swap.hints"
     across = (tiling.repeats_u, tiling.repeats_v)
     if not all(MIN_REPEATS <= r <= MAX_IMPLIED_REPEATS for r in across):
         raise JobFailure(
@@ -170,7 +176,7 @@ def describe_scale(tiling: Tiling, swap: pb.MaterialSwap, distance_source: str =
     """How the material's scale was chosen, in words."""
     if tiling.source != "swatch_size":
         how = "a repeat count"
-    elif swap.hints.HasField("quad_size"):
+    elif swap.hints.quad and swap.hints.HasField("quad_size"):
         how = "the swatch's and the quad's physical sizes"
     elif distance_source == "depth_model":
         how = "the swatch's physical size and the depth model's metric plane"
@@ -187,14 +193,34 @@ def _quad_plane(
     corners = np.array([[p.x, p.y] for p in quad], np.float64)
     if problem := homography.quad_problem(corners):
         raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"material_swap.hints.quad: {problem}")
-    return quad_plane(
-        corners,
-        photo.width,
-        photo.height,
-        hints.focal_length_px,
-        hints.plane_distance_meters,
-        photo.focal_length_px,
-    )
+    try:
+        return quad_plane(
+            corners,
+            photo.width,
+            photo.height,
+            hints.focal_length_px,
+            hints.plane_distance_meters,
+            photo.focal_length_px,
+        )
+    except homography.GeometryError as exc:  # the hints are checked first; this is defence in depth
+        raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"material_swap.hints.quad: {exc}") from None
+
+
+# The hints a segmentation refusal may name, by the stage request's field: the job's submitter
+# knows them by their place in the request.
+_SEGMENTATION_FIELDS = {
+    "box": "material_swap.hints.box",
+    "positive_points": "material_swap.hints.positive_points",
+    "negative_points": "material_swap.hints.negative_points",
+}
+
+
+def _hint_named(failure: JobFailure) -> JobFailure:
+    """A segmentation stage's refusal, naming the hint it was about as the request does."""
+    public = _SEGMENTATION_FIELDS.get(failure.stage_field)
+    if failure.code != pb.ERROR_CODE_VALIDATION_FAILED or public is None:
+        return failure
+    return JobFailure(failure.code, f"{public}: {failure.message}")
 
 
 async def run_material_swap(ctx: JobContext) -> pb.JobResult:
@@ -233,6 +259,11 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     )
     if memory:
         raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"{memory[0]}: {memory[1]}")
+    # What the photo's size decides, checked at submit only when its header was known there: a
+    # photo given by URL gets the same answers (its hints, the output format) now.
+    problems = material_swap_photo_problems(swap, ctx.request.output, photo_info)
+    if problems:
+        raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"{problems[0][0]}: {problems[0][1]}")
     if mask:
         mask_info = await asyncio.to_thread(imaging.probe, mask, max_pixels=ctx.limits.max_pixels)
         if (mask_info.width, mask_info.height) != (photo_info.width, photo_info.height):
@@ -291,12 +322,15 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             ),
             surface=surface,
         )
-        seg = await ctx.call(
-            pb.STAGE_SEGMENTATION,
-            "segmentation",
-            segmentation_pb.SegmentResponse,
-            lambda t: stages.segmentation.Segment(segment, timeout=t),
-        )
+        try:
+            seg = await ctx.call(
+                pb.STAGE_SEGMENTATION,
+                "segmentation",
+                segmentation_pb.SegmentResponse,
+                lambda t: stages.segmentation.Segment(segment, timeout=t),
+            )
+        except JobFailure as failure:
+            raise _hint_named(failure) from None
     if seg.coverage <= 0.0:
         raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "the surface's mask is empty")
     if seg.used_model:

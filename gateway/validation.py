@@ -107,14 +107,89 @@ def _length(metres: float) -> bool:
     return LENGTH_RANGE_M[0] <= metres <= LENGTH_RANGE_M[1]  # False for NaN
 
 
-def _points(points: Iterable[pb.Point], field: str, info: imaging.ImageInfo | None) -> list[Violation]:
-    out = []
-    for i, p in enumerate(points):
-        if not (math.isfinite(p.x) and math.isfinite(p.y)):
-            out.append((f"{field}[{i}]", "must be finite"))
-        elif info is not None and not (-info.width <= p.x <= 2 * info.width and -info.height <= p.y <= 2 * info.height):
-            out.append((f"{field}[{i}]", "lies far outside the photo"))
-    return out
+def _points(points: Iterable[pb.Point], field: str) -> list[Violation]:
+    return [(f"{field}[{i}]", "must be finite") for i, p in enumerate(points) if not _finite(p)]
+
+
+def _finite(point: pb.Point) -> bool:
+    return math.isfinite(point.x) and math.isfinite(point.y)
+
+
+# An outline's corners may lie beyond the photo (a floor runs on past its edges) but not without
+# bound: as far as a photo's own size past each edge. A click is on the photo, give or take a pixel
+# (a click on the last column lands at x = width).
+_OUTLINE_REACH = 1.0
+_CLICK_TOLERANCE_PX = 1.0
+# WebP's format stores a side in 14 bits.
+WEBP_MAX_SIDE = 16383
+
+
+def _off_photo(
+    points: Sequence[pb.Point], field: str, photo: imaging.ImageInfo, reach: float, tolerance: float, problem: str
+) -> list[Violation]:
+    """The finite points that lie past `reach` photo sizes (plus `tolerance` pixels) beyond its edges."""
+    x_room = reach * photo.width + tolerance
+    y_room = reach * photo.height + tolerance
+    return [
+        (f"{field}[{i}]", problem)
+        for i, p in enumerate(points)
+        if _finite(p) and not (-x_room <= p.x <= photo.width + x_room and -y_room <= p.y <= photo.height + y_room)
+    ]
+
+
+def photo_hint_problems(hints: pb.SurfaceHints, photo: imaging.ImageInfo) -> list[Violation]:
+    """The hints' problems that only the photo's size shows: an outline far outside it, a click or a
+    box off it, a focal length no camera has for it. Checked at submit when the photo's header is
+    known (inline or uploaded), and by the job's plan once a photo given by URL has arrived, so
+    both get the same answers. What submit refuses regardless (NaN, counts) is not repeated."""
+    base = "material_swap.hints"
+    violations: list[Violation] = []
+    outlines = ((hints.quad, "quad", 4), (hints.polygon, "polygon", MAX_POLYGON_POINTS))
+    for points, name, most in outlines:
+        if len(points) <= most:
+            violations += _off_photo(points, f"{base}.{name}", photo, _OUTLINE_REACH, 0.0, "lies far outside the photo")
+    for points, name in ((hints.positive_points, "positive_points"), (hints.negative_points, "negative_points")):
+        if len(points) <= MAX_CLICKS:
+            violations += _off_photo(
+                points, f"{base}.{name}", photo, 0.0, _CLICK_TOLERANCE_PX, f"must lie on the photo ({_size(photo)})"
+            )
+    box = hints.box
+    corners = (box.x_min, box.y_min, box.x_max, box.y_max)
+    if (
+        all(math.isfinite(v) for v in corners)
+        and box.x_max > box.x_min
+        and box.y_max > box.y_min
+        and not (box.x_max > 0 and box.x_min < photo.width and box.y_max > 0 and box.y_min < photo.height)
+    ):
+        violations.append((f"{base}.box", f"must overlap the photo ({_size(photo)})"))
+    focal = hints.focal_length_px
+    if math.isfinite(focal) and focal > 0 and not 0.1 <= focal / max(photo.width, photo.height) <= 20:
+        violations.append((f"{base}.focal_length_px", "must be between 0.1 and 20 times the photo's longer side"))
+    return violations
+
+
+def webp_problem(output: pb.OutputOptions, image: imaging.ImageInfo, what: str) -> Violation | None:
+    """Whether a WebP output could not hold an image of this size (the full-size rendition is the
+    photo's or texture's own size); `what` names the image in the description."""
+    if output.format != pb.IMAGE_FORMAT_WEBP or max(image.width, image.height) <= WEBP_MAX_SIDE:
+        return None
+    return (
+        "output.format",
+        f"WebP holds at most {WEBP_MAX_SIDE} px a side, and the {what} is {_size(image)}: choose JPEG or PNG",
+    )
+
+
+def material_swap_photo_problems(
+    swap: pb.MaterialSwap, output: pb.OutputOptions, photo: imaging.ImageInfo
+) -> list[Violation]:
+    """Everything about a material swap that its photo's size decides (photo_hint_problems, and
+    whether the output format can hold the result)."""
+    webp = webp_problem(output, photo, "photo")
+    return photo_hint_problems(swap.hints, photo) + ([webp] if webp else [])
+
+
+def _size(image: imaging.ImageInfo) -> str:
+    return f"{image.width}x{image.height}"
 
 
 _ENUM = FieldDescriptor.TYPE_ENUM
@@ -243,10 +318,9 @@ def validate_submit(request: pb.SubmitRenderRequest, limits: Limits, assets: Ass
         return violations + _room_render(request.room_render, "room_render", limits, assets, require_options=False)
     if kind == "room_batch":
         return violations + _room_batch(request.room_batch, limits, assets)
-    maps = request.output.include_material_maps
     if kind == "texture_edit":
-        return violations + _texture_edit(request.texture_edit, limits, maps, assets)
-    return violations + _material_swap(request.material_swap, limits, maps, assets)
+        return violations + _texture_edit(request.texture_edit, request.output, limits, assets)
+    return violations + _material_swap(request.material_swap, request.output, limits, assets)
 
 
 def source_field(source: pb.ImageSource, field: str) -> str:
@@ -286,8 +360,9 @@ def material_swap_memory(
     return field, budget.over_budget_text(info.width, info.height, "swatch", total, allowed, largest)
 
 
-def _material_swap(swap: pb.MaterialSwap, limits: Limits, material_maps: bool, assets: Assets) -> list[Violation]:
+def _material_swap(swap: pb.MaterialSwap, output: pb.OutputOptions, limits: Limits, assets: Assets) -> list[Violation]:
     violations: list[Violation] = []
+    material_maps = output.include_material_maps
     base = "material_swap"
     found, photo = _image(swap.photo, f"{base}.photo", limits, True, limits.min_side, assets)
     violations += found
@@ -323,7 +398,7 @@ def _material_swap(swap: pb.MaterialSwap, limits: Limits, material_maps: bool, a
         if len(hints.quad) != 4:
             violations.append((f"{base}.hints.quad", f"needs exactly 4 points, got {len(hints.quad)}"))
         else:
-            bad = _points(hints.quad, f"{base}.hints.quad", photo)
+            bad = _points(hints.quad, f"{base}.hints.quad")
             violations += bad
             if not bad:
                 problem = quad_problem(np.array([[p.x, p.y] for p in hints.quad], dtype=np.float64))
@@ -338,10 +413,13 @@ def _material_swap(swap: pb.MaterialSwap, limits: Limits, material_maps: bool, a
         if len(points) > most:
             violations.append((f"{base}.hints.{name}", f"at most {most} points, got {len(points)}"))
         else:
-            violations += _points(points, f"{base}.hints.{name}", photo)
+            violations += _points(points, f"{base}.hints.{name}")
     if hints.polygon and len(hints.polygon) < 3:
         violations.append((f"{base}.hints.polygon", "needs at least 3 points"))
-    if hints.HasField("quad_size") and not (
+    if hints.HasField("quad_size") and not hints.quad:
+        # Without a quad the plane's unit square is the depth plane's: the size would describe nothing.
+        violations.append((f"{base}.hints.quad_size", "applies with a quad only"))
+    elif hints.HasField("quad_size") and not (
         _length(hints.quad_size.width_meters) and _length(hints.quad_size.height_meters)
     ):
         violations.append((f"{base}.hints.quad_size", f"both sides must be {_LENGTHS}"))
@@ -349,8 +427,9 @@ def _material_swap(swap: pb.MaterialSwap, limits: Limits, material_maps: bool, a
         violations.append((f"{base}.hints.focal_length_px", "must be positive (or zero: unknown)"))
     if hints.plane_distance_meters != 0 and not _length(hints.plane_distance_meters):
         violations.append((f"{base}.hints.plane_distance_meters", f"must be {_LENGTHS} (or zero: unknown)"))
-    if photo and hints.focal_length_px > 0 and not 0.1 <= hints.focal_length_px / max(photo.width, photo.height) <= 20:
-        violations.append((f"{base}.hints.focal_length_px", "must be between 0.1 and 20 times the photo's longer side"))
+    if photo:
+        # A photo given by URL meets the same checks when it arrives (gateway.material_swap).
+        violations += material_swap_photo_problems(swap, output, photo)
     options = swap.options
     scale = options.real_world_scale
     which = scale.WhichOneof("scale")
@@ -566,15 +645,16 @@ def room_render_memory(references: Sequence[tuple[str, imaging.ImageInfo]], limi
     return field, budget.over_budget_text(info.width, info.height, "reference image", total, allowed, largest)
 
 
-def _texture_edit(edit: pb.TextureEdit, limits: Limits, material_maps: bool, assets: Assets) -> list[Violation]:
+def _texture_edit(edit: pb.TextureEdit, output: pb.OutputOptions, limits: Limits, assets: Assets) -> list[Violation]:
     violations: list[Violation] = []
     found, texture = _image(edit.base_texture, "texture_edit.base_texture", limits, True, MIN_TEXTURE_SIDE, assets)
     violations += found
     if texture:
-        memory = texture_edit_memory(
-            texture, source_field(edit.base_texture, "texture_edit.base_texture"), material_maps, limits
-        )
-        violations += [memory] if memory else []
+        field = source_field(edit.base_texture, "texture_edit.base_texture")
+        memory = texture_edit_memory(texture, field, output.include_material_maps, limits)
+        # The edit's first rendition is at the texture's own size (the others are 2048 and 512 px).
+        webp = webp_problem(output, texture, "texture")
+        violations += [problem for problem in (memory, webp) if problem]
     found, mask = _image(edit.mask, "texture_edit.mask", limits, False, 1, assets)
     violations += found
     if texture and mask and (mask.width, mask.height) != (texture.width, texture.height):

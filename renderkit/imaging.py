@@ -654,7 +654,13 @@ def encode(image: np.ndarray, fmt: int = imaging_pb2.FORMAT_JPEG, quality: int =
         ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         content_type = "image/png"
     elif fmt == imaging_pb2.FORMAT_WEBP:
-        ok, buf = cv2.imencode(".webp", image, [cv2.IMWRITE_WEBP_QUALITY, quality])
+        try:
+            ok, buf = cv2.imencode(".webp", image, [cv2.IMWRITE_WEBP_QUALITY, quality])
+        except cv2.error:  # WebP stores a side in 14 bits: OpenCV raises past 16,383 px
+            height, width = image.shape[:2]
+            raise ImageError(
+                f"an image of {width}x{height} cannot be encoded as WebP, which holds at most 16383 px a side"
+            ) from None
         content_type = "image/webp"
     else:
         raise ValueError(f"unknown image format {fmt}")
@@ -800,11 +806,40 @@ def mask_pixels(mask: np.ndarray, step: int = 1) -> tuple[np.ndarray, np.ndarray
 
 
 def polygon_mask(points: np.ndarray, width: int, height: int) -> np.ndarray:
-    """An anti-aliased mask of a polygon, rasterised with sub-pixel corner positions."""
+    """An anti-aliased mask of a polygon, rasterised with sub-pixel corner positions.
+
+    A polygon reaching further than the image's own size past its edges is first cut to that
+    margin: its corners become int32 fixed point, which a corner past about 1.3e8 px would overflow
+    (the outline wrapped round and the mask came out empty)."""
     mask = np.zeros((height, width), np.uint8)
-    fixed = np.round(points * (1 << _SUBPIXEL_BITS)).astype(np.int32).reshape(-1, 1, 2)
+    corners = np.asarray(points, np.float64).reshape(-1, 2)
+    size = np.array([width, height], np.float64)
+    if not ((corners >= -size) & (corners <= 2 * size)).all():
+        corners = _clipped_polygon(corners, -size, 2 * size)
+        if len(corners) < 3:
+            return mask
+    fixed = np.round(corners * (1 << _SUBPIXEL_BITS)).astype(np.int32).reshape(-1, 1, 2)
     cv2.fillPoly(mask, [fixed], 255, lineType=cv2.LINE_AA, shift=_SUBPIXEL_BITS)  # type: ignore[call-overload]
     return mask
+
+
+def _clipped_polygon(corners: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """A polygon cut to the box from low to high (Sutherland-Hodgman, one side at a time): what lies
+    inside the box is unchanged, concave outlines too (they may gain edges along the box)."""
+    polygon = [(float(x), float(y)) for x, y in corners]
+    # Each side as (axis, bound, sign): a point is kept where sign * (its coordinate - bound) >= 0.
+    for axis, bound, sign in ((0, low[0], 1.0), (0, high[0], -1.0), (1, low[1], 1.0), (1, high[1], -1.0)):
+        cut: list[tuple[float, float]] = []
+        for i, current in enumerate(polygon):
+            previous = polygon[i - 1]
+            keep, kept_before = sign * (current[axis] - bound) >= 0, sign * (previous[axis] - bound) >= 0
+            if keep != kept_before:
+                t = (bound - previous[axis]) / (current[axis] - previous[axis])
+                cut.append((previous[0] + t * (current[0] - previous[0]), previous[1] + t * (current[1] - previous[1])))
+            if keep:
+                cut.append(current)
+        polygon = cut
+    return np.array(polygon, np.float64).reshape(-1, 2)
 
 
 def convex_coverage(points: np.ndarray, width: int, height: int) -> float:

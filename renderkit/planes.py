@@ -7,6 +7,8 @@ quad's mask itself instead of calling segmentation.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from render.depth.v1 import depth_service_pb2 as pb
@@ -24,11 +26,17 @@ def quad_plane(
 ) -> pb.EstimatePlaneResponse:
     """The exact plane of a quad; the focal length (for the rectangle's aspect) is the one given, else
     the one the rectangle fixes when the view does (exact for this photo, even a cropped one), else
-    the EXIF's, else assumed. With the plane's distance the rectangle's size in metres follows too."""
+    the EXIF's, else assumed. With the plane's distance the rectangle's size in metres follows too.
+
+    Raises homography.GeometryError when the arithmetic cannot place the rectangle: a focal length
+    far from any camera's for this photo (the gateway refuses those) overflows or underflows it."""
     H = homography.quad_homography(quad)
     found = homography.focal_from_rectangle(H, width, height)
     focal = given_focal or found or exif_focal or homography.default_focal(width, height)
     aspect = homography.rectangle_aspect(H, focal, width, height)
+    unit_width = homography.rectangle_width(H, focal, width, height)
+    if not (math.isfinite(aspect) and aspect > 0 and math.isfinite(unit_width) and unit_width > 0):
+        raise homography.GeometryError("the quad's rectangle cannot be measured with this focal length")
     return pb.EstimatePlaneResponse(
         homography=imaging_pb2.Homography(m=homography.to_list(H)),
         confidence=1.0,
@@ -36,6 +44,6 @@ def quad_plane(
         aspect_ratio=aspect,
         focal_length_px=focal,
         focal_source=("hint" if given_focal else "rectangle" if found else "exif" if exif_focal else "assumed"),
-        meters_per_unit=homography.rectangle_width(H, focal, width, height) * distance_m,
+        meters_per_unit=unit_width * distance_m,
         distance_source="given" if distance_m else "",
     )

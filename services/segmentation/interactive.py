@@ -324,8 +324,12 @@ def clicked_off(
 
 
 def _disk(mask: np.ndarray, points: np.ndarray, radius: int, value: int) -> None:
+    """Paints a disk of `value` at each point; one wholly off the mask paints nothing (OpenCV takes
+    int32 centres, which a click far off the photo would overflow)."""
+    height, width = mask.shape[:2]
     for x, y in points:
-        cv2.circle(mask, (round(x), round(y)), radius, (value,), -1)
+        if -radius <= x <= width + radius and -radius <= y <= height + radius:  # False for NaN too
+            cv2.circle(mask, (round(x), round(y)), radius, (value,), -1)
 
 
 def select_surface(

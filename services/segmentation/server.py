@@ -137,7 +137,14 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             try:
                 mask = await asyncio.to_thread(select, photo)
             except InputError as exc:
-                await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"cannot find the surface: {exc}")
+                # The box bounds what can be the surface; without one, the clicks are what found nothing.
+                field = "box" if box is not None else "positive_points"
+                await abort(
+                    context,
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"cannot find the surface: {exc}",
+                    bad_request([(field, str(exc))]),
+                )
             return await self._respond(mask, hint, used_model=probability is not None)
         outline = request.polygon if len(request.polygon) >= 3 else request.quad if len(request.quad) == 4 else None
         if outline is not None:

@@ -7,6 +7,7 @@ import pytest
 from benchmarks.quality import modes as quality_modes
 from devstack import scenes
 from renderkit import homography
+from renderkit.planes import quad_plane
 from renderkit.scale import tiling_from_repeats, tiling_from_sizes
 from services.depth.plane import fit_metric_plane, plane_homography
 from services.depth.vanishing import (
@@ -66,6 +67,16 @@ def test_focal_and_aspect_recovered_from_a_rectangle_in_perspective() -> None:
     assert focal == pytest.approx(1400.0, rel=1e-3)
     assert homography.rectangle_aspect(H, focal, 1600, 1200) == pytest.approx(4.0 / 2.5, rel=1e-3)
     assert homography.edge_orthogonality(H, focal, 1600, 1200) < 1e-6
+
+
+@pytest.mark.parametrize("focal", [1e300, 1e-300])
+def test_a_focal_length_no_camera_has_is_a_geometry_error_not_a_crash(focal: float) -> None:
+    """The gateway refuses such focal lengths for the photo; the plane's arithmetic under- or
+    overflows with them (a division by zero, a NaN aspect) and says so in its own error."""
+    quad = rectangle_view(4.0, 3.0, 1400.0)
+    with pytest.raises(homography.GeometryError):
+        quad_plane(quad, 1600, 1200, given_focal=focal, distance_m=1.5)
+    assert quad_plane(quad, 1600, 1200, given_focal=1400.0).aspect_ratio == pytest.approx(4.0 / 3.0, rel=1e-3)
 
 
 def test_fronto_parallel_view_leaves_focal_undetermined() -> None:

@@ -377,6 +377,29 @@ def test_convex_coverage_is_the_share_of_the_image_inside_the_polygon() -> None:
     assert imaging.convex_coverage(quad, 640, 480) == pytest.approx(drawn, rel=0.01)
 
 
+@pytest.mark.parametrize("reach", [1e6, 1e9, 1e15])
+def test_a_polygon_reaching_far_past_the_image_is_drawn_as_far_as_it_shows(reach: float) -> None:
+    """Corners become int32 fixed point: past ~1.3e8 px they wrapped round and the mask came out
+    empty. What lies inside the image is the same as for the polygon cut at the image's edges."""
+    around = np.array([[-reach, -reach], [reach, -reach], [reach, reach], [-reach, reach]])
+    assert (imaging.polygon_mask(around, 640, 480) == 255).all()
+    # A concave outline with a corner far off to the right: inside the image, its edges keep their slopes.
+    arrow = np.array([[100.0, 100.0], [reach, 240.0], [100.0, 380.0], [300.0, 240.0]])
+    slope = 140.0 / (reach - 100.0)
+    far_edge = [[2000.0, 100.0 + 1900.0 * slope], [2000.0, 380.0 - 1900.0 * slope]]  # the same slopes, cut at x = 2000
+    near = np.array([[100.0, 100.0], *far_edge, [100.0, 380.0], [300.0, 240.0]])
+    drawn = imaging.polygon_mask(arrow, 640, 480).astype(int)
+    assert np.abs(drawn - imaging.polygon_mask(near, 640, 480)).max() <= 1
+
+
+def test_an_image_too_wide_for_webp_is_an_image_error() -> None:
+    """WebP stores a side in 14 bits; OpenCV's own error became a stage's crash (PIPELINE_ERROR)."""
+    with pytest.raises(imaging.ImageError, match="at most 16383 px a side"):
+        imaging.encode(np.full((64, 16400, 3), 120, np.uint8), imaging_pb2.FORMAT_WEBP)
+    data, content_type = imaging.encode(np.full((64, 16383, 3), 120, np.uint8), imaging_pb2.FORMAT_WEBP)
+    assert content_type == "image/webp" and imaging.probe(data).width == 16383
+
+
 def with_scans(progressive: bytes, scans: int) -> bytes:
     """The progressive JPEG with its last scan repeated until it has `scans` scans (a scan bomb
     when many: each scan is a pass of the decoder over every coefficient)."""

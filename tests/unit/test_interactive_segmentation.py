@@ -18,6 +18,7 @@ from services.segmentation.interactive import (
     REFINE_TILE,
     WORK_SIDE,
     Appearance,
+    _disk,
     guided_filter,
     refine_edges,
     select_surface,
@@ -338,3 +339,13 @@ def test_edges_refined_tile_by_tile_are_the_whole_filter_s(room: tuple[np.ndarra
 def test_hints_that_select_nothing_are_refused(room: tuple[np.ndarray, np.ndarray]) -> None:
     with pytest.raises(ValueError, match="no background"):
         select_surface(room[0], (-10.0, -10.0, W + 10.0, H + 10.0), np.zeros((0, 2)), np.zeros((0, 2)))
+
+
+def test_a_click_far_off_the_photo_paints_nothing() -> None:
+    """OpenCV takes int32 centres: a click at 1e15 crashed the stage (the gateway refuses clicks
+    off the photo; this is the stage's own guard)."""
+    labels = np.zeros((288, 384), np.uint8)
+    _disk(labels, np.array([[1e15, 1e15], [-1e9, 10.0], [float("nan"), 5.0]]), 5, 1)
+    assert not labels.any()
+    _disk(labels, np.array([[386.0, 100.0]]), 5, 1)  # just off the edge: the disk's part on it is drawn
+    assert labels[95:106, 380:].any() and labels.sum() < np.pi * 25

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+import grpc
 import numpy as np
 import pytest
 
@@ -24,6 +25,7 @@ from render.v1 import render_service_pb2 as pb
 from renderkit import imaging
 from renderkit.fetch import FetchPolicy
 from renderkit.storage import Storage
+from services.segmentation.server import SegmentationServicer
 
 
 class StageCalled(Exception):
@@ -166,3 +168,127 @@ def test_a_room_renders_references_are_probed_off_the_event_loop(
     )
     run(run_room_render, request, monkeypatch, {"room_render.materials.floor.swatch": image(64, 64)})
     assert image_threads and threading.get_ident() not in image_threads
+
+
+ROOM_URL = "https://example.com/room.jpg"
+ROOM_QUAD = ((100, 500), (900, 500), (1000, 760), (20, 760))
+
+
+def swap_by_url(**hints: Any) -> pb.SubmitRenderRequest:
+    """A material swap of a 1024 x 768 photo given by URL (its size unknown at submit)."""
+    return pb.SubmitRenderRequest(
+        material_swap=pb.MaterialSwap(
+            photo=pb.ImageSource(url=ROOM_URL), swatch=pb.ImageSource(data=b"inline"), hints=pb.SurfaceHints(**hints)
+        )
+    )
+
+
+def failure_of(request: pb.SubmitRenderRequest, monkeypatch: pytest.MonkeyPatch, photo: bytes) -> JobFailure:
+    with pytest.raises(JobFailure) as info:
+        run(run_material_swap, request, monkeypatch, {"material_swap.swatch": image(64, 64)}, {ROOM_URL: photo})
+    assert info.value.code == pb.ERROR_CODE_VALIDATION_FAILED
+    return info.value
+
+
+def points(*xy: tuple[float, float]) -> list[pb.Point]:
+    return [pb.Point(x=x, y=y) for x, y in xy]
+
+
+@pytest.mark.parametrize(
+    "hints, message",
+    [
+        (
+            {"quad": points(*ROOM_QUAD), "focal_length_px": 1e300},
+            "material_swap.hints.focal_length_px: must be between 0.1 and 20 times the photo's longer side",
+        ),
+        (
+            {"quad": points(*ROOM_QUAD), "focal_length_px": 1e-300},
+            "material_swap.hints.focal_length_px: must be between 0.1 and 20 times the photo's longer side",
+        ),
+        (
+            {"positive_points": points((1e15, 1e15))},
+            "material_swap.hints.positive_points[0]: must lie on the photo (1024x768)",
+        ),
+        (
+            {"positive_points": points((500, 700)), "negative_points": points((3040, 533))},
+            "material_swap.hints.negative_points[0]: must lie on the photo (1024x768)",
+        ),
+        (
+            {"quad": points(*ROOM_QUAD), "polygon": points((-1e9, -1e9), (1e9, -1e9), (1e9, 1e9), (-1e9, 1e9))},
+            "material_swap.hints.polygon[0]: lies far outside the photo",
+        ),
+        (
+            {"quad": points((-1e6, -1e6), (1e6, -1e6), (1e6, 1e6), (-1e6, 1e6))},
+            "material_swap.hints.quad[0]: lies far outside the photo",
+        ),
+        (
+            {"box": pb.Box(x_min=1100, y_min=10, x_max=1500, y_max=700)},
+            "material_swap.hints.box: must overlap the photo (1024x768)",
+        ),
+    ],
+)
+def test_a_photo_given_by_url_meets_the_hint_checks_of_one_given_inline(
+    monkeypatch: pytest.MonkeyPatch, hints: dict[str, Any], message: str
+) -> None:
+    """Submit checks these hints against the photo's size only when it knows the size; a photo
+    given by URL is checked when it arrives, before any stage is called, naming the field as
+    submit would (not a stage's crash, or a stage's own field names)."""
+    assert failure_of(swap_by_url(**hints), monkeypatch, image(1024, 768)).message == message
+
+
+def test_a_webp_output_of_a_photo_given_by_url_too_wide_for_webp_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    request = swap_by_url(quad=points((100, 20), (16000, 20), (16300, 60), (20, 60)))
+    request.output.format = pb.IMAGE_FORMAT_WEBP
+    failure = failure_of(request, monkeypatch, image(16400, 64))
+    assert failure.message.startswith("output.format: WebP holds at most 16383 px a side")
+
+
+def test_a_box_that_leaves_no_background_is_named_in_the_job_s_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The segmentation stage's refusal of a box reaches the job's submitter under the box's own
+    field, through the stage's real refusal and the gateway's reading of it."""
+
+    class ServicerContext:
+        async def abort(self, code: grpc.StatusCode, message: str, trailing_metadata: Any = ()) -> None:
+            metadata = grpc.aio.Metadata(*trailing_metadata)
+            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), metadata, details=message)
+
+    class Segmentation:
+        async def Segment(self, request: Any, timeout: float) -> Any:
+            return await SegmentationServicer(None).Segment(request, ServicerContext())  # type: ignore[arg-type]
+
+    photo = imaging.encode(np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8))[0]
+    request = pb.SubmitRenderRequest(
+        material_swap=pb.MaterialSwap(
+            photo=pb.ImageSource(data=b"inline"),
+            swatch=pb.ImageSource(data=b"inline"),
+            hints=pb.SurfaceHints(box=pb.Box(x_min=0, y_min=0, x_max=320, y_max=240)),  # the whole photo
+        )
+    )
+    inline = {"material_swap.photo": photo, "material_swap.swatch": image(64, 64)}
+
+    async def body() -> None:
+        ctx = JobContext(
+            job_id="j1",
+            owner="w1",
+            tenant="acme",
+            request=request,
+            inputs={field: f"uploads/j1/{field}" for field in inline},
+            ledger=cast(Ledger, QuietLedger()),
+            storage=cast(Storage, None),
+            stages=cast(
+                StageClients, type("Stages", (), {"segmentation": Segmentation(), "connected": lambda _, s: True})()
+            ),
+            fetch_policy=FetchPolicy(),
+            limits=Limits(),
+            default_stage_timeout_s=30.0,
+            deadline=asyncio.get_running_loop().time() + 60,
+            held={f"uploads/j1/{field}": data for field, data in inline.items()},
+        )
+        await run_material_swap(ctx)
+
+    with pytest.raises(JobFailure) as info:
+        asyncio.run(body())
+    assert info.value.code == pb.ERROR_CODE_VALIDATION_FAILED
+    assert info.value.message == (
+        "material_swap.hints.box: cannot find the surface: the hints leave no background to contrast the surface with"
+    )

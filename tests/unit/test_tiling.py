@@ -18,7 +18,8 @@ def swap(width_m: float = 0.0, quad: tuple[float, float] | None = None, repeats:
         out.options.real_world_scale.swatch_size.width_meters = width_m
     if repeats:
         out.options.real_world_scale.repeats = repeats
-    if quad is not None:
+    if quad is not None:  # a quad and its size
+        out.hints.quad.extend(pb.Point(x=x, y=y) for x, y in ((10, 10), (90, 10), (90, 60), (10, 60)))
         out.hints.quad_size.width_meters, out.hints.quad_size.height_meters = quad
     return out
 
@@ -45,3 +46,14 @@ def test_sizes_that_work_out_to_absurd_repeats_are_refused_naming_the_field(
         tiling_for(request_, PLANE, SWATCH)
     assert info.value.code == pb.ERROR_CODE_VALIDATION_FAILED
     assert info.value.message.startswith(f"{field}: puts the swatch ")
+
+
+@pytest.mark.parametrize("repeats", [10.0, 0.0])  # a repeat count, or a swatch size on a metric plane
+def test_a_quad_size_without_a_quad_does_not_distort_the_material(repeats: float) -> None:
+    """Without a quad the plane's unit square is the depth plane's: a quad_size (refused at submit;
+    here, a job recorded before) describes nothing and must not stretch the swatch."""
+    request_ = swap(repeats=repeats) if repeats else swap(0.5)
+    expected = tiling_for(request_, PLANE, SWATCH)
+    request_.hints.quad_size.width_meters, request_.hints.quad_size.height_meters = 4.0, 1.0
+    tiling = tiling_for(request_, PLANE, SWATCH)
+    assert (tiling.repeats_u, tiling.repeats_v) == (expected.repeats_u, expected.repeats_v)

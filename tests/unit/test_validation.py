@@ -369,3 +369,63 @@ def test_a_refused_prompt_split_across_fields_or_hidden_by_invisible_characters_
     for hidden in ("nu\u200bdity", "go\u202ere\u202c", "nak\u00aded women"):
         custom = pb.SubmitRenderRequest(room_render=pb.RoomRender(custom_prompt=f"A kitchen, {hidden}"))
         assert fields(custom) == {"room_render.custom_prompt"}, hidden
+
+
+def test_a_quads_size_without_a_quad_is_refused() -> None:
+    """Without a quad the plane's unit square is the depth plane's: a quad_size would describe
+    nothing, and was read as the surface's size (10 repeats came out 10 x 2.5)."""
+    req = request()
+    req.material_swap.hints.ClearField("quad")
+    req.material_swap.hints.positive_points.add(x=200, y=250)
+    req.material_swap.hints.quad_size.width_meters, req.material_swap.hints.quad_size.height_meters = 4.0, 1.0
+    req.material_swap.options.real_world_scale.repeats = 10
+    assert dict(validate_submit(req, Limits())) == {"material_swap.hints.quad_size": "applies with a quad only"}
+
+
+ASSET = "as_" + "0" * 40
+
+
+@pytest.mark.parametrize("uploaded", [False, True])
+def test_clicks_must_lie_on_the_photo_and_a_box_must_overlap_it(uploaded: bool) -> None:
+    """Quad corners may lie beyond the photo; a click may not (one at (-400, -300) was moved onto
+    the corner and re-covered the window there), nor a box wholly off it. The 400 x 300 photo is
+    inline or uploaded: both have their size known at submit."""
+    req = request()
+    assets = {ASSET: imaging.probe(PHOTO)} if uploaded else {}
+    if uploaded:
+        req.material_swap.photo.CopyFrom(pb.ImageSource(asset_id=ASSET))
+    hints = req.material_swap.hints
+    hints.ClearField("quad")
+    hints.positive_points.extend([pb.Point(x=200, y=250), pb.Point(x=-400, y=-300), pb.Point(x=401, y=300)])
+    hints.negative_points.extend([pb.Point(x=0, y=0), pb.Point(x=760, y=150)])
+    violations = dict(validate_submit(req, Limits(), assets))
+    assert violations == {
+        "material_swap.hints.positive_points[1]": "must lie on the photo (400x300)",
+        "material_swap.hints.negative_points[1]": "must lie on the photo (400x300)",
+    }
+    del hints.positive_points[1:]
+    hints.ClearField("negative_points")
+    hints.box.CopyFrom(pb.Box(x_min=-100, y_min=-100, x_max=0, y_max=300))  # touches the edge only
+    assert set(dict(validate_submit(req, Limits(), assets))) == {"material_swap.hints.box"}
+    hints.box.CopyFrom(pb.Box(x_min=-100, y_min=-100, x_max=10, y_max=300))
+    assert validate_submit(req, Limits(), assets) == []
+
+
+def test_a_webp_output_must_hold_the_photo_or_texture() -> None:
+    """WebP stores a side in 14 bits: a wider photo crashed the projection stage's encoder."""
+    wide = forged_jpeg(16400, 64)
+    req = request(photo=pb.ImageSource(data=wide))
+    req.material_swap.hints.ClearField("quad")
+    req.material_swap.hints.positive_points.add(x=8000, y=30)
+    assert fields(req) == set()
+    req.output.format = pb.IMAGE_FORMAT_WEBP
+    violations = dict(validate_submit(req, Limits()))
+    assert set(violations) == {"output.format"}
+    assert violations["output.format"].startswith("WebP holds at most 16383 px a side")
+    edit = pb.SubmitRenderRequest(
+        texture_edit=pb.TextureEdit(base_texture=pb.ImageSource(data=wide), prompt="make it oak"),
+        output=pb.OutputOptions(format=pb.IMAGE_FORMAT_WEBP),
+    )
+    assert fields(edit) == {"output.format"}
+    edit.output.format = pb.IMAGE_FORMAT_PNG
+    assert fields(edit) == set()
