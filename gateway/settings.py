@@ -208,7 +208,7 @@ class GatewaySettings:
             tls_cert=env_str("GATEWAY_TLS_CERT", ""),
             tls_key=env_str("GATEWAY_TLS_KEY", ""),
             tenant_defaults=TenantLimits(
-                rate_per_s=env_float("TENANT_RATE_PER_SECOND", 10.0, minimum=0.0),
+                rate_per_s=_default_rate(),
                 burst=env_int("TENANT_BURST", 20, minimum=1),
                 concurrency=env_int("TENANT_CONCURRENCY", 2, minimum=1),
                 queue_quota=env_int("TENANT_QUEUE_QUOTA", 200, minimum=0),
@@ -218,6 +218,16 @@ class GatewaySettings:
             http=HttpSettings.from_env(),
             webhooks=WebhookSettings.from_env(),
         )
+
+
+def _default_rate() -> float:
+    """TENANT_RATE_PER_SECOND, held to what the admin API accepts for a tenant (a tiny rate would
+    overflow the submit script's arithmetic)."""
+    rate = env_float("TENANT_RATE_PER_SECOND", 10.0)
+    problem = dict(TenantLimits(rate_per_s=rate).problems()).get("rate_per_s")
+    if problem:
+        raise SettingsError(f"TENANT_RATE_PER_SECOND {problem}, got {rate}")
+    return rate
 
 
 def _prices() -> PriceTable | None:

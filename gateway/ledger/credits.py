@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.ledger import keys
 from gateway.ledger.base import LedgerBase
+from gateway.ledger.events import cursor_key
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class Credits(LedgerBase):
 
     async def credit_entries(self, tenant: str, count: int, before: str = "") -> tuple[list[CreditEntry], str]:
         """A page of a tenant's credit log, newest first, and the id to continue before ("" at the end)."""
+        if before and cursor_key(before) == (0, 0):
+            return [], ""  # nothing comes before the least id, and Redis refuses "(0-0" as a bound
         top = f"({before}" if before else "+"
         rows: Any = await self._retry(
             lambda: self.redis.xrevrange(keys.credits_log(tenant), max=top, min="-", count=count + 1)

@@ -442,20 +442,28 @@ class Jobs(LedgerBase):
         jobs: list[pb.Job] = []
         position = token
         scanned = 0
+        batch = page_size + 64
+        skip = 0  # rows at the position's score known to come at or before it
         while True:
             if scanned >= max_scanned:
                 return jobs, position
             top = str(position[0]) if position else "+inf"
             rows: Any = await self._retry(
-                lambda top=top: self.redis.zrevrangebyscore(  # type: ignore[misc]
-                    index, top, "-inf", start=0, num=page_size + 64, withscores=True
+                lambda top=top, skip=skip: self.redis.zrevrangebyscore(  # type: ignore[misc]
+                    index, top, "-inf", start=skip, num=batch, withscores=True
                 )
             )
             candidates = [(m.decode(), int(score)) for m, score in rows]
             if position:
                 candidates = [c for c in candidates if not (c[1] == position[0] and c[0] >= position[1])]
             if not candidates:
-                return jobs, None
+                if len(rows) < batch:
+                    return jobs, None
+                # A whole batch of jobs created in the position's millisecond, every one at or
+                # before it: the rest follow them.
+                skip += batch
+                continue
+            skip = 0
             candidates = candidates[: max_scanned - scanned]
             stored_jobs = await self.jobs([job_id for job_id, _ in candidates])
             for (job_id, score), stored in zip(candidates, stored_jobs, strict=True):

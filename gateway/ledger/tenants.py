@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# The least request rate a tenant may have (one submit a day): a slower one would make the submit
+# script's intervals and expiries too large for Redis.
+MIN_RATE_PER_S = 1 / 86400
+
 
 class LimitError(RuntimeError):
     """A submit over one of the tenant's limits."""
@@ -23,8 +27,8 @@ class TenantLimits:
     def problems(self) -> list[tuple[str, str]]:
         """What is wrong with these values, by field."""
         out = []
-        if not (math.isfinite(self.rate_per_s) and 0 <= self.rate_per_s <= 100000):
-            out.append(("rate_per_s", "must be between 0 (no limit) and 100000"))
+        if not (self.rate_per_s == 0 or MIN_RATE_PER_S <= self.rate_per_s <= 100000):  # NaN fails both
+            out.append(("rate_per_s", "must be 0 (no limit) or between 1/86400 (one a day) and 100000"))
         if not 1 <= self.burst <= 100000:
             out.append(("burst", "must be between 1 and 100000"))
         if not 1 <= self.concurrency <= 10000:

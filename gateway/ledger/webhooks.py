@@ -102,6 +102,15 @@ class Delivery:
     secrets: Secrets | None = None  # on a claimed delivery: what signs it (None: not made yet)
 
 
+@dataclass(frozen=True)
+class DeliveryWindow:
+    """Some of a job's deliveries, each with its position in the job's list (one whose hash has
+    expired is left out), and the position after them (None when none follows)."""
+
+    deliveries: list[tuple[int, Delivery]]
+    following: int | None
+
+
 @dataclass
 class Claimed:
     """What one claim returned: the deliveries now this worker's, and when the next one is due."""
@@ -301,9 +310,13 @@ class Webhooks(LedgerBase):
         )
         return bool(recorded)
 
-    async def job_deliveries(self, job_id: str) -> list[Delivery]:
-        """Every delivery of a job (for a batch, its rooms' too), oldest first."""
-        ids: Any = await self._retry(lambda: self.redis.lrange(keys.job_webhooks(job_id), 0, -1))
+    async def job_deliveries(self, job_id: str, start: int, count: int) -> DeliveryWindow:
+        """Up to `count` of a job's deliveries (for a batch, its rooms' too), oldest first, from
+        position `start` of its list. The list only grows at its end, so a position stays valid for
+        a page token."""
+        ids: Any = await self._retry(lambda: self.redis.lrange(keys.job_webhooks(job_id), start, start + count))
+        more = len(ids) > count
+        ids = ids[:count]
 
         async def read() -> Any:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -312,4 +325,5 @@ class Webhooks(LedgerBase):
                 return await pipe.execute()
 
         rows: Any = await self._retry(read) if ids else []
-        return [_delivery({k.decode(): v for k, v in row.items()}) for row in rows if row]
+        found = [(start + i, _delivery({k.decode(): v for k, v in row.items()})) for i, row in enumerate(rows) if row]
+        return DeliveryWindow(found, start + len(ids) if more else None)

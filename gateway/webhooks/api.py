@@ -3,6 +3,7 @@ deliveries. Every call is the caller's tenant's (the credential's); RenderServic
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Sequence
@@ -22,6 +23,14 @@ from renderkit.errors import abort, bad_request
 log = logging.getLogger(__name__)
 
 MAX_DESCRIPTION_CHARS = 200
+# A page of deliveries: page_size (0 means the default) up to the most, and never past the
+# bytes a default client receives (4 MiB) whatever the retry schedule makes of its attempts.
+DEFAULT_DELIVERIES_PAGE = 50
+MAX_DELIVERIES_PAGE = 100
+MAX_PAGE_BYTES = 1 << 20
+# An attempt's error as the API shows it: the kind of failure and its gist, not a receiver's
+# 2 KB host name repeated in every attempt.
+MAX_ERROR_MESSAGE_CHARS = 300
 _ENDPOINT_ID = re.compile(r"^ep_[0-9a-f]{24}\Z")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _STATUSES = {
@@ -54,6 +63,30 @@ def endpoint_message(endpoint: Endpoint) -> pb.WebhookEndpoint:
     )
 
 
+def shortened(text: str, most: int) -> str:
+    """The text, cut to `most` characters (the last an ellipsis) when longer."""
+    return text if len(text) <= most else text[: most - 1] + "\u2026"
+
+
+def page_token(position: int) -> str:
+    """The opaque token of a position in a job's list of deliveries."""
+    return base64.urlsafe_b64encode(f"d{position}".encode()).decode()
+
+
+def token_position(token: str) -> int | None:
+    """The position a page token names (0 for none), or None when it is not one page_token made."""
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+    except ValueError:
+        return None
+    digits = text[1:]
+    if not (text.startswith("d") and digits.isascii() and digits.isdigit() and len(digits) <= 18):
+        return None
+    return int(digits)
+
+
 def delivery_message(delivery: Delivery) -> pb.WebhookDelivery:
     """A delivery with its attempts, as the API shows it."""
     message = pb.WebhookDelivery(
@@ -71,7 +104,7 @@ def delivery_message(delivery: Delivery) -> pb.WebhookDelivery:
                 result=_RESULTS.get(a.result, pb.WEBHOOK_ATTEMPT_RESULT_UNSPECIFIED),
                 http_status=a.http_status,
                 duration_ms=a.duration_ms,
-                error_message=a.error,
+                error_message=shortened(a.error, MAX_ERROR_MESSAGE_CHARS),
             )
             for a in delivery.history
         ],
@@ -161,8 +194,30 @@ class WebhookMethods(pb_grpc.RenderServiceServicer):
         tenant = current_principal().tenant
         if not _JOB_ID.match(request.job_id):
             await self._invalid(context, [("job_id", "must be 1-64 letters, digits, _ or -")])
+        violations: list[Violation] = []
+        if not 0 <= request.page_size <= MAX_DELIVERIES_PAGE:
+            violations.append(("page_size", f"must be between 0 and {MAX_DELIVERIES_PAGE}"))
+        start = token_position(request.page_token)
+        if start is None:
+            violations.append(("page_token", "must be a next_page_token from ListWebhookDeliveries"))
+        if violations:
+            await self._invalid(context, violations)
+        assert start is not None
         stored = await self.ledger.get(request.job_id)
         if stored is None or stored.tenant != tenant:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"job {request.job_id} not found")
-        found = await self.ledger.job_deliveries(request.job_id)
-        return pb.ListWebhookDeliveriesResponse(deliveries=[delivery_message(d) for d in found])
+        window = await self.ledger.job_deliveries(request.job_id, start, request.page_size or DEFAULT_DELIVERIES_PAGE)
+        response = pb.ListWebhookDeliveriesResponse()
+        weight = 0
+        for position, delivery in window.deliveries:
+            message = delivery_message(delivery)
+            # Each delivery weighs its size and a few bytes of framing; the first always goes, so
+            # every page moves on.
+            weight += message.ByteSize() + 8
+            if response.deliveries and weight > MAX_PAGE_BYTES:
+                response.next_page_token = page_token(position)
+                return response
+            response.deliveries.append(message)
+        if window.following is not None:
+            response.next_page_token = page_token(window.following)
+        return response

@@ -204,3 +204,16 @@ def test_an_admin_grants_credits(billed: str, redis_url: str) -> None:
         with pytest.raises(grpc.RpcError) as denied:
             admin.GrantCredits(admin_pb.GrantCreditsRequest(tenant="newcomer", amount=5), metadata=renderer)
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+
+
+def test_the_least_cursor_ends_the_credit_log(billed: str, redis_url: str) -> None:
+    """A page token of the least stream id ("0-0") has nothing before it: an empty last page,
+    not the INTERNAL of the bound Redis refuses."""
+    reader = bearer(key_for(redis_url + DB, "zero-cursor", credits=30))
+    with grpc.insecure_channel(billed) as channel:
+        stub = pb_grpc.RenderServiceStub(channel)
+        first = stub.ListCreditEntries(pb.ListCreditEntriesRequest(page_size=1), metadata=reader)
+        assert len(first.entries) == 1
+        for token in ("0-0", "00-0", "0-00"):
+            page = stub.ListCreditEntries(pb.ListCreditEntriesRequest(page_token=token), metadata=reader)
+            assert list(page.entries) == [] and page.next_page_token == ""

@@ -635,6 +635,46 @@ def test_list_pages_newest_first_without_gaps(redis_url: str) -> None:
     run(body, redis_url)
 
 
+def test_list_pages_give_every_job_once_however_many_share_a_millisecond(redis_url: str) -> None:
+    """More jobs created in one millisecond than a page reads at once (page_size + 64): paging goes
+    on past them rather than end early, with and without a project filter."""
+
+    async def body(ledger: Ledger) -> None:
+        created = now_ms()
+        ids = {(await ledger.submit(replace(new_job(), created_ms=created))).job_id for _ in range(150)}
+        older = (await ledger.submit(replace(new_job(), created_ms=created - 1))).job_id
+        for page_size, project, scanned in ((1, "", 1000), (5, "", 1000), (100, "", 1000), (5, "p1", 30)):
+            seen: list[str] = []
+            token = None
+            while True:
+                jobs, token = await ledger.list_jobs("acme", page_size, token, project, max_scanned=scanned)
+                seen += [j.id for j in jobs]
+                if token is None:
+                    break
+            assert len(seen) == len(set(seen)) == 151, (page_size, project, len(seen))
+            assert set(seen[:-1]) == ids and seen[-1] == older
+
+    run(body, redis_url, tenant_defaults=TenantLimits(rate_per_s=0, queue_quota=0))
+
+
+def test_a_stored_rate_however_small_limits_submits_without_failing_them(redis_url: str) -> None:
+    """A rate stored before the admin API refused tiny ones (1e-300, the least float) is taken as
+    one submit a day: the burst is accepted, the next refused with when to retry, none fails."""
+
+    async def body(ledger: Ledger) -> None:
+        for tenant, rate in (("tiny", 1e-300), ("least", 5e-324), ("daily", 1 / 86400)):
+            await ledger.set_tenant_limits(tenant, {"rate_per_s": rate, "burst": 2})
+            for _ in range(2):
+                await ledger.submit(new_job(tenant=tenant))
+            with pytest.raises(RateLimited) as limited:
+                await ledger.submit(new_job(tenant=tenant))
+            assert 86000 < limited.value.retry_after_s <= 86400, (tenant, limited.value.retry_after_s)
+            with pytest.raises(RateLimited):
+                await ledger.precheck(tenant, 0)
+
+    run(body, redis_url, tenant_defaults=TenantLimits(queue_quota=0))
+
+
 def test_a_filtered_list_looks_at_a_bounded_number_of_jobs_per_page(redis_url: str) -> None:
     """A project filter that matches few of a tenant's many jobs pages through them a bounded
     number at a time (short, even empty, pages with a token), and still finds every match once."""

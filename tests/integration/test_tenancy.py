@@ -25,6 +25,7 @@ from render.v1 import render_service_pb2_grpc as pb_grpc
 from render_client.client import RenderClient, material_swap_request, room_render, room_render_request
 from renderkit import imaging
 from renderkit.errors import status_details, unpack_detail
+from renderkit.settings import SettingsError
 from tests.conftest import gateway_settings
 from tests.credentials import bearer, key_for
 
@@ -129,6 +130,46 @@ def test_no_tenant_runs_more_than_its_concurrency_across_two_replicas(
         broad_jobs = [broad.submit(request).job.id for _ in range(8)]
         assert running_at_once(narrow, narrow_jobs) == 2  # never more, and the slots were used
         assert 2 <= running_at_once(broad, broad_jobs) <= 3
+
+
+def test_a_rate_below_one_submit_a_day_is_refused_naming_the_field(
+    redis_url: str,
+    stages: dict[str, str],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tiny positive rate (one submit in 10^295 years) is not "no limit" (0): the admin API and
+    TENANT_RATE_PER_SECOND refuse it, and a tenant given the least rate allowed can still submit."""
+    url = redis_url + "/11"
+    redis.Redis.from_url(url).flushdb()
+    gateway = start_gateway(gateway_settings(url, tmp_path, stages, dispatch=False))
+    operator = bearer(key_for(url, "operators"))
+    with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        admin = admin_grpc.AdminServiceStub(channel)
+
+        def set_rate(rate: float) -> admin_pb.Tenant:
+            request = admin_pb.UpdateTenantLimitsRequest(
+                tenant="slow", limits=admin_pb.TenantLimits(rate_per_second=rate)
+            )
+            return admin.UpdateTenantLimits(request, metadata=operator).tenant
+
+        for tiny in (1e-300, 5e-324, 1 / 86400 / 2):
+            with pytest.raises(grpc.RpcError) as bad:
+                set_rate(tiny)
+            assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+            details = unpack_detail(status_details(bad.value.trailing_metadata()), error_details_pb2.BadRequest)  # type: ignore[attr-defined, arg-type]
+            assert isinstance(details, error_details_pb2.BadRequest)
+            assert [v.field for v in details.field_violations] == ["limits.rate_per_second"]
+        assert set_rate(0).limits.rate_per_second == 0  # no limit
+        assert set_rate(1 / 86400).limits.rate_per_second == 1 / 86400
+        stub = pb_grpc.RenderServiceStub(channel)
+        assert stub.SubmitRender(ROOM, metadata=bearer(key_for(url, "slow")), timeout=10).job.id
+    monkeypatch.setenv("TENANT_RATE_PER_SECOND", "1e-300")
+    with pytest.raises(SettingsError, match="TENANT_RATE_PER_SECOND"):
+        GatewaySettings.from_env()
+    monkeypatch.setenv("TENANT_RATE_PER_SECOND", "0")
+    assert GatewaySettings.from_env().tenant_defaults.rate_per_s == 0
 
 
 def test_a_tenant_behind_another_tenants_backlog_starts_within_one_slot(

@@ -6,6 +6,7 @@ throttled; a dead worker's claim and a gateway restart mid-backoff lose nothing.
 from __future__ import annotations
 
 import itertools
+import json
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -17,8 +18,10 @@ import grpc
 import pytest
 import redis
 from google.rpc import error_details_pb2
+from redis.typing import EncodableT, FieldT
 from standardwebhooks import WebhookVerificationError
 
+from gateway.ledger import keys
 from gateway.ledger.webhooks import new_secret
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings, WebhookSettings
@@ -100,11 +103,19 @@ def hooked(request: pb.SubmitRenderRequest, hook: Hook, *events: pb.WebhookEvent
     return request
 
 
-def deliveries(client: RenderClient, job_id: str) -> list[pb.WebhookDelivery]:
-    response = client.stub.ListWebhookDeliveries(
-        pb.ListWebhookDeliveriesRequest(job_id=job_id), metadata=client.metadata
-    )
-    return list(response.deliveries)
+def deliveries(client: RenderClient, job_id: str, page_size: int = 0) -> list[pb.WebhookDelivery]:
+    """Every page of a job's deliveries."""
+    found: list[pb.WebhookDelivery] = []
+    token = ""
+    while True:
+        page = client.stub.ListWebhookDeliveries(
+            pb.ListWebhookDeliveriesRequest(job_id=job_id, page_size=page_size, page_token=token),
+            metadata=client.metadata,
+        )
+        found += page.deliveries
+        token = page.next_page_token
+        if not token:
+            return found
 
 
 def settled(client: RenderClient, job_id: str, timeout_s: float = 10.0) -> list[pb.WebhookDelivery]:
@@ -302,6 +313,54 @@ def test_a_batch_sends_each_room_and_its_end_and_progress_at_most_once_a_second(
 def time_ms(body: dict[str, object]) -> int:
     """A payload's event time (ms)."""
     return int(datetime.fromisoformat(str(body["timestamp"]).replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def test_a_jobs_deliveries_come_in_pages_each_once_none_past_a_mebibyte(
+    connect: Callable[[str], RenderClient], receiver: Receiver, redis_url: str
+) -> None:
+    """A big batch's deliveries to a 2 KB URL, each with many failed attempts whose errors repeat
+    the 2 KB host, once made one answer past a default client's 4 MiB (RESOURCE_EXHAUSTED: not
+    listable at all). They come in pages: page_size at most, errors cut, never past 1 MiB."""
+    client = connect("wh-pages")
+    hook = receiver.hook("pages")
+    job = client.submit(hooked(room_render_request(dry_room()), hook, pb.WEBHOOK_EVENT_STARTED)).job
+    assert client.wait(job.id, timeout=30).state == pb.JOB_STATE_SUCCEEDED
+    (real,) = settled(client, job.id)
+    # Deliveries as a long retry schedule leaves them (written as the ledger keeps them; none is
+    # due, so no worker takes them).
+    host = ".".join(["a" * 63] * 31) + ".invalid"
+    url = f"http://{host}/" + "p" * (2048 - len(host) - 8)
+    failed = json.dumps(
+        {"t": 1, "r": "connection_failed", "s": 0, "d": 3, "e": f"the host {host} could not be resolved"}
+    )
+    store = redis.Redis.from_url(redis_url + DB)
+    attempts: dict[FieldT, EncodableT] = {f"attempt:{n}": failed for n in range(1, 41)}
+    with store.pipeline() as pipe:
+        for i in range(150):
+            delivery: dict[FieldT, EncodableT] = {"id": f"msg_pad_{i}", "tenant": "wh-pages", "job": job.id}
+            delivery |= {"url": url, "type": "job.progress", "status": "failed", "created_ms": 1, **attempts}
+            pipe.hset(keys.webhook_delivery(f"msg_pad_{i}"), mapping=delivery)
+            pipe.expire(keys.webhook_delivery(f"msg_pad_{i}"), 600)
+            pipe.rpush(keys.job_webhooks(job.id), f"msg_pad_{i}")
+        pipe.execute()
+    padded = [real.id] + [f"msg_pad_{i}" for i in range(150)]
+    first = client.stub.ListWebhookDeliveries(
+        pb.ListWebhookDeliveriesRequest(job_id=job.id, page_size=100), metadata=client.metadata
+    )
+    assert 1 < len(first.deliveries) < 100 and first.next_page_token  # cut by weight, not by page_size
+    assert first.ByteSize() <= 1 << 20
+    assert {len(a.error_message) for a in first.deliveries[1].attempts} == {300}
+    assert [d.id for d in first.deliveries] == padded[: len(first.deliveries)]
+    assert [d.id for d in deliveries(client, job.id)] == padded  # every one once, oldest first
+    assert [d.id for d in deliveries(client, job.id, page_size=7)] == padded
+    for bad, field in (
+        (pb.ListWebhookDeliveriesRequest(job_id=job.id, page_size=101), "page_size"),
+        (pb.ListWebhookDeliveriesRequest(job_id=job.id, page_token="0-0"), "page_token"),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            client.stub.ListWebhookDeliveries(bad, metadata=client.metadata)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+        assert list(field_violations(info.value)) == [field]
 
 
 def test_a_410_gives_up_and_disables_the_endpoint(connect: Callable[[str], RenderClient], receiver: Receiver) -> None:

@@ -3,8 +3,10 @@ library), secrets in a rotation's overlap, the retry schedule, payloads, event f
 
 from __future__ import annotations
 
+import base64
 import json
 import time
+from dataclasses import replace
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -14,7 +16,7 @@ from gateway.ledger import Attempt, Delivery, Secrets
 from gateway.ledger.webhooks import new_secret
 from gateway.server import METHOD_SCOPES, SERVICE_NAME
 from gateway.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE, WebhookSettings
-from gateway.webhooks import events, signing
+from gateway.webhooks import api, events, signing
 from gateway.webhooks.payloads import payload
 from gateway.webhooks.worker import after_attempt
 from render.v1 import render_service_pb2 as pb
@@ -158,3 +160,22 @@ def test_every_public_method_has_a_scope_and_webhooks_need_render_to_change() ->
         "ListWebhookEndpoints": Scope.READ,
         "ListWebhookDeliveries": Scope.READ,
     }
+
+
+def test_an_attempts_error_is_shown_cut_and_page_tokens_name_only_positions() -> None:
+    """A 2 KB host name in every attempt's error would make one delivery weigh ~25 KB and a batch's
+    list pass gRPC's 4 MiB: each error is shown cut to a few hundred characters."""
+    host = ".".join(["a" * 63] * 31) + ".invalid"
+    failed = Attempt(1_700_000_000_000, "connection_failed", 0, 3, f"the host {host} could not be resolved")
+    delivery = Delivery("msg_j_1", "t", "j", "", f"http://{host}/hook", "job.completed", b"", history=(failed,) * 11)
+    shown = [a.error_message for a in api.delivery_message(delivery).attempts]
+    assert [len(e) for e in shown] == [api.MAX_ERROR_MESSAGE_CHARS] * 11
+    assert shown[0].startswith("the host aaa") and shown[0].endswith("\u2026")
+    brief = replace(delivery, history=(Attempt(1, "timeout", 0, 3, "timed out"),))
+    assert [a.error_message for a in api.delivery_message(brief).attempts] == ["timed out"]
+
+    assert [api.token_position(api.page_token(p)) for p in (0, 1, 516, 10**15)] == [0, 1, 516, 10**15]
+    assert api.token_position("") == 0
+    forged = [base64.urlsafe_b64encode(text).decode() for text in (b"d-1", b"x5", b"d" + b"9" * 40, b"d")]
+    for token in ("garbage!", "0-0", "\u00e9", *forged):
+        assert api.token_position(token) is None, token

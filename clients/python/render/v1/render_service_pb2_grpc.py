@@ -235,8 +235,8 @@ class RenderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListWebhookDeliveries(self, request, context):
-        """ListWebhookDeliveries returns every webhook delivery of one job (for a batch, its rooms'
-        completions too), with each attempt and what came of it.
+        """ListWebhookDeliveries returns one page of a job's webhook deliveries (for a batch, its rooms'
+        completions too), oldest first, with each attempt and what came of it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

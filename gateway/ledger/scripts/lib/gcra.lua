@@ -2,10 +2,18 @@
 -- average, up to `burst` at once. gcra() returns the ms to wait when the request is over the rate
 -- (and nil), or 0 and the new theoretical arrival time, which gcra_store() records once the
 -- request is accepted (a request refused for another reason is not counted).
+--
+-- Numbers reach Redis as Lua writes them ("%.14g"): a larger one is written with an exponent,
+-- which SET ... PX refuses and a reply turns into nonsense. The interval is therefore held to a
+-- day (the least rate the admin API accepts is one a day) and the expiry to 10^13 ms, so no stored
+-- limit, however small its rate, can make a submit fail.
+local GCRA_MAX_INTERVAL_MS = 86400000
+local GCRA_MAX_PX = 10000000000000
+
 local function gcra(rate_key, rate, burst, now)
   if rate <= 0 then return 0, nil end
-  local interval = 1000 / rate
-  local tat = tonumber(redis.call('GET', rate_key) or '0')
+  local interval = math.min(1000 / rate, GCRA_MAX_INTERVAL_MS)
+  local tat = tonumber(redis.call('GET', rate_key) or '0') or 0
   if tat < now then tat = now end
   local allowed_at = tat - interval * (math.max(1, burst) - 1)
   if now < allowed_at then return math.ceil(allowed_at - now), nil end
@@ -13,5 +21,8 @@ local function gcra(rate_key, rate, burst, now)
 end
 
 local function gcra_store(rate_key, new_tat, now)
-  if new_tat then redis.call('SET', rate_key, tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000) end
+  if new_tat then
+    local px = math.min(math.ceil(new_tat - now) + 1000, GCRA_MAX_PX)
+    redis.call('SET', rate_key, tostring(new_tat), 'PX', px)
+  end
 end
