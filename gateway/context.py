@@ -80,6 +80,11 @@ def stage_label(stage: int) -> str:
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 _BACKOFF_START_S = 0.1
 _BACKOFF_MAX_S = 2.0
+# A stage process that stops while it works on a job's call (killed, crashed, out of memory) is
+# asked again: once or twice is a restart or a deploy. This many times is the request itself (an
+# input that crashes a decoder, memory the budget did not foresee): asked again until the job's
+# budget ran out, it would take the stage down again and again under every other job.
+MAX_STAGE_STOPS = 3
 
 
 def retryable(stage: int, exc: grpc.aio.AioRpcError) -> bool:
@@ -95,6 +100,13 @@ def asked_again_after_deadline(stage: int, exc: grpc.aio.AioRpcError) -> bool:
     wedged thread) is worth one more try, which the channel may send to another replica. Not a
     generation call (it may have been charged)."""
     return stage != pb.STAGE_GENERATION and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def stopped_during_call(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether a call to a connected stage failed because the stage stopped under it: UNAVAILABLE
+    from the transport (a stage that answers UNAVAILABLE itself, its Triton away or draining, sends
+    its status's details, as renderkit.errors.abort always does)."""
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and status_details(exc.trailing_metadata()) is None  # type: ignore[arg-type]
 
 
 def failure_from_rpc(stage: int, exc: grpc.aio.AioRpcError, timeout_s: float, asked: int = 1) -> JobFailure:
@@ -328,12 +340,23 @@ class JobContext:
         if stage == pb.STAGE_GENERATION:
             await self._wait_for_generation()
         deadline_missed = False
+        stops = 0
         while True:
             timeout = self.stage_timeout(stage)
+            connected = self.stages.connected(stage_label(stage))
             try:
                 response = await rpc(timeout)
                 break
             except grpc.aio.AioRpcError as exc:
+                if connected and retryable(stage, exc) and stopped_during_call(exc):
+                    stops += 1
+                    log.warning("job %s: the %s stage stopped during its call", self.job_id, stage_label(stage))
+                    if stops >= MAX_STAGE_STOPS:
+                        raise JobFailure(
+                            pb.ERROR_CODE_PIPELINE_ERROR,
+                            f"the {stage_label(stage)} stage stopped {stops} times while it worked on this job; "
+                            "it was not asked again",
+                        ) from None
                 if asked_again_after_deadline(stage, exc) and not deadline_missed:
                     deadline_missed = True
                     log.warning(

@@ -30,27 +30,17 @@ STAGES = ("segmentation", "depth", "projection", "generation")
 RELOAD_INTERVAL_S = 10.0
 RETIRED_CHANNEL_GRACE_S = 600.0
 
-# Model-free stage calls are pure functions of their request, so retrying UNAVAILABLE is safe.
-# Generation calls cost money and the generation service runs its own retry and failover rules, so
-# the channel never repeats them, and they wait for the channel to be ready, so nothing is sent to
-# a stage that is not there (the more specific service entry wins over the default one).
+# Generation calls cost money and the generation service runs its own retry and failover rules;
+# they wait for the channel to be ready, so nothing is sent to a stage that is not there. The
+# channel repeats no call itself: the job repeats an unavailable model-free call (a pure function of
+# its request), counting the times the stage stopped while it worked on it (gateway.context).
 _SERVICE_CONFIG = json.dumps(
     {
         # A stage address that resolves to several replicas (a Kubernetes headless service) spreads
-        # calls over all of them, and a call retried after one replica died goes to another.
+        # calls over all of them, and a call repeated after one replica died goes to another.
         "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {"name": [{"service": "render.generation.v1.GenerationService"}], "waitForReady": True},
-            {
-                "name": [{}],
-                "retryPolicy": {
-                    "maxAttempts": 3,
-                    "initialBackoff": "0.1s",
-                    "maxBackoff": "1s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            },
         ],
     }
 )
@@ -156,6 +146,10 @@ class StageClients:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def connected(self, stage: str) -> bool:
+        """Whether a stage's channel is connected now (a call sent now reaches a stage process)."""
+        return self.channels[STAGES.index(stage)].get_state(try_to_connect=False) == grpc.ChannelConnectivity.READY
 
     async def wait_ready(self, stage: str, timeout_s: float) -> bool:
         """Waits until a stage's channel is connected (False when it is not within the timeout)."""

@@ -1,15 +1,22 @@
 """A job's steps as its plan announces them, over a real Redis: recorded before the job waits for
 anything (a stage call, storage) or ends, and several in one ledger round trip when nothing was
-waited for between them."""
+waited for between them; and its stage calls' repeats when a stage stops under them."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
+from devstack.launcher import ROOT, free_port
 from gateway.context import JobContext, JobFailure, write_outputs
 from gateway.ledger import Ledger, LedgerUnavailable, NotOwner
 from gateway.ledger.connection import connect
@@ -34,6 +41,13 @@ class CountingLedger(Ledger):
         return await super()._script(name, keys, args)
 
 
+class Connected:
+    """Stage clients whose channels are always connected (the calls here are made directly)."""
+
+    def connected(self, stage: str) -> bool:
+        return True
+
+
 def job_context(ledger: Ledger, job_id: str, tmp_path: Path) -> JobContext:
     """A run of the job by w1 for the acme tenant, 4 steps; its stages are called directly."""
     return JobContext(
@@ -44,7 +58,7 @@ def job_context(ledger: Ledger, job_id: str, tmp_path: Path) -> JobContext:
         inputs={},
         ledger=ledger,
         storage=LocalStorage(tmp_path),
-        stages=cast(StageClients, None),
+        stages=cast(StageClients, Connected()),
         fetch_policy=FetchPolicy(),
         limits=Limits(),
         default_stage_timeout_s=5.0,
@@ -270,3 +284,109 @@ def test_a_batch_taken_over_keeps_the_room_its_first_run_submitted(redis_url: st
             assert await state_of(ledger, room) == pb.JOB_STATE_CANCELLED, room
 
     run(body, redis_url)
+
+
+# A depth stage that dies (as a crash or the kernel's OOM killer ends it) on a request of width 666,
+# and answers any other; the test starts it again each time it stops.
+_CRASHING_STAGE = """
+import asyncio, os, sys
+import grpc
+from render.depth.v1 import depth_service_pb2 as pb, depth_service_pb2_grpc as pb_grpc
+
+class Depth(pb_grpc.DepthServiceServicer):
+    async def EstimatePlane(self, request, context):
+        if request.width == 666:
+            os._exit(1)
+        return pb.EstimatePlaneResponse(source="quad")
+
+async def main():
+    server = grpc.aio.server()
+    pb_grpc.add_DepthServiceServicer_to_server(Depth(), server)
+    server.add_insecure_port("127.0.0.1:" + sys.argv[1])
+    await server.start()
+    print("serving", flush=True)
+    await server.wait_for_termination()
+
+asyncio.run(main())
+"""
+
+
+@contextlib.contextmanager
+def crashing_stage() -> Iterator[tuple[str, list[float]]]:
+    """The stage above on a free port, started again whenever it stops; yields its address and the
+    times it was started."""
+    port = free_port()
+    starts: list[float] = []
+    stop = threading.Event()
+    current: list[subprocess.Popen[bytes]] = []
+
+    def supervise() -> None:
+        while not stop.is_set():
+            process = subprocess.Popen(
+                [sys.executable, "-c", _CRASHING_STAGE, str(port)], stdout=subprocess.PIPE, cwd=ROOT
+            )
+            current[:] = [process]
+            assert process.stdout is not None
+            process.stdout.readline()
+            starts.append(time.monotonic())
+            while process.poll() is None and not stop.is_set():
+                time.sleep(0.05)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    supervisor = threading.Thread(target=supervise, daemon=True)
+    supervisor.start()
+    try:
+        while not starts:
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}", starts
+    finally:
+        stop.set()
+        supervisor.join(10)
+        for process in current:
+            if process.poll() is None:
+                process.kill()
+
+
+def test_a_request_that_stops_its_stage_three_times_fails_its_job_instead_of_stopping_it_again(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A stage that dies under a call is asked again (a restart, a deploy); one that dies under the
+    same job's call three times was killed by the request itself, which would otherwise take it
+    down again and again, under every other job, until this one's budget ran out."""
+
+    with crashing_stage() as (address, starts):
+
+        async def body() -> None:
+            client = connect(redis_url + "/3")
+            await client.flushdb()
+            ledger = Ledger(client)
+            stages = StageClients.connect(address, address, address, address)
+            try:
+                job_id = (await ledger.submit(new_job())).job_id
+                assert await claim(ledger, job_id, "w1") == 1
+                ctx = job_context(ledger, job_id, tmp_path)
+                ctx.stages = stages
+
+                def plane(width: int) -> Callable[[float], Awaitable[depth_pb.EstimatePlaneResponse]]:
+                    request = depth_pb.EstimatePlaneRequest(width=width, height=100)
+                    return lambda t: stages.depth.EstimatePlane(request, timeout=t)
+
+                answer = await ctx.call(pb.STAGE_DEPTH, "depth", depth_pb.EstimatePlaneResponse, plane(100))
+                assert answer.source == "quad"
+                with pytest.raises(JobFailure) as failed:
+                    await ctx.call(pb.STAGE_DEPTH, "poison", depth_pb.EstimatePlaneResponse, plane(666))
+                assert failed.value.code == pb.ERROR_CODE_PIPELINE_ERROR
+                assert failed.value.message == (
+                    "the depth stage stopped 3 times while it worked on this job; it was not asked again"
+                )
+                # The stage serves the next request, one that does not stop it.
+                answer = await ctx.call(pb.STAGE_DEPTH, "after", depth_pb.EstimatePlaneResponse, plane(100))
+                assert answer.source == "quad"
+            finally:
+                await stages.close()
+                await client.aclose()
+
+        asyncio.run(body())
+        assert len(starts) == 4  # the first start, and one after each of the three stops
