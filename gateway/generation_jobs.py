@@ -6,7 +6,7 @@ import asyncio
 
 from gateway.context import JobContext, JobFailure, budget_for, generation_report, output_spec, write_outputs
 from gateway.requests import SURFACES
-from gateway.validation import MIN_TEXTURE_SIDE, room_render_memory, source_field, texture_edit_memory
+from gateway.validation import MIN_TEXTURE_SIDE, room_render_memory, source_field, texture_edit_memory, webp_problem
 from render.generation.v1 import generation_service_pb2 as generation_pb
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
@@ -131,8 +131,9 @@ async def run_texture_edit(ctx: JobContext) -> pb.JobResult:
         ctx.request.output.include_material_maps,
         ctx.limits,
     )
-    if memory:
-        raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"{memory[0]}: {memory[1]}")
+    problem = memory or webp_problem(ctx.request.output, texture_info, "texture")  # a texture by URL, now known
+    if problem:
+        raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"{problem[0]}: {problem[1]}")
     if mask:
         mask_info = await asyncio.to_thread(imaging.probe, mask, max_pixels=ctx.limits.max_pixels)
         if (mask_info.width, mask_info.height) != (texture_info.width, texture_info.height):

@@ -136,6 +136,19 @@ def test_a_texture_given_by_url_must_be_as_large_as_one_given_inline(monkeypatch
     )
 
 
+def test_a_texture_by_url_too_wide_for_a_webp_output_is_refused_before_the_provider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    request = pb.SubmitRenderRequest(
+        texture_edit=pb.TextureEdit(base_texture=pb.ImageSource(url="https://example.com/wide.jpg"), prompt="p"),
+        output=pb.OutputOptions(format=pb.IMAGE_FORMAT_WEBP),
+    )
+    with pytest.raises(JobFailure) as info:
+        run(run_texture_edit, request, monkeypatch, {}, {"https://example.com/wide.jpg": image(16400, 64)})
+    assert info.value.code == pb.ERROR_CODE_VALIDATION_FAILED
+    assert info.value.message.startswith("output.format: WebP holds at most 16383 px a side, and the texture is")
+
+
 def test_a_swaps_inputs_are_probed_off_the_event_loop(
     monkeypatch: pytest.MonkeyPatch, image_threads: list[int]
 ) -> None:
