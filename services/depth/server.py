@@ -61,14 +61,17 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
             problem = homography.quad_problem(quad)
             if problem:
                 await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem, bad_request([("quad", problem)]))
-            return quad_plane(
-                quad,
-                width,
-                height,
-                request.focal_length_px,
-                request.plane_distance_meters,
-                request.exif_focal_length_px,
-            )
+            try:
+                return quad_plane(
+                    quad,
+                    width,
+                    height,
+                    request.focal_length_px,
+                    request.plane_distance_meters,
+                    request.exif_focal_length_px,
+                )
+            except homography.GeometryError as exc:  # a focal length no camera has, say
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([("quad", str(exc))]))
         if not request.photo or not request.mask_png:
             await abort(
                 context,

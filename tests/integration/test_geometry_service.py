@@ -15,6 +15,7 @@ from PIL.TiffImagePlugin import IFDRational
 from devstack import scenes
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.depth.v1 import depth_service_pb2_grpc as depth_grpc
+from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
 from render_client.client import material_swap_request
 from renderkit import homography, imaging
@@ -79,6 +80,13 @@ def test_a_surface_without_lines_fails_saying_what_to_provide(depth: depth_grpc.
     "request_fields, field",
     [
         ({"focal_length_px": -1.0}, "focal_length_px"),
+        (  # a quad's plane for a focal length no camera has: refused, not a crash of the stage
+            {
+                "quad": [imaging_pb2.Point(x=x, y=y) for x, y in ((100, 300), (500, 300), (600, 470), (20, 470))],
+                "focal_length_px": 1e300,
+            },
+            "focal length",
+        ),
         ({"photo": b"", "mask_png": MASK}, "photo"),
         ({"photo": b"not an image"}, "photo"),
         ({"mask_png": b"not an image"}, "mask_png"),
