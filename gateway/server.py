@@ -136,9 +136,15 @@ def create_server(settings: GatewaySettings) -> Gateway:
     dispatcher = Dispatcher(ledger, storage, stages, settings, subscriptions) if settings.dispatch else None
     # Each public port's share of the files the process may open, so that a flood of connections
     # (no credential needed) cannot take the ones Redis and the stages need.
-    per_port = connection_limit(
-        settings.max_connections, ports=2 if settings.http.listen else 1, open_files=raise_open_files_limit()
-    )
+    open_files = raise_open_files_limit()
+    per_port = connection_limit(settings.max_connections, ports=2 if settings.http.listen else 1, open_files=open_files)
+    if per_port < settings.max_connections:
+        log.warning(
+            "each public port holds at most %d connections, not MAX_CONNECTIONS=%d: the process may open %d files",
+            per_port,
+            settings.max_connections,
+            open_files,
+        )
     edge = Edge(
         [SERVICE_NAME, ADMIN_SERVICE],
         listen=settings.listen,

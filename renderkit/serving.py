@@ -69,6 +69,6 @@ def raise_open_files_limit() -> int:
 def connection_limit(wanted: int, ports: int, open_files: int) -> int:
     """At most `wanted` connections a port, fewer when `ports` ports holding that many would leave
     the process no files for its own work (then a flood of connections would fail its Redis calls
-    and log an error per refused accept)."""
-    room = max(open_files - _FILES_BESIDE_CONNECTIONS, 2 * ports) // ports
-    return max(1, min(wanted, room))
+    and log an error per refused accept): 1,024 files, or a quarter of a smaller limit, are kept."""
+    reserve = min(_FILES_BESIDE_CONNECTIONS, open_files // 4)
+    return max(1, min(wanted, (open_files - reserve) // ports))

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
-from gateway.http.asgi import App, Headers, Message, Receive, Scope, Send, header, respond, text
+from gateway.http.asgi import App, Headers, Message, Receive, Scope, Send, header, note_refused, respond, text
 from gateway.links import FILES_PATH
 
 # What browsers may send and read (Connect's and gRPC-web's own headers, credentials, ranges).
@@ -317,6 +317,8 @@ class HttpApp:
             refusal, scope = header_problem(scope)
             if refusal is None and self.admit is not None:
                 refusal = await self.admit(scope)
+            if refusal is not None:
+                note_refused(scope)  # a full port may close its connection for another caller's
             if refusal is not None and scope["method"] == "GET":  # Connect's unary GET: no body
                 status = _CONNECT_STATUS.get(refusal.code, 500)
                 await _connect_error(send, status, refusal.code.value, refusal.message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -11,6 +12,25 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
+
+# The scope key of a request's RequestState: the HTTP server puts one in every request's scope, the
+# application notes in it what the server should know (copies of the scope share it).
+REQUEST_STATE = "render.request"
+
+
+@dataclass(eq=False)
+class RequestState:
+    """What the application tells the server about a request in flight: `refused` once it is being
+    refused for its credential (it then holds no place the server must keep for it)."""
+
+    refused: bool = False
+
+
+def note_refused(scope: Scope) -> None:
+    """Notes in the scope's RequestState (when the server gave it one) that the request is refused."""
+    state = scope.get(REQUEST_STATE)
+    if isinstance(state, RequestState):
+        state.refused = True
 
 
 def header(scope: Scope, name: bytes) -> str:

@@ -6,11 +6,16 @@ The port accepts its own connections (Hypercorn's `serve` accepts without bound)
 with Hypercorn's connection handler, so that no caller, credential or not, can hold every file the
 process may open (each held connection is one):
 
-- at most `max_connections` at once: one more closes the oldest connection with no request in
-  flight (an idle keep-alive, or one that never sent a whole request), or, when every one is
-  busy, is closed unanswered;
+- at most `max_connections` at once, counted from the accept (a TLS handshake in progress holds a
+  file too, so TLS starts once the connection has its place): one more closes the oldest
+  connection with no request in flight that the port keeps a place for (an idle keep-alive, one
+  that never sent a whole request, or one whose requests are all being refused for their
+  credential), or, when every one has one, is closed unanswered;
 - a connection whose first request has not begun within `FIRST_REQUEST_S` is closed (a client
-  that sends half a request and waits held one for the keep-alive's 75 s).
+  that sends half a request and waits held one for the keep-alive's 75 s);
+- a connection closed by the port is aborted (what it had not sent is dropped: a client that
+  stopped reading would hold a closing one for good) and its handler ended; one its client closes
+  while idle ends at once (Hypercorn's own waited out the keep-alive, holding the socket).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 
@@ -27,7 +33,7 @@ from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.utils import wrap_app
 
-from gateway.http.asgi import App, Receive, Scope, Send
+from gateway.http.asgi import REQUEST_STATE, App, Receive, RequestState, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +60,38 @@ def bind(listen: str) -> socket.socket:
     return sock
 
 
+class _TCPServer(TCPServer):
+    """Hypercorn's connection handler, ending when its client closes an idle connection: its own
+    waits out the keep-alive (75 s) first, holding the socket, so a client that opens and closes
+    connections kept a file for each of those seconds."""
+
+    async def _read_data(self) -> None:
+        await super()._read_data()
+        if self.idle_task._handle is not None:  # idle: no request to finish answering
+            await self.idle_task.stop()
+
+
 @dataclass(eq=False)
 class _Connection:
     writer: asyncio.StreamWriter
-    in_flight: int = 0  # requests (HTTP/2: streams) being answered
+    handler: asyncio.Task[None]  # the task serving it
+    requests: set[RequestState] = field(default_factory=set)  # in flight (HTTP/2: its streams)
     used: bool = False  # a request has begun on it
     closing: bool = False
 
+    @property
+    def busy(self) -> bool:
+        """Whether a request the port keeps a place for is in flight: one refused for its
+        credential is not (a caller without one opening such requests must not hold the port)."""
+        return any(not request.refused for request in self.requests)
+
     def close(self) -> None:
+        """Closes the connection now, dropping what it has not sent (a client that stopped reading
+        would otherwise keep a closing connection, and its file, for good), and ends its handler
+        (Hypercorn's would wait out its keep-alive first)."""
         self.closing = True
-        self.writer.close()
+        self.writer.transport.abort()
+        self.handler.cancel()
 
 
 @dataclass
@@ -113,70 +141,82 @@ class HttpServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._context = WorkerContext(None)
         self._server: asyncio.Server | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._closing = 0  # connections closed whose handlers have not ended yet
         self._refusals = _Refusals()
 
     @property
     def connections(self) -> int:
-        """Connections held now."""
+        """Connections held now (a closed one until its handler has ended)."""
         return len(self._open)
 
     async def start(self) -> None:
-        ssl = self.config.create_ssl_context() if self.config.ssl_enabled else None
+        self._ssl = self.config.create_ssl_context() if self.config.ssl_enabled else None
         self._context = WorkerContext(None)
-        self._server = await asyncio.start_server(
-            self._serve,
-            sock=self.socket,
-            backlog=1024,
-            ssl=ssl,
-            ssl_handshake_timeout=_TLS_HANDSHAKE_S if ssl else None,
-        )
+        # Accepted plain, and TLS started once a connection has its place: a handshake in progress
+        # holds a file too, so it is counted and refused like any other connection.
+        self._server = await asyncio.start_server(self._serve, sock=self.socket, backlog=1024)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         key = tuple(peer[:2]) if isinstance(peer, tuple) else (id(writer),)
-        if len(self._open) >= self.max_connections and not self._close_an_idle_one():
+        if len(self._open) - self._closing >= self.max_connections and not self._close_an_idle_one():
             self._refusals.note(self.max_connections)
-            writer.close()
+            writer.transport.abort()
             return
-        connection = _Connection(writer)
-        self._open[key] = connection
         task = asyncio.current_task()
         assert task is not None
+        connection = _Connection(writer, task)
+        self._open[key] = connection
         self._tasks.add(task)
         loop = asyncio.get_running_loop()
         deadline = loop.call_later(FIRST_REQUEST_S, self._close_unless_used, connection)
         try:
-            await TCPServer(self._app, loop, self.config, self._context, {}, reader, writer)
+            if self._ssl is not None:
+                try:
+                    await writer.start_tls(self._ssl, ssl_handshake_timeout=_TLS_HANDSHAKE_S)
+                except Exception:  # failed, abandoned or closed under it (asyncio then raises its own errors)
+                    log.debug("a TLS handshake on the HTTP port did not finish", exc_info=True)
+                    return
+            await _TCPServer(self._app, loop, self.config, self._context, {}, reader, writer)
         finally:
             deadline.cancel()
             if self._open.get(key) is connection:
                 del self._open[key]
+            if connection.closing:
+                self._closing -= 1
             self._tasks.discard(task)
 
     def _close_an_idle_one(self) -> bool:
-        """Closes the oldest connection with no request in flight; False when every one has one."""
-        for key, connection in self._open.items():
-            if connection.in_flight == 0:
-                del self._open[key]
-                connection.close()
+        """Closes the oldest connection with no request in flight that the port keeps a place for;
+        False when every one has one."""
+        for connection in self._open.values():
+            if not connection.closing and not connection.busy:
+                self._close(connection)
                 return True
         return False
 
     def _close_unless_used(self, connection: _Connection) -> None:
         if not connection.used and not connection.closing:
-            connection.close()
+            self._close(connection)
+
+    def _close(self, connection: _Connection) -> None:
+        connection.close()
+        self._closing += 1
 
     async def _tracked(self, scope: Scope, receive: Receive, send: Send) -> None:
         connection = self._open.get(tuple(scope.get("client") or ())) if scope["type"] == "http" else None
         if connection is None:
             await self.app(scope, receive, send)
             return
+        request = RequestState()
+        scope[REQUEST_STATE] = request
         connection.used = True
-        connection.in_flight += 1
+        connection.requests.add(request)
         try:
             await self.app(scope, receive, send)
         finally:
-            connection.in_flight -= 1
+            connection.requests.discard(request)
 
     async def stop(self, grace_s: float) -> None:
         """Stops taking connections and waits up to grace_s for responses in flight."""
@@ -186,8 +226,8 @@ class HttpServer:
         server.close()
         await self._context.terminated.set()  # idle connections close now
         for connection in list(self._open.values()):
-            if connection.in_flight == 0:
-                connection.close()
+            if not connection.requests and not connection.closing:
+                self._close(connection)
         tasks = list(self._tasks)
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=grace_s)

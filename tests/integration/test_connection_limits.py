@@ -3,7 +3,9 @@ take every file the gateway may open, nor keep other callers out for long."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import ssl
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -15,7 +17,9 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devstack.certificates import DEVELOPMENT_HOSTS, CertificateAuthority, write_material
 from gateway.http import server as http_server
+from gateway.http.asgi import Receive, Scope, Send, respond
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
 from tests.conftest import gateway_settings
@@ -135,10 +139,55 @@ def test_the_grpc_port_holds_at_most_its_limit_of_connections(
                 return exc.code()  # type: ignore[attr-defined,no-any-return]
             return grpc.StatusCode.OK
 
-    assert check() == grpc.StatusCode.OK
     silent = [connect(gateway.port, sockets) for _ in range(LIMIT)]
     time.sleep(0.3)
     assert check() == grpc.StatusCode.UNAVAILABLE  # refused, not a file taken from Redis's
     for sock in silent:
         sock.close()
     wait_until(lambda: check() == grpc.StatusCode.OK, 10)
+
+
+def test_requests_refused_for_their_credential_keep_no_caller_out(
+    gateway: Gateway, sockets: list[socket.socket]
+) -> None:
+    """A caller without a credential opening requests whose bodies never come (each refused, and
+    read for a few seconds meanwhile) holds no place a caller with a request must wait for."""
+    wait_until(lambda: gateway.http is not None and gateway.http.connections == 0, 5)
+    refused = b"POST /render.v1.RenderService/GetJob HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    refused += b"Content-Length: 100\r\n\r\n"
+    for _ in range(LIMIT):
+        connect(gateway.http_port, sockets, refused)
+    wait_until(lambda: gateway.http is not None and gateway.http.connections == LIMIT, 5)
+    assert healthz(gateway) == 200
+
+
+def test_tls_handshakes_count_against_the_limit_and_make_room(tmp_path: Path, sockets: list[socket.socket]) -> None:
+    """Connections still in their TLS handshake hold a file each: they are counted and refused like
+    any other (the handshake used to run before the count), and a caller that completes one gets in."""
+    files = write_material(
+        tmp_path / "tls", CertificateAuthority.create("a test CA").issue(DEVELOPMENT_HOSTS, common_name="gateway")
+    )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await respond(send, 200, b"ok")
+
+    async def body() -> None:
+        server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), str(files.cert), str(files.key), 2)
+        await server.start()
+        loop = asyncio.get_running_loop()
+        try:
+            silent = [await loop.run_in_executor(None, connect, server.port, sockets) for _ in range(6)]
+            await asyncio.sleep(0.3)
+            assert server.connections == 2  # the other four were closed at once
+            assert sum([await loop.run_in_executor(None, closed_by_server, s, 1.0) for s in silent]) >= 4
+
+            def call() -> int:
+                context = ssl.create_default_context(cafile=str(files.ca))
+                with urllib.request.urlopen(f"https://127.0.0.1:{server.port}/", timeout=5, context=context) as answer:
+                    return int(answer.status)
+
+            assert await loop.run_in_executor(None, call) == 200  # a silent handshake made room for it
+        finally:
+            await server.stop(1.0)
+
+    asyncio.run(body())

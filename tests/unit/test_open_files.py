@@ -13,7 +13,7 @@ def test_each_port_gets_its_share_of_what_the_process_may_open() -> None:
     assert connection_limit(10_000, ports=2, open_files=1 << 20) == 10_000
     assert connection_limit(10_000, ports=2, open_files=20_000) == (20_000 - 1024) // 2
     assert connection_limit(10_000, ports=1, open_files=4096) == 4096 - 1024
-    assert connection_limit(10_000, ports=2, open_files=1024) == 2  # still serves someone
+    assert connection_limit(10_000, ports=2, open_files=1024) == (1024 - 256) // 2  # a quarter kept, not 1,024
 
 
 def test_the_soft_limit_is_raised_to_the_hard_one() -> None:
