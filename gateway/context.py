@@ -81,10 +81,12 @@ _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 _BACKOFF_START_S = 0.1
 _BACKOFF_MAX_S = 2.0
 # A stage process that stops while it works on a job's call (killed, crashed, out of memory) is
-# asked again: once or twice is a restart or a deploy. This many times is the request itself (an
-# input that crashes a decoder, memory the budget did not foresee): asked again until the job's
-# budget ran out, it would take the stage down again and again under every other job.
-MAX_STAGE_STOPS = 3
+# asked again: once is a restart or a deploy, or another request's doing. A call the stage stopped
+# under is sent again alone among such calls; a stage that stops under it alone this many times was
+# stopped by the request itself (an input that crashes a decoder, memory the budget did not
+# foresee): asked again until the job's budget ran out, it would take the stage down again and
+# again under every other job.
+MAX_STOPS_ALONE = 2
 
 
 def retryable(stage: int, exc: grpc.aio.AioRpcError) -> bool:
@@ -340,47 +342,55 @@ class JobContext:
         if stage == pb.STAGE_GENERATION:
             await self._wait_for_generation()
         deadline_missed = False
-        stops = 0
+        label = stage_label(stage)
+        stops = alone = 0  # the stage stopped under this call; of those, while it was sent alone
         while True:
             timeout = self.stage_timeout(stage)
-            connected = self.stages.connected(stage_label(stage))
-            try:
-                response = await rpc(timeout)
-                break
-            except grpc.aio.AioRpcError as exc:
-                if connected and retryable(stage, exc) and stopped_during_call(exc):
-                    stops += 1
-                    log.warning("job %s: the %s stage stopped during its call", self.job_id, stage_label(stage))
-                    if stops >= MAX_STAGE_STOPS:
-                        raise JobFailure(
-                            pb.ERROR_CODE_PIPELINE_ERROR,
-                            f"the {stage_label(stage)} stage stopped {stops} times while it worked on this job; "
-                            "it was not asked again",
-                        ) from None
-                if asked_again_after_deadline(stage, exc) and not deadline_missed:
-                    deadline_missed = True
-                    log.warning(
-                        "job %s: the %s stage did not answer within %g s; asking once more",
-                        self.job_id,
-                        stage_label(stage),
-                        timeout,
-                    )
-                    continue
-                if not retryable(stage, exc):
-                    self._count_spent(exc)
-                    raise failure_from_rpc(stage, exc, timeout, asked=2 if deadline_missed else 1) from None
-                if waiting_since is None:
-                    waiting_since = loop.time()
-                    log.warning("job %s: the %s stage is unavailable; retrying", self.job_id, stage_label(stage))
-                pause = delay * random.uniform(0.5, 1.5)
-                if self.deadline - loop.time() <= pause:
-                    waited = loop.time() - waiting_since
+            # Once the stage has stopped under it, the call is sent again alone among the calls it
+            # stopped under (a stop ends every call in flight on the replica, each as suspect as
+            # the next): a stop then is this call's own.
+            quarantine = self.stages.quarantine(label) if stops else contextlib.nullcontext()
+            async with quarantine:
+                connected = self.stages.connected(label)
+                try:
+                    response = await rpc(timeout)
+                    break
+                except grpc.aio.AioRpcError as failed:
+                    exc = failed
+            if connected and retryable(stage, exc) and stopped_during_call(exc):
+                alone += 1 if stops else 0
+                stops += 1
+                log.warning("job %s: the %s stage stopped during its call", self.job_id, label)
+                if alone >= MAX_STOPS_ALONE:
                     raise JobFailure(
-                        pb.ERROR_CODE_TIMEOUT,
-                        f"the job ran out of time: the {stage_label(stage)} stage was unavailable for {waited:.0f} s",
+                        pb.ERROR_CODE_PIPELINE_ERROR,
+                        f"the {label} stage stopped {stops} times while it worked on this job, {alone} of them "
+                        "with this job's call sent alone; it was not asked again",
                     ) from None
-                await asyncio.sleep(pause)
-                delay = min(delay * 2, _BACKOFF_MAX_S)
+            if asked_again_after_deadline(stage, exc) and not deadline_missed:
+                deadline_missed = True
+                log.warning(
+                    "job %s: the %s stage did not answer within %g s; asking once more",
+                    self.job_id,
+                    label,
+                    timeout,
+                )
+                continue
+            if not retryable(stage, exc):
+                self._count_spent(exc)
+                raise failure_from_rpc(stage, exc, timeout, asked=2 if deadline_missed else 1) from None
+            if waiting_since is None:
+                waiting_since = loop.time()
+                log.warning("job %s: the %s stage is unavailable; retrying", self.job_id, stage_label(stage))
+            pause = delay * random.uniform(0.5, 1.5)
+            if self.deadline - loop.time() <= pause:
+                waited = loop.time() - waiting_since
+                raise JobFailure(
+                    pb.ERROR_CODE_TIMEOUT,
+                    f"the job ran out of time: the {stage_label(stage)} stage was unavailable for {waited:.0f} s",
+                ) from None
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, _BACKOFF_MAX_S)
         if waiting_since is not None:
             log.info(
                 "job %s: the %s stage answered after %.1f s",

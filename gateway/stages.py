@@ -85,6 +85,7 @@ class StageClients:
     reload_interval_s: float = RELOAD_INTERVAL_S
     _retired: list[grpc.aio.Channel] = field(default_factory=list, init=False, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
+    _quarantines: dict[str, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def connect(
@@ -146,6 +147,11 @@ class StageClients:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def quarantine(self, stage: str) -> asyncio.Lock:
+        """The lock a call the stage stopped under holds while it is sent again, so that such calls
+        go one at a time and a stop under one of them is that call's own (gateway.context)."""
+        return self._quarantines.setdefault(stage, asyncio.Lock())
 
     def connected(self, stage: str) -> bool:
         """Whether a stage's channel is connected now (a call sent now reaches a stage process)."""
