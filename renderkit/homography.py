@@ -83,8 +83,9 @@ def rectangle_width(H: np.ndarray, focal: float, width: int, height: int) -> flo
     """The rectangle's first edge (corner 0 to 1) in units of its plane's distance from the camera."""
     K_inv = np.linalg.inv(np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64))
     M = K_inv @ H  # proportional to [edge_u edge_v corner_0] in camera coordinates
-    normal = np.cross(M[:, 0], M[:, 1])
-    length = float(np.linalg.norm(normal))
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below: an overflow is not finite
+        normal = np.cross(M[:, 0], M[:, 1])
+        length = float(np.linalg.norm(normal))
     if not (math.isfinite(length) and length > 0):  # a focal length so far off that the edges under- or overflow
         raise GeometryError("the rectangle's plane cannot be found for this focal length")
     distance = abs(float(normal @ M[:, 2])) / length
