@@ -13,6 +13,8 @@ process may open (each held connection is one):
   credential), or, when every one has one, is closed unanswered;
 - a connection whose first request has not begun within `FIRST_REQUEST_S` is closed (a client
   that sends half a request and waits held one for the keep-alive's 75 s);
+- a connection whose client has read nothing of a response for `WRITE_STALL_S` is closed
+  (Hypercorn waits for ever: a client that stops reading held its connection for good);
 - a connection closed by the port is aborted (what it had not sent is dropped: a client that
   stopped reading would hold a closing one for good) and its handler ended; one its client closes
   while idle ends at once (Hypercorn's own waited out the keep-alive, holding the socket).
@@ -31,12 +33,14 @@ from dataclasses import dataclass, field
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.utils import wrap_app
 
 from gateway.http.asgi import REQUEST_STATE, App, Receive, RequestState, Scope, Send
 
 log = logging.getLogger(__name__)
 
+WRITE_STALL_S = 120.0  # a response's bytes not read at all for this long: the client is gone
 FIRST_REQUEST_S = 10.0  # from the connection's accept (and TLS handshake) to its first request's headers
 _TLS_HANDSHAKE_S = 10.0
 _REFUSAL_LOG_S = 10.0  # at most one line this often while connections are refused
@@ -61,14 +65,31 @@ def bind(listen: str) -> socket.socket:
 
 
 class _TCPServer(TCPServer):
-    """Hypercorn's connection handler, ending when its client closes an idle connection: its own
-    waits out the keep-alive (75 s) first, holding the socket, so a client that opens and closes
-    connections kept a file for each of those seconds."""
+    """Hypercorn's connection handler, ending when its client closes an idle connection (its own
+    waits out the keep-alive, 75 s, first, holding the socket, so a client that opens and closes
+    connections kept a file for each of those seconds) and when its client has read nothing of a
+    response for WRITE_STALL_S (its own waits for ever: a client that stops reading a download or
+    a watch would hold the connection, its file and its request's place for good)."""
 
     async def _read_data(self) -> None:
         await super()._read_data()
         if self.idle_task._handle is not None:  # idle: no request to finish answering
             await self.idle_task.stop()
+
+    async def protocol_send(self, event: Event) -> None:
+        if not isinstance(event, RawData):
+            await super().protocol_send(event)
+            return
+        async with self.send_lock:
+            try:
+                self.writer.write(event.data)
+                # The buffer drains as the client reads: a client reading slowly still moves it.
+                await asyncio.wait_for(self.writer.drain(), WRITE_STALL_S)
+            except TimeoutError:
+                self.writer.transport.abort()
+                await self.protocol.handle(Closed())
+            except (ConnectionError, RuntimeError):
+                await self.protocol.handle(Closed())
 
 
 @dataclass(eq=False)

@@ -191,3 +191,40 @@ def test_tls_handshakes_count_against_the_limit_and_make_room(tmp_path: Path, so
             await server.stop(1.0)
 
     asyncio.run(body())
+
+
+def test_a_client_that_stops_reading_its_response_is_let_go(
+    sockets: list[socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A response the client reads nothing of for WRITE_STALL_S ends its connection: a client that
+    stops reading a download (or a watch) no longer holds it, its file and its request's place."""
+    monkeypatch.setattr(http_server, "WRITE_STALL_S", 0.5)
+    finished: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"33554432")]})
+            for _ in range(512):  # 32 MiB, far past what the sockets' buffers hold
+                await send({"type": "http.response.body", "body": bytes(65536), "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            finished.append("app")
+
+    async def body() -> None:
+        server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), max_connections=4)
+        await server.start()
+        loop = asyncio.get_running_loop()
+        try:
+            reader = await loop.run_in_executor(
+                None, connect, server.port, sockets, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            for _ in range(100):
+                if server.connections == 0 and finished:
+                    break
+                await asyncio.sleep(0.1)
+            assert server.connections == 0 and finished == ["app"]
+        finally:
+            await server.stop(1.0)
+
+    asyncio.run(body())
