@@ -18,6 +18,10 @@ process may open (each held connection is one):
 - a connection closed by the port is aborted (what it had not sent is dropped: a client that
   stopped reading would hold a closing one for good) and its handler ended; one its client closes
   while idle ends at once (Hypercorn's own waited out the keep-alive, holding the socket).
+
+Serving connections itself, the port uses Hypercorn's connection handler (`TCPServer`) and, in
+`_TCPServer`, two of its internals (the idle timer, `protocol_send`): requirements.lock pins
+Hypercorn, and tests/integration/test_connection_limits.py exercises each of them.
 """
 
 from __future__ import annotations
