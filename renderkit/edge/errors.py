@@ -13,9 +13,11 @@ import inspect
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from renderkit.errors import DependencyUnavailable, abort, retry_info
 
@@ -23,6 +25,31 @@ log = logging.getLogger(__name__)
 
 # (exception type, the dependency it means) for libraries whose errors are not wrapped where raised.
 Infrastructure = Sequence[tuple[type[BaseException], str]]
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A request message that did not parse, handed to the call in its place: gRPC's own answer to
+    a deserializer's error is UNKNOWN with the exception's class and words."""
+
+    message: str
+
+
+def _readable(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """The deserializer, returning Unreadable for bytes that are not its message."""
+    if deserializer is None:
+        return None
+    message_type = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+    name = getattr(message_type, "full_name", "")
+    unreadable = Unreadable(f"the request is not a valid {name} message" if name else "the request is not valid")
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return unreadable
+
+    return deserialize
 
 
 class ErrorMapping(grpc.aio.ServerInterceptor):
@@ -53,13 +80,13 @@ class ErrorMapping(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_readable(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_readable(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
@@ -77,6 +104,8 @@ class ErrorMapping(grpc.aio.ServerInterceptor):
 
     def _unary(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:  # type: ignore[type-arg]
+            if isinstance(request, Unreadable):
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.message)
             try:
                 return await behavior(request, context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
@@ -88,6 +117,8 @@ class ErrorMapping(grpc.aio.ServerInterceptor):
 
     def _stream(self, method: str, behavior: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:  # type: ignore[type-arg]
+            if isinstance(request, Unreadable):
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.message)
             try:
                 result = behavior(request, context)
                 if inspect.isasyncgen(result):

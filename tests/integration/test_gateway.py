@@ -449,3 +449,20 @@ def test_an_oversized_inline_upload_is_refused_by_the_message_limit(gateway: Gat
     ):
         pb_grpc.RenderServiceStub(channel).SubmitRender(request, timeout=30)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+
+
+def test_a_request_that_is_not_its_message_is_invalid_argument_saying_which(gateway_address: str) -> None:
+    """gRPC's own answer to bytes that do not parse was UNKNOWN with the parser's class and words,
+    credential or not; now the call's own type is named."""
+    with grpc.insecure_channel(gateway_address) as channel:
+        for method, kind, message in (
+            ("GetJob", "unary_unary", "render.v1.GetJobRequest"),
+            ("WatchJob", "unary_stream", "render.v1.WatchJobRequest"),
+        ):
+            call = getattr(channel, kind)(f"/render.v1.RenderService/{method}")
+            with pytest.raises(grpc.RpcError) as refused:
+                answer = call(b"\xff\xff\xff\xff\xff", timeout=10)
+                if kind == "unary_stream":
+                    list(answer)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+            assert refused.value.details() == f"the request is not a valid {message} message"  # type: ignore[attr-defined]
