@@ -7,7 +7,6 @@ method needs: PERMISSION_DENIED. Health and reflection stay open (probes and too
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -51,14 +50,16 @@ class Authenticator:
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates the calls of the listed methods (full method name → the scope it needs) and
     makes the principal the call's (gateway.auth.principal.current_principal); a protected service's
-    method that is not listed is refused."""
+    method that is not listed is refused.
+
+    The credential is checked from the call's metadata before its request is read: a refused call
+    is answered by a handler that never reads its message (gRPC reads and parses a unary request
+    whole before its handler runs: 16 calls of 40 MiB without a credential held 3.6 GB)."""
 
     def __init__(self, authenticator: Authenticator, scopes: Mapping[str, Scope], services: set[str]) -> None:
         self.authenticator = authenticator
         self.scopes = dict(scopes)
         self.services = services
-        # One wrapped handler per method and inner handler, made once (not on every call).
-        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -70,53 +71,30 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         service = method.rsplit("/", 1)[0].lstrip("/")
         if handler is None or service not in self.services:
             return handler
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(handler, self.scopes.get(method))
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
-
-    def _wrap(self, handler: Any, needed: Scope | None) -> Any:
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, needed),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, needed),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler  # the public and admin APIs have no client-streaming methods
-
-    async def _admit(self, context: grpc.aio.ServicerContext, needed: Scope | None) -> None:  # type: ignore[type-arg]
+        needed = self.scopes.get(method)
         try:
-            principal = await self.authenticator.authenticate(context.invocation_metadata())
+            principal = await self.authenticator.authenticate(handler_call_details.invocation_metadata)
         except AuthenticationError as exc:
-            await abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, str(exc))
         if needed is None or not principal.may(needed):
             scope = needed.value if needed is not None else "a scope this method has"
-            await abort(context, grpc.StatusCode.PERMISSION_DENIED, f"this credential lacks the {scope} scope")
-        set_principal(principal)
+            return _refusal(handler, grpc.StatusCode.PERMISSION_DENIED, f"this credential lacks the {scope} scope")
+        set_principal(principal)  # the call's own task runs its handler next
+        return handler
 
-    def _unary(self, behavior: Callable[..., Any], needed: Scope | None) -> Callable[..., Awaitable[Any]]:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:  # type: ignore[type-arg]
-            await self._admit(context, needed)
-            return await behavior(request, context)
 
-        return call
+def _refusal(handler: Any, code: grpc.StatusCode, message: str) -> Any:
+    """A handler that refuses the call without reading its request (a streaming request's messages
+    are read only when asked for), in the shape of the call's responses."""
 
-    def _stream(self, behavior: Callable[..., Any], needed: Scope | None) -> Callable[..., AsyncIterator[Any]]:
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:  # type: ignore[type-arg]
-            await self._admit(context, needed)
-            result = behavior(request, context)
-            if asyncio.iscoroutine(result):
-                await result
-                return
-            async for item in result:
-                yield item
+    async def refuse(requests: Any, context: grpc.aio.ServicerContext) -> Any:  # type: ignore[type-arg]
+        await abort(context, code, message)
 
-        return stream
+    if handler.unary_stream is not None or handler.stream_stream is not None:
+
+        async def refuse_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:  # type: ignore[type-arg]
+            await abort(context, code, message)
+            yield  # unreachable: makes this an async generator
+
+        return grpc.stream_stream_rpc_method_handler(refuse_stream, response_serializer=handler.response_serializer)
+    return grpc.stream_unary_rpc_method_handler(refuse, response_serializer=handler.response_serializer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import grpc
@@ -436,24 +437,47 @@ def test_a_huge_job_id_is_refused_without_echo(client: RenderClient, gateway_add
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
 
 
-def test_an_oversized_inline_upload_is_refused_by_the_message_limit(gateway: Gateway) -> None:
+def test_an_oversized_inline_upload_is_refused_by_the_message_limit(gateway: Gateway, redis_url: str) -> None:
     """MAX_REQUEST_BYTES is the server's receive limit: gRPC refuses the request from its length
-    prefix, so the gateway never holds it."""
+    prefix, so the gateway never holds it. A caller without a credential is refused before its
+    request is read at all."""
     limit = gateway.settings.max_request_bytes
     request = material_swap_request(b"\xff\xd8" + b"\0" * (limit + 1024), SWATCH, quad=QUAD)
-    with (
-        grpc.insecure_channel(
-            f"127.0.0.1:{gateway.port}", options=[("grpc.max_send_message_length", 2 * limit)]
-        ) as channel,
-        pytest.raises(grpc.RpcError) as info,
+    for metadata, code in (
+        (bearer(key_for(redis_url, "it-tests")), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        ((), grpc.StatusCode.UNAUTHENTICATED),
     ):
-        pb_grpc.RenderServiceStub(channel).SubmitRender(request, timeout=30)
-    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+        with (
+            grpc.insecure_channel(
+                f"127.0.0.1:{gateway.port}", options=[("grpc.max_send_message_length", 2 * limit)]
+            ) as channel,
+            pytest.raises(grpc.RpcError) as info,
+        ):
+            pb_grpc.RenderServiceStub(channel).SubmitRender(request, timeout=30, metadata=metadata)
+        assert info.value.code() == code  # type: ignore[attr-defined]
 
 
-def test_a_request_that_is_not_its_message_is_invalid_argument_saying_which(gateway_address: str) -> None:
-    """gRPC's own answer to bytes that do not parse was UNKNOWN with the parser's class and words,
-    credential or not; now the call's own type is named."""
+def test_a_call_without_a_credential_is_refused_before_its_request_is_read(gateway: Gateway) -> None:
+    """gRPC reads and parses a unary request whole before its handler runs: the credential is
+    checked from the call's metadata first, so a request without one (here, bytes that are not
+    even its message) costs the gateway nothing to refuse."""
+    with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        submit: Any = channel.unary_unary("/render.v1.RenderService/SubmitRender")
+        with pytest.raises(grpc.RpcError) as refused:
+            submit(b"\xff\xff\xff\xff\xff" * 1000, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+        watch: Any = channel.unary_stream("/render.v1.RenderService/WatchJob")
+        with pytest.raises(grpc.RpcError) as refused:
+            list(watch(b"\xff\xff\xff\xff\xff", timeout=10))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+
+
+def test_a_request_that_is_not_its_message_is_invalid_argument_saying_which(
+    gateway_address: str, redis_url: str
+) -> None:
+    """gRPC's own answer to bytes that do not parse was UNKNOWN with the parser's class and words;
+    now the call's own type is named."""
+    metadata = bearer(key_for(redis_url, "it-tests"))
     with grpc.insecure_channel(gateway_address) as channel:
         for method, kind, message in (
             ("GetJob", "unary_unary", "render.v1.GetJobRequest"),
@@ -461,7 +485,7 @@ def test_a_request_that_is_not_its_message_is_invalid_argument_saying_which(gate
         ):
             call = getattr(channel, kind)(f"/render.v1.RenderService/{method}")
             with pytest.raises(grpc.RpcError) as refused:
-                answer = call(b"\xff\xff\xff\xff\xff", timeout=10)
+                answer = call(b"\xff\xff\xff\xff\xff", timeout=10, metadata=metadata)
                 if kind == "unary_stream":
                     list(answer)
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
