@@ -76,11 +76,31 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             principal = await self.authenticator.authenticate(handler_call_details.invocation_metadata)
         except AuthenticationError as exc:
             return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        except Exception as exc:  # the key store or the identity provider away: mapped as the call's error
+            return _raising(handler, exc)
         if needed is None or not principal.may(needed):
             scope = needed.value if needed is not None else "a scope this method has"
             return _refusal(handler, grpc.StatusCode.PERMISSION_DENIED, f"this credential lacks the {scope} scope")
         set_principal(principal)  # the call's own task runs its handler next
         return handler
+
+
+def _raising(handler: Any, exc: Exception) -> Any:
+    """A handler that raises, unread, what the credential's check raised, for the error mapping
+    around it (renderkit.edge.errors) to answer as it answers a handler's own: a dependency away is
+    UNAVAILABLE with RetryInfo, anything else INTERNAL with a reference."""
+
+    async def fail(requests: Any, context: grpc.aio.ServicerContext) -> Any:  # type: ignore[type-arg]
+        raise exc
+
+    if handler.unary_stream is not None or handler.stream_stream is not None:
+
+        async def fail_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:  # type: ignore[type-arg]
+            raise exc
+            yield  # unreachable: makes this an async generator
+
+        return grpc.stream_stream_rpc_method_handler(fail_stream, response_serializer=handler.response_serializer)
+    return grpc.stream_unary_rpc_method_handler(fail, response_serializer=handler.response_serializer)
 
 
 def _refusal(handler: Any, code: grpc.StatusCode, message: str) -> Any:
