@@ -37,11 +37,6 @@ LIVENESS = "liveness"
 PUBLIC_HANDSHAKE_MS = 10_000
 
 
-# Streams one connection of a public port may hold open at once (watches included: a client needing
-# more opens another channel). With a bound, gRPC's protection against streams opened and reset at
-# once (HTTP/2 "rapid reset") applies: without one, one connection doing it stalled every caller
-# for seconds and grew the gateway by a gigabyte in 12 s.
-PUBLIC_MAX_STREAMS = 1000
 # Compressions a public port accepts: none. gRPC inflates a compressed message whole, before the
 # size limit and before the credential is checked: 40 KiB of gzip became 40 MiB, and 16 such calls
 # took the gateway to 1.9 GB. Photos are JPEG, PNG or WebP already; the HTTP port bounds its own.
@@ -51,12 +46,11 @@ _IDENTITY_ONLY = 1
 def server_options(max_receive_bytes: int, max_connections: int | None = None) -> list[tuple[str, int]]:
     """The channel arguments of every server; with `max_connections` (a public port), gRPC closes
     each connection past that many at once, and each that has not finished its handshakes within
-    PUBLIC_HANDSHAKE_MS, bounds each connection's streams and refuses compressed messages."""
+    PUBLIC_HANDSHAKE_MS, and refuses compressed messages."""
     limits = (
         [
             ("grpc.max_allowed_incoming_connections", max_connections),
             ("grpc.server_handshake_timeout_ms", PUBLIC_HANDSHAKE_MS),
-            ("grpc.max_concurrent_streams", PUBLIC_MAX_STREAMS),
             ("grpc.compression_enabled_algorithms_bitset", _IDENTITY_ONLY),
         ]
         if max_connections
