@@ -68,6 +68,27 @@ def image_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return threads
 
 
+def job_run(
+    context: type[JobContext], request: pb.SubmitRenderRequest, inline: dict[str, bytes], stages: StageClients
+) -> JobContext:
+    """A run of job j1 by w1 for acme, its inline images handed over by the submit (in a loop)."""
+    return context(
+        job_id="j1",
+        owner="w1",
+        tenant="acme",
+        request=request,
+        inputs={field: f"uploads/j1/{field}" for field in inline},
+        ledger=cast(Ledger, QuietLedger()),
+        storage=cast(Storage, None),
+        stages=stages,
+        fetch_policy=FetchPolicy(),
+        limits=Limits(),
+        default_stage_timeout_s=30.0,
+        deadline=asyncio.get_running_loop().time() + 60,
+        held={f"uploads/j1/{field}": data for field, data in inline.items()},
+    )
+
+
 def run(
     plan: Callable[[JobContext], Awaitable[pb.JobResult]],
     request: pb.SubmitRenderRequest,
@@ -84,21 +105,7 @@ def run(
     monkeypatch.setattr(job_context, "fetch_async", fetch)
 
     async def body() -> None:
-        ctx = UntilAStageCall(
-            job_id="j1",
-            owner="w1",
-            tenant="acme",
-            request=request,
-            inputs={field: f"uploads/j1/{field}" for field in inline},
-            ledger=cast(Ledger, QuietLedger()),
-            storage=cast(Storage, None),
-            stages=cast(StageClients, None),
-            fetch_policy=FetchPolicy(),
-            limits=Limits(),
-            default_stage_timeout_s=5.0,
-            deadline=asyncio.get_running_loop().time() + 30,
-            held={f"uploads/j1/{field}": data for field, data in inline.items()},
-        )
+        ctx = job_run(UntilAStageCall, request, inline, cast(StageClients, None))
         with pytest.raises(StageCalled):
             await plan(ctx)
 
@@ -280,23 +287,8 @@ def test_a_box_that_leaves_no_background_is_named_in_the_job_s_error(monkeypatch
     inline = {"material_swap.photo": photo, "material_swap.swatch": image(64, 64)}
 
     async def body() -> None:
-        ctx = JobContext(
-            job_id="j1",
-            owner="w1",
-            tenant="acme",
-            request=request,
-            inputs={field: f"uploads/j1/{field}" for field in inline},
-            ledger=cast(Ledger, QuietLedger()),
-            storage=cast(Storage, None),
-            stages=cast(
-                StageClients, type("Stages", (), {"segmentation": Segmentation(), "connected": lambda _, s: True})()
-            ),
-            fetch_policy=FetchPolicy(),
-            limits=Limits(),
-            default_stage_timeout_s=30.0,
-            deadline=asyncio.get_running_loop().time() + 60,
-            held={f"uploads/j1/{field}": data for field, data in inline.items()},
-        )
+        stages = type("Stages", (), {"segmentation": Segmentation(), "connected": lambda _, s: True})()
+        ctx = job_run(JobContext, request, inline, cast(StageClients, stages))
         await run_material_swap(ctx)
 
     with pytest.raises(JobFailure) as info:
