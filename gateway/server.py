@@ -156,6 +156,7 @@ def create_server(settings: GatewaySettings) -> Gateway:
         probe_interval_s=settings.probe_interval_s,
         credentials=public_server_credentials(settings.tls_cert, settings.tls_key),
         max_connections=per_port,
+        max_streams=settings.max_streams_per_connection,
         dependencies=[
             Dependency("redis", lambda: _answers(prober)),
             Dependency("the redis subscription", subscriptions.healthy),
@@ -314,7 +315,9 @@ def http_server(
         serving=lambda: edge.readiness.serving,
         admit=admit,
     )
-    return HttpServer(app, sock, settings.tls_cert, settings.tls_key, max_connections)
+    return HttpServer(
+        app, sock, settings.tls_cert, settings.tls_key, max_connections, settings.max_streams_per_connection
+    )
 
 
 async def _answers(client: aioredis.Redis) -> bool:

@@ -10,6 +10,7 @@ from gateway.ledger.tenants import TenantLimits
 from gateway.links import SigningKey, parse_signing_keys
 from gateway.pricing import PriceTable
 from gateway.validation import Limits
+from renderkit.edge.server import PUBLIC_MAX_STREAMS
 from renderkit.fetch import FetchPolicy
 from renderkit.settings import SettingsError, env_bool, env_float, env_int, env_str
 
@@ -131,6 +132,7 @@ class GatewaySettings:
     generation_timeout_s: float = 180.0
     max_request_bytes: int = 48 * 1024 * 1024
     max_connections: int = 10_000
+    max_streams_per_connection: int = PUBLIC_MAX_STREAMS
     redis_retry_s: float = 2.0
     redis_max_connections: int = 16
     watch_keepalive_s: float = 15.0
@@ -187,6 +189,7 @@ class GatewaySettings:
             generation_timeout_s=env_float("GENERATION_TIMEOUT_SECONDS", 180.0, minimum=0.1),
             max_request_bytes=env_int("MAX_REQUEST_BYTES", 48 * 1024 * 1024, minimum=1024),
             max_connections=env_int("MAX_CONNECTIONS", 10_000, minimum=1),
+            max_streams_per_connection=env_int("MAX_STREAMS_PER_CONNECTION", PUBLIC_MAX_STREAMS, minimum=1),
             redis_retry_s=env_float("REDIS_RETRY_SECONDS", 2.0, minimum=0.0),
             redis_max_connections=env_int("REDIS_MAX_CONNECTIONS", 16, minimum=4),
             watch_keepalive_s=env_float("WATCH_KEEPALIVE_SECONDS", 15.0, minimum=0.1),

@@ -40,7 +40,9 @@ from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.utils import wrap_app
 
+from gateway.http import streams
 from gateway.http.asgi import REQUEST_STATE, App, Receive, RequestState, Scope, Send
+from renderkit.edge.server import PUBLIC_MAX_STREAMS
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +145,13 @@ class HttpServer:
     """Serves an ASGI application on a bound socket until stopped."""
 
     def __init__(
-        self, app: App, sock: socket.socket, tls_cert: str = "", tls_key: str = "", max_connections: int = 10_000
+        self,
+        app: App,
+        sock: socket.socket,
+        tls_cert: str = "",
+        tls_key: str = "",
+        max_connections: int = 10_000,
+        max_streams: int = PUBLIC_MAX_STREAMS,
     ) -> None:
         self.app = app
         self.socket = sock
@@ -155,7 +163,8 @@ class HttpServer:
         self.config.include_server_header = False
         # Watches are long-lived responses: only idle connections are closed.
         self.config.keep_alive_timeout = 75
-        self.config.h2_max_concurrent_streams = 1000
+        # An HTTP/2 connection's streams held at once (streams.BoundedH2Protocol refuses more).
+        self.config.h2_max_concurrent_streams = max_streams
         if tls_cert and tls_key:
             self.config.certfile = tls_cert
             self.config.keyfile = tls_key
@@ -176,6 +185,7 @@ class HttpServer:
         return len(self._open)
 
     async def start(self) -> None:
+        streams.install()
         self._ssl = self.config.create_ssl_context() if self.config.ssl_enabled else None
         self._context = WorkerContext(None)
         # Accepted plain, and TLS started once a connection has its place: a handshake in progress

@@ -37,20 +37,31 @@ LIVENESS = "liveness"
 PUBLIC_HANDSHAKE_MS = 10_000
 
 
+# Streams one connection of a public port may hold at once, by default (MAX_STREAMS_PER_CONNECTION;
+# Envoy's edge configuration and nginx use about as many). gRPC counts a stream until its handler is
+# done, so a client that opens streams and resets them at once (HTTP/2 "rapid reset") has at most
+# this many calls in the gateway, and the rest are refused (REFUSED_STREAM) before any Python runs:
+# without a bound, one connection doing it held every caller for 0.8-10 s and grew the gateway by
+# 0.7-3.4 GB in 12 s. A client that needs more streams at once (watches) opens more connections.
+PUBLIC_MAX_STREAMS = 100
 # Compressions a public port accepts: none. gRPC inflates a compressed message whole, before the
 # size limit and before the credential is checked: 40 KiB of gzip became 40 MiB, and 16 such calls
 # took the gateway to 1.9 GB. Photos are JPEG, PNG or WebP already; the HTTP port bounds its own.
 _IDENTITY_ONLY = 1
 
 
-def server_options(max_receive_bytes: int, max_connections: int | None = None) -> list[tuple[str, int]]:
+def server_options(
+    max_receive_bytes: int, max_connections: int | None = None, max_streams: int = PUBLIC_MAX_STREAMS
+) -> list[tuple[str, int]]:
     """The channel arguments of every server; with `max_connections` (a public port), gRPC closes
     each connection past that many at once, and each that has not finished its handshakes within
-    PUBLIC_HANDSHAKE_MS, and refuses compressed messages."""
+    PUBLIC_HANDSHAKE_MS, holds at most `max_streams` streams of one connection, and refuses
+    compressed messages."""
     limits = (
         [
             ("grpc.max_allowed_incoming_connections", max_connections),
             ("grpc.server_handshake_timeout_ms", PUBLIC_HANDSHAKE_MS),
+            ("grpc.max_concurrent_streams", max_streams),
             ("grpc.compression_enabled_algorithms_bitset", _IDENTITY_ONLY),
         ]
         if max_connections
@@ -96,6 +107,7 @@ class Edge:
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         credentials: grpc.ServerCredentials | None = None,
         max_connections: int | None = None,
+        max_streams: int = PUBLIC_MAX_STREAMS,
     ) -> None:
         self.service_names = list(service_names)
         # The error mapping runs first, so whatever a later interceptor (authentication) raises is
@@ -109,7 +121,7 @@ class Edge:
             *interceptors,
         ]
         self.server = grpc.aio.server(
-            options=server_options(max_receive_bytes, max_connections), interceptors=self.interceptors
+            options=server_options(max_receive_bytes, max_connections, max_streams), interceptors=self.interceptors
         )
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

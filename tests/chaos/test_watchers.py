@@ -20,7 +20,8 @@ from tests.credentials import bearer
 JOBS = 200
 WATCHERS_PER_JOB = 10
 SILENCE_S = 61.0
-CHANNELS = 8
+# Connections the watchers share: each carries at most MAX_STREAMS_PER_CONNECTION (100) streams.
+CHANNELS = 25
 
 
 def gateway_connections(redis_url: str, pid: int) -> int:
@@ -49,7 +50,9 @@ def test_two_thousand_idle_watchers_outlive_a_minute_of_silence(tmp_path: Path) 
         auth = bearer(stack.api_key)
 
         async def body() -> tuple[float, int, list[list[pb.WatchJobResponse]], float]:
-            channels = [grpc.aio.insecure_channel(stack.gateway_address) for _ in range(CHANNELS)]
+            # Each channel its own connection (gRPC shares one among a process's channels otherwise).
+            own = [("grpc.use_local_subchannel_pool", 1)]
+            channels = [grpc.aio.insecure_channel(stack.gateway_address, options=own) for _ in range(CHANNELS)]
             try:
                 stubs = [pb_grpc.RenderServiceStub(c) for c in channels]
                 room = room_render_request(room_render("hall", dry_run=True))

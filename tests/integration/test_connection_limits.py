@@ -4,29 +4,38 @@ take every file the gateway may open, nor keep other callers out for long."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
+import h2.config
+import h2.connection
+import h2.errors
+import h2.settings
 import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.certificates import DEVELOPMENT_HOSTS, CertificateAuthority, write_material
 from gateway.http import server as http_server
+from gateway.http import streams
 from gateway.http.asgi import Receive, Scope, Send, respond
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
+from render.v1 import render_service_pb2 as pb
+from render.v1 import render_service_pb2_grpc as pb_grpc
 from tests.conftest import gateway_settings
-from tests.credentials import key_for
+from tests.credentials import bearer, key_for
 
 DB = "/24"
 LIMIT = 6
+STREAMS = 8  # each connection's streams at once (MAX_STREAMS_PER_CONNECTION)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +48,9 @@ def gateway(
     redis.Redis.from_url(redis_url + DB).flushdb()
     settings = gateway_settings(redis_url + DB, tmp_path_factory.mktemp("connections"), stages)
     http = replace(settings.http, listen="127.0.0.1:0")
-    return start_gateway(replace(settings, http=http, max_connections=LIMIT, dispatch=False))
+    return start_gateway(
+        replace(settings, http=http, max_connections=LIMIT, max_streams_per_connection=STREAMS, dispatch=False)
+    )
 
 
 @pytest.fixture
@@ -240,3 +251,104 @@ def test_the_grpc_port_takes_no_compressed_message(gateway: Gateway) -> None:
         with pytest.raises(grpc.RpcError) as refused:
             check(request, timeout=5, compression=grpc.Compression.Gzip)
     assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+
+
+def rapid_resets(port: int, headers: list[tuple[str, str]], body: bytes, streams: int) -> socket.socket:
+    """A connection that opens `streams` streams and resets each at once (HTTP/2 "rapid reset"), then
+    pings, all sent before anything the server says is read (what the server has not taken in
+    within 3 s is left unsent); returns its socket."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(conn.data_to_send())
+    request = [(":method", "POST"), (":scheme", "http"), (":authority", f"127.0.0.1:{port}"), *headers]
+    for _ in range(streams):
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, request)
+        conn.send_data(stream, body)
+        conn.reset_stream(stream)
+    conn.ping(b"resetall")
+    sock.settimeout(3.0)
+    with contextlib.suppress(TimeoutError):
+        sock.sendall(conn.data_to_send())
+    return sock
+
+
+@dataclass
+class Answer:
+    """What the server sent on a rapid_resets connection (its frames read as they are: a client's
+    state would reject resets of streams it reset)."""
+
+    settings: dict[int, int] = field(default_factory=dict)  # what it announced
+    refused: int = 0  # streams it refused past its bound (RST_STREAM, ENHANCE_YOUR_CALM)
+    pinged: bool = False  # the ping after the streams answered
+    closed: bool = False  # GOAWAY, or the connection closed
+
+
+def answer(sock: socket.socket, for_s: float) -> Answer:
+    seen = Answer()
+    buffer = b""
+    start = time.monotonic()
+    sock.settimeout(0.1)
+    while time.monotonic() - start < for_s and not seen.closed:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        seen.closed = not data
+        buffer += data
+        while len(buffer) >= 9 and len(buffer) >= 9 + int.from_bytes(buffer[:3], "big"):
+            length, kind, flags = int.from_bytes(buffer[:3], "big"), buffer[3], buffer[4]
+            payload, buffer = buffer[9 : 9 + length], buffer[9 + length :]
+            if kind == 0x4 and not flags & 0x1:  # SETTINGS, not an acknowledgement
+                for at in range(0, length, 6):
+                    value = int.from_bytes(payload[at + 2 : at + 6], "big")
+                    seen.settings[int.from_bytes(payload[at : at + 2], "big")] = value
+            elif kind == 0x3 and int.from_bytes(payload, "big") == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM:
+                seen.refused += 1
+            elif kind == 0x6 and flags & 0x1:  # PING, acknowledged
+                seen.pinged = True
+            elif kind == 0x7:  # GOAWAY
+                seen.closed = True
+    return seen
+
+
+def test_the_grpc_port_refuses_a_connections_streams_past_its_bound(gateway: Gateway, redis_url: str) -> None:
+    """gRPC counts a stream until its handler is done: with a bound, a client that opens streams
+    and resets them at once has at most that many calls in the gateway, the rest refused before
+    any Python runs (without one, such a client held every caller for seconds and grew the
+    gateway by gigabytes)."""
+    key = key_for(redis_url + DB, "rapid-grpc")
+    message = pb.GetJobRequest(job_id="nope").SerializeToString()
+    headers = [
+        (":path", "/render.v1.RenderService/GetJob"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+        ("authorization", f"Bearer {key}"),
+    ]
+    with rapid_resets(gateway.port, headers, b"\0" + len(message).to_bytes(4, "big") + message, 400) as sock:
+        seen = answer(sock, 2.0)
+    assert seen.settings.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS) == STREAMS
+    assert seen.refused  # streams past the bound, refused by gRPC itself
+    # And the port serves on.
+    with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel, pytest.raises(grpc.RpcError) as missing:
+        pb_grpc.RenderServiceStub(channel).GetJob(pb.GetJobRequest(job_id="nope"), metadata=bearer(key), timeout=10)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+
+
+def test_the_http_port_reads_a_client_that_resets_streams_at_its_budgets_pace(gateway: Gateway) -> None:
+    """Hypercorn held every stream a client opened and reset until its handler wrote again, and
+    took each out in time proportional to how many it held: one such client held every caller of
+    either port at 0.6 s. The port now lets go of reset streams at once and reads a client that
+    resets more than its budget of streams at the budget's pace: 3,000 resets and a ping would
+    take it (3,000 - RESETS_BURST) / RESETS_PER_S = 56 s to read, where Hypercorn's own read them
+    all at once (and said goodbye at its 1,000 requests a connection)."""
+    assert gateway.http_port
+    headers = [(":path", "/render.v1.RenderService/GetJob"), ("content-type", "application/proto")]
+    body = pb.GetJobRequest(job_id="nope").SerializeToString()
+    assert (3000 - streams.RESETS_BURST) / streams.RESETS_PER_S > 30
+    with rapid_resets(gateway.http_port, headers, body, 3000) as sock:
+        seen = answer(sock, 3.0)
+        assert seen.settings.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS) == STREAMS
+        assert not seen.pinged and not seen.closed  # still being read, slowly
+        assert healthz(gateway) == 200  # while every other connection goes on
