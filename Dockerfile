@@ -65,7 +65,8 @@ COPY --from=console /src/console/dist /opt/render/console
 COPY deploy/docker/grpc_health_check.py /opt/render/grpc_health_check.py
 
 # GRPC_EXPERIMENTS: gRPC's poller as before 1.80, a thread hop less per call (renderkit/serving.py,
-# GRPC_ENVIRONMENT, says what it saves and why; a test keeps the two the same).
+# GRPC_ENVIRONMENT, says what it saves and why; a test keeps the two the same). The public
+# gateway's Deployment sets it empty again (PUBLIC_GRPC_ENVIRONMENT: gRPC's own poller).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -233,7 +233,11 @@ def run_driver(
     with (
         open(log, "ab") as stderr_log,
         subprocess.Popen(
-            argv, env={**os.environ, API_KEY_ENV: api_key}, stdout=subprocess.PIPE, stderr=stderr_log, text=True
+            argv,
+            env={**os.environ, **grpc_settings(public=False), API_KEY_ENV: api_key},
+            stdout=subprocess.PIPE,
+            stderr=stderr_log,
+            text=True,
         ) as driver,
     ):
         assert driver.stdout is not None
@@ -300,7 +304,7 @@ def measure_throughput(args: argparse.Namespace, work: Path, extra_env: dict[str
         argv = [PY, "-m", "benchmarks.echo", "--listen", echo_address, "--response", str(reply_file)]
         # The bare server runs under the gRPC settings of this process (as a module, the stack's:
         # with_grpc_environment).
-        with running(argv, echo_log) as echo:
+        with running(argv, echo_log, grpc_settings(public=True)) as echo:
             wait_answering(echo_address, echo, echo_log)
             driver = [
                 *(PY, "-m", "benchmarks.submit_load"),
@@ -502,10 +506,14 @@ def report(args: argparse.Namespace, throughput: ThroughputRun | None, latency: 
             f"stack's Redis (database 1), reached as the gateway reaches it"
         )
     print(f"  dry runs name a placeholder OpenAI provider ({DRY_RUN_PROVIDER_ENV['OPENAI_BASE_URL']}); none is called")
-    grpc_settings = {name: os.environ.get(name, "") for name in GRPC_ENVIRONMENT}
-    print(
-        f"  gRPC, in every process (the stack, the echo server, the driver, this client): {format_env(grpc_settings)}"
-    )
+    mine = {name: os.environ[name] for name in GRPC_ENVIRONMENT if name in os.environ}
+    if mine:
+        print(f"  gRPC, in every process (the stack, the echo server, the driver, this client): {format_env(mine)}")
+    else:
+        print(
+            f"  gRPC: the gateway and the echo server {format_env(grpc_settings(True))} (gRPC's own poller); "
+            f"the stages, the driver and this client {format_env(GRPC_ENVIRONMENT)}"
+        )
 
 
 def parse_env(pairs: Sequence[str]) -> dict[str, str]:
@@ -518,14 +526,30 @@ def parse_env(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
+# Set in the environment of this benchmark started again by with_grpc_environment.
+_STARTED_AGAIN = "RENDER_BENCH_GRPC_SET"
+
+
 def with_grpc_environment() -> None:
-    """Starts this benchmark again under the stack's gRPC settings when they are not set: gRPC reads
-    them when it is imported, and the latency part's client is this process (its helpers, the load
-    driver, inherit them). Set GRPC_EXPERIMENTS yourself (empty: gRPC's defaults) to measure other
-    settings."""
+    """Starts this benchmark again under the stack's gRPC settings for a client when they are not
+    set: gRPC reads them when it is imported, and the latency part's client is this process. Once
+    started again, the settings leave its environment (gRPC has read them), so the processes it
+    starts get their role's (grpc_settings). Set GRPC_EXPERIMENTS yourself (empty: gRPC's defaults)
+    to run every process with yours."""
+    if os.environ.pop(_STARTED_AGAIN, None):
+        for name in GRPC_ENVIRONMENT:
+            os.environ.pop(name, None)
+        return
     missing = grpc_environment(os.environ)
-    if missing:
-        os.execve(sys.executable, sys.orig_argv, {**os.environ, **missing})  # with the interpreter's own options
+    if missing:  # with the interpreter's own options
+        os.execve(sys.executable, sys.orig_argv, {**os.environ, **missing, _STARTED_AGAIN: "1"})
+
+
+def grpc_settings(public: bool) -> dict[str, str]:
+    """The gRPC settings of a process this benchmark starts: the gateway's (public) for the echo
+    server standing in for it, the stack's others' for the load driver (the stack's own launcher
+    gives each of its processes its role's); yours for all when you set them."""
+    return grpc_environment(os.environ, public)
 
 
 # Issue 10's targets: SubmitRender at 0.6 of a bare grpc.aio server's rate or more, at every

@@ -164,6 +164,7 @@ class Spawn:
     env: dict[str, str]
     address: str = ""  # its gRPC address, for health checks ("" for Redis and Triton)
     internal: bool = False  # serves the internal mutual TLS when the stack has it (the stages)
+    public: bool = False  # serves the public port (the gateways): gRPC's own poller
 
 
 @dataclass
@@ -252,9 +253,15 @@ class Stack:
         return out
 
     def _spawn(
-        self, name: str, argv: list[str], env: dict[str, str], address: str = "", internal: bool = False
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        address: str = "",
+        internal: bool = False,
+        public: bool = False,
     ) -> None:
-        self.spawns[name] = Spawn(argv, env, address, internal)
+        self.spawns[name] = Spawn(argv, env, address, internal, public)
         self._launch(name)
 
     def _launch(self, name: str) -> subprocess.Popen[bytes]:
@@ -263,12 +270,12 @@ class Stack:
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{name}.log", "ab") as log:
             # Own session: Ctrl-C reaches only the launcher, which stops the children in order.
-            # gRPC's runtime settings as the image sets them, unless the caller's environment has
-            # its own.
+            # gRPC's runtime settings as the image and the deployment set them, unless the caller's
+            # environment has its own.
             process = subprocess.Popen(
                 spawn.argv,
                 cwd=ROOT,
-                env={**os.environ, **grpc_environment(os.environ), **spawn.env},
+                env={**os.environ, **grpc_environment(os.environ, spawn.public), **spawn.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -462,6 +469,7 @@ class Stack:
             [py, "-m", "gateway"],
             {"METRICS_LISTEN": f"127.0.0.1:{p.gateway_metrics}", **self._gateway_env(p.gateway, p.gateway_http)},
             self.gateway_address,
+            public=True,
         )
         for name, port in (
             ("segmentation", p.segmentation),
@@ -531,7 +539,7 @@ class Stack:
         stack's settings for this replica."""
         address = f"127.0.0.1:{port}"
         settings = {**self._gateway_env(port, http_port), **(env or {})}
-        self._spawn(name, [sys.executable, "-m", "gateway"], settings, address)
+        self._spawn(name, [sys.executable, "-m", "gateway"], settings, address, public=True)
         self._wait_serving(name, address, time.monotonic() + timeout_s)
         return self.process(name)
 

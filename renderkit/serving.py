@@ -20,11 +20,21 @@ import threadpoolctl
 # has had two releases without reported problems: tests/unit/test_grpc_environment.py fails when the
 # installed gRPC no longer knows it, so an upgrade measures again instead of setting nothing.
 GRPC_ENVIRONMENT: dict[str, str] = {"GRPC_EXPERIMENTS": "-event_engine_poller_for_python"}
+# A process that serves a port callers reach (the gateway) keeps gRPC's own poller. With the switch,
+# the completion queue's one thread reads every connection: one connection sending a header block
+# that never ends (an endless run of CONTINUATION frames, no credential needed) kept that thread
+# parsing, and every other caller's call ran past its 10 s deadline. gRPC's EventEngine reads each
+# connection on threads of its own: callers were answered in ~2 ms throughout (docs/architecture.md,
+# "A header block that never ends").
+PUBLIC_GRPC_ENVIRONMENT: dict[str, str] = {"GRPC_EXPERIMENTS": ""}
 
 
-def grpc_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """GRPC_ENVIRONMENT less what environ already sets (an operator's own choice wins)."""
-    return {name: value for name, value in GRPC_ENVIRONMENT.items() if name not in environ}
+def grpc_environment(environ: Mapping[str, str], public: bool = False) -> dict[str, str]:
+    """The gRPC settings a process of the stack starts with (PUBLIC_GRPC_ENVIRONMENT for one serving
+    a public port, else GRPC_ENVIRONMENT), less what environ already sets (an operator's own choice
+    wins)."""
+    chosen = PUBLIC_GRPC_ENVIRONMENT if public else GRPC_ENVIRONMENT
+    return {name: value for name, value in chosen.items() if name not in environ}
 
 
 CHANNEL_OPTIONS: list[tuple[str, int]] = [

@@ -30,7 +30,7 @@ from render_client.client import (
 )
 from renderkit import imaging
 from renderkit.errors import status_details, unpack_detail
-from renderkit.serving import GRPC_ENVIRONMENT
+from renderkit.serving import GRPC_ENVIRONMENT, PUBLIC_GRPC_ENVIRONMENT
 from tests.credentials import client_for, key_for
 from tests.http_fixtures import serve
 from tests.openai_fake import FakeOpenAI, textured_image
@@ -309,14 +309,17 @@ def test_a_stage_killed_mid_job_is_waited_for_and_make_run_reports_it(
 
 
 def test_every_process_of_the_stack_runs_with_grpcs_settings(stack: Stack) -> None:
-    """make run's launcher gives each process the image's gRPC settings (GRPC_ENVIRONMENT)."""
+    """make run's launcher gives each process the gRPC settings of its role: the gateway, serving
+    the public port, gRPC's own poller (PUBLIC_GRPC_ENVIRONMENT); the others the image's
+    (GRPC_ENVIRONMENT)."""
     python = [(name, process) for name, process in stack.processes if name != "redis"]  # Redis rewrites its own
     assert {"gateway", "segmentation", "depth", "projection", "generation"} <= {name for name, _ in python}
     for name, process in python:
         environ = dict(
             entry.split(b"=", 1) for entry in Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0") if entry
         )
-        for key, value in GRPC_ENVIRONMENT.items():
+        expected = PUBLIC_GRPC_ENVIRONMENT if name == "gateway" else GRPC_ENVIRONMENT
+        for key, value in expected.items():
             assert environ.get(key.encode()) == value.encode(), f"{name}: {key}"
 
 

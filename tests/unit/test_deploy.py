@@ -38,7 +38,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from devstack.certificates import CertificateAuthority, write_material
 from devstack.launcher import ROOT, STACK_ENV, read_env_file
-from renderkit.serving import GRPC_ENVIRONMENT
+from renderkit.serving import GRPC_ENVIRONMENT, PUBLIC_GRPC_ENVIRONMENT
 from renderkit.tls import TlsFiles, server_credentials
 from tests.unit.test_configuration import documented, is_documented
 
@@ -240,6 +240,14 @@ def test_the_image_sets_grpcs_runtime_as_the_launcher_does() -> None:
     runtime_env = " ".join(args for op, args in dockerfile_instructions() if op == "ENV")
     for name, value in GRPC_ENVIRONMENT.items():
         assert f"{name}={value}" in runtime_env.split(), f"the Dockerfile's ENV sets {name}={value}"
+
+
+def test_the_public_gateway_keeps_grpcs_own_poller(render: Render) -> None:
+    """The gateway serving the public port runs with PUBLIC_GRPC_ENVIRONMENT over the image's ENV
+    (as make run's launcher starts it)."""
+    env = {e["name"]: e.get("value") for e in render.container("gateway-api")["env"]}
+    for name, value in PUBLIC_GRPC_ENVIRONMENT.items():
+        assert env.get(name) == value, name
 
 
 def test_dockerfile_copies_only_what_the_context_keeps() -> None:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from renderkit.serving import GRPC_ENVIRONMENT, grpc_environment
+from renderkit.serving import GRPC_ENVIRONMENT, PUBLIC_GRPC_ENVIRONMENT, grpc_environment
 
 # A channel that tries to connect: gRPC reads its experiments and says which it does not know.
 _TOUCH_GRPC = """
@@ -43,3 +43,8 @@ def test_the_installed_grpc_knows_every_experiment_the_stack_sets() -> None:
 )
 def test_an_operators_own_grpc_setting_wins(environ: dict[str, str], added: dict[str, str]) -> None:
     assert grpc_environment(environ) == added
+
+
+def test_a_process_serving_a_public_port_keeps_grpcs_own_poller() -> None:
+    assert grpc_environment({}, public=True) == PUBLIC_GRPC_ENVIRONMENT == {"GRPC_EXPERIMENTS": ""}
+    assert grpc_environment({"GRPC_EXPERIMENTS": "-other"}, public=True) == {}

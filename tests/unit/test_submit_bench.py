@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from benchmarks import submit
-from renderkit.serving import GRPC_ENVIRONMENT
+from renderkit.serving import GRPC_ENVIRONMENT, PUBLIC_GRPC_ENVIRONMENT
 
 
 def test_each_series_follows_each_equally_often() -> None:
@@ -44,9 +44,15 @@ def test_the_benchmark_starts_again_under_the_stacks_grpc_settings_unless_they_a
     path, argv, env = started[0]
     assert path == sys.executable and argv == sys.orig_argv
     assert all(env[name] == value for name, value in GRPC_ENVIRONMENT.items())
-    monkeypatch.setenv("GRPC_EXPERIMENTS", "")  # gRPC's defaults, by choice
+    # Started again: the settings leave its environment, so what it starts gets its role's.
+    monkeypatch.setattr(os, "environ", dict(env))
     submit.with_grpc_environment()
-    assert len(started) == 1
+    assert len(started) == 1 and "GRPC_EXPERIMENTS" not in os.environ
+    assert submit.grpc_settings(public=True) == PUBLIC_GRPC_ENVIRONMENT
+    assert submit.grpc_settings(public=False) == GRPC_ENVIRONMENT
+    monkeypatch.setenv("GRPC_EXPERIMENTS", "")  # gRPC's defaults, by choice: for every process
+    submit.with_grpc_environment()
+    assert len(started) == 1 and submit.grpc_settings(public=False) == {}
 
 
 def test_the_report_says_which_of_issue_10s_targets_this_run_met(capsys: pytest.CaptureFixture[str]) -> None:
