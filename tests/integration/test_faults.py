@@ -311,18 +311,27 @@ def test_many_watchers_share_one_reader(
     auth = bearer(key_for(url, "faults"))
 
     async def body() -> None:
-        async with grpc.aio.insecure_channel(address) as channel:
-            stub = pb_grpc.RenderServiceStub(channel)
+        # Four connections of their own: each carries at most MAX_STREAMS_PER_CONNECTION (100).
+        own = [("grpc.use_local_subchannel_pool", 1)]
+        channels = [grpc.aio.insecure_channel(address, options=own) for _ in range(4)]
+        try:
+            stubs = [pb_grpc.RenderServiceStub(channel) for channel in channels]
             room = room_render_request(room_render("hall", dry_run=True))
-            jobs = [(await stub.SubmitRender(room, metadata=auth)).job.id for _ in range(30)]
-            streams = [stub.WatchJob(pb.WatchJobRequest(job_id=jobs[i % len(jobs)]), metadata=auth) for i in range(300)]
-            firsts = await asyncio.gather(*(s.read() for s in streams))  # each replays its QUEUED event
+            jobs = [(await stubs[0].SubmitRender(room, metadata=auth)).job.id for _ in range(30)]
+            streams = [
+                stubs[i % 4].WatchJob(pb.WatchJobRequest(job_id=jobs[i % len(jobs)]), metadata=auth) for i in range(300)
+            ]
+            # Each replays its QUEUED event.
+            firsts = await asyncio.wait_for(asyncio.gather(*(s.read() for s in streams)), 60)
             assert all(f.event.state == pb.JOB_STATE_QUEUED for f in firsts)
             assert api.hub.watchers == 300
             names = [c["name"] for c in redis.Redis.from_url(url).client_list()]
             assert names.count(client_name(api.redis)) < 20
             for s in streams:
                 s.cancel()
+        finally:
+            for channel in channels:
+                await channel.close()
 
     asyncio.run(body())
 
