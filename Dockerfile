@@ -64,14 +64,14 @@ COPY --from=builder /opt/venv /opt/venv
 COPY --from=console /src/console/dist /opt/render/console
 COPY deploy/docker/grpc_health_check.py /opt/render/grpc_health_check.py
 
-# GRPC_EXPERIMENTS: gRPC's poller as before 1.80, a thread hop less per call (renderkit/serving.py,
-# GRPC_ENVIRONMENT, says what it saves and why; a test keeps the two the same). The public
-# gateway's Deployment sets it empty again (PUBLIC_GRPC_ENVIRONMENT: gRPC's own poller).
+# No GRPC_EXPERIMENTS: the image's command is the gateway, which keeps gRPC's own poller on its
+# public port (renderkit/serving.py, PUBLIC_GRPC_ENVIRONMENT). The processes only the cluster
+# reaches get the switch from deploy/k8s's render-config (GRPC_ENVIRONMENT), and `make run`'s
+# launcher gives each process its role's.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    CONSOLE_DIR=/opt/render/console \
-    GRPC_EXPERIMENTS=-event_engine_poller_for_python
+    CONSOLE_DIR=/opt/render/console
 
 # No secrets here: credentials (Redis, OpenAI, link signing, TLS) come from Kubernetes Secrets
 # at run time. The root filesystem can be mounted read-only; /tmp is the only place written.

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 import threadpoolctl
 
 # gRPC reads its experiments from the environment when it is first imported, so these are set for a
-# process, not by it: by the image (Dockerfile ENV) and by the launcher of `make run` for every
-# process it starts. gRPC 1.80 made Python poll through its EventEngine (the experiment below,
-# on by default); on this project's processes that costs a thread hop more per call: a unary call
-# over loopback took 0.61 ms instead of 0.46 (grpc.aio on both ends, medians of 1,800), a dry-run
-# job's submit to end 0.1-0.4 ms more, and the gateway ~23 % fewer submits per second at 16 in flight
+# process, not by it: by deploy/k8s's render-config and by the launcher of `make run` for every
+# process it starts (the image sets none: its command is the gateway, below). gRPC 1.80 made Python
+# poll through its EventEngine (the experiment below, on by default); on this project's processes
+# that costs a thread hop more per call: a unary call over loopback took 0.61 ms instead of 0.46
+# (grpc.aio on both ends, medians of 1,800) and a dry-run job's submit to end 0.1-0.4 ms more
 # (docs/benchmarks.md, "gRPC's poller"). gRPC plans to remove the switch once the EventEngine poller
 # has had two releases without reported problems: tests/unit/test_grpc_environment.py fails when the
 # installed gRPC no longer knows it, so an upgrade measures again instead of setting nothing.

@@ -235,19 +235,22 @@ def test_dockerfile_runs_as_a_numeric_non_root_user_without_secrets() -> None:
     assert cmd and yaml.safe_load(cmd[-1]) == ["python", "-m", "gateway"], "exec-form CMD for the gateway"
 
 
-def test_the_image_sets_grpcs_runtime_as_the_launcher_does() -> None:
-    """The image's ENV and make run's launcher give every process the same gRPC settings."""
+def test_the_image_leaves_grpcs_poller_to_the_gateway_it_runs() -> None:
+    """The image's command is the gateway, which keeps gRPC's own poller on its public port: the
+    image sets no GRPC_EXPERIMENTS (the switch would starve its callers under an endless header
+    block; renderkit/serving.py)."""
     runtime_env = " ".join(args for op, args in dockerfile_instructions() if op == "ENV")
-    for name, value in GRPC_ENVIRONMENT.items():
-        assert f"{name}={value}" in runtime_env.split(), f"the Dockerfile's ENV sets {name}={value}"
+    for name in GRPC_ENVIRONMENT:
+        assert f"{name}=" not in runtime_env, f"the Dockerfile's ENV sets {name}"
 
 
-def test_the_public_gateway_keeps_grpcs_own_poller(render: Render) -> None:
-    """The gateway serving the public port runs with PUBLIC_GRPC_ENVIRONMENT over the image's ENV
-    (as make run's launcher starts it)."""
-    env = {e["name"]: e.get("value") for e in render.container("gateway-api")["env"]}
-    for name, value in PUBLIC_GRPC_ENVIRONMENT.items():
-        assert env.get(name) == value, name
+def test_each_process_gets_grpcs_settings_for_its_role(render: Render) -> None:
+    """As make run's launcher starts them: the gateway serving the public port gRPC's own poller
+    (PUBLIC_GRPC_ENVIRONMENT), every other process of the image the switch (GRPC_ENVIRONMENT)."""
+    for workload, container in render.app_containers():
+        expected = PUBLIC_GRPC_ENVIRONMENT if workload == "gateway-api" else GRPC_ENVIRONMENT
+        for name, value in expected.items():
+            assert env_value(render, container, name) == value, f"{workload}: {name}"
 
 
 def test_dockerfile_copies_only_what_the_context_keeps() -> None:

@@ -1,0 +1,200 @@
+"""The HTTP port's HTTP/2 protocol (gateway.http.streams.BoundedH2Protocol), driven in memory by a
+real HTTP/2 client (the h2 library) against Hypercorn's own connection machinery: its stream bound
+and pace, and that an ordinary client is served as Hypercorn's own protocol serves it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.settings
+import pytest
+from hypercorn.asyncio.task_group import TaskGroup
+from hypercorn.asyncio.worker_context import WorkerContext
+from hypercorn.config import Config
+from hypercorn.events import Closed, Event, RawData
+from hypercorn.utils import wrap_app
+
+from gateway.http import streams
+from gateway.http.streams import BoundedH2Protocol
+
+_sleep = asyncio.sleep  # the real one, whatever a test replaces
+REQUEST = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "gateway")]
+Handler = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+def answering(body: bytes, finished: list[int]) -> Handler:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+        finished.append(1)
+
+    return app
+
+
+class Connection:
+    """A BoundedH2Protocol in a task group, fed what a client writes; what it writes goes back."""
+
+    def __init__(self, protocol: BoundedH2Protocol, client: h2.connection.H2Connection) -> None:
+        self.protocol, self.client = protocol, client
+        self.written: list[bytes] = []
+
+    async def send(self) -> None:
+        """Hands the server what the client has to send, and the client what the server wrote."""
+        for data in self.written:
+            self.client.receive_data(data)
+        self.written.clear()
+        await self.protocol.handle(RawData(self.client.data_to_send()))
+
+
+async def serving(app: Handler, body: Callable[[Connection], Awaitable[None]], limit: int = 100) -> list[str]:
+    """Runs body against a fresh connection, then closes it; the names of the tasks still running
+    half a second after the close (none, when every handler was let go)."""
+    config = Config()
+    config.accesslog = None
+    config.h2_max_concurrent_streams = limit
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    written: list[bytes] = []
+
+    async def send(event: Event) -> None:
+        if isinstance(event, RawData):
+            written.append(event.data)
+            for _ in range(3):  # a write yields, as the port's does while the socket drains
+                await _sleep(0)
+
+    left: list[str] = []
+
+    async def run() -> None:
+        async with TaskGroup(asyncio.get_running_loop()) as group:
+            protocol = BoundedH2Protocol(
+                wrap_app(app, config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
+                config,
+                WorkerContext(None),
+                group,
+                {},  # type: ignore[arg-type]
+                False,
+                None,
+                None,
+                send,
+            )
+            await protocol.initiate()
+            connection = Connection(protocol, client)
+            connection.written = written
+            await body(connection)
+            await protocol.handle(Closed())
+            await _sleep(0.5)
+            left.extend(t.get_coro().__qualname__ for t in group._task_group._tasks)  # type: ignore[union-attr]
+            for task in group._task_group._tasks:  # type: ignore[union-attr]
+                task.cancel()
+
+    await asyncio.wait_for(run(), 10)
+    return left
+
+
+def test_a_client_frame_as_a_response_ends_breaks_nothing() -> None:
+    """The last write of a response yields (the port's writes wait for the socket); a frame of the
+    client's handled meanwhile must not break the connection (a first version let go of the
+    stream under Hypercorn's send task: a KeyError ended every stream of the connection)."""
+    finished: list[int] = []
+    pending: list[asyncio.Task[None]] = []
+
+    async def body(connection: Connection) -> None:
+        server = connection.protocol.connection
+        end_stream = server.end_stream
+
+        def ending(stream: int) -> None:  # as the response ends, the client opens its window
+            end_stream(stream)
+            connection.client.increment_flow_control_window(100)
+            frame = RawData(connection.client.data_to_send())
+            pending.append(asyncio.get_running_loop().create_task(connection.protocol.handle(frame)))
+
+        server.end_stream = ending  # type: ignore[method-assign,assignment]
+        connection.client.send_headers(1, REQUEST, end_stream=True)
+        await connection.send()
+        for i in range(20):
+            connection.client.ping(b"%08d" % i)
+            await connection.send()
+            await _sleep(0)
+        await asyncio.gather(*pending)
+
+    assert asyncio.run(serving(answering(b"x" * 100, finished), body)) == []
+    assert finished == [1] and pending
+
+
+def test_a_handler_waiting_for_a_closed_client_to_read_is_let_go() -> None:
+    """A client that opens no window and goes away left its handler waiting for ever in
+    Hypercorn's own protocol, and with it the connection."""
+    finished: list[int] = []
+
+    async def body(connection: Connection) -> None:
+        connection.client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        connection.client.send_headers(1, REQUEST, end_stream=True)
+        await connection.send()
+        await asyncio.sleep(0.1)
+
+    assert asyncio.run(serving(answering(b"x" * 100_000, finished), body)) == []
+
+
+def test_priority_signals_put_nothing_in_the_tree() -> None:
+    """Hypercorn put a stream in its priority tree for each PRIORITY frame, opened or not, and
+    every stream's removal then cost time in proportion."""
+    held: list[int] = []
+
+    async def body(connection: Connection) -> None:
+        held.append(len(connection.protocol.priority._streams))  # type: ignore[attr-defined]
+        for stream in range(1, 1800, 2):
+            connection.client.prioritize(stream, weight=16, depends_on=stream + 2)
+        await connection.send()
+        held.append(len(connection.protocol.priority._streams))  # type: ignore[attr-defined]
+
+    assert asyncio.run(serving(answering(b"x", []), body)) == []
+    assert held[1] == held[0]
+
+
+class Clock:
+    """The module's clock and sleep: a wait moves the clock on by what it asked, at once."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds >= 0.01:  # not the reader's look while streams are let go of
+            self.waits.append(seconds)
+        self.now += seconds
+        await _sleep(0)
+
+
+def test_a_client_that_resets_streams_is_read_at_its_budgets_pace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past RESETS_BURST streams ended early, the connection waits before taking in each next one
+    for as long as RESETS_PER_S takes to pay for it; the streams that are over are let go of before
+    each new one, so Hypercorn's tree stays within the connection's bound."""
+    clock = Clock()
+    monkeypatch.setattr(streams, "time", clock)
+    monkeypatch.setattr(streams, "asyncio", clock)
+    monkeypatch.setattr(streams, "RESETS_BURST", 20.0)
+    monkeypatch.setattr(streams, "RESETS_PER_S", 10.0)
+    widest = [0]
+
+    async def body(connection: Connection) -> None:
+        for _ in range(60):
+            stream = connection.client.get_next_available_stream_id()
+            connection.client.send_headers(stream, REQUEST, end_stream=True)
+            connection.client.reset_stream(stream)
+            await connection.send()
+            widest[0] = max(widest[0], len(connection.protocol.stream_buffers))
+
+    assert asyncio.run(serving(answering(b"x" * 100, []), body, limit=8)) == []
+    # 60 resets, 20 of them free: the other 40 each paid for by a wait of 1 / RESETS_PER_S.
+    # (The reader's short looks while streams are let go of move the clock too: a little is free.)
+    assert 35 <= len(clock.waits) <= 40 and all(w == pytest.approx(0.1, abs=0.01) for w in clock.waits), clock.waits
+    assert widest[0] <= 8 + 1
