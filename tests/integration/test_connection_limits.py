@@ -337,10 +337,11 @@ def test_the_grpc_port_refuses_a_connections_streams_past_its_bound(gateway: Gat
 
 
 def test_the_http_port_reads_a_client_that_resets_streams_at_its_budgets_pace(gateway: Gateway) -> None:
-    """Hypercorn held every stream a client opened and reset until its handler wrote again, and
-    took each out in time proportional to how many it held: one such client held every caller of
-    either port at 0.6 s. The port now lets go of reset streams at once and reads a client that
-    resets more than its budget of streams at the budget's pace: 3,000 resets and a ping would
+    """Hypercorn's send task fell behind a client that opened and reset streams, and took each out
+    of its tree in time proportional to how many it held: one such client held every caller of
+    either port at 0.6 s. The port now takes in a new stream only once the streams that are over
+    have mostly gone, and reads a client that resets more than its budget of streams at the
+    budget's pace (tests/unit/test_http_streams.py has the details): 3,000 resets and a ping would
     take it (3,000 - RESETS_BURST) / RESETS_PER_S = 56 s to read, where Hypercorn's own read them
     all at once (and said goodbye at its 1,000 requests a connection)."""
     assert gateway.http_port
