@@ -536,13 +536,14 @@ def with_grpc_environment() -> None:
     started again, the settings leave its environment (gRPC has read them), so the processes it
     starts get their role's (grpc_settings). Set GRPC_EXPERIMENTS yourself (empty: gRPC's defaults)
     to run every process with yours."""
-    if os.environ.pop(_STARTED_AGAIN, None):
-        for name in GRPC_ENVIRONMENT:
+    added = os.environ.pop(_STARTED_AGAIN, None)
+    if added is not None:  # only what was added then: a setting of yours stays
+        for name in added.split(","):
             os.environ.pop(name, None)
         return
     missing = grpc_environment(os.environ)
     if missing:  # with the interpreter's own options
-        os.execve(sys.executable, sys.orig_argv, {**os.environ, **missing, _STARTED_AGAIN: "1"})
+        os.execve(sys.executable, sys.orig_argv, {**os.environ, **missing, _STARTED_AGAIN: ",".join(missing)})
 
 
 def grpc_settings(public: bool) -> dict[str, str]:
