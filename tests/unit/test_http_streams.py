@@ -198,3 +198,28 @@ def test_a_client_that_resets_streams_is_read_at_its_budgets_pace(monkeypatch: p
     # (The reader's short looks while streams are let go of move the clock too: a little is free.)
     assert 35 <= len(clock.waits) <= 40 and all(w == pytest.approx(0.1, abs=0.01) for w in clock.waits), clock.waits
     assert widest[0] <= 8 + 1
+
+
+def test_a_client_flooding_frames_that_move_nothing_is_read_at_its_budgets_pace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """WINDOW_UPDATE, SETTINGS, PING, PRIORITY and empty DATA frames cost the event loop and move no
+    request on: one connection sending nothing else held every caller of either port at 0.24 s
+    (p50). Past CONTROL_BURST of them the connection waits CONTROL_PER_S's time for each, every
+    _EVENTS_PER_TURN events (letting the event loop's other work go first)."""
+    clock = Clock()
+    monkeypatch.setattr(streams, "time", clock)
+    monkeypatch.setattr(streams, "asyncio", clock)
+    monkeypatch.setattr(streams, "CONTROL_BURST", 128.0)
+    monkeypatch.setattr(streams, "CONTROL_PER_S", 64.0)
+
+    async def body(connection: Connection) -> None:
+        for i in range(640):
+            connection.client.increment_flow_control_window(1)
+            connection.client.ping(b"%08d" % i)
+        await connection.send()
+
+    assert asyncio.run(serving(answering(b"x", []), body)) == []
+    # 1,280 frames, 128 free: about 1,152 / 64 = 18 s of waits, in turns of 64 events.
+    assert sum(clock.waits) == pytest.approx(1152 / 64, rel=0.05), clock.waits
+    assert max(clock.waits) <= 64 / 64 + 0.05
