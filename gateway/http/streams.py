@@ -12,20 +12,27 @@ is closed at once.
 
 - takes in a new stream only once the send task has let go of all but a connection's worth
   (`h2_max_concurrent_streams`) of the streams that are over (it lets go of them itself, closing
-  their buffers, so a handler waiting on one is woken), so the tree stays small;
+  their buffers, so a handler waiting on one is woken), so the tree stays small. Hypercorn's send
+  task tries a reset stream again only when its handler writes, and the gateway's handlers write
+  nothing once their client has gone, so the wait makes h2 forget its closed streams and puts each
+  back in the send task's way; a connection whose streams are still held after _SETTLE_LIMIT_S is
+  closed;
 - reads a connection more slowly once its client has made more streams end early than
   RESETS_BURST at once and RESETS_PER_S a second after (its own resets, and those h2 makes for it
   when it breaks the protocol on a stream): the rest of what it sent waits, and its own socket's
   backpressure slows it to that pace, while every other connection goes on;
 - reads a connection more slowly, too, once its client has sent more frames that move no request
-  on (WINDOW_UPDATE, SETTINGS, PING, PRIORITY, empty DATA) than CONTROL_BURST at once and
-  CONTROL_PER_S a second after, and lets the event loop's other work go first every
-  _EVENTS_PER_TURN events: one connection sending only window updates held every caller of either
-  port at 0.24 s (p50); now 2 ms, with the gateway at 2-7 % of a core;
+  on (every frame but a request's headers, its data and its end, and resets: WINDOW_UPDATE,
+  SETTINGS, PING, PRIORITY, empty DATA, and frames h2 takes in without a word, counted by the
+  bytes of a read that made no event) than CONTROL_BURST at once and CONTROL_PER_S a second
+  after, and lets the event loop's other work go first every _EVENTS_PER_TURN events: one
+  connection sending only window updates held every caller of either port at 0.24 s (p50); now
+  2 ms, with the gateway at 2-7 % of a core;
 - ignores PRIORITY signals (RFC 9113 deprecates them): Hypercorn put a stream into its tree for each
   one, opened or not, and never took it out;
 - wakes every handler still waiting to send when the connection closes (Hypercorn left one that
-  waited for a client's window to open waiting for ever, and its connection open).
+  waited for a client's window to open waiting for ever, and its connection open), and reports no
+  "idle" for a handler done after the close (Hypercorn's restarted the 75 s keep-alive).
 
 Measured with one resetting client against a stack (docs/architecture.md, "Streams a connection
 may hold"): a normal caller's GetJob on the gRPC port took 0.6 s (p50) with Hypercorn's own
@@ -38,13 +45,18 @@ tests/integration/test_connection_limits.py and tests/unit/test_http_streams.py 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
+import h2.errors
 import h2.events
 import hypercorn.protocol
-from hypercorn.events import Closed, Event
+from hypercorn.events import Closed, Event, RawData
+from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.events import StreamClosed
 from hypercorn.protocol.h2 import H2Protocol
+from priority.priority import MissingStreamError
 
 # Streams a connection's client may make end early in a burst, and after it each second, before
 # its connection is read more slowly (a browser cancels a few requests when a page goes away).
@@ -59,28 +71,57 @@ CONTROL_BURST = 10_000.0
 CONTROL_PER_S = 1_000.0
 # Events handled before the connection lets the event loop's other work go first.
 _EVENTS_PER_TURN = 64
-_CONTROL = (
-    h2.events.WindowUpdated,
-    h2.events.RemoteSettingsChanged,
-    h2.events.PingReceived,
-    h2.events.PriorityUpdated,
-)
+# How long a new stream may wait for the send task to let go of the streams that are over before
+# the connection is closed (ENHANCE_YOUR_CALM): a client should not hold that many.
+_SETTLE_LIMIT_S = 5.0
+# A read that made no event (frames h2 takes in silently, such as window updates for a stream gone)
+# costs the control budget a frame for every this many bytes.
+_SILENT_FRAME_BYTES = 16
+
+
+def _moves_a_request_on(event: h2.events.Event) -> bool:
+    """Whether an event is a request's progress (a stream opened, data, a request's end, a reset,
+    which has a budget of its own), not a frame that moves nothing on."""
+    if isinstance(event, h2.events.DataReceived):
+        return bool(event.data) or event.stream_ended is not None
+    return isinstance(event, (h2.events.RequestReceived, h2.events.StreamEnded, h2.events.StreamReset))
 
 
 class BoundedH2Protocol(H2Protocol):
     """Hypercorn's HTTP/2 connection, with the streams it holds bounded and a client that makes
-    streams end early past its budget read at the budget's pace."""
+    streams end early, or sends frames that move nothing on, past its budget read at its pace."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._budget = RESETS_BURST
         self._stamp = time.monotonic()
         self._control = _Budget(CONTROL_BURST, CONTROL_PER_S)
+        self._read = 0
+
+    async def handle(self, event: Event) -> None:
+        if isinstance(event, RawData):
+            self._read = len(event.data)
+        await super().handle(event)
+        if isinstance(event, Closed):
+            # A handler waiting for its client to read (a flow-control window left at 0) would
+            # wait for ever on a closed connection, holding it open: its buffer is closed too.
+            for buffer in list(self.stream_buffers.values()):
+                await buffer.close()
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        if self.closed and isinstance(event, StreamClosed):
+            # A handler done after the connection closed: no "idle" to report (Hypercorn's would
+            # start the keep-alive's 75 s over, holding the connection's task that long).
+            await self._close_stream(event.stream_id)
+            return
+        await super().stream_send(event)
 
     async def _handle_events(self, events: list[h2.events.Event]) -> None:
+        if not events:
+            self._control.spend(self._read // _SILENT_FRAME_BYTES)
         kept: list[h2.events.Event] = []
         for index, event in enumerate(events):
-            if isinstance(event, _CONTROL) or (isinstance(event, h2.events.DataReceived) and not event.data):
+            if not _moves_a_request_on(event):
                 self._control.spend()
             if index % _EVENTS_PER_TURN == _EVENTS_PER_TURN - 1:  # a long batch lets others go first
                 await super()._handle_events(kept)
@@ -102,23 +143,33 @@ class BoundedH2Protocol(H2Protocol):
                 self._budget -= 1
             kept.append(event)
         await super()._handle_events(kept)
-
-    async def handle(self, event: Event) -> None:
-        await super().handle(event)
-        if isinstance(event, Closed):
-            # A handler waiting for its client to read (a flow-control window left at 0) would
-            # wait for ever on a closed connection, holding it open: its buffer is closed too.
-            for buffer in list(self.stream_buffers.values()):
-                await buffer.close()
+        wait = self._control.wait()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _priority_updated(self, event: h2.events.PriorityUpdated) -> None:
         """PRIORITY signals are ignored: every stream is served alike."""
 
     async def _settle(self) -> None:
-        """Waits while more streams than a connection's worth are over but still held (their
-        handler told, their buffer not yet let go of by the send task, which it wakes)."""
+        """Waits while a connection's worth of streams are over but still held (their handler told,
+        their buffer not yet let go of). The send task lets go of one when it next tries it and h2
+        says it is closed: h2 is made to forget its closed streams and each is put back in the send
+        task's way. Past _SETTLE_LIMIT_S the connection is closed."""
         limit = self.config.h2_max_concurrent_streams
-        while not self.closed and len(self.stream_buffers) - len(self.streams) >= limit:
+        deadline = time.monotonic() + _SETTLE_LIMIT_S
+        while not self.closed:
+            over = [stream for stream in self.stream_buffers if stream not in self.streams]
+            if len(over) < limit:
+                return
+            if time.monotonic() > deadline:
+                self.connection.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+                await self._flush()
+                await self.send(Closed())
+                return
+            _ = self.connection.open_inbound_streams  # h2 forgets its closed streams as it counts
+            for stream in over:
+                with contextlib.suppress(MissingStreamError):
+                    self.priority.unblock(stream)
             await self.has_data.set()
             await asyncio.sleep(_SETTLE_S)
 
@@ -145,8 +196,8 @@ class _Budget:
         self.left = burst
         self.stamp = time.monotonic()
 
-    def spend(self) -> None:
-        self.left -= 1
+    def spend(self, count: int = 1) -> None:
+        self.left -= count
 
     def wait(self) -> float:
         now = time.monotonic()

@@ -10,6 +10,7 @@ from typing import Any
 
 import h2.config
 import h2.connection
+import h2.events
 import h2.settings
 import pytest
 from hypercorn.asyncio.task_group import TaskGroup
@@ -223,3 +224,64 @@ def test_a_client_flooding_frames_that_move_nothing_is_read_at_its_budgets_pace(
     # 1,280 frames, 128 free: about 1,152 / 64 = 18 s of waits, in turns of 64 events.
     assert sum(clock.waits) == pytest.approx(1152 / 64, rel=0.05), clock.waits
     assert max(clock.waits) <= 64 / 64 + 0.05
+
+
+def test_streams_cancelled_while_their_handlers_wait_leave_the_connection_serving() -> None:
+    """The gateway's handlers send nothing once their client has gone (a watch, a call in flight):
+    Hypercorn let go of such a stream's buffer only when its handler wrote again, so a first
+    version, waiting for a connection's worth of them to go, waited for ever after that many
+    cancelled calls. Cancelling three times the bound, each in its own read, leaves a new call
+    served."""
+    answered: list[int] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/answer":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        while (await receive())["type"] != "http.disconnect":  # a watch: waits, then says nothing
+            pass
+
+    async def body(connection: Connection) -> None:
+        for _ in range(12):
+            stream = connection.client.get_next_available_stream_id()
+            connection.client.send_headers(stream, REQUEST, end_stream=True)
+            await asyncio.wait_for(connection.send(), 5)
+            await _sleep(0.01)
+            connection.client.reset_stream(stream)
+            await asyncio.wait_for(connection.send(), 5)
+            await _sleep(0.01)
+        stream = connection.client.get_next_available_stream_id()
+        connection.client.send_headers(stream, [*REQUEST[:1], (":path", "/answer"), *REQUEST[2:]], end_stream=True)
+        await asyncio.wait_for(connection.send(), 5)
+        for _ in range(50):
+            await _sleep(0.01)
+            for data in connection.written:
+                for event in connection.client.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        answered.append(event.stream_id)
+            connection.written.clear()
+            if answered:
+                break
+
+    assert asyncio.run(serving(app, body, limit=4)) == []
+    assert answered == [25]
+
+
+def test_frames_that_move_nothing_sent_in_small_reads_are_paced_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each read pays its debt when it is handled, however few frames it held."""
+    clock = Clock()
+    monkeypatch.setattr(streams, "time", clock)
+    monkeypatch.setattr(streams, "asyncio", clock)
+    monkeypatch.setattr(streams, "CONTROL_BURST", 100.0)
+    monkeypatch.setattr(streams, "CONTROL_PER_S", 50.0)
+
+    async def body(connection: Connection) -> None:
+        for i in range(300):
+            connection.client.ping(b"%08d" % i)
+            await connection.send()
+
+    assert asyncio.run(serving(answering(b"x", []), body)) == []
+    assert sum(clock.waits) == pytest.approx(200 / 50, rel=0.05), clock.waits
