@@ -17,6 +17,7 @@ from hypercorn.asyncio.task_group import TaskGroup
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData
+from hypercorn.protocol.events import StreamClosed
 from hypercorn.utils import wrap_app
 
 from gateway.http import streams
@@ -315,3 +316,35 @@ def test_frames_h2_takes_in_without_an_event_count_and_a_cut_up_upload_does_not(
     assert asyncio.run(serving(answering(b"x", []), body)) == []
     assert spent[0] == pytest.approx(0, abs=2)  # a SETTINGS ack at most, not the upload
     assert spent[1] == pytest.approx(300, abs=2)
+
+
+def test_what_a_review_found_stays_mended() -> None:
+    """An empty DATA frame that ends a request is its progress, not a frame that moves nothing; a
+    stream h2 resets because its client broke the protocol counts against the reset budget; a
+    handler done after the connection closed reports no "idle" (which restarted the keep-alive)."""
+    seen: dict[str, float] = {}
+    reported: list[object] = []
+
+    async def body(connection: Connection) -> None:
+        client, protocol = connection.client, connection.protocol
+        await connection.send()
+        start = protocol._control.left
+        client.send_headers(1, [(":method", "POST"), *REQUEST[1:]])
+        client.send_data(1, b"", end_stream=True)
+        await connection.send()
+        seen["control"] = start - protocol._control.left
+        # DATA after END_STREAM on stream 3 (as raw frames: the client's h2 would refuse): h2 resets it.
+        client.send_headers(3, REQUEST, end_stream=True)
+        await connection.send()
+        before = protocol._budget
+        data = (1).to_bytes(3, "big") + bytes([0x0, 0]) + (3).to_bytes(4, "big") + b"x"
+        await protocol.handle(RawData(data))
+        seen["resets"] = before - protocol._budget
+        await protocol.handle(Closed())
+        protocol.send = lambda event: reported.append(event) or _sleep(0)  # type: ignore[assignment,method-assign,func-returns-value]
+        await protocol.stream_send(StreamClosed(stream_id=1))
+
+    asyncio.run(serving(answering(b"x", []), body))
+    assert seen["control"] <= 1  # a SETTINGS ack at most, not the request's end
+    assert seen["resets"] == 1
+    assert reported == []
