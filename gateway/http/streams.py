@@ -93,8 +93,7 @@ class BoundedH2Protocol(H2Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._budget = RESETS_BURST
-        self._stamp = time.monotonic()
+        self._resets = _Budget(RESETS_BURST, RESETS_PER_S)
         self._control = _Budget(CONTROL_BURST, CONTROL_PER_S)
         # Every frame h2 parses is counted, events or not (a window update for a stream gone makes
         # none), and a frame cut by a read is counted once, when whole.
@@ -138,12 +137,13 @@ class BoundedH2Protocol(H2Protocol):
                 await super()._handle_events(kept)
                 kept = []
                 await self._settle()
-                if self._over_budget():  # this connection waits; every other one goes on
-                    await asyncio.sleep(-self._budget / RESETS_PER_S)
+                wait = self._resets.wait()
+                if wait > 0:  # this connection waits; every other one goes on
+                    await asyncio.sleep(wait)
                 if self.closed:
                     return
             elif isinstance(event, h2.events.StreamReset):
-                self._budget -= 1
+                self._resets.spend()
             kept.append(event)
         await super()._handle_events(kept)
         wait = self._control.wait()
@@ -177,13 +177,6 @@ class BoundedH2Protocol(H2Protocol):
                     self.priority.unblock(stream)
             await self.has_data.set()
             await asyncio.sleep(_SETTLE_S)
-
-    def _over_budget(self) -> bool:
-        """Whether the client has made more streams end early than its budget allows by now."""
-        now = time.monotonic()
-        self._budget = min(RESETS_BURST, self._budget + (now - self._stamp) * RESETS_PER_S)
-        self._stamp = now
-        return self._budget < 0
 
 
 def install() -> None:

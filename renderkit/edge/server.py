@@ -40,7 +40,7 @@ PUBLIC_HANDSHAKE_MS = 10_000
 # Streams one connection of a public port may hold at once, by default (MAX_STREAMS_PER_CONNECTION;
 # Envoy's edge configuration and nginx use about as many). gRPC counts a stream until its handler is
 # done, so a client that opens streams and resets them at once (HTTP/2 "rapid reset") has at most
-# this many calls in the gateway, and the rest are refused (REFUSED_STREAM) before any Python runs:
+# this many calls in the gateway, and the rest are refused (ENHANCE_YOUR_CALM) before any Python runs:
 # without a bound, one connection doing it held every caller for 0.8-10 s and grew the gateway by
 # 0.7-3.4 GB in 12 s. A client that needs more streams at once (watches) opens more connections.
 PUBLIC_MAX_STREAMS = 100

@@ -166,6 +166,16 @@ class Clock:
         self.now = 1000.0
         self.waits: list[float] = []
 
+    @classmethod
+    def installed(cls, monkeypatch: pytest.MonkeyPatch, **budgets: float) -> Clock:
+        """A clock made the module's, with its budgets (RESETS_BURST=..., and so on) set."""
+        clock = cls()
+        monkeypatch.setattr(streams, "time", clock)
+        monkeypatch.setattr(streams, "asyncio", clock)
+        for name, value in budgets.items():
+            monkeypatch.setattr(streams, name, value)
+        return clock
+
     def monotonic(self) -> float:
         return self.now
 
@@ -180,11 +190,7 @@ def test_a_client_that_resets_streams_is_read_at_its_budgets_pace(monkeypatch: p
     """Past RESETS_BURST streams ended early, the connection waits before taking in each next one
     for as long as RESETS_PER_S takes to pay for it; the streams that are over are let go of before
     each new one, so Hypercorn's tree stays within the connection's bound."""
-    clock = Clock()
-    monkeypatch.setattr(streams, "time", clock)
-    monkeypatch.setattr(streams, "asyncio", clock)
-    monkeypatch.setattr(streams, "RESETS_BURST", 20.0)
-    monkeypatch.setattr(streams, "RESETS_PER_S", 10.0)
+    clock = Clock.installed(monkeypatch, RESETS_BURST=20.0, RESETS_PER_S=10.0)
     widest = [0]
 
     async def body(connection: Connection) -> None:
@@ -208,11 +214,7 @@ def test_a_client_flooding_frames_that_move_nothing_is_read_at_its_budgets_pace(
     """WINDOW_UPDATE, SETTINGS, PING, PRIORITY and empty DATA frames cost the event loop and move no
     request on: one connection sending nothing else held every caller of either port at 0.24 s
     (p50). Past CONTROL_BURST of them the connection waits CONTROL_PER_S's time for each."""
-    clock = Clock()
-    monkeypatch.setattr(streams, "time", clock)
-    monkeypatch.setattr(streams, "asyncio", clock)
-    monkeypatch.setattr(streams, "CONTROL_BURST", 128.0)
-    monkeypatch.setattr(streams, "CONTROL_PER_S", 64.0)
+    clock = Clock.installed(monkeypatch, CONTROL_BURST=128.0, CONTROL_PER_S=64.0)
 
     async def body(connection: Connection) -> None:
         for i in range(640):
@@ -272,11 +274,7 @@ def test_streams_cancelled_while_their_handlers_wait_leave_the_connection_servin
 
 def test_frames_that_move_nothing_sent_in_small_reads_are_paced_too(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each read pays its debt when it is handled, however few frames it held."""
-    clock = Clock()
-    monkeypatch.setattr(streams, "time", clock)
-    monkeypatch.setattr(streams, "asyncio", clock)
-    monkeypatch.setattr(streams, "CONTROL_BURST", 100.0)
-    monkeypatch.setattr(streams, "CONTROL_PER_S", 50.0)
+    clock = Clock.installed(monkeypatch, CONTROL_BURST=100.0, CONTROL_PER_S=50.0)
 
     async def body(connection: Connection) -> None:
         for i in range(300):
@@ -336,10 +334,10 @@ def test_what_a_review_found_stays_mended() -> None:
         # DATA after END_STREAM on stream 3 (as raw frames: the client's h2 would refuse): h2 resets it.
         client.send_headers(3, REQUEST, end_stream=True)
         await connection.send()
-        before = protocol._budget
+        before = protocol._resets.left
         data = (1).to_bytes(3, "big") + bytes([0x0, 0]) + (3).to_bytes(4, "big") + b"x"
         await protocol.handle(RawData(data))
-        seen["resets"] = before - protocol._budget
+        seen["resets"] = before - protocol._resets.left
         await protocol.handle(Closed())
         protocol.send = lambda event: reported.append(event) or _sleep(0)  # type: ignore[assignment,method-assign,func-returns-value]
         await protocol.stream_send(StreamClosed(stream_id=1))
