@@ -163,8 +163,8 @@ class HttpServer:
         self.config.include_server_header = False
         # Watches are long-lived responses: only idle connections are closed.
         self.config.keep_alive_timeout = 75
-        # An HTTP/2 connection's streams open at once, as announced: a client that opens more is
-        # in breach of HTTP/2, and the h2 library closes its connection.
+        # An HTTP/2 connection's streams open at once, as announced: a stream opened past it is
+        # refused alone (gateway.http.streams).
         self.config.h2_max_concurrent_streams = max_streams
         if tls_cert and tls_key:
             self.config.certfile = tls_cert

@@ -28,6 +28,9 @@ is closed at once.
   after, and lets the event loop's other work go first every _EVENTS_PER_TURN events: one
   connection sending only window updates held every caller of either port at 0.24 s (p50); now
   2 ms, with the gateway at 2-7 % of a core;
+- refuses a stream opened past the bound on its own (REFUSED_STREAM, which its client may retry,
+  as RFC 9113 asks), decoding its header block so that header compression stays in step: h2 ends
+  the whole connection, every call on it included;
 - ignores PRIORITY signals (RFC 9113 deprecates them): Hypercorn put a stream into its tree for each
   one, opened or not, and never took it out;
 - wakes every handler still waiting to send when the connection closes (Hypercorn left one that
@@ -38,8 +41,10 @@ Measured with one resetting client against a stack (docs/architecture.md, "Strea
 may hold"): a normal caller's GetJob on the gRPC port took 0.6 s (p50) with Hypercorn's own
 protocol and 5-7 ms with this one (1.5 ms with no such client).
 
-`install` makes Hypercorn's connections use it (requirements.lock pins Hypercorn;
-tests/integration/test_connection_limits.py and tests/unit/test_http_streams.py check it).
+`install` makes Hypercorn's connections use it. It builds on both libraries' internals: Hypercorn's
+protocol and h2's frame handling (`_receive_frame`, `_decode_headers`, `_closed_streams`), so
+requirements.lock pins Hypercorn and h2, and tests/integration/test_connection_limits.py and
+tests/unit/test_http_streams.py check it against the pinned versions.
 """
 
 from __future__ import annotations
@@ -49,9 +54,12 @@ import contextlib
 import time
 from typing import Any
 
+import h2.connection
 import h2.errors
 import h2.events
 import hypercorn.protocol
+from h2.connection import ConnectionInputs
+from h2.stream import StreamClosedBy
 from hypercorn.events import Closed, Event
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.events import StreamClosed
@@ -100,11 +108,43 @@ class BoundedH2Protocol(H2Protocol):
         receive_frame = self.connection._receive_frame
 
         def counted(frame: Frame) -> list[h2.events.Event]:
+            if isinstance(frame, HeadersFrame) and self._refused(frame):
+                return []
             if not _moves_a_request_on(frame):
                 self._control.spend()
             return receive_frame(frame)
 
         self.connection._receive_frame = counted  # type: ignore[method-assign]
+
+    def _refused(self, frame: HeadersFrame) -> bool:
+        """Refuses a stream opened past the connection's bound on its own, with REFUSED_STREAM, as
+        RFC 9113 (5.1.2) asks: h2 would end the whole connection and every call on it (a client may
+        open streams before our SETTINGS reach it). Its header block is decoded all the same, so
+        that the connection's header compression stays in step, and the refusal counts against the
+        reset budget. A later HEADERS frame on a stream so refused gets STREAM_CLOSED, as h2 answers
+        one on a stream it reset itself."""
+        connection = self.connection
+        stream = frame.stream_id
+        if stream in connection.streams or stream % 2 == 0:  # not a client's new stream: h2's to judge
+            return False
+        if connection.open_inbound_streams < connection.local_settings.max_concurrent_streams:
+            return False
+        if stream > connection.highest_inbound_stream_id:
+            code = h2.errors.ErrorCodes.REFUSED_STREAM
+        elif connection._stream_is_closed_by_reset(stream):
+            code = h2.errors.ErrorCodes.STREAM_CLOSED
+        else:
+            return False  # a stream that ended otherwise: h2's connection error
+        connection.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
+        h2.connection._decode_headers(connection.decoder, frame.data)
+        if code == h2.errors.ErrorCodes.REFUSED_STREAM:
+            connection.highest_inbound_stream_id = stream
+            connection._closed_streams[stream] = StreamClosedBy.SEND_RST_STREAM
+        refusal = RstStreamFrame(stream)
+        refusal.error_code = code
+        connection._prepare_for_sending([refusal])
+        self._resets.spend()
+        return True
 
     async def handle(self, event: Event) -> None:
         await super().handle(event)

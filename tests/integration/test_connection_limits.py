@@ -281,6 +281,8 @@ class Answer:
 
     settings: dict[int, int] = field(default_factory=dict)  # what it announced
     refused: int = 0  # streams it refused past its bound (RST_STREAM, ENHANCE_YOUR_CALM)
+    refused_alone: int = 0  # streams it refused past its bound (RST_STREAM, REFUSED_STREAM)
+    responses: int = 0  # HEADERS frames it sent
     pinged: bool = False  # the ping after the streams answered
     closed: bool = False  # GOAWAY, or the connection closed
 
@@ -306,6 +308,10 @@ def answer(sock: socket.socket, for_s: float) -> Answer:
                     seen.settings[int.from_bytes(payload[at : at + 2], "big")] = value
             elif kind == 0x3 and int.from_bytes(payload, "big") == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM:
                 seen.refused += 1
+            elif kind == 0x3 and int.from_bytes(payload, "big") == h2.errors.ErrorCodes.REFUSED_STREAM:
+                seen.refused_alone += 1
+            elif kind == 0x1:
+                seen.responses += 1
             elif kind == 0x6 and flags & 0x1:  # PING, acknowledged
                 seen.pinged = True
             elif kind == 0x7:  # GOAWAY
@@ -353,3 +359,33 @@ def test_the_http_port_reads_a_client_that_resets_streams_at_its_budgets_pace(ga
         assert seen.settings.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS) == STREAMS
         assert not seen.pinged and not seen.closed  # still being read, slowly
         assert healthz(gateway) == 200  # while every other connection goes on
+
+
+def test_the_http_port_refuses_a_stream_past_its_bound_alone(gateway: Gateway) -> None:
+    """A client that opens more streams than the port announced (here: all sent before its
+    SETTINGS are read) has each stream past the bound refused with REFUSED_STREAM, which it may
+    retry, and the rest answered on the same connection; the h2 library alone ended the
+    connection, every call on it included."""
+    assert gateway.http_port
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    body = pb.GetJobRequest(job_id="nope").SerializeToString()
+    request = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":authority", f"127.0.0.1:{gateway.http_port}"),
+        (":path", "/render.v1.RenderService/GetJob"),
+        ("content-type", "application/proto"),
+    ]
+    for _ in range(STREAMS + 3):
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, request)
+        conn.send_data(stream, body, end_stream=True)
+    conn.ping(b"refused!")
+    with socket.create_connection(("127.0.0.1", gateway.http_port), timeout=5) as sock:
+        sock.sendall(conn.data_to_send())
+        seen = answer(sock, 2.0)
+    assert seen.settings.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS) == STREAMS
+    assert seen.refused_alone == 3
+    assert seen.responses == STREAMS  # each stream within the bound answered (no credential: 401)
+    assert seen.pinged and not seen.closed

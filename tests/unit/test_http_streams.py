@@ -19,6 +19,7 @@ from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.events import StreamClosed
 from hypercorn.utils import wrap_app
+from hyperframe.frame import Frame, HeadersFrame, RstStreamFrame
 
 from gateway.http import streams
 from gateway.http.streams import BoundedH2Protocol
@@ -346,3 +347,76 @@ def test_what_a_review_found_stays_mended() -> None:
     assert seen["control"] <= 1  # a SETTINGS ack at most, not the request's end
     assert seen["resets"] == 1
     assert reported == []
+
+
+def test_a_stream_past_the_bound_is_refused_alone() -> None:
+    """A client that opens more streams than the connection allows (one that sends before our
+    SETTINGS reach it, or ignores them) has each stream past the bound refused with REFUSED_STREAM,
+    which it may retry, while its other streams go on (h2 ended the whole connection). A refused
+    stream's headers are decoded all the same: a later request that refers to them through the
+    header compression's table is read as sent."""
+    release = asyncio.Event()
+    served: list[tuple[int, str]] = []
+    refused: list[tuple[int, int]] = []
+    answered: list[int] = []
+    ended: list[object] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        probe = dict(scope["headers"]).get(b"x-probe", b"").decode()
+        served.append((len(served), probe))
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def read(connection: Connection) -> None:
+        for data in connection.written:
+            for event in connection.client.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    answered.append(event.stream_id)
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    ended.append(event)
+        connection.written.clear()
+
+    async def body(connection: Connection) -> None:
+        client, protocol = connection.client, connection.protocol
+        receive_frame = client._receive_frame
+
+        def seen(frame: Frame) -> list[h2.events.Event]:  # resets of streams closed make no event
+            if isinstance(frame, RstStreamFrame):
+                refused.append((frame.stream_id, frame.error_code))
+            return receive_frame(frame)
+
+        client._receive_frame = seen  # type: ignore[method-assign]
+        # Six streams in one read, before the client has read our SETTINGS (a bound of 4): the last
+        # two, past it, carry a header the next request refers to through the table.
+        for stream in range(1, 12, 2):
+            extra = [("x-probe", "refused-then-used")] if stream > 7 else []
+            client.send_headers(stream, [*REQUEST, *extra], end_stream=True)
+        await protocol.handle(RawData(client.data_to_send()))
+        await _sleep(0.05)
+        read(connection)
+        # Trailers on a refused stream, sent before its refusal arrived (raw: the client's h2 knows
+        # it is reset), encoded through the same table.
+        trailers = HeadersFrame(9, client.encoder.encode([("x-trailer", "late")]), flags=["END_HEADERS", "END_STREAM"])
+        await protocol.handle(RawData(trailers.serialize()))
+        read(connection)
+        release.set()
+        for _ in range(100):
+            await _sleep(0.01)
+            read(connection)
+            if len(answered) == 4:
+                break
+        client.send_headers(13, [*REQUEST, ("x-probe", "refused-then-used")], end_stream=True)
+        await connection.send()
+        for _ in range(100):
+            await _sleep(0.01)
+            read(connection)
+            if 13 in answered:
+                break
+
+    assert asyncio.run(serving(app, body, limit=4)) == []
+    assert refused == [(9, 7), (11, 7), (9, 5)]  # REFUSED_STREAM, then STREAM_CLOSED
+    assert sorted(answered) == [1, 3, 5, 7, 13] and not ended
+    assert [probe for _, probe in served] == ["", "", "", "", "refused-then-used"]
