@@ -108,10 +108,18 @@ def to_list(H: np.ndarray) -> list[float]:
 
 
 def from_list(values: list[float] | tuple[float, ...]) -> np.ndarray:
-    """A homography from nine row-major floats."""
+    """A homography from nine row-major floats, scaled so that its largest value is 1: a homography
+    is the same map at any scale, and what uses it compares values with fixed tolerances (the
+    singular test here, the plane's horizon), so 1e10 H and 1e-6 H must read as H does."""
     if len(values) != 9:
         raise GeometryError("a homography has nine values")
     H = np.array(values, dtype=np.float64).reshape(3, 3)
-    if not np.all(np.isfinite(H)) or abs(np.linalg.det(H)) < 1e-12:
+    if not np.all(np.isfinite(H)):
+        raise GeometryError("the homography's values must be finite")
+    largest = float(np.abs(H).max())
+    if largest == 0.0:
+        raise GeometryError("the homography is singular")
+    H = H / largest
+    if abs(np.linalg.det(H)) < 1e-12:
         raise GeometryError("the homography is singular")
     return H

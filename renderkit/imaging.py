@@ -565,13 +565,15 @@ def decode_swatch(
 def grout_bgr(text: str) -> tuple[int, int, int]:
     """The BGR colour of "#RRGGBB" (empty means the default grout); ValueError when malformed."""
     text = text or DEFAULT_GROUT
-    if len(text) != 7 or text[0] != "#":
+    # Six hexadecimal digits exactly: int(..., 16) alone also takes signs, spaces and other
+    # scripts' digits ("#-1-1-1" read as -1, -1, -1).
+    if not _HEX_COLOUR.fullmatch(text):
         raise ValueError("must be a colour written #RRGGBB")
-    try:
-        red, green, blue = (int(text[i : i + 2], 16) for i in (1, 3, 5))
-    except ValueError:
-        raise ValueError("must be a colour written #RRGGBB") from None
+    red, green, blue = (int(text[i : i + 2], 16) for i in (1, 3, 5))
     return blue, green, red
+
+
+_HEX_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
 
 
 def _decode_colour(
@@ -722,6 +724,52 @@ def enlarge_to(image: np.ndarray, side: int) -> np.ndarray:
     height, width = image.shape[:2]
     scale = side / max(height, width)
     return cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LANCZOS4)
+
+
+# The most renditions a request may ask for, and the longest side an enlarged one may have (the
+# pipeline's own: the full image, a 2,048 px high-res and a 512 px preview).
+MAX_RENDITIONS = 8
+MAX_ENLARGED_SIDE = 4096
+# WebP stores each side in 14 bits.
+MAX_WEBP_SIDE = 16383
+
+
+def output_problem(spec: imaging_pb2.OutputSpec, width: int = 0, height: int = 0) -> tuple[str, str] | None:
+    """What is wrong with an output spec, as (field, description), before any work: an unknown
+    format, a quality outside 0-100, too many renditions, a negative side or an enlargement past
+    MAX_ENLARGED_SIDE (each costs memory in proportion), and, when the image's size is known, a
+    WebP rendition larger than WebP holds."""
+    if spec.format not in imaging_pb2.Format.values():
+        return "output.format", f"unknown format {spec.format}"
+    if not 0 <= spec.quality <= 100:
+        return "output.quality", "must be 0 (the default) to 100"
+    if len(spec.renditions) > MAX_RENDITIONS:
+        return "output.renditions", f"at most {MAX_RENDITIONS}, got {len(spec.renditions)}"
+    for i, rendition in enumerate(spec.renditions):
+        if rendition.max_side < 0:
+            return f"output.renditions[{i}].max_side", "must be 0 (the full size) or more"
+        if rendition.upscale and rendition.max_side > MAX_ENLARGED_SIDE:
+            return (
+                f"output.renditions[{i}].max_side",
+                f"an enlarged rendition has at most {MAX_ENLARGED_SIDE} px a side",
+            )
+    if spec.format == imaging_pb2.FORMAT_WEBP and width and height:
+        for i, rendition in enumerate(spec.renditions or [imaging_pb2.Rendition()]):
+            side = rendition_side(rendition, max(width, height))
+            if side > MAX_WEBP_SIDE:
+                return "output.format", (
+                    f"WebP holds at most {MAX_WEBP_SIDE} px a side; rendition {i} would have {side}"
+                )
+    return None
+
+
+def rendition_side(rendition: imaging_pb2.Rendition, side: int) -> int:
+    """The longer side of a rendition of an image whose longer side is `side`."""
+    if rendition.max_side <= 0:
+        return side
+    if rendition.upscale or rendition.max_side < side:
+        return rendition.max_side
+    return side
 
 
 # Renditions are encoded side by side: libjpeg and libpng use one thread an image and release the

@@ -16,9 +16,10 @@ from opentelemetry import metrics
 
 from render.generation.v1 import generation_service_pb2 as pb
 from render.generation.v1 import generation_service_pb2_grpc as pb_grpc
+from render.imaging.v1 import imaging_pb2
 from renderkit import imaging
 from renderkit.edge import Dependency, Edge
-from renderkit.errors import abort, error_info
+from renderkit.errors import abort, bad_request, error_info
 from renderkit.material_maps import material_map_images
 from renderkit.settings import env_bool, env_float, env_int, env_str
 from renderkit.triton import TritonModels
@@ -309,11 +310,21 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "mask: must be the image's size")
         return mask
 
+    async def _check_output(self, context: grpc.aio.ServicerContext, output: imaging_pb2.OutputSpec) -> None:  # type: ignore[type-arg]
+        """Refuses an output spec that cannot be met before the provider is paid (its sizes are
+        known only once the image is back)."""
+        problem = imaging.output_problem(output)
+        if problem is not None:
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"{problem[0]}: {problem[1]}", bad_request([problem])
+            )
+
     async def Generate(
         self,
         request: pb.GenerateRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.GenerateResponse:
+        await self._check_output(context, request.output)
         references = [await self._decode(context, data, "reference_images") for data in request.reference_images]
         task = ImageTask(
             kind="generate",
@@ -337,6 +348,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         request: pb.EditRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.EditResponse:
+        await self._check_output(context, request.output)
         image = await self._decode(context, request.image, "image")
         mask = await self._mask(context, request.mask_png, image.shape)
         quality = request.quality or "hd"
@@ -357,6 +369,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         request: pb.RefineRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.RefineResponse:
+        await self._check_output(context, request.output)
         image = await self._decode(context, request.image, "image")
         mask = await self._mask(context, request.mask_png, image.shape)
         prompt = request.prompt or DEFAULT_REFINE_PROMPT

@@ -96,6 +96,13 @@ class Sampling:
         x0, y0 = max(0, x - _FEATHER_REACH), max(0, y - _FEATHER_REACH)
         w, h = min(width, x + w + _FEATHER_REACH) - x0, min(height, y + h + _FEATHER_REACH) - y0
         self.box = x, y, w, h = x0, y0, w, h
+        # A homography's sign is arbitrary: the surface is on the side of the plane's horizon
+        # where its mask is, so the map is turned to put the mask's centroid (of every 8th row and
+        # column: a mean of the mask's points, in front wherever they all are) in front.
+        ys, xs = np.nonzero(mask[y : y + h : 8, x : x + w : 8])
+        cx, cy = (x + 8 * float(xs.mean()), y + 8 * float(ys.mean())) if ys.size else (x + w / 2, y + h / 2)
+        if self.T[2, 0] * cx + self.T[2, 1] * cy + self.T[2, 2] < 0:
+            self.T = -self.T
         atlas_made = _POOL.submit(build_mip_atlas, swatch, FRACTIONS, finest_blend(self.T, x, y, w, h), _POOL)
         # Strip edges on multiples of the sampler's blocks, so strips sample exactly as one pass.
         strip = min(_STRIP_PIXELS, max(_STRIP_PIXELS // 2, height * width // _STRIP_SHARE))
@@ -271,7 +278,10 @@ def _blend_into(out: np.ndarray, material: np.ndarray, photo: np.ndarray, alpha:
         mixed = cv2.blendLinear(material, photo, alpha.astype(np.float32), (255 - alpha).astype(np.float32))
         np.copyto(out, mixed)
         return
-    cv2.copyTo(material, cv2.compare(alpha, 255, cv2.CMP_EQ), out)  # type: ignore[call-overload]
+    # Where alpha is 255 (cv2.compare takes a scalar for an array as an array of one pixel, and
+    # refuses a photo of one pixel).
+    whole = cv2.threshold(alpha, 254, 255, cv2.THRESH_BINARY)[1]
+    cv2.copyTo(material, whole, out)  # type: ignore[call-overload]
     if count:
         xs, ys = cv2.findNonZero(partial).reshape(-1, 2).T
         a = alpha[ys, xs].astype(np.float32)[:, None] * np.float32(1.0 / 255.0)

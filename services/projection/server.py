@@ -147,10 +147,11 @@ def _inputs_problem(
     material_maps: bool,
     budget_bytes: int,
     outline: Sequence[imaging_pb2.Point] = (),
+    output: imaging_pb2.OutputSpec | None = None,
 ) -> tuple[str, str] | None:
     """What is wrong with the inputs as their headers tell it, as (field, description), before any
     pixel is decoded: a refused image, a mask of another size (or no mask and no usable outline),
-    or more memory than the budget."""
+    an output the composite cannot be encoded as, or more memory than the budget."""
     infos: dict[str, imaging.ImageInfo] = {}
     images = (("photo", photo), ("swatch", swatch)) + ((("mask_png", mask),) if mask else ())
     for field, data in images:
@@ -165,6 +166,10 @@ def _inputs_problem(
             return "mask_png", "must be the size of the photo"
     else:
         problem = _outline_problem(outline, photo_info)
+        if problem is not None:
+            return problem
+    if output is not None:
+        problem = imaging.output_problem(output, photo_info.width, photo_info.height)
         if problem is not None:
             return problem
     photo_pixels, swatch_info = photo_info.pixels, infos["swatch"]
@@ -222,6 +227,22 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
                 "row_offset must be in [0, 1)",
                 bad_request([("row_offset", "must be at least 0 and less than 1")]),
             )
+        if not math.isfinite(request.rotation_degrees):
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "rotation_degrees must be finite",
+                bad_request([("rotation_degrees", "must be a finite number of degrees")]),
+            )
+        try:
+            homography.from_list(list(request.homography.m))
+        except homography.GeometryError as exc:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"homography: {exc}",
+                bad_request([("homography", str(exc))]),
+            )
         outside = [name for name in ("repeats_u", "repeats_v") if not 0 < getattr(request, name) <= MAX_REPEATS]
         if outside:  # NaN too
             await abort(
@@ -241,7 +262,9 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
             )
         # Each access to a bytes field copies it: read the images once.
         photo, swatch, mask = request.photo, request.swatch, request.mask_png
-        problem = _inputs_problem(photo, swatch, mask, request.material_maps, self.memory_budget_bytes, request.outline)
+        problem = _inputs_problem(
+            photo, swatch, mask, request.material_maps, self.memory_budget_bytes, request.outline, request.output
+        )
         if problem is not None:
             await abort(
                 context, grpc.StatusCode.INVALID_ARGUMENT, f"{problem[0]}: {problem[1]}", bad_request([problem])

@@ -227,6 +227,8 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     weight = _halved(mask) if factor > 1 else mask
     grid = _Grid.fit(to_plane, weight, factor)
     sampled, valid = grid.sample(_pyramid(_luminance_and_weight(photo_bgr, weight, factor)))
+    if not valid.any():  # a mask of thin lines or scattered pixels: no cell is mostly surface
+        raise _Unsuitable("no surface in the grid")
     log_l: np.ndarray = np.log(sampled + np.float32(1e-4))
     weights = valid.astype(np.float32)
     log_l = np.where(valid, log_l, _normalised_blur(log_l, weights, 8.0)).astype(np.float32)

@@ -8,6 +8,7 @@ import json
 import random
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -462,3 +463,48 @@ def test_a_provider_reporting_more_than_the_budget_is_counted_at_the_budget(fake
     result = run(generator(primary), budget=budget)
     assert result.cost == budget  # what the job reports, and is billed, never passes its budget
     assert outcomes(result) == ["ok"] and "10000000 tokens" in result.attempts[0].detail
+
+
+def test_an_output_the_stage_cannot_encode_is_refused_before_the_provider_is_paid(fakes: Fakes) -> None:
+    """An unknown format was refused only by the encoder, after the provider had been paid; an
+    enlargement of any size allocated what it asked for."""
+    from google.rpc import error_details_pb2
+
+    from render.generation.v1 import generation_service_pb2 as gen_pb
+    from render.imaging.v1 import imaging_pb2
+    from renderkit.errors import status_details, unpack_detail
+
+    primary, _ = fakes
+    settings = GenerationSettings(
+        stage=StageSettings("127.0.0.1:0", "", 1.0),
+        openai_api_key="sk-test",
+        openai_base_url=primary.base_url,
+        openai_model="gpt-image-1",
+        openai_timeout_s=10,
+        openai_max_retries=2,
+    )
+    servicer = GenerationServicer(settings, generator(primary), PriceTable())
+    refused: list[tuple[str, set[str]]] = []
+
+    class Context:
+        async def abort(self, code: object, message: str, trailing_metadata: Any = ()) -> None:
+            bad = unpack_detail(status_details(trailing_metadata), error_details_pb2.BadRequest)
+            refused.append((getattr(code, "name", ""), {v.field for v in bad.field_violations} if bad else set()))  # type: ignore[attr-defined]
+            raise RuntimeError("aborted")
+
+    outputs = [
+        imaging_pb2.OutputSpec(format=99),  # type: ignore[arg-type]
+        imaging_pb2.OutputSpec(renditions=[imaging_pb2.Rendition(name="u", max_side=50_000, upscale=True)]),
+    ]
+    for output in outputs:
+        request = gen_pb.GenerateRequest(
+            prompt="a kitchen",
+            width=1024,
+            height=1024,
+            output=output,
+            budget=gen_pb.Budget(max_tokens=10**6, max_cents=1e6),
+        )
+        with pytest.raises(RuntimeError, match="aborted"):
+            asyncio.run(servicer.Generate(request, Context()))  # type: ignore[arg-type]
+    assert refused == [("INVALID_ARGUMENT", {"output.format"}), ("INVALID_ARGUMENT", {"output.renditions[0].max_side"})]
+    assert not primary.requests

@@ -177,6 +177,94 @@ def test_an_unusable_outline_is_refused_naming_the_field(outline: list[tuple[flo
     assert set(info.value.fields) == {field}
 
 
+def bad_fields(request: pb.ProjectRequest) -> set[str]:
+    """The fields the servicer's refusal of a request names (its status is INVALID_ARGUMENT)."""
+    with pytest.raises(Aborted) as info:
+        project(request)
+    assert info.value.code.name == "INVALID_ARGUMENT"
+    return set(info.value.fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"rotation_degrees": float("nan")}, "rotation_degrees"),  # was a ValueError: UNKNOWN
+        ({"rotation_degrees": float("inf")}, "rotation_degrees"),
+        ({"homography": imaging_pb2.Homography(m=[1.0] * 8)}, "homography"),  # was reported as the photo's
+        ({"homography": imaging_pb2.Homography(m=[0.0] * 9)}, "homography"),
+        ({"output": imaging_pb2.OutputSpec(format=99)}, "output.format"),  # type: ignore[arg-type]  # was refused after rendering
+        ({"output": imaging_pb2.OutputSpec(quality=101)}, "output.quality"),
+        (
+            {"output": imaging_pb2.OutputSpec(renditions=[imaging_pb2.Rendition(name=str(i)) for i in range(9)])},
+            "output.renditions",
+        ),
+        (
+            # an 18 KB request that asked for a 60,000 px enlargement allocated gigabytes
+            {
+                "output": imaging_pb2.OutputSpec(
+                    renditions=[imaging_pb2.Rendition(name="u", max_side=60_000, upscale=True)]
+                )
+            },
+            "output.renditions[0].max_side",
+        ),
+        (
+            {"output": imaging_pb2.OutputSpec(renditions=[imaging_pb2.Rendition(name="s", max_side=-5)])},
+            "output.renditions[0].max_side",
+        ),
+        (
+            {
+                "output": imaging_pb2.OutputSpec(
+                    format=imaging_pb2.FORMAT_WEBP,
+                    renditions=[imaging_pb2.Rendition(name="u", max_side=4096, upscale=True)],
+                )
+            },
+            None,  # within WebP's sides: rendered
+        ),
+        ({"grout_color": "#-1-1-1"}, "grout_color"),  # int(..., 16) took the signs
+        ({"grout_color": "#\uff11\uff12\uff13\uff14\uff15\uff16"}, "grout_color"),  # and other scripts' digits
+    ],
+)
+def test_a_request_the_stage_cannot_meet_is_refused_naming_the_field(fields: dict[str, Any], field: str | None) -> None:
+    request = swap_request(imaging.encode(scenes.plank_texture(64))[0])
+    request.MergeFrom(pb.ProjectRequest(**{k: v for k, v in fields.items() if k not in ("homography", "output")}))
+    for name in ("homography", "output"):
+        if name in fields:
+            getattr(request, name).CopyFrom(fields[name])
+    if field is None:
+        assert project(request).images[0].width == 4096
+    else:
+        assert bad_fields(request) == {field}
+
+
+def test_a_webp_too_large_for_its_format_is_refused_as_the_outputs_fault() -> None:
+    request = swap_request(imaging.encode(scenes.plank_texture(64))[0])
+    request.photo, request.mask_png = forged_jpeg(16_400, 600), forged_mask(16_400, 600)
+    request.output.CopyFrom(imaging_pb2.OutputSpec(format=imaging_pb2.FORMAT_WEBP))
+    assert bad_fields(request) == {"output.format"}
+
+
+@pytest.mark.parametrize("scale", [-1.0, 1e10, 1e-6])
+def test_a_homography_renders_the_same_at_any_scale_and_sign(scale: float) -> None:
+    """A homography is the same map at any scale: -H and 1e10 H rendered nothing (every pixel
+    read as behind the camera), 1e-6 H was refused as singular."""
+    swatch = imaging.encode(scenes.plank_texture(64))[0]
+    plain = project(swap_request(swatch))
+    scaled = swap_request(swatch)
+    scaled.homography.CopyFrom(imaging_pb2.Homography(m=homography.to_list(scale * SCENE.homography)))
+    image, expected = (imaging.decode_bgr(r.images[0].data) for r in (project(scaled), plain))
+    assert np.abs(image.astype(int) - expected).max() <= 2
+    assert not np.array_equal(image, imaging.decode_bgr(swap_request(swatch).photo))
+
+
+def test_a_photo_of_one_pixel_renders() -> None:
+    """cv2.compare took the scalar 255 for an array of one pixel and refused a 1 x 1 alpha."""
+    request = swap_request(imaging.encode(scenes.plank_texture(64))[0])
+    request.photo = imaging.encode(np.full((1, 1, 3), 90, np.uint8), imaging_pb2.FORMAT_PNG)[0]
+    request.mask_png = imaging.encode_mask(np.full((1, 1), 255, np.uint8))
+    request.homography.CopyFrom(imaging_pb2.Homography(m=homography.to_list(np.diag([1.0, 1.0, 1.0]))))
+    assert project(request).images[0].width == 1
+
+
 def test_sampling_started_before_a_photo_that_fails_to_decode_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[Sampling] = []
     cancelled: list[Sampling] = []

@@ -310,6 +310,17 @@ def test_a_plane_that_cannot_be_rectified_falls_back_to_the_blur() -> None:
     assert shading.region(100, 100, 10, 4).shape == (4, 10)
 
 
+def test_a_mask_of_scattered_pixels_falls_back_to_the_blur() -> None:
+    """A dithered mask (every other pixel) leaves no grid cell mostly surface: the texture-space
+    estimate had nothing to filter and raised an IndexError, an internal error for a legal request."""
+    photo = np.full((HEIGHT, WIDTH, 3), 120, np.uint8)
+    dithered = np.zeros((HEIGHT, WIDTH), np.uint8)
+    dithered[100:300:2, 100:300:2] = 255
+    shading = estimate_shading(photo, dithered, np.eye(3))
+    assert shading.method == BLUR
+    assert np.isfinite(shading.region(100, 100, 200, 200)).all()
+
+
 def test_linear_srgb_round_trip_is_what_the_photos_use() -> None:
     grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
     assert np.abs(linear_to_srgb(srgb_to_linear(grey)).astype(int) - grey).max() <= 1
