@@ -46,11 +46,23 @@ class PriceTable:
         """The defaults, with what a JSON object (a file's path, or the JSON itself) changes."""
         if not source:
             return cls()
-        text = Path(source).read_text() if not source.lstrip().startswith("{") else source
+        text = source if source.lstrip().startswith(("{", "[")) else Path(source).read_text()
         values = json.loads(text)
+        if not isinstance(values, dict):
+            raise ValueError("CREDIT_PRICES: must be a JSON object of prices")
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"CREDIT_PRICES: unknown prices {sorted(unknown)}")
+        for name, value in values.items():
+            # Whole credits (the ledger's scripts count in integers: 2.5 failed every submit) and
+            # none negative (a job would reserve less than its base); a rate of credits a cent may
+            # be fractional, but not negative nor past what a float holds.
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if name == "credits_per_cent":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                    raise ValueError(f"CREDIT_PRICES: credits_per_cent must be a number, 0 or more (got {value!r})")
+            elif not whole or value < 0:
+                raise ValueError(f"CREDIT_PRICES: {name} must be a whole number of credits, 0 or more (got {value!r})")
         return cls(**values)
 
     def credits(self, cents: float) -> int:

@@ -372,6 +372,27 @@ def test_stalled_work_is_put_back_and_renewed_work_is_not(redis_url: str) -> Non
     run(body, redis_url)
 
 
+def test_a_lease_that_ran_out_is_not_renewed_once_its_slot_may_run_another_job(redis_url: str) -> None:
+    """A take counts only unexpired slots: a dispatcher cut off for longer than its lease, whose
+    tenant's one slot then went to another job, renewed its own job all the same, and the tenant
+    ran two jobs at a concurrency of one (a review found it). Such a renewal is now refused, and the
+    reaper puts the job back."""
+
+    async def body(ledger: Ledger) -> None:
+        await ledger.set_tenant_limits("solo", {"concurrency": 1})
+        first = (await ledger.submit(new_job(tenant="solo"))).job_id
+        second = (await ledger.submit(new_job(tenant="solo"))).job_id
+        assert await claim(ledger, first, "cut-off", lease_s=0.2) == 1
+        await asyncio.sleep(0.3)  # its lease runs out; no reaper has looked yet
+        taken = await ledger.take("other", LEASE_S, DETACHED)
+        assert taken is not None and taken[0] == second  # the slot counted free
+        assert not await ledger.renew("cut-off", first, LEASE_S)
+        assert (await ledger.tenant_usage("solo", now_ms())).running == 1
+        assert await ledger.requeue_expired() == 1  # the lost job goes back to wait for the slot
+
+    run(body, redis_url)
+
+
 @contextlib.asynccontextmanager
 async def work_notices(ledger: Ledger) -> AsyncIterator[Callable[[], Awaitable[int]]]:
     """Subscribed to the work channel: a count of the notices heard since it was last called."""
@@ -671,6 +692,27 @@ def test_a_stored_rate_however_small_limits_submits_without_failing_them(redis_u
             assert 86000 < limited.value.retry_after_s <= 86400, (tenant, limited.value.retry_after_s)
             with pytest.raises(RateLimited):
                 await ledger.precheck(tenant, 0)
+
+    run(body, redis_url, tenant_defaults=TenantLimits(queue_quota=0))
+
+
+@pytest.mark.parametrize("rate", [10_000.0, 50_000.0, 100_000.0])
+def test_a_high_rate_still_holds_its_burst(redis_url: str, monkeypatch: pytest.MonkeyPatch, rate: float) -> None:
+    """The rate's next allowed time was stored with 14 digits, which left a millisecond timestamp
+    one decimal: at any rate over 20,000 a second (the admin API takes up to 100,000) the interval
+    rounded away and nothing was limited (a review found 500 of 500 admitted at one instant)."""
+    import gateway.ledger.jobs as jobs
+
+    monkeypatch.setattr(jobs, "now_ms", lambda: 1_750_000_000_000)
+
+    async def body(ledger: Ledger) -> None:
+        await ledger.set_tenant_limits("fast", {"rate_per_s": rate, "burst": 10})
+        admitted = 0
+        for _ in range(200):
+            with contextlib.suppress(RateLimited):
+                await ledger.precheck("fast", 0)
+                admitted += 1
+        assert admitted == 10
 
     run(body, redis_url, tenant_defaults=TenantLimits(queue_quota=0))
 

@@ -57,3 +57,24 @@ def test_a_cancelled_batch_pays_for_the_rooms_that_rendered() -> None:
     # 4 rooms at 2 each: one rendered (2) and its provider's 2 cents; nothing for the others.
     assert charge_for_cancelled_batch(4, rendered, Price(8, 40), PRICES) == 2 + PRICES.credits(2.0)
     assert charge_for_cancelled_batch(4, [], Price(8, 40), PRICES) == 0
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{"room_render": 2.5}',  # the ledger counts whole credits: every priced submit failed
+        '{"material_swap": -10}',  # a job would reserve less than its base
+        '{"variant": true}',
+        '{"texture_edit": "2"}',
+        '{"credits_per_cent": -1}',
+        '{"credits_per_cent": 1e999}',
+        "[1, 2]",
+    ],
+)
+def test_a_price_table_with_a_price_the_ledger_cannot_take_is_refused_at_start(source: str) -> None:
+    with pytest.raises(ValueError, match="CREDIT_PRICES"):
+        PriceTable.load(source)
+
+
+def test_a_fractional_rate_of_credits_a_cent_is_a_price_table_may_hold() -> None:
+    assert PriceTable.load('{"credits_per_cent": 0.5, "room_render": 0}').credits(3) == 2

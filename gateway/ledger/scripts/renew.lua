@@ -1,13 +1,17 @@
 -- Renews a running job's lease (and its tenant's concurrency slot), only while the renewing
 -- dispatcher still owns it: one whose job was taken over, requeued or ended learns so (0) and stops.
+-- A lease that has already run out is not renewed either: a take counts only unexpired slots, so
+-- the slot may already run another of the tenant's jobs (a dispatcher cut off from Redis for
+-- longer than its lease comes back to find its job lost, and the reaper puts it back).
 -- KEYS: job, running (all)
--- ARGV: 1 job_id, 2 owner, 3 expiry_ms, 4 tenant running template
+-- ARGV: 1 job_id, 2 owner, 3 expiry_ms, 4 tenant running template, 5 now_ms
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then
   return 0
 end
 local tenant = redis.call('HGET', KEYS[1], 'tenant')
 local member = tenant .. '|' .. ARGV[1]
-if not redis.call('ZSCORE', KEYS[2], member) then return 0 end
+local expiry = redis.call('ZSCORE', KEYS[2], member)
+if not expiry or tonumber(expiry) < tonumber(ARGV[5]) then return 0 end
 redis.call('ZADD', KEYS[2], 'XX', ARGV[3], member)
 redis.call('ZADD', string.format(ARGV[4], tenant), 'XX', ARGV[3], ARGV[1])
 return 1

@@ -16,13 +16,16 @@ local function gcra(rate_key, rate, burst, now)
   local tat = tonumber(redis.call('GET', rate_key) or '0') or 0
   if tat < now then tat = now end
   local allowed_at = tat - interval * (math.max(1, burst) - 1)
-  if now < allowed_at then return math.ceil(allowed_at - now), nil end
+  -- Within a microsecond counts as on time: the sums of a fractional interval drift by less.
+  if now + 0.001 < allowed_at then return math.ceil(allowed_at - now), nil end
   return 0, tat + interval
 end
 
 local function gcra_store(rate_key, new_tat, now)
   if new_tat then
     local px = math.min(math.ceil(new_tat - now) + 1000, GCRA_MAX_PX)
-    redis.call('SET', rate_key, tostring(new_tat), 'PX', px)
+    -- Microseconds kept: tostring's 14 digits leave a millisecond timestamp one decimal, which
+    -- rounded away the interval of any rate over 20,000 a second (none was limited).
+    redis.call('SET', rate_key, string.format('%.6f', new_tat), 'PX', px)
   end
 end
