@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from gateway.context import JobContext, JobFailure
-from gateway.ledger import LimitError, NewJob, NotOwner, QueueFull, StoredJob, progress_event
+from gateway.ledger import Ledger, LimitError, NewJob, NotOwner, QueueFull, StoredJob, progress_event
 from gateway.ledger.jobs import new_job_id
 from gateway.pricing import CALLERS_FAULT
 from gateway.requests import SURFACES
@@ -73,8 +73,7 @@ async def submit_child(ctx: JobContext, index: int) -> str | None:
         fingerprint=f"batch:{ctx.job_id}:{index}",
         project_id=request.project_id,
         user_id=request.user_id,
-        # "/" is not in any key a caller may send (validation._ID): a tenant cannot claim it first.
-        idempotency_key=f"batch/{ctx.job_id}/{index}",
+        idempotency_key=child_key(ctx.job_id, index),  # a tenant cannot claim it first
         webhook_url=hook.url if rooms_hooked else "",
         webhook_events="completed" if rooms_hooked else "",
         total_steps=3,
@@ -111,14 +110,28 @@ def child_view(index: int, room: pb.RoomRender, job_id: str, stored: StoredJob |
     return child
 
 
-async def cancel_children(ctx: JobContext) -> None:
-    """Cancels every child of the batch that has not ended: those recorded, and a room submitted
-    but not yet recorded when the cancel came (found by its idempotency key)."""
-    recorded = await ctx.ledger.children(ctx.job_id)
-    for index in range(len(ctx.request.room_batch.rooms)):
-        child_id = recorded.get(index) or await ctx.ledger.job_for_key(ctx.tenant, f"batch/{ctx.job_id}/{index}")
+def child_key(batch_id: str, index: int) -> str:
+    """The idempotency key of a batch's room ("/" is in no key a caller may send: validation._ID)."""
+    return f"batch/{batch_id}/{index}"
+
+
+async def submitted_children(ledger: Ledger, tenant: str, batch_id: str, rooms: int) -> list[str]:
+    """The ids of a batch's rooms submitted so far: those recorded, and a room submitted but not yet
+    recorded (its dispatcher died between the two, or the cancel came between them), found by its
+    idempotency key."""
+    recorded = await ledger.children(batch_id)
+    found = []
+    for index in range(rooms):
+        child_id = recorded.get(index) or await ledger.job_for_key(tenant, child_key(batch_id, index))
         if child_id:
-            await ctx.ledger.cancel(child_id)
+            found.append(child_id)
+    return found
+
+
+async def cancel_children(ctx: JobContext) -> None:
+    """Cancels every child of the batch that has not ended (submitted_children)."""
+    for child_id in await submitted_children(ctx.ledger, ctx.tenant, ctx.job_id, len(ctx.request.room_batch.rooms)):
+        await ctx.ledger.cancel(child_id)
 
 
 async def run_room_batch(ctx: JobContext) -> pb.JobResult:

@@ -17,6 +17,7 @@ import grpc
 
 from gateway.assets import AssetRefused, AssetStore, image_info
 from gateway.auth.principal import Scope, current_principal
+from gateway.batch import submitted_children
 from gateway.ledger import (
     AssetQuotaExceeded,
     CreditEntry,
@@ -427,7 +428,11 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         if await self.ledger.cancel(request.job_id, await self._batch_cancel_charge(current)):
             log.info("job %s cancelled", request.job_id)
             JOBS_ENDED.add(1, {"kind": current.job.kind, "state": "cancelled", "error_code": ""})
-        for child_id in (await self.ledger.children(request.job_id)).values():
+        if current.job.kind == "room_batch":  # its rooms, a room submitted but not yet recorded too
+            children = await submitted_children(self.ledger, tenant, request.job_id, current.job.total_steps)
+        else:
+            children = list((await self.ledger.children(request.job_id)).values())
+        for child_id in children:
             if await self.ledger.cancel(child_id):
                 log.info("job %s cancelled with its batch %s", child_id, request.job_id)
                 JOBS_ENDED.add(1, {"kind": "room_render", "state": "cancelled", "error_code": ""})

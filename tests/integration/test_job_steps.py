@@ -19,6 +19,7 @@ import pytest
 from devstack.launcher import ROOT, free_port
 from gateway.context import JobContext, JobFailure, write_outputs
 from gateway.ledger import Ledger, LedgerUnavailable, NotOwner
+from gateway.ledger import keys as keys_module
 from gateway.ledger.connection import connect
 from gateway.stages import StageClients
 from gateway.validation import Limits
@@ -282,6 +283,41 @@ def test_a_batch_taken_over_keeps_the_room_its_first_run_submitted(redis_url: st
         await cancel_children(ctx)
         for room in (kept, "room-1"):
             assert await state_of(ledger, room) == pb.JOB_STATE_CANCELLED, room
+
+    run(body, redis_url)
+
+
+def test_cancelling_a_batch_whose_dispatcher_died_mid_submit_cancels_the_room_it_submitted(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The batch's dispatcher killed between submitting a room and recording it: the client's
+    CancelJob cancelled only the rooms recorded, and the batch, ended, never ran again to find the
+    other, which then rendered unbilled (a review found it). CancelJob finds it by its key too."""
+    from gateway.auth.principal import Principal, Scope, set_principal
+    from gateway.batch import child_key
+    from gateway.ledger import NewJob
+    from gateway.pricing import PriceTable
+    from gateway.servicer import RenderServicer
+
+    class Links:
+        def fill_job(self, job: pb.Job) -> pb.Job:
+            return job
+
+    async def body(ledger: Ledger) -> None:
+        ctx = await batch_run(ledger, tmp_path, 2)
+        await ledger.redis.hset(keys_module.job(ctx.job_id), mapping={"kind": "room_batch", "total_steps": 2})
+        rooms = [
+            NewJob(f"room-{i}", "acme", "room_render", b"", {}, "f", "", "", child_key(ctx.job_id, i), 3)
+            for i in (0, 1)
+        ]
+        for room in rooms:
+            await ledger.submit(room, rate_limited=False)
+        await ledger.add_child(ctx.job_id, "w1", 0, "room-0")  # room 1's record never made: kill -9
+        servicer = RenderServicer(ledger, None, None, None, PriceTable(), assets=None, links=Links())  # type: ignore[arg-type]
+        set_principal(Principal(tenant="acme", subject="key:x", scopes=frozenset({Scope.RENDER})))
+        await servicer.CancelJob(pb.CancelJobRequest(job_id=ctx.job_id), None)  # type: ignore[arg-type]
+        for job_id in (ctx.job_id, "room-0", "room-1"):
+            assert await state_of(ledger, job_id) == pb.JOB_STATE_CANCELLED, job_id
 
     run(body, redis_url)
 
