@@ -7,6 +7,7 @@ storage under `assets/{tenant}/{id}` until the sweeper (gateway.assets) deletes 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +109,7 @@ class Assets(LedgerBase):
                 keys.EXPIRING_ASSETS,
                 keys.tenant_limits(tenant),
                 keys.tenant_rate(tenant),
+                keys.counted(tenant, secrets.token_hex(8)),  # a retry carries the same mark: counted once
             ],
             args=[asset_id, tenant, now_ms, expire_ms, defaults.rate_per_s, defaults.burst, quota, step, *fields],
         )

@@ -357,6 +357,7 @@ class Jobs(LedgerBase):
                 keys.tenant_active(tenant),
                 keys.ACTIVE_SET,
                 keys.credits_balance(tenant),
+                keys.counted(tenant, _op()),  # a retry carries the same mark: counted once
             ],
             args=[now_ms(), repr(defaults.rate_per_s), defaults.burst, defaults.queue_quota, self.queue_limit, price],
         )

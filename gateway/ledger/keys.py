@@ -125,6 +125,12 @@ def tenant_rate(tenant: str) -> str:
     return f"tenant:{tenant}:rate"
 
 
+def counted(tenant: str, op: str) -> str:
+    """That operation `op` of a tenant was counted against its rate (for a minute): a retry of a
+    precheck or an upload's admission whose reply was lost is not counted again."""
+    return f"tenant:{tenant}:counted:{op}"
+
+
 def take(op: str) -> str:
     """What one take of work handed out ("job|attempt"), so a retried take returns the same job."""
     return f"take:{op}"

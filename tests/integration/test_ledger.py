@@ -717,6 +717,40 @@ def test_a_high_rate_still_holds_its_burst(redis_url: str, monkeypatch: pytest.M
     run(body, redis_url, tenant_defaults=TenantLimits(queue_quota=0))
 
 
+def test_a_precheck_or_an_uploads_admission_whose_reply_was_lost_is_counted_once(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every script is retried after a lost reply, so every script must apply once: the precheck
+    of an inline submit and an upload's admission counted the tenant's rate again on the retry (a
+    review found a burst of 2 refusing the second submit)."""
+    import redis.exceptions
+
+    from gateway.ledger.pipelining import PipelinedScript
+
+    original = PipelinedScript.__call__
+    lost: list[str] = []
+
+    async def losing(self: PipelinedScript, keys: list[Any], args: list[Any]) -> Any:
+        reply = await original(self, keys=keys, args=args)
+        if not lost or lost[-1] != "lost":  # every other call's reply is lost, after Redis ran it
+            lost.append("lost")
+            raise redis.exceptions.ConnectionError("the connection to Redis was lost")
+        lost.append("answered")
+        return reply
+
+    async def body(ledger: Ledger) -> None:
+        await ledger.set_tenant_limits("once", {"rate_per_s": 1 / 3600, "burst": 2})
+        monkeypatch.setattr(PipelinedScript, "__call__", losing)
+        await ledger.precheck("once", 0)
+        await ledger.admit_asset("once", "a" * 32, now_ms(), 0)
+        monkeypatch.setattr(PipelinedScript, "__call__", original)
+        assert lost == ["lost", "answered", "lost", "answered"]
+        with pytest.raises(RateLimited):  # the burst of two is spent by those two, not four
+            await ledger.precheck("once", 0)
+
+    run(body, redis_url, tenant_defaults=TenantLimits(queue_quota=0))
+
+
 def test_a_filtered_list_looks_at_a_bounded_number_of_jobs_per_page(redis_url: str) -> None:
     """A project filter that matches few of a tenant's many jobs pages through them a bounded
     number at a time (short, even empty, pages with a token), and still finds every match once."""

@@ -4,8 +4,9 @@
 -- new asset against the tenant's asset quota. 'record' (once the file is written) records it, or
 -- keeps an existing one longer; a new asset is checked against the quota again (another upload
 -- may have taken the last place meanwhile).
+-- A retried 'admit' whose first call was admitted (its reply lost) is not counted again.
 -- KEYS: 1 the asset's hash, 2 the tenant's assets (id by expiry), 3 every asset by expiry
---       ("tenant/id"), 4 tenant limits, 5 tenant rate
+--       ("tenant/id"), 4 tenant limits, 5 tenant rate, 6 this call's mark (keys.counted)
 -- ARGV: 1 asset id, 2 tenant, 3 now_ms, 4 expire_ms, 5 default rate per second (0: none),
 --       6 default burst, 7 the tenant's asset quota (0: none), 8 'admit' or 'record', then (to
 --       record) the hash's fields and values.
@@ -22,10 +23,13 @@ if ARGV[8] == 'admit' then
   local function limit(name, default)
     return tonumber(redis.call('HGET', KEYS[4], name) or default)
   end
-  local wait, new_tat = gcra(KEYS[5], limit('rate', ARGV[5]), limit('burst', ARGV[6]), now)
-  if wait > 0 then return {'limited', tostring(wait)} end
-  if not created and over_quota() then return {'quota', ARGV[7]} end
-  gcra_store(KEYS[5], new_tat, now)
+  if redis.call('EXISTS', KEYS[6]) == 0 then
+    local wait, new_tat = gcra(KEYS[5], limit('rate', ARGV[5]), limit('burst', ARGV[6]), now)
+    if wait > 0 then return {'limited', tostring(wait)} end
+    if not created and over_quota() then return {'quota', ARGV[7]} end
+    gcra_store(KEYS[5], new_tat, now)
+    redis.call('SET', KEYS[6], '1', 'PX', 60000)
+  end
   return {'ok', created or '', redis.call('HGET', KEYS[1], 'expire_ms') or '0'}
 end
 if not created then
