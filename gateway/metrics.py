@@ -109,10 +109,12 @@ class QueueSampler:
             async with self.ledger.redis.pipeline(transaction=False) as pipe:
                 pipe.scard(keys.ACTIVE_SET)
                 pipe.zcard(keys.QUEUED_TENANTS)
+                pipe.zcard(keys.PARKED_TENANTS)  # queued jobs too, their tenants at their concurrency
                 pipe.zrangebyscore(keys.RUNNING, now_ms, "+inf")
                 return await pipe.execute()
 
-        active, tenants, running = await self.ledger._retry(query)
+        active, queued_tenants, parked_tenants, running = await self.ledger._retry(query)
+        tenants = int(queued_tenants) + int(parked_tenants)
         by_tenant = Counter(member.decode().split("|", 1)[0] for member in running)
         self.snapshot = QueueSnapshot(
             queued=max(int(active) - len(running), 0),

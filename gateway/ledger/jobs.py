@@ -309,6 +309,7 @@ class Jobs(LedgerBase):
                 keys.tenant_running(new.tenant),
                 keys.WEBHOOKS_DUE,
                 keys.job_webhooks(new.job_id),
+                keys.PARKED_TENANTS,
             ],
             args=[
                 new.job_id,
@@ -664,6 +665,7 @@ class Jobs(LedgerBase):
             keys.WEBHOOKS_DUE,
             keys.job_webhooks(job_id),
             keys.QUEUED_TENANTS,
+            keys.PARKED_TENANTS,
         ]
         serialized = event.SerializeToString()
         args: list[str | bytes | int | float] = [

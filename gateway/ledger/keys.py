@@ -8,6 +8,8 @@ EXPIRING_ASSETS = "assets:expiring"
 # Dispatch: the tenants with queued jobs, by virtual time (weighted fair queuing), the virtual
 # clock, and every running job's lease ("tenant|job" by expiry), which the reaper scans.
 QUEUED_TENANTS = "queue:tenants"
+# Tenants with jobs queued that a take found at their concurrency, by virtual time (lib/parking.lua).
+PARKED_TENANTS = "queue:parked"
 QUEUE_CLOCK = "queue:clock"
 RUNNING = "running:all"
 # Pub/sub: a cancelled job's id (its dispatcher stops it). Each job also has a notice channel

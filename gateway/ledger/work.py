@@ -17,8 +17,9 @@ from gateway.ledger import keys
 from gateway.ledger.base import LedgerBase, as_dict
 from gateway.ledger.jobs import StoredJob, now_ms, stored_job
 
-# How many queued tenants one take looks at, lowest virtual time first: the ones at their
-# concurrency limit are skipped, so this bounds a take's work when many tenants are busy.
+# How many queued tenants one look of a take reads, lowest virtual time first (a take looks up to
+# ten times, parking the tenants at their concurrency: take.lua), and how many parked tenants a take
+# that found no work looks through.
 _TENANTS_PER_TAKE = 200
 _REQUEUE_BATCH = 50
 # A waiting dispatcher looks again every second (dispatcher._IDLE_LOOK_S); one not heard of for
@@ -73,7 +74,7 @@ class WorkQueue(LedgerBase):
         kinds = "," + ",".join(sorted(detached_kinds)) + ","
         reply: Any = await self._script(
             "take",
-            keys=[keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.RUNNING, keys.WAITING_DISPATCHERS],
+            keys=[keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.RUNNING, keys.WAITING_DISPATCHERS, keys.PARKED_TENANTS],
             args=[
                 owner,
                 now_ms(),
@@ -126,7 +127,7 @@ class WorkQueue(LedgerBase):
     async def _requeue(self, job_id: str, owner: str) -> Any:
         return await self._script(
             "requeue",
-            keys=[keys.RUNNING, keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.WAITING_DISPATCHERS],
+            keys=[keys.RUNNING, keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.WAITING_DISPATCHERS, keys.PARKED_TENANTS],
             args=[
                 now_ms(),
                 _REQUEUE_BATCH,

@@ -393,6 +393,41 @@ def test_a_lease_that_ran_out_is_not_renewed_once_its_slot_may_run_another_job(r
     run(body, redis_url)
 
 
+def test_a_tenant_with_room_is_served_however_many_tenants_ahead_of_it_are_at_their_concurrency(
+    redis_url: str,
+) -> None:
+    """A take looked at the 200 queued tenants lowest in virtual time and skipped those at their
+    concurrency: with 250 such tenants ahead, a tenant with room was not served while dispatchers
+    stood idle (a review found it). A take now parks the tenants it finds at their concurrency and
+    looks on; a parked tenant goes back when its slot is freed or its limits change."""
+
+    async def body(ledger: Ledger) -> None:
+        full = [f"full{i:03d}" for i in range(250)]
+        for tenant in full:
+            await ledger.set_tenant_limits(tenant, {"concurrency": 1})
+            for _ in range(2):
+                await ledger.submit(new_job(tenant=tenant))
+        first_jobs = {}
+        for _ in full:  # each takes its one slot; each keeps a job queued
+            taken = await ledger.take("w", LEASE_S, DETACHED)
+            assert taken is not None
+            first_jobs[taken[0]] = taken
+        ids = [(await ledger.submit(new_job(tenant="roomy"))).job_id for _ in range(2)]
+        assert [(await ledger.take("w", LEASE_S, DETACHED) or ("none",))[0] for _ in range(3)] == [*ids, "none"]
+        # A parked tenant whose job ends is served next; one whose limit is raised, too.
+        ended = next(iter(first_jobs))
+        tenant = (await ledger.get(ended)).tenant  # type: ignore[union-attr]
+        await ledger.succeed(ended, "w", pb.JobResult(), 4)
+        again = await ledger.take("w", LEASE_S, DETACHED)
+        assert again is not None and (await ledger.get(again[0])).tenant == tenant  # type: ignore[union-attr]
+        await ledger.set_tenant_limits("full249", {"concurrency": 2})
+        raised = await ledger.take("w", LEASE_S, DETACHED)
+        assert raised is not None and (await ledger.get(raised[0])).tenant == "full249"  # type: ignore[union-attr]
+        assert await ledger.take("w", LEASE_S, DETACHED) is None
+
+    run(body, redis_url, tenant_defaults=TenantLimits(rate_per_s=0, queue_quota=0))
+
+
 @contextlib.asynccontextmanager
 async def work_notices(ledger: Ledger) -> AsyncIterator[Callable[[], Awaitable[int]]]:
     """Subscribed to the work channel: a count of the notices heard since it was last called."""
@@ -494,7 +529,7 @@ def test_a_retried_take_hands_out_the_same_job(redis_url: str) -> None:
             keys.CHECKPOINTS_TEMPLATE,
         ]
         script = ledger.scripts["take"]
-        take_keys = [keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.RUNNING, keys.WAITING_DISPATCHERS]
+        take_keys = [keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.RUNNING, keys.WAITING_DISPATCHERS, keys.PARKED_TENANTS]
         assert await script(keys=take_keys, args=args) == await script(keys=take_keys, args=args)
         assert (await script(keys=take_keys, args=args))[0].decode() == first
         assert await ledger.redis.llen(keys.queue("acme")) == 1  # the second is still queued

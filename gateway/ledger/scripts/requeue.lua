@@ -2,9 +2,12 @@
 -- from their checkpoints: jobs whose lease ran out (their dispatcher died or lost Redis), or one
 -- job its dispatcher hands back (it is stopping). Their owner is cleared, so the old dispatcher's
 -- writes and renewals are refused from now on.
--- KEYS: running (all), queued tenants, queue clock, waiting dispatchers
+-- A tenant parked at its concurrency (lib/parking.lua) goes back to the queued tenants: a slot of
+-- its is free now.
+-- KEYS: running (all), queued tenants, queue clock, waiting dispatchers, parked tenants
 -- ARGV: 1 now_ms, 2 most to requeue, 3 queue template, 4 tenant running template, 5 job template,
 --       6 work channel, 7 one job ('' for every expired lease), 8 its owner
+-- include: parking
 local members
 if ARGV[7] ~= '' then
   local job = string.format(ARGV[5], ARGV[7])
@@ -23,6 +26,7 @@ for _, member in ipairs(members) do
   if redis.call('HGET', job, 'state') == 'RUNNING' then
     redis.call('HSET', job, 'owner', '')
     redis.call('LPUSH', string.format(ARGV[3], tenant), job_id)
+    unpark(KEYS[5], KEYS[2], tenant)
     if not redis.call('ZSCORE', KEYS[2], tenant) then
       redis.call('ZADD', KEYS[2], redis.call('GET', KEYS[3]) or '0', tenant)
     end

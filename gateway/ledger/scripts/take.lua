@@ -1,11 +1,14 @@
 -- Takes the next job for a dispatcher, fairly across tenants (weighted fair queuing: the queued
 -- tenant with the lowest virtual time whose running jobs are under its concurrency limit), and
 -- gives it a concurrency slot that lasts a lease: a slot not renewed expires with its dispatcher.
--- KEYS: queued tenants, queue clock, running (all), waiting dispatchers
+-- A tenant found at its concurrency is parked (lib/parking.lua), so the next look reaches past it;
+-- a take that finds no work looks through the parked tenants and puts back those with a slot free.
+-- KEYS: queued tenants, queue clock, running (all), waiting dispatchers, parked tenants
 -- ARGV: 1 owner, 2 now_ms, 3 lease_ms, 4 default concurrency, 5 default weight, 6 take key (this
 --       take's id), 7 queue template, 8 tenant running template, 9 tenant limits template,
 --       10 job template, 11 kinds that take no slot (",room_batch,"), 12 tenants looked at per take,
---       13 ms after which a waiting dispatcher that has not looked again is forgotten, 14 '1' when
+--       13 ms after which a waiting dispatcher that has not looked again is forgotten (12 and 13
+--       also bound the look through the parked tenants: that many, at most), 14 '1' when
 --       the owner has another slot free after this take ('0' or absent: not), 15 checkpoints
 --       template
 -- Returns {job_id, attempt, kind, drained, the job's hash, its checkpoints' hash} (the hashes as
@@ -16,6 +19,7 @@
 -- still free, is noted as waiting at once (it waits instead of looking again and finding nothing).
 -- A retried take (same take key) returns what the first one took (drained 0).
 -- include: hand_out
+-- include: parking
 local function answer(job_id, attempt, kind, drained)
   return {job_id, attempt, kind, drained, redis.call('HGETALL', string.format(ARGV[10], job_id)),
     redis.call('HGETALL', string.format(ARGV[15], job_id))}
@@ -28,45 +32,82 @@ if taken then
 end
 local now, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
 local clock = tonumber(redis.call('GET', KEYS[2]) or '0')
-local candidates = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[12]) - 1, 'WITHSCORES')
-for i = 1, #candidates, 2 do
-  local tenant, score = candidates[i], tonumber(candidates[i + 1])
+local per_look = tonumber(ARGV[12])
+local function has_room(tenant)
+  local concurrency = tonumber(redis.call('HGET', string.format(ARGV[9], tenant), 'concurrency') or ARGV[4])
+  return redis.call('ZCOUNT', string.format(ARGV[8], tenant), now, '+inf') < concurrency
+end
+-- The tenant's next job, handed out (nil when its queue holds none that can run: it leaves the
+-- queued tenants).
+local function take_from(tenant, score)
   local limits = string.format(ARGV[9], tenant)
-  local running = string.format(ARGV[8], tenant)
-  local concurrency = tonumber(redis.call('HGET', limits, 'concurrency') or ARGV[4])
-  if redis.call('ZCOUNT', running, now, '+inf') < concurrency then
-    local queue = string.format(ARGV[7], tenant)
-    while true do
-      local job_id = redis.call('LPOP', queue)
-      if not job_id then
+  local queue = string.format(ARGV[7], tenant)
+  while true do
+    local job_id = redis.call('LPOP', queue)
+    if not job_id then
+      redis.call('ZREM', KEYS[1], tenant)
+      return nil
+    end
+    local job = string.format(ARGV[10], job_id)
+    local state = redis.call('HGET', job, 'state')
+    -- RUNNING: handed back or reaped after its dispatcher died; anything else ended while queued.
+    if state == 'QUEUED' or state == 'RUNNING' then
+      local kind = redis.call('HGET', job, 'kind') or ''
+      local takes_slot = not string.find(ARGV[11], ',' .. kind .. ',', 1, true)
+      local running = string.format(ARGV[8], tenant)
+      local attempt = hand_out(job, job_id, tenant, running, KEYS[3], ARGV[1], ARGV[2], now + lease, takes_slot)
+      local start = math.max(score, clock)
+      if redis.call('LLEN', queue) > 0 then
+        local weight = tonumber(redis.call('HGET', limits, 'weight') or ARGV[5])
+        redis.call('ZADD', KEYS[1], start + 1 / weight, tenant)
+      else
         redis.call('ZREM', KEYS[1], tenant)
-        break
       end
-      local job = string.format(ARGV[10], job_id)
-      local state = redis.call('HGET', job, 'state')
-      -- RUNNING: handed back or reaped after its dispatcher died; anything else ended while queued.
-      if state == 'QUEUED' or state == 'RUNNING' then
-        local kind = redis.call('HGET', job, 'kind') or ''
-        local takes_slot = not string.find(ARGV[11], ',' .. kind .. ',', 1, true)
-        local attempt = hand_out(job, job_id, tenant, running, KEYS[3], ARGV[1], ARGV[2], now + lease, takes_slot)
-        local start = math.max(score, clock)
-        if redis.call('LLEN', queue) > 0 then
-          local weight = tonumber(redis.call('HGET', limits, 'weight') or ARGV[5])
-          redis.call('ZADD', KEYS[1], start + 1 / weight, tenant)
-        else
-          redis.call('ZREM', KEYS[1], tenant)
-        end
-        if start > clock then redis.call('SET', KEYS[2], tostring(start)) end
-        redis.call('SET', ARGV[6], job_id .. '|' .. attempt .. '|' .. kind, 'EX', 300)
-        if ARGV[14] == '1' and redis.call('ZCARD', KEYS[1]) == 0 then
-          redis.call('ZADD', KEYS[4], now, ARGV[1])
-          return answer(job_id, attempt, kind, 1)
-        end
-        redis.call('ZREM', KEYS[4], ARGV[1])
-        return answer(job_id, attempt, kind, 0)
+      if start > clock then redis.call('SET', KEYS[2], tostring(start)) end
+      redis.call('SET', ARGV[6], job_id .. '|' .. attempt .. '|' .. kind, 'EX', 300)
+      if ARGV[14] == '1' and redis.call('ZCARD', KEYS[1]) == 0 then
+        redis.call('ZADD', KEYS[4], now, ARGV[1])
+        return answer(job_id, attempt, kind, 1)
+      end
+      redis.call('ZREM', KEYS[4], ARGV[1])
+      return answer(job_id, attempt, kind, 0)
+    end
+  end
+end
+-- Up to ten looks at per_look queued tenants, lowest virtual time first: each tenant looked at
+-- leaves them (its job taken, its queue found empty, or parked at its concurrency), so each look
+-- reaches past the last.
+local function look()
+  for _ = 1, 10 do
+    local candidates = redis.call('ZRANGE', KEYS[1], 0, per_look - 1, 'WITHSCORES')
+    if #candidates == 0 then return nil end
+    for i = 1, #candidates, 2 do
+      local tenant, score = candidates[i], tonumber(candidates[i + 1])
+      if has_room(tenant) then
+        local found = take_from(tenant, score)
+        if found then return found end
+      else
+        redis.call('ZREM', KEYS[1], tenant)
+        redis.call('ZADD', KEYS[5], score, tenant)
       end
     end
   end
+  return nil
+end
+local found = look()
+if found then return found end
+-- No work: the parked tenants with a slot free now go back (a lease that ran out frees a slot
+-- without any script; an older gateway's end does not put its tenant back), then one more look.
+local back = false
+for _, tenant in ipairs(redis.call('ZRANGE', KEYS[5], 0, per_look - 1)) do
+  if has_room(tenant) then
+    unpark(KEYS[5], KEYS[1], tenant)
+    back = true
+  end
+end
+if back then
+  found = look()
+  if found then return found end
 end
 redis.call('ZADD', KEYS[4], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[13]))

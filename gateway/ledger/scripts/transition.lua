@@ -1,6 +1,6 @@
 -- Moves a job: progress of a running job, or its one terminal state.
 -- KEYS: job, events, active set, checkpoints, running (all), waiting dispatchers, webhooks due, the
---       job's webhook deliveries, queued tenants
+--       job's webhook deliveries, queued tenants, parked tenants
 -- ARGV: 1 job_id, 2 owner ('' = anyone), 3 new_state ('' = unchanged), 4 retention_ms, 5 event,
 --       6 op, 7 the job's notice channel, 8 work channel, 9 tenant running template, 10 tenant active
 --       template, 11 the credits the end charges ('cancel': by the job's state), 12 credit balance
@@ -24,6 +24,7 @@
 -- they are the events separate calls would have written.
 -- include: webhooks
 -- include: states
+-- include: parking
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
 if redis.call('HGET', KEYS[1], 'op') == ARGV[6] then return 'ok' end
@@ -86,6 +87,7 @@ if ending then
   redis.call('SREM', string.format(ARGV[10], tenant), ARGV[1])
   redis.call('ZREM', KEYS[5], tenant .. '|' .. ARGV[1])
   redis.call('ZREM', string.format(ARGV[9], tenant), ARGV[1])
+  unpark(KEYS[10], KEYS[9], tenant)  -- its slot is free: a tenant parked at its concurrency goes back
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
   redis.call('PEXPIRE', KEYS[4], ARGV[4])
