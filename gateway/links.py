@@ -98,8 +98,8 @@ class LinkSigner:
     def verify(self, storage_key: str, expires: str, kid: str, sig: str) -> None:
         """Raises LinkError unless the link was signed by one of the keys and has not expired."""
         key = self.keys.get(kid)
-        if key is None or not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
-            raise LinkError("this link is not valid")
+        if key is None or not (expires.isascii() and expires.isdigit()) or len(expires) > 12 or not sig.isascii():
+            raise LinkError("this link is not valid")  # (compare_digest refuses a str that is not ASCII)
         if not hmac.compare_digest(_signature(key, storage_key, int(expires)), sig):
             raise LinkError("this link is not valid")
         if int(expires) < self.clock():

@@ -41,7 +41,7 @@ class KeysUnavailable(DependencyUnavailable):
     its file unreadable with no good copy read before): UNAVAILABLE, never a verdict on the token."""
 
     def __init__(self) -> None:
-        super().__init__("the identity provider's keys", retry_after_s=1.0)
+        super().__init__("the identity provider's key set", retry_after_s=1.0)
 
 
 @dataclass(frozen=True)
@@ -146,13 +146,19 @@ class JwtVerifier:
             raise AuthenticationError(f"the bearer token has no valid {s.tenant_claim} claim")
         subject = str(claims.get(s.subject_claim, ""))[:128]
         raw_scopes = claims.get(s.scopes_claim)
-        scopes = parse_scopes(raw_scopes) if raw_scopes is not None else DEFAULT_SCOPES
+        try:
+            scopes = parse_scopes(raw_scopes) if raw_scopes is not None else DEFAULT_SCOPES
+        except ValueError:
+            raise AuthenticationError(f"the bearer token's {s.scopes_claim} claim is not a list of scopes") from None
         if not s.allow_admin:
             scopes = scopes - {Scope.ADMIN}
         return Principal(tenant=tenant, subject=f"user:{subject}", scopes=scopes), float(claims["exp"])
 
     async def _signing_key(self, token: str, kid: str) -> Any:
         if self._url_client is not None:
+            cached = _cached_key(self._url_client, kid)
+            if cached is not None:  # no lookup to wait for: one for a made-up key id cannot fail it
+                return cached
             # One lookup at a time: a caller arriving while one is under way (a fetch of a slow
             # provider, up to JWKS_TIMEOUT_S) waits for it, and is told at once if it found the
             # provider unreadable, instead of queueing a fetch of its own behind it.
@@ -195,6 +201,17 @@ class JwtVerifier:
                 raise KeysUnavailable() from None
             log.warning("the JWKS file could not be read again (%s); its last keys are used", exc)
         return self._file_keys
+
+
+def _cached_key(client: jwt.PyJWKClient, kid: str) -> Any:
+    """The key of that id in the client's cached key set, None when it is not there (or the set's
+    cache has expired): read without fetching anything."""
+    cache = client.jwk_set_cache
+    keys = cache.get() if cache is not None and kid else None
+    for candidate in keys.keys if keys is not None else ():
+        if candidate.key_id == kid:
+            return candidate.key
+    return None
 
 
 def _is_url(value: str) -> bool:

@@ -45,9 +45,18 @@ def current_principal() -> Principal:
     return _current.get()
 
 
-def parse_scopes(values: str | list[str] | tuple[str, ...] | None) -> frozenset[Scope]:
-    """Scopes from a space- or comma-separated string or a list; unknown names are ignored."""
+def parse_scopes(values: object) -> frozenset[Scope]:
+    """Scopes from a space- or comma-separated string or a list of names; unknown names are ignored.
+    ValueError for anything else (a token's claim may hold any JSON)."""
     if values is None:
         return frozenset()
-    items = values.replace(",", " ").split() if isinstance(values, str) else list(values)
-    return frozenset(Scope(v) for v in items if v in Scope._value2member_map_)
+    if isinstance(values, str):
+        items: list[object] = list(values.replace(",", " ").split())
+    elif isinstance(values, (list, tuple)):
+        items = list(values)
+    else:
+        raise ValueError("scopes must be a string or a list of names")
+    names = [v for v in items if isinstance(v, str)]
+    if len(names) != len(items):
+        raise ValueError("scopes must be a string or a list of names")
+    return frozenset(Scope(v) for v in names if v in Scope._value2member_map_)

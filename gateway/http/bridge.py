@@ -201,6 +201,10 @@ class ServicerBridge:
             metadata = metadata_of(ctx)
             try:
                 handler = await self._handler(path, metadata)
+                if handler is not None and handler.unary_unary is None and handler.stream_unary is not None:
+                    # An interceptor's refusal (gateway.auth.interceptor), shaped to leave a gRPC
+                    # request unread: it answers here as on the gRPC port.
+                    return await handler.stream_unary(_one(request), _Context(metadata, ctx))
                 if handler is None or handler.unary_unary is None:
                     raise ConnectError(Code.UNIMPLEMENTED, f"{path} is not served here")
                 return await handler.unary_unary(request, _Context(metadata, ctx))
@@ -218,9 +222,12 @@ class ServicerBridge:
             metadata = metadata_of(ctx)
             try:
                 handler = await self._handler(path, metadata)
-                if handler is None or handler.unary_stream is None:
+                if handler is not None and handler.unary_stream is None and handler.stream_stream is not None:
+                    responses = handler.stream_stream(_one(request), _Context(metadata, ctx))  # a refusal, as above
+                elif handler is None or handler.unary_stream is None:
                     raise ConnectError(Code.UNIMPLEMENTED, f"{path} is not served here")
-                responses = handler.unary_stream(request, _Context(metadata, ctx))
+                else:
+                    responses = handler.unary_stream(request, _Context(metadata, ctx))
                 try:
                     async for response in responses:
                         yield response
@@ -246,6 +253,11 @@ class ServicerBridge:
             read_max_bytes=read_max_bytes,
             compressions=[BoundedGzip(read_max_bytes)],
         )
+
+
+async def _one(request: Any) -> AsyncIterator[Any]:
+    """A request as the one message of a request stream."""
+    yield request
 
 
 def internal_error(where: str, exc: BaseException) -> ConnectError:

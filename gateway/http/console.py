@@ -28,6 +28,8 @@ class ConsoleFiles:
 
     def _file(self, path: str) -> Path | None:
         relative = path.lstrip("/") or "index.html"
+        if "\0" in relative:  # no file has one; Path.resolve raises on it
+            return None
         candidate = (self.root / relative).resolve()
         if candidate.is_relative_to(self.root) and candidate.is_file():
             return candidate

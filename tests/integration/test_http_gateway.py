@@ -189,6 +189,27 @@ def test_calls_over_http_are_authenticated_like_grpc(http_gateway: Gateway, fini
     assert other.returncode != 0 and "not_found" in other.stderr.lower().replace(" ", "_")
 
 
+def test_a_credential_without_the_methods_scope_is_permission_denied_over_http(
+    http_gateway: Gateway, finished: pb.Job, redis_url: str
+) -> None:
+    """As on the gRPC port: the HTTP port answered a missing scope UNIMPLEMENTED ("not served
+    here"), unary and streaming alike (a review found it), since the refusal is shaped to leave a
+    gRPC request unread."""
+    from gateway.auth.principal import Scope
+
+    reader = key_for(redis_url + "/16", "http-scopes", frozenset({Scope.READ}))
+    renderer = key_for(redis_url + "/16", "http-scopes", frozenset({Scope.RENDER}))
+    for protocol, key, method, data in (
+        ("connect", reader, "CancelJob", {"jobId": finished.id}),
+        ("grpcweb", reader, "SubmitRender", {"roomRender": {"room": {"name": "hall"}}}),
+        ("connect", renderer, "GetJob", {"jobId": finished.id}),
+        ("connect", renderer, "WatchJob", {"jobId": finished.id}),
+    ):
+        refused = buf_curl(protocol, rpc_url(http_gateway, method), key, data, check=False)
+        said = refused.stderr.lower().replace(" ", "_")
+        assert refused.returncode != 0 and "permission_denied" in said, (protocol, method, refused.stderr)
+
+
 def post(url: str, body: bytes, content_type: str, key: str) -> tuple[int, dict[str, Any]]:
     """Status and JSON error of a raw Connect unary POST."""
     request = urllib.request.Request(
@@ -398,6 +419,18 @@ def test_links_serve_ranges_and_entity_tags_and_refuse_tampering(finished: pb.Jo
     for url in tampered:
         status, _, message = fetch(url)
         assert status == 403 and b"not valid" in message, url
+
+
+def test_a_link_signed_with_characters_no_signature_has_is_refused(finished: pb.Job, client: RenderClient) -> None:
+    """A signature that is not ASCII made hmac.compare_digest raise: a 500 with a logged traceback
+    where any other tampering gets 403 (a review found it). So did a path with a NUL byte."""
+    full = next(o for o in client.get(finished.id).result.outputs if o.name == "full")
+    parsed = urlparse(full.url)
+    query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+    base = f"{parsed.scheme}://{parsed.netloc}"
+    status, _, message = fetch(f"{base}{parsed.path}?{urlencode({**query, 'sig': query['sig'][:-1] + chr(233)})}")
+    assert status == 403 and b"not valid" in message
+    assert fetch(f"{base}/a%00b.js")[0] == 404
 
 
 def test_an_expired_link_is_refused(http_gateway: Gateway, finished: pb.Job) -> None:

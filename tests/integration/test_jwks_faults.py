@@ -162,6 +162,41 @@ def test_a_slow_provider_holds_no_thread_other_calls_need(
     assert max(seconds for _, seconds in answers) < JWKS_TIMEOUT_S + 2.0
 
 
+def test_a_made_up_key_id_does_not_fail_a_cached_key_while_the_provider_is_down(
+    provider: Provider, signing_key: rsa.RSAPrivateKey
+) -> None:
+    """Every lookup waited for the one under way and took its failure: while the provider was
+    down, one anonymous token with a made-up key id made valid tokens, whose key was cached,
+    UNAVAILABLE (a review found it). A cached key is now used without waiting."""
+    import asyncio
+
+    from gateway.auth.jwt_tokens import JwtVerifier, KeysUnavailable
+
+    verifier = JwtVerifier(JwtSettings(issuer=ISSUER, audience=AUDIENCE, jwks=provider.url).checked())
+
+    async def scenario() -> tuple[str, str]:
+        await verifier.authenticate(token(signing_key))  # the key is fetched and cached
+        provider.mode = "garbage"  # the provider goes down, past PyJWT's cooldown between refreshes
+        client = verifier._url_client
+        assert client is not None
+        client._last_successful_fetch = time.monotonic() - 31
+        made_up = asyncio.ensure_future(verifier.authenticate(token(signing_key, "made-up")))
+        await asyncio.sleep(0)  # its lookup is under way
+        valid = await verifier.authenticate(
+            jwt.encode(
+                {"iss": ISSUER, "aud": AUDIENCE, "sub": "u2", "tenant": "jwks-tenant", "exp": int(time.time()) + 600},
+                signing_key,
+                algorithm="RS256",
+                headers={"kid": "k1"},
+            )
+        )
+        with pytest.raises(KeysUnavailable):
+            await made_up
+        return valid.tenant, valid.subject
+
+    assert asyncio.run(scenario()) == ("jwks-tenant", "user:u2")
+
+
 def test_a_jwks_file_caught_mid_rewrite_keeps_its_last_keys(
     redis_url: str,
     stages: dict[str, str],

@@ -159,6 +159,18 @@ def test_a_tenant_claim_is_matched_whole(tmp_path: Path, signing_key: rsa.RSAPri
         asyncio.run(JwtVerifier(settings(tmp_path, signing_key)).authenticate(forged))
 
 
+@pytest.mark.parametrize("scope", [5, ["read", {"x": 1}], {"read": True}])
+def test_a_scopes_claim_that_is_not_names_is_a_bad_token(
+    tmp_path: Path, signing_key: rsa.RSAPrivateKey, scope: object
+) -> None:
+    """A claim of another shape raised TypeError inside the check: an internal error for a token
+    that is simply not valid (a review found it)."""
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "u1", "tenant": "acme", "exp": int(time.time()) + 60}
+    odd = jwt.encode({**claims, "scope": scope}, signing_key, algorithm="RS256", headers={"kid": "k1"})
+    with pytest.raises(AuthenticationError, match="scope claim"):
+        asyncio.run(JwtVerifier(settings(tmp_path, signing_key)).authenticate(odd))
+
+
 def test_a_token_whose_algorithm_does_not_fit_its_key_is_refused(
     tmp_path: Path, signing_key: rsa.RSAPrivateKey
 ) -> None:
