@@ -626,7 +626,10 @@ def _over(bgra: np.ndarray, background: tuple[int, int, int]) -> tuple[np.ndarra
 def decode_gray(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decodes an encoded image to a uint8 single-channel array (masks) in the displayed frame.
 
-    A mask with an alpha channel and uniform colour uses its alpha as the mask.
+    A mask with an alpha channel uses its alpha as the mask where the colour is uniform (a shape
+    painted in one colour) or some pixel is at most half opaque (a cut-out, whatever its colours);
+    otherwise its colour (a white-on-black mask whose alpha is opaque but for a stray pixel was
+    taken as covering everything).
     """
     info = probe(data, max_pixels=max_pixels)
     if info.content_type in HEIF_TYPES:
@@ -635,8 +638,11 @@ def decode_gray(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
         image = _imdecode(data, cv2.IMREAD_UNCHANGED, "mask")
     if image.ndim == 3 and image.shape[2] == 4:
         alpha = image[:, :, 3]
-        if int(alpha.min()) < 255:
-            return apply_orientation(np.ascontiguousarray(alpha), info.orientation)
+        least = int(alpha.min())
+        if least < 255:
+            colour = image[:, :, :3]
+            if least < 128 or int(colour.min()) == int(colour.max()):
+                return apply_orientation(np.ascontiguousarray(alpha), info.orientation)
         image = image[:, :, :3]
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)

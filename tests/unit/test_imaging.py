@@ -71,6 +71,23 @@ def test_mask_alpha_is_used_when_colour_is_flat() -> None:
     assert mask[10, 15] == 255 and mask[0, 0] == 0
 
 
+def test_a_white_on_black_mask_with_a_stray_translucent_pixel_is_read_by_its_colour() -> None:
+    """Any alpha under 255 made the alpha the mask: a white-on-black mask opaque but for one pixel
+    at 254 covered the whole photo (a review found it). A cut-out (some pixel at most half opaque,
+    its colours the photo's) is still read by its alpha."""
+    rgba = np.full((20, 30, 4), 255, np.uint8)
+    rgba[:, :, :3] = 0
+    rgba[5:15, 10:20, :3] = 255
+    rgba[0, 0, 3] = 254
+    mask = imaging.decode_gray(imaging.encode_mask(rgba))
+    assert mask[10, 15] == 255 and mask[1, 1] == 0
+    cut_out = np.random.default_rng(1).integers(0, 256, (20, 30, 4), np.uint8)
+    cut_out[:, :, 3] = 0
+    cut_out[5:15, 10:20, 3] = 255
+    mask = imaging.decode_gray(imaging.encode_mask(cut_out))
+    assert mask[10, 15] == 255 and mask[1, 1] == 0
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (37, 53), (64, 48)])
 def test_masks_are_standard_lossless_pngs(shape: tuple[int, int]) -> None:
     """The hand-built PNG decodes bit-exactly with OpenCV and with Pillow (another decoder)."""
