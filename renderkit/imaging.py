@@ -846,7 +846,7 @@ def mask_pixels(mask: np.ndarray, step: int = 1) -> tuple[np.ndarray, np.ndarray
     rows, cols = [], []
     seen = 0  # pixels above 127 in the bands before this one
     for top in range(0, height, band):
-        found = cv2.findNonZero(cv2.compare(mask[top : top + band], 127, cv2.CMP_GT))  # type: ignore[call-overload]
+        found = cv2.findNonZero(cv2.threshold(mask[top : top + band], 127, 255, cv2.THRESH_BINARY)[1])
         if found is None:
             continue
         first = -seen % step  # this band's first pixel whose overall index is a multiple of step

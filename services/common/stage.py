@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,7 @@ import numpy as np
 
 from render.imaging.v1 import imaging_pb2
 from renderkit import budget, heap
+from renderkit.decode_limits import MAX_SIDE, opencv_pixel_limit
 from renderkit.edge import Dependency, Edge, serve
 from renderkit.interceptors import Behavior, UnaryInterceptor
 from renderkit.serving import single_threaded_blas
@@ -171,13 +174,70 @@ def run_stage(name: str, create: Callable[[], Edge], grace_seconds: float) -> No
     serve(name, create, grace_seconds)
 
 
+# The most points an outline (a polygon) or a list of clicks may have (the gateway's limit).
+MAX_OUTLINE_POINTS = 1000
+# A focal length in pixels is between these times the photo's longer side (what cameras take; the
+# gateway refuses a hint outside it and ignores an EXIF value outside it).
+FOCAL_RANGE = (0.1, 20.0)
+
+
+def size_problem(width: int, height: int) -> tuple[str, str] | None:
+    """What is wrong with a photo's size a request states, as (field, description)."""
+    if width <= 0 or height <= 0:
+        return "width", "must be positive"
+    most = opencv_pixel_limit(os.environ)  # what any decode here is held to
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > most:
+        return "width", f"a photo is at most {MAX_SIDE} px a side and {most:,} pixels"
+    return None
+
+
+def points_problem(
+    field: str, values: Sequence[Any], width: int, height: int, *, outline: bool = False
+) -> tuple[str, str] | None:
+    """What is wrong with a request's points, as (field, description): more than MAX_OUTLINE_POINTS,
+    a coordinate that is not finite, or a point off the photo (an outline's corners may lie as far
+    outside it as the gateway lets a quad's, a photo's size on each side)."""
+    if len(values) > MAX_OUTLINE_POINTS:
+        return field, f"at most {MAX_OUTLINE_POINTS} points, got {len(values)}"
+    left, top, right, bottom = (-width, -height, 2 * width, 2 * height) if outline else (0, 0, width, height)
+    for i, p in enumerate(values):
+        if not (math.isfinite(p.x) and math.isfinite(p.y)):
+            return f"{field}[{i}]", "must be finite"
+        if not (left <= p.x <= right and top <= p.y <= bottom):
+            return f"{field}[{i}]", "lies outside the photo" if not outline else "lies far outside the photo"
+    return None
+
+
+def box_problem(box: imaging_pb2.Box, width: int, height: int) -> tuple[str, str] | None:
+    """What is wrong with a request's box, as (field, description): a coordinate that is not finite,
+    or a box that does not overlap the photo (an unset box, all zero, is none)."""
+    corners = (box.x_min, box.y_min, box.x_max, box.y_max)
+    if not all(math.isfinite(v) for v in corners):
+        return "box", "must be finite"
+    if any(corners) and (box.x_max <= 0 or box.y_max <= 0 or box.x_min >= width or box.y_min >= height):
+        return "box", "lies outside the photo"
+    return None
+
+
+def focal_problem(field: str, focal: float, width: int, height: int) -> tuple[str, str] | None:
+    """What is wrong with a focal length in pixels (0: not given), as (field, description)."""
+    if not math.isfinite(focal) or focal < 0:
+        return field, "must be a finite number, 0 or more"
+    low, high = FOCAL_RANGE
+    if focal and not low <= focal / max(width, height, 1) <= high:
+        return field, f"must be between {low:g} and {high:g} times the photo's longer side"
+    return None
+
+
 def points(values: object) -> np.ndarray:
     """Repeated imaging.v1.Point as an (N, 2) float64 array."""
     return np.array([[p.x, p.y] for p in values], dtype=np.float64).reshape(-1, 2)  # type: ignore[attr-defined]
 
 
-def box_of(box: imaging_pb2.Box) -> tuple[float, float, float, float] | None:
-    """A box as (x0, y0, x1, y1), or None when unset."""
+def box_of(box: imaging_pb2.Box, width: int = 0, height: int = 0) -> tuple[float, float, float, float] | None:
+    """A box as (x0, y0, x1, y1), within the photo when its size is given; None when unset."""
     if box.x_max <= box.x_min or box.y_max <= box.y_min:
         return None
+    if width and height:
+        return (max(0.0, box.x_min), max(0.0, box.y_min), min(float(width), box.x_max), min(float(height), box.y_max))
     return (box.x_min, box.y_min, box.x_max, box.y_max)

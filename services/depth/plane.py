@@ -76,7 +76,8 @@ def plane_homography(
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(n, e1)
     # The mask's centroid, and a sample of its pixels (every step-th in row-major order).
-    moments = cv2.moments(cv2.compare(mask, 127, cv2.CMP_GT), binaryImage=True)  # type: ignore[call-overload]
+    # (cv2.threshold: cv2.compare takes the scalar for an array of one pixel and refuses a 1 x 1 mask)
+    moments = cv2.moments(cv2.threshold(mask, 127, 255, cv2.THRESH_BINARY)[1], binaryImage=True)
     count = round(moments["m00"])
     if count == 0:
         raise InputError("the plane does not cover the surface")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 import grpc
 import numpy as np
@@ -17,7 +18,14 @@ from renderkit.edge import Edge
 from renderkit.errors import InputError, abort, bad_request
 from renderkit.planes import quad_plane
 from renderkit.triton import DEPTH, METRIC_DEPTH, TritonError, TritonModels, to_pixel_values
-from services.common.stage import StageSettings, model_stage_edge, points
+from services.common.stage import (
+    StageSettings,
+    focal_problem,
+    model_stage_edge,
+    points,
+    points_problem,
+    size_problem,
+)
 from services.depth.plane import fit_metric_plane, fit_plane, plane_homography
 from services.depth.vanishing import EXIF_FOCAL_TOLERANCE, NoVanishingPoints, plane_from_lines
 
@@ -37,24 +45,25 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.EstimatePlaneResponse:
         width, height = request.width, request.height
-        if width <= 0 or height <= 0:
-            await abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "width and height must be positive",
-                bad_request([("width", "must be positive")]),
+        refused = [
+            problem
+            for problem in (
+                size_problem(width, height),
+                focal_problem("focal_length_px", request.focal_length_px, width, height),
+                focal_problem("exif_focal_length_px", request.exif_focal_length_px, width, height),
+                None
+                if math.isfinite(request.plane_distance_meters) and request.plane_distance_meters >= 0
+                else ("plane_distance_meters", "must be a finite number, 0 or more"),
+                points_problem("quad", request.quad, width, height, outline=True),
             )
-        negative = [
-            (name, "cannot be negative")
-            for name in ("focal_length_px", "plane_distance_meters", "exif_focal_length_px")
-            if getattr(request, name) < 0
+            if problem is not None
         ]
-        if negative:
+        if refused:
             await abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
-                " and ".join(name for name, _ in negative) + " cannot be negative",
-                bad_request(negative),
+                "; ".join(f"{field}: {description}" for field, description in refused),
+                bad_request(refused),
             )
         if request.quad:
             quad = points(request.quad)

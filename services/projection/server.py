@@ -27,7 +27,7 @@ from renderkit.errors import InputError, abort, bad_request
 from renderkit.material_maps import material_map_images
 from renderkit.shared_work import WORKERS
 from renderkit.triton import INTRINSIC, TritonError, TritonModels, to_pixel_values
-from services.common.stage import StageSettings, model_stage_edge, points
+from services.common.stage import MAX_OUTLINE_POINTS, StageSettings, model_stage_edge, points, points_problem
 from services.projection.composite import Sampling, composite
 from services.projection.layouts import Layout
 from services.projection.shading import Shading, from_model
@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 MAX_REPEATS = 1e6
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
 
-# The most points an outline may have (the gateway's limit for a polygon).
-MAX_OUTLINE_POINTS = 1000
 # Decodes beside the photo's (OpenCV's decoders release the GIL), as many at once as the stage's
 # pools have workers: on one thread, every request's swatch waited behind the one before, so one
 # slow swatch (a 40 MP PNG, or a JPEG of the most scans the probe allows) held up every request.
@@ -196,13 +194,8 @@ def _outline_problem(outline: Sequence[imaging_pb2.Point], photo: imaging.ImageI
         return "mask_png", "required (or an outline)"
     if not 3 <= len(outline) <= MAX_OUTLINE_POINTS:
         return "outline", f"needs 3 to {MAX_OUTLINE_POINTS} points, got {len(outline)}"
-    for i, p in enumerate(outline):
-        # As far outside the photo as the gateway lets a quad's corner be; drawing stays cheap.
-        if not (math.isfinite(p.x) and math.isfinite(p.y)):
-            return f"outline[{i}]", "must be finite"
-        if not (-photo.width <= p.x <= 2 * photo.width and -photo.height <= p.y <= 2 * photo.height):
-            return f"outline[{i}]", "lies far outside the photo"
-    return None
+    # As far outside the photo as the gateway lets a quad's corner be; drawing stays cheap.
+    return points_problem("outline", outline, photo.width, photo.height, outline=True)
 
 
 class ProjectionServicer(pb_grpc.ProjectionServiceServicer):

@@ -44,6 +44,8 @@ from renderkit.imaging import srgb_to_linear
 from services.segmentation import surface_scale
 from services.segmentation.superpixels import Superpixels, slic
 
+# The least shorter side, at the working size, that clicks and a box are read at.
+MIN_WORK_SIDE = 8
 WORK_SIDE = 384  # superpixels and GrabCut run with the longer side at this size
 TEXTURE_SIDE = 1024  # texture is measured at this size (or the photo's, when smaller)
 GRABCUT_ITERATIONS = 4
@@ -169,7 +171,8 @@ def _texture(photo_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     scale = min(1.0, TEXTURE_SIDE / max(width, height))
     image = photo_bgr
     if scale < 1.0:
-        image = cv2.resize(photo_bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        measured = (max(1, round(width * scale)), max(1, round(height * scale)))  # a thin photo keeps a row
+        image = cv2.resize(photo_bgr, measured, interpolation=cv2.INTER_AREA)
     lightness = np.log(srgb_to_linear(image).astype(np.float32).mean(axis=2) + LOG_OFFSET)
     lightness = cv2.GaussianBlur(lightness, (0, 0), TEXTURE_BLUR)
     gx = cv2.Sobel(lightness, cv2.CV_32F, 1, 0, ksize=3) * np.float32(1 / 8)
@@ -347,6 +350,12 @@ def select_surface(
     it where they disagree. focal_px (the photo's EXIF focal length, 0 when unknown) helps find the
     plane that clicks alone are refined on.
     """
+    height, width = photo_bgr.shape[:2]
+    if min(width, height) * min(1.0, WORK_SIDE / max(width, height)) < MIN_WORK_SIDE:
+        raise InputError(
+            f"the photo is too small or too narrow to find a surface in from clicks or a box (its shorter side "
+            f"must be at least {MIN_WORK_SIDE} px and 1/{WORK_SIDE // MIN_WORK_SIDE} of its longer)"
+        )
     appearance = Appearance(photo_bgr)
     scale = appearance.scale
     sw, sh = appearance.size
@@ -356,7 +365,9 @@ def select_surface(
         labels[likely] = cv2.GC_PR_FGD
     if box is not None:
         x0, y0, x1, y1 = (round(v * scale) for v in box)
-        window = (slice(max(0, y0), min(sh, y1)), slice(max(0, x0), min(sw, x1)))
+        window = (slice(max(0, y0), min(sh, max(0, y1))), slice(max(0, x0), min(sw, max(0, x1))))
+        if window[0].start >= window[0].stop or window[1].start >= window[1].stop:
+            raise InputError(f"the box is smaller than the detail the surface is found at ({1 / scale:.0f} px)")
         outside = np.full((sh, sw), True)
         outside[window] = False
         labels[outside] = cv2.GC_BGD

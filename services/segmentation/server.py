@@ -24,7 +24,15 @@ from renderkit import imaging
 from renderkit.edge import Edge
 from renderkit.errors import InputError, abort, bad_request
 from renderkit.triton import SEGMENTATION, TritonError, TritonModels, to_pixel_values
-from services.common.stage import StageSettings, box_of, model_stage_edge, points
+from services.common.stage import (
+    StageSettings,
+    box_of,
+    box_problem,
+    model_stage_edge,
+    points,
+    points_problem,
+    size_problem,
+)
 from services.segmentation.interactive import refine_edges, select_surface
 from services.segmentation.masks import (
     ADE20K_SURFACE_CLASSES,
@@ -47,14 +55,19 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
 
     async def Segment(self, request: pb.SegmentRequest, context: grpc.aio.ServicerContext) -> pb.SegmentResponse:  # type: ignore[type-arg]
         width, height = request.width, request.height
-        if width <= 0 or height <= 0:
+        problem = size_problem(width, height) or box_problem(request.box, width, height)
+        for field, values, corners in (
+            ("positive_points", request.positive_points, False),
+            ("negative_points", request.negative_points, False),
+            ("polygon", request.polygon, True),
+            ("quad", request.quad, True),
+        ):
+            problem = problem or points_problem(field, values, width, height, outline=corners)
+        if problem is not None:
             await abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "width and height must be positive",
-                bad_request([("width", "must be positive")]),
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"{problem[0]}: {problem[1]}", bad_request([problem])
             )
-        box = box_of(request.box)
+        box = box_of(request.box, width, height)
         clicks = bool(request.positive_points) or box is not None
         if clicks and not request.photo:
             await abort(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from devstack import scenes
+from renderkit.errors import InputError
 from renderkit.homography import quad_homography
 from renderkit.imaging import linear_to_srgb, srgb_to_linear
 from services.segmentation import surface_scale
@@ -349,3 +350,12 @@ def test_a_click_far_off_the_photo_paints_nothing() -> None:
     assert not labels.any()
     _disk(labels, np.array([[386.0, 100.0]]), 5, 1)  # just off the edge: the disk's part on it is drawn
     assert labels[95:106, 380:].any() and labels.sum() < np.pi * 25
+
+
+@pytest.mark.parametrize("shape", [(1, 4000), (2100, 1), (40, 4000)])
+def test_a_photo_too_thin_to_click_on_is_refused_saying_so(shape: tuple[int, int]) -> None:
+    """A very thin photo made the texture's resize ask for 0 rows (cv2.error, an internal error) or
+    the superpixels miscount (a review found both): clicks and a box need a photo with some height."""
+    photo = np.full((*shape, 3), 120, np.uint8)
+    with pytest.raises(InputError, match="too small or too narrow"):
+        select_surface(photo, None, np.array([[0.0, 0.0]]), np.empty((0, 2)))
