@@ -732,53 +732,58 @@ def test_a_stored_rate_however_small_limits_submits_without_failing_them(redis_u
 
 
 @pytest.mark.parametrize("rate", [10_000.0, 50_000.0, 100_000.0])
-def test_a_high_rate_still_holds_its_burst(redis_url: str, monkeypatch: pytest.MonkeyPatch, rate: float) -> None:
+def test_a_high_rate_still_holds_its_burst(redis_url: str, rate: float) -> None:
     """The rate's next allowed time was stored with 14 digits, which left a millisecond timestamp
     one decimal: at any rate over 20,000 a second (the admin API takes up to 100,000) the interval
-    rounded away and nothing was limited (a review found 500 of 500 admitted at one instant)."""
-    import gateway.ledger.jobs as jobs
-
-    monkeypatch.setattr(jobs, "now_ms", lambda: 1_750_000_000_000)
+    rounded away and nothing was limited (a review found 500 of 500 admitted at one instant). The
+    precheck script is called as Ledger.precheck calls it, at one instant."""
 
     async def body(ledger: Ledger) -> None:
         await ledger.set_tenant_limits("fast", {"rate_per_s": rate, "burst": 10})
         admitted = 0
-        for _ in range(200):
-            with contextlib.suppress(RateLimited):
-                await ledger.precheck("fast", 0)
-                admitted += 1
+        for i in range(200):
+            reply = await ledger.scripts["precheck"](
+                keys=[
+                    keys.tenant_limits("fast"),
+                    keys.tenant_rate("fast"),
+                    keys.tenant_active("fast"),
+                    keys.ACTIVE_SET,
+                    keys.credits_balance("fast"),
+                    keys.counted("fast", f"op-{i}"),
+                ],
+                args=[1_750_000_000_000, "0", 1, 0, 0, 0],
+            )
+            admitted += reply[0] == b"ok"
         assert admitted == 10
 
     run(body, redis_url, tenant_defaults=TenantLimits(queue_quota=0))
 
 
-def test_a_precheck_or_an_uploads_admission_whose_reply_was_lost_is_counted_once(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_precheck_or_an_uploads_admission_whose_reply_was_lost_is_counted_once(redis_url: str) -> None:
     """Every script is retried after a lost reply, so every script must apply once: the precheck
     of an inline submit and an upload's admission counted the tenant's rate again on the retry (a
     review found a burst of 2 refusing the second submit)."""
     import redis.exceptions
 
-    from gateway.ledger.pipelining import PipelinedScript
-
-    original = PipelinedScript.__call__
     lost: list[str] = []
 
-    async def losing(self: PipelinedScript, keys: list[Any], args: list[Any]) -> Any:
-        reply = await original(self, keys=keys, args=args)
-        if not lost or lost[-1] != "lost":  # every other call's reply is lost, after Redis ran it
-            lost.append("lost")
-            raise redis.exceptions.ConnectionError("the connection to Redis was lost")
-        lost.append("answered")
-        return reply
+    def losing_first_reply(script: Any) -> Any:
+        async def call(keys: list[Any], args: list[Any]) -> Any:
+            reply = await script(keys=keys, args=args)  # Redis ran it...
+            if len(lost) % 2 == 0:
+                lost.append("lost")  # ...and its reply is lost
+                raise redis.exceptions.ConnectionError("the connection to Redis was lost")
+            lost.append("answered")
+            return reply
+
+        return call
 
     async def body(ledger: Ledger) -> None:
         await ledger.set_tenant_limits("once", {"rate_per_s": 1 / 3600, "burst": 2})
-        monkeypatch.setattr(PipelinedScript, "__call__", losing)
+        for name in ("precheck", "asset"):
+            ledger.scripts[name] = losing_first_reply(ledger.scripts[name])
         await ledger.precheck("once", 0)
         await ledger.admit_asset("once", "a" * 32, now_ms(), 0)
-        monkeypatch.setattr(PipelinedScript, "__call__", original)
         assert lost == ["lost", "answered", "lost", "answered"]
         with pytest.raises(RateLimited):  # the burst of two is spent by those two, not four
             await ledger.precheck("once", 0)
