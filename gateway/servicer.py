@@ -39,7 +39,7 @@ from gateway.pricing import Price, PriceTable, charge_for_cancelled_batch, price
 from gateway.requests import image_fields, plan_steps
 from gateway.settings import WebhookSettings
 from gateway.uploads import drop_uploads, upload_inputs
-from gateway.validation import Assets, Limits, Violation, named_asset_problems, validate_submit
+from gateway.validation import Assets, Limits, Violation, named_asset_problems, too_many_entries, validate_submit
 from gateway.watch import CursorPastEnd, CursorRefused, EventHub, EventsUnreadable, JobGone
 from gateway.webhooks import events as webhook_events
 from gateway.webhooks.api import WebhookMethods
@@ -194,6 +194,12 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         """The submit's answer, and the events it wrote (to hand a watcher of the new job without
         reading them back; none for a duplicate)."""
         tenant = self._tenant()
+        # Fields this version does not know are dropped: the job keeps its request for days and
+        # reads it back with every read of the job (megabytes of them were stored whole), and a
+        # field no check here has seen must not reach a newer dispatcher that would honour it.
+        request.DiscardUnknownFields()
+        if crowded := too_many_entries(request):  # before anything walks the lists
+            await self._invalid(context, [crowded])
         # Inline images are probed, checked and stored off the event loop; a request without them
         # is checked here and recorded in one ledger round trip (the script sees duplicates, the
         # limits, the queue and the credits itself). Uploaded assets are read with what their

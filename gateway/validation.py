@@ -291,10 +291,52 @@ def webhook_violations(url: str, events: Sequence[int], prefix: str, allow_priva
     problem = url_problem(url, allow_private)
     if problem:
         violations.append((f"{prefix}url", problem))
+    if len(events) > len(WEBHOOK_EVENTS):  # each named once at most is all a filter needs
+        return [*violations, (f"{prefix}events", f"at most {len(WEBHOOK_EVENTS)} events, got {len(events)}")]
     for index, event in enumerate(events):
         if event == pb.WEBHOOK_EVENT_UNSPECIFIED:
             violations.append((f"{prefix}events[{index}]", "name STARTED, PROGRESS or COMPLETED"))
     return violations
+
+
+WEBHOOK_EVENTS = tuple(value for value in pb.WebhookEvent.values() if value != pb.WEBHOOK_EVENT_UNSPECIFIED)
+# The most list entries a submit may hold across all its repeated fields (a batch's fifty rooms with
+# their hints are far fewer). A request under _FEW_ENTRIES_BYTES cannot hold more than that many
+# (each costs a byte or two), so only larger ones are counted.
+MAX_LIST_ENTRIES = 10_000
+_FEW_ENTRIES_BYTES = 8 * 1024
+
+
+def too_many_entries(request: Message) -> Violation | None:
+    """A request whose repeated fields hold more than MAX_LIST_ENTRIES entries in all, counted
+    before anything walks one of them: every check and the images' listing walk each entry on the
+    event loop, and a request of a million empty ones held every caller for seconds and took half
+    a gigabyte. The count stops at the limit."""
+    if request.ByteSize() < _FEW_ENTRIES_BYTES:
+        return None
+    left = [MAX_LIST_ENTRIES]
+
+    def count(message: Message, path: str) -> str | None:
+        for field, value in message.ListFields():
+            where = f"{path}{field.name}"
+            if not field.is_repeated:
+                if field.message_type is not None:
+                    found = count(value, f"{where}.")
+                    if found:
+                        return found
+                continue
+            left[0] -= len(value)
+            if left[0] < 0:
+                return where
+            if field.message_type is not None and not field.message_type.GetOptions().map_entry:
+                for item in value:
+                    found = count(item, f"{where}[].")
+                    if found:
+                        return found
+        return None
+
+    where = count(request, "")
+    return None if where is None else (where, f"the request holds more than {MAX_LIST_ENTRIES} list entries in all")
 
 
 def validate_submit(request: pb.SubmitRenderRequest, limits: Limits, assets: Assets = NO_ASSETS) -> list[Violation]:
@@ -516,6 +558,17 @@ def _prompt_text(text: str, field: str, max_chars: int) -> list[Violation]:
     return [(field, reason)] if reason else []
 
 
+def _says_something(text: str) -> bool:
+    """Whether a text still says anything once sanitized (markup, controls and invisible
+    characters alone are sent as nothing)."""
+    return bool(text) and bool(_sanitized(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _sanitized(text: str) -> str:
+    return prompts.sanitize(text)
+
+
 def _texts(pairs: Iterable[tuple[str, str, int]], base: str) -> list[Violation]:
     """_prompt_text over (text, field under base, max characters), naming a field only when its
     text is set (most are empty, and a submit checks a dozen)."""
@@ -529,7 +582,7 @@ def _texts(pairs: Iterable[tuple[str, str, int]], base: str) -> list[Violation]:
 @functools.lru_cache(maxsize=4096)
 def _refusal(text: str) -> str | None:
     """Why a text is refused once sanitized (texts repeat: room types, material names)."""
-    return prompts.refusal(prompts.sanitize(text))
+    return prompts.refusal(_sanitized(text))
 
 
 def _generation_options(options: pb.GenerationOptions, base: str, limits: Limits) -> list[Violation]:
@@ -590,9 +643,11 @@ def _room_render(
         violations += [memory] if memory else []
     if room.custom_prompt:
         violations += _prompt_text(room.custom_prompt, f"{base}.custom_prompt", prompts.MAX_PROMPT_CHARS)
+        if not _says_something(room.custom_prompt):  # the provider would be sent an empty prompt
+            violations.append((f"{base}.custom_prompt", "holds no words once markup and control characters go"))
     if require_options or room.HasField("options"):
         violations += _generation_options(room.options, f"{base}.options", limits)
-    if not room.custom_prompt and not (described.room_type or described.name):
+    if not room.custom_prompt and not (_says_something(described.room_type) or _says_something(described.name)):
         violations.append((f"{base}.room.room_type", "is required (or give custom_prompt)"))
     return violations
 

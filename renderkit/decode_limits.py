@@ -12,8 +12,10 @@ import os
 
 # A decompression bomb guard; 8K UHD is 33 MP.
 DEFAULT_MAX_PIXELS = 40_000_000
-# JPEG's own limit on a side; WebP's is 16,383. A PNG could claim 2^31.
-MAX_SIDE = 65_535
+# The longest side of any image: libjpeg's own limit, so that every output can be written as JPEG
+# (the default format; JPEG's header could hold 65,535, and a photo of 65,501-65,535 px passed the
+# submit and failed the job). WebP's is 16,383; a PNG could claim 2^31.
+MAX_SIDE = 65_500
 
 
 def opencv_pixel_limit(environ: dict[str, str] | os._Environ[str]) -> int:

@@ -54,8 +54,11 @@ def sanitize(text: str) -> str:
 
 
 def refusal(text: str) -> str | None:
-    """Why a prompt is refused, or None when it may be sent."""
-    lowered = text.lower()
+    """Why a prompt is refused, or None when it may be sent. The list is matched on the text's
+    compatibility form with every run of whitespace one space: a line break, a no-break or an em
+    space between two words, or full-width letters, do not hide a refused phrase ("ignore
+    previous\ninstructions", "ｎｕｄｉｔｙ")."""
+    lowered = " ".join(unicodedata.normalize("NFKC", text).lower().split())
     for pattern, reason in _REFUSED_PATTERNS:
         if pattern.search(lowered):
             return f"the prompt {reason}; it cannot be rendered"

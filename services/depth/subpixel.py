@@ -52,7 +52,7 @@ def refine_segments(photo_bgr: np.ndarray, segments: np.ndarray) -> np.ndarray:
     if x1 <= x0 or y1 <= y0:
         return refined
     if max(x1 - x0, y1 - y0) > _MAX_PART:
-        # cv2.remap reads images under 32,767 px a side (a panorama may be 65,535 wide): the
+        # cv2.remap reads images under 32,767 px a side (a panorama may be 65,500 wide): the
         # segments are split across the longer side until each part's box fits; a single segment
         # longer than that stays as detected.
         if len(segments) == 1:

@@ -490,3 +490,26 @@ def test_a_request_that_is_not_its_message_is_invalid_argument_saying_which(
                     list(answer)
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
             assert refused.value.details() == f"the request is not a valid {message} message"  # type: ignore[attr-defined]
+
+
+def test_fields_this_version_does_not_know_are_not_kept_with_the_job(gateway_address: str, redis_url: str) -> None:
+    """The job's request was stored as sent, unknown fields and all: 8 MB of them stayed in the
+    ledger for the job's retention and were read back with every read of the job (a review found
+    it). They are dropped at submit."""
+    import redis as redis_client
+
+    from tests.credentials import bearer, key_for
+
+    key = key_for(redis_url, "unknown-fields")
+    sent = room_render_request(room_render("hall", dry_run=True)).SerializeToString()
+    junk = b"\xc2\x3e\xa0\x8d\x06" + b"x" * 100_000  # tag (1000 << 3 | 2), then the varint 100,000
+    with grpc.insecure_channel(gateway_address) as channel:
+        submit = channel.unary_unary(
+            "/render.v1.RenderService/SubmitRender",
+            request_serializer=lambda raw: raw,
+            response_deserializer=pb.SubmitRenderResponse.FromString,
+        )
+        job = submit(sent + junk, metadata=bearer(key), timeout=30).job
+    stored = redis_client.Redis.from_url(redis_url).hget(f"job:{job.id}", "request")
+    assert isinstance(stored, bytes) and len(stored) < 1_000
+    assert pb.SubmitRenderRequest.FromString(stored) == pb.SubmitRenderRequest.FromString(sent)

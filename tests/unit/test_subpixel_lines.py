@@ -115,7 +115,7 @@ def test_the_stone_claddings_plane_comes_from_its_joints_placed_on_the_photo(mon
 
 
 def test_a_panoramas_segments_are_refined_in_parts_cv2_can_read() -> None:
-    """A photo 34,000 px wide (the gateway takes sides up to 65,535 px): segments at either end are
+    """A photo 34,000 px wide (the gateway takes sides up to 65,500 px): segments at either end are
     refined in parts under cv2.remap's 32,767 px, and one segment longer than that stays as it was."""
     width, height = 34_000, 120
     row = np.full((height, width), 40, np.uint8)

@@ -429,3 +429,47 @@ def test_a_webp_output_must_hold_the_photo_or_texture() -> None:
     assert fields(edit) == {"output.format"}
     edit.output.format = pb.IMAGE_FORMAT_PNG
     assert fields(edit) == set()
+
+
+def test_a_request_crowded_with_list_entries_is_refused_before_anything_walks_them() -> None:
+    """A million empty variant swatches (2 MB on the wire) held the gateway's event loop for
+    seconds and took half a gigabyte while every check walked them (a review found it)."""
+    import time
+
+    from gateway.validation import MAX_LIST_ENTRIES, too_many_entries
+
+    crowded = pb.SubmitRenderRequest()
+    for _ in range(1_000_000):
+        crowded.material_swap.variant_swatches.add()
+    started = time.process_time()
+    assert too_many_entries(crowded) == (
+        "material_swap.variant_swatches",
+        f"the request holds more than {MAX_LIST_ENTRIES} list entries in all",
+    )
+    assert time.process_time() - started < 1.0  # counted, not walked
+    assert too_many_entries(request()) is None
+
+
+def test_a_webhook_filter_names_each_event_once_at_most() -> None:
+    hooked = request()
+    hooked.webhook.url = "https://hooks.example.com/render"
+    hooked.webhook.events.extend([pb.WEBHOOK_EVENT_COMPLETED] * 50)
+    assert "webhook.events" in fields(hooked)
+
+
+@pytest.mark.parametrize("text", ["<just markup>", "\x01\x02", "\u200b"])
+def test_a_custom_prompt_of_nothing_but_markup_is_refused(text: str) -> None:
+    """Sanitized, it was an empty prompt sent to the provider, and charged (a review found it)."""
+    request = pb.SubmitRenderRequest(room_render=pb.RoomRender(custom_prompt=text))
+    fields = {field for field, _ in validate_submit(request, Limits())}
+    assert "room_render.custom_prompt" in fields
+    request = pb.SubmitRenderRequest(room_render=pb.RoomRender(room=pb.Room(room_type=text)))
+    assert "room_render.room.room_type" in {field for field, _ in validate_submit(request, Limits())}
+
+
+def test_an_image_too_tall_for_a_jpeg_output_is_refused_at_submit() -> None:
+    """A side of 65,501-65,535 px passed the probe, then the job could not write its JPEG (a
+    review found a swap failing after its charge, and an edit after its provider was paid)."""
+    with pytest.raises(imaging.ImageError, match="a side over 65,500 px"):
+        imaging.probe(flat_png(64, 65_535))
+    assert imaging.probe(flat_png(64, 65_500)).height == 65_500
