@@ -40,7 +40,7 @@ from gateway.requests import image_fields, plan_steps
 from gateway.settings import WebhookSettings
 from gateway.uploads import drop_uploads, upload_inputs
 from gateway.validation import Assets, Limits, Violation, named_asset_problems, too_many_entries, validate_submit
-from gateway.watch import CursorPastEnd, CursorRefused, EventHub, EventsUnreadable, JobGone
+from gateway.watch import CursorPastEnd, CursorRefused, EventHub, EventsUnreadable, JobGone, ServerDraining
 from gateway.webhooks import events as webhook_events
 from gateway.webhooks.api import WebhookMethods
 from render.v1 import render_service_pb2 as pb
@@ -175,6 +175,8 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         if not current_principal().may(Scope.READ):
             await abort(context, grpc.StatusCode.PERMISSION_DENIED, "this credential lacks the read scope")
         async with self._watching(self._tenant(), context):  # before the job is made
+            if self.hub.draining:  # the watch would be refused: make no job its caller never hears of
+                raise ServerDraining()
             submitted, written = await self._submit(request.request, context)
             follow = self._follow(
                 context, submitted.job.id, "", outcome_only=request.outcome_only, first_too=True, written=written

@@ -89,10 +89,13 @@ class _Watcher:
             self.queue.put_nowait(event)
 
     def end(self, reason: Exception) -> None:
-        """Ends the watch, which raises `reason` (the first one given, if ended twice)."""
+        """Ends the watch, which raises `reason` (the first one given, if ended twice). Once: a
+        watcher whose client stopped reading stays registered, and each sweep would otherwise queue
+        another end for it."""
         if self.ending is None:
             self.ending = reason
-        self.queue.put_nowait(None)
+            self.ahead = False  # ended: no sweep need look at its job for it again
+            self.queue.put_nowait(None)
 
 
 class EventHub:
@@ -164,6 +167,11 @@ class EventHub:
         """Re-reads every watched job (after a reconnect, notices sent meanwhile were lost)."""
         self._dirty.update(self._watchers)
         self._wake.set()
+
+    @property
+    def draining(self) -> bool:
+        """Whether this replica is draining: it starts no watch (ServerDraining)."""
+        return self._draining
 
     async def watch(
         self,
@@ -338,7 +346,8 @@ class EventHub:
                     watcher.take(event, position)
 
     async def _end_expired(self) -> None:
-        watched = list(self._watchers)
+        # (A watch already ended is only waiting for its client to read the end.)
+        watched = [job for job, group in self._watchers.items() if any(w.ending is None for w in group)]
         for start in range(0, len(watched), _READ_CHUNK):
             chunk = watched[start : start + _READ_CHUNK]
             for job_id, exists in zip(chunk, await self.ledger.exist(chunk), strict=True):

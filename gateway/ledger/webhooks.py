@@ -242,6 +242,21 @@ class Webhooks(LedgerBase):
         secret; the previous one signs beside it until `until_ms`. None: no such endpoint."""
         return await self._secret(tenant, endpoint_id, until_ms, "rotate")
 
+    async def endpoint_signing(self, tenant: str, endpoint_id: str) -> Secrets | None:
+        """An endpoint's secrets as they are now, None when it was deleted or disabled: a worker
+        reads them again just before it posts, since the claim's copy may be stale by then."""
+
+        async def read() -> Any:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hget(keys.webhook_endpoints(tenant), endpoint_id)
+                pipe.hget(keys.webhook_secrets(tenant), f"endpoint:{endpoint_id}")
+                return await pipe.execute()
+
+        config, secrets = await self._retry(read)
+        if not config or json.loads(config).get("disabled"):
+            return None
+        return _secrets(secrets)
+
     async def tenant_secret(self, tenant: str) -> Secrets:
         """The tenant's secret for webhooks set on requests, made on first use."""
         made = await self._secret(tenant, "", 0, "ensure")

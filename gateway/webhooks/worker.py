@@ -59,12 +59,16 @@ _RESULTS = {
 
 
 class EndpointGone(Exception):
-    """A claimed delivery's endpoint was deleted before its attempt."""
+    """A claimed delivery's endpoint was deleted or disabled before its attempt."""
 
 
 def delivery_ttl_ms(settings: WebhookSettings, retention_s: float) -> int:
-    """How long a delivery is kept: the job retention, or its whole retry schedule when longer."""
-    return int(max(retention_s, sum(settings.retry_schedule_s) + settings.lease_s) * 1000)
+    """How long a delivery is kept: the job retention, or its whole retry schedule when longer, each
+    wait as long as a Retry-After may make it (the longest step: a receiver answering every attempt
+    with a long Retry-After had its delivery expire, unrecorded, halfway through the schedule)."""
+    schedule = settings.retry_schedule_s
+    longest = len(schedule) * max(schedule, default=0.0)
+    return int(max(retention_s, longest + settings.lease_s) * 1000)
 
 
 def after_attempt(
@@ -206,6 +210,10 @@ class DeliveryWorker:
         parent = (
             telemetry.context_of(await self.ledger.trace_of(delivery.job_id)) if telemetry.tracing_enabled() else None
         )
+        if delivery.endpoint_id:  # the endpoint as it is now: deleted, disabled or rotated since the claim
+            secrets = await self.ledger.endpoint_signing(delivery.tenant, delivery.endpoint_id)
+            if secrets is None:
+                raise EndpointGone()
         with (
             telemetry.job_scope(delivery.job_id, delivery.tenant, parent),
             telemetry.tracer().start_as_current_span(

@@ -882,3 +882,74 @@ def test_a_tenants_backlog_of_webhooks_does_not_hide_another_tenants(redis_url: 
         assert claimed == ["stuck-0", "stuck-1", "other-0"]
 
     run(body, redis_url)
+
+
+def test_a_delivery_claimed_before_its_endpoint_was_deleted_is_not_posted(redis_url: str) -> None:
+    """The claim read the endpoint and its secrets once: deleted (or its secret rotated) between
+    the claim and the post, the delivery still went to it, signed with the old secret (a review
+    found it). The worker reads the endpoint again just before it posts."""
+    from gateway.ledger.jobs import now_ms as ledger_now
+    from gateway.settings import WebhookSettings
+    from gateway.subscriptions import Subscriptions
+    from gateway.webhooks.worker import DeliveryWorker, delivery_ttl_ms
+    from renderkit.fetch import FetchPolicy
+
+    async def body(ledger: Ledger) -> None:
+        settings = WebhookSettings(timeout_s=1.0, concurrency=0)
+        ledger.webhook_ttl_ms = delivery_ttl_ms(settings, 3600)
+        worker = DeliveryWorker(ledger, settings, FetchPolicy(allow_private=True), None, Subscriptions(ledger.redis))
+        endpoint, _ = await ledger.create_endpoint(
+            "acme", "http://127.0.0.1:9/never", ("completed",), "", ledger_now(), 10
+        )
+        job = (await ledger.submit(new_job())).job_id
+        await ledger.cancel(job)
+        claimed = await ledger.claim_deliveries(worker.claim, ledger_now(), int(settings.lease_s * 1000), 10)
+        (delivery,) = claimed.deliveries
+        assert delivery.endpoint_id == endpoint.endpoint_id and delivery.secrets is not None
+        assert await ledger.delete_endpoint("acme", endpoint.endpoint_id)
+        posted: list[str] = []
+        worker_post = worker._attempt
+
+        async def attempt(d: Any) -> Any:
+            posted.append(d.delivery_id)
+            return await worker_post(d)
+
+        worker._attempt = attempt  # type: ignore[method-assign,assignment]
+        await worker._deliver(delivery)
+        stored = await ledger.redis.hgetall(keys.webhook_delivery(delivery.delivery_id))
+        assert posted == [delivery.delivery_id]  # the attempt began...
+        assert stored[b"status"] == b"pending" and stored.get(b"attempts", b"0") == b"0"  # ...and posted nothing
+
+    run(body, redis_url)
+
+
+def test_submit_and_watch_on_a_draining_gateway_makes_no_job(redis_url: str) -> None:
+    """A draining gateway refuses watches; SubmitAndWatch made its job first, then ended
+    UNAVAILABLE before the event naming it, so its caller never learned the job's id and a retry
+    made a second one, charged again (a review found it). It now refuses before the submit."""
+    from gateway.auth.principal import Principal, Scope, set_principal
+    from gateway.servicer import RenderServicer
+    from gateway.subscriptions import Subscriptions
+    from gateway.validation import Limits
+    from gateway.watch import EventHub, ServerDraining
+    from render_client.client import room_render, room_render_request
+
+    async def body(ledger: Ledger) -> None:
+        subscriptions = Subscriptions(ledger.redis)
+        hub = EventHub(ledger, subscriptions)
+        subscriptions.start()
+        hub.start()
+        try:
+            servicer = RenderServicer(ledger, None, Limits(), hub, assets=None, links=None)  # type: ignore[arg-type]
+            set_principal(Principal("acme", "key:test", frozenset(Scope)))
+            await hub.drain()
+            request = pb.SubmitAndWatchRequest(request=room_render_request(room_render("hall", dry_run=True)))
+            with pytest.raises(ServerDraining):
+                async for _ in servicer.SubmitAndWatch(request, None):  # type: ignore[arg-type]
+                    pass
+            assert await ledger.redis.scard(keys.tenant_active("acme")) == 0
+        finally:
+            await hub.drain()
+            await subscriptions.stop()
+
+    run(body, redis_url)

@@ -444,3 +444,14 @@ def test_a_watch_begun_after_the_drain_ends_at_once() -> None:
             await asyncio.wait_for(take(hub.watch("job"), 1), 1)
 
     asyncio.run(body())
+
+
+def test_a_watch_ended_while_its_client_reads_nothing_is_ended_once() -> None:
+    """Every sweep ended a stalled watcher of a gone job again, queueing another end each time (a
+    review found the queue growing without bound); it is ended once."""
+    from gateway.watch import JobGone, _Watcher
+
+    watcher = _Watcher(cursor=(0, 0))
+    for _ in range(5):
+        watcher.end(JobGone())
+    assert watcher.queue.qsize() == 1 and isinstance(watcher.ending, JobGone)

@@ -73,6 +73,22 @@ def test_retries_follow_the_schedule_with_jitter_then_fail() -> None:
     assert sum(DEFAULT_WEBHOOK_RETRY_SCHEDULE) / 3600 == pytest.approx(23.8, abs=0.1)  # about a day
 
 
+def test_a_delivery_is_kept_through_every_attempt_however_long_each_retry_after_makes_it() -> None:
+    """A receiver answering every attempt with a Retry-After of the longest step had its delivery
+    expire, unrecorded, halfway through the schedule (a review found it): the record lasts every
+    attempt at the longest wait."""
+    from gateway.webhooks.worker import delivery_ttl_ms
+
+    settings = WebhookSettings()
+    schedule = settings.retry_schedule_s
+    now = 0
+    for made in range(1, len(schedule) + 1):  # each attempt answered 503 with a day's Retry-After
+        outcome, now, _ = after_attempt(settings, made, failed(503), PostResponse(503, 86400.0), now)
+        assert outcome == "retry"
+    assert now + settings.lease_s * 1000 <= delivery_ttl_ms(settings, retention_s=3600)
+    assert after_attempt(settings, len(schedule) + 1, failed(503), PostResponse(503, 86400.0), now)[0] == "failed"
+
+
 def delivery(event: pb.JobEvent, event_type: str = "job.completed", **fields: object) -> Delivery:
     return Delivery(
         delivery_id="msg_j_1",
