@@ -22,7 +22,7 @@ from render.segmentation.v1 import segmentation_service_pb2 as pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as pb_grpc
 from renderkit import imaging
 from renderkit.edge import Edge
-from renderkit.errors import InputError, abort, bad_request
+from renderkit.errors import InputError, abort, bad_request, error_info
 from renderkit.triton import SEGMENTATION, TritonError, TritonModels, to_pixel_values
 from services.common.stage import (
     StageSettings,
@@ -179,12 +179,16 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                 "the model path needs the photo",
                 bad_request([("photo", "required when no mask, polygon or quad is given")]),
             )
+        named = request.surface in ADE20K_SURFACE_CLASSES
         await abort(
             context,
             grpc.StatusCode.FAILED_PRECONDITION,
             "cannot find the surface: provide a mask, a polygon, a quad, points or a box"
             + ("" if request.surface else ", or name the surface")
-            + " (the segmentation model is not deployed)" * (request.surface in ADE20K_SURFACE_CLASSES),
+            + " (the segmentation model is not deployed)" * named,
+            # A surface named alone needs the model: its absence is this deployment's, not the
+            # caller's (the job is refunded, not charged as a bad request).
+            *([error_info("PIPELINE_ERROR")] if named else []),
         )
         raise AssertionError("unreachable")
 

@@ -513,3 +513,23 @@ def test_fields_this_version_does_not_know_are_not_kept_with_the_job(gateway_add
     stored = redis_client.Redis.from_url(redis_url).hget(f"job:{job.id}", "request")
     assert isinstance(stored, bytes) and len(stored) < 1_000
     assert pb.SubmitRenderRequest.FromString(stored) == pb.SubmitRenderRequest.FromString(sent)
+
+
+def test_a_surface_named_alone_where_no_model_is_deployed_fails_as_the_deployments_fault(
+    gateway_address: str, redis_url: str
+) -> None:
+    """Finding a named surface without hints needs the segmentation model: where none is deployed
+    the job failed VALIDATION_FAILED and was charged as the caller's bad request (a review found
+    it). It fails PIPELINE_ERROR, refunded."""
+    from tests.credentials import bearer, key_for
+
+    key = key_for(redis_url, "no-model")
+    request = material_swap_request(PHOTO, SWATCH)
+    request.material_swap.surface = pb.SURFACE_FLOOR
+    with RenderClient(gateway_address, api_key=key) as client, grpc.insecure_channel(gateway_address) as channel:
+        stub = pb_grpc.RenderServiceStub(channel)
+        before = stub.GetBalance(pb.GetBalanceRequest(), metadata=bearer(key), timeout=10).balance
+        done = client.wait(client.submit(request).job.id, timeout=60)
+        after = stub.GetBalance(pb.GetBalanceRequest(), metadata=bearer(key), timeout=10).balance
+    assert done.state == pb.JOB_STATE_FAILED and done.error.code == pb.ERROR_CODE_PIPELINE_ERROR
+    assert "not deployed" in done.error.message and after == before
