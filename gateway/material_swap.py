@@ -453,6 +453,8 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
                     f"texture similarity {refined.drift.texture_similarity:.2f}; {kept}",
                 )
 
+    if generation is not None:  # what every swatch's refinement spent, as the charge counts it
+        generation.cost.CopyFrom(pb.Cost(tokens=ctx.spent.tokens, cents=round(ctx.spent.cents, 4)))
     await ctx.step(ctx.total_steps, pb.STAGE_OUTPUT, "writing outputs")
     images = [image for index, r in enumerate(renders) for image in named(r, f"v{index}-" if index else "")]
     outputs = await write_outputs(ctx, images + maps)
