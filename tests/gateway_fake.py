@@ -74,6 +74,8 @@ class FakeGateway:
     submit_failures: list[grpc.StatusCode] = field(default_factory=list)
     watches: list[WatchCall] = field(default_factory=list)
     submits: list[tuple[str, str]] = field(default_factory=list)  # (server, idempotency key)
+    # GetOutput's answer: the file it announces, and the pieces of data it then sends.
+    output: tuple[pb.OutputFile, list[bytes]] = field(default_factory=lambda: (pb.OutputFile(), []))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_plan(self) -> list[Step]:
@@ -134,6 +136,11 @@ class _Servicer(pb_grpc.RenderServiceServicer):
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.GetJobResponse:
         return pb.GetJobResponse(job=pb.Job(id=request.job_id, state=self.fake.log[-1].state))
+
+    def GetOutput(self, request: pb.GetOutputRequest, context: grpc.ServicerContext) -> Iterator[pb.GetOutputResponse]:
+        announced, pieces = self.fake.output
+        for index, piece in enumerate(pieces or [b""]):
+            yield pb.GetOutputResponse(file=announced, data=piece) if index == 0 else pb.GetOutputResponse(data=piece)
 
 
 @contextlib.contextmanager

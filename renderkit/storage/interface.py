@@ -81,7 +81,15 @@ def content_type_of(key: str) -> str:
 
 
 def check_key(key: str) -> None:
-    """Refuses a key that is empty, absolute, or has empty, "." or ".." segments."""
+    """Refuses a key that is empty, absolute, has empty, "." or ".." segments, or holds a backslash
+    or a control character (NUL made the local store raise outside its errors and leave a
+    temporary file behind; a backslash is another system's separator)."""
     parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    if (
+        not key
+        or key.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or "\\" in key
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in key)
+    ):
         raise StorageError(f"invalid storage key {key!r}")

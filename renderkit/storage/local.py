@@ -84,11 +84,13 @@ class LocalStorage:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
+            tmp = ""
         except OSError as exc:
-            if tmp:  # a write that failed (a full disk) leaves no part of itself behind
+            raise StorageError(f"could not write {key}: {exc.strerror or exc}") from exc
+        finally:
+            if tmp:  # a write that failed (a full disk, or anything else) leaves no part of itself behind
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-            raise StorageError(f"could not write {key}: {exc.strerror or exc}") from exc
         return StoredObject(
             key=key,
             uri=local_uri(key),
@@ -110,13 +112,23 @@ class LocalStorage:
         if not folder.is_dir():
             return 0
         removed = 0
-        for path in sorted(folder.rglob("*"), reverse=True):
-            if path.is_dir():
-                path.rmdir()
-            else:
-                path.unlink()
-                removed += 1
-        folder.rmdir()
+        try:
+            try:
+                paths = sorted(folder.rglob("*"), reverse=True)
+            except FileNotFoundError:  # another delete of the prefix removed it while it was listed
+                return 0
+            for path in paths:
+                if path.is_dir():
+                    with contextlib.suppress(FileNotFoundError):  # another delete of the prefix got there first
+                        path.rmdir()
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                        removed += 1
+            with contextlib.suppress(FileNotFoundError):
+                folder.rmdir()
+        except OSError as exc:  # (a file written meanwhile keeps its folder): no server path in the message
+            raise StorageError(f"could not delete {prefix}: {exc.strerror or 'an error'}") from exc
         return removed
 
     def delete(self, key: str) -> None:

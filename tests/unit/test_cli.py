@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import socket
@@ -187,3 +188,27 @@ def test_renderctl_with_tls_is_refused_by_a_plaintext_gateway_and_says_why(
     err = capsys.readouterr().err
     assert err.startswith("error: UNAVAILABLE: ")
     assert f"is a gateway running at {address}?" in err and "(--cacert or RENDER_CACERT)" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["submit", "--photo", "{missing}", "--swatch", "{missing}"],
+        ["upload", "{missing}"],
+        ["batch", "{missing}"],
+        ["batch", "{bad_json}"],
+        ["texture", "{missing}", "make it red"],
+        ["--give-up-after", "nan", "get", "job-1"],
+    ],
+)
+def test_a_local_input_that_cannot_be_read_is_one_clear_line_and_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """A missing file or a plan that is not JSON ended in a traceback (exit 1); a bound of NaN
+    switched retrying's bound off (a review found both)."""
+    (tmp_path / "plan.json").write_text("{not json")
+    paths = {"missing": str(tmp_path / "missing.jpg"), "bad_json": str(tmp_path / "plan.json")}
+    with pytest.raises(SystemExit) if "nan" in argv else contextlib.nullcontext():
+        assert main(["--address", dead_address(), *[part.format(**paths) for part in argv]]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ("error: " in err or "--give-up-after" in err)

@@ -427,3 +427,30 @@ def test_tls_options_cannot_come_with_a_channel_of_ones_own() -> None:
         assert not RenderClient("unused", channel=channel).tls
         with pytest.raises(ValueError, match="tls and root_certificates"):
             RenderClient("unused", channel=channel, tls=True)
+
+
+def test_a_download_is_checked_against_the_size_and_sha256_it_was_announced_with() -> None:
+    """The bytes were joined and returned whatever they were: a stream cut short, or an object
+    replaced while it was read, was saved as the output (a review found it)."""
+    import hashlib
+
+    from render_client.client import CorruptDownload
+
+    whole = bytes(range(256)) * 4
+    announced = pb.OutputFile(name="full", size_bytes=len(whole), sha256=hashlib.sha256(whole).hexdigest())
+    for pieces, good in (([whole[:500], whole[500:]], True), ([whole[:400]], False), ([b"x" * len(whole)], False)):
+        fake = FakeGateway(output=(announced, pieces))
+        with serve(fake) as servers, client_of(target(servers))[0] as client:
+            if good:
+                assert client.download("job-1", "full") == whole
+            else:
+                with pytest.raises(CorruptDownload) as refused:
+                    client.download("job-1", "full")
+                assert refused.value.code() == grpc.StatusCode.DATA_LOSS
+
+
+@pytest.mark.parametrize("field", ["give_up_after_s", "initial_backoff_s", "jitter"])
+def test_a_retry_policy_of_numbers_that_are_no_bound_is_refused(field: str) -> None:
+    """NaN compares false with everything: a bound of NaN never ran out."""
+    with pytest.raises(ValueError, match="finite"):
+        RetryPolicy(**{field: float("nan")})

@@ -2,6 +2,7 @@
 builders, and `renderctl` (render_client.cli)."""
 
 from render_client.client import (
+    CorruptDownload,
     GaveUpError,
     RenderClient,
     RetryNotice,
@@ -15,6 +16,7 @@ from render_client.client import (
 )
 
 __all__ = [
+    "CorruptDownload",
     "GaveUpError",
     "RenderClient",
     "RetryNotice",

@@ -4,6 +4,7 @@ and list jobs."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import sys
@@ -41,12 +42,25 @@ def parse_quad(text: str) -> list[tuple[float, float]]:
     return [(p[0], p[1]) for p in points]
 
 
+def state_name(state: int) -> str:
+    """A job state's name, or its number for one a newer gateway knows and this client does not."""
+    return STATE_NAMES.get(state, str(state))
+
+
+def give_up_after(text: str) -> float:
+    """--give-up-after: seconds, finite and 0 or more (nan would switch the bound off)."""
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError("--give-up-after takes a number of seconds, 0 or more")
+    return value
+
+
 def progress_bar(event: pb.JobEvent, width: int = 30) -> str:
     """One line: a bar `width` characters wide, the state and the event's message."""
     filled = round(event.progress * width)
     bar = "#" * filled + "." * (width - filled)
     message = "".join(" " if unicodedata.category(c).startswith("C") else c for c in event.message)
-    return f"[{bar}] {event.progress * 100:5.1f}%  {STATE_NAMES[event.state]:<9} {message}"
+    return f"[{bar}] {event.progress * 100:5.1f}%  {state_name(event.state):<9} {message}"
 
 
 def cell_width(char: str) -> int:
@@ -189,7 +203,9 @@ def save_output(client: RenderClient, job_id: str, name: str, path: str | None) 
     output = next((o for o in client.get(job_id).result.outputs if o.name == name), None)
     extension = _EXTENSIONS.get(output.content_type if output else "", "bin")
     target = Path(path or f"{job_id}-{name}.{extension}")
-    target.write_bytes(data)
+    partial = target.with_name(f".{target.name}.part")  # written whole, then renamed: no half file
+    partial.write_bytes(data)
+    partial.replace(target)
     print(f"{target}  {len(data):,} bytes")
     return 0
 
@@ -259,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--give-up-after",
-        type=float,
+        type=give_up_after,
         default=RetryPolicy.give_up_after_s,
         metavar="SECONDS",
         help="stop retrying after this long without reaching a gateway (default %(default)g)",
@@ -418,9 +434,12 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 reply = client.list(args.page_size, args.page_token, args.project)
                 for job in reply.jobs:
-                    print(f"{job.id}  {STATE_NAMES[job.state]:<9}  {job.create_time.ToJsonString()}  {job.message}")
+                    print(f"{job.id}  {state_name(job.state):<9}  {job.create_time.ToJsonString()}  {job.message}")
                 if reply.next_page_token:
                     print(f"next page: --page-token {reply.next_page_token}")
+        except (OSError, ValueError, json_format.ParseError) as exc:  # a local file: missing, unreadable, bad JSON
+            print(f"error: {_local_problem(exc)}", file=sys.stderr)
+            return 2
         except grpc.RpcError as exc:
             gave_up = isinstance(exc, GaveUpError)
             print(f"error: {exc}" if gave_up else f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
@@ -434,6 +453,13 @@ def main(argv: list[str] | None = None) -> int:
                     )
             return 2
     return 0
+
+
+def _local_problem(exc: BaseException) -> str:
+    """A local input's or output's problem in words, without a traceback."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return str(exc)
 
 
 if __name__ == "__main__":

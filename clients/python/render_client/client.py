@@ -8,7 +8,9 @@ up after a bounded time without a connection; see RetryPolicy.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import random
 import threading
 import time
@@ -261,6 +263,12 @@ class RetryPolicy:
     jitter: float = 0.5
     give_up_after_s: float = 60.0
 
+    def __post_init__(self) -> None:
+        # NaN compares false with everything: a bound of NaN never ran out.
+        values = (self.initial_backoff_s, self.max_backoff_s, self.multiplier, self.jitter, self.give_up_after_s)
+        if not all(math.isfinite(v) and v >= 0 for v in values) or self.jitter > 1:
+            raise ValueError("RetryPolicy takes finite numbers, 0 or more (jitter at most 1)")
+
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """The wait before retry number `attempt` (from 1)."""
         base = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** max(0, attempt - 1))
@@ -289,6 +297,21 @@ class _StreamEndedEarly(grpc.RpcError):
 
     def details(self) -> str:
         return "the stream ended before the job did"
+
+
+class CorruptDownload(grpc.RpcError):
+    """A download whose bytes are not the file the gateway announced (its size or its SHA-256):
+    an object replaced while it was read, or a stream cut short. DATA_LOSS; download again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self._message = message
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.DATA_LOSS
+
+    def details(self) -> str:
+        return self._message
 
 
 class GaveUpError(grpc.RpcError):
@@ -559,11 +582,25 @@ class RenderClient:
 
     def download(self, job_id: str, name: str, timeout: float | None = None) -> bytes:
         """The bytes of one of a job's outputs ("full", "preview", ...), streamed by the gateway
-        (for clients that cannot reach the output's URL)."""
-        pieces = self.stub.GetOutput(
+        (for clients that cannot reach the output's URL), checked against the size and SHA-256 the
+        gateway announces first: CorruptDownload when they differ."""
+        announced: pb.OutputFile | None = None
+        parts: list[bytes] = []
+        for piece in self.stub.GetOutput(
             pb.GetOutputRequest(job_id=job_id, name=name), timeout=timeout, metadata=self.metadata
-        )
-        return b"".join(piece.data for piece in pieces)
+        ):
+            if announced is None and piece.HasField("file"):
+                announced = piece.file
+            parts.append(piece.data)
+        data = b"".join(parts)
+        if announced is not None:
+            if announced.size_bytes and len(data) != announced.size_bytes:
+                raise CorruptDownload(
+                    f"the download has {len(data):,} bytes, not the {announced.size_bytes:,} announced"
+                )
+            if announced.sha256 and hashlib.sha256(data).hexdigest() != announced.sha256:
+                raise CorruptDownload("the download's SHA-256 is not the one announced")
+        return data
 
     def get(self, job_id: str, *, timeout: float | None = None) -> pb.Job:
         """The job as it is now."""

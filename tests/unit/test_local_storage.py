@@ -1,0 +1,50 @@
+"""The local store's keys and writes under hostile keys and racing deletes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from renderkit.storage import StorageError
+from renderkit.storage.local import LocalStorage
+
+
+@pytest.mark.parametrize("key", ["a\x00b", "a\\..\\..\\x", "..\\x", "a/b\x1b[31m", "a/\x7f"])
+def test_a_key_with_a_nul_a_backslash_or_a_control_character_is_refused(tmp_path: Path, key: str) -> None:
+    """A NUL made put raise outside StorageError and leave its temporary file behind; backslashes
+    were taken as part of a name (a review found both)."""
+    storage = LocalStorage(str(tmp_path))
+    with pytest.raises(StorageError, match="invalid storage key"):
+        storage.put(key, b"data", "image/png")
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_a_write_that_fails_for_any_reason_leaves_nothing_behind(tmp_path: Path) -> None:
+    storage = LocalStorage(str(tmp_path))
+    with pytest.raises(TypeError):
+        storage.put("renders/t/j/full.jpg", "not bytes", "image/jpeg")  # type: ignore[arg-type]
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_two_deletes_of_one_prefix_at_once_both_succeed(tmp_path: Path) -> None:
+    """The loser of the race raised FileNotFoundError naming the server's path (a review found it)."""
+    storage = LocalStorage(str(tmp_path))
+    for trial in range(30):
+        for i in range(40):
+            storage.put(f"uploads/job{trial}/part/{i}.bin", b"x", "application/octet-stream")
+        errors: list[BaseException] = []
+
+        def delete(prefix: str = f"uploads/job{trial}/", errors: list[BaseException] = errors) -> None:
+            try:
+                storage.delete_prefix(prefix)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=delete) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and not (tmp_path / "uploads" / f"job{trial}").exists()
