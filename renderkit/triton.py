@@ -138,7 +138,30 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 class TritonError(RuntimeError):
     """Triton could not be reached or refused an inference; the message is safe to show (the
-    client library's own message, which names addresses, goes to the log)."""
+    client library's own message, which names addresses, goes to the log). timed_out: the
+    inference ran past its deadline."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+class ModelOutputError(TritonError):
+    """A model answered with what its contract does not allow: another number of dimensions, a
+    size the contract fixes that differs, an empty one, or values that are not finite. The
+    model's fault: the stage uses its classical path where it has one."""
+
+
+def output_problem(spec: TensorSpec, array: np.ndarray) -> str | None:
+    """What is wrong with a model's output against its contract (dims after the batch's), or None."""
+    if array.ndim != len(spec.dims) + 1 or array.shape[0] < 1:
+        return f"has shape {array.shape}, not (batch, {', '.join(str(d) for d in spec.dims)})"
+    for have, want in zip(array.shape[1:], spec.dims, strict=True):
+        if have < 1 or (want >= 0 and have != want):
+            return f"has shape {array.shape}, not (batch, {', '.join(str(d) for d in spec.dims)})"
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        return "holds values that are not finite"
+    return None
 
 
 def read_config(path: Path) -> model_config_pb2.ModelConfig:
@@ -327,12 +350,20 @@ class TritonModels:
                 log.warning("Triton model %s failed: %s", contract.name, exc.message())
                 span.set_status(Status(StatusCode.ERROR, "the model is unavailable"))
                 INFERENCE_DURATION.record(time.monotonic() - started, {"model": contract.name, "outcome": "error"})
-                raise TritonError(f"the {contract.name} model is unavailable") from exc
+                timed_out = (
+                    "DEADLINE_EXCEEDED" in str(exc.status() or "").upper()
+                    or "deadline" in (exc.message() or "").lower()
+                )
+                raise TritonError(f"the {contract.name} model is unavailable", timed_out=timed_out) from exc
         INFERENCE_DURATION.record(time.monotonic() - started, {"model": contract.name, "outcome": "ok"})
         out: dict[str, np.ndarray] = {}
         for spec in contract.outputs:
             array = result.as_numpy(spec.name)
             if array is None:
                 raise TritonError(f"the {contract.name} model returned no {spec.name}")
+            problem = output_problem(spec, array)
+            if problem is not None:
+                log.warning("Triton model %s: its %s %s", contract.name, spec.name, problem)
+                raise ModelOutputError(f"the {contract.name} model's {spec.name} {problem}")
             out[spec.name] = array
         return out

@@ -43,6 +43,9 @@ def fit_affine_disparity(disparity: np.ndarray, mask: np.ndarray, seed: int = 0)
         pick = np.random.default_rng(seed).choice(xs.size, _MAX_SAMPLES, replace=False)
         xs, ys = xs[pick], ys[pick]
     d = disparity[ys, xs].astype(np.float64)
+    if float(np.ptp(d)) <= 1e-9 * max(1.0, float(np.abs(d).max())):
+        # A constant answer has no slope to fit (its R^2 came out 1, a full confidence in nothing).
+        raise ValueError("the depth model's disparity is constant over the surface")
     A = np.stack([xs, ys, np.ones_like(xs)], axis=1).astype(np.float64)
     inliers = np.ones(d.size, bool)
     coeffs = np.zeros(3)

@@ -17,7 +17,7 @@ from renderkit import homography, imaging
 from renderkit.edge import Edge
 from renderkit.errors import InputError, abort, bad_request
 from renderkit.planes import quad_plane
-from renderkit.triton import DEPTH, METRIC_DEPTH, TritonError, TritonModels, to_pixel_values
+from renderkit.triton import DEPTH, METRIC_DEPTH, ModelOutputError, TritonError, TritonModels, to_pixel_values
 from services.common.stage import (
     StageSettings,
     focal_problem,
@@ -115,6 +115,9 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
         if model_deployed:
             try:
                 return await self._model_plane(image, mask, request)
+            except ModelOutputError as exc:  # the model's fault: the photo's lines instead
+                problems.append(f"the depth model's answer was unusable ({exc})")
+                log.warning("depth model answer unusable, trying the photo's lines: %s", exc)
             except TritonError as exc:
                 await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
             except ValueError as exc:

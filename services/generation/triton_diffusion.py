@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from renderkit.triton import DIFFUSION, TritonError, TritonModels, prompt_ids
+from renderkit.triton import DIFFUSION, ModelOutputError, TritonError, TritonModels, prompt_ids
 from services.generation.providers import (
     Cost,
     ImageTask,
@@ -67,16 +67,17 @@ class TritonDiffusionProvider:
         }
         try:
             outputs = await self.triton.infer(DIFFUSION, inputs, timeout_s=timeout_s)
+        except ModelOutputError as exc:
+            raise MalformedOutput(str(exc)) from exc
         except TritonError as exc:
-            text = str(exc)
-            if "Deadline" in text or "timeout" in text.lower():
+            if exc.timed_out:  # (its message is the one safe to show, which does not say so)
                 raise ProviderTimeout(f"no answer within {timeout_s:.0f} s") from exc
-            raise ProviderFailure(text) from exc
+            raise ProviderFailure(str(exc)) from exc
         generated = outputs["generated"]
         if generated.ndim != 4 or generated.shape[1] != 3 or not np.isfinite(generated).all():
             raise MalformedOutput(f"the model returned a tensor of shape {generated.shape}")
         rgb8 = np.clip(generated[0].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         bgr = cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR)
-        if task.kind == "generate" and (task.width, task.height) != (side, side):
+        if task.kind == "generate" and (task.width, task.height) != bgr.shape[1::-1]:  # the size it came at
             bgr = cv2.resize(bgr, (task.width, task.height), interpolation=cv2.INTER_CUBIC)
         return ProviderImage(image=bgr, model=self.model)

@@ -26,7 +26,7 @@ from renderkit.edge import Edge
 from renderkit.errors import InputError, abort, bad_request
 from renderkit.material_maps import material_map_images
 from renderkit.shared_work import WORKERS
-from renderkit.triton import INTRINSIC, TritonError, TritonModels, to_pixel_values
+from renderkit.triton import INTRINSIC, ModelOutputError, TritonError, TritonModels, to_pixel_values
 from services.common.stage import MAX_OUTLINE_POINTS, StageSettings, model_stage_edge, points, points_problem
 from services.projection.composite import Sampling, composite
 from services.projection.layouts import Layout
@@ -271,6 +271,9 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
                 inputs = await asyncio.to_thread(_decode_inputs, request, photo, swatch, mask)
                 try:
                     model_shading = await self._model_shading(inputs.photo)
+                except ModelOutputError as exc:  # the model's fault: the classical light instead
+                    log.warning("the intrinsic model's answer is unusable (%s); using the classical estimate", exc)
+                    model_shading = None
                 except BaseException:
                     inputs.discard()
                     raise
