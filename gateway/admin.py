@@ -10,7 +10,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.auth.api_keys import ApiKeyRecord, KeyStore
-from gateway.auth.principal import Scope, current_principal
+from gateway.auth.principal import TENANT_NAME, Scope, current_principal
 from gateway.ledger import Ledger, TenantLimits
 from gateway.ledger.jobs import now_ms
 from render.admin.v1 import admin_service_pb2 as pb
@@ -20,7 +20,6 @@ from renderkit.errors import abort, bad_request
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AdminService"].full_name
-TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _KEY_ID = re.compile(r"^[a-z0-9]{12}\Z")
 _SCOPES = {pb.SCOPE_RENDER: Scope.RENDER, pb.SCOPE_READ: Scope.READ, pb.SCOPE_ADMIN: Scope.ADMIN}
 _PROTO_SCOPES = {scope: value for value, scope in _SCOPES.items()}
@@ -142,7 +141,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         return pb.UpdateTenantLimitsResponse(tenant=await self._tenant_message(tenant))
 
     async def _tenant(self, tenant: str, context: grpc.aio.ServicerContext) -> str:  # type: ignore[type-arg]
-        if not TENANT.match(tenant):
+        if not TENANT_NAME.match(tenant):
             await abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -162,9 +161,12 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             violations.append(("name", "give 1 to 200 characters saying what the key is for"))
         if not request.scopes or any(s not in _SCOPES for s in request.scopes):
             violations.append(("scopes", "give one or more of SCOPE_RENDER, SCOPE_READ, SCOPE_ADMIN"))
-        ttl_s = request.ttl.ToTimedelta().total_seconds() if request.HasField("ttl") else None
-        if ttl_s is not None and not 0 < ttl_s <= MAX_KEY_TTL_S:
-            violations.append(("ttl", "must be positive and at most ten years"))
+        ttl_s = None
+        if request.HasField("ttl"):  # read whole, not through timedelta (which overflows)
+            ttl = request.ttl
+            ttl_s = ttl.seconds + ttl.nanos / 1e9
+            if not (0 <= ttl.nanos < 1_000_000_000 and 1 <= ttl_s <= MAX_KEY_TTL_S):
+                violations.append(("ttl", "must be at least a second and at most ten years"))
         if violations:
             await abort(
                 context,

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 
+from gateway.admin import MAX_GRANT
 from gateway.auth.api_keys import KeyStore
-from gateway.auth.principal import Scope, parse_scopes
+from gateway.auth.principal import TENANT_NAME, Scope, parse_scopes
 from gateway.ledger import Ledger, connect
 from renderkit.settings import env_str
 
@@ -60,11 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ttl-days", type=float, help="how long the key works (default: until revoked)")
     parser.add_argument("--credits", type=int, default=0, help="credits to grant the tenant as well")
     args = parser.parse_args(argv)
+    # What the admin API would refuse is refused here too (a tenant named with a key's separator
+    # got a working admin key that the API then could not manage).
+    if not TENANT_NAME.match(args.tenant):
+        parser.error("--tenant takes 1-64 letters, digits, _ or -")
+    if not 1 <= len(args.name) <= 200:
+        parser.error("--name takes 1 to 200 characters saying what the key is for")
     scopes = parse_scopes(args.scopes)
     if not scopes:
         parser.error("--scopes needs one or more of render, read, admin")
+    if args.ttl_days is not None and not (math.isfinite(args.ttl_days) and 1 / 86400 <= args.ttl_days <= 3650):
+        parser.error("--ttl-days takes a number of days from a second to ten years (leave it out: no expiry)")
+    if not 0 <= args.credits <= MAX_GRANT:
+        parser.error(f"--credits takes 0 to {MAX_GRANT:,}")
     redis_url = env_str("REDIS_URL", "redis://127.0.0.1:6390/0")
-    ttl_s = args.ttl_days * 86400 if args.ttl_days else None
+    ttl_s = args.ttl_days * 86400 if args.ttl_days is not None else None
     print(mint_key(redis_url, args.tenant, args.name, scopes, ttl_s, args.credits))
     return 0
 

@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 import jwt
 
 from gateway.auth.api_keys import AuthenticationError
-from gateway.auth.principal import Principal, Scope, parse_scopes
+from gateway.auth.principal import TENANT_NAME, Principal, Scope, parse_scopes
 from gateway.auth.verified import make_room
 from renderkit.errors import DependencyUnavailable
 from renderkit.settings import SettingsError
@@ -30,7 +29,6 @@ from renderkit.settings import SettingsError
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
-_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 DEFAULT_SCOPES = frozenset({Scope.RENDER, Scope.READ})
 # How long a fetch of a JWKS URL may take (PyJWT's default is 30 s).
 JWKS_TIMEOUT_S = 3.0
@@ -142,7 +140,7 @@ class JwtVerifier:
         except (jwt.PyJWTError, TypeError, ValueError):  # a key of another type than the token's algorithm too
             raise AuthenticationError("the bearer token is not valid") from None
         tenant = claims.get(s.tenant_claim)
-        if not isinstance(tenant, str) or not _TENANT.match(tenant):
+        if not isinstance(tenant, str) or not TENANT_NAME.match(tenant):
             raise AuthenticationError(f"the bearer token has no valid {s.tenant_claim} claim")
         subject = str(claims.get(s.subject_claim, ""))[:128]
         raw_scopes = claims.get(s.scopes_claim)

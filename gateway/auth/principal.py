@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import enum
+import re
 from dataclasses import dataclass
 
 
@@ -43,6 +44,11 @@ def set_principal(principal: Principal) -> contextvars.Token[Principal]:
 def current_principal() -> Principal:
     """The current call's principal; LookupError outside an authenticated call (a bug)."""
     return _current.get()
+
+
+# What a tenant may be called (the admin API, tokens' tenant claims, the bootstrap): the name is
+# part of Redis keys and lease members, so it holds no separator of theirs.
+TENANT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 def parse_scopes(values: object) -> frozenset[Scope]:

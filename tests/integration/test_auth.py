@@ -256,3 +256,46 @@ def test_health_and_reflection_need_no_credential(channel: grpc.Channel) -> None
 
     reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize(
+    "ttl",
+    [
+        Duration(seconds=2**62),  # overflowed timedelta: INTERNAL
+        Duration(nanos=400_000),  # rounded to 0 ms: a key expired as it was made
+        Duration(seconds=1, nanos=-999_999_999),  # a Duration its spec forbids
+    ],
+)
+def test_a_key_lifetime_that_is_no_lifetime_is_refused_naming_it(
+    replicas: tuple[Gateway, Gateway], redis_url: str, ttl: Duration
+) -> None:
+    operator = bearer(key_for(redis_url + DB, "operators"))
+    with grpc.insecure_channel(address(replicas[0])) as channel:
+        request = admin_pb.CreateApiKeyRequest(tenant="acme", name="short", scopes=[admin_pb.SCOPE_READ], ttl=ttl)
+        with pytest.raises(grpc.RpcError) as refused:
+            admin_grpc.AdminServiceStub(channel).CreateApiKey(request, metadata=operator)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert "ttl" in (refused.value.details() or "")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--tenant", "a|b", "--name", "x"],  # a lease member's separator: a key the admin API cannot manage
+        ["--tenant", "ok", "--name", ""],
+        ["--tenant", "ok", "--name", "x", "--ttl-days", "0"],
+        ["--tenant", "ok", "--name", "x", "--ttl-days", "nan"],
+        ["--tenant", "ok", "--name", "x", "--credits", str(2**63)],
+    ],
+)
+def test_the_bootstrap_refuses_what_the_admin_api_refuses(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It minted working admin keys for tenants the API then refused to manage, keys already
+    expired or never expiring, and granted past the API's cap (a review found it)."""
+    from gateway import bootstrap
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:9/0")  # nothing is written: it is refused first
+    with pytest.raises(SystemExit) as stopped:
+        bootstrap.main(argv)
+    assert stopped.value.code == 2 and "error:" in capsys.readouterr().err

@@ -212,3 +212,21 @@ def test_a_local_input_that_cannot_be_read_is_one_clear_line_and_exit_code_2(
         assert main(["--address", dead_address(), *[part.format(**paths) for part in argv]]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and ("error: " in err or "--give-up-after" in err)
+
+
+def test_admin_keys_are_created_with_a_lifetime_and_listed_as_expired_once_it_ends() -> None:
+    """--ttl-days 0 sent no lifetime at all (a key that never expires), nan crashed, and a key
+    expired in 2001 was listed as active (a review found them)."""
+    import argparse
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from render.admin.v1 import admin_service_pb2 as admin_pb
+    from render_client.admin_cli import _ttl_days, describe
+
+    for text in ("0", "-0.0", "nan", "1e9"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _ttl_days(text)
+    assert _ttl_days("30") == 30.0
+    old = admin_pb.ApiKey(key_id="k1", tenant="acme", name="old", expire_time=Timestamp(seconds=1_000_000_000))
+    assert " expired " in describe(old)

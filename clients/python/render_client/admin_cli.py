@@ -5,6 +5,8 @@ the admin scope: the embedded stack's development key has it), and the caller's 
 from __future__ import annotations
 
 import argparse
+import math
+import time
 from datetime import timedelta
 
 import grpc
@@ -37,7 +39,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     create.add_argument("--tenant", required=True)
     create.add_argument("--name", required=True, help="what the key is for")
     create.add_argument("--scopes", type=parse_scopes, default="render,read", help="render, read, admin")
-    create.add_argument("--ttl-days", type=float, help="how long the key works (default: until revoked)")
+    create.add_argument("--ttl-days", type=_ttl_days, help="how long the key works, in days (default: until revoked)")
     listing = actions.add_parser("list", help="a tenant's keys")
     listing.add_argument("--tenant", required=True)
     revoke = actions.add_parser("revoke", help="revoke a key (within seconds on every gateway)")
@@ -66,10 +68,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     grant.add_argument("--note", default="")
 
 
+def _ttl_days(text: str) -> float:
+    """--ttl-days: a number of days, from a second to ten years (0 would have meant no expiry)."""
+    value = float(text)
+    if not (math.isfinite(value) and 1 / 86400 <= value <= 3650):
+        raise argparse.ArgumentTypeError("--ttl-days takes a number of days from a second to ten years")
+    return value
+
+
 def describe(key: pb.ApiKey) -> str:
-    """One line per key: id, tenant, name, scopes, and whether it is revoked or expiring."""
+    """One line per key: id, tenant, name, scopes, and whether it is revoked, expired or active."""
     scopes = ",".join(SCOPE_NAMES.get(s, "?") for s in key.scopes)
-    state = "revoked" if key.HasField("revoke_time") else "active"
+    expired = key.HasField("expire_time") and key.expire_time.ToSeconds() <= time.time()
+    state = "revoked" if key.HasField("revoke_time") else "expired" if expired else "active"
     expires = f", expires {key.expire_time.ToJsonString()}" if key.HasField("expire_time") else ""
     return f"{key.key_id}  {key.tenant:<16} {state:<8} {scopes:<18} {key.name}{expires}"
 
@@ -99,7 +110,7 @@ def run(args: argparse.Namespace, channel: grpc.Channel, metadata: tuple[tuple[s
         return 0
     if args.keys_command == "create":
         request = pb.CreateApiKeyRequest(tenant=args.tenant, name=args.name, scopes=args.scopes)
-        if args.ttl_days:
+        if args.ttl_days is not None:
             ttl = Duration()
             ttl.FromTimedelta(timedelta(days=args.ttl_days))
             request.ttl.CopyFrom(ttl)
