@@ -50,7 +50,11 @@ class TenantPolicies(LedgerBase):
 
         await self._retry(write)
         # Parked at its old concurrency, it may have room now (a take parks it again if not).
-        await self._script("unpark", keys=[keys.PARKED_TENANTS, keys.QUEUED_TENANTS], args=[tenant])
+        await self._script(
+            "unpark",
+            keys=[keys.PARKED_TENANTS, keys.QUEUED_TENANTS, keys.WAITING_DISPATCHERS],
+            args=[tenant, keys.WORK_CHANNEL],
+        )
         return (await self.tenant_limits(tenant))[0]
 
     async def tenant_usage(self, tenant: str, now_ms: int) -> TenantUsage:

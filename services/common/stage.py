@@ -195,11 +195,12 @@ def points_problem(
     field: str, values: Sequence[Any], width: int, height: int, *, outline: bool = False
 ) -> tuple[str, str] | None:
     """What is wrong with a request's points, as (field, description): more than MAX_OUTLINE_POINTS,
-    a coordinate that is not finite, or a point off the photo (an outline's corners may lie as far
-    outside it as the gateway lets a quad's, a photo's size on each side)."""
+    a coordinate that is not finite, or a point off the photo (a click up to a pixel outside it; an
+    outline's corners as far outside it as the gateway lets a quad's, a photo's size on each side)."""
     if len(values) > MAX_OUTLINE_POINTS:
         return field, f"at most {MAX_OUTLINE_POINTS} points, got {len(values)}"
-    left, top, right, bottom = (-width, -height, 2 * width, 2 * height) if outline else (0, 0, width, height)
+    # A click may sit a pixel outside the photo (the gateway's tolerance: a click on its edge).
+    left, top, right, bottom = (-width, -height, 2 * width, 2 * height) if outline else (-1, -1, width + 1, height + 1)
     for i, p in enumerate(values):
         if not (math.isfinite(p.x) and math.isfinite(p.y)):
             return f"{field}[{i}]", "must be finite"

@@ -97,11 +97,15 @@ class Sampling:
         w, h = min(width, x + w + _FEATHER_REACH) - x0, min(height, y + h + _FEATHER_REACH) - y0
         self.box = x, y, w, h = x0, y0, w, h
         # A homography's sign is arbitrary: the surface is on the side of the plane's horizon
-        # where its mask is, so the map is turned to put the mask's centroid (of every 8th row and
-        # column: a mean of the mask's points, in front wherever they all are) in front.
+        # where most of its mask is (every 8th row and column of it; a mean would let a stray
+        # patch far past the horizon outweigh the surface), so the map is turned to put it there.
         ys, xs = np.nonzero(mask[y : y + h : 8, x : x + w : 8])
-        cx, cy = (x + 8 * float(xs.mean()), y + 8 * float(ys.mean())) if ys.size else (x + w / 2, y + h / 2)
-        if self.T[2, 0] * cx + self.T[2, 1] * cy + self.T[2, 2] < 0:
+        if ys.size:
+            depth = self.T[2, 0] * (x + 8 * xs) + self.T[2, 1] * (y + 8 * ys) + self.T[2, 2]
+            behind = float(np.median(depth)) < 0
+        else:
+            behind = self.T[2, 0] * (x + w / 2) + self.T[2, 1] * (y + h / 2) + self.T[2, 2] < 0
+        if behind:
             self.T = -self.T
         atlas_made = _POOL.submit(build_mip_atlas, swatch, FRACTIONS, finest_blend(self.T, x, y, w, h), _POOL)
         # Strip edges on multiples of the sampler's blocks, so strips sample exactly as one pass.

@@ -953,3 +953,24 @@ def test_submit_and_watch_on_a_draining_gateway_makes_no_job(redis_url: str) -> 
             await subscriptions.stop()
 
     run(body, redis_url)
+
+
+def test_a_parked_tenants_new_job_waits_behind_its_queued_ones(redis_url: str) -> None:
+    """A tenant parked at its concurrency has older jobs queued: its submit's start-here path, which
+    looked only at the queued tenants, started a new job ahead of them once a lease lapsed and
+    before the tenant went back (a review of this batch found it)."""
+
+    async def body(ledger: Ledger) -> None:
+        await ledger.set_tenant_limits("fifo", {"concurrency": 1})
+        first = (await ledger.submit(new_job(tenant="fifo"))).job_id
+        await ledger.submit(new_job(tenant="fifo"))  # the second, queued
+        assert await claim(ledger, first, "w", lease_s=0.2) == 1
+        assert await ledger.take("w", LEASE_S, DETACHED) is None  # fifo is at its concurrency: parked
+        await asyncio.sleep(0.3)  # its lease lapses; nothing has unparked it yet
+        third = await ledger.submit(new_job(tenant="fifo"), start_here=StartHere("here", 30.0))
+        assert third.started is None  # queued, behind the second
+        assert await ledger.requeue_expired() == 1
+        retaken = await ledger.take("w", LEASE_S, DETACHED)
+        assert retaken is not None and retaken[0] == first  # the lapsed one goes back at the front
+
+    run(body, redis_url)

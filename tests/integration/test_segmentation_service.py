@@ -92,3 +92,20 @@ def test_images_that_cannot_be_decoded_are_named(
     bad = unpack_detail(status_details(info.value.trailing_metadata()), error_details_pb2.BadRequest)  # type: ignore[attr-defined, arg-type]
     assert isinstance(bad, error_details_pb2.BadRequest)
     assert [violation.field for violation in bad.field_violations] == [field]
+
+
+def test_a_click_on_the_photos_edge_is_taken_as_the_gateway_takes_it(
+    segmentation: seg_grpc.SegmentationServiceStub,
+) -> None:
+    """The gateway lets a click sit up to a pixel outside the photo; the stage's new check refused
+    those (a review of this batch found it), failing jobs the submit had accepted."""
+    request = seg_pb.SegmentRequest(
+        width=320,
+        height=240,
+        photo=PHOTO,
+        positive_points=[imaging_pb2.Point(x=-0.5, y=200), imaging_pb2.Point(x=320.9, y=200)],
+    )
+    try:
+        segmentation.Segment(request, timeout=60)
+    except grpc.RpcError as exc:
+        assert exc.code() != grpc.StatusCode.INVALID_ARGUMENT, exc.details()  # type: ignore[attr-defined]

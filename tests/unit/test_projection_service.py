@@ -372,3 +372,20 @@ def test_a_strip_that_fails_to_blend_fails_the_request_after_the_others(monkeypa
     count = len(blended)
     time.sleep(0.3)
     assert count > 2 and len(blended) == count  # the others were blended before the error was raised
+
+
+def test_the_side_of_the_horizon_is_the_one_most_of_the_mask_is_on() -> None:
+    """A mean of the mask's points let a small stray patch far past the horizon turn the map, and
+    the surface in front was then sampled as if behind (a review of this batch found it)."""
+    from services.projection.composite import Sampling
+
+    height, width = 240, 320
+    # The plane's horizon at row 100: points below it are in front (depth grows downwards).
+    H = np.linalg.inv(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.01, -1.0]]))
+    mask = np.zeros((height, width), np.uint8)
+    mask[100:130] = 255  # the surface, just in front of its horizon
+    mask[0:8] = 255  # a stray strip far behind it
+    sampling = Sampling(np.full((16, 16, 3), 128, np.uint8), mask, H, 4.0, 4.0)
+    depth = sampling.T[2] @ np.array([160.0, 120.0, 1.0])
+    sampling.cancel()
+    assert depth > 0

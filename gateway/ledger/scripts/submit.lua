@@ -70,7 +70,8 @@ if ARGV[2] == '1' then redis.call('SET', KEYS[5], ARGV[1]) end
 -- Started here: handed out as take.lua hands out a job (a slot for the lease, attempt 1, the owner),
 -- with the queue and its clock untouched, since nothing was queued. The submitting
 -- dispatcher's own entry among the waiting ones is left as it is: its intake still waits for work.
-if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0
+-- (A tenant parked at its concurrency has older jobs queued, ahead of this one: it is queued.)
+if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0 and not redis.call('ZSCORE', KEYS[20], ARGV[9])
     and redis.call('ZCOUNT', KEYS[17], now, '+inf') < tonumber(set[4] or ARGV[17]) then
   hand_out(KEYS[1], ARGV[1], ARGV[9], KEYS[17], KEYS[16], ARGV[15], ARGV[4], now + tonumber(ARGV[16]), true)
   redis.call('HSET', KEYS[1], 'message', 'Starting')
