@@ -49,6 +49,11 @@ _LEAKS = [
     (re.compile(r"\b(?:[a-z_][a-z0-9_]*\.)+[A-Z][A-Za-z0-9_]*(?:Error|Exception|Exceeded|Timeout)\b"), "an error"),
     (re.compile(r"\b(?:[A-Z][a-z0-9]+)+(?:Error|Exception)\b"), "an error"),
     (re.compile(r"\b(?:file|unix|ipv4|ipv6|dns):/*[^\s,;'\")]*"), "an address"),
+    # A URL with credentials (redis://:password@host), or of a service's scheme, is an address.
+    (re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s/@]*@[^\s,;'\")]*"), "an address"),
+    (re.compile(r"\b(?:rediss?|grpcs?|postgres(?:ql)?|amqps?):/*[^\s,;'\")]*"), "an address"),
+    # A host name and a port (triton.render.svc:8001, redis-master:6379).
+    (re.compile(r"\b[a-zA-Z][a-zA-Z0-9-]*(?:\.[a-zA-Z0-9-]+)*:\d{2,5}\b"), "an address"),
     # An IPv6 address in brackets has a colon; a field index ("events[0]") has none.
     (re.compile(r"\[[0-9a-fA-F.]*:[0-9a-fA-F:.]*\](?::\d+)?"), "an address"),
     (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "an address"),

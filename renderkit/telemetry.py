@@ -68,14 +68,38 @@ def tracer(name: str = "render") -> trace.Tracer:
     return provider.get_tracer(name) if provider is not None else trace.NoOpTracer()
 
 
+# The job a task works on, as job_scope set it in this process: what spans and log lines name.
+_JOB_KEY = context.create_key("render-job")
+# Whether the job named by baggage that arrived with a call is believed: by the stages, whose
+# callers are the gateways (mutual TLS), not by the gateway, whose callers could send any baggage
+# and so plant their lines and spans under another tenant's name (trust_incoming_baggage).
+_trust_incoming_baggage = False
+
+
+def trust_incoming_baggage() -> None:
+    """This process's callers are the pipeline's own: the job their baggage names is the task's."""
+    global _trust_incoming_baggage
+    _trust_incoming_baggage = True
+
+
+def carried(ctx: context.Context | None = None) -> dict[str, str]:
+    """The job id and tenant the current work is for (render.job_id, render.tenant): job_scope's,
+    or, where callers are trusted, the baggage that came with the call."""
+    scoped = context.get_value(_JOB_KEY, ctx)
+    if isinstance(scoped, dict):
+        return scoped
+    if not _trust_incoming_baggage:
+        return {}
+    found = baggage.get_all(ctx)
+    return {name: str(found[name]) for name in CARRIED if found.get(name) is not None}
+
+
 class BaggageAttributes(SpanProcessor):
-    """Copies the job's baggage (render.job_id, render.tenant) onto every span as it starts."""
+    """Copies the job's id and tenant (carried) onto every span as it starts."""
 
     def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
-        for name in CARRIED:
-            value = baggage.get_baggage(name, parent_context)
-            if value is not None:
-                span.set_attribute(name, str(value))
+        for name, value in carried(parent_context).items():
+            span.set_attribute(name, value)
 
     def on_end(self, span: ReadableSpan) -> None:
         """Nothing to do when a span ends."""
@@ -121,7 +145,8 @@ def job_scope(job_id: str, tenant: str, parent: context.Context | None = None) -
     """Makes the job's id and tenant this task's baggage (stages, spans and log lines inherit it),
     within `parent` (the submit's trace, see context_of) when given."""
     ctx = baggage.set_baggage(JOB_ID, job_id, parent if parent is not None else context.get_current())
-    token = context.attach(baggage.set_baggage(TENANT, tenant, ctx))
+    ctx = context.set_value(_JOB_KEY, {JOB_ID: job_id, TENANT: tenant}, baggage.set_baggage(TENANT, tenant, ctx))
+    token = context.attach(ctx)
     try:
         yield
     finally:
@@ -215,7 +240,7 @@ class Tally:
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC), level, service, logger, message, and the job id, tenant
-    and trace id of the work in progress (from the current span and baggage), the error when any."""
+    and trace id of the work in progress (from the current span and `carried`), the error when any."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -239,12 +264,8 @@ class JsonFormatter(logging.Formatter):
         if span.is_valid:
             entry["trace_id"] = format(span.trace_id, "032x")
             entry["span_id"] = format(span.span_id, "016x")
-        carried = baggage.get_all()
-        if carried:
-            for name in CARRIED:
-                value = carried.get(name)
-                if value is not None:
-                    entry[name.removeprefix("render.")] = str(value)
+        for name, value in carried().items():
+            entry[name.removeprefix("render.")] = value
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

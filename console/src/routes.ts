@@ -13,7 +13,12 @@ export function parseRoute(hash: string): Route {
   const path = hash.replace(/^#/, "");
   const job = /^\/jobs\/([^/?#]+)$/.exec(path);
   if (job?.[1]) {
-    return { name: "job", id: decodeURIComponent(job[1]) };
+    // A link with a malformed escape (#/jobs/%) threw here, on every render, and blanked the page.
+    try {
+      return { name: "job", id: decodeURIComponent(job[1]) };
+    } catch {
+      return { name: "jobs" };
+    }
   }
   switch (path) {
     case "/jobs":

@@ -84,6 +84,8 @@ class FileRoute:
             # keeping only while the link itself is valid.
             (b"cache-control", f"private, max-age={max(int(expires - time.time()), 0)}, immutable".encode()),
             (b"x-content-type-options", b"nosniff"),
+            # An output shares the console's origin: were one ever markup, it could run nothing.
+            (b"content-security-policy", b"sandbox; default-src 'none'"),
         ]
         # Weak comparison, and "*" for any current representation (RFC 9110, 13.1.2).
         matches = {tag.strip().removeprefix("W/") for tag in header(scope, b"if-none-match").split(",")}

@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 
 from render.imaging.v1 import imaging_pb2
-from renderkit import budget, heap
+from renderkit import budget, heap, telemetry
 from renderkit.decode_limits import MAX_SIDE, opencv_pixel_limit
 from renderkit.edge import Dependency, Edge, serve
 from renderkit.interceptors import Behavior, UnaryInterceptor
@@ -165,6 +165,7 @@ def stage_process() -> None:
     single_threaded_blas()
     heap.hold_freed_memory()
     heap.ordinary_pages()
+    telemetry.trust_incoming_baggage()  # a stage's callers are the gateways
 
 
 def run_stage(name: str, create: Callable[[], Edge], grace_seconds: float) -> None:

@@ -443,3 +443,14 @@ def test_a_phone_sized_screen_scrolls_only_vertically_and_takes_touch_hints(
         save_screenshot(page.screenshot(full_page=False), screenshots / "console-phone.png")
     finally:
         phone.close()
+
+
+def test_a_link_with_a_malformed_escape_opens_the_job_list_not_a_blank_page(page: Page, stack: Stack) -> None:
+    """#/jobs/% threw on every render (decodeURIComponent) and left the console blank, before
+    sign-in and after a reload (a review found it)."""
+    page.goto(stack.http_url + "/#/jobs/%E0%A4%A")
+    page.wait_for_selector("#credential")
+    page.fill("#credential", stack.api_key)
+    page.click("[data-testid=sign-in]")
+    page.locator("h2:has-text('Jobs')").wait_for()
+    page.locator("[data-testid=job-list]").wait_for(state="attached")

@@ -397,6 +397,7 @@ def test_links_serve_ranges_and_entity_tags_and_refuse_tampering(finished: pb.Jo
     status, headers, body = fetch(full.url)
     assert status == 200 and hashlib.sha256(body).hexdigest() == full.sha256
     assert headers["Accept-Ranges"] == "bytes" and "max-age" in headers["Cache-Control"]
+    assert headers["Content-Security-Policy"].startswith("sandbox")  # it shares the console's origin
     assert fetch(full.url, **{"If-None-Match": headers["ETag"]})[0] == 304
     assert fetch(full.url, **{"If-None-Match": f'"other", W/{headers["ETag"]}'})[0] == 304  # weak comparison
     assert fetch(full.url, **{"If-None-Match": "*"})[0] == 304  # any current representation

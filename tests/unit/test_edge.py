@@ -91,6 +91,10 @@ def test_safe_message_removes_what_a_caller_must_not_see() -> None:
         ("ValueError: bad", "ValueError"),
         ("Traceback (most recent call last):\n  File x", "Traceback"),
         ("connect to [fd00::7]:6379 failed", "fd00::7"),
+        # A review found these passing: a URL's password, and a host name with its port.
+        ("HTTP 400: redis://:s3cretPass@redis-master.render.svc:6379/0 refused", "s3cretPass"),
+        ("HTTP 400: upstream triton.render.svc:8001 timed out", "triton.render.svc"),
+        ("proxy http://user:pw@internal-proxy:8080/v1 failed", "internal-proxy"),
     ]
     for text, secret in leaky:
         assert secret not in safe_message(text), text
@@ -99,6 +103,7 @@ def test_safe_message_removes_what_a_caller_must_not_see() -> None:
         "material_swap.photo.url: the server answered HTTP 404",
         "Step 2/4: estimating geometry",
         "webhook.events[0]: name STARTED, PROGRESS or COMPLETED",
+        "the job started at 12:30 and ran 1:2",
     ):
         assert safe_message(text) == text
     assert len(safe_message("x" * 10_000)) <= 500

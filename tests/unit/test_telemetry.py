@@ -133,3 +133,26 @@ def test_a_tally_reports_its_sums_as_a_cumulative_counter() -> None:
     with pytest.raises(ValueError):
         tally.add(-1)
     provider.shutdown()
+
+
+def test_a_callers_baggage_does_not_name_the_job_where_callers_are_not_trusted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tenant's call carrying `baggage: render.tenant=victim` put the victim's name on the
+    gateway's log lines and spans (a review found it). Only job_scope names the job there; a stage,
+    whose callers are the gateways, believes the baggage that comes with a call."""
+    from opentelemetry import baggage, context
+
+    from renderkit import telemetry
+
+    forged = baggage.set_baggage("render.tenant", "victim", baggage.set_baggage("render.job_id", "theirs"))
+    monkeypatch.setattr(telemetry, "_trust_incoming_baggage", False)
+    assert telemetry.carried(forged) == {}
+    token = context.attach(forged)
+    try:
+        with telemetry.job_scope("mine", "acme"):
+            assert telemetry.carried() == {"render.job_id": "mine", "render.tenant": "acme"}
+    finally:
+        context.detach(token)
+    monkeypatch.setattr(telemetry, "_trust_incoming_baggage", True)
+    assert telemetry.carried(forged) == {"render.job_id": "theirs", "render.tenant": "victim"}

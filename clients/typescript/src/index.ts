@@ -346,15 +346,22 @@ export function fieldViolations(error: unknown): FieldViolation[] {
     if (!("type" in detail) || detail.type !== "google.rpc.BadRequest" || !(detail.value instanceof Uint8Array)) {
       continue;
     }
-    const reader = new BinaryReader(detail.value);
-    while (reader.pos < reader.len) {
-      const [number, wireType] = reader.tag();
-      if (number === 1 && wireType === WireType.LengthDelimited) {
-        out.push(readFieldViolation(reader.bytes()));
-      } else {
-        reader.skip(wireType);
+    // A detail cut short or malformed (a broken proxy) is no violation: it must not hide the error.
+    const found: FieldViolation[] = [];
+    try {
+      const reader = new BinaryReader(detail.value);
+      while (reader.pos < reader.len) {
+        const [number, wireType] = reader.tag();
+        if (number === 1 && wireType === WireType.LengthDelimited) {
+          found.push(readFieldViolation(reader.bytes()));
+        } else {
+          reader.skip(wireType);
+        }
       }
+    } catch {
+      continue;
     }
+    out.push(...found);
   }
   return out;
 }
