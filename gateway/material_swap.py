@@ -11,11 +11,11 @@ import numpy as np
 
 from gateway.context import JobContext, JobFailure, budget_for, generation_report, named, output_spec, write_outputs
 from gateway.validation import (
-    MAX_IMPLIED_REPEATS,
-    MIN_REPEATS,
     material_swap_memory,
     material_swap_photo_problems,
+    repeats_problem,
     source_field,
+    tiling_of,
 )
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.generation.v1 import generation_service_pb2 as generation_pb
@@ -25,7 +25,7 @@ from render.segmentation.v1 import segmentation_service_pb2 as segmentation_pb
 from render.v1 import render_service_pb2 as pb
 from renderkit import homography, imaging
 from renderkit.planes import quad_plane
-from renderkit.scale import DEFAULT_REPEATS, Tiling, tiling_from_repeats, tiling_from_sizes
+from renderkit.scale import Tiling
 
 log = logging.getLogger(__name__)
 
@@ -77,41 +77,22 @@ def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, versi
 
 def tiling_for(swap: pb.MaterialSwap, plane: depth_pb.EstimatePlaneResponse, swatch: imaging.ImageInfo) -> Tiling:
     """The swatch's repeats on the surface: from physical sizes (the quad's, or the metric plane's),
-    or from a repeat count. Sizes (or a quad's aspect) that work out to fewer than MIN_REPEATS or
-    more than MAX_IMPLIED_REPEATS across the surface fail the job, naming the field: a unit
-    mistake, which would render as one blurred texel or as the swatch's average colour.
-
-    hints.quad_size counts only with a quad (submit refuses it without one): the plane's unit square
-    is then the quad's, where without one it is the depth plane's, which quad_size does not describe."""
+    or from a repeat count (validation.tiling_of). Sizes (or a quad's aspect) that work out to fewer
+    than MIN_REPEATS or more than MAX_IMPLIED_REPEATS across the surface fail the job, naming the
+    field: a unit mistake, which would render as one blurred texel or as the swatch's average
+    colour. (With a quad and its size, submit has refused those already.)"""
     hints, scale = swap.hints, swap.options.real_world_scale
     quad_size = bool(hints.quad) and hints.HasField("quad_size")
-    if scale.WhichOneof("scale") == "swatch_size":
-        size = scale.swatch_size
-        swatch_h = size.height_meters or size.width_meters * swatch.height / swatch.width
-        if quad_size:
-            surface = (hints.quad_size.width_meters, hints.quad_size.height_meters)
-        elif plane.meters_per_unit > 0:
-            surface = (plane.meters_per_unit, plane.meters_per_unit / plane.aspect_ratio)
-        else:
-            raise JobFailure(
-                pb.ERROR_CODE_VALIDATION_FAILED,
-                "material_swap.options.real_world_scale.swatch_size: the plane is not metric; give "
-                "hints.plane_distance_meters (for a floor, the camera's height) or hints.quad_size",
-            )
-        tiling = tiling_from_sizes(surface[0], surface[1], size.width_meters, swatch_h)
-        field = "material_swap.options.real_world_scale.swatch_size"
-    else:
-        aspect = hints.quad_size.width_meters / hints.quad_size.height_meters if quad_size else plane.aspect_ratio
-        repeats = scale.repeats if scale.WhichOneof("scale") == "repeats" else DEFAULT_REPEATS
-        tiling = tiling_from_repeats(repeats, aspect, swatch.width / swatch.height)
-        field = "material_swap.hints.quad_size" if quad_size else "material_swap.hints"
-    across = (tiling.repeats_u, tiling.repeats_v)
-    if not all(MIN_REPEATS <= r <= MAX_IMPLIED_REPEATS for r in across):
+    if scale.WhichOneof("scale") == "swatch_size" and not quad_size and plane.meters_per_unit <= 0:
         raise JobFailure(
             pb.ERROR_CODE_VALIDATION_FAILED,
-            f"{field}: puts the swatch {across[0]:.3g} x {across[1]:.3g} times across the surface; it "
-            f"must be between {MIN_REPEATS:g} and {MAX_IMPLIED_REPEATS:g} times (the sizes are in metres)",
+            "material_swap.options.real_world_scale.swatch_size: the plane is not metric; give "
+            "hints.plane_distance_meters (for a floor, the camera's height) or hints.quad_size",
         )
+    tiling, field = tiling_of(swap, swatch, plane.meters_per_unit, plane.aspect_ratio)
+    problem = repeats_problem(tiling, field)
+    if problem is not None:
+        raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"{problem[0]}: {problem[1]}")
     return tiling
 
 

@@ -18,6 +18,7 @@ from render.v1 import render_service_pb2 as pb
 from renderkit import budget, imaging, prompts
 from renderkit.fetch import url_problem
 from renderkit.homography import quad_problem
+from renderkit.scale import DEFAULT_REPEATS, Tiling, tiling_from_repeats, tiling_from_sizes
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 
@@ -402,6 +403,44 @@ def material_swap_memory(
     return field, budget.over_budget_text(info.width, info.height, "swatch", total, allowed, largest)
 
 
+def tiling_of(
+    swap: pb.MaterialSwap, swatch: imaging.ImageInfo, meters_per_unit: float = 0.0, plane_aspect: float = 1.0
+) -> tuple[Tiling, str]:
+    """The swatch's repeats on the surface and the field that sets them: from physical sizes (the
+    quad's, or a metric plane's: meters_per_unit > 0), or from a repeat count over the quad's (or the
+    plane's) aspect. hints.quad_size counts only with a quad: the plane's unit square is then the
+    quad's, where without one it is the depth plane's, which quad_size does not describe. With a
+    quad and its size, nothing here waits for the plane (submit checks it)."""
+    hints, scale = swap.hints, swap.options.real_world_scale
+    quad_size = bool(hints.quad) and hints.HasField("quad_size")
+    if scale.WhichOneof("scale") == "swatch_size":
+        size = scale.swatch_size
+        swatch_h = size.height_meters or size.width_meters * swatch.height / swatch.width
+        if quad_size:
+            surface = (hints.quad_size.width_meters, hints.quad_size.height_meters)
+        else:
+            surface = (meters_per_unit, meters_per_unit / plane_aspect)
+        return tiling_from_sizes(surface[0], surface[1], size.width_meters, swatch_h), (
+            "material_swap.options.real_world_scale.swatch_size"
+        )
+    aspect = hints.quad_size.width_meters / hints.quad_size.height_meters if quad_size else plane_aspect
+    repeats = scale.repeats if scale.WhichOneof("scale") == "repeats" else DEFAULT_REPEATS
+    tiling = tiling_from_repeats(repeats, aspect, swatch.width / swatch.height)
+    return tiling, "material_swap.hints.quad_size" if quad_size else "material_swap.hints"
+
+
+def repeats_problem(tiling: Tiling, field: str) -> Violation | None:
+    """Repeats across the surface outside MIN_REPEATS..MAX_IMPLIED_REPEATS: a unit mistake, which
+    would render as one blurred texel or as the swatch's average colour."""
+    across = (tiling.repeats_u, tiling.repeats_v)
+    if all(MIN_REPEATS <= r <= MAX_IMPLIED_REPEATS for r in across):
+        return None
+    return field, (
+        f"puts the swatch {across[0]:.3g} x {across[1]:.3g} times across the surface; it must be between "
+        f"{MIN_REPEATS:g} and {MAX_IMPLIED_REPEATS:g} times (the sizes are in metres)"
+    )
+
+
 def _material_swap(swap: pb.MaterialSwap, output: pb.OutputOptions, limits: Limits, assets: Assets) -> list[Violation]:
     violations: list[Violation] = []
     material_maps = output.include_material_maps
@@ -498,6 +537,12 @@ def _material_swap(swap: pb.MaterialSwap, output: pb.OutputOptions, limits: Limi
                     "hints.plane_distance_meters (a metric plane) to place the swatch at scale",
                 )
             )
+    if not violations and swatch and hints.quad and hints.HasField("quad_size"):
+        # A quad and its size fix the repeats before any plane is known: a unit mistake is
+        # refused here, not charged as the job's failure (a swatch by URL is checked on arrival).
+        unit_mistake = repeats_problem(*tiling_of(swap, swatch))
+        if unit_mistake is not None:
+            violations.append(unit_mistake)
     if options.HasField("stage_timeout_seconds") and not (
         0 < options.stage_timeout_seconds <= limits.max_stage_timeout_s
     ):

@@ -473,3 +473,27 @@ def test_an_image_too_tall_for_a_jpeg_output_is_refused_at_submit() -> None:
     with pytest.raises(imaging.ImageError, match="a side over 65,500 px"):
         imaging.probe(flat_png(64, 65_535))
     assert imaging.probe(flat_png(64, 65_500)).height == 65_500
+
+
+@pytest.mark.parametrize(
+    ("quad_size", "swatch_size", "field"),
+    [
+        ((10_000.0, 0.001), None, "material_swap.hints.quad_size"),  # each side allowed, the aspect not
+        ((20.0, 15.0), (0.001, 0.0), "material_swap.options.real_world_scale.swatch_size"),  # 20,000 across
+    ],
+)
+def test_a_quad_and_its_size_that_make_impossible_repeats_are_refused_at_submit(
+    quad_size: tuple[float, float], swatch_size: tuple[float, float] | None, field: str
+) -> None:
+    """Everything the repeats depend on is known at submit with a quad and its size: such a job
+    failed in its run and was charged as the caller's (a review found it)."""
+    req = request()
+    req.material_swap.hints.quad_size.width_meters, req.material_swap.hints.quad_size.height_meters = quad_size
+    if swatch_size is not None:
+        scale = req.material_swap.options.real_world_scale.swatch_size
+        scale.width_meters, scale.height_meters = swatch_size
+    violations = dict(validate_submit(req, Limits()))
+    assert field in violations and "times across the surface" in violations[field]
+    req.material_swap.hints.quad_size.width_meters, req.material_swap.hints.quad_size.height_meters = 4.0, 3.0
+    req.material_swap.options.ClearField("real_world_scale")
+    assert validate_submit(req, Limits()) == []
