@@ -20,6 +20,7 @@ import struct
 import cv2
 import numpy as np
 
+from renderkit.decode_limits import MAX_SIDE
 from renderkit.shared_work import WORKERS, SharedWork, helpers
 
 # libjpeg's MCU for three channels with 4:2:0 chroma (OpenCV's default): 16x16 pixels.
@@ -31,9 +32,8 @@ _MCU = 16
 BAND_ROWS = 16 * _MCU
 _BETWEEN_BANDS = b"\xff\xd7"  # RST7
 assert BAND_ROWS // _MCU % 8 == 0
-# The widest and tallest JPEG libjpeg writes (OpenCV refuses more in one call; joined bands would
-# not refuse, and not decode).
-_MAX_SIDE = 65500
+# (decode_limits.MAX_SIDE is the widest and tallest JPEG libjpeg writes: OpenCV refuses more in one
+# call; joined bands would not refuse, and not decode.)
 # Bands beside the calling thread's.
 _POOL = helpers("jpeg-band")
 
@@ -53,7 +53,7 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:
     params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     if colour:
         params += [cv2.IMWRITE_JPEG_RST_INTERVAL, -(-width // _MCU)]
-    if not colour or WORKERS < 2 or height < 2 * BAND_ROWS or max(height, width) > _MAX_SIDE:
+    if not colour or WORKERS < 2 or height < 2 * BAND_ROWS or max(height, width) > MAX_SIDE:
         return _whole(image, params)
     edges = [(top, min(height, top + BAND_ROWS)) for top in range(0, height, BAND_ROWS)]
 

@@ -276,11 +276,9 @@ def test_an_image_given_by_url_is_downloaded_not_linked(fakes: Fakes) -> None:
     assert len(primary.requests) == 1
 
 
-def test_a_cancelled_half_open_trial_releases_the_breaker(fakes: Fakes) -> None:
-    primary, backup = fakes
-    clock = Clock()
-    gen = generator(primary, backup, clock=clock, threshold=1)
-    settings = GenerationSettings(
+def servicer_settings(primary: FakeOpenAI) -> GenerationSettings:
+    """A generation stage's settings with the fake OpenAI as its provider."""
+    return GenerationSettings(
         stage=StageSettings("127.0.0.1:0", "", 1.0),
         openai_api_key="sk-test",
         openai_base_url=primary.base_url,
@@ -288,7 +286,13 @@ def test_a_cancelled_half_open_trial_releases_the_breaker(fakes: Fakes) -> None:
         openai_timeout_s=10,
         openai_max_retries=2,
     )
-    servicer = GenerationServicer(settings, gen, PriceTable())
+
+
+def test_a_cancelled_half_open_trial_releases_the_breaker(fakes: Fakes) -> None:
+    primary, backup = fakes
+    clock = Clock()
+    gen = generator(primary, backup, clock=clock, threshold=1)
+    servicer = GenerationServicer(servicer_settings(primary), gen, PriceTable())
     primary.push(Reply("error", 500), Reply("slow", delay_s=2.0))
 
     async def scenario() -> tuple[str, Outcome]:
@@ -475,15 +479,7 @@ def test_an_output_the_stage_cannot_encode_is_refused_before_the_provider_is_pai
     from renderkit.errors import status_details, unpack_detail
 
     primary, _ = fakes
-    settings = GenerationSettings(
-        stage=StageSettings("127.0.0.1:0", "", 1.0),
-        openai_api_key="sk-test",
-        openai_base_url=primary.base_url,
-        openai_model="gpt-image-1",
-        openai_timeout_s=10,
-        openai_max_retries=2,
-    )
-    servicer = GenerationServicer(settings, generator(primary), PriceTable())
+    servicer = GenerationServicer(servicer_settings(primary), generator(primary), PriceTable())
     refused: list[tuple[str, set[str]]] = []
 
     class Context:

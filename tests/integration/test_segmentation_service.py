@@ -46,6 +46,16 @@ def test_a_clients_mask_comes_back_with_its_edge_refined_to_the_photo(
     assert not np.array_equal(expected, MASK)  # the edge did move
 
 
+def refused_fields(segmentation: seg_grpc.SegmentationServiceStub, request: dict[str, object]) -> list[str]:
+    """The fields an INVALID_ARGUMENT refusal of the request names."""
+    with pytest.raises(grpc.RpcError) as info:
+        segmentation.Segment(seg_pb.SegmentRequest(**request), timeout=30)  # type: ignore[arg-type]
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    bad = unpack_detail(status_details(info.value.trailing_metadata()), error_details_pb2.BadRequest)  # type: ignore[attr-defined, arg-type]
+    assert isinstance(bad, error_details_pb2.BadRequest)
+    return [violation.field for violation in bad.field_violations]
+
+
 @pytest.mark.parametrize(
     "fields, field",
     [
@@ -66,12 +76,7 @@ def test_hints_the_stage_cannot_read_are_refused_naming_the_field(
     segmentation: seg_grpc.SegmentationServiceStub, fields: dict[str, object], field: str
 ) -> None:
     request: dict[str, object] = {"width": 320, "height": 240, "photo": PHOTO}
-    with pytest.raises(grpc.RpcError) as info:
-        segmentation.Segment(seg_pb.SegmentRequest(**(request | fields)), timeout=30)  # type: ignore[arg-type]
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-    bad = unpack_detail(status_details(info.value.trailing_metadata()), error_details_pb2.BadRequest)  # type: ignore[attr-defined, arg-type]
-    assert isinstance(bad, error_details_pb2.BadRequest)
-    assert [violation.field for violation in bad.field_violations] == [field]
+    assert refused_fields(segmentation, request | fields) == [field]
 
 
 @pytest.mark.parametrize(
@@ -86,12 +91,7 @@ def test_images_that_cannot_be_decoded_are_named(
     segmentation: seg_grpc.SegmentationServiceStub, fields: dict[str, bytes], field: str
 ) -> None:
     request: dict[str, object] = {"width": 320, "height": 240, "photo": PHOTO, "mask": imaging.encode_mask(MASK)}
-    with pytest.raises(grpc.RpcError) as info:
-        segmentation.Segment(seg_pb.SegmentRequest(**(request | fields)), timeout=30)  # type: ignore[arg-type]
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-    bad = unpack_detail(status_details(info.value.trailing_metadata()), error_details_pb2.BadRequest)  # type: ignore[attr-defined, arg-type]
-    assert isinstance(bad, error_details_pb2.BadRequest)
-    assert [violation.field for violation in bad.field_violations] == [field]
+    assert refused_fields(segmentation, request | fields) == [field]
 
 
 def test_a_click_on_the_photos_edge_is_taken_as_the_gateway_takes_it(
