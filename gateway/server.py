@@ -46,7 +46,7 @@ from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit.edge import Dependency, Edge, serve
 from renderkit.errors import DependencyUnavailable
 from renderkit.serving import connection_limit, raise_open_files_limit, single_threaded_blas
-from renderkit.storage import Storage, StorageError, open_storage
+from renderkit.storage import Storage, StorageError, open_storage, origin_of
 from renderkit.tls import internal_client, public_server_credentials
 
 log = logging.getLogger(__name__)
@@ -309,7 +309,7 @@ def http_server(
         rpc=bridge.application(settings.max_request_bytes),
         rpc_prefixes=[f"/{SERVICE_NAME}/", f"/{ADMIN_SERVICE}/"],
         files=FileRoute(storage, signer),
-        console=ConsoleFiles(console) if console.is_dir() else None,
+        console=ConsoleFiles(console, _link_origins(signer, storage)) if console.is_dir() else None,
         cors=Cors.parse(settings.http.cors_origins),
         max_request_bytes=settings.max_request_bytes,
         serving=lambda: edge.readiness.serving,
@@ -318,6 +318,13 @@ def http_server(
     return HttpServer(
         app, sock, settings.tls_cert, settings.tls_key, max_connections, settings.max_streams_per_connection
     )
+
+
+def _link_origins(signer: LinkSigner, storage: Storage) -> list[str]:
+    """Where output links point: the gateway's own links (its public URL may be another origin
+    than the one the console is opened at) and the storage's signed URLs."""
+    own = origin_of(signer.base_url) if signer.base_url else ""
+    return [origin for origin in (own, storage.link_origin()) if origin]
 
 
 async def _answers(client: aioredis.Redis) -> bool:

@@ -3,11 +3,16 @@
 `index.html` is never cached (it names the current build's files); the files under `assets/`
 carry a content hash in their names and are cached for a year. Anything that is not a file of the
 build answers with index.html, so the console's own routes survive a reload.
+
+Every answer carries a Content-Security-Policy: the console runs its own script and stylesheet
+only, talks to its own origin only, and shows images from its origin, from the links the gateway
+makes for outputs, and from the browser's own data: and blob: URLs (the pictures a user picks).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from pathlib import Path
 
 from gateway.http.asgi import Receive, Scope, Send, respond, text
@@ -20,11 +25,22 @@ _SECURITY_HEADERS = [
 ]
 
 
+def content_security_policy(image_origins: Iterable[str] = ()) -> bytes:
+    """The console's policy; image_origins are where output links point besides the console's
+    own origin (the gateway's public URL, a bucket's signed URLs)."""
+    images = " ".join(dict.fromkeys(["'self'", "data:", "blob:", *(o for o in image_origins if o)]))
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        f"img-src {images}; manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ).encode()
+
+
 class ConsoleFiles:
     """Serves a directory of built static files."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, image_origins: Iterable[str] = ()) -> None:
         self.root = root.resolve()
+        self._headers = [*_SECURITY_HEADERS, (b"content-security-policy", content_security_policy(image_origins))]
 
     def _file(self, path: str) -> Path | None:
         relative = path.lstrip("/") or "index.html"
@@ -58,6 +74,6 @@ class ConsoleFiles:
             200,
             body,
             content_type,
-            [(b"cache-control", cache), *_SECURITY_HEADERS],
+            [(b"cache-control", cache), *self._headers],
             head=scope["method"] == "HEAD",
         )

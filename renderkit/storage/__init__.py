@@ -16,6 +16,7 @@ from renderkit.storage.interface import (
     StoredObject,
     check_key,
     content_type_of,
+    origin_of,
 )
 from renderkit.storage.local import LOCAL_SCHEME, LocalStorage, key_of, local_uri
 
@@ -36,6 +37,7 @@ __all__ = [
     "key_of",
     "local_uri",
     "open_storage",
+    "origin_of",
 ]
 
 

@@ -30,6 +30,7 @@ from renderkit.storage.interface import (
     StoredObject,
     check_key,
     content_type_of,
+    origin_of,
 )
 
 # grpcio stays at 1.81 for tritonclient (see DESIGN.md); the Google libraries warn about that on
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 SCHEME = "gs"
 SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
+GCS_ENDPOINT = "https://storage.googleapis.com"  # where signed URLs point outside an emulator
 MAX_SIGNED_URL_S = 7 * 24 * 3600  # the longest a V4 signed URL may last
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 # What a call into the library raises when the service, the network or the credentials fail.
@@ -247,6 +249,11 @@ class GcsStorage:
         except _FAILURES as exc:
             raise _failure(f"delete {prefix}", exc) from exc
         return removed
+
+    def link_origin(self) -> str | None:
+        if self._signer is None:
+            return None
+        return origin_of(self._signing_endpoint or GCS_ENDPOINT)
 
     def signed_url(self, key: str, ttl_s: float) -> tuple[str, int] | None:
         """A V4 signed GET URL and its expiry; None without credentials that can sign (the

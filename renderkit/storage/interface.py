@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 
 class StorageError(OSError):
@@ -57,6 +58,11 @@ class Storage(Protocol):
         seconds); None when the backend cannot sign URLs itself (the gateway signs its own then)."""
         ...
 
+    def link_origin(self) -> str | None:
+        """Where the URLs signed_url makes point (scheme://host[:port]), so that a page showing
+        them can allow that origin alone; None when this backend makes none."""
+        ...
+
     def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
         """Writes data under the key (replacing what was there) and describes the stored object.
         The write is atomic: readers see the old object or the whole new one, never a part."""
@@ -73,6 +79,12 @@ class Storage(Protocol):
     def delete_prefix(self, prefix: str) -> int:
         """Removes every key under a folder-like prefix ("uploads/<job>/"); returns how many."""
         ...
+
+
+def origin_of(url: str) -> str:
+    """A URL's origin as a page's policy names it: scheme://host[:port], without credentials."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def content_type_of(key: str) -> str:

@@ -75,6 +75,9 @@ class LocalStorage:
     def signed_url(self, key: str, ttl_s: float) -> tuple[str, int] | None:
         return None  # the gateway's HTTP port serves local files under its own signed links
 
+    def link_origin(self) -> str | None:
+        return None
+
     def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
         path = self.path(key)
         tmp = ""

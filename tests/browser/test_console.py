@@ -25,6 +25,7 @@ from PIL import Image
 from playwright.sync_api import (
     Browser,
     BrowserContext,
+    ConsoleMessage,
     Locator,
     Page,
     Playwright,
@@ -95,8 +96,17 @@ def page(context: BrowserContext) -> Iterator[Page]:
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
+    # What the console's Content-Security-Policy blocked (Chromium reports each as a console error).
+    refused: list[str] = []
+
+    def blocked(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            refused.append(message.text)
+
+    opened.on("console", blocked)
     yield opened
     assert not errors, f"uncaught errors in the page: {errors}"
+    assert not refused, f"the page's policy refused what the console uses: {refused}"
 
 
 @pytest.fixture(scope="module")

@@ -181,6 +181,7 @@ def test_a_signed_url_downloads_the_object_until_its_expiry_under_the_keys_signa
     url, expires = made
     # Any host can open it, without credentials (it points at the emulator, as GCS's would at GCS).
     assert url.startswith(gcs_emulator.host + f"/{BUCKET}/")
+    assert storage.link_origin() == gcs_emulator.host  # what the console's policy lets images come from
     with urllib.request.urlopen(url, timeout=10) as answer:
         assert answer.read() == data
         assert answer.headers["Content-Type"] == "image/png"
@@ -216,6 +217,7 @@ def test_outside_an_emulator_signed_urls_point_at_gcs(service_account_key: tuple
     made = storage.signed_url("renders/t/-/j/full.jpg", 3600)
     assert made is not None
     assert made[0].startswith("https://storage.googleapis.com/render-outputs/prod/renders/t/-/j/full.jpg?")
+    assert storage.link_origin() == "https://storage.googleapis.com"
     assert verifies(public_key, made[0])
 
 
@@ -225,6 +227,7 @@ def test_without_a_signing_key_no_url_is_signed(gcs_emulator: GcsEmulator) -> No
     storage = open_storage(f"gs://{BUCKET}/unsigned", {"STORAGE_EMULATOR_HOST": gcs_emulator.host})
     storage.put("renders/t/-/j/full.jpg", b"jpeg", "image/jpeg")
     assert storage.signed_url("renders/t/-/j/full.jpg", 60) is None
+    assert storage.link_origin() is None
 
 
 def test_a_retried_upload_whose_first_answer_was_lost_is_written_once(gcs_emulator: GcsEmulator) -> None:
