@@ -630,9 +630,13 @@ def _refusal(text: str) -> str | None:
     return prompts.refusal(_sanitized(text))
 
 
-def _generation_options(options: pb.GenerationOptions, base: str, limits: Limits) -> list[Violation]:
+def _generation_options(
+    options: pb.GenerationOptions, base: str, limits: Limits, *, sized: bool = True
+) -> list[Violation]:
+    """A GenerationOptions' problems; `sized` False for a texture edit, whose output keeps the
+    texture's size (its size does not apply, so seed 001's "2048x2048" is not refused)."""
     violations: list[Violation] = []
-    if options.size and options.size not in SIZES:
+    if sized and options.size and options.size not in SIZES:
         violations.append((f"{base}.size", f"must be one of {', '.join(SIZES)}"))
     violations += _texts(
         (
@@ -767,7 +771,7 @@ def _texture_edit(edit: pb.TextureEdit, output: pb.OutputOptions, limits: Limits
     if not prompts.sanitize(edit.prompt):
         violations.append(("texture_edit.prompt", "is required: say what to change"))
     violations += _prompt_text(edit.prompt, "texture_edit.prompt", prompts.MAX_PROMPT_CHARS)
-    violations += _generation_options(edit.options, "texture_edit.options", limits)
+    violations += _generation_options(edit.options, "texture_edit.options", limits, sized=False)
     return violations
 
 

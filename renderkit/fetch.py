@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import email.utils
 import http.client
 import ipaddress
 import os
@@ -449,9 +450,7 @@ def _post_exchange(
     response = conn.getresponse()  # a status line or headers trickled in end at the watchdog
     if watchdog.fired:
         raise DownloadError(_TIMED_OUT, "timeout")
-    retry_after = response.getheader("Retry-After") or ""
-    waited = decimal(retry_after)
-    answer = PostResponse(response.status, float(waited) if waited is not None else None)
+    answer = PostResponse(response.status, retry_after_seconds(response.getheader("Retry-After") or ""))
     # The status is the answer: a body that is slow, long or cut short changes nothing.
     with contextlib.suppress(OSError, http.client.HTTPException, DownloadError):
         read = 0
@@ -462,6 +461,21 @@ def _post_exchange(
                 break
             read += len(chunk)
     return answer
+
+
+def retry_after_seconds(text: str, now: float | None = None) -> float | None:
+    """A Retry-After header's wait in seconds: delay-seconds or an HTTP-date (RFC 9110 10.2.3), a
+    date in the past being no wait; None when absent or unreadable."""
+    waited = decimal(text)
+    if waited is not None:
+        return float(waited)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is GMT; one without a zone is malformed
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def decimal(text: str) -> int | None:

@@ -731,6 +731,27 @@ def test_a_stored_rate_however_small_limits_submits_without_failing_them(redis_u
     run(body, redis_url, tenant_defaults=TenantLimits(queue_quota=0))
 
 
+def test_a_raised_rate_applies_at_once(redis_url: str) -> None:
+    """The next allowed time stored under a slow rate was kept against a faster one: a tenant held
+    to one submit a day and then given ten a second waited out the day (found by a review). It is
+    now held as if it had spent the new burst: the wait is the new rate's."""
+
+    async def body(ledger: Ledger) -> None:
+        await ledger.set_tenant_limits("raised", {"rate_per_s": 1 / 86400, "burst": 1})
+        await ledger.submit(new_job(tenant="raised"))
+        with pytest.raises(RateLimited) as limited:
+            await ledger.submit(new_job(tenant="raised"))
+        assert limited.value.retry_after_s > 86000
+        await ledger.set_tenant_limits("raised", {"rate_per_s": 10, "burst": 5})
+        with pytest.raises(RateLimited) as limited:
+            await ledger.submit(new_job(tenant="raised"))
+        assert 0 < limited.value.retry_after_s <= 0.1
+        await asyncio.sleep(limited.value.retry_after_s + 0.02)
+        await ledger.submit(new_job(tenant="raised"))
+
+    run(body, redis_url, tenant_defaults=TenantLimits(queue_quota=0))
+
+
 @pytest.mark.parametrize("rate", [10_000.0, 50_000.0, 100_000.0])
 def test_a_high_rate_still_holds_its_burst(redis_url: str, rate: float) -> None:
     """The rate's next allowed time was stored with 14 digits, which left a millisecond timestamp

@@ -497,3 +497,19 @@ def test_a_quad_and_its_size_that_make_impossible_repeats_are_refused_at_submit(
     req.material_swap.hints.quad_size.width_meters, req.material_swap.hints.quad_size.height_meters = 4.0, 3.0
     req.material_swap.options.ClearField("real_world_scale")
     assert validate_submit(req, Limits()) == []
+
+
+def test_a_texture_edits_size_is_ignored_as_it_does_not_apply_and_a_rooms_is_checked() -> None:
+    """Seed 001's texture job sends size "2048x2048"; a texture edit keeps its texture's size."""
+    edit = pb.SubmitRenderRequest(
+        texture_edit=pb.TextureEdit(
+            base_texture=pb.ImageSource(data=imaging.encode(np.zeros((64, 64, 3), np.uint8))[0]),
+            prompt="make it oak",
+            options=pb.GenerationOptions(size="2048x2048"),
+        )
+    )
+    assert fields(edit) == set()
+    room = pb.SubmitRenderRequest(
+        room_render=pb.RoomRender(room=pb.Room(room_type="kitchen"), options=pb.GenerationOptions(size="2048x2048"))
+    )
+    assert fields(room) == {"room_render.options.size"}

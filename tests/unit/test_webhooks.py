@@ -20,7 +20,7 @@ from gateway.webhooks import api, events, signing
 from gateway.webhooks.payloads import payload
 from gateway.webhooks.worker import after_attempt
 from render.v1 import render_service_pb2 as pb
-from renderkit.fetch import PostResponse
+from renderkit.fetch import PostResponse, retry_after_seconds
 from renderkit.settings import SettingsError
 
 
@@ -71,6 +71,18 @@ def test_retries_follow_the_schedule_with_jitter_then_fail() -> None:
     assert after_attempt(settings, 1, ok, PostResponse(204), 0) == ("delivered", 0, "")
     assert after_attempt(settings, 1, failed(410), PostResponse(410), 0)[0] == "gone"
     assert sum(DEFAULT_WEBHOOK_RETRY_SCHEDULE) / 3600 == pytest.approx(23.8, abs=0.1)  # about a day
+
+
+def test_a_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
+    """RFC 9110 10.2.3: delay-seconds or an HTTP-date (a receiver's 503 with a date was retried on
+    the schedule, seconds later)."""
+    now = 1_760_000_000.0  # 2025-10-09T08:53:20Z
+    assert retry_after_seconds("40", now) == 40.0
+    assert retry_after_seconds("Thu, 09 Oct 2025 08:54:00 GMT", now) == 40.0
+    assert retry_after_seconds("Thursday, 09-Oct-25 08:54:00 GMT", now) == 40.0  # the obsolete RFC 850 form
+    assert retry_after_seconds("Thu, 09 Oct 2025 08:00:00 GMT", now) == 0.0  # past: no wait
+    for unreadable in ("", "soon", "-5", "1.5", "Thu, 09 Oct 2025 08:54:00"):  # no zone: not an HTTP-date
+        assert retry_after_seconds(unreadable, now) is None, unreadable
 
 
 def test_a_delivery_is_kept_through_every_attempt_however_long_each_retry_after_makes_it() -> None:

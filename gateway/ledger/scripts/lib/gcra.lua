@@ -15,6 +15,15 @@ local function gcra(rate_key, rate, burst, now)
   local interval = math.min(1000 / rate, GCRA_MAX_INTERVAL_MS)
   local tat = tonumber(redis.call('GET', rate_key) or '0') or 0
   if tat < now then tat = now end
+  -- Under unchanged limits a stored arrival time is at most burst intervals ahead. One further
+  -- ahead was recorded under a slower rate or a smaller burst: it is brought down to what the
+  -- limits in force allow (and kept so), or an admin's raised rate would hold the tenant to the
+  -- old one for up to a day.
+  local most = now + interval * math.max(1, burst)
+  if tat > most then
+    tat = most
+    redis.call('SET', rate_key, string.format('%.6f', tat), 'PX', math.ceil(tat - now) + 1000)
+  end
   local allowed_at = tat - interval * (math.max(1, burst) - 1)
   -- Within a microsecond counts as on time: the sums of a fractional interval drift by less.
   if now + 0.001 < allowed_at then return math.ceil(allowed_at - now), nil end
