@@ -35,6 +35,12 @@ LIVENESS = "liveness"
 # A public port's connection must finish its TLS and HTTP/2 handshakes within this (gRPC's own
 # default is 120 s: a caller that connects and sends nothing held a file that long).
 PUBLIC_HANDSHAKE_MS = 10_000
+# An internal server (a stage) ends each client connection after this long (GOAWAY; calls in flight
+# get the grace, longer than any stage call's deadline), so a client re-resolves its address and
+# spreads its calls over replicas that were added since (a headless Service lists every pod; one
+# HTTP/2 connection would otherwise stay with the replica it first reached).
+INTERNAL_CONNECTION_AGE_MS = 60_000
+INTERNAL_CONNECTION_AGE_GRACE_MS = 300_000
 
 
 # Streams one connection of a public port may hold at once, by default (MAX_STREAMS_PER_CONNECTION;
@@ -65,7 +71,10 @@ def server_options(
             ("grpc.compression_enabled_algorithms_bitset", _IDENTITY_ONLY),
         ]
         if max_connections
-        else []
+        else [
+            ("grpc.max_connection_age_ms", INTERNAL_CONNECTION_AGE_MS),
+            ("grpc.max_connection_age_grace_ms", INTERNAL_CONNECTION_AGE_GRACE_MS),
+        ]
     )
     return [
         *limits,

@@ -654,6 +654,32 @@ def test_a_tenant_with_a_backlog_does_not_hold_back_another(redis_url: str) -> N
     run(body, redis_url, tenant_defaults=TenantLimits(concurrency=1000, rate_per_s=0, queue_quota=0))
 
 
+def test_the_queue_counts_as_runnable_only_what_a_dispatcher_could_take_now(redis_url: str) -> None:
+    """The dispatchers' autoscaler reads `runnable`: a tenant's backlog behind its own concurrency
+    would add replicas that find nothing to take (a review found 38 queued, 2 takeable, 10 replicas
+    asked for)."""
+    from gateway.metrics import QueueSampler
+
+    async def body(ledger: Ledger) -> None:
+        for _ in range(12):
+            await ledger.submit(new_job(tenant="busy"))
+        for _ in range(2):
+            assert await ledger.take("w", LEASE_S, DETACHED) is not None  # its two slots
+        for _ in range(3):
+            assert await ledger.take("w", LEASE_S, DETACHED) is None  # the rest waits for them
+        snapshot = await QueueSampler(ledger).read()
+        assert (snapshot.queued, snapshot.running, snapshot.runnable) == (10, 2, 0)
+        await ledger.set_tenant_limits("wide", {"concurrency": 5})
+        for _ in range(3):
+            await ledger.submit(new_job(tenant="wide"))
+        await ledger.submit(new_job(tenant="one"))
+        snapshot = await QueueSampler(ledger).read()
+        assert (snapshot.queued, snapshot.runnable, snapshot.waiting_tenants) == (14, 4, 3)
+        assert snapshot.document()["runnable"] == 4
+
+    run(body, redis_url, tenant_defaults=TenantLimits(concurrency=2, rate_per_s=0, queue_quota=0))
+
+
 def test_rate_and_quota_are_enforced_at_submit(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
         for _ in range(3):  # the burst

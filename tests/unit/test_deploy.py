@@ -333,7 +333,7 @@ def test_custom_resources_have_their_required_fields(render: Render) -> None:
     for trigger in spec["triggers"]:
         assert trigger["type"] == "metrics-api"
         meta = trigger["metadata"]
-        assert meta["valueLocation"] in ("queued", "running")
+        assert meta["valueLocation"] in ("runnable", "running")
         assert float(meta["targetValue"]) > 0
         # KEDA's operator calls from its own namespace: the Service's full name in this one.
         url = urlparse(meta["url"])
@@ -407,6 +407,11 @@ def test_every_grpc_server_has_liveness_and_readiness_on_its_port(render: Render
                 assert env_value(render, container, "INTERNAL_TLS_DIR"), f"{workload}: the probe's certificate"
             else:
                 assert spec["grpc"]["port"] == port, f"{workload}: {probe} on the port named grpc"
+            if probe != "readinessProbe":
+                # Started and alive mean the process answers, not that Redis or Triton does: a pod
+                # started during their outage must wait unready, not be restarted.
+                name = args["--service"] if mutual_tls else spec["grpc"].get("service", "")
+                assert name == "liveness", f"{workload}: {probe} asks for liveness"
     assert servers == len(GATEWAYS) + len(STAGES)
 
 
@@ -463,6 +468,8 @@ def test_each_address_the_gateway_dials_is_a_service_of_that_stage(render: Rende
         host, port = host_port(address)
         svc, svc_port = _service_port(render, host, port)
         assert svc in render.service_for(workload), f"{address} does not reach {workload}"
+        if workload in STAGES:  # the gateway's round_robin channel sees every pod, not one address
+            assert svc["spec"].get("clusterIP") == "None", f"{host}: a headless Service"
         assert container_ports(render.container(workload))[svc_port["targetPort"]] == svc_port["port"]
         assert svc_port["name"] == "grpc"
         # The client checks that the server's certificate names the host it dialled.
@@ -504,6 +511,9 @@ def test_triton_runs_tritonserver_on_a_gpu_node(render: Render) -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     repository = [m for m in container["volumeMounts"] if m["mountPath"] == "/models"]
     assert repository and repository[0]["readOnly"] is True
+    # tritonserver reads its certificate only at start: renewed, it is rolled.
+    annotations = render.workloads()["triton"]["metadata"].get("annotations", {})
+    assert annotations.get("secret.reloader.stakater.com/reload") == "triton-tls"
 
 
 def test_redis_keeps_its_ledger_on_a_volume_behind_a_password(render: Render) -> None:
@@ -512,6 +522,10 @@ def test_redis_keeps_its_ledger_on_a_volume_behind_a_password(render: Render) ->
     conf = next(iter(c for n, c in render.kind("ConfigMap").items() if n.startswith("redis-config")))
     settings = dict(line.split(None, 1) for line in conf["data"]["redis.conf"].splitlines() if line[:1].isalpha())
     assert settings["appendonly"] == "yes" and settings["maxmemory-policy"] == "noeviction"
+    # noeviction refuses writes only under a maxmemory, which must leave room under the pod's limit.
+    limit = redis["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+    assert settings["maxmemory"].endswith("mb") and limit.endswith("Gi")
+    assert 0 < int(settings["maxmemory"][:-2]) <= 0.7 * 1024 * int(limit[:-2])
     assert "requirepass" not in settings, "the password comes from the Secret, not the ConfigMap"
     init = redis["spec"]["template"]["spec"]["initContainers"][0]
     password = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in init["env"]}["REDIS_PASSWORD"]

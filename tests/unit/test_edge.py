@@ -188,3 +188,16 @@ def test_a_request_over_the_message_limit_is_refused_unread() -> None:
             await edge.stop(0.1)
 
     asyncio.run(body())
+
+
+def test_internal_servers_age_connections_out_so_clients_find_new_replicas() -> None:
+    """A stage behind a headless Service: a gateway's round_robin channel re-resolves when a
+    connection ends, so each ends after a while (calls in flight get the grace). Public ports keep
+    theirs: their limits are per connection."""
+    from renderkit.edge.server import server_options
+
+    internal = dict(server_options(1 << 20))
+    assert 0 < internal["grpc.max_connection_age_ms"] <= 300_000
+    assert internal["grpc.max_connection_age_grace_ms"] >= internal["grpc.max_connection_age_ms"]
+    public = dict(server_options(1 << 20, max_connections=100))
+    assert "grpc.max_connection_age_ms" not in public and public["grpc.max_allowed_incoming_connections"] == 100
