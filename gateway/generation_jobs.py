@@ -138,7 +138,10 @@ async def run_texture_edit(ctx: JobContext) -> pb.JobResult:
         mask_info = await asyncio.to_thread(imaging.probe, mask, max_pixels=ctx.limits.max_pixels)
         if (mask_info.width, mask_info.height) != (texture_info.width, texture_info.height):
             raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "texture_edit.mask: must be the size of the texture")
-        pixels = await asyncio.to_thread(imaging.decode_gray, mask)
+        try:
+            pixels = await asyncio.to_thread(imaging.decode_gray, mask, max_pixels=ctx.limits.max_pixels)
+        except imaging.ImageError as exc:  # a header that probes but pixels that do not decode
+            raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"texture_edit.mask: {exc}") from None
         if not pixels.any():  # before the provider is paid for an edit that cannot change a pixel
             raise JobFailure(
                 pb.ERROR_CODE_VALIDATION_FAILED, "texture_edit.mask: selects nothing to edit (every pixel is black)"

@@ -223,7 +223,10 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     if photo_info.content_type in imaging.HEIF_TYPES:
         # Decoding HEVC costs ~10x a JPEG of the same size: once here, not in every stage. The
         # focal length stays in photo_info; the JPEG is upright and in sRGB.
-        photo = await asyncio.to_thread(_heif_as_jpeg, photo, ctx.limits.max_pixels)
+        try:
+            photo = await asyncio.to_thread(_heif_as_jpeg, photo, ctx.limits.max_pixels)
+        except imaging.ImageError as exc:  # libheif parsed its boxes but cannot decode its image
+            raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"material_swap.photo: {exc}") from None
     swatch_infos = await asyncio.to_thread(
         lambda: [imaging.probe(s, max_pixels=ctx.limits.max_pixels) for s in swatches]
     )

@@ -25,6 +25,10 @@ def opencv_pixel_limit(environ: dict[str, str] | os._Environ[str]) -> int:
     return max(DEFAULT_MAX_PIXELS, int(raised)) if raised.isdigit() else DEFAULT_MAX_PIXELS
 
 
+# The limit a decode applies when its caller names none (the stages): the gateway's raised
+# MAX_IMAGE_PIXELS too, so a photo the gateway accepts is not refused by a stage.
+PROCESS_MAX_PIXELS = opencv_pixel_limit(os.environ)
+
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(opencv_pixel_limit(os.environ)))
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_WIDTH", str(MAX_SIDE))
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_HEIGHT", str(MAX_SIDE))

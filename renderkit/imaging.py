@@ -40,6 +40,7 @@ from PIL import Image
 from render.imaging.v1 import imaging_pb2
 from renderkit import icc, jpeg_bands
 from renderkit.decode_limits import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
+from renderkit.decode_limits import PROCESS_MAX_PIXELS
 from renderkit.decode_limits import MAX_SIDE as MAX_SIDE
 
 CONTENT_TYPES = {
@@ -102,7 +103,7 @@ class ImageInfo:
         return self.width * self.height
 
 
-def probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+def probe(data: bytes, *, max_pixels: int = PROCESS_MAX_PIXELS) -> ImageInfo:
     """Reads an image's type, displayed size, orientation, alpha, EXIF focal length and colour
     profile from its structure, without decoding the pixels; refuses truncated or corrupt files and
     images over max_pixels."""
@@ -215,6 +216,8 @@ def _jpeg_header(data: bytes) -> _Header:
         if marker in _SOF_MARKERS:
             if length < 8:
                 raise ImageError(_TRUNCATED)
+            if width:  # libjpeg decodes by the first frame header: a second one would set the size here
+                raise ImageError("the JPEG has more than one frame header")
             height, width = struct.unpack_from(">HH", data, pos + 3)
         elif marker == 0xE1 and not exif and data[pos + 2 : pos + 8] == b"Exif\x00\x00":
             exif = data[pos + 8 : end]
@@ -334,6 +337,8 @@ def _webp_header(data: bytes) -> _Header:
             )
         elif kind == b"ANIM":
             raise ImageError("animated WebP images are not accepted")
+        elif kind in (b"VP8 ", b"VP8L") and frame:  # libwebp decodes the first frame: its size is the one
+            raise ImageError("the WebP has more than one image")
         elif kind == b"VP8 ":
             if length < 10 or data[body + 3 : body + 6] != b"\x9d\x01\x2a":
                 raise ImageError(_TRUNCATED)
@@ -543,7 +548,7 @@ def _imdecode(data: bytes, flags: int, what: str) -> np.ndarray:
     return image
 
 
-def decode_bgr(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_bgr(data: bytes, *, max_pixels: int = PROCESS_MAX_PIXELS) -> np.ndarray:
     """Decodes an encoded image to a uint8 BGR array in the displayed frame.
 
     A photo with alpha is composited over white, deliberately: transparent parts of a photo are
@@ -554,7 +559,7 @@ def decode_bgr(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
 
 
 def decode_swatch(
-    data: bytes, grout: str = DEFAULT_GROUT, *, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes, grout: str = DEFAULT_GROUT, *, max_pixels: int = PROCESS_MAX_PIXELS
 ) -> tuple[np.ndarray, float]:
     """Decodes a swatch to uint8 BGR in the displayed frame, its transparent parts (the joints of a
     tile cut out around its tiles) filled with the grout colour "#RRGGBB"; also returns the share of
@@ -623,7 +628,7 @@ def _over(bgra: np.ndarray, background: tuple[int, int, int]) -> tuple[np.ndarra
     return out, transparent
 
 
-def decode_gray(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_gray(data: bytes, *, max_pixels: int = PROCESS_MAX_PIXELS) -> np.ndarray:
     """Decodes an encoded image to a uint8 single-channel array (masks) in the displayed frame.
 
     A mask with an alpha channel uses its alpha as the mask where the colour is uniform (a shape

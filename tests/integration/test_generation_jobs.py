@@ -239,6 +239,21 @@ def test_a_texture_edit_whose_mask_selects_nothing_fails_before_the_provider_is_
     assert not fake.requests
 
 
+def test_a_texture_edit_whose_mask_does_not_decode_fails_naming_the_mask(
+    client: RenderClient, fake: FakeOpenAI
+) -> None:
+    """Its header probes, its pixels do not (a bad CRC): the job failed as an internal error."""
+    mask = imaging.encode_mask(np.full((256, 256), 255, np.uint8))
+    at = mask.index(b"IDAT")
+    crc = at + 4 + int.from_bytes(mask[at - 4 : at], "big")
+    broken = mask[:crc] + bytes(4) + mask[crc + 4 :]
+    request = texture_edit_request(imaging.encode(textured_image(256, 256))[0], "Add a marble vein", mask=broken)
+    done = client.wait(client.submit(request).job.id, timeout=30)
+    assert done.state == pb.JOB_STATE_FAILED and done.error.code == pb.ERROR_CODE_VALIDATION_FAILED
+    assert done.error.message.startswith("texture_edit.mask: "), done.error.message
+    assert not fake.requests
+
+
 def test_a_texture_edit_needs_a_prompt_and_a_mask_of_the_texture_size(client: RenderClient) -> None:
     texture = imaging.encode(textured_image(256, 256))[0]
     request = texture_edit_request(texture, " ", mask=imaging.encode_mask(np.zeros((100, 100), np.uint8)))

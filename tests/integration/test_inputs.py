@@ -154,6 +154,18 @@ def test_a_heic_portrait_renders_like_the_same_photo_as_jpeg(client: RenderClien
     assert heic.result.focal_length_px == pytest.approx(jpeg.result.focal_length_px)
 
 
+def test_a_heic_whose_image_does_not_decode_fails_as_the_callers_naming_the_photo(client: RenderClient) -> None:
+    """libheif reads the container, so the probe passes; its coded image is noise. The gateway's
+    conversion to JPEG failed as an internal error (found by a review)."""
+    good = heic_rotated(PORTRAIT.photo, 6)
+    at = good.index(b"mdat") + 4
+    broken = good[:at] + bytes(len(good) - at)
+    assert imaging.probe(broken).width == 240  # displayed upright
+    job, _ = finished(client, portrait_request(broken))
+    assert job.state == pb.JOB_STATE_FAILED and job.error.code == pb.ERROR_CODE_VALIDATION_FAILED
+    assert job.error.message.startswith("material_swap.photo: "), job.error.message
+
+
 # --- points alone -------------------------------------------------------------------------------
 
 TILED = scenes.camera_scene(

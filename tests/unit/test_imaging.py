@@ -313,6 +313,56 @@ def test_opencv_itself_refuses_decodes_over_the_pixel_limit(first: str) -> None:
     assert result.stdout.strip() == (b"refused" if first == "renderkit" else b"decoded")
 
 
+def test_a_raised_pixel_limit_is_every_decodes_default() -> None:
+    """A stage calls the decodes without a limit: with MAX_IMAGE_PIXELS raised, a photo the
+    gateway accepted must not be refused there (a 45 MP photo was, at the 40 MP default)."""
+    script = (
+        "import sys\n"
+        "from renderkit import imaging\n"
+        "data = sys.stdin.buffer.read()\n"
+        "print(imaging.probe(data).width, imaging.decode_gray(data).shape[1])\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_IO_")}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        input=flat_png(7000, 6000),  # 42 MP
+        capture_output=True,
+        cwd=Path(__file__).parents[2],
+        env={**clean, "MAX_IMAGE_PIXELS": "60000000"},
+    )
+    assert result.stdout.split() == [b"7000", b"7000"], result.stderr.decode()[-500:]
+
+
+def with_second_frame_header(data: bytes, width: int, height: int) -> bytes:
+    """The JPEG with its frame header claiming another size, and its own placed again after the
+    scan, before the EOI: libjpeg decodes by the first, a walk that kept the last read the real one."""
+    at = data.index(b"\xff\xc0")
+    length = struct.unpack(">H", data[at + 2 : at + 4])[0]
+    own = data[at : at + 2 + length]
+    other = bytearray(own)
+    other[5:9] = struct.pack(">HH", height, width)
+    assert data.endswith(b"\xff\xd9")
+    return data[:at] + bytes(other) + data[at + 2 + length : -2] + own + b"\xff\xd9"
+
+
+def test_an_image_with_two_frame_headers_is_refused_before_it_decodes_at_another_size() -> None:
+    lying = with_second_frame_header(jpeg(320, 200), 6000, 6000)
+    assert cv2.imdecode(np.frombuffer(lying, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (6000, 6000)
+    with pytest.raises(imaging.ImageError, match="more than one frame header"):
+        imaging.probe(lying)
+
+    def webp_chunks(width: int, height: int, **options: object) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(np.full((height, width, 3), 90, np.uint8)).save(out, "WEBP", **options)
+        return out.getvalue()[12:]  # the chunks after RIFF, its size and WEBP
+
+    for options in ({"quality": 10}, {"lossless": True}):
+        body = b"WEBP" + webp_chunks(1200, 1200, **options) + webp_chunks(320, 200, **options)
+        two = b"RIFF" + struct.pack("<I", len(body)) + body
+        with pytest.raises(imaging.ImageError, match="more than one image"):
+            imaging.probe(two)
+
+
 def rgba_png(rgba: np.ndarray) -> bytes:
     ok, buffer = cv2.imencode(".png", rgba)
     assert ok
