@@ -40,8 +40,8 @@ from PIL import Image
 from render.imaging.v1 import imaging_pb2
 from renderkit import icc, jpeg_bands
 from renderkit.decode_limits import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
-from renderkit.decode_limits import PROCESS_MAX_PIXELS
 from renderkit.decode_limits import MAX_SIDE as MAX_SIDE
+from renderkit.decode_limits import PROCESS_MAX_PIXELS
 
 CONTENT_TYPES = {
     imaging_pb2.FORMAT_JPEG: "image/jpeg",
