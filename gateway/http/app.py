@@ -323,11 +323,17 @@ class HttpApp:
                 status = _CONNECT_STATUS.get(refusal.code, 500)
                 await _connect_error(send, status, refusal.code.value, refusal.message)
                 return
-            receive, send = _cancel_on_disconnect(receive, send)
+            receive, send, gone = _cancel_on_disconnect(receive, send)
             receive = deadline_body(scope, receive)
             if refusal is not None:
                 receive = refuse_body(scope, receive, ConnectError(refusal.code, refusal.message))
-            await self.rpc(scope, limit_body(scope, receive, self.body_limit), send)
+            try:
+                await self.rpc(scope, limit_body(scope, receive, self.body_limit), send)
+            except ConnectError:
+                # connect-python turns the cancel its client's disconnect caused into CANCELED and
+                # raises it to the server, which logs it as an error: a client leaving is not one.
+                if not gone():
+                    raise
         elif path.startswith(FILES_PATH) and self.files is not None:
             await self.files(scope, receive, send)
         elif path == "/healthz":
@@ -366,7 +372,7 @@ async def _refuse_plainly(receive: Receive, send: Send, status: int, reason: str
     await text(send, status, reason)
 
 
-def _cancel_on_disconnect(receive: Receive, send: Send) -> tuple[Receive, Send]:
+def _cancel_on_disconnect(receive: Receive, send: Send) -> tuple[Receive, Send, Callable[[], bool]]:
     """A stream whose client went away ends at once (its watcher leaves the event hub now, not at
     the next keep-alive): the disconnect, when Connect's monitor reads it, cancels the call's task,
     and what the call still sends afterwards is dropped."""
@@ -386,7 +392,13 @@ def _cancel_on_disconnect(receive: Receive, send: Send) -> tuple[Receive, Send]:
         if not gone:
             await send(message)
 
-    return receive_watching, send_unless_gone
+    def went() -> bool:
+        """Whether the client went away (its call cancelled here, the cancel taken back)."""
+        if gone and call is not None and call.cancelling():
+            call.uncancel()
+        return gone
+
+    return receive_watching, send_unless_gone, went
 
 
 async def _connect_error(send: Send, status: int, code: str, message: str) -> None:

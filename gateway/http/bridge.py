@@ -16,6 +16,7 @@ the UNKNOWN with the exception's own words that connect-python would answer.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import logging
@@ -207,7 +208,14 @@ class ServicerBridge:
                     return await handler.stream_unary(_one(request), _Context(metadata, ctx))
                 if handler is None or handler.unary_unary is None:
                     raise ConnectError(Code.UNIMPLEMENTED, f"{path} is not served here")
-                return await handler.unary_unary(request, _Context(metadata, ctx))
+                timer = asyncio.timeout_at(_deadline(ctx))  # the caller's deadline, as the gRPC port enforces it
+                try:
+                    async with timer:
+                        return await handler.unary_unary(request, _Context(metadata, ctx))
+                except TimeoutError:
+                    if timer.expired():
+                        raise _deadline_exceeded() from None
+                    raise
             except _Aborted as aborted:
                 raise aborted.to_connect() from None
             except ConnectError:
@@ -228,8 +236,19 @@ class ServicerBridge:
                     raise ConnectError(Code.UNIMPLEMENTED, f"{path} is not served here")
                 else:
                     responses = handler.unary_stream(request, _Context(metadata, ctx))
+                deadline = _deadline(ctx)
                 try:
-                    async for response in responses:
+                    while True:  # each message by the caller's deadline, as the gRPC port enforces it
+                        timer = asyncio.timeout_at(deadline)
+                        try:
+                            async with timer:
+                                response = await anext(responses)
+                        except StopAsyncIteration:
+                            break
+                        except TimeoutError:
+                            if timer.expired():
+                                raise _deadline_exceeded() from None
+                            raise
                         yield response
                 finally:
                     await responses.aclose()
@@ -253,6 +272,16 @@ class ServicerBridge:
             read_max_bytes=read_max_bytes,
             compressions=[BoundedGzip(read_max_bytes)],
         )
+
+
+def _deadline(ctx: RequestContext[Any, Any]) -> float | None:
+    """The loop time by which the call must end (its caller's Connect-Timeout-Ms or grpc-timeout), or None."""
+    remaining_ms = ctx.timeout_ms()
+    return None if remaining_ms is None else asyncio.get_running_loop().time() + remaining_ms / 1000
+
+
+def _deadline_exceeded() -> ConnectError:
+    return ConnectError(Code.DEADLINE_EXCEEDED, "the call did not finish within its deadline")
 
 
 async def _one(request: Any) -> AsyncIterator[Any]:
@@ -359,6 +388,15 @@ def checked_envelopes(receive: Receive, check: EnvelopeCheck) -> Receive:
     return receive_checked
 
 
+def _refusing(error: ConnectError) -> Receive:
+    """`receive` that fails the call with `error`, in the call's own protocol, before its body is read."""
+
+    async def refused() -> Message:
+        raise error
+
+    return refused
+
+
 class _Application(ConnectASGIApplication[ServicerBridge]):
     def __init__(self, *, read_max_bytes: int, **kwargs: Any) -> None:
         super().__init__(read_max_bytes=read_max_bytes, **kwargs)
@@ -372,6 +410,14 @@ class _Application(ConnectASGIApplication[ServicerBridge]):
         check = self._envelope_check(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
         if check is not None:
             receive = checked_envelopes(receive, check)
+            unknown = header(scope, b"connect-content-encoding") if check.protocol == "Connect" else ""
+            if unknown and unknown not in self._compressions:  # connect-python would read it as identity
+                receive = _refusing(
+                    ConnectError(
+                        Code.UNIMPLEMENTED,
+                        f"unknown compression: '{unknown}': supported encodings are {', '.join(self._compressions)}",
+                    )
+                )
         await super().__call__(scope, receive, send)  # type: ignore[arg-type]
 
     def _envelope_check(self, scope: Scope) -> EnvelopeCheck | None:

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import http.client
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -829,3 +830,71 @@ def test_broken_framing_is_the_callers_error_saying_what_is_wrong(
     assert status == 200 and time.monotonic() - started < 10
     got, message = stream_end(answer)
     assert got == code and said in message, message
+
+
+def test_a_watch_over_http_ends_at_the_callers_deadline(queue_only_gateway: Gateway, redis_url: str) -> None:
+    """The gRPC port ends a call at its deadline; the HTTP port only bounded the body's arrival by
+    it, and a watch of a queued job went on for as long as the client stayed (found by a review)."""
+    key = key_for(redis_url + "/17", "deadline-tests")
+    credential = (b"authorization", f"Bearer {key}".encode())
+    with RenderClient(f"127.0.0.1:{queue_only_gateway.port}", api_key=key) as grpc_client:
+        job = grpc_client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job
+        body = enveloped(pb.WatchJobRequest(job_id=job.id).SerializeToString())
+        try:
+            for headers in (
+                [(b"content-type", b"application/connect+proto"), (b"connect-timeout-ms", b"1500")],
+                [GRPC_WEB, (b"grpc-timeout", b"1500m")],
+            ):
+                started = time.monotonic()
+                status, _, answer = raw_call(
+                    queue_only_gateway, "/render.v1.RenderService/WatchJob", [*headers, credential], body
+                )
+                took = time.monotonic() - started
+                assert status == 200 and stream_end(answer)[0] == "deadline_exceeded", (headers, answer[-200:])
+                assert 1.4 < took < 10, took
+            # A unary call is held to it too (here it answers at once: nothing to wait for).
+            assert grpc_client.get(job.id).state == pb.JOB_STATE_QUEUED
+        finally:
+            grpc_client.cancel(job.id)
+
+
+def test_a_stream_in_a_compression_this_port_lacks_is_unimplemented(http_gateway: Gateway, key: str) -> None:
+    """Connect's streams name their compression in connect-content-encoding; connect-python read
+    an unknown one as none (the spec, and its own unary path, answer unimplemented)."""
+    credential = (b"authorization", f"Bearer {key}".encode())
+    body = enveloped(pb.WatchJobRequest(job_id="0" * 32).SerializeToString())
+    for flags in (0, 1):  # the message sent plain, and flagged compressed
+        headers = [(b"content-type", b"application/connect+proto"), (b"connect-content-encoding", b"br"), credential]
+        status, _, answer = raw_call(
+            http_gateway, "/render.v1.RenderService/WatchJob", headers, bytes([flags]) + body[1:]
+        )
+        code, message = stream_end(answer)
+        assert (status, code) == (200, "unimplemented"), answer[-200:]
+        assert "br" in message and "gzip" in message
+
+
+def test_a_client_that_leaves_a_stream_is_not_logged_as_an_error(
+    queue_only_gateway: Gateway, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing a console tab ended its watch with an ERROR and a traceback in the server's log
+    (connect-python raised the disconnect's cancel to Hypercorn)."""
+    key = key_for(redis_url + "/17", "leaving-quietly")
+    credential = (b"authorization", f"Bearer {key}".encode())
+    with RenderClient(f"127.0.0.1:{queue_only_gateway.port}", api_key=key) as grpc_client:
+        job = grpc_client.submit(material_swap_request(PHOTO, SWATCH, quad=QUAD)).job
+        body = enveloped(pb.WatchJobRequest(job_id=job.id).SerializeToString())
+        before = queue_only_gateway.hub.watchers
+        caplog.set_level(logging.WARNING)
+        head = [b"POST /render.v1.RenderService/WatchJob HTTP/1.1", b"Host: 127.0.0.1"]
+        head += [b"Content-Length: %d" % len(body), b"content-type: application/connect+proto", b": ".join(credential)]
+        with socket.create_connection(("127.0.0.1", queue_only_gateway.http_port), timeout=20) as sock:
+            sock.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
+            assert sock.recv(1024).startswith(b"HTTP/1.1 200")  # the watch is open
+        # Its call ends: at once, or at the latest when its next keep-alive (15 s) finds it gone.
+        deadline = time.monotonic() + 20
+        while queue_only_gateway.hub.watchers > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert queue_only_gateway.hub.watchers == before
+        grpc_client.cancel(job.id)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, errors
