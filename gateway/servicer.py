@@ -178,6 +178,13 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             if self.hub.draining:  # the watch would be refused: make no job its caller never hears of
                 raise ServerDraining()
             submitted, written = await self._submit(request.request, context)
+            if self.hub.draining and written:
+                # The drain began while the job was being made: the job exists, so its caller must
+                # hear of it (its first event names it) before the stream ends UNAVAILABLE; the
+                # client then resumes as a watch elsewhere, from that cursor, instead of submitting
+                # again. (A duplicate writes nothing: its caller has a key, and a repeat finds it.)
+                yield pb.SubmitAndWatchResponse(event=written[0])
+                raise ServerDraining()
             follow = self._follow(
                 context, submitted.job.id, "", outcome_only=request.outcome_only, first_too=True, written=written
             )

@@ -1002,6 +1002,48 @@ def test_submit_and_watch_on_a_draining_gateway_makes_no_job(redis_url: str) -> 
     run(body, redis_url)
 
 
+def test_submit_and_watch_whose_submit_the_drain_overtakes_names_its_job(redis_url: str) -> None:
+    """The drain began while SubmitAndWatch's submit was in flight (uploads stored, the ledger
+    writing): the job was made and charged, but the call ended UNAVAILABLE before the event naming
+    it, so an unkeyed caller never learned its id and a retry made a second job. Its first event
+    now comes before the UNAVAILABLE, and the client resumes as a watch from it."""
+    from gateway.auth.principal import Principal, Scope, set_principal
+    from gateway.servicer import RenderServicer
+    from gateway.subscriptions import Subscriptions
+    from gateway.validation import Limits
+    from gateway.watch import EventHub, ServerDraining
+    from render_client.client import room_render, room_render_request
+
+    async def body(ledger: Ledger) -> None:
+        subscriptions = Subscriptions(ledger.redis)
+        hub = EventHub(ledger, subscriptions)
+        subscriptions.start()
+        hub.start()
+        submit = ledger.submit
+
+        async def overtaken(*args: Any, **kwargs: Any) -> Any:
+            submitted = await submit(*args, **kwargs)
+            await hub.drain()  # SIGTERM while the submit's reply was on its way
+            return submitted
+
+        ledger.submit = overtaken  # type: ignore[method-assign]
+        try:
+            servicer = RenderServicer(ledger, None, Limits(), hub, assets=None, links=None)  # type: ignore[arg-type]
+            set_principal(Principal("acme", "key:test", frozenset(Scope)))
+            request = pb.SubmitAndWatchRequest(request=room_render_request(room_render("hall", dry_run=True)))
+            replies = []
+            with pytest.raises(ServerDraining):
+                async for reply in servicer.SubmitAndWatch(request, None):  # type: ignore[arg-type]
+                    replies.append(reply)
+            made: Any = await ledger.redis.zrange(keys.tenant_index("acme"), 0, -1)
+            assert [r.event.job_id for r in replies] == [m.decode() for m in made]
+            assert replies[0].event.state == pb.JOB_STATE_QUEUED and replies[0].event.cursor
+        finally:
+            await subscriptions.stop()
+
+    run(body, redis_url)
+
+
 def test_a_parked_tenants_new_job_waits_behind_its_queued_ones(redis_url: str) -> None:
     """A tenant parked at its concurrency has older jobs queued: its submit's start-here path, which
     looked only at the queued tenants, started a new job ahead of them once a lease lapsed and

@@ -454,3 +454,15 @@ def test_a_retry_policy_of_numbers_that_are_no_bound_is_refused(field: str) -> N
     """NaN compares false with everything: a bound of NaN never ran out."""
     with pytest.raises(ValueError, match="finite"):
         RetryPolicy(**{field: float("nan")})
+
+
+def test_reads_and_cancels_have_a_deadline_by_default() -> None:
+    """A replica frozen (SIGSTOP, a VM paused) held get, list, cancel and wait's last read for as
+    long as it stayed frozen: each call now carries a deadline unless its caller gives another."""
+    import inspect
+
+    from render_client.client import RenderClient
+
+    for method in (RenderClient.get, RenderClient.list, RenderClient.cancel):
+        timeout = inspect.signature(method).parameters["timeout"].default
+        assert isinstance(timeout, float) and 0 < timeout <= 60, method.__name__

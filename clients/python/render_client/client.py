@@ -602,20 +602,24 @@ class RenderClient:
                 raise CorruptDownload("the download's SHA-256 is not the one announced")
         return data
 
-    def get(self, job_id: str, *, timeout: float | None = None) -> pb.Job:
-        """The job as it is now."""
+    def get(self, job_id: str, *, timeout: float | None = 30.0) -> pb.Job:
+        """The job as it is now (timeout: the call's deadline; a gateway that hangs must not hold
+        the caller for ever)."""
         return self.stub.GetJob(  # type: ignore[no-any-return]
             pb.GetJobRequest(job_id=job_id), timeout=timeout, metadata=self.metadata
         ).job
 
-    def cancel(self, job_id: str) -> pb.Job:
+    def cancel(self, job_id: str, timeout: float = 30.0) -> pb.Job:
         """Cancels a job that has not ended and returns it."""
-        return self.stub.CancelJob(pb.CancelJobRequest(job_id=job_id), metadata=self.metadata).job  # type: ignore[no-any-return]
+        return self.stub.CancelJob(pb.CancelJobRequest(job_id=job_id), timeout=timeout, metadata=self.metadata).job  # type: ignore[no-any-return]
 
-    def list(self, page_size: int = 20, page_token: str = "", project_id: str = "") -> pb.ListJobsResponse:
+    def list(
+        self, page_size: int = 20, page_token: str = "", project_id: str = "", timeout: float = 30.0
+    ) -> pb.ListJobsResponse:
         """One page of the tenant's jobs, newest first."""
         return self.stub.ListJobs(  # type: ignore[no-any-return]
             pb.ListJobsRequest(page_size=page_size, page_token=page_token, project_id=project_id),
+            timeout=timeout,
             metadata=self.metadata,
         )
 
@@ -773,7 +777,7 @@ class RenderClient:
         for _ in self.watch(job_id, timeout=timeout, on_retry=on_retry, outcome_only=True):
             pass
         # The job has ended; a last read gets at least a second even when the watch used it all.
-        return self.get(job_id, timeout=None if deadline is None else max(deadline - time.monotonic(), 1.0))
+        return self.get(job_id, timeout=30.0 if deadline is None else max(deadline - time.monotonic(), 1.0))
 
     def _broken(self, code: grpc.StatusCode, retries: _Retries) -> bool:
         """Whether a stream ended with this code broke (a new connection may go on), rather than
