@@ -168,7 +168,7 @@ def _block(
     # beyond them.
     light = np.clip(photo[inner] - average[inner], lowest[inner] - LEVEL_MARGIN, highest[inner] + LEVEL_MARGIN)
     sharpened = log_s[inner] + share * (light - log_s[inner])
-    return _Change(top, left, np.clip(cv2.exp(sharpened), 0.03, 4.0), changed)
+    return _Change(top, left, np.clip(cv2.exp(sharpened), 0.03, 32.0), changed)
 
 
 def hard_edges(log_field: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

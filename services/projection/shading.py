@@ -43,6 +43,9 @@ from renderkit.imaging import srgb_to_linear
 from services.projection import elements, light_edges
 from services.projection.bilateral import bilateral
 
+# The light relative to the surface's typical light, at most (a sun patch in a dim room, a lamp's
+# hot spot or a sheen can be well over 4 times it).
+_MAX_LIGHT = 32.0
 _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], np.float32)
 # A block whose mean log light is this far from its neighbourhood's (a factor of e^0.5 = 1.65) is an
 # object standing on the surface or a strong pattern of the old material, not light.
@@ -95,7 +98,7 @@ def shading_field(photo_bgr: np.ndarray, mask: np.ndarray, sigma: float) -> np.n
     if not typical.any():
         typical = inside
     reference = float(np.median(smooth[typical])) if typical.any() else 0.0
-    shading = np.clip(np.exp(smooth - np.float32(reference)), 0.03, 4.0).astype(np.float32)
+    shading = np.clip(np.exp(smooth - np.float32(reference)), 0.03, _MAX_LIGHT).astype(np.float32)
     return cv2.resize(shading, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
@@ -126,8 +129,11 @@ _PERIOD_CONTRAST = 0.1
 _PERIOD_EXPLAINS = 0.3
 # Objects standing on the surface (inside a quad's outline) are left out of the reference level:
 # grid cells whose albedo (log luminance over a wide blur) is this far below or above the typical.
+# Above, far: direct sun beside skylight is often 5-10 times brighter, and at 1.2 (3.3 times) the
+# panes of a sun patch 8 times brighter were left out as objects, the shade alone made the
+# typical light, and every estimate came out 8-19 % too bright.
 _FOREIGN_BELOW = np.float32(0.7)
-_FOREIGN_ABOVE = np.float32(1.2)
+_FOREIGN_ABOVE = np.float32(2.2)
 # ... but a cell taken for dark whose light is within this of the surface's typical (a factor of
 # e^0.5 = 1.65) is the surface in shade beside a bright patch (_reference).
 _NEAR_TYPICAL = np.float32(0.5)
@@ -249,7 +255,7 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
         light = bilateral(log_l, weights, reach, _RANGE, border=True, apart=steps)
     # The typical light, objects standing on the surface left out.
     reference = _reference(log_l, light, valid, grid.pixel_area)
-    shading = np.clip(np.exp(light - np.float32(reference)), 0.03, 4.0).astype(np.float32)
+    shading = np.clip(np.exp(light - np.float32(reference)), 0.03, _MAX_LIGHT).astype(np.float32)
     # Back onto the photo: warped at the sampled images' size (a cell spans a pixel or more of it),
     # then enlarged where it is used, which costs a third of warping at full size.
     if factor == 1:
@@ -683,7 +689,7 @@ def from_model(model_shading: np.ndarray, mask: np.ndarray, photo_bgr: np.ndarra
     typical = float(np.median(surface)) if surface.size else 0.0
     if not (math.isfinite(typical) and typical > 0):
         raise ValueError("the intrinsic model's shading is not positive on the surface")
-    scaled = np.clip(np.nan_to_num(field / np.float32(typical), nan=1.0), 0.03, 4.0).astype(np.float32)
+    scaled = np.clip(np.nan_to_num(field / np.float32(typical), nan=1.0), 0.03, _MAX_LIGHT).astype(np.float32)
     if photo_bgr is not None and max(1 / sx, 1 / sy) > light_edges.REACH:
         box_of = np.s_[y0 : y0 + h, x0 : x0 + w]
         light_edges.sharpen(scaled, partial(_luminance_of, photo_bgr[box_of], 1), mask[box_of])
