@@ -249,7 +249,7 @@ def test_the_typical_light_counts_a_large_sun_patch_eight_times_brighter() -> No
     object: the typical light was the shade's alone and every estimate 19 % too bright (another
     reviewer's scene, a sun patch 8x over a fifth of the floor). Left out, here, 8 % too bright."""
     rows, cols = 300, 400
-    y, x = np.mgrid[0:rows, 0:cols]
+    x = np.mgrid[0:rows, 0:cols][1]
     light = (0.4 * (x / cols - 0.5)).astype(np.float32)
     sun = np.zeros((rows, cols), bool)  # a window's panes, each a few times the object blur's reach
     for left in (20, 196):
