@@ -25,6 +25,7 @@ from renderkit.settings import env_float, env_int, env_str
 from renderkit.telemetry import RpcDurations
 from renderkit.tls import internal_client, internal_server_credentials
 from renderkit.triton import TritonModels
+from services.common.admission import allowance_bytes
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class StageSettings:
     grace_seconds: float
     probe_interval_s: float = 1.0
     memory_budget_bytes: int = budget.DEFAULT_REQUEST_BYTES  # what one request may use (the gateway's too)
+    # What the process's requests may use at once (services.common.admission); None: not gated.
+    memory_allowance_bytes: int | None = None
     # A directory of ca.crt, tls.crt, tls.key: the server then takes only clients with a certificate
     # of that CA, and the Triton client presents its own. Empty: plaintext (tests, development).
     internal_tls_dir: str = ""
@@ -48,6 +51,7 @@ class StageSettings:
             grace_seconds=env_float("SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0.0),
             probe_interval_s=env_float("HEALTH_PROBE_SECONDS", 1.0, minimum=0.05),
             memory_budget_bytes=env_int("REQUEST_MEMORY_MB", budget.DEFAULT_REQUEST_BYTES // 2**20, minimum=64) * 2**20,
+            memory_allowance_bytes=allowance_bytes(),
             internal_tls_dir=env_str("INTERNAL_TLS_DIR", ""),
         )
 

@@ -27,6 +27,7 @@ from renderkit.errors import InputError, abort, bad_request
 from renderkit.material_maps import material_map_images
 from renderkit.shared_work import WORKERS
 from renderkit.triton import INTRINSIC, ModelOutputError, TritonError, TritonModels, to_pixel_values
+from services.common.admission import MemoryGate
 from services.common.stage import MAX_OUTLINE_POINTS, StageSettings, model_stage_edge, points, points_problem
 from services.projection.composite import Sampling, composite
 from services.projection.layouts import Layout
@@ -171,7 +172,7 @@ def _inputs_problem(
         if problem is not None:
             return problem
     photo_pixels, swatch_info = photo_info.pixels, infos["swatch"]
-    need = budget.projection_bytes(photo_pixels, swatch_info.pixels, material_maps)
+    need = _need(photo_info, swatch_info, material_maps)
     if need <= budget_bytes:
         return None
     # The photo is to blame unless the swatch alone does not fit.
@@ -186,6 +187,11 @@ def _inputs_problem(
             lambda px: budget.projection_bytes(photo_pixels, px, material_maps), budget_bytes
         )
     return field, budget.over_budget_text(info.width, info.height, field, need, budget_bytes, largest)
+
+
+def _need(photo: imaging.ImageInfo, swatch: imaging.ImageInfo, material_maps: bool) -> int:
+    """The peak memory of projecting this swatch onto this photo (renderkit.budget)."""
+    return budget.projection_bytes(photo.pixels, swatch.pixels, material_maps)
 
 
 def _outline_problem(outline: Sequence[imaging_pb2.Point], photo: imaging.ImageInfo) -> tuple[str, str] | None:
@@ -203,10 +209,14 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
     memory budget of one request (the gateway checks it at submit too: this is defence in depth)."""
 
     def __init__(
-        self, memory_budget_bytes: int = budget.DEFAULT_REQUEST_BYTES, triton: TritonModels | None = None
+        self,
+        memory_budget_bytes: int = budget.DEFAULT_REQUEST_BYTES,
+        triton: TritonModels | None = None,
+        gate: MemoryGate | None = None,
     ) -> None:
         self.memory_budget_bytes = memory_budget_bytes
         self.triton = triton
+        self.gate = gate or MemoryGate(None)
 
     async def Project(
         self,
@@ -266,6 +276,20 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
             model_deployed = self.triton is not None and await self.triton.model_deployed(INTRINSIC.name)
         except TritonError as exc:  # Triton is down or reloading: retry later, never light it another way
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        # Other calls' work may have to finish first (the headers probed again: ~1 ms, gated only).
+        need = _need(imaging.probe(photo), imaging.probe(swatch), request.material_maps) if self.gate.limited else 0
+        async with self.gate.admitted(need):
+            return await self._projected(request, context, photo, swatch, mask, model_deployed)
+
+    async def _projected(
+        self,
+        request: pb.ProjectRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        photo: bytes,
+        swatch: bytes,
+        mask: bytes,
+        model_deployed: bool,
+    ) -> pb.ProjectResponse:
         try:
             if model_deployed:
                 inputs = await asyncio.to_thread(_decode_inputs, request, photo, swatch, mask)
@@ -304,6 +328,7 @@ def create_server(settings: StageSettings) -> Edge:
         SERVICE_NAME,
         (INTRINSIC.name,),
         lambda server, triton: pb_grpc.add_ProjectionServiceServicer_to_server(
-            ProjectionServicer(settings.memory_budget_bytes, triton), server
+            ProjectionServicer(settings.memory_budget_bytes, triton, MemoryGate(settings.memory_allowance_bytes)),
+            server,
         ),
     )

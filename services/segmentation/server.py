@@ -20,10 +20,11 @@ import numpy as np
 
 from render.segmentation.v1 import segmentation_service_pb2 as pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as pb_grpc
-from renderkit import imaging
+from renderkit import budget, imaging
 from renderkit.edge import Edge
 from renderkit.errors import InputError, abort, bad_request, error_info
 from renderkit.triton import SEGMENTATION, TritonError, TritonModels, to_pixel_values
+from services.common.admission import MemoryGate
 from services.common.stage import (
     StageSettings,
     box_of,
@@ -50,10 +51,19 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SegmentationService"].full_name
 class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
     """Turns hints (or the model's classes) into a soft mask at the photo's size."""
 
-    def __init__(self, triton: TritonModels | None) -> None:
+    def __init__(self, triton: TritonModels | None, gate: MemoryGate | None = None) -> None:
         self.triton = triton
+        self.gate = gate or MemoryGate(None)
 
     async def Segment(self, request: pb.SegmentRequest, context: grpc.aio.ServicerContext) -> pb.SegmentResponse:  # type: ignore[type-arg]
+        # Other calls' work may have to finish first: a photo's refinement holds ~50 bytes a pixel,
+        # a mask drawn from an outline alone little more than the mask.
+        pixels = max(request.width, 0) * max(request.height, 0)
+        need = budget.FIXED_BYTES + budget.SEGMENTATION_BYTES_PER_PIXEL * pixels if request.photo else 2 * pixels
+        async with self.gate.admitted(need):
+            return await self._segment(request, context)
+
+    async def _segment(self, request: pb.SegmentRequest, context: grpc.aio.ServicerContext) -> pb.SegmentResponse:  # type: ignore[type-arg]
         width, height = request.width, request.height
         problem = size_problem(width, height) or box_problem(request.box, width, height)
         for field, values, corners in (
@@ -226,5 +236,7 @@ def create_server(settings: StageSettings) -> Edge:
         settings,
         SERVICE_NAME,
         (SEGMENTATION.name, *PROMPT_MODELS),
-        lambda server, triton: pb_grpc.add_SegmentationServiceServicer_to_server(SegmentationServicer(triton), server),
+        lambda server, triton: pb_grpc.add_SegmentationServiceServicer_to_server(
+            SegmentationServicer(triton, MemoryGate(settings.memory_allowance_bytes)), server
+        ),
     )

@@ -1,0 +1,130 @@
+"""Admission of a stage's requests by the memory they need.
+
+Each request fits the per-request budget (REQUEST_MEMORY_MB: the gateway refuses at submit what its
+headers say cannot, and the stages check again), but nothing bounded how many run in one process
+at once: a dispatcher runs several jobs at a time, several dispatchers call the same replica, and
+four 40 MP projections together need far more than a pod's memory limit, which the kernel enforces
+by killing the process and every call in it.
+
+The gate admits requests while the sum of their estimated peaks (renderkit.budget's figures, from
+the images' headers) fits the process's allowance; the others wait in order of arrival, for as
+long as their callers' deadlines allow (a call cancelled while waiting leaves the queue). A
+request larger than the whole allowance runs alone. The allowance is STAGE_MEMORY_MB, else what
+the container's memory limit (cgroup v2 `memory.max`) leaves above the process's size at start,
+less a tenth; with neither, requests are not gated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+from renderkit import heap
+from renderkit.settings import SettingsError, env_int
+
+log = logging.getLogger(__name__)
+
+CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
+# Of what the container's limit leaves, this share is the allowance: the rest is headroom for what
+# the estimates do not count (allocator fragmentation, the gRPC messages in and out).
+_LIMIT_SHARE = 0.9
+
+
+class MemoryGate:
+    """At most `capacity_bytes` of requests' estimated need at once (None: no limit); requests
+    are admitted in order of arrival."""
+
+    def __init__(self, capacity_bytes: int | None) -> None:
+        if capacity_bytes is not None and capacity_bytes <= 0:
+            raise ValueError("a memory gate's capacity must be positive")
+        self.capacity_bytes = capacity_bytes
+        self.in_use = 0
+        self._running = 0
+        self._waiting: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    @property
+    def limited(self) -> bool:
+        return self.capacity_bytes is not None
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @contextlib.asynccontextmanager
+    async def admitted(self, need_bytes: int) -> AsyncIterator[None]:
+        """Holds `need_bytes` of the allowance while the block runs (waiting for it first)."""
+        if self.capacity_bytes is None:
+            yield
+            return
+        need = max(0, need_bytes)
+        if self._waiting or not self._fits(need):
+            turn = asyncio.get_running_loop().create_future()
+            entry = (need, turn)
+            self._waiting.append(entry)
+            try:
+                await turn
+            except BaseException:
+                if entry in self._waiting:
+                    self._waiting.remove(entry)
+                elif turn.done() and not turn.cancelled():  # admitted as it was cancelled: give it back
+                    self._release(need)
+                self._admit()
+                raise
+        else:
+            self._take(need)
+        try:
+            yield
+        finally:
+            self._release(need)
+
+    def _fits(self, need: int) -> bool:
+        assert self.capacity_bytes is not None
+        # A request larger than the whole allowance runs alone rather than never.
+        return self.in_use + need <= self.capacity_bytes or self._running == 0
+
+    def _take(self, need: int) -> None:
+        self.in_use += need
+        self._running += 1
+
+    def _release(self, need: int) -> None:
+        self.in_use -= need
+        self._running -= 1
+        self._admit()
+
+    def _admit(self) -> None:
+        """Admits waiting requests in order while the first one fits."""
+        while self._waiting and self._fits(self._waiting[0][0]):
+            need, turn = self._waiting.popleft()
+            if turn.done():  # cancelled meanwhile
+                continue
+            self._take(need)
+            turn.set_result(None)
+
+
+def allowance_bytes(
+    env: Mapping[str, str] | None = None, cgroup_max: Path = CGROUP_MEMORY_MAX, resident: int | None = None
+) -> int | None:
+    """The memory a stage's requests may hold at once: STAGE_MEMORY_MB, else a share of what the
+    container's limit leaves above this process's size now, else None (no limit known)."""
+    environ = os.environ if env is None else env
+    if environ.get("STAGE_MEMORY_MB", "").strip():
+        return env_int("STAGE_MEMORY_MB", 0, minimum=64, env=environ) * 2**20
+    try:
+        text = cgroup_max.read_text().strip()
+    except OSError:
+        return None
+    if not text.isdigit():  # "max": no limit
+        return None
+    size = heap.resident_bytes() if resident is None else resident
+    left = int(text) - size
+    if left <= 64 * 2**20:
+        raise SettingsError(
+            f"the container's memory limit ({int(text) // 2**20} MiB) leaves no room for requests "
+            f"above the process's {size // 2**20} MiB"
+        )
+    return int(left * _LIMIT_SHARE)
