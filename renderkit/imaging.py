@@ -181,6 +181,7 @@ def _most_parts(data: bytes) -> int:
 
 # Start-of-frame markers (baseline, progressive, lossless, arithmetic): all but DHT, JPG and DAC.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_ARITHMETIC_SOF = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _FILL_BYTES = re.compile(rb"\xff+")  # fill bytes may precede a marker: skipped at C speed
 
 
@@ -191,7 +192,8 @@ def _jpeg_header(data: bytes) -> _Header:
     than MAX_JPEG_SCANS scans, or markers past MAX_HEADER_PARTS, are refused."""
     size = len(data)
     pos = 2
-    width = height = scans = 0
+    width = height = scans = coded = 0
+    huffman = True
     exif = b""
     icc_chunks: dict[int, bytes] = {}
     markers: np.ndarray | None = None
@@ -219,6 +221,7 @@ def _jpeg_header(data: bytes) -> _Header:
             if width:  # libjpeg decodes by the first frame header: a second one would set the size here
                 raise ImageError("the JPEG has more than one frame header")
             height, width = struct.unpack_from(">HH", data, pos + 3)
+            huffman = marker not in _ARITHMETIC_SOF
         elif marker == 0xE1 and not exif and data[pos + 2 : pos + 8] == b"Exif\x00\x00":
             exif = data[pos + 8 : end]
         elif marker == 0xE2 and data[pos + 2 : pos + 14] == b"ICC_PROFILE\x00" and length > 14:
@@ -235,11 +238,17 @@ def _jpeg_header(data: bytes) -> _Header:
             index = int(np.searchsorted(markers, pos))
             if index == markers.size:
                 raise ImageError(_TRUNCATED)  # the scan runs to the end of the data: no EOI
+            coded += int(markers[index]) - pos
             pos = int(markers[index])
     else:
         raise ImageError(f"the JPEG has more than {most_markers:,} markers")
     if not scans:
         raise ImageError(_TRUNCATED)
+    # Huffman coding spends at least a bit on each 8 x 8 block's DC value (a flat photo's, in one
+    # scan or a progressive one's first). Fewer: a frame header claiming more pixels than the data
+    # holds, which libjpeg would fill with grey, reporting the early end only as a warning.
+    if huffman and coded * 8 < -(-width // 8) * -(-height // 8):
+        raise ImageError("the JPEG's data is far shorter than the size its header states (truncated or altered)")
     icc_profile = b"".join(icc_chunks[k] for k in sorted(icc_chunks))
     return _Header(width, height, exif=exif, icc=icc_profile)
 

@@ -37,6 +37,7 @@ from renderkit.errors import status_details, unpack_detail
 from renderkit.fetch import FetchPolicy
 from tests.conftest import gateway_settings
 from tests.credentials import client_for
+from tests.forged import forged_jpeg
 from tests.http_fixtures import serve
 from tests.outputs import read_output
 
@@ -251,14 +252,6 @@ def flat_png(width: int, height: int) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
-
-
-def forged_jpeg(width: int, height: int) -> bytes:
-    """A small valid JPEG whose frame header (SOF0) is patched to claim another size."""
-    data = bytearray(imaging.encode(np.full((64, 64, 3), 100, np.uint8))[0])
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
-    return bytes(data)
 
 
 QUAD = [(100.0, 150.0), (300.0, 150.0), (390.0, 290.0), (10.0, 290.0)]

@@ -547,3 +547,22 @@ def test_a_profile_over_the_limit_is_dropped_by_the_probe() -> None:
     fits = junk[: icc.MAX_PROFILE_BYTES]
     assert imaging.probe(webp_with_chunks(b"ICCP" + struct.pack("<I", len(fits)) + fits)).icc_profile == fits
     assert imaging.decode_bgr(data).shape == (16, 16, 3)
+
+
+def test_a_jpeg_whose_data_is_far_short_of_its_headers_size_is_refused() -> None:
+    """A 320x200 JPEG whose frame header says 6000x6000 and still ends properly: libjpeg filled
+    the rest with grey, warning only (a render of a grey photo, charged)."""
+    small = jpeg(320, 200)
+    sof = small.index(b"\xff\xc0")
+    lying = small[: sof + 5] + struct.pack(">HH", 6000, 6000) + small[sof + 9 :]
+    with pytest.raises(imaging.ImageError, match="far shorter than the size its header states"):
+        imaging.probe(lying)
+    # Flat photos, the least data a size can have, pass: baseline, progressive, greyscale.
+    for array, options in (
+        (np.full((3000, 4000, 3), 128, np.uint8), {"quality": 1}),
+        (np.full((3000, 4000, 3), 128, np.uint8), {"quality": 1, "progressive": True}),
+        (np.zeros((3000, 4000), np.uint8), {"quality": 1, "progressive": True}),
+    ):
+        out = io.BytesIO()
+        Image.fromarray(array).save(out, "JPEG", **options)
+        assert imaging.probe(out.getvalue()).width == 4000

@@ -22,6 +22,7 @@ from renderkit.shared_work import WORKERS
 from services.projection import server
 from services.projection.composite import Sampling
 from services.projection.server import ProjectionServicer
+from tests.forged import forged_jpeg
 
 SCENE = scenes.room_scene(320, 240)
 
@@ -107,13 +108,6 @@ def test_a_malformed_grout_colour_is_refused() -> None:
     with pytest.raises(Aborted) as info:
         project(swap_request(cut_out_tiles(), grout_color="grey"))
     assert set(info.value.fields) == {"grout_color"}
-
-
-def forged_jpeg(width: int, height: int) -> bytes:
-    data = bytearray(imaging.encode(np.full((64, 64, 3), 100, np.uint8))[0])
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
-    return bytes(data)
 
 
 def test_the_budget_is_checked_from_the_headers_before_anything_is_decoded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ from PIL import Image
 from gateway.validation import Limits, validate_submit
 from render.v1 import render_service_pb2 as pb
 from renderkit import imaging
+from tests.forged import forged_jpeg
 
 PHOTO = imaging.encode(np.full((300, 400, 3), 128, np.uint8))[0]
 SWATCH = imaging.encode(np.full((64, 64, 3), 90, np.uint8))[0]
@@ -246,15 +247,6 @@ def test_a_portrait_photo_and_its_mask_are_compared_in_the_displayed_frame() -> 
     stored_frame_mask = imaging.encode_mask(np.full((300, 400), 255, np.uint8))
     req.material_swap.mask.data = stored_frame_mask
     assert fields(req) == {"material_swap.mask.data"}
-
-
-def forged_jpeg(width: int, height: int) -> bytes:
-    """A small JPEG whose frame header (SOF0) claims another size: a valid file to every parser
-    that reads the header, a 6000x6000 image to any decoder."""
-    data = bytearray(imaging.encode(np.full((64, 64, 3), 100, np.uint8))[0])
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
-    return bytes(data)
 
 
 def flat_png(width: int, height: int) -> bytes:
