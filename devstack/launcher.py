@@ -607,7 +607,10 @@ class Stack:
 
 def main() -> None:
     """render-stack: run the embedded stack in the foreground until Ctrl-C or SIGTERM."""
-    data_dir = Path(os.environ.get("DATA_DIR", ROOT / "var" / "stack"))
+    data_dir = Path(os.environ.get("DATA_DIR") or ROOT / "var" / "stack")
+    # Relative to the repository, where every process of the stack runs (cwd=ROOT), whichever
+    # directory render-stack was started from.
+    data_dir = data_dir if data_dir.is_absolute() else ROOT / data_dir
     stack = Stack(
         data_dir=data_dir,
         ports=Ports.from_env_file(),
