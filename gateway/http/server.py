@@ -90,7 +90,11 @@ class _TCPServer(TCPServer):
             try:
                 self.writer.write(event.data)
                 # The buffer drains as the client reads: a client reading slowly still moves it.
-                await asyncio.wait_for(self.writer.drain(), WRITE_STALL_S)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that
+                # arrives as the drain completes, and a stream whose client had just left (its
+                # call cancelled as the last bytes went out) then ran on to its next keep-alive.
+                async with asyncio.timeout(WRITE_STALL_S):
+                    await self.writer.drain()
             except TimeoutError:
                 self.writer.transport.abort()
                 await self.protocol.handle(Closed())

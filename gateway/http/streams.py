@@ -207,7 +207,8 @@ class BoundedH2Protocol(H2Protocol):
             if time.monotonic() > deadline:
                 self.connection.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
                 with contextlib.suppress(TimeoutError):  # a client not reading gets no goodbye
-                    await asyncio.wait_for(self._flush(), _GOODBYE_S)
+                    async with asyncio.timeout(_GOODBYE_S):  # not wait_for: it can swallow a cancel
+                        await self._flush()
                 await self.send(Closed())
                 await self.handle(Closed())  # closed here and now: no new stream, no "idle"
                 return

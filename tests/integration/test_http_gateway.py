@@ -877,7 +877,9 @@ def test_a_client_that_leaves_a_stream_is_not_logged_as_an_error(
     queue_only_gateway: Gateway, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Closing a console tab ended its watch with an ERROR and a traceback in the server's log
-    (connect-python raised the disconnect's cancel to Hypercorn)."""
+    (connect-python raised the disconnect's cancel to Hypercorn). And the watch ends at once: a
+    cancel that came as the last bytes' write completed was swallowed (Python 3.11's wait_for),
+    and half the streams ran on to their next keep-alive, 15 s later."""
     key = key_for(redis_url + "/17", "leaving-quietly")
     credential = (b"authorization", f"Bearer {key}".encode())
     with RenderClient(f"127.0.0.1:{queue_only_gateway.port}", api_key=key) as grpc_client:
@@ -885,16 +887,17 @@ def test_a_client_that_leaves_a_stream_is_not_logged_as_an_error(
         body = enveloped(pb.WatchJobRequest(job_id=job.id).SerializeToString())
         before = queue_only_gateway.hub.watchers
         caplog.set_level(logging.WARNING)
-        head = [b"POST /render.v1.RenderService/WatchJob HTTP/1.1", b"Host: 127.0.0.1"]
-        head += [b"Content-Length: %d" % len(body), b"content-type: application/connect+proto", b": ".join(credential)]
-        with socket.create_connection(("127.0.0.1", queue_only_gateway.http_port), timeout=20) as sock:
-            sock.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
-            assert sock.recv(1024).startswith(b"HTTP/1.1 200")  # the watch is open
-        # Its call ends: at once, or at the latest when its next keep-alive (15 s) finds it gone.
-        deadline = time.monotonic() + 20
-        while queue_only_gateway.hub.watchers > before and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert queue_only_gateway.hub.watchers == before
+        for _ in range(3):
+            for content_type in (b"application/connect+proto", b"application/grpc-web+proto"):
+                head = [b"POST /render.v1.RenderService/WatchJob HTTP/1.1", b"Host: 127.0.0.1"]
+                head += [b"Content-Length: %d" % len(body), b"content-type: " + content_type, b": ".join(credential)]
+                with socket.create_connection(("127.0.0.1", queue_only_gateway.http_port), timeout=20) as sock:
+                    sock.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
+                    assert sock.recv(1024).startswith(b"HTTP/1.1 200")  # the watch is open
+                deadline = time.monotonic() + 5  # long before the next keep-alive (15 s)
+                while queue_only_gateway.hub.watchers > before and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert queue_only_gateway.hub.watchers == before, content_type
         grpc_client.cancel(job.id)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, errors
