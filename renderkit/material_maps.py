@@ -16,27 +16,39 @@ from renderkit import imaging
 from renderkit.imaging import srgb_to_linear
 
 _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], np.float32)
+# Slopes are measured per 1/REFERENCE_SIDE of the swatch's longer side, not per pixel, so the same
+# material photographed at 1K or at 4K gets the same relief.
+REFERENCE_SIDE = 512
+# The local deviation of linear luminance that counts as fully detailed (grout edges, deep grain):
+# an absolute scale, so a plain swatch's sensor noise stays smooth rather than being stretched to
+# the swatch's most detailed.
+FULL_DETAIL = 0.08
 
 
 def _wrapped(image: np.ndarray, pad: int) -> np.ndarray:
-    return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_WRAP)
+    if pad <= min(image.shape[:2]):
+        return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_WRAP)
+    return np.pad(image, ((pad, pad), (pad, pad)) + ((0, 0),) * (image.ndim - 2), mode="wrap")  # a sliver
 
 
 def height_field(swatch_bgr: np.ndarray) -> np.ndarray:
-    """Relative height in [0, 1] from the swatch's luminance, lightly smoothed across tile edges."""
+    """Height in [0, 1]: the swatch's linear luminance, lightly smoothed across tile edges. Not
+    stretched to the swatch's own range: a plain swatch whose only variation is a grey level of
+    noise stays as flat as it looks."""
     luminance = cv2.transform(srgb_to_linear(swatch_bgr), _LUMA_BGR.reshape(1, 3))
-    pad = 4
-    smooth = cv2.GaussianBlur(_wrapped(luminance, pad), (0, 0), 1.0)[pad:-pad, pad:-pad]
-    low, high = float(smooth.min()), float(smooth.max())
-    return np.asarray((smooth - low) / max(high - low, 1e-6), dtype=np.float32)
+    sigma = max(1.0, max(swatch_bgr.shape[:2]) / REFERENCE_SIDE)  # the same share of the swatch at any size
+    pad = int(np.ceil(4 * sigma))
+    smooth = cv2.GaussianBlur(_wrapped(luminance, pad), (2 * pad + 1, 2 * pad + 1), sigma)[pad:-pad, pad:-pad]
+    return np.asarray(smooth, dtype=np.float32)
 
 
-def normal_map(swatch_bgr: np.ndarray, strength: float = 4.0) -> np.ndarray:
+def normal_map(swatch_bgr: np.ndarray, strength: float = 8.0) -> np.ndarray:
     """A tangent-space normal map (OpenGL convention: +y up) as uint8 BGR (B = z, G = y, R = x)."""
     height = height_field(swatch_bgr)
     padded = _wrapped(height, 1)
-    dx = cv2.Sobel(padded, cv2.CV_32F, 1, 0, ksize=3)[1:-1, 1:-1] / 8.0
-    dy = cv2.Sobel(padded, cv2.CV_32F, 0, 1, ksize=3)[1:-1, 1:-1] / 8.0
+    per_pixel = max(swatch_bgr.shape[:2]) / REFERENCE_SIDE / 8.0  # Sobel's weights sum to 8
+    dx = cv2.Sobel(padded, cv2.CV_32F, 1, 0, ksize=3)[1:-1, 1:-1] * per_pixel
+    dy = cv2.Sobel(padded, cv2.CV_32F, 0, 1, ksize=3)[1:-1, 1:-1] * per_pixel
     nx, ny, nz = -dx * strength, dy * strength, np.ones_like(dx)  # image rows grow downwards, +y is up
     norm = np.sqrt(nx * nx + ny * ny + nz * nz)
     encoded = [(c / norm * 0.5 + 0.5) * 255.0 for c in (nz, ny, nx)]
@@ -51,7 +63,7 @@ def roughness_map(swatch_bgr: np.ndarray) -> np.ndarray:
     mean = cv2.blur(wrapped, (9, 9))
     variance = cv2.blur(wrapped * wrapped, (9, 9)) - mean * mean
     detail = np.sqrt(np.maximum(variance, 0))[pad:-pad, pad:-pad]
-    detail = detail / max(float(detail.max()), 1e-6)
+    detail = np.minimum(detail / FULL_DETAIL, 1.0)
     roughness = 0.55 + 0.35 * detail - 0.25 * (luminance - float(luminance.mean()))
     return np.clip(roughness * 255.0 + 0.5, 0, 255).astype(np.uint8)
 

@@ -469,14 +469,16 @@ export type OutputOptions = Message<"render.v1.OutputOptions"> & {
   skipPreview: boolean;
 
   /**
-   * Whether to also write a rendition whose longer side is 2048 px.
+   * Whether to also write a rendition whose longer side is at most 2048 px (never enlarged: the
+   * full size again when the image is no larger; a texture edit always writes it, enlarged).
    *
    * @generated from field: bool include_2048 = 4;
    */
   include2048: boolean;
 
   /**
-   * Whether to also write a normal map and a roughness map of the swatch (PNG, tileable).
+   * Whether to also write a normal map (tangent space, OpenGL convention: +Y up) and a roughness
+   * map (linear greyscale, 255 = rough) of the swatch (PNG, tileable).
    *
    * @generated from field: bool include_material_maps = 5;
    */
