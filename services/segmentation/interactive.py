@@ -335,6 +335,10 @@ def _disk(mask: np.ndarray, points: np.ndarray, radius: int, value: int) -> None
             cv2.circle(mask, (round(x), round(y)), radius, (value,), -1)
 
 
+# A box that leaves less than this share of the photo outside it gives GrabCut no background.
+BOX_LEAVES = 0.02
+
+
 def select_surface(
     photo_bgr: np.ndarray,
     box: tuple[float, float, float, float] | None,
@@ -363,6 +367,17 @@ def select_surface(
     if prior is not None:
         likely = cv2.resize(prior.astype(np.float32), (sw, sh), interpolation=cv2.INTER_LINEAR) > 0.5
         labels[likely] = cv2.GC_PR_FGD
+    inside_box: np.ndarray | None = None
+    if box is not None and prior is None and len(positives):
+        x0, y0, x1, y1 = (round(v * scale) for v in box)
+        if (min(sw, max(0, x1)) - max(0, x0)) * (min(sh, max(0, y1)) - max(0, y0)) >= (1 - BOX_LEAVES) * sw * sh:
+            # A box around (nearly) the whole photo leaves GrabCut no background to learn the rest
+            # from: objects standing on a floor that fills the frame passed for it (or, without a
+            # click off the surface, the request failed). The clicks alone find the surface; the
+            # box then only bounds it.
+            inside_box = np.zeros((sh, sw), bool)
+            inside_box[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = True
+            box = None
     if box is not None:
         x0, y0, x1, y1 = (round(v * scale) for v in box)
         window = (slice(max(0, y0), min(sh, max(0, y1))), slice(max(0, x0), min(sw, max(0, x1))))
@@ -397,7 +412,10 @@ def select_surface(
         region = clicks_region(appearance, positives, negatives, superpixels, scaled.descriptors, scaled.off_plane)
         away = _clicked_away(appearance, positives, negatives, superpixels, region)
     labels[region] = cv2.GC_PR_FGD
-    return _full_size(photo_bgr, appearance, _cut(appearance, labels, positives, negatives, away))
+    selected = _cut(appearance, labels, positives, negatives, away)
+    if inside_box is not None:
+        selected &= inside_box.astype(np.uint8)
+    return _full_size(photo_bgr, appearance, selected)
 
 
 def _clicked_away(

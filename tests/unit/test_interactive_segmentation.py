@@ -359,3 +359,22 @@ def test_a_photo_too_thin_to_click_on_is_refused_saying_so(shape: tuple[int, int
     photo = np.full((*shape, 3), 120, np.uint8)
     with pytest.raises(InputError, match="too small or too narrow"):
         select_surface(photo, None, np.array([[0.0, 0.0]]), np.empty((0, 2)))
+
+
+def test_a_box_around_the_whole_photo_leaves_it_to_the_clicks() -> None:
+    """A floor seen from above fills the frame, and so does the box around it: outside it GrabCut
+    had no background to learn, so the request failed without a click off the floor, and with one
+    kept what nobody clicked (another reviewer's scenes). The clicks find the surface; the box only
+    bounds it."""
+    floor = tiled_floor(width=640, height=480)
+    crop = np.s_[240:, 124:516]  # where the floor (and the cabinet standing on it) fills the frame
+    photo, truth, cabinet = floor.photo[crop], floor.floor[crop], floor.cabinet[crop]
+    assert ((truth > 0) | cabinet).mean() > 0.99
+    height, width = truth.shape
+    positives = np.array([[0.12, 0.5], [0.45, 0.85], [0.4, 0.3]]) * (width, height)
+    box = (0.0, 0.0, float(width), float(height))
+    for negatives in (np.zeros((0, 2)), np.array([[0.85 * width, 20.0]])):
+        mask = select_surface(photo, box, positives, negatives)
+        inside = cv2.erode(cabinet.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        assert (mask[inside] > 127).mean() < 0.3, len(negatives)
+        assert iou(mask, truth) > 0.9, len(negatives)
