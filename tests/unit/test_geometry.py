@@ -397,13 +397,11 @@ def gravel_floor(pitch_deg: float, yaw_deg: float, seed: int, focal: float = 550
     in camera coordinates."""
     rng = np.random.default_rng(seed)
     noise = rng.normal(0, 1, (256, 256)).astype(np.float32)
-    grit = sum(
-        cv2.GaussianBlur(np.roll(noise, 7 * k, 0), (0, 0), s) * w
-        for k, (s, w) in enumerate(((1, 0.5), (2.5, 1), (6, 1)))
-    )
-    tex = cv2.cvtColor(
-        np.clip(130 + 35 * (grit - grit.mean()) / grit.std(), 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR
-    )
+    grit = np.zeros_like(noise)
+    for k, (sigma, weight) in enumerate(((1.0, 0.5), (2.5, 1.0), (6.0, 1.0))):
+        grit += weight * cv2.GaussianBlur(np.roll(noise, 7 * k, 0), (0, 0), sigma)
+    grey = np.clip(130 + 35 * (grit - grit.mean()) / grit.std(), 0, 255).astype(np.uint8)
+    tex = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     p, y = math.radians(pitch_deg), math.radians(yaw_deg)
     Rz = np.array([[math.cos(y), -math.sin(y), 0], [math.sin(y), math.cos(y), 0], [0, 0, 1]])
     look = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], float)
