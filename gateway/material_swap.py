@@ -413,12 +413,28 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
                 output=final_spec,
                 budget=budget_for(ctx, pb.Budget()),
             )
-            refined = await ctx.call(
-                pb.STAGE_GENERATION,
-                f"generation{index or ''}",
-                generation_pb.RefineResponse,
-                lambda t, request=refine_request: stages.generation.Refine(request, timeout=t),  # type: ignore[misc]
-            )
+            try:
+                refined = await ctx.call(
+                    pb.STAGE_GENERATION,
+                    f"generation{index or ''}",
+                    generation_pb.RefineResponse,
+                    lambda t, request=refine_request: stages.generation.Refine(request, timeout=t),  # type: ignore[misc]
+                )
+            except JobFailure as failure:
+                # The swap has no budget of its own to raise: the server's per-job cap covers only
+                # so many refinements. The swatches past it keep their plain projection, as a
+                # refinement that drifted does, rather than failing the job after paying for the
+                # others (and charging it as the caller's fault).
+                if failure.code != pb.ERROR_CODE_BUDGET_EXCEEDED:
+                    raise
+                renders[index] = await asyncio.to_thread(_plain, composite[0].data, final_spec)
+                reason = f"the job's refinement budget was spent: {failure.message}"
+                if index == 0:
+                    refinement = pb.RefinementReport(applied=False, fallback_reason=reason)
+                await ctx.detail(
+                    4, pb.STAGE_GENERATION, f"{f'variant {index}' if index else 'the render'} not refined: {reason}"
+                )
+                continue
             ctx.spend(refined.call.cost)
             renders[index] = list(refined.images)
             if index == 0:
@@ -456,3 +472,8 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
         focal_source=focal_source(plane),
         shading_source=shading_source,
     )
+
+
+def _plain(composite: bytes, spec: imaging_pb2.OutputSpec) -> list[imaging_pb2.EncodedImage]:
+    """A composite that was headed for refinement, encoded as the job's outputs instead."""
+    return imaging.encode_renditions(imaging.decode_bgr(composite), spec)

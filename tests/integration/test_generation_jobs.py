@@ -354,6 +354,26 @@ def test_refinement_that_repaints_the_material_falls_back_and_says_so(client: Re
     assert np.abs(read(wild.result.outputs[0]).astype(int) - read(plain.result.outputs[0])).mean() < 3
 
 
+def test_refined_variants_past_the_jobs_budget_keep_their_plain_projection(client: RenderClient) -> None:
+    """The swap has no budget of its own: the server's per-job cap (10,000 tokens) covers a few
+    refinements, and the next one's refusal failed the whole job after the others were paid for,
+    charged as the caller's fault, with no outputs (found by a review)."""
+    scene = scenes.room_scene(320, 240)
+    quad = [(float(x), float(y)) for x, y in scene.quad]
+    photo = imaging.encode(scene.photo)[0]
+    swatches = [imaging.encode(scenes.tile_texture(64, seed=seed))[0] for seed in range(5)]
+    request = material_swap_request(photo, swatches[0], quad=quad, refine=True, variant_swatches=swatches[1:])
+    job = client.submit(request).job
+    events = [e.message for e in client.watch(job.id, timeout=120)]
+    done = client.get(job.id)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    names = {o.name for o in done.result.outputs}
+    assert {"full", "v1-full", "v2-full", "v3-full", "v4-full"} <= names
+    skipped = [m for m in events if "not refined: the job's refinement budget was spent" in m]
+    assert skipped and len(skipped) < 5  # some were refined, the rest kept their projection
+    assert 0 < done.credits_charged <= done.credits_reserved
+
+
 def test_renderctl_renders_rooms_batches_and_textures(
     generation_gateway_address: str,
     redis_url: str,
