@@ -24,6 +24,8 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
+from opentelemetry import metrics
+
 from renderkit import heap
 from renderkit.settings import SettingsError, env_int
 
@@ -104,6 +106,24 @@ class MemoryGate:
                 continue
             self._take(need)
             turn.set_result(None)
+
+
+def report(gate: MemoryGate) -> None:
+    """The gate's state as gauges (once per process: the stage's server calls it): the estimated
+    bytes its running requests hold and how many requests wait (a replica short of memory for its
+    load waits often; its pods want a larger limit or more replicas)."""
+    meter = metrics.get_meter("render.stage")
+    meter.create_observable_gauge(
+        "render.stage.memory.admitted",
+        [lambda _options: [metrics.Observation(gate.in_use)]],
+        unit="By",
+        description="Estimated peak memory of the requests running now (the gate's allowance: STAGE_MEMORY_MB).",
+    )
+    meter.create_observable_gauge(
+        "render.stage.memory.waiting",
+        [lambda _options: [metrics.Observation(gate.waiting)]],
+        description="Requests waiting for memory to be admitted.",
+    )
 
 
 def allowance_bytes(

@@ -27,7 +27,7 @@ from renderkit.errors import InputError, abort, bad_request
 from renderkit.material_maps import material_map_images
 from renderkit.shared_work import WORKERS
 from renderkit.triton import INTRINSIC, ModelOutputError, TritonError, TritonModels, to_pixel_values
-from services.common.admission import MemoryGate
+from services.common.admission import MemoryGate, report
 from services.common.stage import MAX_OUTLINE_POINTS, StageSettings, model_stage_edge, points, points_problem
 from services.projection.composite import Sampling, composite
 from services.projection.layouts import Layout
@@ -323,12 +323,14 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
 
 def create_server(settings: StageSettings) -> Edge:
     """A projection server bound to settings.listen (port 0 picks a free port)."""
+    gate = MemoryGate(settings.memory_allowance_bytes)
+    report(gate)
     return model_stage_edge(
         settings,
         SERVICE_NAME,
         (INTRINSIC.name,),
         lambda server, triton: pb_grpc.add_ProjectionServiceServicer_to_server(
-            ProjectionServicer(settings.memory_budget_bytes, triton, MemoryGate(settings.memory_allowance_bytes)),
+            ProjectionServicer(settings.memory_budget_bytes, triton, gate),
             server,
         ),
     )

@@ -24,7 +24,7 @@ from renderkit import budget, imaging
 from renderkit.edge import Edge
 from renderkit.errors import InputError, abort, bad_request, error_info
 from renderkit.triton import SEGMENTATION, TritonError, TritonModels, to_pixel_values
-from services.common.admission import MemoryGate
+from services.common.admission import MemoryGate, report
 from services.common.stage import (
     StageSettings,
     box_of,
@@ -232,11 +232,13 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
 
 def create_server(settings: StageSettings) -> Edge:
     """A segmentation server bound to settings.listen (port 0 picks a free port)."""
+    gate = MemoryGate(settings.memory_allowance_bytes)
+    report(gate)
     return model_stage_edge(
         settings,
         SERVICE_NAME,
         (SEGMENTATION.name, *PROMPT_MODELS),
         lambda server, triton: pb_grpc.add_SegmentationServiceServicer_to_server(
-            SegmentationServicer(triton, MemoryGate(settings.memory_allowance_bytes)), server
+            SegmentationServicer(triton, gate), server
         ),
     )

@@ -169,6 +169,8 @@ def test_each_process_serves_metrics_and_the_gateway_its_queue(swap: Swap, trace
     for stage in ("segmentation", "depth", "projection"):
         scraped = scrape(f"http://127.0.0.1:{getattr(ports, stage + '_metrics')}/metrics")
         assert sample(scraped, "render_rpc_server_duration_seconds_count", outcome="ok") >= 1, stage
+        if stage != "depth":  # the stages that admit requests by memory report what waits
+            assert "render_stage_memory_waiting" in scraped and "render_stage_memory_admitted" in scraped, stage
     for stage, model in (("segmentation", "segmentation"), ("depth", "depth"), ("projection", "intrinsic")):
         scraped = scrape(f"http://127.0.0.1:{getattr(ports, stage + '_metrics')}/metrics")
         assert sample(scraped, "render_triton_inference_duration_seconds_count", model=model, outcome="ok") >= 1
