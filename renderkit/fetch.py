@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import datetime
 import email.utils
 import http.client
 import ipaddress
@@ -463,6 +464,10 @@ def _post_exchange(
     return answer
 
 
+# RFC 9110 5.6.7's third HTTP-date form, which recipients must accept: "Sun Nov  6 08:49:37 1994" (GMT).
+_ASCTIME = re.compile(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}")
+
+
 def retry_after_seconds(text: str, now: float | None = None) -> float | None:
     """A Retry-After header's wait in seconds: delay-seconds or an HTTP-date (RFC 9110 10.2.3), a
     date in the past being no wait; None when absent or unreadable."""
@@ -473,8 +478,10 @@ def retry_after_seconds(text: str, now: float | None = None) -> float | None:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:  # an HTTP-date is GMT; one without a zone is malformed
-        return None
+    if when.tzinfo is None:  # an HTTP-date is GMT: only asctime's form names no zone
+        if not _ASCTIME.fullmatch(text.strip()):
+            return None
+        when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 

@@ -21,8 +21,9 @@ import collections
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 from opentelemetry import metrics
 
@@ -30,6 +31,8 @@ from renderkit import heap
 from renderkit.settings import SettingsError, env_int
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
 # Of what the container's limit leaves, this share is the allowance: the rest is headroom for what
@@ -83,6 +86,28 @@ class MemoryGate:
             yield
         finally:
             self._release(need)
+
+    async def run(self, need_bytes: int, work: Coroutine[Any, Any, T]) -> T:
+        """Runs `work` once admitted, holding `need_bytes` until it ends. A caller that gives up
+        while the work runs (its deadline: gRPC cancels the handler) is answered at once, but the
+        work's worker threads cannot be stopped and keep their memory: the allowance is held until
+        the work itself ends (its result dropped)."""
+        if self.capacity_bytes is None:
+            return await work
+        task: asyncio.Future[T] | None = None
+        try:
+            async with self.admitted(need_bytes):
+                task = asyncio.ensure_future(work)
+                try:
+                    return await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    await asyncio.wait([task])  # cancelled again meanwhile: the allowance goes back then
+                    if not task.cancelled():
+                        task.exception()  # retrieved: what failed after its caller left is nobody's
+                    raise
+        finally:
+            if task is None:
+                work.close()  # its caller gave up while it waited: it never started
 
     def _fits(self, need: int) -> bool:
         assert self.capacity_bytes is not None

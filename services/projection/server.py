@@ -278,8 +278,7 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         # Other calls' work may have to finish first (the headers probed again: ~1 ms, gated only).
         need = _need(imaging.probe(photo), imaging.probe(swatch), request.material_maps) if self.gate.limited else 0
-        async with self.gate.admitted(need):
-            return await self._projected(request, context, photo, swatch, mask, model_deployed)
+        return await self.gate.run(need, self._projected(request, context, photo, swatch, mask, model_deployed))
 
     async def _projected(
         self,

@@ -60,8 +60,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         # a mask drawn from an outline alone little more than the mask.
         pixels = max(request.width, 0) * max(request.height, 0)
         need = budget.FIXED_BYTES + budget.SEGMENTATION_BYTES_PER_PIXEL * pixels if request.photo else 2 * pixels
-        async with self.gate.admitted(need):
-            return await self._segment(request, context)
+        return await self.gate.run(need, self._segment(request, context))
 
     async def _segment(self, request: pb.SegmentRequest, context: grpc.aio.ServicerContext) -> pb.SegmentResponse:  # type: ignore[type-arg]
         width, height = request.width, request.height

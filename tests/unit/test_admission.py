@@ -142,3 +142,64 @@ def test_the_projection_runs_what_does_not_fit_beside_another_after_it() -> None
 
     answers = asyncio.run(body())
     assert all(answer.images for answer in answers) and gate.in_use == 0
+
+
+def test_a_caller_that_gives_up_while_its_work_runs_holds_the_allowance_until_the_work_ends() -> None:
+    """gRPC cancels a handler at its caller's deadline, but the worker thread rendering for it
+    runs on with its memory: the gate gave the share back at once and let the next request in
+    beside it (found by a review of this change)."""
+    import threading
+    import time
+
+    async def body() -> None:
+        gate = MemoryGate(100 * MB)
+        running = 0
+        most = 0
+        release = threading.Event()
+
+        def render() -> None:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            release.wait(5)
+            time.sleep(0.05)
+            running -= 1
+
+        first = asyncio.create_task(gate.run(80 * MB, asyncio.to_thread(render)))
+        await asyncio.sleep(0.05)
+        first.cancel()  # the caller's deadline (gRPC has answered it; the handler ends with the work)
+        second = asyncio.create_task(gate.run(80 * MB, asyncio.to_thread(render)))
+        await asyncio.sleep(0.05)
+        assert gate.waiting == 1 and running == 1  # the first's render still holds its share
+        release.set()
+        await second
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert most == 1 and gate.in_use == 0
+
+    asyncio.run(body())
+
+
+def test_work_whose_caller_gives_up_while_it_waits_never_starts() -> None:
+    async def body() -> None:
+        gate = MemoryGate(100 * MB)
+        started: list[str] = []
+
+        async def work(name: str, hold: asyncio.Event | None = None) -> None:
+            started.append(name)
+            if hold is not None:
+                await hold.wait()
+
+        hold = asyncio.Event()
+        first = asyncio.create_task(gate.run(80 * MB, work("first", hold)))
+        await settle()
+        waiting = asyncio.create_task(gate.run(50 * MB, work("second")))
+        await settle()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        hold.set()
+        await first
+        assert started == ["first"] and gate.in_use == 0 and gate.waiting == 0
+
+    asyncio.run(body())

@@ -80,6 +80,7 @@ def test_a_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
     assert retry_after_seconds("40", now) == 40.0
     assert retry_after_seconds("Thu, 09 Oct 2025 08:54:00 GMT", now) == 40.0
     assert retry_after_seconds("Thursday, 09-Oct-25 08:54:00 GMT", now) == 40.0  # the obsolete RFC 850 form
+    assert retry_after_seconds("Thu Oct  9 08:54:00 2025", now) == 40.0  # and asctime's (GMT, no zone named)
     assert retry_after_seconds("Thu, 09 Oct 2025 08:00:00 GMT", now) == 0.0  # past: no wait
     for unreadable in ("", "soon", "-5", "1.5", "Thu, 09 Oct 2025 08:54:00"):  # no zone: not an HTTP-date
         assert retry_after_seconds(unreadable, now) is None, unreadable
