@@ -457,7 +457,7 @@ def _fit(
         weaker = min(lengths[in1].sum(), lengths[in2].sum())
         if min(in1.sum(), in2.sum()) < _MIN_FAMILY or weaker < _MIN_BALANCE * strongest:
             continue  # a handful of strays beside a strong direction is no second direction
-        if min((long & in1).sum(), (long & in2).sum()) < _MIN_LONG_IN_FAMILY:
+        if max((long & in1).sum(), (long & in2).sum()) < _MIN_LONG_IN_FAMILY:
             continue  # a texture's own short edges (gravel, a mottled carpet), not the surface's lines
         candidate = _plane(v1, v2, centre, scale, width, height, default_focal, given_focal, centroid)
         if candidate is None or _past_horizon(candidate, samples, width, height) > _PAST_HORIZON:
@@ -558,10 +558,12 @@ def _across_from_elsewhere(
 # happened to meet at a right angle to a wall's foot made a plane 82° off).
 _MIN_FAMILY = 3
 _MIN_BALANCE = 0.01
-# And each direction this many segments of at least _MIN_LENGTH: a floor with no lines of its own
-# (gravel, a mottled carpet) has hundreds of short edges, which seen at an angle run nearly
+# And the stronger direction this many segments of at least _MIN_LENGTH: a floor with no lines of
+# its own (gravel, a mottled carpet) has hundreds of short edges, which seen at an angle run nearly
 # parallel and met in made-up vanishing points: planes 14-41° off, given without a word
-# (another reviewer's scenes), where the request should ask for a quad.
+# (another reviewer's scenes), where the request should ask for a quad. Not both directions:
+# running bond's and small tiles' cross joints are all short, and a floor seen between furniture
+# has no long mask side to lend them one.
 _MIN_LONG_IN_FAMILY = 2
 
 # A plane is refused when more of the mask than this lies beyond its horizon by more than the

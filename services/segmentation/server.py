@@ -150,8 +150,10 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                 return await self._respond(mask, f"prompt_{hint}", used_model=True)
 
             def select(photo: np.ndarray) -> np.ndarray:
-                # Clicks alone look for the plane: the EXIF's focal length helps (0 when it has none).
-                alone = box is None and probability is None
+                # Clicks alone look for the plane (so do clicks in a box around nearly the whole
+                # photo, which select_surface leaves to them): the EXIF's focal length helps (0 when
+                # it has none). select_surface uses it on that path only.
+                alone = probability is None and len(request.positive_points) > 0
                 focal = imaging.probe(request.photo).focal_length_px if alone else 0.0
                 positives, negatives = points(request.positive_points), points(request.negative_points)
                 return select_surface(photo, box, positives, negatives, probability, focal)

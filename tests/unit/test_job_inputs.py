@@ -297,3 +297,36 @@ def test_a_box_that_leaves_no_background_is_named_in_the_job_s_error(monkeypatch
     assert info.value.message == (
         "material_swap.hints.box: cannot find the surface: the hints leave no background to contrast the surface with"
     )
+
+
+def test_clicks_in_a_box_around_the_whole_photo_get_the_exif_focal_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A box around nearly the whole photo leaves the surface to the clicks, whose search for the
+    plane takes the EXIF's focal length: the servicer sent it only without a box (a review)."""
+    import io
+
+    from PIL import Image as PILImage
+
+    from render.imaging.v1 import imaging_pb2
+    from render.segmentation.v1 import segmentation_service_pb2 as seg_pb
+    from services.segmentation import server as segmentation_server
+
+    given: list[float] = []
+
+    def select(photo: Any, box: Any, positives: Any, negatives: Any, prior: Any, focal: float) -> np.ndarray:
+        given.append(focal)
+        return np.full(photo.shape[:2], 255, np.uint8)
+
+    monkeypatch.setattr(segmentation_server, "select_surface", select)
+    exif = PILImage.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 26  # a 26 mm equivalent
+    out = io.BytesIO()
+    PILImage.fromarray(np.random.default_rng(1).integers(0, 255, (240, 320, 3), np.uint8)).save(out, "JPEG", exif=exif)
+
+    for box in (None, imaging_pb2.Box(x_min=0, y_min=0, x_max=320, y_max=240)):
+        request = seg_pb.SegmentRequest(
+            photo=out.getvalue(), width=320, height=240, positive_points=[imaging_pb2.Point(x=160, y=200)]
+        )
+        if box is not None:
+            request.box.CopyFrom(box)
+        asyncio.run(SegmentationServicer(None).Segment(request, None))  # type: ignore[arg-type]
+    assert len(given) == 2 and given[0] == given[1] > 0

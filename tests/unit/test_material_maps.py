@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from devstack import scenes
-from renderkit.material_maps import normal_map, roughness_map
+from renderkit.material_maps import height_field, normal_map, roughness_map
 
 
 def decode_normals(encoded: np.ndarray) -> np.ndarray:
@@ -63,3 +63,21 @@ def test_the_relief_does_not_depend_on_the_swatchs_pixel_count() -> None:
     half = cv2.resize(tiles, (256, 256), interpolation=cv2.INTER_AREA)
     tilts = [np.degrees(np.arccos(np.clip(decode_normals(normal_map(s))[..., 2], -1, 1))).mean() for s in (tiles, half)]
     assert 0.7 < tilts[0] / tilts[1] < 1.4
+
+
+def test_a_slivers_maps_do_not_wrap_its_short_side_into_a_large_one() -> None:
+    """The blur's reach grows with the longer side: an 8 px by 20,000 px swatch was wrapped into
+    ~320 rows before its blur (an 8 x 65,500 one took 30 s and 850 MB); along a side no longer than
+    the blur is wide, the side's mean is what the blur gives."""
+    import tracemalloc
+
+    sliver = np.random.default_rng(3).integers(0, 255, (8, 20_000, 3), np.uint8)
+    tracemalloc.start()
+    try:
+        height = height_field(sliver)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert height.shape == (8, 20_000) and np.isfinite(height).all()
+    assert np.ptp(height, axis=0).max() < 1e-6  # the short side is its mean
+    assert peak < 8 * 20_000 * 4 * 12  # a dozen of its own float copies; the wrap took ~40
