@@ -42,7 +42,8 @@ def height_field(swatch_bgr: np.ndarray) -> np.ndarray:
     # Along a side no longer than twice sigma the wrapped blur is that side's mean (within 1 %):
     # taken as such, not by wrapping a sliver 8 px tall into 1,000 rows (seconds, and 100 times the
     # memory the budget counts for it).
-    pads, kernels = [], []
+    pads: list[int] = []
+    kernels: list[np.ndarray] = []
     for axis, n in enumerate(luminance.shape):
         if 2 * sigma >= n:
             luminance = np.repeat(luminance.mean(axis=axis, keepdims=True), n, axis=axis)

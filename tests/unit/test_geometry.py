@@ -439,6 +439,6 @@ def test_short_cross_joints_seen_between_furniture_still_give_the_plane(pattern:
     mask = (scene.visible_surface * 255).astype(np.uint8)
     ys, xs = np.nonzero(mask)
     between = np.zeros_like(mask)
-    cv2.ellipse(between, (int(xs.mean()), int(ys.mean())), (200, 150), 0, 0, 360, 255, -1)
+    cv2.ellipse(between, (int(xs.mean()), int(ys.mean())), (200, 150), 0, 0, 360, (255,), -1)
     found = plane_from_lines(scene.photo, mask & between, default_focal=1.0, given_focal=scene.focal)
     assert angle_between(found.normal, scene.normal) < 1.5
