@@ -20,7 +20,8 @@ def upload_key(job_id: str, field_path: str) -> str:
 async def upload_inputs(storage: Storage, job_id: str, request: pb.SubmitRenderRequest) -> tuple[bytes, dict[str, str]]:
     """The request as the ledger keeps it (its inline images' bytes left out) and each uploaded
     field's key. The images go up together, UPLOADS_AT_ONCE at a time; if one cannot be stored,
-    the others are deleted and its error raised: a submit keeps all of its images or none."""
+    the others are deleted and its error raised: a submit keeps all of its images or none (one
+    whose caller gives up while they go up keeps none either)."""
     inline = [(path, source) for path, source in image_fields(request) if source.WhichOneof("source") == "data"]
     inputs = {path: upload_key(job_id, path) for path, _ in inline}
     items = [
@@ -28,7 +29,8 @@ async def upload_inputs(storage: Storage, job_id: str, request: pb.SubmitRenderR
         for path, source in inline
     ]
     stored_request, _ = await asyncio.gather(
-        asyncio.to_thread(_without_inline_images, request), put_all(storage, items, UPLOADS_AT_ONCE)
+        asyncio.to_thread(_without_inline_images, request),
+        put_all(storage, items, UPLOADS_AT_ONCE, undo_if_cancelled=True),
     )
     return stored_request, inputs
 

@@ -92,8 +92,16 @@ class Unavailable(GenerationError):
     reason = "PROVIDER_UNAVAILABLE"
 
 
+# How long a run waits for a provider that can do its task but is not serving (a Triton restart
+# takes ~10 s), polling this often; it leaves at least call_timeout_floor_s of the call's time.
+NOT_SERVING_WAIT_S = 30.0
+NOT_SERVING_POLL_S = 0.5
+
+
 class Generator:
     """Runs tasks over providers in failover order, each behind its breaker."""
+
+    call_timeout_floor_s = 5.0
 
     def __init__(
         self,
@@ -159,8 +167,22 @@ class Generator:
         first_estimate: Cost | None = None
         quality_failed = ""
         candidates = await self._eligible(task)
+        able = [p for p in self.providers if task.kind == "generate" or p.can_edit]
+        # One that can do it but is not serving now (Triton restarting, its model loading again) is
+        # usually back within seconds: wait for it, within the call's time, rather than fail a job
+        # on which nothing was spent yet (the gateway never repeats a generation call).
+        waited_until = time.monotonic() + NOT_SERVING_WAIT_S
+        if deadline is not None:
+            waited_until = min(waited_until, deadline - self.call_timeout_floor_s)
+        while not candidates and able and time.monotonic() + NOT_SERVING_POLL_S < waited_until:
+            await self.sleep(NOT_SERVING_POLL_S)
+            candidates = await self._eligible(task)
         if not candidates:
-            raise Unavailable("no configured image provider can do this")
+            raise Unavailable(
+                "no image provider that can do this is serving now; retry later"
+                if able
+                else "no configured image provider can do this"
+            )
 
         def note(provider: str, outcome: str, detail: str = "") -> None:
             attempts.append(Attempt(provider, outcome, detail))

@@ -504,3 +504,34 @@ def test_an_output_the_stage_cannot_encode_is_refused_before_the_provider_is_pai
             asyncio.run(servicer.Generate(request, Context()))  # type: ignore[arg-type]
     assert refused == [("INVALID_ARGUMENT", {"output.format"}), ("INVALID_ARGUMENT", {"output.renditions[0].max_side"})]
     assert not primary.requests
+
+
+class _Loading(OpenAIProvider):
+    """A provider that reports itself not serving for its first `unready` questions (a Triton
+    model loading again after a restart)."""
+
+    unready = 3
+
+    async def ready(self) -> bool:
+        self.unready -= 1
+        return self.unready < 0
+
+
+def test_a_provider_loading_again_is_waited_for_not_failed_over_at_once(fakes: Fakes) -> None:
+    """A Triton restart of ~10 s failed every generation job in it at once, as "no configured
+    image provider can do this" (found by a review): nothing is spent yet, so the run waits."""
+    waits: list[float] = []
+    gen = generator(fakes[0], waits=waits)
+    gen.providers[0] = _Loading("sk-test", base_url=fakes[0].base_url, model="gpt-image-1", name="openai")
+    outcome = run(gen)
+    assert outcome.image is not None and waits[:3] == [0.5, 0.5, 0.5]
+
+
+def test_a_provider_that_stays_unready_fails_saying_it_is_not_serving(fakes: Fakes) -> None:
+    gen = generator(fakes[0])
+    gen.providers[0] = _Loading("sk-test", base_url=fakes[0].base_url, model="gpt-image-1", name="openai")
+    gen.providers[0].unready = 10**9  # type: ignore[attr-defined]
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="serving now; retry later"):
+        run(gen, deadline=time.monotonic() + gen.call_timeout_floor_s + 0.3)  # the wait within the call's time
+    assert time.monotonic() - started < 5
