@@ -170,17 +170,19 @@ class Generator:
         able = [p for p in self.providers if task.kind == "generate" or p.can_edit]
         # One that can do it but is not serving now (Triton restarting, its model loading again) is
         # usually back within seconds: wait for it, within the call's time, rather than fail a job
-        # on which nothing was spent yet (the gateway never repeats a generation call).
+        # on which nothing was spent yet (the gateway never repeats a generation call). One that is
+        # absent (a model never deployed) is not waited for.
+        returning = [p for p in able if await p.coming_back()] if not candidates else []
         waited_until = time.monotonic() + NOT_SERVING_WAIT_S
         if deadline is not None:
             waited_until = min(waited_until, deadline - self.call_timeout_floor_s)
-        while not candidates and able and time.monotonic() + NOT_SERVING_POLL_S < waited_until:
+        while not candidates and returning and time.monotonic() + NOT_SERVING_POLL_S < waited_until:
             await self.sleep(NOT_SERVING_POLL_S)
             candidates = await self._eligible(task)
         if not candidates:
             raise Unavailable(
                 "no image provider that can do this is serving now; retry later"
-                if able
+                if returning
                 else "no configured image provider can do this"
             )
 

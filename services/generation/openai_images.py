@@ -123,6 +123,9 @@ class OpenAIProvider:
     async def ready(self) -> bool:
         return True  # configured with a key; its health is the breaker's business
 
+    async def coming_back(self) -> bool:
+        return False  # always ready
+
     def _size(self, task: ImageTask) -> tuple[int, int]:
         if task.kind == "edit" and task.image is not None:
             return provider_size(task.image.shape[1], task.image.shape[0], self.model)

@@ -37,9 +37,17 @@ class TritonDiffusionProvider:
         """Whether Triton serves the model now (a Triton without diffusion weights, or one that
         does not answer, is skipped: the next provider in the failover order is tried)."""
         try:
-            return await self.triton.model_ready(self.model)
+            return await self.triton.model_deployed(self.model)
         except TritonError:
             return False
+
+    async def coming_back(self) -> bool:
+        """Triton not answering, or the model seen ready before and loading again: a restart.
+        Triton answering that a model it never served is not ready: not deployed."""
+        try:
+            return await self.triton.model_deployed(self.model)
+        except TritonError:
+            return True
 
     def estimate(self, task: ImageTask) -> Cost:
         return self.prices.estimate(self.name, self.model, task, "*")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shutil
 import signal
 import threading
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from pytriton.constants import PYTRITON_HOME
 from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
@@ -160,6 +162,17 @@ def triton_config(settings: HostSettings, access_token: str) -> TritonConfig:
     )
 
 
+def workspace_for(grpc_port: int, home: Path = PYTRITON_HOME) -> Path:
+    """PyTriton's workspace for a host on this port (its sockets, its tritonserver's files: ~22 MB):
+    one path per port, removed first when a host killed before it could clean up left it (each
+    SIGKILLed host, as the tests' and `make run`'s restarts, left one behind: 3.7 GB here)."""
+    path = home / f"render-triton-{grpc_port}"
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+    home.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def main() -> None:
     configure_logging("triton")
     settings = HostSettings.from_env()
@@ -170,7 +183,8 @@ def main() -> None:
     # restrictions to the configuration above (it would otherwise give HTTP and gRPC one list).
     access_token = secrets.token_urlsafe(32)
     security = TritonSecurityConfig(access_token=access_token, restricted_endpoints=[])
-    with Triton(config=triton_config(settings, access_token), security_config=security) as triton:
+    workspace = workspace_for(settings.grpc_port)
+    with Triton(config=triton_config(settings, access_token), workspace=workspace, security_config=security) as triton:
         models = bind_models(triton, settings)
         triton.run()
         mode = "mutual TLS" if settings.internal_tls_dir else "plaintext"

@@ -516,6 +516,9 @@ class _Loading(OpenAIProvider):
         self.unready -= 1
         return self.unready < 0
 
+    async def coming_back(self) -> bool:
+        return True
+
 
 def test_a_provider_loading_again_is_waited_for_not_failed_over_at_once(fakes: Fakes) -> None:
     """A Triton restart of ~10 s failed every generation job in it at once, as "no configured
