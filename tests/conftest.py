@@ -123,6 +123,22 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+def _shared_memory_of_group(group: int) -> set[Path]:
+    """The /dev/shm files the processes of a process group have mapped."""
+    found: set[Path] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if os.getpgid(int(proc.name)) != group:
+                continue
+            for line in (proc / "maps").read_text().splitlines():
+                path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
+                if path.startswith("/dev/shm/"):
+                    found.add(Path(path.removesuffix(" (deleted)")))
+    return found
+
+
 class EmbeddedTriton:
     """services.triton_host in its own process group (PyTriton runs tritonserver as a child), so a
     test can kill all of it at once, as a crash would, and start it again on the same ports. With
@@ -186,11 +202,17 @@ class EmbeddedTriton:
             client.close()
 
     def kill(self) -> None:
-        """SIGKILL to the whole process group: Triton dies as in a crash."""
+        """SIGKILL to the whole process group: Triton dies as in a crash. What a crash would leave
+        of it in /dev/shm (PyTriton's shared memory, which only a clean stop unlinks) is removed:
+        over many runs it filled this machine's memory until the kernel killed the test run."""
         if self.process is not None and self.process.poll() is None:
+            shared = _shared_memory_of_group(self.process.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(30)
+            for path in shared:
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
