@@ -106,45 +106,33 @@ class QueueSampler:
         )
 
     async def read(self) -> QueueSnapshot:
-        """Reads the queue now (one pipelined round trip)."""
+        """Reads the queue now (one pipelined round trip, and one more while tenants wait)."""
         now_ms = int(time.time() * 1000)
 
         async def query() -> Any:
             async with self.ledger.redis.pipeline(transaction=False) as pipe:
                 pipe.scard(keys.ACTIVE_SET)
-                pipe.zcard(keys.QUEUED_TENANTS)
-                pipe.zcard(keys.PARKED_TENANTS)  # queued jobs too, their tenants at their concurrency
+                pipe.zrange(keys.QUEUED_TENANTS, 0, -1)
+                pipe.zrange(keys.PARKED_TENANTS, 0, -1)  # queued jobs too, their tenants at their concurrency
                 pipe.zrangebyscore(keys.RUNNING, now_ms, "+inf")
                 return await pipe.execute()
 
         active, queued_tenants, parked_tenants, running = await self.ledger._retry(query)
-        tenants = int(queued_tenants) + int(parked_tenants)
         by_tenant = Counter(member.decode().split("|", 1)[0] for member in running)
-        runnable = await self._runnable(now_ms)
+        waiting = sorted({t.decode() for t in [*queued_tenants, *parked_tenants]})
         self.snapshot = QueueSnapshot(
             queued=max(int(active) - len(running), 0),
             running=len(running),
-            waiting_tenants=int(tenants),
-            runnable=runnable,
+            waiting_tenants=len(queued_tenants) + len(parked_tenants),
+            runnable=await self._runnable(now_ms, waiting) if waiting else 0,
             running_by_tenant=dict(by_tenant),
             read_at=time.time(),
         )
         return self.snapshot
 
-    async def _runnable(self, now_ms: int) -> int:
+    async def _runnable(self, now_ms: int, tenants: list[str]) -> int:
         """Queued jobs that could be taken now: per waiting tenant, its queue's length up to its
-        concurrency less its running jobs (one more pipelined round trip, a few commands a tenant)."""
-
-        async def waiting() -> Any:
-            async with self.ledger.redis.pipeline(transaction=False) as pipe:
-                pipe.zrange(keys.QUEUED_TENANTS, 0, -1)
-                pipe.zrange(keys.PARKED_TENANTS, 0, -1)
-                return await pipe.execute()
-
-        queued_tenants, parked_tenants = await self.ledger._retry(waiting)
-        tenants = sorted({t.decode() for t in [*queued_tenants, *parked_tenants]})
-        if not tenants:
-            return 0
+        concurrency less its running jobs (one pipelined round trip, a few commands a tenant)."""
 
         async def sizes() -> Any:
             async with self.ledger.redis.pipeline(transaction=False) as pipe:
