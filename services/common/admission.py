@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import logging
 import os
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from pathlib import Path
@@ -29,8 +28,6 @@ from opentelemetry import metrics
 
 from renderkit import heap
 from renderkit.settings import SettingsError, env_int
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -51,10 +48,6 @@ class MemoryGate:
         self.in_use = 0
         self._running = 0
         self._waiting: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
-
-    @property
-    def limited(self) -> bool:
-        return self.capacity_bytes is not None
 
     @property
     def waiting(self) -> int:

@@ -147,34 +147,35 @@ def _inputs_problem(
     budget_bytes: int,
     outline: Sequence[imaging_pb2.Point] = (),
     output: imaging_pb2.OutputSpec | None = None,
-) -> tuple[str, str] | None:
+) -> tuple[tuple[str, str] | None, int]:
     """What is wrong with the inputs as their headers tell it, as (field, description), before any
     pixel is decoded: a refused image, a mask of another size (or no mask and no usable outline),
-    an output the composite cannot be encoded as, or more memory than the budget."""
+    an output the composite cannot be encoded as, or more memory than the budget; and, when
+    nothing is, the memory the projection needs (renderkit.budget)."""
     infos: dict[str, imaging.ImageInfo] = {}
     images = (("photo", photo), ("swatch", swatch)) + ((("mask_png", mask),) if mask else ())
     for field, data in images:
         try:
             infos[field] = imaging.probe(data)
         except imaging.ImageError as exc:
-            return field, str(exc)
+            return (field, str(exc)), 0
     photo_info = infos["photo"]
     if mask:
         mask_info = infos["mask_png"]
         if (mask_info.width, mask_info.height) != (photo_info.width, photo_info.height):
-            return "mask_png", "must be the size of the photo"
+            return ("mask_png", "must be the size of the photo"), 0
     else:
         problem = _outline_problem(outline, photo_info)
         if problem is not None:
-            return problem
+            return problem, 0
     if output is not None:
         problem = imaging.output_problem(output, photo_info.width, photo_info.height)
         if problem is not None:
-            return problem
+            return problem, 0
     photo_pixels, swatch_info = photo_info.pixels, infos["swatch"]
-    need = _need(photo_info, swatch_info, material_maps)
+    need = budget.projection_bytes(photo_pixels, swatch_info.pixels, material_maps)
     if need <= budget_bytes:
-        return None
+        return None, need
     # The photo is to blame unless the swatch alone does not fit.
     if budget.projection_bytes(0, swatch_info.pixels, material_maps) <= budget_bytes:
         field, info = "photo", photo_info
@@ -186,12 +187,7 @@ def _inputs_problem(
         largest = budget.largest_pixels(
             lambda px: budget.projection_bytes(photo_pixels, px, material_maps), budget_bytes
         )
-    return field, budget.over_budget_text(info.width, info.height, field, need, budget_bytes, largest)
-
-
-def _need(photo: imaging.ImageInfo, swatch: imaging.ImageInfo, material_maps: bool) -> int:
-    """The peak memory of projecting this swatch onto this photo (renderkit.budget)."""
-    return budget.projection_bytes(photo.pixels, swatch.pixels, material_maps)
+    return (field, budget.over_budget_text(info.width, info.height, field, need, budget_bytes, largest)), need
 
 
 def _outline_problem(outline: Sequence[imaging_pb2.Point], photo: imaging.ImageInfo) -> tuple[str, str] | None:
@@ -265,7 +261,7 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
             )
         # Each access to a bytes field copies it: read the images once.
         photo, swatch, mask = request.photo, request.swatch, request.mask_png
-        problem = _inputs_problem(
+        problem, need = _inputs_problem(
             photo, swatch, mask, request.material_maps, self.memory_budget_bytes, request.outline, request.output
         )
         if problem is not None:
@@ -276,8 +272,7 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
             model_deployed = self.triton is not None and await self.triton.model_deployed(INTRINSIC.name)
         except TritonError as exc:  # Triton is down or reloading: retry later, never light it another way
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-        # Other calls' work may have to finish first (the headers probed again: ~1 ms, gated only).
-        need = _need(imaging.probe(photo), imaging.probe(swatch), request.material_maps) if self.gate.limited else 0
+        # Other calls' work may have to finish first.
         return await self.gate.run(need, self._projected(request, context, photo, swatch, mask, model_deployed))
 
     async def _projected(
