@@ -472,8 +472,12 @@ def retry_after_seconds(text: str, now: float | None = None) -> float | None:
     """A Retry-After header's wait in seconds: delay-seconds or an HTTP-date (RFC 9110 10.2.3), a
     date in the past being no wait; None when absent or unreadable."""
     waited = decimal(text)
-    if waited is not None:
-        return float(waited)
+    return float(waited) if waited is not None else http_date_wait(text, now)
+
+
+def http_date_wait(text: str, now: float | None = None) -> float | None:
+    """The seconds until an HTTP-date (any of RFC 9110 5.6.7's three forms, GMT), 0 for one past;
+    None when the text is not one."""
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):

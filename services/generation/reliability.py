@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import math
 import random
@@ -10,6 +9,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from renderkit.fetch import http_date_wait
 
 
 class BreakerState(enum.StrEnum):
@@ -140,8 +141,4 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
     seconds = _number(value)
     if seconds is not None:
         return max(seconds, 0.0)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+    return http_date_wait(value, now)
