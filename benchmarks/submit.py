@@ -41,7 +41,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import redis
@@ -139,7 +139,12 @@ def stack_hops(stack: Stack) -> str:
     password = "with a password" if "@" in stack.redis_url else "without a password"
     transport = "its Unix socket" if stack.redis_socket else "TCP"
     tls = "mutual TLS" if getattr(stack, "internal_tls", False) else "plaintext"
-    return f"Redis {password} over {transport}, gateway to stages {tls}, public port plaintext"
+    ledger = redis.Redis.from_url(stack.redis_url)
+    try:  # what an acknowledged write costs: `always` fsyncs before answering
+        fsync = cast(dict[str, str], ledger.config_get("appendfsync")).get("appendfsync", "?")
+    finally:
+        ledger.close()
+    return f"Redis {password} over {transport} (appendfsync {fsync}), gateway to stages {tls}, public port plaintext"
 
 
 def celery_url(stack: Stack) -> str:

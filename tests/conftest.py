@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from devstack.launcher import ROOT, Ports, Stack, free_port, redis_server_binary, write_redis_auth
+from devstack.launcher import REDIS_DURABILITY, ROOT, Ports, Stack, free_port, redis_server_binary, write_redis_auth
 from gateway.server import Gateway, create_server
 from gateway.settings import GatewaySettings
 from renderkit.edge import Edge
@@ -76,6 +76,7 @@ class RedisServer:
                 str(self.data),
                 "--appendonly",
                 "yes",
+                *REDIS_DURABILITY,
                 "--save",
                 "",
                 # Test modules with dispatching gateways each need a database of their own.

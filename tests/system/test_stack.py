@@ -8,6 +8,7 @@ import re
 import signal
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import cv2
 import grpc
@@ -321,6 +322,21 @@ def test_every_process_of_the_stack_runs_with_grpcs_settings(stack: Stack) -> No
         expected = PUBLIC_GRPC_ENVIRONMENT if name == "gateway" else GRPC_ENVIRONMENT
         for key, value in expected.items():
             assert environ.get(key.encode()) == value.encode(), f"{name}: {key}"
+
+
+def test_the_stacks_redis_answers_a_write_only_once_it_is_on_disk(stack: Stack, redis_url: str) -> None:
+    """The ledger's Redis (make run's and the tests') fsyncs its append-only file before it answers:
+    with `everysec` a busy disk lets it acknowledge up to 2 s of writes it has not yet written,
+    which a SIGKILL loses (the chaos test lost a watcher's events that way)."""
+    import redis
+
+    for url in (stack.redis_url, redis_url):
+        ledger = redis.Redis.from_url(url)
+        try:
+            settings = {**cast(Any, ledger.config_get("appendonly")), **cast(Any, ledger.config_get("appendfsync"))}
+        finally:
+            ledger.close()
+        assert settings == {"appendonly": "yes", "appendfsync": "always"}, url.rsplit("@", 1)[-1]
 
 
 def test_buf_curl_lists_every_servers_methods(stack: Stack) -> None:
