@@ -221,7 +221,8 @@ class Dispatcher:
             except Exception:
                 log.exception("reaping expired leases failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.lease_s / 4)
+                async with asyncio.timeout(self.settings.lease_s / 4):
+                    await self._stopping.wait()
 
     def _after_resubscribing(self) -> None:
         self._work.set()  # work queued while the notices could not arrive

@@ -163,7 +163,8 @@ class StageClients:
         if channel.get_state(try_to_connect=False) == grpc.ChannelConnectivity.READY:
             return True  # connected (every generation call asks): no task and timer to wait on
         try:
-            await asyncio.wait_for(channel.channel_ready(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: Python 3.11's can swallow a cancel
+                await channel.channel_ready()
         except TimeoutError:
             return False
         return True

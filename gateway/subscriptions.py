@@ -192,7 +192,8 @@ class Subscriptions:
             self._listener = listener  # from now on, follow and unfollow send their own commands
             while not listener.closed.done():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(listener.closed), self.ping_s)
+                    async with asyncio.timeout(self.ping_s):
+                        await asyncio.shield(listener.closed)
                 if listener.closed.done():
                     break
                 if loop.time() - self._last_heard > 3 * self.ping_s:

@@ -172,7 +172,8 @@ class DeliveryWorker:
                 if len(claimed.deliveries) == free:
                     pause = _IDLE_LOOK_S  # every slot busy: a finished attempt wakes the loop
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), pause)
+                async with asyncio.timeout(pause):
+                    await self._wake.wait()
 
     async def _deliver(self, delivery: Delivery) -> None:
         """One attempt of a claimed delivery, recorded with what comes next."""
@@ -189,9 +190,8 @@ class DeliveryWorker:
                 log.info("webhook %s (%s): %s", delivery.delivery_id, delivery.event_type, outcome)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):  # the worker is stopping: due again at once, elsewhere
-                await asyncio.wait_for(
-                    self.ledger.record_attempt(delivery, self.claim, "release", None, now_ms()), timeout=2.0
-                )
+                async with asyncio.timeout(2.0):
+                    await self.ledger.record_attempt(delivery, self.claim, "release", None, now_ms())
             raise
         except Exception:
             log.exception("webhook %s: the attempt failed; it is retried when its claim runs out", delivery.delivery_id)

@@ -59,7 +59,8 @@ class Readiness:
 
     async def _probe(self, dependency: Dependency) -> bool:
         try:
-            return bool(await asyncio.wait_for(dependency.probe(), self.probe_timeout_s))
+            async with asyncio.timeout(self.probe_timeout_s):
+                return bool(await dependency.probe())
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -118,4 +119,5 @@ class Readiness:
             if left <= 0:
                 raise TimeoutError("not serving; waiting for " + (", ".join(self.down()) or "start-up"))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._changed.wait()
