@@ -226,16 +226,21 @@ class Webhooks(LedgerBase):
         return sorted(found, key=lambda e: (e.created_ms, e.endpoint_id))
 
     async def delete_endpoint(self, tenant: str, endpoint_id: str) -> bool:
-        """Removes an endpoint and its secret; False when there is no such endpoint."""
+        """Removes an endpoint and its secret; False when there is no such endpoint. The answer is
+        read before the delete: a delete repeated after its reply was lost finds nothing left to
+        remove, and answered NOT_FOUND for an endpoint it had just deleted."""
+        endpoints = keys.webhook_endpoints(tenant)
+        if not await self._retry(lambda: self.redis.hexists(endpoints, endpoint_id)):
+            return False
 
         async def delete() -> Any:
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hdel(keys.webhook_endpoints(tenant), endpoint_id)
+                pipe.hdel(endpoints, endpoint_id)
                 pipe.hdel(keys.webhook_secrets(tenant), f"endpoint:{endpoint_id}")
                 return await pipe.execute()
 
-        removed: Any = await self._retry(delete)
-        return bool(removed[0])
+        await self._retry(delete)
+        return True
 
     async def rotate_secret(self, tenant: str, endpoint_id: str, until_ms: int) -> Secrets | None:
         """Gives an endpoint (or, with endpoint_id "", the tenant's webhooks on requests) a new

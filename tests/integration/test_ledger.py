@@ -970,6 +970,38 @@ def test_a_delivery_claimed_before_its_endpoint_was_deleted_is_not_posted(redis_
     run(body, redis_url)
 
 
+def test_webhook_endpoint_calls_repeated_after_a_lost_reply_answer_as_once(redis_url: str) -> None:
+    """The ledger retries a call whose reply was lost, so each must answer the same when it ran
+    twice (a review's proxy dropped replies after Redis ran them): the tenant's last allowed
+    endpoint was refused though created, a rotation done twice made the new secret its own
+    previous one (the old secret stopped signing at once, not at the overlap's end), and a delete
+    answered NOT_FOUND for the endpoint it had removed."""
+
+    async def body(ledger: Ledger) -> None:
+        async def twice(operation: Callable[[], Awaitable[Any]], *, pipelined: bool = False) -> Any:
+            await operation()  # ran, its reply lost
+            return await operation()
+
+        ledger._retry = twice  # type: ignore[method-assign]
+        first, _ = await ledger.create_endpoint(
+            "lost-replies", "https://hooks.example/a", ("completed",), "", now_ms(), 2
+        )
+        last, _ = await ledger.create_endpoint(
+            "lost-replies", "https://hooks.example/b", ("completed",), "", now_ms(), 2
+        )
+        assert {e.endpoint_id for e in await ledger.endpoints("lost-replies")} == {first.endpoint_id, last.endpoint_id}
+        before = await ledger.endpoint_signing("lost-replies", first.endpoint_id)
+        assert before is not None
+        until = now_ms() + 60_000
+        rotated = await ledger.rotate_secret("lost-replies", first.endpoint_id, until)
+        assert rotated is not None and rotated.current != before.current
+        assert (rotated.previous, rotated.previous_until_ms) == (before.current, until)
+        assert await ledger.delete_endpoint("lost-replies", last.endpoint_id)
+        assert not await ledger.delete_endpoint("lost-replies", last.endpoint_id)  # gone: NOT_FOUND
+
+    run(body, redis_url)
+
+
 def test_submit_and_watch_on_a_draining_gateway_makes_no_job(redis_url: str) -> None:
     """A draining gateway refuses watches; SubmitAndWatch made its job first, then ended
     UNAVAILABLE before the event naming it, so its caller never learned the job's id and a retry
