@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from opentelemetry.trace import Status, StatusCode
 
+from gateway import folders
 from gateway.ledger import Ledger, NotOwner, Progress, progress_event
 from gateway.metrics import STAGE_DURATION
 from gateway.stages import StageClients
@@ -429,7 +430,7 @@ class JobContext:
         """Stores a stage's output as a checkpoint of the job (kept inline, or in storage when large)."""
         await self.flush()
         if len(value) > _INLINE_CHECKPOINT_BYTES:
-            key = f"work/{self.job_id}/{name}.pb"
+            key = f"{folders.work(self.job_id)}{name}.pb"
             self.wrote_work = True
             await finish_even_if_cancelled(asyncio.to_thread(self.storage.put, key, value, "application/x-protobuf"))
             value = b"storage:" + key.encode()
@@ -567,7 +568,7 @@ async def write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage])
 
 def outputs_folder(ctx: JobContext) -> str:
     """Where the job's outputs are stored: renders/{tenant}/{project or "-"}/{job_id}/."""
-    return f"renders/{ctx.tenant}/{ctx.request.project_id or '-'}/{ctx.job_id}/"
+    return folders.outputs(ctx.tenant, ctx.request.project_id, ctx.job_id)
 
 
 async def _write_outputs(ctx: JobContext, images: list[imaging_pb2.EncodedImage]) -> list[pb.OutputFile]:

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from opentelemetry.trace import Status, StatusCode
 
+from gateway import folders
 from gateway.batch import BatchFailure, run_room_batch
 from gateway.context import JobContext, JobFailure, outputs_folder
 from gateway.generation_jobs import run_room_render, run_texture_edit
@@ -59,7 +60,8 @@ PLANS: dict[str, Callable[[JobContext], Awaitable[pb.JobResult]]] = {
 DETACHED = frozenset({"room_batch"})
 # How long an idle intake waits for a work notice before it looks again anyway.
 _IDLE_LOOK_S = 1.0
-# Folders whose delete failed that one look of a reaper (every quarter lease) deletes, at most.
+# Folders due for a delete (a cancelled job's, a job's whose dispatcher died as it ended, one whose
+# delete failed) that one look of a reaper (every quarter lease) deletes, at most.
 _RELEASES_PER_LOOK = 20
 # How long a run's clean-up after a cancel asks the ledger, at most.
 _CLEAN_UP_S = 2.0
@@ -283,7 +285,7 @@ class Dispatcher:
             raise task.exception()  # type: ignore[misc]
         # Only what may exist is listed and deleted: uploads the submit recorded, and work files of
         # this run or an earlier one (a dry run or a small job has neither: no storage calls).
-        uploads = any(key.startswith(f"uploads/{job_id}/") for key in stored.inputs.values())
+        uploads = _has_uploads(job_id, stored)
         work = attempt > 1 or task.cancelled() or task.result()
         await self._release_if_ended(job_id, uploads=uploads, work=work)
 
@@ -298,27 +300,33 @@ class Dispatcher:
         await self._release_inputs(job_id, uploads=uploads, work=work)
 
     async def _release_inputs(self, job_id: str, *, uploads: bool = True, work: bool = True) -> None:
-        """Deletes a finished job's uploaded inputs and stored checkpoints; its outputs stay. A
-        folder whose delete fails is noted in the ledger, and a reaper deletes it later."""
-        for prefix, present in ((f"uploads/{job_id}/", uploads), (f"work/{job_id}/", work)):
-            if present:
-                await self._delete_folder(job_id, prefix)
+        """Deletes a finished job's uploaded inputs and stored checkpoints; its outputs stay. Its
+        end noted them for a reaper (in case this process died first): deleted, they are struck
+        off; a folder whose delete fails stays noted, and a reaper deletes it later."""
+        prefixes = [p for p, present in ((folders.uploads(job_id), uploads), (folders.work(job_id), work)) if present]
+        deleted = [prefix for prefix in prefixes if await self._delete_folder(job_id, prefix)]
+        if deleted:
+            with contextlib.suppress(LedgerUnavailable):  # left noted: a reaper deletes nothing twice over
+                await self.ledger.released(*deleted)
 
-    async def _delete_folder(self, job_id: str, prefix: str) -> None:
-        """Deletes a job's storage folder, or notes it in the ledger for a reaper to delete later
-        (_release_due) when the storage fails now."""
+    async def _delete_folder(self, job_id: str, prefix: str) -> bool:
+        """Deletes a job's storage folder (True), or notes it in the ledger for a reaper to delete
+        later (_release_due) when the storage fails now (False)."""
         try:
             await asyncio.to_thread(self.storage.delete_prefix, prefix)
+            return True
         except OSError:  # StorageError too
             log.warning("job %s: could not delete %s; it is deleted later", job_id, prefix)
             try:
                 await self.ledger.defer_release(prefix)
             except LedgerUnavailable:
                 log.error("job %s: %s could not be noted for a later delete", job_id, prefix)
+            return False
 
     async def _release_due(self) -> None:
-        """Deletes folders whose delete failed when their job ended (_release_inputs), some of
-        them (any: a folder that keeps failing does not hold the others back for good)."""
+        """Deletes folders noted as due (a job's end or cancel notes them: _release_inputs strikes
+        off what its dispatcher deleted, a failed delete stays), some of them (any: a folder that
+        keeps failing does not hold the others back for good)."""
         try:
             for prefix in await self.ledger.releases_due(_RELEASES_PER_LOOK):
                 try:
@@ -418,7 +426,13 @@ class Dispatcher:
             charge = self._failure_charge(stored, failure, ctx)
             error = pb.JobError(code=failure.code, message=failure.message)  # type: ignore[arg-type]
             await self.ledger.fail(
-                job_id, self.consumer, error, ctx.total_steps, charge=charge, before=await ctx.unwritten()
+                job_id,
+                self.consumer,
+                error,
+                ctx.total_steps,
+                charge=charge,
+                before=await ctx.unwritten(),
+                release=_folders_left(job_id, stored, ctx),
             )
             self._count_settlement(stored, charge)
             return "failed", pb.ErrorCode.Name(failure.code).removeprefix("ERROR_CODE_").lower()
@@ -432,12 +446,19 @@ class Dispatcher:
                 pb.JobError(code=pb.ERROR_CODE_PIPELINE_ERROR, message="an internal error stopped the render"),
                 ctx.total_steps,
                 before=await ctx.unwritten(),
+                release=_folders_left(job_id, stored, ctx),
             )
             self._count_settlement(stored, 0)
             return "failed", "pipeline_error"
         charge = self._success_charge(stored, result, ctx)
         await self.ledger.succeed(
-            job_id, self.consumer, result, ctx.total_steps, charge=charge, before=await ctx.unwritten()
+            job_id,
+            self.consumer,
+            result,
+            ctx.total_steps,
+            charge=charge,
+            before=await ctx.unwritten(),
+            release=_folders_left(job_id, stored, ctx),
         )
         self._count_settlement(stored, charge)
         return "succeeded", ""
@@ -469,3 +490,17 @@ class Dispatcher:
 
 def _price(stored: StoredJob) -> Price:
     return Price(stored.credits_base, stored.credits_reserved - stored.credits_base)
+
+
+def _has_uploads(job_id: str, stored: StoredJob) -> bool:
+    """Whether the job's submit stored inline images (its inputs name them)."""
+    return any(key.startswith(folders.uploads(job_id)) for key in stored.inputs.values())
+
+
+def _folders_left(job_id: str, stored: StoredJob, ctx: JobContext) -> list[str]:
+    """The storage folders a job's end leaves to delete (outputs stay): its uploads, and its work
+    files where this run or an earlier one may have written some."""
+    left = [folders.uploads(job_id)] if _has_uploads(job_id, stored) else []
+    if stored.job.attempt > 1 or ctx.wrote_work:
+        left.append(folders.work(job_id))
+    return left

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from gateway import folders
 from gateway.context import UPLOADS_AT_ONCE
 from gateway.requests import image_fields
 from render.v1 import render_service_pb2 as pb
@@ -14,7 +15,7 @@ from renderkit.storage.together import put_all
 
 def upload_key(job_id: str, field_path: str) -> str:
     """Where a job's inline image is kept until the job ends."""
-    return f"uploads/{job_id}/{field_path.replace('[', '-').replace(']', '')}"
+    return folders.uploads(job_id) + field_path.replace("[", "-").replace("]", "")
 
 
 async def upload_inputs(storage: Storage, job_id: str, request: pb.SubmitRenderRequest) -> tuple[bytes, dict[str, str]]:
@@ -38,7 +39,7 @@ async def upload_inputs(storage: Storage, job_id: str, request: pb.SubmitRenderR
 def drop_uploads(storage: Storage, job_id: str, inputs: dict[str, str]) -> None:
     """Deletes what a submit uploaded (never an asset: other jobs may use it)."""
     for key in inputs.values():
-        if key.startswith(f"uploads/{job_id}/"):
+        if key.startswith(folders.uploads(job_id)):
             storage.delete(key)
 
 

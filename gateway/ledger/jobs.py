@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from gateway import folders
 from gateway.ledger import keys
 from gateway.ledger.base import LedgerBase, LedgerError, as_dict
 from gateway.ledger.events import notice_payload
@@ -534,11 +535,21 @@ class Jobs(LedgerBase):
         total_steps: int,
         charge: int = 0,
         before: Sequence[Progress] = (),
+        release: Sequence[str] = (),
     ) -> None:
         """Ends a job with its result, charging it `charge` credits (the rest of its reservation is
-        refunded), after the steps `before` not yet recorded (in the same transition)."""
+        refunded), after the steps `before` not yet recorded (in the same transition), noting the
+        storage folders `release` for a reaper (its dispatcher deletes them and calls released)."""
         await self._end(
-            job_id, owner, State.SUCCEEDED, "Done", total_steps, result=result, charge=str(charge), before=before
+            job_id,
+            owner,
+            State.SUCCEEDED,
+            "Done",
+            total_steps,
+            result=result,
+            charge=str(charge),
+            before=before,
+            release=release,
         )
 
     async def fail(
@@ -549,9 +560,11 @@ class Jobs(LedgerBase):
         total_steps: int,
         charge: int = 0,
         before: Sequence[Progress] = (),
+        release: Sequence[str] = (),
     ) -> None:
         """Ends a job with an error (its message made safe to show, whatever produced it), charging
-        it `charge` credits, after the steps `before` not yet recorded (in the same transition)."""
+        it `charge` credits, after the steps `before` not yet recorded (in the same transition),
+        noting the storage folders `release` as succeed does."""
         safe = pb.JobError(code=error.code, message=safe_message(error.message))
         await self._end(
             job_id,
@@ -562,15 +575,25 @@ class Jobs(LedgerBase):
             error=safe,
             charge=str(charge),
             before=before,
+            release=release,
         )
 
     async def cancel(self, job_id: str, charge: int | None = None) -> bool:
         """Cancels a job that has not ended; True if this call cancelled it. Notifies its dispatcher.
         It is charged `charge` credits, or by default by its state: nothing while queued, its base
-        once started."""
+        once started. Its storage folders are noted for a reaper in the same step: a queued job has
+        no dispatcher to delete its uploads, a running one's may be dead (and a cancelled job keeps
+        no outputs)."""
         stored = await self.get(job_id)
         if stored is None:
             return False
+        release = (
+            [folders.uploads(job_id)]
+            if any(k.startswith(folders.uploads(job_id)) for k in stored.inputs.values())
+            else []
+        )
+        if stored.job.attempt > 0:  # it ran (or runs): checkpoints and outputs it may have stored
+            release += [folders.work(job_id), folders.outputs(stored.tenant, stored.job.project_id, job_id)]
         try:
             await self._end(
                 job_id,
@@ -581,6 +604,7 @@ class Jobs(LedgerBase):
                 step=stored.job.step,
                 progress=stored.job.progress,
                 charge="cancel" if charge is None else str(charge),
+                release=release,
             )
         except NotOwner:
             return False
@@ -601,6 +625,7 @@ class Jobs(LedgerBase):
         progress: float | None = None,
         charge: str = "0",
         before: Sequence[Progress] = (),
+        release: Sequence[str] = (),
     ) -> None:
         ms = now_ms()
         done = state is State.SUCCEEDED
@@ -628,7 +653,7 @@ class Jobs(LedgerBase):
             fields["result"] = result.SerializeToString()
         if error is not None:
             fields["error"] = error.SerializeToString()
-        await self._apply(job_id, owner, state.value, event, fields, charge, before=before)
+        await self._apply(job_id, owner, state.value, event, fields, charge, before=before, release=release)
 
     def transition_call(
         self,
@@ -641,10 +666,12 @@ class Jobs(LedgerBase):
         charge: str = "0",
         webhook: str = "",
         before: Sequence[Progress] = (),
+        release: Sequence[str] = (),
     ) -> tuple[list[str], list[str | bytes | int | float]]:
         """transition.lua's keys and arguments for one operation `op` (a retry repeats it): `event`,
         after the progress events `before` (each its own stream entry, webhooks and notice, in
-        order; the job's hash ends with their fields, then `fields`)."""
+        order; the job's hash ends with their fields, then `fields`). An end notes the storage
+        folders `release` for a reaper (releases_due), in the same step."""
         merged: dict[str, str | bytes | int | float] = {}
         earlier: list[str | bytes | int | float] = [len(before)]
         for step in before:
@@ -666,6 +693,7 @@ class Jobs(LedgerBase):
             keys.job_webhooks(job_id),
             keys.QUEUED_TENANTS,
             keys.PARKED_TENANTS,
+            keys.RELEASES_DUE,
         ]
         serialized = event.SerializeToString()
         args: list[str | bytes | int | float] = [
@@ -687,6 +715,7 @@ class Jobs(LedgerBase):
             event.time.ToMilliseconds(),
             *self._webhook_args(),
             notice_payload(serialized),
+            json.dumps(list(release)),
             *earlier,
             *flat,
         ]
@@ -702,12 +731,13 @@ class Jobs(LedgerBase):
         charge: str = "0",
         webhook: str = "",
         before: Sequence[Progress] = (),
+        release: Sequence[str] = (),
     ) -> None:
         """One transition.lua call; `webhook` is the event's webhook category ("start", "progress";
         an end is always "completed"), whose deliveries the script queues; `before`, progress
-        events written ahead of it in the same call."""
+        events written ahead of it in the same call; `release`, the folders an end leaves to delete."""
         call_keys, args = self.transition_call(
-            job_id, owner, new_state, event, fields, _op(), charge, webhook, before=before
+            job_id, owner, new_state, event, fields, _op(), charge, webhook, before=before, release=release
         )
         status = await self._script("transition", keys=call_keys, args=args)
         if status != b"ok":
@@ -748,9 +778,9 @@ class Jobs(LedgerBase):
         found: Any = await self._retry(lambda: self.redis.srandmember(keys.RELEASES_DUE, count))
         return [prefix.decode() for prefix in found or []]
 
-    async def released(self, prefix: str) -> None:
-        """A due folder's delete went through."""
-        await self._retry(lambda: self.redis.srem(keys.RELEASES_DUE, prefix))
+    async def released(self, *prefixes: str) -> None:
+        """Due folders whose delete went through."""
+        await self._retry(lambda: self.redis.srem(keys.RELEASES_DUE, *prefixes))
 
     async def checkpoints(self, job_id: str) -> dict[str, bytes]:
         """Every stored output of a job, by name (read once when a run starts or resumes)."""

@@ -536,6 +536,41 @@ def test_an_ended_job_deletes_what_it_stored_and_lists_no_folder_it_never_wrote(
             # work folder (this first run wrote no work file) was not listed either.
             assert storage.deleted == ["uploads/with-upload/"]
             assert not (tmp_path / "uploads" / "with-upload").exists()
+            assert await ledger.releases_due(10) == []  # noted by the end, struck off once deleted
+
+    asyncio.run(body())
+
+
+def test_a_dispatcher_dead_as_its_job_ended_leaves_its_folders_to_the_reaper(
+    redis_url: str, stages: dict[str, str], tmp_path: Path
+) -> None:
+    """A dispatcher killed between its job's end and deleting the job's uploads left them in
+    storage for good (a review found it): the end notes them in the same step, and a reaper
+    deletes them."""
+    from gateway.ledger import NewJob
+
+    async def body() -> None:
+        storage = ObservedStorage(tmp_path)
+        request = room_render_request(room_render("living room", dry_run=True)).SerializeToString()
+        async with _lone_dispatcher(redis_url, stages, tmp_path, storage) as (ledger, dispatcher):
+            inputs = {"room_render.materials.floor.swatch": "uploads/dies/swatch"}
+            storage.put(inputs["room_render.materials.floor.swatch"], SWATCH, "image/jpeg")
+            await ledger.submit(NewJob("dies", "faults", "room_render", request, inputs, "f", "", "", "", 3))
+            taken = await ledger.take(dispatcher.consumer, 30.0, frozenset())
+            assert taken is not None
+
+            async def dead(job_id: str, **_: Any) -> None:  # the process is gone before it deletes
+                return None
+
+            dispatcher._release_if_ended = dead  # type: ignore[method-assign]
+            await dispatcher._run(taken)
+            state = await ledger.state("dies")
+            assert state is not None and state.terminal
+            assert (tmp_path / "uploads" / "dies").exists()
+            assert await ledger.releases_due(10) == ["uploads/dies/"]
+            await dispatcher._release_due()  # another replica's reaper
+            assert not (tmp_path / "uploads" / "dies").exists()
+            assert await ledger.releases_due(10) == []
 
     asyncio.run(body())
 

@@ -265,6 +265,44 @@ def test_terminal_state_is_final(redis_url: str) -> None:
     run(body, redis_url)
 
 
+def test_an_end_notes_the_jobs_folders_for_a_reaper_in_the_same_step(redis_url: str) -> None:
+    """No dispatcher deletes a cancelled queued job's uploads (none runs it), nor a running one's
+    when its dispatcher is dead (the take skips an ended job), nor anything of a job whose
+    dispatcher died as it ended: they stayed in storage for good (a review found them). A cancel
+    notes the job's folders (its outputs too: a cancelled job keeps none), and so does a
+    dispatcher's end those it names, for the reaper (releases_due)."""
+
+    def uploaded(job_id: str) -> NewJob:
+        return replace(
+            new_job(), job_id=job_id, inputs={"material_swap.photo": f"uploads/{job_id}/material_swap.photo"}
+        )
+
+    async def body(ledger: Ledger) -> None:
+        queued = (await ledger.submit(uploaded(uuid.uuid4().hex))).job_id
+        assert await ledger.cancel(queued)
+        assert await ledger.releases_due(10) == [f"uploads/{queued}/"]
+        await ledger.released(f"uploads/{queued}/")
+        plain = (await ledger.submit(new_job())).job_id  # no uploads: nothing to note
+        assert await ledger.cancel(plain) and await ledger.releases_due(10) == []
+        running = (await ledger.submit(uploaded(uuid.uuid4().hex))).job_id
+        assert await claim(ledger, running, "dead") == 1
+        assert await ledger.cancel(running)
+        due = [f"uploads/{running}/", f"work/{running}/", f"renders/acme/p1/{running}/"]
+        assert sorted(await ledger.releases_due(10)) == sorted(due)
+        await ledger.released(*due)
+        ended = (await ledger.submit(uploaded(uuid.uuid4().hex))).job_id
+        assert await claim(ledger, ended, "w1") == 1
+        await ledger.succeed(ended, "w1", pb.JobResult(), 4, release=[f"uploads/{ended}/"])
+        assert await ledger.releases_due(10) == [f"uploads/{ended}/"]
+        # Repeated (a lost reply's retry) or refused (already ended), an end notes nothing more.
+        await ledger.released(f"uploads/{ended}/")
+        with pytest.raises(NotOwner):
+            await ledger.fail(ended, "w1", pb.JobError(), 4, release=[f"work/{ended}/"])
+        assert await ledger.releases_due(10) == []
+
+    run(body, redis_url)
+
+
 def test_a_taken_over_dispatcher_cannot_write(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
         job_id = (await ledger.submit(new_job())).job_id

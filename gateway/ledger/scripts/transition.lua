@@ -1,6 +1,6 @@
 -- Moves a job: progress of a running job, or its one terminal state.
 -- KEYS: job, events, active set, checkpoints, running (all), waiting dispatchers, webhooks due, the
---       job's webhook deliveries, queued tenants, parked tenants
+--       job's webhook deliveries, queued tenants, parked tenants, storage folders due for a delete
 -- ARGV: 1 job_id, 2 owner ('' = anyone), 3 new_state ('' = unchanged), 4 retention_ms, 5 event,
 --       6 op, 7 the job's notice channel, 8 work channel, 9 tenant running template, 10 tenant active
 --       template, 11 the credits the end charges ('cancel': by the job's state), 12 credit balance
@@ -9,8 +9,9 @@
 --       template, 18 webhook delivery template, 19 job webhooks template, 20 webhooks channel,
 --       21 a delivery's ttl_ms, 22 ms between progress deliveries, 23 most start and progress
 --       deliveries per job, 24 the event as the notice carries it (base64; '' to leave it out),
---       25 n, the number of progress events written before it, then n pairs (the event, as its
---       notice carries it), then fields and values.
+--       25 the storage folders an end leaves to delete (JSON list), 26 n, the number of progress
+--       events written before it, then n pairs (the event, as its notice carries it), then fields
+--       and values.
 -- A terminal job never moves again; a dispatcher that is no longer the owner cannot write. Each call
 -- carries an operation id: repeating it (a retry after a lost reply) changes nothing. The end frees
 -- the job's concurrency slot and its place in the tenant's quota, and settles its credits, in the
@@ -30,9 +31,9 @@ if not state then return 'missing' end
 if redis.call('HGET', KEYS[1], 'op') == ARGV[6] then return 'ok' end
 if terminal(state) then return 'terminal' end
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 'not_owner' end
-local earlier = tonumber(ARGV[25])
+local earlier = tonumber(ARGV[26])
 local fields = {'op', ARGV[6]}
-for i = 26 + 2 * earlier, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 27 + 2 * earlier, #ARGV do fields[#fields + 1] = ARGV[i] end
 if ARGV[3] ~= '' then fields[#fields + 1] = 'state'; fields[#fields + 1] = ARGV[3] end
 redis.call('HSET', KEYS[1], unpack(fields))
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
@@ -53,10 +54,10 @@ local function notice(kind, entry, payload)
   return text
 end
 for i = 1, earlier do
-  local event = ARGV[24 + 2 * i]
+  local event = ARGV[25 + 2 * i]
   local entry = redis.call('XADD', KEYS[2], '*', 'event', event)
   queue('progress', event)
-  redis.call('PUBLISH', ARGV[7], notice('next', entry, ARGV[25 + 2 * i]))
+  redis.call('PUBLISH', ARGV[7], notice('next', entry, ARGV[26 + 2 * i]))
   before = entry
 end
 local entry = redis.call('XADD', KEYS[2], '*', 'event', ARGV[5])
@@ -83,6 +84,10 @@ if ending then
         'balance', left, 'job', ARGV[1])
     end
   end
+  -- The folders the end leaves to delete, noted in the same step: a reaper deletes them when no
+  -- dispatcher does (a queued job cancelled, a dispatcher killed as its job ended).
+  local folders = cjson.decode(ARGV[25])
+  if #folders > 0 then redis.call('SADD', KEYS[11], unpack(folders)) end
   redis.call('SREM', KEYS[3], ARGV[1])
   redis.call('SREM', string.format(ARGV[10], tenant), ARGV[1])
   redis.call('ZREM', KEYS[5], tenant .. '|' .. ARGV[1])
