@@ -137,6 +137,9 @@ _FOREIGN_ABOVE = np.float32(2.2)
 # ... but a cell taken for dark whose light is within this of the surface's typical (a factor of
 # e^0.5 = 1.65) is the surface in shade beside a bright patch (_reference).
 _NEAR_TYPICAL = np.float32(0.5)
+# ... and a cell read as the surface is an object after all where, against a blur of what is surely
+# the surface, it is dark and its light is this far below the typical (a factor of e: _reference).
+_OBJECT_LIGHT = np.float32(1.0)
 # A surface with thin lines at the grid's scale: its 3 x 3 and 5 x 5 medians differ by this much
 # on average (log; make quality's old brick 0.12, the carpet 0.06, the rest at most 0.03:
 # _without_joints).
@@ -288,6 +291,20 @@ def _reference(log_l: np.ndarray, light: np.ndarray, valid: np.ndarray, pixel_ar
     usual = not_bright & (albedo > typical - _FOREIGN_BELOW)
     first = _weighted_median(light[usual], pixel_area[usual])
     usual |= not_bright & (np.abs(light - np.float32(first)) < _NEAR_TYPICAL)
+    reference = _weighted_median(light[usual], pixel_area[usual])
+    if not (valid & ~usual).any():
+        return reference
+    # A large object (a sofa over a third of a quad) darkens the wide blur over itself too, so most
+    # of it read as the surface and pulled the typical down. Once something has been left out, the
+    # blur is taken again over what is surely the surface (lit no darker than a factor of e under
+    # the typical), and the cells it then finds dark whose light is as far below the typical (an
+    # object's own dark level, not the surface's shade) are left out as well.
+    surely = usual & (light > np.float32(reference) - _OBJECT_LIGHT)
+    again = log_l - _normalised_blur(log_l, surely.astype(np.float32), 3 * _SPATIAL)
+    objects = usual & (again < typical - _FOREIGN_BELOW) & (light < np.float32(reference) - _OBJECT_LIGHT)
+    if not objects.any() or objects.sum() == usual.sum():
+        return reference
+    usual &= ~objects
     return _weighted_median(light[usual], pixel_area[usual])
 
 
