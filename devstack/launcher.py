@@ -390,8 +390,8 @@ class Stack:
         (kept across restarts of the same data directory), where the CLI, the demo and the tests
         find it."""
         path = self.data_dir / "dev-api-key"
-        if path.exists():
-            return
+        if path.exists() and path.read_text().strip():
+            return  # (an empty file is a write that failed: a full disk)
         minted = subprocess.run(
             [
                 sys.executable,
@@ -411,8 +411,7 @@ class Stack:
             timeout=60,
             check=True,
         )
-        path.write_text(minted.stdout.strip() + "\n")
-        path.chmod(0o600)
+        write_private(path, (minted.stdout.strip() + "\n").encode())  # whole or not at all
 
     def _start(self, deadline: float | None, say: bool) -> None:
         p = self.ports

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 ASSETS_PREFIX = "assets/"
 MAX_NAME_CHARS = 200
+SWEEP_RETRY_MS = 60_000  # an expired asset whose file could not be deleted is tried again after
 
 
 class AssetRefused(ValueError):
@@ -65,6 +66,7 @@ class AssetStore:
         self.retention_ms = int(retention_s * 1000)
         self.job_retention_ms = int(job_retention_s * 1000)
         self.quota = quota
+        self.sweep_retry_ms = SWEEP_RETRY_MS
 
     def _stored(self, key: str) -> bool:
         try:
@@ -145,7 +147,9 @@ class AssetStore:
                 await asyncio.to_thread(self.storage.delete, f"{ASSETS_PREFIX}{tenant}/{asset_id}")
                 deleted += 1
             except StorageError:
-                log.warning("an expired asset's file could not be deleted")
+                # Claimed (out of the index) already: back in it, or nothing would delete the file.
+                log.warning("an expired asset's file could not be deleted; it is tried again later")
+                await self.ledger.sweep_again(tenant, asset_id, now_ms() + self.sweep_retry_ms)
         return deleted
 
     async def sweep_forever(self, interval_s: float = 60.0) -> None:

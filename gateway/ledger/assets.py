@@ -151,6 +151,11 @@ class Assets(LedgerBase):
         removed: Any = await self._retry(lambda: self.redis.zrem(keys.EXPIRING_ASSETS, member))
         return bool(removed)
 
+    async def sweep_again(self, tenant: str, asset_id: str, at_ms: int) -> None:
+        """Puts an expired asset back in the expiry index, due at `at_ms`: its file's delete
+        failed (the storage away, or read-only), and a later sweep tries again."""
+        await self._retry(lambda: self.redis.zadd(keys.EXPIRING_ASSETS, {f"{tenant}/{asset_id}": float(at_ms)}))
+
     async def index_asset(self, asset: StoredAsset) -> None:
         """Puts an asset back in the expiry index at its expiry (a sweep that found it kept longer)."""
         scores = {f"{asset.tenant}/{asset.asset_id}": float(asset.expire_ms)}

@@ -136,7 +136,10 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         path = self.path(key)
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # read-only, or refused: a StorageError like every other failure, no path
+            raise StorageError(f"could not delete {key}: {exc.strerror or 'an error'}") from exc
         # Remove folders the key leaves empty, up to the root.
         for parent in path.parents:
             if parent == self.root or not parent.is_relative_to(self.root):

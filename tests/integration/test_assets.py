@@ -107,3 +107,27 @@ def test_an_asset_whose_file_went_missing_is_written_again(redis_url: str, tmp_p
         assert (tmp_path / first.storage_key).read_bytes() == image(1)
 
     asyncio.run(scenario())
+
+
+def test_an_expired_asset_whose_delete_fails_is_swept_again(redis_url: str, tmp_path: Path) -> None:
+    """The sweep claims an expired asset (out of the expiry index) before deleting its file: a
+    delete that fails (the storage read-only, or away) puts it back, or the file stays for good."""
+    from renderkit.storage import StorageError
+
+    async def scenario() -> None:
+        assets = store(redis_url, tmp_path, retention_s=0.3)
+        old = await assets.upload("t1", image(1), "old.jpg")
+        await asyncio.sleep(0.5)
+
+        def refused(key: str) -> None:
+            raise StorageError(f"could not delete {key}: Read-only file system")
+
+        assets.sweep_retry_ms = 0  # due again at once
+        assets.storage.delete = refused  # type: ignore[method-assign]  # this store's storage alone
+        assert await assets.sweep() == 0
+        assert (tmp_path / old.storage_key).exists()
+        del assets.storage.delete
+        assert await assets.sweep() == 1
+        assert not (tmp_path / old.storage_key).exists()
+
+    asyncio.run(scenario())

@@ -48,3 +48,20 @@ def test_two_deletes_of_one_prefix_at_once_both_succeed(tmp_path: Path) -> None:
         for thread in threads:
             thread.join()
         assert errors == [] and not (tmp_path / "uploads" / f"job{trial}").exists()
+
+
+def test_a_delete_the_filesystem_refuses_is_a_storage_error_naming_no_path(tmp_path: Path) -> None:
+    """A read-only storage directory: the delete fails as StorageError (what callers catch; a bare
+    OSError ended the asset sweep's round), and its message names the key, not the server's path."""
+    storage = LocalStorage(tmp_path)
+    storage.put("assets/t/a", b"x", "image/jpeg")
+
+    class ReadOnly(type(tmp_path)):  # type: ignore[misc]
+        def unlink(self, missing_ok: bool = False) -> None:
+            raise OSError(30, "Read-only file system", str(self))
+
+    where = storage.path
+    storage.path = lambda key: ReadOnly(where(key))  # type: ignore[method-assign]  # this storage alone
+    with pytest.raises(StorageError) as caught:
+        storage.delete("assets/t/a")
+    assert str(tmp_path) not in str(caught.value) and "assets/t/a" in str(caught.value)
