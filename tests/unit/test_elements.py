@@ -59,8 +59,7 @@ def plank_floor() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def grid_of(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The log luminance as the estimate's grid holds it head-on (a cell a pixel) and its median."""
-    grey = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
-    linear = shading_module._LINEAR[grey]
+    linear = shading_module._linear_luminance16(photo) * shading_module._PER_LUMINANCE16
     log_l = np.log(linear + np.float32(1e-4)).astype(np.float32)
     return log_l, np.asarray(cv2.medianBlur(log_l, 5))
 

@@ -438,3 +438,24 @@ def test_a_halved_field_enlarges_any_region_as_it_enlarges_whole(box: tuple[int,
         # OpenCV's vector and scalar loops may round one float's last bit differently.
         np.testing.assert_allclose(shading.region(x, y, width, height), expected, rtol=3e-7, atol=0)
     np.testing.assert_allclose(shading.region(*box), whole, rtol=3e-7, atol=0)
+
+
+def test_a_colour_fade_of_one_luminance_is_not_light() -> None:
+    """A wall painted in a fade from blue to orange, both of the same (linear) luminance, under
+    even light: the estimate is flat. The grey of the encoded colour, made linear, differed by
+    11 % between the two ends (and weighed the channels by Rec. 601), which the estimate took for a
+    light's gradient (a reviewer's scene: quad 33.3 dB, 37.5 with the luminance made linear)."""
+    rows, cols = 300, 400
+    t = np.linspace(0, 1, cols, dtype=np.float32)[None, :, None]
+    blue, orange = np.array([0.60, 0.10, 0.03], np.float32), np.array([0.02, 0.30, 0.60], np.float32)
+    luma = np.array([0.0722, 0.7152, 0.2126], np.float32)
+    orange *= float(blue @ luma) / float(orange @ luma)
+    linear = np.broadcast_to(blue * (1 - t) + orange * t, (rows, cols, 3)).astype(np.float32)
+    photo = linear_to_srgb(np.clip(linear, 0, 1))
+    for size in ((cols, rows), (4 * cols, 4 * rows)):  # whole, and halved (past 1.5 MP)
+        big = cv2.resize(photo, size, interpolation=cv2.INTER_NEAREST)
+        whole = np.full(big.shape[:2], 255, np.uint8)
+        field = estimate_shading(big, whole, np.eye(3), TEXTURE_SPACE).region(0, 0, *size)
+        width = size[0]
+        ends = np.log(field[:, width // 20 : width // 7].mean() / field[:, -width // 7 : -width // 20].mean())
+        assert abs(ends) < 0.02, size
