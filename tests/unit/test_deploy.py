@@ -524,6 +524,7 @@ def test_redis_keeps_its_ledger_on_a_volume_behind_a_password(render: Render) ->
     assert settings["appendonly"] == "yes" and settings["maxmemory-policy"] == "noeviction"
     # Acknowledged means on disk: everysec answers for up to 2 s before writing when the disk is busy.
     assert settings["appendfsync"] == "always"
+    assert settings["save"] == '""'  # no RDB snapshots beside the AOF (a failed one refuses writes)
     # noeviction refuses writes only under a maxmemory, which must leave room under the pod's limit.
     limit = redis["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
     assert settings["maxmemory"].endswith("mb") and limit.endswith("Gi")
