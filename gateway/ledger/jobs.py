@@ -587,13 +587,11 @@ class Jobs(LedgerBase):
         stored = await self.get(job_id)
         if stored is None:
             return False
-        release = (
-            [folders.uploads(job_id)]
-            if any(k.startswith(folders.uploads(job_id)) for k in stored.inputs.values())
-            else []
-        )
-        if stored.job.attempt > 0:  # it ran (or runs): checkpoints and outputs it may have stored
-            release += [folders.work(job_id), folders.outputs(stored.tenant, stored.job.project_id, job_id)]
+        # All of them, whatever the state read here: a dispatcher may take the job between this
+        # read and the cancel's step (a folder never written costs the reaper one listing).
+        uploaded = any(key.startswith(folders.uploads(job_id)) for key in stored.inputs.values())
+        release = [folders.uploads(job_id)] if uploaded else []
+        release += [folders.work(job_id), folders.outputs(stored.tenant, stored.job.project_id, job_id)]
         try:
             await self._end(
                 job_id,
