@@ -74,7 +74,7 @@ GENEROUS_TENANT_LIMITS: dict[str, float | int | None] = {
     "burst": 100000,
     "queue_quota": 10_000_000,
 }
-DISPATCHER_SLOTS = 2  # the gateway's DISPATCHER_CONCURRENCY default; the Celery worker gets as many
+DISPATCHER_SLOTS = 2  # the gateway's dispatcher slots here; the Celery worker gets as many processes
 
 
 @dataclass(frozen=True)

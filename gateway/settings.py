@@ -164,7 +164,9 @@ class GatewaySettings:
             generation_addr=env_str("GENERATION_ADDR", "127.0.0.1:50064"),
             retention_s=env_float("JOB_RETENTION_SECONDS", 48 * 3600.0, minimum=1.0),
             queue_limit=env_int("QUEUE_LIMIT", 1000, minimum=0),
-            dispatcher_concurrency=env_int("DISPATCHER_CONCURRENCY", 2, minimum=0),
+            # Above a tenant's default concurrency (2): a job holds its slot while it downloads its
+            # URL inputs, so one tenant's downloads trickling to their timeout held every slot.
+            dispatcher_concurrency=env_int("DISPATCHER_CONCURRENCY", 4, minimum=0),
             lease_s=env_float("JOB_LEASE_SECONDS", 30.0, minimum=1.0),
             stage_timeout_s=env_float("STAGE_TIMEOUT_SECONDS", 60.0, minimum=0.1),
             job_timeout_s=env_float("JOB_TIMEOUT_SECONDS", 600.0, minimum=1.0),

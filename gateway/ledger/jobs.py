@@ -311,6 +311,7 @@ class Jobs(LedgerBase):
                 keys.WEBHOOKS_DUE,
                 keys.job_webhooks(new.job_id),
                 keys.PARKED_TENANTS,
+                keys.QUEUE_FINISH,
             ],
             args=[
                 new.job_id,

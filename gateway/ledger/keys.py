@@ -11,6 +11,9 @@ QUEUED_TENANTS = "queue:tenants"
 # Tenants with jobs queued that a take found at their concurrency, by virtual time (lib/parking.lua).
 PARKED_TENANTS = "queue:parked"
 QUEUE_CLOCK = "queue:clock"
+# Each tenant's virtual finish time when a take emptied its queue: a tenant that queues again
+# starts there (or at the clock, if later), not at the clock ahead of the tenants still waiting.
+QUEUE_FINISH = "queue:finish"
 RUNNING = "running:all"
 # Pub/sub: a cancelled job's id (its dispatcher stops it). Each job also has a notice channel
 # (job_channel) that its events are announced on; a gateway subscribes to it while it has watchers

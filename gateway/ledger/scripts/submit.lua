@@ -7,7 +7,7 @@
 -- KEYS: job, events, active set, tenant index, idempotency key ('idem:none' when unused), tenant
 --       queue, queued tenants, queue clock, tenant limits, tenant rate, tenant active set, credit
 --       balance, credits reserved, credit log, waiting dispatchers, running (all), tenant running,
---       webhooks due, the job's webhook deliveries, parked tenants
+--       webhooks due, the job's webhook deliveries, parked tenants, tenants' virtual finish times
 -- ARGV: 1 job_id, 2 use_idempotency ('1'/'0'), 3 queue_limit (0: none), 4 now_ms, 5 retention_ms (unused here),
 --       6 event, 7 the job's notice channel, 8 work channel, 9 tenant, 10 default rate per second (0: none),
 --       11 default burst, 12 default queue quota (0: none), 13 rate limited ('1'/'0'), 14 credits
@@ -89,10 +89,15 @@ if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0 and not redis.call('ZSCO
 end
 redis.call('RPUSH', KEYS[6], ARGV[1])
 -- A tenant joining the queue starts at the virtual clock: it neither jumps ahead with credit saved
--- while idle nor waits behind the others' whole backlogs.
+-- while idle nor waits behind the others' whole backlogs. One whose last job was taken just now
+-- starts at that job's finish, when later: at the clock it would tie with (and, by name, go ahead
+-- of) the tenants that waited while it ran, and one that keeps a job queued would never let them in.
 -- (A tenant parked at its concurrency stays parked: lib/parking.lua.)
 if not redis.call('ZSCORE', KEYS[7], ARGV[9]) and not redis.call('ZSCORE', KEYS[20], ARGV[9]) then
-  redis.call('ZADD', KEYS[7], redis.call('GET', KEYS[8]) or '0', ARGV[9])
+  local clock = tonumber(redis.call('GET', KEYS[8]) or '0')
+  local finish = tonumber(redis.call('HGET', KEYS[21], ARGV[9]) or '0')
+  redis.call('HDEL', KEYS[21], ARGV[9])
+  redis.call('ZADD', KEYS[7], math.max(clock, finish), ARGV[9])
 end
 redis.call('PUBLISH', ARGV[7], '')
 if redis.call('ZCARD', KEYS[15]) > 0 then redis.call('PUBLISH', ARGV[8], ARGV[9]) end

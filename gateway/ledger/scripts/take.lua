@@ -3,7 +3,8 @@
 -- gives it a concurrency slot that lasts a lease: a slot not renewed expires with its dispatcher.
 -- A tenant found at its concurrency is parked (lib/parking.lua), so the next look reaches past it;
 -- a take that finds no work looks through the parked tenants and puts back those with a slot free.
--- KEYS: queued tenants, queue clock, running (all), waiting dispatchers, parked tenants
+-- KEYS: queued tenants, queue clock, running (all), waiting dispatchers, parked tenants, tenants'
+--       virtual finish times (when a take emptied their queue: submit.lua starts them there)
 -- ARGV: 1 owner, 2 now_ms, 3 lease_ms, 4 default concurrency, 5 default weight, 6 take key (this
 --       take's id), 7 queue template, 8 tenant running template, 9 tenant limits template,
 --       10 job template, 11 kinds that take no slot (",room_batch,"), 12 tenants looked at per take,
@@ -57,11 +58,12 @@ local function take_from(tenant, score)
       local running = string.format(ARGV[8], tenant)
       local attempt = hand_out(job, job_id, tenant, running, KEYS[3], ARGV[1], ARGV[2], now + lease, takes_slot)
       local start = math.max(score, clock)
+      local weight = tonumber(redis.call('HGET', limits, 'weight') or ARGV[5])
       if redis.call('LLEN', queue) > 0 then
-        local weight = tonumber(redis.call('HGET', limits, 'weight') or ARGV[5])
         redis.call('ZADD', KEYS[1], start + 1 / weight, tenant)
       else
         redis.call('ZREM', KEYS[1], tenant)
+        redis.call('HSET', KEYS[6], tenant, start + 1 / weight)  -- where it starts if it queues again
       end
       if start > clock then redis.call('SET', KEYS[2], tostring(start)) end
       redis.call('SET', ARGV[6], job_id .. '|' .. attempt .. '|' .. kind, 'EX', 300)
