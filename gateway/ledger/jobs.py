@@ -329,6 +329,7 @@ class Jobs(LedgerBase):
                 "1" if rate_limited else "0",
                 new.credits_reserved,
                 *start_args,
+                repr(defaults.weight),
                 *flat,
             ],
         )

@@ -668,9 +668,42 @@ def test_a_job_is_queued_beside_a_free_slot_when_others_wait_or_its_tenant_is_fu
         assert third.started is None  # acme's job waits: globex queues behind it
         await ledger.succeed(first.job_id, "here", pb.JobResult(), 4)
         taken = [await ledger.take("w", LEASE_S, DETACHED) for _ in range(2)]
-        assert [t[0] for t in taken if t] == [second.job_id, third.job_id]
+        # acme's first job moved its virtual time as a take would have: globex, which has run
+        # nothing, goes first (as it does when acme's first job is queued and taken at once).
+        assert [t[0] for t in taken if t] == [third.job_id, second.job_id]
 
     run(body, redis_url, tenant_defaults=TenantLimits(concurrency=1, rate_per_s=0))
+
+
+def test_a_tenant_keeps_its_virtual_time_when_its_job_starts_at_its_submit_or_its_queue_is_cancelled(
+    redis_url: str,
+) -> None:
+    """A job started at its submit (start_here) moves its tenant's virtual time as a take would, and
+    a tenant whose queue a take finds holding only cancelled jobs keeps its own: queued again, it
+    does not tie at the clock with (and by name go ahead of) a tenant that queued before it."""
+
+    async def body(ledger: Ledger) -> None:
+        here = StartHere("here", LEASE_S)
+        for _ in range(3):
+            ran = await ledger.submit(new_job(tenant="a"), start_here=here)
+            assert ran.started is not None
+            b_job = (await ledger.submit(new_job(tenant="b"))).job_id
+            a_job = (await ledger.submit(new_job(tenant="a"))).job_id
+            taken = [await ledger.take("w", LEASE_S, DETACHED) for _ in range(2)]
+            assert [t[0] for t in taken if t] == [b_job, a_job]
+            for job_id in (ran.job_id, b_job, a_job):
+                await ledger.succeed(job_id, "here" if job_id == ran.job_id else "w", pb.JobResult(), 4)
+        await ledger.submit(new_job(tenant="a"))
+        assert await ledger.take("w", LEASE_S, DETACHED) is not None
+        cancelled = (await ledger.submit(new_job(tenant="a"))).job_id
+        await ledger.cancel(cancelled)
+        assert await ledger.take("w", LEASE_S, DETACHED) is None  # finds only the cancelled job
+        b_job = (await ledger.submit(new_job(tenant="b"))).job_id
+        a_job = (await ledger.submit(new_job(tenant="a"))).job_id
+        taken = [await ledger.take("w", LEASE_S, DETACHED) for _ in range(2)]
+        assert [t[0] for t in taken if t] == [b_job, a_job]
+
+    run(body, redis_url, tenant_defaults=TenantLimits(rate_per_s=0, concurrency=10))
 
 
 def test_a_tenant_with_a_backlog_does_not_hold_back_another(redis_url: str) -> None:

@@ -16,8 +16,8 @@
 --       its notice carries it (base64; '' to leave it out), 20 webhook endpoints template,
 --       21 webhook delivery template, 22 job webhooks template, 23 webhooks channel, 24 a
 --       delivery's ttl_ms, 25 ms between progress deliveries, 26 most start and progress
---       deliveries per job (20-26 as transition.lua takes them), then the job hash's fields and
---       values from the request (the script adds the id, the tenant, created_ms and the initial
+--       deliveries per job (20-26 as transition.lua takes them), 27 default weight, then the job
+--       hash's fields and values from the request (the script adds the id, the tenant, created_ms and the initial
 --       state: QUEUED, step 0, attempt 0, updated now).
 -- Returns {'ok', id, the queued event's entry}, {'started', id, the job's hash as HGETALL gives it,
 -- the queued event's entry, the start's} (RUNNING, attempt 1, owned by that dispatcher, its start's
@@ -57,7 +57,7 @@ end
 gcra_store(KEYS[10], new_tat, now)
 local fields = {'id', ARGV[1], 'tenant', ARGV[9], 'created_ms', ARGV[4], 'updated_ms', ARGV[4], 'state', 'QUEUED',
   'step', '0', 'progress', '0', 'message', 'Queued', 'attempt', '0'}
-for i = 27, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 28, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 local queued = redis.call('XADD', KEYS[2], '*', 'event', ARGV[6])
 redis.call('SADD', KEYS[3], ARGV[1])
@@ -68,12 +68,19 @@ redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 -- a job still queued or running past the retention make a second job, charged again.
 if ARGV[2] == '1' then redis.call('SET', KEYS[5], ARGV[1]) end
 -- Started here: handed out as take.lua hands out a job (a slot for the lease, attempt 1, the owner),
--- with the queue and its clock untouched, since nothing was queued. The submitting
+-- its tenant's virtual finish time and the clock moved as the take moves them. The submitting
 -- dispatcher's own entry among the waiting ones is left as it is: its intake still waits for work.
 -- (A tenant parked at its concurrency has older jobs queued, ahead of this one: it is queued.)
 if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0 and not redis.call('ZSCORE', KEYS[20], ARGV[9])
     and redis.call('ZCOUNT', KEYS[17], now, '+inf') < tonumber(set[4] or ARGV[17]) then
   hand_out(KEYS[1], ARGV[1], ARGV[9], KEYS[17], KEYS[16], ARGV[15], ARGV[4], now + tonumber(ARGV[16]), true)
+  -- Its virtual time moves as the take's would (take.lua): queued again, the tenant starts after
+  -- this job, not at the clock tied with (and by name ahead of) a tenant that queued meanwhile.
+  local clock = tonumber(redis.call('GET', KEYS[8]) or '0')
+  local start = math.max(clock, tonumber(redis.call('HGET', KEYS[21], ARGV[9]) or '0'))
+  local weight = tonumber(redis.call('HGET', KEYS[9], 'weight') or ARGV[27])
+  redis.call('HSET', KEYS[21], ARGV[9], start + 1 / weight)
+  if start > clock then redis.call('SET', KEYS[8], tostring(start)) end
   redis.call('HSET', KEYS[1], 'message', 'Starting')
   -- The start's event and its webhooks, as the dispatcher's start (transition.lua) writes them; its
   -- notice names the queued event before it.

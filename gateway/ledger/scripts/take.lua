@@ -47,6 +47,9 @@ local function take_from(tenant, score)
     local job_id = redis.call('LPOP', queue)
     if not job_id then
       redis.call('ZREM', KEYS[1], tenant)
+      -- Its queue held only jobs that ended there (cancelled): it keeps its virtual time, as a
+      -- tenant whose last job was taken keeps its finish (submit.lua starts it there).
+      redis.call('HSET', KEYS[6], tenant, score)
       return nil
     end
     local job = string.format(ARGV[10], job_id)
