@@ -183,6 +183,7 @@ class GatewaySettings:
                 allow_private=allow_private,
                 max_bytes=env_int("MAX_IMAGE_BYTES", 40 * 1024 * 1024, minimum=1),
                 timeout_s=env_float("DOWNLOAD_TIMEOUT_SECONDS", 20.0, minimum=0.1),
+                min_bytes_per_s=env_float("DOWNLOAD_MIN_KIB_PER_SECOND", 16.0, minimum=0.0) * 1024,
             ),
             grace_seconds=env_float("SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0.0),
             dispatch=env_bool("GATEWAY_DISPATCH", True),

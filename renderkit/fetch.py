@@ -39,6 +39,9 @@ T = TypeVar("T")
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _TIMED_OUT = "the download timed out"
+# A body is judged by its rate once it has been arriving this long (a connection's slow start, a
+# busy moment), against FetchPolicy.min_bytes_per_s.
+_RATE_GRACE_S = 3.0
 # At most this many downloads run at once; more wait their turn (within their own deadline).
 DOWNLOAD_THREADS = 8
 _DOWNLOADS = concurrent.futures.ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="fetch")
@@ -144,6 +147,9 @@ class FetchPolicy:
     allow_private: bool = False
     max_bytes: int = 40 * 1024 * 1024
     timeout_s: float = 20.0
+    # A body arriving slower than this on average, past _RATE_GRACE_S, ends the download (0: no
+    # floor): a server trickling bytes held its job's dispatcher slot until the deadline.
+    min_bytes_per_s: float = 16 * 1024
     max_redirects: int = 3
     refuse: Callable[[str], str | None] = field(default=address_refused)
     resolve: Callable[[str, int], Sequence[AddressInfo]] = field(default=resolve_host)
@@ -406,6 +412,7 @@ def _exchange(
     if declared is not None and declared > policy.max_bytes:
         raise DownloadError(f"the file is {declared:,} bytes, more than {policy.max_bytes:,}")
     chunks, size = [], 0
+    began = 0.0  # when the body's first bytes came: a server slow to start is the deadline's to judge
     while True:
         sock.settimeout(_remaining(deadline))  # each read gets the time left, the watchdog the rest
         chunk = response.read1(65536)
@@ -415,6 +422,12 @@ def _exchange(
         if size > policy.max_bytes:
             raise DownloadError(f"the file is more than {policy.max_bytes:,} bytes")
         chunks.append(chunk)
+        began = began or time.monotonic()
+        took = time.monotonic() - began
+        if took > _RATE_GRACE_S and size < policy.min_bytes_per_s * took:
+            raise DownloadError(
+                f"the download was slower than {policy.min_bytes_per_s / 1024:,.0f} KiB a second", "timeout"
+            )
     if watchdog.fired:  # a body without a length ends at the shutdown as if complete
         raise DownloadError(_TIMED_OUT, "timeout")
     return 200, "", b"".join(chunks)

@@ -107,6 +107,22 @@ def test_a_server_trickling_a_byte_a_second_is_cut_off_at_the_deadline(where: st
     assert 2.0 <= elapsed <= 4.0
 
 
+def test_a_body_slower_than_the_floor_ends_the_download_before_the_deadline() -> None:
+    """A job holds its dispatcher slot while it downloads: a server dripping its body held it for
+    the whole budget (a review's tenant kept another's 0.1 s job waiting 19 s). Past the grace, a
+    body under the floor's rate ends the download; a prompt one of the same bytes does not."""
+    with trickle("body", interval_s=0.25) as base:
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match=r"^the download was slower than 16 KiB a second$"):
+            fetch(f"{base}/slow.jpg", FetchPolicy(allow_private=True, timeout_s=20))
+        assert time.monotonic() - started < 8.0  # the whole body would take 8 s, the budget 20
+    with trickle("body", interval_s=0.25) as base:  # no floor: the body arrives whole
+        assert (
+            fetch(f"{base}/slow.jpg", FetchPolicy(allow_private=True, timeout_s=20, min_bytes_per_s=0))[:2]
+            == b"\xff\xd8"
+        )
+
+
 def test_a_resolver_that_never_answers_is_bounded_by_the_deadline() -> None:
     release = threading.Event()
 
