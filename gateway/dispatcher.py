@@ -285,7 +285,7 @@ class Dispatcher:
             raise task.exception()  # type: ignore[misc]
         # Only what may exist is listed and deleted: uploads the submit recorded, and work files of
         # this run or an earlier one (a dry run or a small job has neither: no storage calls).
-        uploads = _has_uploads(job_id, stored)
+        uploads = folders.has_uploads(job_id, stored.inputs)
         work = attempt > 1 or task.cancelled() or task.result()
         await self._release_if_ended(job_id, uploads=uploads, work=work)
 
@@ -424,44 +424,29 @@ class Dispatcher:
             result = await plan(ctx)
         except JobFailure as failure:
             charge = self._failure_charge(stored, failure, ctx)
-            error = pb.JobError(code=failure.code, message=failure.message)  # type: ignore[arg-type]
-            await self.ledger.fail(
-                job_id,
-                self.consumer,
-                error,
-                ctx.total_steps,
-                charge=charge,
-                before=await ctx.unwritten(),
-                release=_folders_left(job_id, stored, ctx),
-            )
-            self._count_settlement(stored, charge)
-            return "failed", pb.ErrorCode.Name(failure.code).removeprefix("ERROR_CODE_").lower()
+            error: pb.JobError | None = pb.JobError(code=failure.code, message=failure.message)  # type: ignore[arg-type]
+            ended = "failed", pb.ErrorCode.Name(failure.code).removeprefix("ERROR_CODE_").lower()
         except (LedgerUnavailable, NotOwner, asyncio.CancelledError):
             raise
         except Exception:
             log.exception("job %s failed unexpectedly", job_id)
-            await self.ledger.fail(
-                job_id,
-                self.consumer,
-                pb.JobError(code=pb.ERROR_CODE_PIPELINE_ERROR, message="an internal error stopped the render"),
-                ctx.total_steps,
-                before=await ctx.unwritten(),
-                release=_folders_left(job_id, stored, ctx),
+            charge = 0
+            error = pb.JobError(code=pb.ERROR_CODE_PIPELINE_ERROR, message="an internal error stopped the render")
+            ended = "failed", "pipeline_error"
+        else:
+            charge, error, ended = self._success_charge(stored, result, ctx), None, ("succeeded", "")
+        # The steps not yet written and the folders the end leaves to delete, in the end's step.
+        before, release = await ctx.unwritten(), _folders_left(job_id, stored, ctx)
+        if error is None:
+            await self.ledger.succeed(
+                job_id, self.consumer, result, ctx.total_steps, charge=charge, before=before, release=release
             )
-            self._count_settlement(stored, 0)
-            return "failed", "pipeline_error"
-        charge = self._success_charge(stored, result, ctx)
-        await self.ledger.succeed(
-            job_id,
-            self.consumer,
-            result,
-            ctx.total_steps,
-            charge=charge,
-            before=await ctx.unwritten(),
-            release=_folders_left(job_id, stored, ctx),
-        )
+        else:
+            await self.ledger.fail(
+                job_id, self.consumer, error, ctx.total_steps, charge=charge, before=before, release=release
+            )
         self._count_settlement(stored, charge)
-        return "succeeded", ""
+        return ended
 
     @staticmethod
     def _count_settlement(stored: StoredJob, charge: int) -> None:
@@ -492,15 +477,10 @@ def _price(stored: StoredJob) -> Price:
     return Price(stored.credits_base, stored.credits_reserved - stored.credits_base)
 
 
-def _has_uploads(job_id: str, stored: StoredJob) -> bool:
-    """Whether the job's submit stored inline images (its inputs name them)."""
-    return any(key.startswith(folders.uploads(job_id)) for key in stored.inputs.values())
-
-
 def _folders_left(job_id: str, stored: StoredJob, ctx: JobContext) -> list[str]:
     """The storage folders a job's end leaves to delete (outputs stay): its uploads, and its work
     files where this run or an earlier one may have written some."""
-    left = [folders.uploads(job_id)] if _has_uploads(job_id, stored) else []
+    left = [folders.uploads(job_id)] if folders.has_uploads(job_id, stored.inputs) else []
     if stored.job.attempt > 1 or ctx.wrote_work:
         left.append(folders.work(job_id))
     return left

@@ -9,10 +9,17 @@ ended): a reaper deletes what is noted (Dispatcher._release_due).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 def uploads(job_id: str) -> str:
     """A job's inline images, from its submit until it ends."""
     return f"uploads/{job_id}/"
+
+
+def has_uploads(job_id: str, inputs: Mapping[str, str]) -> bool:
+    """Whether a job's inputs (field path -> storage key) name images its submit stored."""
+    return any(key.startswith(uploads(job_id)) for key in inputs.values())
 
 
 def work(job_id: str) -> str:

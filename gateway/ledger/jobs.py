@@ -591,8 +591,7 @@ class Jobs(LedgerBase):
             return False
         # All of them, whatever the state read here: a dispatcher may take the job between this
         # read and the cancel's step (a folder never written costs the reaper one listing).
-        uploaded = any(key.startswith(folders.uploads(job_id)) for key in stored.inputs.values())
-        release = [folders.uploads(job_id)] if uploaded else []
+        release = [folders.uploads(job_id)] if folders.has_uploads(job_id, stored.inputs) else []
         release += [folders.work(job_id), folders.outputs(stored.tenant, stored.job.project_id, job_id)]
         try:
             await self._end(

@@ -28,6 +28,8 @@ REVOKED_KEYS_CHANNEL = "apikeys:revoked"
 # (by time) and the next that finds a job takes it out, so a busy stack publishes nothing per submit.
 WORK_CHANNEL = "jobs:work"
 WAITING_DISPATCHERS = "dispatch:waiting"
+# take.lua's keys, in its order.
+TAKE_KEYS = [QUEUED_TENANTS, QUEUE_CLOCK, RUNNING, WAITING_DISPATCHERS, PARKED_TENANTS, QUEUE_FINISH]
 # Webhooks: every pending delivery by when it is due (ms), claimed by moving it a lease ahead; and
 # the channel the scripts that queue deliveries announce them on, so idle delivery workers look now.
 WEBHOOKS_DUE = "webhooks:due"

@@ -74,14 +74,7 @@ class WorkQueue(LedgerBase):
         kinds = "," + ",".join(sorted(detached_kinds)) + ","
         reply: Any = await self._script(
             "take",
-            keys=[
-                keys.QUEUED_TENANTS,
-                keys.QUEUE_CLOCK,
-                keys.RUNNING,
-                keys.WAITING_DISPATCHERS,
-                keys.PARKED_TENANTS,
-                keys.QUEUE_FINISH,
-            ],
+            keys=keys.TAKE_KEYS,
             args=[
                 owner,
                 now_ms(),

@@ -572,14 +572,7 @@ def test_a_retried_take_hands_out_the_same_job(redis_url: str) -> None:
             keys.CHECKPOINTS_TEMPLATE,
         ]
         script = ledger.scripts["take"]
-        take_keys = [
-            keys.QUEUED_TENANTS,
-            keys.QUEUE_CLOCK,
-            keys.RUNNING,
-            keys.WAITING_DISPATCHERS,
-            keys.PARKED_TENANTS,
-            keys.QUEUE_FINISH,
-        ]
+        take_keys = keys.TAKE_KEYS
         assert await script(keys=take_keys, args=args) == await script(keys=take_keys, args=args)
         assert (await script(keys=take_keys, args=args))[0].decode() == first
         assert await ledger.redis.llen(keys.queue("acme")) == 1  # the second is still queued
