@@ -220,8 +220,8 @@ def _luminance_and_weight(photo_bgr: np.ndarray, weight: np.ndarray, factor: int
     """The photo's linear luminance at 1/factor of its size (1 or 2) and the surface's weight
     (the mask at that size, 0-1), as the two channels of one float32 image, written in place.
 
-    The linear luminance of each pixel (_linear_luminance16); halved, of each 2 x 2 block's mean
-    colour (_linear_halved)."""
+    The linear luminance of each pixel (_linear_luminance16); halved, its 2 x 2 blocks' means
+    (_linear_halved)."""
     both = np.empty((*weight.shape, 2), np.float32)
     np.multiply(weight, np.float32(1 / 255), out=both[..., 1], dtype=np.float32)
     if factor == 1:
@@ -374,11 +374,10 @@ def _luminance_of(photo_bgr: np.ndarray, factor: int, rows: slice, cols: slice) 
     lines are taken out before the log, on 16 bits, where OpenCV's morphology is fast: the log is
     monotonic, so the result is the same."""
     if factor == 1:
-        grey = _without_lines(_linear_luminance16(photo_bgr[rows, cols]))
-        return np.asarray(cv2.log(np.multiply(np.maximum(grey, 7), _PER_LUMINANCE16, dtype=np.float32)))
-    part = photo_bgr[2 * rows.start : 2 * rows.stop, 2 * cols.start : 2 * cols.stop]
-    half = _without_lines(_linear_halved(part))
-    return np.asarray(cv2.log(np.multiply(np.maximum(half, 7), _PER_LUMINANCE16, dtype=np.float32)))
+        grey = _linear_luminance16(photo_bgr[rows, cols])
+    else:
+        grey = _linear_halved(photo_bgr[2 * rows.start : 2 * rows.stop, 2 * cols.start : 2 * cols.stop])
+    return np.asarray(cv2.log(np.multiply(np.maximum(_without_lines(grey), 7), _PER_LUMINANCE16, dtype=np.float32)))
 
 
 def _reach(log_l: np.ndarray, weights: np.ndarray) -> float:
