@@ -40,6 +40,7 @@ class Reply:
     byte_every_s: float = 0.0
     size: str = ""
     tokens: int | None = None
+    message: str = ""  # an error's message (default "scripted <status>")
 
 
 @dataclass
@@ -132,7 +133,11 @@ def fake_openai() -> Iterator[FakeOpenAI]:
             if REFUSE_MARKER in fields.get("prompt", ""):
                 reply = Reply("error", 400, "content_policy_violation")
             if reply.kind == "error":
-                error = {"message": f"scripted {reply.status}", "type": "invalid_request_error", "code": reply.code}
+                error = {
+                    "message": reply.message or f"scripted {reply.status}",
+                    "type": "invalid_request_error",
+                    "code": reply.code,
+                }
                 self._json(reply.status, {"error": error}, reply.headers)
                 return
             if reply.kind == "raw":

@@ -17,6 +17,8 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +50,10 @@ _SIZES = {
     "dall-e-2": {"square": (1024, 1024), "landscape": (1024, 1024), "portrait": (1024, 1024)},
 }
 _REFUSAL_CODES = {"content_policy_violation", "moderation_blocked"}
+# An error code OpenAI attaches to a 400 ("invalid_value", "billing_hard_limit_reached"): shown to the
+# caller; the provider's message (its account, organisation, model and links) goes to the log only.
+_ERROR_CODE = re.compile(r"[a-z0-9_]{1,64}")
+log = logging.getLogger(__name__)
 _MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 # How far an image's aspect ratio may be from the size asked for (providers round sizes, they do
 # not change an image's shape).
@@ -188,7 +194,10 @@ class OpenAIProvider:
         except openai.BadRequestError as exc:
             if getattr(exc, "code", None) in _REFUSAL_CODES:
                 raise ContentRefused("the image provider refused this content") from exc
-            raise ProviderFailure(f"HTTP 400: {exc.message}", counts=False) from exc
+            log.warning("the images API refused the request (HTTP 400): %s", exc.message)
+            code = getattr(exc, "code", None)
+            shown = f" ({code})" if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else ""
+            raise ProviderFailure(f"HTTP 400{shown}", counts=False) from exc
         except openai.RateLimitError as exc:
             raise RateLimited("HTTP 429", retry_after_seconds(dict(exc.response.headers))) from exc
         except openai.APITimeoutError as exc:

@@ -168,6 +168,17 @@ def test_content_policy_fails_at_once_without_retry_or_failover(fakes: Fakes) ->
     assert len(primary.requests) == 1 and not backup.requests
 
 
+def test_a_refused_request_shows_openais_error_code_but_not_its_account_details(fakes: Fakes) -> None:
+    primary, _ = fakes
+    said = "Billing hard limit has been reached for organization org-SECRET42 (project proj_INTERNAL9)."
+    primary.push(Reply("error", 400, "billing_hard_limit_reached", message=said))
+    with pytest.raises(Unavailable) as info:
+        run(generator(primary))
+    shown = [str(info.value), *(attempt.detail for attempt in info.value.attempts)]
+    assert any("HTTP 400 (billing_hard_limit_reached)" in text for text in shown), shown
+    assert not any("SECRET42" in text or "Billing" in text for text in shown), shown
+
+
 def test_a_malformed_image_counts_against_the_provider_and_fails_over(fakes: Fakes) -> None:
     primary, backup = fakes
     primary.push(Reply("malformed"))
