@@ -273,7 +273,7 @@ def _resolve(host: str, port: int, policy: FetchPolicy, deadline: float) -> Sequ
         future.cancel()
         raise DownloadError(_TIMED_OUT, "timeout") from None
     except (OSError, UnicodeError):
-        raise DownloadError(f"the host {_shown(host)} could not be resolved", "connection") from None
+        raise DownloadError(_unresolved(host), "connection") from None
 
 
 class _Watchdog:
@@ -338,14 +338,16 @@ def _to_checked_address(url: str, policy: FetchPolicy, deadline: float, exchange
         # Judged before any connection is attempted: a refused address is never contacted.
         reason = None if policy.allow_private else policy.refuse(str(sockaddr[0]))
         if reason:
-            refused = f"the host {_shown(host)} resolves to {reason}"
+            # Said as an unresolvable name is: a caller telling the two apart could map the
+            # names an internal resolver knows (and the kind of address each has).
+            refused = _unresolved(host)
             continue
         sock = socket.socket(family, kind, proto)
         answer = _over_connection(sock, sockaddr, host, port, https, target, deadline, exchange)
         if answer is not None:
             return answer[0]
     if refused:
-        raise DownloadError(refused, "address_refused")
+        raise DownloadError(refused, "connection")
     raise DownloadError("could not connect to the URL's server", "connection")
 
 
@@ -509,6 +511,11 @@ def decimal(text: str) -> int | None:
 
 
 _DECIMAL = re.compile(r"[0-9]{1,18}")
+
+
+def _unresolved(host: str) -> str:
+    """A name with no public address: unresolvable, or resolving to addresses that are refused."""
+    return f"the host {_shown(host)} has no public address"
 
 
 def _shown(host: str) -> str:

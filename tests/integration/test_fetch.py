@@ -49,7 +49,7 @@ def test_a_name_that_resolves_to_loopback_is_refused_at_connect_time() -> None:
     assert address_refused(str(address)) is not None, "this test needs the host name to resolve to a local address"
     with serve({"/a.jpg": (200, {}, b"x")}, host="127.0.0.1") as base:
         port = base.rsplit(":", 1)[1]
-        with pytest.raises(DownloadError, match="resolves to"):
+        with pytest.raises(DownloadError, match="has no public address"):
             fetch(f"http://{name}:{port}/a.jpg", FetchPolicy())
 
 
@@ -215,9 +215,7 @@ def connects(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 
 @pytest.mark.parametrize("address", REFUSED)
 def test_a_name_resolving_to_a_refused_address_is_never_connected_to(address: str, connects: list[object]) -> None:
-    with pytest.raises(
-        DownloadError, match=re.escape(f"the host metadata.example resolves to {address_refused(address)}")
-    ):
+    with pytest.raises(DownloadError, match=re.escape("the host metadata.example has no public address")):
         fetch("http://metadata.example/latest/meta-data", resolving_to(address))
     assert connects == []
 

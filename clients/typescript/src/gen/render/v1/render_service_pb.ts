@@ -3444,7 +3444,9 @@ export enum WebhookAttemptResult {
   TIMEOUT = 3,
 
   /**
-   * The receiver could not be connected to, or closed the connection.
+   * The receiver could not be connected to, or closed the connection; also a host name with no
+   * public address (unresolvable, or resolving only to addresses that are not globally routable:
+   * the two read alike, so that results cannot map the names an internal resolver knows).
    *
    * @generated from enum value: WEBHOOK_ATTEMPT_RESULT_CONNECTION_FAILED = 4;
    */
@@ -3458,7 +3460,7 @@ export enum WebhookAttemptResult {
   TLS_FAILED = 5,
 
   /**
-   * The URL's host resolves to an address that is not globally routable, which is refused.
+   * The URL names an address that is not globally routable, which is refused.
    *
    * @generated from enum value: WEBHOOK_ATTEMPT_RESULT_ADDRESS_REFUSED = 6;
    */
