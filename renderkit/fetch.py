@@ -414,22 +414,32 @@ def _exchange(
     if declared is not None and declared > policy.max_bytes:
         raise DownloadError(f"the file is {declared:,} bytes, more than {policy.max_bytes:,}")
     chunks, size = [], 0
-    began = 0.0  # when the body's first bytes came: a server slow to start is the deadline's to judge
+    # The body is judged by its rate from the headers' arrival (a server slow to answer at all is
+    # the deadline's to judge): one that sends its headers and then nothing, or drips, ends once
+    # it falls below the floor, as a read waits only until then.
+    began, floor = time.monotonic(), policy.min_bytes_per_s
+    too_slow = DownloadError(f"the download was slower than {floor / 1024:,.0f} KiB a second", "timeout")
     while True:
-        sock.settimeout(_remaining(deadline))  # each read gets the time left, the watchdog the rest
-        chunk = response.read1(65536)
+        wait = _remaining(deadline)  # each read gets the time left, the watchdog the rest
+        if floor > 0:  # without another byte, the body falls below the floor this long after `began`
+            below = max(_RATE_GRACE_S, size / floor) + 0.01 - (time.monotonic() - began)
+            wait = below if below < wait else wait
+        sock.settimeout(max(wait, 0.001))
+        try:
+            chunk = response.read1(65536)
+        except TimeoutError:
+            if floor > 0 and not watchdog.fired and time.monotonic() < deadline:
+                raise too_slow from None
+            raise
         if not chunk:
             break
         size += len(chunk)
         if size > policy.max_bytes:
             raise DownloadError(f"the file is more than {policy.max_bytes:,} bytes")
         chunks.append(chunk)
-        began = began or time.monotonic()
         took = time.monotonic() - began
-        if took > _RATE_GRACE_S and size < policy.min_bytes_per_s * took:
-            raise DownloadError(
-                f"the download was slower than {policy.min_bytes_per_s / 1024:,.0f} KiB a second", "timeout"
-            )
+        if floor > 0 and took > _RATE_GRACE_S and size < floor * took:
+            raise too_slow
     if watchdog.fired:  # a body without a length ends at the shutdown as if complete
         raise DownloadError(_TIMED_OUT, "timeout")
     return 200, "", b"".join(chunks)

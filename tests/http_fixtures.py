@@ -49,16 +49,21 @@ def serve(
 @contextmanager
 def trickle(where: str, interval_s: float = 1.0, host: str = "127.0.0.1") -> Iterator[str]:
     """A server that sends one byte every interval_s: in its status line and headers
-    (where="headers") or, after prompt headers, in its body (where="body"). Every byte restarts a
-    client's socket timeout, so only a deadline on the whole download ends it. Yields the base URL."""
+    (where="headers") or, after prompt headers, in its body (where="body"); or prompt headers and
+    then nothing until the client gives up (where="stall"). Every byte restarts a client's socket
+    timeout, so only a deadline on the whole download ends it. Yields the base URL."""
     stopping = threading.Event()
     body = b"\xff\xd8" + b"x" * 30  # short: code without a whole-download deadline fails in a minute or two
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             head = f"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            if where == "body":
+            if where in ("body", "stall"):
                 self.wfile.write(head)
+                self.wfile.flush()
+                if where == "stall":
+                    stopping.wait(60)
+                    return
                 self._drip(body)
             else:
                 self._drip(head + body)

@@ -123,6 +123,19 @@ def test_a_body_slower_than_the_floor_ends_the_download_before_the_deadline() ->
         )
 
 
+def test_headers_and_then_nothing_end_the_download_at_the_floors_grace() -> None:
+    """A server that answers its headers at once and then sends nothing fell below the floor too,
+    but the floor was only looked at when bytes came: it held the dispatcher slot for the whole
+    budget (the known limits of 2026-12-06)."""
+    with trickle("stall") as base:
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match=r"^the download was slower than 16 KiB a second$"):
+            fetch(f"{base}/slow.jpg", FetchPolicy(allow_private=True, timeout_s=20))
+        assert time.monotonic() - started < 6.0  # the grace is 3 s
+    with trickle("stall") as base, pytest.raises(DownloadError, match=r"^the download timed out$"):
+        fetch(f"{base}/slow.jpg", FetchPolicy(allow_private=True, timeout_s=2, min_bytes_per_s=0))
+
+
 def test_a_resolver_that_never_answers_is_bounded_by_the_deadline() -> None:
     release = threading.Event()
 
