@@ -39,8 +39,8 @@ T = TypeVar("T")
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _TIMED_OUT = "the download timed out"
-# A body is judged by its rate once it has been arriving this long (a connection's slow start, a
-# busy moment), against FetchPolicy.min_bytes_per_s.
+# A body is judged by its rate once this long has passed since its headers came (a connection's
+# slow start, a busy moment), against FetchPolicy.min_bytes_per_s.
 _RATE_GRACE_S = 3.0
 # At most this many downloads run at once; more wait their turn (within their own deadline).
 DOWNLOAD_THREADS = 8
