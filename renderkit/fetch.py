@@ -26,6 +26,7 @@ import http.client
 import ipaddress
 import os
 import re
+import select
 import socket
 import ssl
 import threading
@@ -404,7 +405,9 @@ def _exchange(
     conn.sock = sock  # already connected to the checked address
     sock.settimeout(_remaining(deadline))
     conn.request("GET", target, headers={"User-Agent": "render-pipeline/0.1", "Accept": "image/*"})
-    response = conn.getresponse()  # a status line or headers trickled in end at the watchdog
+    floor = policy.min_bytes_per_s
+    too_slow = DownloadError(f"the download was slower than {floor / 1024:,.0f} KiB a second", "timeout")
+    response = _response(conn, sock, deadline, too_slow if floor > 0 else None)
     if response.status in _REDIRECTS:
         return response.status, _header_text(response.getheader("Location") or ""), b""
     if response.status != 200:
@@ -417,8 +420,7 @@ def _exchange(
     # The body is judged by its rate from the headers' arrival (a server slow to answer at all is
     # the deadline's to judge): one that sends its headers and then nothing, or drips, ends once
     # it falls below the floor, as a read waits only until then.
-    began, floor = time.monotonic(), policy.min_bytes_per_s
-    too_slow = DownloadError(f"the download was slower than {floor / 1024:,.0f} KiB a second", "timeout")
+    began = time.monotonic()
     while True:
         wait = _remaining(deadline)  # each read gets the time left, the watchdog the rest
         if floor > 0:  # without another byte, the body falls below the floor this long after `began`
@@ -443,6 +445,33 @@ def _exchange(
     if watchdog.fired:  # a body without a length ends at the shutdown as if complete
         raise DownloadError(_TIMED_OUT, "timeout")
     return 200, "", b"".join(chunks)
+
+
+def _response(
+    conn: http.client.HTTPConnection, sock: socket.socket, deadline: float, too_slow: DownloadError | None
+) -> http.client.HTTPResponse:
+    """The response's status line and headers. However long the server takes to begin answering is
+    the deadline's to judge; with a rate floor (too_slow), once its first bytes come the rest of the
+    headers must follow within _RATE_GRACE_S: a server trickling them a byte at a time held the
+    job's dispatcher slot for the whole budget (else a watchdog at the deadline ends it)."""
+    if too_slow is None or isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return conn.getresponse()
+    readable, _, _ = select.select([sock], [], [], _remaining(deadline))
+    headers_by = time.monotonic() + _RATE_GRACE_S
+    if not readable or headers_by >= deadline:
+        return conn.getresponse()  # the deadline comes first: its watchdog ends what is blocked
+    headers_watchdog = _Watchdog(sock, headers_by)
+    try:
+        response = conn.getresponse()
+    except (OSError, http.client.HTTPException):
+        if headers_watchdog.fired:
+            raise too_slow from None
+        raise
+    finally:
+        headers_watchdog.disarm()
+    if headers_watchdog.fired:  # a status line cut short parses as one ("HTTP/1.1 200 ", no headers)
+        raise too_slow
+    return response
 
 
 def _header_text(value: str) -> str:

@@ -136,6 +136,18 @@ def test_headers_and_then_nothing_end_the_download_at_the_floors_grace() -> None
         fetch(f"{base}/slow.jpg", FetchPolicy(allow_private=True, timeout_s=2, min_bytes_per_s=0))
 
 
+def test_headers_trickled_end_the_download_at_the_floors_grace() -> None:
+    """A status line and headers sent a byte at a time are never judged by the body's rate: once
+    their first bytes come, the rest must follow within the grace. Without a floor, the deadline."""
+    with trickle("headers", interval_s=0.25) as base:
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match=r"^the download was slower than 16 KiB a second$"):
+            fetch(f"{base}/slow.jpg", FetchPolicy(allow_private=True, timeout_s=20))
+        assert time.monotonic() - started < 6.0  # the first byte at 0.25 s, then 3 s of grace
+    with trickle("headers", interval_s=0.25) as base, pytest.raises(DownloadError, match=r"^the download timed out$"):
+        fetch(f"{base}/slow.jpg", FetchPolicy(allow_private=True, timeout_s=5, min_bytes_per_s=0))
+
+
 def test_a_resolver_that_never_answers_is_bounded_by_the_deadline() -> None:
     release = threading.Event()
 
