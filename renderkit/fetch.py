@@ -454,9 +454,11 @@ def _response(
     the deadline's to judge; with a rate floor (too_slow), once its first bytes come the rest of the
     headers must follow within _RATE_GRACE_S: a server trickling them a byte at a time held the
     job's dispatcher slot for the whole budget (else a watchdog at the deadline ends it)."""
-    if too_slow is None or isinstance(sock, ssl.SSLSocket) and sock.pending():
+    if too_slow is None:
         return conn.getresponse()
-    readable, _, _ = select.select([sock], [], [], _remaining(deadline))
+    # TLS may hold the first bytes decrypted already, where select sees nothing more to read.
+    pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+    readable = pending or select.select([sock], [], [], _remaining(deadline))[0]
     headers_by = time.monotonic() + _RATE_GRACE_S
     if not readable or headers_by >= deadline:
         return conn.getresponse()  # the deadline comes first: its watchdog ends what is blocked
