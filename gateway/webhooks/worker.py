@@ -149,8 +149,11 @@ class DeliveryWorker:
         while not self._stopping.is_set():
             free = self.settings.concurrency - len(self._inflight)
             pause = _IDLE_LOOK_S
+            # Cleared whatever the slots: with every slot busy, an attempt's end may have set it
+            # before its task left _inflight, and a set event's wait() returns without yielding, so
+            # the loop would spin here forever (the event loop frozen, its timer heap growing).
+            self._wake.clear()
             if free > 0:
-                self._wake.clear()
                 try:
                     claimed = await self.ledger.claim_deliveries(
                         self.claim, now_ms(), lease_ms, free, self.settings.tenant_concurrency
@@ -166,7 +169,7 @@ class DeliveryWorker:
                 for delivery in claimed.deliveries:
                     task = asyncio.create_task(self._deliver(delivery))
                     self._inflight.add(task)
-                    task.add_done_callback(self._inflight.discard)
+                    task.add_done_callback(self._finished)
                 if claimed.next_due_ms is not None:
                     pause = min(pause, max((claimed.next_due_ms - now_ms()) / 1000, 0.01))
                 if len(claimed.deliveries) == free:
@@ -174,6 +177,11 @@ class DeliveryWorker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(pause):
                     await self._wake.wait()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        """An attempt's task ended: its slot is free, and the claim loop looks again."""
+        self._inflight.discard(task)
+        self._wake.set()
 
     async def _deliver(self, delivery: Delivery) -> None:
         """One attempt of a claimed delivery, recorded with what comes next."""
@@ -195,8 +203,6 @@ class DeliveryWorker:
             raise
         except Exception:
             log.exception("webhook %s: the attempt failed; it is retried when its claim runs out", delivery.delivery_id)
-        finally:
-            self._wake.set()
 
     async def _attempt(self, delivery: Delivery) -> tuple[Attempt, PostResponse | None]:
         secrets = delivery.secrets
