@@ -330,6 +330,7 @@ class Jobs(LedgerBase):
                 new.credits_reserved,
                 *start_args,
                 repr(defaults.weight),
+                keys.JOB_TEMPLATE,
                 *flat,
             ],
         )

@@ -1206,3 +1206,20 @@ def test_a_parked_tenants_new_job_waits_behind_its_queued_ones(redis_url: str) -
         assert retaken is not None and retaken[0] == first  # the lapsed one goes back at the front
 
     run(body, redis_url)
+
+
+def test_a_tenants_index_loses_the_jobs_that_expired(redis_url: str) -> None:
+    """The soak review: tenant:{t}:jobs held a member for every job ever submitted."""
+
+    async def body(ledger: Ledger) -> None:
+        ids = [(await ledger.submit(new_job())).job_id for _ in range(8)]
+        for job_id in ids:
+            assert await ledger.cancel(job_id)
+        await asyncio.sleep(0.3)  # past the retention: every key of those jobs expired
+        index = "tenant:acme:jobs"
+        assert await ledger.redis.zcard(index) == 8
+        for _ in range(3):
+            await ledger.submit(new_job())
+        assert await ledger.redis.zcard(index) == 3  # four dead members go at each submit
+
+    run(body, redis_url, retention_s=0.1)

@@ -16,7 +16,8 @@
 --       its notice carries it (base64; '' to leave it out), 20 webhook endpoints template,
 --       21 webhook delivery template, 22 job webhooks template, 23 webhooks channel, 24 a
 --       delivery's ttl_ms, 25 ms between progress deliveries, 26 most start and progress
---       deliveries per job (20-26 as transition.lua takes them), 27 default weight, then the job
+--       deliveries per job (20-26 as transition.lua takes them), 27 default weight, 28 the job key
+--       template (the tenant index's oldest members are checked against it), then the job
 --       hash's fields and values from the request (the script adds the id, the tenant, created_ms and the initial
 --       state: QUEUED, step 0, attempt 0, updated now).
 -- Returns {'ok', id, the queued event's entry}, {'started', id, the job's hash as HGETALL gives it,
@@ -57,12 +58,19 @@ end
 gcra_store(KEYS[10], new_tat, now)
 local fields = {'id', ARGV[1], 'tenant', ARGV[9], 'created_ms', ARGV[4], 'updated_ms', ARGV[4], 'state', 'QUEUED',
   'step', '0', 'progress', '0', 'message', 'Queued', 'attempt', '0'}
-for i = 28, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 29, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 local queued = redis.call('XADD', KEYS[2], '*', 'event', ARGV[6])
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[11], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+-- The index's oldest members whose job has expired (a retention after its end) go, a few at each
+-- submit: nothing else removes them (ListJobs only drops those a page walks over), and a tenant's
+-- index would otherwise hold every job it ever submitted. Jobs expire about in creation order, so
+-- this removes at least as many as submits add once the oldest have expired.
+for _, old in ipairs(redis.call('ZRANGE', KEYS[4], 0, 3)) do
+  if redis.call('EXISTS', string.format(ARGV[28], old)) == 0 then redis.call('ZREM', KEYS[4], old) end
+end
 -- The key lasts as long as its job: like the job's hash it expires a retention after the job's end
 -- (transition.lua), however long the job waited and ran; an expiry from now would let a repeat of
 -- a job still queued or running past the retention make a second job, charged again.
