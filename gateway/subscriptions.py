@@ -218,7 +218,8 @@ class Subscriptions:
                     followed(data)
             elif kind == b"subscribe":
                 channel = _text(reply[1])
-                self._confirmed.add(channel)
+                if channel in self._handlers:  # only these count for _on_confirmed; a job's channel
+                    self._confirmed.add(channel)  # would stay here after its unfollow, to a reconnect
                 followed = self._followed.get(channel)
                 if followed is not None:
                     followed("")  # subscribed: catch up on what came before

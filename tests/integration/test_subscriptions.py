@@ -62,6 +62,8 @@ def test_followed_channels_are_heard_while_followed(redis_url: str) -> None:
             await publisher.publish(early, "n2")
             await _until(lambda: heard[early] == ["", "n1", "n2"])
             assert heard[racing] == ["", "n1"]  # unfollowed: not heard any more
+            # Nor remembered: a job's confirmed channel stayed until a reconnect, every job's (the soak review).
+            assert racing not in subscriptions._confirmed
         finally:
             await subscriptions.stop()
             await listener.aclose()
