@@ -327,13 +327,22 @@ class Dispatcher:
         """Deletes folders noted as due (a job's end or cancel notes them: _release_inputs strikes
         off what its dispatcher deleted, a failed delete stays), some of them (any: a folder that
         keeps failing does not hold the others back for good)."""
+        # A full look is followed by another at once (within a lease's quarter): at 20 a look every
+        # lease_s / 4 a gateway deleted 2.7 folders a second, and every cancel notes two or three,
+        # so a tenant cancelling more than ~1.3 jobs a second grew the set without bound.
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.settings.lease_s / 4
         try:
-            for prefix in await self.ledger.releases_due(_RELEASES_PER_LOOK):
-                try:
-                    await asyncio.to_thread(self.storage.delete_prefix, prefix)
-                except OSError:  # StorageError too
-                    return  # the storage still fails: the next look tries again
-                await self.ledger.released(prefix)
+            while True:
+                due = await self.ledger.releases_due(_RELEASES_PER_LOOK)
+                for prefix in due:
+                    try:
+                        await asyncio.to_thread(self.storage.delete_prefix, prefix)
+                    except OSError:  # StorageError too
+                        return  # the storage still fails: the next look tries again
+                    await self.ledger.released(prefix)
+                if len(due) < _RELEASES_PER_LOOK or loop.time() >= until:
+                    return
         except LedgerUnavailable:
             return
 

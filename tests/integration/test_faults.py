@@ -575,6 +575,26 @@ def test_a_dispatcher_dead_as_its_job_ended_leaves_its_folders_to_the_reaper(
     asyncio.run(body())
 
 
+def test_a_reapers_look_goes_on_while_it_finds_a_full_page_of_due_folders(
+    redis_url: str, stages: dict[str, str], tmp_path: Path
+) -> None:
+    """A look deleted 20 folders every quarter of a lease (2.7 a second), and each cancel notes two
+    or three: a tenant cancelling more than ~1.3 jobs a second grew the set without bound (the soak
+    review). A full page is followed by another at once."""
+
+    async def body() -> None:
+        storage = ObservedStorage(tmp_path)
+        async with _lone_dispatcher(redis_url, stages, tmp_path, storage) as (ledger, dispatcher):
+            for n in range(75):
+                storage.put(f"work/j{n}/checkpoint", b"x", "application/octet-stream")
+                await ledger.defer_release(f"work/j{n}/")
+            await dispatcher._release_due()
+            assert await ledger.releases_due(10) == []
+            assert not any((tmp_path / "work").iterdir())
+
+    asyncio.run(body())
+
+
 def test_an_upload_whose_delete_fails_is_deleted_later(redis_url: str, stages: dict[str, str], tmp_path: Path) -> None:
     """A customer's photo must not stay in storage because the storage failed once when its job
     ended: the folder is noted in the ledger and a reaper's look deletes it once storage works."""
