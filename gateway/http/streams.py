@@ -57,10 +57,12 @@ from typing import Any
 import h2.connection
 import h2.errors
 import h2.events
+import h2.exceptions
 import hypercorn.protocol
 from h2.connection import ConnectionInputs
 from h2.stream import StreamClosedBy
 from hypercorn.events import Closed, Event
+from hypercorn.protocol.events import Body
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.events import StreamClosed
 from hypercorn.protocol.h2 import H2Protocol
@@ -101,6 +103,7 @@ class BoundedH2Protocol(H2Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.streams: dict[int, Any] = _Streams(self.connection, self.streams)
         self._resets = _Budget(RESETS_BURST, RESETS_PER_S)
         self._control = _Budget(CONTROL_BURST, CONTROL_PER_S)
         # Every frame h2 parses is counted, events or not (a window update for a stream gone makes
@@ -218,6 +221,34 @@ class BoundedH2Protocol(H2Protocol):
                     self.priority.unblock(stream)
             await self.has_data.set()
             await asyncio.sleep(_SETTLE_S)
+
+
+class _Answered:
+    """A stream already answered and let go of, whose client is still sending its body (a refused
+    upload): its bytes go nowhere and its client is asked to stop sending (RST_STREAM NO_ERROR,
+    RFC 9113, 8.1); Hypercorn then lets go of them for flow control as for any stream."""
+
+    def __init__(self, connection: h2.connection.H2Connection, stream_id: int) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+
+    async def handle(self, event: StreamEvent) -> None:
+        if isinstance(event, Body):
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                self.connection.reset_stream(self.stream_id, h2.errors.ErrorCodes.NO_ERROR)
+
+
+class _Streams(dict):  # type: ignore[type-arg]
+    """Hypercorn's streams by id. Hypercorn looks up the stream of every DATA frame, and a KeyError
+    (a body still arriving after its response ended) ends the whole connection, every other call
+    on it included: such a frame goes to an _Answered instead."""
+
+    def __init__(self, connection: h2.connection.H2Connection, streams: dict[int, Any]) -> None:
+        super().__init__(streams)
+        self.connection = connection
+
+    def __missing__(self, stream_id: int) -> _Answered:
+        return _Answered(self.connection, stream_id)
 
 
 def install() -> None:

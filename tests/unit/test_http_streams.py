@@ -420,3 +420,47 @@ def test_a_stream_past_the_bound_is_refused_alone() -> None:
     assert refused == [(9, 7), (11, 7), (9, 5)]  # REFUSED_STREAM, then STREAM_CLOSED
     assert sorted(answered) == [1, 3, 5, 7, 13] and not ended
     assert [probe for _, probe in served] == ["", "", "", "", "refused-then-used"]
+
+
+def test_a_body_still_arriving_after_its_answer_leaves_the_other_streams_served() -> None:
+    """The gateway answers an upload before its body has all come (too large, no credential): the
+    client's next DATA frame on that stream, gone from Hypercorn's streams, raised a KeyError that
+    ended the connection and every other call on it (the hostile-caller review). The late body goes
+    nowhere, its client is asked to stop (RST_STREAM NO_ERROR), and stream 1 is answered."""
+    post = [(":method", "POST"), (":scheme", "http"), (":authority", "gateway")]
+    events: list[h2.events.Event] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/slow":  # reads its whole body, then answers
+            while (await receive()).get("more_body"):
+                pass
+        await send({"type": "http.response.start", "status": 200 if scope["path"] == "/slow" else 413, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+    async def body(connection: Connection) -> None:
+        client = connection.client
+
+        async def exchange() -> None:  # Connection.send, keeping what the client hears
+            for data in connection.written:
+                events.extend(client.receive_data(data))
+            connection.written.clear()
+            await connection.protocol.handle(RawData(client.data_to_send()))
+
+        client.send_headers(1, [*post, (":path", "/slow")])
+        client.send_headers(3, [*post, (":path", "/early")])
+        await exchange()
+        await _sleep(0.05)  # stream 3 is answered and let go of
+        await exchange()
+        client.send_data(3, b"x" * 1000)  # its body, still on its way
+        await exchange()
+        client.send_data(1, b"done", end_stream=True)
+        await exchange()
+        await _sleep(0.05)
+        await exchange()
+
+    assert asyncio.run(serving(app, body)) == []
+    answered = {e.stream_id: dict(e.headers)[b":status"] for e in events if isinstance(e, h2.events.ResponseReceived)}
+    assert answered == {1: b"200", 3: b"413"}
+    assert any(isinstance(e, h2.events.StreamReset) and e.stream_id == 3 and e.error_code == 0 for e in events)
