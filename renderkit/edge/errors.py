@@ -134,6 +134,12 @@ class ErrorMapping(grpc.aio.ServerInterceptor):
         return stream
 
     async def _map(self, method: str, exc: Exception, context: grpc.aio.ServicerContext) -> None:  # type: ignore[type-arg]
+        if _over(context):
+            # gRPC ended the call already (its client reset it, or gRPC refused its message, a
+            # compressed one say), so the handler's own answer could not be sent: nothing is left
+            # to answer, and nothing went wrong here. As a cancel: gRPC logs it at debug.
+            log.debug("%s: the call ended before its answer (%s)", method, exc)
+            raise asyncio.CancelledError()
         dependency = self._dependency(exc)
         if dependency is not None:
             log.warning("%s: %s is unavailable (%s)", method, dependency.dependency, exc.__cause__ or exc)
@@ -156,3 +162,9 @@ class ErrorMapping(grpc.aio.ServerInterceptor):
             if isinstance(exc, kind):
                 return DependencyUnavailable(name)
         return None
+
+
+def _over(context: Any) -> bool:
+    """Whether gRPC has ended the call (the HTTP port's context has no such state: never)."""
+    done = getattr(context, "done", None)
+    return bool(done is not None and done())

@@ -201,3 +201,31 @@ def test_internal_servers_age_connections_out_so_clients_find_new_replicas() -> 
     assert internal["grpc.max_connection_age_grace_ms"] >= internal["grpc.max_connection_age_ms"]
     public = dict(server_options(1 << 20, max_connections=100))
     assert "grpc.max_connection_age_ms" not in public and public["grpc.max_allowed_incoming_connections"] == 100
+
+
+def test_a_call_grpc_ended_already_is_not_answered_again_nor_logged_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A refusal's abort on a call gRPC had ended (its client reset it; a compressed message gRPC
+    refused) raised, and the mapping logged it as a failure with a reference and aborted again,
+    which gRPC logged as a servicer error: two tracebacks at ERROR for ~100 bytes a caller sent,
+    without a credential (the hostile-caller review). Such a call ends as a cancel, at debug."""
+    from renderkit.edge.errors import ErrorMapping
+
+    class Ended:
+        aborted = False
+
+        def done(self) -> bool:
+            return True
+
+        async def abort(self, *args: object, **kwargs: object) -> None:
+            Ended.aborted = True
+
+    async def refused(request: object, context: object) -> None:
+        raise RuntimeError("the abort found the call over")
+
+    call = ErrorMapping()._unary("/render.v1.RenderService/GetJob", refused)
+    with caplog.at_level("DEBUG"), pytest.raises(asyncio.CancelledError):
+        asyncio.run(call(object(), Ended()))  # type: ignore[arg-type]
+    assert not Ended.aborted
+    assert not [r for r in caplog.records if r.levelno >= 30], [r.getMessage() for r in caplog.records]
