@@ -62,9 +62,8 @@ import hypercorn.protocol
 from h2.connection import ConnectionInputs
 from h2.stream import StreamClosedBy
 from hypercorn.events import Closed, Event
-from hypercorn.protocol.events import Body
+from hypercorn.protocol.events import Body, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
-from hypercorn.protocol.events import StreamClosed
 from hypercorn.protocol.h2 import H2Protocol
 from hyperframe.frame import DataFrame, Frame, HeadersFrame, RstStreamFrame
 from priority.priority import MissingStreamError
