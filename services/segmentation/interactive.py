@@ -337,6 +337,23 @@ def _disk(mask: np.ndarray, points: np.ndarray, radius: int, value: int) -> None
 
 # A box that leaves less than this share of the photo outside it gives GrabCut no background.
 BOX_LEAVES = 0.02
+# A box side within this share of the photo's side from its border is taken to reach the border: a
+# user drags a box a few pixels short of the edge, and a surface running out of the frame (most
+# floors) then fills that strip, which as certain background taught GrabCut the surface's own
+# colour and texture as the rest (the mask fell to the clicks' disks).
+BOX_EDGE_SNAP = 0.03
+
+
+def _snapped_box(box: tuple[float, float, float, float], width: int, height: int) -> tuple[float, float, float, float]:
+    """The box with each side near the photo's border moved onto it (see BOX_EDGE_SNAP)."""
+    x0, y0, x1, y1 = box
+    mx, my = BOX_EDGE_SNAP * width, BOX_EDGE_SNAP * height
+    return (
+        min(x0, 0.0) if x0 < mx else x0,
+        min(y0, 0.0) if y0 < my else y0,
+        max(x1, float(width)) if x1 > width - mx else x1,
+        max(y1, float(height)) if y1 > height - my else y1,
+    )
 
 
 def select_surface(
@@ -360,6 +377,8 @@ def select_surface(
             f"the photo is too small or too narrow to find a surface in from clicks or a box (its shorter side "
             f"must be at least {MIN_WORK_SIDE} px and 1/{WORK_SIDE // MIN_WORK_SIDE} of its longer)"
         )
+    if box is not None:
+        box = _snapped_box(box, width, height)
     appearance = Appearance(photo_bgr)
     scale = appearance.scale
     sw, sh = appearance.size
