@@ -341,7 +341,7 @@ def plane_from_lines(
     halved the error of facades seen with a long lens (docs/quality.md)."""
     lines = _Lines.find(photo_bgr, mask)
     if given_focal is not None:
-        return _fit(lines, default_focal, given_focal, focal_tolerance, keep_unless_told=True)[0]
+        return _fit(lines, default_focal, given_focal, focal_tolerance, keep_unless_told=True, known_camera=True)[0]
     refusal: NoVanishingPoints | None = None
     free: LinePlane | None = None
     try:
@@ -433,9 +433,12 @@ def _fit(
     focal_tolerance: float,
     *,
     keep_unless_told: bool = False,
+    known_camera: bool = False,
 ) -> tuple[LinePlane, bool]:
     """The plane from the found lines, the focal length given (see plane_from_lines) or not, and
-    whether the lines told the focal lengths within the tolerance apart (_settled_focal)."""
+    whether the lines told the focal lengths within the tolerance apart (_settled_focal). With
+    known_camera (the given focal length is the caller's, not a seed), a pair of directions at a
+    right angle goes before any other."""
     width, height, points, centroid, samples = lines.width, lines.height, lines.points, lines.centroid, lines.samples
     segments, scale, centre = lines.segments, lines.scale, lines.centre
     lengths = np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1])
@@ -449,8 +452,12 @@ def _fit(
     if not candidates and (given_focal is None or not points):
         raise NoVanishingPoints("the lines on and around the surface do not run in two directions")
     best: LinePlane | None = None
-    best_score = 0.0
+    best_rank = (False, 0.0)
     pair: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    # With the camera known (known_camera), a pair at a right angle (a floor's planks and their joints) goes
+    # before any other (a herringbone's or a rhombic pattern's directions are kept only where no
+    # such pair is found): a family merged from two directions (a floor's edge against the wall and
+    # a sun patch's edges) outscored the planks' joints and tilted the plane 8-9 degrees.
     strongest = max(lengths[inliers].sum() for _, inliers in points) if points else 0.0
     long = lengths >= _MIN_LENGTH * scale
     for (v1, in1), (v2, in2) in candidates:
@@ -472,8 +479,10 @@ def _fit(
         score = float(np.sqrt(lengths[in1].sum() * lengths[in2].sum())) * (
             1.0 if candidate.focal_from_lines else _ASSUMED_FOCAL
         )
-        if best is None or score > best_score:
-            best, best_score, pair = candidate, score, (v1, in1, v2, in2)
+        right = known_camera and given_focal is not None and _right_angle(v1, v2, centre, given_focal / scale)
+        rank = (right, score)
+        if best is None or rank > best_rank:
+            best, best_rank, pair = candidate, rank, (v1, in1, v2, in2)
     if (best is None or pair is None) and given_focal is not None and points:
         # One direction on the surface and none across it (a brick facade whose vertical joints
         # are too small to see): the direction at a right angle to it from the whole photo's
@@ -646,6 +655,14 @@ def _settled_focal(
 # Two line directions further than this from a right angle (with the camera known) are not taken
 # for perpendicular ones (a herringbone's, a rhombic pattern's): they are left as measured.
 _RIGHT_ANGLE_SLACK = np.radians(12.0)
+
+
+def _right_angle(v1: np.ndarray, v2: np.ndarray, centre: np.ndarray, f: float) -> bool:
+    """Whether two vanishing points (scaled coordinates) are the images of directions within
+    _RIGHT_ANGLE_SLACK of a right angle, for a camera of focal length f (scaled)."""
+    K_inv = np.linalg.inv(np.array([[f, 0.0, centre[0]], [0.0, f, centre[1]], [0.0, 0.0, 1.0]]))
+    d1, d2 = K_inv @ v1, K_inv @ v2
+    return abs(float(d1 @ d2)) <= np.sin(_RIGHT_ANGLE_SLACK) * float(np.linalg.norm(d1) * np.linalg.norm(d2))
 
 
 def _orthogonal_pair(
