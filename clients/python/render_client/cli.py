@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import unicodedata
+import uuid
 from pathlib import Path
 from typing import TextIO, cast
 
@@ -155,21 +156,48 @@ def show_job(job: pb.Job) -> str:
     return json_format.MessageToJson(job, preserving_proto_field_name=True)
 
 
+class Interrupted(Exception):
+    """Ctrl-C while following a job: the job itself goes on."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
 def watch(client: RenderClient, job_id: str, out: TextIO | None = None, err: TextIO | None = None) -> pb.Job:
     """Shows the job's progress until it ends (on stdout and stderr as they are at the call) and
-    returns the ended job; reconnects are reported, and GaveUpError ends a watch that cannot."""
+    returns the ended job; reconnects are reported, and GaveUpError ends a watch that cannot.
+    Ctrl-C stops the watch, not the job (Interrupted)."""
     progress = Progress(out if out is not None else sys.stdout, err if err is not None else sys.stderr)
     try:
         for event in client.watch(job_id, on_retry=progress.retry):
             progress.event(event)
+    except KeyboardInterrupt:
+        raise Interrupted(job_id) from None
     finally:
         progress.close()
     return client.get(job_id)
 
 
 def submit_and_maybe_watch(client: RenderClient, request: pb.SubmitRenderRequest, follow: bool) -> int:
-    """Prints the new job's id; with follow, its progress and the ended job too."""
-    job = client.submit(request).job
+    """Prints the new job's id; with follow, its progress and the ended job too.
+
+    A request without an idempotency key gets one of its own, so that a submit whose reply is lost
+    (a gateway killed after recording the job, a proxy cutting the connection) is retried safely:
+    the gateway answers the repeat with the same job instead of creating and charging a second."""
+    if not request.idempotency_key:
+        request.idempotency_key = f"renderctl-{uuid.uuid4().hex}"
+    try:
+        job = client.submit(request).job
+    except grpc.RpcError as exc:
+        code = exc.last_code if isinstance(exc, GaveUpError) else exc.code()
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            print(
+                f"the job may have been created; submit again with --idempotency-key {request.idempotency_key} "
+                "to get that job rather than a second one",
+                file=sys.stderr,
+            )
+        raise
     print(job.id)
     if not follow:
         return 0
@@ -184,7 +212,10 @@ def default_api_key() -> str:
     if key:
         return key
     path = Path(os.environ.get("DATA_DIR", "var/stack")) / "dev-api-key"
-    return path.read_text().strip() if path.exists() else ""
+    try:  # read as the parser is built: an unreadable one must not stop every command, --help too
+        return path.read_text().strip() if path.exists() else ""
+    except (OSError, UnicodeDecodeError):
+        return ""  # the gateway then answers UNAUTHENTICATED, naming what is missing
 
 
 def source_arg(text: str) -> str | pb.ImageSource:
@@ -319,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     texture.add_argument("--dry-run", action="store_true")
     for sub in (submit, room, batch, texture):
         if sub is not submit:
+            sub.add_argument("--idempotency-key", default="", help="the same key again returns the same job")
             sub.add_argument("--project", default="")
             sub.add_argument("--watch", action="store_true", help="follow progress until the job ends")
     for name, text in (
@@ -349,14 +381,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     policy = RetryPolicy(give_up_after_s=args.give_up_after)
-    with RenderClient(
-        args.address,
-        api_key=args.api_key,
-        retry=policy,
-        on_retry=print_retry,
-        tls=args.tls,
-        root_certificates=root_certificates,
-    ) as client:
+    try:
+        opened = RenderClient(
+            args.address,
+            api_key=args.api_key,
+            retry=policy,
+            on_retry=print_retry,
+            tls=args.tls,
+            root_certificates=root_certificates,
+        )
+    except ValueError as exc:
+        print(f"error: {exc} (--api-key or RENDER_API_KEY)", file=sys.stderr)
+        return 2
+    with opened as client:
         try:
             if args.command in ("keys", "tenants", "credits"):
                 return admin_cli.run(args, client.channel, client.metadata)
@@ -396,11 +433,15 @@ def main(argv: list[str] | None = None) -> int:
                     max_cents=args.max_cents,
                 )
                 return submit_and_maybe_watch(
-                    client, room_render_request(described, project_id=args.project), args.watch
+                    client,
+                    room_render_request(described, project_id=args.project, idempotency_key=args.idempotency_key),
+                    args.watch,
                 )
             elif args.command == "batch":
                 plan = json_format.Parse(Path(args.plan).read_text(), pb.RoomBatch())
-                request = pb.SubmitRenderRequest(room_batch=plan, project_id=args.project)
+                request = pb.SubmitRenderRequest(
+                    room_batch=plan, project_id=args.project, idempotency_key=args.idempotency_key
+                )
                 return submit_and_maybe_watch(client, request, args.watch)
             elif args.command == "texture":
                 request = texture_edit_request(
@@ -411,12 +452,16 @@ def main(argv: list[str] | None = None) -> int:
                     dry_run=args.dry_run,
                     project_id=args.project,
                 )
+                request.idempotency_key = args.idempotency_key
                 return submit_and_maybe_watch(client, request, args.watch)
             elif args.command == "watch":
                 job = watch(client, args.job_id)
                 return 0 if job.state == pb.JOB_STATE_SUCCEEDED else 1
             elif args.command == "wait":
-                job = client.wait(args.job_id)
+                try:
+                    job = client.wait(args.job_id)
+                except KeyboardInterrupt:
+                    raise Interrupted(args.job_id) from None
                 print(show_job(job))
                 return 0 if job.state == pb.JOB_STATE_SUCCEEDED else 1
             elif args.command == "get":
@@ -437,6 +482,16 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{job.id}  {state_name(job.state):<9}  {job.create_time.ToJsonString()}  {job.message}")
                 if reply.next_page_token:
                     print(f"next page: --page-token {reply.next_page_token}")
+        except Interrupted as stop:
+            print(
+                f"\ninterrupted; job {stop.job_id} goes on (renderctl watch {stop.job_id} to follow it again, "
+                f"renderctl cancel {stop.job_id} to stop it)",
+                file=sys.stderr,
+            )
+            return 130
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return 130
         except (OSError, ValueError, json_format.ParseError) as exc:  # a local file: missing, unreadable, bad JSON
             print(f"error: {_local_problem(exc)}", file=sys.stderr)
             return 2

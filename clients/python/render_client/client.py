@@ -534,6 +534,14 @@ class RenderClient:
         else:
             self.channel = open_channel(address, tls=self.tls, root_certificates=root_certificates)
         self.stub = pb_grpc.RenderServiceStub(self.channel)
+        # A key read from a file saved with CRLF line ends, or pasted with a stray character, cannot
+        # be sent as a header: gRPC failed every call with INTERNAL "Invalid metadata", which watches
+        # retried as a lost connection until they gave up. Surrounding whitespace is dropped; any
+        # other character a header cannot carry is refused here, naming the key.
+        api_key = api_key.strip()
+        if not all(" " <= c <= "~" for c in api_key):
+            self.channel.close()
+            raise ValueError("the API key holds a character that cannot be sent (a control character or non-ASCII)")
         # The tenant is the API key's: the gateway takes it from the credential, never from a header.
         self.metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {api_key}"),) if api_key else ()
         self.retry = retry if retry is not None else RetryPolicy()
@@ -586,12 +594,30 @@ class RenderClient:
         gateway announces first: CorruptDownload when they differ."""
         announced: pb.OutputFile | None = None
         parts: list[bytes] = []
-        for piece in self.stub.GetOutput(
+        call = self.stub.GetOutput(
             pb.GetOutputRequest(job_id=job_id, name=name), timeout=timeout, metadata=self.metadata
-        ):
-            if announced is None and piece.HasField("file"):
-                announced = piece.file
-            parts.append(piece.data)
+        )
+        # A gateway that takes the call and then sends nothing (frozen, or a proxy holding the
+        # reply) held the caller for ever: silence past the idle limit ends the download.
+        watchdog = _IdleWatchdog(call, self.stream_idle_timeout_s)
+        try:
+            for piece in call:
+                watchdog.touch()
+                if announced is None and piece.HasField("file"):
+                    announced = piece.file
+                parts.append(piece.data)
+        except grpc.RpcError as exc:
+            if watchdog.fired:
+                raise GaveUpError(
+                    f"no message from {self.address} for {self.stream_idle_timeout_s:g} s while downloading "
+                    f"{name!r} of job {job_id}",
+                    code=grpc.StatusCode.DEADLINE_EXCEEDED,
+                    last_code=exc.code(),
+                    attempts=1,
+                ) from exc
+            raise
+        finally:
+            watchdog.stop()
         data = b"".join(parts)
         if announced is not None:
             if announced.size_bytes and len(data) != announced.size_bytes:
