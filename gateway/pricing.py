@@ -114,7 +114,12 @@ def charge_for(result: pb.JobResult, price: Price, spent_cents: float, prices: P
     providers spent, never more than it reserved."""
     base = price.base
     if result.HasField("batch") and result.batch.total:
-        base = price.base * result.batch.succeeded // result.batch.total
+        # A room that failed by the caller's fault keeps its base, as alone (and as in a batch
+        # none of whose rooms rendered: charge_for_failed_batch).
+        at_fault = sum(
+            1 for c in result.batch.children if c.state == pb.JOB_STATE_FAILED and c.error.code in CALLERS_FAULT
+        )
+        base = price.base * (result.batch.succeeded + at_fault) // result.batch.total
         spent_cents = result.batch.cost.cents
     return min(base + prices.credits(spent_cents), price.reserved)
 

@@ -35,6 +35,12 @@ def test_charges_never_exceed_the_reservation() -> None:
     assert charge_for(pb.JobResult(), price, 99.0, PRICES) == 15  # capped at what was reserved
     batch = pb.JobResult(batch=pb.BatchReport(total=4, succeeded=3, cost=pb.Cost(cents=3.0)))
     assert charge_for(batch, Price(8, 40), 0.0, PRICES) == 6 + 3  # the rooms that rendered, and their spend
+    # A room refused by the caller's fault keeps its base beside rooms that rendered, as it does alone
+    # and in a batch none of whose rooms rendered (it was free beside a rendered room: a review).
+    refused = pb.ChildJob(state=pb.JOB_STATE_FAILED, error=pb.JobError(code=pb.ERROR_CODE_CONTENT_POLICY))
+    failed = pb.ChildJob(state=pb.JOB_STATE_FAILED, error=pb.JobError(code=pb.ERROR_CODE_PROVIDER_UNAVAILABLE))
+    mixed = pb.JobResult(batch=pb.BatchReport(total=4, succeeded=2, failed=2, children=[refused, failed]))
+    assert charge_for(mixed, Price(8, 40), 0.0, PRICES) == 6  # two rendered and the refused one; not the provider's
     assert charge_for_failure(pb.ERROR_CODE_PIPELINE_ERROR, price, 4.0, PRICES) == 0  # not the caller's fault
     assert charge_for_failure(pb.ERROR_CODE_CONTENT_POLICY, price, 0.5, PRICES) == 3
 
