@@ -194,10 +194,13 @@ class BatchFailure(JobFailure):
     by room: only the rooms that failed for the caller's reason (a refused prompt, a budget) are
     charged, each its base, as each would have been alone; a room the provider failed costs nothing."""
 
-    def __init__(self, code: int, message: str, rooms: int, rooms_at_fault: int) -> None:
+    def __init__(
+        self, code: int, message: str, rooms: int, rooms_at_fault: int, report: pb.BatchReport | None = None
+    ) -> None:
         super().__init__(code, message)
         self.rooms = rooms
         self.rooms_at_fault = rooms_at_fault
+        self.report = report  # every room's state and error, as a batch that rendered some reports them
 
 
 def _report(children: list[pb.ChildJob], jobs: list[StoredJob]) -> pb.JobResult:
@@ -216,5 +219,6 @@ def _report(children: list[pb.ChildJob], jobs: list[StoredJob]) -> pb.JobResult:
             f"no room of the batch rendered ({report.failed} failed, {report.cancelled} cancelled){reason}",
             rooms=len(children),
             rooms_at_fault=sum(1 for c in children if c.HasField("error") and c.error.code in CALLERS_FAULT),
+            report=report,
         )
     return pb.JobResult(batch=report)

@@ -433,17 +433,20 @@ class Dispatcher:
             result = await plan(ctx)
         except JobFailure as failure:
             charge = self._failure_charge(stored, failure, ctx)
+            report = failure.report if isinstance(failure, BatchFailure) else None
+            failed_result = pb.JobResult(batch=report) if report is not None else None
             error: pb.JobError | None = pb.JobError(code=failure.code, message=failure.message)  # type: ignore[arg-type]
             ended = "failed", pb.ErrorCode.Name(failure.code).removeprefix("ERROR_CODE_").lower()
         except (LedgerUnavailable, NotOwner, asyncio.CancelledError):
             raise
         except Exception:
             log.exception("job %s failed unexpectedly", job_id)
-            charge = 0
+            charge, failed_result = 0, None
             error = pb.JobError(code=pb.ERROR_CODE_PIPELINE_ERROR, message="an internal error stopped the render")
             ended = "failed", "pipeline_error"
         else:
             charge, error, ended = self._success_charge(stored, result, ctx), None, ("succeeded", "")
+            failed_result = None
         # The steps not yet written and the folders the end leaves to delete, in the end's step.
         before, release = await ctx.unwritten(), _folders_left(job_id, stored, ctx)
         if error is None:
@@ -452,7 +455,14 @@ class Dispatcher:
             )
         else:
             await self.ledger.fail(
-                job_id, self.consumer, error, ctx.total_steps, charge=charge, before=before, release=release
+                job_id,
+                self.consumer,
+                error,
+                ctx.total_steps,
+                charge=charge,
+                before=before,
+                release=release,
+                result=failed_result,
             )
         self._count_settlement(stored, charge)
         return ended

@@ -326,7 +326,7 @@ class Jobs(LedgerBase):
                 repr(defaults.rate_per_s),
                 defaults.burst,
                 defaults.queue_quota,
-                "1" if rate_limited else "0",
+                "room" if new.parent_job_id else "1" if rate_limited else "0",
                 new.credits_reserved,
                 *start_args,
                 repr(defaults.weight),
@@ -564,10 +564,12 @@ class Jobs(LedgerBase):
         charge: int = 0,
         before: Sequence[Progress] = (),
         release: Sequence[str] = (),
+        result: pb.JobResult | None = None,
     ) -> None:
         """Ends a job with an error (its message made safe to show, whatever produced it), charging
         it `charge` credits, after the steps `before` not yet recorded (in the same transition),
-        noting the storage folders `release` as succeed does."""
+        noting the storage folders `release` as succeed does. `result`: what a failed job still
+        reports (a batch none of whose rooms rendered: each room's state and error)."""
         safe = pb.JobError(code=error.code, message=safe_message(error.message))
         await self._end(
             job_id,
@@ -575,6 +577,7 @@ class Jobs(LedgerBase):
             State.FAILED,
             f"Failed: {safe.message}",
             total_steps,
+            result=result,
             error=safe,
             charge=str(charge),
             before=before,

@@ -275,6 +275,9 @@ def test_a_batch_that_rendered_nothing_is_charged_only_for_the_rooms_that_failed
     done = client.wait(client.submit(room_batch_request(rooms, max_concurrency=1)).job.id, timeout=60)
     assert done.state == pb.JOB_STATE_FAILED and done.error.code == pb.ERROR_CODE_CONTENT_POLICY, done.error
     assert done.credits_charged == 2  # one room's base (the default price table's 2), not both
+    # Failed, it still lists every room with its error (it reported the first room's alone: a review).
+    by_room = {c.room_id: c.error.code for c in done.result.batch.children}
+    assert by_room == {"b": pb.ERROR_CODE_CONTENT_POLICY, "k": pb.ERROR_CODE_QUALITY_CHECK_FAILED}
 
 
 def test_a_batch_renders_rooms_as_child_jobs_with_bounded_concurrency(client: RenderClient, fake: FakeOpenAI) -> None:

@@ -808,6 +808,22 @@ def test_rate_and_quota_are_enforced_at_submit(redis_url: str) -> None:
     run(body, redis_url, tenant_defaults=TenantLimits(rate_per_s=2, burst=3))
 
 
+def test_a_batchs_rooms_are_not_refused_for_the_quota_or_the_queue_limit_the_batch_counted_against(
+    redis_url: str,
+) -> None:
+    """A batch waits for its rooms: rooms refused for the unfinished jobs that batches are waited
+    for each other for good, their credits reserved (a review's tenant with quota 1)."""
+
+    async def body(ledger: Ledger) -> None:
+        await ledger.set_tenant_limits("acme", {"rate_per_s": 0, "queue_quota": 1})
+        batch = await ledger.submit(new_job())
+        with pytest.raises(QuotaExceeded):
+            await ledger.submit(new_job())
+        assert await ledger.submit(replace(new_job(), parent_job_id=batch.job_id))
+
+    run(body, redis_url)
+
+
 def test_list_pages_newest_first_without_gaps(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
         ids = []

@@ -10,7 +10,8 @@
 --       webhooks due, the job's webhook deliveries, parked tenants, tenants' virtual finish times
 -- ARGV: 1 job_id, 2 use_idempotency ('1'/'0'), 3 queue_limit (0: none), 4 now_ms, 5 retention_ms (unused here),
 --       6 event, 7 the job's notice channel, 8 work channel, 9 tenant, 10 default rate per second (0: none),
---       11 default burst, 12 default queue quota (0: none), 13 rate limited ('1'/'0'), 14 credits
+--       11 default burst, 12 default queue quota (0: none), 13 rate limited ('1'/'0'; 'room': a
+--       batch's room, counted against neither the rate, the queue quota nor the queue limit), 14 credits
 --       to reserve (0: none), 15 the dispatcher that may start it ('': none), 16 its lease_ms,
 --       17 default concurrency, 18 the start's event (written when it starts it), 19 that event as
 --       its notice carries it (base64; '' to leave it out), 20 webhook endpoints template,
@@ -48,7 +49,8 @@ local now = tonumber(ARGV[4])
 local price = tonumber(ARGV[14])
 local refused, new_tat, set = admission({limits_key = KEYS[9], rate_key = KEYS[10], tenant_active_key = KEYS[11],
   active_key = KEYS[3], balance_key = KEYS[12], now = now, default_rate = ARGV[10], default_burst = ARGV[11],
-  default_quota = ARGV[12], queue_limit = tonumber(ARGV[3]), price = price, rate_limited = ARGV[13] == '1'})
+  default_quota = ARGV[12], queue_limit = tonumber(ARGV[3]), price = price, rate_limited = ARGV[13] == '1',
+  batch_room = ARGV[13] == 'room'})
 if refused then return refused end
 if price > 0 then
   local left = redis.call('DECRBY', KEYS[12], price)

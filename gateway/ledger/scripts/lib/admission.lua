@@ -5,7 +5,10 @@
 -- {'credits', the balance}), else nil, the rate's new arrival time for gcra_store once the submit
 -- is taken, and the tenant's own limits (rate, burst, queue quota, concurrency; nil: the default).
 -- a: limits_key, rate_key, tenant_active_key, active_key, balance_key, now, default_rate,
---    default_burst, default_quota, queue_limit, price, rate_limited
+--    default_burst, default_quota, queue_limit, price, rate_limited, batch_room (a batch's room:
+--    neither the queue quota nor the queue limit, which its batch counted against: a batch
+--    waits for its rooms, so rooms refused for the unfinished jobs that batches are would wait
+--    for each other for good; a batch keeps at most 8 rooms unfinished)
 local function admission(a)
   local set = redis.call('HMGET', a.limits_key, 'rate', 'burst', 'queue_quota', 'concurrency')
   local new_tat = nil
@@ -15,8 +18,10 @@ local function admission(a)
     if wait > 0 then return {'limited', tostring(wait)} end
   end
   local quota = tonumber(set[3] or a.default_quota)
-  if quota > 0 and redis.call('SCARD', a.tenant_active_key) >= quota then return {'quota', tostring(quota)} end
-  if a.queue_limit > 0 and redis.call('SCARD', a.active_key) >= a.queue_limit then return {'full', ''} end
+  if not a.batch_room then
+    if quota > 0 and redis.call('SCARD', a.tenant_active_key) >= quota then return {'quota', tostring(quota)} end
+    if a.queue_limit > 0 and redis.call('SCARD', a.active_key) >= a.queue_limit then return {'full', ''} end
+  end
   if a.price > 0 then
     local balance = tonumber(redis.call('GET', a.balance_key) or '0')
     if balance < a.price then return {'credits', tostring(balance)} end
