@@ -22,11 +22,12 @@ import concurrent.futures
 import contextlib
 import datetime
 import email.utils
+import functools
 import http.client
+import io
 import ipaddress
 import os
 import re
-import select
 import socket
 import ssl
 import threading
@@ -453,27 +454,72 @@ def _response(
     """The response's status line and headers. However long the server takes to begin answering is
     the deadline's to judge; with a rate floor (too_slow), once its first bytes come the rest of the
     headers must follow within _RATE_GRACE_S: a server trickling them a byte at a time held the
-    job's dispatcher slot for the whole budget (else a watchdog at the deadline ends it)."""
+    job's dispatcher slot for the whole budget (else a watchdog at the deadline ends it).
+
+    "Its first bytes" are the response's own, as the response reads them (decrypted, over TLS): a
+    TLS 1.3 server's session tickets make the socket readable right after the handshake, and
+    select() holds descriptors below FD_SETSIZE (1024) only."""
     if too_slow is None:
         return conn.getresponse()
-    # TLS may hold the first bytes decrypted already, where select sees nothing more to read.
-    pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
-    readable = pending or select.select([sock], [], [], _remaining(deadline))[0]
-    headers_by = time.monotonic() + _RATE_GRACE_S
-    if not readable or headers_by >= deadline:
-        return conn.getresponse()  # the deadline comes first: its watchdog ends what is blocked
-    headers_watchdog = _Watchdog(sock, headers_by)
+    armed: list[_Watchdog] = []
+
+    def first_bytes() -> None:
+        headers_by = time.monotonic() + _RATE_GRACE_S
+        if headers_by < deadline:  # else the deadline's watchdog ends what is blocked
+            armed.append(_Watchdog(sock, headers_by))
+
+    conn.response_class = functools.partial(_FirstBytesResponse, first_bytes)  # type: ignore[assignment]
     try:
         response = conn.getresponse()
     except (OSError, http.client.HTTPException):
-        if headers_watchdog.fired:
+        if armed and armed[0].fired:
             raise too_slow from None
         raise
     finally:
-        headers_watchdog.disarm()
-    if headers_watchdog.fired:  # a status line cut short parses as one ("HTTP/1.1 200 ", no headers)
+        for watchdog in armed:
+            watchdog.disarm()
+    if armed and armed[0].fired:  # a status line cut short parses as one ("HTTP/1.1 200 ", no headers)
         raise too_slow
     return response
+
+
+class _FirstBytesReader(io.RawIOBase):
+    """A socket's bytes (its own unbuffered file, which keeps the descriptor open while the
+    response reads, as HTTPResponse's would), calling back once when the first come."""
+
+    def __init__(self, sock: socket.socket, first: Callable[[], None]) -> None:
+        self._raw = sock.makefile("rb", buffering=0)
+        self._first: Callable[[], None] | None = first
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        count = self._raw.readinto(buffer)
+        if count and self._first is not None:
+            first, self._first = self._first, None
+            first()
+        return count
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _FirstBytesSocket:
+    """What HTTPResponse takes as its socket: only its makefile is used."""
+
+    def __init__(self, sock: socket.socket, first: Callable[[], None]) -> None:
+        self._sock, self._first = sock, first
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_FirstBytesReader(self._sock, self._first))
+
+
+class _FirstBytesResponse(http.client.HTTPResponse):
+    def __init__(self, first: Callable[[], None], sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_FirstBytesSocket(sock, first), *args, **kwargs)  # type: ignore[arg-type]
 
 
 def _header_text(value: str) -> str:

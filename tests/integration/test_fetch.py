@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import resource
 import socket
 import threading
 import time
@@ -146,6 +148,27 @@ def test_headers_trickled_end_the_download_at_the_floors_grace() -> None:
         assert time.monotonic() - started < 6.0  # the first byte at 0.25 s, then 3 s of grace
     with trickle("headers", interval_s=0.25) as base, pytest.raises(DownloadError, match=r"^the download timed out$"):
         fetch(f"{base}/slow.jpg", FetchPolicy(allow_private=True, timeout_s=5, min_bytes_per_s=0))
+
+
+def test_a_download_works_with_more_files_open_than_select_takes() -> None:
+    """The gateway raises its open-files limit for its connections, so a busy one's download socket
+    gets a descriptor past 1024, which select() refuses (a ValueError, not a DownloadError, for
+    every download: the diff's review). The headers' watchdog is armed by the response's own first
+    bytes now, as its reader takes them (which also keeps a TLS 1.3 server's session tickets,
+    sent before any answer, from arming it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("this process may not hold more than 1,200 files")
+    with serve({"/a.jpg": (200, {}, b"\xff\xd8 image")}) as base:
+        if soft != resource.RLIM_INFINITY and soft < 1200:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+        held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+        try:
+            assert fetch(f"{base}/a.jpg", ALLOW) == b"\xff\xd8 image"
+        finally:
+            for fd in held:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_resolver_that_never_answers_is_bounded_by_the_deadline() -> None:
