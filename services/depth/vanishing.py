@@ -460,6 +460,7 @@ def _fit(
     # a sun patch's edges) outscored the planks' joints and tilted the plane 8-9 degrees.
     strongest = max(lengths[inliers].sum() for _, inliers in points) if points else 0.0
     long = lengths >= _MIN_LENGTH * scale
+    scored: list[tuple[bool, float, LinePlane, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = []
     for (v1, in1), (v2, in2) in candidates:
         weaker = min(lengths[in1].sum(), lengths[in2].sum())
         if min(in1.sum(), in2.sum()) < _MIN_FAMILY or weaker < _MIN_BALANCE * strongest:
@@ -480,6 +481,19 @@ def _fit(
             1.0 if candidate.focal_from_lines else _ASSUMED_FOCAL
         )
         right = known_camera and given_focal is not None and _right_angle(v1, v2, centre, given_focal / scale)
+        scored.append((right, score, candidate, (v1, in1, v2, in2)))
+    for right, score, candidate, (v1, in1, v2, in2) in scored:
+        if right and given_focal is not None:
+            # Not where one of its directions is the normal of a stronger pair's plane: edges
+            # standing on a rhombic or hexagonal floor (table legs, a door's frame) are at a right
+            # angle to each of its directions, and such a pair is a wall across the floor.
+            f = given_focal / scale
+            right = not any(
+                not other_right
+                and other_score > score
+                and any(_right_angle(v, o1, centre, f) and _right_angle(v, o2, centre, f) for v in (v1, v2))
+                for other_right, other_score, _, (o1, _, o2, _) in scored
+            )
         rank = (right, score)
         if best is None or rank > best_rank:
             best, best_rank, pair = candidate, rank, (v1, in1, v2, in2)

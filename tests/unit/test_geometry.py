@@ -480,3 +480,35 @@ def test_with_a_known_camera_a_pair_at_a_right_angle_goes_before_a_stronger_fami
     mask[380:] = 255
     found = plane_from_lines(photo, mask, default_focal=1.0, given_focal=f)
     assert angle_between(found.normal, normal) < 1.0  # 4.1 degrees before
+
+
+@pytest.mark.parametrize("verticals", [3, 5])
+def test_with_a_known_camera_edges_standing_on_a_rhombic_floor_do_not_make_a_right_angle_with_it(
+    verticals: int,
+) -> None:
+    """The vertical is at a right angle to every floor direction: a few legs or a door frame paired
+    with one of a rhombic floor's directions (60 degrees apart) took the wall's plane, 86-89 degrees
+    off (the diff's review). A right-angle pair loses its place when one of its directions is the
+    normal of a stronger pair."""
+    f, width, height = 800.0, 1024, 768
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
+    pitch, yaw = math.radians(40), math.radians(20)
+    Rx = np.array([[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]])
+    Ry = np.array([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
+    R = Rx @ Ry
+    x, normal, z = R[:, 0], R[:, 1], R[:, 2]
+    half = math.radians(30)
+    d1, d2 = math.cos(half) * x + math.sin(half) * z, math.cos(half) * x - math.sin(half) * z
+    rng = np.random.default_rng(3)
+    photo = np.full((height, width, 3), 128, np.uint8)
+
+    def starts(n: int) -> np.ndarray:
+        return np.column_stack([rng.uniform(100, 900, n), rng.uniform(420, 740, n)])
+
+    _drawn_family(photo, K @ d1, starts(12), 260, 40)
+    _drawn_family(photo, K @ d2, starts(12), 260, 40)
+    _drawn_family(photo, K @ normal, starts(verticals), 120, 220)  # up from the floor
+    mask = np.zeros((height, width), np.uint8)
+    mask[380:] = 255
+    found = plane_from_lines(photo, mask, default_focal=1.0, given_focal=f)
+    assert angle_between(found.normal, normal) < 1.0
