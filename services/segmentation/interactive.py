@@ -344,15 +344,45 @@ BOX_LEAVES = 0.02
 BOX_EDGE_SNAP = 0.03
 
 
-def _snapped_box(box: tuple[float, float, float, float], width: int, height: int) -> tuple[float, float, float, float]:
-    """The box with each side near the photo's border moved onto it (see BOX_EDGE_SNAP)."""
+# A strip left between a box side and the border is the surface running on (and the side is snapped)
+# only where its mean colour is within this CIELAB distance of the box's band along that side: the
+# floor beside a rug the box was drawn around stays outside it.
+BOX_EDGE_ALIKE = 12.0
+# OpenCV's 8-bit CIELAB (L scaled to 0-255, a and b offset by 128) to L 0-100 and signed a, b.
+_LAB_SCALE = np.array([100 / 255, 1, 1], np.float32)
+_LAB_OFFSET = np.array([0, 128, 128], np.float32)
+
+
+def _snapped_box(box: tuple[float, float, float, float], photo_bgr: np.ndarray) -> tuple[float, float, float, float]:
+    """The box with each side near the photo's border moved onto it (see BOX_EDGE_SNAP), where the
+    strip it leaves looks like the inside of the box along that side (BOX_EDGE_ALIKE)."""
+    height, width = photo_bgr.shape[:2]
     x0, y0, x1, y1 = box
     mx, my = BOX_EDGE_SNAP * width, BOX_EDGE_SNAP * height
+    cx0, cy0 = int(np.clip(x0, 0, width - 1)), int(np.clip(y0, 0, height - 1))
+    cx1, cy1 = int(np.clip(np.ceil(x1), cx0 + 1, width)), int(np.clip(np.ceil(y1), cy0 + 1, height))
+
+    def mean_lab(part: np.ndarray) -> np.ndarray:
+        converted = cv2.cvtColor(np.ascontiguousarray(part), cv2.COLOR_BGR2LAB).reshape(-1, 3).astype(np.float32)
+        return np.asarray(converted.mean(0) * _LAB_SCALE - _LAB_OFFSET)
+
+    def alike(strip: np.ndarray, band: np.ndarray) -> bool:
+        if strip.size == 0:
+            return True
+        if band.size == 0:
+            return False
+        return float(np.linalg.norm(mean_lab(strip) - mean_lab(band))) <= BOX_EDGE_ALIKE
+
+    bx, by = max(4, round(mx)), max(4, round(my))  # the band inside the box, as wide as a full strip
     return (
-        min(x0, 0.0) if x0 < mx else x0,
-        min(y0, 0.0) if y0 < my else y0,
-        max(x1, float(width)) if x1 > width - mx else x1,
-        max(y1, float(height)) if y1 > height - my else y1,
+        min(x0, 0.0) if x0 < mx and alike(photo_bgr[cy0:cy1, :cx0], photo_bgr[cy0:cy1, cx0 : cx0 + bx]) else x0,
+        min(y0, 0.0) if y0 < my and alike(photo_bgr[:cy0, cx0:cx1], photo_bgr[cy0 : cy0 + by, cx0:cx1]) else y0,
+        max(x1, float(width))
+        if x1 > width - mx and alike(photo_bgr[cy0:cy1, cx1:], photo_bgr[cy0:cy1, max(cx0, cx1 - bx) : cx1])
+        else x1,
+        max(y1, float(height))
+        if y1 > height - my and alike(photo_bgr[cy1:, cx0:cx1], photo_bgr[max(cy0, cy1 - by) : cy1, cx0:cx1])
+        else y1,
     )
 
 
@@ -378,7 +408,7 @@ def select_surface(
             f"must be at least {MIN_WORK_SIDE} px and 1/{WORK_SIDE // MIN_WORK_SIDE} of its longer)"
         )
     if box is not None:
-        box = _snapped_box(box, width, height)
+        box = _snapped_box(box, photo_bgr)
     appearance = Appearance(photo_bgr)
     scale = appearance.scale
     sw, sh = appearance.size
