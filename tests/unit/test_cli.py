@@ -276,3 +276,19 @@ def test_an_unreadable_development_key_leaves_the_commands_running(
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     assert info.value.code == 0 and "usage" in capsys.readouterr().out
+
+
+def test_ctrl_c_during_a_submit_prints_the_key_that_gets_its_job(capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C while a submit waits or retries: its reply may be lost with the job made, and only the
+    key it was sent with gets that job rather than a second (the diff's review: no key shown)."""
+    from render_client.cli import submit_and_maybe_watch
+
+    class Interrupting:
+        def submit(self, request: pb.SubmitRenderRequest) -> object:
+            raise KeyboardInterrupt
+
+    request = pb.SubmitRenderRequest()
+    with pytest.raises(KeyboardInterrupt):
+        submit_and_maybe_watch(Interrupting(), request, follow=False)  # type: ignore[arg-type]
+    assert request.idempotency_key.startswith("renderctl-")
+    assert f"--idempotency-key {request.idempotency_key}" in capsys.readouterr().err

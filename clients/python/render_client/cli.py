@@ -187,16 +187,19 @@ def submit_and_maybe_watch(client: RenderClient, request: pb.SubmitRenderRequest
     the gateway answers the repeat with the same job instead of creating and charging a second."""
     if not request.idempotency_key:
         request.idempotency_key = f"renderctl-{uuid.uuid4().hex}"
+    hint = (
+        f"the job may have been created; submit again with --idempotency-key {request.idempotency_key} "
+        "to get that job rather than a second one"
+    )
     try:
         job = client.submit(request).job
     except grpc.RpcError as exc:
         code = exc.last_code if isinstance(exc, GaveUpError) else exc.code()
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            print(
-                f"the job may have been created; submit again with --idempotency-key {request.idempotency_key} "
-                "to get that job rather than a second one",
-                file=sys.stderr,
-            )
+            print(hint, file=sys.stderr)
+        raise
+    except KeyboardInterrupt:  # Ctrl-C while the submit waits or retries: its reply may be lost
+        print(f"\n{hint}", file=sys.stderr)
         raise
     print(job.id)
     if not follow:
