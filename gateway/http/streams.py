@@ -58,6 +58,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.stream
 import hypercorn.protocol
 from h2.connection import ConnectionInputs
 from h2.stream import StreamClosedBy
@@ -233,6 +234,11 @@ class _Answered:
 
     async def handle(self, event: StreamEvent) -> None:
         if isinstance(event, Body):
+            stream = self.connection.streams.get(self.stream_id)
+            if stream is not None and stream.state_machine.state != h2.stream.StreamState.HALF_CLOSED_LOCAL:
+                # The response's END_STREAM is not sent yet (the send task waits on the socket):
+                # a reset now would cut the response short; a later DATA frame asks instead.
+                return
             with contextlib.suppress(h2.exceptions.StreamClosedError):
                 self.connection.reset_stream(self.stream_id, h2.errors.ErrorCodes.NO_ERROR)
 

@@ -5,6 +5,7 @@ and pace, and that an ordinary client is served as Hypercorn's own protocol serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -464,3 +465,72 @@ def test_a_body_still_arriving_after_its_answer_leaves_the_other_streams_served(
     answered = {e.stream_id: dict(e.headers)[b":status"] for e in events if isinstance(e, h2.events.ResponseReceived)}
     assert answered == {1: b"200", 3: b"413"}
     assert any(isinstance(e, h2.events.StreamReset) and e.stream_id == 3 and e.error_code == 0 for e in events)
+
+
+def test_a_late_body_before_the_answer_has_ended_does_not_cut_it_short() -> None:
+    """Hypercorn lets go of a stream before its send task has sent END_STREAM (the port's write
+    still draining): DATA arriving then was answered with RST_STREAM, and the client got HEADERS
+    and DATA and no end, a failed response (the diff's review). The reset waits for the end."""
+    post = [(":method", "POST"), (":scheme", "http"), (":authority", "gateway"), (":path", "/upload")]
+    heard: list[h2.events.Event] = []
+    hit: list[bool] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-length", b"8")]})
+        await send({"type": "http.response.body", "body": b"too big!"})  # answered before the body came
+
+    async def main() -> None:
+        config = Config()
+        config.accesslog = None
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        written: list[bytes] = []
+
+        async def send(event: Event) -> None:
+            if isinstance(event, RawData):
+                written.append(event.data)
+                await _sleep(0.05)  # the socket drains a little slowly
+
+        async with TaskGroup(asyncio.get_running_loop()) as group:
+            protocol = BoundedH2Protocol(
+                wrap_app(app, config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
+                config,
+                WorkerContext(None),
+                group,
+                {},  # type: ignore[arg-type]
+                False,
+                None,
+                None,
+                send,
+            )
+            await protocol.initiate()
+
+            async def exchange() -> None:
+                for data in written:
+                    heard.extend(client.receive_data(data))
+                written.clear()
+                await protocol.handle(RawData(client.data_to_send()))
+
+            client.send_headers(1, post)
+            await exchange()
+            for _ in range(400):  # until Hypercorn has let go of stream 1 but not yet ended it
+                if 1 not in dict.keys(protocol.streams) and 1 in protocol.stream_buffers:
+                    hit.append(True)
+                    break
+                await _sleep(0.001)
+            client.send_data(1, b"x" * 1000)  # the upload's body, still on its way
+            await exchange()
+            await _sleep(0.5)
+            await exchange()
+            for data in written:
+                heard.extend(client.receive_data(data))
+            await protocol.handle(Closed())
+            for task in group._task_group._tasks:  # type: ignore[union-attr]
+                task.cancel()
+
+    with contextlib.suppress(asyncio.CancelledError, BaseExceptionGroup):
+        asyncio.run(asyncio.wait_for(main(), 10))
+    assert hit, "the window between the stream let go and its end was not reached"
+    assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == 1 for e in heard), heard
