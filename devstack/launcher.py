@@ -13,6 +13,7 @@ serve mutual TLS with a development CA made into the data directory on the first
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import shutil
@@ -33,6 +34,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devstack.certificates import ensure_development_certificates, write_private
 from gateway.links import new_signing_key
 from renderkit.serving import grpc_environment
+from renderkit.settings import SettingsError, env_port
 from renderkit.tls import ClientCertificates, TlsFiles
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,9 +130,12 @@ class Ports:
     @classmethod
     def from_env_file(cls, path: Path = STACK_ENV) -> Ports:
         values = {**read_env_file(path), **{k: v for k, v in os.environ.items() if k.endswith("_PORT")}}
+        missing = [f.name.upper() + "_PORT" for f in fields(cls) if f.name.upper() + "_PORT" not in values]
+        if missing:
+            raise SettingsError(f"{', '.join(missing)} not set (neither in {path} nor in the environment)")
         return cls(
             *(
-                int(values[name])
+                env_port(name, values[name])
                 for name in (
                     "REDIS_PORT",
                     "TRITON_GRPC_PORT",
@@ -190,6 +195,9 @@ class Stack:
     _client_tls: ClientCertificates | None = field(default=None, init=False, repr=False)
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     spawns: dict[str, Spawn] = field(default_factory=dict)
+    # Where the running processes' ids are kept (`make run`): a launcher killed with SIGKILL leaves
+    # its processes running, and the next start finds them there.
+    pid_file: Path | None = None
 
     @property
     def gateway_address(self) -> str:
@@ -295,7 +303,12 @@ class Stack:
             self.processes[names.index(name)] = (name, process)
         else:
             self.processes.append((name, process))
+        self._write_pids()
         return process
+
+    def _write_pids(self) -> None:
+        if self.pid_file is not None:
+            self.pid_file.write_text("".join(f"{name} {p.pid} {_started(p.pid)}\n" for name, p in self.processes))
 
     def process(self, name: str) -> subprocess.Popen[bytes]:
         """The running process of a name."""
@@ -591,7 +604,12 @@ class Stack:
     def _check_alive(self) -> None:
         for name, process in self.processes:
             if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}; see {self.data_dir}/logs/{name}.log")
+                log = self.data_dir / "logs" / f"{name}.log"
+                last = ""
+                with contextlib.suppress(OSError):
+                    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+                    last = f": {lines[-1].strip()[:200]}" if lines else ""
+                raise RuntimeError(f"{name} exited with {process.returncode}{last} (see {log})")
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM to every process, newest first; SIGKILL to any still running after the timeout."""
@@ -604,6 +622,8 @@ class Stack:
                 process.kill()
                 process.wait()
         self.processes.clear()
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
 
     def __enter__(self) -> Stack:
         self.start()
@@ -613,16 +633,78 @@ class Stack:
         self.stop()
 
 
+def _started(pid: int) -> str:
+    """When a process started (clock ticks since boot, /proc/PID/stat's 22nd field), or "" when it
+    is gone: with its id it names that process and no later one given the same id."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]  # the fields after the command's name start at the 3rd
+
+
+def leftovers(pid_file: Path) -> list[str]:
+    """The processes a previous launcher of this data directory started that still run ("name pid"):
+    it was killed (SIGKILL) before it could stop them. A process is its id and its start time, so
+    an id reused since (after a reboot) is not taken for one."""
+    alive = []
+    with contextlib.suppress(OSError):
+        for line in pid_file.read_text().splitlines():
+            name, pid, started = [*line.split(), "", "", ""][:3]
+            if pid.isdigit() and started and _started(int(pid)) == started:
+                alive.append(f"{name} {pid}")
+    return alive
+
+
+def lock_data_dir(data_dir: Path) -> object:
+    """Holds data_dir/launcher.lock for the life of this process: two stacks on one data directory
+    would run two Redis servers appending to one file and take each other's socket."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(data_dir / "launcher.lock", "a+")  # noqa: SIM115 (held until the process exits)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        raise SettingsError(
+            f"another render-stack (pid {lock.read().strip() or '?'}) is running on DATA_DIR {data_dir}"
+        ) from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
 def main() -> None:
     """render-stack: run the embedded stack in the foreground until Ctrl-C or SIGTERM."""
+    try:
+        _main()
+    except SettingsError as exc:
+        print(f"render-stack: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def _main() -> None:
     data_dir = Path(os.environ.get("DATA_DIR") or ROOT / "var" / "stack")
     # Relative to the repository, where every process of the stack runs (cwd=ROOT), whichever
     # directory render-stack was started from.
     data_dir = data_dir if data_dir.is_absolute() else ROOT / data_dir
+    ports = Ports.from_env_file()
+    try:
+        _lock = lock_data_dir(data_dir)
+    except OSError as exc:
+        raise SettingsError(f"DATA_DIR {data_dir} cannot be used: {exc.strerror}") from None
+    pid_file = data_dir / "stack.pids"
+    left = leftovers(pid_file)
+    if left:
+        raise SettingsError(
+            f"a previous stack on DATA_DIR {data_dir} was killed and left processes running "
+            f"({', '.join(left)}): stop them (kill {' '.join(p.split()[1] for p in left)}) and start again"
+        )
     stack = Stack(
         data_dir=data_dir,
-        ports=Ports.from_env_file(),
+        ports=ports,
         models_dir=Path(os.environ["MODELS_DIR"]) if os.environ.get("MODELS_DIR") else ROOT / "models",
+        pid_file=pid_file,
     )
 
     def interrupt(*_: object) -> None:
@@ -636,6 +718,10 @@ def main() -> None:
     except KeyboardInterrupt:
         print("stopped", flush=True)
         return
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+        raise SettingsError(f"the stack did not start: {exc}") from None
+    except OSError as exc:
+        raise SettingsError(f"the stack did not start: {exc.strerror} ({exc.filename or data_dir})") from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

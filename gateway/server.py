@@ -46,6 +46,7 @@ from render.v1 import render_service_pb2_grpc as pb_grpc
 from renderkit.edge import Dependency, Edge, serve
 from renderkit.errors import DependencyUnavailable
 from renderkit.serving import connection_limit, raise_open_files_limit, single_threaded_blas
+from renderkit.settings import refuse_bad_settings
 from renderkit.storage import Storage, StorageError, open_storage, origin_of
 from renderkit.tls import internal_client, public_server_credentials
 
@@ -331,6 +332,7 @@ async def _answers(client: aioredis.Redis) -> bool:
     return bool(await client.ping())
 
 
+@refuse_bad_settings("gateway")
 def main() -> None:
     settings = GatewaySettings.from_env()
     single_threaded_blas()

@@ -12,7 +12,7 @@ from gateway.pricing import PriceTable
 from gateway.validation import Limits
 from renderkit.edge.server import PUBLIC_MAX_STREAMS
 from renderkit.fetch import FetchPolicy
-from renderkit.settings import SettingsError, env_bool, env_float, env_int, env_str
+from renderkit.settings import MAX_DURATION_S, SettingsError, env_bool, env_float, env_int, env_listen, env_str
 
 # The web console's build, beside the packages in a checkout or an image.
 DEFAULT_CONSOLE_DIR = str(Path(__file__).resolve().parent.parent / "console" / "dist")
@@ -51,10 +51,12 @@ class HttpSettings:
             listen="" if listen.lower() == "off" else listen,
             public_url=public_url,
             signing_keys=tuple(parse_signing_keys(env_str("URL_SIGNING_KEYS", ""))),
-            link_ttl_s=env_float("OUTPUT_URL_TTL_SECONDS", 3600.0, minimum=1.0),
+            link_ttl_s=env_float("OUTPUT_URL_TTL_SECONDS", 3600.0, minimum=1.0, maximum=MAX_DURATION_S),
             cors_origins=env_str("HTTP_CORS_ORIGINS", ""),
             console_dir=env_str("CONSOLE_DIR", DEFAULT_CONSOLE_DIR),
-            asset_retention_s=env_float("ASSET_RETENTION_SECONDS", 7 * 24 * 3600.0, minimum=60.0),
+            asset_retention_s=env_float(
+                "ASSET_RETENTION_SECONDS", 7 * 24 * 3600.0, minimum=60.0, maximum=MAX_DURATION_S
+            ),
             asset_quota=env_int("TENANT_ASSET_QUOTA", 1000, minimum=0),
         )
 
@@ -155,21 +157,21 @@ class GatewaySettings:
     def from_env(cls) -> GatewaySettings:
         allow_private = env_bool("ALLOW_PRIVATE_URLS", False)
         return cls(
-            listen=env_str("GATEWAY_LISTEN", "127.0.0.1:50051"),
-            redis_url=env_str("REDIS_URL", "redis://127.0.0.1:6390/0"),
+            listen=env_listen("GATEWAY_LISTEN", "127.0.0.1:50051"),
+            redis_url=_redis_url(),
             storage_url=env_str("STORAGE_URL", "var/storage"),
             segmentation_addr=env_str("SEGMENTATION_ADDR", "127.0.0.1:50061"),
             depth_addr=env_str("DEPTH_ADDR", "127.0.0.1:50062"),
             projection_addr=env_str("PROJECTION_ADDR", "127.0.0.1:50063"),
             generation_addr=env_str("GENERATION_ADDR", "127.0.0.1:50064"),
-            retention_s=env_float("JOB_RETENTION_SECONDS", 48 * 3600.0, minimum=1.0),
+            retention_s=env_float("JOB_RETENTION_SECONDS", 48 * 3600.0, minimum=1.0, maximum=MAX_DURATION_S),
             queue_limit=env_int("QUEUE_LIMIT", 1000, minimum=0),
             # Above a tenant's default concurrency (2): a job holds its slot while it downloads its
             # URL inputs, so one tenant's downloads trickling to their timeout held every slot.
             dispatcher_concurrency=env_int("DISPATCHER_CONCURRENCY", 4, minimum=0),
-            lease_s=env_float("JOB_LEASE_SECONDS", 30.0, minimum=1.0),
+            lease_s=env_float("JOB_LEASE_SECONDS", 30.0, minimum=1.0, maximum=MAX_DURATION_S),
             stage_timeout_s=env_float("STAGE_TIMEOUT_SECONDS", 60.0, minimum=0.1),
-            job_timeout_s=env_float("JOB_TIMEOUT_SECONDS", 600.0, minimum=1.0),
+            job_timeout_s=env_float("JOB_TIMEOUT_SECONDS", 600.0, minimum=1.0, maximum=MAX_DURATION_S),
             limits=Limits(
                 max_image_bytes=env_int("MAX_IMAGE_BYTES", 40 * 1024 * 1024, minimum=1),
                 max_pixels=env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1),
@@ -187,7 +189,7 @@ class GatewaySettings:
             ),
             grace_seconds=env_float("SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0.0),
             dispatch=env_bool("GATEWAY_DISPATCH", True),
-            geometry_cache_s=env_float("GEOMETRY_CACHE_SECONDS", 24 * 3600.0, minimum=0.0),
+            geometry_cache_s=env_float("GEOMETRY_CACHE_SECONDS", 24 * 3600.0, minimum=0.0, maximum=MAX_DURATION_S),
             geometry_cache_version=env_str("GEOMETRY_CACHE_VERSION", "1"),
             generation_timeout_s=env_float("GENERATION_TIMEOUT_SECONDS", 180.0, minimum=0.1),
             max_request_bytes=env_int("MAX_REQUEST_BYTES", 48 * 1024 * 1024, minimum=1024),
@@ -245,3 +247,16 @@ def _prices() -> PriceTable | None:
         return PriceTable.load(env_str("CREDIT_PRICES", ""))
     except (OSError, ValueError, TypeError) as exc:
         raise SettingsError(f"CREDIT_PRICES is not a price table: {exc}") from None
+
+
+def _redis_url() -> str:
+    """REDIS_URL, refused at start when redis-py cannot parse it (the URL is not echoed: it holds
+    the password)."""
+    from redis.asyncio.connection import parse_url
+
+    url = env_str("REDIS_URL", "redis://127.0.0.1:6390/0")
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise SettingsError(f"REDIS_URL: {exc}") from None
+    return url

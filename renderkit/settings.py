@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 
 class SettingsError(ValueError):
@@ -45,6 +49,8 @@ def env_float(
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name} must be a finite number, got {raw!r}")
     if minimum is not None and value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:
@@ -62,3 +68,49 @@ def env_bool(name: str, default: bool, env: Mapping[str, str] | None = None) -> 
     if raw in {"0", "false", "no", "off"}:
         return False
     raise SettingsError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+# The longest duration a setting may hold (10 years): Redis takes expiries in milliseconds within a
+# signed 64-bit count from now, and a larger one fails every script that sets it, not the start.
+MAX_DURATION_S = 10 * 365 * 24 * 3600.0
+
+
+def env_port(name: str, raw: str) -> int:
+    """A TCP port (1-65535) named by a variable."""
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a port number, got {raw!r}") from None
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"{name} must be a port between 1 and 65535, got {port}")
+    return port
+
+
+def env_listen(name: str, default: str, env: Mapping[str, str] | None = None) -> str:
+    """host:port to listen on (port 0: any free one), refused unless the port is 0-65535."""
+    value = env_str(name, default, env)
+    _host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise SettingsError(f"{name} must be host:port with a port of 0-65535, got {value!r}")
+    return value
+
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def refuse_bad_settings(process: str) -> Callable[[F], F]:
+    """Wraps a process's main(): a SettingsError ends it with one line naming the variable (exit
+    status 2) instead of a traceback."""
+
+    def wrap(main: F) -> F:
+        @functools.wraps(main)
+        def run(*args: object, **kwargs: object) -> object:
+            try:
+                return main(*args, **kwargs)
+            except SettingsError as exc:
+                print(f"{process}: configuration: {exc}", file=sys.stderr, flush=True)
+                raise SystemExit(2) from None
+
+        return run  # type: ignore[return-value]
+
+    return wrap

@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from renderkit.interceptors import Behavior, UnaryInterceptor
-from renderkit.settings import env_str
+from renderkit.settings import SettingsError, env_listen, env_str
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +276,11 @@ def configure_logging(service: str, log_format: str = "") -> None:
     shows the caller's file and line, thread or process, so records do not collect them (the
     logging HOWTO's optimisations: a third of each record's cost on a job's path)."""
     chosen = (log_format or env_str("LOG_FORMAT", "json")).lower()
+    if chosen not in ("json", "text"):
+        raise SettingsError(f"LOG_FORMAT must be json or text, got {chosen!r}")
+    level = env_str("LOG_LEVEL", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"):
+        raise SettingsError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
     handler = logging.StreamHandler(sys.stderr)
     if chosen == "text":
         handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
@@ -287,7 +292,7 @@ def configure_logging(service: str, log_format: str = "") -> None:
     logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(env_str("LOG_LEVEL", "INFO").upper())
+    root.setLevel(level)
 
 
 # -- the metrics endpoint -----------------------------------------------------------------------
@@ -407,6 +412,8 @@ def configure(service: str, documents: Mapping[str, Callable[[], Mapping[str, An
         done.providers.append(provider)
     readers: list[MetricReader] = []
     listen = env_str("METRICS_LISTEN", "")
+    if listen and listen.lower() != "off":
+        listen = env_listen("METRICS_LISTEN", "")
     if listen and listen.lower() != "off":
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
 

@@ -21,7 +21,7 @@ from renderkit.decode_limits import MAX_SIDE, opencv_pixel_limit
 from renderkit.edge import Dependency, Edge, serve
 from renderkit.interceptors import Behavior, UnaryInterceptor
 from renderkit.serving import single_threaded_blas
-from renderkit.settings import env_float, env_int, env_str
+from renderkit.settings import env_float, env_int, env_listen, env_str
 from renderkit.telemetry import RpcDurations
 from renderkit.tls import internal_client, internal_server_credentials
 from renderkit.triton import TritonModels
@@ -46,7 +46,7 @@ class StageSettings:
     @classmethod
     def from_env(cls, prefix: str, default_port: int) -> StageSettings:
         return cls(
-            listen=env_str(f"{prefix}_LISTEN", f"127.0.0.1:{default_port}"),
+            listen=env_listen(f"{prefix}_LISTEN", f"127.0.0.1:{default_port}"),
             triton_url=env_str("TRITON_URL", ""),
             grace_seconds=env_float("SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0.0),
             probe_interval_s=env_float("HEALTH_PROBE_SECONDS", 1.0, minimum=0.05),

@@ -21,7 +21,7 @@ from renderkit import imaging
 from renderkit.edge import Dependency, Edge
 from renderkit.errors import abort, bad_request, error_info
 from renderkit.material_maps import material_map_images
-from renderkit.settings import env_bool, env_float, env_int, env_str
+from renderkit.settings import SettingsError, env_bool, env_float, env_int, env_str
 from renderkit.triton import TritonModels
 from services.common.stage import StageSettings, stage_edge, triton_dependency, triton_for
 from services.generation.drift import measure_drift
@@ -78,7 +78,7 @@ class GenerationSettings:
             openai_model=env_str("OPENAI_IMAGE_MODEL", "gpt-image-1"),
             openai_timeout_s=env_float("OPENAI_TIMEOUT_SECONDS", 120.0, minimum=1.0),
             openai_max_retries=env_int("OPENAI_MAX_RETRIES", 3, minimum=0),
-            providers=tuple(p.strip() for p in env_str("GENERATION_PROVIDERS", "openai,triton").split(",") if p),
+            providers=_providers(),
             diffusion_model=env_str("DIFFUSION_MODEL", "diffusion"),
             breaker_threshold=env_int("CIRCUIT_BREAKER_THRESHOLD", 5, minimum=1),
             breaker_open_s=env_float("CIRCUIT_BREAKER_OPEN_SECONDS", 60.0, minimum=0.0),
@@ -441,3 +441,19 @@ def create_server(settings: GenerationSettings, meter: metrics.Meter | None = No
         edge.on_close.append(triton.close)
     servicer.health = edge.health
     return edge
+
+
+KNOWN_PROVIDERS = ("openai", "triton")
+
+
+def _providers() -> tuple[str, ...]:
+    """GENERATION_PROVIDERS: names of KNOWN_PROVIDERS in failover order; a misspelt one is refused
+    at start rather than leaving the stage with no provider."""
+    raw = env_str("GENERATION_PROVIDERS", "openai,triton")
+    names = tuple(p.strip() for p in raw.split(",") if p.strip())
+    unknown = [n for n in names if n not in KNOWN_PROVIDERS]
+    if unknown:
+        raise SettingsError(
+            f"GENERATION_PROVIDERS: unknown provider(s) {', '.join(unknown)} (known: {', '.join(KNOWN_PROVIDERS)})"
+        )
+    return names
