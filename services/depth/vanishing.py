@@ -389,6 +389,8 @@ class _Lines:
     points: list[tuple[np.ndarray, np.ndarray]]  # vanishing points of `segments`, with their inliers
     centroid: tuple[float, float]  # the mask's, in pixels
     samples: np.ndarray  # (x, y) of the mask's pixels, sampled
+    # Which of `segments` lie mostly on the mask itself rather than in the band around it.
+    on_mask: np.ndarray | None = None
 
     @property
     def segments(self) -> np.ndarray:
@@ -423,7 +425,11 @@ class _Lines:
         centroid = (moments["m10"] / moments["m00"], moments["m01"] / moments["m00"])
         ys, xs = imaging.mask_pixels(mask, step=max(1, round(moments["m00"]) // 4096))
         samples = np.column_stack([xs, ys]).astype(np.float64)
-        return cls(photo_bgr, width, height, everywhere, near, points, centroid, samples)
+        t = np.linspace(0.1, 0.9, 9)
+        xs = np.clip(np.round(segments[:, None, 0] + t * (segments[:, None, 2] - segments[:, None, 0])), 0, width - 1)
+        ys = np.clip(np.round(segments[:, None, 1] + t * (segments[:, None, 3] - segments[:, None, 1])), 0, height - 1)
+        on_mask = (mask[ys.astype(int), xs.astype(int)] > 127).mean(axis=1) > 0.5
+        return cls(photo_bgr, width, height, everywhere, near, points, centroid, samples, on_mask)
 
 
 def _fit(
@@ -487,12 +493,16 @@ def _fit(
             # Not where one of its directions is the normal of a stronger pair's plane: edges
             # standing on a rhombic or hexagonal floor (table legs, a door's frame) are at a right
             # angle to each of its directions, and such a pair is a wall across the floor.
+            # Only where that stronger pair's lines are on the surface itself: a wall (below eye
+            # level) bordered by a floor's joints, in the band around its mask, is the wall.
             f = given_focal / scale
             right = not any(
                 not other_right
                 and other_score > score
+                and _mostly_on_mask(lines, lengths, oin1)
+                and _mostly_on_mask(lines, lengths, oin2)
                 and any(_right_angle(v, o1, centre, f) and _right_angle(v, o2, centre, f) for v in (v1, v2))
-                for other_right, other_score, _, (o1, _, o2, _) in scored
+                for other_right, other_score, _, (o1, oin1, o2, oin2) in scored
             )
         rank = (right, score)
         if best is None or rank > best_rank:
@@ -677,6 +687,14 @@ def _right_angle(v1: np.ndarray, v2: np.ndarray, centre: np.ndarray, f: float) -
     K_inv = np.linalg.inv(np.array([[f, 0.0, centre[0]], [0.0, f, centre[1]], [0.0, 0.0, 1.0]]))
     d1, d2 = K_inv @ v1, K_inv @ v2
     return abs(float(d1 @ d2)) <= np.sin(_RIGHT_ANGLE_SLACK) * float(np.linalg.norm(d1) * np.linalg.norm(d2))
+
+
+def _mostly_on_mask(lines: _Lines, lengths: np.ndarray, family: np.ndarray) -> bool:
+    """Whether most of a family's length lies on the mask itself, not in the band around it."""
+    if lines.on_mask is None or family.shape != lines.on_mask.shape:
+        return True
+    total = float(lengths[family].sum())
+    return total > 0 and float(lengths[family & lines.on_mask].sum()) >= 0.5 * total
 
 
 def _orthogonal_pair(

@@ -512,3 +512,40 @@ def test_with_a_known_camera_edges_standing_on_a_rhombic_floor_do_not_make_a_rig
     mask[380:] = 255
     found = plane_from_lines(photo, mask, default_focal=1.0, given_focal=f)
     assert angle_between(found.normal, normal) < 1.0
+
+
+@pytest.mark.parametrize("seed", [1, 9, 12])
+def test_with_a_known_camera_a_wall_bordered_by_a_rhombic_floors_joints_keeps_its_own_plane(seed: int) -> None:
+    """A wall below eye level (a kitchen island's front) whose base borders a rhombic floor: the
+    floor's joints in the band around the wall's mask outscore the wall's own lines, and both floor
+    directions are at a right angle to the wall's verticals. Only a stronger pair whose lines lie on
+    the surface itself takes a right-angle pair's place: else the wall got the floor's plane, 87-90
+    degrees off."""
+    f, width, height = 800.0, 1024, 768
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
+    pitch, yaw = math.radians(25), math.radians(20)
+    Rx = np.array([[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]])
+    Ry = np.array([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
+    R = Rx @ Ry
+    x, up, z = R[:, 0], R[:, 1], R[:, 2]
+    half = math.radians(30)
+    d1, d2 = math.cos(half) * x + math.sin(half) * z, math.cos(half) * x - math.sin(half) * z
+    rng = np.random.default_rng(seed)
+    photo = np.full((height, width, 3), 128, np.uint8)
+
+    def starts(n: int, y0: float, y1: float) -> np.ndarray:
+        return np.column_stack([rng.uniform(150, 850, n), rng.uniform(y0, y1, n)])
+
+    _drawn_family(photo, K @ x, starts(8, 250, 520), 220, 40)  # the wall's horizontal joints
+    _drawn_family(photo, K @ up, starts(6, 380, 520), 120, 40)  # its vertical joints
+    mask = np.zeros((height, width), np.uint8)
+    mask[230:560, 120:900] = 255
+    for direction in (d1, d2):  # the floor's joints along the wall's base, on the floor
+        for cx, cy in starts(40, 568, 572):
+            v = K @ direction
+            d = v[:2] / v[2] - (cx, cy)
+            d = d / np.linalg.norm(d) * 20
+            ends = (int(cx - d[0]), int(cy - d[1])), (int(cx + d[0]), int(cy + d[1]))
+            cv2.line(photo, *ends, (220,) * 3, 2, cv2.LINE_AA)
+    found = plane_from_lines(photo, mask, default_focal=1.0, given_focal=f)
+    assert angle_between(found.normal, z) < 1.0
