@@ -126,9 +126,11 @@ def charge_for(result: pb.JobResult, price: Price, spent_cents: float, prices: P
 
 def charge_for_cancelled_batch(rooms: int, rendered: Sequence[pb.Job], price: Price, prices: PriceTable) -> int:
     """What a batch of `rooms` cancelled while it ran costs: the base of the rooms that rendered and
-    what their providers spent, as its end would have settled them; not every room's base."""
+    of those that failed by the caller's fault, and what the rendered rooms' providers spent, as
+    its end would have settled them (charge_for); not every room's base."""
     done = [job for job in rendered if job.state == pb.JOB_STATE_SUCCEEDED]
-    base = price.base * len(done) // rooms if rooms else 0
+    at_fault = sum(1 for job in rendered if job.state == pb.JOB_STATE_FAILED and job.error.code in CALLERS_FAULT)
+    base = price.base * (len(done) + at_fault) // rooms if rooms else 0
     spent_cents = sum(job.result.generation.cost.cents for job in done)
     return min(base + prices.credits(spent_cents), price.reserved)
 

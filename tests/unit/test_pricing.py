@@ -84,3 +84,13 @@ def test_a_price_table_with_a_price_the_ledger_cannot_take_is_refused_at_start(s
 
 def test_a_fractional_rate_of_credits_a_cent_is_a_price_table_may_hold() -> None:
     assert PriceTable.load('{"credits_per_cent": 0.5, "room_render": 0}').credits(3) == 2
+
+
+def test_a_cancelled_batch_keeps_the_base_of_a_room_refused_by_the_callers_fault() -> None:
+    """As its end would (charge_for): cancelling a batch once a room was refused, before the batch
+    ended, made the refused room free."""
+    done = pb.Job(state=pb.JOB_STATE_SUCCEEDED)
+    refused = pb.Job(state=pb.JOB_STATE_FAILED, error=pb.JobError(code=pb.ERROR_CODE_CONTENT_POLICY))
+    failed = pb.Job(state=pb.JOB_STATE_FAILED, error=pb.JobError(code=pb.ERROR_CODE_PROVIDER_UNAVAILABLE))
+    running = pb.Job(state=pb.JOB_STATE_RUNNING)
+    assert charge_for_cancelled_batch(4, [done, refused, failed, running], Price(8, 40), PRICES) == 4
