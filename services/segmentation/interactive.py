@@ -348,6 +348,8 @@ BOX_EDGE_SNAP = 0.03
 # only where its mean colour is within this CIELAB distance of the box's band along that side: the
 # floor beside a rug the box was drawn around stays outside it.
 BOX_EDGE_ALIKE = 12.0
+# How many such bands, each as wide as a full strip, running inward from the side, the strip may match.
+_BOX_EDGE_BANDS = 3
 # OpenCV's 8-bit CIELAB (L scaled to 0-255, a and b offset by 128) to L 0-100 and signed a, b.
 _LAB_SCALE = np.array([100 / 255, 1, 1], np.float32)
 _LAB_OFFSET = np.array([0, 128, 128], np.float32)
@@ -366,22 +368,38 @@ def _snapped_box(box: tuple[float, float, float, float], photo_bgr: np.ndarray) 
         converted = cv2.cvtColor(np.ascontiguousarray(part), cv2.COLOR_BGR2LAB).reshape(-1, 3).astype(np.float32)
         return np.asarray(converted.mean(0) * _LAB_SCALE - _LAB_OFFSET)
 
-    def alike(strip: np.ndarray, band: np.ndarray) -> bool:
+    def alike(strip: np.ndarray, bands: list[np.ndarray]) -> bool:
+        # Like any of the bands running inward from the side: a floor of light and dark planks
+        # along the border puts a dark plank in one band and a light one in the next.
         if strip.size == 0:
             return True
-        if band.size == 0:
-            return False
-        return float(np.linalg.norm(mean_lab(strip) - mean_lab(band))) <= BOX_EDGE_ALIKE
+        strip_lab = mean_lab(strip)
+        return any(band.size and float(np.linalg.norm(strip_lab - mean_lab(band))) <= BOX_EDGE_ALIKE for band in bands)
 
-    bx, by = max(4, round(mx)), max(4, round(my))  # the band inside the box, as wide as a full strip
+    bx, by = max(4, round(mx)), max(4, round(my))  # each band inside the box, as wide as a full strip
+    steps = range(_BOX_EDGE_BANDS)
     return (
-        min(x0, 0.0) if x0 < mx and alike(photo_bgr[cy0:cy1, :cx0], photo_bgr[cy0:cy1, cx0 : cx0 + bx]) else x0,
-        min(y0, 0.0) if y0 < my and alike(photo_bgr[:cy0, cx0:cx1], photo_bgr[cy0 : cy0 + by, cx0:cx1]) else y0,
+        min(x0, 0.0)
+        if x0 < mx
+        and alike(photo_bgr[cy0:cy1, :cx0], [photo_bgr[cy0:cy1, cx0 + i * bx : cx0 + (i + 1) * bx] for i in steps])
+        else x0,
+        min(y0, 0.0)
+        if y0 < my
+        and alike(photo_bgr[:cy0, cx0:cx1], [photo_bgr[cy0 + i * by : cy0 + (i + 1) * by, cx0:cx1] for i in steps])
+        else y0,
         max(x1, float(width))
-        if x1 > width - mx and alike(photo_bgr[cy0:cy1, cx1:], photo_bgr[cy0:cy1, max(cx0, cx1 - bx) : cx1])
+        if x1 > width - mx
+        and alike(
+            photo_bgr[cy0:cy1, cx1:],
+            [photo_bgr[cy0:cy1, max(cx0, cx1 - (i + 1) * bx) : max(cx0, cx1 - i * bx)] for i in steps],
+        )
         else x1,
         max(y1, float(height))
-        if y1 > height - my and alike(photo_bgr[cy1:, cx0:cx1], photo_bgr[max(cy0, cy1 - by) : cy1, cx0:cx1])
+        if y1 > height - my
+        and alike(
+            photo_bgr[cy1:, cx0:cx1],
+            [photo_bgr[max(cy0, cy1 - (i + 1) * by) : max(cy0, cy1 - i * by), cx0:cx1] for i in steps],
+        )
         else y1,
     )
 
