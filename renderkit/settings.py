@@ -77,10 +77,10 @@ MAX_DURATION_S = 10 * 365 * 24 * 3600.0
 
 def env_port(name: str, raw: str) -> int:
     """A TCP port (1-65535) named by a variable."""
-    try:
-        port = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a port number, got {raw!r}") from None
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise SettingsError(f"{name} must be a port number, got {raw!r}")
+    port = int(text)
     if not 1 <= port <= 65535:
         raise SettingsError(f"{name} must be a port between 1 and 65535, got {port}")
     return port
@@ -90,7 +90,8 @@ def env_listen(name: str, default: str, env: Mapping[str, str] | None = None) ->
     """host:port to listen on (port 0: any free one), refused unless the port is 0-65535."""
     value = env_str(name, default, env)
     _host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    # ASCII digits only: str.isdigit() takes "²" (which int() refuses) and other scripts' digits.
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise SettingsError(f"{name} must be host:port with a port of 0-65535, got {value!r}")
     return value
 

@@ -30,7 +30,10 @@ def test_a_duration_redis_cannot_hold_is_refused_at_start(monkeypatch: pytest.Mo
         GatewaySettings.from_env()
 
 
-@pytest.mark.parametrize("value", ["nonsense", "127.0.0.1:99999", "127.0.0.1:port"])
+@pytest.mark.parametrize(
+    "value",
+    ["nonsense", "127.0.0.1:99999", "127.0.0.1:port", "0.0.0.0:\u00b2", "0.0.0.0:\uff15\uff10\uff10\uff15\uff11"],
+)
 def test_an_address_to_listen_on_needs_a_port_that_exists(value: str) -> None:
     """127.0.0.1:99999 listened on port 34463 (the port wrapped around)."""
     with pytest.raises(SettingsError, match="GATEWAY_LISTEN must be host:port"):
