@@ -449,6 +449,8 @@ def _fit(
     segments, scale, centre = lines.segments, lines.scale, lines.centre
     lengths = np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1])
     candidates = list(itertools.combinations(points, 2))
+    # The pairs of found points; those after them were searched for at a right angle to one.
+    found_pairs = len(candidates)
     if given_focal is not None:
         # With the camera known, the direction at a right angle to each of the two strongest
         # found: a wall's vertical joints are short and easily outnumbered by the floor's lines.
@@ -467,7 +469,7 @@ def _fit(
     strongest = max(lengths[inliers].sum() for _, inliers in points) if points else 0.0
     long = lengths >= _MIN_LENGTH * scale
     scored: list[tuple[bool, float, LinePlane, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = []
-    for (v1, in1), (v2, in2) in candidates:
+    for index, ((v1, in1), (v2, in2)) in enumerate(candidates):
         weaker = min(lengths[in1].sum(), lengths[in2].sum())
         if min(in1.sum(), in2.sum()) < _MIN_FAMILY or weaker < _MIN_BALANCE * strongest:
             continue  # a handful of strays beside a strong direction is no second direction
@@ -486,7 +488,16 @@ def _fit(
         score = float(np.sqrt(lengths[in1].sum() * lengths[in2].sum())) * (
             1.0 if candidate.focal_from_lines else _ASSUMED_FOCAL
         )
-        right = known_camera and given_focal is not None and _right_angle(v1, v2, centre, given_focal / scale)
+        # Only a pair of directions the lines found on their own: one searched for at a right angle
+        # to a found direction (perpendicular_points) is at one by construction, and a few stray
+        # segments settled there (a hexagonal or rhombic floor's crossings) took the plane 35-75
+        # degrees off; such a pair competes by its score alone, as before.
+        right = (
+            known_camera
+            and given_focal is not None
+            and index < found_pairs
+            and _right_angle(v1, v2, centre, given_focal / scale)
+        )
         scored.append((right, score, candidate, (v1, in1, v2, in2)))
     for right, score, candidate, (v1, in1, v2, in2) in scored:
         if right and given_focal is not None:

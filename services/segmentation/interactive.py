@@ -377,28 +377,37 @@ def _snapped_box(box: tuple[float, float, float, float], photo_bgr: np.ndarray) 
         return any(band.size and float(np.linalg.norm(strip_lab - mean_lab(band))) <= BOX_EDGE_ALIKE for band in bands)
 
     bx, by = max(4, round(mx)), max(4, round(my))  # each band inside the box, as wide as a full strip
+    # The bands stay in the half of the box nearer the side: past it (a thin box near the top or the
+    # left border, or a loose one) they reached what lies beyond the box, the strip's own background.
+    mid_x, mid_y = (cx0 + cx1) // 2, (cy0 + cy1) // 2
     steps = range(_BOX_EDGE_BANDS)
     return (
         min(x0, 0.0)
         if x0 < mx
-        and alike(photo_bgr[cy0:cy1, :cx0], [photo_bgr[cy0:cy1, cx0 + i * bx : cx0 + (i + 1) * bx] for i in steps])
+        and alike(
+            photo_bgr[cy0:cy1, :cx0],
+            [photo_bgr[cy0:cy1, min(mid_x, cx0 + i * bx) : min(mid_x, cx0 + (i + 1) * bx)] for i in steps],
+        )
         else x0,
         min(y0, 0.0)
         if y0 < my
-        and alike(photo_bgr[:cy0, cx0:cx1], [photo_bgr[cy0 + i * by : cy0 + (i + 1) * by, cx0:cx1] for i in steps])
+        and alike(
+            photo_bgr[:cy0, cx0:cx1],
+            [photo_bgr[min(mid_y, cy0 + i * by) : min(mid_y, cy0 + (i + 1) * by), cx0:cx1] for i in steps],
+        )
         else y0,
         max(x1, float(width))
         if x1 > width - mx
         and alike(
             photo_bgr[cy0:cy1, cx1:],
-            [photo_bgr[cy0:cy1, max(cx0, cx1 - (i + 1) * bx) : max(cx0, cx1 - i * bx)] for i in steps],
+            [photo_bgr[cy0:cy1, max(mid_x, cx1 - (i + 1) * bx) : max(mid_x, cx1 - i * bx)] for i in steps],
         )
         else x1,
         max(y1, float(height))
         if y1 > height - my
         and alike(
             photo_bgr[cy1:, cx0:cx1],
-            [photo_bgr[max(cy0, cy1 - (i + 1) * by) : max(cy0, cy1 - i * by), cx0:cx1] for i in steps],
+            [photo_bgr[max(mid_y, cy1 - (i + 1) * by) : max(mid_y, cy1 - i * by), cx0:cx1] for i in steps],
         )
         else y1,
     )

@@ -549,3 +549,28 @@ def test_with_a_known_camera_a_wall_bordered_by_a_rhombic_floors_joints_keeps_it
             cv2.line(photo, *ends, (220,) * 3, 2, cv2.LINE_AA)
     found = plane_from_lines(photo, mask, default_focal=1.0, given_focal=f)
     assert angle_between(found.normal, z) < 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_with_a_known_camera_a_hexagonal_floor_keeps_its_plane_against_a_right_angle_searched_for(seed: int) -> None:
+    """A hexagonal floor's three directions, 60 degrees apart, make no right angle; a few fragments
+    where its joints cross settled at a right angle to one of them (perpendicular_points), and that
+    pair went before the floor's own directions: 46-74 degrees off. Only pairs of directions the
+    lines found on their own go first."""
+    f, width, height = 800.0, 1024, 768
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
+    pitch, yaw = math.radians(40), math.radians(20)
+    Rx = np.array([[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]])
+    Ry = np.array([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
+    R = Rx @ Ry
+    x, normal, z = R[:, 0], R[:, 1], R[:, 2]
+    rng = np.random.default_rng(seed)
+    photo = np.full((height, width, 3), 128, np.uint8)
+    for angle in (0, 60, 120):
+        a = math.radians(angle)
+        starts = np.column_stack([rng.uniform(100, 900, 8), rng.uniform(420, 740, 8)])
+        _drawn_family(photo, K @ (math.cos(a) * x + math.sin(a) * z), starts, 180, 40)
+    mask = np.zeros((height, width), np.uint8)
+    mask[380:] = 255
+    found = plane_from_lines(photo, mask, default_focal=1.0, given_focal=f)
+    assert angle_between(found.normal, normal) < 1.0
