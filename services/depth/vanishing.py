@@ -389,8 +389,7 @@ class _Lines:
     points: list[tuple[np.ndarray, np.ndarray]]  # vanishing points of `segments`, with their inliers
     centroid: tuple[float, float]  # the mask's, in pixels
     samples: np.ndarray  # (x, y) of the mask's pixels, sampled
-    # Which of `segments` lie mostly on the mask itself rather than in the band around it.
-    on_mask: np.ndarray | None = None
+    on_mask: np.ndarray  # which of `segments` lie mostly on the mask itself, not in the band around it
 
     @property
     def segments(self) -> np.ndarray:
@@ -462,10 +461,12 @@ def _fit(
     best: LinePlane | None = None
     best_rank = (False, 0.0)
     pair: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-    # With the camera known (known_camera), a pair at a right angle (a floor's planks and their joints) goes
-    # before any other (a herringbone's or a rhombic pattern's directions are kept only where no
-    # such pair is found): a family merged from two directions (a floor's edge against the wall and
-    # a sun patch's edges) outscored the planks' joints and tilted the plane 8-9 degrees.
+    # With the camera known (known_camera), a pair of found directions at a right angle (a floor's
+    # planks and their joints) goes before any other (a herringbone's or a rhombic pattern's are
+    # kept where no such pair is found; the exceptions are below): a family merged from two
+    # directions (a floor's edge against the wall and a sun patch's edges) outscored the planks'
+    # joints and tilted the plane 8-9 degrees.
+    f = given_focal / scale if known_camera and given_focal is not None else 0.0
     strongest = max(lengths[inliers].sum() for _, inliers in points) if points else 0.0
     long = lengths >= _MIN_LENGTH * scale
     scored: list[tuple[bool, float, LinePlane, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = []
@@ -492,26 +493,20 @@ def _fit(
         # to a found direction (perpendicular_points) is at one by construction, and a few stray
         # segments settled there (a hexagonal or rhombic floor's crossings) took the plane 35-75
         # degrees off; such a pair competes by its score alone, as before.
-        right = (
-            known_camera
-            and given_focal is not None
-            and index < found_pairs
-            and _right_angle(v1, v2, centre, given_focal / scale)
-        )
+        right = f > 0 and index < found_pairs and _right_angle(v1, v2, centre, f)
         scored.append((right, score, candidate, (v1, in1, v2, in2)))
     for right, score, candidate, (v1, in1, v2, in2) in scored:
-        if right and given_focal is not None:
+        if right:
             # Not where one of its directions is the normal of a stronger pair's plane: edges
             # standing on a rhombic or hexagonal floor (table legs, a door's frame) are at a right
             # angle to each of its directions, and such a pair is a wall across the floor.
             # Only where that stronger pair's lines are on the surface itself: a wall (below eye
             # level) bordered by a floor's joints, in the band around its mask, is the wall.
-            f = given_focal / scale
             right = not any(
                 not other_right
                 and other_score > score
-                and _mostly_on_mask(lines, lengths, oin1)
-                and _mostly_on_mask(lines, lengths, oin2)
+                and _mostly_on_mask(lengths, oin1, lines.on_mask)
+                and _mostly_on_mask(lengths, oin2, lines.on_mask)
                 and any(_right_angle(v, o1, centre, f) and _right_angle(v, o2, centre, f) for v in (v1, v2))
                 for other_right, other_score, _, (o1, oin1, o2, oin2) in scored
             )
@@ -693,19 +688,16 @@ _RIGHT_ANGLE_SLACK = np.radians(12.0)
 
 
 def _right_angle(v1: np.ndarray, v2: np.ndarray, centre: np.ndarray, f: float) -> bool:
-    """Whether two vanishing points (scaled coordinates) are the images of directions within
-    _RIGHT_ANGLE_SLACK of a right angle, for a camera of focal length f (scaled)."""
-    K_inv = np.linalg.inv(np.array([[f, 0.0, centre[0]], [0.0, f, centre[1]], [0.0, 0.0, 1.0]]))
-    d1, d2 = K_inv @ v1, K_inv @ v2
+    """Whether two vanishing points (scaled coordinates, homogeneous) are the images of directions
+    within _RIGHT_ANGLE_SLACK of a right angle, for a camera of focal length f (scaled)."""
+    d1, d2 = (np.array([(v[0] - centre[0] * v[2]) / f, (v[1] - centre[1] * v[2]) / f, v[2]]) for v in (v1, v2))
     return abs(float(d1 @ d2)) <= np.sin(_RIGHT_ANGLE_SLACK) * float(np.linalg.norm(d1) * np.linalg.norm(d2))
 
 
-def _mostly_on_mask(lines: _Lines, lengths: np.ndarray, family: np.ndarray) -> bool:
+def _mostly_on_mask(lengths: np.ndarray, family: np.ndarray, on_mask: np.ndarray) -> bool:
     """Whether most of a family's length lies on the mask itself, not in the band around it."""
-    if lines.on_mask is None or family.shape != lines.on_mask.shape:
-        return True
     total = float(lengths[family].sum())
-    return total > 0 and float(lengths[family & lines.on_mask].sum()) >= 0.5 * total
+    return total > 0 and float(lengths[family & on_mask].sum()) >= 0.5 * total
 
 
 def _orthogonal_pair(
@@ -722,12 +714,12 @@ def _orthogonal_pair(
     directions of a camera of focal length f (scaled): Gauss-Newton over the frame's rotation on
     both families' endpoint distances; with the fit's sum of squared distances. None when the
     directions are not nearly perpendicular."""
+    if not _right_angle(v1, v2, centre, f):
+        return None
     K = np.array([[f, 0.0, centre[0]], [0.0, f, centre[1]], [0.0, 0.0, 1.0]])
     K_inv = np.linalg.inv(K)
     d1, d2 = (K_inv @ v for v in (v1, v2))
     d1, d2 = d1 / np.linalg.norm(d1), d2 / np.linalg.norm(d2)
-    if abs(float(d1 @ d2)) > np.sin(_RIGHT_ANGLE_SLACK):
-        return None
     # The nearest orthonormal pair (polar decomposition), completed to a rotation.
     u, _, vt = np.linalg.svd(np.column_stack([d1, d2]), full_matrices=False)
     pair = u @ vt
