@@ -27,16 +27,25 @@ def project(K: np.ndarray, R: np.ndarray, t: np.ndarray, points: np.ndarray) -> 
     return pix[:, :2] / pix[:, 2:]
 
 
-def rectangle_view(width_m: float, depth_m: float, focal: float, size: tuple[int, int] = (1600, 1200)) -> np.ndarray:
-    """A floor rectangle seen by a camera pitched down and turned, in pixels."""
+def turned_camera(
+    focal: float, size: tuple[int, int], pitch_deg: float, yaw_deg: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A camera's intrinsics (principal point at the centre) and the rotation of a floor's axes into
+    its frame: pitched down and turned (columns: the floor's x, its normal, its z)."""
     w, h = size
     K = np.array([[focal, 0, w / 2], [0, focal, h / 2], [0, 0, 1]])
-    pitch, yaw = math.radians(35), math.radians(20)
+    pitch, yaw = math.radians(pitch_deg), math.radians(yaw_deg)
     Rx = np.array([[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]])
     Ry = np.array([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
+    return K, Rx @ Ry
+
+
+def rectangle_view(width_m: float, depth_m: float, focal: float, size: tuple[int, int] = (1600, 1200)) -> np.ndarray:
+    """A floor rectangle seen by a camera pitched down and turned, in pixels."""
+    K, R = turned_camera(focal, size, 35, 20)
     corners = np.array([[0, 0, 0], [width_m, 0, 0], [width_m, depth_m, 0], [0, depth_m, 0]], float)
     corners -= [width_m / 2, depth_m / 2, 0]
-    return project(K, Rx @ Ry, np.array([0.0, 0.0, 6.0]), corners)
+    return project(K, R, np.array([0.0, 0.0, 6.0]), corners)
 
 
 def test_quad_homography_maps_unit_square_to_corners() -> None:
@@ -459,11 +468,9 @@ def test_with_a_known_camera_a_pair_at_a_right_angle_goes_before_a_stronger_fami
     few cross joints: the plane came out 8-9 degrees off. With the focal length known, the pair at
     a right angle (the planks and their joints) is taken before any other."""
     f, width, height = 800.0, 1024, 768
-    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
-    pitch, yaw = math.radians(40), math.radians(20)
-    Rx = np.array([[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]])
-    Ry = np.array([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
-    R = Rx @ Ry  # the floor's x (along the planks), y (its normal) and z (across) in the camera's frame
+    K, R = turned_camera(
+        f, (width, height), 40, 20
+    )  # the floor's x (along the planks), y (its normal) and z (across) in the camera's frame
     along, normal, across = R[:, 0], R[:, 1], R[:, 2]
     photo = np.full((height, width, 3), 128, np.uint8)
     rng = np.random.default_rng(3)
@@ -491,11 +498,7 @@ def test_with_a_known_camera_edges_standing_on_a_rhombic_floor_do_not_make_a_rig
     off (the diff's review). A right-angle pair loses its place when one of its directions is the
     normal of a stronger pair."""
     f, width, height = 800.0, 1024, 768
-    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
-    pitch, yaw = math.radians(40), math.radians(20)
-    Rx = np.array([[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]])
-    Ry = np.array([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
-    R = Rx @ Ry
+    K, R = turned_camera(f, (width, height), 40, 20)
     x, normal, z = R[:, 0], R[:, 1], R[:, 2]
     half = math.radians(30)
     d1, d2 = math.cos(half) * x + math.sin(half) * z, math.cos(half) * x - math.sin(half) * z
@@ -522,11 +525,7 @@ def test_with_a_known_camera_a_wall_bordered_by_a_rhombic_floors_joints_keeps_it
     the surface itself takes a right-angle pair's place: else the wall got the floor's plane, 87-90
     degrees off."""
     f, width, height = 800.0, 1024, 768
-    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
-    pitch, yaw = math.radians(25), math.radians(20)
-    Rx = np.array([[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]])
-    Ry = np.array([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
-    R = Rx @ Ry
+    K, R = turned_camera(f, (width, height), 25, 20)
     x, up, z = R[:, 0], R[:, 1], R[:, 2]
     half = math.radians(30)
     d1, d2 = math.cos(half) * x + math.sin(half) * z, math.cos(half) * x - math.sin(half) * z
@@ -558,11 +557,7 @@ def test_with_a_known_camera_a_hexagonal_floor_keeps_its_plane_against_a_right_a
     pair went before the floor's own directions: 46-74 degrees off. Only pairs of directions the
     lines found on their own go first."""
     f, width, height = 800.0, 1024, 768
-    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
-    pitch, yaw = math.radians(40), math.radians(20)
-    Rx = np.array([[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]])
-    Ry = np.array([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
-    R = Rx @ Ry
+    K, R = turned_camera(f, (width, height), 40, 20)
     x, normal, z = R[:, 0], R[:, 1], R[:, 2]
     rng = np.random.default_rng(seed)
     photo = np.full((height, width, 3), 128, np.uint8)

@@ -56,6 +56,23 @@ class Connection:
         await self.protocol.handle(RawData(self.client.data_to_send()))
 
 
+def _protocol(
+    app: Handler, config: Config, group: TaskGroup, send: Callable[[Event], Awaitable[None]]
+) -> BoundedH2Protocol:
+    """A BoundedH2Protocol serving app in a task group, writing through send, as the port makes it."""
+    return BoundedH2Protocol(
+        wrap_app(app, config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
+        config,
+        WorkerContext(None),
+        group,
+        {},  # type: ignore[arg-type]
+        False,
+        None,
+        None,
+        send,
+    )
+
+
 async def serving(app: Handler, body: Callable[[Connection], Awaitable[None]], limit: int = 100) -> list[str]:
     """Runs body against a fresh connection, then closes it; the names of the tasks still running
     half a second after the close (none, when every handler was let go)."""
@@ -76,17 +93,7 @@ async def serving(app: Handler, body: Callable[[Connection], Awaitable[None]], l
 
     async def run() -> None:
         async with TaskGroup(asyncio.get_running_loop()) as group:
-            protocol = BoundedH2Protocol(
-                wrap_app(app, config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
-                config,
-                WorkerContext(None),
-                group,
-                {},  # type: ignore[arg-type]
-                False,
-                None,
-                None,
-                send,
-            )
+            protocol = _protocol(app, config, group, send)
             await protocol.initiate()
             connection = Connection(protocol, client)
             connection.written = written
@@ -494,17 +501,7 @@ def test_a_late_body_before_the_answer_has_ended_does_not_cut_it_short() -> None
                 await _sleep(0.05)  # the socket drains a little slowly
 
         async with TaskGroup(asyncio.get_running_loop()) as group:
-            protocol = BoundedH2Protocol(
-                wrap_app(app, config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
-                config,
-                WorkerContext(None),
-                group,
-                {},  # type: ignore[arg-type]
-                False,
-                None,
-                None,
-                send,
-            )
+            protocol = _protocol(app, config, group, send)
             await protocol.initiate()
 
             async def exchange() -> None:
