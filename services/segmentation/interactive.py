@@ -357,60 +357,50 @@ _LAB_OFFSET = np.array([0, 128, 128], np.float32)
 
 def _snapped_box(box: tuple[float, float, float, float], photo_bgr: np.ndarray) -> tuple[float, float, float, float]:
     """The box with each side near the photo's border moved onto it (see BOX_EDGE_SNAP), where the
-    strip it leaves looks like the inside of the box along that side (BOX_EDGE_ALIKE)."""
+    strip it leaves looks like the inside of the box along that side (BOX_EDGE_ALIKE). Each side
+    is judged as the left one of a view of the photo (flipped, transposed, or both)."""
     height, width = photo_bgr.shape[:2]
     x0, y0, x1, y1 = box
     mx, my = BOX_EDGE_SNAP * width, BOX_EDGE_SNAP * height
     cx0, cy0 = int(np.clip(x0, 0, width - 1)), int(np.clip(y0, 0, height - 1))
     cx1, cy1 = int(np.clip(np.ceil(x1), cx0 + 1, width)), int(np.clip(np.ceil(y1), cy0 + 1, height))
-
-    def mean_lab(part: np.ndarray) -> np.ndarray:
-        converted = cv2.cvtColor(np.ascontiguousarray(part), cv2.COLOR_BGR2LAB).reshape(-1, 3).astype(np.float32)
-        return np.asarray(converted.mean(0) * _LAB_SCALE - _LAB_OFFSET)
-
-    def alike(strip: np.ndarray, bands: list[np.ndarray]) -> bool:
-        # Like any of the bands running inward from the side: a floor of light and dark planks
-        # along the border puts a dark plank in one band and a light one in the next.
-        if strip.size == 0:
-            return True
-        strip_lab = mean_lab(strip)
-        return any(band.size and float(np.linalg.norm(strip_lab - mean_lab(band))) <= BOX_EDGE_ALIKE for band in bands)
-
     bx, by = max(4, round(mx)), max(4, round(my))  # each band inside the box, as wide as a full strip
-    # The bands stay in the half of the box nearer the side: past it (a thin box near the top or the
-    # left border, or a loose one) they reached what lies beyond the box, the strip's own background.
     mid_x, mid_y = (cx0 + cx1) // 2, (cy0 + cy1) // 2
-    steps = range(_BOX_EDGE_BANDS)
+    rows, cols = slice(cy0, cy1), slice(cx0, cx1)
+    turned = photo_bgr.transpose(1, 0, 2)
     return (
-        min(x0, 0.0)
-        if x0 < mx
-        and alike(
-            photo_bgr[cy0:cy1, :cx0],
-            [photo_bgr[cy0:cy1, min(mid_x, cx0 + i * bx) : min(mid_x, cx0 + (i + 1) * bx)] for i in steps],
-        )
-        else x0,
-        min(y0, 0.0)
-        if y0 < my
-        and alike(
-            photo_bgr[:cy0, cx0:cx1],
-            [photo_bgr[min(mid_y, cy0 + i * by) : min(mid_y, cy0 + (i + 1) * by), cx0:cx1] for i in steps],
-        )
-        else y0,
+        min(x0, 0.0) if x0 < mx and _strip_is_inside(photo_bgr, rows, cx0, mid_x, bx) else x0,
+        min(y0, 0.0) if y0 < my and _strip_is_inside(turned, cols, cy0, mid_y, by) else y0,
         max(x1, float(width))
-        if x1 > width - mx
-        and alike(
-            photo_bgr[cy0:cy1, cx1:],
-            [photo_bgr[cy0:cy1, max(mid_x, cx1 - (i + 1) * bx) : max(mid_x, cx1 - i * bx)] for i in steps],
-        )
+        if x1 > width - mx and _strip_is_inside(photo_bgr[:, ::-1], rows, width - cx1, width - mid_x, bx)
         else x1,
         max(y1, float(height))
-        if y1 > height - my
-        and alike(
-            photo_bgr[cy1:, cx0:cx1],
-            [photo_bgr[max(mid_y, cy1 - (i + 1) * by) : max(mid_y, cy1 - i * by), cx0:cx1] for i in steps],
-        )
+        if y1 > height - my and _strip_is_inside(turned[:, ::-1], cols, height - cy1, height - mid_y, by)
         else y1,
     )
+
+
+def _strip_is_inside(photo_bgr: np.ndarray, across: slice, edge: int, middle: int, band: int) -> bool:
+    """Whether the strip between a box's left side (column `edge`) and the photo's left border, over
+    the rows `across`, looks like one of _BOX_EDGE_BANDS bands `band` columns wide running inward
+    from that side (a floor of light and dark planks along the border puts a dark plank in one
+    band and a light one in the next). The bands stop at the box's `middle`: past it (a thin box,
+    or a loose one) they reached what lies beyond the box, the strip's own background."""
+    strip = photo_bgr[across, :edge]
+    if strip.size == 0:
+        return True
+    seen = _mean_lab(strip)
+    for i in range(_BOX_EDGE_BANDS):
+        inside = photo_bgr[across, min(middle, edge + i * band) : min(middle, edge + (i + 1) * band)]
+        if inside.size and float(np.linalg.norm(seen - _mean_lab(inside))) <= BOX_EDGE_ALIKE:
+            return True
+    return False
+
+
+def _mean_lab(part: np.ndarray) -> np.ndarray:
+    """The mean CIELAB colour (L 0-100, signed a and b) of a BGR region."""
+    converted = cv2.cvtColor(np.ascontiguousarray(part), cv2.COLOR_BGR2LAB).reshape(-1, 3).astype(np.float32)
+    return np.asarray(converted.mean(0) * _LAB_SCALE - _LAB_OFFSET)
 
 
 def select_surface(
