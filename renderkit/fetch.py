@@ -461,25 +461,26 @@ def _response(
     select() holds descriptors below FD_SETSIZE (1024) only."""
     if too_slow is None:
         return conn.getresponse()
-    armed: list[_Watchdog] = []
+    headers_watchdog: _Watchdog | None = None
 
     def first_bytes() -> None:
+        nonlocal headers_watchdog
         headers_by = time.monotonic() + _RATE_GRACE_S
         if headers_by < deadline:  # else the deadline's watchdog ends what is blocked
-            armed.append(_Watchdog(sock, headers_by))
+            headers_watchdog = _Watchdog(sock, headers_by)
 
     conn.response_class = functools.partial(_FirstBytesResponse, first_bytes)  # type: ignore[assignment]
     try:
         response = conn.getresponse()
     except (OSError, http.client.HTTPException):
-        if armed and armed[0].fired:
+        if headers_watchdog is not None and headers_watchdog.fired:
             raise too_slow from None
         raise
     finally:
-        for watchdog in armed:
-            watchdog.disarm()
-    if armed and armed[0].fired:  # a status line cut short parses as one ("HTTP/1.1 200 ", no headers)
-        raise too_slow
+        if headers_watchdog is not None:
+            headers_watchdog.disarm()
+    if headers_watchdog is not None and headers_watchdog.fired:  # a status line cut short parses as one
+        raise too_slow  # ("HTTP/1.1 200 ", no headers)
     return response
 
 
