@@ -8,12 +8,15 @@ import os
 import re
 import resource
 import socket
+import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
+from devstack.certificates import ensure_development_certificates
 from renderkit.fetch import (
     DOWNLOAD_THREADS,
     AddressInfo,
@@ -169,6 +172,65 @@ def test_a_download_works_with_more_files_open_than_select_takes() -> None:
             for fd in held:
                 os.close(fd)
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@contextlib.contextmanager
+def tls_server(tmp_path: Path, answer: Callable[[ssl.SSLSocket], None]) -> Iterator[str]:
+    """A TLS 1.3 server on loopback (the development CA's certificate for localhost) handing each
+    connection, its request read, to `answer`; yields its base URL."""
+    files = ensure_development_certificates(tmp_path, tmp_path / "ca.key")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_cert_chain(str(files.cert), str(files.key))
+    listener = socket.create_server(("127.0.0.1", 0))
+    stopping = threading.Event()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            with contextlib.suppress(OSError), context.wrap_socket(raw, server_side=True) as conn:
+                conn.recv(65536)
+                answer(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"https://localhost:{listener.getsockname()[1]}"
+    finally:
+        stopping.set()
+        listener.close()
+
+
+def test_over_tls_the_headers_grace_counts_from_the_answer_not_the_handshake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TLS 1.3 server sends its session tickets right after the handshake: the socket is readable
+    before any answer, and a watchdog armed then failed a server taking 3.5 s to begin its answer
+    as too slow (the diff's review). Headers trickled over TLS still end at the grace."""
+    body = b"\xff\xd8" + b"x" * 100_000
+
+    def slow_to_start(conn: ssl.SSLSocket) -> None:
+        time.sleep(3.5)  # making the image
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+    def trickling(conn: ssl.SSLSocket) -> None:
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n\xff\xd8":
+            time.sleep(0.25)
+            conn.sendall(bytes([byte]))
+
+    files_dir = tmp_path / "tls"
+    with tls_server(files_dir, slow_to_start) as base:
+        monkeypatch.setenv("SSL_CERT_FILE", str(files_dir / "ca.crt"))
+        assert fetch(f"{base}/tile.jpg", FetchPolicy(allow_private=True, timeout_s=20)) == body
+    with tls_server(tmp_path / "tls2", trickling) as base:
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "tls2" / "ca.crt"))
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match=r"^the download was slower than 16 KiB a second$"):
+            fetch(f"{base}/tile.jpg", FetchPolicy(allow_private=True, timeout_s=20))
+        assert time.monotonic() - started < 6.0
 
 
 def test_a_resolver_that_never_answers_is_bounded_by_the_deadline() -> None:
