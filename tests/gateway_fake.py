@@ -76,6 +76,7 @@ class FakeGateway:
     submits: list[tuple[str, str]] = field(default_factory=list)  # (server, idempotency key)
     # GetOutput's answer: the file it announces, and the pieces of data it then sends.
     output: tuple[pb.OutputFile, list[bytes]] = field(default_factory=lambda: (pb.OutputFile(), []))
+    output_silence_s: float = 0.0  # GetOutput says nothing this long first (a frozen replica)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_plan(self) -> list[Step]:
@@ -139,6 +140,9 @@ class _Servicer(pb_grpc.RenderServiceServicer):
 
     def GetOutput(self, request: pb.GetOutputRequest, context: grpc.ServicerContext) -> Iterator[pb.GetOutputResponse]:
         announced, pieces = self.fake.output
+        ended = threading.Event()
+        context.add_callback(ended.set)
+        ended.wait(self.fake.output_silence_s)  # silent, but ends as soon as the client goes away
         for index, piece in enumerate(pieces or [b""]):
             yield pb.GetOutputResponse(file=announced, data=piece) if index == 0 else pb.GetOutputResponse(data=piece)
 

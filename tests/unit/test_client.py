@@ -449,6 +449,18 @@ def test_a_download_is_checked_against_the_size_and_sha256_it_was_announced_with
                 assert refused.value.code() == grpc.StatusCode.DATA_LOSS
 
 
+def test_a_download_from_a_silent_gateway_gives_up_after_the_idle_limit() -> None:
+    """A gateway that takes the call and then sends nothing (frozen, or a proxy holding the reply)
+    held download for ever (the client review): silence past stream_idle_timeout_s ends it."""
+    fake = FakeGateway(output=(pb.OutputFile(name="full"), [b"x"]), output_silence_s=30)
+    with serve(fake) as servers, client_of(target(servers), stream_idle_timeout_s=0.5)[0] as client:
+        started = time.monotonic()
+        with pytest.raises(GaveUpError) as info:
+            client.download("job-1", "full")
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - started < 10
+
+
 @pytest.mark.parametrize("field", ["give_up_after_s", "initial_backoff_s", "jitter"])
 def test_a_retry_policy_of_numbers_that_are_no_bound_is_refused(field: str) -> None:
     """NaN compares false with everything: a bound of NaN never ran out."""
