@@ -155,6 +155,10 @@ class FetchPolicy:
     max_redirects: int = 3
     refuse: Callable[[str], str | None] = field(default=address_refused)
     resolve: Callable[[str, int], Sequence[AddressInfo]] = field(default=resolve_host)
+    # Where names are resolved (None: the downloads' shared pool of four threads). A caller whose
+    # names its users choose, and whose resolutions may hang (webhooks: a tenant's endpoint on a
+    # domain whose DNS drops queries), brings its own, or it holds every download's resolver.
+    resolvers: concurrent.futures.Executor | None = field(default=None, compare=False)
 
 
 def url_problem(
@@ -268,7 +272,7 @@ def _resolve(host: str, port: int, policy: FetchPolicy, deadline: float) -> Sequ
     else:
         family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
         return [(family, socket.SOCK_STREAM, 0, "", (host, port))]
-    future = _RESOLVERS.submit(policy.resolve, host, port)
+    future = (policy.resolvers or _RESOLVERS).submit(policy.resolve, host, port)
     try:
         return future.result(timeout=_remaining(deadline))
     except concurrent.futures.TimeoutError:

@@ -111,7 +111,13 @@ class DeliveryWorker:
         # A Redis restart must not lose an attempt's record: ledger calls wait up to a lease.
         self.ledger = ledger.with_retry(settings.lease_s)
         self.settings = settings
-        self.policy = replace(policy, timeout_s=settings.timeout_s, max_redirects=0)
+        # The names it posts to are tenants' (and may never resolve): resolved on threads of its
+        # own, so a tenant's endpoints on a domain whose DNS drops queries cannot hold the
+        # resolvers every download of every tenant waits for.
+        self._resolvers = concurrent.futures.ThreadPoolExecutor(
+            max(settings.concurrency, 1), thread_name_prefix="webhook-resolve"
+        )
+        self.policy = replace(policy, timeout_s=settings.timeout_s, max_redirects=0, resolvers=self._resolvers)
         self.links = links
         self.claim = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._wake = asyncio.Event()
@@ -142,6 +148,7 @@ class DeliveryWorker:
             task.cancel()
         await asyncio.gather(*self._inflight, return_exceptions=True)
         self._pool.shutdown(wait=False)
+        self._resolvers.shutdown(wait=False)
 
     async def _run(self) -> None:
         lease_ms = int(self.settings.lease_s * 1000)

@@ -208,3 +208,65 @@ def test_an_attempts_error_is_shown_cut_and_page_tokens_name_only_positions() ->
     forged = [base64.urlsafe_b64encode(text).decode() for text in (b"d-1", b"x5", b"d" + b"9" * 40, b"d")]
     for token in ("garbage!", "0-0", "\u00e9", *forged):
         assert api.token_position(token) is None, token
+
+
+def test_webhook_names_that_never_resolve_do_not_hold_the_downloads_resolvers() -> None:
+    """A tenant's endpoints on a domain whose DNS drops queries (getaddrinfo blocks 10-30 s) held
+    all four of fetch's shared resolver threads with its four attempts in flight: every download of
+    every tenant, from a server answering at once, timed out behind them (a review found it)."""
+    import concurrent.futures
+    import http.server
+    import threading
+    import time
+    from dataclasses import replace
+
+    from gateway.webhooks.worker import DeliveryWorker
+    from renderkit import fetch
+
+    release = threading.Event()
+
+    def resolve(host: str, port: int) -> list[fetch.AddressInfo]:
+        if host.endswith(".blackhole.example"):
+            release.wait(10)  # an authoritative server that drops queries
+        return list(fetch.resolve_host(host, port))
+
+    class Ledger:
+        def with_retry(self, _budget: float) -> Ledger:
+            return self
+
+    class Subscriptions:
+        def on(self, *args: object) -> None:
+            pass
+
+        def on_subscribed(self, *args: object) -> None:
+            pass
+
+    class Image(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"img")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    policy = fetch.FetchPolicy(allow_private=True, timeout_s=2.0, resolve=resolve)
+    worker = DeliveryWorker(Ledger(), WebhookSettings(timeout_s=5.0), policy, None, Subscriptions())  # type: ignore[arg-type]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Image)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    attempts = concurrent.futures.ThreadPoolExecutor(4)
+    try:
+        hung = [
+            attempts.submit(fetch.post, f"http://h{i}.blackhole.example/hook", b"{}", {}, worker.policy)
+            for i in range(WebhookSettings().tenant_concurrency)  # one tenant's attempts in flight
+        ]
+        time.sleep(0.2)
+        body = fetch.fetch(f"http://localhost:{server.server_address[1]}/photo.jpg", replace(policy, timeout_s=1.5))
+        assert body == b"img"
+    finally:
+        release.set()
+        concurrent.futures.wait(hung)
+        attempts.shutdown()
+        server.shutdown()
+        server.server_close()
