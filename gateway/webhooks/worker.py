@@ -65,10 +65,12 @@ class EndpointGone(Exception):
 def delivery_ttl_ms(settings: WebhookSettings, retention_s: float) -> int:
     """How long a delivery is kept: the job retention, or its whole retry schedule when longer, each
     wait as long as a Retry-After may make it (the longest step: a receiver answering every attempt
-    with a long Retry-After had its delivery expire, unrecorded, halfway through the schedule)."""
+    with a long Retry-After had its delivery expire, unrecorded, halfway through the schedule), and
+    every attempt as long as its lease (each wait starts when its attempt ends: a receiver slow to
+    answer its 429s had the record expire just before the last attempt, which was never made)."""
     schedule = settings.retry_schedule_s
     longest = len(schedule) * max(schedule, default=0.0)
-    return int(max(retention_s, longest + settings.lease_s) * 1000)
+    return int(max(retention_s, longest + (len(schedule) + 1) * settings.lease_s) * 1000)
 
 
 def after_attempt(

@@ -94,11 +94,13 @@ def test_a_delivery_is_kept_through_every_attempt_however_long_each_retry_after_
 
     settings = WebhookSettings()
     schedule = settings.retry_schedule_s
+    took = int(settings.timeout_s * 1000)  # each attempt answered at its timeout's end (its wait starts then)
     now = 0
     for made in range(1, len(schedule) + 1):  # each attempt answered 503 with a day's Retry-After
-        outcome, now, _ = after_attempt(settings, made, failed(503), PostResponse(503, 86400.0), now)
+        outcome, now, _ = after_attempt(settings, made, failed(503), PostResponse(503, 86400.0), now + took)
         assert outcome == "retry"
     assert now + settings.lease_s * 1000 <= delivery_ttl_ms(settings, retention_s=3600)
+    assert now + settings.lease_s * 1000 <= delivery_ttl_ms(settings, retention_s=172800)  # the default 48 h
     assert after_attempt(settings, len(schedule) + 1, failed(503), PostResponse(503, 86400.0), now)[0] == "failed"
 
 
