@@ -10,7 +10,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.auth.api_keys import ApiKeyRecord, KeyStore
-from gateway.auth.principal import TENANT_NAME, Scope, current_principal
+from gateway.auth.principal import TENANT_NAME, TENANT_NAME_RULE, Scope, current_principal
 from gateway.ledger import Ledger, TenantLimits
 from gateway.ledger.jobs import now_ms
 from render.admin.v1 import admin_service_pb2 as pb
@@ -146,7 +146,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "tenant is not a tenant name",
-                bad_request([("tenant", "use 1-64 letters, digits, _ or -")]),
+                bad_request([("tenant", TENANT_NAME_RULE)]),
             )
         return tenant
 

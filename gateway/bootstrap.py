@@ -16,7 +16,7 @@ import sys
 
 from gateway.admin import MAX_GRANT
 from gateway.auth.api_keys import KeyStore
-from gateway.auth.principal import TENANT_NAME, Scope, parse_scopes
+from gateway.auth.principal import TENANT_NAME, TENANT_NAME_RULE, Scope, parse_scopes
 from gateway.ledger import Ledger, connect
 from renderkit.settings import env_str
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     # What the admin API would refuse is refused here too (a tenant named with a key's separator
     # got a working admin key that the API then could not manage).
     if not TENANT_NAME.match(args.tenant):
-        parser.error("--tenant takes 1-64 letters, digits, _ or -")
+        parser.error(f"--tenant: {TENANT_NAME_RULE}")
     if not 1 <= len(args.name) <= 200:
         parser.error("--name takes 1 to 200 characters saying what the key is for")
     scopes = parse_scopes(args.scopes)

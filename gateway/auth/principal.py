@@ -7,6 +7,8 @@ import enum
 import re
 from dataclasses import dataclass
 
+from gateway.ledger.keys import RESERVED_TENANT_NAMES
+
 
 class Scope(enum.StrEnum):
     """What a credential may do."""
@@ -47,8 +49,11 @@ def current_principal() -> Principal:
 
 
 # What a tenant may be called (the admin API, tokens' tenant claims, the bootstrap): the name is
-# part of Redis keys and lease members, so it holds no separator of theirs.
-TENANT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+# part of Redis keys and lease members, so it holds no separator of theirs, and is none of the names
+# that would make one of its keys a global one (queue:{tenant} and queue:tenants, queue:clock, ...).
+_RESERVED = "|".join(re.escape(n) for n in sorted(RESERVED_TENANT_NAMES))
+TENANT_NAME = re.compile(rf"^(?!(?:{_RESERVED})\Z)[A-Za-z0-9_-]{{1,64}}\Z")
+TENANT_NAME_RULE = "use 1-64 letters, digits, _ or -, but not " + ", ".join(sorted(RESERVED_TENANT_NAMES))
 
 
 def parse_scopes(values: object) -> frozenset[Scope]:

@@ -198,3 +198,39 @@ def webhook_delivery(delivery_id: str) -> str:
 def job_webhooks(job_id: str) -> str:
     """The list of a job's webhook delivery ids, oldest first (a batch's also holds its rooms')."""
     return JOB_WEBHOOKS_TEMPLATE % job_id
+
+
+# Per-tenant keys, by the function that names them; a tenant name that turns one of them into a
+# global key above ("queue:%s" and the queued tenants' "queue:tenants", say) is refused wherever a
+# tenant is named (gateway.auth.principal.TENANT_NAME): a tenant called "tenants" would push its
+# jobs into the dispatchers' sorted set, and every tenant's submit and every take would fail.
+_PER_TENANT = (
+    queue,
+    tenant_running,
+    tenant_active,
+    tenant_limits,
+    tenant_rate,
+    tenant_index,
+    tenant_api_keys,
+    tenant_assets,
+    credits_balance,
+    credits_reserved,
+    credits_log,
+    webhook_endpoints,
+    webhook_secrets,
+    webhook_in_flight,
+)
+_GLOBAL = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and "%s" not in v)
+
+
+def _reserved_tenant_names() -> frozenset[str]:
+    names = set()
+    for name_key in _PER_TENANT:
+        prefix, _, suffix = name_key("\0").partition("\0")
+        for taken in _GLOBAL:
+            if len(taken) > len(prefix) + len(suffix) and taken.startswith(prefix) and taken.endswith(suffix):
+                names.add(taken[len(prefix) : len(taken) - len(suffix)])
+    return frozenset(names)
+
+
+RESERVED_TENANT_NAMES = _reserved_tenant_names()
