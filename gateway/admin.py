@@ -128,7 +128,11 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         current, _ = await self.ledger.tenant_limits(tenant)
         candidate = TenantLimits(**{**vars(current), **{k: v for k, v in changes.items() if v is not None}})
         api_names = {v: k for k, v in _LIMIT_FIELDS.items()}
-        violations += [(f"limits.{api_names[name]}", text) for name, text in candidate.problems() if name in changes]
+        # Only the values set are checked: a limit reset goes back to the default, whatever was stored
+        # (an older gateway stored values that today's ranges refuse, and those must be resettable).
+        violations += [
+            (f"limits.{api_names[name]}", text) for name, text in candidate.problems() if changes.get(name) is not None
+        ]
         if violations:
             await abort(
                 context,

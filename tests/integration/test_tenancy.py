@@ -15,7 +15,7 @@ import redis
 from google.rpc import error_details_pb2
 
 from devstack import scenes
-from gateway.ledger import TenantLimits
+from gateway.ledger import TenantLimits, keys
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
 from render.admin.v1 import admin_service_pb2 as admin_pb
@@ -165,6 +165,13 @@ def test_a_rate_below_one_submit_a_day_is_refused_naming_the_field(
         assert set_rate(1 / 86400).limits.rate_per_second == 1 / 86400
         stub = pb_grpc.RenderServiceStub(channel)
         assert stub.SubmitRender(ROOM, metadata=bearer(key_for(url, "slow")), timeout=10).job.id
+        # A rate an older gateway stored before this floor can still be reset to the default.
+        redis.Redis.from_url(url).hset(keys.tenant_limits("slow"), "rate", repr(1e-300))
+        reset = admin.UpdateTenantLimits(
+            admin_pb.UpdateTenantLimitsRequest(tenant="slow", reset=["rate_per_second"]), metadata=operator
+        ).tenant
+        assert "rate_per_second" not in reset.overridden
+        assert reset.limits.rate_per_second == gateway.settings.tenant_defaults.rate_per_s
     monkeypatch.setenv("TENANT_RATE_PER_SECOND", "1e-300")
     with pytest.raises(SettingsError, match="TENANT_RATE_PER_SECOND"):
         GatewaySettings.from_env()
