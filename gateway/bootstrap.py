@@ -68,9 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--tenant: {TENANT_NAME_RULE}")
     if not 1 <= len(args.name) <= 200:
         parser.error("--name takes 1 to 200 characters saying what the key is for")
-    scopes = parse_scopes(args.scopes)
-    if not scopes:
-        parser.error("--scopes needs one or more of render, read, admin")
+    # Every name must be a scope (as renderctl and the admin API require): one misspelt was dropped,
+    # and "admn,render,read" minted a key without the admin scope that the operator asked for.
+    names = [n.strip() for n in args.scopes.split(",") if n.strip()]
+    if not names or any(n not in {s.value for s in Scope} for n in names):
+        parser.error("--scopes takes a comma-separated list of render, read, admin")
+    scopes = parse_scopes(",".join(names))
     if args.ttl_days is not None and not (math.isfinite(args.ttl_days) and 1 / 86400 <= args.ttl_days <= 3650):
         parser.error("--ttl-days takes a number of days from a second to ten years (leave it out: no expiry)")
     if not 0 <= args.credits <= MAX_GRANT:

@@ -286,6 +286,9 @@ def test_a_key_lifetime_that_is_no_lifetime_is_refused_naming_it(
         ["--tenant", "ok", "--name", "x", "--ttl-days", "0"],
         ["--tenant", "ok", "--name", "x", "--ttl-days", "nan"],
         ["--tenant", "ok", "--name", "x", "--credits", str(2**63)],
+        # A misspelt scope was dropped: "admn,render,read" minted a key without admin, exit 0.
+        ["--tenant", "ok", "--name", "x", "--scopes", "admn,render,read"],
+        ["--tenant", "ok", "--name", "x", "--scopes", "render,bogus"],
     ],
 )
 def test_the_bootstrap_refuses_what_the_admin_api_refuses(
