@@ -34,7 +34,7 @@ from gateway import folders
 from gateway.batch import BatchFailure, run_room_batch
 from gateway.context import JobContext, JobFailure, outputs_folder
 from gateway.generation_jobs import run_room_render, run_texture_edit
-from gateway.ledger import Ledger, LedgerUnavailable, NotOwner, StartHere, StoredJob, Taken, keys
+from gateway.ledger import Ledger, LedgerUnavailable, NotOwner, StartHere, StoredJob, Submitted, Taken, keys
 from gateway.ledger.jobs import TERMINAL_PROTO, State
 from gateway.material_swap import run_material_swap
 from gateway.metrics import CREDITS_MOVED, JOB_DURATION, JOBS_ENDED
@@ -87,6 +87,7 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(settings.dispatcher_concurrency)
         self._tasks: list[asyncio.Task[None]] = []
         self._runs: set[asyncio.Task[None]] = set()
+        self._submits: set[asyncio.Future[Submitted]] = set()  # submit_here's, their callers maybe gone
         self._running: dict[str, asyncio.Task[bool]] = {}
         self._work = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -127,10 +128,45 @@ class Dispatcher:
         """Gives back a claimed slot whose job was queued (or not submitted)."""
         self._slots.release()
 
+    async def submit_here(
+        self,
+        kind: str,
+        submit: Callable[[StartHere | None], Awaitable[Submitted]],
+        held: Callable[[], Mapping[str, bytes]] | None = None,
+    ) -> Submitted:
+        """Submits a job through `submit` (the ledger's, given where to start it: see claim) and
+        runs it here when the submit started it, else gives the slot back. Once the submit is sent
+        its caller going away (a deadline, a disconnect) does not stop it: the script may have
+        started the job for this dispatcher already, and a job started here that nobody runs waits
+        out its lease for the reaper, holding one of its tenant's concurrency slots."""
+        start = await self.claim(kind)
+        if start is None:
+            return await submit(None)
+
+        async def submitting() -> Submitted:
+            try:
+                submitted = await submit(start)
+            except BaseException:
+                self.release()
+                raise
+            if submitted.started is None:
+                self.release()
+            else:
+                self.run_started(submitted.started, held() if held is not None else None)
+            return submitted
+
+        task = asyncio.ensure_future(submitting())
+        self._submits.add(task)
+        task.add_done_callback(self._submits.discard)
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())  # no one may hear it
+        return await asyncio.shield(task)
+
     async def stop(self, grace_s: float) -> None:
         """Stops taking work, lets running jobs finish within the grace, then hands the rest back
         (to the front of their queues, for another dispatcher to resume)."""
         self._stopping.set()
+        if self._submits:  # a job they start runs (or goes back to its queue) below
+            await asyncio.wait(list(self._submits), timeout=grace_s)
         background = [*self._tasks, *([self._releasing] if self._releasing is not None else [])]
         for task in background:
             task.cancel()

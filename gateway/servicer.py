@@ -296,21 +296,12 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         queue nor a take, and is handed the inputs' bytes the submit stored (`held`, by storage
         key) instead of reading them back. If the ledger fails after starting it, the slot is given
         back and the job's lease runs out: the reaper puts it back for any dispatcher, as for one
-        that died after a take."""
-        dispatcher = self.dispatcher
-        start_here = await dispatcher.claim(new.kind) if dispatcher is not None else None
-        if dispatcher is None or start_here is None:
+        that died after a take. A caller gone meanwhile does not stop it (Dispatcher.submit_here)."""
+        if self.dispatcher is None:
             return await self.ledger.submit(new, rate_limited=rate_limited)
-        try:
-            submitted = await self.ledger.submit(new, rate_limited=rate_limited, start_here=start_here)
-        except BaseException:
-            dispatcher.release()
-            raise
-        if submitted.started is None:
-            dispatcher.release()
-        else:
-            dispatcher.run_started(submitted.started, held() if held is not None else None)
-        return submitted
+        return await self.dispatcher.submit_here(
+            new.kind, lambda start_here: self.ledger.submit(new, rate_limited=rate_limited, start_here=start_here), held
+        )
 
     async def _duplicate(
         self,
