@@ -26,6 +26,10 @@ DEFAULT_CONCURRENCY = 3
 MAX_CONCURRENCY = 8
 MAX_ROOMS = 50
 POLL_S = 0.2
+# A CancelJob cancels a batch's rooms, then the batch (whose charge counts the rooms that ended):
+# meanwhile the batch's run, finding every room ended, waits this long for that cancel before it
+# ends the batch itself (the cancelling gateway may have died).
+CANCEL_HOLD_S = 10.0
 _TERMINAL = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
 _STATE_WORDS = {
     pb.JOB_STATE_QUEUED: "queued",
@@ -115,17 +119,35 @@ def child_key(batch_id: str, index: int) -> str:
     return f"batch/{batch_id}/{index}"
 
 
-async def submitted_children(ledger: Ledger, tenant: str, batch_id: str, rooms: int) -> list[str]:
-    """The ids of a batch's rooms submitted so far: those recorded, and a room submitted but not yet
-    recorded (its dispatcher died between the two, or the cancel came between them), found by its
-    idempotency key."""
+async def submitted_rooms(ledger: Ledger, tenant: str, batch_id: str, rooms: int) -> dict[int, str]:
+    """The ids of a batch's rooms submitted so far, by index: those recorded, and a room submitted
+    but not yet recorded (its dispatcher died between the two, or the cancel came between them),
+    found by its idempotency key."""
     recorded = await ledger.children(batch_id)
-    found = []
+    found = {}
     for index in range(rooms):
         child_id = recorded.get(index) or await ledger.job_for_key(tenant, child_key(batch_id, index))
         if child_id:
-            found.append(child_id)
+            found[index] = child_id
     return found
+
+
+async def submitted_children(ledger: Ledger, tenant: str, batch_id: str, rooms: int) -> list[str]:
+    """The ids of a batch's rooms submitted so far (submitted_rooms)."""
+    return list((await submitted_rooms(ledger, tenant, batch_id, rooms)).values())
+
+
+async def cancelled_report(
+    ledger: Ledger, tenant: str, batch_id: str, rooms: list[pb.RoomRender]
+) -> tuple[pb.BatchReport, list[pb.Job]]:
+    """What a batch being cancelled reports: every room's state, error and outputs as they stand (a
+    room never submitted has no job and no state), what the rendered rooms' providers cost; and
+    the rooms' jobs."""
+    ids = await submitted_rooms(ledger, tenant, batch_id, len(rooms))
+    found = dict(zip(ids, await ledger.jobs(list(ids.values())), strict=True))
+    children = [child_view(i, rooms[i], ids.get(i, ""), found.get(i)) for i in range(len(rooms))]
+    jobs = [job for job in found.values() if job is not None]
+    return batch_report(children, jobs), [job.job for job in jobs]
 
 
 async def cancel_children(ctx: JobContext) -> None:
@@ -185,7 +207,9 @@ async def _run(ctx: JobContext, rooms: list[pb.RoomRender], total: int, limit: i
             )
             await ctx.ledger.record_progress(ctx.job_id, ctx.owner, step)
         if done == total:
-            return _report(children, [s for s in stored.values() if s is not None])
+            cancelled = any(c.state == pb.JOB_STATE_CANCELLED for c in children)
+            if not (cancelled and await ctx.ledger.is_cancelling(ctx.job_id)):
+                return _report(children, [s for s in stored.values() if s is not None])
         await asyncio.sleep(POLL_S)
 
 
@@ -203,7 +227,8 @@ class BatchFailure(JobFailure):
         self.report = report  # every room's state and error, as a batch that rendered some reports them
 
 
-def _report(children: list[pb.ChildJob], jobs: list[StoredJob]) -> pb.JobResult:
+def batch_report(children: list[pb.ChildJob], jobs: list[StoredJob]) -> pb.BatchReport:
+    """The rooms' states and outputs, their counts by state and the providers' cost (of `jobs`)."""
     report = pb.BatchReport(total=len(children), children=children)
     for job in jobs:
         report.cost.tokens += job.job.result.generation.cost.tokens
@@ -211,6 +236,11 @@ def _report(children: list[pb.ChildJob], jobs: list[StoredJob]) -> pb.JobResult:
     report.succeeded = sum(1 for c in children if c.state == pb.JOB_STATE_SUCCEEDED)
     report.failed = sum(1 for c in children if c.state == pb.JOB_STATE_FAILED)
     report.cancelled = sum(1 for c in children if c.state == pb.JOB_STATE_CANCELLED)
+    return report
+
+
+def _report(children: list[pb.ChildJob], jobs: list[StoredJob]) -> pb.JobResult:
+    report = batch_report(children, jobs)
     if report.succeeded == 0:
         first = next((c.error for c in children if c.HasField("error")), None)
         reason = f"; first error: {first.message}" if first is not None else ""

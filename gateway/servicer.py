@@ -17,7 +17,7 @@ import grpc
 
 from gateway.assets import AssetRefused, AssetStore, image_info
 from gateway.auth.principal import Scope, current_principal
-from gateway.batch import submitted_children
+from gateway.batch import CANCEL_HOLD_S, cancelled_report, submitted_children
 from gateway.ledger import (
     AssetQuotaExceeded,
     CreditEntry,
@@ -431,33 +431,46 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
     ) -> pb.CancelJobResponse:
         tenant = self._tenant()
         current = await self._job(request.job_id, tenant, context)
-        if await self.ledger.cancel(request.job_id, await self._batch_cancel_charge(current)):
+        charge, result = None, None
+        if current.job.kind == "room_batch" and current.job.state in (pb.JOB_STATE_RUNNING, pb.JOB_STATE_QUEUED):
+            # Its rooms first, then what the rooms that ended report and cost, then the batch: a
+            # room that rendered between the charge's read and its cancel kept its outputs for free.
+            # Its run, finding its rooms ended meanwhile, waits for this cancel (CANCEL_HOLD_S).
+            await self.ledger.cancelling(request.job_id, CANCEL_HOLD_S)
+            await self._cancel_children(tenant, current)
+            current = await self._job(request.job_id, tenant, context)
+            charge, result = await self._batch_cancelled(tenant, current)
+        if await self.ledger.cancel(request.job_id, charge, result):
             log.info("job %s cancelled", request.job_id)
             JOBS_ENDED.add(1, {"kind": current.job.kind, "state": "cancelled", "error_code": ""})
-        if current.job.kind == "room_batch":  # its rooms, a room submitted but not yet recorded too
-            children = await submitted_children(self.ledger, tenant, request.job_id, current.job.total_steps)
-        else:
-            children = list((await self.ledger.children(request.job_id)).values())
-        for child_id in children:
-            if await self.ledger.cancel(child_id):
-                log.info("job %s cancelled with its batch %s", child_id, request.job_id)
-                JOBS_ENDED.add(1, {"kind": "room_render", "state": "cancelled", "error_code": ""})
+        # (Again for a batch: a room it submitted since.)
+        await self._cancel_children(tenant, current)
         stored = await self._job(request.job_id, tenant, context)
         return pb.CancelJobResponse(job=self.links.fill_job(stored.job))
 
-    async def _batch_cancel_charge(self, stored: StoredJob) -> int | None:
-        """A batch's charge if cancelled now: its rooms rendered so far, also when it waits in the
-        queue after a takeover (None: the usual rule). A room that ends between this read and the
-        cancel of the batch's rooms is not charged."""
-        unfinished = (pb.JOB_STATE_RUNNING, pb.JOB_STATE_QUEUED)
-        if stored.job.kind != "room_batch" or stored.job.state not in unfinished or not stored.credits_reserved:
-            return None
-        if self.prices is None:
-            return None
-        children = await self.ledger.children(stored.job.id)
-        rendered = [found.job for found in await self.ledger.jobs(list(children.values())) if found is not None]
+    async def _cancel_children(self, tenant: str, current: StoredJob) -> None:
+        """Cancels the job's children that have not ended (a batch's rooms, a room submitted but
+        not yet recorded too)."""
+        job_id = current.job.id
+        if current.job.kind == "room_batch":
+            children = await submitted_children(self.ledger, tenant, job_id, current.job.total_steps)
+        else:
+            children = list((await self.ledger.children(job_id)).values())
+        for child_id in children:
+            if await self.ledger.cancel(child_id):
+                log.info("job %s cancelled with its batch %s", child_id, job_id)
+                JOBS_ENDED.add(1, {"kind": "room_render", "state": "cancelled", "error_code": ""})
+
+    async def _batch_cancelled(self, tenant: str, stored: StoredJob) -> tuple[int | None, pb.JobResult]:
+        """What a batch cancelled now reports (its rooms as they stand: CancelJob has cancelled
+        those that had not ended) and costs: the rooms rendered so far, also when it waits in the
+        queue after a takeover (None: the usual rule)."""
+        request = pb.SubmitRenderRequest.FromString(stored.request)
+        report, rooms = await cancelled_report(self.ledger, tenant, stored.job.id, list(request.room_batch.rooms))
+        if self.prices is None or not stored.credits_reserved:
+            return None, pb.JobResult(batch=report)
         price = Price(stored.credits_base, stored.credits_reserved - stored.credits_base)
-        return charge_for_cancelled_batch(stored.job.total_steps, rendered, price, self.prices)
+        return charge_for_cancelled_batch(stored.job.total_steps, rooms, price, self.prices), pb.JobResult(batch=report)
 
     async def ListJobs(
         self,

@@ -584,12 +584,12 @@ class Jobs(LedgerBase):
             release=release,
         )
 
-    async def cancel(self, job_id: str, charge: int | None = None) -> bool:
+    async def cancel(self, job_id: str, charge: int | None = None, result: pb.JobResult | None = None) -> bool:
         """Cancels a job that has not ended; True if this call cancelled it. Notifies its dispatcher.
         It is charged `charge` credits, or by default by its state: nothing while queued, its base
-        once started. Its storage folders are noted for a reaper in the same step: a queued job has
-        no dispatcher to delete its uploads, a running one's may be dead (and a cancelled job keeps
-        no outputs)."""
+        once started. `result`: what the cancelled job still reports (a batch: its rooms). Its
+        storage folders are noted for a reaper in the same step: a queued job has no dispatcher to
+        delete its uploads, a running one's may be dead (and a cancelled job keeps no outputs)."""
         stored = await self.get(job_id)
         if stored is None:
             return False
@@ -607,6 +607,7 @@ class Jobs(LedgerBase):
                 step=stored.job.step,
                 progress=stored.job.progress,
                 charge="cancel" if charge is None else str(charge),
+                result=result,
                 release=release,
             )
         except NotOwner:
@@ -761,6 +762,14 @@ class Jobs(LedgerBase):
             for k, v in ((k.decode(), v) for k, v in raw.items())
             if k.startswith(_CHILD)
         }
+
+    async def cancelling(self, job_id: str, hold_s: float) -> None:
+        """Notes for `hold_s` that a cancel of the batch is under way (it cancels the rooms first)."""
+        await self._command("SET", keys.job_cancelling(job_id), b"1", "PX", max(1, int(hold_s * 1000)))
+
+    async def is_cancelling(self, job_id: str) -> bool:
+        """Whether a cancel of the batch noted itself (cancelling) less than its hold ago."""
+        return bool(await self._command("EXISTS", keys.job_cancelling(job_id)))
 
     # -- checkpoints -----------------------------------------------------------------------------
 

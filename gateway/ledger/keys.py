@@ -54,6 +54,7 @@ WEBHOOK_DELIVERY_TEMPLATE = "webhook:%s"
 WEBHOOK_IN_FLIGHT_TEMPLATE = "tenant:%s:webhooks_in_flight"
 JOB_WEBHOOKS_TEMPLATE = "job:%s:webhooks"
 CHECKPOINTS_TEMPLATE = "job:%s:ckpt"
+JOB_CANCELLING_TEMPLATE = "job:%s:cancelling"
 
 
 def job(job_id: str) -> str:
@@ -74,6 +75,12 @@ def job_channel(job_id: str) -> str:
 def job_of_events(key: str) -> str:
     """The job id of an events stream's key (the inverse of events())."""
     return key.removeprefix("job:").removesuffix(":events")
+
+
+def job_cancelling(job_id: str) -> str:
+    """Set for a while as a CancelJob cancels a batch's rooms before the batch, so that its run does
+    not end it as rooms it did not cancel end (Jobs.cancelling)."""
+    return JOB_CANCELLING_TEMPLATE % job_id
 
 
 def checkpoints(job_id: str) -> str:
