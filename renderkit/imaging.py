@@ -125,7 +125,7 @@ def probe(data: bytes, *, max_pixels: int = PROCESS_MAX_PIXELS) -> ImageInfo:
     exif = _read_exif(header.exif)
     # HEIC's container states its own turn (irot/imir), which its decoder applies; phones also write
     # the EXIF tag there, which must then not turn the image again.
-    orientation = exif.orientation if content_type not in HEIF_TYPES else 1
+    orientation = exif.orientation if content_type not in HEIF_TYPES and header.turns else 1
     if orientation >= 5:  # 5 to 8 turn the image a quarter: the displayed frame swaps the sides
         width, height = height, width
     pixels = width * height
@@ -172,6 +172,12 @@ class _Header:
     alpha: bool = False
     exif: bytes = b""
     icc: bytes = b""
+    # Whether the EXIF block's Orientation turns the image: only metadata that comes before the
+    # image data does, as browsers read it (CSS Images 3, "image-orientation: from-image": metadata
+    # after the image data is ignored). A WebP's EXIF chunk always follows its bitstream, a PNG's
+    # eXIf may follow its IDAT: a browser shows those photos as stored, and the console's hints,
+    # drawn over what the browser shows, must be in the frame the stages work in.
+    turns: bool = True
 
 
 def _most_parts(data: bytes) -> int:
@@ -273,6 +279,7 @@ def _png_header(data: bytes) -> _Header:
     width = height = 0
     alpha, pixels, profiled = False, False, False
     exif = icc_profile = b""
+    turns = True
     most_chunks = _most_parts(data)
     for _ in range(most_chunks):
         if pos + 12 > size:
@@ -292,7 +299,7 @@ def _png_header(data: bytes) -> _Header:
         elif kind == b"tRNS":
             alpha = True  # a transparent colour or palette entries
         elif kind == b"eXIf":
-            exif = body.removeprefix(b"Exif\x00\x00")
+            exif, turns = body.removeprefix(b"Exif\x00\x00"), not pixels
         elif kind == b"iCCP" and not profiled:
             icc_profile, profiled = _png_profile(body), True
         elif kind == b"IEND":
@@ -302,7 +309,7 @@ def _png_header(data: bytes) -> _Header:
         raise ImageError(f"the PNG has more than {most_chunks:,} chunks")
     if not pixels:
         raise ImageError(_TRUNCATED)
-    return _Header(width, height, alpha, exif, icc_profile)
+    return _Header(width, height, alpha, exif, icc_profile, turns)
 
 
 def _png_profile(body: bytes) -> bytes:
@@ -371,7 +378,9 @@ def _webp_header(data: bytes) -> _Header:
         raise ImageError(_TRUNCATED)
     if canvas is not None:
         width, height = canvas
-    return _Header(width, height, alpha, exif, icc_profile)
+    # The container puts EXIF after the image data: browsers show a WebP as stored, whatever its
+    # Orientation says (its focal length is still read).
+    return _Header(width, height, alpha, exif, icc_profile, turns=False)
 
 
 @functools.cache
