@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useEffect, useState } from "react";
 
 import { JobList } from "./components/JobList";
 import { JobView } from "./components/JobView";
@@ -8,7 +8,7 @@ import { SwapForm } from "./components/SwapForm";
 import { TextureForm } from "./components/TextureForm";
 import { href, useRoute, type Route } from "./routes";
 import { useSample } from "./samples";
-import { clearSession, loadSession, type Session } from "./session";
+import { clearSession, CREDENTIAL_REFUSED, loadSession, type Session } from "./session";
 
 const NAV: { route: Route; label: string }[] = [
   { route: { name: "swap" }, label: "Material swap" },
@@ -19,11 +19,33 @@ const NAV: { route: Route; label: string }[] = [
 
 export function App() {
   const [session, setSession] = useState<Session | null>(() => loadSession());
+  const [refused, setRefused] = useState(false);
   const route = useRoute();
   const sample = useSample();
 
+  // A credential revoked or expired mid-session: forget it (a reload would keep failing with it)
+  // and ask for another, on the same route.
+  useEffect(() => {
+    const onRefused = () => {
+      if (!loadSession()) return; // the sign-in form's own check, not a session's
+      clearSession();
+      setSession(null);
+      setRefused(true);
+    };
+    window.addEventListener(CREDENTIAL_REFUSED, onRefused);
+    return () => window.removeEventListener(CREDENTIAL_REFUSED, onRefused);
+  }, []);
+
   if (!session) {
-    return <SignIn onSignedIn={setSession} />;
+    return (
+      <SignIn
+        notice={refused ? "The server no longer accepts the credential this tab used (revoked or expired): sign in again." : ""}
+        onSignedIn={(s) => {
+          setRefused(false);
+          setSession(s);
+        }}
+      />
+    );
   }
   const signOut = () => {
     clearSession();

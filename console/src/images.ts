@@ -17,10 +17,15 @@ export interface Picture {
 
 export const ACCEPTED_TYPES = "image/jpeg,image/png,image/webp";
 
+/** How long an upload's body may take to arrive: the gateway waits 60 s for a body whose call
+ * sets no deadline, too short for a 12 MP phone photo (5 to 10 MB) on a slow uplink (under about
+ * 1 Mbit/s); with a deadline it waits up to 5 minutes (MAX_BODY_TIMEOUT_S), so ask for that. */
+export const UPLOAD_TIMEOUT_MS = 300_000;
+
 /** Uploads an image (UploadAsset) and returns it as a Picture. */
 export async function upload(client: RenderClient, blob: Blob, name: string, sampleUrl?: string): Promise<Picture> {
   const data = new Uint8Array(await blob.arrayBuffer());
-  const { asset } = await client.uploadAsset({ data, name: name.slice(0, 200) });
+  const { asset } = await client.uploadAsset({ data, name: name.slice(0, 200) }, { timeoutMs: UPLOAD_TIMEOUT_MS });
   if (!asset) {
     throw new Error("the server returned no asset");
   }

@@ -1,6 +1,6 @@
 /** Who the console calls as: the credential lives in sessionStorage (gone when the tab closes). */
 
-import { createRenderClient, type Protocol, type RenderClient } from "@render-pipeline/client";
+import { Code, ConnectError, createRenderClient, type Protocol, type RenderClient, type RenderClientOptions } from "@render-pipeline/client";
 
 const CREDENTIAL = "render-console.credential";
 const PROTOCOL = "render-console.protocol";
@@ -11,10 +11,27 @@ export interface Session {
   client: RenderClient;
 }
 
+/** The window event sent when the server no longer accepts the session's credential (revoked,
+ * expired): the app then forgets it and shows the sign-in form again. */
+export const CREDENTIAL_REFUSED = "render-console:credential-refused";
+
+type Interceptor = NonNullable<RenderClientOptions["interceptors"]>[number];
+
+const noticeRefusal: Interceptor = (next) => async (request) => {
+  try {
+    return await next(request);
+  } catch (e) {
+    if (ConnectError.from(e).code === Code.Unauthenticated) {
+      window.dispatchEvent(new Event(CREDENTIAL_REFUSED));
+    }
+    throw e;
+  }
+};
+
 function open(credential: string, protocol: Protocol): Session {
   // API keys read rk_<id>_<secret>; anything else is a JWT. Both go as the bearer token.
   const who = credential.startsWith("rk_") ? { apiKey: credential } : { token: credential };
-  const client = createRenderClient({ baseUrl: window.location.origin, protocol, ...who });
+  const client = createRenderClient({ baseUrl: window.location.origin, protocol, ...who, interceptors: [noticeRefusal] });
   return { credential, protocol, client };
 }
 

@@ -464,3 +464,45 @@ def test_a_link_with_a_malformed_escape_opens_the_job_list_not_a_blank_page(page
     page.click("[data-testid=sign-in]")
     page.locator("h2:has-text('Jobs')").wait_for()
     page.locator("[data-testid=job-list]").wait_for(state="attached")
+
+
+def test_an_upload_asks_for_the_gateways_longest_body_deadline(page: Page, stack: Stack, sample: dict[str, Any]) -> None:
+    """UploadAsset with no deadline gets 60 s for its body: a 12 MP phone photo (8 MB) over a
+    1 Mbit/s uplink never arrives. The console asks for the 5 minutes the gateway allows."""
+    asked: list[str] = []
+
+    def note(route: Route) -> None:
+        asked.append(route.request.headers.get("connect-timeout-ms", ""))
+        route.continue_()
+
+    page.route("**/render.v1.RenderService/UploadAsset", note)
+    sign_in(page, stack)
+    page.set_input_files("[data-testid=photo-file]", str(SAMPLES / sample["photo"]))
+    page.locator("[data-picker=photo] .thumb").wait_for()
+    assert asked and all(value.isdigit() and int(value) >= 300_000 for value in asked), asked
+
+
+def test_a_credential_revoked_mid_session_brings_back_the_sign_in_form(page: Page, stack: Stack) -> None:
+    """The console said "sign in again" on every call but kept the dead key (a reload too) and
+    showed no sign-in form; now it forgets the key and asks for another."""
+    import grpc
+
+    from render.admin.v1 import admin_service_pb2 as apb
+    from render.admin.v1 import admin_service_pb2_grpc as agrpc
+
+    metadata = [("authorization", f"Bearer {stack.api_key}")]
+    with grpc.insecure_channel(stack.gateway_address) as channel:
+        admin = agrpc.AdminServiceStub(channel)
+        made = admin.CreateApiKey(
+            apb.CreateApiKeyRequest(tenant="dev", name="revoked mid-session", scopes=[apb.SCOPE_READ]), metadata=metadata
+        )
+        page.goto(stack.http_url + "/")
+        page.fill("#credential", made.secret)
+        page.click("[data-testid=sign-in]")
+        page.click("nav >> text=Jobs")
+        page.wait_for_selector("[data-testid=job-list] a, .placeholder")
+        admin.RevokeApiKey(apb.RevokeApiKeyRequest(key_id=made.key.key_id), metadata=metadata)
+    page.click("text=Refresh")
+    page.locator("#credential").wait_for()
+    assert "sign in again" in page.inner_text(".alert")
+    assert page.evaluate("() => sessionStorage.getItem('render-console.credential')") is None

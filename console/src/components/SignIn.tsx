@@ -7,7 +7,7 @@ import { describe } from "../errors";
 import { keepSession, newSession, type Session } from "../session";
 import { Alert, Button, Field } from "./ui";
 
-export function SignIn({ onSignedIn }: { onSignedIn: (session: Session) => void }) {
+export function SignIn({ onSignedIn, notice = "" }: { onSignedIn: (session: Session) => void; notice?: string }) {
   const [credential, setCredential] = useState("");
   const [protocol, setProtocol] = useState<Protocol>("connect");
   const [error, setError] = useState("");
@@ -68,6 +68,7 @@ export function SignIn({ onSignedIn }: { onSignedIn: (session: Session) => void 
             <option value="grpc-web">gRPC-web</option>
           </select>
         </details>
+        {notice && !error && <Alert kind="warning">{notice}</Alert>}
         {error && <Alert>{error}</Alert>}
         <Button type="submit" variant="primary" loading={checking} className="btn-block" data-testid="sign-in">
           Sign in
