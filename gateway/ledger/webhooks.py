@@ -309,11 +309,12 @@ class Webhooks(LedgerBase):
         return out
 
     async def record_attempt(
-        self, delivery: Delivery, claim: str, outcome: str, attempt: Attempt | None, next_ms: int, reason: str = ""
+        self, delivery: Delivery, claim: str, outcome: str, attempt: Attempt | None, due_in_ms: int, reason: str = ""
     ) -> bool:
-        """Records an attempt of a claimed delivery ("delivered", "retry" at next_ms, "failed",
-        "gone"), or hands it back unattempted ("release", due at next_ms); False when the claim was
-        lost (its lease ran out and another worker has it)."""
+        """Records an attempt of a claimed delivery ("delivered", "retry" due in `due_in_ms`,
+        "failed", "gone"), or hands it back unattempted ("release", due in `due_in_ms`); False when
+        the claim was lost (its lease ran out and another worker has it). The wait is counted from
+        Redis's clock, which claims are judged by, not this process's."""
         recorded = await self._script(
             "webhook_record",
             keys=[keys.webhook_delivery(delivery.delivery_id), keys.WEBHOOKS_DUE],
@@ -322,7 +323,7 @@ class Webhooks(LedgerBase):
                 claim,
                 outcome,
                 attempt.to_json() if attempt is not None else "",
-                next_ms,
+                due_in_ms,
                 reason,
                 keys.WEBHOOK_ENDPOINTS_TEMPLATE,
                 keys.WEBHOOK_IN_FLIGHT_TEMPLATE,

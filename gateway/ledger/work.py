@@ -107,11 +107,10 @@ class WorkQueue(LedgerBase):
     async def renew(self, owner: str, job_id: str, lease_s: float) -> bool:
         """Extends a running job's lease; False (nothing renewed) when the dispatcher no longer owns
         it: it ended, or its lease ran out (its slot may already run another job of its tenant)."""
-        now = now_ms()
         renewed = await self._script(
             "renew",
             keys=[keys.job(job_id), keys.RUNNING],
-            args=[job_id, owner, now + int(lease_s * 1000), keys.TENANT_RUNNING_TEMPLATE, now],
+            args=[job_id, owner, int(lease_s * 1000), keys.TENANT_RUNNING_TEMPLATE],
         )
         return bool(renewed)
 

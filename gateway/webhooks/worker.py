@@ -198,17 +198,19 @@ class DeliveryWorker:
             try:
                 attempt, answer = await self._attempt(delivery)
             except EndpointGone:
-                await self.ledger.record_attempt(delivery, self.claim, "release", None, now_ms())
+                await self.ledger.record_attempt(delivery, self.claim, "release", None, 0)
                 return  # the next claim finds the endpoint gone and fails the delivery
-            outcome, next_ms, reason = after_attempt(self.settings, delivery.attempts + 1, attempt, answer, now_ms())
-            if not await self.ledger.record_attempt(delivery, self.claim, outcome, attempt, next_ms, reason):
+            now = now_ms()
+            outcome, next_ms, reason = after_attempt(self.settings, delivery.attempts + 1, attempt, answer, now)
+            due_in_ms = max(0, next_ms - now) if outcome == "retry" else 0
+            if not await self.ledger.record_attempt(delivery, self.claim, outcome, attempt, due_in_ms, reason):
                 log.info("webhook %s: its claim ran out mid-attempt; another worker has it", delivery.delivery_id)
             elif outcome != "retry":  # the URL is not logged: it may hold the receiver's token
                 log.info("webhook %s (%s): %s", delivery.delivery_id, delivery.event_type, outcome)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):  # the worker is stopping: due again at once, elsewhere
                 async with asyncio.timeout(2.0):
-                    await self.ledger.record_attempt(delivery, self.claim, "release", None, now_ms())
+                    await self.ledger.record_attempt(delivery, self.claim, "release", None, 0)
             raise
         except Exception:
             log.exception("webhook %s: the attempt failed; it is retried when its claim runs out", delivery.delivery_id)

@@ -466,7 +466,9 @@ def test_a_link_with_a_malformed_escape_opens_the_job_list_not_a_blank_page(page
     page.locator("[data-testid=job-list]").wait_for(state="attached")
 
 
-def test_an_upload_asks_for_the_gateways_longest_body_deadline(page: Page, stack: Stack, sample: dict[str, Any]) -> None:
+def test_an_upload_asks_for_the_gateways_longest_body_deadline(
+    page: Page, stack: Stack, sample: dict[str, Any]
+) -> None:
     """UploadAsset with no deadline gets 60 s for its body: a 12 MP phone photo (8 MB) over a
     1 Mbit/s uplink never arrives. The console asks for the 5 minutes the gateway allows."""
     asked: list[str] = []
@@ -494,7 +496,8 @@ def test_a_credential_revoked_mid_session_brings_back_the_sign_in_form(page: Pag
     with grpc.insecure_channel(stack.gateway_address) as channel:
         admin = agrpc.AdminServiceStub(channel)
         made = admin.CreateApiKey(
-            apb.CreateApiKeyRequest(tenant="dev", name="revoked mid-session", scopes=[apb.SCOPE_READ]), metadata=metadata
+            apb.CreateApiKeyRequest(tenant="dev", name="revoked mid-session", scopes=[apb.SCOPE_READ]),
+            metadata=metadata,
         )
         page.goto(stack.http_url + "/")
         page.fill("#credential", made.secret)

@@ -1,3 +1,4 @@
+-- include: clock
 -- include: gcra
 -- An uploaded asset of a tenant, in two steps. 'admit' (before the file is written) counts the
 -- upload against the tenant's request rate, every upload (the same bytes again too), and checks a
@@ -13,6 +14,7 @@
 -- Returns {'ok', created_ms ('' when admitted and new), and when admitting, its expire_ms ('0':
 -- new)}, {'limited', ms until a retry is allowed} or {'quota', the quota}.
 local now = tonumber(ARGV[3])
+local rate_now = ledger_now_ms()  -- the tenant's rate is judged by Redis's clock (lib/clock.lua)
 local created = redis.call('HGET', KEYS[1], 'created_ms')
 local function over_quota()
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -24,10 +26,10 @@ if ARGV[8] == 'admit' then
     return tonumber(redis.call('HGET', KEYS[4], name) or default)
   end
   if redis.call('EXISTS', KEYS[6]) == 0 then
-    local wait, new_tat = gcra(KEYS[5], limit('rate', ARGV[5]), limit('burst', ARGV[6]), now)
+    local wait, new_tat = gcra(KEYS[5], limit('rate', ARGV[5]), limit('burst', ARGV[6]), rate_now)
     if wait > 0 then return {'limited', tostring(wait)} end
     if not created and over_quota() then return {'quota', ARGV[7]} end
-    gcra_store(KEYS[5], new_tat, now)
+    gcra_store(KEYS[5], new_tat, rate_now)
     redis.call('SET', KEYS[6], '1', 'PX', 60000)
   end
   return {'ok', created or '', redis.call('HGET', KEYS[1], 'expire_ms') or '0'}

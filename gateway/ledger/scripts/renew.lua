@@ -4,14 +4,18 @@
 -- the slot may already run another of the tenant's jobs (a dispatcher cut off from Redis for
 -- longer than its lease comes back to find its job lost, and the reaper puts it back).
 -- KEYS: job, running (all)
--- ARGV: 1 job_id, 2 owner, 3 expiry_ms, 4 tenant running template, 5 now_ms
+-- ARGV: 1 job_id, 2 owner, 3 lease_ms, 4 tenant running template (the expiry is a lease from now,
+--       by Redis's clock: lib/clock.lua)
+-- include: clock
+local now = ledger_now_ms()
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then
   return 0
 end
 local tenant = redis.call('HGET', KEYS[1], 'tenant')
 local member = tenant .. '|' .. ARGV[1]
 local expiry = redis.call('ZSCORE', KEYS[2], member)
-if not expiry or tonumber(expiry) < tonumber(ARGV[5]) then return 0 end
-redis.call('ZADD', KEYS[2], 'XX', ARGV[3], member)
-redis.call('ZADD', string.format(ARGV[4], tenant), 'XX', ARGV[3], ARGV[1])
+if not expiry or tonumber(expiry) < now then return 0 end
+local expires = now + tonumber(ARGV[3])
+redis.call('ZADD', KEYS[2], 'XX', expires, member)
+redis.call('ZADD', string.format(ARGV[4], tenant), 'XX', expires, ARGV[1])
 return 1

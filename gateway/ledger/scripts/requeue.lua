@@ -5,16 +5,18 @@
 -- A tenant parked at its concurrency (lib/parking.lua) goes back to the queued tenants: a slot of
 -- its is free now.
 -- KEYS: running (all), queued tenants, queue clock, waiting dispatchers, parked tenants
--- ARGV: 1 now_ms, 2 most to requeue, 3 queue template, 4 tenant running template, 5 job template,
+-- ARGV: 1 now_ms (unused: leases are judged by Redis's clock, lib/clock.lua), 2 most to requeue, 3 queue template, 4 tenant running template, 5 job template,
 --       6 work channel, 7 one job ('' for every expired lease), 8 its owner
+-- include: clock
 -- include: parking
+local now = ledger_now_ms()
 local members
 if ARGV[7] ~= '' then
   local job = string.format(ARGV[5], ARGV[7])
   if redis.call('HGET', job, 'owner') ~= ARGV[8] or redis.call('HGET', job, 'state') ~= 'RUNNING' then return 0 end
   members = {redis.call('HGET', job, 'tenant') .. '|' .. ARGV[7]}
 else
-  members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+  members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 end
 local requeued = 0
 for _, member in ipairs(members) do

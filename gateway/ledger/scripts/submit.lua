@@ -33,7 +33,10 @@
 -- include: gcra
 -- include: admission
 -- include: webhooks
+-- include: clock
 -- include: hand_out
+-- The tenant's rate and a start here's slot and lease are judged by Redis's clock (lib/clock.lua).
+local clock_now = ledger_now_ms()
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[15] ~= '' and redis.call('HGET', KEYS[1], 'owner') == ARGV[15]
       and redis.call('HGET', KEYS[1], 'attempt') == '1' and redis.call('HGET', KEYS[1], 'state') == 'RUNNING' then
@@ -48,7 +51,7 @@ end
 local now = tonumber(ARGV[4])
 local price = tonumber(ARGV[14])
 local refused, new_tat, set = admission({limits_key = KEYS[9], rate_key = KEYS[10], tenant_active_key = KEYS[11],
-  active_key = KEYS[3], balance_key = KEYS[12], now = now, default_rate = ARGV[10], default_burst = ARGV[11],
+  active_key = KEYS[3], balance_key = KEYS[12], now = clock_now, default_rate = ARGV[10], default_burst = ARGV[11],
   default_quota = ARGV[12], queue_limit = tonumber(ARGV[3]), price = price, rate_limited = ARGV[13] == '1',
   batch_room = ARGV[13] == 'room'})
 if refused then return refused end
@@ -57,7 +60,7 @@ if price > 0 then
   redis.call('INCRBY', KEYS[13], price)
   redis.call('XADD', KEYS[14], '*', 'kind', 'reserve', 'amount', -price, 'balance', left, 'job', ARGV[1])
 end
-gcra_store(KEYS[10], new_tat, now)
+gcra_store(KEYS[10], new_tat, clock_now)
 local fields = {'id', ARGV[1], 'tenant', ARGV[9], 'created_ms', ARGV[4], 'updated_ms', ARGV[4], 'state', 'QUEUED',
   'step', '0', 'progress', '0', 'message', 'Queued', 'attempt', '0'}
 for i = 29, #ARGV do fields[#fields + 1] = ARGV[i] end
@@ -82,8 +85,8 @@ if ARGV[2] == '1' then redis.call('SET', KEYS[5], ARGV[1]) end
 -- dispatcher's own entry among the waiting ones is left as it is: its intake still waits for work.
 -- (A tenant parked at its concurrency has older jobs queued, ahead of this one: it is queued.)
 if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0 and not redis.call('ZSCORE', KEYS[20], ARGV[9])
-    and redis.call('ZCOUNT', KEYS[17], now, '+inf') < tonumber(set[4] or ARGV[17]) then
-  hand_out(KEYS[1], ARGV[1], ARGV[9], KEYS[17], KEYS[16], ARGV[15], ARGV[4], now + tonumber(ARGV[16]), true)
+    and redis.call('ZCOUNT', KEYS[17], clock_now, '+inf') < tonumber(set[4] or ARGV[17]) then
+  hand_out(KEYS[1], ARGV[1], ARGV[9], KEYS[17], KEYS[16], ARGV[15], ARGV[4], clock_now + tonumber(ARGV[16]), true)
   -- Its virtual time moves as the take's would (take.lua): queued again, the tenant starts after
   -- this job, not at the clock tied with (and by name ahead of) a tenant that queued meanwhile.
   local clock = tonumber(redis.call('GET', KEYS[8]) or '0')
@@ -95,7 +98,7 @@ if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0 and not redis.call('ZSCO
   -- The start's event and its webhooks, as the dispatcher's start (transition.lua) writes them; its
   -- notice names the queued event before it.
   local entry = redis.call('XADD', KEYS[2], '*', 'event', ARGV[18])
-  queue_webhooks({job_key = KEYS[1], job_id = ARGV[1], category = 'start', event = ARGV[18], now = now,
+  queue_webhooks({job_key = KEYS[1], job_id = ARGV[1], category = 'start', event = ARGV[18], now = clock_now,
     due = KEYS[18], list_key = KEYS[19], endpoints_template = ARGV[20], delivery_template = ARGV[21],
     list_template = ARGV[22], channel = ARGV[23], ttl_ms = tonumber(ARGV[24]), progress_ms = tonumber(ARGV[25]),
     most = tonumber(ARGV[26])})

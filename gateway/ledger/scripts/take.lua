@@ -5,7 +5,8 @@
 -- a take that finds no work looks through the parked tenants and puts back those with a slot free.
 -- KEYS: queued tenants, queue clock, running (all), waiting dispatchers, parked tenants, tenants'
 --       virtual finish times (when a take emptied their queue: submit.lua starts them there)
--- ARGV: 1 owner, 2 now_ms, 3 lease_ms, 4 default concurrency, 5 default weight, 6 take key (this
+-- ARGV: 1 owner, 2 now_ms (the job's start time as events show it; leases and slots are judged
+--       by Redis's clock: lib/clock.lua), 3 lease_ms, 4 default concurrency, 5 default weight, 6 take key (this
 --       take's id), 7 queue template, 8 tenant running template, 9 tenant limits template,
 --       10 job template, 11 kinds that take no slot (",room_batch,"), 12 tenants looked at per take,
 --       13 ms after which a waiting dispatcher that has not looked again is forgotten (12 and 13
@@ -19,6 +20,7 @@
 -- while someone waits). drained is 1 when this take emptied the queue and the owner, with a slot
 -- still free, is noted as waiting at once (it waits instead of looking again and finding nothing).
 -- A retried take (same take key) returns what the first one took (drained 0).
+-- include: clock
 -- include: hand_out
 -- include: parking
 local function answer(job_id, attempt, kind, drained)
@@ -31,7 +33,7 @@ if taken then
   local second = string.find(taken, '|', first + 1, true)
   return answer(string.sub(taken, 1, first - 1), tonumber(string.sub(taken, first + 1, second - 1)), string.sub(taken, second + 1), 0)
 end
-local now, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, lease = ledger_now_ms(), tonumber(ARGV[3])
 local clock = tonumber(redis.call('GET', KEYS[2]) or '0')
 local per_look = tonumber(ARGV[12])
 local function has_room(tenant)

@@ -5,7 +5,7 @@
 --       6 op, 7 the job's notice channel, 8 work channel, 9 tenant running template, 10 tenant active
 --       template, 11 the credits the end charges ('cancel': by the job's state), 12 credit balance
 --       template, 13 credits reserved template, 14 credit log template, 15 the event's webhook
---       category ('start', 'progress'; an end is 'completed'), 16 now_ms, 17 webhook endpoints
+--       category ('start', 'progress'; an end is 'completed'), 16 now_ms (unused: lib/clock.lua), 17 webhook endpoints
 --       template, 18 webhook delivery template, 19 job webhooks template, 20 webhooks channel,
 --       21 a delivery's ttl_ms, 22 ms between progress deliveries, 23 most start and progress
 --       deliveries per job, 24 the event as the notice carries it (base64; '' to leave it out),
@@ -23,9 +23,12 @@
 -- Progress events given before it (steps the job took without waiting for anything between them)
 -- are written first, in order, each with its own stream entry, webhooks and notice: to a watcher
 -- they are the events separate calls would have written.
+-- include: clock
 -- include: webhooks
 -- include: states
 -- include: parking
+-- Webhooks fall due by Redis's clock, which their claims are judged by (lib/clock.lua).
+local clock_now = ledger_now_ms()
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
 if redis.call('HGET', KEYS[1], 'op') == ARGV[6] then return 'ok' end
@@ -39,7 +42,7 @@ redis.call('HSET', KEYS[1], unpack(fields))
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 local before = (last[1] and last[1][1]) or '0'
 local function queue(category, event)
-  queue_webhooks({job_key = KEYS[1], job_id = ARGV[1], category = category, event = event, now = tonumber(ARGV[16]),
+  queue_webhooks({job_key = KEYS[1], job_id = ARGV[1], category = category, event = event, now = clock_now,
     due = KEYS[7], list_key = KEYS[8], endpoints_template = ARGV[17], delivery_template = ARGV[18],
     list_template = ARGV[19], channel = ARGV[20], ttl_ms = tonumber(ARGV[21]), progress_ms = tonumber(ARGV[22]),
     most = tonumber(ARGV[23])})

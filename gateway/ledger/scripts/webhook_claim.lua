@@ -7,7 +7,8 @@
 -- every worker's. Its deliveries a look passes over are put a second later in the due set, so the
 -- other tenants' deliveries behind them are claimed within a look or two however many it has.
 -- KEYS: 1 webhooks due
--- ARGV: 1 now_ms, 2 lease_ms, 3 most to claim, 4 claim id, 5 delivery template, 6 endpoints
+-- ARGV: 1 now_ms (unused: claims' leases, the tenants' attempts in flight and what is due are
+--       judged by Redis's clock, lib/clock.lua, as every worker's own clock differs), 2 lease_ms, 3 most to claim, 4 claim id, 5 delivery template, 6 endpoints
 --       template, 7 secrets template, 8 tenant's in-flight template, 9 most in flight per tenant
 -- Returns {claimed, next due ms ('' when none)}; each claimed one is {fields..., secrets JSON ('')}
 -- with the fields id, tenant, job, endpoint, url, type, event, kind, parent, project, user,
@@ -15,7 +16,8 @@
 local FIELDS = {'id', 'tenant', 'job', 'endpoint', 'url', 'type', 'event', 'kind', 'parent', 'project', 'user',
   'attempt', 'attempts', 'created_ms'}
 local SKIP_MS = 1000
-local now = tonumber(ARGV[1])
+-- include: clock
+local now = ledger_now_ms()
 local most = tonumber(ARGV[3])
 local cap = tonumber(ARGV[9])
 -- Due deliveries looked at, at most: past the tenants at their cap (a bounded script either way).

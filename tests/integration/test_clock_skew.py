@@ -1,0 +1,131 @@
+"""Leases and slots judged by one clock: Redis's, not each gateway replica's wall clock.
+
+Gateway replicas' wall clocks differ (a pod on a host whose NTP is off by minutes) and jump (an NTP
+step). A lease written by one replica and judged by another's clock is then taken over while its
+dispatcher is alive and renewing, or a tenant runs more jobs than its concurrency."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+from redis.typing import EncodableT, FieldT
+
+from gateway.ledger import Ledger, RateLimited, TenantLimits, jobs, keys, work
+from tests.integration.test_ledger import DETACHED, LEASE_S, claim, new_job, run
+
+SKEW_MS = 120_000  # two minutes: a replica whose NTP is off, or a wall clock stepped forward
+
+
+@contextlib.contextmanager
+def clock_ahead(ms: int) -> Iterator[None]:
+    """This process's wall clock (as the ledger reads it) `ms` ahead, as another replica's would be."""
+    patch = pytest.MonkeyPatch()
+    real = jobs.now_ms
+    for module in (jobs, work):
+        patch.setattr(module, "now_ms", lambda: real() + ms)
+    try:
+        yield
+    finally:
+        patch.undo()
+
+
+def test_a_replica_whose_clock_is_ahead_does_not_take_over_a_live_lease(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        job_id = (await ledger.submit(new_job())).job_id
+        assert await claim(ledger, job_id, "alive") == 1  # a 30 s lease, renewed every 10 s
+        with clock_ahead(SKEW_MS):  # another replica's reaper, its clock two minutes ahead
+            requeued = await ledger.requeue_expired()
+        assert requeued == 0, "a live dispatcher's job was put back for another to take over"
+        assert await ledger.renew("alive", job_id, LEASE_S)
+
+    run(body, redis_url)
+
+
+def test_a_replica_whose_clock_is_ahead_keeps_a_tenant_within_its_concurrency(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        first = (await ledger.submit(new_job(tenant="solo"))).job_id
+        await ledger.submit(new_job(tenant="solo"))
+        assert await claim(ledger, first, "a") == 1
+        with clock_ahead(SKEW_MS):
+            second = await ledger.take("b", LEASE_S, DETACHED)
+        assert second is None, "the tenant's one slot was counted free: two of its jobs run at once"
+
+    run(body, redis_url, tenant_defaults=TenantLimits(concurrency=1, rate_per_s=0))
+
+
+def test_a_wall_clock_stepped_forward_does_not_lose_the_replicas_own_lease(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        job_id = (await ledger.submit(new_job())).job_id
+        assert await claim(ledger, job_id, "alive") == 1
+        with clock_ahead(SKEW_MS):  # NTP steps this host's clock forward by two minutes
+            assert await ledger.renew("alive", job_id, LEASE_S), "the dispatcher lost its own job"
+
+    run(body, redis_url)
+
+
+def test_a_tenants_rate_holds_across_replicas_whose_clocks_differ(redis_url: str) -> None:
+    """One submit a second, a burst of one: submits spread over two replicas (a load balancer's
+    round robin), one of them two minutes ahead, are admitted one a second all the same."""
+
+    async def body(ledger: Ledger) -> None:
+        admitted = 0
+        for i in range(20):  # at once, alternately through each replica
+            with clock_ahead(SKEW_MS) if i % 2 else contextlib.nullcontext(), contextlib.suppress(RateLimited):
+                await ledger.submit(new_job())
+                admitted += 1
+        assert admitted <= 2, f"{admitted} of 20 submits admitted at a rate of one a second"
+
+    run(body, redis_url, tenant_defaults=TenantLimits(rate_per_s=1, burst=1, queue_quota=0))
+
+
+def test_a_webhook_claimed_by_one_worker_is_not_claimed_again_by_a_worker_whose_clock_is_ahead(
+    redis_url: str,
+) -> None:
+    """Each worker passes its own wall clock: one two minutes ahead took a delivery another worker
+    had just claimed (a lease of 31 s) and sent it again beside it, and counted none of the other
+    worker's attempts in flight against the tenant's cap (attempts per tenant across workers)."""
+
+    async def queue(ledger: Ledger, tenant: str, delivery_id: str) -> None:
+        fields: dict[FieldT, EncodableT] = {"id": delivery_id, "tenant": tenant, "job": "job", "endpoint": ""}
+        fields |= {"status": "pending", "url": "https://example.com/hook", "type": "job.completed", "attempts": "0"}
+        await ledger.redis.hset(f"webhook:{delivery_id}", mapping=fields)
+        await ledger.redis.zadd(keys.WEBHOOKS_DUE, {delivery_id: jobs.now_ms() - 1})
+
+    async def body(ledger: Ledger) -> None:
+        lease_ms = 31_000
+        await queue(ledger, "acme", "msg_a_0")
+        first = await ledger.claim_deliveries("worker-a", jobs.now_ms(), lease_ms, 10)
+        assert [d.delivery_id for d in first.deliveries] == ["msg_a_0"]
+        again = await ledger.claim_deliveries("worker-b", jobs.now_ms() + SKEW_MS, lease_ms, 10)
+        assert [d.delivery_id for d in again.deliveries] == [], "sent twice at once: worker-a's claim runs"
+
+        await queue(ledger, "capped", "msg_c_0")
+        await queue(ledger, "capped", "msg_c_1")
+        first = await ledger.claim_deliveries("worker-a", jobs.now_ms(), lease_ms, 1, per_tenant=1)
+        assert len(first.deliveries) == 1
+        beside = await ledger.claim_deliveries("worker-b", jobs.now_ms() + SKEW_MS, lease_ms, 10, per_tenant=1)
+        assert [d.delivery_id for d in beside.deliveries] == [], "two attempts in flight at a cap of one"
+
+    run(body, redis_url)
+
+
+def test_webhooks_fall_due_by_redis_clock_whichever_replica_queued_or_retried_them(redis_url: str) -> None:
+    """A job ended by a replica two minutes ahead queued its deliveries due two minutes late for
+    every worker, and a retry recorded by one put its next attempt the skew further off."""
+
+    async def body(ledger: Ledger) -> None:
+        await ledger.create_endpoint("acme", "https://example.com/hook", ("completed",), "", jobs.now_ms(), 10)
+        job = (await ledger.submit(new_job())).job_id
+        with clock_ahead(SKEW_MS):  # the replica that ends the job
+            await ledger.cancel(job)
+        claimed = await ledger.claim_deliveries("w1", jobs.now_ms(), 30_000, 10)
+        (delivery,) = claimed.deliveries  # due now, not in two minutes
+        with clock_ahead(SKEW_MS):  # its attempt failed; due again in a second
+            assert await ledger.record_attempt(delivery, "w1", "retry", None, 1000)
+        score = await ledger.redis.zscore(keys.WEBHOOKS_DUE, delivery.delivery_id)
+        seconds, micros = await ledger.redis.time()
+        assert score is not None and abs(score - (seconds * 1000 + micros // 1000 + 1000)) < 1000
+
+    run(body, redis_url)
