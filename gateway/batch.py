@@ -179,10 +179,15 @@ async def _run(ctx: JobContext, rooms: list[pb.RoomRender], total: int, limit: i
         stored = dict(zip(known, await ctx.ledger.jobs(list(known.values())), strict=True))
         children = [child_view(i, rooms[i], known.get(i, ""), stored.get(i)) for i in range(total)]
         active = sum(1 for c in children if c.job_id and c.state not in _TERMINAL)
+        held: bool | None = None  # a CancelJob under way (it cancels the rooms first): none is submitted
         for child in children:
             if active >= limit:
                 break
             if not child.job_id:
+                if held is None:
+                    held = await ctx.ledger.is_cancelling(ctx.job_id)
+                if held:
+                    break
                 child_id = await submit_child(ctx, child.index)
                 if child_id is None:
                     break

@@ -1,16 +1,18 @@
-"""A batch cancelled as one of its rooms ends is charged for that room."""
+"""A batch cancelled as its rooms end: charged for the rooms that rendered, listing every room, and
+submitting no more rooms once the cancel is under way."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 import redis
 
+from gateway.ledger import StoredJob
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
 from render.v1 import render_service_pb2 as pb
@@ -82,3 +84,56 @@ def test_a_room_that_renders_while_its_batch_is_cancelled_is_charged(
         assert {j.id for j in done} <= set(listed) and report.succeeded == len(done)
         assert done or cancel_when != "Room 0: done"
         assert all(c.outputs for c in report.children if c.state == pb.JOB_STATE_SUCCEEDED)
+
+
+def test_no_room_is_submitted_once_the_batch_is_being_cancelled(
+    redis_url: str,
+    stages: dict[str, str],
+    generation_openai: FakeOpenAI,
+    start_stage: Callable[[Callable[[], Edge]], Edge],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path: Path,
+) -> None:
+    """CancelJob cancels the rooms first: meanwhile the batch's run, its rooms ended, submitted the
+    next ones, which dispatchers took and ran until the cancel's second sweep (a review found it;
+    the report's read is slowed here, as a busy Redis or a 50-room batch's lookups would)."""
+    fake = generation_openai
+    fake.reset()
+    fake.default = Reply("slow", delay_s=8.0)
+    generation = start_stage(lambda: create_generation(generation_settings(fake)))
+    url = redis_url + "/12"
+    redis.Redis.from_url(url).flushdb()
+    gateway = start_gateway(
+        gateway_settings(url, tmp_path / "storage", {**stages, "generation": f"127.0.0.1:{generation.port}"})
+    )
+    ledger = gateway.ledger  # the servicer's (the dispatcher has a copy of its own)
+    plain_jobs, plain_cancelling = ledger.jobs, ledger.cancelling
+    state = {"cancelling": False}
+
+    async def cancelling(job_id: str, hold_s: float) -> None:
+        state["cancelling"] = True
+        await plain_cancelling(job_id, hold_s)
+
+    async def slow_jobs(ids: Sequence[str]) -> list[StoredJob | None]:
+        if state["cancelling"]:
+            await asyncio.sleep(1.0)  # a busy Redis, a 50-room batch's 100 lookups: the report's read is late
+        return await plain_jobs(ids)
+
+    ledger.cancelling = cancelling  # type: ignore[method-assign]
+    ledger.jobs = slow_jobs  # type: ignore[method-assign, assignment]
+    rooms = [room_render("kitchen", name=f"Room {i}", room_id=f"r{i}") for i in range(4)]
+    with client_for(f"127.0.0.1:{gateway.port}", url, "batch-cancel-new") as client:
+        job = client.submit(room_batch_request(rooms, max_concurrency=1)).job
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "Room 0: rendering" not in client.get(job.id).message:
+            time.sleep(0.05)
+        cancelled = client.cancel(job.id)
+        assert cancelled.state == pb.JOB_STATE_CANCELLED
+        time.sleep(0.5)
+        submitted = [j for j in client.list(page_size=50).jobs if j.parent_job_id == job.id]
+        report = client.get(job.id).result.batch
+        # Only room 0 was running when the cancel began: nothing else should have been submitted,
+        # and the cancelled batch's report must not list a room in a state that is not an end.
+        ended = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
+        assert all(c.state in ended for c in report.children if c.job_id), "the report lists a room not ended"
+        assert len(submitted) == 1, f"{len(submitted)} rooms submitted; room 0 alone was when the cancel began"
