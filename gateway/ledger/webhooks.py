@@ -113,10 +113,11 @@ class DeliveryWindow:
 
 @dataclass
 class Claimed:
-    """What one claim returned: the deliveries now this worker's, and when the next one is due."""
+    """What one claim returned: the deliveries now this worker's, and how long until the next one
+    is due (by Redis's clock, which the due times are written by: not a time for this process's)."""
 
     deliveries: list[Delivery] = field(default_factory=list)
-    next_due_ms: int | None = None
+    next_due_in_ms: int | None = None
 
 
 _CLAIMED_FIELDS = (
@@ -301,7 +302,7 @@ class Webhooks(LedgerBase):
             ],
         )
         rows, next_due = reply
-        out = Claimed(next_due_ms=_int(next_due) if _text(next_due) else None)
+        out = Claimed(next_due_in_ms=_int(next_due) if _text(next_due) else None)
         for row in rows:
             h = dict(zip(_CLAIMED_FIELDS, row[: len(_CLAIMED_FIELDS)], strict=True))
             delivery = _delivery(h)

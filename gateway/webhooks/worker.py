@@ -179,8 +179,8 @@ class DeliveryWorker:
                     task = asyncio.create_task(self._deliver(delivery))
                     self._inflight.add(task)
                     task.add_done_callback(self._finished)
-                if claimed.next_due_ms is not None:
-                    pause = min(pause, max((claimed.next_due_ms - now_ms()) / 1000, 0.01))
+                if claimed.next_due_in_ms is not None:
+                    pause = min(pause, max(claimed.next_due_in_ms / 1000, 0.01))
                 if len(claimed.deliveries) == free:
                     pause = _IDLE_LOOK_S  # every slot busy: a finished attempt wakes the loop
             with contextlib.suppress(TimeoutError):

@@ -6,6 +6,7 @@ dispatcher is alive and renewing, or a tenant runs more jobs than its concurrenc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 
@@ -13,6 +14,10 @@ import pytest
 from redis.typing import EncodableT, FieldT
 
 from gateway.ledger import Ledger, RateLimited, TenantLimits, jobs, keys, work
+from gateway.settings import WebhookSettings
+from gateway.webhooks import worker as worker_module
+from gateway.webhooks.worker import DeliveryWorker
+from renderkit.fetch import FetchPolicy
 from tests.integration.test_ledger import DETACHED, LEASE_S, claim, new_job, run
 
 SKEW_MS = 120_000  # two minutes: a replica whose NTP is off, or a wall clock stepped forward
@@ -127,5 +132,45 @@ def test_webhooks_fall_due_by_redis_clock_whichever_replica_queued_or_retried_th
         score = await ledger.redis.zscore(keys.WEBHOOKS_DUE, delivery.delivery_id)
         seconds, micros = await ledger.redis.time()
         assert score is not None and abs(score - (seconds * 1000 + micros // 1000 + 1000)) < 1000
+
+    run(body, redis_url)
+
+
+class _Subscriptions:
+    def on(self, channel: str, handler: object) -> None:
+        pass
+
+    def on_subscribed(self, handler: object) -> None:
+        pass
+
+
+def test_a_worker_ahead_of_redis_does_not_claim_in_a_loop(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker whose clock is ahead compared the due set's times (Redis's clock) with its own: it
+    looked again every 10 ms while any delivery was in flight anywhere (the diff's review)."""
+
+    async def body(ledger: Ledger) -> None:
+        fields: dict[FieldT, EncodableT] = {"id": "msg_0", "tenant": "acme", "job": "job", "endpoint": ""}
+        fields |= {"status": "pending", "url": "https://example.com/hook", "type": "job.completed", "attempts": "0"}
+        await ledger.redis.hset("webhook:msg_0", mapping=fields)
+        await ledger.redis.zadd(keys.WEBHOOKS_DUE, {"msg_0": jobs.now_ms() - 1})
+        # Another replica's worker claims it (its attempt hangs): due again a lease from now.
+        (_taken,) = (await ledger.claim_deliveries("elsewhere", jobs.now_ms(), 31_000, 10)).deliveries
+        real = jobs.now_ms
+        monkeypatch.setattr(worker_module, "now_ms", lambda: real() + SKEW_MS)  # this replica's clock
+        calls = 0
+        plain = ledger.claim_deliveries
+
+        async def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            return await plain(*args, **kwargs)
+
+        ledger.claim_deliveries = counted  # type: ignore[method-assign]
+        worker = DeliveryWorker(ledger, WebhookSettings(), FetchPolicy(), None, _Subscriptions())  # type: ignore[arg-type]
+        worker.ledger = ledger
+        await worker.start()
+        await asyncio.sleep(2.0)
+        await worker.stop(1.0)
+        assert calls <= 4, f"{calls} claim scripts in 2 s (an idle worker looks once a second)"
 
     run(body, redis_url)

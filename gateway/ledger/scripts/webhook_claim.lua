@@ -10,7 +10,8 @@
 -- ARGV: 1 now_ms (unused: claims' leases, the tenants' attempts in flight and what is due are
 --       judged by Redis's clock, lib/clock.lua, as every worker's own clock differs), 2 lease_ms, 3 most to claim, 4 claim id, 5 delivery template, 6 endpoints
 --       template, 7 secrets template, 8 tenant's in-flight template, 9 most in flight per tenant
--- Returns {claimed, next due ms ('' when none)}; each claimed one is {fields..., secrets JSON ('')}
+-- Returns {claimed, ms until the next is due by Redis's clock ('' when none)}; each claimed one is
+-- {fields..., secrets JSON ('')}
 -- with the fields id, tenant, job, endpoint, url, type, event, kind, parent, project, user,
 -- attempt, attempts, created_ms.
 local FIELDS = {'id', 'tenant', 'job', 'endpoint', 'url', 'type', 'event', 'kind', 'parent', 'project', 'user',
@@ -72,4 +73,7 @@ end
 -- for (an attempt's end wakes the worker, and every worker looks again within a second anyway), or
 -- waits for a slot this worker does not have free.
 local first = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-return {claimed, first[2] or ''}
+-- A wait, not a time: the worker's own clock may be off Redis's (lib/clock.lua).
+local wait = ''
+if first[2] then wait = tostring(math.max(0, math.ceil(tonumber(first[2]) - now))) end
+return {claimed, wait}
