@@ -12,7 +12,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from gateway.auth.api_keys import ApiKeyRecord, KeyStore
 from gateway.auth.principal import TENANT_NAME, TENANT_NAME_RULE, Scope, current_principal
 from gateway.ledger import Ledger, TenantLimits
-from gateway.ledger.jobs import now_ms
 from render.admin.v1 import admin_service_pb2 as pb
 from render.admin.v1 import admin_service_pb2_grpc as pb_grpc
 from renderkit.errors import abort, bad_request
@@ -71,7 +70,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
 
     async def _tenant_message(self, tenant: str) -> pb.Tenant:
         limits, overridden = await self.ledger.tenant_limits(tenant)
-        usage = await self.ledger.tenant_usage(tenant, now_ms())
+        usage = await self.ledger.tenant_usage(tenant)
         balance, reserved = await self.ledger.balance(tenant)
         ours = {v: k for k, v in _LIMIT_FIELDS.items()}
         return pb.Tenant(

@@ -107,7 +107,7 @@ class QueueSampler:
 
     async def read(self) -> QueueSnapshot:
         """Reads the queue now (one pipelined round trip, and one more while tenants wait)."""
-        now_ms = int(time.time() * 1000)
+        now_ms = await self.ledger.clock_ms()  # the leases' clock (lib/clock.lua), not this replica's
 
         async def query() -> Any:
             async with self.ledger.redis.pipeline(transaction=False) as pipe:

@@ -70,6 +70,12 @@ class LedgerBase:
         patient.retry_s = retry_s  # type: ignore[attr-defined]
         return patient
 
+    async def clock_ms(self) -> int:
+        """Redis's clock (TIME) in ms: what leases and slots are written and judged by
+        (scripts/lib/clock.lua), not this process's wall clock."""
+        seconds, micros = await self._retry(lambda: self.redis.time())
+        return int(seconds) * 1000 + int(micros) // 1000
+
     async def _retry(self, operation: Callable[[], Awaitable[T]], *, pipelined: bool = False) -> T:
         """operation, retried for the ledger's budget; pipelined: it goes over the Pipeline (its
         attempts are bounded there, see connection.retrying)."""

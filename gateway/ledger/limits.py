@@ -57,8 +57,9 @@ class TenantPolicies(LedgerBase):
         )
         return (await self.tenant_limits(tenant))[0]
 
-    async def tenant_usage(self, tenant: str, now_ms: int) -> TenantUsage:
-        """A tenant's unfinished, queued and running jobs now."""
+    async def tenant_usage(self, tenant: str) -> TenantUsage:
+        """A tenant's unfinished, queued and running jobs now (running: leases live by Redis's clock)."""
+        now_ms = await self.clock_ms()
 
         async def read() -> Any:
             async with self.redis.pipeline(transaction=False) as pipe:

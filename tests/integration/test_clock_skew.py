@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import types
 from collections.abc import Iterator
 
 import pytest
 from redis.typing import EncodableT, FieldT
 
+from gateway import metrics
 from gateway.ledger import Ledger, RateLimited, TenantLimits, jobs, keys, work
 from gateway.settings import WebhookSettings
 from gateway.webhooks import worker as worker_module
@@ -174,3 +177,24 @@ def test_a_worker_ahead_of_redis_does_not_claim_in_a_loop(redis_url: str, monkey
         assert calls <= 4, f"{calls} claim scripts in 2 s (an idle worker looks once a second)"
 
     run(body, redis_url)
+
+
+def test_running_jobs_are_counted_whatever_this_replicas_clock(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/queue (what KEDA scales the dispatchers on) and a tenant's usage (admin GetTenant) compared
+    leases written by Redis's clock with this replica's: two minutes ahead, it counted no job
+    running and a tenant at its concurrency runnable (the diff's review)."""
+
+    async def body(ledger: Ledger) -> None:
+        first = (await ledger.submit(new_job(tenant="solo"))).job_id
+        await ledger.submit(new_job(tenant="solo"))  # queued behind it: the tenant's one slot is in use
+        assert await claim(ledger, first, "alive") == 1  # a 30 s lease, live
+        ahead = types.SimpleNamespace(time=lambda: time.time() + SKEW_MS / 1000)
+        monkeypatch.setattr(metrics, "time", ahead)  # this replica's clock two minutes ahead
+        snapshot = await metrics.QueueSampler(ledger).read()
+        with clock_ahead(SKEW_MS):
+            usage = await ledger.tenant_usage("solo")
+        assert snapshot.running == 1 and snapshot.queued == 1, snapshot
+        assert snapshot.runnable == 0, "the tenant's queued job counted runnable: its one slot is in use"
+        assert usage.running == 1 and usage.queued == 1, usage
+
+    run(body, redis_url, tenant_defaults=TenantLimits(concurrency=1, rate_per_s=0))
