@@ -27,6 +27,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 
 from opentelemetry.trace import Status, StatusCode
 
@@ -44,6 +45,7 @@ from gateway.stages import StageClients
 from gateway.subscriptions import Subscriptions
 from render.v1 import render_service_pb2 as pb
 from renderkit import telemetry
+from renderkit.fetch import OwnedLookups
 from renderkit.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,8 @@ _IDLE_LOOK_S = 1.0
 _RELEASES_PER_LOOK = 20
 # How long a run's clean-up after a cancel asks the ledger, at most.
 _CLEAN_UP_S = 2.0
+# Name lookups of one tenant's input URLs at once in a gateway, hung ones included (OwnedLookups).
+_LOOKUPS_PER_TENANT = 4
 
 
 class Dispatcher:
@@ -87,6 +91,9 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(settings.dispatcher_concurrency)
         self._tasks: list[asyncio.Task[None]] = []
         self._runs: set[asyncio.Task[None]] = set()
+        # The names of its jobs' input URLs, resolved among their tenant's own lookups (OwnedLookups:
+        # one tenant's URLs on a domain whose DNS drops queries held every tenant's resolvers).
+        self._lookups = OwnedLookups(_LOOKUPS_PER_TENANT)
         self._submits: set[asyncio.Future[Submitted]] = set()  # submit_here's, their callers maybe gone
         self._running: dict[str, asyncio.Task[bool]] = {}
         self._work = asyncio.Event()
@@ -398,7 +405,7 @@ class Dispatcher:
             ledger=self.ledger,
             storage=self.storage,
             stages=self.stages,
-            fetch_policy=self.settings.fetch,
+            fetch_policy=replace(self.settings.fetch, resolvers=self._lookups.of(stored.tenant)),
             limits=self.settings.limits,
             default_stage_timeout_s=self.settings.stage_timeout_s,
             deadline=loop.time() + self.settings.job_timeout_s,

@@ -155,10 +155,69 @@ class FetchPolicy:
     max_redirects: int = 3
     refuse: Callable[[str], str | None] = field(default=address_refused)
     resolve: Callable[[str, int], Sequence[AddressInfo]] = field(default=resolve_host)
-    # Where names are resolved (None: the downloads' shared pool of four threads). A caller whose
-    # names its users choose, and whose resolutions may hang (webhooks: a tenant's endpoint on a
-    # domain whose DNS drops queries), brings its own, or it holds every download's resolver.
+    # Where names are resolved (None: a shared pool of four threads). A caller whose names its
+    # users choose, and whose resolutions may hang (a tenant's webhook endpoint or input URL on a
+    # domain whose DNS drops queries), resolves each user's among its own (OwnedLookups.of).
     resolvers: concurrent.futures.Executor | None = field(default=None, compare=False)
+
+
+class OwnedLookups:
+    """Where the names of owners' URLs are resolved (tenants: their webhook endpoints, their jobs'
+    input URLs): each lookup on a thread of its own, at most `most` of one owner's at once, those
+    that hang past their request included (a lookup cannot be stopped once begun). A pool shared
+    by every owner filled with one owner's lookups (its names on a domain whose DNS drops queries:
+    the system resolver waits 10-30 s, longer than a request, and each retry adds a stuck lookup)
+    and every other owner's requests waited behind them until they timed out. Past its share an
+    owner's lookup fails at once (as a name that does not resolve). Threads: at most owners x most."""
+
+    def __init__(self, most: int) -> None:
+        self.most = max(most, 1)
+        self._lock = threading.Lock()
+        self._running: dict[str, int] = {}
+
+    def of(self, owner: str) -> concurrent.futures.Executor:
+        """The executor of one owner's lookups (FetchPolicy.resolvers)."""
+        return _OwnersLookups(self, owner)
+
+    def _start(self, owner: str) -> bool:
+        with self._lock:
+            if self._running.get(owner, 0) >= self.most:
+                return False
+            self._running[owner] = self._running.get(owner, 0) + 1
+            return True
+
+    def _end(self, owner: str) -> None:
+        with self._lock:
+            left = self._running.get(owner, 1) - 1
+            if left:
+                self._running[owner] = left
+            else:
+                self._running.pop(owner, None)
+
+
+class _OwnersLookups(concurrent.futures.Executor):
+    def __init__(self, lookups: OwnedLookups, owner: str) -> None:
+        self._lookups = lookups
+        self._owner = owner
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        future: concurrent.futures.Future[object] = concurrent.futures.Future()
+        if not self._lookups._start(self._owner):  # its earlier lookups still hang: it fails now
+            future.set_exception(OSError("the owner's earlier name lookups have not answered"))
+            return future
+
+        def lookup() -> None:
+            try:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(fn(*args, **kwargs))
+                    except BaseException as exc:
+                        future.set_exception(exc)
+            finally:
+                self._lookups._end(self._owner)
+
+        threading.Thread(target=lookup, name="fetch-resolve-owned", daemon=True).start()
+        return future
 
 
 def url_problem(

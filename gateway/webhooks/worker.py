@@ -43,7 +43,7 @@ from gateway.webhooks import signing
 from gateway.webhooks.payloads import payload
 from render.v1 import render_service_pb2 as pb
 from renderkit import telemetry
-from renderkit.fetch import DownloadError, FetchPolicy, PostResponse, post
+from renderkit.fetch import DownloadError, FetchPolicy, OwnedLookups, PostResponse, post
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,9 @@ class DeliveryWorker:
         # The names it posts to are tenants' (and may never resolve): resolved on threads of its
         # own, so a tenant's endpoints on a domain whose DNS drops queries cannot hold the
         # resolvers every download of every tenant waits for.
-        self._resolvers = concurrent.futures.ThreadPoolExecutor(
-            max(settings.concurrency, 1), thread_name_prefix="webhook-resolve"
-        )
-        self.policy = replace(policy, timeout_s=settings.timeout_s, max_redirects=0, resolvers=self._resolvers)
+        # (Each tenant's own, OwnedLookups: a pool shared by the tenants filled with one's.)
+        self._lookups = OwnedLookups(settings.tenant_concurrency)
+        self.policy = replace(policy, timeout_s=settings.timeout_s, max_redirects=0)
         self.links = links
         self.claim = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._wake = asyncio.Event()
@@ -129,6 +128,10 @@ class DeliveryWorker:
         self._pool = concurrent.futures.ThreadPoolExecutor(max(settings.concurrency, 1), thread_name_prefix="webhook")
         subscriptions.on(keys.WEBHOOKS_CHANNEL, lambda _message: self._wake.set())
         subscriptions.on_subscribed(self._wake.set)  # deliveries queued while notices could not arrive
+
+    def policy_for(self, tenant: str) -> FetchPolicy:
+        """The rules of a tenant's posts: its names resolved among its own lookups (OwnedLookups)."""
+        return replace(self.policy, resolvers=self._lookups.of(tenant))
 
     async def start(self) -> None:
         """Starts claiming deliveries (nothing with WEBHOOK_CONCURRENCY 0)."""
@@ -150,7 +153,6 @@ class DeliveryWorker:
             task.cancel()
         await asyncio.gather(*self._inflight, return_exceptions=True)
         self._pool.shutdown(wait=False)
-        self._resolvers.shutdown(wait=False)
 
     async def _run(self) -> None:
         lease_ms = int(self.settings.lease_s * 1000)
@@ -248,7 +250,8 @@ class DeliveryWorker:
             clock = time.monotonic()
             answer: PostResponse | None = None
             try:
-                answer = await loop.run_in_executor(self._pool, post, delivery.url, body, headers, self.policy)
+                policy = self.policy_for(delivery.tenant)
+                answer = await loop.run_in_executor(self._pool, post, delivery.url, body, headers, policy)
                 success = 200 <= answer.status < 300
                 result = "success" if success else "http_error"
                 error = "" if success else f"the receiver answered HTTP {answer.status}"

@@ -1,6 +1,13 @@
+import http.server
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import replace
+
 import pytest
 
-from renderkit.fetch import address_refused, url_problem
+from renderkit import fetch
+from renderkit.fetch import DownloadError, FetchPolicy, OwnedLookups, address_refused, url_problem
 
 
 @pytest.mark.parametrize(
@@ -74,3 +81,52 @@ def test_every_address_that_is_not_globally_routable_is_refused(address: str, re
 @pytest.mark.parametrize("address", ["8.8.8.8", "93.184.216.34", "2606:4700:4700::1111", "64:ff9b::808:808"])
 def test_global_addresses_are_accepted(address: str) -> None:
     assert address_refused(address) is None
+
+
+def test_one_owners_names_that_never_resolve_hold_no_other_owners_lookups() -> None:
+    """A tenant's input URLs on a domain whose DNS drops queries (the system resolver blocks for
+    10-30 s, past the download's deadline) held the lookups every tenant's downloads shared: each
+    owner has its own, and past its share a lookup fails at once as a name that does not resolve."""
+    release = threading.Event()
+
+    def resolve(host: str, port: int) -> list[fetch.AddressInfo]:
+        if host.endswith(".blackhole.example"):
+            release.wait(10)
+        return list(fetch.resolve_host(host, port))
+
+    class Image(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"img")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    lookups = OwnedLookups(2)
+    policy = FetchPolicy(allow_private=True, timeout_s=1.0, resolve=resolve)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Image)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    downloads = ThreadPoolExecutor(2)
+    try:
+        owners = replace(policy, resolvers=lookups.of("a"))
+        hung = [downloads.submit(fetch.fetch, f"http://h{i}.blackhole.example/p.jpg", owners) for i in range(2)]
+        time.sleep(0.2)
+        began = time.monotonic()
+        with pytest.raises(DownloadError) as refused:  # the owner's third: its two still hang
+            fetch.fetch("http://h9.blackhole.example/p.jpg", replace(policy, resolvers=lookups.of("a")))
+        assert refused.value.kind == "connection" and time.monotonic() - began < 0.5
+        url = f"http://localhost:{server.server_address[1]}/p.jpg"
+        assert fetch.fetch(url, replace(policy, resolvers=lookups.of("b"))) == b"img"  # another owner
+        wait(hung)  # their downloads end at their deadline; their lookups hang on
+        with pytest.raises(DownloadError):
+            fetch.fetch("http://h9.blackhole.example/p.jpg", replace(policy, resolvers=lookups.of("a")))
+        release.set()
+        time.sleep(0.2)
+        assert fetch.fetch(url, replace(policy, resolvers=lookups.of("a"))) == b"img"  # its share back
+    finally:
+        release.set()
+        downloads.shutdown()
+        server.shutdown()
+        server.server_close()

@@ -260,7 +260,7 @@ def test_webhook_names_that_never_resolve_do_not_hold_the_downloads_resolvers() 
     attempts = concurrent.futures.ThreadPoolExecutor(4)
     try:
         hung = [
-            attempts.submit(fetch.post, f"http://h{i}.blackhole.example/hook", b"{}", {}, worker.policy)
+            attempts.submit(fetch.post, f"http://h{i}.blackhole.example/hook", b"{}", {}, worker.policy_for("acme"))
             for i in range(WebhookSettings().tenant_concurrency)  # one tenant's attempts in flight
         ]
         time.sleep(0.2)
