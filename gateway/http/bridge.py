@@ -23,7 +23,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import grpc
 from connectrpc._protocol import HTTPException
@@ -42,7 +42,16 @@ from renderkit.errors import status_details
 
 log = logging.getLogger(__name__)
 
-Metadata = tuple[tuple[str, str | bytes], ...]
+
+class Metadatum(NamedTuple):
+    """One metadata entry as grpc.aio gives it: a pair that also has `.key` and `.value` (what the
+    OpenTelemetry server interceptor reads a call's trace context from)."""
+
+    key: str
+    value: str | bytes
+
+
+Metadata = tuple[Metadatum, ...]
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Any]]
 
 # Transport headers that are not call metadata (what a gRPC server keeps out of it too).
@@ -138,18 +147,18 @@ class _Context:
 def metadata_of(request: RequestContext[Any, Any]) -> Metadata:
     """A call's metadata from its HTTP headers, as a gRPC server would give it: lowercase keys,
     `-bin` values decoded, transport headers left out."""
-    items: list[tuple[str, str | bytes]] = []
+    items: list[Metadatum] = []
     for key, value in request.request_headers().allitems():
         name = key.lower()
         if name in _TRANSPORT_HEADERS or name.startswith(("connect-", ":")):
             continue
         if name.endswith("-bin"):
             try:
-                items.append((name, base64.b64decode(value + "=" * (-len(value) % 4))))
+                items.append(Metadatum(name, base64.b64decode(value + "=" * (-len(value) % 4))))
             except ValueError:
                 continue
         else:
-            items.append((name, value))
+            items.append(Metadatum(name, value))
     return tuple(items)
 
 

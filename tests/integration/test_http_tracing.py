@@ -1,0 +1,57 @@
+"""The gateway's HTTP port with tracing on: a call over Connect runs through the OpenTelemetry
+server interceptor (the gRPC port's chain) and joins the caller's trace, as a gRPC call does."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import redis
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gateway.server import Gateway
+from gateway.settings import GatewaySettings
+from renderkit import telemetry
+from tests.conftest import gateway_settings
+from tests.credentials import key_for
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_a_connect_call_is_traced_and_answered(
+    redis_url: str,
+    stages: dict[str, str],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(telemetry, "_tracer_provider", provider)  # the gateway built next traces
+    redis.Redis.from_url(redis_url + "/18").flushdb()
+    settings = gateway_settings(redis_url + "/18", tmp_path / "storage", stages)
+    gateway = start_gateway(replace(settings, http=replace(settings.http, listen="127.0.0.1:0")))
+    key = key_for(redis_url + "/18", "http-tracing")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{gateway.http_port}/render.v1.RenderService/GetJob",
+        data=json.dumps({"jobId": "0" * 32}).encode(),
+        headers={
+            "content-type": "application/json",
+            "authorization": f"Bearer {key}",
+            "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01",
+        },
+    )
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=10)
+    # The job does not exist: NOT_FOUND, as on the gRPC port (not INTERNAL from the tracing).
+    assert json.loads(answer.value.read())["code"] == "not_found"
+    spans = [s for s in exporter.get_finished_spans() if s.name == "/render.v1.RenderService/GetJob"]
+    assert len(spans) == 1 and format(spans[0].context.trace_id, "032x") == TRACE_ID
