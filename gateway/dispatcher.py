@@ -38,7 +38,7 @@ from gateway.generation_jobs import run_room_render, run_texture_edit
 from gateway.ledger import Ledger, LedgerUnavailable, NotOwner, StartHere, StoredJob, Submitted, Taken, keys
 from gateway.ledger.jobs import TERMINAL_PROTO, State
 from gateway.material_swap import run_material_swap
-from gateway.metrics import CREDITS_MOVED, JOB_DURATION, JOBS_ENDED
+from gateway.metrics import JOB_DURATION, JOBS_ENDED, count_settlement
 from gateway.pricing import Price, charge_for, charge_for_failed_batch, charge_for_failure
 from gateway.settings import GatewaySettings
 from gateway.stages import StageClients
@@ -507,15 +507,8 @@ class Dispatcher:
                 release=release,
                 result=failed_result,
             )
-        self._count_settlement(stored, charge)
+        count_settlement(stored.credits_reserved, charge)
         return ended
-
-    @staticmethod
-    def _count_settlement(stored: StoredJob, charge: int) -> None:
-        """The credit movements of a job's end: the charge kept, the rest of the reservation refunded."""
-        if stored.credits_reserved:
-            CREDITS_MOVED.add(min(charge, stored.credits_reserved), {"movement": "charge"})
-            CREDITS_MOVED.add(max(stored.credits_reserved - charge, 0), {"movement": "refund"})
 
     def _success_charge(self, stored: StoredJob, result: pb.JobResult, ctx: JobContext) -> int:
         """What a job that succeeded costs (the ledger refunds the rest of its reservation)."""

@@ -42,8 +42,17 @@ JOBS_ENDED = Tally(
 CREDITS_MOVED = Tally(
     meter,
     "render.credits.moved",
-    description="Credits moved: reserved at submits, charged and refunded at ends, granted by admins.",
+    description="Credits moved: reserved at submits, charged and refunded at ends (cancels too).",
 )
+
+
+def count_settlement(reserved: int, charged: int) -> None:
+    """The credit movements of a job's end, whichever way it ended (a dispatcher's end, a cancel):
+    the charge kept, the rest of the reservation refunded."""
+    if reserved:
+        CREDITS_MOVED.add(min(charged, reserved), {"movement": "charge"})
+        CREDITS_MOVED.add(max(reserved - charged, 0), {"movement": "refund"})
+
 
 WEBHOOK_ATTEMPTS = Tally(
     meter,
