@@ -298,6 +298,10 @@ def configure_logging(service: str, log_format: str = "") -> None:
 # -- the metrics endpoint -----------------------------------------------------------------------
 
 
+# How long the metrics endpoint waits for a request on a connection (a scrape sends it at once).
+IDLE_TIMEOUT_S = 10.0
+
+
 @dataclass
 class MetricsEndpoint:
     """`/metrics` in the Prometheus text format on a port of its own, and JSON documents beside it
@@ -317,6 +321,10 @@ class MetricsEndpoint:
         documents = self.documents
 
         class Handler(BaseHTTPRequestHandler):
+            # A connection that sends nothing is closed after this long: each connection holds a
+            # thread of the process, and without a timeout one idle connection held one for good.
+            timeout = IDLE_TIMEOUT_S
+
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
@@ -378,6 +386,10 @@ def _span_exporter(name: str) -> SpanExporter:
     raise ValueError(f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (otlp, console or none)")
 
 
+# How long a stopping process waits for its spans and metrics to be exported.
+SHUTDOWN_TIMEOUT_S = 3.0
+
+
 @dataclass
 class Telemetry:
     """What configure() set up for a process; shutdown() flushes spans and stops the endpoint."""
@@ -386,12 +398,27 @@ class Telemetry:
     metrics: MetricsEndpoint | None = None
     providers: list[Any] = field(default_factory=list)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
+        """Stops the endpoint and flushes what the providers hold, for at most `timeout_s`: an OTLP
+        collector that is down or hangs holds each exporter's last export for its own timeout and
+        retries (about 10 s each, ~30 s for a gateway with spans pending), which a stopping process
+        must not wait out past its drain (the pod's grace period ends in SIGKILL). Whatever has not
+        been flushed by then is dropped (the process exits with os._exit, its threads with it)."""
         if self.metrics is not None:
             self.metrics.stop()
-        for provider in self.providers:
-            with contextlib.suppress(Exception):
-                provider.shutdown()
+
+        def flush() -> None:
+            for provider in self.providers:
+                with contextlib.suppress(Exception):
+                    provider.shutdown()
+
+        flushing = threading.Thread(target=flush, name="telemetry-shutdown", daemon=True)
+        flushing.start()
+        flushing.join(timeout_s)
+        if flushing.is_alive():
+            log.warning(
+                "telemetry not flushed within %g s (is the OTLP collector down?); the rest is dropped", timeout_s
+            )
 
 
 def configure(service: str, documents: Mapping[str, Callable[[], Mapping[str, Any]]] | None = None) -> Telemetry:

@@ -156,3 +156,24 @@ def test_a_callers_baggage_does_not_name_the_job_where_callers_are_not_trusted(
         context.detach(token)
     monkeypatch.setattr(telemetry, "_trust_incoming_baggage", True)
     assert telemetry.carried(forged) == {"render.job_id": "theirs", "render.tenant": "victim"}
+
+
+def test_a_collector_that_hangs_does_not_hold_the_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process stopping with its OTLP collector down or hung: the providers' shutdown waits out
+    each exporter's timeout and retries (~30 s); Telemetry.shutdown gives it SHUTDOWN_TIMEOUT_S."""
+    import threading
+    import time
+
+    released = threading.Event()
+
+    class HungProvider:
+        def shutdown(self) -> None:
+            released.wait(30)
+
+    done = telemetry.Telemetry("test", providers=[HungProvider()])
+    started = time.monotonic()
+    try:
+        done.shutdown()
+        assert time.monotonic() - started < telemetry.SHUTDOWN_TIMEOUT_S + 1.5
+    finally:
+        released.set()
