@@ -298,6 +298,7 @@ def test_cancelling_a_batch_whose_dispatcher_died_mid_submit_cancels_the_room_it
     from gateway.ledger import NewJob
     from gateway.pricing import PriceTable
     from gateway.servicer import RenderServicer
+    from render_client.client import room_batch_request, room_render
 
     class Links:
         def fill_job(self, job: pb.Job) -> pb.Job:
@@ -305,7 +306,9 @@ def test_cancelling_a_batch_whose_dispatcher_died_mid_submit_cancels_the_room_it
 
     async def body(ledger: Ledger) -> None:
         ctx = await batch_run(ledger, tmp_path, 2)
+        request = room_batch_request([room_render("kitchen", room_id=f"r{i}") for i in (0, 1)])
         await ledger.redis.hset(keys_module.job(ctx.job_id), mapping={"kind": "room_batch", "total_steps": 2})
+        await ledger.redis.hset(keys_module.job(ctx.job_id), "request", request.SerializeToString())
         rooms = [
             NewJob(f"room-{i}", "acme", "room_render", b"", {}, "f", "", "", child_key(ctx.job_id, i), 3)
             for i in (0, 1)
@@ -318,6 +321,8 @@ def test_cancelling_a_batch_whose_dispatcher_died_mid_submit_cancels_the_room_it
         await servicer.CancelJob(pb.CancelJobRequest(job_id=ctx.job_id), None)  # type: ignore[arg-type]
         for job_id in (ctx.job_id, "room-0", "room-1"):
             assert await state_of(ledger, job_id) == pb.JOB_STATE_CANCELLED, job_id
+        report = (await ledger.get(ctx.job_id)).job.result.batch  # type: ignore[union-attr]
+        assert [(c.job_id, c.state) for c in report.children] == [(f"room-{i}", pb.JOB_STATE_CANCELLED) for i in (0, 1)]
 
     run(body, redis_url)
 
