@@ -8,7 +8,7 @@ import { SwapForm } from "./components/SwapForm";
 import { TextureForm } from "./components/TextureForm";
 import { href, useRoute, type Route } from "./routes";
 import { useSample } from "./samples";
-import { clearSession, CREDENTIAL_REFUSED, loadSession, type Session } from "./session";
+import { clearSession, CREDENTIAL_REFUSED, keptCredential, loadSession, type Session } from "./session";
 
 const NAV: { route: Route; label: string }[] = [
   { route: { name: "swap" }, label: "Material swap" },
@@ -26,8 +26,10 @@ export function App() {
   // A credential revoked or expired mid-session: forget it (a reload would keep failing with it)
   // and ask for another, on the same route.
   useEffect(() => {
-    const onRefused = () => {
-      if (!loadSession()) return; // the sign-in form's own check, not a session's
+    const onRefused = (event: Event) => {
+      // Only the credential the tab keeps: not the sign-in form's own check of a new one, nor a
+      // late answer to a call made with one signed out of since (a long upload's).
+      if ((event as CustomEvent<string>).detail !== keptCredential()) return;
       clearSession();
       setSession(null);
       setRefused(true);

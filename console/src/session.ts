@@ -11,32 +11,45 @@ export interface Session {
   client: RenderClient;
 }
 
-/** The window event sent when the server no longer accepts the session's credential (revoked,
- * expired): the app then forgets it and shows the sign-in form again. */
+/** The window event sent when the server no longer accepts a session's credential (revoked,
+ * expired), its `detail` that credential: the app then forgets it, if it is still the tab's, and
+ * shows the sign-in form again. */
 export const CREDENTIAL_REFUSED = "render-console:credential-refused";
 
 type Interceptor = NonNullable<RenderClientOptions["interceptors"]>[number];
 
-const noticeRefusal: Interceptor = (next) => async (request) => {
-  try {
-    return await next(request);
-  } catch (e) {
-    if (ConnectError.from(e).code === Code.Unauthenticated) {
-      window.dispatchEvent(new Event(CREDENTIAL_REFUSED));
+function noticeRefusal(credential: string): Interceptor {
+  return (next) => async (request) => {
+    try {
+      return await next(request);
+    } catch (e) {
+      if (ConnectError.from(e).code === Code.Unauthenticated) {
+        window.dispatchEvent(new CustomEvent(CREDENTIAL_REFUSED, { detail: credential }));
+      }
+      throw e;
     }
-    throw e;
-  }
-};
+  };
+}
+
+/** The credential the tab keeps (null: none). */
+export function keptCredential(): string | null {
+  return sessionStorage.getItem(CREDENTIAL);
+}
 
 function open(credential: string, protocol: Protocol): Session {
   // API keys read rk_<id>_<secret>; anything else is a JWT. Both go as the bearer token.
   const who = credential.startsWith("rk_") ? { apiKey: credential } : { token: credential };
-  const client = createRenderClient({ baseUrl: window.location.origin, protocol, ...who, interceptors: [noticeRefusal] });
+  const client = createRenderClient({
+    baseUrl: window.location.origin,
+    protocol,
+    ...who,
+    interceptors: [noticeRefusal(credential)],
+  });
   return { credential, protocol, client };
 }
 
 export function loadSession(): Session | null {
-  const credential = sessionStorage.getItem(CREDENTIAL);
+  const credential = keptCredential();
   if (!credential) {
     return null;
   }
