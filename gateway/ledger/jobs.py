@@ -364,7 +364,7 @@ class Jobs(LedgerBase):
                 keys.credits_balance(tenant),
                 keys.counted(tenant, _op()),  # a retry carries the same mark: counted once
             ],
-            args=[now_ms(), repr(defaults.rate_per_s), defaults.burst, defaults.queue_quota, self.queue_limit, price],
+            args=[repr(defaults.rate_per_s), defaults.burst, defaults.queue_quota, self.queue_limit, price],
         )
         _raise_refusal(reply[0], reply[1], price, self.queue_limit)
 

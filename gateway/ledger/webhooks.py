@@ -281,16 +281,13 @@ class Webhooks(LedgerBase):
 
     # -- deliveries --------------------------------------------------------------------------------
 
-    async def claim_deliveries(
-        self, claim: str, now_ms: int, lease_ms: int, most: int, per_tenant: int = 1_000_000
-    ) -> Claimed:
+    async def claim_deliveries(self, claim: str, lease_ms: int, most: int, per_tenant: int = 1_000_000) -> Claimed:
         """Up to `most` due deliveries, now claimed by `claim` for a lease, with their secrets; none
         of a tenant with `per_tenant` attempts in flight already (across every worker)."""
         reply: Any = await self._script(
             "webhook_claim",
             keys=[keys.WEBHOOKS_DUE],
             args=[
-                now_ms,
                 lease_ms,
                 most,
                 claim,

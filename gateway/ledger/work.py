@@ -128,7 +128,6 @@ class WorkQueue(LedgerBase):
             "requeue",
             keys=[keys.RUNNING, keys.QUEUED_TENANTS, keys.QUEUE_CLOCK, keys.WAITING_DISPATCHERS, keys.PARKED_TENANTS],
             args=[
-                now_ms(),
                 _REQUEUE_BATCH,
                 keys.QUEUE_TEMPLATE,
                 keys.TENANT_RUNNING_TEMPLATE,

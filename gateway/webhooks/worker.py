@@ -167,7 +167,7 @@ class DeliveryWorker:
             if free > 0:
                 try:
                     claimed = await self.ledger.claim_deliveries(
-                        self.claim, now_ms(), lease_ms, free, self.settings.tenant_concurrency
+                        self.claim, lease_ms, free, self.settings.tenant_concurrency
                     )
                     delay = 0.1
                 except asyncio.CancelledError:

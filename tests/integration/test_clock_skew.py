@@ -104,16 +104,16 @@ def test_a_webhook_claimed_by_one_worker_is_not_claimed_again_by_a_worker_whose_
     async def body(ledger: Ledger) -> None:
         lease_ms = 31_000
         await queue(ledger, "acme", "msg_a_0")
-        first = await ledger.claim_deliveries("worker-a", jobs.now_ms(), lease_ms, 10)
+        first = await ledger.claim_deliveries("worker-a", lease_ms, 10)
         assert [d.delivery_id for d in first.deliveries] == ["msg_a_0"]
-        again = await ledger.claim_deliveries("worker-b", jobs.now_ms() + SKEW_MS, lease_ms, 10)
+        again = await ledger.claim_deliveries("worker-b", lease_ms, 10)
         assert [d.delivery_id for d in again.deliveries] == [], "sent twice at once: worker-a's claim runs"
 
         await queue(ledger, "capped", "msg_c_0")
         await queue(ledger, "capped", "msg_c_1")
-        first = await ledger.claim_deliveries("worker-a", jobs.now_ms(), lease_ms, 1, per_tenant=1)
+        first = await ledger.claim_deliveries("worker-a", lease_ms, 1, per_tenant=1)
         assert len(first.deliveries) == 1
-        beside = await ledger.claim_deliveries("worker-b", jobs.now_ms() + SKEW_MS, lease_ms, 10, per_tenant=1)
+        beside = await ledger.claim_deliveries("worker-b", lease_ms, 10, per_tenant=1)
         assert [d.delivery_id for d in beside.deliveries] == [], "two attempts in flight at a cap of one"
 
     run(body, redis_url)
@@ -128,7 +128,7 @@ def test_webhooks_fall_due_by_redis_clock_whichever_replica_queued_or_retried_th
         job = (await ledger.submit(new_job())).job_id
         with clock_ahead(SKEW_MS):  # the replica that ends the job
             await ledger.cancel(job)
-        claimed = await ledger.claim_deliveries("w1", jobs.now_ms(), 30_000, 10)
+        claimed = await ledger.claim_deliveries("w1", 30_000, 10)
         (delivery,) = claimed.deliveries  # due now, not in two minutes
         with clock_ahead(SKEW_MS):  # its attempt failed; due again in a second
             assert await ledger.record_attempt(delivery, "w1", "retry", None, 1000)
@@ -157,7 +157,7 @@ def test_a_worker_ahead_of_redis_does_not_claim_in_a_loop(redis_url: str, monkey
         await ledger.redis.hset("webhook:msg_0", mapping=fields)
         await ledger.redis.zadd(keys.WEBHOOKS_DUE, {"msg_0": jobs.now_ms() - 1})
         # Another replica's worker claims it (its attempt hangs): due again a lease from now.
-        (_taken,) = (await ledger.claim_deliveries("elsewhere", jobs.now_ms(), 31_000, 10)).deliveries
+        (_taken,) = (await ledger.claim_deliveries("elsewhere", 31_000, 10)).deliveries
         real = jobs.now_ms
         monkeypatch.setattr(worker_module, "now_ms", lambda: real() + SKEW_MS)  # this replica's clock
         calls = 0

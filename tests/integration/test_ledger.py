@@ -1031,17 +1031,17 @@ def test_a_tenant_holds_at_most_its_share_of_webhook_attempts(redis_url: str) ->
                 # The stuck tenant's deliveries come due first.
                 await ledger.redis.zadd(keys.WEBHOOKS_DUE, {delivery: now - 100 + (50 if tenant == "other" else i)})
         lease_ms = 500  # short: the scripts judge leases by Redis's clock, so this test waits one out
-        first = await ledger.claim_deliveries("w1", now, lease_ms, 8, per_tenant=2)
+        first = await ledger.claim_deliveries("w1", lease_ms, 8, per_tenant=2)
         assert [d.delivery_id for d in first.deliveries] == ["stuck-0", "stuck-1", "other-0"]
         assert first.next_due_in_ms is not None and first.next_due_in_ms > 0  # nothing due now to look for
-        second = await ledger.claim_deliveries("w2", now, lease_ms, 8, per_tenant=2)  # another worker
+        second = await ledger.claim_deliveries("w2", lease_ms, 8, per_tenant=2)  # another worker
         assert second.deliveries == []
         assert await ledger.record_attempt(first.deliveries[0], "w1", "release", None, 0)
-        third = await ledger.claim_deliveries("w2", now + 1, lease_ms, 8, per_tenant=2)
+        third = await ledger.claim_deliveries("w2", lease_ms, 8, per_tenant=2)
         assert [d.delivery_id for d in third.deliveries] == ["stuck-0"]  # a place is free again
         # A worker that died mid-attempt: its claims count until their lease's end.
         await asyncio.sleep(lease_ms / 1000 + 0.1)
-        later = await ledger.claim_deliveries("w3", now_ms(), lease_ms, 8, per_tenant=2)
+        later = await ledger.claim_deliveries("w3", lease_ms, 8, per_tenant=2)
         assert sum(d.tenant == "stuck" for d in later.deliveries) == 2
 
     run(body, redis_url)
@@ -1060,7 +1060,7 @@ def test_a_tenants_backlog_of_webhooks_does_not_hide_another_tenants(redis_url: 
                 mapping={"id": delivery, "tenant": tenant, "status": "pending", "endpoint": "", "url": "http://x"},
             )
             await ledger.redis.zadd(keys.WEBHOOKS_DUE, {delivery: now - 1000 + i})
-        looks = [await ledger.claim_deliveries("w1", now, 30_000, 8, per_tenant=2) for _ in range(2)]
+        looks = [await ledger.claim_deliveries("w1", 30_000, 8, per_tenant=2) for _ in range(2)]
         claimed = [d.delivery_id for look in looks for d in look.deliveries]
         assert claimed == ["stuck-0", "stuck-1", "other-0"]
 
@@ -1086,7 +1086,7 @@ def test_a_delivery_claimed_before_its_endpoint_was_deleted_is_not_posted(redis_
         )
         job = (await ledger.submit(new_job())).job_id
         await ledger.cancel(job)
-        claimed = await ledger.claim_deliveries(worker.claim, ledger_now(), int(settings.lease_s * 1000), 10)
+        claimed = await ledger.claim_deliveries(worker.claim, int(settings.lease_s * 1000), 10)
         (delivery,) = claimed.deliveries
         assert delivery.endpoint_id == endpoint.endpoint_id and delivery.secrets is not None
         assert await ledger.delete_endpoint("acme", endpoint.endpoint_id)

@@ -438,7 +438,7 @@ def test_a_dead_workers_claim_and_a_restart_mid_backoff_lose_nothing(
     # A replica claims it and dies mid-attempt: nobody records anything, the claim runs out.
     lease_ms = int(HOOKS.lease_s * 1000)
     claimed_at = time.time()
-    dead = loop_thread.run(first.ledger.claim_deliveries("a-dead-replica", int(claimed_at * 1000), lease_ms, 10))
+    dead = loop_thread.run(first.ledger.claim_deliveries("a-dead-replica", lease_ms, 10))
     assert [d.delivery_id for d in dead.deliveries] == [queued.id]
     loop_thread.run(first.stop(0.5))
 

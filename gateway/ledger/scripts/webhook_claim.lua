@@ -7,9 +7,10 @@
 -- every worker's. Its deliveries a look passes over are put a second later in the due set, so the
 -- other tenants' deliveries behind them are claimed within a look or two however many it has.
 -- KEYS: 1 webhooks due
--- ARGV: 1 now_ms (unused: claims' leases, the tenants' attempts in flight and what is due are
---       judged by Redis's clock, lib/clock.lua, as every worker's own clock differs), 2 lease_ms, 3 most to claim, 4 claim id, 5 delivery template, 6 endpoints
---       template, 7 secrets template, 8 tenant's in-flight template, 9 most in flight per tenant
+-- ARGV: 1 lease_ms, 2 most to claim, 3 claim id, 4 delivery template, 5 endpoints template,
+--       6 secrets template, 7 tenant's in-flight template, 8 most in flight per tenant (claims'
+--       leases, the attempts in flight and what is due are judged by Redis's clock, lib/clock.lua,
+--       as every worker's own clock differs)
 -- Returns {claimed, ms until the next is due by Redis's clock ('' when none)}; each claimed one is
 -- {fields..., secrets JSON ('')}
 -- with the fields id, tenant, job, endpoint, url, type, event, kind, parent, project, user,
@@ -19,17 +20,17 @@ local FIELDS = {'id', 'tenant', 'job', 'endpoint', 'url', 'type', 'event', 'kind
 local SKIP_MS = 1000
 -- include: clock
 local now = ledger_now_ms()
-local most = tonumber(ARGV[3])
-local cap = tonumber(ARGV[9])
+local most = tonumber(ARGV[2])
+local cap = tonumber(ARGV[8])
 -- Due deliveries looked at, at most: past the tenants at their cap (a bounded script either way).
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, math.max(most * 16, 256))
 local claimed = {}
 local in_flight = {}  -- by tenant: its attempts in flight, read once per call
 for _, id in ipairs(ids) do
   if #claimed >= most then break end
-  local key = string.format(ARGV[5], id)
+  local key = string.format(ARGV[4], id)
   local tenant = redis.call('HGET', key, 'tenant') or ''
-  local flying = string.format(ARGV[8], tenant)
+  local flying = string.format(ARGV[7], tenant)
   if in_flight[tenant] == nil then
     redis.call('ZREMRANGEBYSCORE', flying, '-inf', now)  -- claims whose lease ran out
     in_flight[tenant] = redis.call('ZCARD', flying)
@@ -46,7 +47,7 @@ for _, id in ipairs(ids) do
     local refused = nil
     if endpoint ~= '' then
       field = 'endpoint:' .. endpoint
-      local config = redis.call('HGET', string.format(ARGV[6], tenant), endpoint)
+      local config = redis.call('HGET', string.format(ARGV[5], tenant), endpoint)
       if not config then
         refused = 'the endpoint was deleted'
       elseif cjson.decode(config).disabled then
@@ -57,14 +58,14 @@ for _, id in ipairs(ids) do
       redis.call('HSET', key, 'status', 'failed', 'reason', refused, 'next_ms', '')
       redis.call('ZREM', KEYS[1], id)
     else
-      redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
-      redis.call('ZADD', flying, now + tonumber(ARGV[2]), id)
-      redis.call('PEXPIRE', flying, tonumber(ARGV[2]))
+      redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id)
+      redis.call('ZADD', flying, now + tonumber(ARGV[1]), id)
+      redis.call('PEXPIRE', flying, tonumber(ARGV[1]))
       in_flight[tenant] = in_flight[tenant] + 1
-      redis.call('HSET', key, 'claim', ARGV[4])
+      redis.call('HSET', key, 'claim', ARGV[3])
       local values = redis.call('HMGET', key, unpack(FIELDS))
       for i = 1, #values do values[i] = values[i] or '' end
-      values[#values + 1] = redis.call('HGET', string.format(ARGV[7], tenant), field) or ''
+      values[#values + 1] = redis.call('HGET', string.format(ARGV[6], tenant), field) or ''
       claimed[#claimed + 1] = values
     end
   end
