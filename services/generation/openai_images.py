@@ -101,6 +101,12 @@ def _quality(task: ImageTask, model: str) -> Any:
     return "high" if task.quality == "hd" else "medium"
 
 
+def _edit_quality(task: ImageTask, model: str) -> Any:
+    """The edit endpoint's quality: a gpt-image model's as for a generation; DALL-E 2 (the other
+    model the endpoint takes) has one quality, so none is sent."""
+    return _quality(task, model) if _family(model) == "gpt-image" else openai.omit
+
+
 class OpenAIProvider:
     """OpenAI images through the official client (any server speaking the API, by base_url)."""
 
@@ -180,15 +186,18 @@ class OpenAIProvider:
         try:
             if task.kind == "edit":
                 assert task.image is not None and task.mask is not None
+                # The quality asked for is sent, as to a generation: left out, a gpt-image model
+                # picks its own ("auto"), billed at up to four times the estimate the budget checked.
                 response = await images.edit(
                     image=("image.png", _png(task.image, size), "image/png"),
                     mask=("mask.png", edit_mask_png(task.mask, size), "image/png"),
+                    quality=_edit_quality(task, self.model),
                     **common,
                 )
             elif task.references and _family(self.model) == "gpt-image":
                 # gpt-image models take reference images through the edit endpoint (no mask: a new image).
                 pngs = [(f"reference-{i}.png", _png(r, size), "image/png") for i, r in enumerate(task.references)]
-                response = await images.edit(image=pngs, **common)
+                response = await images.edit(image=pngs, quality=_edit_quality(task, self.model), **common)
             else:
                 response = await images.generate(quality=_quality(task, self.model), **common)
         except openai.BadRequestError as exc:

@@ -200,6 +200,22 @@ def test_blank_or_black_images_are_retried_then_fail_the_quality_check(fakes: Fa
         run(generator(primary))
 
 
+@pytest.mark.parametrize(("quality", "sent"), [("standard", "medium"), ("hd", "high")])
+def test_an_edit_sends_the_quality_it_was_priced_at(fakes: Fakes, quality: str, sent: str) -> None:
+    """Left out, a gpt-image model picks its own ("auto"), so a standard edit estimated (and
+    budget-checked) at medium's 1056 output tokens could be billed high's 4160."""
+    primary, _ = fakes
+    texture = textured_image(256, 256, seed=3)
+    mask = np.zeros((256, 256), np.uint8)
+    mask[64:192, 64:192] = 255
+    task = ImageTask(kind="edit", prompt="Add a marble vein", image=texture, mask=mask, quality=quality)
+    run(generator(primary), task)
+    references = ImageTask(kind="generate", prompt="A kitchen", quality=quality, references=(texture,))
+    run(generator(primary), references)
+    assert [r["path"] for r in primary.requests] == ["/v1/images/edits"] * 2
+    assert [r["fields"].get("quality") for r in primary.requests] == [sent, sent]  # type: ignore[union-attr]
+
+
 def test_an_edit_that_hands_the_input_back_fails_the_quality_check(fakes: Fakes) -> None:
     primary, _ = fakes
     texture = textured_image(256, 256, seed=3)
