@@ -226,6 +226,17 @@ def test_a_texture_edit_writes_the_edit_high_res_preview_and_maps(client: Render
     assert np.abs(edited - texture)[inner].mean() > 4 and np.abs(edited - texture)[outer].mean() < 3
 
 
+def test_a_texture_edit_sends_its_additional_prompt(client: RenderClient, fake: FakeOpenAI) -> None:
+    """Of a texture edit's options only size, style, lighting and time of day do not apply (the
+    proto): additional_prompt was validated, then dropped."""
+    request = texture_edit_request(imaging.encode(textured_image(256, 256))[0], "Add a marble vein")
+    request.texture_edit.options.additional_prompt = "with  gold flecks"
+    done = client.wait(client.submit(request).job.id, timeout=30)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    sent = fake.requests[0]["fields"]["prompt"]  # type: ignore[index]
+    assert sent == "Add a marble vein\nwith gold flecks" == done.result.generation.prompt
+
+
 def test_a_texture_edit_whose_mask_selects_nothing_fails_before_the_provider_is_paid(
     client: RenderClient, fake: FakeOpenAI
 ) -> None:
