@@ -16,6 +16,9 @@ from renderkit.prompts import SurfaceText, lighting_name, room_prompt, sanitize,
 DEFAULT_SIZE = "1024x1024"
 SIZES = ("1024x1024", "1792x1024", "1024x1792", "1536x1024", "1024x1536")
 HIGH_RES_SIDE = 2048
+# A mask's pixels above this are where a provider may paint (OpenAI's mask and the diffusion model's
+# are thresholded here); those at or below it are kept.
+MASK_SELECTS = 127
 _QUALITY: dict[int, str] = {pb.RENDER_QUALITY_STANDARD: "standard"}
 
 
@@ -149,9 +152,13 @@ async def run_texture_edit(ctx: JobContext) -> pb.JobResult:
             pixels = await asyncio.to_thread(imaging.decode_gray, mask, max_pixels=ctx.limits.max_pixels)
         except imaging.ImageError as exc:  # a header that probes but pixels that do not decode
             raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, f"texture_edit.mask: {exc}") from None
-        if not pixels.any():  # before the provider is paid for an edit that cannot change a pixel
+        # Before the provider is paid for an edit that cannot change a pixel: the providers paint
+        # where the mask is over half white (both threshold it at 127), so a mask of faint greys
+        # alone selects nothing either.
+        if not (pixels > MASK_SELECTS).any():
             raise JobFailure(
-                pb.ERROR_CODE_VALIDATION_FAILED, "texture_edit.mask: selects nothing to edit (every pixel is black)"
+                pb.ERROR_CODE_VALIDATION_FAILED,
+                "texture_edit.mask: selects nothing to edit (no pixel is more than half white)",
             )
         mask = await asyncio.to_thread(imaging.encode_mask, pixels)
     request = generation_pb.EditRequest(

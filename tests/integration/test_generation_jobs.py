@@ -246,7 +246,22 @@ def test_a_texture_edit_whose_mask_selects_nothing_fails_before_the_provider_is_
     )
     done = client.wait(client.submit(request).job.id, timeout=30)
     assert done.state == pb.JOB_STATE_FAILED and done.error.code == pb.ERROR_CODE_VALIDATION_FAILED
-    assert done.error.message == "texture_edit.mask: selects nothing to edit (every pixel is black)"
+    assert done.error.message == "texture_edit.mask: selects nothing to edit (no pixel is more than half white)"
+    assert not fake.requests
+
+
+@pytest.mark.parametrize("grey", [1, 127])
+def test_a_texture_edit_whose_mask_is_faint_grey_fails_before_the_provider_is_paid(
+    client: RenderClient, fake: FakeOpenAI, grey: int
+) -> None:
+    """The provider is sent an opaque mask (it may paint nowhere) for a mask at or below half white:
+    the call was paid for (6 credits) and the texture came back unchanged."""
+    texture = imaging.encode(textured_image(256, 256))[0]
+    request = texture_edit_request(
+        texture, "Add a marble vein", mask=imaging.encode_mask(np.full((256, 256), grey, np.uint8))
+    )
+    done = client.wait(client.submit(request).job.id, timeout=30)
+    assert done.state == pb.JOB_STATE_FAILED and done.error.code == pb.ERROR_CODE_VALIDATION_FAILED
     assert not fake.requests
 
 
