@@ -79,6 +79,14 @@ def provider_size(width: int, height: int, model: str) -> tuple[int, int]:
     return sizes["square"]
 
 
+def task_size(task: ImageTask, model: str) -> tuple[int, int]:
+    """The size a task is asked of the model at: an edit's closest to its image's shape, a
+    generation's closest to the size wanted."""
+    if task.kind == "edit" and task.image is not None:
+        return provider_size(task.image.shape[1], task.image.shape[0], model)
+    return provider_size(task.width, task.height, model)
+
+
 def edit_mask_png(mask: np.ndarray, size: tuple[int, int]) -> bytes:
     """OpenAI's mask convention: transparent (alpha 0) where the model may paint."""
     small = cv2.resize(mask, size, interpolation=cv2.INTER_LINEAR)
@@ -139,9 +147,7 @@ class OpenAIProvider:
         return False  # always ready
 
     def _size(self, task: ImageTask) -> tuple[int, int]:
-        if task.kind == "edit" and task.image is not None:
-            return provider_size(task.image.shape[1], task.image.shape[0], self.model)
-        return provider_size(task.width, task.height, self.model)
+        return task_size(task, self.model)
 
     def estimate(self, task: ImageTask) -> Cost:
         width, height = self._size(task)

@@ -34,7 +34,7 @@ from services.generation.generator import (
     Unavailable,
     over_budget,
 )
-from services.generation.openai_images import OpenAIProvider, provider_size
+from services.generation.openai_images import OpenAIProvider, task_size
 from services.generation.providers import Cost, ImageTask, PriceTable, Provider
 from services.generation.quality import edit_problem, quality_problem
 from services.generation.reliability import CircuitBreaker, RetryPolicy
@@ -284,7 +284,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             model, size = self.settings.diffusion_model, "*"
         else:
             model = self.settings.openai_model
-            width, height = provider_size(task.width, task.height, model)
+            width, height = task_size(task, model)  # an edit's by its image's shape, as the provider's
             size = f"{width}x{height}"
         estimate = self.prices.estimate(name, model, task, size)
         if not estimate.within(budget):

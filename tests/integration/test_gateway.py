@@ -158,6 +158,26 @@ def test_without_a_provider_a_room_render_fails_but_its_dry_run_works(client: Re
     assert "- Walls: White" in report.prompt and report.estimated_cost.cents > 0 and not dry.result.outputs
 
 
+def test_without_a_provider_a_texture_edits_dry_run_is_priced_at_the_textures_shape(client: RenderClient) -> None:
+    """A 3:1 texture is edited at the model's landscape size (its key's estimate): without a key it
+    was priced as a square, a third lower, so a budget between the two passed the dry run and
+    failed the real edit with BUDGET_EXCEEDED."""
+    from render.imaging.v1 import imaging_pb2
+    from render_client.client import texture_edit_request
+    from services.generation.openai_images import OpenAIProvider
+    from services.generation.providers import ImageTask
+
+    texture = scenes.plank_texture(96)
+    wide = cv2.resize(texture, (1536, 512))
+    request = texture_edit_request(imaging.encode(wide, imaging_pb2.FORMAT_PNG)[0], "Add a marble vein", dry_run=True)
+    done = client.wait(client.submit(request).job.id, timeout=30)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    task = ImageTask(kind="edit", prompt="Add a marble vein", image=wide, mask=np.full((512, 1536), 255, np.uint8))
+    keyed = OpenAIProvider("sk-unused", model="gpt-image-1").estimate(task)
+    estimated = done.result.generation.estimated_cost
+    assert (estimated.tokens, estimated.cents) == (keyed.tokens, keyed.cents)
+
+
 def test_submit_and_watch_streams_the_new_jobs_events_in_one_call(
     client: RenderClient, gateway_address: str, redis_url: str
 ) -> None:
