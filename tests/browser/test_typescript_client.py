@@ -89,3 +89,29 @@ def test_node_uploads_reads_field_violations_submits_and_watches_in_two_calls_an
     assert report["unkeyedCalls"] == ["SubmitAndWatch"] and report["unkeyedError"] == "2"
     # An upload slower than the idle limit: the limit counts from the first message.
     assert report["slow"][0] == pb.JOB_STATE_QUEUED and report["slow"][-1] == pb.JOB_STATE_SUCCEEDED
+
+
+def test_node_credentials_downloads_and_idle_limits_without_a_stack(dist: Path) -> None:
+    """What needs no gateway (client_offline_check.mjs answers as one): a credential no header can
+    carry is refused when the client is made (fetch failed each call with a TypeError, which
+    watches retried as a dropped connection), an empty apiKey leaves the token, readOutput checks
+    the announced size and SHA-256 (DATA_LOSS, 15) and gives up on a silent download
+    (DEADLINE_EXCEEDED, 4), and a caller holding an event longer than the idle limit is not a
+    silent connection."""
+    ran = subprocess.run(
+        ["node", str(Path(__file__).with_name("client_offline_check.mjs")), str(dist)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert all("cannot be sent" in message for message in report["badKeys"]), report["badKeys"]
+    assert report["tokenSent"] == "Bearer a.b.c"
+    assert report["trimmedSent"] == "Bearer rk_a_b"
+    read = report["read"]
+    assert read["good"] == "ok 18"
+    assert read["short"].startswith("15 ") and read["damaged"].startswith("15 ")
+    assert read["silent"].startswith("4 ") and read["silentMs"] < 5000
+    assert report["watch"] == {"calls": 1, "reconnects": [], "seen": ["c0", "c1", "c2"]}

@@ -74,9 +74,16 @@ export function bearer(credential: string): Interceptor {
 
 /** The transport createRenderClient and createAdminClient use, for other Connect clients. */
 export function createRenderTransport(options: RenderClientOptions): Transport {
-  const credential = options.apiKey ?? options.token ?? "";
+  // An empty apiKey (an unset variable read as "") leaves the token to be used. Surrounding
+  // whitespace (a key read from a file with its newline) is dropped; any other character a header
+  // cannot carry is refused here: fetch would fail every call with a TypeError, which watchJob and
+  // submitAndWatch take for a dropped connection and retry until they give up.
+  const credential = (options.apiKey || options.token || "").trim();
   if (!credential) {
     throw new Error("createRenderClient needs an apiKey or a token");
+  }
+  if (!/^[\x20-\x7e]+$/.test(credential)) {
+    throw new Error("the credential holds a character that cannot be sent (a control character or non-ASCII)");
   }
   const common = {
     baseUrl: options.baseUrl.replace(/\/+$/, ""),
@@ -280,10 +287,13 @@ async function* follow(
           continue; // a keep-alive
         }
         after = event.cursor || after;
+        // While the caller holds the event the stream is not read: that time is not silence.
+        clearTimeout(idle);
         yield event;
         if (isTerminal(event.state)) {
           return;
         }
+        armIdle();
       }
       error = new ConnectError("the stream ended before the job did", Code.Unavailable);
     } catch (caught) {
@@ -366,27 +376,86 @@ export function fieldViolations(error: unknown): FieldViolation[] {
   return out;
 }
 
-/** One of a job's outputs read over the API (GetOutput), for when its URL cannot be opened. */
+/** How readOutput reads. */
+export interface ReadOutputOptions {
+  /** Stops reading (the call ends with the signal's error). */
+  signal?: AbortSignal;
+  /** A download silent this long (no piece of the file) fails with DEADLINE_EXCEEDED (default
+   * 45 s; 0: never): a gateway that takes the call and then sends nothing must not hold the caller
+   * for ever. */
+  idleTimeoutMs?: number;
+}
+
+async function sha256Hex(data: Uint8Array<ArrayBuffer>): Promise<string | undefined> {
+  // WebCrypto: Node and browsers, though a browser offers it only to secure contexts (https,
+  // localhost); elsewhere only the size is checked.
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle) {
+    return undefined;
+  }
+  const digest = new Uint8Array(await subtle.digest("SHA-256", data));
+  return Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * One of a job's outputs read over the API (GetOutput), for when its URL cannot be opened. The
+ * bytes are checked against the size and SHA-256 the gateway announces first: DATA_LOSS when
+ * they differ (an output replaced while it was read, a damaged object), as the Python client's
+ * download does.
+ */
 export async function readOutput(
   client: RenderClient,
   jobId: string,
   name: string,
-  signal?: AbortSignal,
+  options: AbortSignal | ReadOutputOptions = {},
 ): Promise<{ file: OutputFile | undefined; data: Uint8Array }> {
+  const { signal, idleTimeoutMs = 45_000 } = options instanceof AbortSignal ? { signal: options } : options;
   const request: MessageInitShape<typeof GetOutputRequestSchema> = { jobId, name };
   const chunks: Uint8Array[] = [];
   let file: OutputFile | undefined;
   let size = 0;
-  for await (const message of client.getOutput(create(GetOutputRequestSchema, request), { signal })) {
-    file ??= message.file;
-    chunks.push(message.data);
-    size += message.data.length;
+  const call = new AbortController();
+  const onAbort = () => call.abort(signal?.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  if (signal?.aborted) {
+    onAbort();
+  }
+  let idle: ReturnType<typeof setTimeout> | undefined;
+  const armIdle = () => {
+    clearTimeout(idle);
+    if (idleTimeoutMs > 0) {
+      idle = setTimeout(
+        () => call.abort(new ConnectError(`no message from the server for ${idleTimeoutMs} ms`, Code.DeadlineExceeded)),
+        idleTimeoutMs,
+      );
+    }
+  };
+  try {
+    armIdle();
+    for await (const message of client.getOutput(create(GetOutputRequestSchema, request), { signal: call.signal })) {
+      armIdle();
+      file ??= message.file;
+      chunks.push(message.data);
+      size += message.data.length;
+    }
+  } finally {
+    clearTimeout(idle);
+    signal?.removeEventListener("abort", onAbort);
   }
   const data = new Uint8Array(size);
   let offset = 0;
   for (const chunk of chunks) {
     data.set(chunk, offset);
     offset += chunk.length;
+  }
+  if (file?.sizeBytes && BigInt(size) !== file.sizeBytes) {
+    throw new ConnectError(`the download has ${size} bytes, not the ${file.sizeBytes} announced`, Code.DataLoss);
+  }
+  if (file?.sha256) {
+    const digest = await sha256Hex(data);
+    if (digest !== undefined && digest !== file.sha256.toLowerCase()) {
+      throw new ConnectError("the download's SHA-256 is not the one announced", Code.DataLoss);
+    }
   }
   return { file, data };
 }
