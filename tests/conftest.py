@@ -81,7 +81,7 @@ class RedisServer:
                 "",
                 # Test modules with dispatching gateways each need a database of their own.
                 "--databases",
-                "32",
+                "64",
             ],
             stdout=subprocess.DEVNULL,
         )

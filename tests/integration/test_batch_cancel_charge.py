@@ -42,7 +42,7 @@ def test_a_room_that_renders_while_its_batch_is_cancelled_is_charged(
     fake.default = Reply("slow", delay_s=8.0)
     fake.push(Reply("slow", delay_s=1.5))  # the first room asked renders 1.5 s after its call
     generation = start_stage(lambda: create_generation(generation_settings(fake)))
-    url = redis_url + "/13"
+    url = redis_url + {"Room 0: done": "/32"}.get(cancel_when, "/30")  # a database per gateway
     redis.Redis.from_url(url).flushdb()
     gateway = start_gateway(
         gateway_settings(url, tmp_path / "storage", {**stages, "generation": f"127.0.0.1:{generation.port}"})
@@ -101,7 +101,7 @@ def test_no_room_is_submitted_once_the_batch_is_being_cancelled(
     fake.reset()
     fake.default = Reply("slow", delay_s=8.0)
     generation = start_stage(lambda: create_generation(generation_settings(fake)))
-    url = redis_url + "/12"
+    url = redis_url + "/31"
     redis.Redis.from_url(url).flushdb()
     gateway = start_gateway(
         gateway_settings(url, tmp_path / "storage", {**stages, "generation": f"127.0.0.1:{generation.port}"})

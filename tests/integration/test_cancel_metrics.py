@@ -34,10 +34,10 @@ def counted(tally: object) -> dict[tuple[tuple[str, str], ...], float]:
 def test_a_cancelled_jobs_refund_is_counted(
     redis_url: str, stages: dict[str, str], start_gateway: Callable[[GatewaySettings], Gateway], tmp_path: Path
 ) -> None:
-    redis.Redis.from_url(redis_url + "/19").flushdb()
-    settings = gateway_settings(redis_url + "/19", tmp_path / "storage", stages)
+    redis.Redis.from_url(redis_url + "/27").flushdb()
+    settings = gateway_settings(redis_url + "/27", tmp_path / "storage", stages)
     gateway = start_gateway(replace(settings, dispatch=False))  # the job stays queued
-    key = key_for(redis_url + "/19", "cancelling")
+    key = key_for(redis_url + "/27", "cancelling")
     credits_before, ended_before = counted(CREDITS_MOVED), counted(JOBS_ENDED)
     with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
         stub = pb_grpc.RenderServiceStub(channel)

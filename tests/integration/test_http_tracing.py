@@ -36,10 +36,10 @@ def test_a_connect_call_is_traced_and_answered(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(telemetry, "_tracer_provider", provider)  # the gateway built next traces
-    redis.Redis.from_url(redis_url + "/18").flushdb()
-    settings = gateway_settings(redis_url + "/18", tmp_path / "storage", stages)
+    redis.Redis.from_url(redis_url + "/28").flushdb()
+    settings = gateway_settings(redis_url + "/28", tmp_path / "storage", stages)
     gateway = start_gateway(replace(settings, http=replace(settings.http, listen="127.0.0.1:0")))
-    key = key_for(redis_url + "/18", "http-tracing")
+    key = key_for(redis_url + "/28", "http-tracing")
     request = urllib.request.Request(
         f"http://127.0.0.1:{gateway.http_port}/render.v1.RenderService/GetJob",
         data=json.dumps({"jobId": "0" * 32}).encode(),

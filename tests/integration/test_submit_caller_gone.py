@@ -32,7 +32,7 @@ def test_a_job_started_here_as_its_caller_gave_up_runs_at_once(
     """The submit script started the job for this gateway's dispatcher, but the call had been
     cancelled by then and nothing ran it: it waited out its lease (30 s) for the reaper, holding one
     of its tenant's concurrency slots (found by a review)."""
-    url = redis_url + "/11"
+    url = redis_url + "/29"
     redis.Redis.from_url(url).flushdb()
     gateway = start_gateway(gateway_settings(url, tmp_path / "storage", stages))
     key = key_for(url, "caller-gone")
