@@ -24,29 +24,42 @@ from tests.credentials import client_for
 from tests.openai_fake import FakeOpenAI, Reply
 
 
-@pytest.mark.parametrize("cancel_when", ["Room 0: rendering, Room 1: rendering", "Room 0: done"])
-def test_a_room_that_renders_while_its_batch_is_cancelled_is_charged(
-    cancel_when: str,
+@pytest.fixture
+def generating(
     redis_url: str,
     stages: dict[str, str],
     generation_openai: FakeOpenAI,
     start_stage: Callable[[Callable[[], Edge]], Edge],
     start_gateway: Callable[[GatewaySettings], Gateway],
     tmp_path: Path,
+) -> Callable[[str, float | None], tuple[Gateway, str]]:
+    """A gateway on a database of its own (the session's gateways live on) and its Redis URL; its
+    generation stage answers each call after 8 s, the first after `first_s` when given."""
+
+    def make(db: str, first_s: float | None = None) -> tuple[Gateway, str]:
+        fake = generation_openai
+        fake.reset()
+        fake.default = Reply("slow", delay_s=8.0)
+        if first_s is not None:
+            fake.push(Reply("slow", delay_s=first_s))
+        generation = start_stage(lambda: create_generation(generation_settings(fake)))
+        url = redis_url + db
+        redis.Redis.from_url(url).flushdb()
+        stage_addresses = {**stages, "generation": f"127.0.0.1:{generation.port}"}
+        return start_gateway(gateway_settings(url, tmp_path / "storage", stage_addresses)), url
+
+    return make
+
+
+@pytest.mark.parametrize("cancel_when", ["Room 0: rendering, Room 1: rendering", "Room 0: done"])
+def test_a_room_that_renders_while_its_batch_is_cancelled_is_charged(
+    cancel_when: str, generating: Callable[[str, float | None], tuple[Gateway, str]]
 ) -> None:
     """CancelJob read the rooms for the batch's charge, then ended the batch, then cancelled its
     rooms: a room that rendered in between kept its outputs and was charged nothing (found by a
     review; the window is widened here by a slow end of the batch)."""
-    fake = generation_openai
-    fake.reset()
-    fake.default = Reply("slow", delay_s=8.0)
-    fake.push(Reply("slow", delay_s=1.5))  # the first room asked renders 1.5 s after its call
-    generation = start_stage(lambda: create_generation(generation_settings(fake)))
-    url = redis_url + {"Room 0: done": "/32"}.get(cancel_when, "/30")  # a database per gateway
-    redis.Redis.from_url(url).flushdb()
-    gateway = start_gateway(
-        gateway_settings(url, tmp_path / "storage", {**stages, "generation": f"127.0.0.1:{generation.port}"})
-    )
+    # The first room asked renders 1.5 s after its call; a database per case.
+    gateway, url = generating({"Room 0: done": "/32"}.get(cancel_when, "/30"), 1.5)
     ledger = gateway.ledger
     plain_cancel = ledger.cancel
 
@@ -87,25 +100,12 @@ def test_a_room_that_renders_while_its_batch_is_cancelled_is_charged(
 
 
 def test_no_room_is_submitted_once_the_batch_is_being_cancelled(
-    redis_url: str,
-    stages: dict[str, str],
-    generation_openai: FakeOpenAI,
-    start_stage: Callable[[Callable[[], Edge]], Edge],
-    start_gateway: Callable[[GatewaySettings], Gateway],
-    tmp_path: Path,
+    generating: Callable[[str, float | None], tuple[Gateway, str]],
 ) -> None:
     """CancelJob cancels the rooms first: meanwhile the batch's run, its rooms ended, submitted the
     next ones, which dispatchers took and ran until the cancel's second sweep (a review found it;
     the report's read is slowed here, as a busy Redis or a 50-room batch's lookups would)."""
-    fake = generation_openai
-    fake.reset()
-    fake.default = Reply("slow", delay_s=8.0)
-    generation = start_stage(lambda: create_generation(generation_settings(fake)))
-    url = redis_url + "/31"
-    redis.Redis.from_url(url).flushdb()
-    gateway = start_gateway(
-        gateway_settings(url, tmp_path / "storage", {**stages, "generation": f"127.0.0.1:{generation.port}"})
-    )
+    gateway, url = generating("/31", None)
     ledger = gateway.ledger  # the servicer's (the dispatcher has a copy of its own)
     plain_jobs, plain_cancelling = ledger.jobs, ledger.cancelling
     state = {"cancelling": False}

@@ -1,4 +1,3 @@
-import http.server
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -8,6 +7,7 @@ import pytest
 
 from renderkit import fetch
 from renderkit.fetch import DownloadError, FetchPolicy, OwnedLookups, address_refused, url_problem
+from tests.http_fixtures import serve
 
 
 @pytest.mark.parametrize(
@@ -94,39 +94,26 @@ def test_one_owners_names_that_never_resolve_hold_no_other_owners_lookups() -> N
             release.wait(10)
         return list(fetch.resolve_host(host, port))
 
-    class Image(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", "3")
-            self.end_headers()
-            self.wfile.write(b"img")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
     lookups = OwnedLookups(2)
     policy = FetchPolicy(allow_private=True, timeout_s=1.0, resolve=resolve)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Image)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     downloads = ThreadPoolExecutor(2)
     try:
-        owners = replace(policy, resolvers=lookups.of("a"))
-        hung = [downloads.submit(fetch.fetch, f"http://h{i}.blackhole.example/p.jpg", owners) for i in range(2)]
-        time.sleep(0.2)
-        began = time.monotonic()
-        with pytest.raises(DownloadError) as refused:  # the owner's third: its two still hang
-            fetch.fetch("http://h9.blackhole.example/p.jpg", replace(policy, resolvers=lookups.of("a")))
-        assert refused.value.kind == "connection" and time.monotonic() - began < 0.5
-        url = f"http://localhost:{server.server_address[1]}/p.jpg"
-        assert fetch.fetch(url, replace(policy, resolvers=lookups.of("b"))) == b"img"  # another owner
-        wait(hung)  # their downloads end at their deadline; their lookups hang on
-        with pytest.raises(DownloadError):
-            fetch.fetch("http://h9.blackhole.example/p.jpg", replace(policy, resolvers=lookups.of("a")))
-        release.set()
-        time.sleep(0.2)
-        assert fetch.fetch(url, replace(policy, resolvers=lookups.of("a"))) == b"img"  # its share back
+        with serve({"/p.jpg": (200, {}, b"img")}) as base:
+            url = base.replace("127.0.0.1", "localhost") + "/p.jpg"  # a name: it is looked up
+            owners = replace(policy, resolvers=lookups.of("a"))
+            hung = [downloads.submit(fetch.fetch, f"http://h{i}.blackhole.example/p.jpg", owners) for i in range(2)]
+            time.sleep(0.2)
+            began = time.monotonic()
+            with pytest.raises(DownloadError) as refused:  # the owner's third: its two still hang
+                fetch.fetch("http://h9.blackhole.example/p.jpg", owners)
+            assert refused.value.kind == "connection" and time.monotonic() - began < 0.5
+            assert fetch.fetch(url, replace(policy, resolvers=lookups.of("b"))) == b"img"  # another owner
+            wait(hung)  # their downloads end at their deadline; their lookups hang on
+            with pytest.raises(DownloadError):
+                fetch.fetch("http://h9.blackhole.example/p.jpg", owners)
+            release.set()
+            time.sleep(0.2)
+            assert fetch.fetch(url, owners) == b"img"  # its share back
     finally:
         release.set()
         downloads.shutdown()
-        server.shutdown()
-        server.server_close()

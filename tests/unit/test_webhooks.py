@@ -217,13 +217,13 @@ def test_webhook_names_that_never_resolve_do_not_hold_the_downloads_resolvers() 
     all four of fetch's shared resolver threads with its four attempts in flight: every download of
     every tenant, from a server answering at once, timed out behind them (a review found it)."""
     import concurrent.futures
-    import http.server
     import threading
     import time
     from dataclasses import replace
 
     from gateway.webhooks.worker import DeliveryWorker
     from renderkit import fetch
+    from tests.http_fixtures import serve
 
     release = threading.Event()
 
@@ -243,32 +243,20 @@ def test_webhook_names_that_never_resolve_do_not_hold_the_downloads_resolvers() 
         def on_subscribed(self, *args: object) -> None:
             pass
 
-    class Image(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", "3")
-            self.end_headers()
-            self.wfile.write(b"img")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
     policy = fetch.FetchPolicy(allow_private=True, timeout_s=2.0, resolve=resolve)
     worker = DeliveryWorker(Ledger(), WebhookSettings(timeout_s=5.0), policy, None, Subscriptions())  # type: ignore[arg-type]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Image)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     attempts = concurrent.futures.ThreadPoolExecutor(4)
+    hung: list[concurrent.futures.Future[object]] = []
     try:
-        hung = [
-            attempts.submit(fetch.post, f"http://h{i}.blackhole.example/hook", b"{}", {}, worker.policy_for("acme"))
-            for i in range(WebhookSettings().tenant_concurrency)  # one tenant's attempts in flight
-        ]
-        time.sleep(0.2)
-        body = fetch.fetch(f"http://localhost:{server.server_address[1]}/photo.jpg", replace(policy, timeout_s=1.5))
-        assert body == b"img"
+        with serve({"/photo.jpg": (200, {}, b"img")}) as base:
+            hung += [
+                attempts.submit(fetch.post, f"http://h{i}.blackhole.example/hook", b"{}", {}, worker.policy_for("acme"))
+                for i in range(WebhookSettings().tenant_concurrency)  # one tenant's attempts in flight
+            ]
+            time.sleep(0.2)
+            url = base.replace("127.0.0.1", "localhost") + "/photo.jpg"  # a name: it is looked up
+            assert fetch.fetch(url, replace(policy, timeout_s=1.5)) == b"img"
     finally:
         release.set()
         concurrent.futures.wait(hung)
         attempts.shutdown()
-        server.shutdown()
-        server.server_close()
