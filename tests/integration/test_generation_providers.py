@@ -213,7 +213,7 @@ def test_an_edit_sends_the_quality_it_was_priced_at(fakes: Fakes, quality: str, 
     references = ImageTask(kind="generate", prompt="A kitchen", quality=quality, references=(texture,))
     run(generator(primary), references)
     assert [r["path"] for r in primary.requests] == ["/v1/images/edits"] * 2
-    assert [r["fields"].get("quality") for r in primary.requests] == [sent, sent]  # type: ignore[union-attr]
+    assert [r["fields"].get("quality") for r in primary.requests] == [sent, sent]  # type: ignore[union-attr, attr-defined]
 
 
 def test_an_edit_that_hands_the_input_back_fails_the_quality_check(fakes: Fakes) -> None:
