@@ -45,7 +45,7 @@ from gateway.stages import StageClients
 from gateway.subscriptions import Subscriptions
 from render.v1 import render_service_pb2 as pb
 from renderkit import telemetry
-from renderkit.fetch import OwnedLookups
+from renderkit.fetch import download_lookups
 from renderkit.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,6 @@ _IDLE_LOOK_S = 1.0
 _RELEASES_PER_LOOK = 20
 # How long a run's clean-up after a cancel asks the ledger, at most.
 _CLEAN_UP_S = 2.0
-# Name lookups of one tenant's input URLs at once in a gateway, hung ones included (OwnedLookups).
-_LOOKUPS_PER_TENANT = 4
 
 
 class Dispatcher:
@@ -93,7 +91,7 @@ class Dispatcher:
         self._runs: set[asyncio.Task[None]] = set()
         # The names of its jobs' input URLs, resolved among their tenant's own lookups (OwnedLookups:
         # one tenant's URLs on a domain whose DNS drops queries held every tenant's resolvers).
-        self._lookups = OwnedLookups(_LOOKUPS_PER_TENANT)
+        self._lookups = download_lookups()
         self._submits: set[asyncio.Future[Submitted]] = set()  # submit_here's, their callers maybe gone
         self._running: dict[str, asyncio.Task[bool]] = {}
         self._work = asyncio.Event()

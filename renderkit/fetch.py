@@ -216,8 +216,20 @@ class _OwnersLookups(concurrent.futures.Executor):
             finally:
                 self._lookups._end(self._owner)
 
-        threading.Thread(target=lookup, name="fetch-resolve-owned", daemon=True).start()
+        try:
+            threading.Thread(target=lookup, name="fetch-resolve-owned", daemon=True).start()
+        except RuntimeError as exc:  # no thread to be had: the lookup fails, its place is given back
+            self._lookups._end(self._owner)
+            future.set_exception(OSError(f"no thread for a name lookup: {exc}"))
         return future
+
+
+def download_lookups() -> OwnedLookups:
+    """The lookups of downloads, by owner (FetchPolicy.resolvers = download_lookups().of(tenant)).
+    An owner's share is the downloads' own bound (DOWNLOAD_THREADS), so names that resolve are never
+    refused for coming together (two jobs' inputs at once: a share of 4 failed the fifth and sixth
+    as names with no address); only an owner whose lookups hang past their downloads runs out."""
+    return OwnedLookups(DOWNLOAD_THREADS)
 
 
 def url_problem(

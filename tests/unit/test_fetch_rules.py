@@ -117,3 +117,24 @@ def test_one_owners_names_that_never_resolve_hold_no_other_owners_lookups() -> N
     finally:
         release.set()
         downloads.shutdown()
+
+
+def test_a_burst_of_one_owners_downloads_whose_names_resolve_is_not_refused() -> None:
+    """Two jobs' inputs at once are six downloads of one tenant: a share of four lookups failed the
+    fifth and sixth as names with no address (the diff's review). The downloads' share is their
+    own bound, so as many as can run at once resolve, however slowly."""
+
+    def resolve(host: str, port: int) -> list[fetch.AddressInfo]:
+        time.sleep(0.3)  # an uncached name: each lookup still running as the next begins
+        return list(fetch.resolve_host("localhost", port))
+
+    policy = FetchPolicy(allow_private=True, timeout_s=5.0, resolve=resolve)
+    owners = replace(policy, resolvers=fetch.download_lookups().of("tenant"))
+    downloads = ThreadPoolExecutor(fetch.DOWNLOAD_THREADS)
+    try:
+        with serve({"/p.jpg": (200, {}, b"img")}) as base:
+            port = base.rsplit(":", 1)[1]
+            urls = [f"http://cdn{i}.example.com:{port}/p.jpg" for i in range(fetch.DOWNLOAD_THREADS)]
+            assert list(downloads.map(lambda url: fetch.fetch(url, owners), urls)) == [b"img"] * len(urls)
+    finally:
+        downloads.shutdown()
