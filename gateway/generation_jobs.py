@@ -11,7 +11,7 @@ from render.generation.v1 import generation_service_pb2 as generation_pb
 from render.imaging.v1 import imaging_pb2
 from render.v1 import render_service_pb2 as pb
 from renderkit import imaging
-from renderkit.prompts import SurfaceText, lighting_name, room_prompt, sanitize, time_of_day_name
+from renderkit.prompts import SurfaceText, edit_prompt, lighting_name, room_prompt, sanitize, time_of_day_name
 
 DEFAULT_SIZE = "1024x1024"
 SIZES = ("1024x1024", "1792x1024", "1024x1792", "1536x1024", "1024x1536")
@@ -117,8 +117,7 @@ def texture_spec(output: pb.OutputOptions) -> imaging_pb2.OutputSpec:
 def texture_prompt(edit: pb.TextureEdit) -> str:
     """The prompt a texture edit sends: its prompt, and its options' additional_prompt on a line of
     its own (of the options, only size, style, lighting and time of day do not apply to an edit)."""
-    extra = sanitize(edit.options.additional_prompt) if edit.options.additional_prompt else ""
-    return "\n".join(part for part in (sanitize(edit.prompt), extra) if part)
+    return edit_prompt(edit.prompt, edit.options.additional_prompt)
 
 
 async def run_texture_edit(ctx: JobContext) -> pb.JobResult:

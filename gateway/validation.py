@@ -772,6 +772,11 @@ def _texture_edit(edit: pb.TextureEdit, output: pb.OutputOptions, limits: Limits
         violations.append(("texture_edit.prompt", "is required: say what to change"))
     violations += _prompt_text(edit.prompt, "texture_edit.prompt", prompts.MAX_PROMPT_CHARS)
     violations += _generation_options(edit.options, "texture_edit.options", limits, sized=False)
+    if not violations and edit.options.additional_prompt:
+        # Sent joined (prompts.edit_prompt): a refused phrase split between the two is refused too.
+        reason = prompts.refusal(prompts.edit_prompt(edit.prompt, edit.options.additional_prompt))
+        if reason:
+            violations.append(("texture_edit.options.additional_prompt", reason))
     return violations
 
 

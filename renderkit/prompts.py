@@ -53,6 +53,12 @@ def sanitize(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
+def edit_prompt(prompt: str, additional: str) -> str:
+    """A texture edit's prompt as sent: its prompt, and its additional text on a line of its own
+    (what the refusal list is matched on too: a phrase split between the two is sent whole)."""
+    return "\n".join(part for part in (sanitize(prompt), sanitize(additional) if additional else "") if part)
+
+
 def refusal(text: str) -> str | None:
     """Why a prompt is refused, or None when it may be sent. The list is matched on the text's
     compatibility form with every run of whitespace one space: a line break, a no-break or an em
