@@ -1,7 +1,7 @@
 -- Claims due webhook deliveries for one worker: each is moved a lease ahead in the due set (if the
 -- worker dies mid-attempt, another claims it when the lease runs out) and marked with the claim, so
 -- only this worker's record of the attempt is accepted. Deliveries that expired, ended, or whose
--- endpoint was deleted or disabled leave the due set. A tenant has at most ARGV[9] attempts in flight
+-- endpoint was deleted or disabled leave the due set. A tenant has at most ARGV[8] attempts in flight
 -- across every worker (its in-flight set holds each claimed delivery until its lease's end, so a dead
 -- worker's claims count only until then): a tenant whose receiver hangs holds that many slots, not
 -- every worker's. Its deliveries a look passes over are put a second later in the due set, so the
