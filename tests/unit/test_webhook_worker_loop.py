@@ -26,7 +26,7 @@ CHILD = textwrap.dedent(
     class Ledger:  # always more deliveries due than slots: a busy stack
         claimed = 0
         def with_retry(self, _budget): return self
-        async def claim_deliveries(self, claim, now, lease, most, per_tenant):
+        async def claim_deliveries(self, claim, lease, most, per_tenant):
             out = Claimed()
             for _ in range(most):
                 Ledger.claimed += 1
