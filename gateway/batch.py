@@ -15,7 +15,8 @@ import logging
 from gateway.context import JobContext, JobFailure
 from gateway.ledger import Ledger, LimitError, NewJob, NotOwner, QueueFull, StoredJob, progress_event
 from gateway.ledger.jobs import new_job_id
-from gateway.pricing import CALLERS_FAULT
+from gateway.metrics import JOBS_ENDED, count_settlement
+from gateway.pricing import CALLERS_FAULT, Price, PriceTable, charge_for_cancelled_batch
 from gateway.requests import SURFACES
 from gateway.webhooks import events as webhook_events
 from render.v1 import render_service_pb2 as pb
@@ -28,7 +29,7 @@ MAX_ROOMS = 50
 POLL_S = 0.2
 # A CancelJob cancels a batch's rooms, then the batch (whose charge counts the rooms that ended):
 # meanwhile the batch's run, finding every room ended, waits this long for that cancel before it
-# ends the batch itself (the cancelling gateway may have died).
+# finishes the cancel itself (the cancelling gateway died: Jobs.cancel_asked).
 CANCEL_HOLD_S = 10.0
 _TERMINAL = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
 _STATE_WORDS = {
@@ -150,6 +151,35 @@ async def cancelled_report(
     return batch_report(children, jobs), [job.job for job in jobs]
 
 
+async def cancelled_outcome(
+    ledger: Ledger, prices: PriceTable | None, tenant: str, stored: StoredJob
+) -> tuple[int | None, pb.JobResult]:
+    """What a batch cancelled now reports (its rooms as they stand: the cancel has cancelled those
+    that had not ended) and costs: the rooms rendered so far (None: the usual rule)."""
+    request = pb.SubmitRenderRequest.FromString(stored.request)
+    report, rooms = await cancelled_report(ledger, tenant, stored.job.id, list(request.room_batch.rooms))
+    if prices is None or not stored.credits_reserved:
+        return None, pb.JobResult(batch=report)
+    price = Price(stored.credits_base, stored.credits_reserved - stored.credits_base)
+    return charge_for_cancelled_batch(stored.job.total_steps, rooms, price, prices), pb.JobResult(batch=report)
+
+
+async def finish_cancel(ctx: JobContext) -> None:
+    """Finishes a CancelJob whose gateway died after it began (its hold passed, the batch still
+    runs): cancels the rooms, then the batch, as CancelJob does, and stops the run (NotOwner)."""
+    await cancel_children(ctx)
+    stored = await ctx.ledger.get(ctx.job_id)
+    if stored is not None and stored.job.state in (pb.JOB_STATE_RUNNING, pb.JOB_STATE_QUEUED):
+        charge, result = await cancelled_outcome(ctx.ledger, ctx.prices, ctx.tenant, stored)
+        if await ctx.ledger.cancel(ctx.job_id, charge, result):
+            log.info("job %s: its batch's cancel, begun by a gateway that stopped, finished by its run", ctx.job_id)
+            JOBS_ENDED.add(1, {"kind": "room_batch", "state": "cancelled", "error_code": ""})
+            ended = await ctx.ledger.get(ctx.job_id)
+            if ended is not None:
+                count_settlement(ended.credits_reserved, ended.job.credits_charged)
+    raise NotOwner(f"batch {ctx.job_id} cancelled")
+
+
 async def cancel_children(ctx: JobContext) -> None:
     """Cancels every child of the batch that has not ended (submitted_children)."""
     for child_id in await submitted_children(ctx.ledger, ctx.tenant, ctx.job_id, len(ctx.request.room_batch.rooms)):
@@ -186,6 +216,8 @@ async def _run(ctx: JobContext, rooms: list[pb.RoomRender], total: int, limit: i
             if not child.job_id:
                 if held is None:
                     held = await ctx.ledger.is_cancelling(ctx.job_id)
+                    if not held and await ctx.ledger.cancel_asked(ctx.job_id):
+                        await finish_cancel(ctx)  # its canceller died: no more rooms
                 if held:
                     break
                 child_id = await submit_child(ctx, child.index)
@@ -214,6 +246,8 @@ async def _run(ctx: JobContext, rooms: list[pb.RoomRender], total: int, limit: i
         if done == total:
             cancelled = any(c.state == pb.JOB_STATE_CANCELLED for c in children)
             if not (cancelled and await ctx.ledger.is_cancelling(ctx.job_id)):
+                if cancelled and await ctx.ledger.cancel_asked(ctx.job_id):
+                    await finish_cancel(ctx)  # its canceller died having cancelled the rooms
                 return _report(children, [s for s in stored.values() if s is not None])
         await asyncio.sleep(POLL_S)
 

@@ -21,6 +21,7 @@ from opentelemetry.trace import Status, StatusCode
 from gateway import folders
 from gateway.ledger import Ledger, NotOwner, Progress, progress_event
 from gateway.metrics import STAGE_DURATION
+from gateway.pricing import PriceTable
 from gateway.stages import StageClients
 from gateway.validation import Limits, check_image
 from render.generation.v1 import generation_service_pb2 as generation_pb
@@ -169,6 +170,7 @@ class JobContext:
     generation_timeout_s: float = 180.0
     max_tokens: int = 10000  # the server's per-job caps on provider spending
     max_cents: float = 100.0
+    prices: PriceTable | None = None  # the credit prices (None: credits off), for a batch's cancel
     total_steps: int = 0
     reused: set[str] = field(default_factory=set)
     spent: pb.Cost = field(default_factory=pb.Cost)

@@ -412,6 +412,7 @@ class Dispatcher:
             generation_timeout_s=self.settings.generation_timeout_s,
             max_tokens=self.settings.limits.max_tokens_per_job,
             max_cents=self.settings.limits.max_cents_per_job,
+            prices=self.settings.prices,
             checkpoints=checkpoints,
             held=dict(held or {}),
         )

@@ -17,7 +17,7 @@ import grpc
 
 from gateway.assets import AssetRefused, AssetStore, image_info
 from gateway.auth.principal import Scope, current_principal
-from gateway.batch import CANCEL_HOLD_S, cancelled_report, submitted_children
+from gateway.batch import CANCEL_HOLD_S, cancelled_outcome, submitted_children
 from gateway.ledger import (
     AssetQuotaExceeded,
     CreditEntry,
@@ -35,7 +35,7 @@ from gateway.ledger import (
 from gateway.ledger.jobs import Submitted, new_job_id, now_ms, timestamp
 from gateway.links import OutputLinks
 from gateway.metrics import CREDITS_MOVED, JOB_DURATION, JOBS_ENDED, count_settlement
-from gateway.pricing import Price, PriceTable, charge_for_cancelled_batch, price_of
+from gateway.pricing import Price, PriceTable, price_of
 from gateway.requests import image_fields, plan_steps
 from gateway.settings import WebhookSettings
 from gateway.uploads import drop_uploads, upload_inputs
@@ -469,15 +469,8 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 JOBS_ENDED.add(1, {"kind": "room_render", "state": "cancelled", "error_code": ""})
 
     async def _batch_cancelled(self, tenant: str, stored: StoredJob) -> tuple[int | None, pb.JobResult]:
-        """What a batch cancelled now reports (its rooms as they stand: CancelJob has cancelled
-        those that had not ended) and costs: the rooms rendered so far, also when it waits in the
-        queue after a takeover (None: the usual rule)."""
-        request = pb.SubmitRenderRequest.FromString(stored.request)
-        report, rooms = await cancelled_report(self.ledger, tenant, stored.job.id, list(request.room_batch.rooms))
-        if self.prices is None or not stored.credits_reserved:
-            return None, pb.JobResult(batch=report)
-        price = Price(stored.credits_base, stored.credits_reserved - stored.credits_base)
-        return charge_for_cancelled_batch(stored.job.total_steps, rooms, price, self.prices), pb.JobResult(batch=report)
+        """What a batch cancelled now reports and costs (batch.cancelled_outcome)."""
+        return await cancelled_outcome(self.ledger, self.prices, tenant, stored)
 
     async def ListJobs(
         self,

@@ -764,8 +764,15 @@ class Jobs(LedgerBase):
         }
 
     async def cancelling(self, job_id: str, hold_s: float) -> None:
-        """Notes for `hold_s` that a cancel of the batch is under way (it cancels the rooms first)."""
+        """Notes for `hold_s` that a cancel of the batch is under way (it cancels the rooms first),
+        and for a day that one was asked (cancel_asked: the batch's run finishes a cancel whose
+        gateway died)."""
+        await self._command("SET", keys.job_cancel_asked(job_id), b"1", "EX", 86400)
         await self._command("SET", keys.job_cancelling(job_id), b"1", "PX", max(1, int(hold_s * 1000)))
+
+    async def cancel_asked(self, job_id: str) -> bool:
+        """Whether a CancelJob of the batch began (cancelling), its hold passed or not."""
+        return bool(await self._command("EXISTS", keys.job_cancel_asked(job_id)))
 
     async def is_cancelling(self, job_id: str) -> bool:
         """Whether a cancel of the batch noted itself (cancelling) less than its hold ago."""

@@ -55,6 +55,7 @@ WEBHOOK_IN_FLIGHT_TEMPLATE = "tenant:%s:webhooks_in_flight"
 JOB_WEBHOOKS_TEMPLATE = "job:%s:webhooks"
 CHECKPOINTS_TEMPLATE = "job:%s:ckpt"
 JOB_CANCELLING_TEMPLATE = "job:%s:cancelling"
+JOB_CANCEL_ASKED_TEMPLATE = "job:%s:cancel-asked"
 
 
 def job(job_id: str) -> str:
@@ -81,6 +82,12 @@ def job_cancelling(job_id: str) -> str:
     """Set for a while as a CancelJob cancels a batch's rooms before the batch, so that its run does
     not end it as rooms it did not cancel end (Jobs.cancelling)."""
     return JOB_CANCELLING_TEMPLATE % job_id
+
+
+def job_cancel_asked(job_id: str) -> str:
+    """Set (for a day) when a CancelJob of a batch began: once its hold (job_cancelling) has passed
+    without the batch ending, the cancelling gateway died, and the batch's run finishes the cancel."""
+    return JOB_CANCEL_ASKED_TEMPLATE % job_id
 
 
 def checkpoints(job_id: str) -> str:

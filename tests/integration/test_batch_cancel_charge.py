@@ -137,3 +137,42 @@ def test_no_room_is_submitted_once_the_batch_is_being_cancelled(
         ended = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
         assert all(c.state in ended for c in report.children if c.job_id), "the report lists a room not ended"
         assert len(submitted) == 1, f"{len(submitted)} rooms submitted; room 0 alone was when the cancel began"
+
+
+def test_a_cancel_whose_gateway_died_after_cancelling_the_rooms_is_finished_by_the_run(
+    generating: Callable[[str, float | None], tuple[Gateway, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CancelJob noted the cancel and cancelled the rooms, then its gateway died before cancelling
+    the batch: the batch's run waited out the hold, then submitted the rooms not yet submitted and
+    rendered them (the batch the caller cancelled succeeded, charged), or, every room cancelled,
+    failed as a pipeline error. It should finish the cancel (a review killed the gateway there)."""
+    import gateway.servicer
+
+    monkeypatch.setattr(gateway.servicer, "CANCEL_HOLD_S", 1.0)
+    gw, url = generating("/47", None)
+    ledger = gw.ledger
+    plain_cancel = ledger.cancel
+
+    async def dies_before_the_batch(job_id: str, charge: int | None = None, result: pb.JobResult | None = None) -> bool:
+        if result is not None and (await ledger.kind(job_id)) == "room_batch":
+            raise RuntimeError("the gateway died here")
+        return await plain_cancel(job_id, charge, result)
+
+    ledger.cancel = dies_before_the_batch  # type: ignore[method-assign]
+    rooms = [room_render("kitchen", name=f"Room {i}", room_id=f"r{i}") for i in range(3)]
+    with client_for(f"127.0.0.1:{gw.port}", url, "batch-cancel-died") as client:
+        job = client.submit(room_batch_request(rooms, max_concurrency=2)).job
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "Room 1: rendering" not in client.get(job.id).message:
+            time.sleep(0.05)
+        with pytest.raises(Exception):
+            client.cancel(job.id)
+        deadline = time.monotonic() + 15
+        ended = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
+        while time.monotonic() < deadline and (batch := client.get(job.id)).state not in ended:
+            time.sleep(0.1)
+        assert batch.state == pb.JOB_STATE_CANCELLED, (batch.state, batch.error.message)
+        assert batch.credits_charged == 0
+        submitted = [j for j in client.list(page_size=50).jobs if j.parent_job_id == job.id]
+        assert len(submitted) == 2 and all(j.state == pb.JOB_STATE_CANCELLED for j in submitted), submitted
+        assert client.cancel(job.id).state == pb.JOB_STATE_CANCELLED
