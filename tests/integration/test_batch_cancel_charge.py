@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import grpc
 import pytest
 import redis
 
@@ -165,8 +166,9 @@ def test_a_cancel_whose_gateway_died_after_cancelling_the_rooms_is_finished_by_t
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and "Room 1: rendering" not in client.get(job.id).message:
             time.sleep(0.05)
-        with pytest.raises(Exception):
+        with pytest.raises(grpc.RpcError) as died:
             client.cancel(job.id)
+        assert died.value.code() == grpc.StatusCode.INTERNAL  # type: ignore[attr-defined]
         deadline = time.monotonic() + 15
         ended = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
         while time.monotonic() < deadline and (batch := client.get(job.id)).state not in ended:
