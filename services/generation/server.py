@@ -17,6 +17,7 @@ from opentelemetry import metrics
 from render.generation.v1 import generation_service_pb2 as pb
 from render.generation.v1 import generation_service_pb2_grpc as pb_grpc
 from render.imaging.v1 import imaging_pb2
+from renderkit import budget as memory
 from renderkit import imaging
 from renderkit.edge import Dependency, Edge
 from renderkit.errors import abort, bad_request, error_info
@@ -41,6 +42,12 @@ from services.generation.reliability import CircuitBreaker, RetryPolicy
 from services.generation.triton_diffusion import TritonDiffusionProvider
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GenerationService"].full_name
+# The longest side a generated image may be asked at: twice the gateway's largest size (1792 px).
+# The diffusion provider resizes its output to the size asked (a 40,000 px square is 4.8 GB).
+MAX_GENERATED_SIDE = 4096
+# The most reference images a generation may carry (OpenAI's edit endpoint takes at most 16; the
+# gateway sends one a surface).
+MAX_REFERENCE_IMAGES = 16
 DEFAULT_REFINE_PROMPT = (
     "Blend the new floor material naturally into the room's lighting. Keep the material's "
     "pattern, colour and scale exactly as they are."
@@ -325,6 +332,14 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.GenerateResponse:
         await self._check_output(context, request.output)
+        # Before any pixel is decoded or any provider called: a size no provider makes failed in the
+        # provider (counted against its breaker, so a few such calls opened it for every caller),
+        # and references were decoded whatever their number and size.
+        problem = await asyncio.to_thread(generate_problem, request, self.settings.stage.memory_budget_bytes)
+        if problem is not None:
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"{problem[0]}: {problem[1]}", bad_request([problem])
+            )
         references = [await self._decode(context, data, "reference_images") for data in request.reference_images]
         task = ImageTask(
             kind="generate",
@@ -397,6 +412,34 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             applied=not reason,
             fallback_reason=reason,
         )
+
+
+def generate_problem(request: pb.GenerateRequest, budget_bytes: int) -> tuple[str, str] | None:
+    """What is wrong with a generation's size and references, as (field, description), from the
+    references' headers alone: a side outside 0 (the default) to MAX_GENERATED_SIDE, more than
+    MAX_REFERENCE_IMAGES references, one that is not an image, or more memory than the budget."""
+    for name in ("width", "height"):
+        if not 0 <= getattr(request, name) <= MAX_GENERATED_SIDE:
+            return name, f"must be 0 (the default) to {MAX_GENERATED_SIDE}"
+    references = request.reference_images
+    if len(references) > MAX_REFERENCE_IMAGES:
+        return "reference_images", f"at most {MAX_REFERENCE_IMAGES}, got {len(references)}"
+    infos: list[imaging.ImageInfo] = []
+    for i, data in enumerate(references):
+        try:
+            infos.append(imaging.probe(data))
+        except imaging.ImageError as exc:
+            return f"reference_images[{i}]", str(exc)
+    pixels = [info.pixels for info in infos]
+    need = memory.room_render_bytes(pixels)
+    if need <= budget_bytes:
+        return None
+    i = max(range(len(infos)), key=lambda k: pixels[k])
+    others = pixels[:i] + pixels[i + 1 :]
+    largest = memory.largest_pixels(lambda px: memory.room_render_bytes([*others, px]), budget_bytes)
+    info = infos[i]
+    text = memory.over_budget_text(info.width, info.height, "reference image", need, budget_bytes, largest)
+    return f"reference_images[{i}]", text
 
 
 def _blend_inside(image: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np.ndarray:
