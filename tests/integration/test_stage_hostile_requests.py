@@ -38,7 +38,7 @@ def test_a_generation_size_no_provider_makes_is_refused(
             gen_grpc.GenerationServiceStub(channel),
             gen_pb.GenerateRequest(prompt="a room", width=width, height=height, budget=PLENTY, dry_run=True),
         )
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith(f"{field}:")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and (error.details() or "").startswith(f"{field}:")
 
 
 def test_bad_sizes_do_not_open_the_diffusion_providers_breaker_for_everyone(
@@ -81,9 +81,11 @@ def test_reference_images_are_refused_by_count_and_by_memory_before_they_are_dec
         fine = stub.Generate(
             gen_pb.GenerateRequest(prompt="x", reference_images=[small, flat], dry_run=True, budget=PLENTY)
         )
-    assert many.code() == grpc.StatusCode.INVALID_ARGUMENT and many.details().startswith("reference_images: at most 16")
-    assert large.code() == grpc.StatusCode.INVALID_ARGUMENT and large.details().startswith(
+    assert many.code() == grpc.StatusCode.INVALID_ARGUMENT and (many.details() or "").startswith(
+        "reference_images: at most 16"
+    )
+    assert large.code() == grpc.StatusCode.INVALID_ARGUMENT and (large.details() or "").startswith(
         "reference_images[0]: a 6300x6300"
     )
-    assert junk.code() == grpc.StatusCode.INVALID_ARGUMENT and junk.details().startswith("reference_images[1]:")
+    assert junk.code() == grpc.StatusCode.INVALID_ARGUMENT and (junk.details() or "").startswith("reference_images[1]:")
     assert fine.call.dry_run
