@@ -13,6 +13,7 @@ client mask is authoritative.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import grpc
@@ -57,8 +58,18 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
 
     async def Segment(self, request: pb.SegmentRequest, context: grpc.aio.ServicerContext) -> pb.SegmentResponse:  # type: ignore[type-arg]
         # Other calls' work may have to finish first: a photo's refinement holds ~50 bytes a pixel,
-        # a mask drawn from an outline alone little more than the mask.
-        pixels = max(request.width, 0) * max(request.height, 0)
+        # a mask drawn from an outline alone little more than the mask. The need counts the photo's
+        # own size, from its header, when it is larger than the one declared (checked against it
+        # inside): a caller declaring 64x48 for a 40 MP photo was admitted at 64x48's cost.
+        problem = size_problem(request.width, request.height)
+        if problem is not None:  # before the gate: a huge size waited for every call ahead of it
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"{problem[0]}: {problem[1]}", bad_request([problem])
+            )
+        pixels = request.width * request.height
+        if request.photo:
+            with contextlib.suppress(imaging.ImageError):  # refused inside, as the decode finds it
+                pixels = max(pixels, (await asyncio.to_thread(imaging.probe, request.photo)).pixels)
         need = budget.FIXED_BYTES + budget.SEGMENTATION_BYTES_PER_PIXEL * pixels if request.photo else 2 * pixels
         return await self.gate.run(need, self._segment(request, context))
 
