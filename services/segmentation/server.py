@@ -49,6 +49,19 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SegmentationService"].full_name
 
 
+# A client's mask decoded: up to four channels, then its alpha or its grey copied out.
+_MASK_DECODE_BYTES_PER_PIXEL = 6
+
+
+async def _header_pixels(data: bytes) -> int:
+    """An image's pixels by its header (0: none, or not an image: refused inside, as its decode finds it)."""
+    if not data:
+        return 0
+    with contextlib.suppress(imaging.ImageError):
+        return (await asyncio.to_thread(imaging.probe, data)).pixels
+    return 0
+
+
 class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
     """Turns hints (or the model's classes) into a soft mask at the photo's size."""
 
@@ -67,10 +80,15 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                 context, grpc.StatusCode.INVALID_ARGUMENT, f"{problem[0]}: {problem[1]}", bad_request([problem])
             )
         pixels = request.width * request.height
-        if request.photo:
-            with contextlib.suppress(imaging.ImageError):  # refused inside, as the decode finds it
-                pixels = max(pixels, (await asyncio.to_thread(imaging.probe, request.photo)).pixels)
-        need = budget.FIXED_BYTES + budget.SEGMENTATION_BYTES_PER_PIXEL * pixels if request.photo else 2 * pixels
+        photo_pixels = await _header_pixels(request.photo)
+        mask_pixels = await _header_pixels(request.mask)
+        pixels = max(pixels, photo_pixels, mask_pixels)
+        # A client's mask is decoded as it is stored (RGBA: 4 bytes a pixel, and its alpha copied).
+        need = (
+            budget.FIXED_BYTES + budget.SEGMENTATION_BYTES_PER_PIXEL * pixels
+            if request.photo
+            else max(2 * pixels, _MASK_DECODE_BYTES_PER_PIXEL * mask_pixels)
+        )
         return await self.gate.run(need, self._segment(request, context))
 
     async def _segment(self, request: pb.SegmentRequest, context: grpc.aio.ServicerContext) -> pb.SegmentResponse:  # type: ignore[type-arg]

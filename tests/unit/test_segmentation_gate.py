@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from render.imaging.v1 import imaging_pb2
 from render.imaging.v1.imaging_pb2 import Point
 from render.segmentation.v1 import segmentation_service_pb2 as pb
 from renderkit import budget, imaging
@@ -51,3 +52,18 @@ def test_an_impossible_declared_size_is_refused_before_the_gate() -> None:
     with pytest.raises(Aborted) as refused:
         asyncio.run(SegmentationServicer(None, gate).Segment(request, FakeContext()))  # type: ignore[arg-type]
     assert set(refused.value.fields) == {"width"} and gate.needs == []
+
+
+def test_a_mask_larger_than_its_declared_size_is_admitted_at_its_own_size() -> None:
+    """A mask declared 64x48 but stored at 2000x1500 RGBA was admitted at 2 x 64 x 48 bytes (the
+    photo's header was counted; the mask's was not): its decode holds ~5 bytes a pixel."""
+    rgba = np.zeros((1500, 2000, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[:10, :10, 3] = 0
+    mask = imaging.encode(rgba, imaging_pb2.FORMAT_PNG)[0]
+    gate = RecordingGate()
+    request = pb.SegmentRequest(mask=mask, width=64, height=48)
+    with pytest.raises(Aborted) as refused:
+        asyncio.run(SegmentationServicer(None, gate).Segment(request, FakeContext()))  # type: ignore[arg-type]
+    assert refused.value.fields == {"mask": "must be the size of the photo"}
+    assert gate.needs[0] >= 5 * 2000 * 1500, gate.needs
