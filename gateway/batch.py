@@ -15,7 +15,7 @@ import logging
 from gateway.context import JobContext, JobFailure
 from gateway.ledger import Ledger, LimitError, NewJob, NotOwner, QueueFull, StoredJob, progress_event
 from gateway.ledger.jobs import new_job_id
-from gateway.metrics import JOBS_ENDED, count_settlement
+from gateway.metrics import count_cancel
 from gateway.pricing import CALLERS_FAULT, Price, PriceTable, charge_for_cancelled_batch
 from gateway.requests import SURFACES
 from gateway.webhooks import events as webhook_events
@@ -171,12 +171,22 @@ async def finish_cancel(ctx: JobContext) -> None:
     stored = await ctx.ledger.get(ctx.job_id)
     if stored is not None and stored.job.state in (pb.JOB_STATE_RUNNING, pb.JOB_STATE_QUEUED):
         charge, result = await cancelled_outcome(ctx.ledger, ctx.prices, ctx.tenant, stored)
-        if await ctx.ledger.cancel(ctx.job_id, charge, result):
+
+        def counted(done: asyncio.Future[bool]) -> None:
+            if done.cancelled() or done.exception() is not None or not done.result():
+                return
             log.info("job %s: its batch's cancel, begun by a gateway that stopped, finished by its run", ctx.job_id)
-            JOBS_ENDED.add(1, {"kind": "room_batch", "state": "cancelled", "error_code": ""})
-            ended = await ctx.ledger.get(ctx.job_id)
-            if ended is not None:
-                count_settlement(ended.credits_reserved, ended.job.credits_charged)
+            ended = pb.Job()
+            ended.CopyFrom(stored.job)
+            ended.credits_charged = charge or 0
+            ended.end_time.GetCurrentTime()
+            count_cancel(ended, stored.credits_reserved if charge is not None else 0)
+
+        # Counted when it is done, whatever becomes of this run: the cancel's notice cancels it,
+        # often before the cancel's own answer has come back.
+        cancelling = asyncio.ensure_future(ctx.ledger.cancel(ctx.job_id, charge, result))
+        cancelling.add_done_callback(counted)
+        await asyncio.shield(cancelling)
     raise NotOwner(f"batch {ctx.job_id} cancelled")
 
 

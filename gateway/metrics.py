@@ -18,6 +18,7 @@ from typing import Any
 from opentelemetry import metrics
 
 from gateway.ledger import Ledger, keys
+from render.v1 import render_service_pb2 as pb
 from renderkit.telemetry import Tally
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,17 @@ CREDITS_MOVED = Tally(
     "render.credits.moved",
     description="Credits moved: reserved at submits, charged and refunded at ends (cancels too).",
 )
+
+
+def count_cancel(job: pb.Job, reserved: int) -> None:
+    """A cancel in the metrics, whoever made it (CancelJob, or a batch's run finishing one whose
+    gateway died): the job ended, its charge and refund (`job` as the cancel left it) and its time
+    from submit to end."""
+    JOBS_ENDED.add(1, {"kind": job.kind, "state": "cancelled", "error_code": ""})
+    count_settlement(reserved, job.credits_charged)
+    if job.HasField("create_time") and job.HasField("end_time"):
+        took = max(job.end_time.ToMilliseconds() - job.create_time.ToMilliseconds(), 0) / 1000
+        JOB_DURATION.record(took, {"kind": job.kind, "state": "cancelled"})
 
 
 def count_settlement(reserved: int, charged: int) -> None:

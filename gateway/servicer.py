@@ -34,7 +34,7 @@ from gateway.ledger import (
 )
 from gateway.ledger.jobs import Submitted, new_job_id, now_ms, timestamp
 from gateway.links import OutputLinks
-from gateway.metrics import CREDITS_MOVED, JOB_DURATION, JOBS_ENDED, count_settlement
+from gateway.metrics import CREDITS_MOVED, JOBS_ENDED, count_cancel
 from gateway.pricing import Price, PriceTable, price_of
 from gateway.requests import image_fields, plan_steps
 from gateway.settings import WebhookSettings
@@ -443,16 +443,11 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         cancelled = await self.ledger.cancel(request.job_id, charge, result)
         if cancelled:
             log.info("job %s cancelled", request.job_id)
-            JOBS_ENDED.add(1, {"kind": current.job.kind, "state": "cancelled", "error_code": ""})
         # (Again for a batch: a room it submitted since.)
         await self._cancel_children(tenant, current)
         stored = await self._job(request.job_id, tenant, context)
-        if cancelled:  # the cancel settled its credits: its charge (by its state) and the refund
-            count_settlement(stored.credits_reserved, stored.job.credits_charged)
-            job = stored.job
-            if job.HasField("create_time") and job.HasField("end_time"):
-                took = max(job.end_time.ToMilliseconds() - job.create_time.ToMilliseconds(), 0) / 1000
-                JOB_DURATION.record(took, {"kind": job.kind, "state": "cancelled"})
+        if cancelled:  # its end, its charge (by its state) and refund, and its time
+            count_cancel(stored.job, stored.credits_reserved)
         return pb.CancelJobResponse(job=self.links.fill_job(stored.job))
 
     async def _cancel_children(self, tenant: str, current: StoredJob) -> None:

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from gateway.ledger import StoredJob
+from gateway.metrics import JOBS_ENDED
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
 from render.v1 import render_service_pb2 as pb
@@ -161,6 +162,8 @@ def test_a_cancel_whose_gateway_died_after_cancelling_the_rooms_is_finished_by_t
 
     ledger.cancel = dies_before_the_batch  # type: ignore[method-assign]
     rooms = [room_render("kitchen", name=f"Room {i}", room_id=f"r{i}") for i in range(3)]
+    cancelled_batches = (("error_code", ""), ("kind", "room_batch"), ("state", "cancelled"))
+    before = dict(JOBS_ENDED._sums).get(cancelled_batches, 0)
     with client_for(f"127.0.0.1:{gw.port}", url, "batch-cancel-died") as client:
         job = client.submit(room_batch_request(rooms, max_concurrency=2)).job
         deadline = time.monotonic() + 20
@@ -178,3 +181,4 @@ def test_a_cancel_whose_gateway_died_after_cancelling_the_rooms_is_finished_by_t
         submitted = [j for j in client.list(page_size=50).jobs if j.parent_job_id == job.id]
         assert len(submitted) == 2 and all(j.state == pb.JOB_STATE_CANCELLED for j in submitted), submitted
         assert client.cancel(job.id).state == pb.JOB_STATE_CANCELLED
+    assert dict(JOBS_ENDED._sums).get(cancelled_batches, 0) - before == 1  # counted by the run that ended it
