@@ -8,8 +8,16 @@ import { createHash } from "node:crypto";
 import { pathToFileURL } from "node:url";
 
 const [dist] = process.argv.slice(2);
-const { create, createRenderClient, GetOutputResponseSchema, JobState, readOutput, watchJob, WatchJobResponseSchema } =
-  await import(pathToFileURL(dist).href);
+const {
+  create,
+  createRenderClient,
+  GetOutputResponseSchema,
+  JobState,
+  readOutput,
+  retryDelayMs,
+  watchJob,
+  WatchJobResponseSchema,
+} = await import(pathToFileURL(dist).href);
 const { toBinary } = await import(pathToFileURL(dist.replace(/dist\/index\.js$/, "node_modules/@bufbuild/protobuf/dist/esm/index.js")).href);
 
 const envelope = (flags, bytes) => {
@@ -120,4 +128,23 @@ for await (const event of watchJob(createRenderClient({ baseUrl, apiKey: "k", fe
   if (seen.length === 1) await new Promise((resolve) => setTimeout(resolve, 400));
 }
 report.watch = { calls, reconnects, seen };
+// A submit over the tenant's rate: RESOURCE_EXHAUSTED with RetryInfo (1.5 s), as Connect's JSON
+// error; a detail that does not decode says nothing.
+const refusing = (details) => async () =>
+  new Response(JSON.stringify({ code: "resource_exhausted", message: "over the rate", details }), {
+    status: 429,
+    headers: { "content-type": "application/json" },
+  });
+// RetryInfo { retry_delay: Duration { seconds: 1, nanos: 500000000 } }
+const retryInfo = Buffer.from([0x0a, 0x08, 0x08, 0x01, 0x10, 0x80, 0xca, 0xb5, 0xee, 0x01]).toString("base64");
+report.retry = [];
+for (const details of [[{ type: "google.rpc.RetryInfo", value: retryInfo }], [{ type: "google.rpc.RetryInfo", value: "/w" }], []]) {
+  const client = createRenderClient({ baseUrl, apiKey: "rk_a_b", fetch: refusing(details) });
+  try {
+    await client.getBalance({});
+    report.retry.push("answered");
+  } catch (error) {
+    report.retry.push(retryDelayMs(error) ?? null);
+  }
+}
 console.log(JSON.stringify(report));

@@ -115,3 +115,4 @@ def test_node_credentials_downloads_and_idle_limits_without_a_stack(dist: Path) 
     assert read["short"].startswith("15 ") and read["damaged"].startswith("15 ")
     assert read["silent"].startswith("4 ") and read["silentMs"] < 5000
     assert report["watch"] == {"calls": 1, "reconnects": [], "seen": ["c0", "c1", "c2"]}
+    assert report["retry"] == [1500, None, None]  # RetryInfo read; a broken one or none says nothing

@@ -320,6 +320,57 @@ async function* follow(
   }
 }
 
+/** Each detail of an error of the given google.rpc type, as the bytes the server encoded. */
+function detailsOf(error: unknown, type: string): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const detail of ConnectError.from(error).details) {
+    // Details received from the server carry their type name and encoded bytes.
+    if ("type" in detail && detail.type === type && detail.value instanceof Uint8Array) {
+      out.push(detail.value);
+    }
+  }
+  return out;
+}
+
+/**
+ * How long a refused call asks its caller to wait before trying again, in milliseconds (its
+ * google.rpc.RetryInfo: a RESOURCE_EXHAUSTED over a tenant's request rate says when the next
+ * submit is allowed), or undefined when it says nothing. Decoded from the wire format, as
+ * fieldViolations is.
+ */
+export function retryDelayMs(error: unknown): number | undefined {
+  for (const value of detailsOf(error, "google.rpc.RetryInfo")) {
+    // A detail cut short or malformed (a broken proxy) says nothing: it must not hide the error.
+    try {
+      const reader = new BinaryReader(value);
+      while (reader.pos < reader.len) {
+        const [number, wireType] = reader.tag();
+        if (number !== 1 || wireType !== WireType.LengthDelimited) {
+          reader.skip(wireType);
+          continue;
+        }
+        const duration = new BinaryReader(reader.bytes()); // google.protobuf.Duration
+        let seconds = 0;
+        let nanos = 0;
+        while (duration.pos < duration.len) {
+          const [field, kind] = duration.tag();
+          if (field === 1 && kind === WireType.Varint) {
+            seconds = Number(duration.int64());
+          } else if (field === 2 && kind === WireType.Varint) {
+            nanos = duration.int32();
+          } else {
+            duration.skip(kind);
+          }
+        }
+        return Math.max(0, seconds * 1000 + nanos / 1e6);
+      }
+    } catch {
+      continue;
+    }
+  }
+  return undefined;
+}
+
 /** One field a request got wrong, from the error's google.rpc.BadRequest. */
 export interface FieldViolation {
   /** The field's path in the request, such as "material_swap.hints.quad". */
@@ -349,17 +400,12 @@ function readFieldViolation(bytes: Uint8Array): FieldViolation {
  * for any other error. Decoded from the wire format, so no googleapis protos are needed.
  */
 export function fieldViolations(error: unknown): FieldViolation[] {
-  const connectError = ConnectError.from(error);
   const out: FieldViolation[] = [];
-  for (const detail of connectError.details) {
-    // Details received from the server carry their type name and encoded bytes.
-    if (!("type" in detail) || detail.type !== "google.rpc.BadRequest" || !(detail.value instanceof Uint8Array)) {
-      continue;
-    }
+  for (const value of detailsOf(error, "google.rpc.BadRequest")) {
     // A detail cut short or malformed (a broken proxy) is no violation: it must not hide the error.
     const found: FieldViolation[] = [];
     try {
-      const reader = new BinaryReader(detail.value);
+      const reader = new BinaryReader(value);
       while (reader.pos < reader.len) {
         const [number, wireType] = reader.tag();
         if (number === 1 && wireType === WireType.LengthDelimited) {
