@@ -114,12 +114,6 @@ def texture_spec(output: pb.OutputOptions) -> imaging_pb2.OutputSpec:
     return spec
 
 
-def texture_prompt(edit: pb.TextureEdit) -> str:
-    """The prompt a texture edit sends: its prompt, and its options' additional_prompt on a line of
-    its own (of the options, only size, style, lighting and time of day do not apply to an edit)."""
-    return edit_prompt(edit.prompt, edit.options.additional_prompt)
-
-
 async def run_texture_edit(ctx: JobContext) -> pb.JobResult:
     """Edits the texture inside its mask and stores the edit, its high-res and preview (and maps)."""
     edit = ctx.request.texture_edit
@@ -163,7 +157,7 @@ async def run_texture_edit(ctx: JobContext) -> pb.JobResult:
     request = generation_pb.EditRequest(
         image=texture,
         mask_png=mask,
-        prompt=texture_prompt(edit),
+        prompt=edit_prompt(edit.prompt, edit.options.additional_prompt),
         seed=seed_of(options),
         output=texture_spec(ctx.request.output),
         budget=budget_for(ctx, options.budget),

@@ -439,7 +439,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             await self.ledger.cancelling(request.job_id, CANCEL_HOLD_S)
             await self._cancel_children(tenant, current)
             current = await self._job(request.job_id, tenant, context)
-            charge, result = await self._batch_cancelled(tenant, current)
+            charge, result = await cancelled_outcome(self.ledger, self.prices, tenant, current)
         cancelled = await self.ledger.cancel(request.job_id, charge, result)
         if cancelled:
             log.info("job %s cancelled", request.job_id)
@@ -462,10 +462,6 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             if await self.ledger.cancel(child_id):
                 log.info("job %s cancelled with its batch %s", child_id, job_id)
                 JOBS_ENDED.add(1, {"kind": "room_render", "state": "cancelled", "error_code": ""})
-
-    async def _batch_cancelled(self, tenant: str, stored: StoredJob) -> tuple[int | None, pb.JobResult]:
-        """What a batch cancelled now reports and costs (batch.cancelled_outcome)."""
-        return await cancelled_outcome(self.ledger, self.prices, tenant, stored)
 
     async def ListJobs(
         self,
