@@ -74,6 +74,7 @@ class FakeGateway:
     submit_failures: list[grpc.StatusCode] = field(default_factory=list)
     watches: list[WatchCall] = field(default_factory=list)
     submits: list[tuple[str, str]] = field(default_factory=list)  # (server, idempotency key)
+    requests: list[pb.SubmitRenderRequest] = field(default_factory=list)  # each submit's request, as sent
     # GetOutput's answer: the file it announces, and the pieces of data it then sends.
     output: tuple[pb.OutputFile, list[bytes]] = field(default_factory=lambda: (pb.OutputFile(), []))
     output_silence_s: float = 0.0  # GetOutput says nothing this long first (a frozen replica)
@@ -117,6 +118,7 @@ class _Servicer(pb_grpc.RenderServiceServicer):
     def SubmitRender(self, request: pb.SubmitRenderRequest, context: grpc.ServicerContext) -> pb.SubmitRenderResponse:
         with self.fake.lock:
             self.fake.submits.append((self.name, request.idempotency_key))
+            self.fake.requests.append(request)
             failure = self.fake.submit_failures.pop(0) if self.fake.submit_failures else None
         if failure is not None:
             context.abort(failure, f"scripted {failure.name}")

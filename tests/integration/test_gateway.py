@@ -11,6 +11,7 @@ import cv2
 import grpc
 import numpy as np
 import pytest
+from google.protobuf import json_format
 from google.rpc import error_details_pb2
 
 from devstack import scenes
@@ -315,6 +316,32 @@ def test_clicks_outline_the_surface_while_the_quad_fixes_the_plane(client: Rende
     out = read_full(done)
     assert np.abs(out[175:195, 130:190].astype(int) - photo[175:195, 130:190]).mean() < 4  # the sofa stays
     assert np.abs(out[215:235, 40:80].astype(int) - photo[215:235, 40:80]).mean() > 10  # the floor changed
+
+
+def test_renderctl_swaps_from_clicks_with_the_material_at_its_metric_size(
+    gateway_address: str, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Clicks, a box and a metric scale from the command line: before, renderctl could send a quad,
+    # a mask and repeats only.
+    from render_client.cli import main
+
+    photo = SCENE.photo.copy()
+    photo[170:200, 120:200] = (40, 45, 70)  # a sofa on the floor
+    (tmp_path / "room.jpg").write_bytes(imaging.encode(photo)[0])
+    (tmp_path / "planks.jpg").write_bytes(SWATCH)
+    quad = ";".join(f"{x:g},{y:g}" for x, y in QUAD)
+    argv = ["--address", gateway_address, "--api-key", key_for(redis_url, "it-renderctl"), "submit"]
+    argv += ["--photo", str(tmp_path / "room.jpg"), "--swatch", str(tmp_path / "planks.jpg"), "--quad", quad]
+    argv += ["--quad-size", "4,3", "--swatch-size", "0.5", "--surface", "floor", "--points", "60,225"]
+    argv += ["--negative-points", "160,185", "--box", "0,110,320,240", "--watch"]
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    done = json_format.Parse(out[out.index("\n{") :], pb.Job())
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+    assert done.result.scale_source == "swatch_size"
+    rendered = read_full(done)
+    assert np.abs(rendered[175:195, 130:190].astype(int) - photo[175:195, 130:190]).mean() < 4  # the sofa stays
+    assert np.abs(rendered[215:235, 40:80].astype(int) - photo[215:235, 40:80]).mean() > 10  # the floor changed
 
 
 def read_full(job: pb.Job) -> np.ndarray:

@@ -292,3 +292,92 @@ def test_ctrl_c_during_a_submit_prints_the_key_that_gets_its_job(capsys: pytest.
         submit_and_maybe_watch(Interrupting(), request, follow=False)  # type: ignore[arg-type]
     assert request.idempotency_key.startswith("renderctl-")
     assert f"--idempotency-key {request.idempotency_key}" in capsys.readouterr().err
+
+
+def test_renderctl_submit_sends_every_option_of_a_material_swap(tmp_path: Path) -> None:
+    # Points, a box, the surface, the camera, a metric scale, the layout and the outputs: a swap
+    # renderctl could not describe before had to be written as a proto by hand.
+    (tmp_path / "room.jpg").write_bytes(b"photo")
+    (tmp_path / "oak.jpg").write_bytes(b"oak")
+    (tmp_path / "slate.jpg").write_bytes(b"slate")
+    fake = FakeGateway()
+    with serve(fake) as servers:
+        argv = ["--address", target(servers), "--api-key", "k", "submit"]
+        argv += ["--photo", str(tmp_path / "room.jpg"), "--swatch", str(tmp_path / "oak.jpg")]
+        argv += ["--points", "10,200; 300,210", "--negative-points", "150,120", "--box", "0,100,320,240"]
+        argv += ["--surface", "floor", "--focal-length", "820", "--plane-distance", "1.5"]
+        argv += ["--swatch-size", "0.6", "--brick", "0.25", "--rotation", "90", "--grout", "#202020"]
+        argv += ["--variant", str(tmp_path / "slate.jpg"), "--refine", "--seed", "7", "--stage-timeout", "20"]
+        argv += ["--format", "webp", "--quality", "80", "--no-preview", "--include-2048", "--maps"]
+        argv += ["--project", "p1", "--webhook", "https://hooks.example.com/render"]
+        assert main(argv) == 0
+        argv = ["--address", target(servers), "--api-key", "k", "submit", "--photo", str(tmp_path / "room.jpg")]
+        argv += ["--swatch", str(tmp_path / "oak.jpg"), "--quad", "0,0;4,0;4,3;0,3", "--quad-size", "4,3"]
+        argv += ["--swatch-size", "0.6,0.3", "--herringbone", "--polygon", "0,0;5,0;5,4"]
+        assert main(argv) == 0
+    points, quad = fake.requests
+    assert points.idempotency_key.startswith("renderctl-")
+    points.ClearField("idempotency_key")
+    expected = pb.SubmitRenderRequest(
+        material_swap=pb.MaterialSwap(
+            photo=pb.ImageSource(data=b"photo"),
+            swatch=pb.ImageSource(data=b"oak"),
+            surface=pb.SURFACE_FLOOR,
+            hints=pb.SurfaceHints(
+                positive_points=[pb.Point(x=10, y=200), pb.Point(x=300, y=210)],
+                negative_points=[pb.Point(x=150, y=120)],
+                box=pb.Box(x_min=0, y_min=100, x_max=320, y_max=240),
+                focal_length_px=820,
+                plane_distance_meters=1.5,
+            ),
+            options=pb.MaterialSwapOptions(
+                real_world_scale=pb.RealWorldScale(swatch_size=pb.SwatchSize(width_meters=0.6)),
+                enable_refinement=True,
+                refinement_seed=7,
+                stage_timeout_seconds=20,
+                rotation_degrees=90,
+                layout=pb.TILE_LAYOUT_BRICK,
+                row_offset=0.25,
+                grout_color="#202020",
+            ),
+            variant_swatches=[pb.ImageSource(data=b"slate")],
+        ),
+        project_id="p1",
+        output=pb.OutputOptions(
+            format=pb.IMAGE_FORMAT_WEBP, quality=80, skip_preview=True, include_2048=True, include_material_maps=True
+        ),
+        webhook=pb.Webhook(url="https://hooks.example.com/render"),
+    )
+    assert points == expected
+    hints, options = quad.material_swap.hints, quad.material_swap.options
+    assert [(p.x, p.y) for p in hints.quad] == [(0, 0), (4, 0), (4, 3), (0, 3)]
+    assert [(p.x, p.y) for p in hints.polygon] == [(0, 0), (5, 0), (5, 4)]
+    assert (hints.quad_size.width_meters, hints.quad_size.height_meters) == (4, 3)
+    assert (options.real_world_scale.swatch_size.width_meters, options.real_world_scale.swatch_size.height_meters) == (
+        0.6,
+        0.3,
+    )
+    assert options.layout == pb.TILE_LAYOUT_HERRINGBONE and not options.HasField("refinement_seed")
+    assert not quad.HasField("webhook") and quad.output.format == pb.IMAGE_FORMAT_JPEG
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--points", "10,20;30"], "--points takes 1 to 100 points"),
+        (["--quad", "0,0;1,0;1,1"], "--quad takes 4 points"),
+        (["--polygon", "0,0;1,nan;1,1"], "--polygon takes 3 to 1000 points"),
+        (["--box", "0,0,10"], "--box takes x_min,y_min,x_max,y_max"),
+        (["--quad-size", "4"], "--quad-size takes WIDTH,HEIGHT in metres"),
+        (["--swatch-size", "0.6,inf"], "--swatch-size takes WIDTH[,HEIGHT] in metres"),
+        (["--repeats", "8", "--swatch-size", "0.6"], "not allowed with argument --repeats"),
+        (["--brick", "0.5", "--herringbone"], "not allowed with argument --brick"),
+    ],
+)
+def test_renderctl_submit_names_a_malformed_option_before_connecting(
+    options: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--address", dead_address(), "submit", "--photo", "a.jpg", "--swatch", "b.jpg", *options])
+    assert exited.value.code == 2
+    assert named in capsys.readouterr().err

@@ -10,6 +10,7 @@ import shutil
 import sys
 import unicodedata
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO, cast
 
@@ -32,15 +33,44 @@ from render_client.client import (
 STATE_NAMES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in pb.JobState.items()}
 
 
-def parse_quad(text: str) -> list[tuple[float, float]]:
-    """'x,y;x,y;x,y;x,y' as four points."""
+def _number(text: str, option: str, what: str) -> float:
+    """A finite number from an option's text, or the option's usage error."""
     try:
-        points = [tuple(float(v) for v in pair.split(",")) for pair in text.split(";") if pair.strip()]
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("--quad takes 'x,y;x,y;x,y;x,y'") from None
-    if len(points) != 4 or any(len(p) != 2 for p in points):
-        raise argparse.ArgumentTypeError("--quad takes four x,y points")
-    return [(p[0], p[1]) for p in points]
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{option} takes {what}")
+    return value
+
+
+def points_arg(option: str, least: int = 1, most: int | None = None) -> Callable[[str], list[tuple[float, float]]]:
+    """An option's parser for 'x,y;x,y;...' (pixels): between least and most points."""
+    count = f"{least}" if most == least else f"{least} or more" if most is None else f"{least} to {most}"
+    what = f"{count} points as 'x,y;x,y;...' (pixels)"
+
+    def parse(text: str) -> list[tuple[float, float]]:
+        pairs = [pair.split(",") for pair in text.split(";") if pair.strip()]
+        if any(len(pair) != 2 for pair in pairs) or not least <= len(pairs) <= (most or len(pairs)):
+            raise argparse.ArgumentTypeError(f"{option} takes {what}")
+        return [(_number(x, option, what), _number(y, option, what)) for x, y in pairs]
+
+    return parse
+
+
+def numbers_arg(option: str, counts: tuple[int, ...], what: str) -> Callable[[str], tuple[float, ...]]:
+    """An option's parser for comma-separated numbers, as many as one of counts."""
+
+    def parse(text: str) -> tuple[float, ...]:
+        parts = text.split(",")
+        if len(parts) not in counts:
+            raise argparse.ArgumentTypeError(f"{option} takes {what}")
+        return tuple(_number(part, option, what) for part in parts)
+
+    return parse
+
+
+parse_quad = points_arg("--quad", 4, 4)
 
 
 def state_name(state: int) -> str:
@@ -179,12 +209,17 @@ def watch(client: RenderClient, job_id: str, out: TextIO | None = None, err: Tex
     return client.get(job_id)
 
 
-def submit_and_maybe_watch(client: RenderClient, request: pb.SubmitRenderRequest, follow: bool) -> int:
-    """Prints the new job's id; with follow, its progress and the ended job too.
+def submit_and_maybe_watch(
+    client: RenderClient, request: pb.SubmitRenderRequest, follow: bool, webhook: str = ""
+) -> int:
+    """Prints the new job's id; with follow, its progress and the ended job too. A webhook URL is
+    sent the job's end (the gateway's default events).
 
     A request without an idempotency key gets one of its own, so that a submit whose reply is lost
     (a gateway killed after recording the job, a proxy cutting the connection) is retried safely:
     the gateway answers the repeat with the same job instead of creating and charging a second."""
+    if webhook:
+        request.webhook.url = webhook
     if not request.idempotency_key:
         request.idempotency_key = f"renderctl-{uuid.uuid4().hex}"
     hint = (
@@ -315,19 +350,82 @@ def main(argv: list[str] | None = None) -> int:
         help="stop retrying after this long without reaching a gateway (default %(default)g)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    submit = commands.add_parser("submit", help="submit a material swap")
+    submit = commands.add_parser(
+        "submit",
+        help="submit a material swap",
+        description="Re-cover a surface of a photo with a swatch's material. Say where the surface is with "
+        "--quad, --polygon, --mask, or --points (and --box) with --surface.",
+    )
     submit.add_argument("--photo", required=True, type=source_arg, help="file path, http(s) URL or asset:ID")
     submit.add_argument("--swatch", required=True, type=source_arg, help="file path, http(s) URL or asset:ID")
-    submit.add_argument("--mask", type=source_arg, help="file path, http(s) URL or asset:ID")
-    submit.add_argument("--quad", type=parse_quad, default=[], help="x,y;x,y;x,y;x,y")
-    submit.add_argument("--repeats", type=float)
-    submit.add_argument("--refine", action="store_true")
-    submit.add_argument("--brick", type=float, metavar="OFFSET", help="staggered rows shifted by OFFSET (0-1)")
-    submit.add_argument("--herringbone", action="store_true", help="lay the swatch's planks in herringbone")
-    submit.add_argument("--format", choices=["jpeg", "png", "webp"], default="jpeg")
-    submit.add_argument("--idempotency-key", default="")
-    submit.add_argument("--project", default="")
-    submit.add_argument("--watch", action="store_true", help="follow progress until the job ends")
+    where = submit.add_argument_group("where the surface is")
+    where.add_argument(
+        "--quad",
+        type=parse_quad,
+        default=[],
+        help="four corners of a rectangle on the surface, in order around it: 'x,y;x,y;x,y;x,y' (pixels)",
+    )
+    where.add_argument(
+        "--polygon", type=points_arg("--polygon", 3, 1000), default=[], help="the outline: 'x,y;x,y;...'"
+    )
+    where.add_argument("--mask", type=source_arg, help="white on the surface: file path, http(s) URL or asset:ID")
+    where.add_argument(
+        "--points", type=points_arg("--points", 1, 100), default=[], help="points on the surface: 'x,y;...'"
+    )
+    where.add_argument(
+        "--negative-points", type=points_arg("--negative-points", 1, 100), default=[], help="points off it: 'x,y;...'"
+    )
+    where.add_argument(
+        "--box", type=numbers_arg("--box", (4,), "x_min,y_min,x_max,y_max (pixels)"), help="x_min,y_min,x_max,y_max"
+    )
+    where.add_argument("--surface", choices=["floor", "wall", "ceiling", "facade"], help="the kind of surface")
+    camera = submit.add_argument_group("the camera and the surface's size")
+    camera.add_argument(
+        "--focal-length", type=float, default=0.0, metavar="PX", help="in pixels (default: EXIF, lines, 60°)"
+    )
+    camera.add_argument(
+        "--quad-size",
+        type=numbers_arg("--quad-size", (2,), "WIDTH,HEIGHT in metres"),
+        metavar="W,H",
+        help="the quad's rectangle in metres (width along its first edge)",
+    )
+    camera.add_argument(
+        "--plane-distance",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="metres from the camera to the plane (a floor: its height)",
+    )
+    material = submit.add_argument_group("the material")
+    scale = material.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--repeats", type=float, help="times the swatch repeats along the quad's longer edge (default 24)"
+    )
+    scale.add_argument(
+        "--swatch-size",
+        type=numbers_arg("--swatch-size", (1, 2), "WIDTH[,HEIGHT] in metres"),
+        metavar="W[,H]",
+        help="metres the swatch image shows (needs --quad-size or --plane-distance)",
+    )
+    layout = material.add_mutually_exclusive_group()
+    layout.add_argument("--brick", type=float, metavar="OFFSET", help="staggered rows shifted by OFFSET (0-1)")
+    layout.add_argument("--herringbone", action="store_true", help="lay the swatch's planks in herringbone")
+    material.add_argument("--rotation", type=float, default=0.0, metavar="DEGREES", help="counter-clockwise")
+    material.add_argument(
+        "--grout", default="", metavar="#RRGGBB", help="what shows through a swatch's transparent parts"
+    )
+    material.add_argument(
+        "--variant", action="append", default=[], type=source_arg, metavar="SWATCH", help="another swatch (repeatable)"
+    )
+    material.add_argument("--refine", action="store_true", help="a generative pass harmonises the result")
+    material.add_argument("--seed", type=int, help="the refinement's seed (default 42)")
+    material.add_argument("--stage-timeout", type=float, metavar="SECONDS", help="the longest any one stage may take")
+    outputs = submit.add_argument_group("the outputs")
+    outputs.add_argument("--format", choices=["jpeg", "png", "webp"], default="jpeg")
+    outputs.add_argument("--quality", type=int, default=0, help="JPEG or WebP quality, 1-100 (default 90)")
+    outputs.add_argument("--no-preview", action="store_true", help="skip the 512 px preview")
+    outputs.add_argument("--include-2048", action="store_true", help="also a rendition at most 2048 px a side")
+    outputs.add_argument("--maps", action="store_true", help="also the swatch's normal and roughness maps")
     room = commands.add_parser("room", help="render a room from a description of its surfaces")
     room.add_argument("room_type", help='such as "kitchen"')
     room.add_argument("--name", default="")
@@ -352,10 +450,10 @@ def main(argv: list[str] | None = None) -> int:
     texture.add_argument("--maps", action="store_true", help="also write normal and roughness maps")
     texture.add_argument("--dry-run", action="store_true")
     for sub in (submit, room, batch, texture):
-        if sub is not submit:
-            sub.add_argument("--idempotency-key", default="", help="the same key again returns the same job")
-            sub.add_argument("--project", default="")
-            sub.add_argument("--watch", action="store_true", help="follow progress until the job ends")
+        sub.add_argument("--idempotency-key", default="", help="the same key again returns the same job")
+        sub.add_argument("--project", default="")
+        sub.add_argument("--webhook", default="", metavar="URL", help="post the job's end to this URL (signed)")
+        sub.add_argument("--watch", action="store_true", help="follow progress until the job ends")
     for name, text in (
         ("watch", "follow a job's progress until it ends"),
         ("wait", "wait until a job ends (sent no progress), print it; exit 1 unless it succeeded"),
@@ -406,16 +504,36 @@ def main(argv: list[str] | None = None) -> int:
                     args.photo,
                     args.swatch,
                     quad=args.quad,
+                    polygon=args.polygon,
                     mask=args.mask,
+                    points=args.points,
+                    negative_points=args.negative_points,
+                    box=cast("tuple[float, float, float, float] | None", args.box),
+                    surface=cast(pb.Surface, pb.Surface.Value(f"SURFACE_{args.surface.upper()}"))
+                    if args.surface
+                    else pb.SURFACE_UNSPECIFIED,
+                    focal_length_px=args.focal_length,
+                    quad_size=cast("tuple[float, float] | None", args.quad_size),
+                    plane_distance_meters=args.plane_distance,
                     repeats=args.repeats,
+                    swatch_size=None if args.swatch_size is None else (*args.swatch_size, 0.0)[:2],
+                    brick_offset=args.brick,
+                    herringbone=args.herringbone,
+                    rotation_degrees=args.rotation,
+                    grout_color=args.grout,
+                    variant_swatches=args.variant,
                     refine=args.refine,
+                    refinement_seed=args.seed,
+                    stage_timeout_seconds=args.stage_timeout,
                     idempotency_key=args.idempotency_key,
                     project_id=args.project,
                     output_format=fmt,
-                    brick_offset=args.brick,
-                    herringbone=args.herringbone,
+                    quality=args.quality,
+                    skip_preview=args.no_preview,
+                    include_2048=args.include_2048,
+                    material_maps=args.maps,
                 )
-                return submit_and_maybe_watch(client, request, args.watch)
+                return submit_and_maybe_watch(client, request, args.watch, args.webhook)
             elif args.command == "room":
                 lighting = cast(pb.Lighting, pb.Lighting.Value(f"LIGHTING_{args.lighting.upper()}"))
                 time_of_day = cast(pb.TimeOfDay, pb.TimeOfDay.Value(f"TIME_OF_DAY_{args.time_of_day.upper()}"))
@@ -439,13 +557,14 @@ def main(argv: list[str] | None = None) -> int:
                     client,
                     room_render_request(described, project_id=args.project, idempotency_key=args.idempotency_key),
                     args.watch,
+                    args.webhook,
                 )
             elif args.command == "batch":
                 plan = json_format.Parse(Path(args.plan).read_text(), pb.RoomBatch())
                 request = pb.SubmitRenderRequest(
                     room_batch=plan, project_id=args.project, idempotency_key=args.idempotency_key
                 )
-                return submit_and_maybe_watch(client, request, args.watch)
+                return submit_and_maybe_watch(client, request, args.watch, args.webhook)
             elif args.command == "texture":
                 request = texture_edit_request(
                     args.texture,
@@ -456,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
                     project_id=args.project,
                 )
                 request.idempotency_key = args.idempotency_key
-                return submit_and_maybe_watch(client, request, args.watch)
+                return submit_and_maybe_watch(client, request, args.watch, args.webhook)
             elif args.command == "watch":
                 job = watch(client, args.job_id)
                 return 0 if job.state == pb.JOB_STATE_SUCCEEDED else 1

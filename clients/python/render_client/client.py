@@ -106,11 +106,11 @@ def image_source(value: str | bytes | Path | pb.ImageSource) -> pb.ImageSource:
 
 
 def material_swap_request(
-    photo: str | bytes | Path,
-    swatch: str | bytes | Path,
+    photo: str | bytes | Path | pb.ImageSource,
+    swatch: str | bytes | Path | pb.ImageSource,
     *,
     quad: Sequence[tuple[float, float]] = (),
-    mask: str | bytes | Path | None = None,
+    mask: str | bytes | Path | pb.ImageSource | None = None,
     repeats: float | None = None,
     refine: bool = False,
     idempotency_key: str = "",
@@ -123,17 +123,37 @@ def material_swap_request(
     focal_length_px: float = 0.0,
     polygon: Sequence[tuple[float, float]] = (),
     surface: pb.Surface = pb.SURFACE_UNSPECIFIED,
-    variant_swatches: Sequence[str | bytes | Path] = (),
+    variant_swatches: Sequence[str | bytes | Path | pb.ImageSource] = (),
+    points: Sequence[tuple[float, float]] = (),
+    negative_points: Sequence[tuple[float, float]] = (),
+    box: tuple[float, float, float, float] | None = None,
+    quad_size: tuple[float, float] | None = None,
+    rotation_degrees: float = 0.0,
+    grout_color: str = "",
+    refinement_seed: int | None = None,
+    stage_timeout_seconds: float | None = None,
+    quality: int = 0,
+    skip_preview: bool = False,
+    include_2048: bool = False,
+    material_maps: bool = False,
 ) -> pb.SubmitRenderRequest:
-    """A SubmitRenderRequest for a material swap (brick_offset lays the tiles in staggered rows,
-    herringbone the swatch's planks in a zigzag).
+    """A SubmitRenderRequest for a material swap: every field of render.v1.MaterialSwap and of the
+    request's OutputOptions, by name.
 
-    The material's scale is either `repeats` or `swatch_size`, the (width, height) in metres that
-    the swatch image shows (height 0 keeps the image's aspect ratio); with a quad, a swatch_size
-    needs the plane's distance (`plane_distance_meters`: for a floor, the camera's height).
+    Where the surface is: a `quad` (four corners of a rectangle on it, which also outlines it unless
+    a `polygon` or `mask` is given), a `polygon`, a `mask`, or `points` on it (and
+    `negative_points` off it) with an optional `box` (x_min, y_min, x_max, y_max) and the `surface`
+    named. The camera: `focal_length_px` when known (else the photo's EXIF, its lines, or 60
+    degrees). The material's scale is either `repeats` or `swatch_size`, the (width, height) in
+    metres that the swatch image shows (height 0 keeps the image's aspect ratio), which needs the
+    surface's size: the quad's rectangle in metres (`quad_size`, width along its first edge) or
+    the plane's distance (`plane_distance_meters`: for a floor, the camera's height).
+    `brick_offset` lays the tiles in staggered rows, `herringbone` the swatch's planks in a zigzag.
     """
     if repeats is not None and swatch_size is not None:
         raise ValueError("give repeats or swatch_size, not both")
+    if brick_offset is not None and herringbone:
+        raise ValueError("give brick_offset or herringbone, not both")
     swap = pb.MaterialSwap(
         photo=image_source(photo),
         swatch=image_source(swatch),
@@ -141,14 +161,23 @@ def material_swap_request(
         hints=pb.SurfaceHints(
             quad=[pb.Point(x=x, y=y) for x, y in quad],
             polygon=[pb.Point(x=x, y=y) for x, y in polygon],
+            positive_points=[pb.Point(x=x, y=y) for x, y in points],
+            negative_points=[pb.Point(x=x, y=y) for x, y in negative_points],
             focal_length_px=focal_length_px,
             plane_distance_meters=plane_distance_meters,
         ),
-        options=pb.MaterialSwapOptions(enable_refinement=refine),
+        options=pb.MaterialSwapOptions(
+            enable_refinement=refine, rotation_degrees=rotation_degrees, grout_color=grout_color
+        ),
         variant_swatches=[image_source(v) for v in variant_swatches],
     )
     if mask is not None:
         swap.mask.CopyFrom(image_source(mask))
+    if box is not None:
+        x_min, y_min, x_max, y_max = box
+        swap.hints.box.CopyFrom(pb.Box(x_min=x_min, y_min=y_min, x_max=x_max, y_max=y_max))
+    if quad_size is not None:
+        swap.hints.quad_size.CopyFrom(pb.QuadSize(width_meters=quad_size[0], height_meters=quad_size[1]))
     if brick_offset is not None:
         swap.options.layout = pb.TILE_LAYOUT_BRICK
         swap.options.row_offset = brick_offset
@@ -159,11 +188,21 @@ def material_swap_request(
     if swatch_size is not None:
         swap.options.real_world_scale.swatch_size.width_meters = swatch_size[0]
         swap.options.real_world_scale.swatch_size.height_meters = swatch_size[1]
+    if refinement_seed is not None:
+        swap.options.refinement_seed = refinement_seed
+    if stage_timeout_seconds is not None:
+        swap.options.stage_timeout_seconds = stage_timeout_seconds
     return pb.SubmitRenderRequest(
         material_swap=swap,
         idempotency_key=idempotency_key,
         project_id=project_id,
-        output=pb.OutputOptions(format=output_format),
+        output=pb.OutputOptions(
+            format=output_format,
+            quality=quality,
+            skip_preview=skip_preview,
+            include_2048=include_2048,
+            include_material_maps=material_maps,
+        ),
     )  # type: ignore[arg-type]
 
 
