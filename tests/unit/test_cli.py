@@ -381,3 +381,43 @@ def test_renderctl_submit_names_a_malformed_option_before_connecting(
         main(["--address", dead_address(), "submit", "--photo", "a.jpg", "--swatch", "b.jpg", *options])
     assert exited.value.code == 2
     assert named in capsys.readouterr().err
+
+
+def test_renderctl_room_and_texture_send_their_generation_options(tmp_path: Path) -> None:
+    (tmp_path / "oak.jpg").write_bytes(b"oak")
+    (tmp_path / "tiles.png").write_bytes(b"tiles")
+    fake = FakeGateway()
+    with serve(fake) as servers:
+        start = ["--address", target(servers), "--api-key", "k"]
+        argv = [*start, "room", "kitchen", "--floor", "Oak", "--walls-swatch", str(tmp_path / "oak.jpg")]
+        argv += ["--ceiling-swatch", "asset:a1", "--size", "1792x1024", "--render-quality", "hd", "--seed", "3"]
+        argv += ["--max-tokens", "5000", "--dry-run", "--idempotency-key", "r1"]
+        assert main(argv) == 0
+        argv = [*start, "texture", str(tmp_path / "tiles.png"), "Weather the tiles", "--size", "1024x1792"]
+        argv += [
+            "--render-quality",
+            "standard",
+            "--seed",
+            "9",
+            "--max-cents",
+            "12.5",
+            "--maps",
+            "--idempotency-key",
+            "t1",
+        ]
+        assert main(argv) == 0
+    room, texture = fake.requests
+    assert room.idempotency_key == "r1" and room.room_render.room.room_type == "kitchen"
+    materials = room.room_render.materials
+    assert materials.floor.name == "Oak" and materials.walls.swatch == pb.ImageSource(data=b"oak")
+    assert materials.ceiling.swatch == pb.ImageSource(asset_id="a1")
+    options = pb.GenerationOptions(size="1792x1024", quality=pb.RENDER_QUALITY_HD, dry_run=True, seed=3)
+    options.lighting, options.time_of_day = pb.LIGHTING_NATURAL, pb.TIME_OF_DAY_DAY  # renderctl's defaults
+    options.budget.max_tokens = 5000
+    assert room.room_render.options == options
+    assert texture.idempotency_key == "t1" and texture.output.include_material_maps
+    edit = texture.texture_edit
+    assert edit.base_texture == pb.ImageSource(data=b"tiles") and edit.prompt == "Weather the tiles"
+    options = pb.GenerationOptions(size="1024x1792", quality=pb.RENDER_QUALITY_STANDARD, seed=9)
+    options.budget.max_cents = 12.5
+    assert edit.options == options

@@ -24,6 +24,7 @@ from render_client.client import (
     RenderClient,
     RetryNotice,
     RetryPolicy,
+    generation_options,
     material_swap_request,
     room_render,
     room_render_request,
@@ -71,6 +72,13 @@ def numbers_arg(option: str, counts: tuple[int, ...], what: str) -> Callable[[st
 
 
 parse_quad = points_arg("--quad", 4, 4)
+
+
+def render_quality(name: str | None) -> pb.RenderQuality:
+    """--render-quality's choice as a RenderQuality (unset: the gateway's default)."""
+    if not name:
+        return pb.RENDER_QUALITY_UNSPECIFIED
+    return cast(pb.RenderQuality, pb.RenderQuality.Value(f"RENDER_QUALITY_{name.upper()}"))
 
 
 def state_name(state: int) -> str:
@@ -433,22 +441,29 @@ def main(argv: list[str] | None = None) -> int:
     room.add_argument("--floor", default="", help="the floor's material name")
     room.add_argument("--walls", default="", help="the walls' material name")
     room.add_argument("--ceiling", default="", help="the ceiling's material name")
-    room.add_argument("--floor-swatch", help="a swatch photo of the floor (file path or URL)")
+    for surface in ("floor", "walls", "ceiling"):
+        room.add_argument(
+            f"--{surface}-swatch", type=source_arg, help=f"a swatch photo of the {surface} (file path, URL or asset:ID)"
+        )
     room.add_argument("--style", default="")
     room.add_argument("--lighting", choices=["natural", "warm", "cool", "dramatic"], default="natural")
     room.add_argument("--time-of-day", choices=["day", "evening", "night"], default="day")
     room.add_argument("--prompt", default="", help="additions to the built prompt")
     room.add_argument("--custom-prompt", default="", help="send this prompt instead of the built one")
-    room.add_argument("--dry-run", action="store_true", help="return the prompt and cost estimate only")
-    room.add_argument("--max-cents", type=float)
+    texture = commands.add_parser("texture", help="edit a texture with an image model")
+    texture.add_argument("texture", type=source_arg, help="file path, http(s) URL or asset:ID")
+    texture.add_argument("prompt")
+    texture.add_argument("--mask", type=source_arg, help="white where the model may paint")
+    texture.add_argument("--maps", action="store_true", help="also write normal and roughness maps")
+    for sub in (room, texture):
+        sub.add_argument("--dry-run", action="store_true", help="return the prompt and cost estimate only")
+        sub.add_argument("--size", choices=["1024x1024", "1792x1024", "1024x1792"], help="the image size")
+        sub.add_argument("--render-quality", choices=["standard", "hd"], help="the image model's quality")
+        sub.add_argument("--seed", type=int)
+        sub.add_argument("--max-cents", type=float, help="refuse if the estimate is over this")
+        sub.add_argument("--max-tokens", type=int, help="refuse if the estimate is over this many tokens")
     batch = commands.add_parser("batch", help="render every room of a floor plan (a RoomBatch as JSON)")
     batch.add_argument("plan", help="a JSON file holding a render.v1.RoomBatch")
-    texture = commands.add_parser("texture", help="edit a texture with an image model")
-    texture.add_argument("texture", help="file path or http(s) URL")
-    texture.add_argument("prompt")
-    texture.add_argument("--mask", help="white where the model may paint")
-    texture.add_argument("--maps", action="store_true", help="also write normal and roughness maps")
-    texture.add_argument("--dry-run", action="store_true")
     for sub in (submit, room, batch, texture):
         sub.add_argument("--idempotency-key", default="", help="the same key again returns the same job")
         sub.add_argument("--project", default="")
@@ -545,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
                     walls=args.walls,
                     ceiling=args.ceiling,
                     floor_swatch=args.floor_swatch,
+                    walls_swatch=args.walls_swatch,
+                    ceiling_swatch=args.ceiling_swatch,
                     style=args.style,
                     lighting=lighting,
                     time_of_day=time_of_day,
@@ -552,6 +569,10 @@ def main(argv: list[str] | None = None) -> int:
                     custom_prompt=args.custom_prompt,
                     dry_run=args.dry_run,
                     max_cents=args.max_cents,
+                    max_tokens=args.max_tokens,
+                    size=args.size or "",
+                    quality=render_quality(args.render_quality),
+                    seed=args.seed,
                 )
                 return submit_and_maybe_watch(
                     client,
@@ -571,10 +592,17 @@ def main(argv: list[str] | None = None) -> int:
                     args.prompt,
                     mask=args.mask,
                     material_maps=args.maps,
-                    dry_run=args.dry_run,
                     project_id=args.project,
+                    idempotency_key=args.idempotency_key,
+                    options=generation_options(
+                        size=args.size or "",
+                        quality=render_quality(args.render_quality),
+                        dry_run=args.dry_run,
+                        max_cents=args.max_cents,
+                        max_tokens=args.max_tokens,
+                        seed=args.seed,
+                    ),
                 )
-                request.idempotency_key = args.idempotency_key
                 return submit_and_maybe_watch(client, request, args.watch, args.webhook)
             elif args.command == "watch":
                 job = watch(client, args.job_id)

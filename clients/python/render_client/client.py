@@ -206,6 +206,39 @@ def material_swap_request(
     )  # type: ignore[arg-type]
 
 
+def generation_options(
+    *,
+    size: str = "",
+    quality: pb.RenderQuality = pb.RENDER_QUALITY_UNSPECIFIED,
+    style: str = "",
+    lighting: pb.Lighting = pb.LIGHTING_UNSPECIFIED,
+    time_of_day: pb.TimeOfDay = pb.TIME_OF_DAY_UNSPECIFIED,
+    additional_prompt: str = "",
+    dry_run: bool = False,
+    max_cents: float | None = None,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+) -> pb.GenerationOptions:
+    """GenerationOptions for a room render, a batch or a texture edit (size: "1024x1024",
+    "1792x1024" or "1024x1792"; unset fields take the gateway's defaults)."""
+    options = pb.GenerationOptions(
+        size=size,
+        quality=quality,
+        style_preset=style,
+        lighting=lighting,
+        time_of_day=time_of_day,
+        additional_prompt=additional_prompt,
+        dry_run=dry_run,
+    )
+    if max_cents is not None:
+        options.budget.max_cents = max_cents
+    if max_tokens is not None:
+        options.budget.max_tokens = max_tokens
+    if seed is not None:
+        options.seed = seed
+    return options
+
+
 def room_render(
     room_type: str,
     *,
@@ -215,7 +248,9 @@ def room_render(
     floor: str = "",
     walls: str = "",
     ceiling: str = "",
-    floor_swatch: str | bytes | Path | None = None,
+    floor_swatch: str | bytes | Path | pb.ImageSource | None = None,
+    walls_swatch: str | bytes | Path | pb.ImageSource | None = None,
+    ceiling_swatch: str | bytes | Path | pb.ImageSource | None = None,
     style: str = "",
     lighting: pb.Lighting = pb.LIGHTING_UNSPECIFIED,
     time_of_day: pb.TimeOfDay = pb.TIME_OF_DAY_UNSPECIFIED,
@@ -223,29 +258,40 @@ def room_render(
     custom_prompt: str = "",
     dry_run: bool = False,
     max_cents: float | None = None,
+    max_tokens: int | None = None,
+    size: str = "",
+    quality: pb.RenderQuality = pb.RENDER_QUALITY_UNSPECIFIED,
+    seed: int | None = None,
 ) -> pb.RoomRender:
-    """A RoomRender: the room, its surfaces' material names, and the render's options."""
+    """A RoomRender: the room, its surfaces' material names (and swatch photos), and the render's
+    options (generation_options)."""
     room = pb.RoomRender(
         room=pb.Room(id=room_id, name=name, room_type=room_type, area_square_meters=area),
         custom_prompt=custom_prompt,
     )
-    for surface, material in (("floor", floor), ("walls", walls), ("ceiling", ceiling)):
+    for surface, material, swatch in (
+        ("floor", floor, floor_swatch),
+        ("walls", walls, walls_swatch),
+        ("ceiling", ceiling, ceiling_swatch),
+    ):
         if material:
             getattr(room.materials, surface).name = material
-    if floor_swatch is not None:
-        room.materials.floor.swatch.CopyFrom(image_source(floor_swatch))
-    if style or lighting or time_of_day or additional_prompt or dry_run or max_cents is not None:
-        room.options.CopyFrom(
-            pb.GenerationOptions(
-                style_preset=style,
-                lighting=lighting,
-                time_of_day=time_of_day,
-                additional_prompt=additional_prompt,
-                dry_run=dry_run,
-            )
-        )
-        if max_cents is not None:
-            room.options.budget.max_cents = max_cents
+        if swatch is not None:
+            getattr(room.materials, surface).swatch.CopyFrom(image_source(swatch))
+    options = generation_options(
+        size=size,
+        quality=quality,
+        style=style,
+        lighting=lighting,
+        time_of_day=time_of_day,
+        additional_prompt=additional_prompt,
+        dry_run=dry_run,
+        max_cents=max_cents,
+        max_tokens=max_tokens,
+        seed=seed,
+    )
+    if options != pb.GenerationOptions():
+        room.options.CopyFrom(options)
     return room
 
 
@@ -267,22 +313,31 @@ def room_batch_request(
 
 
 def texture_edit_request(
-    texture: str | bytes | Path,
+    texture: str | bytes | Path | pb.ImageSource,
     prompt: str,
     *,
-    mask: str | bytes | Path | None = None,
+    mask: str | bytes | Path | pb.ImageSource | None = None,
     material_maps: bool = False,
     dry_run: bool = False,
     project_id: str = "",
+    idempotency_key: str = "",
+    options: pb.GenerationOptions | None = None,
+    output_format: pb.ImageFormat = pb.IMAGE_FORMAT_UNSPECIFIED,
 ) -> pb.SubmitRenderRequest:
-    """A SubmitRenderRequest editing a texture (inside the mask, when one is given)."""
+    """A SubmitRenderRequest editing a texture (inside the mask, when one is given); `options`
+    (generation_options) sets its size, quality, seed and budget."""
     edit = pb.TextureEdit(base_texture=image_source(texture), prompt=prompt)
     if mask is not None:
         edit.mask.CopyFrom(image_source(mask))
+    if options is not None:
+        edit.options.CopyFrom(options)
     if dry_run:
         edit.options.dry_run = True
     return pb.SubmitRenderRequest(
-        texture_edit=edit, project_id=project_id, output=pb.OutputOptions(include_material_maps=material_maps)
+        texture_edit=edit,
+        project_id=project_id,
+        idempotency_key=idempotency_key,
+        output=pb.OutputOptions(format=output_format, include_material_maps=material_maps),
     )
 
 
