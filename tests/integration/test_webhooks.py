@@ -458,3 +458,53 @@ def test_a_dead_workers_claim_and_a_restart_mid_backoff_lose_nothing(
         (done,) = settled(client, job.id)
     assert done.status == pb.WEBHOOK_DELIVERY_STATUS_DELIVERED
     assert [a.http_status for a in done.attempts] == [500, 200]
+
+
+def test_renderctl_registers_an_endpoint_sends_a_jobs_events_and_lists_its_deliveries(
+    hooks_gateway: Gateway, redis_url: str, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The whole webhook flow from the command line, checked by the standardwebhooks library.
+    from render_client.cli import main
+
+    hook = receiver.hook("renderctl")
+    start = ["--address", f"127.0.0.1:{hooks_gateway.port}", "--api-key", key_for(redis_url + DB, "wh-renderctl")]
+    assert main([*start, "webhooks", "create", hook.url, "--events", "started,completed", "--description", "ops"]) == 0
+    secret, line = capsys.readouterr().out.splitlines()
+    endpoint_id = line.split()[0]
+    assert secret.startswith("whsec_") and endpoint_id.startswith("ep_") and line.endswith(f"{hook.url}  ops")
+    assert line.split()[1] == "started,completed"
+    assert main([*start, "webhooks", "list"]) == 0
+    assert capsys.readouterr().out.strip() == line
+
+    assert main([*start, "webhooks", "rotate"]) == 0  # the secret of requests' own webhooks
+    (request_secret,) = capsys.readouterr().out.splitlines()[:1]
+    assert main([*start, "room", "kitchen", "--dry-run", "--webhook", hook.url, "--webhook-events", "completed"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    arrived = hook.wait_for(lambda got: len(got) == 3)  # the endpoint's start and end, the request's end
+    by_secret = {secret: 0, request_secret: 0}
+    for delivery in arrived:
+        for key in by_secret:
+            try:
+                payload = delivery.verify(key)
+            except WebhookVerificationError:
+                continue
+            assert payload["data"]["job_id"] == job_id
+            by_secret[key] += 1
+    assert by_secret == {secret: 2, request_secret: 1}
+
+    client = RenderClient(f"127.0.0.1:{hooks_gateway.port}", api_key=start[-1])
+    with client:
+        settled(client, job_id)
+    assert main([*start, "webhooks", "deliveries", job_id]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    summaries = sorted(line.split()[1:3] for line in listed if not line.startswith(" "))
+    assert summaries == [["job.completed", "delivered"], ["job.completed", "delivered"], ["job.started", "delivered"]]
+    assert sum("HTTP 200" in line for line in listed if line.startswith("    ")) == 3
+
+    assert main([*start, "webhooks", "delete", endpoint_id]) == 0
+    assert capsys.readouterr().out == f"deleted {endpoint_id}\n"
+    assert main([*start, "webhooks", "list"]) == 0
+    assert capsys.readouterr().out == ""
+    with pytest.raises(SystemExit):  # an event renderctl does not know is named before sending
+        main([*start, "webhooks", "create", hook.url, "--events", "finished"])
+    assert "events are a comma-separated list of started, progress, completed" in capsys.readouterr().err

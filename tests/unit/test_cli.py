@@ -372,6 +372,8 @@ def test_renderctl_submit_sends_every_option_of_a_material_swap(tmp_path: Path) 
         (["--swatch-size", "0.6,inf"], "--swatch-size takes WIDTH[,HEIGHT] in metres"),
         (["--repeats", "8", "--swatch-size", "0.6"], "not allowed with argument --repeats"),
         (["--brick", "0.5", "--herringbone"], "not allowed with argument --brick"),
+        (["--webhook-events", "completed"], "--webhook-events needs --webhook URL"),
+        (["--webhook", "https://a.example/h", "--webhook-events", "done"], "events are a comma-separated list"),
     ],
 )
 def test_renderctl_submit_names_a_malformed_option_before_connecting(

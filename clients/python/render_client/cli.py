@@ -10,7 +10,7 @@ import shutil
 import sys
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO, cast
 
@@ -18,7 +18,7 @@ import grpc
 from google.protobuf import json_format
 
 from render.v1 import render_service_pb2 as pb
-from render_client import admin_cli
+from render_client import admin_cli, webhooks_cli
 from render_client.client import (
     GaveUpError,
     RenderClient,
@@ -218,16 +218,20 @@ def watch(client: RenderClient, job_id: str, out: TextIO | None = None, err: Tex
 
 
 def submit_and_maybe_watch(
-    client: RenderClient, request: pb.SubmitRenderRequest, follow: bool, webhook: str = ""
+    client: RenderClient,
+    request: pb.SubmitRenderRequest,
+    follow: bool,
+    webhook: str = "",
+    webhook_events: Sequence[pb.WebhookEvent] = (),
 ) -> int:
     """Prints the new job's id; with follow, its progress and the ended job too. A webhook URL is
-    sent the job's end (the gateway's default events).
+    sent the job's events (webhook_events; none: its end).
 
     A request without an idempotency key gets one of its own, so that a submit whose reply is lost
     (a gateway killed after recording the job, a proxy cutting the connection) is retried safely:
     the gateway answers the repeat with the same job instead of creating and charging a second."""
     if webhook:
-        request.webhook.url = webhook
+        request.webhook.CopyFrom(pb.Webhook(url=webhook, events=webhook_events))
     if not request.idempotency_key:
         request.idempotency_key = f"renderctl-{uuid.uuid4().hex}"
     hint = (
@@ -467,7 +471,14 @@ def main(argv: list[str] | None = None) -> int:
     for sub in (submit, room, batch, texture):
         sub.add_argument("--idempotency-key", default="", help="the same key again returns the same job")
         sub.add_argument("--project", default="")
-        sub.add_argument("--webhook", default="", metavar="URL", help="post the job's end to this URL (signed)")
+        sub.add_argument("--webhook", default="", metavar="URL", help="post the job's events to this URL (signed)")
+        sub.add_argument(
+            "--webhook-events",
+            type=webhooks_cli.parse_events,
+            default=[],
+            metavar="EVENTS",
+            help="started, progress, completed (default completed)",
+        )
         sub.add_argument("--watch", action="store_true", help="follow progress until the job ends")
     for name, text in (
         ("watch", "follow a job's progress until it ends"),
@@ -489,7 +500,10 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--page-token", default="")
     listing.add_argument("--project", default="")
     admin_cli.add_commands(commands)
+    webhooks_cli.add_commands(commands)
     args = parser.parse_args(argv)
+    if getattr(args, "webhook_events", None) and not args.webhook:
+        parser.error("--webhook-events needs --webhook URL")
 
     try:
         root_certificates = read_cacert(args.cacert) if args.cacert else None
@@ -513,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command in ("keys", "tenants", "credits"):
                 return admin_cli.run(args, client.channel, client.metadata)
+            if args.command == "webhooks":
+                return webhooks_cli.run(args, client.channel, client.metadata)
             if args.command == "submit":
                 fmt = cast(pb.ImageFormat, pb.ImageFormat.Value(f"IMAGE_FORMAT_{args.format.upper()}"))
                 request = material_swap_request(
@@ -548,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
                     include_2048=args.include_2048,
                     material_maps=args.maps,
                 )
-                return submit_and_maybe_watch(client, request, args.watch, args.webhook)
+                return submit_and_maybe_watch(client, request, args.watch, args.webhook, args.webhook_events)
             elif args.command == "room":
                 lighting = cast(pb.Lighting, pb.Lighting.Value(f"LIGHTING_{args.lighting.upper()}"))
                 time_of_day = cast(pb.TimeOfDay, pb.TimeOfDay.Value(f"TIME_OF_DAY_{args.time_of_day.upper()}"))
@@ -579,13 +595,14 @@ def main(argv: list[str] | None = None) -> int:
                     room_render_request(described, project_id=args.project, idempotency_key=args.idempotency_key),
                     args.watch,
                     args.webhook,
+                    args.webhook_events,
                 )
             elif args.command == "batch":
                 plan = json_format.Parse(Path(args.plan).read_text(), pb.RoomBatch())
                 request = pb.SubmitRenderRequest(
                     room_batch=plan, project_id=args.project, idempotency_key=args.idempotency_key
                 )
-                return submit_and_maybe_watch(client, request, args.watch, args.webhook)
+                return submit_and_maybe_watch(client, request, args.watch, args.webhook, args.webhook_events)
             elif args.command == "texture":
                 request = texture_edit_request(
                     args.texture,
@@ -603,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
                         seed=args.seed,
                     ),
                 )
-                return submit_and_maybe_watch(client, request, args.watch, args.webhook)
+                return submit_and_maybe_watch(client, request, args.watch, args.webhook, args.webhook_events)
             elif args.command == "watch":
                 job = watch(client, args.job_id)
                 return 0 if job.state == pb.JOB_STATE_SUCCEEDED else 1
