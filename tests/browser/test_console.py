@@ -422,6 +422,39 @@ def test_room_render_dry_run_and_texture_edit_forms_submit(page: Page, stack: St
     assert page.locator(".badge[data-state=succeeded]").first.is_visible()
 
 
+def test_render_pressed_again_after_a_lost_reply_makes_one_job(page: Page, stack: Stack) -> None:
+    # A reply lost to a dropped connection says nothing of whether the job was made: pressing the
+    # button again sends the same request with the same idempotency key, so the gateway answers
+    # with the job the first attempt made (one job, one charge). Once answered, the same request
+    # pressed again is another render.
+    with RenderClient(f"127.0.0.1:{stack.ports.gateway}", api_key=stack.api_key) as client:
+        before = {job.id for job in client.list(page_size=100).jobs}
+    sent: list[bytes] = []
+
+    def lose_the_first_reply(route: Route) -> None:
+        sent.append(route.request.post_data_buffer or b"")
+        if len(sent) == 1:
+            route.fetch()  # the gateway records the job ...
+            route.abort("connectionreset")  # ... and its reply never reaches the browser
+        else:
+            route.continue_()
+
+    page.route("**/render.v1.RenderService/SubmitRender", lose_the_first_reply)
+    sign_in(page, stack)
+    page.click("nav >> text=Room")
+    page.click("button:has-text('Render the room')")
+    page.locator("[role=alert]").first.wait_for()  # the lost reply is an error on the form
+    page.click("button:has-text('Render the room')")  # the user tries again
+    page.locator(".job-view").wait_for()
+    page.click("nav >> text=Room")
+    page.click("button:has-text('Render the room')")
+    page.locator(".job-view").wait_for()
+    with RenderClient(f"127.0.0.1:{stack.ports.gateway}", api_key=stack.api_key) as client:
+        made = [job.id for job in client.list(page_size=100).jobs if job.id not in before]
+    assert len(sent) == 3 and sent[0] == sent[1] and sent[2] != sent[1]
+    assert len(made) == 2, f"{len(made)} jobs: the render pressed again after a lost reply made a second one"
+
+
 def no_horizontal_overflow(page: Page) -> bool:
     return bool(page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
 

@@ -4,9 +4,9 @@ import { useState, type FormEvent } from "react";
 
 import { create, Lighting, SubmitRenderRequestSchema, TimeOfDay, type RenderClient } from "@render-pipeline/client";
 import { fieldErrors, ROOM_CONTROLS, type FieldErrors } from "../errors";
+import { useRequestKey } from "../idempotency";
 import { rememberInputs } from "../images";
 import { go } from "../routes";
-import { newKey } from "./SwapForm";
 import { Alert, Button, Field, FieldError } from "./ui";
 
 const SURFACES = ["floor", "walls", "ceiling"] as const;
@@ -27,6 +27,7 @@ export function RoomForm({ client }: { client: RenderClient }) {
   const [dryRun, setDryRun] = useState(true);
   const [errors, setErrors] = useState<FieldErrors>({});
   const [submitting, setSubmitting] = useState(false);
+  const requestKey = useRequestKey();
 
   const setMaterial = (surface: SurfaceName, key: "name" | "description", value: string) =>
     setMaterials((m) => ({ ...m, [surface]: { ...m[surface], [key]: value } }));
@@ -39,20 +40,20 @@ export function RoomForm({ client }: { client: RenderClient }) {
       const picked = Object.fromEntries(
         SURFACES.filter((s) => materials[s].name || materials[s].description).map((s) => [s, materials[s]]),
       );
-      const { job } = await client.submitRender(
-        create(SubmitRenderRequestSchema, {
-          idempotencyKey: newKey(),
-          kind: {
-            case: "roomRender",
-            value: {
-              room: { roomType, areaSquareMeters: area.trim() ? Number(area) : 0 },
-              materials: picked,
-              options: { stylePreset: style, lighting, timeOfDay, additionalPrompt: additions, dryRun },
-            },
+      const request = create(SubmitRenderRequestSchema, {
+        kind: {
+          case: "roomRender",
+          value: {
+            room: { roomType, areaSquareMeters: area.trim() ? Number(area) : 0 },
+            materials: picked,
+            options: { stylePreset: style, lighting, timeOfDay, additionalPrompt: additions, dryRun },
           },
-        }),
-      );
+        },
+      });
+      request.idempotencyKey = requestKey.keyFor(request);
+      const { job } = await client.submitRender(request);
       if (!job) throw new Error("the server returned no job");
+      requestKey.answered();
       rememberInputs(job.id, { swatches: [] });
       go({ name: "job", id: job.id });
     } catch (e) {

@@ -13,6 +13,7 @@ import {
   type RenderClient,
 } from "@render-pipeline/client";
 import { fieldErrors, SWAP_CONTROLS, type FieldErrors } from "../errors";
+import { useRequestKey } from "../idempotency";
 import { rememberInputs, uploadSample, type Picture } from "../images";
 import { go } from "../routes";
 import type { Sample } from "../samples";
@@ -52,11 +53,6 @@ function asset(p: Picture): ImageSource {
   return create(ImageSourceSchema, { source: { case: "assetId", value: p.assetId } });
 }
 
-/** An idempotency key (crypto.randomUUID needs a secure context; this does not). */
-export function newKey(): string {
-  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 export function SwapForm({ client, sample }: { client: RenderClient; sample: Sample | null }) {
   const [photo, setPhoto] = useState<Picture | null>(null);
   const [useMask, setUseMask] = useState(true);
@@ -80,6 +76,7 @@ export function SwapForm({ client, sample }: { client: RenderClient; sample: Sam
   const [include2048, setInclude2048] = useState(false);
   const [errors, setErrors] = useState<FieldErrors>({});
   const [submitting, setSubmitting] = useState(false);
+  const requestKey = useRequestKey();
 
   const isSamplePhoto = !!sample && photo?.sampleUrl === sample.photo;
 
@@ -116,7 +113,6 @@ export function SwapForm({ client, sample }: { client: RenderClient; sample: Sam
           ? { scale: { case: "repeats" as const, value: num(repeats) } }
           : { scale: { case: "swatchSize" as const, value: { widthMeters: num(swatchW) / 100, heightMeters: num(swatchH) / 100 } } };
       const request = create(SubmitRenderRequestSchema, {
-        idempotencyKey: newKey(),
         output: { format: FORMATS[format] ?? ImageFormat.JPEG, include2048 },
         kind: {
           case: "materialSwap",
@@ -146,8 +142,10 @@ export function SwapForm({ client, sample }: { client: RenderClient; sample: Sam
           },
         },
       });
+      request.idempotencyKey = requestKey.keyFor(request);
       const { job } = await client.submitRender(request);
       if (!job) throw new Error("the server returned no job");
+      requestKey.answered();
       rememberInputs(job.id, {
         ...(photo ? { photo: { url: photo.url, width: photo.width, height: photo.height } } : {}),
         swatches: swatches.map((s) => s.name),

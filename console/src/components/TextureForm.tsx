@@ -4,11 +4,11 @@ import { useState, type FormEvent } from "react";
 
 import { create, SubmitRenderRequestSchema, type RenderClient } from "@render-pipeline/client";
 import { fieldErrors, TEXTURE_CONTROLS, type FieldErrors } from "../errors";
+import { useRequestKey } from "../idempotency";
 import { rememberInputs, type Picture } from "../images";
 import { go } from "../routes";
 import type { Sample } from "../samples";
 import { ImagePicker } from "./ImagePicker";
-import { newKey } from "./SwapForm";
 import { Alert, Button, Field, FieldError } from "./ui";
 
 export function TextureForm({ client, sample }: { client: RenderClient; sample: Sample | null }) {
@@ -18,6 +18,7 @@ export function TextureForm({ client, sample }: { client: RenderClient; sample: 
   const [dryRun, setDryRun] = useState(true);
   const [errors, setErrors] = useState<FieldErrors>({});
   const [submitting, setSubmitting] = useState(false);
+  const requestKey = useRequestKey();
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
@@ -25,21 +26,21 @@ export function TextureForm({ client, sample }: { client: RenderClient; sample: 
     setErrors({});
     try {
       const base = texture[0];
-      const { job } = await client.submitRender(
-        create(SubmitRenderRequestSchema, {
-          idempotencyKey: newKey(),
-          kind: {
-            case: "textureEdit",
-            value: {
-              ...(base ? { baseTexture: { source: { case: "assetId", value: base.assetId } } } : {}),
-              ...(mask[0] ? { mask: { source: { case: "assetId", value: mask[0].assetId } } } : {}),
-              prompt,
-              options: { dryRun },
-            },
+      const request = create(SubmitRenderRequestSchema, {
+        kind: {
+          case: "textureEdit",
+          value: {
+            ...(base ? { baseTexture: { source: { case: "assetId", value: base.assetId } } } : {}),
+            ...(mask[0] ? { mask: { source: { case: "assetId", value: mask[0].assetId } } } : {}),
+            prompt,
+            options: { dryRun },
           },
-        }),
-      );
+        },
+      });
+      request.idempotencyKey = requestKey.keyFor(request);
+      const { job } = await client.submitRender(request);
       if (!job) throw new Error("the server returned no job");
+      requestKey.answered();
       rememberInputs(job.id, {
         ...(base ? { photo: { url: base.url, width: base.width, height: base.height } } : {}),
         swatches: [],
