@@ -3,6 +3,7 @@ interceptor admits only credentials with the admin scope)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 
@@ -12,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from gateway.auth.api_keys import ApiKeyRecord, KeyStore
 from gateway.auth.principal import TENANT_NAME, TENANT_NAME_RULE, Scope, current_principal
 from gateway.ledger import Ledger, TenantLimits
+from gateway.validation import IDENTIFIER, IDENTIFIER_RULE
 from render.admin.v1 import admin_service_pb2 as pb
 from render.admin.v1 import admin_service_pb2_grpc as pb_grpc
 from renderkit.errors import abort, bad_request
@@ -94,6 +96,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             violations.append(("amount", f"must be between 1 and {MAX_GRANT:,}"))
         if len(request.note) > 200:
             violations.append(("note", "at most 200 characters"))
+        if request.idempotency_key and not IDENTIFIER.match(request.idempotency_key):
+            violations.append(("idempotency_key", IDENTIFIER_RULE))
         if violations:
             await abort(
                 context,
@@ -102,9 +106,21 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 bad_request(violations),
             )
         note = request.note or f"granted by {current_principal().subject}"
-        entry, balance = await self.ledger.grant(tenant, request.amount, note)
-        log.info("%d credits granted to tenant %s by %s", request.amount, tenant, current_principal().subject)
-        return pb.GrantCreditsResponse(balance=balance, entry_id=entry.entry_id)
+        # What a repeat must match: the caller's amount and note (not the note made up for it).
+        fingerprint = f"{request.amount}:{hashlib.sha256(request.note.encode()).hexdigest()[:32]}"
+        grant = await self.ledger.grant(tenant, request.amount, note, request.idempotency_key, fingerprint)
+        if grant.conflict:
+            await abort(
+                context,
+                grpc.StatusCode.ALREADY_EXISTS,
+                "idempotency_key was already used for a different grant",
+                bad_request([("idempotency_key", "was used for a different grant")]),
+            )
+        if not grant.repeated:
+            log.info("%d credits granted to tenant %s by %s", request.amount, tenant, current_principal().subject)
+        return pb.GrantCreditsResponse(
+            balance=grant.balance, entry_id=grant.entry.entry_id, deduplicated=grant.repeated
+        )
 
     async def GetTenant(
         self,

@@ -20,7 +20,9 @@ from renderkit.fetch import url_problem
 from renderkit.homography import quad_problem
 from renderkit.scale import DEFAULT_REPEATS, Tiling, tiling_from_repeats, tiling_from_sizes
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
+# Callers' ids and keys (project_id, user_id, idempotency keys).
+IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
+IDENTIFIER_RULE = "use 1-128 letters, digits or _ . : - (starting with a letter or digit)"
 
 
 @dataclass(frozen=True)
@@ -349,8 +351,8 @@ def validate_submit(request: pb.SubmitRenderRequest, limits: Limits, assets: Ass
         violations += webhook_violations(hook.url, hook.events, "webhook.", limits.allow_private_urls)
     for field in ("project_id", "user_id", "idempotency_key"):
         value = getattr(request, field)
-        if value and not _ID.match(value):
-            violations.append((field, "use 1-128 letters, digits or _ . : - (starting with a letter or digit)"))
+        if value and not IDENTIFIER.match(value):
+            violations.append((field, IDENTIFIER_RULE))
     if request.output.quality and not 1 <= request.output.quality <= 100:
         violations.append(("output.quality", "must be between 1 and 100"))
     kind = request.WhichOneof("kind")
@@ -703,8 +705,8 @@ def _room_render(
 
 def _room_batch(batch: pb.RoomBatch, limits: Limits, assets: Assets) -> list[Violation]:
     violations: list[Violation] = []
-    if batch.floor_plan_id and not _ID.match(batch.floor_plan_id):
-        violations.append(("room_batch.floor_plan_id", "use 1-128 letters, digits or _ . : -"))
+    if batch.floor_plan_id and not IDENTIFIER.match(batch.floor_plan_id):
+        violations.append(("room_batch.floor_plan_id", IDENTIFIER_RULE))
     if not 1 <= len(batch.rooms) <= MAX_ROOMS:
         violations.append(("room_batch.rooms", f"give 1 to {MAX_ROOMS} rooms, got {len(batch.rooms)}"))
     if not 0 <= batch.max_concurrency <= MAX_BATCH_CONCURRENCY:

@@ -9,7 +9,7 @@ channel in keys.py, connections and the retry rule in connection.py.
 from gateway.ledger.assets import AssetQuotaExceeded, Assets, StoredAsset
 from gateway.ledger.base import LedgerError
 from gateway.ledger.connection import LedgerUnavailable, connect
-from gateway.ledger.credits import CreditEntry, Credits
+from gateway.ledger.credits import CreditEntry, Credits, Grant
 from gateway.ledger.events import EventLog, Notice, cursor_key, is_cursor, parse_notice, readable
 from gateway.ledger.jobs import (
     Jobs,
@@ -48,6 +48,7 @@ __all__ = [
     "Delivery",
     "Endpoint",
     "EndpointLimit",
+    "Grant",
     "InsufficientCredits",
     "Ledger",
     "LedgerError",

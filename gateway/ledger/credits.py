@@ -48,17 +48,40 @@ def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> CreditEntry:
     )
 
 
+# How long a grant's operation is remembered: its own retries (a day), and a caller's idempotency key
+# (a week: a payment provider retries its notices for days).
+GRANT_RETRY_TTL_S = 86_400
+GRANT_KEY_TTL_S = 7 * 86_400
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a grant did: its log entry (the first grant's, for a repeat) and the balance now."""
+
+    entry: CreditEntry
+    balance: int
+    repeated: bool = False  # a repeat of an earlier grant with the same key: nothing was added
+    conflict: bool = False  # the key was used for another grant: nothing was added
+
+
 class Credits(LedgerBase):
     """Reading and granting credits."""
 
-    async def grant(self, tenant: str, amount: int, note: str) -> tuple[CreditEntry, int]:
-        """Adds credits to a tenant's balance; returns the log entry and the balance."""
-        op = keys.grant(uuid.uuid4().hex[:16])  # one id for the retries of this grant
+    async def grant(self, tenant: str, amount: int, note: str, key: str = "", fingerprint: str = "") -> Grant:
+        """Adds credits to a tenant's balance once per grant: its retries here, and with a caller's
+        idempotency `key`, its repeats within GRANT_KEY_TTL_S, add nothing again (a repeat whose
+        `fingerprint`, the caller's amount and note, differs is refused: Grant.conflict)."""
+        # One id for the retries of this grant; with a caller's key, the key (a tenant name holds no
+        # ':', so neither tenants' keys nor the random ids meet).
+        op = keys.grant(f"{tenant}:{key}" if key else uuid.uuid4().hex[:16])
+        ttl_s = GRANT_KEY_TTL_S if key else GRANT_RETRY_TTL_S
         reply: Any = await self._script(
-            "grant", keys=[keys.credits_balance(tenant), keys.credits_log(tenant), op], args=[amount, note]
+            "grant",
+            keys=[keys.credits_balance(tenant), keys.credits_log(tenant), op],
+            args=[amount, note, fingerprint or str(amount), ttl_s],
         )
-        entry_id, balance = reply[0].decode(), int(reply[1])
-        return CreditEntry(entry_id, "grant", amount, balance, note=note), balance
+        entry_id, balance, repeat = reply[0].decode(), int(reply[1]), int(reply[2])
+        return Grant(CreditEntry(entry_id, "grant", amount, balance, note=note), balance, repeat == 1, repeat == 2)
 
     async def balance(self, tenant: str) -> tuple[int, int]:
         """A tenant's balance and the credits its unfinished jobs hold reserved."""

@@ -4,6 +4,7 @@ every movement in an append-only log whose amounts sum to the balance. Real Redi
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -204,6 +205,52 @@ def test_an_admin_grants_credits(billed: str, redis_url: str) -> None:
         with pytest.raises(grpc.RpcError) as denied:
             admin.GrantCredits(admin_pb.GrantCreditsRequest(tenant="newcomer", amount=5), metadata=renderer)
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+
+
+def test_a_grant_sent_again_with_its_idempotency_key_adds_nothing_again(
+    billed: str, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A payment provider repeats its notice, or an operator retries after a lost reply: one grant.
+    from render_client.cli import main
+
+    url = redis_url + DB
+    operator_key = key_for(url, "operators")
+    operator = bearer(operator_key)
+    with grpc.insecure_channel(billed) as channel:
+        admin = admin_grpc.AdminServiceStub(channel)
+
+        def grant(tenant: str, amount: int, key: str, note: str = "invoice 17") -> Any:
+            asked = admin_pb.GrantCreditsRequest(tenant=tenant, amount=amount, note=note, idempotency_key=key)
+            return admin.GrantCredits(asked, metadata=operator)
+
+        first = grant("payer-2", 300, "inv-17")
+        assert (first.balance, first.deduplicated) == (300, False)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:  # repeats racing one another
+            repeats = list(pool.map(lambda _: grant("payer-2", 300, "inv-17"), range(8)))
+        assert {(r.entry_id, r.balance, r.deduplicated) for r in repeats} == {(first.entry_id, 300, True)}
+        for changed in ((400, "invoice 17"), (300, "invoice 18")):
+            with pytest.raises(grpc.RpcError) as conflict:
+                grant("payer-2", changed[0], "inv-17", changed[1])
+            assert conflict.value.code() == grpc.StatusCode.ALREADY_EXISTS  # type: ignore[attr-defined]
+            assert "idempotency_key" in str(conflict.value.details())  # type: ignore[attr-defined]
+        assert grant("payer-3", 300, "inv-17").deduplicated is False  # another tenant's key is its own
+        with pytest.raises(grpc.RpcError) as malformed:
+            grant("payer-2", 300, "no spaces please")
+        assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+        start = ["--address", billed, "--api-key", operator_key, "credits", "grant", "--tenant", "payer-2"]
+        for _ in range(2):
+            assert main([*start, "--amount", "50", "--idempotency-key", "inv-18"]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        assert printed[0].startswith("balance 350 (entry ") and printed[0].endswith(")")
+        assert printed[1].startswith("balance 350 (entry ") and printed[1].endswith(
+            "; a repeat of that grant, nothing added)"
+        )
+        tenant = admin.GetTenant(admin_pb.GetTenantRequest(tenant="payer-2"), metadata=operator).tenant
+        assert tenant.credit_balance == 350
+        log = pb_grpc.RenderServiceStub(channel).ListCreditEntries(
+            pb.ListCreditEntriesRequest(page_size=100), metadata=bearer(key_for(url, "payer-2", credits=0))
+        )
+        assert [e.amount for e in log.entries] == [50, 300]
 
 
 def test_the_least_cursor_ends_the_credit_log(billed: str, redis_url: str) -> None:

@@ -66,6 +66,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     grant.add_argument("--tenant", required=True)
     grant.add_argument("--amount", type=int, required=True)
     grant.add_argument("--note", default="")
+    grant.add_argument(
+        "--idempotency-key", default="", help="the same grant sent again with it within 7 days adds nothing again"
+    )
 
 
 def _ttl_days(text: str) -> float:
@@ -135,11 +138,14 @@ def _credits(
     public = render_grpc.RenderServiceStub(channel)
     if args.credits_command == "grant":
         granted = stub.GrantCredits(
-            pb.GrantCreditsRequest(tenant=args.tenant, amount=args.amount, note=args.note),
+            pb.GrantCreditsRequest(
+                tenant=args.tenant, amount=args.amount, note=args.note, idempotency_key=args.idempotency_key
+            ),
             metadata=metadata,
             timeout=30,
         )
-        print(f"balance {granted.balance} (entry {granted.entry_id})")
+        repeat = "; a repeat of that grant, nothing added" if granted.deduplicated else ""
+        print(f"balance {granted.balance} (entry {granted.entry_id}{repeat})")
     elif args.credits_command == "balance":
         balance = public.GetBalance(render_pb.GetBalanceRequest(), metadata=metadata, timeout=30)
         print(f"balance {balance.balance}, reserved by unfinished jobs {balance.reserved}")

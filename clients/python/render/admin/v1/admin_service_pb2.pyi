@@ -147,19 +147,23 @@ class UpdateTenantLimitsResponse(_message.Message):
     def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ...) -> None: ...
 
 class GrantCreditsRequest(_message.Message):
-    __slots__ = ("tenant", "amount", "note")
+    __slots__ = ("tenant", "amount", "note", "idempotency_key")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     amount: int
     note: str
-    def __init__(self, tenant: _Optional[str] = ..., amount: _Optional[int] = ..., note: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, tenant: _Optional[str] = ..., amount: _Optional[int] = ..., note: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class GrantCreditsResponse(_message.Message):
-    __slots__ = ("balance", "entry_id")
+    __slots__ = ("balance", "entry_id", "deduplicated")
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
     balance: int
     entry_id: str
-    def __init__(self, balance: _Optional[int] = ..., entry_id: _Optional[str] = ...) -> None: ...
+    deduplicated: bool
+    def __init__(self, balance: _Optional[int] = ..., entry_id: _Optional[str] = ..., deduplicated: _Optional[bool] = ...) -> None: ...
