@@ -113,6 +113,9 @@ def test_a_configuration_is_what_ghz_reads(path: Path, compiled: descriptor_pool
     assert 1 <= config["connections"] <= config["concurrency"] <= config["total"]
     assert config["skipFirst"] < config["total"] and config["rps"] >= 0
     assert "max-duration" in config, "bounded in time as well as in count"
+    # ghz's default (close) reports every call in flight at max-duration as an error (Unavailable or
+    # Canceled) that the gateway never sent; the driver does not count them either.
+    assert config["duration-stop"] == "ignore"
     # A watch ends by itself at the job's end; the cap stops one that would not end within the run.
     assert ("stream-call-duration" in config) == method.server_streaming
     assert variables(config) <= set(PLACEHOLDERS)
@@ -179,3 +182,50 @@ def test_the_closed_loop_counts_calls_extras_and_failures() -> None:
     assert len(window.latencies) == 30 and window.errors == window.all_errors == {"NO_END_EVENT": 10}
     assert window.extras == {"first_event": [0.001] * 30}
     assert window.server_cpu == -1.0 and window.seconds < 30.0
+
+
+def test_make_load_starts_the_stack_with_the_dispatcher_slots_it_reports(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The report says DISPATCHER_CONCURRENCY=2: the stack must run with 2, not the gateway's default."""
+    from benchmarks import load
+    from gateway.settings import GatewaySettings
+
+    started: dict[str, Any] = {}
+
+    class Stop(Exception):
+        pass
+
+    class FakeStack:
+        def __init__(self, **kwargs: Any) -> None:
+            started.update(kwargs)
+
+        def __enter__(self) -> None:
+            raise Stop
+
+        def __exit__(self, *_: object) -> None:
+            pass
+
+    monkeypatch.setattr(load, "Stack", FakeStack)
+    monkeypatch.setattr("sys.argv", ["load", "--seconds", "1"])
+    monkeypatch.delenv("DISPATCHER_CONCURRENCY", raising=False)
+    with pytest.raises(Stop):
+        load.main()
+    for name, value in started["env"].items():
+        monkeypatch.setenv(name, value)
+    assert GatewaySettings.from_env().dispatcher_concurrency == 2
+
+
+def test_scenarios_run_in_their_order_whatever_order_they_are_named_in() -> None:
+    # The plain submits queue jobs for long after: a waited submit run after them measures that backlog.
+    assert load_driver.in_running_order(["submit-dry-run", "submit-wait"]) == ["submit-wait", "submit-dry-run"]
+    assert load_driver.in_running_order(None) == list(SCENARIOS)
+
+
+def test_a_row_without_a_successful_call_shows_no_latency() -> None:
+    from benchmarks.load import format_table
+    from benchmarks.load_driver import Row
+
+    empty = Row("submit-wait", "SubmitAndWatch", 16, 0, 0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    line = format_table([empty]).splitlines()[1]
+    assert line.split()[5:8] == ["-", "-", "-"]  # p50, p95, p99: not 0.0 ms
