@@ -14,6 +14,7 @@ from gateway.validation import (
     material_swap_memory,
     material_swap_photo_problems,
     repeats_problem,
+    segmentation_needs_photo,
     source_field,
     tiling_of,
 )
@@ -255,11 +256,11 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
 
     hints = swap.hints
     to_points = [imaging_pb2.Point(x=p.x, y=p.y) for p in hints.quad]
-    clicks = bool(hints.positive_points) or hints.box.x_max > hints.box.x_min
     # The photo goes along unless a quad alone outlines an unnamed surface: clicks, boxes and the
-    # model need it, and it refines the edge of a client mask or polygon.
+    # model need it, and it refines the edge of a client mask or polygon. (The memory budget
+    # counts the segmentation's edge refinement only then: validation.segmentation_needs_photo.)
     surface = _SURFACE_NAMES.get(swap.surface, "")
-    needs_photo = bool(clicks or mask or hints.polygon or surface or not hints.quad)
+    needs_photo = segmentation_needs_photo(swap)
     # Without the photo, segmentation would only draw the quad: the projection draws it instead
     # from the four corners, and no full-size PNG is made, sent and decoded (at 4K 12-17 ms to encode
     # and 8-11 ms to decode, on the swap's critical path). A refinement still needs the mask's PNG.

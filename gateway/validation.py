@@ -373,6 +373,16 @@ def source_field(source: pb.ImageSource, field: str) -> str:
     return f"{field}.{source.WhichOneof('source') or 'data'}"
 
 
+def segmentation_needs_photo(swap: pb.MaterialSwap) -> bool:
+    """Whether the swap's segmentation is sent the photo: clicks, a box, a client mask, a polygon, a
+    named surface or no quad. A quad alone only outlines the surface, drawn from its four corners
+    (gateway.material_swap), and the photo is never decoded for it."""
+    hints = swap.hints
+    clicks = bool(hints.positive_points) or hints.box.x_max > hints.box.x_min
+    surface = swap.surface in (pb.SURFACE_FLOOR, pb.SURFACE_WALL, pb.SURFACE_CEILING, pb.SURFACE_FACADE)
+    return bool(clicks or swap.HasField("mask") or hints.polygon or surface or not hints.quad)
+
+
 def material_swap_memory(
     swap: pb.MaterialSwap,
     photo: imaging.ImageInfo | None,
@@ -384,11 +394,14 @@ def material_swap_memory(
     photo, not downloaded yet, counts as none); when it does not, the field of the image to blame:
     the photo, or the largest swatch when even without the photo the swatches do not fit."""
     refinement = swap.options.enable_refinement
+    segmentation = segmentation_needs_photo(swap)
     swatch_pixels = [info.pixels for _, info in swatches]
     photo_pixels = photo.pixels if photo else 0
 
     def need(photo_px: int, swatch_px: Sequence[int]) -> int:
-        return budget.material_swap_bytes(photo_px, swatch_px, material_maps=material_maps, refinement=refinement)
+        return budget.material_swap_bytes(
+            photo_px, swatch_px, material_maps=material_maps, refinement=refinement, segmentation=segmentation
+        )
 
     allowed = limits.request_memory_bytes
     total = need(photo_pixels, swatch_pixels)

@@ -64,14 +64,20 @@ def projection_bytes(photo_pixels: int, swatch_pixels: int, material_maps: bool)
 
 
 def material_swap_bytes(
-    photo_pixels: int, swatch_pixels: Sequence[int], *, material_maps: bool = False, refinement: bool = False
+    photo_pixels: int,
+    swatch_pixels: Sequence[int],
+    *,
+    material_maps: bool = False,
+    refinement: bool = False,
+    segmentation: bool = True,
 ) -> int:
     """The peak of a material swap: its heaviest stage among segmentation, the projection of the
-    largest swatch (variants are projected one at a time) and the refinement."""
-    stages = [
-        FIXED_BYTES + SEGMENTATION_BYTES_PER_PIXEL * photo_pixels,
-        projection_bytes(photo_pixels, max(swatch_pixels, default=0), material_maps),
-    ]
+    largest swatch (variants are projected one at a time) and the refinement. `segmentation` False:
+    the segmentation stage is not sent the photo (a quad alone outlines the surface: the quad is
+    drawn from its corners, the photo never decoded there), so its edge refinement costs nothing."""
+    stages = [projection_bytes(photo_pixels, max(swatch_pixels, default=0), material_maps)]
+    if segmentation:
+        stages.append(FIXED_BYTES + SEGMENTATION_BYTES_PER_PIXEL * photo_pixels)
     if refinement:
         stages.append(FIXED_BYTES + REFINEMENT_BYTES_PER_PIXEL * photo_pixels)
     return max(stages)

@@ -250,7 +250,8 @@ class Generator:
                         f"the job's budget had left; counted as {cost.tokens} tokens, {cost.cents:.2f} cents"
                     )
                     log.warning("provider %s: %s", name, overspent)
-                problem = check(answer.image)
+                # Off the event loop: an edit's check resizes the answer to the texture's size.
+                problem = await asyncio.to_thread(check, answer.image)
                 if problem:
                     quality_failed = problem
                     note(name, "quality_check_failed", "; ".join(filter(None, (problem, overspent))))

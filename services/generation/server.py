@@ -24,8 +24,9 @@ from renderkit.errors import abort, bad_request, error_info
 from renderkit.material_maps import material_map_images
 from renderkit.settings import SettingsError, env_bool, env_float, env_int, env_str
 from renderkit.triton import TritonModels
+from services.common.admission import MemoryGate, report
 from services.common.stage import StageSettings, stage_edge, triton_dependency, triton_for
-from services.generation.drift import measure_drift
+from services.generation.drift import Drift, measure_drift
 from services.generation.generator import (
     Attempt,
     BudgetExceeded,
@@ -170,11 +171,17 @@ def provider_health_name(provider: str) -> str:
 class GenerationServicer(pb_grpc.GenerationServiceServicer):
     """Generates, edits and refines images through the generator."""
 
-    def __init__(self, settings: GenerationSettings, generator: Generator, prices: PriceTable) -> None:
+    def __init__(
+        self, settings: GenerationSettings, generator: Generator, prices: PriceTable, gate: MemoryGate | None = None
+    ) -> None:
         self.settings = settings
         self.prices = prices
         self.generator = generator
         self.health: HealthServicer | None = None
+        # The work on an answer at the image's size (blend, drift, encodings, maps: tens of bytes a
+        # pixel) is admitted by memory, as the segmentation's and projection's are: each request
+        # fits REQUEST_MEMORY_MB, but several edits finishing at once did not fit the pod.
+        self.gate = gate or MemoryGate(None)
 
     async def availability(self, provider: Provider) -> str:
         """Why a provider cannot be called now ("" when it can): its model (Triton) must be loaded
@@ -373,10 +380,18 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         )
         if outcome.image is None:
             return pb.EditResponse(call=_call(outcome, request.prompt, dry_run=True))
-        edited = _blend_inside(image, outcome.image, mask)
-        images = await asyncio.to_thread(imaging.encode_renditions, edited, request.output)
-        if request.material_maps:
-            images += await asyncio.to_thread(material_map_images, edited)
+        answer = outcome.image
+
+        async def finished() -> list[imaging_pb2.EncodedImage]:
+            # The blend works in float32 at the texture's size (seconds at 20 MP): off the event loop.
+            edited = await asyncio.to_thread(_blend_inside, image, answer, mask)
+            images = await asyncio.to_thread(imaging.encode_renditions, edited, request.output)
+            if request.material_maps:
+                images += await asyncio.to_thread(material_map_images, edited)
+            return images
+
+        need = memory.texture_edit_bytes(image.shape[0] * image.shape[1], material_maps=request.material_maps)
+        images = await self.gate.run(need, finished())
         return pb.EditResponse(images=images, call=_call(outcome, request.prompt))
 
     async def Refine(
@@ -392,17 +407,23 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         budget = request.budget if request.HasField("budget") else pb.Budget(max_tokens=10**9, max_cents=1e9)
         outcome = await self._run(context, task, budget, False)
         assert outcome.image is not None
-        refined = _blend_inside(image, outcome.image, mask)
-        drift = measure_drift(image, refined, mask)
-        reason = ""
-        if drift.color > self.settings.max_color_drift:
-            reason = f"the material's colour drifted {drift.color:.1f} (bound {self.settings.max_color_drift:g})"
-        elif drift.texture_similarity < self.settings.min_texture_similarity:
-            reason = (
-                f"the material's texture drifted (similarity {drift.texture_similarity:.2f}, "
-                f"bound {self.settings.min_texture_similarity:g})"
-            )
-        images = await asyncio.to_thread(imaging.encode_renditions, image if reason else refined, request.output)
+        answer = outcome.image
+
+        async def finished() -> tuple[list[imaging_pb2.EncodedImage], Drift, str]:
+            refined, drift = await asyncio.to_thread(_refined, image, answer, mask)
+            reason = ""
+            if drift.color > self.settings.max_color_drift:
+                reason = f"the material's colour drifted {drift.color:.1f} (bound {self.settings.max_color_drift:g})"
+            elif drift.texture_similarity < self.settings.min_texture_similarity:
+                reason = (
+                    f"the material's texture drifted (similarity {drift.texture_similarity:.2f}, "
+                    f"bound {self.settings.min_texture_similarity:g})"
+                )
+            kept = image if reason else refined
+            return await asyncio.to_thread(imaging.encode_renditions, kept, request.output), drift, reason
+
+        need = memory.FIXED_BYTES + memory.REFINEMENT_BYTES_PER_PIXEL * image.shape[0] * image.shape[1]
+        images, drift, reason = await self.gate.run(need, finished())
         return pb.RefineResponse(
             images=images,
             provider=outcome.provider,
@@ -442,6 +463,12 @@ def generate_problem(request: pb.GenerateRequest, budget_bytes: int) -> tuple[st
     return f"reference_images[{i}]", text
 
 
+def _refined(image: np.ndarray, answer: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, Drift]:
+    """A refinement's answer blended inside the mask, and how far it drifted from the render."""
+    refined = _blend_inside(image, answer, mask)
+    return refined, measure_drift(image, refined, mask)
+
+
 def _blend_inside(image: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The provider's edit at the image's size, kept inside the (slightly feathered) mask only."""
     height, width = image.shape[:2]
@@ -461,7 +488,9 @@ def create_server(settings: GenerationSettings, meter: metrics.Meter | None = No
     triton = triton_for(settings.stage) if "triton" in settings.providers else None
     prices = PriceTable.load(settings.price_table)
     generator = build_generator(settings, triton, prices, meter)
-    servicer = GenerationServicer(settings, generator, prices)
+    gate = MemoryGate(settings.stage.memory_allowance_bytes)
+    report(gate)
+    servicer = GenerationServicer(settings, generator, prices, gate)
     dependencies = [triton_dependency(triton, (settings.diffusion_model,))] if triton is not None else []
     for provider in generator.providers:
 

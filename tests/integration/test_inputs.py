@@ -258,7 +258,9 @@ QUAD = [(100.0, 150.0), (300.0, 150.0), (390.0, 290.0), (10.0, 290.0)]
 
 
 def test_inputs_whose_headers_cannot_fit_the_memory_budget_are_refused_at_submit(client: RenderClient) -> None:
-    big = refused_fields(client, material_swap_request(flat_png(6300, 6300), SWATCH, quad=QUAD))
+    # Outlined by a polygon, the segmentation refines the mask's edge on the photo (a quad alone
+    # would be drawn without it, and a 6300x6300 photo fits the projection's budget).
+    big = refused_fields(client, material_swap_request(flat_png(6300, 6300), SWATCH, polygon=QUAD))
     assert big == {
         "material_swap.photo.data": "a 6300x6300 photo needs about 2.1 GB to render; a request may use 2.0 GB "
         "(at most about 37 MP)"
@@ -313,7 +315,7 @@ def test_downloaded_inputs_meet_the_same_checks_when_they_arrive(url_client: Ren
     }
     with serve(routes) as base:
         truncated, _ = finished(url_client, material_swap_request(f"{base}/truncated.jpg", SWATCH, quad=QUAD))
-        huge, _ = finished(url_client, material_swap_request(f"{base}/huge.png", SWATCH, quad=QUAD))
+        huge, _ = finished(url_client, material_swap_request(f"{base}/huge.png", SWATCH, polygon=QUAD))
     assert (truncated.state, truncated.error.code) == (pb.JOB_STATE_FAILED, pb.ERROR_CODE_VALIDATION_FAILED)
     assert truncated.error.message == "material_swap.photo.url: the image is truncated or corrupt"
     assert (huge.state, huge.error.code) == (pb.JOB_STATE_FAILED, pb.ERROR_CODE_VALIDATION_FAILED)

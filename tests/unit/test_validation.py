@@ -265,7 +265,9 @@ def flat_png(width: int, height: int) -> bytes:
 def test_what_cannot_fit_in_the_memory_budget_is_refused_from_the_header() -> None:
     png = flat_png(6300, 6300)
     assert len(png) < 100_000 and imaging.probe(png).width == 6300
-    violations = dict(validate_submit(request(photo=pb.ImageSource(data=png)), Limits()))
+    outlined = request(photo=pb.ImageSource(data=png))
+    outlined.material_swap.hints.polygon.extend(outlined.material_swap.hints.quad)  # segmentation refines its edge
+    violations = dict(validate_submit(outlined, Limits()))
     assert violations == {
         "material_swap.photo.data": "a 6300x6300 photo needs about 2.1 GB to render; a request may use 2.0 GB "
         "(at most about 37 MP)"
@@ -277,11 +279,27 @@ def test_what_cannot_fit_in_the_memory_budget_is_refused_from_the_header() -> No
     refined.material_swap.options.enable_refinement = True  # the refinement holds more per pixel
     assert fields(refined) == {"material_swap.photo.data"}
     small_budget = Limits(request_memory_bytes=1024 * 1024**2)
-    violations = dict(validate_submit(request(photo=pb.ImageSource(data=forged)), small_budget))
+    segmented = request(photo=pb.ImageSource(data=forged))
+    segmented.material_swap.surface = pb.SURFACE_FLOOR
+    violations = dict(validate_submit(segmented, small_budget))
     assert (
         "a 6000x6000 photo needs about 2.0 GB to render; a request may use 1.0 GB (at most about 15 MP)"
         in violations["material_swap.photo.data"]
     )
+
+
+def test_a_quad_alone_is_not_charged_for_a_segmentation_it_never_runs() -> None:
+    # A quad alone outlines the surface: only the projection decodes the photo, and a photo up to
+    # the 40 MP input limit fits its 2 GiB; a segmentation refining the edge on it would not.
+    photo = pb.ImageSource(data=flat_png(6300, 6300))
+    assert fields(request(photo=photo)) == set()
+    for hint in ("surface", "polygon"):
+        req = request(photo=photo)
+        if hint == "surface":
+            req.material_swap.surface = pb.SURFACE_FLOOR
+        else:
+            req.material_swap.hints.polygon.extend(req.material_swap.hints.quad)
+        assert fields(req) == {"material_swap.photo.data"}, hint
 
 
 def test_a_huge_swatch_is_named_when_it_is_what_does_not_fit() -> None:
