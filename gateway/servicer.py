@@ -320,7 +320,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 "idempotency_key was already used for a different request",
                 bad_request([("idempotency_key", "was used for a different request")]),
             )
-        return pb.SubmitRenderResponse(job=self.links.fill_job(stored.job), deduplicated=True)
+        return pb.SubmitRenderResponse(job=(await self.links.fill_jobs([stored.job]))[0], deduplicated=True)
 
     async def GetJob(
         self,
@@ -328,7 +328,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.GetJobResponse:
         stored = await self._job(request.job_id, self._tenant(), context)
-        return pb.GetJobResponse(job=self.links.fill_job(stored.job))
+        return pb.GetJobResponse(job=(await self.links.fill_jobs([stored.job]))[0])
 
     async def WatchJob(
         self,
@@ -417,7 +417,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 if event is not None and event.HasField("result"):
                     # The hub shares one message among every watcher of the job: each gets its own links.
                     event = pb.JobEvent.FromString(event.SerializeToString())
-                    self.links.fill_result(event.result)
+                    await self.links.fill_result_async(event.result)
                 yield event
         except JobGone:
             await abort(context, grpc.StatusCode.NOT_FOUND, _JOB_GONE)
@@ -448,7 +448,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         stored = await self._job(request.job_id, tenant, context)
         if cancelled:  # its end, its charge (by its state) and refund, and its time
             count_cancel(stored.job, stored.credits_reserved)
-        return pb.CancelJobResponse(job=self.links.fill_job(stored.job))
+        return pb.CancelJobResponse(job=(await self.links.fill_jobs([stored.job]))[0])
 
     async def _cancel_children(self, tenant: str, current: StoredJob) -> None:
         """Cancels the job's children that have not ended (a batch's rooms, a room submitted but
@@ -490,7 +490,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 )
         jobs, position = await self.ledger.list_jobs(tenant, request.page_size or 20, token, request.project_id)
         next_token = base64.urlsafe_b64encode(f"{position[0]}|{position[1]}".encode()).decode() if position else ""
-        return pb.ListJobsResponse(jobs=[self.links.fill_job(job) for job in jobs], next_page_token=next_token)
+        return pb.ListJobsResponse(jobs=await self.links.fill_jobs(jobs), next_page_token=next_token)
 
     async def GetBalance(
         self,
