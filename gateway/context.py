@@ -30,7 +30,7 @@ from render.v1 import render_service_pb2 as pb
 from renderkit import imaging, telemetry
 from renderkit.errors import error_metadata, error_reason, status_details, unpack_detail
 from renderkit.fetch import DownloadError, FetchPolicy, fetch_async
-from renderkit.storage import Storage, StorageError
+from renderkit.storage import Storage, StorageError, StorageMissing
 from renderkit.storage.together import put_all
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ _STAGE_LABELS: dict[int, str] = {
     pb.STAGE_PROJECTION: "projection",
     pb.STAGE_GENERATION: "generation",
 }
+# What a job failed by a storage that is away (a read or a checkpoint's write) says: not its fault.
+_STORAGE_AWAY = "the storage was unavailable; submit the job again in a moment"
 # Checkpoints larger than this go to storage; Redis keeps their key.
 _INLINE_CHECKPOINT_BYTES = 512 * 1024
 # How many of one job's input images are fetched, and of its outputs stored, at the same time.
@@ -425,7 +427,16 @@ class JobContext:
             return None
         if value.startswith(b"storage:"):
             await self.flush()
-            return await asyncio.to_thread(self.storage.get, value[8:].decode())
+            try:
+                return await asyncio.to_thread(self.storage.get, value[8:].decode())
+            except StorageMissing:  # (not made again: a generation call is never repeated, it may be charged)
+                log.warning("job %s: its checkpoint %s is missing from storage", self.job_id, name)
+                raise JobFailure(
+                    pb.ERROR_CODE_PIPELINE_ERROR, "the job's saved work is gone; submit it again"
+                ) from None
+            except StorageError as exc:
+                log.warning("job %s: storage failed: %s", self.job_id, exc)
+                raise JobFailure(pb.ERROR_CODE_PIPELINE_ERROR, _STORAGE_AWAY) from None
         return value
 
     async def save_checkpoint(self, name: str, value: bytes) -> None:
@@ -434,7 +445,13 @@ class JobContext:
         if len(value) > _INLINE_CHECKPOINT_BYTES:
             key = f"{folders.work(self.job_id)}{name}.pb"
             self.wrote_work = True
-            await finish_even_if_cancelled(asyncio.to_thread(self.storage.put, key, value, "application/x-protobuf"))
+            try:
+                await finish_even_if_cancelled(
+                    asyncio.to_thread(self.storage.put, key, value, "application/x-protobuf")
+                )
+            except StorageError as exc:
+                log.warning("job %s: storage failed: %s", self.job_id, exc)
+                raise JobFailure(pb.ERROR_CODE_UPLOAD_FAILED, _STORAGE_AWAY) from None
             value = b"storage:" + key.encode()
         await self.ledger.save_checkpoint(self.job_id, self.owner, name, value)
         self.checkpoints[name] = value
@@ -464,9 +481,12 @@ class JobContext:
         if field_path in self.inputs:
             try:
                 return await asyncio.to_thread(self.storage.get, self.inputs[field_path])
-            except StorageError:
+            except StorageMissing:
                 log.warning("job %s: uploaded %s is missing from storage", self.job_id, field_path)
                 raise JobFailure(pb.ERROR_CODE_PIPELINE_ERROR, f"{field_path}: the uploaded image is gone") from None
+            except StorageError as exc:  # the storage away (past STORAGE_RETRY_SECONDS): the image may be there
+                log.warning("job %s: storage failed: %s", self.job_id, exc)
+                raise JobFailure(pb.ERROR_CODE_PIPELINE_ERROR, f"{field_path}: {_STORAGE_AWAY}") from None
         saved = await self._load_checkpoint(f"input:{field_path}")
         if saved is not None:
             return saved

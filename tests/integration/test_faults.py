@@ -38,7 +38,7 @@ from render_client.client import RenderClient, material_swap_request, room_rende
 from renderkit import homography, imaging
 from renderkit.edge import Edge
 from renderkit.errors import status_details, unpack_detail
-from renderkit.storage import LocalStorage, StoredObject
+from renderkit.storage import LocalStorage, StorageError, StoredObject
 from services.depth.server import create_server as create_depth
 from services.generation.server import create_server as create_generation
 from services.projection.server import create_server as create_projection
@@ -930,3 +930,74 @@ def test_a_watch_past_the_event_its_job_ends_at_ends_with_out_of_range(
         assert client.cancel(job.id).state == pb.JOB_STATE_CANCELLED
         watcher.join(15)
     assert outcome == [grpc.StatusCode.OUT_OF_RANGE]
+
+
+class AwayStorage(LocalStorage):
+    """Local storage that, like GCS past STORAGE_RETRY_SECONDS, fails reads of uploads and writes
+    of checkpoints with StorageError (the storage away, not the object missing)."""
+
+    def get(self, key: str) -> bytes:
+        if key.startswith("uploads/"):
+            raise StorageError(f"could not read {key}: the storage service is unavailable")
+        return super().get(key)
+
+    def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        if key.startswith("work/"):
+            raise StorageError(f"could not write {key}: the storage service is unavailable")
+        return super().put(key, data, content_type)
+
+
+def test_a_storage_away_inside_a_job_is_neither_a_gone_image_nor_an_internal_error(
+    redis_url: str, stages: dict[str, str], tmp_path: Path
+) -> None:
+    """A queued job reading its uploaded photo back, and a job checkpointing a large downloaded
+    photo, while the storage is away: each fails naming the storage (refunded), not with "the
+    uploaded image is gone" (the image is there) nor as an internal error."""
+    from gateway.ledger import NewJob
+    from renderkit.fetch import FetchPolicy
+
+    noise = np.random.default_rng(5).integers(0, 255, (768, 1024, 3), np.uint8)
+    large = imaging.encode(noise, quality=95)[0]
+    assert len(large) > 512 * 1024  # its checkpoint goes to storage
+    routes = {"/photo.jpg": (200, {"Content-Type": "image/jpeg"}, large)}
+
+    async def body(base: str) -> list[pb.JobError]:
+        storage = AwayStorage(tmp_path)
+        policy = FetchPolicy(allow_private=True, timeout_s=10)
+        errors = []
+        async with _lone_dispatcher(redis_url, stages, tmp_path, storage, fetch=policy) as (ledger, dispatcher):
+            swatch = imaging.encode(scenes.plank_texture(64))[0]
+            uploaded = material_swap_request(imaging.encode(SCENE.photo)[0], swatch, quad=QUAD)
+            inputs = {}
+            for field in ("photo", "swatch"):
+                key = f"uploads/queued/material_swap.{field}"
+                LocalStorage.put(storage, key, getattr(uploaded.material_swap, field).data, "image/jpeg")
+                getattr(uploaded.material_swap, field).data = b""
+                inputs[f"material_swap.{field}"] = key
+            downloaded = material_swap_request(f"{base}/photo.jpg", swatch, quad=QUAD)
+            downloaded.material_swap.swatch.data = b""
+            LocalStorage.put(storage, "assets/faults/swatch", swatch, "image/jpeg")  # an asset: readable
+            as_asset = {"material_swap.swatch": "assets/faults/swatch"}
+            for job_id, request, job_inputs in (("queued", uploaded, inputs), ("checkpointed", downloaded, as_asset)):
+                new = NewJob(
+                    job_id, "faults", "material_swap", request.SerializeToString(), job_inputs, "f", "", "", "", 4
+                )
+                await ledger.submit(new)
+                taken = await ledger.take(dispatcher.consumer, 30.0, frozenset())
+                assert taken is not None and taken[0] == job_id
+                await dispatcher._run(taken)
+                stored = await ledger.get(job_id)
+                assert stored is not None and stored.job.state == pb.JOB_STATE_FAILED
+                errors.append(stored.job.error)
+        return errors
+
+    with serve(routes) as base:
+        read, written = asyncio.run(body(base))
+    assert (read.code, read.message) == (
+        pb.ERROR_CODE_PIPELINE_ERROR,
+        "material_swap.photo: the storage was unavailable; submit the job again in a moment",
+    )
+    assert (written.code, written.message) == (
+        pb.ERROR_CODE_UPLOAD_FAILED,
+        "the storage was unavailable; submit the job again in a moment",
+    )
