@@ -179,7 +179,7 @@ class GcsStorage:
                     self._upload(blob, data, content_type, generation=0)
                 else:
                     if blob.md5_hash != _md5(data) or blob.content_type != content_type:
-                        self._upload(blob, data, content_type, generation=blob.generation)
+                        self._replace(blob, data, content_type)
         except _FAILURES as exc:
             raise _failure(f"write {key}", exc, missing="the bucket does not exist") from exc
         return StoredObject(
@@ -192,6 +192,17 @@ class GcsStorage:
 
     def _upload(self, blob: Any, data: bytes, content_type: str, generation: int) -> None:
         blob.upload_from_string(data, content_type=content_type, if_generation_match=generation, **self._calls())
+
+    def _replace(self, blob: Any, data: bytes, content_type: str) -> None:
+        """Replaces the object if it is still the generation `blob` read. A retry of a replace
+        that landed with its answer lost gets 412 (the write moved the generation on): the object
+        then holding these bytes is this write's own, as for a create (put)."""
+        try:
+            self._upload(blob, data, content_type, generation=blob.generation)
+        except api_exceptions.PreconditionFailed:
+            current = self._bucket.get_blob(blob.name, **self._calls())
+            if current is None or current.md5_hash != _md5(data) or current.content_type != content_type:
+                raise
 
     def stat(self, key: str) -> ObjectInfo:
         try:

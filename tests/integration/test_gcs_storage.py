@@ -256,6 +256,22 @@ def test_a_retried_upload_whose_first_answer_was_lost_is_written_once(gcs_emulat
         assert storage.stat("renders/t/-/j/full.jpg").content_type == "image/png"
 
 
+def test_a_replacing_upload_whose_answer_was_lost_is_written_once(gcs_emulator: GcsEmulator) -> None:
+    """Replacing an object (a job run again after a takeover writes its outputs' keys again, with
+    new bytes) is conditional on the generation read: when that write lands and its answer is
+    lost, the library's retry gets 412, its own write having moved the generation on; the object
+    holding these bytes is recognised as this write's, not reported as another writer's."""
+    gcs_emulator.create_bucket(BUCKET)
+    with gcs_front(gcs_emulator) as front:
+        storage = GcsStorage(BUCKET, "replace-lost", emulator_host=front.host, retry_s=10)
+        storage.put("renders/t/-/j/full.jpg", b"first run", "image/jpeg")
+        name = "replace-lost/renders/t/-/j/full.jpg"
+        front.lose_answer = lambda uploaded: uploaded == name and front.uploads.count(name) == 2
+        storage.put("renders/t/-/j/full.jpg", b"second run", "image/jpeg")
+        assert storage.get("renders/t/-/j/full.jpg") == b"second run"
+        assert front.uploads == [name, name]  # the create and the replace: its retry wrote nothing
+
+
 def test_a_failed_upload_raises_storage_error_with_a_safe_message(
     gcs_emulator: GcsEmulator, tmp_path: Path, service_account_key: tuple[Path, rsa.RSAPublicKey]
 ) -> None:
