@@ -479,9 +479,56 @@ def select_surface(
         away = _clicked_away(appearance, positives, negatives, superpixels, region)
     labels[region] = cv2.GC_PR_FGD
     selected = _cut(appearance, labels, positives, negatives, away)
+    selected = _with_bright_patches(appearance, selected)
     if inside_box is not None:
         selected &= inside_box.astype(np.uint8)
     return _full_size(photo_bgr, appearance, selected)
+
+
+# An overexposed patch left out of the selection joins it where at least this share of the ring
+# around it (the photo's border aside) is selected: a sun patch lying on the surface.
+BRIGHT_ENCLOSED = 0.5
+# Gaps between overexposed parts closed first (working pixels): a window's bars' shadows in its
+# sun patch are as much the surface as the light between them.
+BRIGHT_BARS = 5
+BRIGHT_MARGIN, BRIGHT_RING = 2, 5  # working pixels: the ring measured around a patch
+
+
+def _with_bright_patches(appearance: Appearance, selected: np.ndarray) -> np.ndarray:
+    """The selection with the overexposed patches it surrounds: a sun patch so bright that it clips
+    has no colour or texture of its own, so the cut leaves it out (its neutral white is not the
+    surface's chroma) although the surface runs on all round it. A patch counts as surrounded where
+    most of the ring around it (the photo's border aside) is selected; an overexposed wall beside
+    the surface borders it along one side only."""
+    bright = appearance.clipped & (selected == 0)
+    if not bright.any() or not selected.any():
+        return selected
+    bars = np.ones((BRIGHT_BARS, BRIGHT_BARS), np.uint8)
+    closed = (cv2.morphologyEx(bright.astype(np.uint8), cv2.MORPH_CLOSE, bars) > 0) & (selected == 0)
+    count, components = cv2.connectedComponents(closed.astype(np.uint8))
+    if count < 2:
+        return selected
+    # The ring from BRIGHT_MARGIN to BRIGHT_RING pixels out: the cut leaves a margin of a pixel or
+    # two unselected round a clipped patch (its edge is texture), which is not what lies around it.
+    # Beyond the photo's border counts as not selected: a patch must be surrounded within the frame
+    # (an overexposed wall or window at the photo's top, below which a wall of the surface's colour
+    # was taken, is not).
+    pad = BRIGHT_RING
+    labels = np.pad(components.astype(np.float32), pad)
+    near = cv2.dilate(labels, np.ones((2 * BRIGHT_MARGIN + 1,) * 2, np.uint8))
+    far = cv2.dilate(labels, np.ones((2 * BRIGHT_RING + 1,) * 2, np.uint8))
+    around = (near == 0) & (far > 0)
+    owner = far[around].astype(np.int64)
+    total = np.bincount(owner, minlength=count)
+    framed = np.pad(selected.astype(np.float64), pad)
+    chosen = np.bincount(owner, framed[around], minlength=count)
+    near = near[pad:-pad, pad:-pad]
+    keep = np.flatnonzero((total > 0) & (chosen >= BRIGHT_ENCLOSED * np.maximum(total, 1)))
+    keep = keep[keep > 0]
+    if not len(keep):
+        return selected
+    # The patch and the margin the cut left round it.
+    return (selected | np.isin(near.astype(np.int64), keep)).astype(np.uint8)
 
 
 def _clicked_away(

@@ -459,3 +459,49 @@ def test_a_thin_box_near_the_border_is_not_snapped_onto_it_by_what_lies_beyond_t
     none = np.zeros((0, 2))
     mask = select_surface(photo, (float(box[0]), float(box[1]), float(box[2]), float(box[3])), none, none)
     assert iou(mask, truth) > 0.9
+
+
+def clipped_sun_floor(width: int = 640, height: int = 480) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A plain mottled floor in perspective, a pale blue wall behind it, and a patch of sun through a
+    window so bright that it clips, crossed by the shadows of the window's bars (JPEG q90, noise).
+    The photo, the visible floor (uint8 255) and the sun patch (bool)."""
+    _, _, u, v, on_floor = _floor_in_perspective(width, height, 7)
+    rng = np.random.default_rng(11)
+    mottle = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 12)
+    floor = srgb_to_linear(np.array([[[120, 150, 180]]], np.uint8))[0, 0] * (1 + 0.8 * mottle)[..., None]
+    wall = srgb_to_linear(np.array([[[200, 190, 175]]], np.uint8))[0, 0]
+    image = np.where(on_floor[..., None], floor, wall).astype(np.float32)
+    # The window's light on the floor: a parallelogram in floor coordinates, 7 times the room's light
+    # (warmer), its two bars' shadows across it.
+    slant = u - 0.6 * v
+    patch = on_floor & (slant > -1.0) & (slant < 3.4) & (v > 0.6) & (v < 5.4)
+    bars = (np.abs(slant - 1.2) < 0.06) | (np.abs(v - 3.0) < 0.06)
+    sun = patch & ~bars
+    light = np.ones((height, width, 3), np.float32)
+    light[sun] *= np.array([5.6, 6.4, 7.0], np.float32)  # BGR
+    photo = linear_to_srgb(image * light)
+    noisy = np.clip(photo + rng.normal(0, 2.5, photo.shape), 0, 255).astype(np.uint8)
+    photo = cv2.imdecode(cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_COLOR)
+    return photo, on_floor.astype(np.uint8) * 255, patch
+
+
+def test_clicks_alone_keep_a_sun_patch_so_bright_it_clips_and_its_bars_shadows() -> None:
+    photo, floor, patch = clipped_sun_floor()
+    height, width = floor.shape
+    positives = np.array([[0.2, 0.85], [0.8, 0.85]]) * (width, height)  # lower left and right, as users click
+    mask = select_surface(photo, None, positives, np.zeros((0, 2)))
+    assert (photo[patch].max(axis=1) >= 250).mean() > 0.8  # the patch clips
+    assert (mask[patch] > 127).mean() > 0.95  # measured 1.00 (before: 0.05, left out: not the floor's colour)
+    assert iou(mask, floor) > 0.95  # measured 1.00 (before: 0.68)
+
+
+def test_an_overexposed_wall_beside_the_floor_is_not_taken_for_a_sun_patch() -> None:
+    # A clipped wall (a window's glare) borders the floor along one side only: it stays out.
+    tiled = tiled_floor()
+    photo, floor = tiled.photo.copy(), tiled.floor
+    height, width = floor.shape
+    wall = floor == 0
+    wall[int(0.3 * height) :] = False
+    photo[wall] = 255
+    mask = select_surface(photo, None, np.array([[0.2, 0.85], [0.8, 0.85]]) * (width, height), np.zeros((0, 2)))
+    assert (mask[wall] > 127).mean() < 0.05
