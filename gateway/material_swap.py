@@ -46,6 +46,15 @@ def row_offset(options: pb.MaterialSwapOptions) -> float:
     return options.row_offset or 0.5
 
 
+def tile_aspect(options: pb.MaterialSwapOptions) -> float:
+    """A swatch's physical height over its width where its swatch_size gives both (0: the image's
+    own aspect): rotation and herringbone lay it in physical units."""
+    scale = options.real_world_scale
+    if scale.WhichOneof("scale") != "swatch_size" or not scale.swatch_size.height_meters:
+        return 0.0
+    return scale.swatch_size.height_meters / scale.swatch_size.width_meters
+
+
 def _heif_as_jpeg(data: bytes, max_pixels: int) -> bytes:
     return imaging.encode(imaging.decode_bgr(data, max_pixels=max_pixels), imaging_pb2.FORMAT_JPEG, 95)[0]
 
@@ -376,6 +385,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             rotation_degrees=swap.options.rotation_degrees,
             row_offset=row_offset(swap.options),
             herringbone=swap.options.layout == pb.TILE_LAYOUT_HERRINGBONE,
+            tile_aspect=tile_aspect(swap.options),
             output=spec,
             material_maps=ctx.request.output.include_material_maps,
             grout_color=swap.options.grout_color,

@@ -566,6 +566,39 @@ def _imdecode(data: bytes, flags: int, what: str) -> np.ndarray:
     return image
 
 
+def _png_grey_key(data: bytes) -> tuple[int, int] | None:
+    """A greyscale PNG's bit depth and transparent grey level (its tRNS chunk), or None. tRNS comes
+    before the image data; the chunks were checked by the probe."""
+    depth, colour = data[24], data[25]
+    pos = len(_PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if kind in (b"IDAT", b"IEND"):
+            break
+        if kind == b"tRNS" and colour == 0 and length >= 2:
+            return depth, struct.unpack_from(">H", data, pos + 8)[0]
+        pos += 12 + length
+    return None
+
+
+def _grey_keyed(data: bytes, grey: np.ndarray, what: str) -> np.ndarray:
+    """A greyscale PNG with a transparent grey level as BGRA (the grey as decoded, 8 bits); the
+    grey image itself when it has no such level."""
+    found = _png_grey_key(data)
+    if found is None:
+        return grey
+    depth, key = found
+    if depth == 16:  # the key is a 16-bit level: compared before the levels are cut to 8 bits
+        raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if raw is None or raw.shape != grey.shape:
+            raise ImageError(f"the {what} could not be decoded")
+        opaque = raw != key
+    else:  # 1, 2 and 4 bits are decoded scaled to 8 bits (255 / (2^depth - 1) a level)
+        opaque = grey != key * (255 // ((1 << depth) - 1))
+    alpha = opaque.astype(np.uint8) * np.uint8(255)
+    return cv2.merge([grey, grey, grey, alpha])
+
+
 def decode_bgr(data: bytes, *, max_pixels: int = PROCESS_MAX_PIXELS) -> np.ndarray:
     """Decodes an encoded image to a uint8 BGR array in the displayed frame.
 
@@ -608,6 +641,10 @@ def _decode_colour(
         image = _imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION, what)
     else:
         image = _imdecode(data, cv2.IMREAD_UNCHANGED, what)  # UNCHANGED never applies EXIF itself
+        if image.ndim == 2 and info.content_type == "image/png":
+            # OpenCV drops a greyscale PNG's tRNS (one grey level that is transparent), which it
+            # honours for a truecolour PNG: the alpha is made here from the key.
+            image = _grey_keyed(data, image, what)
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     conversion = icc.conversion_for(info.icc_profile) if info.icc_profile else None

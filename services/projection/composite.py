@@ -85,7 +85,9 @@ class Sampling:
         self.mask = mask
         height, width = mask.shape
         x, y, w, h = cv2.boundingRect(mask)
-        self.T = texel_transform(H, repeats_u, repeats_v, rotation_degrees, swatch.shape[1], swatch.shape[0])
+        self.T = texel_transform(
+            H, repeats_u, repeats_v, rotation_degrees, swatch.shape[1], swatch.shape[0], layout.tile_aspect
+        )
         self.box: tuple[int, int, int, int] | None = None  # None: an empty mask, nothing to sample
         self.edges: list[tuple[int, int]] = []
         self.sampled = np.empty((0, 0, 3), np.uint16)

@@ -23,10 +23,17 @@ HERRINGBONE_MAX_RATIO = 12.0
 
 @dataclass(frozen=True)
 class Layout:
-    """How copies of the swatch are laid: straight, staggered rows (row_offset > 0) or herringbone."""
+    """How copies of the swatch are laid: straight, staggered rows (row_offset > 0) or herringbone;
+    tile_aspect is a copy's physical height over its width where that is not the swatch image's
+    own (0: the image's own)."""
 
     row_offset: float = 0.0
     herringbone: bool = False
+    tile_aspect: float = 0.0
+
+    def stretch(self, width: int, height: int) -> float:
+        """Texels of the swatch's height per texel of its width on the surface (1: square texels)."""
+        return (height / width) / self.tile_aspect if self.tile_aspect else 1.0
 
 
 def wrap(q: np.ndarray, period: float) -> np.ndarray:
@@ -39,7 +46,7 @@ def swatch_texels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Unwrapped texel coordinates to texels inside the width x height swatch."""
     if layout.herringbone:
-        return herringbone_texels(qx, qy, width, height)
+        return herringbone_texels(qx, qy, width, height, layout.stretch(width, height))
     if layout.row_offset:
         row = np.floor(qy * np.float32(1.0 / height))
         odd = row - np.float32(2.0) * np.floor(row * np.float32(0.5))
@@ -52,11 +59,20 @@ def plank_ratio(width: int, height: int) -> float:
     return min(HERRINGBONE_MAX_RATIO, max(HERRINGBONE_MIN_RATIO, width / height))
 
 
-def herringbone_texels(qx: np.ndarray, qy: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Herringbone: the swatch (or, for a squarer swatch, a band of it that changes from plank to
-    plank) is one plank, its grain along the plank."""
+def herringbone_texels(
+    qx: np.ndarray, qy: np.ndarray, width: int, height: int, stretch: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Herringbone: the swatch (or, for a squarer swatch, a band of it, and for a longer one, a
+    length of it, that changes from plank to plank) is one plank, its grain along the plank. With
+    a stretch (texels of height per texel of width on the surface, Layout.stretch), the planks are
+    laid where texels are square, then stretched back into the swatch: they stay at right angles."""
+    if stretch != 1.0:
+        u, v = herringbone_texels(qx, qy * np.float32(1.0 / stretch), width, height / stretch)  # type: ignore[arg-type]
+        return u, np.clip(v * np.float32(stretch), 0, height - 1e-3).astype(np.float32)
     n = plank_ratio(width, height)
-    plank_w = width / n  # texels
+    # Texels. A swatch longer than HERRINGBONE_MAX_RATIO keeps its height as the plank's width (its
+    # planks are cut shorter from it): a plank width of width / n would reach past its last row.
+    plank_w = min(width / n, height)
     c = np.float32(math.sqrt(0.5) / plank_w)
     # Pattern coordinates (plank widths), turned so that the (1, 1) staircase runs along u.
     px = (qx - qy) * c
@@ -79,11 +95,16 @@ def herringbone_texels(qx: np.ndarray, qy: np.ndarray, width: int, height: int) 
         along = np.where(horizontal, x, np.where(vertical, y - np.float32(1 - n), along))
         across = np.where(horizontal, y, np.where(vertical, x - np.float32(n), across))
         plank = np.where(horizontal | vertical, a * np.float32(2) + b * np.float32(7919) + vertical, plank)
-    u = np.clip(along * np.float32(plank_w), 0, width - 1e-3)
+    u = along * np.float32(plank_w)
     v = across * np.float32(plank_w)
     spare = height - plank_w
     if spare > 0.5:
         # A squarer swatch than the plank: each plank shows its own band of it.
         shift = np.sin(plank * np.float32(12.9898)) * np.float32(43758.5453)
         v = v + (shift - np.floor(shift)) * np.float32(spare)
-    return u.astype(np.float32), np.clip(v, 0, height - 1e-3).astype(np.float32)
+    spare_length = width - n * plank_w
+    if spare_length > 0.5:
+        # A longer swatch than the plank: each plank shows its own length of it.
+        shift = np.sin(plank * np.float32(78.233)) * np.float32(43758.5453)
+        u = u + (shift - np.floor(shift)) * np.float32(spare_length)
+    return np.clip(u, 0, width - 1e-3).astype(np.float32), np.clip(v, 0, height - 1e-3).astype(np.float32)

@@ -76,7 +76,7 @@ def _decode_inputs(request: pb.ProjectRequest, photo_data: bytes, swatch_data: b
     the intrinsic model, where one is deployed) overlap it. Names the field that fails (the photo
     first when several do)."""
     H = homography.from_list(list(request.homography.m))
-    layout = Layout(row_offset=request.row_offset, herringbone=request.herringbone)
+    layout = Layout(row_offset=request.row_offset, herringbone=request.herringbone, tile_aspect=request.tile_aspect)
     # Without a mask, the outline at the photo's size as decoded (EXIF orientation applied: the
     # probe's size).
     size = None if mask_data else _decoded("photo", lambda: imaging.probe(photo_data))
@@ -232,6 +232,13 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "rotation_degrees must be finite",
                 bad_request([("rotation_degrees", "must be a finite number of degrees")]),
+            )
+        if not (request.tile_aspect >= 0 and math.isfinite(request.tile_aspect)):  # NaN too
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "tile_aspect must be 0 (the swatch's own) or positive",
+                bad_request([("tile_aspect", "must be 0 (the swatch's own) or a finite positive ratio")]),
             )
         try:
             homography.from_list(list(request.homography.m))

@@ -254,18 +254,25 @@ def _skyline(boxes: list[tuple[int, int]], width: int) -> tuple[list[tuple[int, 
 
 
 def texel_transform(
-    H: np.ndarray, repeats_u: float, repeats_v: float, rotation_degrees: float, swatch_w: int, swatch_h: int
+    H: np.ndarray,
+    repeats_u: float,
+    repeats_v: float,
+    rotation_degrees: float,
+    swatch_w: int,
+    swatch_h: int,
+    tile_aspect: float = 0.0,
 ) -> np.ndarray:
     """The 3x3 map from image pixels to unwrapped level-0 texel coordinates of the swatch.
 
-    Tiles keep the swatch's proportions; rotation turns the material about the surface's origin.
+    Tiles keep the swatch's proportions, or tile_aspect (a tile's physical height over its width)
+    where given; rotation turns the material about the surface's origin, in physical units.
     """
-    aspect = swatch_h / swatch_w
+    aspect = tile_aspect or swatch_h / swatch_w
     theta = math.radians(rotation_degrees)
     R = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
-    # Physical coordinates in tile widths, rotated, then scaled to texels (a tile is swatch_w texels wide
-    # and, keeping the swatch's proportions, swatch_h texels tall).
-    A = swatch_w * R @ np.diag([repeats_u, repeats_v * aspect])
+    # Physical coordinates in tile widths, rotated, then scaled to texels (a tile is swatch_w texels
+    # wide and `aspect` tile widths, swatch_h texels, tall).
+    A = np.diag([swatch_w, swatch_h / aspect]) @ R @ np.diag([repeats_u, repeats_v * aspect])
     M = np.eye(3)
     M[:2, :2] = A
     return np.asarray(M @ np.linalg.inv(H), dtype=np.float64)
@@ -421,7 +428,8 @@ def _wrap(u: np.ndarray, v: np.ndarray, layout: Layout, width: int, height: int)
     """Unwrapped swatch coordinates (in swatch widths and heights) to [0, 1] inside the swatch, as
     the layout lays copies of it (new contiguous arrays)."""
     if layout.herringbone:
-        tu, tv = herringbone_texels(u * np.float32(width), v * np.float32(height), width, height)
+        stretch = layout.stretch(width, height)
+        tu, tv = herringbone_texels(u * np.float32(width), v * np.float32(height), width, height, stretch)
         return tu * np.float32(1.0 / width), tv * np.float32(1.0 / height)
     row = np.floor(v)
     if layout.row_offset:

@@ -598,3 +598,48 @@ def test_a_jpeg_whose_data_is_far_short_of_its_headers_size_is_refused() -> None
         out = io.BytesIO()
         Image.fromarray(array).save(out, "JPEG", **options)
         assert imaging.probe(out.getvalue()).width == 4000
+
+
+def _grey_png(levels: np.ndarray, bits: int, key: int) -> bytes:
+    """A greyscale PNG of these levels at this bit depth, with tRNS making `key` transparent."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = []
+    for row in levels:
+        if bits == 16:
+            packed = row.astype(">u2").tobytes()
+        elif bits == 8:
+            packed = row.astype(np.uint8).tobytes()
+        else:
+            bitstring = "".join(format(int(v), f"0{bits}b") for v in row)
+            bitstring += "0" * (-len(bitstring) % 8)
+            packed = int(bitstring, 2).to_bytes(len(bitstring) // 8, "big")
+        rows.append(b"\x00" + packed)
+    height, width = levels.shape
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0))
+        + chunk(b"tRNS", struct.pack(">H", key))
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8, 16])
+def test_a_greyscale_png_s_transparent_level_is_the_grout(bits: int) -> None:
+    """A greyscale PNG's tRNS (one transparent grey level), which OpenCV drops, is honoured as a
+    truecolour PNG's is: the level shows the grout, and the share is reported."""
+    top = (1 << bits) - 1
+    levels = np.full((16, 16), top, np.int64)
+    levels[:, 8:] = 0  # the transparent level
+    if bits > 1:
+        levels[0, 8] = 1  # a level next to the key stays opaque
+    swatch, transparent = imaging.decode_swatch(_grey_png(levels, bits, 0), "#FF0000")
+    expected = 0.5 if bits == 1 else 0.5 - 1 / 256
+    assert transparent == pytest.approx(expected)
+    assert (swatch[1:, 8:] == (0, 0, 255)).all()  # the grout
+    assert (swatch[:, :8] == (255, 255, 255)).all()  # the opaque white
+    if bits > 1:
+        assert tuple(swatch[0, 8]) != (0, 0, 255)

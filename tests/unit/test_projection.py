@@ -336,6 +336,44 @@ def test_an_object_on_the_surface_does_not_darken_the_light_around_it() -> None:
     assert abs(float(np.nanmean(ring)) - 1.0) < 0.05  # next to the object the light is as elsewhere
 
 
+@pytest.mark.parametrize("rotation", [0.0, 90.0, -90.0, 450.0, 45.0, 30.0, -1000.0])
+def test_a_tile_of_a_forced_aspect_is_turned_in_physical_units(rotation: float) -> None:
+    """A 100 x 100 px swatch given as 0.1 m x 0.2 m (swatch_size with both sides): its texel axes,
+    mapped back onto an unrotated 0.8 m square surface, stay at right angles, are as long as the
+    tile's sides, and turn by the rotation (before, 90 degrees kept the 0.1 m side along x and
+    45 degrees laid rhombi)."""
+    H = np.diag([800.0, 800.0, 1.0])  # the unit square over an 800 px photo: 1 px = 1 mm
+    T = texel_transform(H, 8.0, 4.0, rotation, 100, 100, tile_aspect=2.0)
+    to_surface = np.linalg.inv(T[:2, :2])  # texel steps in photo pixels (millimetres)
+    across, down = to_surface[:, 0] * 100, to_surface[:, 1] * 100  # the tile's width and height
+    assert np.linalg.norm(across) == pytest.approx(100.0) and np.linalg.norm(down) == pytest.approx(200.0)
+    assert float(across @ down) == pytest.approx(0.0, abs=1e-6)
+    theta = math.radians(rotation)
+    # The material turns by the rotation (its sense as texel_transform's own: R maps surface to texels).
+    assert across / 100 == pytest.approx([math.cos(theta), -math.sin(theta)], abs=1e-9)
+
+
+def test_a_herringbone_of_a_forced_aspect_lays_planks_at_right_angles() -> None:
+    """A 1000 x 100 px plank given as 1.0 m x 0.2 m: 5:1 planks, at right angles, in the physical
+    frame; a plank's texels turned back to the surface keep the plank's proportions."""
+    layout = Layout(herringbone=True, tile_aspect=0.2)
+    stretch = layout.stretch(1000, 100)
+    assert stretch == pytest.approx(0.5)
+    rng = np.random.default_rng(2)
+    qx, qy = (rng.uniform(0, 20_000, 50_000).astype(np.float32) for _ in range(2))  # surface texel units
+    u, v = herringbone_texels(qx, qy, 1000, 100, stretch)
+    assert u.min() >= 0 and u.max() < 1000 and v.min() >= 0 and v.max() < 100
+    step = np.float32(0.25)
+    # Steps along the surface's diagonals (texel rows are `stretch` apart there): along one the
+    # grain (u) grows, along the other, at right angles, v grows across the plank.
+    down = step * np.float32(stretch)
+    du = herringbone_texels(qx + step, qy - down, 1000, 100, stretch)[0] - u
+    dv = herringbone_texels(qx + step, qy + down, 1000, 100, stretch)[1] - v
+    along = np.abs(du - step * math.sqrt(2)) < 0.01
+    across = np.abs(dv - step * math.sqrt(2) * stretch) < 0.01
+    assert 0.4 < along.mean() < 0.6 and np.mean(along & across) > 0.35
+
+
 @pytest.mark.parametrize("ratio", [2.0, 3.7, 6.0])
 def test_herringbone_planks_cover_the_plane_exactly_once(ratio: float) -> None:
     """The lattice in layouts' docstring: H = [0, n) x [0, 1), V = [n, n + 1) x [1 - n, 1), moved by
@@ -379,6 +417,19 @@ def test_a_squarer_swatch_gives_two_to_one_planks_that_show_different_bands() ->
     _, v = herringbone_texels(qx, qy, 256, 256)
     band_starts = np.floor(v / 8)  # plank width 128: bands start anywhere in [0, 128)
     assert len(np.unique(band_starts)) > 10
+
+
+@pytest.mark.parametrize("width", [1300, 2000, 5000])
+def test_a_plank_longer_than_the_most_ratio_is_cut_shorter_not_widened_past_its_last_row(width: int) -> None:
+    """A 20:1 plank swatch: planks of the most ratio (12:1) as wide as the swatch is high, each a
+    length of it; none reaches past the swatch's last row (which clipping smeared over 40 % of
+    every plank)."""
+    height = 100
+    qx, qy = np.meshgrid(np.arange(0, 30 * width, 37, dtype=np.float32), np.arange(0, 30 * width, 37, dtype=np.float32))
+    u, v = herringbone_texels(qx.ravel(), qy.ravel(), width, height)
+    assert u.min() >= 0 and u.max() < width and v.max() < height
+    assert np.mean(v >= height - 1) < 0.02  # the last row's share of a plank's width: 1 %
+    assert u.max() > 0.9 * width  # every part of the swatch's length is shown somewhere
 
 
 def test_herringbone_projection_differs_from_straight_and_stays_inside_the_mask() -> None:

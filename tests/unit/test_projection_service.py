@@ -184,6 +184,8 @@ def bad_fields(request: pb.ProjectRequest) -> set[str]:
     [
         ({"rotation_degrees": float("nan")}, "rotation_degrees"),  # was a ValueError: UNKNOWN
         ({"rotation_degrees": float("inf")}, "rotation_degrees"),
+        ({"tile_aspect": float("nan")}, "tile_aspect"),
+        ({"tile_aspect": -2.0}, "tile_aspect"),
         ({"homography": imaging_pb2.Homography(m=[1.0] * 8)}, "homography"),  # was reported as the photo's
         ({"homography": imaging_pb2.Homography(m=[0.0] * 9)}, "homography"),
         ({"output": imaging_pb2.OutputSpec(format=99)}, "output.format"),  # type: ignore[arg-type]  # was refused after rendering

@@ -3,7 +3,7 @@
 import pytest
 
 from gateway.context import JobFailure
-from gateway.material_swap import tiling_for
+from gateway.material_swap import tile_aspect, tiling_for
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from render.v1 import render_service_pb2 as pb
 from renderkit import imaging
@@ -57,3 +57,13 @@ def test_a_quad_size_without_a_quad_does_not_distort_the_material(repeats: float
     request_.hints.quad_size.width_meters, request_.hints.quad_size.height_meters = 4.0, 1.0
     tiling = tiling_for(request_, PLANE, SWATCH)
     assert (tiling.repeats_u, tiling.repeats_v) == (expected.repeats_u, expected.repeats_v)
+
+
+def test_a_swatch_size_with_both_sides_tells_the_projection_the_tile_s_aspect() -> None:
+    """Rotation and herringbone lay the material in physical units: a height that is not the image's
+    aspect goes to the projection (0 keeps the image's)."""
+    request_ = swap(0.1, quad=(0.8, 0.8))
+    assert tile_aspect(request_.options) == 0.0
+    request_.options.real_world_scale.swatch_size.height_meters = 0.2
+    assert tile_aspect(request_.options) == pytest.approx(2.0)
+    assert tile_aspect(swap(repeats=8).options) == 0.0

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ProjectRequest(_message.Message):
-    __slots__ = ("photo", "swatch", "mask_png", "homography", "repeats_u", "repeats_v", "rotation_degrees", "output", "row_offset", "material_maps", "herringbone", "grout_color", "outline")
+    __slots__ = ("photo", "swatch", "mask_png", "homography", "repeats_u", "repeats_v", "rotation_degrees", "output", "row_offset", "material_maps", "herringbone", "grout_color", "outline", "tile_aspect")
     PHOTO_FIELD_NUMBER: _ClassVar[int]
     SWATCH_FIELD_NUMBER: _ClassVar[int]
     MASK_PNG_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class ProjectRequest(_message.Message):
     HERRINGBONE_FIELD_NUMBER: _ClassVar[int]
     GROUT_COLOR_FIELD_NUMBER: _ClassVar[int]
     OUTLINE_FIELD_NUMBER: _ClassVar[int]
+    TILE_ASPECT_FIELD_NUMBER: _ClassVar[int]
     photo: bytes
     swatch: bytes
     mask_png: bytes
@@ -35,7 +36,8 @@ class ProjectRequest(_message.Message):
     herringbone: bool
     grout_color: str
     outline: _containers.RepeatedCompositeFieldContainer[_imaging_pb2.Point]
-    def __init__(self, photo: _Optional[bytes] = ..., swatch: _Optional[bytes] = ..., mask_png: _Optional[bytes] = ..., homography: _Optional[_Union[_imaging_pb2.Homography, _Mapping]] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ..., rotation_degrees: _Optional[float] = ..., output: _Optional[_Union[_imaging_pb2.OutputSpec, _Mapping]] = ..., row_offset: _Optional[float] = ..., material_maps: _Optional[bool] = ..., herringbone: _Optional[bool] = ..., grout_color: _Optional[str] = ..., outline: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ...) -> None: ...
+    tile_aspect: float
+    def __init__(self, photo: _Optional[bytes] = ..., swatch: _Optional[bytes] = ..., mask_png: _Optional[bytes] = ..., homography: _Optional[_Union[_imaging_pb2.Homography, _Mapping]] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ..., rotation_degrees: _Optional[float] = ..., output: _Optional[_Union[_imaging_pb2.OutputSpec, _Mapping]] = ..., row_offset: _Optional[float] = ..., material_maps: _Optional[bool] = ..., herringbone: _Optional[bool] = ..., grout_color: _Optional[str] = ..., outline: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., tile_aspect: _Optional[float] = ...) -> None: ...
 
 class ProjectResponse(_message.Message):
     __slots__ = ("images", "swatch_transparent_fraction", "shading_source")

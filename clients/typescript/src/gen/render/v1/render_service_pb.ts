@@ -2910,8 +2910,8 @@ export enum TileLayout {
   /**
    * Planks at right angles in a zigzag running along the texture's u axis (turn it with
    * rotation_degrees). The swatch is one plank: its width over its height is the plank's length
-   * over its width (at least 2; a squarer swatch gives 2:1 planks cut from it). Repeats count
-   * plank lengths.
+   * over its width (2 to 12; a squarer swatch gives 2:1 planks cut from it, a longer one 12:1
+   * planks, each showing its own length of it). Repeats count plank lengths.
    *
    * @generated from enum value: TILE_LAYOUT_HERRINGBONE = 3;
    */
