@@ -78,7 +78,9 @@ class Credits(LedgerBase):
         reply: Any = await self._script(
             "grant",
             keys=[keys.credits_balance(tenant), keys.credits_log(tenant), op],
-            args=[amount, note, fingerprint or str(amount), ttl_s],
+            # This call's id: a retry of it whose first try landed (its reply lost) is this grant,
+            # not a repeat of an earlier one (it was answered deduplicated, and not logged).
+            args=[amount, note, fingerprint or str(amount), ttl_s, uuid.uuid4().hex[:16]],
         )
         entry_id, balance, repeat = reply[0].decode(), int(reply[1]), int(reply[2])
         return Grant(CreditEntry(entry_id, "grant", amount, balance, note=note), balance, repeat == 1, repeat == 2)

@@ -972,6 +972,36 @@ def test_a_precheck_or_an_uploads_admission_whose_reply_was_lost_is_counted_once
     run(body, redis_url, tenant_defaults=TenantLimits(queue_quota=0))
 
 
+def test_a_grant_retried_after_a_lost_reply_is_not_answered_as_a_repeat(redis_url: str) -> None:
+    """The call whose first try added the credits is the grant, not a repeat of one: it was answered
+    deduplicated ("nothing added") and its grant was not logged (the diff's review)."""
+    import redis.exceptions
+
+    def losing_first_reply(script: Any) -> Any:
+        lost: list[str] = []
+
+        async def call(keys: list[Any], args: list[Any]) -> Any:
+            reply = await script(keys=keys, args=args)  # Redis ran it...
+            if not lost:
+                lost.append("lost")  # ...and its reply is lost: the ledger retries
+                raise redis.exceptions.ConnectionError("the connection to Redis was lost")
+            return reply
+
+        return call
+
+    async def body(ledger: Ledger) -> None:
+        original = ledger.scripts["grant"]
+        for key in ("", "inv-1"):  # without a caller's key and with one
+            ledger.scripts["grant"] = losing_first_reply(original)
+            grant = await ledger.grant("t-" + (key or "nokey"), 100, "n", key, "100:x")
+            assert (grant.balance, grant.repeated) == (100, False), key
+        ledger.scripts["grant"] = original
+        again = await ledger.grant("t-inv-1", 100, "n", "inv-1", "100:x")  # another call with the key
+        assert (again.balance, again.repeated) == (100, True)
+
+    run(body, redis_url)
+
+
 def test_a_filtered_list_looks_at_a_bounded_number_of_jobs_per_page(redis_url: str) -> None:
     """A project filter that matches few of a tenant's many jobs pages through them a bounded
     number at a time (short, even empty, pages with a token), and still finds every match once."""
