@@ -194,15 +194,21 @@ class OpenAIProvider:
                 assert task.image is not None and task.mask is not None
                 # The quality asked for is sent, as to a generation: left out, a gpt-image model
                 # picks its own ("auto"), billed at up to four times the estimate the budget checked.
+                # The uploads are resized and encoded off the event loop (~0.2 s at 12-20 MP).
+                image_png, mask_png = await asyncio.to_thread(
+                    lambda: (_png(task.image, size), edit_mask_png(task.mask, size))  # type: ignore[arg-type]
+                )
                 response = await images.edit(
-                    image=("image.png", _png(task.image, size), "image/png"),
-                    mask=("mask.png", edit_mask_png(task.mask, size), "image/png"),
+                    image=("image.png", image_png, "image/png"),
+                    mask=("mask.png", mask_png, "image/png"),
                     quality=_edit_quality(task, self.model),
                     **common,
                 )
             elif task.references and _family(self.model) == "gpt-image":
                 # gpt-image models take reference images through the edit endpoint (no mask: a new image).
-                pngs = [(f"reference-{i}.png", _png(r, size), "image/png") for i, r in enumerate(task.references)]
+                pngs = await asyncio.to_thread(
+                    lambda: [(f"reference-{i}.png", _png(r, size), "image/png") for i, r in enumerate(task.references)]
+                )
                 response = await images.edit(image=pngs, quality=_edit_quality(task, self.model), **common)
             else:
                 response = await images.generate(quality=_quality(task, self.model), **common)

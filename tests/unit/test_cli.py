@@ -15,6 +15,7 @@ import pytest
 from render.v1 import render_service_pb2 as pb
 from render_client.cli import Progress, cell_width, main, watch
 from render_client.client import RenderClient, RetryNotice, RetryPolicy
+from render_client.webhooks_cli import describe as describe_endpoint
 from tests.gateway_fake import FakeGateway, job_log, serve, target
 
 LONG = "Step 3/4: mapping the material through the plane, with mip-mapped filtering and the shading kept " * 3
@@ -395,7 +396,7 @@ def test_renderctl_room_and_texture_send_their_generation_options(tmp_path: Path
         argv += ["--ceiling-swatch", "asset:a1", "--size", "1792x1024", "--render-quality", "hd", "--seed", "3"]
         argv += ["--max-tokens", "5000", "--dry-run", "--idempotency-key", "r1"]
         assert main(argv) == 0
-        argv = [*start, "texture", str(tmp_path / "tiles.png"), "Weather the tiles", "--size", "1024x1792"]
+        argv = [*start, "texture", str(tmp_path / "tiles.png"), "Weather the tiles"]
         argv += [
             "--render-quality",
             "standard",
@@ -420,6 +421,24 @@ def test_renderctl_room_and_texture_send_their_generation_options(tmp_path: Path
     assert texture.idempotency_key == "t1" and texture.output.include_material_maps
     edit = texture.texture_edit
     assert edit.base_texture == pb.ImageSource(data=b"tiles") and edit.prompt == "Weather the tiles"
-    options = pb.GenerationOptions(size="1024x1792", quality=pb.RENDER_QUALITY_STANDARD, seed=9)
+    options = pb.GenerationOptions(quality=pb.RENDER_QUALITY_STANDARD, seed=9)
     options.budget.max_cents = 12.5
     assert edit.options == options
+
+
+def test_renderctl_texture_refuses_a_size_the_edit_would_ignore(capsys: pytest.CaptureFixture[str]) -> None:
+    # A texture edit keeps the texture's size (validation._generation_options sized=False,
+    # generation_jobs.run_texture_edit sends no size): --size there was accepted and did nothing.
+    with pytest.raises(SystemExit) as exited:
+        main(["--address", dead_address(), "texture", "t.png", "redder", "--size", "1792x1024"])
+    assert exited.value.code == 2
+    assert "--size" in capsys.readouterr().err
+
+
+def test_renderctl_lists_a_disabled_webhook_endpoint_as_disabled() -> None:
+    # An endpoint a receiver's 410 Gone disabled gets nothing more until deleted and created again.
+    active = pb.WebhookEndpoint(id="ep_" + "a" * 24, url="https://hooks.example/a", description="ops")
+    disabled = pb.WebhookEndpoint()
+    disabled.CopyFrom(active)
+    disabled.disabled = True
+    assert "disabled" not in describe_endpoint(active) and "disabled" in describe_endpoint(disabled)

@@ -449,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         room.add_argument(
             f"--{surface}-swatch", type=source_arg, help=f"a swatch photo of the {surface} (file path, URL or asset:ID)"
         )
+    # (A texture edit keeps the texture's size: the gateway ignores a size there.)
+    room.add_argument("--size", choices=["1024x1024", "1792x1024", "1024x1792"], help="the image size")
     room.add_argument("--style", default="")
     room.add_argument("--lighting", choices=["natural", "warm", "cool", "dramatic"], default="natural")
     room.add_argument("--time-of-day", choices=["day", "evening", "night"], default="day")
@@ -461,7 +463,6 @@ def main(argv: list[str] | None = None) -> int:
     texture.add_argument("--maps", action="store_true", help="also write normal and roughness maps")
     for sub in (room, texture):
         sub.add_argument("--dry-run", action="store_true", help="return the prompt and cost estimate only")
-        sub.add_argument("--size", choices=["1024x1024", "1792x1024", "1024x1792"], help="the image size")
         sub.add_argument("--render-quality", choices=["standard", "hd"], help="the image model's quality")
         sub.add_argument("--seed", type=int)
         sub.add_argument("--max-cents", type=float, help="refuse if the estimate is over this")
@@ -612,7 +613,6 @@ def main(argv: list[str] | None = None) -> int:
                     project_id=args.project,
                     idempotency_key=args.idempotency_key,
                     options=generation_options(
-                        size=args.size or "",
                         quality=render_quality(args.render_quality),
                         dry_run=args.dry_run,
                         max_cents=args.max_cents,

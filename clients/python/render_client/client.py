@@ -325,7 +325,8 @@ def texture_edit_request(
     output_format: pb.ImageFormat = pb.IMAGE_FORMAT_UNSPECIFIED,
 ) -> pb.SubmitRenderRequest:
     """A SubmitRenderRequest editing a texture (inside the mask, when one is given); `options`
-    (generation_options) sets its size, quality, seed and budget."""
+    (generation_options) sets its quality, seed and budget (not its size: the edit keeps the
+    texture's size, and the gateway ignores one given here)."""
     edit = pb.TextureEdit(base_texture=image_source(texture), prompt=prompt)
     if mask is not None:
         edit.mask.CopyFrom(image_source(mask))

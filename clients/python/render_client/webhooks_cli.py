@@ -50,9 +50,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def describe(endpoint: pb.WebhookEndpoint) -> str:
-    """One line per endpoint: id, events, URL and description."""
+    """One line per endpoint: id, events, URL and description, and whether it is disabled (its
+    receiver answered 410 Gone: it receives nothing more until deleted and created again)."""
     events = ",".join(EVENT_NAMES.get(e, str(e)) for e in endpoint.events) or "completed"
-    return f"{endpoint.id}  {events:<26} {endpoint.url}  {endpoint.description}".rstrip()
+    line = f"{endpoint.id}  {events:<26} {endpoint.url}  {endpoint.description}".rstrip()
+    if endpoint.disabled:
+        line += "  [disabled: the receiver answered 410 Gone; delete it and create it again]"
+    return line
 
 
 def delivery_lines(delivery: pb.WebhookDelivery) -> list[str]:
