@@ -34,6 +34,9 @@ class AssetRefused(ValueError):
         self.violations = violations
 
 
+# Uploads being written and recorded, their callers maybe gone (AssetStore.upload).
+_STORING: set[asyncio.Future[StoredAsset]] = set()
+
 # An upload of an asset recorded already is written again when the asset would expire within this.
 REWRITE_WITHIN_MS = 10 * 60 * 1000
 
@@ -103,6 +106,18 @@ class AssetStore:
         # Counted against the rate before the image is probed or written.
         kept_until = await self.ledger.admit_asset(tenant, asset_id, now_ms(), self.quota)
         info = await asyncio.to_thread(self.check, data, name)
+        # The write and its record finish together even when the caller gives up meanwhile (its
+        # deadline, a closed browser tab): cancelled between them, the file landed (a thread cannot
+        # be stopped) with nothing in the ledger naming it, and no sweep ever deleted it.
+        store = asyncio.ensure_future(self._store(tenant, asset_id, key, kept_until, data, name, info))
+        _STORING.add(store)
+        store.add_done_callback(_STORING.discard)
+        return await asyncio.shield(store)
+
+    async def _store(
+        self, tenant: str, asset_id: str, key: str, kept_until: int, data: bytes, name: str, info: imaging.ImageInfo
+    ) -> StoredAsset:
+        """Writes an admitted upload's file (when needed) and records the asset."""
         # Its file is written unless the asset is recorded, stays for a while (one about to expire
         # may be swept meanwhile) and its file is there (a sweep that raced an upload may have
         # taken it).
