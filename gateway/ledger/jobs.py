@@ -698,6 +698,7 @@ class Jobs(LedgerBase):
             keys.QUEUED_TENANTS,
             keys.PARKED_TENANTS,
             keys.RELEASES_DUE,
+            keys.job_cancel_asked(job_id),
         ]
         serialized = event.SerializeToString()
         args: list[str | bytes | int | float] = [

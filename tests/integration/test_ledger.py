@@ -1002,6 +1002,23 @@ def test_a_grant_retried_after_a_lost_reply_is_not_answered_as_a_repeat(redis_ur
     run(body, redis_url)
 
 
+def test_a_cancelled_batchs_cancel_mark_expires_with_the_batch(redis_url: str) -> None:
+    """CancelJob of a batch marks it cancel-asked for a day whatever the job retention: with
+    JOB_RETENTION_SECONDS under a day, every cancelled batch left that key behind after the batch
+    itself had expired (the retention review)."""
+
+    async def body(ledger: Ledger) -> None:
+        batch = replace(new_job(), kind="room_batch", total_steps=2)
+        await ledger.submit(batch)
+        await ledger.cancelling(batch.job_id, 0.1)
+        assert await ledger.cancel(batch.job_id)
+        await asyncio.sleep(1.5)
+        assert not await ledger.redis.exists(keys.job(batch.job_id))  # the batch has expired
+        assert [k async for k in ledger.redis.scan_iter(match=f"job:{batch.job_id}*")] == []
+
+    run(body, redis_url, retention_s=1.0)
+
+
 def test_a_filtered_list_looks_at_a_bounded_number_of_jobs_per_page(redis_url: str) -> None:
     """A project filter that matches few of a tenant's many jobs pages through them a bounded
     number at a time (short, even empty, pages with a token), and still finds every match once."""

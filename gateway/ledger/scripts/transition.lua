@@ -1,6 +1,7 @@
 -- Moves a job: progress of a running job, or its one terminal state.
 -- KEYS: job, events, active set, checkpoints, running (all), waiting dispatchers, webhooks due, the
---       job's webhook deliveries, queued tenants, parked tenants, storage folders due for a delete
+--       job's webhook deliveries, queued tenants, parked tenants, storage folders due for a delete,
+--       the job's cancel-asked mark (a batch's: Jobs.cancelling)
 -- ARGV: 1 job_id, 2 owner ('' = anyone), 3 new_state ('' = unchanged), 4 retention_ms, 5 event,
 --       6 op, 7 the job's notice channel, 8 work channel, 9 tenant running template, 10 tenant active
 --       template, 11 the credits the end charges ('cancel': by the job's state), 12 credit balance
@@ -102,6 +103,8 @@ if ending then
   redis.call('PEXPIRE', KEYS[8], math.max(tonumber(ARGV[4]), tonumber(ARGV[21])))
   local idem = redis.call('HGET', KEYS[1], 'idempotency_key')
   if idem and idem ~= '' then redis.call('PEXPIRE', idem, ARGV[4]) end
+  -- A batch's cancel mark is set for a day; ended, the batch needs it no more than its other keys.
+  if redis.call('PTTL', KEYS[12]) > tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[12], ARGV[4]) end
 end
 -- The job's own notice first: a gateway that hears both at once hands the event to its watchers
 -- before its dispatcher looks for work.
