@@ -148,8 +148,9 @@ class TritonError(RuntimeError):
 
 class ModelOutputError(TritonError):
     """A model answered with what its contract does not allow: another number of dimensions, a
-    size the contract fixes that differs, an empty one, or values that are not finite. The
-    model's fault: the stage uses its classical path where it has one."""
+    size the contract fixes that differs, an empty one, or values that are not finite; or it
+    failed while running on this input (Triton's INTERNAL: its backend raised). The model's
+    fault, which asking again does not mend: the stage uses its classical path where it has one."""
 
 
 def output_problem(spec: TensorSpec, array: np.ndarray) -> str | None:
@@ -350,10 +351,13 @@ class TritonModels:
                 log.warning("Triton model %s failed: %s", contract.name, exc.message())
                 span.set_status(Status(StatusCode.ERROR, "the model is unavailable"))
                 INFERENCE_DURATION.record(time.monotonic() - started, {"model": contract.name, "outcome": "error"})
-                timed_out = (
-                    "DEADLINE_EXCEEDED" in str(exc.status() or "").upper()
-                    or "deadline" in (exc.message() or "").lower()
-                )
+                status = str(exc.status() or "").upper()
+                timed_out = "DEADLINE_EXCEEDED" in status or "deadline" in (exc.message() or "").lower()
+                if status.endswith("INTERNAL") and not timed_out:
+                    # Triton answered, and the model raised on this input (an ONNX Runtime error, a
+                    # Python model's exception): as deterministic as a NaN answer. As UNAVAILABLE the
+                    # job asked again until its deadline, then failed as the stage being away.
+                    raise ModelOutputError(f"the {contract.name} model failed on this input") from exc
                 raise TritonError(f"the {contract.name} model is unavailable", timed_out=timed_out) from exc
         INFERENCE_DURATION.record(time.monotonic() - started, {"model": contract.name, "outcome": "ok"})
         out: dict[str, np.ndarray] = {}

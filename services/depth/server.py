@@ -15,7 +15,7 @@ from render.depth.v1 import depth_service_pb2_grpc as pb_grpc
 from render.imaging.v1 import imaging_pb2
 from renderkit import homography, imaging
 from renderkit.edge import Edge
-from renderkit.errors import InputError, abort, bad_request
+from renderkit.errors import InputError, abort, bad_request, error_info
 from renderkit.planes import quad_plane
 from renderkit.triton import DEPTH, METRIC_DEPTH, ModelOutputError, TritonError, TritonModels, to_pixel_values
 from services.common.stage import (
@@ -108,6 +108,7 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
                 bad_request([("mask_png", "must be the size of the photo")]),
             )
         problems = []
+        model_failed = False  # the deployed model's answer was unusable: its fault, not the caller's
         try:
             model_deployed = self.triton is not None and await self.triton.model_deployed(DEPTH.name)
         except TritonError as exc:  # Triton is down or reloading: retry later, never fall back meanwhile
@@ -117,6 +118,7 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
                 return await self._model_plane(image, mask, request)
             except ModelOutputError as exc:  # the model's fault: the photo's lines instead
                 problems.append(f"the depth model's answer was unusable ({exc})")
+                model_failed = True
                 log.warning("depth model answer unusable, trying the photo's lines: %s", exc)
             except TritonError as exc:
                 await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
@@ -135,6 +137,9 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
             + "; ".join(problems)
             + ". Provide a quad (four corners of a rectangle on the surface)"
             + ("" if self.triton is not None else ", or deploy the depth model"),
+            # A model that answers NaN or fails on the photo is this deployment's fault: the job is
+            # refunded, not charged as a bad request (a working model would have found the plane).
+            *([error_info("PIPELINE_ERROR")] if model_failed else []),
         )
         raise AssertionError("unreachable")
 

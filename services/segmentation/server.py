@@ -24,7 +24,7 @@ from render.segmentation.v1 import segmentation_service_pb2_grpc as pb_grpc
 from renderkit import budget, imaging
 from renderkit.edge import Edge
 from renderkit.errors import InputError, abort, bad_request, error_info
-from renderkit.triton import SEGMENTATION, TritonError, TritonModels, to_pixel_values
+from renderkit.triton import SEGMENTATION, ModelOutputError, TritonError, TritonModels, to_pixel_values
 from services.common.admission import MemoryGate, report
 from services.common.stage import (
     StageSettings,
@@ -147,8 +147,14 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         # A client mask is authoritative: no inference for it.
         use_model = model_deployed and photo is not None and not request.mask
+        unusable = ""  # why a deployed model's answer was not used (its fault: the hints alone instead)
         try:
             probability = await self._surface_probability(photo, request.surface) if use_model else None
+        except ModelOutputError as exc:
+            # Not UNAVAILABLE: the same photo gets the same answer, and the job retried it until
+            # its deadline. The hints alone make the mask where there are any.
+            log.warning("the segmentation model's answer is unusable (%s); using the hints alone", exc)
+            probability, unusable = None, str(exc)
         except TritonError as exc:
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
 
@@ -174,9 +180,13 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                     mask, _ = await prompted_mask(
                         self.triton, photo, box, points(request.positive_points), points(request.negative_points)
                     )
+                    return await self._respond(mask, f"prompt_{hint}", used_model=True)
+                except ModelOutputError as exc:  # the model's fault: the model-free path below
+                    log.warning(
+                        "the prompt segmentation model's answer is unusable (%s); using the model-free path", exc
+                    )
                 except TritonError as exc:
                     await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-                return await self._respond(mask, f"prompt_{hint}", used_model=True)
 
             def select(photo: np.ndarray) -> np.ndarray:
                 # Clicks alone look for the plane (so do clicks in a box around nearly the whole
@@ -225,10 +235,12 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             grpc.StatusCode.FAILED_PRECONDITION,
             "cannot find the surface: provide a mask, a polygon, a quad, points or a box"
             + ("" if request.surface else ", or name the surface")
-            + " (the segmentation model is not deployed)" * named,
-            # A surface named alone needs the model: its absence is this deployment's, not the
-            # caller's (the job is refunded, not charged as a bad request).
-            *([error_info("PIPELINE_ERROR")] if named else []),
+            + (f" (the segmentation model's answer was unusable: {unusable})" if unusable else "")
+            + " (the segmentation model is not deployed)" * (named and not unusable),
+            # A surface named alone needs the model: its absence, or an unusable answer from it, is
+            # this deployment's fault, not the caller's (the job is refunded, not charged as a bad
+            # request).
+            *([error_info("PIPELINE_ERROR")] if named or unusable else []),
         )
         raise AssertionError("unreachable")
 
