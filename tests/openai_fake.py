@@ -28,7 +28,7 @@ class Reply:
     """One scripted answer. kind: ok, error, slow, malformed, blank, black, echo, wild, url, or raw
     (`body` as it is, with `content_type`, status 200). `byte_every_s` sends the answer (for a url,
     the image behind it) one byte at a time with that pause; `size` ("WxH") overrides the image's
-    size; `tokens` the total_tokens reported."""
+    size; `tokens` the total_tokens reported (44 of them input text tokens, the rest output)."""
 
     kind: str = "ok"
     status: int = 200
@@ -125,6 +125,9 @@ def fake_openai() -> Iterator[FakeOpenAI]:
                     "fields": fields,
                     "has_image": bool(images),
                     "images": len(images),
+                    "image_shapes": [
+                        cv2.imdecode(np.frombuffer(i, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2] for i in images
+                    ],
                     "has_mask": has_mask,
                     "time": time.monotonic(),
                 }
@@ -169,11 +172,14 @@ def fake_openai() -> Iterator[FakeOpenAI]:
                 item["b64_json"] = base64.b64encode(_png(picture)).decode()
             answer: dict[str, object] = {"created": 0, "data": [item]}
             if fields.get("model", "").startswith("gpt-image"):
+                # As the API reports it: the total is the input (text) and output tokens together.
+                total = 1100 if reply.tokens is None else reply.tokens
+                text = min(44, total)
                 answer["usage"] = {
-                    "total_tokens": 1100 if reply.tokens is None else reply.tokens,
-                    "input_tokens": 44,
-                    "output_tokens": 1056,
-                    "input_tokens_details": {"text_tokens": 44, "image_tokens": 0},
+                    "total_tokens": total,
+                    "input_tokens": text,
+                    "output_tokens": total - text,
+                    "input_tokens_details": {"text_tokens": text, "image_tokens": 0},
                 }
             self._json(200, answer, byte_every_s=0.0 if reply.kind == "url" else reply.byte_every_s)
 

@@ -240,7 +240,7 @@ class Generator:
                 except ProviderFailure as exc:
                     note(name, exc.outcome, exc.detail)
                     break
-                reported = provider.actual_cost(task, answer.tokens)
+                reported = answer.cost if answer.cost is not None else provider.actual_cost(task, answer.tokens)
                 cost = reported.at_most(budget - spent)
                 spent = spent + cost
                 overspent = ""

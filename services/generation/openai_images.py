@@ -40,8 +40,15 @@ from services.generation.providers import (
     ProviderImage,
     ProviderTimeout,
     RateLimited,
+    TokenUsage,
 )
 from services.generation.reliability import retry_after_seconds
+
+# The model asked when OPENAI_IMAGE_MODEL is not set. gpt-image-1 was shut down on 2026-10-23 and
+# DALL-E 2 and 3 on 2026-05-12 (OpenAI's deprecations page; the SDK's own `model` reference): a
+# request naming them is refused. OpenAI's recommended replacement for gpt-image-1; it takes the
+# same requests (sizes 1024x1024, 1536x1024, 1024x1536, quality low/medium/high, base64 answers).
+DEFAULT_IMAGE_MODEL = "gpt-image-2.5-sunburst"
 
 # The sizes each model family makes, by shape.
 _SIZES = {
@@ -50,6 +57,15 @@ _SIZES = {
     "dall-e-2": {"square": (1024, 1024), "landscape": (1024, 1024), "portrait": (1024, 1024)},
 }
 _REFUSAL_CODES = {"content_policy_violation", "moderation_blocked"}
+# A 429 whose error type or code says the account has no credit left (or hit its spend limit), not
+# that it is sending too fast: waiting does not help, so the next provider is tried at once.
+_QUOTA_ERRORS = {
+    "insufficient_quota",
+    "credit_balance_exhausted",
+    "organization_spend_limit_exceeded",
+    "project_spend_limit_exceeded",
+    "organization_usage_limit_exceeded",
+}
 # An error code OpenAI attaches to a 400 ("invalid_value", "billing_hard_limit_reached"): shown to the
 # caller; the provider's message (its account, organisation, model and links) goes to the log only.
 _ERROR_CODE = re.compile(r"[a-z0-9_]{1,64}")
@@ -100,6 +116,18 @@ def _png(image: np.ndarray, size: tuple[int, int]) -> bytes:
     return imaging.encode(resized, imaging_pb2.FORMAT_PNG)[0]
 
 
+def _reference_png(image: np.ndarray, size: tuple[int, int]) -> bytes:
+    """A reference image in its own proportions (a plank swatch stays a plank): the API takes
+    reference images of any size, and only an edit's image must match its mask. A side longer than
+    the size asked for is scaled down to it; a smaller image is sent as it is."""
+    height, width = image.shape[:2]
+    scale = min(1.0, max(size) / max(width, height, 1))
+    if scale < 1.0:
+        target = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, target, interpolation=cv2.INTER_AREA)
+    return imaging.encode(image, imaging_pb2.FORMAT_PNG)[0]
+
+
 def _quality(task: ImageTask, model: str) -> Any:
     family = _family(model)
     if family == "dall-e-2":
@@ -125,7 +153,7 @@ class OpenAIProvider:
         api_key: str,
         *,
         base_url: str = "",
-        model: str = "gpt-image-1",
+        model: str = DEFAULT_IMAGE_MODEL,
         prices: PriceTable | None = None,
         name: str = "openai",
         allow_private_urls: bool = False,
@@ -174,7 +202,12 @@ class OpenAIProvider:
         problem = shape_problem(image, size)
         if problem:
             raise MalformedOutput(problem)
-        return ProviderImage(image=image, model=self.model, revised_prompt=answer.revised_prompt, tokens=answer.tokens)
+        cost = None
+        if answer.usage is not None:
+            cost = self.prices.priced("openai", self.model, answer.usage, answer.tokens)
+        return ProviderImage(
+            image=image, model=self.model, revised_prompt=answer.revised_prompt, tokens=answer.tokens, cost=cost
+        )
 
     async def _request(self, task: ImageTask, size: tuple[int, int], timeout_s: float) -> bytes:
         """The answer's body, read as it came (the client's parsing takes anything for an answer)."""
@@ -207,7 +240,10 @@ class OpenAIProvider:
             elif task.references and _family(self.model) == "gpt-image":
                 # gpt-image models take reference images through the edit endpoint (no mask: a new image).
                 pngs = await asyncio.to_thread(
-                    lambda: [(f"reference-{i}.png", _png(r, size), "image/png") for i, r in enumerate(task.references)]
+                    lambda: [
+                        (f"reference-{i}.png", _reference_png(r, size), "image/png")
+                        for i, r in enumerate(task.references)
+                    ]
                 )
                 response = await images.edit(image=pngs, quality=_edit_quality(task, self.model), **common)
             else:
@@ -220,6 +256,9 @@ class OpenAIProvider:
             shown = f" ({code})" if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else ""
             raise ProviderFailure(f"HTTP 400{shown}", counts=False) from exc
         except openai.RateLimitError as exc:
+            if {getattr(exc, "type", None), getattr(exc, "code", None)} & _QUOTA_ERRORS:
+                # Every call fails until someone adds credit: it counts against the provider's health.
+                raise ProviderFailure("HTTP 429 (insufficient_quota)") from exc
             raise RateLimited("HTTP 429", retry_after_seconds(dict(exc.response.headers))) from exc
         except openai.APITimeoutError as exc:
             raise ProviderTimeout(f"no answer within {timeout_s:g} s") from exc
@@ -253,13 +292,35 @@ class OpenAIProvider:
 
 @dataclass(frozen=True)
 class ImageAnswer:
-    """What an images API answer holds: the first image (base64 or URL), the revised prompt and
-    the tokens the provider counted (None when it did not say)."""
+    """What an images API answer holds: the first image (base64 or URL), the revised prompt, the
+    tokens the provider counted and those tokens by kind (None when it did not say)."""
 
     b64_json: str = ""
     url: str = ""
     revised_prompt: str = ""
     tokens: int | None = None
+    usage: TokenUsage | None = None
+
+
+def _count(value: Any) -> int | None:
+    """A token count: a whole number, 0 or more (a bool, a float or a negative number is none)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _usage(usage: Any) -> TokenUsage | None:
+    """The usage by kind (`input_tokens_details.text_tokens` and `image_tokens`, `output_tokens`),
+    each billed at its own rate; None when any of them is missing or not a count."""
+    if not isinstance(usage, dict) or not isinstance(usage.get("input_tokens_details"), dict):
+        return None
+    details = usage["input_tokens_details"]
+    text, image, output = (
+        _count(details.get("text_tokens")),
+        _count(details.get("image_tokens")),
+        _count(usage.get("output_tokens")),
+    )
+    if text is None or image is None or output is None or text + image + output == 0:
+        return None
+    return TokenUsage(text_tokens=text, image_tokens=image, output_tokens=output)
 
 
 def parse_answer(body: bytes) -> ImageAnswer:
@@ -289,6 +350,7 @@ def parse_answer(body: bytes) -> ImageAnswer:
         url="" if b64_json else url or "",
         revised_prompt=revised if isinstance(revised, str) else "",
         tokens=tokens if counted else None,
+        usage=_usage(usage),
     )
 
 

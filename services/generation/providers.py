@@ -50,6 +50,16 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class TokenUsage:
+    """What a token-billed call used, by kind (OpenAI's `usage`: input text and image tokens, and
+    output tokens), each billed at its own rate."""
+
+    text_tokens: int
+    image_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
 class ProviderImage:
     """A provider's answer: the image at the provider's size and what it says it used."""
 
@@ -57,6 +67,8 @@ class ProviderImage:
     model: str
     revised_prompt: str = ""
     tokens: int | None = None  # the provider's own count, when it reports one
+    # What the call cost, priced from the provider's own usage by kind (None: actual_cost prices it).
+    cost: Cost | None = None
 
 
 class ContentRefused(Exception):
@@ -193,8 +205,23 @@ class PriceTable:
         cents = by_size.get(size, by_size.get("*", max(by_size.values())))
         return Cost(0, float(cents))
 
+    def priced(self, provider: str, model: str, usage: TokenUsage, tokens: int | None = None) -> Cost | None:
+        """What a token-billed call cost from the usage it reported, each kind of token at its own
+        rate (None for a model billed per image). `tokens` is the provider's total, when it sent one."""
+        entry = self._entry(provider, model)
+        if "tokens" not in entry:
+            return None
+        cents = (
+            usage.output_tokens * float(entry["cents_per_output_token"])  # type: ignore[arg-type]
+            + usage.text_tokens * float(entry["cents_per_text_token"])  # type: ignore[arg-type]
+            + usage.image_tokens * float(entry["cents_per_image_token"])  # type: ignore[arg-type]
+        )
+        total = tokens if tokens is not None else usage.text_tokens + usage.image_tokens + usage.output_tokens
+        return Cost(total, round(cents, 4))
+
     def actual(self, provider: str, model: str, task: ImageTask, size: str, tokens: int | None) -> Cost:
-        """What a call cost: the provider's token count when it reports one, else the estimate."""
+        """What a call cost: the provider's token count when it reports one (its cents scaled from the
+        estimate's: used only when the provider gave no usage by kind, see `priced`), else the estimate."""
         estimate = self.estimate(provider, model, task, size)
         entry = self._entry(provider, model)
         if tokens is None or "tokens" not in entry:

@@ -36,7 +36,7 @@ from services.generation.generator import (
     Unavailable,
     over_budget,
 )
-from services.generation.openai_images import OpenAIProvider, task_size
+from services.generation.openai_images import DEFAULT_IMAGE_MODEL, OpenAIProvider, task_size
 from services.generation.providers import Cost, ImageTask, PriceTable, Provider
 from services.generation.quality import edit_problem, quality_problem
 from services.generation.reliability import CircuitBreaker, RetryPolicy
@@ -83,7 +83,7 @@ class GenerationSettings:
             stage=StageSettings.from_env("GENERATION", 50064),
             openai_api_key=env_str("OPENAI_API_KEY", ""),
             openai_base_url=env_str("OPENAI_BASE_URL", ""),
-            openai_model=env_str("OPENAI_IMAGE_MODEL", "gpt-image-1"),
+            openai_model=env_str("OPENAI_IMAGE_MODEL", DEFAULT_IMAGE_MODEL),
             openai_timeout_s=env_float("OPENAI_TIMEOUT_SECONDS", 120.0, minimum=1.0),
             openai_max_retries=env_int("OPENAI_MAX_RETRIES", 3, minimum=0),
             providers=_providers(),

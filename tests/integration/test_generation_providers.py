@@ -476,6 +476,18 @@ def test_a_retry_after_that_is_not_a_number_is_ignored(fakes: Fakes) -> None:
     assert "nan" not in result.attempts[0].detail
 
 
+def test_an_exhausted_quota_fails_over_at_once_without_waiting(fakes: Fakes) -> None:
+    """OpenAI's 429 for an account out of credit (type and code insufficient_quota) is no rate
+    limit: retrying after a backoff only fails again."""
+    primary, backup = fakes
+    primary.default = Reply("error", 429, "insufficient_quota", message="You exceeded your current quota")
+    waits: list[float] = []
+    result = run(generator(primary, backup, waits=waits))
+    assert outcomes(result) == ["error", "ok"] and result.provider == "openai-backup"
+    assert waits == [] and len(primary.requests) == 1
+    assert result.attempts[0].detail == "HTTP 429 (insufficient_quota)"
+
+
 def test_an_image_far_from_the_shape_asked_for_is_malformed(fakes: Fakes) -> None:
     primary, backup = fakes
     primary.push(Reply(size="4000x300"))
@@ -565,3 +577,17 @@ def test_a_provider_that_stays_unready_fails_saying_it_is_not_serving(fakes: Fak
     with pytest.raises(Unavailable, match="serving now; retry later"):
         run(gen, deadline=time.monotonic() + gen.call_timeout_floor_s + 0.3)  # the wait within the call's time
     assert time.monotonic() - started < 5
+
+
+def test_a_reference_image_is_sent_in_its_own_proportions(fakes: Fakes) -> None:
+    """A 1:4 plank swatch for a landscape room stays 1:4 (it was stretched to the room's 3:2)."""
+    primary, _ = fakes
+    plank = textured_image(400, 1600)
+    task = ImageTask(
+        kind="generate", prompt="A room with these oak planks", width=1792, height=1024, references=(plank,)
+    )
+    run(generator(primary), task)
+    request = primary.requests[0]
+    assert request["path"] == "/v1/images/edits" and request["images"] == 1
+    assert request["fields"]["size"] == "1536x1024"  # type: ignore[index]
+    assert request["image_shapes"] == [(1536, 384)]  # (height, width): the long side the size's, the shape kept

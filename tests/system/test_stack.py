@@ -128,7 +128,7 @@ def test_refinement_edits_only_inside_the_mask(stack: Stack, openai_server: Fake
     assert "Step 4/5: refining the render" in [e.message for e in events]
     call = openai_server.requests[before]
     assert call["path"] == "/v1/images/edits" and call["has_mask"] and call["has_image"]
-    assert call["fields"]["model"] == "gpt-image-1"  # type: ignore[index]
+    assert call["fields"]["model"] == "gpt-image-2.5-sunburst"  # type: ignore[index]
     a, b = read_output(plain.result.outputs[0]).astype(int), read_output(refined.result.outputs[0]).astype(int)
     inside = cv2.erode(scene.floor_mask, np.ones((9, 9), np.uint8)) > 127
     outside = cv2.dilate(scene.floor_mask, np.ones((9, 9), np.uint8)) == 0

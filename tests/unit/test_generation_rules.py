@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 
@@ -203,6 +204,25 @@ def test_prices_come_from_the_table() -> None:
     assert prices.estimate("triton", "diffusion", task, "*") == Cost(0, 0.4)
 
 
+def test_a_reported_usage_is_priced_by_kind_at_the_published_rates() -> None:
+    """Input text, input image and output tokens each at their own rate, not the estimate's blend."""
+    png = base64.b64encode(cv2.imencode(".png", textured_image(8, 8))[1].tobytes()).decode()
+    usage = {
+        "input_tokens": 1010,
+        "input_tokens_details": {"text_tokens": 10, "image_tokens": 1000},
+        "output_tokens": 1056,
+        "total_tokens": 2066,
+    }
+    answer = parse_answer(json.dumps({"data": [{"b64_json": png}], "usage": usage}).encode())
+    assert answer.tokens == 2066 and answer.usage is not None
+    cost = PriceTable().priced("openai", "gpt-image-1", answer.usage, answer.tokens)
+    assert cost == Cost(2066, round(10 * 0.0005 + 1000 * 0.001 + 1056 * 0.004, 4))
+    # Per-image models are priced by the table; a usage without its details is no usage by kind.
+    assert PriceTable().priced("openai", "dall-e-3", answer.usage) is None
+    del usage["input_tokens_details"]
+    assert parse_answer(json.dumps({"data": [{"b64_json": png}], "usage": usage}).encode()).usage is None
+
+
 def test_an_images_answer_is_read_as_the_api_documents_it() -> None:
     body = {"data": [{"b64_json": "QUJD", "revised_prompt": "r"}], "usage": {"total_tokens": 1100}}
     assert parse_answer(json.dumps(body).encode()) == ImageAnswer(b64_json="QUJD", revised_prompt="r", tokens=1100)
@@ -242,3 +262,27 @@ def test_an_image_must_have_about_the_shape_asked_for() -> None:
 def test_a_cost_is_capped_part_by_part() -> None:
     assert Cost(10_000_000, 39576.0).at_most(Cost(10000, 20.0)) == Cost(10000, 20.0)
     assert Cost(1100, 4.4).at_most(Cost(10000, 20.0)) == Cost(1100, 4.4)
+
+
+def test_the_default_image_model_is_not_one_openai_shut_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gpt-image-1 (2026-10-23) and DALL-E 2 and 3 (2026-05-12) are refused by the API; the
+    installed SDK's reference lists them as shut down or retired."""
+    import re
+    from pathlib import Path
+
+    import openai
+
+    from services.generation.openai_images import OpenAIProvider
+    from services.generation.server import GenerationSettings
+
+    source = (Path(openai.__file__).parent / "types" / "image_generate_params.py").read_text()
+    gone = {
+        name
+        for line in source.splitlines()
+        if line.strip().startswith("- ") and re.search(r"was shut down|was retired", line)
+        for name in re.findall(r'"([a-z0-9.\-]+)"', line.split(":")[0])
+    }
+    assert {"gpt-image-1", "dall-e-2", "dall-e-3"} <= gone
+    monkeypatch.delenv("OPENAI_IMAGE_MODEL", raising=False)
+    assert GenerationSettings.from_env().openai_model not in gone
+    assert OpenAIProvider("sk-test").model not in gone
