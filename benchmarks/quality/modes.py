@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -106,7 +107,24 @@ def user_mask(scene: Scene) -> np.ndarray:
     return refine_edges(scene.photo, mask)
 
 
-def clicks(scene: Scene) -> tuple[tuple[float, float, float, float], np.ndarray, np.ndarray]:
+class Seen(Protocol):
+    """What the clicks are chosen from: the photo's size, the visible surface and what stands in
+    front of it (a Scene, or another benchmark's room)."""
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def visible(self) -> np.ndarray: ...
+
+    @property
+    def occluder(self) -> np.ndarray: ...
+
+
+def clicks(scene: Seen) -> tuple[tuple[float, float, float, float], np.ndarray, np.ndarray]:
     """What a user would click: a box around the visible surface, two points well inside it (lower
     left and lower right), one on the largest object in front of it."""
     scale = max(scene.width, scene.height) / 1024
