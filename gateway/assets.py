@@ -36,6 +36,18 @@ class AssetRefused(ValueError):
 
 # Uploads being written and recorded, their callers maybe gone (AssetStore.upload).
 _STORING: set[asyncio.Future[StoredAsset]] = set()
+# How long a stopping gateway waits for them (finish_storing) before it closes Redis.
+STORING_WAIT_S = 60.0
+
+
+async def finish_storing(timeout_s: float = STORING_WAIT_S) -> None:
+    """Waits for the uploads still being written and recorded: a gateway that stops closes Redis and
+    then its loop, which cancels what is left, while a write (a thread) lands anyway, with nothing
+    in the ledger naming its file (a drain hook, after the calls have ended)."""
+    pending = [store for store in _STORING if not store.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout_s)
+
 
 # An upload of an asset recorded already is written again when the asset would expire within this.
 REWRITE_WITHIN_MS = 10 * 60 * 1000

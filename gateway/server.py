@@ -16,7 +16,7 @@ from connectrpc.code import Code
 
 from gateway.admin import SERVICE_NAME as ADMIN_SERVICE
 from gateway.admin import AdminServicer
-from gateway.assets import AssetStore
+from gateway.assets import AssetStore, finish_storing
 from gateway.auth.api_keys import AuthenticationError, KeyStore
 from gateway.auth.interceptor import Authenticator, AuthInterceptor
 from gateway.auth.jwt_tokens import JwtVerifier
@@ -223,6 +223,8 @@ def create_server(settings: GatewaySettings) -> Gateway:
 
     edge.when_ready(start_background)
     edge.on_close.append(stop_background)
+    # Uploads whose callers the drain cancelled finish writing and recording while Redis is open.
+    edge.on_close.append(finish_storing)
 
     async def start_readers() -> None:
         subscriptions.start()
