@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +152,15 @@ class ModelOutputError(TritonError):
     size the contract fixes that differs, an empty one, or values that are not finite; or it
     failed while running on this input (Triton's INTERNAL: its backend raised). The model's
     fault, which asking again does not mend: the stage uses its classical path where it has one."""
+
+
+# An INTERNAL that is not about this input: the GPU out of memory under load (ONNX Runtime's arena,
+# a CUDA allocation, a batch of other requests too large together), or the connection reset on
+# its way (gRPC's RST_STREAM). Asked again, it is answered: it stays a TritonError (UNAVAILABLE,
+# retried), not the model's fault.
+_TRANSIENT = re.compile(
+    r"out of memory|failed to allocate|cuda failure|cudaErrorMemoryAllocation|\bOOM\b|RST_STREAM", re.IGNORECASE
+)
 
 
 def output_problem(spec: TensorSpec, array: np.ndarray) -> str | None:
@@ -353,7 +363,7 @@ class TritonModels:
                 INFERENCE_DURATION.record(time.monotonic() - started, {"model": contract.name, "outcome": "error"})
                 status = str(exc.status() or "").upper()
                 timed_out = "DEADLINE_EXCEEDED" in status or "deadline" in (exc.message() or "").lower()
-                if status.endswith("INTERNAL") and not timed_out:
+                if status.endswith("INTERNAL") and not timed_out and not _TRANSIENT.search(exc.message() or ""):
                     # Triton answered, and the model raised on this input (an ONNX Runtime error, a
                     # Python model's exception): as deterministic as a NaN answer. As UNAVAILABLE the
                     # job asked again until its deadline, then failed as the stage being away.

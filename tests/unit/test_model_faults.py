@@ -159,3 +159,31 @@ def test_a_depth_model_at_fault_is_not_the_callers_fault(raises: Exception | Non
     assert reply.code() == grpc.StatusCode.FAILED_PRECONDITION, reply.details()
     assert "depth model's answer was unusable" in (reply.details() or "")
     assert error_reason(reply) == "PIPELINE_ERROR"  # the deployment's fault: refunded
+
+
+# ONNX Runtime's answer when the GPU is short of memory under load (Triton's onnxruntime backend
+# answers INTERNAL): the same photo goes through once the load passes.
+OUT_OF_MEMORY = InferenceServerException(
+    msg="onnx runtime error 6: Non-zero status code returned while running Conv node. Name:'Conv_12' Status "
+    "Message: /workspace/onnxruntime/onnxruntime/core/framework/bfc_arena.cc:368 void* "
+    "onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*, bool, "
+    "onnxruntime::WaitNotificationFn) Failed to allocate memory for requested buffer of size 2830172160",
+    status="StatusCode.INTERNAL",
+)
+RESET = InferenceServerException(msg="Received RST_STREAM with error code 2", status="StatusCode.INTERNAL")
+
+
+@pytest.mark.parametrize("raises", [OUT_OF_MEMORY, RESET], ids=["out-of-memory", "reset"])
+def test_an_internal_that_is_not_about_the_input_is_retried(raises: Exception) -> None:
+    """A GPU out of memory (or a batch of other requests too large together) and a reset stream are
+    transient: as the model's fault, a surface named alone failed the job for good and hints were
+    used alone where the model would have answered a moment later."""
+    inputs = {"pixel_values": np.zeros((1, 3, 8, 8), np.float32)}
+    with pytest.raises(Exception) as raised:
+        asyncio.run(models(Client(raises=raises)).infer(DEPTH, inputs))
+    assert not isinstance(raised.value, ModelOutputError)
+    data, _ = photo()
+    request = seg_pb.SegmentRequest(width=320, height=240, photo=data, surface="floor")
+    reply = segment(models(Client(raises=raises, deployed=(SEGMENTATION.name,))), request)
+    assert isinstance(reply, grpc.aio.AioRpcError)
+    assert reply.code() == grpc.StatusCode.UNAVAILABLE, reply.details()
