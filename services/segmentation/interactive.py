@@ -479,7 +479,7 @@ def select_surface(
         away = _clicked_away(appearance, positives, negatives, superpixels, region)
     labels[region] = cv2.GC_PR_FGD
     selected = _cut(appearance, labels, positives, negatives, away)
-    selected = _with_bright_patches(appearance, selected)
+    selected = _with_bright_patches(appearance, selected, negatives)
     if inside_box is not None:
         selected &= inside_box.astype(np.uint8)
     return _full_size(photo_bgr, appearance, selected)
@@ -494,7 +494,7 @@ BRIGHT_BARS = 5
 BRIGHT_MARGIN, BRIGHT_RING = 2, 5  # working pixels: the ring measured around a patch
 
 
-def _with_bright_patches(appearance: Appearance, selected: np.ndarray) -> np.ndarray:
+def _with_bright_patches(appearance: Appearance, selected: np.ndarray, negatives: np.ndarray) -> np.ndarray:
     """The selection with the overexposed patches it surrounds: a sun patch so bright that it clips
     has no colour or texture of its own, so the cut leaves it out (its neutral white is not the
     surface's chroma) although the surface runs on all round it. A patch counts as surrounded where
@@ -525,6 +525,12 @@ def _with_bright_patches(appearance: Appearance, selected: np.ndarray) -> np.nda
     near = near[pad:-pad, pad:-pad]
     keep = np.flatnonzero((total > 0) & (chosen >= BRIGHT_ENCLOSED * np.maximum(total, 1)))
     keep = keep[keep > 0]
+    if len(negatives):
+        # A patch clicked off the surface (a ceiling lamp, a window in the wall) stays out of it.
+        sh, sw = selected.shape
+        xs = np.clip(np.round(negatives[:, 0] * appearance.scale).astype(int), 0, sw - 1)
+        ys = np.clip(np.round(negatives[:, 1] * appearance.scale).astype(int), 0, sh - 1)
+        keep = np.setdiff1d(keep, near[ys, xs].astype(np.int64))
     if not len(keep):
         return selected
     # The patch and the margin the cut left round it.

@@ -505,3 +505,17 @@ def test_an_overexposed_wall_beside_the_floor_is_not_taken_for_a_sun_patch() -> 
     photo[wall] = 255
     mask = select_surface(photo, None, np.array([[0.2, 0.85], [0.8, 0.85]]) * (width, height), np.zeros((0, 2)))
     assert (mask[wall] > 127).mean() < 0.05
+
+
+def test_an_overexposed_patch_clicked_off_the_surface_stays_out() -> None:
+    # A clipped lamp (or a window) in the middle of the wall the clicks select: it is enclosed by the
+    # selection as a sun patch is, but the user clicked it away (it was taken in all the same).
+    rng = np.random.default_rng(1)
+    photo = np.full((480, 640, 3), (150, 120, 100), np.uint8)
+    photo = np.clip(photo + rng.normal(0, 6, photo.shape), 0, 255).astype(np.uint8)
+    photo[360:] = (60, 110, 170)  # the floor below the wall
+    photo[140:240, 260:380] = 255  # the lamp
+    positives = np.array([[100.0, 100.0], [540.0, 300.0]])
+    mask = select_surface(photo, None, positives, np.array([[320.0, 190.0]]))
+    assert (mask[150:230, 270:370] > 127).mean() < 0.05  # before: 1.00
+    assert (mask[20:120, 20:200] > 127).mean() > 0.95
