@@ -22,6 +22,7 @@ from renderkit.planes import quad_plane
 from renderkit.scale import tiling_from_sizes
 from services.depth.plane import plane_homography
 from services.depth.server import lines_plane
+from services.depth.vanishing import texture_axis
 from services.segmentation.interactive import refine_edges, select_surface
 
 
@@ -78,11 +79,11 @@ def _lines(scene: Scene, mask: np.ndarray, exif: bool = True) -> Geometry | None
     repeats = (plane.meters_per_unit / sw, plane.meters_per_unit / sh)
     # The truth: the same convention (the texture's origin under the mask's centroid, u along the
     # surface's edge nearer the photo's horizontal) on the true plane, focal length and scale.
-    axis = max(scene.edge_axes, key=lambda a: abs(a[0]))
     ys, xs = np.nonzero(mask > 127)
     ray = np.array([xs.mean() - width / 2, ys.mean() - height / 2, scene.focal])
     normal = scene.normal * np.sign(scene.normal @ ray)
-    H_true, side = plane_homography(normal, scene.focal, width, height, mask, axis=axis * np.sign(axis[0]))
+    axis = texture_axis(*scene.edge_axes, normal, ray / scene.focal)
+    H_true, side = plane_homography(normal, scene.focal, width, height, mask, axis=axis)
     th, tw = scene.swatch.image.shape[:2]
     true_repeats = (side * scene.plane_distance_m / sw, side * scene.plane_distance_m / sh)
     to_texel = np.diag([tw * true_repeats[0], th * true_repeats[1], 1.0]) @ np.linalg.inv(H_true)

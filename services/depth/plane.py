@@ -68,16 +68,12 @@ def plane_homography(
     distance is known in metres).
 
     The square's u axis runs along `axis` (an in-plane direction, e.g. of the surface's lines), by
-    default along the camera's x axis projected onto the plane.
+    default along the plane's line that the photo shows horizontal through the mask's centroid,
+    pointing to the photo's right (the camera's x axis projected onto the plane turned a wall seen
+    at a grazing angle upside down or on its side: that projection points away from the camera).
     """
     K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64)
     n = normal / np.linalg.norm(normal)
-    e1 = (np.array([1.0, 0.0, 0.0]) if axis is None else np.asarray(axis, np.float64)) - n[0] * n
-    e1 = e1 - (e1 @ n) * n
-    if np.linalg.norm(e1) < 1e-6:
-        e1 = np.array([0.0, 1.0, 0.0]) - n[1] * n
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(n, e1)
     # The mask's centroid, and a sample of its pixels (every step-th in row-major order).
     # (cv2.threshold: cv2.compare takes the scalar for an array of one pixel and refuses a 1 x 1 mask)
     moments = cv2.moments(cv2.threshold(mask, 127, 255, cv2.THRESH_BINARY)[1], binaryImage=True)
@@ -86,6 +82,19 @@ def plane_homography(
         raise InputError("the plane does not cover the surface")
     centre = np.array([moments["m10"] / count, moments["m01"] / count, 1.0])
     ray = np.linalg.inv(K) @ centre
+    if axis is None:
+        # The photo's row through the centroid is the plane y = ray_y z through the camera: its
+        # line on the surface runs along n x (0, 1, -ray_y); turned to run rightwards in the photo.
+        e1 = np.cross(n, np.array([0.0, 1.0, -ray[1]]))
+        if e1[0] - ray[0] * e1[2] < 0:
+            e1 = -e1
+    else:
+        e1 = np.asarray(axis, np.float64)
+    e1 = e1 - (e1 @ n) * n
+    if np.linalg.norm(e1) < 1e-6:
+        e1 = np.array([0.0, 1.0, 0.0]) - n[1] * n
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(n, e1)
     origin = ray / (n @ ray)  # the plane n.X = 1 where the centre ray meets it
     G = K @ np.stack([e1, e2, origin], axis=1)
     ys, xs = imaging.mask_pixels(mask, step=count // _MAX_SAMPLES + 1 if count > _MAX_SAMPLES else 1)

@@ -793,10 +793,28 @@ def _plane(
         return None  # seen edge-on: the surface cannot be on it
     if normal @ ray < 0:
         normal = -normal
-    # The texture's u axis: whichever line direction runs closer to the photo's horizontal.
-    axis = d1 if abs(d1[0]) >= abs(d2[0]) else d2
+    return LinePlane(normal, texture_axis(d1, d2, normal, ray), focal, from_lines, 0.0, 0)
+
+
+def texture_axis(d1: np.ndarray, d2: np.ndarray, normal: np.ndarray, ray: np.ndarray) -> np.ndarray:
+    """The texture's u axis: whichever of the plane's two line directions (camera coordinates) runs
+    closer to the photo's horizontal where the surface is seen (at the mask's centroid, `ray`, of
+    z = 1), pointing to the photo's right there. Judged in the photo, not by the directions' camera
+    x: a wall seen at a grazing angle runs nearly along the optical axis, so with the camera rolled
+    a few degrees its verticals had the larger x and the material was laid on its side, and a wall
+    on the right of a corridor running away from the camera got u pointing left in the photo (its
+    x positive): the material upside down."""
+
+    def shown(d: np.ndarray) -> np.ndarray:  # where the direction runs in the photo at the centroid
+        return np.array([d[0] - ray[0] * d[2], d[1] - ray[1] * d[2]])
+
+    def flatness(d: np.ndarray) -> float:
+        s = shown(d)
+        return abs(float(s[0])) / max(float(np.linalg.norm(s)), 1e-12)
+
+    axis = d1 if flatness(d1) >= flatness(d2) else d2
     axis = axis - (axis @ normal) * normal
-    axis /= np.linalg.norm(axis)
-    if axis[0] < 0:
+    axis = axis / np.linalg.norm(axis)
+    if shown(axis)[0] < 0:
         axis = -axis
-    return LinePlane(normal, axis, focal, from_lines, 0.0, 0)
+    return np.asarray(axis)
