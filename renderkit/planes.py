@@ -15,6 +15,33 @@ from render.depth.v1 import depth_service_pb2 as pb
 from render.imaging.v1 import imaging_pb2
 from renderkit import homography
 
+# How far the rectangle's focal length may move when a corner moves by a click's error (a pixel of a
+# 1024 px photo) for the view to count as fixing it: a rectangle with one pair of edges (nearly)
+# parallel to the photo (a wall seen with the camera level, a floor seen square-on) leaves the focal
+# length to rounding (cv2's float32 homography) or to the clicks' sub-pixel error, which gave 312 px
+# for a 731 px lens (a plane 17° off), or medians of 5-11 % (tails of 50 %) in the rectangle's
+# aspect where the EXIF's value gave 1.5 %.
+_CORNER_ERROR = 1.0 / 1024
+_FOCAL_SPREAD = 0.04
+
+
+def _settled_by_corners(quad: np.ndarray, focal: float, width: int, height: int) -> bool:
+    """Whether the rectangle's focal length stays within _FOCAL_SPREAD of `focal` when any corner
+    moves by _CORNER_ERROR of the photo's longer side (at least a pixel) along either axis."""
+    step = max(1.0, _CORNER_ERROR * max(width, height))
+    for corner in range(4):
+        for axis in range(2):
+            for sign in (-1.0, 1.0):
+                moved = np.array(quad, np.float64)
+                moved[corner, axis] += sign * step
+                try:
+                    other = homography.focal_from_rectangle(homography.quad_homography(moved), width, height)
+                except homography.GeometryError:
+                    return False
+                if other is None or abs(other / focal - 1.0) > _FOCAL_SPREAD:
+                    return False
+    return True
+
 
 def quad_plane(
     quad: np.ndarray,
@@ -32,6 +59,8 @@ def quad_plane(
     far from any camera's for this photo (the gateway refuses those) overflows or underflows it."""
     H = homography.quad_homography(quad)
     found = homography.focal_from_rectangle(H, width, height)
+    if found is not None and not _settled_by_corners(quad, found, width, height):
+        found = None  # the view hardly fixes it: the EXIF's (or the assumed) value is the better guess
     focal = given_focal or found or exif_focal or homography.default_focal(width, height)
     aspect = homography.rectangle_aspect(H, focal, width, height)
     unit_width = homography.rectangle_width(H, focal, width, height)
