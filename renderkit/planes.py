@@ -43,6 +43,16 @@ def _settled_by_corners(quad: np.ndarray, focal: float, width: int, height: int)
     return True
 
 
+# The unit square's v reversed: (u, v) -> (u, 1 - v), which keeps the square on itself.
+_FLIP_V = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 1.0], [0.0, 0.0, 1.0]])
+
+
+def _anticlockwise(quad: np.ndarray) -> bool:
+    """Whether the corners go anticlockwise as seen on the photo (its y axis points down)."""
+    q = np.asarray(quad, np.float64)
+    return float(np.sum(q[:, 0] * np.roll(q[:, 1], -1) - np.roll(q[:, 0], -1) * q[:, 1])) < 0
+
+
 def quad_plane(
     quad: np.ndarray,
     width: int,
@@ -58,6 +68,11 @@ def quad_plane(
     Raises homography.GeometryError when the arithmetic cannot place the rectangle: a focal length
     far from any camera's for this photo (the gateway refuses those) overflows or underflows it."""
     H = homography.quad_homography(quad)
+    if _anticlockwise(quad):
+        # Corners given the other way round: the unit square's v runs from corner 3 towards 0, so
+        # that u still follows the first edge and the material is not mirrored (a camera sees a
+        # surface's face, never its back), and rotation_degrees turns it counter-clockwise as seen.
+        H = H @ _FLIP_V
     found = homography.focal_from_rectangle(H, width, height)
     if found is not None and not _settled_by_corners(quad, found, width, height):
         found = None  # the view hardly fixes it: the EXIF's (or the assumed) value is the better guess

@@ -48,3 +48,36 @@ def test_a_quad_seen_in_perspective_still_fixes_the_focal_length() -> None:
     plane = quad_plane(quad, W, H, exif_focal=F * 1.03)
     assert plane.focal_source == "rectangle"
     assert plane.focal_length_px == pytest.approx(F, rel=1e-3)
+
+
+def test_a_quad_given_anticlockwise_lays_the_material_unmirrored_along_its_first_edge() -> None:
+    """The same rectangle's corners given the other way round (0, 3, 2, 1): the material was
+    mirrored (a camera sees a surface's face, never its back) and rotation_degrees turned it
+    clockwise. u still follows the first edge; v runs from corner 3 towards 0."""
+    clockwise = np.array([[416.0, 533.0], [1184.0, 533.0], [1576.0, 1050.0], [24.0, 1050.0]])
+    anticlockwise = clockwise[[0, 3, 2, 1]]
+
+    def jacobian(plane: object) -> np.ndarray:
+        M = np.array(plane.homography.m).reshape(3, 3)  # type: ignore[attr-defined]
+        u, v = 0.5, 0.5
+        p = M @ np.array([u, v, 1.0])
+        du, dv = M @ np.array([1e-4, 0, 0]), M @ np.array([0, 1e-4, 0])
+        x = p[:2] / p[2]
+        return np.stack([((p + du)[:2] / (p + du)[2] - x), ((p + dv)[:2] / (p + dv)[2] - x)], axis=1) / 1e-4
+
+    for quad in (clockwise, anticlockwise):
+        plane = quad_plane(quad, 1600, 1200)
+        assert np.linalg.det(jacobian(plane)) > 0, quad  # not mirrored on the photo (its y axis down)
+        M = np.array(plane.homography.m).reshape(3, 3)
+
+        def at(u: float, v: float, M: np.ndarray = M) -> np.ndarray:
+            p = M @ np.array([u, v, 1.0])
+            return p[:2] / p[2]
+
+        # u follows the first edge: from corner 0 (the square's (0, 0), or (0, 1) when v is turned)
+        # to corner 1.
+        start = 0.0 if np.allclose(at(0, 0), quad[0], atol=1e-6) else 1.0
+        assert np.allclose(at(0, start), quad[0], atol=1e-6) and np.allclose(at(1, start), quad[1], atol=1e-6)
+    assert quad_plane(anticlockwise, 1600, 1200).aspect_ratio == pytest.approx(
+        1 / quad_plane(clockwise, 1600, 1200).aspect_ratio, rel=1e-6
+    )  # the same rectangle, its first edge the other side

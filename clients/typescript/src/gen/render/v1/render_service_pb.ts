@@ -166,7 +166,9 @@ export type SurfaceHints = Message<"render.v1.SurfaceHints"> & {
   /**
    * Four corners of a rectangle lying on the surface, in order around it. The
    * swatch's texture axes follow the first edge (corner 0 to 1) and the last edge
-   * (corner 0 to 3). A quad also outlines the surface unless a polygon or mask is given.
+   * (corner 0 to 3); with the corners given anticlockwise on the photo, v runs from corner 3
+   * towards 0 instead, so that the material is never mirrored. A quad also outlines the surface
+   * unless a polygon or mask is given.
    *
    * @generated from field: repeated render.v1.Point quad = 1;
    */
