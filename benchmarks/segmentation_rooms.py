@@ -131,6 +131,45 @@ def planks(colour: Vec, width: float = 0.16, length: float = 1.4, tone: float = 
     return albedo
 
 
+def carpet(colour: Vec, pile: float = 0.22, seed: int = 0) -> Albedo:
+    """A cut-pile carpet: tufts a few millimetres across, a faint cloud: its texture fades into a
+    plain colour with distance."""
+    base = np.array(colour, float)
+
+    def albedo(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        m = 1 + pile * 2 * _fbm(u, v, 0.008, seed, 2) + 0.04 * _fbm(u, v, 0.7, seed + 1)
+        return base[None, :] * m[:, None]
+
+    return albedo
+
+
+def speckled(colour: Vec, speckle: float = 0.16, seed: int = 0) -> Albedo:
+    """Fine concrete or terrazzo: millimetre speckle on a faint mottle."""
+    base = np.array(colour, float)
+
+    def albedo(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        grain = _hash(np.floor(u / 0.004), np.floor(v / 0.004), seed) - 0.5
+        m = 1 + speckle * 2 * grain + 0.05 * _fbm(u, v, 0.6, seed + 1)
+        return base[None, :] * m[:, None]
+
+    return albedo
+
+
+def with_strips(floor: Albedo, at: tuple[float, ...], width: float, colour: Vec) -> Albedo:
+    """A floor crossed (along x) by strips starting at depths `at` (door thresholds)."""
+    strip = np.array(colour, float)
+
+    def albedo(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        a = floor(u, v)
+        on = np.zeros(len(u), bool)
+        for y in at:
+            on |= (v > y) & (v < y + width)
+        a[on] = strip[None] * (1 + 0.05 * _fbm(u[on], v[on], 0.05, 11))[:, None]
+        return a
+
+    return albedo
+
+
 def rug(field: Vec, motif: Vec, border: Vec, rect: tuple[float, float, float, float], seed: int = 0) -> Albedo:
     """A rug's pattern in the rug's own coordinates: a border band, a lattice of diamonds."""
     f, m, b = (np.array(c, float) for c in (field, motif, border))
@@ -191,6 +230,11 @@ class Spec:
     gloss: float = 0.0
     skirting: float = 0.08  # metres of white skirting board
     seed: int = 0
+    wall_albedo: Albedo | None = None  # (u along the wall, height) -> linear RGB, instead of `wall`'s paint
+    # A straight light edge across the floor (a shadow's or a sun patch's): the floor's light is
+    # multiplied by `gain` where a x + b y > c, ramping over `soft` metres: (a, b, c, gain, soft).
+    floor_light: tuple[float, float, float, float, float] | None = None
+    supersample: int = 2  # rays per pixel along each axis (fine textures need more)
 
 
 def _ray_box(o: np.ndarray, d: np.ndarray, lo: Vec, hi: Vec) -> tuple[np.ndarray, np.ndarray]:
@@ -307,6 +351,8 @@ def _albedo(spec: Spec, p: np.ndarray, kind: np.ndarray) -> np.ndarray:
         z = p[walls, 2]
         m = 1 + 0.05 * _fbm(u, z, 0.5, spec.seed + 40) + 0.02 * _fbm(u, z, 0.01, spec.seed + 41, 2)
         a = np.array(spec.wall, float)[None] * m[:, None]
+        if spec.wall_albedo is not None:
+            a = spec.wall_albedo(u, z)
         skirt = z < spec.skirting
         a[skirt] = np.array([0.8, 0.8, 0.78]) * (1 + 0.02 * _fbm(u[skirt], z[skirt], 0.05, 3))[:, None]
         out[walls] = a
@@ -371,6 +417,10 @@ def _irradiance(spec: Spec, p: np.ndarray, normal: np.ndarray, kind: np.ndarray)
         ao[fl] *= 1 - 0.45 * np.exp(-np.hypot(dx, dy) / 0.07)
     wl = (kind >= 1) & (kind <= 4)
     ao[wl] *= 1 - 0.25 * np.exp(-pz[wl] / 0.1)
+    if spec.floor_light is not None:
+        a, b, c, gain, soft = spec.floor_light
+        ramp = np.clip((a * fx + b * fy - c) / max(soft, 1e-6) + 0.5, 0, 1)
+        ao[fl] *= 1 + (gain - 1) * ramp
     return e * ao[:, None]
 
 
@@ -422,9 +472,10 @@ class Room:
 CHUNK = 400_000  # rays at a time
 
 
-def build(spec: Spec, supersample: int = 2, scale: float = 1.0) -> Room:
+def build(spec: Spec, supersample: int = 0, scale: float = 1.0) -> Room:
     """The room rendered at `scale` times its size (supersampled), developed as a camera would."""
     width, height = max(8, round(spec.size[0] * scale)), max(8, round(spec.size[1] * scale))
+    supersample = supersample or spec.supersample
     sw, sh = width * supersample, height * supersample
     d, focal, project = _camera(spec, sw, sh)
     o = np.array(spec.camera, float)[None]
@@ -577,6 +628,81 @@ SPECS = (
          lamp=(-1.5, 4.5, 1.7, 0.25), sun_strength=1.5, seed=10),
 )  # fmt: skip
 
+# Floors on which a cut across the selection, above the clicks, is easily wrong: fine textures whose
+# far half is plain at the photo's size, straight light edges, a runner, thresholds, no wall at all,
+# walls tiled like the floor, a rolled camera (where the junction is slanted).
+RUNNER = (-2.2, 2.7, 2.2, 3.3)
+HARD_SPECS = (
+    Spec("carpet, walls of its colour, no skirting", (1024, 768), carpet((0.42, 0.38, 0.34), seed=21),
+         wall=(0.45, 0.41, 0.36), camera=(0.2, 0.3, 1.5), pitch=26, yaw=-5, skirting=0.0,
+         boxes=_sofa(-1.6, 4.4, 2.0, 0.9, (0.3, 0.32, 0.36)), supersample=4, seed=21),
+    Spec("fine concrete, walls of its colour, portrait", (768, 1024), speckled((0.40, 0.39, 0.37), seed=22),
+         wall=(0.43, 0.42, 0.40), camera=(0.0, 0.3, 1.6), pitch=30, yaw=6, fov=60, skirting=0.0,
+         boxes=(Box((1.0, 4.2, 0.0), (2.2, 4.8, 0.8), (0.25, 0.22, 0.2), "cabinet"),),
+         sun_strength=3.0, supersample=4, seed=22),
+    Spec("small mosaic, cream walls", (1024, 768),
+         tiles((0.62, 0.60, 0.55), (0.5, 0.5, 0.48), 0.025, joint=0.0015, tint=0.12, wear=0.05, seed=23),
+         wall=(0.64, 0.61, 0.55), camera=(-0.2, 0.3, 1.5), pitch=27, yaw=4, skirting=0.0,
+         boxes=(*_table(0.3, 3.0, 1.2, 0.7, (0.35, 0.25, 0.15)),), supersample=4, seed=23),
+    Spec("plain floor, a building's straight shadow across it", (1024, 768), plain((0.46, 0.42, 0.36), 0.06, 24),
+         wall=(0.49, 0.45, 0.38), camera=(0.3, 0.3, 1.5), pitch=25, yaw=-4, skirting=0.0,
+         boxes=(Box((1.3, 4.6, 0.0), (2.3, 5.1, 0.9), (0.3, 0.22, 0.15), "cabinet"),),
+         floor_light=(0.1, 1.0, 3.0, 0.45, 0.04), seed=24),
+    Spec("worn tiles, the edge of a sun patch across them", (1024, 768),
+         tiles((0.55, 0.47, 0.36), (0.46, 0.41, 0.34), 0.4, seed=25), wall=(0.57, 0.49, 0.38),
+         camera=(0.0, 0.3, 1.5), pitch=26, yaw=3, skirting=0.0,
+         boxes=_sofa(-2.2, 4.5, 1.8, 0.9, (0.3, 0.35, 0.4)),
+         floor_light=(0.0, -1.0, -2.6, 2.3, 0.03), seed=25),
+    Spec("planks, a runner across the width (runner excluded)", (1024, 768), planks((0.42, 0.29, 0.16), seed=26),
+         wall=(0.80, 0.78, 0.74), camera=(0.0, 0.3, 1.5), pitch=27, yaw=-3,
+         boxes=(Box((1.2, 4.6, 0.0), (2.3, 5.2, 1.0), (0.5, 0.5, 0.48), "cabinet"),),
+         rug=RUNNER, rug_albedo=_rug_of(RUNNER, (0.18, 0.22, 0.35), (0.7, 0.6, 0.4), (0.5, 0.15, 0.1), 26), seed=26),
+    Spec("hallway, skirting boards, door thresholds", (768, 1024),
+         with_strips(planks((0.45, 0.32, 0.19), seed=27), (2.4, 4.9), 0.09, (0.62, 0.58, 0.5)),
+         wall=(0.75, 0.72, 0.66), room=(1.8, 9.0, 2.5), camera=(0.0, -0.2, 1.6), pitch=22, yaw=2, fov=60,
+         skirting=0.12, window=(5.5, 6.5, 0.9, 2.1), sun=(0.6, 0.1, -0.5), seed=27),
+    Spec("top-down on planks, no wall in the frame", (1024, 768), planks((0.47, 0.33, 0.2), seed=28),
+         wall=(0.7, 0.68, 0.64), camera=(0.0, 1.5, 1.5), pitch=80, yaw=0,
+         boxes=(Box((0.35, 2.3, 0.0), (1.2, 2.9, 0.45), (0.3, 0.3, 0.32), "ottoman"),), seed=28),
+    Spec("top-down on worn tiles, no wall in the frame, portrait", (768, 1024),
+         tiles((0.58, 0.52, 0.44), (0.45, 0.42, 0.38), 0.3, seed=29), wall=(0.7, 0.68, 0.64),
+         camera=(0.0, 1.5, 1.5), pitch=72, yaw=0, fov=60, seed=29),
+    Spec("tiled floor, walls tiled alike", (1024, 768), tiles((0.7, 0.7, 0.68), (0.5, 0.5, 0.5), 0.3, seed=30),
+         wall=(0.7, 0.7, 0.68), wall_albedo=tiles((0.7, 0.7, 0.68), (0.5, 0.5, 0.5), 0.3, seed=31),
+         room=(3.0, 4.0, 2.5), camera=(0.2, -0.2, 1.5), pitch=28, yaw=-4, skirting=0.0,
+         window=(1.0, 2.4, 1.0, 2.0), seed=30),
+    Spec("plain floor, walls of its colour, camera rolled 12 degrees", (1024, 768),
+         plain((0.48, 0.40, 0.31), 0.07, 32), wall=(0.52, 0.44, 0.34), camera=(0.2, 0.3, 1.5), pitch=25, yaw=-6,
+         roll=12.0, skirting=0.0, boxes=_sofa(0.4, 4.4, 1.8, 0.9, (0.28, 0.3, 0.36)), seed=32),
+    Spec("worn tiles, cream walls, camera rolled -14 degrees, portrait", (768, 1024),
+         tiles((0.56, 0.47, 0.36), (0.46, 0.41, 0.34), 0.45, seed=33), wall=(0.6, 0.51, 0.39),
+         camera=(0.0, 0.3, 1.6), pitch=30, yaw=5, fov=62, roll=-14.0,
+         boxes=(Box((-2.3, 3.8, 0.0), (-1.4, 4.4, 0.85), (0.3, 0.2, 0.12), "cabinet"),), seed=33),
+    Spec("carpet, a building's straight shadow across it, white walls", (1024, 768),
+         carpet((0.36, 0.34, 0.38), seed=34), wall=(0.78, 0.77, 0.74), camera=(-0.2, 0.3, 1.5), pitch=24, yaw=4,
+         boxes=(Box((-2.3, 4.4, 0.0), (-1.2, 5.0, 0.9), (0.3, 0.22, 0.15), "cabinet"),),
+         floor_light=(-0.15, 1.0, 2.8, 0.4, 0.04), supersample=4, seed=34),
+    Spec("carpet, a runner across the width (runner excluded), white walls", (1024, 768),
+         carpet((0.42, 0.36, 0.3), seed=35), wall=(0.8, 0.79, 0.76), camera=(0.1, 0.3, 1.5), pitch=25, yaw=-3,
+         rug=RUNNER, rug_albedo=_rug_of(RUNNER, (0.5, 0.14, 0.1), (0.75, 0.62, 0.40), (0.12, 0.14, 0.30), 35),
+         supersample=4, seed=35),
+    Spec("carpeted hallway, door thresholds, skirting boards, portrait", (768, 1024),
+         with_strips(carpet((0.3, 0.33, 0.36), seed=36), (2.2, 4.6), 0.1, (0.55, 0.42, 0.26)),
+         wall=(0.78, 0.76, 0.72), room=(1.8, 9.0, 2.5), camera=(0.1, -0.2, 1.6), pitch=24, yaw=-2, fov=58,
+         skirting=0.12, window=(5.5, 6.5, 0.9, 2.1), sun=(0.6, 0.1, -0.5), supersample=4, seed=36),
+    Spec("carpet, its far half in sun, white walls", (1024, 768), carpet((0.40, 0.37, 0.33), seed=37),
+         wall=(0.8, 0.79, 0.76), camera=(0.0, 0.3, 1.5), pitch=25, yaw=5, sun_strength=0.0,
+         boxes=_sofa(0.6, 4.6, 1.8, 0.9, (0.3, 0.32, 0.38)), floor_light=(0.1, 1.0, 2.9, 2.2, 0.03),
+         supersample=4, seed=37),
+    Spec("carpet, a thin strip of its lightness across it, white walls", (1024, 768),
+         with_strips(carpet((0.40, 0.37, 0.33), seed=38), (3.0,), 0.05, (0.47, 0.36, 0.24)),
+         wall=(0.8, 0.79, 0.76), camera=(0.0, 0.3, 1.5), pitch=25, yaw=-5,
+         boxes=(Box((1.3, 4.6, 0.0), (2.3, 5.2, 0.9), (0.3, 0.22, 0.15), "cabinet"),), supersample=4, seed=38),
+)  # fmt: skip
+
+
+ALL_SPECS = SPECS + HARD_SPECS
+
 
 # ---------------------------------------------------------------- scoring
 
@@ -590,7 +716,13 @@ def score_rooms(rooms: Sequence[Room], segment: Callable[..., np.ndarray] = sele
         for mode in MODES:
             start = time.process_time()
             mask = segment(
-                room.photo, box if mode == "box + points" else None, positives, negatives, focal_px=room.focal
+                room.photo,
+                box if mode == "box + points" else None,
+                positives,
+                negatives,
+                focal_px=room.focal,
+                # Clicks alone name the surface as modes.points_only does; a box's path does not use it.
+                **({"surface": room.surface} if mode == "points only" else {}),
             )
             seconds = time.process_time() - start
             results.append(MaskScore(room.name, mode, mask_iou(mask, room.visible), seconds))
@@ -618,22 +750,29 @@ def _one_thread() -> None:
 
 
 def _render_and_score(index: int, scale: float) -> list[MaskScore]:
-    return score_rooms([build(SPECS[index], scale=scale)])
+    return score_rooms([build(ALL_SPECS[index], scale=scale)])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rooms", default="", help="comma-separated room numbers (all when empty)")
+    parser.add_argument("--set", default="all", choices=("rooms", "hard", "all"),
+                        help="the rooms, the hard floors (HARD_SPECS, numbered after the rooms), or both")  # fmt: skip
     parser.add_argument("--scale", type=float, default=1.0, help="room size factor (1: 1024 x 768)")
     parser.add_argument("--jobs", type=int, default=2, help="rooms rendered and scored at once, one core each")
     args = parser.parse_args(argv)
-    chosen = [int(i) for i in args.rooms.split(",")] if args.rooms else list(range(len(SPECS)))
+    every = {"rooms": range(len(SPECS)), "hard": range(len(SPECS), len(ALL_SPECS)), "all": range(len(ALL_SPECS))}
+    chosen = [int(i) for i in args.rooms.split(",")] if args.rooms else list(every[args.set])
     started = time.perf_counter()
     # Each room is rendered and scored in a process of its own (a room takes 3-7 s to render); the
     # seconds reported are each mask's CPU time in its process.
     with ProcessPoolExecutor(max(1, args.jobs), initializer=_one_thread) as pool:
         scores = [s for room in pool.map(_render_and_score, chosen, [args.scale] * len(chosen)) for s in room]
-    report(scores)
+    for title, part in (("rooms", SPECS), ("hard floors", HARD_SPECS)):
+        names = {spec.name for spec in part}
+        if any(s.scene in names for s in scores):
+            print(f"-- {title}")
+            report([s for s in scores if s.scene in names])
     print(f"{len(chosen)} rooms rendered and scored in {time.perf_counter() - started:.0f} s")
 
 

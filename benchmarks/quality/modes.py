@@ -160,10 +160,13 @@ def mask_without_focal(scene: Scene) -> Geometry | None:
 
 
 def points_only(scene: Scene) -> Geometry | None:
-    """The clicks alone, the photo's EXIF focal length at hand as the segmentation stage reads it."""
+    """The clicks alone, the photo's EXIF focal length at hand as the segmentation stage reads it,
+    and the surface named."""
     _, positives, negatives = clicks(scene)
     try:
-        mask = select_surface(scene.photo, None, positives, negatives, focal_px=scene.exif_focal)
+        mask = select_surface(
+            scene.photo, None, positives, negatives, focal_px=scene.exif_focal, surface=scene.spec.surface
+        )
     except ValueError:
         return None
     return _lines(scene, mask)

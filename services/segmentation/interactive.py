@@ -410,13 +410,15 @@ def select_surface(
     negatives: np.ndarray,
     prior: np.ndarray | None = None,
     focal_px: float = 0.0,
+    surface: str = "",
 ) -> np.ndarray:
     """The surface selected by a box and/or clicks, as a soft uint8 mask at the photo's size.
 
     prior (any resolution, 0..1) is a segmentation model's probability of the surface: it seeds
     the probable labels (instead of the clicks' random walk), and the clicks and the box override
     it where they disagree. focal_px (the photo's EXIF focal length, 0 when unknown) helps find the
-    plane that clicks alone are refined on.
+    plane that clicks alone are refined on. surface ("floor", "ceiling", ...; empty when not named)
+    lets clicks alone keep a floor below its junction with the walls (a ceiling above it).
     """
     height, width = photo_bgr.shape[:2]
     if min(width, height) * min(1.0, WORK_SIDE / max(width, height)) < MIN_WORK_SIDE:
@@ -480,6 +482,8 @@ def select_surface(
     labels[region] = cv2.GC_PR_FGD
     selected = _cut(appearance, labels, positives, negatives, away)
     selected = _with_bright_patches(appearance, selected, negatives)
+    if surface in ("floor", "ceiling"):
+        selected = _junction_side(appearance, selected, positives, ceiling=surface == "ceiling")
     if inside_box is not None:
         selected &= inside_box.astype(np.uint8)
     return _full_size(photo_bgr, appearance, selected)
@@ -537,6 +541,156 @@ def _with_bright_patches(appearance: Appearance, selected: np.ndarray, negatives
     return (selected | np.isin(near.astype(np.int64), keep)).astype(np.uint8)
 
 
+# The floor's junction with the walls, searched for above the clicks (working pixels, log units).
+JUNCTION_BAND = 3  # rows either side of a row whose means are compared
+JUNCTION_CAP = 0.08  # a step counts at most this much: a sun patch's edge no more than the junction's
+JUNCTION_SLOPE = 3  # rows the junction may climb or fall from one column to the next
+JUNCTION_BEND = 0.004  # the cost of each row it does
+JUNCTION_ABOVE = 0.05  # of the height: how far above the highest click it lies at least
+# What the junction cuts off must be far smoother than what it keeps (mean texture energy): a plain
+# wall above a floor with joints, grain, mottle or a sun patch's edges. The walls taken with the
+# floor measured 0.30-0.68 of it; the paths along a patterned floor's joints or seams, below a
+# junction the selection already kept to, 0.815-0.97 (benchmarks.segmentation_rooms' rooms and hard
+# floors, make quality).
+JUNCTION_SMOOTHER = 0.75
+# ... and about as light as the floor just below the path (log units; the medians of the selected
+# pixels JUNCTION_SIDE rows either side of the path, JUNCTION_GAP rows off it, per column, then the
+# median over columns): a wall the walk takes for the floor has the floor's colour and light, while
+# a straight light edge across a floor (a shadow's, a sun patch's: 0.75-0.81) or a threshold strip
+# (0.32) steps. Walls taken with the floor measured 0.11 at most; paths along joints or seams on a
+# top-down floor or far tiles 0.15-0.20 (their texture ratio refuses them as well).
+JUNCTION_LIGHTER = 0.15
+JUNCTION_SIDE, JUNCTION_GAP = 10, 3
+# The step must be measured across the path on at least this share of the columns (selected pixels
+# on both sides): a path along a runner that the selection leaves out separates nothing.
+JUNCTION_MEASURED = 0.1
+# What it cuts off must reach the top of the frame (a ceiling's: the bottom) over at least this share
+# of the columns: walls rise through the horizon, and a photo of a floor has its horizon near or
+# above its top. Walls taken with the floor reached it on 0.88-1.0 of the columns; the part of a
+# floor beyond a strip, a shadow's edge or a seam, below walls the selection left out, on none
+# (a top-down floor 0.41-0.69, make quality's floors at most 0.78).
+JUNCTION_REACHES = 0.8
+JUNCTION_TOP_ROWS = 3
+
+
+def _junction_side(appearance: Appearance, selected: np.ndarray, positives: np.ndarray, ceiling: bool) -> np.ndarray:
+    """The selection kept below the floor's junction with the walls (above a ceiling's): a wall of
+    the floor's colour and light is no different in chroma or texture, and the walk and the cut
+    take it in. The junction is the path across all columns, above the clicks, along which the
+    photo changes most (dynamic programming over rows per column): a step in log lightness or
+    chroma between the rows above and below (a joint or seam, thinner than the median filter,
+    is no step; steps are capped, and none counts beside overexposed pixels). Many straight edges
+    across a floor are as strong (a shadow's, a strip's, a runner's, a row of tiles' or planks'), so
+    the part above the path is cut off only where it looks like walls rising from the floor: it
+    reaches the top of the frame, it is far smoother than the part kept, and it is about as light
+    just above the path as the floor just below it. (Geometry alone and the path's distinctiveness
+    measured no better: junctions and those edges are all straight, and capped steps make many
+    paths about equally strong.)"""
+    if not len(positives) or not selected.any():
+        return selected
+    lightness, chroma, clipped = appearance.lightness, appearance.chroma, appearance.clipped
+    texture = appearance.texture[..., 0]
+    mask = selected
+    clicked_rows = positives[:, 1] * appearance.scale
+    if ceiling:  # a ceiling is a floor upside down
+        lightness, chroma, clipped, texture, mask = (a[::-1] for a in (lightness, chroma, clipped, texture, mask))
+        clicked_rows = lightness.shape[0] - 1 - clicked_rows
+    sh, sw = lightness.shape
+    # Chroma weighs three times lightness: a wall of the floor's colour differs by about 0.01 in
+    # chroma and 0.03 in log lightness at the junction.
+    features = [lightness, 3 * chroma[..., 0], 3 * chroma[..., 1]]
+    smooth = np.dstack([cv2.medianBlur(np.ascontiguousarray(f, dtype=np.float32), 5) for f in features])
+    smooth = cv2.blur(cv2.GaussianBlur(smooth, (0, 0), 1.0), (5, JUNCTION_BAND))
+    band, centre = JUNCTION_BAND, JUNCTION_BAND // 2
+    step = np.zeros((sh, sw), np.float32)
+    if sh > 2 * band:
+        # Row y: the mean of rows y+1..y+band against that of rows y-band..y-1.
+        below = smooth[band + centre + 1 : sh - band + centre + 1]
+        above = smooth[band - centre - 1 : sh - band - centre - 1]
+        step[band : sh - band] = np.abs(below - above).sum(axis=2)
+    edge = np.minimum(step, np.float32(JUNCTION_CAP))
+    edge[cv2.dilate(clipped.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0] = 0
+    edge[int(max(1, clicked_rows.min() - JUNCTION_ABOVE * sh)) :] = -1.0  # never at or below the clicks
+    path = _strongest_path(edge)
+    rows = np.arange(sh)[:, None]
+    beyond = rows < path[None, :] - 1
+    removed, kept = (mask > 0) & beyond, (mask > 0) & ~beyond
+    if not removed.any() or not kept.any():
+        return selected
+    if removed[:JUNCTION_TOP_ROWS].any(axis=0).mean() < JUNCTION_REACHES:
+        return selected
+    if texture[removed].mean() > JUNCTION_SMOOTHER * texture[kept].mean():
+        return selected
+    lighter = _step_across(lightness, mask > 0, path)
+    if lighter is None or abs(lighter) > JUNCTION_LIGHTER:
+        return selected
+    out = np.where(beyond, 0, mask).astype(np.uint8)
+    if ceiling:
+        out = np.ascontiguousarray(out[::-1])
+    return _clicked_parts(appearance, out, positives)
+
+
+def _step_across(lightness: np.ndarray, selected: np.ndarray, path: np.ndarray) -> float | None:
+    """The median over columns of how much lighter the selected pixels just above the path are
+    than those just below it (per column, the medians of JUNCTION_SIDE rows JUNCTION_GAP rows off
+    the path, where at least 4 of each side are selected); None when fewer than JUNCTION_MEASURED
+    of the columns have both sides."""
+    height, width = lightness.shape
+    offsets = np.arange(JUNCTION_GAP, JUNCTION_GAP + JUNCTION_SIDE)
+    cols = np.arange(width)[None, :]
+    sides = []
+    for rows in (path[None, :] - 1 - offsets[:, None], path[None, :] + offsets[:, None]):
+        inside = (rows >= 0) & (rows < height)
+        rows = np.clip(rows, 0, height - 1)
+        ok = inside & selected[rows, cols]
+        values = np.where(ok, lightness[rows, cols], np.nan)
+        sides.append((values, ok.sum(axis=0)))
+    (above, n_above), (below, n_below) = sides
+    measured = (n_above >= 4) & (n_below >= 4)
+    if measured.sum() < max(1, JUNCTION_MEASURED * width):
+        return None
+    return float(np.median(np.nanmedian(above[:, measured], axis=0) - np.nanmedian(below[:, measured], axis=0)))
+
+
+def _strongest_path(edge: np.ndarray) -> np.ndarray:
+    """The row per column of the path across all columns with the greatest sum of `edge`, moving at
+    most JUNCTION_SLOPE rows between columns at JUNCTION_BEND a row."""
+    height, width = edge.shape
+    rows = np.arange(height)
+    score = edge[:, 0].astype(np.float64)
+    came_from = np.zeros((height, width), np.int32)
+    for x in range(1, width):
+        best = np.full(height, -np.inf)
+        source = rows.copy()
+        for move in range(-JUNCTION_SLOPE, JUNCTION_SLOPE + 1):
+            origin = rows - move
+            valid = (origin >= 0) & (origin < height)
+            candidate = np.full(height, -np.inf)
+            candidate[valid] = score[origin[valid]] - JUNCTION_BEND * abs(move)
+            better = candidate > best
+            best[better], source[better] = candidate[better], origin[better]
+        score = best + edge[:, x]
+        came_from[:, x] = source
+    path = np.zeros(width, np.int64)
+    path[-1] = int(np.argmax(score))
+    for x in range(width - 1, 0, -1):
+        path[x - 1] = came_from[path[x], x]
+    return path
+
+
+def _clicked_parts(appearance: Appearance, selected: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """Only the parts of a selection (uint8, working size) the positive clicks are on; parts a few
+    pixels apart count as one (a checkerboard's squares meet only at corners)."""
+    sw, sh = appearance.size
+    _, components = cv2.connectedComponents(cv2.dilate(selected, np.ones((BRIDGE, BRIDGE), np.uint8)))
+    xs = np.clip(np.round(positives[:, 0] * appearance.scale).astype(int), 0, sw - 1)
+    ys = np.clip(np.round(positives[:, 1] * appearance.scale).astype(int), 0, sh - 1)
+    keep = set(components[ys, xs].tolist()) - {0}
+    if keep:
+        selected &= np.isin(components, list(keep)).astype(np.uint8)
+    return selected
+
+
 def _clicked_away(
     appearance: Appearance,
     positives: np.ndarray,
@@ -585,13 +739,7 @@ def _cut(
         selected &= ~away
     if len(positives):
         # Keep only the regions the clicks are on: look-alike patches elsewhere are not the surface.
-        # Parts a few pixels apart count as one (a checkerboard's squares meet only at corners).
-        _, components = cv2.connectedComponents(cv2.dilate(selected, np.ones((BRIDGE, BRIDGE), np.uint8)))
-        xs = np.clip(np.round(positives[:, 0] * scale).astype(int), 0, sw - 1)
-        ys = np.clip(np.round(positives[:, 1] * scale).astype(int), 0, sh - 1)
-        keep = set(components[ys, xs].tolist()) - {0}
-        if keep:
-            selected &= np.isin(components, list(keep)).astype(np.uint8)
+        selected = _clicked_parts(appearance, selected, positives)
     return selected
 
 

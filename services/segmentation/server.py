@@ -195,7 +195,8 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                 alone = probability is None and len(request.positive_points) > 0
                 focal = imaging.probe(request.photo).focal_length_px if alone else 0.0
                 positives, negatives = points(request.positive_points), points(request.negative_points)
-                return select_surface(photo, box, positives, negatives, probability, focal)
+                # The surface's name lets clicks alone keep a floor below its junction with the walls.
+                return select_surface(photo, box, positives, negatives, probability, focal, request.surface)
 
             try:
                 mask = await asyncio.to_thread(select, photo)
