@@ -417,8 +417,8 @@ def select_surface(
     prior (any resolution, 0..1) is a segmentation model's probability of the surface: it seeds
     the probable labels (instead of the clicks' random walk), and the clicks and the box override
     it where they disagree. focal_px (the photo's EXIF focal length, 0 when unknown) helps find the
-    plane that clicks alone are refined on. surface ("floor", "ceiling", ...; empty when not named)
-    lets clicks alone keep a floor below its junction with the walls (a ceiling above it).
+    plane that clicks alone are refined on. surface ("floor", "wall", ...; empty when not named)
+    lets clicks alone keep a floor below its junction with the walls.
     """
     height, width = photo_bgr.shape[:2]
     if min(width, height) * min(1.0, WORK_SIDE / max(width, height)) < MIN_WORK_SIDE:
@@ -482,8 +482,8 @@ def select_surface(
     labels[region] = cv2.GC_PR_FGD
     selected = _cut(appearance, labels, positives, negatives, away)
     selected = _with_bright_patches(appearance, selected, negatives)
-    if surface in ("floor", "ceiling"):
-        selected = _junction_side(appearance, selected, positives, ceiling=surface == "ceiling")
+    if surface == "floor":  # (ceilings: measured on no scene yet, so not cut)
+        selected = _junction_side(appearance, selected, positives, ceiling=False)
     if inside_box is not None:
         selected &= inside_box.astype(np.uint8)
     return _full_size(photo_bgr, appearance, selected)
