@@ -62,8 +62,9 @@ def _heif_as_jpeg(data: bytes, max_pixels: int) -> bytes:
 # Bumped when the plane's estimation changes what it returns for the same inputs (2: the EXIF's
 # focal length is used; 3: an EXIF value the lines cannot judge, or an exact one, kept as given, and
 # the lines placed on the photo's edges; 4: the texture's u axis runs along the photo's horizontal
-# where the surface is seen, rightwards), so planes cached by an earlier version are not reused.
-PLANE_REVISION = "4"
+# where the surface is seen, rightwards; 5: the depth model's u axis the camera's x projected onto
+# the plane again, turned rightwards), so planes cached by an earlier version are not reused.
+PLANE_REVISION = "5"
 
 
 def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, version: str, tenant: str) -> str:

@@ -60,6 +60,11 @@ def fit_affine_disparity(disparity: np.ndarray, mask: np.ndarray, seed: int = 0)
     return coeffs, float(inliers.mean()), r2
 
 
+# Below this |x projected onto the plane| (a plane within ~17 degrees of facing the camera's x
+# axis), the projection is left to rounding and roll: the plane's line in the camera's level plane.
+_ALONG_THE_VIEW = 0.3
+
+
 def plane_homography(
     normal: np.ndarray, focal: float, width: int, height: int, mask: np.ndarray, axis: np.ndarray | None = None
 ) -> tuple[np.ndarray, float]:
@@ -68,9 +73,10 @@ def plane_homography(
     distance is known in metres).
 
     The square's u axis runs along `axis` (an in-plane direction, e.g. of the surface's lines), by
-    default along the plane's line that the photo shows horizontal through the mask's centroid,
-    pointing to the photo's right (the camera's x axis projected onto the plane turned a wall seen
-    at a grazing angle upside down or on its side: that projection points away from the camera).
+    default along the camera's x axis projected onto the plane (a wall's horizontal when the camera
+    is not rolled), or for a plane seen nearly along x (a wall along the view) its line in the
+    camera's level plane, pointing to the photo's right where the mask's centroid is (the
+    projection alone pointed away from the camera on a wall seen at a grazing angle: upside down).
     """
     K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64)
     n = normal / np.linalg.norm(normal)
@@ -83,9 +89,14 @@ def plane_homography(
     centre = np.array([moments["m10"] / count, moments["m01"] / count, 1.0])
     ray = np.linalg.inv(K) @ centre
     if axis is None:
-        # The photo's row through the centroid is the plane y = ray_y z through the camera: its
-        # line on the surface runs along n x (0, 1, -ray_y); turned to run rightwards in the photo.
-        e1 = np.cross(n, np.array([0.0, 1.0, -ray[1]]))
+        # The plane's direction nearest the camera's x axis: with the camera not rolled, x is level,
+        # so on a wall that is the wall's horizontal wherever the surface lies (the photo's row
+        # through the centroid slopes down a wall below eye level, and up one above it). A plane
+        # nearly facing x (a wall along the view) leaves it to rounding: there, the plane's line
+        # through the camera's level (y = 0) plane. Turned to run rightwards in the photo.
+        e1 = np.array([1.0, 0.0, 0.0]) - n[0] * n
+        if np.linalg.norm(e1) < _ALONG_THE_VIEW:
+            e1 = np.cross(n, np.array([0.0, 1.0, 0.0]))
         if e1[0] - ray[0] * e1[2] < 0:
             e1 = -e1
     else:
