@@ -23,11 +23,16 @@ from renderkit import homography
 # aspect where the EXIF's value gave 1.5 %.
 _CORNER_ERROR = 1.0 / 1024
 _FOCAL_SPREAD = 0.04
+# Without an EXIF value the fallback is the assumed 60 degree field of view, itself ~15 % off for a
+# phone's main camera and 2x off for its ultra-wide one: the rectangle's value gives way to it only
+# where a click's error moves it by more than this (a pair of edges parallel to the photo), not where
+# it moves it 5-20 % (a small rug, a floor's rectangle seen 10-30 degrees off square).
+_ASSUMED_SPREAD = 0.25
 
 
-def _settled_by_corners(quad: np.ndarray, focal: float, width: int, height: int) -> bool:
-    """Whether the rectangle's focal length stays within _FOCAL_SPREAD of `focal` when any corner
-    moves by _CORNER_ERROR of the photo's longer side (at least a pixel) along either axis."""
+def _settled_by_corners(quad: np.ndarray, focal: float, width: int, height: int, spread: float = _FOCAL_SPREAD) -> bool:
+    """Whether the rectangle's focal length stays within `spread` of `focal` when any corner moves
+    by _CORNER_ERROR of the photo's longer side (at least a pixel) along either axis."""
     step = max(1.0, _CORNER_ERROR * max(width, height))
     for corner in range(4):
         for axis in range(2):
@@ -38,7 +43,7 @@ def _settled_by_corners(quad: np.ndarray, focal: float, width: int, height: int)
                     other = homography.focal_from_rectangle(homography.quad_homography(moved), width, height)
                 except homography.GeometryError:
                     return False
-                if other is None or abs(other / focal - 1.0) > _FOCAL_SPREAD:
+                if other is None or abs(other / focal - 1.0) > spread:
                     return False
     return True
 
@@ -74,7 +79,8 @@ def quad_plane(
         # surface's face, never its back), and rotation_degrees turns it counter-clockwise as seen.
         H = H @ _FLIP_V
     found = homography.focal_from_rectangle(H, width, height)
-    if found is not None and not _settled_by_corners(quad, found, width, height):
+    spread = _FOCAL_SPREAD if exif_focal else _ASSUMED_SPREAD
+    if found is not None and not _settled_by_corners(quad, found, width, height, spread):
         found = None  # the view hardly fixes it: the EXIF's (or the assumed) value is the better guess
     focal = given_focal or found or exif_focal or homography.default_focal(width, height)
     aspect = homography.rectangle_aspect(H, focal, width, height)
