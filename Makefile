@@ -9,6 +9,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+comma := ,
+
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
@@ -124,7 +126,7 @@ quality: setup ## ray-traced scenes (worn surfaces, sun, JPEG, 12 MP) scored aga
 	$(PY) -c 'import skimage' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
 	$(PY) -m benchmarks.quality $(QUALITY_ARGS)
 	$(PY) -m benchmarks.shading_views
-	$(PY) -m benchmarks.segmentation_rooms
+	$(PY) -m benchmarks.segmentation_rooms $(if $(findstring --quick,$(QUALITY_ARGS)),--set rooms --rooms 0$(comma)2$(comma)6 --scale 0.5,)
 
 models: setup ## export the pretrained segmentation and depth models to ONNX into models/ (needs the export extra and the internet)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[export]'

@@ -36,8 +36,9 @@ class AssetRefused(ValueError):
 
 # Uploads being written and recorded, their callers maybe gone (AssetStore.upload).
 _STORING: set[asyncio.Future[StoredAsset]] = set()
-# How long a stopping gateway waits for them (finish_storing) before it closes Redis.
-STORING_WAIT_S = 60.0
+# How long a stopping gateway waits for them (finish_storing) before it closes Redis: within the
+# pod's termination grace (40 s) after the drain's other steps.
+STORING_WAIT_S = 15.0
 
 
 async def finish_storing(timeout_s: float = STORING_WAIT_S) -> None:
