@@ -571,6 +571,12 @@ JUNCTION_MEASURED = 0.1
 # (a top-down floor 0.41-0.69, make quality's floors at most 0.78).
 JUNCTION_REACHES = 0.8
 JUNCTION_TOP_ROWS = 3
+# ... and the path must be an edge where it separates selected pixels: the mean capped step along it
+# over the columns with selected pixels on both sides. Junctions with walls of the floor's colour
+# measured 0.0788-0.080 (the rooms and hard floors); a floor running on to the frame's top, its far
+# part plain at the photo's size (carpet, fine concrete), has no junction: the path followed the
+# furniture's outline and crossed the open floor on noise (0.048-0.061).
+JUNCTION_EDGE = 0.076
 
 
 def _junction_side(appearance: Appearance, selected: np.ndarray, positives: np.ndarray, ceiling: bool) -> np.ndarray:
@@ -621,8 +627,10 @@ def _junction_side(appearance: Appearance, selected: np.ndarray, positives: np.n
         return selected
     if texture[removed].mean() > JUNCTION_SMOOTHER * texture[kept].mean():
         return selected
-    lighter = _step_across(lightness, mask > 0, path)
+    lighter, measured = _step_across(lightness, mask > 0, path)
     if lighter is None or abs(lighter) > JUNCTION_LIGHTER:
+        return selected
+    if edge[path[measured], np.nonzero(measured)[0]].mean() < JUNCTION_EDGE:
         return selected
     out = np.where(beyond, 0, mask).astype(np.uint8)
     if ceiling:
@@ -630,11 +638,11 @@ def _junction_side(appearance: Appearance, selected: np.ndarray, positives: np.n
     return _clicked_parts(appearance, out, positives)
 
 
-def _step_across(lightness: np.ndarray, selected: np.ndarray, path: np.ndarray) -> float | None:
+def _step_across(lightness: np.ndarray, selected: np.ndarray, path: np.ndarray) -> tuple[float | None, np.ndarray]:
     """The median over columns of how much lighter the selected pixels just above the path are
     than those just below it (per column, the medians of JUNCTION_SIDE rows JUNCTION_GAP rows off
-    the path, where at least 4 of each side are selected); None when fewer than JUNCTION_MEASURED
-    of the columns have both sides."""
+    the path, where at least 4 of each side are selected; None when fewer than JUNCTION_MEASURED
+    of the columns have both sides), and those columns."""
     height, width = lightness.shape
     offsets = np.arange(JUNCTION_GAP, JUNCTION_GAP + JUNCTION_SIDE)
     cols = np.arange(width)[None, :]
@@ -648,8 +656,9 @@ def _step_across(lightness: np.ndarray, selected: np.ndarray, path: np.ndarray) 
     (above, n_above), (below, n_below) = sides
     measured = (n_above >= 4) & (n_below >= 4)
     if measured.sum() < max(1, JUNCTION_MEASURED * width):
-        return None
-    return float(np.median(np.nanmedian(above[:, measured], axis=0) - np.nanmedian(below[:, measured], axis=0)))
+        return None, measured
+    step = np.median(np.nanmedian(above[:, measured], axis=0) - np.nanmedian(below[:, measured], axis=0))
+    return float(step), measured
 
 
 def _strongest_path(edge: np.ndarray) -> np.ndarray:
