@@ -312,7 +312,9 @@ def test_clicks_in_a_box_around_the_whole_photo_get_the_exif_focal_length(monkey
 
     given: list[float] = []
 
-    def select(photo: Any, box: Any, positives: Any, negatives: Any, prior: Any, focal: float) -> np.ndarray:
+    def select(
+        photo: Any, box: Any, positives: Any, negatives: Any, prior: Any, focal: float, surface: str = ""
+    ) -> np.ndarray:
         given.append(focal)
         return np.full(photo.shape[:2], 255, np.uint8)
 
