@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable, Mapping
 from datetime import timedelta
+from typing import TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -20,15 +22,23 @@ from render.v1 import render_service_pb2_grpc as render_grpc
 
 SCOPES = {"render": pb.SCOPE_RENDER, "read": pb.SCOPE_READ, "admin": pb.SCOPE_ADMIN}
 SCOPE_NAMES = {v: k for k, v in SCOPES.items()}
+T = TypeVar("T")
 
 
-def parse_scopes(text: str) -> list[pb.Scope]:
-    """'render,read' as scopes."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SCOPES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"scopes are a comma-separated list of {', '.join(SCOPES)}")
-    return [SCOPES[n] for n in names]
+def names_arg(table: Mapping[str, T], what: str) -> Callable[[str], list[T]]:
+    """An option's parser for a comma-separated list of the table's names ('render,read'), as the
+    table's values; `what` names them in the usage error."""
+
+    def parse(text: str) -> list[T]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        if not names or any(n not in table for n in names):
+            raise argparse.ArgumentTypeError(f"{what} are a comma-separated list of {', '.join(table)}")
+        return [table[n] for n in names]
+
+    return parse
+
+
+parse_scopes = names_arg(SCOPES, "scopes")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -9,6 +9,7 @@ import grpc
 
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
+from render_client.admin_cli import names_arg
 
 EVENTS = {
     "started": pb.WEBHOOK_EVENT_STARTED,
@@ -18,12 +19,7 @@ EVENTS = {
 EVENT_NAMES = {v: k for k, v in EVENTS.items()}
 
 
-def parse_events(text: str) -> list[pb.WebhookEvent]:
-    """'started,completed' as webhook events."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names or any(n not in EVENTS for n in names):
-        raise argparse.ArgumentTypeError(f"events are a comma-separated list of {', '.join(EVENTS)}")
-    return [EVENTS[n] for n in names]
+parse_events = names_arg(EVENTS, "events")  # 'started,completed' as webhook events
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
