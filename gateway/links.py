@@ -156,6 +156,10 @@ class OutputLinks:
             return [self.fill_job(job) for job in jobs]
         return await asyncio.to_thread(lambda: [self.fill_job(job) for job in jobs])
 
+    async def fill_job_async(self, job: pb.Job) -> pb.Job:
+        """fill_job, off the event loop when the storage signs the links (fill_jobs)."""
+        return (await self.fill_jobs([job]))[0]
+
     async def fill_result_async(self, result: pb.JobResult) -> None:
         """fill_result, off the event loop when the storage signs the links (fill_jobs)."""
         if self._signs_itself():

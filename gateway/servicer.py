@@ -320,7 +320,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 "idempotency_key was already used for a different request",
                 bad_request([("idempotency_key", "was used for a different request")]),
             )
-        return pb.SubmitRenderResponse(job=(await self.links.fill_jobs([stored.job]))[0], deduplicated=True)
+        return pb.SubmitRenderResponse(job=await self.links.fill_job_async(stored.job), deduplicated=True)
 
     async def GetJob(
         self,
@@ -328,7 +328,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.GetJobResponse:
         stored = await self._job(request.job_id, self._tenant(), context)
-        return pb.GetJobResponse(job=(await self.links.fill_jobs([stored.job]))[0])
+        return pb.GetJobResponse(job=await self.links.fill_job_async(stored.job))
 
     async def WatchJob(
         self,
@@ -448,7 +448,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         stored = await self._job(request.job_id, tenant, context)
         if cancelled:  # its end, its charge (by its state) and refund, and its time
             count_cancel(stored.job, stored.credits_reserved)
-        return pb.CancelJobResponse(job=(await self.links.fill_jobs([stored.job]))[0])
+        return pb.CancelJobResponse(job=await self.links.fill_job_async(stored.job))
 
     async def _cancel_children(self, tenant: str, current: StoredJob) -> None:
         """Cancels the job's children that have not ended (a batch's rooms, a room submitted but

@@ -304,8 +304,8 @@ def test_cancelling_a_batch_whose_dispatcher_died_mid_submit_cancels_the_room_it
         def fill_job(self, job: pb.Job) -> pb.Job:
             return job
 
-        async def fill_jobs(self, jobs: list[pb.Job]) -> list[pb.Job]:
-            return jobs
+        async def fill_job_async(self, job: pb.Job) -> pb.Job:
+            return job
 
     async def body(ledger: Ledger) -> None:
         ctx = await batch_run(ledger, tmp_path, 2)
