@@ -32,7 +32,16 @@ from gateway.ledger.tenants import (
     TenantLimits,
     TenantUsage,
 )
-from gateway.ledger.webhooks import Attempt, Delivery, Endpoint, EndpointLimit, Secrets, Webhooks
+from gateway.ledger.webhooks import (
+    Attempt,
+    CreatedEndpoint,
+    Delivery,
+    Endpoint,
+    EndpointKeyUsed,
+    EndpointLimit,
+    Secrets,
+    Webhooks,
+)
 from gateway.ledger.work import Taken, WorkQueue
 
 
@@ -44,9 +53,11 @@ class Ledger(Jobs, EventLog, WorkQueue, TenantPolicies, Credits, Assets, Webhook
 __all__ = [
     "AssetQuotaExceeded",
     "Attempt",
+    "CreatedEndpoint",
     "CreditEntry",
     "Delivery",
     "Endpoint",
+    "EndpointKeyUsed",
     "EndpointLimit",
     "Grant",
     "InsufficientCredits",

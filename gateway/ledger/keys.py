@@ -199,6 +199,11 @@ def webhook_secrets(tenant: str) -> str:
     return WEBHOOK_SECRETS_TEMPLATE % tenant
 
 
+def webhook_endpoint_key(tenant: str, key: str) -> str:
+    """What a caller's idempotency key for a new webhook endpoint made: "endpoint id fingerprint"."""
+    return f"webhook_key:{tenant}:{key}"
+
+
 def webhook_in_flight(tenant: str) -> str:
     """A tenant's webhook attempts in flight: delivery id -> the end of its claim's lease (ms)."""
     return WEBHOOK_IN_FLIGHT_TEMPLATE % tenant

@@ -11,6 +11,7 @@ delivery again.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,9 @@ from typing import Any
 from gateway.ledger import keys
 from gateway.ledger.base import LedgerBase, LedgerError
 
+# How long a caller's idempotency key for a new endpoint is kept: a day of retries.
+ENDPOINT_KEY_TTL_S = 86_400
+
 
 class EndpointLimit(LedgerError):
     """The tenant has as many webhook endpoints as it may."""
@@ -26,6 +30,26 @@ class EndpointLimit(LedgerError):
     def __init__(self, most: int) -> None:
         super().__init__(f"at most {most} webhook endpoints per tenant")
         self.most = most
+
+
+class EndpointKeyUsed(LedgerError):
+    """A caller's idempotency key already created an endpoint: for another request, or one that was
+    deleted since (`deleted`)."""
+
+    def __init__(self, endpoint_id: str, deleted: bool) -> None:
+        super().__init__(f"the key created {endpoint_id}" + (", since deleted" if deleted else ""))
+        self.endpoint_id = endpoint_id
+        self.deleted = deleted
+
+
+@dataclass(frozen=True)
+class CreatedEndpoint:
+    """A registered endpoint with its current secret; `repeated` when a caller's idempotency key
+    found it registered by an earlier request."""
+
+    endpoint: Endpoint
+    secret: str
+    repeated: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,23 +226,50 @@ class Webhooks(LedgerBase):
     # -- endpoints and secrets -------------------------------------------------------------------
 
     async def create_endpoint(
-        self, tenant: str, url: str, events: tuple[str, ...], description: str, now_ms: int, most: int
-    ) -> tuple[Endpoint, str]:
-        """Registers an endpoint with a new secret; returns it and the secret. EndpointLimit when
-        the tenant has `most` already."""
-        endpoint = Endpoint("ep_" + secrets.token_hex(12), url, events, description, now_ms)
+        self,
+        tenant: str,
+        url: str,
+        events: tuple[str, ...],
+        description: str,
+        now_ms: int,
+        most: int,
+        key: str = "",
+    ) -> CreatedEndpoint:
+        """Registers an endpoint with a new secret, once per caller's idempotency `key` within
+        ENDPOINT_KEY_TTL_S (a repeat answers with the endpoint it made and its current secret).
+        EndpointLimit when the tenant has `most` already; EndpointKeyUsed when the key made another
+        request's endpoint, or one deleted since."""
+        endpoint_id = "ep_" + secrets.token_hex(12)
         secret = new_secret()
         config = json.dumps(
             {"url": url, "events": ",".join(events), "description": description, "created_ms": str(now_ms)}
         )
-        created = await self._script(
+        request = json.dumps([url, sorted(events), description])
+        fingerprint = hashlib.sha256(request.encode()).hexdigest()[:32]
+        reply: Any = await self._script(
             "webhook_endpoint",
-            keys=[keys.webhook_endpoints(tenant), keys.webhook_secrets(tenant)],
-            args=[endpoint.endpoint_id, config, json.dumps({"current": secret}), most],
+            keys=[
+                keys.webhook_endpoints(tenant),
+                keys.webhook_secrets(tenant),
+                keys.webhook_endpoint_key(tenant, key or endpoint_id),
+            ],
+            args=[
+                endpoint_id,
+                config,
+                json.dumps({"current": secret}),
+                most,
+                ENDPOINT_KEY_TTL_S if key else 0,
+                fingerprint,
+            ],
         )
-        if not created:
+        outcome, found_id = int(reply[0]), _text(reply[1])
+        if outcome == 0:
             raise EndpointLimit(most)
-        return endpoint, secret
+        if outcome in (3, 4):
+            raise EndpointKeyUsed(found_id, deleted=outcome == 4)
+        found_secrets = _secrets(reply[3])
+        assert found_secrets is not None
+        return CreatedEndpoint(_endpoint(found_id, reply[2]), found_secrets.current, repeated=outcome == 2)
 
     async def endpoints(self, tenant: str) -> list[Endpoint]:
         """A tenant's endpoints, oldest first."""

@@ -11,10 +11,17 @@ from collections.abc import Sequence
 import grpc
 
 from gateway.auth.principal import current_principal
-from gateway.ledger import Delivery, Endpoint, EndpointLimit, Ledger
+from gateway.ledger import Delivery, Endpoint, EndpointKeyUsed, EndpointLimit, Ledger
 from gateway.ledger.jobs import now_ms, timestamp
 from gateway.settings import WebhookSettings
-from gateway.validation import Limits, Violation, unknown_enum_values, webhook_violations
+from gateway.validation import (
+    IDENTIFIER,
+    IDENTIFIER_RULE,
+    Limits,
+    Violation,
+    unknown_enum_values,
+    webhook_violations,
+)
 from gateway.webhooks import events
 from render.v1 import render_service_pb2 as pb
 from render.v1 import render_service_pb2_grpc as pb_grpc
@@ -139,12 +146,20 @@ class WebhookMethods(pb_grpc.RenderServiceServicer):
         violations += webhook_violations(request.url, request.events, "", self.limits.allow_private_urls)
         if len(request.description) > MAX_DESCRIPTION_CHARS:
             violations.append(("description", f"at most {MAX_DESCRIPTION_CHARS} characters"))
+        if request.idempotency_key and not IDENTIFIER.match(request.idempotency_key):
+            violations.append(("idempotency_key", IDENTIFIER_RULE))
         if violations:
             await self._invalid(context, violations)
         most = self.webhooks.endpoints_per_tenant
         try:
-            endpoint, secret = await self.ledger.create_endpoint(
-                tenant, request.url, events.categories(request.events), request.description, now_ms(), most
+            created = await self.ledger.create_endpoint(
+                tenant,
+                request.url,
+                events.categories(request.events),
+                request.description,
+                now_ms(),
+                most,
+                request.idempotency_key,
             )
         except EndpointLimit:
             await abort(
@@ -152,8 +167,19 @@ class WebhookMethods(pb_grpc.RenderServiceServicer):
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"tenant {tenant} has {most} webhook endpoints, its limit; delete one first",
             )
-        log.info("tenant %s: webhook endpoint %s created", tenant, endpoint.endpoint_id)
-        return pb.CreateWebhookEndpointResponse(endpoint=endpoint_message(endpoint), secret=secret)
+        except EndpointKeyUsed as used:
+            reason = "an endpoint since deleted" if used.deleted else "a different request"
+            await abort(
+                context,
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"idempotency_key was already used for {reason}",
+                bad_request([("idempotency_key", f"was used for {reason}")]),
+            )
+        if not created.repeated:
+            log.info("tenant %s: webhook endpoint %s created", tenant, created.endpoint.endpoint_id)
+        return pb.CreateWebhookEndpointResponse(
+            endpoint=endpoint_message(created.endpoint), secret=created.secret, deduplicated=created.repeated
+        )
 
     async def ListWebhookEndpoints(
         self, request: pb.ListWebhookEndpointsRequest, context: Context

@@ -1128,9 +1128,9 @@ def test_a_delivery_claimed_before_its_endpoint_was_deleted_is_not_posted(redis_
         settings = WebhookSettings(timeout_s=1.0, concurrency=0)
         ledger.webhook_ttl_ms = delivery_ttl_ms(settings, 3600)
         worker = DeliveryWorker(ledger, settings, FetchPolicy(allow_private=True), None, Subscriptions(ledger.redis))
-        endpoint, _ = await ledger.create_endpoint(
-            "acme", "http://127.0.0.1:9/never", ("completed",), "", ledger_now(), 10
-        )
+        endpoint = (
+            await ledger.create_endpoint("acme", "http://127.0.0.1:9/never", ("completed",), "", ledger_now(), 10)
+        ).endpoint
         job = (await ledger.submit(new_job())).job_id
         await ledger.cancel(job)
         claimed = await ledger.claim_deliveries(worker.claim, int(settings.lease_s * 1000), 10)
@@ -1166,12 +1166,17 @@ def test_webhook_endpoint_calls_repeated_after_a_lost_reply_answer_as_once(redis
             return await operation()
 
         ledger._retry = twice  # type: ignore[method-assign]
-        first, _ = await ledger.create_endpoint(
-            "lost-replies", "https://hooks.example/a", ("completed",), "", now_ms(), 2
-        )
-        last, _ = await ledger.create_endpoint(
-            "lost-replies", "https://hooks.example/b", ("completed",), "", now_ms(), 2
-        )
+        first = (
+            await ledger.create_endpoint("lost-replies", "https://hooks.example/a", ("completed",), "", now_ms(), 2)
+        ).endpoint
+        last = (
+            await ledger.create_endpoint("lost-replies", "https://hooks.example/b", ("completed",), "", now_ms(), 2)
+        ).endpoint
+        created = await ledger.create_endpoint(
+            "lost-replies", "https://hooks.example/c", ("completed",), "", now_ms(), 3, "c"
+        )  # keyed: the retry finds its own endpoint by its key, and is not a repeat
+        assert not created.repeated and created.endpoint.url == "https://hooks.example/c"
+        assert await ledger.delete_endpoint("lost-replies", created.endpoint.endpoint_id)
         assert {e.endpoint_id for e in await ledger.endpoints("lost-replies")} == {first.endpoint_id, last.endpoint_id}
         before = await ledger.endpoint_signing("lost-replies", first.endpoint_id)
         assert before is not None
@@ -1295,3 +1300,38 @@ def test_a_tenants_index_loses_the_jobs_that_expired(redis_url: str) -> None:
         assert await ledger.redis.zcard(index) == 3  # four dead members go at each submit
 
     run(body, redis_url, retention_s=0.1)
+
+
+def test_a_webhook_endpoint_is_created_once_per_idempotency_key(redis_url: str) -> None:
+    """CreateWebhookEndpoint had no idempotency key: a client retrying after a lost reply made a
+    second endpoint, and every event was then delivered twice. A key now makes one endpoint a
+    tenant; a repeat answers with it and its current secret, even at the tenant's limit; another
+    request with the key, or a repeat after the endpoint's delete, is refused."""
+    from gateway.ledger import EndpointKeyUsed, EndpointLimit
+
+    async def body(ledger: Ledger) -> None:
+        async def create(tenant: str, url: str, key: str, description: str = "") -> Any:
+            return await ledger.create_endpoint(tenant, url, ("completed",), description, now_ms(), 1, key)
+
+        first = await create("keyed", "https://hooks.example/a", "order-1")
+        assert not first.repeated
+        again = await create("keyed", "https://hooks.example/a", "order-1")  # at the limit of 1, too
+        assert again.repeated and again.endpoint == first.endpoint and again.secret == first.secret
+        with pytest.raises(EndpointLimit):
+            await create("keyed", "https://hooks.example/a", "order-2")
+        rotated = await ledger.rotate_secret("keyed", first.endpoint.endpoint_id, now_ms() + 1000)
+        assert rotated is not None
+        assert (await create("keyed", "https://hooks.example/a", "order-1")).secret == rotated.current
+        with pytest.raises(EndpointKeyUsed) as other:
+            await create("keyed", "https://hooks.example/a", "order-1", description="another")
+        assert not other.value.deleted
+        elsewhere = await create("another-tenant", "https://hooks.example/a", "order-1")
+        assert not elsewhere.repeated and elsewhere.endpoint.endpoint_id != first.endpoint.endpoint_id
+        assert await ledger.delete_endpoint("keyed", first.endpoint.endpoint_id)
+        with pytest.raises(EndpointKeyUsed) as deleted:
+            await create("keyed", "https://hooks.example/a", "order-1")
+        assert deleted.value.deleted
+        assert 0 < await ledger.redis.ttl(keys.webhook_endpoint_key("keyed", "order-1")) <= 86_400
+        assert [e.endpoint_id for e in await ledger.endpoints("keyed")] == []
+
+    run(body, redis_url)

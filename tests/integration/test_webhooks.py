@@ -460,6 +460,41 @@ def test_a_dead_workers_claim_and_a_restart_mid_backoff_lose_nothing(
     assert [a.http_status for a in done.attempts] == [500, 200]
 
 
+def test_an_endpoint_created_again_with_its_idempotency_key_is_the_same_endpoint(
+    connect: Callable[[str], RenderClient], receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A create retried after a lost reply made a second endpoint, and every event then arrived
+    twice. With a key, the repeat answers with the first endpoint and its secret; renderctl sends
+    one of its own."""
+    from render_client.cli import main
+
+    client = connect("wh-keyed")
+    hook = receiver.hook("keyed")
+    request = pb.CreateWebhookEndpointRequest(url=hook.url, description="billing", idempotency_key="billing-hook")
+    first, again = client.create_webhook_endpoint(request), client.create_webhook_endpoint(request)
+    assert not first.deduplicated and again.deduplicated
+    assert (again.endpoint, again.secret) == (first.endpoint, first.secret)
+    request.description = "billing, again"
+    with pytest.raises(grpc.RpcError) as other:
+        client.create_webhook_endpoint(request)
+    assert other.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "idempotency_key was already used for a different request" in (other.value.details() or "")
+    request.idempotency_key = "no spaces"
+    with pytest.raises(grpc.RpcError) as invalid:
+        client.create_webhook_endpoint(request)
+    assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "idempotency_key" in (
+        invalid.value.details() or ""
+    )
+
+    start = ["--address", client.address, "--api-key", dict(client.metadata)["authorization"].removeprefix("Bearer ")]
+    for _ in range(2):
+        assert main([*start, "webhooks", "create", hook.url, "--idempotency-key", "ops-hook"]) == 0
+    first_out, second_out = capsys.readouterr().out.split("\n")[0:3:2]  # each create prints a secret, then a line
+    assert first_out == second_out
+    listed = client.stub.ListWebhookEndpoints(pb.ListWebhookEndpointsRequest(), metadata=client.metadata).endpoints
+    assert sorted(e.description for e in listed) == ["", "billing"]
+
+
 def test_renderctl_registers_an_endpoint_sends_a_jobs_events_and_lists_its_deliveries(
     hooks_gateway: Gateway, redis_url: str, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -529,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command in ("keys", "tenants", "credits"):
                 return admin_cli.run(args, client.channel, client.metadata)
             if args.command == "webhooks":
-                return webhooks_cli.run(args, client.channel, client.metadata)
+                return webhooks_cli.run(args, client)
             if args.command == "submit":
                 fmt = cast(pb.ImageFormat, pb.ImageFormat.Value(f"IMAGE_FORMAT_{args.format.upper()}"))
                 request = material_swap_request(

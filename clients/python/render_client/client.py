@@ -672,6 +672,22 @@ class RenderClient:
                     raise
                 retries.wait(exc)
 
+    def create_webhook_endpoint(
+        self, request: pb.CreateWebhookEndpointRequest, timeout: float = 30.0, *, on_retry: OnRetry | None = None
+    ) -> pb.CreateWebhookEndpointResponse:
+        """Registers a webhook endpoint. As with submit, UNAVAILABLE is retried only when the
+        request has an idempotency key (a repeat answers with the endpoint the first one made)."""
+        retries = self._retries(f"creating a webhook endpoint at {self.address}", timeout, on_retry)
+        while True:
+            try:
+                return self.stub.CreateWebhookEndpoint(  # type: ignore[no-any-return]
+                    request, timeout=retries.remaining(), metadata=self.metadata
+                )
+            except grpc.RpcError as exc:
+                if not request.idempotency_key or exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                retries.wait(exc)
+
     def upload(self, image: bytes | str | Path, name: str = "", timeout: float = 60.0) -> pb.Asset:
         """Stores an image (bytes or a file) for the tenant; later jobs name it with
         `pb.ImageSource(asset_id=asset.id)`. The same bytes uploaded again are the same asset."""

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import argparse
-
-import grpc
+import uuid
 
 from render.v1 import render_service_pb2 as pb
-from render.v1 import render_service_pb2_grpc as pb_grpc
 from render_client.admin_cli import names_arg
+from render_client.client import RenderClient
 
 EVENTS = {
     "started": pb.WEBHOOK_EVENT_STARTED,
@@ -32,6 +31,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         "--events", type=parse_events, default=[], help="started, progress, completed (default completed)"
     )
     create.add_argument("--description", default="")
+    create.add_argument(
+        "--idempotency-key",
+        default="",
+        help="the same request sent again with it within 24 hours creates nothing again (default: one of its own)",
+    )
     actions.add_parser("list", help="your endpoints")
     delete = actions.add_parser("delete", help="delete an endpoint (its pending deliveries fail)")
     delete.add_argument("endpoint_id")
@@ -72,13 +76,18 @@ def delivery_lines(delivery: pb.WebhookDelivery) -> list[str]:
     return lines
 
 
-def run(args: argparse.Namespace, channel: grpc.Channel, metadata: tuple[tuple[str, str], ...]) -> int:
+def run(args: argparse.Namespace, client: RenderClient) -> int:
     """Runs a webhooks command; grpc.RpcError propagates (renderctl reports it)."""
-    stub = pb_grpc.RenderServiceStub(channel)
+    stub, metadata = client.stub, client.metadata
     command = args.webhooks_command
     if command == "create":
-        request = pb.CreateWebhookEndpointRequest(url=args.url, events=args.events, description=args.description)
-        created = stub.CreateWebhookEndpoint(request, metadata=metadata, timeout=30)
+        # A key of its own, so that a create whose reply was lost is retried without making a
+        # second endpoint (every event would then be delivered twice).
+        key = args.idempotency_key or f"renderctl-{uuid.uuid4().hex}"
+        request = pb.CreateWebhookEndpointRequest(
+            url=args.url, events=args.events, description=args.description, idempotency_key=key
+        )
+        created = client.create_webhook_endpoint(request)
         print(created.secret)
         print(describe(created.endpoint))
     elif command == "list":
