@@ -296,7 +296,7 @@ def measure_child(directory: Path, runs: int) -> dict[str, Any]:
     with ThreadPoolExecutor(1) as worker:
         for _ in range(runs):
             start, cpu = time.perf_counter(), time.process_time()
-            images = worker.submit(server._project, request, photo, swatch, mask).result()[0]
+            images = worker.submit(server._project, request, photo, swatch, mask).result().images
             seconds.append(time.perf_counter() - start)
             cpu_seconds.append(time.process_time() - cpu)
             del images

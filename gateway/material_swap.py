@@ -109,7 +109,9 @@ def tiling_for(swap: pb.MaterialSwap, plane: depth_pb.EstimatePlaneResponse, swa
 
 
 def describe_segmentation(seg: segmentation_pb.SegmentResponse) -> str:
-    """How the segmentation model took part, in words."""
+    """How the segmentation model took part (or why its answer was not used), in words."""
+    if not seg.used_model and seg.model_fallback_reason:
+        return f"mask from the {seg.source} hints without the model: {seg.model_fallback_reason}"
     if seg.source in ("quad", "polygon"):
         return (
             f"mask from the {seg.source} with the segmentation model: "
@@ -150,6 +152,8 @@ def describe_geometry(plane: depth_pb.EstimatePlaneResponse) -> str:
     source = focal_source(plane)
     if source:
         text += f", {_FOCAL_SOURCES.get(source, source)}"
+    if plane.model_fallback_reason:  # a deployed depth model's plane was not used
+        text += f" ({plane.model_fallback_reason})"
     return text
 
 
@@ -160,9 +164,11 @@ _SHADING_SOURCES = {
 }
 
 
-def describe_shading(source: str) -> str:
-    """Which estimate of the photo's light shaded the material, in words."""
-    return _SHADING_SOURCES.get(source, f"light read from the photo ({source or 'unknown estimate'})")
+def describe_shading(source: str, fallback: str = "") -> str:
+    """Which estimate of the photo's light shaded the material, in words, and why a deployed
+    intrinsic model's was not (`fallback`)."""
+    text = _SHADING_SOURCES.get(source, f"light read from the photo ({source or 'unknown estimate'})")
+    return f"{text} ({fallback})" if fallback else text
 
 
 def describe_scale(tiling: Tiling, swap: pb.MaterialSwap, distance_source: str = "") -> str:
@@ -329,7 +335,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             raise _hint_named(failure) from None
     if seg.coverage <= 0.0:
         raise JobFailure(pb.ERROR_CODE_VALIDATION_FAILED, "the surface's mask is empty")
-    if seg.used_model:
+    if seg.used_model or seg.model_fallback_reason:
         await ctx.detail(1, pb.STAGE_SEGMENTATION, describe_segmentation(seg))
     await ctx.step(2, pb.STAGE_DEPTH, "estimating geometry", "depth")
     if plane is None:
@@ -409,7 +415,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             await ctx.detail(3, pb.STAGE_PROJECTION, f"{whose} transparent parts ({text}) filled with grout {grout}")
         if index == 0:
             shading_source = projected.shading_source
-            await ctx.detail(3, pb.STAGE_PROJECTION, describe_shading(shading_source))
+            await ctx.detail(3, pb.STAGE_PROJECTION, describe_shading(shading_source, projected.model_fallback_reason))
         renders.append([i for i in projected.images if i.name not in MATERIAL_MAPS])
         maps += named([i for i in projected.images if i.name in MATERIAL_MAPS], prefix)
 

@@ -127,7 +127,9 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
                 problems.append(f"the depth model's plane fit failed ({why})")
                 log.info("depth model fit failed, trying the photo's lines: %s", exc)
         try:
-            return await asyncio.to_thread(lines_plane, image, mask, request)
+            plane = await asyncio.to_thread(lines_plane, image, mask, request)
+            plane.model_fallback_reason = "; ".join(problems)  # why the deployed model's plane was not used
+            return plane
         except NoVanishingPoints as exc:
             problems.append(str(exc))
         await abort(

@@ -46,9 +46,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
 _DECODER = ThreadPoolExecutor(WORKERS, thread_name_prefix="projection-decode")
 
 
-def _project(
-    request: pb.ProjectRequest, photo_data: bytes, swatch_data: bytes, mask_data: bytes
-) -> tuple[list[imaging_pb2.EncodedImage], float, str]:
+def _project(request: pb.ProjectRequest, photo_data: bytes, swatch_data: bytes, mask_data: bytes) -> pb.ProjectResponse:
     """The composite's renditions (and the swatch's maps), the swatch's transparent share, and
     which estimate of the photo's light shaded it (the classical one: no model here)."""
     return _render(request, _decode_inputs(request, photo_data, swatch_data, mask_data))
@@ -108,10 +106,11 @@ def _decode_inputs(request: pb.ProjectRequest, photo_data: bytes, swatch_data: b
 
 
 def _render(
-    request: pb.ProjectRequest, inputs: _Inputs, model_shading: np.ndarray | None = None
-) -> tuple[list[imaging_pb2.EncodedImage], float, str]:
+    request: pb.ProjectRequest, inputs: _Inputs, model_shading: np.ndarray | None = None, fallback: str = ""
+) -> pb.ProjectResponse:
     """Lights and blends the material sampled for the inputs, by the intrinsic model's shading when
-    given (else the classical estimate), and encodes the renditions."""
+    given (else the classical estimate), and encodes the renditions. `fallback`: why a deployed
+    model's shading is not given."""
     photo, swatch, mask = inputs.photo, inputs.swatch, inputs.mask
     inputs.photo = inputs.mask = np.empty(0, np.uint8)  # the composite replaces the photo below
     shading = None
@@ -120,6 +119,7 @@ def _render(
             shading = from_model(model_shading, mask, photo)
         except ValueError as exc:  # the model's fault, not the request's: the classical light instead
             log.warning("the intrinsic model's shading is unusable (%s); using the classical estimate", exc)
+            fallback = f"the intrinsic model's shading was unusable ({exc})"
     # The composite is written over the decoded photo: no second full-size image.
     used: list[Shading] = []
     result = composite(photo, inputs.sampling, out=photo, shading=shading, on_shading=used.append)
@@ -128,7 +128,12 @@ def _render(
     del result
     if request.material_maps:
         images += material_map_images(swatch)
-    return images, inputs.transparent, used[0].method if used else ""
+    return pb.ProjectResponse(
+        images=images,
+        swatch_transparent_fraction=inputs.transparent,
+        shading_source=used[0].method if used else "",
+        model_fallback_reason=fallback,
+    )
 
 
 def _decoded(field: str, decode: Callable[[], T]) -> T:
@@ -294,25 +299,26 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
         try:
             if model_deployed:
                 inputs = await asyncio.to_thread(_decode_inputs, request, photo, swatch, mask)
+                fallback = ""
                 try:
                     model_shading = await self._model_shading(inputs.photo)
                 except ModelOutputError as exc:  # the model's fault: the classical light instead
                     log.warning("the intrinsic model's answer is unusable (%s); using the classical estimate", exc)
-                    model_shading = None
+                    model_shading, fallback = None, f"the intrinsic model's answer was unusable ({exc})"
                 except BaseException:
                     inputs.discard()
                     raise
-                images, transparent, shading = await asyncio.to_thread(_render, request, inputs, model_shading)
+                response = await asyncio.to_thread(_render, request, inputs, model_shading, fallback)
             else:
                 # Nothing needs the event loop between decoding and rendering: one thread hop.
                 # (Measured against two hops at 1024²: the same within the noise, 110 / 115 ms.)
-                images, transparent, shading = await asyncio.to_thread(_project, request, photo, swatch, mask)
+                response = await asyncio.to_thread(_project, request, photo, swatch, mask)
         except TritonError as exc:
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         except (imaging.ImageError, homography.GeometryError, InputError) as exc:
             field = str(exc).split(":", 1)[0] if ":" in str(exc) else "photo"
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([(field, str(exc))]))
-        return pb.ProjectResponse(images=images, swatch_transparent_fraction=transparent, shading_source=shading)
+        return response
 
     async def _model_shading(self, photo: np.ndarray) -> np.ndarray:
         """The intrinsic model's shading of the photo (at the model's size)."""

@@ -154,7 +154,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             # Not UNAVAILABLE: the same photo gets the same answer, and the job retried it until
             # its deadline. The hints alone make the mask where there are any.
             log.warning("the segmentation model's answer is unusable (%s); using the hints alone", exc)
-            probability, unusable = None, str(exc)
+            probability, unusable = None, f"the segmentation model's answer was unusable ({exc})"
         except TritonError as exc:
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
 
@@ -185,6 +185,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                     log.warning(
                         "the prompt segmentation model's answer is unusable (%s); using the model-free path", exc
                     )
+                    unusable = f"the prompt segmentation model's answer was unusable ({exc})"
                 except TritonError as exc:
                     await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
 
@@ -209,7 +210,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                     f"cannot find the surface: {exc}",
                     bad_request([(field, str(exc))]),
                 )
-            return await self._respond(mask, hint, used_model=probability is not None)
+            return await self._respond(mask, hint, used_model=probability is not None, fallback=unusable)
         outline = request.polygon if len(request.polygon) >= 3 else request.quad if len(request.quad) == 4 else None
         if outline is not None:
             mask = await asyncio.to_thread(imaging.polygon_mask, points(outline), width, height)
@@ -218,7 +219,11 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                 mask, excluded = await asyncio.to_thread(exclude_occluders, mask, probability)
             source = "polygon" if len(request.polygon) >= 3 else "quad"
             return await self._respond(
-                await self._refined(photo, mask), source, used_model=probability is not None, excluded=excluded
+                await self._refined(photo, mask),
+                source,
+                used_model=probability is not None,
+                excluded=excluded,
+                fallback=unusable,
             )
         if probability is not None:
             mask = await asyncio.to_thread(probability_to_mask, probability, width, height)
@@ -236,7 +241,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             grpc.StatusCode.FAILED_PRECONDITION,
             "cannot find the surface: provide a mask, a polygon, a quad, points or a box"
             + ("" if request.surface else ", or name the surface")
-            + (f" (the segmentation model's answer was unusable: {unusable})" if unusable else "")
+            + (f" ({unusable})" if unusable else "")
             + " (the segmentation model is not deployed)" * (named and not unusable),
             # A surface named alone needs the model: its absence, or an unusable answer from it, is
             # this deployment's fault, not the caller's (the job is refunded, not charged as a bad
@@ -264,12 +269,18 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         return mask if photo is None else await asyncio.to_thread(refine_edges, photo, mask)
 
     async def _respond(
-        self, mask: np.ndarray, source: str, used_model: bool = False, excluded: float = 0.0
+        self, mask: np.ndarray, source: str, used_model: bool = False, excluded: float = 0.0, fallback: str = ""
     ) -> pb.SegmentResponse:
+        """The mask and how it was made; `fallback` says why a deployed model's answer was not used."""
         data = await asyncio.to_thread(imaging.encode_mask, mask)
         coverage = float(np.count_nonzero(mask > 127)) / mask.size
         return pb.SegmentResponse(
-            mask_png=data, source=source, coverage=coverage, used_model=used_model, excluded_fraction=excluded
+            mask_png=data,
+            source=source,
+            coverage=coverage,
+            used_model=used_model,
+            excluded_fraction=excluded,
+            model_fallback_reason=fallback,
         )
 
 

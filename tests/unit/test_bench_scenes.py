@@ -21,7 +21,8 @@ def test_every_floor_scene_renders_and_the_issues_is_the_e2e_benchmarks_room() -
         assert imaging.probe(swatch).width == scene.swatch_px
         # Within the gateway's bounds for a quad's corners (validation._points).
         assert all(-3840 <= x <= 2 * 3840 and -2160 <= y <= 2 * 2160 for x, y in quad)
-        images, _, source = server._project(request, request.photo, request.swatch, request.mask_png)
+        response = server._project(request, request.photo, request.swatch, request.mask_png)
+        images, source = response.images, response.shading_source
         full = imaging.decode_bgr(images[0].data)
         assert full.shape == (2160, 3840, 3), scene.name
         assert source, scene.name

@@ -20,8 +20,17 @@ from render.segmentation.v1 import segmentation_service_pb2 as seg_pb
 from render.segmentation.v1 import segmentation_service_pb2_grpc as seg_grpc
 from renderkit import imaging
 from renderkit.errors import error_reason
-from renderkit.triton import DEPTH, PROMPT_DECODER, PROMPT_ENCODER, SEGMENTATION, ModelOutputError, TritonModels
+from renderkit.triton import (
+    DEPTH,
+    INTRINSIC,
+    PROMPT_DECODER,
+    PROMPT_ENCODER,
+    SEGMENTATION,
+    ModelOutputError,
+    TritonModels,
+)
 from services.depth.server import DepthServicer
+from services.projection.server import ProjectionServicer
 from services.segmentation.server import SegmentationServicer
 
 INTERNAL = InferenceServerException(msg="onnx runtime error 1: Reshape failed", status="StatusCode.INTERNAL")
@@ -33,6 +42,7 @@ NAN_OUTPUTS = {
         "mask_logits": np.ones((1, 2, 256, 256), np.float32),
         "iou_scores": np.full((1, 2), np.nan, np.float32),
     },
+    INTRINSIC.name: {"shading": np.full((1, 1, 64, 64), np.nan, np.float32)},
 }
 
 
@@ -110,6 +120,8 @@ def test_an_outline_is_used_alone_when_the_segmentation_model_answers_nan() -> N
     reply = segment(models(Client(deployed=(SEGMENTATION.name,))), request)
     assert not isinstance(reply, grpc.aio.AioRpcError), reply.details()
     assert (reply.source, reply.used_model) == ("polygon", False) and reply.coverage > 0.3
+    # The job's events say which model failed (only the stage's log did).
+    assert reply.model_fallback_reason.startswith("the segmentation model's answer was unusable (")
 
 
 def test_clicks_take_the_model_free_path_when_the_prompt_model_answers_nan() -> None:
@@ -118,6 +130,7 @@ def test_clicks_take_the_model_free_path_when_the_prompt_model_answers_nan() -> 
     reply = segment(models(Client(deployed=(PROMPT_ENCODER.name, PROMPT_DECODER.name))), request)
     assert not isinstance(reply, grpc.aio.AioRpcError), reply.details()
     assert (reply.source, reply.used_model) == ("points", False)
+    assert reply.model_fallback_reason.startswith("the prompt segmentation model's answer was unusable (")
 
 
 def test_a_surface_named_alone_fails_for_good_when_the_model_answers_nan() -> None:
@@ -161,6 +174,36 @@ def test_a_depth_model_at_fault_is_not_the_callers_fault(raises: Exception | Non
     assert error_reason(reply) == "PIPELINE_ERROR"  # the deployment's fault: refunded
 
 
+def test_the_lines_plane_says_why_the_depth_models_plane_was_not_used() -> None:
+    from devstack import scenes
+    from tests.unit.test_geometry import tiled_floor
+
+    scene, mask = tiled_floor(scenes.View(60, 35, 20))
+    request = depth_pb.EstimatePlaneRequest(
+        width=640, height=480, photo=imaging.encode(scene.photo)[0], mask_png=imaging.encode_mask(mask)
+    )
+    reply = asyncio.run(
+        call(
+            DepthServicer(models(Client(deployed=(DEPTH.name,)))),
+            depth_grpc.add_DepthServiceServicer_to_server,
+            lambda channel: depth_grpc.DepthServiceStub(channel).EstimatePlane(request, timeout=20),
+        )
+    )
+    assert not isinstance(reply, grpc.aio.AioRpcError), reply.details()
+    assert (reply.source, reply.used_depth_model) == ("vanishing_lines", False)
+    assert reply.model_fallback_reason.startswith("the depth model's answer was unusable (")
+
+
+def test_the_classical_light_says_why_the_intrinsic_models_shading_was_not_used() -> None:
+    from tests.unit.test_projection_service import FakeContext, swap_request
+
+    swatch = imaging.encode(np.full((32, 32, 3), 150, np.uint8))[0]
+    servicer = ProjectionServicer(triton=models(Client(deployed=(INTRINSIC.name,))))
+    reply = asyncio.run(servicer.Project(swap_request(swatch), FakeContext()))  # type: ignore[arg-type]
+    assert reply.shading_source == "texture_space" and len(reply.images) == 1
+    assert reply.model_fallback_reason.startswith("the intrinsic model's answer was unusable (")
+
+
 # ONNX Runtime's answer when the GPU is short of memory under load (Triton's onnxruntime backend
 # answers INTERNAL): the same photo goes through once the load passes.
 OUT_OF_MEMORY = InferenceServerException(
@@ -187,3 +230,19 @@ def test_an_internal_that_is_not_about_the_input_is_retried(raises: Exception) -
     reply = segment(models(Client(raises=raises, deployed=(SEGMENTATION.name,))), request)
     assert isinstance(reply, grpc.aio.AioRpcError)
     assert reply.code() == grpc.StatusCode.UNAVAILABLE, reply.details()
+
+
+def test_the_jobs_events_name_the_model_whose_answer_was_not_used() -> None:
+    from gateway.material_swap import describe_geometry, describe_segmentation, describe_shading
+
+    why = "the segmentation model's answer was unusable (its logits are not finite)"
+    seg = seg_pb.SegmentResponse(source="polygon", coverage=0.4, model_fallback_reason=why)
+    assert describe_segmentation(seg) == f"mask from the polygon hints without the model: {why}"
+    plane = depth_pb.EstimatePlaneResponse(
+        source="vanishing_lines", confidence=0.8, focal_source="exif", model_fallback_reason="the depth model's answer"
+    )
+    assert describe_geometry(plane).endswith("focal length from the photo's EXIF (the depth model's answer)")
+    assert describe_shading("texture_space", "the intrinsic model's answer").endswith(
+        "pattern left out (the intrinsic model's answer)"
+    )
+    assert "(" not in describe_shading("texture_space")  # no model failed: nothing more said

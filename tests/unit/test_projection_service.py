@@ -343,7 +343,7 @@ def test_one_requests_slow_swatch_does_not_hold_up_another_requests(monkeypatch:
         thread.start()
     for thread in requests:
         thread.join()
-    assert [type(result) for result in results] == [tuple, tuple]
+    assert [type(result) for result in results] == [pb.ProjectResponse, pb.ProjectResponse]
 
 
 def test_a_strip_that_fails_to_blend_fails_the_request_after_the_others(monkeypatch: pytest.MonkeyPatch) -> None:

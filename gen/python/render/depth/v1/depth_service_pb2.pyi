@@ -30,7 +30,7 @@ class EstimatePlaneRequest(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., quad: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., photo: _Optional[bytes] = ..., mask_png: _Optional[bytes] = ..., focal_length_px: _Optional[float] = ..., plane_distance_meters: _Optional[float] = ..., exif_focal_length_px: _Optional[float] = ..., exif_focal_length_exact: _Optional[bool] = ...) -> None: ...
 
 class EstimatePlaneResponse(_message.Message):
-    __slots__ = ("homography", "confidence", "source", "aspect_ratio", "focal_length_px", "used_depth_model", "meters_per_unit", "focal_source", "distance_source")
+    __slots__ = ("homography", "confidence", "source", "aspect_ratio", "focal_length_px", "used_depth_model", "meters_per_unit", "focal_source", "distance_source", "model_fallback_reason")
     HOMOGRAPHY_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class EstimatePlaneResponse(_message.Message):
     METERS_PER_UNIT_FIELD_NUMBER: _ClassVar[int]
     FOCAL_SOURCE_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FALLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
     homography: _imaging_pb2.Homography
     confidence: float
     source: str
@@ -49,4 +50,5 @@ class EstimatePlaneResponse(_message.Message):
     meters_per_unit: float
     focal_source: str
     distance_source: str
-    def __init__(self, homography: _Optional[_Union[_imaging_pb2.Homography, _Mapping]] = ..., confidence: _Optional[float] = ..., source: _Optional[str] = ..., aspect_ratio: _Optional[float] = ..., focal_length_px: _Optional[float] = ..., used_depth_model: _Optional[bool] = ..., meters_per_unit: _Optional[float] = ..., focal_source: _Optional[str] = ..., distance_source: _Optional[str] = ...) -> None: ...
+    model_fallback_reason: str
+    def __init__(self, homography: _Optional[_Union[_imaging_pb2.Homography, _Mapping]] = ..., confidence: _Optional[float] = ..., source: _Optional[str] = ..., aspect_ratio: _Optional[float] = ..., focal_length_px: _Optional[float] = ..., used_depth_model: _Optional[bool] = ..., meters_per_unit: _Optional[float] = ..., focal_source: _Optional[str] = ..., distance_source: _Optional[str] = ..., model_fallback_reason: _Optional[str] = ...) -> None: ...

@@ -32,15 +32,17 @@ class SegmentRequest(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., photo: _Optional[bytes] = ..., mask: _Optional[bytes] = ..., quad: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., polygon: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., positive_points: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., negative_points: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., box: _Optional[_Union[_imaging_pb2.Box, _Mapping]] = ..., surface: _Optional[str] = ...) -> None: ...
 
 class SegmentResponse(_message.Message):
-    __slots__ = ("mask_png", "source", "coverage", "used_model", "excluded_fraction")
+    __slots__ = ("mask_png", "source", "coverage", "used_model", "excluded_fraction", "model_fallback_reason")
     MASK_PNG_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
     USED_MODEL_FIELD_NUMBER: _ClassVar[int]
     EXCLUDED_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FALLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
     mask_png: bytes
     source: str
     coverage: float
     used_model: bool
     excluded_fraction: float
-    def __init__(self, mask_png: _Optional[bytes] = ..., source: _Optional[str] = ..., coverage: _Optional[float] = ..., used_model: _Optional[bool] = ..., excluded_fraction: _Optional[float] = ...) -> None: ...
+    model_fallback_reason: str
+    def __init__(self, mask_png: _Optional[bytes] = ..., source: _Optional[str] = ..., coverage: _Optional[float] = ..., used_model: _Optional[bool] = ..., excluded_fraction: _Optional[float] = ..., model_fallback_reason: _Optional[str] = ...) -> None: ...
