@@ -123,6 +123,9 @@ def _finite(point: pb.Point) -> bool:
 # (a click on the last column lands at x = width).
 _OUTLINE_REACH = 1.0
 _CLICK_TOLERANCE_PX = 1.0
+# A box must hold enough of the photo to tell a surface's colour and texture from what surrounds
+# it: one a pixel or two across gave an empty mask, and the job failed as an empty surface.
+MIN_BOX_SIDE_PX = 8
 # WebP's format stores a side in 14 bits.
 WEBP_MAX_SIDE = 16383
 
@@ -158,13 +161,15 @@ def photo_hint_problems(hints: pb.SurfaceHints, photo: imaging.ImageInfo) -> lis
             )
     box = hints.box
     corners = (box.x_min, box.y_min, box.x_max, box.y_max)
-    if (
-        all(math.isfinite(v) for v in corners)
-        and box.x_max > box.x_min
-        and box.y_max > box.y_min
-        and not (box.x_max > 0 and box.x_min < photo.width and box.y_max > 0 and box.y_min < photo.height)
-    ):
-        violations.append((f"{base}.box", f"must overlap the photo ({_size(photo)})"))
+    if all(math.isfinite(v) for v in corners) and box.x_max > box.x_min and box.y_max > box.y_min:
+        across = min(box.x_max, photo.width) - max(box.x_min, 0.0)
+        down = min(box.y_max, photo.height) - max(box.y_min, 0.0)
+        if across <= 0 or down <= 0:
+            violations.append((f"{base}.box", f"must overlap the photo ({_size(photo)})"))
+        elif min(across, down) < MIN_BOX_SIDE_PX:
+            violations.append(
+                (f"{base}.box", f"must cover at least {MIN_BOX_SIDE_PX} x {MIN_BOX_SIDE_PX} pixels of the photo")
+            )
     focal = hints.focal_length_px
     if math.isfinite(focal) and focal > 0 and not 0.1 <= focal / max(photo.width, photo.height) <= 20:
         violations.append((f"{base}.focal_length_px", "must be between 0.1 and 20 times the photo's longer side"))

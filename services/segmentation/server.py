@@ -62,6 +62,11 @@ async def _header_pixels(data: bytes) -> int:
     return 0
 
 
+# A semantic model's logits differ by whole units between a surface and what is not it; below this
+# spread everywhere, the model saw nothing.
+FLAT_LOGITS = 1e-3
+
+
 class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
     """Turns hints (or the model's classes) into a soft mask at the photo's size."""
 
@@ -262,7 +267,12 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         assert self.triton is not None and photo is not None
         pixel_values = await asyncio.to_thread(to_pixel_values, photo, SEGMENTATION.input_size)
         outputs = await self.triton.infer(SEGMENTATION, {"pixel_values": pixel_values})
-        return await asyncio.to_thread(surface_probability, outputs["logits"][0], surface)
+        logits = outputs["logits"][0]
+        if float(np.ptp(logits, axis=(1, 2)).max(initial=0.0)) < FLAT_LOGITS:
+            # A broken export (or weights never loaded) answers the same at every pixel: no mask
+            # can come of it, and the job failed as the caller's empty surface.
+            raise ModelOutputError("the segmentation model's logits are the same at every pixel")
+        return await asyncio.to_thread(surface_probability, logits, surface)
 
     @staticmethod
     async def _refined(photo: np.ndarray | None, mask: np.ndarray) -> np.ndarray:

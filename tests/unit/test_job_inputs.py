@@ -245,6 +245,14 @@ def points(*xy: tuple[float, float]) -> list[pb.Point]:
             {"box": pb.Box(x_min=1100, y_min=10, x_max=1500, y_max=700)},
             "material_swap.hints.box: must overlap the photo (1024x768)",
         ),
+        (  # a box a pixel or two across found nothing, and the job failed as an empty surface
+            {"box": pb.Box(x_min=500, y_min=600, x_max=502, y_max=700)},
+            "material_swap.hints.box: must cover at least 8 x 8 pixels of the photo",
+        ),
+        (  # what counts is the part on the photo
+            {"box": pb.Box(x_min=1020, y_min=10, x_max=1500, y_max=700)},
+            "material_swap.hints.box: must cover at least 8 x 8 pixels of the photo",
+        ),
     ],
 )
 def test_a_photo_given_by_url_meets_the_hint_checks_of_one_given_inline(

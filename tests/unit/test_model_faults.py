@@ -57,8 +57,11 @@ class Answer:
 class Client:
     """A tritonclient whose every model is ready and answers NaN (or raises `raises`)."""
 
-    def __init__(self, raises: Exception | None = None, deployed: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, raises: Exception | None = None, deployed: tuple[str, ...] = (), outputs: dict[str, Any] | None = None
+    ) -> None:
         self.raises, self.deployed = raises, deployed
+        self.outputs = {**NAN_OUTPUTS, **(outputs or {})}
 
     async def is_model_ready(self, name: str, **_: Any) -> bool:
         return name in self.deployed
@@ -70,7 +73,7 @@ class Client:
     async def infer(self, name: str, *args: Any, **kwargs: Any) -> Answer:
         if self.raises is not None:
             raise self.raises
-        return Answer(NAN_OUTPUTS[name])
+        return Answer(self.outputs[name])
 
 
 def models(client: Client) -> TritonModels:
@@ -122,6 +125,21 @@ def test_an_outline_is_used_alone_when_the_segmentation_model_answers_nan() -> N
     assert (reply.source, reply.used_model) == ("polygon", False) and reply.coverage > 0.3
     # The job's events say which model failed (only the stage's log did).
     assert reply.model_fallback_reason.startswith("the segmentation model's answer was unusable (")
+
+
+def test_a_segmentation_model_that_answers_the_same_everywhere_is_at_fault() -> None:
+    """Logits the same at every pixel (a broken export) gave an empty mask: the job failed as the
+    caller's empty surface, charged. The model is now at fault: an outline is used alone, and a
+    surface named alone fails as the deployment's (refunded)."""
+    flat = Client(deployed=(SEGMENTATION.name,), outputs={SEGMENTATION.name: {"logits": np.zeros((1, 150, 16, 16))}})
+    data, _ = photo()
+    request = seg_pb.SegmentRequest(width=320, height=240, photo=data, polygon=OUTLINE, surface="floor")
+    outlined = segment(models(flat), request)
+    assert not isinstance(outlined, grpc.aio.AioRpcError), outlined.details()
+    assert (outlined.source, outlined.used_model) == ("polygon", False) and outlined.coverage > 0.3
+    assert "logits are the same at every pixel" in outlined.model_fallback_reason
+    named = segment(models(flat), seg_pb.SegmentRequest(width=320, height=240, photo=data, surface="floor"))
+    assert isinstance(named, grpc.aio.AioRpcError) and error_reason(named) == "PIPELINE_ERROR"
 
 
 def test_clicks_take_the_model_free_path_when_the_prompt_model_answers_nan() -> None:

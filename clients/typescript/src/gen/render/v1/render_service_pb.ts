@@ -196,7 +196,7 @@ export type SurfaceHints = Message<"render.v1.SurfaceHints"> & {
   negativePoints: Point[];
 
   /**
-   * A box around the surface; it must overlap the photo.
+   * A box around the surface; it must cover at least 8 x 8 pixels of the photo.
    *
    * @generated from field: render.v1.Box box = 5;
    */
