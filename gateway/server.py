@@ -37,6 +37,7 @@ from gateway.servicer import RenderServicer
 from gateway.settings import GatewaySettings, HttpSettings
 from gateway.stages import StageClients
 from gateway.subscriptions import Subscriptions
+from gateway.uploads import UnrecordedUploads
 from gateway.watch import EventHub
 from gateway.webhooks.worker import DeliveryWorker, delivery_ttl_ms
 from render.admin.v1 import admin_service_pb2 as admin_pb
@@ -179,6 +180,7 @@ def create_server(settings: GatewaySettings) -> Gateway:
         settings.http.asset_quota,
         settings.retention_s,
     )
+    unrecorded = UnrecordedUploads(ledger, storage)
     servicer = RenderServicer(
         ledger,
         storage,
@@ -189,6 +191,7 @@ def create_server(settings: GatewaySettings) -> Gateway:
         links=links,
         webhooks=settings.webhooks,
         dispatcher=dispatcher,
+        unrecorded=unrecorded,
     )
     admin = AdminServicer(api_keys, ledger)
 
@@ -205,8 +208,9 @@ def create_server(settings: GatewaySettings) -> Gateway:
     if http is not None:
         edge.on_start.append(http.start)
         edge.on_drain.append(lambda: http.stop(settings.grace_seconds))
-    # Background work that needs Redis: the expired assets' sweep and the queue's sampler (its
-    # snapshot feeds the queue gauges and /queue, which KEDA scales dispatchers on).
+    # Background work that needs Redis: the expired assets' sweep, the queue's sampler (its
+    # snapshot feeds the queue gauges and /queue, which KEDA scales dispatchers on) and the uploads
+    # of submits whose ledger write failed.
     sampler = QueueSampler(ledger)
     edge.metrics_documents["/queue"] = lambda: sampler.snapshot.document()
     background: list[asyncio.Task[None]] = []
@@ -214,6 +218,7 @@ def create_server(settings: GatewaySettings) -> Gateway:
     async def start_background() -> None:
         background.append(asyncio.create_task(assets.sweep_forever()))
         background.append(asyncio.create_task(sampler.run()))
+        background.append(asyncio.create_task(unrecorded.run()))
 
     async def stop_background() -> None:
         for task in background:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from gateway import folders
 from gateway.assets import AssetRefused, AssetStore, image_info
 from gateway.auth.principal import Scope, current_principal
 from gateway.batch import CANCEL_HOLD_S, cancelled_outcome, submitted_children
@@ -38,7 +39,7 @@ from gateway.metrics import CREDITS_MOVED, JOBS_ENDED, count_cancel
 from gateway.pricing import Price, PriceTable, price_of
 from gateway.requests import image_fields, plan_steps
 from gateway.settings import WebhookSettings
-from gateway.uploads import drop_uploads, upload_inputs
+from gateway.uploads import UnrecordedUploads, drop_uploads, upload_inputs
 from gateway.validation import Assets, Limits, Violation, named_asset_problems, too_many_entries, validate_submit
 from gateway.watch import CursorPastEnd, CursorRefused, EventHub, EventsUnreadable, JobGone, ServerDraining
 from gateway.webhooks import events as webhook_events
@@ -119,8 +120,10 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         links: OutputLinks,
         webhooks: WebhookSettings | None = None,
         dispatcher: Dispatcher | None = None,
+        unrecorded: UnrecordedUploads | None = None,
     ) -> None:
         self.webhooks = webhooks or WebhookSettings()
+        self.unrecorded = unrecorded  # the uploads of submits whose ledger write failed
         self.dispatcher = dispatcher  # this process's, when it dispatches: it may start a job at once
         self.ledger = ledger
         self.storage = storage
@@ -276,9 +279,14 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         except (InsufficientCredits, QueueFull, LimitError) as exc:
             await asyncio.to_thread(drop_uploads, self.storage, job_id, inputs)
             await _refuse(exc, tenant, context)
-        # If the ledger is away past its retries the uploads stay: the job may have been recorded
-        # with its reply lost (a retry with the same idempotency key then finds it), and a job
-        # without its inputs would be worse than an orphaned upload.
+        except BaseException:
+            # The ledger away past its retries, or the caller gone mid-write: the job may have been
+            # recorded with its reply lost (a retry with the same idempotency key then finds it),
+            # and a job without its inputs would be worse than an upload kept a while. They are
+            # deleted once the ledger says the job does not exist.
+            if self.unrecorded is not None and folders.has_uploads(job_id, inputs):
+                self.unrecorded.note(job_id)
+            raise
         if submitted.duplicate:  # the key was used before (or a race with the same key was lost)
             await asyncio.to_thread(drop_uploads, self.storage, job_id, inputs)
             return await self._duplicate(submitted.job_id, digest, context), ()

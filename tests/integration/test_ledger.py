@@ -1335,3 +1335,61 @@ def test_a_webhook_endpoint_is_created_once_per_idempotency_key(redis_url: str) 
         assert [e.endpoint_id for e in await ledger.endpoints("keyed")] == []
 
     run(body, redis_url)
+
+
+def test_a_submit_whose_ledger_write_failed_has_its_uploads_deleted_once_no_job_was_recorded(
+    redis_url: str, tmp_path: Any
+) -> None:
+    """A submit whose ledger write failed past its retries kept its uploaded images for good: the
+    job might have been recorded with its reply lost. The gateway now asks the ledger once it
+    answers, and deletes the uploads of a job it does not have (keeping a recorded job's)."""
+    import numpy as np
+
+    from gateway import folders
+    from gateway.auth.principal import Principal, Scope, set_principal
+    from gateway.ledger.connection import LedgerUnavailable
+    from gateway.servicer import RenderServicer
+    from gateway.uploads import UnrecordedUploads
+    from gateway.validation import Limits
+    from render_client.client import material_swap_request
+    from renderkit import imaging
+    from renderkit.storage.local import LocalStorage
+
+    async def body(ledger: Ledger) -> None:
+        storage = LocalStorage(tmp_path)
+        unrecorded = UnrecordedUploads(ledger, storage, delay_s=0.0)
+        servicer = RenderServicer(ledger, storage, Limits(), None, assets=None, links=None, unrecorded=unrecorded)  # type: ignore[arg-type]
+        set_principal(Principal("acme", "key:test", frozenset(Scope)))
+        photo = imaging.encode(np.full((240, 320, 3), 120, np.uint8))[0]
+        swatch = imaging.encode(np.full((64, 64, 3), 60, np.uint8))[0]
+        request = material_swap_request(photo, swatch, quad=[(20, 200), (300, 200), (260, 120), (60, 120)])
+        recorded_submit = ledger.submit
+
+        async def away(*args: Any, **kwargs: Any) -> Any:
+            raise LedgerUnavailable()
+
+        ledger.submit = away  # type: ignore[method-assign]
+        with pytest.raises(LedgerUnavailable):
+            await servicer.SubmitRender(request, None)  # type: ignore[arg-type]
+        (lost,) = unrecorded.pending()
+        assert sorted(p.name for p in (tmp_path / folders.uploads(lost)).rglob("*") if p.is_file())
+
+        async def still_away(job_id: str) -> Any:
+            raise LedgerUnavailable()
+
+        recorded_get = ledger.get
+        ledger.get = still_away  # type: ignore[method-assign]
+        await unrecorded.settle_due()  # Redis still away: nothing is deleted, nothing forgotten
+        assert unrecorded.pending() == [lost] and (tmp_path / folders.uploads(lost)).is_dir()
+        ledger.get, ledger.submit = recorded_get, recorded_submit  # type: ignore[method-assign]
+
+        kept = new_job()  # a job recorded with its reply lost keeps its uploads
+        await ledger.submit(kept)
+        storage.put(folders.uploads(kept.job_id) + "photo", b"x", "application/octet-stream")
+        unrecorded.note(kept.job_id)
+        await unrecorded.settle_due()
+        assert unrecorded.pending() == []
+        assert not (tmp_path / folders.uploads(lost)).exists()
+        assert storage.get(folders.uploads(kept.job_id) + "photo") == b"x"
+
+    run(body, redis_url)
