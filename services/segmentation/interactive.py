@@ -418,7 +418,8 @@ def select_surface(
     the probable labels (instead of the clicks' random walk), and the clicks and the box override
     it where they disagree. focal_px (the photo's EXIF focal length, 0 when unknown) helps find the
     plane that clicks alone are refined on. surface ("floor", "wall", ...; empty when not named)
-    lets clicks alone keep a floor below its junction with the walls.
+    lets clicks alone keep a floor below its junction with the walls, and a wall or a ceiling without
+    the overexposed patches it encloses (a window, a lamp: FRAMED_SURFACES).
     """
     height, width = photo_bgr.shape[:2]
     if min(width, height) * min(1.0, WORK_SIDE / max(width, height)) < MIN_WORK_SIDE:
@@ -481,7 +482,8 @@ def select_surface(
         away = _clicked_away(appearance, positives, negatives, superpixels, region)
     labels[region] = cv2.GC_PR_FGD
     selected = _cut(appearance, labels, positives, negatives, away)
-    selected = _with_bright_patches(appearance, selected, negatives)
+    if surface not in FRAMED_SURFACES:
+        selected = _with_bright_patches(appearance, selected, negatives)
     if surface == "floor":  # (ceilings: measured on no scene yet, so not cut)
         selected = _junction_side(appearance, selected, positives, ceiling=False)
     if inside_box is not None:
@@ -496,6 +498,11 @@ BRIGHT_ENCLOSED = 0.5
 # sun patch are as much the surface as the light between them.
 BRIGHT_BARS = 5
 BRIGHT_MARGIN, BRIGHT_RING = 2, 5  # working pixels: the ring measured around a patch
+# Surfaces on which such a patch is rather a window or a lamp set in them than light lying on them:
+# a window's clipped glass, enclosed by the wall it is in, was taken in and re-covered with the
+# wall's material (its frame and bars with it) unless the user clicked it away. A sun patch on them
+# that clips stays out instead, where it stays as white as the new material under it would come out.
+FRAMED_SURFACES = ("wall", "ceiling")
 
 
 def _with_bright_patches(appearance: Appearance, selected: np.ndarray, negatives: np.ndarray) -> np.ndarray:
