@@ -355,7 +355,11 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             depth_pb.EstimatePlaneResponse,
             lambda t: stages.depth.EstimatePlane(estimate, timeout=t),
         )
-    if cached_geometry and not reused:
+    # Geometry a model-free path made because a deployed model was at fault is not kept: a mended
+    # model (Triton restarted with its weights) would otherwise go unasked for this photo for the
+    # cache's lifetime, and each reuse would replay a failure that did not happen in its job.
+    fell_back = bool(seg.model_fallback_reason or plane.model_fallback_reason)
+    if cached_geometry and not reused and not fell_back:
         await ctx.ledger.cache_geometry(
             fingerprint, seg.SerializeToString(), plane.SerializeToString(), ctx.geometry_cache_s
         )
