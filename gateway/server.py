@@ -37,7 +37,7 @@ from gateway.servicer import RenderServicer
 from gateway.settings import GatewaySettings, HttpSettings
 from gateway.stages import StageClients
 from gateway.subscriptions import Subscriptions
-from gateway.uploads import UnrecordedUploads
+from gateway.uploads import UnrecordedUploads, check_delay_s
 from gateway.watch import EventHub
 from gateway.webhooks.worker import DeliveryWorker, delivery_ttl_ms
 from render.admin.v1 import admin_service_pb2 as admin_pb
@@ -180,7 +180,7 @@ def create_server(settings: GatewaySettings) -> Gateway:
         settings.http.asset_quota,
         settings.retention_s,
     )
-    unrecorded = UnrecordedUploads(ledger, storage)
+    unrecorded = UnrecordedUploads(ledger, storage, delay_s=check_delay_s(settings.redis_retry_s))
     servicer = RenderServicer(
         ledger,
         storage,

@@ -11,6 +11,7 @@ import time
 from gateway import folders
 from gateway.context import UPLOADS_AT_ONCE
 from gateway.ledger import Ledger
+from gateway.ledger.connection import MAX_BLOCK_MS
 from gateway.requests import image_fields
 from render.v1 import render_service_pb2 as pb
 from renderkit.errors import DependencyUnavailable
@@ -69,6 +70,15 @@ UNRECORDED_CHECK_INTERVAL_S = 30.0
 MOST_UNRECORDED = 10_000  # failed submits a gateway remembers; past it, their uploads stay
 
 
+def check_delay_s(retry_s: float, floor: float = UNRECORDED_CHECK_DELAY_S) -> float:
+    """How long after a failed submit its job is asked about: past any write of it still in
+    flight. Dispatcher.submit_here goes on with the write after its caller has left, for the
+    ledger's whole retry budget (REDIS_RETRY_SECONDS, which has no maximum) and its last attempt's
+    bound; asked sooner, the ledger says "no such job" just before it records one, whose inputs
+    would be gone."""
+    return max(floor, retry_s + MAX_BLOCK_MS / 1000 + 1.0)
+
+
 class UnrecordedUploads:
     """The uploads of submits that may not have recorded their jobs, deleted once the ledger says
     those jobs do not exist."""
@@ -96,7 +106,10 @@ class UnrecordedUploads:
         """Asks about the due jobs, every interval, until cancelled."""
         while True:
             await asyncio.sleep(self.interval_s)
-            await self.settle_due()
+            try:
+                await self.settle_due()
+            except Exception:  # one round's surprise must not end the collection for good
+                log.warning("settling unrecorded uploads failed; trying again later", exc_info=True)
 
     async def settle_due(self) -> None:
         """Deletes the uploads of the due jobs the ledger does not have; forgets those it has.
