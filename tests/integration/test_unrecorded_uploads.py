@@ -136,9 +136,9 @@ def test_a_submit_recorded_after_its_caller_left_keeps_its_uploads(redis_url: st
             ledger,
             storage,
             Limits(),
-            None,
-            assets=None,
-            links=None,
+            None,  # type: ignore[arg-type]
+            assets=None,  # type: ignore[arg-type]
+            links=None,  # type: ignore[arg-type]
             unrecorded=unrecorded,
             dispatcher=dispatcher,  # type: ignore[arg-type]
         )
