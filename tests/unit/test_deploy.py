@@ -38,6 +38,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from devstack.certificates import CertificateAuthority, write_material
 from devstack.launcher import ROOT, STACK_ENV, read_env_file
+from renderkit.edge.server import PUBLIC_MAX_STREAMS
 from renderkit.serving import GRPC_ENVIRONMENT, PUBLIC_GRPC_ENVIRONMENT
 from renderkit.tls import TlsFiles, server_credentials
 from tests.unit.test_configuration import documented, is_documented
@@ -812,6 +813,55 @@ def test_envoy_serves_grpc_web_with_cors_to_the_gateway_over_http2() -> None:
     for method in ("WatchJob", "SubmitAndWatch"):
         watch = routes[f"/render.v1.RenderService/{method}"]
         assert watch["timeout"] == "0s" and watch["idle_timeout"] == "0s", f"a watch ({method}) is never timed out"
+
+
+def envoy_parts() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The bootstrap's virtual host and its clusters by name."""
+    config = yaml.safe_load((ROOT / "deploy" / "envoy" / "envoy.yaml").read_text())
+    (listener,) = config["static_resources"]["listeners"]
+    (host,) = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    return host, clusters
+
+
+def test_envoy_keeps_to_the_gateways_stream_bound_and_never_caps_watches() -> None:
+    """Envoy learns the gateway's per-connection stream bound only from its SETTINGS, after it has
+    put every waiting request on a new connection: past the 100th the gateway reset them
+    (ENHANCE_YOUR_CALM; 25 of 300 watches opened at once failed). And Envoy's default circuit breaker
+    (1,024 requests in flight to the cluster) refused every call once 1,024 watches were open."""
+    _, clusters = envoy_parts()
+    grpc_cluster = clusters["gateway_grpc"]
+    options = grpc_cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    streams = options["explicit_http_config"]["http2_protocol_options"].get("max_concurrent_streams")
+    assert streams is not None and streams <= PUBLIC_MAX_STREAMS
+    for cluster in clusters.values():
+        (thresholds,) = cluster.get("circuit_breakers", {}).get("thresholds", [{}])
+        # 2,000 idle watchers is what one gateway is measured to hold (docs/benchmarks.md).
+        assert thresholds.get("max_requests", 1024) >= 10 * 2000, f"{cluster['name']}: Envoy's default caps watches"
+
+
+def test_envoy_retries_calls_that_no_gateway_took() -> None:
+    """A replica told to stop closes its port in milliseconds, seconds before DNS and the health
+    check drop it: without retries every call sent there failed (166 of 548 in a rolling restart)."""
+    host, _ = envoy_parts()
+    retry_on = {r.strip() for r in host["retry_policy"]["retry_on"].split(",")}
+    assert {"connect-failure", "refused-stream"} <= retry_on
+    assert not retry_on & {"5xx", "reset", "unavailable", "gateway-error"}, "only calls no handler ran"
+
+
+def test_envoy_sends_what_is_not_grpc_to_the_http_port() -> None:
+    """Connect (the TypeScript client's default and the console's), the console and the output
+    links (GATEWAY_PUBLIC_URL/files/...) are served by the HTTP port only."""
+    host, clusters = envoy_parts()
+    routes = host["routes"]
+    for route in routes[:-1]:
+        (header,) = route["match"]["headers"]
+        assert header["name"] == "content-type" and header["string_match"] == {"prefix": "application/grpc"}
+    last = routes[-1]
+    assert last["match"] == {"prefix": "/"} and last["route"]["timeout"] == "0s"
+    http = clusters[last["route"]["cluster"]]
+    socket = http["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert socket["port_value"] == int(read_env_file(STACK_ENV)["GATEWAY_HTTP_PORT"])
 
 
 # ---------------------------------------------------------------------------------------------
