@@ -560,6 +560,18 @@ def test_workloads_have_disruption_budgets_and_autoscalers(render: Render) -> No
         assert "replicas" not in render.kind("Deployment")[scaled]["spec"], f"{scaled}: its autoscaler owns the count"
 
 
+def test_a_stopping_gateway_serves_until_the_edge_has_let_it_go(render: Render) -> None:
+    """An idle gateway drained in milliseconds after SIGTERM, while the Ingress and Envoy still sent
+    calls to it until its endpoint was removed (a review's rolling restart failed calls for
+    seconds): it waits first, within a grace that still covers its own drain."""
+    pod = render.kind("Deployment")["gateway-api"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep" and float(command[1]) >= 3
+    drain = float(render.config()["SHUTDOWN_GRACE_SECONDS"])
+    assert float(command[1]) + drain < pod["terminationGracePeriodSeconds"]
+
+
 def test_the_edge_routes_grpc_and_http_to_their_ports(render: Render) -> None:
     ingresses = render.kind("Ingress").values()
     public_ports = {p["name"] for p in render.kind("Service")["gateway-api"]["spec"]["ports"]}
