@@ -418,8 +418,9 @@ def select_surface(
     the probable labels (instead of the clicks' random walk), and the clicks and the box override
     it where they disagree. focal_px (the photo's EXIF focal length, 0 when unknown) helps find the
     plane that clicks alone are refined on. surface ("floor", "wall", ...; empty when not named)
-    lets clicks alone keep a floor below its junction with the walls, and a wall or a ceiling without
-    the overexposed patches it encloses (a window, a lamp: FRAMED_SURFACES).
+    lets clicks alone keep a floor below its junction with the walls (with no surface named, clicks
+    all in the photo's lower half are taken for a floor's), and a wall or a ceiling without the
+    overexposed patches it encloses (a window, a lamp: FRAMED_SURFACES).
     """
     height, width = photo_bgr.shape[:2]
     if min(width, height) * min(1.0, WORK_SIDE / max(width, height)) < MIN_WORK_SIDE:
@@ -484,11 +485,23 @@ def select_surface(
     selected = _cut(appearance, labels, positives, negatives, away)
     if surface not in FRAMED_SURFACES:
         selected = _with_bright_patches(appearance, selected, negatives)
-    if surface == "floor":  # (ceilings: measured on no scene yet, so not cut)
+    if surface == "floor" or (not surface and _clicks_low(positives, height)):
+        # (ceilings: measured on no scene yet, so not cut)
         selected = _junction_side(appearance, selected, positives, ceiling=False)
     if inside_box is not None:
         selected &= inside_box.astype(np.uint8)
     return _full_size(photo_bgr, appearance, selected)
+
+
+# Unnamed clicks are read as a floor's where every one lies below this share of the photo's height:
+# a floor seen with walls rising from it lies below the horizon, which an upright camera held level or
+# looking down puts at or above the middle. The junction cut's own tests then decide.
+FLOOR_CLICKS_BELOW = 0.5
+
+
+def _clicks_low(positives: np.ndarray, height: int) -> bool:
+    """Whether every positive click lies in the lower part of the photo (FLOOR_CLICKS_BELOW)."""
+    return bool(len(positives)) and bool((positives[:, 1] > FLOOR_CLICKS_BELOW * height).all())
 
 
 # An overexposed patch left out of the selection joins it where at least this share of the ring
@@ -584,6 +597,9 @@ JUNCTION_TOP_ROWS = 3
 # part plain at the photo's size (carpet, fine concrete), has no junction: the path followed the
 # furniture's outline and crossed the open floor on noise (0.048-0.061).
 JUNCTION_EDGE = 0.076
+# Paths tried, each above the last one refused: the strongest may be a shadow's or a sun patch's
+# straight edge across the floor, below the junction.
+JUNCTION_TRIES = 2
 
 
 def _junction_side(appearance: Appearance, selected: np.ndarray, positives: np.ndarray, ceiling: bool) -> np.ndarray:
@@ -596,7 +612,8 @@ def _junction_side(appearance: Appearance, selected: np.ndarray, positives: np.n
     across a floor are as strong (a shadow's, a strip's, a runner's, a row of tiles' or planks'), so
     the part above the path is cut off only where it looks like walls rising from the floor: it
     reaches the top of the frame, it is far smoother than the part kept, and it is about as light
-    just above the path as the floor just below it. (Geometry alone and the path's distinctiveness
+    just above the path as the floor just below it. Where it does not, the strongest path above
+    that one is tried (JUNCTION_TRIES). (Geometry alone and the path's distinctiveness
     measured no better: junctions and those edges are all straight, and capped steps make many
     paths about equally strong.)"""
     if not len(positives) or not selected.any():
@@ -624,25 +641,43 @@ def _junction_side(appearance: Appearance, selected: np.ndarray, positives: np.n
     edge = np.minimum(step, np.float32(JUNCTION_CAP))
     edge[cv2.dilate(clipped.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0] = 0
     edge[int(max(1, clicked_rows.min() - JUNCTION_ABOVE * sh)) :] = -1.0  # never at or below the clicks
-    path = _strongest_path(edge)
     rows = np.arange(sh)[:, None]
-    beyond = rows < path[None, :] - 1
-    removed, kept = (mask > 0) & beyond, (mask > 0) & ~beyond
+    for _ in range(JUNCTION_TRIES):
+        path = _strongest_path(edge)
+        beyond = rows < path[None, :] - 1
+        if _walls_beyond(lightness, texture, mask > 0, edge, path, beyond):
+            out = np.where(beyond, 0, mask).astype(np.uint8)
+            if ceiling:
+                out = np.ascontiguousarray(out[::-1])
+            return _clicked_parts(appearance, out, positives)
+        # A shadow's or a sun patch's edge across the floor may be the strongest path: the junction,
+        # if any, lies further from the clicks.
+        edge[rows >= path[None, :] - JUNCTION_SIDE] = -1.0
+    return selected
+
+
+def _walls_beyond(
+    lightness: np.ndarray,
+    texture: np.ndarray,
+    selected: np.ndarray,
+    edge: np.ndarray,
+    path: np.ndarray,
+    beyond: np.ndarray,
+) -> bool:
+    """Whether the selection beyond the path looks like walls rising from the floor: it reaches
+    the top of the frame, it is far smoother than the part kept, it is about as light just across
+    the path, and the path is an edge where it separates selected pixels."""
+    removed, kept = selected & beyond, selected & ~beyond
     if not removed.any() or not kept.any():
-        return selected
+        return False
     if removed[:JUNCTION_TOP_ROWS].any(axis=0).mean() < JUNCTION_REACHES:
-        return selected
+        return False
     if texture[removed].mean() > JUNCTION_SMOOTHER * texture[kept].mean():
-        return selected
-    lighter, measured = _step_across(lightness, mask > 0, path)
+        return False
+    lighter, measured = _step_across(lightness, selected, path)
     if lighter is None or abs(lighter) > JUNCTION_LIGHTER:
-        return selected
-    if edge[path[measured], np.nonzero(measured)[0]].mean() < JUNCTION_EDGE:
-        return selected
-    out = np.where(beyond, 0, mask).astype(np.uint8)
-    if ceiling:
-        out = np.ascontiguousarray(out[::-1])
-    return _clicked_parts(appearance, out, positives)
+        return False
+    return bool(edge[path[measured], np.nonzero(measured)[0]].mean() >= JUNCTION_EDGE)
 
 
 def _step_across(lightness: np.ndarray, selected: np.ndarray, path: np.ndarray) -> tuple[float | None, np.ndarray]:

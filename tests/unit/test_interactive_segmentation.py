@@ -569,6 +569,32 @@ def test_clicks_alone_on_a_named_floor_keep_below_its_junction_with_a_wall_of_it
     assert mask[: max(0, top - 4)].mean() < 0.005
 
 
+def test_clicks_alone_low_in_the_photo_keep_a_floor_below_its_junction_unnamed() -> None:
+    """The same room with no surface named: clicks in the lower half of the photo are read as a
+    floor's, and its walls of the floor's colour are cut off as when it is named (IoU 0.68 before)."""
+    from benchmarks import segmentation_rooms
+    from benchmarks.quality import modes
+
+    room = segmentation_rooms.build(segmentation_rooms.SPECS[0], scale=0.5)
+    _, positives, negatives = modes.clicks(room)
+    mask = select_surface(room.photo, None, positives, negatives, focal_px=room.focal) > 127
+    assert (mask & room.visible).sum() / (mask | room.visible).sum() > 0.95
+
+
+def test_clicks_alone_on_a_named_floor_find_its_junction_above_a_sun_patchs_edge() -> None:
+    """Worn tiles with the straight edge of a sun patch across them, below walls of their colour:
+    the strongest path is that edge (the part beyond it is floor, in other light, and is kept), and
+    the junction above it is the next one tried (IoU 0.73 before, the walls taken)."""
+    from benchmarks import segmentation_rooms
+    from benchmarks.quality import modes
+
+    spec = next(s for s in segmentation_rooms.HARD_SPECS if s.name.startswith("worn tiles, the edge of a sun"))
+    room = segmentation_rooms.build(spec, scale=0.5)
+    _, positives, negatives = modes.clicks(room)
+    mask = select_surface(room.photo, None, positives, negatives, focal_px=room.focal, surface="floor") > 127
+    assert (mask & room.visible).sum() / (mask | room.visible).sum() > 0.95
+
+
 @pytest.mark.parametrize(
     "name",
     [
