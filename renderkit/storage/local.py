@@ -18,6 +18,8 @@ from renderkit.storage.interface import (
 )
 
 LOCAL_SCHEME = "local:"
+# A put whose folder a concurrent delete removed (its last file gone) makes it again, this many times.
+FOLDER_TRIES = 5
 
 
 def local_uri(key: str) -> str:
@@ -82,8 +84,7 @@ class LocalStorage:
         path = self.path(key)
         tmp = ""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            fd, tmp = self._temporary_in(path.parent)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
@@ -101,6 +102,20 @@ class LocalStorage:
             content_type=content_type,
             sha256=hashlib.sha256(data).hexdigest(),
         )
+
+    @staticmethod
+    def _temporary_in(folder: Path) -> tuple[int, str]:
+        """A new temporary file in the folder, made if missing: a delete of the folder's last file
+        removes the folder (delete, below), maybe between this mkdir and the file's creation."""
+        tries = 1
+        while True:
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                return tempfile.mkstemp(dir=folder, prefix=".tmp-")
+            except FileNotFoundError:
+                if tries == FOLDER_TRIES:
+                    raise
+                tries += 1
 
     def get(self, key: str) -> bytes:
         try:

@@ -65,3 +65,29 @@ def test_a_delete_the_filesystem_refuses_is_a_storage_error_naming_no_path(tmp_p
     with pytest.raises(StorageError) as caught:
         storage.delete("assets/t/a")
     assert str(tmp_path) not in str(caught.value) and "assets/t/a" in str(caught.value)
+
+
+def test_a_put_whose_folder_a_delete_removes_meanwhile_makes_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delete of a folder's last file removes the folder; a put into it (an upload of another of
+    the tenant's assets while the sweep deletes one) failed 'No such file or directory' when that
+    came between its mkdir and its temporary file."""
+    import tempfile
+    import types
+
+    storage = LocalStorage(tmp_path)
+    storage.put("assets/t1/a", b"a", "image/jpeg")
+    mkstemp = tempfile.mkstemp
+    raced: list[bool] = []
+
+    def racing_mkstemp(**kwargs: object) -> tuple[int, str]:
+        if not raced:
+            raced.append(True)
+            storage.delete("assets/t1/a")  # the folder's last file: the folder goes too
+        return mkstemp(**kwargs)  # type: ignore[call-overload, no-any-return]
+
+    # The storage module's own name for tempfile, not the tempfile module every thread shares.
+    monkeypatch.setattr("renderkit.storage.local.tempfile", types.SimpleNamespace(mkstemp=racing_mkstemp))
+    storage.put("assets/t1/b", b"b", "image/jpeg")
+    assert storage.get("assets/t1/b") == b"b" and raced
