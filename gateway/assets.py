@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 
-from gateway.ledger import Ledger, StoredAsset
+from gateway.ledger import AssetBeingSwept, Ledger, StoredAsset
 from gateway.ledger.jobs import now_ms
 from gateway.validation import Limits, Violation, check_image
 from renderkit import imaging
@@ -24,6 +24,14 @@ log = logging.getLogger(__name__)
 ASSETS_PREFIX = "assets/"
 MAX_NAME_CHARS = 200
 SWEEP_RETRY_MS = 60_000  # an expired asset whose file could not be deleted is tried again after
+# A sweep's claim of an expired asset lasts this long: well past a delete's storage retries
+# (STORAGE_RETRY_SECONDS, 30 s); a sweeper stopped meanwhile leaves it due again after it.
+SWEEP_LEASE_MS = 5 * 60 * 1000
+# An admitted upload is not swept for this long: past its probe and its write's storage retries.
+UPLOAD_HOLD_MS = 10 * 60 * 1000
+# How long an upload of an asset being swept waits for the delete to end (then UNAVAILABLE).
+SWEEP_WAIT_S = 35.0
+SWEEP_POLL_S = 0.1
 
 
 class AssetRefused(ValueError):
@@ -83,6 +91,7 @@ class AssetStore:
         self.job_retention_ms = int(job_retention_s * 1000)
         self.quota = quota
         self.sweep_retry_ms = SWEEP_RETRY_MS
+        self.sweep_lease_ms = SWEEP_LEASE_MS
 
     def _stored(self, key: str) -> bool:
         try:
@@ -117,7 +126,7 @@ class AssetStore:
         asset_id = await asyncio.to_thread(asset_id_of, data)
         key = f"{ASSETS_PREFIX}{tenant}/{asset_id}"
         # Counted against the rate before the image is probed or written.
-        kept_until = await self.ledger.admit_asset(tenant, asset_id, now_ms(), self.quota)
+        kept_until = await self._admit(tenant, asset_id)
         info = await asyncio.to_thread(self.check, data, name)
         # The write and its record finish together even when the caller gives up meanwhile (its
         # deadline, a closed browser tab): cancelled between them, the file landed (a thread cannot
@@ -126,6 +135,19 @@ class AssetStore:
         _STORING.add(store)
         store.add_done_callback(_STORING.discard)
         return await asyncio.shield(store)
+
+    async def _admit(self, tenant: str, asset_id: str) -> int:
+        """admit_asset, waiting while a sweep deletes the asset's expired file (written now, the
+        file would be deleted under the new record); AssetBeingSwept past SWEEP_WAIT_S."""
+        deadline = asyncio.get_running_loop().time() + SWEEP_WAIT_S
+        while True:
+            now = now_ms()
+            try:
+                return await self.ledger.admit_asset(tenant, asset_id, now, self.quota, now + UPLOAD_HOLD_MS)
+            except AssetBeingSwept as exc:
+                if asyncio.get_running_loop().time() + SWEEP_POLL_S > deadline:
+                    raise
+                await asyncio.sleep(min(SWEEP_POLL_S, exc.retry_after_s))
 
     async def _store(
         self, tenant: str, asset_id: str, key: str, kept_until: int, data: bytes, name: str, info: imaging.ImageInfo
@@ -164,20 +186,24 @@ class AssetStore:
         return await self.ledger.assets(tenant, asset_ids, now_ms() + self.job_retention_ms)
 
     async def sweep(self) -> int:
-        """Deletes the files of expired assets; returns how many."""
+        """Deletes the files of expired assets; returns how many. Each is claimed before its delete
+        and struck off after it, one at a time: a sweep stopped between the two (its gateway
+        stopping, Redis away) leaves one claim, due again when its lease ends."""
         deleted = 0
-        for tenant, asset_id in await self.ledger.expired_assets(now_ms()):
-            kept = await self.ledger.assets(tenant, [asset_id], 0)
-            if kept:  # kept longer (uploaded again, or used by a job) since the index was read
-                await self.ledger.index_asset(kept[asset_id])
-                continue
+        for tenant, asset_id in await self.ledger.due_assets(now_ms()):
+            now = now_ms()
+            lease_end = now + self.sweep_lease_ms
+            claim = await self.ledger.claim_sweep(tenant, asset_id, now, lease_end)
+            if claim is None:
+                continue  # kept longer, being uploaded again, or another gateway's
             try:
                 await asyncio.to_thread(self.storage.delete, f"{ASSETS_PREFIX}{tenant}/{asset_id}")
-                deleted += 1
             except StorageError:
-                # Claimed (out of the index) already: back in it, or nothing would delete the file.
                 log.warning("an expired asset's file could not be deleted; it is tried again later")
-                await self.ledger.sweep_again(tenant, asset_id, now_ms() + self.sweep_retry_ms)
+                await self.ledger.end_sweep(tenant, asset_id, claim, lease_end, now_ms() + self.sweep_retry_ms)
+                continue
+            await self.ledger.end_sweep(tenant, asset_id, claim, lease_end)
+            deleted += 1
         return deleted
 
     async def sweep_forever(self, interval_s: float = 60.0) -> None:

@@ -20,6 +20,7 @@ from gateway.assets import AssetRefused, AssetStore, image_info
 from gateway.auth.principal import Scope, current_principal
 from gateway.batch import CANCEL_HOLD_S, cancelled_outcome, submitted_children
 from gateway.ledger import (
+    AssetBeingSwept,
     AssetQuotaExceeded,
     CreditEntry,
     InsufficientCredits,
@@ -553,6 +554,13 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"tenant {tenant} holds {exc.quota} assets, its quota; retry when some have expired",
                 retry_info(60.0),
+            )
+        except AssetBeingSwept as exc:  # its expired file's delete outlasted the wait: still going
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the expired copy of this asset is being deleted; retry",
+                retry_info(max(1.0, exc.retry_after_s)),
             )
         return pb.UploadAssetResponse(asset=asset_message(asset))
 

@@ -6,7 +6,7 @@ Scripts live in scripts/*.lua (registered once per client, idempotent under retr
 channel in keys.py, connections and the retry rule in connection.py.
 """
 
-from gateway.ledger.assets import AssetQuotaExceeded, Assets, StoredAsset
+from gateway.ledger.assets import AssetBeingSwept, AssetQuotaExceeded, Assets, StoredAsset
 from gateway.ledger.base import LedgerError
 from gateway.ledger.connection import LedgerUnavailable, connect
 from gateway.ledger.credits import CreditEntry, Credits, Grant
@@ -51,6 +51,7 @@ class Ledger(Jobs, EventLog, WorkQueue, TenantPolicies, Credits, Assets, Webhook
 
 
 __all__ = [
+    "AssetBeingSwept",
     "AssetQuotaExceeded",
     "Attempt",
     "CreatedEndpoint",

@@ -25,6 +25,14 @@ class AssetQuotaExceeded(Exception):
         self.quota = quota
 
 
+class AssetBeingSwept(Exception):
+    """A sweep is deleting the expired asset's file: an upload of it waits (retry_after_s at most)."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"asset being swept; retry in {retry_after_s:.3f} s")
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(frozen=True)
 class StoredAsset:
     """An asset as the ledger keeps it."""
@@ -80,11 +88,13 @@ def _asset(tenant: str, asset_id: str, flat: Sequence[bytes]) -> StoredAsset:
 class Assets(LedgerBase):
     """Recording, reading and expiring uploaded assets."""
 
-    async def admit_asset(self, tenant: str, asset_id: str, now_ms: int, quota: int) -> int:
+    async def admit_asset(self, tenant: str, asset_id: str, now_ms: int, quota: int, hold_until_ms: int = 0) -> int:
         """Counts an upload against the tenant's request rate (the same asset again too) and checks
-        a new one against its asset quota, before its file is written: RateLimited or
-        AssetQuotaExceeded. When the asset is recorded already, until when (ms; 0: it is new)."""
-        reply = await self._asset_script(tenant, asset_id, now_ms, 0, quota, "admit", [])
+        a new one against its asset quota, before its file is written: RateLimited,
+        AssetQuotaExceeded, or AssetBeingSwept while a sweep deletes its file. An admitted asset is
+        not swept before hold_until_ms (its write's time). When the asset is recorded already,
+        until when (ms; 0: it is new)."""
+        reply = await self._asset_script(tenant, asset_id, now_ms, hold_until_ms, quota, "admit", [])
         return int(reply[1]) if reply[0] else 0
 
     async def record_asset(self, asset: StoredAsset, now_ms: int, expire_ms: int, quota: int) -> StoredAsset:
@@ -110,6 +120,7 @@ class Assets(LedgerBase):
                 keys.tenant_limits(tenant),
                 keys.tenant_rate(tenant),
                 keys.counted(tenant, secrets.token_hex(8)),  # a retry carries the same mark: counted once
+                keys.asset_sweep(tenant, asset_id),
             ],
             args=[asset_id, tenant, now_ms, expire_ms, defaults.rate_per_s, defaults.burst, quota, step, *fields],
         )
@@ -118,6 +129,8 @@ class Assets(LedgerBase):
             raise RateLimited(int(value) / 1000)
         if status == "quota":
             raise AssetQuotaExceeded(int(value))
+        if status == "sweeping":
+            raise AssetBeingSwept(int(value) / 1000)
         return [part.decode() for part in reply[1:]]
 
     async def assets(self, tenant: str, asset_ids: Sequence[str], min_expire_ms: int) -> dict[str, StoredAsset]:
@@ -133,30 +146,33 @@ class Assets(LedgerBase):
         )
         return {asset_id: _asset(tenant, asset_id, flat) for asset_id, flat in zip(ids, reply, strict=True) if flat}
 
-    async def expired_assets(self, now_ms: int, count: int = 100) -> list[tuple[str, str]]:
-        """Assets whose time is up, as (tenant, id), each handed to one caller only (the one whose
-        removal from the expiry index succeeded), so one sweeper deletes each file."""
+    async def due_assets(self, now_ms: int, count: int = 100) -> list[tuple[str, str]]:
+        """Assets due for a sweep (expired, or a claim whose sweeper stopped), as (tenant, id); each
+        is claimed (claim_sweep) before its file is deleted."""
         members: Any = await self._retry(
             lambda: self.redis.zrangebyscore(keys.EXPIRING_ASSETS, "-inf", now_ms, start=0, num=count)
         )
-        claimed: list[tuple[str, str]] = []
-        for member in members:
-            removed = await self._remove_expiring(member)
-            if removed:
-                tenant, _, asset_id = member.decode().partition("/")
-                claimed.append((tenant, asset_id))
-        return claimed
+        return [(tenant, asset_id) for tenant, _, asset_id in (m.decode().partition("/") for m in members)]
 
-    async def _remove_expiring(self, member: bytes) -> bool:
-        removed: Any = await self._retry(lambda: self.redis.zrem(keys.EXPIRING_ASSETS, member))
-        return bool(removed)
+    async def claim_sweep(self, tenant: str, asset_id: str, now_ms: int, lease_end_ms: int) -> str | None:
+        """The claim's id when this caller is to delete the asset's file (one caller only): it is
+        due, and has not been kept longer (then it is put back at its expiry); else None. Until
+        lease_end_ms, no upload of it is admitted, and it is due again then unless end_sweep says
+        otherwise first."""
+        claim = secrets.token_hex(8)  # a retry carries the same id: a claim whose reply was lost is answered
+        reply = await self._sweep_script(tenant, asset_id, "claim", now_ms, lease_end_ms, 0, claim)
+        return claim if reply == b"claimed" else None
 
-    async def sweep_again(self, tenant: str, asset_id: str, at_ms: int) -> None:
-        """Puts an expired asset back in the expiry index, due at `at_ms`: its file's delete
-        failed (the storage away, or read-only), and a later sweep tries again."""
-        await self._retry(lambda: self.redis.zadd(keys.EXPIRING_ASSETS, {f"{tenant}/{asset_id}": float(at_ms)}))
+    async def end_sweep(self, tenant: str, asset_id: str, claim: str, lease_end_ms: int, again_ms: int = 0) -> None:
+        """A claimed sweep is over: the file is deleted (again_ms 0), or its delete failed and a
+        sweep tries again at again_ms."""
+        await self._sweep_script(tenant, asset_id, "end", 0, lease_end_ms, again_ms, claim)
 
-    async def index_asset(self, asset: StoredAsset) -> None:
-        """Puts an asset back in the expiry index at its expiry (a sweep that found it kept longer)."""
-        scores = {f"{asset.tenant}/{asset.asset_id}": float(asset.expire_ms)}
-        await self._retry(lambda: self.redis.zadd(keys.EXPIRING_ASSETS, scores))
+    async def _sweep_script(
+        self, tenant: str, asset_id: str, step: str, now_ms: int, lease_end_ms: int, again_ms: int, claim: str
+    ) -> Any:
+        return await self._script(
+            "sweep_asset",
+            keys=[keys.EXPIRING_ASSETS, keys.asset(tenant, asset_id), keys.asset_sweep(tenant, asset_id)],
+            args=[f"{tenant}/{asset_id}", step, now_ms, lease_end_ms, again_ms, claim],
+        )

@@ -182,6 +182,12 @@ def asset(tenant: str, asset_id: str) -> str:
     return f"asset:{tenant}:{asset_id}"
 
 
+def asset_sweep(tenant: str, asset_id: str) -> str:
+    """A sweep's claim of an expired asset (its lease end, ms), while it deletes the file: an upload
+    of the same bytes waits for it (scripts/sweep_asset.lua, asset.lua)."""
+    return f"asset-sweep:{tenant}:{asset_id}"
+
+
 def tenant_assets(tenant: str) -> str:
     """The sorted set of a tenant's assets by expiry (ms); its asset quota counts them."""
     return f"tenant:{tenant}:assets"

@@ -131,3 +131,88 @@ def test_an_expired_asset_whose_delete_fails_is_swept_again(redis_url: str, tmp_
         assert not (tmp_path / old.storage_key).exists()
 
     asyncio.run(scenario())
+
+
+def test_an_upload_while_a_sweep_deletes_the_expired_copy_keeps_its_file(redis_url: str, tmp_path: Path) -> None:
+    """The sweep found an expired asset (its hash gone) and is deleting its file, slowly (GCS): an
+    upload of the same bytes meanwhile waits for the delete, then writes the file. It was written
+    at once and recorded, and the delete landing after took it: a recorded asset without a file, its
+    jobs failing 'the uploaded image is gone'."""
+    import threading
+
+    async def scenario() -> None:
+        assets = store(redis_url, tmp_path, retention_s=0.3)
+        data = image(1)
+        old = await assets.upload("t1", data, "")
+        await asyncio.sleep(0.5)
+        deleting, release = threading.Event(), threading.Event()
+        delete = assets.storage.delete
+
+        def slow_delete(key: str) -> None:
+            deleting.set()
+            release.wait(10)
+            delete(key)
+
+        assets.storage.delete = slow_delete  # type: ignore[method-assign]
+        sweep = asyncio.ensure_future(assets.sweep())
+        assert await asyncio.to_thread(deleting.wait, 10)
+        upload = asyncio.ensure_future(assets.upload("t1", data, ""))
+        await asyncio.sleep(0.3)
+        assert not upload.done()  # it waits for the delete
+        release.set()
+        assert await sweep == 1
+        again = await upload
+        assert again.asset_id == old.asset_id
+        assert (tmp_path / again.storage_key).read_bytes() == data
+        assert set(await assets.for_job("t1", [old.asset_id])) == {old.asset_id}
+
+    asyncio.run(scenario())
+
+
+def test_a_sweep_stopped_after_its_claim_leaves_the_asset_to_a_later_sweep(redis_url: str, tmp_path: Path) -> None:
+    """A sweep claims one expired asset at a time, for a lease: stopped during its delete (its
+    gateway stopping), the assets it had not deleted are deleted by a later sweep. It claimed a
+    round's 100 at once (ZREM) and the rest stayed in storage with nothing naming them."""
+    import threading
+
+    async def scenario() -> None:
+        assets = store(redis_url, tmp_path, retention_s=0.3)
+        stored = [await assets.upload("t1", image(seed), "") for seed in range(3)]
+        await asyncio.sleep(0.5)
+        deleting, release = threading.Event(), threading.Event()
+        delete = assets.storage.delete
+
+        def held_delete(key: str) -> None:
+            deleting.set()
+            release.wait(10)
+            delete(key)
+
+        assets.sweep_lease_ms = 300
+        assets.storage.delete = held_delete  # type: ignore[method-assign]
+        sweep = asyncio.ensure_future(assets.sweep())
+        assert await asyncio.to_thread(deleting.wait, 10)
+        sweep.cancel()  # the gateway stops
+        with pytest.raises(asyncio.CancelledError):
+            await sweep
+        release.set()
+        del assets.storage.delete
+        await asyncio.sleep(0.5)  # the stopped sweep's lease ends
+        assert await assets.sweep() >= 2
+        assert not any((tmp_path / asset.storage_key).exists() for asset in stored)
+
+    asyncio.run(scenario())
+
+
+def test_two_sweeps_at_once_delete_each_file_once(redis_url: str, tmp_path: Path) -> None:
+    """Gateways sweep at once (every replica runs the sweep): each expired file is deleted by one."""
+
+    async def scenario() -> None:
+        assets = store(redis_url, tmp_path, retention_s=0.3)
+        for seed in range(6):
+            await assets.upload("t1", image(seed), "")
+        await asyncio.sleep(0.5)
+        counts = await asyncio.gather(assets.sweep(), assets.sweep())
+        assert sum(counts) == 6
+        assert not list(tmp_path.rglob("as_*"))
+
+    asyncio.run(scenario())
