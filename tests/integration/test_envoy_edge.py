@@ -227,3 +227,19 @@ def test_a_burst_of_watches_on_a_new_gateway_connection_all_start(edge: Edge) ->
     100: without max_concurrent_streams, those past the 100th were reset. The burst ran first (edge)."""
     failed = [outcome for outcome in edge.burst if outcome != "ok"]
     assert len(edge.burst) == WATCHES and not failed, f"{len(failed)} of {WATCHES} watches: {sorted(set(failed))}"
+
+
+def test_connect_from_the_allowed_origin_passes_its_preflight(edge: Edge) -> None:
+    """The TypeScript client's default protocol is Connect (createConnectTransport): a web app on the
+    origin envoy.yaml allows sends Connect-Protocol-Version (and Connect-Timeout-Ms with a
+    timeout), so its preflight must allow them, or the browser never sends the call."""
+    status, headers, _ = edge.request(
+        "OPTIONS",
+        "/render.v1.RenderService/GetBalance",
+        origin=ORIGIN,
+        access_control_request_method="POST",
+        access_control_request_headers="authorization,connect-protocol-version,connect-timeout-ms,content-type",
+    )
+    assert status in (200, 204) and headers.get("access-control-allow-origin") == ORIGIN, (status, headers)
+    allowed = {h.strip() for h in headers.get("access-control-allow-headers", "").lower().split(",")}
+    assert {"authorization", "connect-protocol-version", "connect-timeout-ms", "content-type"} <= allowed, allowed

@@ -812,6 +812,12 @@ def test_envoy_serves_grpc_web_with_cors_to_the_gateway_over_http2() -> None:
     assert cors["allow_origin_string_match"], "an allowed origin"
     exposed = {h.strip() for h in cors["expose_headers"].split(",")}
     assert {"grpc-status", "grpc-message", "grpc-status-details-bin"} <= exposed
+    # Envoy answers every preflight, the HTTP port's (Connect, links) too: what the gateway allows.
+    from gateway.http.app import ALLOWED_HEADERS, EXPOSED_HEADERS
+
+    assert set(ALLOWED_HEADERS) <= {h.strip() for h in cors["allow_headers"].split(",")}
+    assert set(EXPOSED_HEADERS) <= exposed
+    assert {"GET", "POST"} <= {m.strip() for m in cors["allow_methods"].split(",")}
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     routes = {r["match"].get("prefix") or r["match"]["path"]: r["route"] for r in host["routes"]}
     for prefix in ("/render.v1.RenderService/", "/render.admin.v1.AdminService/"):
