@@ -45,7 +45,7 @@ class AssetRefused(ValueError):
 # Uploads being written and recorded, their callers maybe gone (AssetStore.upload).
 _STORING: set[asyncio.Future[StoredAsset]] = set()
 # How long a stopping gateway waits for them (finish_storing) before it closes Redis: within the
-# pod's termination grace (40 s) after the drain's other steps.
+# pod's termination grace (45 s) after its preStop (5 s) and the drain's other steps.
 STORING_WAIT_S = 15.0
 
 
