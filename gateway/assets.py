@@ -31,6 +31,7 @@ SWEEP_LEASE_MS = 5 * 60 * 1000
 UPLOAD_HOLD_MS = 10 * 60 * 1000
 # How long an upload of an asset being swept waits for the delete to end (then UNAVAILABLE).
 SWEEP_WAIT_S = 35.0
+SWEPT_RETRY_S = 10.0  # the retry an upload still waiting after SWEEP_WAIT_S is told at most
 SWEEP_POLL_S = 0.1
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from gateway import folders
-from gateway.assets import AssetRefused, AssetStore, image_info
+from gateway.assets import SWEPT_RETRY_S, AssetRefused, AssetStore, image_info
 from gateway.auth.principal import Scope, current_principal
 from gateway.batch import CANCEL_HOLD_S, cancelled_outcome, submitted_children
 from gateway.ledger import (
@@ -560,7 +560,8 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
                 context,
                 grpc.StatusCode.UNAVAILABLE,
                 "the expired copy of this asset is being deleted; retry",
-                retry_info(max(1.0, exc.retry_after_s)),
+                # The claim's lease can run minutes longer than a slow delete: ask again soon.
+                retry_info(min(max(1.0, exc.retry_after_s), SWEPT_RETRY_S)),
             )
         return pb.UploadAssetResponse(asset=asset_message(asset))
 
