@@ -29,6 +29,14 @@ SWEEP_RETRY_MS = 60_000  # an expired asset whose file could not be deleted is t
 SWEEP_LEASE_MS = 5 * 60 * 1000
 # An admitted upload is not swept for this long: past its probe and its write's storage retries.
 UPLOAD_HOLD_MS = 10 * 60 * 1000
+# An expired asset that a job still queued or running named is kept this long, then its jobs are
+# read again: a job may wait past the asset's time (a backlog, dispatchers down, its tenant at its
+# concurrency) and must find the file when it runs.
+JOB_HOLD_MS = 60 * 60 * 1000
+# A job the set names that does not exist yet holds the asset this long after its submit named it:
+# the submit may still be writing its inline images or recording it (past its retries). Later, it
+# was refused, a repeat of an earlier one, or expired long ago.
+SUBMIT_HOLD_MS = 10 * 60 * 1000
 # How long an upload of an asset being swept waits for the delete to end (then UNAVAILABLE).
 SWEEP_WAIT_S = 35.0
 SWEPT_RETRY_S = 10.0  # the retry an upload still waiting after SWEEP_WAIT_S is told at most
@@ -93,6 +101,8 @@ class AssetStore:
         self.quota = quota
         self.sweep_retry_ms = SWEEP_RETRY_MS
         self.sweep_lease_ms = SWEEP_LEASE_MS
+        self.job_hold_ms = JOB_HOLD_MS
+        self.submit_hold_ms = SUBMIT_HOLD_MS
 
     def _stored(self, key: str) -> bool:
         try:
@@ -182,21 +192,25 @@ class AssetStore:
                     await asyncio.to_thread(self.storage.delete, key)
             raise
 
-    async def for_job(self, tenant: str, asset_ids: Sequence[str]) -> dict[str, StoredAsset]:
-        """The tenant's assets among the ids, each kept at least as long as a job submitted now."""
-        return await self.ledger.assets(tenant, asset_ids, now_ms() + self.job_retention_ms)
+    async def for_job(self, tenant: str, asset_ids: Sequence[str], job_id: str) -> dict[str, StoredAsset]:
+        """The tenant's assets among the ids for the job submitted now (its id drawn already), each
+        kept at least for its retention, and past that until the job has ended (sweep)."""
+        now = now_ms()
+        return await self.ledger.assets(tenant, asset_ids, now + self.job_retention_ms, job_id, now)
 
     async def sweep(self) -> int:
-        """Deletes the files of expired assets; returns how many. Each is claimed before its delete
-        and struck off after it, one at a time: a sweep stopped between the two (its gateway
-        stopping, Redis away) leaves one claim, due again when its lease ends."""
+        """Deletes the files of expired assets; returns how many. One that a job still queued or
+        running named is kept another job_hold_ms. Each is claimed before its delete and struck off
+        after it, one at a time: a sweep stopped between the two (its gateway stopping, Redis away)
+        leaves one claim, due again when its lease ends."""
         deleted = 0
         for tenant, asset_id in await self.ledger.due_assets(now_ms()):
+            ended = await self._ended_jobs(tenant, asset_id)
             now = now_ms()
             lease_end = now + self.sweep_lease_ms
-            claim = await self.ledger.claim_sweep(tenant, asset_id, now, lease_end)
+            claim = await self.ledger.claim_sweep(tenant, asset_id, now, lease_end, now + self.job_hold_ms, ended)
             if claim is None:
-                continue  # kept longer, being uploaded again, or another gateway's
+                continue  # kept longer, held by a job, being uploaded again, or another gateway's
             try:
                 await asyncio.to_thread(self.storage.delete, f"{ASSETS_PREFIX}{tenant}/{asset_id}")
             except StorageError:
@@ -206,6 +220,21 @@ class AssetStore:
             await self.ledger.end_sweep(tenant, asset_id, claim, lease_end)
             deleted += 1
         return deleted
+
+    async def _ended_jobs(self, tenant: str, asset_id: str) -> list[str]:
+        """The jobs of the asset's set that no longer hold it: ended, or gone (expired after their
+        end, or never recorded and named longer ago than SUBMIT_HOLD_MS). Read before the claim; a
+        job ending after its read holds the asset until the next look, one JOB_HOLD_MS later."""
+        named = await self.ledger.asset_jobs(tenant, asset_id)
+        if not named:
+            return []
+        states = await self.ledger.states(list(named))
+        recent = now_ms() - self.submit_hold_ms
+        return [
+            job_id
+            for (job_id, submitted), state in zip(named.items(), states, strict=True)
+            if (state.terminal if state is not None else submitted < recent)
+        ]
 
     async def sweep_forever(self, interval_s: float = 60.0) -> None:
         """The sweep, every interval_s, until cancelled; a failed round is tried again next time."""

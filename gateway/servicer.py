@@ -223,7 +223,9 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         if problems := named_asset_problems(named):  # before any is looked up
             await self._invalid(context, problems)
         ids = list(dict.fromkeys(asset_id for _, asset_id in named))
-        assets: dict[str, StoredAsset] = await self.assets.for_job(tenant, ids) if ids else {}
+        # Drawn before the assets are read: each asset notes the job, and is kept while it has not ended.
+        job_id = new_job_id()
+        assets: dict[str, StoredAsset] = await self.assets.for_job(tenant, ids, job_id) if ids else {}
         infos = {asset_id: image_info(asset) for asset_id, asset in assets.items()}
         keyed = bool(request.idempotency_key)
         if inline:  # its images are probed, and digested for a key, off the loop
@@ -232,7 +234,6 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             violations, digest = _checked(request, self.limits, infos, keyed)
         if violations:
             await self._invalid(context, violations)
-        job_id = new_job_id()
         inputs: dict[str, str] = {
             path: assets[source.asset_id].storage_key
             for path, source in images

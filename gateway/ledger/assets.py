@@ -16,6 +16,10 @@ from gateway.ledger import keys
 from gateway.ledger.base import LedgerBase
 from gateway.ledger.tenants import RateLimited
 
+# An asset's set of jobs (keys.asset_jobs) outlives its hash, and each hold of the sweep, by this:
+# the sweep reads it once the hash has expired, which may be days late when no gateway runs.
+ASSET_JOBS_GRACE_MS = 7 * 24 * 3600 * 1000
+
 
 class AssetQuotaExceeded(Exception):
     """The tenant holds as many assets as its quota allows."""
@@ -121,8 +125,20 @@ class Assets(LedgerBase):
                 keys.tenant_rate(tenant),
                 keys.counted(tenant, secrets.token_hex(8)),  # a retry carries the same mark: counted once
                 keys.asset_sweep(tenant, asset_id),
+                keys.asset_jobs(tenant, asset_id),
             ],
-            args=[asset_id, tenant, now_ms, expire_ms, defaults.rate_per_s, defaults.burst, quota, step, *fields],
+            args=[
+                asset_id,
+                tenant,
+                now_ms,
+                expire_ms,
+                defaults.rate_per_s,
+                defaults.burst,
+                quota,
+                step,
+                ASSET_JOBS_GRACE_MS,
+                *fields,
+            ],
         )
         status, value = reply[0].decode(), reply[1].decode()
         if status == "limited":
@@ -133,18 +149,32 @@ class Assets(LedgerBase):
             raise AssetBeingSwept(int(value) / 1000)
         return [part.decode() for part in reply[1:]]
 
-    async def assets(self, tenant: str, asset_ids: Sequence[str], min_expire_ms: int) -> dict[str, StoredAsset]:
+    async def assets(
+        self, tenant: str, asset_ids: Sequence[str], min_expire_ms: int, job_id: str = "", submitted_ms: int = 0
+    ) -> dict[str, StoredAsset]:
         """The tenant's assets among the ids (missing ones left out), each kept at least until
-        min_expire_ms (0: as they are)."""
+        min_expire_ms (0: as they are); with a job_id, the job is noted in each one's set of jobs
+        (asset_jobs), which keeps its file past that while the job has not ended."""
         ids = list(dict.fromkeys(asset_ids))
         if not ids:
             return {}
         reply: Any = await self._script(
             "use_assets",
-            keys=[keys.tenant_assets(tenant), keys.EXPIRING_ASSETS, *(keys.asset(tenant, i) for i in ids)],
-            args=[tenant, min_expire_ms, *ids],
+            keys=[
+                keys.tenant_assets(tenant),
+                keys.EXPIRING_ASSETS,
+                *(keys.asset(tenant, i) for i in ids),
+                *(keys.asset_jobs(tenant, i) for i in ids),
+            ],
+            args=[tenant, min_expire_ms, job_id, submitted_ms, ASSET_JOBS_GRACE_MS, *ids],
         )
         return {asset_id: _asset(tenant, asset_id, flat) for asset_id, flat in zip(ids, reply, strict=True) if flat}
+
+    async def asset_jobs(self, tenant: str, asset_id: str) -> dict[str, int]:
+        """The jobs that named an asset (those not yet struck off by a sweep), each with when it was
+        submitted (ms)."""
+        rows: Any = await self._command("ZRANGE", keys.asset_jobs(tenant, asset_id), 0, -1, "WITHSCORES")
+        return {rows[i].decode(): int(float(rows[i + 1])) for i in range(0, len(rows), 2)}
 
     async def due_assets(self, now_ms: int, count: int = 100) -> list[tuple[str, str]]:
         """Assets due for a sweep (expired, or a claim whose sweeper stopped), as (tenant, id); each
@@ -154,13 +184,24 @@ class Assets(LedgerBase):
         )
         return [(tenant, asset_id) for tenant, _, asset_id in (m.decode().partition("/") for m in members)]
 
-    async def claim_sweep(self, tenant: str, asset_id: str, now_ms: int, lease_end_ms: int) -> str | None:
+    async def claim_sweep(
+        self,
+        tenant: str,
+        asset_id: str,
+        now_ms: int,
+        lease_end_ms: int,
+        hold_until_ms: int,
+        ended: Sequence[str] = (),
+    ) -> str | None:
         """The claim's id when this caller is to delete the asset's file (one caller only): it is
-        due, and has not been kept longer (then it is put back at its expiry); else None. Until
-        lease_end_ms, no upload of it is admitted, and it is due again then unless end_sweep says
-        otherwise first."""
+        due, has not been kept longer (then it is put back at its expiry), and no job of its set
+        (asset_jobs) is left once the `ended` ones (ended, or no longer there) are struck off (then
+        it is due again at hold_until_ms); else None. Until lease_end_ms, no upload of it is
+        admitted, and it is due again then unless end_sweep says otherwise first."""
         claim = secrets.token_hex(8)  # a retry carries the same id: a claim whose reply was lost is answered
-        reply = await self._sweep_script(tenant, asset_id, "claim", now_ms, lease_end_ms, 0, claim)
+        reply = await self._sweep_script(
+            tenant, asset_id, "claim", now_ms, lease_end_ms, 0, claim, hold_until_ms, ASSET_JOBS_GRACE_MS, *ended
+        )
         return claim if reply == b"claimed" else None
 
     async def end_sweep(self, tenant: str, asset_id: str, claim: str, lease_end_ms: int, again_ms: int = 0) -> None:
@@ -169,10 +210,23 @@ class Assets(LedgerBase):
         await self._sweep_script(tenant, asset_id, "end", 0, lease_end_ms, again_ms, claim)
 
     async def _sweep_script(
-        self, tenant: str, asset_id: str, step: str, now_ms: int, lease_end_ms: int, again_ms: int, claim: str
+        self,
+        tenant: str,
+        asset_id: str,
+        step: str,
+        now_ms: int,
+        lease_end_ms: int,
+        again_ms: int,
+        claim: str,
+        *held: str | int,
     ) -> Any:
         return await self._script(
             "sweep_asset",
-            keys=[keys.EXPIRING_ASSETS, keys.asset(tenant, asset_id), keys.asset_sweep(tenant, asset_id)],
-            args=[f"{tenant}/{asset_id}", step, now_ms, lease_end_ms, again_ms, claim],
+            keys=[
+                keys.EXPIRING_ASSETS,
+                keys.asset(tenant, asset_id),
+                keys.asset_sweep(tenant, asset_id),
+                keys.asset_jobs(tenant, asset_id),
+            ],
+            args=[f"{tenant}/{asset_id}", step, now_ms, lease_end_ms, again_ms, claim, *held],
         )

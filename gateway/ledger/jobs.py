@@ -495,6 +495,18 @@ class Jobs(LedgerBase):
         rows: Any = await self._retry(read) if job_ids else []
         return [stored_job({k.decode(): v for k, v in row.items()}) if row else None for row in rows]
 
+    async def states(self, job_ids: Sequence[str]) -> list[State | None]:
+        """Several jobs' states (None: no such job) in one round trip."""
+
+        async def read() -> Any:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.hget(keys.job(job_id), "state")
+                return await pipe.execute()
+
+        values: Any = await self._retry(read) if job_ids else []
+        return [State(value.decode()) if value else None for value in values]
+
     async def kind(self, job_id: str) -> str:
         """A job's kind ("" when it does not exist)."""
         value: Any = await self._retry(lambda: self.redis.hget(keys.job(job_id), "kind"))

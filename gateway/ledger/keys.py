@@ -188,6 +188,13 @@ def asset_sweep(tenant: str, asset_id: str) -> str:
     return f"asset-sweep:{tenant}:{asset_id}"
 
 
+def asset_jobs(tenant: str, asset_id: str) -> str:
+    """The sorted set of the jobs that named an asset, by when each was submitted (ms): the sweep
+    keeps the asset's file while one of them has not ended (scripts/use_assets.lua, sweep_asset.lua).
+    It outlives the asset's hash, which the sweep finds gone."""
+    return f"asset-jobs:{tenant}:{asset_id}"
+
+
 def tenant_assets(tenant: str) -> str:
     """The sorted set of a tenant's assets by expiry (ms); its asset quota counts them."""
     return f"tenant:{tenant}:assets"

@@ -32,6 +32,7 @@ import redis
 from devstack import scenes
 from gateway.http import app as http_app
 from gateway.http.bridge import ServicerBridge
+from gateway.ledger import keys
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
 from render.v1 import render_service_pb2 as pb
@@ -519,6 +520,9 @@ def test_an_uploaded_photo_is_rendered_by_id_with_several_swatches(
         done.append(client.wait(job.id, timeout=60))
     assert [d.state for d in done] == [pb.JOB_STATE_SUCCEEDED] * 2
     assert done[1].result.geometry_reused  # the same photo and hints: the mask and plane were kept
+    # Each submit noted its job, by the id it was recorded under: the sweep keeps the file for them.
+    noted: Any = redis.Redis.from_url(redis_url + "/16").zrange(keys.asset_jobs("http-tests", asset.id), 0, -1)
+    assert sorted(noted) == sorted(d.id.encode() for d in done)
     # Another tenant cannot use the asset, and a made-up id is refused the same way.
     with RenderClient(f"127.0.0.1:{http_gateway.port}", api_key=key_for(redis_url + "/16", "other-tenant")) as other:
         for asset_id in (asset.id, "as_" + "0" * 40):

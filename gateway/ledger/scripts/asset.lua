@@ -12,10 +12,11 @@
 -- dies before its record is still deleted by a later sweep.
 -- KEYS: 1 the asset's hash, 2 the tenant's assets (id by expiry), 3 every asset by expiry
 --       ("tenant/id"), 4 tenant limits, 5 tenant rate, 6 this call's mark (keys.counted),
---       7 the asset's sweep mark
+--       7 the asset's sweep mark, 8 its set of jobs (use_assets.lua)
 -- ARGV: 1 asset id, 2 tenant, 3 now_ms, 4 expire_ms ('admit': held in the index until), 5 default
---       rate per second (0: none), 6 default burst, 7 the tenant's asset quota (0: none), 8 'admit' or 'record', then (to
---       record) the hash's fields and values.
+--       rate per second (0: none), 6 default burst, 7 the tenant's asset quota (0: none), 8 'admit' or
+--       'record', 9 how long the set of jobs outlives the hash (ms), then (to record) the hash's
+--       fields and values.
 -- Returns {'ok', created_ms ('' when admitted and new), and when admitting, its expire_ms ('0':
 -- new)}, {'limited', ms until a retry is allowed}, {'quota', the quota} or {'sweeping', ms the
 -- sweep's claim has left}.
@@ -49,9 +50,11 @@ if not created then
 end
 local expire = math.max(tonumber(ARGV[4]), tonumber(redis.call('HGET', KEYS[1], 'expire_ms') or '0'))
 local fields = {'created_ms', created, 'expire_ms', expire}
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('PEXPIREAT', KEYS[1], expire)
 redis.call('ZADD', KEYS[2], expire, ARGV[1])
 redis.call('ZADD', KEYS[3], expire, ARGV[2] .. '/' .. ARGV[1])
+-- The jobs that named it are read when the hash has expired: their set lasts past that.
+if redis.call('EXISTS', KEYS[8]) == 1 then redis.call('PEXPIREAT', KEYS[8], expire + tonumber(ARGV[9])) end
 return {'ok', created}
