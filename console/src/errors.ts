@@ -11,6 +11,11 @@ export interface Problem {
 /** Problems by the form control they belong to ("" for the form as a whole). */
 export type FieldErrors = Record<string, Problem[]>;
 
+/** Whether any control has a problem (a control's list is emptied when its input changes). */
+export function hasProblems(errors: FieldErrors): boolean {
+  return Object.values(errors).some((problems) => problems.length > 0);
+}
+
 /** A request field path's control: the longest matching prefix wins. */
 export type ControlMap = ReadonlyArray<readonly [prefix: string, control: string]>;
 

@@ -542,3 +542,75 @@ def test_a_credential_revoked_mid_session_brings_back_the_sign_in_form(page: Pag
     page.locator("#credential").wait_for()
     assert "sign in again" in page.inner_text(".alert")
     assert page.evaluate("() => sessionStorage.getItem('render-console.credential')") is None
+
+
+def focused(page: Page) -> str:
+    """The focused element: its tag, id and name ("BODY" when nothing is)."""
+    return str(
+        page.evaluate(
+            """() => { const e = document.activeElement; if (!e || e === document.body) return 'BODY';
+              return `${e.tagName}#${e.id} ${e.getAttribute('aria-label') || e.textContent.trim().slice(0, 40)}`; }"""
+        )
+    )
+
+
+def test_the_swap_form_works_by_keyboard_alone_and_says_what_is_wrong_where(page: Page, stack: Stack) -> None:
+    """No invisible Tab stop; the focus stays put while a button works, goes to the first invalid
+    control when the request is refused and to the job once it is made; the corners are placed with
+    the arrows and Enter; errors are tied to their controls; the job's steps and end are announced
+    (a review with a keyboard and axe-core found each missing)."""
+    page.goto(stack.http_url + "/")
+    page.focus("#credential")
+    page.keyboard.type(stack.api_key)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("[data-picker=photo]")
+    page.focus("a.brand")
+    for _ in range(25):
+        page.keyboard.press("Tab")
+        area = page.evaluate(
+            "() => { const r = document.activeElement.getBoundingClientRect(); return r.width * r.height; }"
+        )
+        assert area > 1, f"{focused(page)} is a Tab stop no one can see"
+
+    page.focus("[data-picker=photo] [data-sample=room]")
+    page.keyboard.press("Enter")
+    page.locator("[data-picker=photo] .thumb").wait_for()
+    assert focused(page).startswith("BUTTON# + sample room"), focused(page)
+    assert page.locator("[role=alert]").count() == 0, "an error shown before anything was sent"
+    pick_sample(page, "swatches", "oak")
+
+    canvas = page.locator("[data-testid=hint-canvas]")
+    canvas.focus()
+    for moves in (
+        ["ArrowLeft", "ArrowDown"],
+        ["ArrowRight", "ArrowRight"],
+        ["ArrowUp", "ArrowUp"],
+        ["ArrowLeft", "ArrowLeft"],
+    ):
+        for key in moves:
+            page.keyboard.press(f"Shift+{key}")
+        page.keyboard.press("Enter")
+    corners = page.locator("[data-kind=quad]").evaluate_all(
+        "els => els.map(e => [e.getAttribute('cx'), e.getAttribute('cy')])"
+    )
+    assert len(corners) == 4 and len({tuple(c) for c in corners}) == 4, corners
+
+    page.click("[data-testid=hint-clear]")
+    page.fill("#rotation", "abc")
+    page.focus("[data-testid=submit-swap]")
+    page.keyboard.press("Enter")
+    page.locator("[data-error-for=rotation]").wait_for()
+    assert page.get_attribute("#rotation", "aria-invalid") == "true"
+    described = (page.get_attribute("#rotation", "aria-describedby") or "").split()
+    assert page.locator("[data-error-for=rotation]").get_attribute("id") in described
+    assert focused(page).startswith("INPUT#rotation"), focused(page)
+
+    page.fill("#rotation", "0")
+    page.focus("[data-testid=use-sample-outline]")
+    page.keyboard.press("Enter")
+    page.focus("[data-testid=submit-swap]")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"#/jobs/"))
+    assert focused(page).startswith("H2#"), focused(page)
+    wait_until_ended(page)
+    assert page.inner_text("[data-testid=job-announcer][role=status]") == "The job succeeded."

@@ -3,9 +3,10 @@
  * points, or a box. An SVG laid over the image with a viewBox of the photo's own pixels, so every
  * coordinate is in photo pixels whatever size the image is shown at. Pointer events serve mouse,
  * pen and touch alike; corners, points and the box's corners can be dragged, selected and deleted.
+ * The keyboard does all of it too: a cursor moved with the arrow keys, Enter to place there.
  */
 
-import { useEffect, useRef, useState, type KeyboardEvent, type PointerEvent, type ReactNode } from "react";
+import { useEffect, useId, useRef, useState, type KeyboardEvent, type PointerEvent, type ReactNode } from "react";
 
 import { Button, Segmented } from "./ui";
 
@@ -41,6 +42,14 @@ const MODES: { value: HintMode; label: string; title: string }[] = [
   { value: "box", label: "Box", title: "Drag a box around the surface" },
 ];
 
+// One arrow key press moves the cursor or the selected handle this many screen pixels (Shift: ten
+// times as far): fine enough to place a corner, few enough presses to cross the photo.
+const KEY_STEP_PX = 4;
+const FAST_STEPS = 10;
+const ARROWS: Record<string, [number, number]> = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+const KEY_HELP =
+  "Keys: the arrows move the cursor or the selected handle (Shift: faster), Enter places a handle at the cursor (a box: Enter, the arrows, Enter), N selects the next handle, Delete removes it, Escape deselects.";
+
 function boxCorners(b: BoxHint): Pt[] {
   return [
     { x: b.x0, y: b.y0 },
@@ -72,6 +81,7 @@ export function HintEditor({
   mode,
   onModeChange,
   actions,
+  errorId,
 }: {
   url: string;
   width: number;
@@ -81,6 +91,8 @@ export function HintEditor({
   mode: HintMode;
   onModeChange: (mode: HintMode) => void;
   actions?: ReactNode;
+  /** The id of the hints' error message, when there is one. */
+  errorId?: string | undefined;
 }) {
   const svg = useRef<SVGSVGElement>(null);
   const [selected, setSelected] = useState<Target | null>(null);
@@ -89,6 +101,11 @@ export function HintEditor({
   const [scale, setScale] = useState(1);
   const latest = useRef(hints);
   latest.current = hints;
+  // The keyboard's cursor, in photo pixels, shown while the overlay has the focus.
+  const [cursor, setCursor] = useState<Pt>({ x: width / 2, y: height / 2 });
+  const [focused, setFocused] = useState(false);
+  const helpId = useId();
+  useEffect(() => setCursor({ x: width / 2, y: height / 2 }), [width, height]);
 
   useEffect(() => {
     const element = svg.current;
@@ -160,15 +177,19 @@ export function HintEditor({
     }
   };
 
-  const onUp = (event: PointerEvent<SVGSVGElement>) => {
-    if (drag.current?.pointerId !== event.pointerId) return;
-    drag.current = null;
+  const finishBox = () => {
     const h = latest.current;
     if (h.box) {
       const b = normalized(h.box);
       // A click without a drag makes no box.
       onChange({ ...h, box: b.x1 - b.x0 < 4 * scale || b.y1 - b.y0 < 4 * scale ? null : b });
     }
+  };
+
+  const onUp = (event: PointerEvent<SVGSVGElement>) => {
+    if (drag.current?.pointerId !== event.pointerId) return;
+    drag.current = null;
+    finishBox();
   };
 
   const deleteSelected = () => {
@@ -185,8 +206,69 @@ export function HintEditor({
     setSelected(null);
   };
 
+  const clamp = (p: Pt): Pt => ({
+    x: Math.round(Math.min(width, Math.max(0, p.x)) * 10) / 10,
+    y: Math.round(Math.min(height, Math.max(0, p.y)) * 10) / 10,
+  });
+
+  const handles = (): Target[] => {
+    const h = latest.current;
+    if (mode === "box") return h.box ? [0, 1, 2, 3].map((index) => ({ kind: "box" as const, index })) : [];
+    return h[mode].map((_, index) => ({ kind: mode, index }));
+  };
+
+  const positionOf = (target: Target): Pt | undefined => {
+    const h = latest.current;
+    return target.kind === "box" ? (h.box ? boxCorners(h.box)[target.index] : undefined) : h[target.kind][target.index];
+  };
+
+  /** Enter: a handle of the current mode at the cursor, which stays where it is for the next; a
+   * box's first press anchors it, and its opposite corner, selected, is then moved with the arrows
+   * until Enter again. */
+  const placeAtCursor = () => {
+    const h = latest.current;
+    if (mode === "box") {
+      onChange({ ...h, box: { x0: cursor.x, y0: cursor.y, x1: cursor.x, y1: cursor.y } });
+      setSelected({ kind: "box", index: 2 });
+      return;
+    }
+    if (mode === "quad" && h.quad.length >= 4) return;
+    onChange({ ...h, [mode]: [...h[mode], cursor] });
+  };
+
+  const selectNext = () => {
+    const all = handles();
+    if (all.length === 0) return;
+    const at = selected ? all.findIndex((t) => t.kind === selected.kind && t.index === selected.index) : -1;
+    const next = all[(at + 1) % all.length]!;
+    setSelected(next);
+    setCursor(positionOf(next) ?? cursor);
+  };
+
   const onKey = (event: KeyboardEvent) => {
-    if ((event.key === "Delete" || event.key === "Backspace") && selected) {
+    const arrow = ARROWS[event.key];
+    if (arrow) {
+      event.preventDefault();
+      const step = KEY_STEP_PX * scale * (event.shiftKey ? FAST_STEPS : 1);
+      const from = (selected && positionOf(selected)) || cursor;
+      const to = clamp({ x: from.x + arrow[0] * step, y: from.y + arrow[1] * step });
+      setCursor(to);
+      if (selected) place(selected, to);
+    } else if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      if (selected?.kind === "box") {
+        finishBox();
+        setSelected(null);
+      } else {
+        placeAtCursor();
+      }
+    } else if (event.key === "n" || event.key === "N") {
+      event.preventDefault();
+      selectNext();
+    } else if (event.key === "Escape" && selected) {
+      event.preventDefault();
+      setSelected(null);
+    } else if ((event.key === "Delete" || event.key === "Backspace") && selected) {
       event.preventDefault();
       deleteSelected();
     }
@@ -212,7 +294,13 @@ export function HintEditor({
         </div>
       </div>
       <p className="field-hint" data-testid="hint-help">
-        {MODES.find((m) => m.value === mode)?.title}. <span className="muted">{counts}</span>
+        {MODES.find((m) => m.value === mode)?.title}.{" "}
+        <span className="muted" aria-live="polite">
+          {counts}
+        </span>
+      </p>
+      <p className="field-hint muted" id={helpId}>
+        {KEY_HELP}
       </p>
       <div className="hint-stage">
         <img src={url} alt="The photo" draggable={false} />
@@ -224,6 +312,7 @@ export function HintEditor({
           tabIndex={0}
           role="application"
           aria-label="Hints over the photo"
+          aria-describedby={[helpId, errorId].filter(Boolean).join(" ")}
           data-testid="hint-canvas"
           data-width={width}
           data-height={height}
@@ -232,6 +321,8 @@ export function HintEditor({
           onPointerUp={onUp}
           onPointerCancel={onUp}
           onKeyDown={onKey}
+          onFocus={() => setFocused(true)}
+          onBlur={() => setFocused(false)}
         >
           {hints.box && (
             <g className="hint-box">
@@ -302,6 +393,13 @@ export function HintEditor({
                 </text>
               </g>
             )),
+          )}
+          {focused && !selected && (
+            <g className="hint-cursor" data-testid="hint-cursor" data-x={cursor.x} data-y={cursor.y}>
+              <circle cx={cursor.x} cy={cursor.y} r={r} vectorEffect="non-scaling-stroke" />
+              <line x1={cursor.x - 2 * r} y1={cursor.y} x2={cursor.x + 2 * r} y2={cursor.y} vectorEffect="non-scaling-stroke" />
+              <line x1={cursor.x} y1={cursor.y - 2 * r} x2={cursor.x} y2={cursor.y + 2 * r} vectorEffect="non-scaling-stroke" />
+            </g>
           )}
         </svg>
       </div>

@@ -21,9 +21,12 @@ export function ImagePicker({
   max = 9,
   samples = [],
   captions,
+  label,
 }: {
   client: RenderClient;
   id: string;
+  /** What is picked ("Room or facade photo"): the name of the file input. */
+  label: string;
   pictures: Picture[];
   onChange: (pictures: Picture[]) => void;
   multiple?: boolean;
@@ -90,6 +93,9 @@ export function ImagePicker({
           id={`${id}-file`}
           className="visually-hidden"
           type="file"
+          // Opened by the Upload button; not a Tab stop of its own (it is 1 px and shows no focus).
+          tabIndex={-1}
+          aria-label={label}
           accept={ACCEPTED_TYPES}
           multiple={multiple}
           onChange={onFiles}
@@ -102,8 +108,12 @@ export function ImagePicker({
           <Button
             key={s.url}
             variant="ghost"
-            disabled={full || busy > 0}
-            onClick={() => void add([uploadSample(client, s.url, s.name)])}
+            disabled={full}
+            // Refused while an upload runs, but not disabled: that would drop the keyboard focus.
+            aria-disabled={busy > 0 || undefined}
+            onClick={() => {
+              if (busy === 0) void add([uploadSample(client, s.url, s.name)]);
+            }}
             data-sample={s.name}
           >
             + sample {s.name}

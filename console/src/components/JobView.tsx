@@ -1,6 +1,6 @@
 /** One job: live progress step by step (WatchJob, resumed after a dropped connection), then its result. */
 
-import { useEffect, useMemo, useState } from "react";
+import { useEffect, useMemo, useRef, useState } from "react";
 
 import {
   ErrorCode,
@@ -18,7 +18,7 @@ import {
 import { describe } from "../errors";
 import { inputsOf } from "../images";
 import { CompareSlider } from "./CompareSlider";
-import { Alert, Button, formatBytes, ProgressBar, StateBadge } from "./ui";
+import { Alert, Button, formatBytes, ProgressBar, StateBadge, stateName } from "./ui";
 
 type Connection = "connecting" | "live" | "reconnecting" | "ended";
 
@@ -54,6 +54,17 @@ function groupSteps(events: JobEvent[]): StepGroup[] {
   return groups;
 }
 
+function stepTitle(group: StepGroup): string {
+  return group.step > 0 ? `Step ${group.step} of ${group.total}${STAGES[group.stage] ? ` · ${STAGES[group.stage]}` : ""}` : "Accepted";
+}
+
+/** What a screen reader is told as the job moves: each step as it starts, then how the job ended. */
+function announcement(steps: StepGroup[], state: JobState, ended: boolean): string {
+  if (ended) return `The job ${stateName(state)}.`;
+  const last = steps[steps.length - 1];
+  return last ? stepTitle(last) : "";
+}
+
 function errorName(code: ErrorCode): string {
   return (ErrorCode[code] ?? "UNKNOWN").toLowerCase().replace(/_/g, " ");
 }
@@ -86,6 +97,13 @@ export function JobView({ client, jobId }: { client: RenderClient; jobId: string
   const [error, setError] = useState("");
   const [cancelling, setCancelling] = useState(false);
   const [apiError, setApiError] = useState("");
+  const heading = useRef<HTMLHeadingElement>(null);
+
+  // Opened from a form that is gone now (a submit) the focus is on the page's body: it goes to the
+  // job's heading, so the keyboard and a screen reader go on from here, not from the top.
+  useEffect(() => {
+    if (!document.activeElement || document.activeElement === document.body) heading.current?.focus({ preventScroll: true });
+  }, []);
 
   useEffect(() => {
     const abort = new AbortController();
@@ -153,7 +171,7 @@ export function JobView({ client, jobId }: { client: RenderClient; jobId: string
         <section className="card stack">
           <div className="job-header">
             <div>
-              <h2>
+              <h2 ref={heading} tabIndex={-1}>
                 {job?.kind ? job.kind.replace(/_/g, " ") : "Job"} <StateBadge state={state} />
               </h2>
               <p className="muted mono">{jobId}</p>
@@ -184,16 +202,16 @@ export function JobView({ client, jobId }: { client: RenderClient; jobId: string
               </>
             )}
           </p>
+          <p className="visually-hidden" role="status" data-testid="job-announcer">
+            {job ? announcement(steps, state, ended) : ""}
+          </p>
           {error && <Alert>{error}</Alert>}
           <ol className="steps" data-testid="steps">
             {steps.map((group, index) => {
               const isLast = index === steps.length - 1;
               const status =
                 !isLast || state === JobState.SUCCEEDED ? "done" : state === JobState.FAILED || state === JobState.CANCELLED ? "failed" : "active";
-              const title =
-                group.step > 0
-                  ? `Step ${group.step} of ${group.total}${STAGES[group.stage] ? ` · ${STAGES[group.stage]}` : ""}`
-                  : "Accepted";
+              const title = stepTitle(group);
               return (
                 <li key={`${group.step}-${index}`} className={`step ${status}`} data-step={group.step}>
                   <span className="step-icon" aria-hidden="true" />

@@ -1,13 +1,13 @@
 /** A room render: a room described by its type, size, materials and style, rendered by an image model. */
 
-import { useState, type FormEvent } from "react";
+import { useRef, useState, type FormEvent } from "react";
 
 import { create, Lighting, SubmitRenderRequestSchema, TimeOfDay, type RenderClient } from "@render-pipeline/client";
-import { fieldErrors, ROOM_CONTROLS, type FieldErrors } from "../errors";
+import { fieldErrors, hasProblems, ROOM_CONTROLS, type FieldErrors } from "../errors";
 import { useRequestKey } from "../idempotency";
 import { rememberInputs } from "../images";
 import { go } from "../routes";
-import { Alert, Button, Field, FieldError } from "./ui";
+import { Alert, Button, errorId, Field, FieldError, useFocusOnProblems } from "./ui";
 
 const SURFACES = ["floor", "walls", "ceiling"] as const;
 type SurfaceName = (typeof SURFACES)[number];
@@ -28,6 +28,8 @@ export function RoomForm({ client }: { client: RenderClient }) {
   const [errors, setErrors] = useState<FieldErrors>({});
   const [submitting, setSubmitting] = useState(false);
   const requestKey = useRequestKey();
+  const form = useRef<HTMLFormElement>(null);
+  useFocusOnProblems(form, errors);
 
   const setMaterial = (surface: SurfaceName, key: "name" | "description", value: string) =>
     setMaterials((m) => ({ ...m, [surface]: { ...m[surface], [key]: value } }));
@@ -64,7 +66,7 @@ export function RoomForm({ client }: { client: RenderClient }) {
   };
 
   return (
-    <form className="card stack narrow" onSubmit={submit} noValidate>
+    <form className="card stack narrow" onSubmit={submit} noValidate ref={form}>
       <h2>Room render</h2>
       <p className="muted">A room generated from its description by the image provider (OpenAI when configured).</p>
       <div className="row-fields">
@@ -80,7 +82,7 @@ export function RoomForm({ client }: { client: RenderClient }) {
           <input id="area" inputMode="decimal" value={area} onChange={(e) => setArea(e.target.value)} />
         </Field>
       </div>
-      <fieldset className="stack" data-control="materials">
+      <fieldset className="stack" data-control="materials" aria-describedby={errors.materials?.length ? errorId("materials") : undefined}>
         <legend className="field-label">Materials</legend>
         {SURFACES.map((s) => (
           <div key={s} className="row-fields">
@@ -131,7 +133,7 @@ export function RoomForm({ client }: { client: RenderClient }) {
         estimate the cost; call no provider)
       </label>
       {errors[""] && <FieldError control="form" problems={errors[""]} />}
-      {Object.keys(errors).length > 0 && !errors[""] && <Alert>The request was refused: see the fields marked above.</Alert>}
+      {hasProblems(errors) && !errors[""] && <Alert>The request was refused: see the fields marked above.</Alert>}
       <Button type="submit" variant="primary" loading={submitting} className="btn-block">
         Render the room
       </Button>

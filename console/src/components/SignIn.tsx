@@ -1,6 +1,6 @@
 /** Sign in with an API key or a JWT, checked with a cheap call before it is kept. */
 
-import { useState, type FormEvent } from "react";
+import { useRef, useState, type FormEvent } from "react";
 
 import type { Protocol } from "@render-pipeline/client";
 import { describe } from "../errors";
@@ -12,11 +12,16 @@ export function SignIn({ onSignedIn, notice = "" }: { onSignedIn: (session: Sess
   const [protocol, setProtocol] = useState<Protocol>("connect");
   const [error, setError] = useState("");
   const [checking, setChecking] = useState(false);
+  const input = useRef<HTMLInputElement>(null);
+  const refuse = (message: string) => {
+    setError(message);
+    input.current?.focus();
+  };
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
     if (!credential.trim()) {
-      setError("Paste an API key (rk_…) or a JWT.");
+      refuse("Paste an API key (rk_…) or a JWT.");
       return;
     }
     setChecking(true);
@@ -27,7 +32,7 @@ export function SignIn({ onSignedIn, notice = "" }: { onSignedIn: (session: Sess
       keepSession(session);
       onSignedIn(session);
     } catch (e) {
-      setError(describe(e));
+      refuse(describe(e));
     } finally {
       setChecking(false);
     }
@@ -52,6 +57,9 @@ export function SignIn({ onSignedIn, notice = "" }: { onSignedIn: (session: Sess
         >
           <input
             id="credential"
+            ref={input}
+            aria-invalid={!!error || undefined}
+            aria-describedby={error ? "sign-in-error" : undefined}
             name="credential"
             type="password"
             autoComplete="off"
@@ -69,7 +77,7 @@ export function SignIn({ onSignedIn, notice = "" }: { onSignedIn: (session: Sess
           </select>
         </details>
         {notice && !error && <Alert kind="warning">{notice}</Alert>}
-        {error && <Alert>{error}</Alert>}
+        {error && <Alert id="sign-in-error">{error}</Alert>}
         <Button type="submit" variant="primary" loading={checking} className="btn-block" data-testid="sign-in">
           Sign in
         </Button>

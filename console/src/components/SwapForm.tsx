@@ -1,6 +1,6 @@
 /** A material swap: photo, swatches, surface, hints drawn on the photo, scale, rotation, layout. */
 
-import { useState, type FormEvent } from "react";
+import { useRef, useState, type FormEvent } from "react";
 
 import {
   create,
@@ -12,14 +12,14 @@ import {
   type ImageSource,
   type RenderClient,
 } from "@render-pipeline/client";
-import { fieldErrors, SWAP_CONTROLS, type FieldErrors } from "../errors";
+import { fieldErrors, hasProblems, SWAP_CONTROLS, type FieldErrors } from "../errors";
 import { useRequestKey } from "../idempotency";
 import { rememberInputs, uploadSample, type Picture } from "../images";
 import { go } from "../routes";
 import type { Sample } from "../samples";
 import { HintEditor, NO_HINTS, type HintMode, type Hints } from "./HintEditor";
 import { ImagePicker } from "./ImagePicker";
-import { Alert, Button, Field, FieldError, Segmented } from "./ui";
+import { Alert, Button, errorId, Field, FieldError, Segmented, useFocusOnProblems } from "./ui";
 
 type ScaleMode = "repeats" | "size";
 type Layout = "straight" | "brick" | "herringbone";
@@ -77,6 +77,8 @@ export function SwapForm({ client, sample }: { client: RenderClient; sample: Sam
   const [errors, setErrors] = useState<FieldErrors>({});
   const [submitting, setSubmitting] = useState(false);
   const requestKey = useRequestKey();
+  const form = useRef<HTMLFormElement>(null);
+  useFocusOnProblems(form, errors);
 
   const isSamplePhoto = !!sample && photo?.sampleUrl === sample.photo;
 
@@ -162,12 +164,12 @@ export function SwapForm({ client, sample }: { client: RenderClient; sample: Sam
   const swatchSamples = sample?.swatches ?? [];
 
   return (
-    <form className="swap-form" onSubmit={submit} noValidate>
+    <form className="swap-form" onSubmit={submit} noValidate ref={form}>
       <div className="layout-two">
         <section className="card stack">
           <h2>1. Photo and surface</h2>
           <Field label="Room or facade photo" control="photo" problems={errors.photo}>
-            <ImagePicker client={client} id="photo" pictures={photo ? [photo] : []} onChange={choosePhoto} samples={photoSamples} />
+            <ImagePicker client={client} id="photo" label="Room or facade photo" pictures={photo ? [photo] : []} onChange={choosePhoto} samples={photoSamples} />
             {isSamplePhoto && (
               <label className="check">
                 <input type="checkbox" checked={useMask} onChange={(e) => setUseMask(e.target.checked)} /> Use the sample's
@@ -183,8 +185,10 @@ export function SwapForm({ client, sample }: { client: RenderClient; sample: Sam
               onChange={(v) => setSurface(Number(v) as Surface)}
             />
           </Field>
-          <div className="field" data-control="hints">
-            <span className="field-label">Where the surface is</span>
+          <div className="field" data-control="hints" role="group" aria-labelledby="hints-label">
+            <span className="field-label" id="hints-label">
+              Where the surface is
+            </span>
             {photo ? (
               <HintEditor
                 url={photo.url}
@@ -194,6 +198,7 @@ export function SwapForm({ client, sample }: { client: RenderClient; sample: Sam
                 onChange={setHints}
                 mode={mode}
                 onModeChange={setMode}
+                errorId={errors.hints?.length ? errorId("hints") : undefined}
                 actions={
                   isSamplePhoto && (
                     <Button variant="ghost" onClick={useSampleOutline} data-testid="use-sample-outline">
@@ -220,6 +225,7 @@ export function SwapForm({ client, sample }: { client: RenderClient; sample: Sam
             <ImagePicker
               client={client}
               id="swatches"
+              label="Swatches"
               multiple
               pictures={swatches}
               onChange={setSwatches}
@@ -307,7 +313,7 @@ export function SwapForm({ client, sample }: { client: RenderClient; sample: Sam
           </Field>
 
           {errors[""] && <FieldError control="form" problems={errors[""]} />}
-          {Object.keys(errors).length > 0 && !errors[""] && (
+          {hasProblems(errors) && !errors[""] && (
             <Alert>The request was refused: see the fields marked above.</Alert>
           )}
           <Button type="submit" variant="primary" loading={submitting} data-testid="submit-swap" className="btn-block">

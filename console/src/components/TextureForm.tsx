@@ -1,15 +1,15 @@
 /** A texture edit: an image model repaints a texture (inside an optional mask) as a prompt says. */
 
-import { useState, type FormEvent } from "react";
+import { useRef, useState, type FormEvent } from "react";
 
 import { create, SubmitRenderRequestSchema, type RenderClient } from "@render-pipeline/client";
-import { fieldErrors, TEXTURE_CONTROLS, type FieldErrors } from "../errors";
+import { fieldErrors, hasProblems, TEXTURE_CONTROLS, type FieldErrors } from "../errors";
 import { useRequestKey } from "../idempotency";
 import { rememberInputs, type Picture } from "../images";
 import { go } from "../routes";
 import type { Sample } from "../samples";
 import { ImagePicker } from "./ImagePicker";
-import { Alert, Button, Field, FieldError } from "./ui";
+import { Alert, Button, Field, FieldError, useFocusOnProblems } from "./ui";
 
 export function TextureForm({ client, sample }: { client: RenderClient; sample: Sample | null }) {
   const [texture, setTexture] = useState<Picture[]>([]);
@@ -19,6 +19,8 @@ export function TextureForm({ client, sample }: { client: RenderClient; sample: 
   const [errors, setErrors] = useState<FieldErrors>({});
   const [submitting, setSubmitting] = useState(false);
   const requestKey = useRequestKey();
+  const form = useRef<HTMLFormElement>(null);
+  useFocusOnProblems(form, errors);
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
@@ -54,14 +56,14 @@ export function TextureForm({ client, sample }: { client: RenderClient; sample: 
   };
 
   return (
-    <form className="card stack narrow" onSubmit={submit} noValidate>
+    <form className="card stack narrow" onSubmit={submit} noValidate ref={form}>
       <h2>Texture edit</h2>
       <p className="muted">Repaint a texture with a prompt, everywhere or inside a mask (white where it may change).</p>
       <Field label="Texture" control="texture" problems={errors.texture}>
-        <ImagePicker client={client} id="texture" pictures={texture} onChange={setTexture} samples={sample?.swatches ?? []} />
+        <ImagePicker client={client} id="texture" label="Texture" pictures={texture} onChange={setTexture} samples={sample?.swatches ?? []} />
       </Field>
       <Field label="Mask (optional)" control="mask" problems={errors.mask}>
-        <ImagePicker client={client} id="texture-mask" pictures={mask} onChange={setMask} />
+        <ImagePicker client={client} id="texture-mask" label="Mask" pictures={mask} onChange={setMask} />
       </Field>
       <Field label="Prompt" htmlFor="prompt" control="prompt" problems={errors.prompt}>
         <textarea id="prompt" rows={3} placeholder="darker walnut stain, satin finish" value={prompt} onChange={(e) => setPrompt(e.target.value)} />
@@ -71,7 +73,7 @@ export function TextureForm({ client, sample }: { client: RenderClient; sample: 
         <input type="checkbox" checked={dryRun} onChange={(e) => setDryRun(e.target.checked)} /> Dry run (call no provider)
       </label>
       {errors[""] && <FieldError control="form" problems={errors[""]} />}
-      {Object.keys(errors).length > 0 && !errors[""] && <Alert>The request was refused: see the fields marked above.</Alert>}
+      {hasProblems(errors) && !errors[""] && <Alert>The request was refused: see the fields marked above.</Alert>}
       <Button type="submit" variant="primary" loading={submitting} className="btn-block">
         Edit the texture
       </Button>

@@ -1,9 +1,21 @@
 /** The console's small design system: buttons, fields, errors, badges, progress. */
 
-import type { ButtonHTMLAttributes, ReactNode } from "react";
+import {
+  Children,
+  cloneElement,
+  isValidElement,
+  useEffect,
+  useId,
+  useRef,
+  type ButtonHTMLAttributes,
+  type KeyboardEvent,
+  type ReactElement,
+  type ReactNode,
+  type RefObject,
+} from "react";
 
 import { JobState } from "@render-pipeline/client";
-import type { Problem } from "../errors";
+import { hasProblems, type FieldErrors, type Problem } from "../errors";
 
 type Variant = "primary" | "secondary" | "ghost" | "danger";
 
@@ -13,14 +25,25 @@ export function Button({
   children,
   className = "",
   disabled,
+  onClick,
   ...rest
 }: ButtonHTMLAttributes<HTMLButtonElement> & { variant?: Variant; loading?: boolean }) {
+  // While loading the button refuses clicks (and the form submission a click or Enter would make)
+  // but stays enabled: a disabled button loses the keyboard focus to the page's body.
   return (
     <button
       type="button"
       className={`btn btn-${variant} ${className}`}
-      disabled={disabled || loading}
+      disabled={disabled}
+      aria-disabled={loading || undefined}
       aria-busy={loading || undefined}
+      onClick={(event) => {
+        if (loading) {
+          event.preventDefault();
+          return;
+        }
+        onClick?.(event);
+      }}
       {...rest}
     >
       {loading && <span className="spinner" aria-hidden="true" />}
@@ -29,13 +52,18 @@ export function Button({
   );
 }
 
+/** The id of a control's error message, for the control's aria-describedby. */
+export function errorId(control: string): string {
+  return `${control}-error`;
+}
+
 /** The problems the server found with one control, shown right under it. */
 export function FieldError({ control, problems }: { control: string; problems: Problem[] | undefined }) {
   if (!problems?.length) {
     return null;
   }
   return (
-    <div className="field-error" role="alert" data-error-for={control}>
+    <div className="field-error" role="alert" id={errorId(control)} tabIndex={-1} data-error-for={control}>
       {problems.map((p, i) => (
         <p key={i}>
           {p.field && <code>{p.field.replace(/^(material_swap|room_render|texture_edit)\./, "")}</code>} {p.text}
@@ -43,6 +71,12 @@ export function FieldError({ control, problems }: { control: string; problems: P
       ))}
     </div>
   );
+}
+
+interface TiedProps {
+  id?: string;
+  "aria-invalid"?: boolean;
+  "aria-describedby"?: string;
 }
 
 export function Field({
@@ -60,21 +94,63 @@ export function Field({
   children: ReactNode;
   htmlFor?: string;
 }) {
+  const labelId = useId();
+  const hintId = useId();
+  const invalid = !!problems?.length && !!control;
+  const describedBy = [hint ? hintId : "", invalid ? errorId(control) : ""].filter(Boolean).join(" ") || undefined;
+  // A labelled control is told its hint and its error; a field of several controls is a group named
+  // by its label (so its buttons, such as two pickers' "Upload an image", say which they are for).
+  const tie = (child: ReactNode) => {
+    if (!htmlFor || !isValidElement<TiedProps>(child) || child.props.id !== htmlFor) return child;
+    const own = child.props;
+    return cloneElement(child as ReactElement<TiedProps>, {
+      "aria-invalid": own["aria-invalid"] ?? (invalid || undefined),
+      "aria-describedby": [own["aria-describedby"], describedBy].filter(Boolean).join(" ") || undefined,
+    });
+  };
+  const group = htmlFor ? {} : { role: "group", "aria-labelledby": labelId, "aria-describedby": describedBy };
   return (
-    <div className={`field${problems?.length ? " field-invalid" : ""}`} data-control={control}>
-      <label className="field-label" htmlFor={htmlFor}>
-        {label}
-      </label>
-      {children}
-      {hint && <p className="field-hint">{hint}</p>}
+    <div className={`field${problems?.length ? " field-invalid" : ""}`} data-control={control} {...group}>
+      {htmlFor ? (
+        <label className="field-label" htmlFor={htmlFor} id={labelId}>
+          {label}
+        </label>
+      ) : (
+        <span className="field-label" id={labelId}>
+          {label}
+        </span>
+      )}
+      {Children.map(children, tie)}
+      {hint && (
+        <p className="field-hint" id={hintId}>
+          {hint}
+        </p>
+      )}
       {control !== undefined && <FieldError control={control} problems={problems} />}
     </div>
   );
 }
 
-export function Alert({ kind = "error", children }: { kind?: "error" | "info" | "warning"; children: ReactNode }) {
+/** After a refused submit, the keyboard focus goes to the first control marked invalid, or the
+ * first error shown (a group's, or the form's alert), whichever comes first on the page. */
+export function useFocusOnProblems(form: RefObject<HTMLElement | null>, problems: FieldErrors): void {
+  useEffect(() => {
+    if (!hasProblems(problems)) return;
+    form.current?.querySelector<HTMLElement>('[aria-invalid="true"], .field-error, .alert')?.focus();
+  }, [form, problems]);
+}
+
+export function Alert({
+  kind = "error",
+  id,
+  children,
+}: {
+  kind?: "error" | "info" | "warning";
+  id?: string;
+  children: ReactNode;
+}) {
   return (
-    <div className={`alert alert-${kind}`} role={kind === "error" ? "alert" : "status"}>
+    <div className={`alert alert-${kind}`} role={kind === "error" ? "alert" : "status"} id={id} tabIndex={-1}>
       {children}
     </div>
   );
@@ -122,14 +198,27 @@ export function Segmented<T extends string>({
   onChange: (value: T) => void;
   label: string;
 }) {
+  const group = useRef<HTMLDivElement>(null);
+  const tabbable = options.some((o) => o.value === value) ? value : options[0]?.value;
+  // A radio group is one Tab stop (the checked radio); the arrow keys move the choice.
+  const onKey = (event: KeyboardEvent) => {
+    const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[event.key];
+    if (!step) return;
+    event.preventDefault();
+    const index = options.findIndex((o) => o.value === value);
+    const next = (index + step + options.length) % options.length;
+    onChange(options[next]!.value);
+    group.current?.querySelectorAll<HTMLButtonElement>("[role=radio]")[next]?.focus();
+  };
   return (
-    <div className="segmented" role="radiogroup" aria-label={label}>
+    <div className="segmented" role="radiogroup" aria-label={label} ref={group} onKeyDown={onKey}>
       {options.map((o) => (
         <button
           key={o.value}
           type="button"
           role="radio"
           aria-checked={o.value === value}
+          tabIndex={o.value === tabbable ? 0 : -1}
           className={o.value === value ? "active" : ""}
           title={o.title}
           onClick={() => onChange(o.value)}
