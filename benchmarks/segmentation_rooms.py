@@ -24,7 +24,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -221,7 +221,7 @@ class Spec:
     boxes: tuple[Box, ...] = ()
     rug: tuple[float, float, float, float] | None = None  # (x0, y0, x1, y1) on the floor
     rug_albedo: Albedo | None = None
-    target: str = "floor"  # or "rug"
+    target: str = "floor"  # or "rug", "wall" (the left one, x = -width / 2), "ceiling"
     window: tuple[float, float, float, float] = (1.2, 3.2, 0.8, 2.2)  # left wall: y0, y1, z0, z1
     sun: Vec = (0.55, 0.35, -0.55)  # the direction the sunlight travels
     sun_strength: float = 2.0
@@ -500,6 +500,10 @@ def build(spec: Spec, supersample: int = 0, scale: float = 1.0) -> Room:
             rad[fl] = rad[fl] * (1 - fresnel[:, None]) + spec.gloss * fresnel[:, None] * reflected
         radiance[start : start + CHUNK] = rad
         on_rug = fl & (p[:, 0] > x0) & (p[:, 0] < x1) & (p[:, 1] > y0) & (p[:, 1] < y1)
+        if spec.target in PLANES:
+            target[start : start + CHUNK] = kind == PLANES[spec.target]
+            behind[start : start + CHUNK] = _towards_plane(spec, o, rays) & (kind >= BOXES)
+            continue
         target[start : start + CHUNK] = on_rug if spec.target == "rug" else fl & ~on_rug
         # What stands in front of the surface: a box hit where the ray goes on to the target.
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -516,7 +520,22 @@ def build(spec: Spec, supersample: int = 0, scale: float = 1.0) -> Room:
     cover = cv2.resize(target.reshape(sh, sw).astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
     occluded = cv2.resize(behind.reshape(sh, sw).astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
     return Room(spec.name, _develop(img, spec.seed), cover > 0.5, occluded > 0.5, focal / supersample,
-                "floor")  # fmt: skip
+                spec.target if spec.target in PLANES else "floor")  # fmt: skip
+
+
+# Targets that are a whole plane of the room, by name (a request names the surface so) and hit kind.
+PLANES = {"wall": 1, "ceiling": CEILING}
+
+
+def _towards_plane(spec: Spec, o: np.ndarray, rays: np.ndarray) -> np.ndarray:
+    """Whether each ray, going on through whatever it hit, would meet the target plane inside the room."""
+    width, depth, height = spec.room
+    axis, at = (0, -width / 2) if spec.target == "wall" else (2, height)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (at - o[0, axis]) / rays[:, axis]
+    p = o + t[:, None] * rays
+    inside = (np.abs(p[:, 0]) <= width / 2 + 1e-6) & (p[:, 1] > -0.5) & (p[:, 1] < depth)
+    return (t > 0) & inside & (p[:, 2] >= -1e-6) & (p[:, 2] <= height + 1e-6)
 
 
 def _develop(img: np.ndarray, seed: int) -> np.ndarray:
@@ -700,6 +719,27 @@ HARD_SPECS = (
          boxes=(Box((1.3, 4.6, 0.0), (2.3, 5.2, 0.9), (0.3, 0.22, 0.15), "cabinet"),), supersample=4, seed=38),
 )  # fmt: skip
 
+# Walls and ceilings as the target, clicked on with the surface named: a ceiling of the walls' neutral
+# white, a floor of the wall's colour, walls below a ceiling, and a wall rising past the frame's top
+# (nothing to cut). Their left wall is seen obliquely, a sofa against it; its window gives light only.
+_WALL_ROOM = Spec(
+    "grey wall under a white ceiling", (1024, 768), plain((0.45, 0.40, 0.33), 0.06, 1), wall=(0.62, 0.60, 0.56),
+    camera=(1.2, 0.3, 1.5), pitch=5, yaw=-55, fov=66, boxes=_sofa(-2.5, 3.6, 0.9, 2.0, (0.25, 0.3, 0.38)),
+    window=(1.0, 2.8, 0.9, 2.2), skirting=0.0, target="wall", seed=3,
+)  # fmt: skip
+WALL_SPECS = (
+    _WALL_ROOM,
+    replace(_WALL_ROOM, name="beige wall above a floor of its colour", wall=(0.55, 0.45, 0.33)),
+    replace(_WALL_ROOM, name="warm white wall, a lamp, skirting, rolled 6 degrees", wall=(0.75, 0.70, 0.60),
+            lamp=(0.5, 3.0, 2.2, 0.6), skirting=0.1, roll=6.0, seed=9),
+    replace(_WALL_ROOM, name="grey wall rising past the frame's top", camera=(0.6, 0.3, 1.3), pitch=18, yaw=-80,
+            fov=60, seed=7),
+    replace(_WALL_ROOM, name="ceiling over grey walls, looking up", camera=(0.5, 0.3, 1.4), pitch=-30, yaw=-20,
+            target="ceiling"),
+    replace(_WALL_ROOM, name="ceiling over cream walls, a lamp, rolled -5 degrees, portrait", size=(768, 1024),
+            wall=(0.7, 0.68, 0.64), camera=(0.0, 0.5, 1.4), pitch=-35, yaw=5, roll=-5.0, fov=62,
+            lamp=(0.5, 3.5, 2.0, 0.5), target="ceiling"),
+)  # fmt: skip
 
 ALL_SPECS = SPECS + HARD_SPECS
 
@@ -721,8 +761,10 @@ def score_rooms(rooms: Sequence[Room], segment: Callable[..., np.ndarray] = sele
                 positives,
                 negatives,
                 focal_px=room.focal,
-                # Clicks alone name the surface as modes.points_only does; a box's path does not use it.
-                **({"surface": room.surface} if mode == "points only" else {}),
+                # Clicks alone name the surface as modes.points_only does; with a box the name counts for
+                # a wall or a ceiling only (a strip of another surface across the box), which the
+                # segmentation stage passes as a request names it.
+                **({"surface": room.surface} if mode == "points only" or room.surface in PLANES else {}),
             )
             seconds = time.process_time() - start
             results.append(MaskScore(room.name, mode, mask_iou(mask, room.visible), seconds))
@@ -750,25 +792,31 @@ def _one_thread() -> None:
 
 
 def _render_and_score(index: int, scale: float) -> list[MaskScore]:
-    return score_rooms([build(ALL_SPECS[index], scale=scale)])
+    return score_rooms([build((ALL_SPECS + WALL_SPECS)[index], scale=scale)])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rooms", default="", help="comma-separated room numbers (all when empty)")
-    parser.add_argument("--set", default="all", choices=("rooms", "hard", "all"),
-                        help="the rooms, the hard floors (HARD_SPECS, numbered after the rooms), or both")  # fmt: skip
+    parser.add_argument("--set", default="all", choices=("rooms", "hard", "all", "walls"),
+                        help="the rooms, the hard floors (HARD_SPECS, numbered after the rooms), both, or "
+                             "the walls and ceilings (WALL_SPECS, numbered after both)")  # fmt: skip
     parser.add_argument("--scale", type=float, default=1.0, help="room size factor (1: 1024 x 768)")
     parser.add_argument("--jobs", type=int, default=2, help="rooms rendered and scored at once, one core each")
     args = parser.parse_args(argv)
-    every = {"rooms": range(len(SPECS)), "hard": range(len(SPECS), len(ALL_SPECS)), "all": range(len(ALL_SPECS))}
+    every = {
+        "rooms": range(len(SPECS)),
+        "hard": range(len(SPECS), len(ALL_SPECS)),
+        "all": range(len(ALL_SPECS)),
+        "walls": range(len(ALL_SPECS), len(ALL_SPECS + WALL_SPECS)),
+    }
     chosen = [int(i) for i in args.rooms.split(",")] if args.rooms else list(every[args.set])
     started = time.perf_counter()
     # Each room is rendered and scored in a process of its own (a room takes 3-7 s to render); the
     # seconds reported are each mask's CPU time in its process.
     with ProcessPoolExecutor(max(1, args.jobs), initializer=_one_thread) as pool:
         scores = [s for room in pool.map(_render_and_score, chosen, [args.scale] * len(chosen)) for s in room]
-    for title, part in (("rooms", SPECS), ("hard floors", HARD_SPECS)):
+    for title, part in (("rooms", SPECS), ("hard floors", HARD_SPECS), ("walls and ceilings", WALL_SPECS)):
         names = {spec.name for spec in part}
         if any(s.scene in names for s in scores):
             print(f"-- {title}")

@@ -419,8 +419,10 @@ def select_surface(
     it where they disagree. focal_px (the photo's EXIF focal length, 0 when unknown) helps find the
     plane that clicks alone are refined on. surface ("floor", "wall", ...; empty when not named)
     lets clicks alone keep a floor below its junction with the walls (with no surface named, clicks
-    all in the photo's lower half are taken for a floor's), and a wall or a ceiling without the
-    overexposed patches it encloses (a window, a lamp: FRAMED_SURFACES).
+    all in the photo's lower half are taken for a floor's), a wall between its junctions with the
+    ceiling and the floor, a ceiling above its junction with the walls (those two with a box too:
+    JUNCTIONS, BOXED_JUNCTIONS), and a wall or a ceiling without the overexposed patches it encloses
+    (a window, a lamp: FRAMED_SURFACES).
     """
     height, width = photo_bgr.shape[:2]
     if min(width, height) * min(1.0, WORK_SIDE / max(width, height)) < MIN_WORK_SIDE:
@@ -462,6 +464,13 @@ def select_surface(
             # What the clicks off the surface are on is probable background, so that the surface's
             # colour model does not learn a cabinet from the box around it.
             labels[clicked_off(appearance, positives, negatives) & ~outside] = cv2.GC_PR_BGD
+    if box is not None and prior is None and len(positives):
+        selected = _cut(appearance, labels, positives, negatives)
+        # GrabCut learns the background only outside the box: a strip of ceiling (of floor) that a
+        # junction line takes across the box is learnt as the surface when it has its colour.
+        for junction in BOXED_JUNCTIONS.get(surface, ()):
+            selected = _junction_side(appearance, selected, positives, junction, window)
+        return _full_size(photo_bgr, appearance, selected)
     if box is not None or prior is not None or not len(positives):
         return _full_size(photo_bgr, appearance, _cut(appearance, labels, positives, negatives))
     # Clicks alone: the walk finds the extent a box would give; then, from a quick cut of it, the
@@ -485,9 +494,9 @@ def select_surface(
     selected = _cut(appearance, labels, positives, negatives, away)
     if surface not in FRAMED_SURFACES:
         selected = _with_bright_patches(appearance, selected, negatives)
-    if surface == "floor" or (not surface and _clicks_low(positives, height)):
-        # (ceilings: measured on no scene yet, so not cut)
-        selected = _junction_side(appearance, selected, positives, ceiling=False)
+    named = "floor" if not surface and _clicks_low(positives, height) else surface
+    for junction in JUNCTIONS.get(named, ()):
+        selected = _junction_side(appearance, selected, positives, junction)
     if inside_box is not None:
         selected &= inside_box.astype(np.uint8)
     return _full_size(photo_bgr, appearance, selected)
@@ -602,30 +611,69 @@ JUNCTION_EDGE = 0.076
 JUNCTION_TRIES = 2
 
 
-def _junction_side(appearance: Appearance, selected: np.ndarray, positives: np.ndarray, ceiling: bool) -> np.ndarray:
-    """The selection kept below the floor's junction with the walls (above a ceiling's): a wall of
-    the floor's colour and light is no different in chroma or texture, and the walk and the cut
-    take it in. The junction is the path across all columns, above the clicks, along which the
-    photo changes most (dynamic programming over rows per column): a step in log lightness or
+@dataclass(frozen=True)
+class Junction:
+    """A junction a named surface is cut at: on which side of the clicks it is searched for, and
+    whether the part beyond it must also look like walls rising from a floor (far smoother, about
+    as light across the path) besides reaching the frame's edge across a strong edge."""
+
+    below: bool  # searched below the clicks (the photo turned upside down), else above them
+    like_walls: bool
+
+
+# The floor's walls are told from a straight light edge across the floor by their texture and light.
+# A wall's ceiling and floor, a ceiling's walls, are lit otherwise than the surface (the ceilings
+# above the reviewer's walls measured 0.24-0.33 lighter in log units, walls below a ceiling 0.18-0.36
+# darker) and as plain or rougher (a floor's grain): only the reach and the edge tests apply. Paths
+# across walls or ceilings with nothing beyond to cut measured edges of 0.040-0.060 (a wall rising
+# past the frame's top, a white wall under a white ceiling), the junctions 0.0787-0.080.
+FLOOR_JUNCTION = Junction(below=False, like_walls=True)
+JUNCTIONS = {
+    "floor": (FLOOR_JUNCTION,),
+    "wall": (Junction(below=False, like_walls=False), Junction(below=True, like_walls=False)),
+    "ceiling": (Junction(below=True, like_walls=False),),
+}
+# With a box, the part beyond must reach the box's side instead of the frame's. Floors are not cut:
+# their tests were measured on clicks alone, and a box already keeps the walls out of a floor's.
+BOXED_JUNCTIONS = {"wall": JUNCTIONS["wall"], "ceiling": JUNCTIONS["ceiling"]}
+
+
+def _junction_side(
+    appearance: Appearance,
+    selected: np.ndarray,
+    positives: np.ndarray,
+    junction: Junction,
+    window: tuple[slice, slice] | None = None,
+) -> np.ndarray:
+    """The selection kept on the clicks' side of a junction: below the floor's junction with the
+    walls, between a wall's junctions with the ceiling and the floor, above a ceiling's junction
+    with the walls. A wall of the floor's colour and light (a ceiling of the wall's neutral white)
+    is no different in chroma or texture, and the walk and the cut take it in. The junction is the
+    path across all columns of the frame (of the box's `window`), beyond the clicks, along which
+    the photo changes most (dynamic programming over rows per column): a step in log lightness or
     chroma between the rows above and below (a joint or seam, thinner than the median filter,
     is no step; steps are capped, and none counts beside overexposed pixels). Many straight edges
     across a floor are as strong (a shadow's, a strip's, a runner's, a row of tiles' or planks'), so
-    the part above the path is cut off only where it looks like walls rising from the floor: it
-    reaches the top of the frame, it is far smoother than the part kept, and it is about as light
-    just above the path as the floor just below it. Where it does not, the strongest path above
-    that one is tried (JUNCTION_TRIES). (Geometry alone and the path's distinctiveness
-    measured no better: junctions and those edges are all straight, and capped steps make many
-    paths about equally strong.)"""
+    the part beyond the path is cut off only where it reaches the frame's edge along a strong edge
+    and, for a floor, looks like walls rising from it: it is far smoother than the part kept, and
+    about as light just above the path as the floor just below it. Where it does not, the strongest
+    path further from the clicks is tried (JUNCTION_TRIES). (Geometry alone and the path's
+    distinctiveness measured no better: junctions and those edges are all straight, and capped
+    steps make many paths about equally strong.)"""
     if not len(positives) or not selected.any():
         return selected
-    lightness, chroma, clipped = appearance.lightness, appearance.chroma, appearance.clipped
-    texture = appearance.texture[..., 0]
-    mask = selected
-    clicked_rows = positives[:, 1] * appearance.scale
-    if ceiling:  # a ceiling is a floor upside down
+    rows_in, cols_in = window if window is not None else (slice(None), slice(None))
+    lightness, chroma, clipped, texture, mask = (
+        a[rows_in, cols_in]
+        for a in (appearance.lightness, appearance.chroma, appearance.clipped, appearance.texture[..., 0], selected)
+    )
+    clicked_rows = positives[:, 1] * appearance.scale - (rows_in.start or 0)
+    if junction.below:  # a ceiling is a floor upside down
         lightness, chroma, clipped, texture, mask = (a[::-1] for a in (lightness, chroma, clipped, texture, mask))
         clicked_rows = lightness.shape[0] - 1 - clicked_rows
     sh, sw = lightness.shape
+    if sh <= 2 * JUNCTION_BAND or clicked_rows.min() - JUNCTION_ABOVE * sh < 1:
+        return selected
     # Chroma weighs three times lightness: a wall of the floor's colour differs by about 0.01 in
     # chroma and 0.03 in log lightness at the junction.
     features = [lightness, 3 * chroma[..., 0], 3 * chroma[..., 1]]
@@ -633,11 +681,10 @@ def _junction_side(appearance: Appearance, selected: np.ndarray, positives: np.n
     smooth = cv2.blur(cv2.GaussianBlur(smooth, (0, 0), 1.0), (5, JUNCTION_BAND))
     band, centre = JUNCTION_BAND, JUNCTION_BAND // 2
     step = np.zeros((sh, sw), np.float32)
-    if sh > 2 * band:
-        # Row y: the mean of rows y+1..y+band against that of rows y-band..y-1.
-        below = smooth[band + centre + 1 : sh - band + centre + 1]
-        above = smooth[band - centre - 1 : sh - band - centre - 1]
-        step[band : sh - band] = np.abs(below - above).sum(axis=2)
+    # Row y: the mean of rows y+1..y+band against that of rows y-band..y-1.
+    below = smooth[band + centre + 1 : sh - band + centre + 1]
+    above = smooth[band - centre - 1 : sh - band - centre - 1]
+    step[band : sh - band] = np.abs(below - above).sum(axis=2)
     edge = np.minimum(step, np.float32(JUNCTION_CAP))
     edge[cv2.dilate(clipped.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0] = 0
     edge[int(max(1, clicked_rows.min() - JUNCTION_ABOVE * sh)) :] = -1.0  # never at or below the clicks
@@ -645,37 +692,40 @@ def _junction_side(appearance: Appearance, selected: np.ndarray, positives: np.n
     for _ in range(JUNCTION_TRIES):
         path = _strongest_path(edge)
         beyond = rows < path[None, :] - 1
-        if _walls_beyond(lightness, texture, mask > 0, edge, path, beyond):
+        if _cut_off_beyond(lightness, texture, mask > 0, edge, path, beyond, junction.like_walls):
             out = np.where(beyond, 0, mask).astype(np.uint8)
-            if ceiling:
-                out = np.ascontiguousarray(out[::-1])
-            return _clicked_parts(appearance, out, positives)
+            if junction.below:
+                out = out[::-1]
+            whole = selected.copy()
+            whole[rows_in, cols_in] = out
+            return _clicked_parts(appearance, whole, positives)
         # A shadow's or a sun patch's edge across the floor may be the strongest path: the junction,
         # if any, lies further from the clicks.
         edge[rows >= path[None, :] - JUNCTION_SIDE] = -1.0
     return selected
 
 
-def _walls_beyond(
+def _cut_off_beyond(
     lightness: np.ndarray,
     texture: np.ndarray,
     selected: np.ndarray,
     edge: np.ndarray,
     path: np.ndarray,
     beyond: np.ndarray,
+    like_walls: bool,
 ) -> bool:
-    """Whether the selection beyond the path looks like walls rising from the floor: it reaches
-    the top of the frame, it is far smoother than the part kept, it is about as light just across
-    the path, and the path is an edge where it separates selected pixels."""
+    """Whether the selection beyond the path is another surface: it reaches the frame's top, the
+    path is an edge where it separates selected pixels, and (`like_walls`, walls rising from a
+    floor) it is far smoother than the part kept and about as light just across the path."""
     removed, kept = selected & beyond, selected & ~beyond
     if not removed.any() or not kept.any():
         return False
     if removed[:JUNCTION_TOP_ROWS].any(axis=0).mean() < JUNCTION_REACHES:
         return False
-    if texture[removed].mean() > JUNCTION_SMOOTHER * texture[kept].mean():
+    if like_walls and texture[removed].mean() > JUNCTION_SMOOTHER * texture[kept].mean():
         return False
     lighter, measured = _step_across(lightness, selected, path)
-    if lighter is None or abs(lighter) > JUNCTION_LIGHTER:
+    if lighter is None or (like_walls and abs(lighter) > JUNCTION_LIGHTER):
         return False
     return bool(edge[path[measured], np.nonzero(measured)[0]].mean() >= JUNCTION_EDGE)
 
