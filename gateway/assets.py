@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 
-from gateway.ledger import AssetBeingSwept, Ledger, StoredAsset
+from gateway.ledger import AssetBeingSwept, Ledger, LedgerUnavailable, StoredAsset
 from gateway.ledger.jobs import now_ms
 from gateway.validation import Limits, Violation, check_image
 from renderkit import imaging
@@ -37,6 +37,10 @@ JOB_HOLD_MS = 60 * 60 * 1000
 # the submit may still be writing its inline images or recording it (past its retries). Later, it
 # was refused, a repeat of an earlier one, or expired long ago.
 SUBMIT_HOLD_MS = 10 * 60 * 1000
+# An asset every job names (a logo, a house swatch) never expires, so no sweep reads its set of
+# jobs: a submit that brings the set to a multiple of this strikes off the jobs that ended. The set
+# stays within the jobs not ended plus this, and each prune's reads are spread over as many submits.
+PRUNE_JOBS_EVERY = 64
 # How long an upload of an asset being swept waits for the delete to end (then UNAVAILABLE).
 SWEEP_WAIT_S = 35.0
 SWEPT_RETRY_S = 10.0  # the retry an upload still waiting after SWEEP_WAIT_S is told at most
@@ -196,7 +200,18 @@ class AssetStore:
         """The tenant's assets among the ids for the job submitted now (its id drawn already), each
         kept at least for its retention, and past that until the job has ended (sweep)."""
         now = now_ms()
-        return await self.ledger.assets(tenant, asset_ids, now + self.job_retention_ms, job_id, now)
+        found = await self.ledger.assets(tenant, asset_ids, now + self.job_retention_ms, job_id, now)
+        for asset in found.values():
+            if asset.jobs and asset.jobs % PRUNE_JOBS_EVERY == 0:
+                await self._prune_jobs(tenant, asset.asset_id)
+        return found
+
+    async def _prune_jobs(self, tenant: str, asset_id: str) -> None:
+        """Strikes the jobs that no longer hold a live asset off its set (a failure waits for the next)."""
+        try:
+            await self.ledger.drop_asset_jobs(tenant, asset_id, await self._ended_jobs(tenant, asset_id))
+        except LedgerUnavailable:
+            log.warning("asset %s/%s: its ended jobs stay in its set until a later submit", tenant, asset_id)
 
     async def sweep(self) -> int:
         """Deletes the files of expired assets; returns how many. One that a job still queued or

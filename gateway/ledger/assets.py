@@ -54,6 +54,7 @@ class StoredAsset:
     sha256: str
     created_ms: int = 0
     expire_ms: int = 0
+    jobs: int = 0  # read for a job: how many jobs its set of jobs holds, that one included
 
     def fields(self) -> list[str | int]:
         """The hash's fields and values (the times are the script's to write)."""
@@ -86,6 +87,7 @@ def _asset(tenant: str, asset_id: str, flat: Sequence[bytes]) -> StoredAsset:
         sha256=raw.get("sha256", ""),
         created_ms=int(raw.get("created_ms", 0)),
         expire_ms=int(raw.get("expire_ms", 0)),
+        jobs=int(raw.get("jobs", 0)),
     )
 
 
@@ -175,6 +177,11 @@ class Assets(LedgerBase):
         submitted (ms)."""
         rows: Any = await self._command("ZRANGE", keys.asset_jobs(tenant, asset_id), 0, -1, "WITHSCORES")
         return {rows[i].decode(): int(float(rows[i + 1])) for i in range(0, len(rows), 2)}
+
+    async def drop_asset_jobs(self, tenant: str, asset_id: str, job_ids: Sequence[str]) -> None:
+        """Strikes jobs that no longer hold an asset (ended, or gone) off its set of jobs."""
+        if job_ids:
+            await self._command("ZREM", keys.asset_jobs(tenant, asset_id), *job_ids)
 
     async def due_assets(self, now_ms: int, count: int = 100) -> list[tuple[str, str]]:
         """Assets due for a sweep (expired, or a claim whose sweeper stopped), as (tenant, id); each

@@ -312,3 +312,27 @@ def test_asset_scripts_retried_after_a_lost_reply_apply_once(redis_url: str, tmp
         assert raw.zrange(keys.asset_jobs("t1", photo.asset_id), 0, -1, withscores=True) == noted
 
     asyncio.run(scenario())
+
+
+def test_a_live_assets_set_of_jobs_keeps_only_the_jobs_not_ended(redis_url: str, tmp_path: Path) -> None:
+    """An asset every job names (a logo, a house swatch) is kept alive by each submit, so no sweep
+    reads its set of jobs: every job ever submitted stayed in it, ended or expired long ago, and
+    the sweep that finally came read them all and sent them all in one claim."""
+
+    async def scenario() -> None:
+        assets = store(redis_url, tmp_path, retention_s=3600)
+        raw = redis.Redis.from_url(redis_url + DB)
+        swatch = await assets.upload("t1", image(1), "logo.jpg")
+        queued = new_job_id()
+        await assets.for_job("t1", [swatch.asset_id], queued)
+        await assets.ledger.submit(job_naming("t1", queued, swatch.storage_key))
+        for _ in range(300):
+            job_id = new_job_id()
+            await assets.for_job("t1", [swatch.asset_id], job_id)
+            await assets.ledger.submit(job_naming("t1", job_id, swatch.storage_key))
+            await assets.ledger.cancel(job_id)
+        left = raw.zrange(keys.asset_jobs("t1", swatch.asset_id), 0, -1)
+        assert queued.encode() in left  # not ended: it still holds the asset
+        assert len(left) <= 64
+
+    asyncio.run(scenario())

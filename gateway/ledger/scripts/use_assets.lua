@@ -7,7 +7,8 @@
 --       then one set of jobs per asset (both in the ids' order)
 -- ARGV: 1 tenant, 2 min_expire_ms, 3 the job's id ('': a read alone), 4 the submit's time (ms),
 --       5 how long a set of jobs outlives its asset's hash (ms), then the asset ids
--- Returns one flat field/value list per asset (empty when there is no such asset).
+-- Returns one flat field/value list per asset (empty when there is no such asset); with a job's id,
+-- each ends with 'jobs' and the size of its set of jobs (the submit prunes a large one: assets.py).
 local out = {}
 local min_expire, n = tonumber(ARGV[2]), #ARGV - 5
 for i = 1, n do
@@ -26,6 +27,8 @@ for i = 1, n do
     if ARGV[3] ~= '' then
       redis.call('ZADD', jobs, 'NX', ARGV[4], ARGV[3])
       redis.call('PEXPIREAT', jobs, expire + tonumber(ARGV[5]))
+      fields[#fields + 1] = 'jobs'
+      fields[#fields + 1] = tostring(redis.call('ZCARD', jobs))
     end
   end
   out[#out + 1] = fields
