@@ -614,3 +614,68 @@ def test_the_swap_form_works_by_keyboard_alone_and_says_what_is_wrong_where(page
     assert focused(page).startswith("H2#"), focused(page)
     wait_until_ended(page)
     assert page.inner_text("[data-testid=job-announcer][role=status]") == "The job succeeded."
+
+
+def test_an_upload_ending_after_a_refused_submit_leaves_the_focus_in_the_field_being_typed_in(
+    page: Page, stack: Stack
+) -> None:
+    """The focus goes to the first error when a submit is refused, not again each time a control's
+    errors are cleared: a photo whose upload ended while the user typed in another field took the
+    focus (and the next keys) to the swatches' error."""
+    sign_in(page, stack)
+    page.click("[data-testid=submit-swap]")  # nothing picked: refused
+    page.locator("[data-error-for=photo]").wait_for()
+    held: list[Route] = []
+    page.route("**/UploadAsset", lambda route: held.append(route))
+    page.click("[data-picker=photo] [data-sample=room]")
+    page.wait_for_timeout(300)
+    assert held, "the photo's upload was not held"
+    page.click("#rotation")
+    page.keyboard.press("End")
+    page.keyboard.type("1")
+    for route in held:
+        route.continue_()
+    page.locator("[data-picker=photo] .thumb").wait_for()
+    page.wait_for_timeout(300)
+    page.keyboard.type("5")
+    assert focused(page).startswith("INPUT#rotation"), focused(page)
+    assert page.input_value("#rotation") == "015"
+
+
+def test_enter_ends_moving_a_selected_corner_and_adds_none_on_it(page: Page, stack: Stack) -> None:
+    """N selects a corner and the arrows move it; Enter then ends the move, as it ends a box's: it
+    placed another corner on the moved one (the cursor follows the selected handle)."""
+    sign_in(page, stack)
+    pick_sample(page, "photo", "room")
+    page.locator("[data-testid=hint-canvas]").focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Shift+ArrowRight")
+    page.keyboard.press("Enter")
+    page.keyboard.press("n")
+    page.keyboard.press("Shift+ArrowDown")
+    page.keyboard.press("Enter")
+    corners = page.locator("[data-kind=quad]").evaluate_all(
+        "els => els.map(e => [e.getAttribute('cx'), e.getAttribute('cy')])"
+    )
+    assert len(corners) == 2, corners
+    page.keyboard.press("Shift+ArrowUp")  # the cursor again, from the moved corner
+    page.keyboard.press("Enter")
+    assert page.locator("[data-kind=quad]").count() == 3
+
+
+def test_the_keyboards_cursor_shows_to_the_keyboard_only(page: Page, stack: Stack, sample: dict[str, Any]) -> None:
+    """A click on the photo with its four corners placed drew the keyboard's cross at the photo's
+    centre, far from the click, looking like a handle placed there; Tab into the overlay shows it."""
+    sign_in(page, stack)
+    pick_sample(page, "photo", "room")
+    canvas = page.locator("[data-testid=hint-canvas]")
+    click_photo(canvas, [*quad(sample), (50, 50)])  # the fifth click places nothing
+    assert page.locator("[data-kind=quad]").count() == 4
+    assert page.locator("[data-testid=hint-cursor]").count() == 0
+    page.focus("[data-testid=hint-clear]")
+    for _ in range(5):  # on to the overlay (past the toolbar's other buttons)
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.dataset.testid") == "hint-canvas":
+            break
+    assert page.evaluate("() => document.activeElement.dataset.testid") == "hint-canvas"
+    page.locator("[data-testid=hint-cursor]").wait_for()

@@ -48,7 +48,7 @@ const KEY_STEP_PX = 4;
 const FAST_STEPS = 10;
 const ARROWS: Record<string, [number, number]> = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
 const KEY_HELP =
-  "Keys: the arrows move the cursor or the selected handle (Shift: faster), Enter places a handle at the cursor (a box: Enter, the arrows, Enter), N selects the next handle, Delete removes it, Escape deselects.";
+  "Keys: the arrows move the cursor or the selected handle (Shift: faster), Enter places a handle at the cursor (a box: Enter, the arrows, Enter) or ends moving the selected one, N selects the next handle, Delete removes it, Escape deselects.";
 
 function boxCorners(b: BoxHint): Pt[] {
   return [
@@ -101,9 +101,11 @@ export function HintEditor({
   const [scale, setScale] = useState(1);
   const latest = useRef(hints);
   latest.current = hints;
-  // The keyboard's cursor, in photo pixels, shown while the overlay has the focus.
+  // The keyboard's cursor, in photo pixels, shown while the overlay has the keyboard's focus: not
+  // to a mouse or a finger, which place handles where they press (a cross left at the cursor looked
+  // like a handle placed there).
   const [cursor, setCursor] = useState<Pt>({ x: width / 2, y: height / 2 });
-  const [focused, setFocused] = useState(false);
+  const [keyboard, setKeyboard] = useState(false);
   const helpId = useId();
   useEffect(() => setCursor({ x: width / 2, y: height / 2 }), [width, height]);
 
@@ -146,6 +148,7 @@ export function HintEditor({
   const onBackgroundDown = (event: PointerEvent<SVGSVGElement>) => {
     if (event.button !== 0) return;
     event.preventDefault();
+    setKeyboard(false);
     svg.current?.focus({ preventScroll: true });
     const p = toPhoto(event);
     const h = latest.current;
@@ -167,6 +170,7 @@ export function HintEditor({
     if (event.button !== 0) return;
     event.preventDefault();
     event.stopPropagation();
+    setKeyboard(false);
     svg.current?.focus({ preventScroll: true });
     startDrag(event, target);
   };
@@ -247,6 +251,7 @@ export function HintEditor({
 
   const onKey = (event: KeyboardEvent) => {
     const arrow = ARROWS[event.key];
+    if (arrow || event.key === "Enter" || event.key === " ") setKeyboard(true);
     if (arrow) {
       event.preventDefault();
       const step = KEY_STEP_PX * scale * (event.shiftKey ? FAST_STEPS : 1);
@@ -259,6 +264,8 @@ export function HintEditor({
       if (selected?.kind === "box") {
         finishBox();
         setSelected(null);
+      } else if (selected) {
+        setSelected(null); // done moving it (the cursor stays on it): a handle placed now would lie on it
       } else {
         placeAtCursor();
       }
@@ -321,8 +328,8 @@ export function HintEditor({
           onPointerUp={onUp}
           onPointerCancel={onUp}
           onKeyDown={onKey}
-          onFocus={() => setFocused(true)}
-          onBlur={() => setFocused(false)}
+          onFocus={(event) => setKeyboard(event.currentTarget.matches(":focus-visible"))}
+          onBlur={() => setKeyboard(false)}
         >
           {hints.box && (
             <g className="hint-box">
@@ -394,7 +401,7 @@ export function HintEditor({
               </g>
             )),
           )}
-          {focused && !selected && (
+          {keyboard && !selected && (
             <g className="hint-cursor" data-testid="hint-cursor" data-x={cursor.x} data-y={cursor.y}>
               <circle cx={cursor.x} cy={cursor.y} r={r} vectorEffect="non-scaling-stroke" />
               <line x1={cursor.x - 2 * r} y1={cursor.y} x2={cursor.x + 2 * r} y2={cursor.y} vectorEffect="non-scaling-stroke" />

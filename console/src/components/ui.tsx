@@ -132,11 +132,17 @@ export function Field({
 }
 
 /** After a refused submit, the keyboard focus goes to the first control marked invalid, or the
- * first error shown (a group's, or the form's alert), whichever comes first on the page. */
+ * first error shown (a group's, or the form's alert), whichever comes first on the page. Only then:
+ * a control's errors cleared later (a photo picked, its upload ending while the user types
+ * elsewhere) leave the focus where it is. */
 export function useFocusOnProblems(form: RefObject<HTMLElement | null>, problems: FieldErrors): void {
+  const had = useRef(false);
   useEffect(() => {
-    if (!hasProblems(problems)) return;
-    form.current?.querySelector<HTMLElement>('[aria-invalid="true"], .field-error, .alert')?.focus();
+    const has = hasProblems(problems);
+    if (has && !had.current) {
+      form.current?.querySelector<HTMLElement>('[aria-invalid="true"], .field-error, .alert')?.focus();
+    }
+    had.current = has;
   }, [form, problems]);
 }
 
