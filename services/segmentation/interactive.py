@@ -308,8 +308,16 @@ def clicked_off(
     # Colour and lightness, not texture: an object's outline gives the superpixels along it
     # gradients of its own, which must not cut them from the rest of it.
     step = (sp.features[graph.first, :3] - sp.features[graph.second, :3]) / EDGE_SCALES[:3]
-    strong = np.exp(-0.5 * (step * step).sum(axis=1)) > SAME_OBJECT
-    a, b = graph.first[strong], graph.second[strong]
+    component = _joined_parts(graph, np.exp(-0.5 * (step * step).sum(axis=1)) > SAME_OBJECT)
+    off = set(component[graph.at(negatives, appearance.scale)].tolist())
+    off -= set(component[graph.at(positives, appearance.scale)].tolist())
+    chosen = np.isin(component, list(off))
+    return np.asarray(chosen[graph.labels])
+
+
+def _joined_parts(graph: Superpixels, joined: np.ndarray) -> np.ndarray:
+    """Each superpixel's part: the least label among those reached through the `joined` edges."""
+    a, b = graph.first[joined], graph.second[joined]
     component = np.arange(graph.count)
     for _ in range(graph.count):  # label propagation; ends when nothing changes (a few dozen rounds)
         low = np.minimum(component[a], component[b])
@@ -320,10 +328,7 @@ def clicked_off(
         if np.array_equal(merged, component):
             break
         component = merged
-    off = set(component[graph.at(negatives, appearance.scale)].tolist())
-    off -= set(component[graph.at(positives, appearance.scale)].tolist())
-    chosen = np.isin(component, list(off))
-    return np.asarray(chosen[graph.labels])
+    return component
 
 
 def _disk(mask: np.ndarray, points: np.ndarray, radius: int, value: int) -> None:
@@ -493,6 +498,7 @@ def select_surface(
     labels[region] = cv2.GC_PR_FGD
     selected = _cut(appearance, labels, positives, negatives, away)
     if surface not in FRAMED_SURFACES:
+        selected = _with_lit_patches(appearance, superpixels, selected)
         selected = _with_bright_patches(appearance, selected, negatives)
     named = "floor" if not surface and _clicks_low(positives, height) else surface
     for junction in JUNCTIONS.get(named, ()):
@@ -568,6 +574,117 @@ def _with_bright_patches(appearance: Appearance, selected: np.ndarray, negatives
         return selected
     # The patch and the margin the cut left round it.
     return (selected | np.isin(near.astype(np.int64), keep)).astype(np.uint8)
+
+
+# A patch of direct light (sun through a window, a lamp's pool) that does not clip: the surface
+# times a brighter, warmer light. Its chroma shifts with the light's colour, so the invariant
+# features still set it apart and the cut leaves it out. It joins the selection where it is this
+# much lighter than the selected surface around it (log units, ~35 %)...
+LIT_BRIGHTER = 0.3
+LIT_AROUND = 6  # superpixel rings over which the surface around a superpixel is averaged
+# The step into the patch across its edge with the selection (the median over the superpixels on
+# both sides; log units): a patch of direct light whose colour the cut could tell from the surface's
+# is one where that light outshines the room's (patches the cut left out stepped 0.51-1.48), while
+# an object lit by the same sun as the surface beside it steps little (a sun patch running on off a
+# floor's edge onto the ground beyond it: 0.36-0.41).
+LIT_EDGE = 0.45
+LIT_JOINED = 0.3  # an edge weight (chroma and lightness) above which two lit superpixels are one patch
+LIT_LEAST = 150  # working pixels: a smaller patch is no light's
+# ... its light warmer than the light around it (red against blue, log units; blue falls and red
+# rises, as a warmer light's do: direct sun is warmer than the sky lighting the shade, a lamp warmer
+# still; a wall lit more brightly than the floor shifts neither way, sunlit plaster beside a
+# facade's stone 0.06, tinted tiles beside the floor's only in red) but by no more than a light's
+# colour does (the shift's length: the benchmark's sun against its sky 0.18-0.21, its red against
+# blue 0.17-0.30; a brown box or a rug beside the floor: 0.47 and more)...
+LIT_WARMER = 0.1
+LIT_SHIFT = 0.35
+# ... and its texture (the relative contrast of log lightness, which light does not change) like the
+# surface's: walls, cabinets and reflections beside the floor are smoother (-0.38 to -1.3 in log
+# energy); the light's own edges inside the patch (a window's bars', a table's legs' shadows) add
+# texture, never take it away (sun patches measured -0.03 to +0.87). Energies compared at this
+# percentile over the patch's and the surface's superpixels, below most of those edges.
+LIT_TEXTURE = (-0.3, 1.0)
+LIT_PERCENTILE = 25
+
+
+def _with_lit_patches(appearance: Appearance, superpixels: SuperpixelGraph, selected: np.ndarray) -> np.ndarray:
+    """The selection with the patches of direct light lying on it (LIT_BRIGHTER, LIT_WARMER,
+    LIT_TEXTURE): parts of the surface whose light, not whose material, differs. Overexposed ones
+    are _with_bright_patches' to take."""
+    graph, features = superpixels.graph, superpixels.features
+    present = graph.sizes > 0
+    chosen = (graph.mean(selected.astype(np.float32)) > 0.5) & present
+    if not chosen.any():
+        return selected
+    clipped = graph.mean(appearance.clipped.astype(np.float32)) > 0.5
+    around, reached = _spread(graph, features[:, 2], chosen, LIT_AROUND)
+    lit = ~chosen & present & ~clipped & (reached > 0) & (features[:, 2] - around > LIT_BRIGHTER)
+    if not lit.any():
+        return selected
+    step = (features[graph.first, :3] - features[graph.second, :3]) / EDGE_SCALES[:3]
+    joined = (np.exp(-0.5 * (step * step).sum(axis=1)) > LIT_JOINED) & lit[graph.first] & lit[graph.second]
+    parts = np.where(lit, _joined_parts(graph, joined), -1)
+    # The surface's superpixels off its own edge: those along it straddle whatever lies beyond.
+    edge = chosen[graph.first] != chosen[graph.second]
+    inner = chosen.copy()
+    inner[graph.first[edge]] = inner[graph.second[edge]] = False
+    added = np.zeros(graph.count, bool)
+    for part in np.unique(parts[lit]):
+        patch = parts == part
+        if graph.sizes[patch].sum() < LIT_LEAST or patch.sum() < 3:
+            continue
+        nearby = inner & (_spread(graph, patch.astype(np.float64), present, 2 * LIT_AROUND)[0] > 0)
+        if nearby.sum() < 3 or _edge_step(graph, features[:, 2], patch, chosen) <= LIT_EDGE:
+            continue
+        if _lit_like(features[patch], features[nearby]):
+            added |= patch
+    if not added.any():
+        return selected
+    # The gaps the cut leaves in and round a patch close with it: the shadows of a window's bars
+    # across it and the margin along its edge are the surface in the light around it. (Overexposed
+    # gaps are left whole, for _with_bright_patches to judge.)
+    patches = added[graph.labels].astype(np.uint8)
+    bars = np.ones((BRIGHT_BARS, BRIGHT_BARS), np.uint8)
+    taken = selected | patches
+    closed = (cv2.morphologyEx(taken, cv2.MORPH_CLOSE, bars) > 0) & (cv2.dilate(patches, bars) > 0)
+    return (taken | (closed & ~appearance.clipped)).astype(np.uint8)
+
+
+def _edge_step(graph: Superpixels, lightness: np.ndarray, patch: np.ndarray, chosen: np.ndarray) -> float:
+    """The median step in lightness from the selection into the patch across the edges between them
+    (-inf where they do not touch): a light's edge steps there, while a sunlit object beside a
+    sunlit part of the surface does not (a sun patch running on off a floor's edge)."""
+    inward = patch[graph.first] & chosen[graph.second]
+    outward = chosen[graph.first] & patch[graph.second]
+    steps = np.concatenate(
+        [
+            lightness[graph.first[inward]] - lightness[graph.second[inward]],
+            lightness[graph.second[outward]] - lightness[graph.first[outward]],
+        ]
+    )
+    return float(np.median(steps)) if len(steps) else -np.inf
+
+
+def _lit_like(patch: np.ndarray, surface: np.ndarray) -> bool:
+    """Whether superpixels' features (chroma (2), log lightness, texture energy, ...) describe the
+    surface's under a warmer light: a modest warm shift of chroma, the same texture."""
+    shift = np.median(patch[:, :2], axis=0) - np.median(surface[:, :2], axis=0)
+    warmer = shift[1] - shift[0]  # red up, blue down
+    texture = np.log(
+        np.percentile(patch[:, 3], LIT_PERCENTILE) / max(np.percentile(surface[:, 3], LIT_PERCENTILE), 1e-6) + 1e-6
+    )
+    low, high = LIT_TEXTURE
+    warm = shift[0] < 0 < shift[1] and warmer > LIT_WARMER
+    return bool(warm and np.hypot(*shift) < LIT_SHIFT and low <= texture <= high)
+
+
+def _spread(graph: Superpixels, values: np.ndarray, where: np.ndarray, rings: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mean of `values` over the superpixels `where` marks, spread `rings` rings of neighbours
+    out: per superpixel, that mean around it and the share of its surroundings it was taken from."""
+    total, share = (values * where)[:, None], where[:, None].astype(np.float64)
+    for _ in range(rings):
+        total, share = graph.neighbour_mean(total), graph.neighbour_mean(share)
+    return total[:, 0] / np.maximum(share[:, 0], 1e-12), share[:, 0]
 
 
 # The floor's junction with the walls, searched for above the clicks (working pixels, log units).
