@@ -31,6 +31,7 @@ import numpy as np
 
 from benchmarks.quality import modes
 from benchmarks.segmentation_iou import MODES, MaskScore, mask_iou
+from renderkit.errors import InputError
 from services.segmentation.interactive import select_surface
 
 Vec = tuple[float, float, float]
@@ -755,17 +756,22 @@ def score_rooms(rooms: Sequence[Room], segment: Callable[..., np.ndarray] = sele
         box, positives, negatives = modes.clicks(room)
         for mode in MODES:
             start = time.process_time()
-            mask = segment(
-                room.photo,
-                box if mode == "box + points" else None,
-                positives,
-                negatives,
-                focal_px=room.focal,
-                # Clicks alone name the surface as modes.points_only does; with a box the name counts for
-                # a wall or a ceiling only (a strip of another surface across the box), which the
-                # segmentation stage passes as a request names it.
-                **({"surface": room.surface} if mode == "points only" or room.surface in PLANES else {}),
-            )
+            try:
+                mask = segment(
+                    room.photo,
+                    box if mode == "box + points" else None,
+                    positives,
+                    negatives,
+                    focal_px=room.focal,
+                    # Clicks alone name the surface as modes.points_only does; with a box the name counts
+                    # for a wall or a ceiling only (a strip of another surface across the box), which the
+                    # segmentation stage passes as a request names it.
+                    **({"surface": room.surface} if mode == "points only" or room.surface in PLANES else {}),
+                )
+            except InputError:
+                # The request fails (the stage answers FAILED_PRECONDITION): scored as nothing selected,
+                # not an end to the whole run (the ceiling looked up at, clicks alone).
+                mask = np.zeros(room.visible.shape, np.uint8)
             seconds = time.process_time() - start
             results.append(MaskScore(room.name, mode, mask_iou(mask, room.visible), seconds))
     return results

@@ -601,9 +601,12 @@ LIT_SHIFT = 0.35
 # ... and its texture (the relative contrast of log lightness, which light does not change) like the
 # surface's: walls, cabinets and reflections beside the floor are smoother (-0.38 to -1.3 in log
 # energy); the light's own edges inside the patch (a window's bars', a table's legs' shadows) add
-# texture, never take it away (sun patches measured -0.03 to +0.87). Energies compared at this
-# percentile over the patch's and the surface's superpixels, below most of those edges.
-LIT_TEXTURE = (-0.3, 1.0)
+# texture, never take it away (sun patches measured -0.03 to +0.87). A lighter rug of the floor's own
+# pile, cream or orange on a grey or dark carpet, is as warm and steps as much, but measured -0.18 to
+# -0.27 (its noise counts for less in log lightness): the lower bound sits above them. (It does not
+# tell every such rug from a patch of sun: a light beige one measured -0.09.) Energies compared at
+# this percentile over the patch's and the surface's superpixels, below most of those edges.
+LIT_TEXTURE = (-0.1, 1.0)
 LIT_PERCENTILE = 25
 
 
@@ -743,7 +746,13 @@ class Junction:
 # above the reviewer's walls measured 0.24-0.33 lighter in log units, walls below a ceiling 0.18-0.36
 # darker) and as plain or rougher (a floor's grain): only the reach and the edge tests apply. Paths
 # across walls or ceilings with nothing beyond to cut measured edges of 0.040-0.060 (a wall rising
-# past the frame's top, a white wall under a white ceiling), the junctions 0.0787-0.080.
+# past the frame's top, a white wall under a white ceiling), the junctions 0.0787-0.080. What it cuts
+# off must still look like another surface than the part kept: the difference of their median log
+# lightness plus three times that of their median chroma (the larger channel). A shelf's or a picture
+# rail's shadow, a dado rail, a radiator's top across a wall is as straight and as strong an edge as
+# its junction, but the wall beyond it is the wall kept (0.03-0.11), while the ceilings and floors the
+# junctions cut off measured 0.33-1.3.
+JUNCTION_OTHER = 0.2
 FLOOR_JUNCTION = Junction(below=False, like_walls=True)
 JUNCTIONS = {
     "floor": (FLOOR_JUNCTION,),
@@ -809,7 +818,7 @@ def _junction_side(
     for _ in range(JUNCTION_TRIES):
         path = _strongest_path(edge)
         beyond = rows < path[None, :] - 1
-        if _cut_off_beyond(lightness, texture, mask > 0, edge, path, beyond, junction.like_walls):
+        if _cut_off_beyond(lightness, texture, mask > 0, edge, path, beyond, junction.like_walls, chroma):
             out = np.where(beyond, 0, mask).astype(np.uint8)
             if junction.below:
                 out = out[::-1]
@@ -830,15 +839,22 @@ def _cut_off_beyond(
     path: np.ndarray,
     beyond: np.ndarray,
     like_walls: bool,
+    chroma: np.ndarray | None = None,
 ) -> bool:
     """Whether the selection beyond the path is another surface: it reaches the frame's top, the
     path is an edge where it separates selected pixels, and (`like_walls`, walls rising from a
-    floor) it is far smoother than the part kept and about as light just across the path."""
+    floor) it is far smoother than the part kept and about as light just across the path, (else)
+    it differs from the part kept in light or colour (JUNCTION_OTHER)."""
     removed, kept = selected & beyond, selected & ~beyond
     if not removed.any() or not kept.any():
         return False
     if removed[:JUNCTION_TOP_ROWS].any(axis=0).mean() < JUNCTION_REACHES:
         return False
+    if not like_walls and chroma is not None:
+        apart = abs(float(np.median(lightness[removed]) - np.median(lightness[kept])))
+        tinted = float(np.abs(np.median(chroma[removed], axis=0) - np.median(chroma[kept], axis=0)).max())
+        if apart + 3 * tinted < JUNCTION_OTHER:
+            return False
     if like_walls and texture[removed].mean() > JUNCTION_SMOOTHER * texture[kept].mean():
         return False
     lighter, measured = _step_across(lightness, selected, path)

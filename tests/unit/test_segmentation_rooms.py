@@ -28,3 +28,17 @@ def test_a_small_rooms_truth_is_the_floor_below_the_horizon_and_not_the_sofa() -
     _, positives, negatives = modes.clicks(room)
     assert all(visible[int(y), int(x)] for x, y in positives)
     assert all(occluder[int(y), int(x)] for x, y in negatives) and len(negatives) == 1
+
+
+def test_a_room_whose_request_fails_is_scored_as_nothing_selected() -> None:
+    """`--set walls` has a room whose clicks alone fail ("ceiling over grey walls, looking up": the
+    hints leave no background); the run went on to no figures at all, the InputError raised."""
+    from renderkit.errors import InputError
+
+    room = rooms.build(rooms.SPECS[0], scale=0.2)
+
+    def failing(*args: object, **kwargs: object) -> np.ndarray:
+        raise InputError("the hints leave no background to contrast the surface with")
+
+    scores = rooms.score_rooms([room], failing)
+    assert [s.iou for s in scores] == [0.0, 0.0]
