@@ -662,15 +662,7 @@ class RenderClient:
         and the timeout (the gateway answers a repeat with the same job); without one it raises,
         since the first attempt may have created a job."""
         retries = self._retries(f"submitting to {self.address}", timeout, on_retry)
-        while True:
-            try:
-                return self.stub.SubmitRender(  # type: ignore[no-any-return]
-                    request, timeout=retries.remaining(), metadata=self.metadata
-                )
-            except grpc.RpcError as exc:
-                if not request.idempotency_key or exc.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise
-                retries.wait(exc)
+        return self._keyed(self.stub.SubmitRender, request, retries)  # type: ignore[no-any-return]
 
     def create_webhook_endpoint(
         self, request: pb.CreateWebhookEndpointRequest, timeout: float = 30.0, *, on_retry: OnRetry | None = None
@@ -678,11 +670,14 @@ class RenderClient:
         """Registers a webhook endpoint. As with submit, UNAVAILABLE is retried only when the
         request has an idempotency key (a repeat answers with the endpoint the first one made)."""
         retries = self._retries(f"creating a webhook endpoint at {self.address}", timeout, on_retry)
+        return self._keyed(self.stub.CreateWebhookEndpoint, request, retries)  # type: ignore[no-any-return]
+
+    def _keyed(self, method: Callable[..., Any], request: Any, retries: _Retries) -> Any:
+        """A unary call that creates something, made again after UNAVAILABLE only when its request
+        carries an idempotency key (the first attempt may have created it)."""
         while True:
             try:
-                return self.stub.CreateWebhookEndpoint(  # type: ignore[no-any-return]
-                    request, timeout=retries.remaining(), metadata=self.metadata
-                )
+                return method(request, timeout=retries.remaining(), metadata=self.metadata)
             except grpc.RpcError as exc:
                 if not request.idempotency_key or exc.code() != grpc.StatusCode.UNAVAILABLE:
                     raise
