@@ -475,6 +475,8 @@ def select_surface(
         # junction line takes across the box is learnt as the surface when it has its colour.
         for junction in BOXED_JUNCTIONS.get(surface, ()):
             selected = _junction_side(appearance, selected, positives, junction, window)
+        if surface in FRAMED_SURFACES:
+            selected = _without_bright_patches(appearance, selected, positives)
         return _full_size(photo_bgr, appearance, selected)
     if box is not None or prior is not None or not len(positives):
         return _full_size(photo_bgr, appearance, _cut(appearance, labels, positives, negatives))
@@ -528,8 +530,10 @@ BRIGHT_BARS = 5
 BRIGHT_MARGIN, BRIGHT_RING = 2, 5  # working pixels: the ring measured around a patch
 # Surfaces on which such a patch is rather a window or a lamp set in them than light lying on them:
 # a window's clipped glass, enclosed by the wall it is in, was taken in and re-covered with the
-# wall's material (its frame and bars with it) unless the user clicked it away. A sun patch on them
-# that clips stays out instead, where it stays as white as the new material under it would come out.
+# wall's material (its frame and bars with it) unless the user clicked it away. Clicks alone leave
+# such patches out; a box's cut, which took them in, has them taken out (_without_bright_patches).
+# A sun patch (a lamp's pool) on them that clips stays out instead, where it stays as white as the
+# new material under it would come out.
 FRAMED_SURFACES = ("wall", "ceiling")
 
 
@@ -574,6 +578,27 @@ def _with_bright_patches(appearance: Appearance, selected: np.ndarray, negatives
         return selected
     # The patch and the margin the cut left round it.
     return (selected | np.isin(near.astype(np.int64), keep)).astype(np.uint8)
+
+
+def _without_bright_patches(appearance: Appearance, selected: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """The selection less the overexposed patches in it, with the bars between their panes and the
+    margin round them: on a wall or a ceiling (FRAMED_SURFACES) such a patch is a window or a lamp
+    set in it, which a box's cut takes in when nothing like it lies outside the box (GrabCut learns
+    the background only there). A patch a click is on stays."""
+    bright = appearance.clipped & (selected > 0)
+    if not bright.any():
+        return selected
+    bars = np.ones((BRIGHT_BARS, BRIGHT_BARS), np.uint8)
+    count, components = cv2.connectedComponents(cv2.morphologyEx(bright.astype(np.uint8), cv2.MORPH_CLOSE, bars))
+    sh, sw = selected.shape
+    xs = np.clip(np.round(positives[:, 0] * appearance.scale).astype(int), 0, sw - 1)
+    ys = np.clip(np.round(positives[:, 1] * appearance.scale).astype(int), 0, sh - 1)
+    dropped = np.setdiff1d(np.arange(1, count), components[ys, xs])
+    if not len(dropped):
+        return selected
+    margin = np.ones((2 * BRIGHT_MARGIN + 1,) * 2, np.uint8)
+    out = cv2.dilate(np.isin(components, dropped).astype(np.uint8), margin) > 0
+    return np.where(out, 0, selected).astype(np.uint8)
 
 
 # A patch of direct light (sun through a window, a lamp's pool) that does not clip: the surface
