@@ -4,6 +4,7 @@ and jobs keeping the assets they use."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,21 @@ def store(
     redis.Redis.from_url(redis_url + DB).flushdb()
     ledger = Ledger(connect(redis_url + DB), tenant_defaults=TenantLimits(rate_per_s=rate, burst=2))
     return AssetStore(ledger, LocalStorage(root), Limits(), retention_s, quota, job_retention_s=job_retention_s)
+
+
+def hold_deletes(assets: AssetStore) -> tuple[threading.Event, threading.Event]:
+    """Holds the store's deletes: the first event is set when one begins, which waits (10 s at
+    most) for the second."""
+    deleting, release = threading.Event(), threading.Event()
+    delete = assets.storage.delete
+
+    def held(key: str) -> None:
+        deleting.set()
+        release.wait(10)
+        delete(key)
+
+    assets.storage.delete = held  # type: ignore[method-assign]
+    return deleting, release
 
 
 def job_naming(tenant: str, job_id: str, storage_key: str) -> NewJob:
@@ -158,22 +174,13 @@ def test_an_upload_while_a_sweep_deletes_the_expired_copy_keeps_its_file(redis_u
     upload of the same bytes meanwhile waits for the delete, then writes the file. It was written
     at once and recorded, and the delete landing after took it: a recorded asset without a file, its
     jobs failing 'the uploaded image is gone'."""
-    import threading
 
     async def scenario() -> None:
         assets = store(redis_url, tmp_path, retention_s=0.3)
         data = image(1)
         old = await assets.upload("t1", data, "")
         await asyncio.sleep(0.5)
-        deleting, release = threading.Event(), threading.Event()
-        delete = assets.storage.delete
-
-        def slow_delete(key: str) -> None:
-            deleting.set()
-            release.wait(10)
-            delete(key)
-
-        assets.storage.delete = slow_delete  # type: ignore[method-assign]
+        deleting, release = hold_deletes(assets)
         sweep = asyncio.ensure_future(assets.sweep())
         assert await asyncio.to_thread(deleting.wait, 10)
         upload = asyncio.ensure_future(assets.upload("t1", data, ""))
@@ -193,22 +200,13 @@ def test_a_sweep_stopped_after_its_claim_leaves_the_asset_to_a_later_sweep(redis
     """A sweep claims one expired asset at a time, for a lease: stopped during its delete (its
     gateway stopping), the assets it had not deleted are deleted by a later sweep. It claimed a
     round's 100 at once (ZREM) and the rest stayed in storage with nothing naming them."""
-    import threading
 
     async def scenario() -> None:
         assets = store(redis_url, tmp_path, retention_s=0.3)
         stored = [await assets.upload("t1", image(seed), "") for seed in range(3)]
         await asyncio.sleep(0.5)
-        deleting, release = threading.Event(), threading.Event()
-        delete = assets.storage.delete
-
-        def held_delete(key: str) -> None:
-            deleting.set()
-            release.wait(10)
-            delete(key)
-
+        deleting, release = hold_deletes(assets)
         assets.sweep_lease_ms = 300
-        assets.storage.delete = held_delete  # type: ignore[method-assign]
         sweep = asyncio.ensure_future(assets.sweep())
         assert await asyncio.to_thread(deleting.wait, 10)
         sweep.cancel()  # the gateway stops
