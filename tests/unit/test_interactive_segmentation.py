@@ -631,6 +631,15 @@ def test_clicks_alone_on_a_named_floor_find_its_junction_above_a_sun_patchs_edge
     assert (mask & room.visible).sum() / (mask | room.visible).sum() > 0.95
 
 
+def _clicks_iou(room: Any, surface: str) -> float:
+    """The IoU of the mask clicks alone give on a benchmark room, its surface named as given."""
+    from benchmarks.quality import modes
+
+    _, positives, negatives = modes.clicks(room)
+    mask = select_surface(room.photo, None, positives, negatives, focal_px=room.focal, surface=surface) > 127
+    return float((mask & room.visible).sum() / (mask | room.visible).sum())
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -644,17 +653,10 @@ def test_clicks_alone_on_a_named_floor_do_not_cut_it_along_an_edge_across_it(nam
     across the selection lies on the floor: cutting there lost 0.30-0.70 of IoU. Named as a floor,
     the mask is no worse than unnamed."""
     from benchmarks import segmentation_rooms
-    from benchmarks.quality import modes
 
     spec = next(s for s in segmentation_rooms.HARD_SPECS if s.name == name)
     room = segmentation_rooms.build(spec, scale=0.5)
-    _, positives, negatives = modes.clicks(room)
-
-    def iou(surface: str) -> float:
-        mask = select_surface(room.photo, None, positives, negatives, focal_px=room.focal, surface=surface) > 127
-        return float((mask & room.visible).sum() / (mask | room.visible).sum())
-
-    assert iou("floor") >= iou("") - 0.01
+    assert _clicks_iou(room, "floor") >= _clicks_iou(room, "") - 0.01
 
 
 def test_clicks_alone_on_a_named_floor_running_to_the_frame_top_are_not_cut() -> None:
@@ -663,7 +665,6 @@ def test_clicks_alone_on_a_named_floor_running_to_the_frame_top_are_not_cut() ->
     junction to cut at (the strongest path followed the sofa's outline and crossed the open floor
     on noise): named as a floor, the mask lost the far floor (IoU 0.998 -> 0.902 at 512 x 384)."""
     from benchmarks import segmentation_rooms as sr
-    from benchmarks.quality import modes
 
     spec = sr.Spec(
         "big hall, carpet, the far floor reaching the top", (1024, 768), sr.carpet((0.42, 0.38, 0.34), seed=41),
@@ -671,13 +672,7 @@ def test_clicks_alone_on_a_named_floor_running_to_the_frame_top_are_not_cut() ->
         camera=(0.0, 0.3, 1.5), pitch=30, yaw=0, seed=41,
     )  # fmt: skip
     room = sr.build(spec, scale=0.5)
-    _, positives, negatives = modes.clicks(room)
-
-    def iou(surface: str) -> float:
-        mask = select_surface(room.photo, None, positives, negatives, focal_px=room.focal, surface=surface) > 127
-        return float((mask & room.visible).sum() / (mask | room.visible).sum())
-
-    assert iou("floor") >= iou("") - 0.01
+    assert _clicks_iou(room, "floor") >= _clicks_iou(room, "") - 0.01
 
 
 def _wall_room(name: str) -> Any:
