@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,40 +232,74 @@ def prompt_points(
     return points, np.array(labels, np.float32).reshape(1, -1)
 
 
-# A client replaced after a certificate rotation is closed this long after, so inferences already
-# running on it finish (longer than any stage's deadline).
+# A replaced client (a certificate rotation, or its age) is closed once its calls have ended, and
+# at the latest this long after, so inferences already running on it finish (longer than any
+# stage's deadline); its calls are looked at this often.
 RETIRED_CLIENT_GRACE_S = 600.0
+RETIRED_CLIENT_POLL_S = 1.0
+# A client is replaced by a new one this often (at the next health probe), as the stages' own
+# servers end a connection after INTERNAL_CONNECTION_AGE_MS: tritonserver ends none, so a stage's
+# one connection through Triton's Service stayed with the replica it first reached, and a Triton
+# rollout or one replica's restart left every stage on one replica for good. A new connection is
+# placed afresh by the Service (kube-proxy), so the stages' connections spread again within this.
+CLIENT_MAX_AGE_S = 60.0
+
+
+def channel_args() -> list[tuple[str, int | str]]:
+    """tritonclient's own channel arguments, and a subchannel pool of each client's own (a process
+    shares one connection per address between channels otherwise, so a new client would reuse the
+    old one's connection, to the same replica)."""
+    keepalive = triton_aio.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", triton_aio.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", triton_aio.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", int(keepalive.keepalive_permit_without_calls)),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.use_local_subchannel_pool", 1),
+    ]
 
 
 class TritonModels:
     """An async tritonclient wrapper; every failure surfaces as TritonError.
 
     With `tls`, the client presents that certificate and verifies Triton's (mutual TLS); when the
-    files change (looked at with every health probe) new calls go through a new client.
+    files change, and every `max_age_s` (both looked at with every health probe), new calls go
+    through a new client.
     """
 
-    def __init__(self, url: str, tls: ClientCertificates | None = None) -> None:
+    def __init__(self, url: str, tls: ClientCertificates | None = None, max_age_s: float = CLIENT_MAX_AGE_S) -> None:
         self.url = url
         self._tls = tls
+        self.max_age_s = max_age_s
         self._client = self._connect()
+        self._connected_at = time.monotonic()
         self._seen_ready: set[str] = set()
         self._retired: list[triton_aio.InferenceServerClient] = []
         self._closers: set[asyncio.Task[None]] = set()
+        # Calls in flight per client, so a replaced one closes once they have ended.
+        self._calls: collections.Counter[triton_aio.InferenceServerClient] = collections.Counter()
 
     def _connect(self) -> triton_aio.InferenceServerClient:
         if self._tls is None:
-            return triton_aio.InferenceServerClient(self.url)
-        return triton_aio.InferenceServerClient(self.url, creds=self._tls.credentials())
+            return triton_aio.InferenceServerClient(self.url, channel_args=channel_args())
+        return triton_aio.InferenceServerClient(self.url, creds=self._tls.credentials(), channel_args=channel_args())
 
-    def _follow_certificates(self) -> None:
-        """A new client when the certificate files changed; the old one closes after a grace."""
-        if self._tls is None or not self._tls.reload_if_changed():
+    def _renew_client(self) -> None:
+        """A new client when the certificate files changed, or when the client is max_age_s old;
+        the old one closes once its calls have ended."""
+        rotated = self._tls is not None and self._tls.reload_if_changed()
+        if not rotated and time.monotonic() - self._connected_at < self.max_age_s:
             return
         old, self._client = self._client, self._connect()
+        self._connected_at = time.monotonic()
         self._retired.append(old)
 
         async def close_later() -> None:
-            await asyncio.sleep(RETIRED_CLIENT_GRACE_S)
+            deadline = time.monotonic() + RETIRED_CLIENT_GRACE_S
+            while self._calls[old] and time.monotonic() < deadline:
+                await asyncio.sleep(RETIRED_CLIENT_POLL_S)
             self._retired.remove(old)
             await old.close()
 
@@ -270,8 +307,20 @@ class TritonModels:
         self._closers.add(task)
         task.add_done_callback(self._closers.discard)
 
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[triton_aio.InferenceServerClient]:
+        """The current client, its call counted until the block ends."""
+        client = self._client
+        self._calls[client] += 1
+        try:
+            yield client
+        finally:
+            self._calls[client] -= 1
+            if not self._calls[client]:
+                del self._calls[client]
+
     async def close(self) -> None:
-        """Closes the channel (and any replaced by a certificate rotation)."""
+        """Closes the channel (and any replaced and not yet closed)."""
         for task in list(self._closers):
             task.cancel()
         await asyncio.gather(*self._closers, return_exceptions=True)
@@ -282,7 +331,8 @@ class TritonModels:
     async def server_live(self) -> bool:
         """Whether the Triton server answers."""
         try:
-            return bool(await self._client.is_server_live(client_timeout=2.0))
+            with self._using() as client:
+                return bool(await client.is_server_live(client_timeout=2.0))
         except Exception:
             return False
 
@@ -292,7 +342,8 @@ class TritonModels:
         TritonError when Triton cannot be reached: a stage must then answer UNAVAILABLE, not
         behave as if it had no model."""
         try:
-            return bool(await self._client.is_model_ready(name, client_timeout=2.0))
+            with self._using() as client:
+                return bool(await client.is_model_ready(name, client_timeout=2.0))
         except Exception as exc:
             log.warning("Triton does not answer: %s", exc)
             raise TritonError("the model server (Triton) is unavailable") from exc
@@ -313,7 +364,7 @@ class TritonModels:
     async def healthy(self, models: tuple[str, ...] = ()) -> bool:
         """Whether Triton answers and none of the given models that were once ready has gone away
         (a model that was never deployed is not required: the stage works without it)."""
-        self._follow_certificates()
+        self._renew_client()
         if not await self.server_live():
             return False
         try:
@@ -326,7 +377,8 @@ class TritonModels:
     async def output_names(self, name: str) -> list[str]:
         """The output tensors a loaded model declares."""
         try:
-            metadata = await self._client.get_model_metadata(name, client_timeout=2.0)
+            with self._using() as client:
+                metadata = await client.get_model_metadata(name, client_timeout=2.0)
         except InferenceServerException as exc:
             log.warning("Triton model %s: no metadata: %s", name, exc.message())
             raise TritonError(f"the {name} model is unavailable") from exc
@@ -350,13 +402,14 @@ class TritonModels:
             f"triton {contract.name}", kind=SpanKind.CLIENT, attributes={telemetry.MODEL: contract.name}
         ) as span:
             try:
-                result = await self._client.infer(
-                    contract.name,
-                    infer_inputs,
-                    outputs=requested,
-                    client_timeout=timeout_s,
-                    headers=telemetry.trace_headers() or None,
-                )
+                with self._using() as client:
+                    result = await client.infer(
+                        contract.name,
+                        infer_inputs,
+                        outputs=requested,
+                        client_timeout=timeout_s,
+                        headers=telemetry.trace_headers() or None,
+                    )
             except InferenceServerException as exc:
                 log.warning("Triton model %s failed: %s", contract.name, exc.message())
                 span.set_status(Status(StatusCode.ERROR, "the model is unavailable"))

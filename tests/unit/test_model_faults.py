@@ -76,11 +76,19 @@ class Client:
         return Answer(self.outputs[name])
 
 
+class _Models(TritonModels):
+    """TritonModels whose client is the stand-in (never renewed: no certificates, a long age)."""
+
+    def __init__(self, client: Client) -> None:
+        self._stand_in = client
+        super().__init__("127.0.0.1:1", max_age_s=float("inf"))
+
+    def _connect(self) -> Any:
+        return self._stand_in
+
+
 def models(client: Client) -> TritonModels:
-    made = TritonModels.__new__(TritonModels)
-    made._client = client  # type: ignore[attr-defined]
-    made._seen_ready = set()  # type: ignore[attr-defined]
-    return made
+    return _Models(client)
 
 
 def photo() -> tuple[bytes, np.ndarray]:
