@@ -53,6 +53,7 @@ class MatrixProfile:
 
     curves: np.ndarray  # (3, 256) float64
     to_xyz: np.ndarray  # (3, 3)
+    grey: bool = False  # a greyscale profile (its one curve as all three; neutral colorants)
 
     def is_srgb(self) -> bool:
         """Whether converting to sRGB would change nothing visible."""
@@ -120,11 +121,13 @@ def _curve(data: bytes, offset: int, size: int) -> np.ndarray:
 
 
 def parse(profile: bytes) -> MatrixProfile | None:
-    """The matrix/TRC model of an RGB profile; None for an RGB profile made of lookup tables only.
-    ProfileError for bytes that are not an RGB display profile."""
+    """The matrix/TRC model of an RGB profile, or of a greyscale one (its grey tone curve, as
+    Photoshop's "Gray Gamma 2.2" and "Dot Gain" profiles hold: grey stays grey, its tones change);
+    None for an RGB profile made of lookup tables only. ProfileError for bytes that are not an RGB
+    or grey display profile."""
     if len(profile) < 132 or len(profile) > MAX_PROFILE_BYTES or profile[36:40] != b"acsp":
         raise ProfileError("not an ICC profile")
-    if profile[16:20] != b"RGB ":
+    if profile[16:20] not in (b"RGB ", b"GRAY"):
         raise ProfileError("not an RGB profile")
     (count,) = struct.unpack_from(">I", profile, 128)
     tags: dict[bytes, tuple[int, int]] = {}
@@ -132,6 +135,11 @@ def parse(profile: bytes) -> MatrixProfile | None:
         signature, offset, size = struct.unpack_from(">4sII", profile, 132 + 12 * index)
         if offset + size <= len(profile) and size >= 12:
             tags[signature] = (offset, size)
+    if profile[16:20] == b"GRAY":
+        if profile[20:24] != b"XYZ " or b"kTRC" not in tags:
+            raise ProfileError("a grey profile without its tone curve")
+        grey = _curve(profile, *tags[b"kTRC"])
+        return MatrixProfile(curves=np.stack([grey, grey, grey]), to_xyz=SRGB_TO_XYZ_D50.copy(), grey=True)
     names = (b"rXYZ", b"gXYZ", b"bXYZ", b"rTRC", b"gTRC", b"bTRC")
     if profile[20:24] != b"XYZ " or not all(name in tags for name in names):
         return None
@@ -152,6 +160,7 @@ class Conversion:
     to_linear: np.ndarray | None  # (1, 256, 3) float32, B, G, R
     matrix: np.ndarray | None  # (3, 3) float32, linear BGR to linear sRGB BGR in 4095ths
     transform: ImageCms.ImageCmsTransform | None  # LittleCMS's, when the two above are None
+    grey: bool = False  # a grey profile's: it applies to greyscale images only
 
 
 # The conversions of the profiles seen last, by SHA-256 of the profile (photos of one camera or
@@ -197,7 +206,7 @@ def _conversion(profile: bytes) -> Conversion | None:
     reverse = [2, 1, 0]
     to_srgb = np.linalg.inv(SRGB_TO_XYZ_D50) @ model.to_xyz
     table = model.curves[reverse].T.reshape(1, 256, 3).astype(np.float32)
-    return Conversion(table, (to_srgb[np.ix_(reverse, reverse)] * 4095.0).astype(np.float32), None)
+    return Conversion(table, (to_srgb[np.ix_(reverse, reverse)] * 4095.0).astype(np.float32), None, model.grey)
 
 
 def to_srgb(bgr: np.ndarray, conversion: Conversion) -> np.ndarray:

@@ -648,6 +648,8 @@ def _decode_colour(
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     conversion = icc.conversion_for(info.icc_profile) if info.icc_profile else None
+    if conversion is not None and conversion.grey and not _is_grey(image):
+        conversion = None  # a grey profile on a colour image: meaningless, ignored as browsers do
     if conversion is not None:  # the colours are another space's: to sRGB before anything mixes them
         if image.shape[2] == 4:
             image[:, :, :3] = icc.to_srgb(np.ascontiguousarray(image[:, :, :3]), conversion)
@@ -657,6 +659,11 @@ def _decode_colour(
     if image.shape[2] == 4:
         image, fraction = _over(image, background)
     return apply_orientation(image, info.orientation), fraction
+
+
+def _is_grey(image: np.ndarray) -> bool:
+    """Whether a BGR(A) image's colour channels are all equal (a greyscale image decoded to BGR)."""
+    return bool(np.array_equal(image[:, :, 0], image[:, :, 1]) and np.array_equal(image[:, :, 1], image[:, :, 2]))
 
 
 # Rows composited at a time: bounds the float32 working set at ~24 MB whatever the image's size.

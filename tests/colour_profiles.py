@@ -109,3 +109,29 @@ def tagged(bgr: np.ndarray, profile: bytes, fmt: str) -> bytes:
     )
     Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).save(buffer, fmt, icc_profile=profile, **options)
     return buffer.getvalue()
+
+
+def grey_profile(curve: bytes, name: bytes = b"grey") -> bytes:
+    """An ICC v2 greyscale display profile: a grey tone curve (kTRC) and the D50 white."""
+    tags = [(b"wtpt", _xyz_tag(D50)), (b"kTRC", curve)]
+    table, body = b"", b""
+    start = 128 + 4 + 12 * len(tags)
+    for signature, data in tags:
+        data += b"\0" * (-len(data) % 4)
+        table += signature + struct.pack(">II", start + len(body), len(data))
+        body += data
+    header = (
+        struct.pack(">I", start + len(body))
+        + b"\0" * 4
+        + struct.pack(">I", 0x02100000)
+        + b"mntrGRAYXYZ "
+        + b"\0" * 12
+        + b"acsp"
+        + b"\0" * 28
+        + b"".join(_s15(c) for c in D50)
+        + b"\0" * 48
+    )
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+GREY_GAMMA_22 = grey_profile(GAMMA_22, b"Gray Gamma 2.2")

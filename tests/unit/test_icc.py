@@ -17,6 +17,7 @@ from renderkit import icc, imaging
 from tests.colour_profiles import (
     ADOBE_RGB,
     DISPLAY_P3,
+    GREY_GAMMA_22,
     SRGB,
     SRGB_CURVE,
     colour_patches,
@@ -108,3 +109,32 @@ def test_no_conversion_keeps_the_profile_it_was_made_from() -> None:
         icc.conversion_for(profile)
         assert sys.getrefcount(profile) == references
     assert icc.conversion_for(bytes(bytearray(DISPLAY_P3))) is icc.conversion_for(DISPLAY_P3)  # cached
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_greyscale_photo_with_a_grey_profile_decodes_to_its_srgb_tones(fmt: str) -> None:
+    """A greyscale photo tagged "Gray Gamma 2.2" (Photoshop's grey working spaces): its shadows are
+    darker than the same levels in sRGB (level 16 shows as 7), as LittleCMS and browsers show it."""
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (16, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(ramp, "L").save(
+        buffer, fmt, icc_profile=GREY_GAMMA_22, **({"quality": 100} if fmt == "JPEG" else {})
+    )
+    transform = ImageCms.buildTransform(
+        ImageCms.ImageCmsProfile(io.BytesIO(GREY_GAMMA_22)),
+        ImageCms.ImageCmsProfile(io.BytesIO(SRGB)),
+        "L",
+        "RGB",
+        ImageCms.Intent.RELATIVE_COLORIMETRIC,
+    )
+    converted = ImageCms.applyTransform(Image.fromarray(ramp, "L"), transform)
+    assert converted is not None
+    expected = np.asarray(converted)[:, :, 0].astype(int)
+    decoded = imaging.decode_bgr(buffer.getvalue())
+    assert np.abs(decoded.astype(int) - expected[:, :, None]).max() <= 1
+    assert np.abs(ramp.astype(int) - expected).max() > 5  # what reading it as sRGB would show
+
+
+def test_a_grey_profile_on_a_colour_image_is_ignored() -> None:
+    data = tagged(colour_patches(), GREY_GAMMA_22, "PNG")
+    np.testing.assert_array_equal(imaging.decode_bgr(data), colour_patches())
