@@ -133,7 +133,7 @@ def probe(data: bytes, *, max_pixels: int = PROCESS_MAX_PIXELS) -> ImageInfo:
         megapixels = f"{pixels / 1e6:.0f}" if pixels >= 10_000_000 else f"{pixels / 1e6:.1f}"
         limit = f"more than {max_pixels:,} pixels" if pixels > max_pixels else f"a side over {MAX_SIDE:,} px"
         raise ImageError(f"the image is {width}x{height} ({megapixels} MP), {limit}")
-    focal, exact = exif_focal(exif, width, height)
+    focal, exact = exif_focal(exif, width, height, (header.width, header.height))
     # A profile over the limit is unusable (renderkit.icc): dropped here, before anything keeps it.
     icc_profile = header.icc if len(header.icc) <= icc.MAX_PROFILE_BYTES else b""
     return ImageInfo(
@@ -499,7 +499,16 @@ def _read_exif(tiff: bytes) -> Exif:
 FILM_35MM_DIAGONAL_MM = math.hypot(36.0, 24.0)
 
 
-def exif_focal(exif: Exif, width: int, height: int) -> tuple[float, bool]:
+def _taken_scale(taken: tuple[int, int], stored: tuple[int, int]) -> float:
+    """The scale of the stored frame against the PixelX/YDimension it was taken at, where the stored
+    frame fits within them (a crop, a resize or both; 0 otherwise): the larger of the two sides'
+    ratios, exact for a crop that keeps one whole side and for any resize."""
+    if min(taken) <= 0 or min(stored) <= 0 or stored[0] > taken[0] or stored[1] > taken[1]:
+        return 0.0
+    return max(stored[0] / taken[0], stored[1] / taken[1])
+
+
+def exif_focal(exif: Exif, width: int, height: int, stored: tuple[int, int] = (0, 0)) -> tuple[float, bool]:
     """The focal length in pixels of a width x height image (the displayed frame) from its EXIF
     (0 when EXIF does not give it), and whether it is exact (from the sensor's figures).
 
@@ -507,7 +516,10 @@ def exif_focal(exif: Exif, width: int, height: int) -> tuple[float, bool]:
     convention cameras and phones compute it by (the crop factor of a sensor is the ratio of the
     diagonals; by the width of a 36 mm frame instead, a 4:3 photo's focal length would come out 4 %
     short). The diagonal does not change when a photo is turned or scaled down, so neither the EXIF
-    orientation nor a resize by an editor matters. FocalLength in mm with the sensor's
+    orientation nor a resize by an editor matters; a crop does shorten it, so where the stored frame
+    fits within the PixelX/YDimension the photo was taken at, the diagonal is the taken one at the
+    photo's scale (exact for a resize and for a crop that keeps one whole side; a crop to the
+    photo's own aspect reads as a resize). FocalLength in mm with the sensor's
     FocalPlaneXResolution is exact when the camera writes it (DSLRs do, most phones do not): it is
     used when no 35 mm value says otherwise (the 35 mm value is rounded to a millimetre, about 2 %),
     scaled by the image's size over the PixelX/YDimension it was taken at. Values implying a field
@@ -515,12 +527,19 @@ def exif_focal(exif: Exif, width: int, height: int) -> tuple[float, bool]:
     as for the focal_length_px hint) are ignored.
     """
     longer = max(width, height)
-    by_35mm = exif.focal_35mm * math.hypot(width, height) / FILM_35MM_DIAGONAL_MM
+    # A crop keeps the focal length in pixels but shortens the diagonal: where the stored frame
+    # (`stored`, before the EXIF orientation's turn) fits within the PixelX/YDimension the photo was
+    # taken at, the diagonal is the taken one at the photo's scale.
+    scale = _taken_scale(exif.pixel_dimensions, stored)
+    diagonal = math.hypot(*exif.pixel_dimensions) * scale if scale else math.hypot(width, height)
+    by_35mm = exif.focal_35mm * diagonal / FILM_35MM_DIAGONAL_MM
     by_sensor = 0.0
     if exif.focal_mm and exif.focal_plane_x_resolution and exif.focal_plane_unit_mm:
         by_sensor = exif.focal_mm * exif.focal_plane_x_resolution / exif.focal_plane_unit_mm
         taken = max(exif.pixel_dimensions)
-        if taken:
+        if scale:
+            by_sensor *= scale
+        elif taken:
             by_sensor *= longer / taken
     sensor = by_sensor if by_sensor and 0.1 <= by_sensor / longer <= 20 else 0.0
     rounded = by_35mm if by_35mm and 0.1 <= by_35mm / longer <= 20 else 0.0

@@ -204,3 +204,31 @@ def test_a_quads_rectangle_fixes_the_focal_length_before_the_exif() -> None:
     # The rectangle's aspect (4 x 5 m) comes out right with the EXIF's focal length.
     assert plane.aspect_ratio == pytest.approx(scenes.FLOOR_M[0] / scenes.FLOOR_M[1], rel=1e-6)
     assert quad_plane(head_on.quad, 320, 240).focal_source == "assumed"
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+@pytest.mark.parametrize(
+    "box", [(252, 0, 1764, 1512), (0, 189, 2016, 1323), (0, 0, 1008, 1512)], ids=["square", "16:9", "half"]
+)
+def test_a_crop_that_keeps_the_exif_keeps_the_focal_length_in_pixels(
+    box: tuple[int, int, int, int], orientation: int
+) -> None:
+    """A phone photo (2016 x 1512 stored, 26 mm equivalent) cropped by a tool that keeps its EXIF,
+    PixelX/YDimension included: the lens's focal length in pixels is unchanged by a crop, though
+    the cropped image's diagonal is shorter (read by it, a square crop came out 15 % short). (A crop
+    of the photo's own aspect cannot be told from a resize: it is read as one.)"""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    sub = exif.get_ifd(0x8769)
+    sub[0xA405], sub[0xA002], sub[0xA003] = 26, 2016, 1512
+    photo = Image.fromarray(np.full((1512, 2016, 3), 90, np.uint8)).crop(box)
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", exif=exif.tobytes())
+    info = imaging.probe(buffer.getvalue())
+    assert info.focal_length_px == pytest.approx(26 * math.hypot(2016, 1512) / FILM_DIAGONAL_MM)
+    # Scaled down after the crop (no longer one whole side): what the diagonal gives, as before.
+    small = io.BytesIO()
+    photo.resize((photo.width // 2, photo.height // 2)).save(small, "JPEG", exif=exif.tobytes())
+    resized = imaging.probe(small.getvalue())
+    assert resized.focal_length_px <= info.focal_length_px / 2 + 1e-6
+    assert resized.focal_length_px >= 26 * math.hypot(photo.width // 2, photo.height // 2) / FILM_DIAGONAL_MM - 1e-6
