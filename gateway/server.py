@@ -18,7 +18,7 @@ from gateway.admin import SERVICE_NAME as ADMIN_SERVICE
 from gateway.admin import AdminServicer
 from gateway.assets import AssetStore, finish_storing
 from gateway.auth.api_keys import AuthenticationError, KeyStore
-from gateway.auth.interceptor import Authenticator, AuthInterceptor
+from gateway.auth.interceptor import Authenticator, AuthInterceptor, missing_scope
 from gateway.auth.jwt_tokens import JwtVerifier
 from gateway.auth.principal import Scope
 from gateway.dispatcher import Dispatcher
@@ -303,7 +303,7 @@ def http_server(
         if scope["path"] not in served:
             return None  # not a method: Connect answers 404
         try:
-            await authenticator.authenticate([("authorization", header(scope, b"authorization"))])
+            principal = await authenticator.authenticate([("authorization", header(scope, b"authorization"))])
         except AuthenticationError as exc:
             return Refusal(Code.UNAUTHENTICATED, str(exc))
         except UNREADABLE:  # the keys cannot be read: nothing is decoded meanwhile
@@ -311,7 +311,11 @@ def http_server(
         except Exception:  # a check that fails closed
             log.exception("a credential's check failed")
             return Refusal(Code.INTERNAL, "the credential could not be checked")
-        return None
+        # The scope too, as the gRPC port refuses it before reading the request: a credential
+        # without the method's scope neither spends the event loop on decoding its body nor gets
+        # another verdict (INVALID_ARGUMENT for a body that does not parse) than on that port.
+        lacking = missing_scope(principal, METHOD_SCOPES.get(scope["path"]))
+        return Refusal(Code.PERMISSION_DENIED, lacking) if lacking is not None else None
 
     app = HttpApp(
         rpc=bridge.application(settings.max_request_bytes),

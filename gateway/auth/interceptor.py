@@ -78,11 +78,20 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, str(exc))
         except Exception as exc:  # the key store or the identity provider away: mapped as the call's error
             return _raising(handler, exc)
-        if needed is None or not principal.may(needed):
-            scope = needed.value if needed is not None else "a scope this method has"
-            return _refusal(handler, grpc.StatusCode.PERMISSION_DENIED, f"this credential lacks the {scope} scope")
+        lacking = missing_scope(principal, needed)
+        if lacking is not None:
+            return _refusal(handler, grpc.StatusCode.PERMISSION_DENIED, lacking)
         set_principal(principal)  # the call's own task runs its handler next
         return handler
+
+
+def missing_scope(principal: Principal, needed: Scope | None) -> str | None:
+    """Why a credential may not call a method needing `needed`, or None when it may (a method that
+    names no scope, `needed` None, no credential may call)."""
+    if needed is not None and principal.may(needed):
+        return None
+    what = needed.value if needed is not None else "a scope this method has"
+    return f"this credential lacks the {what} scope"
 
 
 def _raising(handler: Any, exc: Exception) -> Any:

@@ -14,8 +14,9 @@ the body: it must have arrived by the caller's deadline (`connect-timeout-ms`, `
 within BODY_TIMEOUT_S when the caller sets none, else the call is DEADLINE_EXCEEDED and its
 connection closed (a body that stops coming would otherwise hold it forever). A call whose
 credential is refused is answered UNAUTHENTICATED before its body is decoded: parsing a large JSON
-message costs seconds of the event loop, which no caller without a credential may spend (the
-interceptors then check the credential's scopes as on the gRPC port). Headers connect-python
+message costs seconds of the event loop, which no caller without a credential may spend; one whose
+credential lacks the method's scope is answered PERMISSION_DENIED as early, as on the gRPC port
+(the interceptors then check the credential again). Headers connect-python
 cannot read (a value that is not UTF-8, a timeout that does not parse) are refused the same way,
 INVALID_ARGUMENT naming the header (UNAUTHENTICATED for the credential's), in the call's own
 protocol; gRPC over HTTP/1.1 and gRPC-web's text mode are refused with a line saying why.
@@ -129,6 +130,7 @@ Admit = Callable[[Scope], Awaitable[Refusal | None]]
 _CONNECT_STATUS = {
     Code.INVALID_ARGUMENT: 400,
     Code.UNAUTHENTICATED: 401,
+    Code.PERMISSION_DENIED: 403,
     Code.UNAVAILABLE: 503,
     Code.INTERNAL: 500,
 }

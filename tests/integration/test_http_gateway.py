@@ -905,3 +905,32 @@ def test_a_client_that_leaves_a_stream_is_not_logged_as_an_error(
         grpc_client.cancel(job.id)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, errors
+
+
+def test_a_credential_without_the_methods_scope_is_refused_before_its_body_is_decoded(
+    http_gateway: Gateway, redis_url: str
+) -> None:
+    """As on the gRPC port, which refuses the scope before reading the request: a read-only key
+    was answered INVALID_ARGUMENT for a body that does not parse (and had it decoded, seconds of
+    the event loop for a large JSON message) where the gRPC port said PERMISSION_DENIED."""
+    from gateway.auth.principal import Scope
+
+    reader = key_for(redis_url + "/16", "http-scopes-early", frozenset({Scope.READ}))
+    url = rpc_url(http_gateway, "SubmitRender")
+    for body, content_type in ((b"{not json", "application/json"), (b"\xff\xff\xff", "application/proto")):
+        status, error = raw_post(url, body, {"content-type": content_type, "authorization": f"Bearer {reader}"})
+        assert (status, error["code"]) == (403, "permission_denied"), error
+    request = urllib.request.Request(
+        url,
+        data=b"\0\0\0\0\x03\xff\xff\xff",
+        method="POST",
+        headers={"content-type": "application/grpc-web+proto", "authorization": f"Bearer {reader}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        body = answer.read()
+        status_line = answer.headers.get("grpc-status") or body.decode("latin-1")
+    assert "grpc-status: 7" in status_line or status_line == "7", status_line
+    answer = fetch(
+        rpc_url(http_gateway, "SubmitRender") + "?encoding=json&message=%7B%7D", authorization=f"Bearer {reader}"
+    )
+    assert answer[0] == 403 and json.loads(answer[2])["code"] == "permission_denied"
