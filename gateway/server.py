@@ -192,6 +192,7 @@ def create_server(settings: GatewaySettings) -> Gateway:
         webhooks=settings.webhooks,
         dispatcher=dispatcher,
         unrecorded=unrecorded,
+        still_valid=authenticator.still_valid,
     )
     admin = AdminServicer(api_keys, ledger)
 

@@ -10,14 +10,14 @@ import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import grpc
 
 from gateway import folders
 from gateway.assets import SWEPT_RETRY_S, AssetRefused, AssetStore, image_info
-from gateway.auth.principal import Scope, current_principal
+from gateway.auth.principal import Principal, Scope, current_principal
 from gateway.batch import CANCEL_HOLD_S, cancelled_outcome, submitted_children
 from gateway.ledger import (
     AssetBeingSwept,
@@ -62,6 +62,7 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 # A watched job that no longer exists: past its retention, or lost by a Redis without its data.
 _JOB_GONE = "the job no longer exists: it expired, or the job ledger lost it"
 _EVENTS_UNREADABLE = "the job's events could not be read"
+_CREDENTIAL_ENDED = "the credential this stream was opened with was revoked or has expired"
 
 
 def fingerprint(request: pb.SubmitRenderRequest) -> str:
@@ -122,7 +123,11 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         webhooks: WebhookSettings | None = None,
         dispatcher: Dispatcher | None = None,
         unrecorded: UnrecordedUploads | None = None,
+        still_valid: Callable[[Principal], Awaitable[bool]] | None = None,
     ) -> None:
+        # Whether a stream's credential still stands (Authenticator.still_valid): asked before each
+        # message of a watch, which lasts as long as its job.
+        self.still_valid = still_valid
         self.webhooks = webhooks or WebhookSettings()
         self.unrecorded = unrecorded  # the uploads of submits whose ledger write failed
         self.dispatcher = dispatcher  # this process's, when it dispatches: it may start a job at once
@@ -421,9 +426,13 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         wrote (EventHub.watch). (A response built with an unset event would mark it set: each
         caller builds its keep-alive without one.) A job gone meanwhile, or whose events Redis will not
         read, ends the call here; a cursor's own problems are the caller's to answer (WatchJob)."""
+        principal = current_principal()
         watch = self.hub.watch(job_id, after, outcome_only=outcome_only, first_too=first_too, written=written)
         try:
             async for event in watch:
+                if self.still_valid is not None and not await self.still_valid(principal):
+                    await watch.aclose()  # its watcher leaves the hub now
+                    await abort(context, grpc.StatusCode.UNAUTHENTICATED, _CREDENTIAL_ENDED)
                 if event is not None and event.HasField("result"):
                     # The hub shares one message among every watcher of the job: each gets its own links.
                     event = pb.JobEvent.FromString(event.SerializeToString())

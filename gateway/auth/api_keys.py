@@ -58,7 +58,13 @@ class ApiKeyRecord:
     digest: str = ""
 
     def principal(self) -> Principal:
-        return Principal(tenant=self.tenant, subject=f"key:{self.key_id}", scopes=self.scopes, key_id=self.key_id)
+        return Principal(
+            tenant=self.tenant,
+            subject=f"key:{self.key_id}",
+            scopes=self.scopes,
+            key_id=self.key_id,
+            expires_s=self.expires_ms / 1000,
+        )
 
 
 def _digest(token: str) -> str:
@@ -202,6 +208,12 @@ class KeyStore:
         self._verified = make_room(self._verified, lambda v: read_at - v[0] < self.cache_s)
         self._verified[token] = (read_at, record, principal)
         return principal
+
+    async def in_force(self, key_id: str) -> bool:
+        """Whether the key still stands (not revoked, as this gateway knows it: at once here, within
+        cache_s elsewhere), for a call that outlasts its authentication (a watch)."""
+        record = await self._lookup(key_id)
+        return record is not None and not record.revoked_ms
 
     def _remembered(self, token: str) -> Principal | None:
         """The principal of a key this gateway verified, while its record is fresh in the cache."""

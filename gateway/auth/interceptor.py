@@ -7,6 +7,8 @@ method needs: PERMISSION_DENIED. Health and reflection stay open (probes and too
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -18,6 +20,7 @@ from gateway.auth.principal import Principal, Scope, set_principal
 from renderkit.errors import abort
 
 Handler = Any  # grpc.RpcMethodHandler (subscripted only in the type stubs)
+log = logging.getLogger(__name__)
 
 
 class Authenticator:
@@ -45,6 +48,21 @@ class Authenticator:
         if self.jwt is None:
             raise AuthenticationError("the bearer token is not an API key, and no token issuer is configured")
         return await self.jwt.authenticate(token)
+
+    async def still_valid(self, principal: Principal) -> bool:
+        """Whether the credential that proved `principal` at a call's start still does: not past its
+        expiry, and for an API key not revoked. A stream (a watch lasts as long as its job) asks
+        before each message, so a revoked key or an expired token stops receiving events.
+        The key store unreadable now: taken as still valid (the next message asks again)."""
+        if principal.expires_s and time.time() >= principal.expires_s:
+            return False
+        if not principal.key_id:
+            return True
+        try:
+            return await self.api_keys.in_force(principal.key_id)
+        except Exception:  # Redis away: the stream's own reads will say so
+            log.debug("a streaming call's key could not be checked again", exc_info=True)
+            return True
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):

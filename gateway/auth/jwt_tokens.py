@@ -150,7 +150,10 @@ class JwtVerifier:
             raise AuthenticationError(f"the bearer token's {s.scopes_claim} claim is not a list of scopes") from None
         if not s.allow_admin:
             scopes = scopes - {Scope.ADMIN}
-        return Principal(tenant=tenant, subject=f"user:{subject}", scopes=scopes), float(claims["exp"])
+        expires = float(claims["exp"])
+        return Principal(
+            tenant=tenant, subject=f"user:{subject}", scopes=scopes, expires_s=expires + s.leeway_s
+        ), expires
 
     async def _signing_key(self, token: str, kid: str) -> Any:
         if self._url_client is not None:

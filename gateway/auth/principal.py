@@ -30,6 +30,9 @@ class Principal:
     subject: str  # an API key's id ("key:<id>") or a JWT's subject ("user:<sub>")
     scopes: frozenset[Scope]
     key_id: str = ""  # set for API keys
+    # When the credential stops proving it (epoch seconds; 0: never): a key's expiry, a token's
+    # (with the leeway). A stream opened with it ends there (Authenticator.still_valid).
+    expires_s: float = 0.0
 
     def may(self, scope: Scope) -> bool:
         return scope in self.scopes

@@ -302,3 +302,67 @@ def test_the_bootstrap_refuses_what_the_admin_api_refuses(
     with pytest.raises(SystemExit) as stopped:
         bootstrap.main(argv)
     assert stopped.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def queueing_replicas(
+    redis_url: str,
+    stages: dict[str, str],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path_factory: pytest.TempPathFactory,
+    signing_key: rsa.RSAPrivateKey,
+) -> tuple[Gateway, Gateway]:
+    """Two replicas that only queue (a job waits there until cancelled, its watch open) and send a
+    keep-alive every 0.2 s; the issuer's JWTs accepted with no leeway."""
+    redis.Redis.from_url(redis_url + "/40").flushdb()
+    folder = tmp_path_factory.mktemp("auth-watch")
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
+    (folder / "jwks.json").write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig"}]}))
+    trusted = JwtSettings(issuer=ISSUER, audience=AUDIENCE, jwks=str(folder / "jwks.json"), leeway_s=0)
+    settings = replace(
+        gateway_settings(redis_url + "/40", folder / "storage", stages),
+        jwt=trusted,
+        dispatch=False,
+        watch_keepalive_s=0.2,
+    )
+    return start_gateway(settings), start_gateway(settings)
+
+
+def test_an_open_watch_ends_when_its_key_is_revoked_or_its_token_expires(
+    queueing_replicas: tuple[Gateway, Gateway], redis_url: str, signing_key: rsa.RSAPrivateKey
+) -> None:
+    """A watch lasts as long as its job: one opened with a key revoked since (on another replica)
+    or a token that has expired since went on receiving the job's events, outputs' links included,
+    until the job ended."""
+    operator = bearer(key_for(redis_url + "/40", "operators"))
+    key_for(redis_url + "/40", "acme")  # credits for its jobs
+    first, second = (grpc.insecure_channel(address(g)) for g in queueing_replicas)
+    try:
+        admin = admin_grpc.AdminServiceStub(first)
+        created = admin.CreateApiKey(
+            admin_pb.CreateApiKeyRequest(tenant="acme", name="w", scopes=[admin_pb.SCOPE_RENDER, admin_pb.SCOPE_READ]),
+            metadata=operator,
+        )
+        watcher = pb_grpc.RenderServiceStub(second)
+        stream = watcher.SubmitAndWatch(
+            pb.SubmitAndWatchRequest(request=ROOM), metadata=bearer(created.secret), timeout=30
+        )
+        assert next(stream).event.state == pb.JOB_STATE_QUEUED
+        admin.RevokeApiKey(admin_pb.RevokeApiKeyRequest(key_id=created.key.key_id), metadata=operator)
+        revoked_at = time.monotonic()
+        with pytest.raises(grpc.RpcError) as ended:
+            for _ in stream:
+                pass
+        assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+        assert time.monotonic() - revoked_at < 5.0
+        # A token: its watch ends at its expiry.
+        short = token(signing_key, tenant="acme", exp=int(time.time()) + 2)
+        stream = watcher.SubmitAndWatch(pb.SubmitAndWatchRequest(request=ROOM), metadata=bearer(short), timeout=30)
+        assert next(stream).event.state == pb.JOB_STATE_QUEUED
+        with pytest.raises(grpc.RpcError) as ended:
+            for _ in stream:
+                pass
+        assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+    finally:
+        first.close()
+        second.close()
