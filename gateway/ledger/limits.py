@@ -58,13 +58,13 @@ class TenantPolicies(LedgerBase):
         return (await self.tenant_limits(tenant))[0]
 
     async def tenant_usage(self, tenant: str) -> TenantUsage:
-        """A tenant's unfinished, queued and running jobs now (running: leases live by Redis's clock)."""
-        now_ms = await self.clock_ms()
+        """A tenant's unfinished, queued and running jobs now (running: the slots a take counts, a lease
+        that ran out included until a reaper puts its job back)."""
 
         async def read() -> Any:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.scard(keys.tenant_active(tenant))
-                pipe.zcount(keys.tenant_running(tenant), now_ms, "+inf")
+                pipe.zcard(keys.tenant_running(tenant))
                 return await pipe.execute()
 
         unfinished, running = await self._retry(read)

@@ -415,11 +415,12 @@ def test_stalled_work_is_put_back_and_renewed_work_is_not(redis_url: str) -> Non
     run(body, redis_url)
 
 
-def test_a_lease_that_ran_out_is_not_renewed_once_its_slot_may_run_another_job(redis_url: str) -> None:
-    """A take counts only unexpired slots: a dispatcher cut off for longer than its lease, whose
-    tenant's one slot then went to another job, renewed its own job all the same, and the tenant
-    ran two jobs at a concurrency of one (a review found it). Such a renewal is now refused, and the
-    reaper puts the job back."""
+def test_a_lease_that_ran_out_is_not_renewed_and_its_slot_waits_for_the_reaper(redis_url: str) -> None:
+    """A dispatcher cut off (or killed) for longer than its lease: its renewal is refused, and its
+    slot stays taken until a reaper puts the job back. Counted free at its expiry, the slot ran the
+    tenant's next job while the lost one was still RUNNING by its events (two jobs at a concurrency
+    of one, a review saw it after a kill -9), and that next job went ahead of the one put back at
+    the front of the queue."""
 
     async def body(ledger: Ledger) -> None:
         await ledger.set_tenant_limits("solo", {"concurrency": 1})
@@ -427,11 +428,26 @@ def test_a_lease_that_ran_out_is_not_renewed_once_its_slot_may_run_another_job(r
         second = (await ledger.submit(new_job(tenant="solo"))).job_id
         assert await claim(ledger, first, "cut-off", lease_s=0.2) == 1
         await asyncio.sleep(0.3)  # its lease runs out; no reaper has looked yet
-        taken = await ledger.take("other", LEASE_S, DETACHED)
-        assert taken is not None and taken[0] == second  # the slot counted free
+        assert await ledger.take("other", LEASE_S, DETACHED) is None, "the lost job's slot ran another job"
         assert not await ledger.renew("cut-off", first, LEASE_S)
         assert (await ledger.tenant_usage("solo")).running == 1
-        assert await ledger.requeue_expired() == 1  # the lost job goes back to wait for the slot
+        assert await ledger.requeue_expired() == 1  # the lost job goes back, first in its queue
+        assert await claim(ledger, first, "other") == 2
+        assert await ledger.take("other", LEASE_S, DETACHED) is None  # second waits for the slot
+        await ledger.succeed(first, "other", pb.JobResult(), 4)
+        assert await claim(ledger, second, "other") == 1
+
+    run(body, redis_url)
+
+
+def test_a_submit_does_not_start_a_job_in_a_slot_whose_lease_ran_out(redis_url: str) -> None:
+    async def body(ledger: Ledger) -> None:
+        await ledger.set_tenant_limits("solo", {"concurrency": 1})
+        first = (await ledger.submit(new_job(tenant="solo"))).job_id
+        assert await claim(ledger, first, "dead", lease_s=0.2) == 1
+        await asyncio.sleep(0.3)  # the dispatcher died; nothing is queued, no reaper has looked
+        second = await ledger.submit(new_job(tenant="solo"), start_here=StartHere("here", LEASE_S))
+        assert second.started is None, "started beside the dead dispatcher's job: two running at a concurrency of one"
 
     run(body, redis_url)
 

@@ -85,7 +85,7 @@ if ARGV[2] == '1' then redis.call('SET', KEYS[5], ARGV[1]) end
 -- dispatcher's own entry among the waiting ones is left as it is: its intake still waits for work.
 -- (A tenant parked at its concurrency has older jobs queued, ahead of this one: it is queued.)
 if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0 and not redis.call('ZSCORE', KEYS[20], ARGV[9])
-    and redis.call('ZCOUNT', KEYS[17], clock_now, '+inf') < tonumber(set[4] or ARGV[17]) then
+    and redis.call('ZCARD', KEYS[17]) < tonumber(set[4] or ARGV[17]) then
   hand_out(KEYS[1], ARGV[1], ARGV[9], KEYS[17], KEYS[16], ARGV[15], ARGV[4], clock_now + tonumber(ARGV[16]), true)
   -- Its virtual time moves as the take's would (take.lua): queued again, the tenant starts after
   -- this job, not at the clock tied with (and by name ahead of) a tenant that queued meanwhile.

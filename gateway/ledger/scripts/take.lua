@@ -36,9 +36,14 @@ end
 local now, lease = ledger_now_ms(), tonumber(ARGV[3])
 local clock = tonumber(redis.call('GET', KEYS[2]) or '0')
 local per_look = tonumber(ARGV[12])
+-- Every slot counts, a lease that ran out included, until the job ends or a reaper puts it back
+-- (requeue.lua, which frees the slot and unparks the tenant): a slot counted free at its expiry ran
+-- another of the tenant's jobs while the dead dispatcher's job, not yet put back, was still RUNNING
+-- by its events (the tenant over its concurrency), and that later job went ahead of the one put back
+-- "at the front" of the queue.
 local function has_room(tenant)
   local concurrency = tonumber(redis.call('HGET', string.format(ARGV[9], tenant), 'concurrency') or ARGV[4])
-  return redis.call('ZCOUNT', string.format(ARGV[8], tenant), now, '+inf') < concurrency
+  return redis.call('ZCARD', string.format(ARGV[8], tenant)) < concurrency
 end
 -- The tenant's next job, handed out (nil when its queue holds none that can run: it leaves the
 -- queued tenants).
@@ -103,8 +108,8 @@ local function look()
 end
 local found = look()
 if found then return found end
--- No work: the parked tenants with a slot free now go back (a lease that ran out frees a slot
--- without any script; an older gateway's end does not put its tenant back), then one more look.
+-- No work: the parked tenants with a slot free now go back (an older gateway's end does not put its
+-- tenant back), then one more look.
 local back = false
 for _, tenant in ipairs(redis.call('ZRANGE', KEYS[5], 0, per_look - 1)) do
   if has_room(tenant) then
