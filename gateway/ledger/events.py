@@ -32,6 +32,18 @@ def is_cursor(text: str) -> bool:
     return _CURSOR.match(text) is not None and readable(cursor_key(text))
 
 
+def stamp(event: pb.JobEvent, entry_id: str) -> pb.JobEvent:
+    """The event with its cursor, and its time as its stream entry's: Redis's clock (the id's
+    milliseconds), which every replica shares, not the wall clock of the replica that wrote it. A
+    replica whose clock was minutes off stamped its jobs' starts and ends minutes off, and the
+    running intervals read from two replicas' events overlapped (a tenant over its concurrency,
+    by its events)."""
+    event.cursor = entry_id
+    ms = cursor_key(entry_id)[0]
+    event.time.seconds, event.time.nanos = ms // 1000, ms % 1000 * 1_000_000
+    return event
+
+
 def readable(position: tuple[int, int]) -> bool:
     """Whether Redis accepts a position (cursor_key's pair) as a stream id."""
     return 0 <= position[0] <= _MAX_ID_PART and 0 <= position[1] <= _MAX_ID_PART
@@ -41,8 +53,7 @@ def parse_event(entry_id: bytes, fields: Mapping[bytes, bytes]) -> pb.JobEvent:
     """One stream entry as the event it holds, its cursor set."""
     event = pb.JobEvent()
     event.ParseFromString(fields[b"event"])
-    event.cursor = entry_id.decode()
-    return event
+    return stamp(event, entry_id.decode())
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,7 @@ def parse_notice(notice: str) -> Notice:
         if len(parts) == 4:
             event = pb.JobEvent()
             event.ParseFromString(base64.b64decode(parts[3], validate=True))
-            event.cursor = parts[1]
+            stamp(event, parts[1])
     except (ValueError, DecodeError):  # binascii.Error is a ValueError
         return Notice()
     return Notice(entry=entry, before=before, end=parts[0] == "end", event=event)

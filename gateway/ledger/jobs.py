@@ -23,7 +23,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from gateway import folders
 from gateway.ledger import keys
 from gateway.ledger.base import LedgerBase, LedgerError, as_dict
-from gateway.ledger.events import notice_payload
+from gateway.ledger.events import notice_payload, stamp
 from gateway.ledger.tenants import InsufficientCredits, QuotaExceeded, RateLimited
 from render.v1 import render_service_pb2 as pb
 from renderkit.errors import safe_message
@@ -153,9 +153,8 @@ def _raise_refusal(status: bytes, value: bytes, price: int, queue_limit: int) ->
 
 
 def _at(event: pb.JobEvent, entry: bytes) -> pb.JobEvent:
-    """The event as its stream entry reads back: its cursor set (the message itself)."""
-    event.cursor = entry.decode()
-    return event
+    """The event as its stream entry reads back: its cursor and time set (the message itself)."""
+    return stamp(event, entry.decode())
 
 
 class Submitted(NamedTuple):

@@ -108,5 +108,8 @@ def payload(delivery: Delivery, links: OutputLinks | None, room: pb.Room | None 
         }
     elif event.children:
         data["rooms"] = [_room(child, links, final) for child in event.children]
-    body = {"type": delivery.event_type, "timestamp": _time(event.time.ToMilliseconds()), "data": data}
+    # The event's time by Redis's clock (the delivery was queued in the script that wrote the event,
+    # at the time its stream entry has), not the writing replica's, as the job's events read it.
+    at_ms = delivery.created_ms or event.time.ToMilliseconds()
+    body = {"type": delivery.event_type, "timestamp": _time(at_ms), "data": data}
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

@@ -20,6 +20,7 @@ from gateway.ledger import Ledger, RateLimited, TenantLimits, jobs, keys, work
 from gateway.settings import WebhookSettings
 from gateway.webhooks import worker as worker_module
 from gateway.webhooks.worker import DeliveryWorker
+from render.v1 import render_service_pb2 as pb
 from renderkit.fetch import FetchPolicy
 from tests.integration.test_ledger import DETACHED, LEASE_S, claim, new_job, run
 
@@ -196,5 +197,31 @@ def test_running_jobs_are_counted_whatever_this_replicas_clock(redis_url: str, m
         assert snapshot.running == 1 and snapshot.queued == 1, snapshot
         assert snapshot.runnable == 0, "the tenant's queued job counted runnable: its one slot is in use"
         assert usage.running == 1 and usage.queued == 1, usage
+
+    run(body, redis_url, tenant_defaults=TenantLimits(concurrency=1, rate_per_s=0))
+
+
+def test_event_times_do_not_depend_on_one_replicas_clock(redis_url: str) -> None:
+    """A job's event times came from the writing replica's wall clock: the running intervals read
+    from the events of jobs two replicas ran overlapped (a tenant over its concurrency, by its
+    events). They are the stream entries' times now, Redis's clock (a review found it)."""
+
+    async def body(ledger: Ledger) -> None:
+        first = (await ledger.submit(new_job(tenant="solo"))).job_id
+        second = (await ledger.submit(new_job(tenant="solo"))).job_id
+        with clock_ahead(SKEW_MS):  # replica B, its clock two minutes ahead, runs the first job
+            assert (await ledger.take("b", LEASE_S, DETACHED))[0] == first
+            await ledger.started(first, "b")
+            await ledger.succeed(first, "b", pb.JobResult(), 4)
+        taken = await ledger.take("a", LEASE_S, DETACHED)  # replica A, right on time, the second
+        assert taken is not None and taken[0] == second
+        await ledger.started(second, "a")
+        events = await ledger.read_events({first: "0", second: "0"})
+        end_first = next(e for e in events[first] if e.state == pb.JOB_STATE_SUCCEEDED).time.ToMilliseconds()
+        start_second = next(e for e in events[second] if e.state == pb.JOB_STATE_RUNNING).time.ToMilliseconds()
+        assert start_second >= end_first, (
+            f"by its events the second job started {end_first - start_second} ms before the first ended "
+            "(a tenant of concurrency 1 ran two jobs)"
+        )
 
     run(body, redis_url, tenant_defaults=TenantLimits(concurrency=1, rate_per_s=0))

@@ -147,6 +147,10 @@ def test_payloads_carry_the_event_without_storage_keys_or_paths() -> None:
             {"name": "full", "content_type": "image/jpeg", "size_bytes": 10, "width": 4, "height": 3, "sha256": "ab"}
         ],
     }
+    # Queued by the script that wrote the event, at Redis's time: the payload's time, not the time
+    # the writing replica's own clock put in the event (minutes off on a replica whose NTP is).
+    queued = json.loads(payload(delivery(event, created_ms=1_700_000_120_500), None))
+    assert queued["timestamp"] == "2023-11-14T22:15:20.500Z"
     failed_event = pb.JobEvent(job_id="j", state=pb.JOB_STATE_FAILED, message="Failed: x")
     failed_event.error.code = pb.ERROR_CODE_DOWNLOAD_FAILED
     failed_event.error.message = "material_swap.photo.url: the server answered HTTP 404"
