@@ -170,6 +170,8 @@ class Dispatcher:
         """Stops taking work, lets running jobs finish within the grace, then hands the rest back
         (to the front of their queues, for another dispatcher to resume)."""
         self._stopping.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s  # one grace for both waits below
         if self._submits:  # a job they start runs (or goes back to its queue) below
             await asyncio.wait(list(self._submits), timeout=grace_s)
         background = [*self._tasks, *([self._releasing] if self._releasing is not None else [])]
@@ -177,7 +179,7 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         if self._runs:
-            await asyncio.wait(list(self._runs), timeout=grace_s)
+            await asyncio.wait(list(self._runs), timeout=max(0.0, deadline - loop.time()))
         for running in [*self._running.values(), *self._runs]:
             running.cancel()
         await asyncio.gather(*self._runs, *self._running.values(), return_exceptions=True)

@@ -188,17 +188,23 @@ class Edge:
         await self.readiness.wait_serving(timeout_s)
 
     async def stop(self, grace_s: float) -> None:
-        """Drains: NOT_SERVING, drain hooks, stop with grace (in-flight calls finish), close hooks."""
+        """Drains: NOT_SERVING, the drain hooks at once, then the server's stop (in-flight calls
+        finish), all within one grace; then the close hooks."""
         await self.health.enter_graceful_shutdown()
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        for hook in self.on_drain:
-            try:
-                await hook()
-            except Exception:
-                log.exception("drain step failed")
-        await self.server.stop(grace_s)
+        # The drain steps run at once, each within the grace, and the server's stop gets what is left
+        # of it: one after another (the HTTP port, the dispatcher, the webhook deliveries, then the
+        # server, each with the whole grace) they added up past the pod's own grace, and the kubelet's
+        # SIGKILL ended the rest. They start in order: the first (the watches' end) runs up to its
+        # first wait before the others begin.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        for failed in await asyncio.gather(*(hook() for hook in self.on_drain), return_exceptions=True):
+            if isinstance(failed, Exception):
+                log.error("drain step failed", exc_info=failed)
+        await self.server.stop(max(0.0, deadline - loop.time()))
         for hook in self.on_close:
             try:
                 await hook()

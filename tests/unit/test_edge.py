@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import cv2
 import grpc
@@ -229,3 +229,35 @@ def test_a_call_grpc_ended_already_is_not_answered_again_nor_logged_as_an_error(
         asyncio.run(call(object(), Ended()))  # type: ignore[arg-type]
     assert not Ended.aborted
     assert not [r for r in caplog.records if r.levelno >= 30], [r.getMessage() for r in caplog.records]
+
+
+def test_the_drain_steps_run_at_once_within_one_grace() -> None:
+    """One after another, each with the whole grace (the HTTP port, the dispatcher, the webhook
+    deliveries, then the server), a gateway's drain added up past its pod's grace (the kubelet's
+    SIGKILL ended the rest). Each step here waits for the other to have begun: run in turn, the
+    first would wait out its whole grace for the second."""
+
+    async def scenario() -> list[str]:
+        edge = Edge([SERVICE], listen="127.0.0.1:0")
+        edge.add(lambda server: None)
+        await edge.start()
+        began = {name: asyncio.Event() for name in ("watches", "dispatcher")}
+        seen: list[str] = []
+
+        def step(name: str, other: str) -> Callable[[], Awaitable[None]]:
+            async def drain() -> None:
+                began[name].set()
+                try:
+                    await asyncio.wait_for(began[other].wait(), timeout=30)
+                    seen.append(f"{name} saw {other} begin")
+                except TimeoutError:
+                    seen.append(f"{name} waited out its grace")
+
+            return drain
+
+        edge.on_drain.append(step("watches", "dispatcher"))
+        edge.on_drain.append(step("dispatcher", "watches"))
+        await edge.stop(30)
+        return seen
+
+    assert sorted(asyncio.run(scenario())) == ["dispatcher saw watches begin", "watches saw dispatcher begin"]
