@@ -12,6 +12,7 @@ serve mutual TLS with a development CA made into the data directory on the first
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import os
@@ -674,8 +675,17 @@ def lock_data_dir(data_dir: Path) -> object:
     return lock
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """render-stack: run the embedded stack in the foreground until Ctrl-C or SIGTERM."""
+    # No options: the environment configures it. `--help` says so rather than start a stack.
+    argparse.ArgumentParser(
+        prog="render-stack",
+        description="Runs the embedded stack (Redis, Triton, the four stages and the gateway) in the "
+        "foreground until Ctrl-C or SIGTERM.",
+        epilog="Configured by the environment: DATA_DIR (default var/stack), MODELS_DIR (default "
+        "models), the ports in deploy/local/stack.env, and the settings README's Configuration "
+        "table lists. `make run` starts it the same way.",
+    ).parse_args(argv)
     try:
         _main()
     except SettingsError as exc:

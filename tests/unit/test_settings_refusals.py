@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.launcher import _started, leftovers, lock_data_dir
+from devstack.launcher import _started, leftovers, lock_data_dir, main
 from gateway.settings import GatewaySettings
 from renderkit.settings import SettingsError, env_float, env_listen
 from services.generation.server import GenerationSettings
@@ -92,3 +92,15 @@ def test_a_log_setting_that_means_nothing_is_refused(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=f"^{name} must be"):
         configure_logging("test")
+
+
+def test_render_stack_help_says_how_it_is_configured_and_starts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`render-stack --help` took no options and started the whole stack (Triton included)."""
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "stack"))
+    with pytest.raises(SystemExit) as ended:
+        main(["--help"])
+    assert ended.value.code == 0
+    assert "DATA_DIR" in capsys.readouterr().out
+    assert not (tmp_path / "stack").exists()  # nothing started: no data directory, no lock
