@@ -196,12 +196,25 @@ async def cancel_children(ctx: JobContext) -> None:
         await ctx.ledger.cancel(child_id)
 
 
+def concurrency(batch: pb.RoomBatch) -> int:
+    """How many of its rooms a batch keeps unfinished at once."""
+    return batch.max_concurrency or DEFAULT_CONCURRENCY
+
+
+def room_places(request: pb.SubmitRenderRequest) -> int:
+    """The places a batch holds against the queue quota and the queue limit for its rooms (0: not
+    a batch): as many as it keeps unfinished at once."""
+    if request.WhichOneof("kind") != "room_batch":
+        return 0
+    return min(len(request.room_batch.rooms), concurrency(request.room_batch))
+
+
 async def run_room_batch(ctx: JobContext) -> pb.JobResult:
     """Runs the rooms as child jobs and waits for all of them."""
     batch = ctx.request.room_batch
     rooms = list(batch.rooms)
     total = len(rooms)
-    limit = batch.max_concurrency or DEFAULT_CONCURRENCY
+    limit = concurrency(batch)
     ctx.total_steps = total
     try:
         return await _run(ctx, rooms, total, limit)

@@ -18,7 +18,7 @@ import grpc
 from gateway import folders
 from gateway.assets import SWEPT_RETRY_S, AssetRefused, AssetStore, image_info
 from gateway.auth.principal import Principal, Scope, current_principal
-from gateway.batch import CANCEL_HOLD_S, cancelled_outcome, submitted_children
+from gateway.batch import CANCEL_HOLD_S, cancelled_outcome, room_places, submitted_children
 from gateway.ledger import (
     AssetBeingSwept,
     AssetQuotaExceeded,
@@ -273,6 +273,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             total_steps=plan_steps(request),
             credits_base=price.base,
             credits_reserved=price.reserved,
+            room_places=room_places(request),
             created_ms=now_ms(),
             trace=telemetry.current_traceparent(),
         )

@@ -96,6 +96,9 @@ class NewJob:
     webhook_events: str = ""
     credits_base: int = 0  # the price's base (what a cancel after the start keeps)
     credits_reserved: int = 0  # what the submit reserves from the tenant's credits (0: nothing)
+    # A batch's: the rooms it keeps unfinished at once, each a place it holds against the queue
+    # quota and the queue limit from its submit to its end (its rooms are admitted without them).
+    room_places: int = 0
     created_ms: int = 0  # 0: when it is recorded
     trace: str = ""  # the submit's trace context (renderkit.telemetry.current_traceparent); "": none
 
@@ -280,6 +283,7 @@ class Jobs(LedgerBase):
             ("parent_job_id", new.parent_job_id),
             ("credits_base", new.credits_base),
             ("credits_reserved", new.credits_reserved),
+            ("room_places", new.room_places),
             ("trace", new.trace),
         )
         for name, value in optional:

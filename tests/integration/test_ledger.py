@@ -840,6 +840,29 @@ def test_a_batchs_rooms_are_not_refused_for_the_quota_or_the_queue_limit_the_bat
     run(body, redis_url)
 
 
+def test_a_batch_holds_a_place_for_each_room_it_runs_at_once_from_its_submit_to_its_end(redis_url: str) -> None:
+    """Its rooms were counted one by one as they were made, past the quota: a burst of batches
+    admitted under it brought 8 rooms each (a review's tenant: 90 unfinished at a quota of 10, and
+    the queue limit reached, every other tenant refused)."""
+
+    async def body(ledger: Ledger) -> None:
+        await ledger.set_tenant_limits("acme", {"rate_per_s": 0, "queue_quota": 4})
+        batch = await ledger.submit(replace(new_job(), kind="room_batch", room_places=3))
+        assert (await ledger.tenant_usage("acme")).unfinished == 4  # itself and three rooms' places
+        assert await ledger.queue_depth() == 4
+        with pytest.raises(QuotaExceeded):
+            await ledger.submit(replace(new_job(), kind="room_batch", room_places=3))
+        rooms = [(await ledger.submit(replace(new_job(), parent_job_id=batch.job_id))).job_id for _ in range(3)]
+        assert (await ledger.tenant_usage("acme")).unfinished == 4  # the rooms take the batch's places
+        for room in rooms:
+            await ledger.cancel(room)
+        await ledger.cancel(batch.job_id)
+        assert (await ledger.tenant_usage("acme")).unfinished == 0  # its places end with it
+        assert await ledger.queue_depth() == 0
+
+    run(body, redis_url)
+
+
 def test_list_pages_newest_first_without_gaps(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
         ids = []

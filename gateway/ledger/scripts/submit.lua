@@ -35,6 +35,7 @@
 -- include: webhooks
 -- include: clock
 -- include: hand_out
+-- include: room_places
 -- The tenant's rate and a start here's slot and lease are judged by Redis's clock (lib/clock.lua).
 local clock_now = ledger_now_ms()
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -66,8 +67,13 @@ local fields = {'id', ARGV[1], 'tenant', ARGV[9], 'created_ms', ARGV[4], 'update
 for i = 29, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 local queued = redis.call('XADD', KEYS[2], '*', 'event', ARGV[6])
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('SADD', KEYS[11], ARGV[1])
+-- The unfinished jobs the queue quota and the queue limit count (lib/room_places.lua): a batch's
+-- room is not one of them, its batch holds its place from the batch's submit to its end.
+if ARGV[13] ~= 'room' then
+  local members = room_places(ARGV[1], redis.call('HGET', KEYS[1], 'room_places'))
+  redis.call('SADD', KEYS[3], unpack(members))
+  redis.call('SADD', KEYS[11], unpack(members))
+end
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 -- The index's oldest members whose job has expired (a retention after its end) go, a few at each
 -- submit: nothing else removes them (ListJobs only drops those a page walks over), and a tenant's

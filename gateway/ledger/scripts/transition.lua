@@ -28,6 +28,7 @@
 -- include: webhooks
 -- include: states
 -- include: parking
+-- include: room_places
 -- Webhooks fall due by Redis's clock, which their claims are judged by (lib/clock.lua).
 local clock_now = ledger_now_ms()
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -92,8 +93,9 @@ if ending then
   -- dispatcher does (a queued job cancelled, a dispatcher killed as its job ended).
   local folders = cjson.decode(ARGV[25])
   if #folders > 0 then redis.call('SADD', KEYS[11], unpack(folders)) end
-  redis.call('SREM', KEYS[3], ARGV[1])
-  redis.call('SREM', string.format(ARGV[10], tenant), ARGV[1])
+  local members = room_places(ARGV[1], redis.call('HGET', KEYS[1], 'room_places'))
+  redis.call('SREM', KEYS[3], unpack(members))
+  redis.call('SREM', string.format(ARGV[10], tenant), unpack(members))
   redis.call('ZREM', KEYS[5], tenant .. '|' .. ARGV[1])
   redis.call('ZREM', string.format(ARGV[9], tenant), ARGV[1])
   unpark(KEYS[10], KEYS[9], tenant)  -- its slot is free: a tenant parked at its concurrency goes back
