@@ -634,7 +634,16 @@ def decode_swatch(
     """Decodes a swatch to uint8 BGR in the displayed frame, its transparent parts (the joints of a
     tile cut out around its tiles) filled with the grout colour "#RRGGBB"; also returns the share of
     the swatch that was transparent (half-transparent pixels counting half), 0 without alpha."""
-    return _decode_colour(data, probe(data, max_pixels=max_pixels), grout_bgr(grout), "swatch")
+    image, fraction, _ = _decode_colour(data, probe(data, max_pixels=max_pixels), grout_bgr(grout), "swatch")
+    return image, fraction
+
+
+def decode_swatch_layers(
+    data: bytes, grout: str = DEFAULT_GROUT, *, max_pixels: int = PROCESS_MAX_PIXELS
+) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """decode_swatch, and also the swatch's alpha (uint8, displayed frame; None without one):
+    where it is transparent is a cut-out's joints, which its maps lay lower than its tiles."""
+    return _decode_colour(data, probe(data, max_pixels=max_pixels), grout_bgr(grout), "swatch", keep_alpha=True)
 
 
 def grout_bgr(text: str) -> tuple[int, int, int]:
@@ -652,8 +661,8 @@ _HEX_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
 
 
 def _decode_colour(
-    data: bytes, info: ImageInfo, background: tuple[int, int, int], what: str
-) -> tuple[np.ndarray, float]:
+    data: bytes, info: ImageInfo, background: tuple[int, int, int], what: str, *, keep_alpha: bool = False
+) -> tuple[np.ndarray, float, np.ndarray | None]:
     if info.content_type in HEIF_TYPES:
         image = _heif_decode(data, what)
     elif not info.has_alpha:
@@ -674,10 +683,14 @@ def _decode_colour(
             image[:, :, :3] = icc.to_srgb(np.ascontiguousarray(image[:, :, :3]), conversion)
         else:
             image = icc.to_srgb(image, conversion)
-    fraction = 0.0
+    fraction, alpha = 0.0, None
     if image.shape[2] == 4:
+        if keep_alpha:
+            alpha = apply_orientation(np.ascontiguousarray(image[:, :, 3]), info.orientation)
         image, fraction = _over(image, background)
-    return apply_orientation(image, info.orientation), fraction
+    if fraction == 0.0:
+        alpha = None  # all opaque: nothing to lay lower
+    return apply_orientation(image, info.orientation), fraction, alpha
 
 
 def _is_grey(image: np.ndarray) -> bool:

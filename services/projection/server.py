@@ -59,10 +59,17 @@ class _Inputs:
     before it is rendered."""
 
     def __init__(
-        self, photo: np.ndarray, swatch: np.ndarray, transparent: float, mask: np.ndarray, sampling: Sampling
+        self,
+        photo: np.ndarray,
+        swatch: np.ndarray,
+        transparent: float,
+        mask: np.ndarray,
+        sampling: Sampling,
+        alpha: np.ndarray | None = None,
     ) -> None:
         self.photo, self.swatch, self.transparent, self.mask = photo, swatch, transparent, mask
         self.sampling = sampling
+        self.alpha = alpha  # the swatch's, kept for its maps only: where it is transparent lies lower
 
     def discard(self) -> None:
         self.sampling.cancel()
@@ -79,16 +86,16 @@ def _decode_inputs(request: pb.ProjectRequest, photo_data: bytes, swatch_data: b
     # probe's size).
     size = None if mask_data else _decoded("photo", lambda: imaging.probe(photo_data))
 
-    def begin() -> tuple[np.ndarray, float, np.ndarray, Sampling]:
+    def begin() -> tuple[np.ndarray, float, np.ndarray, Sampling, np.ndarray | None]:
         # The grout fills the swatch's transparent parts before anything samples it, so the tiles,
-        # their maps and their mip levels all see the same colour there.
-        swatch, transparent = _decoded("swatch", lambda: imaging.decode_swatch(swatch_data, request.grout_color))
+        # their maps and their mip levels all see the same colour there; the maps also lay them lower.
+        swatch, transparent, alpha = _decoded("swatch", lambda: _swatch_layers(request, swatch_data))
         if size is None:
             mask = _decoded("mask_png", lambda: imaging.decode_gray(mask_data))
         else:
             mask = imaging.polygon_mask(points(request.outline), size.width, size.height)
         sampling = Sampling(swatch, mask, H, request.repeats_u, request.repeats_v, request.rotation_degrees, layout)
-        return swatch, transparent, mask, sampling
+        return swatch, transparent, mask, sampling, alpha
 
     begun = _DECODER.submit(begin)
     try:
@@ -98,11 +105,18 @@ def _decode_inputs(request: pb.ProjectRequest, photo_data: bytes, swatch_data: b
         if begun.exception() is None:
             begun.result()[3].cancel()
         raise
-    swatch, transparent, mask, sampling = begun.result()
+    swatch, transparent, mask, sampling, alpha = begun.result()
     if mask.shape != photo.shape[:2]:
         sampling.cancel()
         raise InputError("mask_png: must be the size of the photo")
-    return _Inputs(photo, swatch, transparent, mask, sampling)
+    return _Inputs(photo, swatch, transparent, mask, sampling, alpha)
+
+
+def _swatch_layers(request: pb.ProjectRequest, data: bytes) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """The swatch over its grout, its transparent share, and its alpha when its maps are asked for."""
+    if request.material_maps:
+        return imaging.decode_swatch_layers(data, request.grout_color)
+    return (*imaging.decode_swatch(data, request.grout_color), None)
 
 
 def _render(
@@ -127,7 +141,7 @@ def _render(
     images = imaging.encode_renditions(result, request.output)
     del result
     if request.material_maps:
-        images += material_map_images(swatch)
+        images += material_map_images(swatch, inputs.alpha)
     return pb.ProjectResponse(
         images=images,
         swatch_transparent_fraction=inputs.transparent,

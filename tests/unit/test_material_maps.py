@@ -6,7 +6,9 @@ import cv2
 import numpy as np
 
 from devstack import scenes
-from renderkit.material_maps import height_field, normal_map, roughness_map
+from render.imaging.v1.imaging_pb2 import FORMAT_PNG
+from renderkit import imaging
+from renderkit.material_maps import height_field, material_map_images, normal_map, roughness_map
 
 
 def decode_normals(encoded: np.ndarray) -> np.ndarray:
@@ -81,3 +83,31 @@ def test_a_slivers_maps_do_not_wrap_its_short_side_into_a_large_one() -> None:
     assert height.shape == (8, 20_000) and np.isfinite(height).all()
     assert np.ptp(height, axis=0).max() < 1e-6  # the short side is its mean
     assert peak < 8 * 20_000 * 4 * 12  # a dozen of its own float copies; the wrap took ~40
+
+
+def dark_tiles_cut_out() -> tuple[np.ndarray, np.ndarray]:
+    """A 512 px swatch of dark slate tiles (sRGB 60) whose 12 px joints are transparent (a cut-out),
+    filled with the default light grout as the projection decodes it, and its alpha."""
+    alpha = np.full((512, 512), 255, np.uint8)
+    for edge in (0, 256):  # joints centred on the tiles' edges, wrapping round the swatch's
+        rows = np.arange(edge - 6, edge + 6) % 512
+        alpha[rows, :] = 0
+        alpha[:, rows] = 0
+    rgba = np.dstack([np.full((512, 512, 3), 60, np.uint8), alpha])
+    swatch, transparent, decoded_alpha = imaging.decode_swatch_layers(imaging.encode(rgba, FORMAT_PNG)[0])
+    assert transparent > 0 and decoded_alpha is not None
+    np.testing.assert_array_equal(decoded_alpha, alpha)
+    return swatch, decoded_alpha
+
+
+def test_a_cut_out_swatchs_joints_lie_lower_than_its_tiles_whatever_the_grout() -> None:
+    swatch, alpha = dark_tiles_cut_out()  # light grout between dark tiles: a ridge by luminance alone
+    height = height_field(swatch, alpha)
+    assert height[256, 128] < height[128, 128] - 0.1  # the joint's middle below the tile's
+    normals = decode_normals(normal_map(swatch, alpha=alpha))
+    # Crossing the joint at row 256 down the swatch: above it the surface falls towards the image's
+    # bottom (a normal facing down, y < 0 in the OpenGL convention), below it rises again.
+    assert normals[244:249, 100:150, 1].mean() < -0.05
+    assert normals[263:268, 100:150, 1].mean() > 0.05
+    names = [image.name for image in material_map_images(swatch, alpha)]
+    assert names == ["normal", "roughness"]

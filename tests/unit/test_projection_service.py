@@ -104,6 +104,19 @@ def test_the_maps_are_made_from_the_grouted_swatch() -> None:
     assert names[-2:] == ["normal", "roughness"]
 
 
+def test_a_cut_out_swatchs_normal_map_lays_its_joints_below_its_tiles() -> None:
+    # Dark tiles (sRGB 60) and the default light grout #C8C8C8 in the transparent joints: by the
+    # grout's luminance alone the joints stood as ridges.
+    rgba = np.zeros((512, 512, 4), np.uint8)
+    rgba[:, :, :3] = 60
+    rgba[6:250, 6:250, 3] = rgba[262:506, 6:250, 3] = rgba[6:250, 262:506, 3] = rgba[262:506, 262:506, 3] = 255
+    response = project(swap_request(imaging.encode(rgba, imaging_pb2.FORMAT_PNG)[0], material_maps=True))
+    normal = next(image for image in response.images if image.name == "normal")
+    green = imaging.decode_bgr(normal.data)[:, :, 1].astype(int)  # y, +up (OpenGL)
+    assert green[244:249, 100:150].mean() < 120  # above the joint at rows 250-261: facing down into it
+    assert green[263:268, 100:150].mean() > 136  # below it: facing up out of it
+
+
 def test_a_malformed_grout_colour_is_refused() -> None:
     with pytest.raises(Aborted) as info:
         project(swap_request(cut_out_tiles(), grout_color="grey"))
