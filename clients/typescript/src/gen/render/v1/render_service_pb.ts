@@ -1264,7 +1264,8 @@ export const JobErrorSchema: GenMessage<JobError> = /*@__PURE__*/
  */
 export type OutputFile = Message<"render.v1.OutputFile"> & {
   /**
-   * The rendition's name: "full", "preview" or "2048".
+   * The output's name: "full", "preview" or "2048" (renditions), "normal" or "roughness" (material
+   * maps); a variant swatch's prefixed "v1-", "v2-", ... in order.
    *
    * @generated from field: string name = 1;
    */
