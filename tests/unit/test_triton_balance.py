@@ -18,7 +18,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from renderkit.triton import TritonModels
 
 
-class _Replica(service_pb2_grpc.GRPCInferenceServiceServicer):
+class _Replica(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
     def __init__(self, name: str, hits: collections.Counter[str]) -> None:
         self.name, self.hits = name, hits
 
