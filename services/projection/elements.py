@@ -12,6 +12,13 @@ grid less the filter's light over it. Only where enough elements are that long, 
 spread like the tones of a laid material, are they taken out; below that they are noise and the
 light's own detail (another renderer's planks, whose tones the filter already averages, and make
 quality's tiled scenes but the 12 MP one).
+
+Ashlar's courses do not repeat (make quality's cladding: 0.22-0.45 m high at random), so its
+profile has no period; but the mortar between courses runs the whole width, so the courses are
+found where that profile peaks strongly and the line answers along most of its length. Its blocks
+are no longer than the filter's reach, but their tones are far apart (13 %), and the filter's
+range keeps a fifth to a third of a strongly off block as light: every block's tone that stands
+off is taken out.
 """
 
 from __future__ import annotations
@@ -44,21 +51,40 @@ _MIN_ELEMENTS = 8
 _MIN_SPREAD = 0.025
 # A joint between two elements takes its neighbours' offsets, averaged over this Gaussian (cells).
 _JOINT_FILL = 1.5
+# Courses that do not repeat (ashlar): a line between them is a peak of the profile across them
+# (three rows summed: a joint may straddle two) this many robust deviations above its median and
+# at least _LINE_LEAST (log) strong, that answers in at least _LINE_SHARE of its columns (a mortar
+# line runs the whole width; grain and a rubble wall's joints answer in about half); at least
+# _MIN_LINES of them (three courses). Measured on make quality's cladding (lines 4-30 deviations
+# above the profile, in 0.7-0.9 of the columns) against its plain surfaces and random rubble built
+# for the purpose, which have none. A blind's narrow shadows are such lines too: the plain wall
+# between them has no tones that spread (_MIN_SPREAD), and nothing is taken out.
+_LINE_DEVIATIONS = 4.0
+_LINE_LEAST = 0.02
+_LINE_SHARE = 0.65
+_MIN_LINES = 4
+# The blocks of such courses whose offsets stand off less than this (log) are left to the filter,
+# which averages them with their neighbours already (taking them out as well cost the 12 MP stone
+# 0.6 dB: they are as much the light's own detail).
+_LEAST_OFFSET = 0.05
+_SQUARE5 = np.ones((5, 5), np.uint8)
 
 
 @dataclass(frozen=True)
 class Elements:
-    """A bond's elements on the grid: labels (0 on joints and off the surface, 1.. per element)
-    and each element's length along its course (cells; index 0 unused)."""
+    """A bond's elements on the grid: labels (0 on joints and off the surface, 1.. per element),
+    each element's length along its course (cells; index 0 unused), and whether the courses were
+    found as lines that do not repeat (ashlar; tones then treats every element alike)."""
 
     labels: np.ndarray  # int32, the grid's shape
     lengths: np.ndarray  # int64
+    irregular: bool = False
 
 
 def find(log_l: np.ndarray, smoothed: np.ndarray, valid: np.ndarray) -> Elements | None:
     """The elements of a pattern laid in courses along the grid's rows or columns, from the grid's
     log luminance and its 5 x 5 median (thin dark lines are where the median is above the grid),
-    or None when neither axis shows courses."""
+    or None when neither axis shows courses, repeating or not (_irregular)."""
     lines = np.where(valid, smoothed - log_l, np.float32(0)).astype(np.float32)
     best: tuple[float, Elements] | None = None
     for along in (1, 0):
@@ -71,17 +97,21 @@ def find(log_l: np.ndarray, smoothed: np.ndarray, valid: np.ndarray) -> Elements
         strength, labels, lengths = found
         if best is None or strength > best[0]:
             best = (strength, Elements(labels if along == 1 else np.ascontiguousarray(labels.T), lengths))
-    return None if best is None else best[1]
+    return _irregular(lines, valid) if best is None else best[1]
 
 
 def tones(values: np.ndarray, light: np.ndarray, elements: Elements, reach: float) -> np.ndarray | None:
     """The elements' own tones as a field over the grid (log, centred on the typical element; joints
     take their neighbours'), for the values the filter made `light` of with this reach; None when
-    the tones do not spread as a laid material's do (_MIN_SPREAD)."""
+    the tones do not spread as a laid material's do (_MIN_SPREAD). Of courses that repeat, the
+    elements two reaches long; of irregular ones, every element whose offset stands off
+    (_LEAST_OFFSET)."""
     labels = elements.labels
     count = elements.lengths.size
     cells = np.bincount(labels.ravel(), minlength=count)
-    used = (cells >= _MIN_CELLS) & (elements.lengths >= _MIN_REACHES * reach)
+    used = cells >= _MIN_CELLS
+    if not elements.irregular:
+        used &= elements.lengths >= _MIN_REACHES * reach
     used[0] = False
     if np.count_nonzero(used) < _MIN_ELEMENTS:
         return None
@@ -94,7 +124,10 @@ def tones(values: np.ndarray, light: np.ndarray, elements: Elements, reach: floa
     # elements left as they are keep their level beside them.
     order = np.flatnonzero(used)[np.argsort(offsets[used], kind="stable")]
     typical = offsets[order[np.searchsorted(np.cumsum(cells[order]), cells[order].sum() / 2)]]
-    offsets = np.where(used, offsets - typical, 0.0).astype(np.float32)
+    offsets = offsets - typical
+    if elements.irregular:
+        used &= np.abs(offsets) >= _LEAST_OFFSET
+    offsets = np.where(used, offsets, 0.0).astype(np.float32)
     field = offsets[labels]
     weight = used[labels].astype(np.float32)
     total = cv2.GaussianBlur(weight, (0, 0), _JOINT_FILL)
@@ -105,15 +138,21 @@ def tones(values: np.ndarray, light: np.ndarray, elements: Elements, reach: floa
 def _courses(lines: np.ndarray, valid: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
     """Courses along the rows of a line response: how strongly they repeat, the elements' labels
     and their lengths along the rows, or None."""
-    rows, cols = lines.shape
     across = valid.sum(axis=1)
     profile = np.where(across > 0, (lines * valid).sum(axis=1) / np.maximum(across, 1), 0.0)
     period, strength = _period(profile)
     if period < _MIN_COURSE or strength < _COURSE_STRENGTH:
         return None
+    labels, lengths = _split(lines, valid, _peaks_apart(profile, 0.6 * period))
+    return strength, labels, lengths
+
+
+def _split(lines: np.ndarray, valid: np.ndarray, joints: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The elements' labels and lengths along the rows, of the courses between the joints (rows):
+    each course ends its elements where the line response over its rows stands out."""
+    rows, cols = lines.shape
     labels = np.zeros((rows, cols), np.int32)
     lengths = [0]
-    joints = _peaks_apart(profile, 0.6 * period)
     for above, below in pairwise(joints):
         top, bottom = above + 2, below - 1  # the course's rows clear of its joints
         if bottom - top < 2:
@@ -138,7 +177,55 @@ def _courses(lines: np.ndarray, valid: np.ndarray) -> tuple[float, np.ndarray, n
                 continue
             labels[top:bottom, left:right] = np.where(cells, len(lengths), 0)
             lengths.append(int(columns[-1] - columns[0]) + 1)
-    return strength, labels, np.array(lengths, np.int64)
+    return labels, np.array(lengths, np.int64)
+
+
+def _irregular(lines: np.ndarray, valid: np.ndarray) -> Elements | None:
+    """The elements of courses that do not repeat, along the rows or the columns, from the line
+    response (dark lines positive; light mortar is looked for as well, negated), or None where no
+    axis and sign show _MIN_LINES lines (_lines)."""
+    clear = cv2.erode(valid.astype(np.uint8), _SQUARE5) > 0  # the median's window on the surface
+    best: tuple[float, np.ndarray, np.ndarray, list[int], int] | None = None
+    for along in (1, 0):
+        response = lines if along == 1 else np.ascontiguousarray(lines.T)
+        inside = clear if along == 1 else np.ascontiguousarray(clear.T)
+        for strength, joints, sign in _lines(response, inside):
+            if best is None or strength > best[0]:
+                grid_valid = valid if along == 1 else np.ascontiguousarray(valid.T)
+                best = (strength, np.float32(sign) * response, grid_valid, joints, along)
+    if best is None:
+        return None
+    _, response, inside, joints, along = best
+    labels, lengths = _split(response, inside, joints)
+    return Elements(labels if along == 1 else np.ascontiguousarray(labels.T), lengths, irregular=True)
+
+
+def _lines(response: np.ndarray, clear: np.ndarray) -> list[tuple[float, list[int], float]]:
+    """The lines along the rows of a response that run the width of the surface (see
+    _LINE_DEVIATIONS), of either sign (1: dark lines, -1: light ones): for each sign that shows
+    _MIN_LINES of them, their summed strength, their rows and the sign."""
+    values = np.where(clear, response, np.float32(0))
+    summed = values[:-2] + values[1:-1] + values[2:]
+    inside = clear[:-2] & clear[1:-1] & clear[2:]
+    cells = inside.sum(axis=1)
+    # A row counts where a fifth of the grid's width (and 20 cells) is on the surface; four
+    # courses of _MIN_COURSE rows at least.
+    enough = cells >= max(20, 0.2 * response.shape[1])
+    if np.count_nonzero(enough) < 4 * _MIN_COURSE:
+        return []
+    per_row = np.maximum(cells, 1)
+    mean = np.where(enough, (summed * inside).sum(axis=1) / per_row, 0.0)
+    found = []
+    for sign in (1.0, -1.0):
+        profile = sign * mean
+        share = np.where(enough, ((sign * summed > 0) & inside).sum(axis=1) / per_row, 0.0)
+        median = float(np.median(profile[enough]))
+        deviation = max(1.4826 * float(np.median(np.abs(profile[enough] - median))), 1e-4)
+        strong = (profile > _LINE_LEAST) & (profile > median + _LINE_DEVIATIONS * deviation) & (share >= _LINE_SHARE)
+        rows = _peaks_apart(np.where(strong, profile, 0.0), _MIN_COURSE)
+        if len(rows) >= _MIN_LINES:  # summed row i is rows i..i+2
+            found.append((float(profile[rows].sum()), [row + 1 for row in rows], sign))
+    return found
 
 
 def _period(profile: np.ndarray) -> tuple[int, float]:

@@ -167,3 +167,113 @@ def test_courses_need_room_for_four_of_them(shape: tuple[int, int], found: bool)
     log_l[::9] -= 0.5
     laid = elements.find(log_l, np.asarray(cv2.medianBlur(log_l, 5)), np.ones(shape, bool))
     assert (laid is not None) == found
+
+
+def ashlar(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Linear albedo (H x W) of ashlar along the rows: courses 16-41 px high at random (no period),
+    blocks 40-110 px long (under two of the filter's reaches), tones 13 % apart, light mortar 2 px,
+    grain; each pixel's block (-1 on joints) and the rows of the joints between courses."""
+    albedo = np.full((HEIGHT, WIDTH), 0.6, np.float32)  # the mortar
+    which = np.full((HEIGHT, WIDTH), -1, np.int32)
+    beds: list[int] = []
+    count, top = 0, -int(rng.uniform(0, 20))
+    while top < HEIGHT:
+        height = int(rng.integers(16, 42))
+        x = -int(rng.uniform(0, 100))
+        while x < WIDTH:
+            length = int(rng.uniform(40, 110))
+            rows, cols = slice(max(0, top + 2), max(0, top + height)), slice(max(0, x + 2), max(0, x + length))
+            albedo[rows, cols] = 0.35 * float(np.exp(rng.normal(0, 0.13)))
+            which[rows, cols] = count
+            count += 1
+            x += length
+        beds.append(top)
+        top += height
+    noise = np.asarray(cv2.GaussianBlur(rng.normal(0, 1, (HEIGHT, WIDTH)).astype(np.float32), (0, 0), 1.5))
+    return (albedo * np.exp(noise * np.float32(0.05 / float(noise.std())))).astype(np.float32), which, beds
+
+
+def test_ashlars_courses_are_found_as_lines_and_its_blocks_tones_come_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    albedo, which, _ = ashlar(np.random.default_rng(4))
+    lit, _ = light()
+    photo = photograph(albedo, lit)
+    log_l, wide = grid_of(photo)
+    found = elements.find(log_l, wide, np.ones(log_l.shape, bool))
+    assert found is not None and found.irregular
+    purity = []
+    for label in range(1, found.lengths.size):
+        blocks_here = which[found.labels == label]
+        blocks_here = blocks_here[blocks_here >= 0]
+        purity.append(np.bincount(blocks_here).max() / blocks_here.size)
+    assert len(purity) >= 0.5 * (which.max() + 1)  # blocks cut by the photo's edges, or merged
+    assert np.median(purity) == 1.0
+    mask = np.full((HEIGHT, WIDTH), 255, np.uint8)
+    on_blocks = np.zeros((HEIGHT, WIDTH), bool)
+    on_blocks[8:-8, 8:-8] = True
+    on_blocks &= which >= 0
+    with_tones = estimate_shading(photo, mask, np.eye(3)).region(0, 0, WIDTH, HEIGHT)
+    monkeypatch.setattr(elements, "_irregular", lambda *_: None)  # the estimate without them
+    before = estimate_shading(photo, mask, np.eye(3)).region(0, 0, WIDTH, HEIGHT)
+    # The filter's range keeps the most strongly off blocks (here 45 % of the tones): a third less.
+    assert copied(with_tones, lit, albedo, on_blocks) < 0.75 * copied(before, lit, albedo, on_blocks)
+
+    def error(field: np.ndarray) -> float:
+        e = np.log(field / lit)[on_blocks]
+        return float(np.sqrt(np.mean((e - e.mean()) ** 2)))
+
+    assert error(with_tones) < 0.9 * error(before)
+
+
+def test_a_light_edge_along_the_courses_is_no_course_line() -> None:
+    """A sun patch whose edges run along the rows, across the courses: its edges are steps, which the
+    median keeps, so the rows between courses (where no element lies) are all mortar."""
+    albedo, _, beds = ashlar(np.random.default_rng(5))
+    y = np.mgrid[0:HEIGHT, 0:WIDTH][0]
+    edges = (100, 250)
+    lit = np.where((y > edges[0]) & (y < edges[1]), np.float32(1.6), np.float32(1.0)).astype(np.float32)
+    log_l, wide = grid_of(photograph(albedo, lit))
+    found = elements.find(log_l, wide, np.ones(log_l.shape, bool))
+    assert found is not None and found.irregular
+    labelled = np.flatnonzero((found.labels > 0).any(axis=1))
+    between = [row for row in range(labelled[0], labelled[-1]) if not (found.labels[row] > 0).any()]
+    assert all(min(abs(row - bed) for bed in beds) <= 3 for row in between)
+    lines = [row for row in between if row - 1 not in between]
+    assert len(lines) >= len([bed for bed in beds if 40 <= bed <= HEIGHT - 40]) - 1  # all but one
+
+
+def rubble(rng: np.random.Generator) -> np.ndarray:
+    """Linear albedo (H x W) of random rubble: stones around seeds about 35 px apart (a jittered
+    grid), each its own tone, light joints 2 px wide where two stones meet."""
+    corners = np.mgrid[0:HEIGHT:35, 0:WIDTH:35].reshape(2, -1).T
+    seeds = (corners + rng.uniform(0, 35, corners.shape)).astype(np.float32)
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    distance = np.hypot(y[..., None] - seeds[:, 0], x[..., None] - seeds[:, 1])
+    nearest = np.sort(distance, axis=-1)[..., :2]
+    tone = np.exp(rng.normal(0, 0.14, seeds.shape[0])).astype(np.float32)[np.argmin(distance, axis=-1)]
+    return np.where(nearest[..., 1] - nearest[..., 0] < 2.0, np.float32(0.6), 0.35 * tone).astype(np.float32)
+
+
+def test_random_rubble_has_no_courses() -> None:
+    """Its joints run every way: no line runs the width."""
+    log_l, wide = grid_of(photograph(rubble(np.random.default_rng(6)), light()[0]))
+    assert elements.find(log_l, wide, np.ones(log_l.shape, bool)) is None
+
+
+def test_the_narrow_shadows_of_a_blind_take_nothing_out_of_a_plain_wall(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five slats' narrow shadows along the rows, unevenly apart, are lines across the width as
+    mortar is; but the wall between them has no tones to take out, and its light is as before."""
+    rng = np.random.default_rng(6)
+    y = np.mgrid[0:HEIGHT, 0:WIDTH][0]
+    albedo = (np.float32(0.5) * np.exp(rng.normal(0, 0.02, (HEIGHT, WIDTH)))).astype(np.float32)
+    slats = np.zeros((HEIGHT, WIDTH), bool)
+    for row in (60, 95, 150, 190, 260):
+        slats |= np.abs(y - row) <= 1
+    lit = np.where(slats, np.float32(0.6), np.float32(1.0)) * light()[0]
+    photo = photograph(albedo, lit)
+    log_l, wide = grid_of(photo)
+    lines = elements.find(log_l, wide, np.ones(log_l.shape, bool))
+    assert lines is not None and lines.irregular
+    mask = np.full((HEIGHT, WIDTH), 255, np.uint8)
+    found = estimate_shading(photo, mask, np.eye(3)).region(0, 0, WIDTH, HEIGHT)
+    monkeypatch.setattr(elements, "_irregular", lambda *_: None)
+    np.testing.assert_array_equal(found, estimate_shading(photo, mask, np.eye(3)).region(0, 0, WIDTH, HEIGHT))
