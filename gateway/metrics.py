@@ -160,7 +160,9 @@ class QueueSampler:
                 for tenant in tenants:
                     pipe.llen(keys.queue(tenant))
                     pipe.hget(keys.tenant_limits(tenant), "concurrency")
-                    pipe.zcount(keys.tenant_running(tenant), now_ms, "+inf")  # its slots in use
+                    # its slots in use, as a take counts them (take.lua: a lease that ran out holds
+                    # its slot until a reaper puts its job back)
+                    pipe.zcard(keys.tenant_running(tenant))
                 return await pipe.execute()
 
         replies = await self.ledger._retry(sizes)

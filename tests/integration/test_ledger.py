@@ -31,6 +31,7 @@ from gateway.ledger import (
 )
 from gateway.ledger.events import NOTICE_EVENT_BYTES
 from gateway.ledger.jobs import now_ms
+from gateway.metrics import QueueSampler
 from render.v1 import render_service_pb2 as pb
 
 
@@ -785,7 +786,6 @@ def test_the_queue_counts_as_runnable_only_what_a_dispatcher_could_take_now(redi
     """The dispatchers' autoscaler reads `runnable`: a tenant's backlog behind its own concurrency
     would add replicas that find nothing to take (a review found 38 queued, 2 takeable, 10 replicas
     asked for)."""
-    from gateway.metrics import QueueSampler
 
     async def body(ledger: Ledger) -> None:
         for _ in range(12):
@@ -1374,3 +1374,19 @@ def test_a_webhook_endpoint_is_created_once_per_idempotency_key(redis_url: str) 
         assert [e.endpoint_id for e in await ledger.endpoints("keyed")] == []
 
     run(body, redis_url)
+
+
+def test_the_queue_snapshot_counts_a_slot_whose_lease_ran_out_as_a_take_does(redis_url: str) -> None:
+    """A take counts a slot whose lease ran out until the reaper puts its job back; the queue
+    snapshot KEDA scales the dispatchers on (`runnable`) counted it free (a review found it)."""
+
+    async def body(ledger: Ledger) -> None:
+        first = (await ledger.submit(new_job(tenant="solo"))).job_id
+        await ledger.submit(new_job(tenant="solo"))
+        assert await claim(ledger, first, "dead", lease_s=0.2) == 1
+        await asyncio.sleep(0.3)  # the dispatcher died; no reaper has looked yet
+        assert await ledger.take("other", LEASE_S, DETACHED) is None  # the take: nothing to take
+        snapshot = await QueueSampler(ledger).read()
+        assert snapshot.runnable == 0, f"/queue says {snapshot.runnable} runnable; a take finds none"
+
+    run(body, redis_url, tenant_defaults=TenantLimits(concurrency=1, rate_per_s=0))
