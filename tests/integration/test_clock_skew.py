@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import types
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from redis.typing import EncodableT, FieldT
@@ -19,12 +21,14 @@ from gateway import metrics
 from gateway.ledger import Ledger, RateLimited, TenantLimits, jobs, keys, work
 from gateway.settings import WebhookSettings
 from gateway.webhooks import worker as worker_module
+from gateway.webhooks.payloads import payload
 from gateway.webhooks.worker import DeliveryWorker
 from render.v1 import render_service_pb2 as pb
 from renderkit.fetch import FetchPolicy
 from tests.integration.test_ledger import DETACHED, LEASE_S, claim, new_job, run
 
 SKEW_MS = 120_000  # two minutes: a replica whose NTP is off, or a wall clock stepped forward
+CLOCK_STEP_MS = 120_000  # Redis's own clock stepped back this far (an NTP step, a failover)
 
 
 @contextlib.contextmanager
@@ -226,3 +230,63 @@ def test_event_times_do_not_depend_on_one_replicas_clock(redis_url: str) -> None
         )
 
     run(body, redis_url, tenant_defaults=TenantLimits(concurrency=1, rate_per_s=0))
+
+
+def test_a_jobs_times_agree_with_its_events_times(redis_url: str) -> None:
+    """A job's start, update and end times (GetJob, ListJobs, metrics) were the writing replica's
+    clock while its events' are Redis's: with one replica two minutes ahead, a job's end_time was
+    two minutes after its SUCCEEDED event, and by GetJob two jobs overlapped (a review found it).
+    (Its create_time is still the submitting replica's: ListJobs pages on it.)"""
+
+    async def body(ledger: Ledger) -> None:
+        first = (await ledger.submit(new_job(tenant="solo"))).job_id
+        second = (await ledger.submit(new_job(tenant="solo"))).job_id
+        with clock_ahead(SKEW_MS):  # replica B, two minutes ahead, runs the first job
+            taken = await ledger.take("b", LEASE_S, DETACHED)
+            assert taken is not None and taken[0] == first
+            await ledger.started(first, "b")
+            await ledger.succeed(first, "b", pb.JobResult(), 4)
+        taken = await ledger.take("a", LEASE_S, DETACHED)
+        assert taken is not None and taken[0] == second
+        await ledger.started(second, "a")
+        events = await ledger.read_events({first: "0"})
+        end_event = next(e for e in events[first] if e.state == pb.JOB_STATE_SUCCEEDED).time.ToMilliseconds()
+        start_event = next(e for e in events[first] if e.state == pb.JOB_STATE_RUNNING).time.ToMilliseconds()
+        stored1, stored2 = await ledger.get(first), await ledger.get(second)
+        assert stored1 is not None and stored2 is not None
+        job1, job2 = stored1.job, stored2.job
+        assert abs(job1.end_time.ToMilliseconds() - end_event) < 1000, "GetJob's end_time is not its end event's time"
+        assert abs(job1.start_time.ToMilliseconds() - start_event) < 1000, "GetJob's start_time is not its start's"
+        assert job2.start_time.ToMilliseconds() >= job1.end_time.ToMilliseconds(), "by GetJob the jobs overlap"
+
+    run(body, redis_url, tenant_defaults=TenantLimits(concurrency=1, rate_per_s=0))
+
+
+def test_a_webhooks_timestamp_is_its_events_time_after_redis_clock_steps_back(redis_url: str) -> None:
+    """An event's time is its stream entry's id, and a stream's ids never go back: after Redis's
+    clock stepped back (an NTP step, a failover to a replica behind), a job's later entries are
+    ahead of its clock, and its webhook's timestamp (its delivery's created_ms, TIME) disagreed
+    with its event's by the step (a review found it)."""
+
+    async def body(ledger: Ledger) -> None:
+        job = replace(new_job(), webhook_url="https://example.test/hook", webhook_events="completed")
+        job_id = (await ledger.submit(job)).job_id
+        taken = await ledger.take("a", LEASE_S, DETACHED)
+        assert taken is not None and taken[0] == job_id
+        await ledger.started(job_id, "a")
+        # The entry written just before Redis's clock stepped back two minutes: its id is ahead now.
+        ahead = await ledger.clock_ms() + CLOCK_STEP_MS
+        await ledger.redis.xadd(
+            keys.events(job_id), {"event": pb.JobEvent(job_id=job_id).SerializeToString()}, id=f"{ahead}-0"
+        )
+        await ledger.succeed(job_id, "a", pb.JobResult(), 4)
+        events = (await ledger.read_events({job_id: "0"}))[job_id]
+        end = next(e for e in events if e.state == pb.JOB_STATE_SUCCEEDED)
+        ((_, delivery),) = (await ledger.job_deliveries(job_id, 0, 10)).deliveries
+        sent = json.loads(payload(delivery, None))["timestamp"]  # what the endpoint reads
+        assert sent.startswith(time.strftime("%Y-%m-%dT%H:%M", time.gmtime(end.time.seconds))), sent
+        assert abs(end.time.ToMilliseconds() - delivery.created_ms) < 1000, (
+            f"the end event reads {end.time.ToMilliseconds() - delivery.created_ms} ms after its webhook's timestamp"
+        )
+
+    run(body, redis_url, tenant_defaults=TenantLimits(rate_per_s=0))

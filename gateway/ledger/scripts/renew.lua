@@ -1,8 +1,8 @@
 -- Renews a running job's lease (and its tenant's concurrency slot), only while the renewing
 -- dispatcher still owns it: one whose job was taken over, requeued or ended learns so (0) and stops.
--- A lease that has already run out is not renewed either: a take counts only unexpired slots, so
--- the slot may already run another of the tenant's jobs (a dispatcher cut off from Redis for
--- longer than its lease comes back to find its job lost, and the reaper puts it back).
+-- A lease that has already run out is not renewed either: the job is lost to its dispatcher (one cut
+-- off from Redis for longer than its lease comes back to find it so), and a reaper puts it back; its
+-- slot counts until then (take.lua).
 -- KEYS: job, running (all)
 -- ARGV: 1 job_id, 2 owner, 3 lease_ms, 4 tenant running template (the expiry is a lease from now,
 --       by Redis's clock: lib/clock.lua)

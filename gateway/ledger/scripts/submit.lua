@@ -92,7 +92,8 @@ if ARGV[2] == '1' then redis.call('SET', KEYS[5], ARGV[1]) end
 -- (A tenant parked at its concurrency has older jobs queued, ahead of this one: it is queued.)
 if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0 and not redis.call('ZSCORE', KEYS[20], ARGV[9])
     and redis.call('ZCARD', KEYS[17]) < tonumber(set[4] or ARGV[17]) then
-  hand_out(KEYS[1], ARGV[1], ARGV[9], KEYS[17], KEYS[16], ARGV[15], ARGV[4], clock_now + tonumber(ARGV[16]), true)
+  -- Its start's time is Redis's clock, as its start event's is (its stream entry's id).
+  hand_out(KEYS[1], ARGV[1], ARGV[9], KEYS[17], KEYS[16], ARGV[15], clock_now, clock_now + tonumber(ARGV[16]), true)
   -- Its virtual time moves as the take's would (take.lua): queued again, the tenant starts after
   -- this job, not at the clock tied with (and by name ahead of) a tenant that queued meanwhile.
   local clock = tonumber(redis.call('GET', KEYS[8]) or '0')
@@ -104,7 +105,7 @@ if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0 and not redis.call('ZSCO
   -- The start's event and its webhooks, as the dispatcher's start (transition.lua) writes them; its
   -- notice names the queued event before it.
   local entry = redis.call('XADD', KEYS[2], '*', 'event', ARGV[18])
-  queue_webhooks({job_key = KEYS[1], job_id = ARGV[1], category = 'start', event = ARGV[18], now = clock_now,
+  queue_webhooks({job_key = KEYS[1], job_id = ARGV[1], category = 'start', event = ARGV[18], now = clock_now, entry = entry,
     due = KEYS[18], list_key = KEYS[19], endpoints_template = ARGV[20], delivery_template = ARGV[21],
     list_template = ARGV[22], channel = ARGV[23], ttl_ms = tonumber(ARGV[24]), progress_ms = tonumber(ARGV[25]),
     most = tonumber(ARGV[26])})

@@ -1,12 +1,12 @@
 -- Takes the next job for a dispatcher, fairly across tenants (weighted fair queuing: the queued
 -- tenant with the lowest virtual time whose running jobs are under its concurrency limit), and
--- gives it a concurrency slot that lasts a lease: a slot not renewed expires with its dispatcher.
+-- gives it a concurrency slot for a lease: a slot not renewed counts until a reaper puts its job back.
 -- A tenant found at its concurrency is parked (lib/parking.lua), so the next look reaches past it;
 -- a take that finds no work looks through the parked tenants and puts back those with a slot free.
 -- KEYS: queued tenants, queue clock, running (all), waiting dispatchers, parked tenants, tenants'
 --       virtual finish times (when a take emptied their queue: submit.lua starts them there)
--- ARGV: 1 owner, 2 now_ms (the job's start time as events show it; leases and slots are judged
---       by Redis's clock: lib/clock.lua), 3 lease_ms, 4 default concurrency, 5 default weight, 6 take key (this
+-- ARGV: 1 owner, 2 now_ms (unused: the start's time, its lease and slots are Redis's clock,
+--       lib/clock.lua, as its events' times are), 3 lease_ms, 4 default concurrency, 5 default weight, 6 take key (this
 --       take's id), 7 queue template, 8 tenant running template, 9 tenant limits template,
 --       10 job template, 11 kinds that take no slot (",room_batch,"), 12 tenants looked at per take,
 --       13 ms after which a waiting dispatcher that has not looked again is forgotten (12 and 13
@@ -66,7 +66,7 @@ local function take_from(tenant, score)
       local kind = redis.call('HGET', job, 'kind') or ''
       local takes_slot = not string.find(ARGV[11], ',' .. kind .. ',', 1, true)
       local running = string.format(ARGV[8], tenant)
-      local attempt = hand_out(job, job_id, tenant, running, KEYS[3], ARGV[1], ARGV[2], now + lease, takes_slot)
+      local attempt = hand_out(job, job_id, tenant, running, KEYS[3], ARGV[1], now, now + lease, takes_slot)
       local start = math.max(score, clock)
       local weight = tonumber(redis.call('HGET', limits, 'weight') or ARGV[5])
       if redis.call('LLEN', queue) > 0 then

@@ -39,12 +39,17 @@ if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return
 local earlier = tonumber(ARGV[26])
 local fields = {'op', ARGV[6]}
 for i = 27 + 2 * earlier, #ARGV do fields[#fields + 1] = ARGV[i] end
+-- The job's times are Redis's clock, as its events' are (their stream entries' ids), whatever the
+-- writing replica's clock said.
+for i = 3, #fields, 2 do
+  if fields[i] == 'updated_ms' or fields[i] == 'ended_ms' then fields[i + 1] = clock_now end
+end
 if ARGV[3] ~= '' then fields[#fields + 1] = 'state'; fields[#fields + 1] = ARGV[3] end
 redis.call('HSET', KEYS[1], unpack(fields))
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 local before = (last[1] and last[1][1]) or '0'
-local function queue(category, event)
-  queue_webhooks({job_key = KEYS[1], job_id = ARGV[1], category = category, event = event, now = clock_now,
+local function queue(category, event, entry)
+  queue_webhooks({job_key = KEYS[1], job_id = ARGV[1], category = category, event = event, now = clock_now, entry = entry,
     due = KEYS[7], list_key = KEYS[8], endpoints_template = ARGV[17], delivery_template = ARGV[18],
     list_template = ARGV[19], channel = ARGV[20], ttl_ms = tonumber(ARGV[21]), progress_ms = tonumber(ARGV[22]),
     most = tonumber(ARGV[23])})
@@ -61,7 +66,7 @@ end
 for i = 1, earlier do
   local event = ARGV[25 + 2 * i]
   local entry = redis.call('XADD', KEYS[2], '*', 'event', event)
-  queue('progress', event)
+  queue('progress', event, entry)
   redis.call('PUBLISH', ARGV[7], notice('next', entry, ARGV[26 + 2 * i]))
   before = entry
 end
@@ -69,7 +74,7 @@ local entry = redis.call('XADD', KEYS[2], '*', 'event', ARGV[5])
 local ending = ARGV[3] ~= '' and terminal(ARGV[3])
 local category = ARGV[15]
 if ending then category = 'completed' end
-if category ~= '' then queue(category, ARGV[5]) end
+if category ~= '' then queue(category, ARGV[5], entry) end
 if ending then
   local tenant = redis.call('HGET', KEYS[1], 'tenant')
   local reserved = tonumber(redis.call('HGET', KEYS[1], 'credits_reserved') or '0')

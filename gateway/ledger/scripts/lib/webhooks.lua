@@ -8,8 +8,12 @@
 -- "msg_{job}_{n}", the webhook-id of every attempt) due now in `due`, listed under the job (and,
 -- for a room, under its batch). Returns how many were queued.
 -- w: {job_key, job_id, category, event, now, due, list_key, endpoints_template,
---     delivery_template, list_template, channel, ttl_ms, progress_ms, most}
+--     delivery_template, list_template, channel, ttl_ms, progress_ms, most, entry (the event's
+--     stream entry: its time, the event's as it reads back, is the delivery's created_ms; a stream's
+--     ids never go back, so after Redis's clock stepped back it is ahead of now)}
 local function queue_webhooks(w)
+  local at = w.now
+  if w.entry then at = tonumber(string.match(w.entry, '^(%d+)')) end
   local job = w.job_key
   local url = redis.call('HGET', job, 'webhook_url')
   local tenant = redis.call('HGET', job, 'tenant')
@@ -58,7 +62,7 @@ local function queue_webhooks(w)
       'type', event_type, 'event', w.event, 'kind', kind, 'parent', parent,
       'project', redis.call('HGET', job, 'project_id') or '', 'user', redis.call('HGET', job, 'user_id') or '',
       'attempt', redis.call('HGET', job, 'attempt') or '0',
-      'status', 'pending', 'attempts', 0, 'created_ms', w.now, 'next_ms', w.now)
+      'status', 'pending', 'attempts', 0, 'created_ms', at, 'next_ms', w.now)
     redis.call('PEXPIRE', key, w.ttl_ms)
     redis.call('ZADD', w.due, w.now, id)
     redis.call('RPUSH', w.list_key, id)
