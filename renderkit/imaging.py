@@ -502,10 +502,23 @@ FILM_35MM_DIAGONAL_MM = math.hypot(36.0, 24.0)
 def _taken_scale(taken: tuple[int, int], stored: tuple[int, int]) -> float:
     """The scale of the stored frame against the PixelX/YDimension it was taken at, where the stored
     frame fits within them (a crop, a resize or both; 0 otherwise): the larger of the two sides'
-    ratios, exact for a crop that keeps one whole side and for any resize."""
-    if min(taken) <= 0 or min(stored) <= 0 or stored[0] > taken[0] or stored[1] > taken[1]:
+    ratios, exact for a crop that keeps one whole side and for any resize. A frame of the taken
+    one's aspect turned a quarter was turned by an editor that kept the EXIF (Pillow's
+    exif_transpose, ImageMagick's -auto-orient: the pixels turned, the Orientation tag dropped,
+    PixelX/YDimension as the camera wrote them): it is compared with them turned too (against them
+    as written, a turned and scaled-down photo read 33 % long)."""
+    if min(taken) <= 0 or min(stored) <= 0:
+        return 0.0
+    if _same_aspect(stored, (taken[1], taken[0])) and not _same_aspect(stored, taken):
+        taken = (taken[1], taken[0])
+    if stored[0] > taken[0] or stored[1] > taken[1]:
         return 0.0
     return max(stored[0] / taken[0], stored[1] / taken[1])
+
+
+def _same_aspect(frame: tuple[int, int], other: tuple[int, int]) -> bool:
+    """Whether a frame has another's aspect, within a resize's rounding to a pixel."""
+    return abs(frame[0] * other[1] - frame[1] * other[0]) <= max(other)
 
 
 def exif_focal(exif: Exif, width: int, height: int, stored: tuple[int, int] = (0, 0)) -> tuple[float, bool]:

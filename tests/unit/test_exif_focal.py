@@ -9,7 +9,8 @@ import struct
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
+from PIL.TiffImagePlugin import IFDRational
 
 from devstack import scenes
 from render.depth.v1 import depth_service_pb2 as depth_pb
@@ -232,3 +233,30 @@ def test_a_crop_that_keeps_the_exif_keeps_the_focal_length_in_pixels(
     resized = imaging.probe(small.getvalue())
     assert resized.focal_length_px <= info.focal_length_px / 2 + 1e-6
     assert resized.focal_length_px >= 26 * math.hypot(photo.width // 2, photo.height // 2) / FILM_DIAGONAL_MM - 1e-6
+
+
+@pytest.mark.parametrize("size", [(1512, 2016), (1008, 1344), (3024, 4032)])
+def test_a_photo_turned_by_an_editor_that_kept_the_exif_keeps_its_focal_length(size: tuple[int, int]) -> None:
+    """A portrait phone photo (4032 x 3024 stored, Orientation 6, 26 mm equivalent) normalised as web
+    back ends do: Pillow's exif_transpose turns the pixels and drops the Orientation tag, but keeps
+    PixelX/YDimension as the camera wrote them (4032 x 3024), then a resize. Compared with them
+    unturned, the scaled-down frame "fit" at 2/3 instead of 1/2 and its focal length read 33 % long
+    (past the depth stage's 4 % tolerance; and the sensor's figures, taken as exact, the same)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((3024, 4032, 3), 90, np.uint8)).save(buffer, "JPEG", exif=exif.tobytes())
+    turned = ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue()))).resize(size)
+    kept = Image.Exif()  # what exif_transpose leaves: no Orientation, the Exif IFD as it was
+    sub = kept.get_ifd(0x8769)
+    sub[0xA405], sub[0xA002], sub[0xA003] = 26, 4032, 3024
+    # A 5.6 mm wide sensor (720 px a mm) behind a 4.25 mm lens.
+    sub[0x920A], sub[0xA20E], sub[0xA210] = IFDRational(425, 100), IFDRational(720, 1), 4
+    out = io.BytesIO()
+    turned.save(out, "JPEG", exif=kept.tobytes())
+    info = imaging.probe(out.getvalue())
+    assert (info.width, info.height) == size
+    assert info.focal_length_exact
+    assert info.focal_length_px == pytest.approx(4.25 * 720 * size[1] / 4032, rel=1e-6)
+    by_35mm = imaging.exif_focal(imaging.Exif(focal_35mm=26, pixel_dimensions=(4032, 3024)), *size, size)[0]
+    assert by_35mm == pytest.approx(26 * math.hypot(*size) / FILM_DIAGONAL_MM, rel=1e-6)
