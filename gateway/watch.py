@@ -126,8 +126,8 @@ class EventHub:
 
     async def drain(self) -> None:
         """Ends every watch with UNAVAILABLE (clients resume from their cursor elsewhere) and stops;
-        a watch begun after this ends the same way at once (the server still takes calls while the
-        rest of its drain runs, and a watch left open would hold its stop for the grace)."""
+        a watch begun after this (a call a port took just before its stop) ends the same way at
+        once: a watch left open would hold its server's stop for the whole grace."""
         self._draining = True
         for group in self._watchers.values():
             for watcher in group:

@@ -194,17 +194,19 @@ class Edge:
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        # The drain steps run at once, each within the grace, and the server's stop gets what is left
-        # of it: one after another (the HTTP port, the dispatcher, the webhook deliveries, then the
-        # server, each with the whole grace) they added up past the pod's own grace, and the kubelet's
-        # SIGKILL ended the rest. They start in order: the first (the watches' end) runs up to its
-        # first wait before the others begin.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace_s
-        for failed in await asyncio.gather(*(hook() for hook in self.on_drain), return_exceptions=True):
+        # The drain steps and the server's stop run at once, each within the grace: one after another
+        # (the HTTP port, the dispatcher, the webhook deliveries, then the server, each with the whole
+        # grace) they added up past the pod's own grace, and the kubelet's SIGKILL ended the rest.
+        # The server stops taking calls at once, as the HTTP port does, and its calls in flight get
+        # the whole grace: stopped last with what the other steps left (none, with a job running
+        # past the grace), it took calls all through the drain and then cut them all at once (an
+        # upload begun a second before the end failed UNAVAILABLE, its bytes sent for nothing). They
+        # start in order: the first (the watches' end) runs up to its first wait before the others
+        # begin, so no watch holds the server's stop.
+        steps = [hook() for hook in self.on_drain]
+        for failed in await asyncio.gather(*steps, self.server.stop(grace_s), return_exceptions=True):
             if isinstance(failed, Exception):
                 log.error("drain step failed", exc_info=failed)
-        await self.server.stop(max(0.0, deadline - loop.time()))
         for hook in self.on_close:
             try:
                 await hook()

@@ -261,3 +261,46 @@ def test_the_drain_steps_run_at_once_within_one_grace() -> None:
         return seen
 
     assert sorted(asyncio.run(scenario())) == ["dispatcher saw watches begin", "watches saw dispatcher begin"]
+
+
+def test_no_call_the_server_takes_while_it_drains_is_cut_short() -> None:
+    """A drain step that holds the grace (a dispatcher whose job runs past it) left the server's
+    stop none of it: the gRPC port took calls all through the drain, then cut every one at once
+    (a 4 MB upload begun 1 s before the end failed UNAVAILABLE "Cancelling all calls"). A call
+    either runs to its end or is refused before its handler begins."""
+
+    class Slow(pb_grpc.ProjectionServiceServicer):
+        def __init__(self) -> None:
+            self.begun = 0
+            self.finished = 0
+
+        async def Project(self, request: pb.ProjectRequest, context: grpc.aio.ServicerContext) -> pb.ProjectResponse:  # type: ignore[type-arg]
+            self.begun += 1
+            await asyncio.sleep(0.6)
+            self.finished += 1
+            return pb.ProjectResponse()
+
+    async def scenario() -> tuple[Slow, str]:
+        servicer = Slow()
+        edge = Edge([SERVICE], listen="127.0.0.1:0")
+        edge.add(lambda server: pb_grpc.add_ProjectionServiceServicer_to_server(servicer, server))
+        await edge.start()
+
+        async def busy_dispatcher() -> None:
+            await asyncio.sleep(1.0)  # its job runs past the grace
+
+        edge.on_drain.append(busy_dispatcher)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.port}") as channel:
+            await channel.channel_ready()
+            stopping = asyncio.ensure_future(edge.stop(1.0))
+            await asyncio.sleep(0.7)  # into the drain, 0.6 s of work before its grace ends
+            try:
+                await pb_grpc.ProjectionServiceStub(channel).Project(pb.ProjectRequest(), timeout=5)
+                outcome = "answered"
+            except grpc.aio.AioRpcError as exc:
+                outcome = exc.code().name
+            await stopping
+        return servicer, outcome
+
+    servicer, outcome = asyncio.run(scenario())
+    assert servicer.begun == servicer.finished, f"a call taken during the drain was cut ({outcome})"
