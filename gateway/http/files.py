@@ -22,6 +22,14 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 1024
 _RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)\Z")
+_PAST_ANY_SIZE = 1 << 63
+
+
+def _position(digits: str) -> int:
+    """A range's byte position or length; a number too long to be a size is past any file (int()
+    refuses a string of over 4,300 digits, so a long one was a 500 and a traceback in the log)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else _PAST_ANY_SIZE
 
 
 def byte_range(value: str, size: int) -> tuple[int, int] | str | None:
@@ -34,13 +42,13 @@ def byte_range(value: str, size: int) -> tuple[int, int] | str | None:
         return None
     first, last = match.groups()
     if first == "":  # the last N bytes
-        length = int(last)
+        length = _position(last)
         if length == 0:
             return "unsatisfiable"
         return max(size - length, 0), size - 1
-    start = int(first)
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if start >= size or (last != "" and int(last) < start):
+    start = _position(first)
+    end = size - 1 if last == "" else min(_position(last), size - 1)
+    if start >= size or (last != "" and _position(last) < start):
         return "unsatisfiable"
     return start, end
 
