@@ -4,7 +4,7 @@
 |---|---|
 | `/render.v1.RenderService/*`, `/render.admin.v1.AdminService/*` | Connect, gRPC-web, gRPC (HTTP/2): http.bridge |
 | `/files/<key>?expires&kid&sig` | a job's output behind a signed link (gateway.http.files) |
-| `/healthz` | 200 while the gateway serves, 503 otherwise (for load balancers that cannot speak gRPC) |
+| `/healthz` | GET or HEAD: 200 while the gateway serves, 503 otherwise (for load balancers that cannot speak gRPC) |
 | anything else | the web console's files (gateway.http.console) |
 
 Around all of it: CORS for the configured origins (preflights answered here; the headers Connect
@@ -338,6 +338,10 @@ class HttpApp:
                     raise
         elif path.startswith(FILES_PATH) and self.files is not None:
             await self.files(scope, receive, send)
+        elif path == "/healthz" and scope["method"] not in ("GET", "HEAD"):
+            # A CONNECT answered 200 switched its connection to a tunnel (h11): the body that
+            # followed raised inside Hypercorn, an ERROR and a traceback per request, no credential.
+            await text(send, 405, "only GET and HEAD are allowed here", [(b"allow", b"GET, HEAD")])
         elif path == "/healthz":
             ok = self.serving()
             await text(send, 200 if ok else 503, "SERVING" if ok else "NOT_SERVING", [(b"cache-control", b"no-store")])
