@@ -14,7 +14,9 @@ process may open (each held connection is one):
 - a connection whose first request has not begun within `FIRST_REQUEST_S` is closed (a client
   that sends half a request and waits held one for the keep-alive's 75 s);
 - a connection whose client has read nothing of a response for `WRITE_STALL_S` is closed
-  (Hypercorn waits for ever: a client that stops reading held its connection for good);
+  (Hypercorn waits for ever: a client that stops reading held its connection for good), over
+  HTTP/2 too, where a client may read the socket but leave a stream's window shut
+  (gateway.http.streams);
 - a connection closed by the port is aborted (what it had not sent is dropped: a client that
   stopped reading would hold a closing one for good) and its handler ended; one its client closes
   while idle ends at once (Hypercorn's own waited out the keep-alive, holding the socket).
@@ -42,11 +44,11 @@ from hypercorn.utils import wrap_app
 
 from gateway.http import streams
 from gateway.http.asgi import REQUEST_STATE, App, Receive, RequestState, Scope, Send
+from gateway.http.streams import Stalled
 from renderkit.edge.server import PUBLIC_MAX_STREAMS
 
 log = logging.getLogger(__name__)
 
-WRITE_STALL_S = 120.0  # a response's bytes not read at all for this long: the client is gone
 FIRST_REQUEST_S = 10.0  # from the connection's accept (and TLS handshake) to its first request's headers
 _TLS_HANDSHAKE_S = 10.0
 _REFUSAL_LOG_S = 10.0  # at most one line this often while connections are refused
@@ -83,6 +85,10 @@ class _TCPServer(TCPServer):
             await self.idle_task.stop()
 
     async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, Stalled):  # an HTTP/2 stream's client left its window shut
+            self.writer.transport.abort()
+            await self.protocol.handle(Closed())
+            return
         if not isinstance(event, RawData):
             await super().protocol_send(event)
             return
@@ -93,7 +99,7 @@ class _TCPServer(TCPServer):
                 # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that
                 # arrives as the drain completes, and a stream whose client had just left (its
                 # call cancelled as the last bytes went out) then ran on to its next keep-alive.
-                async with asyncio.timeout(WRITE_STALL_S):
+                async with asyncio.timeout(streams.WRITE_STALL_S):
                     await self.writer.drain()
             except TimeoutError:
                 self.writer.transport.abort()

@@ -209,7 +209,7 @@ def test_a_client_that_stops_reading_its_response_is_let_go(
 ) -> None:
     """A response the client reads nothing of for WRITE_STALL_S ends its connection: a client that
     stops reading a download (or a watch) no longer holds it, its file and its request's place."""
-    monkeypatch.setattr(http_server, "WRITE_STALL_S", 0.5)
+    monkeypatch.setattr(streams, "WRITE_STALL_S", 0.5)
     finished: list[str] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -241,6 +241,51 @@ def test_a_client_that_stops_reading_its_response_is_let_go(
     asyncio.run(body())
 
 
+def test_an_http2_client_that_leaves_its_window_shut_is_let_go(
+    sockets: list[socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An HTTP/2 client may read its socket yet never open a stream's flow-control window: the
+    socket never stalls, so only the stream's own wait can tell. Its connection ends after
+    WRITE_STALL_S like one whose socket is not read (it held the connection, its place and its
+    buffered response for good: no credential needed, the port full of them refused everyone)."""
+    monkeypatch.setattr(streams, "WRITE_STALL_S", 0.5, raising=False)
+    finished: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            await respond(send, 200, bytes(100_000))
+        finally:
+            finished.append("app")
+
+    def shut_window_request(port: int) -> socket.socket:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        request = [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/")]
+        conn.send_headers(conn.get_next_available_stream_id(), request, end_stream=True)
+        return connect(port, sockets, conn.data_to_send())
+
+    async def body() -> None:
+        server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), max_connections=4)
+        await server.start()
+        loop = asyncio.get_running_loop()
+        try:
+            sock = await loop.run_in_executor(None, shut_window_request, server.port)
+            # The client reads everything the server sends (its socket never stalls).
+            assert await loop.run_in_executor(None, closed_by_server, sock, 5.0)
+            for _ in range(50):
+                if server.connections == 0 and finished:
+                    break
+                await asyncio.sleep(0.1)
+            assert server.connections == 0 and finished == ["app"]
+        finally:
+            await server.stop(1.0)
+
+    asyncio.run(body())
+
+
 def test_the_grpc_port_takes_no_compressed_message(gateway: Gateway) -> None:
     """gRPC inflates a compressed message whole before the size limit and the credential are
     checked (40 KiB of gzip became 40 MiB), so the public port takes none."""
@@ -251,6 +296,53 @@ def test_the_grpc_port_takes_no_compressed_message(gateway: Gateway) -> None:
         with pytest.raises(grpc.RpcError) as refused:
             check(request, timeout=5, compression=grpc.Compression.Gzip)
     assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+
+
+def test_an_http2_request_hypercorn_cannot_take_is_refused_alone(sockets: list[socket.socket]) -> None:
+    """A :path or :method that is not ASCII, or a CONNECT without a :path, raised inside Hypercorn
+    out of the connection's task: every stream on it ended without a GOAWAY, and each such request
+    logged an ERROR with a traceback (no credential needed). Such a stream is now refused alone
+    (PROTOCOL_ERROR, a malformed request) and the connection's other streams are answered."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await respond(send, 200, b"ok")
+
+    unexpected: list[object] = []
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: unexpected.append(context.get("exception")))
+        server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), max_connections=4)
+        await server.start()
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(
+                client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False
+            )
+        )
+        conn.initiate_connection()
+        base = [(b":scheme", b"http"), (b":authority", b"x")]
+        for request in (
+            [(b":method", b"GET"), (b":path", b"/\xff\xfe"), *base],
+            [(b":method", b"G\xffT"), (b":path", b"/"), *base],
+            [(b":method", b"CONNECT"), (b":authority", b"x:1")],
+            [(b":method", b"POST"), (b":path", b"/\xff"), *base],  # with a body after it
+            [(b":method", b"GET"), (b":path", b"/"), *base],
+        ):
+            stream = conn.get_next_available_stream_id()
+            conn.send_headers(stream, request, end_stream=request[0][1] != b"POST")
+            if request[0][1] == b"POST":
+                conn.send_data(stream, b"x" * 1000, end_stream=True)
+        try:
+            sock = await loop.run_in_executor(None, connect, server.port, sockets, conn.data_to_send())
+            seen = await loop.run_in_executor(None, answer, sock, 2.0)
+            assert seen.responses == 1 and not seen.closed  # the well-formed request, on the same connection
+        finally:
+            await server.stop(1.0)
+        await asyncio.sleep(0.1)
+
+    asyncio.run(body())
+    assert not unexpected
 
 
 def rapid_resets(port: int, headers: list[tuple[str, str]], body: bytes, streams: int) -> socket.socket:

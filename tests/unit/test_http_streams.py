@@ -57,10 +57,16 @@ class Connection:
 
 
 def _protocol(
-    app: Handler, config: Config, group: TaskGroup, send: Callable[[Event], Awaitable[None]]
+    app: Handler,
+    config: Config,
+    group: TaskGroup,
+    send: Callable[[Event], Awaitable[None]],
+    clock: streams.Clock | None = None,
 ) -> BoundedH2Protocol:
-    """A BoundedH2Protocol serving app in a task group, writing through send, as the port makes it."""
-    return BoundedH2Protocol(
+    """A BoundedH2Protocol serving app in a task group, writing through send, as the port makes it
+    (reading the time and waiting by `clock`, when given)."""
+    made = BoundedH2Protocol if clock is None else type("Clocked", (BoundedH2Protocol,), {"clock": clock})
+    return made(
         wrap_app(app, config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
         config,
         WorkerContext(None),
@@ -73,7 +79,9 @@ def _protocol(
     )
 
 
-async def serving(app: Handler, body: Callable[[Connection], Awaitable[None]], limit: int = 100) -> list[str]:
+async def serving(
+    app: Handler, body: Callable[[Connection], Awaitable[None]], limit: int = 100, clock: Clock | None = None
+) -> list[str]:
     """Runs body against a fresh connection, then closes it; the names of the tasks still running
     half a second after the close (none, when every handler was let go)."""
     config = Config()
@@ -93,7 +101,7 @@ async def serving(app: Handler, body: Callable[[Connection], Awaitable[None]], l
 
     async def run() -> None:
         async with TaskGroup(asyncio.get_running_loop()) as group:
-            protocol = _protocol(app, config, group, send)
+            protocol = _protocol(app, config, group, send, clock)
             await protocol.initiate()
             connection = Connection(protocol, client)
             connection.written = written
@@ -177,10 +185,11 @@ class Clock:
 
     @classmethod
     def installed(cls, monkeypatch: pytest.MonkeyPatch, **budgets: float) -> Clock:
-        """A clock made the module's, with its budgets (RESETS_BURST=..., and so on) set."""
+        """A clock for the connections a test serves (`serving(..., clock=)`), with the module's
+        budgets (RESETS_BURST=..., and so on) set. Not made the module's or the class's: a gateway
+        another test left serving in this process read and waited by it too (593 waits counted
+        where 40 were due)."""
         clock = cls()
-        monkeypatch.setattr(streams, "time", clock)
-        monkeypatch.setattr(streams, "asyncio", clock)
         for name, value in budgets.items():
             monkeypatch.setattr(streams, name, value)
         return clock
@@ -210,7 +219,7 @@ def test_a_client_that_resets_streams_is_read_at_its_budgets_pace(monkeypatch: p
             await connection.send()
             widest[0] = max(widest[0], len(connection.protocol.stream_buffers))
 
-    assert asyncio.run(serving(answering(b"x" * 100, []), body, limit=8)) == []
+    assert asyncio.run(serving(answering(b"x" * 100, []), body, limit=8, clock=clock)) == []
     # 60 resets, 20 of them free: the other 40 each paid for by a wait of 1 / RESETS_PER_S.
     # (The reader's short looks while streams are let go of move the clock too: a little is free.)
     assert 35 <= len(clock.waits) <= 40 and all(w == pytest.approx(0.1, abs=0.01) for w in clock.waits), clock.waits
@@ -231,7 +240,7 @@ def test_a_client_flooding_frames_that_move_nothing_is_read_at_its_budgets_pace(
             connection.client.ping(b"%08d" % i)
         await connection.send()
 
-    assert asyncio.run(serving(answering(b"x", []), body)) == []
+    assert asyncio.run(serving(answering(b"x", []), body, clock=clock)) == []
     # 1,280 frames, 128 free: 1,152 / 64 = 18 s, waited before the read's 65th event is handled
     # (h2 counted every frame as it parsed the read).
     assert sum(clock.waits) == pytest.approx(1152 / 64, rel=0.05), clock.waits
@@ -290,7 +299,7 @@ def test_frames_that_move_nothing_sent_in_small_reads_are_paced_too(monkeypatch:
             connection.client.ping(b"%08d" % i)
             await connection.send()
 
-    assert asyncio.run(serving(answering(b"x", []), body)) == []
+    assert asyncio.run(serving(answering(b"x", []), body, clock=clock)) == []
     assert sum(clock.waits) == pytest.approx(200 / 50, rel=0.05), clock.waits
 
 
