@@ -106,6 +106,9 @@ class KeyStore:
         self._verified: dict[str, tuple[float, ApiKeyRecord, Principal]] = {}
         self._last_use_written: dict[str, float] = {}
         self._writes: set[asyncio.Task[None]] = set()
+        # The reads under way, by key id: the callers that find a key's record stale at once (every
+        # open watch of its job, each of its events) wait for one read rather than each making one.
+        self._reading: dict[str, asyncio.Task[ApiKeyRecord | None]] = {}
 
     # -- minting and managing ---------------------------------------------------------------
 
@@ -179,6 +182,7 @@ class KeyStore:
     def forget(self, key_id: str) -> None:
         """Drops a key from this gateway's cache (a revocation was published)."""
         self._cache.pop(key_id, None)
+        self._reading.pop(key_id, None)  # a read begun before the revocation is not waited for again
         for token in [t for t, (_, record, _) in self._verified.items() if record.key_id == key_id]:
             del self._verified[token]
 
@@ -186,6 +190,7 @@ class KeyStore:
         """Drops every cached key (after a reconnect, revocations published meanwhile were lost)."""
         self._cache.clear()
         self._verified.clear()
+        self._reading.clear()
 
     async def authenticate(self, token: str) -> Principal:
         """The principal an API key proves; AuthenticationError when it proves nothing."""
@@ -203,7 +208,10 @@ class KeyStore:
             raise AuthenticationError("the API key was revoked")
         self._admit(record)
         principal = record.principal()
-        read_at = self._cache[key_id][0]
+        cached = self._cache.get(key_id)
+        if cached is None or cached[1] is not record:  # read while a revocation dropped it: not kept
+            return principal
+        read_at = cached[0]
         self._verified.pop(token, None)  # re-verified: to the end, as the newest
         self._verified = make_room(self._verified, lambda v: read_at - v[0] < self.cache_s)
         self._verified[token] = (read_at, record, principal)
@@ -235,10 +243,27 @@ class KeyStore:
         cached = self._cache.get(key_id)
         if cached is not None and loop.time() - cached[0] < self.cache_s:
             return cached[1]
+        reading = self._reading.get(key_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(key_id))
+            self._reading[key_id] = reading
+            reading.add_done_callback(lambda done: self._read_done(key_id, done))
+        # Shielded: a caller that leaves (its client went away) does not cancel the others' read.
+        return await asyncio.shield(reading)
+
+    async def _read(self, key_id: str) -> ApiKeyRecord | None:
         record = await self.get(key_id)
-        if record is not None:  # unknown ids are not cached: a caller could fill the cache with them
-            self._cache[key_id] = (loop.time(), record)
+        # Unknown ids are not cached (a caller could fill the cache with them), nor a record read
+        # while a revocation dropped the key (forget): the next lookup reads it again.
+        if record is not None and self._reading.get(key_id) is asyncio.current_task():
+            self._cache[key_id] = (asyncio.get_running_loop().time(), record)
         return record
+
+    def _read_done(self, key_id: str, done: asyncio.Task[ApiKeyRecord | None]) -> None:
+        if self._reading.get(key_id) is done:
+            del self._reading[key_id]
+        if not done.cancelled():
+            done.exception()  # retrieved: every caller may have left before it ended
 
     def _note_use(self, key_id: str, now_ms: int) -> None:
         loop = asyncio.get_running_loop()
