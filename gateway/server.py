@@ -54,9 +54,11 @@ from renderkit.tls import internal_client, public_server_credentials
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RenderService"].full_name
 # The scope each method needs; a method of these services that is not listed is refused.
-METHOD_SCOPES = {
-    # SubmitAndWatch also needs the read scope: the servicer checks it before submitting.
-    **{f"/{SERVICE_NAME}/{m}": Scope.RENDER for m in ("SubmitRender", "SubmitAndWatch", "CancelJob", "UploadAsset")},
+METHOD_SCOPES: dict[str, Scope | frozenset[Scope]] = {
+    # SubmitAndWatch needs both, checked before its request is read like any other method's (the
+    # servicer checks read again).
+    **{f"/{SERVICE_NAME}/{m}": Scope.RENDER for m in ("SubmitRender", "CancelJob", "UploadAsset")},
+    f"/{SERVICE_NAME}/SubmitAndWatch": frozenset({Scope.RENDER, Scope.READ}),
     **{
         f"/{SERVICE_NAME}/{m}": Scope.READ
         for m in ("GetJob", "WatchJob", "ListJobs", "GetBalance", "ListCreditEntries", "GetOutput")

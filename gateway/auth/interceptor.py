@@ -74,7 +74,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     is answered by a handler that never reads its message (gRPC reads and parses a unary request
     whole before its handler runs: 16 calls of 40 MiB without a credential held 3.6 GB)."""
 
-    def __init__(self, authenticator: Authenticator, scopes: Mapping[str, Scope], services: set[str]) -> None:
+    def __init__(
+        self, authenticator: Authenticator, scopes: Mapping[str, Scope | frozenset[Scope]], services: set[str]
+    ) -> None:
         self.authenticator = authenticator
         self.scopes = dict(scopes)
         self.services = services
@@ -103,13 +105,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
 
-def missing_scope(principal: Principal, needed: Scope | None) -> str | None:
-    """Why a credential may not call a method needing `needed`, or None when it may (a method that
-    names no scope, `needed` None, no credential may call)."""
-    if needed is not None and principal.may(needed):
+def missing_scope(principal: Principal, needed: Scope | frozenset[Scope] | None) -> str | None:
+    """Why a credential may not call a method needing `needed` (a scope, or several all needed), or
+    None when it may (a method that names no scope, `needed` None, no credential may call)."""
+    if needed is None:
+        return "this credential lacks a scope this method has"
+    lacking = sorted(s.value for s in ({needed} if isinstance(needed, Scope) else needed) if not principal.may(s))
+    if not lacking:
         return None
-    what = needed.value if needed is not None else "a scope this method has"
-    return f"this credential lacks the {what} scope"
+    return f"this credential lacks the {' and '.join(lacking)} scope{'s' if len(lacking) > 1 else ''}"
 
 
 def _raising(handler: Any, exc: Exception) -> Any:

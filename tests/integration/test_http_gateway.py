@@ -934,3 +934,29 @@ def test_a_credential_without_the_methods_scope_is_refused_before_its_body_is_de
         rpc_url(http_gateway, "SubmitRender") + "?encoding=json&message=%7B%7D", authorization=f"Bearer {reader}"
     )
     assert answer[0] == 403 and json.loads(answer[2])["code"] == "permission_denied"
+
+
+def test_submit_and_watch_needs_both_scopes_before_its_body_is_decoded(http_gateway: Gateway, redis_url: str) -> None:
+    """SubmitAndWatch needs render and read: a render-only key was refused PERMISSION_DENIED only
+    after its body was decoded, so one that did not parse got INVALID_ARGUMENT (and one too large
+    RESOURCE_EXHAUSTED), on either port, where a read-only key got PERMISSION_DENIED whatever it sent."""
+    from gateway.auth.principal import Scope
+
+    path = "/render.v1.RenderService/SubmitAndWatch"
+    for scopes in ({Scope.RENDER}, {Scope.READ}):
+        key = key_for(redis_url + "/16", "http-scopes-both", frozenset(scopes))
+        authorization = (b"authorization", f"Bearer {key}".encode())
+        for content_type, body in (
+            (b"application/connect+json", enveloped(b"{not json")),
+            (b"application/grpc-web+proto", enveloped(b"\xff\xff\xff")),
+        ):
+            status, _, answer = raw_call(http_gateway, path, [(b"content-type", content_type), authorization], body)
+            code, message = stream_end(answer)
+            assert (status, code) == (200, "permission_denied"), (scopes, content_type, message)
+        with grpc.insecure_channel(f"127.0.0.1:{http_gateway.port}") as channel:
+            call = channel.unary_stream(path)(
+                b"\xff\xff\xff", metadata=[("authorization", f"Bearer {key}")], timeout=10
+            )
+            with pytest.raises(grpc.RpcError) as refused:
+                next(iter(call))
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, scopes  # type: ignore[attr-defined]
