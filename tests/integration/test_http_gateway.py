@@ -954,9 +954,8 @@ def test_submit_and_watch_needs_both_scopes_before_its_body_is_decoded(http_gate
             code, message = stream_end(answer)
             assert (status, code) == (200, "permission_denied"), (scopes, content_type, message)
         with grpc.insecure_channel(f"127.0.0.1:{http_gateway.port}") as channel:
-            call = channel.unary_stream(path)(
-                b"\xff\xff\xff", metadata=[("authorization", f"Bearer {key}")], timeout=10
-            )
+            raw: Any = channel.unary_stream(path)  # bytes in and out: no (de)serializer
+            call = raw(b"\xff\xff\xff", metadata=(("authorization", f"Bearer {key}"),), timeout=10)
             with pytest.raises(grpc.RpcError) as refused:
                 next(iter(call))
             assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, scopes  # type: ignore[attr-defined]
