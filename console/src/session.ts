@@ -19,13 +19,27 @@ export const CREDENTIAL_REFUSED = "render-console:credential-refused";
 type Interceptor = NonNullable<RenderClientOptions["interceptors"]>[number];
 
 function noticeRefusal(credential: string): Interceptor {
+  const notice = (e: unknown) => {
+    if (ConnectError.from(e).code === Code.Unauthenticated) {
+      window.dispatchEvent(new CustomEvent(CREDENTIAL_REFUSED, { detail: credential }));
+    }
+  };
+  // A stream's error comes while its messages are read, after `next` has returned: a watch ends
+  // UNAUTHENTICATED mid-stream once its key is revoked or its token expires.
+  async function* watched<T>(messages: AsyncIterable<T>): AsyncIterable<T> {
+    try {
+      yield* messages;
+    } catch (e) {
+      notice(e);
+      throw e;
+    }
+  }
   return (next) => async (request) => {
     try {
-      return await next(request);
+      const response = await next(request);
+      return response.stream ? { ...response, message: watched(response.message) } : response;
     } catch (e) {
-      if (ConnectError.from(e).code === Code.Unauthenticated) {
-        window.dispatchEvent(new CustomEvent(CREDENTIAL_REFUSED, { detail: credential }));
-      }
+      notice(e);
       throw e;
     }
   };
