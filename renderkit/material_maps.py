@@ -37,14 +37,31 @@ def _wrapped(image: np.ndarray, pad: int) -> np.ndarray:
 
 
 def _joints_lowered(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """The luminance with a cut-out's transparent parts set JOINT_DEPTH below its tiles' mean
-    (half-transparent edges in proportion)."""
+    """The luminance with a cut-out's transparent parts set JOINT_DEPTH below its darkest tiles
+    (half-transparent edges in proportion).
+
+    Below the darkest, not the tiles' mean: a joint beside a tile darker than the mean by more
+    than JOINT_DEPTH (black tiles among white ones) stood above it, a ridge again. And a
+    half-transparent edge's colour is already part grout: its share of the grout's luminance is
+    what is lowered (the grout read from the fully transparent pixels), else a light grout beside
+    dark tiles raised a lip along every anti-aliased edge."""
     opacity = alpha.astype(np.float32) * np.float32(1 / 255)
-    covered = float(opacity.sum(dtype=np.float64))
-    if covered == 0.0:  # nothing opaque: no tiles to stand above the joints
-        return luminance
-    floor = float((luminance * opacity).sum(dtype=np.float64)) / covered - JOINT_DEPTH
-    return np.asarray(floor + (luminance - floor) * opacity, np.float32)
+    step = max(1, int(np.sqrt(alpha.size / 1_000_000)))  # a million samples at most for the levels
+    sampled_alpha, sampled = alpha[::step, ::step], luminance[::step, ::step]
+    tiles = sampled[sampled_alpha == 255]
+    if tiles.size == 0:
+        covered = float(opacity.sum(dtype=np.float64))
+        if covered == 0.0:  # nothing opaque: no tiles to stand above the joints
+            return luminance
+        tile_level = float((luminance * opacity).sum(dtype=np.float64)) / covered
+    else:
+        tile_level = float(np.percentile(tiles, 1))
+    floor = tile_level - JOINT_DEPTH
+    grout = sampled[sampled_alpha == 0]
+    if grout.size == 0:  # no fully transparent pixel to read the grout from
+        return np.asarray(floor + (luminance - floor) * opacity, np.float32)
+    # The composite is grout + (tile - grout) * a: the grout's share (1 - a) goes down to the floor.
+    return np.asarray(luminance - (float(np.median(grout)) - floor) * (1 - opacity), np.float32)
 
 
 def height_field(swatch_bgr: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:

@@ -111,3 +111,33 @@ def test_a_cut_out_swatchs_joints_lie_lower_than_its_tiles_whatever_the_grout() 
     assert normals[263:268, 100:150, 1].mean() > 0.05
     names = [image.name for image in material_map_images(swatch, alpha)]
     assert names == ["normal", "roughness"]
+
+
+def cut_out(rgb: np.ndarray, feather: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A 512 px swatch of 256 px tiles whose 12 px joints are transparent (anti-aliased over
+    `feather` px), decoded over the default light grout, and its alpha."""
+    distance = np.abs(((np.arange(512) + 128) % 256) - 128).astype(np.float32)  # to the nearest joint line
+    edge = np.clip((distance - 6) / feather, 0, 1) if feather else (distance >= 6).astype(np.float32)
+    alpha = np.round(np.minimum(edge[:, None], edge[None, :]) * 255).astype(np.uint8)
+    swatch, _, decoded = imaging.decode_swatch_layers(imaging.encode(np.dstack([rgb, alpha]), FORMAT_PNG)[0])
+    assert decoded is not None
+    return swatch, decoded
+
+
+def test_a_cut_out_chequers_joints_lie_below_its_dark_tiles_too() -> None:
+    rgb = np.full((512, 512, 3), 235, np.uint8)
+    rgb[:256, :256] = rgb[256:, 256:] = 20  # black tiles among white ones
+    swatch, alpha = cut_out(rgb)
+    height = height_field(swatch, alpha)
+    assert height[128, 256] < height[128, 128] - 0.1  # the joint beside a black tile, below it
+    assert height[128, 256] < height[128, 384] - 0.1  # and below the white one
+    normals = decode_normals(normal_map(swatch, alpha=alpha))
+    assert normals[100:150, 248:252, 0].mean() > 0.05  # the black tile's side falls into the joint (+x)
+
+
+def test_a_cut_outs_anti_aliased_edges_do_not_stand_above_its_tiles() -> None:
+    swatch, alpha = cut_out(np.full((512, 512, 3), 60, np.uint8), feather=6)
+    height = height_field(swatch, alpha)
+    across = height[128, 256:300]  # from the joint's middle into the tile
+    assert across.max() <= height[128, 300] + 1e-3  # no lip along the edge
+    assert np.all(np.diff(across) >= -1e-4)  # rising out of the joint all the way
