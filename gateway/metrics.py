@@ -132,28 +132,32 @@ class QueueSampler:
 
         async def query() -> Any:
             async with self.ledger.redis.pipeline(transaction=False) as pipe:
-                pipe.scard(keys.ACTIVE_SET)
                 pipe.zrange(keys.QUEUED_TENANTS, 0, -1)
                 pipe.zrange(keys.PARKED_TENANTS, 0, -1)  # queued jobs too, their tenants at their concurrency
                 pipe.zrangebyscore(keys.RUNNING, now_ms, "+inf")
                 return await pipe.execute()
 
-        active, queued_tenants, parked_tenants, running = await self.ledger._retry(query)
+        queued_tenants, parked_tenants, running = await self.ledger._retry(query)
         by_tenant = Counter(member.decode().split("|", 1)[0] for member in running)
         waiting = sorted({t.decode() for t in [*queued_tenants, *parked_tenants]})
+        queued, runnable = await self._queues(waiting) if waiting else (0, 0)
         self.snapshot = QueueSnapshot(
-            queued=max(int(active) - len(running), 0),
+            queued=queued,
             running=len(running),
             waiting_tenants=len(queued_tenants) + len(parked_tenants),
-            runnable=await self._runnable(now_ms, waiting) if waiting else 0,
+            runnable=runnable,
             running_by_tenant=dict(by_tenant),
             read_at=time.time(),
         )
         return self.snapshot
 
-    async def _runnable(self, now_ms: int, tenants: list[str]) -> int:
-        """Queued jobs that could be taken now: per waiting tenant, its queue's length up to its
-        concurrency less its running jobs (one pipelined round trip, a few commands a tenant)."""
+    async def _queues(self, tenants: list[str]) -> tuple[int, int]:
+        """The jobs in the waiting tenants' queues, and those of them that could be taken now: per
+        tenant, its queue's length up to its concurrency less its running jobs (one pipelined round
+        trip, a few commands a tenant). Read from the queues, not the unfinished jobs' count less
+        the running: that count holds a batch's places for its rooms (lib/room_places.lua), which
+        no queued job stands behind. (A job cancelled while queued stays in its queue, and in these
+        counts, until a take drops it, as `runnable` always counted it.)"""
 
         async def sizes() -> Any:
             async with self.ledger.redis.pipeline(transaction=False) as pipe:
@@ -166,12 +170,13 @@ class QueueSampler:
                 return await pipe.execute()
 
         replies = await self.ledger._retry(sizes)
-        total = 0
+        queued = runnable = 0
         for i in range(len(tenants)):
             length, concurrency, in_use = replies[3 * i : 3 * i + 3]
             limit = int(concurrency) if concurrency is not None else self.ledger.defaults.concurrency
-            total += min(int(length), max(limit - int(in_use), 0))
-        return total
+            queued += int(length)
+            runnable += min(int(length), max(limit - int(in_use), 0))
+        return queued, runnable
 
     async def run(self) -> None:
         """Samples until cancelled; a failed read keeps the last snapshot (its age tells)."""

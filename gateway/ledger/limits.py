@@ -58,16 +58,16 @@ class TenantPolicies(LedgerBase):
         return (await self.tenant_limits(tenant))[0]
 
     async def tenant_usage(self, tenant: str) -> TenantUsage:
-        """A tenant's unfinished, queued and running jobs now (running: the slots a take counts, a lease
-        that ran out included until a reaper puts its job back)."""
+        """A tenant's unfinished jobs as its queue quota counts them (a batch with its rooms' places),
+        the jobs in its queue and its running ones (the slots a take counts, a lease that ran out
+        included until a reaper puts its job back)."""
 
         async def read() -> Any:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.scard(keys.tenant_active(tenant))
+                pipe.llen(keys.queue(tenant))
                 pipe.zcard(keys.tenant_running(tenant))
                 return await pipe.execute()
 
-        unfinished, running = await self._retry(read)
-        return TenantUsage(
-            unfinished=int(unfinished), running=int(running), queued=max(int(unfinished) - int(running), 0)
-        )
+        unfinished, queued, running = await self._retry(read)
+        return TenantUsage(unfinished=int(unfinished), running=int(running), queued=int(queued))

@@ -1390,3 +1390,17 @@ def test_the_queue_snapshot_counts_a_slot_whose_lease_ran_out_as_a_take_does(red
         assert snapshot.runnable == 0, f"/queue says {snapshot.runnable} runnable; a take finds none"
 
     run(body, redis_url, tenant_defaults=TenantLimits(concurrency=1, rate_per_s=0))
+
+
+def test_a_batchs_places_are_not_queued_jobs(redis_url: str) -> None:
+    """The queue's and a tenant's `queued` were the unfinished jobs less the running ones, and a
+    batch's places for its rooms stood as queued jobs (one queued 3-room batch read as 4; a review
+    found it)."""
+
+    async def body(ledger: Ledger) -> None:
+        await ledger.submit(replace(new_job(), kind="room_batch", room_places=3))
+        snapshot = await QueueSampler(ledger).read()
+        usage = await ledger.tenant_usage("acme")
+        assert (snapshot.queued, usage.queued, usage.unfinished) == (1, 1, 4)  # the quota counts the places
+
+    run(body, redis_url)
