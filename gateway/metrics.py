@@ -103,6 +103,11 @@ class QueueSnapshot:
         }
 
 
+# How often a sampler drops the places of batches that ended without removing them (well within a
+# job's retention, after which the batch's tenant is no longer known).
+PLACES_SWEEP_S = 600.0
+
+
 class QueueSampler:
     """Reads the queue every `interval_s` into a snapshot the gauges and `/queue` report."""
 
@@ -179,9 +184,18 @@ class QueueSampler:
         return queued, runnable
 
     async def run(self) -> None:
-        """Samples until cancelled; a failed read keeps the last snapshot (its age tells)."""
+        """Samples until cancelled; a failed read keeps the last snapshot (its age tells). Every
+        PLACES_SWEEP_S (and at once) it also drops the places ended batches left (a rolling
+        upgrade's older gateways: Ledger.drop_ended_places)."""
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
         while True:
             with contextlib.suppress(Exception):
+                if loop.time() >= next_sweep:
+                    next_sweep = loop.time() + PLACES_SWEEP_S
+                    dropped = await self.ledger.drop_ended_places()
+                    if dropped:
+                        log.warning("dropped %d places of batches that had ended", dropped)
                 await self.read()
             await asyncio.sleep(self.interval_s)
 

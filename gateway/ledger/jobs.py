@@ -429,8 +429,52 @@ class Jobs(LedgerBase):
         return value.decode() if value else ""
 
     async def queue_depth(self) -> int:
-        """The number of jobs queued or running."""
+        """The number of jobs queued or running (a batch with its rooms' places)."""
         return int(await self._retry(lambda: self.redis.scard(keys.ACTIVE_SET)))
+
+    async def drop_ended_places(self) -> int:
+        """Removes the places of batches that have ended from the unfinished jobs' sets
+        (lib/room_places.lua), and returns how many. A batch's end removes its places itself; an
+        older gateway's (a rolling upgrade) did not, and they held its tenant's quota and the queue
+        limit for good. Read member by member (SSCAN), judged from each batch's state: a batch
+        being submitted or running is not touched. A batch whose hash has expired (a retention
+        after its end) leaves its places in its tenant's set: the sweep is to run well within that."""
+        places: dict[str, list[bytes]] = {}
+
+        async def scan() -> None:
+            places.clear()
+            async for member in self.redis.sscan_iter(keys.ACTIVE_SET, match="*#*", count=1000):
+                places.setdefault(member.split(b"#", 1)[0].decode(), []).append(member)
+
+        await self._retry(scan)
+        if not places:
+            return 0
+        batches = list(places)
+
+        async def states() -> Any:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for batch in batches:
+                    pipe.hmget(keys.job(batch), "state", "tenant")
+                return await pipe.execute()
+
+        ended = [
+            (batch, tenant)
+            for batch, (state, tenant) in zip(batches, await self._retry(states), strict=True)
+            if state is None or State(state.decode()).terminal
+        ]
+        if not ended:
+            return 0
+
+        async def drop() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for batch, tenant in ended:
+                    pipe.srem(keys.ACTIVE_SET, *places[batch])
+                    if tenant is not None:
+                        pipe.srem(keys.tenant_active(tenant.decode()), *places[batch])
+                await pipe.execute()
+
+        await self._retry(drop)
+        return sum(len(places[batch]) for batch, _ in ended)
 
     async def list_jobs(
         self,

@@ -1404,3 +1404,27 @@ def test_a_batchs_places_are_not_queued_jobs(redis_url: str) -> None:
         assert (snapshot.queued, usage.queued, usage.unfinished) == (1, 1, 4)  # the quota counts the places
 
     run(body, redis_url)
+
+
+def test_the_places_of_a_batch_an_older_gateway_ended_are_dropped(redis_url: str) -> None:
+    """An older gateway's end (a rolling upgrade) removed the batch and not its places, which
+    then held its tenant's quota and the queue limit for good."""
+
+    async def body(ledger: Ledger) -> None:
+        await ledger.set_tenant_limits("acme", {"rate_per_s": 0, "queue_quota": 3})
+        ended = await ledger.submit(replace(new_job(), kind="room_batch", room_places=3))
+        running = await ledger.submit(replace(new_job(tenant="other"), kind="room_batch", room_places=2))
+        # What an older gateway's transition.lua did at the end: the state, and the job's own member.
+        await ledger.redis.hset(keys.job(ended.job_id), "state", "CANCELLED")
+        await ledger.redis.srem(keys.ACTIVE_SET, ended.job_id)
+        await ledger.redis.srem(keys.tenant_active("acme"), ended.job_id)
+        with pytest.raises(QuotaExceeded):
+            await ledger.submit(new_job())
+        assert await ledger.drop_ended_places() == 3
+        assert (await ledger.tenant_usage("acme")).unfinished == 0
+        assert await ledger.submit(new_job())
+        assert (await ledger.tenant_usage("other")).unfinished == 3  # a batch not ended keeps them
+        assert await ledger.drop_ended_places() == 0
+        assert running.started is None  # still queued, its places kept above
+
+    run(body, redis_url)
