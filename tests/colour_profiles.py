@@ -34,19 +34,12 @@ def _xyz_tag(value: np.ndarray) -> bytes:
     return b"XYZ \0\0\0\0" + b"".join(_s15(float(c)) for c in value)
 
 
-def matrix_profile(matrix: np.ndarray, curve: bytes, name: bytes = b"test") -> bytes:
-    """An ICC v2 display profile: RGB to XYZ by per-channel curves and a matrix."""
-    description = b"desc\0\0\0\0" + struct.pack(">I", len(name) + 1) + name + b"\0" + b"\0" * 12 + b"\0" * 67
-    tags = [
-        (b"desc", description),
-        (b"wtpt", _xyz_tag(D50)),
-        (b"rXYZ", _xyz_tag(matrix[:, 0])),
-        (b"gXYZ", _xyz_tag(matrix[:, 1])),
-        (b"bXYZ", _xyz_tag(matrix[:, 2])),
-        (b"rTRC", curve),
-        (b"gTRC", curve),
-        (b"bTRC", curve),
-    ]
+def _description(name: bytes) -> bytes:
+    return b"desc\0\0\0\0" + struct.pack(">I", len(name) + 1) + name + b"\0" + b"\0" * 12 + b"\0" * 67
+
+
+def _profile(colour_space: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
+    """An ICC v2 display profile of a colour space ("RGB ", "GRAY") with these tags, PCS XYZ."""
     table, body = b"", b""
     start = 128 + 4 + 12 * len(tags)
     for signature, data in tags:
@@ -57,7 +50,9 @@ def matrix_profile(matrix: np.ndarray, curve: bytes, name: bytes = b"test") -> b
         struct.pack(">I", start + len(body))
         + b"\0" * 4
         + struct.pack(">I", 0x02100000)
-        + b"mntrRGB XYZ "
+        + b"mntr"
+        + colour_space
+        + b"XYZ "
         + b"\0" * 12
         + b"acsp"
         + b"\0" * 28
@@ -65,6 +60,23 @@ def matrix_profile(matrix: np.ndarray, curve: bytes, name: bytes = b"test") -> b
         + b"\0" * 48
     )
     return header + struct.pack(">I", len(tags)) + table + body
+
+
+def matrix_profile(matrix: np.ndarray, curve: bytes, name: bytes = b"test") -> bytes:
+    """An ICC v2 display profile: RGB to XYZ by per-channel curves and a matrix."""
+    return _profile(
+        b"RGB ",
+        [
+            (b"desc", _description(name)),
+            (b"wtpt", _xyz_tag(D50)),
+            (b"rXYZ", _xyz_tag(matrix[:, 0])),
+            (b"gXYZ", _xyz_tag(matrix[:, 1])),
+            (b"bXYZ", _xyz_tag(matrix[:, 2])),
+            (b"rTRC", curve),
+            (b"gTRC", curve),
+            (b"bTRC", curve),
+        ],
+    )
 
 
 SRGB_CURVE = (
@@ -113,25 +125,7 @@ def tagged(bgr: np.ndarray, profile: bytes, fmt: str) -> bytes:
 
 def grey_profile(curve: bytes, name: bytes = b"grey") -> bytes:
     """An ICC v2 greyscale display profile: a grey tone curve (kTRC) and the D50 white."""
-    tags = [(b"wtpt", _xyz_tag(D50)), (b"kTRC", curve)]
-    table, body = b"", b""
-    start = 128 + 4 + 12 * len(tags)
-    for signature, data in tags:
-        data += b"\0" * (-len(data) % 4)
-        table += signature + struct.pack(">II", start + len(body), len(data))
-        body += data
-    header = (
-        struct.pack(">I", start + len(body))
-        + b"\0" * 4
-        + struct.pack(">I", 0x02100000)
-        + b"mntrGRAYXYZ "
-        + b"\0" * 12
-        + b"acsp"
-        + b"\0" * 28
-        + b"".join(_s15(c) for c in D50)
-        + b"\0" * 48
-    )
-    return header + struct.pack(">I", len(tags)) + table + body
+    return _profile(b"GRAY", [(b"desc", _description(name)), (b"wtpt", _xyz_tag(D50)), (b"kTRC", curve)])
 
 
 GREY_GAMMA_22 = grey_profile(GAMMA_22, b"Gray Gamma 2.2")

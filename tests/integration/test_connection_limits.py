@@ -204,6 +204,15 @@ def test_tls_handshakes_count_against_the_limit_and_make_room(tmp_path: Path, so
     asyncio.run(body())
 
 
+async def let_go(server: http_server.HttpServer, finished: list[str], within_s: float) -> None:
+    """Waits until the port holds no connection and the app's handler has ended (["app"])."""
+    for _ in range(int(within_s / 0.1)):
+        if server.connections == 0 and finished:
+            break
+        await asyncio.sleep(0.1)
+    assert server.connections == 0 and finished == ["app"]
+
+
 def test_a_client_that_stops_reading_its_response_is_let_go(
     sockets: list[socket.socket], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -230,11 +239,7 @@ def test_a_client_that_stops_reading_its_response_is_let_go(
                 None, connect, server.port, sockets, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
             )
             reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            for _ in range(100):
-                if server.connections == 0 and finished:
-                    break
-                await asyncio.sleep(0.1)
-            assert server.connections == 0 and finished == ["app"]
+            await let_go(server, finished, 10.0)
         finally:
             await server.stop(1.0)
 
@@ -275,11 +280,7 @@ def test_an_http2_client_that_leaves_its_window_shut_is_let_go(
             sock = await loop.run_in_executor(None, shut_window_request, server.port)
             # The client reads everything the server sends (its socket never stalls).
             assert await loop.run_in_executor(None, closed_by_server, sock, 5.0)
-            for _ in range(50):
-                if server.connections == 0 and finished:
-                    break
-                await asyncio.sleep(0.1)
-            assert server.connections == 0 and finished == ["app"]
+            await let_go(server, finished, 5.0)
         finally:
             await server.stop(1.0)
 

@@ -32,6 +32,7 @@ from renderkit.triton import (
 from services.depth.server import DepthServicer
 from services.projection.server import ProjectionServicer
 from services.segmentation.server import SegmentationServicer
+from tests.triton_stand_in import StandInModels
 
 INTERNAL = InferenceServerException(msg="onnx runtime error 1: Reshape failed", status="StatusCode.INTERNAL")
 NAN_OUTPUTS = {
@@ -76,19 +77,8 @@ class Client:
         return Answer(self.outputs[name])
 
 
-class _Models(TritonModels):
-    """TritonModels whose client is the stand-in (never renewed: no certificates, a long age)."""
-
-    def __init__(self, client: Client) -> None:
-        self._stand_in = client
-        super().__init__("127.0.0.1:1", max_age_s=float("inf"))
-
-    def _connect(self) -> Any:
-        return self._stand_in
-
-
 def models(client: Client) -> TritonModels:
-    return _Models(client)
+    return StandInModels(client)
 
 
 def photo() -> tuple[bytes, np.ndarray]:

@@ -23,6 +23,7 @@ from renderkit.triton import (
 from services.generation.providers import ImageTask, ProviderTimeout
 from services.generation.triton_diffusion import TritonDiffusionProvider
 from services.segmentation.prompting import mask_from_logits
+from tests.triton_stand_in import StandInModels
 
 
 class Answer:
@@ -45,19 +46,8 @@ class Client:
         return Answer(self.outputs)
 
 
-class _Models(TritonModels):
-    """TritonModels whose client is the stand-in (never renewed: no certificates, a long age)."""
-
-    def __init__(self, client: Client) -> None:
-        self._stand_in = client
-        super().__init__("127.0.0.1:1", max_age_s=float("inf"))
-
-    def _connect(self) -> Any:
-        return self._stand_in
-
-
 def models(client: Client) -> TritonModels:
-    return _Models(client)
+    return StandInModels(client)
 
 
 def infer(contract: ModelContract, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
