@@ -25,7 +25,9 @@ the working size. Overexposed pixels have no chroma of their own and are set apa
    WORK_SIDE, started from the box or from step 1, clicks fixed: the cut follows changes of
    material (the floor meeting a wall, a sofa's outline), not the pattern's joints, which are thin
    and inside the surface's own feature statistics.
-3. The regions the positive clicks are on are kept; the mask is upsampled, the pixels near its edge
+3. The regions the positive clicks are on are kept (with clicks alone, and those beyond a strip
+   laid across the surface, a runner or a threshold, that lie on its plane and look like it just
+   across the strip); the mask is upsampled, the pixels near its edge
    are given to the side whose nearby colour they match at full resolution, and a guided filter
    (He et al.) makes the edge soft and smooth: no blocky steps.
 
@@ -498,7 +500,10 @@ def select_surface(
         region = clicks_region(appearance, positives, negatives, superpixels, scaled.descriptors, scaled.off_plane)
         away = _clicked_away(appearance, positives, negatives, superpixels, region)
     labels[region] = cv2.GC_PR_FGD
-    selected = _cut(appearance, labels, positives, negatives, away)
+    cut = _cut(appearance, labels, positives, negatives, away, clicked_only=False)
+    selected = _clicked_parts(appearance, cut.copy(), positives)
+    if surface not in FRAMED_SURFACES and plane is not None:
+        selected = _with_parts_across_strips(appearance, cut, selected, plane)
     if surface not in FRAMED_SURFACES:
         selected = _with_lit_patches(appearance, superpixels, selected)
         selected = _with_bright_patches(appearance, selected, negatives)
@@ -950,6 +955,103 @@ def _clicked_parts(appearance: Appearance, selected: np.ndarray, positives: np.n
     return selected
 
 
+# The far side of a strip laid across a floor (a runner, a door threshold, a rug's end) is the same
+# floor: the cut takes it, but the clicks' part stops at the strip. A part of the cut beyond such a
+# strip joins the selection where the strip is at most this wide on the plane, in units of the
+# camera's distance from the plane (its height above a floor: 0.6 is about 0.9 m at 1.5 m, a runner
+# or a hallway's rug; thresholds measured 0.06, the benchmark's runners 0.4)...
+STRIP_WIDTH = 0.6
+# ... and where the part, along the strip, looks like the selection just across it: bands this many
+# working pixels deep on either side, compared in chroma (the larger channel's difference of
+# medians, log units: the far sides of runners and thresholds measured 0.000-0.014; a wall of the
+# floor's colour passes it, and is told by its texture, next)...
+STRIP_BAND = 6
+STRIP_CHROMA = 0.03
+# ... and in texture energy (log): the far side, further off, shows the floor's pattern finer, as much
+# gradient or more per pixel (runners and thresholds measured -0.03 to +0.71), while a plain wall or
+# a cabinet's face beside a floor is smoother (-0.38 to -1.3, the lit patches' measure).
+STRIP_SMOOTHER = -0.3
+STRIP_LEAST = 30  # working pixels: a smaller part is no floor's
+
+
+def _with_parts_across_strips(
+    appearance: Appearance, cut: np.ndarray, selected: np.ndarray, plane: np.ndarray
+) -> np.ndarray:
+    """The selection with the parts of the cut that lie beyond a strip across the surface
+    (STRIP_WIDTH), further from the camera than the strip on the surface's plane, and look like
+    the selection just across it (STRIP_CHROMA, STRIP_SMOOTHER). Each part joins in turn, nearest
+    first, so the floor runs on across one threshold after another."""
+    count, parts = cv2.connectedComponents(((cut > 0) & (selected == 0)).astype(np.uint8))
+    energy = np.log(appearance.texture[..., 0] + LOG_OFFSET)
+    metric, side = _on_plane(appearance, plane)
+    # Pixels past the horizon (as the clicks' part sees it) cannot be on the surface.
+    metric[:, side != np.sign(np.median(side[selected > 0]))] = np.nan
+    candidates = [k for k in range(1, count) if (parts == k).sum() >= STRIP_LEAST]
+    out = selected.copy()
+    while candidates:
+        to_selected, nearest = cv2.distanceTransformWithLabels(
+            (out == 0).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        )
+        gaps = [float(to_selected[parts == k].min()) for k in candidates]
+        joined = None
+        for k in np.argsort(gaps):
+            if _beyond_a_strip(appearance, energy, metric, out > 0, parts == candidates[k], to_selected, nearest):
+                joined = candidates[k]
+                break
+        if joined is None:
+            break
+        out[parts == joined] = 1
+        candidates.remove(joined)
+    return out
+
+
+def _on_plane(appearance: Appearance, plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each working pixel's ray meets the plane (2, h, w: coordinates in units of the camera's
+    distance from the plane, from the point under the camera) and on which side of the horizon
+    it lies (h, w: the sign of the ray's run towards the plane)."""
+    sw, sh = appearance.size
+    ys, xs = np.mgrid[0:sh, 0:sw].astype(np.float64)
+    xs, ys = (xs + 0.5) / appearance.scale - 0.5, (ys + 0.5) / appearance.scale - 0.5
+    mapped = np.tensordot(plane, np.stack([xs, ys, np.ones_like(xs)]), axes=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return mapped[:2] / mapped[2], np.sign(mapped[2])
+
+
+def _beyond_a_strip(
+    appearance: Appearance,
+    energy: np.ndarray,
+    metric: np.ndarray,
+    selected: np.ndarray,
+    part: np.ndarray,
+    to_selected: np.ndarray,
+    nearest: np.ndarray,
+) -> bool:
+    """Whether `part` lies across a strip from the selection: on the same side of the horizon, at
+    most STRIP_WIDTH from it on the plane, further from the camera, and alike along the strip."""
+    gap = float(to_selected[part].min())
+    # The part's pixel nearest the selection and the selection's pixel nearest it, on the plane.
+    ys, xs = np.nonzero(part & (to_selected <= gap + 0.5))
+    sys_, sxs = np.nonzero(selected)
+    owners = np.zeros((int(nearest.max()) + 1, 2), np.int64)
+    owners[nearest[sys_, sxs]] = np.stack([sys_, sxs], 1)
+    ky, kx = owners[nearest[ys[0], xs[0]]]
+    near_side, far_side = metric[:, ky, kx], metric[:, ys[0], xs[0]]
+    if not (np.isfinite(near_side).all() and np.isfinite(far_side).all()):
+        return False
+    if float(np.linalg.norm(far_side - near_side)) > STRIP_WIDTH:
+        return False
+    if np.linalg.norm(far_side) <= np.linalg.norm(near_side):
+        return False
+    to_part = cv2.distanceTransform((~part).astype(np.uint8), cv2.DIST_L2, 5)
+    band_far = part & (to_selected <= gap + STRIP_BAND) & ~appearance.clipped
+    band_near = selected & (to_part <= gap + STRIP_BAND) & ~appearance.clipped
+    if band_far.sum() < STRIP_LEAST or band_near.sum() < STRIP_LEAST:
+        return False
+    tinted = np.abs(np.median(appearance.chroma[band_far], 0) - np.median(appearance.chroma[band_near], 0)).max()
+    smoother = float(np.median(energy[band_far]) - np.median(energy[band_near]))
+    return bool(tinted <= STRIP_CHROMA and smoother >= STRIP_SMOOTHER)
+
+
 def _clicked_away(
     appearance: Appearance,
     positives: np.ndarray,
@@ -973,10 +1075,11 @@ def _cut(
     negatives: np.ndarray,
     away: np.ndarray | None = None,
     iterations: int = GRABCUT_ITERATIONS,
+    clicked_only: bool = True,
 ) -> np.ndarray:
     """GrabCut on the invariant features from these probable labels (working size), the clicks
-    fixed; then what `away` marks is taken out and only the parts the positive clicks are on are
-    kept (uint8 0/1 at the working size)."""
+    fixed; then what `away` marks is taken out and (`clicked_only`) only the parts the positive
+    clicks are on are kept (uint8 0/1 at the working size)."""
     scale = appearance.scale
     sw, sh = appearance.size
     radius = max(2, round(0.02 * max(sw, sh)))
@@ -996,7 +1099,7 @@ def _cut(
     selected = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
     if away is not None:
         selected &= ~away
-    if len(positives):
+    if len(positives) and clicked_only:
         # Keep only the regions the clicks are on: look-alike patches elsewhere are not the surface.
         selected = _clicked_parts(appearance, selected, positives)
     return selected

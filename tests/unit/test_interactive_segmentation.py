@@ -786,3 +786,50 @@ def test_clicks_alone_leave_out_a_lighter_warm_rug_of_the_floor_s_pile() -> None
     _, positives, negatives = modes.clicks(room)
     mask = select_surface(room.photo, None, positives, negatives, focal_px=room.focal, surface="floor") > 127
     assert (mask & room.visible).sum() / (mask | room.visible).sum() > 0.97
+
+
+def test_clicks_alone_keep_the_floor_beyond_a_runner_across_it() -> None:
+    """Planks with a runner across the room (benchmarks.segmentation_rooms' hard set at 1024 x 768):
+    the cut took the planks beyond the runner, but only the part the clicks are on was kept (IoU
+    0.66). The far part lies on the plane a runner's width beyond and looks like the planks just
+    before the runner, so it joins; the runner itself stays out."""
+    from benchmarks import segmentation_rooms
+    from benchmarks.quality import modes
+
+    spec = next(s for s in segmentation_rooms.HARD_SPECS if s.name.startswith("planks, a runner across"))
+    room = segmentation_rooms.build(spec)
+    _, positives, negatives = modes.clicks(room)
+    mask = select_surface(room.photo, None, positives, negatives, focal_px=room.focal, surface="floor") > 127
+    assert (mask & room.visible).sum() / (mask | room.visible).sum() > 0.95  # measured 0.975
+    runner = ~room.visible & ~room.occluder & (np.arange(room.height)[:, None] > room.height * 0.3)
+    assert (mask & runner).sum() < 0.02 * room.visible.sum()
+
+
+def test_a_part_beyond_a_strip_wider_than_a_runner_or_unlike_the_floor_stays_out() -> None:
+    """_with_parts_across_strips on a synthetic floor seen from 1 unit above, looking down at 45°:
+    a part of the cut beyond a thin strip joins, one beyond a wide strip or of another colour does
+    not."""
+    from services.segmentation.interactive import Appearance, _with_parts_across_strips
+
+    rng = np.random.default_rng(3)
+    photo = np.clip(rng.normal(120, 12, (288, 384, 3)), 0, 255).astype(np.uint8)
+    appearance = Appearance(photo)
+    focal = 300.0
+    # The plane's map (surface_scale.to_plane's form) for a camera 1 unit above the floor, pitched 45°
+    # down: the floor's axes across and ahead, then its normal, applied to each pixel's ray.
+    c = s = np.sqrt(0.5)
+    intrinsics = np.array([[focal, 0, 192], [0, focal, 144], [0, 0, 1]])
+    plane = np.array([[1, 0, 0], [0, -s, c], [0, c, s]]) @ np.linalg.inv(intrinsics)
+    clicked = np.zeros((288, 384), np.uint8)
+    clicked[200:, :] = 1
+    near, far = np.zeros_like(clicked), np.zeros_like(clicked)
+    near[150:195, :] = 1  # beyond a 5-row strip: a few centimetres on the plane
+    far[40:100, :] = 1  # beyond a 100-row strip: well over a camera's height
+    joined = _with_parts_across_strips(appearance, clicked | near, clicked.copy(), plane)
+    assert joined[150:195].all()
+    apart = _with_parts_across_strips(appearance, clicked | far, clicked.copy(), plane)
+    assert not apart[40:100].any()
+    tinted = photo.copy()
+    tinted[150:195, :, 2] = np.clip(tinted[150:195, :, 2].astype(int) + 60, 0, 255).astype(np.uint8)
+    other = _with_parts_across_strips(Appearance(tinted), clicked | near, clicked.copy(), plane)
+    assert not other[150:195].any()
