@@ -77,7 +77,7 @@ class _Grid:
 
     def __init__(self, values: np.ndarray, weights: np.ndarray, sigma_space: float, sigma_range: np.float32) -> None:
         rows, cols = values.shape
-        lowest, highest = np.percentile(values[weights > 0], (0.5, 99.5))
+        lowest, highest = np.percentile(values[weights > 0], (0.5, 99.5), overwrite_input=True)  # reorders a copy
         lo, hi = float(lowest) - float(sigma_range), float(highest) + float(sigma_range)
         self.shape = (math.ceil(rows / sigma_space) + 3, math.ceil(cols / sigma_space) + 3)
         self.depth = math.ceil((hi - lo) / float(sigma_range)) + 3
@@ -97,7 +97,9 @@ class _Grid:
         else:
             rows, cols = np.rint(self.gy[where[0]]).astype(np.int64), np.rint(self.gx[where[1]]).astype(np.int64)
             depth, value, weight = self.gz[where], values[where], weights[where]
-        cell = ((rows * gw + cols) * (2 * gd) + np.rint(depth).astype(np.int64) * 2).ravel()
+        # (row * gw + column) * 2 gd + 2 depth, the rows' and columns' parts scaled before they
+        # broadcast to every value (and the depth doubled as a float, exactly): fewer passes.
+        cell = (rows * (gw * 2 * gd) + cols * (2 * gd) + (np.rint(depth) * 2).astype(np.int64)).ravel()
         sums = np.bincount(cell, (value * weight).ravel(), gh * gw * 2 * gd)
         sums += np.bincount(cell + 1, weight.ravel(), gh * gw * 2 * gd)
         return sums.astype(np.float32).reshape(gh, gw, gd, 2)
@@ -139,7 +141,9 @@ class _Grid:
         if channels == 1:
             below, above = below[..., None], above[..., None]
         total = np.subtract(above, below, out=above)  # in place: below + (above - below) * fz
-        total *= (gz - z0)[..., None]
+        fz = gz - z0
+        for channel in range(channels):  # a channel at a time: numpy broadcasts over a few ~3x slower
+            total[..., channel] *= fz
         total += below
         return total
 
@@ -164,10 +168,19 @@ def _tiles(where: np.ndarray) -> Iterator[tuple[slice, slice]]:
                 yield box
 
 
+def _stacked(planes: list[np.ndarray]) -> np.ndarray:
+    """Arrays of one shape (float32) as the channels of one: np.stack(planes, -1), ~3 times
+    faster by cv2.merge."""
+    shape = planes[0].shape
+    return np.asarray(cv2.merge([plane.reshape(-1, 1) for plane in planes])).reshape(*shape, len(planes))
+
+
 def _layers(grid: np.ndarray) -> np.ndarray:
-    """The grid's depth layers side by side in one image (gh x gd * gw x channels)."""
+    """The grid's depth layers side by side in one image (gh x gd * gw x channels). The transpose
+    moves a cell's channels as one item: numpy copies it ~10 times faster than float by float."""
     gh, gw, gd, channels = grid.shape
-    return np.ascontiguousarray(grid.transpose(0, 2, 1, 3)).reshape(gh, gd * gw, channels)
+    cells = np.ascontiguousarray(grid, np.float32).view(np.dtype((np.void, 4 * channels)))
+    return np.ascontiguousarray(cells.transpose(0, 2, 1, 3)).view(np.float32).reshape(gh, gd * gw, channels)
 
 
 def _fit_at_border(
@@ -191,9 +204,8 @@ def _fit_at_border(
     y = (np.arange(gh, dtype=np.float32) - np.float32(gh / 2))[:, None, None]
     x = (np.arange(gw, dtype=np.float32) - np.float32(gw / 2))[None, :, None]
     value, weight = raw[..., 0], raw[..., 1]
-    moments = _Grid.blurred(
-        np.stack([weight * x, weight * y, weight * x * x, weight * x * y, weight * y * y, value * x, value * y], -1)
-    )
+    wx, wy = weight * x, weight * y
+    moments = _Grid.blurred(_stacked([wx, wy, wx * x, wx * y, wy * y, value * x, value * y]))
     total = np.maximum(sums[..., 1], _TINY)
     mean_v = sums[..., 0] / total
     mean_x, mean_y = moments[..., 0] / total, moments[..., 1] / total
@@ -207,7 +219,7 @@ def _fit_at_border(
     b = (cxx * cyv - cxy * cxv) / det
     c = mean_v - a * mean_x - b * mean_y
     w = sums[..., 1]
-    planes = np.stack([w * c, w * a, w * b, w], -1)
+    planes = _stacked([w * c, w * a, w * b, w])
     layers = _layers(planes)
     for box in _tiles(share > 0):  # sliced only where the band reaches
         _blend_planes(grid, layers, planes.shape, box, share[box], out[box])

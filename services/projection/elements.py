@@ -86,18 +86,18 @@ def find(log_l: np.ndarray, smoothed: np.ndarray, valid: np.ndarray) -> Elements
     log luminance and its 5 x 5 median (thin dark lines are where the median is above the grid),
     or None when neither axis shows courses, repeating or not (_irregular)."""
     lines = np.where(valid, smoothed - log_l, np.float32(0)).astype(np.float32)
+    # Courses along the rows: the profile runs down the rows. For the columns, transposed (once
+    # for both searches).
+    axes = ((lines, valid), (np.ascontiguousarray(lines.T), np.ascontiguousarray(valid.T)))
     best: tuple[float, Elements] | None = None
-    for along in (1, 0):
-        # Courses along the rows: the profile runs down the rows. For the columns, transposed.
-        response = lines if along == 1 else np.ascontiguousarray(lines.T)
-        inside = valid if along == 1 else np.ascontiguousarray(valid.T)
+    for along, (response, inside) in zip((1, 0), axes, strict=True):
         found = _courses(response, inside)
         if found is None:
             continue
         strength, labels, lengths = found
         if best is None or strength > best[0]:
             best = (strength, Elements(labels if along == 1 else np.ascontiguousarray(labels.T), lengths))
-    return _irregular(lines, valid) if best is None else best[1]
+    return _irregular(axes) if best is None else best[1]
 
 
 def tones(values: np.ndarray, light: np.ndarray, elements: Elements, reach: float) -> np.ndarray | None:
@@ -180,19 +180,17 @@ def _split(lines: np.ndarray, valid: np.ndarray, joints: list[int]) -> tuple[np.
     return labels, np.array(lengths, np.int64)
 
 
-def _irregular(lines: np.ndarray, valid: np.ndarray) -> Elements | None:
+def _irregular(axes: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]) -> Elements | None:
     """The elements of courses that do not repeat, along the rows or the columns, from the line
-    response (dark lines positive; light mortar is looked for as well, negated), or None where no
-    axis and sign show _MIN_LINES lines (_lines)."""
-    clear = cv2.erode(valid.astype(np.uint8), _SQUARE5) > 0  # the median's window on the surface
+    response and the surface (`axes`: as they are, and transposed; dark lines positive; light
+    mortar is looked for as well, negated), or None where no axis and sign show _MIN_LINES lines
+    (_lines)."""
     best: tuple[float, np.ndarray, np.ndarray, list[int], int] | None = None
-    for along in (1, 0):
-        response = lines if along == 1 else np.ascontiguousarray(lines.T)
-        inside = clear if along == 1 else np.ascontiguousarray(clear.T)
-        for strength, joints, sign in _lines(response, inside):
+    for along, (response, valid) in zip((1, 0), axes, strict=True):
+        clear = cv2.erode(valid.astype(np.uint8), _SQUARE5) > 0  # the median's window on the surface
+        for strength, joints, sign in _lines(response, clear):
             if best is None or strength > best[0]:
-                grid_valid = valid if along == 1 else np.ascontiguousarray(valid.T)
-                best = (strength, np.float32(sign) * response, grid_valid, joints, along)
+                best = (strength, np.float32(sign) * response, valid, joints, along)
     if best is None:
         return None
     _, response, inside, joints, along = best
@@ -207,7 +205,7 @@ def _lines(response: np.ndarray, clear: np.ndarray) -> list[tuple[float, list[in
     values = np.where(clear, response, np.float32(0))
     summed = values[:-2] + values[1:-1] + values[2:]
     inside = clear[:-2] & clear[1:-1] & clear[2:]
-    cells = inside.sum(axis=1)
+    cells = np.count_nonzero(inside, axis=1)
     # A row counts where a fifth of the grid's width (and 20 cells) is on the surface; four
     # courses of _MIN_COURSE rows at least.
     enough = cells >= max(20, 0.2 * response.shape[1])
@@ -216,9 +214,9 @@ def _lines(response: np.ndarray, clear: np.ndarray) -> list[tuple[float, list[in
     per_row = np.maximum(cells, 1)
     mean = np.where(enough, (summed * inside).sum(axis=1) / per_row, 0.0)
     found = []
-    for sign in (1.0, -1.0):
+    for sign, along_sign in ((1.0, summed > 0), (-1.0, summed < 0)):
         profile = sign * mean
-        share = np.where(enough, ((sign * summed > 0) & inside).sum(axis=1) / per_row, 0.0)
+        share = np.where(enough, np.count_nonzero(along_sign & inside, axis=1) / per_row, 0.0)
         median = float(np.median(profile[enough]))
         deviation = max(1.4826 * float(np.median(np.abs(profile[enough] - median))), 1e-4)
         strong = (profile > _LINE_LEAST) & (profile > median + _LINE_DEVIATIONS * deviation) & (share >= _LINE_SHARE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from services.projection.bilateral import BORDER_REACH, bilateral
+from services.projection.bilateral import BORDER_REACH, _layers, _stacked, bilateral
 
 RANGE = np.float32(0.28)
 
@@ -108,3 +108,16 @@ def test_slivers_and_sparse_weights_give_finite_values() -> None:
                 out = bilateral(values, weights, 6.0, RANGE, border=True, apart=apart)
                 assert np.isfinite(out).all()
                 assert np.abs(out).max() <= np.abs(values).max() + 1.0
+
+
+def test_the_grids_layers_and_stacks_are_numpys_own() -> None:
+    """The depth layers laid side by side (a transpose moving each cell's channels as one item) and
+    the planes stacked as channels (cv2.merge) are, float for float, the numpy expressions they
+    replace, for every channel count the filter uses."""
+    rng = np.random.default_rng(5)
+    for channels in (1, 2, 4, 7):
+        grid = rng.normal(size=(9, 11, 6, channels)).astype(np.float32)
+        expected = np.ascontiguousarray(grid.transpose(0, 2, 1, 3)).reshape(9, 6 * 11, channels)
+        assert np.array_equal(_layers(grid), expected)
+        planes = [rng.normal(size=(9, 11, 6)).astype(np.float32) for _ in range(channels)]
+        assert np.array_equal(_stacked(planes), np.stack(planes, -1))

@@ -9,6 +9,7 @@ import pytest
 
 from devstack import scenes
 from renderkit import imaging
+from services.projection import composite
 from services.projection.composite import project_material
 from services.projection.layouts import Layout, herringbone_texels, plank_ratio
 from services.projection.texture import (
@@ -482,3 +483,15 @@ def test_strips_no_sampler_has_started_are_sampled_by_the_caller_alike(monkeypat
         release.set()
         busy.shutdown()
     np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("chunk", [1, 3 * 37 * 5, 1 << 16])
+def test_the_lit_colour_is_the_same_in_chunks_of_rows(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """_lit lights the sampled colour and takes it back to sRGB a few rows at a time: byte for byte
+    one saturating multiply and one table lookup over the whole strip, whatever the chunk's rows."""
+    rng = np.random.default_rng(7)
+    sampled = rng.integers(0, 65536, (23, 37, 3)).astype(np.uint16)
+    shade = rng.uniform(0.0, 3.0, (23, 37)).astype(np.float32)
+    linear = cv2.multiply(sampled, cv2.cvtColor(shade, cv2.COLOR_GRAY2BGR), dtype=cv2.CV_16U)
+    monkeypatch.setattr(composite, "_SRGB_CHUNK", chunk)
+    assert np.array_equal(composite._lit(sampled, shade), composite._LINEAR_TO_SRGB[linear])

@@ -20,7 +20,9 @@ from services.projection.shading import (
     INTRINSIC,
     TEXTURE_SPACE,
     Shading,
+    _halved,
     _hard_steps,
+    _lattice,
     _reference,
     _without_joints,
     estimate_shading,
@@ -492,3 +494,32 @@ def test_a_large_cast_shadow_beside_a_sun_patch_is_not_taken_for_an_object() -> 
     log_l = light + np.random.default_rng(3).normal(0, 0.05, light.shape).astype(np.float32)
     everywhere = np.ones((rows, cols), bool)
     assert _reference(log_l, light, everywhere, np.ones((rows, cols), np.float32)) == pytest.approx(0.0, abs=0.02)
+
+
+@pytest.mark.parametrize("shape", [(256, 3737), (255, 3737), (256, 3738), (7, 5), (1, 1), (2, 3), (3, 1)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_halving_an_odd_side_repeats_its_last_row_or_column(shape: tuple[int, int], dtype: type) -> None:
+    """_halved averages an odd last column on its own: the same values, rounding included, as
+    OpenCV's exact halving of the image with that column (and an odd last row) repeated."""
+    image: np.ndarray = np.random.default_rng(6).integers(0, np.iinfo(dtype).max + 1, shape).astype(dtype)
+    height, width = shape
+    padded = cv2.copyMakeBorder(image, 0, height % 2, 0, width % 2, cv2.BORDER_REPLICATE)
+    expected = cv2.resize(padded, (padded.shape[1] // 2, padded.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(_halved(image), expected)
+
+
+def test_the_lattice_is_read_off_lags_no_longer_than_half_the_surface() -> None:
+    """The autocorrelation is padded only as far as the lags looked at (half the grid each way):
+    a skewed lattice of blobs under a mask that cuts its corners is found to a fiftieth of a cell,
+    as with the pattern's whole autocorrelation (the lags that wrap round lie beyond those)."""
+    yy, xx = np.mgrid[0:180, 0:230].astype(np.float64)
+    basis = np.array([[9.0, 3.0], [-2.0, 11.0]])  # columns: the lattice's vectors (x, y)
+    alpha, beta = np.linalg.solve(basis, np.stack([xx.ravel(), yy.ravel()]))
+    phase = np.hypot(alpha - np.round(alpha), beta - np.round(beta)).reshape(xx.shape)
+    detail = (np.exp(-((phase / 0.2) ** 2)) - 0.3).astype(np.float32)
+    weights = ((xx + yy > 30) & (xx - yy < 200)).astype(np.float32)
+    found = _lattice(detail * weights, weights)
+    assert found is not None
+    vectors = sorted((found[:, k] * (1 if found[1, k] >= 0 else -1)).tolist() for k in range(2))
+    expected = sorted((basis[:, k] * (1 if basis[1, k] >= 0 else -1)).tolist() for k in range(2))
+    assert np.allclose(vectors, expected, atol=0.02)
