@@ -72,7 +72,7 @@ import hypercorn.protocol
 from h2.connection import ConnectionInputs
 from h2.stream import StreamClosedBy
 from hypercorn.events import Closed, Event
-from hypercorn.protocol.events import Body, Data, EndBody, EndData, StreamClosed
+from hypercorn.protocol.events import Body, Data, EndBody, EndData, StreamClosed, Trailers
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
 from hyperframe.frame import DataFrame, Frame, HeadersFrame, RstStreamFrame
@@ -152,6 +152,9 @@ class BoundedH2Protocol(H2Protocol):
         self.streams: dict[int, Any] = _Streams(self.connection, self.streams)
         self._resets = _Budget(RESETS_BURST, RESETS_PER_S, self.clock)
         self._control = _Budget(CONTROL_BURST, CONTROL_PER_S, self.clock)
+        # Each stream's wait for its client to take its response (stream_send), put off by
+        # WRITE_STALL_S whenever the send task takes some of it: a slow client is not a gone one.
+        self._stalls: dict[int, asyncio.Timeout] = {}
         # Every frame h2 parses is counted, events or not (a window update for a stream gone makes
         # none), and a frame cut by a read is counted once, when whole.
         receive_frame = self.connection._receive_frame
@@ -209,16 +212,32 @@ class BoundedH2Protocol(H2Protocol):
             # start the keep-alive's 75 s over, holding the connection's task that long).
             await self._close_stream(event.stream_id)
             return
-        if isinstance(event, (Body, Data, EndBody, EndData)) and not self.closed:
-            # A response's bytes wait in the stream's buffer for the client's window to open:
-            # one that never opens it must not hold the handler and the connection for good.
+        if isinstance(event, (Body, Data, EndBody, EndData, Trailers)) and not self.closed:
+            # A response's bytes wait in the stream's buffer for the client's window to open (and
+            # its trailers, gRPC's status, wait for them all to go): one that never opens it must
+            # not hold the handler and the connection for good. The wait is WRITE_STALL_S from
+            # the last bytes the client took, not from the send's start: a 256 KiB chunk over a
+            # slow link (or a stream's share of one) takes longer than that and is not stalled.
             try:
-                async with asyncio.timeout(WRITE_STALL_S):
-                    await super().stream_send(event)
+                async with asyncio.timeout(WRITE_STALL_S) as stall:
+                    self._stalls[event.stream_id] = stall
+                    try:
+                        await super().stream_send(event)
+                    finally:
+                        if self._stalls.get(event.stream_id) is stall:
+                            del self._stalls[event.stream_id]
             except TimeoutError:
                 await self.send(Stalled())
             return
         await super().stream_send(event)
+
+    async def _send_data(self, stream_id: int) -> None:
+        buffer = self.stream_buffers.get(stream_id)
+        before = len(buffer.buffer) if buffer is not None else 0
+        await super()._send_data(stream_id)
+        stall = self._stalls.get(stream_id)
+        if stall is not None and buffer is not None and len(buffer.buffer) < before and not stall.expired():
+            stall.reschedule(asyncio.get_running_loop().time() + WRITE_STALL_S)
 
     async def _handle_events(self, events: list[h2.events.Event]) -> None:
         kept: list[h2.events.Event] = []
@@ -228,6 +247,15 @@ class BoundedH2Protocol(H2Protocol):
                 self.connection.reset_stream(event.stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
                 self._resets.spend()
                 malformed.add(event.stream_id)
+                # A stream ended early like any other: the client pays for it at the budget's pace
+                # (a client sending only such requests was never made to wait).
+                await super()._handle_events(kept)
+                kept = []
+                wait = self._resets.wait()
+                if wait > 0:
+                    await self.clock.sleep(wait)
+                if self.closed:
+                    return
                 continue
             if isinstance(event, (h2.events.DataReceived, h2.events.StreamEnded)) and event.stream_id in malformed:
                 if isinstance(event, h2.events.DataReceived):  # the connection's window is still owed it

@@ -17,6 +17,7 @@ import grpc
 import h2.config
 import h2.connection
 import h2.errors
+import h2.events
 import h2.settings
 import pytest
 import redis
@@ -281,6 +282,107 @@ def test_an_http2_client_that_leaves_its_window_shut_is_let_go(
             # The client reads everything the server sends (its socket never stalls).
             assert await loop.run_in_executor(None, closed_by_server, sock, 5.0)
             await let_go(server, finished, 5.0)
+        finally:
+            await server.stop(1.0)
+
+    asyncio.run(body())
+
+
+def test_an_http2_grpc_response_whose_trailers_wait_on_a_shut_window_is_let_go(
+    sockets: list[socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gRPC over HTTP/2 ends with trailers, which wait for the stream's buffer to drain: a response
+    under the buffer's high water went in at once, and the trailers' wait was not bounded, so a
+    client leaving its window shut held the call and its connection for good."""
+    monkeypatch.setattr(streams, "WRITE_STALL_S", 0.5)
+    finished: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            start = {"type": "http.response.start", "status": 200, "trailers": True, "headers": []}
+            await send(start)
+            await send({"type": "http.response.body", "body": bytes(1000), "more_body": False})
+            await send({"type": "http.response.trailers", "headers": [(b"grpc-status", b"0")], "more_trailers": False})
+        finally:
+            finished.append("app")
+
+    def shut_window_call(port: int) -> socket.socket:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        request = [(":method", "POST"), (":scheme", "http"), (":authority", "x"), (":path", "/a.B/C")]
+        conn.send_headers(1, [*request, ("te", "trailers"), ("content-type", "application/grpc")], end_stream=True)
+        return connect(port, sockets, conn.data_to_send())
+
+    async def body() -> None:
+        server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), max_connections=4)
+        await server.start()
+        loop = asyncio.get_running_loop()
+        try:
+            sock = await loop.run_in_executor(None, shut_window_call, server.port)
+            assert await loop.run_in_executor(None, closed_by_server, sock, 5.0)
+            await let_go(server, finished, 5.0)
+        finally:
+            await server.stop(1.0)
+
+    asyncio.run(body())
+
+
+def test_an_http2_client_reading_slowly_but_steadily_is_not_let_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WRITE_STALL_S counts from the last bytes the client took, not from a send's start: a
+    256 KiB chunk read at 160 KiB/s (each 16 KiB taken within 0.1 s) outlasts a 1 s WRITE_STALL_S
+    and is not stalled (at 120 s, anything under 2.2 KB/s a stream was cut off)."""
+    monkeypatch.setattr(streams, "WRITE_STALL_S", 1.0)
+    size = 4 * 256 * 1024
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for i in range(4):
+            await send({"type": "http.response.body", "body": bytes(256 * 1024), "more_body": i < 3})
+
+    def download(port: int) -> tuple[int, bool]:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 16384})
+        conn.send_headers(
+            1, [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/")], end_stream=True
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(conn.data_to_send())
+            sock.settimeout(0.05)
+            got, ended, owed, next_ack = 0, False, [], 0.0
+            deadline = time.monotonic() + 20
+            while not ended and time.monotonic() < deadline:
+                try:
+                    data = sock.recv(65536)
+                except TimeoutError:
+                    data = None
+                except OSError:
+                    break
+                if data == b"":
+                    break
+                for event in conn.receive_data(data or b""):
+                    if isinstance(event, h2.events.DataReceived):
+                        got += len(event.data)
+                        owed.append(event.flow_controlled_length)
+                    elif isinstance(event, h2.events.StreamEnded):
+                        ended = True
+                if owed and time.monotonic() >= next_ack:  # 16 KiB of window back every 0.1 s
+                    conn.acknowledge_received_data(owed.pop(0), 1)
+                    next_ack = time.monotonic() + 0.1
+                sock.sendall(conn.data_to_send())
+        return got, ended
+
+    async def body() -> None:
+        server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), max_connections=4)
+        await server.start()
+        try:
+            got, ended = await asyncio.get_running_loop().run_in_executor(None, download, server.port)
+            assert ended and got == size, (got, ended)
         finally:
             await server.stop(1.0)
 

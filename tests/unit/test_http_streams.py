@@ -226,6 +226,31 @@ def test_a_client_that_resets_streams_is_read_at_its_budgets_pace(monkeypatch: p
     assert widest[0] <= 8 + 1
 
 
+def test_a_client_sending_requests_hypercorn_cannot_take_is_read_at_its_budgets_pace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request Hypercorn cannot take (a :path not ASCII) is reset on its own and counts against
+    the reset budget: past RESETS_BURST the connection waits for each as for a client's reset (it
+    spent the budget but never waited: such requests alone were read at full speed)."""
+    clock = Clock.installed(monkeypatch, RESETS_BURST=20.0, RESETS_PER_S=10.0)
+    malformed = [(b":method", b"GET"), (b":path", b"/\xff"), (b":scheme", b"http"), (b":authority", b"x")]
+
+    async def body(connection: Connection) -> None:
+        connection.client = h2.connection.H2Connection(
+            h2.config.H2Configuration(
+                client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False
+            )
+        )
+        connection.client.initiate_connection()
+        for _ in range(60):
+            connection.client.send_headers(connection.client.get_next_available_stream_id(), malformed, end_stream=True)
+            await connection.send()
+
+    assert asyncio.run(serving(answering(b"x", []), body, limit=8, clock=clock)) == []
+    # 60 streams ended early, 20 of them free: the other 40 each paid for by 1 / RESETS_PER_S.
+    assert 35 <= len(clock.waits) <= 40 and all(w == pytest.approx(0.1, abs=0.01) for w in clock.waits), clock.waits
+
+
 def test_a_client_flooding_frames_that_move_nothing_is_read_at_its_budgets_pace(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
