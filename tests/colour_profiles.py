@@ -100,18 +100,25 @@ def colour_patches() -> np.ndarray:
     return image
 
 
-def in_profile(srgb_bgr: np.ndarray, profile: bytes) -> np.ndarray:
-    """sRGB pixels expressed in another profile's space, by LittleCMS."""
+def by_littlecms(image: Image.Image, source: bytes, target: bytes, out_mode: str = "RGB") -> np.ndarray:
+    """A Pillow image taken from one profile's space to another's by LittleCMS (relative
+    colorimetric), as an array in `out_mode`."""
     transform = ImageCms.buildTransform(
-        ImageCms.ImageCmsProfile(io.BytesIO(SRGB)),
-        ImageCms.ImageCmsProfile(io.BytesIO(profile)),
-        "RGB",
-        "RGB",
+        ImageCms.ImageCmsProfile(io.BytesIO(source)),
+        ImageCms.ImageCmsProfile(io.BytesIO(target)),
+        image.mode,
+        out_mode,
         ImageCms.Intent.RELATIVE_COLORIMETRIC,
     )
-    converted = ImageCms.applyTransform(Image.fromarray(cv2.cvtColor(srgb_bgr, cv2.COLOR_BGR2RGB)), transform)
+    converted = ImageCms.applyTransform(image, transform)
     assert converted is not None
-    return cv2.cvtColor(np.asarray(converted), cv2.COLOR_RGB2BGR)
+    return np.asarray(converted)
+
+
+def in_profile(srgb_bgr: np.ndarray, profile: bytes) -> np.ndarray:
+    """sRGB pixels expressed in another profile's space, by LittleCMS."""
+    rgb = by_littlecms(Image.fromarray(cv2.cvtColor(srgb_bgr, cv2.COLOR_BGR2RGB)), SRGB, profile)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
 def tagged(bgr: np.ndarray, profile: bytes, fmt: str) -> bytes:

@@ -9,7 +9,7 @@ import socket
 import ssl
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -214,6 +214,34 @@ async def let_go(server: http_server.HttpServer, finished: list[str], within_s: 
     assert server.connections == 0 and finished == ["app"]
 
 
+async def let_go_with_its_window_shut(
+    app: Callable[[Scope, Receive, Send], Awaitable[None]],
+    finished: list[str],
+    sockets: list[socket.socket],
+    request: list[tuple[str, str]],
+) -> None:
+    """Serves `app` on an HTTP port to one HTTP/2 client that sends `request` with its flow-control
+    window left at 0 and reads everything the server sends (its socket never stalls): the server
+    must close the connection and let the app's handler end."""
+
+    def shut_window(port: int) -> socket.socket:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        conn.send_headers(conn.get_next_available_stream_id(), request, end_stream=True)
+        return connect(port, sockets, conn.data_to_send())
+
+    server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), max_connections=4)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    try:
+        sock = await loop.run_in_executor(None, shut_window, server.port)
+        assert await loop.run_in_executor(None, closed_by_server, sock, 5.0)
+        await let_go(server, finished, 5.0)
+    finally:
+        await server.stop(1.0)
+
+
 def test_a_client_that_stops_reading_its_response_is_let_go(
     sockets: list[socket.socket], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -265,27 +293,8 @@ def test_an_http2_client_that_leaves_its_window_shut_is_let_go(
         finally:
             finished.append("app")
 
-    def shut_window_request(port: int) -> socket.socket:
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        conn.initiate_connection()
-        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
-        request = [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/")]
-        conn.send_headers(conn.get_next_available_stream_id(), request, end_stream=True)
-        return connect(port, sockets, conn.data_to_send())
-
-    async def body() -> None:
-        server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), max_connections=4)
-        await server.start()
-        loop = asyncio.get_running_loop()
-        try:
-            sock = await loop.run_in_executor(None, shut_window_request, server.port)
-            # The client reads everything the server sends (its socket never stalls).
-            assert await loop.run_in_executor(None, closed_by_server, sock, 5.0)
-            await let_go(server, finished, 5.0)
-        finally:
-            await server.stop(1.0)
-
-    asyncio.run(body())
+    request = [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/")]
+    asyncio.run(let_go_with_its_window_shut(app, finished, sockets, request))
 
 
 def test_an_http2_grpc_response_whose_trailers_wait_on_a_shut_window_is_let_go(
@@ -308,26 +317,9 @@ def test_an_http2_grpc_response_whose_trailers_wait_on_a_shut_window_is_let_go(
         finally:
             finished.append("app")
 
-    def shut_window_call(port: int) -> socket.socket:
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        conn.initiate_connection()
-        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
-        request = [(":method", "POST"), (":scheme", "http"), (":authority", "x"), (":path", "/a.B/C")]
-        conn.send_headers(1, [*request, ("te", "trailers"), ("content-type", "application/grpc")], end_stream=True)
-        return connect(port, sockets, conn.data_to_send())
-
-    async def body() -> None:
-        server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), max_connections=4)
-        await server.start()
-        loop = asyncio.get_running_loop()
-        try:
-            sock = await loop.run_in_executor(None, shut_window_call, server.port)
-            assert await loop.run_in_executor(None, closed_by_server, sock, 5.0)
-            await let_go(server, finished, 5.0)
-        finally:
-            await server.stop(1.0)
-
-    asyncio.run(body())
+    request = [(":method", "POST"), (":scheme", "http"), (":authority", "x"), (":path", "/a.B/C")]
+    call = [*request, ("te", "trailers"), ("content-type", "application/grpc")]
+    asyncio.run(let_go_with_its_window_shut(app, finished, sockets, call))
 
 
 def test_an_http2_client_reading_slowly_but_steadily_is_not_let_go(monkeypatch: pytest.MonkeyPatch) -> None:
