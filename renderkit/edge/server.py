@@ -99,7 +99,7 @@ class Edge:
     `service_names` are the real services: they get health statuses and reflection. Dependencies
     are probed on a loop while the server runs. Hooks: `on_start` before the server takes calls;
     `when_ready` once, when every required dependency first answers (before SERVING is first
-    reported); `on_drain` after health turns NOT_SERVING and before the server stops taking calls;
+    reported); `on_drain` after health turns NOT_SERVING, at once with the server's stop;
     `on_close` last. With `credentials` the port serves TLS only (renderkit.tls makes them: mutual
     for the internal hops, server-only for the public port), else plaintext.
     """
@@ -188,8 +188,8 @@ class Edge:
         await self.readiness.wait_serving(timeout_s)
 
     async def stop(self, grace_s: float) -> None:
-        """Drains: NOT_SERVING, the drain hooks at once, then the server's stop (in-flight calls
-        finish), all within one grace; then the close hooks."""
+        """Drains: NOT_SERVING, then the drain hooks and the server's stop (it takes no new call;
+        those in flight finish) at once, within one grace; then the close hooks."""
         await self.health.enter_graceful_shutdown()
         if self._loop_task is not None:
             self._loop_task.cancel()
