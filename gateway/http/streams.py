@@ -251,9 +251,7 @@ class BoundedH2Protocol(H2Protocol):
                 # (a client sending only such requests was never made to wait).
                 await super()._handle_events(kept)
                 kept = []
-                wait = self._resets.wait()
-                if wait > 0:
-                    await self.clock.sleep(wait)
+                await self._pay(self._resets)
                 if self.closed:
                     return
                 continue
@@ -273,16 +271,18 @@ class BoundedH2Protocol(H2Protocol):
                 await super()._handle_events(kept)
                 kept = []
                 await self._settle()
-                wait = self._resets.wait()
-                if wait > 0:  # this connection waits; every other one goes on
-                    await self.clock.sleep(wait)
+                await self._pay(self._resets)
                 if self.closed:
                     return
             elif isinstance(event, h2.events.StreamReset):
                 self._resets.spend()
             kept.append(event)
         await super()._handle_events(kept)
-        wait = self._control.wait()
+        await self._pay(self._control)
+
+    async def _pay(self, budget: _Budget) -> None:
+        """Waits what the budget says this connection owes (every other connection goes on)."""
+        wait = budget.wait()
         if wait > 0:
             await self.clock.sleep(wait)
 
