@@ -41,6 +41,8 @@ class Reply:
     size: str = ""
     tokens: int | None = None
     message: str = ""  # an error's message (default "scripted <status>")
+    # A "slow" answer with a gate waits until the test sets it (at most delay_s, when that is set).
+    gate: threading.Event | None = None
 
 
 @dataclass
@@ -147,7 +149,10 @@ def fake_openai() -> Iterator[FakeOpenAI]:
                 self._raw(200, reply.body, reply.content_type)
                 return
             if reply.kind == "slow":
-                time.sleep(reply.delay_s)
+                if reply.gate is not None:
+                    reply.gate.wait(reply.delay_s or None)
+                else:
+                    time.sleep(reply.delay_s)
             width, height = (int(v) for v in (reply.size or fields.get("size", "1024x1024")).split("x"))
             source = cv2.imdecode(np.frombuffer(images[0], np.uint8), cv2.IMREAD_COLOR) if images else None
             picture: np.ndarray

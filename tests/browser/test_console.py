@@ -14,12 +14,15 @@ import json
 import os
 import re
 import struct
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
 
+import grpc
 import pytest
 from PIL import Image
 from playwright.sync_api import (
@@ -36,8 +39,11 @@ from playwright.sync_api import (
 )
 
 from devstack.launcher import ROOT, Stack
+from render.admin.v1 import admin_service_pb2 as apb
+from render.admin.v1 import admin_service_pb2_grpc as agrpc
 from render.v1 import render_service_pb2 as pb
-from render_client.client import RenderClient, material_swap_request
+from render_client.client import RenderClient, material_swap_request, texture_edit_request
+from tests.openai_fake import FakeOpenAI, Reply
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -679,3 +685,70 @@ def test_the_keyboards_cursor_shows_to_the_keyboard_only(page: Page, stack: Stac
             break
     assert page.evaluate("() => document.activeElement.dataset.testid") == "hint-canvas"
     page.locator("[data-testid=hint-cursor]").wait_for()
+
+
+@pytest.mark.parametrize("protocol", ["connect", "grpc-web"])
+def test_a_watch_ended_by_a_revoked_key_asks_to_sign_in_and_a_fresh_key_resumes_it(
+    page: Page, stack: Stack, sample: dict[str, Any], openai_server: FakeOpenAI, protocol: str
+) -> None:
+    """The gateway ends a watch UNAUTHENTICATED when its key is revoked (Authenticator.still_valid,
+    asked before each message): the console forgets the key and shows its sign-in form with its
+    notice (no raw error, no reconnecting with the dead key); signed in with another key it watches
+    the same job again, to its end."""
+    watches: list[str] = []
+    page.on("request", lambda r: watches.append(r.url) if r.url.endswith(".RenderService/WatchJob") else None)
+    gate = threading.Event()  # the job's generation answer is held until the key is revoked
+    asked = len(openai_server.requests)
+    openai_server.push(Reply("slow", delay_s=30, gate=gate))
+    metadata = [("authorization", f"Bearer {stack.api_key}")]
+    try:
+        with (
+            grpc.insecure_channel(stack.gateway_address) as channel,
+            RenderClient(stack.gateway_address, api_key=stack.api_key) as client,
+        ):
+            admin = agrpc.AdminServiceStub(channel)
+            made = admin.CreateApiKey(
+                apb.CreateApiKeyRequest(tenant="dev", name=f"revoked mid-watch {protocol}", scopes=[apb.SCOPE_READ]),
+                metadata=metadata,
+            )
+            texture = SAMPLES / sample["swatches"]["oak"]
+            job_id = client.submit(texture_edit_request(texture, "a darker walnut stain")).job.id
+            page.goto(stack.http_url + "/")
+            page.fill("#credential", made.secret)
+            if protocol != "connect":
+                page.click("details.advanced summary")
+                page.select_option("select[aria-label=Protocol]", protocol)
+            page.click("[data-testid=sign-in]")
+            page.wait_for_selector("[data-picker=photo]")
+            page.goto(f"{stack.http_url}/#/jobs/{job_id}")
+            page.wait_for_selector(".job-view [data-connection=live]")
+            deadline = time.monotonic() + 30
+            while len(openai_server.requests) == asked:  # the job waits on its generation now
+                assert time.monotonic() < deadline, "the job never asked for its generation"
+                time.sleep(0.05)
+            assert page.locator(".job-view[data-state=watching]").count() == 1
+            admin.RevokeApiKey(apb.RevokeApiKeyRequest(key_id=made.key.key_id), metadata=metadata)
+            gate.set()  # the job goes on: its next event finds the key revoked
+            page.locator("#credential").wait_for()
+            notice = page.locator(".alert").all_inner_texts()
+            assert len(notice) == 1 and "sign in again" in notice[0] and "revoked or expired" in notice[0], notice
+            assert page.evaluate("() => sessionStorage.getItem('render-console.credential')") is None
+            assert f"#/jobs/{job_id}" in page.url
+            page.wait_for_timeout(1000)  # no watch made again with the dead key, no reload of the form
+            assert len(watches) == 1, watches
+            assert page.locator("#credential").count() == 1 and page.input_value("#credential") == ""
+            done = client.wait(job_id, timeout=60)
+            assert done.state == pb.JOB_STATE_SUCCEEDED, done.error.message
+
+        page.fill("#credential", stack.api_key)
+        page.click("[data-testid=sign-in]")
+        wait_until_ended(page)
+        assert page.locator(".badge[data-state=succeeded]").first.is_visible()
+        assert page.locator(".job-view .alert").count() == 0, page.locator(".job-view .alert").all_inner_texts()
+        seen = cursors(page)
+        assert len(seen) == len(set(seen)) and len(seen) >= 3, seen
+        assert len(watches) == 2, watches
+        assert page.evaluate("() => sessionStorage.getItem('render-console.credential')") == stack.api_key
+    finally:
+        gate.set()
+        openai_server.reset()
