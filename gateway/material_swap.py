@@ -63,8 +63,10 @@ def _heif_as_jpeg(data: bytes, max_pixels: int) -> bytes:
 # focal length is used; 3: an EXIF value the lines cannot judge, or an exact one, kept as given, and
 # the lines placed on the photo's edges; 4: the texture's u axis runs along the photo's horizontal
 # where the surface is seen, rightwards; 5: the depth model's u axis the camera's x projected onto
-# the plane again, turned rightwards), so planes cached by an earlier version are not reused.
-PLANE_REVISION = "5"
+# the plane again, turned rightwards; 6: a HEIC's EXIF focal length reaches the segmentation's
+# clicks, and a cropped portrait HEIC's is read in the frame before its turn), so planes cached by
+# an earlier version are not reused.
+PLANE_REVISION = "6"
 
 
 def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, version: str, tenant: str) -> str:
@@ -323,6 +325,8 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
                 x_min=hints.box.x_min, y_min=hints.box.y_min, x_max=hints.box.x_max, y_max=hints.box.y_max
             ),
             surface=surface,
+            # Read from the photo as it came: a HEIC's JPEG (above) carries no EXIF.
+            exif_focal_length_px=photo_info.focal_length_px,
         )
         try:
             seg = await ctx.call(

@@ -197,9 +197,10 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             def select(photo: np.ndarray) -> np.ndarray:
                 # Clicks alone look for the plane (so do clicks in a box around nearly the whole
                 # photo, which select_surface leaves to them): the EXIF's focal length helps (0 when
-                # it has none). select_surface uses it on that path only.
+                # it has none). select_surface uses it on that path only. The gateway sends it (a
+                # HEIC comes as a JPEG without EXIF); from an older one, the photo's own is read.
                 alone = probability is None and len(request.positive_points) > 0
-                focal = imaging.probe(request.photo).focal_length_px if alone else 0.0
+                focal = (request.exif_focal_length_px or imaging.probe(request.photo).focal_length_px) if alone else 0.0
                 positives, negatives = points(request.positive_points), points(request.negative_points)
                 # The surface's name lets clicks alone keep a floor below its junction with the walls.
                 return select_surface(photo, box, positives, negatives, probability, focal, request.surface)

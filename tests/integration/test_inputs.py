@@ -4,6 +4,7 @@ rotated photos, cut-out swatches, truncated files, headers that lie, points alon
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 import subprocess
@@ -14,6 +15,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import grpc
@@ -174,13 +176,17 @@ TILED = scenes.camera_scene(
 )
 
 
-def test_clicks_alone_find_the_surface_and_the_lines_give_its_plane(client: RenderClient) -> None:
-    photo = imaging.encode(TILED.photo, quality=95)[0]
+def clicked_on_tiled(photo: bytes) -> pb.SubmitRenderRequest:
+    """A swap of TILED's floor outlined by five clicks on it alone."""
     request = material_swap_request(photo, imaging.encode(scenes.carpet_texture(128))[0])
     ys, xs = np.nonzero(cv2.erode(TILED.visible_surface.astype(np.uint8), np.ones((41, 41), np.uint8)))
     for index in np.linspace(0, len(xs) - 1, 5).astype(int):
         request.material_swap.hints.positive_points.add(x=float(xs[index]), y=float(ys[index]))
-    job, messages = finished(client, request)
+    return request
+
+
+def test_clicks_alone_find_the_surface_and_the_lines_give_its_plane(client: RenderClient) -> None:
+    job, messages = finished(client, clicked_on_tiled(imaging.encode(TILED.photo, quality=95)[0]))
     assert job.state == pb.JOB_STATE_SUCCEEDED, job.error.message
     assert job.result.geometry_source == "vanishing_lines"
     assert any("plane from the photo's vanishing lines" in m for m in messages)
@@ -189,6 +195,43 @@ def test_clicks_alone_find_the_surface_and_the_lines_give_its_plane(client: Rend
     wall = cv2.dilate(TILED.visible_surface.astype(np.uint8) | TILED.occluder, np.ones((15, 15), np.uint8)) == 0
     assert np.abs(out - TILED.photo)[surface].mean() > 15
     assert np.abs(out - TILED.photo)[wall].mean() < 4
+
+
+def test_a_heics_exif_focal_length_reaches_the_segmentation_as_a_jpegs_does(
+    client: RenderClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clicks alone: the segmentation looks for the surface's plane with the photo's EXIF focal
+    length. It read it from the photo it was sent, which for a HEIC is the gateway's JPEG of it,
+    written without EXIF: a HEIC got none (a review found it)."""
+    from services.segmentation.interactive import select_surface
+
+    focals: list[float] = []
+
+    def spied(*args: Any) -> np.ndarray:
+        focals.append(float(args[5]))  # select_surface(photo, box, positives, negatives, probability, focal, ...)
+        return select_surface(*args)
+
+    monkeypatch.setattr("services.segmentation.server.select_surface", spied)
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 30  # TILED's 60 degrees across 640 x 480: 30 mm equivalent
+    exif.get_ifd(0x8769)[0xA002], exif.get_ifd(0x8769)[0xA003] = 640, 480
+    buffer = io.BytesIO()
+    Image.fromarray(TILED.photo[:, :, ::-1]).save(buffer, "JPEG", quality=95, exif=exif)
+    heif = pillow_heif.from_pillow(Image.fromarray(TILED.photo[:, :, ::-1]))
+    heif.info["exif"] = exif.tobytes()
+    heic = io.BytesIO()
+    heif.save(heic, quality=95, chroma=444)
+    expected = 30 * 800 / math.hypot(36, 24)
+    assert imaging.probe(heic.getvalue()).focal_length_px == pytest.approx(expected)
+
+    jpeg_job, _ = finished(client, clicked_on_tiled(buffer.getvalue()))
+    heic_job, heic_messages = finished(client, clicked_on_tiled(heic.getvalue()))
+    assert jpeg_job.state == heic_job.state == pb.JOB_STATE_SUCCEEDED, (jpeg_job.error, heic_job.error)
+    assert focals == [pytest.approx(expected), pytest.approx(expected)], focals
+    assert heic_job.result.focal_source == jpeg_job.result.focal_source == "exif"
+    # The lines settle the 35 mm value within its rounding, on HEVC's pixels or JPEG's.
+    assert heic_job.result.focal_length_px == pytest.approx(jpeg_job.result.focal_length_px, rel=0.01)
+    assert any("focal length from the photo's EXIF" in m for m in heic_messages), heic_messages
 
 
 # --- swatches with alpha ------------------------------------------------------------------------

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from render.imaging.v1 import imaging_pb2 as render_dot_imaging_dot_v1_dot_imaging__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1render/segmentation/v1/segmentation_service.proto\x12\x16render.segmentation.v1\x1a\x1frender/imaging/v1/imaging.proto\"\xbb\x02\n\x0eSegmentRequest\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\r\n\x05photo\x18\x03 \x01(\x0c\x12\x0c\n\x04mask\x18\x04 \x01(\x0c\x12&\n\x04quad\x18\x05 \x03(\x0b\x32\x18.render.imaging.v1.Point\x12)\n\x07polygon\x18\x06 \x03(\x0b\x32\x18.render.imaging.v1.Point\x12\x31\n\x0fpositive_points\x18\x07 \x03(\x0b\x32\x18.render.imaging.v1.Point\x12\x31\n\x0fnegative_points\x18\x08 \x03(\x0b\x32\x18.render.imaging.v1.Point\x12#\n\x03\x62ox\x18\t \x01(\x0b\x32\x16.render.imaging.v1.Box\x12\x0f\n\x07surface\x18\n \x01(\t\"\x93\x01\n\x0fSegmentResponse\x12\x10\n\x08mask_png\x18\x01 \x01(\x0c\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08\x63overage\x18\x03 \x01(\x01\x12\x12\n\nused_model\x18\x04 \x01(\x08\x12\x19\n\x11\x65xcluded_fraction\x18\x05 \x01(\x01\x12\x1d\n\x15model_fallback_reason\x18\x06 \x01(\t2q\n\x13SegmentationService\x12Z\n\x07Segment\x12&.render.segmentation.v1.SegmentRequest\x1a\'.render.segmentation.v1.SegmentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1render/segmentation/v1/segmentation_service.proto\x12\x16render.segmentation.v1\x1a\x1frender/imaging/v1/imaging.proto\"\xd9\x02\n\x0eSegmentRequest\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\r\n\x05photo\x18\x03 \x01(\x0c\x12\x0c\n\x04mask\x18\x04 \x01(\x0c\x12&\n\x04quad\x18\x05 \x03(\x0b\x32\x18.render.imaging.v1.Point\x12)\n\x07polygon\x18\x06 \x03(\x0b\x32\x18.render.imaging.v1.Point\x12\x31\n\x0fpositive_points\x18\x07 \x03(\x0b\x32\x18.render.imaging.v1.Point\x12\x31\n\x0fnegative_points\x18\x08 \x03(\x0b\x32\x18.render.imaging.v1.Point\x12#\n\x03\x62ox\x18\t \x01(\x0b\x32\x16.render.imaging.v1.Box\x12\x0f\n\x07surface\x18\n \x01(\t\x12\x1c\n\x14\x65xif_focal_length_px\x18\x0b \x01(\x01\"\x93\x01\n\x0fSegmentResponse\x12\x10\n\x08mask_png\x18\x01 \x01(\x0c\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08\x63overage\x18\x03 \x01(\x01\x12\x12\n\nused_model\x18\x04 \x01(\x08\x12\x19\n\x11\x65xcluded_fraction\x18\x05 \x01(\x01\x12\x1d\n\x15model_fallback_reason\x18\x06 \x01(\t2q\n\x13SegmentationService\x12Z\n\x07Segment\x12&.render.segmentation.v1.SegmentRequest\x1a\'.render.segmentation.v1.SegmentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'render.segmentation.v1.segm
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEGMENTREQUEST']._serialized_start=111
-  _globals['_SEGMENTREQUEST']._serialized_end=426
-  _globals['_SEGMENTRESPONSE']._serialized_start=429
-  _globals['_SEGMENTRESPONSE']._serialized_end=576
-  _globals['_SEGMENTATIONSERVICE']._serialized_start=578
-  _globals['_SEGMENTATIONSERVICE']._serialized_end=691
+  _globals['_SEGMENTREQUEST']._serialized_end=456
+  _globals['_SEGMENTRESPONSE']._serialized_start=459
+  _globals['_SEGMENTRESPONSE']._serialized_end=606
+  _globals['_SEGMENTATIONSERVICE']._serialized_start=608
+  _globals['_SEGMENTATIONSERVICE']._serialized_end=721
 # @@protoc_insertion_point(module_scope)

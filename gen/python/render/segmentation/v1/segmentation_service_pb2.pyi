@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SegmentRequest(_message.Message):
-    __slots__ = ("width", "height", "photo", "mask", "quad", "polygon", "positive_points", "negative_points", "box", "surface")
+    __slots__ = ("width", "height", "photo", "mask", "quad", "polygon", "positive_points", "negative_points", "box", "surface", "exif_focal_length_px")
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     PHOTO_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class SegmentRequest(_message.Message):
     NEGATIVE_POINTS_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     SURFACE_FIELD_NUMBER: _ClassVar[int]
+    EXIF_FOCAL_LENGTH_PX_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     photo: bytes
@@ -29,7 +30,8 @@ class SegmentRequest(_message.Message):
     negative_points: _containers.RepeatedCompositeFieldContainer[_imaging_pb2.Point]
     box: _imaging_pb2.Box
     surface: str
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., photo: _Optional[bytes] = ..., mask: _Optional[bytes] = ..., quad: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., polygon: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., positive_points: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., negative_points: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., box: _Optional[_Union[_imaging_pb2.Box, _Mapping]] = ..., surface: _Optional[str] = ...) -> None: ...
+    exif_focal_length_px: float
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., photo: _Optional[bytes] = ..., mask: _Optional[bytes] = ..., quad: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., polygon: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., positive_points: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., negative_points: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., box: _Optional[_Union[_imaging_pb2.Box, _Mapping]] = ..., surface: _Optional[str] = ..., exif_focal_length_px: _Optional[float] = ...) -> None: ...
 
 class SegmentResponse(_message.Message):
     __slots__ = ("mask_png", "source", "coverage", "used_model", "excluded_fraction", "model_fallback_reason")
