@@ -133,7 +133,11 @@ def probe(data: bytes, *, max_pixels: int = PROCESS_MAX_PIXELS) -> ImageInfo:
         megapixels = f"{pixels / 1e6:.0f}" if pixels >= 10_000_000 else f"{pixels / 1e6:.1f}"
         limit = f"more than {max_pixels:,} pixels" if pixels > max_pixels else f"a side over {MAX_SIDE:,} px"
         raise ImageError(f"the image is {width}x{height} ({megapixels} MP), {limit}")
-    focal, exact = exif_focal(exif, width, height, (header.width, header.height))
+    # The frame as stored, before the EXIF's turn: PixelX/YDimension are the camera's in that frame.
+    # A HEIC's size has its container's turn applied already: the EXIF tag says the same turn.
+    turned = content_type in HEIF_TYPES and exif.orientation >= 5
+    stored = (header.height, header.width) if turned else (header.width, header.height)
+    focal, exact = exif_focal(exif, width, height, stored)
     # A profile over the limit is unusable (renderkit.icc): dropped here, before anything keeps it.
     icc_profile = header.icc if len(header.icc) <= icc.MAX_PROFILE_BYTES else b""
     return ImageInfo(

@@ -59,6 +59,25 @@ def test_a_portrait_heic_is_probed_and_decoded_upright_with_its_focal_length() -
     assert mask.shape == (80, 48)
 
 
+def test_a_cropped_portrait_heic_reads_the_focal_length_of_the_same_photo_as_jpeg() -> None:
+    """PixelX/YDimension are the camera's frame, before the turn. A HEIC's size has its container's
+    turn applied: a portrait cropped (80 x 32 stored of the 80 x 48 taken, 32 x 80 displayed) was
+    compared with them turned, fitted none, and read the diagonal of the crop: 8 % short (a review
+    found it)."""
+    turned = Image.fromarray(displayed_portrait()[:, :, ::-1]).transpose(Image.Transpose.ROTATE_90)
+    stored = np.ascontiguousarray(np.asarray(turned)[:32])
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[0xA405] = 26
+    exif.get_ifd(0x8769)[0xA002], exif.get_ifd(0x8769)[0xA003] = 80, 48  # taken 80 x 48, cropped to 80 x 32
+    jpeg = io.BytesIO()
+    Image.fromarray(stored).save(jpeg, "JPEG", quality=95, exif=exif)
+    heif, photo = imaging.probe(heic(stored, exif)), imaging.probe(jpeg.getvalue())
+    assert (heif.width, heif.height) == (photo.width, photo.height) == (32, 80)
+    assert heif.focal_length_px == pytest.approx(photo.focal_length_px)
+    assert photo.focal_length_px == pytest.approx(26 * math.hypot(80, 48) / math.hypot(36, 24))
+
+
 def test_a_heics_display_p3_colours_are_converted() -> None:
     original = np.repeat(np.repeat(colour_patches(), 2, axis=0), 2, axis=1)  # blocks HEVC keeps flat
     stored = in_profile(original, DISPLAY_P3)
