@@ -15,8 +15,9 @@ process may open (each held connection is one):
   that sends half a request and waits held one for the keep-alive's 75 s);
 - a connection whose client has read nothing of a response for `WRITE_STALL_S` is closed
   (Hypercorn waits for ever: a client that stops reading held its connection for good), over
-  HTTP/2 too, where a client may read the socket but leave a stream's window shut
-  (gateway.http.streams);
+  HTTP/2 too where the connection's own flow-control window is left shut; an HTTP/2 stream whose
+  client reads the socket but leaves that stream's window alone shut is reset by itself
+  (RST_STREAM CANCEL), its connection's other calls going on (gateway.http.streams);
 - a connection closed by the port is aborted (what it had not sent is dropped: a client that
   stopped reading would hold a closing one for good) and its handler ended; one its client closes
   while idle ends at once (Hypercorn's own waited out the keep-alive, holding the socket).
@@ -85,7 +86,7 @@ class _TCPServer(TCPServer):
             await self.idle_task.stop()
 
     async def protocol_send(self, event: Event) -> None:
-        if isinstance(event, Stalled):  # an HTTP/2 stream's client left its window shut
+        if isinstance(event, Stalled):  # an HTTP/2 client left its connection's window shut
             self.writer.transport.abort()
             await self.protocol.handle(Closed())
             return

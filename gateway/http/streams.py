@@ -33,10 +33,14 @@ is closed at once.
   the whole connection, every call on it included;
 - ignores PRIORITY signals (RFC 9113 deprecates them): Hypercorn put a stream into its tree for each
   one, opened or not, and never took it out;
-- ends a connection one of whose responses its client has taken nothing of for WRITE_STALL_S
-  (its flow-control window left shut: the client reads the socket, so the socket's own stall
-  check never fires, and the stream's handler, its buffered response and the connection's place
-  were held for good: no credential needed, one connection of 100 such streams held 73 MB);
+- ends a stream whose response its client has taken nothing of for WRITE_STALL_S (its
+  flow-control window left shut: the client reads the socket, so the socket's own stall check
+  never fires, and the stream's handler, its buffered response and the connection's place were
+  held for good: no credential needed, one connection of 100 such streams held 73 MB). Where only
+  the stream's window is shut, the stream alone is reset (RST_STREAM CANCEL, its handler told its
+  client went): a browser multiplexing its other calls on the connection keeps them (aborting the
+  connection lost them all). Where the connection's own window is shut, every stream on it is
+  stuck, and the connection is aborted;
 - wakes every handler still waiting to send when the connection closes (Hypercorn left one that
   waited for a client's window to open waiting for ever, and its connection open), and reports no
   "idle" for a handler done after the close (Hypercorn's restarted the 75 s keep-alive);
@@ -95,7 +99,8 @@ _EVENTS_PER_TURN = 64
 # the connection is closed (ENHANCE_YOUR_CALM): a client should not hold that many.
 _SETTLE_LIMIT_S = 5.0
 # A response's bytes not taken at all for this long (a socket not read, or an HTTP/2 stream's window
-# left shut): the client is gone, and its connection is ended.
+# left shut): the client is gone, and its connection is ended (an HTTP/2 stream whose own window
+# alone is shut: that stream is reset).
 WRITE_STALL_S = 120.0
 # How long the GOAWAY of a connection closed for holding streams may wait to be written.
 _GOODBYE_S = 1.0
@@ -227,9 +232,35 @@ class BoundedH2Protocol(H2Protocol):
                         if self._stalls.get(event.stream_id) is stall:
                             del self._stalls[event.stream_id]
             except TimeoutError:
-                await self.send(Stalled())
+                await self._stalled(event.stream_id)
             return
         await super().stream_send(event)
+
+    async def _stalled(self, stream_id: int) -> None:
+        """A stream whose client took nothing of its response for WRITE_STALL_S. Where only the
+        stream's own window is shut (the connection's is open, so its other streams still move), the
+        stream alone is reset (RST_STREAM CANCEL): its handler is told its client went (a call is
+        cancelled), its buffer let go of and its place among the connection's streams freed, and a
+        browser's other calls on the connection go on. Where the connection's own window is shut
+        (every stream is stuck) or both are open (the socket, or the send task, is what stalls), the
+        connection is aborted (Stalled)."""
+        connection = self.connection
+        stream = connection.streams.get(stream_id)
+        if stream is None or connection.outbound_flow_control_window <= 0 or stream.outbound_flow_control_window > 0:
+            await self.send(Stalled())
+            return
+        with contextlib.suppress(h2.exceptions.ProtocolError):  # closed meanwhile: nothing to reset
+            connection.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+        buffer = self.stream_buffers.get(stream_id)
+        if buffer is not None:
+            # Wakes whatever of its handler waits on it; the send task then lets go of it (h2 says
+            # the stream is closed), as of a stream its client reset.
+            await buffer.close()
+            with contextlib.suppress(MissingStreamError):
+                self.priority.unblock(stream_id)
+        await self._close_stream(stream_id)  # its handler gets http.disconnect
+        await self.has_data.set()
+        await self._flush()
 
     async def _send_data(self, stream_id: int) -> None:
         buffer = self.stream_buffers.get(stream_id)
@@ -338,8 +369,10 @@ class _Answered:
 
 @dataclass(frozen=True)
 class Stalled(Event):
-    """To the connection's server: a response's client took nothing of it for WRITE_STALL_S; the
-    connection is to be aborted (what it has not sent dropped), as a socket not read is."""
+    """To the connection's server: a response's client took nothing of it for WRITE_STALL_S with
+    the connection's own window shut (every stream stuck), or with nothing shut but the socket; the
+    connection is to be aborted (what it has not sent dropped), as a socket not read is. (A stream
+    whose own window alone is shut is reset on its own: BoundedH2Protocol._stalled.)"""
 
 
 class _Streams(dict):  # type: ignore[type-arg]

@@ -214,29 +214,97 @@ async def let_go(server: http_server.HttpServer, finished: list[str], within_s: 
     assert server.connections == 0 and finished == ["app"]
 
 
-async def let_go_with_its_window_shut(
+def _request(path: str, method: str = "GET") -> list[tuple[str, str]]:
+    return [(":method", method), (":scheme", "http"), (":authority", "x"), (":path", path)]
+
+
+@dataclass
+class _Seen:
+    """What an HTTP/2 client saw of its connection: streams reset (and their codes), the bodies of
+    those that ended, and whether the server closed the connection."""
+
+    resets: dict[int, int] = field(default_factory=dict)
+    bodies: dict[int, bytes] = field(default_factory=dict)
+    ended: set[int] = field(default_factory=set)
+    refused: set[int] = field(default_factory=set)
+    closed: bool = False
+
+
+def h2_client(
+    port: int,
+    sockets: list[socket.socket],
+    conn: h2.connection.H2Connection,
+    done: Callable[[_Seen], bool],
+    on_event: Callable[[h2.events.Event, _Seen], None] = lambda event, seen: None,
+    read_for_s: float = 5.0,
+) -> _Seen:
+    """Sends what `conn` has to send and reads the socket (every byte, so it never stalls) until
+    `done` says so, the server closes the connection or `read_for_s` passes. Data of a stream whose
+    window is open (only such streams get any) is given back, as a browser would."""
+    sock = connect(port, sockets, conn.data_to_send())
+    sock.settimeout(0.05)
+    seen = _Seen()
+    deadline = time.monotonic() + read_for_s
+    while not done(seen) and time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            data = b""
+        if not data:
+            seen.closed = True
+            break
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.StreamReset):
+                seen.resets[event.stream_id] = event.error_code
+                if event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM:
+                    seen.refused.add(event.stream_id)
+            elif isinstance(event, h2.events.DataReceived):
+                seen.bodies[event.stream_id] = seen.bodies.get(event.stream_id, b"") + event.data
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                seen.ended.add(event.stream_id)
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                seen.closed = True
+            on_event(event, seen)
+        sock.sendall(conn.data_to_send())
+    return seen
+
+
+async def reset_alone_with_its_window_shut(
     app: Callable[[Scope, Receive, Send], Awaitable[None]],
     finished: list[str],
     sockets: list[socket.socket],
     request: list[tuple[str, str]],
 ) -> None:
-    """Serves `app` on an HTTP port to one HTTP/2 client that sends `request` with its flow-control
-    window left at 0 and reads everything the server sends (its socket never stalls): the server
-    must close the connection and let the app's handler end."""
+    """Serves `app` on an HTTP port to one HTTP/2 client that sends `request` with its streams'
+    flow-control windows left at 0 (its connection's window open) and reads everything the server
+    sends (its socket never stalls): the server must reset that stream alone (CANCEL), let the
+    app's handler end and its request's place go, and keep the connection."""
 
-    def shut_window(port: int) -> socket.socket:
+    def shut_window(port: int) -> _Seen:
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         conn.initiate_connection()
         conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
         conn.send_headers(conn.get_next_available_stream_id(), request, end_stream=True)
-        return connect(port, sockets, conn.data_to_send())
+        return h2_client(port, sockets, conn, lambda seen: 1 in seen.resets)
 
     server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), max_connections=4)
     await server.start()
     loop = asyncio.get_running_loop()
     try:
-        sock = await loop.run_in_executor(None, shut_window, server.port)
-        assert await loop.run_in_executor(None, closed_by_server, sock, 5.0)
+        seen = await loop.run_in_executor(None, shut_window, server.port)
+        assert seen.resets == {1: h2.errors.ErrorCodes.CANCEL} and not seen.closed, seen
+        for _ in range(50):
+            if finished:
+                break
+            await asyncio.sleep(0.1)
+        assert finished == ["app"]
+        [connection] = server._open.values()  # the connection is kept, its request let go of
+        assert not connection.requests and not connection.closing
+        for sock in sockets:
+            sock.close()
         await let_go(server, finished, 5.0)
     finally:
         await server.stop(1.0)
@@ -275,13 +343,14 @@ def test_a_client_that_stops_reading_its_response_is_let_go(
     asyncio.run(body())
 
 
-def test_an_http2_client_that_leaves_its_window_shut_is_let_go(
+def test_an_http2_stream_whose_client_leaves_its_window_shut_is_reset(
     sockets: list[socket.socket], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An HTTP/2 client may read its socket yet never open a stream's flow-control window: the
-    socket never stalls, so only the stream's own wait can tell. Its connection ends after
-    WRITE_STALL_S like one whose socket is not read (it held the connection, its place and its
-    buffered response for good: no credential needed, the port full of them refused everyone)."""
+    socket never stalls, so only the stream's own wait can tell. The stream is reset after
+    WRITE_STALL_S (it held its handler, its place and its buffered response for good: no
+    credential needed, the port full of them refused everyone); its connection is kept, since
+    the connection's own window is open and its other streams still move."""
     monkeypatch.setattr(streams, "WRITE_STALL_S", 0.5, raising=False)
     finished: list[str] = []
 
@@ -293,8 +362,7 @@ def test_an_http2_client_that_leaves_its_window_shut_is_let_go(
         finally:
             finished.append("app")
 
-    request = [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/")]
-    asyncio.run(let_go_with_its_window_shut(app, finished, sockets, request))
+    asyncio.run(reset_alone_with_its_window_shut(app, finished, sockets, _request("/")))
 
 
 def test_an_http2_grpc_response_whose_trailers_wait_on_a_shut_window_is_let_go(
@@ -302,7 +370,8 @@ def test_an_http2_grpc_response_whose_trailers_wait_on_a_shut_window_is_let_go(
 ) -> None:
     """gRPC over HTTP/2 ends with trailers, which wait for the stream's buffer to drain: a response
     under the buffer's high water went in at once, and the trailers' wait was not bounded, so a
-    client leaving its window shut held the call and its connection for good."""
+    client leaving its window shut held the call and its connection for good. The stream is reset
+    alone (its trailers never sent)."""
     monkeypatch.setattr(streams, "WRITE_STALL_S", 0.5)
     finished: list[str] = []
 
@@ -317,9 +386,127 @@ def test_an_http2_grpc_response_whose_trailers_wait_on_a_shut_window_is_let_go(
         finally:
             finished.append("app")
 
-    request = [(":method", "POST"), (":scheme", "http"), (":authority", "x"), (":path", "/a.B/C")]
-    call = [*request, ("te", "trailers"), ("content-type", "application/grpc")]
-    asyncio.run(let_go_with_its_window_shut(app, finished, sockets, call))
+    call = [*_request("/a.B/C", "POST"), ("te", "trailers"), ("content-type", "application/grpc")]
+    asyncio.run(reset_alone_with_its_window_shut(app, finished, sockets, call))
+
+
+def test_a_stalled_http2_stream_is_reset_while_its_connections_other_calls_go_on(
+    sockets: list[socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser multiplexes its calls on one HTTP/2 connection: one whose stream's window its
+    client leaves shut is reset alone (CANCEL), and the others (one in flight as it is reset, one
+    opened after it) complete. Aborting the connection lost them all. The reset stream's handler
+    is told its client went (http.disconnect: a call is cancelled) and ends, and its place among
+    the connection's streams (2 here) and its request in flight are let go of."""
+    monkeypatch.setattr(streams, "WRITE_STALL_S", 0.5)
+    finished: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/stuck":
+            await asyncio.sleep(1.0)  # in flight while the stuck stream is reset
+            await respond(send, 200, b"ok " + scope["path"].encode())
+            finished.append(scope["path"])
+            return
+
+        async def disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        told = asyncio.create_task(disconnect())
+        try:
+            await respond(send, 200, bytes(100_000))
+            await asyncio.wait_for(told, 5)
+            finished.append("told")
+        finally:
+            told.cancel()
+            finished.append("stuck")
+
+    def calls(port: int) -> _Seen:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        conn.send_headers(1, _request("/stuck"), end_stream=True)
+        conn.send_headers(3, _request("/second"), end_stream=True)
+        conn.increment_flow_control_window(1 << 20, stream_id=3)  # stream 1's window alone stays shut
+
+        def on_event(event: h2.events.Event, seen: _Seen) -> None:
+            if isinstance(event, h2.events.StreamReset) and event.stream_id == 1:
+                # Both of the connection's 2 places were taken: the reset stream's is free now.
+                conn.send_headers(5, _request("/third"), end_stream=True)
+                conn.increment_flow_control_window(1 << 20, stream_id=5)
+
+        return h2_client(port, sockets, conn, lambda seen: {3, 5} <= seen.ended, on_event)
+
+    async def body() -> None:
+        server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), max_connections=4, max_streams=2)
+        await server.start()
+        loop = asyncio.get_running_loop()
+        try:
+            seen = await loop.run_in_executor(None, calls, server.port)
+            assert not seen.closed, seen
+            assert seen.resets == {1: h2.errors.ErrorCodes.CANCEL}, seen
+            assert seen.bodies.get(3) == b"ok /second" and seen.bodies.get(5) == b"ok /third", seen
+            assert 1 not in seen.ended
+            for _ in range(50):
+                if len(finished) == 4:
+                    break
+                await asyncio.sleep(0.1)
+            assert sorted(finished) == ["/second", "/third", "stuck", "told"]
+            [connection] = server._open.values()
+            assert not connection.requests and not connection.busy and not connection.closing
+            for sock in sockets:
+                sock.close()
+            for _ in range(50):
+                if server.connections == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert server.connections == 0
+        finally:
+            await server.stop(1.0)
+
+    asyncio.run(body())
+
+
+def test_an_http2_client_that_leaves_its_connections_window_shut_is_let_go(
+    sockets: list[socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that opens its streams' windows but never its connection's: once the connection's
+    window is spent every stream on it is stuck, and the connection is aborted after WRITE_STALL_S
+    (its handler let go), as one whose socket is not read."""
+    monkeypatch.setattr(streams, "WRITE_STALL_S", 0.5)
+    finished: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            await respond(send, 200, bytes(200_000))  # past the connection's 65,535 bytes
+        finally:
+            finished.append("app")
+
+    def shut_connection_window(port: int) -> _Seen:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+        conn.send_headers(1, _request("/"), end_stream=True)
+        seen = _Seen()
+        sock = connect(port, sockets, conn.data_to_send())
+        seen.closed = closed_by_server(sock, 5.0)  # reads every byte, gives no window back
+        return seen
+
+    async def body() -> None:
+        server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), max_connections=4)
+        await server.start()
+        try:
+            seen = await asyncio.get_running_loop().run_in_executor(None, shut_connection_window, server.port)
+            assert seen.closed
+            await let_go(server, finished, 5.0)
+        finally:
+            await server.stop(1.0)
+
+    asyncio.run(body())
 
 
 def test_an_http2_client_reading_slowly_but_steadily_is_not_let_go(monkeypatch: pytest.MonkeyPatch) -> None:

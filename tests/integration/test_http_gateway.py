@@ -25,12 +25,15 @@ from urllib.parse import parse_qs, unquote, urlencode, urlparse
 import grpc
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
+import h2.settings
 import pytest
 import redis
 
 from devstack import scenes
 from gateway.http import app as http_app
+from gateway.http import streams
 from gateway.http.bridge import ServicerBridge
 from gateway.ledger import keys
 from gateway.server import Gateway
@@ -959,3 +962,59 @@ def test_submit_and_watch_needs_both_scopes_before_its_body_is_decoded(http_gate
             with pytest.raises(grpc.RpcError) as refused:
                 next(iter(call))
             assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, scopes  # type: ignore[attr-defined]
+
+
+def test_a_download_whose_http2_window_stays_shut_is_reset_and_the_connections_other_calls_go_on(
+    http_gateway: Gateway, finished: pb.Job, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser's calls share one HTTP/2 connection: a GetOutput whose stream's window its client
+    leaves shut for WRITE_STALL_S is reset alone (CANCEL), its call let go of (no request of the
+    connection left in flight), and a GetJob on the same connection, sent after it, is answered.
+    Aborting the connection lost every call on it."""
+    monkeypatch.setattr(streams, "WRITE_STALL_S", 0.5)
+    output = max(finished.result.outputs, key=lambda o: o.size_bytes)  # its end waits on the window
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    pseudo = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"127.0.0.1")]
+    credential = (b"authorization", f"Bearer {key}".encode())
+    download = [(b":path", b"/render.v1.RenderService/GetOutput"), (b"content-type", b"application/connect+proto")]
+    conn.send_headers(1, [*pseudo, *download, credential])
+    request = pb.GetOutputRequest(job_id=finished.id, name=output.name).SerializeToString()
+    conn.send_data(1, enveloped(request), end_stream=True)
+    get = [(b":path", GET_JOB.encode()), (b"content-type", b"application/proto"), credential]
+    conn.send_headers(3, [*pseudo, *get])
+    conn.send_data(3, pb.GetJobRequest(job_id=finished.id).SerializeToString(), end_stream=True)
+    conn.increment_flow_control_window(1 << 20, stream_id=3)  # the download's window alone stays shut
+    resets: dict[int, int] = {}
+    answered, ended = b"", False
+    with socket.create_connection(("127.0.0.1", http_gateway.http_port), timeout=20) as sock:
+        sock.sendall(conn.data_to_send())
+        deadline = time.monotonic() + 20
+        while not (ended and 1 in resets) and time.monotonic() < deadline:
+            data = sock.recv(65536)
+            assert data, "the connection closed under the connection's other call"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.StreamReset):
+                    resets[event.stream_id] = event.error_code
+                elif isinstance(event, h2.events.DataReceived) and event.stream_id == 3:
+                    answered += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, 3)
+                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == 3:
+                    ended = True
+            sock.sendall(conn.data_to_send())
+        assert resets == {1: h2.errors.ErrorCodes.CANCEL}
+        assert ended and pb.GetJobResponse.FromString(answered).job.id == finished.id
+        assert http_gateway.http is not None
+        mine = sock.getsockname()
+
+        def in_flight() -> int:
+            assert http_gateway.http is not None
+            held = [c for key, c in http_gateway.http._open.items() if key == mine]
+            assert held and not held[0].closing, "the connection was closed"
+            return len(held[0].requests)
+
+        deadline = time.monotonic() + 5
+        while in_flight() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert in_flight() == 0  # the download's call ended with its stream
