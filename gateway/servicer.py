@@ -34,7 +34,7 @@ from gateway.ledger import (
     StoredJob,
     is_cursor,
 )
-from gateway.ledger.jobs import Submitted, new_job_id, now_ms, timestamp
+from gateway.ledger.jobs import Submitted, new_job_id, timestamp
 from gateway.links import OutputLinks
 from gateway.metrics import CREDITS_MOVED, JOBS_ENDED, count_cancel
 from gateway.pricing import Price, PriceTable, price_of
@@ -274,7 +274,6 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             credits_base=price.base,
             credits_reserved=price.reserved,
             room_places=room_places(request),
-            created_ms=now_ms(),
             trace=telemetry.current_traceparent(),
         )
 
@@ -301,7 +300,8 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         log.debug("job %s submitted (tenant %s)", submitted.job_id, tenant)
         if price.reserved:
             CREDITS_MOVED.add(price.reserved, {"movement": "reserve"})
-        return pb.SubmitRenderResponse(job=new.queued()), submitted.written
+        # Its create_time as the ledger recorded it (Redis's clock), as GetJob will read it.
+        return pb.SubmitRenderResponse(job=new.queued(submitted.created_ms)), submitted.written
 
     async def _record(
         self, new: NewJob, held: Callable[[], dict[str, bytes]] | None = None, *, rate_limited: bool = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +29,11 @@ def _source(path: Path) -> str:
 SCRIPT_SOURCES = {path.stem: _source(path) for path in sorted(_SCRIPTS.glob("*.lua"))}
 
 
+def wall_ms() -> int:
+    """This process's wall clock in ms."""
+    return int(time.time() * 1000)
+
+
 class LedgerError(RuntimeError):
     """A ledger operation was refused."""
 
@@ -43,8 +49,13 @@ class LedgerBase:
         queue_limit: int = 0,
         retry_s: float = 2.0,
         tenant_defaults: TenantLimits | None = None,
+        wall_clock: Callable[[], int] = wall_ms,
     ) -> None:
         self.redis = client
+        # This process's wall clock (ms), per ledger (a test stands in another replica's, skewed).
+        # What the ledger records a time by is Redis's clock (TIME, in its scripts); this one only
+        # fills the time an event's bytes carry, which its stream entry's id replaces once read.
+        self.wall_ms = wall_clock
         self.defaults = tenant_defaults or TenantLimits()
         self.retention_ms = int(retention_s * 1000)
         # How long a webhook delivery is kept: the job retention, or its retry schedule when longer

@@ -99,12 +99,12 @@ class NewJob:
     # A batch's: the rooms it keeps unfinished at once, each a place it holds against the queue
     # quota and the queue limit from its submit to its end (its rooms are admitted without them).
     room_places: int = 0
-    created_ms: int = 0  # 0: when it is recorded
     trace: str = ""  # the submit's trace context (renderkit.telemetry.current_traceparent); "": none
 
-    def queued(self) -> pb.Job:
-        """The job as the submit recorded it (what SubmitRender answers without reading it back)."""
-        created = timestamp(self.created_ms)
+    def queued(self, created_ms: int) -> pb.Job:
+        """The job as the submit recorded it (what SubmitRender answers without reading it back),
+        created at `created_ms` as the ledger recorded it (Submitted.created_ms: Redis's clock)."""
+        created = timestamp(created_ms)
         return pb.Job(
             id=self.job_id,
             state=pb.JOB_STATE_QUEUED,
@@ -162,14 +162,17 @@ def _at(event: pb.JobEvent, entry: bytes) -> pb.JobEvent:
 
 class Submitted(NamedTuple):
     """A submit's outcome: the job's id, whether it is an earlier job with the same idempotency key,
-    the job as stored when it was started at once for StartHere's dispatcher (None: queued), and
-    the events this submit wrote, their cursors set (its queued event, and its start's when it
-    started it; none when it recorded nothing new: a repeat, a duplicate)."""
+    the job as stored when it was started at once for StartHere's dispatcher (None: queued), the
+    events this submit wrote, their cursors set (its queued event, and its start's when it started
+    it; none when it recorded nothing new: a repeat, a duplicate), and the job's creation time as
+    the ledger recorded it (Redis's clock, as its events' times are; a repeat's is its first
+    call's; 0 for a duplicate, whose job is the key's: read it)."""
 
     job_id: str
     duplicate: bool
     started: StoredJob | None = None
     written: tuple[pb.JobEvent, ...] = ()
+    created_ms: int = 0
 
 
 # Job ids drawn ahead, IDS_AT_ONCE at a time from the system's random source (one read instead of
@@ -254,18 +257,24 @@ class Jobs(LedgerBase):
         RateLimited, QuotaExceeded or QueueFull. rate_limited False: the job does not count against
         the rate (a batch's rooms: the batch itself did). start_here: a dispatcher with a slot free
         for the job, which gets it at once (RUNNING, attempt 1, in the slot of a lease) instead of
-        its queue when nothing is queued and the tenant is under its concurrency (submit.lua)."""
-        created = new.created_ms or now_ms()
+        its queue when nothing is queued and the tenant is under its concurrency (submit.lua). The
+        job's creation time is Redis's clock, the script's TIME (Submitted.created_ms), never this
+        process's: its events' times are their stream entries' (Redis's), and a replica whose clock
+        was off recorded a job created minutes from its QUEUED event, and ordered a tenant's jobs
+        (ListJobs) by whichever replica took each submit."""
+        # The events' own times are their stream entries' once read (events.stamp): this process's
+        # clock is only what the bytes carry.
+        written_at = self.wall_ms()
         event = pb.JobEvent(
             job_id=new.job_id,
-            time=timestamp(created),
+            time=timestamp(written_at),
             state=pb.JOB_STATE_QUEUED,
             total_steps=new.total_steps,
             message="Queued",
         )
         idem_key = keys.idempotency(new.tenant, new.idempotency_key) if new.idempotency_key else ""
-        # What the request fixes; the script writes the id, the tenant, the creation time (from its
-        # arguments) and the initial state (QUEUED, step 0, no owner). Empty optional fields are
+        # What the request fixes; the script writes the id, the tenant, the creation time (Redis's
+        # clock) and the initial state (QUEUED, step 0, no owner). Empty optional fields are
         # left out: a missing field reads as empty.
         flat: list[str | bytes | int] = [
             "kind", new.kind,
@@ -290,7 +299,7 @@ class Jobs(LedgerBase):
             if value:
                 flat += [name, value]
         defaults = self.defaults
-        start_args = self._start_args(new, start_here, created)
+        start_args = self._start_args(new, start_here, written_at)
         reply: Any = await self._script(
             "submit",
             keys=[
@@ -320,7 +329,7 @@ class Jobs(LedgerBase):
                 new.job_id,
                 "1" if idem_key else "0",
                 self.queue_limit,
-                created,
+                "",  # unused: the script reads Redis's clock
                 self.retention_ms,
                 event.SerializeToString(),
                 keys.job_channel(new.job_id),
@@ -346,9 +355,11 @@ class Jobs(LedgerBase):
                 start = start_args[3]
                 assert isinstance(start, bytes)
                 written = (_at(event, reply[3]), _at(pb.JobEvent.FromString(start), reply[4]))
-            return Submitted(value.decode(), False, stored_job(fields), written)
-        if status == b"ok" and len(reply) == 3:
-            return Submitted(value.decode(), False, written=(_at(event, reply[2]),))
+            stored = stored_job(fields)
+            return Submitted(value.decode(), False, stored, written, stored.job.create_time.ToMilliseconds())
+        if status == b"ok":
+            entry, created = reply[2], int(reply[3] or 0)
+            return Submitted(value.decode(), False, written=(_at(event, entry),) if entry else (), created_ms=created)
         return Submitted(value.decode(), status == b"duplicate")
 
     async def precheck(self, tenant: str, price: int) -> None:
@@ -371,7 +382,7 @@ class Jobs(LedgerBase):
         )
         _raise_refusal(reply[0], reply[1], price, self.queue_limit)
 
-    def _start_args(self, new: NewJob, start_here: StartHere | None, created_ms: int) -> list[str | bytes | int]:
+    def _start_args(self, new: NewJob, start_here: StartHere | None, written_at: int) -> list[str | bytes | int]:
         """submit.lua's arguments 15-26: the dispatcher that may start the job, its lease, and the
         start's event and webhooks as the dispatcher's start would write them (ledger.started);
         empty without one (the job is queued)."""
@@ -379,7 +390,7 @@ class Jobs(LedgerBase):
             return ["", 0, 0, "", "", "", "", "", "", 0, 0, 0]
         event = pb.JobEvent(
             job_id=new.job_id,
-            time=timestamp(created_ms),
+            time=timestamp(written_at),  # its entry's once read (events.stamp)
             state=pb.JOB_STATE_RUNNING,
             message=STARTING,
             total_steps=new.total_steps,

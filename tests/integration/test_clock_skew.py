@@ -13,6 +13,7 @@ import time
 import types
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from redis.typing import EncodableT, FieldT
@@ -236,7 +237,7 @@ def test_a_jobs_times_agree_with_its_events_times(redis_url: str) -> None:
     """A job's start, update and end times (GetJob, ListJobs, metrics) were the writing replica's
     clock while its events' are Redis's: with one replica two minutes ahead, a job's end_time was
     two minutes after its SUCCEEDED event, and by GetJob two jobs overlapped (a review found it).
-    (Its create_time is still the submitting replica's: ListJobs pages on it.)"""
+    (Its create_time is Redis's too: test_a_jobs_create_time_is_redis_clock_whatever_the_submitting_replicas.)"""
 
     async def body(ledger: Ledger) -> None:
         first = (await ledger.submit(new_job(tenant="solo"))).job_id
@@ -290,3 +291,63 @@ def test_a_webhooks_timestamp_is_its_events_time_after_redis_clock_steps_back(re
         )
 
     run(body, redis_url, tenant_defaults=TenantLimits(rate_per_s=0))
+
+
+def test_a_jobs_create_time_is_redis_clock_whatever_the_submitting_replicas(redis_url: str) -> None:
+    """A job's create_time was the submitting replica's wall clock while its events' times (and its
+    start and end times) are Redis's: with a replica two minutes ahead, a job was created two
+    minutes after its QUEUED event, and ListJobs ordered a tenant's jobs by whichever replica took
+    each submit. The replica's clock here is its own (the ledger's, per instance), not this
+    process's: SubmitRender answers, GetJob reads and ListJobs pages the creation time the submit
+    script took from Redis's TIME, and a repeat of the submit (its reply lost, or its idempotency
+    key used again) answers the first one's."""
+    from gateway.auth.principal import Principal, Scope, set_principal
+    from gateway.servicer import RenderServicer
+    from gateway.validation import Limits
+    from render_client.client import room_render, room_render_request
+
+    class Links:  # a duplicate's job is read back and its output links filled (it has none)
+        async def fill_job_async(self, job: pb.Job) -> pb.Job:
+            return job
+
+    async def body(ahead: Ledger) -> None:
+        behind = Ledger(ahead.redis, wall_clock=lambda: jobs.now_ms() - SKEW_MS)  # another replica
+        try:
+            set_principal(Principal("acme", "key:test", frozenset(Scope)))
+            servicer = RenderServicer(ahead, None, Limits(), None, assets=None, links=Links())  # type: ignore[arg-type]
+            request = room_render_request(room_render("hall", dry_run=True))
+            request.idempotency_key = "once"
+            before = await ahead.clock_ms()
+            answer = await servicer.SubmitRender(request, None)  # type: ignore[arg-type]
+            after = await ahead.clock_ms()
+            job = answer.job
+            created = job.create_time.ToMilliseconds()
+            assert before <= created <= after, f"create_time {created - before} ms from Redis's clock"
+            assert job.update_time == job.create_time
+            queued = (await ahead.read_events({job.id: "0"}))[job.id][0]
+            assert queued.state == pb.JOB_STATE_QUEUED
+            assert abs(queued.time.ToMilliseconds() - created) < 50, "create_time is not its QUEUED event's time"
+            stored = await ahead.get(job.id)
+            assert stored is not None and stored.job.create_time == job.create_time, "GetJob reads another time"
+            again = await servicer.SubmitRender(request, None)  # type: ignore[arg-type]
+            assert again.deduplicated and again.job.id == job.id and again.job.create_time == job.create_time
+
+            # A repeat of the script (its reply lost) answers the time the job was recorded at.
+            first = await behind.submit(new_job())
+            repeat = await behind.submit(replace(new_job(), job_id=first.job_id))
+            assert repeat.created_ms == first.created_ms and not repeat.written
+            stored = await behind.get(first.job_id)
+            assert stored is not None and stored.job.create_time.ToMilliseconds() == first.created_ms
+            assert first.created_ms >= created, "the replica behind recorded its job before the one ahead"
+
+            # ListJobs: newest first by Redis's clock, the index scored as the jobs' create_time.
+            listed, _ = await ahead.list_jobs("acme", 10, None)
+            assert [j.id for j in listed] == [first.job_id, job.id]
+            scores: Any = await ahead.redis.zrange(keys.tenant_index("acme"), 0, -1, withscores=True)
+            assert {member.decode(): int(score) for member, score in scores} == {
+                j.id: j.create_time.ToMilliseconds() for j in listed
+            }
+        finally:
+            await behind.aclose()
+
+    run(body, redis_url, wall_clock=lambda: jobs.now_ms() + SKEW_MS, tenant_defaults=TenantLimits(rate_per_s=0))

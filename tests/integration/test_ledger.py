@@ -358,8 +358,8 @@ def test_a_job_that_ended_takes_no_more_checkpoints(redis_url: str) -> None:
 
 def test_idempotent_submit_returns_the_same_job(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        first, dup1, _, written = await ledger.submit(new_job(key="order-17"))
-        second, dup2, _, again = await ledger.submit(new_job(key="order-17"))
+        first, dup1, _, written, _ = await ledger.submit(new_job(key="order-17"))
+        second, dup2, _, again, _ = await ledger.submit(new_job(key="order-17"))
         assert list(written) == (await ledger.read_events({first: "0"}))[first] and again == ()
         other = (await ledger.submit(new_job(key="order-17", tenant="other-tenant"))).job_id
         assert (first, dup1, dup2) == (second, False, True)
@@ -640,7 +640,7 @@ def test_a_job_submitted_beside_a_free_slot_starts_there_at_once(redis_url: str)
 
     async def body(ledger: Ledger) -> None:
         new = new_job()
-        job_id, duplicate, started, written = await ledger.submit(new, start_here=StartHere("here", 0.2))
+        job_id, duplicate, started, written, _ = await ledger.submit(new, start_here=StartHere("here", 0.2))
         assert not duplicate and started is not None
         assert (started.job.id, started.job.attempt, started.owner) == (job_id, 1, "here")
         assert started.job.state == pb.JOB_STATE_RUNNING and started.job.kind == "material_swap"
@@ -888,9 +888,14 @@ def test_list_pages_give_every_job_once_however_many_share_a_millisecond(redis_u
     on past them rather than end early, with and without a project filter."""
 
     async def body(ledger: Ledger) -> None:
-        created = now_ms()
-        ids = {(await ledger.submit(replace(new_job(), created_ms=created))).job_id for _ in range(150)}
-        older = (await ledger.submit(replace(new_job(), created_ms=created - 1))).job_id
+        ids = {(await ledger.submit(new_job())).job_id for _ in range(150)}
+        older = (await ledger.submit(new_job())).job_id
+        # A job's creation time is Redis's clock (submit.lua): the 150 are made to share a millisecond
+        # in the index ListJobs pages (and in their hashes), the last submitted one a millisecond before.
+        created = await ledger.clock_ms()
+        for job_id, ms in [*((job_id, created) for job_id in ids), (older, created - 1)]:
+            await ledger.redis.zadd(keys.tenant_index("acme"), {job_id: ms})
+            await ledger.redis.hset(keys.job(job_id), "created_ms", ms)
         for page_size, project, scanned in ((1, "", 1000), (5, "", 1000), (100, "", 1000), (5, "p1", 30)):
             seen: list[str] = []
             token = None

@@ -8,7 +8,8 @@
 --       queue, queued tenants, queue clock, tenant limits, tenant rate, tenant active set, credit
 --       balance, credits reserved, credit log, waiting dispatchers, running (all), tenant running,
 --       webhooks due, the job's webhook deliveries, parked tenants, tenants' virtual finish times
--- ARGV: 1 job_id, 2 use_idempotency ('1'/'0'), 3 queue_limit (0: none), 4 now_ms, 5 retention_ms (unused here),
+-- ARGV: 1 job_id, 2 use_idempotency ('1'/'0'), 3 queue_limit (0: none), 4 unused (was the gateway's now_ms:
+--       a job's times are Redis's clock, TIME, as its events' are), 5 retention_ms (unused here),
 --       6 event, 7 the job's notice channel, 8 work channel, 9 tenant, 10 default rate per second (0: none),
 --       11 default burst, 12 default queue quota (0: none), 13 rate limited ('1'/'0'; 'room': a
 --       batch's room, counted against neither the rate, the queue quota nor the queue limit), 14 credits
@@ -20,13 +21,14 @@
 --       deliveries per job (20-26 as transition.lua takes them), 27 default weight, 28 the job key
 --       template (the tenant index's oldest members are checked against it), then the job
 --       hash's fields and values from the request (the script adds the id, the tenant, created_ms and the initial
---       state: QUEUED, step 0, attempt 0, updated now).
--- Returns {'ok', id, the queued event's entry}, {'started', id, the job's hash as HGETALL gives it,
--- the queued event's entry, the start's} (RUNNING, attempt 1, owned by that dispatcher, its start's
--- event written: the dispatcher runs it without reading or writing anything first), {'duplicate',
--- id of the key's job}, {'limited', ms until a retry is allowed}, {'quota', the quota}, {'full', ''}
--- or {'credits', the balance}. A repeat of a recorded job answers 'ok' or 'started' without the
--- entries (it wrote none).
+--       state: QUEUED, step 0, attempt 0, updated now), created_ms by Redis's clock (TIME).
+-- Returns {'ok', id, the queued event's entry, created_ms}, {'started', id, the job's hash as HGETALL
+-- gives it (its created_ms with it), the queued event's entry, the start's} (RUNNING, attempt 1, owned
+-- by that dispatcher, its start's event written: the dispatcher runs it without reading or writing
+-- anything first), {'duplicate', id of the key's job}, {'limited', ms until a retry is allowed},
+-- {'quota', the quota}, {'full', ''} or {'credits', the balance}. A repeat of a recorded job answers
+-- 'ok' with '' for the entry and the job's created_ms as recorded, or 'started' without the entries
+-- (it wrote none).
 -- Idempotent under retry: a second call for a job id already recorded changes nothing (and is not
 -- counted against the rate again); it answers 'started' again while the job is that dispatcher's
 -- first attempt (the first answer was lost, so no one runs it yet).
@@ -36,20 +38,23 @@
 -- include: clock
 -- include: hand_out
 -- include: room_places
--- The tenant's rate and a start here's slot and lease are judged by Redis's clock (lib/clock.lua).
+-- The tenant's rate, a start here's slot and lease, and the job's creation time (its create_time,
+-- its score in the tenant's index, which ListJobs orders and pages by) are Redis's clock
+-- (lib/clock.lua), as its events' times are: a submitting replica whose clock was off made a job
+-- created minutes after (or before) its QUEUED event.
 local clock_now = ledger_now_ms()
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[15] ~= '' and redis.call('HGET', KEYS[1], 'owner') == ARGV[15]
       and redis.call('HGET', KEYS[1], 'attempt') == '1' and redis.call('HGET', KEYS[1], 'state') == 'RUNNING' then
     return {'started', ARGV[1], redis.call('HGETALL', KEYS[1])}
   end
-  return {'ok', ARGV[1]}
+  -- A retry whose first reply was lost: the time the job was recorded at, not this call's.
+  return {'ok', ARGV[1], '', redis.call('HGET', KEYS[1], 'created_ms') or ''}
 end
 if ARGV[2] == '1' then
   local existing = redis.call('GET', KEYS[5])
   if existing then return {'duplicate', existing} end
 end
-local now = tonumber(ARGV[4])
 local price = tonumber(ARGV[14])
 local refused, new_tat, set = admission({limits_key = KEYS[9], rate_key = KEYS[10], tenant_active_key = KEYS[11],
   active_key = KEYS[3], balance_key = KEYS[12], now = clock_now, default_rate = ARGV[10], default_burst = ARGV[11],
@@ -62,7 +67,7 @@ if price > 0 then
   redis.call('XADD', KEYS[14], '*', 'kind', 'reserve', 'amount', -price, 'balance', left, 'job', ARGV[1])
 end
 gcra_store(KEYS[10], new_tat, clock_now)
-local fields = {'id', ARGV[1], 'tenant', ARGV[9], 'created_ms', ARGV[4], 'updated_ms', ARGV[4], 'state', 'QUEUED',
+local fields = {'id', ARGV[1], 'tenant', ARGV[9], 'created_ms', clock_now, 'updated_ms', clock_now, 'state', 'QUEUED',
   'step', '0', 'progress', '0', 'message', 'Queued', 'attempt', '0'}
 for i = 29, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
@@ -74,7 +79,7 @@ if ARGV[13] ~= 'room' then
   redis.call('SADD', KEYS[3], unpack(members))
   redis.call('SADD', KEYS[11], unpack(members))
 end
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+redis.call('ZADD', KEYS[4], clock_now, ARGV[1])
 -- The index's oldest members whose job has expired (a retention after its end) go, a few at each
 -- submit: nothing else removes them (ListJobs only drops those a page walks over), and a tenant's
 -- index would otherwise hold every job it ever submitted. Jobs expire about in creation order, so
@@ -128,4 +133,4 @@ if not redis.call('ZSCORE', KEYS[7], ARGV[9]) and not redis.call('ZSCORE', KEYS[
 end
 redis.call('PUBLISH', ARGV[7], '')
 if redis.call('ZCARD', KEYS[15]) > 0 then redis.call('PUBLISH', ARGV[8], ARGV[9]) end
-return {'ok', ARGV[1], queued}
+return {'ok', ARGV[1], queued, clock_now}
