@@ -57,10 +57,14 @@ SUPERPIXEL_STEP = 9  # about 1,800 superpixels at WORK_SIDE
 # Log-linear offset: keeps the sensor's noise in dark pixels from dominating ratios and gradients.
 LOG_OFFSET = np.float32(0.01)
 # The random walk's feature scales (log units): chroma (2), log lightness, gradient energy and its
-# orientation (2). Lightness counts only in the walk's edges (a step in it may be a boundary),
-# never in the appearance model (a sunlit floor is the same floor).
+# orientation (2). Lightness counts only in the walk's edges (a step in it may be a boundary), not
+# in the appearance model (a sunlit floor is the same floor), unless nothing else tells (WITH_LIGHTNESS).
 EDGE_SCALES = np.array([0.06, 0.06, 0.25, 0.03, 0.02, 0.02])
 INVARIANT = [0, 1, 3, 4, 5]
+# Where the invariant features find nothing that is not the surface (a white ceiling over white walls,
+# a white table top on a grey floor), the walk has no rest to contrast it with and the request would
+# fail: it walks again with lightness too. Only then: elsewhere lightness is a shadow's or a sun's.
+WITH_LIGHTNESS = [0, 1, 2, 3, 4, 5]
 NOVELTY = 4.0  # squared scaled distance past which a superpixel looks like neither model
 APPEARANCE_SOFTNESS = 4.0
 APPEARANCE_WEIGHT = 0.2  # the appearance tie against the edges, per superpixel of mean size
@@ -268,14 +272,34 @@ def clicks_region(
     appearance (the surface's or the rest's) it is nearer, both models refitted from the walk's
     confident answer. The appearance is `descriptors` (per superpixel, in scale units) when given,
     else the invariant features of each superpixel and of its neighbourhood; `excluded`
-    superpixels (bool) are held as the rest."""
+    superpixels (bool) are held as the rest. Where that walk leaves nothing as the rest, it walks
+    again on the invariant features and lightness (WITH_LIGHTNESS)."""
     sp = superpixels or superpixel_graph(appearance)
+    own = _descriptors(sp, INVARIANT) if descriptors is None else descriptors
+    region = _walk(appearance, positives, negatives, sp, own, excluded)
+    if region.all():
+        region = _walk(appearance, positives, negatives, sp, _descriptors(sp, WITH_LIGHTNESS), excluded)
+    return region
+
+
+def _descriptors(superpixels: SuperpixelGraph, columns: list[int]) -> np.ndarray:
+    """Each superpixel's features (these columns), its neighbourhood's and a wider one's, in scale units."""
+    own = superpixels.features[:, columns]
+    around = superpixels.graph.neighbour_mean(own)
+    wider = superpixels.graph.neighbour_mean(around)
+    return np.concatenate([own, around, wider], axis=1) / np.tile(EDGE_SCALES[columns], 3) / np.sqrt(3)
+
+
+def _walk(
+    appearance: Appearance,
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    sp: SuperpixelGraph,
+    descriptors: np.ndarray,
+    excluded: np.ndarray | None,
+) -> np.ndarray:
+    """The random walk of clicks_region on these descriptors (bool at the working size)."""
     graph = sp.graph
-    if descriptors is None:
-        own = sp.features[:, INVARIANT]
-        around = graph.neighbour_mean(own)
-        wider = graph.neighbour_mean(around)
-        descriptors = np.concatenate([own, around, wider], axis=1) / np.tile(EDGE_SCALES[INVARIANT], 3) / np.sqrt(3)
     fixed = np.full(graph.count, -1.0)
     fixed[graph.sizes == 0] = 0.0
     if excluded is not None:

@@ -718,6 +718,12 @@ def test_clicks_alone_on_a_named_ceiling_keep_above_its_junction_with_the_walls(
     assert _iou_of(_wall_room("ceiling over cream walls"), with_box=False) > 0.92
 
 
+def test_clicks_alone_on_a_white_ceiling_over_walls_alike_find_it_by_its_lightness() -> None:
+    """Looking up at a ceiling over walls of its neutral white: chroma and texture see one surface,
+    the walk left nothing as the rest and the request failed ("no background"). Lightness tells."""
+    assert _iou_of(_wall_room("ceiling over grey walls, looking up"), with_box=False) > 0.95
+
+
 @pytest.mark.parametrize(
     "name", ["grey wall under a white ceiling", "beige wall above a floor of its colour", "warm white wall, a lamp"]
 )
