@@ -263,9 +263,7 @@ def _blend_strip(
     valid = on_plane(T, x, y, cols, h)
     if valid is not None:
         alpha = np.where(valid, alpha, np.uint8(0))
-    strip = sampled[top:bottom, start : start + cols]
-    colour = shading.colour_rows(x, y, cols, h, _chunk_rows(strip))
-    material = _lit(strip, shading.region(x, y, cols, h), colour)
+    material = _lit(sampled[top:bottom, start : start + cols], shading.region(x, y, cols, h))
     _blend_into(out[y : y + h, x : x + cols], material, photo[y : y + h, x : x + cols], alpha)
 
 
@@ -274,27 +272,17 @@ def _blend_strip(
 _SRGB_CHUNK = 1 << 16
 
 
-def _chunk_rows(sampled: np.ndarray) -> int:
-    """The rows _lit lights at a time."""
-    return max(1, _SRGB_CHUNK // max(1, sampled[0].size))
-
-
-def _lit(sampled: np.ndarray, shade: np.ndarray, colour: np.ndarray | None = None) -> np.ndarray:
+def _lit(sampled: np.ndarray, shade: np.ndarray) -> np.ndarray:
     """The sampled colour (linear light, uint16, _LINEAR_ONE is white) times the shading, in sRGB
     (uint8): one saturating cv2.multiply, then the 65,536-entry table, a few rows at a time. np.take
     first copies its indices to intp, which over a whole 4K strip is a pass of 8 bytes an element
-    out to memory and back; in chunks the lighting and the table took 0.8 of the time. Where the
-    light has a colour, it is one row of per-channel multipliers per chunk (Shading.colour_rows:
-    it changes over metres, a chunk is a few rows); a colour for every pixel took 6-8 times as long
-    as the chunk's lighting itself."""
+    out to memory and back; in chunks the lighting and the table took 0.8 of the time."""
     height = sampled.shape[0]
-    rows = _chunk_rows(sampled)
+    rows = max(1, _SRGB_CHUNK // max(1, sampled[0].size))
     out = np.empty(sampled.shape, np.uint8)
     index = np.empty((min(rows, height), *sampled.shape[1:]), np.intp)
-    for chunk, top in enumerate(range(0, height, rows)):
+    for top in range(0, height, rows):
         shade_bgr = cv2.cvtColor(shade[top : top + rows], cv2.COLOR_GRAY2BGR)
-        if colour is not None:
-            shade_bgr = cv2.multiply(shade_bgr, cv2.repeat(colour[chunk : chunk + 1], shade_bgr.shape[0], 1))
         linear = cv2.multiply(sampled[top : top + rows], shade_bgr, dtype=cv2.CV_16U)
         part = index[: linear.shape[0]]
         np.copyto(part, linear)

@@ -102,93 +102,6 @@ def shading_field(photo_bgr: np.ndarray, mask: np.ndarray, sigma: float) -> np.n
     return cv2.resize(shading, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-# ---- the light's colour
-
-# The light's colour is read from the photo's chroma on a coarse grid over the surface's box: this
-# many cells on its longer side, each the mean of at most _COLOUR_SAMPLES pixels of the whole box
-# (every k-th row and column: the chroma is smoothed far wider than a cell, so nothing aliases).
-_COLOUR_CELLS = 64
-_COLOUR_SAMPLES = 100_000
-# Pixels with a channel at or above this (sRGB) have lost their colour, and below _COLOUR_DARK the
-# noise is the colour: both are left out. (Leaving out whole cells with over 2 % clipped pixels
-# left a sunlit brick facade's chroma to a few cells: 3-4 dB lost.)
-_COLOUR_CLIP = 250
-_COLOUR_DARK = 8
-# The light's chroma changes over metres, the old surface's tints tile by tile: the chroma is
-# averaged by a Gaussian this share of the box's longer side wide, robustly (_COLOUR_ROUNDS of
-# Tukey's weights at _COLOUR_TUKEY robust deviations leave out the objects standing on the surface
-# and the motif's colours). Measured at 0.07-0.25 on scenes built with two lights of different
-# colours and on tinted surfaces under white light (docs/quality.md, "The light's colour").
-_COLOUR_REACH = 0.1
-_COLOUR_ROUNDS = 4
-_COLOUR_TUKEY = 3.0
-# What is left of the old surface's tints in that average under white light (stains, sooty
-# patches, the edges of objects) was up to ~0.02 in log chroma: that much is taken off the
-# chroma's amplitude everywhere (a soft threshold), so that a white light stays white.
-_COLOUR_FLOOR = 0.02
-
-
-def light_colour(photo_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
-    """The light's colour over a photo region (uint8 BGR) and its mask: per-channel multipliers
-    of Rec. 709 luminance 1 (float32, rows x cols x 3, on a grid of the region's cells), 1 at the
-    surface's typical chroma (the camera's white balance); None where the light is grey (no cell's
-    chroma off the typical by more than _COLOUR_FLOOR)."""
-    grid = _chroma_cells(photo_bgr, mask)
-    if grid is None:
-        return None
-    chroma, weight = grid
-    kept = weight > 0.5
-    if np.count_nonzero(kept) < 16:
-        return None
-    chroma -= np.array([_weighted_median(chroma[..., k][kept], weight[kept]) for k in range(3)], np.float32)
-    sigma = _COLOUR_REACH * max(chroma.shape[:2])
-    base = np.where(kept, weight, np.float32(0)).astype(np.float32)
-    robust = base
-    for _ in range(_COLOUR_ROUNDS):
-        smooth = _blurred_chroma(chroma, robust, sigma)
-        residual = np.abs(chroma - smooth).max(axis=-1)
-        scale = 1.4826 * float(np.median(residual[kept])) + 1e-3
-        robust = base * np.clip(1 - (residual / (_COLOUR_TUKEY * scale)) ** 2, 0, 1) ** 2
-    smooth = _blurred_chroma(chroma, robust, sigma)
-    amplitude = np.sqrt((smooth * smooth).sum(axis=-1, keepdims=True))
-    if float(amplitude.max()) <= _COLOUR_FLOOR:
-        return None
-    smooth *= np.maximum(amplitude - _COLOUR_FLOOR, 0) / np.maximum(amplitude, _EPS)
-    colour = np.exp(smooth)
-    return np.asarray(colour / (colour @ _LUMA_BGR)[..., None], np.float32)
-
-
-def _chroma_cells(photo_bgr: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The region's log chroma (each linear channel over the linear luminance) on the coarse grid
-    (_COLOUR_CELLS on its longer side), and each cell's share of usable surface pixels."""
-    height, width = mask.shape
-    stride = max(1, math.ceil(math.sqrt(height * width / _COLOUR_SAMPLES)))
-    # Copied whole first: numpy's reductions and OpenCV's calls over a strided view of a 4K photo
-    # took ~25 ms where these take ~3.
-    photo = np.ascontiguousarray(photo_bgr[::stride, ::stride])
-    surface = np.ascontiguousarray(mask[::stride, ::stride])
-    rows, cols = surface.shape
-    cell = max(rows, cols) / _COLOUR_CELLS
-    size = (max(2, round(cols / cell)), max(2, round(rows / cell)))
-    # 255 where the pixel is on the surface and every channel neither clips nor is near black.
-    inside = cv2.inRange(photo, np.full(3, _COLOUR_DARK + 1, np.uint8), np.full(3, _COLOUR_CLIP - 1, np.uint8))
-    usable = cv2.bitwise_and(inside, np.where(surface > 127, np.uint8(255), np.uint8(0)))
-    kept = (usable != 0).astype(np.float32)
-    weight = cv2.resize(kept, size, interpolation=cv2.INTER_AREA)
-    linear = srgb_to_linear(photo)
-    linear *= kept[..., None]
-    mean = cv2.resize(linear, size, interpolation=cv2.INTER_AREA) / np.maximum(weight, _EPS)[..., None]
-    luminance = mean @ _LUMA_BGR
-    chroma = np.log(np.maximum(mean, _EPS)) - np.log(np.maximum(luminance, _EPS))[..., None]
-    return chroma.astype(np.float32), weight
-
-
-def _blurred_chroma(chroma: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
-    """The chroma's Gaussian blur over its weights (each of the three channels)."""
-    total = cv2.GaussianBlur(weight, (0, 0), sigma)
-    return np.asarray(cv2.GaussianBlur(chroma * weight[..., None], (0, 0), sigma) / np.maximum(total, _EPS)[..., None])
-
-
 # ---- texture_space
 
 # The rectified grid's longer side at most (cells); finer where the photo is finer than that.
@@ -733,30 +646,6 @@ class Shading:
     box: tuple[int, int, int, int]
     method: str
     halved: bool = False
-    # The light's colour (light_colour): per-channel multipliers of luminance 1 on a coarse grid
-    # over the box, or None for a grey light.
-    colour: np.ndarray | None = None
-
-    def colour_rows(self, x: int, y: int, width: int, height: int, step: int) -> np.ndarray | None:
-        """The light's colour over another box of the photo, one row for each band of `step` rows
-        (at the band's middle; float32, ceil(height / step) x width x 3), enlarged bilinearly from
-        its grid (cells centred as INTER_AREA's); None for a grey light."""
-        if self.colour is None:
-            return None
-        bx, by, bw, bh = self.box
-        rows, cols = self.colour.shape[:2]
-        sx, sy = cols / bw, rows / bh
-        middle = y - by + (step - 1) / 2
-        to_cells = np.array([[sx, 0.0, (x - bx + 0.5) * sx - 0.5], [0.0, step * sy, (middle + 0.5) * sy - 0.5]])
-        return np.asarray(
-            cv2.warpAffine(
-                self.colour,
-                to_cells,
-                (width, -(-height // step)),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
-        )
 
     def region(self, x: int, y: int, width: int, height: int) -> np.ndarray:
         """The field over another box of the photo (1 where the estimate has no value)."""
@@ -817,11 +706,11 @@ def estimate_shading(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarr
         shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
         try:
             field, halved = _texture_space(photo_box, mask_box, to_plane @ shift)
-            return Shading(field, box, TEXTURE_SPACE, halved, light_colour(photo_box, mask_box))
+            return Shading(field, box, TEXTURE_SPACE, halved)
         except (_Unsuitable, np.linalg.LinAlgError):
             pass
     sigma = max(1.5, 0.006 * max(width, height))
-    return Shading(shading_field(photo_box, mask_box, sigma), box, BLUR, colour=light_colour(photo_box, mask_box))
+    return Shading(shading_field(photo_box, mask_box, sigma), box, BLUR)
 
 
 def from_model(model_shading: np.ndarray, mask: np.ndarray, photo_bgr: np.ndarray | None = None) -> Shading:

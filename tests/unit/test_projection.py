@@ -12,7 +12,6 @@ from renderkit import imaging
 from services.projection import composite
 from services.projection.composite import project_material
 from services.projection.layouts import Layout, herringbone_texels, plank_ratio
-from services.projection.shading import Shading
 from services.projection.texture import (
     FRACTIONS,
     LOD_BIAS,
@@ -496,26 +495,3 @@ def test_the_lit_colour_is_the_same_in_chunks_of_rows(monkeypatch: pytest.Monkey
     linear = cv2.multiply(sampled, cv2.cvtColor(shade, cv2.COLOR_GRAY2BGR), dtype=cv2.CV_16U)
     monkeypatch.setattr(composite, "_SRGB_CHUNK", chunk)
     assert np.array_equal(composite._lit(sampled, shade), composite._LINEAR_TO_SRGB[linear])
-
-
-def test_the_lights_colour_is_one_row_a_band_read_off_its_grid(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shading.colour_rows gives each band of rows the colour at its middle row, enlarged from its
-    grid bilinearly (cells centred as cv2.resize centres them); _lit multiplies each chunk's
-    channels by its band's row."""
-    rng = np.random.default_rng(5)
-    grid = rng.uniform(0.7, 1.3, (6, 8, 3)).astype(np.float32)
-    lit = Shading(np.ones((60, 80), np.float32), (10, 20, 80, 60), "blur", colour=grid)  # cells of 10 x 10 px
-    full = cv2.resize(grid, (80, 60), interpolation=cv2.INTER_LINEAR)
-    # cv2.warpAffine weighs its neighbours in steps of 1/32: up to ~0.013 off here.
-    np.testing.assert_allclose(lit.colour_rows(10, 20, 80, 60, 1), full, atol=0.015)
-    banded = lit.colour_rows(10, 20, 80, 60, 7)
-    assert banded is not None and banded.shape == (9, 80, 3)
-    np.testing.assert_allclose(banded[2], full[2 * 7 + 3], atol=0.015)
-    assert Shading(np.ones((60, 80), np.float32), (10, 20, 80, 60), "blur").colour_rows(10, 20, 80, 60, 7) is None
-
-    monkeypatch.setattr(composite, "_SRGB_CHUNK", 7 * 80 * 3)  # chunks of 7 rows, the bands above
-    sampled = np.full((14, 80, 3), 20000, np.uint16)
-    out = composite._lit(sampled, np.ones((14, 80), np.float32), banded[:2])
-    for band in range(2):
-        expected = composite._LINEAR_TO_SRGB[np.rint(20000 * banded[band]).astype(np.int64)]
-        assert np.abs(out[7 * band : 7 * band + 7].astype(int) - expected[None].astype(int)).max() <= 1

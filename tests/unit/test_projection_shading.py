@@ -523,35 +523,3 @@ def test_the_lattice_is_read_off_lags_no_longer_than_half_the_surface() -> None:
     vectors = sorted((found[:, k] * (1 if found[1, k] >= 0 else -1)).tolist() for k in range(2))
     expected = sorted((basis[:, k] * (1 if basis[1, k] >= 0 else -1)).tolist() for k in range(2))
     assert np.allclose(vectors, expected, atol=0.02)
-
-
-def _coloured_floor(light_bgr: np.ndarray, albedo_bgr: np.ndarray) -> np.ndarray:
-    """A photo (uint8 BGR) of albedo (linear, H x W x 3) under light (linear, H x W x 3)."""
-    return np.asarray(linear_to_srgb(np.clip(albedo_bgr * light_bgr, 0, 1)))
-
-
-def test_the_light_keeps_a_warm_lamp_and_a_cool_window_apart() -> None:
-    rows, cols = 240, 320
-    side = np.linspace(0, 1, cols, dtype=np.float32)[None, :, None]  # 0: the window's side, 1: the lamp's
-    warm, cool = np.array([0.45, 0.75, 1.0], np.float32), np.array([1.0, 0.8, 0.6], np.float32)
-    light = (1 - side) * cool + side * warm
-    albedo = np.full((rows, cols, 3), 0.35, np.float32)
-    photo = _coloured_floor(np.broadcast_to(light, (rows, cols, 3)), albedo)
-    colour = shading_module.light_colour(photo, np.full((rows, cols), 255, np.uint8))
-    assert colour is not None
-    red_over_blue = colour[..., 2] / colour[..., 0]
-    middle = colour.shape[0] // 2
-    assert red_over_blue[middle, -3] > 1.5 * red_over_blue[middle, 2]  # the lamp's side is warmer
-    luminance = colour @ np.array([0.0722, 0.7152, 0.2126], np.float32)
-    assert np.allclose(luminance, 1, atol=1e-3)  # colour only: the grey field keeps the level
-
-
-def test_tinted_tiles_under_white_light_give_a_grey_light() -> None:
-    rows, cols, tile = 240, 320, 20
-    rng = np.random.default_rng(3)
-    tints = np.exp(rng.normal(0, 0.06, (rows // tile, cols // tile, 3))).astype(np.float32)
-    albedo = 0.3 * np.repeat(np.repeat(tints, tile, 0), tile, 1)
-    photo = _coloured_floor(np.ones((rows, cols, 3), np.float32), albedo)
-    colour = shading_module.light_colour(photo, np.full((rows, cols), 255, np.uint8))
-    off = np.zeros(1) if colour is None else np.abs(colour - 1)
-    assert off.mean() < 0.002 and off.max() < 0.02  # the tiles' tints stay out of the light
