@@ -748,32 +748,52 @@ ALL_SPECS = SPECS + HARD_SPECS
 # ---------------------------------------------------------------- scoring
 
 
+Clicks = tuple[tuple[float, float, float, float], np.ndarray, np.ndarray]  # box, positives, negatives
+
+
 def score_rooms(rooms: Sequence[Room], segment: Callable[..., np.ndarray] = select_surface) -> list[MaskScore]:
     """Every room segmented from clicks alone and from a box and the clicks, as the quality
     benchmark's `points_only` and `box_points` call the segmentation."""
     results = []
     for room in rooms:
-        box, positives, negatives = modes.clicks(room)
-        for mode in MODES:
-            start = time.process_time()
-            try:
-                mask = segment(
-                    room.photo,
-                    box if mode == "box + points" else None,
-                    positives,
-                    negatives,
-                    focal_px=room.focal,
-                    # Clicks alone name the surface as modes.points_only does; with a box the name counts
-                    # for a wall or a ceiling only (a strip of another surface across the box), which the
-                    # segmentation stage passes as a request names it.
-                    **({"surface": room.surface} if mode == "points only" or room.surface in PLANES else {}),
-                )
-            except InputError:
-                # The request fails (the stage answers FAILED_PRECONDITION): scored as nothing selected,
-                # not an end to the whole run (the ceiling looked up at, clicks alone).
-                mask = np.zeros(room.visible.shape, np.uint8)
-            seconds = time.process_time() - start
-            results.append(MaskScore(room.name, mode, mask_iou(mask, room.visible), seconds))
+        clicks = modes.clicks(room)
+        results += score_clicks(room.name, room.photo, room.visible, clicks, room.focal, room.surface, segment)
+    return results
+
+
+def score_clicks(
+    name: str,
+    photo: np.ndarray,
+    visible: np.ndarray,
+    clicks: Clicks,
+    focal: float,
+    surface: str,
+    segment: Callable[..., np.ndarray] = select_surface,
+) -> list[MaskScore]:
+    """One photo segmented in both modes (clicks alone naming `surface`, then the box and the
+    clicks), each mask's IoU with `visible` and its CPU seconds."""
+    box, positives, negatives = clicks
+    results = []
+    for mode in MODES:
+        start = time.process_time()
+        try:
+            mask = segment(
+                photo,
+                box if mode == "box + points" else None,
+                positives,
+                negatives,
+                focal_px=focal,
+                # Clicks alone name the surface as modes.points_only does; with a box the name counts
+                # for a wall or a ceiling only (a strip of another surface across the box), which the
+                # segmentation stage passes as a request names it.
+                **({"surface": surface} if mode == "points only" or surface in PLANES else {}),
+            )
+        except InputError:
+            # The request fails (the stage answers FAILED_PRECONDITION): scored as nothing selected,
+            # not an end to the whole run (the ceiling looked up at, clicks alone).
+            mask = np.zeros(visible.shape, np.uint8)
+        seconds = time.process_time() - start
+        results.append(MaskScore(name, mode, mask_iou(mask, visible), seconds))
     return results
 
 
