@@ -262,6 +262,23 @@ class BoundedH2Protocol(H2Protocol):
         await self.has_data.set()
         await self._flush()
 
+    async def _close_stream(self, stream_id: int) -> None:
+        """Hypercorn's, with room made for the disconnect it tells the stream's handler. It puts
+        http.disconnect into the handler's queue, which holds at most max_app_queue_size messages,
+        and waits while it is full: a handler that answers without reading its request's body
+        (/healthz, a file, the console) whose client sent more DATA frames than that had its queue
+        full for good, and the put, made from the handler's own task at its response's end (or at
+        its stall's reset), waited for ever. The handler never ended, its request stayed in flight
+        and its connection was never let go, its client gone or not (no credential needed). A
+        stream that is over reads no more of its body: what its handler did not read is dropped
+        (which also lets go of the connection's reader, waiting to put one more)."""
+        stream = self.streams.get(stream_id)  # dict.get: not _Streams.__missing__
+        queue = getattr(getattr(stream, "app_put", None), "__self__", None)
+        if isinstance(queue, asyncio.Queue):
+            while not queue.empty():
+                queue.get_nowait()
+        await super()._close_stream(stream_id)
+
     async def _send_data(self, stream_id: int) -> None:
         buffer = self.stream_buffers.get(stream_id)
         before = len(buffer.buffer) if buffer is not None else 0

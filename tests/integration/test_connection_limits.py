@@ -763,3 +763,47 @@ def test_the_http_port_refuses_a_stream_past_its_bound_alone(gateway: Gateway) -
     assert seen.refused_alone == 3
     assert seen.responses == STREAMS  # each stream within the bound answered (no credential: 401)
     assert seen.pinged and not seen.closed
+
+
+@pytest.mark.parametrize("window", [1 << 20, 0], ids=["answered", "reset-at-its-stall"])
+def test_a_handler_that_answers_without_reading_a_long_body_is_let_go(
+    window: int, sockets: list[socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler that answers without reading its request's body (/healthz, a file, the console:
+    no credential needed) and a client that sends more DATA frames than the handler's queue holds
+    (Hypercorn's max_app_queue_size, 10): the disconnect put into that full queue at the stream's
+    end (its response's end, or its reset at a stall) waited for ever, from the handler's own task.
+    The handler never ended, its request stayed in flight and its connection was held for good
+    (never closed for another caller), its client gone too (a review found it)."""
+    monkeypatch.setattr(streams, "WRITE_STALL_S", 0.5)
+    finished: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            await respond(send, 200, b"SERVING")  # reads nothing of the body
+        finally:
+            finished.append("app")
+
+    def long_body(port: int) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+        conn.send_headers(1, _request("/healthz"))
+        for _ in range(12):
+            conn.send_data(1, b"x")
+        sock = connect(port, sockets, conn.data_to_send())
+        closed_by_server(sock, 1.5)  # past the stall
+        sock.close()  # the client goes
+
+    async def body() -> None:
+        server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), max_connections=4)
+        await server.start()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, long_body, server.port)
+            await let_go(server, finished, 5.0)
+        finally:
+            await server.stop(1.0)
+
+    asyncio.run(body())
