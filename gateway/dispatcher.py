@@ -441,11 +441,22 @@ class Dispatcher:
             if ended[1]:
                 span.set_status(Status(StatusCode.ERROR, ended[1]))
             created = stored.job.create_time.ToMilliseconds() / 1000 if stored.job.HasField("create_time") else 0
-            took = max(time.time() - created, 0.0) if created else 0.0
+            # create_time is Redis's clock (submit.lua): the end is read by it too, not by this
+            # replica's wall clock, which may be minutes off.
+            took = max(await self._ledger_now_s() - created, 0.0) if created else 0.0
             log.info("job %s: %s %s", job_id, ended[0], f"({ended[1]})" if ended[1] else f"in {took:.2f} s")
         JOB_DURATION.record(took, {"kind": kind, "state": ended[0]})
         JOBS_ENDED.add(1, {"kind": kind, "state": ended[0], "error_code": ended[1]})
         return ctx.wrote_work
+
+    async def _ledger_now_s(self) -> float:
+        """Redis's clock in seconds (a job's create_time is by it), or this replica's wall clock
+        where the ledger does not answer within a second (a metric must not hold the job's end)."""
+        try:
+            async with asyncio.timeout(1.0):
+                return await self.ledger.clock_ms() / 1000
+        except (TimeoutError, LedgerUnavailable):
+            return time.time()
 
     async def _drop_outputs_if_cancelled(self, ctx: JobContext) -> None:
         """Deletes the outputs a run stored before its job was cancelled (the cancel came as it

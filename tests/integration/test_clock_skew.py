@@ -351,3 +351,47 @@ def test_a_jobs_create_time_is_redis_clock_whatever_the_submitting_replicas(redi
             await behind.aclose()
 
     run(body, redis_url, wall_clock=lambda: jobs.now_ms() + SKEW_MS, tenant_defaults=TenantLimits(rate_per_s=0))
+
+
+def test_a_jobs_duration_is_measured_by_redis_clock_as_its_create_time(
+    redis_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """render_job_duration_seconds (and the log's "in N s") is a job's time from its create_time,
+    which is Redis's clock: measured to this replica's wall clock, a job of a replica two minutes
+    ahead took two minutes more, and one of a replica behind took 0 s (before create_time was
+    Redis's, a job submitted and run on one replica was measured on its own clock; a review found
+    it)."""
+    from gateway import dispatcher as dispatcher_module
+    from gateway.dispatcher import Dispatcher
+    from gateway.settings import GatewaySettings
+    from gateway.subscriptions import Subscriptions
+    from renderkit.storage.local import LocalStorage
+
+    recorded: list[float] = []
+    monkeypatch.setattr(
+        dispatcher_module, "JOB_DURATION", types.SimpleNamespace(record=lambda took, attrs: recorded.append(took))
+    )
+
+    async def plan(ctx: Any) -> pb.JobResult:
+        await asyncio.sleep(0.2)
+        return pb.JobResult()
+
+    monkeypatch.setitem(dispatcher_module.PLANS, "material_swap", plan)
+
+    async def body(ledger: Ledger) -> None:
+        settings = replace(GatewaySettings.from_env(), redis_url=redis_url + "/3", prices=None)
+        stubs: Any = None  # the plan reaches no stage
+        dispatcher = Dispatcher(ledger, LocalStorage(tmp_path), stubs, settings, Subscriptions(ledger.redis))
+        request = pb.SubmitRenderRequest(material_swap=pb.MaterialSwap())
+        for skew_ms in (SKEW_MS, -SKEW_MS):  # this replica's clock ahead of Redis's, then behind
+            monkeypatch.setattr(
+                dispatcher_module, "time", types.SimpleNamespace(time=lambda s=skew_ms: time.time() + s / 1000)
+            )
+            job_id = (await ledger.submit(replace(new_job(), request=request.SerializeToString()))).job_id
+            assert await claim(ledger, job_id, dispatcher.consumer) == 1
+            stored = await ledger.get(job_id)
+            assert stored is not None
+            await dispatcher._execute(job_id, stored, {})
+            assert 0.15 <= recorded[-1] < 5, f"a job of 0.2 s measured {recorded[-1]:.1f} s ({skew_ms} ms skew)"
+
+    run(body, redis_url, tenant_defaults=TenantLimits(rate_per_s=0))
