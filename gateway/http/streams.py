@@ -160,6 +160,10 @@ class BoundedH2Protocol(H2Protocol):
         # Each stream's wait for its client to take its response (stream_send), put off by
         # WRITE_STALL_S whenever the send task takes some of it: a slow client is not a gone one.
         self._stalls: dict[int, asyncio.Timeout] = {}
+        # When the send task last took bytes of any stream's response (the event loop's clock): a
+        # connection whose window is spent at a stream's stall while its other calls move on (a
+        # client giving its window back slowly but steadily) is not one whose window is left shut.
+        self._moved_at = float("-inf")
         # Every frame h2 parses is counted, events or not (a window update for a stream gone makes
         # none), and a frame cut by a read is counted once, when whole.
         receive_frame = self.connection._receive_frame
@@ -241,12 +245,18 @@ class BoundedH2Protocol(H2Protocol):
         stream's own window is shut (the connection's is open, so its other streams still move), the
         stream alone is reset (RST_STREAM CANCEL): its handler is told its client went (a call is
         cancelled), its buffer let go of and its place among the connection's streams freed, and a
-        browser's other calls on the connection go on. Where the connection's own window is shut
-        (every stream is stuck) or both are open (the socket, or the send task, is what stalls), the
-        connection is aborted (Stalled)."""
+        browser's other calls on the connection go on (also where the connection's window is spent
+        at this instant by another call that is moving on). Where the connection's own window is
+        shut, spent with no stream moving for WRITE_STALL_S (every stream is stuck), or both are open
+        (the socket, or the send task, is what stalls), the connection is aborted (Stalled)."""
         connection = self.connection
         stream = connection.streams.get(stream_id)
-        if stream is None or connection.outbound_flow_control_window <= 0 or stream.outbound_flow_control_window > 0:
+        # The connection's window is shut when it is spent and no stream has moved for as long: at
+        # this instant it may be spent by another call that is moving on (its client gives it back
+        # as it reads), and aborting the connection would lose that call too.
+        moving = asyncio.get_running_loop().time() - self._moved_at < WRITE_STALL_S
+        shut = connection.outbound_flow_control_window <= 0 and not moving
+        if stream is None or shut or stream.outbound_flow_control_window > 0:
             await self.send(Stalled())
             return
         with contextlib.suppress(h2.exceptions.ProtocolError):  # closed meanwhile: nothing to reset
@@ -283,9 +293,12 @@ class BoundedH2Protocol(H2Protocol):
         buffer = self.stream_buffers.get(stream_id)
         before = len(buffer.buffer) if buffer is not None else 0
         await super()._send_data(stream_id)
+        moved = buffer is not None and len(buffer.buffer) < before
+        if moved:
+            self._moved_at = asyncio.get_running_loop().time()
         stall = self._stalls.get(stream_id)
-        if stall is not None and buffer is not None and len(buffer.buffer) < before and not stall.expired():
-            stall.reschedule(asyncio.get_running_loop().time() + WRITE_STALL_S)
+        if stall is not None and moved and not stall.expired():
+            stall.reschedule(self._moved_at + WRITE_STALL_S)
 
     async def _handle_events(self, events: list[h2.events.Event]) -> None:
         kept: list[h2.events.Event] = []

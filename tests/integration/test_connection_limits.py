@@ -509,6 +509,78 @@ def test_an_http2_client_that_leaves_its_connections_window_shut_is_let_go(
     asyncio.run(body())
 
 
+def test_a_stalled_http2_stream_beside_a_steady_download_is_reset_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream whose window its client leaves shut, beside a download on the same connection whose
+    client gives the connection's window back slowly but steadily (16 KiB every 0.1 s): the
+    connection's window is spent most of the time, also at the stall, yet the download moves on.
+    The stuck stream is reset alone; aborting the connection (its window read as shut at that
+    instant) lost the download too (a review found it)."""
+    monkeypatch.setattr(streams, "WRITE_STALL_S", 1.0)
+    size = 1 << 20
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/stuck":
+            await respond(send, 200, bytes(100_000))
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for i in range(4):
+            await send({"type": "http.response.body", "body": bytes(size // 4), "more_body": i < 3})
+
+    def calls(port: int) -> tuple[int, bool, dict[int, int], bool]:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})  # stream 1's stays shut
+        conn.send_headers(1, _request("/stuck"), end_stream=True)
+        conn.send_headers(3, _request("/download"), end_stream=True)
+        conn.increment_flow_control_window(1 << 24, stream_id=3)
+        got, ended, resets, closed = 0, False, {}, False
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(conn.data_to_send())
+            sock.settimeout(0.05)
+            owed: list[int] = []
+            next_ack = 0.0
+            deadline = time.monotonic() + 20
+            while not ended and time.monotonic() < deadline:
+                try:
+                    data = sock.recv(65536)
+                except TimeoutError:
+                    data = None
+                except OSError:
+                    data = b""
+                if data == b"":
+                    closed = True
+                    break
+                for event in conn.receive_data(data or b""):
+                    if isinstance(event, h2.events.DataReceived):
+                        got += len(event.data)
+                        owed.append(event.flow_controlled_length)
+                    elif isinstance(event, h2.events.StreamEnded) and event.stream_id == 3:
+                        ended = True
+                    elif isinstance(event, h2.events.StreamReset):
+                        resets[event.stream_id] = event.error_code
+                    elif isinstance(event, h2.events.ConnectionTerminated):
+                        closed = True
+                if owed and time.monotonic() >= next_ack:  # 16 KiB of window back every 0.1 s
+                    conn.acknowledge_received_data(owed.pop(0), 3)
+                    next_ack = time.monotonic() + 0.1
+                sock.sendall(conn.data_to_send())
+        return got, ended, resets, closed
+
+    async def body() -> tuple[int, bool, dict[int, int], bool]:
+        server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), max_connections=4)
+        await server.start()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, calls, server.port)
+        finally:
+            await server.stop(1.0)
+
+    got, ended, resets, closed = asyncio.run(body())
+    assert resets == {1: h2.errors.ErrorCodes.CANCEL}, (got, ended, resets, closed)
+    assert not closed and ended and got == size, (got, ended, resets, closed)
+
+
 def test_an_http2_client_reading_slowly_but_steadily_is_not_let_go(monkeypatch: pytest.MonkeyPatch) -> None:
     """WRITE_STALL_S counts from the last bytes the client took, not from a send's start: a
     256 KiB chunk read at 160 KiB/s (each 16 KiB taken within 0.1 s) outlasts a 1 s WRITE_STALL_S
