@@ -763,6 +763,12 @@ JUNCTION_SMOOTHER = 0.75
 # (0.32) steps. Walls taken with the floor measured 0.11 at most; paths along joints or seams on a
 # top-down floor or far tiles 0.15-0.20 (their texture ratio refuses them as well).
 JUNCTION_LIGHTER = 0.15
+# Walls may be darker than that, down to this much (log units): a wall faces half the sky and the
+# room's lamps that light the floor, and its foot lies in the corner's shade. Walls of the floor's
+# colour and finish measured 0.22-0.48 darker (a helper's held-out rooms: concrete, marble, grey
+# porcelain). A floor beyond a shadow's straight edge steps 0.75-0.82 darker, and it is not
+# smoother (in shade its log lightness is noisier): the texture test refuses it as well.
+JUNCTION_DARKER = 0.6
 JUNCTION_SIDE, JUNCTION_GAP = 10, 3
 # The step must be measured across the path on at least this share of the columns (selected pixels
 # on both sides): a path along a runner that the selection leaves out separates nothing.
@@ -836,7 +842,8 @@ def _junction_side(
     across a floor are as strong (a shadow's, a strip's, a runner's, a row of tiles' or planks'), so
     the part beyond the path is cut off only where it reaches the frame's edge along a strong edge
     and, for a floor, looks like walls rising from it: it is far smoother than the part kept, and
-    about as light just above the path as the floor just below it. Where it does not, the strongest
+    about as light just above the path as the floor just below it, or somewhat darker (a wall's light
+    is less than a floor's: JUNCTION_DARKER). Where it does not, the strongest
     path further from the clicks is tried (JUNCTION_TRIES). (Geometry alone and the path's
     distinctiveness measured no better: junctions and those edges are all straight, and capped
     steps make many paths about equally strong.)"""
@@ -897,7 +904,8 @@ def _cut_off_beyond(
 ) -> bool:
     """Whether the selection beyond the path is another surface: it reaches the frame's top, the
     path is an edge where it separates selected pixels, and (`like_walls`, walls rising from a
-    floor) it is far smoother than the part kept and about as light just across the path, (else)
+    floor) it is far smoother than the part kept and about as light just across the path or somewhat
+    darker, (else)
     it differs from the part kept in light or colour (JUNCTION_OTHER)."""
     removed, kept = selected & beyond, selected & ~beyond
     if not removed.any() or not kept.any():
@@ -912,7 +920,7 @@ def _cut_off_beyond(
     if like_walls and texture[removed].mean() > JUNCTION_SMOOTHER * texture[kept].mean():
         return False
     lighter, measured = _step_across(lightness, selected, path)
-    if lighter is None or (like_walls and abs(lighter) > JUNCTION_LIGHTER):
+    if lighter is None or (like_walls and not -JUNCTION_DARKER <= lighter <= JUNCTION_LIGHTER):
         return False
     return bool(edge[path[measured], np.nonzero(measured)[0]].mean() >= JUNCTION_EDGE)
 

@@ -3,7 +3,7 @@ from the clicks, GrabCut on the features, the edge refined against the photo."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -603,6 +603,21 @@ def test_clicks_alone_on_a_named_floor_keep_below_its_junction_with_a_wall_of_it
     # Nothing of the walls above the floor's far edge is taken.
     top = np.nonzero(room.visible.any(axis=1))[0].min()
     assert mask[: max(0, top - 4)].mean() < 0.005
+
+
+def test_clicks_alone_on_a_named_floor_keep_below_its_junction_with_darker_walls_of_its_colour() -> None:
+    """The plain beige room with its walls painted the floor's colour at 0.8 of its albedo: a wall
+    gets less light than the floor as well, and the floor just below the junction was far lighter
+    than the wall just above it, which the junction's light test refused (IoU 0.68, the walls taken;
+    0.997 with darker walls allowed)."""
+    from benchmarks import segmentation_rooms
+    from benchmarks.quality import modes
+
+    spec = replace(segmentation_rooms.SPECS[0], wall=(0.40, 0.33, 0.24))
+    room = segmentation_rooms.build(spec, scale=0.5)
+    _, positives, negatives = modes.clicks(room)
+    mask = select_surface(room.photo, None, positives, negatives, focal_px=room.focal, surface="floor") > 127
+    assert (mask & room.visible).sum() / (mask | room.visible).sum() > 0.95
 
 
 def test_clicks_alone_low_in_the_photo_keep_a_floor_below_its_junction_unnamed() -> None:
