@@ -78,6 +78,7 @@ from h2.stream import StreamClosedBy
 from hypercorn.events import Closed, Event
 from hypercorn.protocol.events import Body, Data, EndBody, EndData, StreamClosed, Trailers
 from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.h2 import H2Protocol
 from hyperframe.frame import DataFrame, Frame, HeadersFrame, RstStreamFrame
 from priority.priority import MissingStreamError
@@ -282,11 +283,7 @@ class BoundedH2Protocol(H2Protocol):
         and its connection was never let go, its client gone or not (no credential needed). A
         stream that is over reads no more of its body: what its handler did not read is dropped
         (which also lets go of the connection's reader, waiting to put one more)."""
-        stream = self.streams.get(stream_id)  # dict.get: not _Streams.__missing__
-        queue = getattr(getattr(stream, "app_put", None), "__self__", None)
-        if isinstance(queue, asyncio.Queue):
-            while not queue.empty():
-                queue.get_nowait()
+        _drop_unread(self.streams.get(stream_id))  # dict.get: not _Streams.__missing__
         await super()._close_stream(stream_id)
 
     async def _send_data(self, stream_id: int) -> None:
@@ -418,10 +415,36 @@ class _Streams(dict):  # type: ignore[type-arg]
         return _Answered(self.connection, stream_id)
 
 
+def _drop_unread(stream: object) -> None:
+    """Drops the request's body messages a stream's handler has not read (its queue holds at most
+    max_app_queue_size of them), making room for the http.disconnect Hypercorn puts there next and
+    letting go of the connection's reader if it waits to put one more."""
+    queue = getattr(getattr(stream, "app_put", None), "__self__", None)
+    if isinstance(queue, asyncio.Queue):
+        while not queue.empty():
+            queue.get_nowait()
+
+
+class BoundedH11Protocol(H11Protocol):
+    """Hypercorn's HTTP/1.1 connection, with room made for the disconnect it tells a request's
+    handler at the request's end (as BoundedH2Protocol._close_stream does for a stream): a handler
+    that answers without reading its body (/healthz, a file, the console) whose client sent more
+    body chunks than its queue holds (a chunked body of 11 one-byte chunks) had its queue full, the
+    connection's reader waiting to put one more and the put of http.disconnect waiting for ever.
+    The request stayed in flight, so its connection was never closed for another (no credential
+    needed: max_connections such connections held the port shut)."""
+
+    async def _close_stream(self) -> None:
+        _drop_unread(self.stream)
+        await super()._close_stream()
+
+
 def install() -> None:
-    """Hypercorn's connections speak HTTP/2 through BoundedH2Protocol from now on (its protocol
-    wrapper picks the class by this name, for HTTP/2 over TLS and in cleartext alike)."""
+    """Hypercorn's connections speak HTTP/2 through BoundedH2Protocol and HTTP/1.1 through
+    BoundedH11Protocol from now on (its protocol wrapper picks the classes by these names, for
+    HTTP/2 over TLS and in cleartext alike)."""
     hypercorn.protocol.H2Protocol = BoundedH2Protocol  # type: ignore[attr-defined,misc]
+    hypercorn.protocol.H11Protocol = BoundedH11Protocol  # type: ignore[attr-defined,misc]
 
 
 class _Budget:

@@ -879,3 +879,57 @@ def test_a_handler_that_answers_without_reading_a_long_body_is_let_go(
             await server.stop(1.0)
 
     asyncio.run(body())
+
+
+def test_an_http1_handler_that_answers_without_reading_a_chunked_body_is_let_go() -> None:
+    """HTTP/1.1's twin of the test above: a handler that answers without reading its body (/healthz,
+    a file, the console) and a client that sends more body chunks than the handler's queue holds (a
+    chunked body of twelve one-byte chunks, 70 bytes): the reader waited to put the eleventh and the
+    disconnect put at the response's end waited for ever, the request in flight for good. Its
+    connection was never closed for another caller's, so two such requests held a port of two
+    connections shut to everyone, no credential needed (a review found it)."""
+    finished: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            await respond(send, 200, b"SERVING")  # reads nothing of the body
+        finally:
+            finished.append("app")
+
+    def chunked_healthz(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"POST /healthz HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n" + b"1\r\nx\r\n" * 12)
+            sock.settimeout(2.0)
+            got = b""
+            while b"SERVING" not in got:
+                data = sock.recv(4096)
+                assert data, got
+                got += data  # answered; the client then goes
+
+    def plain_healthz(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            sock.settimeout(2.0)
+            got = b""
+            with contextlib.suppress(OSError):
+                while data := sock.recv(4096):
+                    got += data
+            return got
+
+    async def body() -> bytes:
+        server = http_server.HttpServer(app, http_server.bind("127.0.0.1:0"), max_connections=2)
+        await server.start()
+        loop = asyncio.get_running_loop()
+        try:
+            for _ in range(2):
+                await loop.run_in_executor(None, chunked_healthz, server.port)
+            await asyncio.sleep(0.5)  # both clients gone: their requests are over
+            return await loop.run_in_executor(None, plain_healthz, server.port)
+        finally:
+            await server.stop(1.0)
+
+    answer = asyncio.run(body())
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert finished == ["app"] * 3
