@@ -443,7 +443,7 @@ class Dispatcher:
             created = stored.job.create_time.ToMilliseconds() / 1000 if stored.job.HasField("create_time") else 0
             # create_time is Redis's clock (submit.lua): the end is read by it too, not by this
             # replica's wall clock, which may be minutes off.
-            took = max(await self._ledger_now_s() - created, 0.0) if created else 0.0
+            took = max(await self._ended_at_s() - created, 0.0) if created else 0.0
             log.info("job %s: %s %s", job_id, ended[0], f"({ended[1]})" if ended[1] else f"in {took:.2f} s")
         JOB_DURATION.record(took, {"kind": kind, "state": ended[0]})
         JOBS_ENDED.add(1, {"kind": kind, "state": ended[0], "error_code": ended[1]})
@@ -456,6 +456,19 @@ class Dispatcher:
             async with asyncio.timeout(1.0):
                 return await self.ledger.clock_ms() / 1000
         except (TimeoutError, LedgerUnavailable):
+            return time.time()
+
+    async def _ended_at_s(self) -> float:
+        """_ledger_now_s for a job whose end is recorded already: a cancel that comes meanwhile (a
+        renew finding the job ended, a stop's grace running out, while Redis is slow to answer)
+        has nothing left to stop, and must not make the job read as cancelled mid-run (its end
+        uncounted, a stop handing back a job that ended, its inputs left to the reaper)."""
+        try:
+            return await self._ledger_now_s()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
             return time.time()
 
     async def _drop_outputs_if_cancelled(self, ctx: JobContext) -> None:

@@ -19,7 +19,7 @@ import pytest
 from redis.typing import EncodableT, FieldT
 
 from gateway import metrics
-from gateway.ledger import Ledger, RateLimited, TenantLimits, jobs, keys, work
+from gateway.ledger import Ledger, RateLimited, State, TenantLimits, jobs, keys, work
 from gateway.settings import WebhookSettings
 from gateway.webhooks import worker as worker_module
 from gateway.webhooks.payloads import payload
@@ -393,5 +393,48 @@ def test_a_jobs_duration_is_measured_by_redis_clock_as_its_create_time(
             assert stored is not None
             await dispatcher._execute(job_id, stored, {})
             assert 0.15 <= recorded[-1] < 5, f"a job of 0.2 s measured {recorded[-1]:.1f} s ({skew_ms} ms skew)"
+
+    run(body, redis_url, tenant_defaults=TenantLimits(rate_per_s=0))
+
+
+def test_a_job_ended_is_counted_though_cancelled_while_its_duration_is_read(
+    redis_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway import dispatcher as dispatcher_module
+    from gateway.dispatcher import Dispatcher
+    from gateway.settings import GatewaySettings
+    from gateway.subscriptions import Subscriptions
+    from renderkit.storage.local import LocalStorage
+
+    ended: list[Any] = []
+    monkeypatch.setattr(dispatcher_module, "JOBS_ENDED", types.SimpleNamespace(add=lambda n, attrs: ended.append(attrs)))
+
+    async def plan(ctx: Any) -> pb.JobResult:
+        return pb.JobResult()
+
+    monkeypatch.setitem(dispatcher_module.PLANS, "material_swap", plan)
+
+    async def body(ledger: Ledger) -> None:
+        settings = replace(GatewaySettings.from_env(), redis_url=redis_url + "/3", prices=None)
+        dispatcher = Dispatcher(ledger, LocalStorage(tmp_path), None, settings, Subscriptions(ledger.redis))  # type: ignore[arg-type]
+        slow_clock = dispatcher.ledger.clock_ms
+
+        async def redis_slow() -> int:  # Redis answering slowly (or away: up to 1 s)
+            await asyncio.sleep(0.5)
+            return await slow_clock()
+
+        monkeypatch.setattr(dispatcher.ledger, "clock_ms", redis_slow)
+        request = pb.SubmitRenderRequest(material_swap=pb.MaterialSwap())
+        job_id = (await ledger.submit(replace(new_job(), request=request.SerializeToString()))).job_id
+        assert await claim(ledger, job_id, dispatcher.consumer) == 1
+        stored = await ledger.get(job_id)
+        assert stored is not None
+        task = asyncio.create_task(dispatcher._execute(job_id, stored, {}))
+        while await ledger.state(job_id) is not State.SUCCEEDED:
+            await asyncio.sleep(0.01)
+        task.cancel()  # e.g. _renew finding the job no longer its own, or stop()'s grace ending
+        await asyncio.gather(task, return_exceptions=True)
+        assert not task.cancelled(), "a job whose end was recorded reads as cancelled mid-run"
+        assert len(ended) == 1, ended
 
     run(body, redis_url, tenant_defaults=TenantLimits(rate_per_s=0))
