@@ -78,8 +78,8 @@ from h2.stream import StreamClosedBy
 from hypercorn.events import Closed, Event
 from hypercorn.protocol.events import Body, Data, EndBody, EndData, StreamClosed, Trailers
 from hypercorn.protocol.events import Event as StreamEvent
-from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.h2 import H2Protocol
+from hypercorn.protocol.h11 import H11Protocol
 from hyperframe.frame import DataFrame, Frame, HeadersFrame, RstStreamFrame
 from priority.priority import MissingStreamError
 
