@@ -381,12 +381,14 @@ def test_a_jobs_duration_is_measured_by_redis_clock_as_its_create_time(
     async def body(ledger: Ledger) -> None:
         settings = replace(GatewaySettings.from_env(), redis_url=redis_url + "/3", prices=None)
         stubs: Any = None  # the plan reaches no stage
-        dispatcher = Dispatcher(ledger, LocalStorage(tmp_path), stubs, settings, Subscriptions(ledger.redis))
         request = pb.SubmitRenderRequest(material_swap=pb.MaterialSwap())
         for skew_ms in (SKEW_MS, -SKEW_MS):  # this replica's clock ahead of Redis's, then behind
-            monkeypatch.setattr(
-                dispatcher_module, "time", types.SimpleNamespace(time=lambda s=skew_ms: time.time() + s / 1000)
-            )
+
+            def skewed(skew_s: float = skew_ms / 1000) -> float:
+                return time.time() + skew_s
+
+            subscriptions = Subscriptions(ledger.redis)
+            dispatcher = Dispatcher(ledger, LocalStorage(tmp_path), stubs, settings, subscriptions, wall_clock=skewed)
             job_id = (await ledger.submit(replace(new_job(), request=request.SerializeToString()))).job_id
             assert await claim(ledger, job_id, dispatcher.consumer) == 1
             stored = await ledger.get(job_id)
@@ -407,7 +409,8 @@ def test_a_job_ended_is_counted_though_cancelled_while_its_duration_is_read(
     from renderkit.storage.local import LocalStorage
 
     ended: list[Any] = []
-    monkeypatch.setattr(dispatcher_module, "JOBS_ENDED", types.SimpleNamespace(add=lambda n, attrs: ended.append(attrs)))
+    counted = types.SimpleNamespace(add=lambda n, attrs: ended.append(attrs))
+    monkeypatch.setattr(dispatcher_module, "JOBS_ENDED", counted)
 
     async def plan(ctx: Any) -> pb.JobResult:
         return pb.JobResult()

@@ -900,7 +900,8 @@ def test_an_http1_handler_that_answers_without_reading_a_chunked_body_is_let_go(
 
     def chunked_healthz(port: int) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(b"POST /healthz HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n" + b"1\r\nx\r\n" * 12)
+            head = b"POST /healthz HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+            sock.sendall(head + b"1\r\nx\r\n" * 12)
             sock.settimeout(2.0)
             got = b""
             while b"SERVING" not in got:
