@@ -166,10 +166,13 @@ _SHADING_SOURCES = {
 }
 
 
-def describe_shading(source: str, fallback: str = "") -> str:
-    """Which estimate of the photo's light shaded the material, in words, and why a deployed
-    intrinsic model's was not (`fallback`)."""
+def describe_shading(source: str, fallback: str = "", patch_colour: bool = False) -> str:
+    """Which estimate of the photo's light shaded the material, in words, whether it carried a
+    sharp-edged light's colour (`patch_colour`), and why a deployed intrinsic model's was not
+    (`fallback`)."""
     text = _SHADING_SOURCES.get(source, f"light read from the photo ({source or 'unknown estimate'})")
+    if patch_colour:
+        text += ", coloured by a sharp-edged light's colour against the shade's (read across its edge)"
     return f"{text} ({fallback})" if fallback else text
 
 
@@ -423,7 +426,8 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             await ctx.detail(3, pb.STAGE_PROJECTION, f"{whose} transparent parts ({text}) filled with grout {grout}")
         if index == 0:
             shading_source = projected.shading_source
-            await ctx.detail(3, pb.STAGE_PROJECTION, describe_shading(shading_source, projected.model_fallback_reason))
+            light = describe_shading(shading_source, projected.model_fallback_reason, projected.patch_colour)
+            await ctx.detail(3, pb.STAGE_PROJECTION, light)
         renders.append([i for i in projected.images if i.name not in MATERIAL_MAPS])
         maps += named([i for i in projected.images if i.name in MATERIAL_MAPS], prefix)
 

@@ -24,6 +24,7 @@ import numpy as np
 from renderkit.errors import InputError
 from renderkit.shared_work import WORKERS, SharedWork, helpers
 from services.projection.layouts import Layout
+from services.projection.light_colour import LightColour
 from services.projection.shading import Shading, estimate_shading
 from services.projection.texture import (
     FRACTIONS,
@@ -263,7 +264,7 @@ def _blend_strip(
     valid = on_plane(T, x, y, cols, h)
     if valid is not None:
         alpha = np.where(valid, alpha, np.uint8(0))
-    material = _lit(sampled[top:bottom, start : start + cols], shading.region(x, y, cols, h))
+    material = _lit(sampled[top:bottom, start : start + cols], shading.region(x, y, cols, h), shading.colour)
     _blend_into(out[y : y + h, x : x + cols], material, photo[y : y + h, x : x + cols], alpha)
 
 
@@ -272,17 +273,19 @@ def _blend_strip(
 _SRGB_CHUNK = 1 << 16
 
 
-def _lit(sampled: np.ndarray, shade: np.ndarray) -> np.ndarray:
+def _lit(sampled: np.ndarray, shade: np.ndarray, colour: LightColour | None = None) -> np.ndarray:
     """The sampled colour (linear light, uint16, _LINEAR_ONE is white) times the shading, in sRGB
     (uint8): one saturating cv2.multiply, then the 65,536-entry table, a few rows at a time. np.take
     first copies its indices to intp, which over a whole 4K strip is a pass of 8 bytes an element
-    out to memory and back; in chunks the lighting and the table took 0.8 of the time."""
+    out to memory and back; in chunks the lighting and the table took 0.8 of the time. A coloured
+    light (a sun patch's, light_colour) makes the grey shade per-channel first."""
     height = sampled.shape[0]
     rows = max(1, _SRGB_CHUNK // max(1, sampled[0].size))
     out = np.empty(sampled.shape, np.uint8)
     index = np.empty((min(rows, height), *sampled.shape[1:]), np.intp)
     for top in range(0, height, rows):
-        shade_bgr = cv2.cvtColor(shade[top : top + rows], cv2.COLOR_GRAY2BGR)
+        chunk = shade[top : top + rows]
+        shade_bgr = cv2.cvtColor(chunk, cv2.COLOR_GRAY2BGR) if colour is None else colour.lit(chunk)
         linear = cv2.multiply(sampled[top : top + rows], shade_bgr, dtype=cv2.CV_16U)
         part = index[: linear.shape[0]]
         np.copyto(part, linear)

@@ -142,12 +142,22 @@ def _render(
     del result
     if request.material_maps:
         images += material_map_images(swatch, inputs.alpha)
+    source, coloured = light_of(used)
     return pb.ProjectResponse(
         images=images,
         swatch_transparent_fraction=inputs.transparent,
-        shading_source=used[0].method if used else "",
+        shading_source=source,
+        patch_colour=coloured,
         model_fallback_reason=fallback,
     )
+
+
+def light_of(used: list[Shading]) -> tuple[str, bool]:
+    """Which estimate shaded the material ("" where none did: no pixel of the surface was drawn),
+    and whether it carried a sharp-edged light's colour."""
+    if not used:
+        return "", False
+    return used[0].method, used[0].colour is not None
 
 
 def _decoded(field: str, decode: Callable[[], T]) -> T:

@@ -26,6 +26,10 @@ carpet's motif). Two estimates:
 - intrinsic: a model's decomposition (renderkit.triton.INTRINSIC, served by Triton where one is
   deployed): its shading enlarged to the photo and normalised the same way (from_model).
 
+The field is grey. Where the classical estimates find a sharp-edged bright light (a sun patch)
+whose colour ratio to the shade agrees all along its edge, that colour is carried too
+(light_colour); nowhere else, so that an old surface's own colour fade is never read as light.
+
 Measured on make quality's scenes (docs/quality.md), which is where the constants come from.
 """
 
@@ -42,6 +46,7 @@ import numpy as np
 from renderkit.imaging import srgb_to_linear
 from services.projection import elements, light_edges
 from services.projection.bilateral import bilateral
+from services.projection.light_colour import LightColour, patch_colour
 
 # The light relative to the surface's typical light, at most (a sun patch in a dim room, a lamp's
 # hot spot or a sheen can be well over 4 times it).
@@ -646,6 +651,9 @@ class Shading:
     box: tuple[int, int, int, int]
     method: str
     halved: bool = False
+    # The colour of a sharp-edged bright light and of the shade beside it (light_colour), or None
+    # for a grey light.
+    colour: LightColour | None = None
 
     def region(self, x: int, y: int, width: int, height: int) -> np.ndarray:
         """The field over another box of the photo (1 where the estimate has no value)."""
@@ -706,11 +714,12 @@ def estimate_shading(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarr
         shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
         try:
             field, halved = _texture_space(photo_box, mask_box, to_plane @ shift)
-            return Shading(field, box, TEXTURE_SPACE, halved)
+            return Shading(field, box, TEXTURE_SPACE, halved, patch_colour(photo_box, mask_box, field))
         except (_Unsuitable, np.linalg.LinAlgError):
             pass
     sigma = max(1.5, 0.006 * max(width, height))
-    return Shading(shading_field(photo_box, mask_box, sigma), box, BLUR)
+    field = shading_field(photo_box, mask_box, sigma)
+    return Shading(field, box, BLUR, colour=patch_colour(photo_box, mask_box, field))
 
 
 def from_model(model_shading: np.ndarray, mask: np.ndarray, photo_bgr: np.ndarray | None = None) -> Shading:

@@ -262,3 +262,7 @@ def test_the_jobs_events_name_the_model_whose_answer_was_not_used() -> None:
         "pattern left out (the intrinsic model's answer)"
     )
     assert "(" not in describe_shading("texture_space")  # no model failed: nothing more said
+    sunlit = describe_shading("texture_space", patch_colour=True)
+    assert (
+        sunlit.startswith("light read from the photo on the surface's plane") and "sharp-edged light's colour" in sunlit
+    )

@@ -12,6 +12,7 @@ from renderkit import imaging
 from services.projection import composite
 from services.projection.composite import project_material
 from services.projection.layouts import Layout, herringbone_texels, plank_ratio
+from services.projection.light_colour import LightColour
 from services.projection.texture import (
     FRACTIONS,
     LOD_BIAS,
@@ -495,3 +496,23 @@ def test_the_lit_colour_is_the_same_in_chunks_of_rows(monkeypatch: pytest.Monkey
     linear = cv2.multiply(sampled, cv2.cvtColor(shade, cv2.COLOR_GRAY2BGR), dtype=cv2.CV_16U)
     monkeypatch.setattr(composite, "_SRGB_CHUNK", chunk)
     assert np.array_equal(composite._lit(sampled, shade), composite._LINEAR_TO_SRGB[linear])
+
+
+@pytest.mark.parametrize("chunk", [1, 3 * 37 * 5, 1 << 16])
+def test_a_coloured_light_is_lit_the_same_in_chunks_of_rows(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """With a sun patch's colour, _lit multiplies each channel by the colour the light's level
+    gives it (LightColour.lit), in chunks as for a grey light."""
+    rng = np.random.default_rng(8)
+    sampled = rng.integers(0, 65536, (23, 37, 3)).astype(np.uint16)
+    shade = rng.uniform(0.0, 3.0, (23, 37)).astype(np.float32)
+    colour = LightColour(0.8, 2.4, np.ones(3, np.float32), np.array([0.7, 0.95, 1.25], np.float32))
+    linear = cv2.multiply(sampled, colour.lit(shade), dtype=cv2.CV_16U)
+    monkeypatch.setattr(composite, "_SRGB_CHUNK", chunk)
+    lit = composite._lit(sampled, shade, colour)
+    assert np.array_equal(lit, composite._LINEAR_TO_SRGB[linear])
+    warm = shade >= 2.4
+    red_over_blue = lit[..., 2].astype(np.float32) / np.maximum(lit[..., 0], 1)
+    grey_lit = composite._lit(sampled, shade)
+    grey_ratio = grey_lit[..., 2].astype(np.float32) / np.maximum(grey_lit[..., 0], 1)
+    assert np.all(red_over_blue[warm] >= grey_ratio[warm])  # the patch warmer than a grey light
+    assert np.array_equal(lit[shade <= 0.8], grey_lit[shade <= 0.8])  # the shade white, as the grey

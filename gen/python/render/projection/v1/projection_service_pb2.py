@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from render.imaging.v1 import imaging_pb2 as render_dot_imaging_dot_v1_dot_imaging__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-render/projection/v1/projection_service.proto\x12\x14render.projection.v1\x1a\x1frender/imaging/v1/imaging.proto\"\xf8\x02\n\x0eProjectRequest\x12\r\n\x05photo\x18\x01 \x01(\x0c\x12\x0e\n\x06swatch\x18\x02 \x01(\x0c\x12\x10\n\x08mask_png\x18\x03 \x01(\x0c\x12\x31\n\nhomography\x18\x04 \x01(\x0b\x32\x1d.render.imaging.v1.Homography\x12\x11\n\trepeats_u\x18\x05 \x01(\x01\x12\x11\n\trepeats_v\x18\x06 \x01(\x01\x12\x18\n\x10rotation_degrees\x18\x07 \x01(\x01\x12-\n\x06output\x18\x08 \x01(\x0b\x32\x1d.render.imaging.v1.OutputSpec\x12\x12\n\nrow_offset\x18\t \x01(\x01\x12\x15\n\rmaterial_maps\x18\n \x01(\x08\x12\x13\n\x0bherringbone\x18\x0b \x01(\x08\x12\x13\n\x0bgrout_color\x18\x0c \x01(\t\x12)\n\x07outline\x18\r \x03(\x0b\x32\x18.render.imaging.v1.Point\x12\x13\n\x0btile_aspect\x18\x0e \x01(\x01\"\x9e\x01\n\x0fProjectResponse\x12/\n\x06images\x18\x01 \x03(\x0b\x32\x1f.render.imaging.v1.EncodedImage\x12#\n\x1bswatch_transparent_fraction\x18\x02 \x01(\x01\x12\x16\n\x0eshading_source\x18\x03 \x01(\t\x12\x1d\n\x15model_fallback_reason\x18\x04 \x01(\t2k\n\x11ProjectionService\x12V\n\x07Project\x12$.render.projection.v1.ProjectRequest\x1a%.render.projection.v1.ProjectResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-render/projection/v1/projection_service.proto\x12\x14render.projection.v1\x1a\x1frender/imaging/v1/imaging.proto\"\xf8\x02\n\x0eProjectRequest\x12\r\n\x05photo\x18\x01 \x01(\x0c\x12\x0e\n\x06swatch\x18\x02 \x01(\x0c\x12\x10\n\x08mask_png\x18\x03 \x01(\x0c\x12\x31\n\nhomography\x18\x04 \x01(\x0b\x32\x1d.render.imaging.v1.Homography\x12\x11\n\trepeats_u\x18\x05 \x01(\x01\x12\x11\n\trepeats_v\x18\x06 \x01(\x01\x12\x18\n\x10rotation_degrees\x18\x07 \x01(\x01\x12-\n\x06output\x18\x08 \x01(\x0b\x32\x1d.render.imaging.v1.OutputSpec\x12\x12\n\nrow_offset\x18\t \x01(\x01\x12\x15\n\rmaterial_maps\x18\n \x01(\x08\x12\x13\n\x0bherringbone\x18\x0b \x01(\x08\x12\x13\n\x0bgrout_color\x18\x0c \x01(\t\x12)\n\x07outline\x18\r \x03(\x0b\x32\x18.render.imaging.v1.Point\x12\x13\n\x0btile_aspect\x18\x0e \x01(\x01\"\xb4\x01\n\x0fProjectResponse\x12/\n\x06images\x18\x01 \x03(\x0b\x32\x1f.render.imaging.v1.EncodedImage\x12#\n\x1bswatch_transparent_fraction\x18\x02 \x01(\x01\x12\x16\n\x0eshading_source\x18\x03 \x01(\t\x12\x1d\n\x15model_fallback_reason\x18\x04 \x01(\t\x12\x14\n\x0cpatch_colour\x18\x05 \x01(\x08\x32k\n\x11ProjectionService\x12V\n\x07Project\x12$.render.projection.v1.ProjectRequest\x1a%.render.projection.v1.ProjectResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROJECTREQUEST']._serialized_start=105
   _globals['_PROJECTREQUEST']._serialized_end=481
   _globals['_PROJECTRESPONSE']._serialized_start=484
-  _globals['_PROJECTRESPONSE']._serialized_end=642
-  _globals['_PROJECTIONSERVICE']._serialized_start=644
-  _globals['_PROJECTIONSERVICE']._serialized_end=751
+  _globals['_PROJECTRESPONSE']._serialized_end=664
+  _globals['_PROJECTIONSERVICE']._serialized_start=666
+  _globals['_PROJECTIONSERVICE']._serialized_end=773
 # @@protoc_insertion_point(module_scope)

@@ -40,13 +40,15 @@ class ProjectRequest(_message.Message):
     def __init__(self, photo: _Optional[bytes] = ..., swatch: _Optional[bytes] = ..., mask_png: _Optional[bytes] = ..., homography: _Optional[_Union[_imaging_pb2.Homography, _Mapping]] = ..., repeats_u: _Optional[float] = ..., repeats_v: _Optional[float] = ..., rotation_degrees: _Optional[float] = ..., output: _Optional[_Union[_imaging_pb2.OutputSpec, _Mapping]] = ..., row_offset: _Optional[float] = ..., material_maps: _Optional[bool] = ..., herringbone: _Optional[bool] = ..., grout_color: _Optional[str] = ..., outline: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., tile_aspect: _Optional[float] = ...) -> None: ...
 
 class ProjectResponse(_message.Message):
-    __slots__ = ("images", "swatch_transparent_fraction", "shading_source", "model_fallback_reason")
+    __slots__ = ("images", "swatch_transparent_fraction", "shading_source", "model_fallback_reason", "patch_colour")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     SWATCH_TRANSPARENT_FRACTION_FIELD_NUMBER: _ClassVar[int]
     SHADING_SOURCE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FALLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
+    PATCH_COLOUR_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[_imaging_pb2.EncodedImage]
     swatch_transparent_fraction: float
     shading_source: str
     model_fallback_reason: str
-    def __init__(self, images: _Optional[_Iterable[_Union[_imaging_pb2.EncodedImage, _Mapping]]] = ..., swatch_transparent_fraction: _Optional[float] = ..., shading_source: _Optional[str] = ..., model_fallback_reason: _Optional[str] = ...) -> None: ...
+    patch_colour: bool
+    def __init__(self, images: _Optional[_Iterable[_Union[_imaging_pb2.EncodedImage, _Mapping]]] = ..., swatch_transparent_fraction: _Optional[float] = ..., shading_source: _Optional[str] = ..., model_fallback_reason: _Optional[str] = ..., patch_colour: _Optional[bool] = ...) -> None: ...

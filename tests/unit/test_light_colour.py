@@ -1,0 +1,118 @@
+"""The colour of a sharp-edged bright light (services/projection/light_colour.py): read across the
+edge of a sun patch, and nowhere else (an old surface's colour fade, an albedo edge, a rug)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from renderkit.imaging import linear_to_srgb
+from services.projection.light_colour import LightColour, patch_colour
+
+_LUMA = np.array([0.0722, 0.7152, 0.2126], np.float32)
+_ROWS, _COLS = 480, 640
+_SKY = np.array([1.0, 0.86, 0.72], np.float32)  # BGR
+_SUN = np.array([0.62, 0.85, 1.0], np.float32)
+_PATCH = np.s_[140:340, 200:460]
+
+
+def _tinted_tiles(seed: int, tile: int = 24) -> np.ndarray:
+    """An old floor's albedo (linear BGR): tiles with their own tints and tones, dark joints."""
+    rng = np.random.default_rng(seed)
+    tints = 0.15 * np.exp(rng.normal(0, 0.06, (_ROWS // tile + 1, _COLS // tile + 1, 3)))
+    albedo = np.repeat(np.repeat(tints, tile, 0), tile, 1)[:_ROWS, :_COLS].astype(np.float32)
+    albedo[::tile] *= 0.4
+    albedo[:, ::tile] *= 0.4
+    return albedo
+
+
+def _photo(albedo: np.ndarray, light: np.ndarray) -> np.ndarray:
+    return np.asarray(linear_to_srgb(np.clip(albedo * light, 0, 1)))
+
+
+def _sun_patch(shade: np.ndarray, sun: np.ndarray, level: float = 2.5) -> tuple[np.ndarray, np.ndarray]:
+    """The light (linear BGR) of a sharp-edged sun patch beside shade, and its grey field (the
+    light's luminance, 1 in the shade)."""
+    light = np.broadcast_to(0.5 * shade, (_ROWS, _COLS, 3)).copy()
+    light[_PATCH] += level * sun
+    grey = light @ _LUMA
+    return light, (grey / grey[0, 0]).astype(np.float32)
+
+
+def _surface() -> np.ndarray:
+    return np.full((_ROWS, _COLS), 255, np.uint8)
+
+
+def test_a_warm_sun_patch_on_tinted_tiles_gives_its_colour_against_the_shade() -> None:
+    light, field = _sun_patch(_SKY, _SUN)
+    colour = patch_colour(_photo(_tinted_tiles(1), light), _surface(), field)
+    assert colour is not None
+    shade, patch = light[0, 0], light[_PATCH][0, 0]
+    ratio = patch / shade
+    assert np.allclose(colour.shade, 1, atol=1e-3)  # the shade covers most of the floor: white
+    assert np.allclose(colour.patch, ratio / (ratio @ _LUMA), rtol=0.04)  # the sun's over the sky's
+    lit = colour.lit(field)
+    assert np.allclose(lit[_PATCH][0, 0] / field[_PATCH][0, 0], colour.patch, rtol=0.01)
+    assert np.allclose(lit[0, 0] / field[0, 0], colour.shade, rtol=0.01)
+
+
+def test_a_colour_fade_without_a_light_edge_gives_grey() -> None:
+    along = np.linspace(0, 1, _COLS, dtype=np.float32)[None, :, None]
+    blue, orange = np.array([1.0, 0.78, 0.55], np.float32), np.array([0.35, 0.62, 1.0], np.float32)
+    albedo = 0.3 * ((1 - along) * blue + along * orange) * np.ones((_ROWS, 1, 1), np.float32)
+    falloff = np.linspace(1.6, 0.6, _ROWS, dtype=np.float32)[:, None, None]  # a window's soft falloff
+    light = np.broadcast_to(falloff, (_ROWS, _COLS, 3))
+    field = np.ascontiguousarray(light[..., 0] / light[0, 0, 0])
+    assert patch_colour(_photo(albedo, light), _surface(), field) is None
+
+
+def test_a_white_sun_patch_on_a_colour_fade_gives_grey() -> None:
+    along = np.linspace(0, 1, _COLS, dtype=np.float32)[None, :, None]
+    albedo = _tinted_tiles(2) * np.exp(0.4 * (along - 0.5) * np.array([-1.0, 0.0, 1.0], np.float32))
+    white = np.ones(3, np.float32)
+    light, field = _sun_patch(white, white)
+    assert patch_colour(_photo(albedo, light), _surface(), field) is None
+
+
+def test_an_albedo_edge_whose_colour_changes_along_it_gives_grey() -> None:
+    # A print brighter than the floor, its hue turning along its border, taken by the grey
+    # estimate for a light's step: across the border the ratio is the print's, not one light's.
+    albedo = _tinted_tiles(3)
+    hue = np.linspace(0, 2 * np.pi, _COLS, dtype=np.float32)[None, :, None]
+    print_tint = np.exp(0.3 * np.cos(hue + np.array([0.0, 2.1, 4.2], np.float32)))
+    albedo[_PATCH] *= 2.5 * print_tint[:, 200:460]
+    light = np.ones((_ROWS, _COLS, 3), np.float32)
+    field = np.ones((_ROWS, _COLS), np.float32)
+    field[_PATCH] = 2.5
+    assert patch_colour(_photo(albedo, light), _surface(), field) is None
+
+
+def test_a_rugs_border_taken_for_a_light_edge_gives_grey() -> None:
+    albedo = _tinted_tiles(4)
+    albedo[_PATCH] = np.array([0.05, 0.05, 0.4], np.float32)  # a red rug, darker than the floor
+    light = np.ones((_ROWS, _COLS, 3), np.float32)
+    field = np.ones((_ROWS, _COLS), np.float32)
+    field[_PATCH] = 0.4
+    assert patch_colour(_photo(albedo, light), _surface(), field) is None
+
+
+def test_the_colour_follows_the_light_level_between_shade_and_patch() -> None:
+    colour = LightColour(1.0, 4.0, np.ones(3, np.float32), np.array([0.7, 0.95, 1.25], np.float32))
+    shade = np.array([[0.5, 1.0, 2.0, 4.0, 8.0]], np.float32)
+    per_channel = colour.lit(shade) / shade[..., None]
+    assert np.allclose(per_channel[0, :2], 1, atol=0.01)  # at or below the shade's level
+    assert np.allclose(per_channel[0, 3:], colour.patch, rtol=0.01)  # at or above the patch's
+    halfway = np.sqrt(colour.patch)  # half the log level: half the log colour
+    assert np.allclose(per_channel[0, 2], halfway, rtol=0.02)
+
+
+def test_the_response_says_when_a_patch_colour_was_carried() -> None:
+    from services.projection import server
+    from services.projection.shading import Shading
+
+    field = np.ones((4, 4), np.float32)
+    grey = Shading(field, (0, 0, 4, 4), "texture_space")
+    colour = LightColour(1.0, 3.0, np.ones(3, np.float32), np.array([0.7, 0.95, 1.25], np.float32))
+    coloured = Shading(field, (0, 0, 4, 4), "blur", colour=colour)
+    assert server.light_of([grey]) == ("texture_space", False)
+    assert server.light_of([coloured]) == ("blur", True)
+    assert server.light_of([]) == ("", False)
