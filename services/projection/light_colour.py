@@ -112,8 +112,8 @@ def patch_colour(photo_bgr: np.ndarray, mask: np.ndarray, field: np.ndarray) -> 
     if pairs is None:
         return None
     inside, outside = pairs
-    chroma = _log_chroma(photo)
-    ratio = chroma[inside] - chroma[outside]
+    # Only the pairs' pixels' log chroma (a few thousand), not the whole grid's.
+    ratio = _log_chroma(photo[inside]) - _log_chroma(photo[outside])
     colour = _agreed_ratio(ratio, inside, (rows, cols))
     if colour is None or float(np.abs(colour).max()) < _MIN_COLOUR:
         return None
@@ -123,9 +123,9 @@ def patch_colour(photo_bgr: np.ndarray, mask: np.ndarray, field: np.ndarray) -> 
     return _anchored(colour, math.exp(knee), math.exp(patch_level), in_patch)
 
 
-def _log_chroma(photo_bgr: np.ndarray) -> np.ndarray:
-    """Each pixel's linear channels over its linear luminance, in log (rows x cols x 3)."""
-    linear = np.maximum(srgb_to_linear(photo_bgr), 1e-4)
+def _log_chroma(pixels_bgr: np.ndarray) -> np.ndarray:
+    """Each pixel's linear channels over its linear luminance, in log (uint8 BGR, n x 3 -> n x 3)."""
+    linear = np.maximum(srgb_to_linear(pixels_bgr), 1e-4)
     return np.asarray(np.log(linear) - np.log(linear @ _LUMA_BGR)[..., None], np.float32)
 
 
