@@ -58,9 +58,12 @@ _MIN_COLOUR = 0.03
 # Lights' colours differ along the blue-red axis (daylight, sun, sky and lamps lie near the
 # blackbody's locus): between a warm lamp and blue sky the green channel's log chroma moves ~0.09,
 # between sun and skylight ~0.04. A ratio moving it further is a dye (a red rug's border read as
-# a light's edge moved it 0.9), as is one beyond _MAX_COLOUR in any channel.
+# a light's edge moved it 0.9), as is one beyond _MAX_COLOUR in any channel: a sun patch's
+# light is the shade's plus the sun's, which dilutes their ratio (0.2-0.6 measured on warm suns,
+# lamps' pools and a blue patch on amber light), while cream and slate-blue stripes taken for
+# light edges moved blue 0.9-1.1 and red 0.5-0.7.
 _MAX_GREEN = 0.15
-_MAX_COLOUR = 1.2
+_MAX_COLOUR = 0.8
 
 
 @dataclass(frozen=True)

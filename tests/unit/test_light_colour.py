@@ -95,6 +95,18 @@ def test_a_rugs_border_taken_for_a_light_edge_gives_grey() -> None:
     assert patch_colour(_photo(albedo, light), _surface(), field) is None
 
 
+def test_wide_stripes_of_two_dyes_taken_for_light_edges_give_grey() -> None:
+    # A cream and slate-blue striped wall under white light: the grey field keeps the stripes'
+    # step, and the dyes' ratio (~0.9 in log chroma, along blue-red) agrees all along every edge.
+    albedo = np.empty((_ROWS, _COLS, 3), np.float32)
+    stripe = (np.arange(_COLS) // 80) % 2 == 0
+    albedo[:, stripe] = np.array([0.38, 0.58, 0.79], np.float32)  # cream (BGR)
+    albedo[:, ~stripe] = np.array([0.30, 0.19, 0.13], np.float32)  # slate blue
+    field = albedo @ _LUMA
+    field = (field / field.max()).astype(np.float32)
+    assert patch_colour(_photo(albedo * 0.9, np.ones_like(albedo)), _surface(), field) is None
+
+
 def test_the_colour_follows_the_light_level_between_shade_and_patch() -> None:
     colour = LightColour(1.0, 4.0, np.ones(3, np.float32), np.array([0.7, 0.95, 1.25], np.float32))
     shade = np.array([[0.5, 1.0, 2.0, 4.0, 8.0]], np.float32)
