@@ -528,10 +528,10 @@ def select_surface(
     selected = _clicked_parts(appearance, cut.copy(), positives)
     if surface not in FRAMED_SURFACES and plane is not None:
         selected = _with_parts_across_strips(appearance, cut, selected, plane)
+    named = "floor" if not surface and _clicks_low(positives, height) else surface
     if surface not in FRAMED_SURFACES:
         selected = _with_lit_patches(appearance, superpixels, selected)
-        selected = _with_bright_patches(appearance, selected, negatives)
-    named = "floor" if not surface and _clicks_low(positives, height) else surface
+        selected = _with_bright_patches(appearance, selected, negatives, floor=named == "floor")
     for junction in JUNCTIONS.get(named, ()):
         selected = _junction_side(appearance, selected, positives, junction)
     if inside_box is not None:
@@ -566,12 +566,17 @@ BRIGHT_MARGIN, BRIGHT_RING = 2, 5  # working pixels: the ring measured around a 
 FRAMED_SURFACES = ("wall", "ceiling")
 
 
-def _with_bright_patches(appearance: Appearance, selected: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+def _with_bright_patches(
+    appearance: Appearance, selected: np.ndarray, negatives: np.ndarray, floor: bool = False
+) -> np.ndarray:
     """The selection with the overexposed patches it surrounds: a sun patch so bright that it clips
     has no colour or texture of its own, so the cut leaves it out (its neutral white is not the
     surface's chroma) although the surface runs on all round it. A patch counts as surrounded where
-    most of the ring around it (the photo's border aside) is selected; an overexposed wall beside
-    the surface borders it along one side only."""
+    most of the ring around it is selected; an overexposed wall beside the surface borders it along
+    one side only. Beyond the photo's border the ring counts as not selected, except below a
+    `floor`'s bottom edge, where the floor runs on towards the camera: under the columns where the
+    bottom row is selected, or white in every channel (a sun patch the edge cuts has lost all its
+    colour; an overexposed wall beside the floor keeps the hue of its channels that do not clip)."""
     bright = appearance.clipped & (selected == 0)
     if not bright.any() or not selected.any():
         return selected
@@ -584,7 +589,8 @@ def _with_bright_patches(appearance: Appearance, selected: np.ndarray, negatives
     # two unselected round a clipped patch (its edge is texture), which is not what lies around it.
     # Beyond the photo's border counts as not selected: a patch must be surrounded within the frame
     # (an overexposed wall or window at the photo's top, below which a wall of the surface's colour
-    # was taken, is not).
+    # was taken, is not). A floor's bottom edge is the exception: a photo of a floor is taken from
+    # above it, and the frame's bottom cuts the floor nearer the camera, and a sun patch on it.
     pad = BRIGHT_RING
     labels = np.pad(components.astype(np.float32), pad)
     near = cv2.dilate(labels, np.ones((2 * BRIGHT_MARGIN + 1,) * 2, np.uint8))
@@ -593,6 +599,8 @@ def _with_bright_patches(appearance: Appearance, selected: np.ndarray, negatives
     owner = far[around].astype(np.int64)
     total = np.bincount(owner, minlength=count)
     framed = np.pad(selected.astype(np.float64), pad)
+    if floor:
+        framed[-pad:, pad:-pad] = (selected[-1] > 0) | (appearance.small[-1].min(axis=1) >= CLIPPED)
     chosen = np.bincount(owner, framed[around], minlength=count)
     near = near[pad:-pad, pad:-pad]
     keep = np.flatnonzero((total > 0) & (chosen >= BRIGHT_ENCLOSED * np.maximum(total, 1)))
