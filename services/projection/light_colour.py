@@ -86,7 +86,12 @@ class LightColour:
         # transform to three channels 2 times.
         # cv2.max and cv2.min take a float for a scalar (their stubs do not say so); np.clip took
         # twice as long.
-        within = cv2.min(cv2.max(shade, low), high)  # type: ignore[call-overload]
+        if shade.size == 1:
+            # OpenCV takes a one-pixel array for a scalar: cv2.max gave it back 4 x 1, and cv2.min
+            # then refused it (a strip's last chunk of one row in a one-pixel-wide box).
+            within = np.clip(shade, np.float32(low), np.float32(high))
+        else:
+            within = cv2.min(cv2.max(shade, low), high)  # type: ignore[call-overload]
         step = cv2.convertScaleAbs(within, alpha=_STEPS / (high - low), beta=-_STEPS * low / (high - low))
         colour = cv2.LUT(cv2.cvtColor(step, cv2.COLOR_GRAY2BGR), self.table)
         return cv2.multiply(colour, cv2.cvtColor(shade, cv2.COLOR_GRAY2BGR))

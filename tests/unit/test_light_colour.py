@@ -128,3 +128,13 @@ def test_the_response_says_when_a_patch_colour_was_carried() -> None:
     assert server.light_of([grey]) == ("texture_space", False)
     assert server.light_of([coloured]) == ("blur", True)
     assert server.light_of([]) == ("", False)
+
+
+def test_a_coloured_light_lights_a_single_pixel() -> None:
+    """A one-pixel chunk of the grey shade (the last row of a strip one pixel wide): OpenCV took
+    it for a scalar, and lit raised."""
+    colour = LightColour(1.0, 4.0, np.ones(3, np.float32), np.array([0.7, 0.95, 1.25], np.float32))
+    for level in (0.5, 2.0, 8.0):
+        shade = np.full((1, 1), level, np.float32)
+        wide = np.full((1, 3), level, np.float32)
+        assert np.allclose(colour.lit(shade), colour.lit(wide)[:, :1])
