@@ -837,6 +837,21 @@ def test_the_http_port_refuses_a_stream_past_its_bound_alone(gateway: Gateway) -
     assert seen.pinged and not seen.closed
 
 
+def _answering_unread(finished: list[str]) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """An app that answers /healthz's way, reading nothing of the request's body, and notes in
+    `finished` when its handler has ended."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            await respond(send, 200, b"SERVING")
+        finally:
+            finished.append("app")
+
+    return app
+
+
 @pytest.mark.parametrize("window", [1 << 20, 0], ids=["answered", "reset-at-its-stall"])
 def test_a_handler_that_answers_without_reading_a_long_body_is_let_go(
     window: int, sockets: list[socket.socket], monkeypatch: pytest.MonkeyPatch
@@ -849,14 +864,7 @@ def test_a_handler_that_answers_without_reading_a_long_body_is_let_go(
     (never closed for another caller), its client gone too (a review found it)."""
     monkeypatch.setattr(streams, "WRITE_STALL_S", 0.5)
     finished: list[str] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        try:
-            await respond(send, 200, b"SERVING")  # reads nothing of the body
-        finally:
-            finished.append("app")
+    app = _answering_unread(finished)
 
     def long_body(port: int) -> None:
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
@@ -889,14 +897,7 @@ def test_an_http1_handler_that_answers_without_reading_a_chunked_body_is_let_go(
     connection was never closed for another caller's, so two such requests held a port of two
     connections shut to everyone, no credential needed (a review found it)."""
     finished: list[str] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        try:
-            await respond(send, 200, b"SERVING")  # reads nothing of the body
-        finally:
-            finished.append("app")
+    app = _answering_unread(finished)
 
     def chunked_healthz(port: int) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
