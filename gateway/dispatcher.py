@@ -79,7 +79,6 @@ class Dispatcher:
         stages: StageClients,
         settings: GatewaySettings,
         subscriptions: Subscriptions,
-        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         # A Redis restart must not fail a job: the dispatcher's ledger calls wait up to a lease.
         self.ledger = ledger.with_retry(settings.lease_s)
@@ -87,9 +86,6 @@ class Dispatcher:
         self.stages = stages
         self.settings = settings
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        # This replica's wall clock (seconds), per dispatcher (a test stands in a skewed replica's):
-        # only where Redis's cannot be read.
-        self._wall_clock = wall_clock
         self._slots = asyncio.Semaphore(settings.dispatcher_concurrency)
         self._tasks: list[asyncio.Task[None]] = []
         self._runs: set[asyncio.Task[None]] = set()
@@ -400,6 +396,7 @@ class Dispatcher:
         request = pb.SubmitRenderRequest()
         request.ParseFromString(stored.request)
         loop = asyncio.get_running_loop()
+        began = time.monotonic()
         ctx = JobContext(
             job_id=job_id,
             owner=self.consumer,
@@ -444,36 +441,11 @@ class Dispatcher:
             span.set_attribute("render.state", ended[0])
             if ended[1]:
                 span.set_status(Status(StatusCode.ERROR, ended[1]))
-            created = stored.job.create_time.ToMilliseconds() / 1000 if stored.job.HasField("create_time") else 0
-            # create_time is Redis's clock (submit.lua): the end is read by it too, not by this
-            # replica's wall clock, which may be minutes off.
-            took = max(await self._ended_at_s() - created, 0.0) if created else 0.0
+            took = job_seconds(stored, time.monotonic() - began)
             log.info("job %s: %s %s", job_id, ended[0], f"({ended[1]})" if ended[1] else f"in {took:.2f} s")
         JOB_DURATION.record(took, {"kind": kind, "state": ended[0]})
         JOBS_ENDED.add(1, {"kind": kind, "state": ended[0], "error_code": ended[1]})
         return ctx.wrote_work
-
-    async def _ledger_now_s(self) -> float:
-        """Redis's clock in seconds (a job's create_time is by it), or this replica's wall clock
-        where the ledger does not answer within a second (a metric must not hold the job's end)."""
-        try:
-            async with asyncio.timeout(1.0):
-                return await self.ledger.clock_ms() / 1000
-        except (TimeoutError, LedgerUnavailable):
-            return self._wall_clock()
-
-    async def _ended_at_s(self) -> float:
-        """_ledger_now_s for a job whose end is recorded already: a cancel that comes meanwhile (a
-        renew finding the job ended, a stop's grace running out, while Redis is slow to answer)
-        has nothing left to stop, and must not make the job read as cancelled mid-run (its end
-        uncounted, a stop handing back a job that ended, its inputs left to the reaper)."""
-        try:
-            return await self._ledger_now_s()
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            return self._wall_clock()
 
     async def _drop_outputs_if_cancelled(self, ctx: JobContext) -> None:
         """Deletes the outputs a run stored before its job was cancelled (the cancel came as it
@@ -555,6 +527,18 @@ class Dispatcher:
         if isinstance(failure, BatchFailure):
             return charge_for_failed_batch(failure.rooms, failure.rooms_at_fault, _price(stored))
         return charge_for_failure(failure.code, _price(stored), ctx.spent.cents, prices)
+
+
+def job_seconds(stored: StoredJob, running_s: float) -> float:
+    """A job's time from its creation to its end (render_job_duration_seconds): from create_time to
+    this attempt's hand-out (update_time as the take or the submit wrote it), both Redis's clock,
+    then this run by this process's monotonic clock. No replica's wall clock, which may be minutes
+    off, and no read of Redis's after the end (a round trip a job, and a wait a cancel could cut)."""
+    job = stored.job
+    if not job.HasField("create_time"):
+        return running_s
+    queued_ms = job.update_time.ToMilliseconds() - job.create_time.ToMilliseconds()
+    return max(queued_ms / 1000, 0.0) + running_s
 
 
 def _price(stored: StoredJob) -> Price:
