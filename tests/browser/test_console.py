@@ -133,9 +133,10 @@ def save_screenshot(png: bytes, path: Path) -> None:
     path.write_bytes(png)
 
 
-def sign_in(page: Page, stack: Stack, protocol: str = "connect") -> None:
+def sign_in(page: Page, stack: Stack, protocol: str = "connect", credential: str = "") -> None:
+    """Signs in with `credential` (the stack's key when empty) over `protocol`."""
     page.goto(stack.http_url + "/")
-    page.fill("#credential", stack.api_key)
+    page.fill("#credential", credential or stack.api_key)
     if protocol != "connect":
         page.click("details.advanced summary")
         page.select_option("select[aria-label=Protocol]", protocol)
@@ -713,13 +714,7 @@ def test_a_watch_ended_by_a_revoked_key_asks_to_sign_in_and_a_fresh_key_resumes_
             )
             texture = SAMPLES / sample["swatches"]["oak"]
             job_id = client.submit(texture_edit_request(texture, "a darker walnut stain")).job.id
-            page.goto(stack.http_url + "/")
-            page.fill("#credential", made.secret)
-            if protocol != "connect":
-                page.click("details.advanced summary")
-                page.select_option("select[aria-label=Protocol]", protocol)
-            page.click("[data-testid=sign-in]")
-            page.wait_for_selector("[data-picker=photo]")
+            sign_in(page, stack, protocol, made.secret)
             page.goto(f"{stack.http_url}/#/jobs/{job_id}")
             page.wait_for_selector(".job-view [data-connection=live]")
             deadline = time.monotonic() + 30
