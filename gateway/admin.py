@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.auth.api_keys import ApiKeyRecord, KeyStore
 from gateway.auth.principal import TENANT_NAME, TENANT_NAME_RULE, Scope, current_principal
-from gateway.ledger import Ledger, TenantLimits
+from gateway.ledger import Ledger, LedgerUnavailable, TenantLimits
 from gateway.validation import IDENTIFIER, IDENTIFIER_RULE
 from render.admin.v1 import admin_service_pb2 as pb
 from render.admin.v1 import admin_service_pb2_grpc as pb_grpc
@@ -26,6 +26,11 @@ _SCOPES = {pb.SCOPE_RENDER: Scope.RENDER, pb.SCOPE_READ: Scope.READ, pb.SCOPE_AD
 _PROTO_SCOPES = {scope: value for value, scope in _SCOPES.items()}
 MAX_KEY_TTL_S = 10 * 365 * 24 * 3600
 MAX_GRANT = 1_000_000_000
+# A grant without an idempotency key that the ledger may have applied before it went away.
+UNSURE_GRANT = (
+    "the job ledger went away during the grant, which may have been applied: read the credit log"
+    " before repeating it, or repeat it with an idempotency_key"
+)
 # The admin API's names of the limits, and the ledger's.
 _LIMIT_FIELDS = {
     "rate_per_second": "rate_per_s",
@@ -108,7 +113,15 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         note = request.note or f"granted by {current_principal().subject}"
         # What a repeat must match: the caller's amount and note (not the note made up for it).
         fingerprint = f"{request.amount}:{hashlib.sha256(request.note.encode()).hexdigest()[:32]}"
-        grant = await self.ledger.grant(tenant, request.amount, note, request.idempotency_key, fingerprint)
+        try:
+            grant = await self.ledger.grant(tenant, request.amount, note, request.idempotency_key, fingerprint)
+        except LedgerUnavailable:
+            if request.idempotency_key:
+                raise  # a repeat with the key adds nothing: "retry in a moment" holds
+            # Redis may have applied the script and gone before its reply: a plain repeat could
+            # grant twice, so this answer does not invite one (no RetryInfo).
+            log.warning("a grant to tenant %s may or may not have been applied: the ledger went away", tenant)
+            await abort(context, grpc.StatusCode.UNAVAILABLE, UNSURE_GRANT)
         if grant.conflict:
             await abort(
                 context,

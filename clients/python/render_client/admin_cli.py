@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TypeVar
@@ -98,6 +99,42 @@ def describe(key: pb.ApiKey) -> str:
     return f"{key.key_id}  {key.tenant:<16} {state:<8} {scopes:<18} {key.name}{expires}"
 
 
+# How long `credits grant` repeats a grant the gateway answered UNAVAILABLE (the ledger away: the
+# grant may or may not have been applied), with the same idempotency key, so it is applied once.
+GRANT_RETRY_S = 60.0
+
+
+def grant_once(
+    stub: pb_grpc.AdminServiceStub,
+    tenant: str,
+    amount: int,
+    note: str,
+    idempotency_key: str,
+    metadata: tuple[tuple[str, str], ...],
+    *,
+    retry_s: float = GRANT_RETRY_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> pb.GrantCreditsResponse:
+    """One grant, whatever the connection does. An UNAVAILABLE may come after the ledger applied the
+    grant (Redis restarted between the write and its reply), so the grant always carries an
+    idempotency key (its own when the caller gave none) and is repeated with it: a repeat adds
+    nothing again. Past `retry_s` the error propagates, with the key to repeat it by."""
+    key = idempotency_key or f"renderctl-{uuid.uuid4().hex}"
+    request = pb.GrantCreditsRequest(tenant=tenant, amount=amount, note=note, idempotency_key=key)
+    deadline = time.monotonic() + retry_s
+    delay = 0.2
+    while True:
+        try:
+            return stub.GrantCredits(request, metadata=metadata, timeout=30)  # type: ignore[no-any-return]
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() + delay > deadline:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and not idempotency_key:
+                    print(f"the grant may have been applied: repeat it with --idempotency-key {key}")
+                raise
+        sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
 def run(args: argparse.Namespace, channel: grpc.Channel, metadata: tuple[tuple[str, str], ...]) -> int:
     """Runs an admin command; grpc.RpcError propagates (renderctl reports it)."""
     stub = pb_grpc.AdminServiceStub(channel)
@@ -147,13 +184,7 @@ def _credits(
 ) -> int:
     public = render_grpc.RenderServiceStub(channel)
     if args.credits_command == "grant":
-        granted = stub.GrantCredits(
-            pb.GrantCreditsRequest(
-                tenant=args.tenant, amount=args.amount, note=args.note, idempotency_key=args.idempotency_key
-            ),
-            metadata=metadata,
-            timeout=30,
-        )
+        granted = grant_once(stub, args.tenant, args.amount, args.note, args.idempotency_key, metadata)
         repeat = "; a repeat of that grant, nothing added" if granted.deduplicated else ""
         print(f"balance {granted.balance} (entry {granted.entry_id}{repeat})")
     elif args.credits_command == "balance":
