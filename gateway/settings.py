@@ -152,6 +152,25 @@ class GatewaySettings:
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
             raise SettingsError("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY go together: set both or neither")
+        if self.internal_tls_dir:
+            for name, address in self.stage_addresses().items():
+                if _address_list(address):
+                    # gRPC checks every replica's certificate against the target's one name, which
+                    # a list has not: no call would ever reach a stage.
+                    raise SettingsError(
+                        f"{name} lists several addresses, which INTERNAL_TLS_DIR's certificates cannot"
+                        " be checked against: give one DNS name that resolves to every replica"
+                        " (dns:///projection:50063, a headless Service)"
+                    )
+
+    def stage_addresses(self) -> dict[str, str]:
+        """The stages' addresses by the setting that names them."""
+        return {
+            "SEGMENTATION_ADDR": self.segmentation_addr,
+            "DEPTH_ADDR": self.depth_addr,
+            "PROJECTION_ADDR": self.projection_addr,
+            "GENERATION_ADDR": self.generation_addr,
+        }
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -226,6 +245,11 @@ class GatewaySettings:
             http=HttpSettings.from_env(),
             webhooks=WebhookSettings.from_env(),
         )
+
+
+def _address_list(target: str) -> bool:
+    """Whether a gRPC target names several addresses (`ipv4:a:1,b:2`, `ipv6:[::1]:1,[::2]:2`)."""
+    return target.startswith(("ipv4:", "ipv6:")) and "," in target
 
 
 def _default_rate() -> float:

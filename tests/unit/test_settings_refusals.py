@@ -104,3 +104,15 @@ def test_render_stack_help_says_how_it_is_configured_and_starts_nothing(
     assert ended.value.code == 0
     assert "DATA_DIR" in capsys.readouterr().out
     assert not (tmp_path / "stack").exists()  # nothing started: no data directory, no lock
+
+
+def test_a_stage_address_list_under_internal_tls_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An `ipv4:` list of replicas never connected under mutual TLS (gRPC checks each certificate
+    against the target's one name, which a list has not): jobs waited out their whole budget."""
+    monkeypatch.setenv("PROJECTION_ADDR", "ipv4:127.0.0.1:50063,127.0.0.1:50163")
+    assert GatewaySettings.from_env().projection_addr.startswith("ipv4:")  # plaintext: a list is fine
+    monkeypatch.setenv("INTERNAL_TLS_DIR", "/etc/render/internal-tls")
+    with pytest.raises(SettingsError, match=r"^PROJECTION_ADDR lists several addresses"):
+        GatewaySettings.from_env()
+    monkeypatch.setenv("PROJECTION_ADDR", "ipv4:127.0.0.1:50063")  # one address: its own name
+    assert GatewaySettings.from_env().projection_addr == "ipv4:127.0.0.1:50063"
