@@ -142,7 +142,9 @@ class ErrorMapping(grpc.aio.ServerInterceptor):
             raise asyncio.CancelledError()
         dependency = self._dependency(exc)
         if dependency is not None:
-            log.warning("%s: %s is unavailable (%s)", method, dependency.dependency, exc.__cause__ or exc)
+            cause = exc.__cause__ or exc
+            # A timeout's text is empty: its kind says what happened (the log is the operator's).
+            log.warning("%s: %s is unavailable (%s)", method, dependency.dependency, str(cause) or type(cause).__name__)
             await abort(
                 context,
                 grpc.StatusCode.UNAVAILABLE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import cv2
@@ -47,7 +48,7 @@ async def call(edge: Edge) -> grpc.aio.AioRpcError:
     return info.value
 
 
-def test_escaping_exceptions_become_safe_statuses() -> None:
+def test_escaping_exceptions_become_safe_statuses(caplog: pytest.LogCaptureFixture) -> None:
     async def body() -> None:
         servicer = Failing()
         edge = Edge(
@@ -70,6 +71,11 @@ def test_escaping_exceptions_become_safe_statuses() -> None:
             assert down.details() == "the job ledger is unavailable; retry in a moment"
             retry = unpack_detail(status_details(down.trailing_metadata()), error_details_pb2.RetryInfo)  # type: ignore[arg-type]
             assert isinstance(retry, error_details_pb2.RetryInfo) and retry.retry_delay.seconds == 1
+
+            servicer.error = redis.exceptions.ConnectionError()  # no text: the log names its kind
+            with caplog.at_level(logging.WARNING):
+                await call(edge)
+            assert caplog.messages[-1].endswith("the job ledger is unavailable (ConnectionError)")
 
             servicer.error = DependencyUnavailable("the segmentation model", retry_after_s=3)
             model = await call(edge)
