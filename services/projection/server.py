@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import grpc
 import numpy as np
@@ -46,10 +46,17 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectionService"].full_name
 _DECODER = ThreadPoolExecutor(WORKERS, thread_name_prefix="projection-decode")
 
 
-def _project(request: pb.ProjectRequest, photo_data: bytes, swatch_data: bytes, mask_data: bytes) -> pb.ProjectResponse:
+def _project(
+    request: pb.ProjectRequest,
+    photo_data: bytes,
+    swatch_data: bytes,
+    mask_data: bytes,
+    photo_info: imaging.ImageInfo | None = None,
+) -> pb.ProjectResponse:
     """The composite's renditions (and the swatch's maps), the swatch's transparent share, and
-    which estimate of the photo's light shaded it (the classical one: no model here)."""
-    return _render(request, _decode_inputs(request, photo_data, swatch_data, mask_data))
+    which estimate of the photo's light shaded it (the classical one: no model here). `photo_info`:
+    the photo's probe, where the caller has made it."""
+    return _render(request, _decode_inputs(request, photo_data, swatch_data, mask_data, photo_info))
 
 
 class _Inputs:
@@ -75,16 +82,23 @@ class _Inputs:
         self.sampling.cancel()
 
 
-def _decode_inputs(request: pb.ProjectRequest, photo_data: bytes, swatch_data: bytes, mask_data: bytes) -> _Inputs:
+def _decode_inputs(
+    request: pb.ProjectRequest,
+    photo_data: bytes,
+    swatch_data: bytes,
+    mask_data: bytes,
+    photo_info: imaging.ImageInfo | None = None,
+) -> _Inputs:
     """Decodes the swatch and the mask, or draws the outline, and starts sampling the material
     from them, all beside the photo's decode: sampling needs no photo, so the photo's decode (and
     the intrinsic model, where one is deployed) overlap it. Names the field that fails (the photo
-    first when several do)."""
+    first when several do). `photo_info`: the photo's probe, where the caller has made it."""
     H = homography.from_list(list(request.homography.m))
     layout = Layout(row_offset=request.row_offset, herringbone=request.herringbone, tile_aspect=request.tile_aspect)
     # Without a mask, the outline at the photo's size as decoded (EXIF orientation applied: the
-    # probe's size).
-    size = None if mask_data else _decoded("photo", lambda: imaging.probe(photo_data))
+    # probe's size). The servicer's check probed it already: probed again, a camera's 4K JPEG
+    # would hold the decodes back by ~1 ms.
+    size = None if mask_data else photo_info or _decoded("photo", lambda: imaging.probe(photo_data))
 
     def begin() -> tuple[np.ndarray, float, np.ndarray, Sampling, np.ndarray | None]:
         # The grout fills the swatch's transparent parts before anything samples it, so the tiles,
@@ -168,6 +182,15 @@ def _decoded(field: str, decode: Callable[[], T]) -> T:
         raise InputError(f"{field}: {exc}") from None
 
 
+class _Checked(NamedTuple):
+    """What the inputs' headers tell: a problem as (field, description), or the memory the
+    projection needs and the photo's probe (which the decode reuses)."""
+
+    problem: tuple[str, str] | None
+    need: int = 0
+    photo: imaging.ImageInfo | None = None
+
+
 def _inputs_problem(
     photo: bytes,
     swatch: bytes,
@@ -176,35 +199,35 @@ def _inputs_problem(
     budget_bytes: int,
     outline: Sequence[imaging_pb2.Point] = (),
     output: imaging_pb2.OutputSpec | None = None,
-) -> tuple[tuple[str, str] | None, int]:
+) -> _Checked:
     """What is wrong with the inputs as their headers tell it, as (field, description), before any
     pixel is decoded: a refused image, a mask of another size (or no mask and no usable outline),
     an output the composite cannot be encoded as, or more memory than the budget; and, when
-    nothing is, the memory the projection needs (renderkit.budget)."""
+    nothing is, the memory the projection needs (renderkit.budget) and the photo's probe."""
     infos: dict[str, imaging.ImageInfo] = {}
     images = (("photo", photo), ("swatch", swatch)) + ((("mask_png", mask),) if mask else ())
     for field, data in images:
         try:
             infos[field] = imaging.probe(data)
         except imaging.ImageError as exc:
-            return (field, str(exc)), 0
+            return _Checked((field, str(exc)))
     photo_info = infos["photo"]
     if mask:
         mask_info = infos["mask_png"]
         if (mask_info.width, mask_info.height) != (photo_info.width, photo_info.height):
-            return ("mask_png", "must be the size of the photo"), 0
+            return _Checked(("mask_png", "must be the size of the photo"))
     else:
         problem = _outline_problem(outline, photo_info)
         if problem is not None:
-            return problem, 0
+            return _Checked(problem)
     if output is not None:
         problem = imaging.output_problem(output, photo_info.width, photo_info.height)
         if problem is not None:
-            return problem, 0
+            return _Checked(problem)
     photo_pixels, swatch_info = photo_info.pixels, infos["swatch"]
     need = budget.projection_bytes(photo_pixels, swatch_info.pixels, material_maps)
     if need <= budget_bytes:
-        return None, need
+        return _Checked(None, need, photo_info)
     # The photo is to blame unless the swatch alone does not fit.
     if budget.projection_bytes(0, swatch_info.pixels, material_maps) <= budget_bytes:
         field, info = "photo", photo_info
@@ -216,7 +239,7 @@ def _inputs_problem(
         largest = budget.largest_pixels(
             lambda px: budget.projection_bytes(photo_pixels, px, material_maps), budget_bytes
         )
-    return (field, budget.over_budget_text(info.width, info.height, field, need, budget_bytes, largest)), need
+    return _Checked((field, budget.over_budget_text(info.width, info.height, field, need, budget_bytes, largest)), need)
 
 
 def _outline_problem(outline: Sequence[imaging_pb2.Point], photo: imaging.ImageInfo) -> tuple[str, str] | None:
@@ -297,7 +320,7 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
             )
         # Each access to a bytes field copies it: read the images once.
         photo, swatch, mask = request.photo, request.swatch, request.mask_png
-        problem, need = _inputs_problem(
+        problem, need, photo_info = _inputs_problem(
             photo, swatch, mask, request.material_maps, self.memory_budget_bytes, request.outline, request.output
         )
         if problem is not None:
@@ -309,7 +332,8 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
         except TritonError as exc:  # Triton is down or reloading: retry later, never light it another way
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         # Other calls' work may have to finish first.
-        return await self.gate.run(need, self._projected(request, context, photo, swatch, mask, model_deployed))
+        projected = self._projected(request, context, photo, swatch, mask, photo_info, model_deployed)
+        return await self.gate.run(need, projected)
 
     async def _projected(
         self,
@@ -318,11 +342,12 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
         photo: bytes,
         swatch: bytes,
         mask: bytes,
+        photo_info: imaging.ImageInfo | None,
         model_deployed: bool,
     ) -> pb.ProjectResponse:
         try:
             if model_deployed:
-                inputs = await asyncio.to_thread(_decode_inputs, request, photo, swatch, mask)
+                inputs = await asyncio.to_thread(_decode_inputs, request, photo, swatch, mask, photo_info)
                 fallback = ""
                 try:
                     model_shading = await self._model_shading(inputs.photo)
@@ -336,7 +361,7 @@ class ProjectionServicer(pb_grpc.ProjectionServiceServicer):
             else:
                 # Nothing needs the event loop between decoding and rendering: one thread hop.
                 # (Measured against two hops at 1024²: the same within the noise, 110 / 115 ms.)
-                response = await asyncio.to_thread(_project, request, photo, swatch, mask)
+                response = await asyncio.to_thread(_project, request, photo, swatch, mask, photo_info)
         except TritonError as exc:
             await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         except (imaging.ImageError, homography.GeometryError, InputError) as exc:
