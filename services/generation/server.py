@@ -342,7 +342,13 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         # Before any pixel is decoded or any provider called: a size no provider makes failed in the
         # provider (counted against its breaker, so a few such calls opened it for every caller),
         # and references were decoded whatever their number and size.
-        problem = await asyncio.to_thread(generate_problem, request, self.settings.stage.memory_budget_bytes)
+        budget = self.settings.stage.memory_budget_bytes
+        # Off the event loop only when there are references to probe (a probe walks the whole file):
+        # without any the check is a few comparisons, and a thread's hop would cost ~100 us.
+        if request.reference_images:
+            problem = await asyncio.to_thread(generate_problem, request, budget)
+        else:
+            problem = generate_problem(request, budget)
         if problem is not None:
             await abort(
                 context, grpc.StatusCode.INVALID_ARGUMENT, f"{problem[0]}: {problem[1]}", bad_request([problem])

@@ -115,6 +115,42 @@ def test_a_silent_stream_is_taken_for_dead_and_reopened_after_the_last_cursor() 
     assert fake.watches[0].ended.wait(2)  # the silent stream was cancelled, not left open
 
 
+def watch_idle_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "render-watch-idle"]
+
+
+def test_a_clients_streams_share_one_idle_watchdog_thread() -> None:
+    """A thread started for every stream cost each short job ~0.2 ms of the caller's CPU."""
+    fake = FakeGateway(watch_plans=[[REST] for _ in range(5)])
+    with serve(fake) as servers:
+        client, _ = client_of(target(servers))
+        with client:
+            threads = set()
+            for _ in range(5):
+                assert [e.cursor for e in client.watch("job-1", timeout=10)] == ALL
+                threads.update(watch_idle_threads())
+            assert len(threads) == 1
+        next(iter(threads)).join(2)
+    assert watch_idle_threads() == []  # gone with the client
+
+
+def test_a_stream_silent_while_a_longer_limit_is_watched_is_still_reopened() -> None:
+    """The shared thread sleeps until the earliest deadline it knows: a stream added with an earlier
+    one wakes it."""
+    fake = FakeGateway(watch_plans=[[1, 2.0, REST], [2, 30.0], [REST]])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers), stream_idle_timeout_s=30.0)
+        with client:
+            long_watch = client.watch("job-1", timeout=10)
+            first = next(long_watch)  # its plan is taken, its 30 s deadline known to the thread
+            started = time.monotonic()
+            cursors = [e.cursor for e in client.watch("job-1", timeout=10, stream_idle_timeout_s=0.3)]
+            elapsed = time.monotonic() - started
+            assert [first.cursor, *(e.cursor for e in long_watch)] == ALL
+    assert cursors == ALL and 0.3 <= elapsed < 1.5
+    assert [n.reason for n in notices] == ["no message for 0.3 s"]
+
+
 def test_time_the_caller_spends_on_an_event_is_not_idle_time() -> None:
     fake = FakeGateway(watch_plans=[[REST]])
     with serve(fake) as servers:

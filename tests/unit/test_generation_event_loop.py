@@ -150,3 +150,25 @@ def test_edits_finishing_together_are_admitted_by_memory(monkeypatch: pytest.Mon
     answers = asyncio.run(scenario())
     assert [len(a.images) > 0 for a in answers] == [True] * 3
     assert most == 1 and gate.in_use == 0
+
+
+def test_a_dry_run_without_references_is_checked_on_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its checks are a few comparisons: a worker thread's hop there and back would cost more than
+    they do (~0.1 ms of a dry-run job's time). References, which are probed, still go to a thread."""
+    settings = GenerationSettings(
+        stage=StageSettings("127.0.0.1:0", "", 1.0),
+        openai_api_key="sk-test",
+        openai_base_url="",
+        openai_model="gpt-image-1",
+        openai_timeout_s=10,
+        openai_max_retries=0,
+    )
+    servicer = GenerationServicer(settings, Generator([_Provider()]), PriceTable())
+
+    def no_thread(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a thread was asked to check a request without references")
+
+    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    request = pb.GenerateRequest(prompt="a room", dry_run=True, budget=pb.Budget(max_tokens=10**6, max_cents=100))
+    response = asyncio.run(servicer.Generate(request, _Context()))  # type: ignore[arg-type]
+    assert response.call.dry_run and response.call.provider == "openai"

@@ -547,21 +547,23 @@ class _Retries:
 class _IdleWatchdog:
     """Cancels a stream that delivers nothing for idle_s while the client is waiting on it.
 
-    A sync gRPC stream has no per-message timeout; this thread is one. Time the consumer spends
-    between events (the generator suspended at a yield) does not count.
+    A sync gRPC stream has no per-message timeout; the client's _IdleWatchdogs thread is one.
+    Time the consumer spends between events (the generator suspended at a yield) does not count.
     """
 
-    def __init__(self, call: grpc.Future, idle_s: float | None, *, first_s: float | None = None) -> None:
+    def __init__(
+        self, call: grpc.Future, idle_s: float | None, watchdogs: _IdleWatchdogs, *, first_s: float | None = None
+    ) -> None:
         """first_s: the first message may take this long instead (a call that starts with an upload)."""
         self.fired = False
+        self.idle_s = idle_s or 0.0
         self._call = call
-        self._idle_s = idle_s
         self._first_s = first_s
         self._last = time.monotonic()
         self._paused = False
-        self._stopped = threading.Event()
-        if idle_s is not None and idle_s > 0:
-            threading.Thread(target=self._run, name="render-watch-idle", daemon=True).start()
+        self._watchdogs = watchdogs if self.idle_s > 0 else None
+        if self._watchdogs is not None:
+            self._watchdogs.add(self)
 
     def touch(self, *, paused: bool = False) -> None:
         """A message arrived (paused: and the consumer has it now)."""
@@ -570,26 +572,84 @@ class _IdleWatchdog:
         self._first_s = None
 
     def stop(self) -> None:
-        """Ends the thread; the stream is over."""
-        self._stopped.set()
+        """The stream is over: nothing more to watch."""
+        if self._watchdogs is not None:
+            self._watchdogs.discard(self)
+
+    def due(self) -> float:
+        """When, by the monotonic clock, the stream has been silent too long (while the consumer
+        holds an event: when to look again, a period later)."""
+        if self._paused:
+            return time.monotonic() + self.idle_s
+        first_s = self._first_s
+        return self._last + (self.idle_s if first_s is None else max(self.idle_s, first_s))
+
+    def next_look(self, now: float) -> float:
+        """When to look at it again: its deadline, or sooner, idle_s from now (the first message
+        shortens the deadline, to idle_s after it)."""
+        return min(self.due(), now + self.idle_s)
+
+    def fire(self) -> None:
+        self.fired = True
+        self._call.cancel()
+
+
+class _IdleWatchdogs:
+    """The one thread that watches a client's streams for silence (_IdleWatchdog). A thread
+    started for each stream cost a short job's caller ~0.15 ms and ~0.2 ms of CPU. The thread
+    sleeps until the earliest deadline it knows of; a touch only moves a deadline later, so only a
+    stream added with an earlier one wakes it (it looks again at least every idle_s: a first message
+    brings a deadline closer). It ends when it wakes with no stream left (a client
+    left unclosed keeps no thread), or when the client closes."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._watched: set[_IdleWatchdog] = set()
+        self._thread: threading.Thread | None = None
+        self._wake_at = math.inf
+        self._closed = False
+
+    def add(self, watchdog: _IdleWatchdog) -> None:
+        with self._changed:
+            if self._closed:  # its call fails on the closed channel
+                return
+            self._watched.add(watchdog)
+            look = watchdog.next_look(time.monotonic())
+            if self._thread is None:
+                self._wake_at = look
+                self._thread = threading.Thread(target=self._run, name="render-watch-idle", daemon=True)
+                self._thread.start()
+            elif look < self._wake_at:
+                self._changed.notify()
+
+    def discard(self, watchdog: _IdleWatchdog) -> None:
+        with self._changed:
+            self._watched.discard(watchdog)
+
+    def close(self) -> None:
+        """Stops the thread (the client is closed: its streams end with the channel)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
 
     def _run(self) -> None:
-        assert self._idle_s is not None
-        idle_s = self._idle_s
-
-        def limit() -> float:
-            first_s = self._first_s
-            return idle_s if first_s is None else max(idle_s, first_s)
-
-        # While the consumer holds an event there is nothing to watch: check again a period later.
-        # Never asleep longer than idle_s: the first message ends the longer first limit.
-        while not self._stopped.wait(
-            idle_s if self._paused else max(0.01, min(idle_s, self._last + limit() - time.monotonic()))
-        ):
-            if not self._paused and time.monotonic() - self._last >= limit():
-                self.fired = True
-                self._call.cancel()
-                return
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                silent = [w for w in self._watched if w.due() <= now]
+                self._watched.difference_update(silent)
+                if not silent:
+                    # Streams that ended since the last look leave their deadline as the next
+                    # wake-up: one stream after another, each added with a later deadline, does
+                    # not wake the thread.
+                    if self._closed or (not self._watched and now >= self._wake_at):
+                        self._thread = None
+                        return
+                    self._wake_at = min((w.next_look(now) for w in self._watched), default=self._wake_at)
+                    self._changed.wait(max(0.01, self._wake_at - now))
+                    continue
+            for watchdog in silent:  # outside the lock: a cancel runs gRPC's callbacks
+                watchdog.fire()
 
 
 class RenderClient:
@@ -643,11 +703,13 @@ class RenderClient:
         self.stream_idle_timeout_s = stream_idle_timeout_s
         self.on_retry = on_retry
         self._closed = False
+        self._watchdogs = _IdleWatchdogs()
 
     def close(self) -> None:
         """Closes the channel; watches in progress end with CANCELLED (not retried)."""
         self._closed = True
         self.channel.close()
+        self._watchdogs.close()
 
     def __enter__(self) -> RenderClient:
         return self
@@ -705,7 +767,7 @@ class RenderClient:
         )
         # A gateway that takes the call and then sends nothing (frozen, or a proxy holding the
         # reply) held the caller for ever: silence past the idle limit ends the download.
-        watchdog = _IdleWatchdog(call, self.stream_idle_timeout_s)
+        watchdog = _IdleWatchdog(call, self.stream_idle_timeout_s, self._watchdogs)
         try:
             for piece in call:
                 watchdog.touch()
@@ -783,7 +845,7 @@ class RenderClient:
                 timeout=remaining,
                 metadata=self.metadata,
             )
-            watchdog = _IdleWatchdog(call, idle_s)
+            watchdog = _IdleWatchdog(call, idle_s, self._watchdogs)
             try:
                 for reply in call:
                     retries.connected()
@@ -842,7 +904,7 @@ class RenderClient:
             )
             # Silence counts from the first message: until then the request's images may still be
             # on their way up, and the gateway has nothing to say.
-            watchdog = _IdleWatchdog(call, self.stream_idle_timeout_s, first_s=FIRST_MESSAGE_S)
+            watchdog = _IdleWatchdog(call, self.stream_idle_timeout_s, self._watchdogs, first_s=FIRST_MESSAGE_S)
             last: pb.JobEvent | None = None
             try:
                 for reply in call:
