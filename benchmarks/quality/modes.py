@@ -47,7 +47,6 @@ def quad(scene: Scene) -> Geometry:
     H = np.array(plane.homography.m).reshape(3, 3)
     tiling = tiling_from_sizes(*scene.size_m, *scene.swatch.size_m)
     normal = metrics.normal_of(H, plane.focal_length_px, scene.width, scene.height)
-    inside = polygon_mask(scene.quad, scene.width, scene.height) > 127
     return Geometry(
         mask,
         H,
@@ -55,7 +54,9 @@ def quad(scene: Scene) -> Geometry:
         scene.truth,
         metrics.angle_deg(normal, scene.normal),
         0.0,
-        metrics.iou(inside & ~scene.occluder, scene.visible),
+        # The mask composited: the quad's outline keeps what stands on the surface (furniture,
+        # a rug, a facade's windows), which the visible surface does not.
+        metrics.iou(mask > 127, scene.visible),
     )
 
 
