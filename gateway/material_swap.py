@@ -71,9 +71,10 @@ def _probed(
 # the lines placed on the photo's edges; 4: the texture's u axis runs along the photo's horizontal
 # where the surface is seen, rightwards; 5: the depth model's u axis the camera's x projected onto
 # the plane again, turned rightwards; 6: a HEIC's EXIF focal length reaches the segmentation's
-# clicks, and a cropped portrait HEIC's is read in the frame before its turn), so planes cached by
-# an earlier version are not reused.
-PLANE_REVISION = "6"
+# clicks, and a cropped portrait HEIC's is read in the frame before its turn; 7: a floor's or a
+# ceiling's plane from lines is kept only level within a camera's roll), so planes cached by an
+# earlier version are not reused.
+PLANE_REVISION = "7"
 
 
 def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, version: str, tenant: str) -> str:
@@ -360,6 +361,7 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
             plane_distance_meters=hints.plane_distance_meters,
             exif_focal_length_px=photo_info.focal_length_px,
             exif_focal_length_exact=photo_info.focal_length_exact,
+            surface=surface,
         )
         plane = await ctx.call(
             pb.STAGE_DEPTH,

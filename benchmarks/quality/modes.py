@@ -70,6 +70,7 @@ def _lines(scene: Scene, mask: np.ndarray, exif: bool = True) -> Geometry | None
         height=height,
         exif_focal_length_px=scene.exif_focal if exif else 0.0,
         plane_distance_meters=scene.plane_distance_m,
+        surface=scene.spec.surface,  # named, as a swap names the surface it re-covers
     )
     try:
         plane = lines_plane(scene.photo, mask, request)

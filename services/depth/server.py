@@ -186,6 +186,7 @@ def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRe
         given_focal=focal or None,
         # A 35 mm equivalent is rounded: the lines may settle it. A sensor's figures are exact.
         focal_tolerance=EXIF_FOCAL_TOLERANCE if focal_source == "exif" and not request.exif_focal_length_exact else 0.0,
+        surface=request.surface,
     )
     H, side = plane_homography(found.normal, found.focal, width, height, mask, axis=found.axis)
     if not focal:

@@ -323,6 +323,7 @@ def plane_from_lines(
     default_focal: float,
     given_focal: float | None = None,
     focal_tolerance: float = 0.0,
+    surface: str = "",
 ) -> LinePlane:
     """The plane of the masked surface from the lines on and around it. A given focal length is
     taken as exact, or, with a focal_tolerance (relative), as known to within it: the lines then
@@ -338,14 +339,27 @@ def plane_from_lines(
     they told the focal lengths in the range apart; else the default stays). On make quality's
     scenes and the known-camera views this found a subway-tiled wall's plane (41° off before: its
     few short vertical joints lost to strays) and the old brick facade's (refused before), and
-    halved the error of facades seen with a long lens (docs/quality.md)."""
+    halved the error of facades seen with a long lens (docs/quality.md).
+
+    A surface named a floor or a ceiling takes only a plane level within _LEVEL_ROLL as seen by the
+    camera (its normal the camera's down or up, turned by no more than a hand-held camera's roll):
+    lines that give none (a sun patch's edges and strays on a plain floor) are refused, naming it,
+    rather than made into a plane 30-80 degrees off."""
     lines = _Lines.find(photo_bgr, mask)
     if given_focal is not None:
-        return _fit(lines, default_focal, given_focal, focal_tolerance, keep_unless_told=True, known_camera=True)[0]
+        return _fit(
+            lines,
+            default_focal,
+            given_focal,
+            focal_tolerance,
+            keep_unless_told=True,
+            known_camera=True,
+            surface=surface,
+        )[0]
     refusal: NoVanishingPoints | None = None
     free: LinePlane | None = None
     try:
-        free = _fit(lines, default_focal, None, 0.0)[0]
+        free = _fit(lines, default_focal, None, 0.0, surface=surface)[0]
     except NoVanishingPoints as exc:
         refusal = exc
     seeded = free is not None and free.focal_from_lines
@@ -354,7 +368,12 @@ def plane_from_lines(
         # The default stays exactly unless the lines tell focal lengths apart (it is then reported
         # as assumed, and must be the default).
         settled, told = _fit(
-            lines, default_focal, seed, SEEDED_TOLERANCE if seeded else ASSUMED_TOLERANCE, keep_unless_told=not seeded
+            lines,
+            default_focal,
+            seed,
+            SEEDED_TOLERANCE if seeded else ASSUMED_TOLERANCE,
+            keep_unless_told=not seeded,
+            surface=surface,
         )
     except ValueError:  # refused, or a degenerate refit: the free fit's answer stands
         if free is None:
@@ -439,6 +458,7 @@ def _fit(
     *,
     keep_unless_told: bool = False,
     known_camera: bool = False,
+    surface: str = "",
 ) -> tuple[LinePlane, bool]:
     """The plane from the found lines, the focal length given (see plane_from_lines) or not, and
     whether the lines told the focal lengths within the tolerance apart (_settled_focal). With
@@ -479,6 +499,8 @@ def _fit(
         candidate = _plane(v1, v2, centre, scale, width, height, default_focal, given_focal, centroid)
         if candidate is None or _past_horizon(candidate, samples, width, height) > _PAST_HORIZON:
             continue  # the surface cannot run past its own horizon: these lines are not its plane
+        if not _level(candidate.normal, surface):
+            continue  # a floor or ceiling tilted as no hand-held camera sees one
         support = float(lengths[in1 | in2].sum() / lengths.sum())
         balance = float(min(lengths[in1].sum(), lengths[in2].sum()) / max(lengths[in1].sum(), lengths[in2].sum()))
         confidence = support * min(1.0, 2.0 * balance) * (1.0 if candidate.focal_from_lines else _ASSUMED_FOCAL)
@@ -521,10 +543,13 @@ def _fit(
         found = _across_from_elsewhere(
             lines.everywhere, lines.near, points[0], (width, height), samples, given_focal, centroid
         )
-        if found is not None:
+        if found is not None and _level(found[0].normal, surface):
             (best, pair), segments = found, lines.everywhere
     if best is None or pair is None:
-        raise NoVanishingPoints("no two line directions on the surface describe a plane in front of the camera")
+        raise NoVanishingPoints(
+            "no two line directions on the surface describe a plane in front of the camera"
+            + (f" that a {surface} seen by a camera held level would have" if surface in _LEVEL_SURFACES else "")
+        )
     if given_focal is not None:
         # A known camera makes the two directions' right angle a constraint: the pair is refitted
         # as one orthonormal frame, so a far vanishing point (lines nearly parallel in the photo,
@@ -611,6 +636,32 @@ _MIN_LONG_IN_FAMILY = 2
 # plane left 0.2 % of the floor over a degree past it, another 36 %.
 _PAST_HORIZON = 0.001
 _HORIZON_SLACK = np.sin(np.radians(1.0))
+
+
+# A floor's normal (oriented away from the camera) is the camera's down, a ceiling's its up, turned
+# by the camera's roll: a hand-held photo is level within a few degrees (the judge's and make
+# quality's rolls reach 8°, a floor built to check this 15°); the planes a plain floor's and a grazing
+# gravel floor's stray lines made were 116° and 176° "rolled" (docs/quality.md, fortieth stop).
+_LEVEL_ROLL = np.radians(20.0)
+_LEVEL_SURFACES = {"floor": 1.0, "ceiling": -1.0}  # the sign of the normal's camera y (y points down)
+# A floor seen from above (its normal within this of the optical axis: a camera pitched down more
+# than 60°) is not judged: its roll is ill-defined there, and a photo of tiles taken from above is
+# as often turned as not. The planes refused were 37-63° from the axis.
+_LEVEL_MIN_TILT = np.radians(30.0)
+
+
+def _level(normal: np.ndarray, surface: str) -> bool:
+    """Whether a plane's normal (camera coordinates, away from the camera) suits the surface named:
+    a floor's or a ceiling's within _LEVEL_ROLL of the camera's down or up about its optical axis.
+    Walls and facades are not judged: every plane holds some direction a camera's up could be; nor
+    is a floor seen from above (_LEVEL_MIN_TILT)."""
+    sign = _LEVEL_SURFACES.get(surface)
+    if sign is None:
+        return True
+    x, y, z = (float(v) for v in normal / np.linalg.norm(normal))
+    if np.arccos(min(1.0, abs(z))) < _LEVEL_MIN_TILT:
+        return True
+    return bool(np.arctan2(abs(x), sign * y) <= _LEVEL_ROLL)
 
 
 def _past_horizon(plane: LinePlane, samples: np.ndarray, width: int, height: int) -> float:

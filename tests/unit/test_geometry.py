@@ -358,6 +358,41 @@ def test_a_plain_floors_few_lines_are_refused_not_made_a_plane() -> None:
         plane_from_lines(photo, (floor * 255).astype(np.uint8), default_focal=1.0, given_focal=focal)
 
 
+@pytest.mark.parametrize("surface", ["", "floor", "wall"])
+def test_a_floor_upright_in_the_photo_keeps_its_plane_by_any_name(surface: str) -> None:
+    scene, mask = tiled_floor(scenes.View(60, 35, 20))
+    found = plane_from_lines(scene.photo, mask, default_focal=1.0, given_focal=scene.focal, surface=surface)
+    assert angle_between(found.normal, scene.normal) < 0.5
+
+
+def test_a_plane_tilted_as_no_level_camera_sees_a_floor_is_refused_for_a_floor() -> None:
+    """The tiled floor's photo turned a quarter: its plane is a wall's (the normal along the photo's
+    x). Named a floor or a ceiling, no hand-held camera's roll makes it one, and it is refused
+    rather than given; unnamed or named a wall, it is found as before."""
+    scene, mask = tiled_floor(scenes.View(60, 35, 20))
+    photo, turned = np.ascontiguousarray(np.rot90(scene.photo)), np.ascontiguousarray(np.rot90(mask))
+    for surface in ("", "wall"):
+        found = plane_from_lines(photo, turned, default_focal=1.0, given_focal=scene.focal, surface=surface)
+        # np.rot90 turns the photo anticlockwise: the camera's (x, y) become (y, -x).
+        assert angle_between(found.normal, np.array([scene.normal[1], -scene.normal[0], scene.normal[2]])) < 0.5
+    for surface in ("floor", "ceiling"):
+        with pytest.raises(NoVanishingPoints, match=f"a {surface} seen by a camera held level"):
+            plane_from_lines(photo, turned, default_focal=1.0, given_focal=scene.focal, surface=surface)
+        with pytest.raises(NoVanishingPoints):  # without a focal length too
+            plane_from_lines(photo, turned, default_focal=homography.default_focal(480, 640), surface=surface)
+
+
+def test_a_floor_seen_from_above_is_not_judged_by_its_roll() -> None:
+    """Tiles photographed from above (a camera pitched down 70°) with the phone turned a quarter:
+    the roll means nothing there, and the plane is found, named a floor or not."""
+    scene, mask = tiled_floor(scenes.View(60, 70, 20))
+    photo, turned = np.ascontiguousarray(np.rot90(scene.photo)), np.ascontiguousarray(np.rot90(mask))
+    truth = np.array([scene.normal[1], -scene.normal[0], scene.normal[2]])
+    for surface in ("", "floor"):
+        found = plane_from_lines(photo, turned, default_focal=1.0, given_focal=scene.focal, surface=surface)
+        assert angle_between(found.normal, truth) < 0.5
+
+
 def test_a_facade_with_only_its_courses_takes_its_verticals_from_the_rest_of_the_photo() -> None:
     """Courses and no visible vertical joints, the mask well inside the facade's sides: on the
     surface the lines run in one direction only. With the camera known, the direction at a right

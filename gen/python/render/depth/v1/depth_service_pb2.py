@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from render.imaging.v1 import imaging_pb2 as render_dot_imaging_dot_v1_dot_imaging__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#render/depth/v1/depth_service.proto\x12\x0frender.depth.v1\x1a\x1frender/imaging/v1/imaging.proto\"\xf5\x01\n\x14\x45stimatePlaneRequest\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12&\n\x04quad\x18\x03 \x03(\x0b\x32\x18.render.imaging.v1.Point\x12\r\n\x05photo\x18\x04 \x01(\x0c\x12\x10\n\x08mask_png\x18\x05 \x01(\x0c\x12\x17\n\x0f\x66ocal_length_px\x18\x06 \x01(\x01\x12\x1d\n\x15plane_distance_meters\x18\x07 \x01(\x01\x12\x1c\n\x14\x65xif_focal_length_px\x18\x08 \x01(\x01\x12\x1f\n\x17\x65xif_focal_length_exact\x18\t \x01(\x08\"\x9e\x02\n\x15\x45stimatePlaneResponse\x12\x31\n\nhomography\x18\x01 \x01(\x0b\x32\x1d.render.imaging.v1.Homography\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x14\n\x0c\x61spect_ratio\x18\x04 \x01(\x01\x12\x17\n\x0f\x66ocal_length_px\x18\x05 \x01(\x01\x12\x18\n\x10used_depth_model\x18\x06 \x01(\x08\x12\x17\n\x0fmeters_per_unit\x18\x07 \x01(\x01\x12\x14\n\x0c\x66ocal_source\x18\x08 \x01(\t\x12\x17\n\x0f\x64istance_source\x18\t \x01(\t\x12\x1d\n\x15model_fallback_reason\x18\n \x01(\t2n\n\x0c\x44\x65pthService\x12^\n\rEstimatePlane\x12%.render.depth.v1.EstimatePlaneRequest\x1a&.render.depth.v1.EstimatePlaneResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#render/depth/v1/depth_service.proto\x12\x0frender.depth.v1\x1a\x1frender/imaging/v1/imaging.proto\"\x86\x02\n\x14\x45stimatePlaneRequest\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12&\n\x04quad\x18\x03 \x03(\x0b\x32\x18.render.imaging.v1.Point\x12\r\n\x05photo\x18\x04 \x01(\x0c\x12\x10\n\x08mask_png\x18\x05 \x01(\x0c\x12\x17\n\x0f\x66ocal_length_px\x18\x06 \x01(\x01\x12\x1d\n\x15plane_distance_meters\x18\x07 \x01(\x01\x12\x1c\n\x14\x65xif_focal_length_px\x18\x08 \x01(\x01\x12\x1f\n\x17\x65xif_focal_length_exact\x18\t \x01(\x08\x12\x0f\n\x07surface\x18\n \x01(\t\"\x9e\x02\n\x15\x45stimatePlaneResponse\x12\x31\n\nhomography\x18\x01 \x01(\x0b\x32\x1d.render.imaging.v1.Homography\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x14\n\x0c\x61spect_ratio\x18\x04 \x01(\x01\x12\x17\n\x0f\x66ocal_length_px\x18\x05 \x01(\x01\x12\x18\n\x10used_depth_model\x18\x06 \x01(\x08\x12\x17\n\x0fmeters_per_unit\x18\x07 \x01(\x01\x12\x14\n\x0c\x66ocal_source\x18\x08 \x01(\t\x12\x17\n\x0f\x64istance_source\x18\t \x01(\t\x12\x1d\n\x15model_fallback_reason\x18\n \x01(\t2n\n\x0c\x44\x65pthService\x12^\n\rEstimatePlane\x12%.render.depth.v1.EstimatePlaneRequest\x1a&.render.depth.v1.EstimatePlaneResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'render.depth.v1.depth_servi
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ESTIMATEPLANEREQUEST']._serialized_start=90
-  _globals['_ESTIMATEPLANEREQUEST']._serialized_end=335
-  _globals['_ESTIMATEPLANERESPONSE']._serialized_start=338
-  _globals['_ESTIMATEPLANERESPONSE']._serialized_end=624
-  _globals['_DEPTHSERVICE']._serialized_start=626
-  _globals['_DEPTHSERVICE']._serialized_end=736
+  _globals['_ESTIMATEPLANEREQUEST']._serialized_end=352
+  _globals['_ESTIMATEPLANERESPONSE']._serialized_start=355
+  _globals['_ESTIMATEPLANERESPONSE']._serialized_end=641
+  _globals['_DEPTHSERVICE']._serialized_start=643
+  _globals['_DEPTHSERVICE']._serialized_end=753
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EstimatePlaneRequest(_message.Message):
-    __slots__ = ("width", "height", "quad", "photo", "mask_png", "focal_length_px", "plane_distance_meters", "exif_focal_length_px", "exif_focal_length_exact")
+    __slots__ = ("width", "height", "quad", "photo", "mask_png", "focal_length_px", "plane_distance_meters", "exif_focal_length_px", "exif_focal_length_exact", "surface")
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     QUAD_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class EstimatePlaneRequest(_message.Message):
     PLANE_DISTANCE_METERS_FIELD_NUMBER: _ClassVar[int]
     EXIF_FOCAL_LENGTH_PX_FIELD_NUMBER: _ClassVar[int]
     EXIF_FOCAL_LENGTH_EXACT_FIELD_NUMBER: _ClassVar[int]
+    SURFACE_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     quad: _containers.RepeatedCompositeFieldContainer[_imaging_pb2.Point]
@@ -27,7 +28,8 @@ class EstimatePlaneRequest(_message.Message):
     plane_distance_meters: float
     exif_focal_length_px: float
     exif_focal_length_exact: bool
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., quad: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., photo: _Optional[bytes] = ..., mask_png: _Optional[bytes] = ..., focal_length_px: _Optional[float] = ..., plane_distance_meters: _Optional[float] = ..., exif_focal_length_px: _Optional[float] = ..., exif_focal_length_exact: _Optional[bool] = ...) -> None: ...
+    surface: str
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., quad: _Optional[_Iterable[_Union[_imaging_pb2.Point, _Mapping]]] = ..., photo: _Optional[bytes] = ..., mask_png: _Optional[bytes] = ..., focal_length_px: _Optional[float] = ..., plane_distance_meters: _Optional[float] = ..., exif_focal_length_px: _Optional[float] = ..., exif_focal_length_exact: _Optional[bool] = ..., surface: _Optional[str] = ...) -> None: ...
 
 class EstimatePlaneResponse(_message.Message):
     __slots__ = ("homography", "confidence", "source", "aspect_ratio", "focal_length_px", "used_depth_model", "meters_per_unit", "focal_source", "distance_source", "model_fallback_reason")
