@@ -72,9 +72,10 @@ def _probed(
 # where the surface is seen, rightwards; 5: the depth model's u axis the camera's x projected onto
 # the plane again, turned rightwards; 6: a HEIC's EXIF focal length reaches the segmentation's
 # clicks, and a cropped portrait HEIC's is read in the frame before its turn; 7: a floor's or a
-# ceiling's plane from lines is kept only level within a camera's roll), so planes cached by an
-# earlier version are not reused.
-PLANE_REVISION = "7"
+# ceiling's plane from lines is kept only level within a camera's roll; 8: the texture's axis
+# follows the surface's edges seen in its mask's outline, not a diagonal pattern's lines), so planes
+# cached by an earlier version are not reused.
+PLANE_REVISION = "8"
 
 
 def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, version: str, tenant: str) -> str:

@@ -26,6 +26,7 @@ from services.common.stage import (
     points_problem,
     size_problem,
 )
+from services.depth.outline import surface_axis
 from services.depth.plane import fit_metric_plane, fit_plane, plane_homography
 from services.depth.vanishing import EXIF_FOCAL_TOLERANCE, NoVanishingPoints, plane_from_lines
 
@@ -188,7 +189,8 @@ def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRe
         focal_tolerance=EXIF_FOCAL_TOLERANCE if focal_source == "exif" and not request.exif_focal_length_exact else 0.0,
         surface=request.surface,
     )
-    H, side = plane_homography(found.normal, found.focal, width, height, mask, axis=found.axis)
+    axis = surface_axis(mask, found.normal, found.axis, found.focal)
+    H, side = plane_homography(found.normal, found.focal, width, height, mask, axis=axis)
     if not focal:
         focal_source = "lines" if found.focal_from_lines else "assumed"
     return square_plane(request, H, side, found.confidence, "vanishing_lines", found.focal, focal_source)

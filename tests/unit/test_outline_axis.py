@@ -1,0 +1,96 @@
+"""The texture is laid along the surface's edges where its mask's outline shows them, not along a
+diagonal pattern's lines (a diamond carpet, tiles laid on the diagonal); where the outline shows
+no edge (the surface fills the frame) or only the edges of what stands on it, the pattern's lines
+stay the axis."""
+
+import math
+
+import numpy as np
+import pytest
+
+from devstack import scenes
+from render.depth.v1 import depth_service_pb2 as depth_pb
+from renderkit import imaging
+from services.depth.outline import outline_runs, surface_axis
+from services.depth.server import lines_plane
+from services.depth.vanishing import texture_axis
+from tests.unit.test_surface_axes import EAST, NORTH, UP, F, H, W, image_of, rotation
+
+CAMERA = np.array([0.3, 0.0, 1.5])
+
+
+def degrees_between(a: np.ndarray, b: np.ndarray) -> float:
+    return math.degrees(math.acos(min(1.0, abs(float(a @ b)) / float(np.linalg.norm(a) * np.linalg.norm(b)))))
+
+
+def floor_view(yaw: float, pitch: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A room's floor (5.2 x 5 m, from 1.5 m in front of the camera) seen by a level camera: the
+    rotation, the floor's mask (its far edges against the walls, its near part cut by the frame)
+    and its normal in camera coordinates."""
+    R = rotation(yaw, -pitch)
+    corners = [np.array([x, y, 0.0]) for x, y in ((-2.6, 6.5), (2.6, 6.5), (2.6, 1.5), (-2.6, 1.5))]
+    mask = imaging.polygon_mask(np.array([image_of(R, CAMERA, X) for X in corners]), W, H)
+    return R, mask, R @ -UP  # the plane n.X = 1 in front: the floor faces the camera
+
+
+def centre_ray(mask: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(mask > 127)
+    return np.array([(xs.mean() - W / 2) / F, (ys.mean() - H / 2) / F, 1.0])
+
+
+@pytest.mark.parametrize(("yaw", "pitch"), [(20.0, 35.0), (-30.0, 40.0), (5.0, 30.0)])
+def test_a_floors_edges_turn_a_diagonal_patterns_axis_onto_them(yaw: float, pitch: float) -> None:
+    R, mask, normal = floor_view(yaw, pitch)
+    diagonal = R @ ((EAST + NORTH) / math.sqrt(2))
+    axis = surface_axis(mask, normal, texture_axis(diagonal, np.cross(normal, diagonal), normal, centre_ray(mask)), F)
+    edges = texture_axis(R @ EAST, R @ NORTH, normal, centre_ray(mask))
+    assert degrees_between(axis, edges) < 0.05
+    assert float(axis @ edges) > 0  # and still pointing to the photo's right
+
+
+def test_a_pattern_along_the_edges_is_kept_as_its_lines_measured_it() -> None:
+    R, mask, normal = floor_view(20.0, 35.0)
+    # Tiles along the walls, their lines measured 2 degrees off: the lines are the finer measurement.
+    turn = math.radians(2.0)
+    tiles = R @ (math.cos(turn) * EAST + math.sin(turn) * NORTH)
+    assert surface_axis(mask, normal, tiles, F) is tiles
+
+
+def test_a_surface_filling_the_frame_keeps_its_patterns_axis() -> None:
+    R, _, normal = floor_view(20.0, 35.0)
+    mask = np.full((H, W), 255, np.uint8)
+    diagonal = R @ ((EAST + NORTH) / math.sqrt(2))
+    assert len(outline_runs(mask)) == 0
+    assert surface_axis(mask, normal, diagonal, F) is diagonal
+
+
+def test_an_object_standing_askew_on_the_surface_does_not_turn_it() -> None:
+    R, _, normal = floor_view(20.0, 35.0)
+    mask = np.full((H, W), 255, np.uint8)
+    # A sofa turned 30 degrees to the tiles, in the middle of the frame and against its bottom edge.
+    for y0, y1 in ((2.5, 3.5), (0.5, 1.4)):
+        turn = math.radians(30.0)
+        u, v = np.array([math.cos(turn), math.sin(turn), 0.0]), np.array([-math.sin(turn), math.cos(turn), 0.0])
+        foot = [np.array([0.3, 0.0, 0.0]) + a * u + b * v for a, b in ((-1, y0), (1, y0), (1, y1), (-1, y1))]
+        mask[imaging.polygon_mask(np.array([image_of(R, CAMERA, X) for X in foot]), W, H) > 127] = 0
+    tiles = R @ EAST
+    assert surface_axis(mask, normal, tiles, F) is tiles
+
+
+def diamonds(size: int = 256, joint: int = 5) -> np.ndarray:
+    """A swatch of a diamond lattice (lines at 45 degrees to its sides) that wraps."""
+    i, j = np.mgrid[0:size, 0:size]
+    lines = ((i + j) % (size // 2) < joint) | ((i - j) % (size // 2) < joint)
+    return np.where(lines[..., None], np.uint8(235), np.array([90, 60, 140], np.uint8)).astype(np.uint8)
+
+
+def test_a_diamond_carpets_material_is_laid_along_the_floors_edges() -> None:
+    scene = scenes.camera_scene(scenes.View(60, 35, 20), diamonds(), diamonds(), size=(640, 480), supersample=2)
+    mask = (scene.visible_surface * 255).astype(np.uint8)
+    request = depth_pb.EstimatePlaneRequest(
+        width=640, height=480, focal_length_px=scene.focal, plane_distance_meters=1.6
+    )
+    plane = lines_plane(scene.photo, mask, request)
+    camera = np.array([[scene.focal, 0, 320], [0, scene.focal, 240], [0, 0, 1.0]])
+    u = (np.linalg.inv(camera) @ np.array(plane.homography.m).reshape(3, 3))[:, 0]
+    assert degrees_between(u, scene.edge_axes[0]) < 0.5  # 45 degrees before: along the diamonds
