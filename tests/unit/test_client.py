@@ -4,6 +4,7 @@ their bound; submits retry only with an idempotency key; several replicas fail o
 
 from __future__ import annotations
 
+import math
 import random
 import socket
 import threading
@@ -514,3 +515,20 @@ def test_reads_and_cancels_have_a_deadline_by_default() -> None:
     for method in (RenderClient.get, RenderClient.list, RenderClient.cancel):
         timeout = inspect.signature(method).parameters["timeout"].default
         assert isinstance(timeout, float) and 0 < timeout <= 60, method.__name__
+
+
+@pytest.mark.parametrize("limit", [math.inf, 1e10])
+def test_a_watch_without_an_idle_limit_leaves_the_clients_other_streams_watched(limit: float) -> None:
+    """The shared thread could not sleep that long: its wait raised OverflowError, the thread died,
+    and no later stream of the client was ever cancelled when silent."""
+    fake = FakeGateway(watch_plans=[[REST], [2, 30.0], [REST]])
+    with serve(fake) as servers:
+        client, notices = client_of(target(servers), stream_idle_timeout_s=0.3)
+        with client:
+            assert [e.cursor for e in client.watch("job-1", timeout=10, stream_idle_timeout_s=limit)] == ALL
+            time.sleep(0.1)  # the thread has looked at the long limit
+            started = time.monotonic()
+            cursors = [e.cursor for e in client.watch("job-1", timeout=5)]
+            elapsed = time.monotonic() - started
+    assert cursors == ALL and elapsed < 2
+    assert [(n.code, n.reason) for n in notices] == [(grpc.StatusCode.CANCELLED, "no message for 0.3 s")]

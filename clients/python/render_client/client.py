@@ -544,6 +544,12 @@ class _Retries:
         time.sleep(delay)
 
 
+# The longest the watchdogs' thread sleeps at once. It could not sleep past threading.TIMEOUT_MAX
+# (math.inf for "no limit", or 1e10 s): its wait raised OverflowError, the thread died, and no
+# later stream of the client was ever watched.
+_MAX_SLEEP_S = 3600.0
+
+
 class _IdleWatchdog:
     """Cancels a stream that delivers nothing for idle_s while the client is waiting on it.
 
@@ -556,7 +562,8 @@ class _IdleWatchdog:
     ) -> None:
         """first_s: the first message may take this long instead (a call that starts with an upload)."""
         self.fired = False
-        self.idle_s = idle_s or 0.0
+        # An infinite limit is none: not watched.
+        self.idle_s = idle_s if idle_s is not None and 0 < idle_s < math.inf else 0.0
         self._call = call
         self._first_s = first_s
         self._last = time.monotonic()
@@ -633,6 +640,14 @@ class _IdleWatchdogs:
             self._changed.notify()
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        finally:  # should it ever raise, the next stream added starts a thread again
+            with self._changed:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+    def _watch(self) -> None:
         while True:
             with self._changed:
                 now = time.monotonic()
@@ -643,10 +658,10 @@ class _IdleWatchdogs:
                     # wake-up: one stream after another, each added with a later deadline, does
                     # not wake the thread.
                     if self._closed or (not self._watched and now >= self._wake_at):
-                        self._thread = None
+                        self._thread = None  # in the same hold of the lock: an add after it starts one
                         return
                     self._wake_at = min((w.next_look(now) for w in self._watched), default=self._wake_at)
-                    self._changed.wait(max(0.01, self._wake_at - now))
+                    self._changed.wait(min(max(0.01, self._wake_at - now), _MAX_SLEEP_S))
                     continue
             for watchdog in silent:  # outside the lock: a cancel runs gRPC's callbacks
                 watchdog.fire()
