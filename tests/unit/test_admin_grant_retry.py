@@ -71,5 +71,31 @@ def test_a_ledger_away_for_good_ends_with_the_key_to_repeat_by(capsys: pytest.Ca
     ledger = LedgerLosingReplies(lost=10**6)
     with pytest.raises(grpc.RpcError):
         grant_once(ledger, "acme", 5, "", "", (), retry_s=1.0, sleep=lambda _s: None)  # type: ignore[arg-type]
-    assert f"--idempotency-key {ledger.keys[0]}" in capsys.readouterr().out
+    assert f"--idempotency-key {ledger.keys[0]}" in capsys.readouterr().err
     assert sum(ledger.applied.values()) == 5
+
+
+class Deadline(Unavailable):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_a_grant_past_its_deadline_is_repeated_with_its_key(capsys: pytest.CaptureFixture[str]) -> None:
+    """A deadline that passed while the gateway waited on the ledger leaves the grant as unsure as
+    an UNAVAILABLE: it raised at once, and the key made up for it was never shown."""
+
+    class Slow(LedgerLosingReplies):
+        def GrantCredits(self, request: pb.GrantCreditsRequest, **kwargs: Any) -> pb.GrantCreditsResponse:
+            try:
+                return super().GrantCredits(request, **kwargs)
+            except Unavailable:
+                raise Deadline() from None
+
+    ledger = Slow(lost=1)
+    granted = grant_once(ledger, "acme", 500, "", "", (), sleep=lambda _s: None)  # type: ignore[arg-type]
+    assert granted.balance == 500 and len(ledger.keys) == 2 and len(set(ledger.keys)) == 1
+
+    away = Slow(lost=10**6)
+    with pytest.raises(grpc.RpcError):
+        grant_once(away, "acme", 5, "", "", (), retry_s=1.0, sleep=lambda _s: None)  # type: ignore[arg-type]
+    assert f"--idempotency-key {away.keys[0]}" in capsys.readouterr().err

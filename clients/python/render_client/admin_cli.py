@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -102,6 +103,9 @@ def describe(key: pb.ApiKey) -> str:
 # How long `credits grant` repeats a grant the gateway answered UNAVAILABLE (the ledger away: the
 # grant may or may not have been applied), with the same idempotency key, so it is applied once.
 GRANT_RETRY_S = 60.0
+# The answers after which a grant may have been applied: repeated with its key. A deadline passed
+# while the gateway waited on the ledger, as much as a ledger that went away.
+_UNSURE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def grant_once(
@@ -123,14 +127,19 @@ def grant_once(
     request = pb.GrantCreditsRequest(tenant=tenant, amount=amount, note=note, idempotency_key=key)
     deadline = time.monotonic() + retry_s
     delay = 0.2
+    hint = f"the grant may have been applied: repeat it with --idempotency-key {key}"
     while True:
         try:
             return stub.GrantCredits(request, metadata=metadata, timeout=30)  # type: ignore[no-any-return]
         except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() + delay > deadline:
-                if exc.code() == grpc.StatusCode.UNAVAILABLE and not idempotency_key:
-                    print(f"the grant may have been applied: repeat it with --idempotency-key {key}")
+            if exc.code() not in _UNSURE or time.monotonic() + delay > deadline:
+                if exc.code() in _UNSURE and not idempotency_key:
+                    print(hint, file=sys.stderr)  # with the error, not in the command's output
                 raise
+        except KeyboardInterrupt:  # Ctrl-C while the grant waits or repeats: it may have landed
+            if not idempotency_key:
+                print(f"\n{hint}", file=sys.stderr)
+            raise
         sleep(delay)
         delay = min(delay * 2, 5.0)
 
