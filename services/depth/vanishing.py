@@ -490,6 +490,7 @@ def _fit(
     strongest = max(lengths[inliers].sum() for _, inliers in points) if points else 0.0
     long = lengths >= _MIN_LENGTH * scale
     scored: list[tuple[bool, float, LinePlane, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = []
+    unlevel = False  # whether a plane was turned down for a floor or a ceiling no level camera sees
     for index, ((v1, in1), (v2, in2)) in enumerate(candidates):
         weaker = min(lengths[in1].sum(), lengths[in2].sum())
         if min(in1.sum(), in2.sum()) < _MIN_FAMILY or weaker < _MIN_BALANCE * strongest:
@@ -500,6 +501,7 @@ def _fit(
         if candidate is None or _past_horizon(candidate, samples, width, height) > _PAST_HORIZON:
             continue  # the surface cannot run past its own horizon: these lines are not its plane
         if not _level(candidate.normal, surface):
+            unlevel = True
             continue  # a floor or ceiling tilted as no hand-held camera sees one
         support = float(lengths[in1 | in2].sum() / lengths.sum())
         balance = float(min(lengths[in1].sum(), lengths[in2].sum()) / max(lengths[in1].sum(), lengths[in2].sum()))
@@ -543,12 +545,15 @@ def _fit(
         found = _across_from_elsewhere(
             lines.everywhere, lines.near, points[0], (width, height), samples, given_focal, centroid
         )
-        if found is not None and _level(found[0].normal, surface):
-            (best, pair), segments = found, lines.everywhere
+        if found is not None:
+            if _level(found[0].normal, surface):
+                (best, pair), segments = found, lines.everywhere
+            else:
+                unlevel = True
     if best is None or pair is None:
         raise NoVanishingPoints(
             "no two line directions on the surface describe a plane in front of the camera"
-            + (f" that a {surface} seen by a camera held level would have" if surface in _LEVEL_SURFACES else "")
+            + (f" that a {surface} seen by a camera held level would have" if unlevel else "")
         )
     if given_focal is not None:
         # A known camera makes the two directions' right angle a constraint: the pair is refitted
