@@ -100,8 +100,9 @@ def describe(key: pb.ApiKey) -> str:
     return f"{key.key_id}  {key.tenant:<16} {state:<8} {scopes:<18} {key.name}{expires}"
 
 
-# How long `credits grant` repeats a grant the gateway answered UNAVAILABLE (the ledger away: the
-# grant may or may not have been applied), with the same idempotency key, so it is applied once.
+# How long `credits grant` repeats a grant answered UNAVAILABLE or past its deadline (the ledger away
+# or slow: the grant may or may not have been applied), with the same idempotency key, so it is
+# applied once.
 GRANT_RETRY_S = 60.0
 # The answers after which a grant may have been applied: repeated with its key. A deadline passed
 # while the gateway waited on the ledger, as much as a ledger that went away.
@@ -119,8 +120,8 @@ def grant_once(
     retry_s: float = GRANT_RETRY_S,
     sleep: Callable[[float], None] = time.sleep,
 ) -> pb.GrantCreditsResponse:
-    """One grant, whatever the connection does. An UNAVAILABLE may come after the ledger applied the
-    grant (Redis restarted between the write and its reply), so the grant always carries an
+    """One grant, whatever the connection does. An UNAVAILABLE or a deadline may come after the ledger
+    applied the grant (Redis restarted between the write and its reply), so the grant always carries an
     idempotency key (its own when the caller gave none) and is repeated with it: a repeat adds
     nothing again. Past `retry_s` the error propagates, with the key to repeat it by."""
     key = idempotency_key or f"renderctl-{uuid.uuid4().hex}"
