@@ -86,9 +86,9 @@ def _longest_stall(call: Any) -> float:
     return asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("method", ["Edit", "Refine"])
-def test_a_large_edit_or_refinement_does_not_stall_the_event_loop(method: str) -> None:
-    settings = GenerationSettings(
+def _settings() -> GenerationSettings:
+    """A stage on a free port with an OpenAI provider that is never called (a fake provider runs)."""
+    return GenerationSettings(
         stage=StageSettings("127.0.0.1:0", "", 1.0),
         openai_api_key="sk-test",
         openai_base_url="",
@@ -96,6 +96,11 @@ def test_a_large_edit_or_refinement_does_not_stall_the_event_loop(method: str) -
         openai_timeout_s=10,
         openai_max_retries=0,
     )
+
+
+@pytest.mark.parametrize("method", ["Edit", "Refine"])
+def test_a_large_edit_or_refinement_does_not_stall_the_event_loop(method: str) -> None:
+    settings = _settings()
     servicer = GenerationServicer(settings, Generator([_Provider()]), PriceTable())
     image = _texture(4240, 2832)  # 12 MP
     if method == "Edit":
@@ -115,14 +120,7 @@ def test_edits_finishing_together_are_admitted_by_memory(monkeypatch: pytest.Mon
     from services.common.admission import MemoryGate
     from services.generation import server
 
-    settings = GenerationSettings(
-        stage=StageSettings("127.0.0.1:0", "", 1.0),
-        openai_api_key="sk-test",
-        openai_base_url="",
-        openai_model="gpt-image-1",
-        openai_timeout_s=10,
-        openai_max_retries=0,
-    )
+    settings = _settings()
     width, height = 4240, 2832
     gate = MemoryGate(budget.texture_edit_bytes(width * height) + 1)
     servicer = GenerationServicer(settings, Generator([_Provider()]), PriceTable(), gate)
@@ -155,14 +153,7 @@ def test_edits_finishing_together_are_admitted_by_memory(monkeypatch: pytest.Mon
 def test_a_dry_run_without_references_is_checked_on_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """Its checks are a few comparisons: a worker thread's hop there and back would cost more than
     they do (~0.1 ms of a dry-run job's time). References, which are probed, still go to a thread."""
-    settings = GenerationSettings(
-        stage=StageSettings("127.0.0.1:0", "", 1.0),
-        openai_api_key="sk-test",
-        openai_base_url="",
-        openai_model="gpt-image-1",
-        openai_timeout_s=10,
-        openai_max_retries=0,
-    )
+    settings = _settings()
     servicer = GenerationServicer(settings, Generator([_Provider()]), PriceTable())
 
     def no_thread(*args: Any, **kwargs: Any) -> Any:
