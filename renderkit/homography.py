@@ -68,9 +68,14 @@ def focal_from_rectangle(H: np.ndarray, width: int, height: int) -> float | None
     return f if 0.2 * diag <= f <= 10 * diag else None
 
 
+def camera_matrix(focal: float, width: int, height: int) -> np.ndarray:
+    """The pinhole camera's intrinsics: square pixels, the principal point at the photo's centre."""
+    return np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64)
+
+
 def rectangle_aspect(H: np.ndarray, focal: float, width: int, height: int) -> float:
     """The physical width/height ratio of the rectangle the unit square maps to, for a focal length."""
-    K_inv = np.linalg.inv(np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64))
+    K_inv = np.linalg.inv(camera_matrix(focal, width, height))
     r1 = K_inv @ H[:, 0]
     r2 = K_inv @ H[:, 1]
     n2 = float(np.linalg.norm(r2))
@@ -81,7 +86,7 @@ def rectangle_aspect(H: np.ndarray, focal: float, width: int, height: int) -> fl
 
 def rectangle_width(H: np.ndarray, focal: float, width: int, height: int) -> float:
     """The rectangle's first edge (corner 0 to 1) in units of its plane's distance from the camera."""
-    K_inv = np.linalg.inv(np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64))
+    K_inv = np.linalg.inv(camera_matrix(focal, width, height))
     M = K_inv @ H  # proportional to [edge_u edge_v corner_0] in camera coordinates
     with np.errstate(over="ignore", invalid="ignore"):  # checked below: an overflow is not finite
         normal = np.cross(M[:, 0], M[:, 1])
@@ -96,7 +101,7 @@ def rectangle_width(H: np.ndarray, focal: float, width: int, height: int) -> flo
 
 def edge_orthogonality(H: np.ndarray, focal: float, width: int, height: int) -> float:
     """|cos| of the angle between the rectangle's edges in 3D for a focal length (0 is a right angle)."""
-    K_inv = np.linalg.inv(np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64))
+    K_inv = np.linalg.inv(camera_matrix(focal, width, height))
     r1 = K_inv @ H[:, 0]
     r2 = K_inv @ H[:, 1]
     return float(abs(r1 @ r2) / (np.linalg.norm(r1) * np.linalg.norm(r2)))

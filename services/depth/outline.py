@@ -15,6 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from renderkit import homography
 from services.depth.vanishing import texture_axis
 
 # The outline is read on a copy at most this large (as the photo's lines are: vanishing._WORK_SIDE).
@@ -103,7 +104,7 @@ def edge_turn(runs: np.ndarray, normal: np.ndarray, axis: np.ndarray, focal: flo
     direction."""
     if not len(runs):
         return 0.0
-    K_inv = np.linalg.inv(np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], np.float64))
+    K_inv = np.linalg.inv(homography.camera_matrix(focal, width, height))
     across = np.cross(normal, axis)
     rays = [np.column_stack([runs[:, 2 * i : 2 * i + 2], np.ones(len(runs))]) @ K_inv.T for i in (0, 1)]
     depth = [r @ normal / np.linalg.norm(r, axis=1) for r in rays]

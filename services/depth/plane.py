@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from renderkit import imaging
+from renderkit import homography, imaging
 from renderkit.errors import InputError
 
 _MAX_SAMPLES = 20000
@@ -78,7 +78,7 @@ def plane_homography(
     camera's level plane, pointing to the photo's right where the mask's centroid is (the
     projection alone pointed away from the camera on a wall seen at a grazing angle: upside down).
     """
-    K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64)
+    K = homography.camera_matrix(focal, width, height)
     n = normal / np.linalg.norm(normal)
     # The mask's centroid, and a sample of its pixels (every step-th in row-major order).
     # (cv2.threshold: cv2.compare takes the scalar for an array of one pixel and refuses a 1 x 1 mask)
