@@ -201,7 +201,7 @@ def _undyed_blocks(
     for index in np.unique(block):
         members = block == index
         median = np.median(ratio[members], axis=0)
-        if np.count_nonzero(members) >= _BLOCK_PAIRS and not _dyed(median):
+        if np.count_nonzero(members) >= _BLOCK_PAIRS and not dyed(median):
             kept |= members
             medians.append(median)
     if len(medians) < _MIN_BLOCKS or np.count_nonzero(kept) < max(_MIN_PAIRS, len(ratio) / 2):
@@ -209,9 +209,10 @@ def _undyed_blocks(
     return kept, medians
 
 
-def _dyed(ratio: np.ndarray) -> bool:
-    """Whether a log chroma ratio (BGR) across an edge is beyond two lights' (a dye's)."""
-    return float(np.abs(ratio).max()) > _MAX_COLOUR or abs(float(ratio[1])) > _MAX_GREEN
+def dyed(ratio: np.ndarray) -> np.ndarray:
+    """Whether log chroma ratios (BGR, in the last axis) are beyond two lights' (a dye's): across an
+    edge, or between a part of a surface and the rest of it (shading._dyed_cells)."""
+    return np.asarray((np.abs(ratio).max(axis=-1) > _MAX_COLOUR) | (np.abs(ratio[..., 1]) > _MAX_GREEN))
 
 
 def _anchored(ratio: np.ndarray, shade_level: float, patch_level: float, in_patch: float) -> LightColour:
