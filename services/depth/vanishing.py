@@ -25,6 +25,7 @@ import numpy as np
 
 from renderkit import imaging
 from renderkit.errors import InputError
+from services.depth.collinear import join_collinear
 from services.depth.subpixel import refine_segments
 
 # Lines are found on a copy at most this large: at 1024 px a 12 MP photo's lines were placed to
@@ -574,7 +575,7 @@ def _fit(
             placed[members] = refine_segments(lines.photo, segments[members])
             on_edges = _orthogonal_pair(v1, in1, v2, in2, placed, scale, centre, focal / scale)
             if on_edges is not None:
-                refined = on_edges[:2]
+                refined = _joined_pair(on_edges[0], in1, on_edges[1], in2, placed, scale, centre, focal / scale)
             again = _plane(*refined, centre, scale, width, height, default_focal, focal, centroid)
             if again is not None:
                 return replace(again, confidence=best.confidence, segments=best.segments), told
@@ -765,11 +766,14 @@ def _orthogonal_pair(
     scale: float,
     centre: np.ndarray,
     f: float,
+    coverage: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Two vanishing points (scaled coordinates) refitted as the images of two perpendicular
     directions of a camera of focal length f (scaled): Gauss-Newton over the frame's rotation on
     both families' endpoint distances; with the fit's sum of squared distances. None when the
-    directions are not nearly perpendicular."""
+    directions are not nearly perpendicular. A segment's ends weigh by the square root of its
+    length, times its coverage where given (a line joined from pieces: its pieces' length over its
+    span, what places its ends)."""
     if not _right_angle(v1, v2, centre, f):
         return None
     K = np.array([[f, 0.0, centre[0]], [0.0, f, centre[1]], [0.0, 0.0, 1.0]])
@@ -781,7 +785,7 @@ def _orthogonal_pair(
     pair = u @ vt
     frame = np.column_stack([pair, np.cross(pair[:, 0], pair[:, 1])])
     p1, _, _, length, mid = _segment_geometry(segments, scale)
-    weight = np.sqrt(length)
+    weight = np.sqrt(length if coverage is None else length * coverage)
     families = [(p1[in1], mid[in1], weight[in1]), (p1[in2], mid[in2], weight[in2])]
 
     def residuals(R: np.ndarray) -> np.ndarray:
@@ -797,6 +801,29 @@ def _orthogonal_pair(
             break
     r = residuals(frame)
     return K @ frame[:, 0], K @ frame[:, 1], float(r @ r)
+
+
+def _joined_pair(
+    v1: np.ndarray,
+    in1: np.ndarray,
+    v2: np.ndarray,
+    in2: np.ndarray,
+    segments: np.ndarray,
+    scale: float,
+    centre: np.ndarray,
+    f: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The right angle (v1, v2: fitted on the families' pieces) refitted on the long lines those
+    pieces join into (services.depth.collinear), or as it was where the refit fails."""
+    joined = [
+        join_collinear(segments[family], np.array([v[0] * scale, v[1] * scale, v[2]]))
+        for v, family in ((v1, in1), (v2, in2))
+    ]
+    lines = np.concatenate([joined[0][0], joined[1][0]])
+    first = np.arange(len(lines)) < len(joined[0][0])
+    coverage = np.concatenate([joined[0][1], joined[1][1]])
+    fit = _orthogonal_pair(v1, first, v2, ~first, lines, scale, centre, f, coverage)
+    return (v1, v2) if fit is None else fit[:2]
 
 
 def _rotate(frame: np.ndarray, w: np.ndarray) -> np.ndarray:
