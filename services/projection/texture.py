@@ -48,6 +48,8 @@ LOD_BIAS = -0.25
 _PAD = 2
 # Atlas coordinates are int16 in OpenCV's fixed-point maps.
 _MAX_ATLAS_SIDE = 32_000
+# The most columns or rows one cv2.remap writes (fewer than 32,767), a multiple of LOD_STEP.
+_MAX_REMAP_SIDE = 32_000
 # The footprint varies smoothly across the image, so it is evaluated on a grid this much coarser.
 LOD_STEP = 4
 # Probes along the footprint's major axis: each covers 1/PROBES of it, so the mip level can be
@@ -365,6 +367,17 @@ def sample_linear(
     whose left edges are a multiple of LOD_STEP columns apart, and tops a multiple of LOD_STEP rows
     apart, samples exactly what the region sampled whole does.
     """
+    if width > _MAX_REMAP_SIDE or height > _MAX_REMAP_SIDE:
+        # cv2.remap takes fewer than 32,767 columns and rows (its maps are int16): a wider surface (a
+        # panorama's floor) is sampled in rectangles of at most that, which samples the same.
+        if out is None:
+            out, scale = np.empty((height, width, 3), np.float32), 1.0
+        for top in range(0, height, _MAX_REMAP_SIDE):
+            for left in range(0, width, _MAX_REMAP_SIDE):
+                rows, cols = min(_MAX_REMAP_SIDE, height - top), min(_MAX_REMAP_SIDE, width - left)
+                part = out[top : top + rows, left : left + cols]
+                sample_linear(atlas, T, x0 + left, y0 + top, cols, rows, layout, probes, out=part, scale=scale)
+        return out
     # The coarse grid: one sample per LOD_STEP x LOD_STEP block, the blocks aligned to the photo's
     # pixel grid (x0, and y0 up to a multiple of LOD_STEP), with a block of margin on every side, so
     # that enlarging by exactly LOD_STEP interpolates every pixel between its true neighbours.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from devstack import scenes
-from renderkit import imaging
+from renderkit import homography, imaging
 from services.projection import composite
 from services.projection.composite import project_material
 from services.projection.layouts import Layout, herringbone_texels, plank_ratio
@@ -516,3 +516,29 @@ def test_a_coloured_light_is_lit_the_same_in_chunks_of_rows(monkeypatch: pytest.
     grey_ratio = grey_lit[..., 2].astype(np.float32) / np.maximum(grey_lit[..., 0], 1)
     assert np.all(red_over_blue[warm] >= grey_ratio[warm])  # the patch warmer than a grey light
     assert np.array_equal(lit[shade <= 0.8], grey_lit[shade <= 0.8])  # the shade white, as the grey
+
+
+def test_a_surface_wider_than_remap_takes_is_sampled_in_parts_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cv2.remap writes fewer than 32,767 columns and rows: a wider surface (a panorama's floor,
+    up to the 65,500 px a photo may have) is sampled in parts, which sample what one pass does."""
+    from services.projection import texture
+
+    scene = scenes.room_scene(320, 240)
+    mask = imaging.polygon_mask(scene.quad, 320, 240)
+    swatch = scenes.plank_texture(64)
+    whole = project_material(scene.photo, swatch, mask, scene.homography, 6, 6)
+    monkeypatch.setattr(texture, "_MAX_REMAP_SIDE", 24)  # this small surface in many parts
+    np.testing.assert_array_equal(project_material(scene.photo, swatch, mask, scene.homography, 6, 6), whole)
+
+
+def test_a_panorama_floor_wider_than_32767_px_is_projected() -> None:
+    """A 40,000 x 96 photo (3.8 MP, within every limit) whose surface spans 36,000 columns: the
+    sampler's cv2.remap refused it, and the job failed with PIPELINE_ERROR."""
+    width, height = 40_000, 96
+    photo = np.full((height, width, 3), 150, np.uint8)
+    quad = np.array([(0.25 * width, 10.0), (0.75 * width, 10.0), (0.95 * width, 90.0), (0.05 * width, 90.0)])
+    mask = imaging.polygon_mask(quad, width, height)
+    swatch = np.full((64, 64, 3), (40, 90, 200), np.uint8)
+    out = project_material(photo, swatch, mask, homography.quad_homography(quad), 24, 24)
+    inside = cv2.erode(mask, np.ones((5, 5), np.uint8)) == 255
+    assert np.abs(out[inside].mean(axis=0) - (40, 90, 200)).max() < 3
