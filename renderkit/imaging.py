@@ -232,6 +232,10 @@ def _jpeg_header(data: bytes) -> _Header:
                 raise ImageError("the JPEG has more than one frame header")
             height, width = struct.unpack_from(">HH", data, pos + 3)
             huffman = marker not in _ARITHMETIC_SOF
+            if data[pos + 2] != 8:  # libjpeg's 8-bit decoder refuses any other sample precision
+                raise ImageError(
+                    f"the JPEG has {data[pos + 2]}-bit samples, which are not accepted; send an 8-bit JPEG, PNG or WebP"
+                )
         elif marker == 0xE1 and not exif and data[pos + 2 : pos + 8] == b"Exif\x00\x00":
             exif = data[pos + 8 : end]
         elif marker == 0xE2 and data[pos + 2 : pos + 14] == b"ICC_PROFILE\x00" and length > 14:

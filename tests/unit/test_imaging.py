@@ -643,3 +643,22 @@ def test_a_greyscale_png_s_transparent_level_is_the_grout(bits: int) -> None:
     assert (swatch[:, :8] == (255, 255, 255)).all()  # the opaque white
     if bits > 1:
         assert tuple(swatch[0, 8]) != (0, 0, 255)
+
+
+def with_precision(data: bytes, precision: int) -> bytes:
+    """The JPEG with its frame header's sample precision changed (SOF1, extended sequential, the
+    process 12-bit JPEGs use)."""
+    at = data.index(b"\xff\xc0")
+    return data[:at] + b"\xff\xc1" + data[at + 2 : at + 4] + bytes([precision]) + data[at + 5 :]
+
+
+def test_a_12_bit_jpeg_is_refused_by_the_probe_naming_its_precision() -> None:
+    """OpenCV's libjpeg decodes 8-bit samples only: a 12-bit JPEG (medical, some cameras' and
+    scanners' exports) passed the probe, was accepted at submit and failed the job later with
+    "the image could not be decoded" (and the caller was charged for a VALIDATION_FAILED)."""
+    twelve = with_precision(jpeg(320, 200), 12)
+    assert cv2.imdecode(np.frombuffer(twelve, np.uint8), cv2.IMREAD_COLOR) is None
+    with pytest.raises(imaging.ImageError, match="12-bit samples"):
+        imaging.probe(twelve)
+    assert imaging.probe(with_precision(jpeg(320, 200), 8)).width == 320  # SOF1 at 8 bits decodes
+    assert imaging.decode_bgr(with_precision(jpeg(320, 200), 8)).shape == (200, 320, 3)
