@@ -352,14 +352,10 @@ async def run_material_swap(ctx: JobContext) -> pb.JobResult:
     if seg.used_model or seg.model_fallback_reason:
         await ctx.detail(1, pb.STAGE_SEGMENTATION, describe_segmentation(seg))
     await ctx.step(2, pb.STAGE_DEPTH, "estimating geometry", "depth")
-    if plane is None or plane.focal_source == "assumed":
-        # Without a quad the stage finds the plane; with one whose rectangle leaves the focal length
-        # open and no hint or EXIF to give it, the stage looks for it in the photo's lines (the
-        # only case where a quad's plane costs a call).
+    if plane is None:
         estimate = depth_pb.EstimatePlaneRequest(
             width=photo_info.width,
             height=photo_info.height,
-            quad=to_points,
             photo=photo,
             mask_png=seg.mask_png,
             focal_length_px=hints.focal_length_px,

@@ -30,40 +30,22 @@ _FOCAL_SPREAD = 0.04
 _ASSUMED_SPREAD = 0.25
 
 
-def clicks_moved(quad: np.ndarray, width: int, height: int) -> list[np.ndarray]:
-    """The quad with each corner in turn moved by a click's error (_CORNER_ERROR of the photo's
-    longer side, at least a pixel) along either axis: what a focal length found from the quad must
-    survive to count as fixed by the view."""
+def _settled_by_corners(quad: np.ndarray, focal: float, width: int, height: int, spread: float = _FOCAL_SPREAD) -> bool:
+    """Whether the rectangle's focal length stays within `spread` of `focal` when any corner moves
+    by _CORNER_ERROR of the photo's longer side (at least a pixel) along either axis."""
     step = max(1.0, _CORNER_ERROR * max(width, height))
-    moved = []
     for corner in range(4):
         for axis in range(2):
             for sign in (-1.0, 1.0):
-                q = np.array(quad, np.float64)
-                q[corner, axis] += sign * step
-                moved.append(q)
-    return moved
-
-
-def _settled_by_corners(quad: np.ndarray, focal: float, width: int, height: int, spread: float = _FOCAL_SPREAD) -> bool:
-    """Whether the rectangle's focal length stays within `spread` of `focal` when any corner moves
-    by a click's error (clicks_moved)."""
-    for moved in clicks_moved(quad, width, height):
-        try:
-            other = homography.focal_from_rectangle(homography.quad_homography(moved), width, height)
-        except homography.GeometryError:
-            return False
-        if other is None or abs(other / focal - 1.0) > spread:
-            return False
+                moved = np.array(quad, np.float64)
+                moved[corner, axis] += sign * step
+                try:
+                    other = homography.focal_from_rectangle(homography.quad_homography(moved), width, height)
+                except homography.GeometryError:
+                    return False
+                if other is None or abs(other / focal - 1.0) > spread:
+                    return False
     return True
-
-
-def _focal_source(given: float, rectangle: float | None, exif: float, lines: float) -> str:
-    """Which of quad_plane's focal lengths it took, first found first."""
-    for source, value in (("hint", given), ("rectangle", rectangle), ("exif", exif), ("lines", lines)):
-        if value:
-            return source
-    return "assumed"
 
 
 # The unit square's v reversed: (u, v) -> (u, 1 - v), which keeps the square on itself.
@@ -83,13 +65,10 @@ def quad_plane(
     given_focal: float = 0.0,
     distance_m: float = 0.0,
     exif_focal: float = 0.0,
-    lines_focal: float = 0.0,
 ) -> pb.EstimatePlaneResponse:
     """The exact plane of a quad; the focal length (for the rectangle's aspect) is the one given, else
     the one the rectangle fixes when the view does (exact for this photo, even a cropped one), else
-    the EXIF's, else the one the photo's lines fix (`lines_focal`: the depth stage's, asked only
-    when the others leave it assumed), else assumed. With the plane's distance the rectangle's
-    size in metres follows too.
+    the EXIF's, else assumed. With the plane's distance the rectangle's size in metres follows too.
 
     Raises homography.GeometryError when the arithmetic cannot place the rectangle: a focal length
     far from any camera's for this photo (the gateway refuses those) overflows or underflows it."""
@@ -103,7 +82,7 @@ def quad_plane(
     spread = _FOCAL_SPREAD if exif_focal else _ASSUMED_SPREAD
     if found is not None and not _settled_by_corners(quad, found, width, height, spread):
         found = None  # the view hardly fixes it: the EXIF's (or the assumed) value is the better guess
-    focal = given_focal or found or exif_focal or lines_focal or homography.default_focal(width, height)
+    focal = given_focal or found or exif_focal or homography.default_focal(width, height)
     aspect = homography.rectangle_aspect(H, focal, width, height)
     unit_width = homography.rectangle_width(H, focal, width, height)
     if not (math.isfinite(aspect) and aspect > 0 and math.isfinite(unit_width) and unit_width > 0):
@@ -114,7 +93,7 @@ def quad_plane(
         source="quad",
         aspect_ratio=aspect,
         focal_length_px=focal,
-        focal_source=_focal_source(given_focal, found, exif_focal, lines_focal),
+        focal_source=("hint" if given_focal else "rectangle" if found else "exif" if exif_focal else "assumed"),
         meters_per_unit=unit_width * distance_m,
         distance_source="given" if distance_m else "",
     )

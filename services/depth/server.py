@@ -26,7 +26,6 @@ from services.common.stage import (
     points_problem,
     size_problem,
 )
-from services.depth.normal_lines import focal_from_normal_lines
 from services.depth.outline import surface_axis
 from services.depth.plane import fit_metric_plane, fit_plane, plane_homography
 from services.depth.vanishing import EXIF_FOCAL_TOLERANCE, NoVanishingPoints, plane_from_lines
@@ -73,7 +72,7 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
             if problem:
                 await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem, bad_request([("quad", problem)]))
             try:
-                plane = quad_plane(
+                return quad_plane(
                     quad,
                     width,
                     height,
@@ -83,9 +82,6 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
                 )
             except homography.GeometryError as exc:  # a focal length no camera has, say
                 await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([("quad", str(exc))]))
-            if plane.focal_source != "assumed" or not request.photo:
-                return plane
-            return await _quad_plane_from_lines(context, quad, request, plane)
         if not request.photo or not request.mask_png:
             await abort(
                 context,
@@ -168,36 +164,6 @@ class DepthServicer(pb_grpc.DepthServiceServicer):
         plane = await asyncio.to_thread(fit_metric_plane, prediction, mask, focal, width, height)
         H, side = await asyncio.to_thread(plane_homography, plane.normal, focal, width, height, mask)
         return square_plane(request, H, side, plane.confidence, "depth_model", focal, focal_source, plane.distance)
-
-
-async def _quad_plane_from_lines(
-    context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-    quad: np.ndarray,
-    request: pb.EstimatePlaneRequest,
-    assumed: pb.EstimatePlaneResponse,
-) -> pb.EstimatePlaneResponse:
-    """A quad's plane with the focal length its photo's lines at a right angle to it fix, where
-    neither a hint, the EXIF nor the rectangle did; the assumed plane where the lines do not."""
-    try:
-        image = await asyncio.to_thread(imaging.decode_bgr, request.photo)
-    except imaging.ImageError as exc:
-        await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), bad_request([("photo", str(exc))]))
-    if image.shape[:2] != (request.height, request.width):
-        await abort(
-            context,
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "the photo must be width x height",
-            bad_request([("photo", "must be width x height")]),
-        )
-    focal = await asyncio.to_thread(focal_from_normal_lines, image, quad)
-    if focal is None:
-        return assumed
-    try:
-        return quad_plane(
-            quad, request.width, request.height, distance_m=request.plane_distance_meters, lines_focal=focal
-        )
-    except homography.GeometryError:  # the lines' focal length cannot place the rectangle: keep the assumed
-        return assumed
 
 
 def known_focal(request: pb.EstimatePlaneRequest) -> tuple[float, str]:

@@ -58,9 +58,6 @@ SCENE = scenes.room_scene(320, 240)
 PHOTO = imaging.encode(SCENE.photo)[0]
 SWATCH = imaging.encode(scenes.plank_texture(64))[0]
 QUAD = [(float(x), float(y)) for x, y in SCENE.quad]
-# The room's quad is seen square-on: with no focal length given (nor EXIF), its swap asks the depth
-# stage for the one the photo's lines fix. Given, its plane is the gateway's own arithmetic.
-QUAD_FOCAL = 300.0
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -500,15 +497,15 @@ class ObservedStorage(LocalStorage):
         return super().delete_prefix(prefix)
 
 
-async def submit_stored_swap(ledger: Ledger, storage: LocalStorage, job_id: str, focal_length_px: float = 0.0) -> None:
+async def submit_stored_swap(ledger: Ledger, storage: LocalStorage, job_id: str) -> None:
     """Submits a quad's swap of the faults tenant as a submit with inline images records it: its
-    photo and swatch stored as the job's uploads (and the focal length given, if any)."""
+    photo and swatch stored as the job's uploads."""
     from gateway.ledger import NewJob
 
     inputs = {f"material_swap.{name}": f"uploads/{job_id}/{name}" for name in ("photo", "swatch")}
     storage.put(inputs["material_swap.photo"], PHOTO, "image/jpeg")
     storage.put(inputs["material_swap.swatch"], SWATCH, "image/jpeg")
-    request = material_swap_request(PHOTO, SWATCH, quad=QUAD, focal_length_px=focal_length_px).SerializeToString()
+    request = material_swap_request(PHOTO, SWATCH, quad=QUAD).SerializeToString()
     await ledger.submit(NewJob(job_id, "faults", "material_swap", request, inputs, "f", "", "", "", 4))
 
 
@@ -681,9 +678,7 @@ def test_a_swap_stores_its_render_once_at_its_outputs(redis_url: str, stages: di
             for field_path, key in inputs.items():
                 storage.put(key, PHOTO if field_path.endswith("photo") else SWATCH, "image/jpeg")
             storage.put_keys.clear()
-            request = material_swap_request(
-                PHOTO, SWATCH, quad=QUAD, variant_swatches=[SWATCH], focal_length_px=QUAD_FOCAL
-            ).SerializeToString()
+            request = material_swap_request(PHOTO, SWATCH, quad=QUAD, variant_swatches=[SWATCH]).SerializeToString()
             await ledger.submit(NewJob(job_id, "faults", "material_swap", request, inputs, "f", "", "", "", 4))
             taken = await ledger.take(dispatcher.consumer, 30.0, frozenset())
             assert taken == (job_id, 1, "material_swap")
@@ -715,10 +710,8 @@ def test_a_swap_stores_its_render_once_at_its_outputs(redis_url: str, stages: di
 
 
 def test_a_quads_plane_needs_no_depth_stage(redis_url: str, stages: dict[str, str], tmp_path: Path) -> None:
-    """A quad's plane is arithmetic the gateway does itself where its focal length is known (here
-    given; the EXIF or the rectangle do as well: only without all three does the depth stage read
-    it from the photo's lines): a swap given one renders with the depth stage unreachable, and its
-    plane is the one the depth stage would have answered."""
+    """A quad's plane is arithmetic the gateway does itself: a swap given one renders with the
+    depth stage unreachable, and its plane is the one the depth stage would have answered."""
     from renderkit.planes import quad_plane
 
     async def body() -> None:
@@ -730,7 +723,7 @@ def test_a_quads_plane_needs_no_depth_stage(redis_url: str, stages: dict[str, st
             dispatcher,
         ):
             job_id = "no-depth"
-            await submit_stored_swap(ledger, storage, job_id, focal_length_px=QUAD_FOCAL)
+            await submit_stored_swap(ledger, storage, job_id)
             taken = await ledger.take(dispatcher.consumer, 30.0, frozenset())
             assert taken == (job_id, 1, "material_swap")
             await dispatcher._run(taken)
@@ -743,7 +736,6 @@ def test_a_quads_plane_needs_no_depth_stage(redis_url: str, stages: dict[str, st
                         width=SCENE.photo.shape[1],
                         height=SCENE.photo.shape[0],
                         quad=[imaging_pb2.Point(x=x, y=y) for x, y in QUAD],
-                        focal_length_px=QUAD_FOCAL,
                     ),
                     timeout=10,
                 )
@@ -751,7 +743,7 @@ def test_a_quads_plane_needs_no_depth_stage(redis_url: str, stages: dict[str, st
             assert (result.geometry_source, result.focal_source) == (answer.source, answer.focal_source)
             assert answer.source == "quad"
             assert result.focal_length_px == pytest.approx(answer.focal_length_px, rel=1e-9)
-            local = quad_plane(np.array(QUAD), SCENE.photo.shape[1], SCENE.photo.shape[0], QUAD_FOCAL)
+            local = quad_plane(np.array(QUAD), SCENE.photo.shape[1], SCENE.photo.shape[0])
             assert list(local.homography.m) == pytest.approx(list(answer.homography.m), rel=1e-9)
 
     asyncio.run(body())

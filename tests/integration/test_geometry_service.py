@@ -23,7 +23,6 @@ from renderkit.edge import Edge
 from services.depth.server import create_server as create_depth
 from tests.conftest import stage_settings
 from tests.credentials import client_for
-from tests.square_on import square_on_floor
 
 TILES = scenes.tile_texture(128, tiles=1)
 SCENE = scenes.camera_scene(scenes.View(60, 35, 20), TILES, scenes.plank_texture(128), size=(640, 480), supersample=2)
@@ -191,38 +190,3 @@ def test_a_cameras_exact_focal_length_reaches_the_plane_unsettled(gateway_addres
     assert job.state == pb.JOB_STATE_SUCCEEDED, job.error.message
     assert job.result.focal_source == "exif"
     assert job.result.focal_length_px == pytest.approx(info.focal_length_px, rel=1e-9)
-
-
-def test_a_square_on_quads_focal_length_comes_from_the_photos_upright_lines(
-    depth: depth_grpc.DepthServiceStub,
-) -> None:
-    """A quad whose rectangle fixes no focal length, no hint and no EXIF: with the photo the stage
-    reads it from the lines at a right angle to the rectangle; without, it stays assumed."""
-    floor = square_on_floor()
-    quad = [imaging_pb2.Point(x=x, y=y) for x, y in floor.quad]
-    request = depth_pb.EstimatePlaneRequest(width=1024, height=768, quad=quad)
-    assert depth.EstimatePlane(request, timeout=30).focal_source == "assumed"
-    request.photo = imaging.encode(floor.photo, quality=95)[0]
-    reply = depth.EstimatePlane(request, timeout=30)
-    assert (reply.source, reply.focal_source) == ("quad", "lines")
-    assert reply.focal_length_px == pytest.approx(floor.focal, rel=0.01)
-    assert reply.aspect_ratio == pytest.approx(floor.aspect, rel=0.01)
-
-
-def test_a_square_on_quads_swap_without_exif_takes_the_lines_focal_length(gateway_address: str, redis_url: str) -> None:
-    """Through the gateway: the one quad path that asks the depth stage, and the result says so."""
-    floor = square_on_floor()
-    request = material_swap_request(
-        imaging.encode(floor.photo, quality=95)[0],
-        imaging.encode(scenes.plank_texture(64))[0],
-        quad=[(float(x), float(y)) for x, y in floor.quad],
-        repeats=4.0,
-    )
-    with client_for(gateway_address, redis_url, "geometry") as client:
-        job = client.submit(request).job
-        events = list(client.watch(job.id, timeout=60))
-        result = client.get(job.id).result
-    assert events[-1].state == pb.JOB_STATE_SUCCEEDED, events[-1].error.message
-    assert result.focal_source == "lines"
-    assert result.focal_length_px == pytest.approx(floor.focal, rel=0.01)
-    assert any("focal length from the vanishing points" in e.message for e in events)
