@@ -73,9 +73,10 @@ def _probed(
 # the plane again, turned rightwards; 6: a HEIC's EXIF focal length reaches the segmentation's
 # clicks, and a cropped portrait HEIC's is read in the frame before its turn; 7: a floor's or a
 # ceiling's plane from lines is kept only level within a camera's roll; 8: the texture's axis
-# follows the surface's edges seen in its mask's outline, not a diagonal pattern's lines), so planes
-# cached by an earlier version are not reused.
-PLANE_REVISION = "8"
+# follows the surface's edges seen in its mask's outline, not a diagonal pattern's lines; 9: a
+# surface without lines of its own takes its plane from the room's verticals), so planes cached by
+# an earlier version are not reused.
+PLANE_REVISION = "9"
 
 
 def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, version: str, tenant: str) -> str:
@@ -140,6 +141,7 @@ _GEOMETRY_SOURCES = {
     "quad": "the quad",
     "depth_model": "the depth model",
     "vanishing_lines": "the photo's vanishing lines",
+    "room_verticals": "the room's verticals",
 }
 _FOCAL_SOURCES = {
     "hint": "focal length given",

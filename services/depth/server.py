@@ -28,6 +28,7 @@ from services.common.stage import (
 )
 from services.depth.outline import surface_axis
 from services.depth.plane import fit_metric_plane, fit_plane, plane_homography
+from services.depth.room_lines import ROOM_SOURCE, room_plane
 from services.depth.vanishing import EXIF_FOCAL_TOLERANCE, NoVanishingPoints, plane_from_lines
 
 log = logging.getLogger(__name__)
@@ -177,23 +178,33 @@ def known_focal(request: pb.EstimatePlaneRequest) -> tuple[float, str]:
 
 
 def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRequest) -> pb.EstimatePlaneResponse:
-    """The plane from the vanishing points of the lines on and around the surface."""
+    """The plane from the vanishing points of the lines on and around the surface; where they give
+    none and the camera is known, from the room's verticals (services.depth.room_lines)."""
     width, height = request.width, request.height
     focal, focal_source = known_focal(request)
-    found = plane_from_lines(
-        image,
-        mask,
-        homography.default_focal(width, height),
-        given_focal=focal or None,
-        # A 35 mm equivalent is rounded: the lines may settle it. A sensor's figures are exact.
-        focal_tolerance=EXIF_FOCAL_TOLERANCE if focal_source == "exif" and not request.exif_focal_length_exact else 0.0,
-        surface=request.surface,
-    )
+    source = "vanishing_lines"
+    try:
+        found = plane_from_lines(
+            image,
+            mask,
+            homography.default_focal(width, height),
+            given_focal=focal or None,
+            # A 35 mm equivalent is rounded: the lines may settle it. A sensor's figures are exact.
+            focal_tolerance=EXIF_FOCAL_TOLERANCE
+            if focal_source == "exif" and not request.exif_focal_length_exact
+            else 0.0,
+            surface=request.surface,
+        )
+    except NoVanishingPoints:
+        from_room = room_plane(image, mask, focal, request.surface)
+        if from_room is None:
+            raise
+        found, source = from_room, ROOM_SOURCE
     axis = surface_axis(mask, found.normal, found.axis, found.focal)
     H, side = plane_homography(found.normal, found.focal, width, height, mask, axis=axis)
     if not focal:
         focal_source = "lines" if found.focal_from_lines else "assumed"
-    return square_plane(request, H, side, found.confidence, "vanishing_lines", found.focal, focal_source)
+    return square_plane(request, H, side, found.confidence, source, found.focal, focal_source)
 
 
 def square_plane(

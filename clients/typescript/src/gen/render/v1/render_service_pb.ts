@@ -1352,7 +1352,8 @@ export type JobResult = Message<"render.v1.JobResult"> & {
   outputs: OutputFile[];
 
   /**
-   * How the surface's plane was found ("quad", "depth_model" or "vanishing_lines"), for material swaps.
+   * How the surface's plane was found ("quad", "depth_model", "vanishing_lines" or "room_verticals"),
+   * for material swaps.
    *
    * @generated from field: string geometry_source = 2;
    */

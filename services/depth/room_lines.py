@@ -1,0 +1,249 @@
+"""A surface's plane from the room around it, where the surface's own lines give none.
+
+A plain floor, a carpet, concrete or a painted wall has no lines of its own, but the room it is in
+has verticals: its corners, door and window frames, furniture's legs and sides. With the camera's
+focal length known they fix the room's vertical direction: their vanishing point, back-projected.
+A floor's or a ceiling's normal is that direction; a wall holds it, and its normal is at a right
+angle to it and to a horizontal direction of the wall (its junctions with the floor and the
+ceiling, a skirting, a frame's top: lines along the mask's outline or on the wall itself). The
+mask's own outline counts among the lines: a floor meeting the walls draws their junctions.
+
+Taken only on clear evidence: several distinct verticals spread across the photo meeting at one
+point, a vertical a hand-held camera's roll allows, and the surface on its side of the horizon
+(a floor below it, a ceiling above); else the lines' refusal stands.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.depth.outline import outline_runs
+from services.depth.vanishing import (
+    _LEVEL_ROLL,
+    _MIN_LENGTH,
+    _PAST_HORIZON,
+    LinePlane,
+    _endpoint_residuals,
+    _past_horizon,
+    _rotate,
+    _segment_geometry,
+    perpendicular_points,
+    photo_segments,
+    texture_axis,
+    vanishing_points,
+)
+
+# The response's `source` for a plane from the room's verticals.
+ROOM_SOURCE = "room_verticals"
+
+# The verticals need this many distinct lines (pieces of one line count once: a door frame's
+# edge broken by a handle is one line, and any two lines meet somewhere).
+_MIN_VERTICALS = 3
+# Segments whose lines through the vanishing point pass this close to each other's midpoints (of
+# the photo's longer side) are one line.
+_SAME_LINE = 0.01
+# The distinct verticals must lie this far apart (of the longer side): their convergence, which
+# gives the camera's pitch, is measured across their spread (an angle error d of each line moves
+# the pitch by about focal x d / spread: 0.1° lines 0.4° apart at a fifth of the photo).
+_MIN_SPREAD = 0.1
+# A horizontal direction needs this many distinct lines to take part in the room's frame (for a
+# wall, to be the wall's).
+_MIN_ACROSS = 3
+# A horizontal direction joins the frame only this close to a right angle with the directions in
+# it: the vertical from three short lines may be a few degrees off (a wall's corner and a frame on
+# it: 3.9°), and a family merged from two directions (a floor's near edge with the room's
+# junctions, 11.8° off the right angle) pulled a plain floor's plane 12.6° away.
+_PERPENDICULAR = np.radians(5.0)
+# A wall's horizontal direction: most of its lines' length on or around the wall (its junctions,
+# a frame on it), not across the room.
+_ON_WALL = 0.5
+# Planes from candidate verticals that disagree by more than this are no clear evidence.
+_AGREE = np.radians(3.0)
+# The sign of the normal's camera y (y points down) for surfaces the room's vertical is the normal
+# of; walls and facades hold it.
+_HORIZONTAL_SURFACES = {"floor": 1.0, "ceiling": -1.0}
+_UPRIGHT_SURFACES = ("wall", "facade")
+# A plane from the room's lines: half the confidence of one whose directions lie on the surface
+# (as vanishing._across_from_elsewhere's), scaled by the lines' support.
+_ROOM_CONFIDENCE = 0.5
+
+
+def room_plane(photo_bgr: np.ndarray, mask: np.ndarray, focal: float, surface: str) -> LinePlane | None:
+    """The plane of the masked surface named `surface` from the room's verticals (and its
+    horizontal lines), for a camera of focal length `focal` (pixels); None without clear evidence
+    or where the name does not say how the surface stands."""
+    if focal <= 0 or (surface not in _HORIZONTAL_SURFACES and surface not in _UPRIGHT_SURFACES):
+        return None
+    height, width = mask.shape
+    scale = float(max(width, height))
+    everywhere, near = photo_segments(photo_bgr, mask)
+    length = np.hypot(everywhere[:, 2] - everywhere[:, 0], everywhere[:, 3] - everywhere[:, 1])
+    long = length >= _MIN_LENGTH * scale
+    runs = outline_runs(mask)
+    segments = np.concatenate([everywhere[long], runs])
+    if len(segments) < _MIN_VERTICALS:
+        return None
+    on_surface = np.concatenate([near[long], np.ones(len(runs), bool)])
+    room = _Room(segments, on_surface, scale, np.array([width / 2, height / 2]) / scale, focal / scale)
+    ys, xs = np.nonzero(mask > 127)
+    step = max(1, len(xs) // 4096)
+    samples = np.column_stack([xs[::step], ys[::step]]).astype(np.float64)
+    ray = np.array([(xs.mean() - width / 2) / focal, (ys.mean() - height / 2) / focal, 1.0])
+    planes = []
+    for vertical in room.verticals():
+        frame = room.frame(vertical)
+        if surface in _HORIZONTAL_SURFACES:
+            plane = frame.horizontal_plane(ray, _HORIZONTAL_SURFACES[surface], focal)
+        else:
+            plane = frame.upright_plane(ray, focal)
+        if plane is not None and _past_horizon(plane, samples, width, height) <= _PAST_HORIZON:
+            planes.append(plane)
+    if not planes or any(_angle(plane.normal, planes[0].normal) > _AGREE for plane in planes):
+        return None  # none, or verticals that disagree: no clear evidence
+    return planes[0]
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    """The angle (radians) between two lines' unit directions."""
+    return float(np.arccos(np.clip(abs(float(a @ b)), 0.0, 1.0)))
+
+
+Family = tuple[np.ndarray, np.ndarray]  # a vanishing point (scaled coordinates) and its supporters
+
+
+class _Room:
+    """The room's long segments and the mask's outline runs, in coordinates divided by the photo's
+    longer side, for a camera of focal length f (same units) centred on `centre`."""
+
+    def __init__(self, segments: np.ndarray, on_surface: np.ndarray, scale: float, centre: np.ndarray, f: float):
+        self.segments, self.on_surface, self.scale, self.centre, self.f = segments, on_surface, scale, centre, f
+        self.p1, _, _, self.length, self.mid = _segment_geometry(segments, scale)
+        self.K = np.array([[f, 0.0, centre[0]], [0.0, f, centre[1]], [0.0, 0.0, 1.0]])
+        self.points = self._points()
+
+    def _points(self) -> list[Family]:
+        """The lines' vanishing points and those at a right angle to each (a table's few legs
+        outnumbered by its edges and the room's junctions)."""
+        found = vanishing_points(self.segments, self.scale)
+        for v, members in list(found):
+            found += perpendicular_points(v, ~members, self.segments, self.scale, self.centre, self.f)
+        return found
+
+    def direction(self, v: np.ndarray) -> np.ndarray:
+        """The camera direction of a vanishing point, pointing down the photo (camera y >= 0)."""
+        d = np.linalg.solve(self.K, v)
+        d /= np.linalg.norm(d)
+        return d if d[1] >= 0 else -d
+
+    def distinct(self, family: Family) -> np.ndarray:
+        """The midpoints (scaled) of the longest segment of each distinct line through the
+        vanishing point that its supporters lie on."""
+        v, members = family
+        index = np.flatnonzero(members)
+        index = index[np.argsort(-self.length[index])]
+        lines = np.cross(v, np.column_stack([self.mid[index], np.ones(len(index))]))
+        lines /= np.maximum(np.linalg.norm(lines[:, :2], axis=1, keepdims=True), 1e-12)
+        heads: list[int] = []
+        for k in range(len(index)):
+            if not any(abs(float(lines[h] @ [*self.mid[index[k]], 1.0])) < _SAME_LINE for h in heads):
+                heads.append(k)
+        return np.asarray(self.mid[index[heads]])
+
+    def verticals(self) -> list[Family]:
+        """The vanishing points that may be the room's vertical, strongest first: those whose
+        direction a level camera's roll allows (within vanishing._LEVEL_ROLL of the photo's up)
+        met by _MIN_VERTICALS distinct lines spread _MIN_SPREAD apart."""
+        found = []
+        for family in self.points:
+            d = self.direction(family[0])
+            if np.arctan2(abs(d[0]), d[1]) > _LEVEL_ROLL:
+                continue
+            heads = self.distinct(family)
+            spread = np.linalg.norm(heads[:, None] - heads[None], axis=-1).max(initial=0.0)
+            if len(heads) < _MIN_VERTICALS or spread < _MIN_SPREAD:
+                continue
+            found.append((float(self.length[family[1]].sum()), family))
+        return [family for _, family in sorted(found, key=lambda item: -item[0])]
+
+    def frame(self, vertical: Family) -> _Frame:
+        """The room's frame from its vertical and up to two horizontal directions at right angles
+        (each of _MIN_ACROSS distinct lines, strongest first), refitted as one rotation."""
+        families = [vertical]
+        for family in sorted(self.points, key=lambda item: -float(self.length[item[1]].sum())):
+            if len(self.distinct(family)) < _MIN_ACROSS or any(family[1] is other[1] for other in families):
+                continue
+            if all(self.perpendicular(family[0], other[0]) for other in families):
+                families.append(family)
+            if len(families) == 3:
+                break
+        return _Frame(self, families, self._fit(families))
+
+    def perpendicular(self, v1: np.ndarray, v2: np.ndarray) -> bool:
+        """Whether two vanishing points are the images of directions within _PERPENDICULAR of a
+        right angle."""
+        return abs(float(self.direction(v1) @ self.direction(v2))) <= np.sin(_PERPENDICULAR)
+
+    def _fit(self, families: list[Family]) -> np.ndarray:
+        """The rotation (columns: the families' camera directions, the vertical first) that fits
+        the families' segment endpoints best (Gauss-Newton, as vanishing._orthogonal_pair)."""
+        first = self.direction(families[0][0])
+        second = np.cross(first, [0.0, 0.0, 1.0] if len(families) == 1 else self.direction(families[1][0]))
+        second = np.cross(second, first) if len(families) > 1 else second
+        second /= np.linalg.norm(second)
+        frame = np.column_stack([first, second, np.cross(first, second)])
+        if len(families) > 2 and frame[:, 2] @ self.direction(families[2][0]) < 0:
+            frame[:, 2] = -frame[:, 2]
+        weight = np.sqrt(self.length)
+        parts = [(self.p1[m], self.mid[m], weight[m]) for _, m in families]
+
+        def residuals(R: np.ndarray) -> np.ndarray:
+            return np.concatenate([_endpoint_residuals(self.K @ R[:, k], *part) for k, part in enumerate(parts)])
+
+        for _ in range(8):
+            r = residuals(frame)
+            eps = 1e-7
+            J = np.column_stack([(residuals(_rotate(frame, eps * axis)) - r) / eps for axis in np.eye(3)])
+            step, *_ = np.linalg.lstsq(J, -r, rcond=None)
+            frame = _rotate(frame, step)
+            if np.linalg.norm(step) < 1e-10:
+                break
+        return frame if frame[1, 0] >= 0 else -frame
+
+
+class _Frame:
+    """The room's directions (camera coordinates): the vertical (pointing down the photo) and up to
+    two horizontal ones, each with the family of lines it was fitted to."""
+
+    def __init__(self, room: _Room, families: list[Family], rotation: np.ndarray):
+        self.room, self.families, self.rotation = room, families, rotation
+
+    def horizontal_plane(self, ray: np.ndarray, sign: float, focal: float) -> LinePlane | None:
+        """A floor's (sign 1) or a ceiling's (-1) plane: its normal the room's vertical; None
+        where the surface lies on the wrong side of the horizon (a floor above it)."""
+        normal = sign * self.rotation[:, 0]
+        if normal @ ray <= 0:
+            return None
+        h = self.rotation[:, 1]
+        return self._plane(normal, texture_axis(h, np.cross(normal, h), normal, ray), focal)
+
+    def upright_plane(self, ray: np.ndarray, focal: float) -> LinePlane | None:
+        """A wall's plane: through the room's vertical and the horizontal direction of the frame
+        whose lines lie mostly on or around the wall (exactly one: a corner's two walls in the band
+        are ambiguous)."""
+        room = self.room
+        on_wall = [
+            k
+            for k, (_, members) in enumerate(self.families[1:], start=1)
+            if room.length[members & room.on_surface].sum() >= _ON_WALL * room.length[members].sum()
+        ]
+        if len(on_wall) != 1:
+            return None
+        up, h = self.rotation[:, 0], self.rotation[:, on_wall[0]]
+        normal = np.cross(up, h)
+        normal = normal if normal @ ray > 0 else -normal
+        return self._plane(normal, texture_axis(h, up, normal, ray), focal)
+
+    def _plane(self, normal: np.ndarray, axis: np.ndarray, focal: float) -> LinePlane:
+        used = np.any([members for _, members in self.families], axis=0)
+        confidence = _ROOM_CONFIDENCE * float(self.room.length[used].sum() / self.room.length.sum())
+        return LinePlane(normal, axis, focal, False, round(confidence, 3), int(used.sum()))
