@@ -18,6 +18,7 @@ RANSAC over pairs of short, noisy segments would not.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import cv2
@@ -46,6 +47,16 @@ _FAR = 20.0
 # How far the lines may move an EXIF focal length: FocalLengthIn35mmFilm is rounded to a millimetre
 # (±2 % of a phone's 24 mm, ±4 % of a 13 mm ultra-wide) and is the maker's own equivalent.
 EXIF_FOCAL_TOLERANCE = 0.04
+# The rounding itself: the true equivalent lies within half a millimetre of the value written. The
+# lines are weighed over EXIF_FOCAL_TOLERANCE as before; the value they settle stays inside this.
+_EXIF_ROUNDING_MM = 0.5
+
+
+def _exif_rounding(focal_px: float, width: int, height: int) -> float:
+    """How far (relative) the true focal length may lie from an EXIF value read from the 35 mm
+    equivalent (renderkit.imaging.exif_focal, by the diagonal) for a width x height photo."""
+    equivalent = focal_px * imaging.FILM_35MM_DIAGONAL_MM / float(np.hypot(width, height))
+    return _EXIF_ROUNDING_MM / max(equivalent, 2 * _EXIF_ROUNDING_MM)
 
 
 class NoVanishingPoints(InputError):
@@ -562,7 +573,17 @@ def _fit(
         # whose distance the lines hardly fix) takes its tilt from the other direction and keeps
         # only what its lines' angles say.
         focal, refined, told = _settled_focal(
-            pair, segments, scale, centre, given_focal, focal_tolerance, keep_unless_told=keep_unless_told
+            pair,
+            segments,
+            scale,
+            centre,
+            given_focal,
+            focal_tolerance,
+            keep_unless_told=keep_unless_told,
+            # The caller's camera only (an EXIF value): without one, the seed's range is wide and
+            # unmeasured here.
+            elsewhere=lines.everywhere if known_camera else None,
+            within=_exif_rounding(given_focal, width, height) if known_camera else 0.0,
         )
         if refined is not None:
             # The pair's own segments placed on the photo's edges (services.depth.subpixel), and the
@@ -701,13 +722,20 @@ def _settled_focal(
     tolerance: float,
     *,
     keep_unless_told: bool = False,
+    elsewhere: np.ndarray | None = None,
+    within: float = 0.0,
 ) -> tuple[float, tuple[np.ndarray, np.ndarray] | None, bool]:
     """The focal length (pixels) within focal × (1 ± tolerance) at which the pair, refitted as a
     right angle, fits its lines best, weighed against the given value (a Gaussian prior of
     tolerance / 2, the lines' noise taken from their residuals at the given value), the refitted
     pair there, and whether the lines told the focal lengths tried apart (their fit differed by
     _TOLD_APART). Where they cannot (a vanishing point far off: its distance is what would say),
-    the given one stays, or (unless keep_unless_told) moves only by the noise and the prior."""
+    the given one stays, or (unless keep_unless_told) moves only by the noise and the prior.
+    A positive `within` (an EXIF value's rounding, relative) bounds the value settled, not the
+    range the lines are weighed over. Segments `elsewhere` in the photo along the direction at a
+    right angle to both (_Third) count in the fit too, where on their own they settle inside that
+    bound: with the pair's near vanishing point they fix the focal length where the pair's far one
+    cannot."""
     v1, in1, v2, in2 = pair
     at_given = _orthogonal_pair(v1, in1, v2, in2, segments, scale, centre, focal / scale)
     if at_given is None or tolerance <= 0:
@@ -715,17 +743,30 @@ def _settled_focal(
     noise = at_given[2] / max(1, min(int((in1 | in2).sum()) - 3, _INDEPENDENT_LINES))
     if noise <= 0:
         return focal, at_given[:2], False
+
+    def refit(f: float) -> tuple[np.ndarray, np.ndarray, float] | None:
+        return _orthogonal_pair(v1, in1, v2, in2, segments, scale, centre, f / scale)
+
+    bound = within if 0 < within < tolerance else tolerance
+    third = _Third.along(at_given[:2], elsewhere, scale, centre, focal / scale) if elsewhere is not None else None
+    if third is not None and not third.settles_within(refit, centre, scale, focal, bound):
+        third = None
+
+    def fitted(f: float) -> float:
+        fit = refit(f)
+        return np.inf if fit is None else fit[2] / noise + (third.cost(fit[:2], centre, f / scale) if third else 0.0)
+
     tried = focal * (1 + tolerance * np.linspace(-1, 1, _FOCAL_STEPS))
-    costs, fits = [], []
-    for f in tried:
-        fit = _orthogonal_pair(v1, in1, v2, in2, segments, scale, centre, f / scale)
-        fitted = np.inf if fit is None else fit[2] / noise
-        fits.append(fitted)
-        costs.append(fitted + ((f - focal) / (focal * tolerance / 2)) ** 2)
+    fits = [fitted(f) for f in tried]
     finite = [c for c in fits if np.isfinite(c)]
     told = bool(finite) and max(finite) - min(finite) >= _TOLD_APART
     if keep_unless_told and not told:
         return focal, at_given[:2], False
+    if bound < tolerance:
+        # Tried again across the bound alone, as finely: the prior stays the tolerance's.
+        tried = focal * (1 + bound * np.linspace(-1, 1, _FOCAL_STEPS))
+        fits = [fitted(f) for f in tried]
+    costs = [fit + ((f - focal) / (focal * tolerance / 2)) ** 2 for f, fit in zip(tried, fits, strict=True)]
     k = int(np.argmin(costs))
     chosen = float(tried[k])
     if 0 < k < _FOCAL_STEPS - 1 and np.all(np.isfinite(costs[k - 1 : k + 2])):
@@ -733,10 +774,90 @@ def _settled_focal(
         curvature = below - 2 * here + above
         if curvature > 0:
             chosen += 0.5 * (below - above) / curvature * float(tried[1] - tried[0])
-    fit = _orthogonal_pair(v1, in1, v2, in2, segments, scale, centre, chosen / scale)
+    fit = refit(chosen)
     if fit is None:
         return focal, at_given[:2], False
     return chosen, fit[:2], told
+
+
+# The fewest segments taken for a third direction: a handful are one or two objects' edges (a cabinet's
+# corner, a lamppost), whose own lean they carry; on make quality's floors 3-5 such segments moved
+# exact values by 0.05-0.2 %, on a facade looking up a rounded one 1 % the wrong way.
+_MIN_THIRD = 8
+# A third direction's own best focal length is searched for over this many times the EXIF value's
+# range (a whole number: the range's steps are kept), so that one preferring a value past it shows.
+_THIRD_REACH = 3
+
+
+@dataclass(frozen=True)
+class _Third:
+    """The photo's segments along the direction at a right angle to a pair of perpendicular ones
+    (a floor's verticals: a room's corners, furniture's legs; a facade's depth: window reveals, a
+    balcony's sides), and their noise. Their vanishing point, d1 x d2 through the camera, moves with
+    the focal length; it is finite where a floor is seen at an angle or a facade from below, so it
+    fixes the focal length with the pair's near vanishing point where the pair's far one (a floor
+    or a facade seen nearly square-on) cannot: f^2 = -(v_near - c).(v_third - c)."""
+
+    p1: np.ndarray  # the family's first endpoints (homogeneous, scaled)
+    mid: np.ndarray
+    weight: np.ndarray
+    noise: float  # their mean squared endpoint distance at the given focal length
+
+    @classmethod
+    def along(
+        cls, pair: tuple[np.ndarray, np.ndarray], everywhere: np.ndarray, scale: float, centre: np.ndarray, f: float
+    ) -> _Third | None:
+        """The family at focal length f (scaled), the pair refitted there; None where it is too
+        few segments to be told from strays."""
+        p1, _, direction, length, mid = _segment_geometry(everywhere, scale)
+        tolerance = _tolerance(length)
+        others = np.all([_support(v, mid, direction) >= tolerance for v in pair], axis=0)
+        family = others & (_support(_third_point(pair, centre, f), mid, direction) < tolerance)
+        if family.sum() < _MIN_THIRD or (family & (length >= _MIN_LENGTH)).sum() < _MIN_LONG_IN_FAMILY:
+            return None
+        weight = np.sqrt(length[family])
+        residuals = _endpoint_residuals(_third_point(pair, centre, f), p1[family], mid[family], weight)
+        noise = float(residuals @ residuals) / max(1, min(int(family.sum()) - 1, _INDEPENDENT_LINES))
+        if noise <= 0:
+            return None
+        return cls(p1[family], mid[family], weight, noise)
+
+    def settles_within(
+        self,
+        refit: Callable[[float], tuple[np.ndarray, np.ndarray, float] | None],
+        centre: np.ndarray,
+        scale: float,
+        focal: float,
+        tolerance: float,
+    ) -> bool:
+        """Whether the family alone, the pair refitted at each focal length (pixels), fits best
+        strictly inside focal × (1 ± tolerance), searched over _THIRD_REACH times that range: a real
+        direction's lines (uprights, a facade's depth) agree with the EXIF value's rounding; strays
+        (a subway wall's few segments towards its centre, whose vanishing point hardly moves with the
+        focal length) settle wherever their bias puts them, at the range's edge or past it."""
+        steps = _THIRD_REACH * (_FOCAL_STEPS - 1) + 1
+        offsets = tolerance * _THIRD_REACH * np.linspace(-1, 1, steps)
+        costs = []
+        for offset in offsets:
+            fit = refit(focal * (1 + offset))
+            costs.append(np.inf if fit is None else self.cost(fit[:2], centre, focal * (1 + offset) / scale))
+        if not np.isfinite(min(costs)):
+            return False
+        return bool(abs(offsets[int(np.argmin(costs))]) < tolerance)
+
+    def cost(self, pair: tuple[np.ndarray, np.ndarray], centre: np.ndarray, f: float) -> float:
+        """The family's squared endpoint distances from the third vanishing point of the pair at
+        focal length f (scaled), in units of their noise."""
+        residuals = _endpoint_residuals(_third_point(pair, centre, f), self.p1, self.mid, self.weight)
+        return float(residuals @ residuals) / self.noise
+
+
+def _third_point(pair: tuple[np.ndarray, np.ndarray], centre: np.ndarray, f: float) -> np.ndarray:
+    """The vanishing point (scaled, homogeneous) of the direction at a right angle to both of a
+    pair's, for a camera of focal length f (scaled)."""
+    K = np.array([[f, 0.0, centre[0]], [0.0, f, centre[1]], [0.0, 0.0, 1.0]])
+    d1, d2 = (np.linalg.solve(K, v) for v in pair)
+    return np.asarray(K @ np.cross(d1 / np.linalg.norm(d1), d2 / np.linalg.norm(d2)))
 
 
 # Two line directions further than this from a right angle (with the camera known) are not taken
