@@ -277,8 +277,9 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     """The texture_space estimate over a photo region (see the module's docstring), and whether it
     is at half the region's pixels (Shading.halved)."""
     height, width = mask.shape
-    # Linear light, halved for large regions (a grid cell then still spans a pixel or more of it).
-    factor = 2 if width * height > 1_500_000 else 1
+    # Linear light, halved for large regions (a grid cell then still spans a pixel or more of it),
+    # and for regions wider or taller than cv2.remap reads (_Grid.sample): a panorama's thin strip.
+    factor = 2 if width * height > 1_500_000 or max(width, height) >= _MAX_REMAP_SOURCE else 1
     weight = _halved(mask) if factor > 1 else mask
     grid = _Grid.fit(to_plane, weight, factor)
     sampled, valid = grid.sample(_pyramid(_luminance_and_weight(photo_bgr, weight, factor)))
@@ -417,6 +418,10 @@ def _reduced_size(width: int, height: int, side: int) -> tuple[int, int]:
     scale = min(1.0, side / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
 
+
+# cv2.remap reads images of fewer columns and rows than this (SHRT_MAX); halved, every photo
+# (decode_limits.MAX_SIDE, 65,500) fits.
+_MAX_REMAP_SOURCE = 32_767
 
 _SQUARE3 = np.ones((3, 3), np.uint8)
 _SQUARE5 = np.ones((5, 5), np.uint8)

@@ -531,12 +531,16 @@ def test_a_surface_wider_than_remap_takes_is_sampled_in_parts_exactly(monkeypatc
     np.testing.assert_array_equal(project_material(scene.photo, swatch, mask, scene.homography, 6, 6), whole)
 
 
-def test_a_panorama_floor_wider_than_32767_px_is_projected() -> None:
+@pytest.mark.parametrize(("width", "height", "top", "bottom"), [(40_000, 96, 10.0, 90.0), (65_500, 64, 25.0, 35.0)])
+def test_a_panorama_floor_wider_than_32767_px_is_projected(width: int, height: int, top: float, bottom: float) -> None:
     """A 40,000 x 96 photo (3.8 MP, within every limit) whose surface spans 36,000 columns: the
-    sampler's cv2.remap refused it, and the job failed with PIPELINE_ERROR."""
-    width, height = 40_000, 96
+    sampler's cv2.remap refused it, and the job failed with PIPELINE_ERROR. And a 65,500 x 64 one
+    (64 px: the least side a photo may have) whose surface is a strip a dozen rows tall: its box
+    under 1.5 MP, its light was read at full size, and the shading's cv2.remap refused that."""
     photo = np.full((height, width, 3), 150, np.uint8)
-    quad = np.array([(0.25 * width, 10.0), (0.75 * width, 10.0), (0.95 * width, 90.0), (0.05 * width, 90.0)])
+    quad = np.array(
+        [(0.25 * width, top), (0.75 * width, top), (0.95 * width, bottom), (0.05 * width, bottom)], np.float64
+    )
     mask = imaging.polygon_mask(quad, width, height)
     swatch = np.full((64, 64, 3), (40, 90, 200), np.uint8)
     out = project_material(photo, swatch, mask, homography.quad_homography(quad), 24, 24)
