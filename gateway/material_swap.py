@@ -74,9 +74,10 @@ def _probed(
 # clicks, and a cropped portrait HEIC's is read in the frame before its turn; 7: a floor's or a
 # ceiling's plane from lines is kept only level within a camera's roll; 8: the texture's axis
 # follows the surface's edges seen in its mask's outline, not a diagonal pattern's lines; 9: a
-# surface without lines of its own takes its plane from the room's verticals), so planes cached by
-# an earlier version are not reused.
-PLANE_REVISION = "9"
+# surface without lines of its own takes its plane from the room's verticals; 10: and so does one
+# whose lines' plane the room's clear verticals contradict), so planes cached by an earlier version
+# are not reused.
+PLANE_REVISION = "10"
 
 
 def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, version: str, tenant: str) -> str:

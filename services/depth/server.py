@@ -28,7 +28,7 @@ from services.common.stage import (
 )
 from services.depth.outline import surface_axis
 from services.depth.plane import fit_metric_plane, fit_plane, plane_homography
-from services.depth.room_lines import ROOM_SOURCE, room_plane
+from services.depth.room_lines import ROOM_SOURCE, room_correction, room_plane
 from services.depth.vanishing import EXIF_FOCAL_TOLERANCE, NoVanishingPoints, plane_from_lines
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,8 @@ def known_focal(request: pb.EstimatePlaneRequest) -> tuple[float, str]:
 
 def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRequest) -> pb.EstimatePlaneResponse:
     """The plane from the vanishing points of the lines on and around the surface; where they give
-    none and the camera is known, from the room's verticals (services.depth.room_lines)."""
+    none, or one the room's clear verticals contradict, and the camera is known, from the room's
+    verticals (services.depth.room_lines)."""
     width, height = request.width, request.height
     focal, focal_source = known_focal(request)
     source = "vanishing_lines"
@@ -200,6 +201,12 @@ def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRe
         if from_room is None:
             raise
         found, source = from_room, ROOM_SOURCE
+    else:
+        # Lines on a plain surface may make a plane the room's verticals contradict (a plain
+        # floor's stray lines: 13-88° off): the room's plane, said so in the source.
+        corrected = room_correction(found, image, mask, focal, request.surface)
+        if corrected is not None:
+            found, source = corrected, ROOM_SOURCE
     axis = surface_axis(mask, found.normal, found.axis, found.focal)
     H, side = plane_homography(found.normal, found.focal, width, height, mask, axis=axis)
     if not focal:

@@ -11,10 +11,11 @@ import pytest
 
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from renderkit import imaging
-from services.depth.room_lines import ROOM_SOURCE, room_plane
+from services.depth import server
+from services.depth.room_lines import ROOM_SOURCE, room_correction, room_plane
 from services.depth.server import lines_plane
-from services.depth.vanishing import NoVanishingPoints
-from tests.unit.test_surface_axes import EAST, UP, F, H, W, image_of, rotation
+from services.depth.vanishing import LinePlane, NoVanishingPoints
+from tests.unit.test_surface_axes import EAST, NORTH, UP, F, H, W, image_of, rotation
 
 CAMERA = np.array([0.3, 0.0, 1.5])
 PAINT = 170  # the floor's and the walls' one colour: their junctions do not show
@@ -151,3 +152,61 @@ def test_lines_running_across_the_floor_are_not_taken_for_its_verticals() -> Non
         p, q = (image_of(R, CAMERA, np.array([x, y, 0.0])) for y in (2.0, 5.0))
         cv2.line(photo, tuple(np.round(p).astype(int)), tuple(np.round(q).astype(int)), (60, 60, 60), 3, cv2.LINE_AA)
     assert room_plane(photo, floor_mask(R), F, "floor") is None
+
+
+def turned(v: np.ndarray, about: np.ndarray, degrees: float) -> np.ndarray:
+    """v turned by `degrees` about the unit axis `about` (Rodrigues)."""
+    a, t = about / np.linalg.norm(about), math.radians(degrees)
+    return v * math.cos(t) + np.cross(a, v) * math.sin(t) + a * float(a @ v) * (1 - math.cos(t))
+
+
+def lines_plane_of(normal: np.ndarray) -> LinePlane:
+    """A plane as the lines would give it: only its normal matters to the room's check."""
+    axis = np.cross(normal, [0.0, 0.0, 1.0])
+    return LinePlane(normal, axis / np.linalg.norm(axis), F, False, 0.3, 20)
+
+
+@pytest.mark.parametrize(("off", "corrected"), [(1.5, False), (12.0, True), (80.0, True)])
+def test_a_floors_plane_from_lines_is_checked_against_the_rooms_vertical(off: float, corrected: bool) -> None:
+    # A plain floor's stray lines made planes 13-88° off; right ones were within 2° of the room's.
+    R = rotation(10.0, -25.0)
+    photo, mask = room_photo(R, ALL), floor_mask(R)
+    found = room_correction(lines_plane_of(turned(R @ UP, R @ EAST, off)), photo, mask, F, "floor")
+    assert (found is not None) == corrected
+    if found is not None:
+        assert degrees_between(found.normal, R @ UP) < 0.5
+
+
+def test_a_walls_plane_from_lines_must_hold_the_rooms_vertical() -> None:
+    # Only the vertical is checked: a wall turned about it is the lines' to tell.
+    R = rotation(40.0, -5.0, 2.0)
+    photo, mask = room_photo(R, ALL), right_wall_mask(R)
+    assert room_correction(lines_plane_of(turned(R @ EAST, R @ UP, 10.0)), photo, mask, F, "wall") is None
+    found = room_correction(lines_plane_of(turned(R @ EAST, R @ NORTH, 10.0)), photo, mask, F, "wall")
+    assert found is not None
+    assert degrees_between(found.normal, R @ EAST) < 0.5
+
+
+@pytest.mark.parametrize(("off", "source"), [(1.0, "vanishing_lines"), (30.0, ROOM_SOURCE)])
+def test_the_depth_stage_says_when_the_rooms_verticals_overruled_the_lines(
+    monkeypatch: pytest.MonkeyPatch, off: float, source: str
+) -> None:
+    R = rotation(10.0, -25.0)
+    photo, mask = room_photo(R, ALL), floor_mask(R)
+    monkeypatch.setattr(server, "plane_from_lines", lambda *_, **__: lines_plane_of(turned(R @ UP, R @ EAST, off)))
+    assert lines_plane(photo, mask, request("floor")).source == source
+
+
+def test_lines_lying_on_the_floor_are_not_its_verticals() -> None:
+    # Joints on a wood floor, nearly parallel, met below the photo where a vertical would: they lie
+    # well inside the floor's mask, and a floor holds no vertical line.
+    R = rotation(0.0, -30.0)
+    photo = np.full((H, W, 3), PAINT, np.uint8)
+    mask = floor_mask(R)
+    below = np.array([W / 2 + 60.0, H + 900.0])
+    for x in (250.0, 450.0, 600.0, 800.0):
+        top = np.array([x, 250.0])
+        end = top + 220.0 * (below - top) / np.linalg.norm(below - top)
+        start, stop = (tuple(np.round(p).astype(int)) for p in (top, end))
+        cv2.line(photo, start, stop, (60, 60, 60), 3, cv2.LINE_AA)
+    assert room_plane(photo, mask, F, "floor") is None
