@@ -29,7 +29,7 @@ from services.common.stage import (
 from services.depth.outline import surface_axis
 from services.depth.plane import fit_metric_plane, fit_plane, plane_homography
 from services.depth.room_lines import ROOM_SOURCE, room_correction, room_plane
-from services.depth.vanishing import EXIF_FOCAL_TOLERANCE, NoVanishingPoints, plane_from_lines
+from services.depth.vanishing import EXIF_FOCAL_TOLERANCE, LinePlane, NoVanishingPoints, plane_from_lines
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DepthService"].full_name
@@ -196,10 +196,14 @@ def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRe
             else 0.0,
             surface=request.surface,
         )
-    except NoVanishingPoints:
+    except NoVanishingPoints as refusal:
         from_room = room_plane(image, mask, focal, request.surface)
         if from_room is None:
             raise
+        try:
+            H, side = _homography(from_room, width, height, mask)
+        except InputError:  # a surface too small to span the room's plane (a pixel): the refusal stands
+            raise refusal from None
         found, source = from_room, ROOM_SOURCE
     else:
         # Lines on a plain surface may make a plane the room's verticals contradict (a plain
@@ -207,11 +211,16 @@ def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRe
         corrected = room_correction(found, image, mask, focal, request.surface)
         if corrected is not None:
             found, source = corrected, ROOM_SOURCE
-    axis = surface_axis(mask, found.normal, found.axis, found.focal)
-    H, side = plane_homography(found.normal, found.focal, width, height, mask, axis=axis)
+        H, side = _homography(found, width, height, mask)
     if not focal:
         focal_source = "lines" if found.focal_from_lines else "assumed"
     return square_plane(request, H, side, found.confidence, source, found.focal, focal_source)
+
+
+def _homography(found: LinePlane, width: int, height: int, mask: np.ndarray) -> tuple[np.ndarray, float]:
+    """The plane's homography and texture square's side, its axis along the mask's edges."""
+    axis = surface_axis(mask, found.normal, found.axis, found.focal)
+    return plane_homography(found.normal, found.focal, width, height, mask, axis=axis)
 
 
 def square_plane(

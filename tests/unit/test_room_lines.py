@@ -210,3 +210,14 @@ def test_lines_lying_on_the_floor_are_not_its_verticals() -> None:
         start, stop = (tuple(np.round(p).astype(int)) for p in (top, end))
         cv2.line(photo, start, stop, (60, 60, 60), 3, cv2.LINE_AA)
     assert room_plane(photo, mask, F, "floor") is None
+
+
+def test_a_surface_too_small_for_the_rooms_plane_keeps_the_lines_refusal() -> None:
+    """A one-pixel floor in a room with verticals: the room's plane is found, but spans no texture
+    square on a single pixel; the lines' refusal (FAILED_PRECONDITION at the stage) stands, not the
+    homography's InputError, which the stage's edge answered as an internal error."""
+    R = rotation(10.0, -25.0)
+    mask = np.zeros((H, W), np.uint8)
+    mask[H // 2 + 100, W // 2] = 255
+    with pytest.raises(NoVanishingPoints):
+        lines_plane(room_photo(R, ALL), mask, request("floor"))
