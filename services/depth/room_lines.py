@@ -26,16 +26,17 @@ import numpy as np
 
 from services.depth.outline import outline_runs
 from services.depth.vanishing import (
-    _LEVEL_ROLL,
-    _MIN_LENGTH,
-    _PAST_HORIZON,
+    LEVEL_ROLL,
+    LEVEL_SURFACES,
+    MIN_LENGTH,
+    PAST_HORIZON,
     LinePlane,
-    _endpoint_residuals,
-    _past_horizon,
-    _rotate,
-    _segment_geometry,
+    endpoint_residuals,
+    past_horizon,
     perpendicular_points,
     photo_segments,
+    refit_rotation,
+    segment_geometry,
     texture_axis,
     vanishing_points,
 )
@@ -79,7 +80,7 @@ _DISAGREE = np.radians(5.0)
 _INSIDE = 0.02
 # The sign of the normal's camera y (y points down) for surfaces the room's vertical is the normal
 # of; walls and facades hold it.
-_HORIZONTAL_SURFACES = {"floor": 1.0, "ceiling": -1.0}
+_HORIZONTAL_SURFACES = LEVEL_SURFACES
 _UPRIGHT_SURFACES = ("wall", "facade")
 # A plane from the room's lines: half the confidence of one whose directions lie on the surface
 # (as vanishing._across_from_elsewhere's), scaled by the lines' support.
@@ -133,7 +134,7 @@ def _room_evidence(
             plane = frame.horizontal_plane(ray, _HORIZONTAL_SURFACES[surface], focal)
         else:
             plane = frame.upright_plane(ray, focal)
-        if plane is not None and _past_horizon(plane, samples, width, height) <= _PAST_HORIZON:
+        if plane is not None and past_horizon(plane, samples, width, height) <= PAST_HORIZON:
             found.append((frame.rotation[:, 0], plane))
     if not found:
         return None
@@ -150,7 +151,7 @@ def _room(photo_bgr: np.ndarray, mask: np.ndarray, focal: float, level_surface: 
     scale = float(max(width, height))
     everywhere, near = photo_segments(photo_bgr, mask)
     length = np.hypot(everywhere[:, 2] - everywhere[:, 0], everywhere[:, 3] - everywhere[:, 1])
-    is_long = length >= _MIN_LENGTH * scale
+    is_long = length >= MIN_LENGTH * scale
     long = everywhere[is_long]
     runs = outline_runs(mask)
     segments = np.concatenate([long, runs])
@@ -200,7 +201,7 @@ class _Room:
     ):
         self.segments, self.on_surface, self.level = segments, on_surface, level
         self.scale, self.centre, self.f = scale, centre, f
-        self.p1, _, _, self.length, self.mid = _segment_geometry(segments, scale)
+        self.p1, _, _, self.length, self.mid = segment_geometry(segments, scale)
         self.K = np.array([[f, 0.0, centre[0]], [0.0, f, centre[1]], [0.0, 0.0, 1.0]])
         self.points = self._points()
 
@@ -234,12 +235,12 @@ class _Room:
 
     def verticals(self) -> list[Family]:
         """The vanishing points that may be the room's vertical, strongest first: those whose
-        direction a level camera's roll allows (within vanishing._LEVEL_ROLL of the photo's up)
+        direction a level camera's roll allows (within vanishing.LEVEL_ROLL of the photo's up)
         met by _MIN_VERTICALS distinct lines spread _MIN_SPREAD apart, level lines left out."""
         found = []
         for family in self.points:
             d = self.direction(family[0])
-            if np.arctan2(abs(d[0]), d[1]) > _LEVEL_ROLL:
+            if np.arctan2(abs(d[0]), d[1]) > LEVEL_ROLL:
                 continue
             heads = self.distinct((family[0], family[1] & ~self.level))
             spread = np.linalg.norm(heads[:, None] - heads[None], axis=-1).max(initial=0.0)
@@ -280,16 +281,9 @@ class _Room:
         parts = [(self.p1[m], self.mid[m], weight[m]) for _, m in families]
 
         def residuals(R: np.ndarray) -> np.ndarray:
-            return np.concatenate([_endpoint_residuals(self.K @ R[:, k], *part) for k, part in enumerate(parts)])
+            return np.concatenate([endpoint_residuals(self.K @ R[:, k], *part) for k, part in enumerate(parts)])
 
-        for _ in range(8):
-            r = residuals(frame)
-            eps = 1e-7
-            J = np.column_stack([(residuals(_rotate(frame, eps * axis)) - r) / eps for axis in np.eye(3)])
-            step, *_ = np.linalg.lstsq(J, -r, rcond=None)
-            frame = _rotate(frame, step)
-            if np.linalg.norm(step) < 1e-10:
-                break
+        frame = refit_rotation(frame, residuals)
         return frame if frame[1, 0] >= 0 else -frame
 
 

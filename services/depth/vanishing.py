@@ -33,7 +33,7 @@ from services.depth.subpixel import refine_segments
 # ~2 photo pixels, which tilted the plane by up to 0.2° and moved the texture by pixels across the
 # surface (docs/quality.md, "Geometry without a quad"); 2048 costs ~0.5 s more at 12 MP.
 _WORK_SIDE = 2048
-_MIN_LENGTH = 0.03  # of the longer side: segments long enough to seed a vanishing point
+MIN_LENGTH = 0.03  # of the longer side: segments long enough to seed a vanishing point
 _SHORT_LENGTH = 0.008  # of the longer side: the shortest that still vote and count as support
 # A segment supports a vanishing point when its endpoints lie this close (of the longer side) to
 # the line through its midpoint and the point, within 1.5° for long segments and at most 5°.
@@ -146,7 +146,7 @@ def _refine(lines: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.asarray(vectors[:, 0])
 
 
-def _endpoint_residuals(v: np.ndarray, p1: np.ndarray, mid: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def endpoint_residuals(v: np.ndarray, p1: np.ndarray, mid: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Weighted distances of each segment's endpoint from the line through its midpoint and v."""
     lines = np.cross(np.column_stack([mid, np.ones(len(mid))]), v[None, :])
     norm = np.maximum(np.linalg.norm(lines[:, :2], axis=1), 1e-12)
@@ -163,11 +163,11 @@ def _refine_ml(v: np.ndarray, p1: np.ndarray, mid: np.ndarray, length: np.ndarra
         a = np.cross(v, [1.0, 0.0, 0.0] if abs(v[0]) < 0.9 else [0.0, 1.0, 0.0])
         a /= np.linalg.norm(a)
         b = np.cross(v, a)
-        r = _endpoint_residuals(v, p1, mid, weight)
+        r = endpoint_residuals(v, p1, mid, weight)
         eps = 1e-7
         J = np.column_stack(
             [
-                (_endpoint_residuals((v + eps * t) / np.linalg.norm(v + eps * t), p1, mid, weight) - r) / eps
+                (endpoint_residuals((v + eps * t) / np.linalg.norm(v + eps * t), p1, mid, weight) - r) / eps
                 for t in (a, b)
             ]
         )
@@ -179,7 +179,7 @@ def _refine_ml(v: np.ndarray, p1: np.ndarray, mid: np.ndarray, length: np.ndarra
     return v
 
 
-def _segment_geometry(
+def segment_geometry(
     segments: np.ndarray, scale: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Segments in coordinates divided by scale: first endpoints (homogeneous), their lines
@@ -207,7 +207,7 @@ def vanishing_points(
     """Up to three vanishing points (homogeneous, in coordinates divided by scale), strongest first,
     each with the boolean mask of the segments that support it. Pairs are drawn from the seeds
     (default: all segments); every segment counts towards the consensus."""
-    p1, lines, direction, length, mid = _segment_geometry(segments, scale)
+    p1, lines, direction, length, mid = segment_geometry(segments, scale)
     tolerance = _tolerance(length)
     seeds = np.ones(len(segments), bool) if seeds is None else seeds
     rng = np.random.default_rng(seed)
@@ -293,7 +293,7 @@ def perpendicular_points(
     focal length f (scaled), from the free segments' votes, strongest first, each with its
     supporters. A segment's line back-projects to a plane through the camera, and the one
     direction in that plane perpendicular to v1's is its vote: an angle about v1's direction."""
-    p1, lines, direction, length, mid = _segment_geometry(segments, scale)
+    p1, lines, direction, length, mid = segment_geometry(segments, scale)
     tolerance = _tolerance(length)
     K = np.array([[f, 0.0, centre[0]], [0.0, f, centre[1]], [0.0, 0.0, 1.0]])
     d1 = np.linalg.inv(K) @ v1
@@ -353,7 +353,7 @@ def plane_from_lines(
     few short vertical joints lost to strays) and the old brick facade's (refused before), and
     halved the error of facades seen with a long lens (docs/quality.md).
 
-    A surface named a floor or a ceiling takes only a plane level within _LEVEL_ROLL as seen by the
+    A surface named a floor or a ceiling takes only a plane level within LEVEL_ROLL as seen by the
     camera (its normal the camera's down or up, turned by no more than a hand-held camera's roll):
     lines that give none (a sun patch's edges and strays on a plain floor) are refused, naming it,
     rather than made into a plane 30-80 degrees off."""
@@ -446,7 +446,7 @@ class _Lines:
             )
         scale = float(max(width, height))
         lengths = np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1])
-        long = lengths >= _MIN_LENGTH * scale
+        long = lengths >= MIN_LENGTH * scale
         # Long segments seed the vanishing points; a surface of small bricks may have none.
         points = vanishing_points(segments, scale, seeds=long if long.sum() >= 4 else None)
         moments = cv2.moments((mask > 127).view(np.uint8), binaryImage=True)
@@ -500,7 +500,7 @@ def _fit(
     # joints and tilted the plane 8-9 degrees.
     f = given_focal / scale if known_camera and given_focal is not None else 0.0
     strongest = max(lengths[inliers].sum() for _, inliers in points) if points else 0.0
-    long = lengths >= _MIN_LENGTH * scale
+    long = lengths >= MIN_LENGTH * scale
     scored: list[tuple[bool, float, LinePlane, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = []
     unlevel = False  # whether a plane was turned down for a floor or a ceiling no level camera sees
     for index, ((v1, in1), (v2, in2)) in enumerate(candidates):
@@ -510,7 +510,7 @@ def _fit(
         if max((long & in1).sum(), (long & in2).sum()) < _MIN_LONG_IN_FAMILY:
             continue  # a texture's own short edges (gravel, a mottled carpet), not the surface's lines
         candidate = _plane(v1, v2, centre, scale, width, height, default_focal, given_focal, centroid)
-        if candidate is None or _past_horizon(candidate, samples, width, height) > _PAST_HORIZON:
+        if candidate is None or past_horizon(candidate, samples, width, height) > PAST_HORIZON:
             continue  # the surface cannot run past its own horizon: these lines are not its plane
         if not _level(candidate.normal, surface):
             unlevel = True
@@ -621,7 +621,7 @@ def _across_from_elsewhere(
     scale = float(max(width, height))
     centre = np.array([width / 2, height / 2]) / scale
     v1 = point[0]
-    _, _, direction, length, mid = _segment_geometry(everywhere, scale)
+    _, _, direction, length, mid = segment_geometry(everywhere, scale)
     along = _support(v1, mid, direction) < _tolerance(length)  # the same direction elsewhere too
     in1 = own & along
     lengths = length * scale
@@ -632,7 +632,7 @@ def _across_from_elsewhere(
         if in2.sum() < _MIN_FAMILY or lengths[in2].sum() < _MIN_BALANCE * lengths[in1].sum():
             continue
         plane = _plane(v1, v2, centre, scale, width, height, focal, focal, centroid)
-        if plane is None or _past_horizon(plane, samples, width, height) > _PAST_HORIZON:
+        if plane is None or past_horizon(plane, samples, width, height) > PAST_HORIZON:
             continue
         # Half the confidence of a plane whose two directions both lie on the surface.
         support = float(lengths[in1 | in2].sum() / lengths.sum())
@@ -649,7 +649,7 @@ def _across_from_elsewhere(
 # happened to meet at a right angle to a wall's foot made a plane 82° off).
 _MIN_FAMILY = 3
 _MIN_BALANCE = 0.01
-# And the stronger direction this many segments of at least _MIN_LENGTH: a floor with no lines of
+# And the stronger direction this many segments of at least MIN_LENGTH: a floor with no lines of
 # its own (gravel, a mottled carpet) has hundreds of short edges, which seen at an angle run nearly
 # parallel and met in made-up vanishing points: planes 14-41° off, given without a word
 # (another reviewer's scenes), where the request should ask for a quad. Not both directions:
@@ -661,7 +661,7 @@ _MIN_LONG_IN_FAMILY = 2
 # slack (a plane within a degree keeps every pixel of its surface this side): the surface cannot
 # run past its own horizon. From a plain floor's few lines (its sun patch's edges among them) one
 # plane left 0.2 % of the floor over a degree past it, another 36 %.
-_PAST_HORIZON = 0.001
+PAST_HORIZON = 0.001
 _HORIZON_SLACK = np.sin(np.radians(1.0))
 
 
@@ -669,8 +669,8 @@ _HORIZON_SLACK = np.sin(np.radians(1.0))
 # by the camera's roll: a hand-held photo is level within a few degrees (the judge's and make
 # quality's rolls reach 8°, a floor built to check this 15°); the planes a plain floor's and a grazing
 # gravel floor's stray lines made were 116° and 176° "rolled" (docs/quality.md, fortieth stop).
-_LEVEL_ROLL = np.radians(20.0)
-_LEVEL_SURFACES = {"floor": 1.0, "ceiling": -1.0}  # the sign of the normal's camera y (y points down)
+LEVEL_ROLL = np.radians(20.0)
+LEVEL_SURFACES = {"floor": 1.0, "ceiling": -1.0}  # the sign of the normal's camera y (y points down)
 # A floor seen from above (its normal within this of the optical axis: a camera pitched down more
 # than 60°) is not judged: its roll is ill-defined there, and a photo of tiles taken from above is
 # as often turned as not. The planes refused were 37-63° from the axis.
@@ -679,19 +679,19 @@ _LEVEL_MIN_TILT = np.radians(30.0)
 
 def _level(normal: np.ndarray, surface: str) -> bool:
     """Whether a plane's normal (camera coordinates, away from the camera) suits the surface named:
-    a floor's or a ceiling's within _LEVEL_ROLL of the camera's down or up about its optical axis.
+    a floor's or a ceiling's within LEVEL_ROLL of the camera's down or up about its optical axis.
     Walls and facades are not judged: every plane holds some direction a camera's up could be; nor
     is a floor seen from above (_LEVEL_MIN_TILT)."""
-    sign = _LEVEL_SURFACES.get(surface)
+    sign = LEVEL_SURFACES.get(surface)
     if sign is None:
         return True
     x, y, z = (float(v) for v in normal / np.linalg.norm(normal))
     if np.arccos(min(1.0, abs(z))) < _LEVEL_MIN_TILT:
         return True
-    return bool(np.arctan2(abs(x), sign * y) <= _LEVEL_ROLL)
+    return bool(np.arctan2(abs(x), sign * y) <= LEVEL_ROLL)
 
 
-def _past_horizon(plane: LinePlane, samples: np.ndarray, width: int, height: int) -> float:
+def past_horizon(plane: LinePlane, samples: np.ndarray, width: int, height: int) -> float:
     """The share of the mask's sampled pixels (x, y) beyond the plane's horizon by over the slack."""
     rays = np.column_stack(
         [(samples[:, 0] - width / 2) / plane.focal, (samples[:, 1] - height / 2) / plane.focal, np.ones(len(samples))]
@@ -809,14 +809,14 @@ class _Third:
     ) -> _Third | None:
         """The family at focal length f (scaled), the pair refitted there; None where it is too
         few segments to be told from strays."""
-        p1, _, direction, length, mid = _segment_geometry(everywhere, scale)
+        p1, _, direction, length, mid = segment_geometry(everywhere, scale)
         tolerance = _tolerance(length)
         others = np.all([_support(v, mid, direction) >= tolerance for v in pair], axis=0)
         family = others & (_support(_third_point(pair, centre, f), mid, direction) < tolerance)
-        if family.sum() < _MIN_THIRD or (family & (length >= _MIN_LENGTH)).sum() < _MIN_LONG_IN_FAMILY:
+        if family.sum() < _MIN_THIRD or (family & (length >= MIN_LENGTH)).sum() < _MIN_LONG_IN_FAMILY:
             return None
         weight = np.sqrt(length[family])
-        residuals = _endpoint_residuals(_third_point(pair, centre, f), p1[family], mid[family], weight)
+        residuals = endpoint_residuals(_third_point(pair, centre, f), p1[family], mid[family], weight)
         noise = float(residuals @ residuals) / max(1, min(int(family.sum()) - 1, _INDEPENDENT_LINES))
         if noise <= 0:
             return None
@@ -848,7 +848,7 @@ class _Third:
     def cost(self, pair: tuple[np.ndarray, np.ndarray], centre: np.ndarray, f: float) -> float:
         """The family's squared endpoint distances from the third vanishing point of the pair at
         focal length f (scaled), in units of their noise."""
-        residuals = _endpoint_residuals(_third_point(pair, centre, f), self.p1, self.mid, self.weight)
+        residuals = endpoint_residuals(_third_point(pair, centre, f), self.p1, self.mid, self.weight)
         return float(residuals @ residuals) / self.noise
 
 
@@ -905,13 +905,21 @@ def _orthogonal_pair(
     u, _, vt = np.linalg.svd(np.column_stack([d1, d2]), full_matrices=False)
     pair = u @ vt
     frame = np.column_stack([pair, np.cross(pair[:, 0], pair[:, 1])])
-    p1, _, _, length, mid = _segment_geometry(segments, scale)
+    p1, _, _, length, mid = segment_geometry(segments, scale)
     weight = np.sqrt(length if coverage is None else length * coverage)
     families = [(p1[in1], mid[in1], weight[in1]), (p1[in2], mid[in2], weight[in2])]
 
     def residuals(R: np.ndarray) -> np.ndarray:
-        return np.concatenate([_endpoint_residuals(K @ R[:, k], *family) for k, family in enumerate(families)])
+        return np.concatenate([endpoint_residuals(K @ R[:, k], *family) for k, family in enumerate(families)])
 
+    frame = refit_rotation(frame, residuals)
+    r = residuals(frame)
+    return K @ frame[:, 0], K @ frame[:, 1], float(r @ r)
+
+
+def refit_rotation(frame: np.ndarray, residuals: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The rotation near `frame` that minimises the residuals' squares: Gauss-Newton over a
+    rotation vector, the Jacobian by forward differences (at most 8 steps)."""
     for _ in range(8):
         r = residuals(frame)
         eps = 1e-7
@@ -920,8 +928,7 @@ def _orthogonal_pair(
         frame = _rotate(frame, step)
         if np.linalg.norm(step) < 1e-10:
             break
-    r = residuals(frame)
-    return K @ frame[:, 0], K @ frame[:, 1], float(r @ r)
+    return frame
 
 
 def _joined_pair(
