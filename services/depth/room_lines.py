@@ -31,6 +31,7 @@ from services.depth.vanishing import (
     MIN_LENGTH,
     PAST_HORIZON,
     LinePlane,
+    PhotoSegments,
     endpoint_residuals,
     past_horizon,
     perpendicular_points,
@@ -87,22 +88,30 @@ _UPRIGHT_SURFACES = ("wall", "facade")
 _ROOM_CONFIDENCE = 0.5
 
 
-def room_plane(photo_bgr: np.ndarray, mask: np.ndarray, focal: float, surface: str) -> LinePlane | None:
+def room_plane(
+    photo_bgr: np.ndarray, mask: np.ndarray, focal: float, surface: str, segments: PhotoSegments | None = None
+) -> LinePlane | None:
     """The plane of the masked surface named `surface` from the room's verticals (and its
     horizontal lines), for a camera of focal length `focal` (pixels); None without clear evidence
-    or where the name does not say how the surface stands."""
-    evidence = _room_evidence(photo_bgr, mask, focal, surface)
+    or where the name does not say how the surface stands. `segments`: the photo's
+    (vanishing.photo_segments), where the caller has found them already."""
+    evidence = _room_evidence(photo_bgr, mask, focal, surface, segments)
     return None if evidence is None else evidence[1]
 
 
 def room_correction(
-    found: LinePlane, photo_bgr: np.ndarray, mask: np.ndarray, focal: float, surface: str
+    found: LinePlane,
+    photo_bgr: np.ndarray,
+    mask: np.ndarray,
+    focal: float,
+    surface: str,
+    segments: PhotoSegments | None = None,
 ) -> LinePlane | None:
     """The room's plane where the room's verticals (clear evidence, as room_plane takes it)
     contradict the lines' plane `found` of the surface named: a floor's or a ceiling's normal
     further than _DISAGREE from the room's vertical, a wall's or a facade's further than that from
     a right angle to it. None where they agree or the room gives no clear evidence."""
-    evidence = _room_evidence(photo_bgr, mask, focal, surface)
+    evidence = _room_evidence(photo_bgr, mask, focal, surface, segments)
     if evidence is None:
         return None
     vertical, plane = evidence
@@ -113,13 +122,13 @@ def room_correction(
 
 
 def _room_evidence(
-    photo_bgr: np.ndarray, mask: np.ndarray, focal: float, surface: str
+    photo_bgr: np.ndarray, mask: np.ndarray, focal: float, surface: str, segments: PhotoSegments | None
 ) -> tuple[np.ndarray, LinePlane] | None:
     """The room's vertical (camera coordinates) and the surface's plane from it, where every
     candidate vertical gives one and they agree; None without clear evidence."""
     if focal <= 0 or (surface not in _HORIZONTAL_SURFACES and surface not in _UPRIGHT_SURFACES):
         return None
-    room = _room(photo_bgr, mask, focal, surface in _HORIZONTAL_SURFACES)
+    room = _room(photo_bgr, mask, focal, surface in _HORIZONTAL_SURFACES, segments)
     if room is None:
         return None
     height, width = mask.shape
@@ -144,12 +153,14 @@ def _room_evidence(
     return up, plane
 
 
-def _room(photo_bgr: np.ndarray, mask: np.ndarray, focal: float, level_surface: bool) -> _Room | None:
+def _room(
+    photo_bgr: np.ndarray, mask: np.ndarray, focal: float, level_surface: bool, known: PhotoSegments | None
+) -> _Room | None:
     """The photo's long segments and the mask's outline runs as a _Room (None with too few); on a
     level surface (a floor, a ceiling) the segments lying on it are marked level."""
     height, width = mask.shape
     scale = float(max(width, height))
-    everywhere, near = photo_segments(photo_bgr, mask)
+    everywhere, near = photo_segments(photo_bgr, mask) if known is None else known
     length = np.hypot(everywhere[:, 2] - everywhere[:, 0], everywhere[:, 3] - everywhere[:, 1])
     is_long = length >= MIN_LENGTH * scale
     long = everywhere[is_long]

@@ -29,7 +29,13 @@ from services.common.stage import (
 from services.depth.outline import surface_axis
 from services.depth.plane import fit_metric_plane, fit_plane, plane_homography
 from services.depth.room_lines import ROOM_SOURCE, room_correction, room_plane
-from services.depth.vanishing import EXIF_FOCAL_TOLERANCE, LinePlane, NoVanishingPoints, plane_from_lines
+from services.depth.vanishing import (
+    EXIF_FOCAL_TOLERANCE,
+    LinePlane,
+    NoVanishingPoints,
+    photo_segments,
+    plane_from_lines,
+)
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DepthService"].full_name
@@ -184,6 +190,8 @@ def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRe
     width, height = request.width, request.height
     focal, focal_source = known_focal(request)
     source = "vanishing_lines"
+    # Found once: the lines' plane and the room's verticals read the same segments.
+    segments = photo_segments(image, mask)
     try:
         found = plane_from_lines(
             image,
@@ -195,9 +203,10 @@ def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRe
             if focal_source == "exif" and not request.exif_focal_length_exact
             else 0.0,
             surface=request.surface,
+            segments=segments,
         )
     except NoVanishingPoints as refusal:
-        from_room = room_plane(image, mask, focal, request.surface)
+        from_room = room_plane(image, mask, focal, request.surface, segments)
         if from_room is None:
             raise
         try:
@@ -208,7 +217,7 @@ def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRe
     else:
         # Lines on a plain surface may make a plane the room's verticals contradict (a plain
         # floor's stray lines: 13-88° off): the room's plane, said so in the source.
-        corrected = room_correction(found, image, mask, focal, request.surface)
+        corrected = room_correction(found, image, mask, focal, request.surface, segments)
         if corrected is not None:
             found, source = corrected, ROOM_SOURCE
         H, side = _homography(found, width, height, mask)

@@ -83,7 +83,11 @@ def line_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return segments[near]
 
 
-def photo_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+# The photo's segments and which of them lie on the surface or along its edge (photo_segments).
+PhotoSegments = tuple[np.ndarray, np.ndarray]
+
+
+def photo_segments(photo_bgr: np.ndarray, mask: np.ndarray) -> PhotoSegments:
     """The photo's segments (N, 4: x1, y1, x2, y2 in photo pixels, down to _SHORT_LENGTH of its
     longer side, none along its border) and which of them lie on the surface or along its edge."""
     height, width = mask.shape
@@ -336,8 +340,10 @@ def plane_from_lines(
     given_focal: float | None = None,
     focal_tolerance: float = 0.0,
     surface: str = "",
+    segments: PhotoSegments | None = None,
 ) -> LinePlane:
-    """The plane of the masked surface from the lines on and around it. A given focal length is
+    """The plane of the masked surface from the lines on and around it (`segments`: the photo's,
+    photo_segments', where the caller has found them already). A given focal length is
     taken as exact, or, with a focal_tolerance (relative), as known to within it: the lines then
     settle it inside that range where their right angle fixes it (an EXIF's 35 mm equivalent is
     rounded to a millimetre, 2 % of a phone's 24 mm), and leave it exactly as given where they
@@ -357,7 +363,7 @@ def plane_from_lines(
     camera (its normal the camera's down or up, turned by no more than a hand-held camera's roll):
     lines that give none (a sun patch's edges and strays on a plain floor) are refused, naming it,
     rather than made into a plane 30-80 degrees off."""
-    lines = _Lines.find(photo_bgr, mask)
+    lines = _Lines.find(photo_bgr, mask, segments)
     if given_focal is not None:
         return _fit(
             lines,
@@ -435,9 +441,9 @@ class _Lines:
         return np.array([self.width / 2, self.height / 2]) / self.scale
 
     @classmethod
-    def find(cls, photo_bgr: np.ndarray, mask: np.ndarray) -> _Lines:
+    def find(cls, photo_bgr: np.ndarray, mask: np.ndarray, known: PhotoSegments | None = None) -> _Lines:
         height, width = mask.shape
-        everywhere, near = photo_segments(photo_bgr, mask)
+        everywhere, near = photo_segments(photo_bgr, mask) if known is None else known
         segments = everywhere[near]
         if len(segments) < 4:
             raise NoVanishingPoints(
