@@ -79,9 +79,8 @@ _DISAGREE = np.radians(5.0)
 # made a "vertical" 38° off). Its distinct verticals are counted without them (a table's legs a
 # mask took in keep their parts along its outline).
 _INSIDE = 0.02
-# The sign of the normal's camera y (y points down) for surfaces the room's vertical is the normal
-# of; walls and facades hold it.
-_HORIZONTAL_SURFACES = LEVEL_SURFACES
+# Walls and facades hold the room's vertical; floors and ceilings (vanishing.LEVEL_SURFACES, with
+# the sign of their normal's camera y) are at a right angle to it.
 _UPRIGHT_SURFACES = ("wall", "facade")
 # A plane from the room's lines: half the confidence of one whose directions lie on the surface
 # (as vanishing._across_from_elsewhere's), scaled by the lines' support.
@@ -126,9 +125,9 @@ def _room_evidence(
 ) -> tuple[np.ndarray, LinePlane] | None:
     """The room's vertical (camera coordinates) and the surface's plane from it, where every
     candidate vertical gives one and they agree; None without clear evidence."""
-    if focal <= 0 or (surface not in _HORIZONTAL_SURFACES and surface not in _UPRIGHT_SURFACES):
+    if focal <= 0 or (surface not in LEVEL_SURFACES and surface not in _UPRIGHT_SURFACES):
         return None
-    room = _room(photo_bgr, mask, focal, surface in _HORIZONTAL_SURFACES, segments)
+    room = _room(photo_bgr, mask, focal, surface in LEVEL_SURFACES, segments)
     if room is None:
         return None
     height, width = mask.shape
@@ -139,8 +138,8 @@ def _room_evidence(
     found = []
     for vertical in room.verticals():
         frame = room.frame(vertical)
-        if surface in _HORIZONTAL_SURFACES:
-            plane = frame.horizontal_plane(ray, _HORIZONTAL_SURFACES[surface], focal)
+        if surface in LEVEL_SURFACES:
+            plane = frame.horizontal_plane(ray, LEVEL_SURFACES[surface], focal)
         else:
             plane = frame.upright_plane(ray, focal)
         if plane is not None and past_horizon(plane, samples, width, height) <= PAST_HORIZON:
