@@ -1,6 +1,6 @@
 """A job's steps as its plan announces them, over a real Redis: recorded before the job waits for
-anything (a stage call, storage) or ends, and several in one ledger round trip when nothing was
-waited for between them; and its stage calls' repeats when a stage stops under them."""
+anything (a stage call past a few milliseconds, storage) or ends, and several in one ledger round
+trip when nothing was waited for between them; and its stage calls' repeats when a stage stops under them."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any, cast
 import pytest
 
 from devstack.launcher import ROOT, free_port
-from gateway.context import JobContext, JobFailure, write_outputs
+from gateway.context import STEPS_HELD_S, JobContext, JobFailure, write_outputs
 from gateway.ledger import Ledger, LedgerUnavailable, NotOwner
 from gateway.ledger import keys as keys_module
 from gateway.ledger.connection import connect
@@ -100,16 +100,27 @@ def test_steps_are_recorded_before_the_job_waits_and_together_when_nothing_came_
             assert ledger.transitions - first == 1
             steps = seen[2:]
 
-            # A free call runs beside the write: the steps are in by the time it answers.
+            # A free call answered within STEPS_HELD_S leaves the steps to the next write (here
+            # one whose answer is not checkpointed: a checkpoint's write has them written first).
             await ctx.detail(2, pb.STAGE_DEPTH, "the plane from the quad")
+            await ctx.call(pb.STAGE_DEPTH, "depth again", depth_pb.EstimatePlaneResponse, stage, checkpoint=False)
+            assert (await messages(ledger, job_id))[2:] == steps
+            assert ledger.transitions - first == 1
+
+            # A free call that takes longer runs beside the write: the steps are in when it answers.
+            async def slow_stage(timeout: float) -> depth_pb.EstimatePlaneResponse:
+                await asyncio.sleep(STEPS_HELD_S * 5)
+                return depth_pb.EstimatePlaneResponse(source="quad")
+
             await ctx.step(3, pb.STAGE_PROJECTION, "projecting", "projection")
-            await ctx.call(pb.STAGE_PROJECTION, "projection", depth_pb.EstimatePlaneResponse, stage)
+            await ctx.call(pb.STAGE_PROJECTION, "projection", depth_pb.EstimatePlaneResponse, slow_stage)
             written = [*steps, "Step 2/4: the plane from the quad", "Step 3/4: projecting"]
             assert (await messages(ledger, job_id))[2:] == written
             assert ledger.transitions - first == 2
 
             await ctx.step(4, pb.STAGE_OUTPUT, "writing outputs")
             assert await write_outputs(ctx, []) == []  # nothing to store: nothing waited for
+            await ctx.call(pb.STAGE_OUTPUT, "quick", depth_pb.EstimatePlaneResponse, stage, checkpoint=False)
             assert (await messages(ledger, job_id))[2:] == written
             await ledger.succeed(job_id, "w1", pb.JobResult(), 4, before=await ctx.unwritten())
             assert ledger.transitions - first == 3
@@ -140,7 +151,7 @@ def test_steps_are_recorded_before_the_job_waits_and_together_when_nothing_came_
             assert await ledger.cancel(third)
             await ctx.step(3, pb.STAGE_PROJECTION, "projecting", "projection")
             with pytest.raises(NotOwner):
-                await ctx.call(pb.STAGE_PROJECTION, "projection1", depth_pb.EstimatePlaneResponse, stage)
+                await ctx.call(pb.STAGE_PROJECTION, "projection1", depth_pb.EstimatePlaneResponse, slow_stage)
         finally:
             await ledger.aclose()
             await client.flushdb()
