@@ -33,6 +33,7 @@ from services.depth.vanishing import (
     LinePlane,
     PhotoSegments,
     endpoint_residuals,
+    mask_samples,
     past_horizon,
     perpendicular_points,
     photo_segments,
@@ -131,10 +132,11 @@ def _room_evidence(
     if room is None:
         return None
     height, width = mask.shape
-    ys, xs = np.nonzero(mask > 127)
-    step = max(1, len(xs) // 4096)
-    samples = np.column_stack([xs[::step], ys[::step]]).astype(np.float64)
-    ray = np.array([(xs.mean() - width / 2) / focal, (ys.mean() - height / 2) / focal, 1.0])
+    spread = mask_samples(mask)
+    if spread is None:
+        return None
+    (cx, cy), samples = spread
+    ray = np.array([(cx - width / 2) / focal, (cy - height / 2) / focal, 1.0])
     found = []
     for vertical in room.verticals():
         frame = room.frame(vertical)

@@ -44,6 +44,8 @@ _INLIER_SIN = np.sin(np.radians(1.5))
 _TRIALS = 400
 _TRIAL_CHUNK = 32  # trials whose support is computed at once (32 x the segments x 2 doubles a temporary)
 _FAR = 20.0
+# Pixels of the surface a plane is checked at (that it does not run past its own horizon).
+_MASK_SAMPLES = 4096
 # How far the lines may move an EXIF focal length: FocalLengthIn35mmFilm is rounded to a millimetre
 # (±2 % of a phone's 24 mm, ±4 % of a 13 mm ultra-wide) and is the maker's own equivalent.
 EXIF_FOCAL_TOLERANCE = 0.04
@@ -455,17 +457,27 @@ class _Lines:
         long = lengths >= MIN_LENGTH * scale
         # Long segments seed the vanishing points; a surface of small bricks may have none.
         points = vanishing_points(segments, scale, seeds=long if long.sum() >= 4 else None)
-        moments = cv2.moments((mask > 127).view(np.uint8), binaryImage=True)
-        if moments["m00"] == 0:
+        spread = mask_samples(mask)
+        if spread is None:
             raise NoVanishingPoints("the surface's mask is empty")
-        centroid = (moments["m10"] / moments["m00"], moments["m01"] / moments["m00"])
-        ys, xs = imaging.mask_pixels(mask, step=max(1, round(moments["m00"]) // 4096))
-        samples = np.column_stack([xs, ys]).astype(np.float64)
+        centroid, samples = spread
         t = np.linspace(0.1, 0.9, 9)
         xs = np.clip(np.round(segments[:, None, 0] + t * (segments[:, None, 2] - segments[:, None, 0])), 0, width - 1)
         ys = np.clip(np.round(segments[:, None, 1] + t * (segments[:, None, 3] - segments[:, None, 1])), 0, height - 1)
         on_mask = (mask[ys.astype(int), xs.astype(int)] > 127).mean(axis=1) > 0.5
         return cls(photo_bgr, width, height, everywhere, near, points, centroid, samples, on_mask)
+
+
+def mask_samples(mask: np.ndarray) -> tuple[tuple[float, float], np.ndarray] | None:
+    """A mask's centroid (x, y) and about _MASK_SAMPLES of its pixels spread over it (x, y rows,
+    float64), found without listing every pixel (a 12 MP mask's coordinates are ~200 MB); None for
+    an empty mask."""
+    moments = cv2.moments((mask > 127).view(np.uint8), binaryImage=True)
+    if moments["m00"] == 0:
+        return None
+    ys, xs = imaging.mask_pixels(mask, step=max(1, round(moments["m00"]) // _MASK_SAMPLES))
+    centroid = (moments["m10"] / moments["m00"], moments["m01"] / moments["m00"])
+    return centroid, np.column_stack([xs, ys]).astype(np.float64)
 
 
 def _fit(
