@@ -47,6 +47,7 @@ from renderkit.imaging import srgb_to_linear
 from services.projection import elements, light_edges
 from services.projection.bilateral import bilateral
 from services.projection.light_colour import LightColour, dyed, patch_colour
+from services.projection.robust import robust_means
 
 # The light relative to the surface's typical light, at most (a sun patch in a dim room, a lamp's
 # hot spot or a sheen can be well over 4 times it).
@@ -299,7 +300,10 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     light = bilateral(log_l, weights, reach, _RANGE, border=True, apart=steps)
     # Elements longer than the filter's reach (planks) keep their tones through it: where they spread
     # as a laid material's do, they are taken out and the light filtered again (elements.py).
-    own = None if laid is None else elements.tones(log_l, light, laid, reach)
+    # (Tall elements' tones are read across their joints, but not beside the light's hard steps.)
+    own = None
+    if laid is not None:
+        own = elements.tones(log_l, light, laid, reach, cv2.dilate(steps.view(np.uint8), _SQUARE3) > 0)
     if own is not None:
         log_l = log_l - own
         light = bilateral(log_l, weights, reach, _RANGE, border=True, apart=steps)
@@ -628,12 +632,12 @@ def _periodic_part(log_l: np.ndarray, valid: np.ndarray) -> np.ndarray:
     # The pattern must predict itself: learnt on half the surface (alternate 32-cell blocks), it
     # must explain a good share of the other half's detail, which a light's structure would not.
     block = (gy.astype(np.int64) // 32 + gx.astype(np.int64) // 32) % 2 == 0
-    learnt = elements.robust_means(detail[valid & block], phase[valid & block], n1 * n2).astype(np.float32)
+    learnt = robust_means(detail[valid & block], phase[valid & block], n1 * n2).astype(np.float32)
     held = valid & ~block
     residual = detail[held] - learnt[phase[held]]
     if held.sum() < 100 or float(np.var(residual)) > (1 - _PERIOD_EXPLAINS) * float(np.var(detail[held])):
         return np.zeros_like(log_l)
-    part = elements.robust_means(detail[valid], phase[valid], n1 * n2).astype(np.float32)[phase]
+    part = robust_means(detail[valid], phase[valid], n1 * n2).astype(np.float32)[phase]
     return np.asarray(part - np.median(part[valid]), np.float32)
 
 

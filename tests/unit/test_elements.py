@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.projection import elements
+from services.projection import elements, joint_tones
 from services.projection import shading as shading_module
 from services.projection.bilateral import bilateral
 from services.projection.shading import estimate_shading
@@ -301,3 +301,86 @@ def test_the_mullions_of_a_sun_patch_are_no_courses(sun: float, monkeypatch: pyt
     found = estimate_shading(photo, mask, np.eye(3)).region(0, 0, WIDTH, HEIGHT)
     monkeypatch.setattr(elements, "_irregular", lambda *_: None)
     np.testing.assert_array_equal(found, estimate_shading(photo, mask, np.eye(3)).region(0, 0, WIDTH, HEIGHT))
+
+
+def test_tiles_larger_than_the_reach_have_their_tones_read_from_their_joints() -> None:
+    # Square tiles 96 cells a side (four reaches), each its own tone, thin dark joints, under the
+    # window's falloff and sun patch: the filter's light follows each tile's tone, so the grid less
+    # that light shows little of it; the steps across the joints show it whole.
+    rng = np.random.default_rng(3)
+    side = 96
+    tone = np.exp(rng.normal(0.0, 0.07, (HEIGHT // side + 1, WIDTH // side + 1))).astype(np.float32)
+    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
+    albedo = 0.35 * tone[rows // side, cols // side]
+    joint = (rows % side < 2) | (cols % side < 2)
+    albedo = np.where(joint, np.float32(0.08), albedo).astype(np.float32)
+    lit, _ = light()
+    log_l, wide = grid_of(photograph(albedo, lit))
+    valid = np.ones(log_l.shape, bool)
+    found = elements.find(log_l, wide, valid)
+    assert found is not None and not found.irregular
+    smoothed = bilateral(wide, valid.astype(np.float32), 24.0, shading_module._RANGE, border=True)
+    own = elements.tones(wide, smoothed, found, 24.0)
+    assert own is not None
+    on = ~joint & (found.labels > 0)
+    truth = np.log(albedo)[on] - np.median(np.log(albedo)[on])
+    assert np.corrcoef(own[on], truth)[0, 1] > 0.8
+    # Most of each tile's tone, not the share the filter's light left in the grid.
+    assert np.polyfit(truth, own[on], 1)[0] > 0.6
+
+
+def tile_labels(rows: int, cols: int, side: int, joint: int) -> np.ndarray:
+    """Labels of square tiles `side` cells apart with joints `joint` cells wide (0), from 1."""
+    r, c = np.mgrid[0:rows, 0:cols]
+    on_joint = (r % side < joint) | (c % side < joint)
+    return np.where(on_joint, 0, 1 + (r // side) * (cols // side + 1) + c // side).astype(np.int32)
+
+
+def test_the_steps_across_the_joints_are_the_tiles_own_less_their_neighbours() -> None:
+    # Tiles with known tones over a light ramp: a step across a joint is the difference of the two
+    # tiles' tones (plus the ramp's few cells between the bands), whichever way the joint runs.
+    labels = tile_labels(200, 240, 40, 3)
+    count = int(labels.max()) + 1
+    tone = np.random.default_rng(5).normal(0.0, 0.1, count)
+    residual = (tone[labels] + np.linspace(0, 0.02, 240)[None, :]).astype(np.float32)
+    used = np.bincount(labels.ravel(), minlength=count) > 0
+    used[0] = False
+    lower, upper, steps, lines = joint_tones._joint_steps(residual, labels, used, np.zeros(labels.shape, bool))
+    assert lower.size > 40 and np.all(lower < upper)
+    np.testing.assert_allclose(steps, tone[upper] - tone[lower], atol=0.002)
+    # Every pair of neighbours is crossed by as many lines as the tiles are wide.
+    assert np.all(lines >= 36)
+
+
+def test_the_anchored_least_squares_is_the_dense_normal_equations_solution() -> None:
+    rng = np.random.default_rng(8)
+    n = 60
+    lo = rng.integers(0, n, 300)
+    hi = (lo + rng.integers(1, n, 300)) % n
+    weights, steps, anchor = rng.uniform(0.5, 3.0, 300), rng.normal(0, 0.1, 300), rng.normal(0, 0.05, n)
+    normal = np.diag(np.full(n, 0.4))
+    for a, b, w in zip(lo, hi, weights, strict=True):
+        normal[[a, b], [a, b]] += w
+        normal[a, b] -= w
+        normal[b, a] -= w
+    rhs = 0.4 * anchor + np.bincount(hi, weights * steps, n) - np.bincount(lo, weights * steps, n)
+    found = joint_tones._anchored_solve(lo, hi, weights, steps, 0.4, anchor, np.zeros(n))
+    np.testing.assert_allclose(found, np.linalg.solve(normal, rhs), atol=1e-4)
+
+
+def test_a_mosaic_of_thousands_of_tiles_has_its_tones_read_from_its_joints() -> None:
+    # 3,000 tiles 9 cells a side: the least squares over them takes a sum over the joints a step, not
+    # a matrix of the elements squared (72 MB here, and its solve the cube).
+    labels = tile_labels(540, 540, 9, 2)
+    count = int(labels.max()) + 1
+    tone = np.random.default_rng(6).normal(0.0, 0.08, count)
+    residual = tone[labels].astype(np.float32)
+    used = np.bincount(labels.ravel(), minlength=count) >= 30
+    used[0] = False
+    # Anchored to the quarter of each tone that a filter's light leaves in the grid.
+    hard = np.zeros(labels.shape, bool)
+    offsets, linked, _ = joint_tones._joint_offsets(residual, labels, used, hard, 0.25 * tone)
+    assert np.count_nonzero(linked) > 3000
+    found, truth = offsets[linked], tone[linked]
+    assert np.corrcoef(found, truth)[0, 1] > 0.99
+    assert np.polyfit(truth, found, 1)[0] > 0.9
