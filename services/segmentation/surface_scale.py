@@ -87,6 +87,11 @@ def to_plane(photo_bgr: np.ndarray, mask: np.ndarray, focal_px: float = 0.0) -> 
     return np.asarray(np.stack([e1, e2, n]) @ np.linalg.inv(K) @ to_small)
 
 
+# The map to a plane facing the camera (the photo's own pixels, up to scale): where the lines of an
+# upright surface fix no plane, it is seen square-on (the caller decides).
+FACING = np.eye(3)
+
+
 def scaled_appearance(
     chroma: np.ndarray,
     energy: np.ndarray,

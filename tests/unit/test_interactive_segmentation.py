@@ -20,6 +20,7 @@ from services.segmentation.interactive import (
     WORK_SIDE,
     Appearance,
     _disk,
+    _patterned,
     guided_filter,
     refine_edges,
     select_surface,
@@ -897,3 +898,42 @@ def test_a_part_beyond_a_strip_wider_than_a_runner_or_unlike_the_floor_stays_out
     tinted[150:195, :, 2] = np.clip(tinted[150:195, :, 2].astype(int) + 60, 0, 255).astype(np.uint8)
     other = _with_parts_across_strips(Appearance(tinted), clicked | near, clicked.copy(), plane)
     assert not other[150:195].any()
+
+
+def _tiled_panel_on_a_wall_of_its_colour(width: int = 640, height: int = 480) -> tuple[np.ndarray, np.ndarray]:
+    """A head-on wall painted beige with a panel of running-bond tiles of the same beige (darker
+    joints) on its lower left, over a brown floor: the photo and the panel."""
+    rng = np.random.default_rng(3)
+    photo = np.broadcast_to(np.array([196, 204, 210], np.float32), (height, width, 3)).copy()
+    photo[int(0.85 * height) :] = (70, 95, 120)
+    top, bottom, right = int(0.3 * height), int(0.85 * height), int(0.62 * width)
+    panel = np.zeros((height, width), bool)
+    panel[top:bottom, :right] = True
+    rows, cols = np.mgrid[0:height, 0:width]
+    course = np.maximum(rows - top, 0) // 18
+    shifted = cols + (course % 2) * 20
+    joint = ((rows - top) % 18 < 2) | (shifted % 40 < 2)
+    tone = rng.normal(0, 4, (height // 18 + 2, width // 40 + 3))[course, shifted // 40]
+    photo[panel] += tone[panel, None]
+    photo[panel & joint] -= 35
+    photo += rng.normal(0, 2, photo.shape)
+    return np.clip(photo, 0, 255).astype(np.uint8), panel
+
+
+def test_clicks_alone_on_a_head_on_tiled_panel_leave_the_wall_of_its_colour_out() -> None:
+    photo, panel = _tiled_panel_on_a_wall_of_its_colour()
+    positives = np.array([[60.0, 360.0], [340.0, 360.0]])
+    mask = select_surface(photo, None, positives, np.zeros((0, 2)), surface="wall")
+    assert iou(mask, panel.astype(np.uint8) * 255) > 0.95
+
+
+def test_a_tiled_panel_is_patterned_and_plain_paint_is_not() -> None:
+    # Pooling on a plane facing the camera is for patterns only: on plain paint it blurs the edges.
+    photo, panel = _tiled_panel_on_a_wall_of_its_colour()
+    appearance = Appearance(photo)
+    size = appearance.size
+    small_panel = cv2.resize(panel.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    plain = np.zeros_like(small_panel)
+    plain[: size[1] // 4, size[0] * 3 // 4 :] = 1
+    assert _patterned(appearance, small_panel)
+    assert not _patterned(appearance, plain)
