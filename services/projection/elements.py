@@ -11,7 +11,8 @@ joints), each element long enough to escape the filter gets an offset: the robus
 grid less the filter's light over it. Only where enough elements are that long, and their offsets
 spread like the tones of a laid material, are they taken out; below that they are noise and the
 light's own detail (another renderer's planks, whose tones the filter already averages, and make
-quality's tiled scenes but the 12 MP one).
+quality's tiled scenes but the 12 MP one). A plank's tone is its own, so what neighbouring planks'
+offsets share (a soft shadow the filter's light missed, read plank by plank) does not count.
 
 Ashlar's courses do not repeat (make quality's cladding: 0.22-0.45 m high at random), so its
 profile has no period; but the mortar between courses runs the whole width, so the courses are
@@ -32,7 +33,7 @@ from itertools import pairwise
 import cv2
 import numpy as np
 
-from services.projection.joint_tones import joint_tones
+from services.projection.joint_tones import joint_tones, shared_part
 from services.projection.robust import robust_means
 
 # A course repeats with this strength at least (the autocorrelation of the line response's profile
@@ -57,6 +58,12 @@ _MIN_ELEMENTS = 8
 _MIN_SPREAD = 0.025
 # A joint between two elements takes its neighbours' offsets, averaged over this Gaussian (cells).
 _JOINT_FILL = 1.5
+# Planks' tones are each plank's own: what neighbouring elements' offsets share over this many
+# reaches (a Gaussian) is the light's (a soft shadow beside an object, read plank by plank), and
+# the offsets count only where they spread beyond it (_MIN_SPREAD). judge40's brick photo on a wall
+# beside two counters spread 0.014 beyond it (its offsets were mostly the counters' soft shadows:
+# taking them out lost 1 dB), its wood floors and wall 0.041-0.094.
+_SHARED_REACHES = 2.0
 # Elements at least this many reaches across their course as well (square tiles larger than the
 # reach) leave the filter nothing to average their tone with in any direction: its light follows
 # each tile's tone, and the grid less that light shows little of it (judge40's 0.6 m tiles: a spread
@@ -127,9 +134,10 @@ def tones(
     """The elements' own tones as a field over the grid (log, centred on the typical element; joints
     take their neighbours'), for the values the filter made `light` of with this reach (`hard`: the
     cells on or beside the light's hard steps); None when the tones do not spread as a laid
-    material's do (_MIN_SPREAD). Of courses that repeat, the elements two reaches long, or every
-    element where they are tall as well (_TALL_REACHES: read from their joints); of irregular ones,
-    every element whose offset stands off (_LEAST_OFFSET)."""
+    material's do (_MIN_SPREAD; planks' beyond what neighbouring planks share, _SHARED_REACHES).
+    Of courses that repeat, the elements two reaches long, or every element where they are tall as
+    well (_TALL_REACHES: read from their joints); of irregular ones, every element whose offset
+    stands off (_LEAST_OFFSET)."""
     labels = elements.labels
     count = elements.lengths.size
     cells = np.bincount(labels.ravel(), minlength=count)
@@ -144,6 +152,8 @@ def tones(
     residual = values - light
     offsets = robust_means(residual[inside].astype(np.float64), labels[inside], count)
     misfit = 0.0
+    if not elements.irregular and not tall and _own_spread(offsets, labels, used, reach) < _MIN_SPREAD:
+        return None
     if tall:
         on_steps = np.zeros(labels.shape, bool) if hard is None else hard
         offsets, used, misfit = joint_tones(residual, labels, used, on_steps, offsets, elements.lengths)
@@ -170,6 +180,13 @@ def tones(
     total = cv2.GaussianBlur(weight, (0, 0), _JOINT_FILL)
     beside = cv2.GaussianBlur(field * weight, (0, 0), _JOINT_FILL) / np.maximum(total, np.float32(1e-6))
     return np.where(weight > 0, field, np.where(total > 0.05, beside, np.float32(0))).astype(np.float32)
+
+
+def _own_spread(offsets: np.ndarray, labels: np.ndarray, used: np.ndarray, reach: float) -> float:
+    """How the used elements' offsets spread (log, robust deviation) beyond what neighbouring
+    elements share (_SHARED_REACHES)."""
+    own = (offsets - shared_part(offsets, labels, used, _SHARED_REACHES * reach))[used]
+    return 1.4826 * float(np.median(np.abs(own - np.median(own))))
 
 
 def _tall(cells: np.ndarray, lengths: np.ndarray, used: np.ndarray) -> float:

@@ -155,7 +155,7 @@ def _anchored_solve(
     return solution
 
 
-def _broad_part(offsets: np.ndarray, labels: np.ndarray, used: np.ndarray, sigma: float) -> np.ndarray:
+def shared_part(offsets: np.ndarray, labels: np.ndarray, used: np.ndarray, sigma: float) -> np.ndarray:
     """Per element, the mean over its cells of the used elements' offsets blurred by a Gaussian
     (cells): what neighbouring elements share, not an element's own tone."""
     weight = used.astype(np.float32)[labels]
@@ -192,5 +192,5 @@ def joint_tones(
     offsets, reached, misfit = _joint_offsets(residual, labels, used, hard, anchor)
     if reached.any():
         broad = _TONES_BROAD * float(np.median(lengths[reached]))
-        offsets = offsets - _broad_part(offsets, labels, reached, broad)
+        offsets = offsets - shared_part(offsets, labels, reached, broad)
     return offsets, reached, misfit

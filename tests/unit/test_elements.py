@@ -131,6 +131,33 @@ def test_tones_that_do_not_spread_are_left_in(plank_floor: tuple[np.ndarray, ...
     assert np.corrcoef(own[on], tone[on])[0, 1] > 0.7
 
 
+def test_offsets_that_neighbouring_planks_share_are_the_lights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planks of one tone (a spread of 0.5 %) whose offsets against the light follow a soft shadow
+    the filter's light missed (a dip 0.15 deep, about three reaches wide, read plank by plank): they
+    spread as a laid material's tones do, but neighbouring planks share them, and nothing is taken
+    out. The same dip over planks with their tones: the tones still come out."""
+    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
+    dip = (-0.15 * np.exp(-((rows - HEIGHT / 2) ** 2 + (cols - WIDTH / 2) ** 2) / (2 * 70.0**2))).astype(np.float32)
+    valid = np.ones((HEIGHT, WIDTH), bool)
+
+    def tones_of(tone_sd: float) -> tuple[np.ndarray | None, np.ndarray]:
+        albedo, which = planks(np.random.default_rng(11), tone_sd)
+        log_l, wide = grid_of(photograph(albedo, light()[0]))
+        found = elements.find(log_l, wide, valid)
+        assert found is not None
+        smoothed = bilateral(wide, valid.astype(np.float32), 24.0, shading_module._RANGE, border=True)
+        return elements.tones(wide + dip, smoothed, found, 24.0), np.where(which >= 0, np.log(albedo), np.nan)
+
+    assert tones_of(0.005)[0] is None
+    own, tone = tones_of(0.12)
+    assert own is not None
+    on = np.isfinite(tone)
+    assert np.corrcoef(own[on], tone[on])[0, 1] > 0.7
+    # Without the rule the shadow's offsets were taken out as the one-tone planks' tones.
+    monkeypatch.setattr(elements, "shared_part", lambda offsets, *_: np.zeros_like(offsets))
+    assert tones_of(0.005)[0] is not None
+
+
 def test_elements_shorter_than_two_reaches_are_left_to_the_filter(plank_floor: tuple[np.ndarray, ...]) -> None:
     log_l, wide = grid_of(plank_floor[0])
     valid = np.ones(log_l.shape, bool)
