@@ -286,7 +286,8 @@ class JobContext:
         The steps announced before it are written first when the call may be charged (by default a
         generation stage's: the write is also the check that the job is still this dispatcher's,
         so a job taken over is not paid for twice), and while it runs otherwise (both have finished
-        when this returns).
+        when this returns), except that a call with no checkpoint answered within STEPS_HELD_S
+        leaves them to the job's next write.
 
         `checkpoint=False` is for an answer the job stores straight away as its outputs: a checkpoint
         would store the same bytes a second time (an upload of the whole render, to save redoing
@@ -315,7 +316,10 @@ class JobContext:
         with telemetry.tracer().start_as_current_span(f"stage {label}", attributes={telemetry.STAGE: label}) as span:
             try:
                 calling = self._call_with_retries(stage, rpc)
-                response = await (calling if may_charge else self._beside_steps(calling))
+                # A checkpointed answer's write flushes the steps at once anyway: they are held
+                # (STEPS_HELD_S) only where no write follows the call.
+                hold = 0.0 if checkpoint else STEPS_HELD_S
+                response = await (calling if may_charge else self._beside_steps(calling, hold))
                 outcome = "ok"
             except JobFailure as failure:
                 span.set_status(Status(StatusCode.ERROR, failure.message))
@@ -326,22 +330,23 @@ class JobContext:
             await self.save_checkpoint(name, response.SerializeToString())
         return response
 
-    async def _beside_steps(self, work: Awaitable[T]) -> T:
+    async def _beside_steps(self, work: Awaitable[T], hold: float = STEPS_HELD_S) -> T:
         """work's result, with the steps announced before it written meanwhile once it has taken
-        STEPS_HELD_S; work done sooner leaves them to the next write (the next call's or the
+        `hold` (at once when 0); work done sooner leaves them to the next write (the next call's or the
         job's end, which writes them first). The write is never cut short, and its refusal (the
         job is no longer this dispatcher's) comes first: a job taken over or cancelled reports
         nothing of its own. Should the work fail while the write cannot reach the ledger, the
         work's failure is what the job reports."""
         working = asyncio.ensure_future(work)
-        try:
-            await asyncio.wait([working], timeout=STEPS_HELD_S)
-        except asyncio.CancelledError:
-            working.cancel()
-            await asyncio.wait([working])
-            raise
-        if working.done():
-            return working.result()
+        if hold > 0:
+            try:
+                await asyncio.wait([working], timeout=hold)
+            except asyncio.CancelledError:
+                working.cancel()
+                await asyncio.wait([working])
+                raise
+            if working.done():
+                return working.result()
         writing = asyncio.ensure_future(self.flush())
         try:
             result = await working

@@ -456,3 +456,34 @@ def test_a_request_that_stops_its_stage_fails_its_job_instead_of_stopping_it_aga
 
         asyncio.run(body())
         assert len(starts) == 4  # the first start, and one after each of the three stops
+
+
+def test_a_quick_checkpointed_call_has_its_steps_written_beside_it(redis_url: str, tmp_path: Path) -> None:
+    # Its checkpoint's write flushes the steps right after it anyway: held for STEPS_HELD_S, they
+    # would save no write and only be taken out from beside the call (a Redis write and fsync
+    # more on the job's path for each quick call: a plane from a quad, a mask given).
+    async def body() -> None:
+        client = connect(redis_url + "/3")
+        await client.flushdb()
+        ledger = CountingLedger(client)
+        try:
+            job_id = (await ledger.submit(new_job())).job_id
+            assert await claim(ledger, job_id, "w1") == 1
+            ctx = job_context(ledger, job_id, tmp_path)
+            first = ledger.transitions
+            await ctx.step(2, pb.STAGE_DEPTH, "estimating geometry", "depth")
+            written_during_call: list[int] = []
+
+            async def stage(timeout: float) -> depth_pb.EstimatePlaneResponse:
+                await asyncio.sleep(0.005)
+                written_during_call.append(ledger.transitions - first)
+                return depth_pb.EstimatePlaneResponse(source="quad")
+
+            await ctx.call(pb.STAGE_DEPTH, "depth", depth_pb.EstimatePlaneResponse, stage)
+            assert ledger.transitions - first == 1
+            assert written_during_call == [1]
+        finally:
+            await ledger.aclose()
+            await client.flushdb()
+
+    asyncio.run(body())
