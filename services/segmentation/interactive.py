@@ -881,7 +881,7 @@ JUNCTIONS = {
 }
 # With a box, the part beyond must reach the box's side instead of the frame's. Floors are not cut:
 # their tests were measured on clicks alone, and a box already keeps the walls out of a floor's.
-BOXED_JUNCTIONS = {"wall": JUNCTIONS["wall"], "ceiling": JUNCTIONS["ceiling"]}
+BOXED_JUNCTIONS = {"wall": JUNCTIONS["wall"], "facade": JUNCTIONS["facade"], "ceiling": JUNCTIONS["ceiling"]}
 
 
 def _junction_side(

@@ -937,3 +937,33 @@ def test_a_tiled_panel_is_patterned_and_plain_paint_is_not() -> None:
     plain[: size[1] // 4, size[0] * 3 // 4 :] = 1
     assert _patterned(appearance, small_panel)
     assert not _patterned(appearance, plain)
+
+
+def _stone_facade_over_a_street(width: int = 640, height: int = 480) -> tuple[np.ndarray, np.ndarray]:
+    """A head-on stone facade (ashlar courses, darker joints) under a pale sky, over a street of
+    nearly its colour (a kerb's shadow between): the photo and the facade."""
+    rng = np.random.default_rng(4)
+    photo = np.broadcast_to(np.array([225, 195, 160], np.float32), (height, width, 3)).copy()
+    top, bottom = 110, 400
+    rows, cols = np.mgrid[0:height, 0:width]
+    facade = np.zeros((height, width), bool)
+    facade[top:bottom] = True
+    photo[facade] = (150, 165, 180)
+    course = np.maximum(rows - top, 0) // 30
+    shifted = cols + (course % 2) * 30
+    joint = ((rows - top) % 30 < 2) | (shifted % 60 < 2)
+    tone = rng.normal(0, 6, (height // 30 + 2, width // 60 + 3))[course, shifted // 60]
+    photo[facade] += tone[facade, None]
+    photo[facade & joint] -= 40
+    photo[bottom : bottom + 3] = (60, 60, 60)
+    photo[bottom + 3 :] = (120, 132, 145)
+    photo += rng.normal(0, 3, photo.shape)
+    return np.clip(photo, 0, 255).astype(np.uint8), facade
+
+
+@pytest.mark.parametrize("box", [None, (20.0, 90.0, 620.0, 470.0)])
+def test_a_facade_is_cut_at_the_street_with_a_box_as_without(box: tuple[float, float, float, float] | None) -> None:
+    photo, facade = _stone_facade_over_a_street()
+    positives = np.array([[150.0, 300.0], [480.0, 200.0]])
+    mask = select_surface(photo, box, positives, np.zeros((0, 2)), surface="facade")
+    assert iou(mask, facade.astype(np.uint8) * 255) > 0.85
