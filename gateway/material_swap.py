@@ -76,9 +76,9 @@ def _probed(
 # follows the surface's edges seen in its mask's outline, not a diagonal pattern's lines; 9: a
 # surface without lines of its own takes its plane from the room's verticals; 10: and so does one
 # whose lines' plane the room's clear verticals contradict; 11: with the camera known, two line
-# families under 30° apart give no plane, and clicks alone on a patterned wall or facade whose
-# lines fix no plane, or on a facade, select another mask), so masks and planes cached by an
-# earlier version are not reused.
+# families under 30° apart give no plane, clicks alone on a patterned wall or facade whose lines
+# fix no plane, or on a facade, select another mask, and so does a box with clicks), so masks and
+# planes cached by an earlier version are not reused.
 PLANE_REVISION = "11"
 
 
