@@ -91,9 +91,9 @@ _BACKOFF_MAX_S = 2.0
 # foresee): asked again until the job's budget ran out, it would take the stage down again and
 # again under every other job.
 MAX_STOPS_ALONE = 2
-# The steps announced before a stage call are written while it runs once it has run this long: a
-# call answered sooner (a dry run, a reused result) leaves them to the job's next write, one Redis
-# round trip (a script, an fsync, its notices) fewer, and a watcher sees them 20 ms late at most.
+# The steps announced before a stage call with no checkpoint are written while it runs once it has
+# run this long: a call answered sooner (a dry run's report) leaves them to the job's next write,
+# one Redis round trip (a script, an fsync, its notices) fewer; a watcher sees them with that write.
 STEPS_HELD_S = 0.02
 
 
