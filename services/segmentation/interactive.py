@@ -527,10 +527,8 @@ def _overexposed_patches(appearance: Appearance) -> np.ndarray:
     neighbours: across the step into a sun patch so bright that it clips, the walk was sure it was
     not the floor (rooms: 0.87-0.89 of the floor it took out clipped; IoU 0.873 -> 0.697, 0.977 ->
     0.705), which the cut then learnt as background."""
-    bars = np.ones((BRIGHT_BARS, BRIGHT_BARS), np.uint8)
     margin = np.ones((2 * BRIGHT_MARGIN + 1,) * 2, np.uint8)
-    closed = cv2.morphologyEx(appearance.clipped.astype(np.uint8), cv2.MORPH_CLOSE, bars)
-    return np.asarray(cv2.dilate(closed, margin) > 0)
+    return np.asarray(cv2.dilate(_with_bars(appearance.clipped), margin) > 0)
 
 
 # A "sure not" piece that borders two parts of the walk's surface inside the box, each at least this
@@ -787,8 +785,7 @@ def _with_bright_patches(
     bright = appearance.clipped & (selected == 0)
     if not bright.any() or not selected.any():
         return selected
-    bars = np.ones((BRIGHT_BARS, BRIGHT_BARS), np.uint8)
-    closed = (cv2.morphologyEx(bright.astype(np.uint8), cv2.MORPH_CLOSE, bars) > 0) & (selected == 0)
+    closed = (_with_bars(bright) > 0) & (selected == 0)
     count, components = cv2.connectedComponents(closed.astype(np.uint8))
     if count < 2:
         return selected
@@ -824,6 +821,12 @@ def _with_bright_patches(
     return (selected | np.isin(near.astype(np.int64), keep)).astype(np.uint8)
 
 
+def _with_bars(bright: np.ndarray) -> np.ndarray:
+    """Overexposed pixels (bool) closed over the bars between a window's panes (BRIGHT_BARS; uint8
+    0/1)."""
+    return np.asarray(cv2.morphologyEx(bright.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((BRIGHT_BARS,) * 2, np.uint8)))
+
+
 def _without_bright_patches(appearance: Appearance, selected: np.ndarray, positives: np.ndarray) -> np.ndarray:
     """The selection less the overexposed patches in it, with the bars between their panes and the
     margin round them: on a wall or a ceiling (FRAMED_SURFACES) such a patch is a window or a lamp
@@ -832,8 +835,7 @@ def _without_bright_patches(appearance: Appearance, selected: np.ndarray, positi
     bright = appearance.clipped & (selected > 0)
     if not bright.any():
         return selected
-    bars = np.ones((BRIGHT_BARS, BRIGHT_BARS), np.uint8)
-    count, components = cv2.connectedComponents(cv2.morphologyEx(bright.astype(np.uint8), cv2.MORPH_CLOSE, bars))
+    count, components = cv2.connectedComponents(_with_bars(bright))
     sh, sw = selected.shape
     xs = np.clip(np.round(positives[:, 0] * appearance.scale).astype(int), 0, sw - 1)
     ys = np.clip(np.round(positives[:, 1] * appearance.scale).astype(int), 0, sh - 1)
