@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -72,17 +72,28 @@ async def messages(ledger: Ledger, job_id: str) -> list[str]:
     return [e.message for e in (await ledger.read_events({job_id: "0"})).get(job_id, [])]
 
 
+@contextlib.asynccontextmanager
+async def claimed_job(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[CountingLedger, str, JobContext]]:
+    """A counting ledger on a flushed database, a job in it taken by w1, and w1's context of it;
+    the database flushed and the connections closed after."""
+    client = connect(redis_url + "/3")
+    await client.flushdb()
+    ledger = CountingLedger(client)
+    try:
+        job_id = (await ledger.submit(new_job())).job_id
+        assert await claim(ledger, job_id, "w1") == 1
+        yield ledger, job_id, job_context(ledger, job_id, tmp_path)
+    finally:
+        await ledger.aclose()
+        await client.flushdb()
+        await client.aclose()
+
+
 def test_steps_are_recorded_before_the_job_waits_and_together_when_nothing_came_between(
     redis_url: str, tmp_path: Path
 ) -> None:
     async def body() -> None:
-        client = connect(redis_url + "/3")
-        await client.flushdb()
-        ledger = CountingLedger(client)
-        try:
-            job_id = (await ledger.submit(new_job())).job_id
-            assert await claim(ledger, job_id, "w1") == 1
-            ctx = job_context(ledger, job_id, tmp_path)
+        async with claimed_job(redis_url, tmp_path) as (ledger, job_id, ctx):
             first = ledger.transitions
             await ctx.step(1, pb.STAGE_SEGMENTATION, "outlining")
             await ctx.step(2, pb.STAGE_DEPTH, "estimating geometry", "depth")
@@ -152,10 +163,6 @@ def test_steps_are_recorded_before_the_job_waits_and_together_when_nothing_came_
             await ctx.step(3, pb.STAGE_PROJECTION, "projecting", "projection")
             with pytest.raises(NotOwner):
                 await ctx.call(pb.STAGE_PROJECTION, "projection1", depth_pb.EstimatePlaneResponse, slow_stage)
-        finally:
-            await ledger.aclose()
-            await client.flushdb()
-            await client.aclose()
 
     asyncio.run(body())
 
@@ -463,13 +470,7 @@ def test_a_quick_checkpointed_call_has_its_steps_written_beside_it(redis_url: st
     # would save no write and only be taken out from beside the call (a Redis write and fsync
     # more on the job's path for each quick call: a plane from a quad, a mask given).
     async def body() -> None:
-        client = connect(redis_url + "/3")
-        await client.flushdb()
-        ledger = CountingLedger(client)
-        try:
-            job_id = (await ledger.submit(new_job())).job_id
-            assert await claim(ledger, job_id, "w1") == 1
-            ctx = job_context(ledger, job_id, tmp_path)
+        async with claimed_job(redis_url, tmp_path) as (ledger, _, ctx):
             first = ledger.transitions
             await ctx.step(2, pb.STAGE_DEPTH, "estimating geometry", "depth")
             written_during_call: list[int] = []
@@ -482,8 +483,5 @@ def test_a_quick_checkpointed_call_has_its_steps_written_beside_it(redis_url: st
             await ctx.call(pb.STAGE_DEPTH, "depth", depth_pb.EstimatePlaneResponse, stage)
             assert ledger.transitions - first == 1
             assert written_during_call == [1]
-        finally:
-            await ledger.aclose()
-            await client.flushdb()
 
     asyncio.run(body())
