@@ -670,6 +670,47 @@ def test_enter_ends_moving_a_selected_corner_and_adds_none_on_it(page: Page, sta
     assert page.locator("[data-kind=quad]").count() == 3
 
 
+def test_clicks_before_the_photo_has_loaded_land_where_they_are_shown(
+    page: Page, stack: Stack, sample: dict[str, Any]
+) -> None:
+    """The overlay takes the photo's box, which had no height until the photo had loaded (its size
+    was known from the upload): clicks made meanwhile, on a slow link or a busy machine, landed
+    elsewhere, and a later one on a corner just placed, selecting it."""
+    sign_in(page, stack)
+    asked: list[str] = []
+    held: list[Route] = []
+
+    def hold_the_photo(route: Route) -> None:  # the upload's fetch goes on; the <img>'s waits
+        asked.append(route.request.url)
+        if len(asked) == 1:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(f"**/samples/{sample['photo']}", hold_the_photo)
+    pick_sample(page, "photo", "room")
+    canvas = page.locator("[data-testid=hint-canvas]")
+    canvas.wait_for()
+    for _ in range(50):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, f"the photo's image was not held (asked: {asked})"
+    assert not page.locator(".hint-stage img").evaluate("img => img.complete && img.naturalWidth > 0")
+    click_photo(canvas, quad(sample))
+    for route in held:
+        route.continue_()
+    corners = page.locator("[data-kind=quad]").evaluate_all(
+        "els => els.map(e => [Number(e.getAttribute('cx')), Number(e.getAttribute('cy'))])"
+    )
+    assert len(corners) == 4, corners
+    box = canvas.bounding_box()
+    assert box is not None
+    near = float(canvas.get_attribute("data-width") or 0) / box["width"]  # a screen pixel, in the photo's
+    for (x, y), (cx, cy) in zip(quad(sample), corners, strict=True):
+        assert abs(x - cx) <= 2 * near and abs(y - cy) <= 2 * near, (quad(sample), corners)
+
+
 def test_the_keyboards_cursor_shows_to_the_keyboard_only(page: Page, stack: Stack, sample: dict[str, Any]) -> None:
     """A click on the photo with its four corners placed drew the keyboard's cross at the photo's
     centre, far from the click, looking like a handle placed there; Tab into the overlay shows it."""

@@ -310,7 +310,9 @@ export function HintEditor({
         {KEY_HELP}
       </p>
       <div className="hint-stage">
-        <img src={url} alt="The photo" draggable={false} />
+        {/* Its size before it has loaded (the overlay takes the image's box): clicks made meanwhile
+            land where they are shown, not on a box of no height. */}
+        <img src={url} alt="The photo" width={width} height={height} draggable={false} />
         <svg
           ref={svg}
           className={`hint-overlay mode-${mode}`}
