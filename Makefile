@@ -122,12 +122,13 @@ bench: setup ## swap latency vs one process; projection vs its compute floor, me
 load: setup ## deploy/load's ghz scenarios against the embedded stack: requests/s, p50/p95/p99, errors by code
 	$(PY) -m benchmarks.load $(LOAD_ARGS)
 
-quality: setup ## ray-traced scenes (worn surfaces, sun, JPEG, 12 MP) scored against ground truth, then the light on another renderer's views, clicks on independent rooms and on a held-out set (not tuned on); QUALITY_ARGS=--quick (installs the bench extra)
+quality: setup ## ray-traced scenes (worn surfaces, sun, JPEG, 12 MP) scored against ground truth, then the light on another renderer's views, clicks on independent rooms and on a held-out set (not tuned on), the swap on that set; QUALITY_ARGS=--quick (installs the bench extra)
 	$(PY) -c 'import skimage' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
 	$(PY) -m benchmarks.quality $(QUALITY_ARGS)
 	$(PY) -m benchmarks.shading_views
 	$(PY) -m benchmarks.segmentation_rooms $(if $(findstring --quick,$(QUALITY_ARGS)),--set rooms --rooms 0$(comma)2$(comma)6 --scale 0.5,)
 	$(PY) -m benchmarks.segmentation_heldout $(if $(findstring --quick,$(QUALITY_ARGS)),--rooms 1$(comma)11$(comma)13,)
+	$(PY) -m benchmarks.swap_heldout $(if $(findstring --quick,$(QUALITY_ARGS)),--rooms 0$(comma)8,)
 
 models: setup ## export the pretrained segmentation and depth models to ONNX into models/ (needs the export extra and the internet)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[export]'

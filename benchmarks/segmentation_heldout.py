@@ -252,16 +252,28 @@ SKY = (0.85, 0.92, 1.0)
 SUNLIGHT = (1.0, 0.93, 0.8)
 
 
-def _camera_rays(spec: Spec, width: int, height: int) -> np.ndarray:
-    """Unit rays per pixel, row by row."""
-    f = 0.5 * width / np.tan(np.radians(spec.fov) / 2)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    d = np.stack([(xs + 0.5 - width / 2) / f, np.ones_like(xs), -(ys + 0.5 - height / 2) / f], -1).reshape(-1, 3)
+def focal_px(spec: Spec, width: int) -> float:
+    """The camera's focal length in pixels, for a photo `width` pixels wide."""
+    return float(0.5 * width / np.tan(np.radians(spec.fov) / 2))
+
+
+def camera_rotation(spec: Spec) -> np.ndarray:
+    """The camera's rotation: its (right, forward, up) directions to the room's (x, y, z)."""
     p, y, r = np.radians([spec.pitch, spec.yaw, spec.roll])
     roll = np.array([[np.cos(r), 0, np.sin(r)], [0, 1, 0], [-np.sin(r), 0, np.cos(r)]])
     pitch = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
     yaw = np.array([[np.cos(y), np.sin(y), 0], [-np.sin(y), np.cos(y), 0], [0, 0, 1]])
-    d = d @ (yaw @ pitch @ roll).T
+    result: np.ndarray = yaw @ pitch @ roll
+    return result
+
+
+def _camera_rays(spec: Spec, width: int, height: int) -> np.ndarray:
+    """Unit rays per pixel, row by row (pixel i's centre at i + 0.5, the principal point at the
+    middle of the frame)."""
+    f = focal_px(spec, width)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    d = np.stack([(xs + 0.5 - width / 2) / f, np.ones_like(xs), -(ys + 0.5 - height / 2) / f], -1).reshape(-1, 3)
+    d = d @ camera_rotation(spec).T
     result: np.ndarray = d / np.linalg.norm(d, axis=1, keepdims=True)
     return result
 
@@ -396,12 +408,24 @@ def _target(spec: Spec, kind: np.ndarray, top_hit: np.ndarray) -> np.ndarray:
     return targets[spec.target]
 
 
-def render(spec: Spec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The photo (BGR uint8, after JPEG), the visible target and the boxes standing in front of it
-    (booleans), rendered supersampled and reduced."""
+@dataclass(frozen=True)
+class Shot:
+    """What each ray of the supersampled frame met (row by row): where, what, of which albedo and
+    under which light (linear RGB; the window's glass shows the bright sky)."""
+
+    origin: np.ndarray  # (N, 3) the camera's position, broadcast
+    rays: np.ndarray  # (N, 3) unit directions
+    points: np.ndarray  # (N, 3) the hits
+    kind: np.ndarray  # (N,) FLOOR, walls 1-4, CEILING, BOXES + i
+    top_hit: np.ndarray  # (N,) bool: on box 0's top
+    albedo: np.ndarray  # (N, 3)
+    light: np.ndarray  # (N, 3) the light arriving
+
+
+def shoot(spec: Spec) -> Shot:
+    """Casts the supersampled frame's rays (SUPERSAMPLE per pixel along each axis) and lights the hits."""
     w, h = spec.size
-    sw, sh = w * SUPERSAMPLE, h * SUPERSAMPLE
-    d = _camera_rays(spec, sw, sh)
+    d = _camera_rays(spec, w * SUPERSAMPLE, h * SUPERSAMPLE)
     o = np.broadcast_to(np.array(spec.camera, float), d.shape)
     t, kind = _trace(spec, o, d)
     p = o + d * t[:, None]
@@ -410,33 +434,64 @@ def render(spec: Spec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     glass = _window_glass(spec, p, kind)
     albedo[glass] = 1.0
     light[glass] = 6.0  # the bright sky seen through the glass
-    img = (albedo * light * spec.exposure).reshape(sh, sw, 3)
-    img = cv2.resize(img.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-    seen = _target(spec, kind, top_hit).reshape(sh, sw).astype(np.float32)
-    visible = cv2.resize(seen, (w, h), interpolation=cv2.INTER_AREA) > 0.5
+    return Shot(o, d, p, kind, top_hit, albedo, light)
+
+
+def reduce(spec: Spec, values: np.ndarray) -> np.ndarray:
+    """Per-ray values (N, ...) of the supersampled frame averaged to the photo's pixels (float32)."""
+    w, h = spec.size
+    frame = values.reshape(h * SUPERSAMPLE, w * SUPERSAMPLE, *values.shape[1:]).astype(np.float32)
+    return np.asarray(cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA))
+
+
+def target_of(spec: Spec, shot: Shot) -> np.ndarray:
+    """Per ray: whether it landed on the target surface."""
+    return _target(spec, shot.kind, shot.top_hit)
+
+
+def render(spec: Spec, shot: Shot | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The photo (BGR uint8, after JPEG), the visible target and the boxes standing in front of it
+    (booleans), rendered supersampled and reduced (from the rays' `shot` when cast already)."""
+    if shot is None:
+        shot = shoot(spec)
+    visible = reduce(spec, target_of(spec, shot)) > 0.5
     # What stands in front of the target: a box hit where the ray without boxes meets the target.
-    _, bare = _trace(spec, o, d, with_boxes=False)
-    no_top = np.zeros_like(top_hit)
+    _, bare = _trace(spec, shot.origin, shot.rays, with_boxes=False)
+    no_top = np.zeros_like(shot.top_hit)
     behind = _target(spec, bare, no_top) if spec.target != "table" else no_top
-    front = ((kind >= BOXES) & behind & ~top_hit).reshape(sh, sw).astype(np.float32)
-    occluder = cv2.resize(front, (w, h), interpolation=cv2.INTER_AREA) > 0.5
-    return _develop(img, spec), visible, occluder
+    occluder = reduce(spec, (shot.kind >= BOXES) & behind & ~shot.top_hit) > 0.5
+    return photograph(spec, shot), visible, occluder
 
 
-def _develop(img: np.ndarray, spec: Spec) -> np.ndarray:
-    """Linear RGB as a camera leaves it: vignetting, a white balance not quite right, sensor noise,
-    sRGB, JPEG q85 (BGR uint8)."""
-    rng = np.random.default_rng(spec.seed + 101)
+def photograph(spec: Spec, shot: Shot) -> np.ndarray:
+    """The photo of the rays' `shot` (BGR uint8, after JPEG)."""
+    return _develop(reduce(spec, shot.albedo * shot.light * spec.exposure), spec)
+
+
+def lens(img: np.ndarray) -> np.ndarray:
+    """What the camera does to linear RGB before its noise: vignetting and a white balance not
+    quite right."""
     h, w = img.shape[:2]
     ys, xs = np.mgrid[0:h, 0:w]
     r2 = ((xs - w / 2) ** 2 + (ys - h / 2) ** 2) / (0.25 * (w * w + h * h))
     img = img * (1 - 0.25 * r2)[..., None]
-    img = img * np.array((0.97, 1.0, 1.04))[None, None]
-    img = img + rng.normal(0, spec.noise, img.shape) * np.sqrt(np.clip(img, 0, None) + 0.02)
+    result: np.ndarray = img * np.array((0.97, 1.0, 1.04))[None, None]
+    return result
+
+
+def srgb_bgr(img: np.ndarray) -> np.ndarray:
+    """Linear RGB to sRGB, BGR uint8."""
     img = np.clip(img, 0, None)
     srgb = np.where(img < 0.0031308, 12.92 * img, 1.055 * np.power(np.clip(img, 1e-8, None), 1 / 2.4) - 0.055)
-    bgr = np.clip(srgb[..., ::-1] * 255 + 0.5, 0, 255).astype(np.uint8)
-    _, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return np.clip(srgb[..., ::-1] * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _develop(img: np.ndarray, spec: Spec) -> np.ndarray:
+    """Linear RGB as a camera leaves it: the lens, sensor noise, sRGB, JPEG q85 (BGR uint8)."""
+    rng = np.random.default_rng(spec.seed + 101)
+    img = lens(img)
+    img = img + rng.normal(0, spec.noise, img.shape) * np.sqrt(np.clip(img, 0, None) + 0.02)
+    _, jpeg = cv2.imencode(".jpg", srgb_bgr(img), [cv2.IMWRITE_JPEG_QUALITY, 85])
     return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
 
 

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from benchmarks.quality import metrics
+from benchmarks.quality.materials import Swatch
 from benchmarks.quality.scenes import Scene
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from renderkit.imaging import polygon_mask
@@ -39,7 +40,63 @@ class Geometry:
     iou: float  # of the mask (> 127) with the visible surface
 
 
-def quad(scene: Scene) -> Geometry:
+class Named(Protocol):
+    """What a scene's spec tells a mode: the name a request gives the surface."""
+
+    @property
+    def surface(self) -> str: ...
+
+
+class Swappable(Protocol):
+    """What the quad and mask modes need of a scene: the photo, the surface's geometry and the
+    truth of a swap on it (a Scene, or another benchmark's room)."""
+
+    @property
+    def spec(self) -> Named: ...
+
+    @property
+    def photo(self) -> np.ndarray: ...
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def quad(self) -> np.ndarray: ...
+
+    @property
+    def size_m(self) -> tuple[float, float]: ...
+
+    @property
+    def swatch(self) -> Swatch: ...
+
+    @property
+    def truth(self) -> np.ndarray: ...
+
+    @property
+    def visible(self) -> np.ndarray: ...
+
+    @property
+    def focal(self) -> float: ...
+
+    @property
+    def exif_focal(self) -> float: ...
+
+    @property
+    def plane_distance_m(self) -> float: ...
+
+    @property
+    def normal(self) -> np.ndarray: ...
+
+    @property
+    def edge_axes(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def truth_through(self, to_texel: np.ndarray) -> np.ndarray: ...
+
+
+def quad(scene: Swappable) -> Geometry:
     """The quad (its outline refined against the photo, as the segmentation stage does), its size
     and the swatch's size: plane and scale exact."""
     mask = refine_edges(scene.photo, polygon_mask(scene.quad, scene.width, scene.height))
@@ -60,7 +117,7 @@ def quad(scene: Scene) -> Geometry:
     )
 
 
-def _lines(scene: Scene, mask: np.ndarray, exif: bool = True) -> Geometry | None:
+def _lines(scene: Swappable, mask: np.ndarray, exif: bool = True) -> Geometry | None:
     """The plane from the vanishing lines around a mask, the EXIF focal length (unless `exif` is
     false: a photo whose EXIF was stripped) and the plane's distance; its truth places the
     material by the same convention on the true plane."""
@@ -103,7 +160,7 @@ def _lines(scene: Scene, mask: np.ndarray, exif: bool = True) -> Geometry | None
     )
 
 
-def user_mask(scene: Scene) -> np.ndarray:
+def user_mask(scene: Swappable) -> np.ndarray:
     """A client's mask of the visible surface, anti-aliased, refined against the photo as the
     segmentation stage refines a client's mask."""
     mask = cv2.GaussianBlur(scene.visible.astype(np.uint8) * 255, (0, 0), 0.7)
