@@ -673,6 +673,12 @@ def select_surface(
     # plane, and the walk again on the appearance pooled at the surface's own scale.
     superpixels = superpixel_graph(appearance)
     region = clicks_region(appearance, positives, negatives, superpixels)
+    named = "floor" if not surface and _clicks_low(positives, height) else surface
+    if region.all():
+        # The walk took the whole photo (walls of the floor's colour and light, and no click off
+        # it), which leaves the cut no rest to learn from: the junctions give it one.
+        for junction in JUNCTIONS.get(named, ()):
+            region = _junction_side(appearance, region.astype(np.uint8), positives, junction) > 0
     away = _clicked_away(appearance, positives, negatives, superpixels, region)
     walked = np.where(region, np.uint8(cv2.GC_PR_FGD), labels).astype(np.uint8)
     rough = _cut(appearance, walked, positives, negatives, away, ROUGH_ITERATIONS)
@@ -702,7 +708,6 @@ def select_surface(
     selected = _clicked_parts(appearance, cut.copy(), positives)
     if surface not in FRAMED_SURFACES and plane is not None:
         selected = _with_parts_across_strips(appearance, cut, selected, plane)
-    named = "floor" if not surface and _clicks_low(positives, height) else surface
     if surface not in FRAMED_SURFACES:
         selected = _with_lit_patches(appearance, superpixels, selected)
         selected = _with_bright_patches(appearance, selected, negatives, floor=named == "floor")
@@ -1003,6 +1008,15 @@ JUNCTION_TOP_ROWS = 3
 # part plain at the photo's size (carpet, fine concrete), has no junction: the path followed the
 # furniture's outline and crossed the open floor on noise (0.048-0.061).
 JUNCTION_EDGE = 0.076
+# Where what it cuts off is this much smoother still (mean texture energy against the part kept), a
+# plain wall above a floor of grain, gravel or pile, the texture alone tells the two surfaces apart:
+# the path need only be half the edge (JUNCTION_PLAIN_EDGE) and reach the frame's edge over half the
+# columns (a ceiling in view above the walls). Walls of a textured floor's colour measured 0.07-0.13
+# of its energy with edges of 0.058-0.080 and reaches of 0.52-1.0 (seg43's rooms); parts of a floor
+# that a path would cut off, 0.53 and more (segmentation_rooms; far floors seen low, from above).
+JUNCTION_PLAIN = 0.2
+JUNCTION_PLAIN_EDGE = 0.5 * JUNCTION_EDGE
+JUNCTION_PLAIN_REACHES = 0.5
 # Paths tried, each above the last one refused: the strongest may be a shadow's or a sun patch's
 # straight edge across the floor, below the junction.
 JUNCTION_TRIES = 2
@@ -1127,11 +1141,13 @@ def _cut_off_beyond(
     path is an edge where it separates selected pixels, and (`like_walls`, walls rising from a
     floor) it is far smoother than the part kept and about as light just across the path or somewhat
     darker, (else)
-    it differs from the part kept in light or colour (JUNCTION_OTHER)."""
+    it differs from the part kept in light or colour (JUNCTION_OTHER). Walls far smoother still
+    (JUNCTION_PLAIN) need a weaker edge and reach the top over fewer columns."""
     removed, kept = selected & beyond, selected & ~beyond
     if not removed.any() or not kept.any():
         return False
-    if removed[:JUNCTION_TOP_ROWS].any(axis=0).mean() < JUNCTION_REACHES:
+    plain = like_walls and texture[removed].mean() <= JUNCTION_PLAIN * texture[kept].mean()
+    if removed[:JUNCTION_TOP_ROWS].any(axis=0).mean() < (JUNCTION_PLAIN_REACHES if plain else JUNCTION_REACHES):
         return False
     if not like_walls and chroma is not None:
         apart = abs(float(np.median(lightness[removed]) - np.median(lightness[kept])))
@@ -1143,7 +1159,8 @@ def _cut_off_beyond(
     lighter, measured = _step_across(lightness, selected, path)
     if lighter is None or (like_walls and not -JUNCTION_DARKER <= lighter <= JUNCTION_LIGHTER):
         return False
-    return bool(edge[path[measured], np.nonzero(measured)[0]].mean() >= JUNCTION_EDGE)
+    least = JUNCTION_PLAIN_EDGE if plain else JUNCTION_EDGE
+    return bool(edge[path[measured], np.nonzero(measured)[0]].mean() >= least)
 
 
 def _step_across(lightness: np.ndarray, selected: np.ndarray, path: np.ndarray) -> tuple[float | None, np.ndarray]:

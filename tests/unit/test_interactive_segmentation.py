@@ -16,9 +16,11 @@ from renderkit.homography import quad_homography
 from renderkit.imaging import linear_to_srgb, srgb_to_linear
 from services.segmentation import surface_scale
 from services.segmentation.interactive import (
+    JUNCTION_EDGE,
     REFINE_TILE,
     WORK_SIDE,
     Appearance,
+    _cut_off_beyond,
     _disk,
     _patterned,
     guided_filter,
@@ -690,6 +692,61 @@ def test_clicks_alone_on_a_named_floor_find_its_junction_above_a_sun_patchs_edge
     _, positives, negatives = modes.clicks(room)
     mask = select_surface(room.photo, None, positives, negatives, focal_px=room.focal, surface="floor") > 127
     assert (mask & room.visible).sum() / (mask | room.visible).sum() > 0.95
+
+
+def _heldout_style_room(floor: Any, wall: Any, **camera: Any) -> Any:
+    """A room of segmentation_heldout's renderer (not its rooms): a floor of a texture photo under
+    plain walls of its tint, nothing in front, three clicks spread on the floor."""
+    from benchmarks import segmentation_heldout as heldout
+
+    walls = heldout._alike(wall)
+    spec = heldout.Spec("test", floor, walls, heldout.WHITE, "floor", clicks=3, surface="floor", **camera)
+    return heldout.build(spec)
+
+
+def test_clicks_alone_on_a_floor_whose_walk_takes_the_whole_photo_are_cut_at_its_junction() -> None:
+    """Grey gravel under walls of its tint, no click off it: the walk took every superpixel (even with
+    lightness), and the request failed ("the hints leave no background"). The floor's junction now
+    gives the cut its rest."""
+    from benchmarks import segmentation_heldout as heldout
+
+    room = _heldout_style_room(
+        heldout.photo("gravel", 0.8, (0.4, 0.42, 0.45), 0.8), heldout.paint((0.42, 0.44, 0.47)),
+        size=(360, 480), fov=55, pitch=-32, lamps=((3.0, 3.5, 2.0, 1.2, heldout.NEUTRAL),), sky=0.2, seed=137,
+    )  # fmt: skip
+    mask = select_surface(room.photo, None, room.positives, room.negatives, surface="floor") > 127
+    assert (mask & room.visible).sum() / (mask | room.visible).sum() > 0.95  # measured 0.997
+
+
+def test_clicks_alone_cut_plain_walls_of_a_textured_floor_s_colour_at_a_weak_junction() -> None:
+    """Warm gravel under plain walls of its tint: the junction is no step in colour or light, only in
+    texture (the walls measured 0.07 of the floor's energy), and its edge fell short of JUNCTION_EDGE,
+    so the walls were kept (IoU 0.51). So much smoother, the part beyond is cut at half the edge."""
+    from benchmarks import segmentation_heldout as heldout
+
+    room = _heldout_style_room(
+        heldout.photo("gravel", 0.7, (0.5, 0.42, 0.32), 0.9), heldout.paint((0.52, 0.44, 0.34)),
+        size=(480, 360), window=(1.5, 4.0, 0.8, 2.3), sun=(-0.5, 0.0, 0.7), sun_power=3.0, seed=123, yaw=8,
+    )  # fmt: skip
+    mask = select_surface(room.photo, None, room.positives, room.negatives, surface="floor") > 127
+    assert (mask & room.visible).sum() / (mask | room.visible).sum() > 0.65  # measured 0.685
+
+
+@pytest.mark.parametrize(("beyond_texture", "cut"), [(0.1, True), (0.4, False)])
+def test_a_weak_junction_cuts_off_only_what_is_far_smoother(beyond_texture: float, cut: bool) -> None:
+    """A path of half the usual edge strength across the selection: what lies beyond it is cut off as
+    walls when it has a tenth of the kept part's texture, not when it has 0.4 of it (a far floor
+    whose pattern the photo no longer resolves)."""
+    height, width = 60, 80
+    selected = np.ones((height, width), bool)
+    texture = np.ones((height, width), np.float32)
+    texture[:30] = beyond_texture
+    edge = np.zeros((height, width), np.float32)
+    edge[30] = 0.6 * JUNCTION_EDGE
+    path = np.full(width, 30)
+    beyond = np.arange(height)[:, None] < path[None, :] - 1
+    lightness = np.zeros((height, width), np.float32)
+    assert _cut_off_beyond(lightness, texture, selected, edge, path, beyond, like_walls=True) is cut
 
 
 def _clicks_iou(room: Any, surface: str) -> float:
