@@ -30,6 +30,7 @@ from services.depth.vanishing import (
     LEVEL_SURFACES,
     MIN_LENGTH,
     PAST_HORIZON,
+    UPRIGHT_SURFACES,
     LinePlane,
     PhotoSegments,
     endpoint_residuals,
@@ -80,9 +81,6 @@ _DISAGREE = np.radians(5.0)
 # made a "vertical" 38° off). Its distinct verticals are counted without them (a table's legs a
 # mask took in keep their parts along its outline).
 _INSIDE = 0.02
-# Walls and facades hold the room's vertical; floors and ceilings (vanishing.LEVEL_SURFACES, with
-# the sign of their normal's camera y) are at a right angle to it.
-_UPRIGHT_SURFACES = ("wall", "facade")
 # A plane from the room's lines: half the confidence of one whose directions lie on the surface
 # (as vanishing._across_from_elsewhere's), scaled by the lines' support.
 _ROOM_CONFIDENCE = 0.5
@@ -116,7 +114,7 @@ def room_correction(
         return None
     vertical, plane = evidence
     off = _angle(found.normal / np.linalg.norm(found.normal), vertical)
-    if surface in _UPRIGHT_SURFACES:
+    if surface in UPRIGHT_SURFACES:
         off = np.pi / 2 - off
     return plane if off > _DISAGREE else None
 
@@ -126,7 +124,7 @@ def _room_evidence(
 ) -> tuple[np.ndarray, LinePlane] | None:
     """The room's vertical (camera coordinates) and the surface's plane from it, where every
     candidate vertical gives one and they agree; None without clear evidence."""
-    if focal <= 0 or (surface not in LEVEL_SURFACES and surface not in _UPRIGHT_SURFACES):
+    if focal <= 0 or (surface not in LEVEL_SURFACES and surface not in UPRIGHT_SURFACES):
         return None
     room = _room(photo_bgr, mask, focal, surface in LEVEL_SURFACES, segments)
     if room is None:

@@ -509,7 +509,7 @@ def _fit(
     if not candidates and (given_focal is None or not points):
         raise NoVanishingPoints("the lines on and around the surface do not run in two directions")
     best: LinePlane | None = None
-    best_rank = (False, 0.0)
+    best_rank = (False, False, 0.0)
     pair: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     # With the camera known (known_camera), a pair of found directions at a right angle (a floor's
     # planks and their joints) goes before any other (a herringbone's or a rhombic pattern's are
@@ -552,6 +552,10 @@ def _fit(
         right = f > 0 and index < found_pairs and _right_angle(v1, v2, centre, f)
         scored.append((right, score, candidate, (v1, in1, v2, in2)))
     for right, score, candidate, (v1, in1, v2, in2) in scored:
+        # With the camera known, a pair whose weaker direction is a handful of segments (one or
+        # two objects' edges, or strays along the mask's edge that a pixel of it lets in or out)
+        # goes after any pair of two real families, whatever its score or right angle.
+        family = f <= 0 or min(int(in1.sum()), int(in2.sum())) >= _FEW_SEGMENTS
         if right:
             # Not where one of its directions is the normal of a stronger pair's plane: edges
             # standing on a rhombic or hexagonal floor (table legs, a door's frame) are at a right
@@ -566,21 +570,32 @@ def _fit(
                 and any(_right_angle(v, o1, centre, f) and _right_angle(v, o2, centre, f) for v in (v1, v2))
                 for other_right, other_score, _, (o1, oin1, o2, oin2) in scored
             )
-        rank = (right, score)
+        rank = (family, right, score)
         if best is None or rank > best_rank:
             best, best_rank, pair = candidate, rank, (v1, in1, v2, in2)
-    if (best is None or pair is None) and given_focal is not None and points:
+    # A pair whose weaker direction is a handful of segments; or, on a wall or a facade, a pair not
+    # at a right angle (one searched for at a right angle to a found direction is at one): there
+    # the building's verticals, where the photo shows them, are surer.
+    few = best is not None and (
+        not best_rank[0]
+        or (
+            f > 0 and surface in UPRIGHT_SURFACES and pair is not None and not _right_angle(pair[0], pair[2], centre, f)
+        )
+    )
+    if (best is None or pair is None or few) and given_focal is not None and points:
         # One direction on the surface and none across it (a brick facade whose vertical joints
         # are too small to see): the direction at a right angle to it from the whole photo's
         # lines (the building's verticals), when exactly one such plane keeps the surface this
-        # side of its horizon.
+        # side of its horizon. Also before such a `few` pair: a handful of segments come in or
+        # out as the mask's edge moves by a pixel, and a brick facade's courses paired with
+        # 11 strays at 60° to them made a plane 72° off (13 mm, 2026-12-07).
         found = _across_from_elsewhere(
-            lines.everywhere, lines.near, points[0], (width, height), samples, given_focal, centroid
+            lines.everywhere, lines.near, points[0], (width, height), samples, given_focal, centroid, surface
         )
         if found is not None:
             if _level(found[0].normal, surface):
                 (best, pair), segments = found, lines.everywhere
-            else:
+            elif best is None:
                 unlevel = True
     if best is None or pair is None:
         raise NoVanishingPoints(
@@ -631,12 +646,14 @@ def _across_from_elsewhere(
     samples: np.ndarray,
     focal: float,
     centroid: tuple[float, float],
+    surface: str = "",
 ) -> tuple[LinePlane, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None:
     """The plane through the surface's one line direction and the direction at a right angle to
     it that the whole photo's segments (`own`: those on the surface) vote for, with the pair (its
     supporters index `everywhere`). None unless exactly one voted direction gives a plane
     the surface stays this side of (a facade's verticals do; the street's receding lines would put
-    the facade above its horizon)."""
+    the facade above its horizon). A surface named a wall or a facade takes only an upright
+    direction (UPRIGHT_SURFACES)."""
     width, height = size
     scale = float(max(width, height))
     centre = np.array([width / 2, height / 2]) / scale
@@ -649,6 +666,8 @@ def _across_from_elsewhere(
         return None
     planes = []
     for v2, in2 in perpendicular_points(v1, ~along, everywhere, scale, centre, focal / scale):
+        if surface in UPRIGHT_SURFACES and not _upright(v2, centre, focal / scale):
+            continue  # a street's or a floor's receding lines: level, not a wall's
         if in2.sum() < _MIN_FAMILY or lengths[in2].sum() < _MIN_BALANCE * lengths[in1].sum():
             continue
         plane = _plane(v1, v2, centre, scale, width, height, focal, focal, centroid)
@@ -663,12 +682,33 @@ def _across_from_elsewhere(
     return plane, (v1, in1, v2, in2)
 
 
+# Surfaces that hold the world's vertical (floors and ceilings, LEVEL_SURFACES, are at a right
+# angle to it): the direction across their lines taken from elsewhere in the photo is that
+# vertical, which a camera held level (LEVEL_ROLL) and pitched by less than 45° sees nearer its own
+# up than its level plane. On a wide-angle facade (16 mm) the street's receding lines also left the
+# facade this side of their horizon, and the plane went unfound (81° off).
+UPRIGHT_SURFACES = ("wall", "facade")
+_UPRIGHT = np.cos(np.radians(45.0))
+
+
+def _upright(v: np.ndarray, centre: np.ndarray, f: float) -> bool:
+    """Whether a vanishing point (scaled coordinates, homogeneous) is the image of a direction
+    nearer the camera's vertical (y) than its level plane, for a camera of focal length f (scaled)."""
+    d = np.array([(v[0] - centre[0] * v[2]) / f, (v[1] - centre[1] * v[2]) / f, v[2]])
+    return abs(float(d[1])) >= _UPRIGHT * float(np.linalg.norm(d))
+
+
 # The weaker of two line directions needs this many segments and this share of the strongest
 # direction's length (a plank floor's cross joints: 4 %; strays beside a brick facade's courses,
 # paired with each other or with the courses: under 0.6 %; on a plain floor, two lines that
 # happened to meet at a right angle to a wall's foot made a plane 82° off).
 _MIN_FAMILY = 3
 _MIN_BALANCE = 0.01
+# With the camera known, a direction of fewer segments than this is no family for a pair to go
+# first with (_fit). On wide-angle facades (13-18 mm) strays of 2-5 segments near the mask's edge
+# made pairs 75-80° off, in or out as the edge moved by a pixel; the real weaker directions of ten
+# wide-angle variations had 12 segments or more (the fewest: a subway wall's vertical joints).
+_FEW_SEGMENTS = 8
 # And the stronger direction this many segments of at least MIN_LENGTH: a floor with no lines of
 # its own (gravel, a mottled carpet) has hundreds of short edges, which seen at an angle run nearly
 # parallel and met in made-up vanishing points: planes 14-41° off, given without a word
