@@ -12,7 +12,9 @@ segments count too: a running bond's joints are each a fraction of a row long (a
 stone cladding, small bricks), so a wall's vertical direction is often only short segments. With
 the focal length known, the direction perpendicular to a found one is searched for among every
 segment's vote (each segment's line and the right angle fix one direction), which finds it where
-RANSAC over pairs of short, noisy segments would not.
+RANSAC over pairs of short, noisy segments would not. With the camera known, directions not at a
+right angle (a hexagonal floor's three, 60° apart) are refitted together: every found direction on
+the plane lies on its horizon, which all of them fix better than the chosen pair alone.
 """
 
 from __future__ import annotations
@@ -521,6 +523,7 @@ def _fit(
     long = lengths >= MIN_LENGTH * scale
     scored: list[tuple[bool, float, LinePlane, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = []
     unlevel = False  # whether a plane was turned down for a floor or a ceiling no level camera sees
+    from_surface = True  # whether the pair's supporters index the surface's segments (else the photo's)
     for index, ((v1, in1), (v2, in2)) in enumerate(candidates):
         weaker = min(lengths[in1].sum(), lengths[in2].sum())
         if min(in1.sum(), in2.sum()) < _MIN_FAMILY or weaker < _MIN_BALANCE * strongest:
@@ -595,6 +598,7 @@ def _fit(
         if found is not None:
             if _level(found[0].normal, surface):
                 (best, pair), segments = found, lines.everywhere
+                from_surface = False
             elif best is None:
                 unlevel = True
     if best is None or pair is None:
@@ -635,6 +639,14 @@ def _fit(
             again = _plane(*refined, centre, scale, width, height, default_focal, focal, centroid)
             if again is not None:
                 return replace(again, confidence=best.confidence, segments=best.segments), told
+        elif from_surface and known_camera:
+            # Directions not at a right angle (a hexagonal or rhombic floor's): every direction
+            # found on the plane fixes its horizon, not the chosen pair alone.
+            horizon = _horizon_fit(pair, points, segments, lines.photo, scale, centre, focal / scale, best.normal)
+            if horizon is not None:
+                again = _plane(*horizon, centre, scale, width, height, default_focal, focal, centroid)
+                if again is not None:
+                    return replace(again, confidence=best.confidence, segments=best.segments), told
     return best, False
 
 
@@ -1028,6 +1040,86 @@ def _joined_pair(
     coverage = np.concatenate([joined[0][1], joined[1][1]])
     fit = _orthogonal_pair(v1, first, v2, ~first, lines, scale, centre, f, coverage)
     return (v1, v2) if fit is None else fit[:2]
+
+
+# A found direction within this angle of a plane (its normal from a pair, with the camera known)
+# is taken for one of its lines' directions in the horizon's fit: a hexagonal floor's third
+# direction lay 0.0-1.4° from the pair's plane, itself 1.0-2.0° off (six rendered hexagon
+# floors, 2026-12-07); a direction off the plane (upright edges) lies tens of degrees from it.
+_ON_HORIZON = np.radians(3.0)
+
+
+def _horizon_fit(
+    pair: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    points: list[tuple[np.ndarray, np.ndarray]],
+    segments: np.ndarray,
+    photo: np.ndarray,
+    scale: float,
+    centre: np.ndarray,
+    f: float,
+    normal: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Two vanishing points (scaled coordinates) on the plane's horizon fitted through every
+    direction found on it, for a camera of focal length f (scaled): the pair's and each other
+    found one within _ON_HORIZON of the plane (`normal`, the pair's). Gauss-Newton over the
+    plane's tilt and each direction's angle in it, on all their segments' endpoint distances,
+    the segments placed on the photo's edges (services.depth.subpixel). None where no third
+    direction lies on the plane, or the fit fails."""
+    v1, in1, v2, in2 = pair
+    K = np.array([[f, 0.0, centre[0]], [0.0, f, centre[1]], [0.0, 0.0, 1.0]])
+    K_inv = np.linalg.inv(K)
+    families, seeds = [in1, in2 & ~in1], [v1, v2]
+    taken = in1 | in2
+    for v, inliers in points:
+        d = K_inv @ v
+        own = inliers & ~taken
+        if abs(float(d @ normal)) <= np.sin(_ON_HORIZON) * float(np.linalg.norm(d)) and own.sum() >= _MIN_FAMILY:
+            families.append(own)
+            seeds.append(v)
+            taken |= own
+    if len(families) < 3:
+        # The pair alone: its points stay as found. Refitted on edge-placed segments, a rolled
+        # tiles floor's pair (a clipping sun's edges among them) lost 0.6-1.9 dB (2026-12-07).
+        return None
+    placed = segments.copy()
+    placed[taken] = refine_segments(photo, segments[taken])
+    p1, _, _, length, mid = segment_geometry(placed, scale)
+    weight = np.sqrt(length)
+    a = np.cross(normal, [1.0, 0.0, 0.0] if abs(normal[0]) < 0.9 else [0.0, 1.0, 0.0])
+    a /= np.linalg.norm(a)
+    frame = np.column_stack([a, np.cross(normal, a), normal])
+    angles = []
+    for seed, family in zip(seeds, families, strict=True):
+        # Each family's own direction, as its placed segments fix it, laid into the pair's plane.
+        v = _refine_ml(seed, p1[family], mid[family], length[family])
+        d = K_inv @ v
+        angles.append(float(np.arctan2(d @ frame[:, 1], d @ frame[:, 0])))
+    params = np.concatenate([np.zeros(2), angles])
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        R = _rotate(frame, x[0] * frame[:, 0] + x[1] * frame[:, 1])
+        return np.concatenate(
+            [
+                endpoint_residuals(
+                    K @ (np.cos(t) * R[:, 0] + np.sin(t) * R[:, 1]), p1[family], mid[family], weight[family]
+                )
+                for t, family in zip(x[2:], families, strict=True)
+            ]
+        )
+
+    for _ in range(10):
+        r = residuals(params)
+        eps = 1e-7
+        J = np.column_stack([(residuals(params + eps * e) - r) / eps for e in np.eye(len(params))])
+        step, *_ = np.linalg.lstsq(J, -r, rcond=None)
+        params = params + step
+        if np.linalg.norm(step) < 1e-10:
+            break
+    if not np.all(np.isfinite(params)):
+        return None
+    R = _rotate(frame, params[0] * frame[:, 0] + params[1] * frame[:, 1])
+    first, second = (K @ (np.cos(t) * R[:, 0] + np.sin(t) * R[:, 1]) for t in params[2:4])
+    return first, second
 
 
 def _rotate(frame: np.ndarray, w: np.ndarray) -> np.ndarray:
