@@ -82,13 +82,19 @@ run: setup console ## start Redis, Triton, the four services and the gateway on 
 demo: setup ## start the stack, render the bundled sample with live progress, stop the stack
 	$(PY) -m devstack.demo
 
+# The bench extra: Celery (benchmarks/submit.py's baseline) and scikit-image, whose texture photos
+# are materials of the benchmarks' scenes, which some unit tests build.
+BENCH_EXTRA = $(PY) -c 'import celery, skimage' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+
 test: setup $(GCS_STAMP) console chromium ## run the unit, integration, system and browser tiers
+	$(BENCH_EXTRA)
 	$(PY) -m pytest -q -m "not gpu and not chaos" $(PYTEST_ARGS)
 
 chaos: setup $(GCS_STAMP) ## kill -9, pause and restart gateways, stages and Redis under load; long silences; 2,000 watchers
 	$(PY) -m pytest -q -s -m chaos $(PYTEST_ARGS)
 
 test-unit: setup ## run the unit tests only
+	$(BENCH_EXTRA)
 	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
 
 lint: setup $(TS_STAMP) $(CONSOLE_STAMP) ## ruff, mypy, buf lint, and tsc on the TypeScript client and the console
@@ -112,7 +118,7 @@ protos-check: protos ## fail if the committed generated code differs from protos
 	test -z "$$(git status --porcelain -- $(GENERATED))"
 
 bench: setup ## swap latency vs one process; projection vs its compute floor, memory by size, JPEG bands vs one encode; SubmitRender/s vs bare gRPC; job latency vs Celery (installs the bench extra)
-	$(PY) -c 'import celery' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(BENCH_EXTRA)
 	$(PY) -m benchmarks.e2e
 	$(PY) -m benchmarks.projection
 	$(PY) -m benchmarks.submit
@@ -123,7 +129,7 @@ load: setup ## deploy/load's ghz scenarios against the embedded stack: requests/
 	$(PY) -m benchmarks.load $(LOAD_ARGS)
 
 quality: setup ## ray-traced scenes (worn surfaces, sun, JPEG, 12 MP) scored against ground truth, then the light on another renderer's views, clicks on independent rooms and on a held-out set (not tuned on), the swap on that set; QUALITY_ARGS=--quick (installs the bench extra)
-	$(PY) -c 'import skimage' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(BENCH_EXTRA)
 	$(PY) -m benchmarks.quality $(QUALITY_ARGS)
 	$(PY) -m benchmarks.shading_views
 	$(PY) -m benchmarks.segmentation_rooms $(if $(findstring --quick,$(QUALITY_ARGS)),--set rooms --rooms 0$(comma)2$(comma)6 --scale 0.5,)
