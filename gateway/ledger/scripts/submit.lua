@@ -108,8 +108,11 @@ if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0 and not redis.call('ZSCO
   if start > clock then redis.call('SET', KEYS[8], tostring(start)) end
   redis.call('HSET', KEYS[1], 'message', 'Starting')
   -- The start's event and its webhooks, as the dispatcher's start (transition.lua) writes them; its
-  -- notice names the queued event before it.
-  local entry = redis.call('XADD', KEYS[2], '*', 'event', ARGV[18])
+  -- notice names the queued event before it. Its entry is the queued one's next, at the same
+  -- millisecond: an id of '*' took the clock again, and a script that crossed a millisecond (Redis
+  -- 6 does not hold the clock still in a script) put the start a millisecond after its queuing.
+  local queued_ms, queued_seq = string.match(queued, '^(%d+)-(%d+)$')
+  local entry = redis.call('XADD', KEYS[2], queued_ms .. '-' .. (tonumber(queued_seq) + 1), 'event', ARGV[18])
   queue_webhooks({job_key = KEYS[1], job_id = ARGV[1], category = 'start', event = ARGV[18], now = clock_now, entry = entry,
     due = KEYS[18], list_key = KEYS[19], endpoints_template = ARGV[20], delivery_template = ARGV[21],
     list_template = ARGV[22], channel = ARGV[23], ttl_ms = tonumber(ARGV[24]), progress_ms = tonumber(ARGV[25]),
