@@ -16,11 +16,9 @@ from renderkit.homography import quad_homography
 from renderkit.imaging import linear_to_srgb, srgb_to_linear
 from services.segmentation import surface_scale
 from services.segmentation.interactive import (
-    JUNCTION_EDGE,
     REFINE_TILE,
     WORK_SIDE,
     Appearance,
-    _cut_off_beyond,
     _disk,
     _patterned,
     guided_filter,
@@ -28,6 +26,7 @@ from services.segmentation.interactive import (
     select_surface,
     superpixel_graph,
 )
+from services.segmentation.junctions import JUNCTION_EDGE, _cut_off_beyond
 from services.segmentation.superpixels import slic
 
 W, H = 960, 640
