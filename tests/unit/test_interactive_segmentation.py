@@ -805,10 +805,10 @@ def _iou_of(room: Any, with_box: bool, monkeypatch: pytest.MonkeyPatch | None = 
     """The IoU of the room's surface, named, from its clicks (and its box); with `monkeypatch`, as
     before walls and ceilings were cut at their junctions."""
     from benchmarks.quality import modes
-    from services.segmentation import interactive
+    from services.segmentation import interactive, junctions
 
     if monkeypatch is not None:
-        monkeypatch.setattr(interactive, "JUNCTIONS", {"floor": interactive.JUNCTIONS["floor"]})
+        monkeypatch.setattr(interactive, "JUNCTIONS", {"floor": junctions.JUNCTIONS["floor"]})
         monkeypatch.setattr(interactive, "BOXED_JUNCTIONS", {})
     box, positives, negatives = modes.clicks(room)
     mask = select_surface(
