@@ -38,7 +38,7 @@ import numpy as np
 from benchmarks import segmentation_heldout as heldout
 from benchmarks.quality import metrics, modes
 from benchmarks.quality.materials import Swatch
-from benchmarks.quality.render import gaussian_pyramid
+from benchmarks.quality.render import gaussian_pyramid, trilinear
 from services.projection.composite import project_material
 from services.projection.shading import AUTO, Shading, estimate_shading
 from services.projection.texture import texel_transform
@@ -186,42 +186,30 @@ def place_rectangle(spec: heldout.Spec, shot: heldout.Shot, on_target: np.ndarra
 # ---------------------------------------------------------------- the truth
 
 
-def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """A wrapped bilinear lookup (texel i spanning [i, i + 1) of this level) at N points."""
-    h, w = image.shape[:2]
-    rows = -(-len(x) // REMAP_COLUMNS)
-    maps = []
-    for values, size in ((x, w), (y, h)):
-        padded = np.zeros(rows * REMAP_COLUMNS, np.float32)
-        padded[: len(values)] = np.mod(values - 0.5, size)
-        maps.append(padded.reshape(rows, REMAP_COLUMNS))
-    out = cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-    result: np.ndarray = out.reshape(-1, 3)[: len(x)]
-    return result
+def _rows(values: np.ndarray) -> np.ndarray:
+    """N values laid out in rows of REMAP_COLUMNS (the last padded), as cv2.remap takes them."""
+    rows = -(-len(values) // REMAP_COLUMNS)
+    padded = np.zeros(rows * REMAP_COLUMNS, np.float32)
+    padded[: len(values)] = values
+    return padded.reshape(rows, REMAP_COLUMNS)
 
 
 def swatch_albedo(pyramid: list[np.ndarray], to_texel: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """The swatch's linear RGB over each supersampled ray's footprint (centres xs, ys in photo
-    pixels): LOOKUPS x LOOKUPS trilinear lookups in its pyramid, each level chosen by the map's
-    footprint of one lookup."""
+    pixels): LOOKUPS x LOOKUPS trilinear lookups in its pyramid (render.trilinear), each level
+    chosen by the map's footprint of one lookup."""
     x0, y0 = _project(to_texel, xs, ys)
     x1, y1 = _project(to_texel, xs + 1, ys)
     x2, y2 = _project(to_texel, xs, ys + 1)
     det = np.abs((x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0))
     per_pixel = heldout.SUPERSAMPLE * LOOKUPS
-    lod = np.clip(0.5 * np.log2(np.maximum(det, 1e-12)) - np.log2(per_pixel), 0, len(pyramid) - 1)
-    w0 = pyramid[0].shape[1]
+    lod = _rows(np.clip(0.5 * np.log2(np.maximum(det, 1e-12)) - np.log2(per_pixel), 0, len(pyramid) - 1))
     total = np.zeros((len(xs), 3))
     offsets = ((np.arange(LOOKUPS) + 0.5) / LOOKUPS - 0.5) / heldout.SUPERSAMPLE
     for oy in offsets:
         for ox in offsets:
             tx, ty = _project(to_texel, xs + ox, ys + oy)
-            for level in range(int(np.floor(lod.min())), int(np.ceil(lod.max())) + 1):
-                weight = np.clip(1 - np.abs(lod - level), 0, 1)
-                if not (weight > 0).any():
-                    continue
-                scale = pyramid[level].shape[1] / w0
-                total += _bilinear(pyramid[level], tx * scale, ty * scale) * weight[:, None]
+            total += trilinear(pyramid, _rows(tx), _rows(ty), lod).reshape(-1, 3)[: len(xs)]
     bgr = total / LOOKUPS**2
     result: np.ndarray = bgr[:, ::-1]
     return result

@@ -580,6 +580,24 @@ def srgb_image(lin: np.ndarray) -> np.ndarray:
     return np.clip(s * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
+def trilinear(pyramid: list[np.ndarray], tx: np.ndarray, ty: np.ndarray, lod: np.ndarray) -> np.ndarray:
+    """The pyramid's colour (float32) at level-0 texel coordinates (texel i spanning [i, i + 1),
+    wrapped), blended between the two levels about each point's `lod`. The arrays share one 2-D
+    shape, each side under cv2.remap's 32,767."""
+    w0, h0 = pyramid[0].shape[1], pyramid[0].shape[0]
+    colour = np.zeros((*tx.shape, 3), np.float32)
+    for level in range(int(np.floor(lod.min())), int(np.ceil(lod.max())) + 1):
+        weight = np.clip(1 - np.abs(lod - level), 0, 1)
+        if not (weight > 0).any():
+            continue
+        img = pyramid[level]
+        lh, lw = img.shape[:2]
+        mx = np.mod(tx * np.float32(lw / w0) - np.float32(0.5), lw).astype(np.float32)
+        my = np.mod(ty * np.float32(lh / h0) - np.float32(0.5), lh).astype(np.float32)
+        colour += cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP) * weight[..., None]
+    return colour
+
+
 def texture_under_light(pyramid: list[np.ndarray], to_texel: np.ndarray, shot: Render) -> np.ndarray:
     """A material sampled through a map from pixels to texels (level-0 coordinates, texel i spanning
     [i, i + 1)), supersampled like the shot's surface and lit by its light per sample (float32 linear
@@ -598,21 +616,11 @@ def texture_under_light(pyramid: list[np.ndarray], to_texel: np.ndarray, shot: R
     mean_albedo = np.zeros((*sx.shape, 3), np.float32)
     lit_albedo = np.zeros((*sx.shape, 3), np.float32)
     offsets = (np.arange(s) + 0.5) / s - 0.5
-    w0, h0 = pyramid[0].shape[1], pyramid[0].shape[0]
     k = 0
     for oy in offsets:
         for ox in offsets:
             tx, ty = _apply(to_texel, sx + np.float32(ox), sy + np.float32(oy))
-            colour = np.zeros((*sx.shape, 3), np.float32)
-            for level in range(int(np.floor(lod.min())), int(np.ceil(lod.max())) + 1):
-                weight = np.clip(1 - np.abs(lod - level), 0, 1)
-                if not (weight > 0).any():
-                    continue
-                img = pyramid[level]
-                lh, lw = img.shape[:2]
-                mx = np.mod(tx * np.float32(lw / w0) - np.float32(0.5), lw).astype(np.float32)
-                my = np.mod(ty * np.float32(lh / h0) - np.float32(0.5), lh).astype(np.float32)
-                colour += cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP) * weight[..., None]
+            colour = trilinear(pyramid, tx, ty, lod)
             mean_albedo += colour
             lit_albedo += colour * shot.visible[k][..., None]
             k += 1
