@@ -138,3 +138,24 @@ def test_a_coloured_light_lights_a_single_pixel() -> None:
         shade = np.full((1, 1), level, np.float32)
         wide = np.full((1, 3), level, np.float32)
         assert np.allclose(colour.lit(shade), colour.lit(wide)[:, :1])
+
+
+def test_a_lamp_lit_floors_falloff_beside_a_cast_shadow_keeps_the_lamps_colour() -> None:
+    # A warm lamp over most of the floor, falling off away from it (top to bottom, to a fifth),
+    # and a box's hard shadow near the lamp lit by the blue sky alone. The lamp's light is white
+    # (most of the floor); its falloff, darker than the lit side of the shadow's edge but far
+    # brighter than the shadow, is no shadow and keeps it. It took the sky's blue below the
+    # edge's middle level (a held-out room's lit floor, 26.9 dB; 35.5 so).
+    rows = np.arange(_ROWS, dtype=np.float32)[:, None, None]
+    light = np.broadcast_to(0.3 * _SKY + 3.0 * np.exp(-rows / 300) * _SUN, (_ROWS, _COLS, 3)).copy()
+    shadow = np.s_[40:160, 380:560]
+    light[shadow] = 0.3 * _SKY
+    grey = light @ _LUMA
+    field = (grey / np.median(grey)).astype(np.float32)
+    colour = patch_colour(_photo(_tinted_tiles(4), 0.8 * light), _surface(), field)
+    assert colour is not None
+    assert np.allclose(colour.patch, 1, atol=1e-3)  # the lamp lights most of the floor: white
+    lit = colour.lit(field) / field[..., None]
+    assert np.allclose(lit[_ROWS - 1, 100], 1, atol=0.02)  # the falloff's far end: the lamp's colour
+    sky = light[shadow][0, 0] / light[100, 370]  # the shadow: the sky's colour over the lit side's
+    assert np.allclose(lit[shadow][0, 0], sky / (sky @ _LUMA), rtol=0.05)
