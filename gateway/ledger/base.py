@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 
 from gateway.ledger.connection import SOCKET_TIMEOUT_S, retrying
-from gateway.ledger.pipelining import Pipeline, PipelinedScript
+from gateway.ledger.pipelining import Packed, Pipeline, PipelinedScript
 from gateway.ledger.tenants import TenantLimits
 
 T = TypeVar("T")
@@ -97,6 +97,11 @@ class LedgerBase:
         every script is idempotent, so a call whose reply was lost applies once."""
         script = self.scripts[name]
         return await self._retry(lambda: script(keys=keys, args=args), pipelined=True)
+
+    async def _script_runs(self, name: str, numkeys: int, *runs: Packed | tuple[Any, ...]) -> Any:
+        """As _script, its keys and arguments given as runs (PipelinedScript.call_runs)."""
+        script = self.scripts[name]
+        return await self._retry(lambda: script.call_runs(numkeys, *runs), pipelined=True)
 
     async def _command(self, *command: Any) -> Any:
         """One non-blocking command's raw reply over the pipelined connection, retried: a read there

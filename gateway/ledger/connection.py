@@ -108,11 +108,12 @@ async def retrying(
     the ledger's Pipeline) is given its bound as ATTEMPT_DEADLINE, which the Pipeline enforces for
     all its calls with one timer: an asyncio.timeout per call cost ~4 % of a submit's CPU."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + budget_s
+    now = loop.time()  # read once for the first attempt (each read ~0.3 µs on this project's VMs)
+    deadline = now + budget_s
+    bound = max(deadline, now) + MAX_BLOCK_MS / 1000
     delay = 0.05
     while True:
         try:
-            bound = max(deadline, loop.time()) + MAX_BLOCK_MS / 1000
             if pipelined:
                 token = ATTEMPT_DEADLINE.set(bound)
                 try:
@@ -128,4 +129,5 @@ async def retrying(
             if left <= 0:
                 raise LedgerUnavailable() from exc
             await sleep(min(left, delay * random.uniform(0.5, 1.5)))
+            bound = max(deadline, loop.time()) + MAX_BLOCK_MS / 1000
             delay = min(delay * 2, 1.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import functools
 import json
 import os
 import secrets
@@ -24,6 +25,7 @@ from gateway import folders
 from gateway.ledger import keys
 from gateway.ledger.base import LedgerBase, LedgerError, as_dict
 from gateway.ledger.events import notice_payload, stamp
+from gateway.ledger.pipelining import Packed, packed
 from gateway.ledger.tenants import InsufficientCredits, QuotaExceeded, RateLimited
 from render.v1 import render_service_pb2 as pb
 from renderkit.errors import safe_message
@@ -243,6 +245,34 @@ def _op() -> str:
     return secrets.token_hex(8)
 
 
+# submit.lua's keys: the job's, the tenant's and the global ones (Jobs.submit names them in order).
+SUBMIT_KEYS = 21
+# submit.lua's arguments 15-26 for a job that is queued (no dispatcher starts it in the submit).
+_NOT_STARTING = packed("", 0, 0, "", "", "", "", "", "", 0, 0, 0)
+
+
+@functools.lru_cache(maxsize=1024)  # tenants submitting at a time; a tenant's run is ~300 bytes
+def _tenant_keys(tenant: str) -> Packed:
+    """submit.lua's keys 6-18, packed once per tenant: its queue, the queued tenants, the queue
+    clock, its limits, rate, active set, credit balance, credits reserved and credit log, the
+    waiting dispatchers, the running set, its running set and the webhooks due."""
+    return packed(
+        keys.queue(tenant),
+        keys.QUEUED_TENANTS,
+        keys.QUEUE_CLOCK,
+        keys.tenant_limits(tenant),
+        keys.tenant_rate(tenant),
+        keys.tenant_active(tenant),
+        keys.credits_balance(tenant),
+        keys.credits_reserved(tenant),
+        keys.credits_log(tenant),
+        keys.WAITING_DISPATCHERS,
+        keys.RUNNING,
+        keys.tenant_running(tenant),
+        keys.WEBHOOKS_DUE,
+    )
+
+
 # The most of a tenant's jobs one page of a filtered list looks at (see Jobs.list_jobs).
 MAX_SCANNED_PER_PAGE = 1000
 
@@ -299,33 +329,25 @@ class Jobs(LedgerBase):
             if value:
                 flat += [name, value]
         defaults = self.defaults
-        start_args = self._start_args(new, start_here, written_at)
-        reply: Any = await self._script(
+        start = _NOT_STARTING if start_here is None else self._start_args(new, start_here, written_at)
+        # Its keys and arguments in the order submit.lua takes them, in runs: those of the tenant's
+        # and a queued job's empty start are packed once (pipelining.Packed).
+        reply: Any = await self._script_runs(
             "submit",
-            keys=[
+            SUBMIT_KEYS,
+            (
                 keys.job(new.job_id),
                 keys.events(new.job_id),
                 keys.ACTIVE_SET,
                 keys.tenant_index(new.tenant),
                 idem_key or "idem:none",
-                keys.queue(new.tenant),
-                keys.QUEUED_TENANTS,
-                keys.QUEUE_CLOCK,
-                keys.tenant_limits(new.tenant),
-                keys.tenant_rate(new.tenant),
-                keys.tenant_active(new.tenant),
-                keys.credits_balance(new.tenant),
-                keys.credits_reserved(new.tenant),
-                keys.credits_log(new.tenant),
-                keys.WAITING_DISPATCHERS,
-                keys.RUNNING,
-                keys.tenant_running(new.tenant),
-                keys.WEBHOOKS_DUE,
+            ),
+            _tenant_keys(new.tenant),
+            (
                 keys.job_webhooks(new.job_id),
                 keys.PARKED_TENANTS,
                 keys.QUEUE_FINISH,
-            ],
-            args=[
+                # the arguments
                 new.job_id,
                 "1" if idem_key else "0",
                 self.queue_limit,
@@ -340,11 +362,9 @@ class Jobs(LedgerBase):
                 defaults.queue_quota,
                 "room" if new.parent_job_id else "1" if rate_limited else "0",
                 new.credits_reserved,
-                *start_args,
-                repr(defaults.weight),
-                keys.JOB_TEMPLATE,
-                *flat,
-            ],
+            ),
+            start,
+            (repr(defaults.weight), keys.JOB_TEMPLATE, *flat),
         )
         status, value = reply[0], reply[1]
         _raise_refusal(status, value, new.credits_reserved, self.queue_limit)
@@ -352,9 +372,8 @@ class Jobs(LedgerBase):
             fields = {k.decode(): v for k, v in as_dict(reply[2]).items()}
             written: tuple[pb.JobEvent, ...] = ()
             if len(reply) == 5:
-                start = start_args[3]
-                assert isinstance(start, bytes)
-                written = (_at(event, reply[3]), _at(pb.JobEvent.FromString(start), reply[4]))
+                assert isinstance(start, tuple) and isinstance(start[3], bytes)
+                written = (_at(event, reply[3]), _at(pb.JobEvent.FromString(start[3]), reply[4]))
             stored = stored_job(fields)
             return Submitted(value.decode(), False, stored, written, stored.job.create_time.ToMilliseconds())
         if status == b"ok":
@@ -382,12 +401,10 @@ class Jobs(LedgerBase):
         )
         _raise_refusal(reply[0], reply[1], price, self.queue_limit)
 
-    def _start_args(self, new: NewJob, start_here: StartHere | None, written_at: int) -> list[str | bytes | int]:
+    def _start_args(self, new: NewJob, start_here: StartHere, written_at: int) -> tuple[str | bytes | int, ...]:
         """submit.lua's arguments 15-26: the dispatcher that may start the job, its lease, and the
         start's event and webhooks as the dispatcher's start would write them (ledger.started);
-        empty without one (the job is queued)."""
-        if start_here is None:
-            return ["", 0, 0, "", "", "", "", "", "", 0, 0, 0]
+        _NOT_STARTING without one (the job is queued)."""
         event = pb.JobEvent(
             job_id=new.job_id,
             time=timestamp(written_at),  # its entry's once read (events.stamp)
@@ -395,14 +412,14 @@ class Jobs(LedgerBase):
             message=STARTING,
             total_steps=new.total_steps,
         ).SerializeToString()
-        return [
+        return (
             start_here.owner,
             int(start_here.lease_s * 1000),
             self.defaults.concurrency,
             event,
             notice_payload(event),
             *self._webhook_args(),
-        ]
+        )
 
     def _webhook_args(self) -> list[str | int]:
         """What lib/webhooks.lua's queue_webhooks needs besides the job and its event, in the order

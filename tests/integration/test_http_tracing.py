@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 import redis
+from google.protobuf import json_format
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from benchmarks.submit_load import dry_run_request
+from gateway.ledger import keys
 from gateway.server import Gateway
 from gateway.settings import GatewaySettings
 from renderkit import telemetry
@@ -55,3 +58,40 @@ def test_a_connect_call_is_traced_and_answered(
     assert json.loads(answer.value.read())["code"] == "not_found"
     spans = [s for s in exporter.get_finished_spans() if s.name == "/render.v1.RenderService/GetJob"]
     assert len(spans) == 1 and format(spans[0].context.trace_id, "032x") == TRACE_ID
+
+
+@pytest.mark.parametrize("tracing", [True, False], ids=["tracing on", "tracing off"])
+def test_a_submit_stores_its_trace_only_where_the_gateway_traces(
+    tracing: bool,
+    redis_url: str,
+    stages: dict[str, str],
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job keeps its submit's trace context (work on any replica joins the caller's trace) when
+    the gateway traces; a gateway that does not stores none, whatever the caller sent (the submit
+    asks OpenTelemetry for the current span only when tracing is on)."""
+    provider = TracerProvider() if tracing else None
+    monkeypatch.setattr(telemetry, "_tracer_provider", provider)
+    db = redis_url + "/28"
+    redis.Redis.from_url(db).flushdb()
+    settings = gateway_settings(db, tmp_path / "storage", stages, dispatch=False)
+    gateway = start_gateway(replace(settings, http=replace(settings.http, listen="127.0.0.1:0")))
+    key = key_for(db, "http-tracing")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{gateway.http_port}/render.v1.RenderService/SubmitRender",
+        data=json_format.MessageToJson(dry_run_request()).encode(),
+        headers={
+            "content-type": "application/json",
+            "authorization": f"Bearer {key}",
+            "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        job_id = json.loads(answer.read())["job"]["id"]
+    stored = redis.Redis.from_url(db).hget(keys.job(job_id), "trace") or b""
+    if tracing:
+        assert TRACE_ID in json.loads(stored)["traceparent"]
+    else:
+        assert stored == b""

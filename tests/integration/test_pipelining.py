@@ -16,7 +16,7 @@ import redis.exceptions
 
 from gateway.ledger import connect
 from gateway.ledger.connection import MAX_BLOCK_MS, LedgerUnavailable, client_name, retrying
-from gateway.ledger.pipelining import ATTEMPT_DEADLINE, Pipeline, PipelinedScript
+from gateway.ledger.pipelining import ATTEMPT_DEADLINE, Packed, Pipeline, PipelinedScript, packed
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +64,25 @@ def test_an_error_reply_fails_only_its_call(redis_url: str) -> None:
             assert await pipeline.execute("GET", key) == b"text"
         finally:
             await client.delete(key)
+
+    run(body, redis_url)
+
+
+def test_runs_packed_once_send_what_a_whole_call_sends(redis_url: str) -> None:
+    """A script called with runs, some packed beforehand (Packed), gets the keys and arguments a
+    call with them all in one list gets, in the same order and count, and is loaded again after
+    Redis lost it."""
+
+    async def body(pipeline: Pipeline, client: Any) -> None:
+        script = PipelinedScript(pipeline, "return {#KEYS, KEYS, ARGV}")
+        keys, args = ["k1", "k2", "k3"], ["a", 7, b"\x00\r\n", "", 2.5, "z"]
+        whole = await script(keys=keys, args=args)
+        assert whole == [3, [b"k1", b"k2", b"k3"], [b"a", b"7", b"\x00\r\n", b"", b"2.5", b"z"]]
+        once = packed("k3", "a", 7)
+        assert once == Packed(3, b"$2\r\nk3\r\n$1\r\na\r\n$1\r\n7\r\n")
+        assert await script.call_runs(3, ("k1", "k2"), once, (b"\x00\r\n", ""), packed(2.5), ("z",)) == whole
+        await client.script_flush()  # as a Redis restart does
+        assert await script.call_runs(3, ("k1", "k2"), once, (b"\x00\r\n", ""), packed(2.5, "z")) == whole
 
     run(body, redis_url)
 

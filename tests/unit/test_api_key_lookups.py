@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from typing import Any
 
-from gateway.auth.api_keys import KeyStore
+import pytest
+
+from gateway.auth import api_keys
+from gateway.auth.api_keys import AuthenticationError, KeyStore
 
 KEY = "rk_abcdefghijkl_" + "A" * 43
 
@@ -74,3 +78,50 @@ def test_a_caller_that_leaves_does_not_cancel_the_shared_read_and_a_revocation_i
     stayed, after_revocation, cancelled = asyncio.run(run())
     assert stayed and cancelled
     assert after_revocation is False
+
+
+def test_a_remembered_key_notes_its_use_at_most_once_a_period_and_is_refused_past_its_expiry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A key verified once is taken from memory on its next calls (one clock read a call): its use
+    is still written at most once every LAST_USE_EVERY_S, and its expiry still checked on every
+    call, without reading its record again."""
+    monkeypatch.setattr(api_keys, "LAST_USE_EVERY_S", 0.3)
+
+    class Uses(CountingRedis):
+        def __init__(self, expires_ms: int) -> None:
+            super().__init__(delay=0.0)
+            self.uses = 0
+            self.expires_ms = str(expires_ms)
+
+        async def hgetall(self, name: str) -> dict[bytes, bytes]:
+            fields = await super().hgetall(name)
+            return {**fields, b"expires_ms": self.expires_ms.encode()}
+
+        async def hset(self, *args: Any, **kwargs: Any) -> None:
+            self.uses += 1
+
+    async def run() -> tuple[int, int, int, str]:
+        redis = Uses(expires_ms=int(time.time() * 1000) + 800)
+        store = KeyStore(redis, cache_s=60.0)  # type: ignore[arg-type]
+        for _ in range(50):
+            assert (await store.authenticate(KEY)).tenant == "acme"
+        await asyncio.sleep(0.01)  # the use's write runs off the call's path
+        uses_at_once = redis.uses
+        await asyncio.sleep(0.35)
+        await store.authenticate(KEY)
+        await asyncio.sleep(0.01)
+        uses_later = redis.uses
+        await asyncio.sleep(0.5)  # past the key's expiry
+        try:
+            await store.authenticate(KEY)
+            refused = ""
+        except AuthenticationError as exc:
+            refused = str(exc)
+        return uses_at_once, uses_later, redis.reads, refused
+
+    uses_at_once, uses_later, reads, refused = asyncio.run(run())
+    assert uses_at_once == 1, f"{uses_at_once} last-use writes for 50 calls within the period"
+    assert uses_later == 2
+    assert reads == 1, f"{reads} reads of a key's record the cache held"
+    assert refused == "the API key has expired"
