@@ -44,6 +44,17 @@ JUNCTION_LIGHTER = 0.15
 # porcelain). A floor beyond a shadow's straight edge steps 0.75-0.82 darker, and it is not
 # smoother (in shade its log lightness is noisier): the texture test refuses it as well.
 JUNCTION_DARKER = 0.6
+# Walls this much darker or more (log units) than the floor just below the path need not be smoother
+# where both sides are in one light (JUNCTION_ONE_LIGHT): concrete, plaster or paint as rough as a
+# fine floor (their texture 0.9-1.5 of the floor's: darker, and so noisier in log) was kept with it.
+# Those walls measured 0.26-0.38 darker. A floor beyond a weak sun patch's straight edge is as dark
+# and as rough (0.33-0.44 darker, texture 0.64-0.92), but it is lit by the sky alone: ...
+JUNCTION_DIMMER = 0.2
+# ... so it is bluer than the sunlit floor by more than this (the median difference across the path
+# of red minus blue log chroma: 0.091-0.105), while walls of the floor's material in the room's light
+# measured 0.009-0.028. The junction's other tests still apply (reach, edge, JUNCTION_DARKER; a
+# strong sun's edge steps 0.75-0.82 darker).
+JUNCTION_ONE_LIGHT = 0.05
 JUNCTION_SIDE, JUNCTION_GAP = 10, 3
 # The step must be measured across the path on at least this share of the columns (selected pixels
 # on both sides): a path along a runner that the selection leaves out separates nothing.
@@ -207,13 +218,21 @@ def _cut_off_beyond(
         tinted = float(np.abs(np.median(chroma[removed], axis=0) - np.median(chroma[kept], axis=0)).max())
         if apart + 3 * tinted < JUNCTION_OTHER:
             return False
-    if like_walls and texture[removed].mean() > JUNCTION_SMOOTHER * texture[kept].mean():
-        return False
     lighter, measured = _step_across(lightness, selected, path)
     if lighter is None or (like_walls and not -JUNCTION_DARKER <= lighter <= JUNCTION_LIGHTER):
         return False
+    dimmer = lighter <= -JUNCTION_DIMMER and chroma is not None and _in_one_light(chroma, selected, path)
+    if like_walls and not dimmer and texture[removed].mean() > JUNCTION_SMOOTHER * texture[kept].mean():
+        return False
     least = JUNCTION_PLAIN_EDGE if plain else JUNCTION_EDGE
     return bool(edge[path[measured], np.nonzero(measured)[0]].mean() >= least)
+
+
+def _in_one_light(chroma: np.ndarray, selected: np.ndarray, path: np.ndarray) -> bool:
+    """Whether the selected pixels on either side of the path are about as warm (JUNCTION_ONE_LIGHT):
+    not across a light's edge, whose colour differs from the light beside it."""
+    warmer, _ = _step_across(chroma[..., 1] - chroma[..., 0], selected, path)
+    return warmer is not None and abs(warmer) <= JUNCTION_ONE_LIGHT
 
 
 def _step_across(lightness: np.ndarray, selected: np.ndarray, path: np.ndarray) -> tuple[float | None, np.ndarray]:

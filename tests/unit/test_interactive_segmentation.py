@@ -748,6 +748,36 @@ def test_a_weak_junction_cuts_off_only_what_is_far_smoother(beyond_texture: floa
     assert _cut_off_beyond(lightness, texture, selected, edge, path, beyond, like_walls=True) is cut
 
 
+@pytest.mark.parametrize(
+    ("darker", "bluer", "cut"),
+    [
+        (0.3, 0.0, True),  # concrete walls over a concrete floor, one light on both
+        (0.3, 0.1, False),  # the floor beyond a weak sun patch's edge, lit by the sky alone
+        (0.1, 0.0, False),  # hardly darker: only a smoother part is walls
+    ],
+)
+def test_a_junction_cuts_off_walls_as_rough_as_the_floor_where_darker_in_one_light(
+    darker: float, bluer: float, cut: bool
+) -> None:
+    """A strong path across the selection with a part beyond it as rough as the part kept: it is cut
+    off as walls where it is darker by JUNCTION_DIMMER or more and as warm as the floor (concrete
+    walls over a concrete floor were kept with it: IoU 0.58-0.73, 0.98-0.99 cut), not where it is
+    bluer (a floor beyond a sun patch's edge) or hardly darker."""
+    height, width = 60, 80
+    selected = np.ones((height, width), bool)
+    texture = np.ones((height, width), np.float32)
+    edge = np.zeros((height, width), np.float32)
+    edge[30] = 1.05 * JUNCTION_EDGE
+    path = np.full(width, 30)
+    beyond = np.arange(height)[:, None] < path[None, :] - 1
+    lightness = np.zeros((height, width), np.float32)
+    lightness[:30] = -darker
+    chroma = np.zeros((height, width, 2), np.float32)  # blue and red against the mean
+    chroma[:30, :, 0] = bluer / 2
+    chroma[:30, :, 1] = -bluer / 2
+    assert _cut_off_beyond(lightness, texture, selected, edge, path, beyond, True, chroma) is cut
+
+
 def _clicks_iou(room: Any, surface: str) -> float:
     """The IoU of the mask clicks alone give on a benchmark room, its surface named as given."""
     from benchmarks.quality import modes
