@@ -104,11 +104,8 @@ def edge_turn(runs: np.ndarray, normal: np.ndarray, axis: np.ndarray, focal: flo
     direction."""
     if not len(runs):
         return 0.0
-    K_inv = np.linalg.inv(homography.camera_matrix(focal, width, height))
     across = np.cross(normal, axis)
-    rays = [np.column_stack([runs[:, 2 * i : 2 * i + 2], np.ones(len(runs))]) @ K_inv.T for i in (0, 1)]
-    depth = [r @ normal / np.linalg.norm(r, axis=1) for r in rays]
-    in_front = (depth[0] > _IN_FRONT) & (depth[1] > _IN_FRONT)
+    rays, in_front = _placed(runs, normal, focal, width, height)
     if not in_front.any():
         return 0.0
     ends = [r[in_front] / (r[in_front] @ normal)[:, None] for r in rays]
@@ -127,12 +124,39 @@ def edge_turn(runs: np.ndarray, normal: np.ndarray, axis: np.ndarray, focal: flo
     return float(np.angle((length[members] * folded[members]).sum()) / 4)
 
 
-def surface_axis(mask: np.ndarray, normal: np.ndarray, axis: np.ndarray, focal: float) -> np.ndarray:
+def _placed(
+    runs: np.ndarray, normal: np.ndarray, focal: float, width: int, height: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The rays through the runs' two ends (camera coordinates) and which runs lie in front of the
+    plane `normal`'s horizon (both ends, by _IN_FRONT)."""
+    K_inv = np.linalg.inv(homography.camera_matrix(focal, width, height))
+    rays = [np.column_stack([runs[:, 2 * i : 2 * i + 2], np.ones(len(runs))]) @ K_inv.T for i in (0, 1)]
+    depth = [r @ normal / np.linalg.norm(r, axis=1) for r in rays]
+    return rays, (depth[0] > _IN_FRONT) & (depth[1] > _IN_FRONT)
+
+
+def outline_contradicts(runs: np.ndarray, normal: np.ndarray, focal: float, width: int, height: int) -> bool:
+    """Whether the mask's outline (its runs, outline_runs) says the plane `normal` (camera
+    coordinates) is not the surface's: a run of it lies at or past the plane's horizon (within
+    _IN_FRONT), the surface's edge tens of its distances away. A marble table top's veins
+    gave planes 22-26° off whose horizon ran along the top's far edge (on the true plane those
+    runs lay at 0.38-0.58 of a ray's length in front of it, on the veins' at 0.009-0.014)."""
+    if not len(runs):
+        return False
+    # Either way round: all the outline lies on the surface's side of the horizon, whichever the
+    # normal's sign says it is.
+    return not any(bool(_placed(runs, side, focal, width, height)[1].all()) for side in (normal, -normal))
+
+
+def surface_axis(
+    mask: np.ndarray, normal: np.ndarray, axis: np.ndarray, focal: float, runs: np.ndarray | None = None
+) -> np.ndarray:
     """The texture's u axis (camera coordinates): the pattern's `axis`, unless the mask's outline
     shows the surface's edges running more than _TURN_DEG from it; then whichever edge runs nearer
-    the photo's horizontal (vanishing.texture_axis, the convention the pattern's axis follows)."""
+    the photo's horizontal (vanishing.texture_axis, the convention the pattern's axis follows).
+    `runs`: the outline's (outline_runs), where the caller has read them already."""
     height, width = mask.shape
-    turn = edge_turn(outline_runs(mask), normal, axis, focal, width, height)
+    turn = edge_turn(outline_runs(mask) if runs is None else runs, normal, axis, focal, width, height)
     if abs(turn) <= np.radians(_TURN_DEG):
         return axis
     if abs(abs(turn) - np.pi / 4) < np.radians(_DIAGONAL_DEG):

@@ -26,7 +26,7 @@ from services.common.stage import (
     points_problem,
     size_problem,
 )
-from services.depth.outline import surface_axis
+from services.depth.outline import outline_contradicts, outline_runs, surface_axis
 from services.depth.plane import fit_metric_plane, fit_plane, plane_homography
 from services.depth.room_lines import ROOM_SOURCE, room_correction, room_plane
 from services.depth.vanishing import (
@@ -186,12 +186,21 @@ def known_focal(request: pb.EstimatePlaneRequest) -> tuple[float, str]:
 def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRequest) -> pb.EstimatePlaneResponse:
     """The plane from the vanishing points of the lines on and around the surface; where they give
     none, or one the room's clear verticals contradict, and the camera is known, from the room's
-    verticals (services.depth.room_lines)."""
+    verticals (services.depth.room_lines). With the camera known, no plane the mask's own outline
+    contradicts is given (services.depth.outline.outline_contradicts)."""
     width, height = request.width, request.height
     focal, focal_source = known_focal(request)
     source = "vanishing_lines"
     # Found once: the lines' plane and the room's verticals read the same segments.
     segments = photo_segments(image, mask)
+    # Read once: the texture's axis follows the outline's edges, and with the camera known no plane
+    # its outline contradicts is given (a marble top's veins made one whose horizon ran along the
+    # top's far edge: 22-26° off).
+    runs = outline_runs(mask)
+
+    def contradicted(plane: LinePlane) -> bool:
+        return bool(focal) and outline_contradicts(runs, plane.normal, plane.focal, width, height)
+
     try:
         found = plane_from_lines(
             image,
@@ -205,12 +214,14 @@ def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRe
             surface=request.surface,
             segments=segments,
         )
+        if contradicted(found):
+            raise NoVanishingPoints("the lines' plane contradicts the surface's outline in the mask")
     except NoVanishingPoints as refusal:
         from_room = room_plane(image, mask, focal, request.surface, segments)
-        if from_room is None:
+        if from_room is None or contradicted(from_room):
             raise
         try:
-            H, side = _homography(from_room, width, height, mask)
+            H, side = _homography(from_room, width, height, mask, runs)
         except InputError:  # a surface too small to span the room's plane (a pixel): the refusal stands
             raise refusal from None
         found, source = from_room, ROOM_SOURCE
@@ -218,17 +229,20 @@ def lines_plane(image: np.ndarray, mask: np.ndarray, request: pb.EstimatePlaneRe
         # Lines on a plain surface may make a plane the room's verticals contradict (a plain
         # floor's stray lines: 13-88° off): the room's plane, said so in the source.
         corrected = room_correction(found, image, mask, focal, request.surface, segments)
-        if corrected is not None:
+        if corrected is not None and not contradicted(corrected):
             found, source = corrected, ROOM_SOURCE
-        H, side = _homography(found, width, height, mask)
+        H, side = _homography(found, width, height, mask, runs)
     if not focal:
         focal_source = "lines" if found.focal_from_lines else "assumed"
     return square_plane(request, H, side, found.confidence, source, found.focal, focal_source)
 
 
-def _homography(found: LinePlane, width: int, height: int, mask: np.ndarray) -> tuple[np.ndarray, float]:
-    """The plane's homography and texture square's side, its axis along the mask's edges."""
-    axis = surface_axis(mask, found.normal, found.axis, found.focal)
+def _homography(
+    found: LinePlane, width: int, height: int, mask: np.ndarray, runs: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """The plane's homography and texture square's side, its axis along the mask's edges (`runs`:
+    its outline's, outline.outline_runs)."""
+    axis = surface_axis(mask, found.normal, found.axis, found.focal, runs)
     return plane_homography(found.normal, found.focal, width, height, mask, axis=axis)
 
 

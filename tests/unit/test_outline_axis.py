@@ -11,7 +11,7 @@ import pytest
 from devstack import scenes
 from render.depth.v1 import depth_service_pb2 as depth_pb
 from renderkit import imaging
-from services.depth.outline import outline_runs, surface_axis
+from services.depth.outline import outline_contradicts, outline_runs, surface_axis
 from services.depth.server import lines_plane
 from services.depth.vanishing import texture_axis
 from tests.unit.test_surface_axes import EAST, NORTH, UP, F, H, W, image_of, rotation
@@ -114,3 +114,28 @@ def test_turning_a_large_masks_axis_holds_no_copy_of_it_wider_than_a_byte_a_pixe
         tracemalloc.stop()
     assert axis is not diagonal  # turned onto the edges: the centroid was taken
     assert peak < 2 * mask.size
+
+
+def tilted(normal: np.ndarray, degrees: float) -> np.ndarray:
+    """A normal (camera coordinates) turned about the camera's x axis (its horizon up or down)."""
+    t = math.radians(degrees)
+    return np.array([[1.0, 0.0, 0.0], [0.0, math.cos(t), -math.sin(t)], [0.0, math.sin(t), math.cos(t)]]) @ normal
+
+
+@pytest.mark.parametrize(("yaw", "pitch"), [(20.0, 35.0), (-30.0, 40.0), (5.0, 30.0)])
+def test_a_plane_that_puts_the_masks_far_edge_at_its_horizon_is_contradicted(yaw: float, pitch: float) -> None:
+    """A marble table top's veins gave a plane whose horizon ran along the top's far edge (22-26°
+    off): the edge would lie tens of metres away. Planes a few degrees off are not judged."""
+    _, mask, normal = floor_view(yaw, pitch)
+    runs = outline_runs(mask)
+    assert len(runs) >= 3
+    for degrees in (0.0, 3.0, -3.0, 8.0):
+        assert not outline_contradicts(runs, tilted(normal, degrees), F, W, H)
+    assert outline_contradicts(runs, tilted(normal, -16.0), F, W, H)
+
+
+def test_an_outline_with_no_edges_contradicts_no_plane() -> None:
+    _, _, normal = floor_view(20.0, 35.0)
+    runs = outline_runs(np.full((H, W), 255, np.uint8))
+    assert len(runs) == 0
+    assert not outline_contradicts(runs, tilted(normal, -30.0), F, W, H)
