@@ -137,15 +137,21 @@ def _placed(
 
 def outline_contradicts(runs: np.ndarray, normal: np.ndarray, focal: float, width: int, height: int) -> bool:
     """Whether the mask's outline (its runs, outline_runs) says the plane `normal` (camera
-    coordinates) is not the surface's: a run of it lies at or past the plane's horizon (within
+    coordinates) is not the surface's: runs of it as long together as an edge the outline's own
+    direction needs (_MIN_EDGES of the longer side) lie at or past the plane's horizon (within
     _IN_FRONT), the surface's edge tens of its distances away. A marble table top's veins
     gave planes 22-26° off whose horizon ran along the top's far edge (on the true plane those
-    runs lay at 0.38-0.58 of a ray's length in front of it, on the veins' at 0.009-0.014)."""
+    runs lay at 0.38-0.58 of a ray's length in front of it, on the veins' at 0.009-0.014). A stray
+    run alone does not: a blob of the mask apart from the surface, or a sliver up a door frame,
+    put one run just under the true plane's horizon and refused it (a review's drawings)."""
     if not len(runs):
         return False
-    # Either way round: all the outline lies on the surface's side of the horizon, whichever the
+    length = np.hypot(runs[:, 2] - runs[:, 0], runs[:, 3] - runs[:, 1])
+    needed = _MIN_EDGES * max(width, height)
+    # Either way round: the outline lies on the surface's side of the horizon, whichever the
     # normal's sign says it is.
-    return not any(bool(_placed(runs, side, focal, width, height)[1].all()) for side in (normal, -normal))
+    beyond = (~_placed(runs, side, focal, width, height)[1] for side in (normal, -normal))
+    return all(float(length[past].sum()) >= needed for past in beyond)
 
 
 def surface_axis(

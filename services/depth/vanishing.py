@@ -610,26 +610,19 @@ def _fit(
         # A known camera makes the two directions' right angle a constraint: the pair is refitted
         # as one orthonormal frame, so a far vanishing point (lines nearly parallel in the photo,
         # whose distance the lines hardly fix) takes its tilt from the other direction and keeps
-        # only what its lines' angles say. Not a pair the caller's camera measures clearly off a
-        # right angle (_SQUARE_SLACK): forced square, a floor's junction with a wall and a barred
-        # window's shadows on it, 80.6° apart, tilted the plane 6.9°.
-        square = not known_camera or _right_angle(pair[0], pair[2], centre, given_focal / scale, _SQUARE_SLACK)
-        focal, refined, told = (
-            _settled_focal(
-                pair,
-                segments,
-                scale,
-                centre,
-                given_focal,
-                focal_tolerance,
-                keep_unless_told=keep_unless_told,
-                # The caller's camera only (an EXIF value): without one, the seed's range is wide and
-                # unmeasured here.
-                elsewhere=lines.everywhere if known_camera else None,
-                within=_exif_rounding(given_focal, width, height) if known_camera else 0.0,
-            )
-            if square
-            else (given_focal, None, False)
+        # only what its lines' angles say.
+        focal, refined, told = _settled_focal(
+            pair,
+            segments,
+            scale,
+            centre,
+            given_focal,
+            focal_tolerance,
+            keep_unless_told=keep_unless_told,
+            # The caller's camera only (an EXIF value): without one, the seed's range is wide and
+            # unmeasured here.
+            elsewhere=lines.everywhere if known_camera else None,
+            within=_exif_rounding(given_focal, width, height) if known_camera else 0.0,
         )
         if refined is not None:
             # The pair's own segments placed on the photo's edges (services.depth.subpixel), and the
@@ -944,21 +937,11 @@ def _third_point(pair: tuple[np.ndarray, np.ndarray], centre: np.ndarray, f: flo
 _RIGHT_ANGLE_SLACK = np.radians(12.0)
 
 
-# With the caller's camera, a pair is refitted as a right angle only where it measures within this
-# of one at the given focal length (_RIGHT_ANGLE_SLACK still ranks the pairs). Right pairs measured
-# 0.00-0.66° off it on make quality's scenes (every mask mode, the EXIF rounded) and 0.02-0.30° on
-# sixteen rooms rendered by segmentation_heldout's renderer; a tiled floor's edge with a barred
-# window's shadows 8.6° (its plane 3.7° off when forced square, 0.7° left as measured).
-_SQUARE_SLACK = np.radians(5.0)
-
-
-def _right_angle(
-    v1: np.ndarray, v2: np.ndarray, centre: np.ndarray, f: float, slack: float = _RIGHT_ANGLE_SLACK
-) -> bool:
+def _right_angle(v1: np.ndarray, v2: np.ndarray, centre: np.ndarray, f: float) -> bool:
     """Whether two vanishing points (scaled coordinates, homogeneous) are the images of directions
-    within `slack` of a right angle, for a camera of focal length f (scaled)."""
+    within _RIGHT_ANGLE_SLACK of a right angle, for a camera of focal length f (scaled)."""
     d1, d2 = (np.array([(v[0] - centre[0] * v[2]) / f, (v[1] - centre[1] * v[2]) / f, v[2]]) for v in (v1, v2))
-    return abs(float(d1 @ d2)) <= np.sin(slack) * float(np.linalg.norm(d1) * np.linalg.norm(d2))
+    return abs(float(d1 @ d2)) <= np.sin(_RIGHT_ANGLE_SLACK) * float(np.linalg.norm(d1) * np.linalg.norm(d2))
 
 
 # With the camera known, a surface's two line directions lie at least this far apart: tiles, planks,

@@ -813,26 +813,30 @@ def test_a_hexagonal_floors_plane_is_fitted_through_all_three_directions_on_its_
     assert with_upright == pytest.approx(by_three, abs=1e-6)
 
 
-@pytest.mark.parametrize("apart", [80.0, 84.0, 90.0])
-def test_with_a_known_camera_a_pair_clearly_off_a_right_angle_is_not_forced_square(apart: float) -> None:
-    """A floor's junction with a wall and a barred window's shadows on it, 80.6° apart (a held-out
-    marble floor): refitted as a right angle they tilted the plane 6.9° (on this drawing 11.7° at
-    80°, 7.4° at 84°). With the camera known, a pair measured that far off one keeps its own
-    angle; tiles' right angle is still imposed."""
+@pytest.mark.parametrize(("seed", "yaw"), [(2, 1.0), (2, 3.0), (3, 3.0)])
+def test_with_a_known_camera_a_right_pair_whose_one_point_lies_far_is_still_squared(seed: int, yaw: float) -> None:
+    """A floor's two right-angled families, one of short, ragged segments nearly parallel in the
+    photo (its vanishing point far off): its measured angle strays several degrees from a right one,
+    and only the refit as a right angle places the plane. A pair refitted square only within 5° of
+    one (a change measured and not kept, docs/quality.md) left these planes 9-13° off."""
     f, width, height = 800.0, 1024, 768
-    K, R = turned_camera(f, (width, height), 40, 10)
-    normal = R[:, 1]
-    turned = math.radians(apart)
-    second = math.cos(turned) * R[:, 0] + math.sin(turned) * R[:, 2]
+    K, R = turned_camera(f, (width, height), 40, yaw)
     photo = np.full((height, width, 3), 128, np.uint8)
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
 
-    def starts(n: int) -> np.ndarray:
-        return np.column_stack([rng.uniform(100, 900, n), rng.uniform(420, 740, n)])
+    def family(direction: np.ndarray, count: int, length: float, jitter_deg: float) -> None:
+        v = K @ direction
+        for x, y in np.column_stack([rng.uniform(100, 900, count), rng.uniform(420, 740, count)]):
+            d = v[:2] / v[2] - (x, y)
+            d = d / np.linalg.norm(d)
+            t = math.radians(rng.normal(0, jitter_deg))
+            d = np.array([d[0] * math.cos(t) - d[1] * math.sin(t), d[0] * math.sin(t) + d[1] * math.cos(t)])
+            end = (int(x + d[0] * length), int(y + d[1] * length))
+            cv2.line(photo, (int(x), int(y)), end, (40, 40, 40), 2, cv2.LINE_AA)
 
-    _drawn_family(photo, K @ R[:, 0], starts(14), 220, 40)
-    _drawn_family(photo, K @ second, starts(12), 220, 40)
+    family(R[:, 0], 10, 60, 1.2)  # nearly parallel in the photo: a far vanishing point
+    family(R[:, 2], 14, 120, 0.6)
     mask = np.zeros((height, width), np.uint8)
     mask[400:] = 255
     found = plane_from_lines(photo, mask, default_focal=1.0, given_focal=f)
-    assert angle_between(found.normal, normal) < 0.5
+    assert angle_between(found.normal, R[:, 1]) < 2.0

@@ -139,3 +139,18 @@ def test_an_outline_with_no_edges_contradicts_no_plane() -> None:
     runs = outline_runs(np.full((H, W), 255, np.uint8))
     assert len(runs) == 0
     assert not outline_contradicts(runs, tilted(normal, -30.0), F, W, H)
+
+
+@pytest.mark.parametrize(("top", "left", "side"), [(240, 600, 40), (262, 600, 40), (262, 300, 40), (262, 540, 60)])
+def test_a_stray_bit_of_the_mask_near_the_horizon_does_not_contradict_the_true_plane(
+    top: int, left: int, side: int
+) -> None:
+    """A blob of the mask apart from the floor, or a leak up a wall (the last: down to the floor),
+    puts a short run of the outline just under the true plane's horizon: an edge too short to say
+    the plane is wrong (it refused the true plane before the runs' length was counted)."""
+    _, mask, normal = floor_view(5.0, 10.0)  # its horizon near row 255, the floor from row 417
+    bottom = 420 if side == 60 else top + side
+    mask[top:bottom, left : left + side] = 255
+    runs = outline_runs(mask)
+    assert len(runs)
+    assert not outline_contradicts(runs, normal, F, W, H)
