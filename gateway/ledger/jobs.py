@@ -372,7 +372,7 @@ class Jobs(LedgerBase):
             fields = {k.decode(): v for k, v in as_dict(reply[2]).items()}
             written: tuple[pb.JobEvent, ...] = ()
             if len(reply) == 5:
-                assert isinstance(start, tuple) and isinstance(start[3], bytes)
+                assert not isinstance(start, Packed) and isinstance(start[3], bytes)
                 written = (_at(event, reply[3]), _at(pb.JobEvent.FromString(start[3]), reply[4]))
             stored = stored_job(fields)
             return Submitted(value.decode(), False, stored, written, stored.job.create_time.ToMilliseconds())

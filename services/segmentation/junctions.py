@@ -140,9 +140,10 @@ def junction_side(
     is no step; steps are capped, and none counts beside overexposed pixels). Many straight edges
     across a floor are as strong (a shadow's, a strip's, a runner's, a row of tiles' or planks'), so
     the part beyond the path is cut off only where it reaches the frame's edge along a strong edge
-    and, for a floor, looks like walls rising from it: it is far smoother than the part kept, and
-    about as light just above the path as the floor just below it, or somewhat darker (a wall's light
-    is less than a floor's: JUNCTION_DARKER). Where it does not, the strongest
+    and, for a floor, looks like walls rising from it: it is far smoother than the part kept (or
+    darker by JUNCTION_DIMMER in the floor's own light), and about as light just above the path as
+    the floor just below it, or somewhat darker (a wall's light is less than a floor's:
+    JUNCTION_DARKER). Where it does not, the strongest
     path further from the clicks is tried (JUNCTION_TRIES). (Geometry alone and the path's
     distinctiveness measured no better: junctions and those edges are all straight, and capped
     steps make many paths about equally strong.)"""
@@ -203,8 +204,8 @@ def _cut_off_beyond(
 ) -> bool:
     """Whether the selection beyond the path is another surface: it reaches the frame's top, the
     path is an edge where it separates selected pixels, and (`like_walls`, walls rising from a
-    floor) it is far smoother than the part kept and about as light just across the path or somewhat
-    darker, (else)
+    floor) it is far smoother than the part kept, or darker by JUNCTION_DIMMER in one light
+    (JUNCTION_ONE_LIGHT), and about as light just across the path or somewhat darker, (else)
     it differs from the part kept in light or colour (JUNCTION_OTHER). Walls far smoother still
     (JUNCTION_PLAIN) need a weaker edge and reach the top over fewer columns."""
     removed, kept = selected & beyond, selected & ~beyond
@@ -221,9 +222,11 @@ def _cut_off_beyond(
     lighter, measured = _step_across(lightness, selected, path)
     if lighter is None or (like_walls and not -JUNCTION_DARKER <= lighter <= JUNCTION_LIGHTER):
         return False
-    dimmer = lighter <= -JUNCTION_DIMMER and chroma is not None and _in_one_light(chroma, selected, path)
-    if like_walls and not dimmer and texture[removed].mean() > JUNCTION_SMOOTHER * texture[kept].mean():
-        return False
+    if like_walls and texture[removed].mean() > JUNCTION_SMOOTHER * texture[kept].mean():
+        # Rough walls: cut off only where darker in the floor's own light (JUNCTION_DIMMER).
+        dimmer = lighter <= -JUNCTION_DIMMER and chroma is not None and _in_one_light(chroma, selected, path)
+        if not dimmer:
+            return False
     least = JUNCTION_PLAIN_EDGE if plain else JUNCTION_EDGE
     return bool(edge[path[measured], np.nonzero(measured)[0]].mean() >= least)
 
