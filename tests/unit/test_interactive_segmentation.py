@@ -749,29 +749,35 @@ def test_a_weak_junction_cuts_off_only_what_is_far_smoother(beyond_texture: floa
 
 
 @pytest.mark.parametrize(
-    ("darker", "bluer", "cut"),
+    ("darker", "bluer", "streaked", "cut"),
     [
-        (0.3, 0.0, True),  # concrete walls over a concrete floor, one light on both
-        (0.3, 0.1, False),  # the floor beyond a weak sun patch's edge, lit by the sky alone
-        (0.1, 0.0, False),  # hardly darker: only a smoother part is walls
+        (0.3, 0.0, False, True),  # concrete walls over a concrete floor, one light on both
+        (0.3, 0.1, False, False),  # the floor beyond a weak sun patch's edge, lit by the sky alone
+        (0.1, 0.0, False, False),  # hardly darker: only a smoother part is walls
+        (0.3, 0.0, True, False),  # the floor beyond a shadow's edge in one light, further foreshortened
     ],
 )
 def test_a_junction_cuts_off_walls_as_rough_as_the_floor_where_darker_in_one_light(
-    darker: float, bluer: float, cut: bool
+    darker: float, bluer: float, streaked: bool, cut: bool
 ) -> None:
     """A strong path across the selection with a part beyond it as rough as the part kept: it is cut
-    off as walls where it is darker by JUNCTION_DIMMER or more and as warm as the floor (concrete
-    walls over a concrete floor were kept with it: IoU 0.58-0.73, 0.98-0.99 cut), not where it is
-    bluer (a floor beyond a sun patch's edge) or hardly darker."""
+    off as walls where it is darker by JUNCTION_DIMMER or more, as warm as the floor (concrete walls
+    over a concrete floor were kept with it: IoU 0.58-0.73, 0.98-0.99 cut) and its grain turns (walls
+    measured 1.12-1.55 of the floor's), not where it is bluer (a floor beyond a sun patch's edge),
+    hardly darker, or grained as the floor is beyond a shadow's edge (0.15-0.91)."""
     height, width = 60, 80
+    rng = np.random.default_rng(3)
     selected = np.ones((height, width), bool)
     texture = np.ones((height, width), np.float32)
     edge = np.zeros((height, width), np.float32)
     edge[30] = 1.05 * JUNCTION_EDGE
     path = np.full(width, 30)
     beyond = np.arange(height)[:, None] < path[None, :] - 1
-    lightness = np.zeros((height, width), np.float32)
-    lightness[:30] = -darker
+    # A floor's grain is foreshortened, blurred down the columns, the more the further it lies; walls'
+    # is not.
+    grain = rng.normal(0, 0.05, (height, width)).astype(np.float32)
+    lightness = cv2.blur(grain, (1, 3))
+    lightness[:30] = (cv2.blur(grain, (1, 7)) if streaked else grain)[:30] - darker
     chroma = np.zeros((height, width, 2), np.float32)  # blue and red against the mean
     chroma[:30, :, 0] = bluer / 2
     chroma[:30, :, 1] = -bluer / 2
