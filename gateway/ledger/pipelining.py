@@ -329,13 +329,8 @@ class PipelinedScript:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
         self._heads: dict[int, Packed] = {}  # "EVALSHA <sha> <numkeys>" packed, by numkeys
 
-    async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
-        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
-        try:
-            return await self.pipeline.execute(*command)
-        except redis.exceptions.NoScriptError:
-            await self.pipeline.execute("SCRIPT", "LOAD", self.source)
-            return await self.pipeline.execute(*command)
+    def __call__(self, keys: list[Any], args: list[Any]) -> Awaitable[Any]:
+        return self._send(hiredis.pack_command(("EVALSHA", self.sha, len(keys), *keys, *args)))
 
     async def call_runs(self, numkeys: int, *runs: Packed | tuple[Any, ...]) -> Any:
         """As a call with the runs' items in order as its keys (the first numkeys) and arguments: a
@@ -352,7 +347,11 @@ class PipelinedScript:
                 count += len(run)
                 chunks.append(_bulk(run))
         chunks[0] = b"*%d\r\n" % count
-        command = b"".join(chunks)
+        return await self._send(b"".join(chunks))
+
+    async def _send(self, command: bytes) -> Any:
+        """The reply to the script's EVALSHA command (packed), the script loaded again where Redis
+        lost it (a restart empties its script cache)."""
         try:
             return await self.pipeline.send(command)
         except redis.exceptions.NoScriptError:
