@@ -28,6 +28,28 @@ from tests.credentials import key_for
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
+def traced_call(
+    db: str,
+    start_gateway: Callable[[GatewaySettings], Gateway],
+    settings: GatewaySettings,
+    method: str,
+    body: bytes,
+) -> urllib.request.Request:
+    """A Connect call of the RenderService's `method` (JSON `body`) carrying TRACE_ID, with a key of
+    its own, to a gateway started on the emptied database `db` with its HTTP port open."""
+    redis.Redis.from_url(db).flushdb()
+    gateway = start_gateway(replace(settings, http=replace(settings.http, listen="127.0.0.1:0")))
+    return urllib.request.Request(
+        f"http://127.0.0.1:{gateway.http_port}/render.v1.RenderService/{method}",
+        data=body,
+        headers={
+            "content-type": "application/json",
+            "authorization": f"Bearer {key_for(db, 'http-tracing')}",
+            "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01",
+        },
+    )
+
+
 def test_a_connect_call_is_traced_and_answered(
     redis_url: str,
     stages: dict[str, str],
@@ -39,19 +61,9 @@ def test_a_connect_call_is_traced_and_answered(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(telemetry, "_tracer_provider", provider)  # the gateway built next traces
-    redis.Redis.from_url(redis_url + "/28").flushdb()
-    settings = gateway_settings(redis_url + "/28", tmp_path / "storage", stages)
-    gateway = start_gateway(replace(settings, http=replace(settings.http, listen="127.0.0.1:0")))
-    key = key_for(redis_url + "/28", "http-tracing")
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{gateway.http_port}/render.v1.RenderService/GetJob",
-        data=json.dumps({"jobId": "0" * 32}).encode(),
-        headers={
-            "content-type": "application/json",
-            "authorization": f"Bearer {key}",
-            "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01",
-        },
-    )
+    db = redis_url + "/28"
+    settings = gateway_settings(db, tmp_path / "storage", stages)
+    request = traced_call(db, start_gateway, settings, "GetJob", json.dumps({"jobId": "0" * 32}).encode())
     with pytest.raises(urllib.error.HTTPError) as answer:
         urllib.request.urlopen(request, timeout=10)
     # The job does not exist: NOT_FOUND, as on the gRPC port (not INTERNAL from the tracing).
@@ -75,19 +87,9 @@ def test_a_submit_stores_its_trace_only_where_the_gateway_traces(
     provider = TracerProvider() if tracing else None
     monkeypatch.setattr(telemetry, "_tracer_provider", provider)
     db = redis_url + "/28"
-    redis.Redis.from_url(db).flushdb()
     settings = gateway_settings(db, tmp_path / "storage", stages, dispatch=False)
-    gateway = start_gateway(replace(settings, http=replace(settings.http, listen="127.0.0.1:0")))
-    key = key_for(db, "http-tracing")
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{gateway.http_port}/render.v1.RenderService/SubmitRender",
-        data=json_format.MessageToJson(dry_run_request()).encode(),
-        headers={
-            "content-type": "application/json",
-            "authorization": f"Bearer {key}",
-            "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01",
-        },
-    )
+    body = json_format.MessageToJson(dry_run_request()).encode()
+    request = traced_call(db, start_gateway, settings, "SubmitRender", body)
     with urllib.request.urlopen(request, timeout=10) as answer:
         job_id = json.loads(answer.read())["job"]["id"]
     stored = redis.Redis.from_url(db).hget(keys.job(job_id), "trace") or b""
