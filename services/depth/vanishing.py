@@ -532,6 +532,8 @@ def _fit(
             continue  # a texture's own short edges (gravel, a mottled carpet), not the surface's lines
         if f > 0 and not _apart(v1, v2, centre, f):
             continue  # one direction fanned out (a photo's own perspective), not a pattern's two
+        if _one_way(segments, lengths, in1, in2):
+            continue  # one direction turning across the surface, seen in the photo
         candidate = _plane(v1, v2, centre, scale, width, height, default_focal, given_focal, centroid)
         if candidate is None or past_horizon(candidate, samples, width, height) > PAST_HORIZON:
             continue  # the surface cannot run past its own horizon: these lines are not its plane
@@ -958,6 +960,37 @@ def _apart(v1: np.ndarray, v2: np.ndarray, centre: np.ndarray, f: float) -> bool
     at least _MIN_PAIR_ANGLE apart, for a camera of focal length f (scaled)."""
     d1, d2 = (np.array([(v[0] - centre[0] * v[2]) / f, (v[1] - centre[1] * v[2]) / f, v[2]]) for v in (v1, v2))
     return abs(float(d1 @ d2)) <= np.cos(_MIN_PAIR_ANGLE) * float(np.linalg.norm(d1) * np.linalg.norm(d2))
+
+
+# Two families whose segments, each where it lies, run within _SAME_WAY of one another in the photo,
+# and lie side by side across that way (less than _SIDE_BY_SIDE of either family's length within the
+# other's span) are one direction whose lines turn across the surface, not a pattern's two
+# directions, whose lines run over the whole surface together. A texture photo's own perspective,
+# repeated with each tile, does this (scikit-image's brick photo on a wall: each tile's joints fan to
+# their own point below the photo, and two tiles' fans made a plane 46-65° off, read as a camera
+# pitched 47° down); so do strays voting at a right angle to a direction they run along.
+_SAME_WAY = np.radians(10.0)
+_SIDE_BY_SIDE = 0.5
+
+
+def _one_way(segments: np.ndarray, lengths: np.ndarray, in1: np.ndarray, in2: np.ndarray) -> bool:
+    """Whether two families of segments (x1, y1, x2, y2 rows) run the same way in the photo, side by
+    side (_SAME_WAY, _SIDE_BY_SIDE)."""
+    doubled = 2.0 * np.arctan2(segments[:, 3] - segments[:, 1], segments[:, 2] - segments[:, 0])
+    sines, cosines = lengths * np.sin(doubled), lengths * np.cos(doubled)
+    # Mean directions on doubled angles (a segment has no sense), weighed by length.
+    means = [np.arctan2(float(sines[members].sum()), float(cosines[members].sum())) for members in (in1, in2)]
+    turn = abs(means[0] - means[1]) % (2.0 * np.pi)
+    if min(turn, 2.0 * np.pi - turn) / 2.0 >= _SAME_WAY:
+        return False
+    way = 0.5 * np.arctan2(np.sin(means[0]) + np.sin(means[1]), np.cos(means[0]) + np.cos(means[1]))
+    across = ((segments[:, :2] + segments[:, 2:4]) / 2.0) @ np.array([-np.sin(way), np.cos(way)])
+    shares = []
+    for members, other in ((in1, in2), (in2, in1)):
+        low, high = np.percentile(across[other], [10.0, 90.0])
+        within = (across[members] >= low) & (across[members] <= high)
+        shares.append(float(lengths[members][within].sum() / lengths[members].sum()))
+    return max(shares) < _SIDE_BY_SIDE
 
 
 def _mostly_on_mask(lengths: np.ndarray, family: np.ndarray, on_mask: np.ndarray) -> bool:

@@ -558,6 +558,47 @@ def test_with_a_known_camera_two_families_close_together_are_one_direction_fanne
     assert angle_between(found.normal, normal) < 1.0
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_wall_whose_tiles_each_fan_to_their_own_point_is_not_a_plane(seed: int) -> None:
+    """A texture photo carrying its own perspective, tiled on a wall seen head-on (the held-out
+    rooms' brick photo, 49° off): each tile's joints fan to their own point below the photo, and two
+    tiles' fans, each on its own part of the wall and running the same way in the photo, made a
+    plane 60° off. They are one direction turning across the wall, not a pattern's two."""
+    f, width, height = 800.0, 1024, 768
+    photo = np.full((height, width, 3), 128, np.uint8)
+    rng = np.random.default_rng(seed)
+    for left in (140.0, 393.0, 647.0):  # three tiles side by side, each fanning to its own point
+        starts = np.column_stack([rng.uniform(left + 10, left + 243, 14), rng.uniform(120, 300, 14)])
+        _drawn_family(photo, np.array([left + 127, 850.0, 1.0]), starts, 300, 40)
+    mask = np.zeros((height, width), np.uint8)
+    mask[90:680, 110:920] = 255
+    with pytest.raises(NoVanishingPoints):
+        plane_from_lines(photo, mask, default_focal=1.0, given_focal=f, surface="wall")  # 60° off before
+
+
+def test_families_run_one_way_only_side_by_side_and_the_same_way_in_the_photo() -> None:
+    """vanishing._one_way: two families of near-vertical segments side by side are one direction;
+    the same two interleaved, one between the other's lines (a table top's front and back edges with
+    its veins between them), or crossing, are not."""
+    rng = np.random.default_rng(4)
+
+    def family(left: float, right: float, lean: float, n: int = 12) -> np.ndarray:
+        x, y = rng.uniform(left, right, n), rng.uniform(100, 300, n)
+        return np.column_stack([x, y, x + 150 * math.sin(lean), y + 150 * math.cos(lean)])
+
+    def one_way(first: np.ndarray, second: np.ndarray) -> bool:
+        segments = np.vstack([first, second])
+        lengths = np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1])
+        in1 = np.arange(len(segments)) < len(first)
+        return vanishing._one_way(segments, lengths, in1, ~in1)
+
+    lean = math.radians(4.0)
+    assert one_way(family(100, 300, lean), family(600, 800, -lean))
+    assert not one_way(family(100, 800, lean), family(100, 800, -lean))
+    assert not one_way(family(100, 800, lean), family(400, 500, -lean))
+    assert not one_way(family(100, 300, lean), family(600, 800, math.radians(60.0)))
+
+
 @pytest.mark.parametrize("verticals", [3, 5])
 def test_with_a_known_camera_edges_standing_on_a_rhombic_floor_do_not_make_a_right_angle_with_it(
     verticals: int,
