@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from renderkit.imaging import linear_to_srgb
-from services.projection.light_colour import LightColour, patch_colour
+from renderkit.imaging import linear_to_srgb, srgb_to_linear
+from services.projection.light_colour import LightColour, dyed, locus_offset, patch_colour
 
 _LUMA = np.array([0.0722, 0.7152, 0.2126], np.float32)
 _ROWS, _COLS = 480, 640
@@ -159,3 +159,24 @@ def test_a_lamp_lit_floors_falloff_beside_a_cast_shadow_keeps_the_lamps_colour()
     assert np.allclose(lit[_ROWS - 1, 100], 1, atol=0.02)  # the falloff's far end: the lamp's colour
     sky = light[shadow][0, 0] / light[100, 370]  # the shadow: the sky's colour over the lit side's
     assert np.allclose(lit[shadow][0, 0], sky / (sky @ _LUMA), rtol=0.05)
+
+
+def _log_chroma(srgb: tuple[int, int, int]) -> np.ndarray:
+    """An sRGB colour's (R, G, B) log chroma, BGR: its linear channels over its luminance."""
+    linear = srgb_to_linear(np.array([[srgb[::-1]]], np.uint8))[0, 0].astype(np.float64)
+    return np.log(linear) - np.log(float(linear @ _LUMA.astype(np.float64)))
+
+
+def test_lights_move_a_colour_along_the_locus_and_a_dye_across_it() -> None:
+    """Blackbody lights from 2700 K to 10,000 K (sRGB's colours of them) on a sage wall keep it
+    within 0.13 of one place across the lights' locus; a pale sofa before the wall, under the same
+    light, stands over 0.15 off that place, though its colour against the wall's is no dye's by
+    `dyed` (its green moved 0.05)."""
+    lights = [(255, 169, 87), (255, 180, 107), (255, 209, 163), (255, 228, 206), (255, 249, 253), (201, 218, 255)]
+    sage, sofa = np.log([0.40, 0.50, 0.42]), np.log([0.66, 0.72, 0.75])  # linear BGR albedos
+    places = [float(locus_offset(_log_chroma(light) + sage)) for light in lights]
+    assert max(places) - min(places) < 0.135
+    for light in lights:
+        wall, before = _log_chroma(light) + sage, _log_chroma(light) + sofa
+        assert not dyed(before - np.log(np.exp(before) @ _LUMA) - (wall - np.log(np.exp(wall) @ _LUMA)))
+        assert abs(float(locus_offset(before)) - float(locus_offset(wall))) > 0.15

@@ -544,6 +544,24 @@ def test_a_warm_sun_patch_is_not_taken_for_an_object_of_another_colour() -> None
     assert lavender_wall_under_a_ramp(None, sun_colour=(0.6, 0.95, 1.2)) == pytest.approx(grey, rel=0.01)
 
 
+def test_the_typical_light_leaves_out_an_object_of_a_colour_no_light_gives() -> None:
+    """A pale grey object before a third of a lavender wall: its green against the wall's moved
+    0.05, no dye's by light_colour.dyed, and its luminance passes for the wall's light, so the
+    typical light took it in (the estimate 16 % too bright on the wall; a held-out room's pale sofa
+    before a sage wall, 16 %). Its red and blue both stand off the wall's across the lights' locus
+    (0.2), where no light moves a colour: it is left out."""
+    assert lavender_wall_under_a_ramp((0.25, 0.25, 0.25)) == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.parametrize("sun_colour", [(0.42, 0.70, 1.0), (1.2, 1.0, 0.85)])
+def test_a_patch_of_a_warm_or_a_cool_light_counts_in_the_typical_light(sun_colour: tuple[float, float, float]) -> None:
+    """A patch of a lamp's warm light (about 3000 K) or of a cool one, three times the light, over a
+    quarter of the wall, its brightest pixels clipped: it counts in the typical light as a grey
+    one does. (Its clipped cells, read as off the lights' locus, left it out: 3 % off.)"""
+    grey = lavender_wall_under_a_ramp(None, sun_colour=(1.0, 1.0, 1.0))
+    assert lavender_wall_under_a_ramp(None, sun_colour=sun_colour) == pytest.approx(grey, rel=0.01)
+
+
 @pytest.mark.parametrize("shape", [(256, 3737), (255, 3737), (256, 3738), (7, 5), (1, 1), (2, 3), (3, 1)])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_halving_an_odd_side_repeats_its_last_row_or_column(shape: tuple[int, int], dtype: type) -> None:
