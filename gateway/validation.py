@@ -208,19 +208,23 @@ def unknown_enum_values(message: Message, path: str = "") -> list[Violation]:
     """Every enum value in a message (nested messages, repeated fields, maps and oneofs included)
     that its enum type does not define. Proto3 enums are open: a number the schema does not know
     parses and is kept, so without this check it would surface later as an internal error, or be
-    silently ignored. Only the fields that can hold an enum are visited, and of those only the set
-    ones (an unset enum is 0, always known); which fields those are is worked out once per type."""
+    silently ignored. Only the set fields are visited (ListFields: an unset enum is 0, always
+    known, and a request sets a few of its message's fields), and of those only the ones that can
+    hold an enum; which fields those are is worked out once per type (each HasField or getattr on
+    a message is ~1,000 instructions, callgrind)."""
+    plan = _enum_plan(message.DESCRIPTOR)
+    if not plan:
+        return []
     violations: list[Violation] = []
-    for name, kind, known in _enum_plan(message.DESCRIPTOR):
+    for field, value in message.ListFields():
+        entry = plan.get(field.name)
+        if entry is None:
+            continue
+        kind, known = entry
+        where = f"{path}.{field.name}" if path else field.name
         if kind == _SINGLE_MESSAGE:
-            if message.HasField(name):
-                violations += unknown_enum_values(getattr(message, name), f"{path}.{name}" if path else name)
-            continue
-        value = getattr(message, name)
-        if not value:  # 0, or an empty list or map
-            continue
-        where = f"{path}.{name}" if path else name
-        if kind == _SINGLE_ENUM:
+            violations += unknown_enum_values(value, where)
+        elif kind == _SINGLE_ENUM:
             if value not in known:
                 violations.append((where, _UNKNOWN % value))
         elif kind == _ENUM_LIST:
@@ -239,11 +243,11 @@ def unknown_enum_values(message: Message, path: str = "") -> list[Violation]:
 _UNKNOWN = "is %d, not a known value"
 _SINGLE_ENUM, _ENUM_LIST, _SINGLE_MESSAGE, _MESSAGE_LIST, _ENUM_MAP, _MESSAGE_MAP = range(6)
 _NO_VALUES: frozenset[int] = frozenset()
-_PLANS: dict[str, tuple[tuple[str, int, frozenset[int]], ...]] = {}
+_PLANS: dict[str, dict[str, tuple[int, frozenset[int]]]] = {}
 
 
-def _enum_plan(descriptor: Any) -> tuple[tuple[str, int, frozenset[int]], ...]:
-    """The fields of a message type that can hold an enum value, as (name, kind, the enum's
+def _enum_plan(descriptor: Any) -> dict[str, tuple[int, frozenset[int]]]:
+    """The fields of a message type that can hold an enum value, as name -> (kind, the enum's
     numbers): enums, and messages (lists and maps too) with an enum at any depth."""
     plan = _PLANS.get(descriptor.full_name)
     if plan is not None:
@@ -261,7 +265,7 @@ def _enum_plan(descriptor: Any) -> tuple[tuple[str, int, frozenset[int]], ...]:
             entries.append((field.name, _ENUM_LIST if field.is_repeated else _SINGLE_ENUM, _numbers(field)))
         elif field.type == _MESSAGE and _holds_enums(field.message_type):
             entries.append((field.name, _MESSAGE_LIST if field.is_repeated else _SINGLE_MESSAGE, _NO_VALUES))
-    plan = _PLANS[descriptor.full_name] = tuple(entries)
+    plan = _PLANS[descriptor.full_name] = {name: (kind, known) for name, kind, known in entries}
     return plan
 
 
@@ -615,12 +619,17 @@ _SHORT_TEXT = 200
 
 
 def _prompt_text(text: str, field: str, max_chars: int) -> list[Violation]:
-    if not text:
-        return []
-    if len(text) > max_chars:
-        return [(field, f"is {len(text)} characters; at most {max_chars}")]
-    reason = _refusal(text)
+    reason = _text_problem(text, max_chars)
     return [(field, reason)] if reason else []
+
+
+def _text_problem(text: str, max_chars: int) -> str | None:
+    """Why a text is refused (too long, or what prompts.refusal says of it), or None."""
+    if not text:
+        return None
+    if len(text) > max_chars:
+        return f"is {len(text)} characters; at most {max_chars}"
+    return _refusal(text)
 
 
 def _says_something(text: str) -> bool:
@@ -639,8 +648,8 @@ def _texts(pairs: Iterable[tuple[str, str, int]], base: str) -> list[Violation]:
     text is set (most are empty, and a submit checks a dozen)."""
     violations: list[Violation] = []
     for text, field, max_chars in pairs:
-        if text:
-            violations += _prompt_text(text, f"{base}.{field}", max_chars)
+        if text and (reason := _text_problem(text, max_chars)):
+            violations.append((f"{base}.{field}", reason))
     return violations
 
 
@@ -684,19 +693,21 @@ def _room_render(
 ) -> list[Violation]:
     violations: list[Violation] = []
     described = room.room
+    # A field's path is spelled only for a problem (a valid room is the common case). With the set
+    # fields walked once, a dry-run room render's check fell from ~79k to ~74k instructions.
     for name in ("id", "name", "room_type"):
         value = getattr(described, name)
         if len(value) > _SHORT_TEXT:
             violations.append((f"{base}.room.{name}", f"at most {_SHORT_TEXT} characters"))
-        elif value:
-            violations += _prompt_text(value, f"{base}.room.{name}", _SHORT_TEXT)
+        elif value and (reason := _refusal(value)):
+            violations.append((f"{base}.room.{name}", reason))
     area = described.area_square_meters
     if not (math.isfinite(area) and 0 <= area <= 100000):
         violations.append((f"{base}.room.area_square_meters", "must be between 0 and 100000"))
     references: list[tuple[str, imaging.ImageInfo]] = []
-    materials = room.materials
-    for surface in ("floor", "walls", "ceiling"):
-        material = getattr(materials, surface)
+    # The set surfaces only (an unset one has no text and no swatch), in field order: floor, walls, ceiling.
+    for described_surface, material in room.materials.ListFields():
+        surface = described_surface.name
         violations += _texts(
             ((material.name, "name", _SHORT_TEXT), (material.description, "description", prompts.MAX_ADDITIONAL_CHARS)),
             f"{base}.materials.{surface}",
