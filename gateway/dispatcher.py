@@ -117,10 +117,15 @@ class Dispatcher:
         the queue as usual). The submit starts the job here only if nothing else is queued and its
         tenant is under its concurrency (ledger.submit's start_here); then `run_started` runs it in
         the slot, else `release` gives the slot back. Kinds that take no slot go to the queue."""
-        if not self._tasks or self._stopping.is_set() or kind in DETACHED or self._slots.locked():
+        if not self.may_claim(kind):
             return None
         await self._slots.acquire()  # free: it returns at once
         return StartHere(self.consumer, self.settings.lease_s)
+
+    def may_claim(self, kind: str) -> bool:
+        """Whether claim would find a slot for a job of `kind` now (a submit that cannot start its
+        job here goes to the ledger directly, without submit_here's task)."""
+        return bool(self._tasks) and not self._stopping.is_set() and kind not in DETACHED and not self._slots.locked()
 
     def run_started(self, started: StoredJob, held: Mapping[str, bytes] | None = None) -> None:
         """Runs a job its submit started for this dispatcher (see claim), in the claimed slot.

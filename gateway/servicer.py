@@ -315,7 +315,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         key) instead of reading them back. If the ledger fails after starting it, the slot is given
         back and the job's lease runs out: the reaper puts it back for any dispatcher, as for one
         that died after a take. A caller gone meanwhile does not stop it (Dispatcher.submit_here)."""
-        if self.dispatcher is None:
+        if self.dispatcher is None or not self.dispatcher.may_claim(new.kind):
             return await self.ledger.submit(new, rate_limited=rate_limited)
         return await self.dispatcher.submit_here(
             new.kind, lambda start_here: self.ledger.submit(new, rate_limited=rate_limited, start_here=start_here), held

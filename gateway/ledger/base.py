@@ -87,10 +87,14 @@ class LedgerBase:
         seconds, micros = await self._retry(lambda: self.redis.time())
         return int(seconds) * 1000 + int(micros) // 1000
 
-    async def _retry(self, operation: Callable[[], Awaitable[T]], *, pipelined: bool = False) -> T:
+    # _retry and the script calls below return their awaitable rather than awaiting it: each
+    # coroutine layer between a submit and its reply is built, and passed through when the call
+    # suspends and again when it resumes.
+
+    def _retry(self, operation: Callable[[], Awaitable[T]], *, pipelined: bool = False) -> Awaitable[T]:
         """operation, retried for the ledger's budget; pipelined: it goes over the Pipeline (its
         attempts are bounded there, see connection.retrying)."""
-        return await retrying(operation, self.retry_s, pipelined=pipelined)
+        return retrying(operation, self.retry_s, pipelined=pipelined)
 
     async def _script(self, name: str, keys: list[Any], args: list[Any]) -> Any:
         """A Lua script's reply (scripts/NAME.lua), called over the pipelined connection, retried:
@@ -98,10 +102,10 @@ class LedgerBase:
         script = self.scripts[name]
         return await self._retry(lambda: script(keys=keys, args=args), pipelined=True)
 
-    async def _script_runs(self, name: str, numkeys: int, *runs: Packed | tuple[Any, ...]) -> Any:
+    def _script_runs(self, name: str, numkeys: int, *runs: Packed | tuple[Any, ...]) -> Awaitable[Any]:
         """As _script, its keys and arguments given as runs (PipelinedScript.call_runs)."""
         script = self.scripts[name]
-        return await self._retry(lambda: script.call_runs(numkeys, *runs), pipelined=True)
+        return self._retry(lambda: script.call_runs(numkeys, *runs), pipelined=True)
 
     async def _command(self, *command: Any) -> Any:
         """One non-blocking command's raw reply over the pipelined connection, retried: a read there

@@ -332,7 +332,7 @@ class PipelinedScript:
     def __call__(self, keys: list[Any], args: list[Any]) -> Awaitable[Any]:
         return self._send(hiredis.pack_command(("EVALSHA", self.sha, len(keys), *keys, *args)))
 
-    async def call_runs(self, numkeys: int, *runs: Packed | tuple[Any, ...]) -> Any:
+    def call_runs(self, numkeys: int, *runs: Packed | tuple[Any, ...]) -> Awaitable[Any]:
         """As a call with the runs' items in order as its keys (the first numkeys) and arguments: a
         Packed run is sent as it was packed, a tuple is packed here."""
         head = self._heads.get(numkeys)
@@ -347,7 +347,7 @@ class PipelinedScript:
                 count += len(run)
                 chunks.append(_bulk(run))
         chunks[0] = b"*%d\r\n" % count
-        return await self._send(b"".join(chunks))
+        return self._send(b"".join(chunks))  # packed now, sent when awaited
 
     async def _send(self, command: bytes) -> Any:
         """The reply to the script's EVALSHA command (packed), the script loaded again where Redis
