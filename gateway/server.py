@@ -152,7 +152,8 @@ def create_server(settings: GatewaySettings) -> Gateway:
     edge = Edge(
         [SERVICE_NAME, ADMIN_SERVICE],
         listen=settings.listen,
-        interceptors=[AuthInterceptor(authenticator, METHOD_SCOPES, {SERVICE_NAME, ADMIN_SERVICE})],
+        # Authentication as the error mapping's guard: what it raises is mapped like a handler's.
+        guard=AuthInterceptor(authenticator, METHOD_SCOPES, {SERVICE_NAME, ADMIN_SERVICE}).admit,
         # A storage that fails an upload or a read (GCS away) is infrastructure: UNAVAILABLE, retried.
         infrastructure=[(StorageError, "the storage")],
         # The inline size limit: gRPC refuses a larger request from its length prefix, unread.

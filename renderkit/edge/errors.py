@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 # (exception type, the dependency it means) for libraries whose errors are not wrapped where raised.
 Infrastructure = Sequence[tuple[type[BaseException], str]]
+# A check of a call's handler before it runs (the handler found, the call's details): the handler
+# to run, which may be one that refuses the call.
+Guard = Callable[[Any, grpc.HandlerCallDetails], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,11 @@ def _readable(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 class ErrorMapping(grpc.aio.ServerInterceptor):
     """Maps exceptions that escape a handler to safe gRPC statuses."""
 
-    def __init__(self, infrastructure: Infrastructure = ()) -> None:
+    def __init__(self, infrastructure: Infrastructure = (), guard: Guard | None = None) -> None:
         self.infrastructure = list(infrastructure)
+        # What an interceptor after this one would do with the handler found (authentication's
+        # check), run here: each layer of grpc.aio's chain is a coroutine and a partial a call.
+        self.guard = guard
         # One wrapped handler per method and inner handler, made once (not on every call).
         self._wrapped: dict[str, tuple[Any, Any]] = {}
 
@@ -68,6 +74,10 @@ class ErrorMapping(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        if self.guard is not None:
+            handler = await self.guard(handler, handler_call_details)
+            if handler is None:
+                return handler
         method = handler_call_details.method
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:

@@ -18,7 +18,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from renderkit import telemetry
-from renderkit.edge.errors import ErrorMapping, Infrastructure
+from renderkit.edge.errors import ErrorMapping, Guard, Infrastructure
 from renderkit.edge.health import Dependency, Readiness
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ class Edge:
         probe_interval_s: float = 1.0,
         infrastructure: Infrastructure = (),
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        guard: Guard | None = None,
         credentials: grpc.ServerCredentials | None = None,
         max_connections: int | None = None,
         max_streams: int = PUBLIC_MAX_STREAMS,
@@ -126,7 +127,7 @@ class Edge:
         # (when tracing is on) around everything, so errors and refusals are recorded on it.
         self.interceptors: list[grpc.aio.ServerInterceptor] = [
             *telemetry.server_interceptors(),
-            ErrorMapping(infrastructure),
+            ErrorMapping(infrastructure, guard),
             *interceptors,
         ]
         self.server = grpc.aio.server(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import cv2
 import grpc
@@ -80,6 +81,54 @@ def test_escaping_exceptions_become_safe_statuses(caplog: pytest.LogCaptureFixtu
             servicer.error = DependencyUnavailable("the segmentation model", retry_after_s=3)
             model = await call(edge)
             assert model.code() == grpc.StatusCode.UNAVAILABLE and "the segmentation model" in (model.details() or "")
+        finally:
+            await edge.stop(0.1)
+
+    asyncio.run(body())
+
+
+def test_a_guard_runs_before_every_call_and_its_handler_is_mapped_as_the_calls() -> None:
+    """Edge(guard=): the check the gateway's authentication runs, inside the error mapping. The
+    handler it hands back runs instead of the call's, and what that raises is mapped like a handler's."""
+
+    async def body() -> None:
+        servicer = Failing()
+        servicer.error = ValueError("the servicer ran")
+        seen: list[str] = []
+
+        async def guard(handler: Any, details: grpc.HandlerCallDetails) -> Any:
+            seen.append(details.method)
+            if dict(details.invocation_metadata or ()).get("let-in") == "yes":
+                return handler
+
+            async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:  # type: ignore[type-arg]
+                raise redis.exceptions.ConnectionError("the key store is away")
+
+            return grpc.unary_unary_rpc_method_handler(
+                refuse,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+        edge = Edge(
+            [SERVICE],
+            listen="127.0.0.1:0",
+            infrastructure=[(redis.exceptions.ConnectionError, "the key store")],
+            guard=guard,
+        )
+        edge.add(lambda server: pb_grpc.add_ProjectionServiceServicer_to_server(servicer, server))
+        await edge.start()
+        try:
+            refused = await call(edge)
+            assert refused.code() == grpc.StatusCode.UNAVAILABLE
+            assert refused.details() == "the key store is unavailable; retry in a moment"
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.port}") as channel:
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await pb_grpc.ProjectionServiceStub(channel).Project(
+                        pb.ProjectRequest(), metadata=(("let-in", "yes"),), timeout=5
+                    )
+            assert info.value.code() == grpc.StatusCode.INTERNAL  # the servicer's own ValueError, mapped
+            assert seen == [f"/{SERVICE}/Project"] * 2
         finally:
             await edge.stop(0.1)
 
