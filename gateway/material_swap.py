@@ -78,9 +78,10 @@ def _probed(
 # whose lines' plane the room's clear verticals contradict; 11: with the camera known, two line
 # families under 30° apart give no plane, clicks alone on a patterned wall or facade whose lines
 # fix no plane, or on a facade, select another mask, and so does a box with clicks; 12: two line
-# families that run the same way in the photo side by side give no plane), so masks and planes cached
-# by an earlier version are not reused.
-PLANE_REVISION = "12"
+# families that run the same way in the photo side by side give no plane; 13: unless they run along
+# the line through their two points, a plane seen at a grazing angle), so masks and planes cached by
+# an earlier version are not reused.
+PLANE_REVISION = "13"
 
 
 def geometry_fingerprint(photo: bytes, mask: bytes, swap: pb.MaterialSwap, version: str, tenant: str) -> str:

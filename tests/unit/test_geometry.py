@@ -599,6 +599,37 @@ def test_families_run_one_way_only_side_by_side_and_the_same_way_in_the_photo() 
     assert not one_way(family(100, 300, lean), family(600, 800, math.radians(60.0)))
 
 
+@pytest.mark.parametrize("turn", [70.0, 80.0])
+@pytest.mark.parametrize("given", [True, False])
+def test_a_floor_seen_at_a_grazing_angle_keeps_its_plane_though_its_directions_run_one_way(
+    turn: float, given: bool
+) -> None:
+    """A floor seen from 15 cm, a rug across it: its near joints run one way, its far planks the
+    other, and both run near the floor's horizon in the photo, as every direction on a plane seen
+    at a grazing angle does: the same way in the photo and side by side, but along the line through
+    their two points, not across it as a photo's fanned tiles do (refused before, 0.5-1.4° now)."""
+    f, width, height = 800.0, 1024, 768
+    K, R = turned_camera(f, (width, height), 0, 0)
+    t = R @ np.array([0.0, 0.15, 0.0])  # the camera 15 cm above the floor
+    photo = np.full((height, width, 3), 128, np.uint8)
+    mask = np.zeros((height, width), np.uint8)
+    rng = np.random.default_rng(2)
+    a = math.radians(turn)
+    for (x0, x1, z0, z1), direction, length in (
+        ((-2.0, 2.0, 1.0, 2.5), np.array([math.cos(a), 0.0, math.sin(a)]), 0.3),  # the near joints
+        ((-3.0, 3.0, 3.5, 12.0), np.array([-math.sin(a), 0.0, math.cos(a)]), 0.6),  # the far planks
+    ):
+        corners = np.array([[x0, 0, z0], [x1, 0, z0], [x1, 0, z1], [x0, 0, z1]], float)
+        cv2.fillConvexPoly(mask, np.round(project(K, R, t, corners)).astype(np.int32), (255,))
+        starts = np.column_stack([rng.uniform(x0, x1, 25), np.zeros(25), rng.uniform(z0, z1, 25)])
+        for p, q in zip(project(K, R, t, starts), project(K, R, t, starts + length * direction), strict=True):
+            cv2.line(photo, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), (40, 40, 40), 2, cv2.LINE_AA)
+    found = plane_from_lines(
+        photo, mask, default_focal=1.0 if given else f, given_focal=f if given else None, surface="floor"
+    )
+    assert angle_between(found.normal, R[:, 1]) < 2.0
+
+
 @pytest.mark.parametrize("verticals", [3, 5])
 def test_with_a_known_camera_edges_standing_on_a_rhombic_floor_do_not_make_a_right_angle_with_it(
     verticals: int,
