@@ -485,3 +485,50 @@ def test_a_quick_checkpointed_call_has_its_steps_written_beside_it(redis_url: st
             assert written_during_call == [1]
 
     asyncio.run(body())
+
+
+def test_a_free_call_cancelled_stops_at_once_before_its_steps_write_and_lets_a_started_write_finish(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A job cancelled (a drain, a shutdown) during a free call: within STEPS_HELD_S the call stops
+    and nothing is written; once the steps' write has begun beside it, the call stops and the write
+    still lands before the cancel reaches the job."""
+
+    async def body() -> None:
+        async with claimed_job(redis_url, tmp_path) as (ledger, job_id, ctx):
+            stopped: list[str] = []
+
+            async def endless(timeout: float) -> depth_pb.EstimatePlaneResponse:
+                try:
+                    await asyncio.sleep(3600)
+                finally:
+                    stopped.append("call")
+                raise AssertionError("never answers")
+
+            first = ledger.transitions
+            await ctx.step(1, pb.STAGE_DEPTH, "estimating geometry")
+            call = asyncio.ensure_future(
+                ctx.call(pb.STAGE_DEPTH, "depth", depth_pb.EstimatePlaneResponse, endless, checkpoint=False)
+            )
+            await asyncio.sleep(STEPS_HELD_S / 4)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            assert stopped == ["call"]
+            assert ledger.transitions == first
+            await asyncio.sleep(STEPS_HELD_S * 3)  # the hold's timer was cancelled with the call
+            assert ledger.transitions == first
+            assert (await messages(ledger, job_id))[2:] == []
+
+            call = asyncio.ensure_future(
+                ctx.call(pb.STAGE_DEPTH, "depth", depth_pb.EstimatePlaneResponse, endless, checkpoint=False)
+            )
+            await asyncio.sleep(STEPS_HELD_S * 5)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            assert stopped == ["call", "call"]
+            assert ledger.transitions == first + 1
+            assert (await messages(ledger, job_id))[2:] == ["Step 1/4: estimating geometry"]
+
+    asyncio.run(body())
