@@ -114,6 +114,9 @@ class ShieldingDispatcher:
     def __init__(self) -> None:
         self.tasks: list[asyncio.Task[Any]] = []
 
+    def may_claim(self, kind: str) -> bool:
+        return True  # a slot free: the submit goes through submit_here, as a job started here does
+
     async def submit_here(self, kind: str, submit: Any, held: Any = None) -> Any:
         task = asyncio.ensure_future(submit(None))
         self.tasks.append(task)
