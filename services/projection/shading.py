@@ -321,7 +321,7 @@ def _texture_space(photo_bgr: np.ndarray, mask: np.ndarray, to_plane: np.ndarray
     # (Tall elements' tones are read across their joints, but not beside the light's hard steps.)
     own = None
     if laid is not None:
-        own = elements.tones(log_l, light, laid, reach, cv2.dilate(steps.view(np.uint8), _SQUARE3) > 0)
+        own = elements.tones(log_l, light, laid, reach, _dilated(steps, 1))
     if own is not None:
         log_l = log_l - own
         light = bilateral(log_l, weights, reach, _RANGE, border=True, apart=steps)
@@ -457,7 +457,7 @@ def _dyed_cells(photo_bgr: np.ndarray, mask: np.ndarray, grid: _Grid) -> np.ndar
             unclipped = surface & ~clipped
             if unclipped.any():
                 place = _weighted_median(offset[unclipped], share[unclipped])
-                outline = cv2.dilate(dyes.view(np.uint8), _SQUARE3) > 0
+                outline = _dilated(dyes, 1)
                 across = np.abs(offset - np.float32(place))
                 dyes |= _stepped(read & ~clipped & ~outline & (across > _OFF_LOCUS), across, read)
             if not (read & ~dyes).any():
@@ -481,7 +481,6 @@ def _reduced_size(width: int, height: int, side: int) -> tuple[int, int]:
 # (decode_limits.MAX_SIDE, 65,500) fits.
 _MAX_REMAP_SOURCE = 32_767
 
-_SQUARE3 = np.ones((3, 3), np.uint8)
 _SQUARE5 = np.ones((5, 5), np.uint8)
 
 
@@ -498,7 +497,7 @@ def _without_joints(log_l: np.ndarray, valid: np.ndarray, wide: np.ndarray | Non
     narrow = np.asarray(cv2.medianBlur(log_l, 3))
     if not valid.any() or float(np.mean(np.abs(narrow - wide)[valid])) > _THIN_LINES:
         return wide
-    near = cv2.dilate(light_edges.hard_edges(wide)[0].view(np.uint8), _SQUARE3) > 0
+    near = _dilated(light_edges.hard_edges(wide)[0], 1)
     return np.where(near, narrow, wide)
 
 
