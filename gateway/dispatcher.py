@@ -513,6 +513,10 @@ class Dispatcher:
                 release=release,
                 result=failed_result,
             )
+        # The end's notice reaches this gateway with the script's reply: one turn of the loop lets
+        # the watchers it woke send the end before the job's own bookkeeping (its count, log line,
+        # metrics and span) runs.
+        await asyncio.sleep(0)
         count_settlement(stored.credits_reserved, charge)
         return ended
 

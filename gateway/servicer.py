@@ -186,31 +186,53 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         async with self._watching(self._tenant(), context):  # before the job is made
             if self.hub.draining:  # the watch would be refused: make no job its caller never hears of
                 raise ServerDraining()
-            submitted, written = await self._submit(request.request, context)
-            if self.hub.draining and written:
-                # The drain began while the job was being made: the job exists, so its caller must
-                # hear of it (its first event names it) before the stream ends UNAVAILABLE; the
-                # client then resumes as a watch elsewhere, from that cursor, instead of submitting
-                # again. (A duplicate writes nothing: its caller has a key, and a repeat finds it.)
-                yield pb.SubmitAndWatchResponse(event=written[0])
-                raise ServerDraining()
-            follow = self._follow(
-                context, submitted.job.id, "", outcome_only=request.outcome_only, first_too=True, written=written
-            )
-            async for event in follow:
-                yield (
-                    pb.SubmitAndWatchResponse(keep_alive=True)
-                    if event is None
-                    else pb.SubmitAndWatchResponse(event=event)
+            # The new job's channel is followed as its submit is written (_submit, follow=True): the
+            # SUBSCRIBE goes out beside the submit's script instead of after its round trip, and a
+            # watch of a job whose submit found its channel followed reads nothing to catch up
+            # (EventHub.follow_ahead).
+            job_id = new_job_id()
+            try:
+                submitted, written, followed = await self._submit(request.request, context, job_id, follow=True)
+                if self.hub.draining and written:
+                    # The drain began while the job was being made: the job exists, so its caller
+                    # must hear of it (its first event names it) before the stream ends UNAVAILABLE;
+                    # the client then resumes as a watch elsewhere, from that cursor, instead of
+                    # submitting again. (A duplicate writes nothing: its caller has a key, and a
+                    # repeat finds it.)
+                    yield pb.SubmitAndWatchResponse(event=written[0])
+                    raise ServerDraining()
+                follow = self._follow(
+                    context,
+                    submitted.job.id,
+                    "",
+                    outcome_only=request.outcome_only,
+                    first_too=True,
+                    written=written,
+                    followed=followed,
                 )
+                async for event in follow:
+                    yield (
+                        pb.SubmitAndWatchResponse(keep_alive=True)
+                        if event is None
+                        else pb.SubmitAndWatchResponse(event=event)
+                    )
+            finally:
+                # (Nothing left to do once the job's watch began: it ends what follow_ahead began.)
+                self.hub.forget_ahead(job_id)
 
     async def _submit(
         self,
         request: pb.SubmitRenderRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-    ) -> tuple[pb.SubmitRenderResponse, tuple[pb.JobEvent, ...]]:
-        """The submit's answer, and the events it wrote (to hand a watcher of the new job without
-        reading them back; none for a duplicate)."""
+        job_id: str = "",
+        *,
+        follow: bool = False,
+    ) -> tuple[pb.SubmitRenderResponse, tuple[pb.JobEvent, ...], bool]:
+        """The submit's answer, the events it wrote (to hand a watcher of the new job without
+        reading them back; none for a duplicate), and whether it found the job's channel followed
+        (Submitted.followed). `job_id`: the id a new job gets (drawn here when ""); `follow`: its
+        channel is followed just before the submit's script is sent (EventHub.follow_ahead: the
+        SUBSCRIBE and the script reach Redis together, one wake-up of it instead of two)."""
         tenant = self._tenant()
         # Fields this version does not know are dropped: the job keeps its request for days and
         # reads it back with every read of the job (megabytes of them were stored whole), and a
@@ -229,7 +251,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             await self._invalid(context, problems)
         ids = list(dict.fromkeys(asset_id for _, asset_id in named))
         # Drawn before the assets are read: each asset notes the job, and is kept while it has not ended.
-        job_id = new_job_id()
+        job_id = job_id or new_job_id()
         assets: dict[str, StoredAsset] = await self.assets.for_job(tenant, ids, job_id) if ids else {}
         infos = {asset_id: image_info(asset) for asset_id, asset in assets.items()}
         keyed = bool(request.idempotency_key)
@@ -251,7 +273,7 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             if request.idempotency_key:  # a repeat need not upload its images again
                 existing = await self.ledger.job_for_key(tenant, request.idempotency_key)
                 if existing is not None:
-                    return await self._duplicate(existing, digest, context), ()
+                    return await self._duplicate(existing, digest, context), (), False
             try:  # a submit that would be refused is not written to storage first
                 await self.ledger.precheck(tenant, price.reserved)
             except (InsufficientCredits, QueueFull, LimitError) as exc:
@@ -282,6 +304,8 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         def held() -> dict[str, bytes]:  # the inline images' bytes, for a job that starts here
             return {inputs[path]: source.data for path, source in images if source.WhichOneof("source") == "data"}
 
+        if follow:
+            self.hub.follow_ahead(job_id)
         try:
             # An inline submit was counted against the rate by its precheck.
             submitted = await self._record(new, held if inline else None, rate_limited=not inline)
@@ -298,12 +322,12 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
             raise
         if submitted.duplicate:  # the key was used before (or a race with the same key was lost)
             await asyncio.to_thread(drop_uploads, self.storage, job_id, inputs)
-            return await self._duplicate(submitted.job_id, digest, context), ()
+            return await self._duplicate(submitted.job_id, digest, context), (), False
         log.debug("job %s submitted (tenant %s)", submitted.job_id, tenant)
         if price.reserved:
             CREDITS_MOVED.add(price.reserved, {"movement": "reserve"})
         # Its create_time as the ledger recorded it (Redis's clock), as GetJob will read it.
-        return pb.SubmitRenderResponse(job=new.queued(submitted.created_ms)), submitted.written
+        return pb.SubmitRenderResponse(job=new.queued(submitted.created_ms)), submitted.written, submitted.followed
 
     async def _record(
         self, new: NewJob, held: Callable[[], dict[str, bytes]] | None = None, *, rate_limited: bool = True
@@ -422,15 +446,19 @@ class RenderServicer(WebhookMethods, pb_grpc.RenderServiceServicer):
         outcome_only: bool = False,
         first_too: bool = False,
         written: tuple[pb.JobEvent, ...] = (),
+        followed: bool = False,
     ) -> AsyncIterator[pb.JobEvent | None]:
         """A job's events after the cursor (all of them from ""; with outcome_only the terminal
         one, and with first_too the first too), and None for each keep-alive due, until it ends;
         the caller has checked that the job is its tenant's. `written`: the events its submit just
-        wrote (EventHub.watch). (A response built with an unset event would mark it set: each
-        caller builds its keep-alive without one.) A job gone meanwhile, or whose events Redis will not
-        read, ends the call here; a cursor's own problems are the caller's to answer (WatchJob)."""
+        wrote, and `followed`: whether it found the job's channel followed (EventHub.watch). (A
+        response built with an unset event would mark it set: each caller builds its keep-alive
+        without one.) A job gone meanwhile, or whose events Redis will not read, ends the call here;
+        a cursor's own problems are the caller's to answer (WatchJob)."""
         principal = current_principal()
-        watch = self.hub.watch(job_id, after, outcome_only=outcome_only, first_too=first_too, written=written)
+        watch = self.hub.watch(
+            job_id, after, outcome_only=outcome_only, first_too=first_too, written=written, followed=followed
+        )
         try:
             async for event in watch:
                 if self.still_valid is not None and not await self.still_valid(principal):

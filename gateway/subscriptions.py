@@ -102,6 +102,7 @@ class Subscriptions:
         self._listener: _Listener | None = None
         self._confirmed: set[str] = set()
         self._last_heard = 0.0
+        self._connections = 0  # connections made so far: the current one's number (connection)
 
     def on(self, channel: str, handler: Callable[[str], None]) -> None:
         """Calls handler(message) for each message on the channel (register before start)."""
@@ -126,6 +127,13 @@ class Subscriptions:
     def on_subscribed(self, callback: Callable[[], None]) -> None:
         """Calls back after each (re)subscription: messages sent meanwhile were lost; catch up."""
         self._on_subscribed.append(callback)
+
+    @property
+    def connection(self) -> int | None:
+        """The number of the connection that follow and unfollow write to now (None: none is up):
+        a channel followed while it stays the same has been subscribed there ever since Redis
+        confirmed it, with no notice lost in between."""
+        return self._connections if self._listener is not None else None
 
     @property
     def subscribed(self) -> bool:
@@ -190,6 +198,7 @@ class Subscriptions:
             else:
                 self._on_confirmed()
             self._listener = listener  # from now on, follow and unfollow send their own commands
+            self._connections += 1
             while not listener.closed.done():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.ping_s):

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import redis.exceptions
 
-from gateway.ledger import Ledger, LedgerUnavailable, cursor_key, keys, parse_notice, readable
+from gateway.ledger import Ledger, LedgerUnavailable, cursor_key, keys, notice_entry, parse_notice, readable
 from gateway.ledger.connection import transient
 from gateway.ledger.jobs import TERMINAL_PROTO
 from gateway.subscriptions import Subscriptions
@@ -98,6 +98,15 @@ class _Watcher:
             self.queue.put_nowait(None)
 
 
+@dataclass
+class _Ahead:
+    """A job's channel followed before its submit is written (EventHub.follow_ahead)."""
+
+    connection: int | None  # the subscription's connection the SUBSCRIBE went out on
+    confirmed: bool = False  # Redis confirmed the subscription (its handler heard "")
+    heard: list[str] = field(default_factory=list)  # notices that came before the job's watch
+
+
 class EventHub:
     """Fans jobs' events out to watchers, with one reader and one subscription per gateway."""
 
@@ -112,6 +121,7 @@ class EventHub:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._ahead: dict[str, _Ahead] = {}
         self.subscriptions = subscriptions
         subscriptions.on_subscribed(self.catch_up)
 
@@ -163,6 +173,65 @@ class EventHub:
         self._dirty.add(job_id)
         self._wake.set()
 
+    def follow_ahead(self, job_id: str) -> None:
+        """Follows a new job's channel before its submit is written (SubmitAndWatch, with the id
+        the submit will use), so that its watch may start from the events the submit wrote without
+        reading the stream: when the submit finds the channel followed (Submitted.followed), Redis
+        had this subscription before the job's first notice. The SUBSCRIBE goes out just before the
+        submit's script (no round trip of its own), and its confirmation costs no read (watch).
+        Every follow_ahead is ended by a watch of the job or by forget_ahead."""
+        self._ahead[job_id] = _Ahead(self.subscriptions.connection)
+        self.subscriptions.follow(keys.job_channel(job_id), lambda notice: self._heard_ahead(job_id, notice))
+
+    def forget_ahead(self, job_id: str) -> None:
+        """Stops following a channel followed ahead whose job will not be watched here (its submit
+        was refused, failed, or found an earlier job with its key)."""
+        if self._ahead.pop(job_id, None) is not None and job_id not in self._watchers:
+            self.subscriptions.unfollow(keys.job_channel(job_id))
+
+    def _heard_ahead(self, job_id: str, notice: str) -> None:
+        """A notice on a channel followed ahead: its subscription's first confirmation (the first
+        "" on a connection always is: no message comes before it) is noted; notices before the
+        job's watch are kept for it to judge; the rest go to the watchers as any job's do."""
+        ahead = self._ahead.get(job_id)
+        if ahead is None:
+            self.notify(job_id, notice)
+        elif not ahead.confirmed and not notice:
+            ahead.confirmed = True
+            if job_id in self._watchers:  # its watch began before the confirmation: done here
+                del self._ahead[job_id]
+        elif job_id in self._watchers:
+            self.notify(job_id, notice)
+        else:
+            ahead.heard.append(notice)
+
+    def _caught_up_ahead(self, job_id: str, written: Sequence[pb.JobEvent], followed: bool) -> bool | None:
+        """For a watch of a job followed ahead (None: it was not): whether the events its submit
+        wrote are all there is so far and every later notice will come, so no read is needed. True
+        when the submit found the channel `followed`, on the connection still up, and no notice came
+        for anything after those events (a notice before the watch is otherwise dropped). The
+        subscription's confirmation, should it come later, asks for no read then."""
+        ahead = self._ahead.pop(job_id, None)
+        if ahead is None:
+            return None
+        last = cursor_key(written[-1].cursor) if written else None
+        caught_up = (
+            followed
+            and last is not None
+            and ahead.connection is not None
+            and ahead.connection == self.subscriptions.connection
+            and all((entry := notice_entry(notice)) is not None and entry <= last for notice in ahead.heard)
+        )
+        if caught_up and not ahead.confirmed:
+            ahead.heard.clear()
+            self._ahead[job_id] = ahead  # its confirmation is still to come
+        elif not caught_up and ahead.confirmed:
+            # The read the confirmation asks for was not made (no watcher then): the reader makes it
+            # once this watch is in (it registers before the loop runs the reader again).
+            self._dirty.add(job_id)
+            self._wake.set()
+        return caught_up
+
     def catch_up(self) -> None:
         """Re-reads every watched job (after a reconnect, notices sent meanwhile were lost)."""
         self._dirty.update(self._watchers)
@@ -181,27 +250,32 @@ class EventHub:
         outcome_only: bool = False,
         first_too: bool = False,
         written: Sequence[pb.JobEvent] = (),
+        followed: bool = False,
     ) -> AsyncGenerator[pb.JobEvent | None, None]:
         """The job's events after the cursor, then new ones until the job ends; None is a keep-alive
         (the watcher was handed nothing for keepalive_s). With outcome_only, only the terminal event
         (and, with first_too, the first after the cursor).
 
         `written`: a new job's first events, as its submit wrote them (their cursors set), when
-        the watch begins from the start. With no one else watching the job they are handed over
+        the watch begins from the start; `followed`: whether that submit found the job's channel
+        followed. With no one else watching the job they are handed over
         as read, without reading them back: the job's channel is followed from now on, and the
         confirmation of that subscription reads what came after them (as it does for every
         watch), so an event whose notice came before the subscription is not missed. While the
-        subscription is down (its confirmation could be seconds away) the watch reads at once."""
+        subscription is down (its confirmation could be seconds away) the watch reads at once. A
+        job whose channel was followed ahead (follow_ahead) reads nothing when its submit found the
+        channel followed (_caught_up_ahead)."""
         if self._draining:
             raise ServerDraining()
         watcher = _Watcher(cursor=cursor_key(after), outcome_only=outcome_only, first_too=first_too)
+        caught_up = self._caught_up_ahead(job_id, written, followed)  # None: its channel was not followed ahead
         group = self._watchers.setdefault(job_id, set())
         fresh = not group
-        if fresh:
+        if fresh and caught_up is None:
             self.subscriptions.follow(keys.job_channel(job_id), lambda notice: self.notify(job_id, notice))
         group.add(watcher)
         try:
-            if written and fresh and not after and self.subscriptions.subscribed:
+            if written and fresh and not after and (caught_up or self.subscriptions.subscribed):
                 for early in written:
                     watcher.take(early, cursor_key(early.cursor))
             else:
@@ -226,6 +300,7 @@ class EventHub:
                 remaining.discard(watcher)
                 if not remaining:
                     del self._watchers[job_id]
+                    self._ahead.pop(job_id, None)  # its confirmation, still to come, asks for nothing
                     self.subscriptions.unfollow(keys.job_channel(job_id))
 
     async def _catch_up(self, job_id: str, watcher: _Watcher) -> None:

@@ -10,7 +10,7 @@ from gateway.ledger.assets import AssetBeingSwept, AssetQuotaExceeded, Assets, S
 from gateway.ledger.base import LedgerError
 from gateway.ledger.connection import LedgerUnavailable, connect
 from gateway.ledger.credits import CreditEntry, Credits, Grant
-from gateway.ledger.events import EventLog, Notice, cursor_key, is_cursor, parse_notice, readable
+from gateway.ledger.events import EventLog, Notice, cursor_key, is_cursor, notice_entry, parse_notice, readable
 from gateway.ledger.jobs import (
     Jobs,
     NewJob,
@@ -85,6 +85,7 @@ __all__ = [
     "connect",
     "cursor_key",
     "is_cursor",
+    "notice_entry",
     "parse_notice",
     "progress_event",
     "readable",

@@ -100,6 +100,18 @@ def parse_notice(notice: str) -> Notice:
     return Notice(entry=entry, before=before, end=parts[0] == "end", event=event)
 
 
+def notice_entry(notice: str) -> tuple[int, int] | None:
+    """The entry a job's notice announces (parse_notice's, without decoding the event it may carry);
+    None for a notice without one."""
+    parts = notice.split(" ", 2)
+    if len(parts) < 2 or parts[0] not in ("next", "end"):
+        return None
+    try:
+        return cursor_key(parts[1])
+    except ValueError:
+        return None
+
+
 class EventLog(LedgerBase):
     """Reading jobs' event streams."""
 

@@ -179,6 +179,9 @@ class Submitted(NamedTuple):
     started: StoredJob | None = None
     written: tuple[pb.JobEvent, ...] = ()
     created_ms: int = 0
+    # Whether the job's notice channel was followed before the submit wrote its events (a watch
+    # subscribed ahead, EventHub.follow_ahead): its notices since have all reached that subscription.
+    followed: bool = False
 
 
 # Job ids drawn ahead, IDS_AT_ONCE at a time from the system's random source (one read instead of
@@ -392,11 +395,13 @@ class Jobs(LedgerBase):
         if status == b"started":
             fields = {k.decode(): v for k, v in as_dict(reply[2]).items()}
             written: tuple[pb.JobEvent, ...] = ()
-            if len(reply) == 5:
+            followed = False
+            if len(reply) == 6:
                 assert not isinstance(start, Packed) and isinstance(start[3], bytes)
                 written = (_at(event, reply[3]), _at(pb.JobEvent.FromString(start[3]), reply[4]))
+                followed = int(reply[5]) > 0
             stored = stored_job(fields)
-            return Submitted(value.decode(), False, stored, written, stored.job.create_time.ToMilliseconds())
+            return Submitted(value.decode(), False, stored, written, stored.job.create_time.ToMilliseconds(), followed)
         if status == b"ok":
             entry, created = reply[2], int(reply[3] or 0)
             return Submitted(value.decode(), False, written=(_at(event, entry),) if entry else (), created_ms=created)

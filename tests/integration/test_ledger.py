@@ -358,8 +358,8 @@ def test_a_job_that_ended_takes_no_more_checkpoints(redis_url: str) -> None:
 
 def test_idempotent_submit_returns_the_same_job(redis_url: str) -> None:
     async def body(ledger: Ledger) -> None:
-        first, dup1, _, written, _ = await ledger.submit(new_job(key="order-17"))
-        second, dup2, _, again, _ = await ledger.submit(new_job(key="order-17"))
+        first, dup1, _, written, _, _ = await ledger.submit(new_job(key="order-17"))
+        second, dup2, _, again, _, _ = await ledger.submit(new_job(key="order-17"))
         assert list(written) == (await ledger.read_events({first: "0"}))[first] and again == ()
         other = (await ledger.submit(new_job(key="order-17", tenant="other-tenant"))).job_id
         assert (first, dup1, dup2) == (second, False, True)
@@ -640,7 +640,7 @@ def test_a_job_submitted_beside_a_free_slot_starts_there_at_once(redis_url: str)
 
     async def body(ledger: Ledger) -> None:
         new = new_job()
-        job_id, duplicate, started, written, _ = await ledger.submit(new, start_here=StartHere("here", 0.2))
+        job_id, duplicate, started, written, _, followed = await ledger.submit(new, start_here=StartHere("here", 0.2))
         assert not duplicate and started is not None
         assert (started.job.id, started.job.attempt, started.owner) == (job_id, 1, "here")
         assert started.job.state == pb.JOB_STATE_RUNNING and started.job.kind == "material_swap"
@@ -652,6 +652,7 @@ def test_a_job_submitted_beside_a_free_slot_starts_there_at_once(redis_url: str)
         ]
         assert events[1].time == events[0].time and events[1].total_steps == 4
         assert list(written) == events  # the submit says what it wrote, cursors and all
+        assert not followed  # no one followed its channel before it
         assert await ledger.take("other", LEASE_S, DETACHED) is None  # nothing is queued
         again = await ledger.submit(new, start_here=StartHere("here", 0.2))  # its answer was lost
         assert again.started == started and again.written == ()  # a repeat wrote nothing
@@ -663,6 +664,31 @@ def test_a_job_submitted_beside_a_free_slot_starts_there_at_once(redis_url: str)
         assert await claim(ledger, job_id, "rescuer") == 2
 
     run(body, redis_url)
+
+
+def test_a_submit_that_starts_its_job_says_whether_the_jobs_channel_was_followed_before_it(redis_url: str) -> None:
+    """SubmitAndWatch follows a new job's channel before its submit (EventHub.follow_ahead); a submit
+    that finds it followed says so (its watch then reads nothing to catch up), and one that does not,
+    not: a subscription Redis had not yet made when the script ran."""
+
+    async def body(ledger: Ledger) -> None:
+        new = new_job()
+        listener = ledger.redis.pubsub()
+        try:
+            await listener.subscribe(keys.job_channel(new.job_id))
+            confirmed = await listener.get_message(timeout=2)
+            assert confirmed is not None and confirmed["type"] == "subscribe"
+            submitted = await ledger.submit(new, start_here=StartHere("here", LEASE_S))
+            assert submitted.started is not None and submitted.followed
+            notice = await listener.get_message(timeout=2)  # the start's notice came after it
+            assert notice is not None and notice["data"].decode().startswith("next ")
+            await listener.unsubscribe()
+            other = await ledger.submit(new_job(tenant="globex"), start_here=StartHere("there", LEASE_S))
+            assert other.started is not None and not other.followed
+        finally:
+            await listener.aclose()
+
+    run(body, redis_url, tenant_defaults=TenantLimits(concurrency=2, rate_per_s=0))
 
 
 def test_a_job_is_queued_beside_a_free_slot_when_others_wait_or_its_tenant_is_full(redis_url: str) -> None:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 import pytest
 
-from gateway.ledger import cursor_key, parse_notice
+from gateway.ledger import cursor_key, notice_entry, parse_notice
 from gateway.ledger.events import NOTICE_EVENT_BYTES, notice_payload
 from gateway.watch import CursorPastEnd, EventHub, ServerDraining
 from render.v1 import render_service_pb2 as pb
@@ -364,6 +364,21 @@ def test_notices_are_read_as_transition_lua_writes_them(
         assert said.event.cursor == "5-1"
 
 
+@pytest.mark.parametrize(
+    ("raw", "entry"),
+    [
+        ("next 5-1 5-0 " + notice_payload(pb.JobEvent(message="m").SerializeToString()), (5, 1)),
+        ("end 7-0", (7, 0)),
+        ("next 5-1 5-0 \xff", (5, 1)),  # the entry alone: the event it carries is not decoded
+        ("", None),
+        ("next 5-x 5-0", None),
+        ("other 5-1 5-0", None),
+    ],
+)
+def test_a_notices_entry_is_read_without_its_event(raw: str, entry: tuple[int, int] | None) -> None:
+    assert notice_entry(raw) == entry
+
+
 def test_a_notice_carries_an_event_only_up_to_its_size_limit() -> None:
     small, large = b"x" * NOTICE_EVENT_BYTES, b"x" * (NOTICE_EVENT_BYTES + 1)
     assert notice_payload(small) and notice_payload(large) == ""
@@ -376,9 +391,15 @@ class Subscribing(NoSubscriptions):
     def __init__(self, subscribed: bool = True) -> None:
         self.followed: dict[str, Callable[[str], None]] = {}
         self.subscribed = subscribed
+        self.connection: int | None = 1 if subscribed else None
+        self.follows = 0
 
     def follow(self, channel: str, handler: Callable[[str], None]) -> None:
         self.followed[channel] = handler
+        self.follows += 1
+
+    def unfollow(self, channel: str) -> None:
+        del self.followed[channel]
 
 
 def test_a_new_jobs_watcher_is_handed_what_its_submit_wrote_and_reads_on_from_its_subscription() -> None:
@@ -455,3 +476,101 @@ def test_a_watch_ended_while_its_client_reads_nothing_is_ended_once() -> None:
     for _ in range(5):
         watcher.end(JobGone())
     assert watcher.queue.qsize() == 1 and isinstance(watcher.ending, JobGone)
+
+
+def submitted_notice(stream: Stream) -> str:
+    """The notice of the start a submit wrote (submit.lua): its entry, the queued one before it."""
+    return notice("next", stream.events[1].cursor, stream.events[0].cursor, stream.events[1])
+
+
+@pytest.mark.parametrize("confirmed_before_the_watch", [True, False])
+def test_a_job_followed_ahead_whose_submit_found_it_followed_is_watched_without_a_read(
+    confirmed_before_the_watch: bool,
+) -> None:
+    """SubmitAndWatch follows the new job's channel before its submit: when the submit found it
+    followed, Redis had the subscription before the job's first notice, so the watch starts from what
+    the submit wrote and reads nothing, whether the subscription's confirmation comes before the
+    watch or after it; the job's later notices reach it as any watch's do."""
+
+    async def body() -> None:
+        stream = Stream(4)  # e0 queued, e1 started (the submit's), e2 and e3 later
+        subscriptions = Subscribing()
+        hub = EventHub(stream, subscriptions, keepalive_s=5)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            hub.follow_ahead("job")
+            (heard,) = subscriptions.followed.values()
+            if confirmed_before_the_watch:
+                heard("")
+            heard(submitted_notice(stream))  # the submit's own notice, before its watch
+            watch = hub.watch("job", outcome_only=True, first_too=True, written=tuple(stream.events[:2]), followed=True)
+            got = await asyncio.wait_for(watch.__anext__(), 2)
+            assert got is not None and got.message == "e0"
+            if not confirmed_before_the_watch:
+                heard("")
+            await asyncio.sleep(0.05)
+            assert stream.reads == [] and subscriptions.follows == 1  # no read, no second SUBSCRIBE
+            stream.events[-1].state = pb.JOB_STATE_SUCCEEDED
+            heard(notice("end", stream.events[3].cursor, stream.events[2].cursor, None))  # an end without its event
+            assert await asyncio.wait_for(take(watch, 1), 2) == ["e3"]
+            assert stream.reads == ["100-1"]  # read for that notice, from after the submit's events
+            await watch.aclose()
+            assert subscriptions.followed == {}  # the watch's end unfollows the channel
+        finally:
+            await hub.drain()
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("why", ["not followed", "a later notice first", "reconnected"])
+def test_a_job_followed_ahead_is_read_when_its_submit_cannot_vouch_for_the_subscription(why: str) -> None:
+    """The watch of a job followed ahead reads the stream from after its submit's events when the
+    submit did not find the channel followed (the SUBSCRIBE reached Redis after it), when a notice
+    of a later event came before the watch (the hub had no watcher to hand it to), or when the
+    subscription's connection was made again since the SUBSCRIBE; it gets every event either way."""
+
+    async def body() -> None:
+        stream = Stream(3)  # e0 queued, e1 started (the submit's), e2 its end
+        stream.events[-1].state = pb.JOB_STATE_SUCCEEDED
+        subscriptions = Subscribing()
+        hub = EventHub(stream, subscriptions, keepalive_s=5)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            hub.follow_ahead("job")
+            (heard,) = subscriptions.followed.values()
+            heard("")
+            if why == "a later notice first":
+                heard(notice("end", stream.events[2].cursor, stream.events[1].cursor, stream.events[2]))
+            if why == "reconnected":
+                subscriptions.connection = 2
+            watch = hub.watch("job", written=tuple(stream.events[:2]), followed=why != "not followed")
+            assert await asyncio.wait_for(take(watch, 3), 2) == ["e0", "e1", "e2"]
+            assert stream.reads == ["100-1"]
+        finally:
+            await hub.drain()
+
+    asyncio.run(body())
+
+
+def test_a_job_followed_ahead_and_not_watched_is_unfollowed() -> None:
+    """A submit refused, failed or answered with an earlier job of its key: the channel followed
+    ahead for it is unfollowed, and a notice on it meanwhile asks for nothing."""
+
+    async def body() -> None:
+        stream = Stream(2)
+        subscriptions = Subscribing()
+        hub = EventHub(stream, subscriptions, keepalive_s=5)  # type: ignore[arg-type]
+        hub.start()
+        try:
+            hub.follow_ahead("job")
+            (heard,) = subscriptions.followed.values()
+            heard("")
+            heard(submitted_notice(stream))
+            hub.forget_ahead("job")
+            assert subscriptions.followed == {}
+            await asyncio.sleep(0.05)
+            assert stream.reads == []
+        finally:
+            await hub.drain()
+
+    asyncio.run(body())

@@ -23,7 +23,8 @@
 --       hash's fields and values from the request (the script adds the id, the tenant, created_ms and the initial
 --       state: QUEUED, step 0, attempt 0, updated now), created_ms by Redis's clock (TIME).
 -- Returns {'ok', id, the queued event's entry, created_ms}, {'started', id, the job's hash as HGETALL
--- gives it (its created_ms with it), the queued event's entry, the start's} (RUNNING, attempt 1, owned
+-- gives it (its created_ms with it), the queued event's entry, the start's, how many subscribers its
+-- notice channel had before its first notice} (RUNNING, attempt 1, owned
 -- by that dispatcher, its start's event written: the dispatcher runs it without reading or writing
 -- anything first), {'duplicate', id of the key's job}, {'limited', ms until a retry is allowed},
 -- {'quota', the quota}, {'full', ''} or {'credits', the balance}. A repeat of a recorded job answers
@@ -119,8 +120,11 @@ if ARGV[15] ~= '' and redis.call('ZCARD', KEYS[7]) == 0 and not redis.call('ZSCO
     most = tonumber(ARGV[26])})
   local notice = 'next ' .. entry .. ' ' .. queued
   if ARGV[19] ~= '' then notice = notice .. ' ' .. ARGV[19] end
+  -- Whether the job's channel had a subscriber (the submitting gateway's, subscribed ahead: no one
+  -- else knows the new id) before its first notice: its watch then needs no read to catch up.
+  local followed = redis.call('PUBSUB', 'NUMSUB', ARGV[7])[2]
   redis.call('PUBLISH', ARGV[7], notice)
-  return {'started', ARGV[1], redis.call('HGETALL', KEYS[1]), queued, entry}
+  return {'started', ARGV[1], redis.call('HGETALL', KEYS[1]), queued, entry, followed}
 end
 redis.call('RPUSH', KEYS[6], ARGV[1])
 -- A tenant joining the queue starts at the virtual clock: it neither jumps ahead with credit saved
