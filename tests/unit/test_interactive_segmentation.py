@@ -1124,3 +1124,46 @@ def test_a_box_and_clicks_on_a_motif_s_lines_take_its_squares_too() -> None:
     ys, xs = np.nonzero(floor)
     box = (float(xs.min()) - 8, float(ys.min()) - 8, float(xs.max()) + 8, float(ys.max()) + 8)
     assert iou(select_surface(photo, box, positives, negatives), floor) > 0.95
+
+
+def test_pooled_texture_rising_with_the_plane_s_scale_is_levelled_on_the_first_mask() -> None:
+    """A pattern's edges are a pixel or two wide whatever its size on the plane, so its texture
+    energy per pixel rises further off: pooled, the far rows read as a rougher surface. The rise
+    along the plane's scale on the first mask is taken out; a fall (a pattern blurred below a pixel,
+    walls smoother beyond it) is left."""
+    rows, cols = 150, 200
+    chroma = np.zeros((rows, cols, 2), np.float32)
+    graph = slic(np.zeros((rows, cols, 3), np.float32), 10)
+    plane = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, -60.0]])  # the horizon at y = 60
+    surface = np.zeros((rows, cols), bool)
+    surface[80:] = True
+    depth = np.broadcast_to(np.arange(rows, dtype=np.float32)[:, None] + 0.5 - 60, (rows, cols))
+    centre = graph.mean(np.broadcast_to(np.arange(rows, dtype=np.float32)[:, None], (rows, cols)))
+
+    def far_minus_near(energy: np.ndarray) -> float:
+        scaled = surface_scale.scaled_appearance(chroma, energy, graph, 1.0, plane, surface, np.zeros_like(surface))
+        assert scaled is not None
+        texture = scaled.descriptors[:, 3]
+        return float(np.median(texture[(centre > 85) & (centre < 95)]) - np.median(texture[centre > 140]))
+
+    # Energy as step edges give it: as the square root of the plane's area a pixel covers, ~ depth^-1.5.
+    rising = (0.02 * (90 / np.maximum(depth, 1)) ** 1.5).astype(np.float32)
+    assert abs(far_minus_near(rising)) < 0.5  # measured 0.12 (1.44 scale units before)
+    falling = (0.02 * (np.maximum(depth, 1) / 90) ** 1.5).astype(np.float32)
+    assert far_minus_near(falling) < -1.5  # measured -1.81, as before
+
+
+def test_clicks_alone_on_one_colour_of_a_checker_take_the_other_colour_too() -> None:
+    """Clicks all on the yellow squares of a yellow and grey checker: the first mask is the yellow
+    squares alone, whose lines (the joints with the grey, on its edge) fixed no plane, so the walk on
+    the plane never ran and the grey squares stayed out (IoU 0.43). The mask's convex hull fixes it."""
+    from benchmarks import segmentation_heldout as heldout
+
+    spec = heldout.Spec(
+        "test", heldout.checker((0.7, 0.6, 0.15), (0.4, 0.4, 0.42), 0.2), heldout._alike(heldout.WHITE), heldout.WHITE,
+        "floor", pitch=-40, camera=(2.2, 0.4, 1.7), boxes=heldout._sofa(0.5, 3.5, 1.8, 0.9, (0.3, 0.3, 0.5)),
+        clicks=3, seed=142, surface="floor", size=(960, 720),
+    )  # fmt: skip
+    room = heldout.build(spec)
+    mask = select_surface(room.photo, None, room.positives, room.negatives, surface="floor") > 127
+    assert (mask & room.visible).sum() / (mask | room.visible).sum() > 0.9  # measured 0.986
