@@ -208,25 +208,34 @@ def unknown_enum_values(message: Message, path: str = "") -> list[Violation]:
     """Every enum value in a message (nested messages, repeated fields, maps and oneofs included)
     that its enum type does not define. Proto3 enums are open: a number the schema does not know
     parses and is kept, so without this check it would surface later as an internal error, or be
-    silently ignored. Only the set fields are visited (ListFields: an unset enum is 0, always
-    known, and a request sets a few of its message's fields), and of those only the ones that can
-    hold an enum; which fields those are is worked out once per type (each HasField or getattr on
-    a message is ~1,000 instructions, callgrind)."""
-    plan = _enum_plan(message.DESCRIPTOR)
-    if not plan:
+    silently ignored. Only the fields that can hold an enum are looked at, from a plan worked out
+    once per type (_enum_probes), in field-number order as ListFields gives them: a message field
+    only when set (HasField; a oneof's member when WhichOneof names it), an enum or a list as it
+    is (an unset enum is 0, always known; an unset list is empty). Asking for those few fields
+    costs less than listing the set ones (ListFields was ~8,800 instructions on a room render's
+    three fields, a HasField ~1,700, a read ~1,200, callgrind). Per walk, callgrind: a dry-run room
+    render 32.1k -> 30.2k instructions, a material swap 59.8k -> 36.4k, a batch of five rooms
+    150k -> 120k, a texture edit with a webhook 38.7k -> 34.4k."""
+    probes = _enum_probes(message.DESCRIPTOR)
+    if probes is None:
         return []
+    oneofs, fields = probes
+    chosen = [message.WhichOneof(name) for name in oneofs]
     violations: list[Violation] = []
-    for field, value in message.ListFields():
-        entry = plan.get(field.name)
-        if entry is None:
+    for name, kind, known, oneof in fields:
+        if oneof >= 0:
+            if chosen[oneof] != name:
+                continue
+        elif kind == _SINGLE_MESSAGE and not message.HasField(name):
             continue
-        kind, known = entry
-        where = f"{path}.{field.name}" if path else field.name
+        value = getattr(message, name)
+        if kind == _SINGLE_ENUM:
+            if value not in known:
+                violations.append((f"{path}.{name}" if path else name, _UNKNOWN % value))
+            continue
+        where = f"{path}.{name}" if path else name
         if kind == _SINGLE_MESSAGE:
             violations += unknown_enum_values(value, where)
-        elif kind == _SINGLE_ENUM:
-            if value not in known:
-                violations.append((where, _UNKNOWN % value))
         elif kind == _ENUM_LIST:
             violations += [(f"{where}[{i}]", _UNKNOWN % v) for i, v in enumerate(value) if v not in known]
         elif kind == _MESSAGE_LIST:
@@ -243,30 +252,52 @@ def unknown_enum_values(message: Message, path: str = "") -> list[Violation]:
 _UNKNOWN = "is %d, not a known value"
 _SINGLE_ENUM, _ENUM_LIST, _SINGLE_MESSAGE, _MESSAGE_LIST, _ENUM_MAP, _MESSAGE_MAP = range(6)
 _NO_VALUES: frozenset[int] = frozenset()
-_PLANS: dict[str, dict[str, tuple[int, frozenset[int]]]] = {}
+# A type's oneofs to ask WhichOneof of, and its fields that can hold an enum, in field-number order,
+# as (name, kind, the enum's numbers, the index of its oneof among those or -1).
+_Probes = tuple[tuple[str, ...], tuple[tuple[str, int, frozenset[int], int], ...]]
+_PROBES: dict[Any, _Probes | None] = {}
 
 
-def _enum_plan(descriptor: Any) -> dict[str, tuple[int, frozenset[int]]]:
-    """The fields of a message type that can hold an enum value, as name -> (kind, the enum's
-    numbers): enums, and messages (lists and maps too) with an enum at any depth."""
-    plan = _PLANS.get(descriptor.full_name)
-    if plan is not None:
-        return plan
-    entries = []
-    for field in descriptor.fields:
-        entry = field.message_type
-        if entry is not None and entry.GetOptions().map_entry:
-            mapped = entry.fields_by_name["value"]
-            if mapped.type == _ENUM:
-                entries.append((field.name, _ENUM_MAP, _numbers(mapped)))
-            elif mapped.type == _MESSAGE and _holds_enums(mapped.message_type):
-                entries.append((field.name, _MESSAGE_MAP, _NO_VALUES))
-        elif field.type == _ENUM:
-            entries.append((field.name, _ENUM_LIST if field.is_repeated else _SINGLE_ENUM, _numbers(field)))
-        elif field.type == _MESSAGE and _holds_enums(field.message_type):
-            entries.append((field.name, _MESSAGE_LIST if field.is_repeated else _SINGLE_MESSAGE, _NO_VALUES))
-    plan = _PLANS[descriptor.full_name] = {name: (kind, known) for name, kind, known in entries}
-    return plan
+def _enum_probes(descriptor: Any) -> _Probes | None:
+    """What unknown_enum_values asks of a message type (None: it holds no enum at any depth). A
+    field of a oneof of two or more fields is found by the oneof's WhichOneof, asked once; one
+    alone in its oneof (a proto3 `optional`) is asked as any other field."""
+    if descriptor in _PROBES:
+        return _PROBES[descriptor]
+    oneofs: list[str] = []
+    fields = []
+    for field in sorted(descriptor.fields, key=lambda f: f.number):
+        entry = _enum_entry(field)
+        if entry is None:
+            continue
+        group = field.containing_oneof
+        oneof = -1
+        if group is not None and len(group.fields) > 1:
+            if group.name not in oneofs:
+                oneofs.append(group.name)
+            oneof = oneofs.index(group.name)
+        fields.append((field.name, *entry, oneof))
+    probes = (tuple(oneofs), tuple(fields)) if fields else None
+    _PROBES[descriptor] = probes
+    return probes
+
+
+def _enum_entry(field: Any) -> tuple[int, frozenset[int]] | None:
+    """A field's kind for the walk and its enum's numbers, when it can hold an enum value: an enum,
+    or a message (a list or a map too) with an enum at any depth."""
+    entry = field.message_type
+    if entry is not None and entry.GetOptions().map_entry:
+        mapped = entry.fields_by_name["value"]
+        if mapped.type == _ENUM:
+            return _ENUM_MAP, _numbers(mapped)
+        if mapped.type == _MESSAGE and _holds_enums(mapped.message_type):
+            return _MESSAGE_MAP, _NO_VALUES
+        return None
+    if field.type == _ENUM:
+        return (_ENUM_LIST if field.is_repeated else _SINGLE_ENUM), _numbers(field)
+    if field.type == _MESSAGE and _holds_enums(field.message_type):
+        return (_MESSAGE_LIST if field.is_repeated else _SINGLE_MESSAGE), _NO_VALUES
+    return None
 
 
 def _numbers(field: Any) -> frozenset[int]:
