@@ -15,6 +15,7 @@ to sRGB; the soft mask's edge alone is mixed with the photo.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
@@ -260,12 +261,53 @@ def _blend_strip(
     start, cols = span
     h = bottom - top
     x, y = x + start, y + top
-    alpha = _feather(mask, x, y, cols, h)
-    valid = on_plane(T, x, y, cols, h)
-    if valid is not None:
-        alpha = np.where(valid, alpha, np.uint8(0))
     material = _lit(sampled[top:bottom, start : start + cols], shading.region(x, y, cols, h), shading.colour)
-    _blend_into(out[y : y + h, x : x + cols], material, photo[y : y + h, x : x + cols], alpha)
+    target, under = out[y : y + h, x : x + cols], photo[y : y + h, x : x + cols]
+    valid = on_plane(T, x, y, cols, h)
+    if valid is not None:  # the plane's horizon crosses the strip: the feather is cut along it
+        alpha = np.where(valid, _feather(mask, x, y, cols, h), np.uint8(0))
+        _blend_into(target, material, under, alpha)
+        return
+    covered, edges = _column_runs(mask, x, y, cols, h)
+    for left, right in covered:
+        np.copyto(target[:, left:right], material[:, left:right])
+    # The feather and the mix over the columns the mask's edge reaches only (a 4K floor's strip is
+    # ~3,700 columns, its slanted sides' ~150-300); as one blend of the whole strip would choose.
+    alphas = [_feather(mask, x + left, y, right - left, h) for left, right in edges]
+    partials = [cv2.inRange(alpha, 1, 254) for alpha in alphas]  # type: ignore[call-overload]
+    at_once = sum(cv2.countNonZero(partial) for partial in partials) > _EDGE_SHARE * h * cols
+    for (left, right), alpha, partial in zip(edges, alphas, partials, strict=True):
+        part = np.s_[:, left:right]
+        _mix_into(target[part], material[part], under[part], alpha, partial, at_once)
+
+
+# Columns of a strip whose feather is 255 in every row (the mask covers them and REACH columns
+# either side, over the strip's rows and REACH beyond) are the material alone; where it is 0 in
+# every row, the photo alone. The feather's Gaussian (sigma 0.8) reaches 3 pixels.
+def _column_runs(
+    mask: np.ndarray, x: int, y: int, w: int, h: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The rectangle's (x, y, w, h) runs of columns (first, end; from x) that the soft mask covers
+    wholly, and those it reaches only in part (the rest it does not reach at all)."""
+    height, width = mask.shape
+    reach = _FEATHER_REACH
+    left, right = max(0, x - reach), min(width, x + w + reach)
+    rows = mask[max(0, y - reach) : min(height, y + h + reach), left:right]
+    # Each column's least and greatest over the rows, then over the columns within reach of it.
+    least, most = rows.min(axis=0), rows.max(axis=0)
+    kernel = np.ones((1, 2 * reach + 1), np.uint8)
+    least = cv2.erode(least[None, :], kernel, borderType=cv2.BORDER_REPLICATE)[0, x - left : x - left + w]
+    most = cv2.dilate(most[None, :], kernel, borderType=cv2.BORDER_REPLICATE)[0, x - left : x - left + w]
+    kind = np.where(least == 255, 2, np.where(most == 0, 0, 1)).astype(np.int8)
+    # Where the kind changes: the runs' bounds.
+    bounds = np.concatenate(([0], np.flatnonzero(np.diff(kind)) + 1, [w]))
+    covered, edges = [], []
+    for first, end in itertools.pairwise(bounds):
+        if kind[first] == 2:
+            covered.append((int(first), int(end)))
+        elif kind[first] == 1:
+            edges.append((int(first), int(end)))
+    return covered, edges
 
 
 # Pixels' colours lit and taken back to sRGB at a time (_lit): their indices into the table
@@ -300,11 +342,18 @@ _EDGE_SHARE = 0.05
 
 def _blend_into(out: np.ndarray, material: np.ndarray, photo: np.ndarray, alpha: np.ndarray) -> None:
     """out = material where alpha is 255, the photo where it is 0, and the mix between (rounded);
-    out already holds the photo (or is it). A soft mask is mostly one or the other, so only its
-    partly covered pixels are mixed."""
+    out already holds the photo (or is it)."""
     partial = cv2.inRange(alpha, 1, 254)  # type: ignore[call-overload]
-    count = cv2.countNonZero(partial)
-    if count > _EDGE_SHARE * alpha.size:
+    _mix_into(out, material, photo, alpha, partial, cv2.countNonZero(partial) > _EDGE_SHARE * alpha.size)
+
+
+def _mix_into(
+    out: np.ndarray, material: np.ndarray, photo: np.ndarray, alpha: np.ndarray, partial: np.ndarray, at_once: bool
+) -> None:
+    """_blend_into's mix, its partly covered pixels given (`partial`, 255 there): the whole
+    rectangle blended at once, or, a soft mask being mostly one or the other, its partly covered
+    pixels alone mixed."""
+    if at_once:
         mixed = cv2.blendLinear(material, photo, alpha.astype(np.float32), (255 - alpha).astype(np.float32))
         np.copyto(out, mixed)
         return
@@ -312,8 +361,9 @@ def _blend_into(out: np.ndarray, material: np.ndarray, photo: np.ndarray, alpha:
     # refuses a photo of one pixel).
     whole = cv2.threshold(alpha, 254, 255, cv2.THRESH_BINARY)[1]
     cv2.copyTo(material, whole, out)  # type: ignore[call-overload]
-    if count:
-        xs, ys = cv2.findNonZero(partial).reshape(-1, 2).T
+    points = cv2.findNonZero(partial)
+    if points is not None:
+        xs, ys = points.reshape(-1, 2).T
         a = alpha[ys, xs].astype(np.float32)[:, None] * np.float32(1.0 / 255.0)
         mix = material[ys, xs] * a + photo[ys, xs] * (np.float32(1.0) - a)
         out[ys, xs] = (mix + np.float32(0.5)).astype(np.uint8)

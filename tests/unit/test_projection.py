@@ -13,6 +13,7 @@ from services.projection import composite
 from services.projection.composite import project_material
 from services.projection.layouts import Layout, herringbone_texels, plank_ratio
 from services.projection.light_colour import LightColour
+from services.projection.shading import Shading
 from services.projection.texture import (
     FRACTIONS,
     LOD_BIAS,
@@ -546,3 +547,59 @@ def test_a_panorama_floor_wider_than_32767_px_is_projected(width: int, height: i
     out = project_material(photo, swatch, mask, homography.quad_homography(quad), 24, 24)
     inside = cv2.erode(mask, np.ones((5, 5), np.uint8)) == 255
     assert np.abs(out[inside].mean(axis=0) - (40, 90, 200)).max() < 3
+
+
+def _blended_whole(
+    photo: np.ndarray, material: np.ndarray, mask: np.ndarray, x: int, y: int, w: int, h: int
+) -> np.ndarray:
+    """The strip (x, y, w, h) blended as one: the feather over all its columns, then _blend_into."""
+    out = photo.copy()
+    alpha = composite._feather(mask, x, y, w, h)
+    composite._blend_into(out[y : y + h, x : x + w], material, photo[y : y + h, x : x + w], alpha)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_strip_blended_by_runs_of_columns_is_the_strip_blended_whole(seed: int) -> None:
+    """_blend_strip feathers and mixes only the columns the mask's edge reaches (those it covers
+    take the material, those it misses keep the photo): byte for byte the strip blended whole, for
+    masks with holes, specks, soft edges and edges along the photo's borders, and strips whose
+    partly covered pixels are few (mixed one by one) or many (blended at once)."""
+    rng = np.random.default_rng(seed)
+    height, width = 90, 160
+    photo = rng.integers(0, 256, (height, width, 3)).astype(np.uint8)
+    mask = np.zeros((height, width), np.uint8)
+    corners = np.array([[20, -10], [150, 5], [175, 95], [-8, 80]]) + rng.integers(-6, 7, (4, 2))
+    cv2.fillPoly(mask, [corners.astype(np.int32)], (255,), lineType=cv2.LINE_AA if seed % 2 else cv2.LINE_8)
+    holes = rng.random((height, width)) > (0.999 if seed < 3 else 0.97)
+    holes[:, 90:] = False  # the right of the strip whole: some columns covered wholly
+    mask[holes] = 255 - mask[holes]
+    mask[34:38, 100:104] = 240  # a soft mask's plateau, nearly covered
+    sampled = rng.integers(0, 65536, (height, width, 3)).astype(np.uint16)
+    shading = Shading(rng.uniform(0.5, 1.5, (height, width)).astype(np.float32), (0, 0, width, height), "test")
+    T = np.eye(3)  # every pixel in front of the camera
+    top, bottom, start = int(rng.integers(12, 30)), int(rng.integers(50, 78)), int(rng.integers(0, 20))
+    cols = width - start - int(rng.integers(0, 20))
+    out = photo.copy()
+    composite._blend_strip(out, photo, shading, sampled, mask, T, 0, 0, top, bottom, (start, cols))
+    material = composite._lit(sampled[top:bottom, start : start + cols], shading.region(start, top, cols, bottom - top))
+    np.testing.assert_array_equal(out, _blended_whole(photo, material, mask, start, top, cols, bottom - top))
+    covered, edges = composite._column_runs(mask, start, top, cols, bottom - top)
+    assert covered and edges  # both kinds of run were taken
+    partial = cv2.inRange(composite._feather(mask, start, top, cols, bottom - top), 1, 254)  # type: ignore[call-overload]
+    many = cv2.countNonZero(partial) > composite._EDGE_SHARE * cols * (bottom - top)
+    assert many == (seed >= 3)  # blended at once, or the partly covered pixels one by one
+
+
+def test_the_columns_a_mask_covers_wholly_reach_past_the_feather() -> None:
+    """A column is covered wholly only where the mask is whole within the feather's reach of it, in
+    its rows and a reach above and below; a hole beside it makes it (and its neighbours) an edge."""
+    mask = np.full((40, 100), 255, np.uint8)
+    mask[35, 50] = 0  # below the strip's rows, within the feather's reach
+    covered, edges = composite._column_runs(mask, 0, 10, 100, 22)
+    reach = composite._FEATHER_REACH
+    assert covered == [(0, 50 - reach), (51 + reach, 100)] and edges == [(50 - reach, 51 + reach)]
+    mask[35, 50] = 255
+    assert composite._column_runs(mask, 0, 10, 100, 22) == ([(0, 100)], [])
+    mask[:, :30] = 0
+    assert composite._column_runs(mask, 0, 10, 100, 22) == ([(30 + reach, 100)], [(30 - reach, 30 + reach)])
