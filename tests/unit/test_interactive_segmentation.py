@@ -748,6 +748,26 @@ def test_a_weak_junction_cuts_off_only_what_is_far_smoother(beyond_texture: floa
     assert _cut_off_beyond(lightness, texture, selected, edge, path, beyond, like_walls=True) is cut
 
 
+@pytest.mark.parametrize(("reaching", "cut"), [(40, True), (16, False)])
+def test_a_junction_cuts_off_walls_taken_on_one_side_of_the_frame_only(reaching: int, cut: bool) -> None:
+    """Smoother walls beyond a strong path, taken with the floor over the left half of the columns only
+    (the rest kept out by a sofa or their shade): they rise to the frame's top over all the columns
+    they lie in and are cut off, though over half the frame's; a part that reaches the top over 0.4
+    of its columns only (a floor beyond a strip, below walls the selection left out) is not."""
+    height, width = 60, 80
+    selected = np.ones((height, width), bool)
+    selected[:30, width // 2 :] = False
+    selected[:10, reaching : width // 2] = False
+    texture = np.ones((height, width), np.float32)
+    texture[:30] = 0.4
+    edge = np.zeros((height, width), np.float32)
+    edge[30] = 1.05 * JUNCTION_EDGE
+    path = np.full(width, 30)
+    beyond = np.arange(height)[:, None] < path[None, :] - 1
+    lightness = np.zeros((height, width), np.float32)
+    assert _cut_off_beyond(lightness, texture, selected, edge, path, beyond, like_walls=True) is cut
+
+
 @pytest.mark.parametrize(
     ("darker", "bluer", "streaked", "cut"),
     [
