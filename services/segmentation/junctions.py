@@ -260,10 +260,17 @@ def _cut_off_beyond(
 
 def _reaches_the_edge(removed: np.ndarray, least: float) -> bool:
     """Whether the part cut off reaches the frame's top over `least` of the columns, or over
-    JUNCTION_REACHES_WHERE_TAKEN of those it lies in (walls taken on one side only)."""
+    JUNCTION_REACHES_WHERE_TAKEN of those it lies in where it lies against a side of the frame
+    (walls taken on one side only)."""
     reaching = removed[:JUNCTION_TOP_ROWS].any(axis=0)
-    lying = removed.any(axis=0).sum()
-    return bool(reaching.mean() >= least or (lying and reaching.sum() >= JUNCTION_REACHES_WHERE_TAKEN * lying))
+    lying = removed.any(axis=0)
+    # Walls taken on one side run on to that side of the frame; a part lying between columns kept
+    # on both sides is rather the floor seen through a doorway, beyond its threshold (a scratch
+    # room: 0.983 -> 0.930 when it passed, both modes).
+    on_one_side = bool(lying[0] or lying[-1])
+    return bool(
+        reaching.mean() >= least or (on_one_side and reaching.sum() >= JUNCTION_REACHES_WHERE_TAKEN * lying.sum())
+    )
 
 
 def _in_one_light(chroma: np.ndarray, selected: np.ndarray, path: np.ndarray) -> bool:

@@ -768,6 +768,24 @@ def test_a_junction_cuts_off_walls_taken_on_one_side_of_the_frame_only(reaching:
     assert _cut_off_beyond(lightness, texture, selected, edge, path, beyond, like_walls=True) is cut
 
 
+def test_a_floor_seen_through_a_doorway_is_not_cut_off_as_walls_taken_on_one_side() -> None:
+    """Smoother floor beyond a strong path (a threshold), seen through a doorway in the middle of the
+    frame: it reaches the frame's top over all the columns it lies in, but walls taken on one side run
+    on to that side of the frame, and a part kept out on both sides of it is not cut off."""
+    height, width = 60, 80
+    selected = np.ones((height, width), bool)
+    selected[:30, :30] = False
+    selected[:30, 50:] = False
+    texture = np.ones((height, width), np.float32)
+    texture[:30] = 0.4
+    edge = np.zeros((height, width), np.float32)
+    edge[30] = 1.05 * JUNCTION_EDGE
+    path = np.full(width, 30)
+    beyond = np.arange(height)[:, None] < path[None, :] - 1
+    lightness = np.zeros((height, width), np.float32)
+    assert not _cut_off_beyond(lightness, texture, selected, edge, path, beyond, like_walls=True)
+
+
 @pytest.mark.parametrize(
     ("darker", "bluer", "streaked", "cut"),
     [
